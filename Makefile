@@ -1,0 +1,46 @@
+# fx — two commands on a fresh machine:
+#   make up     run the embedded platform (NATS + controller + gateway) with examples/ deployed
+#   make test   lint and run the whole test suite
+# Both create .venv/ inside the repo and install everything they need into it.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+PYPROJECTS := sdk/pyproject.toml gateway/pyproject.toml controller/pyproject.toml runtime-images/pyproject.toml
+
+.PHONY: install up test unit integration lint format bench clean
+
+$(STAMP): $(PYPROJECTS) requirements-dev.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e sdk -e runtime-images -e gateway -e controller -r requirements-dev.txt
+	@touch $@
+
+install: $(STAMP)
+
+up: install
+	$(BIN)/fx up --state-dir .fx --examples examples
+
+test: install lint
+	$(BIN)/python -m pytest
+
+unit: install
+	$(BIN)/python -m pytest tests/unit
+
+integration: install
+	$(BIN)/python -m pytest tests/integration
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: install
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) .fx .pytest_cache .ruff_cache

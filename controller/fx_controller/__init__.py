@@ -1,0 +1,1 @@
+"""fx controller: the control plane."""

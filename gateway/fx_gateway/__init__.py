@@ -1,0 +1,1 @@
+"""fx gateway: the data plane."""

@@ -1,0 +1,1 @@
+"""fx runtime: runs unmodified AWS Lambda Python handlers."""

@@ -1,0 +1,165 @@
+"""Typed models of the admin API, shared by the CLI/SDK and the controller.
+
+The controller validates every request body with these models, so a bad name or
+handler is refused with the same message whether it came from `fx deploy`,
+a script, or (on Kubernetes) a Function resource.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+NAME_MAX = 63
+# Lambda's handler grammar: module path (dots or slashes) then ".function".
+HANDLER_RE = re.compile(r"^[A-Za-z_][\w/.-]*\.[A-Za-z_]\w*$")
+ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
+RUNTIMES = ("python3.11", "python3.12", "python3.13")
+# Lambda reserves these; letting a user set them would break the runtime contract.
+RESERVED_ENV = frozenset(
+    {
+        "_HANDLER",
+        "LAMBDA_TASK_ROOT",
+        "LAMBDA_RUNTIME_DIR",
+        "AWS_LAMBDA_FUNCTION_NAME",
+        "AWS_LAMBDA_FUNCTION_VERSION",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+        "AWS_LAMBDA_LOG_GROUP_NAME",
+        "AWS_LAMBDA_LOG_STREAM_NAME",
+        "AWS_LAMBDA_RUNTIME_API",
+        "AWS_EXECUTION_ENV",
+    }
+)
+
+
+def check_name(name: str) -> str:
+    """A function name is a DNS-1123 label, because it becomes Kubernetes object names."""
+    if not name:
+        raise ValueError("function name is empty")
+    if len(name) > NAME_MAX:
+        raise ValueError(f"function name {name!r} is {len(name)} characters; the limit is {NAME_MAX}")
+    if not NAME_RE.match(name):
+        raise ValueError(
+            f"function name {name!r} is not a DNS-1123 label: use lower-case letters, digits and '-',"
+            " starting and ending with a letter or digit (e.g. 'hello-world')"
+        )
+    return name
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ScaleSpec(_Model):
+    min: Annotated[int, Field(ge=0, le=100)] = 0
+    max: Annotated[int, Field(ge=1, le=100)] = 10
+    idle_timeout: Annotated[float, Field(gt=0, le=86400, description="seconds idle before scale to zero")] = 300
+    concurrency: Annotated[int, Field(ge=0, le=1000, description="in-flight requests per replica; 0 = no limit")] = 1
+
+    @model_validator(mode="after")
+    def _min_le_max(self) -> ScaleSpec:
+        if self.min > self.max:
+            raise ValueError(f"scale.min ({self.min}) is greater than scale.max ({self.max})")
+        return self
+
+
+class HttpSpec(_Model):
+    event: Literal["v2", "v1", "alb"] = "v2"  # API Gateway HTTP API 2.0, REST API 1.0, ALB
+
+
+class FunctionSpec(_Model):
+    """What a deploy sends. Identical specs (same artifact digest) create no new version."""
+
+    name: str
+    handler: str = "handler.handler"
+    runtime: Literal["python3.11", "python3.12", "python3.13"] = "python3.11"
+    artifact: str = Field(description="sha256:<hex> digest of an uploaded code zip")
+    memory: Annotated[int, Field(ge=128, le=10240, description="MB")] = 128
+    timeout: Annotated[float, Field(gt=0, le=900, description="seconds")] = 3
+    env: dict[str, str] = Field(default_factory=dict)
+    scale: ScaleSpec = Field(default_factory=ScaleSpec)
+    http: HttpSpec = Field(default_factory=HttpSpec)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return check_name(v)
+
+    @field_validator("handler")
+    @classmethod
+    def _handler(cls, v: str) -> str:
+        if not HANDLER_RE.match(v):
+            raise ValueError(
+                f"handler {v!r} is not of the form 'module.function' (e.g. 'handler.handler' or 'pkg/app.main')"
+            )
+        return v
+
+    @field_validator("artifact")
+    @classmethod
+    def _artifact(cls, v: str) -> str:
+        if not DIGEST_RE.match(v):
+            raise ValueError(f"artifact {v!r} is not a 'sha256:<64 hex digits>' digest")
+        return v
+
+    @field_validator("env")
+    @classmethod
+    def _env(cls, v: dict[str, str]) -> dict[str, str]:
+        for key in v:
+            if not ENV_NAME_RE.match(key):
+                raise ValueError(f"environment variable name {key!r} is invalid: use letters, digits and '_'")
+            if key in RESERVED_ENV:
+                raise ValueError(f"environment variable {key!r} is reserved by the runtime")
+        return v
+
+
+class VersionInfo(_Model):
+    version: int
+    digest: str
+    created_at: datetime
+    spec: FunctionSpec
+    traffic: int = 0  # percent of unpinned traffic
+    replicas_ready: int = 0
+    replicas_starting: int = 0
+    requests: int = 0  # since the controller started
+    errors: int = 0  # 5xx answers since the controller started
+
+
+class FunctionInfo(_Model):
+    name: str
+    latest: int
+    traffic: dict[int, int]
+    aliases: dict[str, int] = Field(default_factory=dict)
+    versions: list[VersionInfo]
+    status: str = "Ready"  # Ready | Scaled to zero | Failed: <cause>
+
+
+class DeployResult(_Model):
+    function: str
+    version: int
+    created: bool  # False: identical to the latest version, nothing changed
+    digest: str
+    message: str
+
+
+class ArtifactInfo(_Model):
+    digest: str
+    size: int  # bytes, zipped
+    unzipped_size: int
+
+
+class ErrorDetail(_Model):
+    code: str  # machine-readable, e.g. FunctionNotFound, InvalidSpec, Unauthorized
+    message: str  # names what is wrong and how to fix it
+    function: str | None = None
+    field: str | None = None
+
+
+class ErrorBody(_Model):
+    """Every non-2xx JSON answer of the gateway and controller has this shape."""
+
+    error: ErrorDetail

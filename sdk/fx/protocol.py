@@ -1,0 +1,137 @@
+"""The wire protocols between fx components, in one place.
+
+Stdlib only: the gateway imports this on its start path and the runtime never
+imports it at all (the runtime's side of the replica protocol is restated in
+fx_runtime so that it stays dependency-free). See ARCHITECTURE.md for prose.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+
+# --- NATS names ---------------------------------------------------------------
+
+KV_FUNCTIONS = "fx_functions"  # embedded-mode function store: key = function name
+KV_ROUTES = "fx_routes"  # route tables the gateways follow: key = function name
+OBJ_ARTIFACTS = "fx_artifacts"  # code zips: key = "sha256-<hex>"
+SUBJECT_ACTIVATE = "fx.activate"  # request-reply: gateway asks for a ready replica
+SUBJECT_LOAD = "fx.load"  # gateway load reports, published every LOAD_REPORT_INTERVAL_S
+LOAD_REPORT_INTERVAL_S = 1.0
+
+# --- gateway -> replica (HTTP/1.1 keep-alive) ---------------------------------
+
+REPLICA_INVOKE_PATH = "/_fx/invoke"  # POST raw event -> raw result (Lambda Invoke semantics)
+REPLICA_HEALTH_PATH = "/_fx/health"  # GET -> 200 {"status": "ready"} once init is done
+REPLICA_HTTP_PREFIX = "/_fx/http"  # + the caller's path: an HTTP trigger invocation
+FUNCTION_ERROR_HEADER = "X-Amz-Function-Error"  # set on raw invokes whose handler failed
+
+
+def artifact_key(digest: str) -> str:
+    """Object-store key for a "sha256:<hex>" digest (':' is not allowed in keys)."""
+    return digest.replace(":", "-", 1)
+
+
+# --- controller -> gateways: route tables (KV_ROUTES) --------------------------
+
+
+@dataclass
+class VersionRoute:
+    """One immutable version as the gateway sees it."""
+
+    endpoints: list[str] = field(default_factory=list)  # "host:port" of READY replicas only
+    concurrency: int = 1  # max in-flight requests per replica; 0 = unlimited
+
+
+@dataclass
+class RouteTable:
+    """Everything a gateway needs to route one function. Published on every change.
+
+    `traffic` maps version -> percent and sums to 100; versions absent from it get
+    traffic only when pinned (by version number or alias).
+    """
+
+    function: str
+    revision: int  # strictly increasing per function; gateways drop older tables
+    traffic: dict[str, int]
+    versions: dict[str, VersionRoute]
+    aliases: dict[str, str] = field(default_factory=dict)  # alias -> version
+    timeout_ms: int = 3000  # function timeout; the gateway's backstop adds a grace
+    max_request_bytes: int = 6 * 1024 * 1024
+    hold_timeout_ms: int | None = None  # per-function override of the gateway default
+    hold_queue: int | None = None  # per-function override of the gateway default
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self), separators=(",", ":")).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes | str) -> RouteTable:
+        raw = json.loads(data)
+        raw["versions"] = {v: VersionRoute(**r) for v, r in raw["versions"].items()}
+        return cls(**raw)
+
+
+# --- gateway -> controller -----------------------------------------------------
+
+
+@dataclass
+class ActivationRequest:
+    """Sent on SUBJECT_ACTIVATE when a version has no ready replica and requests wait."""
+
+    function: str
+    version: str
+    queued: int = 1  # requests the asking gateway holds for this version
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self)).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes | str) -> ActivationRequest:
+        return cls(**json.loads(data))
+
+
+@dataclass
+class ActivationReply:
+    """The controller answers once a replica is ready, or once it knows it will not be.
+
+    On failure `status` is the HTTP status the held requests get (502 when the
+    replica failed to start, 503 when it could not be scheduled) and `error` /
+    `cause` say why, e.g. error="Runtime.ImportModuleError",
+    cause="Unable to import module 'handler': No module named 'requests'".
+    """
+
+    ok: bool
+    endpoints: list[str] = field(default_factory=list)
+    status: int = 200
+    error: str = ""
+    cause: str = ""
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self)).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes | str) -> ActivationReply:
+        return cls(**json.loads(data))
+
+
+@dataclass
+class VersionLoad:
+    in_flight: int = 0  # proxied requests awaiting a replica's answer, now
+    queued: int = 0  # requests held waiting for a replica, now
+    requests: int = 0  # requests completed since the previous report
+
+
+@dataclass
+class LoadReport:
+    """Published by every gateway on SUBJECT_LOAD. Keys of `versions` are "function/version"."""
+
+    gateway: str
+    versions: dict[str, VersionLoad]
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self), separators=(",", ":")).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes | str) -> LoadReport:
+        raw = json.loads(data)
+        return cls(raw["gateway"], {k: VersionLoad(**v) for k, v in raw["versions"].items()})
