@@ -119,6 +119,7 @@ class VersionLoad:
     in_flight: int = 0  # proxied requests awaiting a replica's answer, now
     queued: int = 0  # requests held waiting for a replica, now
     requests: int = 0  # requests completed since the previous report
+    errors: int = 0  # of those, answered with a 5xx
 
 
 @dataclass
