@@ -1,0 +1,65 @@
+"""fx-controller: the admin API on uvicorn + uvloop, the controller loops, and a clean drain on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Iterator
+
+import uvicorn
+import uvloop
+
+from . import settings as settings_mod
+from .app import create_app
+from .auth import load_or_create_token
+from .controller import Controller
+
+
+class _Server(uvicorn.Server):
+    """uvicorn re-raises SIGTERM after serving, which would kill us before the replicas are drained."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._exit_requested, sig)
+        yield
+
+    def _exit_requested(self, sig: signal.Signals) -> None:
+        logging.getLogger("fx_controller").info("%s: shutting down", signal.Signals(sig).name)
+        self.should_exit = True
+
+
+async def _serve(s: settings_mod.Settings) -> None:
+    token = s.token or load_or_create_token(s.token_file)  # type: ignore[arg-type]
+    s.state_dir.mkdir(parents=True, exist_ok=True)
+    controller = Controller(s)
+    await controller.start()
+    config = uvicorn.Config(
+        create_app(controller, token),
+        host=s.host,
+        port=s.port,
+        loop="none",
+        lifespan="off",
+        access_log=False,
+        log_level="warning",
+    )
+    server = _Server(config)
+    try:
+        await server.serve()
+    finally:
+        await controller.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    s = settings_mod.parse(argv)
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("nats").setLevel(logging.WARNING)
+    uvloop.run(_serve(s))
+
+
+if __name__ == "__main__":
+    main()

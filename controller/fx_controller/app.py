@@ -1,0 +1,96 @@
+"""The admin API (FastAPI): /system/* behind the bearer token, plus /system/health and /metrics."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Response
+from fastapi.responses import PlainTextResponse, StreamingResponse
+from fx.models import ArtifactInfo, DeployResult, ErrorBody, FunctionInfo, FunctionSpec, check_name
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from . import errors, logs
+from .auth import BearerAuth
+from .controller import Controller
+
+ERRORS = {status: {"model": ErrorBody} for status in (400, 401, 404, 413)}
+
+
+def _name(name: Annotated[str, Path(description="function name (DNS-1123 label)")]) -> str:
+    try:
+        return check_name(name)
+    except ValueError as e:
+        raise errors.ApiError(400, "InvalidName", str(e), function=name, field="name") from e
+
+
+FunctionName = Annotated[str, Depends(_name)]
+
+
+def create_app(controller: Controller, token: str) -> FastAPI:
+    app = FastAPI(
+        title="fx admin API",
+        version="1",
+        openapi_url="/system/openapi.json",
+        docs_url="/system/docs",
+        redoc_url=None,
+    )
+    errors.install(app)
+
+    @app.get("/system/health", tags=["health"])
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(controller.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    api = APIRouter(prefix="/system", dependencies=[Depends(BearerAuth(token))], responses=ERRORS)
+
+    @api.head("/artifacts/{digest}", tags=["artifacts"])
+    async def artifact_exists(digest: str) -> Response:
+        return Response(status_code=200 if await controller.artifacts.exists(digest) else 404)
+
+    @api.put(
+        "/artifacts/{digest}",
+        tags=["artifacts"],
+        openapi_extra={
+            "requestBody": {"content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}}}
+        },
+    )
+    async def upload_artifact(digest: str, request: Request) -> ArtifactInfo:
+        return await controller.artifacts.store(digest, request.stream())
+
+    @api.put("/functions/{name}", tags=["functions"])
+    async def deploy(name: FunctionName, spec: FunctionSpec) -> DeployResult:
+        return await controller.deploy(name, spec)
+
+    @api.get("/functions", tags=["functions"])
+    async def list_functions() -> list[FunctionInfo]:
+        return controller.list()
+
+    @api.get("/functions/{name}", tags=["functions"])
+    async def describe(name: FunctionName) -> FunctionInfo:
+        return controller.describe(name)
+
+    @api.delete("/functions/{name}", tags=["functions"], status_code=204)
+    async def delete(name: FunctionName) -> Response:
+        await controller.delete(name)
+        return Response(status_code=204)
+
+    @api.get("/functions/{name}/logs", tags=["functions"], response_class=PlainTextResponse)
+    async def function_logs(
+        name: FunctionName,
+        request: Request,
+        tail: Annotated[int, Query(ge=0, le=100_000)] = 100,
+        follow: bool = False,
+    ) -> Response:
+        controller.describe(name)  # 404 for an unknown function
+        path = controller.settings.state_dir / "logs" / f"{name}.log"
+        if follow:
+            return StreamingResponse(logs.follow(path, tail, request.is_disconnected), media_type="text/plain")
+        text, _ = await asyncio.to_thread(logs.tail, path, tail)
+        return Response(text, media_type="text/plain; charset=utf-8")
+
+    app.include_router(api)
+    return app

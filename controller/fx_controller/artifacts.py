@@ -1,0 +1,115 @@
+"""Code zips: uploaded once, verified, stored on disk and in the NATS object store fx_artifacts."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import posixpath
+import tempfile
+import zipfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from fx.models import DIGEST_RE, ArtifactInfo
+from fx.protocol import artifact_key
+from nats.js.errors import NotFoundError
+from nats.js.object_store import ObjectStore
+
+from .errors import ApiError
+
+
+def _check_digest(digest: str) -> str:
+    if not DIGEST_RE.match(digest):
+        raise ApiError(400, "InvalidDigest", f"artifact digest {digest!r} is not 'sha256:<64 hex digits>'")
+    return digest
+
+
+def _escapes_root(name: str) -> bool:
+    path = name.replace("\\", "/")
+    return path.startswith("/") or (len(path) > 1 and path[1] == ":") or posixpath.normpath(path).startswith("..")
+
+
+def inspect_zip(path: Path, limit: int) -> int:
+    """Unzipped size of a code zip; refuses non-zips, zip-slip paths and archives over `limit` bytes."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            entries = zf.infolist()
+    except (zipfile.BadZipFile, OSError) as e:
+        raise ApiError(400, "InvalidArtifact", f"the uploaded artifact is not a valid zip file: {e}") from e
+    for entry in entries:
+        if _escapes_root(entry.filename):
+            raise ApiError(400, "InvalidArtifact", f"zip entry {entry.filename!r} points outside the code directory")
+    size = sum(entry.file_size for entry in entries)
+    if size > limit:
+        raise ApiError(
+            413,
+            "ArtifactTooLarge",
+            f"the artifact unzips to {size / 2**20:.1f} MB; the limit is {limit / 2**20:.0f} MB",
+        )
+    return size
+
+
+class Artifacts:
+    def __init__(self, root: Path, objects: ObjectStore, max_unzipped_bytes: int) -> None:
+        self.root = root
+        self._objects = objects
+        self._limit = max_unzipped_bytes
+        root.mkdir(parents=True, exist_ok=True)
+
+    def path(self, digest: str) -> Path:
+        return self.root / f"{artifact_key(digest)}.zip"
+
+    async def exists(self, digest: str) -> bool:
+        if self.path(_check_digest(digest)).exists():
+            return True
+        try:
+            await self._objects.get_info(artifact_key(digest))
+        except NotFoundError:
+            return False
+        return True
+
+    async def ensure_local(self, digest: str) -> Path:
+        """The zip on this host's disk, fetched from the object store when another host uploaded it."""
+        path = self.path(digest)
+        if not path.exists():
+            result = await self._objects.get(artifact_key(digest))
+            await asyncio.to_thread(self._write_atomically, path, result.data or b"")
+        return path
+
+    def _write_atomically(self, path: Path, data: bytes) -> None:
+        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".upload-")
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+
+    async def store(self, digest: str, chunks: AsyncIterator[bytes]) -> ArtifactInfo:
+        """Stream the upload to a temp file while hashing; verify; then publish it atomically."""
+        hexdigest = _check_digest(digest).split(":", 1)[1]
+        fd, tmp_name = tempfile.mkstemp(dir=self.root, prefix=".upload-")
+        tmp = Path(tmp_name)
+        try:
+            sha = hashlib.sha256()
+            size = 0
+            with os.fdopen(fd, "wb") as f:
+                async for chunk in chunks:
+                    size += len(chunk)
+                    if size > self._limit:  # a zip is never bigger than what it unzips to, plus headers
+                        raise ApiError(
+                            413, "ArtifactTooLarge", f"the artifact is over the limit of {self._limit / 2**20:.0f} MB"
+                        )
+                    sha.update(chunk)
+                    f.write(chunk)
+            if sha.hexdigest() != hexdigest:
+                raise ApiError(
+                    400,
+                    "DigestMismatch",
+                    f"the uploaded bytes have sha256 {sha.hexdigest()}, not the {hexdigest} named in the URL",
+                )
+            unzipped = await asyncio.to_thread(inspect_zip, tmp, self._limit)
+            with tmp.open("rb") as f:
+                await self._objects.put(artifact_key(digest), f)
+            os.replace(tmp, self.path(digest))
+        finally:
+            tmp.unlink(missing_ok=True)
+        return ArtifactInfo(digest=digest, size=size, unzipped_size=unzipped)

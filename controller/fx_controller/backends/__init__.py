@@ -1,0 +1,1 @@
+"""Replica backends: how replicas are made. `local` runs processes on this host; `kubernetes` comes later."""

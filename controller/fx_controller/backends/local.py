@@ -1,0 +1,175 @@
+"""The local backend: replicas are forks of one zygote process (python -m fx_runtime.zygote) on this host.
+
+All runtimes share one zygote on the controller's own interpreter for now, so `runtime:
+python3.12` runs on whatever Python the controller has; per-runtime zygotes come with
+per-runtime interpreters. The JSON-lines protocol is in ARCHITECTURE.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import json
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+from ..artifacts import Artifacts
+from .base import EventSink, ReplicaEvent, ReplicaSpec
+
+log = logging.getLogger("fx_controller.local")
+
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def replica_env(replica: ReplicaSpec, artifact: Path, code_root: Path) -> dict[str, str]:
+    """The environment ARCHITECTURE.md promises a replica; the runtime fills in Lambda's other variables."""
+    spec = replica.spec
+    hexdigest = replica.digest.split(":", 1)[1]
+    env = {name: os.environ[name] for name in ("PATH", "HOME") if name in os.environ}
+    env.update(
+        {
+            "_HANDLER": spec.handler,
+            "AWS_LAMBDA_FUNCTION_NAME": replica.function,
+            "AWS_LAMBDA_FUNCTION_VERSION": str(replica.version),
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory),
+            "FX_ARTIFACT": str(artifact),
+            "FX_ARTIFACT_SHA256": hexdigest,
+            "FX_CODE_DIR": str(code_root / hexdigest),
+            "FX_LISTEN": "127.0.0.1:0",
+            "FX_TIMEOUT_MS": str(int(spec.timeout * 1000)),
+            "FX_HTTP_EVENT": spec.http.event,
+        }
+    )
+    env.update(spec.env)
+    return env
+
+
+class LocalBackend:
+    def __init__(self, state_dir: Path, artifacts: Artifacts, command: list[str] | None = None) -> None:
+        self._logs = state_dir / "logs"
+        self._code = state_dir / "code"
+        self._artifacts = artifacts
+        self._command = command or [sys.executable, "-m", "fx_runtime.zygote"]
+        self._on_event: EventSink = lambda _: None
+        self._zygote: asyncio.subprocess.Process | None = None
+        self._reader: asyncio.Task | None = None
+        self._live: set[str] = set()  # replicas asked for and not yet exited
+        self._pids: dict[str, int] = {}
+        self._stop_on_spawn: set[str] = set()
+        self._kills: set[asyncio.Task] = set()
+        self._closing = False
+
+    async def open(self, on_event: EventSink) -> None:
+        self._on_event = on_event
+        self._logs.mkdir(parents=True, exist_ok=True)
+        self._code.mkdir(parents=True, exist_ok=True)
+        await self._start_zygote()
+
+    async def _start_zygote(self) -> None:
+        self._zygote = await asyncio.create_subprocess_exec(
+            *self._command,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            preexec_fn=_die_with_parent,
+            limit=1 << 20,
+        )
+        log.info("zygote started pid=%d", self._zygote.pid)
+        self._reader = asyncio.create_task(self._read_events(self._zygote))
+
+    async def start_replica(self, replica: ReplicaSpec) -> None:
+        artifact = await self._artifacts.ensure_local(replica.digest)
+        env = replica_env(replica, artifact, self._code)
+        line = {"op": "spawn", "id": replica.id, "env": env, "log": str(self._logs / f"{replica.function}.log")}
+        assert self._zygote and self._zygote.stdin
+        self._live.add(replica.id)
+        self._zygote.stdin.write(json.dumps(line).encode() + b"\n")
+        with contextlib.suppress(ConnectionError):  # the zygote died: the reader reports the replica gone
+            await self._zygote.stdin.drain()
+
+    async def stop_replica(self, replica_id: str, grace: float) -> None:
+        pid = self._pids.get(replica_id)
+        if pid is None:
+            if replica_id in self._live:
+                self._stop_on_spawn.add(replica_id)
+            return
+        self._signal(replica_id, pid, signal.SIGTERM)
+        task = asyncio.create_task(self._kill_after(replica_id, pid, grace))
+        self._kills.add(task)
+        task.add_done_callback(self._kills.discard)
+
+    def _signal(self, replica_id: str, pid: int, sig: signal.Signals) -> None:
+        if self._pids.get(replica_id) == pid:  # never signal a pid that may have been reused
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+
+    async def _kill_after(self, replica_id: str, pid: int, grace: float) -> None:
+        await asyncio.sleep(grace)
+        if self._pids.get(replica_id) == pid:
+            log.warning("replica %s did not exit within %.1f s of SIGTERM: SIGKILL", replica_id, grace)
+            self._signal(replica_id, pid, signal.SIGKILL)
+
+    async def _read_events(self, zygote: asyncio.subprocess.Process) -> None:
+        assert zygote.stdout
+        while line := await zygote.stdout.readline():
+            try:
+                self._handle(json.loads(line))
+            except (ValueError, KeyError, TypeError):
+                log.warning("zygote said something unexpected: %r", line[:200])
+        code = await zygote.wait()
+        if self._closing:
+            return
+        log.error("zygote pid=%d exited with code %s; its replicas are gone; restarting it", zygote.pid, code)
+        for replica_id in list(self._live):
+            self._exited(replica_id, None)
+        await asyncio.sleep(0.5)  # do not spin if it dies at once
+        if not self._closing:
+            await self._start_zygote()
+
+    def _handle(self, msg: dict) -> None:
+        replica_id, event = msg["id"], msg["event"]
+        if event == "spawned":
+            self._pids[replica_id] = int(msg["pid"])
+            if replica_id in self._stop_on_spawn:
+                self._stop_on_spawn.discard(replica_id)
+                self._signal(replica_id, self._pids[replica_id], signal.SIGTERM)
+        elif event == "ready":
+            self._on_event(ReplicaEvent(replica_id, "ready", endpoint=msg["endpoint"]))
+        elif event == "init_error":
+            self._on_event(
+                ReplicaEvent(
+                    replica_id,
+                    "init_error",
+                    error_type=msg.get("errorType", "Runtime.Unknown"),
+                    error_message=msg.get("errorMessage", ""),
+                )
+            )
+        elif event == "exit":
+            self._exited(replica_id, msg.get("code"))
+
+    def _exited(self, replica_id: str, code: int | None) -> None:
+        self._pids.pop(replica_id, None)
+        self._stop_on_spawn.discard(replica_id)
+        if replica_id in self._live:
+            self._live.discard(replica_id)
+            self._on_event(ReplicaEvent(replica_id, "exit", exit_code=code))
+
+    async def close(self) -> None:
+        self._closing = True
+        for replica_id, pid in list(self._pids.items()):
+            self._signal(replica_id, pid, signal.SIGKILL)
+        for task in list(self._kills):
+            task.cancel()
+        if self._zygote and self._zygote.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self._zygote.kill()
+            await self._zygote.wait()
+        if self._reader:
+            await asyncio.gather(self._reader, return_exceptions=True)

@@ -1,0 +1,255 @@
+"""The controller: wires the store, fleet, routes, activator and autoscaler to NATS and a backend,
+and carries out what the admin API asks (deploy, describe, delete)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import nats
+from fx.models import DeployResult, FunctionInfo, FunctionSpec, VersionInfo
+from fx.protocol import (
+    KV_FUNCTIONS,
+    KV_ROUTES,
+    OBJ_ARTIFACTS,
+    SUBJECT_ACTIVATE,
+    SUBJECT_LOAD,
+    ActivationReply,
+    ActivationRequest,
+    LoadReport,
+)
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+
+from .activator import Activator
+from .artifacts import Artifacts
+from .autoscaler import Autoscaler
+from .backends.base import Backend
+from .backends.local import LocalBackend
+from .errors import ApiError, not_found
+from .fleet import Fleet
+from .load import LoadBook
+from .metrics import Metrics
+from .nats_buckets import open_kv, open_object_store
+from .reconciler import Reconciler
+from .routes import RoutePublisher
+from .settings import Settings
+from .store import FunctionRecord, FunctionStore, VersionRecord
+
+log = logging.getLogger("fx_controller")
+
+BackendFactory = Callable[[Settings, Artifacts], Backend]
+
+
+def local_backend(settings: Settings, artifacts: Artifacts) -> Backend:
+    return LocalBackend(settings.state_dir, artifacts)
+
+
+class Controller:
+    def __init__(self, settings: Settings, backend_factory: BackendFactory = local_backend) -> None:
+        self.settings = settings
+        self.metrics = Metrics()
+        self.load = LoadBook()
+        self.autoscaler = Autoscaler(settings.stable_window)
+        self._backend_factory = backend_factory
+        self._lock = asyncio.Lock()  # deploys and deletes of the function store happen one at a time
+        self._tasks: set[asyncio.Task] = set()
+        self._nc: NATS | None = None
+
+    async def start(self) -> None:
+        s = self.settings
+        self._nc = await nats.connect(s.nats_url, name="fx-controller", max_reconnect_attempts=-1)
+        js = self._nc.jetstream()
+        self.store = FunctionStore(await open_kv(js, KV_FUNCTIONS))
+        routes_kv = await open_kv(js, KV_ROUTES)
+        self.artifacts = Artifacts(
+            s.state_dir / "artifacts", await open_object_store(js, OBJ_ARTIFACTS), s.max_unzipped_bytes
+        )
+        self.backend = self._backend_factory(s, self.artifacts)
+        self.fleet = Fleet(
+            self.backend,
+            self.metrics,
+            self._publish,
+            drain_delay=s.drain_delay,
+            init_timeout=s.init_timeout,
+        )
+        self.routes = RoutePublisher(routes_kv, self.store, self.fleet)
+        self.activator = Activator(self.store, self.fleet, self.load, self.metrics)
+        self.reconciler = Reconciler(self.store, self.fleet, self.load, self.autoscaler)
+
+        await self.store.load()
+        await self.backend.open(self.fleet.on_event)
+        # Replicas of a previous run died with it: every table starts with no endpoints.
+        for record in self.store.all():
+            await self.routes.publish(record.name)
+        await self._nc.subscribe(SUBJECT_ACTIVATE, cb=self._on_activate)
+        await self._nc.subscribe(SUBJECT_LOAD, cb=self._on_load)
+        self._spawn(self.reconciler.run())
+        log.info("controller started: %d functions, backend %s", len(self.store.all()), s.backend)
+
+    async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if hasattr(self, "fleet"):
+            log.info("stopping %d replicas", len(self.fleet.replicas))
+            grace = max((r.timeout for r in self.fleet.replicas.values()), default=0) + 6
+            await self.fleet.stop_all(timeout=self.settings.drain_delay + grace)
+            self.fleet.cancel_tasks()
+            await self.backend.close()
+        if self._nc:
+            with contextlib.suppress(Exception):
+                await self._nc.drain()
+        log.info("controller stopped")
+
+    # --- NATS ------------------------------------------------------------------------
+
+    async def _publish(self, name: str) -> None:
+        try:
+            await self.routes.publish(name)
+        except Exception:
+            log.exception("could not publish the route table of %s", name)
+
+    async def _on_activate(self, msg: Msg) -> None:
+        # Subscription callbacks run one at a time: answer in a task so one slow start blocks no other.
+        self._spawn(self._answer_activation(msg))
+
+    async def _answer_activation(self, msg: Msg) -> None:
+        try:
+            reply = await self.activator.activate(ActivationRequest.from_json(msg.data))
+        except Exception as e:
+            log.exception("activation failed")
+            reply = ActivationReply(ok=False, status=503, error="Fx.ControllerError", cause=str(e))
+        with contextlib.suppress(Exception):
+            await msg.respond(reply.to_json())
+
+    async def _on_load(self, msg: Msg) -> None:
+        try:
+            self.load.observe(LoadReport.from_json(msg.data), time.monotonic())
+        except (ValueError, KeyError, TypeError):
+            log.warning("ignoring a malformed load report: %r", msg.data[:200])
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # --- admin operations --------------------------------------------------------------
+
+    async def deploy(self, name: str, spec: FunctionSpec) -> DeployResult:
+        try:
+            if spec.name != name:
+                raise ApiError(
+                    400,
+                    "InvalidSpec",
+                    f"name: the spec names {spec.name!r} but the URL names {name!r}",
+                    function=name,
+                    field="name",
+                )
+            if not await self.artifacts.exists(spec.artifact):
+                raise ApiError(
+                    400,
+                    "ArtifactNotFound",
+                    f"artifact {spec.artifact} has not been uploaded: upload it first (fx deploy does)",
+                    function=name,
+                    field="artifact",
+                )
+        except ApiError:
+            self.metrics.deploys.labels("rejected").inc()
+            raise
+        async with self._lock:
+            record = self.store.get(name)
+            if record and record.latest.spec == spec:
+                self.metrics.deploys.labels("unchanged").inc()
+                number = record.latest.version
+                return DeployResult(
+                    function=name,
+                    version=number,
+                    created=False,
+                    digest=spec.artifact,
+                    message=f"{name} unchanged: identical to version {number}",
+                )
+            number = record.latest.version + 1 if record else 1
+            version = VersionRecord(version=number, digest=spec.artifact, created_at=datetime.now(UTC), spec=spec)
+            await self.store.put(
+                FunctionRecord(
+                    name=name,
+                    versions=[*(record.versions if record else []), version],
+                    traffic={number: 100},
+                    aliases=record.aliases if record else {},
+                )
+            )
+            await self.routes.publish(name)
+        self.metrics.deploys.labels("created").inc()
+        log.info("deployed %s version %d (%s)", name, number, spec.artifact)
+        return DeployResult(
+            function=name,
+            version=number,
+            created=True,
+            digest=spec.artifact,
+            message=f"deployed {name} version {number}",
+        )
+
+    async def delete(self, name: str) -> None:
+        async with self._lock:
+            record = self.store.forget(name)
+            if record is None:
+                raise not_found(name)
+            await self.routes.delete(name)  # gateways stop routing before any replica stops
+            await self.fleet.stop_function(name)
+            grace = max(v.spec.timeout for v in record.versions) + 6
+            await self.fleet.wait_gone(name, timeout=grace)
+            await self.store.delete(name)
+            self.load.forget(name)
+            for version in record.versions:
+                self.autoscaler.forget(f"{name}/{version.version}")
+        log.info("deleted %s", name)
+
+    def describe(self, name: str) -> FunctionInfo:
+        record = self.store.get(name)
+        if record is None:
+            raise not_found(name)
+        return self._info(record)
+
+    def list(self) -> list[FunctionInfo]:
+        return [self._info(record) for record in self.store.all()]
+
+    def _info(self, record: FunctionRecord) -> FunctionInfo:
+        versions = []
+        for v in record.versions:
+            totals = self.load.totals.get(f"{record.name}/{v.version}")
+            versions.append(
+                VersionInfo(
+                    version=v.version,
+                    digest=v.digest,
+                    created_at=v.created_at,
+                    spec=v.spec,
+                    traffic=record.traffic.get(v.version, 0),
+                    replicas_ready=self.fleet.count(record.name, v.version, "ready"),
+                    replicas_starting=self.fleet.count(record.name, v.version, "starting"),
+                    requests=totals.requests if totals else 0,
+                    errors=totals.errors if totals else 0,
+                )
+            )
+        return FunctionInfo(
+            name=record.name,
+            latest=record.latest.version,
+            traffic=record.traffic,
+            aliases=record.aliases,
+            versions=versions,
+            status=self._status(record),
+        )
+
+    def _status(self, record: FunctionRecord) -> str:
+        serving = [v for v, pct in record.traffic.items() if pct > 0]
+        for number in serving:
+            failure = self.fleet.last_failure(record.name, number)
+            if failure:
+                return f"Failed: {failure.error_type}: {failure.message}"
+        if any(self.fleet.count(record.name, number, "ready") for number in serving):
+            return "Ready"
+        return "Scaled to zero"

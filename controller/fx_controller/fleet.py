@@ -1,0 +1,269 @@
+"""The replicas the controller has asked for, their states, and the rules for starting and stopping them.
+
+Backend-independent: it speaks to a Backend and hears back ReplicaEvents. A replica is
+`starting` until it reports ready, `ready` while it is in the route table, `draining`
+once it has been taken out of routing and is being stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections import defaultdict, deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from .backends.base import Backend, ReplicaEvent, ReplicaSpec
+from .metrics import Metrics
+from .store import VersionRecord
+
+log = logging.getLogger("fx_controller.fleet")
+
+Key = tuple[str, int]  # (function, version)
+CRASH_MEMORY_S = 60.0  # crashes older than this no longer slow down replacements
+MAX_BACKOFF_S = 30.0
+
+
+class StartFailed(Exception):
+    def __init__(self, error_type: str, message: str) -> None:
+        super().__init__(f"{error_type}: {message}")
+        self.error_type = error_type
+        self.message = message
+
+
+@dataclass
+class Failure:
+    at: float
+    error_type: str
+    message: str
+
+
+@dataclass
+class Replica:
+    id: str
+    function: str
+    version: int
+    timeout: float  # the function timeout: how long a SIGTERMed replica may take to finish
+    asked_at: float
+    state: str = "starting"  # starting | ready | draining
+    endpoint: str = ""
+    init_error: Failure | None = None
+    timed_out: bool = False
+
+
+class Fleet:
+    def __init__(
+        self,
+        backend: Backend,
+        metrics: Metrics,
+        on_change: Callable[[str], Awaitable[None]],
+        *,
+        drain_delay: float = 1.0,
+        init_timeout: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._backend = backend
+        self._metrics = metrics
+        self._on_change = on_change  # publishes the function's route table
+        self._drain_delay = drain_delay
+        self._init_timeout = init_timeout
+        self._clock = clock
+        self.replicas: dict[str, Replica] = {}
+        self._waiters: dict[Key, list[asyncio.Future[list[str]]]] = defaultdict(list)
+        self._failures: dict[Key, Failure] = {}
+        self._crashes: dict[Key, deque[float]] = defaultdict(deque)
+        self._tasks: set[asyncio.Task] = set()
+        self._exited = asyncio.Event()
+
+    # --- queries ------------------------------------------------------------------
+
+    def of(self, function: str, version: int | None = None) -> list[Replica]:
+        return [
+            r for r in self.replicas.values() if r.function == function and (version is None or r.version == version)
+        ]
+
+    def endpoints(self, function: str, version: int) -> list[str]:
+        return sorted(r.endpoint for r in self.of(function, version) if r.state == "ready")
+
+    def count(self, function: str, version: int, state: str) -> int:
+        return sum(1 for r in self.of(function, version) if r.state == state)
+
+    def last_failure(self, function: str, version: int) -> Failure | None:
+        """The latest start failure of this version, cleared when one of its replicas becomes ready."""
+        return self._failures.get((function, version))
+
+    def retry_at(self, function: str, version: int) -> float:
+        """When the autoscaler may start this version again after crashes (exponential backoff)."""
+        crashes = self._crashes.get((function, version))
+        if not crashes:
+            return 0.0
+        while crashes and crashes[0] < self._clock() - CRASH_MEMORY_S:
+            crashes.popleft()
+        if not crashes:
+            return 0.0
+        return crashes[-1] + min(MAX_BACKOFF_S, 2.0 ** (len(crashes) - 1))
+
+    # --- starting -------------------------------------------------------------------
+
+    async def start(self, function: str, version: VersionRecord) -> Replica:
+        replica = Replica(
+            id=f"{function}-{version.version}-{secrets.token_hex(4)}",
+            function=function,
+            version=version.version,
+            timeout=version.spec.timeout,
+            asked_at=self._clock(),
+        )
+        self.replicas[replica.id] = replica
+        self._gauge(replica, +1)
+        log.info("replica %s starting (%s version %d)", replica.id, function, version.version)
+        self._spawn(self._init_deadline(replica))
+        try:
+            await self._backend.start_replica(
+                ReplicaSpec(replica.id, function, version.version, version.digest, version.spec)
+            )
+        except Exception as e:  # e.g. the artifact could not be fetched
+            log.exception("backend could not start replica %s", replica.id)
+            self._fail(replica, Failure(self._clock(), "Fx.BackendError", str(e) or type(e).__name__))
+            self._forget(replica, "crashed")
+        return replica
+
+    async def wait_ready(self, function: str, version: int, since: float) -> list[str]:
+        """Endpoints once a replica of the version is ready; StartFailed if a start fails after `since`."""
+        if endpoints := self.endpoints(function, version):
+            return endpoints
+        failure = self._failures.get((function, version))
+        if failure and failure.at >= since:
+            raise StartFailed(failure.error_type, failure.message)
+        future: asyncio.Future[list[str]] = asyncio.get_running_loop().create_future()
+        self._waiters[(function, version)].append(future)
+        return await future
+
+    async def _init_deadline(self, replica: Replica) -> None:
+        await asyncio.sleep(self._init_timeout)
+        if self.replicas.get(replica.id) is replica and replica.state == "starting":
+            replica.timed_out = True
+            message = (
+                f"replica of {replica.function} version {replica.version} not ready within {self._init_timeout:g} s"
+            )
+            self._fail(replica, Failure(self._clock(), "Runtime.InitTimeout", message))
+            await self._backend.stop_replica(replica.id, grace=1.0)
+
+    # --- events from the backend ----------------------------------------------------
+
+    def on_event(self, event: ReplicaEvent) -> None:
+        replica = self.replicas.get(event.id)
+        if replica is None:
+            return
+        if event.kind == "ready" and replica.state == "starting":
+            self._ready(replica, event.endpoint)
+        elif event.kind == "init_error":
+            self._fail(replica, Failure(self._clock(), event.error_type, event.error_message))
+            self._crashes[(replica.function, replica.version)].append(self._clock())
+        elif event.kind == "exit":
+            self._on_exit(replica, event.exit_code)
+
+    def _ready(self, replica: Replica, endpoint: str) -> None:
+        self._gauge(replica, -1)
+        replica.state, replica.endpoint = "ready", endpoint
+        self._gauge(replica, +1)
+        took = self._clock() - replica.asked_at
+        self._metrics.replica_start_seconds.labels(replica.function, str(replica.version)).observe(took)
+        log.info("replica %s ready at %s in %.1f ms", replica.id, endpoint, took * 1000)
+        key = (replica.function, replica.version)
+        self._failures.pop(key, None)
+        endpoints = self.endpoints(*key)
+        for future in self._waiters.pop(key, []):
+            if not future.done():
+                future.set_result(endpoints)
+        self._spawn(self._on_change(replica.function))
+
+    def _fail(self, replica: Replica, failure: Failure) -> None:
+        replica.init_error = failure
+        key = (replica.function, replica.version)
+        self._failures[key] = failure
+        log.warning("replica %s failed to start: %s: %s", replica.id, failure.error_type, failure.message)
+        for future in self._waiters.pop(key, []):
+            if not future.done():
+                future.set_exception(StartFailed(failure.error_type, failure.message))
+
+    def _on_exit(self, replica: Replica, code: int | None) -> None:
+        if replica.state == "draining":
+            reason = "stopped"
+        elif replica.timed_out:
+            reason = "timeout"
+        elif replica.init_error:
+            reason = "init_error"
+        else:
+            reason = "crashed"
+            self._crashes[(replica.function, replica.version)].append(self._clock())
+            if replica.state == "starting":
+                self._fail(replica, Failure(self._clock(), "Runtime.ExitError", f"replica exited with code {code}"))
+        was_routed = replica.state == "ready"
+        self._forget(replica, reason)
+        log.info("replica %s exited (code %s, %s)", replica.id, code, reason)
+        if was_routed:
+            self._spawn(self._on_change(replica.function))
+
+    def _forget(self, replica: Replica, reason: str) -> None:
+        if self.replicas.pop(replica.id, None) is None:
+            return
+        self._gauge(replica, -1)
+        self._metrics.replica_exits.labels(replica.function, reason).inc()
+        self._exited.set()
+
+    # --- stopping --------------------------------------------------------------------
+
+    async def stop(self, replica_id: str) -> None:
+        """Drain: out of the route table first, then (after the drain delay) SIGTERM, SIGKILL after a grace."""
+        replica = self.replicas.get(replica_id)
+        if replica is None or replica.state == "draining":
+            return
+        was_routed = replica.state == "ready"
+        self._gauge(replica, -1)
+        replica.state = "draining"
+        self._gauge(replica, +1)
+        log.info("replica %s draining", replica.id)
+        if was_routed:
+            await self._on_change(replica.function)
+            await asyncio.sleep(self._drain_delay)
+        await self._backend.stop_replica(replica.id, grace=replica.timeout + 5.0)
+
+    async def stop_function(self, function: str) -> None:
+        await asyncio.gather(*(self.stop(r.id) for r in self.of(function)))
+        for key in [k for k in self._failures if k[0] == function]:
+            del self._failures[key]
+        for key in [k for k in self._crashes if k[0] == function]:
+            del self._crashes[key]
+
+    async def stop_all(self, timeout: float) -> None:
+        """Drain every replica and wait (up to `timeout`) until they have exited."""
+        await asyncio.gather(*(self.stop(r.id) for r in list(self.replicas.values())))
+        await self._wait_for(lambda: not self.replicas, timeout)
+
+    async def wait_gone(self, function: str, timeout: float) -> None:
+        await self._wait_for(lambda: not self.of(function), timeout)
+
+    async def _wait_for(self, done: Callable[[], bool], timeout: float) -> None:
+        deadline = self._clock() + timeout
+        while not done() and self._clock() < deadline:
+            self._exited.clear()
+            try:
+                await asyncio.wait_for(self._exited.wait(), timeout=max(0.0, deadline - self._clock()))
+            except TimeoutError:
+                return
+
+    # --- helpers -----------------------------------------------------------------------
+
+    def _gauge(self, replica: Replica, delta: int) -> None:
+        self._metrics.replicas.labels(replica.function, str(replica.version), replica.state).inc(delta)
+
+    def _spawn(self, coro: Awaitable) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def cancel_tasks(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()

@@ -1,0 +1,48 @@
+"""Prometheus metrics of the controller (documented in controller/README.md)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
+
+disable_created_metrics()  # the *_created series only add noise to every scrape
+
+
+class Metrics:
+    """One registry per controller, so tests can run several side by side."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.replicas = Gauge(
+            "fx_controller_replicas",
+            "Replicas by state (starting|ready|draining)",
+            ["function", "version", "state"],
+            registry=self.registry,
+        )
+        self.replica_start_seconds = Histogram(
+            "fx_controller_replica_start_seconds",
+            "Time from asking the backend for a replica to the replica reporting ready",
+            ["function", "version"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=self.registry,
+        )
+        self.activations = Counter(
+            "fx_controller_activations_total",
+            "Activation requests from gateways by result (ok|failed|backoff|notfound)",
+            ["function", "result"],
+            registry=self.registry,
+        )
+        self.replica_exits = Counter(
+            "fx_controller_replica_exits_total",
+            "Replica exits by reason (stopped|crashed|init_error|timeout)",
+            ["function", "reason"],
+            registry=self.registry,
+        )
+        self.deploys = Counter(
+            "fx_controller_deploys_total",
+            "Deploy calls by result (created|unchanged|rejected)",
+            ["result"],
+            registry=self.registry,
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

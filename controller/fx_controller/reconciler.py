@@ -1,0 +1,74 @@
+"""The scaling loop: every half second, bring each version's replica count to what the autoscaler wants."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+from .autoscaler import Autoscaler
+from .fleet import Fleet
+from .load import LoadBook
+from .store import FunctionRecord, FunctionStore, VersionRecord
+
+log = logging.getLogger("fx_controller.scale")
+
+INTERVAL_S = 0.5
+
+
+class Reconciler:
+    def __init__(
+        self,
+        store: FunctionStore,
+        fleet: Fleet,
+        load: LoadBook,
+        autoscaler: Autoscaler,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._store = store
+        self._fleet = fleet
+        self._load = load
+        self._autoscaler = autoscaler
+        self._clock = clock
+        self._stopping: set[asyncio.Task] = set()
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.reconcile()
+            except Exception:  # one bad pass must not stop scaling for good
+                log.exception("reconcile pass failed")
+            await asyncio.sleep(INTERVAL_S)
+
+    async def reconcile(self) -> None:
+        now = self._clock()
+        for record in self._store.all():
+            for version in record.versions:
+                await self._scale(record, version, now)
+
+    async def _scale(self, record: FunctionRecord, version: VersionRecord, now: float) -> None:
+        name, number = record.name, version.version
+        key = f"{name}/{number}"
+        serving = record.traffic.get(number, 0) > 0 or number in record.aliases.values()
+        observed = self._load.observed(key, now)
+        desired = self._autoscaler.desired(
+            key, version.spec.scale, observed, self._load.idle_for(key, now), now, serving
+        )
+        replicas = [r for r in self._fleet.of(name, number) if r.state != "draining"]
+        if len(replicas) < desired:
+            if now < self._fleet.retry_at(name, number):
+                return  # crashing: back off before forking again
+            log.info("scale %s: %d -> %d replicas (%d in flight/held)", key, len(replicas), desired, observed)
+            for _ in range(desired - len(replicas)):
+                await self._fleet.start(name, version)
+        elif len(replicas) > desired:
+            # Only ready replicas are stopped: a starting one may be what a held request waits for.
+            ready = [r for r in replicas if r.state == "ready"]
+            surplus = ready[: len(replicas) - desired]
+            if surplus:
+                log.info("scale %s: %d -> %d replicas (%d in flight/held)", key, len(replicas), desired, observed)
+            for replica in surplus:
+                task = asyncio.create_task(self._fleet.stop(replica.id))
+                self._stopping.add(task)
+                task.add_done_callback(self._stopping.discard)

@@ -1,0 +1,53 @@
+"""Route tables: what each gateway needs to route a function, written to KV fx_routes on every change."""
+
+from __future__ import annotations
+
+import time
+
+from fx.protocol import RouteTable, VersionRoute
+from nats.js.kv import KeyValue
+
+from .fleet import Fleet
+from .store import FunctionRecord, FunctionStore
+
+MAX_REQUEST_BYTES = 6 * 1024 * 1024
+
+
+def build_table(record: FunctionRecord, fleet: Fleet, revision: int) -> RouteTable:
+    return RouteTable(
+        function=record.name,
+        revision=revision,
+        traffic={str(v): pct for v, pct in record.traffic.items()},
+        versions={
+            str(v.version): VersionRoute(
+                endpoints=fleet.endpoints(record.name, v.version), concurrency=v.spec.scale.concurrency
+            )
+            for v in record.versions
+        },
+        aliases={alias: str(v) for alias, v in record.aliases.items()},
+        timeout_ms=int(max(v.spec.timeout for v in record.versions) * 1000),  # the gateway's backstop
+        max_request_bytes=MAX_REQUEST_BYTES,
+    )
+
+
+class RoutePublisher:
+    def __init__(self, kv: KeyValue, store: FunctionStore, fleet: Fleet) -> None:
+        self._kv = kv
+        self._store = store
+        self._fleet = fleet
+        self._revision = 0
+
+    def _next_revision(self) -> int:
+        # Wall-clock nanoseconds keep revisions increasing across controller restarts.
+        self._revision = max(self._revision + 1, time.time_ns())
+        return self._revision
+
+    async def publish(self, name: str) -> None:
+        record = self._store.get(name)
+        if record is None:  # deleted meanwhile: its key is gone and must stay gone
+            return
+        table = build_table(record, self._fleet, self._next_revision())
+        await self._kv.put(name, table.to_json())
+
+    async def delete(self, name: str) -> None:
+        await self._kv.delete(name)

@@ -1,0 +1,66 @@
+"""Command-line flags of fx-controller; each one can also come from the environment."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass
+class Settings:
+    nats_url: str = "nats://127.0.0.1:4222"
+    host: str = "127.0.0.1"
+    port: int = 8081
+    state_dir: Path = Path(".fx")
+    token_file: Path | None = None  # default: <state_dir>/admin-token
+    token: str | None = None  # FX_TOKEN wins over the token file
+    backend: str = "local"
+    drain_delay: float = 1.0  # seconds between unpublishing a replica and SIGTERM
+    max_unzipped_mb: int = 250
+    stable_window: float = 10.0  # seconds of history a scale-down must respect
+    init_timeout: float = 30.0  # a replica not ready by then is stopped and reported failed
+
+    @property
+    def max_unzipped_bytes(self) -> int:
+        return self.max_unzipped_mb * 1024 * 1024
+
+
+def _listen(value: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit():
+        raise argparse.ArgumentTypeError(f"--listen {value!r} is not host:port")
+    return host, int(port)
+
+
+def parse(argv: list[str] | None = None, environ: dict[str, str] | None = None) -> Settings:
+    env = os.environ if environ is None else environ
+    p = argparse.ArgumentParser(prog="fx-controller", description="fx control plane: admin API, autoscaler, replicas")
+    p.add_argument("--nats", default=env.get("FX_NATS_URL", Settings.nats_url), help="NATS URL [FX_NATS_URL]")
+    p.add_argument(
+        "--listen", default=env.get("FX_LISTEN", f"{Settings.host}:{Settings.port}"), help="host:port [FX_LISTEN]"
+    )
+    p.add_argument("--state-dir", default=env.get("FX_STATE_DIR", str(Settings.state_dir)), help="[FX_STATE_DIR]")
+    p.add_argument("--token-file", default=env.get("FX_TOKEN_FILE"), help="admin token file, created if missing")
+    p.add_argument("--backend", default=env.get("FX_BACKEND", "local"), choices=["local"], help="[FX_BACKEND]")
+    p.add_argument("--drain-delay", type=float, default=float(env.get("FX_DRAIN_DELAY", Settings.drain_delay)))
+    p.add_argument("--max-unzipped-mb", type=int, default=int(env.get("FX_MAX_UNZIPPED_MB", Settings.max_unzipped_mb)))
+    p.add_argument("--stable-window", type=float, default=float(env.get("FX_STABLE_WINDOW", Settings.stable_window)))
+    p.add_argument("--init-timeout", type=float, default=float(env.get("FX_INIT_TIMEOUT", Settings.init_timeout)))
+    a = p.parse_args(argv)
+    host, port = _listen(a.listen)
+    state_dir = Path(a.state_dir)
+    return Settings(
+        nats_url=a.nats,
+        host=host,
+        port=port,
+        state_dir=state_dir,
+        token_file=Path(a.token_file) if a.token_file else state_dir / "admin-token",
+        token=env.get("FX_TOKEN") or None,
+        backend=a.backend,
+        drain_delay=a.drain_delay,
+        max_unzipped_mb=a.max_unzipped_mb,
+        stable_window=a.stable_window,
+        init_timeout=a.init_timeout,
+    )

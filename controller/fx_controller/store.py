@@ -1,0 +1,66 @@
+"""The function store: one JSON record per function in the KV bucket fx_functions, cached in memory."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from fx.models import FunctionSpec
+from nats.js.errors import NoKeysError
+from nats.js.kv import KeyValue
+from pydantic import BaseModel, Field
+
+
+class VersionRecord(BaseModel):
+    version: int
+    digest: str
+    created_at: datetime
+    spec: FunctionSpec
+
+
+class FunctionRecord(BaseModel):
+    name: str
+    versions: list[VersionRecord]  # ascending; immutable once written
+    traffic: dict[int, int]  # version -> percent, sums to 100
+    aliases: dict[str, int] = Field(default_factory=dict)
+
+    @property
+    def latest(self) -> VersionRecord:
+        return self.versions[-1]
+
+    def version(self, number: int) -> VersionRecord | None:
+        return next((v for v in self.versions if v.version == number), None)
+
+
+class FunctionStore:
+    """Reads come from memory (the controller is the only writer); writes go to KV first."""
+
+    def __init__(self, kv: KeyValue) -> None:
+        self._kv = kv
+        self._records: dict[str, FunctionRecord] = {}
+
+    async def load(self) -> None:
+        try:
+            keys = await self._kv.keys()
+        except NoKeysError:
+            keys = []
+        for key in keys:
+            entry = await self._kv.get(key)
+            if entry.value:
+                self._records[key] = FunctionRecord.model_validate_json(entry.value)
+
+    def get(self, name: str) -> FunctionRecord | None:
+        return self._records.get(name)
+
+    def all(self) -> list[FunctionRecord]:
+        return [self._records[name] for name in sorted(self._records)]
+
+    async def put(self, record: FunctionRecord) -> None:
+        await self._kv.put(record.name, record.model_dump_json().encode())
+        self._records[record.name] = record
+
+    def forget(self, name: str) -> FunctionRecord | None:
+        """Drop from memory first, so nothing republishes routes for a function being deleted."""
+        return self._records.pop(name, None)
+
+    async def delete(self, name: str) -> None:
+        await self._kv.delete(name)

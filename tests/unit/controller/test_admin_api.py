@@ -1,0 +1,194 @@
+"""The admin API as the CLI sees it: auth, validation, artifacts, deploys, describe, delete, logs."""
+
+from __future__ import annotations
+
+import hashlib
+
+import httpx
+from fx.protocol import KV_ROUTES, RouteTable, artifact_key
+from fx_controller.controller import Controller
+from nats.js.errors import KeyNotFoundError, NoKeysError
+
+from .conftest import make_zip, until
+
+
+async def route_table(controller: Controller, name: str) -> RouteTable | None:
+    kv = await controller._nc.jetstream().key_value(KV_ROUTES)
+    try:
+        entry = await kv.get(name)
+    except KeyNotFoundError:  # also raised for a deleted key
+        return None
+    return RouteTable.from_json(entry.value) if entry.value else None
+
+
+async def test_calls_without_the_right_token_get_401_telling_how_to_fix_it(admin: httpx.AsyncClient):
+    for headers in ({"Authorization": ""}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic x"}):
+        r = await admin.get("/system/functions", headers=headers)
+        assert r.status_code == 401
+        error = r.json()["error"]
+        assert error["code"] == "Unauthorized"
+        assert "fx login" in error["message"] and "FX_TOKEN" in error["message"]
+    assert (await admin.get("/system/functions")).status_code == 200
+
+
+async def test_health_metrics_and_openapi_need_no_token(admin: httpx.AsyncClient):
+    anonymous = {"Authorization": ""}
+    assert (await admin.get("/system/health", headers=anonymous)).status_code == 200
+    assert "fx_controller_deploys_total" in (await admin.get("/metrics", headers=anonymous)).text
+    doc = (await admin.get("/system/openapi.json", headers=anonymous)).json()
+    assert "/system/functions/{name}" in doc["paths"]
+    assert (await admin.get("/system/docs", headers=anonymous)).status_code == 200
+
+
+async def test_artifact_upload_is_stored_on_disk_and_in_the_object_store(admin, controller: Controller):
+    data, digest = make_zip({"handler.py": b"x = 1\n" * 100})
+    assert (await admin.head(f"/system/artifacts/{digest}")).status_code == 404
+    r = await admin.put(f"/system/artifacts/{digest}", content=data)
+    assert r.status_code == 200
+    assert r.json() == {"digest": digest, "size": len(data), "unzipped_size": 600}
+    assert (await admin.head(f"/system/artifacts/{digest}")).status_code == 200
+    assert controller.artifacts.path(digest).read_bytes() == data
+    objects = await controller._nc.jetstream().object_store("fx_artifacts")
+    assert (await objects.get(artifact_key(digest))).data == data
+
+
+async def test_artifact_whose_bytes_do_not_match_the_digest_is_refused(admin):
+    data, digest = make_zip({"handler.py": b"x = 1\n"})
+    r = await admin.put(f"/system/artifacts/{digest}", content=data + b"tampered")
+    assert r.status_code == 400
+    assert r.json()["error"]["code"] == "DigestMismatch"
+    assert (await admin.head(f"/system/artifacts/{digest}")).status_code == 404
+
+
+async def test_artifact_that_is_not_a_zip_is_refused(admin):
+    data = b"just some text"
+    r = await admin.put(f"/system/artifacts/sha256:{hashlib.sha256(data).hexdigest()}", content=data)
+    assert r.status_code == 400
+    assert r.json()["error"]["code"] == "InvalidArtifact"
+
+
+async def test_artifact_over_the_unzipped_limit_is_413_naming_size_and_limit(admin):
+    data, digest = make_zip({"big.bin": b"\0" * (2 * 1024 * 1024)})  # compresses to a few KB; limit is 1 MB
+    r = await admin.put(f"/system/artifacts/{digest}", content=data)
+    assert r.status_code == 413
+    error = r.json()["error"]
+    assert error["code"] == "ArtifactTooLarge"
+    assert "2.0 MB" in error["message"] and "1 MB" in error["message"]
+
+
+async def test_artifact_with_a_path_escaping_the_code_directory_is_refused(admin):
+    for evil in ("../evil.py", "/etc/evil.py", "pkg/../../evil.py"):
+        data, digest = make_zip({evil: b"x = 1\n"})
+        r = await admin.put(f"/system/artifacts/{digest}", content=data)
+        assert r.status_code == 400, evil
+        assert evil in r.json()["error"]["message"]
+
+
+async def test_artifact_with_a_malformed_digest_is_refused(admin):
+    r = await admin.put("/system/artifacts/md5:abc", content=b"x")
+    assert r.status_code == 400
+    assert r.json()["error"]["code"] == "InvalidDigest"
+
+
+async def test_deploy_creates_version_1_with_all_traffic_and_publishes_its_route(admin, deployed, controller):
+    result = await deployed("hello", timeout=5)
+    assert result["created"] is True and result["version"] == 1
+    assert "version 1" in result["message"]
+    info = (await admin.get("/system/functions/hello")).json()
+    assert info["latest"] == 1 and info["traffic"] == {"1": 100}
+    assert info["status"] == "Scaled to zero"
+    table = await route_table(controller, "hello")
+    assert table is not None
+    assert table.traffic == {"1": 100}
+    assert table.versions["1"].endpoints == [] and table.versions["1"].concurrency == 1
+    assert table.timeout_ms == 5000 and table.max_request_bytes == 6 * 1024 * 1024
+
+
+async def test_identical_deploy_is_unchanged_and_a_changed_one_becomes_v2_with_the_traffic(admin, deployed, controller):
+    await deployed("hello")
+    before = await route_table(controller, "hello")
+    again = await deployed("hello")
+    assert again["created"] is False and again["version"] == 1
+    assert "unchanged" in again["message"]
+
+    changed = await deployed("hello", source=b"def handler(e, c):\n    return 2\n")
+    assert changed["created"] is True and changed["version"] == 2
+    info = (await admin.get("/system/functions/hello")).json()
+    assert info["traffic"] == {"2": 100}
+    assert [v["version"] for v in info["versions"]] == [1, 2]
+    assert [v["traffic"] for v in info["versions"]] == [0, 100]
+    after = await route_table(controller, "hello")
+    assert after.traffic == {"2": 100} and set(after.versions) == {"1", "2"}
+    assert after.revision > before.revision
+    metrics = (await admin.get("/metrics")).text
+    assert 'fx_controller_deploys_total{result="created"} 2.0' in metrics
+    assert 'fx_controller_deploys_total{result="unchanged"} 1.0' in metrics
+
+
+async def test_invalid_spec_is_400_naming_the_field(admin):
+    _, digest = make_zip({"handler.py": b""})
+    cases = [
+        ({"scale": {"max": 0}}, "scale.max"),
+        ({"handler": "nodot"}, "handler"),
+        ({"env": {"_HANDLER": "x"}}, "env"),
+        ({"memory": 1}, "memory"),
+    ]
+    for extra, field in cases:
+        r = await admin.put("/system/functions/hello", json={"name": "hello", "artifact": digest, **extra})
+        assert r.status_code == 400, (extra, r.text)
+        error = r.json()["error"]
+        assert error["code"] == "InvalidSpec" and error["field"] == field
+        assert field in error["message"]
+
+
+async def test_deploy_refuses_a_name_mismatch_a_bad_name_and_a_missing_artifact(admin):
+    _, digest = make_zip({"handler.py": b""})
+    r = await admin.put("/system/functions/hello", json={"name": "other", "artifact": digest})
+    assert r.status_code == 400 and r.json()["error"]["field"] == "name"
+
+    r = await admin.put("/system/functions/Bad_Name", json={"name": "Bad_Name", "artifact": digest})
+    assert r.status_code == 400 and "DNS-1123" in r.json()["error"]["message"]
+
+    r = await admin.put("/system/functions/hello", json={"name": "hello", "artifact": digest})
+    assert r.status_code == 400
+    error = r.json()["error"]
+    assert error["code"] == "ArtifactNotFound" and "upload it first" in error["message"]
+    assert (await admin.get("/system/functions")).json() == []
+
+
+async def test_unknown_function_is_404_naming_it(admin):
+    for method in ("GET", "DELETE"):
+        r = await admin.request(method, "/system/functions/ghost")
+        assert r.status_code == 404
+        error = r.json()["error"]
+        assert error["code"] == "FunctionNotFound" and error["function"] == "ghost" and "ghost" in error["message"]
+    assert (await admin.get("/system/functions/ghost/logs")).status_code == 404
+
+
+async def test_delete_removes_route_replicas_and_record(admin, deployed, controller, backend):
+    await deployed("hello", scale={"min": 1})
+    await until(lambda: controller.fleet.count("hello", 1, "ready") == 1)
+    r = await admin.delete("/system/functions/hello")
+    assert r.status_code == 204
+    assert await route_table(controller, "hello") is None
+    assert controller.fleet.of("hello") == [] and len(backend.stopped) == 1
+    assert (await admin.get("/system/functions/hello")).status_code == 404
+    kv = await controller._nc.jetstream().key_value("fx_functions")
+    assert await _keys(kv) == []
+
+
+async def test_logs_returns_the_last_lines(admin, deployed, controller):
+    await deployed("hello")
+    log = controller.settings.state_dir / "logs" / "hello.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text("".join(f"line {i}\n" for i in range(200)))
+    r = await admin.get("/system/functions/hello/logs", params={"tail": 3})
+    assert r.status_code == 200 and r.text == "line 197\nline 198\nline 199\n"
+    assert len((await admin.get("/system/functions/hello/logs")).text.splitlines()) == 100
+
+
+async def _keys(kv) -> list[str]:
+    try:
+        return await kv.keys()
+    except NoKeysError:
+        return []

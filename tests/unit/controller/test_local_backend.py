@@ -1,0 +1,133 @@
+"""The local backend against a zygote: spawn -> ready -> SIGTERM -> exit, init errors, zygote death.
+
+It runs against fake_zygote.py (same JSON-lines protocol); the last test runs the real
+fx_runtime.zygote when the runtime package has it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import os
+import signal
+import socket
+import sys
+from pathlib import Path
+
+import pytest
+from fx.models import FunctionSpec
+from fx_controller.artifacts import Artifacts
+from fx_controller.backends.base import ReplicaEvent, ReplicaSpec
+from fx_controller.backends.local import LocalBackend
+
+from .conftest import make_zip, until
+
+FAKE_ZYGOTE = [sys.executable, str(Path(__file__).with_name("fake_zygote.py"))]
+
+
+class Events:
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[ReplicaEvent] = asyncio.Queue()
+
+    def __call__(self, event: ReplicaEvent) -> None:
+        self.queue.put_nowait(event)
+
+    async def next(self, timeout: float = 10.0) -> ReplicaEvent:
+        return await asyncio.wait_for(self.queue.get(), timeout)
+
+
+def replica(artifacts: Artifacts, digest: str, handler: str = "handler.handler", rid: str = "r1") -> ReplicaSpec:
+    spec = FunctionSpec(name="hello", handler=handler, artifact=digest, env={"GREETING": "hi"}, timeout=2)
+    return ReplicaSpec(rid, "hello", 1, digest, spec)
+
+
+@pytest.fixture
+async def local(tmp_path: Path, request):
+    data, digest = make_zip(
+        {"handler.py": b"def handler(event, context):\n    return {'statusCode': 200, 'body': 'hi'}\n"}
+    )
+    artifacts = Artifacts(tmp_path / "artifacts", objects=None, max_unzipped_bytes=1 << 20)  # type: ignore[arg-type]
+    artifacts.path(digest).write_bytes(data)
+    backend = LocalBackend(tmp_path, artifacts, command=getattr(request, "param", FAKE_ZYGOTE))
+    events = Events()
+    await backend.open(events)
+    yield backend, events, artifacts, digest
+    await backend.close()
+
+
+async def test_replica_starts_with_the_contract_env_and_stops_on_sigterm(local, tmp_path: Path):
+    backend, events, artifacts, digest = local
+    await backend.start_replica(replica(artifacts, digest))
+    ready = await events.next()
+    assert (ready.id, ready.kind) == ("r1", "ready")
+    host, port = ready.endpoint.split(":")
+    socket.create_connection((host, int(port)), timeout=2).close()
+    pid = backend._pids["r1"]
+    log = tmp_path / "logs" / "hello.log"
+    await until(lambda: log.exists() and "ENV " in log.read_text())
+    env = json.loads(log.read_text().split("ENV ", 1)[1].splitlines()[0])
+    hexdigest = digest.split(":")[1]
+    assert env["_HANDLER"] == "handler.handler" and env["AWS_LAMBDA_FUNCTION_NAME"] == "hello"
+    assert env["AWS_LAMBDA_FUNCTION_VERSION"] == "1" and env["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] == "128"
+    assert env["FX_ARTIFACT"] == str(artifacts.path(digest)) and env["FX_ARTIFACT_SHA256"] == hexdigest
+    assert env["FX_CODE_DIR"] == str(tmp_path / "code" / hexdigest)
+    assert env["FX_LISTEN"] == "127.0.0.1:0" and env["FX_TIMEOUT_MS"] == "2000" and env["FX_HTTP_EVENT"] == "v2"
+    assert env["GREETING"] == "hi"
+    assert os.readlink(f"/proc/{pid}/fd/1") == str(tmp_path / "logs" / "hello.log")
+
+    await backend.stop_replica("r1", grace=5)
+    exited = await events.next()
+    assert (exited.id, exited.kind, exited.exit_code) == ("r1", "exit", 0)
+
+
+async def test_init_error_is_reported_then_the_exit(local):
+    backend, events, artifacts, digest = local
+    await backend.start_replica(replica(artifacts, digest, handler="broken.handler"))
+    failed = await events.next()
+    assert (failed.kind, failed.error_type) == ("init_error", "Runtime.ImportModuleError")
+    assert (await events.next()).kind == "exit"
+
+
+async def test_a_replica_ignoring_sigterm_is_killed_after_the_grace(local):
+    backend, events, artifacts, digest = local
+    await backend.start_replica(replica(artifacts, digest))
+    await events.next()
+    pid = backend._pids["r1"]
+    os.kill(pid, signal.SIGSTOP)  # a stopped process cannot act on SIGTERM
+    await backend.stop_replica("r1", grace=0.3)
+    exited = await events.next()
+    assert exited.kind == "exit" and exited.exit_code == -signal.SIGKILL
+
+
+async def test_when_the_zygote_dies_its_replicas_are_gone_and_a_new_one_serves(local):
+    backend, events, artifacts, digest = local
+    await backend.start_replica(replica(artifacts, digest))
+    await events.next()
+    backend._zygote.kill()
+    gone = await events.next()
+    assert (gone.id, gone.kind) == ("r1", "exit")
+    await asyncio.sleep(1.0)  # the backend restarts the zygote after a short pause
+    await backend.start_replica(replica(artifacts, digest, rid="r2"))
+    assert (await events.next()).kind == "ready"
+
+
+HAVE_REAL_ZYGOTE = importlib.util.find_spec("fx_runtime.zygote") is not None
+
+
+@pytest.mark.skipif(not HAVE_REAL_ZYGOTE, reason="fx_runtime.zygote is not written yet (runtime helper)")
+@pytest.mark.parametrize("local", [[sys.executable, "-m", "fx_runtime.zygote"]], indirect=True)
+async def test_the_real_zygote_serves_a_request_and_stops(local):
+    backend, events, artifacts, digest = local
+    await backend.start_replica(replica(artifacts, digest))
+    ready = await events.next()
+    assert ready.kind == "ready", ready
+    host, port = ready.endpoint.split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(b"GET /_fx/http/ HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    assert head.startswith(b"HTTP/1.1 200")
+    writer.close()
+    await backend.stop_replica("r1", grace=5)
+    exited = await events.next()
+    assert exited.kind == "exit"

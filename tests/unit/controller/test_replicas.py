@@ -1,0 +1,66 @@
+"""Replica lifecycle with a scripted backend: draining order, crash replacement, scale to zero."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fx.protocol import KV_ROUTES, LoadReport, RouteTable, VersionLoad
+
+from .conftest import until
+
+
+async def published_endpoints(controller, name: str, version: str = "1") -> list[str]:
+    kv = await controller._nc.jetstream().key_value(KV_ROUTES)
+    return RouteTable.from_json((await kv.get(name)).value).versions[version].endpoints
+
+
+async def test_min_replicas_start_after_deploy_and_a_crashed_one_is_replaced(controller, deployed, backend):
+    await deployed("phoenix", scale={"min": 1})
+    await until(lambda: controller.fleet.count("phoenix", 1, "ready") == 1)
+    first = controller.fleet.of("phoenix")[0]
+    assert await published_endpoints(controller, "phoenix") == [first.endpoint]
+
+    backend.crash(first.id)
+    await asyncio.sleep(0.05)
+    assert first.endpoint not in await published_endpoints(controller, "phoenix")  # out of routing at once
+    await until(lambda: controller.fleet.count("phoenix", 1, "ready") == 1, timeout=5)
+    assert len(backend.started) == 2
+    metrics = controller.metrics.render().decode()
+    assert 'fx_controller_replica_exits_total{function="phoenix",reason="crashed"} 1.0' in metrics
+
+
+async def test_a_replica_is_unpublished_before_it_is_stopped(controller, deployed, backend):
+    await deployed("hello", scale={"min": 1})
+    await until(lambda: controller.fleet.count("hello", 1, "ready") == 1)
+    replica = controller.fleet.of("hello")[0]
+    seen_at_stop: list[list[str]] = []
+    stop = backend.stop_replica
+
+    async def recording_stop(replica_id: str, grace: float) -> None:
+        seen_at_stop.append(await published_endpoints(controller, "hello"))
+        assert grace == 3 + 5  # the function timeout plus 5 s
+        await stop(replica_id, grace)
+
+    backend.stop_replica = recording_stop
+    await controller.fleet.stop(replica.id)
+    assert seen_at_stop == [[]]
+
+
+async def test_an_idle_version_scales_to_zero_and_load_scales_it_up(controller, deployed, backend):
+    await deployed("sleepy", scale={"idle_timeout": 0.5, "max": 3, "concurrency": 1})
+    controller.load.observe(LoadReport("gw", {"sleepy/1": VersionLoad(in_flight=3)}), asyncio.get_running_loop().time())
+    await until(lambda: controller.fleet.count("sleepy", 1, "ready") == 3)
+
+    # The gateway reports nothing in flight from now on: after idle_timeout, all replicas go.
+    async def quiet() -> None:
+        while True:
+            controller.load.observe(LoadReport("gw", {}), asyncio.get_running_loop().time())
+            await asyncio.sleep(0.1)
+
+    reporter = asyncio.create_task(quiet())
+    try:
+        await until(lambda: not controller.fleet.of("sleepy"), timeout=5)
+    finally:
+        reporter.cancel()
+    assert len(backend.stopped) == 3
+    assert controller.describe("sleepy").status == "Scaled to zero"
