@@ -1,0 +1,67 @@
+"""What every benchmark here needs: a process's CPU time, who listens on a port, a load run.
+
+The load generator runs as its own process so that its CPU is never charged to the
+process being measured.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+LOADGEN = str(Path(__file__).with_name("loadgen.py"))
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of `pid` so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+def pid_listening_on(port: int) -> int:
+    """The PID of the process with a TCP socket listening on 127.0.0.1:`port`."""
+    inodes = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        cols = line.split()
+        if cols[3] == "0A" and int(cols[1].split(":")[1], 16) == port:
+            inodes.add(f"socket:[{cols[9]}]")
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if any(os.readlink(fd) in inodes for fd in (proc / "fd").iterdir()):
+                return int(proc.name)
+        except OSError:
+            continue
+    raise LookupError(f"no process listens on port {port}")
+
+
+def load(url: str, concurrency: int, requests: int, pids: dict[str, int], method: str = "GET") -> dict:
+    """Run bench/loadgen.py against `url`; add the CPU µs per request each of `pids` spent."""
+    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    out = subprocess.run(
+        [
+            sys.executable,
+            LOADGEN,
+            "--url",
+            url,
+            "--method",
+            method,
+            "--concurrency",
+            str(concurrency),
+            "--requests",
+            str(requests),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    ).stdout
+    result = json.loads(out)
+    for name, pid in pids.items():
+        result[f"{name}_cpu_us"] = round((cpu_seconds(pid) - before[name]) * 1e6 / max(result["requests"], 1), 1)
+    return result

@@ -1,0 +1,50 @@
+"""`fx-gateway`: serve until SIGTERM/SIGINT, then stop accepting, finish in-flight requests and exit 0."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+
+import uvloop
+
+from fx_gateway.app import Gateway
+from fx_gateway.config import Settings, parse
+from fx_gateway.nats_link import NatsLink
+from fx_gateway.server import ClientConnection
+from fx_gateway.tasks import spawn
+
+log = logging.getLogger("fx_gateway")
+
+
+async def serve(settings: Settings) -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    gateway = Gateway(settings, activator=None)  # type: ignore[arg-type]  # NatsLink supplies it
+    link = NatsLink(gateway, settings.nats_url, settings.gateway_id)
+    server = await loop.create_server(lambda: ClientConnection(gateway), settings.host, settings.port, backlog=2048)
+    log.info("listening on http://%s:%d (gateway id %s)", settings.host, settings.port, settings.gateway_id)
+    tasks = [spawn(link.start()), spawn(gateway.backstop())]
+    await stop.wait()
+    log.info("stopping: no new connections, finishing in-flight requests (up to %g s)", settings.drain_timeout)
+    server.close()
+    await gateway.drain(settings.drain_timeout)
+    for task in tasks:
+        task.cancel()
+    await link.close()
+    log.info("stopped")
+
+
+def main(argv: list[str] | None = None) -> None:
+    settings = parse(argv)
+    logging.basicConfig(
+        stream=sys.stderr, level=logging.INFO, format="%(asctime)s fx-gateway %(levelname)s %(message)s"
+    )
+    uvloop.run(serve(settings))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,238 @@
+"""Per-version dispatch: pick the least-loaded replica, else hold the request; activate a version at zero."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+
+from fx.protocol import ActivationReply, ActivationRequest
+
+from fx_gateway import responses
+from fx_gateway.exchange import Exchange
+from fx_gateway.stats import VersionStats
+from fx_gateway.tasks import spawn
+from fx_gateway.upstream import Replica, UpstreamConnection
+
+log = logging.getLogger("fx_gateway")
+
+NO_CONTROLLER_RETRY_S = 0.5
+
+
+class NoController(Exception):
+    """Nobody answers activation requests (the controller is not up yet): ask again until the hold expires."""
+
+
+# Sends one ActivationRequest and waits at most `timeout` s for the reply; raises TimeoutError or NoController.
+Activator = Callable[[ActivationRequest, float], Awaitable[ActivationReply]]
+
+
+class VersionDispatcher:
+    def __init__(
+        self,
+        function: str,
+        version: str,
+        stats: VersionStats,
+        activator: Activator,
+        hold_timeout: float,
+        hold_queue: int,
+    ) -> None:
+        self.function = function
+        self.version = version
+        self.stats = stats
+        self.activator = activator
+        self.defaults = (hold_timeout, hold_queue)  # the gateway's, for tables that do not override them
+        self.hold_timeout = hold_timeout
+        self.hold_queue = hold_queue
+        self.concurrency = 1
+        self.replicas: dict[str, Replica] = {}
+        self.queue: deque[Exchange] = deque()
+        self.sent: set[Exchange] = set()  # at a replica, for the backstop timeout
+        self.activating = False
+        self._timer: asyncio.TimerHandle | None = None
+
+    # --- the route table's view ---
+
+    def update(
+        self, endpoints: list[str], concurrency: int, hold_timeout: float | None = None, hold_queue: int | None = None
+    ) -> None:
+        """Adopt a route table's endpoints; replicas keep their counts and pools, vanished ones lose idle sockets."""
+        self.concurrency = concurrency
+        self.hold_timeout = self.defaults[0] if hold_timeout is None else hold_timeout
+        self.hold_queue = self.defaults[1] if hold_queue is None else hold_queue
+        old = self.replicas
+        self.replicas = {e: old.pop(e, None) or Replica(e, self) for e in endpoints}
+        for gone in old.values():
+            gone.removed = True
+            gone.close_idle()
+        self.pump()
+
+    def add_endpoints(self, endpoints: list[str]) -> None:
+        for endpoint in endpoints:
+            replica = self.replicas.get(endpoint)
+            if replica is None:
+                self.replicas[endpoint] = Replica(endpoint, self)
+            else:
+                replica.down_until = 0.0  # the controller vouches for it now
+        self.pump()
+
+    def close(self, answer: bytes, status: int) -> None:
+        """The version is gone: answer whoever waits, keep in-flight requests to their end."""
+        self._fail_held(answer, status)
+        self.update([], self.concurrency, self.hold_timeout, self.hold_queue)
+
+    # --- requests ---
+
+    def pick(self) -> Replica | None:
+        """The replica with the fewest outstanding requests that is below its concurrency limit."""
+        best, low, limit, now = None, 1 << 62, self.concurrency, 0.0
+        for replica in self.replicas.values():
+            n = replica.outstanding
+            if n < low and (limit == 0 or n < limit):
+                if replica.down_until:
+                    now = now or time.monotonic()
+                    if replica.down_until > now:
+                        continue
+                best, low = replica, n
+        return best
+
+    def usable(self) -> bool:
+        now = time.monotonic()
+        return any(r.down_until <= now for r in self.replicas.values())
+
+    def submit(self, exchange: Exchange) -> None:
+        if not self.queue:
+            replica = self.pick()
+            if replica is not None:
+                self._send(replica, exchange)
+                return
+        if len(self.queue) >= self.hold_queue:
+            exchange.fail(responses.queue_full(self.function, self.hold_queue), 503)
+            return
+        self._hold(exchange)
+
+    def retry(self, failed: Replica, exchange: Exchange) -> None:
+        """A connection to `failed` could not be opened, so the request was never sent: route it again."""
+        failed.outstanding -= 1
+        self.stats.in_flight -= 1
+        self.sent.discard(exchange)
+        exchange.conn = None
+        if exchange.gone:
+            return
+        if self.queue or self.pick() is None:  # it waited once already: do not make it queue behind newcomers
+            self._hold(exchange, front=True)
+        else:
+            self._send(self.pick(), exchange)  # type: ignore[arg-type]
+
+    def release(self, replica: Replica, conn: UpstreamConnection, reusable: bool) -> None:
+        replica.outstanding -= 1
+        self.stats.in_flight -= 1
+        replica.keep(conn, reusable)
+        if self.queue:
+            self.pump()
+
+    def drop(self, exchange: Exchange) -> None:
+        """A held caller went away."""
+        try:
+            self.queue.remove(exchange)
+        except ValueError:
+            return
+        self.stats.held = len(self.queue)
+
+    def pump(self) -> None:
+        queue = self.queue
+        while queue:
+            replica = self.pick()
+            if replica is None:
+                if not self.activating and not self.usable():
+                    self._start_activation()
+                break
+            exchange = queue.popleft()
+            now = time.monotonic()
+            if exchange.cold:
+                self.stats.record_cold_start(now - exchange.held_at)
+            self._send(replica, exchange)
+        self.stats.held = len(queue)
+
+    def expire_sent(self, now: float) -> None:
+        """Backstop: answer 504 for requests a replica has held past the function timeout plus a grace."""
+        for exchange in [e for e in self.sent if e.deadline < now]:
+            exchange.timed_out()
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.function, self.version
+
+    def _send(self, replica: Replica, exchange: Exchange) -> None:
+        replica.outstanding += 1
+        self.stats.in_flight += 1
+        exchange.deadline = time.monotonic() + exchange.timeout
+        self.sent.add(exchange)
+        replica.send(exchange)
+
+    def _hold(self, exchange: Exchange, front: bool = False) -> None:
+        exchange.held_at = exchange.held_at or time.monotonic()
+        exchange.cold = not self.usable()
+        if front:
+            self.queue.appendleft(exchange)
+        else:
+            self.queue.append(exchange)
+        self.stats.held = len(self.queue)
+        self._arm()
+        if exchange.cold and not self.activating:
+            self._start_activation()
+
+    def _arm(self) -> None:
+        if self._timer is None and self.queue:
+            delay = self.queue[0].held_at + self.hold_timeout - time.monotonic()
+            self._timer = asyncio.get_running_loop().call_later(max(delay, 0.0), self._expire)
+
+    def _expire(self) -> None:
+        self._timer = None
+        now, queue = time.monotonic(), self.queue
+        while queue and queue[0].held_at + self.hold_timeout <= now:
+            exchange = queue.popleft()
+            self.stats.held = len(queue)
+            if exchange.cold:
+                exchange.fail(responses.activation_timeout(self.function, self.hold_timeout), 504)
+            else:
+                exchange.fail(responses.queue_timeout(self.function, self.hold_timeout), 504)
+        self._arm()
+
+    def _fail_held(self, answer: bytes, status: int) -> None:
+        queue = self.queue
+        while queue:
+            exchange = queue.popleft()
+            self.stats.held = len(queue)
+            exchange.fail(answer, status)
+
+    def _start_activation(self) -> None:
+        self.activating = True
+        spawn(self._activate())
+
+    async def _activate(self) -> None:
+        """One activation request at a time per version, however many requests wait."""
+        try:
+            while self.queue and not self.usable():
+                request = ActivationRequest(self.function, self.version, queued=len(self.queue))
+                try:
+                    reply = await self.activator(request, self.hold_timeout)
+                except NoController:
+                    await asyncio.sleep(NO_CONTROLLER_RETRY_S)
+                    continue
+                except TimeoutError:
+                    log.warning("activation of %s/%s: no reply within %g s", *self.key, self.hold_timeout)
+                    self._fail_held(responses.activation_timeout(self.function, self.hold_timeout), 504)
+                    break
+                if not reply.ok:
+                    log.warning("activation of %s/%s failed: %s %s", *self.key, reply.error, reply.cause)
+                    answer = responses.start_failed(self.function, reply.status, reply.error, reply.cause)
+                    self._fail_held(answer, reply.status)
+                    break
+                self.add_endpoints(reply.endpoints)
+                if not reply.endpoints:
+                    await asyncio.sleep(NO_CONTROLLER_RETRY_S)
+        finally:
+            self.activating = False

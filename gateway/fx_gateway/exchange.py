@@ -1,0 +1,146 @@
+"""One proxied function call: the caller's request, its trip through a dispatcher, the replica's answer."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Protocol
+
+from fx_gateway import responses
+
+if TYPE_CHECKING:
+    from fx_gateway.dispatch import VersionDispatcher
+    from fx_gateway.upstream import UpstreamConnection
+
+BACKSTOP_GRACE_S = 2.0  # on top of the function timeout, in case the replica's own watchdog does not answer
+
+
+class Client(Protocol):
+    """What an exchange needs from the caller's connection (fx_gateway.server.ClientConnection)."""
+
+    def write(self, data: bytes) -> None: ...
+    def done(self, keep_alive: bool) -> None: ...
+    def abort(self) -> None: ...
+
+
+class Exchange:
+    __slots__ = (
+        "body",
+        "client",
+        "cold",
+        "conn",
+        "deadline",
+        "dispatcher",
+        "gone",
+        "head",
+        "held_at",
+        "inject",
+        "is_head",
+        "keep_alive",
+        "limit",
+        "prefix",
+        "raw",
+        "relayed",
+        "size",
+        "started",
+        "timeout",
+    )
+    streaming = False
+
+    def __init__(
+        self,
+        client: Client,
+        dispatcher: VersionDispatcher,
+        head: bytes,
+        limit: int,
+        timeout: float,
+        is_head: bool = False,
+        inject: bytes | None = None,
+    ) -> None:
+        self.client = client
+        self.dispatcher = dispatcher
+        self.head = head  # request line and headers for the replica, without Content-Length and the blank line
+        self.limit = limit
+        self.timeout = timeout + BACKSTOP_GRACE_S
+        self.is_head = is_head
+        self.inject = inject  # a header line to add to the answer (X-Amz-Executed-Version)
+        self.prefix = b""
+        self.body: list[bytes] = []
+        self.size = 0
+        self.raw = b""
+        self.keep_alive = True
+        self.started = time.monotonic()
+        self.deadline = 0.0
+        self.held_at = 0.0
+        self.cold = False
+        self.relayed = False
+        self.gone = False
+        self.conn: UpstreamConnection | None = None
+
+    # --- from the caller's connection ---
+
+    def feed(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        if self.size <= self.limit:  # past the limit the body is only counted, then refused
+            self.body.append(chunk)
+
+    def begin(self) -> None:
+        if self.size > self.limit:
+            self.fail(responses.too_large(self.dispatcher.function, self.limit), 413)
+            return
+        self.raw = b"".join([self.head, b"Content-Length: %d\r\n\r\n" % self.size, *self.body])
+        self.body = []
+        self.dispatcher.submit(self)
+
+    def client_gone(self) -> None:
+        self.gone = True
+        if self.held_at and self.conn is None:
+            self.dispatcher.drop(self)
+
+    # --- from the upstream connection ---
+
+    def relay(self, data: bytes) -> None:
+        if self.inject is not None:
+            data = self.prefix + data
+            end = data.find(b"\r\n") + 2  # after the status line
+            if end == 1:
+                self.prefix = data
+                return
+            data = b"%s%s%s" % (data[:end], self.inject, data[end:])
+            self.inject = None
+        self.relayed = True
+        if not self.gone:
+            self.client.write(data)
+
+    def answered(self, status: int, keep_alive: bool) -> None:
+        self.dispatcher.sent.discard(self)
+        self.dispatcher.stats.record(status, time.monotonic() - self.started)
+        if not self.gone:
+            self.client.done(keep_alive and self.keep_alive)
+
+    def broken(self) -> None:
+        """The replica's connection broke after the request was sent: never retried."""
+        self._abandoned(502, responses.upstream_error(self.dispatcher.function))
+
+    def timed_out(self) -> None:
+        self.conn.abandon()  # type: ignore[union-attr]
+        seconds = self.timeout - BACKSTOP_GRACE_S
+        self._abandoned(504, responses.function_timeout(self.dispatcher.function, seconds))
+
+    def _abandoned(self, status: int, answer: bytes) -> None:
+        self.dispatcher.sent.discard(self)
+        self.dispatcher.stats.record(status, time.monotonic() - self.started)
+        if self.gone:
+            return
+        if self.relayed:  # part of an answer is out: only closing tells the caller it is incomplete
+            self.client.abort()
+        else:
+            self.client.write(answer)
+            self.client.done(self.keep_alive)
+
+    # --- from the dispatcher, before any replica saw the request ---
+
+    def fail(self, answer: bytes, status: int) -> None:
+        self.dispatcher.stats.record(status, time.monotonic() - self.started)
+        if not self.gone:
+            self.client.write(answer)
+            self.client.done(self.keep_alive)

@@ -1,0 +1,142 @@
+"""The gateway's NATS side: route tables in (KV watch), activation requests and load reports out."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import nats
+import nats.errors
+import nats.js.errors
+from fx.protocol import (
+    KV_ROUTES,
+    LOAD_REPORT_INTERVAL_S,
+    SUBJECT_ACTIVATE,
+    SUBJECT_LOAD,
+    ActivationReply,
+    ActivationRequest,
+    LoadReport,
+    RouteTable,
+)
+from nats.aio.client import Client as NATS
+from nats.js.kv import KeyValue
+
+from fx_gateway.app import Gateway
+from fx_gateway.dispatch import NoController
+from fx_gateway.tasks import spawn
+
+log = logging.getLogger("fx_gateway")
+
+CONNECT_RETRY_S = 0.5
+DELETED = ("DEL", "PURGE")
+
+
+class NatsLink:
+    def __init__(self, gateway: Gateway, url: str, gateway_id: str) -> None:
+        self.gateway = gateway
+        self.url = url
+        self.gateway_id = gateway_id
+        self.nc: NATS | None = None
+        self.loaded = False  # the initial route tables are in
+        self._tasks: list[asyncio.Task] = []
+        gateway.activator = self.activate
+        gateway.healthy = self.healthy
+
+    def healthy(self) -> bool:
+        return self.loaded and self.nc is not None and self.nc.is_connected
+
+    async def start(self) -> None:
+        """Connect (retrying until NATS is up, so start order does not matter), then follow the route tables."""
+        warned = False
+        while self.nc is None:
+            try:
+                self.nc = await nats.connect(
+                    self.url,
+                    name=f"fx-gateway {self.gateway_id}",
+                    max_reconnect_attempts=-1,
+                    reconnect_time_wait=CONNECT_RETRY_S,
+                    allow_reconnect=True,
+                    connect_timeout=2,
+                    disconnected_cb=self._disconnected,
+                    reconnected_cb=self._reconnected,
+                    error_cb=self._error,
+                )
+            except (OSError, nats.errors.Error) as exc:
+                if not warned:
+                    log.warning("NATS at %s not reachable (%s); retrying", self.url, exc)
+                    warned = True
+                await asyncio.sleep(CONNECT_RETRY_S)
+        log.info("connected to NATS at %s", self.url)
+        kv = await self._bucket()
+        self._tasks = [spawn(self._watch(kv)), spawn(self._report())]
+
+    async def _bucket(self) -> KeyValue:
+        js = self.nc.jetstream()  # type: ignore[union-attr]
+        try:
+            return await js.key_value(KV_ROUTES)
+        except nats.js.errors.BucketNotFoundError:
+            pass
+        try:
+            return await js.create_key_value(bucket=KV_ROUTES, history=1)
+        except nats.js.errors.Error:  # the controller made it meanwhile
+            return await js.key_value(KV_ROUTES)
+
+    async def _watch(self, kv: KeyValue) -> None:
+        watcher = await kv.watchall()
+        async for entry in watcher:
+            if entry is None:  # everything that existed when the watch began has been delivered
+                if not self.loaded:
+                    self.loaded = True
+                    log.info("route tables loaded: %d functions", len(self.gateway.functions))
+                continue
+            if entry.operation in DELETED:
+                self.gateway.remove(entry.key)
+                continue
+            try:
+                table = RouteTable.from_json(entry.value)
+            except (ValueError, TypeError, KeyError) as exc:
+                log.error("route table %r unreadable, ignored: %s", entry.key, exc)
+                continue
+            self.gateway.apply(table)
+
+    async def _report(self) -> None:
+        while True:
+            await asyncio.sleep(LOAD_REPORT_INTERVAL_S)
+            nc = self.nc
+            if nc is None or not nc.is_connected:
+                continue  # counts keep accumulating until a report can go out
+            report = LoadReport(self.gateway_id, self.gateway.stats.load())
+            await nc.publish(SUBJECT_LOAD, report.to_json())
+
+    async def activate(self, request: ActivationRequest, timeout: float) -> ActivationReply:
+        nc = self.nc
+        if nc is None or not nc.is_connected:
+            raise NoController
+        try:
+            msg = await nc.request(SUBJECT_ACTIVATE, request.to_json(), timeout=timeout)
+        except nats.errors.NoRespondersError:
+            raise NoController from None
+        except nats.errors.TimeoutError:
+            raise TimeoutError from None
+        except nats.errors.Error as exc:
+            log.warning("activation request failed: %s", exc)
+            raise NoController from None
+        return ActivationReply.from_json(msg.data)
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        if self.nc is not None:
+            try:
+                await self.nc.drain()
+            except (nats.errors.Error, OSError):
+                await self.nc.close()
+
+    async def _disconnected(self) -> None:
+        log.warning("NATS disconnected; serving from the route tables held")
+
+    async def _reconnected(self) -> None:
+        log.info("NATS reconnected")
+
+    async def _error(self, exc: Exception) -> None:
+        log.warning("NATS: %s", exc)

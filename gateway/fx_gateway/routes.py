@@ -1,0 +1,64 @@
+"""A function's route table as the gateway uses it: which version a request goes to."""
+
+from __future__ import annotations
+
+import random
+from bisect import bisect_right
+from collections.abc import Callable
+
+from fx.protocol import RouteTable
+
+from fx_gateway import responses
+from fx_gateway.dispatch import VersionDispatcher
+
+LATEST = "$LATEST"  # Lambda's qualifier for the newest version
+
+
+class FunctionRoutes:
+    def __init__(self, table: RouteTable, make: Callable[[str, str], VersionDispatcher]) -> None:
+        self.name = table.function
+        self._make = make
+        self.dispatchers: dict[str, VersionDispatcher] = {}
+        self.update(table)
+
+    def update(self, table: RouteTable) -> None:
+        self.table = table
+        self.timeout = table.timeout_ms / 1000
+        self.max_request_bytes = table.max_request_bytes
+        for version in list(self.dispatchers):
+            if version not in table.versions:
+                self.dispatchers.pop(version).close(responses.version_not_found(self.name, version), 404)
+        for version, route in table.versions.items():
+            dispatcher = self.dispatchers.get(version) or self._make(self.name, version)
+            self.dispatchers[version] = dispatcher
+            hold_timeout = table.hold_timeout_ms / 1000 if table.hold_timeout_ms is not None else None
+            dispatcher.update(route.endpoints, route.concurrency, hold_timeout, table.hold_queue)
+        # Cumulative weights for a bisect; versions missing from the table take no traffic.
+        self._bounds: list[int] = []
+        self._weighted: list[VersionDispatcher] = []
+        total = 0
+        for version, percent in table.traffic.items():
+            if percent > 0 and version in self.dispatchers:
+                total += percent
+                self._bounds.append(total)
+                self._weighted.append(self.dispatchers[version])
+        self._total = total
+
+    def pick(self, qualifier: str = "") -> VersionDispatcher | None:
+        """The pinned version (number, alias or $LATEST), else one drawn by traffic weight; None if none fits."""
+        if qualifier:
+            version = self.table.aliases.get(qualifier, qualifier)
+            if version == LATEST and self.dispatchers:
+                version = max(self.dispatchers, key=lambda v: int(v) if v.isdigit() else -1)
+            return self.dispatchers.get(version)
+        weighted = self._weighted
+        if len(weighted) == 1:
+            return weighted[0]
+        if not weighted:
+            return None
+        return weighted[bisect_right(self._bounds, random.random() * self._total)]
+
+    def close(self) -> None:
+        """The function was deleted: held requests learn so, in-flight ones finish."""
+        for dispatcher in self.dispatchers.values():
+            dispatcher.close(responses.function_not_found(self.name), 404)

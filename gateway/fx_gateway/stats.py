@@ -1,0 +1,130 @@
+"""Per-version request statistics: plain counters on the hot path, turned into Prometheus metrics at scrape time.
+
+Updating a prometheus_client child costs a lock and a bucket scan per call; here a request costs one dict
+increment and one bisect, and the registry reads the numbers only when /metrics is scraped. The same counters
+feed the load reports, so metrics and autoscaling never disagree.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections.abc import Iterator
+
+from fx.protocol import VersionLoad
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.registry import Collector
+
+DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+COLD_START_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class Histogram:
+    __slots__ = ("bounds", "counts", "sum")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)  # last slot: above every bound
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(self.bounds, value)] += 1
+        self.sum += value
+
+    def buckets(self) -> list[tuple[str, int]]:
+        """Cumulative (le, count) pairs as Prometheus wants them."""
+        out, total = [], 0
+        for bound, count in zip((*map(str, self.bounds), "+Inf"), self.counts, strict=True):
+            total += count
+            out.append((bound, total))
+        return out
+
+
+class VersionStats:
+    """Everything counted for one function version. `in_flight` and `held` are live counts."""
+
+    __slots__ = (
+        "codes",
+        "cold_start",
+        "cold_starts",
+        "duration",
+        "errors",
+        "held",
+        "in_flight",
+        "reported",
+        "requests",
+    )
+
+    def __init__(self) -> None:
+        self.codes: dict[int, int] = {}
+        self.duration = Histogram(DURATION_BUCKETS)
+        self.cold_start = Histogram(COLD_START_BUCKETS)
+        self.cold_starts = 0
+        self.requests = 0
+        self.errors = 0
+        self.in_flight = 0
+        self.held = 0
+        self.reported = (0, 0)  # (requests, errors) at the previous load report
+
+    def record(self, status: int, seconds: float) -> None:
+        codes = self.codes
+        codes[status] = codes.get(status, 0) + 1
+        self.duration.observe(seconds)
+        self.requests += 1
+        if status >= 500:
+            self.errors += 1
+
+    def record_cold_start(self, seconds: float) -> None:
+        self.cold_starts += 1
+        self.cold_start.observe(seconds)
+
+
+class Stats(Collector):
+    """All VersionStats by (function, version); unknown functions share ("", "") to bound cardinality."""
+
+    def __init__(self) -> None:
+        self.versions: dict[tuple[str, str], VersionStats] = {}
+
+    def get(self, function: str, version: str) -> VersionStats:
+        key = (function, version)
+        stats = self.versions.get(key)
+        if stats is None:
+            stats = self.versions[key] = VersionStats()
+        return stats
+
+    def load(self) -> dict[str, VersionLoad]:
+        """The load since the previous call, for versions that are busy or were used."""
+        out = {}
+        for (function, version), s in self.versions.items():
+            if not function:
+                continue
+            requests, errors = s.requests - s.reported[0], s.errors - s.reported[1]
+            if requests or s.in_flight or s.held:
+                s.reported = (s.requests, s.errors)
+                out[f"{function}/{version}"] = VersionLoad(s.in_flight, s.held, requests, errors)
+        return out
+
+    def collect(self) -> Iterator:
+        labels = ["function", "version"]
+        requests = CounterMetricFamily(
+            "fx_gateway_requests", "Requests answered, by status code", labels=[*labels, "code"]
+        )
+        duration = HistogramMetricFamily(
+            "fx_gateway_request_duration_seconds", "Time from a request's arrival to its answer", labels=labels
+        )
+        in_flight = GaugeMetricFamily("fx_gateway_in_flight", "Requests being answered by a replica", labels=labels)
+        held = GaugeMetricFamily("fx_gateway_held", "Requests held waiting for a replica", labels=labels)
+        cold = CounterMetricFamily("fx_gateway_cold_starts", "Requests that waited for an activation", labels=labels)
+        cold_seconds = HistogramMetricFamily(
+            "fx_gateway_cold_start_seconds", "Time a request was held waiting for an activation", labels=labels
+        )
+        for key, s in list(self.versions.items()):
+            values = list(key)
+            for code, count in list(s.codes.items()):
+                requests.add_metric([*values, str(code)], count)
+            duration.add_metric(values, s.duration.buckets(), s.duration.sum)
+            in_flight.add_metric(values, s.in_flight)
+            held.add_metric(values, s.held)
+            if key[0]:
+                cold.add_metric(values, s.cold_starts)
+                cold_seconds.add_metric(values, s.cold_start.buckets(), s.cold_start.sum)
+        yield from (requests, duration, in_flight, held, cold, cold_seconds)

@@ -1,0 +1,137 @@
+"""Connections to replicas: one keep-alive HTTP/1.1 connection per in-flight request, pooled per endpoint."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING
+
+import httptools
+
+from fx_gateway.tasks import spawn
+
+if TYPE_CHECKING:
+    from fx_gateway.dispatch import VersionDispatcher
+    from fx_gateway.exchange import Exchange
+
+log = logging.getLogger("fx_gateway")
+
+MAX_IDLE = 64  # idle connections kept per endpoint
+DOWN_S = 1.0  # after a refused connection, skip the endpoint this long (the route table will catch up)
+
+
+class UpstreamConnection(asyncio.Protocol):
+    """Sends one request at a time and relays the answer's bytes to the exchange as they arrive."""
+
+    __slots__ = ("complete", "exchange", "keep_alive", "parser", "replica", "transport")
+
+    def __init__(self, replica: Replica) -> None:
+        self.replica = replica
+        self.parser = httptools.HttpResponseParser(self)
+        self.transport: asyncio.Transport | None = None
+        self.exchange: Exchange | None = None
+        self.complete = False
+        self.keep_alive = True
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def send(self, exchange: Exchange) -> None:
+        self.exchange = exchange
+        exchange.conn = self
+        self.transport.write(exchange.raw)  # type: ignore[union-attr]
+
+    def data_received(self, data: bytes) -> None:
+        exchange = self.exchange
+        if exchange is None:  # nothing asked: a confused replica; never reuse this connection
+            self.transport.close()  # type: ignore[union-attr]
+            return
+        exchange.relay(data)
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            self.transport.close()  # type: ignore[union-attr]
+            return
+        if self.complete:
+            self.complete = False
+            self.exchange = None
+            status = self.parser.get_status_code()
+            if exchange.is_head:  # the parser expects the body a HEAD answer never has
+                self.parser = httptools.HttpResponseParser(self)
+            exchange.answered(status, self.keep_alive)
+            self.replica.dispatcher.release(self.replica, self, self.keep_alive)
+
+    def on_headers_complete(self) -> None:
+        if self.exchange is not None and self.exchange.is_head:
+            self.keep_alive = self.parser.should_keep_alive()
+            self.complete = True
+
+    def on_message_complete(self) -> None:
+        self.keep_alive = self.parser.should_keep_alive()  # only valid inside the callback
+        self.complete = True
+
+    def abandon(self) -> None:
+        """Stop waiting for this answer (backstop timeout): the connection is in an unknown state."""
+        self.exchange = None
+        self.transport.close()  # type: ignore[union-attr]
+        self.replica.dispatcher.release(self.replica, self, False)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        replica = self.replica
+        if self in replica.idle:
+            replica.idle.remove(self)
+        exchange = self.exchange
+        if exchange is not None:
+            self.exchange = None
+            exchange.broken()
+            replica.dispatcher.release(replica, self, False)
+
+
+class Replica:
+    """One endpoint of a version: its outstanding requests and its idle connections."""
+
+    __slots__ = ("dispatcher", "down_until", "endpoint", "host", "idle", "outstanding", "port", "removed")
+
+    def __init__(self, endpoint: str, dispatcher: VersionDispatcher) -> None:
+        self.endpoint = endpoint
+        host, _, port = endpoint.rpartition(":")
+        self.host, self.port = host, int(port)
+        self.dispatcher = dispatcher
+        self.outstanding = 0
+        self.idle: list[UpstreamConnection] = []
+        self.removed = False
+        self.down_until = 0.0
+
+    def send(self, exchange: Exchange) -> None:
+        idle = self.idle
+        while idle:
+            conn = idle.pop()
+            if not conn.transport.is_closing():  # type: ignore[union-attr]
+                conn.send(exchange)
+                return
+        spawn(self._connect(exchange))
+
+    async def _connect(self, exchange: Exchange) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            _, conn = await loop.create_connection(lambda: UpstreamConnection(self), self.host, self.port)
+        except OSError as exc:
+            # Nothing was sent, so another replica may take the request.
+            now = time.monotonic()
+            if self.down_until < now:  # one line per outage, not per request
+                log.warning("replica %s refused a connection (%s); skipping it for %g s", self.endpoint, exc, DOWN_S)
+            self.down_until = now + DOWN_S
+            self.dispatcher.retry(self, exchange)
+            return
+        conn.send(exchange)
+
+    def keep(self, conn: UpstreamConnection, reusable: bool) -> None:
+        if reusable and not self.removed and len(self.idle) < MAX_IDLE and not conn.transport.is_closing():  # type: ignore[union-attr]
+            self.idle.append(conn)
+        else:
+            conn.transport.close()  # type: ignore[union-attr]
+
+    def close_idle(self) -> None:
+        while self.idle:
+            self.idle.pop().transport.close()  # type: ignore[union-attr]

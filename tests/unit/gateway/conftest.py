@@ -1,0 +1,217 @@
+"""Fakes for the gateway's tests: a tiny replica HTTP server, a gateway served in-process, route tables."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import httptools
+import httpx
+import pytest
+from fx.protocol import ActivationReply, ActivationRequest, RouteTable, VersionRoute
+from fx_gateway.app import Gateway
+from fx_gateway.config import Settings
+from fx_gateway.server import ClientConnection
+
+
+class FakeReplica:
+    """Answers every request with JSON describing it: {"name", "method", "path", "headers", "body"}.
+
+    A path ending in /sleep/SECONDS waits that long first; /close drops the connection without answering.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.server: asyncio.AbstractServer | None = None
+        self.endpoint = ""
+        self.requests = 0
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.connections = 0
+        self.transports: set[asyncio.Transport] = set()
+
+    async def start(self) -> FakeReplica:
+        self.server = await asyncio.get_running_loop().create_server(lambda: _ReplicaConn(self), "127.0.0.1", 0)
+        self.endpoint = f"127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+        return self
+
+    async def stop(self) -> None:
+        assert self.server is not None
+        self.server.close()
+        for transport in self.transports:
+            transport.close()
+
+
+class _ReplicaConn(asyncio.Protocol):
+    def __init__(self, replica: FakeReplica) -> None:
+        self.replica = replica
+        self.parser = httptools.HttpRequestParser(self)
+
+    def connection_made(self, transport):
+        self.transport = transport
+        self.replica.connections += 1
+        self.replica.transports.add(transport)
+
+    def connection_lost(self, exc):
+        self.replica.transports.discard(self.transport)
+
+    def data_received(self, data):
+        self.parser.feed_data(data)
+
+    def on_message_begin(self):
+        self.url, self.headers, self.body = b"", {}, b""
+
+    def on_url(self, url):
+        self.url += url
+
+    def on_header(self, name, value):
+        self.headers[name.decode().lower()] = value.decode()
+
+    def on_body(self, body):
+        self.body += body
+
+    def on_message_complete(self):
+        asyncio.get_running_loop().create_task(self.answer(self.parser.get_method().decode(), self.url.decode()))
+
+    async def answer(self, method: str, url: str) -> None:
+        replica = self.replica
+        replica.requests += 1
+        replica.in_flight += 1
+        replica.max_in_flight = max(replica.max_in_flight, replica.in_flight)
+        try:
+            if "/sleep/" in url:
+                await asyncio.sleep(float(url.rsplit("/sleep/", 1)[1].split("?")[0]))
+            if url.endswith("/close"):
+                self.transport.close()
+                return
+            body = json.dumps(
+                {
+                    "name": replica.name,
+                    "method": method,
+                    "path": url,
+                    "headers": self.headers,
+                    "body": self.body.decode(),
+                }
+            ).encode()
+            head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
+            self.transport.write(head + body)
+        finally:
+            replica.in_flight -= 1
+
+
+@pytest.fixture
+async def replicas() -> AsyncIterator[Callable]:
+    started: list[FakeReplica] = []
+
+    async def make(name: str = "r") -> FakeReplica:
+        replica = await FakeReplica(name).start()
+        started.append(replica)
+        return replica
+
+    yield make
+    for replica in started:
+        await replica.stop()
+
+
+def table(
+    function: str = "hello",
+    revision: int = 1,
+    versions: dict[str, list[str]] | None = None,
+    traffic: dict[str, int] | None = None,
+    concurrency: int = 1,
+    **extra,
+) -> RouteTable:
+    versions = versions if versions is not None else {"1": []}
+    return RouteTable(
+        function=function,
+        revision=revision,
+        traffic=traffic if traffic is not None else {next(iter(versions)): 100},
+        versions={v: VersionRoute(list(e), concurrency) for v, e in versions.items()},
+        **extra,
+    )
+
+
+class FakeActivator:
+    """Answers activation requests the way a test says, recording them."""
+
+    def __init__(self) -> None:
+        self.requests: list[ActivationRequest] = []
+        self.reply: Callable[[ActivationRequest], ActivationReply] | None = None
+        self.delay = 0.05
+
+    async def __call__(self, request: ActivationRequest, timeout: float) -> ActivationReply:
+        self.requests.append(request)
+        await asyncio.sleep(self.delay)
+        if self.reply is None:
+            await asyncio.sleep(timeout)
+            raise TimeoutError
+        return self.reply(request)
+
+
+class Running:
+    def __init__(self, gateway: Gateway, url: str, server: asyncio.AbstractServer) -> None:
+        self.gateway = gateway
+        self.url = url
+        self.server = server
+        self.client = httpx.AsyncClient(base_url=url, timeout=30, limits=httpx.Limits(max_connections=200))
+
+
+@pytest.fixture
+async def gateway() -> AsyncIterator[Callable]:
+    """A factory: gateway(activator, **settings) -> Running, served on a free loopback port."""
+    running: list[Running] = []
+
+    async def make(activator=None, **settings) -> Running:
+        gw = Gateway(Settings(**settings), activator or FakeActivator())
+        gw.healthy = lambda: True
+        server = await asyncio.get_running_loop().create_server(lambda: ClientConnection(gw), "127.0.0.1", 0)
+        run = Running(gw, f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}", server)
+        running.append(run)
+        return run
+
+    yield make
+    for run in running:
+        await run.client.aclose()
+        run.server.close()
+        for conn in list(run.gateway.connections):
+            conn.abort()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def nats_server() -> Iterator[str]:
+    """A real nats-server with JetStream on a free loopback port; yields its URL."""
+    binary = str(Path(sys.executable).with_name("nats-server"))
+    port = free_port()
+    store = tempfile.mkdtemp(prefix="fx-gw-nats-")
+    proc = subprocess.Popen(
+        [binary, "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", store],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    try:
+        yield f"nats://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        shutil.rmtree(store, ignore_errors=True)

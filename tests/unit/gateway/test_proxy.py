@@ -1,0 +1,150 @@
+"""Requests through the gateway to a replica, and the errors callers get."""
+
+import asyncio
+
+from tests.unit.gateway.conftest import table
+
+
+async def test_http_trigger_reaches_the_replica_with_path_query_headers_and_body(gateway, replicas):
+    replica = await replicas()
+    gw = await gateway()
+    gw.gateway.apply(table(versions={"1": [replica.endpoint]}))
+
+    r = await gw.client.post("/function/hello/any/path?x=1&y=2", content=b"payload", headers={"X-Custom": "yes"})
+    assert r.status_code == 200
+    seen = r.json()
+    assert seen["method"] == "POST"
+    assert seen["path"] == "/_fx/http/any/path?x=1&y=2"
+    assert seen["body"] == "payload"
+    assert seen["headers"]["x-custom"] == "yes"
+    assert seen["headers"]["x-forwarded-for"] == "127.0.0.1"
+    assert seen["headers"]["x-forwarded-proto"] == "http"
+    assert seen["headers"]["x-forwarded-host"] == gw.url.removeprefix("http://")
+
+    bare = await gw.client.get("/function/hello")
+    assert bare.json()["path"] == "/_fx/http/"
+
+
+async def test_connections_to_a_replica_are_kept_alive(gateway, replicas):
+    replica = await replicas()
+    gw = await gateway()
+    gw.gateway.apply(table(versions={"1": [replica.endpoint]}))
+    for _ in range(20):
+        assert (await gw.client.get("/function/hello")).status_code == 200
+    assert replica.connections == 1
+
+
+async def test_lambda_invoke_api_posts_the_event_and_names_the_version(gateway, replicas):
+    replica = await replicas()
+    gw = await gateway()
+    gw.gateway.apply(table(versions={"1": [], "2": [replica.endpoint]}, traffic={"2": 100}))
+
+    r = await gw.client.post("/2015-03-31/functions/hello/invocations", content=b'{"a": 1}')
+    assert r.status_code == 200
+    assert r.headers["X-Amz-Executed-Version"] == "2"
+    assert r.json()["path"] == "/_fx/invoke"
+    assert r.json()["body"] == '{"a": 1}'
+
+    event = await gw.client.post(
+        "/2015-03-31/functions/hello/invocations", content=b"{}", headers={"X-Amz-Invocation-Type": "Event"}
+    )
+    assert event.status_code == 400
+    assert "not supported yet" in event.json()["error"]["message"]
+
+
+async def test_unknown_function_is_404_naming_it_and_counted_without_its_name(gateway):
+    gw = await gateway()
+    r = await gw.client.post("/function/nope", content=b"{}")
+    assert r.status_code == 404
+    error = r.json()["error"]
+    assert error == {"code": "FunctionNotFound", "message": error["message"], "function": "nope"}
+    assert "fx ls" in error["message"]
+    invoke = await gw.client.post("/2015-03-31/functions/nope/invocations", content=b"{}")
+    assert invoke.status_code == 404 and invoke.json()["error"]["function"] == "nope"
+
+    metrics = (await gw.client.get("/metrics")).text
+    assert 'fx_gateway_requests_total{code="404",function="",version=""} 2.0' in metrics
+    assert "nope" not in metrics
+
+
+async def test_unknown_version_and_paths_are_404_json(gateway):
+    gw = await gateway()
+    gw.gateway.apply(table(versions={"1": []}, aliases={"live": "1"}))
+    r = await gw.client.get("/function/hello@7")
+    assert r.status_code == 404 and r.json()["error"]["code"] == "VersionNotFound"
+    header = await gw.client.get("/function/hello", headers={"X-Fx-Version": "prod"})
+    assert header.status_code == 404 and "prod" in header.json()["error"]["message"]
+    other = await gw.client.get("/elsewhere")
+    assert other.status_code == 404 and other.json()["error"]["code"] == "NotFound"
+
+
+async def test_body_over_the_route_tables_limit_is_413_and_the_connection_stays_usable(gateway, replicas):
+    replica = await replicas()
+    gw = await gateway()
+    gw.gateway.apply(table(versions={"1": [replica.endpoint]}, max_request_bytes=1000))
+
+    too_big = await gw.client.post("/function/hello", content=b"x" * 1001)
+    assert too_big.status_code == 413
+    assert too_big.json()["error"] == {
+        "code": "RequestTooLarge",
+        "message": too_big.json()["error"]["message"],
+        "function": "hello",
+    }
+
+    async def chunks():
+        for _ in range(3):
+            yield b"x" * 400
+
+    chunked = await gw.client.post("/function/hello", content=chunks())  # no Content-Length: counted as it arrives
+    assert chunked.status_code == 413
+    fits = await gw.client.post("/function/hello", content=b"x" * 1000)
+    assert fits.status_code == 200 and len(fits.json()["body"]) == 1000
+    assert replica.requests == 1
+
+
+async def test_a_replica_that_drops_the_connection_is_a_502_upstream_error(gateway, replicas):
+    replica = await replicas()
+    gw = await gateway()
+    gw.gateway.apply(table(versions={"1": [replica.endpoint]}))
+    r = await gw.client.get("/function/hello/close")
+    assert r.status_code == 502
+    assert r.json()["error"]["code"] == "UpstreamError"
+    assert replica.requests == 1  # sent once: never retried after the request was written
+
+
+async def test_a_replica_slower_than_timeout_plus_grace_is_a_504(gateway, replicas, monkeypatch):
+    monkeypatch.setattr("fx_gateway.exchange.BACKSTOP_GRACE_S", 0.1)
+    replica = await replicas()
+    gw = await gateway()
+    gw.gateway.apply(table(versions={"1": [replica.endpoint]}, timeout_ms=200))
+    backstop = asyncio.get_running_loop().create_task(gw.gateway.backstop())
+    try:
+        r = await gw.client.get("/function/hello/sleep/3")
+    finally:
+        backstop.cancel()
+    assert r.status_code == 504
+    assert r.json()["error"]["code"] == "FunctionTimeout"
+    assert (await gw.client.get("/function/hello")).status_code == 200  # the replica is usable again
+
+
+async def test_a_refused_connection_is_retried_on_another_replica(gateway, replicas):
+    alive = await replicas("alive")
+    dead = await replicas("dead")
+    await dead.stop()
+    gw = await gateway()
+    gw.gateway.apply(table(versions={"1": [dead.endpoint, alive.endpoint]}))
+    answers = [await gw.client.get("/function/hello") for _ in range(5)]
+    assert [r.status_code for r in answers] == [200] * 5
+    assert {r.json()["name"] for r in answers} == {"alive"}
+
+
+async def test_metrics_count_requests_by_function_version_and_code(gateway, replicas):
+    replica = await replicas()
+    gw = await gateway()
+    gw.gateway.apply(table(versions={"1": [replica.endpoint]}))
+    for _ in range(3):
+        await gw.client.get("/function/hello")
+    metrics = (await gw.client.get("/metrics")).text
+    assert 'fx_gateway_requests_total{code="200",function="hello",version="1"} 3.0' in metrics
+    assert 'fx_gateway_request_duration_seconds_count{function="hello",version="1"} 3.0' in metrics
+    assert 'fx_gateway_in_flight{function="hello",version="1"} 0.0' in metrics
