@@ -1,0 +1,24 @@
+"""Writing HTTP/1.1 responses."""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+
+_REASONS = {s.value: s.phrase for s in HTTPStatus}
+_SKIPPED = frozenset({"content-length", "transfer-encoding", "connection"})  # the server owns message framing
+
+JSON = (("Content-Type", "application/json"),)
+
+
+def response(status: int, headers: tuple | list, body: bytes, keep_alive: bool = True) -> bytes:
+    """A complete response; raises ValueError for header names or values that would split it."""
+    lines = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Unknown')}"]
+    for name, value in headers:
+        if "\r" in name or "\n" in name or "\r" in value or "\n" in value or ":" in name:
+            raise ValueError(f"invalid header {name!r}")
+        if name.lower() not in _SKIPPED:
+            lines.append(f"{name}: {value}")
+    lines.append(f"Content-Length: {len(body)}")
+    if not keep_alive:
+        lines.append("Connection: close")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body

@@ -1,0 +1,240 @@
+"""HTTP trigger events (API Gateway HTTP API 2.0, REST API 1.0, ALB) and Lambda's rules for answering them."""
+
+from __future__ import annotations
+
+import base64
+import time
+from typing import Any
+from urllib.parse import parse_qsl
+
+ACCOUNT_ID = "000000000000"
+_TEXT_SUFFIXES = ("json", "xml", "javascript", "yaml", "csv")
+
+
+class Request:
+    """What the server hands over: the caller's request, with the /_fx/http prefix already taken off."""
+
+    __slots__ = ("body", "headers", "method", "path", "peer", "query", "request_id")
+
+    def __init__(
+        self, method: str, path: str, query: str, headers: list[tuple[bytes, bytes]], body: bytes, peer: str, rid: str
+    ) -> None:
+        self.method = method
+        self.path = path or "/"
+        self.query = query
+        self.headers = headers
+        self.body = body
+        self.peer = peer
+        self.request_id = rid
+
+    def header_lists(self) -> dict[str, list[str]]:
+        """Lower-cased names; HTTP header bytes are latin-1 by definition."""
+        out: dict[str, list[str]] = {}
+        for name, value in self.headers:
+            out.setdefault(name.decode("latin-1").lower(), []).append(value.decode("latin-1"))
+        return out
+
+    def encoded_body(self, content_type: str) -> tuple[str, bool]:
+        """The body as Lambda passes it: text as is, anything else base64 (isBase64Encoded)."""
+        if not self.body:
+            return "", False
+        media = content_type.split(";", 1)[0].strip().lower()
+        if not media or media.startswith("text/") or media.endswith(_TEXT_SUFFIXES):
+            try:
+                return self.body.decode(), False
+            except UnicodeDecodeError:
+                pass
+        return base64.b64encode(self.body).decode(), True
+
+
+def _source_ip(headers: dict[str, list[str]], peer: str) -> str:
+    forwarded = headers.get("x-forwarded-for")
+    return forwarded[0].split(",", 1)[0].strip() if forwarded else peer
+
+
+def _domain(headers: dict[str, list[str]]) -> str:
+    return (headers.get("x-forwarded-host") or headers.get("host") or ["localhost"])[0]
+
+
+def _prefix(domain: str) -> str:
+    return domain.split(".", 1)[0].split(":", 1)[0]
+
+
+def _times() -> tuple[str, int]:
+    now = time.time()
+    return time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)), int(now * 1000)
+
+
+def event_v2(req: Request) -> dict:
+    """API Gateway HTTP API payload format 2.0."""
+    lists = req.header_lists()
+    cookies = [c.strip() for v in lists.pop("cookie", []) for c in v.split(";") if c.strip()]
+    headers = {name: ",".join(values) for name, values in lists.items()}
+    domain = _domain(lists)
+    stamp, epoch_ms = _times()
+    event: dict[str, Any] = {
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": req.path,
+        "rawQueryString": req.query,
+    }
+    if cookies:
+        event["cookies"] = cookies
+    event["headers"] = headers
+    if req.query:
+        params: dict[str, list[str]] = {}
+        for key, value in parse_qsl(req.query, keep_blank_values=True):
+            params.setdefault(key, []).append(value)
+        event["queryStringParameters"] = {k: ",".join(v) for k, v in params.items()}
+    event["requestContext"] = {
+        "accountId": ACCOUNT_ID,
+        "apiId": "fx",
+        "domainName": domain,
+        "domainPrefix": _prefix(domain),
+        "http": {
+            "method": req.method,
+            "path": req.path,
+            "protocol": "HTTP/1.1",
+            "sourceIp": _source_ip(lists, req.peer),
+            "userAgent": headers.get("user-agent", ""),
+        },
+        "requestId": req.request_id,
+        "routeKey": "$default",
+        "stage": "$default",
+        "time": stamp,
+        "timeEpoch": epoch_ms,
+    }
+    body, is_b64 = req.encoded_body(headers.get("content-type", ""))
+    if body:
+        event["body"] = body
+    event["isBase64Encoded"] = is_b64
+    return event
+
+
+def event_v1(req: Request) -> dict:
+    """API Gateway REST API (payload format 1.0), as a `{proxy+}` resource would see it."""
+    multi: dict[str, list[str]] = {}
+    for name, value in req.headers:
+        multi.setdefault(name.decode("latin-1"), []).append(value.decode("latin-1"))
+    lists = req.header_lists()
+    query: dict[str, list[str]] = {}
+    for key, value in parse_qsl(req.query, keep_blank_values=True):
+        query.setdefault(key, []).append(value)
+    domain = _domain(lists)
+    stamp, epoch_ms = _times()
+    content_type = next((v[-1] for k, v in multi.items() if k.lower() == "content-type"), "")
+    body, is_b64 = req.encoded_body(content_type)
+    return {
+        "resource": "/{proxy+}",
+        "path": req.path,
+        "httpMethod": req.method,
+        "headers": {k: v[-1] for k, v in multi.items()},
+        "multiValueHeaders": multi,
+        "queryStringParameters": {k: v[-1] for k, v in query.items()} or None,
+        "multiValueQueryStringParameters": query or None,
+        "pathParameters": {"proxy": req.path[1:]} if req.path != "/" else None,
+        "stageVariables": None,
+        "requestContext": {
+            "accountId": ACCOUNT_ID,
+            "apiId": "fx",
+            "domainName": domain,
+            "domainPrefix": _prefix(domain),
+            "httpMethod": req.method,
+            "identity": {"sourceIp": _source_ip(lists, req.peer), "userAgent": lists.get("user-agent", [""])[0]},
+            "path": req.path,
+            "protocol": "HTTP/1.1",
+            "requestId": req.request_id,
+            "requestTime": stamp,
+            "requestTimeEpoch": epoch_ms,
+            "resourcePath": "/{proxy+}",
+            "stage": "$default",
+        },
+        "body": body or None,
+        "isBase64Encoded": is_b64,
+    }
+
+
+def event_alb(req: Request, function_name: str, region: str) -> dict:
+    """Application Load Balancer target (single-value headers; query values stay URL-encoded, as ALB sends them)."""
+    lists = req.header_lists()
+    body, is_b64 = req.encoded_body(lists.get("content-type", [""])[-1])
+    pairs = [p.partition("=") for p in req.query.split("&") if p]
+    group = f"arn:aws:elasticloadbalancing:{region}:{ACCOUNT_ID}:targetgroup/{function_name}/0"
+    return {
+        "requestContext": {"elb": {"targetGroupArn": group}},
+        "httpMethod": req.method,
+        "path": req.path,
+        "queryStringParameters": {k: v for k, _, v in pairs},
+        "headers": {k: v[-1] for k, v in lists.items()},
+        "body": body,
+        "isBase64Encoded": is_b64,
+    }
+
+
+def build_event(kind: str, req: Request, function_name: str, region: str) -> dict:
+    if kind == "v2":
+        return event_v2(req)
+    if kind == "v1":
+        return event_v1(req)
+    return event_alb(req, function_name, region)
+
+
+class MalformedResponse(ValueError):
+    pass
+
+
+def response(kind: str, result: Any, payload: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
+    """(status, headers, body) for the handler's result, by the rules of the event's trigger.
+
+    HTTP API 2.0 also accepts results without statusCode (200 JSON, or a string body); REST and ALB need
+    a statusCode. Raises MalformedResponse where API Gateway would answer 502.
+    """
+    if isinstance(result, dict) and "statusCode" in result:
+        return _structured(result)
+    if kind != "v2":
+        raise MalformedResponse("the response has no statusCode")
+    if isinstance(result, str):
+        return 200, [("Content-Type", "application/json")], result.encode()
+    return 200, [("Content-Type", "application/json")], payload
+
+
+def _header_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str | int | float):
+        return str(value)
+    raise MalformedResponse(f"header value {value!r} is not a string")
+
+
+def _structured(result: dict) -> tuple[int, list[tuple[str, str]], bytes]:
+    status = result["statusCode"]
+    try:
+        status = int(status) if not isinstance(status, bool) else -1
+    except (TypeError, ValueError):
+        status = -1
+    if not 100 <= status <= 599:
+        raise MalformedResponse(f"statusCode {result['statusCode']!r} is not an HTTP status")
+    headers_in = result.get("headers") or {}
+    multi_in = result.get("multiValueHeaders") or {}
+    cookies = result.get("cookies") or []
+    if not isinstance(headers_in, dict) or not isinstance(multi_in, dict) or not isinstance(cookies, list):
+        raise MalformedResponse("headers and multiValueHeaders must be objects, cookies a list")
+    # A name in both: multiValueHeaders wins, as in API Gateway.
+    multi_names = {str(name).lower() for name in multi_in}
+    headers = [(str(k), _header_value(v)) for k, v in headers_in.items() if str(k).lower() not in multi_names]
+    for name, values in multi_in.items():
+        if not isinstance(values, list):
+            raise MalformedResponse(f"multiValueHeaders[{name!r}] must be a list")
+        headers += [(str(name), _header_value(v)) for v in values]
+    headers += [("Set-Cookie", _header_value(c)) for c in cookies]
+    body = result.get("body")
+    if body is None:
+        return status, headers, b""
+    if not isinstance(body, str):
+        raise MalformedResponse("body must be a string")
+    if result.get("isBase64Encoded"):
+        try:
+            return status, headers, base64.b64decode(body, validate=True)
+        except ValueError:
+            raise MalformedResponse("body is not valid base64") from None
+    return status, headers, body.encode()

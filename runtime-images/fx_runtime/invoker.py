@@ -1,0 +1,113 @@
+"""One invocation at a time: context, handler call, result marshalling, timeout, and its log lines."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from . import faults, http11, logs, marshal
+from .context import LambdaContext
+from .faults import Fault
+from .loader import Handler
+from .settings import Settings
+from .watchdog import Watchdog
+
+TIMEOUT_EXIT_CODE = 124  # the replica ends after a timeout; the platform replaces it
+
+
+class Invoker:
+    def __init__(self, handler: Handler, settings: Settings, init_ms: float) -> None:
+        self.handler = handler
+        self.version = settings.function_version
+        self.memory_mb = settings.memory_mb
+        self.timeout_s = settings.timeout_ms / 1000
+        self.max_response_bytes = settings.max_response_bytes
+        self.init_ms: float | None = init_ms  # reported with the first invocation only, as Lambda does
+        self.exit_code: int | None = None  # set when the handler asked the process to exit
+        self.flush_logs: Callable[[], None] = logs.flush  # the server batches flushes per loop iteration
+        # Unique per replica (random prefix) and cheap per request (a counter), in Lambda's UUID shape.
+        self._id_prefix = str(uuid.uuid4())[:24]
+        self._count = 0
+        self.watchdog = Watchdog(self.timeout_s, self._expired)
+
+    def new_request_id(self) -> str:
+        self._count += 1
+        return f"{self._id_prefix}{self._count:012x}"
+
+    def invoke(
+        self, event: Any, request_id: str, client_context: dict | None, fd: int, http: bool
+    ) -> tuple[Any, bytes, dict | None]:
+        """Run the handler; returns (result, result as bytes, error shape or None).
+
+        `fd` is the caller's socket: on timeout the watchdog answers there and ends the process.
+        """
+        started = time.perf_counter()
+        logs.current_request_id = request_id
+        logs.write(logs.start_line(request_id, self.version))
+        deadline = self.watchdog.arm((request_id, fd, http, started))
+        context = LambdaContext(request_id, int(deadline * 1000), client_context)
+        result: Any = None
+        err: dict | None = None
+        try:
+            result = self.handler(event, context)
+        except SystemExit as e:
+            self.exit_code = e.code if isinstance(e.code, int) else 1
+            msg = f"RequestId: {request_id} Error: Runtime exited with error: exit status {self.exit_code}"
+            err = faults.error(msg, "Runtime.ExitError", [], request_id)
+        except Exception as e:
+            err = faults.from_exception(e, request_id)
+        finally:
+            self.watchdog.disarm()
+        payload = b""
+        if err is None:
+            try:
+                payload = marshal.result_bytes(result)
+            except Fault as fault:
+                err = faults.from_fault(fault, request_id)
+            else:
+                if len(payload) > self.max_response_bytes:
+                    limit = self.max_response_bytes
+                    msg = f"Response payload size exceeded maximum allowed payload size ({limit} bytes)."
+                    err = faults.error(msg, "Function.ResponseSizeTooLarge", [], request_id)
+        if err is not None:
+            logs.write(faults.log_text(err))
+        duration_ms = (time.perf_counter() - started) * 1000
+        logs.write(logs.end_lines(request_id, duration_ms, self.memory_mb, self.init_ms))
+        self.flush_logs()
+        self.init_ms = None
+        return result, payload, err
+
+    def _expired(self, job: tuple[str, int, bool, float]) -> None:
+        """On the watchdog thread: answer the caller with Lambda's timeout error, log it, end the process."""
+        request_id, fd, http, started = job
+        message = f"Task timed out after {self.timeout_s:.2f} seconds"
+        if http:
+            answer = http11.response(504, http11.JSON, b'{"message":"Endpoint request timed out"}', keep_alive=False)
+        else:
+            body = {"errorMessage": f"RequestId: {request_id} Error: {message}", "errorType": "Sandbox.Timedout"}
+            headers = (*http11.JSON, ("X-Amz-Function-Error", "Unhandled"))
+            answer = http11.response(200, headers, json.dumps(body).encode(), keep_alive=False)
+        _write_all(fd, answer)
+        duration_ms = (time.perf_counter() - started) * 1000
+        lines = logs.timestamped(request_id, message)
+        lines += logs.end_lines(request_id, duration_ms, self.memory_mb, self.init_ms, status="timeout")
+        logs.flush()  # what the handler printed so far comes first
+        _write_all(1, lines.encode())
+        os._exit(TIMEOUT_EXIT_CODE)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """Blocking-enough write to a possibly non-blocking fd; gives up quietly if the peer is gone."""
+    view = memoryview(data)
+    deadline = time.monotonic() + 1.0
+    while view and time.monotonic() < deadline:
+        try:
+            view = view[os.write(fd, view) :]
+        except BlockingIOError:
+            time.sleep(0.001)
+        except OSError:
+            return

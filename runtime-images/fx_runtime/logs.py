@@ -1,0 +1,75 @@
+"""The replica's log (its stdout): Lambda's START / END / REPORT lines and the root logger Lambda installs."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import math
+import resource
+import sys
+import time
+
+# The request being served, for the root logger's records (Lambda prints it in every log line).
+current_request_id = ""
+
+
+def setup() -> None:
+    """One buffered stream for stdout and stderr on fd 1, flushed after every invocation.
+
+    Sharing one buffer keeps the handler's prints and logging output in order with our lines, and makes an
+    invocation cost one write(2) to the log instead of one per line.
+    """
+    stream = io.TextIOWrapper(
+        io.BufferedWriter(io.FileIO(1, "w", closefd=False), 1 << 16), encoding="utf-8", errors="backslashreplace"
+    )
+    sys.stdout = sys.stderr = stream
+    logging.Formatter.converter = time.gmtime
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(
+        logging.Formatter(
+            "[%(levelname)s]\t%(asctime)s.%(msecs)03dZ\t%(aws_request_id)s\t%(message)s", "%Y-%m-%dT%H:%M:%S"
+        )
+    )
+    handler.addFilter(_add_request_id)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+
+
+def _add_request_id(record: logging.LogRecord) -> bool:
+    record.aws_request_id = current_request_id
+    return True
+
+
+def write(text: str) -> None:
+    sys.stdout.write(text)
+
+
+def flush() -> None:
+    # A full disk or a closed log must not take the invocation down with it.
+    with contextlib.suppress(OSError, ValueError):
+        sys.stdout.flush()
+
+
+def start_line(request_id: str, version: str) -> str:
+    return f"START RequestId: {request_id} Version: {version}\n"
+
+
+def end_lines(request_id: str, duration_ms: float, memory_mb: str, init_ms: float | None, status: str = "") -> str:
+    used_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+    report = (
+        f"END RequestId: {request_id}\nREPORT RequestId: {request_id}\tDuration: {duration_ms:.2f} ms\t"
+        f"Billed Duration: {max(math.ceil(duration_ms), 1)} ms\tMemory Size: {memory_mb} MB\t"
+        f"Max Memory Used: {used_mb} MB"
+    )
+    if init_ms is not None:
+        report += f"\tInit Duration: {init_ms:.2f} ms"
+    if status:
+        report += f"\tStatus: {status}"
+    return report + "\n"
+
+
+def timestamped(request_id: str, message: str) -> str:
+    now = time.time()
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
+    return f"{stamp} {request_id} {message}\n"

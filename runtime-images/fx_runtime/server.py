@@ -1,0 +1,238 @@
+"""The replica's HTTP/1.1 server (uvloop + httptools): /_fx/invoke, /_fx/http/..., /_fx/health.
+
+Handlers run synchronously inside the protocol callback. That is Lambda's one-invocation-at-a-time for
+free: while a handler runs the loop reads nothing, so later requests wait in the socket buffers and are
+served in the order the loop sees them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+
+import httptools
+
+from . import http11, logs
+from .http_events import MalformedResponse, Request, build_event, response
+from .invoker import Invoker
+from .settings import Settings
+
+_HTTP_PREFIX = b"/_fx/http"
+_INTERNAL_ERROR = b'{"message":"Internal Server Error"}'
+_NOT_FOUND = b'{"message":"Not Found"}'
+_READY = b'{"status":"ready"}'
+_ERROR_HEADERS = (*http11.JSON, ("X-Amz-Function-Error", "Unhandled"))
+
+
+class Server:
+    def __init__(self, invoker: Invoker, settings: Settings) -> None:
+        self.invoker = invoker
+        self.settings = settings
+        self.connections: set[Connection] = set()
+        self.draining = False
+        self.exit_code = 0
+        self.listener: asyncio.Server | None = None
+        self.loop = asyncio.get_event_loop()
+        self.closed: asyncio.Future[None] = self.loop.create_future()
+        self._flush_pending = False
+        invoker.flush_logs = self.flush_logs_soon
+        version = settings.function_version.encode()
+        self._ok_head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Amz-Executed-Version: %s\r\n" % version
+
+    def flush_logs_soon(self) -> None:
+        """Flush the log once the loop has served what it read, before it waits again: one write(2) for
+        all the invocations of a busy loop iteration instead of one each."""
+        if not self._flush_pending:
+            self._flush_pending = True
+            self.loop.call_soon(self._flush_logs)
+
+    def _flush_logs(self) -> None:
+        self._flush_pending = False
+        logs.flush()
+
+    def protocol(self) -> Connection:
+        return Connection(self)
+
+    async def listen(self) -> str:
+        """Bind and return the endpoint "host:port" actually listened on."""
+        loop = asyncio.get_running_loop()
+        s = self.settings
+        self.listener = await loop.create_server(self.protocol, s.listen_host, s.listen_port, backlog=1024)
+        host, port = self.listener.sockets[0].getsockname()[:2]
+        return f"{host}:{port}"
+
+    def shutdown(self, exit_code: int = 0) -> None:
+        """Stop accepting, let a request being received finish and be answered, then close `closed`."""
+        if self.draining:
+            return
+        self.draining = True
+        self.exit_code = exit_code
+        if self.listener is not None:
+            self.listener.close()
+        for conn in list(self.connections):
+            if not conn.in_message:
+                conn.close()
+        self.loop.call_later(self.settings.timeout_ms / 1000 + 5, self._done)  # a stalled client cannot hold us
+        self.check_drained()
+
+    def check_drained(self) -> None:
+        if self.draining and not self.connections:
+            self._done()
+
+    def _done(self) -> None:
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def ok_json(self, payload: bytes, keep_alive: bool) -> bytes:
+        """The hot path's response, without http11's general header handling."""
+        tail = b"\r\n\r\n" if keep_alive else b"\r\nConnection: close\r\n\r\n"
+        return b"%sContent-Length: %d%s%s" % (self._ok_head, len(payload), tail, payload)
+
+    def dispatch(self, conn: Connection) -> None:
+        url = conn.url
+        method = conn.parser.get_method()
+        keep = conn.parser.should_keep_alive() and not self.draining
+        if conn.too_large:
+            limit = self.settings.max_request_bytes
+            body = {
+                "errorType": "RequestEntityTooLargeException",
+                "errorMessage": f"Request must be smaller than {limit} bytes for the InvokeFunction operation",
+            }
+            data = http11.response(413, http11.JSON, json.dumps(body).encode(), keep)
+        elif url == b"/_fx/invoke" and method == b"POST":
+            data = self.invoke(conn, keep)
+        elif url.startswith(_HTTP_PREFIX) and url[9:10] in (b"", b"/", b"?"):
+            data = self.http(conn, method, keep)
+        elif url == b"/_fx/health" and method == b"GET":
+            data = http11.response(200, http11.JSON, _READY, keep)
+        else:
+            data = http11.response(404, http11.JSON, _NOT_FOUND, keep)
+        conn.transport.write(data)
+        if not keep:
+            conn.close()
+        if self.invoker.exit_code is not None:
+            self.shutdown(self.invoker.exit_code)
+
+    def invoke(self, conn: Connection, keep: bool) -> bytes:
+        client_context = conn.header(b"x-amz-client-context")
+        try:
+            body = conn.body()
+            event = json.loads(body) if body else {}
+            context = json.loads(base64.b64decode(client_context)) if client_context else None
+        except (ValueError, binascii.Error) as e:
+            error = {"errorType": "InvalidRequestContentException", "errorMessage": f"Could not parse request: {e}"}
+            return http11.response(400, http11.JSON, json.dumps(error).encode(), keep)
+        request_id = conn.request_id() or self.invoker.new_request_id()
+        _, payload, err = self.invoker.invoke(event, request_id, context, conn.fd, http=False)
+        if err is not None:
+            return http11.response(200, _ERROR_HEADERS, json.dumps(err, ensure_ascii=False).encode(), keep)
+        return self.ok_json(payload, keep)
+
+    def http(self, conn: Connection, method: bytes, keep: bool) -> bytes:
+        path, _, query = conn.url[9:].partition(b"?")
+        request_id = conn.request_id() or self.invoker.new_request_id()
+        s = self.settings
+        req = Request(
+            method.decode(),
+            path.decode("latin-1"),
+            query.decode("latin-1"),
+            conn.headers,
+            conn.body(),
+            conn.peer,
+            request_id,
+        )
+        result, payload, err = self.invoker.invoke(
+            build_event(s.http_event, req, s.function_name, s.region), request_id, None, conn.fd, http=True
+        )
+        if err is None:
+            try:
+                status, headers, body = response(s.http_event, result, payload)
+                return http11.response(status, headers, body, keep)
+            except (MalformedResponse, ValueError) as e:
+                logs.write(logs.timestamped(request_id, f"[ERROR] Malformed Lambda proxy response: {e}"))
+                logs.flush()
+        return http11.response(502, http11.JSON, _INTERNAL_ERROR, keep)
+
+
+class Connection(asyncio.Protocol):
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.limit = server.settings.max_request_bytes
+        self.parser = httptools.HttpRequestParser(self)
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]
+        self.fd = -1
+        self.peer = ""
+        self.in_message = False
+        self.url = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.chunks: list[bytes] = []
+        self.size = 0
+        self.too_large = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.fd = transport.get_extra_info("socket").fileno()
+        peer = transport.get_extra_info("peername")
+        self.peer = peer[0] if peer else ""
+        self.server.connections.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.server.connections.discard(self)
+        self.server.check_drained()
+
+    def close(self) -> None:
+        self.transport.close()
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            self.transport.write(http11.response(400, http11.JSON, b'{"message":"Bad Request"}', keep_alive=False))
+            self.close()
+
+    def header(self, lowered_name: bytes) -> bytes | None:
+        for name, value in self.headers:
+            if name.lower() == lowered_name:
+                return value
+        return None
+
+    def request_id(self) -> str | None:
+        """The platform's request id (X-Fx-Request-Id), so logs and answers can be correlated end to end."""
+        value = self.header(b"x-fx-request-id")
+        return value.decode("latin-1") if value else None
+
+    def body(self) -> bytes:
+        return self.chunks[0] if len(self.chunks) == 1 else b"".join(self.chunks)
+
+    # httptools callbacks
+
+    def on_message_begin(self) -> None:
+        self.in_message = True
+        self.url = b""
+        self.headers = []
+        self.chunks = []
+        self.size = 0
+        self.too_large = False
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name, value))
+
+    def on_body(self, body: bytes) -> None:
+        if self.too_large:
+            return
+        self.size += len(body)
+        if self.size > self.limit:
+            self.too_large = True  # keep reading to the end of the message, then answer 413
+            self.chunks = []
+        else:
+            self.chunks.append(body)
+
+    def on_message_complete(self) -> None:
+        self.in_message = False
+        if not self.transport.is_closing():  # e.g. requests pipelined behind a "Connection: close" one
+            self.server.dispatch(self)

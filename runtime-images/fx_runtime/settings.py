@@ -1,0 +1,97 @@
+"""The replica's configuration, read once from the environment the backend gave it."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+
+SIX_MB = 6 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    handler: str
+    function_name: str
+    function_version: str
+    memory_mb: str  # a string, as Lambda's context.memory_limit_in_mb is
+    region: str
+    artifact: str | None
+    artifact_sha256: str | None
+    code_dir: str
+    listen_host: str
+    listen_port: int
+    timeout_ms: int
+    http_event: str
+    max_request_bytes: int
+    max_response_bytes: int
+
+    @property
+    def function_arn(self) -> str:
+        return f"arn:aws:lambda:{self.region}:000000000000:function:{self.function_name}"
+
+
+def _int(env: os._Environ[str], name: str, default: int) -> int:
+    raw = env.get(name, "")
+    try:
+        return int(raw) if raw else default
+    except ValueError:
+        raise ValueError(f"{name} must be an integer, got {raw!r}") from None
+
+
+def load(env: os._Environ[str] = os.environ) -> Settings:
+    """Read the FX_* and Lambda variables, then fill in the Lambda variables the backend leaves to us."""
+    host, _, port = env.get("FX_LISTEN", "127.0.0.1:0").rpartition(":")
+    if not port.isdigit():
+        raise ValueError(f"FX_LISTEN must be host:port, got {env['FX_LISTEN']!r}")
+    http_event = env.get("FX_HTTP_EVENT", "v2") or "v2"
+    if http_event not in ("v2", "v1", "alb"):
+        raise ValueError(f"FX_HTTP_EVENT must be v2, v1 or alb, got {http_event!r}")
+    artifact = env.get("FX_ARTIFACT") or None
+    if artifact:
+        code_dir = env.get("FX_CODE_DIR", "")
+        if not code_dir:
+            raise ValueError("FX_CODE_DIR must say where FX_ARTIFACT is extracted")
+    else:
+        code_dir = env.get("LAMBDA_TASK_ROOT") or env.get("FX_CODE_DIR") or os.getcwd()
+    settings = Settings(
+        handler=env.get("_HANDLER", ""),
+        function_name=env.get("AWS_LAMBDA_FUNCTION_NAME", "function"),
+        function_version=env.get("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST"),
+        memory_mb=env.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128"),
+        region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
+        artifact=artifact,
+        artifact_sha256=(env.get("FX_ARTIFACT_SHA256") or "").removeprefix("sha256:").lower() or None,
+        code_dir=os.path.abspath(code_dir),
+        listen_host=host or "127.0.0.1",
+        listen_port=int(port),
+        timeout_ms=_int(env, "FX_TIMEOUT_MS", 3000),
+        http_event=http_event,
+        max_request_bytes=_int(env, "FX_MAX_REQUEST_BYTES", SIX_MB),
+        max_response_bytes=_int(env, "FX_MAX_RESPONSE_BYTES", SIX_MB),
+    )
+    _fill_lambda_env(env, settings)
+    return settings
+
+
+def _fill_lambda_env(env: os._Environ[str], s: Settings) -> None:
+    """Set what Lambda's own sandbox sets, so handlers that read these variables behave as on Lambda."""
+    env["LAMBDA_TASK_ROOT"] = s.code_dir
+    env["_HANDLER"] = s.handler
+    env["AWS_LAMBDA_FUNCTION_NAME"] = s.function_name
+    env["AWS_LAMBDA_FUNCTION_VERSION"] = s.function_version
+    env["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] = s.memory_mb
+    env["AWS_REGION"] = s.region
+    env.setdefault("AWS_DEFAULT_REGION", s.region)
+    env.setdefault("LAMBDA_RUNTIME_DIR", os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env.setdefault("AWS_EXECUTION_ENV", f"AWS_Lambda_python{sys.version_info.major}.{sys.version_info.minor}")
+    env.setdefault("AWS_LAMBDA_LOG_GROUP_NAME", f"/aws/lambda/{s.function_name}")
+    stream = f"{time.strftime('%Y/%m/%d', time.gmtime())}/[{s.function_version}]{uuid.uuid4().hex}"
+    env.setdefault("AWS_LAMBDA_LOG_STREAM_NAME", stream)
+    env.setdefault("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand")
+    env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
+    env.setdefault("LANG", "en_US.UTF-8")
+    env.setdefault("TZ", ":UTC")
+    time.tzset()

@@ -1,0 +1,158 @@
+"""HTTP trigger events built from real requests, and Lambda's rules for the answers."""
+
+import base64
+import json
+
+import httpx
+import pytest
+from fx_runtime.http_events import MalformedResponse, response
+
+ECHO = {"handler.py": "def handler(event, context):\n    return event\n"}
+RESPOND = {
+    "handler.py": """
+        import json
+        def handler(event, context):
+            return json.loads(event["body"])
+    """
+}
+
+
+def test_v2_event_from_a_real_request(start):
+    replica = start(ECHO)
+    r = httpx.post(
+        f"{replica.base}/_fx/http/items/42?q=a%20b&q=c&flag",
+        content=b'{"k": 1}',
+        headers={
+            "Content-Type": "application/json",
+            "X-Forwarded-For": "203.0.113.9, 10.0.0.1",
+            "X-Forwarded-Host": "api.example.com",
+            "Cookie": "a=1; b=2",
+            "X-Multi": "one",
+            "User-Agent": "tester/1",
+        },
+    )
+    assert r.status_code == 200
+    event = r.json()
+    assert event["version"] == "2.0" and event["routeKey"] == "$default"
+    assert event["rawPath"] == "/items/42"
+    assert event["rawQueryString"] == "q=a%20b&q=c&flag"
+    assert event["queryStringParameters"] == {"q": "a b,c", "flag": ""}
+    assert event["cookies"] == ["a=1", "b=2"]
+    assert "cookie" not in event["headers"]
+    assert event["headers"]["x-multi"] == "one" and event["headers"]["content-type"] == "application/json"
+    assert event["body"] == '{"k": 1}' and event["isBase64Encoded"] is False
+    ctx = event["requestContext"]
+    assert ctx["http"] == {
+        "method": "POST",
+        "path": "/items/42",
+        "protocol": "HTTP/1.1",
+        "sourceIp": "203.0.113.9",
+        "userAgent": "tester/1",
+    }
+    assert ctx["domainName"] == "api.example.com" and ctx["domainPrefix"] == "api"
+    assert ctx["stage"] == "$default" and ctx["requestId"] and isinstance(ctx["timeEpoch"], int)
+
+
+def test_binary_body_is_base64_and_root_path(start):
+    replica = start(ECHO)
+    event = httpx.put(
+        f"{replica.base}/_fx/http", content=b"\xff\x00", headers={"Content-Type": "application/octet-stream"}
+    ).json()
+    assert event["rawPath"] == "/" and event["rawQueryString"] == ""
+    assert event["isBase64Encoded"] is True and base64.b64decode(event["body"]) == b"\xff\x00"
+    assert "queryStringParameters" not in event
+
+
+def test_structured_response(start):
+    replica = start(RESPOND)
+    answer = {
+        "statusCode": 201,
+        "headers": {"X-One": "1", "Content-Type": "text/plain"},
+        "cookies": ["s=1; Path=/", "t=2"],
+        "body": "created",
+    }
+    r = httpx.post(f"{replica.base}/_fx/http/", content=json.dumps(answer))
+    assert r.status_code == 201 and r.text == "created"
+    assert r.headers["x-one"] == "1" and r.headers["content-type"] == "text/plain"
+    assert r.headers.get_list("set-cookie") == ["s=1; Path=/", "t=2"]
+
+
+def test_base64_response_body(start):
+    replica = start(RESPOND)
+    answer = {"statusCode": 200, "body": base64.b64encode(b"\x89PNG").decode(), "isBase64Encoded": True}
+    assert httpx.post(f"{replica.base}/_fx/http/", content=json.dumps(answer)).content == b"\x89PNG"
+
+
+@pytest.mark.parametrize(
+    ("result", "body"),
+    [({"hello": "world"}, {"hello": "world"}), ([1, 2], [1, 2]), (7, 7), (None, None)],
+)
+def test_results_without_status_code_are_200_json(start, result, body):
+    replica = start(RESPOND)
+    r = httpx.post(f"{replica.base}/_fx/http/", content=json.dumps(result))
+    assert r.status_code == 200 and r.headers["content-type"] == "application/json"
+    assert r.json() == body
+
+
+def test_string_result_is_the_body():
+    assert response("v2", "plain words", b'"plain words"')[::2] == (200, b"plain words")
+
+
+@pytest.mark.parametrize(
+    "result",
+    [
+        {"statusCode": "abc"},
+        {"statusCode": 200, "body": {"not": "a string"}},
+        {"statusCode": 200, "headers": ["x"]},
+        {"statusCode": 200, "body": "%%%", "isBase64Encoded": True},
+    ],
+)
+def test_malformed_responses(result):
+    with pytest.raises(MalformedResponse):
+        response("v2", result, b"")
+
+
+def test_malformed_response_and_function_error_are_502(start):
+    replica = start(
+        {
+            "handler.py": """
+                def handler(event, context):
+                    if event["rawPath"] == "/bad":
+                        return {"statusCode": 200, "body": {"x": 1}}
+                    raise ValueError("nope")
+            """
+        }
+    )
+    for path in ("bad", "raise"):
+        r = httpx.get(f"{replica.base}/_fx/http/{path}")
+        assert r.status_code == 502 and r.json() == {"message": "Internal Server Error"}
+    log = replica.log_text("[ERROR] ValueError: nope")
+    assert "Malformed Lambda proxy response" in log and "[ERROR] ValueError: nope" in log
+
+
+def test_v1_and_alb_events_need_a_status_code(start):
+    replica = start(ECHO, FX_HTTP_EVENT="v1")
+    assert httpx.get(f"{replica.base}/_fx/http/x").status_code == 502
+    assert response("v1", {"statusCode": 204}, b"")[0] == 204
+
+
+def test_v1_event_shape(start):
+    replica = start(
+        {"handler.py": "import json\ndef handler(e, c):\n    return {'statusCode': 200, 'body': json.dumps(e)}\n"},
+        FX_HTTP_EVENT="v1",
+    )
+    event = httpx.get(f"{replica.base}/_fx/http/a/b?x=1&x=2").json()
+    assert event["httpMethod"] == "GET" and event["path"] == "/a/b" and event["resource"] == "/{proxy+}"
+    assert event["multiValueQueryStringParameters"] == {"x": ["1", "2"]}
+    assert event["queryStringParameters"] == {"x": "2"}
+    assert event["pathParameters"] == {"proxy": "a/b"}
+
+
+def test_alb_event_shape(start):
+    replica = start(
+        {"handler.py": "import json\ndef handler(e, c):\n    return {'statusCode': 200, 'body': json.dumps(e)}\n"},
+        FX_HTTP_EVENT="alb",
+    )
+    event = httpx.get(f"{replica.base}/_fx/http/p?a=%20b").json()
+    assert event["requestContext"]["elb"]["targetGroupArn"].endswith(":targetgroup/fn/0")
+    assert (event["httpMethod"], event["path"], event["queryStringParameters"]) == ("GET", "/p", {"a": "%20b"})

@@ -1,0 +1,175 @@
+"""Raw invokes over /_fx/invoke: results, errors, context, limits, timeouts, logs, and SIGTERM."""
+
+import base64
+import json
+import re
+import signal
+import threading
+import time
+
+import httpx
+
+CONTEXT = {
+    "handler.py": """
+        import os
+        calls = 0
+        def handler(event, context):
+            global calls
+            calls += 1
+            cc = context.client_context
+            return {
+                "calls": calls,
+                "aws_request_id": context.aws_request_id,
+                "function_name": context.function_name,
+                "function_version": context.function_version,
+                "invoked_function_arn": context.invoked_function_arn,
+                "memory_limit_in_mb": context.memory_limit_in_mb,
+                "log_group_name": context.log_group_name,
+                "log_stream_name": context.log_stream_name,
+                "identity": context.identity.cognito_identity_id,
+                "client_custom": cc.custom if cc else None,
+                "tenant_id": context.tenant_id,
+                "remaining": context.get_remaining_time_in_millis(),
+                "event": event,
+                "env": {k: os.environ.get(k) for k in (
+                    "LAMBDA_TASK_ROOT", "AWS_EXECUTION_ENV", "AWS_REGION", "AWS_DEFAULT_REGION", "TZ", "LANG",
+                    "AWS_LAMBDA_INITIALIZATION_TYPE", "LAMBDA_RUNTIME_DIR")},
+                "cwd": os.getcwd(),
+            }
+    """
+}
+
+
+def test_context_fields_env_and_module_state(start):
+    replica = start(CONTEXT, FX_TIMEOUT_MS="5000", AWS_REGION="eu-west-1")
+    custom = base64.b64encode(json.dumps({"custom": {"k": "v"}}).encode()).decode()
+    r = httpx.post(
+        f"{replica.base}/_fx/invoke",
+        content=b'{"a": 1}',
+        headers={"X-Fx-Request-Id": "req-1", "X-Amz-Client-Context": custom},
+    )
+    assert r.status_code == 200 and "x-amz-function-error" not in r.headers
+    out = r.json()
+    assert out["event"] == {"a": 1}
+    assert out["aws_request_id"] == "req-1"
+    assert (out["function_name"], out["function_version"], out["memory_limit_in_mb"]) == ("fn", "3", "256")
+    assert out["invoked_function_arn"] == "arn:aws:lambda:eu-west-1:000000000000:function:fn"
+    assert out["log_group_name"] == "/aws/lambda/fn" and "[3]" in out["log_stream_name"]
+    assert out["identity"] is None and out["tenant_id"] is None
+    assert out["client_custom"] == {"k": "v"}
+    assert 4000 < out["remaining"] <= 5000
+    env = out["env"]
+    assert env["AWS_REGION"] == env["AWS_DEFAULT_REGION"] == "eu-west-1"
+    assert env["AWS_EXECUTION_ENV"].startswith("AWS_Lambda_python3.")
+    assert (env["TZ"], env["LANG"], env["AWS_LAMBDA_INITIALIZATION_TYPE"]) == (":UTC", "en_US.UTF-8", "on-demand")
+    assert out["cwd"] == env["LAMBDA_TASK_ROOT"] and env["LAMBDA_RUNTIME_DIR"]
+    second = httpx.post(f"{replica.base}/_fx/invoke", content=b"{}").json()
+    assert second["calls"] == 2  # init once; module globals survive
+    assert second["aws_request_id"] != out["aws_request_id"]
+
+
+def test_handler_error_has_lambda_shape_and_header(start):
+    replica = start({"handler.py": "def handler(e, c):\n    raise RuntimeError('broken: ' + e['why'])\n"})
+    r = httpx.post(f"{replica.base}/_fx/invoke", content=b'{"why": "because"}', headers={"X-Fx-Request-Id": "r-9"})
+    assert r.status_code == 200 and r.headers["x-amz-function-error"] == "Unhandled"
+    err = r.json()
+    assert (err["errorType"], err["errorMessage"], err["requestId"]) == ("RuntimeError", "broken: because", "r-9")
+    assert any("handler.py" in frame for frame in err["stackTrace"])
+    assert "[ERROR] RuntimeError: broken: because" in replica.log_text("[ERROR]")
+
+
+def test_marshal_error(start):
+    replica = start({"handler.py": "def handler(e, c):\n    return {1, 2}\n"})
+    r = httpx.post(f"{replica.base}/_fx/invoke", content=b"{}")
+    assert r.headers["x-amz-function-error"] == "Unhandled" and r.json()["errorType"] == "Runtime.MarshalError"
+
+
+def test_health_and_unknown_paths(start):
+    replica = start({"handler.py": "def handler(e, c):\n    return 1\n"})
+    assert httpx.get(f"{replica.base}/_fx/health").json() == {"status": "ready"}
+    assert httpx.get(f"{replica.base}/elsewhere").status_code == 404
+    assert httpx.get(f"{replica.base}/_fx/httpx").status_code == 404
+
+
+def test_request_and_response_size_limits(start):
+    replica = start(
+        {"handler.py": "def handler(e, c):\n    return 'x' * e if isinstance(e, int) else 'ok'\n"},
+        FX_MAX_REQUEST_BYTES="1000",
+        FX_MAX_RESPONSE_BYTES="500",
+    )
+    with httpx.Client(base_url=replica.base) as client:
+        too_big = client.post("/_fx/invoke", content=b"[" + b"1," * 600 + b"1]")
+        assert too_big.status_code == 413 and too_big.json()["errorType"] == "RequestEntityTooLargeException"
+        assert client.post("/_fx/http/", content=b"y" * 1001).status_code == 413
+        assert client.post("/_fx/invoke", content=b"400").status_code == 200  # same connection still usable
+        r = client.post("/_fx/invoke", content=b"600")
+        assert r.headers["x-amz-function-error"] == "Unhandled"
+        assert r.json()["errorType"] == "Function.ResponseSizeTooLarge"
+        http_r = client.post("/_fx/http/", content=b"")
+        assert http_r.status_code == 200
+        assert client.post("/_fx/invoke", content=b"not json").status_code == 400
+
+
+def test_timeout_answers_like_lambda_then_the_replica_exits(start):
+    replica = start(
+        {"handler.py": "import time\ndef handler(e, c):\n    print('working')\n    time.sleep(30)\n"},
+        FX_TIMEOUT_MS="300",
+    )
+    started = time.monotonic()
+    r = httpx.post(f"{replica.base}/_fx/invoke", content=b"{}", headers={"X-Fx-Request-Id": "slow-1"}, timeout=10)
+    assert 0.25 < time.monotonic() - started < 3
+    assert r.status_code == 200 and r.headers["x-amz-function-error"] == "Unhandled"
+    assert r.json() == {
+        "errorMessage": "RequestId: slow-1 Error: Task timed out after 0.30 seconds",
+        "errorType": "Sandbox.Timedout",
+    }
+    assert replica.wait_exit() != 0
+    log = replica.log_text()
+    assert log.index("working") < log.index("slow-1 Task timed out after 0.30 seconds")
+    assert "REPORT RequestId: slow-1" in log and "Status: timeout" in log
+
+
+def test_http_timeout_is_504(start):
+    replica = start({"handler.py": "import time\ndef handler(e, c):\n    time.sleep(30)\n"}, FX_TIMEOUT_MS="200")
+    assert httpx.get(f"{replica.base}/_fx/http/", timeout=10).status_code == 504
+    replica.wait_exit()
+
+
+def test_log_lines(start):
+    code = "import logging\ndef handler(e, c):\n    print('hello')\n    logging.getLogger().warning('careful')\n"
+    replica = start({"handler.py": code})
+    for rid in ("a-1", "a-2"):
+        httpx.post(f"{replica.base}/_fx/invoke", content=b"{}", headers={"X-Fx-Request-Id": rid})
+    replica.proc.send_signal(signal.SIGTERM)
+    assert replica.wait_exit() == 0
+    log = replica.log_text()
+    assert "START RequestId: a-1 Version: 3\nhello\n" in log
+    assert re.search(r"\[WARNING\]\t\S+Z\ta-1\tcareful\n", log)
+    assert "END RequestId: a-1\n" in log
+    report = re.compile(
+        r"REPORT RequestId: (\S+)\tDuration: [\d.]+ ms\tBilled Duration: \d+ ms\tMemory Size: 256 MB\t"
+        r"Max Memory Used: \d+ MB(\tInit Duration: [\d.]+ ms)?\n"
+    )
+    reports = report.findall(log)
+    assert [(rid, bool(init)) for rid, init in reports] == [("a-1", True), ("a-2", False)]
+
+
+def test_sigterm_finishes_the_invocation_in_progress(start):
+    replica = start({"handler.py": "import time\ndef handler(e, c):\n    time.sleep(0.5)\n    return 'done'\n"})
+    answers = []
+    caller = threading.Thread(target=lambda: answers.append(httpx.post(f"{replica.base}/_fx/invoke", content=b"{}")))
+    caller.start()
+    time.sleep(0.2)
+    replica.proc.send_signal(signal.SIGTERM)
+    caller.join(5)
+    assert answers and answers[0].json() == "done"
+    assert replica.wait_exit() == 0
+
+
+def test_handler_calling_sys_exit_is_answered_then_the_replica_exits(start):
+    replica = start({"handler.py": "import sys\ndef handler(e, c):\n    sys.exit(3)\n"})
+    r = httpx.post(f"{replica.base}/_fx/invoke", content=b"{}", headers={"X-Fx-Request-Id": "bye"})
+    assert r.headers["x-amz-function-error"] == "Unhandled"
+    assert r.json()["errorType"] == "Runtime.ExitError"
+    assert r.json()["errorMessage"] == "RequestId: bye Error: Runtime exited with error: exit status 3"
+    assert replica.wait_exit() == 3

@@ -1,0 +1,98 @@
+"""The zygote protocol: spawn -> spawned -> ready / init_error -> exit, over JSON lines."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from .conftest import write_code
+
+
+class Zygote:
+    def __init__(self, cwd: Path) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "fx_runtime.zygote"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=cwd
+        )
+
+    def send(self, command: dict) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write((json.dumps(command) + "\n").encode())
+        self.proc.stdin.flush()
+
+    def event(self) -> dict:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        assert line, "zygote closed its stdout"
+        return json.loads(line)
+
+
+@pytest.fixture
+def zygote(tmp_path: Path) -> Iterator[Zygote]:
+    z = Zygote(tmp_path)
+    yield z
+    if z.proc.poll() is None:
+        z.proc.kill()
+        z.proc.wait(5)
+
+
+def env_for(code: Path, handler: str = "handler.handler") -> dict:
+    return {
+        "_HANDLER": handler,
+        "LAMBDA_TASK_ROOT": str(code),
+        "FX_LISTEN": "127.0.0.1:0",
+        "AWS_LAMBDA_FUNCTION_NAME": "z",
+    }
+
+
+def test_spawn_ready_answer_sigterm_exit(zygote: Zygote, tmp_path: Path):
+    code = write_code(tmp_path / "code", {"handler.py": "import os\ndef handler(e, c):\n    return dict(os.environ)\n"})
+    log = tmp_path / "logs" / "z.log"
+    log.parent.mkdir()
+    zygote.send({"op": "spawn", "id": "r-1", "env": {**env_for(code), "MY_SETTING": "on"}, "log": str(log)})
+    spawned = zygote.event()
+    assert spawned["id"] == "r-1" and spawned["event"] == "spawned"
+    pid = spawned["pid"]
+    ready = zygote.event()
+    assert ready["id"] == "r-1" and ready["event"] == "ready" and ready["init_ms"] > 0
+    assert ready["endpoint"].startswith("127.0.0.1:")
+    # The replica's stdout and stderr are the log file itself: that is how the platform finds replicas.
+    assert os.readlink(f"/proc/{pid}/fd/1") == os.readlink(f"/proc/{pid}/fd/2") == str(log)
+    env = httpx.post(f"http://{ready['endpoint']}/_fx/invoke", content=b"{}").json()
+    assert env["MY_SETTING"] == "on" and "PYTHONPATH" not in env  # exactly the given environment (+ Lambda's)
+    os.kill(pid, signal.SIGTERM)
+    assert zygote.event() == {"id": "r-1", "event": "exit", "pid": pid, "code": 0}
+    assert "START RequestId:" in log.read_text()
+
+
+def test_init_error_then_exit(zygote: Zygote, tmp_path: Path):
+    code = write_code(tmp_path / "code", {"handler.py": "import module_that_does_not_exist\n"})
+    zygote.send({"op": "spawn", "id": "bad", "env": env_for(code), "log": str(tmp_path / "bad.log")})
+    pid = zygote.event()["pid"]
+    assert zygote.event() == {
+        "id": "bad",
+        "event": "init_error",
+        "errorType": "Runtime.ImportModuleError",
+        "errorMessage": "Unable to import module 'handler': No module named 'module_that_does_not_exist'",
+    }
+    assert zygote.event() == {"id": "bad", "event": "exit", "pid": pid, "code": 1}
+    assert "[ERROR] Runtime.ImportModuleError" in (tmp_path / "bad.log").read_text()
+
+
+def test_replica_that_is_killed_reports_exit_and_zygote_ends_with_stdin(zygote: Zygote, tmp_path: Path):
+    code = write_code(tmp_path / "code", {"handler.py": "def handler(e, c):\n    return 1\n"})
+    for name in ("a", "b"):
+        zygote.send({"op": "spawn", "id": name, "env": env_for(code), "log": str(tmp_path / "x.log")})
+        assert zygote.event()["event"] == "spawned"
+        assert zygote.event()["event"] == "ready"
+    zygote.send({"op": "spawn", "id": "c", "env": "not a dict", "log": "x"})  # ignored, logged on stderr
+    assert zygote.proc.stdin is not None
+    zygote.proc.stdin.close()  # the controller went away: replicas are stopped, then the zygote exits
+    exits = {zygote.event()["id"], zygote.event()["id"]}
+    assert exits == {"a", "b"}
+    assert zygote.proc.wait(10) == 0
