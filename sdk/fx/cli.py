@@ -1,0 +1,300 @@
+"""The `fx` command line. Exit codes: 0 success, 1 the server or a function failed, 2 bad input."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import TypeAdapter
+
+from fx import config, deploy, manifest, scaffold
+from fx.client import Client
+from fx.errors import FunctionError, FxError, InputError
+from fx.models import FunctionInfo
+from fx.platform import Platform, PlatformError
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+_FUNCTION_LIST = TypeAdapter(list[FunctionInfo])
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return args.run(args) or EXIT_OK
+    except InputError as exc:
+        _err(f"fx: {exc}")
+        return EXIT_BAD_INPUT
+    except FunctionError as exc:
+        _err(json.dumps(exc.payload, indent=2) if isinstance(exc.payload, dict | list) else str(exc.payload))
+        return EXIT_FAILED
+    except FxError as exc:
+        who = f"{exc.function}: " if exc.function else ""
+        _err(f"fx: {who}{exc}")
+        return EXIT_FAILED
+    except PlatformError as exc:
+        _err(f"fx: {exc}")
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return 130
+
+
+# --- commands --------------------------------------------------------------------
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    project = scaffold.init(args.name, Path(args.dir))
+    print(f"created {project}/: handler.py, requirements.txt, fx.yaml")
+    print(f"next: cd {project} && fx deploy")
+    return EXIT_OK
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        results = deploy.deploy(client, Path(args.file), args.names, progress=_err)
+    if args.output == "json":
+        _print_json([r.model_dump(mode="json") for r in results])
+    else:
+        for result in results:
+            print(deploy.describe_result(result))
+    return EXIT_OK
+
+
+def cmd_invoke(args: argparse.Namespace) -> int:
+    event = _event(args)
+    with _client(args) as client:
+        result = client.invoke(args.name, event, qualifier=args.qualifier)
+    if args.output == "json":
+        print(json.dumps(result))
+    elif isinstance(result, str):
+        print(result)
+    else:
+        _print_json(result)
+    return EXIT_OK
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        functions = client.list_functions()
+    if args.output == "json":
+        print(_FUNCTION_LIST.dump_json(functions, indent=2).decode())
+        return EXIT_OK
+    rows = [["NAME", "LATEST", "TRAFFIC", "READY", "STATUS"]]
+    for fn in functions:
+        ready = sum(v.replicas_ready for v in fn.versions)
+        rows.append([fn.name, str(fn.latest), _traffic(fn.traffic), str(ready), fn.status])
+    _print_table(rows)
+    return EXIT_OK
+
+
+def cmd_describe(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        fn = client.describe(args.name)
+    if args.output == "json":
+        print(fn.model_dump_json(indent=2))
+        return EXIT_OK
+    print(f"name:     {fn.name}")
+    print(f"status:   {fn.status}")
+    print(f"latest:   version {fn.latest}")
+    print(f"traffic:  {_traffic(fn.traffic)}")
+    if fn.aliases:
+        print("aliases:  " + ", ".join(f"{a} → version {v}" for a, v in sorted(fn.aliases.items())))
+    print()
+    rows = [["VERSION", "DIGEST", "CREATED", "TRAFFIC", "READY", "STARTING", "REQUESTS", "ERRORS", "HANDLER"]]
+    for v in fn.versions:
+        created = v.created_at.strftime("%Y-%m-%d %H:%M:%S")
+        counts = [f"{v.traffic}%", v.replicas_ready, v.replicas_starting, v.requests, v.errors]
+        rows.append([str(v.version), deploy.short(v.digest), created, *map(str, counts), v.spec.handler])
+    _print_table(rows)
+    return EXIT_OK
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        try:
+            for line in client.logs(args.name, follow=args.follow, tail=args.tail):
+                print(line, flush=True)
+        except KeyboardInterrupt:
+            pass  # the usual way to stop following
+    return EXIT_OK
+
+
+def cmd_rm(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        client.delete(args.name)
+    print(f"{args.name}: removed")
+    return EXIT_OK
+
+
+def cmd_login(args: argparse.Namespace) -> int:
+    settings = config.resolve(args.gateway, args.token)
+    if not settings.token:
+        raise InputError("no token: pass --token TOKEN (fx up writes it to .fx/admin-token)")
+    with Client(settings.gateway, settings.token) as client:
+        count = len(client.list_functions())
+    path = config.write_config(settings)
+    print(f"logged in to {settings.gateway} ({count} functions); saved to {path}")
+    return EXIT_OK
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    state_dir = Path(args.state_dir)
+    platform = Platform(state_dir, gateway_port=args.port)
+    # SIGTERM (e.g. from a service manager) stops as cleanly as Ctrl-C does, and Ctrl-C works even when
+    # the shell started us with SIGINT ignored (a background job).
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        _err(f"starting fx (state in {state_dir}/) ...")
+        platform.start()
+        settings = config.Settings(platform.gateway_url, platform.token)
+        _err(f"gateway on {platform.gateway_url}; CLI config saved to {config.write_config(settings)}")
+        names = _deploy_examples(Path(args.examples), settings) if args.examples else []
+        _print_welcome(platform, names)
+        while (dead := platform.exited()) is None:
+            time.sleep(0.5)
+        _err(f"fx: {dead} stopped unexpectedly; the last lines of its log:\n{platform.log_tail(dead)}")
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        _err("\nstopping fx ...")
+        return EXIT_OK
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the shutdown short
+        platform.stop()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+# --- helpers ---------------------------------------------------------------------
+
+
+def _deploy_examples(examples: Path, settings: config.Settings) -> list[str]:
+    manifests = [examples / manifest.MANIFEST] if (examples / manifest.MANIFEST).is_file() else []
+    manifests += sorted(examples.glob(f"*/{manifest.MANIFEST}"))
+    if not manifests:
+        _err(f"fx: no {manifest.MANIFEST} in {examples} or its subfolders; nothing to deploy")
+    names = []
+    with Client(settings.gateway, settings.token) as client:
+        for path in manifests:
+            try:
+                results = deploy.deploy(client, path, progress=_err)
+            except (InputError, FxError) as exc:
+                _err(f"fx: {path}: not deployed: {exc}")
+                continue
+            for result in results:
+                _err(deploy.describe_result(result))
+                names.append(result.function)
+    return names
+
+
+def _print_welcome(platform: Platform, names: list[str]) -> None:
+    print(f"\nfx is up on {platform.gateway_url}")
+    for name in names:
+        print(f"  curl {platform.gateway_url}/function/{name}/any/path?x=1")
+        print(f'  fx invoke {name} --data \'{{"name": "you"}}\'')
+    print("  fx init NAME && cd NAME && fx deploy     # your own function")
+    print("Ctrl-C stops fx; `fx up` again brings back what was deployed.", flush=True)
+
+
+def _client(args: argparse.Namespace) -> Client:
+    settings = config.resolve(args.gateway, args.token)
+    return Client(settings.gateway, settings.token)
+
+
+def _event(args: argparse.Namespace) -> Any:
+    if args.file:
+        try:
+            text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text()
+        except OSError as exc:
+            raise InputError(f"--file {args.file}: {exc.strerror}") from exc
+        source = f"--file {args.file}"
+    else:
+        text, source = args.data or "{}", "--data"
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise InputError(f"{source} is not valid JSON: {exc}") from exc
+
+
+def _traffic(traffic: dict[int, int]) -> str:
+    return ", ".join(f"v{v}:{p}%" for v, p in sorted(traffic.items())) or "-"
+
+
+def _print_table(rows: list[list[str]]) -> None:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2))
+
+
+def _err(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# --- the parser ------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    # Global flags are accepted before or after the command; SUPPRESS keeps the earlier value.
+    connection = argparse.ArgumentParser(add_help=False)
+    connection.add_argument("--gateway", default=argparse.SUPPRESS, help="gateway URL (env FX_GATEWAY)")
+    connection.add_argument("--token", default=argparse.SUPPRESS, help="admin token (env FX_TOKEN)")
+    output = argparse.ArgumentParser(add_help=False)
+    output.add_argument("--output", "-o", choices=["text", "json"], default="text", help="output format")
+
+    parser = argparse.ArgumentParser(prog="fx", description="fx: Lambda-style functions on your own machines.")
+    parser.add_argument("--gateway", default=None, help="gateway URL (env FX_GATEWAY; default http://127.0.0.1:8080)")
+    parser.add_argument("--token", default=None, help="admin token (env FX_TOKEN; default from the fx config)")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+
+    def command(name: str, run, help: str, *parents: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help, description=help, parents=[connection, *parents])
+        sub.set_defaults(run=run)
+        return sub
+
+    up = command("up", cmd_up, "run the embedded platform (NATS, controller, gateway) in the foreground")
+    up.add_argument("--state-dir", default=".fx", help="where deployed functions, the token and logs live")
+    up.add_argument("--port", type=int, default=8080, help="the gateway's port on 127.0.0.1")
+    up.add_argument("--examples", metavar="DIR", help="deploy the functions found in DIR and its subfolders")
+
+    init = command("init", cmd_init, "scaffold a new function project")
+    init.add_argument("name", help="function name (DNS-1123: lower-case letters, digits, '-')")
+    init.add_argument("--dir", default=".", help="the folder to create the project in")
+
+    dep = command("deploy", cmd_deploy, "build, upload and deploy the functions of fx.yaml", output)
+    dep.add_argument("-f", "--file", default=manifest.MANIFEST, help="the manifest (default fx.yaml)")
+    dep.add_argument("names", nargs="*", metavar="NAME", help="deploy only these functions")
+
+    inv = command("invoke", cmd_invoke, "invoke a function with a raw event (the Lambda Invoke API)", output)
+    inv.add_argument("name")
+    source = inv.add_mutually_exclusive_group()
+    source.add_argument("--data", "-d", help="the event as JSON (default {})")
+    source.add_argument("--file", help="read the event from a JSON file ('-' for stdin)")
+    inv.add_argument("--qualifier", "-q", help="a version number or alias")
+
+    command("ls", cmd_ls, "list functions", output)
+
+    desc = command("describe", cmd_describe, "show a function's versions, traffic and replicas", output)
+    desc.add_argument("name")
+
+    logs = command("logs", cmd_logs, "print a function's replica logs")
+    logs.add_argument("name")
+    logs.add_argument("-f", "--follow", action="store_true", help="keep streaming new lines")
+    logs.add_argument("--tail", type=int, metavar="N", help="only the last N lines")
+
+    rm = command("rm", cmd_rm, "remove a function, its versions and replicas")
+    rm.add_argument("name")
+
+    command("login", cmd_login, "check a gateway URL and token, then save them for the CLI")
+    return parser
+
+
+if __name__ == "__main__":
+    sys.exit(main())

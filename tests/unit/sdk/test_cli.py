@@ -1,0 +1,177 @@
+"""The CLI in-process, against a small fake admin API on 127.0.0.1 (the real one is tested in integration)."""
+
+import hashlib
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from fx.cli import main
+
+TOKEN = "test-token"
+
+
+class FakeGateway(BaseHTTPRequestHandler):
+    artifacts: dict[str, bytes]
+    functions: dict[str, list[dict]]
+    uploads: list[str]
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def _reply(self, status: int, body=None) -> None:
+        data = json.dumps(body).encode() if body is not None else b""
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    def _authorized(self) -> bool:
+        if self.headers.get("Authorization") == f"Bearer {TOKEN}":
+            return True
+        self._reply(401, {"error": {"code": "Unauthorized", "message": "bad token: run `fx login` or set FX_TOKEN"}})
+        return False
+
+    def _body(self) -> bytes:
+        return self.rfile.read(int(self.headers.get("Content-Length", 0)))
+
+    def do_HEAD(self) -> None:
+        if self._authorized():
+            self._reply(200 if self.path.rsplit("/", 1)[1] in self.artifacts else 404)
+
+    def do_PUT(self) -> None:
+        if not self._authorized():
+            return
+        kind, name = self.path.split("/")[2:4]
+        body = self._body()
+        if kind == "artifacts":
+            assert name == "sha256:" + hashlib.sha256(body).hexdigest()
+            self.artifacts[name] = body
+            self.uploads.append(name)
+            return self._reply(200, {"digest": name, "size": len(body), "unzipped_size": 1})
+        spec = json.loads(body)
+        versions = self.functions.setdefault(name, [])
+        created = not versions or versions[-1] != spec
+        if created:
+            versions.append(spec)
+        result = {"function": name, "version": len(versions), "created": created, "digest": spec["artifact"]}
+        self._reply(200, {**result, "message": "ok"})
+
+    def do_GET(self) -> None:
+        if self._authorized():
+            self._reply(200, [self._info(name) for name in sorted(self.functions)])
+
+    def _info(self, name: str) -> dict:
+        versions = [
+            {"version": i + 1, "digest": s["artifact"], "created_at": "2024-01-01T00:00:00Z", "spec": s}
+            for i, s in enumerate(self.functions[name])
+        ]
+        return {"name": name, "latest": len(versions), "traffic": {str(len(versions)): 100}, "versions": versions}
+
+
+@pytest.fixture
+def gateway(monkeypatch, tmp_path) -> Iterator[type[FakeGateway]]:
+    handler = type("Handler", (FakeGateway,), {"artifacts": {}, "functions": {}, "uploads": []})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    monkeypatch.setenv("FX_GATEWAY", f"http://127.0.0.1:{server.server_port}")
+    monkeypatch.setenv("FX_TOKEN", TOKEN)
+    try:
+        yield handler
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture(autouse=True)
+def isolated(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("FX_CONFIG", str(tmp_path / "fx-config.json"))
+    monkeypatch.setenv("FX_CACHE_DIR", str(tmp_path / "cache"))
+    for var in ("FX_GATEWAY", "FX_TOKEN"):
+        monkeypatch.delenv(var, raising=False)
+
+
+def test_init_then_deploy_twice_makes_one_version_and_one_upload(gateway, tmp_path, capsys):
+    assert main(["init", "greeter"]) == 0
+    capsys.readouterr()
+    manifest = str(tmp_path / "greeter" / "fx.yaml")
+    assert main(["deploy", "-f", manifest]) == 0
+    first = capsys.readouterr()
+    assert first.out.startswith("greeter: version 1 deployed (sha256:")
+    assert "building" in first.err and "uploading" in first.err and "deploying" in first.err
+
+    assert main(["deploy", "-f", manifest]) == 0
+    assert capsys.readouterr().out == "greeter: unchanged, still version 1\n"
+    assert len(gateway.uploads) == 1
+
+    (tmp_path / "greeter" / "handler.py").write_text("def handler(e, c):\n    return 2\n")
+    assert main(["deploy", "-f", manifest, "--output", "json"]) == 0
+    [result] = json.loads(capsys.readouterr().out)
+    assert (result["version"], result["created"]) == (2, True)
+
+
+def test_ls_json_is_the_function_list(gateway, tmp_path, capsys):
+    main(["init", "one"])
+    main(["deploy", "-f", str(tmp_path / "one" / "fx.yaml")])
+    capsys.readouterr()
+    assert main(["ls", "-o", "json"]) == 0
+    [fn] = json.loads(capsys.readouterr().out)
+    assert fn["name"] == "one" and fn["latest"] == 1 and fn["traffic"] == {"1": 100}
+    assert main(["ls"]) == 0
+    assert capsys.readouterr().out.splitlines()[1].split()[:3] == ["one", "1", "v1:100%"]
+
+
+def test_bad_manifest_is_exit_2_naming_file_line_and_field(gateway, tmp_path, capsys):
+    (tmp_path / "fx.yaml").write_text("functions:\n  ok:\n    scale:\n      max: 0\n")
+    assert main(["deploy"]) == 2
+    assert "fx.yaml:4: functions.ok.scale.max" in capsys.readouterr().err
+    assert gateway.functions == {} and gateway.uploads == []
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["init", "Bad_Name"], "DNS-1123"),
+        (["deploy"], "fx.yaml"),
+        (["deploy", "-f", "fx.yaml", "nosuch"], "fx.yaml"),
+        (["invoke", "hello", "--data", "{not json"], "not valid JSON"),
+    ],
+)
+def test_bad_input_is_exit_2(argv, message, capsys):
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_bad_flags_are_exit_2(capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["ls", "--output", "yaml"])
+    assert exited.value.code == 2
+    assert "invalid choice" in capsys.readouterr().err
+
+
+def test_a_wrong_token_is_exit_1_and_says_token(gateway, monkeypatch, capsys):
+    monkeypatch.setenv("FX_TOKEN", "wrong")
+    assert main(["ls"]) == 1
+    assert "token" in capsys.readouterr().err.lower()
+
+
+def test_an_unreachable_gateway_is_exit_1_and_suggests_fx_up(capsys):
+    assert main(["--gateway", "http://127.0.0.1:9", "ls"]) == 1
+    err = capsys.readouterr().err
+    assert "http://127.0.0.1:9 is not reachable" in err and "fx up" in err
+
+
+def test_login_saves_only_a_token_that_works(gateway, monkeypatch, tmp_path):
+    monkeypatch.delenv("FX_TOKEN")
+    config = tmp_path / "fx-config.json"
+    assert main(["login", "--token", "wrong"]) == 1
+    assert not config.exists()
+    assert main(["login", "--token", TOKEN]) == 0
+    assert json.loads(config.read_text())["token"] == TOKEN
+    monkeypatch.delenv("FX_GATEWAY")
+    assert main(["ls"]) == 0  # found gateway and token in the saved config

@@ -1,0 +1,89 @@
+import json
+
+import httpx
+import pytest
+from fx.client import Client
+from fx.errors import FunctionError, FxError
+from fx.models import FunctionSpec
+
+DIGEST = "sha256:" + "a" * 64
+
+
+def client_for(handler) -> Client:
+    return Client("http://fx.test", "tok", transport=httpx.MockTransport(handler))
+
+
+def error(status: int, **detail) -> httpx.Response:
+    return httpx.Response(status, json={"error": detail})
+
+
+def test_error_bodies_become_fx_errors_with_code_field_and_function():
+    c = client_for(lambda r: error(400, code="InvalidSpec", message="too small", field="scale.max", function="hi"))
+    with pytest.raises(FxError) as err:
+        c.deploy(FunctionSpec(name="hi", artifact=DIGEST))
+    e = err.value
+    assert (e.status, e.code, e.message, e.field, e.function) == (400, "InvalidSpec", "too small", "scale.max", "hi")
+
+
+def test_a_non_json_error_keeps_status_and_text():
+    c = client_for(lambda r: httpx.Response(502, text="bad gateway from a proxy"))
+    with pytest.raises(FxError) as err:
+        c.list_functions()
+    assert err.value.status == 502 and "bad gateway from a proxy" in err.value.message
+
+
+def test_unauthorized_mentions_the_token():
+    c = client_for(lambda r: error(401, code="Unauthorized", message="missing bearer"))
+    with pytest.raises(FxError, match="token"):
+        c.describe("hi")
+
+
+def test_requests_carry_the_token_and_parse_models():
+    seen = []
+
+    def handler(r: httpx.Request) -> httpx.Response:
+        seen.append((r.method, r.url.path, r.headers.get("authorization")))
+        if r.method == "HEAD":
+            return httpx.Response(404)
+        body = {"function": "hi", "version": 2, "created": True, "digest": DIGEST, "message": "ok"}
+        return httpx.Response(200, json=body)
+
+    c = client_for(handler)
+    assert c.has_artifact(DIGEST) is False
+    result = c.deploy(FunctionSpec(name="hi", artifact=DIGEST))
+    assert (result.version, result.created) == (2, True)
+    assert seen == [
+        ("HEAD", f"/system/artifacts/{DIGEST}", "Bearer tok"),
+        ("PUT", "/system/functions/hi", "Bearer tok"),
+    ]
+
+
+def test_invoke_returns_the_result_and_raises_function_errors():
+    def handler(r: httpx.Request) -> httpx.Response:
+        assert r.url.path == "/2015-03-31/functions/hi/invocations"
+        event = json.loads(r.content)
+        if event.get("fail"):
+            shape = {"errorType": "ValueError", "errorMessage": "boom"}
+            return httpx.Response(200, json=shape, headers={"X-Amz-Function-Error": "Unhandled"})
+        return httpx.Response(200, json={"got": event, "qualifier": r.url.params.get("Qualifier")})
+
+    c = client_for(handler)
+    assert c.invoke("hi", {"a": 1}, qualifier="3") == {"got": {"a": 1}, "qualifier": "3"}
+    with pytest.raises(FunctionError) as err:
+        c.invoke("hi", {"fail": True})
+    assert err.value.payload["errorType"] == "ValueError" and "boom" in str(err.value)
+
+
+def test_an_unreachable_gateway_says_how_to_fix_it():
+    def refuse(r: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("Connection refused")
+
+    with pytest.raises(FxError) as err:
+        client_for(refuse).list_functions()
+    assert err.value.status == 0
+    assert "http://fx.test is not reachable" in err.value.message and "fx up" in err.value.message
+
+
+def test_logs_yield_lines():
+    c = client_for(lambda r: httpx.Response(200, text="START RequestId: 1\nhello\nEND RequestId: 1\n"))
+    assert list(c.logs("hi", tail=3)) == ["START RequestId: 1", "hello", "END RequestId: 1"]

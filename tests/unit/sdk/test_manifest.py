@@ -1,0 +1,75 @@
+from pathlib import Path
+
+import pytest
+from fx.errors import InputError
+from fx.manifest import ManifestError, load, select
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "fx.yaml"
+    path.write_text(text)
+    return path
+
+
+def problems(tmp_path: Path, text: str) -> list[str]:
+    with pytest.raises(ManifestError) as err:
+        load(write(tmp_path, text))
+    return [p.split(str(tmp_path) + "/", 1)[-1] for p in err.value.problems]
+
+
+def test_a_valid_manifest_gives_specs_with_the_real_digest(tmp_path):
+    (tmp_path / "src").mkdir()
+    path = write(tmp_path, "functions:\n  hello:\n    path: src\n    memory: 256\n    scale: {min: 1}\n  other:\n")
+    hello, other = load(path)
+    assert hello.code_dir == (tmp_path / "src").resolve() and other.code_dir == tmp_path.resolve()
+    spec = hello.spec("sha256:" + "a" * 64)
+    assert (spec.name, spec.memory, spec.scale.min, spec.scale.max) == ("hello", 256, 1, 10)
+
+
+def test_a_bad_name_is_reported_on_its_line(tmp_path):
+    [problem] = problems(tmp_path, "functions:\n  ok:\n  Bad_Name:\n    handler: handler.handler\n")
+    assert problem.startswith("fx.yaml:3: functions.Bad_Name: ")
+    assert "DNS-1123" in problem
+
+
+def test_a_bad_value_names_line_and_dotted_field(tmp_path):
+    text = "functions:\n  hello:\n    handler: handler.handler\n    scale:\n      max: 3\n\n      min: -1\n"
+    assert problems(tmp_path, text) == [
+        "fx.yaml:7: functions.hello.scale.min: Input should be greater than or equal to 0"
+    ]
+
+
+def test_unknown_keys_are_refused_at_every_level(tmp_path):
+    text = "functions:\n  hello:\n    memroy: 256\n    scale: {mni: 1}\nversion: 2\n"
+    found = problems(tmp_path, text)
+    assert found[0].startswith("fx.yaml:3: functions.hello.memroy: unknown key")
+    assert found[1] == "fx.yaml:4: functions.hello.scale.mni: unknown key"
+    assert found[2].startswith("fx.yaml:5: version: unknown key")
+
+
+def test_scale_min_over_max_is_reported(tmp_path):
+    [problem] = problems(tmp_path, "functions:\n  hello:\n    scale: {min: 5, max: 2}\n")
+    assert problem == "fx.yaml:3: functions.hello.scale: scale.min (5) is greater than scale.max (2)"
+
+
+def test_yaml_syntax_errors_give_their_line(tmp_path):
+    [problem] = problems(tmp_path, "functions:\n  hello:\n    env: {A: 1\n    memory: 128\n")
+    assert problem.startswith("fx.yaml:4: invalid YAML")
+
+
+def test_no_functions_and_missing_code_folder_are_reported(tmp_path):
+    assert "functions" in problems(tmp_path, "")[0]
+    [problem] = problems(tmp_path, "functions:\n  hello:\n    path: nowhere\n")
+    assert problem.startswith("fx.yaml:3: functions.hello.path: ") and "not a folder" in problem
+
+
+def test_duplicate_function_names_are_refused(tmp_path):
+    [problem] = problems(tmp_path, "functions:\n  hello: {}\n  hello: {memory: 256}\n")
+    assert problem == "fx.yaml:3: functions.hello: duplicate key"
+
+
+def test_select_keeps_manifest_order_and_refuses_unknown_names(tmp_path):
+    defs = load(write(tmp_path, "functions:\n  a: {}\n  b: {}\n  c: {}\n"))
+    assert [d.name for d in select(defs, ["c", "a"])] == ["a", "c"]
+    with pytest.raises(InputError, match="no function named zz"):
+        select(defs, ["zz"])

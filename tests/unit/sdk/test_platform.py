@@ -1,0 +1,164 @@
+"""The launcher with the real nats-server and small fake controller and gateway processes."""
+
+import os
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from fx import platform as fx_platform
+from fx.platform import Platform, PlatformError
+
+FAKE = textwrap.dedent(
+    """
+    import sys
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    args = dict(zip(sys.argv[1::2], sys.argv[2::2]))
+    if args.get("--fail"):
+        print("boom: " + args["--fail"], flush=True)
+        sys.exit(3)
+    health = "/system/health" if "--token-file" in args else "/healthz"
+    print("fake up with", args, flush=True)
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200 if self.path == health else 404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    host, port = args["--listen"].rsplit(":", 1)
+    HTTPServer((host, int(port)), Handler).serve_forever()
+    """
+)
+
+
+@pytest.fixture
+def fakes(tmp_path, monkeypatch) -> Path:
+    script = tmp_path / "fake.py"
+    script.write_text(FAKE)
+    monkeypatch.setattr(fx_platform, "_console_script", lambda name, module: [sys.executable, str(script)])
+    return script
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")
+
+
+def test_start_runs_all_three_and_stop_ends_them(fakes, tmp_path):
+    p = Platform(tmp_path / "state", ports="free")
+    with p:
+        pids = [r.proc.pid for r in p._running]
+        assert [r.name for r in p._running] == ["nats", "controller", "gateway"]
+        assert httpx.get(f"{p.gateway_url}/healthz", trust_env=False).status_code == 200
+        assert httpx.get(f"{p.controller_url}/system/health", trust_env=False).status_code == 200
+        with socket.create_connection(("127.0.0.1", int(p.nats_url.rsplit(":", 1)[1]))):
+            pass
+        assert stat.S_IMODE(p.token_file.stat().st_mode) == 0o600 and len(p.token) >= 32
+        assert "--token-file" in (p.log_dir / "controller.log").read_text()
+        assert p.exited() is None
+    assert not any(alive(pid) for pid in pids)
+    p.stop()  # idempotent
+
+
+def test_the_token_survives_a_restart(fakes, tmp_path):
+    p = Platform(tmp_path / "state", ports="free")
+    with p:
+        token = p.token
+    with p:
+        assert p.token == token
+
+
+def test_a_component_that_fails_is_reported_with_its_log_and_the_rest_is_stopped(fakes, tmp_path, monkeypatch):
+    real = fx_platform._console_script
+    monkeypatch.setattr(
+        fx_platform,
+        "_console_script",
+        lambda name, module: (
+            [*real(name, module), "--fail", "no such flag"] if name == "fx-gateway" else real(name, module)
+        ),
+    )
+    p = Platform(tmp_path / "state", ports="free")
+    started = []
+    spawn = p._spawn
+
+    def spy(name, argv, ready):
+        try:
+            spawn(name, argv, ready)
+        finally:
+            started.extend(r.proc.pid for r in p._running if r.proc.pid not in started)
+
+    monkeypatch.setattr(p, "_spawn", spy)
+    with pytest.raises(PlatformError) as err:
+        p.start()
+    assert "gateway exited with code 3" in str(err.value) and "boom: no such flag" in str(err.value)
+    assert len(started) == 3 and not any(alive(pid) for pid in started)
+
+
+def test_a_busy_gateway_port_is_refused_before_anything_starts(fakes, tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        p = Platform(tmp_path / "state", gateway_port=busy.getsockname()[1])
+        with pytest.raises(PlatformError, match="in use"):
+            p.start()
+    assert not (tmp_path / "state" / "nats").exists()
+
+
+LAUNCHER = textwrap.dedent(
+    """
+    import sys
+    from fx import platform
+    platform._console_script = lambda name, module: [sys.executable, {fake!r}]
+    from fx.cli import main
+    sys.exit(main(["up", "--state-dir", {state!r}, "--port", sys.argv[1]]))
+    """
+)
+
+
+def start_fx_up(tmp_path: Path, fakes: Path) -> tuple[subprocess.Popen, list[int]]:
+    script = tmp_path / "launcher.py"
+    script.write_text(LAUNCHER.format(fake=str(fakes), state=str(tmp_path / "state")))
+    port = fx_platform._free_port()
+    env = {**os.environ, "FX_CONFIG": str(tmp_path / "fx-config.json")}
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+        if len(children) == 3 and (tmp_path / "fx-config.json").exists():
+            return proc, [int(c) for c in children]
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    proc.kill()
+    raise AssertionError("fx up did not start its three processes")
+
+
+def test_ctrl_c_on_fx_up_stops_everything_cleanly(fakes, tmp_path):
+    proc, children = start_fx_up(tmp_path, fakes)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
+    assert not any(alive(pid) for pid in children)
+
+
+def test_a_killed_launcher_leaves_no_orphans(fakes, tmp_path):
+    proc, children = start_fx_up(tmp_path, fakes)
+    proc.kill()
+    proc.wait()
+    deadline = time.monotonic() + 10
+    while any(alive(pid) for pid in children) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(alive(pid) for pid in children)
