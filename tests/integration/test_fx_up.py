@@ -1,0 +1,83 @@
+"""The README's first command, as a user runs it: `fx up` with the examples, then Ctrl-C."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.integration.helpers import wait_until
+
+REPO = Path(__file__).resolve().parents[2]
+FX = str(Path(sys.executable).with_name("fx"))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _children(pid: int) -> set[int]:
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError):
+                continue
+            if ppid == pid:
+                found |= {int(entry.name)} | _children(int(entry.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")
+
+
+def _start(state: Path, port: int, config: Path, out: Path) -> subprocess.Popen:
+    env = {**os.environ, "FX_CONFIG": str(config)}
+    args = [FX, "up", "--state-dir", str(state), "--port", str(port), "--examples", str(REPO / "examples")]
+    return subprocess.Popen(args, env=env, stdout=out.open("w"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+
+def test_fx_up_serves_the_examples_and_ctrl_c_stops_everything(tmp_path):
+    state, config, out = tmp_path / "state", tmp_path / "config.json", tmp_path / "up.log"
+    port = _free_port()
+    up = _start(state, port, config, out)
+    try:
+        wait_until(lambda: "curl" in out.read_text(), 90, "fx up to print how to call the examples")
+        r = httpx.get(f"http://127.0.0.1:{port}/function/hello/any/path?x=1", timeout=30)
+        assert r.status_code == 200 and "hello" in r.text.lower()
+        assert config.is_file(), "fx up writes the CLI config so that `fx` finds the platform"
+        ls = subprocess.run([FX, "ls"], env={**os.environ, "FX_CONFIG": str(config)}, capture_output=True, text=True)
+        assert ls.returncode == 0 and "hello" in ls.stdout and "echo" in ls.stdout
+
+        spawned = _children(up.pid)
+        assert spawned, "fx up runs nats-server, the controller and the gateway as child processes"
+        up.send_signal(signal.SIGINT)
+        assert up.wait(30) == 0
+        assert "Traceback" not in out.read_text()
+        wait_until(lambda: not any(_alive(p) for p in spawned), 10, "every process fx up started to stop")
+
+        # Running it again keeps what was deployed.
+        up = _start(state, port, config, tmp_path / "up2.log")
+        wait_until(lambda: "curl" in (tmp_path / "up2.log").read_text(), 90, "the second fx up")
+        assert "unchanged" in (tmp_path / "up2.log").read_text()
+        assert httpx.get(f"http://127.0.0.1:{port}/function/hello", timeout=30).status_code == 200
+    finally:
+        if up.poll() is None:
+            up.send_signal(signal.SIGINT)
+            try:
+                up.wait(30)
+            except subprocess.TimeoutExpired:
+                up.kill()
+        time.sleep(0)
