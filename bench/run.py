@@ -1,0 +1,118 @@
+"""The data-plane benchmark of the issue: direct to a replica vs through the gateway, and cold starts.
+
+Starts the real embedded platform (nats-server, controller, gateway) on free ports in a
+temporary state directory, deploys a trivial handler, and prints, at 16 and 64 concurrent
+callers: requests/s, p50/p99 and the CPU µs per request of the gateway and of the replica,
+for requests sent straight to the replica and through the gateway, in the same run. Then
+the cold start from zero (request in to response out, median of 20 functions at zero).
+
+    make bench    (or: .venv/bin/python -m bench.run [--requests 20000])
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+import nats
+from fx.platform import Platform
+from fx.protocol import KV_ROUTES, RouteTable
+
+from bench.measure import load, pid_listening_on
+
+FX = str(Path(sys.executable).with_name("fx"))
+HANDLER = "def handler(event, context):\n    return {'statusCode': 200, 'body': 'ok'}\n"
+COLD = 20
+
+
+def deploy(project: Path, platform: Platform, manifest: str) -> None:
+    project.mkdir(parents=True, exist_ok=True)
+    (project / "handler.py").write_text(HANDLER)
+    (project / "fx.yaml").write_text(manifest)
+    env = {**os.environ, "FX_GATEWAY": platform.gateway_url, "FX_TOKEN": platform.token}
+    subprocess.run([FX, "deploy"], cwd=project, env=env, check=True, capture_output=True, timeout=300)
+
+
+async def endpoint_of(nats_url: str, function: str) -> str:
+    nc = await nats.connect(nats_url)
+    try:
+        kv = await (nc.jetstream()).key_value(KV_ROUTES)
+        table = RouteTable.from_json((await kv.get(function)).value)
+        return next(ep for v in table.versions.values() for ep in v.endpoints)
+    finally:
+        await nc.close()
+
+
+def row(label: str, result: dict, keys: tuple[str, ...]) -> str:
+    cpu = "  ".join(f"{k.removesuffix('_cpu_us')} {result[k]:7.1f} µs" for k in keys)
+    return (
+        f"{label:<24} {result['rps']:9.0f} req/s  p50 {result['p50_ms']:7.3f} ms  p99 {result['p99_ms']:7.3f} ms"
+        f"  CPU/request: {cpu}  errors {result['errors']}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=20000, help="requests per measured run")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="fx-bench-") as tmp, Platform(Path(tmp) / "state", ports="free") as p:
+        # One replica, no per-replica limit in the gateway: both paths queue at the same runtime.
+        deploy(
+            Path(tmp) / "bench",
+            p,
+            "functions:\n  bench:\n    scale: {min: 1, max: 1, concurrency: 0, idle_timeout: 3600}\n",
+        )
+        gateway_url = f"{p.gateway_url}/function/bench/"
+        httpx.get(gateway_url, timeout=30).raise_for_status()
+        replica = asyncio.run(endpoint_of(p.nats_url, "bench"))
+        direct_url = f"http://{replica}/_fx/http/"
+        pids = {
+            "gateway": pid_listening_on(urlsplit(p.gateway_url).port),
+            "replica": pid_listening_on(int(replica.rsplit(":", 1)[1])),
+        }
+        load(direct_url, 16, 2000, pids)  # warm-up
+        load(gateway_url, 16, 2000, pids)
+        print(f"fx data plane, {os.cpu_count()} CPUs, {args.requests} requests per run, trivial handler")
+        for concurrency in (16, 64):
+            direct = load(direct_url, concurrency, args.requests, {"replica": pids["replica"]})
+            via = load(gateway_url, concurrency, args.requests, pids)
+            print(f"-- {concurrency} concurrent")
+            print(row("direct to replica", direct, ("replica_cpu_us",)))
+            print(row("through the gateway", via, ("gateway_cpu_us", "replica_cpu_us")))
+            print(
+                f"{'gateway cost':<24} {via['gateway_cpu_us']:.1f} µs CPU/request (target ≤ 40);"
+                f" added p50 {via['p50_ms'] - direct['p50_ms']:.3f} ms (target ≤ 0.5 at 16);"
+                f" throughput ratio {via['rps'] / direct['rps']:.2f}"
+            )
+
+        names = [f"cold-{i}" for i in range(COLD)]
+        manifest = "functions:\n" + "".join(f"  {n}: {{path: .}}\n" for n in names)
+        deploy(Path(tmp) / "cold", p, manifest)
+        cold = []
+        with httpx.Client(timeout=30) as client:
+            for name in names:
+                started = time.perf_counter()
+                client.get(f"{p.gateway_url}/function/{name}/").raise_for_status()
+                cold.append((time.perf_counter() - started) * 1000)
+            started = time.perf_counter()
+            for _ in range(COLD):
+                client.get(f"{p.gateway_url}/function/{names[0]}/").raise_for_status()
+            warm_ms = (time.perf_counter() - started) * 1000 / COLD
+        print(
+            f"-- cold start from zero (request in to response out, {COLD} functions at zero):"
+            f" p50 {statistics.median(cold):.1f} ms, max {max(cold):.1f} ms (target p50 ≤ 20);"
+            f" the same call warm: {warm_ms:.2f} ms"
+        )
+
+
+if __name__ == "__main__":
+    main()
