@@ -1,13 +1,13 @@
 """The local backend against a zygote: spawn -> ready -> SIGTERM -> exit, init errors, zygote death.
 
-It runs against fake_zygote.py (same JSON-lines protocol); the last test runs the real
-fx_runtime.zygote when the runtime package has it.
+Most tests run against fake_zygote.py (same JSON-lines protocol, no runtime needed); the
+ones about real processes dying with their zygote, and serving a request, run the real
+fx_runtime.zygote.
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 import os
 import signal
@@ -100,23 +100,25 @@ async def test_a_replica_ignoring_sigterm_is_killed_after_the_grace(local):
     assert exited.kind == "exit" and exited.exit_code == -signal.SIGKILL
 
 
+REAL_ZYGOTE = [sys.executable, "-m", "fx_runtime.zygote"]
+
+
+@pytest.mark.parametrize("local", [REAL_ZYGOTE], indirect=True)
 async def test_when_the_zygote_dies_its_replicas_are_gone_and_a_new_one_serves(local):
     backend, events, artifacts, digest = local
     await backend.start_replica(replica(artifacts, digest))
     await events.next()
+    pid = backend._pids["r1"]
     backend._zygote.kill()
     gone = await events.next()
     assert (gone.id, gone.kind) == ("r1", "exit")
+    await until(lambda: not _alive(pid))
     await asyncio.sleep(1.0)  # the backend restarts the zygote after a short pause
     await backend.start_replica(replica(artifacts, digest, rid="r2"))
     assert (await events.next()).kind == "ready"
 
 
-HAVE_REAL_ZYGOTE = importlib.util.find_spec("fx_runtime.zygote") is not None
-
-
-@pytest.mark.skipif(not HAVE_REAL_ZYGOTE, reason="fx_runtime.zygote is not written yet (runtime helper)")
-@pytest.mark.parametrize("local", [[sys.executable, "-m", "fx_runtime.zygote"]], indirect=True)
+@pytest.mark.parametrize("local", [REAL_ZYGOTE], indirect=True)
 async def test_the_real_zygote_serves_a_request_and_stops(local):
     backend, events, artifacts, digest = local
     await backend.start_replica(replica(artifacts, digest))
@@ -131,3 +133,11 @@ async def test_the_real_zygote_serves_a_request_and_stops(local):
     await backend.stop_replica("r1", grace=5)
     exited = await events.next()
     assert exited.kind == "exit"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")
