@@ -168,7 +168,7 @@ class Gateway:
         seen, kept = scan(headers)
         if not qualifier and b"x-fx-version" in seen:
             qualifier = seen[b"x-fx-version"].decode("latin-1")
-        dispatcher = routes.pick(qualifier)
+        dispatcher = routes.pick(qualifier, seen)
         if dispatcher is None:
             return self._no_version(client, routes, qualifier)
         target = HTTP_TARGET + sub + (b"?" + query if query else b"")
@@ -191,7 +191,7 @@ class Gateway:
         if invocation_type == b"Event":
             message = "X-Amz-Invocation-Type: Event (asynchronous invoke) is not supported yet; use RequestResponse"
             return Answer(client, responses.error(400, "InvalidInvocationType", message, name))
-        dispatcher = routes.pick(qualifier)
+        dispatcher = routes.pick(qualifier, seen)
         if dispatcher is None:
             return self._no_version(client, routes, qualifier)
         executed = b"X-Amz-Executed-Version: %s\r\n" % dispatcher.version.encode()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import zlib
 from bisect import bisect_right
 from collections.abc import Callable
 
@@ -33,32 +34,56 @@ class FunctionRoutes:
             self.dispatchers[version] = dispatcher
             hold_timeout = table.hold_timeout_ms / 1000 if table.hold_timeout_ms is not None else None
             dispatcher.update(route.endpoints, route.concurrency, hold_timeout, table.hold_queue)
-        # Cumulative weights for a bisect; versions missing from the table take no traffic.
+        # Cumulative weights for a bisect; versions missing from the table take no traffic. Ascending
+        # version order puts the newest version's share last, so while a canary's weight grows the
+        # sticky users it already has keep landing on it.
         self._bounds: list[int] = []
         self._weighted: list[VersionDispatcher] = []
         total = 0
-        for version, percent in table.traffic.items():
+        for version, percent in sorted(table.traffic.items(), key=lambda item: _number(item[0])):
             if percent > 0 and version in self.dispatchers:
                 total += percent
                 self._bounds.append(total)
                 self._weighted.append(self.dispatchers[version])
         self._total = total
+        kind, _, key = (table.sticky or "").partition(":")
+        self._sticky = (kind, key.lower().encode("latin-1")) if key else None
 
-    def pick(self, qualifier: str = "") -> VersionDispatcher | None:
-        """The pinned version (number, alias or $LATEST), else one drawn by traffic weight; None if none fits."""
+    def pick(self, qualifier: str = "", headers: dict[bytes, bytes] | None = None) -> VersionDispatcher | None:
+        """The pinned version (number, alias or $LATEST), else one chosen by traffic weight; None if none fits.
+
+        With a sticky key in the table and in `headers`, the choice is a stable hash of the key's value, so
+        a user keeps their version for as long as the split stays the same.
+        """
         if qualifier:
             version = self.table.aliases.get(qualifier, qualifier)
             if version == LATEST and self.dispatchers:
-                version = max(self.dispatchers, key=lambda v: int(v) if v.isdigit() else -1)
+                version = max(self.dispatchers, key=_number)
             return self.dispatchers.get(version)
         weighted = self._weighted
         if len(weighted) == 1:
             return weighted[0]
         if not weighted:
             return None
-        return weighted[bisect_right(self._bounds, random.random() * self._total)]
+        cohort = self._cohort(headers) if self._sticky and headers else None
+        draw = random.random() if cohort is None else zlib.crc32(cohort) / 0x1_0000_0000
+        return weighted[bisect_right(self._bounds, draw * self._total)]
+
+    def _cohort(self, headers: dict[bytes, bytes]) -> bytes | None:
+        kind, key = self._sticky  # type: ignore[misc]
+        if kind == "header":
+            return headers.get(key)
+        for pair in headers.get(b"cookie", b"").split(b";"):
+            name, _, value = pair.strip().partition(b"=")
+            if name.lower() == key:
+                return value
+        return None
 
     def close(self) -> None:
         """The function was deleted: held requests learn so, in-flight ones finish."""
         for dispatcher in self.dispatchers.values():
             dispatcher.close(responses.function_not_found(self.name), 404)
+
+
+def _number(version: str) -> int:
+    return int(version) if version.isdigit() else -1

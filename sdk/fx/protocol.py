@@ -60,6 +60,10 @@ class RouteTable:
     max_request_bytes: int = 6 * 1024 * 1024
     hold_timeout_ms: int | None = None  # per-function override of the gateway default
     hold_queue: int | None = None  # per-function override of the gateway default
+    # Sticky cohorts: "header:<name>" or "cookie:<name>". A request carrying that value is
+    # given a version by a stable hash of it (the same user always lands on the same
+    # version for a given split); without it, the weighted random choice applies.
+    sticky: str | None = None
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), separators=(",", ":")).encode()

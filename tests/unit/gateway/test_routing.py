@@ -17,6 +17,32 @@ async def test_traffic_weights_are_honoured(gateway):
     assert 0.67 < picks["1"] / 20000 < 0.73
 
 
+async def test_sticky_cohorts_keep_each_user_on_one_version_and_spread_users_by_weight(gateway):
+    gw = await gateway()
+    gw.gateway.apply(table(versions={"1": [], "2": []}, traffic={"1": 80, "2": 20}, sticky="header:X-User-Id"))
+    routes = gw.gateway.functions["hello"]
+
+    def version_of(user: str, header: bytes = b"x-user-id") -> str:
+        return routes.pick("", {header: user.encode()}).version
+
+    users = [f"user-{i}" for i in range(5000)]
+    first = {u: version_of(u) for u in users}
+    assert all(version_of(u) == first[u] for u in users[:200] for _ in range(5))
+    assert 0.17 < Counter(first.values())["2"] / len(users) < 0.23
+    # A user without the header is not pinned: both versions keep coming up.
+    assert {routes.pick("", {}).version for _ in range(200)} == {"1", "2"}
+
+    # The canary grows to 50 %: every user it had stays on it.
+    gw.gateway.apply(
+        table(revision=2, versions={"1": [], "2": []}, traffic={"1": 50, "2": 50}, sticky="header:x-user-id")
+    )
+    assert all(version_of(u) == "2" for u in users if first[u] == "2")
+
+    gw.gateway.apply(table(revision=3, versions={"1": [], "2": []}, traffic={"1": 50, "2": 50}, sticky="cookie:uid"))
+    cookie = {b"cookie": b"theme=dark; uid=user-7; lang=en"}
+    assert {routes.pick("", cookie).version for _ in range(20)} == {routes.pick("", {b"cookie": b"uid=user-7"}).version}
+
+
 async def test_pins_by_number_alias_header_and_latest(gateway, replicas):
     one, two = await replicas("one"), await replicas("two")
     gw = await gateway()
