@@ -8,6 +8,8 @@ import json
 
 import httpx
 
+from tests.wheels import make_wheel
+
 
 def test_init_deploy_call_and_remove(platform, tmp_path):
     fx = platform.fx
@@ -56,3 +58,14 @@ def test_changed_code_makes_a_new_version_that_takes_the_traffic(platform, make_
     make_function("greeter", body="return {'statusCode': 200, 'body': 'v2'}")
     assert "version 2" in platform.fx("deploy", cwd=project).stdout
     assert httpx.get(f"{platform.gateway_url}/function/greeter", timeout=30).text == "v2"
+
+
+def test_dependencies_from_requirements_txt_are_importable_in_the_replica(platform, make_function, tmp_path):
+    wheel = make_wheel(tmp_path, "tinydep", "VALUE = 'from a dependency'\n")
+    project = make_function(
+        "withdeps", body="return {'statusCode': 200, 'body': tinydep.VALUE}", imports="import tinydep"
+    )
+    (project / "requirements.txt").write_text(f"{wheel}\n")
+    deployed = platform.fx("deploy", cwd=project, env={"PIP_NO_INDEX": "1", "FX_CACHE_DIR": str(tmp_path / "cache")})
+    assert deployed.returncode == 0, deployed.stderr
+    assert httpx.get(f"{platform.gateway_url}/function/withdeps", timeout=30).text == "from a dependency"

@@ -6,6 +6,8 @@ from pathlib import Path
 import pytest
 from fx import build
 
+from tests.wheels import make_wheel
+
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
@@ -55,19 +57,14 @@ def test_comment_only_requirements_install_nothing(project, tmp_path, monkeypatc
 
 def test_dependencies_are_installed_once_and_cached(project, tmp_path, monkeypatch):
     """A local wheel stands in for PyPI, so the test needs no network."""
-    wheel = tmp_path / "tinydep-1.0-py3-none-any.whl"
-    with zipfile.ZipFile(wheel, "w") as zf:
-        zf.writestr("tinydep/__init__.py", "VALUE = 42\n")
-        zf.writestr("tinydep-1.0.dist-info/METADATA", "Metadata-Version: 2.1\nName: tinydep\nVersion: 1.0\n")
-        zf.writestr("tinydep-1.0.dist-info/WHEEL", "Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
-        zf.writestr("tinydep-1.0.dist-info/RECORD", "")
+    wheel = make_wheel(tmp_path)
     monkeypatch.setenv("FX_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("PIP_NO_INDEX", "1")
     (project / "requirements.txt").write_text(f"{wheel}\n")
     first = build.build(project)
     assert "tinydep/__init__.py" in entries(first)
     [cached] = (tmp_path / "cache" / "deps").iterdir()
-    (tmp_path / "tinydep-1.0-py3-none-any.whl").unlink()  # a second install would now fail
+    wheel.unlink()  # a second install would now fail
     assert build.build(project).digest == first.digest  # served from the cache: same bytes
     assert list((tmp_path / "cache" / "deps").iterdir()) == [cached]
 
