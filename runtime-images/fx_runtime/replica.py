@@ -55,7 +55,9 @@ def run(report: Report, started: float | None = None) -> int:
         loop.add_signal_handler(sig, server.shutdown)
     invoker.init_ms = (time.perf_counter() - started) * 1000
     logs.flush()
-    report({"event": "ready", "endpoint": endpoint, "init_ms": round(invoker.init_ms, 3)})
+    # Report from inside the running loop: uvloop only watches for signals while it runs, so a
+    # SIGTERM sent right after "ready" (a quick drain, a delete) would otherwise never be handled.
+    loop.call_soon(report, {"event": "ready", "endpoint": endpoint, "init_ms": round(invoker.init_ms, 3)})
     loop.run_until_complete(server.closed)
     logs.flush()
     return server.exit_code
