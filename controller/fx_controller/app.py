@@ -3,18 +3,30 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Response
 from fastapi.responses import PlainTextResponse, StreamingResponse
-from fx.models import ArtifactInfo, DeployResult, ErrorBody, FunctionInfo, FunctionSpec, check_name
+from fx.models import (
+    AliasSpec,
+    ArtifactInfo,
+    DeployResult,
+    ErrorBody,
+    FunctionInfo,
+    FunctionSpec,
+    PromoteSpec,
+    TrafficSpec,
+    VersionInfo,
+    check_alias,
+    check_name,
+)
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from . import errors, logs
 from .auth import BearerAuth
 from .controller import Controller
 
-ERRORS = {status: {"model": ErrorBody} for status in (400, 401, 404, 413)}
+ERRORS = {status: {"model": ErrorBody} for status in (400, 401, 404, 409, 413)}
 
 
 def _name(name: Annotated[str, Path(description="function name (DNS-1123 label)")]) -> str:
@@ -25,6 +37,16 @@ def _name(name: Annotated[str, Path(description="function name (DNS-1123 label)"
 
 
 FunctionName = Annotated[str, Depends(_name)]
+
+
+def _alias(alias: Annotated[str, Path(description="alias name, e.g. live or beta")]) -> str:
+    try:
+        return check_alias(alias)
+    except ValueError as e:
+        raise errors.ApiError(400, "InvalidAlias", str(e), field="alias") from e
+
+
+AliasName = Annotated[str, Depends(_alias)]
 
 
 def create_app(controller: Controller, token: str) -> FastAPI:
@@ -62,8 +84,15 @@ def create_app(controller: Controller, token: str) -> FastAPI:
         return await controller.artifacts.store(digest, request.stream())
 
     @api.put("/functions/{name}", tags=["functions"])
-    async def deploy(name: FunctionName, spec: FunctionSpec) -> DeployResult:
-        return await controller.deploy(name, spec)
+    async def deploy(
+        name: FunctionName,
+        spec: FunctionSpec,
+        traffic: Annotated[
+            Literal["all", "none"],
+            Query(description="all: the new version takes all traffic; none: it starts warm, reachable only pinned"),
+        ] = "all",
+    ) -> DeployResult:
+        return await controller.deploy(name, spec, traffic=traffic == "all")
 
     @api.get("/functions", tags=["functions"])
     async def list_functions() -> list[FunctionInfo]:
@@ -77,6 +106,41 @@ def create_app(controller: Controller, token: str) -> FastAPI:
     async def delete(name: FunctionName) -> Response:
         await controller.delete(name)
         return Response(status_code=204)
+
+    @api.get("/functions/{name}/versions", tags=["traffic"])
+    async def versions(name: FunctionName) -> list[VersionInfo]:
+        return controller.describe(name).versions
+
+    @api.get("/functions/{name}/versions/{qualifier}", tags=["traffic"])
+    async def version(
+        name: FunctionName, qualifier: Annotated[str, Path(description="version number, alias or $LATEST")]
+    ) -> VersionInfo:
+        return controller.version(name, qualifier)
+
+    @api.put("/functions/{name}/traffic", tags=["traffic"])
+    async def set_traffic(name: FunctionName, spec: TrafficSpec) -> FunctionInfo:
+        await controller.releases.set_traffic(name, spec)
+        return controller.describe(name)
+
+    @api.post("/functions/{name}/promote", tags=["traffic"])
+    async def promote(name: FunctionName, spec: PromoteSpec) -> FunctionInfo:
+        await controller.releases.promote(name, spec)
+        return controller.describe(name)
+
+    @api.post("/functions/{name}/rollback", tags=["traffic"])
+    async def rollback(name: FunctionName) -> FunctionInfo:
+        await controller.releases.rollback(name)
+        return controller.describe(name)
+
+    @api.put("/functions/{name}/aliases/{alias}", tags=["traffic"])
+    async def set_alias(name: FunctionName, alias: AliasName, spec: AliasSpec) -> FunctionInfo:
+        await controller.releases.set_alias(name, alias, spec.version)
+        return controller.describe(name)
+
+    @api.delete("/functions/{name}/aliases/{alias}", tags=["traffic"])
+    async def delete_alias(name: FunctionName, alias: AliasName) -> FunctionInfo:
+        await controller.releases.delete_alias(name, alias)
+        return controller.describe(name)
 
     @api.get("/functions/{name}/logs", tags=["functions"], response_class=PlainTextResponse)
     async def function_logs(

@@ -18,9 +18,12 @@ class Autoscaler:
         self.stable_window = stable_window
         self._history: dict[str, deque[tuple[float, int]]] = defaultdict(deque)
 
-    def desired(self, key: str, scale: ScaleSpec, observed: int, idle_for: float, now: float, serving: bool) -> int:
-        """`serving`: the version gets traffic, so scale.min applies (old versions may go to zero)."""
-        floor = scale.min if serving else 0
+    def desired(
+        self, key: str, scale: ScaleSpec, observed: int, idle_for: float, now: float, serving: bool, warm: int = 0
+    ) -> int:
+        """`serving`: the version gets traffic, so scale.min applies (old versions may go to zero).
+        `warm`: replicas kept, load or not, while the version is held warm after losing its traffic."""
+        floor = max(scale.min if serving else 0, warm)
         history = self._history[key]
         if floor == 0 and observed == 0 and idle_for >= scale.idle_timeout:
             history.clear()

@@ -1,5 +1,5 @@
-"""The controller: wires the store, fleet, routes, activator and autoscaler to NATS and a backend,
-and carries out what the admin API asks (deploy, describe, delete)."""
+"""The controller: wires the store, fleet, routes, activator, autoscaler and releases to NATS and a backend,
+and carries out what the admin API asks (deploy, describe, delete; traffic changes are in releases.py)."""
 
 from __future__ import annotations
 
@@ -36,6 +36,7 @@ from .load import LoadBook
 from .metrics import Metrics
 from .nats_buckets import open_kv, open_object_store
 from .reconciler import Reconciler
+from .releases import Releases
 from .routes import RoutePublisher
 from .settings import Settings
 from .store import FunctionRecord, FunctionStore, VersionRecord
@@ -80,6 +81,7 @@ class Controller:
         self.routes = RoutePublisher(routes_kv, self.store, self.fleet)
         self.activator = Activator(self.store, self.fleet, self.load, self.metrics)
         self.reconciler = Reconciler(self.store, self.fleet, self.load, self.autoscaler)
+        self.releases = Releases(self.store, self.routes, self.fleet, self.load, self._lock, s.keep_warm)
 
         await self.store.load()
         await self.backend.open(self.fleet.on_event)
@@ -89,6 +91,7 @@ class Controller:
         await self._nc.subscribe(SUBJECT_ACTIVATE, cb=self._on_activate)
         await self._nc.subscribe(SUBJECT_LOAD, cb=self._on_load)
         self._spawn(self.reconciler.run())
+        self._spawn(self.releases.run())
         log.info("controller started: %d functions, backend %s", len(self.store.all()), s.backend)
 
     async def stop(self) -> None:
@@ -140,7 +143,8 @@ class Controller:
 
     # --- admin operations --------------------------------------------------------------
 
-    async def deploy(self, name: str, spec: FunctionSpec) -> DeployResult:
+    async def deploy(self, name: str, spec: FunctionSpec, traffic: bool = True) -> DeployResult:
+        """`traffic`: the new version takes all traffic; else it is started warm, reachable only when pinned."""
         try:
             if spec.name != name:
                 raise ApiError(
@@ -157,6 +161,13 @@ class Controller:
                     f"artifact {spec.artifact} has not been uploaded: upload it first (fx deploy does)",
                     function=name,
                     field="artifact",
+                )
+            if not traffic and self.store.get(name) is None:
+                raise ApiError(
+                    400,
+                    "FirstVersionNeedsTraffic",
+                    f"{name!r} does not exist yet: its first version takes all traffic; deploy it without --no-traffic",
+                    function=name,
                 )
         except ApiError:
             self.metrics.deploys.labels("rejected").inc()
@@ -175,14 +186,15 @@ class Controller:
                 )
             number = record.latest.version + 1 if record else 1
             version = VersionRecord(version=number, digest=spec.artifact, created_at=datetime.now(UTC), spec=spec)
-            await self.store.put(
-                FunctionRecord(
-                    name=name,
-                    versions=[*(record.versions if record else []), version],
-                    traffic={number: 100},
-                    aliases=record.aliases if record else {},
-                )
-            )
+            if record is None:
+                updated = FunctionRecord(name=name, versions=[version], traffic={number: 100})
+            elif traffic:
+                updated = record.model_copy(update={"versions": [*record.versions, version]})
+                updated = self.releases.shifted(self.releases.cancelled(updated, "a deploy"), {number: 100})
+            else:
+                updated = record.model_copy(update={"versions": [*record.versions, version]})
+                updated = self.releases.warm_new(updated, version)
+            await self.store.put(updated)
             await self.routes.publish(name)
         self.metrics.deploys.labels("created").inc()
         log.info("deployed %s version %d (%s)", name, number, spec.artifact)
@@ -191,7 +203,7 @@ class Controller:
             version=number,
             created=True,
             digest=spec.artifact,
-            message=f"deployed {name} version {number}",
+            message=f"deployed {name} version {number}" + ("" if traffic else " with no traffic: pin it to call it"),
         )
 
     async def delete(self, name: str) -> None:
@@ -218,10 +230,28 @@ class Controller:
     def list(self) -> list[FunctionInfo]:
         return [self._info(record) for record in self.store.all()]
 
+    def version(self, name: str, qualifier: str) -> VersionInfo:
+        """One version by number, alias or $LATEST; 404 VersionNotFound naming what is there."""
+        info = self.describe(name)
+        number = info.latest if qualifier == "$LATEST" else info.aliases.get(qualifier, qualifier)
+        found = next((v for v in info.versions if str(v.version) == str(number)), None)
+        if found is None:
+            known = ", ".join(str(v.version) for v in info.versions)
+            aliases = ", ".join(sorted(info.aliases)) or "none"
+            raise ApiError(
+                404,
+                "VersionNotFound",
+                f"{name!r} has no version or alias {qualifier!r} (versions: {known}; aliases: {aliases})",
+                function=name,
+            )
+        return found
+
     def _info(self, record: FunctionRecord) -> FunctionInfo:
+        now = datetime.now(UTC)
         versions = []
         for v in record.versions:
             totals = self.load.totals.get(f"{record.name}/{v.version}")
+            hold = record.warm.get(v.version)
             versions.append(
                 VersionInfo(
                     version=v.version,
@@ -233,6 +263,8 @@ class Controller:
                     replicas_starting=self.fleet.count(record.name, v.version, "starting"),
                     requests=totals.requests if totals else 0,
                     errors=totals.errors if totals else 0,
+                    aliases=sorted(a for a, n in record.aliases.items() if n == v.version),
+                    warm_until=hold.until if hold and hold.until > now else None,
                 )
             )
         return FunctionInfo(
@@ -242,6 +274,10 @@ class Controller:
             aliases=record.aliases,
             versions=versions,
             status=self._status(record),
+            sticky=record.sticky,
+            previous=record.history[-1] if record.history else None,
+            rollout=record.rollout,
+            last_rollout=record.last_rollout,
         )
 
     def _status(self, record: FunctionRecord) -> str:

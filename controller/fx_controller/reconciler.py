@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 from .autoscaler import Autoscaler
 from .fleet import Fleet
@@ -25,12 +26,14 @@ class Reconciler:
         load: LoadBook,
         autoscaler: Autoscaler,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._store = store
         self._fleet = fleet
         self._load = load
         self._autoscaler = autoscaler
         self._clock = clock
+        self._wall_clock = wall_clock  # keep-warm holds are wall-clock times, as they outlive a restart
         self._stopping: set[asyncio.Task] = set()
 
     async def run(self) -> None:
@@ -42,18 +45,20 @@ class Reconciler:
             await asyncio.sleep(INTERVAL_S)
 
     async def reconcile(self) -> None:
-        now = self._clock()
+        now, wall = self._clock(), self._wall_clock()
         for record in self._store.all():
             for version in record.versions:
-                await self._scale(record, version, now)
+                await self._scale(record, version, now, wall)
 
-    async def _scale(self, record: FunctionRecord, version: VersionRecord, now: float) -> None:
+    async def _scale(self, record: FunctionRecord, version: VersionRecord, now: float, wall: datetime) -> None:
         name, number = record.name, version.version
         key = f"{name}/{number}"
         serving = record.traffic.get(number, 0) > 0 or number in record.aliases.values()
+        hold = record.warm.get(number)
+        warm = hold.replicas if hold and hold.until > wall else 0
         observed = self._load.observed(key, now)
         desired = self._autoscaler.desired(
-            key, version.spec.scale, observed, self._load.idle_for(key, now), now, serving
+            key, version.spec.scale, observed, self._load.idle_for(key, now), now, serving, warm
         )
         replicas = [r for r in self._fleet.of(name, number) if r.state != "draining"]
         if len(replicas) < desired:

@@ -27,6 +27,7 @@ def build_table(record: FunctionRecord, fleet: Fleet, revision: int) -> RouteTab
         aliases={alias: str(v) for alias, v in record.aliases.items()},
         timeout_ms=int(max(v.spec.timeout for v in record.versions) * 1000),  # the gateway's backstop
         max_request_bytes=MAX_REQUEST_BYTES,
+        sticky=record.sticky,
     )
 
 

@@ -21,6 +21,7 @@ class Settings:
     max_unzipped_mb: int = 250
     stable_window: float = 10.0  # seconds of history a scale-down must respect
     init_timeout: float = 30.0  # a replica not ready by then is stopped and reported failed
+    keep_warm: float = 300.0  # seconds a version keeps its replicas after losing traffic, for instant rollback
 
     @property
     def max_unzipped_bytes(self) -> int:
@@ -48,6 +49,12 @@ def parse(argv: list[str] | None = None, environ: dict[str, str] | None = None) 
     p.add_argument("--max-unzipped-mb", type=int, default=int(env.get("FX_MAX_UNZIPPED_MB", Settings.max_unzipped_mb)))
     p.add_argument("--stable-window", type=float, default=float(env.get("FX_STABLE_WINDOW", Settings.stable_window)))
     p.add_argument("--init-timeout", type=float, default=float(env.get("FX_INIT_TIMEOUT", Settings.init_timeout)))
+    p.add_argument(
+        "--keep-warm",
+        type=float,
+        default=float(env.get("FX_KEEP_WARM", Settings.keep_warm)),
+        help="seconds a version keeps its replicas after losing traffic [FX_KEEP_WARM]",
+    )
     a = p.parse_args(argv)
     host, port = _listen(a.listen)
     state_dir = Path(a.state_dir)
@@ -63,4 +70,5 @@ def parse(argv: list[str] | None = None, environ: dict[str, str] | None = None) 
         max_unzipped_mb=a.max_unzipped_mb,
         stable_window=a.stable_window,
         init_timeout=a.init_timeout,
+        keep_warm=a.keep_warm,
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from fx.models import FunctionSpec
+from fx.models import FunctionSpec, RolloutInfo
 from nats.js.errors import NoKeysError
 from nats.js.kv import KeyValue
 from pydantic import BaseModel, Field
@@ -17,11 +17,23 @@ class VersionRecord(BaseModel):
     spec: FunctionSpec
 
 
+class Warm(BaseModel):
+    """A version that lost its traffic (or was deployed with none) keeps `replicas` until `until`."""
+
+    until: datetime
+    replicas: int
+
+
 class FunctionRecord(BaseModel):
     name: str
     versions: list[VersionRecord]  # ascending; immutable once written
     traffic: dict[int, int]  # version -> percent, sums to 100
     aliases: dict[str, int] = Field(default_factory=dict)
+    sticky: str | None = None  # "header:<name>" or "cookie:<name>"
+    history: list[dict[int, int]] = Field(default_factory=list)  # earlier splits, newest last: for rollback
+    warm: dict[int, Warm] = Field(default_factory=dict)
+    rollout: RolloutInfo | None = None
+    last_rollout: str | None = None
 
     @property
     def latest(self) -> VersionRecord:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import signal
 import sys
 import time
@@ -16,11 +17,14 @@ from pydantic import TypeAdapter
 from fx import config, deploy, manifest, scaffold
 from fx.client import Client
 from fx.errors import FunctionError, FxError, InputError
-from fx.models import FunctionInfo
+from fx.models import FunctionInfo, PromoteSpec, VersionInfo, check_alias, check_split, check_sticky
 from fx.platform import Platform, PlatformError
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 _FUNCTION_LIST = TypeAdapter(list[FunctionInfo])
+_VERSION_LIST = TypeAdapter(list[VersionInfo])
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -36,7 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FxError as exc:
         who = f"{exc.function}: " if exc.function else ""
         _err(f"fx: {who}{exc}")
-        return EXIT_FAILED
+        return EXIT_BAD_INPUT if exc.status == 400 else EXIT_FAILED
     except PlatformError as exc:
         _err(f"fx: {exc}")
         return EXIT_FAILED
@@ -56,7 +60,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 def cmd_deploy(args: argparse.Namespace) -> int:
     with _client(args) as client:
-        results = deploy.deploy(client, Path(args.file), args.names, progress=_err)
+        results = deploy.deploy(client, Path(args.file), args.names, progress=_err, traffic=not args.no_traffic)
     if args.output == "json":
         _print_json([r.model_dump(mode="json") for r in results])
     else:
@@ -101,9 +105,20 @@ def cmd_describe(args: argparse.Namespace) -> int:
     print(f"name:     {fn.name}")
     print(f"status:   {fn.status}")
     print(f"latest:   version {fn.latest}")
-    print(f"traffic:  {_traffic(fn.traffic)}")
+    print(f"traffic:  {_traffic(fn.traffic)}" + (f" (sticky by {fn.sticky})" if fn.sticky else ""))
     if fn.aliases:
         print("aliases:  " + ", ".join(f"{a} → version {v}" for a, v in sorted(fn.aliases.items())))
+    if fn.previous:
+        print(f"rollback: {_traffic(fn.previous)}")
+    if r := fn.rollout:
+        canary = f", rolls back above {r.max_error_rate:.1%} errors" if r.max_error_rate is not None else ""
+        next_at = r.next_step_at.astimezone().strftime("%H:%M:%S")
+        print(
+            f"rollout:  version {r.version} at {r.weight}%, +{r.step}% every {r.interval:g} s"
+            f" (next step {next_at}){canary}"
+        )
+    if fn.last_rollout:
+        print(f"last rollout: {fn.last_rollout}")
     print()
     rows = [["VERSION", "DIGEST", "CREATED", "TRAFFIC", "READY", "STARTING", "REQUESTS", "ERRORS", "HANDLER"]]
     for v in fn.versions:
@@ -112,6 +127,65 @@ def cmd_describe(args: argparse.Namespace) -> int:
         rows.append([str(v.version), deploy.short(v.digest), created, *map(str, counts), v.spec.handler])
     _print_table(rows)
     return EXIT_OK
+
+
+def cmd_versions(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        versions = client.versions(args.name)
+    if args.output == "json":
+        print(_VERSION_LIST.dump_json(versions, indent=2).decode())
+        return EXIT_OK
+    rows = [["VERSION", "DIGEST", "CREATED", "TRAFFIC", "ALIASES", "READY", "REQUESTS", "ERRORS", "WARM UNTIL"]]
+    for v in versions:
+        created = v.created_at.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+        warm = v.warm_until.astimezone().strftime("%H:%M:%S") if v.warm_until else "-"
+        aliases = ",".join(v.aliases) or "-"
+        counts = [str(v.replicas_ready), str(v.requests), str(v.errors)]
+        rows.append([str(v.version), deploy.short(v.digest), created, f"{v.traffic}%", aliases, *counts, warm])
+    _print_table(rows)
+    return EXIT_OK
+
+
+def cmd_traffic(args: argparse.Namespace) -> int:
+    weights = _weights(args.weights)
+    sticky = _sticky(args)
+    with _client(args) as client:
+        fn = client.set_traffic(args.name, weights, **sticky)
+    return _changed(args, fn)
+
+
+def cmd_alias(args: argparse.Namespace) -> int:
+    try:
+        alias = check_alias(args.alias)
+    except ValueError as exc:
+        raise InputError(str(exc)) from exc
+    if args.delete == (args.version is not None):
+        raise InputError("give either a VERSION for the alias or --delete")
+    with _client(args) as client:
+        fn = client.delete_alias(args.name, alias) if args.delete else client.set_alias(args.name, alias, args.version)
+    return _changed(args, fn)
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    try:
+        spec = PromoteSpec(
+            version=args.version,
+            step=args.step,
+            interval=_seconds(args.interval),
+            max_error_rate=args.max_error_rate,
+            min_requests=args.min_requests,
+        )
+    except ValueError as exc:
+        raise InputError(_first_error(exc)) from exc
+    with _client(args) as client:
+        fn = client.promote(args.name, spec)
+    return _changed(args, fn)
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        fn = client.rollback(args.name)
+    return _changed(args, fn)
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
@@ -220,6 +294,68 @@ def _event(args: argparse.Namespace) -> Any:
         raise InputError(f"{source} is not valid JSON: {exc}") from exc
 
 
+def _changed(args: argparse.Namespace, fn: FunctionInfo) -> int:
+    """What a traffic command leaves behind: the split, aliases and any rollout in progress."""
+    if args.output == "json":
+        print(fn.model_dump_json(indent=2))
+        return EXIT_OK
+    line = f"{fn.name}: traffic {_traffic(fn.traffic)}"
+    if fn.sticky:
+        line += f" (sticky by {fn.sticky})"
+    if fn.aliases:
+        line += "; aliases " + ", ".join(f"{a}→v{v}" for a, v in sorted(fn.aliases.items()))
+    if r := fn.rollout:
+        line += f"; promoting version {r.version}: +{r.step}% every {r.interval:g} s"
+    print(line)
+    return EXIT_OK
+
+
+def _weights(pairs: list[str]) -> dict[int, int]:
+    """["3=90", "4=10"] -> {3: 90, 4: 10}, checked as the server will check it."""
+    weights: dict[int, int] = {}
+    for pair in pairs:
+        version, sep, percent = pair.partition("=")
+        if not sep or not version.strip().isdigit() or not percent.strip().isdigit():
+            raise InputError(f"weight {pair!r} is not VERSION=PERCENT with whole numbers (e.g. 3=90 4=10)")
+        if int(version) in weights:
+            raise InputError(f"version {int(version)} is given twice")
+        weights[int(version)] = int(percent)
+    try:
+        check_split(weights)
+    except ValueError as exc:
+        raise InputError(str(exc)) from exc
+    return weights
+
+
+def _sticky(args: argparse.Namespace) -> dict[str, str | None]:
+    """The sticky argument of set_traffic: none leaves the setting as it is, None turns it off."""
+    if args.no_sticky:
+        return {"sticky": None}
+    if args.sticky is None:
+        return {}
+    try:
+        return {"sticky": check_sticky(args.sticky)}
+    except ValueError as exc:
+        raise InputError(str(exc)) from exc
+
+
+def _seconds(text: str) -> float:
+    match = _DURATION.match(text.strip())
+    if not match:
+        raise InputError(f"--interval {text!r} is not a duration such as 30s, 2m or 500ms")
+    return float(match[1]) * _UNITS[match[2] or "s"]
+
+
+def _first_error(exc: ValueError) -> str:
+    errors = getattr(exc, "errors", None)
+    if not callable(errors):
+        return str(exc)
+    first = errors()[0]
+    field = ".".join(str(p) for p in first.get("loc", ()))
+    message = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
+    return f"{field.replace('_', '-')}: {message}" if field else message
+
+
 def _traffic(traffic: dict[int, int]) -> str:
     return ", ".join(f"v{v}:{p}%" for v, p in sorted(traffic.items())) or "-"
 
@@ -271,6 +407,11 @@ def _parser() -> argparse.ArgumentParser:
     dep = command("deploy", cmd_deploy, "build, upload and deploy the functions of fx.yaml", output)
     dep.add_argument("-f", "--file", default=manifest.MANIFEST, help="the manifest (default fx.yaml)")
     dep.add_argument("names", nargs="*", metavar="NAME", help="deploy only these functions")
+    dep.add_argument(
+        "--no-traffic",
+        action="store_true",
+        help="the new version gets no traffic: started warm, reachable only when pinned (NAME@N, an alias)",
+    )
 
     inv = command("invoke", cmd_invoke, "invoke a function with a raw event (the Lambda Invoke API)", output)
     inv.add_argument("name")
@@ -283,6 +424,41 @@ def _parser() -> argparse.ArgumentParser:
 
     desc = command("describe", cmd_describe, "show a function's versions, traffic and replicas", output)
     desc.add_argument("name")
+
+    ver = command("versions", cmd_versions, "list a function's versions: digest, time, traffic, aliases", output)
+    ver.add_argument("name")
+
+    traffic = command(
+        "traffic", cmd_traffic, "split traffic between versions, e.g. `fx traffic hello 3=90 4=10`", output
+    )
+    traffic.add_argument("name")
+    traffic.add_argument("weights", nargs="+", metavar="VERSION=PERCENT", help="percents summing to 100")
+    sticky = traffic.add_mutually_exclusive_group()
+    sticky.add_argument(
+        "--sticky", metavar="header:NAME|cookie:NAME", help="callers with the same value always get the same version"
+    )
+    sticky.add_argument("--no-sticky", action="store_true", help="turn sticky cohorts off")
+
+    alias = command("alias", cmd_alias, "point an alias (e.g. live, beta) at a version, or remove it", output)
+    alias.add_argument("name")
+    alias.add_argument("alias")
+    alias.add_argument("version", type=int, nargs="?", help="the version the alias points to")
+    alias.add_argument("--delete", action="store_true", help="remove the alias")
+
+    promote = command("promote", cmd_promote, "give a version all traffic, at once or step by step", output)
+    promote.add_argument("name")
+    promote.add_argument("version", type=int)
+    promote.add_argument("--step", type=int, metavar="PERCENT", help="add this percent every --interval")
+    promote.add_argument("--interval", default="30s", help="time between steps, e.g. 30s, 2m (default 30s)")
+    promote.add_argument(
+        "--max-error-rate", type=float, metavar="RATE", help="roll back by itself when the 5xx share passes RATE"
+    )
+    promote.add_argument(
+        "--min-requests", type=int, default=20, metavar="N", help="requests a step needs before its error rate counts"
+    )
+
+    rollback = command("rollback", cmd_rollback, "go back to the previous traffic split at once", output)
+    rollback.add_argument("name")
 
     logs = command("logs", cmd_logs, "print a function's replica logs")
     logs.add_argument("name")

@@ -16,10 +16,21 @@ import httpx
 from pydantic import TypeAdapter, ValidationError
 
 from fx.errors import FunctionError, FxError
-from fx.models import ArtifactInfo, DeployResult, ErrorBody, FunctionInfo, FunctionSpec
+from fx.models import (
+    AliasSpec,
+    ArtifactInfo,
+    DeployResult,
+    ErrorBody,
+    FunctionInfo,
+    FunctionSpec,
+    PromoteSpec,
+    VersionInfo,
+)
 from fx.protocol import FUNCTION_ERROR_HEADER
 
 _FUNCTION_LIST = TypeAdapter(list[FunctionInfo])
+_VERSION_LIST = TypeAdapter(list[VersionInfo])
+_UNCHANGED: Any = object()  # "leave the sticky setting as it is", as distinct from None (turn it off)
 
 
 class Client:
@@ -57,8 +68,10 @@ class Client:
         r = self._send("PUT", f"/system/artifacts/{digest}", content=data, headers={"Content-Type": "application/zip"})
         return ArtifactInfo.model_validate_json(r.content)
 
-    def deploy(self, spec: FunctionSpec) -> DeployResult:
-        r = self._send("PUT", f"/system/functions/{_seg(spec.name)}", json=spec.model_dump(mode="json"))
+    def deploy(self, spec: FunctionSpec, traffic: bool = True) -> DeployResult:
+        """traffic=False: the new version gets none (started warm, reachable only when pinned)."""
+        params = None if traffic else {"traffic": "none"}
+        r = self._send("PUT", f"/system/functions/{_seg(spec.name)}", json=spec.model_dump(mode="json"), params=params)
         return DeployResult.model_validate_json(r.content)
 
     def list_functions(self) -> list[FunctionInfo]:
@@ -69,6 +82,27 @@ class Client:
 
     def delete(self, name: str) -> None:
         self._send("DELETE", f"/system/functions/{_seg(name)}")
+
+    def versions(self, name: str) -> list[VersionInfo]:
+        return _VERSION_LIST.validate_json(self._send("GET", f"/system/functions/{_seg(name)}/versions").content)
+
+    def set_traffic(self, name: str, traffic: dict[int, int], sticky: str | None = _UNCHANGED) -> FunctionInfo:
+        """A new split {version: percent}; `sticky` "header:<name>" / "cookie:<name>", None to turn it off."""
+        body: dict[str, Any] = {"traffic": traffic} if sticky is _UNCHANGED else {"traffic": traffic, "sticky": sticky}
+        return self._function("PUT", name, "traffic", json=body)
+
+    def promote(self, name: str, spec: PromoteSpec) -> FunctionInfo:
+        return self._function("POST", name, "promote", json=spec.model_dump(mode="json"))
+
+    def rollback(self, name: str) -> FunctionInfo:
+        return self._function("POST", name, "rollback")
+
+    def set_alias(self, name: str, alias: str, version: int) -> FunctionInfo:
+        body = AliasSpec(version=version).model_dump()
+        return self._function("PUT", name, f"aliases/{_seg(alias)}", json=body)
+
+    def delete_alias(self, name: str, alias: str) -> FunctionInfo:
+        return self._function("DELETE", name, f"aliases/{_seg(alias)}")
 
     def logs(self, name: str, follow: bool = False, tail: int | None = None) -> Iterator[str]:
         """Replica log lines; with follow, a stream that ends only when the caller stops reading."""
@@ -122,6 +156,10 @@ class Client:
         if r.status_code >= 400:
             raise _error(r)
         return r
+
+    def _function(self, method: str, name: str, sub: str, **kwargs: Any) -> FunctionInfo:
+        r = self._send(method, f"/system/functions/{_seg(name)}/{sub}", **kwargs)
+        return FunctionInfo.model_validate_json(r.content)
 
     def _unreachable(self, exc: httpx.TransportError) -> FxError:
         if isinstance(exc, httpx.TimeoutException):

@@ -15,8 +15,13 @@ from fx.models import DeployResult
 
 
 def deploy(
-    client: Client, manifest_path: Path, names: list[str] | None = None, progress: Callable[[str], None] = print
+    client: Client,
+    manifest_path: Path,
+    names: list[str] | None = None,
+    progress: Callable[[str], None] = print,
+    traffic: bool = True,
 ) -> list[DeployResult]:
+    """traffic=False: each new version starts warm with no traffic, reachable only when pinned."""
     functions = manifest.select(manifest.load(manifest_path), names or [], str(manifest_path))
     built = []
     for fn in functions:
@@ -30,7 +35,7 @@ def deploy(
             progress(f"{fn.name}: uploading {len(artifact.data) / 1024:.1f} KB")
             client.upload_artifact(artifact.digest, artifact.data)
         progress(f"{fn.name}: deploying")
-        results.append(client.deploy(fn.spec(artifact.digest)))
+        results.append(client.deploy(fn.spec(artifact.digest), traffic=traffic))
     return results
 
 

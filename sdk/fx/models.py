@@ -19,6 +19,10 @@ NAME_MAX = 63
 HANDLER_RE = re.compile(r"^[A-Za-z_][\w/.-]*\.[A-Za-z_]\w*$")
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
+# An alias starts with a letter, so it can never be mistaken for a version number or $LATEST.
+ALIAS_RE = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+# A header or cookie name is an HTTP token (RFC 9110).
+STICKY_RE = re.compile(r"^(header|cookie):([!#$%&'*+.^_`|~0-9A-Za-z-]+)$")
 RUNTIMES = ("python3.11", "python3.12", "python3.13")
 # Lambda reserves these; letting a user set them would break the runtime contract.
 RESERVED_ENV = frozenset(
@@ -51,6 +55,24 @@ def check_name(name: str) -> str:
     return name
 
 
+def check_alias(alias: str) -> str:
+    if len(alias) > NAME_MAX or not ALIAS_RE.match(alias):
+        raise ValueError(
+            f"alias {alias!r} is invalid: use lower-case letters, digits and '-', starting with a letter"
+            f" and ending with a letter or digit, at most {NAME_MAX} characters (e.g. 'live', 'beta')"
+        )
+    return alias
+
+
+def check_sticky(sticky: str) -> str:
+    """ "header:<name>" (the name lower-cased: headers are case-insensitive) or "cookie:<name>"."""
+    match = STICKY_RE.match(sticky)
+    if not match:
+        raise ValueError(f"sticky {sticky!r} is not 'header:<name>' or 'cookie:<name>' (e.g. 'header:x-user-id')")
+    kind, name = match.groups()
+    return f"header:{name.lower()}" if kind == "header" else sticky
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -60,6 +82,14 @@ class ScaleSpec(_Model):
     max: Annotated[int, Field(ge=1, le=100)] = 10
     idle_timeout: Annotated[float, Field(gt=0, le=86400, description="seconds idle before scale to zero")] = 300
     concurrency: Annotated[int, Field(ge=0, le=1000, description="in-flight requests per replica; 0 = no limit")] = 1
+    keep_warm: Annotated[
+        float | None,
+        Field(
+            ge=0,
+            le=86400,
+            description="seconds a version keeps its replicas after losing traffic; default: the controller's",
+        ),
+    ] = None
 
     @model_validator(mode="after")
     def _min_le_max(self) -> ScaleSpec:
@@ -117,6 +147,79 @@ class FunctionSpec(_Model):
         return v
 
 
+class TrafficSpec(_Model):
+    """A new split: version -> percent. Versions left out (or at 0) are reachable only when pinned."""
+
+    traffic: dict[int, int] = Field(description="version -> percent; the percents sum to 100")
+    sticky: str | None = Field(
+        default=None,
+        description="'header:<name>' or 'cookie:<name>': a caller with that value always gets the same version;"
+        " null turns it off; left out: unchanged",
+    )
+
+    @field_validator("traffic")
+    @classmethod
+    def _traffic(cls, v: dict[int, int]) -> dict[int, int]:
+        return check_split(v)
+
+    @field_validator("sticky")
+    @classmethod
+    def _sticky(cls, v: str | None) -> str | None:
+        return None if v is None else check_sticky(v)
+
+
+def check_split(traffic: dict[int, int]) -> dict[int, int]:
+    """Weights are whole percents 0..100 summing to 100; the zeros are dropped."""
+    for version, percent in traffic.items():
+        if version < 1:
+            raise ValueError(f"version {version} does not exist: versions are numbered from 1")
+        if not 0 <= percent <= 100:
+            raise ValueError(f"version {version}: weight {percent} is not a percent between 0 and 100")
+    total = sum(traffic.values())
+    if total != 100:
+        shown = " + ".join(f"{v}={p}" for v, p in traffic.items()) or "nothing"
+        raise ValueError(f"weights must sum to 100, but {shown} makes {total}")
+    return {v: p for v, p in sorted(traffic.items()) if p}
+
+
+class AliasSpec(_Model):
+    version: Annotated[int, Field(ge=1, description="the version the alias points to")]
+
+
+class PromoteSpec(_Model):
+    """Give `version` all traffic: at once, or `step` percent every `interval` seconds."""
+
+    version: Annotated[int, Field(ge=1)]
+    step: Annotated[int | None, Field(ge=1, le=100, description="percent added per interval; null: at once")] = None
+    interval: Annotated[float, Field(gt=0, le=86400, description="seconds between steps")] = 30
+    max_error_rate: Annotated[
+        float | None,
+        Field(ge=0, le=1, description="roll back by itself when the version's 5xx share over an interval passes this"),
+    ] = None
+    min_requests: Annotated[int, Field(ge=1, description="requests an interval needs before its error rate counts")] = (
+        20
+    )
+
+    @model_validator(mode="after")
+    def _canary_needs_steps(self) -> PromoteSpec:
+        if self.max_error_rate is not None and self.step is None:
+            raise ValueError("max_error_rate needs a stepwise promote: give step (e.g. --step 10)")
+        return self
+
+
+class RolloutInfo(_Model):
+    """A stepwise promote in progress; kept in the function record, so a restarted controller resumes it."""
+
+    version: int
+    weight: int  # the version's percent now
+    step: int
+    interval: float
+    next_step_at: datetime
+    base: dict[int, int]  # the split before the rollout: where an automatic rollback returns
+    max_error_rate: float | None = None
+    min_requests: int = 20
+
+
 class VersionInfo(_Model):
     version: int
     digest: str
@@ -127,6 +230,8 @@ class VersionInfo(_Model):
     replicas_starting: int = 0
     requests: int = 0  # since the controller started
     errors: int = 0  # 5xx answers since the controller started
+    aliases: list[str] = Field(default_factory=list)
+    warm_until: datetime | None = None  # kept warm after losing traffic (or deployed with none) until then
 
 
 class FunctionInfo(_Model):
@@ -136,6 +241,10 @@ class FunctionInfo(_Model):
     aliases: dict[str, int] = Field(default_factory=dict)
     versions: list[VersionInfo]
     status: str = "Ready"  # Ready | Scaled to zero | Failed: <cause>
+    sticky: str | None = None  # "header:<name>" / "cookie:<name>" cohorts, if any
+    previous: dict[int, int] | None = None  # the split `fx rollback` returns to
+    rollout: RolloutInfo | None = None
+    last_rollout: str | None = None  # how the latest stepwise promote ended
 
 
 class DeployResult(_Model):

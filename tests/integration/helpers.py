@@ -1,6 +1,7 @@
 """Small tools the integration tests share: waiting, concurrent calls, reading metrics."""
 
 import asyncio
+import threading
 import time
 
 import httpx
@@ -38,3 +39,41 @@ def metric(text: str, name: str, **labels: str) -> float:
             if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
                 return sample.value
     return 0.0
+
+
+class SteadyLoad:
+    """`callers` threads calling `url` back to back until stopped (bounded by `max_requests` and
+    `max_seconds`), each answer kept as (sent_at, done_at, status, body) with monotonic times."""
+
+    def __init__(self, url: str, callers: int = 8, max_requests: int = 20_000, max_seconds: float = 45.0) -> None:
+        self.url, self.callers = url, callers
+        self.max_requests, self.max_seconds = max_requests, max_seconds
+        self.answers: list[tuple[float, float, int, str]] = []
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._call, daemon=True) for _ in range(callers)]
+
+    def __enter__(self) -> "SteadyLoad":
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(30)
+
+    def _call(self) -> None:
+        deadline = time.monotonic() + self.max_seconds
+        with httpx.Client(timeout=30) as client:
+            while not self._stop.is_set() and time.monotonic() < deadline and len(self.answers) < self.max_requests:
+                sent = time.monotonic()
+                try:
+                    r = client.get(self.url)
+                    answer = (sent, time.monotonic(), r.status_code, r.text)
+                except httpx.HTTPError as exc:
+                    answer = (sent, time.monotonic(), 0, repr(exc))
+                self.answers.append(answer)  # list.append is atomic under the GIL
+
+    def between(self, start: float, end: float) -> list[tuple[float, float, int, str]]:
+        """The answers to requests sent at or after `start` and answered by `end`."""
+        return [a for a in self.answers if a[0] >= start and a[1] <= end]

@@ -76,3 +76,10 @@ def test_requests_and_errors_are_totalled_across_reports():
     book.observe(report("b", requests=2), 0.5)
     book.observe(report("a", requests=3, errors=2), 1.0)
     assert (book.totals[KEY].requests, book.totals[KEY].errors) == (10, 3)
+
+
+def test_a_version_held_warm_keeps_its_replicas_without_load_then_goes_to_zero():
+    scale, scaler = ScaleSpec(concurrency=1, idle_timeout=1.0), Autoscaler(0.5)
+    assert scaler.desired(KEY, scale, 0, float("inf"), 0.0, serving=False, warm=3) == 3
+    assert scaler.desired(KEY, scale, 5, float("inf"), 1.0, serving=False, warm=3) == 5  # load still scales it up
+    assert scaler.desired(KEY, scale, 0, 10.0, 20.0, serving=False, warm=0) == 0  # the hold is over

@@ -1,0 +1,190 @@
+"""Which versions serve: traffic splits, aliases, promotes (stepped in the background) and rollbacks.
+
+Every change is written to the function record first, then published as a route table, under the
+controller's lock, so a deploy, a traffic change and a rollout step never interleave.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from fx.models import PromoteSpec, TrafficSpec
+
+from . import rollout
+from .errors import ApiError, not_found
+from .fleet import Fleet
+from .load import LoadBook
+from .routes import RoutePublisher
+from .store import FunctionRecord, FunctionStore, VersionRecord, Warm
+from .traffic import check_versions, shift
+
+log = logging.getLogger("fx_controller.releases")
+
+TICK_S = 0.5  # how often due rollout steps are looked for
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Releases:
+    def __init__(
+        self,
+        store: FunctionStore,
+        routes: RoutePublisher,
+        fleet: Fleet,
+        load: LoadBook,
+        lock: asyncio.Lock,
+        keep_warm: float,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self._store = store
+        self._routes = routes
+        self._fleet = fleet
+        self._load = load
+        self._lock = lock
+        self.keep_warm = keep_warm
+        self.clock = clock  # wall-clock UTC; rollout times and keep-warm holds outlive a restart
+        # Per function: the promoted version's (requests, errors) totals at its previous step. In memory
+        # only: after a restart the first step's window starts at the restart.
+        self._seen: dict[str, tuple[int, int]] = {}
+
+    # --- used by deploy ------------------------------------------------------------------
+
+    def shifted(self, record: FunctionRecord, traffic: dict[int, int], remember: bool = True) -> FunctionRecord:
+        """The record with a new split, the old one remembered and the versions losing traffic kept warm."""
+
+        def replicas(number: int) -> int:
+            return self._fleet.count(record.name, number, "ready") + self._fleet.count(record.name, number, "starting")
+
+        return shift(record, traffic, self.clock(), self.keep_warm, replicas, remember)
+
+    def warm_new(self, record: FunctionRecord, version: VersionRecord) -> FunctionRecord:
+        """A version deployed without traffic gets one replica at once, kept for the keep-warm time."""
+        seconds = version.spec.scale.keep_warm if version.spec.scale.keep_warm is not None else self.keep_warm
+        if seconds <= 0:
+            return record
+        hold = Warm(until=self.clock() + timedelta(seconds=seconds), replicas=1)
+        return record.model_copy(update={"warm": {**record.warm, version.version: hold}})
+
+    @staticmethod
+    def cancelled(record: FunctionRecord, by: str) -> FunctionRecord:
+        """The record with its rollout (if any) cancelled by another traffic change."""
+        r = record.rollout
+        if r is None:
+            return record
+        message = f"rollout of version {r.version} cancelled at {r.weight} % by {by}"
+        return record.model_copy(update={"rollout": None, "last_rollout": message})
+
+    # --- admin operations ----------------------------------------------------------------
+
+    async def set_traffic(self, name: str, spec: TrafficSpec) -> None:
+        async with self._lock:
+            record = self._get(name)
+            check_versions(record, spec.traffic, "traffic")
+            record = self.shifted(self.cancelled(record, "a traffic change"), spec.traffic)
+            if "sticky" in spec.model_fields_set:
+                record = record.model_copy(update={"sticky": spec.sticky})
+            await self._save(record)
+        log.info("traffic of %s: %s (sticky %s)", name, record.traffic, record.sticky)
+
+    async def set_alias(self, name: str, alias: str, version: int) -> None:
+        async with self._lock:
+            record = self._get(name)
+            check_versions(record, [version], "version")
+            await self._save(record.model_copy(update={"aliases": {**record.aliases, alias: version}}))
+        log.info("alias %s of %s -> version %d", alias, name, version)
+
+    async def delete_alias(self, name: str, alias: str) -> None:
+        async with self._lock:
+            record = self._get(name)
+            if alias not in record.aliases:
+                known = ", ".join(sorted(record.aliases)) or "none"
+                raise ApiError(
+                    404, "AliasNotFound", f"{name!r} has no alias {alias!r} (aliases: {known})", function=name
+                )
+            aliases = {a: v for a, v in record.aliases.items() if a != alias}
+            await self._save(record.model_copy(update={"aliases": aliases}))
+        log.info("alias %s of %s removed", alias, name)
+
+    async def promote(self, name: str, spec: PromoteSpec) -> None:
+        async with self._lock:
+            record = self._get(name)
+            check_versions(record, [spec.version], "version")
+            record = self.cancelled(record, "a promote")
+            outcome = rollout.begin(record.traffic, spec, self.clock())
+            record = self.shifted(record, outcome.traffic)
+            update = {"rollout": outcome.rollout, "last_rollout": outcome.message or record.last_rollout}
+            await self._save(record.model_copy(update=update))
+            self._seen[name] = self._totals(name, spec.version)
+        log.info("promote %s version %d: traffic %s", name, spec.version, record.traffic)
+
+    async def rollback(self, name: str) -> None:
+        async with self._lock:
+            record = self._get(name)
+            if not record.history:
+                raise ApiError(
+                    409,
+                    "NothingToRollBack",
+                    f"{name!r} has had no other traffic split to go back to",
+                    function=name,
+                )
+            previous = record.history[-1]
+            record = self.shifted(self.cancelled(record, "a rollback"), previous, remember=False)
+            await self._save(record.model_copy(update={"history": record.history[:-1]}))
+        log.info("rollback %s: traffic %s", name, previous)
+
+    # --- the rollout loop ----------------------------------------------------------------
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.tick()
+            except Exception:  # one bad pass must not stop every rollout for good
+                log.exception("rollout pass failed")
+            await asyncio.sleep(TICK_S)
+
+    async def tick(self) -> None:
+        """Take every rollout step that is due."""
+        now = self.clock()
+        for name in [r.name for r in self._store.all() if r.rollout and r.rollout.next_step_at <= now]:
+            async with self._lock:
+                record = self._store.get(name)
+                if record is None or record.rollout is None:
+                    continue  # deleted or cancelled meanwhile
+                current = self._totals(name, record.rollout.version)
+                seen = self._seen.get(name, current)
+                outcome = rollout.advance(record.rollout, now, current[0] - seen[0], current[1] - seen[1])
+                if outcome is None:
+                    continue
+                self._seen[name] = current
+                updated = self.shifted(record, outcome.traffic, remember=False)
+                history = updated.history
+                if outcome.aborted and history and history[-1] == outcome.traffic:
+                    history = history[:-1]  # the split before the rollout is where we are again
+                update = {
+                    "rollout": outcome.rollout,
+                    "history": history,
+                    "last_rollout": outcome.message or record.last_rollout,
+                }
+                await self._save(updated.model_copy(update=update))
+            log.info("rollout of %s: traffic %s %s", name, outcome.traffic, outcome.message)
+
+    # --- plumbing ------------------------------------------------------------------------
+
+    def _get(self, name: str) -> FunctionRecord:
+        record = self._store.get(name)
+        if record is None:
+            raise not_found(name)
+        return record
+
+    def _totals(self, name: str, version: int) -> tuple[int, int]:
+        totals = self._load.totals.get(f"{name}/{version}")
+        return (totals.requests, totals.errors) if totals else (0, 0)
+
+    async def _save(self, record: FunctionRecord) -> None:
+        await self._store.put(record)
+        await self._routes.publish(record.name)

@@ -1,0 +1,200 @@
+"""Versions, traffic splits, aliases, promotes, rollbacks and keep-warm through the admin API."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+from fx.protocol import LoadReport, VersionLoad
+from fx_controller.app import create_app
+from fx_controller.controller import Controller
+from fx_controller.settings import Settings
+
+from .conftest import FakeBackend, make_zip, until
+from .test_admin_api import route_table
+
+
+async def put_version(admin: httpx.AsyncClient, name: str, n: int, traffic: str = "all", **spec) -> dict:
+    """Deploy code that differs per `n`, so each call makes a new version."""
+    data, digest = make_zip({"handler.py": f"def handler(e, c):\n    return {n}\n".encode()})
+    assert (await admin.put(f"/system/artifacts/{digest}", content=data)).status_code == 200
+    r = await admin.put(
+        f"/system/functions/{name}", params={"traffic": traffic}, json={"name": name, "artifact": digest, **spec}
+    )
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+async def three_versions(admin: httpx.AsyncClient) -> None:
+    for n in (1, 2, 3):
+        await put_version(admin, "fn", n)
+
+
+async def test_a_no_traffic_deploy_keeps_the_split_and_starts_one_warm_replica(admin, controller, backend):
+    await put_version(admin, "fn", 1)
+    result = await put_version(admin, "fn", 2, traffic="none")
+    assert result["version"] == 2 and "no traffic" in result["message"]
+    table = await route_table(controller, "fn")
+    assert table.traffic == {"1": 100} and "2" in table.versions
+    await until(lambda: controller.fleet.count("fn", 2, "ready") == 1)  # no request needed
+    assert controller.fleet.count("fn", 1, "ready") == 0  # version 1 was never called: nothing to keep
+    [v1, v2] = (await admin.get("/system/functions/fn/versions")).json()
+    assert (v1["traffic"], v2["traffic"]) == (100, 0)
+    assert v2["warm_until"] is not None and v2["replicas_ready"] == 1
+
+
+async def test_the_first_version_cannot_be_deployed_without_traffic(admin):
+    data, digest = make_zip({"handler.py": b"x = 1\n"})
+    await admin.put(f"/system/artifacts/{digest}", content=data)
+    r = await admin.put("/system/functions/fn", params={"traffic": "none"}, json={"name": "fn", "artifact": digest})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "FirstVersionNeedsTraffic"
+    assert (await admin.get("/system/functions")).json() == []
+
+
+async def test_a_traffic_split_and_sticky_setting_reach_the_route_table(admin, controller):
+    await three_versions(admin)
+    r = await admin.put("/system/functions/fn/traffic", json={"traffic": {"1": 10, "3": 90}, "sticky": "header:X-Uid"})
+    assert r.status_code == 200, r.text
+    info = r.json()
+    assert info["traffic"] == {"1": 10, "3": 90} and info["sticky"] == "header:x-uid"
+    assert info["previous"] == {"3": 100}
+    table = await route_table(controller, "fn")
+    assert table.traffic == {"1": 10, "3": 90} and table.sticky == "header:x-uid"
+
+    # Leaving sticky out keeps it; null turns it off; zero weights are dropped.
+    r = await admin.put("/system/functions/fn/traffic", json={"traffic": {"1": 0, "2": 50, "3": 50}})
+    assert r.json()["traffic"] == {"2": 50, "3": 50} and r.json()["sticky"] == "header:x-uid"
+    r = await admin.put("/system/functions/fn/traffic", json={"traffic": {"3": 100}, "sticky": None})
+    assert r.json()["sticky"] is None and (await route_table(controller, "fn")).sticky is None
+
+
+@pytest.mark.parametrize(
+    ("body", "code", "words"),
+    [
+        ({"traffic": {"1": 60, "2": 60}}, "InvalidSpec", "weights must sum to 100, but 1=60 + 2=60 makes 120"),
+        ({"traffic": {"1": 50, "2": 50.5}}, "InvalidSpec", "integer"),
+        ({"traffic": {"1": 150, "2": -50}}, "InvalidSpec", "between 0 and 100"),
+        ({"traffic": {}}, "InvalidSpec", "sum to 100"),
+        ({"traffic": {"1": 50, "7": 50}}, "VersionNotFound", "version 7 of 'fn' does not exist (versions: 1, 2, 3)"),
+        ({"traffic": {"1": 100}, "sticky": "query:uid"}, "InvalidSpec", "'header:<name>' or 'cookie:<name>'"),
+        ({"traffic": {"1": 100}, "sticky": "header:bad name"}, "InvalidSpec", "header:<name>"),
+    ],
+)
+async def test_bad_traffic_is_400_naming_the_problem_and_changes_nothing(admin, controller, body, code, words):
+    await three_versions(admin)
+    before = (await admin.get("/system/functions/fn")).json()
+    revision = (await route_table(controller, "fn")).revision
+    r = await admin.put("/system/functions/fn/traffic", json=body)
+    assert r.status_code == 400
+    assert r.json()["error"]["code"] == code and words in r.json()["error"]["message"]
+    assert (await admin.get("/system/functions/fn")).json() == before
+    assert (await route_table(controller, "fn")).revision == revision
+
+
+async def test_aliases_point_at_versions_and_reach_the_route_table(admin, controller):
+    await three_versions(admin)
+    r = await admin.put("/system/functions/fn/aliases/live", json={"version": 2})
+    assert r.status_code == 200 and r.json()["aliases"] == {"live": 2}
+    assert (await route_table(controller, "fn")).aliases == {"live": "2"}
+    assert (await admin.get("/system/functions/fn/versions/live")).json()["version"] == 2
+    assert (await admin.get("/system/functions/fn/versions/$LATEST")).json()["version"] == 3
+
+    for alias in ("123", "$LATEST", "Live", "-x"):
+        r = await admin.put(f"/system/functions/fn/aliases/{alias}", json={"version": 1})
+        assert r.status_code == 400 and r.json()["error"]["code"] == "InvalidAlias", alias
+    r = await admin.put("/system/functions/fn/aliases/beta", json={"version": 9})
+    assert r.status_code == 400 and "version 9" in r.json()["error"]["message"]
+
+    r = await admin.delete("/system/functions/fn/aliases/live")
+    assert r.status_code == 200 and r.json()["aliases"] == {}
+    assert (await route_table(controller, "fn")).aliases == {}
+    gone = await admin.delete("/system/functions/fn/aliases/live")
+    assert gone.status_code == 404 and gone.json()["error"]["code"] == "AliasNotFound"
+    unknown = await admin.get("/system/functions/fn/versions/live")
+    assert unknown.status_code == 404 and "'live'" in unknown.json()["error"]["message"]
+
+
+async def test_rollback_returns_to_each_earlier_split_in_turn_then_says_there_is_none(admin):
+    await put_version(admin, "fn", 1)
+    first = await admin.post("/system/functions/fn/rollback")
+    assert first.status_code == 409 and first.json()["error"]["code"] == "NothingToRollBack"
+    await put_version(admin, "fn", 2)  # a deploy moves the traffic: version 1's split is remembered
+    await admin.put("/system/functions/fn/traffic", json={"traffic": {"1": 50, "2": 50}})
+    assert (await admin.post("/system/functions/fn/rollback")).json()["traffic"] == {"2": 100}
+    assert (await admin.post("/system/functions/fn/rollback")).json()["traffic"] == {"1": 100}
+    assert (await admin.post("/system/functions/fn/rollback")).status_code == 409
+
+
+async def test_a_stepped_promote_advances_on_schedule_and_is_shown_in_describe(admin, controller):
+    await three_versions(admin)
+    await admin.put("/system/functions/fn/traffic", json={"traffic": {"3": 100}})
+    now = datetime(2030, 1, 1, tzinfo=UTC)
+    controller.releases.clock = lambda: now
+    r = await admin.post("/system/functions/fn/promote", json={"version": 2, "step": 40, "interval": 30})
+    assert r.json()["traffic"] == {"2": 40, "3": 60}
+    assert r.json()["rollout"]["weight"] == 40 and r.json()["rollout"]["base"] == {"3": 100}
+
+    await controller.releases.tick()  # not due yet
+    assert (await admin.get("/system/functions/fn")).json()["traffic"] == {"2": 40, "3": 60}
+    now += timedelta(seconds=30)
+    await controller.releases.tick()
+    assert (await admin.get("/system/functions/fn")).json()["traffic"] == {"2": 80, "3": 20}
+    now += timedelta(seconds=30)
+    await controller.releases.tick()
+    info = (await admin.get("/system/functions/fn")).json()
+    assert info["traffic"] == {"2": 100} and info["rollout"] is None
+    assert "promoted to 100 %" in info["last_rollout"]
+    assert (await route_table(controller, "fn")).traffic == {"2": 100}
+    # Rollback after a finished rollout goes to the split before it began.
+    assert (await admin.post("/system/functions/fn/rollback")).json()["traffic"] == {"3": 100}
+
+
+async def test_a_failing_canary_is_rolled_back_by_the_controller(admin, controller):
+    await three_versions(admin)
+    now = datetime(2030, 1, 1, tzinfo=UTC)
+    controller.releases.clock = lambda: now
+    spec = {"version": 2, "step": 10, "interval": 5, "max_error_rate": 0.05, "min_requests": 10}
+    assert (await admin.post("/system/functions/fn/promote", json=spec)).json()["traffic"] == {"2": 10, "3": 90}
+    report = LoadReport("gw", {"fn/2": VersionLoad(requests=40, errors=8), "fn/3": VersionLoad(requests=360)})
+    controller.load.observe(report, 0.0)
+    now += timedelta(seconds=5)
+    await controller.releases.tick()
+    info = (await admin.get("/system/functions/fn")).json()
+    assert info["traffic"] == {"3": 100} and info["rollout"] is None
+    assert "rolled back at 10 %" in info["last_rollout"] and "8 of 40" in info["last_rollout"]
+    assert info["previous"] == {"2": 100}  # the canary's own step is undone, not remembered as a split
+
+
+async def test_traffic_during_a_rollout_cancels_it(admin, controller):
+    await three_versions(admin)
+    await admin.post("/system/functions/fn/promote", json={"version": 1, "step": 10, "interval": 60})
+    r = await admin.put("/system/functions/fn/traffic", json={"traffic": {"2": 100}})
+    info = r.json()
+    assert info["rollout"] is None and "cancelled at 10 % by a traffic change" in info["last_rollout"]
+
+
+async def test_a_version_that_loses_traffic_stays_warm_then_scales_to_zero(tmp_path, nats_url):
+    settings = Settings(
+        nats_url=nats_url, state_dir=tmp_path / "state", drain_delay=0.05, stable_window=0.2, keep_warm=1.5
+    )
+    backend = FakeBackend()
+    controller = Controller(settings, backend_factory=lambda s, a: backend)
+    await controller.start()
+    try:
+        transport = httpx.ASGITransport(app=create_app(controller, "t"))
+        headers = {"Authorization": "Bearer t"}
+        async with httpx.AsyncClient(transport=transport, base_url="http://c", headers=headers) as admin:
+            await put_version(admin, "fn", 1, scale={"min": 2, "idle_timeout": 0.1})
+            await until(lambda: controller.fleet.count("fn", 1, "ready") == 2)
+            await put_version(admin, "fn", 2, scale={"idle_timeout": 0.1})
+            # No request ever reaches version 1 again, yet it keeps both replicas for the keep-warm time.
+            v1 = (await admin.get("/system/functions/fn/versions/1")).json()
+            assert v1["warm_until"] is not None
+            await asyncio.sleep(1.0)  # two reconcile passes would have stopped them without the hold
+            assert controller.fleet.count("fn", 1, "ready") == 2
+            await until(lambda: controller.fleet.count("fn", 1, "ready") == 0, timeout=5)
+            assert controller.fleet.count("fn", 1, "ready") == 0
+    finally:
+        await controller.stop()
