@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import os
+import time
 import traceback
+from collections.abc import Callable
+
+from . import logs
 
 _RUNTIME_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
@@ -48,3 +52,15 @@ def log_text(err: dict) -> str:
     lines = [f"[ERROR] {err['errorType']}: {err['errorMessage']}", "Traceback (most recent call last):"]
     lines += [line for frame in err["stackTrace"] for line in frame.splitlines()]
     return "\n".join(lines) + "\n"
+
+
+def init_failed(report: Callable[[dict], None], err: dict, started: float) -> int:
+    """Log an init error as Lambda does, report it to whoever started the replica; the exit code."""
+    init_ms = (time.perf_counter() - started) * 1000
+    logs.write(log_text(err))
+    logs.write(
+        f"INIT_REPORT Init Duration: {init_ms:.2f} ms\tPhase: init\tStatus: error\tError Type: {err['errorType']}\n"
+    )
+    logs.flush()
+    report({"event": "init_error", "errorType": err["errorType"], "errorMessage": err["errorMessage"]})
+    return 1

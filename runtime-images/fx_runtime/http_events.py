@@ -9,6 +9,21 @@ from urllib.parse import parse_qsl
 
 ACCOUNT_ID = "000000000000"
 _TEXT_SUFFIXES = ("json", "xml", "javascript", "yaml", "csv")
+# requestContext.identity of a REST API event: AWS sends every key, null unless IAM or Cognito authenticated.
+_REST_IDENTITY_KEYS = (
+    "cognitoIdentityPoolId",
+    "accountId",
+    "cognitoIdentityId",
+    "caller",
+    "sourceIp",
+    "principalOrgId",
+    "accessKey",
+    "cognitoAuthenticationType",
+    "cognitoAuthenticationProvider",
+    "userArn",
+    "userAgent",
+    "user",
+)
 
 
 class Request:
@@ -124,8 +139,12 @@ def event_v1(req: Request) -> dict:
     stamp, epoch_ms = _times()
     content_type = next((v[-1] for k, v in multi.items() if k.lower() == "content-type"), "")
     body, is_b64 = req.encoded_body(content_type)
+    resource = "/{proxy+}" if req.path != "/" else "/"
+    identity = dict.fromkeys(_REST_IDENTITY_KEYS)
+    identity["sourceIp"] = _source_ip(lists, req.peer)
+    identity["userAgent"] = lists.get("user-agent", [""])[0]
     return {
-        "resource": "/{proxy+}",
+        "resource": resource,
         "path": req.path,
         "httpMethod": req.method,
         "headers": {k: v[-1] for k, v in multi.items()},
@@ -140,13 +159,15 @@ def event_v1(req: Request) -> dict:
             "domainName": domain,
             "domainPrefix": _prefix(domain),
             "httpMethod": req.method,
-            "identity": {"sourceIp": _source_ip(lists, req.peer), "userAgent": lists.get("user-agent", [""])[0]},
+            "identity": identity,
+            "resourceId": "fx",
+            "extendedRequestId": req.request_id,
             "path": req.path,
             "protocol": "HTTP/1.1",
             "requestId": req.request_id,
             "requestTime": stamp,
             "requestTimeEpoch": epoch_ms,
-            "resourcePath": "/{proxy+}",
+            "resourcePath": resource,
             "stage": "$default",
         },
         "body": body or None,
@@ -154,29 +175,38 @@ def event_v1(req: Request) -> dict:
     }
 
 
-def event_alb(req: Request, function_name: str, region: str) -> dict:
-    """Application Load Balancer target (single-value headers; query values stay URL-encoded, as ALB sends them)."""
+def event_alb(req: Request, function_name: str, region: str, multi_value: bool = False) -> dict:
+    """Application Load Balancer target. Header names lower-cased; query keys and values stay URL-encoded, as ALB
+    sends them. With the target group's multi-value headers on, only the multiValue* maps, holding every value;
+    else only the single-value maps, holding the last one."""
     lists = req.header_lists()
     body, is_b64 = req.encoded_body(lists.get("content-type", [""])[-1])
-    pairs = [p.partition("=") for p in req.query.split("&") if p]
+    query: dict[str, list[str]] = {}
+    for key, _, value in (p.partition("=") for p in req.query.split("&") if p):
+        query.setdefault(key, []).append(value)
     group = f"arn:aws:elasticloadbalancing:{region}:{ACCOUNT_ID}:targetgroup/{function_name}/0"
-    return {
+    event: dict[str, Any] = {
         "requestContext": {"elb": {"targetGroupArn": group}},
         "httpMethod": req.method,
         "path": req.path,
-        "queryStringParameters": {k: v for k, _, v in pairs},
-        "headers": {k: v[-1] for k, v in lists.items()},
-        "body": body,
-        "isBase64Encoded": is_b64,
     }
+    if multi_value:
+        event["multiValueQueryStringParameters"] = query
+        event["multiValueHeaders"] = lists
+    else:
+        event["queryStringParameters"] = {k: v[-1] for k, v in query.items()}
+        event["headers"] = {k: v[-1] for k, v in lists.items()}
+    event["body"] = body
+    event["isBase64Encoded"] = is_b64
+    return event
 
 
-def build_event(kind: str, req: Request, function_name: str, region: str) -> dict:
+def build_event(kind: str, req: Request, function_name: str, region: str, alb_multi_value: bool = False) -> dict:
     if kind == "v2":
         return event_v2(req)
     if kind == "v1":
         return event_v1(req)
-    return event_alb(req, function_name, region)
+    return event_alb(req, function_name, region, alb_multi_value)
 
 
 class MalformedResponse(ValueError):
@@ -190,7 +220,7 @@ def response(kind: str, result: Any, payload: bytes) -> tuple[int, list[tuple[st
     a statusCode. Raises MalformedResponse where API Gateway would answer 502.
     """
     if isinstance(result, dict) and "statusCode" in result:
-        return _structured(result)
+        return _structured(kind, result)
     if kind != "v2":
         raise MalformedResponse("the response has no statusCode")
     if isinstance(result, str):
@@ -206,7 +236,7 @@ def _header_value(value: Any) -> str:
     raise MalformedResponse(f"header value {value!r} is not a string")
 
 
-def _structured(result: dict) -> tuple[int, list[tuple[str, str]], bytes]:
+def _structured(kind: str, result: dict) -> tuple[int, list[tuple[str, str]], bytes]:
     status = result["statusCode"]
     try:
         status = int(status) if not isinstance(status, bool) else -1
@@ -215,17 +245,20 @@ def _structured(result: dict) -> tuple[int, list[tuple[str, str]], bytes]:
     if not 100 <= status <= 599:
         raise MalformedResponse(f"statusCode {result['statusCode']!r} is not an HTTP status")
     headers_in = result.get("headers") or {}
-    multi_in = result.get("multiValueHeaders") or {}
-    cookies = result.get("cookies") or []
+    # Payload 2.0 has no multiValueHeaders but a cookies list; REST and ALB the other way round.
+    multi_in = (result.get("multiValueHeaders") or {}) if kind != "v2" else {}
+    cookies = (result.get("cookies") or []) if kind == "v2" else []
     if not isinstance(headers_in, dict) or not isinstance(multi_in, dict) or not isinstance(cookies, list):
         raise MalformedResponse("headers and multiValueHeaders must be objects, cookies a list")
-    # A name in both: multiValueHeaders wins, as in API Gateway.
-    multi_names = {str(name).lower() for name in multi_in}
-    headers = [(str(k), _header_value(v)) for k, v in headers_in.items() if str(k).lower() not in multi_names]
+    multi: list[tuple[str, str]] = []
     for name, values in multi_in.items():
         if not isinstance(values, list):
             raise MalformedResponse(f"multiValueHeaders[{name!r}] must be a list")
-        headers += [(str(name), _header_value(v)) for v in values]
+        multi += [(str(name), _header_value(v)) for v in values]
+    # Both maps are merged; a name-value pair in both appears once (API Gateway's rule).
+    seen = {(name.lower(), value) for name, value in multi}
+    headers = [(str(k), _header_value(v)) for k, v in headers_in.items()]
+    headers = [h for h in headers if (h[0].lower(), h[1]) not in seen] + multi
     headers += [("Set-Cookie", _header_value(c)) for c in cookies]
     body = result.get("body")
     if body is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import time
@@ -19,6 +20,20 @@ from .watchdog import Watchdog
 TIMEOUT_EXIT_CODE = 124  # the replica ends after a timeout; the platform replaces it
 
 
+class RequestIds:
+    """Request ids unique per replica (random prefix) and cheap per request (a counter), in Lambda's UUID shape."""
+
+    __slots__ = ("_count", "_prefix")
+
+    def __init__(self) -> None:
+        self._prefix = str(uuid.uuid4())[:24]
+        self._count = 0
+
+    def __call__(self) -> str:
+        self._count += 1
+        return f"{self._prefix}{self._count:012x}"
+
+
 class Invoker:
     def __init__(self, handler: Handler, settings: Settings, init_ms: float) -> None:
         self.handler = handler
@@ -29,14 +44,8 @@ class Invoker:
         self.init_ms: float | None = init_ms  # reported with the first invocation only, as Lambda does
         self.exit_code: int | None = None  # set when the handler asked the process to exit
         self.flush_logs: Callable[[], None] = logs.flush  # the server batches flushes per loop iteration
-        # Unique per replica (random prefix) and cheap per request (a counter), in Lambda's UUID shape.
-        self._id_prefix = str(uuid.uuid4())[:24]
-        self._count = 0
+        self.new_request_id = RequestIds()
         self.watchdog = Watchdog(self.timeout_s, self._expired)
-
-    def new_request_id(self) -> str:
-        self._count += 1
-        return f"{self._id_prefix}{self._count:012x}"
 
     def invoke(
         self, event: Any, request_id: str, client_context: dict | None, fd: int, http: bool
@@ -52,6 +61,10 @@ class Invoker:
         context = LambdaContext(request_id, int(deadline * 1000), client_context)
         result: Any = None
         err: dict | None = None
+        # The handler runs inside the server's loop callback, but must see no running loop, as on Lambda:
+        # asyncio.run(), or an adapter's get_event_loop().run_until_complete() (Mangum), would fail otherwise.
+        server_loop = asyncio._get_running_loop()
+        asyncio._set_running_loop(None)
         try:
             result = self.handler(event, context)
         except SystemExit as e:
@@ -61,6 +74,7 @@ class Invoker:
         except Exception as e:
             err = faults.from_exception(e, request_id)
         finally:
+            asyncio._set_running_loop(server_loop)
             self.watchdog.disarm()
         payload = b""
         if err is None:
@@ -85,19 +99,23 @@ class Invoker:
         """On the watchdog thread: answer the caller with Lambda's timeout error, log it, end the process."""
         request_id, fd, http, started = job
         message = f"Task timed out after {self.timeout_s:.2f} seconds"
-        if http:
-            answer = http11.response(504, http11.JSON, b'{"message":"Endpoint request timed out"}', keep_alive=False)
-        else:
-            body = {"errorMessage": f"RequestId: {request_id} Error: {message}", "errorType": "Sandbox.Timedout"}
-            headers = (*http11.JSON, ("X-Amz-Function-Error", "Unhandled"))
-            answer = http11.response(200, headers, json.dumps(body).encode(), keep_alive=False)
-        _write_all(fd, answer)
+        _write_all(fd, timeout_answer(request_id, self.timeout_s, http))
         duration_ms = (time.perf_counter() - started) * 1000
         lines = logs.timestamped(request_id, message)
         lines += logs.end_lines(request_id, duration_ms, self.memory_mb, self.init_ms, status="timeout")
         logs.flush()  # what the handler printed so far comes first
         _write_all(1, lines.encode())
         os._exit(TIMEOUT_EXIT_CODE)
+
+
+def timeout_answer(request_id: str, timeout_s: float, http: bool) -> bytes:
+    """What the caller of a timed-out invocation gets: a 504 on the HTTP trigger, Sandbox.Timedout on invoke."""
+    if http:
+        return http11.response(504, http11.JSON, b'{"message":"Endpoint request timed out"}', keep_alive=False)
+    message = f"RequestId: {request_id} Error: Task timed out after {timeout_s:.2f} seconds"
+    body = {"errorMessage": message, "errorType": "Sandbox.Timedout"}
+    headers = (*http11.JSON, ("X-Amz-Function-Error", "Unhandled"))
+    return http11.response(200, headers, json.dumps(body).encode(), keep_alive=False)
 
 
 def _write_all(fd: int, data: bytes) -> None:

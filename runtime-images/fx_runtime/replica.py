@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import sys
@@ -11,7 +10,7 @@ from collections.abc import Callable
 
 import uvloop
 
-from . import artifact, context, faults, loader, logs, settings
+from . import artifact, context, faults, loader, logs, runtime_api, settings
 from .faults import Fault
 from .invoker import Invoker
 from .server import Server
@@ -32,21 +31,24 @@ def run(report: Report, started: float | None = None) -> int:
         if config.artifact:
             artifact.prepare(config.artifact, config.artifact_sha256, config.code_dir)
         loader.add_task_root(config.code_dir)
-        context.configure(os.environ, config.function_arn)
-        handler = loader.load(config.handler)
+        if not config.relays:
+            context.configure(os.environ, config.function_arn)
+            handler = loader.load(config.handler)
     except Fault as fault:
-        return _init_failed(report, faults.from_fault(fault), started)
+        return faults.init_failed(report, faults.from_fault(fault), started)
     except Exception as e:
-        return _init_failed(report, faults.from_exception(e), started)
+        return faults.init_failed(report, faults.from_exception(e), started)
+    if config.relays:
+        return runtime_api.run(config, report, started)
 
+    # Not set as the thread's event loop: handlers must find none, as on Lambda (see Invoker.invoke).
     loop = uvloop.new_event_loop()
-    asyncio.set_event_loop(loop)
     invoker = Invoker(handler, config, 0.0)
-    server = Server(invoker, config)
+    server = Server(invoker, config, loop)
     try:
         endpoint = loop.run_until_complete(server.listen())
     except OSError as e:
-        return _init_failed(
+        return faults.init_failed(
             report,
             faults.error(f"Cannot listen on {config.listen_host}:{config.listen_port}: {e}", "Runtime.ListenError", []),
             started,
@@ -61,14 +63,3 @@ def run(report: Report, started: float | None = None) -> int:
     loop.run_until_complete(server.closed)
     logs.flush()
     return server.exit_code
-
-
-def _init_failed(report: Report, err: dict, started: float) -> int:
-    init_ms = (time.perf_counter() - started) * 1000
-    logs.write(faults.log_text(err))
-    logs.write(
-        f"INIT_REPORT Init Duration: {init_ms:.2f} ms\tPhase: init\tStatus: error\tError Type: {err['errorType']}\n"
-    )
-    logs.flush()
-    report({"event": "init_error", "errorType": err["errorType"], "errorMessage": err["errorMessage"]})
-    return 1

@@ -11,6 +11,7 @@ import asyncio
 import base64
 import binascii
 import json
+from collections.abc import Callable
 
 import httptools
 
@@ -27,17 +28,21 @@ _ERROR_HEADERS = (*http11.JSON, ("X-Amz-Function-Error", "Unhandled"))
 
 
 class Server:
-    def __init__(self, invoker: Invoker, settings: Settings) -> None:
-        self.invoker = invoker
+    new_request_id: Callable[[], str]
+
+    def __init__(self, invoker: Invoker | None, settings: Settings, loop: asyncio.AbstractEventLoop) -> None:
+        self.invoker = invoker  # None when a subclass relays invocations elsewhere (runtime_api.RelayServer)
         self.settings = settings
         self.connections: set[Connection] = set()
         self.draining = False
         self.exit_code = 0
         self.listener: asyncio.Server | None = None
-        self.loop = asyncio.get_event_loop()
+        self.loop = loop
         self.closed: asyncio.Future[None] = self.loop.create_future()
         self._flush_pending = False
-        invoker.flush_logs = self.flush_logs_soon
+        if invoker is not None:
+            invoker.flush_logs = self.flush_logs_soon
+            self.new_request_id = invoker.new_request_id
         version = settings.function_version.encode()
         self._ok_head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Amz-Executed-Version: %s\r\n" % version
 
@@ -53,7 +58,7 @@ class Server:
         logs.flush()
 
     def protocol(self) -> Connection:
-        return Connection(self)
+        return Connection(self, self.settings.max_request_bytes)
 
     async def listen(self) -> str:
         """Bind and return the endpoint "host:port" actually listened on."""
@@ -72,7 +77,7 @@ class Server:
         if self.listener is not None:
             self.listener.close()
         for conn in list(self.connections):
-            if not conn.in_message:
+            if not conn.in_message and not conn.awaiting:
                 conn.close()
         self.loop.call_later(self.settings.timeout_ms / 1000 + 5, self._done)  # a stalled client cannot hold us
         self.check_drained()
@@ -109,30 +114,47 @@ class Server:
             data = http11.response(200, http11.JSON, _READY, keep)
         else:
             data = http11.response(404, http11.JSON, _NOT_FOUND, keep)
+        if data is None:  # answered later, through conn.answer(); the connection reads nothing meanwhile
+            conn.awaiting = True
+            conn.transport.pause_reading()
+            return
         conn.transport.write(data)
         if not keep:
             conn.close()
-        if self.invoker.exit_code is not None:
+        if self.invoker is not None and self.invoker.exit_code is not None:
             self.shutdown(self.invoker.exit_code)
 
-    def invoke(self, conn: Connection, keep: bool) -> bytes:
-        client_context = conn.header(b"x-amz-client-context")
+    def invoke(self, conn: Connection, keep: bool) -> bytes | None:
         try:
-            body = conn.body()
-            event = json.loads(body) if body else {}
-            context = json.loads(base64.b64decode(client_context)) if client_context else None
+            event, context, request_id = self.invoke_input(conn)
         except (ValueError, binascii.Error) as e:
             error = {"errorType": "InvalidRequestContentException", "errorMessage": f"Could not parse request: {e}"}
             return http11.response(400, http11.JSON, json.dumps(error).encode(), keep)
-        request_id = conn.request_id() or self.invoker.new_request_id()
         _, payload, err = self.invoker.invoke(event, request_id, context, conn.fd, http=False)
+        return self.invoke_answer(payload, err, keep)
+
+    def invoke_input(self, conn: Connection) -> tuple[object, dict | None, str]:
+        """(event, client context, request id) of a raw invoke; ValueError if the body or context is not JSON."""
+        body = conn.body()
+        client_context = conn.header(b"x-amz-client-context")
+        event = json.loads(body) if body else {}
+        context = json.loads(base64.b64decode(client_context)) if client_context else None
+        return event, context, conn.request_id() or self.new_request_id()
+
+    def invoke_answer(self, payload: bytes, err: dict | None, keep: bool) -> bytes:
         if err is not None:
             return http11.response(200, _ERROR_HEADERS, json.dumps(err, ensure_ascii=False).encode(), keep)
         return self.ok_json(payload, keep)
 
-    def http(self, conn: Connection, method: bytes, keep: bool) -> bytes:
+    def http(self, conn: Connection, method: bytes, keep: bool) -> bytes | None:
+        event, request_id = self.http_input(conn, method)
+        result, payload, err = self.invoker.invoke(event, request_id, None, conn.fd, http=True)
+        return self.http_answer(result, payload, err, request_id, keep)
+
+    def http_input(self, conn: Connection, method: bytes) -> tuple[dict, str]:
+        """The HTTP trigger's event for this request, and its request id."""
         path, _, query = conn.url[9:].partition(b"?")
-        request_id = conn.request_id() or self.invoker.new_request_id()
+        request_id = conn.request_id() or self.new_request_id()
         s = self.settings
         req = Request(
             method.decode(),
@@ -143,12 +165,12 @@ class Server:
             conn.peer,
             request_id,
         )
-        result, payload, err = self.invoker.invoke(
-            build_event(s.http_event, req, s.function_name, s.region), request_id, None, conn.fd, http=True
-        )
+        return build_event(s.http_event, req, s.function_name, s.region, s.alb_multi_value), request_id
+
+    def http_answer(self, result: object, payload: bytes, err: dict | None, request_id: str, keep: bool) -> bytes:
         if err is None:
             try:
-                status, headers, body = response(s.http_event, result, payload)
+                status, headers, body = response(self.settings.http_event, result, payload)
                 return http11.response(status, headers, body, keep)
             except (MalformedResponse, ValueError) as e:
                 logs.write(logs.timestamped(request_id, f"[ERROR] Malformed Lambda proxy response: {e}"))
@@ -157,14 +179,17 @@ class Server:
 
 
 class Connection(asyncio.Protocol):
-    def __init__(self, server: Server) -> None:
+    """One HTTP/1.1 connection; `server` is whatever answers its requests (dispatch, connections, check_drained)."""
+
+    def __init__(self, server: Server, limit: int) -> None:
         self.server = server
-        self.limit = server.settings.max_request_bytes
+        self.limit = limit
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self.fd = -1
         self.peer = ""
         self.in_message = False
+        self.awaiting = False  # a request was dispatched and its answer is pending
         self.url = b""
         self.headers: list[tuple[bytes, bytes]] = []
         self.chunks: list[bytes] = []
@@ -184,6 +209,17 @@ class Connection(asyncio.Protocol):
 
     def close(self) -> None:
         self.transport.close()
+
+    def answer(self, data: bytes, keep: bool) -> None:
+        """Write the answer to a request whose dispatch deferred it, then read the next one."""
+        self.awaiting = False
+        if self.transport.is_closing():
+            return
+        self.transport.write(data)
+        if keep and not self.server.draining:
+            self.transport.resume_reading()
+        else:
+            self.close()
 
     def data_received(self, data: bytes) -> None:
         try:

@@ -27,6 +27,15 @@ class Settings:
     http_event: str
     max_request_bytes: int
     max_response_bytes: int
+    bootstrap: str | None  # a command serving the Lambda Runtime API instead of an in-process handler
+    # host:port of the Runtime API. Set without a bootstrap: relay to a runtime client someone else starts.
+    runtime_api: str | None
+    alb_multi_value: bool  # ALB target group with lambda.multi_value_headers.enabled
+
+    @property
+    def relays(self) -> bool:
+        """Invocations go through the Lambda Runtime API (runtime_api.py), not to an in-process handler."""
+        return bool(self.bootstrap or self.runtime_api)
 
     @property
     def function_arn(self) -> str:
@@ -46,6 +55,9 @@ def load(env: os._Environ[str] = os.environ) -> Settings:
     host, _, port = env.get("FX_LISTEN", "127.0.0.1:0").rpartition(":")
     if not port.isdigit():
         raise ValueError(f"FX_LISTEN must be host:port, got {env['FX_LISTEN']!r}")
+    runtime_api = env.get("FX_RUNTIME_API", "")
+    if runtime_api and not runtime_api.rpartition(":")[2].isdigit():
+        raise ValueError(f"FX_RUNTIME_API must be host:port, got {runtime_api!r}")
     http_event = env.get("FX_HTTP_EVENT", "v2") or "v2"
     if http_event not in ("v2", "v1", "alb"):
         raise ValueError(f"FX_HTTP_EVENT must be v2, v1 or alb, got {http_event!r}")
@@ -71,6 +83,9 @@ def load(env: os._Environ[str] = os.environ) -> Settings:
         http_event=http_event,
         max_request_bytes=_int(env, "FX_MAX_REQUEST_BYTES", SIX_MB),
         max_response_bytes=_int(env, "FX_MAX_RESPONSE_BYTES", SIX_MB),
+        bootstrap=env.get("FX_BOOTSTRAP") or None,
+        runtime_api=runtime_api or None,
+        alb_multi_value=env.get("FX_ALB_MULTI_VALUE_HEADERS", "").lower() in ("1", "true"),
     )
     _fill_lambda_env(env, settings)
     return settings

@@ -55,7 +55,9 @@ def build(code_dir: Path, runtime: str = "python3.11") -> Artifact:
 
 def dependencies(requirements: Path, runtime: str) -> Path:
     """A folder with requirements.txt installed for `runtime`, cached by content and Python version."""
-    version = runtime.removeprefix("python")
+    # A custom runtime ("provided") brings its own bootstrap; its Python deps are built for this interpreter.
+    here = f"{sys.version_info.major}.{sys.version_info.minor}"
+    version = runtime.removeprefix("python") if runtime.startswith("python") else here
     key = hashlib.sha256(requirements.read_bytes() + b"\0" + version.encode()).hexdigest()
     target = cache_dir() / "deps" / key
     if target.is_dir():
@@ -64,7 +66,7 @@ def dependencies(requirements: Path, runtime: str) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=f".{key[:12]}-", dir=target.parent))
     cmd = [sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-compile"]
     cmd += ["--target", str(tmp), "-r", str(requirements)]
-    if version != f"{sys.version_info.major}.{sys.version_info.minor}":
+    if version != here:
         # Installing for another interpreter: pip can only use wheels built for it.
         cmd += ["--python-version", version, "--only-binary=:all:"]
     result = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL)

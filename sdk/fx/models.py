@@ -107,7 +107,8 @@ class FunctionSpec(_Model):
 
     name: str
     handler: str = "handler.handler"
-    runtime: Literal["python3.11", "python3.12", "python3.13"] = "python3.11"
+    # "provided": the code root's executable `bootstrap` serves the Lambda Runtime API (e.g. awslambdaric).
+    runtime: Literal["python3.11", "python3.12", "python3.13", "provided"] = "python3.11"
     artifact: str = Field(description="sha256:<hex> digest of an uploaded code zip")
     memory: Annotated[int, Field(ge=128, le=10240, description="MB")] = 128
     timeout: Annotated[float, Field(gt=0, le=900, description="seconds")] = 3

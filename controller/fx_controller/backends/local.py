@@ -48,6 +48,8 @@ def replica_env(replica: ReplicaSpec, artifact: Path, code_root: Path) -> dict[s
             "FX_HTTP_EVENT": spec.http.event,
         }
     )
+    if spec.runtime == "provided":  # a custom runtime: the runtime serves the Runtime API to its bootstrap
+        env["FX_BOOTSTRAP"] = str(code_root / hexdigest / "bootstrap")
     env.update(spec.env)
     return env
 

@@ -156,3 +156,48 @@ def test_alb_event_shape(start):
     event = httpx.get(f"{replica.base}/_fx/http/p?a=%20b").json()
     assert event["requestContext"]["elb"]["targetGroupArn"].endswith(":targetgroup/fn/0")
     assert (event["httpMethod"], event["path"], event["queryStringParameters"]) == ("GET", "/p", {"a": "%20b"})
+
+
+JSON_EVENT = {"handler.py": "import json\ndef handler(e, c):\n    return {'statusCode': 200, 'body': json.dumps(e)}\n"}
+
+
+def test_v1_keeps_header_case_and_every_value_and_sends_nulls(start):
+    replica = start(JSON_EVENT, FX_HTTP_EVENT="v1")
+    headers = [("X-Trace", "one"), ("X-Trace", "two"), ("Accept", "text/plain")]
+    event = httpx.get(f"{replica.base}/_fx/http/", headers=headers).json()
+    assert event["headers"]["X-Trace"] == "two" and event["multiValueHeaders"]["X-Trace"] == ["one", "two"]
+    # The root is API Gateway's "/" resource, not {proxy+}; REST sends these keys as null, not omitted.
+    assert event["resource"] == "/" and event["pathParameters"] is None
+    assert event["queryStringParameters"] is None and event["multiValueQueryStringParameters"] is None
+    assert event["body"] is None and event["stageVariables"] is None
+    identity = event["requestContext"]["identity"]
+    assert identity["sourceIp"] == "127.0.0.1" and identity["cognitoIdentityId"] is None and "userArn" in identity
+
+
+def test_alb_multi_value_mode_sends_only_the_multi_value_maps(start):
+    replica = start(JSON_EVENT, FX_HTTP_EVENT="alb", FX_ALB_MULTI_VALUE_HEADERS="true")
+    event = httpx.get(f"{replica.base}/_fx/http/p?t=a&t=b%20c", headers=[("X-A", "1"), ("X-A", "2")]).json()
+    assert event["multiValueQueryStringParameters"] == {"t": ["a", "b%20c"]}
+    assert event["multiValueHeaders"]["x-a"] == ["1", "2"]
+    assert "headers" not in event and "queryStringParameters" not in event
+
+    single = start(JSON_EVENT, FX_HTTP_EVENT="alb")
+    event = httpx.get(f"{single.base}/_fx/http/p?t=a&t=b", headers=[("X-A", "1"), ("X-A", "2")]).json()
+    assert event["queryStringParameters"] == {"t": "b"} and event["headers"]["x-a"] == "2"  # the last value
+    assert "multiValueHeaders" not in event
+
+
+def test_response_header_rules_per_format():
+    result = {
+        "statusCode": 200,
+        "headers": {"X-One": "a", "X-Both": "same"},
+        "multiValueHeaders": {"X-Both": ["same", "other"], "Set-Cookie": ["c=1", "d=2"]},
+        "cookies": ["v2=only"],
+    }
+    # REST and ALB merge both maps, a pair present in both once; payload 2.0 has no multiValueHeaders.
+    for kind in ("v1", "alb"):
+        headers = response(kind, result, b"")[1]
+        assert sorted(headers) == sorted(
+            [("X-One", "a"), ("X-Both", "same"), ("X-Both", "other"), ("Set-Cookie", "c=1"), ("Set-Cookie", "d=2")]
+        )
+    assert response("v2", result, b"")[1] == [("X-One", "a"), ("X-Both", "same"), ("Set-Cookie", "v2=only")]

@@ -173,3 +173,27 @@ def test_handler_calling_sys_exit_is_answered_then_the_replica_exits(start):
     assert r.json()["errorType"] == "Runtime.ExitError"
     assert r.json()["errorMessage"] == "RequestId: bye Error: Runtime exited with error: exit status 3"
     assert replica.wait_exit() == 3
+
+
+def test_handlers_may_run_their_own_event_loop(start):
+    """As on Lambda, no loop is running in the handler's thread: the get_event_loop().run_until_complete()
+    that adapters such as Mangum use works on every call, and so does asyncio.run()."""
+    replica = start(
+        {
+            "handler.py": """
+            import asyncio
+
+            async def double(n):
+                await asyncio.sleep(0)
+                return n * 2
+
+            def handler(event, context):
+                if event["mode"] == "run":
+                    return asyncio.run(double(event["n"]))
+                return asyncio.get_event_loop().run_until_complete(double(event["n"]))
+            """
+        }
+    )
+    for mode, n in (("loop", 1), ("loop", 5), ("run", 7), ("run", 8)):
+        r = httpx.post(f"{replica.base}/_fx/invoke", json={"mode": mode, "n": n})
+        assert r.status_code == 200 and r.json() == 2 * n, r.text
