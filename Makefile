@@ -44,3 +44,6 @@ bench: install
 
 clean:
 	rm -rf $(VENV) .fx .pytest_cache .ruff_cache
+
+# The single-node Kubernetes test harness (issue 4): cluster-up, cluster-down, e2e.
+include tests/cluster/cluster.mk

@@ -1,0 +1,38 @@
+# The single-node Kubernetes test harness (issue 4); see tests/cluster/README.md. Needs Linux and root.
+#   make cluster-up      build what is missing (cached in ~/.cache/fx), start the cluster, wait for Ready
+#   make cluster-down    remove everything cluster-up created
+#   make e2e             cluster-up if needed, then the end-to-end tests (tests/e2e) against it
+#   make cluster-images  only (re)build the image archives (runtime, pause, CoreDNS)
+#   make e2e-ci          for CI: a fresh cluster, the e2e tests, cluster-down, then fail if the machine
+#                        is not as it was before (tests/cluster/footprint.py before/after)
+# With FX_E2E_KUBECONFIG=<path>, `make e2e` runs the tests against that cluster and starts nothing.
+
+.PHONY: cluster-up cluster-down cluster-images e2e e2e-ci
+
+cluster-images: install
+	$(BIN)/python -m tests.cluster.images
+
+cluster-up: install
+	$(BIN)/python -m tests.cluster.up
+
+cluster-down: install
+	$(BIN)/python -m tests.cluster.down
+
+ifdef FX_E2E_KUBECONFIG
+e2e: install
+	$(BIN)/python -m pytest tests/e2e -v
+else
+e2e: cluster-up
+	FX_E2E=1 $(BIN)/python -m pytest tests/e2e -v
+endif
+
+FOOTPRINT := $(BIN)/python -m tests.cluster.footprint
+e2e-ci: install
+	$(BIN)/python -m tests.cluster.down
+	$(FOOTPRINT) > /tmp/fx-footprint-before
+	$(BIN)/python -m tests.cluster.up
+	FX_E2E=1 $(BIN)/python -m pytest tests/e2e -v; status=$$?; \
+	$(BIN)/python -m tests.cluster.down; \
+	$(FOOTPRINT) > /tmp/fx-footprint-after; \
+	diff -u /tmp/fx-footprint-before /tmp/fx-footprint-after || { echo "cluster-down left traces (above)"; status=1; }; \
+	rm -f /tmp/fx-footprint-before /tmp/fx-footprint-after; exit $$status

@@ -1,0 +1,58 @@
+"""Pinned versions, where things are cached and recorded, and the cluster's addresses."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+K8S_VERSION = "v1.34.4"
+COREDNS_VERSION = "v1.14.7"
+HELM_VERSION = "v3.19.5"
+DEBIAN_SUITE = "bookworm"
+
+# Debian packages the harness uses; installed only when missing.
+APT_PACKAGES = {
+    "containerd": "containerd",
+    "runc": "runc",
+    "/usr/lib/cni/bridge": "containernetworking-plugins",
+    "etcd": "etcd-server",
+    "buildah": "buildah",
+    "debootstrap": "debootstrap",
+    "iptables": "iptables",
+    "conntrack": "conntrack",
+    "gcc": "gcc",
+}
+
+REPO = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+CACHE = Path(os.environ.get("FX_CLUSTER_CACHE", Path.home() / ".cache" / "fx"))
+K8S_BIN = CACHE / "k8s" / K8S_VERSION
+TOOLS_BIN = CACHE / "bin"  # coredns, helm, pause (versioned names)
+IMAGES = CACHE / "images"  # image archives ready for `ctr images import`
+# Everything a running cluster owns lives under STATE (removed by cluster-down), except what
+# the kernel keeps elsewhere (netns, iptables, the bridge, cgroups): state.json records that.
+STATE = Path(os.environ.get("FX_CLUSTER_STATE", "/var/lib/fx-cluster"))
+KUBECONFIG = STATE / "admin.kubeconfig"
+
+# Network: a host-only bridge. The node IP is the bridge's address; pods get routes to the
+# pod subnet and the service range only, never a default route.
+BRIDGE = "fxbr0"
+POD_CIDR = "10.244.0.0/24"
+NODE_IP = "10.244.0.1"
+SERVICE_CIDR = "10.96.0.0/24"
+KUBERNETES_SVC_IP = "10.96.0.1"
+DNS_SVC_IP = "10.96.0.10"
+NODE_NAME = "fx-node"
+CGROUP_PARENT = "fx-cluster"  # every process the harness starts runs below this cgroup
+
+ETCD_CLIENT = "127.0.0.1:23790"
+ETCD_PEER = "127.0.0.1:23800"
+APISERVER_PORT = 6443
+
+PAUSE_IMAGE = "localhost/fx/pause:3.10"
+COREDNS_IMAGE = f"localhost/fx/coredns:{COREDNS_VERSION}"
+# fx's own images, as charts/fx/values.yaml names them.
+RUNTIME_IMAGE = "localhost/fx/runtime-python:dev"
+CONTROLLER_IMAGE = "localhost/fx/controller:dev"
+GATEWAY_IMAGE = "localhost/fx/gateway:dev"
+BASE_IMAGE = f"localhost/fx/debian:{DEBIAN_SUITE}"

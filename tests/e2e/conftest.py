@@ -1,0 +1,74 @@
+"""The end-to-end tier: fx on a real Kubernetes cluster.
+
+It runs only when asked: FX_E2E=1 (the harness's cluster, `make cluster-up`, kubeconfig in its state dir)
+or FX_E2E_KUBECONFIG=<path> (any cluster: kind, k3d, a real one; the fx runtime image must be loaded into
+it, see tests/cluster/README.md). Otherwise every test here is skipped with the reason, so `make test`
+stays fast on machines without a cluster.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.cluster import layout
+from tests.e2e.kube import Kube
+
+HERE = Path(__file__).parent
+RUNTIME_IMAGE = os.environ.get("FX_E2E_RUNTIME_IMAGE", layout.RUNTIME_IMAGE)
+FIGURES: dict[str, str] = {}
+
+
+def _kubeconfig() -> str | None:
+    if os.environ.get("FX_E2E_KUBECONFIG"):
+        return os.environ["FX_E2E_KUBECONFIG"]
+    if os.environ.get("FX_E2E") == "1":
+        return str(layout.KUBECONFIG)
+    return None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if _kubeconfig() is not None:
+        return
+    skip = pytest.mark.skip(reason="e2e tier: set FX_E2E=1 (after `make cluster-up`) or FX_E2E_KUBECONFIG=<path>")
+    for item in items:
+        if item.path.is_relative_to(HERE):
+            item.add_marker(skip)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if FIGURES:
+        terminalreporter.section("e2e figures")
+        for name, value in FIGURES.items():
+            terminalreporter.write_line(f"{name}: {value}")
+
+
+@pytest.fixture(scope="session")
+def kube() -> Iterator[Kube]:
+    """A fresh namespace for the session, deleted afterwards."""
+    kubeconfig = _kubeconfig()
+    assert kubeconfig and Path(kubeconfig).exists(), f"no kubeconfig at {kubeconfig}: run `make cluster-up`"
+    namespace = f"fx-e2e-{uuid.uuid4().hex[:6]}"
+    admin = Kube(kubeconfig, "default")
+    admin.kubectl("create", "namespace", namespace)
+    try:
+        yield Kube(kubeconfig, namespace)
+    finally:
+        admin.kubectl("delete", "namespace", namespace, "--wait=false")
+
+
+@pytest.fixture(scope="session")
+def pod_url() -> Callable[..., str]:
+    """http://POD_IP:PORT/path, refusing an address outside the harness's pod network when on the harness."""
+
+    def url(ip: str, path: str, port: int = 8080) -> str:
+        if not os.environ.get("FX_E2E_KUBECONFIG"):
+            assert ipaddress.ip_address(ip) in ipaddress.ip_network(layout.POD_CIDR), f"{ip} is not a pod address"
+        return f"http://{ip}:{port}{path}"
+
+    return url
