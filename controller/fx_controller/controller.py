@@ -11,6 +11,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 import nats
+import nats.js.errors
 from fx.models import DeployResult, FunctionInfo, FunctionSpec, VersionInfo
 from fx.protocol import (
     KV_FUNCTIONS,
@@ -143,6 +144,23 @@ class Controller:
 
     # --- admin operations --------------------------------------------------------------
 
+    async def _check_streams(self, name: str, spec: FunctionSpec) -> None:
+        """A durable trigger needs its stream: refuse the deploy rather than leave a trigger that never fires."""
+        js = self._nc.jetstream()  # type: ignore[union-attr]
+        for n, trigger in enumerate(spec.triggers):
+            if trigger.jetstream is not None:
+                stream, where = trigger.jetstream.stream, f"triggers.{n}.jetstream.stream"
+                what = f"stream {stream!r} does not exist; create it first (e.g. `nats stream add {stream}`)"
+            elif trigger.kv is not None:
+                stream, where = f"KV_{trigger.kv.bucket}", f"triggers.{n}.kv.bucket"
+                what = f"KV bucket {trigger.kv.bucket!r} does not exist; create it first (`nats kv add NAME`)"
+            else:
+                continue
+            try:
+                await js.stream_info(stream)
+            except nats.js.errors.NotFoundError:
+                raise ApiError(400, "StreamNotFound", f"{where}: {what}", function=name, field=where) from None
+
     async def deploy(self, name: str, spec: FunctionSpec, traffic: bool = True) -> DeployResult:
         """`traffic`: the new version takes all traffic; else it is started warm, reachable only when pinned."""
         try:
@@ -162,6 +180,7 @@ class Controller:
                     function=name,
                     field="artifact",
                 )
+            await self._check_streams(name, spec)
             if not traffic and self.store.get(name) is None:
                 raise ApiError(
                     400,

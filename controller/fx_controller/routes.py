@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import time
 
-from fx.protocol import RouteTable, VersionRoute
+from fx.models import TriggerSpec
+from fx.protocol import RouteTable, TriggerRoute, VersionRoute
 from nats.js.kv import KeyValue
 
 from .fleet import Fleet
@@ -28,6 +29,38 @@ def build_table(record: FunctionRecord, fleet: Fleet, revision: int) -> RouteTab
         timeout_ms=int(max(v.spec.timeout for v in record.versions) * 1000),  # the gateway's backstop
         max_request_bytes=MAX_REQUEST_BYTES,
         sticky=record.sticky,
+        triggers=triggers(record),
+    )
+
+
+def triggers(record: FunctionRecord) -> list[TriggerRoute]:
+    """The triggers of every version that takes traffic, each once (in version order)."""
+    found: dict[str, TriggerRoute] = {}
+    for version in record.versions:
+        if record.traffic.get(version.version, 0) > 0:
+            for trigger in version.spec.triggers:
+                found.setdefault(trigger.key, route(trigger))
+    return list(found.values())
+
+
+def route(trigger: TriggerSpec) -> TriggerRoute:
+    if trigger.jetstream is not None:
+        js = trigger.jetstream
+        kind, subject, stream, durable = "jetstream", js.subject or "", js.stream, js
+    elif trigger.kv is not None:
+        kv = trigger.kv  # a KV bucket is the stream KV_<bucket>, its keys the subjects $KV.<bucket>.<key>
+        kind, subject, stream, durable = "kv", f"$KV.{kv.bucket}.{kv.keys}", f"KV_{kv.bucket}", kv
+    else:
+        return TriggerRoute("nats", trigger.nats or "")
+    return TriggerRoute(
+        kind,
+        subject,
+        stream,
+        durable.batch,
+        durable.window_ms,
+        durable.max_in_flight,
+        durable.max_deliver,
+        durable.backoff,
     )
 
 

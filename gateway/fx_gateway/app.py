@@ -17,17 +17,19 @@ from fx.protocol import REPLICA_HTTP_PREFIX, REPLICA_INVOKE_PATH, RouteTable
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, ProcessCollector, generate_latest
 
 from fx_gateway import responses
+from fx_gateway.async_accept import AsyncAccept, Enqueue, StoreUnavailable, stored_headers
 from fx_gateway.config import Settings
 from fx_gateway.dispatch import Activator, VersionDispatcher
 from fx_gateway.exchange import Exchange
 from fx_gateway.routes import FunctionRoutes
 from fx_gateway.server import ClientConnection
-from fx_gateway.stats import Stats, VersionStats
+from fx_gateway.stats import AsyncStats, EventStats, Stats, VersionStats
 from fx_gateway.system_proxy import SystemProxy
 
 log = logging.getLogger("fx_gateway")
 
 FUNCTION_PREFIX = b"/function/"
+ASYNC_PREFIX = b"/async-function/"
 INVOKE_PREFIX = b"/2015-03-31/functions/"
 INVOKE_SUFFIX = b"/invocations"
 HTTP_TARGET = REPLICA_HTTP_PREFIX.encode() + b"/"
@@ -82,6 +84,10 @@ class Answer:
         pass
 
 
+async def _no_store(function: str, body: bytes, headers: dict[str, str]) -> None:
+    raise StoreUnavailable("not connected to NATS yet")
+
+
 def scan(headers: list[tuple[bytes, bytes]]) -> tuple[dict[bytes, bytes], bytes]:
     """(every header by lower-case name, the end-to-end ones as a header block)."""
     seen: dict[bytes, bytes] = {}
@@ -104,10 +110,15 @@ class Gateway:
         self.unknown = self.stats.get("", "")
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self.stats)
+        self.async_stats = AsyncStats()
+        self.registry.register(self.async_stats)
+        self.event_stats = EventStats()
+        self.registry.register(self.event_stats)
         ProcessCollector(registry=self.registry)
         self.connections: set[ClientConnection] = set()
         self.draining = False
         self.healthy: Callable[[], bool] = lambda: False  # set by whoever feeds the route tables
+        self.enqueue: Enqueue = _no_store  # stores an async call; set by the NATS link
 
     # --- route tables ---
 
@@ -150,6 +161,8 @@ class Gateway:
             return self._http_trigger(client, method, path[len(FUNCTION_PREFIX) :], query, headers)
         if path.startswith(INVOKE_PREFIX) and path.endswith(INVOKE_SUFFIX) and method == b"POST":
             return self._invoke(client, path[len(INVOKE_PREFIX) : -len(INVOKE_SUFFIX)], query, headers)
+        if path.startswith(ASYNC_PREFIX):
+            return self._async_http(client, method, path[len(ASYNC_PREFIX) :], query, headers)
         if path.startswith(b"/system/") or path == b"/system":
             settings = self.settings
             return SystemProxy(client, settings.controller_host, settings.controller_port, method, url, headers)
@@ -174,6 +187,35 @@ class Gateway:
         target = HTTP_TARGET + sub + (b"?" + query if query else b"")
         return self._exchange(client, routes, dispatcher, method, target, seen, kept, None)
 
+    def _async_http(self, client: ClientConnection, method: bytes, rest: bytes, query: bytes, headers):
+        name_part, _, sub = rest.partition(b"/")
+        name, _, qualifier = name_part.decode("latin-1").partition("@")
+        routes = self.functions.get(name)
+        if routes is None:
+            return Answer(client, responses.function_not_found(name), self.unknown)
+        seen, kept = scan(headers)
+        if not qualifier and b"x-fx-version" in seen:
+            qualifier = seen[b"x-fx-version"].decode("latin-1")
+        if qualifier and routes.pick(qualifier) is None:
+            return Answer(client, responses.version_not_found(name, qualifier))
+        target = HTTP_TARGET + sub + (b"?" + query if query else b"")
+        return self._accept(client, routes, qualifier, method, target, seen, kept, lambda_style=False)
+
+    def _accept(
+        self,
+        client: ClientConnection,
+        routes: FunctionRoutes,
+        qualifier: str,
+        method: bytes,
+        target: bytes,
+        seen: dict[bytes, bytes],
+        kept: bytes,
+        lambda_style: bool,
+    ) -> AsyncAccept:
+        call_id, stored = stored_headers(routes.name, qualifier, method, target, seen, kept, client.peer)
+        limit = min(routes.max_request_bytes, self.settings.max_request_bytes, self.settings.async_max_bytes)
+        return AsyncAccept(client, self.enqueue, routes.name, call_id, stored, limit, lambda_style)
+
     def _invoke(self, client: ClientConnection, name_bytes: bytes, query: bytes, headers):
         name = unquote(name_bytes.decode("latin-1"))
         if name.startswith("arn:"):  # arn:aws:lambda:REGION:ACCOUNT:function:NAME[:QUALIFIER]
@@ -188,12 +230,17 @@ class Gateway:
             return Answer(client, responses.function_not_found(name), self.unknown)
         seen, kept = scan(headers)
         invocation_type = seen.get(b"x-amz-invocation-type", b"RequestResponse")
-        if invocation_type == b"Event":
-            message = "X-Amz-Invocation-Type: Event (asynchronous invoke) is not supported yet; use RequestResponse"
-            return Answer(client, responses.error(400, "InvalidInvocationType", message, name))
         dispatcher = routes.pick(qualifier, seen)
         if dispatcher is None:
             return self._no_version(client, routes, qualifier)
+        if invocation_type == b"Event":
+            return self._accept(client, routes, qualifier, b"POST", INVOKE_TARGET, seen, kept, lambda_style=True)
+        if invocation_type not in (b"RequestResponse", b"DryRun"):
+            message = (
+                f"X-Amz-Invocation-Type {invocation_type.decode('latin-1')!r} is not one of"
+                " RequestResponse, Event, DryRun"
+            )
+            return Answer(client, responses.error(400, "InvalidInvocationType", message, name))
         executed = b"X-Amz-Executed-Version: %s\r\n" % dispatcher.version.encode()
         if invocation_type == b"DryRun":
             return Answer(client, b"HTTP/1.1 204 No Content\r\n%s\r\n" % executed)

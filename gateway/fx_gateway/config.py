@@ -21,6 +21,14 @@ class Settings:
     max_request_bytes: int = 6 * 1024 * 1024  # ceiling on every route table's own limit
     gateway_id: str = ""
     drain_timeout: float = 10.0  # seconds in-flight requests get on SIGTERM
+    # async invocations
+    async_max_bytes: int = 256 * 1024  # body of one async call, as Lambda's async payload limit
+    async_concurrency: int = 64  # calls this gateway runs at once
+    async_retries: int = 2  # after the first attempt, as Lambda's MaximumRetryAttempts
+    async_backoff: float = 1.0  # seconds before the first retry, doubled for each one after
+    async_max_age: float = 6 * 3600  # seconds a call may wait, as Lambda's MaximumEventAgeInSeconds
+    async_ack_wait: float = 30.0  # a call taken by a gateway that died is redelivered after this
+    trigger_concurrency: int = 256  # trigger events this gateway runs at once
 
 
 def _host_port(value: str, default_port: int) -> tuple[str, int]:
@@ -67,6 +75,48 @@ def parse(argv: list[str] | None = None) -> Settings:
         default=float(env("FX_DRAIN_TIMEOUT", Settings.drain_timeout)),
         help="seconds in-flight requests get on SIGTERM [FX_DRAIN_TIMEOUT]",
     )
+    p.add_argument(
+        "--async-max-bytes",
+        type=int,
+        default=int(env("FX_ASYNC_MAX_BYTES", Settings.async_max_bytes)),
+        help="max body of an async call [FX_ASYNC_MAX_BYTES]",
+    )
+    p.add_argument(
+        "--async-concurrency",
+        type=int,
+        default=int(env("FX_ASYNC_CONCURRENCY", Settings.async_concurrency)),
+        help="async calls this gateway runs at once [FX_ASYNC_CONCURRENCY]",
+    )
+    p.add_argument(
+        "--async-retries",
+        type=int,
+        default=int(env("FX_ASYNC_RETRIES", Settings.async_retries)),
+        help="retries of a failed async call before it is dead-lettered [FX_ASYNC_RETRIES]",
+    )
+    p.add_argument(
+        "--async-backoff",
+        type=float,
+        default=float(env("FX_ASYNC_BACKOFF", Settings.async_backoff)),
+        help="seconds before the first retry, doubled for each next one [FX_ASYNC_BACKOFF]",
+    )
+    p.add_argument(
+        "--async-max-age",
+        type=float,
+        default=float(env("FX_ASYNC_MAX_AGE", Settings.async_max_age)),
+        help="seconds an async call may wait before it is dead-lettered [FX_ASYNC_MAX_AGE]",
+    )
+    p.add_argument(
+        "--async-ack-wait",
+        type=float,
+        default=float(env("FX_ASYNC_ACK_WAIT", Settings.async_ack_wait)),
+        help="seconds before a call taken by a vanished gateway is redelivered [FX_ASYNC_ACK_WAIT]",
+    )
+    p.add_argument(
+        "--trigger-concurrency",
+        type=int,
+        default=int(env("FX_TRIGGER_CONCURRENCY", Settings.trigger_concurrency)),
+        help="NATS trigger events this gateway runs at once [FX_TRIGGER_CONCURRENCY]",
+    )
     args = p.parse_args(argv)
     host, port = _host_port(args.listen, 8080)
     controller = urlsplit(args.controller)
@@ -83,4 +133,11 @@ def parse(argv: list[str] | None = None) -> Settings:
         max_request_bytes=args.max_request_bytes,
         gateway_id=args.gateway_id,
         drain_timeout=args.drain_timeout,
+        async_max_bytes=args.async_max_bytes,
+        async_concurrency=args.async_concurrency,
+        async_retries=args.async_retries,
+        async_backoff=args.async_backoff,
+        async_max_age=args.async_max_age,
+        async_ack_wait=args.async_ack_wait,
+        trigger_concurrency=args.trigger_concurrency,
     )

@@ -105,7 +105,9 @@ class Exchange:
             if end == 1:
                 self.prefix = data
                 return
-            data = b"%s%s%s" % (data[:end], self.inject, data[end:])
+            head_end = data.find(b"\r\n\r\n")
+            if b"\nx-amz-executed-version:" not in data[: head_end if head_end >= 0 else len(data)].lower():
+                data = b"%s%s%s" % (data[:end], self.inject, data[end:])  # the runtime names it on success only
             self.inject = None
         self.relayed = True
         if not self.gone:

@@ -1,4 +1,5 @@
-"""The gateway's NATS side: route tables in (KV watch), activation requests and load reports out."""
+"""The gateway's NATS side: route tables in (KV watch), activation requests and load reports out,
+async calls stored (JetStream) and run (AsyncWorker)."""
 
 from __future__ import annotations
 
@@ -11,23 +12,30 @@ import nats.js.errors
 from fx.protocol import (
     KV_ROUTES,
     LOAD_REPORT_INTERVAL_S,
+    STREAM_ASYNC,
     SUBJECT_ACTIVATE,
     SUBJECT_LOAD,
     ActivationReply,
     ActivationRequest,
     LoadReport,
     RouteTable,
+    async_subject,
 )
 from nats.aio.client import Client as NATS
 from nats.js.kv import KeyValue
 
 from fx_gateway.app import Gateway
+from fx_gateway.async_accept import StoreUnavailable
+from fx_gateway.async_worker import AsyncWorker, ensure_streams
 from fx_gateway.dispatch import NoController
+from fx_gateway.durable_triggers import DurableTriggers
+from fx_gateway.nats_triggers import NatsTriggers
 from fx_gateway.tasks import spawn
 
 log = logging.getLogger("fx_gateway")
 
 CONNECT_RETRY_S = 0.5
+STORE_TIMEOUT_S = 5.0  # for JetStream's acknowledgement of a stored async call
 DELETED = ("DEL", "PURGE")
 
 
@@ -38,9 +46,13 @@ class NatsLink:
         self.gateway_id = gateway_id
         self.nc: NATS | None = None
         self.loaded = False  # the initial route tables are in
+        self.worker: AsyncWorker | None = None
+        self.triggers: NatsTriggers | None = None
+        self.durable: DurableTriggers | None = None
         self._tasks: list[asyncio.Task] = []
         gateway.activator = self.activate
         gateway.healthy = self.healthy
+        gateway.enqueue = self.enqueue
 
     def healthy(self) -> bool:
         return self.loaded and self.nc is not None and self.nc.is_connected
@@ -68,6 +80,14 @@ class NatsLink:
                 await asyncio.sleep(CONNECT_RETRY_S)
         log.info("connected to NATS at %s", self.url)
         kv = await self._bucket()
+        gateway = self.gateway
+        self.triggers = NatsTriggers(gateway, self.nc, gateway.settings.trigger_concurrency, gateway.event_stats)
+        self.durable = DurableTriggers(gateway, self.nc.jetstream(), gateway.event_stats)  # type: ignore[union-attr]
+        try:
+            await ensure_streams(self.nc.jetstream(), self.gateway.settings.async_ack_wait)  # type: ignore[union-attr]
+            self.worker = AsyncWorker(self.gateway, self.nc, self.gateway.settings, self.gateway.async_stats)  # type: ignore[arg-type]
+        except nats.errors.Error as exc:
+            log.error("async calls disabled: cannot set up their JetStream streams: %s", exc)
         self._tasks = [spawn(self._watch(kv)), spawn(self._report())]
 
     async def _bucket(self) -> KeyValue:
@@ -88,16 +108,23 @@ class NatsLink:
                 if not self.loaded:
                     self.loaded = True
                     log.info("route tables loaded: %d functions", len(self.gateway.functions))
+                    if self.worker is not None:  # only now: a call for a function not yet loaded is not lost
+                        self._tasks.append(spawn(self.worker.run()))
                 continue
             if entry.operation in DELETED:
                 self.gateway.remove(entry.key)
-                continue
+            else:
+                try:
+                    table = RouteTable.from_json(entry.value)
+                except (ValueError, TypeError, KeyError) as exc:
+                    log.error("route table %r unreadable, ignored: %s", entry.key, exc)
+                    continue
+                self.gateway.apply(table)
             try:
-                table = RouteTable.from_json(entry.value)
-            except (ValueError, TypeError, KeyError) as exc:
-                log.error("route table %r unreadable, ignored: %s", entry.key, exc)
-                continue
-            self.gateway.apply(table)
+                await self.triggers.sync(entry.key)  # type: ignore[union-attr]
+                await self.durable.sync(entry.key)  # type: ignore[union-attr]
+            except nats.errors.Error as exc:
+                log.error("function %s: cannot subscribe to its triggers: %s", entry.key, exc)
 
     async def _report(self) -> None:
         while True:
@@ -123,9 +150,29 @@ class NatsLink:
             raise NoController from None
         return ActivationReply.from_json(msg.data)
 
+    async def enqueue(self, function: str, body: bytes, headers: dict[str, str]) -> None:
+        """Store an async call; returns once JetStream has it (raises StoreUnavailable otherwise)."""
+        nc, stats = self.nc, self.gateway.async_stats
+        try:
+            if nc is None or not nc.is_connected or self.worker is None:
+                raise StoreUnavailable("NATS JetStream is not reachable")
+            try:
+                js = self.worker.js
+                await js.publish(async_subject(function), body, STORE_TIMEOUT_S, STREAM_ASYNC, headers)
+            except nats.errors.Error as exc:
+                raise StoreUnavailable(str(exc) or type(exc).__name__) from exc
+        except StoreUnavailable:
+            stats.count(stats.refused, function)
+            raise
+        stats.count(stats.accepted, function)
+
     async def close(self) -> None:
         for task in self._tasks:
             task.cancel()
+        if self.durable is not None:
+            await self.durable.close()
+        if self.worker is not None:
+            await self.worker.close(self.gateway.settings.drain_timeout)
         if self.nc is not None:
             try:
                 await self.nc.drain()

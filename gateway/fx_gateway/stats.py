@@ -128,3 +128,68 @@ class Stats(Collector):
                 cold.add_metric(values, s.cold_starts)
                 cold_seconds.add_metric(values, s.cold_start.buckets(), s.cold_start.sum)
         yield from (requests, duration, in_flight, held, cold, cold_seconds)
+
+
+class AsyncStats(Collector):
+    """Counters of async calls, by function: accepted, attempted, dead-lettered, called back."""
+
+    def __init__(self) -> None:
+        self.accepted: dict[str, int] = {}
+        self.refused: dict[str, int] = {}  # not stored: the caller got a 503
+        self.attempts: dict[tuple[str, str], int] = {}  # (function, "ok" | "error")
+        self.dead: dict[tuple[str, str], int] = {}  # (function, reason)
+        self.callbacks: dict[str, int] = {}  # "ok" | "failed"
+        self.in_flight = 0
+
+    @staticmethod
+    def count(counter: dict, key) -> None:
+        counter[key] = counter.get(key, 0) + 1
+
+    def collect(self) -> Iterator:
+        accepted = CounterMetricFamily(
+            "fx_gateway_async_accepted", "Async calls stored in JetStream and answered 202", labels=["function"]
+        )
+        refused = CounterMetricFamily(
+            "fx_gateway_async_refused", "Async calls that could not be stored (answered 503)", labels=["function"]
+        )
+        attempts = CounterMetricFamily(
+            "fx_gateway_async_attempts", "Invocations of async calls, by result", labels=["function", "result"]
+        )
+        dead = CounterMetricFamily(
+            "fx_gateway_async_dead_letters", "Async calls dead-lettered", labels=["function", "reason"]
+        )
+        callbacks = CounterMetricFamily("fx_gateway_async_callbacks", "Result callbacks, by result", labels=["result"])
+        for function, n in list(self.accepted.items()):
+            accepted.add_metric([function], n)
+        for function, n in list(self.refused.items()):
+            refused.add_metric([function], n)
+        for key, n in list(self.attempts.items()):
+            attempts.add_metric(list(key), n)
+        for key, n in list(self.dead.items()):
+            dead.add_metric(list(key), n)
+        for result, n in list(self.callbacks.items()):
+            callbacks.add_metric([result], n)
+        in_flight = GaugeMetricFamily("fx_gateway_async_in_flight", "Async calls this gateway is running")
+        in_flight.add_metric([], self.in_flight)
+        yield from (accepted, refused, attempts, dead, callbacks, in_flight)
+
+
+class EventStats(Collector):
+    """Events from triggers, by function, trigger and result ("ok", "error")."""
+
+    def __init__(self) -> None:
+        self.events: dict[tuple[str, str, str], int] = {}
+
+    def count(self, function: str, trigger: str, result: str) -> None:
+        key = (function, trigger, result)
+        self.events[key] = self.events.get(key, 0) + 1
+
+    def collect(self) -> Iterator:
+        events = CounterMetricFamily(
+            "fx_gateway_trigger_events",
+            "Trigger events that invoked a function, by result",
+            labels=["function", "trigger", "result"],
+        )
+        for key, n in list(self.events.items()):
+            events.add_metric(list(key), n)
+        yield events

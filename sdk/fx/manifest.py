@@ -153,6 +153,8 @@ def _child(node: yaml.Node | None, key: str) -> yaml.Node | None:
         for key_node, value_node in node.value:
             if key_node.value == key:
                 return value_node
+    if isinstance(node, yaml.SequenceNode) and key.isdigit() and int(key) < len(node.value):
+        return node.value[int(key)]  # e.g. triggers.1
     return None
 
 

@@ -102,6 +102,130 @@ class HttpSpec(_Model):
     event: Literal["v2", "v1", "alb"] = "v2"  # API Gateway HTTP API 2.0, REST API 1.0, ALB
 
 
+# A NATS subject: dot-separated tokens of printable characters; "*" is one whole token, ">" the whole last one.
+SUBJECT_TOKEN_RE = re.compile(r"^[!-~]+$")
+# Subjects fx itself uses (activation, load, async calls, dead letters) and NATS's own ($JS, $KV, _INBOX).
+RESERVED_SUBJECT_PREFIXES = ("fx.", "$", "_INBOX.")
+MAX_TRIGGERS = 16
+
+
+def subject_problem(subject: str) -> str | None:
+    """What is wrong with a subject (or KV key) pattern as NATS syntax, if anything."""
+    tokens = subject.split(".")
+    if not subject:
+        return "it is empty"
+    if any(not SUBJECT_TOKEN_RE.match(t) for t in tokens):
+        return "a token is empty or holds a space or a non-ASCII character"
+    if any(("*" in t and t != "*") or (">" in t and t != ">") for t in tokens):
+        return "'*' and '>' must be whole tokens (e.g. 'orders.*')"
+    if ">" in tokens[:-1]:
+        return "'>' may only be the last token"
+    return None
+
+
+def check_subject(subject: str) -> str:
+    """A subject to subscribe to (wildcards allowed), with a message that says what is wrong."""
+    problem = subject_problem(subject)
+    if problem is None and (subject.startswith(RESERVED_SUBJECT_PREFIXES) or subject in ("fx", ">")):
+        problem = "fx., $ and _INBOX. subjects (and '>') are reserved for fx and NATS"
+    if problem:
+        raise ValueError(f"NATS subject {subject!r} is invalid: {problem}; e.g. 'orders.created' or 'orders.>'")
+    return subject
+
+
+STREAM_RE = re.compile(r"^[A-Za-z0-9_-]{1,255}$")  # a JetStream stream name: no '.', '*', '>' or spaces
+KV_KEYS_RE = re.compile(r"^[-/_=.A-Za-z0-9*>]+$")  # NATS KV's key characters, plus wildcards
+
+
+class _Durable(_Model):
+    """Delivery settings shared by the durable (JetStream-backed) triggers."""
+
+    batch: Annotated[int, Field(ge=1, le=1000, description="up to this many messages per invocation")] = 1
+    window_ms: Annotated[
+        int, Field(ge=0, le=300_000, description="wait up to this long to fill a batch (Lambda's batching window)")
+    ] = 0
+    max_in_flight: Annotated[
+        int, Field(ge=1, le=1000, description="batches in flight across all gateways; 1 keeps the stream's order")
+    ] = 1
+    max_deliver: Annotated[int, Field(ge=1, le=100, description="deliveries of a message before its dead letter")] = 3
+    backoff: Annotated[float, Field(ge=0, le=3600, description="seconds before a redelivery, doubled each time")] = 1
+
+
+class JetStreamTrigger(_Durable):
+    """A durable trigger: a consumer on an existing JetStream stream, at-least-once, with batching."""
+
+    stream: str = Field(description="the stream, which must exist at deploy")
+    subject: str | None = Field(default=None, description="only messages on this subject of the stream (wildcards)")
+
+    @field_validator("stream")
+    @classmethod
+    def _stream(cls, v: str) -> str:
+        if not STREAM_RE.match(v):
+            raise ValueError(f"stream name {v!r} is invalid: use letters, digits, '-' and '_' (e.g. 'ORDERS')")
+        return v
+
+    @field_validator("subject")
+    @classmethod
+    def _subject(cls, v: str | None) -> str | None:
+        return None if v is None else check_subject(v)
+
+
+class KvTrigger(_Durable):
+    """A datastore-change trigger: puts and deletes of keys in a NATS KV bucket, delivered like `jetstream`."""
+
+    bucket: str = Field(description="the KV bucket, which must exist at deploy")
+    keys: str = Field(default=">", description="key pattern, NATS wildcards allowed (e.g. 'users.*')")
+
+    @field_validator("bucket")
+    @classmethod
+    def _bucket(cls, v: str) -> str:
+        if not STREAM_RE.match(v):
+            raise ValueError(f"KV bucket name {v!r} is invalid: use letters, digits, '-' and '_' (e.g. 'users')")
+        return v
+
+    @field_validator("keys")
+    @classmethod
+    def _keys(cls, v: str) -> str:
+        problem = subject_problem(v) or (None if KV_KEYS_RE.match(v) else "keys use letters, digits and '-_/='")
+        if problem:
+            raise ValueError(f"KV key pattern {v!r} is invalid: {problem}; e.g. 'users.*' or '>'")
+        return v
+
+
+class TriggerSpec(_Model):
+    """An event source that invokes the function: exactly one of `nats`, `jetstream` or `kv`."""
+
+    nats: str | None = Field(
+        default=None,
+        description="NATS subject (wildcards '*' and '>' allowed): each message invokes the function once across"
+        " all gateways (a queue group); a message with a reply subject gets the function's result as the reply",
+    )
+    jetstream: JetStreamTrigger | None = None
+    kv: KvTrigger | None = None
+
+    @field_validator("nats")
+    @classmethod
+    def _subject(cls, v: str | None) -> str | None:
+        return None if v is None else check_subject(v)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> TriggerSpec:
+        if [self.nats, self.jetstream, self.kv].count(None) != 2:
+            raise ValueError(
+                "a trigger has exactly one of 'nats: SUBJECT', 'jetstream: {stream: NAME, ...}' or 'kv: {bucket: NAME}'"
+            )
+        return self
+
+    @property
+    def key(self) -> str:
+        """What identifies the trigger within its function."""
+        if self.jetstream is not None:
+            return f"{self.jetstream.stream}/{self.jetstream.subject or '>'}"
+        if self.kv is not None:
+            return f"kv:{self.kv.bucket}/{self.kv.keys}"
+        return self.nats  # type: ignore[return-value]
+
+
 class FunctionSpec(_Model):
     """What a deploy sends. Identical specs (same artifact digest) create no new version."""
 
@@ -115,6 +239,7 @@ class FunctionSpec(_Model):
     env: dict[str, str] = Field(default_factory=dict)
     scale: ScaleSpec = Field(default_factory=ScaleSpec)
     http: HttpSpec = Field(default_factory=HttpSpec)
+    triggers: list[TriggerSpec] = Field(default_factory=list, max_length=MAX_TRIGGERS)
 
     @field_validator("name")
     @classmethod
@@ -135,6 +260,15 @@ class FunctionSpec(_Model):
     def _artifact(cls, v: str) -> str:
         if not DIGEST_RE.match(v):
             raise ValueError(f"artifact {v!r} is not a 'sha256:<64 hex digits>' digest")
+        return v
+
+    @field_validator("triggers")
+    @classmethod
+    def _triggers(cls, v: list[TriggerSpec]) -> list[TriggerSpec]:
+        keys = [t.key for t in v]
+        twice = sorted({k for k in keys if keys.count(k) > 1})
+        if twice:
+            raise ValueError(f"trigger {twice[0]!r} is listed twice")
         return v
 
     @field_validator("env")

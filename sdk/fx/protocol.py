@@ -27,6 +27,41 @@ REPLICA_HTTP_PREFIX = "/_fx/http"  # + the caller's path: an HTTP trigger invoca
 FUNCTION_ERROR_HEADER = "X-Amz-Function-Error"  # set on raw invokes whose handler failed
 
 
+# --- async invocations (JetStream) ----------------------------------------------
+# A call accepted on /async-function/NAME or the Invoke API with X-Amz-Invocation-Type: Event is stored
+# in STREAM_ASYNC on "fx.async.<function>" before the caller gets its 202. The message's data is the
+# request body; its headers are the caller's end-to-end HTTP headers plus the ASYNC_* headers below.
+# Gateways share one durable pull consumer (CONSUMER_ASYNC), so each call is taken by one gateway.
+
+STREAM_ASYNC = "FX_ASYNC"  # work-queue retention: a call leaves the stream when acked
+CONSUMER_ASYNC = "fx-async"
+STREAM_DLQ = "FX_DLQ"  # dead letters of async calls and of durable (JetStream) triggers
+ASYNC_CALL_ID = "Fx-Async-Call-Id"
+ASYNC_FUNCTION = "Fx-Async-Function"
+ASYNC_QUALIFIER = "Fx-Async-Qualifier"  # version or alias the caller pinned, if any
+ASYNC_METHOD = "Fx-Async-Method"
+ASYNC_TARGET = "Fx-Async-Target"  # the replica path: REPLICA_INVOKE_PATH, or REPLICA_HTTP_PREFIX + path?query
+ASYNC_CALLBACK_URL = "Fx-Async-Callback-Url"  # from the caller's X-Callback-Url
+ASYNC_CALLBACK_SUBJECT = "Fx-Async-Callback-Subject"  # from the caller's X-Fx-Callback-Subject
+# Added to a dead letter, beside every header of the stored call:
+DEAD_ERROR = "Fx-Error"  # code: the function's errorType, or the gateway's error code
+DEAD_MESSAGE = "Fx-Error-Message"  # one line, at most 1 KB
+DEAD_STATUS = "Fx-Status"  # HTTP status of the last attempt (0: none was made)
+DEAD_ATTEMPTS = "Fx-Attempts"
+# ... and to a durable trigger's dead letter, which keeps the message's own headers too:
+DEAD_SUBJECT = "Fx-Subject"  # where the message was published
+DEAD_STREAM = "Fx-Stream"
+DEAD_SEQUENCE = "Fx-Sequence"  # its sequence in that stream
+
+
+def async_subject(function: str) -> str:
+    return f"fx.async.{function}"
+
+
+def dead_letter_subject(function: str) -> str:
+    return f"fx.dlq.{function}"
+
+
 def artifact_key(digest: str) -> str:
     """Object-store key for a "sha256:<hex>" digest (':' is not allowed in keys)."""
     return digest.replace(":", "-", 1)
@@ -41,6 +76,25 @@ class VersionRoute:
 
     endpoints: list[str] = field(default_factory=list)  # "host:port" of READY replicas only
     concurrency: int = 1  # max in-flight requests per replica; 0 = unlimited
+
+
+@dataclass
+class TriggerRoute:
+    """An event source a gateway subscribes to for a function.
+
+    kind "nats": a core NATS subject. kind "jetstream": a durable consumer on `stream` (filtered by `subject`
+    when set), with the batching and redelivery settings of fx.models.JetStreamTrigger. kind "kv": the same
+    on a KV bucket's stream (`stream` "KV_<bucket>", `subject` "$KV.<bucket>.<keys>"), from new changes on.
+    """
+
+    kind: str
+    subject: str = ""
+    stream: str = ""
+    batch: int = 1
+    window_ms: int = 0
+    max_in_flight: int = 1
+    max_deliver: int = 3
+    backoff: float = 1.0
 
 
 @dataclass
@@ -64,6 +118,8 @@ class RouteTable:
     # given a version by a stable hash of it (the same user always lands on the same
     # version for a given split); without it, the weighted random choice applies.
     sticky: str | None = None
+    # The triggers of the versions that take traffic; their events are routed by the same weights.
+    triggers: list[TriggerRoute] = field(default_factory=list)
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), separators=(",", ":")).encode()
@@ -72,6 +128,7 @@ class RouteTable:
     def from_json(cls, data: bytes | str) -> RouteTable:
         raw = json.loads(data)
         raw["versions"] = {v: VersionRoute(**r) for v, r in raw["versions"].items()}
+        raw["triggers"] = [TriggerRoute(**t) for t in raw.get("triggers", ())]
         return cls(**raw)
 
 

@@ -6,6 +6,7 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 
 import httpx
+import nats
 import pytest
 from fx.protocol import LoadReport, VersionLoad
 from fx_controller.app import create_app
@@ -198,3 +199,36 @@ async def test_a_version_that_loses_traffic_stays_warm_then_scales_to_zero(tmp_p
             assert controller.fleet.count("fn", 1, "ready") == 0
     finally:
         await controller.stop()
+
+
+async def test_the_route_table_carries_the_triggers_of_the_versions_taking_traffic(admin, controller):
+    await put_version(admin, "fn", 1, triggers=[{"nats": "orders.*"}])
+    assert [(t.kind, t.subject) for t in (await route_table(controller, "fn")).triggers] == [("nats", "orders.*")]
+    await put_version(admin, "fn", 2, traffic="none", triggers=[{"nats": "orders.*"}, {"nats": "audit.>"}])
+    assert [t.subject for t in (await route_table(controller, "fn")).triggers] == ["orders.*"]  # v2 takes none
+    await admin.put("/system/functions/fn/traffic", json={"traffic": {"1": 50, "2": 50}})
+    assert [t.subject for t in (await route_table(controller, "fn")).triggers] == ["orders.*", "audit.>"]
+
+    data, digest = make_zip({"handler.py": b"def handler(e, c):\n    return 3\n"})
+    await admin.put(f"/system/artifacts/{digest}", content=data)
+    bad = await admin.put(
+        "/system/functions/fn", json={"name": "fn", "artifact": digest, "triggers": [{"nats": "orders..x"}]}
+    )
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "InvalidSpec"
+    assert "NATS subject 'orders..x' is invalid" in bad.json()["error"]["message"]
+
+
+async def test_a_durable_trigger_needs_its_stream_and_reaches_the_route_table(admin, controller, nats_url):
+    data, digest = make_zip({"handler.py": b"def handler(e, c):\n    return 1\n"})
+    await admin.put(f"/system/artifacts/{digest}", content=data)
+    spec = {"name": "fn", "artifact": digest, "triggers": [{"jetstream": {"stream": "ORDERS", "batch": 10}}]}
+    missing = await admin.put("/system/functions/fn", json=spec)
+    assert missing.status_code == 400 and missing.json()["error"]["code"] == "StreamNotFound"
+    assert "stream 'ORDERS' does not exist" in missing.json()["error"]["message"]
+
+    nc = await nats.connect(nats_url)
+    await nc.jetstream().add_stream(name="ORDERS", subjects=["orders.>"])
+    await nc.close()
+    assert (await admin.put("/system/functions/fn", json=spec)).status_code == 200
+    [trigger] = (await route_table(controller, "fn")).triggers
+    assert (trigger.kind, trigger.stream, trigger.batch, trigger.max_deliver) == ("jetstream", "ORDERS", 10, 3)

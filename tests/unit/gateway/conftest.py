@@ -26,6 +26,8 @@ class FakeReplica:
     """Answers every request with JSON describing it: {"name", "method", "path", "headers", "body"}.
 
     A path ending in /sleep/SECONDS waits that long first; /close drops the connection without answering.
+    While `failures` is above zero, each request is answered as a failed Lambda invoke (502, errorType "Boom").
+    `respond(request) -> body`, when set, makes the 200 answer's body instead.
     """
 
     def __init__(self, name: str) -> None:
@@ -33,6 +35,9 @@ class FakeReplica:
         self.server: asyncio.AbstractServer | None = None
         self.endpoint = ""
         self.requests = 0
+        self.seen: list[dict] = []  # every request, as answered
+        self.failures = 0
+        self.respond: Callable[[dict], bytes] | None = None
         self.in_flight = 0
         self.max_in_flight = 0
         self.connections = 0
@@ -92,15 +97,16 @@ class _ReplicaConn(asyncio.Protocol):
             if url.endswith("/close"):
                 self.transport.close()
                 return
-            body = json.dumps(
-                {
-                    "name": replica.name,
-                    "method": method,
-                    "path": url,
-                    "headers": self.headers,
-                    "body": self.body.decode(),
-                }
-            ).encode()
+            body = self.body.decode()
+            seen = {"name": replica.name, "method": method, "path": url, "headers": self.headers, "body": body}
+            replica.seen.append(seen)
+            if replica.failures > 0:
+                replica.failures -= 1
+                body = b'{"errorType": "Boom", "errorMessage": "boom"}'
+                head = b"HTTP/1.1 502 Bad Gateway\r\nX-Amz-Function-Error: Unhandled\r\nContent-Length: %d\r\n\r\n"
+                self.transport.write(head % len(body) + body)
+                return
+            body = replica.respond(seen) if replica.respond else json.dumps(seen).encode()
             head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
             self.transport.write(head + body)
         finally:

@@ -45,11 +45,19 @@ async def test_lambda_invoke_api_posts_the_event_and_names_the_version(gateway, 
     assert r.json()["path"] == "/_fx/invoke"
     assert r.json()["body"] == '{"a": 1}'
 
+    odd = await gw.client.post(
+        "/2015-03-31/functions/hello/invocations", content=b"{}", headers={"X-Amz-Invocation-Type": "Later"}
+    )
+    assert odd.status_code == 400
+    assert odd.json()["error"]["code"] == "InvalidInvocationType"
+    assert "RequestResponse, Event, DryRun" in odd.json()["error"]["message"]
+
+    # Without NATS an async call cannot be stored, so it is refused rather than accepted and lost.
     event = await gw.client.post(
         "/2015-03-31/functions/hello/invocations", content=b"{}", headers={"X-Amz-Invocation-Type": "Event"}
     )
-    assert event.status_code == 400
-    assert "not supported yet" in event.json()["error"]["message"]
+    assert event.status_code == 503
+    assert event.json()["error"]["code"] == "AsyncUnavailable"
 
 
 async def test_unknown_function_is_404_naming_it_and_counted_without_its_name(gateway):

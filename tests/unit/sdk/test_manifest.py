@@ -73,3 +73,10 @@ def test_select_keeps_manifest_order_and_refuses_unknown_names(tmp_path):
     assert [d.name for d in select(defs, ["c", "a"])] == ["a", "c"]
     with pytest.raises(InputError, match="no function named zz"):
         select(defs, ["zz"])
+
+
+def test_triggers_are_read_and_a_bad_subject_is_reported_on_its_line(tmp_path):
+    [fn] = load(write(tmp_path, "functions:\n  hello:\n    triggers:\n      - nats: orders.*\n"))
+    assert fn.spec("sha256:" + "a" * 64).triggers[0].nats == "orders.*"
+    [problem] = problems(tmp_path, "functions:\n  hello:\n    triggers:\n      - nats: orders.*\n      - nats: 'a b'\n")
+    assert problem.startswith("fx.yaml:5: functions.hello.triggers.1.nats: NATS subject 'a b' is invalid")

@@ -29,3 +29,57 @@ def test_reserved_env_and_min_over_max_are_refused():
         FunctionSpec(name="a", artifact=DIGEST, env={"_HANDLER": "x"})
     with pytest.raises(ValidationError, match="greater than"):
         ScaleSpec(min=3, max=2)
+
+
+@pytest.mark.parametrize("subject", ["orders.created", "orders.*", "orders.>", "*.eu.>", "a-b_c.$x"])
+def test_nats_trigger_subjects_with_wildcards_are_accepted(subject):
+    spec = FunctionSpec(name="a", artifact=DIGEST, triggers=[{"nats": subject}])
+    assert spec.triggers[0].nats == subject
+
+
+@pytest.mark.parametrize(
+    ("subject", "words"),
+    [
+        ("", "empty"),
+        ("orders..new", "token is empty"),
+        ("orders new", "space"),
+        ("orders.new*", "whole tokens"),
+        ("orders.>.eu", "last token"),
+        ("fx.activate", "reserved"),
+        ("$JS.API.x", "reserved"),
+        (">", "reserved"),
+    ],
+)
+def test_bad_nats_trigger_subjects_are_refused_saying_why(subject, words):
+    with pytest.raises(ValidationError) as err:
+        FunctionSpec(name="a", artifact=DIGEST, triggers=[{"nats": subject}])
+    assert f"NATS subject {subject!r} is invalid" in str(err.value) and words in str(err.value)
+
+
+def test_a_trigger_listed_twice_or_of_an_unknown_kind_is_refused():
+    with pytest.raises(ValidationError, match="listed twice"):
+        FunctionSpec(name="a", artifact=DIGEST, triggers=[{"nats": "a.b"}, {"nats": "a.b"}])
+    with pytest.raises(ValidationError, match="Extra inputs"):
+        FunctionSpec(name="a", artifact=DIGEST, triggers=[{"kafka": "topic"}])
+
+
+def test_a_jetstream_trigger_has_lambda_like_defaults_and_bounds():
+    spec = FunctionSpec(name="a", artifact=DIGEST, triggers=[{"jetstream": {"stream": "ORDERS"}}])
+    js = spec.triggers[0].jetstream
+    assert (js.batch, js.window_ms, js.max_in_flight, js.max_deliver, js.subject) == (1, 0, 1, 3, None)
+    assert spec.triggers[0].key == "ORDERS/>"
+    with pytest.raises(ValidationError, match=r"stream name 'OR\.DERS' is invalid"):
+        FunctionSpec(name="a", artifact=DIGEST, triggers=[{"jetstream": {"stream": "OR.DERS"}}])
+    with pytest.raises(ValidationError, match="less than or equal to 1000"):
+        FunctionSpec(name="a", artifact=DIGEST, triggers=[{"jetstream": {"stream": "S", "batch": 5000}}])
+    with pytest.raises(ValidationError, match="exactly one of"):
+        FunctionSpec(name="a", artifact=DIGEST, triggers=[{"nats": "a", "jetstream": {"stream": "S"}}])
+
+
+def test_a_kv_trigger_names_a_bucket_and_a_key_pattern():
+    spec = FunctionSpec(name="a", artifact=DIGEST, triggers=[{"kv": {"bucket": "users", "keys": "eu.*"}}])
+    assert spec.triggers[0].key == "kv:users/eu.*" and spec.triggers[0].kv.batch == 1
+    with pytest.raises(ValidationError, match=r"KV key pattern 'eu\.>\.x' is invalid: '>' may only be the last"):
+        FunctionSpec(name="a", artifact=DIGEST, triggers=[{"kv": {"bucket": "users", "keys": "eu.>.x"}}])
+    with pytest.raises(ValidationError, match="KV bucket name 'us ers' is invalid"):
+        FunctionSpec(name="a", artifact=DIGEST, triggers=[{"kv": {"bucket": "us ers"}}])

@@ -1,0 +1,145 @@
+"""Accepting an async call: store it in JetStream, then answer 202 with its call id.
+
+The 202 goes out only after JetStream has acknowledged the write, so an accepted call survives any gateway.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+
+from fx.protocol import (
+    ASYNC_CALL_ID,
+    ASYNC_CALLBACK_SUBJECT,
+    ASYNC_CALLBACK_URL,
+    ASYNC_FUNCTION,
+    ASYNC_METHOD,
+    ASYNC_QUALIFIER,
+    ASYNC_TARGET,
+)
+
+from fx_gateway import responses
+from fx_gateway.exchange import Client
+from fx_gateway.tasks import spawn
+
+log = logging.getLogger("fx_gateway")
+
+
+class StoreUnavailable(Exception):
+    """JetStream did not take the call (NATS down, stream full, no acknowledgement in time)."""
+
+
+# Stores one call: (function, body, headers); returns once JetStream acknowledged it.
+Enqueue = Callable[[str, bytes, dict[str, str]], Awaitable[None]]
+
+# The caller's headers that steer the gateway, not the function: turned into ASYNC_* headers or dropped.
+CONSUMED = frozenset({b"x-callback-url", b"x-fx-callback-subject", b"x-amz-invocation-type", b"x-fx-version"})
+
+
+def stored_headers(
+    function: str, qualifier: str, method: bytes, target: bytes, seen: dict[bytes, bytes], kept: bytes, peer: bytes
+) -> tuple[str, dict[str, str]]:
+    """(call id, the NATS headers of the stored call): the caller's end-to-end headers, X-Forwarded-*, ASYNC_*."""
+    call_id = str(uuid.uuid4())
+    headers: dict[str, str] = {}
+    for line in kept.split(b"\r\n"):
+        name, _, value = line.partition(b": ")
+        if name and name.lower() not in CONSUMED:
+            headers[name.decode("latin-1")] = value.decode("latin-1")
+    forwarded_for = seen.get(b"x-forwarded-for")
+    headers["X-Forwarded-For"] = (forwarded_for + b", " + peer if forwarded_for else peer).decode("latin-1")
+    headers["X-Forwarded-Proto"] = seen.get(b"x-forwarded-proto", b"http").decode("latin-1")
+    headers["X-Forwarded-Host"] = (seen.get(b"x-forwarded-host") or seen.get(b"host", b"")).decode("latin-1")
+    headers[ASYNC_CALL_ID] = call_id
+    headers[ASYNC_FUNCTION] = function
+    headers[ASYNC_METHOD] = method.decode("latin-1")
+    headers[ASYNC_TARGET] = target.decode("latin-1")
+    if qualifier:
+        headers[ASYNC_QUALIFIER] = qualifier
+    if b"x-callback-url" in seen:
+        headers[ASYNC_CALLBACK_URL] = seen[b"x-callback-url"].decode("latin-1")
+    if b"x-fx-callback-subject" in seen:
+        headers[ASYNC_CALLBACK_SUBJECT] = seen[b"x-fx-callback-subject"].decode("latin-1")
+    return call_id, headers
+
+
+class AsyncAccept:
+    """The call object for an async request: receives the body, stores it, answers 202 (or why not)."""
+
+    __slots__ = (
+        "body",
+        "call_id",
+        "client",
+        "enqueue",
+        "function",
+        "gone",
+        "headers",
+        "keep_alive",
+        "lambda_style",
+        "limit",
+        "size",
+    )
+    streaming = False
+
+    def __init__(
+        self,
+        client: Client,
+        enqueue: Enqueue,
+        function: str,
+        call_id: str,
+        headers: dict[str, str],
+        limit: int,
+        lambda_style: bool,
+    ) -> None:
+        self.client = client
+        self.enqueue = enqueue
+        self.function = function
+        self.call_id = call_id
+        self.headers = headers
+        self.limit = limit
+        self.lambda_style = lambda_style  # the Invoke API answers 202 with an empty body
+        self.body: list[bytes] = []
+        self.size = 0
+        self.keep_alive = True
+        self.gone = False
+
+    def feed(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        if self.size <= self.limit:
+            self.body.append(chunk)
+
+    def begin(self) -> None:
+        if self.size > self.limit:
+            message = (
+                f"the body of an async call to function {self.function!r} is {self.size} bytes;"
+                f" the limit is {self.limit} bytes"
+            )
+            self._answer(responses.error(413, "RequestTooLarge", message, self.function))
+            return
+        spawn(self._store(b"".join(self.body)))
+
+    def client_gone(self) -> None:
+        self.gone = True  # the call is stored all the same if its write is under way
+
+    async def _store(self, body: bytes) -> None:
+        try:
+            await self.enqueue(self.function, body, self.headers)
+        except StoreUnavailable as exc:
+            log.warning("async call to %s not stored: %s", self.function, exc)
+            message = f"the async call to function {self.function!r} could not be stored ({exc}); nothing was queued"
+            self._answer(responses.error(503, "AsyncUnavailable", message, self.function))
+            return
+        call_id = self.call_id.encode()
+        if self.lambda_style:
+            head = b"HTTP/1.1 202 Accepted\r\nX-Fx-Call-Id: %s\r\nX-Amzn-RequestId: %s\r\nContent-Length: 0\r\n\r\n"
+            self._answer(head % (call_id, call_id))
+        else:
+            body = b'{"call_id": "%s"}' % call_id
+            head = b"HTTP/1.1 202 Accepted\r\nX-Fx-Call-Id: %s\r\nContent-Type: application/json\r\n"
+            self._answer(head % call_id + b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+
+    def _answer(self, data: bytes) -> None:
+        if not self.gone:
+            self.client.write(data)
+            self.client.done(self.keep_alive)

@@ -1,0 +1,90 @@
+"""Calls the gateway makes itself (async invocations, events): an Exchange whose caller is a future.
+
+They go through the same dispatcher as HTTP callers, so they are held while a version scales from zero,
+count in the load reports the autoscaler reads, and are bounded by the same backstop timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+import httptools
+
+from fx_gateway import responses
+from fx_gateway.exchange import Exchange
+from fx_gateway.routes import FunctionRoutes
+
+
+@dataclass
+class Result:
+    status: int  # 0: the connection broke after part of the answer was relayed
+    body: bytes = b""
+    headers: dict[bytes, bytes] = field(default_factory=dict)  # lower-case names
+    version: str = ""  # the version that answered
+    by_gateway: bool = False  # the gateway's own error (no replica, queue full, timeout), not a function's answer
+
+    @property
+    def function_error(self) -> bytes | None:
+        """The Invoke API's X-Amz-Function-Error (Unhandled, Handled), if the handler failed."""
+        return self.headers.get(b"x-amz-function-error")
+
+
+class _Answer:
+    """httptools callbacks collecting one HTTP response."""
+
+    def __init__(self) -> None:
+        self.headers: dict[bytes, bytes] = {}
+        self.body: list[bytes] = []
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers[name.lower()] = value
+
+    def on_body(self, body: bytes) -> None:
+        self.body.append(body)
+
+
+class Caller:
+    """Stands in for a caller's connection (fx_gateway.exchange.Client): collects the answer, then resolves."""
+
+    __slots__ = ("data", "future")
+
+    def __init__(self) -> None:
+        self.data: list[bytes] = []
+        self.future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+
+    def write(self, data: bytes) -> None:
+        self.data.append(data)
+
+    def done(self, keep_alive: bool) -> None:
+        answer = _Answer()
+        parser = httptools.HttpResponseParser(answer)
+        try:
+            parser.feed_data(b"".join(self.data))
+            result = Result(parser.get_status_code(), b"".join(answer.body), answer.headers)
+        except httptools.HttpParserError:
+            result = Result(0, b"the replica's answer was not valid HTTP")
+        self._resolve(result)
+
+    def abort(self) -> None:
+        self._resolve(Result(0, b"the replica's connection broke in the middle of its answer"))
+
+    def _resolve(self, result: Result) -> None:
+        if not self.future.done():
+            self.future.set_result(result)
+
+
+async def call(routes: FunctionRoutes, qualifier: str, head: bytes, body: bytes) -> Result:
+    """Send one request (`head`: request line and headers, no Content-Length) to a version of `routes`."""
+    dispatcher = routes.pick(qualifier)
+    if dispatcher is None:
+        answer = responses.version_not_found(routes.name, qualifier) if qualifier else responses.no_traffic(routes.name)
+        return Result(404, answer[answer.index(b"\r\n\r\n") + 4 :], by_gateway=True)
+    caller = Caller()
+    exchange = Exchange(caller, dispatcher, head, len(body), routes.timeout)
+    exchange.feed(body)
+    exchange.begin()
+    result = await caller.future
+    result.version = dispatcher.version
+    result.by_gateway = not exchange.relayed
+    return result

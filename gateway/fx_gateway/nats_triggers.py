@@ -1,0 +1,115 @@
+"""NATS core triggers: a queue-group subscription per function and subject; each message invokes the function.
+
+Every gateway subscribes in the same queue group, so N gateways share a subject's messages and each message is
+handled once. Core NATS is at-most-once: a message that arrives while no gateway listens, or whose invocation
+fails, is not retried (durable triggers are for that). A message with a reply subject gets the result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import zlib
+from functools import partial
+from typing import TYPE_CHECKING
+
+import nats.errors
+from fx.protocol import REPLICA_INVOKE_PATH
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+
+from fx_gateway import internal
+from fx_gateway.stats import EventStats
+from fx_gateway.tasks import spawn
+
+if TYPE_CHECKING:
+    from fx_gateway.app import Gateway
+
+log = logging.getLogger("fx_gateway")
+
+INVOKE_HEAD = b"POST %s HTTP/1.1\r\nContent-Type: application/json\r\n" % REPLICA_INVOKE_PATH.encode()
+EVENT_SOURCE = "fx:nats"
+
+
+def queue_group(function: str, subject: str) -> str:
+    """One group per function and trigger: two functions on a subject each get every message."""
+    return f"fx.{function}.{zlib.crc32(subject.encode()):08x}"
+
+
+def message_fields(msg: Msg) -> dict:
+    """A NATS message as events show it: data as UTF-8 text, else base64 with isBase64Encoded true."""
+    try:
+        data, is_base64 = msg.data.decode("utf-8"), False
+    except UnicodeDecodeError:
+        data, is_base64 = base64.b64encode(msg.data).decode("ascii"), True
+    return {"subject": msg.subject, "data": data, "isBase64Encoded": is_base64, "headers": dict(msg.headers or {})}
+
+
+def event(trigger: str, msg: Msg) -> dict:
+    """The event a NATS-triggered handler receives (documented in README.md, "NATS triggers")."""
+    return {"eventSource": EVENT_SOURCE, "trigger": trigger, **message_fields(msg), "reply": msg.reply or None}
+
+
+class NatsTriggers:
+    def __init__(self, gateway: Gateway, nc: NATS, concurrency: int, stats: EventStats) -> None:
+        self.gateway = gateway
+        self.nc = nc
+        self.stats = stats
+        self.subscriptions: dict[tuple[str, str], Subscription] = {}
+        self._slots = asyncio.Semaphore(concurrency)
+
+    async def sync(self, function: str) -> None:
+        """Subscribe to the function's current trigger subjects, unsubscribe from the others."""
+        routes = self.gateway.functions.get(function)
+        want = {t.subject for t in routes.table.triggers if t.kind == "nats"} if routes is not None else set()
+        have = {subject for name, subject in self.subscriptions if name == function}
+        for subject in have - want:
+            await self.subscriptions.pop((function, subject)).unsubscribe()
+            log.info("function %s: trigger %s removed", function, subject)
+        for subject in want - have:
+            self.subscriptions[(function, subject)] = await self.nc.subscribe(
+                subject, queue=queue_group(function, subject), cb=partial(self._received, function, subject)
+            )
+            log.info("function %s: triggered by NATS subject %s", function, subject)
+        if want - have:
+            await self.nc.flush()  # the server has the subscriptions: a message published from now on is seen
+
+    async def _received(self, function: str, trigger: str, msg: Msg) -> None:
+        # Waiting here when every slot is busy leaves further messages in the client's pending buffer.
+        await self._slots.acquire()
+        spawn(self._run(function, trigger, msg))
+
+    async def _run(self, function: str, trigger: str, msg: Msg) -> None:
+        try:
+            result = await self._invoke(function, trigger, msg)
+            failed = result.status != 200 or result.function_error is not None
+            self.stats.count(function, trigger, "error" if failed else "ok")
+            if msg.reply:
+                headers = {"Fx-Status": str(result.status)}
+                if failed:
+                    headers["Fx-Function-Error"] = (result.function_error or b"Platform").decode("latin-1")
+                try:
+                    await self.nc.publish(msg.reply, result.body, headers=headers)
+                except nats.errors.Error as exc:
+                    log.warning("function %s: reply to %s failed: %s", function, msg.subject, exc)
+        finally:
+            self._slots.release()
+
+    async def _invoke(self, function: str, trigger: str, msg: Msg) -> internal.Result:
+        routes = self.gateway.functions.get(function)
+        if routes is None:
+            return _error(404, "FunctionNotFound", f"function {function!r} was removed")
+        body = json.dumps(event(trigger, msg), ensure_ascii=False).encode()
+        limit = min(routes.max_request_bytes, self.gateway.settings.max_request_bytes)
+        if len(body) > limit:
+            message = f"the event from {msg.subject} is {len(body)} bytes; function {function!r} takes {limit}"
+            return _error(413, "RequestTooLarge", message)
+        return await internal.call(routes, "", INVOKE_HEAD, body)
+
+
+def _error(status: int, code: str, message: str) -> internal.Result:
+    body = json.dumps({"error": {"code": code, "message": message}}).encode()
+    return internal.Result(status, body, by_gateway=True)

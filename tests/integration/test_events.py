@@ -1,0 +1,386 @@
+"""Events on the real platform: async calls (HTTP and the Lambda Invoke API, boto3 included), retries,
+dead letters, callbacks, and nothing lost when the gateway is killed in the middle of a stream of calls."""
+
+import asyncio
+import http.server
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import boto3
+import httpx
+import nats
+import pytest
+from botocore.config import Config
+from fx.platform import _http_ok
+from fx.protocol import ASYNC_CALL_ID, DEAD_ERROR, STREAM_DLQ
+
+from tests.integration.conftest import RunningPlatform
+from tests.integration.helpers import wait_until
+
+# Appends each event's "n" to $OUT; fails when asked to.
+SINK = """\
+import os
+
+
+def handler(event, context):
+    if event.get("fail"):
+        raise RuntimeError(f"event {event['n']} asked to fail")
+    with open(os.environ["OUT"], "a") as out:
+        out.write(f"{event['n']}\\n")
+    return {"n": event["n"], "version": context.function_version}
+"""
+
+
+@pytest.fixture
+def fast_platform(tmp_path: Path, monkeypatch):
+    """A platform whose gateway retries fast and gets back the calls of a dead gateway after 2 s."""
+    monkeypatch.setenv("FX_ASYNC_BACKOFF", "0.2")
+    monkeypatch.setenv("FX_ASYNC_ACK_WAIT", "2")
+    running = RunningPlatform(tmp_path / "state", tmp_path / "fx-config.json")
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+def deploy_sink(platform: RunningPlatform, tmp_path: Path, name: str = "sink", scale: dict | None = None) -> Path:
+    project = tmp_path / name
+    project.mkdir()
+    out = tmp_path / f"{name}.out"
+    (project / "handler.py").write_text(SINK)
+    spec = {"handler": "handler.handler", "env": {"OUT": str(out)}, "scale": scale or {"max": 4}}
+    (project / "fx.yaml").write_text(json.dumps({"functions": {name: spec}}))
+    deployed = platform.fx("deploy", cwd=project)
+    assert deployed.returncode == 0, deployed.stderr
+    return out
+
+
+def processed(out: Path) -> list[int]:
+    return [int(line) for line in out.read_text().split()] if out.exists() else []
+
+
+def dead_letters(nats_url: str) -> list:
+    """Every dead letter stored so far."""
+
+    async def read() -> list:
+        nc = await nats.connect(nats_url)
+        js = nc.jetstream()
+        total = (await js.stream_info(STREAM_DLQ)).state.messages
+        letters = []
+        if total:
+            sub = await js.subscribe("fx.dlq.>", ordered_consumer=True)
+            letters = [await sub.next_msg(timeout=5) for _ in range(total)]
+        await nc.close()
+        return letters
+
+    return asyncio.run(read())
+
+
+def lambda_client(platform: RunningPlatform):
+    return boto3.client(
+        "lambda",
+        endpoint_url=platform.gateway_url,
+        region_name="us-east-1",
+        aws_access_key_id="fx",
+        aws_secret_access_key="fx",
+        config=Config(retries={"max_attempts": 1}, read_timeout=30),
+    )
+
+
+def test_boto3_invokes_fx_functions_sync_and_async(fast_platform, tmp_path):
+    out = deploy_sink(fast_platform, tmp_path)
+    client = lambda_client(fast_platform)
+
+    sync = client.invoke(FunctionName="sink", Payload=json.dumps({"n": 1}))
+    assert sync["StatusCode"] == 200 and "FunctionError" not in sync
+    assert json.loads(sync["Payload"].read()) == {"n": 1, "version": "1"}
+    assert sync["ExecutedVersion"] == "1"
+
+    failed = client.invoke(FunctionName="sink", Payload=json.dumps({"n": 2, "fail": True}))
+    assert failed["FunctionError"] == "Unhandled"
+    assert json.loads(failed["Payload"].read())["errorMessage"] == "event 2 asked to fail"
+
+    dry = client.invoke(FunctionName="sink", InvocationType="DryRun")
+    assert dry["StatusCode"] == 204
+
+    event = client.invoke(FunctionName="sink", InvocationType="Event", Payload=json.dumps({"n": 3}))
+    assert event["StatusCode"] == 202 and event["Payload"].read() == b""
+    wait_until(lambda: 3 in processed(out), 15, "the async call to run")
+
+    qualified = client.invoke(FunctionName="sink", Qualifier="1", InvocationType="Event", Payload='{"n": 4}')
+    assert qualified["StatusCode"] == 202
+    wait_until(lambda: 4 in processed(out), 15, "the async call pinned to version 1 to run")
+    assert processed(out) == [1, 3, 4]
+
+
+class _Callbacks(http.server.BaseHTTPRequestHandler):
+    received: list = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.received.append((dict(self.headers), body))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_an_async_http_call_is_202_and_its_result_reaches_the_callback_url(fast_platform, make_function):
+    project = make_function("echo", body="return {'statusCode': 201, 'body': event['body']}")
+    assert fast_platform.fx("deploy", cwd=project).returncode == 0
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Callbacks)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        r = httpx.post(
+            f"{fast_platform.gateway_url}/async-function/echo/x",
+            content=b"hello later",
+            headers={"X-Callback-Url": f"http://127.0.0.1:{server.server_address[1]}/cb"},
+        )
+        assert r.status_code == 202
+        wait_until(lambda: _Callbacks.received, 20, "the callback")
+    finally:
+        server.shutdown()
+    headers, body = _Callbacks.received[0]
+    assert headers["X-Fx-Call-Id"] == r.headers["X-Fx-Call-Id"] == r.json()["call_id"]
+    assert headers["X-Fx-Function-Status"] == "201" and headers["X-Fx-Outcome"] == "success"
+    assert body == b"hello later"
+
+
+def test_nothing_is_lost_when_the_gateway_is_killed_in_a_stream_of_async_calls(fast_platform, tmp_path):
+    """Every call answered 202 runs at least once, or its dead letter is stored: count them."""
+    out = deploy_sink(fast_platform, tmp_path)
+    url = f"{fast_platform.gateway_url}/2015-03-31/functions/sink/invocations"
+    accepted: dict[int, str] = {}  # n -> call id
+    unsure: set[int] = set()  # no answer: stored or not, the caller cannot know
+    senders, per_sender = 4, 150
+
+    def send(first: int) -> None:
+        deadline = time.monotonic() + 60
+        with httpx.Client(timeout=10) as client:
+            for n in range(first, first + per_sender):
+                event = {"n": n, "fail": n % 50 == 0}  # these fail every attempt: they must be dead-lettered
+                while time.monotonic() < deadline:
+                    try:
+                        r = client.post(url, json=event, headers={"X-Amz-Invocation-Type": "Event"})
+                    except httpx.HTTPError:
+                        unsure.add(n)
+                        time.sleep(0.05)
+                        continue  # the gateway is down: try again, as a client would
+                    if r.status_code == 202:
+                        accepted[n] = r.headers["X-Fx-Call-Id"]
+                        break
+
+    threads = [threading.Thread(target=send, args=(i * per_sender,)) for i in range(senders)]
+    for thread in threads:
+        thread.start()
+    wait_until(lambda: len(accepted) >= 200, 30, "200 accepted calls")
+    in_flight_at_kill = len(accepted)
+    restart_gateway(fast_platform)
+    for thread in threads:
+        thread.join(90)
+    assert len(accepted) == senders * per_sender  # every call was eventually accepted
+    to_fail = {n for n in accepted if n % 50 == 0}
+    to_run = set(accepted) - to_fail
+    nats_url = fast_platform._platform.nats_url
+
+    def settled() -> bool:
+        return to_run <= set(processed(out)) and len(dead_letters(nats_url)) >= len(to_fail)
+
+    wait_until(settled, 60, "every accepted call to run or be dead-lettered", interval=0.5)
+    letters = dead_letters(nats_url)
+    assert {json.loads(letter.data)["n"] for letter in letters} == to_fail
+    assert {accepted[n] for n in to_fail} <= {letter.headers[ASYNC_CALL_ID] for letter in letters}
+    assert all(letter.headers[DEAD_ERROR] == "RuntimeError" for letter in letters)
+    runs = processed(out)
+    assert set(runs) == to_run
+    print(
+        f"\naccepted {len(accepted)} ({in_flight_at_kill} before the kill), {len(unsure)} calls unanswered"
+        f" while the gateway was down, ran {len(runs)} ({len(runs) - len(set(runs))} twice),"
+        f" dead-lettered {len(letters)}"
+    )
+
+
+def restart_gateway(running: RunningPlatform) -> None:
+    """SIGKILL the gateway (no drain: calls under way are abandoned), then start it again on the same port."""
+    platform = running._platform
+    [gateway] = [p for p in platform._running if p.name == "gateway"]
+    os.kill(gateway.proc.pid, signal.SIGKILL)
+    gateway.proc.wait()
+    platform._running.remove(gateway)
+    gateway.log.close()
+    time.sleep(0.5)
+    platform._spawn("gateway", list(gateway.proc.args), lambda: _http_ok(f"{platform.gateway_url}/healthz"))
+
+
+# Replies with the event it got; appends its data to $OUT.
+LISTENER = """\
+import os
+
+
+def handler(event, context):
+    with open(os.environ["OUT"], "a") as out:
+        out.write(event["data"] + "\\n")
+    return {"got": event["data"], "subject": event["subject"], "base64": event["isBase64Encoded"]}
+"""
+
+
+def test_nats_messages_invoke_a_function_declared_with_a_trigger_and_a_request_gets_the_result(platform, tmp_path):
+    project = tmp_path / "orders"
+    project.mkdir()
+    (project / "handler.py").write_text(LISTENER)
+    out = tmp_path / "orders.out"
+    bad = {"functions": {"orders": {"triggers": [{"nats": "orders..new"}]}}}
+    (project / "fx.yaml").write_text(json.dumps(bad))
+    refused = platform.fx("deploy", cwd=project)
+    assert refused.returncode == 2 and "NATS subject 'orders..new' is invalid" in refused.stderr
+
+    spec = {"env": {"OUT": str(out)}, "triggers": [{"nats": "orders.*"}]}
+    (project / "fx.yaml").write_text(json.dumps({"functions": {"orders": spec}}))
+    assert platform.fx("deploy", cwd=project).returncode == 0
+
+    async def talk() -> dict:
+        nc = await nats.connect(platform._platform.nats_url)
+        deadline = time.monotonic() + 15
+        while True:  # the gateway subscribes once it has the route table
+            try:
+                reply = await nc.request("orders.quote", b"AAPL", timeout=10)
+                break
+            except nats.errors.NoRespondersError:
+                assert time.monotonic() < deadline, "the gateway never subscribed to orders.*"
+                await asyncio.sleep(0.1)
+        for n in range(20):
+            await nc.publish("orders.new", str(n).encode())
+        await nc.close()
+        return json.loads(reply.data)
+
+    assert asyncio.run(talk()) == {"got": "AAPL", "subject": "orders.quote", "base64": False}
+    expected = ["AAPL", *map(str, range(20))]
+    wait_until(lambda: sorted(out.read_text().split()) == sorted(expected), 15, "20 messages to be handled once each")
+
+
+# A durable-trigger handler: records every n, reports every 50th as failed (ReportBatchItemFailures).
+BATCH_SINK = """\
+import os
+import time
+
+
+def handler(event, context):
+    time.sleep(0.05)  # so that batches are in flight when the gateway is killed
+    failures = []
+    with open(os.environ["OUT"], "a") as out:
+        for record in event["Records"]:
+            n = int(record["data"])
+            if n % 50 == 0:
+                failures.append({"itemIdentifier": record["messageId"]})
+            else:
+                out.write(f"{n}\\n")
+    return {"batchItemFailures": failures}
+"""
+
+
+def test_nothing_is_lost_when_the_gateway_is_killed_in_a_stream_of_durable_events(fast_platform, tmp_path):
+    """Every event stored in the stream is processed at least once, or its dead letter is stored: count them."""
+    nats_url = fast_platform._platform.nats_url
+    total = 2000
+
+    async def create_stream() -> None:
+        nc = await nats.connect(nats_url)
+        await nc.jetstream().add_stream(name="ORDERS", subjects=["orders.>"])
+        await nc.close()
+
+    asyncio.run(create_stream())
+    project = tmp_path / "batcher"
+    project.mkdir()
+    (project / "handler.py").write_text(BATCH_SINK)
+    out = tmp_path / "batcher.out"
+    trigger = {"stream": "ORDERS", "batch": 20, "window_ms": 20, "max_in_flight": 4, "max_deliver": 2, "backoff": 0.1}
+    spec = {"env": {"OUT": str(out)}, "triggers": [{"jetstream": trigger}], "scale": {"max": 4}}
+    (project / "fx.yaml").write_text(json.dumps({"functions": {"batcher": spec}}))
+    deployed = fast_platform.fx("deploy", cwd=project)
+    assert deployed.returncode == 0, deployed.stderr
+
+    async def publish() -> None:
+        nc = await nats.connect(nats_url)
+        js = nc.jetstream()
+        for n in range(total):
+            await js.publish("orders.new", str(n).encode())  # returns once stored
+            if n % 20 == 0:
+                await asyncio.sleep(0.02)  # a stream over time, not one burst
+        await nc.close()
+
+    publisher = threading.Thread(target=asyncio.run, args=(publish(),))
+    publisher.start()
+    wait_until(lambda: len(processed(out)) >= total // 4, 30, "a quarter of the events to be processed")
+    restart_gateway(fast_platform)  # batches in flight are lost with it, and redelivered after ack_wait
+    publisher.join(60)
+
+    to_fail = {n for n in range(total) if n % 50 == 0}
+    to_run = set(range(total)) - to_fail
+    wait_until(
+        lambda: to_run <= set(processed(out)) and len(dead_letters(nats_url)) >= len(to_fail),
+        60,
+        "every event to be processed or dead-lettered",
+        interval=0.5,
+    )
+    letters = dead_letters(nats_url)
+    assert {int(letter.data) for letter in letters} == to_fail
+    assert all(letter.headers["Fx-Error"] == "BatchItemFailure" for letter in letters)
+    runs = processed(out)
+    assert set(runs) == to_run
+    print(f"\n{total} events: ran {len(runs)} ({len(runs) - len(set(runs))} twice), dead-lettered {len(letters)}")
+
+
+# Records each KV change it is told about.
+KV_LISTENER = """\
+import os
+
+
+def handler(event, context):
+    with open(os.environ["OUT"], "a") as out:
+        for r in event["Records"]:
+            out.write(f"{r['key']} {r['operation']} {r['value'] or '-'}\\n")
+"""
+
+
+def test_a_kv_change_invokes_the_function_and_a_missing_bucket_is_refused_at_deploy(platform, tmp_path):
+    project = tmp_path / "welcome"
+    project.mkdir()
+    (project / "handler.py").write_text(KV_LISTENER)
+    out = tmp_path / "welcome.out"
+    spec = {"env": {"OUT": str(out)}, "triggers": [{"kv": {"bucket": "users", "keys": "eu.*"}}]}
+    (project / "fx.yaml").write_text(json.dumps({"functions": {"welcome": spec}}))
+    refused = platform.fx("deploy", cwd=project)
+    assert refused.returncode == 2 and "KV bucket 'users' does not exist" in refused.stderr
+
+    nats_url = platform._platform.nats_url
+
+    async def create_bucket() -> None:
+        nc = await nats.connect(nats_url)
+        await nc.jetstream().create_key_value(bucket="users")
+        await nc.close()
+
+    async def consumers() -> int:
+        nc = await nats.connect(nats_url)
+        found = len(await nc.jetstream().consumers_info("KV_users"))
+        await nc.close()
+        return found
+
+    async def change() -> None:
+        nc = await nats.connect(nats_url)
+        kv = await nc.jetstream().key_value("users")
+        await kv.put("eu.ann", b"Ann")
+        await kv.put("us.bob", b"Bob")
+        await kv.delete("eu.ann")
+        await nc.close()
+
+    asyncio.run(create_bucket())
+    assert platform.fx("deploy", cwd=project).returncode == 0
+    # Only changes after the trigger started count: wait for the gateway's consumer.
+    wait_until(lambda: asyncio.run(consumers()), 10, "the trigger's consumer")
+    asyncio.run(change())
+    wait_until(lambda: out.exists() and out.read_text() == "eu.ann PUT Ann\neu.ann DEL -\n", 15, "both changes")

@@ -1,0 +1,210 @@
+"""Async calls against a real nats-server: stored before the 202, run through the dispatcher, retried,
+dead-lettered, called back."""
+
+import asyncio
+import json
+
+import httptools
+import nats
+import pytest
+from fx.protocol import (
+    ASYNC_CALL_ID,
+    DEAD_ATTEMPTS,
+    DEAD_ERROR,
+    DEAD_STATUS,
+    STREAM_ASYNC,
+    SUBJECT_ACTIVATE,
+    ActivationReply,
+)
+from fx_gateway.nats_link import NatsLink
+
+from tests.unit.gateway.conftest import table
+from tests.unit.gateway.test_nats import wait_for
+
+
+class CallbackServer:
+    """Collects the POSTs a gateway makes to an X-Callback-Url: (headers, body)."""
+
+    def __init__(self) -> None:
+        self.received: list[tuple[dict[str, str], bytes]] = []
+
+    async def start(self) -> str:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}/done"
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        request = _Request()
+        parser = httptools.HttpRequestParser(request)
+        while not request.complete:
+            data = await reader.read(65536)
+            if not data:
+                break
+            parser.feed_data(data)
+        self.received.append((request.headers, request.body))
+        writer.write(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+
+class _Request:
+    def __init__(self) -> None:
+        self.headers: dict[str, str] = {}
+        self.body = b""
+        self.complete = False
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers[name.decode().lower()] = value.decode()
+
+    def on_body(self, body: bytes) -> None:
+        self.body += body
+
+    def on_message_complete(self) -> None:
+        self.complete = True
+
+
+@pytest.fixture
+async def platform(nats_server, gateway):
+    """(gateway, nats client) with fast retries; the gateway follows the real NATS."""
+    gw = await gateway(async_backoff=0.05, async_retries=2, hold_timeout=2.0)
+    link = NatsLink(gw.gateway, nats_server, "gw-test")
+    await link.start()
+    await wait_for(link.healthy)
+    nc = await nats.connect(nats_server)
+    yield gw, nc
+    await nc.close()
+    await link.close()
+
+
+async def dead_letters(nc, count: int, timeout: float = 5.0) -> list:
+    """The first `count` dead letters of the FX_DLQ stream."""
+    sub = await nc.jetstream().subscribe("fx.dlq.>", ordered_consumer=True)
+    letters = []
+    async with asyncio.timeout(timeout):
+        while len(letters) < count:
+            letters.append(await sub.next_msg(timeout=timeout))
+    await sub.unsubscribe()
+    return letters
+
+
+async def test_an_async_http_call_is_answered_202_then_reaches_the_function_with_its_request(platform, replicas):
+    gw, _ = platform
+    replica = await replicas()
+    gw.gateway.apply(table(versions={"1": [replica.endpoint]}))
+    callback = CallbackServer()
+    url = await callback.start()
+
+    r = await gw.client.post(
+        "/async-function/hello/orders/7?x=1",
+        content=b'{"n": 1}',
+        headers={"X-Tenant": "acme", "X-Callback-Url": url},
+    )
+    assert r.status_code == 202
+    call_id = r.headers["X-Fx-Call-Id"]
+    assert r.json() == {"call_id": call_id}
+
+    await wait_for(lambda: callback.received)
+    seen = replica.seen[0]
+    assert seen["method"] == "POST" and seen["path"] == "/_fx/http/orders/7?x=1"
+    assert seen["body"] == '{"n": 1}'
+    assert seen["headers"]["x-tenant"] == "acme" and seen["headers"]["x-fx-call-id"] == call_id
+    assert "x-callback-url" not in seen["headers"]  # it steers the gateway, not the function
+    headers, body = callback.received[0]
+    assert headers["x-fx-call-id"] == call_id and headers["x-fx-outcome"] == "success"
+    assert headers["x-fx-function-status"] == "200"
+    assert json.loads(body)["path"] == "/_fx/http/orders/7?x=1"  # the function's answer
+
+
+async def test_an_invoke_event_is_202_with_an_empty_body_and_activates_a_function_at_zero(platform, replicas):
+    gw, nc = platform
+    replica = await replicas()
+    asked = []
+
+    async def controller(msg):
+        asked.append(msg.data)
+        await msg.respond(ActivationReply(ok=True, endpoints=[replica.endpoint]).to_json())
+
+    await nc.subscribe(SUBJECT_ACTIVATE, cb=controller)
+    gw.gateway.apply(table(versions={"1": []}))
+    results = await nc.subscribe("results.hello")
+
+    r = await gw.client.post(
+        "/2015-03-31/functions/hello/invocations",
+        content=b'{"order": 7}',
+        headers={"X-Amz-Invocation-Type": "Event", "X-Fx-Callback-Subject": "results.hello"},
+    )
+    assert r.status_code == 202 and r.content == b""
+    assert r.headers["X-Amzn-RequestId"] == r.headers["X-Fx-Call-Id"]
+
+    reply = await results.next_msg(timeout=5)
+    assert reply.headers["X-Fx-Call-Id"] == r.headers["X-Fx-Call-Id"]
+    assert reply.headers["X-Fx-Outcome"] == "success"
+    assert json.loads(reply.data)["body"] == '{"order": 7}'
+    assert replica.seen[0]["path"] == "/_fx/invoke"
+    assert len(asked) == 1  # the scale-from-zero path of HTTP callers
+
+
+async def test_a_failing_call_is_retried_with_backoff_then_succeeds(platform, replicas):
+    gw, nc = platform
+    replica = await replicas()
+    replica.failures = 2
+    gw.gateway.apply(table(versions={"1": [replica.endpoint]}))
+
+    r = await gw.client.post(
+        "/2015-03-31/functions/hello/invocations", content=b"{}", headers={"X-Amz-Invocation-Type": "Event"}
+    )
+    assert r.status_code == 202
+    await wait_for(lambda: gw.gateway.async_stats.attempts.get(("hello", "ok")) == 1)
+    assert gw.gateway.async_stats.attempts[("hello", "error")] == 2
+    assert len(replica.seen) == 3
+    info = await nc.jetstream().stream_info(STREAM_ASYNC)
+    assert info.state.messages == 0  # acked, so gone from the work queue
+
+
+async def test_a_call_failing_every_attempt_is_dead_lettered_with_the_request_and_the_error(platform, replicas):
+    gw, nc = platform
+    replica = await replicas()
+    replica.failures = 100
+    gw.gateway.apply(table(versions={"1": [replica.endpoint]}))
+    callback = CallbackServer()
+    url = await callback.start()
+
+    r = await gw.client.post(
+        "/2015-03-31/functions/hello/invocations",
+        content=b'{"order": 9}',
+        headers={"X-Amz-Invocation-Type": "Event", "X-Callback-Url": url},
+    )
+    [letter] = await dead_letters(nc, 1)
+    assert letter.subject == "fx.dlq.hello"
+    assert letter.data == b'{"order": 9}'
+    assert letter.headers[ASYNC_CALL_ID] == r.headers["X-Fx-Call-Id"]
+    assert letter.headers[DEAD_ERROR] == "Boom" and letter.headers[DEAD_STATUS] == "502"
+    assert letter.headers[DEAD_ATTEMPTS] == "3"  # the first attempt and 2 retries, as Lambda
+    assert len(replica.seen) == 3
+    await wait_for(lambda: callback.received)
+    headers, body = callback.received[0]
+    assert headers["x-fx-outcome"] == "failure" and headers["x-fx-error"] == "Boom"
+    assert json.loads(body)["errorType"] == "Boom"
+    metrics = (await gw.client.get("/metrics")).text
+    assert 'fx_gateway_async_dead_letters_total{function="hello",reason="retries_exhausted"} 1.0' in metrics
+
+
+async def test_a_call_for_a_function_deleted_before_it_ran_is_dead_lettered_at_once(platform):
+    gw, nc = platform
+    gw.gateway.apply(table(versions={"1": []}))  # at zero, and the activation never answers: the call is held
+    r = await gw.client.post("/async-function/hello", content=b"x")
+    assert r.status_code == 202
+    gw.gateway.remove("hello")
+    [letter] = await dead_letters(nc, 1)
+    assert letter.headers[DEAD_ERROR] == "FunctionNotFound"
+    assert letter.headers[DEAD_ATTEMPTS] in ("0", "1")  # removed before or while it was held: never retried
+
+
+async def test_bad_async_calls_are_refused_before_anything_is_stored(platform):
+    gw, nc = platform
+    gw.gateway.apply(table(versions={"1": []}))
+    assert (await gw.client.post("/async-function/nope", content=b"x")).status_code == 404
+    assert (await gw.client.post("/async-function/hello@7", content=b"x")).status_code == 404
+    big = await gw.client.post("/async-function/hello", content=b"x" * (256 * 1024 + 1))
+    assert big.status_code == 413 and "async call" in big.json()["error"]["message"]
+    info = await nc.jetstream().stream_info(STREAM_ASYNC)
+    assert info.state.messages == 0

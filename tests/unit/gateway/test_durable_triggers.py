@@ -1,0 +1,158 @@
+"""Durable (JetStream) triggers against a real nats-server: batches, partial failures, dead letters, order."""
+
+import asyncio
+import json
+
+import nats
+import pytest
+from fx.protocol import (
+    DEAD_ATTEMPTS,
+    DEAD_ERROR,
+    DEAD_SEQUENCE,
+    DEAD_STREAM,
+    SUBJECT_ACTIVATE,
+    ActivationReply,
+    TriggerRoute,
+)
+from fx_gateway.nats_link import NatsLink
+from nats.js.api import StreamConfig
+
+from tests.unit.gateway.conftest import table
+from tests.unit.gateway.test_async import dead_letters
+from tests.unit.gateway.test_nats import wait_for
+
+
+def durable(endpoints: list[str], revision: int = 1, concurrency: int = 0, **trigger):
+    route = TriggerRoute("jetstream", **{"stream": "ORDERS", "backoff": 0.05, **trigger})
+    return table(versions={"1": endpoints}, triggers=[route], revision=revision, concurrency=concurrency)
+
+
+def records(replica) -> list[list[dict]]:
+    """The Records of every invocation the replica got."""
+    return [json.loads(seen["body"])["Records"] for seen in replica.seen]
+
+
+@pytest.fixture
+async def platform(nats_server, gateway):
+    """(gateway, link, nats client, JetStream) with the ORDERS stream; tables are published to the real KV."""
+    gw = await gateway()
+    link = NatsLink(gw.gateway, nats_server, "gw-test")
+    await link.start()
+    await wait_for(link.healthy)
+    nc = await nats.connect(nats_server)
+    js = nc.jetstream()
+    await js.add_stream(StreamConfig(name="ORDERS", subjects=["orders.>"]))
+    yield gw, link, nc, js
+    await nc.close()
+    await link.close()
+
+
+async def publish_table(js, route_table) -> None:
+    await (await js.key_value("fx_routes")).put(route_table.function, route_table.to_json())
+
+
+async def test_messages_arrive_in_batches_with_lambdas_records_shape_and_are_acked(platform, replicas):
+    _gw, _link, _, js = platform
+    replica = await replicas()
+    for n in range(25):
+        await js.publish(f"orders.{n}", json.dumps({"n": n}).encode(), headers={"Shop": "eu"})
+    await publish_table(js, durable([replica.endpoint], batch=10, window_ms=50))
+
+    await wait_for(lambda: sum(map(len, records(replica))) == 25)
+    batches = records(replica)
+    assert [len(b) for b in batches] == [10, 10, 5]  # from a backlog: full batches, then the rest
+    first = batches[0][0]
+    assert first["subject"] == "orders.0" and json.loads(first["data"]) == {"n": 0}
+    assert first["messageId"] == "1" and first["sequence"] == 1 and first["deliveries"] == 1
+    assert first["headers"] == {"Shop": "eu"} and first["isBase64Encoded"] is False
+    event = json.loads(replica.seen[0]["body"])
+    assert event["eventSource"] == "fx:jetstream" and event["trigger"] == "ORDERS/>" and event["stream"] == "ORDERS"
+    await asyncio.sleep(0.1)  # the acks of the last batch
+    consumer = (await js.consumers_info("ORDERS"))[0]
+    assert consumer.num_ack_pending == 0 and consumer.num_pending == 0 and consumer.num_redelivered == 0
+
+
+async def test_reported_item_failures_are_redelivered_alone_then_dead_lettered(platform, replicas):
+    _gw, _, nc, js = platform
+    replica = await replicas()
+    # The function fails message 2 every time, others never.
+    replica.respond = lambda seen: json.dumps(
+        {
+            "batchItemFailures": [
+                {"itemIdentifier": r["messageId"]}
+                for r in json.loads(seen["body"])["Records"]
+                if json.loads(r["data"])["n"] == 2
+            ]
+        }
+    ).encode()
+    for n in range(4):
+        await js.publish(f"orders.{n}", json.dumps({"n": n}).encode())
+    await publish_table(js, durable([replica.endpoint], batch=4, window_ms=50, max_deliver=3))
+
+    [letter] = await dead_letters(nc, 1)
+    assert json.loads(letter.data) == {"n": 2}
+    assert letter.headers[DEAD_ERROR] == "BatchItemFailure" and letter.headers[DEAD_ATTEMPTS] == "3"
+    assert letter.headers[DEAD_STREAM] == "ORDERS" and letter.headers[DEAD_SEQUENCE] == "3"
+    seen = [[json.loads(r["data"])["n"] for r in batch] for batch in records(replica)]
+    assert seen == [[0, 1, 2, 3], [2], [2]]  # only the failed record came back
+
+
+async def test_a_function_error_retries_the_whole_batch_and_a_function_at_zero_is_started(platform, replicas):
+    gw, _, nc, js = platform
+    replica = await replicas()
+    replica.failures = 1
+
+    async def controller(msg):
+        await msg.respond(ActivationReply(ok=True, endpoints=[replica.endpoint]).to_json())
+
+    await nc.subscribe(SUBJECT_ACTIVATE, cb=controller)
+    await publish_table(js, durable([], batch=5, window_ms=100))
+    await js.publish("orders.a", b"\xff")  # not UTF-8: base64
+    await js.publish("orders.b", b"b")
+    await wait_for(lambda: len(replica.seen) == 2)
+    _, second = records(replica)
+    assert [r["deliveries"] for r in second] == [2, 2]  # the failed batch came back whole
+    assert second[0]["isBase64Encoded"] is True and second[0]["data"] == "/w=="
+    assert gw.gateway.event_stats.events == {("hello", "ORDERS/>", "error"): 1, ("hello", "ORDERS/>", "ok"): 1}
+
+
+async def test_max_in_flight_one_keeps_the_streams_order(platform, replicas):
+    _gw, _, _, js = platform
+    replica, other = await replicas(), await replicas()
+    for n in range(30):
+        await js.publish("orders.x", str(n).encode())
+    await publish_table(js, durable([replica.endpoint, other.endpoint], batch=3, max_in_flight=1, concurrency=1))
+    await wait_for(lambda: len(replica.seen) + len(other.seen) == 10)
+    assert max(replica.max_in_flight, other.max_in_flight) == 1
+    both = sorted(replica.seen + other.seen, key=lambda s: json.loads(s["body"])["Records"][0]["sequence"])
+    assert [int(r["data"]) for s in both for r in json.loads(s["body"])["Records"]] == list(range(30))
+
+
+async def test_a_trigger_on_a_missing_stream_is_skipped_and_the_rest_keep_working(platform, replicas):
+    _gw, link, _, js = platform
+    replica = await replicas()
+    bad = TriggerRoute("jetstream", stream="NOPE")
+    good = TriggerRoute("jetstream", stream="ORDERS", backoff=0.05)
+    await publish_table(js, table(versions={"1": [replica.endpoint]}, triggers=[bad, good]))
+    await js.publish("orders.1", b"1")
+    await wait_for(lambda: replica.seen)
+    assert list(link.durable.running) == [("hello", "ORDERS/>")]
+
+
+async def test_a_kv_trigger_sees_puts_and_deletes_made_after_it_started(platform, replicas):
+    _, link, _, js = platform
+    replica = await replicas()
+    kv = await js.create_key_value(bucket="users")
+    await kv.put("eu.old", b"before the trigger: not news")
+    route = TriggerRoute("kv", "$KV.users.eu.*", "KV_users", batch=10, window_ms=50)
+    await publish_table(js, table(versions={"1": [replica.endpoint]}, triggers=[route]))
+    await wait_for(lambda: link.durable.running)
+
+    await kv.put("eu.ann", b'{"name": "Ann"}')
+    await kv.put("us.bob", b"other keys are not watched")
+    await kv.delete("eu.ann")
+    await wait_for(lambda: sum(map(len, records(replica))) == 2)
+    event = json.loads(replica.seen[0]["body"])
+    assert event["eventSource"] == "fx:kv" and event["bucket"] == "users" and event["trigger"] == "kv:users/eu.*"
+    changes = [(r["key"], r["operation"], r["value"]) for batch in records(replica) for r in batch]
+    assert changes == [("eu.ann", "PUT", '{"name": "Ann"}'), ("eu.ann", "DEL", "")]

@@ -1,0 +1,122 @@
+"""NATS core triggers against a real nats-server: the event's shape, request-reply, queue groups, unsubscribe."""
+
+import asyncio
+import base64
+import json
+
+import nats
+import pytest
+from fx.protocol import TriggerRoute
+from fx_gateway.nats_link import NatsLink
+
+from tests.unit.gateway.conftest import table
+from tests.unit.gateway.test_nats import wait_for
+
+
+def triggered(subjects: list[str], endpoints: list[str], **extra):
+    return table(versions={"1": endpoints}, triggers=[TriggerRoute("nats", s) for s in subjects], **extra)
+
+
+@pytest.fixture
+async def link_factory(nats_server, gateway):
+    """Gateways following the real NATS; route tables are applied by hand through `publish`."""
+    links = []
+
+    async def make():
+        gw = await gateway()
+        link = NatsLink(gw.gateway, nats_server, f"gw-{len(links)}")
+        await link.start()
+        await wait_for(link.healthy)
+        links.append(link)
+        return gw, link
+
+    nc = await nats.connect(nats_server)
+    yield make, nc
+    await nc.close()
+    for link in links:
+        await link.close()
+
+
+async def subscribed(*links, count: int = 1) -> None:
+    """Wait until each gateway has `count` trigger subscriptions and the server has them too."""
+    await wait_for(lambda: all(len(link.triggers.subscriptions) == count for link in links))
+    for link in links:
+        await link.nc.flush()
+
+
+async def publish_table(nc, route_table) -> None:
+    kv = await nc.jetstream().key_value("fx_routes")
+    await kv.put(route_table.function, route_table.to_json())
+
+
+async def test_a_message_invokes_the_function_with_a_documented_event(link_factory, replicas):
+    make, nc = link_factory
+    gw, link = await make()
+    replica = await replicas()
+    await publish_table(nc, triggered(["orders.*"], [replica.endpoint]))
+    await subscribed(link)
+
+    await nc.publish("orders.new", b'{"id": 7}', headers={"Trace": "abc"})
+    await nc.publish("orders.bin", b"\xff\x00\xfe")
+    await wait_for(lambda: len(replica.seen) == 2)
+    events = sorted((json.loads(seen["body"]) for seen in replica.seen), key=lambda e: e["subject"])
+    assert replica.seen[0]["path"] == "/_fx/invoke"
+    assert events[1] == {
+        "eventSource": "fx:nats",
+        "trigger": "orders.*",
+        "subject": "orders.new",
+        "data": '{"id": 7}',
+        "isBase64Encoded": False,
+        "headers": {"Trace": "abc"},
+        "reply": None,
+    }
+    assert events[0]["isBase64Encoded"] is True
+    assert base64.b64decode(events[0]["data"]) == b"\xff\x00\xfe"
+    await wait_for(lambda: gw.gateway.event_stats.events.get(("hello", "orders.*", "ok")) == 2)
+
+
+async def test_a_request_gets_the_functions_result_as_its_reply(link_factory, replicas):
+    make, nc = link_factory
+    _, link = await make()
+    replica = await replicas()
+    await publish_table(nc, triggered(["quote.get"], [replica.endpoint]))
+    await subscribed(link)
+
+    reply = await nc.request("quote.get", b"AAPL", timeout=5)
+    assert reply.headers["Fx-Status"] == "200"
+    assert json.loads(json.loads(reply.data)["body"])["data"] == "AAPL"
+
+    replica.failures = 1
+    failed = await nc.request("quote.get", b"AAPL", timeout=5)
+    assert failed.headers["Fx-Function-Error"] == "Unhandled"
+    assert json.loads(failed.data)["errorType"] == "Boom"
+
+
+async def test_gateways_share_a_subject_so_each_message_is_handled_once(link_factory, replicas):
+    make, nc = link_factory
+    (_, first), (_, second) = await make(), await make()
+    replica = await replicas()
+    await publish_table(nc, triggered(["jobs.>"], [replica.endpoint], concurrency=0))
+    await subscribed(first, second)
+
+    for n in range(200):
+        await nc.publish(f"jobs.{n}", b"x")
+    await wait_for(lambda: len(replica.seen) >= 200)
+    await asyncio.sleep(0.2)  # a duplicate would arrive about now
+    assert sorted(json.loads(s["body"])["subject"] for s in replica.seen) == sorted(f"jobs.{n}" for n in range(200))
+    shares = [sum(s.events.values()) for s in (first.gateway.event_stats, second.gateway.event_stats)]
+    assert sum(shares) == 200 and all(shares), shares  # both took part
+
+
+async def test_a_trigger_removed_from_the_table_stops_invoking(link_factory, replicas):
+    make, nc = link_factory
+    _, link = await make()
+    replica = await replicas()
+    await publish_table(nc, triggered(["a.b"], [replica.endpoint]))
+    await subscribed(link)
+    await publish_table(nc, triggered([], [replica.endpoint], revision=2))
+    await subscribed(link, count=0)
+    await nc.publish("a.b", b"x")
+    await nc.flush()
+    await asyncio.sleep(0.2)
+    assert replica.seen == []
