@@ -1,6 +1,6 @@
 # fx — two commands on a fresh machine:
 #   make up     run the embedded platform (NATS + controller + gateway) with examples/ deployed
-#   make test   lint and run the whole test suite
+#   make test   lint, unit and integration tests, then the Kubernetes end-to-end tier (tests/e2e)
 # Both create .venv/ inside the repo and install everything they need into it.
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
@@ -24,6 +24,7 @@ up: install
 
 test: install lint
 	$(BIN)/python -m pytest
+	@$(MAKE) --no-print-directory e2e-tier
 
 unit: install
 	$(BIN)/python -m pytest tests/unit

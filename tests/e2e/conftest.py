@@ -2,8 +2,8 @@
 
 It runs only when asked: FX_E2E=1 (the harness's cluster, `make cluster-up`, kubeconfig in its state dir)
 or FX_E2E_KUBECONFIG=<path> (any cluster: kind, k3d, a real one; the fx runtime image must be loaded into
-it, see tests/cluster/README.md). Otherwise every test here is skipped with the reason, so `make test`
-stays fast on machines without a cluster.
+it, see tests/cluster/README.md). `make test` runs this tier on its own, after the other tests (pytest's
+testpaths leave it out); run by hand without either variable, every test here is skipped with the reason.
 """
 
 from __future__ import annotations
