@@ -173,21 +173,27 @@ class Gateway:
         return Answer(client, responses.not_found(path.decode("latin-1")))
 
     def _http_trigger(self, client: ClientConnection, method: bytes, rest: bytes, query: bytes, headers):
-        name_part, _, sub = rest.partition(b"/")
-        name, _, qualifier = name_part.decode("latin-1").partition("@")
-        routes = self.functions.get(name)
-        if routes is None:
-            return Answer(client, responses.function_not_found(name), self.unknown)
-        seen, kept = scan(headers)
-        if not qualifier and b"x-fx-version" in seen:
-            qualifier = seen[b"x-fx-version"].decode("latin-1")
+        found = self._function_path(client, rest, query, headers)
+        if isinstance(found, Answer):
+            return found
+        routes, qualifier, target, seen, kept = found
         dispatcher = routes.pick(qualifier, seen)
         if dispatcher is None:
             return self._no_version(client, routes, qualifier)
-        target = HTTP_TARGET + sub + (b"?" + query if query else b"")
         return self._exchange(client, routes, dispatcher, method, target, seen, kept, None)
 
     def _async_http(self, client: ClientConnection, method: bytes, rest: bytes, query: bytes, headers):
+        found = self._function_path(client, rest, query, headers)
+        if isinstance(found, Answer):
+            return found
+        routes, qualifier, target, seen, kept = found
+        if qualifier and routes.pick(qualifier) is None:
+            return Answer(client, responses.version_not_found(routes.name, qualifier))
+        return self._accept(client, routes, qualifier, method, target, seen, kept, lambda_style=False)
+
+    def _function_path(self, client: ClientConnection, rest: bytes, query: bytes, headers):
+        """`NAME[@QUALIFIER][/path]` → (routes, qualifier, replica target, headers seen, headers kept),
+        or the 404 Answer for an unknown function. The X-Fx-Version header pins when the path does not."""
         name_part, _, sub = rest.partition(b"/")
         name, _, qualifier = name_part.decode("latin-1").partition("@")
         routes = self.functions.get(name)
@@ -196,10 +202,7 @@ class Gateway:
         seen, kept = scan(headers)
         if not qualifier and b"x-fx-version" in seen:
             qualifier = seen[b"x-fx-version"].decode("latin-1")
-        if qualifier and routes.pick(qualifier) is None:
-            return Answer(client, responses.version_not_found(name, qualifier))
-        target = HTTP_TARGET + sub + (b"?" + query if query else b"")
-        return self._accept(client, routes, qualifier, method, target, seen, kept, lambda_style=False)
+        return routes, qualifier, HTTP_TARGET + sub + (b"?" + query if query else b""), seen, kept
 
     def _accept(
         self,
