@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 from collections.abc import Iterator
@@ -15,7 +16,7 @@ import uvloop
 from . import settings as settings_mod
 from .app import create_app
 from .auth import load_or_create_token
-from .controller import Controller
+from .controller import BackendFactory, Controller, local_backend
 
 
 class _Server(uvicorn.Server):
@@ -33,13 +34,27 @@ class _Server(uvicorn.Server):
         self.should_exit = True
 
 
+def _lost_lease() -> None:
+    # Another controller may lead by now: stop at once rather than drain, which would fight it.
+    logging.getLogger("fx_controller").error("lost leadership: exiting")
+    os._exit(70)
+
+
 async def _serve(s: settings_mod.Settings) -> None:
-    token = s.token or load_or_create_token(s.token_file)  # type: ignore[arg-type]
+    s.token = s.token or load_or_create_token(s.token_file)  # type: ignore[arg-type]
     s.state_dir.mkdir(parents=True, exist_ok=True)
-    controller = Controller(s)
+    backend_factory: BackendFactory = local_backend
+    leadership = None
+    if s.backend == "kubernetes":  # imported only here: the local mode needs no Kubernetes client
+        from .backends.kubernetes import backend as kubernetes
+        from .backends.kubernetes.leader import lead
+
+        leadership = await lead(on_lost=_lost_lease)
+        backend_factory = kubernetes.create
+    controller = Controller(s, backend_factory)
     await controller.start()
     config = uvicorn.Config(
-        create_app(controller, token),
+        create_app(controller, s.token),
         host=s.host,
         port=s.port,
         loop="none",
@@ -52,6 +67,8 @@ async def _serve(s: settings_mod.Settings) -> None:
         await server.serve()
     finally:
         await controller.stop()
+        if leadership:
+            await leadership.end()
 
 
 def main(argv: list[str] | None = None) -> None:

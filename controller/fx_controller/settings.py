@@ -44,7 +44,12 @@ def parse(argv: list[str] | None = None, environ: dict[str, str] | None = None) 
     )
     p.add_argument("--state-dir", default=env.get("FX_STATE_DIR", str(Settings.state_dir)), help="[FX_STATE_DIR]")
     p.add_argument("--token-file", default=env.get("FX_TOKEN_FILE"), help="admin token file, created if missing")
-    p.add_argument("--backend", default=env.get("FX_BACKEND", "local"), choices=["local"], help="[FX_BACKEND]")
+    p.add_argument(
+        "--backend",
+        default=env.get("FX_BACKEND", "local"),
+        choices=["local", "kubernetes"],
+        help="local: replicas are processes on this host; kubernetes: pods (FX_K8S_* variables) [FX_BACKEND]",
+    )
     p.add_argument("--drain-delay", type=float, default=float(env.get("FX_DRAIN_DELAY", Settings.drain_delay)))
     p.add_argument("--max-unzipped-mb", type=int, default=int(env.get("FX_MAX_UNZIPPED_MB", Settings.max_unzipped_mb)))
     p.add_argument("--stable-window", type=float, default=float(env.get("FX_STABLE_WINDOW", Settings.stable_window)))

@@ -6,11 +6,14 @@ import hashlib
 import os
 import shutil
 import tempfile
+import urllib.error
+import urllib.request
 import zipfile
 
 from .faults import Fault
 
 INVALID_ARTIFACT = "Runtime.InvalidArtifact"
+FETCH_TIMEOUT_S = 60.0
 
 
 def sha256_of(path: str) -> str:
@@ -21,8 +24,24 @@ def sha256_of(path: str) -> str:
     return digest.hexdigest()
 
 
-def prepare(artifact: str, expected_sha256: str | None, code_dir: str) -> None:
-    """Make `code_dir` hold the zip's content.
+def fetch(url: str, artifact: str) -> None:
+    """Download the zip to `artifact` (atomically); it is verified by prepare() like any other zip."""
+    parent = os.path.dirname(artifact) or "."
+    os.makedirs(parent, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".fetch-", dir=parent)
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=FETCH_TIMEOUT_S) as response:
+            shutil.copyfileobj(response, out, 1 << 20)
+        os.replace(tmp, artifact)
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        raise Fault(INVALID_ARTIFACT, f"Cannot fetch artifact from {url}: {getattr(e, 'reason', e)}") from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def prepare(artifact: str, expected_sha256: str | None, code_dir: str, url: str | None = None) -> None:
+    """Make `code_dir` hold the zip's content, fetching the zip from `url` first when it is not on disk.
 
     A digest-named code_dir is only ever created by renaming a finished extraction of a verified zip into
     place, so an existing one is reused as is: replicas after the first skip both hashing and unzipping.
@@ -31,6 +50,8 @@ def prepare(artifact: str, expected_sha256: str | None, code_dir: str) -> None:
         return
     if not expected_sha256:
         raise Fault(INVALID_ARTIFACT, f"FX_ARTIFACT_SHA256 is required with FX_ARTIFACT {artifact}")
+    if url and not os.path.exists(artifact):
+        fetch(url, artifact)
     try:
         actual = sha256_of(artifact)
     except OSError as e:

@@ -29,7 +29,7 @@ def run(report: Report, started: float | None = None) -> int:
         except ValueError as e:
             raise Fault("Runtime.InvalidConfiguration", str(e)) from None
         if config.artifact:
-            artifact.prepare(config.artifact, config.artifact_sha256, config.code_dir)
+            artifact.prepare(config.artifact, config.artifact_sha256, config.code_dir, config.artifact_url)
         loader.add_task_root(config.code_dir)
         if not config.relays:
             context.configure(os.environ, config.function_arn)

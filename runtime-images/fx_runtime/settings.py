@@ -20,6 +20,7 @@ class Settings:
     region: str
     artifact: str | None
     artifact_sha256: str | None
+    artifact_url: str | None  # where to fetch the zip when FX_ARTIFACT is not on disk (the kubernetes backend)
     code_dir: str
     listen_host: str
     listen_port: int
@@ -76,6 +77,7 @@ def load(env: os._Environ[str] = os.environ) -> Settings:
         region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
         artifact=artifact,
         artifact_sha256=(env.get("FX_ARTIFACT_SHA256") or "").removeprefix("sha256:").lower() or None,
+        artifact_url=env.get("FX_ARTIFACT_URL") or None,
         code_dir=os.path.abspath(code_dir),
         listen_host=host or "127.0.0.1",
         listen_port=int(port),

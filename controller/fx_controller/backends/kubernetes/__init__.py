@@ -1,0 +1,1 @@
+"""The kubernetes backend: each function version is a Deployment, each replica one of its pods."""

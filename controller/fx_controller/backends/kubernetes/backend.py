@@ -1,0 +1,347 @@
+"""The kubernetes backend: a replica is a pod, either specialised from the warm pool or of its version's Deployment.
+
+- Warm pool (when the chart runs one and the function fits its pods' memory and grace): start_replica takes
+  an idle pool pod, relabels it as the version's (its ReplicaSet lets it go and makes a new pool pod; the
+  Function becomes its owner) and POSTs the replica environment to it; the pod runs the replica in its
+  already-started runtime and answers when it is ready. No container start: ~the handler's import.
+- Otherwise start_replica raises the version's Deployment scale by one and queues the replica; the pod
+  watch hands the next ready pod of that version to the oldest queued replica (`ready`, endpoint = pod IP).
+  A container that exits before it was ever ready is an init error.
+
+stop_replica (the fleet has already unpublished the replica and waited its drain delay) deletes a pool
+pod, or marks a Deployment pod with the lowest pod-deletion-cost and lowers the scale so the ReplicaSet
+removes exactly that pod; the pods' preStop sleep covers gateways still holding the address; `exit` follows
+when the pod is gone. No polling: everything after the API calls comes from the watch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict, deque
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+import httpx
+
+from ...artifacts import Artifacts
+from ...settings import Settings
+from ..base import EventSink, ReplicaEvent, ReplicaSpec
+from . import kube, manifests
+from .artifact_server import ArtifactServer
+from .config import KubeConfig
+from .functions import FunctionSync
+from .pods import PodState
+
+log = logging.getLogger("fx_controller.kubernetes")
+
+Key = tuple[str, int]  # (function, version)
+DRAINED_COST = -1000
+Specialize = Callable[[str, dict[str, str]], Awaitable[dict]]  # (pod IP, replica env) -> the runtime's event
+
+
+class Api(Protocol):
+    """What the backend uses of kube.KubeApi (a fake in the unit tests)."""
+
+    cfg: KubeConfig
+
+    async def get_function(self, name: str) -> dict | None: ...
+    async def create_function(self, body: dict) -> dict: ...
+    async def create_deployment(self, body: dict) -> None: ...
+    async def scale(self, name: str, replicas: int) -> None: ...
+    async def deployments(self) -> dict[str, int]: ...
+    async def set_deletion_cost(self, pod: str, cost: int) -> None: ...
+    async def claim_pod(self, pod: str, patch: dict) -> None: ...
+    async def delete_pod(self, pod: str, grace: int | None = None) -> None: ...
+    async def standalone_pods(self) -> list[str]: ...
+    def watch_pods(self, on_event) -> None: ...
+    def close(self) -> None: ...
+
+
+class Companion(Protocol):
+    """Runs beside the backend: the artifact server, the Function resource sync."""
+
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+
+
+def http_specialize(timeout: float) -> Specialize:
+    """POST /_fx/specialize to a pool pod; it answers once the replica is ready or failed."""
+
+    async def specialize(ip: str, env: dict[str, str]) -> dict:
+        url = f"http://{ip}:{manifests.PORT}/_fx/specialize"
+        async with httpx.AsyncClient(timeout=timeout) as http:
+            for attempt in range(50):  # a pool pod's runtime may still be importing: refused for a moment
+                try:
+                    return (await http.post(url, json={"env": env})).json()
+                except httpx.ConnectError:
+                    if attempt == 49:
+                        raise
+                    await asyncio.sleep(0.1)
+        raise AssertionError("unreachable")
+
+    return specialize
+
+
+class KubernetesBackend:
+    def __init__(
+        self,
+        api: Api,
+        companions: tuple[Companion, ...] = (),
+        on_replicas: Callable[[str], None] = lambda function: None,
+        specialize: Specialize | None = None,
+    ) -> None:
+        self._api = api
+        self._cfg = api.cfg
+        self._companions = companions
+        self._on_replicas = on_replicas  # a function's ready replicas changed (its Function status follows)
+        self._specialize = specialize or http_specialize(60.0)
+        self._on_event: EventSink = lambda _: None
+        self._keys: dict[str, Key] = {}  # replica id -> version, for every replica not yet exited
+        self._pending: dict[Key, deque[str]] = defaultdict(deque)  # replicas waiting for a Deployment pod
+        self._pod_of: dict[str, str] = {}  # replica id -> pod name
+        self._replica_of: dict[str, str] = {}  # pod name -> replica id
+        self._pods: dict[str, PodState] = {}  # the latest state of every function pod seen
+        self._idle: dict[str, PodState] = {}  # ready pool pods nobody claimed
+        self._standalone: set[str] = set()  # pods taken from the pool: no Deployment scales them
+        self._specializing: set[str] = set()  # replicas whose pool pod is loading their code
+        self._stopping: set[str] = set()  # replicas whose pod is being removed
+        self._desired: dict[Key, int] = defaultdict(int)
+        self._locks: dict[Key, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._tasks: set[asyncio.Task] = set()
+
+    async def open(self, on_event: EventSink) -> None:
+        self._on_event = on_event
+        for companion in self._companions:
+            await companion.start()
+        # The fleet of a new controller starts empty: pods of a previous run are not its replicas. Remove
+        # them (idempotent, so a controller killed mid-reconcile converges) and let demand start anew.
+        for name, replicas in (await self._api.deployments()).items():
+            if replicas:
+                log.info("scaling %s from %d to 0: a previous controller's replicas", name, replicas)
+                await self._api.scale(name, 0)
+        for pod in await self._api.standalone_pods():
+            log.info("deleting pod %s: a previous controller's replica from the pool", pod)
+            await self._api.delete_pod(pod)
+        self._api.watch_pods(self._on_pod)
+
+    async def start_replica(self, replica: ReplicaSpec) -> None:
+        key = (replica.function, replica.version)
+        async with self._locks[key]:
+            # Looked up on every start: a Function deleted and made again has a new uid to own things by.
+            function = await self._api.get_function(replica.function) or await self._api.create_function(
+                manifests.function_resource(self._cfg, replica.spec)
+            )
+            owner = function["metadata"]["uid"]
+            self._keys[replica.id] = key
+            pool_pod = self._take_idle() if manifests.fits_pool(self._cfg, replica.spec) else None
+            if pool_pod is None:
+                await self._start_in_deployment(replica, owner)
+                return
+            self._assign(replica.id, pool_pod)
+            self._standalone.add(pool_pod.name)
+            self._specializing.add(replica.id)
+        self._spawn(self._start_in_pool(replica, pool_pod, owner))
+
+    async def _start_in_deployment(self, replica: ReplicaSpec, owner: str) -> None:
+        key = (replica.function, replica.version)
+        body = manifests.deployment(self._cfg, replica.function, replica.version, replica.digest, replica.spec, owner)
+        await self._api.create_deployment(body)  # made once per version; "exists" is fine
+        self._pending[key].append(replica.id)
+        self._desired[key] += 1
+        await self._scale(key)
+
+    async def _start_in_pool(self, replica: ReplicaSpec, pod: PodState, owner: str) -> None:
+        key = (replica.function, replica.version)
+        env = {e["name"]: e["value"] for e in manifests.replica_env(self._cfg, *key, replica.digest, replica.spec)}
+        try:
+            await self._api.claim_pod(pod.name, manifests.claim_patch(self._cfg, *key, owner))
+            answer = await self._specialize(pod.ip, env)
+        except Exception as e:  # the pod is of no use: drop it, and start the replica the slow way
+            log.warning("pool pod %s could not become replica %s (%s): using the Deployment", pod.name, replica.id, e)
+            self._release(replica.id)
+            self._spawn(self._api.delete_pod(pod.name))
+            if replica.id in self._keys:
+                async with self._locks[key]:
+                    await self._start_in_deployment(replica, owner)
+            return
+        if self._pod_of.get(replica.id) != pod.name:
+            return  # stopped or gone meanwhile: that path reported the exit and removes the pod
+        self._specializing.discard(replica.id)
+        if answer.get("event") == "ready":
+            log.info("replica %s is pool pod %s at %s", replica.id, pod.name, pod.endpoint)
+            self._on_event(ReplicaEvent(replica.id, "ready", endpoint=pod.endpoint))
+            self._on_replicas(key[0])
+        else:
+            error_type = answer.get("errorType", "Runtime.Unknown")
+            self._on_event(
+                ReplicaEvent(
+                    replica.id, "init_error", error_type=error_type, error_message=answer.get("errorMessage", "")
+                )
+            )
+            self._exited(replica.id, 1)
+            self._spawn(self._api.delete_pod(pod.name))
+
+    async def stop_replica(self, replica_id: str, grace: float) -> None:
+        """`grace` is the pod's terminationGracePeriodSeconds here, set from the function timeout."""
+        key = self._keys.get(replica_id)
+        if key is None or replica_id in self._stopping:
+            return
+        async with self._locks[key]:
+            pod = self._pod_of.get(replica_id)
+            if pod is None:  # no pod yet: one fewer to make; the ReplicaSet drops a not-ready pod first
+                self._pending[key].remove(replica_id)
+                self._forget(replica_id)
+                self._desired[key] -= 1
+                await self._scale(key)
+                self._on_event(ReplicaEvent(replica_id, "exit"))
+                return
+            if self._pending[key] and replica_id not in self._specializing:
+                # A replica of this version waits for a pod: it gets this ready one. (Scaling down instead would
+                # remove the waiting replica's not-yet-ready pod, as the ReplicaSet prefers those to any cost.)
+                self._exited(replica_id, None)
+                self._desired[key] -= 1
+                self._claim(key, self._pods[pod])
+                await self._scale(key)
+                return
+            self._stopping.add(replica_id)
+            if pod in self._standalone:
+                await self._api.delete_pod(pod)
+                return
+            await self._api.set_deletion_cost(pod, DRAINED_COST)
+            self._desired[key] -= 1
+            await self._scale(key)
+
+    async def close(self) -> None:
+        self._api.close()
+        for task in list(self._tasks):
+            task.cancel()
+        for companion in reversed(self._companions):
+            await companion.stop()
+
+    def ready_count(self, function: str) -> int:
+        return sum(
+            1
+            for replica_id in self._pod_of
+            if replica_id not in self._stopping
+            and replica_id not in self._specializing
+            and self._keys[replica_id][0] == function
+        )
+
+    # --- the pod watch ------------------------------------------------------------------
+
+    def _on_pod(self, kind: str, pod: PodState) -> None:
+        gone = kind == "DELETED"
+        if gone:
+            self._pods.pop(pod.name, None)
+            self._standalone.discard(pod.name)
+        else:
+            self._pods[pod.name] = pod
+        if pod.pool:
+            if not gone and pod.ready and pod.ip and not pod.deleting and pod.name not in self._replica_of:
+                self._idle[pod.name] = pod
+            else:
+                self._idle.pop(pod.name, None)
+            return
+        key = (pod.function, pod.version)
+        replica_id = self._replica_of.get(pod.name)
+        if replica_id is None:
+            if not gone and not pod.deleting and self._pending.get(key) and pod.name not in self._standalone:
+                if pod.ready and pod.ip:
+                    self._claim(key, pod)
+                elif pod.init_error:
+                    self._init_failed(key, pod)
+            return
+        if replica_id in self._stopping:
+            if gone:
+                self._exited(replica_id, None)
+            return
+        # Not asked for: deleted by someone else, evicted, or the container crashed and lost readiness.
+        if gone or pod.deleting or not pod.ready:
+            log.warning("pod %s of replica %s went away (%s)", pod.name, replica_id, kind)
+            self._exited(replica_id, pod.init_error[2] if pod.init_error else None)
+            if pod.name in self._standalone:
+                if not gone:
+                    self._spawn(self._api.delete_pod(pod.name))
+            else:
+                self._desired[key] -= 1
+                self._spawn(self._scale_locked(key))
+
+    def _take_idle(self) -> PodState | None:
+        if not self._idle:
+            return None
+        name = next(iter(self._idle))
+        return self._idle.pop(name)
+
+    def _assign(self, replica_id: str, pod: PodState) -> None:
+        self._pod_of[replica_id] = pod.name
+        self._replica_of[pod.name] = replica_id
+
+    def _claim(self, key: Key, pod: PodState) -> None:
+        replica_id = self._pending[key].popleft()
+        self._assign(replica_id, pod)
+        log.info("replica %s is pod %s at %s", replica_id, pod.name, pod.endpoint)
+        self._on_event(ReplicaEvent(replica_id, "ready", endpoint=pod.endpoint))
+        self._on_replicas(key[0])
+
+    def _init_failed(self, key: Key, pod: PodState) -> None:
+        assert pod.init_error
+        error_type, message, code = pod.init_error
+        replica_id = self._pending[key].popleft()
+        self._on_event(ReplicaEvent(replica_id, "init_error", error_type=error_type, error_message=message))
+        # The crash-looping pod goes with its replica: the fleet decides when to try again.
+        self._desired[key] -= 1
+        self._exited(replica_id, code)
+        self._spawn(self._scale_locked(key))
+
+    def _exited(self, replica_id: str, code: int | None) -> None:
+        key = self._keys.get(replica_id)
+        self._forget(replica_id)
+        self._on_event(ReplicaEvent(replica_id, "exit", exit_code=code))
+        if key:
+            self._on_replicas(key[0])
+
+    def _release(self, replica_id: str) -> None:
+        """Unbind a replica from its pod, keeping the replica."""
+        self._specializing.discard(replica_id)
+        pod = self._pod_of.pop(replica_id, None)
+        if pod is not None:
+            self._replica_of.pop(pod, None)
+
+    def _forget(self, replica_id: str) -> None:
+        self._release(replica_id)
+        self._keys.pop(replica_id, None)
+        self._stopping.discard(replica_id)
+
+    # --- scale ------------------------------------------------------------------------------
+
+    async def _scale(self, key: Key) -> None:
+        await self._api.scale(manifests.deployment_name(*key), max(0, self._desired[key]))
+
+    async def _scale_locked(self, key: Key) -> None:
+        async with self._locks[key]:
+            await self._scale(key)
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+def create(settings: Settings, artifacts: Artifacts) -> KubernetesBackend:
+    """The backend as the controller runs it in a cluster (the chart sets the FX_K8S_* variables)."""
+    cfg = KubeConfig.from_env()
+    kube.load_client_config()
+    api = kube.KubeApi(cfg)
+    admin = httpx.AsyncClient(
+        base_url=f"http://127.0.0.1:{settings.port}", headers={"Authorization": f"Bearer {settings.token}"}, timeout=60
+    )
+    sync = FunctionSync(api, settings.nats_url, admin)
+    backend = KubernetesBackend(
+        api,
+        companions=(ArtifactServer(artifacts, cfg.artifact_listen), sync),
+        on_replicas=sync.replicas_changed,
+        specialize=http_specialize(settings.init_timeout),
+    )
+    sync.ready_count = backend.ready_count
+    return backend

@@ -1,0 +1,55 @@
+"""What the kubernetes backend needs to know about its cluster, from FX_K8S_* variables (the chart sets them)."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+GROUP = "fx.dev"
+VERSION = "v1alpha1"
+PLURAL = "functions"
+
+
+@dataclass(frozen=True)
+class KubeConfig:
+    namespace: str = "default"
+    instance: str = "fx"  # the Helm release: every object fx makes carries it, NetworkPolicies select by it
+    pod_name: str = ""  # this controller's identity in the leader Lease
+    lease: str = "fx-controller"
+    lease_duration: float = 15.0
+    lease_renew: float = 5.0
+    runtime_image: str = "localhost/fx/runtime-python:dev"
+    runtime_pull_policy: str = "IfNotPresent"
+    runtime_cpu: str = "50m"
+    pre_stop_sleep: int = 2
+    service_account: str = "fx-function"
+    artifact_listen: str = "0.0.0.0:8082"
+    artifact_url: str = "http://fx-controller:8082"  # how function pods reach the artifact server
+    # The warm pool (pods of `python -m fx_runtime.pool`, made by the chart): their memory limit in MB (0: no
+    # pool) and termination grace; a function fits when its memory and timeout fit in those.
+    pool_memory: int = 0
+    pool_grace: int = 60
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> KubeConfig:
+        d = cls()
+        env = {k: v for k, v in environ.items() if v}  # set but empty: the default
+        return cls(
+            namespace=env.get("FX_K8S_NAMESPACE", d.namespace),
+            instance=env.get("FX_K8S_INSTANCE", d.instance),
+            pod_name=env.get("FX_K8S_POD_NAME") or socket.gethostname(),
+            lease=env.get("FX_K8S_LEASE", d.lease),
+            lease_duration=float(env.get("FX_K8S_LEASE_DURATION", d.lease_duration)),
+            lease_renew=float(env.get("FX_K8S_LEASE_RENEW", d.lease_renew)),
+            runtime_image=env.get("FX_K8S_RUNTIME_IMAGE", d.runtime_image),
+            runtime_pull_policy=env.get("FX_K8S_RUNTIME_PULL_POLICY", d.runtime_pull_policy),
+            runtime_cpu=env.get("FX_K8S_RUNTIME_CPU", d.runtime_cpu),
+            pre_stop_sleep=int(env.get("FX_K8S_PRE_STOP_SLEEP", d.pre_stop_sleep)),
+            service_account=env.get("FX_K8S_SERVICE_ACCOUNT", d.service_account),
+            artifact_listen=env.get("FX_K8S_ARTIFACT_LISTEN", d.artifact_listen),
+            artifact_url=env.get("FX_K8S_ARTIFACT_URL", d.artifact_url).rstrip("/"),
+            pool_memory=int(env.get("FX_K8S_POOL_MEMORY", d.pool_memory)),
+            pool_grace=int(env.get("FX_K8S_POOL_GRACE", d.pool_grace)),
+        )

@@ -1,0 +1,184 @@
+"""Function resources in step with fx, both ways.
+
+- fx → Kubernetes: every function in the store (KV fx_functions) has a Function resource with its latest
+  spec and a status (latest version, traffic, ready replicas, a Ready condition); a deleted function's
+  resource is deleted, and the garbage collector removes the Deployments it owns.
+- Kubernetes → fx (GitOps): a Function applied with kubectl whose spec differs from the latest version is
+  deployed through the admin API, exactly as `fx deploy` would; a Function deleted with kubectl deletes the
+  function. A spec the admin API refuses is reported in the resource's Ready condition.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import httpx
+import nats
+from fx.protocol import KV_FUNCTIONS
+from pydantic import ValidationError
+
+from ...store import FunctionRecord
+from . import manifests
+from .kube import KubeApi
+
+log = logging.getLogger("fx_controller.functions")
+
+DELETED = ("DEL", "PURGE")
+ADMIN_RETRIES = 30
+
+
+def traffic_text(traffic: dict[int, int]) -> str:
+    return ",".join(f"{v}:{pct}" for v, pct in sorted(traffic.items()))
+
+
+def condition(ok: bool, reason: str, message: str, generation: int | None) -> dict:
+    return {
+        "type": "Ready",
+        "status": "True" if ok else "False",
+        "reason": reason,
+        "message": message,
+        "observedGeneration": generation,
+        "lastTransitionTime": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+
+
+class FunctionSync:
+    def __init__(self, api: KubeApi, nats_url: str, admin: httpx.AsyncClient) -> None:
+        self._api = api
+        self._nats_url = nats_url
+        self._admin = admin  # this controller's own admin API, with the admin token
+        self.ready_count: Callable[[str], int] = lambda function: 0  # the backend's count, set when it exists
+        self._records: dict[str, FunctionRecord] = {}
+        self._events: asyncio.Queue[tuple[str, dict]] = asyncio.Queue()  # Function events, applied in order
+        self._deleting: set[str] = set()  # Functions fx deletes: their events until DELETED are stale
+        self._seen: dict[str, tuple[str, int]] = {}  # name -> (uid, generation) of the last spec applied
+        self._tasks: set[asyncio.Task] = set()
+        self._nc: nats.NATS | None = None
+
+    async def start(self) -> None:
+        self._nc = await nats.connect(self._nats_url, name="fx-controller-functions", max_reconnect_attempts=-1)
+        kv = await self._nc.jetstream().key_value(KV_FUNCTIONS)
+        self._spawn(self._follow_store(kv))
+
+    async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._admin.aclose()
+        if self._nc:
+            with contextlib.suppress(Exception):
+                await self._nc.close()
+
+    def replicas_changed(self, function: str) -> None:
+        if function in self._records:
+            self._spawn(self._report(function))
+
+    # --- fx → Kubernetes --------------------------------------------------------------------
+
+    async def _follow_store(self, kv) -> None:
+        watcher = await kv.watchall()
+        async for entry in watcher:
+            if entry is None:  # the store is loaded: only now can a resource be compared with it
+                self._api.watch_functions(lambda kind, obj: self._events.put_nowait((kind, obj)))
+                self._spawn(self._apply_resources())
+                continue
+            try:
+                if entry.operation in DELETED:
+                    self._records.pop(entry.key, None)
+                    self._deleting.add(entry.key)
+                    if not await self._api.delete_function(entry.key):
+                        self._deleting.discard(entry.key)  # deleted with kubectl: its DELETED event is past
+                else:
+                    record = FunctionRecord.model_validate_json(entry.value)
+                    self._records[record.name] = record
+                    await self._mirror(record)
+            except Exception:
+                log.exception("could not mirror function %s to its Function resource", entry.key)
+
+    async def _mirror(self, record: FunctionRecord) -> None:
+        body = manifests.function_resource(self._api.cfg, record.latest.spec)
+        found = await self._api.get_function(record.name)
+        if found is None:
+            await self._api.create_function(body)
+        elif found.get("spec") != body["spec"]:
+            await self._api.patch_function_spec(record.name, body["spec"])
+        await self._report(record.name)
+
+    async def _report(self, name: str, problem: tuple[str, str] | None = None) -> None:
+        record = self._records.get(name)
+        found = await self._api.get_function(name)
+        if found is None:
+            return
+        generation = found["metadata"].get("generation")
+        status: dict = {"observedGeneration": generation}
+        if record:
+            ready = self.ready_count(name)
+            status |= {
+                "latestVersion": record.latest.version,
+                "traffic": traffic_text(record.traffic),
+                "readyReplicas": ready,
+            }
+        if problem:
+            status["conditions"] = [condition(False, problem[0], problem[1], generation)]
+        elif record:
+            reason, message = ("Running", f"{ready} replicas ready") if ready else ("ScaledToZero", "no replicas")
+            status["conditions"] = [condition(True, reason, message, generation)]
+        await self._api.patch_function_status(name, status)
+
+    # --- Kubernetes → fx ----------------------------------------------------------------------
+
+    async def _apply_resources(self) -> None:
+        while True:
+            await self._on_resource(*await self._events.get())
+
+    async def _on_resource(self, kind: str, obj: dict) -> None:
+        meta = obj["metadata"]
+        name = meta["name"]
+        record = self._records.get(name)
+        try:
+            if kind == "DELETED":
+                self._seen.pop(name, None)
+                if name in self._deleting:
+                    self._deleting.discard(name)
+                elif record is not None:
+                    log.info("Function %s deleted in Kubernetes: deleting it", name)
+                    await self._call("DELETE", name)
+                return
+            if name in self._deleting or meta.get("deletionTimestamp"):
+                return
+            if self._seen.get(name) == (meta.get("uid"), meta.get("generation")):
+                return  # a status change (ours): the spec is as last applied
+            self._seen[name] = (meta.get("uid"), meta.get("generation"))
+            try:
+                spec = manifests.spec_of(name, obj.get("spec") or {})
+            except ValidationError as e:
+                await self._report(name, ("InvalidSpec", str(e)))
+                return
+            if record is not None and record.latest.spec == spec:
+                return
+            answer = await self._call("PUT", name, spec.model_dump(mode="json"))
+            if answer.status_code >= 400:
+                error = answer.json().get("error", {})
+                await self._report(name, (error.get("code", "DeployFailed"), error.get("message", answer.text)))
+            else:
+                log.info("Function %s applied in Kubernetes: %s", name, answer.json().get("message"))
+        except Exception:
+            log.exception("could not apply Function %s", name)
+
+    async def _call(self, method: str, name: str, body: dict | None = None) -> httpx.Response:
+        """The admin API, as `fx deploy` calls it; at start-up it may not listen yet."""
+        for _ in range(ADMIN_RETRIES):
+            try:
+                return await self._admin.request(method, f"/system/functions/{name}", json=body)
+            except httpx.TransportError:
+                await asyncio.sleep(1.0)
+        return await self._admin.request(method, f"/system/functions/{name}", json=body)
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)

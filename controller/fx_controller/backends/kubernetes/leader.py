@@ -1,0 +1,138 @@
+"""Leader election on a coordination.k8s.io Lease, so two controller replicas never act at once.
+
+The leader renews the Lease every `lease_renew` s; a candidate takes it over only when it has not been
+renewed for `lease_duration` s. Every write carries the resourceVersion it read, so of two candidates
+racing for an expired Lease exactly one wins (the other gets 409 Conflict).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from .config import KubeConfig
+
+log = logging.getLogger("fx_controller.leader")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class LeaderElection:
+    def __init__(self, cfg: KubeConfig, api: client.CoordinationV1Api | None = None, clock=_now) -> None:
+        self._cfg = cfg
+        self._api = api or client.CoordinationV1Api()
+        self._clock = clock
+        self.identity = cfg.pod_name
+
+    def try_acquire(self) -> bool:
+        """One attempt (blocking): True if this process holds the Lease afterwards."""
+        cfg, now = self._cfg, self._clock()
+        try:
+            lease = self._api.read_namespaced_lease(cfg.lease, cfg.namespace)
+        except ApiException as e:
+            if e.status != 404:
+                raise
+            body = client.V1Lease(
+                metadata=client.V1ObjectMeta(name=cfg.lease, namespace=cfg.namespace),
+                spec=self._spec(now, now, 0),
+            )
+            try:
+                self._api.create_namespaced_lease(cfg.namespace, body)
+            except ApiException as e:
+                if e.status == 409:
+                    return False
+                raise
+            return True
+        spec = lease.spec
+        holder = spec.holder_identity
+        renewed = spec.renew_time or spec.acquire_time
+        expired = renewed is None or renewed + timedelta(seconds=spec.lease_duration_seconds or 0) < now
+        if holder and holder != self.identity and not expired:
+            return False
+        transitions = (spec.lease_transitions or 0) + (0 if holder == self.identity else 1)
+        acquired = spec.acquire_time if holder == self.identity else now
+        lease.spec = self._spec(acquired, now, transitions)
+        try:
+            self._api.replace_namespaced_lease(cfg.lease, cfg.namespace, lease)  # carries resourceVersion
+        except ApiException as e:
+            if e.status == 409:
+                return False
+            raise
+        return True
+
+    def release(self) -> None:
+        """Give the Lease up (blocking), so the next controller need not wait for it to expire."""
+        cfg = self._cfg
+        lease = self._api.read_namespaced_lease(cfg.lease, cfg.namespace)
+        if lease.spec.holder_identity == self.identity:
+            lease.spec.holder_identity = None
+            lease.spec.renew_time = None
+            self._api.replace_namespaced_lease(cfg.lease, cfg.namespace, lease)
+
+    def _spec(self, acquired: datetime, renewed: datetime, transitions: int) -> client.V1LeaseSpec:
+        return client.V1LeaseSpec(
+            holder_identity=self.identity,
+            lease_duration_seconds=int(self._cfg.lease_duration),
+            acquire_time=acquired,
+            renew_time=renewed,
+            lease_transitions=transitions,
+        )
+
+    async def acquire(self) -> None:
+        """Wait until this process is the leader."""
+        logged = False
+        while not await self._attempt():
+            if not logged:
+                log.info("waiting for the lease %s (another controller leads)", self._cfg.lease)
+                logged = True
+            await asyncio.sleep(self._cfg.lease_renew)
+        log.info("leading as %s (lease %s)", self.identity, self._cfg.lease)
+
+    async def hold(self, on_lost: Callable[[], None]) -> None:
+        """Renew until cancelled; call `on_lost` once the lease could not be renewed within its duration."""
+        last = asyncio.get_running_loop().time()
+        while True:
+            await asyncio.sleep(self._cfg.lease_renew)
+            if await self._attempt():
+                last = asyncio.get_running_loop().time()
+            elif asyncio.get_running_loop().time() - last > self._cfg.lease_duration:
+                log.error("lost the lease %s", self._cfg.lease)
+                on_lost()
+                return
+
+    async def _attempt(self) -> bool:
+        try:
+            return await asyncio.to_thread(self.try_acquire)
+        except Exception as e:  # API server away: not leading this round
+            log.warning("lease %s: %s", self._cfg.lease, e)
+            return False
+
+
+async def lead(on_lost: Callable[[], None]) -> Leadership:
+    """Wait to lead (KubeConfig from the environment); the Lease is renewed until Leadership.end()."""
+    from .kube import load_client_config
+
+    load_client_config()
+    election = LeaderElection(KubeConfig.from_env())
+    await election.acquire()
+    return Leadership(election, asyncio.create_task(election.hold(on_lost)))
+
+
+class Leadership:
+    def __init__(self, election: LeaderElection, renewing: asyncio.Task) -> None:
+        self._election = election
+        self._renewing = renewing
+
+    async def end(self) -> None:
+        self._renewing.cancel()
+        try:
+            await asyncio.to_thread(self._election.release)
+        except Exception as e:  # it expires on its own
+            log.warning("could not release the lease: %s", e)

@@ -1,0 +1,185 @@
+"""Pure mappings from fx's records to Kubernetes objects: the Function resource and one Deployment per version.
+
+Kept free of API calls so the mapping (security context, env, probes, owner references) is tested as data.
+"""
+
+from __future__ import annotations
+
+import math
+
+from fx.models import FunctionSpec
+
+from .config import GROUP, VERSION, KubeConfig
+
+PORT = 8080
+WORK_DIR = "/fx"  # an emptyDir: the fetched zip and its extraction; the root filesystem stays read-only
+FUNCTION_LABEL = f"{GROUP}/function"
+VERSION_LABEL = f"{GROUP}/version"
+DIGEST_ANNOTATION = f"{GROUP}/digest"
+DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
+POOL_LABEL = f"{GROUP}/pool"
+
+
+def deployment_name(function: str, version: int) -> str:
+    return f"fx-{function}-v{version}"
+
+
+def selector(cfg: KubeConfig) -> dict[str, str]:
+    """The labels of every function pod of this fx installation (what the NetworkPolicy selects)."""
+    return {
+        "app.kubernetes.io/name": "fx",
+        "app.kubernetes.io/instance": cfg.instance,
+        "app.kubernetes.io/component": "function",
+    }
+
+
+def selector_string(cfg: KubeConfig) -> str:
+    return ",".join(f"{k}={v}" for k, v in selector(cfg).items())
+
+
+def pod_labels(cfg: KubeConfig, function: str, version: int) -> dict[str, str]:
+    return {**selector(cfg), FUNCTION_LABEL: function, VERSION_LABEL: str(version)}
+
+
+def function_resource(cfg: KubeConfig, spec: FunctionSpec) -> dict:
+    """The Function object mirroring a spec (the name is metadata.name, so it is not repeated in spec)."""
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "Function",
+        "metadata": {
+            "name": spec.name,
+            "namespace": cfg.namespace,
+            "labels": {**selector(cfg), FUNCTION_LABEL: spec.name},
+        },
+        "spec": function_spec_body(spec),
+    }
+
+
+def function_spec_body(spec: FunctionSpec) -> dict:
+    return spec.model_dump(mode="json", exclude={"name"}, exclude_none=True)
+
+
+def spec_of(name: str, body: dict) -> FunctionSpec:
+    """A Function resource's spec as the admin API's model (validation errors name the field)."""
+    return FunctionSpec.model_validate({**body, "name": name})
+
+
+def replica_env(cfg: KubeConfig, function: str, version: int, digest: str, spec: FunctionSpec) -> list[dict]:
+    """ARCHITECTURE.md's replica environment; the code comes by digest from the controller's artifact server."""
+    hexdigest = digest.split(":", 1)[1]
+    env = {
+        "_HANDLER": spec.handler,
+        "AWS_LAMBDA_FUNCTION_NAME": function,
+        "AWS_LAMBDA_FUNCTION_VERSION": str(version),
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory),
+        "FX_ARTIFACT": f"{WORK_DIR}/sha256-{hexdigest}.zip",
+        "FX_ARTIFACT_URL": f"{cfg.artifact_url}/artifacts/sha256-{hexdigest}.zip",
+        "FX_ARTIFACT_SHA256": hexdigest,
+        "FX_CODE_DIR": f"{WORK_DIR}/code/{hexdigest}",
+        "FX_LISTEN": f"0.0.0.0:{PORT}",
+        "FX_TIMEOUT_MS": str(int(spec.timeout * 1000)),
+        "FX_HTTP_EVENT": spec.http.event,
+    }
+    if spec.runtime == "provided":
+        env["FX_BOOTSTRAP"] = f"{WORK_DIR}/code/{hexdigest}/bootstrap"
+    env.update(spec.env)
+    return [{"name": k, "value": v} for k, v in env.items()]
+
+
+def grace_seconds(cfg: KubeConfig, spec: FunctionSpec) -> int:
+    """Long enough for the preStop sleep plus the longest invocation to finish after SIGTERM."""
+    return cfg.pre_stop_sleep + math.ceil(spec.timeout) + 5
+
+
+def fits_pool(cfg: KubeConfig, spec: FunctionSpec) -> bool:
+    return 0 < spec.memory <= cfg.pool_memory and grace_seconds(cfg, spec) <= cfg.pool_grace
+
+
+def claim_patch(cfg: KubeConfig, function: str, version: int, owner_uid: str) -> dict:
+    """A JSON merge patch that takes a pool pod out of the pool's ReplicaSet (which then makes a new one) and
+    makes it the function's: its labels, and the Function as its only owner, so deleting the Function removes it."""
+    return {
+        "metadata": {
+            "labels": {POOL_LABEL: None, FUNCTION_LABEL: function, VERSION_LABEL: str(version)},
+            "ownerReferences": [owner_reference(function, owner_uid)],
+        }
+    }
+
+
+def owner_reference(function: str, uid: str) -> dict:
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "Function",
+        "name": function,
+        "uid": uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def deployment(cfg: KubeConfig, function: str, version: int, digest: str, spec: FunctionSpec, owner_uid: str) -> dict:
+    """One immutable version as a Deployment that starts at zero replicas; only its scale changes later."""
+    labels = pod_labels(cfg, function, version)
+    memory = f"{spec.memory}Mi"
+    grace = grace_seconds(cfg, spec)
+    container = {
+        "name": "function",
+        "image": cfg.runtime_image,
+        "imagePullPolicy": cfg.runtime_pull_policy,
+        "env": replica_env(cfg, function, version, digest, spec),
+        "ports": [{"name": "http", "containerPort": PORT}],
+        "readinessProbe": {
+            "httpGet": {"path": "/_fx/health", "port": PORT},
+            "periodSeconds": 1,
+            "failureThreshold": 1,
+        },
+        # The pod leaves the route table first (the fleet drains it); the sleep covers gateways still holding it.
+        "lifecycle": {"preStop": {"sleep": {"seconds": cfg.pre_stop_sleep}}},
+        "resources": {"requests": {"cpu": cfg.runtime_cpu, "memory": memory}, "limits": {"memory": memory}},
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+        # An init error's last log lines (Lambda's errorType and message) become the termination message.
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "volumeMounts": [{"name": "work", "mountPath": WORK_DIR}, {"name": "tmp", "mountPath": "/tmp"}],
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": deployment_name(function, version),
+            "namespace": cfg.namespace,
+            "labels": labels,
+            "annotations": {DIGEST_ANNOTATION: digest},
+            "ownerReferences": [owner_reference(function, owner_uid)],
+        },
+        "spec": {
+            "replicas": 0,
+            "revisionHistoryLimit": 1,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels, "annotations": {DIGEST_ANNOTATION: digest}},
+                "spec": {
+                    "serviceAccountName": cfg.service_account,
+                    "automountServiceAccountToken": False,
+                    "enableServiceLinks": False,  # no env var per Service: faster start, nothing to leak
+                    "terminationGracePeriodSeconds": grace,
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "runAsUser": 10001,
+                        "runAsGroup": 10001,
+                        "fsGroup": 10001,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
+                    "containers": [container],
+                    "volumes": [
+                        {"name": "work", "emptyDir": {}},
+                        {"name": "tmp", "emptyDir": {}},
+                    ],
+                },
+            },
+        },
+    }

@@ -1,0 +1,61 @@
+"""What the backend needs from a function pod, read from the API's V1Pod: readiness, address, init failures."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from .manifests import FUNCTION_LABEL, POOL_LABEL, PORT, VERSION_LABEL
+
+ERROR_LINE = re.compile(r"^\[ERROR\] ([\w.]+): (.*)$", re.M)  # how the runtime logs an init error
+
+
+@dataclass(frozen=True)
+class PodState:
+    name: str
+    function: str
+    version: int
+    ip: str = ""
+    ready: bool = False
+    deleting: bool = False
+    # The container exited before it was ever ready (an init error): Lambda's errorType, its message, exit code.
+    init_error: tuple[str, str, int | None] | None = None
+    pool: bool = False  # an idle warm-pool pod (function "" and version 0)
+
+    @property
+    def endpoint(self) -> str:
+        return f"{self.ip}:{PORT}"
+
+
+def init_error_of(message: str, exit_code: int | None) -> tuple[str, str, int | None]:
+    """The runtime's `[ERROR] Type: message` line from the termination message (its last log lines)."""
+    found = ERROR_LINE.search(message or "")
+    if found:
+        return found.group(1), found.group(2), exit_code
+    return "Runtime.ExitError", f"the function's container exited with code {exit_code}", exit_code
+
+
+def pod_state(pod: Any) -> PodState | None:
+    """A V1Pod as PodState; None for a pod that is neither a function pod of fx nor a pool pod."""
+    meta, status = pod.metadata, pod.status
+    labels = meta.labels or {}
+    pool = labels.get(POOL_LABEL) == "true"
+    if not pool and (FUNCTION_LABEL not in labels or not labels.get(VERSION_LABEL, "").isdigit()):
+        return None
+    ready = any(c.type == "Ready" and c.status == "True" for c in (status and status.conditions) or [])
+    failure = None
+    for cs in (status and status.container_statuses) or []:
+        terminated = (cs.state and cs.state.terminated) or (cs.last_state and cs.last_state.terminated)
+        if terminated and terminated.exit_code and not ready:
+            failure = init_error_of(terminated.message or "", terminated.exit_code)
+    return PodState(
+        name=meta.name,
+        function="" if pool else labels[FUNCTION_LABEL],
+        version=0 if pool else int(labels[VERSION_LABEL]),
+        ip=(status and status.pod_ip) or "",
+        ready=ready,
+        deleting=meta.deletion_timestamp is not None,
+        init_error=failure,
+        pool=pool,
+    )

@@ -1,0 +1,96 @@
+"""`python -m fx_runtime.pool`: a warm pool member, a process that has imported the runtime and waits to become
+one function's replica (the kubernetes backend keeps pods of it idle; see ARCHITECTURE.md).
+
+It answers one `POST /_fx/specialize` with body `{"env": {...}}`: it takes that environment (the replica
+environment of ARCHITECTURE.md, with FX_ARTIFACT_URL), stops listening and runs the replica in this very
+process, which fetches and verifies the code, imports the handler and listens on FX_LISTEN. The request is
+answered once that is done: 200 with the `ready` event, or 500 with the `init_error` event (the process then
+exits). So a cold start costs the zip and the handler's import, not a container start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import sys
+
+from . import replica
+
+MAX_BODY = 1 << 20
+
+
+def _answer(conn: socket.socket, status: str, body: dict) -> None:
+    data = json.dumps(body).encode()
+    head = f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {len(data)}\r\n"
+    conn.sendall(head.encode() + b"Connection: close\r\n\r\n" + data)
+
+
+def _read_request(conn: socket.socket) -> tuple[str, bytes]:
+    """The request line and body of one small HTTP/1.1 request."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(65536)
+        if not chunk or len(data) > MAX_BODY:
+            raise ValueError("incomplete request")
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    length = 0
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        if name.strip().lower() == "content-length":
+            length = int(value.strip())
+    if length > MAX_BODY:
+        raise ValueError("body too large")
+    while len(body) < length:
+        chunk = conn.recv(65536)
+        if not chunk:
+            raise ValueError("incomplete body")
+        body += chunk
+    return lines[0], body[:length]
+
+
+def wait_for_work(listener: socket.socket) -> tuple[socket.socket, dict[str, str]]:
+    """Serve health checks until a specialize request comes; its connection stays open for the answer."""
+    while True:
+        conn, _ = listener.accept()
+        try:
+            line, body = _read_request(conn)
+            method, path = line.split(" ")[:2]
+            if method == "POST" and path == "/_fx/specialize":
+                env = json.loads(body)["env"]
+                if isinstance(env, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
+                    return conn, env
+                _answer(conn, "400 Bad Request", {"error": "env must map names to strings"})
+            elif method == "GET" and path == "/_fx/health":
+                _answer(conn, "200 OK", {"status": "pool"})
+            else:
+                _answer(conn, "404 Not Found", {"error": "not found"})
+        except (ValueError, KeyError, OSError) as e:
+            with contextlib.suppress(OSError):
+                _answer(conn, "400 Bad Request", {"error": str(e)})
+        conn.close()
+
+
+def main() -> None:
+    # PID 1 in its container: SIGTERM is ignored unless handled. Idle, there is nothing to finish.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
+    host, _, port = os.environ.get("FX_LISTEN", "0.0.0.0:8080").rpartition(":")
+    listener = socket.create_server((host or "0.0.0.0", int(port)))
+    conn, env = wait_for_work(listener)
+    listener.close()  # the replica binds the same port (SO_REUSEADDR) while this connection waits
+    os.environ.update(env)
+
+    def report(event: dict) -> None:
+        with contextlib.suppress(OSError):  # the controller gave up waiting: it sees the pod go anyway
+            _answer(conn, "200 OK" if event["event"] == "ready" else "500 Internal Server Error", event)
+        conn.close()
+
+    sys.exit(replica.run(report))
+
+
+if __name__ == "__main__":
+    main()

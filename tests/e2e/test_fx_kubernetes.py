@@ -1,0 +1,266 @@
+"""fx on Kubernetes as an operator and a developer meet it: `helm install` of charts/fx with the locally built
+images, `fx deploy` through the gateway's Service, invoke, scale to zero and back with every concurrent
+request answered, a controller killed mid-deploy converging, and `fx rm` leaving nothing behind."""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from tests.cluster import layout
+from tests.e2e.conftest import FIGURES, RUNTIME_IMAGE
+from tests.e2e.kube import Kube, http
+
+CHART = layout.REPO / "charts" / "fx"
+RELEASE = "fx"
+IDLE_S = 2  # the function's scale.idle_timeout: short, so scale-to-zero is seen within the test
+COLD_STARTS = 5
+CONCURRENT = 8
+HANDLER = """import json
+import os
+
+
+def handler(event, context):  # the HTTP trigger's event: API Gateway HTTP API 2.0
+    who = json.loads(event.get("body") or "{}").get("who", "world")
+    return {"hello": who, "pod": os.uname().nodename}
+"""
+
+
+def _image(ref: str) -> list[str]:
+    return ref.rpartition(":")[0::2]  # type: ignore[return-value]
+
+
+@pytest.fixture(scope="module")
+def fx(kube: Kube, tmp_path_factory: pytest.TempPathFactory):
+    """The chart installed; yields a function that runs the fx CLI against its gateway Service."""
+    sets = {
+        "controller.image.repository": _image(os.environ.get("FX_E2E_CONTROLLER_IMAGE", layout.CONTROLLER_IMAGE))[0],
+        "controller.image.tag": _image(os.environ.get("FX_E2E_CONTROLLER_IMAGE", layout.CONTROLLER_IMAGE))[1],
+        "gateway.image.repository": _image(os.environ.get("FX_E2E_GATEWAY_IMAGE", layout.GATEWAY_IMAGE))[0],
+        "gateway.image.tag": _image(os.environ.get("FX_E2E_GATEWAY_IMAGE", layout.GATEWAY_IMAGE))[1],
+        "runtime.image.repository": _image(RUNTIME_IMAGE)[0],
+        "runtime.image.tag": _image(RUNTIME_IMAGE)[1],
+        "controller.drainDelay": "1",
+    }
+    args = [a for k, v in sets.items() for a in ("--set", f"{k}={v}")]
+    kube.helm("install", RELEASE, str(CHART), "--wait", "--timeout", "180s", *args, timeout=240)
+    try:
+        service = kube.get("service", f"{RELEASE}-gateway")
+        ip = service["spec"]["clusterIP"]
+        if not os.environ.get("FX_E2E_KUBECONFIG"):
+            assert ipaddress.ip_address(ip) in ipaddress.ip_network(layout.SERVICE_CIDR)
+        gateway = f"http://{ip}:{service['spec']['ports'][0]['port']}"
+        secret = kube.get("secret", f"{RELEASE}-admin-token")
+        token = base64.b64decode(secret["data"]["token"]).decode()
+        home = tmp_path_factory.mktemp("fx-cli")
+        env = {**os.environ, "FX_GATEWAY": gateway, "FX_TOKEN": token, "FX_CONFIG": str(home / "config.json")}
+
+        def cli(*argv: str, cwd: Path = home, check: bool = True) -> subprocess.CompletedProcess[str]:
+            done = subprocess.run(
+                [sys.executable, "-m", "fx.cli", *argv], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
+            )
+            if check and done.returncode != 0:
+                raise AssertionError(f"fx {' '.join(argv)} failed:\n{done.stdout}{done.stderr}")
+            return done
+
+        cli.gateway = gateway  # type: ignore[attr-defined]
+        cli.home = home  # type: ignore[attr-defined]
+        yield cli
+    finally:
+        kube.helm("uninstall", RELEASE, "--wait", "--timeout", "120s", timeout=180)
+
+
+def _project(root: Path, name: str, min_replicas: int = 0, memory: int = 128) -> Path:
+    folder = root / name
+    folder.mkdir(exist_ok=True)
+    (folder / "handler.py").write_text(HANDLER)
+    (folder / "fx.yaml").write_text(
+        f"functions:\n  {name}:\n    handler: handler.handler\n    runtime: python3.11\n    memory: {memory}\n"
+        f"    scale: {{min: {min_replicas}, max: 4, idle_timeout: {IDLE_S}, concurrency: 1}}\n"
+    )
+    return folder
+
+
+def _cold_starts(kube: Kube, gateway: str, function: str, rounds: int, callers: int) -> tuple[list[float], set[str]]:
+    """From zero `rounds` times, `callers` at once each time, every one answered: the first answer's latency
+    per round, and the pods that answered first."""
+    cold, pods = [], set()
+    for round_ in range(rounds):
+        _wait("scale to zero", lambda: not _pods(kube, function), IDLE_S + 60)
+        time.sleep(1)  # and the warm pool refilled
+        with ThreadPoolExecutor(callers) as pool:
+            whos = [f"r{round_}-{i}" for i in range(callers)]
+            results = list(pool.map(lambda who: _call(gateway, function, who), whos))
+        assert [s for s, _, _ in results] == [200] * callers, results
+        assert sorted(a["hello"] for _, _, a in results) == sorted(whos)
+        first = min(results, key=lambda r: r[1])
+        cold.append(first[1])
+        pods.add(first[2]["pod"])
+    return sorted(cold), pods
+
+
+def _figure(name: str, cold: list[float]) -> None:
+    p95 = cold[min(len(cold) - 1, round(0.95 * (len(cold) - 1)))]
+    FIGURES[name] = f"p50 {statistics.median(cold) * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms (n={len(cold)})"
+
+
+def _wait(what: str, done, timeout: float, every: float = 0.5):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = done()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out after {timeout:g} s waiting for {what}"
+        time.sleep(every)
+
+
+def _pods(kube: Kube, function: str) -> list[dict]:
+    return kube.get("pods", "-l", f"fx.dev/function={function}")["items"]
+
+
+def _ready_pods(kube: Kube, function: str) -> int:
+    """Ready replicas of a function: pods of its Deployments and pods it took from the warm pool."""
+    return sum(
+        1
+        for p in _pods(kube, function)
+        if not p["metadata"].get("deletionTimestamp")
+        and any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions", []))
+    )
+
+
+def _call(gateway: str, function: str, who: str) -> tuple[int, float, dict]:
+    started = time.perf_counter()
+    status, body = http("POST", f"{gateway}/function/{function}", json.dumps({"who": who}).encode(), timeout=90)
+    took = time.perf_counter() - started
+    return status, took, json.loads(body) if status == 200 else {"raw": body[:300]}
+
+
+def test_deploy_invoke_scale_to_zero_and_back_then_delete(kube: Kube, fx) -> None:
+    folder = _project(fx.home, "hello")
+    out = fx("deploy", cwd=folder).stdout
+    assert "hello" in out
+
+    status, _, answer = _call(fx.gateway, "hello", "cluster")
+    assert status == 200, answer
+    assert answer["hello"] == "cluster"
+
+    # kubectl sees what fx made: the Function with its version and readiness, a Deployment it owns.
+    function = kube.get("function", "hello")
+    assert function["spec"]["artifact"].startswith("sha256:")
+    _wait(
+        "the Function's status", lambda: kube.get("function", "hello").get("status", {}).get("latestVersion") == 1, 20
+    )
+    # The pod that answered is the Function's (deleting it removes the pod), restricted, with no API token.
+    pod = kube.get("pod", answer["pod"])
+    assert pod["metadata"]["ownerReferences"][0]["uid"] == function["metadata"]["uid"]
+    assert pod["spec"]["automountServiceAccountToken"] is False
+    assert pod["spec"]["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is True
+
+    # Idle: scaled to zero, pods gone. Then from zero again, CONCURRENT callers at once, every one answered.
+    # The first replica comes from the warm pool (the function fits its pods).
+    cold, pods = _cold_starts(kube, fx.gateway, "hello", COLD_STARTS, CONCURRENT)
+    assert all(p.startswith(f"{RELEASE}-pool-") for p in pods), pods  # specialised pool pods
+    _figure("cold start, warm pool (0->1 through the gateway Service)", cold)
+
+    fx("rm", "hello")
+    _wait("the Function gone", lambda: "hello" not in kube.kubectl("get", "functions", "-o", "name"), 60)
+    _wait("its Deployments gone", lambda: not kube.get("deployments", "-l", "fx.dev/function=hello")["items"], 60)
+    _wait("its pods gone", lambda: not _pods(kube, "hello"), 60)
+    status, _ = http("POST", f"{fx.gateway}/function/hello", b"{}", timeout=10)
+    assert status == 404
+
+
+def test_cold_start_of_a_function_too_big_for_the_pool(kube: Kube, fx) -> None:
+    """512 MB does not fit the pool's 256 MB pods: its replicas are pods of its version's Deployment."""
+    fx("deploy", cwd=_project(fx.home, "big", memory=512))
+    cold, pods = _cold_starts(kube, fx.gateway, "big", 4, 1)
+    assert all(p.startswith("fx-big-v1-") for p in pods), pods
+    _figure("cold start, Deployment pod (0->1 through the gateway Service)", cold)
+    fx("rm", "big")
+
+
+def test_a_function_applied_with_kubectl_is_deployed_and_bad_specs_are_refused(kube: Kube, fx) -> None:
+    folder = _project(fx.home, "gitops")
+    fx("deploy", cwd=folder)
+    applied = kube.get("function", "gitops")
+    # GitOps: change the spec in Kubernetes; fx makes version 2 of it.
+    kube.kubectl("patch", "function", "gitops", "--type=merge", "-p", '{"spec": {"env": {"FROM": "kubectl"}}}')
+    _wait("version 2", lambda: kube.get("function", "gitops").get("status", {}).get("latestVersion") == 2, 30)
+    status, _, answer = _call(fx.gateway, "gitops", "git")
+    assert status == 200 and answer["hello"] == "git"
+    # The API server refuses a bad spec with the rule's message, and nothing changes.
+    bad = {**applied, "spec": {**applied["spec"], "scale": {"min": 5, "max": 1}}}
+    bad["metadata"] = {"name": "gitops-bad"}
+    with pytest.raises(AssertionError, match=r"scale\.min must not be greater than scale\.max"):
+        kube.apply(json.dumps(bad))
+    with pytest.raises(AssertionError, match="DNS-1123"):
+        kube.apply(json.dumps({**bad, "metadata": {"name": "Bad_Name"}, "spec": applied["spec"]}))
+    kube.kubectl("delete", "function", "gitops")
+    _wait("the function deleted in fx", lambda: "gitops" not in fx("ls").stdout, 30)
+
+
+def test_the_controller_converges_after_being_killed_mid_deploy(kube: Kube, fx) -> None:
+    folder = _project(fx.home, "survivor", min_replicas=1)
+    fx("deploy", cwd=folder)
+    controller = kube.get("pods", "-l", "app.kubernetes.io/component=controller")["items"][0]["metadata"]["name"]
+    kube.kubectl("delete", "pod", controller, "--grace-period=0", "--force")
+    _wait(
+        "a new controller ready",
+        lambda: any(
+            c["type"] == "Ready" and c["status"] == "True"
+            for p in kube.get("pods", "-l", "app.kubernetes.io/component=controller")["items"]
+            if p["metadata"]["name"] != controller
+            for c in p["status"].get("conditions", [])
+        ),
+        120,
+    )
+    # scale.min 1: the new leader brings the version back to one ready replica, and it answers.
+    _wait("one ready replica", lambda: _ready_pods(kube, "survivor") == 1, 90)
+    status, _, answer = _call(fx.gateway, "survivor", "again")
+    assert status == 200 and answer["hello"] == "again"
+    fx("rm", "survivor")
+
+
+def test_helm_upgrade_keeps_the_token_and_the_functions(kube: Kube, fx) -> None:
+    token = kube.get("secret", f"{RELEASE}-admin-token")["data"]["token"]
+    fx("deploy", cwd=_project(fx.home, "steady"))
+    assert _call(fx.gateway, "steady", "before")[0] == 200
+    kube.helm(
+        "upgrade", RELEASE, str(CHART), "--reuse-values", "--set", "gateway.holdTimeout=45", "--wait", timeout=240
+    )
+    assert kube.get("secret", f"{RELEASE}-admin-token")["data"]["token"] == token  # the CLI's login still works
+    status, _, answer = _call(fx.gateway, "steady", "after")
+    assert status == 200 and answer["hello"] == "after"
+    assert "steady" in fx("ls").stdout
+    fx("rm", "steady")
+
+
+def test_scale_down_under_load_loses_no_request(kube: Kube, fx) -> None:
+    """Load at 4 callers scales the version up; at 1 caller it scales down (after the 10 s stable window)
+    while requests keep coming: each pod leaves routing before it stops, so every request is answered."""
+    fx("deploy", cwd=_project(fx.home, "steady-load"))
+    results: list[int] = []
+
+    def caller(seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            results.append(_call(fx.gateway, "steady-load", "x")[0])
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(caller, [8.0] * 4))
+    peak = _ready_pods(kube, "steady-load")
+    assert peak > 1
+    caller(25.0)  # one caller: the autoscaler scales down meanwhile
+    assert _ready_pods(kube, "steady-load") < peak
+    assert results and set(results) == {200}, f"{len(results)} requests, statuses {sorted(set(results))}"
+    fx("rm", "steady-load")

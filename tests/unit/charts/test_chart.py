@@ -1,0 +1,190 @@
+"""The Helm chart as an operator meets it: `helm lint` and `helm template` clean, and the rendered manifests
+hold the security settings the issue asks for (non-root, read-only root, no capabilities, seccomp, no token
+in function pods, namespaced minimal RBAC, NetworkPolicy around function pods)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+from fx.models import FunctionSpec, ScaleSpec
+
+CHART = Path(__file__).resolve().parents[3] / "charts" / "fx"
+CRD = CHART / "crds" / "functions.fx.dev.yaml"
+
+
+def _helm() -> str:
+    cached = sorted((Path.home() / ".cache" / "fx" / "bin").glob("helm-v*"))
+    found = str(cached[-1]) if cached else shutil.which("helm")
+    if not found:
+        pytest.skip("no helm binary: neither ~/.cache/fx/bin/helm-v* (make cluster-up builds it) nor helm on PATH")
+    return found
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([_helm(), *args], capture_output=True, text=True, timeout=60)
+
+
+def render(*sets: str) -> list[dict]:
+    flags = [f for s in sets for f in ("--set", s)]
+    done = _run("template", "fx", str(CHART), "--namespace", "fx", *flags)
+    assert done.returncode == 0, done.stderr
+    return [doc for doc in yaml.safe_load_all(done.stdout) if doc]
+
+
+def of_kind(docs: list[dict], kind: str) -> list[dict]:
+    return [d for d in docs if d["kind"] == kind]
+
+
+def named(docs: list[dict], kind: str, suffix: str) -> dict:
+    return next(d for d in of_kind(docs, kind) if d["metadata"]["name"].endswith(suffix))
+
+
+def test_lint_is_clean() -> None:
+    done = _run("lint", "--strict", str(CHART))
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_every_workload_runs_restricted() -> None:
+    docs = render()
+    workloads = of_kind(docs, "Deployment") + of_kind(docs, "StatefulSet")
+    assert {w["metadata"]["labels"]["app.kubernetes.io/component"] for w in workloads} == {
+        "controller",
+        "gateway",
+        "nats",
+        "function",  # the warm pool
+    }
+    for w in workloads:
+        pod = w["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        for c in pod["containers"]:
+            sc = c["securityContext"]
+            assert sc["readOnlyRootFilesystem"] is True, c["name"]
+            assert sc["allowPrivilegeEscalation"] is False, c["name"]
+            assert sc["capabilities"]["drop"] == ["ALL"], c["name"]
+            assert "memory" in c["resources"]["limits"] and c["resources"]["requests"], c["name"]
+        # Only the controller talks to the API server.
+        component = w["metadata"]["labels"]["app.kubernetes.io/component"]
+        assert pod["automountServiceAccountToken"] is (component == "controller")
+
+
+def test_function_pods_get_an_account_without_a_token() -> None:
+    account = named(render(), "ServiceAccount", "-function")
+    assert account["automountServiceAccountToken"] is False
+    controller = named(render(), "Deployment", "-controller")
+    env = {e["name"]: e.get("value") for e in controller["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["FX_K8S_SERVICE_ACCOUNT"] == account["metadata"]["name"]
+    assert controller["spec"]["template"]["spec"]["containers"][0]["args"] == ["--backend", "kubernetes"]
+
+
+def test_rbac_is_namespaced_and_minimal() -> None:
+    docs = render()
+    assert not of_kind(docs, "ClusterRole") and not of_kind(docs, "ClusterRoleBinding")
+    (role,) = of_kind(docs, "Role")
+    granted = {
+        (g, r): set(rule["verbs"]) for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"]
+    }
+    assert all("*" not in verbs for verbs in granted.values())
+    assert "*" not in {r for _, r in granted}
+    assert granted[("", "pods")] == {"get", "list", "watch", "patch", "delete"}  # never create pods directly
+    assert granted[("coordination.k8s.io", "leases")] == {"get", "create", "update"}
+    assert ("", "secrets") not in granted
+    assert set(granted) == {
+        ("apps", "deployments"),
+        ("", "pods"),
+        ("fx.dev", "functions"),
+        ("fx.dev", "functions/status"),
+        ("coordination.k8s.io", "leases"),
+    }
+
+
+def test_only_the_gateway_reaches_function_pods() -> None:
+    policy = named(render(), "NetworkPolicy", "-function")
+    assert policy["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "function"
+    assert set(policy["spec"]["policyTypes"]) == {"Ingress", "Egress"}
+    (ingress,) = policy["spec"]["ingress"]
+    (source,) = ingress["from"]
+    selected = {e["key"]: e["values"] for e in source["podSelector"]["matchExpressions"]}
+    assert selected == {"app.kubernetes.io/instance": ["fx"], "app.kubernetes.io/component": ["gateway", "controller"]}
+    assert "namespaceSelector" not in source  # this release's pods only
+    assert [p["port"] for p in ingress["ports"]] == [8080]
+    egress_ports = sorted(p["port"] for rule in policy["spec"]["egress"] for p in rule["ports"])
+    assert egress_ports == [53, 53, 8082]  # DNS and the controller's artifact port, nothing else
+
+
+def test_admin_token_is_generated_into_a_secret() -> None:
+    secret = named(render(), "Secret", "-admin-token")
+    token = base64.b64decode(secret["data"]["token"]).decode()
+    assert len(token) >= 32 and token.isalnum()
+    # Bringing your own Secret renders none.
+    assert not of_kind(render("adminToken.existingSecret=mine"), "Secret")
+
+
+def test_optional_parts_render_when_asked() -> None:
+    assert not of_kind(render(), "Ingress")
+    docs = render("gateway.ingress.enabled=true", "nats.persistence.enabled=true", "podDisruptionBudget.enabled=false")
+    assert named(docs, "Ingress", "-gateway")["spec"]["rules"][0]["host"] == "fx.example.com"
+    assert named(docs, "StatefulSet", "-nats")["spec"]["volumeClaimTemplates"][0]["metadata"]["name"] == "data"
+    assert not of_kind(docs, "PodDisruptionBudget")
+    assert len(of_kind(render(), "PodDisruptionBudget")) == 2
+
+
+def test_bad_values_are_refused_with_the_field_named() -> None:
+    done = _run("template", "fx", str(CHART), "--set", "gateway.replicas=0")
+    assert done.returncode != 0 and "/gateway/replicas" in done.stderr
+    done = _run("template", "fx", str(CHART), "--set", "gateway.service.type=Public")
+    assert done.returncode != 0 and "/gateway/service/type" in done.stderr
+
+
+def test_crd_mirrors_the_function_spec() -> None:
+    crd = yaml.safe_load(CRD.read_text())
+    (version,) = crd["spec"]["versions"]
+    schema = version["schema"]["openAPIV3Schema"]
+    spec = schema["properties"]["spec"]["properties"]
+    # Every FunctionSpec field but the name (that is metadata.name) is in the CRD, and nothing else.
+    assert set(spec) == set(FunctionSpec.model_fields) - {"name"}
+    assert set(spec["scale"]["properties"]) == set(ScaleSpec.model_fields)
+    assert spec["runtime"]["enum"] == list(FunctionSpec.model_fields["runtime"].annotation.__args__)
+    rules = json.dumps(schema)
+    assert "self.min <= self.max" in rules and "self.metadata.name" in rules
+    assert [c["name"] for c in version["additionalPrinterColumns"]][:3] == ["Ready", "Latest", "Traffic"]
+    assert version["subresources"] == {"status": {}}
+    status = schema["properties"]["status"]["properties"]
+    assert {"observedGeneration", "conditions"} <= set(status)
+
+
+def test_crd_defaults_match_the_models() -> None:
+    crd = yaml.safe_load(CRD.read_text())
+    spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+    defaults = FunctionSpec(name="x", artifact="sha256:" + "0" * 64).model_dump()
+    for field in ("handler", "runtime", "memory", "timeout"):
+        assert spec[field]["default"] == defaults[field], field
+    for field, prop in spec["scale"]["properties"].items():
+        if "default" in prop:
+            assert prop["default"] == defaults["scale"][field], field
+
+
+def test_the_warm_pool_is_function_pods_the_controller_knows_the_size_of() -> None:
+    docs = render("runtime.warmPool.size=3", "runtime.warmPool.memory=512")
+    pool = named(docs, "Deployment", "-pool")
+    assert pool["spec"]["replicas"] == 3
+    labels = pool["spec"]["template"]["metadata"]["labels"]
+    assert labels["app.kubernetes.io/component"] == "function" and labels["fx.dev/pool"] == "true"
+    pod = pool["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False and pod["serviceAccountName"].endswith("-function")
+    assert pod["containers"][0]["command"] == ["python3", "-m", "fx_runtime.pool"]
+    assert pod["containers"][0]["resources"]["limits"]["memory"] == "512Mi"
+    controller = named(docs, "Deployment", "-controller")["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e.get("value") for e in controller["env"]}
+    assert env["FX_K8S_POOL_MEMORY"] == "512"
+    # No pool: none rendered, and the controller is told so.
+    docs = render("runtime.warmPool.size=0")
+    assert not [d for d in of_kind(docs, "Deployment") if d["metadata"]["name"].endswith("-pool")]
+    controller = named(docs, "Deployment", "-controller")["spec"]["template"]["spec"]["containers"][0]
+    assert {e["name"]: e.get("value") for e in controller["env"]}["FX_K8S_POOL_MEMORY"] == "0"

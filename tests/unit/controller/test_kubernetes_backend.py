@@ -1,0 +1,372 @@
+"""The kubernetes backend against a fake API: what it asks of Kubernetes (manifests, scale, deletion cost)
+and what the fleet hears back (ready with the pod's address, init errors, exits) as pods come and go."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+import pytest
+from fx.models import FunctionSpec
+from fx_controller.backends.base import ReplicaEvent, ReplicaSpec
+from fx_controller.backends.kubernetes import manifests
+from fx_controller.backends.kubernetes.backend import KubernetesBackend
+from fx_controller.backends.kubernetes.config import KubeConfig
+from fx_controller.backends.kubernetes.pods import PodState, pod_state
+from kubernetes import client
+
+HEX = "ab" * 32
+DIGEST = f"sha256:{HEX}"
+CFG = KubeConfig(namespace="fx", instance="prod", artifact_url="http://fx-controller.fx.svc:8082")
+
+
+def spec(**kw) -> FunctionSpec:
+    return FunctionSpec(name="hello", artifact=DIGEST, **kw)
+
+
+class FakeApi:
+    """Records calls; the test plays the pod watch by calling `pod(...)`."""
+
+    def __init__(self, deployments: dict[str, int] | None = None, cfg: KubeConfig = CFG) -> None:
+        self.cfg = cfg
+        self.claimed: dict[str, dict] = {}
+        self.deleted: list[str] = []
+        self.standalone = ["fx-hello-old"]
+        self.functions: dict[str, dict] = {}
+        self.created: dict[str, dict] = {}
+        self.replicas: dict[str, int] = dict(deployments or {})
+        self.costs: dict[str, int] = {}
+        self.on_pod = None
+        self.closed = False
+
+    async def get_function(self, name: str) -> dict | None:
+        return self.functions.get(name)
+
+    async def create_function(self, body: dict) -> dict:
+        body = {**body, "metadata": {**body["metadata"], "uid": f"uid-{body['metadata']['name']}"}}
+        self.functions[body["metadata"]["name"]] = body
+        return body
+
+    async def create_deployment(self, body: dict) -> None:
+        self.created[body["metadata"]["name"]] = body
+        self.replicas.setdefault(body["metadata"]["name"], body["spec"]["replicas"])
+
+    async def scale(self, name: str, replicas: int) -> None:
+        self.replicas[name] = replicas
+
+    async def deployments(self) -> dict[str, int]:
+        return dict(self.replicas)
+
+    async def set_deletion_cost(self, pod: str, cost: int) -> None:
+        self.costs[pod] = cost
+
+    async def claim_pod(self, pod: str, patch: dict) -> None:
+        self.claimed[pod] = patch
+
+    async def delete_pod(self, pod: str, grace: int | None = None) -> None:
+        self.deleted.append(pod)
+
+    async def standalone_pods(self) -> list[str]:
+        return list(self.standalone)
+
+    def watch_pods(self, on_event) -> None:
+        self.on_pod = on_event
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@pytest.fixture
+async def setup():
+    api = FakeApi({"fx-old-v3": 2})
+    events: list[ReplicaEvent] = []
+    changed: list[str] = []
+    backend = KubernetesBackend(api, on_replicas=changed.append)
+    await backend.open(events.append)
+    yield api, backend, events, changed
+    await backend.close()
+
+
+def pod(name: str, version: int = 1, **kw) -> PodState:
+    return PodState(name=name, function="hello", version=version, **kw)
+
+
+def test_a_version_is_a_deployment_of_the_runtime_image_with_the_replica_environment() -> None:
+    d = manifests.deployment(CFG, "hello", 4, DIGEST, spec(memory=256, timeout=10, env={"GREETING": "hi"}), "uid-1")
+    assert d["metadata"]["name"] == "fx-hello-v4" and d["metadata"]["namespace"] == "fx"
+    assert d["spec"]["replicas"] == 0  # scaled by the fleet, from zero
+    (owner,) = d["metadata"]["ownerReferences"]
+    assert owner == {
+        "apiVersion": "fx.dev/v1alpha1",
+        "kind": "Function",
+        "name": "hello",
+        "uid": "uid-1",
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+    labels = d["spec"]["template"]["metadata"]["labels"]
+    assert labels["app.kubernetes.io/component"] == "function" and labels["app.kubernetes.io/instance"] == "prod"
+    assert d["spec"]["selector"]["matchLabels"] == labels
+    pod_spec = d["spec"]["template"]["spec"]
+    (c,) = pod_spec["containers"]
+    env = {e["name"]: e["value"] for e in c["env"]}
+    assert env["_HANDLER"] == "handler.handler"
+    assert env["AWS_LAMBDA_FUNCTION_NAME"] == "hello" and env["AWS_LAMBDA_FUNCTION_VERSION"] == "4"
+    assert env["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] == "256" and env["FX_TIMEOUT_MS"] == "10000"
+    assert env["FX_ARTIFACT_URL"] == f"http://fx-controller.fx.svc:8082/artifacts/sha256-{HEX}.zip"
+    assert env["FX_ARTIFACT_SHA256"] == HEX and env["FX_CODE_DIR"].endswith(HEX)
+    assert env["FX_LISTEN"] == "0.0.0.0:8080" and env["GREETING"] == "hi"
+    assert "FX_BOOTSTRAP" not in env
+    assert c["image"] == CFG.runtime_image
+    assert c["readinessProbe"]["httpGet"] == {"path": "/_fx/health", "port": 8080}
+    assert c["lifecycle"]["preStop"] == {"sleep": {"seconds": CFG.pre_stop_sleep}}
+    assert c["resources"]["limits"]["memory"] == "256Mi" == c["resources"]["requests"]["memory"]
+    # Restricted: non-root, read-only root, nothing to escalate with, no API token.
+    assert c["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    assert pod_spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod_spec["automountServiceAccountToken"] is False
+    assert pod_spec["serviceAccountName"] == CFG.service_account
+    # SIGTERM comes after the preStop sleep; then the longest invocation may still finish.
+    assert pod_spec["terminationGracePeriodSeconds"] >= CFG.pre_stop_sleep + 10
+    assert {m["mountPath"] for m in c["volumeMounts"]} == {"/fx", "/tmp"}
+    assert env["FX_ARTIFACT"].startswith("/fx/")
+
+
+def test_a_custom_runtime_gets_its_bootstrap() -> None:
+    d = manifests.deployment(CFG, "hello", 1, DIGEST, spec(runtime="provided"), "uid")
+    env = {e["name"]: e["value"] for e in d["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["FX_BOOTSTRAP"] == f"/fx/code/{HEX}/bootstrap"
+
+
+def test_the_function_resource_mirrors_the_spec_and_reads_back() -> None:
+    s = spec(scale={"min": 1, "max": 3})
+    body = manifests.function_resource(CFG, s)
+    assert body["kind"] == "Function" and body["metadata"]["name"] == "hello" and "name" not in body["spec"]
+    assert manifests.spec_of("hello", body["spec"]) == s
+
+
+async def test_open_removes_a_previous_controllers_pods(setup) -> None:
+    api, _, _, _ = setup
+    assert api.replicas == {"fx-old-v3": 0}
+    assert api.deleted == ["fx-hello-old"]
+
+
+async def test_a_replica_is_the_next_ready_pod_and_leaves_by_deletion_cost(setup) -> None:
+    api, backend, events, changed = setup
+    await backend.start_replica(ReplicaSpec("r1", "hello", 1, DIGEST, spec()))
+    assert api.functions["hello"]["spec"]["artifact"] == DIGEST
+    assert api.created["fx-hello-v1"]["metadata"]["ownerReferences"][0]["uid"] == "uid-hello"
+    assert api.replicas["fx-hello-v1"] == 1
+    api.on_pod("ADDED", pod("p1"))  # scheduled, not ready: nothing yet
+    assert events == []
+    api.on_pod("MODIFIED", pod("p1", ip="10.244.0.7", ready=True))
+    assert events == [ReplicaEvent("r1", "ready", endpoint="10.244.0.7:8080")]
+    assert backend.ready_count("hello") == 1 and changed == ["hello"]
+
+    await backend.start_replica(ReplicaSpec("r2", "hello", 1, DIGEST, spec()))
+    assert api.replicas["fx-hello-v1"] == 2 and len(api.created) == 1  # the Deployment is made once
+    api.on_pod("MODIFIED", pod("p2", ip="10.244.0.8", ready=True))
+    assert events[-1] == ReplicaEvent("r2", "ready", endpoint="10.244.0.8:8080")
+
+    await backend.stop_replica("r1", grace=10)
+    assert api.costs == {"p1": -1000} and api.replicas["fx-hello-v1"] == 1
+    api.on_pod("MODIFIED", pod("p1", ip="10.244.0.7", ready=False, deleting=True))
+    assert events[-1].kind == "ready"  # still terminating: not gone yet
+    api.on_pod("DELETED", pod("p1", ip="10.244.0.7", deleting=True))
+    assert events[-1] == ReplicaEvent("r1", "exit")
+    assert backend.ready_count("hello") == 1
+
+
+async def test_a_pod_ready_for_another_version_is_not_taken(setup) -> None:
+    api, backend, events, _ = setup
+    await backend.start_replica(ReplicaSpec("r1", "hello", 2, DIGEST, spec()))
+    api.on_pod("MODIFIED", pod("old", version=1, ip="10.244.0.5", ready=True))
+    assert events == []
+    api.on_pod("MODIFIED", pod("new", version=2, ip="10.244.0.6", ready=True))
+    assert events == [ReplicaEvent("r1", "ready", endpoint="10.244.0.6:8080")]
+
+
+async def test_an_init_error_is_reported_and_its_pod_scaled_away(setup) -> None:
+    api, backend, events, _ = setup
+    await backend.start_replica(ReplicaSpec("r1", "hello", 1, DIGEST, spec()))
+    failure = ("Runtime.ImportModuleError", "Unable to import module 'handler'", 1)
+    api.on_pod("MODIFIED", pod("p1", ip="10.244.0.7", init_error=failure))
+    await asyncio.sleep(0)
+    assert events == [
+        ReplicaEvent("r1", "init_error", error_type=failure[0], error_message=failure[1]),
+        ReplicaEvent("r1", "exit", exit_code=1),
+    ]
+    assert api.replicas["fx-hello-v1"] == 0
+
+
+async def test_a_pod_deleted_by_someone_else_is_an_exit(setup) -> None:
+    api, backend, events, _ = setup
+    await backend.start_replica(ReplicaSpec("r1", "hello", 1, DIGEST, spec()))
+    api.on_pod("MODIFIED", pod("p1", ip="10.244.0.7", ready=True))
+    api.on_pod("MODIFIED", pod("p1", ip="10.244.0.7", ready=True, deleting=True))  # kubectl delete pod
+    await asyncio.sleep(0)
+    assert events[-1] == ReplicaEvent("r1", "exit")
+    assert api.replicas["fx-hello-v1"] == 0  # no replacement the fleet did not ask for
+    api.on_pod("DELETED", pod("p1", deleting=True))
+    assert len(events) == 2
+
+
+async def test_stopping_a_replica_before_its_pod_is_ready(setup) -> None:
+    api, backend, events, _ = setup
+    await backend.start_replica(ReplicaSpec("r1", "hello", 1, DIGEST, spec()))
+    await backend.stop_replica("r1", grace=1)
+    assert events == [ReplicaEvent("r1", "exit")] and api.replicas["fx-hello-v1"] == 0
+    api.on_pod("MODIFIED", pod("p1", ip="10.244.0.7", ready=True))
+    assert len(events) == 1  # no replica waits for it any more
+
+
+def test_pod_state_reads_an_init_error_from_the_termination_message() -> None:
+    message = (
+        "INIT_START Runtime Version: python:3.11\n"
+        "[ERROR] Runtime.ImportModuleError: Unable to import module 'handler': No module named 'handler'\n"
+        "INIT_REPORT Init Duration: 12.00 ms\tPhase: init\tStatus: error\n"
+    )
+    v1pod = client.V1Pod(
+        metadata=client.V1ObjectMeta(
+            name="fx-hello-v1-abc",
+            labels={**manifests.pod_labels(CFG, "hello", 1)},
+            deletion_timestamp=datetime.now(UTC),
+        ),
+        status=client.V1PodStatus(
+            pod_ip="10.244.0.9",
+            conditions=[client.V1PodCondition(type="Ready", status="False")],
+            container_statuses=[
+                client.V1ContainerStatus(
+                    name="function",
+                    image="x",
+                    image_id="",
+                    ready=False,
+                    restart_count=1,
+                    state=client.V1ContainerState(waiting=client.V1ContainerStateWaiting(reason="CrashLoopBackOff")),
+                    last_state=client.V1ContainerState(
+                        terminated=client.V1ContainerStateTerminated(exit_code=1, message=message)
+                    ),
+                )
+            ],
+        ),
+    )
+    state = pod_state(v1pod)
+    assert state == PodState(
+        name="fx-hello-v1-abc",
+        function="hello",
+        version=1,
+        ip="10.244.0.9",
+        ready=False,
+        deleting=True,
+        init_error=(
+            "Runtime.ImportModuleError",
+            "Unable to import module 'handler': No module named 'handler'",
+            1,
+        ),
+    )
+    assert pod_state(client.V1Pod(metadata=client.V1ObjectMeta(name="other", labels={}))) is None
+
+
+async def test_a_drained_pod_goes_to_a_replica_still_waiting_for_one(setup) -> None:
+    api, backend, events, _ = setup
+    await backend.start_replica(ReplicaSpec("r1", "hello", 1, DIGEST, spec()))
+    api.on_pod("MODIFIED", pod("p1", ip="10.244.0.7", ready=True))
+    await backend.start_replica(ReplicaSpec("r2", "hello", 1, DIGEST, spec()))
+    api.on_pod("ADDED", pod("p2"))  # pending: the ReplicaSet would remove this one first on scale-down
+    await backend.stop_replica("r1", grace=10)
+    assert events[-2:] == [ReplicaEvent("r1", "exit"), ReplicaEvent("r2", "ready", endpoint="10.244.0.7:8080")]
+    assert api.replicas["fx-hello-v1"] == 1 and api.costs == {}
+
+
+POOL_CFG = KubeConfig(namespace="fx", instance="prod", artifact_url="http://a:8082", pool_memory=256, pool_grace=60)
+
+
+@pytest.fixture
+async def pooled():
+    api = FakeApi(cfg=POOL_CFG)
+    events: list[ReplicaEvent] = []
+    asked: list[tuple[str, dict]] = []
+    answers: list[dict | Exception] = []
+
+    async def specialize(ip: str, env: dict) -> dict:
+        asked.append((ip, env))
+        answer = answers.pop(0) if answers else {"event": "ready", "endpoint": "0.0.0.0:8080", "init_ms": 40}
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    backend = KubernetesBackend(api, specialize=specialize)
+    await backend.open(events.append)
+    api.on_pod("ADDED", PodState("pool-a", "", 0, ip="10.244.0.20", ready=True, pool=True))
+    yield api, backend, events, asked, answers
+    await backend.close()
+
+
+async def settle() -> None:
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+async def test_a_replica_from_the_warm_pool_needs_no_new_pod(pooled) -> None:
+    api, backend, events, asked, _ = pooled
+    await backend.start_replica(ReplicaSpec("r1", "hello", 1, DIGEST, spec(memory=128)))
+    await settle()
+    # The pool pod becomes the version's: out of the pool's ReplicaSet, owned by the Function.
+    patch = api.claimed["pool-a"]["metadata"]
+    assert patch["labels"] == {"fx.dev/pool": None, "fx.dev/function": "hello", "fx.dev/version": "1"}
+    assert patch["ownerReferences"][0]["uid"] == "uid-hello"
+    ((ip, env),) = asked
+    assert ip == "10.244.0.20" and env["FX_ARTIFACT_URL"] == f"http://a:8082/artifacts/sha256-{HEX}.zip"
+    assert env["_HANDLER"] == "handler.handler" and env["FX_ARTIFACT_SHA256"] == HEX
+    assert events == [ReplicaEvent("r1", "ready", endpoint="10.244.0.20:8080")]
+    assert api.replicas.get("fx-hello-v1", 0) == 0  # no Deployment pod was asked for
+    assert backend.ready_count("hello") == 1
+
+    # The pool is empty now: the next replica takes the Deployment path.
+    await backend.start_replica(ReplicaSpec("r2", "hello", 1, DIGEST, spec(memory=128)))
+    assert api.replicas["fx-hello-v1"] == 1
+
+    # Stopping it while r2 waits hands its pod to r2 (no cold start; the Deployment pod is not needed).
+    api.on_pod("MODIFIED", pod("pool-a", ip="10.244.0.20", ready=True))  # relabelled, as the watch sees it
+    await backend.stop_replica("r1", grace=10)
+    assert events[-2:] == [ReplicaEvent("r1", "exit"), ReplicaEvent("r2", "ready", endpoint="10.244.0.20:8080")]
+    assert api.replicas["fx-hello-v1"] == 0
+    # Stopping the last one deletes the pod; the exit comes when the pod is gone.
+    await backend.stop_replica("r2", grace=10)
+    assert api.deleted[-1] == "pool-a"
+    api.on_pod("DELETED", pod("pool-a", ip="10.244.0.20", deleting=True))
+    assert events[-1] == ReplicaEvent("r2", "exit") and backend.ready_count("hello") == 0
+
+
+async def test_a_function_bigger_than_the_pool_pods_gets_a_deployment_pod(pooled) -> None:
+    api, backend, _, asked, _ = pooled
+    await backend.start_replica(ReplicaSpec("r1", "hello", 1, DIGEST, spec(memory=512)))
+    await settle()
+    assert asked == [] and api.claimed == {} and api.replicas["fx-hello-v1"] == 1
+
+
+async def test_an_init_error_in_a_pool_pod_is_reported_and_the_pod_deleted(pooled) -> None:
+    api, backend, events, _, answers = pooled
+    answers.append({"event": "init_error", "errorType": "Runtime.ImportModuleError", "errorMessage": "no handler"})
+    await backend.start_replica(ReplicaSpec("r1", "hello", 1, DIGEST, spec()))
+    await settle()
+    assert events == [
+        ReplicaEvent("r1", "init_error", error_type="Runtime.ImportModuleError", error_message="no handler"),
+        ReplicaEvent("r1", "exit", exit_code=1),
+    ]
+    assert api.deleted[-1] == "pool-a"
+
+
+async def test_a_pool_pod_that_cannot_be_reached_falls_back_to_the_deployment(pooled) -> None:
+    api, backend, events, _, answers = pooled
+    answers.append(OSError("connection refused"))
+    await backend.start_replica(ReplicaSpec("r1", "hello", 1, DIGEST, spec()))
+    await settle()
+    assert api.deleted[-1] == "pool-a" and api.replicas["fx-hello-v1"] == 1 and events == []
+    api.on_pod("MODIFIED", pod("p1", ip="10.244.0.8", ready=True))
+    assert events == [ReplicaEvent("r1", "ready", endpoint="10.244.0.8:8080")]

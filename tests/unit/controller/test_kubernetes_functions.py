@@ -1,0 +1,135 @@
+"""Function resources and fx agree both ways: a deploy shows up as a Function with its status, a Function
+changed or deleted with kubectl is deployed or deleted through the admin API, a refused spec says why."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+from fx_controller.app import create_app
+from fx_controller.backends.kubernetes.config import KubeConfig
+from fx_controller.backends.kubernetes.functions import FunctionSync
+from fx_controller.settings import Settings
+
+from .conftest import TOKEN, until
+
+
+class FakeFunctions:
+    """Function resources as the API server keeps them; the test plays the watch via `on_resource`."""
+
+    cfg = KubeConfig(namespace="fx")
+
+    def __init__(self) -> None:
+        self.items: dict[str, dict] = {}
+        self.on_resource = None
+
+    async def get_function(self, name: str) -> dict | None:
+        return self.items.get(name)
+
+    async def create_function(self, body: dict) -> dict:
+        body["metadata"] |= {"uid": f"uid-{body['metadata']['name']}", "generation": 1}
+        self.items[body["metadata"]["name"]] = body
+        return body
+
+    async def patch_function_spec(self, name: str, spec: dict) -> None:
+        self.items[name]["spec"] = spec
+        self.items[name]["metadata"]["generation"] += 1
+
+    async def patch_function_status(self, name: str, status: dict) -> None:
+        if name in self.items:
+            self.items[name]["status"] = status
+
+    async def delete_function(self, name: str) -> bool:
+        return self.items.pop(name, None) is not None
+
+    def watch_functions(self, on_event) -> None:
+        self.on_resource = on_event
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    settings.keep_warm = 0  # no warm replica of version 1 after version 2 takes its traffic
+    return settings
+
+
+def edit(item: dict, **spec) -> dict:
+    """What `kubectl edit` makes: a new spec, and a new generation."""
+    meta = {**item["metadata"], "generation": item["metadata"]["generation"] + 1}
+    return {**item, "metadata": meta, "spec": {**item["spec"], **spec}}
+
+
+def ready(item: dict) -> dict:
+    return item.get("status", {}).get("conditions", [{}])[0]
+
+
+async def test_functions_follow_fx_and_fx_follows_functions(controller, deployed, settings) -> None:
+    api = FakeFunctions()
+    transport = httpx.ASGITransport(app=create_app(controller, TOKEN))
+    admin = httpx.AsyncClient(
+        transport=transport, base_url="http://controller", headers={"Authorization": f"Bearer {TOKEN}"}
+    )
+    sync = FunctionSync(api, settings.nats_url, admin)
+    sync.ready_count = lambda name: 2
+    await sync.start()
+    try:
+        await deployed("hello")
+        await until(lambda: api.items.get("hello", {}).get("status", {}).get("latestVersion") == 1)
+        item = api.items["hello"]
+        assert item["spec"]["handler"] == "handler.handler" and "name" not in item["spec"]
+        assert item["status"]["traffic"] == "1:100" and item["status"]["readyReplicas"] == 2
+        assert ready(item)["status"] == "True" and item["status"]["observedGeneration"] == 1
+        await until(lambda: api.on_resource is not None)
+
+        # kubectl edit: a new spec becomes version 2, and the resource's status says so.
+        edited = edit(item, env={"FROM": "kubectl"})
+        api.items["hello"] = edited
+        api.on_resource("MODIFIED", edited)
+        await until(lambda: api.items["hello"].get("status", {}).get("latestVersion") == 2)
+        assert controller.describe("hello").versions[-1].spec.env == {"FROM": "kubectl"}
+        # Its own echo (the same spec, or a status change) makes no version 3.
+        api.on_resource("MODIFIED", api.items["hello"])
+        api.on_resource("MODIFIED", {**edited, "status": {"readyReplicas": 5}})
+        await asyncio.sleep(0.3)
+        assert controller.describe("hello").latest == 2
+
+        # A spec the admin API refuses: the reason is in the Ready condition, fx is unchanged.
+        missing = "sha256:" + "0" * 64
+        bad = edit(api.items["hello"], artifact=missing)
+        api.items["hello"] = bad
+        api.on_resource("MODIFIED", bad)
+        await until(lambda: ready(api.items["hello"]).get("reason") == "ArtifactNotFound")
+        assert ready(api.items["hello"])["status"] == "False" and missing in ready(api.items["hello"])["message"]
+        assert controller.describe("hello").latest == 2
+
+        # kubectl delete: the function goes from fx too.
+        api.items.pop("hello")
+        api.on_resource("DELETED", bad)
+        await until(lambda: not controller.list(), timeout=10)
+    finally:
+        await sync.stop()
+
+
+async def test_a_function_deleted_by_fx_is_not_brought_back_by_late_events(controller, deployed, settings) -> None:
+    api = FakeFunctions()
+    transport = httpx.ASGITransport(app=create_app(controller, TOKEN))
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    sync = FunctionSync(
+        api, settings.nats_url, httpx.AsyncClient(transport=transport, base_url="http://c", headers=headers)
+    )
+    await sync.start()
+    try:
+        await deployed("hello")
+        await until(lambda: "status" in api.items.get("hello", {}) and api.on_resource is not None)
+        stale = api.items["hello"]
+        await controller.delete("hello")  # fx rm
+        await until(lambda: "hello" not in api.items)
+        api.on_resource("MODIFIED", edit(stale, env={"LATE": "1"}))  # queued before the deletion was seen
+        api.on_resource("DELETED", stale)
+        await asyncio.sleep(0.3)
+        assert controller.list() == [] and "hello" not in api.items
+        # A Function applied again afterwards (kubectl apply) is deployed.
+        api.on_resource("ADDED", {**stale, "metadata": {**stale["metadata"], "uid": "new"}})
+        await until(lambda: [f.name for f in controller.list()] == ["hello"])
+    finally:
+        await sync.stop()
