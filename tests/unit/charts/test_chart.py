@@ -22,7 +22,10 @@ def _helm() -> str:
     cached = sorted((Path.home() / ".cache" / "fx" / "bin").glob("helm-v*"))
     found = str(cached[-1]) if cached else shutil.which("helm")
     if not found:
-        pytest.skip("no helm binary: neither ~/.cache/fx/bin/helm-v* (make cluster-up builds it) nor helm on PATH")
+        pytest.skip(
+            "no helm binary yet: neither ~/.cache/fx/bin/helm-v* nor helm on PATH (the e2e tier of `make test`"
+            " builds helm, then runs these tests again)"
+        )
     return found
 
 
