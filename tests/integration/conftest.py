@@ -17,6 +17,8 @@ import pytest
 import yaml
 from fx.platform import Platform
 
+from tests.processes import alive
+
 FX = str(Path(sys.executable).with_name("fx"))
 
 
@@ -64,16 +66,11 @@ class RunningPlatform:
             if not entry.name.isdigit() or int(entry.name) == os.getpid():
                 continue
             try:
-                if os.readlink(entry / "fd" / "1") == log and _is_running(entry):
+                if os.readlink(entry / "fd" / "1") == log and alive(int(entry.name)):
                     pids.append(int(entry.name))
             except OSError:
                 continue
         return sorted(pids)
-
-
-def _is_running(proc: Path) -> bool:
-    state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
-    return state not in ("Z", "X")
 
 
 @pytest.fixture

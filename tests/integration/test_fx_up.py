@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 
 from tests.integration.helpers import wait_until
+from tests.processes import alive
 
 REPO = Path(__file__).resolve().parents[2]
 FX = str(Path(sys.executable).with_name("fx"))
@@ -33,14 +34,6 @@ def _children(pid: int) -> set[int]:
             if ppid == pid:
                 found |= {int(entry.name)} | _children(int(entry.name))
     return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state not in ("Z", "X")
 
 
 def _start(state: Path, port: int, config: Path, out: Path) -> subprocess.Popen:
@@ -66,7 +59,7 @@ def test_fx_up_serves_the_examples_and_ctrl_c_stops_everything(tmp_path):
         up.send_signal(signal.SIGINT)
         assert up.wait(30) == 0
         assert "Traceback" not in out.read_text()
-        wait_until(lambda: not any(_alive(p) for p in spawned), 10, "every process fx up started to stop")
+        wait_until(lambda: not any(alive(p) for p in spawned), 10, "every process fx up started to stop")
 
         # Running it again keeps what was deployed.
         up = _start(state, port, config, tmp_path / "up2.log")

@@ -21,6 +21,8 @@ from fx_controller.artifacts import Artifacts
 from fx_controller.backends.base import ReplicaEvent, ReplicaSpec
 from fx_controller.backends.local import LocalBackend
 
+from tests.processes import alive
+
 from .conftest import make_zip, until
 
 FAKE_ZYGOTE = [sys.executable, str(Path(__file__).with_name("fake_zygote.py"))]
@@ -112,7 +114,7 @@ async def test_when_the_zygote_dies_its_replicas_are_gone_and_a_new_one_serves(l
     backend._zygote.kill()
     gone = await events.next()
     assert (gone.id, gone.kind) == ("r1", "exit")
-    await until(lambda: not _alive(pid))
+    await until(lambda: not alive(pid))
     await asyncio.sleep(1.0)  # the backend restarts the zygote after a short pause
     await backend.start_replica(replica(artifacts, digest, rid="r2"))
     assert (await events.next()).kind == "ready"
@@ -133,11 +135,3 @@ async def test_the_real_zygote_serves_a_request_and_stops(local):
     await backend.stop_replica("r1", grace=5)
     exited = await events.next()
     assert exited.kind == "exit"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state not in ("Z", "X")

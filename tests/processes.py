@@ -1,0 +1,12 @@
+"""Looking at processes the tests started, through /proc."""
+
+from pathlib import Path
+
+
+def alive(pid: int) -> bool:
+    """True while `pid` exists and is not a zombie (an exited child nobody has reaped yet)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")
