@@ -19,7 +19,7 @@ from .fleet import Fleet
 from .load import LoadBook
 from .routes import RoutePublisher
 from .store import FunctionRecord, FunctionStore, VersionRecord, Warm
-from .traffic import check_versions, shift
+from .traffic import check_versions, keep_warm_seconds, shift
 
 log = logging.getLogger("fx_controller.releases")
 
@@ -64,7 +64,7 @@ class Releases:
 
     def warm_new(self, record: FunctionRecord, version: VersionRecord) -> FunctionRecord:
         """A version deployed without traffic gets one replica at once, kept for the keep-warm time."""
-        seconds = version.spec.scale.keep_warm if version.spec.scale.keep_warm is not None else self.keep_warm
+        seconds = keep_warm_seconds(version, self.keep_warm)
         if seconds <= 0:
             return record
         hold = Warm(until=self.clock() + timedelta(seconds=seconds), replicas=1)

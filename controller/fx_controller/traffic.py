@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 
 from .errors import ApiError
-from .store import FunctionRecord, Warm
+from .store import FunctionRecord, VersionRecord, Warm
 
 HISTORY_DEPTH = 20  # splits remembered for rollback
 
@@ -26,6 +26,12 @@ def check_versions(record: FunctionRecord, versions: Iterable[int], field: str) 
             )
 
 
+def keep_warm_seconds(version: VersionRecord, default: float) -> float:
+    """How long `version` stays warm after losing its traffic: its own scale.keep_warm, else the default."""
+    own = version.spec.scale.keep_warm
+    return default if own is None else own
+
+
 def shift(
     record: FunctionRecord,
     traffic: dict[int, int],
@@ -40,7 +46,7 @@ def shift(
     for number, percent in record.traffic.items():
         version = record.version(number)
         if percent and not traffic.get(number) and version:
-            seconds = version.spec.scale.keep_warm if version.spec.scale.keep_warm is not None else keep_warm
+            seconds = keep_warm_seconds(version, keep_warm)
             if seconds > 0:
                 warm[number] = Warm(until=now + timedelta(seconds=seconds), replicas=max(1, replicas(number)))
     history = record.history
