@@ -15,6 +15,8 @@ import pytest
 from fx import platform as fx_platform
 from fx.platform import Platform, PlatformError
 
+from tests.processes import alive
+
 FAKE = textwrap.dedent(
     """
     import sys
@@ -45,14 +47,6 @@ def fakes(tmp_path, monkeypatch) -> Path:
     script.write_text(FAKE)
     monkeypatch.setattr(fx_platform, "_console_script", lambda name, module: [sys.executable, str(script)])
     return script
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state not in ("Z", "X")
 
 
 def test_start_runs_all_three_and_stop_ends_them(fakes, tmp_path):
