@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from fx import kv_watch
 from fx.models import FunctionSpec, RolloutInfo
-from nats.js.errors import NoKeysError
+from nats.js.errors import KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 from pydantic import BaseModel, Field
+
+from fx_controller.errors import ApiError
 
 
 class VersionRecord(BaseModel):
@@ -51,14 +54,8 @@ class FunctionStore:
         self._records: dict[str, FunctionRecord] = {}
 
     async def load(self) -> None:
-        try:
-            keys = await self._kv.keys()
-        except NoKeysError:
-            keys = []
-        for key in keys:
-            entry = await self._kv.get(key)
-            if entry.value:
-                self._records[key] = FunctionRecord.model_validate_json(entry.value)
+        for key, value in (await kv_watch.load(self._kv)).items():
+            self._records[key] = FunctionRecord.model_validate_json(value)
 
     def get(self, name: str) -> FunctionRecord | None:
         return self._records.get(name)
@@ -67,7 +64,20 @@ class FunctionStore:
         return [self._records[name] for name in sorted(self._records)]
 
     async def put(self, record: FunctionRecord) -> None:
-        await self._kv.put(record.name, record.model_dump_json().encode())
+        value = record.model_dump_json().encode()
+        if record.name in self._records:
+            await self._kv.put(record.name, value)
+        else:
+            try:  # create, never overwrite: a record missing from memory must not replace a stored one
+                await self._kv.create(record.name, value)
+            except KeyWrongLastSequenceError as exc:
+                raise ApiError(
+                    409,
+                    "StoreConflict",
+                    f"function {record.name!r} is in the store but was not loaded by this controller;"
+                    " restart the controller so that it reloads the store",
+                    function=record.name,
+                ) from exc
         self._records[record.name] = record
 
     def forget(self, name: str) -> FunctionRecord | None:

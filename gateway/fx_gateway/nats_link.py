@@ -9,6 +9,7 @@ import logging
 import nats
 import nats.errors
 import nats.js.errors
+from fx import kv_watch
 from fx.protocol import (
     KV_ROUTES,
     LOAD_REPORT_INTERVAL_S,
@@ -36,7 +37,6 @@ log = logging.getLogger("fx_gateway")
 
 CONNECT_RETRY_S = 0.5
 STORE_TIMEOUT_S = 5.0  # for JetStream's acknowledgement of a stored async call
-DELETED = ("DEL", "PURGE")
 
 
 class NatsLink:
@@ -102,8 +102,7 @@ class NatsLink:
             return await js.key_value(KV_ROUTES)
 
     async def _watch(self, kv: KeyValue) -> None:
-        watcher = await kv.watchall()
-        async for entry in watcher:
+        async for entry in kv_watch.watch(kv):
             if entry is None:  # everything that existed when the watch began has been delivered
                 if not self.loaded:
                     self.loaded = True
@@ -111,7 +110,7 @@ class NatsLink:
                     if self.worker is not None:  # only now: a call for a function not yet loaded is not lost
                         self._tasks.append(spawn(self.worker.run()))
                 continue
-            if entry.operation in DELETED:
+            if entry.operation in kv_watch.DELETED:
                 self.gateway.remove(entry.key)
             else:
                 try:

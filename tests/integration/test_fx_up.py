@@ -2,7 +2,6 @@
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -11,16 +10,11 @@ from pathlib import Path
 import httpx
 
 from tests.integration.helpers import wait_until
+from tests.loopback import free_port
 from tests.processes import alive
 
 REPO = Path(__file__).resolve().parents[2]
 FX = str(Path(sys.executable).with_name("fx"))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _children(pid: int) -> set[int]:
@@ -36,6 +30,10 @@ def _children(pid: int) -> set[int]:
     return found
 
 
+def _log(state: Path, name: str) -> str:
+    return "\n".join((state / "logs" / f"{name}.log").read_text(errors="replace").splitlines()[-60:])
+
+
 def _start(state: Path, port: int, config: Path, out: Path) -> subprocess.Popen:
     env = {**os.environ, "FX_CONFIG": str(config)}
     args = [FX, "up", "--state-dir", str(state), "--port", str(port), "--examples", str(REPO / "examples")]
@@ -44,7 +42,7 @@ def _start(state: Path, port: int, config: Path, out: Path) -> subprocess.Popen:
 
 def test_fx_up_serves_the_examples_and_ctrl_c_stops_everything(tmp_path):
     state, config, out = tmp_path / "state", tmp_path / "config.json", tmp_path / "up.log"
-    port = _free_port()
+    port = free_port()
     up = _start(state, port, config, out)
     try:
         wait_until(lambda: "curl" in out.read_text(), 90, "fx up to print how to call the examples")
@@ -64,7 +62,8 @@ def test_fx_up_serves_the_examples_and_ctrl_c_stops_everything(tmp_path):
         # Running it again keeps what was deployed.
         up = _start(state, port, config, tmp_path / "up2.log")
         wait_until(lambda: "curl" in (tmp_path / "up2.log").read_text(), 90, "the second fx up")
-        assert "unchanged" in (tmp_path / "up2.log").read_text()
+        second = (tmp_path / "up2.log").read_text()
+        assert second.count("unchanged") == 2, f"fx up output:\n{second}\ncontroller log:\n{_log(state, 'controller')}"
         assert httpx.get(f"http://127.0.0.1:{port}/function/hello", timeout=30).status_code == 200
     finally:
         if up.poll() is None:

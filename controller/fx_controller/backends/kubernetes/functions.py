@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 
 import httpx
 import nats
+from fx import kv_watch
 from fx.protocol import KV_FUNCTIONS
 from pydantic import ValidationError
 
@@ -27,7 +28,6 @@ from .kube import KubeApi
 
 log = logging.getLogger("fx_controller.functions")
 
-DELETED = ("DEL", "PURGE")
 ADMIN_RETRIES = 30
 
 
@@ -80,14 +80,13 @@ class FunctionSync:
     # --- fx → Kubernetes --------------------------------------------------------------------
 
     async def _follow_store(self, kv) -> None:
-        watcher = await kv.watchall()
-        async for entry in watcher:
+        async for entry in kv_watch.watch(kv):
             if entry is None:  # the store is loaded: only now can a resource be compared with it
                 self._api.watch_functions(lambda kind, obj: self._events.put_nowait((kind, obj)))
                 self._spawn(self._apply_resources())
                 continue
             try:
-                if entry.operation in DELETED:
+                if entry.operation in kv_watch.DELETED:
                     self._records.pop(entry.key, None)
                     self._deleting.add(entry.key)
                     if not await self._api.delete_function(entry.key):
