@@ -5,9 +5,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
-import socket
-import subprocess
-import sys
 import time
 import zipfile
 from collections.abc import AsyncIterator, Iterator
@@ -20,37 +17,15 @@ from fx_controller.backends.base import EventSink, ReplicaEvent, ReplicaSpec
 from fx_controller.controller import Controller
 from fx_controller.settings import Settings
 
-NATS_SERVER = Path(sys.executable).with_name("nats-server")
+from tests.nats_server import nats_server
+
 TOKEN = "test-token"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
 def nats_url(tmp_path: Path) -> Iterator[str]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [str(NATS_SERVER), "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(tmp_path / "nats")],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            if time.monotonic() > deadline:
-                proc.kill()
-                raise
-            time.sleep(0.02)
-    yield f"nats://127.0.0.1:{port}"
-    proc.terminate()
-    proc.wait(5)
+    with nats_server(tmp_path / "nats") as url:
+        yield url
 
 
 async def until(predicate, timeout: float = 5.0) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
-import socket
 import zipfile
 from pathlib import Path
 
@@ -16,6 +15,8 @@ from fx_controller.backends.kubernetes.artifact_server import ArtifactServer
 from fx_runtime import artifact
 from fx_runtime.faults import Fault
 from nats.js.errors import ObjectNotFoundError
+
+from tests.loopback import free_port
 
 
 def make_zip() -> tuple[bytes, str]:
@@ -40,12 +41,6 @@ class FakeArtifacts:
         if digest not in self.paths:
             raise ObjectNotFoundError
         return self.paths[digest]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

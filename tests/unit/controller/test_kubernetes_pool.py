@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .conftest import free_port
+from tests.loopback import free_port
 
 
 def zipped(source: str, tmp_path: Path) -> tuple[Path, str]:

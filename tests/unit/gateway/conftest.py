@@ -4,12 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
-import socket
-import subprocess
-import sys
-import tempfile
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
@@ -20,6 +14,8 @@ from fx.protocol import ActivationReply, ActivationRequest, RouteTable, VersionR
 from fx_gateway.app import Gateway
 from fx_gateway.config import Settings
 from fx_gateway.server import ClientConnection
+
+from tests.nats_server import nats_server as running_nats
 
 
 class FakeReplica:
@@ -191,33 +187,8 @@ async def gateway() -> AsyncIterator[Callable]:
             conn.abort()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
-def nats_server() -> Iterator[str]:
+def nats_server(tmp_path: Path) -> Iterator[str]:
     """A real nats-server with JetStream on a free loopback port; yields its URL."""
-    binary = str(Path(sys.executable).with_name("nats-server"))
-    port = free_port()
-    store = tempfile.mkdtemp(prefix="fx-gw-nats-")
-    proc = subprocess.Popen(
-        [binary, "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", store],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            time.sleep(0.05)
-    try:
-        yield f"nats://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(10)
-        shutil.rmtree(store, ignore_errors=True)
+    with running_nats(tmp_path / "nats") as url:
+        yield url

@@ -14,7 +14,8 @@ import pytest
 from fx.protocol import KV_ROUTES, SUBJECT_ACTIVATE, SUBJECT_LOAD, ActivationReply, ActivationRequest, LoadReport
 from fx_gateway.nats_link import NatsLink
 
-from tests.unit.gateway.conftest import free_port, table
+from tests.loopback import free_port
+from tests.unit.gateway.conftest import table
 
 
 async def wait_for(predicate, timeout: float = 5.0):

