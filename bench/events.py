@@ -2,7 +2,8 @@
 
 Starts the real embedded platform on free ports, deploys a trivial handler, then in one run:
 
-1. baseline: this Python process pulls and acks N messages of a scratch work-queue stream (batches of 256);
+1. baseline: this Python process pulls and acks N messages of a scratch work-queue stream, through one pull
+   request kept open (as the gateway pulls); for reference also with nats-py's fetch() in batches of 256;
 2. async calls run by the gateway: N calls stored straight into FX_ASYNC (as the gateway's accept path
    stores them), timed from the first store until the shared consumer has acked them all, with the
    gateway's and the replicas' CPU per call;
@@ -19,6 +20,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import subprocess
 import tempfile
 import time
 import uuid
@@ -39,7 +42,7 @@ from fx.protocol import (
     RouteTable,
     async_subject,
 )
-from nats.js.api import RetentionPolicy, StreamConfig
+from nats.js.api import DEFAULT_PREFIX, AckPolicy, ConsumerConfig, RetentionPolicy, StreamConfig
 
 from bench.measure import cpu_seconds, load, pid_listening_on
 from bench.run import deploy
@@ -61,6 +64,37 @@ async def raw_pull_and_ack(nats_url: str, count: int) -> float:
             done += 1
     rate = count / (time.perf_counter() - started)
     await js.delete_stream("BENCH_RAW")
+    await nc.close()
+    return rate
+
+
+async def raw_open_pull_and_ack(nats_url: str, count: int) -> float:
+    """The same with one pull request kept open for all of them (up to 1024 unacked at a time), messages
+    taken in a subscription callback: how the gateway pulls, without the function."""
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    await js.add_stream(StreamConfig(name="BENCH_OPEN", subjects=["bench.open"], retention=RetentionPolicy.WORK_QUEUE))
+    await store(js, "bench.open", count, {})
+    config = ConsumerConfig(durable_name="bench", ack_policy=AckPolicy.EXPLICIT, max_ack_pending=1024)
+    await js.add_consumer("BENCH_OPEN", config)
+    acked, finished = 0, asyncio.Event()
+
+    async def take(msg) -> None:
+        nonlocal acked
+        if msg.reply:  # not the pull request's closing status
+            await msg.ack()
+            acked += 1
+            if acked == count:
+                finished.set()
+
+    inbox = nc.new_inbox()
+    await nc.subscribe(inbox, cb=take)
+    started = time.perf_counter()
+    request = json.dumps({"batch": count, "expires": 60_000_000_000}).encode()
+    await nc.publish(f"{DEFAULT_PREFIX}.CONSUMER.MSG.NEXT.BENCH_OPEN.bench", request, reply=inbox)
+    await asyncio.wait_for(finished.wait(), 60)
+    rate = count / (time.perf_counter() - started)
+    await js.delete_stream("BENCH_OPEN")
     await nc.close()
     return rate
 
@@ -109,7 +143,10 @@ async def durable(p: Platform, tmp: Path, name: str, count: int, batch: int, in_
     )
     before = cpu_seconds(pid)
     # The trivial handler's answer has no batchItemFailures, so every batch is acked whole.
-    await asyncio.to_thread(deploy, tmp / name, p, manifest)
+    try:
+        await asyncio.to_thread(deploy, tmp / name, p, manifest)
+    except subprocess.CalledProcessError as exc:
+        raise SystemExit(f"fx deploy of {name} failed: {exc.stderr.decode(errors='replace')}") from None
     while not await js.consumers_info(stream):
         await asyncio.sleep(0.005)
     started = time.perf_counter()
@@ -150,7 +187,8 @@ def main() -> None:
             pids[f"replica{i}"] = pid_listening_on(int(endpoint.rsplit(":", 1)[1]))
 
         asyncio.run(through_gateway(p.nats_url, "bench", 2000, pids))  # warm-up: connections, pools
-        raw = asyncio.run(raw_pull_and_ack(p.nats_url, args.events))
+        fetched = asyncio.run(raw_pull_and_ack(p.nats_url, args.events))
+        raw = asyncio.run(raw_open_pull_and_ack(p.nats_url, args.events))
         run = asyncio.run(through_gateway(p.nats_url, "bench", args.events, pids))
         accept = load(f"{p.gateway_url}/async-function/bench", 16, args.events, {"gateway": pids["gateway"]}, "POST")
         gateway_pid, tmp_path = pids["gateway"], Path(tmp)
@@ -159,7 +197,11 @@ def main() -> None:
 
         replicas_cpu = sum(v for k, v in run.items() if k.startswith("replica"))
         print(f"events: {args.events} per run, trivial handler on {n} replicas (concurrency 0), 2-core host")
-        print(f"  JetStream raw pull+ack (this process, batches of 256) {raw:9.0f} msgs/s   (baseline)")
+        print(f"  JetStream raw pull+ack, one open pull request        {raw:9.0f} msgs/s   (baseline)")
+        print(
+            f"  JetStream raw pull+ack, nats-py fetch() of 256       {fetched:9.0f} msgs/s"
+            f"   {fetched / raw:5.2f} of baseline"
+        )
         print(
             f"  async calls run by the gateway                       {run['rate']:9.0f} calls/s"
             f"  ({run['seconds']:.2f} s; storing took {run['stored_s']:.2f} s)"
@@ -173,7 +215,7 @@ def main() -> None:
         runs = (("single (batch 1, 64 in flight)", single), ("batched (batch 100, 4 in flight)", batched))
         for label, result in runs:
             print(
-                f"  durable trigger, {label:<33}{result['rate']:9.0f} events/s"
+                f"  durable trigger, {label:<33}{result['rate']:9.0f} events/s  {result['rate'] / raw:5.2f} of baseline"
                 f"  ({result['seconds']:.2f} s)  gateway CPU/event {result['gateway_cpu_us']:.1f} µs"
             )
 

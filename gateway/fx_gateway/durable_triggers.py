@@ -1,12 +1,13 @@
 """Durable triggers: a JetStream consumer per function and trigger, at-least-once, in batches.
 
 Every gateway pulls from the same durable consumer, so the fleet shares a stream's messages. A batch (up to
-`batch` messages, waiting up to `window_ms` to fill it) is one invocation with Lambda's {"Records": [...]}
-shape; the function may answer {"batchItemFailures": [{"itemIdentifier": messageId}]} to fail only some of
-them, as Lambda's ReportBatchItemFailures. Messages that succeed are acked; failed ones are nak'ed with a
-doubling delay until `max_deliver` deliveries, then dead-lettered to fx.dlq.<function> and acked. The
-consumer's max_ack_pending = batch * max_in_flight bounds the batches in flight across all gateways, so
-max_in_flight 1 processes the stream in order.
+`batch` messages, waiting up to `window_ms` to fill it, and FILL_WAIT_S more while JetStream is still sending
+a backlog) is one invocation with Lambda's {"Records": [...]} shape; the function may answer
+{"batchItemFailures": [{"itemIdentifier": messageId}]} to fail only some of them, as Lambda's
+ReportBatchItemFailures. Messages that succeed are acked; failed ones are nak'ed with a doubling delay until
+`max_deliver` deliveries, then dead-lettered to fx.dlq.<function> and acked. The consumer's max_ack_pending =
+batch * max_in_flight bounds the batches in flight across all gateways, so max_in_flight 1 processes the stream
+in order.
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ import json
 import logging
 import time
 import zlib
+from collections import deque
+from datetime import UTC, datetime
+from functools import partial
 from typing import TYPE_CHECKING
 
 import nats.errors
@@ -33,9 +37,10 @@ from fx.protocol import (
     TriggerRoute,
     dead_letter_subject,
 )
+from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
-from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.aio.subscription import Subscription
+from nats.js.api import DEFAULT_PREFIX, AckPolicy, ConsumerConfig, DeliverPolicy, Header
 
 from fx_gateway import internal
 from fx_gateway.async_worker import describe, keep_in_progress, one_line
@@ -50,8 +55,12 @@ log = logging.getLogger("fx_gateway")
 
 EVENT_SOURCE = "fx:jetstream"
 KV_SOURCE = "fx:kv"
-PULL_WAIT_S = 1.0
+PULL_EXPIRES_S = 5.0  # the life of a pull request on the server; an idle trigger renews it this often
+PULL_GRACE_S = 1.0
+FILL_WAIT_S = 0.005  # beyond window_ms, for messages already on their way
 ERROR_WAIT_S = 1.0
+PENDING_MESSAGES = "Nats-Pending-Messages"  # of an expired pull request: how many it did not bring
+encode = json.JSONEncoder(ensure_ascii=False).encode  # json.dumps(ensure_ascii=False) makes one per call
 
 
 def consumer_name(function: str, route: TriggerRoute) -> str:
@@ -65,14 +74,23 @@ def trigger_key(route: TriggerRoute) -> str:
     return f"{route.stream}/{route.subject or '>'}"
 
 
+def delivery(msg: Msg) -> tuple[int, int, str]:
+    """(stream sequence, deliveries, ISO time stored) from the message's ack subject, at a third of the cost of
+    nats-py's Metadata; the subject has 9 tokens, or 12 with a domain and account hash after $JS.ACK."""
+    tokens = msg.reply.split(".")
+    shift = 2 if len(tokens) == 9 else 0
+    stored = datetime.fromtimestamp(int(tokens[Msg.Ack.Timestamp - shift]) / 1e9, UTC).isoformat()
+    return int(tokens[Msg.Ack.StreamSeq - shift]), int(tokens[Msg.Ack.NumDelivered - shift]), stored
+
+
 def record(msg: Msg) -> dict:
-    meta = msg.metadata
+    sequence, deliveries, stored = delivery(msg)
     return {
-        "messageId": str(meta.sequence.stream),
+        "messageId": str(sequence),
         **message_fields(msg),
-        "sequence": meta.sequence.stream,
-        "deliveries": meta.num_delivered,
-        "timestamp": meta.timestamp.isoformat(),
+        "sequence": sequence,
+        "deliveries": deliveries,
+        "timestamp": stored,
     }
 
 
@@ -80,21 +98,24 @@ def kv_record(msg: Msg) -> dict:
     """A KV change: the key, PUT / DEL / PURGE, the value (empty for deletes) and the bucket's revision."""
     fields = message_fields(msg)
     headers = fields["headers"]
+    sequence, deliveries, stored = delivery(msg)
     return {
-        "messageId": str(msg.metadata.sequence.stream),
+        "messageId": str(sequence),
         "key": msg.subject.split(".", 2)[2],  # $KV.<bucket>.<key>
         "operation": headers.pop("KV-Operation", "PUT"),
         "value": fields["data"],
         "isBase64Encoded": fields["isBase64Encoded"],
-        "revision": msg.metadata.sequence.stream,
-        "deliveries": msg.metadata.num_delivered,
-        "timestamp": msg.metadata.timestamp.isoformat(),
+        "revision": sequence,
+        "deliveries": deliveries,
+        "timestamp": stored,
     }
 
 
 def failed_items(result: internal.Result, batch: list[Msg]) -> tuple[set[int], str, str]:
     """(indexes of the messages to retry, error code, message): all of them unless the function succeeded."""
     if result.status == 200 and result.function_error is None:
+        if b"batchItemFailures" not in result.body:  # the usual answer, not worth parsing
+            return set(), "", ""
         try:
             answer = json.loads(result.body)
         except ValueError:
@@ -110,21 +131,38 @@ def failed_items(result: internal.Result, batch: list[Msg]) -> tuple[set[int], s
 
 
 class DurableTrigger:
-    """One function's trigger on this gateway: the pull loop of its consumer."""
+    """One function's trigger on this gateway: pull requests kept open on its consumer, batches formed as
+    messages arrive.
 
-    def __init__(
-        self, gateway: Gateway, js: JetStreamContext, function: str, route: TriggerRoute, stats: EventStats
-    ) -> None:
+    nats-py's fetch() costs a round trip, a task and a timer per message, and from a consumer at
+    max_ack_pending it gets the few messages the last acks freed; so this keeps pull requests open for the
+    consumer's whole max_ack_pending (JetStream itself bounds what it delivers) and takes messages in a
+    subscription callback.
+    """
+
+    def __init__(self, gateway: Gateway, nc: NATS, function: str, route: TriggerRoute, stats: EventStats) -> None:
         self.gateway = gateway
-        self.js = js
+        self.nc = nc
+        self.js = nc.jetstream()
         self.function = function
         self.route = route
         self.stats = stats
         self.key = trigger_key(route)
-        self.running: dict[int, Msg] = {}
+        self.capacity = route.batch * route.max_in_flight  # the consumer's max_ack_pending
+        self.running: dict[int, Msg] = {}  # delivered and not yet acked: buffered or in a batch
+        self.buffer: deque[Msg] = deque()  # delivered, not yet in a batch
         self.in_flight = 0  # batches being invoked
-        self._slot = asyncio.Event()  # set when a batch finishes
-        self._sub: JetStreamContext.PullSubscription | None = None
+        self.stopped = False
+        self.asked = 0  # messages the open pull requests may still bring
+        self._open_until = 0.0  # when the last pull request sent expires on the server
+        self._window_end = 0.0  # a partial batch waits for more messages until then
+        self._timer: asyncio.TimerHandle | None = None
+        self._dispatching = False
+        self._answers: list[tuple[list[Msg], internal.Result]] = []  # answered, not yet acked
+        self._answer = asyncio.Event()
+        self._next = ""
+        self._inbox = ""
+        self._sub: Subscription | None = None
         self._tasks: list[asyncio.Task] = []
 
     async def start(self) -> None:
@@ -138,76 +176,149 @@ class DurableTrigger:
             ack_policy=AckPolicy.EXPLICIT,
             ack_wait=ack_wait,
             max_deliver=-1,  # counted here, so the last failure can be dead-lettered
-            max_ack_pending=route.batch * route.max_in_flight,
+            max_ack_pending=self.capacity,
         )
         await self.js.add_consumer(route.stream, config)
-        self._sub = await self.js.pull_subscribe_bind(durable=name, stream=route.stream)
-        self._tasks = [spawn(self._pull()), spawn(keep_in_progress(self.running, ack_wait))]
+        self._next = f"{DEFAULT_PREFIX}.CONSUMER.MSG.NEXT.{route.stream}.{name}"
+        self._inbox = self.nc.new_inbox()
+        self._sub = await self.nc.subscribe(self._inbox, cb=self._received)
+        await self._pull_more()
+        self._tasks = [spawn(self._keep_pulling()), spawn(keep_in_progress(self.running, ack_wait))]
+        spawn(self._settle_answers())
         log.info("function %s: durable trigger on %s (consumer %s)", self.function, self.key, name)
 
     async def stop(self) -> None:
+        """Take no more messages; the batches under way are still acked (the buffered ones come back later)."""
+        self.stopped = True
+        self._answer.set()  # so that settling ends once they are done
         for task in self._tasks:
             task.cancel()
+        if self._timer is not None:
+            self._timer.cancel()
         if self._sub is not None:
             with contextlib.suppress(nats.errors.Error):  # the connection is going away: nothing to stop
                 await self._sub.unsubscribe()
 
-    async def _pull(self) -> None:
-        size = self.route.batch
+    # --- pulling ---
+
+    async def _pull_more(self) -> None:
+        """Keep pull requests open for at least half the consumer's max_ack_pending: one request per many
+        messages, and JetStream sends each message as soon as an ack makes room for it."""
+        if self.asked * 2 >= self.capacity:
+            return
+        more = self.capacity - self.asked
+        request = b'{"batch":%d,"expires":%d}' % (more, int(PULL_EXPIRES_S * 1e9))
+        await self.nc.publish(self._next, request, reply=self._inbox)
+        self.asked += more
+        self._open_until = time.monotonic() + PULL_EXPIRES_S + PULL_GRACE_S
+
+    async def _keep_pulling(self) -> None:
+        """Pull requests can end without word: a restarted server forgets them, a status can be lost. After a
+        reconnect, or once all sent have expired, count none open (asking too much is harmless: JetStream
+        still sends no more than max_ack_pending)."""
+        reconnects = self.nc.stats["reconnects"]
         while True:
-            free = self.route.max_in_flight - self.in_flight
-            if free <= 0:
-                self._slot.clear()
-                await self._slot.wait()
-                continue
+            await asyncio.sleep(PULL_GRACE_S)
+            if time.monotonic() > self._open_until or self.nc.stats["reconnects"] != reconnects:
+                reconnects = self.nc.stats["reconnects"]
+                self.asked = 0
             try:
-                messages = await self._collect(size * free)
+                await self._pull_more()
             except nats.errors.Error as exc:
                 log.warning("function %s: pulling %s failed (%s); retrying", self.function, self.key, exc)
-                await asyncio.sleep(ERROR_WAIT_S)
-                continue
-            # One fetch for every free slot: a round trip per message would cap single-message batches.
-            for start in range(0, len(messages), size):
-                batch = messages[start : start + size]
-                for msg in batch:
-                    self.running[id(msg)] = msg
-                self.in_flight += 1
-                spawn(self._run(batch))
 
-    async def _collect(self, most: int) -> list[Msg]:
-        """Up to `most` messages; once one is in, wait at most `window_ms` for a full batch."""
-        size, window = self.route.batch, self.route.window_ms / 1000
-        sub = self._sub
-        try:
-            messages = await sub.fetch(most, timeout=PULL_WAIT_S)  # type: ignore[union-attr]
-        except TimeoutError:
-            return []
-        deadline = time.monotonic() + window
-        while len(messages) < size and (left := deadline - time.monotonic()) > 0.001:
-            try:
-                messages += await sub.fetch(size - len(messages), timeout=left)  # type: ignore[union-attr]
-            except TimeoutError:
-                break
-        return messages
+    async def _received(self, msg: Msg) -> None:
+        if not msg.reply:  # the server's status for a pull request that ended: 408 expired, 409 refused
+            await self._request_ended(msg.headers or {})
+            return
+        self.asked = max(self.asked - 1, 0)  # a request the keeper gave up on may still deliver
+        self.running[id(msg)] = msg
+        if not self.buffer:
+            self._window_end = time.monotonic() + self.route.window_ms / 1000
+        self.buffer.append(msg)
+        if not self._dispatching:  # once the messages read together are all in: they may make one batch
+            self._dispatching = True
+            asyncio.get_running_loop().call_soon(self._dispatch)
+        await self._pull_more()
 
-    async def _run(self, batch: list[Msg]) -> None:
+    async def _request_ended(self, headers: dict[str, str]) -> None:
+        unused = headers.get(PENDING_MESSAGES)
+        if unused is None:  # refused (consumer deleted, too many waiting requests, ...): none of it will come
+            status = headers.get(Header.STATUS, "?"), headers.get(Header.DESCRIPTION, "")
+            log.warning("function %s: pull on %s refused: %s %s; retrying", self.function, self.key, *status)
+            await asyncio.sleep(ERROR_WAIT_S)  # holds this subscription's callbacks: nothing else to take
+            self.asked = 0
+        else:
+            self.asked = max(self.asked - int(unused), 0)
+        await self._pull_more()
+
+    # --- batches ---
+
+    def _dispatch(self) -> None:
+        """Start batches while slots are free: full ones at once, a partial one once its window has passed."""
+        self._dispatching = False
+        buffer, size = self.buffer, self.route.batch
+        while buffer and self.in_flight < self.route.max_in_flight and not self.stopped:
+            if len(buffer) < size:
+                wait = self._window_end - time.monotonic()
+                if self._more_coming():
+                    wait += FILL_WAIT_S
+                if wait > 0.001:
+                    if self._timer is None:
+                        self._timer = asyncio.get_running_loop().call_later(wait, self._window_passed)
+                    return
+            batch = [buffer.popleft() for _ in range(min(size, len(buffer)))]
+            self._window_end = time.monotonic() + self.route.window_ms / 1000  # for what is left
+            self.in_flight += 1
+            self._start(batch)
+
+    def _more_coming(self) -> bool:
+        """The stream has more for this consumer and max_ack_pending lets JetStream send it now: a partial
+        batch is worth a moment's wait (from a backlog, each ack frees room for one message, sent at once)."""
+        return self.buffer[-1].metadata.num_pending > 0 and len(self.running) < self.capacity
+
+    def _window_passed(self) -> None:
+        self._timer = None
+        self._dispatch()
+
+    def _start(self, batch: list[Msg]) -> None:
+        routes = self.gateway.functions.get(self.function)
+        if routes is None:  # removed: leave the messages to the consumer, they are not lost
+            self._finished(batch)
+            return
+        if self.route.kind == "kv":
+            event = {"eventSource": KV_SOURCE, "trigger": self.key, "bucket": self.route.stream.removeprefix("KV_")}
+            event["Records"] = [kv_record(m) for m in batch]
+        else:
+            event = {"eventSource": EVENT_SOURCE, "trigger": self.key, "stream": self.route.stream}
+            event["Records"] = [record(m) for m in batch]
+        body = encode(event).encode()
+        internal.send(routes, "", INVOKE_HEAD, body, partial(self._answered, batch))
+
+    def _answered(self, batch: list[Msg], result: internal.Result) -> None:
+        self._answers.append((batch, result))
+        self._answer.set()
+
+    async def _settle_answers(self) -> None:
+        """One task acks every answered batch, instead of a task per batch."""
+        while not (self.stopped and self.in_flight == 0):
+            await self._answer.wait()
+            self._answer.clear()
+            answers, self._answers = self._answers, []
+            for batch, result in answers:
+                failed, code, message = failed_items(result, batch)
+                self.stats.count(self.function, self.key, "error" if failed else "ok")
+                settle = self._settle(batch, failed, code, message, result.status)
+                if failed:  # naks, and dead letters waiting for JetStream: not in the way of the other acks
+                    spawn(settle)
+                else:
+                    await settle
+
+    async def _settle(self, batch: list[Msg], failed: set[int], code: str, message: str, status: int) -> None:
         try:
-            routes = self.gateway.functions.get(self.function)
-            if routes is None:  # removed: leave the messages to the consumer, they are not lost
-                return
-            if self.route.kind == "kv":
-                bucket = self.route.stream.removeprefix("KV_")
-                event = {"eventSource": KV_SOURCE, "trigger": self.key, "bucket": bucket}
-                event["Records"] = [kv_record(m) for m in batch]
-            else:
-                event = {"eventSource": EVENT_SOURCE, "trigger": self.key, "stream": self.route.stream}
-                event["Records"] = [record(m) for m in batch]
-            result = await internal.call(routes, "", INVOKE_HEAD, json.dumps(event, ensure_ascii=False).encode())
-            failed, code, message = failed_items(result, batch)
-            self.stats.count(self.function, self.key, "error" if failed else "ok")
             for i, msg in enumerate(batch):
                 if i in failed:
-                    await self._failed(msg, code, message, result.status)
+                    await self._failed(msg, code, message, status)
                 else:
                     await msg.ack()
         except nats.errors.Error as exc:
@@ -215,10 +326,15 @@ class DurableTrigger:
                 "function %s: acking a batch of %s failed (%s); it will be redelivered", self.function, self.key, exc
             )
         finally:
-            for msg in batch:
-                self.running.pop(id(msg), None)
-            self.in_flight -= 1
-            self._slot.set()
+            self._finished(batch)
+
+    def _finished(self, batch: list[Msg]) -> None:
+        for msg in batch:
+            self.running.pop(id(msg), None)
+        self.in_flight -= 1
+        if self.stopped:
+            self._answer.set()  # settling may be waiting to end
+        self._dispatch()
 
     async def _failed(self, msg: Msg, code: str, message: str, status: int) -> None:
         deliveries = msg.metadata.num_delivered
@@ -247,9 +363,9 @@ class DurableTrigger:
 class DurableTriggers:
     """The durable triggers this gateway runs, kept equal to the route tables'."""
 
-    def __init__(self, gateway: Gateway, js: JetStreamContext, stats: EventStats) -> None:
+    def __init__(self, gateway: Gateway, nc: NATS, stats: EventStats) -> None:
         self.gateway = gateway
-        self.js = js
+        self.nc = nc
         self.stats = stats
         self.running: dict[tuple[str, str], DurableTrigger] = {}
 
@@ -263,7 +379,7 @@ class DurableTriggers:
                 await self.running.pop((name, key)).stop()
         for key, route in want.items():
             if (function, key) not in self.running:
-                trigger = DurableTrigger(self.gateway, self.js, function, route, self.stats)
+                trigger = DurableTrigger(self.gateway, self.nc, function, route, self.stats)
                 try:
                     await trigger.start()
                 except nats.js.errors.NotFoundError:

@@ -7,6 +7,7 @@ count in the load reports the autoscaler reads, and are bounded by the same back
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import httptools
@@ -45,13 +46,14 @@ class _Answer:
 
 
 class Caller:
-    """Stands in for a caller's connection (fx_gateway.exchange.Client): collects the answer, then resolves."""
+    """Stands in for a caller's connection (fx_gateway.exchange.Client): collects the answer, then hands it on."""
 
-    __slots__ = ("data", "future")
+    __slots__ = ("data", "exchange", "on_result")
 
-    def __init__(self) -> None:
+    def __init__(self, on_result: Callable[[Result], object]) -> None:
         self.data: list[bytes] = []
-        self.future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+        self.on_result: Callable[[Result], object] | None = on_result
+        self.exchange: Exchange | None = None
 
     def write(self, data: bytes) -> None:
         self.data.append(data)
@@ -70,21 +72,33 @@ class Caller:
         self._resolve(Result(0, b"the replica's connection broke in the middle of its answer"))
 
     def _resolve(self, result: Result) -> None:
-        if not self.future.done():
-            self.future.set_result(result)
+        on_result, self.on_result = self.on_result, None
+        if on_result is not None:
+            exchange: Exchange = self.exchange  # type: ignore[assignment]
+            result.version = exchange.dispatcher.version
+            result.by_gateway = not exchange.relayed
+            on_result(result)
 
 
-async def call(routes: FunctionRoutes, qualifier: str, head: bytes, body: bytes) -> Result:
-    """Send one request (`head`: request line and headers, no Content-Length) to a version of `routes`."""
+def send(
+    routes: FunctionRoutes, qualifier: str, head: bytes, body: bytes, on_result: Callable[[Result], object]
+) -> None:
+    """Send one request (`head`: request line and headers, no Content-Length) to a version of `routes`;
+    `on_result` gets the Result, from the event loop's callbacks (or at once). No task: for hot paths."""
     dispatcher = routes.pick(qualifier)
     if dispatcher is None:
         answer = responses.version_not_found(routes.name, qualifier) if qualifier else responses.no_traffic(routes.name)
-        return Result(404, answer[answer.index(b"\r\n\r\n") + 4 :], by_gateway=True)
-    caller = Caller()
-    exchange = Exchange(caller, dispatcher, head, len(body), routes.timeout)
+        on_result(Result(404, answer[answer.index(b"\r\n\r\n") + 4 :], by_gateway=True))
+        return
+    caller = Caller(on_result)
+    exchange = caller.exchange = Exchange(caller, dispatcher, head, len(body), routes.timeout)
     exchange.feed(body)
     exchange.begin()
-    result = await caller.future
-    result.version = dispatcher.version
-    result.by_gateway = not exchange.relayed
-    return result
+
+
+async def call(routes: FunctionRoutes, qualifier: str, head: bytes, body: bytes) -> Result:
+    """send(), awaited."""
+    future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+    # The awaiting task may have been cancelled by the time the answer comes.
+    send(routes, qualifier, head, body, lambda result: future.done() or future.set_result(result))
+    return await future

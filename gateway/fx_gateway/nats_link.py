@@ -82,7 +82,7 @@ class NatsLink:
         kv = await self._bucket()
         gateway = self.gateway
         self.triggers = NatsTriggers(gateway, self.nc, gateway.settings.trigger_concurrency, gateway.event_stats)
-        self.durable = DurableTriggers(gateway, self.nc.jetstream(), gateway.event_stats)  # type: ignore[union-attr]
+        self.durable = DurableTriggers(gateway, self.nc, gateway.event_stats)
         try:
             await ensure_streams(self.nc.jetstream(), self.gateway.settings.async_ack_wait)  # type: ignore[union-attr]
             self.worker = AsyncWorker(self.gateway, self.nc, self.gateway.settings, self.gateway.async_stats)  # type: ignore[arg-type]

@@ -14,6 +14,7 @@ from fx.protocol import (
     ActivationReply,
     TriggerRoute,
 )
+from fx_gateway import durable_triggers
 from fx_gateway.nats_link import NatsLink
 from nats.js.api import StreamConfig
 
@@ -30,6 +31,11 @@ def durable(endpoints: list[str], revision: int = 1, concurrency: int = 0, **tri
 def records(replica) -> list[list[dict]]:
     """The Records of every invocation the replica got."""
     return [json.loads(seen["body"])["Records"] for seen in replica.seen]
+
+
+def data(replica) -> list[str]:
+    """The data of every record the replica got, in the order it got them."""
+    return [r["data"] for batch in records(replica) for r in batch]
 
 
 @pytest.fixture
@@ -156,3 +162,58 @@ async def test_a_kv_trigger_sees_puts_and_deletes_made_after_it_started(platform
     assert event["eventSource"] == "fx:kv" and event["bucket"] == "users" and event["trigger"] == "kv:users/eu.*"
     changes = [(r["key"], r["operation"], r["value"]) for batch in records(replica) for r in batch]
     assert changes == [("eu.ann", "PUT", '{"name": "Ann"}'), ("eu.ann", "DEL", "")]
+
+
+async def test_acked_messages_stay_acked_for_a_restarted_gateway(nats_server, gateway, replicas):
+    """Acks go out in bulk, not awaited one by one: none may be lost, or the next gateway would see them again."""
+    replica, after = await replicas(), await replicas()
+    nc = await nats.connect(nats_server)
+    js = nc.jetstream()
+    await js.add_stream(StreamConfig(name="ORDERS", subjects=["orders.>"]))
+    for n in range(300):
+        await js.publish("orders.x", str(n).encode())
+    first = NatsLink((await gateway(async_ack_wait=1)).gateway, nats_server, "gw-1")
+    await first.start()
+    await publish_table(js, durable([replica.endpoint], batch=1, max_in_flight=64))
+    await wait_for(lambda: len(replica.seen) == 300)
+    await first.close()
+
+    second = NatsLink((await gateway(async_ack_wait=1)).gateway, nats_server, "gw-2")
+    await second.start()
+    await publish_table(js, durable([after.endpoint], revision=2, batch=1, max_in_flight=64))
+    await asyncio.sleep(1.5)  # past ack_wait: an unacked message would be back by now
+    await js.publish("orders.x", b"new")
+    await wait_for(lambda: after.seen)
+    await asyncio.sleep(0.2)
+    assert data(after) == ["new"]
+    assert sorted(map(int, data(replica))) == list(range(300))
+    [consumer] = await js.consumers_info("ORDERS")
+    assert consumer.num_redelivered == 0
+    await second.close()
+    await nc.close()
+
+
+async def test_an_idle_trigger_keeps_pulling_after_its_pull_requests_expire(platform, replicas, monkeypatch):
+    monkeypatch.setattr(durable_triggers, "PULL_EXPIRES_S", 0.2)
+    _gw, link, _, js = platform
+    replica = await replicas()
+    await publish_table(js, durable([replica.endpoint], batch=5, window_ms=20))
+    await wait_for(lambda: link.durable.running)
+    await asyncio.sleep(1)  # several pull requests expire meanwhile
+    for n in range(7):
+        await js.publish("orders.x", str(n).encode())
+    await wait_for(lambda: sum(map(len, records(replica))) == 7)
+    assert data(replica) == [str(n) for n in range(7)]
+
+
+async def test_a_backlog_is_taken_in_full_batches_even_without_a_window(platform, replicas):
+    """JetStream sends a backlog one message per ack as room frees up; batches still fill rather than go out
+    with whatever has arrived."""
+    _gw, _, _, js = platform
+    replica = await replicas()
+    for n in range(60):
+        await js.publish("orders.x", str(n).encode())
+    await publish_table(js, durable([replica.endpoint], batch=10, max_in_flight=2))
+    await wait_for(lambda: len(data(replica)) == 60)
+    assert [len(batch) for batch in records(replica)] == [10] * 6
+    assert sorted(map(int, data(replica))) == list(range(60))
