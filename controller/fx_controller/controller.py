@@ -48,7 +48,7 @@ BackendFactory = Callable[[Settings, Artifacts], Backend]
 
 
 def local_backend(settings: Settings, artifacts: Artifacts) -> Backend:
-    return LocalBackend(settings.state_dir, artifacts)
+    return LocalBackend(settings.state_dir, artifacts, nats_url=settings.nats_url)
 
 
 class Controller:

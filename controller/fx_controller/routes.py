@@ -50,6 +50,8 @@ def route(trigger: TriggerSpec) -> TriggerRoute:
     elif trigger.kv is not None:
         kv = trigger.kv  # a KV bucket is the stream KV_<bucket>, its keys the subjects $KV.<bucket>.<key>
         kind, subject, stream, durable = "kv", f"$KV.{kv.bucket}.{kv.keys}", f"KV_{kv.bucket}", kv
+    elif trigger.schedule is not None:
+        return TriggerRoute("schedule", schedule=trigger.schedule, timezone=trigger.timezone or "UTC")
     else:
         return TriggerRoute("nats", trigger.nats or "")
     return TriggerRoute(

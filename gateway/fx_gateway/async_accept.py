@@ -33,8 +33,11 @@ class StoreUnavailable(Exception):
 # Stores one call: (function, body, headers); returns once JetStream acknowledged it.
 Enqueue = Callable[[str, bytes, dict[str, str]], Awaitable[None]]
 
-# The caller's headers that steer the gateway, not the function: turned into ASYNC_* headers or dropped.
-CONSUMED = frozenset({b"x-callback-url", b"x-fx-callback-subject", b"x-amz-invocation-type", b"x-fx-version"})
+# The caller's headers that steer the gateway, not the function: turned into ASYNC_* headers or dropped (a log
+# tail, X-Amz-Log-Type, is for RequestResponse calls only, as on Lambda).
+CONSUMED = frozenset(
+    {b"x-callback-url", b"x-fx-callback-subject", b"x-amz-invocation-type", b"x-amz-log-type", b"x-fx-version"}
+)
 
 
 def stored_headers(

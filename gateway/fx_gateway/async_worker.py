@@ -52,6 +52,9 @@ log = logging.getLogger("fx_gateway")
 PULL_WAIT_S = 1.0
 RECONNECT_WAIT_S = 0.5
 DLQ_MAX_AGE_S = 14 * 86400
+# JetStream drops a second message with the same Nats-Msg-Id within this window: how N gateways store a
+# schedule's tick once (fx_gateway.schedules). JetStream's default, set explicitly because schedules rely on it.
+DUPLICATE_WINDOW_S = 120.0
 MESSAGE_MAX = 1024  # characters of an error message kept in a dead letter's header
 CALLBACK_DELAYS_S = (0.5, 2.0)  # retries of a failed callback
 
@@ -64,6 +67,7 @@ async def ensure_streams(js: JetStreamContext, ack_wait: float) -> None:
             subjects=["fx.async.>"],
             retention=RetentionPolicy.WORK_QUEUE,
             storage=StorageType.FILE,
+            duplicate_window=DUPLICATE_WINDOW_S,
             description="fx async calls, one subject per function",
         ),
         StreamConfig(

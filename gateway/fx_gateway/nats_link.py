@@ -31,6 +31,7 @@ from fx_gateway.async_worker import AsyncWorker, ensure_streams
 from fx_gateway.dispatch import NoController
 from fx_gateway.durable_triggers import DurableTriggers
 from fx_gateway.nats_triggers import NatsTriggers
+from fx_gateway.schedules import Schedules
 from fx_gateway.tasks import spawn
 
 log = logging.getLogger("fx_gateway")
@@ -49,6 +50,7 @@ class NatsLink:
         self.worker: AsyncWorker | None = None
         self.triggers: NatsTriggers | None = None
         self.durable: DurableTriggers | None = None
+        self.schedules: Schedules | None = None
         self._tasks: list[asyncio.Task] = []
         gateway.activator = self.activate
         gateway.healthy = self.healthy
@@ -86,6 +88,7 @@ class NatsLink:
         try:
             await ensure_streams(self.nc.jetstream(), self.gateway.settings.async_ack_wait)  # type: ignore[union-attr]
             self.worker = AsyncWorker(self.gateway, self.nc, self.gateway.settings, self.gateway.async_stats)  # type: ignore[arg-type]
+            self.schedules = Schedules(gateway, self.worker.js, gateway.event_stats)  # ticks are async calls
         except nats.errors.Error as exc:
             log.error("async calls disabled: cannot set up their JetStream streams: %s", exc)
         self._tasks = [spawn(self._watch(kv)), spawn(self._report())]
@@ -122,6 +125,8 @@ class NatsLink:
             try:
                 await self.triggers.sync(entry.key)  # type: ignore[union-attr]
                 await self.durable.sync(entry.key)  # type: ignore[union-attr]
+                if self.schedules is not None:
+                    self.schedules.sync(entry.key)
             except nats.errors.Error as exc:
                 log.error("function %s: cannot subscribe to its triggers: %s", entry.key, exc)
 
@@ -168,6 +173,8 @@ class NatsLink:
     async def close(self) -> None:
         for task in self._tasks:
             task.cancel()
+        if self.schedules is not None:
+            self.schedules.close()
         if self.durable is not None:
             await self.durable.close()
         if self.worker is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import io
 import logging
@@ -9,9 +10,13 @@ import math
 import resource
 import sys
 import time
+from collections.abc import Iterator
+
+TAIL_BYTES = 4096  # what Lambda returns of an invocation's log in X-Amz-Log-Result
 
 # The request being served, for the root logger's records (Lambda prints it in every log line).
 current_request_id = ""
+_root_handler: logging.StreamHandler | None = None  # writes the root logger's records to the log
 
 
 def setup() -> None:
@@ -34,6 +39,8 @@ def setup() -> None:
     handler.addFilter(_add_request_id)
     root = logging.getLogger()
     root.handlers[:] = [handler]
+    global _root_handler
+    _root_handler = handler
 
 
 def _add_request_id(record: logging.LogRecord) -> bool:
@@ -73,3 +80,40 @@ def timestamped(request_id: str, message: str) -> str:
     now = time.time()
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
     return f"{stamp} {request_id} {message}\n"
+
+
+class Tee:
+    """The log stream, keeping a copy of what is written through it: one invocation's log lines."""
+
+    def __init__(self, stream) -> None:
+        self.stream = stream
+        self.parts: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.parts.append(text)
+        return self.stream.write(text)
+
+    def __getattr__(self, name: str):
+        return getattr(self.stream, name)
+
+    def tail(self) -> str:
+        """The last TAIL_BYTES of the copy, base64: Lambda's X-Amz-Log-Result."""
+        data = "".join(self.parts).encode("utf-8", "backslashreplace")
+        return base64.b64encode(data[-TAIL_BYTES:]).decode("ascii")
+
+
+@contextlib.contextmanager
+def capture() -> Iterator[Tee]:
+    """Copy what prints, the root logger and our own lines write while inside; only when a caller asks for the
+    tail, so the usual invocation pays nothing for it."""
+    stream = sys.stdout
+    tee = Tee(stream)
+    sys.stdout = sys.stderr = tee
+    if _root_handler is not None:
+        _root_handler.stream = tee
+    try:
+        yield tee
+    finally:
+        sys.stdout = sys.stderr = stream
+        if _root_handler is not None:
+            _root_handler.stream = stream

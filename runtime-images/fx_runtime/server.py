@@ -90,10 +90,10 @@ class Server:
         if not self.closed.done():
             self.closed.set_result(None)
 
-    def ok_json(self, payload: bytes, keep_alive: bool) -> bytes:
-        """The hot path's response, without http11's general header handling."""
+    def ok_json(self, payload: bytes, keep_alive: bool, extra: bytes = b"") -> bytes:
+        """The hot path's response, without http11's general header handling; `extra`: more header lines."""
         tail = b"\r\n\r\n" if keep_alive else b"\r\nConnection: close\r\n\r\n"
-        return b"%sContent-Length: %d%s%s" % (self._ok_head, len(payload), tail, payload)
+        return b"%s%sContent-Length: %d%s%s" % (self._ok_head, extra, len(payload), tail, payload)
 
     def dispatch(self, conn: Connection) -> None:
         url = conn.url
@@ -130,8 +130,12 @@ class Server:
         except (ValueError, binascii.Error) as e:
             error = {"errorType": "InvalidRequestContentException", "errorMessage": f"Could not parse request: {e}"}
             return http11.response(400, http11.JSON, json.dumps(error).encode(), keep)
-        _, payload, err = self.invoker.invoke(event, request_id, context, conn.fd, http=False)
-        return self.invoke_answer(payload, err, keep)
+        if conn.header(b"x-amz-log-type") != b"Tail":
+            _, payload, err = self.invoker.invoke(event, request_id, context, conn.fd, http=False)
+            return self.invoke_answer(payload, err, keep)
+        with logs.capture() as log:
+            _, payload, err = self.invoker.invoke(event, request_id, context, conn.fd, http=False)
+        return self.invoke_answer(payload, err, keep, log.tail())
 
     def invoke_input(self, conn: Connection) -> tuple[object, dict | None, str]:
         """(event, client context, request id) of a raw invoke; ValueError if the body or context is not JSON."""
@@ -141,10 +145,12 @@ class Server:
         context = json.loads(base64.b64decode(client_context)) if client_context else None
         return event, context, conn.request_id() or self.new_request_id()
 
-    def invoke_answer(self, payload: bytes, err: dict | None, keep: bool) -> bytes:
+    def invoke_answer(self, payload: bytes, err: dict | None, keep: bool, log_tail: str | None = None) -> bytes:
+        """`log_tail`: the X-Amz-Log-Result value, when the caller asked for the tail of the invocation's log."""
         if err is not None:
-            return http11.response(200, _ERROR_HEADERS, json.dumps(err, ensure_ascii=False).encode(), keep)
-        return self.ok_json(payload, keep)
+            headers = _ERROR_HEADERS if log_tail is None else (*_ERROR_HEADERS, ("X-Amz-Log-Result", log_tail))
+            return http11.response(200, headers, json.dumps(err, ensure_ascii=False).encode(), keep)
+        return self.ok_json(payload, keep, b"" if log_tail is None else b"X-Amz-Log-Result: %s\r\n" % log_tail.encode())
 
     def http(self, conn: Connection, method: bytes, keep: bool) -> bytes | None:
         event, request_id = self.http_input(conn, method)

@@ -13,6 +13,9 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from fx.schedule import check_timezone
+from fx.schedule import parse as parse_schedule
+
 NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 NAME_MAX = 63
 # Lambda's handler grammar: module path (dots or slashes) then ".function".
@@ -193,7 +196,7 @@ class KvTrigger(_Durable):
 
 
 class TriggerSpec(_Model):
-    """An event source that invokes the function: exactly one of `nats`, `jetstream` or `kv`."""
+    """An event source that invokes the function: exactly one of `nats`, `jetstream`, `kv` or `schedule`."""
 
     nats: str | None = Field(
         default=None,
@@ -202,18 +205,37 @@ class TriggerSpec(_Model):
     )
     jetstream: JetStreamTrigger | None = None
     kv: KvTrigger | None = None
+    schedule: str | None = Field(
+        default=None,
+        description="'cron(0/5 * * * ? *)' (EventBridge), 'rate(5 minutes)', or Unix cron '*/5 * * * *' (an optional"
+        " leading seconds field): each tick invokes the function once, asynchronously, with a Scheduled Event",
+    )
+    timezone: str | None = Field(default=None, description="IANA time zone of a cron schedule; default UTC")
 
     @field_validator("nats")
     @classmethod
     def _subject(cls, v: str | None) -> str | None:
         return None if v is None else check_subject(v)
 
+    @field_validator("schedule")
+    @classmethod
+    def _schedule(cls, v: str | None) -> str | None:
+        return None if v is None else parse_schedule(v).expression
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, v: str | None) -> str | None:
+        return None if v is None else check_timezone(v)
+
     @model_validator(mode="after")
     def _one_kind(self) -> TriggerSpec:
-        if [self.nats, self.jetstream, self.kv].count(None) != 2:
+        if [self.nats, self.jetstream, self.kv, self.schedule].count(None) != 3:
             raise ValueError(
-                "a trigger has exactly one of 'nats: SUBJECT', 'jetstream: {stream: NAME, ...}' or 'kv: {bucket: NAME}'"
+                "a trigger has exactly one of 'nats: SUBJECT', 'jetstream: {stream: NAME, ...}', 'kv: {bucket: NAME}'"
+                " or 'schedule: EXPRESSION'"
             )
+        if self.schedule is None and self.timezone is not None:
+            raise ValueError("timezone goes with a schedule trigger (e.g. {schedule: 'cron(0 9 * * ? *)', ...})")
         return self
 
     @property
@@ -223,7 +245,14 @@ class TriggerSpec(_Model):
             return f"{self.jetstream.stream}/{self.jetstream.subject or '>'}"
         if self.kv is not None:
             return f"kv:{self.kv.bucket}/{self.kv.keys}"
+        if self.schedule is not None:
+            return schedule_key(self.schedule, self.timezone)
         return self.nats  # type: ignore[return-value]
+
+
+def schedule_key(expression: str, timezone: str | None) -> str:
+    """A schedule trigger's key: in its events' `resources` and in the id that makes each tick run once."""
+    return f"schedule:{expression}" + (f" {timezone}" if timezone and timezone != "UTC" else "")
 
 
 class FunctionSpec(_Model):

@@ -85,6 +85,7 @@ class TriggerRoute:
     kind "nats": a core NATS subject. kind "jetstream": a durable consumer on `stream` (filtered by `subject`
     when set), with the batching and redelivery settings of fx.models.JetStreamTrigger. kind "kv": the same
     on a KV bucket's stream (`stream` "KV_<bucket>", `subject` "$KV.<bucket>.<keys>"), from new changes on.
+    kind "schedule": `schedule` (an fx.schedule expression) in `timezone`; each tick becomes one async call.
     """
 
     kind: str
@@ -95,6 +96,8 @@ class TriggerRoute:
     max_in_flight: int = 1
     max_deliver: int = 3
     backoff: float = 1.0
+    schedule: str = ""
+    timezone: str = ""
 
 
 @dataclass

@@ -2,6 +2,7 @@
 dead letters, callbacks, and nothing lost when the gateway is killed in the middle of a stream of calls."""
 
 import asyncio
+import base64
 import http.server
 import json
 import os
@@ -115,6 +116,19 @@ def test_boto3_invokes_fx_functions_sync_and_async(fast_platform, tmp_path):
     assert qualified["StatusCode"] == 202
     wait_until(lambda: 4 in processed(out), 15, "the async call pinned to version 1 to run")
     assert processed(out) == [1, 3, 4]
+
+
+def test_boto3_log_type_tail_returns_the_invocations_log(platform, make_function):
+    project = make_function("talker", 'print(f"hello from {event[\'n\']}")\n    return {"n": event["n"]}')
+    assert platform.fx("deploy", cwd=project).returncode == 0
+    client = lambda_client(platform)
+
+    tailed = client.invoke(FunctionName="talker", Payload=json.dumps({"n": 7}), LogType="Tail")
+    assert json.loads(tailed["Payload"].read()) == {"n": 7}
+    log = base64.b64decode(tailed["LogResult"]).decode()
+    assert log.startswith("START RequestId: ") and "hello from 7" in log
+    assert log.splitlines()[-1].startswith("REPORT RequestId: ") and "Duration: " in log
+    assert "LogResult" not in client.invoke(FunctionName="talker", Payload=json.dumps({"n": 8}))
 
 
 class _Callbacks(http.server.BaseHTTPRequestHandler):
@@ -384,3 +398,36 @@ def test_a_kv_change_invokes_the_function_and_a_missing_bucket_is_refused_at_dep
     wait_until(lambda: asyncio.run(consumers()), 10, "the trigger's consumer")
     asyncio.run(change())
     wait_until(lambda: out.exists() and out.read_text() == "eu.ann PUT Ann\neu.ann DEL -\n", 15, "both changes")
+
+
+# Appends each scheduled event's time to $OUT.
+TICKER = """\
+import os
+
+
+def handler(event, context):
+    with open(os.environ["OUT"], "a") as out:
+        out.write(f"{event['detail-type']} {event['source']} {event['time']}\\n")
+"""
+
+
+def test_a_schedule_invokes_the_function_at_each_tick_and_a_bad_one_is_refused(platform, tmp_path):
+    project = tmp_path / "ticker"
+    project.mkdir()
+    (project / "handler.py").write_text(TICKER)
+    out = tmp_path / "ticker.out"
+    spec = {"env": {"OUT": str(out)}, "triggers": [{"schedule": "cron(* * * * * *)"}]}
+    (project / "fx.yaml").write_text(json.dumps({"functions": {"ticker": spec}}))
+    refused = platform.fx("deploy", cwd=project)
+    assert refused.returncode == 2 and "exactly one of day-of-month and day-of-week must be '?'" in refused.stderr
+
+    spec["triggers"] = [{"schedule": "* * * * * *"}]  # every second: Unix cron with a seconds field
+    (project / "fx.yaml").write_text(json.dumps({"functions": {"ticker": spec}}))
+    assert platform.fx("deploy", cwd=project).returncode == 0
+    wait_until(lambda: out.exists() and len(out.read_text().splitlines()) >= 3, 20, "three ticks")
+    assert platform.fx("rm", "ticker").returncode == 0
+    lines = out.read_text().splitlines()
+    assert all(line.startswith("Scheduled Event fx.schedule ") and line.endswith("Z") for line in lines)
+    assert len(set(lines)) == len(lines)  # each tick once
+    time.sleep(2)
+    assert len(out.read_text().splitlines()) <= len(lines) + 1  # removed: at most the tick under way still ran

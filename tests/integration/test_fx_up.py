@@ -63,7 +63,8 @@ def test_fx_up_serves_the_examples_and_ctrl_c_stops_everything(tmp_path):
         up = _start(state, port, config, tmp_path / "up2.log")
         wait_until(lambda: "curl" in (tmp_path / "up2.log").read_text(), 90, "the second fx up")
         second = (tmp_path / "up2.log").read_text()
-        assert second.count("unchanged") == 2, f"fx up output:\n{second}\ncontroller log:\n{_log(state, 'controller')}"
+        # One per example function: hello, echo, and signup's create-user and welcome-mail.
+        assert second.count("unchanged") == 4, f"fx up output:\n{second}\ncontroller log:\n{_log(state, 'controller')}"
         assert httpx.get(f"http://127.0.0.1:{port}/function/hello", timeout=30).status_code == 200
     finally:
         if up.poll() is None:

@@ -29,7 +29,7 @@ def _die_with_parent() -> None:
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def replica_env(replica: ReplicaSpec, artifact: Path, code_root: Path) -> dict[str, str]:
+def replica_env(replica: ReplicaSpec, artifact: Path, code_root: Path, nats_url: str) -> dict[str, str]:
     """The environment ARCHITECTURE.md promises a replica; the runtime fills in Lambda's other variables."""
     spec = replica.spec
     hexdigest = replica.digest.split(":", 1)[1]
@@ -46,6 +46,7 @@ def replica_env(replica: ReplicaSpec, artifact: Path, code_root: Path) -> dict[s
             "FX_LISTEN": "127.0.0.1:0",
             "FX_TIMEOUT_MS": str(int(spec.timeout * 1000)),
             "FX_HTTP_EVENT": spec.http.event,
+            "FX_NATS_URL": nats_url,  # the controller's own NATS: handlers may publish events there
         }
     )
     if spec.runtime == "provided":  # a custom runtime: the runtime serves the Runtime API to its bootstrap
@@ -55,7 +56,12 @@ def replica_env(replica: ReplicaSpec, artifact: Path, code_root: Path) -> dict[s
 
 
 class LocalBackend:
-    def __init__(self, state_dir: Path, artifacts: Artifacts, command: list[str] | None = None) -> None:
+    runs_images = False  # replicas are processes on this machine: no container runtime
+
+    def __init__(
+        self, state_dir: Path, artifacts: Artifacts, command: list[str] | None = None, nats_url: str = ""
+    ) -> None:
+        self._nats_url = nats_url
         self._logs = state_dir / "logs"
         self._code = state_dir / "code"
         self._artifacts = artifacts
@@ -88,7 +94,7 @@ class LocalBackend:
 
     async def start_replica(self, replica: ReplicaSpec) -> None:
         artifact = await self._artifacts.ensure_local(replica.digest)
-        env = replica_env(replica, artifact, self._code)
+        env = replica_env(replica, artifact, self._code, self._nats_url)
         line = {"op": "spawn", "id": replica.id, "env": env, "log": str(self._logs / f"{replica.function}.log")}
         assert self._zygote and self._zygote.stdin
         self._live.add(replica.id)

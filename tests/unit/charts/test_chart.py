@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from fx.models import FunctionSpec, ScaleSpec
+from fx.models import FunctionSpec, JetStreamTrigger, KvTrigger, ScaleSpec, TriggerSpec
 
 CHART = Path(__file__).resolve().parents[3] / "charts" / "fx"
 CRD = CHART / "crds" / "functions.fx.dev.yaml"
@@ -118,7 +118,13 @@ def test_only_the_gateway_reaches_function_pods() -> None:
     assert "namespaceSelector" not in source  # this release's pods only
     assert [p["port"] for p in ingress["ports"]] == [8080]
     egress_ports = sorted(p["port"] for rule in policy["spec"]["egress"] for p in rule["ports"])
-    assert egress_ports == [53, 53, 8082]  # DNS and the controller's artifact port, nothing else
+    assert egress_ports == [53, 53, 4222, 8082]  # DNS, NATS (FX_NATS_URL) and the artifact port, nothing else
+    nats = named(render(), "NetworkPolicy", "-nats")
+    (ingress,) = nats["spec"]["ingress"]
+    (source,) = ingress["from"]
+    selected = {e["key"]: e["values"] for e in source["podSelector"]["matchExpressions"]}
+    assert selected["app.kubernetes.io/component"] == ["controller", "gateway", "function"]
+    assert [p["port"] for p in ingress["ports"]] == [4222]
 
 
 def test_admin_token_is_generated_into_a_secret() -> None:
@@ -160,6 +166,18 @@ def test_crd_mirrors_the_function_spec() -> None:
     assert version["subresources"] == {"status": {}}
     status = schema["properties"]["status"]["properties"]
     assert {"observedGeneration", "conditions"} <= set(status)
+
+
+def test_crd_triggers_mirror_the_trigger_kinds() -> None:
+    crd = yaml.safe_load(CRD.read_text())
+    triggers = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["triggers"]
+    kinds = triggers["items"]["properties"]
+    assert set(kinds) == set(TriggerSpec.model_fields)
+    assert set(kinds["jetstream"]["properties"]) == set(JetStreamTrigger.model_fields)
+    assert set(kinds["kv"]["properties"]) == set(KvTrigger.model_fields)
+    rules = json.dumps(triggers["items"]["x-kubernetes-validations"])
+    assert "has(self.nats), has(self.jetstream), has(self.kv), has(self.schedule)" in rules  # exactly one kind
+    assert "required" not in triggers["items"]
 
 
 def test_crd_defaults_match_the_models() -> None:

@@ -17,7 +17,9 @@ from kubernetes import client
 
 HEX = "ab" * 32
 DIGEST = f"sha256:{HEX}"
-CFG = KubeConfig(namespace="fx", instance="prod", artifact_url="http://fx-controller.fx.svc:8082")
+CFG = KubeConfig(
+    namespace="fx", instance="prod", artifact_url="http://fx-controller.fx.svc:8082", nats_url="nats://prod-nats:4222"
+)
 
 
 def spec(**kw) -> FunctionSpec:
@@ -116,6 +118,7 @@ def test_a_version_is_a_deployment_of_the_runtime_image_with_the_replica_environ
     assert env["FX_ARTIFACT_URL"] == f"http://fx-controller.fx.svc:8082/artifacts/sha256-{HEX}.zip"
     assert env["FX_ARTIFACT_SHA256"] == HEX and env["FX_CODE_DIR"].endswith(HEX)
     assert env["FX_LISTEN"] == "0.0.0.0:8080" and env["GREETING"] == "hi"
+    assert env["FX_NATS_URL"] == "nats://prod-nats:4222"  # the chart's NATS service, as the controller has it
     assert "FX_BOOTSTRAP" not in env
     assert c["image"] == CFG.runtime_image
     assert c["readinessProbe"]["httpGet"] == {"path": "/_fx/health", "port": 8080}

@@ -197,3 +197,44 @@ def test_handlers_may_run_their_own_event_loop(start):
     for mode, n in (("loop", 1), ("loop", 5), ("run", 7), ("run", 8)):
         r = httpx.post(f"{replica.base}/_fx/invoke", json={"mode": mode, "n": n})
         assert r.status_code == 200 and r.json() == 2 * n, r.text
+
+
+TALKATIVE = {
+    "handler.py": """
+        import logging
+        def handler(event, context):
+            print("printed " + "x" * event.get("pad", 0))
+            logging.getLogger().warning("logged %s", event.get("n"))
+            if event.get("fail"):
+                raise ValueError("asked to fail")
+            return {"n": event.get("n")}
+    """
+}
+
+
+def test_log_type_tail_returns_this_invocations_log_base64(start):
+    replica = start(TALKATIVE)
+    httpx.post(f"{replica.base}/_fx/invoke", content=b'{"n": 1}')  # another invocation's lines stay out
+    r = httpx.post(
+        f"{replica.base}/_fx/invoke", content=b'{"n": 2}', headers={"X-Amz-Log-Type": "Tail", "X-Fx-Request-Id": "t-2"}
+    )
+    assert r.status_code == 200 and r.json() == {"n": 2}
+    tail = base64.b64decode(r.headers["x-amz-log-result"]).decode()
+    lines = tail.splitlines()
+    assert lines[0] == "START RequestId: t-2 Version: 3"
+    assert "printed " in tail and "logged 2" in tail and "t-2" in lines[2]  # the logger's line names the request
+    assert lines[-2] == "END RequestId: t-2" and lines[-1].startswith("REPORT RequestId: t-2\tDuration: ")
+    assert "logged 1" not in tail
+    assert "logged 2" in replica.log_text("logged 2")  # the log itself still has everything
+    plain = httpx.post(f"{replica.base}/_fx/invoke", content=b'{"n": 3}')
+    assert "x-amz-log-result" not in plain.headers  # not asked, not made
+
+
+def test_the_tail_is_the_last_4_kb_and_comes_with_errors_too(start):
+    replica = start(TALKATIVE)
+    big = httpx.post(f"{replica.base}/_fx/invoke", content=b'{"pad": 10000}', headers={"X-Amz-Log-Type": "Tail"})
+    tail = base64.b64decode(big.headers["x-amz-log-result"])
+    assert len(tail) == 4096 and tail.decode().splitlines()[-1].startswith("REPORT RequestId: ")
+    failed = httpx.post(f"{replica.base}/_fx/invoke", content=b'{"fail": true}', headers={"X-Amz-Log-Type": "Tail"})
+    assert failed.headers["x-amz-function-error"] == "Unhandled"
+    assert "[ERROR] ValueError: asked to fail" in base64.b64decode(failed.headers["x-amz-log-result"]).decode()

@@ -27,6 +27,7 @@ class KubeConfig:
     service_account: str = "fx-function"
     artifact_listen: str = "0.0.0.0:8082"
     artifact_url: str = "http://fx-controller:8082"  # how function pods reach the artifact server
+    nats_url: str = "nats://fx-nats:4222"  # how function pods reach NATS (FX_NATS_URL, the controller's own)
     # The warm pool (pods of `python -m fx_runtime.pool`, made by the chart): their memory limit in MB (0: no
     # pool) and termination grace; a function fits when its memory and timeout fit in those.
     pool_memory: int = 0
@@ -50,6 +51,7 @@ class KubeConfig:
             service_account=env.get("FX_K8S_SERVICE_ACCOUNT", d.service_account),
             artifact_listen=env.get("FX_K8S_ARTIFACT_LISTEN", d.artifact_listen),
             artifact_url=env.get("FX_K8S_ARTIFACT_URL", d.artifact_url).rstrip("/"),
+            nats_url=env.get("FX_NATS_URL", d.nats_url),
             pool_memory=int(env.get("FX_K8S_POOL_MEMORY", d.pool_memory)),
             pool_grace=int(env.get("FX_K8S_POOL_GRACE", d.pool_grace)),
         )

@@ -76,6 +76,7 @@ def replica_env(cfg: KubeConfig, function: str, version: int, digest: str, spec:
         "FX_ARTIFACT_URL": f"{cfg.artifact_url}/artifacts/sha256-{hexdigest}.zip",
         "FX_ARTIFACT_SHA256": hexdigest,
         "FX_CODE_DIR": f"{WORK_DIR}/code/{hexdigest}",
+        "FX_NATS_URL": cfg.nats_url,
         "FX_LISTEN": f"0.0.0.0:{PORT}",
         "FX_TIMEOUT_MS": str(int(spec.timeout * 1000)),
         "FX_HTTP_EVENT": spec.http.event,

@@ -1,0 +1,144 @@
+"""Schedule triggers: at each tick, store one async call with EventBridge's "Scheduled Event".
+
+Every gateway keeps the clock of every schedule and, at each tick, publishes the call into the async stream
+with the JetStream message id "<function>/<trigger key>/<tick>". The stream drops the copies the other gateways
+publish within its duplicate window, so a tick runs once while any gateway is up, and from the stream on it is an
+async call like any other: retries, maximum age, dead letter. A gateway that wakes more than half that window
+late skips the tick (the others have stored it), so skewed clocks or a stalled host cannot run it twice. Ticks
+while no gateway runs are not replayed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+import nats.errors
+from fx.models import schedule_key
+from fx.protocol import (
+    ASYNC_CALL_ID,
+    ASYNC_FUNCTION,
+    ASYNC_METHOD,
+    ASYNC_TARGET,
+    REPLICA_INVOKE_PATH,
+    STREAM_ASYNC,
+    TriggerRoute,
+    async_subject,
+)
+from fx.schedule import parse
+from nats.js import JetStreamContext
+
+from fx_gateway.async_worker import DUPLICATE_WINDOW_S
+from fx_gateway.stats import EventStats
+from fx_gateway.tasks import spawn
+
+if TYPE_CHECKING:
+    from fx_gateway.app import Gateway
+
+log = logging.getLogger("fx_gateway")
+
+EVENT_SOURCE = "fx.schedule"
+REGION = "us-east-1"  # the runtime's default AWS_REGION
+MAX_LATE_S = DUPLICATE_WINDOW_S / 2  # the other half tolerates the gateways' clock skew
+MAX_SLEEP_S = 30.0  # re-read the wall clock at least this often: it may be stepped while we sleep
+STORE_TIMEOUT_S = 5.0
+RETRY_S = 1.0
+
+
+def message_id(function: str, key: str, tick: datetime) -> str:
+    return f"{function}/{key}/{iso(tick)}"
+
+
+def iso(tick: datetime) -> str:
+    return tick.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def event(key: str, tick: datetime, event_id: str) -> dict:
+    """What the handler receives: EventBridge's Scheduled Event, `time` being the tick, not the publish time."""
+    return {
+        "version": "0",
+        "id": event_id,
+        "detail-type": "Scheduled Event",
+        "source": EVENT_SOURCE,
+        "account": "",
+        "time": iso(tick),
+        "region": REGION,
+        "resources": [key],
+        "detail": {},
+    }
+
+
+class Schedules:
+    """The schedule triggers this gateway keeps the clock of, kept equal to the route tables'."""
+
+    def __init__(self, gateway: Gateway, js: JetStreamContext, stats: EventStats) -> None:
+        self.gateway = gateway
+        self.js = js
+        self.stats = stats
+        self.running: dict[tuple[str, str], asyncio.Task] = {}
+
+    def sync(self, function: str) -> None:
+        routes = self.gateway.functions.get(function)
+        want: dict[str, TriggerRoute] = {}
+        if routes is not None:
+            want = {schedule_key(t.schedule, t.timezone): t for t in routes.table.triggers if t.kind == "schedule"}
+        for name, key in list(self.running):
+            if name == function and key not in want:
+                self.running.pop((name, key)).cancel()
+                log.info("function %s: schedule %s removed", function, key)
+        for key, route in want.items():
+            if (function, key) not in self.running:
+                self.running[(function, key)] = spawn(self._tick(function, key, route))
+                log.info("function %s: scheduled by %s", function, key)
+
+    def close(self) -> None:
+        for task in self.running.values():
+            task.cancel()
+        self.running.clear()
+
+    async def _tick(self, function: str, key: str, route: TriggerRoute) -> None:
+        schedule = parse(route.schedule, route.timezone)
+        tick = schedule.next_after(datetime.now(UTC))
+        while True:
+            while (wait := tick.timestamp() - time.time()) > 0:
+                await asyncio.sleep(min(wait, MAX_SLEEP_S))
+            late = -wait
+            if late > MAX_LATE_S:
+                log.warning(
+                    "function %s: %s: tick %s skipped, this gateway is %.0f s late", function, key, iso(tick), late
+                )
+                tick = schedule.next_after(datetime.now(UTC))
+                continue
+            await self._store(function, key, tick)
+            tick = schedule.next_after(tick)
+
+    async def _store(self, function: str, key: str, tick: datetime) -> None:
+        msg_id = message_id(function, key, tick)
+        event_id = str(uuid.uuid5(uuid.NAMESPACE_URL, msg_id))  # the same on every gateway
+        body = json.dumps(event(key, tick, event_id)).encode()
+        headers = {
+            "Nats-Msg-Id": msg_id,
+            "Content-Type": "application/json",
+            ASYNC_CALL_ID: event_id,
+            ASYNC_FUNCTION: function,
+            ASYNC_METHOD: "POST",
+            ASYNC_TARGET: REPLICA_INVOKE_PATH,
+        }
+        while True:
+            try:
+                ack = await self.js.publish(async_subject(function), body, STORE_TIMEOUT_S, STREAM_ASYNC, headers)
+            except nats.errors.Error as exc:
+                if time.time() - tick.timestamp() + RETRY_S > MAX_LATE_S:
+                    log.error("function %s: %s: tick %s not stored here: %s", function, key, iso(tick), exc)
+                    self.stats.count(function, key, "error")
+                    return
+                await asyncio.sleep(RETRY_S)
+                continue
+            if not ack.duplicate:  # a copy from another gateway is no event of its own
+                self.stats.count(function, key, "scheduled")
+            return
