@@ -6,6 +6,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+import time
 import urllib.error
 import urllib.request
 import zipfile
@@ -14,6 +15,7 @@ from .faults import Fault
 
 INVALID_ARTIFACT = "Runtime.InvalidArtifact"
 FETCH_TIMEOUT_S = 60.0
+UNAVAILABLE_S = 20.0
 
 
 def sha256_of(path: str) -> str:
@@ -24,20 +26,41 @@ def sha256_of(path: str) -> str:
     return digest.hexdigest()
 
 
-def fetch(url: str, artifact: str) -> None:
-    """Download the zip to `artifact` (atomically); it is verified by prepare() like any other zip."""
+def fetch(url: str, artifact: str, unavailable_for: float = UNAVAILABLE_S) -> None:
+    """Download the zip to `artifact` (atomically); it is verified by prepare() like any other zip.
+
+    A server that is not there yet (refused, 502-504) is tried again for `unavailable_for` seconds: a
+    controller that has just started serves its artifacts a moment after it starts function pods."""
     parent = os.path.dirname(artifact) or "."
     os.makedirs(parent, exist_ok=True)
+    deadline, pause = time.monotonic() + unavailable_for, 0.1
+    while True:
+        try:
+            _download(url, artifact, parent)
+            return
+        except (urllib.error.URLError, OSError, ValueError) as e:
+            if not _unavailable(e) or time.monotonic() + pause > deadline:
+                raise Fault(INVALID_ARTIFACT, f"Cannot fetch artifact from {url}: {getattr(e, 'reason', e)}") from None
+        time.sleep(pause)
+        pause = min(pause * 2, 1.0)
+
+
+def _download(url: str, artifact: str, parent: str) -> None:
     fd, tmp = tempfile.mkstemp(prefix=".fetch-", dir=parent)
     try:
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=FETCH_TIMEOUT_S) as response:
             shutil.copyfileobj(response, out, 1 << 20)
         os.replace(tmp, artifact)
-    except (urllib.error.URLError, OSError, ValueError) as e:
-        raise Fault(INVALID_ARTIFACT, f"Cannot fetch artifact from {url}: {getattr(e, 'reason', e)}") from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _unavailable(error: Exception) -> bool:
+    if isinstance(error, urllib.error.HTTPError):
+        return error.code in (502, 503, 504)
+    reason = getattr(error, "reason", error)
+    return isinstance(reason, ConnectionRefusedError | ConnectionResetError)
 
 
 def prepare(artifact: str, expected_sha256: str | None, code_dir: str, url: str | None = None) -> None:

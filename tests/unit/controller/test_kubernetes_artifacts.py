@@ -90,3 +90,23 @@ async def test_an_unknown_or_malformed_digest_is_a_clear_error(served, tmp_path:
             str(tmp_path / "code" / ("1" * 64)),
             f"{base}/artifacts/sha256-{'1' * 64}.zip",
         )
+
+
+async def test_a_controller_that_is_not_serving_yet_is_waited_for_briefly(tmp_path: Path) -> None:
+    """A restarted controller starts function pods a moment before its artifact server is reachable."""
+    data, hexdigest = make_zip()
+    port = free_port()
+    server = ArtifactServer(FakeArtifacts(tmp_path, {f"sha256:{hexdigest}": data}), f"127.0.0.1:{port}")
+    url = f"http://127.0.0.1:{port}/artifacts/sha256-{hexdigest}.zip"
+    fetching = asyncio.create_task(asyncio.to_thread(artifact.fetch, url, str(tmp_path / "pod" / "a.zip")))
+    await asyncio.sleep(0.5)  # refused meanwhile
+    assert not fetching.done()
+    await server.start()
+    try:
+        await asyncio.wait_for(fetching, 10)
+        assert (tmp_path / "pod" / "a.zip").read_bytes() == data
+    finally:
+        await server.stop()
+
+    with pytest.raises(Fault, match="Connection refused"):  # and not for ever
+        await asyncio.to_thread(artifact.fetch, url, str(tmp_path / "b.zip"), 0.3)
