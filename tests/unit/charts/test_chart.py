@@ -55,12 +55,13 @@ def test_lint_is_clean() -> None:
 
 def test_every_workload_runs_restricted() -> None:
     docs = render()
-    workloads = of_kind(docs, "Deployment") + of_kind(docs, "StatefulSet")
+    workloads = of_kind(docs, "Deployment") + of_kind(docs, "StatefulSet") + of_kind(docs, "Job")
     assert {w["metadata"]["labels"]["app.kubernetes.io/component"] for w in workloads} == {
         "controller",
         "gateway",
         "nats",
         "function",  # the warm pool
+        "uninstall",  # the pre-delete hook
     }
     for w in workloads:
         pod = w["spec"]["template"]["spec"]
@@ -72,9 +73,17 @@ def test_every_workload_runs_restricted() -> None:
             assert sc["allowPrivilegeEscalation"] is False, c["name"]
             assert sc["capabilities"]["drop"] == ["ALL"], c["name"]
             assert "memory" in c["resources"]["limits"] and c["resources"]["requests"], c["name"]
-        # Only the controller talks to the API server.
+        # Only the controller (and its uninstall hook) talk to the API server.
         component = w["metadata"]["labels"]["app.kubernetes.io/component"]
-        assert pod["automountServiceAccountToken"] is (component == "controller")
+        assert pod["automountServiceAccountToken"] is (component in ("controller", "uninstall"))
+
+
+def test_uninstall_first_deletes_the_functions_with_the_controllers_account() -> None:
+    (job,) = of_kind(render(), "Job")
+    assert job["metadata"]["annotations"]["helm.sh/hook"] == "pre-delete"
+    pod = job["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "fx-controller" and pod["restartPolicy"] == "Never"
+    assert pod["containers"][0]["command"] == ["python3", "-m", "fx_controller.backends.kubernetes.uninstall"]
 
 
 def test_function_pods_get_an_account_without_a_token() -> None:
