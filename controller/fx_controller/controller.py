@@ -172,7 +172,17 @@ class Controller:
                     function=name,
                     field="name",
                 )
-            if not await self.artifacts.exists(spec.artifact):
+            if spec.image is not None and not self.backend.runs_images:
+                raise ApiError(
+                    400,
+                    "ImageNotSupported",
+                    f"image: this fx runs functions as local processes ({self.settings.backend} backend), which"
+                    " cannot run a container image; deploy the code as a zip (leave out 'image' and let fx deploy"
+                    " build it) or deploy to fx on Kubernetes",
+                    function=name,
+                    field="image",
+                )
+            if spec.artifact is not None and not await self.artifacts.exists(spec.artifact):
                 raise ApiError(
                     400,
                     "ArtifactNotFound",
@@ -200,11 +210,11 @@ class Controller:
                     function=name,
                     version=number,
                     created=False,
-                    digest=spec.artifact,
+                    digest=spec.code,
                     message=f"{name} unchanged: identical to version {number}",
                 )
             number = record.latest.version + 1 if record else 1
-            version = VersionRecord(version=number, digest=spec.artifact, created_at=datetime.now(UTC), spec=spec)
+            version = VersionRecord(version=number, digest=spec.code, created_at=datetime.now(UTC), spec=spec)
             if record is None:
                 updated = FunctionRecord(name=name, versions=[version], traffic={number: 100})
             elif traffic:
@@ -216,12 +226,12 @@ class Controller:
             await self.store.put(updated)
             await self.routes.publish(name)
         self.metrics.deploys.labels("created").inc()
-        log.info("deployed %s version %d (%s)", name, number, spec.artifact)
+        log.info("deployed %s version %d (%s)", name, number, spec.code)
         return DeployResult(
             function=name,
             version=number,
             created=True,
-            digest=spec.artifact,
+            digest=spec.code,
             message=f"deployed {name} version {number}" + ("" if traffic else " with no traffic: pin it to call it"),
         )
 

@@ -23,19 +23,23 @@ def deploy(
 ) -> list[DeployResult]:
     """traffic=False: each new version starts warm with no traffic, reachable only when pinned."""
     functions = manifest.select(manifest.load(manifest_path), names or [], str(manifest_path))
-    built = []
+    built: list[tuple[manifest.FunctionDef, build.Artifact | None]] = []
     for fn in functions:
-        progress(f"{fn.name}: building {fn.code_dir}")
-        built.append((fn, build.build(fn.code_dir, fn.runtime)))
+        if fn.image:
+            progress(f"{fn.name}: code is the image {fn.image}")
+            built.append((fn, None))
+        else:
+            progress(f"{fn.name}: building {fn.code_dir}")
+            built.append((fn, build.build(fn.code_dir, fn.runtime)))
     results = []
     for fn, artifact in built:
-        if client.has_artifact(artifact.digest):
+        if artifact is not None and client.has_artifact(artifact.digest):
             progress(f"{fn.name}: code {short(artifact.digest)} is stored already")
-        else:
+        elif artifact is not None:
             progress(f"{fn.name}: uploading {len(artifact.data) / 1024:.1f} KB")
             client.upload_artifact(artifact.digest, artifact.data)
         progress(f"{fn.name}: deploying")
-        results.append(client.deploy(fn.spec(artifact.digest), traffic=traffic))
+        results.append(client.deploy(fn.spec(artifact and artifact.digest), traffic=traffic))
     return results
 
 
@@ -46,5 +50,6 @@ def describe_result(result: DeployResult) -> str:
     return f"{result.function}: unchanged, still version {result.version}"
 
 
-def short(digest: str) -> str:
-    return digest[: len("sha256:") + 12] + "…"
+def short(code: str) -> str:
+    """A zip's digest cut to a readable prefix; an image reference as it is."""
+    return code[: len("sha256:") + 12] + "…" if code.startswith("sha256:") else code

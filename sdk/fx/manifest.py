@@ -17,7 +17,7 @@ from fx.errors import InputError
 from fx.models import FunctionSpec
 
 MANIFEST = "fx.yaml"
-# Validation needs an artifact; the real digest exists only once the code is built.
+# Validation of a zip function needs an artifact; the real digest exists only once the code is built.
 _PLACEHOLDER_DIGEST = "sha256:" + "0" * 64
 _SPEC_KEYS = frozenset(FunctionSpec.model_fields) - {"name", "artifact"}
 
@@ -40,7 +40,12 @@ class FunctionDef:
     def runtime(self) -> str:
         return self.settings.get("runtime", FunctionSpec.model_fields["runtime"].default)
 
-    def spec(self, artifact: str) -> FunctionSpec:
+    @property
+    def image(self) -> str | None:
+        """A function whose code is a container image: nothing to build."""
+        return self.settings.get("image")
+
+    def spec(self, artifact: str | None = None) -> FunctionSpec:
         return FunctionSpec.model_validate({"name": self.name, "artifact": artifact, **self.settings})
 
 
@@ -100,10 +105,11 @@ def parse(text: str, path: Path) -> list[FunctionDef]:
             _check_keys(value_node, where, _SPEC_KEYS | {"path"}, report)
         settings = {k: v for k, v in settings.items() if k in _SPEC_KEYS or k == "path"}
         code_dir = path.parent / str(settings.pop("path", "."))
-        if not code_dir.is_dir():
+        if "image" not in settings and not code_dir.is_dir():
             report(_child(value_node, "path") or value_node, f"{where}.path", f"{code_dir} is not a folder")
+        artifact = None if "image" in settings else _PLACEHOLDER_DIGEST
         try:
-            FunctionSpec.model_validate({"name": str(name), "artifact": _PLACEHOLDER_DIGEST, **settings})
+            FunctionSpec.model_validate({"name": str(name), "artifact": artifact, **settings})
         except ValidationError as exc:
             for err in exc.errors():
                 loc = [str(p) for p in err["loc"]]

@@ -22,6 +22,11 @@ NAME_MAX = 63
 HANDLER_RE = re.compile(r"^[A-Za-z_][\w/.-]*\.[A-Za-z_]\w*$")
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
+# [registry[:port]/]path[:tag][@sha256:digest], lower-case path components as OCI distribution requires.
+IMAGE_RE = re.compile(
+    r"^(?:[a-zA-Z0-9.-]+(?::[0-9]+)?/)?[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*"
+    r"(?::[\w][\w.-]{0,127})?(?:@sha256:[0-9a-f]{64})?$"
+)
 # An alias starts with a letter, so it can never be mistaken for a version number or $LATEST.
 ALIAS_RE = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 # A header or cookie name is an HTTP token (RFC 9110).
@@ -262,7 +267,12 @@ class FunctionSpec(_Model):
     handler: str = "handler.handler"
     # "provided": the code root's executable `bootstrap` serves the Lambda Runtime API (e.g. awslambdaric).
     runtime: Literal["python3.11", "python3.12", "python3.13", "provided"] = "python3.11"
-    artifact: str = Field(description="sha256:<hex> digest of an uploaded code zip")
+    artifact: str | None = Field(default=None, description="sha256:<hex> digest of an uploaded code zip")
+    image: str | None = Field(
+        default=None,
+        description="instead of a zip: a container image with the code in /var/task, built FROM fx's runtime"
+        " image (the kubernetes backend runs it; pods pull it with imagePullPolicy IfNotPresent)",
+    )
     memory: Annotated[int, Field(ge=128, le=10240, description="MB")] = 128
     timeout: Annotated[float, Field(gt=0, le=900, description="seconds")] = 3
     env: dict[str, str] = Field(default_factory=dict)
@@ -286,10 +296,34 @@ class FunctionSpec(_Model):
 
     @field_validator("artifact")
     @classmethod
-    def _artifact(cls, v: str) -> str:
-        if not DIGEST_RE.match(v):
+    def _artifact(cls, v: str | None) -> str | None:
+        if v is not None and not DIGEST_RE.match(v):
             raise ValueError(f"artifact {v!r} is not a 'sha256:<64 hex digits>' digest")
         return v
+
+    @field_validator("image")
+    @classmethod
+    def _image(cls, v: str | None) -> str | None:
+        if v is not None and not IMAGE_RE.match(v):
+            raise ValueError(
+                f"image {v!r} is not an image reference like 'registry.example.com/team/hello:1.2'"
+                " or 'hello@sha256:<64 hex digits>'"
+            )
+        return v
+
+    @model_validator(mode="after")
+    def _one_code(self) -> FunctionSpec:
+        if (self.artifact is None) == (self.image is None):
+            raise ValueError(
+                "give the code as exactly one of 'artifact' (a zip's digest: fx deploy builds and uploads it)"
+                " and 'image' (a container image built FROM fx's runtime image)"
+            )
+        return self
+
+    @property
+    def code(self) -> str:
+        """What identifies the version's code: the zip's digest or the image reference."""
+        return self.artifact or self.image  # type: ignore[return-value]
 
     @field_validator("triggers")
     @classmethod

@@ -127,13 +127,18 @@ def _copied(dockerfile: Path, context: Path) -> list[Path]:
     return files
 
 
-def dockerfile_image(image: str, dockerfile: Path, context: Path) -> Path:
-    """An fx image from one of the repo's Dockerfiles, built by buildah on the local Debian base."""
+def dockerfile_image(
+    image: str, dockerfile: Path, context: Path, base: str = layout.BASE_IMAGE, base_archive: Path | None = None
+) -> Path:
+    """An image from one of the repo's Dockerfiles, built by buildah FROM `base` (the local Debian by default;
+    another image built here comes with its archive, whose name changes with its content)."""
     name = image.rsplit("/", 1)[1].split(":")[0]
-    archive = _archive(name, _digest(_copied(dockerfile, context), image))
+    archive = _archive(name, _digest(_copied(dockerfile, context), image + base + str(base_archive or "")))
     if archive.exists():
         return archive
     _ensure_base()
+    if base_archive is not None and not _has_image(base):
+        buildah("pull", f"docker-archive:{base_archive}")
     with step(f"image {image} (buildah bud {dockerfile.relative_to(layout.REPO)})"):
         buildah(
             "bud",
@@ -144,7 +149,7 @@ def dockerfile_image(image: str, dockerfile: Path, context: Path) -> Path:
             "--volume",
             f"{HOST_CA_BUNDLE}:{HOST_CA_BUNDLE}:ro",
             "--build-arg",
-            f"BASE={layout.BASE_IMAGE}",
+            f"BASE={base}",
             "-t",
             image,
             "-f",
@@ -157,12 +162,16 @@ def dockerfile_image(image: str, dockerfile: Path, context: Path) -> Path:
 def all_archives() -> list[Path]:
     """Every image the cluster preloads, built if missing."""
     ensure_apt_packages()
+    runtime = dockerfile_image(layout.RUNTIME_IMAGE, REPO / "runtime-images/Dockerfile", REPO / "runtime-images")
+    own = REPO / "tests/e2e/own-image"
     return [
         static_image(layout.PAUSE_IMAGE, build.pause(), ["/pause"], "pause"),
         static_image(layout.COREDNS_IMAGE, build.coredns(), ["/coredns"], "coredns"),
-        dockerfile_image(layout.RUNTIME_IMAGE, REPO / "runtime-images/Dockerfile", REPO / "runtime-images"),
+        runtime,
         dockerfile_image(layout.CONTROLLER_IMAGE, REPO / "controller/Dockerfile", REPO),
         dockerfile_image(layout.GATEWAY_IMAGE, REPO / "gateway/Dockerfile", REPO),
+        # A function with its own image, for tests/e2e: built FROM the runtime image, as users build theirs.
+        dockerfile_image(layout.OWN_IMAGE, own / "Dockerfile", own, base=layout.RUNTIME_IMAGE, base_archive=runtime),
     ]
 
 

@@ -55,4 +55,5 @@ COREDNS_IMAGE = f"localhost/fx/coredns:{COREDNS_VERSION}"
 RUNTIME_IMAGE = "localhost/fx/runtime-python:dev"
 CONTROLLER_IMAGE = "localhost/fx/controller:dev"
 GATEWAY_IMAGE = "localhost/fx/gateway:dev"
+OWN_IMAGE = "localhost/fx/e2e-own-image:1"  # a function that brings its own image (tests/e2e/own-image)
 BASE_IMAGE = f"localhost/fx/debian:{DEBIAN_SUITE}"

@@ -21,6 +21,7 @@ from tests.e2e.kube import Kube
 
 HERE = Path(__file__).parent
 RUNTIME_IMAGE = os.environ.get("FX_E2E_RUNTIME_IMAGE", layout.RUNTIME_IMAGE)
+OWN_IMAGE = os.environ.get("FX_E2E_OWN_IMAGE", layout.OWN_IMAGE)  # tests/e2e/own-image, built FROM the runtime
 FIGURES: dict[str, str] = {}
 
 

@@ -56,9 +56,12 @@ class Kube:
         return self.get("pod", pod)
 
 
-def http(method: str, url: str, body: bytes | None = None, timeout: float = 5) -> tuple[int, bytes]:
+def http(
+    method: str, url: str, body: bytes | None = None, timeout: float = 5, headers: dict[str, str] | None = None
+) -> tuple[int, bytes]:
     """One request, bounded in time; an HTTP error status is an answer too."""
-    req = urllib.request.Request(url, data=body, method=method, headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json", **(headers or {})}
+    req = urllib.request.Request(url, data=body, method=method, headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             return resp.status, resp.read()

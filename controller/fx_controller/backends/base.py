@@ -21,7 +21,7 @@ class ReplicaSpec:
     id: str
     function: str
     version: int
-    digest: str  # "sha256:<hex>"
+    digest: str  # the version's code: "sha256:<hex>" of its zip, or its image reference
     spec: FunctionSpec
 
 
@@ -39,6 +39,8 @@ EventSink = Callable[[ReplicaEvent], None]
 
 
 class Backend(Protocol):
+    runs_images: bool  # can it run a function whose code is a container image (FunctionSpec.image)?
+
     async def open(self, on_event: EventSink) -> None:
         """Get ready to start replicas; every later event goes to `on_event` (called on the event loop)."""
 

@@ -106,10 +106,12 @@ def test_rbac_is_namespaced_and_minimal() -> None:
     assert "*" not in {r for _, r in granted}
     assert granted[("", "pods")] == {"get", "list", "watch", "patch", "delete"}  # never create pods directly
     assert granted[("coordination.k8s.io", "leases")] == {"get", "create", "update"}
+    assert granted[("", "pods/log")] == {"get"}  # read, for `fx logs`
     assert ("", "secrets") not in granted
     assert set(granted) == {
         ("apps", "deployments"),
         ("", "pods"),
+        ("", "pods/log"),
         ("fx.dev", "functions"),
         ("fx.dev", "functions/status"),
         ("coordination.k8s.io", "leases"),

@@ -45,6 +45,7 @@ class FakeBackend:
         self.stopped: list[str] = []
         self.outcome = "ready"  # ready | init_error | hang
         self.start_delay = 0.02
+        self.runs_images = False
 
     async def open(self, on_event: EventSink) -> None:
         self.on_event = on_event

@@ -156,6 +156,27 @@ async def test_deploy_refuses_a_name_mismatch_a_bad_name_and_a_missing_artifact(
     assert (await admin.get("/system/functions")).json() == []
 
 
+async def test_an_image_function_is_refused_by_a_backend_without_containers_and_versioned_by_one_with(
+    admin, backend, controller
+):
+    spec = {"name": "own", "image": "localhost/fx/own-image:1"}
+    r = await admin.put("/system/functions/own", json=spec)
+    assert r.status_code == 400
+    error = r.json()["error"]
+    assert error["code"] == "ImageNotSupported" and error["field"] == "image" and "zip" in error["message"]
+    assert (await admin.get("/system/functions")).json() == []
+
+    r = await admin.put("/system/functions/own", json={**spec, "artifact": "sha256:" + "0" * 64})
+    assert r.status_code == 400 and "exactly one of 'artifact'" in r.json()["error"]["message"]
+
+    backend.runs_images = True
+    first = (await admin.put("/system/functions/own", json=spec)).json()
+    assert first["created"] and first["digest"] == "localhost/fx/own-image:1"
+    assert not (await admin.put("/system/functions/own", json=spec)).json()["created"], "same image: unchanged"
+    second = (await admin.put("/system/functions/own", json={**spec, "image": "localhost/fx/own-image:2"})).json()
+    assert second["created"] and second["version"] == 2
+
+
 async def test_unknown_function_is_404_naming_it(admin):
     for method in ("GET", "DELETE"):
         r = await admin.request(method, "/system/functions/ghost")

@@ -146,6 +146,21 @@ def test_a_custom_runtime_gets_its_bootstrap() -> None:
     assert env["FX_BOOTSTRAP"] == f"/fx/code/{HEX}/bootstrap"
 
 
+def test_a_function_with_its_own_image_runs_that_image_with_the_code_it_holds() -> None:
+    own = FunctionSpec(name="hello", image="localhost/fx/own:1", handler="app.handler")
+    d = manifests.deployment(CFG, "hello", 2, own.code, own, "uid")
+    (c,) = d["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e["value"] for e in c["env"]}
+    assert (c["image"], c["imagePullPolicy"]) == ("localhost/fx/own:1", "IfNotPresent")
+    assert env["_HANDLER"] == "app.handler" and not {k for k in env if k.startswith(("FX_ARTIFACT", "FX_CODE"))}
+    assert c["securityContext"]["runAsNonRoot"] and c["securityContext"]["readOnlyRootFilesystem"]
+    assert not manifests.fits_pool(CFG, own), "pool pods run the runtime image, not the function's"
+    provided = own.model_copy(update={"runtime": "provided"})
+    d = manifests.deployment(CFG, "hello", 3, provided.code, provided, "uid")
+    env = {e["name"]: e["value"] for e in d["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["FX_BOOTSTRAP"] == "/var/task/bootstrap"
+
+
 def test_the_function_resource_mirrors_the_spec_and_reads_back() -> None:
     s = spec(scale={"min": 1, "max": 3})
     body = manifests.function_resource(CFG, s)

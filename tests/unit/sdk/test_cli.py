@@ -57,7 +57,8 @@ class FakeGateway(BaseHTTPRequestHandler):
         created = not versions or versions[-1] != spec
         if created:
             versions.append(spec)
-        result = {"function": name, "version": len(versions), "created": created, "digest": spec["artifact"]}
+        code = spec.get("artifact") or spec["image"]
+        result = {"function": name, "version": len(versions), "created": created, "digest": code}
         self._reply(200, {**result, "message": "ok"})
 
     def do_GET(self) -> None:
@@ -113,6 +114,18 @@ def test_init_then_deploy_twice_makes_one_version_and_one_upload(gateway, tmp_pa
     assert main(["deploy", "-f", manifest, "--output", "json"]) == 0
     [result] = json.loads(capsys.readouterr().out)
     assert (result["version"], result["created"]) == (2, True)
+
+
+def test_a_function_with_its_own_image_is_deployed_without_a_build_or_upload(gateway, tmp_path, capsys):
+    manifest = tmp_path / "fx.yaml"
+    manifest.write_text("functions:\n  own:\n    image: localhost/fx/own-image:1\n    handler: app.handler\n")
+    assert main(["deploy", "-f", str(manifest)]) == 0
+    out = capsys.readouterr()
+    assert out.out == "own: version 1 deployed (localhost/fx/own-image:1)\n"
+    assert "code is the image localhost/fx/own-image:1" in out.err and "building" not in out.err
+    assert gateway.uploads == []
+    [spec] = gateway.functions["own"]
+    assert spec["image"] == "localhost/fx/own-image:1" and spec.get("artifact") is None
 
 
 def test_ls_json_is_the_function_list(gateway, tmp_path, capsys):

@@ -26,6 +26,13 @@ def test_a_valid_manifest_gives_specs_with_the_real_digest(tmp_path):
     assert (spec.name, spec.memory, spec.scale.min, spec.scale.max) == ("hello", 256, 1, 10)
 
 
+def test_an_image_function_needs_no_code_folder_and_a_bad_image_is_reported(tmp_path):
+    [own] = load(write(tmp_path, "functions:\n  own:\n    image: localhost/fx/own:1\n    path: nowhere\n"))
+    assert own.image == "localhost/fx/own:1" and own.spec().code == "localhost/fx/own:1"
+    [problem] = problems(tmp_path, "functions:\n  own:\n    image: Not An Image\n")
+    assert problem.startswith("fx.yaml:3: functions.own.image:") and "image reference" in problem
+
+
 def test_a_bad_name_is_reported_on_its_line(tmp_path):
     [problem] = problems(tmp_path, "functions:\n  ok:\n  Bad_Name:\n    handler: handler.handler\n")
     assert problem.startswith("fx.yaml:3: functions.Bad_Name: ")

@@ -12,6 +12,8 @@ stop_replica (the fleet has already unpublished the replica and waited its drain
 pod, or marks a Deployment pod with the lowest pod-deletion-cost and lowers the scale so the ReplicaSet
 removes exactly that pod; the pods' preStop sleep covers gateways still holding the address; `exit` follows
 when the pod is gone. No polling: everything after the API calls comes from the watch.
+
+A pod that becomes a replica has its log copied into the function's log file (pod_logs), for `fx logs`.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from . import kube, manifests
 from .artifact_server import ArtifactServer
 from .config import KubeConfig
 from .functions import FunctionSync
+from .pod_logs import PodLogs
 from .pods import PodState
 
 log = logging.getLogger("fx_controller.kubernetes")
@@ -84,18 +87,22 @@ def http_specialize(timeout: float) -> Specialize:
 
 
 class KubernetesBackend:
+    runs_images = True
+
     def __init__(
         self,
         api: Api,
         companions: tuple[Companion, ...] = (),
         on_replicas: Callable[[str], None] = lambda function: None,
         specialize: Specialize | None = None,
+        logs: PodLogs | None = None,
     ) -> None:
         self._api = api
         self._cfg = api.cfg
         self._companions = companions
         self._on_replicas = on_replicas  # a function's ready replicas changed (its Function status follows)
         self._specialize = specialize or http_specialize(60.0)
+        self._logs = logs
         self._on_event: EventSink = lambda _: None
         self._keys: dict[str, Key] = {}  # replica id -> version, for every replica not yet exited
         self._pending: dict[Key, deque[str]] = defaultdict(deque)  # replicas waiting for a Deployment pod
@@ -156,6 +163,7 @@ class KubernetesBackend:
         env = {e["name"]: e["value"] for e in manifests.replica_env(self._cfg, *key, replica.digest, replica.spec)}
         try:
             await self._api.claim_pod(pod.name, manifests.claim_patch(self._cfg, *key, owner))
+            self._follow_log(pod.name, replica.function)  # from here on the pod's output is the function's
             answer = await self._specialize(pod.ip, env)
         except Exception as e:  # the pod is of no use: drop it, and start the replica the slow way
             log.warning("pool pod %s could not become replica %s (%s): using the Deployment", pod.name, replica.id, e)
@@ -267,6 +275,10 @@ class KubernetesBackend:
                 self._desired[key] -= 1
                 self._spawn(self._scale_locked(key))
 
+    def _follow_log(self, pod: str, function: str) -> None:
+        if self._logs:
+            self._logs.follow(pod, function)
+
     def _take_idle(self) -> PodState | None:
         if not self._idle:
             return None
@@ -281,6 +293,7 @@ class KubernetesBackend:
         replica_id = self._pending[key].popleft()
         self._assign(replica_id, pod)
         log.info("replica %s is pod %s at %s", replica_id, pod.name, pod.endpoint)
+        self._follow_log(pod.name, key[0])
         self._on_event(ReplicaEvent(replica_id, "ready", endpoint=pod.endpoint))
         self._on_replicas(key[0])
 
@@ -288,6 +301,8 @@ class KubernetesBackend:
         assert pod.init_error
         error_type, message, code = pod.init_error
         replica_id = self._pending[key].popleft()
+        if self._logs:  # the crashed container's output goes with its pod: keep what matters of it
+            self._logs.note(key[0], f"[ERROR] {error_type}: {message} (pod {pod.name}, exit code {code})")
         self._on_event(ReplicaEvent(replica_id, "init_error", error_type=error_type, error_message=message))
         # The crash-looping pod goes with its replica: the fleet decides when to try again.
         self._desired[key] -= 1
@@ -342,6 +357,7 @@ def create(settings: Settings, artifacts: Artifacts) -> KubernetesBackend:
         companions=(ArtifactServer(artifacts, cfg.artifact_listen), sync),
         on_replicas=sync.replicas_changed,
         specialize=http_specialize(settings.init_timeout),
+        logs=PodLogs(api, settings.state_dir / "logs"),
     )
     sync.ready_count = backend.ready_count
     return backend

@@ -16,7 +16,7 @@ from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 
 from .config import GROUP, PLURAL, VERSION, KubeConfig
-from .manifests import DELETION_COST, FUNCTION_LABEL, selector_string
+from .manifests import CONTAINER, DELETION_COST, FUNCTION_LABEL, selector_string
 from .pods import PodState, pod_state
 
 log = logging.getLogger("fx_controller.kubernetes")
@@ -236,6 +236,26 @@ class KubeApi:
                     self._stop.wait(1.0)
 
         threading.Thread(target=run, name=f"fx-watch-{what}", daemon=True).start()
+
+    def follow_log(self, pod: str, on_chunk: Callable[[bytes], None], on_end: Callable[[], None]) -> None:
+        def run() -> None:
+            try:
+                response = self.core.read_namespaced_pod_log(
+                    pod, self.cfg.namespace, container=CONTAINER, follow=True, _preload_content=False
+                )
+                try:
+                    for chunk in response.stream(amt=None, decode_content=False):  # each as it arrives
+                        if self._stop.is_set():
+                            return
+                        on_chunk(chunk)
+                finally:
+                    response.release_conn()
+            except Exception as e:  # e.g. the pod went away first: its lines are lost, the function is not
+                log.warning("could not copy the log of pod %s: %s", pod, e)
+            finally:
+                on_end()
+
+        threading.Thread(target=run, name=f"fx-log-{pod}", daemon=True).start()
 
     def close(self) -> None:
         self._stop.set()

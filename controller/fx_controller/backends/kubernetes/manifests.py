@@ -12,6 +12,8 @@ from fx.models import FunctionSpec
 from .config import GROUP, VERSION, KubeConfig
 
 PORT = 8080
+CONTAINER = "function"  # the container of every function pod, pool pods included (charts/fx pool template)
+IMAGE_TASK_ROOT = "/var/task"  # where a function's own image has its code (the runtime image's LAMBDA_TASK_ROOT)
 WORK_DIR = "/fx"  # an emptyDir: the fetched zip and its extraction; the root filesystem stays read-only
 FUNCTION_LABEL = f"{GROUP}/function"
 VERSION_LABEL = f"{GROUP}/version"
@@ -65,26 +67,37 @@ def spec_of(name: str, body: dict) -> FunctionSpec:
 
 
 def replica_env(cfg: KubeConfig, function: str, version: int, digest: str, spec: FunctionSpec) -> list[dict]:
-    """ARCHITECTURE.md's replica environment; the code comes by digest from the controller's artifact server."""
-    hexdigest = digest.split(":", 1)[1]
+    """ARCHITECTURE.md's replica environment; the code comes by digest from the controller's artifact server,
+    or is in the function's own image at LAMBDA_TASK_ROOT (/var/task, set by the runtime image it is built FROM)."""
     env = {
         "_HANDLER": spec.handler,
         "AWS_LAMBDA_FUNCTION_NAME": function,
         "AWS_LAMBDA_FUNCTION_VERSION": str(version),
         "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory),
-        "FX_ARTIFACT": f"{WORK_DIR}/sha256-{hexdigest}.zip",
-        "FX_ARTIFACT_URL": f"{cfg.artifact_url}/artifacts/sha256-{hexdigest}.zip",
-        "FX_ARTIFACT_SHA256": hexdigest,
-        "FX_CODE_DIR": f"{WORK_DIR}/code/{hexdigest}",
-        "FX_NATS_URL": cfg.nats_url,
+        **code_env(cfg, digest, spec),
         "FX_LISTEN": f"0.0.0.0:{PORT}",
         "FX_TIMEOUT_MS": str(int(spec.timeout * 1000)),
         "FX_HTTP_EVENT": spec.http.event,
+        "FX_NATS_URL": cfg.nats_url,
     }
-    if spec.runtime == "provided":
-        env["FX_BOOTSTRAP"] = f"{WORK_DIR}/code/{hexdigest}/bootstrap"
     env.update(spec.env)
     return [{"name": k, "value": v} for k, v in env.items()]
+
+
+def code_env(cfg: KubeConfig, digest: str, spec: FunctionSpec) -> dict[str, str]:
+    if spec.image is not None:
+        return {"FX_BOOTSTRAP": f"{IMAGE_TASK_ROOT}/bootstrap"} if spec.runtime == "provided" else {}
+    hexdigest = digest.split(":", 1)[1]
+    code_dir = f"{WORK_DIR}/code/{hexdigest}"
+    env = {
+        "FX_ARTIFACT": f"{WORK_DIR}/sha256-{hexdigest}.zip",
+        "FX_ARTIFACT_URL": f"{cfg.artifact_url}/artifacts/sha256-{hexdigest}.zip",
+        "FX_ARTIFACT_SHA256": hexdigest,
+        "FX_CODE_DIR": code_dir,
+    }
+    if spec.runtime == "provided":
+        env["FX_BOOTSTRAP"] = f"{code_dir}/bootstrap"
+    return env
 
 
 def grace_seconds(cfg: KubeConfig, spec: FunctionSpec) -> int:
@@ -93,7 +106,8 @@ def grace_seconds(cfg: KubeConfig, spec: FunctionSpec) -> int:
 
 
 def fits_pool(cfg: KubeConfig, spec: FunctionSpec) -> bool:
-    return 0 < spec.memory <= cfg.pool_memory and grace_seconds(cfg, spec) <= cfg.pool_grace
+    """Pool pods run fx's runtime image: a function with its own image needs its own pods."""
+    return spec.image is None and 0 < spec.memory <= cfg.pool_memory and grace_seconds(cfg, spec) <= cfg.pool_grace
 
 
 def claim_patch(cfg: KubeConfig, function: str, version: int, owner_uid: str) -> dict:
@@ -124,9 +138,10 @@ def deployment(cfg: KubeConfig, function: str, version: int, digest: str, spec: 
     memory = f"{spec.memory}Mi"
     grace = grace_seconds(cfg, spec)
     container = {
-        "name": "function",
-        "image": cfg.runtime_image,
-        "imagePullPolicy": cfg.runtime_pull_policy,
+        "name": CONTAINER,
+        "image": spec.image or cfg.runtime_image,
+        # A function's own image: pulled once per node, so a new release needs a new tag (or a digest).
+        "imagePullPolicy": "IfNotPresent" if spec.image else cfg.runtime_pull_policy,
         "env": replica_env(cfg, function, version, digest, spec),
         "ports": [{"name": "http", "containerPort": PORT}],
         "readinessProbe": {
