@@ -31,13 +31,19 @@ async def two_gateways(nats_server, gateway):
         await link.close()
 
 
-async def test_every_tick_runs_once_across_two_gateways_with_a_scheduled_event(two_gateways, replicas):
-    links, nc = two_gateways
-    replica = await replicas()
+async def scheduled_every_second(links, nc, replica):
+    """Function "tick" with a schedule of every second, running on every gateway; its route bucket."""
     every_second = TriggerRoute("schedule", schedule="* * * * * *", timezone="UTC")
     kv = await nc.jetstream().key_value(KV_ROUTES)
     await kv.put("tick", table("tick", versions={"1": [replica.endpoint]}, triggers=[every_second]).to_json())
     await wait_for(lambda: all(link.schedules.running for link in links))
+    return kv
+
+
+async def test_every_tick_runs_once_across_two_gateways_with_a_scheduled_event(two_gateways, replicas):
+    links, nc = two_gateways
+    replica = await replicas()
+    await scheduled_every_second(links, nc, replica)
 
     await asyncio.sleep(3.2)
     for link in links:  # no new ticks from here on; the ones stored still run
@@ -72,10 +78,7 @@ async def test_every_tick_runs_once_across_two_gateways_with_a_scheduled_event(t
 async def test_a_schedule_that_leaves_the_route_table_stops(two_gateways, replicas):
     links, nc = two_gateways
     replica = await replicas()
-    every_second = TriggerRoute("schedule", schedule="* * * * * *", timezone="UTC")
-    kv = await nc.jetstream().key_value(KV_ROUTES)
-    await kv.put("tick", table("tick", versions={"1": [replica.endpoint]}, triggers=[every_second]).to_json())
-    await wait_for(lambda: all(link.schedules.running for link in links))
+    kv = await scheduled_every_second(links, nc, replica)
     await kv.put("tick", table("tick", revision=2, versions={"1": [replica.endpoint]}).to_json())
     await wait_for(lambda: not any(link.schedules.running for link in links))
     await asyncio.sleep(0.3)  # a tick stored just before still runs
