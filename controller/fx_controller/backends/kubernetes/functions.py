@@ -29,6 +29,7 @@ from .kube import KubeApi
 log = logging.getLogger("fx_controller.functions")
 
 ADMIN_RETRIES = 30
+STOP_TIMEOUT_S = 5.0
 
 
 def traffic_text(traffic: dict[int, int]) -> str:
@@ -67,11 +68,13 @@ class FunctionSync:
     async def stop(self) -> None:
         for task in list(self._tasks):
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        # Bounded: a stop must not hang on a NATS or admin call that will never be answered.
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=STOP_TIMEOUT_S)
         await self._admin.aclose()
         if self._nc:
             with contextlib.suppress(Exception):
-                await self._nc.close()
+                await asyncio.wait_for(self._nc.close(), STOP_TIMEOUT_S)
 
     def replicas_changed(self, function: str) -> None:
         if function in self._records:
@@ -80,23 +83,24 @@ class FunctionSync:
     # --- fx → Kubernetes --------------------------------------------------------------------
 
     async def _follow_store(self, kv) -> None:
-        async for entry in kv_watch.watch(kv):
-            if entry is None:  # the store is loaded: only now can a resource be compared with it
-                self._api.watch_functions(lambda kind, obj: self._events.put_nowait((kind, obj)))
-                self._spawn(self._apply_resources())
-                continue
-            try:
-                if entry.operation in kv_watch.DELETED:
-                    self._records.pop(entry.key, None)
-                    self._deleting.add(entry.key)
-                    if not await self._api.delete_function(entry.key):
-                        self._deleting.discard(entry.key)  # deleted with kubectl: its DELETED event is past
-                else:
-                    record = FunctionRecord.model_validate_json(entry.value)
-                    self._records[record.name] = record
-                    await self._mirror(record)
-            except Exception:
-                log.exception("could not mirror function %s to its Function resource", entry.key)
+        async with contextlib.aclosing(kv_watch.watch(kv)) as entries:
+            async for entry in entries:
+                if entry is None:  # the store is loaded: only now can a resource be compared with it
+                    self._api.watch_functions(lambda kind, obj: self._events.put_nowait((kind, obj)))
+                    self._spawn(self._apply_resources())
+                    continue
+                try:
+                    if entry.operation in kv_watch.DELETED:
+                        self._records.pop(entry.key, None)
+                        self._deleting.add(entry.key)
+                        if not await self._api.delete_function(entry.key):
+                            self._deleting.discard(entry.key)  # deleted with kubectl: its DELETED event is past
+                    else:
+                        record = FunctionRecord.model_validate_json(entry.value)
+                        self._records[record.name] = record
+                        await self._mirror(record)
+                except Exception:
+                    log.exception("could not mirror function %s to its Function resource", entry.key)
 
     async def _mirror(self, record: FunctionRecord) -> None:
         body = manifests.function_resource(self._api.cfg, record.latest.spec)
