@@ -228,8 +228,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         platform.start()
         settings = config.Settings(platform.gateway_url, platform.token)
         _err(f"gateway on {platform.gateway_url}; CLI config saved to {config.write_config(settings)}")
-        names = _deploy_examples(Path(args.examples), settings) if args.examples else []
-        _print_welcome(platform, names)
+        functions = _deploy_examples(Path(args.examples), settings) if args.examples else {}
+        _print_welcome(platform, functions)
         while (dead := platform.exited()) is None:
             time.sleep(0.5)
         _err(f"fx: {dead} stopped unexpectedly; the last lines of its log:\n{platform.log_tail(dead)}")
@@ -246,12 +246,13 @@ def cmd_up(args: argparse.Namespace) -> int:
 # --- helpers ---------------------------------------------------------------------
 
 
-def _deploy_examples(examples: Path, settings: config.Settings) -> list[str]:
+def _deploy_examples(examples: Path, settings: config.Settings) -> dict[str, list[str]]:
+    """The functions deployed, each with its event triggers (none: it is called over HTTP)."""
     manifests = [examples / manifest.MANIFEST] if (examples / manifest.MANIFEST).is_file() else []
     manifests += sorted(examples.glob(f"*/{manifest.MANIFEST}"))
     if not manifests:
         _err(f"fx: no {manifest.MANIFEST} in {examples} or its subfolders; nothing to deploy")
-    names = []
+    deployed: dict[str, list[str]] = {}
     with Client(settings.gateway, settings.token) as client:
         for path in manifests:
             try:
@@ -259,15 +260,19 @@ def _deploy_examples(examples: Path, settings: config.Settings) -> list[str]:
             except (InputError, FxError) as exc:
                 _err(f"fx: {path}: not deployed: {exc}")
                 continue
+            triggers = {d.name: d.trigger_keys for d in manifest.load(path)}
             for result in results:
                 _err(deploy.describe_result(result))
-                names.append(result.function)
-    return names
+                deployed[result.function] = triggers.get(result.function, [])
+    return deployed
 
 
-def _print_welcome(platform: Platform, names: list[str]) -> None:
+def _print_welcome(platform: Platform, functions: dict[str, list[str]]) -> None:
     print(f"\nfx is up on {platform.gateway_url}")
-    for name in names:
+    for name, triggers in functions.items():
+        if triggers:  # its events come from its triggers, not from a caller
+            print(f"  {name} runs on events: {', '.join(triggers)}")
+            continue
         print(f"  curl {platform.gateway_url}/function/{name}/any/path?x=1")
         print(f'  fx invoke {name} --data \'{{"name": "you"}}\'')
     print("  fx init NAME && cd NAME && fx deploy     # your own function")

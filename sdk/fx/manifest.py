@@ -14,7 +14,7 @@ import yaml
 from pydantic import ValidationError
 
 from fx.errors import InputError
-from fx.models import FunctionSpec
+from fx.models import FunctionSpec, TriggerSpec
 
 MANIFEST = "fx.yaml"
 # Validation of a zip function needs an artifact; the real digest exists only once the code is built.
@@ -44,6 +44,11 @@ class FunctionDef:
     def image(self) -> str | None:
         """A function whose code is a container image: nothing to build."""
         return self.settings.get("image")
+
+    @property
+    def trigger_keys(self) -> list[str]:
+        """Its event triggers by key, e.g. 'users.created' or 'ORDERS/orders.>'."""
+        return [TriggerSpec.model_validate(t).key for t in self.settings.get("triggers", [])]
 
     def spec(self, artifact: str | None = None) -> FunctionSpec:
         return FunctionSpec.model_validate({"name": self.name, "artifact": artifact, **self.settings})
