@@ -124,7 +124,7 @@ def failed_items(result: internal.Result, batch: list[Msg]) -> tuple[set[int], s
         if not failures:
             return set(), "", ""
         ids = {str(f.get("itemIdentifier")) for f in failures if isinstance(f, dict)}
-        failed = {i for i, m in enumerate(batch) if str(m.metadata.sequence.stream) in ids}
+        failed = {i for i, m in enumerate(batch) if str(delivery(m)[0]) in ids}
         return failed, "BatchItemFailure", "the function reported this record in batchItemFailures"
     code, message = describe(result)
     return set(range(len(batch))), code, message
@@ -337,7 +337,7 @@ class DurableTrigger:
         self._dispatch()
 
     async def _failed(self, msg: Msg, code: str, message: str, status: int) -> None:
-        deliveries = msg.metadata.num_delivered
+        sequence, deliveries, _ = delivery(msg)
         if deliveries < self.route.max_deliver:
             await msg.nak(delay=self.route.backoff * 2 ** (deliveries - 1))
             return
@@ -350,7 +350,7 @@ class DurableTrigger:
                 DEAD_ATTEMPTS: str(deliveries),
                 DEAD_SUBJECT: msg.subject,
                 DEAD_STREAM: self.route.stream,
-                DEAD_SEQUENCE: str(msg.metadata.sequence.stream),
+                DEAD_SEQUENCE: str(sequence),
             }
         )
         await self.js.publish(dead_letter_subject(self.function), msg.data, stream=STREAM_DLQ, headers=headers)
