@@ -223,13 +223,7 @@ class RuntimeApi:
             data = self.result(conn, request_id, verb, keep)
         else:
             data = _api_error(404, "NotFound", "Not Found", keep)
-        if data is None:
-            conn.awaiting = True
-            conn.transport.pause_reading()
-            return
-        conn.transport.write(data)
-        if not keep:
-            conn.close()
+        conn.reply(data, keep)
 
     def next(self, conn: Connection, keep: bool) -> bytes | None:
         if not self.initialised:

@@ -114,13 +114,7 @@ class Server:
             data = http11.response(200, http11.JSON, _READY, keep)
         else:
             data = http11.response(404, http11.JSON, _NOT_FOUND, keep)
-        if data is None:  # answered later, through conn.answer(); the connection reads nothing meanwhile
-            conn.awaiting = True
-            conn.transport.pause_reading()
-            return
-        conn.transport.write(data)
-        if not keep:
-            conn.close()
+        conn.reply(data, keep)
         if self.invoker is not None and self.invoker.exit_code is not None:
             self.shutdown(self.invoker.exit_code)
 
@@ -215,6 +209,16 @@ class Connection(asyncio.Protocol):
 
     def close(self) -> None:
         self.transport.close()
+
+    def reply(self, data: bytes | None, keep: bool) -> None:
+        """What a dispatch does with its answer: write it now, or (None) wait for answer() reading nothing."""
+        if data is None:
+            self.awaiting = True
+            self.transport.pause_reading()
+            return
+        self.transport.write(data)
+        if not keep:
+            self.close()
 
     def answer(self, data: bytes, keep: bool) -> None:
         """Write the answer to a request whose dispatch deferred it, then read the next one."""
