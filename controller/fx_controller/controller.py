@@ -6,12 +6,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
 import nats
 import nats.js.errors
+from fx.config import config_path
 from fx.models import DeployResult, FunctionInfo, FunctionSpec, VersionInfo
 from fx.protocol import (
     KV_FUNCTIONS,
@@ -31,6 +34,7 @@ from .artifacts import Artifacts
 from .autoscaler import Autoscaler
 from .backends.base import Backend
 from .backends.local import LocalBackend
+from .backends.local_sandbox import SandboxSettings
 from .errors import ApiError, not_found
 from .fleet import Fleet
 from .load import LoadBook
@@ -48,7 +52,18 @@ BackendFactory = Callable[[Settings, Artifacts], Backend]
 
 
 def local_backend(settings: Settings, artifacts: Artifacts) -> Backend:
-    return LocalBackend(settings.state_dir, artifacts, nats_url=settings.nats_url)
+    sandbox = None
+    if settings.sandbox == "auto" and os.geteuid() == 0:
+        hidden = [settings.state_dir, settings.token_file, config_path().parent, Path.home() / ".config" / "fx"]
+        sandbox = SandboxSettings(
+            uids=settings.sandbox_uids,
+            tmp_mb=settings.sandbox_tmp_mb,
+            pids_max=settings.sandbox_pids_max,
+            hidden=sorted({str(Path(p).resolve()) for p in hidden if p}),
+        )
+    return LocalBackend(
+        settings.state_dir, artifacts, nats_url=settings.nats_url, sandbox=sandbox, sandbox_mode=settings.sandbox
+    )
 
 
 class Controller:
@@ -69,7 +84,10 @@ class Controller:
         self.store = FunctionStore(await open_kv(js, KV_FUNCTIONS))
         routes_kv = await open_kv(js, KV_ROUTES)
         self.artifacts = Artifacts(
-            s.state_dir / "artifacts", await open_object_store(js, OBJ_ARTIFACTS), s.max_unzipped_bytes
+            s.state_dir / "artifacts",
+            await open_object_store(js, OBJ_ARTIFACTS),
+            s.max_unzipped_bytes,
+            s.max_artifact_entries,
         )
         self.backend = self._backend_factory(s, self.artifacts)
         self.fleet = Fleet(

@@ -1,8 +1,11 @@
 """`python -m fx_runtime.zygote`: the local backend's fork server (ARCHITECTURE.md, "the zygote protocol").
 
-Reads `{"op": "spawn", "id", "env", "log"}` lines on stdin and forks a replica per line from this
-already-imported interpreter; writes `spawned` / `ready` / `init_error` / `exit` events as JSON lines on
-stdout. Single-threaded on purpose: forking a process that has threads is unsafe.
+Reads `{"op": "spawn", "id", "env", "log", "sandbox"?}` lines on stdin and forks a replica per line from
+this already-imported interpreter; writes `spawned` / `ready` / `init_error` / `exit` events as JSON lines
+on stdout. Single-threaded on purpose: forking a process that has threads is unsafe.
+
+Started with `--sandbox CONFIG` (JSON of sandbox.Config), its first event is `{"event": "sandbox", ...}`
+(what this host allows), and a spawn with a `sandbox` object (sandbox.Spec) runs confined (sandbox.py).
 """
 
 from __future__ import annotations
@@ -19,10 +22,13 @@ import time
 import traceback
 
 from . import replica  # imports everything a replica needs, once, before any fork
+from . import sandbox as sandboxing
+from .invoker import OUT_OF_MEMORY_MESSAGE
 
 _PR_SET_PDEATHSIG = 1
 _libc = ctypes.CDLL(None, use_errno=True)
 _STOP_GRACE_S = 10.0
+_OOM_GRACE_S = 1.0  # a replica told it is out of memory has this long to answer and exit
 
 
 def die_with_parent(expected_parent: int) -> None:
@@ -39,11 +45,17 @@ def emit(event: dict) -> None:
 
 
 class Zygote:
-    def __init__(self) -> None:
+    def __init__(self, sandbox: sandboxing.Sandbox | None = None) -> None:
+        self.sandbox = sandbox
         self.selector = selectors.DefaultSelector()
         self.children: dict[int, str] = {}  # pid -> replica id
-        self.reports: dict[int, tuple[str, bytearray]] = {}  # report pipe fd -> (replica id, partial line)
+        self.reports: dict[int, tuple[str, int, bytearray]] = {}  # report pipe fd -> (replica id, pid, partial line)
         self.report_fd: dict[int, int] = {}  # pid -> its report pipe fd
+        self.reported: set[int] = set()  # pids that have said ready / init_error
+        self.confined: dict[int, sandboxing.Confinement] = {}  # pid -> its sandbox, while it lives
+        self.oom: dict[int, int] = {}  # out-of-memory eventfd -> pid
+        self.kill_at: dict[int, float] = {}  # pid -> when to SIGKILL it (told it was out of memory)
+        self.released: list[sandboxing.Confinement] = []  # exited, cgroups not removable yet
         self.commands = bytearray()
         self.stop_by: float | None = None  # set when stdin closes: stop replicas, then exit
         self.wake_r, self.wake_w = os.pipe()
@@ -57,15 +69,20 @@ class Zygote:
 
     def run(self) -> None:
         while self.stop_by is None or (self.children and time.monotonic() < self.stop_by):
-            for key, _ in self.selector.select(timeout=1.0):
+            timeout = min([1.0, *(at - time.monotonic() for at in self.kill_at.values())])
+            for key, _ in self.selector.select(timeout=max(timeout, 0)):
                 if key.fd == 0:
                     self.read_commands()
                 elif key.fd == self.wake_r:
                     while os.read(self.wake_r, 512) == 512:
                         pass
+                elif key.fd in self.oom:
+                    self.out_of_memory(key.fd)
                 else:
                     self.read_report(key.fd)
             self.reap()
+            self.kill_late()
+            self.released = [c for c in self.released if not c.release()]
 
     def read_commands(self) -> None:
         data = os.read(0, 1 << 16)
@@ -87,26 +104,75 @@ class Zygote:
             cmd = json.loads(line)
             if cmd["op"] != "spawn":
                 raise ValueError(f"unknown op {cmd['op']!r}")
-            self.spawn(str(cmd["id"]), {str(k): str(v) for k, v in cmd["env"].items()}, str(cmd["log"]))
+            spec = sandboxing.Spec(**cmd["sandbox"]) if cmd.get("sandbox") else None
+            self.spawn(str(cmd["id"]), {str(k): str(v) for k, v in cmd["env"].items()}, str(cmd["log"]), spec)
         except (ValueError, KeyError, TypeError, AttributeError) as e:
             print(f"fx zygote: bad command {line[:200]!r}: {e}", file=sys.stderr, flush=True)
 
-    def spawn(self, replica_id: str, env: dict[str, str], log: str) -> None:
+    def spawn(self, replica_id: str, env: dict[str, str], log: str, spec: sandboxing.Spec | None = None) -> None:
+        confinement = None
+        if spec is not None:
+            if self.sandbox is None:
+                raise ValueError("a sandboxed spawn, but this zygote was started without --sandbox")
+            try:
+                confinement = self.sandbox.confinement(spec, replica_id)
+                if self.sandbox.namespaces:
+                    self.sandbox.before_fork()
+            except OSError as e:
+                return self.refuse(replica_id, f"cannot prepare the sandbox: {e}")
         read_fd, write_fd = os.pipe()
         zygote_pid = os.getpid()
         pid = os.fork()
         if pid == 0:
-            _replica(zygote_pid, read_fd, write_fd, env, log)  # never returns
+            _replica(zygote_pid, read_fd, write_fd, env, log, confinement)  # never returns
         os.close(write_fd)
         os.set_blocking(read_fd, False)
         self.children[pid] = replica_id
-        self.reports[read_fd] = (replica_id, bytearray())
+        self.reports[read_fd] = (replica_id, pid, bytearray())
         self.report_fd[pid] = read_fd
         self.selector.register(read_fd, selectors.EVENT_READ, None)
+        if confinement is not None:
+            confinement.close_replica_end()
+            self.confined[pid] = confinement
+            if confinement.cgroup.oom_fd is not None:
+                self.oom[confinement.cgroup.oom_fd] = pid
+                self.selector.register(confinement.cgroup.oom_fd, selectors.EVENT_READ, None)
         emit({"id": replica_id, "event": "spawned", "pid": pid})
 
+    def refuse(self, replica_id: str, message: str) -> None:
+        """A replica that could not even be forked: it fails its init, and is gone."""
+        emit({"id": replica_id, "event": "init_error", "errorType": "Runtime.SandboxError", "errorMessage": message})
+        emit({"id": replica_id, "event": "exit", "pid": 0, "code": 70})
+
+    def out_of_memory(self, fd: int) -> None:
+        """A replica hit its memory limit (the kernel holds it there): during init it fails at once; serving,
+        it gets a reserve and answers its caller Runtime.OutOfMemory; hitting the reserve too, it is killed."""
+        try:
+            os.eventfd_read(fd)
+        except BlockingIOError:
+            return
+        pid = self.oom[fd]
+        confinement = self.confined[pid]
+        if pid not in self.reported:
+            self.reported.add(pid)
+            replica_id = self.children[pid]
+            error = {"errorType": "Runtime.OutOfMemory", "errorMessage": OUT_OF_MEMORY_MESSAGE}
+            emit({"id": replica_id, "event": "init_error", **error})
+        elif not confinement.oom_signalled:
+            confinement.signal_out_of_memory()
+            self.kill_at[pid] = time.monotonic() + _OOM_GRACE_S
+            return
+        self.kill_at.pop(pid, None)
+        os.kill(pid, signal.SIGKILL)
+
+    def kill_late(self) -> None:
+        now = time.monotonic()
+        for pid in [pid for pid, at in self.kill_at.items() if at <= now]:
+            del self.kill_at[pid]
+            os.kill(pid, signal.SIGKILL)
+
     def read_report(self, fd: int) -> None:
-        replica_id, partial = self.reports[fd]
+        replica_id, pid, partial = self.reports[fd]
         try:
             data = os.read(fd, 1 << 16)
         except BlockingIOError:
@@ -120,6 +186,9 @@ class Zygote:
         *lines, rest = partial.split(b"\n")
         partial[:] = rest
         for line in lines:
+            if pid in self.reported:
+                continue  # already failed for want of memory
+            self.reported.add(pid)
             emit({"id": replica_id, **json.loads(line)})
 
     def reap(self) -> None:
@@ -133,12 +202,31 @@ class Zygote:
             fd = self.report_fd.pop(pid, None)
             while fd in self.reports:  # a dead child's last report comes before its exit event
                 self.read_report(fd)
+            self.reported.discard(pid)
+            self.kill_at.pop(pid, None)
+            confinement = self.confined.pop(pid, None)
+            if confinement is not None:
+                self.forget_oom(confinement)
+                if not confinement.release():
+                    self.released.append(confinement)
             replica_id = self.children.pop(pid, None)
             if replica_id is not None:
                 emit({"id": replica_id, "event": "exit", "pid": pid, "code": os.waitstatus_to_exitcode(status)})
 
+    def forget_oom(self, confinement: sandboxing.Confinement) -> None:
+        fd = confinement.cgroup.oom_fd
+        if fd is not None and self.oom.pop(fd, None) is not None:
+            self.selector.unregister(fd)
 
-def _replica(zygote_pid: int, read_fd: int, write_fd: int, env: dict[str, str], log: str) -> None:
+
+def _replica(
+    zygote_pid: int,
+    read_fd: int,
+    write_fd: int,
+    env: dict[str, str],
+    log: str,
+    confinement: sandboxing.Confinement | None,
+) -> None:
     """In the forked child: become a replica with exactly `env`, logging to `log`. Never returns."""
     started = time.perf_counter()
     code = 70
@@ -155,18 +243,25 @@ def _replica(zygote_pid: int, read_fd: int, write_fd: int, env: dict[str, str], 
     try:
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        die_with_parent(zygote_pid)
+        keep = [write_fd]
+        if confinement is None:
+            die_with_parent(zygote_pid)
+        else:
+            # PID 1 of its namespace ignores signals it has no handler for: SIGTERM during init must still end it.
+            signal.signal(signal.SIGTERM, lambda *_: os._exit(128 + signal.SIGTERM))
+            confinement.join_cgroup()
+            confinement.close_zygote_end()
+            keep.append(confinement.control_fd)
         log_fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         null_fd = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null_fd, 0)
         os.dup2(log_fd, 1)
         os.dup2(log_fd, 2)
         os.close(read_fd)
-        os.closerange(3, write_fd)  # the zygote's selector, wakeup pipe, and other replicas' pipes
-        os.closerange(write_fd + 1, os.sysconf("SC_OPEN_MAX"))
+        _close_all_but(keep)  # the zygote's selector, wakeup pipe, and other replicas' pipes
         os.environ.clear()
         os.environ.update(env)
-        code = replica.run(report, started)
+        code = replica.run(report, started, confinement)
     except BaseException as e:
         traceback.print_exc()
         sys.stderr.flush()
@@ -175,10 +270,31 @@ def _replica(zygote_pid: int, read_fd: int, write_fd: int, env: dict[str, str], 
         os._exit(code)
 
 
-def main() -> None:
+def _close_all_but(keep: list[int]) -> None:
+    low = 3
+    for fd in sorted(keep):
+        os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, os.sysconf("SC_OPEN_MAX"))
+
+
+def main(argv: list[str] | None = None) -> None:
     die_with_parent(os.getppid())
+    args = sys.argv[1:] if argv is None else argv
+    sandbox = None
+    if args[:1] == ["--sandbox"]:
+        sandbox = sandboxing.Sandbox(sandboxing.Config(**json.loads(args[1])))
+        emit(
+            {
+                "event": "sandbox",
+                "namespaces": sandbox.namespaces,
+                "namespaces_error": sandbox.namespaces_error,
+                "limits": sandbox.controllers(),
+                "oom_answer": bool(sandbox.hierarchies) and sandbox.controllers().get("memory") == 1,
+            }
+        )
     gc.freeze()  # keep the imported runtime's pages shared with every replica (no copy-on-write by the GC)
-    Zygote().run()
+    Zygote(sandbox).run()
 
 
 if __name__ == "__main__":

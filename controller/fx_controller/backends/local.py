@@ -3,6 +3,10 @@
 All runtimes share one zygote on the controller's own interpreter for now, so `runtime:
 python3.12` runs on whatever Python the controller has; per-runtime zygotes come with
 per-runtime interpreters. The JSON-lines protocol is in ARCHITECTURE.md.
+
+With a sandbox (fx as root, `--sandbox auto`), every replica runs confined as its function's uid
+(local_sandbox.py, fx_runtime/sandbox.py). Either way each function has a private directory (mode 0700,
+its uid's) under the instance's run directory, visible inside its sandbox at the same path.
 """
 
 from __future__ import annotations
@@ -13,27 +17,36 @@ import ctypes
 import json
 import logging
 import os
+import shutil
 import signal
 import sys
 from pathlib import Path
 
+from fx_runtime import sandbox_cgroups
+
 from ..artifacts import Artifacts
+from . import local_sandbox
 from .base import EventSink, ReplicaEvent, ReplicaSpec
+from .local_sandbox import SandboxSettings, UidMap
 
 log = logging.getLogger("fx_controller.local")
 
 PR_SET_PDEATHSIG = 1
+ZYGOTE_START_TIMEOUT_S = 30.0
+PROTECTIONS_FILE = "protections.txt"  # the start-up report, for `fx up` to show
 
 
 def _die_with_parent() -> None:
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def replica_env(replica: ReplicaSpec, artifact: Path, code_root: Path, nats_url: str) -> dict[str, str]:
-    """The environment ARCHITECTURE.md promises a replica; the runtime fills in Lambda's other variables."""
+def replica_env(replica: ReplicaSpec, artifact: Path, code_root: Path, max_entries: int) -> dict[str, str]:
+    """The environment ARCHITECTURE.md promises a replica; the runtime fills in Lambda's other variables.
+
+    Nothing of the controller's own environment: its PATH may name private directories, its HOME is fx's."""
     spec = replica.spec
     hexdigest = replica.digest.split(":", 1)[1]
-    env = {name: os.environ[name] for name in ("PATH", "HOME") if name in os.environ}
+    env = {"PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin"}
     env.update(
         {
             "_HANDLER": spec.handler,
@@ -46,7 +59,7 @@ def replica_env(replica: ReplicaSpec, artifact: Path, code_root: Path, nats_url:
             "FX_LISTEN": "127.0.0.1:0",
             "FX_TIMEOUT_MS": str(int(spec.timeout * 1000)),
             "FX_HTTP_EVENT": spec.http.event,
-            "FX_NATS_URL": nats_url,  # the controller's own NATS: handlers may publish events there
+            "FX_MAX_ARTIFACT_ENTRIES": str(max_entries),
         }
     )
     if spec.runtime == "provided":  # a custom runtime: the runtime serves the Runtime API to its bootstrap
@@ -59,11 +72,23 @@ class LocalBackend:
     runs_images = False  # replicas are processes on this machine: no container runtime
 
     def __init__(
-        self, state_dir: Path, artifacts: Artifacts, command: list[str] | None = None, nats_url: str = ""
+        self,
+        state_dir: Path,
+        artifacts: Artifacts,
+        command: list[str] | None = None,
+        nats_url: str = "",
+        sandbox: SandboxSettings | None = None,
+        sandbox_mode: str = "off",
     ) -> None:
-        self._nats_url = nats_url
+        self._nats_url = nats_url  # given to functions whose spec grants them NATS
+        self._state_dir = state_dir
         self._logs = state_dir / "logs"
         self._code = state_dir / "code"
+        self._run_dir = local_sandbox.run_dir(state_dir)
+        self._sandbox = sandbox
+        self._sandbox_mode = sandbox_mode
+        self._uids = UidMap(state_dir / local_sandbox.UIDS_FILE, sandbox.uids) if sandbox else None
+        self.protections: list[str] = []
         self._artifacts = artifacts
         self._command = command or [sys.executable, "-m", "fx_runtime.zygote"]
         self._on_event: EventSink = lambda _: None
@@ -79,23 +104,62 @@ class LocalBackend:
         self._on_event = on_event
         self._logs.mkdir(parents=True, exist_ok=True)
         self._code.mkdir(parents=True, exist_ok=True)
+        self._run_dir.mkdir(mode=0o711, exist_ok=True)
+        os.chmod(self._run_dir, 0o711)  # functions (and the gateway) pass through to their own directory only
         await self._start_zygote()
+        for line in self.protections:
+            log.info("%s", line)
+        (self._state_dir / PROTECTIONS_FILE).write_text("\n".join(self.protections) + "\n")
 
     async def _start_zygote(self) -> None:
+        command = list(self._command)
+        if self._sandbox:
+            command += ["--sandbox", json.dumps(self._zygote_sandbox())]
         self._zygote = await asyncio.create_subprocess_exec(
-            *self._command,
+            *command,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             preexec_fn=_die_with_parent,
             limit=1 << 20,
         )
         log.info("zygote started pid=%d", self._zygote.pid)
+        report = None
+        if self._sandbox:  # its first line says what this host allows
+            assert self._zygote.stdout
+            first = await asyncio.wait_for(self._zygote.stdout.readline(), ZYGOTE_START_TIMEOUT_S)
+            if not first:
+                raise RuntimeError("the zygote exited while setting up the sandbox; see the controller's log")
+            report = json.loads(first)
+        self.protections = local_sandbox.report(self._sandbox_mode, self._sandbox, report)
         self._reader = asyncio.create_task(self._read_events(self._zygote))
+
+    def _zygote_sandbox(self) -> dict:
+        assert self._sandbox
+        return {
+            "run_dir": str(self._run_dir),
+            "cgroup_parent": local_sandbox.instance(self._state_dir),
+            "hidden": self._sandbox.hidden,
+            "tmp_mb": self._sandbox.tmp_mb,
+            "pids_max": self._sandbox.pids_max,
+        }
+
+    def private_dir(self, function: str) -> Path:
+        """The function's own directory (0700, its uid's), made if missing: visible to it and to root only."""
+        path = self._run_dir / function
+        path.mkdir(mode=0o700, exist_ok=True)
+        if self._uids:
+            uid = self._uids.uid(function)
+            os.chown(path, uid, uid)
+        return path
 
     async def start_replica(self, replica: ReplicaSpec) -> None:
         artifact = await self._artifacts.ensure_local(replica.digest)
-        env = replica_env(replica, artifact, self._code, self._nats_url)
+        env = replica_env(replica, artifact, self._code, self._artifacts.max_entries)
         line = {"op": "spawn", "id": replica.id, "env": env, "log": str(self._logs / f"{replica.function}.log")}
+        private = self.private_dir(replica.function)
+        if self._uids:
+            uid = self._uids.uid(replica.function)
+            line["sandbox"] = {"uid": uid, "gid": uid, "private_dir": str(private), "memory_mb": replica.spec.memory}
         assert self._zygote and self._zygote.stdin
         self._live.add(replica.id)
         self._zygote.stdin.write(json.dumps(line).encode() + b"\n")
@@ -181,3 +245,15 @@ class LocalBackend:
             await self._zygote.wait()
         if self._reader:
             await asyncio.gather(self._reader, return_exceptions=True)
+        if self._sandbox:
+            await self._clean_cgroups()
+        shutil.rmtree(self._run_dir, ignore_errors=True)  # made again by the next open() and private_dir()
+
+    async def _clean_cgroups(self) -> None:
+        """The replicas' PID namespaces are dying with them; their cgroups can go once they are empty."""
+        for _ in range(40):
+            local_sandbox.clean_cgroups(self._state_dir)
+            if not sandbox_cgroups.detect(local_sandbox.instance(self._state_dir), create=False):
+                return
+            await asyncio.sleep(0.05)
+        log.warning("could not remove the cgroups of %s", local_sandbox.instance(self._state_dir))

@@ -77,7 +77,8 @@ async def test_replica_starts_with_the_contract_env_and_stops_on_sigterm(local, 
     assert env["FX_ARTIFACT"] == str(artifacts.path(digest)) and env["FX_ARTIFACT_SHA256"] == hexdigest
     assert env["FX_CODE_DIR"] == str(tmp_path / "code" / hexdigest)
     assert env["FX_LISTEN"] == "127.0.0.1:0" and env["FX_TIMEOUT_MS"] == "2000" and env["FX_HTTP_EVENT"] == "v2"
-    assert env["FX_NATS_URL"] == "nats://127.0.0.1:4999"  # handlers can publish events
+    assert "FX_NATS_URL" not in env  # only a function whose spec grants NATS gets it
+    assert "HOME" not in env and env["PATH"].endswith(":/usr/local/bin:/usr/bin:/bin")  # nothing of the controller's
     assert env["GREETING"] == "hi"
     assert os.readlink(f"/proc/{pid}/fd/1") == str(tmp_path / "logs" / "hello.log")
 
