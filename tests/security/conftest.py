@@ -1,0 +1,3 @@
+"""The security tests run against the real embedded platform, with the integration tests' fixtures."""
+
+from tests.integration.conftest import make_function, platform  # noqa: F401
