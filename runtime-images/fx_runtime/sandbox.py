@@ -87,6 +87,11 @@ class Sandbox:
         os.waitpid(pid, 0)
         return error
 
+    def close(self) -> None:
+        """Remove the instance's cgroups (the replicas are gone)."""
+        cgroups.clean(self.hierarchies)
+        cgroups.remove_base(self.hierarchies)
+
     def before_fork(self) -> None:
         """Make the next fork() the first process (PID 1) of a new PID namespace."""
         sl.setns(self._pid_ns, sl.CLONE_NEWPID)  # back in our own: unshare works only from there

@@ -295,6 +295,8 @@ def main(argv: list[str] | None = None) -> None:
         )
     gc.freeze()  # keep the imported runtime's pages shared with every replica (no copy-on-write by the GC)
     Zygote(sandbox).run()
+    if sandbox is not None:
+        sandbox.close()
 
 
 if __name__ == "__main__":
