@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from fx.platform import PROTECTIONS_FILE
 
 from tests.integration.conftest import RunningPlatform
 
@@ -108,11 +109,11 @@ def home(tmp_path: Path, monkeypatch) -> Path:
 
 def sandboxed(platform: RunningPlatform) -> bool:
     """Is the sandbox in force? Checked before any attacker code runs: unconfined, it would hit this host."""
-    return (platform.state_dir / "protections.txt").read_text().startswith("function sandbox: ON")
+    return (platform.state_dir / PROTECTIONS_FILE).read_text().startswith("function sandbox: ON")
 
 
 def test_a_function_cannot_reach_the_platform_nor_other_functions(home: Path, platform, make_function):
-    assert sandboxed(platform), (platform.state_dir / "protections.txt").read_text()
+    assert sandboxed(platform), (platform.state_dir / PROTECTIONS_FILE).read_text()
     victim = make_function("victim", body=VICTIM)
     attacker = make_function("attacker", body="pass")
     (attacker / "handler.py").write_text(ATTACKER)
@@ -223,7 +224,7 @@ def small_tmp(monkeypatch) -> int:
 
 
 def test_memory_processes_and_tmp_are_bounded_and_the_platform_survives(small_tmp: int, platform, make_function):
-    assert sandboxed(platform), (platform.state_dir / "protections.txt").read_text()
+    assert sandboxed(platform), (platform.state_dir / PROTECTIONS_FILE).read_text()
     project = make_function("hog", body="pass", config={"memory": 128, "timeout": 30})
     (project / "handler.py").write_text(HOG)
     assert platform.fx("deploy", cwd=project).returncode == 0

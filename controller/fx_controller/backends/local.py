@@ -22,6 +22,7 @@ import signal
 import sys
 from pathlib import Path
 
+from fx.platform import PROTECTIONS_FILE
 from fx_runtime import sandbox_cgroups
 
 from ..artifacts import Artifacts
@@ -33,7 +34,6 @@ log = logging.getLogger("fx_controller.local")
 
 PR_SET_PDEATHSIG = 1
 ZYGOTE_START_TIMEOUT_S = 30.0
-PROTECTIONS_FILE = "protections.txt"  # the start-up report, for `fx up` to show
 
 
 def _die_with_parent() -> None:
