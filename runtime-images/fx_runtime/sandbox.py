@@ -1,18 +1,22 @@
 """Each replica in its own sandbox (the local backend, when fx runs as root).
 
-The zygote holds a `Sandbox` (what this host allows, found once at start) and, per spawn, a `Confinement`
-(that function's uid, code, private directory and cgroup). Before each fork the zygote enters a fresh PID
-namespace for its children (so every replica is PID 1 of its own); the child joins its cgroup, and after
-the runtime has verified and extracted the code, `Confinement.enter` gives it new mount, IPC and UTS
-namespaces, the private file system of sandbox_mounts.py, and drops to the function's uid with no
-supplementary groups, no capabilities and no_new_privs. Nothing is undone: a replica cannot get out.
+The zygote holds a `Sandbox` (what this host allows, found once at start) and keeps a spare replica
+process ready: forked as PID 1 of a new PID namespace, in its own cgroup, with new mount, IPC and UTS
+namespaces and the common part of its private file system already built (sandbox_mounts.py). Joining a
+cgroup and unmounting wait for an RCU grace period, milliseconds on a busy host: the spare pays them
+before any request waits for it. A spawn hands the spare its function (`Spec`): the zygote sets its memory
+limit, the runtime verifies and extracts the code as root, then `Confinement.enter` mounts the code and
+the private directory, switches the root, and drops to the function's uid with no supplementary groups,
+no capabilities and no_new_privs. Nothing is undone: a replica cannot get out.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import select
 import signal
+import time
 from dataclasses import dataclass, field
 
 from . import sandbox_cgroups as cgroups
@@ -50,10 +54,13 @@ class Sandbox:
         os.makedirs(self.new_root, mode=0o700, exist_ok=True)
         self.hierarchies = cgroups.detect(config.cgroup_parent)
         cgroups.clean(self.hierarchies)
-        self.system = mounts.system_entries()
-        self.python = mounts.python_roots(mounts.interpreter_paths(), config.hidden)
+        system = mounts.system_entries()
+        self.base = mounts.base_plan(
+            config.tmp_mb, system, mounts.python_roots(mounts.interpreter_paths(), config.hidden)
+        )
         self.last_cap = sl.last_capability()
         self._pid_ns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+        self._spares = 0
         self.namespaces_error = self._probe()
 
     @property
@@ -88,77 +95,144 @@ class Sandbox:
         return error
 
     def close(self) -> None:
-        """Remove the instance's cgroups (the replicas are gone)."""
-        cgroups.clean(self.hierarchies)
-        cgroups.remove_base(self.hierarchies)
+        """Remove the instance's cgroups (the replicas are gone, or going: their PID namespaces take a moment)."""
+        deadline = time.monotonic() + 2.0
+        while True:
+            cgroups.clean(self.hierarchies)
+            if cgroups.remove_base(self.hierarchies) or time.monotonic() > deadline:
+                return
+            time.sleep(0.02)
 
     def before_fork(self) -> None:
         """Make the next fork() the first process (PID 1) of a new PID namespace."""
         sl.setns(self._pid_ns, sl.CLONE_NEWPID)  # back in our own: unshare works only from there
         sl.unshare(sl.CLONE_NEWPID)
 
-    def confinement(self, spec: Spec, name: str) -> Confinement:
-        """Prepare (in the zygote, before the fork) what a replica is confined to; its cgroup exists from now.
-        The controller has made the private directory (it puts files there too)."""
-        cgroup = cgroups.create(self.hierarchies, name, spec.memory_mb, self.config.pids_max)
-        return Confinement(self, spec, cgroup)
+    def spare(self) -> Confinement:
+        """In the zygote, before forking a spare: its cgroup (no memory limit until it has a function)."""
+        self._spares += 1
+        cgroup = cgroups.create(self.hierarchies, f"replica-{self._spares}", self.config.pids_max)
+        confinement = Confinement(self, cgroup)
+        if self.namespaces:
+            try:
+                self.before_fork()
+            except OSError:
+                confinement.zygote_fds()
+                confinement.release()
+                raise
+        return confinement
+
+
+def _pipe() -> tuple[int, int]:
+    return os.pipe2(os.O_CLOEXEC)
 
 
 @dataclass
 class Confinement:
+    """One replica's sandbox, seen from both sides of the fork: the zygote assigns, the child enters."""
+
     sandbox: Sandbox
-    spec: Spec
     cgroup: cgroups.ReplicaCgroup
-    control: tuple[int, int] = field(default_factory=lambda: os.pipe2(os.O_CLOEXEC))  # zygote -> replica
+    control: tuple[int, int] = field(default_factory=_pipe)  # zygote -> replica: out of memory (a byte)
+    assignment: tuple[int, int] = field(default_factory=_pipe)  # zygote -> spare: its function (a JSON line)
+    spec: Spec | None = None
     oom_signalled: bool = False
+    _problem: str = ""  # why the spare's preparation failed, reported once it has a function
+
+    # --- in the spare (the child) ---------------------------------------------
 
     @property
     def control_fd(self) -> int:
         """The replica's end: a byte means "out of memory: answer and exit"; EOF means the zygote is gone."""
         return self.control[0]
 
-    def join_cgroup(self) -> None:
-        """In the child, first of all: every page and process from now on counts against its limits."""
-        self.cgroup.join()
+    def child_fds(self) -> list[int]:
+        """Close the zygote's ends; only the zygote keeps the write ends, so its death is an EOF here."""
+        os.close(self.control[1])
+        os.close(self.assignment[1])
+        return [self.control[0], self.assignment[0]]
+
+    def prepare(self) -> None:
+        """Join the cgroup and build the common file system, before any function is known."""
+        sl.prctl(sl.PR_SET_PDEATHSIG, signal.SIGKILL)
+        if self._zygote_gone():
+            os._exit(1)
+        try:
+            self.cgroup.join()
+            if self.sandbox.namespaces:
+                sl.unshare(PRIVATE_NAMESPACES)
+                mounts.build(self.sandbox.base, self.sandbox.new_root)
+        except OSError as e:
+            self._problem = str(e)
+
+    def wait(self) -> dict | None:
+        """Block until the zygote hands this spare a replica to become; None when the zygote is gone."""
+        data = b""
+        while not data.endswith(b"\n"):
+            chunk = os.read(self.assignment[0], 1 << 16)
+            if not chunk:
+                return None
+            data += chunk
+        os.close(self.assignment[0])
+        assignment = json.loads(data)
+        self.spec = Spec(**assignment["sandbox"])
+        return assignment
 
     def enter(self, code_dir: str) -> str:
-        """In the child, after the code is verified and extracted: confine this process. Returns the code
-        directory as the replica now sees it."""
-        s = self.sandbox
+        """After the code is verified and extracted: confine this process for good. Returns the code directory
+        as the replica now sees it."""
+        if self._problem:
+            raise OSError(self._problem)
+        spec, s = self.spec, self.sandbox
+        assert spec is not None
         if s.namespaces:
-            sl.unshare(PRIVATE_NAMESPACES)
-            plan = mounts.plan(code_dir, self.spec.private_dir, s.config.tmp_mb, s.system, s.python)
-            mounts.apply(plan, s.new_root)
+            mounts.finish(mounts.function_plan(code_dir, spec.private_dir), s.new_root)
             code_dir = mounts.TASK_ROOT
         os.chdir(code_dir)
         sl.drop_bounding_capabilities(s.last_cap)
         os.setgroups([])
-        os.setresgid(self.spec.gid, self.spec.gid, self.spec.gid)
-        os.setresuid(self.spec.uid, self.spec.uid, self.spec.uid)  # clears every capability
+        os.setresgid(spec.gid, spec.gid, spec.gid)
+        os.setresuid(spec.uid, spec.uid, spec.uid)  # clears every capability
         sl.prctl(sl.PR_SET_NO_NEW_PRIVS, 1)
-        sl.prctl(sl.PR_SET_PDEATHSIG, signal.SIGKILL)  # a credential change cleared the zygote's setting
-        poll = select.poll()
-        poll.register(self.control_fd, select.POLLIN)
-        if any(ev & select.POLLHUP for _, ev in poll.poll(0)):  # the zygote died before PDEATHSIG was set
+        sl.prctl(sl.PR_SET_PDEATHSIG, signal.SIGKILL)  # the credential change cleared it
+        if self._zygote_gone():
             os._exit(1)
         return code_dir
 
-    def close_zygote_end(self) -> None:
-        """In the child: only the zygote keeps the write end, so its death is an EOF here."""
-        os.close(self.control[1])
+    def _zygote_gone(self) -> bool:
+        """Did the zygote die before PR_SET_PDEATHSIG was (re)set? Then nothing would ever kill us."""
+        poll = select.poll()
+        poll.register(self.control_fd, select.POLLIN)
+        return any(ev & select.POLLHUP for _, ev in poll.poll(0))
 
-    def close_replica_end(self) -> None:
+    # --- in the zygote -------------------------------------------------------
+
+    def zygote_fds(self) -> None:
         os.close(self.control[0])
+        os.close(self.assignment[0])
+
+    def assign(self, replica_id: str, env: dict[str, str], log: str, spec: Spec) -> None:
+        """Give the spare its function: its memory limit now, then what it is to become."""
+        self.spec = spec
+        self.cgroup.set_memory(spec.memory_mb)
+        line = json.dumps({"id": replica_id, "env": env, "log": log, "sandbox": spec.__dict__}) + "\n"
+        data = memoryview(line.encode())
+        while data:
+            data = data[os.write(self.assignment[1], data) :]
+        os.close(self.assignment[1])
+        self.assignment = (self.assignment[0], -1)
 
     def signal_out_of_memory(self) -> None:
-        """In the zygote: give the replica its reserve and tell it to answer Runtime.OutOfMemory and exit."""
+        """Give the replica its reserve and tell it to answer Runtime.OutOfMemory and exit."""
         self.oom_signalled = True
         self.cgroup.raise_limit(cgroups.OOM_RESERVE_BYTES)
         os.write(self.control[1], b"m")
 
     def release(self) -> bool:
-        """In the zygote, once the replica has exited: True when its cgroups are gone (else try again later)."""
-        if self.control[1] >= 0:
-            os.close(self.control[1])
-            self.control = (self.control[0], -1)
+        """Once the process has exited: True when its cgroups are gone (else try again later)."""
+        for fd in (self.control[1], self.assignment[1]):
+            if fd >= 0:
+                os.close(fd)
+        self.control = (self.control[0], -1)
+        self.assignment = (self.assignment[0], -1)
         return self.cgroup.remove()

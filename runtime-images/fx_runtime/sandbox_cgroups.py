@@ -123,11 +123,25 @@ class ReplicaCgroup:
         for d in self.dirs:
             _write(d, "cgroup.procs", "0")
 
+    def set_memory(self, memory_mb: int) -> None:
+        """The replica's memory limit, swap included (no swapping past it)."""
+        self.limit = memory_mb << 20
+        if self.memory_dir is None:
+            return
+        if self.version == 1:
+            _write(self.memory_dir, "memory.limit_in_bytes", str(self.limit))
+            with contextlib.suppress(FileNotFoundError):  # memsw must stay >= the limit: set after it
+                _write(self.memory_dir, "memory.memsw.limit_in_bytes", str(self.limit))
+        else:
+            _write(self.memory_dir, "memory.max", str(self.limit))
+            with contextlib.suppress(FileNotFoundError):
+                _write(self.memory_dir, "memory.swap.max", "0")
+
     def raise_limit(self, extra: int) -> None:
         if self.memory_dir is None:
             return
         if self.version == 1:
-            with contextlib.suppress(FileNotFoundError):  # memsw (no swap past the limit) first: it must stay >= limit
+            with contextlib.suppress(FileNotFoundError):  # memsw first: it must stay >= the limit
                 _write(self.memory_dir, "memory.memsw.limit_in_bytes", str(self.limit + extra))
             _write(self.memory_dir, "memory.limit_in_bytes", str(self.limit + extra))
         else:
@@ -146,9 +160,9 @@ class ReplicaCgroup:
         return not self.dirs
 
 
-def create(hierarchies: list[Hierarchy], name: str, memory_mb: int | None, pids_max: int) -> ReplicaCgroup:
-    limit = (memory_mb or 0) << 20
-    cg = ReplicaCgroup([], None, 1, limit)
+def create(hierarchies: list[Hierarchy], name: str, pids_max: int) -> ReplicaCgroup:
+    """A replica's cgroups, with its process limit; its memory limit comes with its function (set_memory)."""
+    cg = ReplicaCgroup([], None, 1, 0)
     try:
         for h in hierarchies:
             d = os.path.join(h.base, name)
@@ -156,16 +170,9 @@ def create(hierarchies: list[Hierarchy], name: str, memory_mb: int | None, pids_
             cg.dirs.append(d)
             if "pids" in h.controllers:
                 _write(d, "pids.max", str(pids_max))
-            if "memory" in h.controllers and limit:
+            if "memory" in h.controllers:
                 cg.memory_dir, cg.version = d, h.version
-                if h.version == 2:
-                    _write(d, "memory.max", str(limit))
-                    with contextlib.suppress(FileNotFoundError):
-                        _write(d, "memory.swap.max", "0")
-                else:
-                    _write(d, "memory.limit_in_bytes", str(limit))
-                    with contextlib.suppress(FileNotFoundError):
-                        _write(d, "memory.memsw.limit_in_bytes", str(limit))
+                if h.version == 1:
                     _write(d, "memory.oom_control", "1")
                     cg.oom_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
                     cg._control_fd = os.open(os.path.join(d, "memory.oom_control"), os.O_RDONLY | os.O_CLOEXEC)
@@ -203,6 +210,6 @@ def _kill_all(d: str) -> None:
                 os.kill(int(pid), signal.SIGKILL)
 
 
-def remove_base(hierarchies: list[Hierarchy]) -> None:
-    for h in hierarchies:
-        _rmdir(h.base)
+def remove_base(hierarchies: list[Hierarchy]) -> bool:
+    """True when the instance's parent cgroups are gone (they are only removable once empty)."""
+    return all([_rmdir(h.base) for h in hierarchies])

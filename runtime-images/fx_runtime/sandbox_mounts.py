@@ -1,6 +1,7 @@
-"""A replica's private view of the file system: what is mounted where (the plan), and mounting it (apply).
+"""A replica's private view of the file system: what is mounted where (the plans), and mounting it.
 
-The plan is pure, so it is tested without privileges. The replica sees the system's read-only
+The plans are pure, so they are tested without privileges. `build` mounts what every replica has, ahead
+of time; `finish` adds the function's own mounts and switches the root. The replica sees the system's read-only
 directories (/usr, /etc and the /bin, /lib... links or directories), the interpreter's prefixes and
 import paths read-only, its code read-only at /var/task, its private directory (same path as on the host,
 so socket and credential paths mean the same inside and out), a fresh /tmp, a minimal /dev and a /proc of
@@ -81,14 +82,12 @@ def system_entries(root: str = "/") -> dict[str, str | None]:
     return entries
 
 
-def plan(code_dir: str, private_dir: str, tmp_mb: int, system: dict[str, str | None], python: list[str]) -> list[Mount]:
-    """Every mount of the sandbox, in order (a mount's parent directory comes before it)."""
+def base_plan(tmp_mb: int, system: dict[str, str | None], python: list[str]) -> list[Mount]:
+    """The mounts every replica has, in order (a mount's parent directory comes before it)."""
     mounts: list[Mount] = []
     for path, link in system.items():
         mounts.append(Mount("symlink", path, link) if link is not None else Mount("bind", path, path))
     mounts += [Mount("bind", path, path) for path in python]
-    mounts.append(Mount("bind", TASK_ROOT, code_dir))
-    mounts.append(Mount("bind", private_dir, private_dir, writable=True, flags=NO_DEV_SUID_EXEC))
     mounts.append(Mount("tmpfs", "/tmp", data=f"size={tmp_mb}m,mode=1777"))
     mounts.append(Mount("tmpfs", "/dev", data="size=64k,mode=755", flags=NO_SUID_EXEC))
     mounts += [Mount("bind", f"/dev/{d}", f"/dev/{d}", writable=True, flags=NO_SUID_EXEC) for d in DEVICES]
@@ -98,33 +97,43 @@ def plan(code_dir: str, private_dir: str, tmp_mb: int, system: dict[str, str | N
     return mounts
 
 
-def apply(mounts: list[Mount], new_root: str) -> None:
-    """Build the tree on a fresh tmpfs at `new_root` (in this process's private mount namespace), then make it
-    the root. /proc is mounted after the switch, since it must be this PID namespace's."""
+def function_plan(code_dir: str, private_dir: str) -> list[Mount]:
+    """The mounts of one function: its code, read-only at /var/task, and its private directory."""
+    return [
+        Mount("bind", TASK_ROOT, code_dir),
+        Mount("bind", private_dir, private_dir, writable=True, flags=NO_DEV_SUID_EXEC),
+    ]
+
+
+def build(mounts: list[Mount], new_root: str) -> None:
+    """Build the common tree on a fresh tmpfs at `new_root`, in this process's private mount namespace (and as
+    PID 1 of its PID namespace, for /proc). Done ahead of time, before the replica knows its function."""
     sl.mount(None, "/", None, sl.MS_REC | sl.MS_PRIVATE)  # nothing we mount reaches the host's namespace
     sl.mount("tmpfs", new_root, "tmpfs", sl.MS_NOSUID | sl.MS_NODEV, "size=1m,mode=755")
-    late = []
+    _mount_all(mounts, new_root)
+
+
+def finish(mounts: list[Mount], new_root: str) -> None:
+    """Add the function's mounts, make the tree the root (the host's goes away entirely), read-only."""
+    _mount_all(mounts, new_root)
+    os.chdir(new_root)
+    sl.pivot_root(".", ".")  # the old root ends up on top of the new one ...
+    sl.umount2(".", sl.MNT_DETACH)  # ... and is detached
+    os.chdir("/")
+    sl.mount(None, "/", None, sl.MS_REMOUNT | sl.MS_BIND | sl.MS_RDONLY | sl.MS_NOSUID | sl.MS_NODEV)
+
+
+def _mount_all(mounts: list[Mount], new_root: str) -> None:
     for m in mounts:
         target = new_root + m.target
-        if m.kind == "proc":
-            late.append(m)
-            continue
         os.makedirs(os.path.dirname(target), mode=0o755, exist_ok=True)
         if m.kind == "symlink":
             os.symlink(m.source, target)
-        elif m.kind == "tmpfs":
-            os.makedirs(target, mode=0o755, exist_ok=True)
-            sl.mount("tmpfs", target, "tmpfs", m.flags, m.data)
-        else:
+        elif m.kind == "bind":
             _bind(m, target)
-    os.chdir(new_root)
-    sl.pivot_root(".", ".")  # the old root ends up on top of the new one ...
-    sl.umount2(".", sl.MNT_DETACH)  # ... and goes away entirely
-    os.chdir("/")
-    for m in late:
-        os.makedirs(m.target, mode=0o755, exist_ok=True)
-        sl.mount("proc", m.target, "proc", m.flags)
-    sl.mount(None, "/", None, sl.MS_REMOUNT | sl.MS_BIND | sl.MS_RDONLY | sl.MS_NOSUID | sl.MS_NODEV)
+        else:
+            os.makedirs(target, mode=0o755, exist_ok=True)
+            sl.mount(m.kind, target, m.kind, m.flags, m.data or None)
 
 
 def _bind(m: Mount, target: str) -> None:

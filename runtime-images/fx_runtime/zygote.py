@@ -10,6 +10,7 @@ Started with `--sandbox CONFIG` (JSON of sandbox.Config), its first event is `{"
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import encodings.idna  # noqa: F401  (asyncio's create_server encodes the host name with it: 3 ms per replica)
 import gc
@@ -53,6 +54,7 @@ class Zygote:
         self.report_fd: dict[int, int] = {}  # pid -> its report pipe fd
         self.reported: set[int] = set()  # pids that have said ready / init_error
         self.confined: dict[int, sandboxing.Confinement] = {}  # pid -> its sandbox, while it lives
+        self.spares: dict[int, int] = {}  # pid of an idle spare -> its report pipe fd
         self.oom: dict[int, int] = {}  # out-of-memory eventfd -> pid
         self.kill_at: dict[int, float] = {}  # pid -> when to SIGKILL it (told it was out of memory)
         self.released: list[sandboxing.Confinement] = []  # exited, cgroups not removable yet
@@ -68,7 +70,7 @@ class Zygote:
         self.selector.register(self.wake_r, selectors.EVENT_READ, None)
 
     def run(self) -> None:
-        while self.stop_by is None or (self.children and time.monotonic() < self.stop_by):
+        while self.stop_by is None or ((self.children or self.spares) and time.monotonic() < self.stop_by):
             timeout = min([1.0, *(at - time.monotonic() for at in self.kill_at.values())])
             for key, _ in self.selector.select(timeout=max(timeout, 0)):
                 if key.fd == 0:
@@ -81,6 +83,7 @@ class Zygote:
                 else:
                     self.read_report(key.fd)
             self.reap()
+            self.refill()
             self.kill_late()
             self.released = [c for c in self.released if not c.release()]
 
@@ -91,6 +94,8 @@ class Zygote:
             self.stop_by = time.monotonic() + _STOP_GRACE_S
             for pid in self.children:
                 os.kill(pid, signal.SIGTERM)
+            for pid in self.spares:
+                os.kill(pid, signal.SIGKILL)
             return
         self.commands += data
         *lines, rest = self.commands.split(b"\n")
@@ -110,34 +115,66 @@ class Zygote:
             print(f"fx zygote: bad command {line[:200]!r}: {e}", file=sys.stderr, flush=True)
 
     def spawn(self, replica_id: str, env: dict[str, str], log: str, spec: sandboxing.Spec | None = None) -> None:
-        confinement = None
         if spec is not None:
-            if self.sandbox is None:
-                raise ValueError("a sandboxed spawn, but this zygote was started without --sandbox")
-            try:
-                confinement = self.sandbox.confinement(spec, replica_id)
-                if self.sandbox.namespaces:
-                    self.sandbox.before_fork()
-            except OSError as e:
-                return self.refuse(replica_id, f"cannot prepare the sandbox: {e}")
+            return self.spawn_confined(replica_id, env, log, spec)
         read_fd, write_fd = os.pipe()
         zygote_pid = os.getpid()
         pid = os.fork()
         if pid == 0:
-            _replica(zygote_pid, read_fd, write_fd, env, log, confinement)  # never returns
+            _replica(zygote_pid, read_fd, write_fd, env, log)  # never returns
         os.close(write_fd)
-        os.set_blocking(read_fd, False)
+        self.started(replica_id, pid, read_fd)
+
+    def started(self, replica_id: str, pid: int, report_fd: int) -> None:
+        os.set_blocking(report_fd, False)
         self.children[pid] = replica_id
-        self.reports[read_fd] = (replica_id, pid, bytearray())
-        self.report_fd[pid] = read_fd
-        self.selector.register(read_fd, selectors.EVENT_READ, None)
-        if confinement is not None:
-            confinement.close_replica_end()
-            self.confined[pid] = confinement
-            if confinement.cgroup.oom_fd is not None:
-                self.oom[confinement.cgroup.oom_fd] = pid
-                self.selector.register(confinement.cgroup.oom_fd, selectors.EVENT_READ, None)
+        self.reports[report_fd] = (replica_id, pid, bytearray())
+        self.report_fd[pid] = report_fd
+        self.selector.register(report_fd, selectors.EVENT_READ, None)
         emit({"id": replica_id, "event": "spawned", "pid": pid})
+
+    def spawn_confined(self, replica_id: str, env: dict[str, str], log: str, spec: sandboxing.Spec) -> None:
+        """Hand the spare this replica (a new spare if there is none), then make the next spare."""
+        if self.sandbox is None:
+            raise ValueError("a sandboxed spawn, but this zygote was started without --sandbox")
+        pid = 0
+        try:
+            pid = next(iter(self.spares), None) or self.fork_spare()
+            confinement = self.confined[pid]
+            confinement.assign(replica_id, env, log, spec)
+        except OSError as e:
+            if pid in self.spares:  # a spare that died unseen: it is reaped as any child
+                os.close(self.spares.pop(pid))
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            return self.refuse(replica_id, f"cannot prepare the sandbox: {e}")
+        self.started(replica_id, pid, self.spares.pop(pid))
+        if confinement.cgroup.oom_fd is not None:
+            self.oom[confinement.cgroup.oom_fd] = pid
+            self.selector.register(confinement.cgroup.oom_fd, selectors.EVENT_READ, None)
+
+    def refill(self) -> None:
+        """Fork the next spare when no replica is starting: a fork stalls this loop (and with it the "ready"
+        events it relays) for a millisecond or more, and the spare's setup would compete for the CPU."""
+        if self.sandbox is None or self.spares or self.stop_by is not None:
+            return
+        if any(pid not in self.reported for pid in self.children):
+            return
+        with contextlib.suppress(OSError):  # no spare now: the next spawn forks one itself
+            self.fork_spare()
+
+    def fork_spare(self) -> int:
+        assert self.sandbox is not None
+        confinement = self.sandbox.spare()
+        read_fd, write_fd = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            _spare(read_fd, write_fd, confinement)  # never returns
+        os.close(write_fd)
+        confinement.zygote_fds()
+        self.confined[pid] = confinement
+        self.spares[pid] = read_fd
+        return pid
 
     def refuse(self, replica_id: str, message: str) -> None:
         """A replica that could not even be forked: it fails its init, and is gone."""
@@ -202,6 +239,8 @@ class Zygote:
             fd = self.report_fd.pop(pid, None)
             while fd in self.reports:  # a dead child's last report comes before its exit event
                 self.read_report(fd)
+            if pid in self.spares:
+                os.close(self.spares.pop(pid))
             self.reported.discard(pid)
             self.kill_at.pop(pid, None)
             confinement = self.confined.pop(pid, None)
@@ -219,16 +258,54 @@ class Zygote:
             self.selector.unregister(fd)
 
 
-def _replica(
-    zygote_pid: int,
-    read_fd: int,
+def _replica(zygote_pid: int, read_fd: int, write_fd: int, env: dict[str, str], log: str) -> None:
+    """In the forked child: become a replica with exactly `env`, logging to `log`. Never returns."""
+    started = time.perf_counter()
+    try:
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        die_with_parent(zygote_pid)
+        os.close(read_fd)
+    except BaseException:
+        os._exit(70)
+    _become(started, write_fd, env, log, [write_fd], None)
+
+
+def _spare(read_fd: int, write_fd: int, confinement: sandboxing.Confinement) -> None:
+    """In a forked spare: get confined as far as can be done without a function, wait for one, become its
+    replica. Never returns."""
+    try:
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        # PID 1 of its namespace ignores signals it has no handler for: SIGTERM must still end it.
+        signal.signal(signal.SIGTERM, lambda *_: os._exit(128 + signal.SIGTERM))
+        null_fd = os.open(os.devnull, os.O_RDWR)
+        os.dup2(null_fd, 0)
+        os.dup2(null_fd, 1)  # the zygote's event stream is not ours to write
+        os.close(read_fd)
+        keep = [2, write_fd, *confinement.child_fds()]
+        _close_all_but(keep)
+        confinement.prepare()
+        assignment = confinement.wait()
+    except BaseException:
+        traceback.print_exc()
+        os._exit(70)
+    if assignment is None:
+        os._exit(0)  # the zygote is stopping, or gone
+    started = time.perf_counter()
+    keep.remove(confinement.assignment[0])
+    _become(started, write_fd, assignment["env"], assignment["log"], keep, confinement)
+
+
+def _become(
+    started: float,
     write_fd: int,
     env: dict[str, str],
     log: str,
+    keep: list[int],
     confinement: sandboxing.Confinement | None,
 ) -> None:
-    """In the forked child: become a replica with exactly `env`, logging to `log`. Never returns."""
-    started = time.perf_counter()
+    """Become a replica with exactly `env`, logging to `log`, keeping only the fds in `keep`. Never returns."""
     code = 70
     reported = False
 
@@ -241,24 +318,12 @@ def _replica(
             os.close(write_fd)
 
     try:
-        signal.set_wakeup_fd(-1)
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        keep = [write_fd]
-        if confinement is None:
-            die_with_parent(zygote_pid)
-        else:
-            # PID 1 of its namespace ignores signals it has no handler for: SIGTERM during init must still end it.
-            signal.signal(signal.SIGTERM, lambda *_: os._exit(128 + signal.SIGTERM))
-            confinement.join_cgroup()
-            confinement.close_zygote_end()
-            keep.append(confinement.control_fd)
         log_fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         null_fd = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null_fd, 0)
         os.dup2(log_fd, 1)
         os.dup2(log_fd, 2)
-        os.close(read_fd)
-        _close_all_but(keep)  # the zygote's selector, wakeup pipe, and other replicas' pipes
+        _close_all_but([fd for fd in keep if fd > 2])  # the zygote's selector, wakeup pipe, other replicas' pipes
         os.environ.clear()
         os.environ.update(env)
         code = replica.run(report, started, confinement)

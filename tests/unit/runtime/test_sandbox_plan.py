@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from fx_runtime import sandbox_cgroups, sandbox_mounts
-from fx_runtime.sandbox_mounts import TASK_ROOT, Mount, plan, python_roots
+from fx_runtime.sandbox_mounts import TASK_ROOT, Mount, base_plan, function_plan, python_roots
 
 
 def test_python_roots_never_hold_or_sit_in_a_hidden_path(tmp_path: Path):
@@ -23,7 +23,7 @@ def test_python_roots_never_hold_or_sit_in_a_hidden_path(tmp_path: Path):
 
 def test_the_plan_binds_system_and_code_read_only_and_only_the_private_dir_and_tmp_are_writable():
     system = {"/usr": None, "/bin": "usr/bin", "/lib": "usr/lib", "/etc": None}
-    mounts = plan("/state/code/abc", "/run/fx-1/hello", 512, system, ["/opt/python"])
+    mounts = base_plan(512, system, ["/opt/python"]) + function_plan("/state/code/abc", "/run/fx-1/hello")
     by_target = {m.target: m for m in mounts}
     assert by_target["/usr"] == Mount("bind", "/usr", "/usr")
     assert by_target["/bin"] == Mount("symlink", "/bin", "usr/bin")
@@ -77,9 +77,11 @@ def test_a_replica_cgroup_is_made_limited_and_removed(tmp_path: Path):
     (tmp_path / "fx-abc" / "r1").mkdir(parents=True)
     for name in ("memory.max", "pids.max", "cgroup.procs"):
         (tmp_path / "fx-abc" / "r1" / name).write_text("")
-    cg = sandbox_cgroups.create([h], "r1", 256, 64)
-    assert (tmp_path / "fx-abc" / "r1" / "memory.max").read_text() == str(256 << 20)
+    cg = sandbox_cgroups.create([h], "r1", 64)
     assert (tmp_path / "fx-abc" / "r1" / "pids.max").read_text() == "64"
+    assert (tmp_path / "fx-abc" / "r1" / "memory.max").read_text() == ""  # until it has a function
+    cg.set_memory(256)
+    assert (tmp_path / "fx-abc" / "r1" / "memory.max").read_text() == str(256 << 20)
     cg.raise_limit(sandbox_cgroups.OOM_RESERVE_BYTES)
     raised = (256 << 20) + sandbox_cgroups.OOM_RESERVE_BYTES
     assert (tmp_path / "fx-abc" / "r1" / "memory.max").read_text() == str(raised)
