@@ -132,9 +132,7 @@ def timeout_answer(request_id: str, timeout_s: float, http: bool) -> bytes:
     if http:
         return http11.response(504, http11.JSON, b'{"message":"Endpoint request timed out"}', keep_alive=False)
     message = f"RequestId: {request_id} Error: Task timed out after {timeout_s:.2f} seconds"
-    body = {"errorMessage": message, "errorType": "Sandbox.Timedout"}
-    headers = (*http11.JSON, ("X-Amz-Function-Error", "Unhandled"))
-    return http11.response(200, headers, json.dumps(body).encode(), keep_alive=False)
+    return _error_answer(message, "Sandbox.Timedout")
 
 
 OUT_OF_MEMORY_MESSAGE = "Runtime exited with error: signal: killed"
@@ -144,8 +142,12 @@ def out_of_memory_answer(request_id: str, http: bool) -> bytes:
     """What the caller of an invocation over its memory gets: Lambda's 502 on HTTP, Runtime.OutOfMemory on invoke."""
     if http:
         return http11.response(502, http11.JSON, b'{"message":"Internal Server Error"}', keep_alive=False)
-    message = f"RequestId: {request_id} Error: {OUT_OF_MEMORY_MESSAGE}"
-    body = {"errorMessage": message, "errorType": "Runtime.OutOfMemory"}
+    return _error_answer(f"RequestId: {request_id} Error: {OUT_OF_MEMORY_MESSAGE}", "Runtime.OutOfMemory")
+
+
+def _error_answer(message: str, error_type: str) -> bytes:
+    """Lambda's answer to an Invoke whose runtime failed: status 200, the error shape, X-Amz-Function-Error."""
+    body = {"errorMessage": message, "errorType": error_type}
     headers = (*http11.JSON, ("X-Amz-Function-Error", "Unhandled"))
     return http11.response(200, headers, json.dumps(body).encode(), keep_alive=False)
 
