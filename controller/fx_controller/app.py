@@ -22,7 +22,7 @@ from fx.models import (
 )
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from . import errors, logs
+from . import errors, logs, secrets_api
 from .auth import BearerAuth
 from .controller import Controller
 
@@ -156,5 +156,6 @@ def create_app(controller: Controller, token: str) -> FastAPI:
         text, _ = await asyncio.to_thread(logs.tail, path, tail)
         return Response(text, media_type="text/plain; charset=utf-8")
 
+    api.include_router(secrets_api.router(controller.secrets))
     app.include_router(api)
     return app

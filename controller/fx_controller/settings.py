@@ -22,6 +22,7 @@ class Settings:
     stable_window: float = 10.0  # seconds of history a scale-down must respect
     init_timeout: float = 30.0  # a replica not ready by then is stopped and reported failed
     keep_warm: float = 300.0  # seconds a version keeps its replicas after losing traffic, for instant rollback
+    max_secret_bytes: int = 65536  # keys and values of one secret (AWS Secrets Manager's limit is 64 KB too)
 
     @property
     def max_unzipped_bytes(self) -> int:
@@ -60,6 +61,12 @@ def parse(argv: list[str] | None = None, environ: dict[str, str] | None = None) 
         default=float(env.get("FX_KEEP_WARM", Settings.keep_warm)),
         help="seconds a version keeps its replicas after losing traffic [FX_KEEP_WARM]",
     )
+    p.add_argument(
+        "--max-secret-bytes",
+        type=int,
+        default=int(env.get("FX_MAX_SECRET_BYTES", Settings.max_secret_bytes)),
+        help="bytes of keys and values one secret may hold [FX_MAX_SECRET_BYTES]",
+    )
     a = p.parse_args(argv)
     host, port = _listen(a.listen)
     state_dir = Path(a.state_dir)
@@ -76,4 +83,5 @@ def parse(argv: list[str] | None = None, environ: dict[str, str] | None = None) 
         stable_window=a.stable_window,
         init_timeout=a.init_timeout,
         keep_warm=a.keep_warm,
+        max_secret_bytes=a.max_secret_bytes,
     )

@@ -28,13 +28,14 @@ import httpx
 
 from ...artifacts import Artifacts
 from ...settings import Settings
-from ..base import EventSink, ReplicaEvent, ReplicaSpec
+from ..base import EventSink, ReplicaEvent, ReplicaSpec, SecretMirror
 from . import kube, manifests
 from .artifact_server import ArtifactServer
 from .config import KubeConfig
 from .functions import FunctionSync
 from .pod_logs import PodLogs
 from .pods import PodState
+from .secrets import KubeSecrets
 
 log = logging.getLogger("fx_controller.kubernetes")
 
@@ -96,7 +97,9 @@ class KubernetesBackend:
         on_replicas: Callable[[str], None] = lambda function: None,
         specialize: Specialize | None = None,
         logs: PodLogs | None = None,
+        secret_mirror: SecretMirror | None = None,
     ) -> None:
+        self.secret_mirror = secret_mirror  # the Secrets a version's Deployment takes its secrets from
         self._api = api
         self._cfg = api.cfg
         self._companions = companions
@@ -161,6 +164,7 @@ class KubernetesBackend:
     async def _start_in_pool(self, replica: ReplicaSpec, pod: PodState, owner: str) -> None:
         key = (replica.function, replica.version)
         env = {e["name"]: e["value"] for e in manifests.replica_env(self._cfg, *key, replica.digest, replica.spec)}
+        env.update(replica.secret_env)  # a pool pod has no envFrom: the values come with its specialization
         try:
             await self._api.claim_pod(pod.name, manifests.claim_patch(self._cfg, *key, owner))
             self._follow_log(pod.name, replica.function)  # from here on the pod's output is the function's
@@ -358,6 +362,7 @@ def create(settings: Settings, artifacts: Artifacts) -> KubernetesBackend:
         on_replicas=sync.replicas_changed,
         specialize=http_specialize(settings.init_timeout),
         logs=PodLogs(api, settings.state_dir / "logs"),
+        secret_mirror=KubeSecrets(api),
     )
     sync.ready_count = backend.ready_count
     return backend
