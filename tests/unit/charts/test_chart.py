@@ -107,10 +107,12 @@ def test_rbac_is_namespaced_and_minimal() -> None:
     assert granted[("", "pods")] == {"get", "list", "watch", "patch", "delete"}  # never create pods directly
     assert granted[("coordination.k8s.io", "leases")] == {"get", "create", "update"}
     assert granted[("", "pods/log")] == {"get"}  # read, for `fx logs`
-    assert ("", "secrets") not in granted
+    # The copies of fx secrets: written and listed (to remove stale ones), never watched or read one by one.
+    assert granted[("", "secrets")] == {"list", "create", "update", "delete"}
     assert set(granted) == {
         ("apps", "deployments"),
         ("", "pods"),
+        ("", "secrets"),
         ("", "pods/log"),
         ("fx.dev", "functions"),
         ("fx.dev", "functions/status"),
