@@ -32,8 +32,12 @@ class FakeSecretApi:
     async def delete_secret(self, name: str) -> None:
         self.secrets.pop(name, None)
 
-    async def secret_names(self, labels: dict[str, str]) -> list[str]:
-        assert labels == manifests.secret_labels(CFG)
+    async def secret_names(self, selector: str) -> list[str]:
+        assert selector.split(",") == [
+            "app.kubernetes.io/name=fx",
+            "app.kubernetes.io/instance=prod",
+            "app.kubernetes.io/component=secret",
+        ]
         return list(self.secrets)
 
 

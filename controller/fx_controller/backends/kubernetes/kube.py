@@ -190,8 +190,7 @@ class KubeApi:
             if e.status != 404:
                 raise
 
-    async def secret_names(self, labels: dict[str, str]) -> list[str]:
-        selector = ",".join(f"{k}={v}" for k, v in labels.items())
+    async def secret_names(self, selector: str) -> list[str]:
         found = await asyncio.to_thread(self.core.list_namespaced_secret, self.cfg.namespace, label_selector=selector)
         return [s.metadata.name for s in found.items]
 

@@ -111,6 +111,10 @@ def secret_labels(cfg: KubeConfig) -> dict[str, str]:
     return {**selector(cfg), "app.kubernetes.io/component": "secret"}
 
 
+def secret_selector(cfg: KubeConfig) -> str:
+    return ",".join(f"{k}={v}" for k, v in secret_labels(cfg).items())
+
+
 def secret(cfg: KubeConfig, name: str, values: dict[str, str]) -> dict:
     """An fx secret as a Kubernetes Secret: its keys are what the functions naming it get as variables."""
     return {

@@ -24,7 +24,7 @@ class SecretApi(Protocol):
 
     async def apply_secret(self, body: dict) -> None: ...
     async def delete_secret(self, name: str) -> None: ...
-    async def secret_names(self, labels: dict[str, str]) -> list[str]: ...
+    async def secret_names(self, selector: str) -> list[str]: ...
 
 
 class SecretCopyError(Exception):
@@ -47,7 +47,7 @@ class KubeSecrets:
         for name, values in secrets.items():
             await self.put(name, values)
         wanted = {manifests.secret_name(self._cfg, name) for name in secrets}
-        for stale in await self._api.secret_names(manifests.secret_labels(self._cfg)):
+        for stale in await self._api.secret_names(manifests.secret_selector(self._cfg)):
             if stale not in wanted:
                 log.info("deleting Secret %s: its fx secret is gone", stale)
                 await self._call(stale, self._api.delete_secret(stale))
