@@ -156,6 +156,8 @@ class Secrets:
 
     def env(self, spec: FunctionSpec) -> dict[str, str]:
         """The variables a replica gets from its secrets, read now; StartFailed if one is gone or collides."""
+        if not spec.secrets:
+            return {}
         missing = [s for s in spec.secrets if self._store.get(s) is None]
         if missing:
             raise StartFailed(

@@ -44,8 +44,9 @@ def with_secrets(project: Path, name: str, **settings) -> Path:
     return project
 
 
-async def kv_records(nats_url: str, bucket: str) -> dict[str, bytes]:
-    nc = await nats.connect(nats_url)
+async def kv_records(platform: RunningPlatform, bucket: str) -> dict[str, bytes]:
+    # Anonymous until NATS identities (helper N) are on main; then as the platform's admin user.
+    nc = await nats.connect(platform._platform.nats_url)
     try:
         kv = await nc.jetstream().key_value(bucket)
         keys = await kv.keys()
@@ -113,7 +114,7 @@ def test_a_secret_reaches_its_function_and_is_shown_nowhere_else(platform, make_
             r = http.get(path)
             assert r.status_code == 200, path
             shown.append(r.text)
-    kv = {bucket: asyncio.run(kv_records(platform.nats_url, bucket)) for bucket in (KV_FUNCTIONS, KV_ROUTES)}
+    kv = {bucket: asyncio.run(kv_records(platform, bucket)) for bucket in (KV_FUNCTIONS, KV_ROUTES)}
     assert set(kv[KV_FUNCTIONS]) == set(kv[KV_ROUTES]) == {"vault"}
     assert json.loads(kv[KV_FUNCTIONS]["vault"])["versions"][0]["spec"]["secrets"] == ["db", "stripe"]
     shown += [value.decode() for records in kv.values() for value in records.values()]
