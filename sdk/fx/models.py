@@ -277,15 +277,15 @@ class FunctionSpec(_Model):
     memory: Annotated[int, Field(ge=128, le=10240, description="MB")] = 128
     timeout: Annotated[float, Field(gt=0, le=900, description="seconds")] = 3
     env: dict[str, str] = Field(default_factory=dict)
-    scale: ScaleSpec = Field(default_factory=ScaleSpec)
-    http: HttpSpec = Field(default_factory=HttpSpec)
-    triggers: list[TriggerSpec] = Field(default_factory=list, max_length=MAX_TRIGGERS)
     secrets: list[str] = Field(
         default_factory=list,
         max_length=MAX_SECRET_REFS,
         description="fx secrets (`fx secret set NAME KEY=VALUE`) whose keys become environment variables of the"
         " replicas; values are read when a replica starts and are never part of the spec",
     )
+    scale: ScaleSpec = Field(default_factory=ScaleSpec)
+    http: HttpSpec = Field(default_factory=HttpSpec)
+    triggers: list[TriggerSpec] = Field(default_factory=list, max_length=MAX_TRIGGERS)
 
     @field_validator("name")
     @classmethod

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from fx.models import MAX_SECRET_REFS, NAME_RE, FunctionSpec, JetStreamTrigger, KvTrigger, ScaleSpec, TriggerSpec
+from fx.models import MAX_SECRET_REFS, FunctionSpec, JetStreamTrigger, KvTrigger, ScaleSpec, TriggerSpec
 
 CHART = Path(__file__).resolve().parents[3] / "charts" / "fx"
 CRD = CHART / "crds" / "functions.fx.dev.yaml"
@@ -228,7 +228,7 @@ def test_crd_secrets_are_names_only() -> None:
     crd = yaml.safe_load(CRD.read_text())
     secrets = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["secrets"]
     assert secrets["type"] == "array" and secrets["maxItems"] == MAX_SECRET_REFS
-    assert secrets["items"] == {"type": "string", "maxLength": 63, "pattern": NAME_RE.pattern}
+    assert secrets["items"] == {"type": "string", "maxLength": 63, "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"}
     assert secrets["x-kubernetes-list-type"] == "set"  # a name once
 
 

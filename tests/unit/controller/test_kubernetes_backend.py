@@ -388,13 +388,3 @@ async def test_a_pool_pod_that_cannot_be_reached_falls_back_to_the_deployment(po
     assert api.deleted[-1] == "pool-a" and api.replicas["fx-hello-v1"] == 1 and events == []
     api.on_pod("MODIFIED", pod("p1", ip="10.244.0.8", ready=True))
     assert events == [ReplicaEvent("r1", "ready", endpoint="10.244.0.8:8080")]
-
-
-async def test_a_pool_pod_gets_its_secrets_in_the_specialization(pooled) -> None:
-    _, backend, events, asked, _ = pooled
-    replica = ReplicaSpec("r1", "hello", 1, DIGEST, spec(secrets=["db"]), secret_env={"DB_PASSWORD": "pw"})
-    await backend.start_replica(replica)
-    await settle()
-    ((_, env),) = asked  # a pool pod has no envFrom: the values come with the environment it is given
-    assert env["DB_PASSWORD"] == "pw" and env["_HANDLER"] == "handler.handler"
-    assert events == [ReplicaEvent("r1", "ready", endpoint="10.244.0.20:8080")]

@@ -8,10 +8,15 @@ import base64
 
 import pytest
 from fx.models import FunctionSpec
+from fx_controller.backends.base import ReplicaEvent, ReplicaSpec
 from fx_controller.backends.kubernetes import manifests
 from fx_controller.backends.kubernetes.config import KubeConfig
 from fx_controller.backends.kubernetes.secrets import KubeSecrets, SecretCopyError
 from kubernetes.client.exceptions import ApiException
+
+from . import test_kubernetes_backend as backend_tests
+
+pooled = backend_tests.pooled  # the fixture: a backend with one idle pool pod
 
 CFG = KubeConfig(namespace="fx", instance="prod")
 DIGEST = "sha256:" + "ab" * 32
@@ -84,3 +89,13 @@ async def test_a_refused_write_names_the_secret_and_status_but_no_value() -> Non
         await KubeSecrets(api).put("db", {"DB_PASSWORD": VALUE})
     assert str(refused.value) == "Kubernetes answered 403 Forbidden for the Secret of 'db'"
     assert refused.value.__cause__ is None and refused.value.__suppress_context__
+
+
+async def test_a_pool_pod_gets_its_secrets_in_the_specialization(pooled) -> None:
+    _, backend, events, asked, _ = pooled
+    using_db = FunctionSpec(name="hello", artifact=DIGEST, secrets=["db"])
+    await backend.start_replica(ReplicaSpec("r1", "hello", 1, DIGEST, using_db, secret_env={"DB_PASSWORD": "pw"}))
+    await backend_tests.settle()
+    ((_, env),) = asked  # a pool pod has no envFrom: the values come with the environment it is given
+    assert env["DB_PASSWORD"] == "pw" and env["_HANDLER"] == "handler.handler"
+    assert events == [ReplicaEvent("r1", "ready", endpoint="10.244.0.20:8080")]

@@ -89,6 +89,7 @@ def http_specialize(timeout: float) -> Specialize:
 
 class KubernetesBackend:
     runs_images = True
+    secret_mirror: SecretMirror | None = None  # create() sets the Secrets a version's Deployment takes them from
 
     def __init__(
         self,
@@ -97,9 +98,7 @@ class KubernetesBackend:
         on_replicas: Callable[[str], None] = lambda function: None,
         specialize: Specialize | None = None,
         logs: PodLogs | None = None,
-        secret_mirror: SecretMirror | None = None,
     ) -> None:
-        self.secret_mirror = secret_mirror  # the Secrets a version's Deployment takes its secrets from
         self._api = api
         self._cfg = api.cfg
         self._companions = companions
@@ -362,7 +361,7 @@ def create(settings: Settings, artifacts: Artifacts) -> KubernetesBackend:
         on_replicas=sync.replicas_changed,
         specialize=http_specialize(settings.init_timeout),
         logs=PodLogs(api, settings.state_dir / "logs"),
-        secret_mirror=KubeSecrets(api),
     )
     sync.ready_count = backend.ready_count
+    backend.secret_mirror = KubeSecrets(api)
     return backend
