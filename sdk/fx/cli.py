@@ -31,8 +31,8 @@ from fx.platform import Platform, PlatformError
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 _FUNCTION_LIST = TypeAdapter(list[FunctionInfo])
-_VERSION_LIST = TypeAdapter(list[VersionInfo])
 _SECRET_LIST = TypeAdapter(list[SecretInfo])
+_VERSION_LIST = TypeAdapter(list[VersionInfo])
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
 
