@@ -45,8 +45,9 @@ def with_secrets(project: Path, name: str, **settings) -> Path:
 
 
 async def kv_records(platform: RunningPlatform, bucket: str) -> dict[str, bytes]:
-    # Anonymous until NATS identities (helper N) are on main; then as the platform's admin user.
-    nc = await nats.connect(platform._platform.nats_url)
+    # As the platform's admin user once NATS identities are in (RunningPlatform.nats); before, anonymously.
+    admin_nats = getattr(platform, "nats", None)
+    nc = await (admin_nats() if admin_nats else nats.connect(platform._platform.nats_url))
     try:
         kv = await nc.jetstream().key_value(bucket)
         keys = await kv.keys()
