@@ -193,6 +193,22 @@ def test_crd_triggers_mirror_the_trigger_kinds() -> None:
     assert "required" not in triggers["items"]
 
 
+def test_crd_secrets_are_names_only() -> None:
+    crd = yaml.safe_load(CRD.read_text())
+    secrets = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["secrets"]
+    assert secrets["type"] == "array" and secrets["maxItems"] == MAX_SECRET_REFS
+    assert secrets["items"] == {"type": "string", "maxLength": 63, "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"}
+    assert secrets["x-kubernetes-list-type"] == "set"  # a name once
+
+
+def test_the_secret_size_limit_is_a_value() -> None:
+    controller = named(render("controller.maxSecretBytes=2048"), "Deployment", "-controller")
+    env = {e["name"]: e.get("value") for e in controller["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["FX_MAX_SECRET_BYTES"] == "2048"
+    done = _run("template", "fx", str(CHART), "--set", "controller.maxSecretBytes=10")
+    assert done.returncode != 0 and "/controller/maxSecretBytes" in done.stderr
+
+
 def test_crd_defaults_match_the_models() -> None:
     crd = yaml.safe_load(CRD.read_text())
     spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
@@ -222,19 +238,3 @@ def test_the_warm_pool_is_function_pods_the_controller_knows_the_size_of() -> No
     assert not [d for d in of_kind(docs, "Deployment") if d["metadata"]["name"].endswith("-pool")]
     controller = named(docs, "Deployment", "-controller")["spec"]["template"]["spec"]["containers"][0]
     assert {e["name"]: e.get("value") for e in controller["env"]}["FX_K8S_POOL_MEMORY"] == "0"
-
-
-def test_crd_secrets_are_names_only() -> None:
-    crd = yaml.safe_load(CRD.read_text())
-    secrets = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["secrets"]
-    assert secrets["type"] == "array" and secrets["maxItems"] == MAX_SECRET_REFS
-    assert secrets["items"] == {"type": "string", "maxLength": 63, "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"}
-    assert secrets["x-kubernetes-list-type"] == "set"  # a name once
-
-
-def test_the_secret_size_limit_is_a_value() -> None:
-    controller = named(render("controller.maxSecretBytes=2048"), "Deployment", "-controller")
-    env = {e["name"]: e.get("value") for e in controller["spec"]["template"]["spec"]["containers"][0]["env"]}
-    assert env["FX_MAX_SECRET_BYTES"] == "2048"
-    done = _run("template", "fx", str(CHART), "--set", "controller.maxSecretBytes=10")
-    assert done.returncode != 0 and "/controller/maxSecretBytes" in done.stderr
