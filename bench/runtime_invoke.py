@@ -90,8 +90,10 @@ def fork_to_ready(env: dict, tmp: Path, count: int = 20) -> None:
         tmp.chmod(0o755)  # the code (LAMBDA_TASK_ROOT) must be readable by the function's uid
         (tmp / "run" / "fn").mkdir(parents=True)
         config = {"run_dir": str(tmp / "run"), "cgroup_parent": f"fx-bench-{os.getpid()}"}
-        zygotes["sandboxed"] = _zygote(tmp, ["--sandbox", json.dumps(config)])
-        assert zygotes["sandboxed"].stdout is not None
+        zygotes["sandboxed"] = _zygote(tmp, ["--sandbox"])
+        assert zygotes["sandboxed"].stdin is not None and zygotes["sandboxed"].stdout is not None
+        zygotes["sandboxed"].stdin.write(json.dumps(config).encode() + b"\n")
+        zygotes["sandboxed"].stdin.flush()
         json.loads(zygotes["sandboxed"].stdout.readline())  # its report on what this host allows
         sandbox = {"uid": 100999, "gid": 100999, "private_dir": str(tmp / "run" / "fn"), "memory_mb": 128}
     walls: dict[str, list[float]] = {name: [] for name in zygotes}

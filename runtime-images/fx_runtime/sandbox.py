@@ -45,6 +45,7 @@ class Spec:
     gid: int
     private_dir: str
     memory_mb: int
+    env_file: str = ""  # the replica's environment (JSON, root-only): read by the replica, then removed
 
 
 class Sandbox:
@@ -176,6 +177,10 @@ class Confinement:
         os.close(self.assignment[0])
         assignment = json.loads(data)
         self.spec = Spec(**assignment["sandbox"])
+        if self.spec.env_file:
+            with open(self.spec.env_file, "rb") as f:
+                assignment["env"].update(json.load(f))
+            os.unlink(self.spec.env_file)
         return assignment
 
     def enter(self, code_dir: str) -> str:
@@ -194,7 +199,8 @@ class Confinement:
         os.setresgid(spec.gid, spec.gid, spec.gid)
         os.setresuid(spec.uid, spec.uid, spec.uid)  # clears every capability
         sl.prctl(sl.PR_SET_NO_NEW_PRIVS, 1)
-        sl.prctl(sl.PR_SET_PDEATHSIG, signal.SIGKILL)  # the credential change cleared it
+        sl.prctl(sl.PR_SET_PDEATHSIG, signal.SIGKILL)  # the credential change cleared it ...
+        sl.prctl(sl.PR_SET_DUMPABLE, 1)  # ... and this: /proc/self (/dev/stdout, /dev/fd) is the function's again
         if self._zygote_gone():
             os._exit(1)
         return code_dir

@@ -4,8 +4,11 @@ Reads `{"op": "spawn", "id", "env", "log", "sandbox"?}` lines on stdin and forks
 this already-imported interpreter; writes `spawned` / `ready` / `init_error` / `exit` events as JSON lines
 on stdout. Single-threaded on purpose: forking a process that has threads is unsafe.
 
-Started with `--sandbox CONFIG` (JSON of sandbox.Config), its first event is `{"event": "sandbox", ...}`
-(what this host allows), and a spawn with a `sandbox` object (sandbox.Spec) runs confined (sandbox.py).
+Started with `--sandbox`, it first reads one line of sandbox.Config JSON from stdin; its first event is then
+`{"event": "sandbox", ...}` (what this host allows), and a spawn with a `sandbox` object (sandbox.Spec) runs
+confined (sandbox.py). Such a spawn's environment is not in the command but in `sandbox.env_file`, which
+only the replica reads: a replica is forked from this process's memory, which must never have held another
+function's variables.
 """
 
 from __future__ import annotations
@@ -319,6 +322,8 @@ def _become(
 
     try:
         log_fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        if confinement is not None and confinement.spec is not None:  # /dev/stdout reopens it: the function's
+            os.fchown(log_fd, confinement.spec.uid, confinement.spec.gid)
         null_fd = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null_fd, 0)
         os.dup2(log_fd, 1)
@@ -343,12 +348,23 @@ def _close_all_but(keep: list[int]) -> None:
     os.closerange(low, os.sysconf("SC_OPEN_MAX"))
 
 
+def _first_line() -> bytes:
+    """One line of stdin, read byte by byte: nothing after it (the commands) is taken."""
+    line = bytearray()
+    while not line.endswith(b"\n"):
+        byte = os.read(0, 1)
+        if not byte:
+            raise SystemExit("fx zygote: stdin closed before the sandbox config")
+        line += byte
+    return bytes(line)
+
+
 def main(argv: list[str] | None = None) -> None:
     die_with_parent(os.getppid())
     args = sys.argv[1:] if argv is None else argv
     sandbox = None
-    if args[:1] == ["--sandbox"]:
-        sandbox = sandboxing.Sandbox(sandboxing.Config(**json.loads(args[1])))
+    if args == ["--sandbox"]:  # the config is stdin's first line: a replica can read this process's argv
+        sandbox = sandboxing.Sandbox(sandboxing.Config(**json.loads(_first_line())))
         emit(
             {
                 "event": "sandbox",

@@ -243,3 +243,46 @@ def test_memory_processes_and_tmp_are_bounded_and_the_platform_survives(small_tm
     tmp = invoke(platform, "hog", {"do": "tmp"})
     assert tmp.status_code == 200 and tmp.json()["error"] == 28 and tmp.json()["written_mb"] <= small_tmp  # ENOSPC
     assert invoke(platform, "hog", {}).json() == "fine"
+
+
+# Looks for another function's variable in its own memory (all a replica inherits from the zygote it was forked
+# from), and in its own /proc: the initial environment and command line.
+SCAVENGER = """\
+import ctypes, re
+
+
+def handler(event, context):
+    pattern = re.compile(b"DB_" + b"PASSWORD" + rb"\\W{1,8}([A-Za-z0-9-]{6,40})")
+    found = set()
+    for line in open("/proc/self/maps"):
+        addr, perms = line.split()[:2]
+        if perms.startswith("rw"):
+            low, high = (int(x, 16) for x in addr.split("-"))
+            try:
+                found.update(m.decode() for m in pattern.findall(ctypes.string_at(low, high - low)))
+            except Exception:
+                pass
+    with open("/proc/self/environ", "rb") as f:
+        environ = sorted(v.split(b"=")[0].decode() for v in f.read().split(b"\\0") if v)
+    with open("/proc/self/cmdline", "rb") as f:
+        cmdline = f.read().decode()
+    with open("/dev/stdout", "w") as out:
+        out.write("a function may write to /dev/stdout\\n")
+    return {"found": sorted(found), "environ": environ, "cmdline": cmdline}
+"""
+
+
+def test_a_function_finds_no_other_functions_variables_in_its_memory(platform, make_function):
+    assert sandboxed(platform), (platform.state_dir / PROTECTIONS_FILE).read_text()
+    victim = make_function("keeper", body="return 'kept'", config={"env": {"DB_PASSWORD": "s3cr3t-XYZZY-42"}})
+    scavenger = make_function("scavenger", body="pass")
+    (scavenger / "handler.py").write_text(SCAVENGER)
+    for project in (victim, scavenger):
+        assert platform.fx("deploy", cwd=project).returncode == 0
+    assert invoke(platform, "keeper", {}).json() == "kept"  # its spawn went through the zygote first
+
+    scavenged = invoke(platform, "scavenger", {})
+    assert scavenged.status_code == 200 and "X-Amz-Function-Error" not in scavenged.headers, scavenged.text
+    assert scavenged.json()["found"] == []
+    assert set(scavenged.json()["environ"]) <= {"PATH", "LANG"}  # the zygote's, not the controller's
+    assert str(platform.state_dir) not in scavenged.json()["cmdline"]

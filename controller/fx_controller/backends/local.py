@@ -34,6 +34,7 @@ log = logging.getLogger("fx_controller.local")
 
 PR_SET_PDEATHSIG = 1
 ZYGOTE_START_TIMEOUT_S = 30.0
+REPLICA_PATH = f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin"
 
 
 def _die_with_parent() -> None:
@@ -46,7 +47,7 @@ def replica_env(replica: ReplicaSpec, artifact: Path, code_root: Path, max_entri
     Nothing of the controller's own environment: its PATH may name private directories, its HOME is fx's."""
     spec = replica.spec
     hexdigest = replica.digest.split(":", 1)[1]
-    env = {"PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin"}
+    env = {"PATH": REPLICA_PATH}
     env.update(
         {
             "_HANDLER": spec.handler,
@@ -114,20 +115,23 @@ class LocalBackend:
         (self._state_dir / PROTECTIONS_FILE).write_text("\n".join(self.protections) + "\n")
 
     async def _start_zygote(self) -> None:
-        command = list(self._command)
-        if self._sandbox:
-            command += ["--sandbox", json.dumps(self._zygote_sandbox())]
+        command, env = list(self._command), None
+        if self._sandbox:  # replicas are forks of the zygote: nothing of the controller's environment in it
+            command.append("--sandbox")
+            env = {"PATH": REPLICA_PATH, "LANG": "C.UTF-8"}
         self._zygote = await asyncio.create_subprocess_exec(
             *command,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
+            env=env,
             preexec_fn=_die_with_parent,
             limit=1 << 20,
         )
         log.info("zygote started pid=%d", self._zygote.pid)
         report = None
-        if self._sandbox:  # its first line says what this host allows
-            assert self._zygote.stdout
+        if self._sandbox:  # its config goes in on stdin; its first line says what this host allows
+            assert self._zygote.stdin and self._zygote.stdout
+            self._zygote.stdin.write(json.dumps(self._zygote_sandbox()).encode() + b"\n")
             first = await asyncio.wait_for(self._zygote.stdout.readline(), ZYGOTE_START_TIMEOUT_S)
             if not first:
                 raise RuntimeError("the zygote exited while setting up the sandbox; see the controller's log")
@@ -145,6 +149,14 @@ class LocalBackend:
             "pids_max": self._sandbox.pids_max,
         }
 
+    def _env_file(self, replica_id: str, env: dict[str, str]) -> Path:
+        path = self._run_dir / ".env" / f"{replica_id}.json"
+        path.parent.mkdir(mode=0o700, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(env, f)
+        return path
+
     def private_dir(self, function: str) -> Path:
         """The function's own directory (0700, its uid's), made if missing: visible to it and to root only."""
         path = self._run_dir / function
@@ -161,7 +173,14 @@ class LocalBackend:
         private = self.private_dir(replica.function)
         if self._uids:
             uid = self._uids.uid(replica.function)
-            line["sandbox"] = {"uid": uid, "gid": uid, "private_dir": str(private), "memory_mb": replica.spec.memory}
+            line["env"] = {}  # in a file only the replica reads: the zygote's memory is every replica's
+            line["sandbox"] = {
+                "uid": uid,
+                "gid": uid,
+                "private_dir": str(private),
+                "memory_mb": replica.spec.memory,
+                "env_file": str(self._env_file(replica.id, env)),
+            }
         assert self._zygote and self._zygote.stdin
         self._live.add(replica.id)
         self._zygote.stdin.write(json.dumps(line).encode() + b"\n")

@@ -123,7 +123,7 @@ def test_a_sandboxed_replica_runs_confined_and_fails_its_init_when_out_of_memory
     os.chown(private, 100123, 100123)
     config = {"run_dir": str(tmp_path / "run"), "cgroup_parent": f"fx-test-{os.getpid()}", "hidden": [str(tmp_path)]}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "fx_runtime.zygote", "--sandbox", json.dumps(config)],
+        [sys.executable, "-m", "fx_runtime.zygote", "--sandbox"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         cwd=tmp_path,
@@ -131,6 +131,9 @@ def test_a_sandboxed_replica_runs_confined_and_fails_its_init_when_out_of_memory
     z = Zygote.__new__(Zygote)
     z.proc = proc
     try:
+        assert proc.stdin is not None
+        proc.stdin.write(json.dumps(config).encode() + b"\n")
+        proc.stdin.flush()
         report = z.event()
         assert report["event"] == "sandbox" and report["namespaces"] and report["limits"] == {"memory": 1, "pids": 1}
         sandbox = {"uid": 100123, "gid": 100123, "private_dir": str(private), "memory_mb": 128}
