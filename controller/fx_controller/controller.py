@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 import nats
 import nats.js.errors
 from fx.models import DeployResult, FunctionInfo, FunctionSpec, VersionInfo
+from fx.nats_auth import CONTROLLER_INBOX_PREFIX, Signer
 from fx.protocol import (
     KV_FUNCTIONS,
     KV_ROUTES,
@@ -33,6 +34,7 @@ from .backends.base import Backend
 from .backends.local import LocalBackend
 from .errors import ApiError, not_found
 from .fleet import Fleet
+from .function_nats import FunctionCreds
 from .load import LoadBook
 from .metrics import Metrics
 from .nats_buckets import open_kv, open_object_store
@@ -48,7 +50,9 @@ BackendFactory = Callable[[Settings, Artifacts], Backend]
 
 
 def local_backend(settings: Settings, artifacts: Artifacts) -> Backend:
-    return LocalBackend(settings.state_dir, artifacts, nats_url=settings.nats_url)
+    signer = Signer.load(settings.nats_auth_dir) if settings.nats_auth_dir else None
+    creds = FunctionCreds(settings.state_dir / "fn", settings.nats_url, signer, settings.nats_creds_ttl)
+    return LocalBackend(settings.state_dir, artifacts, nats=creds)
 
 
 class Controller:
@@ -64,7 +68,13 @@ class Controller:
 
     async def start(self) -> None:
         s = self.settings
-        self._nc = await nats.connect(s.nats_url, name="fx-controller", max_reconnect_attempts=-1)
+        self._nc = await nats.connect(
+            s.nats_url,
+            name="fx-controller",
+            max_reconnect_attempts=-1,
+            user_credentials=str(s.nats_creds) if s.nats_creds else None,
+            inbox_prefix=CONTROLLER_INBOX_PREFIX,
+        )
         js = self._nc.jetstream()
         self.store = FunctionStore(await open_kv(js, KV_FUNCTIONS))
         routes_kv = await open_kv(js, KV_ROUTES)

@@ -74,6 +74,7 @@ class NatsLink:
                     disconnected_cb=self._disconnected,
                     reconnected_cb=self._reconnected,
                     error_cb=self._error,
+                    user_credentials=self.gateway.settings.nats_creds,
                 )
             except (OSError, nats.errors.Error) as exc:
                 if not warned:

@@ -5,6 +5,10 @@ process group, so a Ctrl-C in the terminal reaches only the launcher, which then
 them in reverse order (gateway first, so no request is routed to a stopping controller).
 Each also gets PR_SET_PDEATHSIG, so a launcher that is killed outright leaves no orphans.
 Call start() and stop() from the same thread: Linux ties PDEATHSIG to the starting thread.
+
+NATS runs in operator mode (fx.nats_auth): the authority is created once in <state>/nats-auth/, and each
+start mints the controller's, the gateway's and an admin user (for tests and tools), so nothing connects
+anonymously.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ from pathlib import Path
 from typing import IO, Literal
 
 import httpx
+
+from .nats_auth import ALL, Authority, gateway_permissions, write_secret
 
 READY_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
@@ -62,6 +68,18 @@ class Platform:
         return self.token_file.read_text().strip()
 
     @property
+    def nats_auth_dir(self) -> Path:
+        return self.state_dir / "nats-auth"
+
+    @property
+    def admin_creds(self) -> Path:
+        """A NATS user with every right in the fx account, for tests, benchmarks and the nats CLI."""
+        return self.nats_auth_dir / "admin.creds"
+
+    def _creds(self, who: str) -> Path:
+        return self.nats_auth_dir / f"{who}.creds"
+
+    @property
     def nats_url(self) -> str:
         return f"nats://127.0.0.1:{self._nats_port}"
 
@@ -84,6 +102,7 @@ class Platform:
             raise PlatformError("the platform is already running; stop() it first")
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self._ensure_token()
+        nats_config = self._prepare_nats()
         self._gateway_port = _free_port() if self.ports == "free" else self.gateway_port
         if not _port_is_free(self._gateway_port):
             raise PlatformError(
@@ -95,6 +114,8 @@ class Platform:
                 "nats",
                 [
                     _nats_server(),
+                    "-c",
+                    str(nats_config),
                     "-a",
                     "127.0.0.1",
                     "-p",
@@ -111,6 +132,10 @@ class Platform:
                     *_console_script("fx-controller", "fx_controller"),
                     "--nats",
                     self.nats_url,
+                    "--nats-creds",
+                    str(self._creds("controller")),
+                    "--nats-auth-dir",
+                    str(self.nats_auth_dir),
                     "--listen",
                     f"127.0.0.1:{self._controller_port}",
                     "--state-dir",
@@ -128,6 +153,8 @@ class Platform:
                     *_console_script("fx-gateway", "fx_gateway"),
                     "--nats",
                     self.nats_url,
+                    "--nats-creds",
+                    str(self._creds("gateway")),
                     "--listen",
                     f"127.0.0.1:{self._gateway_port}",
                     "--controller",
@@ -179,6 +206,17 @@ class Platform:
         with os.fdopen(fd, "w") as f:
             f.write(secrets.token_urlsafe(32) + "\n")
 
+    def _prepare_nats(self) -> Path:
+        """The authority (made once), this run's platform users and nats-server's config; returns its path."""
+        authority = Authority.load_or_create(self.nats_auth_dir)
+        adopt_global_jetstream(self.state_dir / "nats", authority.account_public)
+        signer = authority.signer
+        for who, permissions in (("controller", ALL), ("gateway", gateway_permissions()), ("admin", ALL)):
+            write_secret(self._creds(who), signer.mint(f"fx-{who}", permissions))
+        config = self.nats_auth_dir / "nats-server.conf"
+        write_secret(config, authority.server_config())
+        return config
+
     def _spawn(self, name: str, argv: list[str], ready: Callable[[], bool]) -> None:
         log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - closed by stop()
         log.write(f"--- fx: starting {' '.join(argv)}\n".encode())
@@ -208,6 +246,15 @@ class Platform:
     def _failure(self, name: str, what: str) -> str:
         log = self.log_dir / f"{name}.log"
         return f"{name} {what}; the last lines of {log}:\n{self.log_tail(name)}"
+
+
+def adopt_global_jetstream(store_dir: Path, account: str) -> None:
+    """A state dir from before operator mode keeps its streams (functions, routes, code, async calls) under
+    the global account `$G`; operator mode looks for them under the fx account's public key. Move them once."""
+    jetstream = store_dir / "jetstream"
+    old, new = jetstream / "$G", jetstream / account
+    if old.is_dir() and not new.exists():
+        old.rename(new)
 
 
 def _nats_server() -> str:
