@@ -262,6 +262,8 @@ MAX_GRANT_SUBJECT_LENGTH = 256
 def check_grant_subject(subject: str) -> str:
     """A subject a function may be granted: as a trigger's, and with a literal first token, since a wildcard
     there ('*.activate', '*.>') would reach fx.*, $JS/$KV and _INBOX subjects."""
+    if not re.fullmatch(r"[!-~]+(\.[!-~]+)*", subject):  # fullmatch: no trailing newline slips through
+        raise ValueError(f"NATS subject {subject!r} is invalid: it is empty or holds a space or a control character")
     check_subject(subject)
     if len(subject) > MAX_GRANT_SUBJECT_LENGTH:
         raise ValueError(f"NATS subject {subject[:40]!r}... is longer than {MAX_GRANT_SUBJECT_LENGTH} characters")

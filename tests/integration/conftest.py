@@ -13,9 +13,11 @@ import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
+import nats
 import pytest
 import yaml
 from fx.platform import Platform
+from nats.aio.client import Client as NATS
 
 from tests.processes import alive
 
@@ -42,6 +44,10 @@ class RunningPlatform:
     @property
     def token(self) -> str:
         return self._platform.token
+
+    async def nats(self) -> NATS:
+        """A NATS client as the platform's admin user: NATS refuses anonymous connections."""
+        return await nats.connect(self._platform.nats_url, user_credentials=str(self._platform.admin_creds))
 
     def restart(self) -> None:
         self._platform.stop()
