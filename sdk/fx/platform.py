@@ -25,9 +25,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Literal
+from typing import IO, Any, Literal
 
 import httpx
+import nats
+from nats.aio.client import Client as NATS
 
 from .nats_auth import ALL, Authority, gateway_permissions, write_secret
 
@@ -75,6 +77,10 @@ class Platform:
     def admin_creds(self) -> Path:
         """A NATS user with every right in the fx account, for tests, benchmarks and the nats CLI."""
         return self.nats_auth_dir / "admin.creds"
+
+    async def admin_nats(self, **options: Any) -> NATS:
+        """A NATS client as the admin user (nothing connects anonymously); `options` go to nats.connect."""
+        return await nats.connect(self.nats_url, user_credentials=str(self.admin_creds), **options)
 
     def _creds(self, who: str) -> Path:
         return self.nats_auth_dir / f"{who}.creds"

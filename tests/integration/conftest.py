@@ -13,7 +13,6 @@ import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
-import nats
 import pytest
 import yaml
 from fx.platform import Platform
@@ -47,7 +46,7 @@ class RunningPlatform:
 
     async def nats(self) -> NATS:
         """A NATS client as the platform's admin user: NATS refuses anonymous connections."""
-        return await nats.connect(self._platform.nats_url, user_credentials=str(self._platform.admin_creds))
+        return await self._platform.admin_nats()
 
     def restart(self) -> None:
         self._platform.stop()
