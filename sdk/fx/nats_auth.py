@@ -26,6 +26,7 @@ import os
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import nkeys
@@ -154,7 +155,11 @@ class Signer:
         claims: dict = {"sub": user.public_key.decode(), "name": name, "nats": nats}
         if ttl is not None:
             claims["exp"] = int(time.time() + ttl)
-        return creds_text(encode_jwt(claims, _key(self.signing_seed)), user.seed.decode())
+        return creds_text(encode_jwt(claims, self._signing_key), user.seed.decode())
+
+    @cached_property
+    def _signing_key(self) -> nkeys.KeyPair:  # decoding a seed costs about as much as a signature
+        return _key(self.signing_seed)
 
     def to_dict(self) -> dict[str, str]:
         return {"account": self.account, "signing_seed": self.signing_seed}
