@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 import nats
 import nats.js.errors
 from fx.models import DeployResult, FunctionInfo, FunctionSpec, VersionInfo
-from fx.nats_auth import CONTROLLER_INBOX_PREFIX, Signer
+from fx.nats_auth import Signer
 from fx.protocol import (
     KV_FUNCTIONS,
     KV_ROUTES,
@@ -27,6 +27,7 @@ from fx.protocol import (
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
+from . import nats_connect
 from .activator import Activator
 from .artifacts import Artifacts
 from .autoscaler import Autoscaler
@@ -68,13 +69,7 @@ class Controller:
 
     async def start(self) -> None:
         s = self.settings
-        self._nc = await nats.connect(
-            s.nats_url,
-            name="fx-controller",
-            max_reconnect_attempts=-1,
-            user_credentials=str(s.nats_creds) if s.nats_creds else None,
-            inbox_prefix=CONTROLLER_INBOX_PREFIX,
-        )
+        self._nc = await nats_connect.connect(s.nats_url, s.nats_creds, "fx-controller")
         js = self._nc.jetstream()
         self.store = FunctionStore(await open_kv(js, KV_FUNCTIONS))
         routes_kv = await open_kv(js, KV_ROUTES)

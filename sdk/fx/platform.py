@@ -31,7 +31,7 @@ import httpx
 import nats
 from nats.aio.client import Client as NATS
 
-from .nats_auth import ALL, Authority, gateway_permissions, write_secret
+from .nats_auth import ALL, Authority, NatsAuthError, gateway_permissions, write_secret
 
 READY_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
@@ -108,13 +108,13 @@ class Platform:
             raise PlatformError("the platform is already running; stop() it first")
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self._ensure_token()
-        nats_config = self._prepare_nats()
         self._gateway_port = _free_port() if self.ports == "free" else self.gateway_port
         if not _port_is_free(self._gateway_port):
             raise PlatformError(
                 f"port {self._gateway_port} on 127.0.0.1 is in use (another `fx up`?); stop it or pick --port"
             )
         self._nats_port, self._controller_port = _free_port(), _free_port()
+        nats_config = self._prepare_nats()
         try:
             self._spawn(
                 "nats",
@@ -214,7 +214,10 @@ class Platform:
 
     def _prepare_nats(self) -> Path:
         """The authority (made once), this run's platform users and nats-server's config; returns its path."""
-        authority = Authority.load_or_create(self.nats_auth_dir)
+        try:
+            authority = Authority.load_or_create(self.nats_auth_dir)
+        except NatsAuthError as exc:
+            raise PlatformError(f"{exc}; restore it from a backup: its account key names the JetStream store") from exc
         adopt_global_jetstream(self.state_dir / "nats", authority.account_public)
         signer = authority.signer
         for who, permissions in (("controller", ALL), ("gateway", gateway_permissions()), ("admin", ALL)):

@@ -15,66 +15,7 @@ import nats.errors
 import pytest
 
 from tests.integration.conftest import RunningPlatform
-
-# Runs every attack with the replica's own credentials; returns {attack: "denied" | what happened instead}.
-ATTACKER = r"""
-import asyncio, json, os
-import nats
-
-ATTACKS = [
-    ("pub", "$JS.API.STREAM.MSG.GET.KV_fx_functions", b'{"last_by_subj": "$KV.fx_functions.victim"}'),
-    ("pub", "$JS.API.DIRECT.GET.KV_fx_functions.$KV.fx_functions.victim", b""),
-    ("pub", "$JS.API.STREAM.INFO.KV_fx_functions", b""),
-    ("pub", "$KV.fx_routes.victim", b'{"function": "victim", "revision": 10000000000000}'),
-    ("pub", "fx.activate", b"{}"),
-    ("pub", "_INBOX.someone-elses-request", b'{"endpoint": "127.0.0.1:1"}'),
-    ("sub", "fx.activate", b""),
-    ("sub", "fx.load", b""),
-    ("sub", "fx.async.>", b""),
-    ("sub", "$KV.fx_routes.>", b""),
-    ("sub", "_INBOX.fx-fn.victim.>", b""),
-    ("sub", "_INBOX.>", b""),
-    ("sub", ">", b""),
-]
-
-
-async def attack():
-    errors = []
-
-    async def on_error(exc):
-        errors.append(str(exc).lower())
-
-    nc = await nats.connect(
-        os.environ["FX_NATS_URL"],
-        user_credentials=os.environ["FX_NATS_CREDS"],
-        inbox_prefix=os.environ["FX_NATS_INBOX_PREFIX"],
-        error_cb=on_error,
-        allow_reconnect=False,
-    )
-    results = {}
-    for kind, subject, data in ATTACKS:
-        errors.clear()
-        if kind == "pub":
-            await nc.publish(subject, data, reply=nc.new_inbox())
-        else:
-            await nc.subscribe(subject)
-        await nc.flush()
-        await asyncio.sleep(0.1)
-        verb = "publish to" if kind == "pub" else "subscription to"
-        denied = any(f'permissions violation for {verb} "{subject.lower()}"' in e for e in errors)
-        results[f"{kind} {subject}"] = "denied" if denied else f"not denied: {errors}"
-    errors.clear()
-    await nc.publish("users.created", b'{"email": "ann@example.com"}')
-    await nc.flush()
-    await asyncio.sleep(0.1)
-    results["pub users.created"] = "ok" if not errors else f"refused: {errors}"
-    await nc.close()
-    return results
-
-
-def handler(event, context):
-    return {"statusCode": 200, "body": json.dumps(asyncio.run(attack()))}
-"""
+from tests.security import nats_attacks
 
 
 def deploy(platform: RunningPlatform, make_function, name: str, body: str, config: dict | None = None) -> None:
@@ -100,7 +41,7 @@ def test_a_granted_function_gets_its_grant_and_none_of_fx_subjects(platform: Run
         {"triggers": [{"nats": "users.created"}]},
     )
     project = make_function("attacker", "pass", config={"timeout": 30, "nats": {"publish": ["users.created"]}})
-    (project / "handler.py").write_text(ATTACKER)
+    (project / "handler.py").write_text(Path(nats_attacks.__file__).read_text())
     assert platform.fx("deploy", cwd=project).returncode == 0
 
     r = httpx.post(f"{platform.gateway_url}/function/attacker", timeout=60)
@@ -154,27 +95,17 @@ def test_the_gateway_reads_route_tables_and_cannot_forge_them_or_serve_activatio
         nc = await nats.connect(platform._platform.nats_url, user_credentials=str(creds), error_cb=on_error)
         table = await (await nc.jetstream().key_value("fx_routes")).get("victim")  # reading route tables: allowed
         results = {"read fx_routes": "ok" if json.loads(table.value)["function"] == "victim" else "?"}
-        attempts = [
-            ("pub", "$KV.fx_routes.victim"),
-            ("pub", "$JS.API.STREAM.MSG.GET.KV_fx_functions"),
-            ("pub", "$JS.API.DIRECT.GET.KV_fx_functions"),
-            ("pub", "$KV.fx_secrets.x"),
-            ("pub", "$JS.API.STREAM.PURGE.KV_fx_routes"),
-            ("sub", "fx.activate"),
-            ("sub", "_INBOX.fx-controller.>"),
-            ("sub", "_INBOX.fx-fn.victim.>"),
+        attacks = [
+            ("pub", "$KV.fx_routes.victim", b"{}"),
+            ("pub", "$JS.API.STREAM.MSG.GET.KV_fx_functions", b"{}"),
+            ("pub", "$JS.API.DIRECT.GET.KV_fx_functions", b"{}"),
+            ("pub", "$KV.fx_secrets.x", b"{}"),
+            ("pub", "$JS.API.STREAM.PURGE.KV_fx_routes", b"{}"),
+            ("sub", "fx.activate", b""),
+            ("sub", "_INBOX.fx-controller.>", b""),
+            ("sub", "_INBOX.fx-fn.victim.>", b""),
         ]
-        for kind, subject in attempts:
-            errors.clear()
-            if kind == "pub":
-                await nc.publish(subject, b"{}", reply=nc.new_inbox())
-            else:
-                await nc.subscribe(subject)
-            await nc.flush()
-            await asyncio.sleep(0.1)
-            verb = "publish to" if kind == "pub" else "subscription to"
-            denied = any(f'permissions violation for {verb} "{subject.lower()}"' in e for e in errors)
-            results[f"{kind} {subject}"] = "denied" if denied else f"not denied: {errors}"
+        results.update(await nats_attacks.attempts(nc, errors, attacks))
         await nc.close()
         return results
 

@@ -20,10 +20,10 @@ from pathlib import Path
 import httpx
 import nats
 from fx import kv_watch
-from fx.nats_auth import CONTROLLER_INBOX_PREFIX
 from fx.protocol import KV_FUNCTIONS
 from pydantic import ValidationError
 
+from ... import nats_connect
 from ...store import FunctionRecord
 from . import manifests
 from .kube import KubeApi
@@ -64,13 +64,7 @@ class FunctionSync:
         self._nc: nats.NATS | None = None
 
     async def start(self) -> None:
-        self._nc = await nats.connect(
-            self._nats_url,
-            name="fx-controller-functions",
-            max_reconnect_attempts=-1,
-            user_credentials=str(self._nats_creds) if self._nats_creds else None,
-            inbox_prefix=CONTROLLER_INBOX_PREFIX,
-        )
+        self._nc = await nats_connect.connect(self._nats_url, self._nats_creds, "fx-controller-functions")
         kv = await self._nc.jetstream().key_value(KV_FUNCTIONS)
         self._spawn(self._follow_store(kv))
 
