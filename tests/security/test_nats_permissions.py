@@ -13,6 +13,8 @@ import httpx
 import nats
 import nats.errors
 import pytest
+from fx.nats_auth import Authority, mint_function_creds, write_secret
+from fx.protocol import RouteTable, VersionRoute
 
 from tests.integration.conftest import RunningPlatform
 from tests.security import nats_attacks
@@ -112,3 +114,60 @@ def test_the_gateway_reads_route_tables_and_cannot_forge_them_or_serve_activatio
     results = asyncio.run(as_gateway())
     assert results.pop("read fx_routes") == "ok"
     assert all(outcome == "denied" for outcome in results.values()), json.dumps(results, indent=1)
+
+
+def test_the_gateway_cannot_be_made_to_write_a_route_table_for_a_caller(platform, make_function, tmp_path):
+    """The gateway publishes results where callers say (an async call's X-Fx-Callback-Subject, a NATS trigger
+    message's reply subject): pointed at $KV.fx_routes.<victim> with a forged table, NATS refuses the write."""
+    deploy(platform, make_function, "victim", "return {'statusCode': 200, 'body': 'victim'}")
+    assert httpx.get(f"{platform.gateway_url}/function/victim", timeout=30).text == "victim"
+    ran = tmp_path / "ran"
+    deploy(
+        platform,
+        make_function,
+        "echo",
+        f"open({str(ran)!r} + '-echo', 'w').close(); return {{'statusCode': 200, 'body': event['body']}}",
+    )
+    deploy(
+        platform,
+        make_function,
+        "relay",
+        f"open({str(ran)!r} + '-relay', 'w').close(); return json.loads(event['data'])",
+        {"triggers": [{"nats": "users.created"}]},
+    )
+    forged = RouteTable("victim", 2**62, {"1": 100}, {"1": VersionRoute(["127.0.0.1:9"], 0)}).to_json()
+
+    r = httpx.post(
+        f"{platform.gateway_url}/async-function/echo/",
+        content=forged,
+        headers={"X-Fx-Callback-Subject": "$KV.fx_routes.victim"},
+        timeout=30,
+    )
+    assert r.status_code in (202, 400), r.text  # 400: the gateway refuses such a subject before NATS does
+
+    creds = tmp_path / "attacker.creds"
+    signer = Authority.load(platform.state_dir / "nats-auth").signer
+    write_secret(creds, mint_function_creds(signer, "attacker", 1, ["users.created"], [], 60))
+
+    async def publish_as_a_granted_function() -> None:
+        nc = await nats.connect(platform._platform.nats_url, user_credentials=str(creds))
+        await nc.publish("users.created", forged, reply="$KV.fx_routes.victim")
+        await nc.close()
+
+    asyncio.run(publish_as_a_granted_function())
+    deadline = time.monotonic() + 20
+    expected = [Path(f"{ran}-relay")] + ([Path(f"{ran}-echo")] if r.status_code == 202 else [])
+    while not all(p.exists() for p in expected) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert all(p.exists() for p in expected), "the functions did not run"
+    time.sleep(1)  # their results went out (or were refused) right after
+
+    async def victims_table() -> RouteTable:
+        nc = await platform.nats()
+        entry = await (await nc.jetstream().key_value("fx_routes")).get("victim")
+        await nc.close()
+        return RouteTable.from_json(entry.value)
+
+    table = asyncio.run(victims_table())
+    assert table.revision < 2**62 and "127.0.0.1:9" not in json.dumps(table.to_json().decode())
+    assert httpx.get(f"{platform.gateway_url}/function/victim", timeout=30).text == "victim"
