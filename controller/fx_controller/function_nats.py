@@ -2,9 +2,13 @@
 gets them, as a `.creds` file in its function's private directory, minted for that version's grant.
 
 The JWTs are short-lived (`ttl`, FX_NATS_CREDS_TTL) and re-minted in place every ttl/3 while a replica of
-the version lives: nats-server drops a connection whose JWT expired, and nats-py re-reads the file when it
-reconnects. So a deleted function's, or a changed grant's, credentials stop working at most `ttl` after its
-last replica stopped, with no revocation list to keep; copies taken by the function itself included.
+the version lives. So a deleted function's, or a changed grant's, credentials stop working at most `ttl`
+after its last replica stopped, copies taken by the function itself included, with no revocation list to
+keep (that would need the operator's key to re-sign the account, and the server's config rewritten to
+survive a restart). The limit: nats-server ends a connection when its JWT expires, and nats-py then closes
+the client for good; a handler that keeps a client across invocations must connect again when it finds
+it closed (the file is always fresh). A renewal keeps the version's user key (one per version and
+controller run), so a client reading the JWT and the seed at two moments never pairs mismatched halves.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import contextlib
 import logging
 from pathlib import Path
 
-from fx.nats_auth import Signer, function_inbox_prefix, mint_function_creds, write_secret
+from fx.nats_auth import Signer, function_inbox_prefix, mint_function_creds, new_user_seed, write_secret
 
 from .backends.base import ReplicaSpec
 
@@ -30,6 +34,7 @@ class FunctionCreds:
         self._signer = signer  # None: NATS runs without auth (tests, a dev server): no creds to mint
         self._ttl = ttl
         self._live: dict[str, ReplicaSpec] = {}  # granted replicas not yet gone: their files are kept fresh
+        self._users: dict[tuple[str, int], str] = {}  # (function, version) -> its user's seed
         self._renewer: asyncio.Task | None = None
 
     def private_dir(self, function: str) -> Path:
@@ -65,9 +70,10 @@ class FunctionCreds:
 
     def _write(self, replica: ReplicaSpec) -> Path:
         assert self._signer is not None and replica.spec.nats is not None
-        grant = replica.spec.nats
+        grant, version = replica.spec.nats, (replica.function, replica.version)
+        seed = self._users.setdefault(version, new_user_seed())
         creds = mint_function_creds(
-            self._signer, replica.function, replica.version, grant.publish, grant.subscribe, self._ttl
+            self._signer, replica.function, replica.version, grant.publish, grant.subscribe, self._ttl, seed
         )
         path = self._path(replica)
         write_secret(path, creds, CREDS_MODE)

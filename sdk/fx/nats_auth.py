@@ -82,6 +82,10 @@ def _new_key(prefix: int) -> nkeys.KeyPair:
     return nkeys.from_seed(nkeys.encode_seed(os.urandom(32), prefix))
 
 
+def new_user_seed() -> str:
+    return _new_key(nkeys.PREFIX_BYTE_USER).seed.decode()
+
+
 def _key(seed: str) -> nkeys.KeyPair:
     try:
         return nkeys.from_seed(seed.strip().encode())
@@ -145,9 +149,12 @@ class Signer:
     account: str
     signing_seed: str = field(repr=False)
 
-    def mint(self, name: str, permissions: Permissions | None = ALL, ttl: float | None = None) -> str:
-        """A new user's `.creds` text; `ttl` seconds until nats-server refuses it (and drops its connections)."""
-        user = _new_key(nkeys.PREFIX_BYTE_USER)
+    def mint(
+        self, name: str, permissions: Permissions | None = ALL, ttl: float | None = None, user_seed: str | None = None
+    ) -> str:
+        """A user's `.creds` text; `ttl` seconds until nats-server refuses it (and drops its connections).
+        `user_seed` renews an existing user's JWT (see new_user_seed); by default the user is new."""
+        user = _key(user_seed) if user_seed else _new_key(nkeys.PREFIX_BYTE_USER)
         nats: dict = {"type": "user", "version": 2, "issuer_account": self.account, "subs": -1, "data": -1}
         nats["payload"] = -1
         if permissions is not None:
@@ -338,7 +345,14 @@ def function_permissions(function: str, publish: Iterable[str], subscribe: Itera
 
 
 def mint_function_creds(
-    signer: Signer, function: str, version: int, publish: Iterable[str], subscribe: Iterable[str], ttl: float
+    signer: Signer,
+    function: str,
+    version: int,
+    publish: Iterable[str],
+    subscribe: Iterable[str],
+    ttl: float,
+    user_seed: str | None = None,
 ) -> str:
     """The `.creds` text of a function version's user: its grant only, valid for `ttl` seconds."""
-    return signer.mint(f"fn/{function}/{version}", function_permissions(function, publish, subscribe), ttl)
+    permissions = function_permissions(function, publish, subscribe)
+    return signer.mint(f"fn/{function}/{version}", permissions, ttl, user_seed)

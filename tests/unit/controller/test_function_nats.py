@@ -6,10 +6,15 @@ import asyncio
 import stat
 from pathlib import Path
 
+import nats
 from fx.models import FunctionSpec
-from fx.nats_auth import Authority, decode_jwt
+from fx.nats_auth import Authority, decode_jwt, write_secret
 from fx_controller.backends.base import ReplicaSpec
 from fx_controller.function_nats import FunctionCreds
+
+from tests.nats_server import nats_server
+
+from .conftest import until
 
 DIGEST = "sha256:" + "0" * 64
 
@@ -50,8 +55,35 @@ async def test_live_replicas_creds_are_renewed_and_a_gone_ones_are_not(tmp_path:
     live = Path(creds.env(replica("r1", 1, nats={"publish": ["a.b"]}))["FX_NATS_CREDS"])
     gone = Path(creds.env(replica("r2", 2, nats={"publish": ["a.b"]}))["FX_NATS_CREDS"])
     creds.forget("r2")
-    first_live, first_gone = claims(live)["sub"], claims(gone)["sub"]
+    first_live, first_gone = claims(live), claims(gone)
+    await asyncio.sleep(1)  # JWT times are whole seconds
     creds.start()
     await asyncio.sleep(0.25)
     await creds.close()
-    assert claims(live)["sub"] != first_live and claims(gone)["sub"] == first_gone
+    renewed = claims(live)
+    assert renewed["iat"] > first_live["iat"] and renewed["exp"] > first_live["exp"]
+    assert renewed["sub"] == first_live["sub"]  # the same user: its seed in the file still matches
+    assert claims(gone) == first_gone
+
+
+async def test_at_expiry_a_connection_ends_and_the_renewed_file_connects_again(tmp_path: Path):
+    """nats-server ends a connection when its JWT expires (nats-py closes it for good); the file, renewed while
+    the replica lives, still connects: a handler that keeps a client reconnects when it finds it closed."""
+    authority = Authority.create()
+    (tmp_path / "server.conf").write_text(authority.server_config())
+    admin_creds = tmp_path / "admin.creds"
+    write_secret(admin_creds, authority.signer.mint("admin"))
+    with nats_server(tmp_path / "store", tmp_path / "server.conf") as url:
+        creds = FunctionCreds(tmp_path / "fn", url, authority.signer, 2)
+        path = creds.env(replica(nats={"publish": ["users.created"]}))["FX_NATS_CREDS"]
+        creds.start()
+        admin = await nats.connect(url, user_credentials=str(admin_creds))
+        sub = await admin.subscribe("users.created")
+        first = await nats.connect(url, user_credentials=path)
+        await until(lambda: first.is_closed, timeout=6)  # its JWT expired after 2 s
+        again = await nats.connect(url, user_credentials=path)
+        await again.publish("users.created", b"still here")
+        assert (await sub.next_msg(timeout=2)).data == b"still here"
+        await again.close()
+        await admin.close()
+        await creds.close()
