@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 
 import nats
 import nats.js.errors
+from fx import async_streams
 from fx.models import DeployResult, FunctionInfo, FunctionSpec, VersionInfo
 from fx.nats_auth import Signer
 from fx.protocol import (
@@ -71,6 +72,7 @@ class Controller:
         s = self.settings
         self._nc = await nats_connect.connect(s.nats_url, s.nats_creds, "fx-controller")
         js = self._nc.jetstream()
+        await async_streams.ensure(js)  # the gateways' NATS users may not create streams
         self.store = FunctionStore(await open_kv(js, KV_FUNCTIONS))
         routes_kv = await open_kv(js, KV_ROUTES)
         self.artifacts = Artifacts(

@@ -312,16 +312,20 @@ def _stream_api(stream: str) -> tuple[str, ...]:
 def gateway_permissions() -> Permissions:
     """The gateway serves triggers on any user subject and user stream, so its allow-lists are `>`; the
     deny-lists keep it off fx's control plane: it reads route tables but writes none, reads no other fx
-    bucket, requests activations but cannot answer them, and cannot read or forge the controller's replies."""
+    bucket, makes or changes no stream, requests activations but cannot answer them, and cannot read or
+    forge the controller's replies."""
     private = [f"KV_{b}" for b in PRIVATE_BUCKETS] + [f"OBJ_{o}" for o in PRIVATE_OBJECT_STORES]
-    # it may create fx_routes (start order does not matter) but not change, purge or delete it
-    writes_of_routes = [f"$JS.API.STREAM.{op}.KV_{ROUTES_BUCKET}" for op in ("UPDATE", "DELETE", "PURGE")]
+    # No stream of its own making (one could mirror fx_functions), and no stream changed or emptied: the
+    # controller makes FX_ASYNC, FX_DLQ and fx_routes; the gateway adds consumers only.
+    stream_writes = [
+        f"$JS.API.STREAM.{op}.*" for op in ("CREATE", "UPDATE", "DELETE", "PURGE", "RESTORE", "SNAPSHOT")
+    ] + ["$JS.API.STREAM.MSG.DELETE.*", "$JS.API.STREAM.PEER.REMOVE.*", "$JS.API.ACCOUNT.PURGE.*"]
+    stream_writes.append("$JS.API.CONSUMER.DELETE.*.*")  # it never deletes one; another's would stop its work
     publish_deny = [
         *(f"$KV.{b}.>" for b in (ROUTES_BUCKET, *PRIVATE_BUCKETS)),
         *(f"$O.{o}.>" for o in PRIVATE_OBJECT_STORES),
         *(s for stream in private for s in _stream_api(stream)),
-        *writes_of_routes,
-        f"$JS.API.STREAM.MSG.DELETE.KV_{ROUTES_BUCKET}",
+        *stream_writes,
         "$SYS.>",
         f"{CONTROLLER_INBOX_PREFIX}.>",
     ]
