@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 from fx.nats_auth import Signer, function_inbox_prefix, mint_function_creds, new_user_seed, write_secret
@@ -28,8 +29,16 @@ CREDS_MODE = 0o400
 
 
 class FunctionCreds:
-    def __init__(self, root: Path, nats_url: str, signer: Signer | None, ttl: float) -> None:
+    def __init__(
+        self,
+        root: Path,
+        nats_url: str,
+        signer: Signer | None,
+        ttl: float,
+        owner_of: Callable[[str], tuple[int, int] | None] = lambda function: None,
+    ) -> None:
         self._root = root  # <state>/fn: one private directory per function
+        self._owner_of = owner_of  # function -> (uid, gid) its replicas run as, who must read the file
         self._nats_url = nats_url
         self._signer = signer  # None: NATS runs without auth (tests, a dev server): no creds to mint
         self._ttl = ttl
@@ -76,7 +85,7 @@ class FunctionCreds:
             self._signer, replica.function, replica.version, grant.publish, grant.subscribe, self._ttl, seed
         )
         path = self._path(replica)
-        write_secret(path, creds, CREDS_MODE)
+        write_secret(path, creds, CREDS_MODE, self._owner_of(replica.function))
         return path
 
     async def _renew(self) -> None:

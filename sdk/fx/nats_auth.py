@@ -128,13 +128,15 @@ def creds_text(jwt: str, seed: str) -> str:
     )
 
 
-def write_secret(path: Path, text: str, mode: int = 0o600) -> None:
-    """Replace `path` atomically with `text`, never readable by others, even for a moment."""
+def write_secret(path: Path, text: str, mode: int = 0o600, owner: tuple[int, int] | None = None) -> None:
+    """Replace `path` atomically with `text`, never readable by others, even for a moment; `owner`: (uid, gid)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)
+        if owner is not None:
+            os.chown(tmp, *owner)
         os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
@@ -354,9 +356,9 @@ def mint_function_creds(
     version: int,
     publish: Iterable[str],
     subscribe: Iterable[str],
-    ttl: float,
+    ttl: float | None,
     user_seed: str | None = None,
 ) -> str:
-    """The `.creds` text of a function version's user: its grant only, valid for `ttl` seconds."""
+    """The `.creds` text of a function version's user: its grant only, valid for `ttl` seconds (None: no end)."""
     permissions = function_permissions(function, publish, subscribe)
     return signer.mint(f"fn/{function}/{version}", permissions, ttl, user_seed)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import stat
 from pathlib import Path
 
 import nats
+import pytest
 from fx.models import FunctionSpec
 from fx.nats_auth import Authority, decode_jwt, write_secret
 from fx_controller.backends.base import ReplicaSpec
@@ -43,6 +45,16 @@ def test_a_granted_version_gets_a_private_creds_file_of_its_grant(tmp_path: Path
     assert claims(path)["nats"]["pub"] == {"allow": ["users.created"]}
     other = Path(creds.env(replica("r2", 2, nats={"subscribe": ["orders.*"]}))["FX_NATS_CREDS"])
     assert other != path and claims(other)["nats"]["pub"] == {"deny": [">"]}  # each version its own grant
+
+
+def test_the_file_belongs_to_the_uid_the_function_runs_as(tmp_path: Path):
+    if os.geteuid() != 0:
+        pytest.skip("giving a file to another uid needs root")
+    nobody = (65534, 65534)
+    signer = Authority.create().signer
+    creds = FunctionCreds(tmp_path / "fn", "nats://n:4222", signer, 60, owner_of={"create-user": nobody}.get)
+    path = Path(creds.env(replica(nats={"publish": ["a.b"]}))["FX_NATS_CREDS"])
+    assert (path.stat().st_uid, path.stat().st_gid) == nobody
 
 
 def test_without_a_signer_a_granted_replica_gets_the_url_but_no_creds(tmp_path: Path):
