@@ -57,7 +57,8 @@ class NatsAuthError(Exception):
 
 @dataclass(frozen=True)
 class Permissions:
-    """What one user may do. Empty allow-lists deny everything of that kind unless `everything` is set."""
+    """What one user may do, as allow/deny lists (deny wins). A kind with neither list denies everything:
+    NATS itself would read a missing allow-list as "allow all"."""
 
     publish: tuple[str, ...] = ()
     publish_deny: tuple[str, ...] = ()
@@ -103,8 +104,8 @@ _HEADER = _b64(json.dumps({"typ": "JWT", "alg": "ed25519-nkey"}, separators=(","
 def encode_jwt(claims: dict, signer: nkeys.KeyPair) -> str:
     """A NATS JWT: `iss` is the signer; `jti` identifies these claims (a hash of them, as nats-io/jwt does)."""
     body = {"iat": int(time.time()), **claims, "iss": signer.public_key.decode(), "jti": ""}
-    body["jti"] = base64.b32encode(hashlib.sha256(json.dumps(body, sort_keys=True).encode()).digest()).decode()
-    body["jti"] = body["jti"].rstrip("=")
+    digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).digest()
+    body["jti"] = base64.b32encode(digest).decode().rstrip("=")
     payload = _b64(json.dumps(body, separators=(",", ":")).encode())
     signature = signer.sign(f"{_HEADER}.{payload}".encode())
     return f"{_HEADER}.{payload}.{_b64(signature)}"
@@ -157,8 +158,8 @@ class Signer:
         """A user's `.creds` text; `ttl` seconds until nats-server refuses it (and drops its connections).
         `user_seed` renews an existing user's JWT (see new_user_seed); by default the user is new."""
         user = _key(user_seed) if user_seed else _new_key(nkeys.PREFIX_BYTE_USER)
-        nats: dict = {"type": "user", "version": 2, "issuer_account": self.account, "subs": -1, "data": -1}
-        nats["payload"] = -1
+        nats: dict = {"type": "user", "version": 2, "issuer_account": self.account}
+        nats.update({k: _UNLIMITED for k in ("subs", "data", "payload")})
         if permissions is not None:
             nats.update(permissions.claims())
         claims: dict = {"sub": user.public_key.decode(), "name": name, "nats": nats}
@@ -268,9 +269,9 @@ class Authority:
     def account_jwts(self) -> dict[str, str]:
         """Public key -> JWT of the system account and of the fx account (JetStream enabled, no limits)."""
         op = _key(self.operator)
-        limits = {"subs": -1, "data": -1, "payload": -1, "imports": -1, "exports": -1, "wildcards": True}
-        limits.update({"conn": -1, "leaf": -1})
-        jetstream = {"mem_storage": _UNLIMITED, "disk_storage": _UNLIMITED, "streams": -1, "consumer": -1}
+        limits: dict = {k: _UNLIMITED for k in ("subs", "data", "payload", "imports", "exports", "conn", "leaf")}
+        limits["wildcards"] = True
+        jetstream = {k: _UNLIMITED for k in ("mem_storage", "disk_storage", "streams", "consumer")}
         accounts = {
             self.system_public: ("SYS", {"limits": limits}),
             self.account_public: (
