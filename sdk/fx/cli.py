@@ -19,11 +19,12 @@ from fx.client import Client
 from fx.errors import FunctionError, FxError, InputError
 from fx.models import FunctionInfo, PromoteSpec, VersionInfo, check_alias, check_split, check_sticky
 from fx.platform import Platform, PlatformError
+from fx.state_dir import StateDirError
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 _FUNCTION_LIST = TypeAdapter(list[FunctionInfo])
 _VERSION_LIST = TypeAdapter(list[VersionInfo])
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)?")  # fullmatch: "$" would pass a trailing newline
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
 
 
@@ -41,6 +42,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         who = f"{exc.function}: " if exc.function else ""
         _err(f"fx: {who}{exc}")
         return EXIT_BAD_INPUT if exc.status == 400 else EXIT_FAILED
+    except StateDirError as exc:  # in use by another fx up, read-only, full: the user picks another
+        _err(f"fx: {exc}")
+        return EXIT_BAD_INPUT
     except PlatformError as exc:
         _err(f"fx: {exc}")
         return EXIT_FAILED
@@ -345,7 +349,7 @@ def _sticky(args: argparse.Namespace) -> dict[str, str | None]:
 
 
 def _seconds(text: str) -> float:
-    match = _DURATION.match(text.strip())
+    match = _DURATION.fullmatch(text.strip())
     if not match:
         raise InputError(f"--interval {text!r} is not a duration such as 30s, 2m or 500ms")
     return float(match[1]) * _UNITS[match[2] or "s"]
