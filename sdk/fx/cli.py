@@ -24,7 +24,7 @@ from fx.state_dir import StateDirError
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 _FUNCTION_LIST = TypeAdapter(list[FunctionInfo])
 _VERSION_LIST = TypeAdapter(list[VersionInfo])
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)?")  # fullmatch: "$" would pass a trailing newline
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?\Z")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
 
 
@@ -349,7 +349,7 @@ def _sticky(args: argparse.Namespace) -> dict[str, str | None]:
 
 
 def _seconds(text: str) -> float:
-    match = _DURATION.fullmatch(text.strip())
+    match = _DURATION.match(text.strip())
     if not match:
         raise InputError(f"--interval {text!r} is not a duration such as 30s, 2m or 500ms")
     return float(match[1]) * _UNITS[match[2] or "s"]
