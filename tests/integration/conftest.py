@@ -43,6 +43,10 @@ class RunningPlatform:
     def token(self) -> str:
         return self._platform.token
 
+    @property
+    def nats_url(self) -> str:
+        return self._platform.nats_url
+
     def restart(self) -> None:
         self._platform.stop()
         self._platform.start()
