@@ -73,7 +73,13 @@ def handler(event: Any, context: Any) -> Report:
             report[name] = attack()
         except Exception as exc:  # a probe that crashes reports nothing: say what went wrong instead
             report[name] = {"blocked": False, "detail": f"probe error: {type(exc).__name__}: {exc}"}
-    report["_probe"] = {"seconds": round(time.monotonic() - started, 2), "uid": os.getuid(), "pid": os.getpid()}
+    count, lo, hi = listeners["scanned"]
+    report["_probe"] = {
+        "seconds": round(time.monotonic() - started, 2),
+        "uid": os.getuid(),
+        "loopback_ports_scanned": f"{count} ({lo}-{hi})",
+        "file_system_entries_seen": found["entries"][0],
+    }
     return report
 
 
@@ -154,10 +160,13 @@ def _walk(state_dir: str | None) -> dict[str, list[str]]:
                 found["zips"] += [str(here / f) for f in files if f.endswith(".zip")]
             if here.name == "msgs" and "jetstream" in here.parts:
                 found["nats_store"] += [str(here / f) for f in files[:3]]
-            for f in files:
+            for f in files:  # replica endpoints are <dir>/http.sock; other services' sockets are not the point
+                if f != "http.sock" and "fx" not in top:
+                    continue
                 with contextlib.suppress(OSError):
                     if stat.S_ISSOCK(os.lstat(here / f).st_mode):
                         found["sockets"].append(str(here / f))
+    found["entries"] = [str(entries)]
     return {k: list(dict.fromkeys(v)) for k, v in found.items()}
 
 
@@ -310,6 +319,7 @@ def _scan_loopback(ports: tuple[int, int] | None) -> dict[str, list[int]]:
     def probe(port: int) -> tuple[int, str] | None:
         if time.monotonic() > deadline:
             return None
+        scanned.append(port)
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.2) as s:
                 s.settimeout(0.3)
@@ -326,23 +336,31 @@ def _scan_loopback(ports: tuple[int, int] | None) -> dict[str, list[int]]:
         status, _ = _http("127.0.0.1", port, "POST", "/_fx/invoke", b"{not json", timeout=0.5)
         return port if status == 400 else None
 
+    scanned: list[int] = []
     found: dict[str, list[int]] = {"nats": [], "open": [], "http": []}
     with ThreadPoolExecutor(64) as pool:
         for hit in pool.map(probe, candidates):
             if hit:
                 found[hit[1]].append(hit[0])
         found["http"] = [p for p in pool.map(invoke, found["open"][:300]) if p]
+    found["scanned"] = [len(scanned), min(scanned, default=0), max(scanned, default=0)]
     return found
 
 
 def _http(host: str, port: int, method: str, path: str, body: bytes = b"", timeout: float = 1.0, tls: bool = False):
-    """(status, first bytes of the body), or (None, why) when nothing answered."""
+    """(status, first bytes of the body), or (None, why) when nothing answered. `port` 0: `host` is a Unix socket."""
     request = (
         f"{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
         f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
     ).encode() + body
     try:
-        with socket.create_connection((host, port), timeout=timeout) as raw:
+        if port:
+            raw = socket.create_connection((host, port), timeout=timeout)
+        else:
+            raw = socket.socket(socket.AF_UNIX)
+            raw.settimeout(timeout)
+            raw.connect(host)
+        with raw:
             sock = raw
             if tls:
                 ctx = ssl.create_default_context()
@@ -370,11 +388,8 @@ def _replicas(http_ports: list[int], sockets: list[str]) -> dict[str, Any]:
     own = os.environ.get("FX_LISTEN", "").removeprefix("unix:")
     reached = [f"127.0.0.1:{p}" for p in http_ports]
     for path in sockets[:200]:
-        if path == own:
-            continue
-        with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX) as s:
-            s.settimeout(CONNECT_S)
-            s.connect(path)
+        status, _ = (None, "") if path == own else _http(path, 0, "POST", "/_fx/invoke", b"{not json", CONNECT_S)
+        if status == 400:
             reached.append(f"unix:{path}")
     if reached:
         return _open(f"other endpoints accept it ({len(reached)}): {', '.join(reached[:5])}")
