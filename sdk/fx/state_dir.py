@@ -45,7 +45,8 @@ def acquire(state_dir: Path, role: str) -> int:
     """Lock `state_dir` for this process (and whoever inherits the returned fd), or raise StateDirError."""
     try:
         state_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(state_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        # O_NOFOLLOW: a planted symlink must not make fx truncate the file it points to.
+        fd = os.open(state_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
     except OSError as exc:
         raise unusable(state_dir, exc) from None
     try:

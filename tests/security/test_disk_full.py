@@ -93,6 +93,9 @@ def test_an_upload_to_a_full_disk_is_a_507_and_the_platform_serves_on(running, s
         acknowledged.append(r.json()["version"])
     assert r.status_code == 507 and r.json()["error"]["code"] == "InsufficientStorage", r.text
     assert str(small_disk) in r.json()["error"]["message"]
+    # The stream now keeps its write error: JetStream says so at once, and that is a 507 too.
+    r = api.put("/functions/kept", json={"name": "kept", "artifact": kept, "memory": 200})
+    assert r.status_code == 507 and "JetStream" in r.json()["error"]["message"], r.text
     assert [v["version"] for v in api.get("/functions/kept").json()["versions"]] == acknowledged
     assert httpx.get(f"{running.gateway_url}/function/kept", timeout=30).text == "kept"
     assert "new" not in [f["name"] for f in api.get("/functions").json()]

@@ -150,3 +150,15 @@ def test_a_valid_zone_still_deploys(api, digest, deployed):
     assert api.put("/functions/zoned", json=spec).status_code == 200
     assert api.delete("/functions/zoned").status_code == 204
     _unchanged(api, deployed)
+
+
+def test_the_gateway_matches_names_and_qualifiers_whole(running, deployed):
+    """The gateway parses no pattern: a name or qualifier is looked up as is, so a newline matches nothing."""
+    gateway = running.gateway_url
+    assert httpx.get(f"{gateway}/function/good", timeout=30).status_code == 200
+    for path in ("/function/good%0A", "/2015-03-31/functions/good%0A/invocations"):
+        r = httpx.post(f"{gateway}{path}", content=b"{}", timeout=30)
+        assert r.status_code == 404 and r.json()["error"]["code"] == "FunctionNotFound", (path, r.text)
+    for pinned in ("/function/good@1%0A", "/function/good@%241%0A"):
+        r = httpx.get(f"{gateway}{pinned}", timeout=30)
+        assert r.status_code == 404 and r.json()["error"]["code"] == "VersionNotFound", (pinned, r.text)

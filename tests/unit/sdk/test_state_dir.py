@@ -48,3 +48,13 @@ def test_an_fd_that_is_not_the_lock_file_is_not_trusted(tmp_path):
 def test_an_unusable_state_dir_is_one_line_with_the_fix(tmp_path, code, told):
     message = str(state_dir.unusable(tmp_path, OSError(code, os.strerror(code), str(tmp_path / "lock"))))
     assert told in message and str(tmp_path) in message and "--state-dir" in message and "\n" not in message
+
+
+def test_a_lock_file_planted_as_a_symlink_is_not_followed(tmp_path):
+    precious = tmp_path / "precious"
+    precious.write_text("keep me\n")
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "lock").symlink_to(precious)
+    with pytest.raises(StateDirError, match="cannot use the state dir"):
+        state_dir.acquire(tmp_path / "state", "fx up")
+    assert precious.read_text() == "keep me\n"
