@@ -4,8 +4,8 @@ Used by `fx up` and by the integration tests. The three processes run in their o
 process group, so a Ctrl-C in the terminal reaches only the launcher, which then stops
 them in reverse order (gateway first, so no request is routed to a stopping controller).
 Each also gets PR_SET_PDEATHSIG, so a launcher that is killed outright leaves no orphans.
-Call start() and stop() from the same thread: Linux ties PDEATHSIG to the starting thread.
 The state dir is locked (fx.state_dir) from start() until the last of nats-server and controller has exited.
+Call start() and stop() from the same thread: Linux ties PDEATHSIG to the starting thread.
 """
 
 from __future__ import annotations
@@ -89,17 +89,24 @@ class Platform:
             raise PlatformError("the platform is already running; stop() it first")
         self._lock_fd = state_lock.acquire(self.state_dir, "fx up")
         try:
-            try:
-                self.log_dir.mkdir(parents=True, exist_ok=True)
-                self._ensure_token()
-            except OSError as exc:
-                raise state_lock.unusable(self.state_dir, exc) from None
-            self._gateway_port = _free_port() if self.ports == "free" else self.gateway_port
-            if not _port_is_free(self._gateway_port):
-                raise PlatformError(
-                    f"port {self._gateway_port} on 127.0.0.1 is in use (another `fx up`?); stop it or pick --port"
-                )
-            self._nats_port, self._controller_port = _free_port(), _free_port()
+            self._start()
+        except OSError as exc:  # writing the state dir: read-only, full (a component failing is a PlatformError)
+            self.stop()
+            raise state_lock.unusable(self.state_dir, exc) from None
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self._ensure_token()
+        self._gateway_port = _free_port() if self.ports == "free" else self.gateway_port
+        if not _port_is_free(self._gateway_port):
+            raise PlatformError(
+                f"port {self._gateway_port} on 127.0.0.1 is in use (another `fx up`?); stop it or pick --port"
+            )
+        self._nats_port, self._controller_port = _free_port(), _free_port()
+        try:
             self._spawn(
                 "nats",
                 [

@@ -36,16 +36,16 @@ class RunningPlatform:
         return self._platform.gateway_url
 
     @property
+    def nats_url(self) -> str:
+        return self._platform.nats_url
+
+    @property
     def controller_url(self) -> str:
         return self._platform.controller_url
 
     @property
     def token(self) -> str:
         return self._platform.token
-
-    @property
-    def nats_url(self) -> str:
-        return self._platform.nats_url
 
     def restart(self) -> None:
         self._platform.stop()
