@@ -31,11 +31,13 @@ from fx import state_dir as state_lock
 READY_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
 LOG_TAIL_LINES = 20
-STATE_WRITERS = ("nats", "controller")  # the components that write the state dir
 
 
 class PlatformError(Exception):
     pass
+
+
+STATE_WRITERS = ("nats", "controller")  # the components that write the state dir, and so hold its lock
 
 
 @dataclass
