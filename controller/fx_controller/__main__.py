@@ -10,9 +10,9 @@ import signal
 import sys
 from collections.abc import Iterator
 
+import fx.state_dir as state_dir
 import uvicorn
 import uvloop
-from fx import state_dir
 
 from . import settings as settings_mod
 from .app import create_app
