@@ -35,6 +35,7 @@ CONNECT_S = 0.5
 SKIP = ("/proc", "/sys", "/dev", "/run/udev")
 SA_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"
 HEX = re.compile(r"^[0-9a-f]{64}\Z")
+RUNTIME_PARSE_ERROR = "InvalidRequestContentException"  # how fx's runtime answers a malformed invoke
 
 Report = dict[str, dict[str, Any]]
 
@@ -122,7 +123,10 @@ def _own_code_dir() -> Path:
 
 def _walk(state_dir: str | None) -> dict[str, list[str]]:
     """Known places, then a bounded walk of the visible file system for what the attacks want."""
-    home = Path.home()
+    try:
+        home = Path.home()
+    except RuntimeError:  # a sandboxed uid with no HOME and no passwd entry
+        home = Path("/root")
     found: dict[str, list[str]] = {
         "admin_token": [
             ".fx/admin-token",
@@ -333,8 +337,8 @@ def _scan_loopback(ports: tuple[int, int] | None) -> dict[str, list[int]]:
 
     def invoke(port: int) -> int | None:
         # Malformed: a runtime that takes unauthenticated invokes parses it and answers 400, invoking nothing.
-        status, _ = _http("127.0.0.1", port, "POST", "/_fx/invoke", b"{not json", timeout=0.5)
-        return port if status == 400 else None
+        status, body = _http("127.0.0.1", port, "POST", "/_fx/invoke", b"{not json", timeout=0.5)
+        return port if status == 400 and RUNTIME_PARSE_ERROR in body else None
 
     scanned: list[int] = []
     found: dict[str, list[int]] = {"nats": [], "open": [], "http": []}
@@ -388,8 +392,8 @@ def _replicas(http_ports: list[int], sockets: list[str]) -> dict[str, Any]:
     own = os.environ.get("FX_LISTEN", "").removeprefix("unix:")
     reached = [f"127.0.0.1:{p}" for p in http_ports]
     for path in sockets[:200]:
-        status, _ = (None, "") if path == own else _http(path, 0, "POST", "/_fx/invoke", b"{not json", CONNECT_S)
-        if status == 400:
+        status, body = (None, "") if path == own else _http(path, 0, "POST", "/_fx/invoke", b"{not json", CONNECT_S)
+        if status == 400 and RUNTIME_PARSE_ERROR in body:
             reached.append(f"unix:{path}")
     if reached:
         return _open(f"other endpoints accept it ({len(reached)}): {', '.join(reached[:5])}")
@@ -510,6 +514,9 @@ def _nats_anonymous(hints: dict[str, Any], nats_ports: list[int]) -> dict[str, A
             continue
         try:
             done = _nats_attempts(client)
+        except OSError as exc:  # the server hung up: what it allowed before that is not known
+            refused.append(f"{url}: closed the connection ({type(exc).__name__})")
+            continue
         finally:
             client.close()
         if done:
@@ -536,6 +543,8 @@ def _nats_own_credentials() -> dict[str, Any]:
         return _not_tried("the nkeys package is not importable here (add nkeys to requirements.txt)")
     try:
         done = _nats_attempts(client)
+    except OSError as exc:
+        return _blocked(f"{url} closed the connection of its own credentials ({type(exc).__name__})")
     finally:
         client.close()
     if done:
