@@ -51,6 +51,7 @@ def handler(event: Any, context: Any) -> Report:
         ("read_cli_config", lambda: _read_any(found["cli_config"], "CLI config")),
         ("read_other_functions_code", lambda: _read_other_code(found["code_dirs"], found["zips"])),
         ("read_nats_store", lambda: _read_any(found["nats_store"], "JetStream store file")),
+        ("read_platform_nats_credentials", lambda: _read_any(found["nats_creds"], "NATS credentials file")),
         ("read_proc_environ", _read_proc_environ),
         ("signal_other_process", _signal_others),
         ("write_own_code", _write_own_code),
@@ -138,6 +139,7 @@ def _walk(state_dir: str | None) -> dict[str, list[str]]:
         "code_dirs": [],
         "zips": [],
         "nats_store": [],
+        "nats_creds": [],
         "sockets": [],
     }
     if os.environ.get("FX_CONFIG"):
@@ -162,6 +164,10 @@ def _walk(state_dir: str | None) -> dict[str, list[str]]:
                 found["code_dirs"] += [str(here / d) for d in dirs if HEX.match(d)]
             if here.name == "artifacts":
                 found["zips"] += [str(here / f) for f in files if f.endswith(".zip")]
+            own_creds = os.environ.get("FX_NATS_CREDS")
+            found["nats_creds"] += [
+                str(here / f) for f in files if f.endswith((".creds", ".nk")) and str(here / f) != own_creds
+            ]
             if here.name == "msgs" and "jetstream" in here.parts:
                 found["nats_store"] += [str(here / f) for f in files[:3]]
             for f in files:  # replica endpoints are <dir>/http.sock; other services' sockets are not the point
