@@ -8,8 +8,9 @@ removing one empty file, whether its code dir is writable); it "signals" with si
 nothing; it reads no more than it needs to say whether a read succeeded. The whole probe takes under 20 s.
 
 Hints it takes from its environment (fx.yaml `env`) or from the invoke event (same names, lower-case
-without PROBE_): PROBE_STATE_DIR (the platform's state dir), PROBE_NATS_URLS (comma-separated), PROBE_POOL_IPS
-(warm-pool pod IPs), PROBE_NODE_IP, PROBE_PORTS (loopback port range to scan, e.g. "1024-65535").
+without PROBE_): PROBE_STATE_DIR (the platform's state dir), PROBE_CONTROLLER (the controller's Service name),
+PROBE_NATS_URLS, PROBE_POOL_IPS (warm-pool pod IPs), PROBE_NODE_IP, PROBE_PORTS (loopback port range to scan,
+e.g. "1024-65535").
 """
 
 from __future__ import annotations
@@ -62,8 +63,8 @@ def handler(event: Any, context: Any) -> Report:
         ("nats_own_credentials", _nats_own_credentials),
         ("kubernetes_api", _kubernetes_api),
         ("kubelet", lambda: _kubelet(hints)),
-        ("controller_admin_port", lambda: _http_reachable("fx-controller", 8081, "/system/health")),
-        ("controller_artifact_port", _artifact_port),
+        ("controller_admin_port", lambda: _http_reachable(hints["controller"], 8081, "/system/health")),
+        ("controller_artifact_port", lambda: _artifact_port(hints["controller"])),
         ("service_account_token", lambda: _read_any([SA_TOKEN], "service account token")),
         ("pool_specialize", lambda: _pool_specialize(hints)),
     ]
@@ -111,6 +112,7 @@ def _hints(event: dict[str, Any]) -> dict[str, Any]:
         "nats_urls": [u.strip() for u in (hint("NATS_URLS") or "").split(",") if u.strip()],
         "pool_ips": [ip.strip() for ip in (hint("POOL_IPS") or "").split(",") if ip.strip()],
         "node_ip": hint("NODE_IP"),
+        "controller": hint("CONTROLLER") or "fx-controller",  # the chart's <release>-controller Service
         "ports": (int(lo), int(hi)) if lo.isdigit() and hi.isdigit() else None,
     }
 
@@ -594,11 +596,12 @@ def _default_gateway() -> str | None:
     return None
 
 
-def _artifact_port() -> dict[str, Any]:
-    url = os.environ.get("FX_ARTIFACT_URL", "")
-    host = url.split("://")[-1].split("/")[0].split(":")[0] or "fx-controller"
+def _artifact_port(controller: str) -> dict[str, Any]:
+    """The artifact server, where FX_ARTIFACT_URL says (if the function was told) or on the controller."""
+    address = os.environ.get("FX_ARTIFACT_URL", "").split("://")[-1].split("/")[0]
+    host, _, port = address.rpartition(":") if ":" in address else (address, "", "")
     other = "sha256-" + "0" * 64 + ".zip"  # another digest than its own
-    return _http_reachable(host, 8082, f"/artifacts/{other}")
+    return _http_reachable(host or controller, int(port) if port.isdigit() else 8082, f"/artifacts/{other}")
 
 
 def _pool_specialize(hints: dict[str, Any]) -> dict[str, Any]:
