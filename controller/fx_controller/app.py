@@ -58,7 +58,7 @@ def create_app(controller: Controller, token: str) -> FastAPI:
         docs_url="/system/docs",
         redoc_url=None,
     )
-    errors.install(app)
+    errors.install(app, controller.settings.state_dir)
 
     @app.get("/system/health", tags=["health"])
     async def health() -> dict[str, str]:
