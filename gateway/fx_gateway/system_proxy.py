@@ -32,8 +32,12 @@ class SystemProxy(asyncio.Protocol):
         method: bytes,
         url: bytes,
         headers: list[tuple[bytes, bytes]],
+        limit: int,
     ) -> None:
         self.client = client
+        self.limit = limit  # body bytes forwarded at most (a Content-Length over it was refused before)
+        self.size = 0
+        self.relayed = False
         self.keep_alive = False
         self.upstream: asyncio.Transport | None = None
         self.closed = False
@@ -72,6 +76,7 @@ class SystemProxy(asyncio.Protocol):
         self.client.resume_reading()
 
     def data_received(self, data: bytes) -> None:
+        self.relayed = True
         self.client.write(data)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -86,6 +91,15 @@ class SystemProxy(asyncio.Protocol):
     # --- the caller side ---
 
     def feed(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        if self.size > self.limit:  # a chunked body that outgrew the limit: the controller gets no more of it
+            if self.relayed:  # the controller answered already (e.g. 401); its answer is cut with the connection
+                self.client_gone()
+                self.client.abort()
+            else:
+                message = f"/system request bodies are limited to {self.limit} bytes"
+                self.client.refuse(responses.error(413, "RequestTooLarge", message, close=True))
+            return
         if self.chunked:
             chunk = b"%x\r\n%s\r\n" % (len(chunk), chunk)
         if self.upstream is None:

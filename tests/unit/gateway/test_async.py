@@ -64,8 +64,9 @@ class _Request:
 
 @pytest.fixture
 async def platform(nats_server, gateway):
-    """(gateway, nats client) with fast retries; the gateway follows the real NATS."""
-    gw = await gateway(async_backoff=0.05, async_retries=2, hold_timeout=2.0)
+    """(gateway, nats client) with fast retries; the gateway follows the real NATS. Results may be published
+    to results.* (no subject is allowed by default)."""
+    gw = await gateway(async_backoff=0.05, async_retries=2, hold_timeout=2.0, callback_subjects=("results.>",))
     link = NatsLink(gw.gateway, nats_server, "gw-test")
     await link.start()
     await wait_for(link.healthy)
