@@ -9,13 +9,17 @@ import nats
 import pytest
 from fx.protocol import (
     ASYNC_CALL_ID,
+    ASYNC_CALLBACK_SUBJECT,
+    ASYNC_CALLBACK_URL,
     DEAD_ATTEMPTS,
     DEAD_ERROR,
     DEAD_STATUS,
     STREAM_ASYNC,
     SUBJECT_ACTIVATE,
     ActivationReply,
+    async_subject,
 )
+from fx_gateway.async_accept import stored_headers
 from fx_gateway.nats_link import NatsLink
 
 from tests.unit.gateway.conftest import table
@@ -209,3 +213,20 @@ async def test_bad_async_calls_are_refused_before_anything_is_stored(platform):
     assert big.status_code == 413 and "async call" in big.json()["error"]["message"]
     info = await nc.jetstream().stream_info(STREAM_ASYNC)
     assert info.state.messages == 0
+
+
+async def test_a_stored_call_is_called_back_only_where_the_policy_allows_at_delivery_too(platform, replicas):
+    """A call stored without passing this gateway's accept check (an older gateway, another writer) is run,
+    but its result goes nowhere the policy refuses."""
+    gw, nc = platform
+    replica = await replicas()
+    gw.gateway.apply(table(versions={"1": [replica.endpoint]}))
+    routes = await nc.subscribe("$KV.fx_routes.>")
+    _, headers = stored_headers("hello", "", b"POST", b"/_fx/invoke", {}, b"", b"127.0.0.1")
+    headers[ASYNC_CALLBACK_SUBJECT] = "$KV.fx_routes.hello"
+    headers[ASYNC_CALLBACK_URL] = "http://169.254.169.254/latest/meta-data/"
+    await nc.jetstream().publish(async_subject("hello"), b"{}", headers=headers)
+    await wait_for(lambda: gw.gateway.async_stats.callbacks.get("failed") == 2)
+    assert len(replica.seen) == 1  # the call itself ran
+    with pytest.raises(nats.errors.TimeoutError):
+        await routes.next_msg(timeout=0.5)  # nothing was published to the route table
