@@ -9,7 +9,7 @@ import sys
 
 import uvloop
 
-from fx_gateway.app import Gateway
+from fx_gateway.app import Gateway, MetricsSide
 from fx_gateway.config import Settings, parse
 from fx_gateway.nats_link import NatsLink
 from fx_gateway.server import ClientConnection
@@ -27,10 +27,17 @@ async def serve(settings: Settings) -> None:
     link = NatsLink(gateway, settings.nats_url, settings.gateway_id)
     server = await loop.create_server(lambda: ClientConnection(gateway), settings.host, settings.port, backlog=2048)
     log.info("listening on http://%s:%d (gateway id %s)", settings.host, settings.port, settings.gateway_id)
+    servers = [server]
+    if settings.metrics_port:
+        metrics = MetricsSide(gateway)
+        host, port = settings.metrics_host, settings.metrics_port
+        servers.append(await loop.create_server(lambda: ClientConnection(metrics), host, port))  # type: ignore[arg-type]
+        log.info("serving /metrics on http://%s:%d only", host, port)
     tasks = [spawn(link.start()), spawn(gateway.backstop())]
     await stop.wait()
     log.info("stopping: no new connections, finishing in-flight requests (up to %g s)", settings.drain_timeout)
-    server.close()
+    for listener in servers:
+        listener.close()
     await gateway.drain(settings.drain_timeout)
     for task in tasks:
         task.cancel()

@@ -92,6 +92,28 @@ class Answer:
         pass
 
 
+class MetricsSide:
+    """The gateway as a connection to --metrics-listen sees it: /metrics and /healthz, nothing else. Its
+    connections are counted, capped and swept with the others."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+        self.settings = gateway.settings
+        self.connections = gateway.connections
+
+    @property
+    def draining(self) -> bool:
+        return self.gateway.draining
+
+    def open(self, client: ClientConnection, method: bytes, url: bytes, headers: list[tuple[bytes, bytes]]) -> Answer:
+        path = url.partition(b"?")[0]
+        if path == b"/metrics":
+            return Answer(client, self.gateway._metrics)
+        if path == b"/healthz":
+            return Answer(client, self.gateway._health)
+        return Answer(client, responses.not_found(path.decode("latin-1")))
+
+
 async def _no_store(function: str, body: bytes, headers: dict[str, str]) -> None:
     raise StoreUnavailable("not connected to NATS yet")
 
@@ -200,7 +222,7 @@ class Gateway:
                 message = f"/system request bodies are limited to {limit} bytes"
                 return client.refuse(responses.error(413, "RequestTooLarge", message, close=True))
             return SystemProxy(client, settings.controller_host, settings.controller_port, method, url, headers, limit)
-        if path == b"/metrics":
+        if path == b"/metrics" and not self.settings.metrics_port:
             return Answer(client, self._metrics)
         if path == b"/healthz":
             return Answer(client, self._health)

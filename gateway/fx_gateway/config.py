@@ -40,6 +40,8 @@ class Settings:
     idle_timeout: float = 75.0  # seconds a keep-alive connection may wait for its next request
     max_connections: int = 4096  # caller connections at once; more are answered 503 and closed
     system_max_bytes: int = 266 * 1024 * 1024  # body of a /system call forwarded to the controller
+    metrics_host: str = ""  # with metrics_port: /metrics is served there only, not on the main listener
+    metrics_port: int = 0
     max_revision_skew: float = 60.0  # seconds a route table's revision (ns of the controller's clock) may lead ours
     # callbacks of async calls: where results may be sent
     callback_hosts: tuple[str, ...] = ("127.0.0.0/8", "::1")  # X-Callback-Url: CIDRs, IPs, names, each [:port]
@@ -192,6 +194,12 @@ def parse(argv: list[str] | None = None) -> Settings:
     ):
         limits.add_argument(flag, type=kind, default=kind(env(env_name, default)), help=f"{meaning} [{env_name}]")
     p.add_argument(
+        "--metrics-listen",
+        default=env("FX_METRICS_LISTEN", ""),
+        help="host:port serving /metrics (and /healthz) instead of the main listener, which then answers"
+        " /metrics 404; empty: /metrics on the main listener [FX_METRICS_LISTEN]",
+    )
+    p.add_argument(
         "--callback-hosts",
         default=env("FX_CALLBACK_HOSTS", ",".join(Settings.callback_hosts)),
         help="comma-separated CIDRs, IPs and host names (.example.com: any subdomain), each optionally :PORT,"
@@ -205,6 +213,7 @@ def parse(argv: list[str] | None = None) -> Settings:
     )
     args = p.parse_args(argv)
     host, port = _host_port(args.listen, 8080)
+    metrics_host, metrics_port = _host_port(args.metrics_listen, 0) if args.metrics_listen else ("", 0)
     controller = urlsplit(args.controller)
     if controller.scheme != "http" or not controller.hostname:
         p.error(f"--controller {args.controller!r}: expected http://host:port")
@@ -234,6 +243,8 @@ def parse(argv: list[str] | None = None) -> Settings:
         idle_timeout=args.idle_timeout,
         max_connections=args.max_connections,
         system_max_bytes=args.system_max_bytes,
+        metrics_host=metrics_host,
+        metrics_port=metrics_port,
         max_revision_skew=args.max_revision_skew,
         callback_hosts=_list(args.callback_hosts),
         callback_subjects=_list(args.callback_subjects),

@@ -233,6 +233,10 @@ def test_gateway_limits_and_callback_allow_lists_reach_its_environment() -> None
     assert env["FX_HEADER_TIMEOUT"] == "10" and env["FX_BODY_TIMEOUT"] == "30" and env["FX_IDLE_TIMEOUT"] == "75"
     assert env["FX_SYSTEM_MAX_BYTES"] == "278921216" and env["FX_MAX_REVISION_SKEW"] == "60"
     assert env["FX_CALLBACK_HOSTS"] == "" and env["FX_CALLBACK_SUBJECTS"] == ""  # nowhere, unless allowed
+    assert env["FX_METRICS_LISTEN"] == "0.0.0.0:9090"  # not on the Service's port
+    service = named(render(), "Service", "-gateway")
+    assert [p["name"] for p in service["spec"]["ports"]] == ["http"]
+    assert "FX_METRICS_LISTEN" not in gateway_env("gateway.metricsPort=null")
     env = gateway_env(
         "gateway.limits.maxHeaders=50",
         "gateway.callbacks.hosts={10.0.0.0/8,hooks.example.com:443}",
