@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import time
+import weakref
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -16,9 +17,13 @@ def connect(url: str, timeout: float = 10.0) -> socket.socket:
     return socket.create_connection((parts.hostname, parts.port), timeout=timeout)
 
 
+# Bytes read past an answer: the start of the next one on that socket.
+_unread: weakref.WeakKeyDictionary[socket.socket, bytes] = weakref.WeakKeyDictionary()
+
+
 def read_answer(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
     """(status, headers by lower-case name, body) of the next answer; its body framed by Content-Length."""
-    data = b""
+    data = _unread.pop(sock, b"")
     while b"\r\n\r\n" not in data:
         chunk = sock.recv(65536)
         assert chunk, f"the connection closed without an answer: {data!r}"
@@ -31,6 +36,8 @@ def read_answer(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
         chunk = sock.recv(65536)
         assert chunk, "the connection closed in the middle of the answer"
         body += chunk
+    if len(body) > length:
+        _unread[sock] = body[length:]
     return int(lines[0].split()[1]), headers, body[:length]
 
 

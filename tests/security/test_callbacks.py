@@ -58,15 +58,9 @@ def bystander():
 
 
 @pytest.fixture
-def open_platform(tmp_path, monkeypatch, callback_server):
+def open_platform(platform_with, callback_server) -> RunningPlatform:
     """An operator who allows every subject that is not fx's, and one callback host:port."""
-    monkeypatch.setenv("FX_CALLBACK_SUBJECTS", ">")
-    monkeypatch.setenv("FX_CALLBACK_HOSTS", f"127.0.0.1:{callback_server.server_address[1]}")
-    running = RunningPlatform(tmp_path / "state", tmp_path / "fx-config.json")
-    try:
-        yield running
-    finally:
-        running.stop()
+    return platform_with(FX_CALLBACK_SUBJECTS=">", FX_CALLBACK_HOSTS=f"127.0.0.1:{callback_server.server_address[1]}")
 
 
 def deploy(platform: RunningPlatform, make_function, name: str, says: str) -> str:

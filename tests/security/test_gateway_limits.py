@@ -25,17 +25,9 @@ MIB = 1024 * 1024
 
 
 @pytest.fixture
-def quick_platform(tmp_path, monkeypatch):
+def quick_platform(platform_with) -> RunningPlatform:
     """The platform with timeouts short enough for a test (the defaults are 10, 30 and 75 s)."""
-    monkeypatch.setenv("FX_HEADER_TIMEOUT", "1")
-    monkeypatch.setenv("FX_BODY_TIMEOUT", "1")
-    monkeypatch.setenv("FX_IDLE_TIMEOUT", "2")
-    monkeypatch.setenv("FX_MAX_CONNECTIONS", "40")
-    running = RunningPlatform(tmp_path / "state", tmp_path / "fx-config.json")
-    try:
-        yield running
-    finally:
-        running.stop()
+    return platform_with(FX_HEADER_TIMEOUT="1", FX_BODY_TIMEOUT="1", FX_IDLE_TIMEOUT="2", FX_MAX_CONNECTIONS="40")
 
 
 @pytest.fixture

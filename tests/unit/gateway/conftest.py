@@ -147,6 +147,25 @@ def table(
     )
 
 
+class Message:
+    """httptools callbacks collecting one HTTP request or response; `status` is the caller's to set."""
+
+    def __init__(self) -> None:
+        self.status = 0
+        self.headers: dict[str, str] = {}  # lower-case names
+        self.body = b""
+        self.complete = False
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers[name.decode().lower()] = value.decode()
+
+    def on_body(self, body: bytes) -> None:
+        self.body += body
+
+    def on_message_complete(self) -> None:
+        self.complete = True
+
+
 class FakeActivator:
     """Answers activation requests the way a test says, recording them."""
 

@@ -22,7 +22,7 @@ from fx.protocol import (
 from fx_gateway.async_accept import stored_headers
 from fx_gateway.nats_link import NatsLink
 
-from tests.unit.gateway.conftest import table
+from tests.unit.gateway.conftest import Message, table
 from tests.unit.gateway.test_nats import wait_for
 
 
@@ -37,7 +37,7 @@ class CallbackServer:
         return f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}/done"
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        request = _Request()
+        request = Message()
         parser = httptools.HttpRequestParser(request)
         while not request.complete:
             data = await reader.read(65536)
@@ -48,22 +48,6 @@ class CallbackServer:
         writer.write(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
         await writer.drain()
         writer.close()
-
-
-class _Request:
-    def __init__(self) -> None:
-        self.headers: dict[str, str] = {}
-        self.body = b""
-        self.complete = False
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers[name.decode().lower()] = value.decode()
-
-    def on_body(self, body: bytes) -> None:
-        self.body += body
-
-    def on_message_complete(self) -> None:
-        self.complete = True
 
 
 @pytest.fixture

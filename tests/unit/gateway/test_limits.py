@@ -11,24 +11,7 @@ from urllib.parse import urlsplit
 
 import httptools
 
-from tests.unit.gateway.conftest import table
-
-
-class Answer:
-    def __init__(self) -> None:
-        self.status = 0
-        self.headers: dict[str, str] = {}
-        self.body = b""
-        self.complete = False
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers[name.decode().lower()] = value.decode()
-
-    def on_body(self, body: bytes) -> None:
-        self.body += body
-
-    def on_message_complete(self) -> None:
-        self.complete = True
+from tests.unit.gateway.conftest import Message, table
 
 
 class Raw:
@@ -37,7 +20,7 @@ class Raw:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader, self.writer = reader, writer
         self.parser: httptools.HttpResponseParser | None = None
-        self.answer = Answer()
+        self.answer = Message()
 
     @classmethod
     async def open(cls, url: str) -> Raw:
@@ -48,9 +31,9 @@ class Raw:
         self.writer.write(data)
         await self.writer.drain()
 
-    async def response(self, timeout: float = 5.0) -> Answer:
+    async def response(self, timeout: float = 5.0) -> Message:
         """The next answer on the connection (the test fails if none comes)."""
-        self.answer = answer = Answer()
+        self.answer = answer = Message()
         self.parser = httptools.HttpResponseParser(answer)
         async with asyncio.timeout(timeout):
             while not answer.complete:
