@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import resource
 import signal
 import sys
 
@@ -18,11 +19,26 @@ from fx_gateway.tasks import spawn
 log = logging.getLogger("fx_gateway")
 
 
+def _raise_fd_limit(connections: int) -> None:
+    """Room for --max-connections callers and a replica connection each, so the cap is what refuses a caller
+    (with a 503), not accept(2) failing with EMFILE."""
+    want = 2 * connections + 256
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < want:
+        soft = want if hard == resource.RLIM_INFINITY else min(want, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    if soft < want:
+        log.warning(
+            "open files limited to %d: fewer than --max-connections %d callers can be served", soft, connections
+        )
+
+
 async def serve(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    _raise_fd_limit(settings.max_connections)
     gateway = Gateway(settings, activator=None)  # type: ignore[arg-type]  # NatsLink supplies it
     link = NatsLink(gateway, settings.nats_url, settings.gateway_id)
     server = await loop.create_server(lambda: ClientConnection(gateway), settings.host, settings.port, backlog=2048)
