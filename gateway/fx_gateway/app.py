@@ -106,12 +106,7 @@ class MetricsSide:
         return self.gateway.draining
 
     def open(self, client: ClientConnection, method: bytes, url: bytes, headers: list[tuple[bytes, bytes]]) -> Answer:
-        path = url.partition(b"?")[0]
-        if path == b"/metrics":
-            return Answer(client, self.gateway._metrics)
-        if path == b"/healthz":
-            return Answer(client, self.gateway._health)
-        return Answer(client, responses.not_found(path.decode("latin-1")))
+        return self.gateway.own(client, url.partition(b"?")[0], metrics=True)
 
 
 async def _no_store(function: str, body: bytes, headers: dict[str, str]) -> None:
@@ -222,7 +217,11 @@ class Gateway:
                 message = f"/system request bodies are limited to {limit} bytes"
                 return client.refuse(responses.error(413, "RequestTooLarge", message, close=True))
             return SystemProxy(client, settings.controller_host, settings.controller_port, method, url, headers, limit)
-        if path == b"/metrics" and not self.settings.metrics_port:
+        return self.own(client, path, metrics=not self.settings.metrics_port)
+
+    def own(self, client: ClientConnection, path: bytes, metrics: bool) -> Answer:
+        """/healthz, /metrics when `metrics` (not on --metrics-listen elsewhere), or the 404 for any other path."""
+        if path == b"/metrics" and metrics:
             return Answer(client, self._metrics)
         if path == b"/healthz":
             return Answer(client, self._health)
@@ -271,14 +270,14 @@ class Gateway:
         kept: bytes,
         lambda_style: bool,
     ) -> AsyncAccept | None:
-        call_id, stored = stored_headers(routes.name, qualifier, method, target, seen, kept, client.peer)
         limit = min(routes.max_request_bytes, self.settings.max_request_bytes, self.settings.async_max_bytes)
         length = seen.get(b"content-length")
         if length is not None and int(length) > limit:
             return client.refuse(too_large(routes.name, limit))
         problem = self.callbacks.refusal(seen)
-        if problem is not None:
+        if problem is not None:  # refused now, so nothing is stored that could not be delivered
             return client.refuse(responses.error(400, "InvalidCallback", problem, routes.name, close=True))
+        call_id, stored = stored_headers(routes.name, qualifier, method, target, seen, kept, client.peer)
         return AsyncAccept(client, self.enqueue, routes.name, call_id, stored, limit, lambda_style)
 
     def _invoke(self, client: ClientConnection, name_bytes: bytes, query: bytes, headers):
