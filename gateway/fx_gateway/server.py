@@ -274,6 +274,8 @@ class ClientConnection(asyncio.Protocol):
                 self.active = None
             call.client_gone()
         self.phase, self.since = LINGER, _now()
+        if self.paused:  # what the caller still sends is read and dropped: the linger's close must not reset
+            self.resume_reading()
         if self.active is None:
             self._last(answer)
         else:
@@ -286,6 +288,15 @@ class ClientConnection(asyncio.Protocol):
             transport.write(answer)  # type: ignore[union-attr]
             if transport.can_write_eof():  # type: ignore[union-attr]
                 transport.write_eof()  # type: ignore[union-attr]
+
+    def end(self) -> None:
+        """Close after an answer relayed as is (/system): at once if the request was read to its end, else after
+        the linger, reading and dropping the rest, since closing with unread input would reset the connection
+        and lose the answer with it (the controller refuses a body it will not read, e.g. without a token)."""
+        if self.call is None:
+            self.close()
+        else:
+            self.refuse(b"")
 
     def close(self) -> None:
         if not self.closed:
