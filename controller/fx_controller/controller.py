@@ -12,10 +12,13 @@ from datetime import UTC, datetime
 
 import nats
 import nats.js.errors
+from fx import async_streams
 from fx.models import DeployResult, FunctionInfo, FunctionSpec, VersionInfo
+from fx.nats_auth import Signer
 from fx.protocol import (
     KV_FUNCTIONS,
     KV_ROUTES,
+    KV_SECRETS,
     OBJ_ARTIFACTS,
     SUBJECT_ACTIVATE,
     SUBJECT_LOAD,
@@ -26,6 +29,7 @@ from fx.protocol import (
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
+from . import nats_connect
 from .activator import Activator
 from .artifacts import Artifacts
 from .autoscaler import Autoscaler
@@ -33,12 +37,15 @@ from .backends.base import Backend
 from .backends.local import LocalBackend
 from .errors import ApiError, not_found
 from .fleet import Fleet
+from .function_nats import FunctionCreds
 from .load import LoadBook
 from .metrics import Metrics
 from .nats_buckets import open_kv, open_object_store
 from .reconciler import Reconciler
 from .releases import Releases
 from .routes import RoutePublisher
+from .secret_store import SecretStore
+from .secrets_admin import Secrets
 from .settings import Settings
 from .store import FunctionRecord, FunctionStore, VersionRecord
 
@@ -48,7 +55,9 @@ BackendFactory = Callable[[Settings, Artifacts], Backend]
 
 
 def local_backend(settings: Settings, artifacts: Artifacts) -> Backend:
-    return LocalBackend(settings.state_dir, artifacts, nats_url=settings.nats_url)
+    signer = Signer.load(settings.nats_auth_dir) if settings.nats_auth_dir else None
+    creds = FunctionCreds(settings.state_dir / "fn", settings.nats_url, signer, settings.nats_creds_ttl)
+    return LocalBackend(settings.state_dir, artifacts, nats=creds)
 
 
 class Controller:
@@ -64,20 +73,24 @@ class Controller:
 
     async def start(self) -> None:
         s = self.settings
-        self._nc = await nats.connect(s.nats_url, name="fx-controller", max_reconnect_attempts=-1)
+        self._nc = await nats_connect.connect(s.nats_url, s.nats_creds, "fx-controller")
         js = self._nc.jetstream()
+        await async_streams.ensure(js)  # the gateways' NATS users may not create streams
         self.store = FunctionStore(await open_kv(js, KV_FUNCTIONS))
         routes_kv = await open_kv(js, KV_ROUTES)
         self.artifacts = Artifacts(
             s.state_dir / "artifacts", await open_object_store(js, OBJ_ARTIFACTS), s.max_unzipped_bytes
         )
         self.backend = self._backend_factory(s, self.artifacts)
+        secret_store = SecretStore(await open_kv(js, KV_SECRETS))
+        self.secrets = Secrets(secret_store, self.store, self._lock, self.backend.secret_mirror, s.max_secret_bytes)
         self.fleet = Fleet(
             self.backend,
             self.metrics,
             self._publish,
             drain_delay=s.drain_delay,
             init_timeout=s.init_timeout,
+            secret_env=self.secrets.env,
         )
         self.routes = RoutePublisher(routes_kv, self.store, self.fleet)
         self.activator = Activator(self.store, self.fleet, self.load, self.metrics)
@@ -85,7 +98,9 @@ class Controller:
         self.releases = Releases(self.store, self.routes, self.fleet, self.load, self._lock, s.keep_warm)
 
         await self.store.load()
+        await secret_store.load()
         await self.backend.open(self.fleet.on_event)
+        await self.secrets.open()
         # Replicas of a previous run died with it: every table starts with no endpoints.
         for record in self.store.all():
             await self.routes.publish(record.name)
@@ -202,6 +217,11 @@ class Controller:
             self.metrics.deploys.labels("rejected").inc()
             raise
         async with self._lock:
+            try:  # under the lock: no secret goes away between this check and the write
+                self.secrets.check_refs(name, spec)
+            except ApiError:
+                self.metrics.deploys.labels("rejected").inc()
+                raise
             record = self.store.get(name)
             if record and record.latest.spec == spec:
                 self.metrics.deploys.labels("unchanged").inc()

@@ -11,6 +11,9 @@ from pathlib import Path
 @dataclass
 class Settings:
     nats_url: str = "nats://127.0.0.1:4222"
+    nats_creds: Path | None = None  # the controller's own NATS user; None: NATS without auth
+    nats_auth_dir: Path | None = None  # holds the fx account's signing key, to mint functions' NATS users
+    nats_creds_ttl: float = 3600.0  # seconds a function's NATS credentials are valid (renewed while it runs)
     host: str = "127.0.0.1"
     port: int = 8081
     state_dir: Path = Path(".fx")
@@ -19,6 +22,7 @@ class Settings:
     backend: str = "local"
     drain_delay: float = 1.0  # seconds between unpublishing a replica and SIGTERM
     max_unzipped_mb: int = 250
+    max_secret_bytes: int = 65536  # keys and values of one secret (AWS Secrets Manager's limit is 64 KB too)
     stable_window: float = 10.0  # seconds of history a scale-down must respect
     init_timeout: float = 30.0  # a replica not ready by then is stopped and reported failed
     keep_warm: float = 300.0  # seconds a version keeps its replicas after losing traffic, for instant rollback
@@ -43,6 +47,20 @@ def parse(argv: list[str] | None = None, environ: dict[str, str] | None = None) 
     p = argparse.ArgumentParser(prog="fx-controller", description="fx control plane: admin API, autoscaler, replicas")
     p.add_argument("--nats", default=env.get("FX_NATS_URL", Settings.nats_url), help="NATS URL [FX_NATS_URL]")
     p.add_argument(
+        "--nats-creds", default=env.get("FX_NATS_CREDS"), help="the controller's NATS .creds file [FX_NATS_CREDS]"
+    )
+    p.add_argument(
+        "--nats-auth-dir",
+        default=env.get("FX_NATS_AUTH_DIR"),
+        help="directory with fx-account.pub and fx-signing.nk, to mint functions' NATS users [FX_NATS_AUTH_DIR]",
+    )
+    p.add_argument(
+        "--nats-creds-ttl",
+        type=float,
+        default=float(env.get("FX_NATS_CREDS_TTL", Settings.nats_creds_ttl)),
+        help="seconds a function's NATS credentials are valid; renewed while it runs [FX_NATS_CREDS_TTL]",
+    )
+    p.add_argument(
         "--listen", default=env.get("FX_LISTEN", f"{Settings.host}:{Settings.port}"), help="host:port [FX_LISTEN]"
     )
     p.add_argument("--state-dir", default=env.get("FX_STATE_DIR", str(Settings.state_dir)), help="[FX_STATE_DIR]")
@@ -55,6 +73,12 @@ def parse(argv: list[str] | None = None, environ: dict[str, str] | None = None) 
     )
     p.add_argument("--drain-delay", type=float, default=float(env.get("FX_DRAIN_DELAY", Settings.drain_delay)))
     p.add_argument("--max-unzipped-mb", type=int, default=int(env.get("FX_MAX_UNZIPPED_MB", Settings.max_unzipped_mb)))
+    p.add_argument(
+        "--max-secret-bytes",
+        type=int,
+        default=int(env.get("FX_MAX_SECRET_BYTES", Settings.max_secret_bytes)),
+        help="bytes of keys and values one secret may hold [FX_MAX_SECRET_BYTES]",
+    )
     p.add_argument("--stable-window", type=float, default=float(env.get("FX_STABLE_WINDOW", Settings.stable_window)))
     p.add_argument("--init-timeout", type=float, default=float(env.get("FX_INIT_TIMEOUT", Settings.init_timeout)))
     p.add_argument(
@@ -86,6 +110,9 @@ def parse(argv: list[str] | None = None, environ: dict[str, str] | None = None) 
     state_dir = Path(a.state_dir)
     return Settings(
         nats_url=a.nats,
+        nats_creds=Path(a.nats_creds) if a.nats_creds else None,
+        nats_auth_dir=Path(a.nats_auth_dir) if a.nats_auth_dir else None,
+        nats_creds_ttl=a.nats_creds_ttl,
         host=host,
         port=port,
         state_dir=state_dir,
@@ -94,6 +121,7 @@ def parse(argv: list[str] | None = None, environ: dict[str, str] | None = None) 
         backend=a.backend,
         drain_delay=a.drain_delay,
         max_unzipped_mb=a.max_unzipped_mb,
+        max_secret_bytes=a.max_secret_bytes,
         stable_window=a.stable_window,
         init_timeout=a.init_timeout,
         keep_warm=a.keep_warm,

@@ -1,4 +1,4 @@
-"""The security tests run against the real embedded platform, as the integration tests do."""
+"""The security tier runs attacks against the real embedded platform: the integration tier's fixtures."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import RunningPlatform, make_function, platform  # noqa: F401
+from tests.integration.conftest import RunningPlatform, make_function, platform  # noqa: F401 - pytest fixtures
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ import threading
 import time
 
 import httpx
-import nats
 import pytest
 from fx.protocol import KV_ROUTES, STREAM_ASYNC, RouteTable
 
@@ -72,8 +71,8 @@ def deploy(platform: RunningPlatform, make_function, name: str, says: str) -> st
     return url
 
 
-async def _route_table(nats_url: str, name: str) -> RouteTable:
-    nc = await nats.connect(nats_url)
+async def _route_table(platform: RunningPlatform, name: str) -> RouteTable:
+    nc = await platform._platform.admin_nats()
     try:
         kv = await nc.jetstream().key_value(KV_ROUTES)
         return RouteTable.from_json((await kv.get(name)).value)
@@ -81,8 +80,8 @@ async def _route_table(nats_url: str, name: str) -> RouteTable:
         await nc.close()
 
 
-async def _stored_calls(nats_url: str) -> int:
-    nc = await nats.connect(nats_url)
+async def _stored_calls(platform: RunningPlatform) -> int:
+    nc = await platform._platform.admin_nats()
     try:
         return (await nc.jetstream().stream_info(STREAM_ASYNC)).state.messages
     finally:
@@ -92,8 +91,7 @@ async def _stored_calls(nats_url: str) -> int:
 def test_a_callback_subject_naming_fx_routes_is_refused_and_stores_nothing(open_platform, make_function, bystander):
     victim = deploy(open_platform, make_function, "victim", "the victim")
     deploy(open_platform, make_function, "echoing", "echo")
-    nats_url = open_platform._platform.nats_url
-    table = asyncio.run(_route_table(nats_url, "victim"))
+    table = asyncio.run(_route_table(open_platform, "victim"))
     forged = dataclasses.replace(table, revision=table.revision + 1)
     forged.versions["1"].endpoints = [f"127.0.0.1:{bystander.getsockname()[1]}"]
     for subject in ("$KV.fx_routes.victim", "$JS.API.STREAM.PURGE.FX_ASYNC", "fx.activate", "_INBOX.x.y"):
@@ -106,9 +104,9 @@ def test_a_callback_subject_naming_fx_routes_is_refused_and_stores_nothing(open_
         assert r.status_code == 400, r.text
         error = r.json()["error"]
         assert error["code"] == "InvalidCallback" and "X-Fx-Callback-Subject" in error["message"]
-    assert asyncio.run(_stored_calls(nats_url)) == 0
+    assert asyncio.run(_stored_calls(open_platform)) == 0
     time.sleep(1)
-    assert asyncio.run(_route_table(nats_url, "victim")).revision == table.revision
+    assert asyncio.run(_route_table(open_platform, "victim")).revision == table.revision
     assert httpx.get(victim, timeout=10).text == "the victim"
     allowed = httpx.post(
         f"{open_platform.gateway_url}/async-function/echoing",
@@ -133,7 +131,7 @@ def test_callback_urls_go_only_where_the_operator_allowed(open_platform, make_fu
         r = httpx.post(async_url, content=b"secret", headers={"X-Callback-Url": url}, timeout=10)
         assert r.status_code == 400, (url, r.text)
         assert "X-Callback-Url" in r.json()["error"]["message"]
-    assert asyncio.run(_stored_calls(open_platform._platform.nats_url)) == 0
+    assert asyncio.run(_stored_calls(open_platform)) == 0
     allowed = f"http://127.0.0.1:{callback_server.server_address[1]}/done"
     r = httpx.post(async_url, content=b"delivered", headers={"X-Callback-Url": allowed}, timeout=10)
     assert r.status_code == 202
@@ -151,8 +149,10 @@ def test_the_default_allows_loopback_callbacks_but_never_fx_own_listeners(platfo
     assert r.status_code == 400 and "FX_CALLBACK_SUBJECTS" in r.json()["error"]["message"]  # none by default
 
 
-async def _put_table(nats_url: str, table: RouteTable) -> None:
-    nc = await nats.connect(nats_url)
+async def _put_table(platform: RunningPlatform, table: RouteTable) -> None:
+    """As the platform's admin: function code can no longer write route tables (NATS permissions); this
+    tests the gateway's own refusal, the second line."""
+    nc = await platform._platform.admin_nats()
     try:
         await (await nc.jetstream().key_value(KV_ROUTES)).put(table.function, table.to_json())
     finally:
@@ -161,11 +161,10 @@ async def _put_table(nats_url: str, table: RouteTable) -> None:
 
 def test_a_route_table_forged_far_ahead_is_ignored_and_the_owner_keeps_control(platform, make_function, bystander):
     victim = deploy(platform, make_function, "victim", "the victim")
-    nats_url = platform._platform.nats_url
-    table = asyncio.run(_route_table(nats_url, "victim"))
+    table = asyncio.run(_route_table(platform, "victim"))
     forged = dataclasses.replace(table, revision=table.revision + 10**13)  # the issue's hijack
     forged.versions["1"].endpoints = [f"127.0.0.1:{bystander.getsockname()[1]}"]
-    asyncio.run(_put_table(nats_url, forged))
+    asyncio.run(_put_table(platform, forged))
     time.sleep(1)
     for _ in range(5):
         assert httpx.get(victim, timeout=10).text == "the victim"

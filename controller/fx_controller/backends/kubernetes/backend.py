@@ -28,13 +28,14 @@ import httpx
 
 from ...artifacts import Artifacts
 from ...settings import Settings
-from ..base import EventSink, ReplicaEvent, ReplicaSpec
+from ..base import EventSink, ReplicaEvent, ReplicaSpec, SecretMirror
 from . import kube, manifests
 from .artifact_server import ArtifactServer
 from .config import KubeConfig
 from .functions import FunctionSync
 from .pod_logs import PodLogs
 from .pods import PodState
+from .secrets import KubeSecrets
 
 log = logging.getLogger("fx_controller.kubernetes")
 
@@ -88,6 +89,7 @@ def http_specialize(timeout: float) -> Specialize:
 
 class KubernetesBackend:
     runs_images = True
+    secret_mirror: SecretMirror | None = None  # create() sets the Secrets a version's Deployment takes them from
 
     def __init__(
         self,
@@ -161,6 +163,7 @@ class KubernetesBackend:
     async def _start_in_pool(self, replica: ReplicaSpec, pod: PodState, owner: str) -> None:
         key = (replica.function, replica.version)
         env = {e["name"]: e["value"] for e in manifests.replica_env(self._cfg, *key, replica.digest, replica.spec)}
+        env.update(replica.secret_env)  # a pool pod has no envFrom: the values come with its specialization
         try:
             await self._api.claim_pod(pod.name, manifests.claim_patch(self._cfg, *key, owner))
             self._follow_log(pod.name, replica.function)  # from here on the pod's output is the function's
@@ -351,7 +354,7 @@ def create(settings: Settings, artifacts: Artifacts) -> KubernetesBackend:
     admin = httpx.AsyncClient(
         base_url=f"http://127.0.0.1:{settings.port}", headers={"Authorization": f"Bearer {settings.token}"}, timeout=60
     )
-    sync = FunctionSync(api, settings.nats_url, admin)
+    sync = FunctionSync(api, settings.nats_url, admin, settings.nats_creds)
     backend = KubernetesBackend(
         api,
         companions=(ArtifactServer(artifacts, cfg.artifact_listen), sync),
@@ -360,4 +363,5 @@ def create(settings: Settings, artifacts: Artifacts) -> KubernetesBackend:
         logs=PodLogs(api, settings.state_dir / "logs"),
     )
     sync.ready_count = backend.ready_count
+    backend.secret_mirror = KubeSecrets(api)
     return backend
