@@ -93,18 +93,12 @@ def parse(argv: list[str] | None = None, environ: dict[str, str] | None = None) 
         default=int(env.get("FX_MAX_BODY_KB", Settings.max_body_kb)),
         help="largest body of an admin call other than an artifact upload (those: --max-unzipped-mb) [FX_MAX_BODY_KB]",
     )
-    p.add_argument(
-        "--public-metrics",
-        action="store_true",
-        default=env.get("FX_PUBLIC_METRICS", "").lower() in ("1", "true"),
-        help="serve /metrics without the admin token [FX_PUBLIC_METRICS]",
-    )
-    p.add_argument(
-        "--public-docs",
-        action="store_true",
-        default=env.get("FX_PUBLIC_DOCS", "").lower() in ("1", "true"),
-        help="serve /system/openapi.json and /system/docs without the admin token [FX_PUBLIC_DOCS]",
-    )
+    for flag, name, what in (
+        ("--public-metrics", "FX_PUBLIC_METRICS", "/metrics"),
+        ("--public-docs", "FX_PUBLIC_DOCS", "/system/openapi.json and /system/docs"),
+    ):
+        on = env.get(name, "").lower() in ("1", "true")
+        p.add_argument(flag, action="store_true", default=on, help=f"serve {what} without the admin token [{name}]")
     a = p.parse_args(argv)
     host, port = _listen(a.listen)
     state_dir = Path(a.state_dir)
