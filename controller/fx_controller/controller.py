@@ -14,8 +14,10 @@ from pathlib import Path
 
 import nats
 import nats.js.errors
+from fx import async_streams
 from fx.config import config_path
 from fx.models import DeployResult, FunctionInfo, FunctionSpec, VersionInfo
+from fx.nats_auth import Signer
 from fx.protocol import (
     KV_FUNCTIONS,
     KV_ROUTES,
@@ -30,14 +32,16 @@ from fx.protocol import (
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
+from . import nats_connect
 from .activator import Activator
 from .artifacts import Artifacts
 from .autoscaler import Autoscaler
 from .backends.base import Backend
 from .backends.local import LocalBackend
-from .backends.local_sandbox import SandboxSettings
+from .backends.local_sandbox import UIDS_FILE, SandboxSettings, UidMap, run_dir
 from .errors import ApiError, not_found
 from .fleet import Fleet
+from .function_nats import FunctionCreds
 from .load import LoadBook
 from .metrics import Metrics
 from .nats_buckets import open_kv, open_object_store
@@ -55,17 +59,27 @@ BackendFactory = Callable[[Settings, Artifacts], Backend]
 
 
 def local_backend(settings: Settings, artifacts: Artifacts) -> Backend:
-    sandbox = None
+    sandbox, uids = None, None
     if settings.sandbox == "auto" and os.geteuid() == 0:
         hidden = [settings.state_dir, settings.token_file, config_path().parent, Path.home() / ".config" / "fx"]
+        hidden += [settings.nats_auth_dir, settings.nats_creds]  # the platform's NATS keys and credentials
         sandbox = SandboxSettings(
             uids=settings.sandbox_uids,
             tmp_mb=settings.sandbox_tmp_mb,
             pids_max=settings.sandbox_pids_max,
             hidden=sorted({str(Path(p).resolve()) for p in hidden if p}),
         )
+        uids = UidMap(settings.state_dir / UIDS_FILE, settings.sandbox_uids)
+    signer = Signer.load(settings.nats_auth_dir) if settings.nats_auth_dir else None
+    creds = FunctionCreds(  # in the function's private directory, readable by its uid
+        run_dir(settings.state_dir),
+        settings.nats_url,
+        signer,
+        settings.nats_creds_ttl,
+        owner_of=uids.owner if uids else lambda function: None,
+    )
     return LocalBackend(
-        settings.state_dir, artifacts, nats_url=settings.nats_url, sandbox=sandbox, sandbox_mode=settings.sandbox
+        settings.state_dir, artifacts, nats=creds, sandbox=sandbox, uids=uids, sandbox_mode=settings.sandbox
     )
 
 
@@ -82,8 +96,9 @@ class Controller:
 
     async def start(self) -> None:
         s = self.settings
-        self._nc = await nats.connect(s.nats_url, name="fx-controller", max_reconnect_attempts=-1)
+        self._nc = await nats_connect.connect(s.nats_url, s.nats_creds, "fx-controller")
         js = self._nc.jetstream()
+        await async_streams.ensure(js)  # the gateways' NATS users may not create streams
         self.store = FunctionStore(await open_kv(js, KV_FUNCTIONS))
         routes_kv = await open_kv(js, KV_ROUTES)
         self.artifacts = Artifacts(

@@ -13,6 +13,9 @@ from .backends.local_sandbox import parse_uid_range
 @dataclass
 class Settings:
     nats_url: str = "nats://127.0.0.1:4222"
+    nats_creds: Path | None = None  # the controller's own NATS user; None: NATS without auth
+    nats_auth_dir: Path | None = None  # holds the fx account's signing key, to mint functions' NATS users
+    nats_creds_ttl: float = 3600.0  # seconds a function's NATS credentials are valid (renewed while it runs)
     host: str = "127.0.0.1"
     port: int = 8081
     state_dir: Path = Path(".fx")
@@ -30,6 +33,9 @@ class Settings:
     sandbox_uids: tuple[int, int] = (100_000, 165_535)
     sandbox_tmp_mb: int = 512  # each replica's /tmp (a tmpfs: it counts against the function's memory)
     sandbox_pids_max: int = 256  # processes and threads per replica
+    max_body_kb: int = 1024  # body of an admin call other than an artifact upload
+    public_metrics: bool = False  # /metrics without the token
+    public_docs: bool = False  # /system/openapi.json and /system/docs without the token
 
     @property
     def max_unzipped_bytes(self) -> int:
@@ -54,6 +60,20 @@ def parse(argv: list[str] | None = None, environ: dict[str, str] | None = None) 
     env = os.environ if environ is None else environ
     p = argparse.ArgumentParser(prog="fx-controller", description="fx control plane: admin API, autoscaler, replicas")
     p.add_argument("--nats", default=env.get("FX_NATS_URL", Settings.nats_url), help="NATS URL [FX_NATS_URL]")
+    p.add_argument(
+        "--nats-creds", default=env.get("FX_NATS_CREDS"), help="the controller's NATS .creds file [FX_NATS_CREDS]"
+    )
+    p.add_argument(
+        "--nats-auth-dir",
+        default=env.get("FX_NATS_AUTH_DIR"),
+        help="directory with fx-account.pub and fx-signing.nk, to mint functions' NATS users [FX_NATS_AUTH_DIR]",
+    )
+    p.add_argument(
+        "--nats-creds-ttl",
+        type=float,
+        default=float(env.get("FX_NATS_CREDS_TTL", Settings.nats_creds_ttl)),
+        help="seconds a function's NATS credentials are valid; renewed while it runs [FX_NATS_CREDS_TTL]",
+    )
     p.add_argument(
         "--listen", default=env.get("FX_LISTEN", f"{Settings.host}:{Settings.port}"), help="host:port [FX_LISTEN]"
     )
@@ -111,11 +131,26 @@ def parse(argv: list[str] | None = None, environ: dict[str, str] | None = None) 
         default=int(env.get("FX_SANDBOX_PIDS_MAX", Settings.sandbox_pids_max)),
         help="processes and threads per replica [FX_SANDBOX_PIDS_MAX]",
     )
+    p.add_argument(
+        "--max-body-kb",
+        type=int,
+        default=int(env.get("FX_MAX_BODY_KB", Settings.max_body_kb)),
+        help="largest body of an admin call other than an artifact upload (those: --max-unzipped-mb) [FX_MAX_BODY_KB]",
+    )
+    for flag, name, what in (
+        ("--public-metrics", "FX_PUBLIC_METRICS", "/metrics"),
+        ("--public-docs", "FX_PUBLIC_DOCS", "/system/openapi.json and /system/docs"),
+    ):
+        on = env.get(name, "").lower() in ("1", "true")
+        p.add_argument(flag, action="store_true", default=on, help=f"serve {what} without the admin token [{name}]")
     a = p.parse_args(argv)
     host, port = _listen(a.listen)
     state_dir = Path(a.state_dir)
     return Settings(
         nats_url=a.nats,
+        nats_creds=Path(a.nats_creds) if a.nats_creds else None,
+        nats_auth_dir=Path(a.nats_auth_dir) if a.nats_auth_dir else None,
+        nats_creds_ttl=a.nats_creds_ttl,
         host=host,
         port=port,
         state_dir=state_dir,
@@ -133,4 +168,7 @@ def parse(argv: list[str] | None = None, environ: dict[str, str] | None = None) 
         sandbox_uids=a.sandbox_uids,
         sandbox_tmp_mb=a.sandbox_tmp_mb,
         sandbox_pids_max=a.sandbox_pids_max,
+        max_body_kb=a.max_body_kb,
+        public_metrics=a.public_metrics,
+        public_docs=a.public_docs,
     )

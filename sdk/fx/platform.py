@@ -4,7 +4,12 @@ Used by `fx up` and by the integration tests. The three processes run in their o
 process group, so a Ctrl-C in the terminal reaches only the launcher, which then stops
 them in reverse order (gateway first, so no request is routed to a stopping controller).
 Each also gets PR_SET_PDEATHSIG, so a launcher that is killed outright leaves no orphans.
+The state dir is locked (fx.state_dir) from start() until the last of nats-server and controller has exited.
 Call start() and stop() from the same thread: Linux ties PDEATHSIG to the starting thread.
+
+NATS runs in operator mode (fx.nats_auth): the authority is created once in <state>/nats-auth/, and each
+start mints the controller's, the gateway's and an admin user (for tests and tools), so nothing connects
+anonymously.
 """
 
 from __future__ import annotations
@@ -21,9 +26,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Literal
+from typing import IO, Any, Literal
 
 import httpx
+import nats
+from nats.aio.client import Client as NATS
+
+from .nats_auth import ALL, Authority, NatsAuthError, gateway_permissions, write_secret
+
+from fx import state_dir as state_lock
 
 READY_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
@@ -33,6 +44,9 @@ PROTECTIONS_FILE = "protections.txt"  # the controller's start-up report on the 
 
 class PlatformError(Exception):
     pass
+
+
+STATE_WRITERS = ("nats", "controller")  # the components that write the state dir, and so hold its lock
 
 
 @dataclass
@@ -50,6 +64,7 @@ class Platform:
         self.ports = ports
         self.gateway_port = gateway_port
         self._running: list[_Process] = []
+        self._lock_fd: int | None = None
         self._nats_port = self._controller_port = self._gateway_port = 0
 
     # --- what clients need -----------------------------------------------------
@@ -61,6 +76,22 @@ class Platform:
     @property
     def token(self) -> str:
         return self.token_file.read_text().strip()
+
+    @property
+    def nats_auth_dir(self) -> Path:
+        return self.state_dir / "nats-auth"
+
+    @property
+    def admin_creds(self) -> Path:
+        """A NATS user with every right in the fx account, for tests, benchmarks and the nats CLI."""
+        return self.nats_auth_dir / "admin.creds"
+
+    async def admin_nats(self, **options: Any) -> NATS:
+        """A NATS client as the admin user (nothing connects anonymously); `options` go to nats.connect."""
+        return await nats.connect(self.nats_url, user_credentials=str(self.admin_creds), **options)
+
+    def _creds(self, who: str) -> Path:
+        return self.nats_auth_dir / f"{who}.creds"
 
     @property
     def nats_url(self) -> str:
@@ -83,6 +114,17 @@ class Platform:
     def start(self) -> None:
         if self._running:
             raise PlatformError("the platform is already running; stop() it first")
+        self._lock_fd = state_lock.acquire(self.state_dir, "fx up")
+        try:
+            self._start()
+        except OSError as exc:  # writing the state dir: read-only, full (a component failing is a PlatformError)
+            self.stop()
+            raise state_lock.unusable(self.state_dir, exc) from None
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self._ensure_token()
         self._gateway_port = _free_port() if self.ports == "free" else self.gateway_port
@@ -91,11 +133,14 @@ class Platform:
                 f"port {self._gateway_port} on 127.0.0.1 is in use (another `fx up`?); stop it or pick --port"
             )
         self._nats_port, self._controller_port = _free_port(), _free_port()
+        nats_config = self._prepare_nats()
         try:
             self._spawn(
                 "nats",
                 [
                     _nats_server(),
+                    "-c",
+                    str(nats_config),
                     "-a",
                     "127.0.0.1",
                     "-p",
@@ -112,6 +157,10 @@ class Platform:
                     *_console_script("fx-controller", "fx_controller"),
                     "--nats",
                     self.nats_url,
+                    "--nats-creds",
+                    str(self._creds("controller")),
+                    "--nats-auth-dir",
+                    str(self.nats_auth_dir),
                     "--listen",
                     f"127.0.0.1:{self._controller_port}",
                     "--state-dir",
@@ -129,6 +178,8 @@ class Platform:
                     *_console_script("fx-gateway", "fx_gateway"),
                     "--nats",
                     self.nats_url,
+                    "--nats-creds",
+                    str(self._creds("gateway")),
                     "--listen",
                     f"127.0.0.1:{self._gateway_port}",
                     "--controller",
@@ -152,6 +203,9 @@ class Platform:
                     p.proc.kill()
                     p.proc.wait()
             p.log.close()
+        if self._lock_fd is not None:
+            state_lock.release(self._lock_fd)
+            self._lock_fd = None
 
     def exited(self) -> str | None:
         """The name of a component that has stopped on its own, if any."""
@@ -187,19 +241,38 @@ class Platform:
         with os.fdopen(fd, "w") as f:
             f.write(secrets.token_urlsafe(32) + "\n")
 
+    def _prepare_nats(self) -> Path:
+        """The authority (made once), this run's platform users and nats-server's config; returns its path."""
+        try:
+            authority = Authority.load_or_create(self.nats_auth_dir)
+        except NatsAuthError as exc:
+            raise PlatformError(f"{exc}; restore it from a backup: its account key names the JetStream store") from exc
+        adopt_global_jetstream(self.state_dir / "nats", authority.account_public)
+        signer = authority.signer
+        for who, permissions in (("controller", ALL), ("gateway", gateway_permissions()), ("admin", ALL)):
+            write_secret(self._creds(who), signer.mint(f"fx-{who}", permissions))
+        config = self.nats_auth_dir / "nats-server.conf"
+        write_secret(config, authority.server_config())
+        return config
+
     def _spawn(self, name: str, argv: list[str], ready: Callable[[], bool]) -> None:
-        log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - closed by stop()
-        log.write(f"--- fx: starting {' '.join(argv)}\n".encode())
-        log.flush()
+        """Start one component. Those that write the state dir inherit its lock, so the dir stays locked while
+        they run, even if this launcher is killed outright."""
+        lock = self._lock_fd if name in STATE_WRITERS else None
+        log = self._open_log(name, f"--- fx: starting {' '.join(argv)}\n")
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        if lock is not None:
+            env[state_lock.LOCK_FD_ENV] = str(lock)
         try:
             proc = subprocess.Popen(
                 argv,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                env=env,
                 start_new_session=True,
                 preexec_fn=_die_with_parent,
+                pass_fds=() if lock is None else (lock,),
             )
         except OSError as exc:
             log.close()
@@ -213,9 +286,31 @@ class Platform:
                 raise PlatformError(self._failure(name, f"was not ready after {READY_TIMEOUT_S:.0f} s"))
             time.sleep(0.05)
 
+    def _open_log(self, name: str, first_line: str) -> IO[bytes]:
+        """The component's log, opened for appending (unbuffered: the child writes to the same file)."""
+        try:
+            log = open(self.log_dir / f"{name}.log", "ab", buffering=0)  # noqa: SIM115 - closed by stop()
+        except OSError as exc:
+            raise state_lock.unusable(self.state_dir, exc) from None
+        try:
+            log.write(first_line.encode())
+        except OSError as exc:
+            log.close()
+            raise state_lock.unusable(self.state_dir, exc) from None
+        return log
+
     def _failure(self, name: str, what: str) -> str:
         log = self.log_dir / f"{name}.log"
         return f"{name} {what}; the last lines of {log}:\n{self.log_tail(name)}"
+
+
+def adopt_global_jetstream(store_dir: Path, account: str) -> None:
+    """A state dir from before operator mode keeps its streams (functions, routes, code, async calls) under
+    the global account `$G`; operator mode looks for them under the fx account's public key. Move them once."""
+    jetstream = store_dir / "jetstream"
+    old, new = jetstream / "$G", jetstream / account
+    if old.is_dir() and not new.exists():
+        old.rename(new)
 
 
 def _nats_server() -> str:

@@ -26,6 +26,7 @@ from fx.platform import PROTECTIONS_FILE
 from fx_runtime import sandbox_cgroups
 
 from ..artifacts import Artifacts
+from ..function_nats import FunctionCreds
 from . import local_sandbox
 from .base import EventSink, ReplicaEvent, ReplicaSpec
 from .local_sandbox import SandboxSettings, UidMap
@@ -41,10 +42,12 @@ def _die_with_parent() -> None:
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def replica_env(replica: ReplicaSpec, artifact: Path, code_root: Path, max_entries: int) -> dict[str, str]:
+def replica_env(
+    replica: ReplicaSpec, artifact: Path, code_root: Path, max_entries: int, listen: str, nats: dict[str, str]
+) -> dict[str, str]:
     """The environment ARCHITECTURE.md promises a replica; the runtime fills in Lambda's other variables.
-
-    Nothing of the controller's own environment: its PATH may name private directories, its HOME is fx's."""
+    `nats`: FX_NATS_* for a version granted NATS access, empty for the others. Nothing of the controller's
+    own environment: its PATH may name private directories, its HOME is fx's."""
     spec = replica.spec
     hexdigest = replica.digest.split(":", 1)[1]
     env = {"PATH": REPLICA_PATH}
@@ -57,10 +60,11 @@ def replica_env(replica: ReplicaSpec, artifact: Path, code_root: Path, max_entri
             "FX_ARTIFACT": str(artifact),
             "FX_ARTIFACT_SHA256": hexdigest,
             "FX_CODE_DIR": str(code_root / hexdigest),
-            "FX_LISTEN": "127.0.0.1:0",
+            "FX_LISTEN": listen,
             "FX_TIMEOUT_MS": str(int(spec.timeout * 1000)),
             "FX_HTTP_EVENT": spec.http.event,
             "FX_MAX_ARTIFACT_ENTRIES": str(max_entries),
+            **nats,
         }
     )
     if spec.runtime == "provided":  # a custom runtime: the runtime serves the Runtime API to its bootstrap
@@ -79,18 +83,19 @@ class LocalBackend:
         state_dir: Path,
         artifacts: Artifacts,
         command: list[str] | None = None,
-        nats_url: str = "",
+        nats: FunctionCreds | None = None,
         sandbox: SandboxSettings | None = None,
+        uids: UidMap | None = None,
         sandbox_mode: str = "off",
     ) -> None:
-        self._nats_url = nats_url  # given to functions whose spec grants them NATS
         self._state_dir = state_dir
+        self._run_dir = local_sandbox.run_dir(state_dir)
+        self._nats = nats or FunctionCreds(self._run_dir, "", None, 0)
         self._logs = state_dir / "logs"
         self._code = state_dir / "code"
-        self._run_dir = local_sandbox.run_dir(state_dir)
         self._sandbox = sandbox
         self._sandbox_mode = sandbox_mode
-        self._uids = UidMap(state_dir / local_sandbox.UIDS_FILE, sandbox.uids) if sandbox else None
+        self._uids = uids if sandbox else None
         self.protections: list[str] = []
         self._artifacts = artifacts
         self._command = command or [sys.executable, "-m", "fx_runtime.zygote"]
@@ -109,6 +114,7 @@ class LocalBackend:
         self._code.mkdir(parents=True, exist_ok=True)
         self._run_dir.mkdir(mode=0o711, exist_ok=True)
         os.chmod(self._run_dir, 0o711)  # functions (and the gateway) pass through to their own directory only
+        self._nats.start()
         await self._start_zygote()
         for line in self.protections:
             log.info("%s", line)
@@ -168,9 +174,11 @@ class LocalBackend:
 
     async def start_replica(self, replica: ReplicaSpec) -> None:
         artifact = await self._artifacts.ensure_local(replica.digest)
-        env = replica_env(replica, artifact, self._code, self._artifacts.max_entries)
-        line = {"op": "spawn", "id": replica.id, "env": env, "log": str(self._logs / f"{replica.function}.log")}
         private = self.private_dir(replica.function)
+        # one socket per replica, in the directory only its function's uid (and the gateway, root) may open
+        listen = f"unix:{private}/{replica.id.removeprefix(replica.function + '-')}.sock"
+        env = replica_env(replica, artifact, self._code, self._artifacts.max_entries, listen, self._nats.env(replica))
+        line = {"op": "spawn", "id": replica.id, "env": env, "log": str(self._logs / f"{replica.function}.log")}
         if self._uids:
             uid = self._uids.uid(replica.function)
             line["env"] = {}  # in a file only the replica reads: the zygote's memory is every replica's
@@ -249,6 +257,7 @@ class LocalBackend:
 
     def _exited(self, replica_id: str, code: int | None) -> None:
         self._pids.pop(replica_id, None)
+        self._nats.forget(replica_id)
         self._stop_on_spawn.discard(replica_id)
         if replica_id in self._live:
             self._live.discard(replica_id)
@@ -256,6 +265,7 @@ class LocalBackend:
 
     async def close(self) -> None:
         self._closing = True
+        await self._nats.close()
         for replica_id, pid in list(self._pids.items()):
             self._signal(replica_id, pid, signal.SIGKILL)
         for task in list(self._kills):

@@ -63,6 +63,11 @@ class UidMap:
         self._save()
         return uid
 
+    def owner(self, function: str) -> tuple[int, int]:
+        """(uid, gid) of the function's replicas: who owns the files fx puts in its private directory."""
+        uid = self.uid(function)
+        return uid, uid
+
     def _save(self) -> None:
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".uids-")
         with os.fdopen(fd, "w") as f:
