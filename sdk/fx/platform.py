@@ -32,9 +32,9 @@ import httpx
 import nats
 from nats.aio.client import Client as NATS
 
-from .nats_auth import ALL, Authority, NatsAuthError, gateway_permissions, write_secret
-
 from fx import state_dir as state_lock
+
+from .nats_auth import ALL, Authority, NatsAuthError, gateway_permissions, write_secret
 
 READY_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
