@@ -6,7 +6,7 @@ on stdout. Single-threaded on purpose: forking a process that has threads is uns
 
 Started with `--sandbox`, it first reads one line of sandbox.Config JSON from stdin; its first event is then
 `{"event": "sandbox", ...}` (what this host allows), and a spawn with a `sandbox` object (sandbox.Spec) runs
-confined (sandbox.py). Such a spawn's environment is not in the command but in `sandbox.env_file`, which
+confined (sandbox/). Such a spawn's environment is not in the command but in `sandbox.env_file`, which
 only the replica reads: a replica is forked from this process's memory, which must never have held another
 function's variables.
 """

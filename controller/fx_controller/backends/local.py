@@ -5,7 +5,7 @@ python3.12` runs on whatever Python the controller has; per-runtime zygotes come
 per-runtime interpreters. The JSON-lines protocol is in ARCHITECTURE.md.
 
 With a sandbox (fx as root, `--sandbox auto`), every replica runs confined as its function's uid
-(local_sandbox.py, fx_runtime/sandbox.py). Either way each function has a private directory (mode 0700,
+(local_sandbox.py, fx_runtime/sandbox/). Either way each function has a private directory (mode 0700,
 its uid's) under the instance's run directory, visible inside its sandbox at the same path.
 """
 
@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 
 from fx.platform import PROTECTIONS_FILE
-from fx_runtime import sandbox_cgroups
+from fx_runtime.sandbox import cgroups as sandbox_cgroups
 
 from ..artifacts import Artifacts
 from ..function_nats import FunctionCreds

@@ -1,6 +1,6 @@
 """The local backend's sandbox, controller side: per-function uids, private directories, the instance's
 names, and the start-up report of which protections are in force. The confinement itself is the zygote's
-(fx_runtime/sandbox.py).
+(fx_runtime/sandbox/).
 
 Uids are allocated, not derived: `<state>/sandbox-uids.json` (root-only) maps each function to the lowest
 uid of the range no other function has, so two functions never share one (a hash would collide and need
@@ -17,7 +17,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fx_runtime import sandbox_cgroups
+from fx_runtime.sandbox import cgroups as sandbox_cgroups
 
 UIDS_FILE = "sandbox-uids.json"
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fx_runtime import sandbox_cgroups, sandbox_mounts
-from fx_runtime.sandbox_mounts import TASK_ROOT, Mount, base_plan, function_plan, python_roots
+from fx_runtime.sandbox import cgroups as sandbox_cgroups
+from fx_runtime.sandbox import mounts as sandbox_mounts
+from fx_runtime.sandbox.mounts import TASK_ROOT, Mount, base_plan, function_plan, python_roots
 
 
 def test_python_roots_never_hold_or_sit_in_a_hidden_path(tmp_path: Path):

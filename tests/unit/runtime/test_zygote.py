@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from fx_runtime import sandbox_cgroups
+from fx_runtime.sandbox import cgroups as sandbox_cgroups
 
 from .conftest import write_code
 

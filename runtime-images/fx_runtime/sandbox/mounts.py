@@ -16,7 +16,7 @@ import sys
 from dataclasses import dataclass
 from typing import Literal
 
-from . import sandbox_linux as sl
+from . import linux as sl
 
 TASK_ROOT = "/var/task"
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc")

@@ -2,7 +2,7 @@
 
 The zygote holds a `Sandbox` (what this host allows, found once at start) and keeps a spare replica
 process ready: forked as PID 1 of a new PID namespace, in its own cgroup, with new mount, IPC and UTS
-namespaces and the common part of its private file system already built (sandbox_mounts.py). Joining a
+namespaces and the common part of its private file system already built (mounts.py). Joining a
 cgroup and unmounting wait for an RCU grace period, milliseconds on a busy host: the spare pays them
 before any request waits for it. A spawn hands the spare its function (`Spec`): the zygote sets its memory
 limit, the runtime verifies and extracts the code as root, then `Confinement.enter` mounts the code and
@@ -19,9 +19,8 @@ import signal
 import time
 from dataclasses import dataclass, field
 
-from . import sandbox_cgroups as cgroups
-from . import sandbox_linux as sl
-from . import sandbox_mounts as mounts
+from . import cgroups, mounts
+from . import linux as sl
 
 PRIVATE_NAMESPACES = sl.CLONE_NEWNS | sl.CLONE_NEWIPC | sl.CLONE_NEWUTS
 
