@@ -1,11 +1,14 @@
 """`python -m fx_runtime.pool`: a warm pool member, a process that has imported the runtime and waits to become
 one function's replica (the kubernetes backend keeps pods of it idle; see ARCHITECTURE.md).
 
-It answers one `POST /_fx/specialize` with body `{"env": {...}}`: it takes that environment (the replica
-environment of ARCHITECTURE.md, with FX_ARTIFACT_URL), stops listening and runs the replica in this very
-process, which fetches and verifies the code, imports the handler and listens on FX_LISTEN. The request is
-answered once that is done: 200 with the `ready` event, or 500 with the `init_error` event (the process then
-exits). So a cold start costs the zip and the handler's import, not a container start.
+`POST /_fx/specialize` is a doorbell, nothing more: the member then fetches its assignment from the controller
+(`GET $FX_POOL_URL/pool/assignment`, where the controller knows the pod by its address and hands out the replica
+environment once), so nobody but the controller can make it a replica, whatever they send. With an assignment
+it stops listening and runs the replica in this very process (fetch and verify the code, import the handler,
+listen on FX_LISTEN), and answers the doorbell once that is done: 200 with the `ready` event, or 500 with the
+`init_error` event (the process then exits). Without one: 403, and it stays in the pool. A member that became a
+replica never waits for work again. So a cold start costs the zip and the handler's import, not a container
+start.
 """
 
 from __future__ import annotations
@@ -16,10 +19,32 @@ import os
 import signal
 import socket
 import sys
+import urllib.error
+import urllib.request
 
 from . import replica
 
-MAX_BODY = 1 << 20
+MAX_BODY = 1 << 16  # a doorbell: its body is not even read as anything
+READ_TIMEOUT_S = 5.0  # a doorbell that does not finish its request in time is dropped, not waited for
+ASSIGNMENT_TIMEOUT_S = 10.0
+
+
+class NoAssignment(Exception):
+    """The controller has no replica environment for this pod: the doorbell was not the controller's."""
+
+
+def fetch_assignment(pool_url: str) -> dict[str, str]:
+    """The replica environment the controller left for this pod (raises NoAssignment, or OSError)."""
+    try:
+        with urllib.request.urlopen(f"{pool_url}/pool/assignment", timeout=ASSIGNMENT_TIMEOUT_S) as response:
+            env = json.load(response)["env"]
+    except urllib.error.HTTPError as e:
+        if e.code in (403, 404):
+            raise NoAssignment from None
+        raise
+    if not isinstance(env, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
+        raise ValueError("the assignment's env must map names to strings")
+    return env
 
 
 def _answer(conn: socket.socket, status: str, body: dict) -> None:
@@ -53,23 +78,30 @@ def _read_request(conn: socket.socket) -> tuple[str, bytes]:
     return lines[0], body[:length]
 
 
-def wait_for_work(listener: socket.socket) -> tuple[socket.socket, dict[str, str]]:
-    """Serve health checks until a specialize request comes; its connection stays open for the answer."""
+def wait_for_work(listener: socket.socket, pool_url: str) -> tuple[socket.socket, dict[str, str]]:
+    """Serve health checks until a doorbell comes for which the controller has an assignment; its connection
+    stays open for the answer."""
     while True:
         conn, _ = listener.accept()
         try:
-            line, body = _read_request(conn)
+            conn.settimeout(READ_TIMEOUT_S)
+            line, _ = _read_request(conn)
             method, path = line.split(" ")[:2]
             if method == "POST" and path == "/_fx/specialize":
-                env = json.loads(body)["env"]
-                if isinstance(env, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
+                try:
+                    env = fetch_assignment(pool_url)
+                except NoAssignment:
+                    _answer(conn, "403 Forbidden", {"error": "only the controller specialises a pool pod"})
+                except (OSError, ValueError, KeyError) as e:
+                    _answer(conn, "502 Bad Gateway", {"error": f"cannot fetch the assignment: {e}"})
+                else:
+                    conn.settimeout(None)
                     return conn, env
-                _answer(conn, "400 Bad Request", {"error": "env must map names to strings"})
             elif method == "GET" and path == "/_fx/health":
                 _answer(conn, "200 OK", {"status": "pool"})
             else:
                 _answer(conn, "404 Not Found", {"error": "not found"})
-        except (ValueError, KeyError, OSError) as e:
+        except (ValueError, OSError) as e:
             with contextlib.suppress(OSError):
                 _answer(conn, "400 Bad Request", {"error": str(e)})
         conn.close()
@@ -80,7 +112,7 @@ def main() -> None:
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     host, _, port = os.environ.get("FX_LISTEN", "0.0.0.0:8080").rpartition(":")
     listener = socket.create_server((host or "0.0.0.0", int(port)))
-    conn, env = wait_for_work(listener)
+    conn, env = wait_for_work(listener, os.environ["FX_POOL_URL"].rstrip("/"))
     listener.close()  # the replica binds the same port (SO_REUSEADDR) while this connection waits
     os.environ.update(env)
 

@@ -211,6 +211,9 @@ def test_the_warm_pool_is_function_pods_the_controller_knows_the_size_of() -> No
     pod = pool["spec"]["template"]["spec"]
     assert pod["automountServiceAccountToken"] is False and pod["serviceAccountName"].endswith("-function")
     assert pod["containers"][0]["command"] == ["python3", "-m", "fx_runtime.pool"]
+    # It takes its assignment from the controller's artifact port, never from whoever rings it.
+    pool_env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+    assert pool_env["FX_POOL_URL"] == "http://fx-controller.fx.svc:8082"
     assert pod["containers"][0]["resources"]["limits"]["memory"] == "512Mi"
     controller = named(docs, "Deployment", "-controller")["spec"]["template"]["spec"]["containers"][0]
     env = {e["name"]: e.get("value") for e in controller["env"]}

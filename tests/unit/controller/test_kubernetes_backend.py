@@ -12,6 +12,7 @@ from fx_controller.backends.base import ReplicaEvent, ReplicaSpec
 from fx_controller.backends.kubernetes import manifests
 from fx_controller.backends.kubernetes.backend import KubernetesBackend
 from fx_controller.backends.kubernetes.config import KubeConfig
+from fx_controller.backends.kubernetes.pod_access import PodAccess
 from fx_controller.backends.kubernetes.pods import PodState, pod_state
 from kubernetes import client
 
@@ -253,6 +254,7 @@ def test_pod_state_reads_an_init_error_from_the_termination_message() -> None:
         metadata=client.V1ObjectMeta(
             name="fx-hello-v1-abc",
             labels={**manifests.pod_labels(CFG, "hello", 1)},
+            annotations={manifests.DIGEST_ANNOTATION: DIGEST},
             deletion_timestamp=datetime.now(UTC),
         ),
         status=client.V1PodStatus(
@@ -286,6 +288,7 @@ def test_pod_state_reads_an_init_error_from_the_termination_message() -> None:
             "Unable to import module 'handler': No module named 'handler'",
             1,
         ),
+        digest=DIGEST,
     )
     assert pod_state(client.V1Pod(metadata=client.V1ObjectMeta(name="other", labels={}))) is None
 
@@ -337,6 +340,7 @@ async def test_a_replica_from_the_warm_pool_needs_no_new_pod(pooled) -> None:
     # The pool pod becomes the version's: out of the pool's ReplicaSet, owned by the Function.
     patch = api.claimed["pool-a"]["metadata"]
     assert patch["labels"] == {"fx.dev/pool": None, "fx.dev/function": "hello", "fx.dev/version": "1"}
+    assert patch["annotations"] == {"fx.dev/digest": DIGEST}  # the code the artifact server hands it
     assert patch["ownerReferences"][0]["uid"] == "uid-hello"
     ((ip, env),) = asked
     assert ip == "10.244.0.20" and env["FX_ARTIFACT_URL"] == f"http://a:8082/artifacts/sha256-{HEX}.zip"
@@ -388,3 +392,15 @@ async def test_a_pool_pod_that_cannot_be_reached_falls_back_to_the_deployment(po
     assert api.deleted[-1] == "pool-a" and api.replicas["fx-hello-v1"] == 1 and events == []
     api.on_pod("MODIFIED", pod("p1", ip="10.244.0.8", ready=True))
     assert events == [ReplicaEvent("r1", "ready", endpoint="10.244.0.8:8080")]
+
+
+async def test_the_pod_watch_tells_the_artifact_server_which_pod_runs_which_code() -> None:
+    access = PodAccess(unknown_wait=0)
+    backend = KubernetesBackend(FakeApi(), access=access)
+    await backend.open(lambda event: None)
+    backend._api.on_pod("ADDED", pod("p1", ip="10.244.0.7", ready=True, digest=DIGEST))
+    assert await access.may_fetch("10.244.0.7", HEX)
+    assert not await access.may_fetch("10.244.0.7", "cd" * 32)  # another version's code
+    backend._api.on_pod("DELETED", pod("p1", ip="10.244.0.7", digest=DIGEST))
+    assert not await access.may_fetch("10.244.0.7", HEX)
+    await backend.close()

@@ -2,8 +2,10 @@
 
 - Warm pool (when the chart runs one and the function fits its pods' memory and grace): start_replica takes
   an idle pool pod, relabels it as the version's (its ReplicaSet lets it go and makes a new pool pod; the
-  Function becomes its owner) and POSTs the replica environment to it; the pod runs the replica in its
-  already-started runtime and answers when it is ready. No container start: ~the handler's import.
+  Function becomes its owner), leaves the replica environment for it on the artifact port and rings it; the
+  pod fetches that environment from the controller (so only the controller can specialise it), runs the
+  replica in its already-started runtime and answers when it is ready. No container start: ~the handler's
+  import.
 - Otherwise start_replica raises the version's Deployment scale by one and queues the replica; the pod
   watch hands the next ready pod of that version to the oldest queued replica (`ready`, endpoint = pod IP).
   A container that exits before it was ever ready is an init error.
@@ -33,6 +35,7 @@ from . import kube, manifests
 from .artifact_server import ArtifactServer
 from .config import KubeConfig
 from .functions import FunctionSync
+from .pod_access import PodAccess
 from .pod_logs import PodLogs
 from .pods import PodState
 
@@ -68,19 +71,27 @@ class Companion(Protocol):
     async def stop(self) -> None: ...
 
 
-def http_specialize(timeout: float) -> Specialize:
-    """POST /_fx/specialize to a pool pod; it answers once the replica is ready or failed."""
+def http_specialize(access: PodAccess, timeout: float) -> Specialize:
+    """Leave the replica environment for the pool pod to fetch (once, by its address), then ring it: POST
+    /_fx/specialize, which carries nothing the pod trusts. It answers once the replica is ready or failed."""
 
     async def specialize(ip: str, env: dict[str, str]) -> dict:
         url = f"http://{ip}:{manifests.PORT}/_fx/specialize"
-        async with httpx.AsyncClient(timeout=timeout) as http:
-            for attempt in range(50):  # a pool pod's runtime may still be importing: refused for a moment
-                try:
-                    return (await http.post(url, json={"env": env})).json()
-                except httpx.ConnectError:
-                    if attempt == 49:
-                        raise
-                    await asyncio.sleep(0.1)
+        access.assign(ip, env)
+        try:
+            async with httpx.AsyncClient(timeout=timeout) as http:
+                for attempt in range(50):  # a pool pod's runtime may still be importing: refused for a moment
+                    try:
+                        answer = await http.post(url)
+                        if answer.status_code in (200, 500):
+                            return answer.json()
+                        raise RuntimeError(f"answered {answer.status_code}: {answer.text[:200]}")
+                    except httpx.ConnectError:
+                        if attempt == 49:
+                            raise
+                        await asyncio.sleep(0.1)
+        finally:
+            access.finish(ip)
         raise AssertionError("unreachable")
 
     return specialize
@@ -96,12 +107,15 @@ class KubernetesBackend:
         on_replicas: Callable[[str], None] = lambda function: None,
         specialize: Specialize | None = None,
         logs: PodLogs | None = None,
+        access: PodAccess | None = None,
     ) -> None:
         self._api = api
         self._cfg = api.cfg
         self._companions = companions
         self._on_replicas = on_replicas  # a function's ready replicas changed (its Function status follows)
-        self._specialize = specialize or http_specialize(60.0)
+        # Told of every pod event: code and pool assignments are handed out by pod address (the artifact server).
+        self._access = access or PodAccess()
+        self._specialize = specialize or http_specialize(self._access, 60.0)
         self._logs = logs
         self._on_event: EventSink = lambda _: None
         self._keys: dict[str, Key] = {}  # replica id -> version, for every replica not yet exited
@@ -162,7 +176,7 @@ class KubernetesBackend:
         key = (replica.function, replica.version)
         env = {e["name"]: e["value"] for e in manifests.replica_env(self._cfg, *key, replica.digest, replica.spec)}
         try:
-            await self._api.claim_pod(pod.name, manifests.claim_patch(self._cfg, *key, owner))
+            await self._api.claim_pod(pod.name, manifests.claim_patch(self._cfg, *key, replica.digest, owner))
             self._follow_log(pod.name, replica.function)  # from here on the pod's output is the function's
             answer = await self._specialize(pod.ip, env)
         except Exception as e:  # the pod is of no use: drop it, and start the replica the slow way
@@ -239,6 +253,7 @@ class KubernetesBackend:
     # --- the pod watch ------------------------------------------------------------------
 
     def _on_pod(self, kind: str, pod: PodState) -> None:
+        self._access.observe(kind, pod)
         gone = kind == "DELETED"
         if gone:
             self._pods.pop(pod.name, None)
@@ -352,12 +367,14 @@ def create(settings: Settings, artifacts: Artifacts) -> KubernetesBackend:
         base_url=f"http://127.0.0.1:{settings.port}", headers={"Authorization": f"Bearer {settings.token}"}, timeout=60
     )
     sync = FunctionSync(api, settings.nats_url, admin)
+    access = PodAccess()
     backend = KubernetesBackend(
         api,
-        companions=(ArtifactServer(artifacts, cfg.artifact_listen), sync),
+        companions=(ArtifactServer(artifacts, cfg.artifact_listen, access), sync),
         on_replicas=sync.replicas_changed,
-        specialize=http_specialize(settings.init_timeout),
+        specialize=http_specialize(access, settings.init_timeout),
         logs=PodLogs(api, settings.state_dir / "logs"),
+        access=access,
     )
     sync.ready_count = backend.ready_count
     return backend

@@ -110,12 +110,14 @@ def fits_pool(cfg: KubeConfig, spec: FunctionSpec) -> bool:
     return spec.image is None and 0 < spec.memory <= cfg.pool_memory and grace_seconds(cfg, spec) <= cfg.pool_grace
 
 
-def claim_patch(cfg: KubeConfig, function: str, version: int, owner_uid: str) -> dict:
+def claim_patch(cfg: KubeConfig, function: str, version: int, digest: str, owner_uid: str) -> dict:
     """A JSON merge patch that takes a pool pod out of the pool's ReplicaSet (which then makes a new one) and
-    makes it the function's: its labels, and the Function as its only owner, so deleting the Function removes it."""
+    makes it the function's: its labels and code digest, and the Function as its only owner, so deleting the
+    Function removes it."""
     return {
         "metadata": {
             "labels": {POOL_LABEL: None, FUNCTION_LABEL: function, VERSION_LABEL: str(version)},
+            "annotations": {DIGEST_ANNOTATION: digest},
             "ownerReferences": [owner_reference(function, owner_uid)],
         }
     }
