@@ -14,13 +14,13 @@ start.
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import os
 import signal
 import socket
 import sys
-import urllib.error
-import urllib.request
+import urllib.parse
 
 from . import replica
 
@@ -33,18 +33,42 @@ class NoAssignment(Exception):
     """The controller has no replica environment for this pod: the doorbell was not the controller's."""
 
 
-def fetch_assignment(pool_url: str) -> dict[str, str]:
-    """The replica environment the controller left for this pod (raises NoAssignment, or OSError)."""
-    try:
-        with urllib.request.urlopen(f"{pool_url}/pool/assignment", timeout=ASSIGNMENT_TIMEOUT_S) as response:
-            env = json.load(response)["env"]
-    except urllib.error.HTTPError as e:
-        if e.code in (403, 404):
-            raise NoAssignment from None
-        raise
-    if not isinstance(env, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
-        raise ValueError("the assignment's env must map names to strings")
-    return env
+class Controller:
+    """Where assignments come from. Its Service's address is looked up while idle, not on the cold start path
+    (a Service keeps its ClusterIP for life; the pool pods go with the release that made both)."""
+
+    def __init__(self, pool_url: str) -> None:
+        url = urllib.parse.urlsplit(pool_url)
+        self._host, self._port, self._netloc = url.hostname or "", url.port or 80, url.netloc
+        self._address: str | None = None
+        self.resolve()
+
+    def resolve(self) -> None:
+        with contextlib.suppress(OSError):  # no DNS yet: looked up again on the next doorbell
+            self._address = socket.getaddrinfo(self._host, self._port, type=socket.SOCK_STREAM)[0][4][0]
+
+    def assignment(self) -> dict[str, str]:
+        """The replica environment the controller left for this pod (raises NoAssignment, or OSError)."""
+        if self._address is None:
+            self.resolve()
+        conn = http.client.HTTPConnection(self._address or self._host, self._port, timeout=ASSIGNMENT_TIMEOUT_S)
+        try:
+            conn.request("GET", "/pool/assignment", headers={"Host": self._netloc})
+            response = conn.getresponse()
+            body = response.read()
+        except OSError:
+            self._address = None
+            raise
+        finally:
+            conn.close()
+        if response.status in (403, 404):
+            raise NoAssignment
+        if response.status != 200:
+            raise OSError(f"the controller answered {response.status}")
+        env = json.loads(body)["env"]
+        if not isinstance(env, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
+            raise ValueError("the assignment's env must map names to strings")
+        return env
 
 
 def _answer(conn: socket.socket, status: str, body: dict) -> None:
@@ -78,7 +102,7 @@ def _read_request(conn: socket.socket) -> tuple[str, bytes]:
     return lines[0], body[:length]
 
 
-def wait_for_work(listener: socket.socket, pool_url: str) -> tuple[socket.socket, dict[str, str]]:
+def wait_for_work(listener: socket.socket, controller: Controller) -> tuple[socket.socket, dict[str, str]]:
     """Serve health checks until a doorbell comes for which the controller has an assignment; its connection
     stays open for the answer."""
     while True:
@@ -89,7 +113,7 @@ def wait_for_work(listener: socket.socket, pool_url: str) -> tuple[socket.socket
             method, path = line.split(" ")[:2]
             if method == "POST" and path == "/_fx/specialize":
                 try:
-                    env = fetch_assignment(pool_url)
+                    env = controller.assignment()
                 except NoAssignment:
                     _answer(conn, "403 Forbidden", {"error": "only the controller specialises a pool pod"})
                 except (OSError, ValueError, KeyError) as e:
@@ -112,7 +136,7 @@ def main() -> None:
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     host, _, port = os.environ.get("FX_LISTEN", "0.0.0.0:8080").rpartition(":")
     listener = socket.create_server((host or "0.0.0.0", int(port)))
-    conn, env = wait_for_work(listener, os.environ["FX_POOL_URL"].rstrip("/"))
+    conn, env = wait_for_work(listener, Controller(os.environ["FX_POOL_URL"]))
     listener.close()  # the replica binds the same port (SO_REUSEADDR) while this connection waits
     os.environ.update(env)
 

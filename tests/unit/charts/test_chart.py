@@ -128,14 +128,39 @@ def test_only_the_gateway_reaches_function_pods() -> None:
     assert selected == {"app.kubernetes.io/instance": ["fx"], "app.kubernetes.io/component": ["gateway", "controller"]}
     assert "namespaceSelector" not in source  # this release's pods only
     assert [p["port"] for p in ingress["ports"]] == [8080]
-    egress_ports = sorted(p["port"] for rule in policy["spec"]["egress"] for p in rule["ports"])
-    assert egress_ports == [53, 53, 4222, 8082]  # DNS, NATS (FX_NATS_URL) and the artifact port, nothing else
-    nats = named(render(), "NetworkPolicy", "-nats")
+    egress = {
+        (next(iter(rule["to"][0])), p["port"])
+        for rule in policy["spec"]["egress"]
+        for p in rule["ports"]  # DNS, the artifact port and the gateway, nothing else: no API server, no kubelet
+    }
+    assert egress == {("namespaceSelector", 53), ("podSelector", 8082), ("podSelector", 8080)}
+    targets = [rule["to"][0]["podSelector"]["matchLabels"] for rule in policy["spec"]["egress"][1:]]
+    assert [t["app.kubernetes.io/component"] for t in targets] == ["controller", "gateway"]
+
+
+def test_only_function_pods_with_a_nats_grant_reach_nats() -> None:
+    docs = render()
+    granted = named(docs, "NetworkPolicy", "-function-nats")
+    assert granted["spec"]["podSelector"]["matchLabels"]["fx.dev/nats"] == "true"
+    assert granted["spec"]["policyTypes"] == ["Egress"]
+    ((port,),) = [rule["ports"] for rule in granted["spec"]["egress"]]
+    assert port["port"] == 4222
+    nats = next(d for d in of_kind(docs, "NetworkPolicy") if d["metadata"]["name"] == "fx-nats")
     (ingress,) = nats["spec"]["ingress"]
-    (source,) = ingress["from"]
-    selected = {e["key"]: e["values"] for e in source["podSelector"]["matchExpressions"]}
-    assert selected["app.kubernetes.io/component"] == ["controller", "gateway", "function"]
+    platform, functions = ingress["from"]
+    selected = {e["key"]: e["values"] for e in platform["podSelector"]["matchExpressions"]}
+    assert selected["app.kubernetes.io/component"] == ["controller", "gateway"]
+    labels = functions["podSelector"]["matchLabels"]
+    assert labels["app.kubernetes.io/component"] == "function" and labels["fx.dev/nats"] == "true"
     assert [p["port"] for p in ingress["ports"]] == [4222]
+
+
+def test_a_gateway_closed_to_other_namespaces_is_still_open_to_function_pods() -> None:
+    policy = named(render("networkPolicy.gatewayFrom={ingress}"), "NetworkPolicy", "-gateway")
+    (ingress,) = policy["spec"]["ingress"]
+    sources = ingress["from"]
+    assert sources[0]["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "ingress"}
+    assert sources[1]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "function"
 
 
 def test_admin_token_is_generated_into_a_secret() -> None:

