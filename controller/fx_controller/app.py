@@ -25,6 +25,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from . import errors, logs
 from .auth import BearerAuth
 from .controller import Controller
+from .secrets_api import router as secrets_router
 
 ERRORS = {status: {"model": ErrorBody} for status in (400, 401, 404, 409, 413)}
 
@@ -156,5 +157,6 @@ def create_app(controller: Controller, token: str) -> FastAPI:
         text, _ = await asyncio.to_thread(logs.tail, path, tail)
         return Response(text, media_type="text/plain; charset=utf-8")
 
+    api.include_router(secrets_router(controller.secrets))
     app.include_router(api)
     return app

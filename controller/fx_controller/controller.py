@@ -16,6 +16,7 @@ from fx.models import DeployResult, FunctionInfo, FunctionSpec, VersionInfo
 from fx.protocol import (
     KV_FUNCTIONS,
     KV_ROUTES,
+    KV_SECRETS,
     OBJ_ARTIFACTS,
     SUBJECT_ACTIVATE,
     SUBJECT_LOAD,
@@ -39,6 +40,8 @@ from .nats_buckets import open_kv, open_object_store
 from .reconciler import Reconciler
 from .releases import Releases
 from .routes import RoutePublisher
+from .secret_store import SecretStore
+from .secrets_admin import Secrets
 from .settings import Settings
 from .store import FunctionRecord, FunctionStore, VersionRecord
 
@@ -72,12 +75,15 @@ class Controller:
             s.state_dir / "artifacts", await open_object_store(js, OBJ_ARTIFACTS), s.max_unzipped_bytes
         )
         self.backend = self._backend_factory(s, self.artifacts)
+        secret_store = SecretStore(await open_kv(js, KV_SECRETS))
+        self.secrets = Secrets(secret_store, self.store, self._lock, self.backend.secret_mirror, s.max_secret_bytes)
         self.fleet = Fleet(
             self.backend,
             self.metrics,
             self._publish,
             drain_delay=s.drain_delay,
             init_timeout=s.init_timeout,
+            secret_env=self.secrets.env,
         )
         self.routes = RoutePublisher(routes_kv, self.store, self.fleet)
         self.activator = Activator(self.store, self.fleet, self.load, self.metrics)
@@ -85,7 +91,9 @@ class Controller:
         self.releases = Releases(self.store, self.routes, self.fleet, self.load, self._lock, s.keep_warm)
 
         await self.store.load()
+        await secret_store.load()
         await self.backend.open(self.fleet.on_event)
+        await self.secrets.open()
         # Replicas of a previous run died with it: every table starts with no endpoints.
         for record in self.store.all():
             await self.routes.publish(record.name)
@@ -202,6 +210,11 @@ class Controller:
             self.metrics.deploys.labels("rejected").inc()
             raise
         async with self._lock:
+            try:  # under the lock: no secret goes away between this check and the write
+                self.secrets.check_refs(name, spec)
+            except ApiError:
+                self.metrics.deploys.labels("rejected").inc()
+                raise
             record = self.store.get(name)
             if record and record.latest.spec == spec:
                 self.metrics.deploys.labels("unchanged").inc()

@@ -15,6 +15,8 @@ from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from fx.models import FunctionSpec
+
 from .backends.base import Backend, ReplicaEvent, ReplicaSpec
 from .metrics import Metrics
 from .store import VersionRecord
@@ -63,8 +65,10 @@ class Fleet:
         drain_delay: float = 1.0,
         init_timeout: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
+        secret_env: Callable[[FunctionSpec], dict[str, str]] = lambda spec: {},
     ) -> None:
         self._backend = backend
+        self._secret_env = secret_env  # a version's secret values, read at each start; StartFailed if gone
         self._metrics = metrics
         self._on_change = on_change  # publishes the function's route table
         self._drain_delay = drain_delay
@@ -120,9 +124,13 @@ class Fleet:
         log.info("replica %s starting (%s version %d)", replica.id, function, version.version)
         self._spawn(self._init_deadline(replica))
         try:
+            secret_env = self._secret_env(version.spec)
             await self._backend.start_replica(
-                ReplicaSpec(replica.id, function, version.version, version.digest, version.spec)
+                ReplicaSpec(replica.id, function, version.version, version.digest, version.spec, secret_env)
             )
+        except StartFailed as e:  # e.g. a secret the version names was removed
+            self._fail(replica, Failure(self._clock(), e.error_type, e.message))
+            self._forget(replica, "crashed")
         except Exception as e:  # e.g. the artifact could not be fetched
             log.exception("backend could not start replica %s", replica.id)
             self._fail(replica, Failure(self._clock(), "Fx.BackendError", str(e) or type(e).__name__))

@@ -19,6 +19,7 @@ class Settings:
     backend: str = "local"
     drain_delay: float = 1.0  # seconds between unpublishing a replica and SIGTERM
     max_unzipped_mb: int = 250
+    max_secret_bytes: int = 65536  # keys and values of one secret (AWS Secrets Manager's limit is 64 KB too)
     stable_window: float = 10.0  # seconds of history a scale-down must respect
     init_timeout: float = 30.0  # a replica not ready by then is stopped and reported failed
     keep_warm: float = 300.0  # seconds a version keeps its replicas after losing traffic, for instant rollback
@@ -52,6 +53,12 @@ def parse(argv: list[str] | None = None, environ: dict[str, str] | None = None) 
     )
     p.add_argument("--drain-delay", type=float, default=float(env.get("FX_DRAIN_DELAY", Settings.drain_delay)))
     p.add_argument("--max-unzipped-mb", type=int, default=int(env.get("FX_MAX_UNZIPPED_MB", Settings.max_unzipped_mb)))
+    p.add_argument(
+        "--max-secret-bytes",
+        type=int,
+        default=int(env.get("FX_MAX_SECRET_BYTES", Settings.max_secret_bytes)),
+        help="bytes of keys and values one secret may hold [FX_MAX_SECRET_BYTES]",
+    )
     p.add_argument("--stable-window", type=float, default=float(env.get("FX_STABLE_WINDOW", Settings.stable_window)))
     p.add_argument("--init-timeout", type=float, default=float(env.get("FX_INIT_TIMEOUT", Settings.init_timeout)))
     p.add_argument(
@@ -73,6 +80,7 @@ def parse(argv: list[str] | None = None, environ: dict[str, str] | None = None) 
         backend=a.backend,
         drain_delay=a.drain_delay,
         max_unzipped_mb=a.max_unzipped_mb,
+        max_secret_bytes=a.max_secret_bytes,
         stable_window=a.stable_window,
         init_timeout=a.init_timeout,
         keep_warm=a.keep_warm,

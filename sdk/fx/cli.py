@@ -14,14 +14,24 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from fx import config, deploy, manifest, scaffold
+from fx import config, deploy, manifest, scaffold, secret_args
 from fx.client import Client
 from fx.errors import FunctionError, FxError, InputError
-from fx.models import FunctionInfo, PromoteSpec, VersionInfo, check_alias, check_split, check_sticky
+from fx.models import (
+    FunctionInfo,
+    PromoteSpec,
+    SecretInfo,
+    VersionInfo,
+    check_alias,
+    check_secret_name,
+    check_split,
+    check_sticky,
+)
 from fx.platform import Platform, PlatformError
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 _FUNCTION_LIST = TypeAdapter(list[FunctionInfo])
+_SECRET_LIST = TypeAdapter(list[SecretInfo])
 _VERSION_LIST = TypeAdapter(list[VersionInfo])
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
@@ -106,6 +116,8 @@ def cmd_describe(args: argparse.Namespace) -> int:
     print(f"status:   {fn.status}")
     print(f"latest:   version {fn.latest}")
     print(f"traffic:  {_traffic(fn.traffic)}" + (f" (sticky by {fn.sticky})" if fn.sticky else ""))
+    if secrets := fn.versions[-1].spec.secrets:
+        print(f"secrets:  {', '.join(secrets)}")
     if fn.aliases:
         print("aliases:  " + ", ".join(f"{a} → version {v}" for a, v in sorted(fn.aliases.items())))
     if fn.previous:
@@ -202,6 +214,42 @@ def cmd_rm(args: argparse.Namespace) -> int:
     with _client(args) as client:
         client.delete(args.name)
     print(f"{args.name}: removed")
+    return EXIT_OK
+
+
+def cmd_secret_set(args: argparse.Namespace) -> int:
+    name = _secret_name(args.name)
+    values = secret_args.values_from(args.values, args.from_env_file, sys.stdin)
+    with _client(args) as client:
+        info = client.set_secret(name, values)
+    if args.output == "json":
+        print(info.model_dump_json(indent=2))
+        return EXIT_OK
+    print(f"{info.name}: set, keys {', '.join(info.keys)}")
+    if info.used_by:
+        print(f"new replicas of {', '.join(info.used_by)} get these values; running ones keep theirs until replaced")
+    return EXIT_OK
+
+
+def cmd_secret_ls(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        secrets = client.list_secrets()
+    if args.output == "json":
+        print(_SECRET_LIST.dump_json(secrets, indent=2).decode())
+        return EXIT_OK
+    rows = [["NAME", "KEYS", "UPDATED", "USED BY"]]
+    for info in secrets:
+        updated = info.updated_at.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+        rows.append([info.name, ",".join(info.keys), updated, ",".join(info.used_by) or "-"])
+    _print_table(rows)
+    return EXIT_OK
+
+
+def cmd_secret_rm(args: argparse.Namespace) -> int:
+    name = _secret_name(args.name)
+    with _client(args) as client:
+        client.delete_secret(name)
+    print(f"{name}: removed")
     return EXIT_OK
 
 
@@ -344,6 +392,13 @@ def _sticky(args: argparse.Namespace) -> dict[str, str | None]:
         raise InputError(str(exc)) from exc
 
 
+def _secret_name(name: str) -> str:
+    try:
+        return check_secret_name(name)
+    except ValueError as exc:
+        raise InputError(str(exc)) from exc
+
+
 def _seconds(text: str) -> float:
     match = _DURATION.match(text.strip())
     if not match:
@@ -472,6 +527,31 @@ def _parser() -> argparse.ArgumentParser:
 
     rm = command("rm", cmd_rm, "remove a function, its versions and replicas")
     rm.add_argument("name")
+
+    secret = commands.add_parser(
+        "secret", help="manage secrets: values a function gets as environment variables, never shown"
+    )
+    secret_commands = secret.add_subparsers(title="commands", metavar="COMMAND", required=True)
+
+    def secret_command(name: str, run, help: str, *parents: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        sub = secret_commands.add_parser(name, help=help, description=help, parents=[connection, *parents])
+        sub.set_defaults(run=run)
+        return sub
+
+    secret_set = secret_command(
+        "set",
+        cmd_secret_set,
+        "create or replace a secret: it becomes exactly the keys given (functions name it in fx.yaml `secrets:`)",
+        output,
+    )
+    secret_set.add_argument("name", help="secret name (DNS-1123: lower-case letters, digits, '-')")
+    secret_set.add_argument(
+        "values", nargs="*", metavar="KEY=VALUE", help="KEY=- reads that value from stdin (a trailing newline dropped)"
+    )
+    secret_set.add_argument("--from-env-file", metavar="FILE", help="read KEY=VALUE lines (dotenv syntax) from FILE")
+    secret_command("ls", cmd_secret_ls, "list secrets: names, keys, when updated, which functions use them", output)
+    secret_rm = secret_command("rm", cmd_secret_rm, "remove a secret no function uses")
+    secret_rm.add_argument("name")
 
     command("login", cmd_login, "check a gateway URL and token, then save them for the CLI")
     return parser

@@ -24,12 +24,14 @@ from fx.models import (
     FunctionInfo,
     FunctionSpec,
     PromoteSpec,
+    SecretInfo,
     VersionInfo,
 )
 from fx.protocol import FUNCTION_ERROR_HEADER
 
 _FUNCTION_LIST = TypeAdapter(list[FunctionInfo])
 _VERSION_LIST = TypeAdapter(list[VersionInfo])
+_SECRET_LIST = TypeAdapter(list[SecretInfo])
 _UNCHANGED: Any = object()  # "leave the sticky setting as it is", as distinct from None (turn it off)
 
 
@@ -119,6 +121,19 @@ class Client:
                 yield from r.iter_lines()
         except httpx.TransportError as exc:
             raise self._unreachable(exc) from exc
+
+    # --- secrets: values go in, only names and keys come back ----------------------
+
+    def set_secret(self, name: str, values: dict[str, str]) -> SecretInfo:
+        """Create or replace a secret: it becomes exactly these keys."""
+        r = self._send("PUT", f"/system/secrets/{_seg(name)}", json={"values": values})
+        return SecretInfo.model_validate_json(r.content)
+
+    def list_secrets(self) -> list[SecretInfo]:
+        return _SECRET_LIST.validate_json(self._send("GET", "/system/secrets").content)
+
+    def delete_secret(self, name: str) -> None:
+        self._send("DELETE", f"/system/secrets/{_seg(name)}")
 
     # --- calling functions -----------------------------------------------------
 

@@ -115,6 +115,7 @@ SUBJECT_TOKEN_RE = re.compile(r"^[!-~]+$")
 # Subjects fx itself uses (activation, load, async calls, dead letters) and NATS's own ($JS, $KV, _INBOX).
 RESERVED_SUBJECT_PREFIXES = ("fx.", "$", "_INBOX.")
 MAX_TRIGGERS = 16
+MAX_SECRET_REFS = 16  # secrets one function may name
 
 
 def subject_problem(subject: str) -> str | None:
@@ -276,6 +277,12 @@ class FunctionSpec(_Model):
     memory: Annotated[int, Field(ge=128, le=10240, description="MB")] = 128
     timeout: Annotated[float, Field(gt=0, le=900, description="seconds")] = 3
     env: dict[str, str] = Field(default_factory=dict)
+    secrets: list[str] = Field(
+        default_factory=list,
+        max_length=MAX_SECRET_REFS,
+        description="fx secrets (`fx secret set NAME KEY=VALUE`) whose keys become environment variables of the"
+        " replicas; values are read when a replica starts and are never part of the spec",
+    )
     scale: ScaleSpec = Field(default_factory=ScaleSpec)
     http: HttpSpec = Field(default_factory=HttpSpec)
     triggers: list[TriggerSpec] = Field(default_factory=list, max_length=MAX_TRIGGERS)
@@ -342,6 +349,16 @@ class FunctionSpec(_Model):
                 raise ValueError(f"environment variable name {key!r} is invalid: use letters, digits and '_'")
             if key in RESERVED_ENV:
                 raise ValueError(f"environment variable {key!r} is reserved by the runtime")
+        return v
+
+    @field_validator("secrets")
+    @classmethod
+    def _secrets(cls, v: list[str]) -> list[str]:
+        for name in v:
+            check_secret_name(name)
+        twice = sorted({n for n in v if v.count(n) > 1})
+        if twice:
+            raise ValueError(f"secret {twice[0]!r} is listed twice")
         return v
 
 
@@ -470,3 +487,59 @@ class ErrorBody(_Model):
     """Every non-2xx JSON answer of the gateway and controller has this shape."""
 
     error: ErrorDetail
+
+
+# --- secrets -------------------------------------------------------------------------
+
+MAX_SECRET_KEYS = 100  # keys in one secret
+
+
+def check_secret_name(name: str) -> str:
+    """A secret name is a DNS-1123 label, because it becomes a Kubernetes Secret's name."""
+    if len(name) > NAME_MAX or not NAME_RE.fullmatch(name):
+        raise ValueError(
+            f"secret name {name!r} is not a DNS-1123 label: use lower-case letters, digits and '-', starting and"
+            f" ending with a letter or digit, at most {NAME_MAX} characters (e.g. 'db' or 'stripe-live')"
+        )
+    return name
+
+
+class SecretSpec(_Model):
+    """What `fx secret set` sends: the secret becomes exactly these keys (a key left out is removed)."""
+
+    # Neither a validation error nor a repr shows the values.
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+    values: dict[str, str] = Field(
+        repr=False,
+        min_length=1,
+        max_length=MAX_SECRET_KEYS,
+        description="environment variable name -> value; the values are write-only: no answer ever shows them",
+    )
+
+    @field_validator("values")
+    @classmethod
+    def _values(cls, v: dict[str, str]) -> dict[str, str]:
+        # Messages name the key, never the value.
+        for key, value in v.items():
+            if not ENV_NAME_RE.fullmatch(key):
+                raise ValueError(
+                    f"key {key!r} is not an environment variable name: use letters, digits and '_',"
+                    " not starting with a digit (e.g. 'DB_PASSWORD')"
+                )
+            if key in RESERVED_ENV or key.startswith("FX_"):
+                raise ValueError(f"key {key!r} is an environment variable of the runtime or of fx; rename it")
+            if "\0" in value:
+                raise ValueError(f"the value of {key!r} holds a NUL character, which no environment variable can")
+        return v
+
+
+class SecretInfo(_Model):
+    """A secret as the admin API shows it: its keys, never its values."""
+
+    name: str
+    keys: list[str]
+    updated_at: datetime
+    used_by: list[str] = Field(
+        default_factory=list, description="functions whose live versions (traffic, alias, latest) reference it"
+    )

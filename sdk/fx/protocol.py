@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 
 KV_FUNCTIONS = "fx_functions"  # embedded-mode function store: key = function name
 KV_ROUTES = "fx_routes"  # route tables the gateways follow: key = function name
+KV_SECRETS = "fx_secrets"  # secret values: key = secret name; read and written by the controller alone
 OBJ_ARTIFACTS = "fx_artifacts"  # code zips: key = "sha256-<hex>"
 SUBJECT_ACTIVATE = "fx.activate"  # request-reply: gateway asks for a ready replica
 SUBJECT_LOAD = "fx.load"  # gateway load reports, published every LOAD_REPORT_INTERVAL_S

@@ -8,7 +8,7 @@ stop_replica to a delete with a grace period, and pod status changes to events.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from fx.models import FunctionSpec
@@ -23,6 +23,8 @@ class ReplicaSpec:
     version: int
     digest: str  # the version's code: "sha256:<hex>" of its zip, or its image reference
     spec: FunctionSpec
+    # The values of the spec's secrets, read when the replica is asked for (never in a repr, hence a log line).
+    secret_env: dict[str, str] = field(default_factory=dict, repr=False)
 
 
 @dataclass(frozen=True)
@@ -38,8 +40,20 @@ class ReplicaEvent:
 EventSink = Callable[[ReplicaEvent], None]
 
 
+class SecretMirror(Protocol):
+    """A backend's own copies of the secrets, where its replicas read them (kubernetes: one Secret each).
+    Its errors name secrets, never values: the admin API shows them."""
+
+    async def put(self, name: str, values: dict[str, str]) -> None: ...
+    async def delete(self, name: str) -> None: ...
+    async def sync(self, secrets: dict[str, dict[str, str]]) -> None:
+        """Make the copies exactly these (on start: a controller may have missed changes)."""
+
+
 class Backend(Protocol):
     runs_images: bool  # can it run a function whose code is a container image (FunctionSpec.image)?
+    # None: replicas get their secrets only in the environment the backend starts them with (ReplicaSpec).
+    secret_mirror: SecretMirror | None
 
     async def open(self, on_event: EventSink) -> None:
         """Get ready to start replicas; every later event goes to `on_event` (called on the event loop)."""

@@ -51,12 +51,14 @@ def replica_env(replica: ReplicaSpec, artifact: Path, code_root: Path, nats_url:
     )
     if spec.runtime == "provided":  # a custom runtime: the runtime serves the Runtime API to its bootstrap
         env["FX_BOOTSTRAP"] = str(code_root / hexdigest / "bootstrap")
+    env.update(replica.secret_env)
     env.update(spec.env)
     return env
 
 
 class LocalBackend:
     runs_images = False  # replicas are processes on this machine: no container runtime
+    secret_mirror = None  # secret values reach a replica in its spawn environment only
 
     def __init__(
         self, state_dir: Path, artifacts: Artifacts, command: list[str] | None = None, nats_url: str = ""

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from fx.models import FunctionSpec, JetStreamTrigger, KvTrigger, ScaleSpec, TriggerSpec
+from fx.models import MAX_SECRET_REFS, FunctionSpec, JetStreamTrigger, KvTrigger, ScaleSpec, TriggerSpec
 
 CHART = Path(__file__).resolve().parents[3] / "charts" / "fx"
 CRD = CHART / "crds" / "functions.fx.dev.yaml"
@@ -107,10 +107,12 @@ def test_rbac_is_namespaced_and_minimal() -> None:
     assert granted[("", "pods")] == {"get", "list", "watch", "patch", "delete"}  # never create pods directly
     assert granted[("coordination.k8s.io", "leases")] == {"get", "create", "update"}
     assert granted[("", "pods/log")] == {"get"}  # read, for `fx logs`
-    assert ("", "secrets") not in granted
+    # The copies of fx secrets: written and listed (to remove stale ones), never watched or read one by one.
+    assert granted[("", "secrets")] == {"list", "create", "update", "delete"}
     assert set(granted) == {
         ("apps", "deployments"),
         ("", "pods"),
+        ("", "secrets"),
         ("", "pods/log"),
         ("fx.dev", "functions"),
         ("fx.dev", "functions/status"),
@@ -214,6 +216,22 @@ def test_crd_triggers_mirror_the_trigger_kinds() -> None:
     rules = json.dumps(triggers["items"]["x-kubernetes-validations"])
     assert "has(self.nats), has(self.jetstream), has(self.kv), has(self.schedule)" in rules  # exactly one kind
     assert "required" not in triggers["items"]
+
+
+def test_crd_secrets_are_names_only() -> None:
+    crd = yaml.safe_load(CRD.read_text())
+    secrets = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["secrets"]
+    assert secrets["type"] == "array" and secrets["maxItems"] == MAX_SECRET_REFS
+    assert secrets["items"] == {"type": "string", "maxLength": 63, "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"}
+    assert secrets["x-kubernetes-list-type"] == "set"  # a name once
+
+
+def test_the_secret_size_limit_is_a_value() -> None:
+    controller = named(render("controller.maxSecretBytes=2048"), "Deployment", "-controller")
+    env = {e["name"]: e.get("value") for e in controller["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["FX_MAX_SECRET_BYTES"] == "2048"
+    done = _run("template", "fx", str(CHART), "--set", "controller.maxSecretBytes=10")
+    assert done.returncode != 0 and "/controller/maxSecretBytes" in done.stderr
 
 
 def test_crd_defaults_match_the_models() -> None:

@@ -46,6 +46,7 @@ class FakeBackend:
         self.outcome = "ready"  # ready | init_error | hang
         self.start_delay = 0.02
         self.runs_images = False
+        self.secret_mirror = None
 
     async def open(self, on_event: EventSink) -> None:
         self.on_event = on_event

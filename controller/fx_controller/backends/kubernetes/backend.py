@@ -30,7 +30,7 @@ import httpx
 
 from ...artifacts import Artifacts
 from ...settings import Settings
-from ..base import EventSink, ReplicaEvent, ReplicaSpec
+from ..base import EventSink, ReplicaEvent, ReplicaSpec, SecretMirror
 from . import kube, manifests
 from .artifact_server import ArtifactServer
 from .config import KubeConfig
@@ -38,6 +38,7 @@ from .functions import FunctionSync
 from .pod_access import PodAccess
 from .pod_logs import PodLogs
 from .pods import PodState
+from .secrets import KubeSecrets
 
 log = logging.getLogger("fx_controller.kubernetes")
 
@@ -99,6 +100,7 @@ def http_specialize(access: PodAccess, timeout: float) -> Specialize:
 
 class KubernetesBackend:
     runs_images = True
+    secret_mirror: SecretMirror | None = None  # create() sets the Secrets a version's Deployment takes them from
 
     def __init__(
         self,
@@ -175,6 +177,7 @@ class KubernetesBackend:
     async def _start_in_pool(self, replica: ReplicaSpec, pod: PodState, owner: str) -> None:
         key = (replica.function, replica.version)
         env = {e["name"]: e["value"] for e in manifests.replica_env(self._cfg, *key, replica.digest, replica.spec)}
+        env.update(replica.secret_env)  # a pool pod has no envFrom: the values come with its specialization
         try:
             await self._api.claim_pod(pod.name, manifests.claim_patch(self._cfg, *key, replica.digest, owner))
             self._follow_log(pod.name, replica.function)  # from here on the pod's output is the function's
@@ -377,4 +380,5 @@ def create(settings: Settings, artifacts: Artifacts) -> KubernetesBackend:
         access=access,
     )
     sync.ready_count = backend.ready_count
+    backend.secret_mirror = KubeSecrets(api)
     return backend

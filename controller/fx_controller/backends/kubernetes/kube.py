@@ -171,6 +171,29 @@ class KubeApi:
             if not any(o.kind == "ReplicaSet" for o in p.metadata.owner_references or [])
         ]
 
+    # --- Secrets (the copies of fx's secrets) ------------------------------------------------
+
+    async def apply_secret(self, body: dict) -> None:
+        """Create, or replace as a whole (a key left out goes)."""
+        try:
+            await asyncio.to_thread(self.core.create_namespaced_secret, self.cfg.namespace, body)
+        except ApiException as e:
+            if e.status != 409:
+                raise
+            name = body["metadata"]["name"]
+            await asyncio.to_thread(self.core.replace_namespaced_secret, name, self.cfg.namespace, body)
+
+    async def delete_secret(self, name: str) -> None:
+        try:
+            await asyncio.to_thread(self.core.delete_namespaced_secret, name, self.cfg.namespace)
+        except ApiException as e:
+            if e.status != 404:
+                raise
+
+    async def secret_names(self, selector: str) -> list[str]:
+        found = await asyncio.to_thread(self.core.list_namespaced_secret, self.cfg.namespace, label_selector=selector)
+        return [s.metadata.name for s in found.items]
+
     def watch_pods(self, on_event: Callable[[str, PodState], None]) -> None:
         """Call `on_event(type, pod)` on the running loop for every function pod change, until close()."""
         self._watch(

@@ -5,6 +5,7 @@ Kept free of API calls so the mapping (security context, env, probes, owner refe
 
 from __future__ import annotations
 
+import base64
 import math
 
 from fx.models import FunctionSpec
@@ -20,6 +21,7 @@ VERSION_LABEL = f"{GROUP}/version"
 DIGEST_ANNOTATION = f"{GROUP}/digest"
 DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
 POOL_LABEL = f"{GROUP}/pool"
+SECRET_LABEL = f"{GROUP}/secret"
 
 
 def deployment_name(function: str, version: int) -> str:
@@ -100,6 +102,40 @@ def code_env(cfg: KubeConfig, digest: str, spec: FunctionSpec) -> dict[str, str]
     return env
 
 
+def secret_name(cfg: KubeConfig, name: str) -> str:
+    return f"{cfg.instance}-secret-{name}"
+
+
+def secret_labels(cfg: KubeConfig) -> dict[str, str]:
+    """The labels of every Secret fx keeps for its secrets (how a restarted controller finds stale ones)."""
+    return {**selector(cfg), "app.kubernetes.io/component": "secret"}
+
+
+def secret_selector(cfg: KubeConfig) -> str:
+    return ",".join(f"{k}={v}" for k, v in secret_labels(cfg).items())
+
+
+def secret(cfg: KubeConfig, name: str, values: dict[str, str]) -> dict:
+    """An fx secret as a Kubernetes Secret: its keys are what the functions naming it get as variables."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": {
+            "name": secret_name(cfg, name),
+            "namespace": cfg.namespace,
+            "labels": {**secret_labels(cfg), SECRET_LABEL: name},
+        },
+        "data": {k: base64.b64encode(v.encode()).decode() for k, v in values.items()},
+    }
+
+
+def secret_env_from(cfg: KubeConfig, spec: FunctionSpec) -> list[dict]:
+    """Every key of each named Secret as a variable, read by the kubelet when a pod starts: a version's pods get
+    the values current at their start, as a local replica does, and its Deployment never changes with them."""
+    return [{"secretRef": {"name": secret_name(cfg, s)}} for s in spec.secrets]
+
+
 def grace_seconds(cfg: KubeConfig, spec: FunctionSpec) -> int:
     """Long enough for the preStop sleep plus the longest invocation to finish after SIGTERM."""
     return cfg.pre_stop_sleep + math.ceil(spec.timeout) + 5
@@ -145,6 +181,7 @@ def deployment(cfg: KubeConfig, function: str, version: int, digest: str, spec: 
         # A function's own image: pulled once per node, so a new release needs a new tag (or a digest).
         "imagePullPolicy": "IfNotPresent" if spec.image else cfg.runtime_pull_policy,
         "env": replica_env(cfg, function, version, digest, spec),
+        **({"envFrom": secret_env_from(cfg, spec)} if spec.secrets else {}),
         "ports": [{"name": "http", "containerPort": PORT}],
         "readinessProbe": {
             "httpGet": {"path": "/_fx/health", "port": PORT},

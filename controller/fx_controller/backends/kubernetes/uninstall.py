@@ -3,7 +3,8 @@
 Helm keeps the CRDs, and with them every Function and what it owns (Deployments, pods). Run before Helm
 removes anything, this deletes the namespace's Functions while the controller still runs (it stops their
 replicas as for `kubectl delete function`) and waits until the garbage collector has removed their
-dependents, so `helm uninstall` leaves no function behind.
+dependents, so `helm uninstall` leaves no function behind. Then it deletes the Secrets holding fx's secrets
+(the controller's copies; the values stay in NATS for as long as its volume does).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import time
 
 from kubernetes import client
 
-from . import kube
+from . import kube, manifests
 from .config import GROUP, PLURAL, VERSION, KubeConfig
 
 TIMEOUT_S = 120.0
@@ -45,6 +46,11 @@ def main() -> int:
             return 1
         time.sleep(1)
     print("every function and what it owned is gone", flush=True)
+    core = client.CoreV1Api()
+    secrets = core.list_namespaced_secret(cfg.namespace, label_selector=manifests.secret_selector(cfg)).items
+    for secret in secrets:
+        core.delete_namespaced_secret(secret.metadata.name, cfg.namespace)
+    print(f"deleted {len(secrets)} Secrets of fx secrets", flush=True)
     return 0
 
 
