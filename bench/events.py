@@ -28,7 +28,6 @@ import uuid
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import nats
 from fx.platform import Platform
 from fx.protocol import (
     ASYNC_CALL_ID,
@@ -50,9 +49,9 @@ from bench.run import deploy
 STORE_CONCURRENCY = 512
 
 
-async def raw_pull_and_ack(nats_url: str, count: int) -> float:
+async def raw_pull_and_ack(p: Platform, count: int) -> float:
     """Messages per second this process pulls and acks from a work queue (publishing not timed)."""
-    nc = await nats.connect(nats_url)
+    nc = await p.admin_nats()
     js = nc.jetstream()
     await js.add_stream(StreamConfig(name="BENCH_RAW", subjects=["bench.raw"], retention=RetentionPolicy.WORK_QUEUE))
     await store(js, "bench.raw", count, {})
@@ -68,10 +67,10 @@ async def raw_pull_and_ack(nats_url: str, count: int) -> float:
     return rate
 
 
-async def raw_open_pull_and_ack(nats_url: str, count: int) -> float:
+async def raw_open_pull_and_ack(p: Platform, count: int) -> float:
     """The same with one pull request kept open for all of them (up to 1024 unacked at a time), messages
     taken in a subscription callback: how the gateway pulls, without the function."""
-    nc = await nats.connect(nats_url)
+    nc = await p.admin_nats()
     js = nc.jetstream()
     await js.add_stream(StreamConfig(name="BENCH_OPEN", subjects=["bench.open"], retention=RetentionPolicy.WORK_QUEUE))
     await store(js, "bench.open", count, {})
@@ -109,9 +108,9 @@ async def store(js, subject: str, count: int, headers: dict[str, str]) -> None:
     await asyncio.gather(*(one() for _ in range(count)))
 
 
-async def through_gateway(nats_url: str, function: str, count: int, pids: dict[str, int]) -> dict:
+async def through_gateway(p: Platform, function: str, count: int, pids: dict[str, int]) -> dict:
     """Async calls per second run by the gateway, from the first store until all are acked."""
-    nc = await nats.connect(nats_url)
+    nc = await p.admin_nats()
     js = nc.jetstream()
     headers = {ASYNC_FUNCTION: function, ASYNC_METHOD: "POST", ASYNC_TARGET: REPLICA_INVOKE_PATH}
     before = {name: cpu_seconds(pid) for name, pid in pids.items()}
@@ -132,7 +131,7 @@ async def through_gateway(nats_url: str, function: str, count: int, pids: dict[s
 async def durable(p: Platform, tmp: Path, name: str, count: int, batch: int, in_flight: int, pid: int) -> dict:
     """Events per second through a durable trigger from a stored backlog of `count` messages."""
     stream = f"BENCH_{name.upper()}"
-    nc = await nats.connect(p.nats_url)
+    nc = await p.admin_nats()
     js = nc.jetstream()
     await js.add_stream(StreamConfig(name=stream, subjects=[f"bench.{name}"]))
     await store(js, f"bench.{name}", count, {})
@@ -160,8 +159,8 @@ async def durable(p: Platform, tmp: Path, name: str, count: int, batch: int, in_
     return {"rate": count / seconds, "seconds": seconds, "gateway_cpu_us": (cpu_seconds(pid) - before) * 1e6 / count}
 
 
-async def replica_endpoints(nats_url: str, function: str) -> list[str]:
-    nc = await nats.connect(nats_url)
+async def replica_endpoints(p: Platform, function: str) -> list[str]:
+    nc = await p.admin_nats()
     kv = await nc.jetstream().key_value(KV_ROUTES)
     table = RouteTable.from_json((await kv.get(function)).value)
     await nc.close()
@@ -178,7 +177,7 @@ def main() -> None:
         manifest = f"functions:\n  bench:\n    scale: {{min: {n}, max: {n}, concurrency: 0, idle_timeout: 3600}}\n"
         deploy(Path(tmp) / "bench", p, manifest)
         deadline = time.monotonic() + 60
-        while len(endpoints := asyncio.run(replica_endpoints(p.nats_url, "bench"))) < n:
+        while len(endpoints := asyncio.run(replica_endpoints(p, "bench"))) < n:
             if time.monotonic() > deadline:
                 raise SystemExit(f"only {len(endpoints)} of {n} replicas became ready")
             time.sleep(0.2)
@@ -186,10 +185,10 @@ def main() -> None:
         for i, endpoint in enumerate(endpoints):
             pids[f"replica{i}"] = pid_listening_on(int(endpoint.rsplit(":", 1)[1]))
 
-        asyncio.run(through_gateway(p.nats_url, "bench", 2000, pids))  # warm-up: connections, pools
-        fetched = asyncio.run(raw_pull_and_ack(p.nats_url, args.events))
-        raw = asyncio.run(raw_open_pull_and_ack(p.nats_url, args.events))
-        run = asyncio.run(through_gateway(p.nats_url, "bench", args.events, pids))
+        asyncio.run(through_gateway(p, "bench", 2000, pids))  # warm-up: connections, pools
+        fetched = asyncio.run(raw_pull_and_ack(p, args.events))
+        raw = asyncio.run(raw_open_pull_and_ack(p, args.events))
+        run = asyncio.run(through_gateway(p, "bench", args.events, pids))
         accept = load(f"{p.gateway_url}/async-function/bench", 16, args.events, {"gateway": pids["gateway"]}, "POST")
         gateway_pid, tmp_path = pids["gateway"], Path(tmp)
         single = asyncio.run(durable(p, tmp_path, "single", args.events, 1, 64, gateway_pid))

@@ -23,7 +23,6 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
-import nats
 from fx.platform import Platform
 from fx.protocol import KV_ROUTES, RouteTable
 
@@ -42,8 +41,8 @@ def deploy(project: Path, platform: Platform, manifest: str) -> None:
     subprocess.run([FX, "deploy"], cwd=project, env=env, check=True, capture_output=True, timeout=300)
 
 
-async def endpoint_of(nats_url: str, function: str) -> str:
-    nc = await nats.connect(nats_url)
+async def endpoint_of(p: Platform, function: str) -> str:
+    nc = await p.admin_nats()
     try:
         kv = await (nc.jetstream()).key_value(KV_ROUTES)
         table = RouteTable.from_json((await kv.get(function)).value)
@@ -73,7 +72,7 @@ def main() -> None:
         )
         gateway_url = f"{p.gateway_url}/function/bench/"
         httpx.get(gateway_url, timeout=30).raise_for_status()
-        replica = asyncio.run(endpoint_of(p.nats_url, "bench"))
+        replica = asyncio.run(endpoint_of(p, "bench"))
         direct_url = f"http://{replica}/_fx/http/"
         pids = {
             "gateway": pid_listening_on(urlsplit(p.gateway_url).port),

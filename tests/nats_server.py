@@ -16,11 +16,12 @@ BINARY = Path(sys.executable).with_name("nats-server")  # installed by the nats-
 
 
 @contextmanager
-def nats_server(store: Path) -> Iterator[str]:
-    """Run nats-server with its JetStream data in `store`; yield its URL; stop it on exit."""
+def nats_server(store: Path, config: Path | None = None) -> Iterator[str]:
+    """Run nats-server with its JetStream data in `store` (and `config`, if any); yield its URL; stop it on exit."""
     port = free_port()
+    with_config = ["-c", str(config)] if config else []
     proc = subprocess.Popen(
-        [str(BINARY), "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(store)],
+        [str(BINARY), *with_config, "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(store)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

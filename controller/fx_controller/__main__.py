@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 import uvicorn
 import uvloop
+from fx.nats_auth import NatsAuthError
 
 from . import settings as settings_mod
 from .app import create_app
@@ -75,7 +76,11 @@ def main(argv: list[str] | None = None) -> None:
     s = settings_mod.parse(argv)
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("nats").setLevel(logging.WARNING)
-    uvloop.run(_serve(s))
+    try:
+        uvloop.run(_serve(s))
+    except NatsAuthError as exc:  # e.g. --nats-auth-dir without the signing key: one line, not a traceback
+        logging.getLogger("fx_controller").error("%s", exc)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,9 @@ from datetime import UTC, datetime
 
 import nats
 import nats.js.errors
+from fx import async_streams
 from fx.models import DeployResult, FunctionInfo, FunctionSpec, VersionInfo
+from fx.nats_auth import Signer
 from fx.protocol import (
     KV_FUNCTIONS,
     KV_ROUTES,
@@ -27,6 +29,7 @@ from fx.protocol import (
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
+from . import nats_connect
 from .activator import Activator
 from .artifacts import Artifacts
 from .autoscaler import Autoscaler
@@ -34,6 +37,7 @@ from .backends.base import Backend
 from .backends.local import LocalBackend
 from .errors import ApiError, not_found
 from .fleet import Fleet
+from .function_nats import FunctionCreds
 from .load import LoadBook
 from .metrics import Metrics
 from .nats_buckets import open_kv, open_object_store
@@ -51,7 +55,9 @@ BackendFactory = Callable[[Settings, Artifacts], Backend]
 
 
 def local_backend(settings: Settings, artifacts: Artifacts) -> Backend:
-    return LocalBackend(settings.state_dir, artifacts, nats_url=settings.nats_url)
+    signer = Signer.load(settings.nats_auth_dir) if settings.nats_auth_dir else None
+    creds = FunctionCreds(settings.state_dir / "fn", settings.nats_url, signer, settings.nats_creds_ttl)
+    return LocalBackend(settings.state_dir, artifacts, nats=creds)
 
 
 class Controller:
@@ -67,8 +73,9 @@ class Controller:
 
     async def start(self) -> None:
         s = self.settings
-        self._nc = await nats.connect(s.nats_url, name="fx-controller", max_reconnect_attempts=-1)
+        self._nc = await nats_connect.connect(s.nats_url, s.nats_creds, "fx-controller")
         js = self._nc.jetstream()
+        await async_streams.ensure(js)  # the gateways' NATS users may not create streams
         self.store = FunctionStore(await open_kv(js, KV_FUNCTIONS))
         routes_kv = await open_kv(js, KV_ROUTES)
         self.artifacts = Artifacts(

@@ -11,6 +11,9 @@ from pathlib import Path
 @dataclass
 class Settings:
     nats_url: str = "nats://127.0.0.1:4222"
+    nats_creds: Path | None = None  # the controller's own NATS user; None: NATS without auth
+    nats_auth_dir: Path | None = None  # holds the fx account's signing key, to mint functions' NATS users
+    nats_creds_ttl: float = 3600.0  # seconds a function's NATS credentials are valid (renewed while it runs)
     host: str = "127.0.0.1"
     port: int = 8081
     state_dir: Path = Path(".fx")
@@ -40,6 +43,20 @@ def parse(argv: list[str] | None = None, environ: dict[str, str] | None = None) 
     env = os.environ if environ is None else environ
     p = argparse.ArgumentParser(prog="fx-controller", description="fx control plane: admin API, autoscaler, replicas")
     p.add_argument("--nats", default=env.get("FX_NATS_URL", Settings.nats_url), help="NATS URL [FX_NATS_URL]")
+    p.add_argument(
+        "--nats-creds", default=env.get("FX_NATS_CREDS"), help="the controller's NATS .creds file [FX_NATS_CREDS]"
+    )
+    p.add_argument(
+        "--nats-auth-dir",
+        default=env.get("FX_NATS_AUTH_DIR"),
+        help="directory with fx-account.pub and fx-signing.nk, to mint functions' NATS users [FX_NATS_AUTH_DIR]",
+    )
+    p.add_argument(
+        "--nats-creds-ttl",
+        type=float,
+        default=float(env.get("FX_NATS_CREDS_TTL", Settings.nats_creds_ttl)),
+        help="seconds a function's NATS credentials are valid; renewed while it runs [FX_NATS_CREDS_TTL]",
+    )
     p.add_argument(
         "--listen", default=env.get("FX_LISTEN", f"{Settings.host}:{Settings.port}"), help="host:port [FX_LISTEN]"
     )
@@ -72,6 +89,9 @@ def parse(argv: list[str] | None = None, environ: dict[str, str] | None = None) 
     state_dir = Path(a.state_dir)
     return Settings(
         nats_url=a.nats,
+        nats_creds=Path(a.nats_creds) if a.nats_creds else None,
+        nats_auth_dir=Path(a.nats_auth_dir) if a.nats_auth_dir else None,
+        nats_creds_ttl=a.nats_creds_ttl,
         host=host,
         port=port,
         state_dir=state_dir,

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import nats.errors
 import nats.js.errors
+from fx import async_streams
 from fx.protocol import (
     ASYNC_CALL_ID,
     ASYNC_CALLBACK_SUBJECT,
@@ -37,7 +38,7 @@ from fx.protocol import (
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, RetentionPolicy, StorageType, StreamConfig
+from nats.js.api import AckPolicy, ConsumerConfig
 
 from fx_gateway import callback, internal
 from fx_gateway.config import Settings
@@ -51,38 +52,13 @@ log = logging.getLogger("fx_gateway")
 
 PULL_WAIT_S = 1.0
 RECONNECT_WAIT_S = 0.5
-DLQ_MAX_AGE_S = 14 * 86400
-# JetStream drops a second message with the same Nats-Msg-Id within this window: how N gateways store a
-# schedule's tick once (fx_gateway.schedules). JetStream's default, set explicitly because schedules rely on it.
-DUPLICATE_WINDOW_S = 120.0
 MESSAGE_MAX = 1024  # characters of an error message kept in a dead letter's header
 CALLBACK_DELAYS_S = (0.5, 2.0)  # retries of a failed callback
 
 
 async def ensure_streams(js: JetStreamContext, ack_wait: float) -> None:
-    """Create (or bring up to date) the async-call stream, its shared consumer and the dead-letter stream."""
-    streams = (
-        StreamConfig(
-            name=STREAM_ASYNC,
-            subjects=["fx.async.>"],
-            retention=RetentionPolicy.WORK_QUEUE,
-            storage=StorageType.FILE,
-            duplicate_window=DUPLICATE_WINDOW_S,
-            description="fx async calls, one subject per function",
-        ),
-        StreamConfig(
-            name=STREAM_DLQ,
-            subjects=["fx.dlq.>"],
-            storage=StorageType.FILE,
-            max_age=DLQ_MAX_AGE_S,
-            description="fx dead letters: the original call plus Fx-Error headers",
-        ),
-    )
-    for config in streams:
-        try:
-            await js.add_stream(config)
-        except nats.js.errors.BadRequestError:  # exists with another configuration
-            await js.update_stream(config)
+    """Check (on a NATS without auth: create) the async-call and dead-letter streams, then the shared consumer."""
+    await async_streams.ensure(js)
     await js.add_consumer(
         STREAM_ASYNC,
         ConsumerConfig(

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 @dataclass(frozen=True)
 class Settings:
     nats_url: str = "nats://127.0.0.1:4222"
+    nats_creds: str | None = None  # the gateway's NATS user (.creds file); None: NATS without auth
     host: str = "127.0.0.1"
     port: int = 8080
     controller_host: str = "127.0.0.1"
@@ -40,6 +41,7 @@ def parse(argv: list[str] | None = None) -> Settings:
     env = os.environ.get
     p = argparse.ArgumentParser(prog="fx-gateway", description="fx data plane: routes HTTP calls to function replicas")
     p.add_argument("--nats", default=env("FX_NATS_URL", Settings.nats_url), help="NATS URL [FX_NATS_URL]")
+    p.add_argument("--nats-creds", default=env("FX_NATS_CREDS"), help="the gateway's NATS .creds file [FX_NATS_CREDS]")
     p.add_argument("--listen", default=env("FX_LISTEN", "127.0.0.1:8080"), help="host:port to serve on [FX_LISTEN]")
     p.add_argument(
         "--controller",
@@ -124,6 +126,7 @@ def parse(argv: list[str] | None = None) -> Settings:
         p.error(f"--controller {args.controller!r}: expected http://host:port")
     return Settings(
         nats_url=args.nats,
+        nats_creds=args.nats_creds,
         host=host,
         port=port,
         controller_host=controller.hostname,

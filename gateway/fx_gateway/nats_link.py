@@ -74,6 +74,7 @@ class NatsLink:
                     disconnected_cb=self._disconnected,
                     reconnected_cb=self._reconnected,
                     error_cb=self._error,
+                    user_credentials=self.gateway.settings.nats_creds,
                 )
             except (OSError, nats.errors.Error) as exc:
                 if not warned:
@@ -94,15 +95,24 @@ class NatsLink:
         self._tasks = [spawn(self._watch(kv)), spawn(self._report())]
 
     async def _bucket(self) -> KeyValue:
+        """The route tables' bucket. Only on a NATS without auth may a gateway create it; with its own user
+        it waits for the controller to (start order does not matter)."""
         js = self.nc.jetstream()  # type: ignore[union-attr]
-        try:
-            return await js.key_value(KV_ROUTES)
-        except nats.js.errors.BucketNotFoundError:
-            pass
-        try:
-            return await js.create_key_value(bucket=KV_ROUTES, history=1)
-        except nats.js.errors.Error:  # the controller made it meanwhile
-            return await js.key_value(KV_ROUTES)
+        warned = False
+        while True:
+            try:
+                return await js.key_value(KV_ROUTES)
+            except nats.js.errors.BucketNotFoundError:
+                pass
+            try:
+                return await js.create_key_value(bucket=KV_ROUTES, history=1)
+            except nats.js.errors.Error:  # the controller made it meanwhile
+                return await js.key_value(KV_ROUTES)
+            except nats.errors.Error as exc:  # not allowed to: the controller will
+                if not warned:
+                    log.warning("waiting for the controller to create KV %s (%s)", KV_ROUTES, exc)
+                    warned = True
+                await asyncio.sleep(CONNECT_RETRY_S)
 
     async def _watch(self, kv: KeyValue) -> None:
         async for entry in kv_watch.watch(kv):

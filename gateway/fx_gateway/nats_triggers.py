@@ -30,6 +30,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("fx_gateway")
 
+# A publisher picks a message's reply subject, and the gateway publishes the function's result there: one
+# under fx's or NATS's own subjects ($JS.API..., $KV...) would make the gateway a caller's deputy.
+NOT_A_REPLY = ("$", "fx.")
+
 INVOKE_HEAD = b"POST %s HTTP/1.1\r\nContent-Type: application/json\r\n" % REPLICA_INVOKE_PATH.encode()
 EVENT_SOURCE = "fx:nats"
 
@@ -87,7 +91,9 @@ class NatsTriggers:
             result = await self._invoke(function, trigger, msg)
             failed = result.status != 200 or result.function_error is not None
             self.stats.count(function, trigger, "error" if failed else "ok")
-            if msg.reply:
+            if msg.reply and msg.reply.startswith(NOT_A_REPLY):
+                log.warning("function %s: no reply to %s: %r is not a reply subject", function, msg.subject, msg.reply)
+            elif msg.reply:
                 headers = {"Fx-Status": str(result.status)}
                 if failed:
                     headers["Fx-Function-Error"] = (result.function_error or b"Platform").decode("latin-1")

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import nats.errors
+from fx.async_streams import DUPLICATE_WINDOW_S
 from fx.models import schedule_key
 from fx.protocol import (
     ASYNC_CALL_ID,
@@ -33,7 +34,6 @@ from fx.protocol import (
 from fx.schedule import parse
 from nats.js import JetStreamContext
 
-from fx_gateway.async_worker import DUPLICATE_WINDOW_S
 from fx_gateway.stats import EventStats
 from fx_gateway.tasks import spawn
 

@@ -256,6 +256,43 @@ class TriggerSpec(_Model):
         return self.nats  # type: ignore[return-value]
 
 
+MAX_GRANT_SUBJECTS = 32
+MAX_GRANT_SUBJECT_LENGTH = 256
+
+
+def check_grant_subject(subject: str) -> str:
+    """A subject a function may be granted: as a trigger's, and with a literal first token, since a wildcard
+    there ('*.activate', '*.>') would reach fx.*, $JS/$KV and _INBOX subjects."""
+    if not re.fullmatch(r"[!-~]+(\.[!-~]+)*", subject):  # fullmatch: no trailing newline slips through
+        raise ValueError(f"NATS subject {subject!r} is invalid: it is empty or holds a space or a control character")
+    check_subject(subject)
+    if len(subject) > MAX_GRANT_SUBJECT_LENGTH:
+        raise ValueError(f"NATS subject {subject[:40]!r}... is longer than {MAX_GRANT_SUBJECT_LENGTH} characters")
+    first = subject.split(".", 1)[0]
+    if first in ("*", ">") or first.startswith("_INBOX"):
+        raise ValueError(
+            f"NATS subject {subject!r} cannot be granted: its first token must be a name (not a wildcard or"
+            " _INBOX), e.g. 'orders.*' rather than '*.created'"
+        )
+    return subject
+
+
+class NatsGrant(_Model):
+    """What a function's replicas may do on fx's NATS; without a grant they get no NATS credentials at all."""
+
+    publish: list[str] = Field(
+        default_factory=list, max_length=MAX_GRANT_SUBJECTS, description="subjects it may publish to (wildcards)"
+    )
+    subscribe: list[str] = Field(
+        default_factory=list, max_length=MAX_GRANT_SUBJECTS, description="subjects it may subscribe to (wildcards)"
+    )
+
+    @field_validator("publish", "subscribe")
+    @classmethod
+    def _subjects(cls, v: list[str]) -> list[str]:
+        return [check_grant_subject(s) for s in v]
+
+
 def schedule_key(expression: str, timezone: str | None) -> str:
     """A schedule trigger's key: in its events' `resources` and in the id that makes each tick run once."""
     return f"schedule:{expression}" + (f" {timezone}" if timezone and timezone != "UTC" else "")
@@ -286,6 +323,9 @@ class FunctionSpec(_Model):
     scale: ScaleSpec = Field(default_factory=ScaleSpec)
     http: HttpSpec = Field(default_factory=HttpSpec)
     triggers: list[TriggerSpec] = Field(default_factory=list, max_length=MAX_TRIGGERS)
+    nats: NatsGrant | None = Field(
+        default=None, description="NATS subjects its replicas may publish/subscribe to; none: no NATS access"
+    )
 
     @field_validator("name")
     @classmethod

@@ -5,6 +5,10 @@ process group, so a Ctrl-C in the terminal reaches only the launcher, which then
 them in reverse order (gateway first, so no request is routed to a stopping controller).
 Each also gets PR_SET_PDEATHSIG, so a launcher that is killed outright leaves no orphans.
 Call start() and stop() from the same thread: Linux ties PDEATHSIG to the starting thread.
+
+NATS runs in operator mode (fx.nats_auth): the authority is created once in <state>/nats-auth/, and each
+start mints the controller's, the gateway's and an admin user (for tests and tools), so nothing connects
+anonymously.
 """
 
 from __future__ import annotations
@@ -21,9 +25,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Literal
+from typing import IO, Any, Literal
 
 import httpx
+import nats
+from nats.aio.client import Client as NATS
+
+from .nats_auth import ALL, Authority, NatsAuthError, gateway_permissions, write_secret
 
 READY_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
@@ -62,6 +70,22 @@ class Platform:
         return self.token_file.read_text().strip()
 
     @property
+    def nats_auth_dir(self) -> Path:
+        return self.state_dir / "nats-auth"
+
+    @property
+    def admin_creds(self) -> Path:
+        """A NATS user with every right in the fx account, for tests, benchmarks and the nats CLI."""
+        return self.nats_auth_dir / "admin.creds"
+
+    async def admin_nats(self, **options: Any) -> NATS:
+        """A NATS client as the admin user (nothing connects anonymously); `options` go to nats.connect."""
+        return await nats.connect(self.nats_url, user_credentials=str(self.admin_creds), **options)
+
+    def _creds(self, who: str) -> Path:
+        return self.nats_auth_dir / f"{who}.creds"
+
+    @property
     def nats_url(self) -> str:
         return f"nats://127.0.0.1:{self._nats_port}"
 
@@ -90,11 +114,14 @@ class Platform:
                 f"port {self._gateway_port} on 127.0.0.1 is in use (another `fx up`?); stop it or pick --port"
             )
         self._nats_port, self._controller_port = _free_port(), _free_port()
+        nats_config = self._prepare_nats()
         try:
             self._spawn(
                 "nats",
                 [
                     _nats_server(),
+                    "-c",
+                    str(nats_config),
                     "-a",
                     "127.0.0.1",
                     "-p",
@@ -111,6 +138,10 @@ class Platform:
                     *_console_script("fx-controller", "fx_controller"),
                     "--nats",
                     self.nats_url,
+                    "--nats-creds",
+                    str(self._creds("controller")),
+                    "--nats-auth-dir",
+                    str(self.nats_auth_dir),
                     "--listen",
                     f"127.0.0.1:{self._controller_port}",
                     "--state-dir",
@@ -128,6 +159,8 @@ class Platform:
                     *_console_script("fx-gateway", "fx_gateway"),
                     "--nats",
                     self.nats_url,
+                    "--nats-creds",
+                    str(self._creds("gateway")),
                     "--listen",
                     f"127.0.0.1:{self._gateway_port}",
                     "--controller",
@@ -179,6 +212,20 @@ class Platform:
         with os.fdopen(fd, "w") as f:
             f.write(secrets.token_urlsafe(32) + "\n")
 
+    def _prepare_nats(self) -> Path:
+        """The authority (made once), this run's platform users and nats-server's config; returns its path."""
+        try:
+            authority = Authority.load_or_create(self.nats_auth_dir)
+        except NatsAuthError as exc:
+            raise PlatformError(f"{exc}; restore it from a backup: its account key names the JetStream store") from exc
+        adopt_global_jetstream(self.state_dir / "nats", authority.account_public)
+        signer = authority.signer
+        for who, permissions in (("controller", ALL), ("gateway", gateway_permissions()), ("admin", ALL)):
+            write_secret(self._creds(who), signer.mint(f"fx-{who}", permissions))
+        config = self.nats_auth_dir / "nats-server.conf"
+        write_secret(config, authority.server_config())
+        return config
+
     def _spawn(self, name: str, argv: list[str], ready: Callable[[], bool]) -> None:
         log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - closed by stop()
         log.write(f"--- fx: starting {' '.join(argv)}\n".encode())
@@ -208,6 +255,15 @@ class Platform:
     def _failure(self, name: str, what: str) -> str:
         log = self.log_dir / f"{name}.log"
         return f"{name} {what}; the last lines of {log}:\n{self.log_tail(name)}"
+
+
+def adopt_global_jetstream(store_dir: Path, account: str) -> None:
+    """A state dir from before operator mode keeps its streams (functions, routes, code, async calls) under
+    the global account `$G`; operator mode looks for them under the fx account's public key. Move them once."""
+    jetstream = store_dir / "jetstream"
+    old, new = jetstream / "$G", jetstream / account
+    if old.is_dir() and not new.exists():
+        old.rename(new)
 
 
 def _nats_server() -> str:

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 from fx.platform import Platform
+from nats.aio.client import Client as NATS
 
 from tests.processes import alive
 
@@ -42,6 +43,10 @@ class RunningPlatform:
     @property
     def token(self) -> str:
         return self._platform.token
+
+    async def nats(self) -> NATS:
+        """A NATS client as the platform's admin user: NATS refuses anonymous connections."""
+        return await self._platform.admin_nats()
 
     def restart(self) -> None:
         self._platform.stop()

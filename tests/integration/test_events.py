@@ -64,11 +64,11 @@ def processed(out: Path) -> list[int]:
     return [int(line) for line in out.read_text().split()] if out.exists() else []
 
 
-def dead_letters(nats_url: str) -> list:
+def dead_letters(platform: RunningPlatform) -> list:
     """Every dead letter stored so far."""
 
     async def read() -> list:
-        nc = await nats.connect(nats_url)
+        nc = await platform.nats()
         js = nc.jetstream()
         total = (await js.stream_info(STREAM_DLQ)).state.messages
         letters = []
@@ -200,13 +200,12 @@ def test_nothing_is_lost_when_the_gateway_is_killed_in_a_stream_of_async_calls(f
     assert len(accepted) == senders * per_sender  # every call was eventually accepted
     to_fail = {n for n in accepted if n % 50 == 0}
     to_run = set(accepted) - to_fail
-    nats_url = fast_platform._platform.nats_url
 
     def settled() -> bool:
-        return to_run <= set(processed(out)) and len(dead_letters(nats_url)) >= len(to_fail)
+        return to_run <= set(processed(out)) and len(dead_letters(fast_platform)) >= len(to_fail)
 
     wait_until(settled, 60, "every accepted call to run or be dead-lettered", interval=0.5)
-    letters = dead_letters(nats_url)
+    letters = dead_letters(fast_platform)
     assert {json.loads(letter.data)["n"] for letter in letters} == to_fail
     assert {accepted[n] for n in to_fail} <= {letter.headers[ASYNC_CALL_ID] for letter in letters}
     assert all(letter.headers[DEAD_ERROR] == "RuntimeError" for letter in letters)
@@ -258,7 +257,7 @@ def test_nats_messages_invoke_a_function_declared_with_a_trigger_and_a_request_g
     assert platform.fx("deploy", cwd=project).returncode == 0
 
     async def talk() -> dict:
-        nc = await nats.connect(platform._platform.nats_url)
+        nc = await platform.nats()
         deadline = time.monotonic() + 15
         while True:  # the gateway subscribes once it has the route table
             try:
@@ -299,11 +298,10 @@ def handler(event, context):
 
 def test_nothing_is_lost_when_the_gateway_is_killed_in_a_stream_of_durable_events(fast_platform, tmp_path):
     """Every event stored in the stream is processed at least once, or its dead letter is stored: count them."""
-    nats_url = fast_platform._platform.nats_url
     total = 2000
 
     async def create_stream() -> None:
-        nc = await nats.connect(nats_url)
+        nc = await fast_platform.nats()
         await nc.jetstream().add_stream(name="ORDERS", subjects=["orders.>"])
         await nc.close()
 
@@ -319,7 +317,7 @@ def test_nothing_is_lost_when_the_gateway_is_killed_in_a_stream_of_durable_event
     assert deployed.returncode == 0, deployed.stderr
 
     async def publish() -> None:
-        nc = await nats.connect(nats_url)
+        nc = await fast_platform.nats()
         js = nc.jetstream()
         for n in range(total):
             await js.publish("orders.new", str(n).encode())  # returns once stored
@@ -336,12 +334,12 @@ def test_nothing_is_lost_when_the_gateway_is_killed_in_a_stream_of_durable_event
     to_fail = {n for n in range(total) if n % 50 == 0}
     to_run = set(range(total)) - to_fail
     wait_until(
-        lambda: to_run <= set(processed(out)) and len(dead_letters(nats_url)) >= len(to_fail),
+        lambda: to_run <= set(processed(out)) and len(dead_letters(fast_platform)) >= len(to_fail),
         60,
         "every event to be processed or dead-lettered",
         interval=0.5,
     )
-    letters = dead_letters(nats_url)
+    letters = dead_letters(fast_platform)
     assert {int(letter.data) for letter in letters} == to_fail
     assert all(letter.headers["Fx-Error"] == "BatchItemFailure" for letter in letters)
     runs = processed(out)
@@ -371,21 +369,19 @@ def test_a_kv_change_invokes_the_function_and_a_missing_bucket_is_refused_at_dep
     refused = platform.fx("deploy", cwd=project)
     assert refused.returncode == 2 and "KV bucket 'users' does not exist" in refused.stderr
 
-    nats_url = platform._platform.nats_url
-
     async def create_bucket() -> None:
-        nc = await nats.connect(nats_url)
+        nc = await platform.nats()
         await nc.jetstream().create_key_value(bucket="users")
         await nc.close()
 
     async def consumers() -> int:
-        nc = await nats.connect(nats_url)
+        nc = await platform.nats()
         found = len(await nc.jetstream().consumers_info("KV_users"))
         await nc.close()
         return found
 
     async def change() -> None:
-        nc = await nats.connect(nats_url)
+        nc = await platform.nats()
         kv = await nc.jetstream().key_value("users")
         await kv.put("eu.ann", b"Ann")
         await kv.put("us.bob", b"Bob")

@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 from ..artifacts import Artifacts
+from ..function_nats import FunctionCreds
 from .base import EventSink, ReplicaEvent, ReplicaSpec
 
 log = logging.getLogger("fx_controller.local")
@@ -29,8 +30,9 @@ def _die_with_parent() -> None:
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def replica_env(replica: ReplicaSpec, artifact: Path, code_root: Path, nats_url: str) -> dict[str, str]:
-    """The environment ARCHITECTURE.md promises a replica; the runtime fills in Lambda's other variables."""
+def replica_env(replica: ReplicaSpec, artifact: Path, code_root: Path, nats: dict[str, str]) -> dict[str, str]:
+    """The environment ARCHITECTURE.md promises a replica; the runtime fills in Lambda's other variables.
+    `nats`: FX_NATS_* for a version granted NATS access, empty for the others."""
     spec = replica.spec
     hexdigest = replica.digest.split(":", 1)[1]
     env = {name: os.environ[name] for name in ("PATH", "HOME") if name in os.environ}
@@ -46,7 +48,7 @@ def replica_env(replica: ReplicaSpec, artifact: Path, code_root: Path, nats_url:
             "FX_LISTEN": "127.0.0.1:0",
             "FX_TIMEOUT_MS": str(int(spec.timeout * 1000)),
             "FX_HTTP_EVENT": spec.http.event,
-            "FX_NATS_URL": nats_url,  # the controller's own NATS: handlers may publish events there
+            **nats,
         }
     )
     if spec.runtime == "provided":  # a custom runtime: the runtime serves the Runtime API to its bootstrap
@@ -61,9 +63,13 @@ class LocalBackend:
     secret_mirror = None  # secret values reach a replica in its spawn environment only
 
     def __init__(
-        self, state_dir: Path, artifacts: Artifacts, command: list[str] | None = None, nats_url: str = ""
+        self,
+        state_dir: Path,
+        artifacts: Artifacts,
+        command: list[str] | None = None,
+        nats: FunctionCreds | None = None,
     ) -> None:
-        self._nats_url = nats_url
+        self._nats = nats or FunctionCreds(state_dir / "fn", "", None, 0)
         self._logs = state_dir / "logs"
         self._code = state_dir / "code"
         self._artifacts = artifacts
@@ -81,6 +87,7 @@ class LocalBackend:
         self._on_event = on_event
         self._logs.mkdir(parents=True, exist_ok=True)
         self._code.mkdir(parents=True, exist_ok=True)
+        self._nats.start()
         await self._start_zygote()
 
     async def _start_zygote(self) -> None:
@@ -96,7 +103,7 @@ class LocalBackend:
 
     async def start_replica(self, replica: ReplicaSpec) -> None:
         artifact = await self._artifacts.ensure_local(replica.digest)
-        env = replica_env(replica, artifact, self._code, self._nats_url)
+        env = replica_env(replica, artifact, self._code, self._nats.env(replica))
         line = {"op": "spawn", "id": replica.id, "env": env, "log": str(self._logs / f"{replica.function}.log")}
         assert self._zygote and self._zygote.stdin
         self._live.add(replica.id)
@@ -166,6 +173,7 @@ class LocalBackend:
 
     def _exited(self, replica_id: str, code: int | None) -> None:
         self._pids.pop(replica_id, None)
+        self._nats.forget(replica_id)
         self._stop_on_spawn.discard(replica_id)
         if replica_id in self._live:
             self._live.discard(replica_id)
@@ -173,6 +181,7 @@ class LocalBackend:
 
     async def close(self) -> None:
         self._closing = True
+        await self._nats.close()
         for replica_id, pid in list(self._pids.items()):
             self._signal(replica_id, pid, signal.SIGKILL)
         for task in list(self._kills):

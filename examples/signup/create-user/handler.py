@@ -9,8 +9,15 @@ import nats
 
 
 async def announce(subject: str, data: bytes) -> None:
-    # FX_NATS_URL: the platform's NATS, given to every replica.
-    nc = await nats.connect(os.environ["FX_NATS_URL"], connect_timeout=2, allow_reconnect=False)
+    # FX_NATS_*: given only to a function whose fx.yaml grants it NATS (see fx.yaml's `nats:`), and its
+    # credentials allow only what the grant says (here: publishing on users.created).
+    nc = await nats.connect(
+        os.environ["FX_NATS_URL"],
+        user_credentials=os.environ["FX_NATS_CREDS"],
+        inbox_prefix=os.environ["FX_NATS_INBOX_PREFIX"],
+        connect_timeout=2,
+        allow_reconnect=False,
+    )
     try:
         await nc.publish(subject, data)
         await nc.flush()  # the server has the event before the caller gets the answer

@@ -132,6 +132,7 @@ async def test_invalid_spec_is_400_naming_the_field(admin):
         ({"handler": "nodot"}, "handler"),
         ({"env": {"_HANDLER": "x"}}, "env"),
         ({"memory": 1}, "memory"),
+        ({"nats": {"publish": ["$KV.fx_routes.victim"]}}, "nats.publish"),
     ]
     for extra, field in cases:
         r = await admin.put("/system/functions/hello", json={"name": "hello", "artifact": digest, **extra})

@@ -92,6 +92,27 @@ async def test_a_request_gets_the_functions_result_as_its_reply(link_factory, re
     assert json.loads(failed.data)["errorType"] == "Boom"
 
 
+async def test_a_reply_subject_under_fx_or_nats_own_subjects_gets_no_reply(link_factory, replicas):
+    """The publisher picks the reply subject: the gateway must not publish a result into $KV, $JS.API or fx.*."""
+    make, nc = link_factory
+    _, link = await make()
+    replica = await replicas()
+    await publish_table(nc, triggered(["users.created"], [replica.endpoint]))
+    await subscribed(link)
+    seen = []
+
+    async def got(msg) -> None:
+        seen.append(msg.subject)
+
+    for subject in ("$KV.fx_routes.victim", "fx.activate", "orders.reply"):
+        await nc.subscribe(subject, cb=got)
+    for reply in ("$KV.fx_routes.victim", "fx.activate", "orders.reply"):
+        await nc.publish("users.created", b"{}", reply=reply)
+    await wait_for(lambda: len(replica.seen) == 3 and seen == ["orders.reply"])
+    await asyncio.sleep(0.2)
+    assert seen == ["orders.reply"]
+
+
 async def test_gateways_share_a_subject_so_each_message_is_handled_once(link_factory, replicas):
     make, nc = link_factory
     (_, first), (_, second) = await make(), await make()

@@ -87,3 +87,10 @@ def test_triggers_are_read_and_a_bad_subject_is_reported_on_its_line(tmp_path):
     assert fn.spec("sha256:" + "a" * 64).triggers[0].nats == "orders.*"
     [problem] = problems(tmp_path, "functions:\n  hello:\n    triggers:\n      - nats: orders.*\n      - nats: 'a b'\n")
     assert problem.startswith("fx.yaml:5: functions.hello.triggers.1.nats: NATS subject 'a b' is invalid")
+
+
+def test_a_nats_grant_is_read_and_a_bad_subject_named_with_its_line(tmp_path):
+    [fn] = load(write(tmp_path, "functions:\n  hello:\n    nats:\n      publish: [users.created]\n"))
+    assert fn.spec("sha256:" + "a" * 64).nats.publish == ["users.created"]
+    [problem] = problems(tmp_path, "functions:\n  hello:\n    nats:\n      subscribe: [fx.activate]\n")
+    assert problem.startswith("fx.yaml:4: functions.hello.nats.subscribe") and "reserved" in problem

@@ -83,3 +83,41 @@ def test_a_kv_trigger_names_a_bucket_and_a_key_pattern():
         FunctionSpec(name="a", artifact=DIGEST, triggers=[{"kv": {"bucket": "users", "keys": "eu.>.x"}}])
     with pytest.raises(ValidationError, match="KV bucket name 'us ers' is invalid"):
         FunctionSpec(name="a", artifact=DIGEST, triggers=[{"kv": {"bucket": "us ers"}}])
+
+
+def test_a_nats_grant_takes_subjects_with_wildcards_and_defaults_to_none():
+    assert FunctionSpec(name="a", artifact=DIGEST).nats is None  # no grant: no NATS at all
+    spec = FunctionSpec(name="a", artifact=DIGEST, nats={"publish": ["users.created"], "subscribe": ["orders.*.>"]})
+    assert spec.nats.publish == ["users.created"] and spec.nats.subscribe == ["orders.*.>"]
+
+
+@pytest.mark.parametrize(
+    ("subject", "words"),
+    [
+        (">", "reserved"),
+        ("fx.activate", "reserved"),
+        ("fx", "reserved"),
+        ("$KV.fx_routes.victim", "reserved"),
+        ("$JS.API.STREAM.MSG.GET.KV_fx_functions", "reserved"),
+        ("_INBOX.fx-fn.other.>", "reserved"),
+        ("_INBOX", "first token"),
+        ("*.activate", "first token"),
+        ("*.>", "first token"),
+        ("users..created", "token is empty"),
+        ("users.created\n", "control character"),
+        ("users.crea*", "whole tokens"),
+        ("u." + "x" * 300, "longer than 256"),
+    ],
+)
+def test_a_nats_grant_refuses_fx_and_nats_subjects_and_bad_syntax_naming_the_field(subject, words):
+    for kind in ("publish", "subscribe"):
+        with pytest.raises(ValidationError) as err:
+            FunctionSpec(name="a", artifact=DIGEST, nats={kind: [subject]})
+        assert f"nats.{kind}" in str(err.value) and words in str(err.value), str(err.value)
+
+
+def test_a_nats_grant_is_bounded():
+    with pytest.raises(ValidationError, match="at most 32"):
+        FunctionSpec(name="a", artifact=DIGEST, nats={"publish": [f"s.{n}" for n in range(33)]})
+    with pytest.raises(ValidationError, match="Extra inputs"):
+        FunctionSpec(name="a", artifact=DIGEST, nats={"request": ["x"]})

@@ -1,5 +1,6 @@
 """The launcher with the real nats-server and small fake controller and gateway processes."""
 
+import asyncio
 import os
 import signal
 import socket
@@ -11,10 +12,14 @@ import time
 from pathlib import Path
 
 import httpx
+import nats
+import nats.errors
 import pytest
 from fx import platform as fx_platform
+from fx.nats_auth import Authority
 from fx.platform import Platform, PlatformError
 
+from tests.nats_server import nats_server
 from tests.processes import alive
 
 FAKE = textwrap.dedent(
@@ -156,3 +161,58 @@ def test_a_killed_launcher_leaves_no_orphans(fakes, tmp_path):
     while any(alive(pid) for pid in children) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not any(alive(pid) for pid in children)
+
+
+def test_nats_runs_in_operator_mode_with_one_authority_and_a_user_per_component(fakes, tmp_path):
+    p = Platform(tmp_path / "state", ports="free")
+    with p:
+        seed = (p.nats_auth_dir / "operator.nk").read_text()
+        assert stat.S_IMODE(p.nats_auth_dir.stat().st_mode) == 0o700
+        for who in ("controller", "gateway", "admin"):
+            assert stat.S_IMODE((p.nats_auth_dir / f"{who}.creds").stat().st_mode) == 0o600
+        assert f"--nats-creds {p.nats_auth_dir / 'controller.creds'}" in (p.log_dir / "controller.log").read_text()
+        assert f"--nats-auth-dir {p.nats_auth_dir}" in (p.log_dir / "controller.log").read_text()
+        assert f"--nats-creds {p.nats_auth_dir / 'gateway.creds'}" in (p.log_dir / "gateway.log").read_text()
+
+        async def connect(creds: Path | None) -> None:
+            nc = await nats.connect(
+                p.nats_url, user_credentials=str(creds) if creds else None, allow_reconnect=False, connect_timeout=2
+            )
+            await nc.jetstream().account_info()  # JetStream is on for the admin's (the fx) account
+            await nc.close()
+
+        asyncio.run(connect(p.admin_creds))
+        with pytest.raises(nats.errors.Error, match=r"(?i)authorization violation"):
+            asyncio.run(connect(None))
+    with p:
+        assert (p.nats_auth_dir / "operator.nk").read_text() == seed  # the authority is made once
+
+
+def test_a_global_account_jetstream_store_is_adopted_by_the_fx_account(tmp_path):
+    """A state dir from before operator mode: its streams, written by an anonymous client, stay readable."""
+    store = tmp_path / "nats"
+
+    async def write() -> None:
+        nc = await nats.connect(url)
+        await (await nc.jetstream().create_key_value(bucket="fx_functions")).put("hello", b"v1")
+        await nc.close()
+
+    with nats_server(store) as url:
+        asyncio.run(write())
+    assert (store / "jetstream" / "$G").is_dir()
+
+    authority = Authority.create()
+    fx_platform.adopt_global_jetstream(store, authority.account_public)
+    fx_platform.adopt_global_jetstream(store, authority.account_public)  # once only
+    (tmp_path / "server.conf").write_text(authority.server_config())
+    (tmp_path / "admin.creds").write_text(authority.signer.mint("admin"))
+
+    async def read() -> bytes:
+        nc = await nats.connect(url, user_credentials=str(tmp_path / "admin.creds"))
+        value = (await (await nc.jetstream().key_value("fx_functions")).get("hello")).value
+        await nc.close()
+        return value
+
+    with nats_server(store, tmp_path / "server.conf") as url:
+        assert asyncio.run(read()) == b"v1"
+    assert not (store / "jetstream" / "$G").exists()

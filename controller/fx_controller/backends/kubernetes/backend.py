@@ -369,7 +369,7 @@ def create(settings: Settings, artifacts: Artifacts) -> KubernetesBackend:
     admin = httpx.AsyncClient(
         base_url=f"http://127.0.0.1:{settings.port}", headers={"Authorization": f"Bearer {settings.token}"}, timeout=60
     )
-    sync = FunctionSync(api, settings.nats_url, admin)
+    sync = FunctionSync(api, settings.nats_url, admin, settings.nats_creds)
     access = PodAccess()
     backend = KubernetesBackend(
         api,

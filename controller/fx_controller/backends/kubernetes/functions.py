@@ -15,6 +15,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
 import httpx
 import nats
@@ -22,6 +23,7 @@ from fx import kv_watch
 from fx.protocol import KV_FUNCTIONS
 from pydantic import ValidationError
 
+from ... import nats_connect
 from ...store import FunctionRecord
 from . import manifests
 from .kube import KubeApi
@@ -48,9 +50,10 @@ def condition(ok: bool, reason: str, message: str, generation: int | None) -> di
 
 
 class FunctionSync:
-    def __init__(self, api: KubeApi, nats_url: str, admin: httpx.AsyncClient) -> None:
+    def __init__(self, api: KubeApi, nats_url: str, admin: httpx.AsyncClient, nats_creds: Path | None = None) -> None:
         self._api = api
         self._nats_url = nats_url
+        self._nats_creds = nats_creds  # the controller's NATS user (FX_NATS_CREDS); None: NATS without auth
         self._admin = admin  # this controller's own admin API, with the admin token
         self.ready_count: Callable[[str], int] = lambda function: 0  # the backend's count, set when it exists
         self._records: dict[str, FunctionRecord] = {}
@@ -61,7 +64,7 @@ class FunctionSync:
         self._nc: nats.NATS | None = None
 
     async def start(self) -> None:
-        self._nc = await nats.connect(self._nats_url, name="fx-controller-functions", max_reconnect_attempts=-1)
+        self._nc = await nats_connect.connect(self._nats_url, self._nats_creds, "fx-controller-functions")
         kv = await self._nc.jetstream().key_value(KV_FUNCTIONS)
         self._spawn(self._follow_store(kv))
 
