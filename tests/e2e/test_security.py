@@ -1,8 +1,9 @@
 """Least privilege on Kubernetes, tried from inside a function as an attacker would (issue 11): a function pod
 reaches DNS, its own code on the controller's artifact port and the gateway, and nothing else: not the API
 server (by its Service or the node's address), not the kubelet, not the controller's admin port, not NATS
-without a grant, not another function's code or pod, not an idle pool pod; it has no API token. And a pool
-pod rung by anyone but the controller stays in the pool.
+without a grant, not another function's code or pod, not an idle pool pod; it has no API token. A pool pod
+rung by anyone but the controller stays in the pool. An fx secret reaches the functions that name it (on a
+pool pod and on a Deployment pod) and no other.
 
 The probe is a function deployed with `fx deploy`, once on a warm-pool pod and once on a Deployment pod (too
 big for the pool); the test gives it the addresses to try and asserts on what it reports."""
@@ -55,16 +56,17 @@ def handler(event, context):
         }
 """
 VICTIM = "def handler(event, context):\n    return {'victim': True}\n"
+READS_SECRET = "import os\n\n\ndef handler(event, context):\n    return {'password': os.environ.get('DB_PASSWORD')}\n"
 TOKEN_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 
 
-def _deploy(fx, name: str, source: str, memory: int, min_replicas: int = 0) -> None:
+def _deploy(fx, name: str, source: str, memory: int, min_replicas: int = 0, extra: str = "") -> None:
     folder: Path = fx.home / name
     folder.mkdir(exist_ok=True)
     (folder / "handler.py").write_text(source)
     (folder / "fx.yaml").write_text(
         f"functions:\n  {name}:\n    handler: handler.handler\n    runtime: python3.11\n    memory: {memory}\n"
-        f"    timeout: 30\n    scale: {{min: {min_replicas}, max: 1}}\n"
+        f"    timeout: 30\n    scale: {{min: {min_replicas}, max: 1}}\n{extra}"
     )
     fx("deploy", cwd=folder)
 
@@ -151,3 +153,20 @@ def test_an_idle_pool_pod_rung_by_anyone_but_the_controller_stays_in_the_pool(ku
     status, body = http("GET", f"http://{ip}:8080/_fx/health")
     assert (status, json.loads(body)) == (200, {"status": "pool"})
     assert kube.get("pod", name)["metadata"]["labels"].get("fx.dev/pool") == "true"
+
+
+def test_a_secret_reaches_the_functions_that_name_it_and_no_other(kube: Kube, fx, victim) -> None:
+    """One Kubernetes Secret per fx secret, taken in by the Deployments of the functions naming it; a pool pod
+    gets the values in the assignment it fetches from the controller, never in anything a caller could send."""
+    fx("secret", "set", "db", "DB_PASSWORD=s3cret-e2e")
+    for name, memory in (("uses-db-pool", 128), ("uses-db-pod", 512)):
+        _deploy(fx, name, READS_SECRET, memory, extra="    secrets: [db]\n")
+        assert _invoke(fx, name, {}) == {"password": "s3cret-e2e"}, name
+    _deploy(fx, "no-db", READS_SECRET, 128)
+    assert _invoke(fx, "no-db", {}) == {"password": None}
+    # The value is in one Secret, not in the Function, its Deployments or the pod specs.
+    for kind in ("functions", "deployments", "pods"):
+        assert "s3cret-e2e" not in kube.kubectl("get", kind, "-o", "json"), kind
+    for name in ("uses-db-pool", "uses-db-pod", "no-db"):
+        fx("rm", name)
+    fx("secret", "rm", "db")

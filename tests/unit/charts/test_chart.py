@@ -107,8 +107,9 @@ def test_rbac_is_namespaced_and_minimal() -> None:
     assert granted[("", "pods")] == {"get", "list", "watch", "patch", "delete"}  # never create pods directly
     assert granted[("coordination.k8s.io", "leases")] == {"get", "create", "update"}
     assert granted[("", "pods/log")] == {"get"}  # read, for `fx logs`
-    # The copies of fx secrets: written and listed (to remove stale ones), never watched or read one by one.
-    assert granted[("", "secrets")] == {"list", "create", "update", "delete"}
+    # The copies of fx secrets: written and listed (to remove stale ones), never watched; read one by one:
+    # the NATS identities the controller made (the authority, the gateway's and granted versions' users).
+    assert granted[("", "secrets")] == {"get", "list", "create", "update", "delete"}
     assert set(granted) == {
         ("apps", "deployments"),
         ("", "pods"),
@@ -266,3 +267,22 @@ def test_the_warm_pool_is_function_pods_the_controller_knows_the_size_of() -> No
     assert not [d for d in of_kind(docs, "Deployment") if d["metadata"]["name"].endswith("-pool")]
     controller = named(docs, "Deployment", "-controller")["spec"]["template"]["spec"]["containers"][0]
     assert {e["name"]: e.get("value") for e in controller["env"]}["FX_K8S_POOL_MEMORY"] == "0"
+
+
+def test_nats_runs_with_authorization_from_the_identities_the_controller_makes() -> None:
+    docs = render()
+    nats = named(docs, "StatefulSet", "-nats")["spec"]["template"]["spec"]
+    assert nats["containers"][0]["command"][:3] == ["nats-server", "-c", "/etc/nats/nats.conf"]
+    (config,) = [v for v in nats["volumes"] if v["name"] == "config"]
+    # Only the rendered config, not the authority's seeds, reaches the NATS pod.
+    assert config["secret"]["secretName"] == "fx-nats-auth" and config["secret"]["items"] == [
+        {"key": "nats.conf", "path": "nats.conf"}
+    ]
+    gateway = named(docs, "Deployment", "-gateway")["spec"]["template"]["spec"]
+    env = {e["name"]: e.get("value") for e in gateway["containers"][0]["env"]}
+    assert env["FX_NATS_CREDS"] == "/var/run/fx/nats/nats.creds"
+    (creds,) = [v for v in gateway["volumes"] if v["name"] == "nats"]
+    assert creds["secret"] == {"secretName": "fx-gateway-nats", "defaultMode": 0o440}
+    controller = named(docs, "Deployment", "-controller")["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e.get("value") for e in controller["env"]}
+    assert env["FX_K8S_NATS_AUTH_SECRET"] == "fx-nats-auth" and env["FX_K8S_GATEWAY_NATS_SECRET"] == "fx-gateway-nats"

@@ -145,13 +145,14 @@ async def test_a_pool_pod_gets_its_assignment_once_and_then_only_that_code(contr
     access.observe("ADDED", PodState("fx-pool-x", "", 0, ip="127.0.0.1", ready=True, pool=True))
     async with httpx.AsyncClient(base_url=base) as http:
         assert (await http.get("/pool/assignment")).status_code == 404  # nobody is specialising it
-        access.assign("127.0.0.1", {"_HANDLER": "handler.handler", "FX_ARTIFACT_SHA256": hexdigest})
+        env = {"_HANDLER": "handler.handler", "FX_ARTIFACT_SHA256": hexdigest}
+        access.assign("127.0.0.1", env, {"/tmp/fx-nats.creds": "a NATS user"})
         first = await http.get("/pool/assignment")
         again = await http.get("/pool/assignment")
         own = await http.get(f"/artifacts/sha256-{hexdigest}.zip")
         other = await http.get(f"/artifacts/sha256-{'cd' * 32}.zip")
         access.finish("127.0.0.1")
         after = await http.get(f"/artifacts/sha256-{hexdigest}.zip")  # still labelled a pool pod: nothing
-    assert first.json() == {"env": {"_HANDLER": "handler.handler", "FX_ARTIFACT_SHA256": hexdigest}}
+    assert first.json() == {"env": env, "files": {"/tmp/fx-nats.creds": "a NATS user"}}
     assert again.status_code == 404 and again.json()["error"]["code"] == "NoAssignment"
     assert (own.status_code, other.status_code, after.status_code) == (200, 403, 403)

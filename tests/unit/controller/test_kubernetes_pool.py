@@ -126,3 +126,16 @@ async def test_an_idle_member_stops_at_once_on_sigterm(member) -> None:
     _, _, proc, _ = member
     proc.terminate()
     assert await asyncio.to_thread(proc.wait, 2) == 0  # as PID 1 in a pod it would otherwise wait out the grace
+
+
+async def test_files_of_the_assignment_are_written_for_this_uid_alone(member, tmp_path: Path) -> None:
+    http, port, _, access = member
+    creds = tmp_path / "nats" / "fx-nats.creds"
+    reader = "import os\n\n\ndef handler(e, c):\n    return open(os.environ['CREDS']).read()\n"
+    env = {**replica_env(tmp_path, port, reader), "CREDS": str(creds)}
+    access.assign(POD_IP, env, {str(tmp_path / "elsewhere" / ".." / "x"): "not normalised"})
+    assert (await http.post("/_fx/specialize")).status_code == 502  # refused as a whole: still in the pool
+    access.assign(POD_IP, env, {str(creds): "a NATS user"})
+    assert (await http.post("/_fx/specialize")).json()["event"] == "ready"
+    assert (await http.post("/_fx/invoke", content=b"{}")).json() == "a NATS user"
+    assert creds.stat().st_mode & 0o777 == 0o600

@@ -3,8 +3,8 @@
 - `GET /artifacts/sha256-<hex>.zip`: a code zip, only to a pod of a version with that digest (or a pool pod
   being specialised to it), known by its source address (pod_access); the runtime verifies the sha256 before it
   loads anything. Served from the controller's disk cache of the object store.
-- `GET /pool/assignment`: the replica environment of the pool pod asking, once, while the controller
-  specialises it.
+- `GET /pool/assignment`: the replica environment (and files) of the pool pod asking, once, while the
+  controller specialises it.
 """
 
 from __future__ import annotations
@@ -45,10 +45,10 @@ def create_app(artifacts: Artifacts, access: PodAccess) -> Starlette:
         return FileResponse(path, media_type="application/zip")
 
     async def assignment(request: Request) -> Response:
-        env = access.take(request.client.host) if request.client else None
-        if env is None:
+        assignment = access.take(request.client.host) if request.client else None
+        if assignment is None:
             return _error(404, "NoAssignment", "the controller is not specialising a pool pod at this address")
-        return JSONResponse({"env": env})
+        return JSONResponse(assignment)
 
     return Starlette(routes=[Route("/artifacts/{name}", artifact), Route("/pool/assignment", assignment)])
 

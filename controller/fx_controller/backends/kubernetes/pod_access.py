@@ -24,7 +24,7 @@ UNKNOWN_WAIT_S = 10.0  # a new pod may ask for its code before the watch has tol
 
 @dataclass
 class _Assignment:
-    env: dict[str, str] | None  # None once fetched: an assignment is served once
+    body: dict | None  # {"env", "files"}; None once fetched: an assignment is served once
     digest: str  # the code it may fetch meanwhile (hex), "" for none
 
 
@@ -47,8 +47,10 @@ class PodAccess:
         self._changed.set()
         self._changed = asyncio.Event()
 
-    def assign(self, ip: str, env: dict[str, str]) -> None:
-        self._assignments[ip] = _Assignment(dict(env), env.get("FX_ARTIFACT_SHA256", ""))
+    def assign(self, ip: str, env: dict[str, str], files: dict[str, str] | None = None) -> None:
+        """`files`: path under the pod's /tmp -> text (a granted version's NATS user), never in its environment."""
+        body = {"env": dict(env), "files": dict(files or {})}
+        self._assignments[ip] = _Assignment(body, env.get("FX_ARTIFACT_SHA256", ""))
         self._changed.set()
         self._changed = asyncio.Event()
 
@@ -56,13 +58,13 @@ class PodAccess:
         """The specialisation ended (ready or not): the pod's own annotation speaks for it from now on."""
         self._assignments.pop(ip, None)
 
-    def take(self, ip: str) -> dict[str, str] | None:
-        """The replica environment waiting for the pool pod at `ip`, once."""
+    def take(self, ip: str) -> dict | None:
+        """The assignment ({"env", "files"}) waiting for the pool pod at `ip`, once."""
         assignment = self._assignments.get(ip)
-        if assignment is None or assignment.env is None:
+        if assignment is None or assignment.body is None:
             return None
-        env, assignment.env = assignment.env, None
-        return env
+        body, assignment.body = assignment.body, None
+        return body
 
     async def may_fetch(self, ip: str, hexdigest: str) -> bool:
         """Whether the pod at `ip` runs (or is becoming) a version with this code; an address the watch does
