@@ -11,10 +11,12 @@ big for the pool); the test gives it the addresses to try and asserts on what it
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 
+from tests.cluster import layout
 from tests.e2e.conftest import RELEASE
 from tests.e2e.kube import Kube, http
 
@@ -58,6 +60,26 @@ def handler(event, context):
 VICTIM = "def handler(event, context):\n    return {'victim': True}\n"
 READS_SECRET = "import os\n\n\ndef handler(event, context):\n    return {'password': os.environ.get('DB_PASSWORD')}\n"
 TOKEN_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+# tests/security/nats_attacks.py with the function's own NATS user, plus the same NATS without any user.
+NATS_ATTACKER = """import asyncio
+import os
+
+import nats
+import nats_attacks
+
+
+async def anonymous():
+    try:
+        nc = await nats.connect(os.environ["FX_NATS_URL"], connect_timeout=2, allow_reconnect=False)
+    except Exception as e:
+        return f"refused: {e!r}"
+    await nc.close()
+    return "connected"
+
+
+def handler(event, context):
+    return {**asyncio.run(nats_attacks.attack()), "anonymous": asyncio.run(anonymous())}
+"""
 
 
 def _deploy(fx, name: str, source: str, memory: int, min_replicas: int = 0, extra: str = "") -> None:
@@ -170,3 +192,20 @@ def test_a_secret_reaches_the_functions_that_name_it_and_no_other(kube: Kube, fx
     for name in ("uses-db-pool", "uses-db-pod", "no-db"):
         fx("rm", name)
     fx("secret", "rm", "db")
+
+
+@pytest.mark.parametrize(("name", "memory"), [("nats-attacker-pool", 128), ("nats-attacker-pod", 512)])
+def test_a_granted_function_gets_its_subjects_on_nats_and_nothing_of_fx(kube: Kube, fx, name, memory) -> None:
+    """NATS runs with authorization: a function with `nats: {publish: [users.created]}` publishes there with
+    its own user (from its Deployment's Secret, or from its pool pod's assignment), and every attack on fx's
+    subjects, buckets, streams and other inboxes is a permissions violation; without a user, no connection."""
+    folder: Path = fx.home / name
+    folder.mkdir(exist_ok=True)
+    shutil.copy(layout.REPO / "tests" / "security" / "nats_attacks.py", folder / "nats_attacks.py")
+    (folder / "requirements.txt").write_text("nats-py[nkeys]>=2.7\n")
+    _deploy(fx, name, NATS_ATTACKER, memory, extra="    nats: {publish: [users.created]}\n")
+    report = _invoke(fx, name, {})
+    assert report.pop("pub users.created") == "ok"
+    assert report.pop("anonymous").startswith("refused"), "NATS took a connection without a user"
+    assert report and {attack: result for attack, result in report.items() if result != "denied"} == {}
+    fx("rm", name)
