@@ -97,6 +97,9 @@ def fx(kube: Kube, tmp_path_factory: pytest.TempPathFactory):
         "controller.drainDelay": "1",
     }
     args = [a for k, v in sets.items() for a in ("--set", f"{k}={v}")]
+    # Helm installs a chart's CRDs only if they are missing, never updates them: on a cluster that ran an older
+    # chart, the API server would prune the fields the Function gained since. Apply them as an upgrade would.
+    kube.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CHART / "crds"))
     kube.helm("install", RELEASE, str(CHART), "--wait", "--timeout", "180s", *args, timeout=240)
     try:
         service = kube.get("service", f"{RELEASE}-gateway")
