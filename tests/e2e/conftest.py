@@ -13,6 +13,7 @@ import ipaddress
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.cluster import layout
-from tests.e2e.kube import Kube
+from tests.e2e.kube import Kube, first_answer
 
 HERE = Path(__file__).parent
 RUNTIME_IMAGE = os.environ.get("FX_E2E_RUNTIME_IMAGE", layout.RUNTIME_IMAGE)
@@ -107,6 +108,8 @@ def fx(kube: Kube, tmp_path_factory: pytest.TempPathFactory):
         if not os.environ.get("FX_E2E_KUBECONFIG"):
             assert ipaddress.ip_address(ip) in ipaddress.ip_network(layout.SERVICE_CIDR)
         gateway = f"http://{ip}:{service['spec']['ports'][0]['port']}"
+        # Ready pods are not yet a Service: kube-proxy programs the address within its sync period.
+        first_answer(f"{gateway}/healthz", time.monotonic() + 30)
         secret = kube.get("secret", f"{RELEASE}-admin-token")
         token = base64.b64decode(secret["data"]["token"]).decode()
         home = tmp_path_factory.mktemp("fx-cli")
