@@ -43,7 +43,7 @@ from fx.protocol import (
 )
 from nats.js.api import DEFAULT_PREFIX, AckPolicy, ConsumerConfig, RetentionPolicy, StreamConfig
 
-from bench.measure import cpu_seconds, load, pid_listening_on
+from bench.measure import cpu_seconds, load, pid_listening_on, replica_target
 from bench.run import deploy
 
 STORE_CONCURRENCY = 512
@@ -183,7 +183,7 @@ def main() -> None:
             time.sleep(0.2)
         pids = {"gateway": pid_listening_on(urlsplit(p.gateway_url).port)}
         for i, endpoint in enumerate(endpoints):
-            pids[f"replica{i}"] = pid_listening_on(int(endpoint.rsplit(":", 1)[1]))
+            pids[f"replica{i}"] = replica_target(endpoint)[2]
 
         asyncio.run(through_gateway(p, "bench", 2000, pids))  # warm-up: connections, pools
         fetched = asyncio.run(raw_pull_and_ack(p, args.events))

@@ -4,6 +4,8 @@ Starts nats-server, one replica (the real runtime, `python -m fx_runtime`, with 
 httptools server if the runtime cannot start), puts a RouteTable pointing at it into fx_routes, starts
 fx-gateway, then runs bench/loadgen.py at 16 and 64 concurrent connections against both paths. Prints per
 config: req/s, p50/p99, the gateway's CPU µs per request (/proc/<pid>/stat), the added p50 and the ratio.
+A second runtime listens on a Unix socket (FX_LISTEN=unix:..., as the local backend's replicas may): the
+gateway's cost to reach it is printed beside the TCP one.
 
     .venv/bin/python -m bench.gateway_proxy [--requests 20000]
 """
@@ -67,7 +69,7 @@ def start(stack: ExitStack, args: list[str], env: dict | None = None, cwd: Path 
 
 def start_replica(stack: ExitStack, tmp: Path) -> tuple[subprocess.Popen, int, str]:
     code = tmp / "code"
-    code.mkdir()
+    code.mkdir(exist_ok=True)
     (code / "handler.py").write_text(HANDLER)
     port = free_port()
     env = {**os.environ, "_HANDLER": "handler.handler", "LAMBDA_TASK_ROOT": str(code), "FX_LISTEN": f"127.0.0.1:{port}"}
@@ -82,14 +84,32 @@ def start_replica(stack: ExitStack, tmp: Path) -> tuple[subprocess.Popen, int, s
     return proc, port, "minimal httptools upstream"
 
 
-async def put_route(nats_url: str, endpoint: str) -> None:
+def start_unix_replica(stack: ExitStack, tmp: Path) -> tuple[subprocess.Popen, str] | None:
+    """The same runtime on a Unix socket (FX_LISTEN=unix:...), as the local backend runs replicas; None if
+    the runtime cannot start here."""
+    code, sock = tmp / "code", tmp / "http.sock"
+    env = {**os.environ, "_HANDLER": "handler.handler", "LAMBDA_TASK_ROOT": str(code), "FX_LISTEN": f"unix:{sock}"}
+    proc = start(stack, [sys.executable, "-m", "fx_runtime"], env)
+    deadline = time.monotonic() + 10
+    with httpx.Client(transport=httpx.HTTPTransport(uds=str(sock)), timeout=1) as client:
+        while time.monotonic() < deadline:
+            try:
+                if client.get("http://replica/_fx/health").status_code == 200:
+                    return proc, str(sock)
+            except httpx.TransportError:
+                time.sleep(0.05)
+    return None
+
+
+async def put_routes(nats_url: str, endpoints: dict[str, str]) -> None:
     nc = await nats.connect(nats_url)
     js = nc.jetstream()
     try:
         kv = await js.create_key_value(bucket=KV_ROUTES, history=1)
-        # concurrency 0: the gateway holds nothing back, so both paths queue at the same replica.
-        table = RouteTable("bench", 1, {"1": 100}, {"1": VersionRoute([endpoint], concurrency=0)})
-        await kv.put("bench", table.to_json())
+        for function, endpoint in endpoints.items():
+            # concurrency 0: the gateway holds nothing back, so both paths queue at the same replica.
+            table = RouteTable(function, 1, {"1": 100}, {"1": VersionRoute([endpoint], concurrency=0)})
+            await kv.put(function, table.to_json())
     finally:
         await nc.close()
 
@@ -108,9 +128,13 @@ def main() -> None:
         nats_url = f"nats://127.0.0.1:{nats_port}"
         start(stack, [str(BIN / "nats-server"), "-a", "127.0.0.1", "-p", str(nats_port), "-js", "-sd", str(tmp / "js")])
         replica, replica_port, kind = start_replica(stack, tmp)
+        unix_replica = start_unix_replica(stack, tmp) if kind == "fx_runtime" else None
+        routes = {"bench": f"127.0.0.1:{replica_port}"}
+        if unix_replica is not None:
+            routes["bench-unix"] = f"unix:{unix_replica[1]}"
         for _ in range(100):
             try:
-                asyncio.run(put_route(nats_url, f"127.0.0.1:{replica_port}"))
+                asyncio.run(put_routes(nats_url, routes))
                 break
             except (OSError, nats.errors.Error):
                 time.sleep(0.1)
@@ -135,6 +159,8 @@ def main() -> None:
         print(f"replica: {kind}; {args.requests} requests per run; CPU from /proc/<pid>/stat")
         load(direct_url, 16, 2000, {})  # warm-up: imports, connection pools
         load(gateway_url, 16, 2000, {})
+        if unix_replica is not None:
+            load(f"http://127.0.0.1:{gw_port}/function/bench-unix/", 16, 2000, {})
         for concurrency in (16, 64):
             direct = load(direct_url, concurrency, args.requests, {"replica": replica.pid})
             through = load(gateway_url, concurrency, args.requests, pids)
@@ -151,6 +177,14 @@ def main() -> None:
             )
             rps_ratio, p50_ratio = through["rps"] / direct["rps"], through["p50_ms"] / direct["p50_ms"]
             print(f"c={concurrency:<3} added p50 {added:+.3f} ms; rps x{rps_ratio:.2f}, p50 x{p50_ratio:.2f}")
+            if unix_replica is not None:
+                unix_pids = {"gateway": gateway.pid, "replica": unix_replica[0].pid}
+                unix = load(f"http://127.0.0.1:{gw_port}/function/bench-unix/", concurrency, args.requests, unix_pids)
+                print(
+                    f"c={concurrency:<3} gateway→unix {unix['rps']:5.0f} req/s  p50 {unix['p50_ms']:6.3f} ms"
+                    f"  p99 {unix['p99_ms']:6.3f} ms  replica {unix['replica_cpu_us']:5.1f} µs/req"
+                    f"  gateway {unix['gateway_cpu_us']:5.1f} µs/req  errors {unix['errors']}"
+                )
 
 
 def serve_minimal_upstream(port: int) -> None:

@@ -57,16 +57,24 @@ def build_request(url: str, method: str, body: bytes) -> tuple[str, int, bytes]:
     return parts.hostname or "127.0.0.1", parts.port or 80, head.encode() + body
 
 
-async def run(url: str, method: str, body: bytes, concurrency: int, requests: int, timeout: float) -> dict:
+async def run(
+    url: str, method: str, body: bytes, concurrency: int, requests: int, timeout: float, unix: str | None = None
+) -> dict:
     host, port, raw = build_request(url, method, body)
     loop = asyncio.get_running_loop()
+
+    async def connect() -> tuple[asyncio.BaseTransport, _Connection]:
+        if unix:
+            return await loop.create_unix_connection(_Connection, unix)
+        return await loop.create_connection(_Connection, host, port)
+
     latencies: list[float] = []
     errors = 0
     remaining = requests
 
     async def worker() -> None:
         nonlocal errors, remaining
-        _, conn = await loop.create_connection(_Connection, host, port)
+        _, conn = await connect()
         while remaining > 0:
             remaining -= 1
             started = time.perf_counter()
@@ -74,7 +82,7 @@ async def run(url: str, method: str, body: bytes, concurrency: int, requests: in
                 status = await asyncio.wait_for(conn.request(raw), timeout)
             except (OSError, TimeoutError):
                 errors += 1
-                _, conn = await loop.create_connection(_Connection, host, port)
+                _, conn = await connect()
                 continue
             latencies.append(time.perf_counter() - started)
             if status >= 400:
@@ -104,10 +112,12 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--requests", type=int, default=10000)
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds per request")
+    parser.add_argument("--unix", help="connect to this Unix socket instead of the URL's host and port")
     args = parser.parse_args()
-    if urlsplit(args.url).hostname not in ("127.0.0.1", "localhost", "::1"):
+    if not args.unix and urlsplit(args.url).hostname not in ("127.0.0.1", "localhost", "::1"):
         parser.error("load is only ever sent to this machine's loopback")
-    result = uvloop.run(run(args.url, args.method, args.body.encode(), args.concurrency, args.requests, args.timeout))
+    body = args.body.encode()
+    result = uvloop.run(run(args.url, args.method, body, args.concurrency, args.requests, args.timeout, args.unix))
     print(json.dumps(result))
 
 

@@ -29,6 +29,10 @@ def pid_listening_on(port: int) -> int:
         cols = line.split()
         if cols[3] == "0A" and int(cols[1].split(":")[1], 16) == port:
             inodes.add(f"socket:[{cols[9]}]")
+    return _pid_with_socket(inodes, f"port {port}")
+
+
+def _pid_with_socket(inodes: set[str], what: str) -> int:
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
@@ -37,11 +41,32 @@ def pid_listening_on(port: int) -> int:
                 return int(proc.name)
         except OSError:
             continue
-    raise LookupError(f"no process listens on port {port}")
+    raise LookupError(f"no process listens on {what}")
 
 
-def load(url: str, concurrency: int, requests: int, pids: dict[str, int], method: str = "GET") -> dict:
-    """Run bench/loadgen.py against `url`; add the CPU µs per request each of `pids` spent."""
+def pid_listening_on_unix(path: str) -> int:
+    """The PID of the process with a Unix socket listening at `path`."""
+    inodes = set()
+    for line in Path("/proc/net/unix").read_text().splitlines()[1:]:
+        cols = line.split()
+        if len(cols) == 8 and cols[7] == path and int(cols[3], 16) & 0x10000:  # __SO_ACCEPTCON: listening
+            inodes.add(f"socket:[{cols[6]}]")
+    return _pid_with_socket(inodes, path)
+
+
+def replica_target(endpoint: str) -> tuple[str, str | None, int]:
+    """A replica endpoint ("host:port" or "unix:/path") → (its base URL, its Unix socket or None, its PID)."""
+    if endpoint.startswith("unix:"):
+        path = endpoint.removeprefix("unix:")
+        return "http://localhost", path, pid_listening_on_unix(path)
+    return f"http://{endpoint}", None, pid_listening_on(int(endpoint.rsplit(":", 1)[1]))
+
+
+def load(
+    url: str, concurrency: int, requests: int, pids: dict[str, int], method: str = "GET", unix: str | None = None
+) -> dict:
+    """Run bench/loadgen.py against `url` (through the Unix socket `unix` if set); add the CPU µs per
+    request each of `pids` spent."""
     before = {name: cpu_seconds(pid) for name, pid in pids.items()}
     out = subprocess.run(
         [
@@ -55,6 +80,7 @@ def load(url: str, concurrency: int, requests: int, pids: dict[str, int], method
             str(concurrency),
             "--requests",
             str(requests),
+            *(["--unix", unix] if unix else []),
         ],
         check=True,
         capture_output=True,

@@ -26,7 +26,7 @@ import httpx
 from fx.platform import Platform
 from fx.protocol import KV_ROUTES, RouteTable
 
-from bench.measure import load, pid_listening_on
+from bench.measure import load, pid_listening_on, replica_target
 
 FX = str(Path(sys.executable).with_name("fx"))
 HANDLER = "def handler(event, context):\n    return {'statusCode': 200, 'body': 'ok'}\n"
@@ -73,16 +73,14 @@ def main() -> None:
         gateway_url = f"{p.gateway_url}/function/bench/"
         httpx.get(gateway_url, timeout=30).raise_for_status()
         replica = asyncio.run(endpoint_of(p, "bench"))
-        direct_url = f"http://{replica}/_fx/http/"
-        pids = {
-            "gateway": pid_listening_on(urlsplit(p.gateway_url).port),
-            "replica": pid_listening_on(int(replica.rsplit(":", 1)[1])),
-        }
-        load(direct_url, 16, 2000, pids)  # warm-up
+        replica_url, unix, replica_pid = replica_target(replica)
+        direct_url = f"{replica_url}/_fx/http/"
+        pids = {"gateway": pid_listening_on(urlsplit(p.gateway_url).port), "replica": replica_pid}
+        load(direct_url, 16, 2000, pids, unix=unix)  # warm-up
         load(gateway_url, 16, 2000, pids)
         print(f"fx data plane, {os.cpu_count()} CPUs, {args.requests} requests per run, trivial handler")
         for concurrency in (16, 64):
-            direct = load(direct_url, concurrency, args.requests, {"replica": pids["replica"]})
+            direct = load(direct_url, concurrency, args.requests, {"replica": pids["replica"]}, unix=unix)
             via = load(gateway_url, concurrency, args.requests, pids)
             print(f"-- {concurrency} concurrent")
             print(row("direct to replica", direct, ("replica_cpu_us",)))

@@ -10,6 +10,7 @@ import signal
 import sys
 from collections.abc import Iterator
 
+import fx.state_dir as state_dir
 import uvicorn
 import uvloop
 from fx.nats_auth import NatsAuthError
@@ -43,7 +44,6 @@ def _lost_lease() -> None:
 
 async def _serve(s: settings_mod.Settings) -> None:
     s.token = s.token or load_or_create_token(s.token_file)  # type: ignore[arg-type]
-    s.state_dir.mkdir(parents=True, exist_ok=True)
     backend_factory: BackendFactory = local_backend
     leadership = None
     if s.backend == "kubernetes":  # imported only here: the local mode needs no Kubernetes client
@@ -75,6 +75,11 @@ async def _serve(s: settings_mod.Settings) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     s = settings_mod.parse(argv)
+    try:  # held until this process exits; a second controller (or fx up) on this state dir is refused
+        state_dir.adopt(s.state_dir, "fx-controller", os.environ.pop(state_dir.LOCK_FD_ENV, None))
+    except state_dir.StateDirError as exc:
+        print(f"fx-controller: {exc}", file=sys.stderr)
+        sys.exit(2)
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("nats").setLevel(logging.WARNING)
     try:

@@ -1,4 +1,4 @@
-"""The admin API (FastAPI): /system/* behind the bearer token, plus /system/health and /metrics."""
+"""The admin API (FastAPI) behind AdminGuard: the token and body limits are checked before a body is read."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from fx.models import (
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from . import errors, logs
-from .auth import BearerAuth
+from .auth import AdminGuard
 from .controller import Controller
 from .secrets_api import router as secrets_router
 
@@ -50,7 +50,27 @@ def _alias(alias: Annotated[str, Path(description="alias name, e.g. live or beta
 AliasName = Annotated[str, Depends(_alias)]
 
 
-def create_app(controller: Controller, token: str) -> FastAPI:
+ZIP_OVERHEAD = 16 * 1024 * 1024  # an upload is a zip: its entries' headers on top of the unzipped bytes
+
+
+def create_app(controller: Controller, token: str) -> AdminGuard:
+    """The admin API behind its guard (the token and the body size, checked before a body is read)."""
+    settings = controller.settings
+    public = {"/system/health"}
+    if settings.public_metrics:
+        public.add("/metrics")
+    if settings.public_docs:
+        public |= {"/system/openapi.json", "/system/docs"}
+
+    def limit(method: str, path: str) -> int:
+        if method == "PUT" and path.startswith("/system/artifacts/"):
+            return settings.max_unzipped_bytes + ZIP_OVERHEAD
+        return settings.max_body_kb * 1024
+
+    return AdminGuard(_api(controller), token, frozenset(public), limit)
+
+
+def _api(controller: Controller) -> FastAPI:
     app = FastAPI(
         title="fx admin API",
         version="1",
@@ -58,7 +78,7 @@ def create_app(controller: Controller, token: str) -> FastAPI:
         docs_url="/system/docs",
         redoc_url=None,
     )
-    errors.install(app)
+    errors.install(app, controller.settings.state_dir)
 
     @app.get("/system/health", tags=["health"])
     async def health() -> dict[str, str]:
@@ -68,7 +88,7 @@ def create_app(controller: Controller, token: str) -> FastAPI:
     async def metrics() -> Response:
         return Response(controller.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
-    api = APIRouter(prefix="/system", dependencies=[Depends(BearerAuth(token))], responses=ERRORS)
+    api = APIRouter(prefix="/system", responses=ERRORS)  # the token was checked by AdminGuard
 
     @api.head("/artifacts/{digest}", tags=["artifacts"])
     async def artifact_exists(digest: str) -> Response:

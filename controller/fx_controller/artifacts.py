@@ -16,7 +16,7 @@ from fx.protocol import artifact_key
 from nats.js.errors import NotFoundError
 from nats.js.object_store import ObjectStore
 
-from .errors import ApiError
+from .errors import DISK_FULL, ApiError, disk_full
 
 
 def _check_digest(digest: str) -> str:
@@ -79,9 +79,12 @@ class Artifacts:
 
     def _write_atomically(self, path: Path, data: bytes) -> None:
         fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".upload-")
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
+        finally:
+            Path(tmp).unlink(missing_ok=True)  # left only when the write failed (a full disk)
 
     async def store(self, digest: str, chunks: AsyncIterator[bytes]) -> ArtifactInfo:
         """Stream the upload to a temp file while hashing; verify; then publish it atomically."""
@@ -110,6 +113,10 @@ class Artifacts:
             with tmp.open("rb") as f:
                 await self._objects.put(artifact_key(digest), f)
             os.replace(tmp, self.path(digest))
+        except OSError as exc:
+            if exc.errno in DISK_FULL:  # a write() error names no file: say where
+                raise disk_full(self.root, exc.strerror) from exc
+            raise
         finally:
             tmp.unlink(missing_ok=True)
         return ArtifactInfo(digest=digest, size=size, unzipped_size=unzipped)

@@ -1,15 +1,14 @@
-"""The admin token: where it comes from, and the check every /system call passes."""
+"""The admin token: where it comes from, and the guard every /system call passes before its body is read."""
 
 from __future__ import annotations
 
 import hmac
+import json
 import os
 import secrets
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-
-from fastapi import Request
-
-from .errors import ApiError
+from typing import Any
 
 
 def load_or_create_token(path: Path) -> str:
@@ -29,14 +28,80 @@ def load_or_create_token(path: Path) -> str:
     return token
 
 
-class BearerAuth:
-    """FastAPI dependency: 401 unless `Authorization: Bearer <token>` matches."""
+# Starlette's ASGI shapes, spelled out so this module needs nothing but the standard library.
+Scope = dict[str, Any]
+Message = dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+App = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-    def __init__(self, token: str) -> None:
+
+class AdminGuard:
+    """ASGI middleware in front of the admin API: the token and the body size are checked from the request's
+    head, before a byte of its body is read (FastAPI would parse a JSON body before any dependency runs).
+
+    `/system/*` and `/metrics` need `Authorization: Bearer <token>` except the paths in `public`; a body is
+    refused (413) from its Content-Length, or once it grows past `limit(method, path)` while being read."""
+
+    def __init__(self, app: App, token: str, public: frozenset[str], limit: Callable[[str, str], int]) -> None:
+        self.app = app
         self._token = token.encode()
+        self.public = public
+        self.limit = limit
 
-    async def __call__(self, request: Request) -> None:
-        scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), self._token):
-            why = "missing" if not given else "wrong"
-            raise ApiError(401, "Unauthorized", f"admin token {why}: run `fx login` or set FX_TOKEN")
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path, headers = scope["path"], dict(scope["headers"])
+        if path not in self.public and (path.startswith("/system") or path == "/metrics"):
+            scheme, _, given = headers.get(b"authorization", b"").decode("latin-1").partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), self._token):
+                why = "missing" if not given else "wrong"
+                message = f"admin token {why}: run `fx login` or set FX_TOKEN"
+                await _error(send, 401, "Unauthorized", message)
+                return
+        limit = self.limit(scope["method"], path)
+        length = headers.get(b"content-length", b"0")
+        if not length.isdigit() or int(length) > limit:
+            await _error(send, 413, "RequestTooLarge", f"the body of {path} is limited to {limit} bytes")
+            return
+        bounded = _BodyLimit(receive, send, path, limit)
+        await self.app(scope, bounded.receive, bounded.send)
+
+
+class _BodyLimit:
+    """`receive` and `send` for the application: once a body without Content-Length outgrows `limit`, 413 is
+    answered (unless the application's answer has begun), the application is told the caller left, and
+    whatever it sends after is dropped."""
+
+    def __init__(self, receive: Receive, send: Send, path: str, limit: int) -> None:
+        self._receive, self._send = receive, send
+        self.path, self.limit = path, limit
+        self.size = 0
+        self.started = self.refused = False
+
+    async def receive(self) -> Message:
+        message = await self._receive()
+        if message["type"] == "http.request":
+            self.size += len(message.get("body", b""))
+            if self.size > self.limit:
+                if not self.started:
+                    await _error(
+                        self._send, 413, "RequestTooLarge", f"the body of {self.path} is limited to {self.limit} bytes"
+                    )
+                self.refused = True
+                return {"type": "http.disconnect"}
+        return message
+
+    async def send(self, message: Message) -> None:
+        if not self.refused:
+            self.started = True
+            await self._send(message)
+
+
+async def _error(send: Send, status: int, code: str, message: str) -> None:
+    body = json.dumps({"error": {"code": code, "message": message}}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import errno
+import shutil
+from pathlib import Path
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fx.models import ErrorBody, ErrorDetail
+from nats.errors import TimeoutError as NatsTimeout
+from nats.js.errors import APIError as JetStreamError
 from starlette.exceptions import HTTPException
+
+DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+# JetStream's "insufficient resources" and "insufficient storage resources available": its store is at its limit.
+JETSTREAM_FULL = frozenset({10023, 10047})
+# nats-server does not acknowledge the first write it fails to store: below this, a timeout means a full disk.
+LOW_SPACE_BYTES = 1 << 20
 
 
 class ApiError(Exception):
@@ -53,7 +65,59 @@ async def _http_error(_: Request, exc: HTTPException) -> JSONResponse:
     return error_response(exc.status_code, detail, getattr(exc, "headers", None))
 
 
-def install(app: FastAPI) -> None:
+def disk_full(where: object, why: str | None) -> ApiError:
+    message = f"the disk holding {where} is full ({why or 'no space left'}); free space on it, then retry"
+    return ApiError(507, "InsufficientStorage", message)
+
+
+async def _os_error(_: Request, exc: OSError) -> JSONResponse:
+    if exc.errno not in DISK_FULL:
+        raise exc  # on to _internal_error
+    # Nothing half-written stays: Artifacts.store removes its temp file, and no record names what was not stored.
+    return error_response(507, disk_full(exc.filename or "the state dir", exc.strerror).detail)
+
+
+async def _jetstream_error(_: Request, exc: JetStreamError) -> JSONResponse:
+    description = exc.description or ""
+    if exc.err_code not in JETSTREAM_FULL and "no space left on device" not in description:
+        raise exc
+    message = (
+        f"NATS JetStream's store is full ({description}); free space on the disk of its store (<state dir>/nats in"
+        " the embedded mode), then restart fx: nats-server keeps a stream's write error until it restarts"
+    )
+    return error_response(507, ErrorDetail(code="InsufficientStorage", message=message))
+
+
+def _timeout(state_dir: Path | None):
+    async def answer(_: Request, exc: NatsTimeout) -> JSONResponse:
+        try:
+            free = shutil.disk_usage(state_dir).free if state_dir else LOW_SPACE_BYTES
+        except OSError:
+            free = LOW_SPACE_BYTES
+        if free < LOW_SPACE_BYTES:
+            message = (
+                f"NATS JetStream did not store the write, and the disk holding {state_dir} has {free} bytes free:"
+                " free space on it, then restart fx (nats-server keeps a stream's write error until it restarts)"
+            )
+            return error_response(507, ErrorDetail(code="InsufficientStorage", message=message))
+        message = "NATS did not answer in time; retry, and check that nats-server is running"
+        return error_response(503, ErrorDetail(code="NatsUnavailable", message=message))
+
+    return answer
+
+
+async def _internal_error(_: Request, exc: Exception) -> JSONResponse:
+    # Starlette re-raises after this answer, so the traceback still reaches the controller's log.
+    message = f"internal error ({type(exc).__name__}); the controller's log has the details"
+    return error_response(500, ErrorDetail(code="InternalError", message=message))
+
+
+def install(app: FastAPI, state_dir: Path | None = None) -> None:
+    """`state_dir`: where the embedded nats-server keeps its store, to tell a full disk from a slow NATS."""
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(OSError, _os_error)
+    app.add_exception_handler(JetStreamError, _jetstream_error)
+    app.add_exception_handler(NatsTimeout, _timeout(state_dir))
+    app.add_exception_handler(Exception, _internal_error)

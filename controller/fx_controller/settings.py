@@ -26,6 +26,9 @@ class Settings:
     stable_window: float = 10.0  # seconds of history a scale-down must respect
     init_timeout: float = 30.0  # a replica not ready by then is stopped and reported failed
     keep_warm: float = 300.0  # seconds a version keeps its replicas after losing traffic, for instant rollback
+    max_body_kb: int = 1024  # body of an admin call other than an artifact upload
+    public_metrics: bool = False  # /metrics without the token
+    public_docs: bool = False  # /system/openapi.json and /system/docs without the token
 
     @property
     def max_unzipped_bytes(self) -> int:
@@ -84,6 +87,18 @@ def parse(argv: list[str] | None = None, environ: dict[str, str] | None = None) 
         default=float(env.get("FX_KEEP_WARM", Settings.keep_warm)),
         help="seconds a version keeps its replicas after losing traffic [FX_KEEP_WARM]",
     )
+    p.add_argument(
+        "--max-body-kb",
+        type=int,
+        default=int(env.get("FX_MAX_BODY_KB", Settings.max_body_kb)),
+        help="largest body of an admin call other than an artifact upload (those: --max-unzipped-mb) [FX_MAX_BODY_KB]",
+    )
+    for flag, name, what in (
+        ("--public-metrics", "FX_PUBLIC_METRICS", "/metrics"),
+        ("--public-docs", "FX_PUBLIC_DOCS", "/system/openapi.json and /system/docs"),
+    ):
+        on = env.get(name, "").lower() in ("1", "true")
+        p.add_argument(flag, action="store_true", default=on, help=f"serve {what} without the admin token [{name}]")
     a = p.parse_args(argv)
     host, port = _listen(a.listen)
     state_dir = Path(a.state_dir)
@@ -104,4 +119,7 @@ def parse(argv: list[str] | None = None, environ: dict[str, str] | None = None) 
         stable_window=a.stable_window,
         init_timeout=a.init_timeout,
         keep_warm=a.keep_warm,
+        max_body_kb=a.max_body_kb,
+        public_metrics=a.public_metrics,
+        public_docs=a.public_docs,
     )

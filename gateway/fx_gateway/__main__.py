@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import resource
 import signal
 import sys
 
 import uvloop
 
-from fx_gateway.app import Gateway
+from fx_gateway.app import Gateway, MetricsSide
 from fx_gateway.config import Settings, parse
 from fx_gateway.nats_link import NatsLink
 from fx_gateway.server import ClientConnection
@@ -18,19 +19,41 @@ from fx_gateway.tasks import spawn
 log = logging.getLogger("fx_gateway")
 
 
+def _raise_fd_limit(connections: int) -> None:
+    """Room for --max-connections callers and a replica connection each, so the cap is what refuses a caller
+    (with a 503), not accept(2) failing with EMFILE."""
+    want = 2 * connections + 256
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < want:
+        soft = want if hard == resource.RLIM_INFINITY else min(want, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    if soft < want:
+        log.warning(
+            "open files limited to %d: fewer than --max-connections %d callers can be served", soft, connections
+        )
+
+
 async def serve(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    _raise_fd_limit(settings.max_connections)
     gateway = Gateway(settings, activator=None)  # type: ignore[arg-type]  # NatsLink supplies it
     link = NatsLink(gateway, settings.nats_url, settings.gateway_id)
     server = await loop.create_server(lambda: ClientConnection(gateway), settings.host, settings.port, backlog=2048)
     log.info("listening on http://%s:%d (gateway id %s)", settings.host, settings.port, settings.gateway_id)
+    servers = [server]
+    if settings.metrics_port:
+        metrics = MetricsSide(gateway)
+        host, port = settings.metrics_host, settings.metrics_port
+        servers.append(await loop.create_server(lambda: ClientConnection(metrics), host, port))  # type: ignore[arg-type]
+        log.info("serving /metrics on http://%s:%d only", host, port)
     tasks = [spawn(link.start()), spawn(gateway.backstop())]
     await stop.wait()
     log.info("stopping: no new connections, finishing in-flight requests (up to %g s)", settings.drain_timeout)
-    server.close()
+    for listener in servers:
+        listener.close()
     await gateway.drain(settings.drain_timeout)
     for task in tasks:
         task.cancel()

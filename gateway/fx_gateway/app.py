@@ -1,7 +1,9 @@
 """The gateway's state and request routing: route tables in, calls out.
 
 `Gateway.open` looks at a request's line and headers once and returns the call that will answer it: an
-Exchange for function calls, a SystemProxy for /system/*, an Answer for everything the gateway answers itself.
+Exchange for function calls, a SystemProxy for /system/*, an Answer for everything the gateway answers itself;
+or None when it refused the request from its head (`ClientConnection.refuse`: a body over the limit, a callback
+the operator did not allow).
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from fx.protocol import REPLICA_HTTP_PREFIX, REPLICA_INVOKE_PATH, RouteTable
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, ProcessCollector, generate_latest
 
 from fx_gateway import responses
-from fx_gateway.async_accept import AsyncAccept, Enqueue, StoreUnavailable, stored_headers
+from fx_gateway.async_accept import AsyncAccept, Enqueue, StoreUnavailable, stored_headers, too_large
+from fx_gateway.callback_policy import CallbackPolicy
 from fx_gateway.config import Settings
 from fx_gateway.dispatch import Activator, VersionDispatcher
 from fx_gateway.exchange import Exchange
@@ -53,12 +56,14 @@ HOP_BY_HOP = frozenset(
 )
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 BACKSTOP_SWEEP_S = 0.25
+CONNECTION_SWEEP_EVERY = 4  # backstop sweeps: caller connections are checked about once a second
+ANSWER_MAX_BODY = 64 * 1024  # a body the gateway's own answers ignore is read up to this, else refused
 
 
 class Answer:
     """A response the gateway makes itself; `make` is called when the request's turn comes."""
 
-    __slots__ = ("client", "keep_alive", "make", "started", "stats", "status")
+    __slots__ = ("client", "keep_alive", "make", "size", "started", "stats", "status")
     streaming = False
 
     def __init__(
@@ -69,9 +74,12 @@ class Answer:
         self.stats = stats  # counted in the request metrics when set
         self.keep_alive = True
         self.started = time.monotonic()
+        self.size = 0
 
     def feed(self, chunk: bytes) -> None:
-        pass  # a body the answer does not need
+        self.size += len(chunk)  # a body the answer does not need: read and dropped, up to a bound
+        if self.size > ANSWER_MAX_BODY:
+            self.client.refuse(responses.with_close(self.make if isinstance(self.make, bytes) else self.make()))
 
     def begin(self) -> None:
         data = self.make if isinstance(self.make, bytes) else self.make()
@@ -84,8 +92,33 @@ class Answer:
         pass
 
 
+class MetricsSide:
+    """The gateway as a connection to --metrics-listen sees it: /metrics and /healthz, nothing else. Its
+    connections are counted, capped and swept with the others."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+        self.settings = gateway.settings
+        self.connections = gateway.connections
+
+    @property
+    def draining(self) -> bool:
+        return self.gateway.draining
+
+    def open(self, client: ClientConnection, method: bytes, url: bytes, headers: list[tuple[bytes, bytes]]) -> Answer:
+        return self.gateway.own(client, url.partition(b"?")[0], metrics=True)
+
+
 async def _no_store(function: str, body: bytes, headers: dict[str, str]) -> None:
     raise StoreUnavailable("not connected to NATS yet")
+
+
+def _declared_length(headers: list[tuple[bytes, bytes]]) -> int:
+    """The request's Content-Length (httptools has checked it is a number), 0 if none."""
+    for name, value in headers:
+        if name.lower() == b"content-length":
+            return int(value)
+    return 0
 
 
 def scan(headers: list[tuple[bytes, bytes]]) -> tuple[dict[bytes, bytes], bytes]:
@@ -119,10 +152,24 @@ class Gateway:
         self.draining = False
         self.healthy: Callable[[], bool] = lambda: False  # set by whoever feeds the route tables
         self.enqueue: Enqueue = _no_store  # stores an async call; set by the NATS link
+        self.callbacks = CallbackPolicy.from_settings(settings)
 
     # --- route tables ---
 
     def apply(self, table: RouteTable) -> None:
+        ahead = (table.revision - time.time_ns()) / 1e9
+        if ahead > self.settings.max_revision_skew:
+            # The controller numbers revisions by its clock's nanoseconds: one this far ahead was not made by
+            # it, and once adopted it would outrank every real update (a hijack surviving redeploys).
+            log.warning(
+                "function %s: refused route table revision %d, %.0f s ahead of this gateway's clock"
+                " (--max-revision-skew %g s); it was not written by the controller",
+                table.function,
+                table.revision,
+                ahead,
+                self.settings.max_revision_skew,
+            )
+            return
         routes = self.functions.get(table.function)
         if routes is None:
             self.functions[table.function] = FunctionRoutes(table, self._dispatcher)
@@ -165,8 +212,16 @@ class Gateway:
             return self._async_http(client, method, path[len(ASYNC_PREFIX) :], query, headers)
         if path.startswith(b"/system/") or path == b"/system":
             settings = self.settings
-            return SystemProxy(client, settings.controller_host, settings.controller_port, method, url, headers)
-        if path == b"/metrics":
+            limit = settings.system_max_bytes
+            if _declared_length(headers) > limit:
+                message = f"/system request bodies are limited to {limit} bytes"
+                return client.refuse(responses.error(413, "RequestTooLarge", message, close=True))
+            return SystemProxy(client, settings.controller_host, settings.controller_port, method, url, headers, limit)
+        return self.own(client, path, metrics=not self.settings.metrics_port)
+
+    def own(self, client: ClientConnection, path: bytes, metrics: bool) -> Answer:
+        """/healthz, /metrics when `metrics` (not on --metrics-listen elsewhere), or the 404 for any other path."""
+        if path == b"/metrics" and metrics:
             return Answer(client, self._metrics)
         if path == b"/healthz":
             return Answer(client, self._health)
@@ -214,9 +269,15 @@ class Gateway:
         seen: dict[bytes, bytes],
         kept: bytes,
         lambda_style: bool,
-    ) -> AsyncAccept:
-        call_id, stored = stored_headers(routes.name, qualifier, method, target, seen, kept, client.peer)
+    ) -> AsyncAccept | None:
         limit = min(routes.max_request_bytes, self.settings.max_request_bytes, self.settings.async_max_bytes)
+        length = seen.get(b"content-length")
+        if length is not None and int(length) > limit:
+            return client.refuse(too_large(routes.name, limit))
+        problem = self.callbacks.refusal(seen)
+        if problem is not None:  # refused now, so nothing is stored that could not be delivered
+            return client.refuse(responses.error(400, "InvalidCallback", problem, routes.name, close=True))
+        call_id, stored = stored_headers(routes.name, qualifier, method, target, seen, kept, client.peer)
         return AsyncAccept(client, self.enqueue, routes.name, call_id, stored, limit, lambda_style)
 
     def _invoke(self, client: ClientConnection, name_bytes: bytes, query: bytes, headers):
@@ -262,8 +323,9 @@ class Gateway:
     ):
         limit = min(routes.max_request_bytes, self.settings.max_request_bytes)
         length = seen.get(b"content-length")
-        if length is not None and int(length) > limit:
-            return Answer(client, responses.too_large(routes.name, limit), dispatcher.stats)
+        if length is not None and int(length) > limit:  # at once: the body is never read
+            dispatcher.stats.record(413, 0.0)
+            return client.refuse(responses.too_large(routes.name, limit, close=True))
         if b"expect" in seen and client.active is None and seen[b"expect"].lower() == b"100-continue":
             client.write(CONTINUE)
         forwarded_for = seen.get(b"x-forwarded-for")
@@ -295,13 +357,22 @@ class Gateway:
     # --- lifecycle ---
 
     async def backstop(self) -> None:
-        """Answer requests a replica holds past its function's timeout plus a grace (the replica should have)."""
+        """Answer requests a replica holds past its function's timeout plus a grace (the replica should have),
+        and end caller connections that are late with a head, a body or their next request."""
+        sweeps = 0
         while True:
             await asyncio.sleep(BACKSTOP_SWEEP_S)
             now = time.monotonic()
             for dispatcher in list(self.dispatchers):
                 if dispatcher.sent:
                     dispatcher.expire_sent(now)
+            sweeps += 1
+            if sweeps % CONNECTION_SWEEP_EVERY == 0:
+                self.sweep(now)
+
+    def sweep(self, now: float) -> None:
+        for conn in list(self.connections):
+            conn.overdue(now)
 
     async def drain(self, timeout: float) -> None:
         """Finish what is in flight (bounded), closing each caller connection once it is idle."""

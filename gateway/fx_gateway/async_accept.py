@@ -67,6 +67,11 @@ def stored_headers(
     return call_id, headers
 
 
+def too_large(function: str, limit: int) -> bytes:
+    message = f"the body of an async call to function {function!r} is over the limit of {limit} bytes"
+    return responses.error(413, "RequestTooLarge", message, function, close=True)
+
+
 class AsyncAccept:
     """The call object for an async request: receives the body, stores it, answers 202 (or why not)."""
 
@@ -111,15 +116,10 @@ class AsyncAccept:
         self.size += len(chunk)
         if self.size <= self.limit:
             self.body.append(chunk)
+        else:  # without Content-Length (chunked): refused once it outgrows the limit, without reading on
+            self.client.refuse(too_large(self.function, self.limit))
 
     def begin(self) -> None:
-        if self.size > self.limit:
-            message = (
-                f"the body of an async call to function {self.function!r} is {self.size} bytes;"
-                f" the limit is {self.limit} bytes"
-            )
-            self._answer(responses.error(413, "RequestTooLarge", message, self.function))
-            return
         spawn(self._store(b"".join(self.body)))
 
     def client_gone(self) -> None:

@@ -41,6 +41,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig
 
 from fx_gateway import callback, internal
+from fx_gateway.callback_policy import CallbackRefused
 from fx_gateway.config import Settings
 from fx_gateway.stats import AsyncStats
 from fx_gateway.tasks import spawn
@@ -274,11 +275,13 @@ class AsyncWorker:
             out["X-Fx-Version"] = result.version
         if error:
             out["X-Fx-Error"] = error
+        policy = self.gateway.callbacks
         if subject:
             try:
+                policy.check_subject(subject)  # again: the call may predate the policy, or not come from a gateway
                 await self.nc.publish(subject, result.body, headers=out)
                 self.stats.count(self.stats.callbacks, "ok")
-            except nats.errors.Error as exc:
+            except (nats.errors.Error, CallbackRefused) as exc:
                 log.warning("callback subject %s for %s: %s", subject, function, exc)
                 self.stats.count(self.stats.callbacks, "failed")
         if url:
@@ -287,7 +290,13 @@ class AsyncWorker:
     async def _post(self, url: str, body: bytes, headers: dict[str, str], function: str) -> None:
         for delay in (*CALLBACK_DELAYS_S, None):
             try:
-                status = await callback.post(url, body, headers)
+                address = await self.gateway.callbacks.address(url)
+            except CallbackRefused as exc:
+                log.warning("async call to %s: its callback is refused: %s", function, exc)
+                self.stats.count(self.stats.callbacks, "failed")
+                return
+            try:
+                status = await callback.post(url, address, body, headers)
             except callback.CallbackError as exc:
                 problem = str(exc)
             else:

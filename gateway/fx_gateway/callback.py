@@ -12,12 +12,11 @@ class CallbackError(Exception):
     pass
 
 
-async def post(url: str, body: bytes, headers: dict[str, str]) -> int:
-    """POST `body` to `url` (http or https); the status of the answer. Raises CallbackError."""
+async def post(url: str, address: tuple[str, int], body: bytes, headers: dict[str, str]) -> int:
+    """POST `body` to `url` (http or https) over a connection to `address`, the (IP, port) the callback
+    policy checked; the status of the answer. Raises CallbackError."""
     parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise CallbackError(f"callback URL {url!r} is not an http(s) URL")
-    port = parts.port or (443 if parts.scheme == "https" else 80)
+    https = parts.scheme == "https"
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     host = parts.netloc.rpartition("@")[2]
     lines = [f"POST {target} HTTP/1.1", f"Host: {host}", "Connection: close", f"Content-Length: {len(body)}"]
@@ -25,7 +24,9 @@ async def post(url: str, body: bytes, headers: dict[str, str]) -> int:
     request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
     try:
         async with asyncio.timeout(TIMEOUT_S):
-            reader, writer = await asyncio.open_connection(parts.hostname, port, ssl=parts.scheme == "https")
+            reader, writer = await asyncio.open_connection(
+                *address, ssl=https, server_hostname=parts.hostname if https else None
+            )
             try:
                 writer.write(request)
                 status_line = await reader.readline()

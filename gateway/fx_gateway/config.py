@@ -8,6 +8,8 @@ import socket
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from fx_gateway.callback_policy import CallbackPolicy
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -30,11 +32,30 @@ class Settings:
     async_max_age: float = 6 * 3600  # seconds a call may wait, as Lambda's MaximumEventAgeInSeconds
     async_ack_wait: float = 30.0  # a call taken by a gateway that died is redelivered after this
     trigger_concurrency: int = 256  # trigger events this gateway runs at once
+    # what one caller connection may cost (nginx's defaults where it has one)
+    max_url_bytes: int = 8 * 1024  # request target; longer: 414
+    max_header_bytes: int = 32 * 1024  # all header names and values of one request; more: 431
+    max_headers: int = 100  # header lines of one request; more: 431
+    header_timeout: float = 10.0  # seconds for a request's whole head, from its first byte (or the connect): 408
+    body_timeout: float = 30.0  # seconds without a body byte while a body is due: 408
+    idle_timeout: float = 75.0  # seconds a keep-alive connection may wait for its next request
+    max_connections: int = 4096  # caller connections at once; more are answered 503 and closed
+    system_max_bytes: int = 266 * 1024 * 1024  # body of a /system call forwarded to the controller
+    metrics_host: str = ""  # with metrics_port: /metrics is served there only, not on the main listener
+    metrics_port: int = 0
+    max_revision_skew: float = 60.0  # seconds a route table's revision (ns of the controller's clock) may lead ours
+    # callbacks of async calls: where results may be sent
+    callback_hosts: tuple[str, ...] = ("127.0.0.0/8", "::1")  # X-Callback-Url: CIDRs, IPs, names, each [:port]
+    callback_subjects: tuple[str, ...] = ()  # X-Fx-Callback-Subject: NATS subject patterns
 
 
 def _host_port(value: str, default_port: int) -> tuple[str, int]:
     host, _, port = value.rpartition(":")
     return (host or "127.0.0.1"), int(port or default_port)
+
+
+def _list(value: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in value.split(",") if item.strip())
 
 
 def parse(argv: list[str] | None = None) -> Settings:
@@ -119,12 +140,86 @@ def parse(argv: list[str] | None = None) -> Settings:
         default=int(env("FX_TRIGGER_CONCURRENCY", Settings.trigger_concurrency)),
         help="NATS trigger events this gateway runs at once [FX_TRIGGER_CONCURRENCY]",
     )
+    limits = p.add_argument_group("limits per caller connection")
+    for flag, env_name, kind, default, meaning in (
+        ("--max-url-bytes", "FX_MAX_URL_BYTES", int, Settings.max_url_bytes, "longest request target; longer: 414"),
+        (
+            "--max-header-bytes",
+            "FX_MAX_HEADER_BYTES",
+            int,
+            Settings.max_header_bytes,
+            "most bytes of header names and values in one request; more: 431",
+        ),
+        ("--max-headers", "FX_MAX_HEADERS", int, Settings.max_headers, "most header lines in one request; more: 431"),
+        (
+            "--header-timeout",
+            "FX_HEADER_TIMEOUT",
+            float,
+            Settings.header_timeout,
+            "seconds for a request's whole head to arrive; then 408 and close",
+        ),
+        (
+            "--body-timeout",
+            "FX_BODY_TIMEOUT",
+            float,
+            Settings.body_timeout,
+            "seconds without a byte of a request body; then 408 and close",
+        ),
+        (
+            "--idle-timeout",
+            "FX_IDLE_TIMEOUT",
+            float,
+            Settings.idle_timeout,
+            "seconds a keep-alive connection may wait for its next request; then close",
+        ),
+        (
+            "--max-connections",
+            "FX_MAX_CONNECTIONS",
+            int,
+            Settings.max_connections,
+            "caller connections at once; more are answered 503 and closed",
+        ),
+        (
+            "--system-max-bytes",
+            "FX_SYSTEM_MAX_BYTES",
+            int,
+            Settings.system_max_bytes,
+            "largest /system request body forwarded to the controller; more: 413",
+        ),
+        (
+            "--max-revision-skew",
+            "FX_MAX_REVISION_SKEW",
+            float,
+            Settings.max_revision_skew,
+            "seconds a route table's revision may be ahead of this gateway's clock; further: ignored",
+        ),
+    ):
+        limits.add_argument(flag, type=kind, default=kind(env(env_name, default)), help=f"{meaning} [{env_name}]")
+    p.add_argument(
+        "--metrics-listen",
+        default=env("FX_METRICS_LISTEN", ""),
+        help="host:port serving /metrics (and /healthz) instead of the main listener, which then answers"
+        " /metrics 404; empty: /metrics on the main listener [FX_METRICS_LISTEN]",
+    )
+    p.add_argument(
+        "--callback-hosts",
+        default=env("FX_CALLBACK_HOSTS", ",".join(Settings.callback_hosts)),
+        help="comma-separated CIDRs, IPs and host names (.example.com: any subdomain), each optionally :PORT,"
+        " that X-Callback-Url may name; link-local and cloud metadata addresses never [FX_CALLBACK_HOSTS]",
+    )
+    p.add_argument(
+        "--callback-subjects",
+        default=env("FX_CALLBACK_SUBJECTS", ",".join(Settings.callback_subjects)),
+        help="comma-separated NATS subject patterns X-Fx-Callback-Subject may name (none by default);"
+        " fx.*, $* and _INBOX.* never [FX_CALLBACK_SUBJECTS]",
+    )
     args = p.parse_args(argv)
     host, port = _host_port(args.listen, 8080)
+    metrics_host, metrics_port = _host_port(args.metrics_listen, 0) if args.metrics_listen else ("", 0)
     controller = urlsplit(args.controller)
     if controller.scheme != "http" or not controller.hostname:
         p.error(f"--controller {args.controller!r}: expected http://host:port")
-    return Settings(
+    settings = Settings(
         nats_url=args.nats,
         nats_creds=args.nats_creds,
         host=host,
@@ -143,4 +238,22 @@ def parse(argv: list[str] | None = None) -> Settings:
         async_max_age=args.async_max_age,
         async_ack_wait=args.async_ack_wait,
         trigger_concurrency=args.trigger_concurrency,
+        max_url_bytes=args.max_url_bytes,
+        max_header_bytes=args.max_header_bytes,
+        max_headers=args.max_headers,
+        header_timeout=args.header_timeout,
+        body_timeout=args.body_timeout,
+        idle_timeout=args.idle_timeout,
+        max_connections=args.max_connections,
+        system_max_bytes=args.system_max_bytes,
+        metrics_host=metrics_host,
+        metrics_port=metrics_port,
+        max_revision_skew=args.max_revision_skew,
+        callback_hosts=_list(args.callback_hosts),
+        callback_subjects=_list(args.callback_subjects),
     )
+    try:
+        CallbackPolicy.from_settings(settings)
+    except ValueError as exc:
+        p.error(str(exc))
+    return settings

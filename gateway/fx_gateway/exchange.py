@@ -20,6 +20,7 @@ class Client(Protocol):
     def write(self, data: bytes) -> None: ...
     def done(self, keep_alive: bool) -> None: ...
     def abort(self) -> None: ...
+    def refuse(self, answer: bytes) -> None: ...
 
 
 class Exchange:
@@ -80,13 +81,13 @@ class Exchange:
 
     def feed(self, chunk: bytes) -> None:
         self.size += len(chunk)
-        if self.size <= self.limit:  # past the limit the body is only counted, then refused
+        if self.size <= self.limit:
             self.body.append(chunk)
+        else:  # a body without Content-Length (chunked) that outgrew the limit: refused without reading on
+            self.dispatcher.stats.record(413, time.monotonic() - self.started)
+            self.client.refuse(responses.too_large(self.dispatcher.function, self.limit, close=True))
 
     def begin(self) -> None:
-        if self.size > self.limit:
-            self.fail(responses.too_large(self.dispatcher.function, self.limit), 413)
-            return
         self.raw = b"".join([self.head, b"Content-Length: %d\r\n\r\n" % self.size, *self.body])
         self.body = []
         self.dispatcher.submit(self)

@@ -75,3 +75,27 @@ def not_found(path: str) -> bytes:
 
 def bad_request(message: str, close: bool = False) -> bytes:
     return error(400, "BadRequest", message, close=close)
+
+
+def uri_too_long(limit: int) -> bytes:
+    message = f"the request target is longer than {limit} bytes; send long parameters in the body"
+    return error(414, "UriTooLong", message, close=True)
+
+
+def header_fields_too_large(max_bytes: int, max_lines: int) -> bytes:
+    message = f"the request's headers are over {max_bytes} bytes or {max_lines} lines; send fewer or smaller headers"
+    return error(431, "HeadersTooLarge", message, close=True)
+
+
+def request_timeout(what: str, seconds: float) -> bytes:
+    return error(408, "RequestTimeout", f"the request did not send {what} within {seconds:g} s", close=True)
+
+
+def too_many_connections(limit: int) -> bytes:
+    message = f"this gateway already serves {limit} connections; retry later"
+    return error(503, "TooManyConnections", message, close=True)
+
+
+def with_close(answer: bytes) -> bytes:
+    """`answer` saying that the connection closes after it."""
+    return answer.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n", 1)

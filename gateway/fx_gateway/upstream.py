@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("fx_gateway")
 
 MAX_IDLE = 64  # idle connections kept per endpoint
+UNIX_PREFIX = "unix:"  # an endpoint "unix:/abs/path" is a Unix socket, any other "host:port"
 DOWN_S = 1.0  # after a refused connection, skip the endpoint this long (the route table will catch up)
 
 
@@ -91,11 +92,12 @@ class UpstreamConnection(asyncio.Protocol):
 class Replica:
     """One endpoint of a version: its outstanding requests and its idle connections."""
 
-    __slots__ = ("dispatcher", "down_until", "endpoint", "host", "idle", "outstanding", "port", "removed")
+    __slots__ = ("dispatcher", "down_until", "endpoint", "host", "idle", "outstanding", "path", "port", "removed")
 
     def __init__(self, endpoint: str, dispatcher: VersionDispatcher) -> None:
         self.endpoint = endpoint
-        host, _, port = endpoint.rpartition(":")
+        self.path = endpoint[len(UNIX_PREFIX) :] if endpoint.startswith(UNIX_PREFIX) else ""
+        host, _, port = ("", "", "0") if self.path else endpoint.rpartition(":")
         self.host, self.port = host, int(port)
         self.dispatcher = dispatcher
         self.outstanding = 0
@@ -115,7 +117,10 @@ class Replica:
     async def _connect(self, exchange: Exchange) -> None:
         loop = asyncio.get_running_loop()
         try:
-            _, conn = await loop.create_connection(lambda: UpstreamConnection(self), self.host, self.port)
+            if self.path:
+                _, conn = await loop.create_unix_connection(lambda: UpstreamConnection(self), self.path)
+            else:
+                _, conn = await loop.create_connection(lambda: UpstreamConnection(self), self.host, self.port)
         except OSError as exc:
             # Nothing was sent, so another replica may take the request.
             now = time.monotonic()

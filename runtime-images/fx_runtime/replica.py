@@ -50,7 +50,7 @@ def run(report: Report, started: float | None = None) -> int:
     except OSError as e:
         return faults.init_failed(
             report,
-            faults.error(f"Cannot listen on {config.listen_host}:{config.listen_port}: {e}", "Runtime.ListenError", []),
+            faults.error(f"Cannot listen on {config.listen}: {e}", "Runtime.ListenError", []),
             started,
         )
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -355,7 +355,7 @@ def run(settings: Settings, report: Callable[[dict], None], started: float) -> i
         try:
             endpoint = loop.run_until_complete(server.listen())
         except OSError as e:
-            message = f"Cannot listen on {settings.listen_host}:{settings.listen_port}: {e}"
+            message = f"Cannot listen on {settings.listen}: {e}"
             err = faults.error(message, "Runtime.ListenError", [])
     if err is not None:
         api.kill(grace_s=1.0)  # a runtime that posted /init/error exits by itself

@@ -11,6 +11,8 @@ import asyncio
 import base64
 import binascii
 import json
+import os
+import stat
 from collections.abc import Callable
 
 import httptools
@@ -25,6 +27,15 @@ _INTERNAL_ERROR = b'{"message":"Internal Server Error"}'
 _NOT_FOUND = b'{"message":"Not Found"}'
 _READY = b'{"status":"ready"}'
 _ERROR_HEADERS = (*http11.JSON, ("X-Amz-Function-Error", "Unhandled"))
+
+
+def _unlink_socket(path: str) -> None:
+    """Remove the socket at `path` (one left by an earlier replica makes bind(2) fail); anything else is kept."""
+    try:
+        if stat.S_ISSOCK(os.lstat(path).st_mode):
+            os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 class Server:
@@ -61,9 +72,13 @@ class Server:
         return Connection(self, self.settings.max_request_bytes)
 
     async def listen(self) -> str:
-        """Bind and return the endpoint "host:port" actually listened on."""
+        """Bind and return the endpoint actually listened on: "host:port" or "unix:/path"."""
         loop = asyncio.get_running_loop()
         s = self.settings
+        if s.listen_path:
+            _unlink_socket(s.listen_path)
+            self.listener = await loop.create_unix_server(self.protocol, s.listen_path, backlog=1024)
+            return f"unix:{s.listen_path}"
         self.listener = await loop.create_server(self.protocol, s.listen_host, s.listen_port, backlog=1024)
         host, port = self.listener.sockets[0].getsockname()[:2]
         return f"{host}:{port}"
@@ -76,6 +91,8 @@ class Server:
         self.exit_code = exit_code
         if self.listener is not None:
             self.listener.close()
+            if self.settings.listen_path:
+                _unlink_socket(self.settings.listen_path)  # nobody will answer on it again
         for conn in list(self.connections):
             if not conn.in_message and not conn.awaiting:
                 conn.close()

@@ -9,6 +9,8 @@ import uuid
 from dataclasses import dataclass
 
 SIX_MB = 6 * 1024 * 1024
+UNIX_PREFIX = "unix:"
+MAX_SOCKET_PATH = 107  # sizeof(sockaddr_un.sun_path) - 1 on Linux
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +26,7 @@ class Settings:
     code_dir: str
     listen_host: str
     listen_port: int
+    listen_path: str | None  # a Unix socket to listen on instead (FX_LISTEN=unix:/abs/path)
     timeout_ms: int
     http_event: str
     max_request_bytes: int
@@ -39,6 +42,11 @@ class Settings:
         return bool(self.bootstrap or self.runtime_api)
 
     @property
+    def listen(self) -> str:
+        """Where the replica listens, as FX_LISTEN spells it (for messages)."""
+        return f"{UNIX_PREFIX}{self.listen_path}" if self.listen_path else f"{self.listen_host}:{self.listen_port}"
+
+    @property
     def function_arn(self) -> str:
         return f"arn:aws:lambda:{self.region}:000000000000:function:{self.function_name}"
 
@@ -51,11 +59,25 @@ def _int(env: os._Environ[str], name: str, default: int) -> int:
         raise ValueError(f"{name} must be an integer, got {raw!r}") from None
 
 
+def _unix_path(listen: str) -> str | None:
+    """The socket path of `unix:/abs/path`, checked against what bind(2) accepts; None for host:port."""
+    if not listen.startswith(UNIX_PREFIX):
+        return None
+    path = listen[len(UNIX_PREFIX) :]
+    if not os.path.isabs(path):
+        raise ValueError(f"FX_LISTEN={listen!r}: the socket path must be absolute (unix:/run/fx/http.sock)")
+    if len(os.fsencode(path)) > MAX_SOCKET_PATH:
+        raise ValueError(f"FX_LISTEN={listen!r}: a socket path has at most {MAX_SOCKET_PATH} bytes; use a shorter one")
+    return path
+
+
 def load(env: os._Environ[str] = os.environ) -> Settings:
     """Read the FX_* and Lambda variables, then fill in the Lambda variables the backend leaves to us."""
-    host, _, port = env.get("FX_LISTEN", "127.0.0.1:0").rpartition(":")
+    listen = env.get("FX_LISTEN", "127.0.0.1:0")
+    listen_path = _unix_path(listen)
+    host, _, port = ("", "", "0") if listen_path else listen.rpartition(":")
     if not port.isdigit():
-        raise ValueError(f"FX_LISTEN must be host:port, got {env['FX_LISTEN']!r}")
+        raise ValueError(f"FX_LISTEN must be host:port or unix:/absolute/path, got {listen!r}")
     runtime_api = env.get("FX_RUNTIME_API", "")
     if runtime_api and not runtime_api.rpartition(":")[2].isdigit():
         raise ValueError(f"FX_RUNTIME_API must be host:port, got {runtime_api!r}")
@@ -81,6 +103,7 @@ def load(env: os._Environ[str] = os.environ) -> Settings:
         code_dir=os.path.abspath(code_dir),
         listen_host=host or "127.0.0.1",
         listen_port=int(port),
+        listen_path=listen_path,
         timeout_ms=_int(env, "FX_TIMEOUT_MS", 3000),
         http_event=http_event,
         max_request_bytes=_int(env, "FX_MAX_REQUEST_BYTES", SIX_MB),

@@ -28,12 +28,13 @@ from fx.models import (
     check_sticky,
 )
 from fx.platform import Platform, PlatformError
+from fx.state_dir import StateDirError
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 _FUNCTION_LIST = TypeAdapter(list[FunctionInfo])
 _SECRET_LIST = TypeAdapter(list[SecretInfo])
 _VERSION_LIST = TypeAdapter(list[VersionInfo])
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?\Z")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
 
 
@@ -51,6 +52,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         who = f"{exc.function}: " if exc.function else ""
         _err(f"fx: {who}{exc}")
         return EXIT_BAD_INPUT if exc.status == 400 else EXIT_FAILED
+    except StateDirError as exc:  # in use by another fx up, read-only, full: the user picks another
+        _err(f"fx: {exc}")
+        return EXIT_BAD_INPUT
     except PlatformError as exc:
         _err(f"fx: {exc}")
         return EXIT_FAILED

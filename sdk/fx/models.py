@@ -16,21 +16,22 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from fx.schedule import check_timezone
 from fx.schedule import parse as parse_schedule
 
-NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+# Patterns end in \Z, not $: "$" also matches before a trailing newline, so "hello\n" would pass.
+NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
 NAME_MAX = 63
 # Lambda's handler grammar: module path (dots or slashes) then ".function".
-HANDLER_RE = re.compile(r"^[A-Za-z_][\w/.-]*\.[A-Za-z_]\w*$")
-ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
+HANDLER_RE = re.compile(r"^[A-Za-z_][\w/.-]*\.[A-Za-z_]\w*\Z")
+ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
+DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}\Z")
 # [registry[:port]/]path[:tag][@sha256:digest], lower-case path components as OCI distribution requires.
 IMAGE_RE = re.compile(
     r"^(?:[a-zA-Z0-9.-]+(?::[0-9]+)?/)?[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*"
-    r"(?::[\w][\w.-]{0,127})?(?:@sha256:[0-9a-f]{64})?$"
+    r"(?::[\w][\w.-]{0,127})?(?:@sha256:[0-9a-f]{64})?\Z"
 )
 # An alias starts with a letter, so it can never be mistaken for a version number or $LATEST.
-ALIAS_RE = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+ALIAS_RE = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?\Z")
 # A header or cookie name is an HTTP token (RFC 9110).
-STICKY_RE = re.compile(r"^(header|cookie):([!#$%&'*+.^_`|~0-9A-Za-z-]+)$")
+STICKY_RE = re.compile(r"^(header|cookie):([!#$%&'*+.^_`|~0-9A-Za-z-]+)\Z")
 RUNTIMES = ("python3.11", "python3.12", "python3.13")
 # Lambda reserves these; letting a user set them would break the runtime contract.
 RESERVED_ENV = frozenset(
@@ -111,7 +112,7 @@ class HttpSpec(_Model):
 
 
 # A NATS subject: dot-separated tokens of printable characters; "*" is one whole token, ">" the whole last one.
-SUBJECT_TOKEN_RE = re.compile(r"^[!-~]+$")
+SUBJECT_TOKEN_RE = re.compile(r"^[!-~]+\Z")
 # Subjects fx itself uses (activation, load, async calls, dead letters) and NATS's own ($JS, $KV, _INBOX).
 RESERVED_SUBJECT_PREFIXES = ("fx.", "$", "_INBOX.")
 MAX_TRIGGERS = 16
@@ -142,8 +143,8 @@ def check_subject(subject: str) -> str:
     return subject
 
 
-STREAM_RE = re.compile(r"^[A-Za-z0-9_-]{1,255}$")  # a JetStream stream name: no '.', '*', '>' or spaces
-KV_KEYS_RE = re.compile(r"^[-/_=.A-Za-z0-9*>]+$")  # NATS KV's key characters, plus wildcards
+STREAM_RE = re.compile(r"^[A-Za-z0-9_-]{1,255}\Z")  # a JetStream stream name: no '.', '*', '>' or spaces
+KV_KEYS_RE = re.compile(r"^[-/_=.A-Za-z0-9*>]+\Z")  # NATS KV's key characters, plus wildcards
 
 
 class _Durable(_Model):

@@ -4,6 +4,7 @@ Used by `fx up` and by the integration tests. The three processes run in their o
 process group, so a Ctrl-C in the terminal reaches only the launcher, which then stops
 them in reverse order (gateway first, so no request is routed to a stopping controller).
 Each also gets PR_SET_PDEATHSIG, so a launcher that is killed outright leaves no orphans.
+The state dir is locked (fx.state_dir) from start() until the last of nats-server and controller has exited.
 Call start() and stop() from the same thread: Linux ties PDEATHSIG to the starting thread.
 
 NATS runs in operator mode (fx.nats_auth): the authority is created once in <state>/nats-auth/, and each
@@ -33,6 +34,8 @@ from nats.aio.client import Client as NATS
 
 from .nats_auth import ALL, Authority, NatsAuthError, gateway_permissions, write_secret
 
+from fx import state_dir as state_lock
+
 READY_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
 LOG_TAIL_LINES = 20
@@ -40,6 +43,9 @@ LOG_TAIL_LINES = 20
 
 class PlatformError(Exception):
     pass
+
+
+STATE_WRITERS = ("nats", "controller")  # the components that write the state dir, and so hold its lock
 
 
 @dataclass
@@ -57,6 +63,7 @@ class Platform:
         self.ports = ports
         self.gateway_port = gateway_port
         self._running: list[_Process] = []
+        self._lock_fd: int | None = None
         self._nats_port = self._controller_port = self._gateway_port = 0
 
     # --- what clients need -----------------------------------------------------
@@ -106,6 +113,17 @@ class Platform:
     def start(self) -> None:
         if self._running:
             raise PlatformError("the platform is already running; stop() it first")
+        self._lock_fd = state_lock.acquire(self.state_dir, "fx up")
+        try:
+            self._start()
+        except OSError as exc:  # writing the state dir: read-only, full (a component failing is a PlatformError)
+            self.stop()
+            raise state_lock.unusable(self.state_dir, exc) from None
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self._ensure_token()
         self._gateway_port = _free_port() if self.ports == "free" else self.gateway_port
@@ -184,6 +202,9 @@ class Platform:
                     p.proc.kill()
                     p.proc.wait()
             p.log.close()
+        if self._lock_fd is not None:
+            state_lock.release(self._lock_fd)
+            self._lock_fd = None
 
     def exited(self) -> str | None:
         """The name of a component that has stopped on its own, if any."""
@@ -227,18 +248,23 @@ class Platform:
         return config
 
     def _spawn(self, name: str, argv: list[str], ready: Callable[[], bool]) -> None:
-        log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - closed by stop()
-        log.write(f"--- fx: starting {' '.join(argv)}\n".encode())
-        log.flush()
+        """Start one component. Those that write the state dir inherit its lock, so the dir stays locked while
+        they run, even if this launcher is killed outright."""
+        lock = self._lock_fd if name in STATE_WRITERS else None
+        log = self._open_log(name, f"--- fx: starting {' '.join(argv)}\n")
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        if lock is not None:
+            env[state_lock.LOCK_FD_ENV] = str(lock)
         try:
             proc = subprocess.Popen(
                 argv,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                env=env,
                 start_new_session=True,
                 preexec_fn=_die_with_parent,
+                pass_fds=() if lock is None else (lock,),
             )
         except OSError as exc:
             log.close()
@@ -251,6 +277,19 @@ class Platform:
             if time.monotonic() > deadline:
                 raise PlatformError(self._failure(name, f"was not ready after {READY_TIMEOUT_S:.0f} s"))
             time.sleep(0.05)
+
+    def _open_log(self, name: str, first_line: str) -> IO[bytes]:
+        """The component's log, opened for appending (unbuffered: the child writes to the same file)."""
+        try:
+            log = open(self.log_dir / f"{name}.log", "ab", buffering=0)  # noqa: SIM115 - closed by stop()
+        except OSError as exc:
+            raise state_lock.unusable(self.state_dir, exc) from None
+        try:
+            log.write(first_line.encode())
+        except OSError as exc:
+            log.close()
+            raise state_lock.unusable(self.state_dir, exc) from None
+        return log
 
     def _failure(self, name: str, what: str) -> str:
         log = self.log_dir / f"{name}.log"

@@ -24,7 +24,11 @@ EXAMPLES = "e.g. 'cron(0/5 * * * ? *)', 'rate(5 minutes)' or '*/5 * * * *'"
 # Field names as cronsim's errors give them ("Bad day-of-week"), in the order the user writes the fields.
 AWS_FIELDS = ("minute", "hour", "day-of-month", "month", "day-of-week", "year")
 UNIX_FIELDS = ("second", "minute", "hour", "day-of-month", "month", "day-of-week")
-RATE_RE = re.compile(r"^rate\(\s*(\d+)\s+(minute|hour|day)s?\s*\)$")
+# Patterns end in \Z, not $: "$" also matches before a trailing newline.
+RATE_RE = re.compile(r"^rate\(\s*(\d+)\s+(minute|hour|day)s?\s*\)\Z")
+# An IANA name: '/'-separated parts of ASCII letters, digits, '_', '+', '-' ('America/Argentina/Buenos_Aires').
+TIMEZONE_RE = re.compile(r"^[A-Za-z0-9_+-]+(?:/[A-Za-z0-9_+-]+)*\Z")
+TIMEZONE_MAX = 64
 UNIT_SECONDS = {"minute": 60, "hour": 3600, "day": 86400}
 
 
@@ -44,7 +48,8 @@ class Schedule:
 
 
 def parse(expression: str, timezone: str | None = None) -> Schedule:
-    """The schedule, or ValueError naming the field that is wrong, with examples of what is right."""
+    """The schedule (its expression without surrounding white space), or ValueError naming the field that is
+    wrong, with examples of what is right."""
     zone = check_timezone(timezone or "UTC")
     text = expression.strip()
     if text.startswith("rate("):
@@ -54,7 +59,7 @@ def parse(expression: str, timezone: str | None = None) -> Schedule:
                 f"schedule {expression!r}: a rate is 'rate(N minutes|hours|days)' with N >= 1"
                 " (e.g. 'rate(1 minute)' or 'rate(5 minutes)')"
             )
-        return Schedule(expression, zone, period=int(match[1]) * UNIT_SECONDS[match[2]])
+        return Schedule(text, zone, period=int(match[1]) * UNIT_SECONDS[match[2]])
     if text.startswith("cron(") and text.endswith(")"):
         fields, names = text[5:-1].split(), AWS_FIELDS
         cron = _aws_cron(expression, fields)
@@ -69,7 +74,7 @@ def parse(expression: str, timezone: str | None = None) -> Schedule:
         if "?" in text:
             raise ValueError(f"schedule {expression!r}: '?' is EventBridge syntax; write it as cron(...); {EXAMPLES}")
         cron = text
-    schedule = Schedule(expression, zone, cron=cron)
+    schedule = Schedule(text, zone, cron=cron)
     try:
         schedule.next_after(datetime.now(UTC))
     except CronSimError as exc:
@@ -82,10 +87,19 @@ def parse(expression: str, timezone: str | None = None) -> Schedule:
 
 
 def check_timezone(name: str) -> str:
-    try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"timezone {name!r} is not an IANA time zone name (e.g. 'UTC' or 'Europe/Berlin')") from None
+    """An IANA time zone name the zoneinfo database knows, or ValueError.
+
+    The name is checked as a name before zoneinfo reads it as a path, and every way zoneinfo fails counts as
+    unknown: a folder ('America': IsADirectoryError), an over-long name (ENAMETOOLONG), a file that is no zone."""
+    known = len(name) <= TIMEZONE_MAX and TIMEZONE_RE.match(name) is not None
+    if known:
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError, OSError):
+            known = False
+    if not known:
+        shown = name if len(name) <= TIMEZONE_MAX else name[:TIMEZONE_MAX] + "..."
+        raise ValueError(f"timezone {shown!r} is not an IANA time zone name (e.g. 'UTC' or 'Europe/Berlin')")
     return name
 
 

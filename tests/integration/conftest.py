@@ -37,6 +37,10 @@ class RunningPlatform:
         return self._platform.gateway_url
 
     @property
+    def nats_url(self) -> str:
+        return self._platform.nats_url
+
+    @property
     def controller_url(self) -> str:
         return self._platform.controller_url
 

@@ -11,23 +11,10 @@ import httpx
 
 from tests.integration.helpers import wait_until
 from tests.loopback import free_port
-from tests.processes import alive
+from tests.processes import alive, descendants
 
 REPO = Path(__file__).resolve().parents[2]
 FX = str(Path(sys.executable).with_name("fx"))
-
-
-def _children(pid: int) -> set[int]:
-    found = set()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError):
-                continue
-            if ppid == pid:
-                found |= {int(entry.name)} | _children(int(entry.name))
-    return found
 
 
 def _log(state: Path, name: str) -> str:
@@ -55,7 +42,7 @@ def test_fx_up_serves_the_examples_and_ctrl_c_stops_everything(tmp_path):
         ls = subprocess.run([FX, "ls"], env={**os.environ, "FX_CONFIG": str(config)}, capture_output=True, text=True)
         assert ls.returncode == 0 and "hello" in ls.stdout and "echo" in ls.stdout
 
-        spawned = _children(up.pid)
+        spawned = descendants(up.pid)
         assert spawned, "fx up runs nats-server, the controller and the gateway as child processes"
         up.send_signal(signal.SIGINT)
         assert up.wait(30) == 0

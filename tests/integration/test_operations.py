@@ -15,13 +15,16 @@ def test_metrics_count_requests_by_function_version_and_status(platform, make_fu
     assert metric(gateway, "fx_gateway_requests_total", function="counted", version="1", code="201") == 3
     assert metric(gateway, "fx_gateway_request_duration_seconds_count", function="counted", version="1") == 3
 
-    controller = httpx.get(f"{platform.controller_url}/metrics", timeout=10).text
+    auth = {"Authorization": f"Bearer {platform.token}"}  # the controller's metrics are behind the admin token
+    controller = httpx.get(f"{platform.controller_url}/metrics", headers=auth, timeout=10).text
     assert metric(controller, "fx_controller_replicas", function="counted", version="1", state="ready") == 1
     assert metric(controller, "fx_controller_replica_start_seconds_count", function="counted") >= 1
 
 
 def test_the_admin_api_serves_its_openapi_document(platform):
-    doc = httpx.get(f"{platform.gateway_url}/system/openapi.json", timeout=10).json()
+    auth = {"Authorization": f"Bearer {platform.token}"}
+    assert httpx.get(f"{platform.gateway_url}/system/openapi.json", timeout=10).status_code == 401
+    doc = httpx.get(f"{platform.gateway_url}/system/openapi.json", headers=auth, timeout=10).json()
     assert "/system/functions/{name}" in doc["paths"]
 
 

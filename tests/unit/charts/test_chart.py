@@ -286,3 +286,29 @@ def test_nats_runs_with_authorization_from_the_identities_the_controller_makes()
     controller = named(docs, "Deployment", "-controller")["spec"]["template"]["spec"]["containers"][0]
     env = {e["name"]: e.get("value") for e in controller["env"]}
     assert env["FX_K8S_NATS_AUTH_SECRET"] == "fx-nats-auth" and env["FX_K8S_GATEWAY_NATS_SECRET"] == "fx-gateway-nats"
+
+
+def test_gateway_limits_and_callback_allow_lists_reach_its_environment() -> None:
+    def gateway_env(*sets: str) -> dict[str, str]:
+        container = named(render(*sets), "Deployment", "-gateway")["spec"]["template"]["spec"]["containers"][0]
+        return {e["name"]: e.get("value") for e in container["env"]}
+
+    env = gateway_env()
+    assert env["FX_MAX_URL_BYTES"] == "8192" and env["FX_MAX_HEADER_BYTES"] == "32768"
+    assert env["FX_MAX_HEADERS"] == "100" and env["FX_MAX_CONNECTIONS"] == "4096"
+    assert env["FX_HEADER_TIMEOUT"] == "10" and env["FX_BODY_TIMEOUT"] == "30" and env["FX_IDLE_TIMEOUT"] == "75"
+    assert env["FX_SYSTEM_MAX_BYTES"] == "278921216" and env["FX_MAX_REVISION_SKEW"] == "60"
+    assert env["FX_CALLBACK_HOSTS"] == "" and env["FX_CALLBACK_SUBJECTS"] == ""  # nowhere, unless allowed
+    assert env["FX_METRICS_LISTEN"] == "0.0.0.0:9090"  # not on the Service's port
+    service = named(render(), "Service", "-gateway")
+    assert [p["name"] for p in service["spec"]["ports"]] == ["http"]
+    assert "FX_METRICS_LISTEN" not in gateway_env("gateway.metricsPort=null")
+    env = gateway_env(
+        "gateway.limits.maxHeaders=50",
+        "gateway.callbacks.hosts={10.0.0.0/8,hooks.example.com:443}",
+        "gateway.callbacks.subjects={results.>}",
+    )
+    assert env["FX_MAX_HEADERS"] == "50" and env["FX_MAX_URL_BYTES"] == "8192"
+    assert env["FX_CALLBACK_HOSTS"] == "10.0.0.0/8,hooks.example.com:443" and env["FX_CALLBACK_SUBJECTS"] == "results.>"
+    done = _run("template", "fx", str(CHART), "--set", "gateway.limits.maxHeaders=0")
+    assert done.returncode != 0 and "/gateway/limits/maxHeaders" in done.stderr

@@ -6,6 +6,7 @@ import hashlib
 
 import httpx
 from fx.protocol import KV_ROUTES, RouteTable, artifact_key
+from fx_controller.app import ZIP_OVERHEAD, create_app
 from fx_controller.controller import Controller
 from nats.js.errors import KeyNotFoundError, NoKeysError
 
@@ -31,13 +32,60 @@ async def test_calls_without_the_right_token_get_401_telling_how_to_fix_it(admin
     assert (await admin.get("/system/functions")).status_code == 200
 
 
-async def test_health_metrics_and_openapi_need_no_token(admin: httpx.AsyncClient):
+async def test_only_health_needs_no_token_by_default(admin: httpx.AsyncClient):
     anonymous = {"Authorization": ""}
     assert (await admin.get("/system/health", headers=anonymous)).status_code == 200
-    assert "fx_controller_deploys_total" in (await admin.get("/metrics", headers=anonymous)).text
-    doc = (await admin.get("/system/openapi.json", headers=anonymous)).json()
+    for path in ("/metrics", "/system/openapi.json", "/system/docs"):
+        r = await admin.get(path, headers=anonymous)
+        assert r.status_code == 401 and r.json()["error"]["code"] == "Unauthorized", path
+    assert "fx_controller_deploys_total" in (await admin.get("/metrics")).text
+    doc = (await admin.get("/system/openapi.json")).json()
     assert "/system/functions/{name}" in doc["paths"]
-    assert (await admin.get("/system/docs", headers=anonymous)).status_code == 200
+    assert (await admin.get("/system/docs")).status_code == 200
+
+
+async def test_metrics_and_docs_can_be_made_public(controller: Controller):
+    controller.settings.public_metrics = controller.settings.public_docs = True
+    transport = httpx.ASGITransport(app=create_app(controller, "t"))
+    async with httpx.AsyncClient(transport=transport, base_url="http://controller") as anonymous:
+        assert "fx_controller_deploys_total" in (await anonymous.get("/metrics")).text
+        assert (await anonymous.get("/system/openapi.json")).status_code == 200
+        assert (await anonymous.get("/system/docs")).status_code == 200
+        assert (await anonymous.get("/system/functions")).status_code == 401
+
+
+class Body:
+    """A request body of `chunks` MiB, counting how much of it the server pulled."""
+
+    def __init__(self, chunks: int) -> None:
+        self.chunks, self.pulled = chunks, 0
+
+    async def __aiter__(self):
+        for _ in range(self.chunks):
+            self.pulled += 1
+            yield b"x" * (1 << 20)
+
+
+async def test_the_token_is_checked_before_a_byte_of_the_body_is_read(admin: httpx.AsyncClient):
+    body = Body(200)
+    r = await admin.put("/system/functions/hello", content=body, headers={"Authorization": ""})
+    assert r.status_code == 401 and r.json()["error"]["code"] == "Unauthorized"
+    assert body.pulled <= 1  # httpx may hand over the first chunk with the head; the server reads none
+
+
+async def test_bodies_over_their_limit_are_413_from_content_length_or_once_they_outgrow_it(admin, controller):
+    sized = await admin.put("/system/functions/hello", content=b"{" + b" " * (1 << 20) + b"}")
+    assert sized.status_code == 413 and sized.json()["error"]["code"] == "RequestTooLarge"
+    assert "1048576 bytes" in sized.json()["error"]["message"]
+    body = Body(50)
+    streamed = await admin.put("/system/functions/hello", content=body)  # chunked: no Content-Length
+    assert streamed.status_code == 413 and body.pulled <= 3
+    # Artifact uploads are bounded by the unzipped limit (1 MB in these tests) plus a zip's overhead.
+    data, digest = make_zip({"handler.py": b"x = 1\n"})
+    assert (await admin.put(f"/system/artifacts/{digest}", content=data)).status_code == 200
+    limit = controller.settings.max_unzipped_bytes + ZIP_OVERHEAD
+    big = await admin.put(f"/system/artifacts/{digest}", headers={"Content-Length": str(limit + 1)}, content=Body(1))
+    assert big.status_code == 413 and str(limit) in big.json()["error"]["message"]
 
 
 async def test_artifact_upload_is_stored_on_disk_and_in_the_object_store(admin, controller: Controller):

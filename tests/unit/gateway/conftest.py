@@ -39,8 +39,14 @@ class FakeReplica:
         self.connections = 0
         self.transports: set[asyncio.Transport] = set()
 
-    async def start(self) -> FakeReplica:
-        self.server = await asyncio.get_running_loop().create_server(lambda: _ReplicaConn(self), "127.0.0.1", 0)
+    async def start(self, unix: Path | None = None) -> FakeReplica:
+        """Listen on a free loopback port, or on the Unix socket `unix`."""
+        loop = asyncio.get_running_loop()
+        if unix is not None:
+            self.server = await loop.create_unix_server(lambda: _ReplicaConn(self), str(unix))
+            self.endpoint = f"unix:{unix}"
+            return self
+        self.server = await loop.create_server(lambda: _ReplicaConn(self), "127.0.0.1", 0)
         self.endpoint = f"127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
         return self
 
@@ -113,8 +119,8 @@ class _ReplicaConn(asyncio.Protocol):
 async def replicas() -> AsyncIterator[Callable]:
     started: list[FakeReplica] = []
 
-    async def make(name: str = "r") -> FakeReplica:
-        replica = await FakeReplica(name).start()
+    async def make(name: str = "r", unix: Path | None = None) -> FakeReplica:
+        replica = await FakeReplica(name).start(unix)
         started.append(replica)
         return replica
 
@@ -139,6 +145,25 @@ def table(
         versions={v: VersionRoute(list(e), concurrency) for v, e in versions.items()},
         **extra,
     )
+
+
+class Message:
+    """httptools callbacks collecting one HTTP request or response; `status` is the caller's to set."""
+
+    def __init__(self) -> None:
+        self.status = 0
+        self.headers: dict[str, str] = {}  # lower-case names
+        self.body = b""
+        self.complete = False
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers[name.decode().lower()] = value.decode()
+
+    def on_body(self, body: bytes) -> None:
+        self.body += body
+
+    def on_message_complete(self) -> None:
+        self.complete = True
 
 
 class FakeActivator:

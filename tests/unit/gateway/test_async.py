@@ -9,16 +9,20 @@ import nats
 import pytest
 from fx.protocol import (
     ASYNC_CALL_ID,
+    ASYNC_CALLBACK_SUBJECT,
+    ASYNC_CALLBACK_URL,
     DEAD_ATTEMPTS,
     DEAD_ERROR,
     DEAD_STATUS,
     STREAM_ASYNC,
     SUBJECT_ACTIVATE,
     ActivationReply,
+    async_subject,
 )
+from fx_gateway.async_accept import stored_headers
 from fx_gateway.nats_link import NatsLink
 
-from tests.unit.gateway.conftest import table
+from tests.unit.gateway.conftest import Message, table
 from tests.unit.gateway.test_nats import wait_for
 
 
@@ -33,7 +37,7 @@ class CallbackServer:
         return f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}/done"
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        request = _Request()
+        request = Message()
         parser = httptools.HttpRequestParser(request)
         while not request.complete:
             data = await reader.read(65536)
@@ -46,26 +50,11 @@ class CallbackServer:
         writer.close()
 
 
-class _Request:
-    def __init__(self) -> None:
-        self.headers: dict[str, str] = {}
-        self.body = b""
-        self.complete = False
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers[name.decode().lower()] = value.decode()
-
-    def on_body(self, body: bytes) -> None:
-        self.body += body
-
-    def on_message_complete(self) -> None:
-        self.complete = True
-
-
 @pytest.fixture
 async def platform(nats_server, gateway):
-    """(gateway, nats client) with fast retries; the gateway follows the real NATS."""
-    gw = await gateway(async_backoff=0.05, async_retries=2, hold_timeout=2.0)
+    """(gateway, nats client) with fast retries; the gateway follows the real NATS. Results may be published
+    to results.* (no subject is allowed by default)."""
+    gw = await gateway(async_backoff=0.05, async_retries=2, hold_timeout=2.0, callback_subjects=("results.>",))
     link = NatsLink(gw.gateway, nats_server, "gw-test")
     await link.start()
     await wait_for(link.healthy)
@@ -208,3 +197,20 @@ async def test_bad_async_calls_are_refused_before_anything_is_stored(platform):
     assert big.status_code == 413 and "async call" in big.json()["error"]["message"]
     info = await nc.jetstream().stream_info(STREAM_ASYNC)
     assert info.state.messages == 0
+
+
+async def test_a_stored_call_is_called_back_only_where_the_policy_allows_at_delivery_too(platform, replicas):
+    """A call stored without passing this gateway's accept check (an older gateway, another writer) is run,
+    but its result goes nowhere the policy refuses."""
+    gw, nc = platform
+    replica = await replicas()
+    gw.gateway.apply(table(versions={"1": [replica.endpoint]}))
+    routes = await nc.subscribe("$KV.fx_routes.>")
+    _, headers = stored_headers("hello", "", b"POST", b"/_fx/invoke", {}, b"", b"127.0.0.1")
+    headers[ASYNC_CALLBACK_SUBJECT] = "$KV.fx_routes.hello"
+    headers[ASYNC_CALLBACK_URL] = "http://169.254.169.254/latest/meta-data/"
+    await nc.jetstream().publish(async_subject("hello"), b"{}", headers=headers)
+    await wait_for(lambda: gw.gateway.async_stats.callbacks.get("failed") == 2)
+    assert len(replica.seen) == 1  # the call itself ran
+    with pytest.raises(nats.errors.TimeoutError):
+        await routes.next_msg(timeout=0.5)  # nothing was published to the route table

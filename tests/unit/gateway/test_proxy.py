@@ -156,3 +156,23 @@ async def test_metrics_count_requests_by_function_version_and_code(gateway, repl
     assert 'fx_gateway_requests_total{code="200",function="hello",version="1"} 3.0' in metrics
     assert 'fx_gateway_request_duration_seconds_count{function="hello",version="1"} 3.0' in metrics
     assert 'fx_gateway_in_flight{function="hello",version="1"} 0.0' in metrics
+
+
+async def test_a_replica_on_a_unix_socket_is_reached_through_it(gateway, replicas, tmp_path):
+    replica = await replicas(unix=tmp_path / "http.sock")
+    gw = await gateway()
+    gw.gateway.apply(table(versions={"1": [replica.endpoint]}))
+    for _ in range(3):
+        r = await gw.client.post("/function/hello/p?q=1", content=b"over unix")
+        assert r.status_code == 200 and r.json()["body"] == "over unix" and r.json()["path"] == "/_fx/http/p?q=1"
+    assert replica.connections == 1  # kept alive like a TCP one
+
+
+async def test_a_vanished_unix_socket_is_a_refused_replica(gateway, replicas, tmp_path):
+    replica = await replicas(unix=tmp_path / "http.sock")
+    await replica.stop()
+    (tmp_path / "http.sock").unlink()
+    gw = await gateway(hold_timeout=0.3)
+    gw.gateway.apply(table(versions={"1": [replica.endpoint]}))
+    r = await gw.client.get("/function/hello")
+    assert r.status_code == 504  # held, then timed out: never a crash on the missing path
