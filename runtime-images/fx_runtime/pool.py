@@ -171,7 +171,7 @@ def main() -> None:
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     host, _, port = os.environ.get("FX_LISTEN", "0.0.0.0:8080").rpartition(":")
     listener = socket.create_server((host or "0.0.0.0", int(port)))
-    conn, env, files = wait_for_work(listener, Controller(os.environ["FX_POOL_URL"]))
+    conn, env, files = wait_for_work(listener, Controller(os.environ.pop("FX_POOL_URL")))
     listener.close()  # the replica binds the same port (SO_REUSEADDR) while this connection waits
     write_files(files)
     os.environ.update(env)

@@ -28,6 +28,7 @@ def run(report: Report, started: float | None = None) -> int:
             config = settings.load()
         except ValueError as e:
             raise Fault("Runtime.InvalidConfiguration", str(e)) from None
+        os.environ.pop("FX_ARTIFACT_URL", None)  # read: the handler has no use for the artifact server's address
         if config.artifact:
             artifact.prepare(config.artifact, config.artifact_sha256, config.code_dir, config.artifact_url)
         loader.add_task_root(config.code_dir)

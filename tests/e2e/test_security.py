@@ -209,3 +209,28 @@ def test_a_granted_function_gets_its_subjects_on_nats_and_nothing_of_fx(kube: Ku
     assert report.pop("anonymous").startswith("refused"), "NATS took a connection without a user"
     assert report and {attack: result for attack, result in report.items() if result != "denied"} == {}
     fx("rm", name)
+
+
+@pytest.mark.parametrize("memory", [256, 512])  # a warm-pool pod, and a Deployment pod
+def test_the_deployable_probe_finds_every_attack_blocked(kube: Kube, fx, victim, memory) -> None:
+    """tests/security/probe, as anyone would run it against their install, pointed at this cluster's node
+    and idle pool pods."""
+    folder: Path = fx.home / f"probe-{memory}"
+    shutil.copytree(layout.REPO / "tests" / "security" / "probe", folder, ignore=shutil.ignore_patterns("__pycache__"))
+    config = folder / "fx.yaml"
+    config.write_text(config.read_text().replace("memory: 256", f"memory: {memory}"))
+    fx("deploy", cwd=folder)
+    _invoke(fx, "fx-probe", {})  # its pod taken first, so the pool pods named below are others
+    node = kube.get("nodes")["items"][0]
+    hints = {
+        "node_ip": next(a["address"] for a in node["status"]["addresses"] if a["type"] == "InternalIP"),
+        "pool_ips": ",".join(p["status"]["podIP"] for p in _pods(kube, "fx.dev/pool=true")),
+        "controller": f"{RELEASE}-controller",
+    }
+    report = _invoke(fx, "fx-probe", hints)
+    open_holes = {name: r["detail"] for name, r in report.items() if not name.startswith("_") and not r["blocked"]}
+    assert not open_holes, json.dumps(open_holes, indent=2)
+    tried = [name for name, r in report.items() if not name.startswith("_") and r.get("tried", True)]
+    for attack in ("kubernetes_api", "kubelet", "controller_admin_port", "controller_artifact_port", "pool_specialize"):
+        assert attack in tried, f"{attack} was not tried: {report[attack]}"
+    fx("rm", "fx-probe")

@@ -560,7 +560,10 @@ def _nats_own_credentials() -> dict[str, Any]:
     return _blocked("its own credentials reach none of fx.>, KV fx_functions, KV fx_routes")
 
 
-def _http_reachable(host: str, port: int, path: str, tls: bool = False) -> dict[str, Any]:
+def _http_reachable(
+    host: str, port: int, path: str, tls: bool = False, refusals: tuple[int, ...] = ()
+) -> dict[str, Any]:
+    """`refusals`: statuses that mean the server refused this pod what it asked (blocked, though reachable)."""
     if not _on_kubernetes():
         return _not_tried("not on Kubernetes")
     addresses = _resolves(host)
@@ -569,6 +572,8 @@ def _http_reachable(host: str, port: int, path: str, tls: bool = False) -> dict[
     status, body = _http(addresses[0], port, "GET", path, timeout=1.5, tls=tls)
     if status is None:
         return _blocked(f"{host}:{port} ({addresses[0]}): {body}")
+    if status in refusals:
+        return _blocked(f"{host}:{port} refused it: {status} to GET {path}")
     return _open(f"{host}:{port} answered {status} to GET {path}: {body[:80]}")
 
 
@@ -597,11 +602,13 @@ def _default_gateway() -> str | None:
 
 
 def _artifact_port(controller: str) -> dict[str, Any]:
-    """The artifact server, where FX_ARTIFACT_URL says (if the function was told) or on the controller."""
+    """The artifact server, where FX_ARTIFACT_URL says (if the function was told) or on the controller. A pod
+    may reach it (it fetched its own code there), but must get no other code: a refusal (403/404) is blocked."""
     address = os.environ.get("FX_ARTIFACT_URL", "").split("://")[-1].split("/")[0]
     host, _, port = address.rpartition(":") if ":" in address else (address, "", "")
     other = "sha256-" + "0" * 64 + ".zip"  # another digest than its own
-    return _http_reachable(host or controller, int(port) if port.isdigit() else 8082, f"/artifacts/{other}")
+    port_number = int(port) if port.isdigit() else 8082
+    return _http_reachable(host or controller, port_number, f"/artifacts/{other}", refusals=(403, 404))
 
 
 def _pool_specialize(hints: dict[str, Any]) -> dict[str, Any]:
