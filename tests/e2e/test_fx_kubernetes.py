@@ -300,3 +300,5 @@ def test_helm_uninstall_leaves_no_function_behind(kube: Kube, fx) -> None:
     assert not kube.get("deployments", "-l", "app.kubernetes.io/component=function")["items"]
     _wait("the function's pods gone", lambda: not _pods(kube, "leftover"), 60)
     assert not kube.get("jobs")["items"], "the hook's Job is removed once it succeeded"
+    # The NATS identities the controller made (authority, gateway's and functions' users) go too.
+    assert not kube.get("secrets", "-l", "app.kubernetes.io/component=nats-identity")["items"]
