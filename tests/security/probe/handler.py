@@ -183,16 +183,17 @@ def _walk(state_dir: str | None) -> dict[str, list[str]]:
 
 
 def _readable(path: str) -> bool:
+    """A regular file this process can read (a directory, a missing or a forbidden path is not)."""
     try:
         with open(path, "rb") as f:
             f.read(64)
-    except OSError:
+    except OSError:  # IsADirectoryError and PermissionError included
         return False
     return True
 
 
 def _read_any(paths: list[str], what: str) -> dict[str, Any]:
-    read = [p for p in paths if Path(p).is_file() and _readable(p)]
+    read = [p for p in paths if _readable(p)]  # not Path.is_file(): it raises where a parent is not searchable
     if read:
         return _open(f"read the {what} at {', '.join(read[:3])}")
     return _blocked(f"no {what} readable ({len(paths)} places tried)")
