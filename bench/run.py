@@ -4,7 +4,8 @@ Starts the real embedded platform (nats-server, controller, gateway) on free por
 temporary state directory, deploys a trivial handler, and prints, at 16 and 64 concurrent
 callers: requests/s, p50/p99 and the CPU µs per request of the gateway and of the replica,
 for requests sent straight to the replica and through the gateway, in the same run. Then
-the cold start from zero (request in to response out, median of 20 functions at zero).
+the cold start from zero (request in to response out, median of 20 functions at zero), with the function
+sandbox and, in a second platform started with --sandbox off, without it.
 
     make bench    (or: .venv/bin/python -m bench.run [--requests 20000])
 """
@@ -13,12 +14,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -91,24 +94,56 @@ def main() -> None:
                 f" throughput ratio {via['rps'] / direct['rps']:.2f}"
             )
 
+        # Cold starts with the function sandbox (on as root) and without it, in a second platform started
+        # with --sandbox off; the two alternate call by call, so both see the same load on the host.
         names = [f"cold-{i}" for i in range(COLD)]
         manifest = "functions:\n" + "".join(f"  {n}: {{path: .}}\n" for n in names)
-        deploy(Path(tmp) / "cold", p, manifest)
-        cold = []
-        with httpx.Client(timeout=30) as client:
-            for name in names:
+        with unsandboxed(Path(tmp) / "state-off") as off:
+            cold: dict[Platform, list[float]] = {p: [], off: []}
+            for platform in cold:
+                deploy(Path(tmp) / "cold", platform, manifest)
+            with httpx.Client(timeout=30) as client:
+                for i, name in enumerate(names):
+                    pair = list(cold.items())
+                    for platform, times in pair if i % 2 else reversed(pair):  # neither always goes first
+                        time.sleep(0.1)  # what one platform does after a cold start is not the other's cost
+                        started = time.perf_counter()
+                        client.get(f"{platform.gateway_url}/function/{name}/").raise_for_status()
+                        times.append((time.perf_counter() - started) * 1000)
                 started = time.perf_counter()
-                client.get(f"{p.gateway_url}/function/{name}/").raise_for_status()
-                cold.append((time.perf_counter() - started) * 1000)
-            started = time.perf_counter()
-            for _ in range(COLD):
-                client.get(f"{p.gateway_url}/function/{names[0]}/").raise_for_status()
-            warm_ms = (time.perf_counter() - started) * 1000 / COLD
+                for _ in range(COLD):
+                    client.get(f"{p.gateway_url}/function/{names[0]}/").raise_for_status()
+                warm_ms = (time.perf_counter() - started) * 1000 / COLD
+            sandboxed = p.protections().startswith("function sandbox: ON")
+        on_p50, off_p50 = statistics.median(cold[p]), statistics.median(cold[off])
         print(
             f"-- cold start from zero (request in to response out, {COLD} functions at zero):"
-            f" p50 {statistics.median(cold):.1f} ms, max {max(cold):.1f} ms (target p50 ≤ 20);"
+            f" p50 {on_p50:.1f} ms, max {max(cold[p]):.1f} ms (target p50 ≤ 20);"
             f" the same call warm: {warm_ms:.2f} ms"
         )
+        print(
+            f"{'sandbox cost':<24} p50 {on_p50 - off_p50:+.1f} ms (target ≤ 2): sandbox"
+            f" {'on' if sandboxed else 'OFF (not root)'} {on_p50:.1f} ms, --sandbox off {off_p50:.1f} ms"
+        )
+
+
+@contextlib.contextmanager
+def unsandboxed(state_dir: Path) -> Iterator[Platform]:
+    """A second platform whose controller runs replicas without the function sandbox."""
+    saved = os.environ.get("FX_SANDBOX")
+    os.environ["FX_SANDBOX"] = "off"
+    try:
+        platform = Platform(state_dir, ports="free")
+        platform.start()
+    finally:
+        if saved is None:
+            del os.environ["FX_SANDBOX"]
+        else:
+            os.environ["FX_SANDBOX"] = saved
+    try:
+        yield platform
+    finally:
+        platform.stop()
 
 
 if __name__ == "__main__":

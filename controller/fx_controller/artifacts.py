@@ -13,6 +13,7 @@ from pathlib import Path
 
 from fx.models import DIGEST_RE, ArtifactInfo
 from fx.protocol import artifact_key
+from fx_runtime.artifact import MAX_ENTRIES, entry_problem
 from nats.js.errors import NotFoundError
 from nats.js.object_store import ObjectStore
 
@@ -30,13 +31,17 @@ def _escapes_root(name: str) -> bool:
     return path.startswith("/") or (len(path) > 1 and path[1] == ":") or posixpath.normpath(path).startswith("..")
 
 
-def inspect_zip(path: Path, limit: int) -> int:
-    """Unzipped size of a code zip; refuses non-zips, zip-slip paths and archives over `limit` bytes."""
+def inspect_zip(path: Path, limit: int, max_entries: int = MAX_ENTRIES) -> int:
+    """Unzipped size of a code zip; refuses non-zips, zip-slip paths, special files, links out of the tree,
+    more than `max_entries` entries and archives over `limit` bytes."""
     try:
         with zipfile.ZipFile(path) as zf:
             entries = zf.infolist()
+            problem = entry_problem(zf, max_entries)
     except (zipfile.BadZipFile, OSError) as e:
         raise ApiError(400, "InvalidArtifact", f"the uploaded artifact is not a valid zip file: {e}") from e
+    if problem:
+        raise ApiError(400, "InvalidArtifact", problem)
     for entry in entries:
         if _escapes_root(entry.filename):
             raise ApiError(400, "InvalidArtifact", f"zip entry {entry.filename!r} points outside the code directory")
@@ -51,10 +56,13 @@ def inspect_zip(path: Path, limit: int) -> int:
 
 
 class Artifacts:
-    def __init__(self, root: Path, objects: ObjectStore, max_unzipped_bytes: int) -> None:
+    def __init__(
+        self, root: Path, objects: ObjectStore, max_unzipped_bytes: int, max_entries: int = MAX_ENTRIES
+    ) -> None:
         self.root = root
         self._objects = objects
         self._limit = max_unzipped_bytes
+        self.max_entries = max_entries
         root.mkdir(parents=True, exist_ok=True)
 
     def path(self, digest: str) -> Path:
@@ -109,7 +117,7 @@ class Artifacts:
                     "DigestMismatch",
                     f"the uploaded bytes have sha256 {sha.hexdigest()}, not the {hexdigest} named in the URL",
                 )
-            unzipped = await asyncio.to_thread(inspect_zip, tmp, self._limit)
+            unzipped = await asyncio.to_thread(inspect_zip, tmp, self._limit, self.max_entries)
             with tmp.open("rb") as f:
                 await self._objects.put(artifact_key(digest), f)
             os.replace(tmp, self.path(digest))

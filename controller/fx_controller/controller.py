@@ -6,13 +6,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
 import nats
 import nats.js.errors
 from fx import async_streams
+from fx.config import config_path
 from fx.models import DeployResult, FunctionInfo, FunctionSpec, VersionInfo
 from fx.nats_auth import Signer
 from fx.protocol import (
@@ -35,6 +38,7 @@ from .artifacts import Artifacts
 from .autoscaler import Autoscaler
 from .backends.base import Backend
 from .backends.local import LocalBackend
+from .backends.local_sandbox import UIDS_FILE, SandboxSettings, UidMap, run_dir
 from .errors import ApiError, not_found
 from .fleet import Fleet
 from .function_nats import FunctionCreds
@@ -55,9 +59,28 @@ BackendFactory = Callable[[Settings, Artifacts], Backend]
 
 
 def local_backend(settings: Settings, artifacts: Artifacts) -> Backend:
+    sandbox, uids = None, None
+    if settings.sandbox == "auto" and os.geteuid() == 0:
+        hidden = [settings.state_dir, settings.token_file, config_path().parent, Path.home() / ".config" / "fx"]
+        hidden += [settings.nats_auth_dir, settings.nats_creds]  # the platform's NATS keys and credentials
+        sandbox = SandboxSettings(
+            uids=settings.sandbox_uids,
+            tmp_mb=settings.sandbox_tmp_mb,
+            pids_max=settings.sandbox_pids_max,
+            hidden=sorted({str(Path(p).resolve()) for p in hidden if p}),
+        )
+        uids = UidMap(settings.state_dir / UIDS_FILE, settings.sandbox_uids)
     signer = Signer.load(settings.nats_auth_dir) if settings.nats_auth_dir else None
-    creds = FunctionCreds(settings.state_dir / "fn", settings.nats_url, signer, settings.nats_creds_ttl)
-    return LocalBackend(settings.state_dir, artifacts, nats=creds)
+    creds = FunctionCreds(  # in the function's private directory, readable by its uid
+        run_dir(settings.state_dir),
+        settings.nats_url,
+        signer,
+        settings.nats_creds_ttl,
+        owner_of=uids.owner if uids else lambda function: None,
+    )
+    return LocalBackend(
+        settings.state_dir, artifacts, nats=creds, sandbox=sandbox, uids=uids, sandbox_mode=settings.sandbox
+    )
 
 
 class Controller:
@@ -79,7 +102,10 @@ class Controller:
         self.store = FunctionStore(await open_kv(js, KV_FUNCTIONS))
         routes_kv = await open_kv(js, KV_ROUTES)
         self.artifacts = Artifacts(
-            s.state_dir / "artifacts", await open_object_store(js, OBJ_ARTIFACTS), s.max_unzipped_bytes
+            s.state_dir / "artifacts",
+            await open_object_store(js, OBJ_ARTIFACTS),
+            s.max_unzipped_bytes,
+            s.max_artifact_entries,
         )
         self.backend = self._backend_factory(s, self.artifacts)
         secret_store = SecretStore(await open_kv(js, KV_SECRETS))

@@ -7,6 +7,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from .backends.local_sandbox import parse_uid_range
+
 
 @dataclass
 class Settings:
@@ -26,6 +28,11 @@ class Settings:
     stable_window: float = 10.0  # seconds of history a scale-down must respect
     init_timeout: float = 30.0  # a replica not ready by then is stopped and reported failed
     keep_warm: float = 300.0  # seconds a version keeps its replicas after losing traffic, for instant rollback
+    max_artifact_entries: int = 20_000  # files and directories in one code zip
+    sandbox: str = "auto"  # local backend: auto = each function in its own sandbox when fx runs as root; off
+    sandbox_uids: tuple[int, int] = (100_000, 165_535)
+    sandbox_tmp_mb: int = 512  # each replica's /tmp (a tmpfs: it counts against the function's memory)
+    sandbox_pids_max: int = 256  # processes and threads per replica
     max_body_kb: int = 1024  # body of an admin call other than an artifact upload
     public_metrics: bool = False  # /metrics without the token
     public_docs: bool = False  # /system/openapi.json and /system/docs without the token
@@ -40,6 +47,13 @@ def _listen(value: str) -> tuple[str, int]:
     if not host or not port.isdigit():
         raise argparse.ArgumentTypeError(f"--listen {value!r} is not host:port")
     return host, int(port)
+
+
+def _uids(value: str) -> tuple[int, int]:
+    try:
+        return parse_uid_range(value)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"--sandbox-uids: {e}") from None
 
 
 def parse(argv: list[str] | None = None, environ: dict[str, str] | None = None) -> Settings:
@@ -88,6 +102,36 @@ def parse(argv: list[str] | None = None, environ: dict[str, str] | None = None) 
         help="seconds a version keeps its replicas after losing traffic [FX_KEEP_WARM]",
     )
     p.add_argument(
+        "--max-artifact-entries",
+        type=int,
+        default=int(env.get("FX_MAX_ARTIFACT_ENTRIES", Settings.max_artifact_entries)),
+        help="files and directories a code zip may hold [FX_MAX_ARTIFACT_ENTRIES]",
+    )
+    p.add_argument(
+        "--sandbox",
+        default=env.get("FX_SANDBOX", Settings.sandbox),
+        choices=["auto", "off"],
+        help="local backend: auto = each function in its own sandbox when running as root [FX_SANDBOX]",
+    )
+    p.add_argument(
+        "--sandbox-uids",
+        type=_uids,
+        default=env.get("FX_SANDBOX_UIDS", "-".join(map(str, Settings.sandbox_uids))),
+        help="FIRST-LAST: the uids (and gids) functions run as, one per function [FX_SANDBOX_UIDS]",
+    )
+    p.add_argument(
+        "--sandbox-tmp-mb",
+        type=int,
+        default=int(env.get("FX_SANDBOX_TMP_MB", Settings.sandbox_tmp_mb)),
+        help="size of each replica's /tmp [FX_SANDBOX_TMP_MB]",
+    )
+    p.add_argument(
+        "--sandbox-pids-max",
+        type=int,
+        default=int(env.get("FX_SANDBOX_PIDS_MAX", Settings.sandbox_pids_max)),
+        help="processes and threads per replica [FX_SANDBOX_PIDS_MAX]",
+    )
+    p.add_argument(
         "--max-body-kb",
         type=int,
         default=int(env.get("FX_MAX_BODY_KB", Settings.max_body_kb)),
@@ -119,6 +163,11 @@ def parse(argv: list[str] | None = None, environ: dict[str, str] | None = None) 
         stable_window=a.stable_window,
         init_timeout=a.init_timeout,
         keep_warm=a.keep_warm,
+        max_artifact_entries=a.max_artifact_entries,
+        sandbox=a.sandbox,
+        sandbox_uids=a.sandbox_uids,
+        sandbox_tmp_mb=a.sandbox_tmp_mb,
+        sandbox_pids_max=a.sandbox_pids_max,
         max_body_kb=a.max_body_kb,
         public_metrics=a.public_metrics,
         public_docs=a.public_docs,

@@ -1,10 +1,19 @@
-"""Code zips: verified against their sha256 before anything in them is loaded, extracted once per digest."""
+"""Code zips: verified against their sha256 before anything in them is loaded, extracted once per digest.
+
+The extracted tree is sealed: directories 0555, files 0444 (0555 when executable), no setuid, setgid or
+sticky bit; made by root when fx runs as root, so no function can change it. A code directory is only
+reused when it is still sealed; anything else (a tree from an older fx, or one someone made writable) is
+extracted again from the verified zip.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import posixpath
 import shutil
+import stat
 import tempfile
 import time
 import urllib.error
@@ -16,6 +25,8 @@ from .faults import Fault
 INVALID_ARTIFACT = "Runtime.InvalidArtifact"
 FETCH_TIMEOUT_S = 60.0
 UNAVAILABLE_S = 20.0
+MAX_ENTRIES = 20_000  # FX_MAX_ARTIFACT_ENTRIES
+_SPECIAL = {stat.S_IFCHR: "a device", stat.S_IFBLK: "a device", stat.S_IFIFO: "a fifo", stat.S_IFSOCK: "a socket"}
 
 
 def sha256_of(path: str) -> str:
@@ -63,13 +74,42 @@ def _unavailable(error: Exception) -> bool:
     return isinstance(reason, ConnectionRefusedError | ConnectionResetError)
 
 
+def entry_problem(zf: zipfile.ZipFile, max_entries: int) -> str | None:
+    """Why this zip may not be code (too many entries, a special file, a link leaving the tree), or None."""
+    entries = zf.infolist()
+    if len(entries) > max_entries:
+        return f"the artifact has {len(entries)} entries; the limit is {max_entries}"
+    for info in entries:
+        mode = info.external_attr >> 16
+        kind = _SPECIAL.get(stat.S_IFMT(mode))
+        if kind:
+            return (
+                f"zip entry {info.filename!r} is {kind}; only files, directories and links inside the code are allowed"
+            )
+        if stat.S_ISLNK(mode):
+            target = zf.read(info).decode(errors="replace")
+            resolved = posixpath.normpath(posixpath.join(posixpath.dirname(info.filename), target))
+            if target.startswith("/") or resolved == ".." or resolved.startswith("../"):
+                return f"zip entry {info.filename!r} is a link to {target!r}, outside the code directory"
+    return None
+
+
+def sealed(code_dir: str) -> bool:
+    """Was this tree made by prepare() and left as it made it (read-only, owned by us or root)?"""
+    try:
+        st = os.lstat(code_dir)
+    except FileNotFoundError:
+        return False
+    return stat.S_ISDIR(st.st_mode) and not st.st_mode & 0o222 and st.st_uid in (0, os.geteuid())
+
+
 def prepare(artifact: str, expected_sha256: str | None, code_dir: str, url: str | None = None) -> None:
     """Make `code_dir` hold the zip's content, fetching the zip from `url` first when it is not on disk.
 
-    A digest-named code_dir is only ever created by renaming a finished extraction of a verified zip into
-    place, so an existing one is reused as is: replicas after the first skip both hashing and unzipping.
+    A digest-named code_dir is only ever created by renaming a sealed extraction of a verified zip into
+    place, so a sealed one is reused as is: replicas after the first skip both hashing and unzipping.
     """
-    if os.path.isdir(code_dir):
+    if sealed(code_dir):
         return
     if not expected_sha256:
         raise Fault(INVALID_ARTIFACT, f"FX_ARTIFACT_SHA256 is required with FX_ARTIFACT {artifact}")
@@ -83,24 +123,53 @@ def prepare(artifact: str, expected_sha256: str | None, code_dir: str, url: str 
         raise Fault(INVALID_ARTIFACT, f"Artifact {artifact} has sha256 {actual}, expected {expected_sha256}")
     parent = os.path.dirname(code_dir)
     os.makedirs(parent, exist_ok=True)
+    if os.path.lexists(code_dir):  # not sealed: never trusted, extracted anew
+        _remove(code_dir, parent)
     staging = tempfile.mkdtemp(prefix=".extract-", dir=parent)
     try:
         _extract(artifact, staging)
         os.rename(staging, code_dir)
     except OSError:
         # Another replica of the same digest won the rename: its extraction is as good as ours.
-        if not os.path.isdir(code_dir):
+        if not sealed(code_dir):
             raise
     except zipfile.BadZipFile as e:
         raise Fault(INVALID_ARTIFACT, f"Artifact {artifact} is not a valid zip: {e}") from None
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        if os.path.lexists(staging):
+            _remove_tree(staging)
 
 
 def _extract(artifact: str, target: str) -> None:
+    limit = int(os.environ.get("FX_MAX_ARTIFACT_ENTRIES") or MAX_ENTRIES)
     with zipfile.ZipFile(artifact) as zf:
+        problem = entry_problem(zf, limit)
+        if problem:
+            raise Fault(INVALID_ARTIFACT, f"Artifact {artifact}: {problem}")
         for info in zf.infolist():
             path = zf.extract(info, target)  # zipfile strips absolute paths and '..'
-            mode = (info.external_attr >> 16) & 0o777
-            if mode and not info.is_dir():
-                os.chmod(path, mode)  # keep executable bits of bundled binaries
+            if not info.is_dir():  # read-only; executable bits of bundled binaries kept; no setuid/setgid/sticky
+                os.chmod(path, 0o555 if (info.external_attr >> 16) & 0o111 else 0o444)
+    for root, dirs, _ in os.walk(target, topdown=False):
+        for d in dirs:
+            os.chmod(os.path.join(root, d), 0o555)
+    os.chmod(target, 0o555)
+
+
+def _remove(code_dir: str, parent: str) -> None:
+    """Move an untrusted tree out of the way (atomically), then delete it."""
+    stale = tempfile.mkdtemp(prefix=".stale-", dir=parent)
+    with contextlib.suppress(FileNotFoundError):  # another replica moved it first
+        os.rename(code_dir, os.path.join(stale, "tree"))
+    _remove_tree(stale)
+
+
+def _remove_tree(path: str) -> None:
+    """rmtree, also for a sealed tree that only its owner may open up."""
+    for root, dirs, _ in os.walk(path):
+        for d in dirs:
+            full = os.path.join(root, d)
+            if not os.path.islink(full):
+                os.chmod(full, 0o755)
+    os.chmod(path, 0o755)
+    shutil.rmtree(path, ignore_errors=True)

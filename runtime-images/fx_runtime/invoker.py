@@ -18,6 +18,7 @@ from .settings import Settings
 from .watchdog import Watchdog
 
 TIMEOUT_EXIT_CODE = 124  # the replica ends after a timeout; the platform replaces it
+OUT_OF_MEMORY_EXIT_CODE = 137  # as if killed (128 + SIGKILL), which is what Lambda reports
 
 
 class RequestIds:
@@ -35,7 +36,7 @@ class RequestIds:
 
 
 class Invoker:
-    def __init__(self, handler: Handler, settings: Settings, init_ms: float) -> None:
+    def __init__(self, handler: Handler, settings: Settings, init_ms: float, alarm_fd: int | None = None) -> None:
         self.handler = handler
         self.version = settings.function_version
         self.memory_mb = settings.memory_mb
@@ -43,9 +44,10 @@ class Invoker:
         self.max_response_bytes = settings.max_response_bytes
         self.init_ms: float | None = init_ms  # reported with the first invocation only, as Lambda does
         self.exit_code: int | None = None  # set when the handler asked the process to exit
+        self.listen_fds: list[int] = []  # closed before a timeout or out-of-memory answer: no new caller gets in
         self.flush_logs: Callable[[], None] = logs.flush  # the server batches flushes per loop iteration
         self.new_request_id = RequestIds()
-        self.watchdog = Watchdog(self.timeout_s, self._expired)
+        self.watchdog = Watchdog(self.timeout_s, self._expired, alarm_fd, self._out_of_memory)
 
     def invoke(
         self, event: Any, request_id: str, client_context: dict | None, fd: int, http: bool
@@ -97,15 +99,32 @@ class Invoker:
 
     def _expired(self, job: tuple[str, int, bool, float]) -> None:
         """On the watchdog thread: answer the caller with Lambda's timeout error, log it, end the process."""
-        request_id, fd, http, started = job
+        request_id, _, http, _ = job
         message = f"Task timed out after {self.timeout_s:.2f} seconds"
-        _write_all(fd, timeout_answer(request_id, self.timeout_s, http))
+        self._end(job, timeout_answer(request_id, self.timeout_s, http), message, "timeout", TIMEOUT_EXIT_CODE)
+
+    def _out_of_memory(self, job: tuple[str, int, bool, float] | None) -> None:
+        """On the watchdog thread, told by the sandbox that the replica hit its memory limit: answer the
+        invocation in flight with Lambda's Runtime.OutOfMemory, log it, end the process."""
+        if job is None:
+            logs.flush()
+            os._exit(OUT_OF_MEMORY_EXIT_CODE)
+        request_id, _, http, _ = job
+        message = f"RequestId: {request_id} Error: {OUT_OF_MEMORY_MESSAGE}\nRuntime.OutOfMemory"
+        answer = out_of_memory_answer(request_id, http)
+        self._end(job, answer, message, "error\tError Type: Runtime.OutOfMemory", OUT_OF_MEMORY_EXIT_CODE)
+
+    def _end(self, job: tuple[str, int, bool, float], answer: bytes, message: str, status: str, code: int) -> None:
+        request_id, fd, _, started = job
+        for listen_fd in self.listen_fds:  # a caller the gateway sends next must be refused, not cut off
+            os.close(listen_fd)
+        _write_all(fd, answer)
         duration_ms = (time.perf_counter() - started) * 1000
         lines = logs.timestamped(request_id, message)
-        lines += logs.end_lines(request_id, duration_ms, self.memory_mb, self.init_ms, status="timeout")
+        lines += logs.end_lines(request_id, duration_ms, self.memory_mb, self.init_ms, status=status)
         logs.flush()  # what the handler printed so far comes first
         _write_all(1, lines.encode())
-        os._exit(TIMEOUT_EXIT_CODE)
+        os._exit(code)
 
 
 def timeout_answer(request_id: str, timeout_s: float, http: bool) -> bytes:
@@ -113,7 +132,22 @@ def timeout_answer(request_id: str, timeout_s: float, http: bool) -> bytes:
     if http:
         return http11.response(504, http11.JSON, b'{"message":"Endpoint request timed out"}', keep_alive=False)
     message = f"RequestId: {request_id} Error: Task timed out after {timeout_s:.2f} seconds"
-    body = {"errorMessage": message, "errorType": "Sandbox.Timedout"}
+    return _error_answer(message, "Sandbox.Timedout")
+
+
+OUT_OF_MEMORY_MESSAGE = "Runtime exited with error: signal: killed"
+
+
+def out_of_memory_answer(request_id: str, http: bool) -> bytes:
+    """What the caller of an invocation over its memory gets: Lambda's 502 on HTTP, Runtime.OutOfMemory on invoke."""
+    if http:
+        return http11.response(502, http11.JSON, b'{"message":"Internal Server Error"}', keep_alive=False)
+    return _error_answer(f"RequestId: {request_id} Error: {OUT_OF_MEMORY_MESSAGE}", "Runtime.OutOfMemory")
+
+
+def _error_answer(message: str, error_type: str) -> bytes:
+    """Lambda's answer to an Invoke whose runtime failed: status 200, the error shape, X-Amz-Function-Error."""
+    body = {"errorMessage": message, "errorType": error_type}
     headers = (*http11.JSON, ("X-Amz-Function-Error", "Unhandled"))
     return http11.response(200, headers, json.dumps(body).encode(), keep_alive=False)
 

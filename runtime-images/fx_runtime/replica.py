@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import sys
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import uvloop
 
@@ -15,11 +17,17 @@ from .faults import Fault
 from .invoker import Invoker
 from .server import Server
 
+if TYPE_CHECKING:
+    from .sandbox import Confinement
+
 Report = Callable[[dict], None]  # how the replica tells its starter "ready" / "init_error"
 
 
-def run(report: Report, started: float | None = None) -> int:
-    """Serve until SIGTERM; returns the process exit code. `started` is a perf_counter() value."""
+def run(report: Report, started: float | None = None, confinement: Confinement | None = None) -> int:
+    """Serve until SIGTERM; returns the process exit code. `started` is a perf_counter() value.
+
+    With a `confinement` (the zygote's sandbox), the code is verified and extracted with the zygote's
+    rights, then the process is confined before anything of the function is imported."""
     started = time.perf_counter() if started is None else started
     logs.setup()
     logs.write(f"INIT_START Runtime Version: python:{sys.version_info.major}.{sys.version_info.minor}\n")
@@ -31,6 +39,9 @@ def run(report: Report, started: float | None = None) -> int:
         os.environ.pop("FX_ARTIFACT_URL", None)  # read: the handler has no use for the artifact server's address
         if config.artifact:
             artifact.prepare(config.artifact, config.artifact_sha256, config.code_dir, config.artifact_url)
+        if confinement is not None:
+            config = _confined(config, confinement)
+        _drop_plumbing(os.environ)
         loader.add_task_root(config.code_dir)
         if not config.relays:
             context.configure(os.environ, config.function_arn)
@@ -44,7 +55,7 @@ def run(report: Report, started: float | None = None) -> int:
 
     # Not set as the thread's event loop: handlers must find none, as on Lambda (see Invoker.invoke).
     loop = uvloop.new_event_loop()
-    invoker = Invoker(handler, config, 0.0)
+    invoker = Invoker(handler, config, 0.0, confinement.control_fd if confinement else None)
     server = Server(invoker, config, loop)
     try:
         endpoint = loop.run_until_complete(server.listen())
@@ -56,6 +67,7 @@ def run(report: Report, started: float | None = None) -> int:
         )
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, server.shutdown)
+    invoker.listen_fds = [sock.fileno() for sock in server.listener.sockets] if server.listener else []
     invoker.init_ms = (time.perf_counter() - started) * 1000
     logs.flush()
     # Report from inside the running loop: uvloop only watches for signals while it runs, so a
@@ -64,3 +76,22 @@ def run(report: Report, started: float | None = None) -> int:
     loop.run_until_complete(server.closed)
     logs.flush()
     return server.exit_code
+
+
+def _confined(config: settings.Settings, confinement: Confinement) -> settings.Settings:
+    """Enter the sandbox; the code directory (and a bootstrap in it) as the replica now sees it."""
+    try:
+        code_dir = confinement.enter(config.code_dir)
+    except OSError as e:
+        raise Fault("Runtime.SandboxError", f"Cannot enter the sandbox: {e}") from None
+    bootstrap = config.bootstrap
+    if bootstrap and bootstrap.startswith(config.code_dir + "/"):
+        bootstrap = code_dir + bootstrap[len(config.code_dir) :]
+    os.environ["LAMBDA_TASK_ROOT"] = code_dir
+    return dataclasses.replace(config, code_dir=code_dir, bootstrap=bootstrap)
+
+
+def _drop_plumbing(env: os._Environ[str]) -> None:
+    """The backend's FX_* variables are read; the function sees none of them but its granted NATS ones."""
+    for name in [n for n in env if n.startswith("FX_") and not n.startswith("FX_NATS_")]:
+        del env[name]

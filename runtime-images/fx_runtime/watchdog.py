@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import _thread
+import os
+import select
 import threading
 import time
 from collections.abc import Callable
@@ -15,11 +17,23 @@ class Watchdog:
     Arming and disarming are plain attribute stores; the thread never needs waking. Every deadline is
     `timeout_s` after its arming, so a thread that finds nothing armed may sleep `timeout_s`: whatever is
     armed meanwhile expires no earlier than it wakes. It thus wakes at most about twice per `timeout_s`.
+
+    With an `alarm_fd` (the sandbox's control pipe), the thread also wakes when it becomes readable and calls
+    `on_alarm(job or None)`, which must not return either: the replica is out of memory, or its zygote is gone.
+    The main thread may be stuck in the handler's C code; this thread still answers.
     """
 
-    def __init__(self, timeout_s: float, on_expiry: Callable[[Any], None]) -> None:
+    def __init__(
+        self,
+        timeout_s: float,
+        on_expiry: Callable[[Any], None],
+        alarm_fd: int | None = None,
+        on_alarm: Callable[[Any], None] | None = None,
+    ) -> None:
         self._timeout_s = timeout_s
         self._on_expiry = on_expiry
+        self._alarm_fd = alarm_fd
+        self._on_alarm = on_alarm
         self._current: tuple[float, Any] | None = None
         self._lock = threading.Lock()  # held while expiring, so a late disarm cannot race the timeout answer
         # Not threading.Thread: its start() waits for the new thread to run, a few ms on a busy host at init.
@@ -38,13 +52,19 @@ class Watchdog:
     def _run(self) -> None:
         while True:
             current = self._current
-            if current is None:
-                time.sleep(self._timeout_s)
-                continue
-            delay = current[0] - time.time()
+            delay = self._timeout_s if current is None else current[0] - time.time()
             if delay > 0:
-                time.sleep(delay)
+                self._sleep(delay)
                 continue
             with self._lock:
                 if self._current is current:
                     self._on_expiry(current[1])
+
+    def _sleep(self, delay: float) -> None:
+        if self._alarm_fd is None or self._on_alarm is None:
+            time.sleep(delay)
+        elif select.select([self._alarm_fd], [], [], delay)[0]:
+            os.read(self._alarm_fd, 1)
+            with self._lock:
+                current = self._current
+                self._on_alarm(current[1] if current else None)

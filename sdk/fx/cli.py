@@ -280,6 +280,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         platform.start()
         settings = config.Settings(platform.gateway_url, platform.token)
         _err(f"gateway on {platform.gateway_url}; CLI config saved to {config.write_config(settings)}")
+        if protections := platform.protections():
+            _err(protections)
         functions = _deploy_examples(Path(args.examples), settings) if args.examples else {}
         _print_welcome(platform, functions)
         while (dead := platform.exited()) is None:

@@ -32,13 +32,14 @@ import httpx
 import nats
 from nats.aio.client import Client as NATS
 
-from .nats_auth import ALL, Authority, NatsAuthError, gateway_permissions, write_secret
-
 from fx import state_dir as state_lock
+
+from .nats_auth import ALL, Authority, NatsAuthError, gateway_permissions, write_secret
 
 READY_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
 LOG_TAIL_LINES = 20
+PROTECTIONS_FILE = "protections.txt"  # the controller's start-up report on the function sandbox
 
 
 class PlatformError(Exception):
@@ -209,6 +210,13 @@ class Platform:
     def exited(self) -> str | None:
         """The name of a component that has stopped on its own, if any."""
         return next((p.name for p in self._running if p.proc.poll() is not None), None)
+
+    def protections(self) -> str:
+        """What the controller said at start about the function sandbox: which protections are in force."""
+        try:
+            return (self.state_dir / PROTECTIONS_FILE).read_text().rstrip()
+        except OSError:
+            return ""
 
     def log_tail(self, name: str, lines: int = LOG_TAIL_LINES) -> str:
         try:

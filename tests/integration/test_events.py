@@ -18,6 +18,7 @@ import pytest
 from botocore.config import Config
 from fx.platform import _http_ok
 from fx.protocol import ASYNC_CALL_ID, DEAD_ERROR, STREAM_DLQ
+from fx_controller.backends.local_sandbox import run_dir
 
 from tests.integration.conftest import RunningPlatform
 from tests.integration.helpers import wait_until
@@ -36,6 +37,12 @@ def handler(event, context):
 """
 
 
+def report_file(platform: RunningPlatform, function: str) -> Path:
+    """Where a function appends what it got ($OUT): its private directory, the one place a function may write
+    that the host sees (the sandbox hides everything else, the test's own files included)."""
+    return run_dir(platform.state_dir) / function / "out"
+
+
 @pytest.fixture
 def fast_platform(tmp_path: Path, monkeypatch):
     """A platform whose gateway retries fast and gets back the calls of a dead gateway after 2 s."""
@@ -51,7 +58,7 @@ def fast_platform(tmp_path: Path, monkeypatch):
 def deploy_sink(platform: RunningPlatform, tmp_path: Path, name: str = "sink", scale: dict | None = None) -> Path:
     project = tmp_path / name
     project.mkdir()
-    out = tmp_path / f"{name}.out"
+    out = report_file(platform, name)
     (project / "handler.py").write_text(SINK)
     spec = {"handler": "handler.handler", "env": {"OUT": str(out)}, "scale": scale or {"max": 4}}
     (project / "fx.yaml").write_text(json.dumps({"functions": {name: spec}}))
@@ -246,7 +253,7 @@ def test_nats_messages_invoke_a_function_declared_with_a_trigger_and_a_request_g
     project = tmp_path / "orders"
     project.mkdir()
     (project / "handler.py").write_text(LISTENER)
-    out = tmp_path / "orders.out"
+    out = report_file(platform, "orders")
     bad = {"functions": {"orders": {"triggers": [{"nats": "orders..new"}]}}}
     (project / "fx.yaml").write_text(json.dumps(bad))
     refused = platform.fx("deploy", cwd=project)
@@ -309,7 +316,7 @@ def test_nothing_is_lost_when_the_gateway_is_killed_in_a_stream_of_durable_event
     project = tmp_path / "batcher"
     project.mkdir()
     (project / "handler.py").write_text(BATCH_SINK)
-    out = tmp_path / "batcher.out"
+    out = report_file(fast_platform, "batcher")
     trigger = {"stream": "ORDERS", "batch": 20, "window_ms": 20, "max_in_flight": 4, "max_deliver": 2, "backoff": 0.1}
     spec = {"env": {"OUT": str(out)}, "triggers": [{"jetstream": trigger}], "scale": {"max": 4}}
     (project / "fx.yaml").write_text(json.dumps({"functions": {"batcher": spec}}))
@@ -363,7 +370,7 @@ def test_a_kv_change_invokes_the_function_and_a_missing_bucket_is_refused_at_dep
     project = tmp_path / "welcome"
     project.mkdir()
     (project / "handler.py").write_text(KV_LISTENER)
-    out = tmp_path / "welcome.out"
+    out = report_file(platform, "welcome")
     spec = {"env": {"OUT": str(out)}, "triggers": [{"kv": {"bucket": "users", "keys": "eu.*"}}]}
     (project / "fx.yaml").write_text(json.dumps({"functions": {"welcome": spec}}))
     refused = platform.fx("deploy", cwd=project)
@@ -411,7 +418,7 @@ def test_a_schedule_invokes_the_function_at_each_tick_and_a_bad_one_is_refused(p
     project = tmp_path / "ticker"
     project.mkdir()
     (project / "handler.py").write_text(TICKER)
-    out = tmp_path / "ticker.out"
+    out = report_file(platform, "ticker")
     spec = {"env": {"OUT": str(out)}, "triggers": [{"schedule": "cron(* * * * * *)"}]}
     (project / "fx.yaml").write_text(json.dumps({"functions": {"ticker": spec}}))
     refused = platform.fx("deploy", cwd=project)

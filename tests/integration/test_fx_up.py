@@ -36,6 +36,7 @@ def test_fx_up_serves_the_examples_and_ctrl_c_stops_everything(tmp_path):
         # A function run by events is shown with its trigger, not with an HTTP call it would not understand.
         assert "welcome-mail runs on events: users.created" in out.read_text()
         assert "fx invoke welcome-mail" not in out.read_text()
+        assert "function sandbox: " in out.read_text()  # which protections are in force, and why not the others
         r = httpx.get(f"http://127.0.0.1:{port}/function/hello/any/path?x=1", timeout=30)
         assert r.status_code == 200 and "hello" in r.text.lower()
         assert config.is_file(), "fx up writes the CLI config so that `fx` finds the platform"

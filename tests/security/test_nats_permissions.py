@@ -15,6 +15,7 @@ import nats.errors
 import pytest
 from fx.nats_auth import Authority, mint_function_creds, write_secret
 from fx.protocol import RouteTable, VersionRoute
+from fx_controller.backends.local_sandbox import run_dir
 
 from tests.integration.conftest import RunningPlatform
 from tests.security import nats_attacks
@@ -34,7 +35,8 @@ def test_a_granted_function_gets_its_grant_and_none_of_fx_subjects(platform: Run
         "return {'statusCode': 200, 'body': 'victim ' + os.environ['DB_PASSWORD'][:2]}",
         {"env": {"DB_PASSWORD": "s3cret"}},
     )
-    out = tmp_path / "listener.out"
+    # The listener reports through its private directory: the sandbox lets a function write nowhere else.
+    out = run_dir(platform.state_dir) / "listener" / "listener.out"
     deploy(
         platform,
         make_function,
@@ -124,18 +126,19 @@ def test_the_gateway_cannot_be_made_to_write_a_route_table_for_a_caller(platform
     message's reply subject): pointed at $KV.fx_routes.<victim> with a forged table, NATS refuses the write."""
     deploy(platform, make_function, "victim", "return {'statusCode': 200, 'body': 'victim'}")
     assert httpx.get(f"{platform.gateway_url}/function/victim", timeout=30).text == "victim"
-    ran = tmp_path / "ran"
+    # Each marks that it ran in its private directory: the sandbox lets a function write nowhere else.
+    ran = {name: run_dir(platform.state_dir) / name / "ran" for name in ("echo", "relay")}
     deploy(
         platform,
         make_function,
         "echo",
-        f"open({str(ran)!r} + '-echo', 'w').close(); return {{'statusCode': 200, 'body': event['body']}}",
+        f"open({str(ran['echo'])!r}, 'w').close(); return {{'statusCode': 200, 'body': event['body']}}",
     )
     deploy(
         platform,
         make_function,
         "relay",
-        f"open({str(ran)!r} + '-relay', 'w').close(); return json.loads(event['data'])",
+        f"open({str(ran['relay'])!r}, 'w').close(); return json.loads(event['data'])",
         {"triggers": [{"nats": "users.created"}]},
     )
     forged = RouteTable("victim", 2**62, {"1": 100}, {"1": VersionRoute(["127.0.0.1:9"], 0)}).to_json()
@@ -159,7 +162,7 @@ def test_the_gateway_cannot_be_made_to_write_a_route_table_for_a_caller(platform
 
     asyncio.run(publish_as_a_granted_function())
     deadline = time.monotonic() + 20
-    expected = [Path(f"{ran}-relay")] + ([Path(f"{ran}-echo")] if r.status_code == 202 else [])
+    expected = [ran["relay"]] + ([ran["echo"]] if r.status_code == 202 else [])
     while not all(p.exists() for p in expected) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert all(p.exists() for p in expected), "the functions did not run"

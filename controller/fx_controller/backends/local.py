@@ -3,6 +3,10 @@
 All runtimes share one zygote on the controller's own interpreter for now, so `runtime:
 python3.12` runs on whatever Python the controller has; per-runtime zygotes come with
 per-runtime interpreters. The JSON-lines protocol is in ARCHITECTURE.md.
+
+With a sandbox (fx as root, `--sandbox auto`), every replica runs confined as its function's uid
+(local_sandbox.py, fx_runtime/sandbox/). Either way each function has a private directory (mode 0700,
+its uid's) under the instance's run directory, visible inside its sandbox at the same path.
 """
 
 from __future__ import annotations
@@ -13,29 +17,40 @@ import ctypes
 import json
 import logging
 import os
+import shutil
 import signal
 import sys
 from pathlib import Path
 
+from fx.platform import PROTECTIONS_FILE
+from fx_runtime.sandbox import cgroups as sandbox_cgroups
+
 from ..artifacts import Artifacts
 from ..function_nats import FunctionCreds
+from . import local_sandbox
 from .base import EventSink, ReplicaEvent, ReplicaSpec
+from .local_sandbox import SandboxSettings, UidMap
 
 log = logging.getLogger("fx_controller.local")
 
 PR_SET_PDEATHSIG = 1
+ZYGOTE_START_TIMEOUT_S = 30.0
+REPLICA_PATH = f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin"
 
 
 def _die_with_parent() -> None:
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def replica_env(replica: ReplicaSpec, artifact: Path, code_root: Path, nats: dict[str, str]) -> dict[str, str]:
+def replica_env(
+    replica: ReplicaSpec, artifact: Path, code_root: Path, max_entries: int, listen: str, nats: dict[str, str]
+) -> dict[str, str]:
     """The environment ARCHITECTURE.md promises a replica; the runtime fills in Lambda's other variables.
-    `nats`: FX_NATS_* for a version granted NATS access, empty for the others."""
+    `nats`: FX_NATS_* for a version granted NATS access, empty for the others. Nothing of the controller's
+    own environment: its PATH may name private directories, its HOME is fx's."""
     spec = replica.spec
     hexdigest = replica.digest.split(":", 1)[1]
-    env = {name: os.environ[name] for name in ("PATH", "HOME") if name in os.environ}
+    env = {"PATH": REPLICA_PATH}
     env.update(
         {
             "_HANDLER": spec.handler,
@@ -45,9 +60,10 @@ def replica_env(replica: ReplicaSpec, artifact: Path, code_root: Path, nats: dic
             "FX_ARTIFACT": str(artifact),
             "FX_ARTIFACT_SHA256": hexdigest,
             "FX_CODE_DIR": str(code_root / hexdigest),
-            "FX_LISTEN": "127.0.0.1:0",
+            "FX_LISTEN": listen,
             "FX_TIMEOUT_MS": str(int(spec.timeout * 1000)),
             "FX_HTTP_EVENT": spec.http.event,
+            "FX_MAX_ARTIFACT_ENTRIES": str(max_entries),
             **nats,
         }
     )
@@ -68,10 +84,19 @@ class LocalBackend:
         artifacts: Artifacts,
         command: list[str] | None = None,
         nats: FunctionCreds | None = None,
+        sandbox: SandboxSettings | None = None,
+        uids: UidMap | None = None,
+        sandbox_mode: str = "off",
     ) -> None:
-        self._nats = nats or FunctionCreds(state_dir / "fn", "", None, 0)
+        self._state_dir = state_dir
+        self._run_dir = local_sandbox.run_dir(state_dir)
+        self._nats = nats or FunctionCreds(self._run_dir, "", None, 0)
         self._logs = state_dir / "logs"
         self._code = state_dir / "code"
+        self._sandbox = sandbox
+        self._sandbox_mode = sandbox_mode
+        self._uids = uids if sandbox else None
+        self.protections: list[str] = []
         self._artifacts = artifacts
         self._command = command or [sys.executable, "-m", "fx_runtime.zygote"]
         self._on_event: EventSink = lambda _: None
@@ -87,24 +112,83 @@ class LocalBackend:
         self._on_event = on_event
         self._logs.mkdir(parents=True, exist_ok=True)
         self._code.mkdir(parents=True, exist_ok=True)
+        self._run_dir.mkdir(mode=0o711, exist_ok=True)
+        os.chmod(self._run_dir, 0o711)  # functions (and the gateway) pass through to their own directory only
         self._nats.start()
         await self._start_zygote()
+        for line in self.protections:
+            log.info("%s", line)
+        (self._state_dir / PROTECTIONS_FILE).write_text("\n".join(self.protections) + "\n")
 
     async def _start_zygote(self) -> None:
+        command, env = list(self._command), None
+        if self._sandbox:  # replicas are forks of the zygote: nothing of the controller's environment in it
+            command.append("--sandbox")
+            env = {"PATH": REPLICA_PATH, "LANG": "C.UTF-8"}
         self._zygote = await asyncio.create_subprocess_exec(
-            *self._command,
+            *command,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
+            env=env,
             preexec_fn=_die_with_parent,
             limit=1 << 20,
         )
         log.info("zygote started pid=%d", self._zygote.pid)
+        report = None
+        if self._sandbox:  # its config goes in on stdin; its first line says what this host allows
+            assert self._zygote.stdin and self._zygote.stdout
+            self._zygote.stdin.write(json.dumps(self._zygote_sandbox()).encode() + b"\n")
+            first = await asyncio.wait_for(self._zygote.stdout.readline(), ZYGOTE_START_TIMEOUT_S)
+            if not first:
+                raise RuntimeError("the zygote exited while setting up the sandbox; see the controller's log")
+            report = json.loads(first)
+        self.protections = local_sandbox.report(self._sandbox_mode, self._sandbox, report)
         self._reader = asyncio.create_task(self._read_events(self._zygote))
+
+    def _zygote_sandbox(self) -> dict:
+        assert self._sandbox
+        return {
+            "run_dir": str(self._run_dir),
+            "cgroup_parent": local_sandbox.instance(self._state_dir),
+            "hidden": self._sandbox.hidden,
+            "tmp_mb": self._sandbox.tmp_mb,
+            "pids_max": self._sandbox.pids_max,
+        }
+
+    def _env_file(self, replica_id: str, env: dict[str, str]) -> Path:
+        path = self._run_dir / ".env" / f"{replica_id}.json"
+        path.parent.mkdir(mode=0o700, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(env, f)
+        return path
+
+    def private_dir(self, function: str) -> Path:
+        """The function's own directory (0700, its uid's), made if missing: visible to it and to root only."""
+        path = self._run_dir / function
+        path.mkdir(mode=0o700, exist_ok=True)
+        if self._uids:
+            uid = self._uids.uid(function)
+            os.chown(path, uid, uid)
+        return path
 
     async def start_replica(self, replica: ReplicaSpec) -> None:
         artifact = await self._artifacts.ensure_local(replica.digest)
-        env = replica_env(replica, artifact, self._code, self._nats.env(replica))
+        private = self.private_dir(replica.function)
+        # one socket per replica, in the directory only its function's uid (and the gateway, root) may open
+        listen = f"unix:{private}/{replica.id.removeprefix(replica.function + '-')}.sock"
+        env = replica_env(replica, artifact, self._code, self._artifacts.max_entries, listen, self._nats.env(replica))
         line = {"op": "spawn", "id": replica.id, "env": env, "log": str(self._logs / f"{replica.function}.log")}
+        if self._uids:
+            uid = self._uids.uid(replica.function)
+            line["env"] = {}  # in a file only the replica reads: the zygote's memory is every replica's
+            line["sandbox"] = {
+                "uid": uid,
+                "gid": uid,
+                "private_dir": str(private),
+                "memory_mb": replica.spec.memory,
+                "env_file": str(self._env_file(replica.id, env)),
+            }
         assert self._zygote and self._zygote.stdin
         self._live.add(replica.id)
         self._zygote.stdin.write(json.dumps(line).encode() + b"\n")
@@ -192,3 +276,15 @@ class LocalBackend:
             await self._zygote.wait()
         if self._reader:
             await asyncio.gather(self._reader, return_exceptions=True)
+        if self._sandbox:
+            await self._clean_cgroups()
+        shutil.rmtree(self._run_dir, ignore_errors=True)  # made again by the next open() and private_dir()
+
+    async def _clean_cgroups(self) -> None:
+        """The replicas' PID namespaces are dying with them; their cgroups can go once they are empty."""
+        for _ in range(40):
+            local_sandbox.clean_cgroups(self._state_dir)
+            if not sandbox_cgroups.detect(local_sandbox.instance(self._state_dir), create=False):
+                return
+            await asyncio.sleep(0.05)
+        log.warning("could not remove the cgroups of %s", local_sandbox.instance(self._state_dir))

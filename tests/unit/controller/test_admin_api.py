@@ -115,6 +115,14 @@ async def test_artifact_that_is_not_a_zip_is_refused(admin):
     assert r.json()["error"]["code"] == "InvalidArtifact"
 
 
+async def test_artifact_with_more_entries_than_allowed_is_refused(admin, controller):
+    controller.artifacts.max_entries = 2  # --max-artifact-entries
+    data, digest = make_zip({"a.py": b"", "b.py": b"", "c.py": b""})
+    r = await admin.put(f"/system/artifacts/{digest}", content=data)
+    assert r.status_code == 400
+    assert r.json()["error"] == {"code": "InvalidArtifact", "message": "the artifact has 3 entries; the limit is 2"}
+
+
 async def test_artifact_over_the_unzipped_limit_is_413_naming_size_and_limit(admin):
     data, digest = make_zip({"big.bin": b"\0" * (2 * 1024 * 1024)})  # compresses to a few KB; limit is 1 MB
     r = await admin.put(f"/system/artifacts/{digest}", content=data)

@@ -74,8 +74,10 @@ async def test_replica_starts_with_the_contract_env_and_stops_on_sigterm(local, 
     assert env["AWS_LAMBDA_FUNCTION_VERSION"] == "1" and env["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] == "128"
     assert env["FX_ARTIFACT"] == str(artifacts.path(digest)) and env["FX_ARTIFACT_SHA256"] == hexdigest
     assert env["FX_CODE_DIR"] == str(tmp_path / "code" / hexdigest)
-    assert env["FX_LISTEN"] == "127.0.0.1:0" and env["FX_TIMEOUT_MS"] == "2000" and env["FX_HTTP_EVENT"] == "v2"
+    assert env["FX_LISTEN"] == f"unix:{backend.private_dir('hello')}/r1.sock"  # a directory only it may open
+    assert env["FX_TIMEOUT_MS"] == "2000" and env["FX_HTTP_EVENT"] == "v2"
     assert not [name for name in env if name.startswith("FX_NATS")]  # no grant, no NATS
+    assert "HOME" not in env and env["PATH"].endswith(":/usr/local/bin:/usr/bin:/bin")  # nothing of the controller's
     assert env["GREETING"] == "hi"
     assert os.readlink(f"/proc/{pid}/fd/1") == str(tmp_path / "logs" / "hello.log")
 
@@ -127,8 +129,8 @@ async def test_the_real_zygote_serves_a_request_and_stops(local):
     await backend.start_replica(replica(artifacts, digest))
     ready = await events.next()
     assert ready.kind == "ready", ready
-    host, port = ready.endpoint.split(":")
-    reader, writer = await asyncio.open_connection(host, int(port))
+    assert ready.endpoint.startswith("unix:")  # in its function's private directory: no other process gets in
+    reader, writer = await asyncio.open_unix_connection(ready.endpoint.removeprefix("unix:"))
     writer.write(b"GET /_fx/http/ HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
     head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
     assert head.startswith(b"HTTP/1.1 200")

@@ -1,10 +1,15 @@
 """Code zips are verified before anything in them runs, and extracted once per digest."""
 
 import hashlib
+import os
+import stat
 import zipfile
 from pathlib import Path
 
 import httpx
+import pytest
+from fx_runtime import artifact
+from fx_runtime.faults import Fault
 
 HANDLER = "def handler(e, c):\n    return 'from the zip'\n"
 
@@ -43,3 +48,42 @@ def test_sha256_mismatch_is_refused_before_any_code_runs(start, tmp_path: Path):
     log = replica.log_text()
     assert "[ERROR] Runtime.InvalidArtifact: Artifact" in log and "expected " + "0" * 64 in log
     assert not code_dir.exists() and not list(tmp_path.rglob("ran"))
+
+
+def test_the_extracted_tree_is_sealed_and_a_tampered_one_is_extracted_again(tmp_path: Path):
+    with zipfile.ZipFile(tmp_path / "code.zip", "w") as zf:
+        zf.writestr("handler.py", HANDLER)
+        tool = zipfile.ZipInfo("bin/tool")
+        tool.external_attr = (stat.S_IFREG | stat.S_ISUID | 0o777) << 16
+        zf.writestr(tool, "#!/bin/sh\n")
+    digest = hashlib.sha256((tmp_path / "code.zip").read_bytes()).hexdigest()
+    code = tmp_path / "code" / digest
+    artifact.prepare(str(tmp_path / "code.zip"), digest, str(code))
+    modes = {p.relative_to(code).as_posix(): stat.S_IMODE(p.stat().st_mode) for p in code.rglob("*")}
+    assert modes == {"handler.py": 0o444, "bin": 0o555, "bin/tool": 0o555}  # no setuid, nothing writable
+    assert stat.S_IMODE(code.stat().st_mode) == 0o555 and artifact.sealed(str(code))
+
+    # Someone opened the tree up and changed the code: it is not trusted, the verified zip is extracted again.
+    os.chmod(code, 0o755)
+    os.chmod(code / "handler.py", 0o644)
+    (code / "handler.py").write_text("def handler(e, c):\n    return 'tampered'\n")
+    artifact.prepare(str(tmp_path / "code.zip"), digest, str(code))
+    assert (code / "handler.py").read_text() == HANDLER and artifact.sealed(str(code))
+    assert sorted(p.name for p in code.parent.iterdir()) == [digest]  # nothing stale left behind
+
+    with zipfile.ZipFile(tmp_path / "fifo.zip", "w") as zf:
+        fifo = zipfile.ZipInfo("pipe")
+        fifo.external_attr = (stat.S_IFIFO | 0o644) << 16
+        zf.writestr(fifo, "")
+    fifo_digest = hashlib.sha256((tmp_path / "fifo.zip").read_bytes()).hexdigest()
+    with pytest.raises(Fault, match="zip entry 'pipe' is a fifo"):
+        artifact.prepare(str(tmp_path / "fifo.zip"), fifo_digest, str(tmp_path / "code" / fifo_digest))
+
+
+def test_a_zip_with_too_many_entries_is_refused(tmp_path: Path):
+    with zipfile.ZipFile(tmp_path / "many.zip", "w") as zf:
+        for i in range(4):
+            zf.writestr(f"f{i}.py", "")
+    with zipfile.ZipFile(tmp_path / "many.zip") as zf:
+        assert artifact.entry_problem(zf, 3) == "the artifact has 4 entries; the limit is 3"
+        assert artifact.entry_problem(zf, 4) is None

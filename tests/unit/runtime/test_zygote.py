@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from fx_runtime.sandbox import cgroups as sandbox_cgroups
 
 from .conftest import write_code
 
@@ -96,3 +97,67 @@ def test_replica_that_is_killed_reports_exit_and_zygote_ends_with_stdin(zygote: 
     exits = {zygote.event()["id"], zygote.event()["id"]}
     assert exits == {"a", "b"}
     assert zygote.proc.wait(10) == 0
+
+
+def test_replica_sees_no_fx_plumbing_but_its_granted_nats_variables(zygote: Zygote, tmp_path: Path):
+    code = write_code(tmp_path / "code", {"handler.py": "import os\ndef handler(e, c):\n    return dict(os.environ)\n"})
+    env = {**env_for(code), "FX_TIMEOUT_MS": "3000", "FX_NATS_URL": "nats://127.0.0.1:1", "FX_NATS_CREDS": "/x"}
+    zygote.send({"op": "spawn", "id": "r", "env": env, "log": str(tmp_path / "r.log")})
+    assert zygote.event()["event"] == "spawned"
+    ready = zygote.event()
+    seen = httpx.post(f"http://{ready['endpoint']}/_fx/invoke", content=b"{}").json()
+    assert sorted(name for name in seen if name.startswith("FX_")) == ["FX_NATS_CREDS", "FX_NATS_URL"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the sandbox needs root")
+def test_a_sandboxed_replica_runs_confined_and_fails_its_init_when_out_of_memory(tmp_path: Path):
+    code = write_code(
+        tmp_path / "code",
+        {
+            "handler.py": "import os\nif os.environ.get('HOG'):\n    hoard = bytearray(300 << 20)\n"
+            "def handler(e, c):\n    return {'uid': os.getuid(), 'root': sorted(os.listdir('/')), 'cwd': os.getcwd()}\n"
+        },
+    )
+    private = tmp_path / "run" / "fn"
+    private.mkdir(parents=True)
+    os.chown(private, 100123, 100123)
+    config = {"run_dir": str(tmp_path / "run"), "cgroup_parent": f"fx-test-{os.getpid()}", "hidden": [str(tmp_path)]}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fx_runtime.zygote", "--sandbox"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        cwd=tmp_path,
+    )
+    z = Zygote.__new__(Zygote)
+    z.proc = proc
+    try:
+        assert proc.stdin is not None
+        proc.stdin.write(json.dumps(config).encode() + b"\n")
+        proc.stdin.flush()
+        report = z.event()
+        assert report["event"] == "sandbox" and report["namespaces"] and report["limits"] == {"memory": 1, "pids": 1}
+        sandbox = {"uid": 100123, "gid": 100123, "private_dir": str(private), "memory_mb": 128}
+        z.send({"op": "spawn", "id": "ok", "env": env_for(code), "log": str(tmp_path / "ok.log"), "sandbox": sandbox})
+        pid = z.event()["pid"]
+        ready = z.event()
+        assert ready["event"] == "ready", (tmp_path / "ok.log").read_text()
+        answer = httpx.post(f"http://{ready['endpoint']}/_fx/invoke", content=b"{}").json()
+        # its code (a host path under the hidden tmp_path) is at /var/task; nothing else of tmp_path exists
+        assert answer["uid"] == 100123 and answer["cwd"] == "/var/task"
+        assert "tmp" in answer["root"] and "pytest-of-root" not in str(answer)
+        os.kill(pid, signal.SIGTERM)
+        assert z.event() == {"id": "ok", "event": "exit", "pid": pid, "code": 0}
+
+        env = {**env_for(code), "HOG": "1"}
+        z.send({"op": "spawn", "id": "hog", "env": env, "log": str(tmp_path / "hog.log"), "sandbox": sandbox})
+        pid = z.event()["pid"]
+        failed = z.event()
+        assert (failed["event"], failed["errorType"]) == ("init_error", "Runtime.OutOfMemory")
+        assert z.event() == {"id": "hog", "event": "exit", "pid": pid, "code": -signal.SIGKILL}
+        assert proc.stdin is not None
+        proc.stdin.close()
+        assert proc.wait(10) == 0
+        assert not sandbox_cgroups.detect(config["cgroup_parent"], create=False)  # no cgroup left behind
+    finally:
+        proc.kill()
+        proc.wait(5)
