@@ -51,6 +51,7 @@ async def _serve(s: settings_mod.Settings) -> None:
         from .backends.kubernetes.leader import lead
 
         leadership = await lead(on_lost=_lost_lease)
+        await kubernetes.prepare_nats(s)
         backend_factory = kubernetes.create
     controller = Controller(s, backend_factory)
     await controller.start()

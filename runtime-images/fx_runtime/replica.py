@@ -36,6 +36,7 @@ def run(report: Report, started: float | None = None, confinement: Confinement |
             config = settings.load()
         except ValueError as e:
             raise Fault("Runtime.InvalidConfiguration", str(e)) from None
+        os.environ.pop("FX_ARTIFACT_URL", None)  # read: the handler has no use for the artifact server's address
         if config.artifact:
             artifact.prepare(config.artifact, config.artifact_sha256, config.code_dir, config.artifact_url)
         if confinement is not None:

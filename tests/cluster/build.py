@@ -1,4 +1,5 @@
-"""Build the cluster's binaries once into ~/.cache/fx: Kubernetes from the Go module proxy, CoreDNS, helm, pause.
+"""Build the cluster's binaries once into ~/.cache/fx: Kubernetes from the Go module proxy, CoreDNS, helm,
+kube-router, pause.
 
 `python -m tests.cluster.build` is idempotent: a binary already in the cache is not rebuilt, and Go's own
 module and build caches make an interrupted build resume where it stopped.
@@ -82,6 +83,12 @@ def helm() -> Path:
     return go_install("helm.sh/helm/v3/cmd/helm", layout.HELM_VERSION, "helm")
 
 
+def kube_router() -> Path:
+    return go_install(
+        "github.com/cloudnativelabs/kube-router/v2/cmd/kube-router", layout.KUBE_ROUTER_VERSION, "kube-router"
+    )
+
+
 def pause() -> Path:
     target = layout.TOOLS_BIN / "pause"
     source = layout.HERE / "pause.c"
@@ -100,6 +107,7 @@ def main() -> None:
     build_kubernetes()
     coredns()
     helm()
+    kube_router()
     pause()
 
 

@@ -1,5 +1,5 @@
 """`python -m tests.cluster.footprint`: print what the harness could leave behind on this machine (links,
-addresses, routes, iptables rules, mounts, netns, watched paths, sysctls, top-level cgroups, processes it
+addresses, routes, iptables rules, ipsets, mounts, netns, watched paths, sysctls, top-level cgroups, processes it
 would start), sorted, so a diff of two prints taken around cluster-up + cluster-down shows any leftover."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 from tests.cluster import state
 
 DAEMONS = ("etcd", "containerd", "containerd-shim", "kube-apiserver", "kube-controller", "kube-scheduler")
-DAEMONS += ("kubelet", "kube-proxy", "coredns", "pause")  # as /proc/PID/comm shows them (15 characters)
+DAEMONS += ("kubelet", "kube-proxy", "kube-router", "coredns", "pause")  # as /proc/PID/comm shows them (15 characters)
 COUNTERS = re.compile(r"\[\d+:\d+\]")
 
 
@@ -33,6 +33,7 @@ def footprint() -> list[str]:
     for cmd in state.IPTABLES:
         # Counters change on their own; rules and chains are what matters.
         items += [f"{cmd} {COUNTERS.sub('', line)}" for line in _lines(f"{cmd}-save") if _counts(line)]
+    items += [f"ipset {name}" for name in state.ipsets()]
     items += [f"mount {line.split()[4]}" for line in Path("/proc/self/mountinfo").read_text().splitlines()]
     for path in (*state.WATCHED_PATHS, "/var/run/netns"):
         if os.path.isdir(path):

@@ -8,6 +8,9 @@ from pathlib import Path
 K8S_VERSION = "v1.34.4"
 COREDNS_VERSION = "v1.14.7"
 HELM_VERSION = "v3.19.5"
+# The NetworkPolicy engine: kube-router's firewall alone (iptables + ipset). kube-network-policies needs
+# nftables `queue` verdicts (CONFIG_NFT_QUEUE), which this kind of kernel may lack.
+KUBE_ROUTER_VERSION = "v2.1.0"
 DEBIAN_SUITE = "bookworm"
 
 # Debian packages the harness uses; installed only when missing.
@@ -20,6 +23,7 @@ APT_PACKAGES = {
     "debootstrap": "debootstrap",
     "iptables": "iptables",
     "conntrack": "conntrack",
+    "ipset": "ipset",
     "gcc": "gcc",
 }
 
@@ -27,7 +31,7 @@ REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 CACHE = Path(os.environ.get("FX_CLUSTER_CACHE", Path.home() / ".cache" / "fx"))
 K8S_BIN = CACHE / "k8s" / K8S_VERSION
-TOOLS_BIN = CACHE / "bin"  # coredns, helm, pause (versioned names)
+TOOLS_BIN = CACHE / "bin"  # coredns, helm, kube-router, pause (versioned names)
 IMAGES = CACHE / "images"  # image archives ready for `ctr images import`
 # Everything a running cluster owns lives under STATE (removed by cluster-down), except what
 # the kernel keeps elsewhere (netns, iptables, the bridge, cgroups): state.json records that.

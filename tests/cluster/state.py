@@ -1,9 +1,9 @@
 """What a running cluster owns, recorded in STATE/state.json as it is created, and its removal.
 
 Teardown removes exactly what the record names: processes in the harness's cgroup (everything it started,
-and every container, lives below it), mounts under the state dir and the pods' netns, iptables chains that
-were not there before, the bridge, host paths that did not exist before, the sysctls the kubelet and
-kube-proxy touch (restored), and the cgroups. Each step goes on when an earlier one fails.
+and every container, lives below it), mounts under the state dir and the pods' netns, iptables chains and
+ipsets (kube-router's) that were not there before, the bridge, host paths that did not exist before, the
+sysctls the kubelet and kube-proxy touch (restored), and the cgroups. Each step goes on when an earlier one fails.
 """
 
 from __future__ import annotations
@@ -65,6 +65,7 @@ class Record:
     absent_paths: list[str] = field(default_factory=list)
     sysctls: dict[str, str] = field(default_factory=dict)
     chains_before: dict[str, list[str]] = field(default_factory=dict)
+    ipsets_before: list[str] = field(default_factory=list)
     cgroups: list[str] = field(default_factory=list)
 
     @classmethod
@@ -85,6 +86,7 @@ def snapshot() -> Record:
         absent_paths=[p for p in WATCHED_PATHS if not os.path.lexists(p)],
         sysctls={k: v for k in SYSCTLS if (v := _read_sysctl(k)) is not None},
         chains_before={f"{cmd}/{t}": sorted(_chains(cmd, t)) for cmd in IPTABLES for t in TABLES},
+        ipsets_before=sorted(ipsets()),
     )
     record.save()
     return record
@@ -100,6 +102,22 @@ def _read_sysctl(key: str) -> str | None:
 def _chains(cmd: str, table: str) -> set[str]:
     done = subprocess.run([f"{cmd}-save", "-t", table], capture_output=True, text=True)
     return {line[1:].split()[0] for line in done.stdout.splitlines() if line.startswith(":")}
+
+
+def ipsets() -> set[str]:
+    """The names of the kernel's ipsets (none when the ipset tool is not installed yet)."""
+    try:
+        done = subprocess.run(["ipset", "list", "-n"], capture_output=True, text=True)
+    except FileNotFoundError:
+        return set()
+    return set(done.stdout.split())
+
+
+def _remove_ipsets(record: Record) -> None:
+    """After the iptables rules that reference them are gone: kube-router's sets (KUBE-*, inet6:KUBE-*)."""
+    for name in sorted(ipsets() - set(record.ipsets_before)):
+        if name.removeprefix("inet6:").startswith(CHAIN_PREFIXES):
+            run(["ipset", "destroy", name], check=False, quiet=True)
 
 
 def hierarchies() -> list[Path]:
@@ -249,6 +267,7 @@ def teardown() -> None:
         ("processes", lambda: pods_netns.update(_stop_processes(record))),
         ("mounts", lambda: _unmount(pods_netns)),
         ("iptables", lambda: _remove_chains(record)),
+        ("ipsets", lambda: _remove_ipsets(record)),
         ("bridge", lambda: record.bridge and run(["ip", "link", "del", record.bridge], check=False, quiet=True)),
         ("sysctls", lambda: _restore_sysctls(record)),
         ("paths", lambda: _remove_paths(record)),

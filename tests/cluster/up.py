@@ -1,7 +1,8 @@
 """`python -m tests.cluster.up`: build what is missing, then start a single-node cluster and wait until it is Ready.
 
 Order: etcd, containerd, kube-apiserver, then controller-manager, scheduler, kubelet and kube-proxy together,
-then CoreDNS; the images are imported into containerd meanwhile (a Ready node does not need them, pods do).
+then kube-router's NetworkPolicy firewall once the node is registered, then CoreDNS; the images are imported
+into containerd meanwhile (a Ready node does not need them, pods do).
 Every daemon runs below the harness's cgroup with its log in STATE/logs, and everything is recorded before
 it is created (state.py), so a failed start is torn down completely (`--keep-on-failure` keeps it to look at).
 """
@@ -189,6 +190,23 @@ def control_plane(record: state.Record, archives: list[Path]) -> Future[None]:
     return imported
 
 
+def network_policies(record: state.Record) -> None:
+    """kube-router's firewall alone enforces NetworkPolicies (the bridge CNI does not): iptables chains KUBE-ROUTER-*
+    and KUBE-POD-FW-*/KUBE-NWPLCY-*, ipsets KUBE-*; it reads the node, so it starts once the node is registered."""
+    router = flags(
+        kubeconfig=layout.KUBECONFIG,
+        hostname_override=layout.NODE_NAME,
+        run_firewall="true",
+        run_router="false",
+        run_service_proxy="false",
+        service_cluster_ip_range=layout.SERVICE_CIDR,
+        health_port=0,  # no listener: nothing of the harness listens outside 127.0.0.1 and the bridge
+        metrics_port=0,
+    )
+    start(record, "kube-router", [build.kube_router(), *router])
+    wait_for("kube-router's firewall", lambda: succeeds(["iptables", "-S", "KUBE-ROUTER-FORWARD"]), 60)
+
+
 def node_ready() -> bool:
     jsonpath = "jsonpath={.status.conditions[?(@.type=='Ready')].status}"
     out = kubectl("get", "node", layout.NODE_NAME, "-o", jsonpath, check=False, capture_output=True)
@@ -220,6 +238,7 @@ def up() -> None:
         imported = control_plane(record, archives)
         wait_for("node Ready", node_ready, 120)
         log(f"node {layout.NODE_NAME} Ready {time.monotonic() - began:.1f} s after start")
+        network_policies(record)
         imported.result()
         kubectl("apply", "-f", "-", input=render("manifests/coredns.yaml"), quiet=True)
         kubectl("-n", "kube-system", "rollout", "status", "deploy/coredns", "--timeout=120s", quiet=True)

@@ -8,8 +8,12 @@ testpaths leave it out); run by hand without either variable, every test here is
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import os
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,12 +21,14 @@ from pathlib import Path
 import pytest
 
 from tests.cluster import layout
-from tests.e2e.kube import Kube
+from tests.e2e.kube import Kube, first_answer
 
 HERE = Path(__file__).parent
 RUNTIME_IMAGE = os.environ.get("FX_E2E_RUNTIME_IMAGE", layout.RUNTIME_IMAGE)
 OWN_IMAGE = os.environ.get("FX_E2E_OWN_IMAGE", layout.OWN_IMAGE)  # tests/e2e/own-image, built FROM the runtime
 FIGURES: dict[str, str] = {}
+CHART = layout.REPO / "charts" / "fx"
+RELEASE = "fx"
 
 
 def _kubeconfig() -> str | None:
@@ -73,3 +79,52 @@ def pod_url() -> Callable[..., str]:
         return f"http://{ip}:{port}{path}"
 
     return url
+
+
+def _image(ref: str) -> list[str]:
+    return ref.rpartition(":")[0::2]  # type: ignore[return-value]
+
+
+@pytest.fixture(scope="module")
+def fx(kube: Kube, tmp_path_factory: pytest.TempPathFactory):
+    """The chart installed; yields a function that runs the fx CLI against its gateway Service."""
+    sets = {
+        "controller.image.repository": _image(os.environ.get("FX_E2E_CONTROLLER_IMAGE", layout.CONTROLLER_IMAGE))[0],
+        "controller.image.tag": _image(os.environ.get("FX_E2E_CONTROLLER_IMAGE", layout.CONTROLLER_IMAGE))[1],
+        "gateway.image.repository": _image(os.environ.get("FX_E2E_GATEWAY_IMAGE", layout.GATEWAY_IMAGE))[0],
+        "gateway.image.tag": _image(os.environ.get("FX_E2E_GATEWAY_IMAGE", layout.GATEWAY_IMAGE))[1],
+        "runtime.image.repository": _image(RUNTIME_IMAGE)[0],
+        "runtime.image.tag": _image(RUNTIME_IMAGE)[1],
+        "controller.drainDelay": "1",
+    }
+    args = [a for k, v in sets.items() for a in ("--set", f"{k}={v}")]
+    # Helm installs a chart's CRDs only if they are missing, never updates them: on a cluster that ran an older
+    # chart, the API server would prune the fields the Function gained since. Apply them as an upgrade would.
+    kube.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CHART / "crds"))
+    kube.helm("install", RELEASE, str(CHART), "--wait", "--timeout", "180s", *args, timeout=240)
+    try:
+        service = kube.get("service", f"{RELEASE}-gateway")
+        ip = service["spec"]["clusterIP"]
+        if not os.environ.get("FX_E2E_KUBECONFIG"):
+            assert ipaddress.ip_address(ip) in ipaddress.ip_network(layout.SERVICE_CIDR)
+        gateway = f"http://{ip}:{service['spec']['ports'][0]['port']}"
+        # Ready pods are not yet a Service: kube-proxy programs the address within its sync period.
+        first_answer(f"{gateway}/healthz", time.monotonic() + 30)
+        secret = kube.get("secret", f"{RELEASE}-admin-token")
+        token = base64.b64decode(secret["data"]["token"]).decode()
+        home = tmp_path_factory.mktemp("fx-cli")
+        env = {**os.environ, "FX_GATEWAY": gateway, "FX_TOKEN": token, "FX_CONFIG": str(home / "config.json")}
+
+        def cli(*argv: str, cwd: Path = home, check: bool = True) -> subprocess.CompletedProcess[str]:
+            done = subprocess.run(
+                [sys.executable, "-m", "fx.cli", *argv], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
+            )
+            if check and done.returncode != 0:
+                raise AssertionError(f"fx {' '.join(argv)} failed:\n{done.stdout}{done.stderr}")
+            return done
+
+        cli.gateway = gateway  # type: ignore[attr-defined]
+        cli.home = home  # type: ignore[attr-defined]
+        yield cli
+    finally:  # the last test uninstalls it when all went well
+        kube.helm("uninstall", RELEASE, "--ignore-not-found", "--wait", "--timeout", "180s", timeout=240)

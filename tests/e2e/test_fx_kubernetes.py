@@ -4,13 +4,9 @@ request answered, a controller killed mid-deploy converging, and `fx rm` leaving
 
 from __future__ import annotations
 
-import base64
-import ipaddress
 import json
 import os
 import statistics
-import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -18,13 +14,11 @@ from pathlib import Path
 import pytest
 
 from tests.cluster import layout
-from tests.e2e.conftest import FIGURES, OWN_IMAGE, RUNTIME_IMAGE
+from tests.e2e.conftest import CHART, FIGURES, OWN_IMAGE, RELEASE
 from tests.e2e.kube import Kube, http
 
-CHART = layout.REPO / "charts" / "fx"
-RELEASE = "fx"
 IDLE_S = 2  # the function's scale.idle_timeout: short, so scale-to-zero is seen within the test
-COLD_STARTS = 5
+COLD_STARTS = int(os.environ.get("FX_E2E_COLD_STARTS", "5"))  # more for steadier figures
 CONCURRENT = 8
 HANDLER = """import json
 import os
@@ -34,50 +28,6 @@ def handler(event, context):  # the HTTP trigger's event: API Gateway HTTP API 2
     who = json.loads(event.get("body") or "{}").get("who", "world")
     return {"hello": who, "pod": os.uname().nodename}
 """
-
-
-def _image(ref: str) -> list[str]:
-    return ref.rpartition(":")[0::2]  # type: ignore[return-value]
-
-
-@pytest.fixture(scope="module")
-def fx(kube: Kube, tmp_path_factory: pytest.TempPathFactory):
-    """The chart installed; yields a function that runs the fx CLI against its gateway Service."""
-    sets = {
-        "controller.image.repository": _image(os.environ.get("FX_E2E_CONTROLLER_IMAGE", layout.CONTROLLER_IMAGE))[0],
-        "controller.image.tag": _image(os.environ.get("FX_E2E_CONTROLLER_IMAGE", layout.CONTROLLER_IMAGE))[1],
-        "gateway.image.repository": _image(os.environ.get("FX_E2E_GATEWAY_IMAGE", layout.GATEWAY_IMAGE))[0],
-        "gateway.image.tag": _image(os.environ.get("FX_E2E_GATEWAY_IMAGE", layout.GATEWAY_IMAGE))[1],
-        "runtime.image.repository": _image(RUNTIME_IMAGE)[0],
-        "runtime.image.tag": _image(RUNTIME_IMAGE)[1],
-        "controller.drainDelay": "1",
-    }
-    args = [a for k, v in sets.items() for a in ("--set", f"{k}={v}")]
-    kube.helm("install", RELEASE, str(CHART), "--wait", "--timeout", "180s", *args, timeout=240)
-    try:
-        service = kube.get("service", f"{RELEASE}-gateway")
-        ip = service["spec"]["clusterIP"]
-        if not os.environ.get("FX_E2E_KUBECONFIG"):
-            assert ipaddress.ip_address(ip) in ipaddress.ip_network(layout.SERVICE_CIDR)
-        gateway = f"http://{ip}:{service['spec']['ports'][0]['port']}"
-        secret = kube.get("secret", f"{RELEASE}-admin-token")
-        token = base64.b64decode(secret["data"]["token"]).decode()
-        home = tmp_path_factory.mktemp("fx-cli")
-        env = {**os.environ, "FX_GATEWAY": gateway, "FX_TOKEN": token, "FX_CONFIG": str(home / "config.json")}
-
-        def cli(*argv: str, cwd: Path = home, check: bool = True) -> subprocess.CompletedProcess[str]:
-            done = subprocess.run(
-                [sys.executable, "-m", "fx.cli", *argv], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
-            )
-            if check and done.returncode != 0:
-                raise AssertionError(f"fx {' '.join(argv)} failed:\n{done.stdout}{done.stderr}")
-            return done
-
-        cli.gateway = gateway  # type: ignore[attr-defined]
-        cli.home = home  # type: ignore[attr-defined]
-        yield cli
-    finally:  # the last test uninstalls it when all went well
-        kube.helm("uninstall", RELEASE, "--ignore-not-found", "--wait", "--timeout", "180s", timeout=240)
 
 
 def _project(root: Path, name: str, min_replicas: int = 0, memory: int = 128) -> Path:
@@ -187,7 +137,7 @@ def test_deploy_invoke_scale_to_zero_and_back_then_delete(kube: Kube, fx) -> Non
 def test_cold_start_of_a_function_too_big_for_the_pool(kube: Kube, fx) -> None:
     """512 MB does not fit the pool's 256 MB pods: its replicas are pods of its version's Deployment."""
     fx("deploy", cwd=_project(fx.home, "big", memory=512))
-    cold, pods = _cold_starts(kube, fx.gateway, "big", 4, 1)
+    cold, pods = _cold_starts(kube, fx.gateway, "big", max(4, COLD_STARTS), 1)
     assert all(p.startswith("fx-big-v1-") for p in pods), pods
     _figure("cold start, Deployment pod (0->1 through the gateway Service)", cold)
     fx("rm", "big")
@@ -350,3 +300,5 @@ def test_helm_uninstall_leaves_no_function_behind(kube: Kube, fx) -> None:
     assert not kube.get("deployments", "-l", "app.kubernetes.io/component=function")["items"]
     _wait("the function's pods gone", lambda: not _pods(kube, "leftover"), 60)
     assert not kube.get("jobs")["items"], "the hook's Job is removed once it succeeded"
+    # The NATS identities the controller made (authority, gateway's and functions' users) go too.
+    assert not kube.get("secrets", "-l", "app.kubernetes.io/component=nats-identity")["items"]

@@ -25,6 +25,15 @@ helm.sh/chart: {{ .Chart.Name }}-{{ .Chart.Version | replace "+" "_" }}
 {{- printf "%s:%s" .repository .tag -}}
 {{- end -}}
 
+{{- /* NATS runs with authorization: the Secrets the controller keeps the NATS identities in (it makes them). */}}
+{{- define "fx.natsAuthSecret" -}}
+{{ include "fx.fullname" . }}-nats-auth
+{{- end }}
+
+{{- define "fx.gatewayNatsSecret" -}}
+{{ include "fx.fullname" . }}-gateway-nats
+{{- end }}
+
 {{- define "fx.natsUrl" -}}
 nats://{{ include "fx.fullname" . }}-nats:4222
 {{- end -}}

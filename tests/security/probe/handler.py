@@ -183,16 +183,17 @@ def _walk(state_dir: str | None) -> dict[str, list[str]]:
 
 
 def _readable(path: str) -> bool:
+    """A regular file this process can read (a directory, a missing or a forbidden path is not)."""
     try:
         with open(path, "rb") as f:
             f.read(64)
-    except OSError:
+    except OSError:  # IsADirectoryError and PermissionError included
         return False
     return True
 
 
 def _read_any(paths: list[str], what: str) -> dict[str, Any]:
-    read = [p for p in paths if Path(p).is_file() and _readable(p)]
+    read = [p for p in paths if _readable(p)]  # not Path.is_file(): it raises where a parent is not searchable
     if read:
         return _open(f"read the {what} at {', '.join(read[:3])}")
     return _blocked(f"no {what} readable ({len(paths)} places tried)")
@@ -560,7 +561,10 @@ def _nats_own_credentials() -> dict[str, Any]:
     return _blocked("its own credentials reach none of fx.>, KV fx_functions, KV fx_routes")
 
 
-def _http_reachable(host: str, port: int, path: str, tls: bool = False) -> dict[str, Any]:
+def _http_reachable(
+    host: str, port: int, path: str, tls: bool = False, refusals: tuple[int, ...] = ()
+) -> dict[str, Any]:
+    """`refusals`: statuses that mean the server refused this pod what it asked (blocked, though reachable)."""
     if not _on_kubernetes():
         return _not_tried("not on Kubernetes")
     addresses = _resolves(host)
@@ -569,6 +573,8 @@ def _http_reachable(host: str, port: int, path: str, tls: bool = False) -> dict[
     status, body = _http(addresses[0], port, "GET", path, timeout=1.5, tls=tls)
     if status is None:
         return _blocked(f"{host}:{port} ({addresses[0]}): {body}")
+    if status in refusals:
+        return _blocked(f"{host}:{port} refused it: {status} to GET {path}")
     return _open(f"{host}:{port} answered {status} to GET {path}: {body[:80]}")
 
 
@@ -597,11 +603,13 @@ def _default_gateway() -> str | None:
 
 
 def _artifact_port(controller: str) -> dict[str, Any]:
-    """The artifact server, where FX_ARTIFACT_URL says (if the function was told) or on the controller."""
+    """The artifact server, where FX_ARTIFACT_URL says (if the function was told) or on the controller. A pod
+    may reach it (it fetched its own code there), but must get no other code: a refusal (403/404) is blocked."""
     address = os.environ.get("FX_ARTIFACT_URL", "").split("://")[-1].split("/")[0]
     host, _, port = address.rpartition(":") if ":" in address else (address, "", "")
     other = "sha256-" + "0" * 64 + ".zip"  # another digest than its own
-    return _http_reachable(host or controller, int(port) if port.isdigit() else 8082, f"/artifacts/{other}")
+    port_number = int(port) if port.isdigit() else 8082
+    return _http_reachable(host or controller, port_number, f"/artifacts/{other}", refusals=(403, 404))
 
 
 def _pool_specialize(hints: dict[str, Any]) -> dict[str, Any]:

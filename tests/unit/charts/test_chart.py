@@ -107,8 +107,9 @@ def test_rbac_is_namespaced_and_minimal() -> None:
     assert granted[("", "pods")] == {"get", "list", "watch", "patch", "delete"}  # never create pods directly
     assert granted[("coordination.k8s.io", "leases")] == {"get", "create", "update"}
     assert granted[("", "pods/log")] == {"get"}  # read, for `fx logs`
-    # The copies of fx secrets: written and listed (to remove stale ones), never watched or read one by one.
-    assert granted[("", "secrets")] == {"list", "create", "update", "delete"}
+    # The copies of fx secrets: written and listed (to remove stale ones), never watched; read one by one:
+    # the NATS identities the controller made (the authority, the gateway's and granted versions' users).
+    assert granted[("", "secrets")] == {"get", "list", "create", "update", "delete"}
     assert set(granted) == {
         ("apps", "deployments"),
         ("", "pods"),
@@ -130,14 +131,39 @@ def test_only_the_gateway_reaches_function_pods() -> None:
     assert selected == {"app.kubernetes.io/instance": ["fx"], "app.kubernetes.io/component": ["gateway", "controller"]}
     assert "namespaceSelector" not in source  # this release's pods only
     assert [p["port"] for p in ingress["ports"]] == [8080]
-    egress_ports = sorted(p["port"] for rule in policy["spec"]["egress"] for p in rule["ports"])
-    assert egress_ports == [53, 53, 4222, 8082]  # DNS, NATS (FX_NATS_URL) and the artifact port, nothing else
-    nats = named(render(), "NetworkPolicy", "-nats")
+    egress = {
+        (next(iter(rule["to"][0])), p["port"])
+        for rule in policy["spec"]["egress"]
+        for p in rule["ports"]  # DNS, the artifact port and the gateway, nothing else: no API server, no kubelet
+    }
+    assert egress == {("namespaceSelector", 53), ("podSelector", 8082), ("podSelector", 8080)}
+    targets = [rule["to"][0]["podSelector"]["matchLabels"] for rule in policy["spec"]["egress"][1:]]
+    assert [t["app.kubernetes.io/component"] for t in targets] == ["controller", "gateway"]
+
+
+def test_only_function_pods_with_a_nats_grant_reach_nats() -> None:
+    docs = render()
+    granted = named(docs, "NetworkPolicy", "-function-nats")
+    assert granted["spec"]["podSelector"]["matchLabels"]["fx.dev/nats"] == "true"
+    assert granted["spec"]["policyTypes"] == ["Egress"]
+    ((port,),) = [rule["ports"] for rule in granted["spec"]["egress"]]
+    assert port["port"] == 4222
+    nats = next(d for d in of_kind(docs, "NetworkPolicy") if d["metadata"]["name"] == "fx-nats")
     (ingress,) = nats["spec"]["ingress"]
-    (source,) = ingress["from"]
-    selected = {e["key"]: e["values"] for e in source["podSelector"]["matchExpressions"]}
-    assert selected["app.kubernetes.io/component"] == ["controller", "gateway", "function"]
+    platform, functions = ingress["from"]
+    selected = {e["key"]: e["values"] for e in platform["podSelector"]["matchExpressions"]}
+    assert selected["app.kubernetes.io/component"] == ["controller", "gateway"]
+    labels = functions["podSelector"]["matchLabels"]
+    assert labels["app.kubernetes.io/component"] == "function" and labels["fx.dev/nats"] == "true"
     assert [p["port"] for p in ingress["ports"]] == [4222]
+
+
+def test_a_gateway_closed_to_other_namespaces_is_still_open_to_function_pods() -> None:
+    policy = named(render("networkPolicy.gatewayFrom={ingress}"), "NetworkPolicy", "-gateway")
+    (ingress,) = policy["spec"]["ingress"]
+    sources = ingress["from"]
+    assert sources[0]["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "ingress"}
+    assert sources[1]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "function"
 
 
 def test_admin_token_is_generated_into_a_secret() -> None:
@@ -229,6 +255,9 @@ def test_the_warm_pool_is_function_pods_the_controller_knows_the_size_of() -> No
     pod = pool["spec"]["template"]["spec"]
     assert pod["automountServiceAccountToken"] is False and pod["serviceAccountName"].endswith("-function")
     assert pod["containers"][0]["command"] == ["python3", "-m", "fx_runtime.pool"]
+    # It takes its assignment from the controller's artifact port, never from whoever rings it.
+    pool_env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+    assert pool_env["FX_POOL_URL"] == "http://fx-controller.fx.svc:8082"
     assert pod["containers"][0]["resources"]["limits"]["memory"] == "512Mi"
     controller = named(docs, "Deployment", "-controller")["spec"]["template"]["spec"]["containers"][0]
     env = {e["name"]: e.get("value") for e in controller["env"]}
@@ -238,6 +267,25 @@ def test_the_warm_pool_is_function_pods_the_controller_knows_the_size_of() -> No
     assert not [d for d in of_kind(docs, "Deployment") if d["metadata"]["name"].endswith("-pool")]
     controller = named(docs, "Deployment", "-controller")["spec"]["template"]["spec"]["containers"][0]
     assert {e["name"]: e.get("value") for e in controller["env"]}["FX_K8S_POOL_MEMORY"] == "0"
+
+
+def test_nats_runs_with_authorization_from_the_identities_the_controller_makes() -> None:
+    docs = render()
+    nats = named(docs, "StatefulSet", "-nats")["spec"]["template"]["spec"]
+    assert nats["containers"][0]["command"][:3] == ["nats-server", "-c", "/etc/nats/nats.conf"]
+    (config,) = [v for v in nats["volumes"] if v["name"] == "config"]
+    # Only the rendered config, not the authority's seeds, reaches the NATS pod.
+    assert config["secret"]["secretName"] == "fx-nats-auth" and config["secret"]["items"] == [
+        {"key": "nats.conf", "path": "nats.conf"}
+    ]
+    gateway = named(docs, "Deployment", "-gateway")["spec"]["template"]["spec"]
+    env = {e["name"]: e.get("value") for e in gateway["containers"][0]["env"]}
+    assert env["FX_NATS_CREDS"] == "/var/run/fx/nats/nats.creds"
+    (creds,) = [v for v in gateway["volumes"] if v["name"] == "nats"]
+    assert creds["secret"] == {"secretName": "fx-gateway-nats", "defaultMode": 0o440}
+    controller = named(docs, "Deployment", "-controller")["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e.get("value") for e in controller["env"]}
+    assert env["FX_K8S_NATS_AUTH_SECRET"] == "fx-nats-auth" and env["FX_K8S_GATEWAY_NATS_SECRET"] == "fx-gateway-nats"
 
 
 def test_gateway_limits_and_callback_allow_lists_reach_its_environment() -> None:

@@ -4,14 +4,18 @@ and what the fleet hears back (ready with the pod's address, init errors, exits)
 from __future__ import annotations
 
 import asyncio
+import base64
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from fx.models import FunctionSpec
+from fx.nats_auth import Authority, Signer, decode_jwt
 from fx_controller.backends.base import ReplicaEvent, ReplicaSpec
-from fx_controller.backends.kubernetes import manifests
+from fx_controller.backends.kubernetes import manifests, nats_identities
 from fx_controller.backends.kubernetes.backend import KubernetesBackend
 from fx_controller.backends.kubernetes.config import KubeConfig
+from fx_controller.backends.kubernetes.pod_access import PodAccess
 from fx_controller.backends.kubernetes.pods import PodState, pod_state
 from kubernetes import client
 
@@ -38,6 +42,8 @@ class FakeApi:
         self.created: dict[str, dict] = {}
         self.replicas: dict[str, int] = dict(deployments or {})
         self.costs: dict[str, int] = {}
+        self.secrets: dict[str, dict] = {}
+        self.files: list[dict] = []  # what each pool pod was given beside its environment
         self.on_pod = None
         self.closed = False
 
@@ -70,6 +76,16 @@ class FakeApi:
 
     async def standalone_pods(self) -> list[str]:
         return list(self.standalone)
+
+    async def read_secret(self, name: str) -> dict[str, str] | None:
+        body = self.secrets.get(name)
+        return None if body is None else {k: base64.b64decode(v).decode() for k, v in body["data"].items()}
+
+    async def create_secret(self, body: dict) -> bool:
+        if body["metadata"]["name"] in self.secrets:
+            return False
+        self.secrets[body["metadata"]["name"]] = body
+        return True
 
     def watch_pods(self, on_event) -> None:
         self.on_pod = on_event
@@ -118,7 +134,8 @@ def test_a_version_is_a_deployment_of_the_runtime_image_with_the_replica_environ
     assert env["FX_ARTIFACT_URL"] == f"http://fx-controller.fx.svc:8082/artifacts/sha256-{HEX}.zip"
     assert env["FX_ARTIFACT_SHA256"] == HEX and env["FX_CODE_DIR"].endswith(HEX)
     assert env["FX_LISTEN"] == "0.0.0.0:8080" and env["GREETING"] == "hi"
-    assert env["FX_NATS_URL"] == "nats://prod-nats:4222"  # the chart's NATS service, as the controller has it
+    assert not [k for k in env if k.startswith("FX_NATS")]  # no grant: no NATS at all (nor a route to it)
+    assert "fx.dev/nats" not in labels
     assert "FX_BOOTSTRAP" not in env
     assert c["image"] == CFG.runtime_image
     assert c["readinessProbe"]["httpGet"] == {"path": "/_fx/health", "port": 8080}
@@ -252,7 +269,8 @@ def test_pod_state_reads_an_init_error_from_the_termination_message() -> None:
     v1pod = client.V1Pod(
         metadata=client.V1ObjectMeta(
             name="fx-hello-v1-abc",
-            labels={**manifests.pod_labels(CFG, "hello", 1)},
+            labels={**manifests.pod_labels(CFG, "hello", 1, spec())},
+            annotations={manifests.DIGEST_ANNOTATION: DIGEST},
             deletion_timestamp=datetime.now(UTC),
         ),
         status=client.V1PodStatus(
@@ -286,6 +304,7 @@ def test_pod_state_reads_an_init_error_from_the_termination_message() -> None:
             "Unable to import module 'handler': No module named 'handler'",
             1,
         ),
+        digest=DIGEST,
     )
     assert pod_state(client.V1Pod(metadata=client.V1ObjectMeta(name="other", labels={}))) is None
 
@@ -311,8 +330,9 @@ async def pooled():
     asked: list[tuple[str, dict]] = []
     answers: list[dict | Exception] = []
 
-    async def specialize(ip: str, env: dict) -> dict:
+    async def specialize(ip: str, env: dict, files: dict) -> dict:
         asked.append((ip, env))
+        api.files.append(files)
         answer = answers.pop(0) if answers else {"event": "ready", "endpoint": "0.0.0.0:8080", "init_ms": 40}
         if isinstance(answer, Exception):
             raise answer
@@ -337,6 +357,7 @@ async def test_a_replica_from_the_warm_pool_needs_no_new_pod(pooled) -> None:
     # The pool pod becomes the version's: out of the pool's ReplicaSet, owned by the Function.
     patch = api.claimed["pool-a"]["metadata"]
     assert patch["labels"] == {"fx.dev/pool": None, "fx.dev/function": "hello", "fx.dev/version": "1"}
+    assert patch["annotations"] == {"fx.dev/digest": DIGEST}  # the code the artifact server hands it
     assert patch["ownerReferences"][0]["uid"] == "uid-hello"
     ((ip, env),) = asked
     assert ip == "10.244.0.20" and env["FX_ARTIFACT_URL"] == f"http://a:8082/artifacts/sha256-{HEX}.zip"
@@ -388,3 +409,106 @@ async def test_a_pool_pod_that_cannot_be_reached_falls_back_to_the_deployment(po
     assert api.deleted[-1] == "pool-a" and api.replicas["fx-hello-v1"] == 1 and events == []
     api.on_pod("MODIFIED", pod("p1", ip="10.244.0.8", ready=True))
     assert events == [ReplicaEvent("r1", "ready", endpoint="10.244.0.8:8080")]
+
+
+async def test_the_pod_watch_tells_the_artifact_server_which_pod_runs_which_code() -> None:
+    access = PodAccess(unknown_wait=0)
+    backend = KubernetesBackend(FakeApi(), access=access)
+    await backend.open(lambda event: None)
+    backend._api.on_pod("ADDED", pod("p1", ip="10.244.0.7", ready=True, digest=DIGEST))
+    assert await access.may_fetch("10.244.0.7", HEX)
+    assert not await access.may_fetch("10.244.0.7", "cd" * 32)  # another version's code
+    backend._api.on_pod("DELETED", pod("p1", ip="10.244.0.7", digest=DIGEST))
+    assert not await access.may_fetch("10.244.0.7", HEX)
+    await backend.close()
+
+
+NATS_CFG = KubeConfig(
+    namespace="fx",
+    instance="prod",
+    nats_url="nats://prod-nats:4222",
+    nats_auth_secret="prod-nats-auth",
+    gateway_nats_secret="prod-gateway-nats",
+    pool_memory=256,
+)
+
+
+def granted(**kw) -> FunctionSpec:
+    return spec(nats={"publish": ["users.created"], "subscribe": ["orders.*"]}, **kw)
+
+
+def claims_of(creds: str) -> dict:
+    return decode_jwt(creds.split("-----BEGIN NATS USER JWT-----\n")[1].split("\n")[0])
+
+
+def test_a_granted_version_gets_nats_its_label_and_its_user_mounted() -> None:
+    d = manifests.deployment(NATS_CFG, "hello", 2, DIGEST, granted(), "uid-1")
+    labels = d["spec"]["template"]["metadata"]["labels"]
+    assert labels["fx.dev/nats"] == "true"  # what the NetworkPolicy opens NATS to
+    pod_spec = d["spec"]["template"]["spec"]
+    (c,) = pod_spec["containers"]
+    env = {e["name"]: e["value"] for e in c["env"]}
+    assert env["FX_NATS_URL"] == "nats://prod-nats:4222"
+    assert env["FX_NATS_INBOX_PREFIX"] == "_INBOX.fx-fn.hello"
+    assert env["FX_NATS_CREDS"] == "/var/run/fx/nats/nats.creds"
+    assert {"name": "nats", "mountPath": "/var/run/fx/nats", "readOnly": True} in c["volumeMounts"]
+    (volume,) = [v for v in pod_spec["volumes"] if v["name"] == "nats"]
+    assert volume["secret"] == {"secretName": "fx-hello-v2-nats", "defaultMode": 0o440}  # the pod's group only
+
+
+async def test_a_granted_versions_user_is_made_once_limited_to_its_grant() -> None:
+    api, signer = FakeApi(cfg=NATS_CFG), Authority.create().signer
+    backend = KubernetesBackend(api, signer=signer)
+    await backend.open(lambda event: None)
+    await backend.start_replica(ReplicaSpec("r1", "hello", 1, DIGEST, granted()))
+    await backend.start_replica(ReplicaSpec("r2", "hello", 1, DIGEST, granted()))
+    assert list(api.secrets) == ["fx-hello-v1-nats"]
+    body = api.secrets["fx-hello-v1-nats"]
+    assert body["metadata"]["ownerReferences"][0]["uid"] == "uid-hello"  # goes with the Function
+    nats = claims_of((await api.read_secret("fx-hello-v1-nats"))["nats.creds"])["nats"]
+    assert nats["pub"]["allow"] == ["users.created"]
+    assert nats["sub"]["allow"] == ["orders.*", "_INBOX.fx-fn.hello.>"]
+    # An ungranted function gets no user at all.
+    await backend.start_replica(ReplicaSpec("r3", "other", 1, DIGEST, FunctionSpec(name="other", artifact=DIGEST)))
+    assert list(api.secrets) == ["fx-hello-v1-nats"]
+    await backend.close()
+
+
+async def test_a_pool_pod_of_a_granted_version_gets_its_user_in_the_assignment() -> None:
+    api, signer = FakeApi(cfg=NATS_CFG), Authority.create().signer
+    asked: list[dict] = []
+
+    async def specialize(ip: str, env: dict, files: dict) -> dict:
+        asked.append({"env": env, "files": files})
+        return {"event": "ready"}
+
+    backend = KubernetesBackend(api, specialize=specialize, signer=signer)
+    await backend.open(lambda event: None)
+    api.on_pod("ADDED", PodState("pool-a", "", 0, ip="10.244.0.20", ready=True, pool=True))
+    await backend.start_replica(ReplicaSpec("r1", "hello", 1, DIGEST, granted()))
+    await settle()
+    ((given),) = asked
+    assert given["env"]["FX_NATS_CREDS"] == "/tmp/fx-nats.creds"
+    assert claims_of(given["files"]["/tmp/fx-nats.creds"])["nats"]["pub"]["allow"] == ["users.created"]
+    assert "NKEY SEED" not in str(given["env"])  # the seed is in a file, never in the environment
+    assert api.claimed["pool-a"]["metadata"]["labels"]["fx.dev/nats"] == "true"
+    assert api.secrets == {}  # no Secret volume for a pool pod
+    await backend.close()
+
+
+async def test_the_leader_makes_the_nats_identities_once(tmp_path: Path) -> None:
+    api = FakeApi(cfg=NATS_CFG)
+    creds, auth_dir = await nats_identities.prepare_platform(api, tmp_path / "a")
+    stored = await api.read_secret("prod-nats-auth")
+    assert "operator: " in stored["nats.conf"] and "resolver: MEMORY" in stored["nats.conf"]
+    gateway = claims_of((await api.read_secret("prod-gateway-nats"))["nats.creds"])
+    assert "fx.>" in gateway["nats"]["sub"]["deny"]
+    assert claims_of(creds.read_text())["name"] == "fx-controller"
+    # A later leader (a restart, a standby) keeps the authority: the server's config and every user stay valid.
+    again, auth_again = await nats_identities.prepare_platform(api, tmp_path / "b")
+    assert (
+        Signer.load(auth_again).account
+        == Signer.load(auth_dir).account
+        == claims_of(again.read_text())["nats"]["issuer_account"]
+    )
+    assert set(api.secrets) == {"prod-nats-auth", "prod-gateway-nats"}

@@ -72,7 +72,7 @@ async def test_a_pool_pod_is_followed_from_the_moment_it_becomes_the_functions(t
     api, source = FakeApi(cfg=POOL_CFG), FakeLogSource()
     events: list[ReplicaEvent] = []
 
-    async def specialize(ip: str, env: dict) -> dict:
+    async def specialize(ip: str, env: dict, files: dict) -> dict:
         assert "pool-a" in source.streams, "its init output (an import error, say) is the function's too"
         return {"event": "ready"}
 

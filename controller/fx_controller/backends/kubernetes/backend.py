@@ -2,8 +2,10 @@
 
 - Warm pool (when the chart runs one and the function fits its pods' memory and grace): start_replica takes
   an idle pool pod, relabels it as the version's (its ReplicaSet lets it go and makes a new pool pod; the
-  Function becomes its owner) and POSTs the replica environment to it; the pod runs the replica in its
-  already-started runtime and answers when it is ready. No container start: ~the handler's import.
+  Function becomes its owner), leaves the replica environment for it on the artifact port and rings it; the
+  pod fetches that environment from the controller (so only the controller can specialise it), runs the
+  replica in its already-started runtime and answers when it is ready. No container start: ~the handler's
+  import.
 - Otherwise start_replica raises the version's Deployment scale by one and queues the replica; the pod
   watch hands the next ready pod of that version to the oldest queued replica (`ready`, endpoint = pod IP).
   A container that exits before it was ever ready is an init error.
@@ -25,14 +27,16 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 import httpx
+from fx.nats_auth import Signer
 
 from ...artifacts import Artifacts
 from ...settings import Settings
 from ..base import EventSink, ReplicaEvent, ReplicaSpec, SecretMirror
-from . import kube, manifests
+from . import kube, manifests, nats_identities
 from .artifact_server import ArtifactServer
 from .config import KubeConfig
 from .functions import FunctionSync
+from .pod_access import PodAccess
 from .pod_logs import PodLogs
 from .pods import PodState
 from .secrets import KubeSecrets
@@ -41,7 +45,8 @@ log = logging.getLogger("fx_controller.kubernetes")
 
 Key = tuple[str, int]  # (function, version)
 DRAINED_COST = -1000
-Specialize = Callable[[str, dict[str, str]], Awaitable[dict]]  # (pod IP, replica env) -> the runtime's event
+# (pod IP, replica env, files for the pod's /tmp) -> the runtime's event
+Specialize = Callable[[str, dict[str, str], dict[str, str]], Awaitable[dict]]
 
 
 class Api(Protocol):
@@ -58,6 +63,8 @@ class Api(Protocol):
     async def claim_pod(self, pod: str, patch: dict) -> None: ...
     async def delete_pod(self, pod: str, grace: int | None = None) -> None: ...
     async def standalone_pods(self) -> list[str]: ...
+    async def read_secret(self, name: str) -> dict[str, str] | None: ...
+    async def create_secret(self, body: dict) -> bool: ...
     def watch_pods(self, on_event) -> None: ...
     def close(self) -> None: ...
 
@@ -69,19 +76,27 @@ class Companion(Protocol):
     async def stop(self) -> None: ...
 
 
-def http_specialize(timeout: float) -> Specialize:
-    """POST /_fx/specialize to a pool pod; it answers once the replica is ready or failed."""
+def http_specialize(access: PodAccess, timeout: float) -> Specialize:
+    """Leave the replica environment for the pool pod to fetch (once, by its address), then ring it: POST
+    /_fx/specialize, which carries nothing the pod trusts. It answers once the replica is ready or failed."""
 
-    async def specialize(ip: str, env: dict[str, str]) -> dict:
+    async def specialize(ip: str, env: dict[str, str], files: dict[str, str]) -> dict:
         url = f"http://{ip}:{manifests.PORT}/_fx/specialize"
-        async with httpx.AsyncClient(timeout=timeout) as http:
-            for attempt in range(50):  # a pool pod's runtime may still be importing: refused for a moment
-                try:
-                    return (await http.post(url, json={"env": env})).json()
-                except httpx.ConnectError:
-                    if attempt == 49:
-                        raise
-                    await asyncio.sleep(0.1)
+        access.assign(ip, env, files)
+        try:
+            async with httpx.AsyncClient(timeout=timeout) as http:
+                for attempt in range(50):  # a pool pod's runtime may still be importing: refused for a moment
+                    try:
+                        answer = await http.post(url)
+                        if answer.status_code in (200, 500):
+                            return answer.json()
+                        raise RuntimeError(f"answered {answer.status_code}: {answer.text[:200]}")
+                    except httpx.ConnectError:
+                        if attempt == 49:
+                            raise
+                        await asyncio.sleep(0.1)
+        finally:
+            access.finish(ip)
         raise AssertionError("unreachable")
 
     return specialize
@@ -98,12 +113,17 @@ class KubernetesBackend:
         on_replicas: Callable[[str], None] = lambda function: None,
         specialize: Specialize | None = None,
         logs: PodLogs | None = None,
+        access: PodAccess | None = None,
+        signer: Signer | None = None,
     ) -> None:
         self._api = api
         self._cfg = api.cfg
         self._companions = companions
         self._on_replicas = on_replicas  # a function's ready replicas changed (its Function status follows)
-        self._specialize = specialize or http_specialize(60.0)
+        # Told of every pod event: code and pool assignments are handed out by pod address (the artifact server).
+        self._access = access or PodAccess()
+        self._specialize = specialize or http_specialize(self._access, 60.0)
+        self._signer = signer  # mints granted versions' NATS users; None: NATS without authorization
         self._logs = logs
         self._on_event: EventSink = lambda _: None
         self._keys: dict[str, Key] = {}  # replica id -> version, for every replica not yet exited
@@ -155,6 +175,8 @@ class KubernetesBackend:
     async def _start_in_deployment(self, replica: ReplicaSpec, owner: str) -> None:
         key = (replica.function, replica.version)
         body = manifests.deployment(self._cfg, replica.function, replica.version, replica.digest, replica.spec, owner)
+        if replica.spec.nats is not None and self._signer is not None:  # the user its pods mount, made once
+            await nats_identities.ensure_function_secret(self._api, self._signer, *key, replica.spec, owner)
         await self._api.create_deployment(body)  # made once per version; "exists" is fine
         self._pending[key].append(replica.id)
         self._desired[key] += 1
@@ -162,12 +184,16 @@ class KubernetesBackend:
 
     async def _start_in_pool(self, replica: ReplicaSpec, pod: PodState, owner: str) -> None:
         key = (replica.function, replica.version)
-        env = {e["name"]: e["value"] for e in manifests.replica_env(self._cfg, *key, replica.digest, replica.spec)}
+        spec, creds = replica.spec, manifests.POOL_NATS_CREDS
+        env = {e["name"]: e["value"] for e in manifests.replica_env(self._cfg, *key, replica.digest, spec, creds)}
         env.update(replica.secret_env)  # a pool pod has no envFrom: the values come with its specialization
+        files = {}  # no Secret volume either: a granted version's NATS user comes in the assignment
+        if spec.nats is not None and self._signer is not None:
+            files[creds] = nats_identities.function_creds(self._signer, *key, spec)
         try:
-            await self._api.claim_pod(pod.name, manifests.claim_patch(self._cfg, *key, owner))
+            await self._api.claim_pod(pod.name, manifests.claim_patch(self._cfg, *key, replica.digest, spec, owner))
             self._follow_log(pod.name, replica.function)  # from here on the pod's output is the function's
-            answer = await self._specialize(pod.ip, env)
+            answer = await self._specialize(pod.ip, env, files)
         except Exception as e:  # the pod is of no use: drop it, and start the replica the slow way
             log.warning("pool pod %s could not become replica %s (%s): using the Deployment", pod.name, replica.id, e)
             self._release(replica.id)
@@ -242,6 +268,7 @@ class KubernetesBackend:
     # --- the pod watch ------------------------------------------------------------------
 
     def _on_pod(self, kind: str, pod: PodState) -> None:
+        self._access.observe(kind, pod)
         gone = kind == "DELETED"
         if gone:
             self._pods.pop(pod.name, None)
@@ -346,6 +373,16 @@ class KubernetesBackend:
         task.add_done_callback(self._tasks.discard)
 
 
+async def prepare_nats(settings: Settings) -> None:
+    """As the leader, before anything connects to NATS: when the chart runs NATS with authorization, the NATS
+    identities (made once) and this controller's own user, into its settings."""
+    cfg = KubeConfig.from_env()
+    if cfg.nats_auth_secret:
+        kube.load_client_config()
+        api = kube.KubeApi(cfg)
+        settings.nats_creds, settings.nats_auth_dir = await nats_identities.prepare_platform(api, settings.state_dir)
+
+
 def create(settings: Settings, artifacts: Artifacts) -> KubernetesBackend:
     """The backend as the controller runs it in a cluster (the chart sets the FX_K8S_* variables)."""
     cfg = KubeConfig.from_env()
@@ -355,12 +392,16 @@ def create(settings: Settings, artifacts: Artifacts) -> KubernetesBackend:
         base_url=f"http://127.0.0.1:{settings.port}", headers={"Authorization": f"Bearer {settings.token}"}, timeout=60
     )
     sync = FunctionSync(api, settings.nats_url, admin, settings.nats_creds)
+    access = PodAccess()
+    signer = Signer.load(settings.nats_auth_dir) if settings.nats_auth_dir else None
     backend = KubernetesBackend(
         api,
-        companions=(ArtifactServer(artifacts, cfg.artifact_listen), sync),
+        companions=(ArtifactServer(artifacts, cfg.artifact_listen, access), sync),
         on_replicas=sync.replicas_changed,
-        specialize=http_specialize(settings.init_timeout),
+        specialize=http_specialize(access, settings.init_timeout),
         logs=PodLogs(api, settings.state_dir / "logs"),
+        access=access,
+        signer=signer,
     )
     sync.ready_count = backend.ready_count
     backend.secret_mirror = KubeSecrets(api)

@@ -28,6 +28,10 @@ class KubeConfig:
     artifact_listen: str = "0.0.0.0:8082"
     artifact_url: str = "http://fx-controller:8082"  # how function pods reach the artifact server
     nats_url: str = "nats://fx-nats:4222"  # how function pods reach NATS (FX_NATS_URL, the controller's own)
+    # NATS with authorization (nats_identities): the Secrets the leader keeps the authority (and the server's
+    # config) and the gateway's user in. Empty: NATS without auth, nobody gets credentials.
+    nats_auth_secret: str = ""
+    gateway_nats_secret: str = ""
     # The warm pool (pods of `python -m fx_runtime.pool`, made by the chart): their memory limit in MB (0: no
     # pool) and termination grace; a function fits when its memory and timeout fit in those.
     pool_memory: int = 0
@@ -52,6 +56,8 @@ class KubeConfig:
             artifact_listen=env.get("FX_K8S_ARTIFACT_LISTEN", d.artifact_listen),
             artifact_url=env.get("FX_K8S_ARTIFACT_URL", d.artifact_url).rstrip("/"),
             nats_url=env.get("FX_NATS_URL", d.nats_url),
+            nats_auth_secret=env.get("FX_K8S_NATS_AUTH_SECRET", d.nats_auth_secret),
+            gateway_nats_secret=env.get("FX_K8S_GATEWAY_NATS_SECRET", d.gateway_nats_secret),
             pool_memory=int(env.get("FX_K8S_POOL_MEMORY", d.pool_memory)),
             pool_grace=int(env.get("FX_K8S_POOL_GRACE", d.pool_grace)),
         )

@@ -7,6 +7,7 @@ Watches run in daemon threads and hand events to the event loop; a watch that ex
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import threading
 from collections.abc import Callable
@@ -182,6 +183,26 @@ class KubeApi:
                 raise
             name = body["metadata"]["name"]
             await asyncio.to_thread(self.core.replace_namespaced_secret, name, self.cfg.namespace, body)
+
+    async def read_secret(self, name: str) -> dict[str, str] | None:
+        """A Secret's values (decoded), None if there is none by that name."""
+        try:
+            found = await asyncio.to_thread(self.core.read_namespaced_secret, name, self.cfg.namespace)
+        except ApiException as e:
+            if e.status == 404:
+                return None
+            raise
+        return {k: base64.b64decode(v).decode() for k, v in (found.data or {}).items()}
+
+    async def create_secret(self, body: dict) -> bool:
+        """False when one by that name exists already (kept as it is)."""
+        try:
+            await asyncio.to_thread(self.core.create_namespaced_secret, self.cfg.namespace, body)
+        except ApiException as e:
+            if e.status == 409:
+                return False
+            raise
+        return True
 
     async def delete_secret(self, name: str) -> None:
         try:

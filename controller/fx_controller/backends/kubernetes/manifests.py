@@ -9,6 +9,7 @@ import base64
 import math
 
 from fx.models import FunctionSpec
+from fx.nats_auth import function_inbox_prefix
 
 from .config import GROUP, VERSION, KubeConfig
 
@@ -21,6 +22,9 @@ VERSION_LABEL = f"{GROUP}/version"
 DIGEST_ANNOTATION = f"{GROUP}/digest"
 DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
 POOL_LABEL = f"{GROUP}/pool"
+NATS_LABEL = f"{GROUP}/nats"  # a function with a `nats:` grant: the NetworkPolicy opens NATS to its pods alone
+NATS_CREDS_DIR = "/var/run/fx/nats"  # a Deployment pod's mount of its version's NATS user (a Secret)
+POOL_NATS_CREDS = "/tmp/fx-nats.creds"  # where a pool pod writes the user that came with its assignment
 SECRET_LABEL = f"{GROUP}/secret"
 
 
@@ -41,8 +45,21 @@ def selector_string(cfg: KubeConfig) -> str:
     return ",".join(f"{k}={v}" for k, v in selector(cfg).items())
 
 
-def pod_labels(cfg: KubeConfig, function: str, version: int) -> dict[str, str]:
-    return {**selector(cfg), FUNCTION_LABEL: function, VERSION_LABEL: str(version)}
+def pod_labels(cfg: KubeConfig, function: str, version: int, spec: FunctionSpec) -> dict[str, str]:
+    return {**selector(cfg), FUNCTION_LABEL: function, VERSION_LABEL: str(version), **nats_label(spec)}
+
+
+def nats_label(spec: FunctionSpec) -> dict[str, str]:
+    return {NATS_LABEL: "true"} if spec.nats is not None else {}
+
+
+def nats_secret_name(function: str, version: int) -> str:
+    return f"{deployment_name(function, version)}-nats"
+
+
+def nats_identity_selector(cfg: KubeConfig) -> dict[str, str]:
+    """The labels of the Secrets holding NATS identities (the authority, the gateway's and functions' users)."""
+    return {**selector(cfg), "app.kubernetes.io/component": "nats-identity"}
 
 
 def function_resource(cfg: KubeConfig, spec: FunctionSpec) -> dict:
@@ -68,9 +85,12 @@ def spec_of(name: str, body: dict) -> FunctionSpec:
     return FunctionSpec.model_validate({**body, "name": name})
 
 
-def replica_env(cfg: KubeConfig, function: str, version: int, digest: str, spec: FunctionSpec) -> list[dict]:
+def replica_env(
+    cfg: KubeConfig, function: str, version: int, digest: str, spec: FunctionSpec, nats_creds: str
+) -> list[dict]:
     """ARCHITECTURE.md's replica environment; the code comes by digest from the controller's artifact server,
-    or is in the function's own image at LAMBDA_TASK_ROOT (/var/task, set by the runtime image it is built FROM)."""
+    or is in the function's own image at LAMBDA_TASK_ROOT (/var/task, set by the runtime image it is built FROM).
+    `nats_creds`: where a granted replica finds its NATS user, when NATS runs with authorization."""
     env = {
         "_HANDLER": spec.handler,
         "AWS_LAMBDA_FUNCTION_NAME": function,
@@ -80,10 +100,20 @@ def replica_env(cfg: KubeConfig, function: str, version: int, digest: str, spec:
         "FX_LISTEN": f"0.0.0.0:{PORT}",
         "FX_TIMEOUT_MS": str(int(spec.timeout * 1000)),
         "FX_HTTP_EVENT": spec.http.event,
-        "FX_NATS_URL": cfg.nats_url,
+        **nats_env(cfg, function, spec, nats_creds),
     }
     env.update(spec.env)
     return [{"name": k, "value": v} for k, v in env.items()]
+
+
+def nats_env(cfg: KubeConfig, function: str, spec: FunctionSpec, creds: str) -> dict[str, str]:
+    """FX_NATS_* for a function with a grant only: the others get no NATS at all (nor a route to it)."""
+    if spec.nats is None:
+        return {}
+    env = {"FX_NATS_URL": cfg.nats_url, "FX_NATS_INBOX_PREFIX": function_inbox_prefix(function)}
+    if cfg.nats_auth_secret:
+        env["FX_NATS_CREDS"] = creds
+    return env
 
 
 def code_env(cfg: KubeConfig, digest: str, spec: FunctionSpec) -> dict[str, str]:
@@ -146,12 +176,14 @@ def fits_pool(cfg: KubeConfig, spec: FunctionSpec) -> bool:
     return spec.image is None and 0 < spec.memory <= cfg.pool_memory and grace_seconds(cfg, spec) <= cfg.pool_grace
 
 
-def claim_patch(cfg: KubeConfig, function: str, version: int, owner_uid: str) -> dict:
+def claim_patch(cfg: KubeConfig, function: str, version: int, digest: str, spec: FunctionSpec, owner_uid: str) -> dict:
     """A JSON merge patch that takes a pool pod out of the pool's ReplicaSet (which then makes a new one) and
-    makes it the function's: its labels, and the Function as its only owner, so deleting the Function removes it."""
+    makes it the function's: its labels and code digest, and the Function as its only owner, so deleting the
+    Function removes it."""
     return {
         "metadata": {
-            "labels": {POOL_LABEL: None, FUNCTION_LABEL: function, VERSION_LABEL: str(version)},
+            "labels": {POOL_LABEL: None, FUNCTION_LABEL: function, VERSION_LABEL: str(version), **nats_label(spec)},
+            "annotations": {DIGEST_ANNOTATION: digest},
             "ownerReferences": [owner_reference(function, owner_uid)],
         }
     }
@@ -170,7 +202,8 @@ def owner_reference(function: str, uid: str) -> dict:
 
 def deployment(cfg: KubeConfig, function: str, version: int, digest: str, spec: FunctionSpec, owner_uid: str) -> dict:
     """One immutable version as a Deployment that starts at zero replicas; only its scale changes later."""
-    labels = pod_labels(cfg, function, version)
+    labels = pod_labels(cfg, function, version, spec)
+    granted = spec.nats is not None and bool(cfg.nats_auth_secret)
     memory = f"{spec.memory}Mi"
     grace = grace_seconds(cfg, spec)
     container = {
@@ -178,7 +211,7 @@ def deployment(cfg: KubeConfig, function: str, version: int, digest: str, spec: 
         "image": spec.image or cfg.runtime_image,
         # A function's own image: pulled once per node, so a new release needs a new tag (or a digest).
         "imagePullPolicy": "IfNotPresent" if spec.image else cfg.runtime_pull_policy,
-        "env": replica_env(cfg, function, version, digest, spec),
+        "env": replica_env(cfg, function, version, digest, spec, f"{NATS_CREDS_DIR}/nats.creds"),
         **({"envFrom": secret_env_from(cfg, spec)} if spec.secrets else {}),
         "ports": [{"name": "http", "containerPort": PORT}],
         "readinessProbe": {
@@ -197,7 +230,11 @@ def deployment(cfg: KubeConfig, function: str, version: int, digest: str, spec: 
         },
         # An init error's last log lines (Lambda's errorType and message) become the termination message.
         "terminationMessagePolicy": "FallbackToLogsOnError",
-        "volumeMounts": [{"name": "work", "mountPath": WORK_DIR}, {"name": "tmp", "mountPath": "/tmp"}],
+        "volumeMounts": [
+            {"name": "work", "mountPath": WORK_DIR},
+            {"name": "tmp", "mountPath": "/tmp"},
+            *([{"name": "nats", "mountPath": NATS_CREDS_DIR, "readOnly": True}] if granted else []),
+        ],
     }
     return {
         "apiVersion": "apps/v1",
@@ -231,6 +268,17 @@ def deployment(cfg: KubeConfig, function: str, version: int, digest: str, spec: 
                     "volumes": [
                         {"name": "work", "emptyDir": {}},
                         {"name": "tmp", "emptyDir": {}},
+                        # Readable by the pod's group (fsGroup) only: the function's uid, not the world.
+                        *(
+                            [
+                                {
+                                    "name": "nats",
+                                    "secret": {"secretName": nats_secret_name(function, version), "defaultMode": 0o440},
+                                }
+                            ]
+                            if granted
+                            else []
+                        ),
                     ],
                 },
             },

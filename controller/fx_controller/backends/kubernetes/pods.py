@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from .manifests import FUNCTION_LABEL, POOL_LABEL, PORT, VERSION_LABEL
+from .manifests import DIGEST_ANNOTATION, FUNCTION_LABEL, POOL_LABEL, PORT, VERSION_LABEL
 
 ERROR_LINE = re.compile(r"^\[ERROR\] ([\w.]+): (.*)$", re.M)  # how the runtime logs an init error
 
@@ -22,6 +22,7 @@ class PodState:
     # The container exited before it was ever ready (an init error): Lambda's errorType, its message, exit code.
     init_error: tuple[str, str, int | None] | None = None
     pool: bool = False  # an idle warm-pool pod (function "" and version 0)
+    digest: str = ""  # the code it runs (fx.dev/digest): what the artifact server hands it
 
     @property
     def endpoint(self) -> str:
@@ -58,4 +59,5 @@ def pod_state(pod: Any) -> PodState | None:
         deleting=meta.deletion_timestamp is not None,
         init_error=failure,
         pool=pool,
+        digest=(meta.annotations or {}).get(DIGEST_ANNOTATION, ""),
     )

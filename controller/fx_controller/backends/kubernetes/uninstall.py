@@ -4,7 +4,8 @@ Helm keeps the CRDs, and with them every Function and what it owns (Deployments,
 removes anything, this deletes the namespace's Functions while the controller still runs (it stops their
 replicas as for `kubectl delete function`) and waits until the garbage collector has removed their
 dependents, so `helm uninstall` leaves no function behind. Then it deletes the Secrets holding fx's secrets
-(the controller's copies; the values stay in NATS for as long as its volume does).
+(the controller's copies; the values stay in NATS for as long as its volume does) and NATS identities (the
+authority the controller made, the gateway's user).
 """
 
 from __future__ import annotations
@@ -47,10 +48,12 @@ def main() -> int:
         time.sleep(1)
     print("every function and what it owned is gone", flush=True)
     core = client.CoreV1Api()
-    secrets = core.list_namespaced_secret(cfg.namespace, label_selector=manifests.secret_selector(cfg)).items
-    for secret in secrets:
-        core.delete_namespaced_secret(secret.metadata.name, cfg.namespace)
-    print(f"deleted {len(secrets)} Secrets of fx secrets", flush=True)
+    identities = ",".join(f"{k}={v}" for k, v in manifests.nats_identity_selector(cfg).items())
+    for what, selector in (("fx secrets", manifests.secret_selector(cfg)), ("NATS identities", identities)):
+        secrets = core.list_namespaced_secret(cfg.namespace, label_selector=selector).items
+        for secret in secrets:
+            core.delete_namespaced_secret(secret.metadata.name, cfg.namespace)
+        print(f"deleted {len(secrets)} Secrets of {what}", flush=True)
     return 0
 
 
