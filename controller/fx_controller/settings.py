@@ -7,6 +7,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from fx.flags import option
+
 from .backends.local_sandbox import parse_uid_range
 
 
@@ -56,6 +58,32 @@ def _uids(value: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(f"--sandbox-uids: {e}") from None
 
 
+# The numeric flags: (flag, type, default, meaning); each also comes from its FX_* variable (fx.flags).
+_NUMBERS = (
+    (
+        "--nats-creds-ttl",
+        float,
+        Settings.nats_creds_ttl,
+        "seconds a function's NATS credentials are valid; renewed while it runs",
+    ),
+    ("--drain-delay", float, Settings.drain_delay, "seconds between unpublishing a replica and SIGTERM"),
+    ("--max-unzipped-mb", int, Settings.max_unzipped_mb, "largest unzipped size of a code zip, in MB"),
+    ("--max-secret-bytes", int, Settings.max_secret_bytes, "bytes of keys and values one secret may hold"),
+    ("--stable-window", float, Settings.stable_window, "seconds of load history a scale-down must respect"),
+    ("--init-timeout", float, Settings.init_timeout, "seconds a replica may take to become ready"),
+    ("--keep-warm", float, Settings.keep_warm, "seconds a version keeps its replicas after losing traffic"),
+    ("--max-artifact-entries", int, Settings.max_artifact_entries, "files and directories a code zip may hold"),
+    ("--sandbox-tmp-mb", int, Settings.sandbox_tmp_mb, "size of each replica's /tmp"),
+    ("--sandbox-pids-max", int, Settings.sandbox_pids_max, "processes and threads per replica"),
+    (
+        "--max-body-kb",
+        int,
+        Settings.max_body_kb,
+        "largest body of an admin call other than an artifact upload (those: --max-unzipped-mb)",
+    ),
+)
+
+
 def parse(argv: list[str] | None = None, environ: dict[str, str] | None = None) -> Settings:
     env = os.environ if environ is None else environ
     p = argparse.ArgumentParser(prog="fx-controller", description="fx control plane: admin API, autoscaler, replicas")
@@ -69,12 +97,6 @@ def parse(argv: list[str] | None = None, environ: dict[str, str] | None = None) 
         help="directory with fx-account.pub and fx-signing.nk, to mint functions' NATS users [FX_NATS_AUTH_DIR]",
     )
     p.add_argument(
-        "--nats-creds-ttl",
-        type=float,
-        default=float(env.get("FX_NATS_CREDS_TTL", Settings.nats_creds_ttl)),
-        help="seconds a function's NATS credentials are valid; renewed while it runs [FX_NATS_CREDS_TTL]",
-    )
-    p.add_argument(
         "--listen", default=env.get("FX_LISTEN", f"{Settings.host}:{Settings.port}"), help="host:port [FX_LISTEN]"
     )
     p.add_argument("--state-dir", default=env.get("FX_STATE_DIR", str(Settings.state_dir)), help="[FX_STATE_DIR]")
@@ -84,28 +106,6 @@ def parse(argv: list[str] | None = None, environ: dict[str, str] | None = None) 
         default=env.get("FX_BACKEND", "local"),
         choices=["local", "kubernetes"],
         help="local: replicas are processes on this host; kubernetes: pods (FX_K8S_* variables) [FX_BACKEND]",
-    )
-    p.add_argument("--drain-delay", type=float, default=float(env.get("FX_DRAIN_DELAY", Settings.drain_delay)))
-    p.add_argument("--max-unzipped-mb", type=int, default=int(env.get("FX_MAX_UNZIPPED_MB", Settings.max_unzipped_mb)))
-    p.add_argument(
-        "--max-secret-bytes",
-        type=int,
-        default=int(env.get("FX_MAX_SECRET_BYTES", Settings.max_secret_bytes)),
-        help="bytes of keys and values one secret may hold [FX_MAX_SECRET_BYTES]",
-    )
-    p.add_argument("--stable-window", type=float, default=float(env.get("FX_STABLE_WINDOW", Settings.stable_window)))
-    p.add_argument("--init-timeout", type=float, default=float(env.get("FX_INIT_TIMEOUT", Settings.init_timeout)))
-    p.add_argument(
-        "--keep-warm",
-        type=float,
-        default=float(env.get("FX_KEEP_WARM", Settings.keep_warm)),
-        help="seconds a version keeps its replicas after losing traffic [FX_KEEP_WARM]",
-    )
-    p.add_argument(
-        "--max-artifact-entries",
-        type=int,
-        default=int(env.get("FX_MAX_ARTIFACT_ENTRIES", Settings.max_artifact_entries)),
-        help="files and directories a code zip may hold [FX_MAX_ARTIFACT_ENTRIES]",
     )
     p.add_argument(
         "--sandbox",
@@ -119,24 +119,8 @@ def parse(argv: list[str] | None = None, environ: dict[str, str] | None = None) 
         default=env.get("FX_SANDBOX_UIDS", "-".join(map(str, Settings.sandbox_uids))),
         help="FIRST-LAST: the uids (and gids) functions run as, one per function [FX_SANDBOX_UIDS]",
     )
-    p.add_argument(
-        "--sandbox-tmp-mb",
-        type=int,
-        default=int(env.get("FX_SANDBOX_TMP_MB", Settings.sandbox_tmp_mb)),
-        help="size of each replica's /tmp [FX_SANDBOX_TMP_MB]",
-    )
-    p.add_argument(
-        "--sandbox-pids-max",
-        type=int,
-        default=int(env.get("FX_SANDBOX_PIDS_MAX", Settings.sandbox_pids_max)),
-        help="processes and threads per replica [FX_SANDBOX_PIDS_MAX]",
-    )
-    p.add_argument(
-        "--max-body-kb",
-        type=int,
-        default=int(env.get("FX_MAX_BODY_KB", Settings.max_body_kb)),
-        help="largest body of an admin call other than an artifact upload (those: --max-unzipped-mb) [FX_MAX_BODY_KB]",
-    )
+    for flag, kind, default, meaning in _NUMBERS:
+        option(p, flag, kind, default, meaning, env)
     for flag, name, what in (
         ("--public-metrics", "FX_PUBLIC_METRICS", "/metrics"),
         ("--public-docs", "FX_PUBLIC_DOCS", "/system/openapi.json and /system/docs"),

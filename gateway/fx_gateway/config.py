@@ -8,6 +8,8 @@ import socket
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from fx.flags import option
+
 from fx_gateway.callback_policy import CallbackPolicy
 
 
@@ -58,6 +60,68 @@ def _list(value: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in value.split(",") if item.strip())
 
 
+# Numeric flags: (flag, type, default, meaning); each also comes from its FX_* variable (fx.flags).
+_NUMBERS = (
+    ("--hold-timeout", float, Settings.hold_timeout, "seconds a request may wait for a replica"),
+    ("--hold-queue", int, Settings.hold_queue, "max held requests per version"),
+    ("--max-request-bytes", int, Settings.max_request_bytes, "ceiling on any function's request body limit"),
+    ("--drain-timeout", float, Settings.drain_timeout, "seconds in-flight requests get on SIGTERM"),
+    ("--async-max-bytes", int, Settings.async_max_bytes, "max body of an async call"),
+    ("--async-concurrency", int, Settings.async_concurrency, "async calls this gateway runs at once"),
+    ("--async-retries", int, Settings.async_retries, "retries of a failed async call before it is dead-lettered"),
+    ("--async-backoff", float, Settings.async_backoff, "seconds before the first retry, doubled for each next one"),
+    ("--async-max-age", float, Settings.async_max_age, "seconds an async call may wait before it is dead-lettered"),
+    (
+        "--async-ack-wait",
+        float,
+        Settings.async_ack_wait,
+        "seconds before a call taken by a vanished gateway is redelivered",
+    ),
+    ("--trigger-concurrency", int, Settings.trigger_concurrency, "NATS trigger events this gateway runs at once"),
+)
+_LIMITS = (
+    ("--max-url-bytes", int, Settings.max_url_bytes, "longest request target; longer: 414"),
+    (
+        "--max-header-bytes",
+        int,
+        Settings.max_header_bytes,
+        "most bytes of header names and values in one request; more: 431",
+    ),
+    ("--max-headers", int, Settings.max_headers, "most header lines in one request; more: 431"),
+    (
+        "--header-timeout",
+        float,
+        Settings.header_timeout,
+        "seconds for a request's whole head to arrive; then 408 and close",
+    ),
+    ("--body-timeout", float, Settings.body_timeout, "seconds without a byte of a request body; then 408 and close"),
+    (
+        "--idle-timeout",
+        float,
+        Settings.idle_timeout,
+        "seconds a keep-alive connection may wait for its next request; then close",
+    ),
+    (
+        "--max-connections",
+        int,
+        Settings.max_connections,
+        "caller connections at once; more are answered 503 and closed",
+    ),
+    (
+        "--system-max-bytes",
+        int,
+        Settings.system_max_bytes,
+        "largest /system request body forwarded to the controller; more: 413",
+    ),
+    (
+        "--max-revision-skew",
+        float,
+        Settings.max_revision_skew,
+        "seconds a route table's revision may be ahead of this gateway's clock; further: ignored",
+    ),
+)
+
+
 def parse(argv: list[str] | None = None) -> Settings:
     env = os.environ.get
     p = argparse.ArgumentParser(prog="fx-gateway", description="fx data plane: routes HTTP calls to function replicas")
@@ -70,131 +134,15 @@ def parse(argv: list[str] | None = None) -> Settings:
         help="controller admin API URL, for /system/* [FX_CONTROLLER_URL]",
     )
     p.add_argument(
-        "--hold-timeout",
-        type=float,
-        default=float(env("FX_HOLD_TIMEOUT", Settings.hold_timeout)),
-        help="seconds a request may wait for a replica [FX_HOLD_TIMEOUT]",
-    )
-    p.add_argument(
-        "--hold-queue",
-        type=int,
-        default=int(env("FX_HOLD_QUEUE", Settings.hold_queue)),
-        help="max held requests per version [FX_HOLD_QUEUE]",
-    )
-    p.add_argument(
-        "--max-request-bytes",
-        type=int,
-        default=int(env("FX_MAX_REQUEST_BYTES", Settings.max_request_bytes)),
-        help="ceiling on any function's request body limit [FX_MAX_REQUEST_BYTES]",
-    )
-    p.add_argument(
         "--gateway-id",
         default=env("FX_GATEWAY_ID", f"{socket.gethostname()}-{os.getpid()}"),
         help="name in load reports [FX_GATEWAY_ID]",
     )
-    p.add_argument(
-        "--drain-timeout",
-        type=float,
-        default=float(env("FX_DRAIN_TIMEOUT", Settings.drain_timeout)),
-        help="seconds in-flight requests get on SIGTERM [FX_DRAIN_TIMEOUT]",
-    )
-    p.add_argument(
-        "--async-max-bytes",
-        type=int,
-        default=int(env("FX_ASYNC_MAX_BYTES", Settings.async_max_bytes)),
-        help="max body of an async call [FX_ASYNC_MAX_BYTES]",
-    )
-    p.add_argument(
-        "--async-concurrency",
-        type=int,
-        default=int(env("FX_ASYNC_CONCURRENCY", Settings.async_concurrency)),
-        help="async calls this gateway runs at once [FX_ASYNC_CONCURRENCY]",
-    )
-    p.add_argument(
-        "--async-retries",
-        type=int,
-        default=int(env("FX_ASYNC_RETRIES", Settings.async_retries)),
-        help="retries of a failed async call before it is dead-lettered [FX_ASYNC_RETRIES]",
-    )
-    p.add_argument(
-        "--async-backoff",
-        type=float,
-        default=float(env("FX_ASYNC_BACKOFF", Settings.async_backoff)),
-        help="seconds before the first retry, doubled for each next one [FX_ASYNC_BACKOFF]",
-    )
-    p.add_argument(
-        "--async-max-age",
-        type=float,
-        default=float(env("FX_ASYNC_MAX_AGE", Settings.async_max_age)),
-        help="seconds an async call may wait before it is dead-lettered [FX_ASYNC_MAX_AGE]",
-    )
-    p.add_argument(
-        "--async-ack-wait",
-        type=float,
-        default=float(env("FX_ASYNC_ACK_WAIT", Settings.async_ack_wait)),
-        help="seconds before a call taken by a vanished gateway is redelivered [FX_ASYNC_ACK_WAIT]",
-    )
-    p.add_argument(
-        "--trigger-concurrency",
-        type=int,
-        default=int(env("FX_TRIGGER_CONCURRENCY", Settings.trigger_concurrency)),
-        help="NATS trigger events this gateway runs at once [FX_TRIGGER_CONCURRENCY]",
-    )
+    for flag, kind, default, meaning in _NUMBERS:
+        option(p, flag, kind, default, meaning)
     limits = p.add_argument_group("limits per caller connection")
-    for flag, env_name, kind, default, meaning in (
-        ("--max-url-bytes", "FX_MAX_URL_BYTES", int, Settings.max_url_bytes, "longest request target; longer: 414"),
-        (
-            "--max-header-bytes",
-            "FX_MAX_HEADER_BYTES",
-            int,
-            Settings.max_header_bytes,
-            "most bytes of header names and values in one request; more: 431",
-        ),
-        ("--max-headers", "FX_MAX_HEADERS", int, Settings.max_headers, "most header lines in one request; more: 431"),
-        (
-            "--header-timeout",
-            "FX_HEADER_TIMEOUT",
-            float,
-            Settings.header_timeout,
-            "seconds for a request's whole head to arrive; then 408 and close",
-        ),
-        (
-            "--body-timeout",
-            "FX_BODY_TIMEOUT",
-            float,
-            Settings.body_timeout,
-            "seconds without a byte of a request body; then 408 and close",
-        ),
-        (
-            "--idle-timeout",
-            "FX_IDLE_TIMEOUT",
-            float,
-            Settings.idle_timeout,
-            "seconds a keep-alive connection may wait for its next request; then close",
-        ),
-        (
-            "--max-connections",
-            "FX_MAX_CONNECTIONS",
-            int,
-            Settings.max_connections,
-            "caller connections at once; more are answered 503 and closed",
-        ),
-        (
-            "--system-max-bytes",
-            "FX_SYSTEM_MAX_BYTES",
-            int,
-            Settings.system_max_bytes,
-            "largest /system request body forwarded to the controller; more: 413",
-        ),
-        (
-            "--max-revision-skew",
-            "FX_MAX_REVISION_SKEW",
-            float,
-            Settings.max_revision_skew,
-            "seconds a route table's revision may be ahead of this gateway's clock; further: ignored",
-        ),
-    ):
-        limits.add_argument(flag, type=kind, default=kind(env(env_name, default)), help=f"{meaning} [{env_name}]")
+    for flag, kind, default, meaning in _LIMITS:
+        option(limits, flag, kind, default, meaning)
     p.add_argument(
         "--metrics-listen",
         default=env("FX_METRICS_LISTEN", ""),
