@@ -25,7 +25,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from . import errors, logs
 from .auth import AdminGuard
 from .controller import Controller
-from .secrets_api import router as secrets_router
+from .secrets.api import router as secrets_router
 
 ERRORS = {status: {"model": ErrorBody} for status in (400, 401, 404, 409, 413)}
 

@@ -48,8 +48,8 @@ from .nats_buckets import open_kv, open_object_store
 from .reconciler import Reconciler
 from .releases import Releases
 from .routes import RoutePublisher
-from .secret_store import SecretStore
-from .secrets_admin import Secrets
+from .secrets.rules import Secrets
+from .secrets.store import SecretStore
 from .settings import Settings
 from .store import FunctionRecord, FunctionStore, VersionRecord
 

@@ -7,8 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Response
 from fx.models import SecretInfo, SecretSpec, check_secret_name
 
-from . import errors
-from .secrets_admin import Secrets
+from .. import errors
+from .rules import Secrets
 
 
 def _name(name: Annotated[str, Path(description="secret name (DNS-1123 label)")]) -> str:

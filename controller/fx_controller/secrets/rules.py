@@ -23,11 +23,11 @@ from datetime import UTC, datetime
 
 from fx.models import FunctionSpec, SecretInfo, SecretSpec
 
-from .backends.base import SecretMirror
-from .errors import ApiError
-from .fleet import StartFailed
-from .secret_store import SecretRecord, SecretStore
-from .store import FunctionRecord, FunctionStore, VersionRecord
+from ..backends.base import SecretMirror
+from ..errors import ApiError
+from ..fleet import StartFailed
+from ..store import FunctionRecord, FunctionStore, VersionRecord
+from .store import SecretRecord, SecretStore
 
 log = logging.getLogger("fx_controller.secrets")
 
