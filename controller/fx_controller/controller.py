@@ -47,6 +47,7 @@ from .metrics import Metrics
 from .nats_buckets import open_kv, open_object_store
 from .reconciler import Reconciler
 from .releases import Releases
+from .replica_tokens import KEY_FILE, ReplicaTokens, load_key
 from .routes import RoutePublisher
 from .secrets.rules import Secrets
 from .secrets.store import SecretStore
@@ -117,6 +118,7 @@ class Controller:
             drain_delay=s.drain_delay,
             init_timeout=s.init_timeout,
             secret_env=self.secrets.env,
+            tokens=ReplicaTokens(load_key(s.state_dir / KEY_FILE)),
         )
         self.routes = RoutePublisher(routes_kv, self.store, self.fleet)
         self.activator = Activator(self.store, self.fleet, self.load, self.metrics)

@@ -19,6 +19,7 @@ from fx.models import FunctionSpec
 
 from .backends.base import Backend, ReplicaEvent, ReplicaSpec
 from .metrics import Metrics
+from .replica_tokens import ReplicaTokens
 from .store import VersionRecord
 
 log = logging.getLogger("fx_controller.fleet")
@@ -66,8 +67,10 @@ class Fleet:
         init_timeout: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
         secret_env: Callable[[FunctionSpec], dict[str, str]] = lambda spec: {},
+        tokens: ReplicaTokens | None = None,
     ) -> None:
         self._backend = backend
+        self._tokens = tokens  # None: replicas are started without a token, and check none
         self._secret_env = secret_env  # a version's secret values, read at each start; StartFailed if gone
         self._metrics = metrics
         self._on_change = on_change  # publishes the function's route table
@@ -90,6 +93,10 @@ class Fleet:
 
     def endpoints(self, function: str, version: int) -> list[str]:
         return sorted(r.endpoint for r in self.of(function, version) if r.state == "ready")
+
+    def token(self, function: str, version: int) -> str:
+        """The replica token of a version: what its replicas are given and the gateway shows them."""
+        return self._tokens.token(function, version) if self._tokens is not None else ""
 
     def count(self, function: str, version: int, state: str) -> int:
         return sum(1 for r in self.of(function, version) if r.state == state)
@@ -126,7 +133,15 @@ class Fleet:
         try:
             secret_env = self._secret_env(version.spec)
             await self._backend.start_replica(
-                ReplicaSpec(replica.id, function, version.version, version.digest, version.spec, secret_env)
+                ReplicaSpec(
+                    replica.id,
+                    function,
+                    version.version,
+                    version.digest,
+                    version.spec,
+                    secret_env,
+                    self.token(function, version.version),
+                )
             )
         except StartFailed as e:  # e.g. a secret the version names was removed
             self._fail(replica, Failure(self._clock(), e.error_type, e.message))

@@ -21,7 +21,9 @@ def build_table(record: FunctionRecord, fleet: Fleet, revision: int) -> RouteTab
         traffic={str(v): pct for v, pct in record.traffic.items()},
         versions={
             str(v.version): VersionRoute(
-                endpoints=fleet.endpoints(record.name, v.version), concurrency=v.spec.scale.concurrency
+                endpoints=fleet.endpoints(record.name, v.version),
+                concurrency=v.spec.scale.concurrency,
+                token=fleet.token(record.name, v.version),
             )
             for v in record.versions
         },

@@ -52,6 +52,7 @@ HOP_BY_HOP = frozenset(
         b"x-forwarded-for",
         b"x-forwarded-proto",
         b"x-forwarded-host",
+        b"x-fx-replica-token",  # the gateway's own credential: a caller's is never passed on
     }
 )
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"

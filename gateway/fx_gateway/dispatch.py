@@ -47,6 +47,8 @@ class VersionDispatcher:
         self.hold_timeout = hold_timeout
         self.hold_queue = hold_queue
         self.concurrency = 1
+        self.token = ""
+        self.auth = b""  # the version's X-Fx-Replica-Token header line, added to every request it sends
         self.replicas: dict[str, Replica] = {}
         self.queue: deque[Exchange] = deque()
         self.sent: set[Exchange] = set()  # at a replica, for the backstop timeout
@@ -56,10 +58,18 @@ class VersionDispatcher:
     # --- the route table's view ---
 
     def update(
-        self, endpoints: list[str], concurrency: int, hold_timeout: float | None = None, hold_queue: int | None = None
+        self,
+        endpoints: list[str],
+        concurrency: int,
+        hold_timeout: float | None = None,
+        hold_queue: int | None = None,
+        token: str = "",
     ) -> None:
         """Adopt a route table's endpoints; replicas keep their counts and pools, vanished ones lose idle sockets."""
         self.concurrency = concurrency
+        if token != self.token:  # the header line is built once per version, not per request
+            self.token = token
+            self.auth = b"X-Fx-Replica-Token: %s\r\n" % token.encode("latin-1") if token else b""
         self.hold_timeout = self.defaults[0] if hold_timeout is None else hold_timeout
         self.hold_queue = self.defaults[1] if hold_queue is None else hold_queue
         old = self.replicas
@@ -81,7 +91,7 @@ class VersionDispatcher:
     def close(self, answer: bytes, status: int) -> None:
         """The version is gone: answer whoever waits, keep in-flight requests to their end."""
         self._fail_held(answer, status)
-        self.update([], self.concurrency, self.hold_timeout, self.hold_queue)
+        self.update([], self.concurrency, self.hold_timeout, self.hold_queue, self.token)
 
     # --- requests ---
 

@@ -88,7 +88,8 @@ class Exchange:
             self.client.refuse(responses.too_large(self.dispatcher.function, self.limit, close=True))
 
     def begin(self) -> None:
-        self.raw = b"".join([self.head, b"Content-Length: %d\r\n\r\n" % self.size, *self.body])
+        auth = self.dispatcher.auth  # last, so it is the one the replica reads whatever the head holds
+        self.raw = b"".join([self.head, auth, b"Content-Length: %d\r\n\r\n" % self.size, *self.body])
         self.body = []
         self.dispatcher.submit(self)
 

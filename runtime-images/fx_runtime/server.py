@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import hmac
 import json
 import os
 import stat
@@ -26,6 +27,9 @@ _HTTP_PREFIX = b"/_fx/http"
 _INTERNAL_ERROR = b'{"message":"Internal Server Error"}'
 _NOT_FOUND = b'{"message":"Not Found"}'
 _READY = b'{"status":"ready"}'
+_FORBIDDEN = b'{"message":"Forbidden: only the gateway may call this replica"}'
+_HEALTH = b"/_fx/health"
+TOKEN_HEADER = b"x-fx-replica-token"
 _ERROR_HEADERS = (*http11.JSON, ("X-Amz-Function-Error", "Unhandled"))
 
 
@@ -54,6 +58,7 @@ class Server:
         if invoker is not None:
             invoker.flush_logs = self.flush_logs_soon
             self.new_request_id = invoker.new_request_id
+        self.token = settings.replica_token.encode() if settings.replica_token else None
         version = settings.function_version.encode()
         self._ok_head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Amz-Executed-Version: %s\r\n" % version
 
@@ -69,7 +74,7 @@ class Server:
         logs.flush()
 
     def protocol(self) -> Connection:
-        return Connection(self, self.settings.max_request_bytes)
+        return Connection(self, self.settings.max_request_bytes, self.token)
 
     async def listen(self) -> str:
         """Bind and return the endpoint actually listened on: "host:port" or "unix:/path"."""
@@ -116,7 +121,9 @@ class Server:
         url = conn.url
         method = conn.parser.get_method()
         keep = conn.parser.should_keep_alive() and not self.draining
-        if conn.too_large:
+        if not conn.authorized and url != _HEALTH:  # health stays open: the kubelet's probes carry no token
+            data = http11.response(403, http11.JSON, _FORBIDDEN, keep)
+        elif conn.too_large:
             limit = self.settings.max_request_bytes
             body = {
                 "errorType": "RequestEntityTooLargeException",
@@ -127,7 +134,7 @@ class Server:
             data = self.invoke(conn, keep)
         elif url.startswith(_HTTP_PREFIX) and url[9:10] in (b"", b"/", b"?"):
             data = self.http(conn, method, keep)
-        elif url == b"/_fx/health" and method == b"GET":
+        elif url == _HEALTH and method == b"GET":
             data = http11.response(200, http11.JSON, _READY, keep)
         else:
             data = http11.response(404, http11.JSON, _NOT_FOUND, keep)
@@ -198,9 +205,11 @@ class Server:
 class Connection(asyncio.Protocol):
     """One HTTP/1.1 connection; `server` is whatever answers its requests (dispatch, connections, check_drained)."""
 
-    def __init__(self, server: Server, limit: int) -> None:
+    def __init__(self, server: Server, limit: int, token: bytes | None = None) -> None:
         self.server = server
         self.limit = limit
+        self.token = token  # the replica token a request must carry; None: no check
+        self.authorized = token is None
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self.fd = -1
@@ -278,11 +287,16 @@ class Connection(asyncio.Protocol):
         self.chunks = []
         self.size = 0
         self.too_large = False
+        self.authorized = self.token is None
 
     def on_url(self, url: bytes) -> None:
         self.url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if len(name) == 18 and name.lower() == TOKEN_HEADER:  # not the handler's to see
+            if self.token is not None:
+                self.authorized = hmac.compare_digest(value, self.token)  # constant time: no guessing byte by byte
+            return
         self.headers.append((name, value))
 
     def on_body(self, body: bytes) -> None:

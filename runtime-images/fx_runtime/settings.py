@@ -35,6 +35,8 @@ class Settings:
     # host:port of the Runtime API. Set without a bootstrap: relay to a runtime client someone else starts.
     runtime_api: str | None
     alb_multi_value: bool  # ALB target group with lambda.multi_value_headers.enabled
+    # What the gateway sends as X-Fx-Replica-Token; None: no check (a runtime started by hand, an old backend).
+    replica_token: str | None = None
 
     @property
     def relays(self) -> bool:
@@ -111,6 +113,7 @@ def load(env: os._Environ[str] = os.environ) -> Settings:
         bootstrap=env.get("FX_BOOTSTRAP") or None,
         runtime_api=runtime_api or None,
         alb_multi_value=env.get("FX_ALB_MULTI_VALUE_HEADERS", "").lower() in ("1", "true"),
+        replica_token=env.get("FX_REPLICA_TOKEN") or None,
     )
     _fill_lambda_env(env, settings)
     return settings

@@ -77,6 +77,7 @@ class VersionRoute:
 
     endpoints: list[str] = field(default_factory=list)  # "host:port" of READY replicas only
     concurrency: int = 1  # max in-flight requests per replica; 0 = unlimited
+    token: str = ""  # the replica token the gateway sends as X-Fx-Replica-Token; "" = none
 
 
 @dataclass

@@ -25,6 +25,7 @@ class ReplicaSpec:
     spec: FunctionSpec
     # The values of the spec's secrets, read when the replica is asked for (never in a repr, hence a log line).
     secret_env: dict[str, str] = field(default_factory=dict, repr=False)
+    token: str = field(default="", repr=False)  # the version's replica token (FX_REPLICA_TOKEN); "" = none
 
 
 @dataclass(frozen=True)

@@ -69,6 +69,8 @@ def replica_env(
     )
     if spec.runtime == "provided":  # a custom runtime: the runtime serves the Runtime API to its bootstrap
         env["FX_BOOTSTRAP"] = str(code_root / hexdigest / "bootstrap")
+    if replica.token:
+        env["FX_REPLICA_TOKEN"] = replica.token
     env.update(replica.secret_env)
     env.update(spec.env)
     return env

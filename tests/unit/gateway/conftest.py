@@ -74,13 +74,14 @@ class _ReplicaConn(asyncio.Protocol):
         self.parser.feed_data(data)
 
     def on_message_begin(self):
-        self.url, self.headers, self.body = b"", {}, b""
+        self.url, self.headers, self.body, self.names = b"", {}, b"", []
 
     def on_url(self, url):
         self.url += url
 
     def on_header(self, name, value):
         self.headers[name.decode().lower()] = value.decode()
+        self.names.append(name.decode().lower())
 
     def on_body(self, body):
         self.body += body
@@ -101,6 +102,7 @@ class _ReplicaConn(asyncio.Protocol):
                 return
             body = self.body.decode()
             seen = {"name": replica.name, "method": method, "path": url, "headers": self.headers, "body": body}
+            seen["header_names"] = self.names
             replica.seen.append(seen)
             if replica.failures > 0:
                 replica.failures -= 1

@@ -174,7 +174,7 @@ class KubernetesBackend:
 
     async def _start_in_deployment(self, replica: ReplicaSpec, owner: str) -> None:
         key = (replica.function, replica.version)
-        body = manifests.deployment(self._cfg, replica.function, replica.version, replica.digest, replica.spec, owner)
+        body = manifests.deployment(self._cfg, *key, replica.digest, replica.spec, owner, replica.token)
         if replica.spec.nats is not None and self._signer is not None:  # the user its pods mount, made once
             await nats_identities.ensure_function_secret(self._api, self._signer, *key, replica.spec, owner)
         await self._api.create_deployment(body)  # made once per version; "exists" is fine
@@ -185,7 +185,8 @@ class KubernetesBackend:
     async def _start_in_pool(self, replica: ReplicaSpec, pod: PodState, owner: str) -> None:
         key = (replica.function, replica.version)
         spec, creds = replica.spec, manifests.POOL_NATS_CREDS
-        env = {e["name"]: e["value"] for e in manifests.replica_env(self._cfg, *key, replica.digest, spec, creds)}
+        listed = manifests.replica_env(self._cfg, *key, replica.digest, spec, creds, replica.token)
+        env = {e["name"]: e["value"] for e in listed}
         env.update(replica.secret_env)  # a pool pod has no envFrom: the values come with its specialization
         files = {}  # no Secret volume either: a granted version's NATS user comes in the assignment
         if spec.nats is not None and self._signer is not None:
@@ -381,6 +382,7 @@ async def prepare_nats(settings: Settings) -> None:
         kube.load_client_config()
         api = kube.KubeApi(cfg)
         settings.nats_creds, settings.nats_auth_dir = await nats_identities.prepare_platform(api, settings.state_dir)
+        await nats_identities.prepare_replica_token_key(api, settings.state_dir)
 
 
 def create(settings: Settings, artifacts: Artifacts) -> KubernetesBackend:

@@ -86,11 +86,12 @@ def spec_of(name: str, body: dict) -> FunctionSpec:
 
 
 def replica_env(
-    cfg: KubeConfig, function: str, version: int, digest: str, spec: FunctionSpec, nats_creds: str
+    cfg: KubeConfig, function: str, version: int, digest: str, spec: FunctionSpec, nats_creds: str, token: str
 ) -> list[dict]:
     """ARCHITECTURE.md's replica environment; the code comes by digest from the controller's artifact server,
     or is in the function's own image at LAMBDA_TASK_ROOT (/var/task, set by the runtime image it is built FROM).
-    `nats_creds`: where a granted replica finds its NATS user, when NATS runs with authorization."""
+    `nats_creds`: where a granted replica finds its NATS user, when NATS runs with authorization. `token`: the
+    version's replica token (stable per version, as a Deployment is made once)."""
     env = {
         "_HANDLER": spec.handler,
         "AWS_LAMBDA_FUNCTION_NAME": function,
@@ -101,6 +102,7 @@ def replica_env(
         "FX_TIMEOUT_MS": str(int(spec.timeout * 1000)),
         "FX_HTTP_EVENT": spec.http.event,
         **nats_env(cfg, function, spec, nats_creds),
+        **({"FX_REPLICA_TOKEN": token} if token else {}),
     }
     env.update(spec.env)
     return [{"name": k, "value": v} for k, v in env.items()]
@@ -200,7 +202,9 @@ def owner_reference(function: str, uid: str) -> dict:
     }
 
 
-def deployment(cfg: KubeConfig, function: str, version: int, digest: str, spec: FunctionSpec, owner_uid: str) -> dict:
+def deployment(
+    cfg: KubeConfig, function: str, version: int, digest: str, spec: FunctionSpec, owner_uid: str, token: str = ""
+) -> dict:
     """One immutable version as a Deployment that starts at zero replicas; only its scale changes later."""
     labels = pod_labels(cfg, function, version, spec)
     granted = spec.nats is not None and bool(cfg.nats_auth_secret)
@@ -211,7 +215,7 @@ def deployment(cfg: KubeConfig, function: str, version: int, digest: str, spec: 
         "image": spec.image or cfg.runtime_image,
         # A function's own image: pulled once per node, so a new release needs a new tag (or a digest).
         "imagePullPolicy": "IfNotPresent" if spec.image else cfg.runtime_pull_policy,
-        "env": replica_env(cfg, function, version, digest, spec, f"{NATS_CREDS_DIR}/nats.creds"),
+        "env": replica_env(cfg, function, version, digest, spec, f"{NATS_CREDS_DIR}/nats.creds", token),
         **({"envFrom": secret_env_from(cfg, spec)} if spec.secrets else {}),
         "ports": [{"name": "http", "containerPort": PORT}],
         "readinessProbe": {

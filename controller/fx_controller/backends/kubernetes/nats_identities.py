@@ -22,6 +22,7 @@ from typing import Protocol
 from fx.models import FunctionSpec
 from fx.nats_auth import ALL, Authority, Signer, gateway_permissions, mint_function_creds, write_secret
 
+from ...replica_tokens import KEY_FILE, load_key, new_key
 from . import manifests
 from .config import KubeConfig
 
@@ -29,6 +30,7 @@ log = logging.getLogger("fx_controller.kubernetes")
 
 CONFIG_KEY = "nats.conf"  # in the authority's Secret: what the NATS pod mounts
 CREDS_KEY = "nats.creds"
+TOKEN_KEY = "key"
 
 
 class SecretApi(Protocol):
@@ -78,6 +80,17 @@ async def prepare_platform(api: SecretApi, state_dir: Path) -> tuple[Path, Path]
     creds = auth_dir / "controller.creds"
     write_secret(creds, signer.mint("fx-controller", ALL))
     return creds, auth_dir
+
+
+async def prepare_replica_token_key(api: SecretApi, state_dir: Path) -> None:
+    """The replica token key (fx_controller.replica_tokens), made once into `<nats-auth>-replica-token` and
+    copied to the state dir, where the controller reads it: the emptyDir does not outlive the pod, while the
+    Deployments that carry tokens derived from it do."""
+    cfg = api.cfg
+    stored = await _ensure(api, _secret(cfg, f"{cfg.nats_auth_secret}-replica-token", {TOKEN_KEY: new_key()}))
+    path = state_dir / KEY_FILE
+    path.unlink(missing_ok=True)
+    load_key(path, stored[TOKEN_KEY])
 
 
 def function_creds(signer: Signer, function: str, version: int, spec: FunctionSpec) -> str:
