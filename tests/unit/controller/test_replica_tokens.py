@@ -16,7 +16,7 @@ from fx_controller.backends.local import replica_env
 from fx_controller.replica_tokens import KEY_FILE, ReplicaTokens, load_key
 
 from tests.unit.controller.test_admin_api import route_table
-from tests.unit.controller.test_kubernetes_backend import CFG, DIGEST, NATS_CFG, FakeApi
+from tests.unit.controller.test_kubernetes_backend import CFG, DIGEST, NATS_CFG, FakeApi, pooled, settle  # noqa: F401 - pooled is a fixture
 
 KEY = b"k" * 64
 
@@ -75,3 +75,12 @@ async def test_on_kubernetes_the_key_is_made_once_in_a_secret_and_outlives_the_s
     fresh.mkdir()
     await nats_identities.prepare_replica_token_key(api, fresh)
     assert load_key(fresh / KEY_FILE) == first
+
+
+async def test_a_pool_pods_assignment_carries_the_versions_token(pooled) -> None:  # noqa: F811 - the fixture
+    _, backend, _, asked, _ = pooled
+    replica = ReplicaSpec("r1", "hello", 1, DIGEST, FunctionSpec(name="hello", artifact=DIGEST), token="t" * 64)
+    await backend.start_replica(replica)
+    await settle()
+    ((_, env),) = asked
+    assert env["FX_REPLICA_TOKEN"] == "t" * 64

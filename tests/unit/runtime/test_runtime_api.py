@@ -197,3 +197,10 @@ def test_a_runtime_client_started_elsewhere_is_served_on_a_fixed_address(start, 
     finally:
         client.kill()
         client.wait(5)
+
+
+def test_a_relaying_replica_checks_the_replica_token_too(start_bootstrap):
+    replica = start_bootstrap(FX_REPLICA_TOKEN="t" * 64)
+    assert httpx.post(f"{replica.base}/_fx/invoke", content=b"{}").status_code == 403
+    answer = httpx.post(f"{replica.base}/_fx/invoke", content=b"{}", headers={"X-Fx-Replica-Token": "t" * 64})
+    assert answer.status_code == 200
