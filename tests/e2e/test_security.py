@@ -187,6 +187,18 @@ def test_an_idle_pool_pod_rung_by_anyone_but_the_controller_stays_in_the_pool(ku
     assert kube.get("pod", name)["metadata"]["labels"].get("fx.dev/pool") == "true"
 
 
+def test_a_replica_reached_past_the_network_policy_still_serves_only_the_gateway(kube: Kube, fx, victim) -> None:
+    """The NetworkPolicy is not the only lock on a replica: the node reaches every pod (NetworkPolicy always lets
+    it), and without its version's token (which only the gateways hold, from fx_routes) a replica refuses."""
+    ip = _running(kube, f"fx.dev/function={victim}")[0]["status"]["podIP"]
+    for path in ("/_fx/invoke", "/_fx/http/"):
+        for headers in ({}, {"X-Fx-Replica-Token": "0" * 64}):
+            status, body = http("POST", f"http://{ip}:8080{path}", b"{}", 15, headers=headers)
+            assert status == 403, (path, headers, body)
+    assert http("GET", f"http://{ip}:8080/_fx/health")[0] == 200  # the kubelet's probe stays open
+    assert _invoke(fx, victim, {}) == {"victim": True}  # the gateway's calls carry the token
+
+
 def test_a_secret_reaches_the_functions_that_name_it_and_no_other(kube: Kube, fx, victim) -> None:
     """One Kubernetes Secret per fx secret, taken in by the Deployments of the functions naming it; a pool pod
     gets the values in the assignment it fetches from the controller, never in anything a caller could send."""
