@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Generic, TypeVar
 
 from fx import kv_watch
 from fx.models import FunctionSpec, RolloutInfo
@@ -46,22 +47,32 @@ class FunctionRecord(BaseModel):
         return next((v for v in self.versions if v.version == number), None)
 
 
-class FunctionStore:
-    """Reads come from memory (the controller is the only writer); writes go to KV first."""
+R = TypeVar("R", bound=BaseModel)
+
+
+class CachedBucket(Generic[R]):
+    """One JSON record per key of a KV bucket, cached in memory: reads come from memory (the controller is the
+    only writer), writes go to KV first. Subclasses name the record type and say how a record is written."""
+
+    record_type: type[R]
 
     def __init__(self, kv: KeyValue) -> None:
         self._kv = kv
-        self._records: dict[str, FunctionRecord] = {}
+        self._records: dict[str, R] = {}
 
     async def load(self) -> None:
         for key, value in (await kv_watch.load(self._kv)).items():
-            self._records[key] = FunctionRecord.model_validate_json(value)
+            self._records[key] = self.record_type.model_validate_json(value)
 
-    def get(self, name: str) -> FunctionRecord | None:
+    def get(self, name: str) -> R | None:
         return self._records.get(name)
 
-    def all(self) -> list[FunctionRecord]:
+    def all(self) -> list[R]:
         return [self._records[name] for name in sorted(self._records)]
+
+
+class FunctionStore(CachedBucket[FunctionRecord]):
+    record_type = FunctionRecord
 
     async def put(self, record: FunctionRecord) -> None:
         value = record.model_dump_json().encode()

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from fx import kv_watch
 from fx.models import SecretInfo
-from nats.js.kv import KeyValue
 from pydantic import BaseModel, ConfigDict, Field
+
+from ..store import CachedBucket
 
 
 class SecretRecord(BaseModel):
@@ -26,22 +26,8 @@ class SecretRecord(BaseModel):
         return SecretInfo(name=self.name, keys=sorted(self.values), updated_at=self.updated_at, used_by=used_by)
 
 
-class SecretStore:
-    """Reads come from memory (the controller is the only writer); writes go to KV first."""
-
-    def __init__(self, kv: KeyValue) -> None:
-        self._kv = kv
-        self._records: dict[str, SecretRecord] = {}
-
-    async def load(self) -> None:
-        for key, value in (await kv_watch.load(self._kv)).items():
-            self._records[key] = SecretRecord.model_validate_json(value)
-
-    def get(self, name: str) -> SecretRecord | None:
-        return self._records.get(name)
-
-    def all(self) -> list[SecretRecord]:
-        return [self._records[name] for name in sorted(self._records)]
+class SecretStore(CachedBucket[SecretRecord]):
+    record_type = SecretRecord
 
     async def put(self, record: SecretRecord) -> None:
         await self._kv.put(record.name, record.model_dump_json().encode())
