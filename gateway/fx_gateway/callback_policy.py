@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import SplitResult, urlsplit
 
+from fx.protocol import reserved_subject
+
 if TYPE_CHECKING:
     from fx_gateway.config import Settings
 
@@ -29,7 +31,6 @@ NEVER = tuple(
     for n in ("169.254.0.0/16", "fe80::/10", "fd00:ec2::254/128", "100.100.100.200/32", "0.0.0.0/8", "::/128")
 )
 NAT64 = ipaddress.ip_network("64:ff9b::/96")  # an IPv4 address reached through a NAT64 gateway
-RESERVED_SUBJECTS = ("fx.", "$", "_inbox.")  # fx's own traffic, NATS's system/JetStream/KV API, reply inboxes
 SUBJECT_FLAG = "--callback-subjects / FX_CALLBACK_SUBJECTS"
 HOST_FLAG = "--callback-hosts / FX_CALLBACK_HOSTS"
 
@@ -105,11 +106,6 @@ def _subject_tokens(subject: str) -> list[str] | None:
     return tokens
 
 
-def _reserved(subject: str) -> bool:
-    lower = subject.lower()
-    return lower in ("fx", "_inbox") or lower.startswith(RESERVED_SUBJECTS)
-
-
 def _subject_matches(pattern: list[str], tokens: list[str]) -> bool:
     for i, p in enumerate(pattern):
         if p == ">":
@@ -134,7 +130,7 @@ class CallbackPolicy:
             tokens = _subject_tokens(entry)
             if tokens is None or ">" in tokens[:-1]:
                 raise ValueError(f"{SUBJECT_FLAG}: {entry!r} is not a NATS subject pattern")
-            if _reserved(entry):
+            if reserved_subject(entry):
                 raise ValueError(f"{SUBJECT_FLAG}: {entry!r} is one of fx's own subjects (fx.*, $*, _INBOX.*)")
             subjects.append(tokens)
         own = {(settings.host, settings.port), (settings.controller_host, settings.controller_port)}
@@ -163,7 +159,7 @@ class CallbackPolicy:
         tokens = _subject_tokens(subject)
         if tokens is None or "*" in tokens or ">" in tokens:
             raise CallbackRefused(f"X-Fx-Callback-Subject {subject!r} is not a NATS subject to publish to")
-        if _reserved(subject):
+        if reserved_subject(subject):
             raise CallbackRefused(
                 f"X-Fx-Callback-Subject {subject!r} is one of fx's own subjects (fx.*, $*, _INBOX.*);"
                 " name a subject of your own"

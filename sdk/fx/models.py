@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from fx.protocol import reserved_subject
 from fx.schedule import check_timezone
 from fx.schedule import parse as parse_schedule
 
@@ -113,8 +114,6 @@ class HttpSpec(_Model):
 
 # A NATS subject: dot-separated tokens of printable characters; "*" is one whole token, ">" the whole last one.
 SUBJECT_TOKEN_RE = re.compile(r"^[!-~]+\Z")
-# Subjects fx itself uses (activation, load, async calls, dead letters) and NATS's own ($JS, $KV, _INBOX).
-RESERVED_SUBJECT_PREFIXES = ("fx.", "$", "_INBOX.")
 MAX_TRIGGERS = 16
 MAX_SECRET_REFS = 16  # secrets one function may name
 
@@ -136,7 +135,7 @@ def subject_problem(subject: str) -> str | None:
 def check_subject(subject: str) -> str:
     """A subject to subscribe to (wildcards allowed), with a message that says what is wrong."""
     problem = subject_problem(subject)
-    if problem is None and (subject.startswith(RESERVED_SUBJECT_PREFIXES) or subject in ("fx", ">")):
+    if problem is None and (reserved_subject(subject) or subject == ">"):
         problem = "fx., $ and _INBOX. subjects (and '>') are reserved for fx and NATS"
     if problem:
         raise ValueError(f"NATS subject {subject!r} is invalid: {problem}; e.g. 'orders.created' or 'orders.>'")

@@ -19,6 +19,15 @@ OBJ_ARTIFACTS = "fx_artifacts"  # code zips: key = "sha256-<hex>"
 SUBJECT_ACTIVATE = "fx.activate"  # request-reply: gateway asks for a ready replica
 SUBJECT_LOAD = "fx.load"  # gateway load reports, published every LOAD_REPORT_INTERVAL_S
 LOAD_REPORT_INTERVAL_S = 1.0
+# Subjects no caller, trigger or grant may name: fx's own (activation, load, async calls, dead letters) and
+# NATS's ($JS/$KV/$O/$SYS APIs, _INBOX replies). Compared in any case, to be safe rather than exact.
+RESERVED_SUBJECT_PREFIXES = ("fx.", "$", "_inbox.")
+
+
+def reserved_subject(subject: str) -> bool:
+    lower = subject.lower()
+    return lower == "fx" or lower.startswith(RESERVED_SUBJECT_PREFIXES)
+
 
 # --- gateway -> replica (HTTP/1.1 keep-alive) ---------------------------------
 
