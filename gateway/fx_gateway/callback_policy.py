@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from fx_gateway.config import Settings
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+RESOLVE_TIMEOUT_S = 5.0  # a callback host name's lookup, at delivery
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 # Never a callback target: link-local (and with it the 169.254.169.254 metadata service of most clouds),
@@ -227,9 +228,10 @@ class CallbackPolicy:
         except ValueError:
             pass
         try:
-            infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except OSError as exc:
-            raise CallbackRefused(f"X-Callback-Url {url!r}: {host} does not resolve ({exc})") from None
+            async with asyncio.timeout(RESOLVE_TIMEOUT_S):  # a resolver that never answers must not hold a worker
+                infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except (OSError, TimeoutError) as exc:
+            raise CallbackRefused(f"X-Callback-Url {url!r}: {host} does not resolve ({exc or 'timed out'})") from None
         problem = f"X-Callback-Url {url!r}: {host} resolves to no address"
         for *_, sockaddr in infos:
             ip = _address(sockaddr[0])

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
+from fx_gateway import callback_policy
 from fx_gateway.callback_policy import CallbackPolicy, CallbackRefused, HostRule
 from fx_gateway.config import Settings, parse
 
@@ -88,6 +91,16 @@ async def test_delivery_connects_to_the_checked_address_of_an_allowed_name():
     assert ip in ("127.0.0.1", "::1") and port == 9000
     with pytest.raises(CallbackRefused, match="fx's own listeners"):
         await p.address("http://localhost:8081/")  # what the name resolves to is checked too
+
+
+async def test_a_name_whose_lookup_never_answers_is_refused_in_bounded_time(monkeypatch):
+    async def hang(*args, **kwargs):
+        await asyncio.sleep(3600)
+
+    monkeypatch.setattr(callback_policy, "RESOLVE_TIMEOUT_S", 0.05)
+    monkeypatch.setattr(asyncio.get_running_loop(), "getaddrinfo", hang)
+    with pytest.raises(CallbackRefused, match="does not resolve"):
+        await policy(hosts=("slow.example",)).address("http://slow.example:9000/done")
 
 
 def test_refusal_names_the_header():
