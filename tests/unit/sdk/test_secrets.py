@@ -109,7 +109,7 @@ def gateway(monkeypatch):
         return httpx.Response(409, json={"error": {"code": "SecretInUse", "message": message, "field": "name"}})
 
     transport = httpx.MockTransport(answer)
-    monkeypatch.setattr(cli, "_client", lambda args: Client("http://fx.test", "t", transport=transport))
+    monkeypatch.setattr(cli.secrets, "client", lambda args: Client("http://fx.test", "t", transport=transport))
     monkeypatch.setattr("sys.stdin", io.StringIO(VALUE + "\n"))
     return sent
 

@@ -1,0 +1,5 @@
+import sys
+
+from fx.cli import main
+
+sys.exit(main())

@@ -1,0 +1,75 @@
+"""What every command shares: the connection and output flags, the client, conversions and printing."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
+
+from fx import config
+from fx.client import Client
+from fx.errors import InputError
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+T = TypeVar("T")
+Run = Callable[[argparse.Namespace], int]
+
+# Global flags are accepted before or after the command; SUPPRESS keeps the earlier value.
+CONNECTION = argparse.ArgumentParser(add_help=False)
+CONNECTION.add_argument("--gateway", default=argparse.SUPPRESS, help="gateway URL (env FX_GATEWAY)")
+CONNECTION.add_argument("--token", default=argparse.SUPPRESS, help="admin token (env FX_TOKEN)")
+OUTPUT = argparse.ArgumentParser(add_help=False)
+OUTPUT.add_argument("--output", "-o", choices=["text", "json"], default="text", help="output format")
+
+
+class AddCommand(Protocol):
+    """Adds a sub-command running `run`; each command module's `register` receives one."""
+
+    def __call__(
+        self, name: str, run: Run, help: str, *parents: argparse.ArgumentParser
+    ) -> argparse.ArgumentParser: ...
+
+
+def client(args: argparse.Namespace) -> Client:
+    settings = config.resolve(args.gateway, args.token)
+    return Client(settings.gateway, settings.token)
+
+
+def checked(check: Callable[[T], T], value: T) -> T:
+    """A models.check_* result, its ValueError turned into bad input (exit 2)."""
+    try:
+        return check(value)
+    except ValueError as exc:
+        raise InputError(str(exc)) from exc
+
+
+def first_error(exc: ValueError) -> str:
+    """The first of a pydantic error's complaints, named by its flag."""
+    errors = getattr(exc, "errors", None)
+    if not callable(errors):
+        return str(exc)
+    first = errors()[0]
+    field = ".".join(str(p) for p in first.get("loc", ()))
+    message = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
+    return f"{field.replace('_', '-')}: {message}" if field else message
+
+
+def traffic_text(traffic: dict[int, int]) -> str:
+    return ", ".join(f"v{v}:{p}%" for v, p in sorted(traffic.items())) or "-"
+
+
+def print_table(rows: list[list[str]]) -> None:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
+def print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2))
+
+
+def err(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)

@@ -1,0 +1,96 @@
+"""`fx ls`, `fx describe`, `fx versions` and `fx rm`: what is deployed, and removing it."""
+
+from __future__ import annotations
+
+import argparse
+
+from pydantic import TypeAdapter
+
+from fx import deploy
+from fx.cli.common import EXIT_OK, OUTPUT, AddCommand, client, print_table, traffic_text
+from fx.models import FunctionInfo, VersionInfo
+
+_FUNCTION_LIST = TypeAdapter(list[FunctionInfo])
+_VERSION_LIST = TypeAdapter(list[VersionInfo])
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    with client(args) as fx:
+        functions = fx.list_functions()
+    if args.output == "json":
+        print(_FUNCTION_LIST.dump_json(functions, indent=2).decode())
+        return EXIT_OK
+    rows = [["NAME", "LATEST", "TRAFFIC", "READY", "STATUS"]]
+    for fn in functions:
+        ready = sum(v.replicas_ready for v in fn.versions)
+        rows.append([fn.name, str(fn.latest), traffic_text(fn.traffic), str(ready), fn.status])
+    print_table(rows)
+    return EXIT_OK
+
+
+def cmd_describe(args: argparse.Namespace) -> int:
+    with client(args) as fx:
+        fn = fx.describe(args.name)
+    if args.output == "json":
+        print(fn.model_dump_json(indent=2))
+        return EXIT_OK
+    print(f"name:     {fn.name}")
+    print(f"status:   {fn.status}")
+    print(f"latest:   version {fn.latest}")
+    print(f"traffic:  {traffic_text(fn.traffic)}" + (f" (sticky by {fn.sticky})" if fn.sticky else ""))
+    if secrets := fn.versions[-1].spec.secrets:
+        print(f"secrets:  {', '.join(secrets)}")
+    if fn.aliases:
+        print("aliases:  " + ", ".join(f"{a} → version {v}" for a, v in sorted(fn.aliases.items())))
+    if fn.previous:
+        print(f"rollback: {traffic_text(fn.previous)}")
+    if r := fn.rollout:
+        canary = f", rolls back above {r.max_error_rate:.1%} errors" if r.max_error_rate is not None else ""
+        next_at = r.next_step_at.astimezone().strftime("%H:%M:%S")
+        print(
+            f"rollout:  version {r.version} at {r.weight}%, +{r.step}% every {r.interval:g} s"
+            f" (next step {next_at}){canary}"
+        )
+    if fn.last_rollout:
+        print(f"last rollout: {fn.last_rollout}")
+    print()
+    rows = [["VERSION", "DIGEST", "CREATED", "TRAFFIC", "READY", "STARTING", "REQUESTS", "ERRORS", "HANDLER"]]
+    for v in fn.versions:
+        created = v.created_at.strftime("%Y-%m-%d %H:%M:%S")
+        counts = [f"{v.traffic}%", v.replicas_ready, v.replicas_starting, v.requests, v.errors]
+        rows.append([str(v.version), deploy.short(v.digest), created, *map(str, counts), v.spec.handler])
+    print_table(rows)
+    return EXIT_OK
+
+
+def cmd_versions(args: argparse.Namespace) -> int:
+    with client(args) as fx:
+        versions = fx.versions(args.name)
+    if args.output == "json":
+        print(_VERSION_LIST.dump_json(versions, indent=2).decode())
+        return EXIT_OK
+    rows = [["VERSION", "DIGEST", "CREATED", "TRAFFIC", "ALIASES", "READY", "REQUESTS", "ERRORS", "WARM UNTIL"]]
+    for v in versions:
+        created = v.created_at.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+        warm = v.warm_until.astimezone().strftime("%H:%M:%S") if v.warm_until else "-"
+        aliases = ",".join(v.aliases) or "-"
+        counts = [str(v.replicas_ready), str(v.requests), str(v.errors)]
+        rows.append([str(v.version), deploy.short(v.digest), created, f"{v.traffic}%", aliases, *counts, warm])
+    print_table(rows)
+    return EXIT_OK
+
+
+def cmd_rm(args: argparse.Namespace) -> int:
+    with client(args) as fx:
+        fx.delete(args.name)
+    print(f"{args.name}: removed")
+    return EXIT_OK
+
+
+def register(add: AddCommand) -> None:
+    add("ls", cmd_ls, "list functions", OUTPUT)
+    add("describe", cmd_describe, "show a function's versions, traffic and replicas", OUTPUT).add_argument("name")
+    add("versions", cmd_versions, "list a function's versions: digest, time, traffic, aliases", OUTPUT).add_argument(
+        "name"
+    )
+    add("rm", cmd_rm, "remove a function, its versions and replicas").add_argument("name")

@@ -1,0 +1,67 @@
+"""`fx secret set|ls|rm`: values a function gets as environment variables, never shown."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from pydantic import TypeAdapter
+
+from fx import secret_args
+from fx.cli.common import EXIT_OK, OUTPUT, AddCommand, checked, client, print_table
+from fx.models import SecretInfo, check_secret_name
+
+HELP = "manage secrets: values a function gets as environment variables, never shown"
+_SECRET_LIST = TypeAdapter(list[SecretInfo])
+
+
+def cmd_secret_set(args: argparse.Namespace) -> int:
+    name = checked(check_secret_name, args.name)
+    values = secret_args.values_from(args.values, args.from_env_file, sys.stdin)
+    with client(args) as fx:
+        info = fx.set_secret(name, values)
+    if args.output == "json":
+        print(info.model_dump_json(indent=2))
+        return EXIT_OK
+    print(f"{info.name}: set, keys {', '.join(info.keys)}")
+    if info.used_by:
+        print(f"new replicas of {', '.join(info.used_by)} get these values; running ones keep theirs until replaced")
+    return EXIT_OK
+
+
+def cmd_secret_ls(args: argparse.Namespace) -> int:
+    with client(args) as fx:
+        secrets = fx.list_secrets()
+    if args.output == "json":
+        print(_SECRET_LIST.dump_json(secrets, indent=2).decode())
+        return EXIT_OK
+    rows = [["NAME", "KEYS", "UPDATED", "USED BY"]]
+    for info in secrets:
+        updated = info.updated_at.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+        rows.append([info.name, ",".join(info.keys), updated, ",".join(info.used_by) or "-"])
+    print_table(rows)
+    return EXIT_OK
+
+
+def cmd_secret_rm(args: argparse.Namespace) -> int:
+    name = checked(check_secret_name, args.name)
+    with client(args) as fx:
+        fx.delete_secret(name)
+    print(f"{name}: removed")
+    return EXIT_OK
+
+
+def register(add: AddCommand) -> None:
+    secret_set = add(
+        "set",
+        cmd_secret_set,
+        "create or replace a secret: it becomes exactly the keys given (functions name it in fx.yaml `secrets:`)",
+        OUTPUT,
+    )
+    secret_set.add_argument("name", help="secret name (DNS-1123: lower-case letters, digits, '-')")
+    secret_set.add_argument(
+        "values", nargs="*", metavar="KEY=VALUE", help="KEY=- reads that value from stdin (a trailing newline dropped)"
+    )
+    secret_set.add_argument("--from-env-file", metavar="FILE", help="read KEY=VALUE lines (dotenv syntax) from FILE")
+    add("ls", cmd_secret_ls, "list secrets: names, keys, when updated, which functions use them", OUTPUT)
+    add("rm", cmd_secret_rm, "remove a secret no function uses").add_argument("name")
