@@ -53,6 +53,7 @@ HOP_BY_HOP = frozenset(
         b"x-forwarded-proto",
         b"x-forwarded-host",
         b"x-fx-replica-token",  # the gateway's own credential: a caller's is never passed on
+        b"x-fx-error-detail",  # fx.protocol.ERROR_DETAIL: for the async worker only, so callers see opaque 502s
     }
 )
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"

@@ -30,6 +30,7 @@ from fx.protocol import (
     DEAD_ERROR,
     DEAD_MESSAGE,
     DEAD_STATUS,
+    ERROR_DETAIL,
     REPLICA_INVOKE_PATH,
     STREAM_ASYNC,
     STREAM_DLQ,
@@ -208,6 +209,8 @@ class AsyncWorker:
         head = [f"{headers.get(ASYNC_METHOD, 'POST')} {target} HTTP/1.1\r\n"]
         head += [f"{k}: {v}\r\n" for k, v in headers.items() if not k.startswith("Fx-Async-")]
         head.append(f"X-Fx-Call-Id: {headers.get(ASYNC_CALL_ID, '')}\r\n")
+        if target != REPLICA_INVOKE_PATH:
+            head.append(f"{ERROR_DETAIL}: 1\r\n")  # the function's errorType and message, not an opaque 502
         result = await internal.call(
             routes, headers.get(ASYNC_QUALIFIER, ""), "".join(head).encode("latin-1"), msg.data
         )

@@ -330,7 +330,7 @@ class RelayServer(Server):
                     logs.write(logs.timestamped(request_id, "[ERROR] Malformed Lambda proxy response: not JSON"))
                     logs.flush()
                     err = faults.error("not JSON", "MalformedResponse", [], request_id)
-            conn.answer(self.http_answer(result, payload, err, request_id, keep), keep)
+            conn.answer(self.http_answer(result, payload, err, request_id, keep, conn), keep)
 
         self.api.submit(Invocation(request_id, json.dumps(event).encode(), None, True, conn, finish))
         return None

@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 import httptools
 
-from . import http11, logs
+from . import faults, http11, logs
 from .http_events import MalformedResponse, Request, build_event, response
 from .invoker import Invoker
 from .settings import Settings
@@ -30,6 +30,9 @@ _READY = b'{"status":"ready"}'
 _FORBIDDEN = b'{"message":"Forbidden: only the gateway may call this replica"}'
 _HEALTH = b"/_fx/health"
 TOKEN_HEADER = b"x-fx-replica-token"
+# Sent by the gateway's async worker (and stripped from callers): answer an HTTP-trigger failure with the Lambda
+# error shape instead of API Gateway's opaque 502 body, so a dead letter can name the function's errorType.
+ERROR_DETAIL_HEADER = b"x-fx-error-detail"
 _ERROR_HEADERS = (*http11.JSON, ("X-Amz-Function-Error", "Unhandled"))
 
 
@@ -173,7 +176,7 @@ class Server:
     def http(self, conn: Connection, method: bytes, keep: bool) -> bytes | None:
         event, request_id = self.http_input(conn, method)
         result, payload, err = self.invoker.invoke(event, request_id, None, conn.fd, http=True)
-        return self.http_answer(result, payload, err, request_id, keep)
+        return self.http_answer(result, payload, err, request_id, keep, conn)
 
     def http_input(self, conn: Connection, method: bytes) -> tuple[dict, str]:
         """The HTTP trigger's event for this request, and its request id."""
@@ -191,7 +194,9 @@ class Server:
         )
         return build_event(s.http_event, req, s.function_name, s.region, s.alb_multi_value), request_id
 
-    def http_answer(self, result: object, payload: bytes, err: dict | None, request_id: str, keep: bool) -> bytes:
+    def http_answer(
+        self, result: object, payload: bytes, err: dict | None, request_id: str, keep: bool, conn: Connection
+    ) -> bytes:
         if err is None:
             try:
                 status, headers, body = response(self.settings.http_event, result, payload)
@@ -199,6 +204,9 @@ class Server:
             except (MalformedResponse, ValueError) as e:
                 logs.write(logs.timestamped(request_id, f"[ERROR] Malformed Lambda proxy response: {e}"))
                 logs.flush()
+                err = faults.error(f"Malformed Lambda proxy response: {e}", "MalformedResponse", [], request_id)
+        if conn.error_detail:
+            return http11.response(502, _ERROR_HEADERS, json.dumps(err, ensure_ascii=False).encode(), keep)
         return http11.response(502, http11.JSON, _INTERNAL_ERROR, keep)
 
 
@@ -221,6 +229,7 @@ class Connection(asyncio.Protocol):
         self.chunks: list[bytes] = []
         self.size = 0
         self.too_large = False
+        self.error_detail = False  # the request carried ERROR_DETAIL_HEADER
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -287,6 +296,7 @@ class Connection(asyncio.Protocol):
         self.chunks = []
         self.size = 0
         self.too_large = False
+        self.error_detail = False
         self.authorized = self.token is None
 
     def on_url(self, url: bytes) -> None:
@@ -296,6 +306,9 @@ class Connection(asyncio.Protocol):
         if len(name) == 18 and name.lower() == TOKEN_HEADER:  # not the handler's to see
             if self.token is not None:
                 self.authorized = hmac.compare_digest(value, self.token)  # constant time: no guessing byte by byte
+            return
+        if len(name) == 17 and name.lower() == ERROR_DETAIL_HEADER:  # the platform's, not the handler's
+            self.error_detail = True
             return
         self.headers.append((name, value))
 

@@ -53,6 +53,9 @@ ASYNC_METHOD = "Fx-Async-Method"
 ASYNC_TARGET = "Fx-Async-Target"  # the replica path: REPLICA_INVOKE_PATH, or REPLICA_HTTP_PREFIX + path?query
 ASYNC_CALLBACK_URL = "Fx-Async-Callback-Url"  # from the caller's X-Callback-Url
 ASYNC_CALLBACK_SUBJECT = "Fx-Async-Callback-Subject"  # from the caller's X-Fx-Callback-Subject
+# Sent by the async worker to the replica with an HTTP-trigger call (never passed on from a caller): a function
+# error is then answered with Lambda's error shape rather than the opaque 502, so the dead letter names it.
+ERROR_DETAIL = "X-Fx-Error-Detail"
 # Added to a dead letter, beside every header of the stored call:
 DEAD_ERROR = "Fx-Error"  # code: the function's errorType, or the gateway's error code
 DEAD_MESSAGE = "Fx-Error-Message"  # one line, at most 1 KB

@@ -128,6 +128,13 @@ def test_malformed_response_and_function_error_are_502(start):
         assert r.status_code == 502 and r.json() == {"message": "Internal Server Error"}
     log = replica.log_text("[ERROR] ValueError: nope")
     assert "Malformed Lambda proxy response" in log and "[ERROR] ValueError: nope" in log
+    # The gateway's async worker asks for the error itself, for the dead letter.
+    detail = {"X-Fx-Error-Detail": "1"}
+    raised = httpx.get(f"{replica.base}/_fx/http/raise", headers=detail)
+    assert raised.status_code == 502 and raised.headers["X-Amz-Function-Error"] == "Unhandled"
+    assert raised.json()["errorType"] == "ValueError" and raised.json()["errorMessage"] == "nope"
+    malformed = httpx.get(f"{replica.base}/_fx/http/bad", headers=detail)
+    assert malformed.status_code == 502 and malformed.json()["errorType"] == "MalformedResponse"
 
 
 def test_v1_and_alb_events_need_a_status_code(start):
