@@ -112,7 +112,12 @@ def _api(controller: Controller) -> FastAPI:
             Literal["all", "none"],
             Query(description="all: the new version takes all traffic; none: it starts warm, reachable only pinned"),
         ] = "all",
+        dry_run: Annotated[
+            bool, Query(description="validate only: every refusal the deploy would meet, nothing applied")
+        ] = False,
     ) -> DeployResult:
+        if dry_run:
+            return await controller.validate(name, spec, traffic=traffic == "all")
         return await controller.deploy(name, spec, traffic=traffic == "all")
 
     @api.get("/functions", tags=["functions"])

@@ -204,43 +204,65 @@ class Controller:
             except nats.js.errors.NotFoundError:
                 raise ApiError(400, "StreamNotFound", f"{where}: {what}", function=name, field=where) from None
 
+    async def _refusals(self, name: str, spec: FunctionSpec, traffic: bool) -> None:
+        """Raise the ApiError a deploy of `spec` meets before the lock (the secrets are checked under it)."""
+        if spec.name != name:
+            raise ApiError(
+                400,
+                "InvalidSpec",
+                f"name: the spec names {spec.name!r} but the URL names {name!r}",
+                function=name,
+                field="name",
+            )
+        if spec.image is not None and not self.backend.runs_images:
+            raise ApiError(
+                400,
+                "ImageNotSupported",
+                f"image: this fx runs functions as local processes ({self.settings.backend} backend), which"
+                " cannot run a container image; deploy the code as a zip (leave out 'image' and let fx deploy"
+                " build it) or deploy to fx on Kubernetes",
+                function=name,
+                field="image",
+            )
+        if spec.artifact is not None and not await self.artifacts.exists(spec.artifact):
+            raise ApiError(
+                400,
+                "ArtifactNotFound",
+                f"artifact {spec.artifact} has not been uploaded: upload it first (fx deploy does)",
+                function=name,
+                field="artifact",
+            )
+        await self._check_streams(name, spec)
+        if not traffic and self.store.get(name) is None:
+            raise ApiError(
+                400,
+                "FirstVersionNeedsTraffic",
+                f"{name!r} does not exist yet: its first version takes all traffic; deploy it without --no-traffic",
+                function=name,
+            )
+
+    async def validate(self, name: str, spec: FunctionSpec, traffic: bool = True) -> DeployResult:
+        """The dry run of a deploy: every refusal it would meet, nothing applied; else what it would do."""
+        await self._refusals(name, spec, traffic)
+        self.secrets.check_refs(name, spec)
+        record = self.store.get(name)
+        if record and record.latest.spec == spec:
+            return self._unchanged(name, record).model_copy(update={"dry_run": True})
+        number = record.latest.version + 1 if record else 1
+        message = f"valid: would deploy {name} version {number}"
+        return DeployResult(
+            function=name, version=number, created=True, digest=spec.code, message=message, dry_run=True
+        )
+
+    def _unchanged(self, name: str, record: FunctionRecord) -> DeployResult:
+        number = record.latest.version
+        message = f"{name} unchanged: identical to version {number}"
+        return DeployResult(function=name, version=number, created=False, digest=record.latest.digest, message=message)
+
     async def deploy(self, name: str, spec: FunctionSpec, traffic: bool = True) -> DeployResult:
         """`traffic`: the new version takes all traffic; else it is started warm, reachable only when pinned."""
         try:
-            if spec.name != name:
-                raise ApiError(
-                    400,
-                    "InvalidSpec",
-                    f"name: the spec names {spec.name!r} but the URL names {name!r}",
-                    function=name,
-                    field="name",
-                )
-            if spec.image is not None and not self.backend.runs_images:
-                raise ApiError(
-                    400,
-                    "ImageNotSupported",
-                    f"image: this fx runs functions as local processes ({self.settings.backend} backend), which"
-                    " cannot run a container image; deploy the code as a zip (leave out 'image' and let fx deploy"
-                    " build it) or deploy to fx on Kubernetes",
-                    function=name,
-                    field="image",
-                )
-            if spec.artifact is not None and not await self.artifacts.exists(spec.artifact):
-                raise ApiError(
-                    400,
-                    "ArtifactNotFound",
-                    f"artifact {spec.artifact} has not been uploaded: upload it first (fx deploy does)",
-                    function=name,
-                    field="artifact",
-                )
-            await self._check_streams(name, spec)
-            if not traffic and self.store.get(name) is None:
-                raise ApiError(
-                    400,
-                    "FirstVersionNeedsTraffic",
-                    f"{name!r} does not exist yet: its first version takes all traffic; deploy it without --no-traffic",
-                    function=name,
-                )
+            await self._refusals(name, spec, traffic)
         except ApiError:
             self.metrics.deploys.labels("rejected").inc()
             raise
@@ -253,14 +275,7 @@ class Controller:
             record = self.store.get(name)
             if record and record.latest.spec == spec:
                 self.metrics.deploys.labels("unchanged").inc()
-                number = record.latest.version
-                return DeployResult(
-                    function=name,
-                    version=number,
-                    created=False,
-                    digest=spec.code,
-                    message=f"{name} unchanged: identical to version {number}",
-                )
+                return self._unchanged(name, record)
             number = record.latest.version + 1 if record else 1
             version = VersionRecord(version=number, digest=spec.code, created_at=datetime.now(UTC), spec=spec)
             if record is None:

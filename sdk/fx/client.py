@@ -76,6 +76,12 @@ class Client:
         r = self._send("PUT", f"/system/functions/{_seg(spec.name)}", json=spec.model_dump(mode="json"), params=params)
         return DeployResult.model_validate_json(r.content)
 
+    def validate(self, spec: FunctionSpec, traffic: bool = True) -> DeployResult:
+        """The server's dry run of deploy(): FxError for whatever it would refuse, nothing applied."""
+        params = {"dry_run": "true"} if traffic else {"dry_run": "true", "traffic": "none"}
+        r = self._send("PUT", f"/system/functions/{_seg(spec.name)}", json=spec.model_dump(mode="json"), params=params)
+        return DeployResult.model_validate_json(r.content)
+
     def list_functions(self) -> list[FunctionInfo]:
         return _FUNCTION_LIST.validate_json(self._send("GET", "/system/functions").content)
 

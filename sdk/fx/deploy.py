@@ -1,7 +1,9 @@
-"""A project's deploy: validate fx.yaml, build every zip, upload what the server lacks, deploy each spec.
+"""A project's deploy: validate fx.yaml, build every zip, upload what the server lacks, have the server validate
+every spec (its dry run), then deploy each.
 
-Nothing is sent before every function of the manifest is valid and built, so a bad
-manifest never leaves a project half-deployed.
+Nothing is deployed before every function of the manifest is valid locally, built, and accepted by the server's
+dry run, so neither a bad manifest nor a refusal the server alone can see (a stream that does not exist, a
+missing secret) leaves a project half-deployed.
 """
 
 from __future__ import annotations
@@ -11,7 +13,12 @@ from pathlib import Path
 
 from fx import build, manifest
 from fx.client import Client
-from fx.models import DeployResult
+from fx.errors import FxError, InputError
+from fx.models import DeployResult, FunctionSpec
+
+
+class DeployRefused(InputError):
+    """The server's dry run refused functions of the manifest: nothing was deployed."""
 
 
 def deploy(
@@ -31,16 +38,41 @@ def deploy(
         else:
             progress(f"{fn.name}: building {fn.code_dir}")
             built.append((fn, build.build(fn.code_dir, fn.runtime)))
-    results = []
     for fn, artifact in built:
         if artifact is not None and client.has_artifact(artifact.digest):
             progress(f"{fn.name}: code {short(artifact.digest)} is stored already")
         elif artifact is not None:
             progress(f"{fn.name}: uploading {len(artifact.data) / 1024:.1f} KB")
             client.upload_artifact(artifact.digest, artifact.data)
-        progress(f"{fn.name}: deploying")
-        results.append(client.deploy(fn.spec(artifact and artifact.digest), traffic=traffic))
+    specs = [fn.spec(artifact and artifact.digest) for fn, artifact in built]
+    validate(client, manifest_path, specs, traffic, progress)
+    results = []
+    for spec in specs:
+        progress(f"{spec.name}: deploying")
+        results.append(client.deploy(spec, traffic=traffic))
     return results
+
+
+def validate(
+    client: Client, manifest_path: Path, specs: list[FunctionSpec], traffic: bool, progress: Callable[[str], None]
+) -> None:
+    """The server's dry run of every spec; DeployRefused naming each refusal at its fx.yaml line.
+
+    Only refusals of the specs are collected: a wrong token, a server failure or an unreachable gateway is
+    raised as it comes."""
+    progress(f"validating {len(specs)} function{'s' if len(specs) != 1 else ''} with the server")
+    problems = []
+    for spec in specs:
+        try:
+            client.validate(spec, traffic=traffic)
+        except FxError as exc:
+            if not 400 <= exc.status < 500 or exc.status in (401, 403):
+                raise
+            message = exc.message.removeprefix(f"{exc.field}: ") if exc.field else exc.message
+            problems.append(f"{manifest.locate(manifest_path, spec.name, exc.field)}: {exc.code}: {message}")
+    if problems:
+        refused = f"{len(problems)} of {len(specs)}"
+        raise DeployRefused("\n".join([*problems, f"nothing was deployed: the server refused {refused} functions"]))
 
 
 def describe_result(result: DeployResult) -> str:

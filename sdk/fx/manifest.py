@@ -128,6 +128,25 @@ def parse(text: str, path: Path) -> list[FunctionDef]:
     return defs
 
 
+def locate(path: Path, function: str, field: str | None) -> str:
+    """Where in the manifest a server-side refusal points: "fx.yaml:12: functions.NAME.FIELD" (the closest
+    line that exists: a field fx.yaml leaves out, e.g. the artifact, points at the function)."""
+    where = ".".join(["functions", function, *([field] if field else [])])
+    try:
+        root = yaml.compose(path.read_text(), Loader=yaml.SafeLoader)
+    except (OSError, yaml.YAMLError):
+        return f"{_label(path)}: {where}"
+    functions = _child(root, "functions")
+    pairs = functions.value if isinstance(functions, yaml.MappingNode) else []
+    entry = next(((k, v) for k, v in pairs if k.value == function), None)
+    if entry is None:
+        return f"{_label(path)}: {where}"
+    key_node, value_node = entry
+    node = _deepest(value_node, field.split(".")) if field else value_node
+    line = (key_node if node is value_node else node).start_mark.line + 1
+    return f"{_label(path)}:{line}: {where}"
+
+
 def select(defs: list[FunctionDef], names: list[str], label: str = MANIFEST) -> list[FunctionDef]:
     """The functions named on the command line, in manifest order; all of them when none is named."""
     if not names:

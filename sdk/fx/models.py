@@ -508,6 +508,7 @@ class DeployResult(_Model):
     created: bool  # False: identical to the latest version, nothing changed
     digest: str
     message: str
+    dry_run: bool = False  # True: validated only (?dry_run=true); `version`/`created` say what a deploy would do
 
 
 class ArtifactInfo(_Model):

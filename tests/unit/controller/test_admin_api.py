@@ -270,3 +270,35 @@ async def _keys(kv) -> list[str]:
         return await kv.keys()
     except NoKeysError:
         return []
+
+
+async def test_a_dry_run_deploy_meets_every_refusal_and_applies_nothing(admin, deployed, controller):
+    data, digest = make_zip({"handler.py": b"def handler(e, c):\n    return 1\n"})
+    spec = {"name": "hello", "artifact": digest}
+
+    async def dry(**fields) -> httpx.Response:
+        return await admin.put("/system/functions/hello", params={"dry_run": "true"}, json={**spec, **fields})
+
+    missing = await dry()
+    assert missing.status_code == 400 and missing.json()["error"]["field"] == "artifact"
+    assert (await admin.put(f"/system/artifacts/{digest}", content=data)).status_code == 200
+    refusals = {
+        "StreamNotFound": {"triggers": [{"jetstream": {"stream": "NOSUCH"}}]},
+        "SecretNotFound": {"secrets": ["nosuch"]},
+        "InvalidSpec": {"triggers": [{"schedule": "rate(0 minutes)"}]},
+    }
+    for code, fields in refusals.items():
+        r = await dry(**fields)
+        assert r.status_code == 400 and r.json()["error"]["code"] == code, r.text
+    r = await admin.put("/system/functions/hello", params={"dry_run": "true", "traffic": "none"}, json=spec)
+    assert r.json()["error"]["code"] == "FirstVersionNeedsTraffic"
+
+    valid = (await dry()).json()
+    assert valid["dry_run"] is True and valid["created"] is True and valid["version"] == 1
+    assert (await admin.get("/system/functions")).json() == []
+    assert await route_table(controller, "hello") is None
+    await deployed("hello")
+    again = (await dry()).json()
+    assert again["dry_run"] is True and again["created"] is False and again["version"] == 1
+    assert (await dry(memory=256)).json()["version"] == 2
+    assert (await admin.get("/system/functions/hello")).json()["latest"] == 1

@@ -45,7 +45,8 @@ class FakeGateway(BaseHTTPRequestHandler):
     def do_PUT(self) -> None:
         if not self._authorized():
             return
-        kind, name = self.path.split("/")[2:4]
+        path, _, query = self.path.partition("?")
+        kind, name = path.split("/")[2:4]
         body = self._body()
         if kind == "artifacts":
             assert name == "sha256:" + hashlib.sha256(body).hexdigest()
@@ -53,12 +54,14 @@ class FakeGateway(BaseHTTPRequestHandler):
             self.uploads.append(name)
             return self._reply(200, {"digest": name, "size": len(body), "unzipped_size": 1})
         spec = json.loads(body)
-        versions = self.functions.setdefault(name, [])
+        versions = self.functions.get(name, [])
         created = not versions or versions[-1] != spec
-        if created:
-            versions.append(spec)
+        dry_run = "dry_run=true" in query  # the server's validation: nothing stored
+        if created and not dry_run:
+            self.functions[name] = versions = [*versions, spec]
         code = spec.get("artifact") or spec["image"]
-        result = {"function": name, "version": len(versions), "created": created, "digest": code}
+        version = len(versions) + (1 if created and dry_run else 0)
+        result = {"function": name, "version": version, "created": created, "digest": code, "dry_run": dry_run}
         self._reply(200, {**result, "message": "ok"})
 
     def do_GET(self) -> None:

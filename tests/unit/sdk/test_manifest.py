@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 from fx.errors import InputError
-from fx.manifest import ManifestError, load, select
+from fx.manifest import ManifestError, load, locate, select
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -94,3 +94,14 @@ def test_a_nats_grant_is_read_and_a_bad_subject_named_with_its_line(tmp_path):
     assert fn.spec("sha256:" + "a" * 64).nats.publish == ["users.created"]
     [problem] = problems(tmp_path, "functions:\n  hello:\n    nats:\n      subscribe: [fx.activate]\n")
     assert problem.startswith("fx.yaml:4: functions.hello.nats.subscribe") and "reserved" in problem
+
+
+def test_a_server_refusal_is_located_at_the_line_of_its_field_or_else_of_its_function(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    text = "functions:\n  a:\n  b:\n    triggers:\n      - nats: x\n      - jetstream:\n          stream: S\n"
+    path = write(tmp_path, text)
+    assert locate(path, "b", "triggers.1.jetstream.stream") == "fx.yaml:7: functions.b.triggers.1.jetstream.stream"
+    assert locate(path, "b", "triggers.1.kv.bucket") == "fx.yaml:6: functions.b.triggers.1.kv.bucket"
+    assert locate(path, "b", "artifact") == "fx.yaml:3: functions.b.artifact"  # not in fx.yaml: the function
+    assert locate(path, "b", None) == "fx.yaml:3: functions.b"
+    assert locate(path, "gone", "name") == "fx.yaml: functions.gone.name"
