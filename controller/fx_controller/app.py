@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Response
 from fastapi.responses import PlainTextResponse, StreamingResponse
+from fx.event_models import PlatformStatus
 from fx.models import (
     AliasSpec,
     ArtifactInfo,
@@ -25,6 +26,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from . import errors, logs
 from .auth import AdminGuard
 from .controller import Controller
+from .events_api import dlq_router, streams_router
 from .secrets.api import router as secrets_router
 
 ERRORS = {status: {"model": ErrorBody} for status in (400, 401, 404, 409, 413)}
@@ -182,6 +184,12 @@ def _api(controller: Controller) -> FastAPI:
         text, _ = await asyncio.to_thread(logs.tail, path, tail)
         return Response(text, media_type="text/plain; charset=utf-8")
 
+    @api.get("/status", tags=["health"])
+    async def status() -> PlatformStatus:
+        return controller.status()
+
     api.include_router(secrets_router(controller.secrets))
+    api.include_router(dlq_router(controller.dead_letters))
+    api.include_router(streams_router(controller.user_streams))
     app.include_router(api)
     return app

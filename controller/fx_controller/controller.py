@@ -7,17 +7,20 @@ import asyncio
 import contextlib
 import logging
 import os
+import shlex
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from importlib import metadata
 from pathlib import Path
 
 import nats
 import nats.js.errors
 from fx import async_streams
 from fx.config import config_path
+from fx.event_models import PlatformStatus
 from fx.models import DeployResult, FunctionInfo, FunctionSpec, VersionInfo
-from fx.nats_auth import Signer
+from fx.nats_auth import ADMIN_CREDS, Signer
 from fx.protocol import (
     KV_FUNCTIONS,
     KV_ROUTES,
@@ -39,6 +42,7 @@ from .autoscaler import Autoscaler
 from .backends.base import Backend
 from .backends.local import LocalBackend
 from .backends.local_sandbox import UIDS_FILE, SandboxSettings, UidMap, run_dir
+from .dead_letters import DeadLetters
 from .errors import ApiError, not_found
 from .fleet import Fleet
 from .function_nats import FunctionCreds
@@ -49,10 +53,11 @@ from .reconciler import Reconciler
 from .releases import Releases
 from .replica_tokens import KEY_FILE, ReplicaTokens, load_key
 from .routes import RoutePublisher
-from .secrets.rules import Secrets
+from .secrets.rules import Secrets, live_versions
 from .secrets.store import SecretStore
 from .settings import Settings
 from .store import FunctionRecord, FunctionStore, VersionRecord
+from .user_streams import UserStreams
 
 log = logging.getLogger("fx_controller")
 
@@ -124,6 +129,8 @@ class Controller:
         self.activator = Activator(self.store, self.fleet, self.load, self.metrics)
         self.reconciler = Reconciler(self.store, self.fleet, self.load, self.autoscaler)
         self.releases = Releases(self.store, self.routes, self.fleet, self.load, self._lock, s.keep_warm)
+        self.dead_letters = DeadLetters(js, lambda name: self.store.get(name) is not None)
+        self.user_streams = UserStreams(js, self._live_specs)
 
         await self.store.load()
         await secret_store.load()
@@ -187,16 +194,22 @@ class Controller:
 
     # --- admin operations --------------------------------------------------------------
 
+    def _live_specs(self) -> list[tuple[str, FunctionSpec]]:
+        """(function, spec) of every live version: taking traffic, aliased or the latest."""
+        return [(record.name, version.spec) for record in self.store.all() for version in live_versions(record)]
+
     async def _check_streams(self, name: str, spec: FunctionSpec) -> None:
         """A durable trigger needs its stream: refuse the deploy rather than leave a trigger that never fires."""
         js = self._nc.jetstream()  # type: ignore[union-attr]
         for n, trigger in enumerate(spec.triggers):
             if trigger.jetstream is not None:
                 stream, where = trigger.jetstream.stream, f"triggers.{n}.jetstream.stream"
-                what = f"stream {stream!r} does not exist; create it first (e.g. `nats stream add {stream}`)"
+                subjects = shlex.quote(trigger.jetstream.subject or f"{stream.lower()}.>")
+                what = f"stream {stream!r} does not exist; create it first: fx stream create {stream} {subjects}"
             elif trigger.kv is not None:
-                stream, where = f"KV_{trigger.kv.bucket}", f"triggers.{n}.kv.bucket"
-                what = f"KV bucket {trigger.kv.bucket!r} does not exist; create it first (`nats kv add NAME`)"
+                bucket = trigger.kv.bucket
+                stream, where = f"KV_{bucket}", f"triggers.{n}.kv.bucket"
+                what = f"KV bucket {bucket!r} does not exist; create it first: fx kv create {bucket}"
             else:
                 continue
             try:
@@ -370,6 +383,17 @@ class Controller:
             previous=record.history[-1] if record.history else None,
             rollout=record.rollout,
             last_rollout=record.last_rollout,
+        )
+
+    def status(self) -> PlatformStatus:
+        s = self.settings
+        admin = s.nats_auth_dir / ADMIN_CREDS if s.nats_auth_dir else None  # the embedded mode's, from fx up
+        return PlatformStatus(
+            version=metadata.version("fx-controller"),
+            backend=s.backend,
+            functions=len(self.store.all()),
+            nats_url=s.nats_url,
+            nats_creds=str(admin.resolve()) if admin and admin.is_file() else None,
         )
 
     def _status(self, record: FunctionRecord) -> str:

@@ -16,6 +16,17 @@ import httpx
 from pydantic import TypeAdapter, ValidationError
 
 from fx.errors import FunctionError, FxError
+from fx.event_models import (
+    BucketInfo,
+    BucketSpec,
+    DeadLetter,
+    DeadLetterDetail,
+    PlatformStatus,
+    RedriveResult,
+    RedriveSpec,
+    StreamInfo,
+    StreamSpec,
+)
 from fx.models import (
     AliasSpec,
     ArtifactInfo,
@@ -32,6 +43,9 @@ from fx.protocol import FUNCTION_ERROR_HEADER
 _FUNCTION_LIST = TypeAdapter(list[FunctionInfo])
 _VERSION_LIST = TypeAdapter(list[VersionInfo])
 _SECRET_LIST = TypeAdapter(list[SecretInfo])
+_LETTER_LIST = TypeAdapter(list[DeadLetter])
+_STREAM_LIST = TypeAdapter(list[StreamInfo])
+_BUCKET_LIST = TypeAdapter(list[BucketInfo])
 _UNCHANGED: Any = object()  # "leave the sticky setting as it is", as distinct from None (turn it off)
 
 
@@ -140,6 +154,42 @@ class Client:
 
     def delete_secret(self, name: str) -> None:
         self._send("DELETE", f"/system/secrets/{_seg(name)}")
+
+    # --- events: dead letters, streams and buckets, the platform's status ---------
+
+    def dead_letters(self, function: str | None = None, limit: int | None = None) -> list[DeadLetter]:
+        params = {k: v for k, v in (("function", function), ("limit", limit)) if v is not None}
+        return _LETTER_LIST.validate_json(self._send("GET", "/system/dlq", params=params).content)
+
+    def dead_letter(self, letter_id: int) -> DeadLetterDetail:
+        return DeadLetterDetail.model_validate_json(self._send("GET", f"/system/dlq/{letter_id}").content)
+
+    def redrive(self, spec: RedriveSpec) -> RedriveResult:
+        r = self._send("POST", "/system/dlq/redrive", json=spec.model_dump(mode="json"))
+        return RedriveResult.model_validate_json(r.content)
+
+    def create_stream(self, name: str, spec: StreamSpec) -> StreamInfo:
+        r = self._send("PUT", f"/system/streams/{_seg(name)}", json=spec.model_dump(mode="json"))
+        return StreamInfo.model_validate_json(r.content)
+
+    def list_streams(self) -> list[StreamInfo]:
+        return _STREAM_LIST.validate_json(self._send("GET", "/system/streams").content)
+
+    def delete_stream(self, name: str) -> None:
+        self._send("DELETE", f"/system/streams/{_seg(name)}")
+
+    def create_bucket(self, name: str, spec: BucketSpec) -> BucketInfo:
+        r = self._send("PUT", f"/system/kv/{_seg(name)}", json=spec.model_dump(mode="json"))
+        return BucketInfo.model_validate_json(r.content)
+
+    def list_buckets(self) -> list[BucketInfo]:
+        return _BUCKET_LIST.validate_json(self._send("GET", "/system/kv").content)
+
+    def delete_bucket(self, name: str) -> None:
+        self._send("DELETE", f"/system/kv/{_seg(name)}")
+
+    def status(self) -> PlatformStatus:
+        return PlatformStatus.model_validate_json(self._send("GET", "/system/status").content)
 
     # --- calling functions -----------------------------------------------------
 

@@ -77,6 +77,7 @@ class Permissions:
 
 
 ALL = None  # the controller's and the admin's permissions: everything in the fx account
+ADMIN_CREDS = "admin.creds"  # the admin user's credentials, in the embedded mode's nats-auth directory
 
 
 def _new_key(prefix: int) -> nkeys.KeyPair:

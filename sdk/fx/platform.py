@@ -34,7 +34,7 @@ from nats.aio.client import Client as NATS
 
 from fx import state_dir as state_lock
 
-from .nats_auth import ALL, Authority, NatsAuthError, gateway_permissions, write_secret
+from .nats_auth import ADMIN_CREDS, ALL, Authority, NatsAuthError, gateway_permissions, write_secret
 
 READY_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
@@ -84,7 +84,7 @@ class Platform:
     @property
     def admin_creds(self) -> Path:
         """A NATS user with every right in the fx account, for tests, benchmarks and the nats CLI."""
-        return self.nats_auth_dir / "admin.creds"
+        return self.nats_auth_dir / ADMIN_CREDS
 
     async def admin_nats(self, **options: Any) -> NATS:
         """A NATS client as the admin user (nothing connects anonymously); `options` go to nats.connect."""

@@ -1,0 +1,111 @@
+"""/system/dlq, /system/streams and /system/kv: dead letters, and the streams and buckets triggers read, for
+the CLI (behind the admin token like the rest: a user never needs NATS credentials for them)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Query, Response
+from fx.event_models import (
+    DLQ_LIST_DEFAULT,
+    DLQ_LIST_MAX,
+    BucketInfo,
+    BucketSpec,
+    DeadLetter,
+    DeadLetterDetail,
+    RedriveResult,
+    RedriveSpec,
+    StreamInfo,
+    StreamSpec,
+    check_bucket_name,
+    check_stream_name,
+)
+from fx.models import check_name
+
+from . import errors
+from .dead_letters import DeadLetters
+from .user_streams import UserStreams
+
+
+def _checked(check, value: str) -> str:
+    try:
+        return check(value)
+    except ValueError as e:
+        raise errors.ApiError(400, "InvalidName", str(e), field="name") from e
+
+
+def _stream(name: Annotated[str, Path(description="stream name, e.g. ORDERS")]) -> str:
+    return _checked(check_stream_name, name)
+
+
+def _bucket(name: Annotated[str, Path(description="KV bucket name, e.g. users")]) -> str:
+    return _checked(check_bucket_name, name)
+
+
+def _function(function: Annotated[str | None, Query(description="only this function's letters")] = None) -> str | None:
+    return None if function is None else _checked(check_name, function)
+
+
+StreamName = Annotated[str, Depends(_stream)]
+BucketName = Annotated[str, Depends(_bucket)]
+FunctionFilter = Annotated[str | None, Depends(_function)]
+
+
+def dlq_router(letters: DeadLetters) -> APIRouter:
+    api = APIRouter(prefix="/dlq", tags=["dead letters"])
+
+    @api.get("")
+    async def list_letters(
+        function: FunctionFilter,
+        limit: Annotated[int, Query(ge=1, le=DLQ_LIST_MAX, description="at most this many, oldest first")] = (
+            DLQ_LIST_DEFAULT
+        ),
+    ) -> list[DeadLetter]:
+        return await letters.list(function, limit)
+
+    @api.get("/{letter_id}")
+    async def show_letter(letter_id: int) -> DeadLetterDetail:
+        return await letters.show(letter_id)
+
+    @api.post("/redrive")
+    async def redrive(spec: RedriveSpec) -> RedriveResult:
+        """Re-enqueue letters where they came from (an async call: FX_ASYNC; a stream record: its subject);
+        each leaves the DLQ only once JetStream acknowledged its copy."""
+        return await letters.redrive(spec)
+
+    return api
+
+
+def streams_router(streams: UserStreams) -> APIRouter:
+    api = APIRouter(tags=["streams"])
+
+    @api.put("/streams/{name}")
+    async def create_stream(name: StreamName, spec: StreamSpec) -> StreamInfo:
+        """Create a stream for `jetstream` triggers; the same settings again change nothing."""
+        return await streams.create_stream(name, spec)
+
+    @api.get("/streams")
+    async def list_streams() -> list[StreamInfo]:
+        return await streams.list_streams()
+
+    @api.delete("/streams/{name}", status_code=204)
+    async def delete_stream(name: StreamName) -> Response:
+        """409 StreamInUse while a function's trigger reads it."""
+        await streams.delete_stream(name)
+        return Response(status_code=204)
+
+    @api.put("/kv/{name}")
+    async def create_bucket(name: BucketName, spec: BucketSpec) -> BucketInfo:
+        """Create a KV bucket for `kv` triggers; creating one that exists changes nothing."""
+        return await streams.create_bucket(name, spec)
+
+    @api.get("/kv")
+    async def list_buckets() -> list[BucketInfo]:
+        return await streams.list_buckets()
+
+    @api.delete("/kv/{name}", status_code=204)
+    async def delete_bucket(name: BucketName) -> Response:
+        await streams.delete_bucket(name)
+        return Response(status_code=204)
+
+    return api

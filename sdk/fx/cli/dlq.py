@@ -1,0 +1,112 @@
+"""`fx dlq ls|show|redrive`: the dead letters of async calls and durable triggers, through the admin API."""
+
+from __future__ import annotations
+
+import argparse
+
+from pydantic import TypeAdapter
+
+from fx.cli.common import EXIT_FAILED, EXIT_OK, OUTPUT, AddCommand, checked, client, err, print_table
+from fx.errors import InputError
+from fx.event_models import DLQ_LIST_DEFAULT, DeadLetter, RedriveSpec
+from fx.models import check_name
+
+HELP = "dead letters: async calls and stream records that failed every attempt (list, show, redrive)"
+_LETTERS = TypeAdapter(list[DeadLetter])
+MESSAGE_WIDTH = 60
+
+
+def _when(letter: DeadLetter) -> str:
+    return letter.time.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _origin(letter: DeadLetter) -> str:
+    if letter.source == "async":
+        return f"async call {letter.call_id}" if letter.call_id else "async call"
+    return f"{letter.source} record from {letter.stream} ({letter.subject})"
+
+
+def cmd_dlq_ls(args: argparse.Namespace) -> int:
+    function = checked(check_name, args.function) if args.function else None
+    with client(args) as fx:
+        letters = fx.dead_letters(function, args.limit)
+    if args.output == "json":
+        print(_LETTERS.dump_json(letters, indent=2).decode())
+        return EXIT_OK
+    if not letters:
+        print("no dead letters" + (f" of {function}" if function else ""))
+        return EXIT_OK
+    rows = [["ID", "FUNCTION", "SOURCE", "ERROR", "ATTEMPTS", "TIME", "MESSAGE"]]
+    for letter in letters:
+        message = letter.message if len(letter.message) <= MESSAGE_WIDTH else letter.message[: MESSAGE_WIDTH - 1] + "…"
+        rows.append(
+            [str(letter.id), letter.function, letter.source, letter.error, str(letter.attempts), _when(letter), message]
+        )
+    print_table(rows)
+    if len(letters) == args.limit:
+        err(f"(the oldest {args.limit}; --limit N shows more)")
+    return EXIT_OK
+
+
+def cmd_dlq_show(args: argparse.Namespace) -> int:
+    with client(args) as fx:
+        letter = fx.dead_letter(args.id)
+    if args.output == "json":
+        print(letter.model_dump_json(indent=2))
+        return EXIT_OK
+    print(f"id:        {letter.id}")
+    print(f"function:  {letter.function}")
+    print(f"source:    {_origin(letter)}")
+    print(f"error:     {letter.error}: {letter.message}")
+    print(f"status:    {letter.status}")
+    print(f"attempts:  {letter.attempts}")
+    print(f"time:      {_when(letter)}")
+    print("headers:")
+    for name, value in sorted(letter.headers.items()):
+        print(f"  {name}: {value}")
+    print("body (base64):" if letter.body_base64 else "body:")
+    print(letter.body)
+    return EXIT_OK
+
+
+def cmd_dlq_redrive(args: argparse.Namespace) -> int:
+    chosen = [bool(args.ids), args.function is not None, args.all]
+    if sum(chosen) != 1:
+        raise InputError("name the letters to redrive: IDs (see `fx dlq ls`), --function NAME, or --all")
+    if args.ids:
+        spec = RedriveSpec(ids=args.ids)
+    elif args.all:
+        spec = RedriveSpec(all=True)
+    else:
+        spec = RedriveSpec(function=checked(check_name, args.function))
+    with client(args) as fx:
+        result = fx.redrive(spec)
+    if args.output == "json":
+        print(result.model_dump_json(indent=2))
+    else:
+        for letter in result.redriven:
+            print(f"{letter.id} {letter.function}: redriven ({_origin(letter)})")
+        for failure in result.failed:
+            err(f"{failure.id}: left in the DLQ: {failure.reason}")
+        if not result.redriven and not result.failed:
+            print("no dead letters to redrive")
+    return EXIT_FAILED if result.failed else EXIT_OK
+
+
+def register(add: AddCommand) -> None:
+    ls = add("ls", cmd_dlq_ls, "list dead letters, oldest first: function, error, attempts, time", OUTPUT)
+    ls.add_argument("--function", "-f", help="only this function's")
+    ls.add_argument("--limit", type=int, default=DLQ_LIST_DEFAULT, help=f"at most N (default {DLQ_LIST_DEFAULT})")
+
+    show = add("show", cmd_dlq_show, "one dead letter: its error, headers and body", OUTPUT)
+    show.add_argument("id", type=int, help="its ID, from `fx dlq ls`")
+
+    redrive = add(
+        "redrive",
+        cmd_dlq_redrive,
+        "run dead letters again: each is re-enqueued where it came from and leaves the DLQ once stored",
+        OUTPUT,
+    )
+    redrive.add_argument("ids", nargs="*", type=int, metavar="ID", help="these letters (IDs from `fx dlq ls`)")
+    redrive.add_argument("--function", "-f", help="every letter of this function")
+    redrive.add_argument("--all", action="store_true", help="every letter")

@@ -1,0 +1,61 @@
+"""`fx kv create|ls|rm`: the NATS KV buckets `kv` triggers watch, made by the controller."""
+
+from __future__ import annotations
+
+import argparse
+
+from pydantic import TypeAdapter, ValidationError
+
+from fx.cli.common import EXIT_OK, OUTPUT, AddCommand, checked, client, first_error, print_table
+from fx.errors import InputError
+from fx.event_models import BucketInfo, BucketSpec, check_bucket_name
+
+HELP = "KV buckets for kv triggers: create, list, remove (no NATS credentials needed)"
+_BUCKETS = TypeAdapter(list[BucketInfo])
+
+
+def cmd_kv_create(args: argparse.Namespace) -> int:
+    name = checked(check_bucket_name, args.bucket)
+    try:
+        spec = BucketSpec(history=args.history, max_bytes=args.max_bytes)
+    except ValidationError as exc:
+        raise InputError(first_error(exc)) from exc
+    with client(args) as fx:
+        info = fx.create_bucket(name, spec)
+    if args.output == "json":
+        print(info.model_dump_json(indent=2))
+        return EXIT_OK
+    print(f"{info.name}: {'created' if info.created else 'exists already'}")
+    return EXIT_OK
+
+
+def cmd_kv_ls(args: argparse.Namespace) -> int:
+    with client(args) as fx:
+        buckets = fx.list_buckets()
+    if args.output == "json":
+        print(_BUCKETS.dump_json(buckets, indent=2).decode())
+        return EXIT_OK
+    rows = [["BUCKET", "VALUES", "BYTES", "HISTORY"]]
+    rows += [[b.name, str(b.values), str(b.bytes), str(b.history)] for b in buckets]
+    print_table(rows)
+    return EXIT_OK
+
+
+def cmd_kv_rm(args: argparse.Namespace) -> int:
+    name = checked(check_bucket_name, args.bucket)
+    with client(args) as fx:
+        fx.delete_bucket(name)
+    print(f"{name}: removed, with its keys")
+    return EXIT_OK
+
+
+def register(add: AddCommand) -> None:
+    create = add("create", cmd_kv_create, "create a KV bucket (again: no change)", OUTPUT)
+    create.add_argument("bucket", help="bucket name, e.g. users (what fx.yaml's `kv: {bucket: ...}` names)")
+    create.add_argument("--history", type=int, default=1, help="values kept per key (default 1, at most 64)")
+    create.add_argument("--max-bytes", type=int, default=-1, help="bytes kept (default -1: no limit)")
+
+    add("ls", cmd_kv_ls, "list KV buckets (fx's own are not shown)", OUTPUT)
+
+    rm = add("rm", cmd_kv_rm, "remove a bucket and its keys (refused while a trigger watches it)")
+    rm.add_argument("bucket")

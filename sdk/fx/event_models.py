@@ -1,0 +1,143 @@
+"""Admin-API models of the event verbs: dead letters (/system/dlq), user streams and KV buckets
+(/system/streams, /system/kv) and the platform's status (/system/status)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from fx.models import STREAM_RE, _Model, check_name, check_subject
+
+# Names fx's own streams and buckets use (FX_ASYNC, FX_DLQ, KV_fx_*, OBJ_fx_*) or that JetStream gives the
+# streams behind buckets: a user's stream is created under none of them, so it can never shadow fx's.
+RESERVED_STREAM_PREFIXES = ("fx_", "kv_", "obj_")
+RESERVED_BUCKET_PREFIX = "fx_"
+DLQ_LIST_DEFAULT = 100
+DLQ_LIST_MAX = 10_000
+
+
+class DeadLetter(_Model):
+    """One dead letter, as `fx dlq ls` shows it; `id` is its sequence in the FX_DLQ stream."""
+
+    id: int
+    function: str
+    source: Literal["async", "jetstream", "kv"]  # an async call, or a record of a durable trigger
+    error: str  # the function's errorType, or the platform's error code
+    message: str
+    status: int  # HTTP status of the last attempt (0: none was made)
+    attempts: int
+    time: datetime  # when it was dead-lettered
+    call_id: str | None = None  # async calls: the X-Fx-Call-Id the caller got
+    stream: str | None = None  # durable triggers: where the record came from
+    subject: str | None = None
+
+
+class DeadLetterDetail(DeadLetter):
+    """`fx dlq show`: the letter with every header and the stored body (text, or base64 when binary)."""
+
+    headers: dict[str, str]
+    body: str
+    body_base64: bool = False
+
+
+class RedriveSpec(_Model):
+    """Which letters to re-enqueue: exactly one of `ids`, `function` or `all`."""
+
+    ids: list[int] | None = None
+    function: str | None = None
+    all: bool = False
+
+    @field_validator("function")
+    @classmethod
+    def _function(cls, v: str | None) -> str | None:
+        return None if v is None else check_name(v)
+
+    @model_validator(mode="after")
+    def _one(self) -> RedriveSpec:
+        chosen = [self.ids is not None, self.function is not None, self.all]
+        if sum(chosen) != 1:
+            raise ValueError("name exactly one of: ids, function, all")
+        return self
+
+
+class RedriveFailure(_Model):
+    id: int
+    reason: str
+
+
+class RedriveResult(_Model):
+    """Letters re-accepted (and removed from the DLQ), and those left in it with the reason."""
+
+    redriven: list[DeadLetter]
+    failed: list[RedriveFailure]
+
+
+def _check_stream_name(name: str, what: str, example: str) -> str:
+    if not STREAM_RE.match(name):
+        raise ValueError(f"{what} name {name!r} is invalid: use letters, digits, '-' and '_' (e.g. {example!r})")
+    return name
+
+
+class StreamSpec(_Model):
+    """A user stream for `jetstream` triggers: what `fx stream create` sends."""
+
+    subjects: Annotated[list[str], Field(min_length=1, description="subjects it stores, e.g. orders.>")]
+    max_age: Annotated[float, Field(ge=0, description="seconds a message is kept; 0: until a limit")] = 0
+    max_bytes: Annotated[int, Field(ge=-1, description="bytes kept, oldest dropped first; -1: unlimited")] = -1
+
+    @field_validator("subjects")
+    @classmethod
+    def _subjects(cls, subjects: list[str]) -> list[str]:
+        return [check_subject(subject) for subject in subjects]
+
+
+class StreamInfo(_Model):
+    name: str
+    subjects: list[str]
+    messages: int
+    bytes: int
+    max_age: float
+    max_bytes: int
+    consumers: int
+    created: bool = False  # True when this call created it
+
+
+class BucketSpec(_Model):
+    """A user KV bucket for `kv` triggers: what `fx kv create` sends."""
+
+    history: Annotated[int, Field(ge=1, le=64, description="values kept per key")] = 1
+    max_bytes: Annotated[int, Field(ge=-1, description="bytes kept; -1: unlimited")] = -1
+
+
+class BucketInfo(_Model):
+    name: str
+    values: int  # stored values, every key's history and deletions included
+    bytes: int
+    history: int
+    created: bool = False
+
+
+def check_stream_name(name: str) -> str:
+    _check_stream_name(name, "stream", "ORDERS")
+    if name.lower().startswith(RESERVED_STREAM_PREFIXES):
+        raise ValueError(f"stream name {name!r} is reserved (FX_*, KV_*, OBJ_* are fx's and JetStream's)")
+    return name
+
+
+def check_bucket_name(name: str) -> str:
+    _check_stream_name(name, "KV bucket", "users")
+    if name.lower().startswith(RESERVED_BUCKET_PREFIX):
+        raise ValueError(f"KV bucket name {name!r} is reserved (fx_* are fx's own)")
+    return name
+
+
+class PlatformStatus(_Model):
+    """`fx status`: what an operator needs to find and reach the platform's parts."""
+
+    version: str  # the controller's
+    backend: str
+    functions: int
+    nats_url: str  # as the controller reaches it
+    nats_creds: str | None = None  # embedded mode: the admin's credentials file on the platform's host
