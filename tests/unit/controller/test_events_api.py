@@ -1,0 +1,118 @@
+"""/system/dlq, /system/streams, /system/kv and /system/status against a real nats-server, dead letters
+written as the gateways write them."""
+
+from __future__ import annotations
+
+import httpx
+from fx.protocol import (
+    ASYNC_CALL_ID,
+    ASYNC_FUNCTION,
+    DEAD_ATTEMPTS,
+    DEAD_ERROR,
+    DEAD_MESSAGE,
+    DEAD_SEQUENCE,
+    DEAD_STATUS,
+    DEAD_STREAM,
+    DEAD_SUBJECT,
+    STREAM_ASYNC,
+    async_subject,
+    dead_letter_subject,
+)
+from fx_controller.controller import Controller
+
+
+def failure(error: str = "ValueError", attempts: int = 3) -> dict[str, str]:
+    return {DEAD_ERROR: error, DEAD_MESSAGE: "bad order", DEAD_STATUS: "502", DEAD_ATTEMPTS: str(attempts)}
+
+
+async def dead_letter(controller: Controller, function: str, data: bytes, headers: dict[str, str]) -> int:
+    ack = await controller._nc.jetstream().publish(dead_letter_subject(function), data, headers=headers)
+    return ack.seq
+
+
+async def test_letters_are_listed_oldest_first_and_shown_whole(admin: httpx.AsyncClient, controller, deployed):
+    await deployed("orders")
+    call = {ASYNC_CALL_ID: "c-1", ASYNC_FUNCTION: "orders", "X-Custom": "kept", **failure()}
+    first = await dead_letter(controller, "orders", b'{"n": 1}', call)
+    second = await dead_letter(controller, "other", b"\xff\x00", {**failure("Sandbox.Timedout", 1)})
+    everything = (await admin.get("/system/dlq")).json()
+    assert [(x["id"], x["function"], x["error"]) for x in everything] == [
+        (first, "orders", "ValueError"),
+        (second, "other", "Sandbox.Timedout"),
+    ]
+    assert everything[0]["call_id"] == "c-1" and everything[0]["attempts"] == 3 and everything[0]["status"] == 502
+    assert [x["id"] for x in (await admin.get("/system/dlq", params={"function": "other"})).json()] == [second]
+    assert [x["id"] for x in (await admin.get("/system/dlq", params={"limit": 1})).json()] == [first]
+    shown = (await admin.get(f"/system/dlq/{first}")).json()
+    assert shown["body"] == '{"n": 1}' and shown["headers"]["X-Custom"] == "kept" and not shown["body_base64"]
+    assert (await admin.get(f"/system/dlq/{second}")).json()["body"] == "/wA="  # base64 of the binary body
+    missing = await admin.get("/system/dlq/999")
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "DeadLetterNotFound"
+    assert (await admin.get("/system/dlq", params={"function": "Bad_Name"})).status_code == 400
+
+
+async def test_a_redrive_copies_each_letter_where_it_came_from_and_keeps_what_it_cannot(admin, controller, deployed):
+    await deployed("orders")
+    js = controller._nc.jetstream()
+    await js.add_stream(name="ORDERS", subjects=["orders.>"])
+    stored_call = {ASYNC_CALL_ID: "c-1", ASYNC_FUNCTION: "orders", **failure()}
+    call = await dead_letter(controller, "orders", b"call", stored_call)
+    record = {DEAD_SUBJECT: "orders.new", DEAD_STREAM: "ORDERS", DEAD_SEQUENCE: "7", "X-Own": "1", **failure()}
+    from_stream = await dead_letter(controller, "orders", b"record", record)
+    kv = {DEAD_SUBJECT: "$KV.users.ann", DEAD_STREAM: "KV_users", DEAD_SEQUENCE: "3", **failure()}
+    from_kv = await dead_letter(controller, "orders", b"Ann", kv)
+    orphan = await dead_letter(controller, "gone", b"x", {ASYNC_FUNCTION: "gone", **failure()})
+
+    unknown = await admin.post("/system/dlq/redrive", json={"ids": [call, 999]})
+    assert unknown.status_code == 404 and len((await admin.get("/system/dlq")).json()) == 4  # nothing done
+    assert (await admin.post("/system/dlq/redrive", json={"ids": [call], "all": True})).status_code == 400
+
+    result = (await admin.post("/system/dlq/redrive", json={"all": True})).json()
+    assert [x["id"] for x in result["redriven"]] == [call, from_stream]
+    assert {f["id"] for f in result["failed"]} == {from_kv, orphan}
+    assert [x["id"] for x in (await admin.get("/system/dlq")).json()] == [from_kv, orphan]
+
+    copied = await js.get_msg(STREAM_ASYNC, subject=async_subject("orders"))
+    assert copied.data == b"call" and copied.headers[ASYNC_CALL_ID] == "c-1" and DEAD_ERROR not in copied.headers
+    republished = await js.get_msg("ORDERS", subject="orders.new")
+    assert republished.data == b"record" and republished.headers["X-Own"] == "1"
+    assert DEAD_STREAM not in republished.headers
+
+    gone = await admin.post("/system/dlq/redrive", json={"function": "nosuch"})
+    assert gone.status_code == 404 and gone.json()["error"]["code"] == "FunctionNotFound"
+
+
+async def test_streams_and_buckets_are_created_once_listed_and_removed_unless_read(admin, controller, deployed):
+    created = await admin.put("/system/streams/ORDERS", json={"subjects": ["orders.>"], "max_age": 60})
+    assert created.status_code == 200 and created.json()["created"] is True and created.json()["max_age"] == 60
+    assert (await admin.put("/system/streams/ORDERS", json={"subjects": ["orders.>"]})).json()["created"] is False
+    overlap = await admin.put("/system/streams/MORE", json={"subjects": ["orders.eu"]})
+    assert overlap.status_code == 409 and overlap.json()["error"]["code"] == "SubjectsOverlap"
+    for name, subjects in (("FX_MINE", ["a"]), ("KV_users", ["a"]), ("MINE", ["fx.x"]), ("MINE", ["$JS.>"])):
+        r = await admin.put(f"/system/streams/{name}", json={"subjects": subjects})
+        assert r.status_code == 400, (name, subjects)
+    assert (await admin.put("/system/kv/users", json={})).json() == {
+        "name": "users",
+        "values": 0,
+        "bytes": 0,
+        "history": 1,
+        "created": True,
+    }
+    assert (await admin.put("/system/kv/fx_routes", json={})).status_code == 400
+    assert [s["name"] for s in (await admin.get("/system/streams")).json()] == ["ORDERS"]  # not FX_*, KV_*
+    assert [b["name"] for b in (await admin.get("/system/kv")).json()] == ["users"]
+
+    await deployed("reader", triggers=[{"kv": {"bucket": "users"}}])
+    in_use = await admin.delete("/system/kv/users")
+    assert in_use.status_code == 409 and "reader" in in_use.json()["error"]["message"]
+    assert (await admin.delete("/system/streams/ORDERS")).status_code == 204
+    assert (await admin.delete("/system/streams/ORDERS")).status_code == 404
+
+
+async def test_status_names_the_version_backend_and_nats(admin, controller, deployed):
+    await deployed("hello")
+    status = (await admin.get("/system/status")).json()
+    assert status["functions"] == 1 and status["backend"] == "local"
+    assert status["nats_url"] == controller.settings.nats_url and status["nats_creds"] is None  # no auth dir
+    assert status["version"]
+    assert (await admin.get("/system/status", headers={"Authorization": ""})).status_code == 401
