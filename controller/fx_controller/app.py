@@ -190,6 +190,6 @@ def _api(controller: Controller) -> FastAPI:
 
     api.include_router(secrets_router(controller.secrets))
     api.include_router(dlq_router(controller.dead_letters))
-    api.include_router(streams_router(controller.user_streams))
+    api.include_router(streams_router(controller.user_streams, controller.messages))
     app.include_router(api)
     return app

@@ -47,6 +47,7 @@ from .errors import ApiError, not_found
 from .fleet import Fleet
 from .function_nats import FunctionCreds
 from .load import LoadBook
+from .messages import Messages
 from .metrics import Metrics
 from .nats_buckets import open_kv, open_object_store
 from .reconciler import Reconciler
@@ -131,6 +132,7 @@ class Controller:
         self.releases = Releases(self.store, self.routes, self.fleet, self.load, self._lock, s.keep_warm)
         self.dead_letters = DeadLetters(js, lambda name: self.store.get(name) is not None)
         self.user_streams = UserStreams(js, self._live_specs)
+        self.messages = Messages(self._nc)
 
         await self.store.load()
         await secret_store.load()

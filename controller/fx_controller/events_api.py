@@ -1,5 +1,5 @@
-"""/system/dlq, /system/streams and /system/kv: dead letters, and the streams and buckets triggers read, for
-the CLI (behind the admin token like the rest: a user never needs NATS credentials for them)."""
+"""/system/dlq, /system/streams, /system/kv and /system/publish: dead letters, the streams and buckets triggers
+read, and test messages, for the CLI (behind the admin token like the rest: a user needs no NATS credentials)."""
 
 from __future__ import annotations
 
@@ -13,17 +13,23 @@ from fx.event_models import (
     BucketSpec,
     DeadLetter,
     DeadLetterDetail,
+    KvPutResult,
+    KvPutSpec,
+    PublishResult,
+    PublishSpec,
     RedriveResult,
     RedriveSpec,
     StreamInfo,
     StreamSpec,
     check_bucket_name,
+    check_kv_key,
     check_stream_name,
 )
 from fx.models import check_name
 
 from . import errors
 from .dead_letters import DeadLetters
+from .messages import Messages
 from .user_streams import UserStreams
 
 
@@ -76,8 +82,24 @@ def dlq_router(letters: DeadLetters) -> APIRouter:
     return api
 
 
-def streams_router(streams: UserStreams) -> APIRouter:
+def _key(key: Annotated[str, Path(description="KV key, e.g. eu.ann")]) -> str:
+    try:
+        return check_kv_key(key)
+    except ValueError as e:
+        raise errors.ApiError(400, "InvalidKey", str(e), field="key") from e
+
+
+def streams_router(streams: UserStreams, messages: Messages) -> APIRouter:
     api = APIRouter(tags=["streams"])
+
+    @api.post("/publish")
+    async def publish(spec: PublishSpec) -> PublishResult:
+        """Publish a test message on a user subject (stored when a stream takes it), or send a request."""
+        return await messages.publish(spec)
+
+    @api.put("/kv/{name}/keys/{key}")
+    async def put_key(name: BucketName, key: Annotated[str, Depends(_key)], spec: KvPutSpec) -> KvPutResult:
+        return await messages.kv_put(name, key, spec.value)
 
     @api.put("/streams/{name}")
     async def create_stream(name: StreamName, spec: StreamSpec) -> StreamInfo:

@@ -21,7 +21,10 @@ from fx.event_models import (
     BucketSpec,
     DeadLetter,
     DeadLetterDetail,
+    KvPutResult,
     PlatformStatus,
+    PublishResult,
+    PublishSpec,
     RedriveResult,
     RedriveSpec,
     StreamInfo,
@@ -187,6 +190,14 @@ class Client:
 
     def delete_bucket(self, name: str) -> None:
         self._send("DELETE", f"/system/kv/{_seg(name)}")
+
+    def publish(self, spec: PublishSpec) -> PublishResult:
+        r = self._send("POST", "/system/publish", json=spec.model_dump(mode="json"))
+        return PublishResult.model_validate_json(r.content)
+
+    def kv_put(self, bucket: str, key: str, value: str) -> KvPutResult:
+        r = self._send("PUT", f"/system/kv/{_seg(bucket)}/keys/{_seg(key)}", json={"value": value})
+        return KvPutResult.model_validate_json(r.content)
 
     def status(self) -> PlatformStatus:
         return PlatformStatus.model_validate_json(self._send("GET", "/system/status").content)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -141,3 +142,58 @@ class PlatformStatus(_Model):
     functions: int
     nats_url: str  # as the controller reaches it
     nats_creds: str | None = None  # embedded mode: the admin's credentials file on the platform's host
+
+
+PUBLISH_TIMEOUT_DEFAULT = 5.0
+PUBLISH_TIMEOUT_MAX = 60.0
+
+
+def check_publish_subject(subject: str) -> str:
+    """A subject to publish on: NATS syntax, no wildcards, none of fx's or NATS's own."""
+    if "*" in subject.split(".") or ">" in subject.split("."):
+        raise ValueError(f"NATS subject {subject!r} is invalid: a message is published on one subject, no wildcards")
+    return check_subject(subject)
+
+
+class PublishSpec(_Model):
+    """A test message, as `fx publish` sends it: what a producer of the user's would publish."""
+
+    subject: str
+    data: str = ""
+    base64: bool = False  # data is base64 (a binary payload)
+    headers: dict[str, str] = Field(default_factory=dict)
+    request: bool = False  # wait for one reply, as `nats req` does (a NATS trigger answers with the result)
+    timeout: Annotated[float, Field(gt=0, le=PUBLISH_TIMEOUT_MAX)] = PUBLISH_TIMEOUT_DEFAULT
+
+    @field_validator("subject")
+    @classmethod
+    def _subject(cls, v: str) -> str:
+        return check_publish_subject(v)
+
+
+class PublishResult(_Model):
+    subject: str
+    stream: str | None = None  # the stream that stored it; None: core NATS, delivered to whoever listened
+    seq: int | None = None
+    reply: str | None = None  # with `request`: the reply's body (text, or base64 when binary)
+    reply_base64: bool = False
+    reply_headers: dict[str, str] = Field(default_factory=dict)
+
+
+KV_KEY_RE = re.compile(r"^[-/_=A-Za-z0-9]+(\.[-/_=A-Za-z0-9]+)*\Z")  # NATS KV's key rules, no wildcards
+
+
+def check_kv_key(key: str) -> str:
+    if not KV_KEY_RE.match(key) or key.startswith("_kv"):
+        raise ValueError(f"KV key {key!r} is invalid: use letters, digits, '-_/=' and '.' between them (e.g. 'eu.ann')")
+    return key
+
+
+class KvPutSpec(_Model):
+    value: str
+
+
+class KvPutResult(_Model):
+    bucket: str
+    key: str
+    revision: int

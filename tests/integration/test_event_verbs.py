@@ -54,13 +54,9 @@ def test_fx_stream_create_makes_the_stream_a_jetstream_trigger_reads(platform, t
 
     assert platform.fx("deploy", cwd=project).returncode == 0
 
-    async def publish() -> None:
-        nc = await platform.nats()  # a producer of the user's, with its own NATS credentials
-        for n in range(3):
-            await nc.jetstream().publish("orders.new", f"order {n}".encode())
-        await nc.close()
-
-    asyncio.run(publish())
+    for n in range(3):
+        published = platform.fx("publish", "orders.new", f"order {n}")
+        assert published.stdout == f"published to orders.new: stored in stream ORDERS as message {n + 1}\n"
     wait_until(lambda: out.exists() and len(out.read_text().splitlines()) == 3, 20, "three orders")
     assert out.read_text() == "order 0\norder 1\norder 2\n"
     [listed] = json.loads(platform.fx("stream", "ls", "-o", "json").stdout)  # fx's own streams are not shown
@@ -90,15 +86,10 @@ def test_fx_kv_create_makes_the_bucket_a_kv_trigger_watches(platform, tmp_path):
         await nc.close()
         return found
 
-    async def change() -> None:
-        nc = await platform.nats()
-        kv = await nc.jetstream().key_value("users")
-        await kv.put("eu.ann", b"Ann")
-        await kv.put("us.bob", b"Bob")
-        await nc.close()
-
     wait_until(lambda: asyncio.run(consumers()), 10, "the trigger's consumer")  # changes after it count
-    asyncio.run(change())
+    assert platform.fx("kv", "put", "users", "eu.ann", "Ann").stdout == "users: eu.ann set (revision 1)\n"
+    assert platform.fx("kv", "put", "users", "us.bob", "Bob").returncode == 0
+    assert platform.fx("kv", "put", "nosuch", "a", "b").returncode == 2  # 404 (COMMON-19: 2)
     wait_until(lambda: out.exists() and out.read_text() == "eu.ann PUT Ann\n", 15, "the change")
     assert [b["name"] for b in json.loads(platform.fx("kv", "ls", "-o", "json").stdout)] == ["users"]
 
@@ -128,5 +119,14 @@ def test_fx_status_says_where_the_gateway_controller_and_nats_are(platform, tmp_
             await nc.close()
 
     assert json.loads(wait_until(lambda: asyncio.run(reach()), 15, "the trigger's answer"))["got"] == "AAPL"
+    # ... and fx alone can ask it too.
+    asked = platform.fx("publish", "orders.quote", "MSFT", "--request")
+    assert asked.returncode == 0, asked.stderr
+    assert json.loads(asked.stdout) == {"got": "MSFT"}, asked.stdout
+    told = platform.fx("publish", "orders.new", "x")
+    assert told.stdout == "published to orders.new (core NATS: delivered to whoever listens now, not stored)\n"
+    for reserved in ("fx.activate", "$KV.fx_routes.x", "_INBOX.x", "orders.*"):
+        refused = platform.fx("publish", reserved, "{}")
+        assert refused.returncode == 2 and "invalid" in refused.stderr, reserved
     wrong = platform.fx("status", env={"FX_TOKEN": "wrong"})
     assert wrong.returncode == 3 and "token" in wrong.stderr  # 401 (COMMON-19: 3)

@@ -9,7 +9,7 @@ import argparse
 import json
 from collections.abc import Sequence
 
-from fx.cli import deploy, dlq, functions, invoke, kv, login, logs, secrets, status, streams, traffic, up
+from fx.cli import deploy, dlq, functions, invoke, kv, login, logs, publish, secrets, status, streams, traffic, up
 from fx.cli.common import CONNECTION, EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, AddCommand, Run, err
 from fx.errors import FunctionError, FxError, InputError
 from fx.platform import PlatformError
@@ -46,7 +46,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--token", default=None, help="admin token (env FX_TOKEN; default from the fx config)")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
     add = _adder(commands)
-    for module in (up, deploy, invoke, functions, traffic, logs, status):
+    for module in (up, deploy, invoke, functions, traffic, logs, publish, status):
         module.register(add)
     for name, group in (("secret", secrets), ("dlq", dlq), ("stream", streams), ("kv", kv)):
         group_parser = commands.add_parser(name, help=group.HELP)

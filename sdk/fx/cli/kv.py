@@ -8,9 +8,9 @@ from pydantic import TypeAdapter, ValidationError
 
 from fx.cli.common import EXIT_OK, OUTPUT, AddCommand, checked, client, first_error, print_table
 from fx.errors import InputError
-from fx.event_models import BucketInfo, BucketSpec, check_bucket_name
+from fx.event_models import BucketInfo, BucketSpec, check_bucket_name, check_kv_key
 
-HELP = "KV buckets for kv triggers: create, list, remove (no NATS credentials needed)"
+HELP = "KV buckets for kv triggers: create, list, put a key, remove (no NATS credentials needed)"
 _BUCKETS = TypeAdapter(list[BucketInfo])
 
 
@@ -49,6 +49,18 @@ def cmd_kv_rm(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_kv_put(args: argparse.Namespace) -> int:
+    name = checked(check_bucket_name, args.bucket)
+    key = checked(check_kv_key, args.key)
+    with client(args) as fx:
+        result = fx.kv_put(name, key, args.value)
+    if args.output == "json":
+        print(result.model_dump_json(indent=2))
+        return EXIT_OK
+    print(f"{result.bucket}: {result.key} set (revision {result.revision})")
+    return EXIT_OK
+
+
 def register(add: AddCommand) -> None:
     create = add("create", cmd_kv_create, "create a KV bucket (again: no change)", OUTPUT)
     create.add_argument("bucket", help="bucket name, e.g. users (what fx.yaml's `kv: {bucket: ...}` names)")
@@ -56,6 +68,11 @@ def register(add: AddCommand) -> None:
     create.add_argument("--max-bytes", type=int, default=-1, help="bytes kept (default -1: no limit)")
 
     add("ls", cmd_kv_ls, "list KV buckets (fx's own are not shown)", OUTPUT)
+
+    put = add("put", cmd_kv_put, "set a key, e.g. to try a kv trigger", OUTPUT)
+    put.add_argument("bucket")
+    put.add_argument("key", help="e.g. eu.ann")
+    put.add_argument("value")
 
     rm = add("rm", cmd_kv_rm, "remove a bucket and its keys (refused while a trigger watches it)")
     rm.add_argument("bucket")

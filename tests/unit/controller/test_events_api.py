@@ -116,3 +116,47 @@ async def test_status_names_the_version_backend_and_nats(admin, controller, depl
     assert status["nats_url"] == controller.settings.nats_url and status["nats_creds"] is None  # no auth dir
     assert status["version"]
     assert (await admin.get("/system/status", headers={"Authorization": ""})).status_code == 401
+
+
+async def test_a_test_message_is_stored_by_the_stream_taking_its_subject_or_else_published(admin, controller):
+    js = controller._nc.jetstream()
+    await js.add_stream(name="ORDERS", subjects=["orders.>"])
+    stored = await admin.post("/system/publish", json={"subject": "orders.new", "data": "7", "headers": {"A": "1"}})
+    assert stored.json() | {"reply_headers": {}} == {
+        "subject": "orders.new",
+        "stream": "ORDERS",
+        "seq": 1,
+        "reply": None,
+        "reply_base64": False,
+        "reply_headers": {},
+    }
+    kept = await js.get_msg("ORDERS", seq=1)
+    assert kept.data == b"7" and kept.headers["A"] == "1"
+
+    heard = []
+
+    async def quote(msg) -> None:
+        heard.append(msg.data)
+        if msg.reply:
+            await msg.respond(b"42")
+
+    await controller._nc.subscribe("quotes.*", cb=quote)
+    told = (await admin.post("/system/publish", json={"subject": "quotes.x", "data": "/w==", "base64": True})).json()
+    assert told["stream"] is None
+    asked = (await admin.post("/system/publish", json={"subject": "quotes.y", "request": True})).json()
+    assert asked["reply"] == "42" and heard == [b"\xff", b""]
+    nobody = await admin.post("/system/publish", json={"subject": "nobody.home", "request": True, "timeout": 1})
+    assert nobody.status_code == 404 and nobody.json()["error"]["code"] == "NoResponders"
+    for subject in ("fx.activate", "$JS.API.STREAM.DELETE.ORDERS", "_INBOX.x", "orders.*", "orders.>"):
+        assert (await admin.post("/system/publish", json={"subject": subject})).status_code == 400, subject
+
+
+async def test_a_key_is_put_in_an_existing_bucket_only(admin):
+    missing = await admin.put("/system/kv/users/keys/eu.ann", json={"value": "Ann"})
+    assert missing.status_code == 404 and "fx kv create users" in missing.json()["error"]["message"]
+    await admin.put("/system/kv/users", json={})
+    put = await admin.put("/system/kv/users/keys/eu.ann", json={"value": "Ann"})
+    assert put.json() == {"bucket": "users", "key": "eu.ann", "revision": 1}
+    for key in ("eu.*", ".x", "a..b", "_kv.x"):
+        assert (await admin.put(f"/system/kv/users/keys/{key}", json={"value": "x"})).status_code == 400, key
+    assert (await admin.put("/system/kv/fx_secrets/keys/a", json={"value": "x"})).status_code == 400

@@ -1,0 +1,75 @@
+"""Test messages for a user trying a trigger (`fx publish`, `fx kv put`), published by the controller.
+
+Only user subjects: fx.event_models refuses fx's own and NATS's ($JS, $KV, _INBOX), so the admin API cannot
+be used to forge what fx's components read.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import uuid
+
+import nats.errors
+import nats.js.errors
+from fx.event_models import KvPutResult, PublishResult, PublishSpec
+from nats.aio.client import Client as NATS
+
+from .errors import ApiError
+
+# Replies to users' test requests: apart from the controller's own inbox, which the gateways may not publish to.
+REQUEST_INBOX = "_INBOX.fx-requests"
+NO_RESPONDERS = "503"  # the status NATS answers a request with when nobody subscribes to its subject
+
+
+def _text(data: bytes) -> tuple[str, bool]:
+    try:
+        return data.decode("utf-8"), False
+    except UnicodeDecodeError:
+        return base64.b64encode(data).decode("ascii"), True
+
+
+class Messages:
+    def __init__(self, nc: NATS) -> None:
+        self.nc = nc
+
+    async def publish(self, spec: PublishSpec) -> PublishResult:
+        data = base64.b64decode(spec.data) if spec.base64 else spec.data.encode()
+        headers = spec.headers or None
+        if spec.request:
+            return await self._request(spec, data, headers)
+        js = self.nc.jetstream()
+        try:  # asked first: a JetStream publish is a request, which a nats trigger would answer instead
+            stream = await js.find_stream_name_by_subject(spec.subject)
+        except nats.js.errors.NotFoundError:
+            await self.nc.publish(spec.subject, data, headers=headers)
+            await self.nc.flush(timeout=spec.timeout)
+            return PublishResult(subject=spec.subject)
+        ack = await js.publish(spec.subject, data, headers=headers, timeout=spec.timeout, stream=stream)
+        return PublishResult(subject=spec.subject, stream=ack.stream, seq=ack.seq)
+
+    async def _request(self, spec: PublishSpec, data: bytes, headers: dict[str, str] | None) -> PublishResult:
+        # Not nc.request: its replies come to the controller's own inbox, which no gateway may publish to.
+        inbox = f"{REQUEST_INBOX}.{uuid.uuid4().hex}"
+        sub = await self.nc.subscribe(inbox, max_msgs=1)
+        try:
+            await self.nc.publish(spec.subject, data, reply=inbox, headers=headers)
+            reply = await sub.next_msg(timeout=spec.timeout)
+        except nats.errors.TimeoutError:
+            raise ApiError(504, "Timeout", f"no reply on {spec.subject!r} within {spec.timeout:g} s") from None
+        finally:
+            with contextlib.suppress(nats.errors.Error):
+                await sub.unsubscribe()
+        if (reply.headers or {}).get("Status") == NO_RESPONDERS:
+            message = f"nothing listens on {spec.subject!r} (no function's nats trigger names it?)"
+            raise ApiError(404, "NoResponders", message, field="subject")
+        body, binary = _text(reply.data)
+        return PublishResult(subject=spec.subject, reply=body, reply_base64=binary, reply_headers=reply.headers or {})
+
+    async def kv_put(self, bucket: str, key: str, value: str) -> KvPutResult:
+        try:
+            kv = await self.nc.jetstream().key_value(bucket)
+        except nats.js.errors.BucketNotFoundError:
+            message = f"KV bucket {bucket!r} does not exist; fx kv create {bucket}"
+            raise ApiError(404, "BucketNotFound", message, field="name") from None
+        return KvPutResult(bucket=bucket, key=key, revision=await kv.put(key, value.encode()))
