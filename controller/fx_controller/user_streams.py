@@ -50,6 +50,7 @@ def _bucket_info(info: NatsStreamInfo, created: bool = False) -> BucketInfo:
         values=info.state.messages,
         bytes=info.state.bytes,
         history=info.config.max_msgs_per_subject or 1,
+        consumers=info.state.consumer_count,
         created=created,
     )
 

@@ -117,6 +117,7 @@ class BucketInfo(_Model):
     values: int  # stored values, every key's history and deletions included
     bytes: int
     history: int
+    consumers: int  # one per kv trigger watching it, once a gateway has started it
     created: bool = False
 
 

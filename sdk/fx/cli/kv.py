@@ -35,8 +35,8 @@ def cmd_kv_ls(args: argparse.Namespace) -> int:
     if args.output == "json":
         print(_BUCKETS.dump_json(buckets, indent=2).decode())
         return EXIT_OK
-    rows = [["BUCKET", "VALUES", "BYTES", "HISTORY"]]
-    rows += [[b.name, str(b.values), str(b.bytes), str(b.history)] for b in buckets]
+    rows = [["BUCKET", "VALUES", "BYTES", "HISTORY", "CONSUMERS"]]
+    rows += [[b.name, str(b.values), str(b.bytes), str(b.history), str(b.consumers)] for b in buckets]
     print_table(rows)
     return EXIT_OK
 

@@ -96,6 +96,7 @@ async def test_streams_and_buckets_are_created_once_listed_and_removed_unless_re
         "values": 0,
         "bytes": 0,
         "history": 1,
+        "consumers": 0,
         "created": True,
     }
     assert (await admin.put("/system/kv/fx_routes", json={})).status_code == 400
