@@ -40,6 +40,7 @@ DEAD_HEADERS = frozenset(
     {DEAD_ERROR, DEAD_MESSAGE, DEAD_STATUS, DEAD_ATTEMPTS, DEAD_SUBJECT, DEAD_STREAM, DEAD_SEQUENCE}
 )
 ALL_LETTERS = dead_letter_subject(">")
+NATS_ERRORS = (nats.errors.Error, nats.js.errors.Error)
 
 
 def _int(value: str | None) -> int:
@@ -127,19 +128,24 @@ class DeadLetters:
                 letter = summary(raw)
                 try:
                     await self._copy(raw, letter)
-                    await self.js.delete_msg(STREAM_DLQ, raw.seq)
                 except Refused as exc:
                     failed.append(RedriveFailure(id=letter.id, reason=str(exc)))
                     continue
-                except (nats.errors.Error, nats.js.errors.Error) as exc:  # NATS away, a full stream: kept in the DLQ
+                except NATS_ERRORS as exc:  # NATS away, a full stream: nothing was stored
                     failed.append(RedriveFailure(id=letter.id, reason=f"not re-enqueued, kept in the DLQ: {exc!r}"))
+                    continue
+                try:
+                    await self.js.delete_msg(STREAM_DLQ, raw.seq)
+                except NATS_ERRORS as exc:
+                    reason = f"re-enqueued, but still in the DLQ ({exc!r}): redriving it again may run it twice"
+                    failed.append(RedriveFailure(id=letter.id, reason=reason))
                     continue
                 redriven.append(letter)
             return RedriveResult(redriven=redriven, failed=failed)
 
     async def _select(self, spec: RedriveSpec) -> AsyncIterator[RawStreamMsg]:
         if spec.ids is not None:
-            for raw in [await self._get(i) for i in spec.ids]:  # every id first: an unknown one changes nothing
+            for raw in [await self._get(i) for i in dict.fromkeys(spec.ids)]:  # an unknown id changes nothing
                 yield raw
             return
         gone = spec.function is not None and not self.function_exists(spec.function)

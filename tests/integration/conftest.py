@@ -92,6 +92,18 @@ def platform(tmp_path: Path) -> Iterator[RunningPlatform]:
 
 
 @pytest.fixture
+def fast_platform(tmp_path: Path, monkeypatch):
+    """A platform whose gateway retries fast and gets back the calls of a dead gateway after 2 s."""
+    monkeypatch.setenv("FX_ASYNC_BACKOFF", "0.2")
+    monkeypatch.setenv("FX_ASYNC_ACK_WAIT", "2")
+    running = RunningPlatform(tmp_path / "state", tmp_path / "fx-config.json")
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture
 def make_function(tmp_path: Path):
     """Write a function project (handler.py + fx.yaml) and return its folder."""
 

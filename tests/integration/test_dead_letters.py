@@ -5,7 +5,6 @@ import asyncio
 import json
 
 import httpx
-import pytest
 from fx.protocol import DEAD_ATTEMPTS, DEAD_ERROR, DEAD_MESSAGE, DEAD_STATUS, STREAM_ASYNC
 
 from tests.integration.conftest import RunningPlatform
@@ -13,18 +12,6 @@ from tests.integration.helpers import wait_until
 from tests.integration.test_events import dead_letters, report_file
 
 BAD_ORDER = 'raise ValueError("bad order")'
-
-
-@pytest.fixture
-def fast_platform(tmp_path, monkeypatch):
-    """A platform whose gateway gives up on a failing async call after one quick retry."""
-    monkeypatch.setenv("FX_ASYNC_BACKOFF", "0.1")
-    monkeypatch.setenv("FX_ASYNC_RETRIES", "1")
-    running = RunningPlatform(tmp_path / "state", tmp_path / "fx-config.json")
-    try:
-        yield running
-    finally:
-        running.stop()
 
 
 def test_a_dead_letter_names_the_functions_error_on_both_async_paths(fast_platform, make_function):
@@ -44,7 +31,7 @@ def test_a_dead_letter_names_the_functions_error_on_both_async_paths(fast_platfo
     for headers in by_body.values():
         assert headers[DEAD_ERROR] == "ValueError"
         assert headers[DEAD_MESSAGE] == "bad order"
-        assert headers[DEAD_ATTEMPTS] == "2"
+        assert headers[DEAD_ATTEMPTS] == "3"
     assert by_body[1][DEAD_STATUS] == "502"  # what the HTTP trigger answers a failed function
     assert by_body[2][DEAD_STATUS] == "200"  # the Invoke API's: the error is in X-Amz-Function-Error
     # A synchronous caller of the HTTP trigger still gets API Gateway's opaque 502, even when asking for more.
@@ -63,11 +50,11 @@ def test_fx_dlq_lists_shows_and_redrives_the_calls_of_a_fixed_function_once(fast
         return json.loads(fast_platform.fx("dlq", "ls", "-o", "json").stdout)
 
     [letter] = wait_until(listed, 30, "the dead letter")
-    assert (letter["function"], letter["error"], letter["attempts"]) == ("orders", "ValueError", 2)
+    assert (letter["function"], letter["error"], letter["attempts"]) == ("orders", "ValueError", 3)
     assert letter["call_id"] == r.headers["X-Fx-Call-Id"] and letter["source"] == "async"
     table = fast_platform.fx("dlq", "ls").stdout.splitlines()
     assert table[0].split() == ["ID", "FUNCTION", "SOURCE", "ERROR", "ATTEMPTS", "TIME", "MESSAGE"]
-    assert table[1].split()[:5] == [str(letter["id"]), "orders", "async", "ValueError", "2"]
+    assert table[1].split()[:5] == [str(letter["id"]), "orders", "async", "ValueError", "3"]
     shown = fast_platform.fx("dlq", "show", str(letter["id"]))
     assert shown.returncode == 0 and "error:     ValueError: bad order" in shown.stdout
     assert shown.stdout.rstrip().endswith('body:\n{"n": 1}')

@@ -14,7 +14,6 @@ from pathlib import Path
 import boto3
 import httpx
 import nats
-import pytest
 from botocore.config import Config
 from fx.platform import _http_ok
 from fx.protocol import ASYNC_CALL_ID, DEAD_ERROR, STREAM_DLQ
@@ -41,18 +40,6 @@ def report_file(platform: RunningPlatform, function: str) -> Path:
     """Where a function appends what it got ($OUT): its private directory, the one place a function may write
     that the host sees (the sandbox hides everything else, the test's own files included)."""
     return run_dir(platform.state_dir) / function / "out"
-
-
-@pytest.fixture
-def fast_platform(tmp_path: Path, monkeypatch):
-    """A platform whose gateway retries fast and gets back the calls of a dead gateway after 2 s."""
-    monkeypatch.setenv("FX_ASYNC_BACKOFF", "0.2")
-    monkeypatch.setenv("FX_ASYNC_ACK_WAIT", "2")
-    running = RunningPlatform(tmp_path / "state", tmp_path / "fx-config.json")
-    try:
-        yield running
-    finally:
-        running.stop()
 
 
 def deploy_sink(platform: RunningPlatform, tmp_path: Path, name: str = "sink", scale: dict | None = None) -> Path:
