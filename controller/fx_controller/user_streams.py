@@ -121,7 +121,7 @@ class UserStreams:
             raise
 
     async def list_streams(self) -> list[StreamInfo]:
-        return [_stream_info(i) for i in await self._all() if _users_stream(i.config.name or "")]
+        return [_stream_info(i) for i in await self._all() if _is_user_stream(i.config.name or "")]
 
     async def delete_stream(self, name: str) -> None:
         await self._delete(name, f"stream {name!r}", "stream")
@@ -138,7 +138,7 @@ class UserStreams:
 
     async def list_buckets(self) -> list[BucketInfo]:
         streams = await self._all()
-        return [_bucket_info(i) for i in streams if _users_bucket(i.config.name or "")]
+        return [_bucket_info(i) for i in streams if _is_user_bucket(i.config.name or "")]
 
     async def delete_bucket(self, name: str) -> None:
         await self._delete(f"{KV_PREFIX}{name}", f"KV bucket {name!r}", "kv")
@@ -158,9 +158,9 @@ class UserStreams:
             raise ApiError(404, "StreamNotFound", f"{what} does not exist; `fx {verb} ls` lists them") from None
 
 
-def _users_stream(name: str) -> bool:
+def _is_user_stream(name: str) -> bool:
     return not name.lower().startswith(RESERVED_STREAM_PREFIXES)
 
 
-def _users_bucket(stream: str) -> bool:
+def _is_user_bucket(stream: str) -> bool:
     return stream.startswith(KV_PREFIX) and not stream[len(KV_PREFIX) :].lower().startswith(RESERVED_BUCKET_PREFIX)
