@@ -114,13 +114,24 @@ async def test_when_the_zygote_dies_its_replicas_are_gone_and_a_new_one_serves(l
     await backend.start_replica(replica(artifacts, digest))
     await events.next()
     pid = backend._pids["r1"]
-    backend._zygote.kill()
+    backend._zygotes[sys.executable].process.kill()
     gone = await events.next()
     assert (gone.id, gone.kind) == ("r1", "exit")
     await until(lambda: not alive(pid))
-    await asyncio.sleep(1.0)  # the backend restarts the zygote after a short pause
     await backend.start_replica(replica(artifacts, digest, rid="r2"))
     assert (await events.next()).kind == "ready"
+
+
+async def test_a_runtime_without_an_interpreter_fails_its_init_and_never_runs_on_another(local):
+    backend, events, _, digest = local
+    spec = FunctionSpec(name="hello", runtime="python3.10", artifact=digest)
+    await backend.start_replica(ReplicaSpec("r1", "hello", 1, digest, spec))
+    failed = await events.next()
+    assert failed.kind == "init_error" and failed.error_type == "Runtime.InterpreterNotFound"
+    assert "no python3.10 interpreter on this host" in failed.error_message
+    assert "fx up --interpreter python3.10=" in failed.error_message
+    assert (await events.next()).kind == "exit"
+    assert list(backend._zygotes) == [sys.executable]  # nothing started for it
 
 
 @pytest.mark.parametrize("local", [REAL_ZYGOTE], indirect=True)
