@@ -90,6 +90,11 @@ def discover(
     return {r: found[r] for r in wanted if r in found}
 
 
+def find(runtime: str, environ: Mapping[str, str] = os.environ) -> str | None:
+    """The interpreter of `runtime` on this host (FX_INTERPRETERS first), or None."""
+    return discover(parse(from_env(environ)), environ, wanted=[runtime]).get(runtime)
+
+
 def _candidates(environ: Mapping[str, str]) -> list[tuple[str, str]]:
     """(runtime, path) to try, in order: `python3.X` on PATH, then pyenv's versions, newest patch first."""
     out: list[tuple[str, str]] = []
