@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import time
 from pathlib import Path
 
-from fx import config, deploy, manifest
+from fx import config, deploy, interpreters, manifest
 from fx.cli.common import EXIT_FAILED, EXIT_OK, AddCommand, err
 from fx.client import Client
 from fx.errors import FxError, InputError
@@ -16,7 +17,12 @@ from fx.platform import Platform
 
 def cmd_up(args: argparse.Namespace) -> int:
     state_dir = Path(args.state_dir)
-    platform = Platform(state_dir, gateway_port=args.port)
+    try:  # the controller looks for the others itself; a named one that is not that Python stops us here
+        named = interpreters.parse([*interpreters.from_env(os.environ), *args.interpreter])
+        interpreters.discover(named, wanted=named)
+    except ValueError as e:
+        raise InputError(f"{e}; see `fx up --help`") from None
+    platform = Platform(state_dir, gateway_port=args.port, interpreters=named)
     # SIGTERM (e.g. from a service manager) stops as cleanly as Ctrl-C does, and Ctrl-C works even when
     # the shell started us with SIGINT ignored (a background job).
     signal.signal(signal.SIGTERM, signal.default_int_handler)
@@ -81,3 +87,11 @@ def register(add: AddCommand) -> None:
     up.add_argument("--state-dir", default=".fx", help="where deployed functions, the token and logs live")
     up.add_argument("--port", type=int, default=8080, help="the gateway's port on 127.0.0.1")
     up.add_argument("--examples", metavar="DIR", help="deploy the functions found in DIR and its subfolders")
+    up.add_argument(
+        "--interpreter",
+        action="append",
+        default=[],
+        metavar="RUNTIME=PATH",
+        help="run functions of RUNTIME (e.g. python3.12) on the Python at PATH; repeatable. Without it fx looks for"
+        f" python3.X on PATH and in pyenv (~/.pyenv/versions) [{interpreters.ENV}]",
+    )
