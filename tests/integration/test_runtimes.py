@@ -17,6 +17,7 @@ import pytest
 import yaml
 from fx import interpreters
 from fx.platform import PROTECTIONS_FILE
+from fx.protocol import PYTHON_RUNTIMES
 
 from tests.integration.conftest import RunningPlatform
 
@@ -103,6 +104,18 @@ def test_a_python312_function_runs_on_312_with_its_compiled_dependency_beside_a_
             assert report["uid"] >= 100_000 and report["no_new_privs"] == "1" and report["task_root"] == "/var/task"
             assert report["prefix"].startswith("OSError: Read-only file system"), report  # its Python, read-only
             assert report["state_dir_visible"] is False
+
+
+def test_every_python_runtime_runs_on_its_own_interpreter(platform, tmp_path):
+    source = "import sys\n\ndef handler(e, c):\n    return [list(sys.version_info[:2]), sys.executable]\n"
+    expected = {runtime: interpreter(runtime) for runtime in PYTHON_RUNTIMES}
+    for runtime in PYTHON_RUNTIMES:
+        name = runtime.replace(".", "")
+        done = deploy(platform, project(tmp_path, name, runtime, source), tmp_path / "cache")
+        assert done.returncode == 0, done.stdout + done.stderr
+    for runtime, executable in expected.items():
+        version = [int(part) for part in runtime.removeprefix("python").split(".")]
+        assert invoke(platform, runtime.replace(".", ""), {}) == [version, executable], runtime
 
 
 @pytest.fixture
