@@ -3,8 +3,8 @@ each function on the interpreter its `runtime:` names, and `fx deploy` builds it
 
 Looked for in this order, the first of each version winning: the ones named (`fx up --interpreter
 python3.12=/path`, FX_INTERPRETERS), the interpreter fx itself runs on, `python3.X` on PATH, pyenv's versions
-($PYENV_ROOT, else ~/.pyenv). Every candidate is run once to say its version and real path, so a pyenv shim
-that resolves to nothing, or a broken link, is never taken for an interpreter.
+($PYENV_ROOT, else ~/.pyenv). Every candidate is run once to say its version and real path, so a wrapper that
+runs nothing, or a broken link, is never taken for an interpreter.
 """
 
 from __future__ import annotations
@@ -96,15 +96,22 @@ def find(runtime: str, environ: Mapping[str, str] = os.environ) -> str | None:
 
 
 def _candidates(environ: Mapping[str, str]) -> list[tuple[str, str]]:
-    """(runtime, path) to try, in order: `python3.X` on PATH, then pyenv's versions, newest patch first."""
+    """(runtime, path) to try, in order: `python3.X` on PATH, then pyenv's versions, newest patch first. pyenv's
+    shims are left out: each costs a second to ask, and the versions they lead to are tried directly."""
     out: list[tuple[str, str]] = []
+    pyenv_root = Path(environ.get("PYENV_ROOT") or Path.home() / ".pyenv")
     for folder in environ.get("PATH", "").split(os.pathsep):
+        if Path(folder) == pyenv_root / "shims":
+            continue
         for runtime in PYTHON_RUNTIMES:
             path = Path(folder or ".") / runtime
             if os.access(path, os.X_OK) and path.is_file():
                 out.append((runtime, str(path)))
-    pyenv = Path(environ.get("PYENV_ROOT") or Path.home() / ".pyenv") / "versions"
-    versions = sorted(pyenv.glob("3.*/bin/python3.*"), key=lambda p: _patch_order(p.parent.parent.name), reverse=True)
+    versions = sorted(
+        (pyenv_root / "versions").glob("3.*/bin/python3.*"),
+        key=lambda p: _patch_order(p.parent.parent.name),
+        reverse=True,
+    )
     out += [(p.name, str(p)) for p in versions if p.name in PYTHON_RUNTIMES]
     return out
 

@@ -146,7 +146,7 @@ class LocalBackend:
 
     def runtime_remedy(self, runtime: str) -> str:
         return (
-            f"install {runtime} (on PATH or with pyenv) or name it with"
+            f"Install {runtime} (on PATH or with pyenv) or name it with"
             f" `fx up --interpreter {runtime}=/path/to/{runtime}` (or FX_INTERPRETERS), then restart fx"
         )
 
