@@ -5,6 +5,8 @@ what is refused are tested without depending on what this host has installed."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -94,3 +96,26 @@ def test_without_the_targets_interpreter_a_missing_wheel_says_how_to_get_one(tmp
     version = other.removeprefix("python")
     assert f"no Python {version} on this host" in str(e.value) and f"FX_INTERPRETERS={other}=" in str(e.value)
     assert not list((tmp_path / "cache" / "deps").iterdir()), "nothing half-built is left in the cache"
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "said"),
+    [
+        (["--interpreter", f"python3.10={sys.executable}"], {}, "not python3.10"),
+        (["--interpreter", "python3.12"], {}, "is not RUNTIME=PATH"),
+        ([], {interpreters.ENV: "python3.13=/nonexistent/python3.13"}, "no Python interpreter runs there"),
+    ],
+)
+def test_fx_up_refuses_a_bad_interpreter_before_starting_anything(tmp_path, args, env, said) -> None:
+    fx = str(Path(sys.executable).with_name("fx"))
+    state = tmp_path / "state"
+    done = subprocess.run(
+        [fx, "up", "--state-dir", str(state), "--port", "1", *args],
+        env={**os.environ, "FX_CONFIG": str(tmp_path / "config.json"), **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr
+    assert said in done.stderr and "Traceback" not in done.stderr
+    assert not state.exists() and not (tmp_path / "config.json").exists()
