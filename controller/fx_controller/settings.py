@@ -54,14 +54,6 @@ def _listen(value: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def _interpreter(value: str) -> str:
-    try:
-        interpreters.parse([value])
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-    return value
-
-
 def _uids(value: str) -> tuple[int, int]:
     try:
         return parse_uid_range(value)
@@ -98,8 +90,8 @@ _NUMBERS = (
 def _named(p: argparse.ArgumentParser, values: list[str]) -> dict[str, str]:
     try:
         return interpreters.parse(values)
-    except ValueError as e:  # from FX_INTERPRETERS, which argparse does not check
-        p.error(f"{interpreters.ENV}: {e}")
+    except ValueError as e:
+        p.error(f"--interpreter or {interpreters.ENV}: {e}")
 
 
 def parse(argv: list[str] | None = None, environ: dict[str, str] | None = None) -> Settings:
@@ -140,7 +132,6 @@ def parse(argv: list[str] | None = None, environ: dict[str, str] | None = None) 
     p.add_argument(
         "--interpreter",
         action="append",
-        type=_interpreter,
         default=interpreters.from_env(env),
         metavar="RUNTIME=PATH",
         help="local backend: run RUNTIME (e.g. python3.12) on the interpreter at PATH; repeatable. Others are"
