@@ -194,7 +194,11 @@ class LocalBackend:
         if self._sandbox:  # its config goes in on stdin; its first line says what this host allows
             assert process.stdin and process.stdout
             process.stdin.write(json.dumps(self._zygote_sandbox()).encode() + b"\n")
-            first = await asyncio.wait_for(process.stdout.readline(), ZYGOTE_START_TIMEOUT_S)
+            try:
+                first = await asyncio.wait_for(process.stdout.readline(), ZYGOTE_START_TIMEOUT_S)
+            except TimeoutError:
+                process.kill()  # not left behind: the next replica of this interpreter tries a new one
+                raise
             if not first:
                 raise RuntimeError("the zygote exited while setting up the sandbox; see the controller's log")
             report = json.loads(first)
