@@ -93,7 +93,11 @@ def test_a_python312_function_runs_on_312_with_its_compiled_dependency_beside_a_
         assert done.returncode == 0, done.stdout + done.stderr
 
     event = {"state_dir": str(platform.state_dir)}
-    on312, on311 = invoke(platform, "on312", event), invoke(platform, "on311", event)
+    on311 = invoke(platform, "on311", event)
+    replicas311 = platform.replica_pids("on311")
+    on312 = invoke(platform, "on312", event)  # the 3.12 zygote starts now, beside the 3.11 one ...
+    assert invoke(platform, "on311", event) == on311
+    assert platform.replica_pids("on311") == replicas311, "... and leaves the 3.11 replicas (and cgroups) alone"
     assert on312["version"] == [3, 12] and on312["executable"] == python312
     assert on312["speedups"] == "_speedups.cpython-312-x86_64-linux-gnu.so" and on312["escaped"] == "&lt;b&gt;"
     assert on311["version"] == [3, 11] and on311["speedups"] == "_speedups.cpython-311-x86_64-linux-gnu.so"

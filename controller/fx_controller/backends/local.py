@@ -28,7 +28,6 @@ from pathlib import Path
 from fx.interpreters import KNOB, own_runtime
 from fx.platform import PROTECTIONS_FILE
 from fx.protocol import PYTHON_RUNTIMES
-from fx_runtime.sandbox import cgroups as sandbox_cgroups
 
 from ..artifacts import Artifacts
 from ..function_nats import FunctionCreds
@@ -193,7 +192,7 @@ class LocalBackend:
         report = None
         if self._sandbox:  # its config goes in on stdin; its first line says what this host allows
             assert process.stdin and process.stdout
-            process.stdin.write(json.dumps(self._zygote_sandbox()).encode() + b"\n")
+            process.stdin.write(json.dumps(self._zygote_sandbox(interpreter)).encode() + b"\n")
             try:
                 first = await asyncio.wait_for(process.stdout.readline(), ZYGOTE_START_TIMEOUT_S)
             except TimeoutError:
@@ -206,11 +205,18 @@ class LocalBackend:
         zygote.reader = asyncio.create_task(self._read_events(zygote))
         return report
 
-    def _zygote_sandbox(self) -> dict:
+    def _cgroup_parent(self, interpreter: str) -> str:
+        """Each zygote's replicas under a parent cgroup of their own: a zygote empties its parent when it starts."""
+        if interpreter == sys.executable:
+            return local_sandbox.instance(self._state_dir)
+        runtime = next(r for r, path in self.runtimes.items() if path == interpreter)
+        return f"{local_sandbox.instance(self._state_dir)}-{runtime}"
+
+    def _zygote_sandbox(self, interpreter: str) -> dict:
         assert self._sandbox
         return {
             "run_dir": str(self._run_dir),
-            "cgroup_parent": local_sandbox.instance(self._state_dir),
+            "cgroup_parent": self._cgroup_parent(interpreter),
             "hidden": self._sandbox.hidden,
             "tmp_mb": self._sandbox.tmp_mb,
             "pids_max": self._sandbox.pids_max,
@@ -361,10 +367,12 @@ class LocalBackend:
         shutil.rmtree(self._run_dir, ignore_errors=True)  # made again by the next open() and private_dir()
 
     async def _clean_cgroups(self) -> None:
-        """The replicas' PID namespaces are dying with them; their cgroups can go once they are empty."""
+        """The replicas' PID namespaces are dying with them; their cgroups can go once they are empty. Every
+        interpreter's, started or not: an earlier controller may have left some."""
+        pending = {self._cgroup_parent(interpreter) for interpreter in set(self.runtimes.values())}
         for _ in range(40):
-            local_sandbox.clean_cgroups(self._state_dir)
-            if not sandbox_cgroups.detect(local_sandbox.instance(self._state_dir), create=False):
+            pending = {parent for parent in pending if not local_sandbox.clean_cgroups(parent)}
+            if not pending:
                 return
             await asyncio.sleep(0.05)
-        log.warning("could not remove the cgroups of %s", local_sandbox.instance(self._state_dir))
+        log.warning("could not remove the cgroups %s", ", ".join(sorted(pending)))

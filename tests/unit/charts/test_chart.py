@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 from fx.models import MAX_SECRET_REFS, FunctionSpec, JetStreamTrigger, KvTrigger, ScaleSpec, TriggerSpec
-from fx.protocol import RUNTIMES
+from fx.protocol import PYTHON_RUNTIMES, RUNTIMES
 from fx_controller.backends.kubernetes.config import KubeConfig
 
 CHART = Path(__file__).resolve().parents[3] / "charts" / "fx"
@@ -326,5 +326,8 @@ def test_runtime_images_reach_the_controller_which_reads_them_as_rendered() -> N
         "provided": env["FX_K8S_RUNTIME_IMAGE"],
         "python3.12": image,
     }
+    schema = json.loads((CHART / "values.schema.json").read_text())["properties"]
+    assert list(schema["runtimeImages"]["properties"]) == list(PYTHON_RUNTIMES)  # the one table, fx.protocol
+    assert schema["runtime"]["properties"]["python"]["enum"] == list(PYTHON_RUNTIMES)
     done = _run("template", "fx", str(CHART), "--set", "runtimeImages.python3\\.9=x")
     assert done.returncode != 0 and "/runtimeImages" in done.stderr and "python3.9" in done.stderr
