@@ -3,9 +3,10 @@
 A marked block is a ```sh fence right after the line `<!-- fx-doc-test -->`; `<!-- fx-doc-test try -->`
 marks it also as the try-it commands `fx up --examples` prints for the functions of that README's folder.
 In a block, each line is a command (a trailing backslash continues it on the next line); blank and
-comment-only lines are skipped; a comment `# → text` (or `# -> text`) after a command is text its output
-must contain. READMEs address the local gateway as `127.0.0.1:8080` or `localhost:8080` (with or
-without `http://`); `localize` points such a command at another gateway.
+comment-only lines are skipped; in the comment after a command, the text after `→` (`# → text`, or
+`# what it does → text`) is text its output must contain. READMEs address the local gateway as
+`127.0.0.1:8080` or `localhost:8080` (with or without `http://`); `localize` points such a command at
+another gateway.
 """
 
 from __future__ import annotations
@@ -17,14 +18,14 @@ from pathlib import Path
 README = "README.md"
 _MARK = re.compile(r"\s*<!--\s*fx-doc-test(?P<try_it>\s+try)?\s*-->\s*")
 _FENCE = re.compile(r"\s*```(sh|bash|shell)\s*")
-_EXPECT = re.compile(r"#\s*(?:→|->)\s*(?P<text>.+?)\s*$")
-_LOCAL = re.compile(r"(?:https?://)?(?:localhost|127\.0\.0\.1):8080")
+_EXPECT = re.compile(r"\s#.*→\s*(?P<text>.+?)\s*$")
+_LOCAL = re.compile(r"(?:https?://)?(?:localhost|127\.0\.0\.1):8080(?!\d)")
 
 
 @dataclass(frozen=True)
 class Command:
     text: str  # as written, comments and continuation backslashes included
-    expect: str | None  # text its output must contain, from a `# → text` comment
+    expect: str | None  # text its output must contain, from its comment's `→ text`
     line: int  # 1-based, in the README
 
 
