@@ -51,12 +51,18 @@ def _save_context(name: str, settings: config.Settings, use: bool) -> str | None
     Returns the context the printed commands must name (None: the CLI uses this one already).
     """
     with config.update() as (file, path):
+        previous = file.current
         file.put(name, settings)
-        if use or file.current is None:
+        if use or previous is None:
             file.current = name
         current = file.current
     if current == name:
-        err(f"CLI context {name!r} saved to {path}; the CLI uses it now")
+        back = (
+            f" (it used {previous!r}: `fx context use {previous}` switches back)"
+            if previous not in (None, name)
+            else ""
+        )
+        err(f"CLI context {name!r} saved to {path}; the CLI uses it now{back}")
         return None
     err(
         f"CLI context {name!r} saved to {path}; the CLI still uses context {current!r}.\n"

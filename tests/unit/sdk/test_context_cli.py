@@ -79,6 +79,7 @@ def test_fx_up_takes_the_current_context_only_when_none_is_or_when_asked(tmp_pat
     assert "still uses context 'prod'" in said and "fx context use local" in said
     assert _contexts(tmp_path)["current"] == "prod"
     assert _save_context("local", local, use=True) is None
+    assert "`fx context use prod` switches back" in capsys.readouterr().err
     assert _contexts(tmp_path)["current"] == "local"
 
 
