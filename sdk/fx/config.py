@@ -146,12 +146,19 @@ def save(config: Config, path: Path) -> None:
 def update(env: Mapping[str, str] = os.environ) -> Iterator[tuple[Config, Path]]:
     """Read, change, write back; a lock keeps two writers (`fx up` and `fx login`) from losing each other's change."""
     path = config_path(env)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(f".{path.name}.lock"), "a") as lock:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock = open(path.with_name(f".{path.name}.lock"), "a")  # noqa: SIM115 (held across the yield)
+    except OSError as exc:
+        raise InputError(f"cannot write the fx config {path}: {exc.strerror} (FX_CONFIG picks another file)") from exc
+    with lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         config = load(path)
         yield config, path
-        save(config, path)
+        try:
+            save(config, path)
+        except OSError as exc:
+            raise InputError(f"cannot write the fx config {path}: {exc.strerror}") from exc
 
 
 def resolve(

@@ -122,3 +122,11 @@ def test_login_names_a_context_after_the_gateway_host(gateway, name):
 def test_a_context_name_must_be_a_plain_word():
     with pytest.raises(InputError, match="context name"):
         config.check_name("has space")
+
+
+def test_an_unwritable_config_is_bad_input_naming_the_file(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    env = {"FX_CONFIG": str(blocker / "config.json")}  # its folder is a file
+    with pytest.raises(InputError, match="cannot write the fx config"), config.update(env):
+        pass
