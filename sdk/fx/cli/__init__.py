@@ -53,15 +53,16 @@ def _parser() -> argparse.ArgumentParser:
     secrets.register(_adder(secret.add_subparsers(title="commands", metavar="COMMAND", required=True)))
     login.register(add)
     contexts = commands.add_parser("context", help=context.HELP)
-    context.register(_adder(contexts.add_subparsers(title="commands", metavar="COMMAND", required=True), common=[]))
+    context.register(_adder(contexts.add_subparsers(title="commands", metavar="COMMAND", required=True)))
     return parser
 
 
-def _adder(commands: argparse._SubParsersAction, common: list[argparse.ArgumentParser] | None = None) -> AddCommand:
-    shared = [CONNECTION] if common is None else common  # `fx context` edits the config: no connection flags
-
-    def add(name: str, run: Run, help: str, *parents: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=help, description=help, parents=[*shared, *parents])
+def _adder(commands: argparse._SubParsersAction) -> AddCommand:
+    def add(
+        name: str, run: Run, help: str, *parents: argparse.ArgumentParser, connects: bool = True
+    ) -> argparse.ArgumentParser:
+        inherited = [CONNECTION, *parents] if connects else list(parents)
+        sub = commands.add_parser(name, help=help, description=help, parents=inherited)
         sub.set_defaults(run=run)
         return sub
 

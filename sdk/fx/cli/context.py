@@ -49,6 +49,7 @@ def cmd_rm(args: argparse.Namespace) -> int:
 
 
 def register(add: AddCommand) -> None:
-    add("ls", cmd_ls, "list the contexts; * marks the current one (tokens are never shown)", OUTPUT)
-    add("use", cmd_use, "make a context the current one").add_argument("name", metavar="NAME")
-    add("rm", cmd_rm, "remove a context (and its saved token)").add_argument("name", metavar="NAME")
+    # These edit the config file: no gateway is contacted, so no connection flags.
+    add("ls", cmd_ls, "list the contexts; * marks the current one (tokens are never shown)", OUTPUT, connects=False)
+    add("use", cmd_use, "make a context the current one", connects=False).add_argument("name", metavar="NAME")
+    add("rm", cmd_rm, "remove a context (and its saved token)", connects=False).add_argument("name", metavar="NAME")
