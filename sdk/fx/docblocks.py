@@ -1,7 +1,8 @@
 """The shell commands of marked README blocks: what `fx up` prints to try an example, what the doc test runs.
 
 A marked block is a ```sh fence right after the line `<!-- fx-doc-test -->`; `<!-- fx-doc-test try -->`
-marks it also as the try-it commands `fx up --examples` prints for the functions of that README's folder.
+marks it also as the try-it commands `fx up --examples` prints for the functions of that README's folder;
+`<!-- fx-doc-test skip: REASON -->` says why a block cannot run (e.g. it needs a Kubernetes cluster).
 In a block, each line is a command (a trailing backslash continues it on the next line); blank and
 comment-only lines are skipped; in the comment after a command, the text after `→` (`# → text`, or
 `# what it does → text`) is text its output must contain. READMEs address the local gateway as
@@ -17,6 +18,7 @@ from pathlib import Path
 
 README = "README.md"
 _MARK = re.compile(r"\s*<!--\s*fx-doc-test(?P<try_it>\s+try)?\s*-->\s*")
+_SKIP = re.compile(r"\s*<!--\s*fx-doc-test\s+skip:\s*\S.*-->\s*")
 _FENCE = re.compile(r"\s*```(sh|bash|shell)\s*")
 _EXPECT = re.compile(r"\s#.*→\s*(?P<text>.+?)\s*$")
 _LOCAL = re.compile(r"(?:https?://)?(?:localhost|127\.0\.0\.1):8080(?!\d)")
@@ -50,6 +52,16 @@ def blocks(text: str) -> list[Block]:
             raise ValueError(f"line {i + 2}: the ```sh block is never closed")
         found.append(Block(commands(lines[i + 2 : end], first=i + 3), bool(mark["try_it"]), i + 1))
     return found
+
+
+def unmarked(text: str) -> list[int]:
+    """The lines of the shell blocks that are neither marked nor skipped with a reason."""
+    lines = text.splitlines()
+    return [
+        i + 1
+        for i, line in enumerate(lines)
+        if _FENCE.fullmatch(line) and not (i and (_MARK.fullmatch(lines[i - 1]) or _SKIP.fullmatch(lines[i - 1])))
+    ]
 
 
 def commands(lines: list[str], first: int = 1) -> list[Command]:

@@ -8,9 +8,9 @@ documents so the examples' dependencies are installed once. Then its marked bloc
 The rules (fx/docblocks.py reads the blocks, the same code `fx up` prints its hints with):
 
 - A block is marked by `<!-- fx-doc-test -->` on the line before its ```sh fence (`<!-- fx-doc-test try -->`
-  in examples/X/README.md: also the commands `fx up` prints to try that example). Unmarked blocks are not
-  run: mark every block a user is meant to type. Not marked: commands that need a Kubernetes cluster (the
-  Helm section) or a tool fx does not install.
+  in examples/X/README.md: also the commands `fx up` prints to try that example). A block that cannot
+  run here says why instead, `<!-- fx-doc-test skip: REASON -->`: commands that need a Kubernetes
+  cluster (the Helm section) or a tool fx does not install. A ```sh block with neither fails the test.
 - Each line is a command (a trailing `\\` continues it), run by `bash -c` with a timeout (COMMAND_TIMEOUT),
   stdin the line `fx-doc-test` (for `KEY=-` values), and must exit 0. Blank and comment-only lines are
   skipped. Each block starts in the folder `fx up` was started from (the repository's root for a user);
@@ -163,6 +163,15 @@ def _run_commands(session: Session, commands: list[docblocks.Command], where: st
         assert not expect or expect in output, f"expected {expect!r} in the output of {context}"
         cwd, ran = ended, ran + 1
     return ran
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=[str(d.relative_to(REPO)) for d in DOCS])
+def test_every_shell_block_is_marked_or_says_why_not(doc: Path) -> None:
+    lines = docblocks.unmarked(doc.read_text())
+    assert not lines, (
+        f"{doc.relative_to(REPO)}: the ```sh blocks at lines {lines} are not run: mark each with"
+        " <!-- fx-doc-test --> on the line before, or <!-- fx-doc-test skip: REASON --> if it cannot run here"
+    )
 
 
 @pytest.mark.parametrize("doc", DOCS, ids=[str(d.relative_to(REPO)) for d in DOCS])

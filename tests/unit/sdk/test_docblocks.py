@@ -57,3 +57,10 @@ def test_a_broken_marking_is_an_error_not_a_silently_skipped_block(text):
 )
 def test_localize_points_the_readme_gateway_elsewhere(command, local):
     assert docblocks.localize(command, "http://127.0.0.1:9/") == local
+
+
+def test_a_shell_block_is_marked_or_says_why_not():
+    text = "```sh\na\n```\n<!-- fx-doc-test skip: needs a cluster -->\n```sh\nb\n```\n"
+    text += "<!-- fx-doc-test skip: -->\n```bash\n"  # a skip without its reason does not count
+    assert docblocks.unmarked(README) == [3]
+    assert docblocks.unmarked(text) == [1, 9]
