@@ -12,7 +12,13 @@ from fx import config
 from fx.client import Client
 from fx.errors import InputError
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_UNAUTHORISED = 0, 1, 2, 3
+EXIT_CODES = """exit codes:
+  0  success
+  1  the platform or the function failed (a 5xx, a function error, the gateway unreachable)
+  2  bad input: a usage error, an invalid value, a function or version that does not exist (404),
+     a state that forbids it (409, e.g. nothing to roll back)
+  3  not authorised (401/403): a missing or wrong admin token"""
 
 T = TypeVar("T")
 Run = Callable[[argparse.Namespace], int]

@@ -6,8 +6,10 @@ import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import httpx
 import pytest
 from fx.cli import main
+from fx.client import Client
 
 TOKEN = "test-token"
 
@@ -167,10 +169,46 @@ def test_bad_flags_are_exit_2(capsys):
     assert "invalid choice" in capsys.readouterr().err
 
 
-def test_a_wrong_token_is_exit_1_and_says_token(gateway, monkeypatch, capsys):
+def test_a_wrong_token_is_exit_3_and_says_token(gateway, monkeypatch, capsys):
     monkeypatch.setenv("FX_TOKEN", "wrong")
-    assert main(["ls"]) == 1
+    assert main(["ls"]) == 3
     assert "token" in capsys.readouterr().err.lower()
+
+
+@pytest.mark.parametrize(
+    ("status", "code"),
+    [
+        (400, 2),
+        (401, 3),
+        (403, 3),
+        (404, 2),
+        (408, 1),
+        (409, 2),
+        (413, 2),
+        (422, 2),
+        (429, 1),
+        (500, 1),
+        (502, 1),
+        (503, 1),
+    ],
+)
+def test_the_platform_s_refusals_map_to_exit_codes_by_status(status, code, monkeypatch, capsys):
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(status, json={"error": {"code": "Refused", "message": f"refused with {status}"}})
+
+    fake = httpx.MockTransport(answer)
+    monkeypatch.setattr("fx.cli.common.Client", lambda gateway, token: Client(gateway, token, transport=fake))
+    assert main(["describe", "hello"]) == code
+    err = capsys.readouterr().err
+    assert f"refused with {status}" in err and "Traceback" not in err
+
+
+def test_the_exit_codes_are_in_fx_help(capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["--help"])
+    assert exited.value.code == 0
+    out = capsys.readouterr().out
+    assert "exit codes:" in out and "3  not authorised" in out and "409" in out
 
 
 def test_an_unreachable_gateway_is_exit_1_and_suggests_fx_up(capsys):
@@ -182,7 +220,7 @@ def test_an_unreachable_gateway_is_exit_1_and_suggests_fx_up(capsys):
 def test_login_saves_only_a_token_that_works(gateway, monkeypatch, tmp_path):
     monkeypatch.delenv("FX_TOKEN")
     config = tmp_path / "fx-config.json"
-    assert main(["login", "--token", "wrong"]) == 1
+    assert main(["login", "--token", "wrong"]) == 3
     assert not config.exists()
     assert main(["login", "--token", TOKEN]) == 0
     assert json.loads(config.read_text())["token"] == TOKEN
