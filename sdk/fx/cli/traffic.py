@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import re
 
-from fx.cli.common import EXIT_OK, OUTPUT, AddCommand, checked, client, first_error, traffic_text
+from fx.cli.common import EXIT_OK, OUTPUT, AddCommand, checked, client, first_error, seconds, traffic_text
 from fx.errors import InputError
 from fx.models import FunctionInfo, PromoteSpec, check_alias, check_split, check_sticky
-
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?\Z")
-_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
 
 
 def cmd_traffic(args: argparse.Namespace) -> int:
@@ -92,10 +88,9 @@ def _sticky(args: argparse.Namespace) -> dict[str, str | None]:
 
 
 def _seconds(text: str) -> float:
-    match = _DURATION.match(text.strip())
-    if not match:
+    if (value := seconds(text)) is None:
         raise InputError(f"--interval {text!r} is not a duration such as 30s, 2m or 500ms")
-    return float(match[1]) * _UNITS[match[2] or "s"]
+    return value
 
 
 def register(add: AddCommand) -> None:
