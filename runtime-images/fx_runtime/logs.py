@@ -75,10 +75,19 @@ def init_start() -> None:
     write(f"{stamp()} INIT_START Runtime Version: python:{sys.version_info.major}.{sys.version_info.minor}\n")
 
 
+_second: tuple[int, str] = (-1, "")  # the last whole second stamped, formatted: strftime is most of a stamp's cost
+
+
 def stamp() -> str:
     """Now, as Lambda writes times in logs: 2024-05-01T12:00:00.123Z."""
+    global _second
     now = time.time()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
+    second, text = _second
+    if int(now) != second:
+        second = int(now)
+        text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        _second = (second, text)
+    return f"{text}.{int((now - second) * 1000):03d}Z"
 
 
 def end_lines(request_id: str, duration_ms: float, memory_mb: str, init_ms: float | None, status: str = "") -> str:
