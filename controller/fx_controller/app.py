@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime
+from importlib.metadata import version as package_version
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Response
@@ -90,6 +91,11 @@ def _api(controller: Controller) -> FastAPI:
         return Response(controller.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     api = APIRouter(prefix="/system", responses=ERRORS)  # the token was checked by AdminGuard
+
+    @api.get("/version", tags=["health"])
+    async def platform_version() -> dict[str, str]:
+        """The platform's release (`fx version` shows it beside the CLI's); behind the token, unlike health."""
+        return {"version": package_version("fx-controller")}
 
     @api.head("/artifacts/{digest}", tags=["artifacts"])
     async def artifact_exists(digest: str) -> Response:

@@ -58,6 +58,9 @@ class Client:
     def health(self) -> bool:
         return self._send("GET", "/system/health").status_code == 200
 
+    def platform_version(self) -> str:
+        return str(self._send("GET", "/system/version").json()["version"])
+
     def has_artifact(self, digest: str) -> bool:
         try:
             self._send("HEAD", f"/system/artifacts/{digest}")

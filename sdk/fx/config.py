@@ -53,7 +53,12 @@ def resolve(
     file = read_config(config_path(env))
     gateway = gateway or env.get("FX_GATEWAY") or file.get("gateway") or DEFAULT_GATEWAY
     token = token or env.get("FX_TOKEN") or file.get("token") or _local_token(cwd or Path.cwd())
-    return Settings(gateway=gateway.rstrip("/"), token=token)
+    return Settings(gateway=with_scheme(gateway).rstrip("/"), token=token)
+
+
+def with_scheme(gateway: str) -> str:
+    """127.0.0.1:18085 is taken as http://127.0.0.1:18085, as curl takes it."""
+    return gateway if "://" in gateway else f"http://{gateway}"
 
 
 def _local_token(cwd: Path) -> str | None:

@@ -12,7 +12,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from fx.cli import deploy, functions, invoke, login, logs, secrets, traffic, up
+from fx.cli import completion, deploy, functions, invoke, login, logs, secrets, traffic, up, version
 from fx.cli.common import (
     CONNECTION,
     EXIT_BAD_INPUT,
@@ -75,21 +75,39 @@ def _parser() -> argparse.ArgumentParser:
         epilog=EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"fx {version.cli_version()}")
     parser.add_argument("--gateway", default=None, help="gateway URL (env FX_GATEWAY; default http://127.0.0.1:8080)")
     parser.add_argument("--token", default=None, help="admin token (env FX_TOKEN; default from the fx config)")
-    commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    _help_by_default(parser)
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
     add = _adder(commands)
     for module in (up, deploy, invoke, functions, traffic, logs):
         module.register(add)
-    secret = commands.add_parser("secret", help=secrets.HELP)
-    secrets.register(_adder(secret.add_subparsers(title="commands", metavar="COMMAND", required=True)))
+    secret = commands.add_parser("secret", help=secrets.HELP, description=secrets.HELP)
+    _help_by_default(secret)
+    secrets.register(_adder(secret.add_subparsers(title="commands", metavar="COMMAND")))
     login.register(add)
+    version.register(add)
+    completion.register(add, parser)
     return parser
 
 
+def _help_by_default(parser: argparse.ArgumentParser) -> None:
+    """A command group given no command prints its help and exits 0, as kubectl does (git exits 1)."""
+
+    def show_help(_: argparse.Namespace) -> int:
+        parser.print_help()
+        return EXIT_OK
+
+    parser.set_defaults(run=show_help)
+
+
 def _adder(commands: argparse._SubParsersAction) -> AddCommand:
-    def add(name: str, run: Run, help: str, *parents: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=help, description=help, parents=[CONNECTION, *parents])
+    def add(
+        name: str, run: Run, help: str, *parents: argparse.ArgumentParser, connects: bool = True
+    ) -> argparse.ArgumentParser:
+        inherited = [CONNECTION, *parents] if connects else list(parents)
+        sub = commands.add_parser(name, help=help, description=help, parents=inherited)
         sub.set_defaults(run=run)
         return sub
 

@@ -36,10 +36,11 @@ OUTPUT.add_argument("--output", "-o", choices=["text", "json"], default="text", 
 
 
 class AddCommand(Protocol):
-    """Adds a sub-command running `run`; each command module's `register` receives one."""
+    """Adds a sub-command running `run`, with --gateway/--token unless it `connects` to no gateway; each command
+    module's `register` receives one."""
 
     def __call__(
-        self, name: str, run: Run, help: str, *parents: argparse.ArgumentParser
+        self, name: str, run: Run, help: str, *parents: argparse.ArgumentParser, connects: bool = True
     ) -> argparse.ArgumentParser: ...
 
 

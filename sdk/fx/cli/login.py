@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from fx import config
-from fx.cli.common import EXIT_OK, AddCommand
+from fx.cli.common import EXIT_OK, OUTPUT, AddCommand, print_json
 from fx.client import Client
 from fx.errors import InputError
 
@@ -17,9 +17,12 @@ def cmd_login(args: argparse.Namespace) -> int:
     with Client(settings.gateway, settings.token) as client:
         count = len(client.list_functions())
     path = config.write_config(settings)
-    print(f"logged in to {settings.gateway} ({count} functions); saved to {path}")
+    if args.output == "json":
+        print_json({"gateway": settings.gateway, "functions": count, "config": str(path)})
+    else:
+        print(f"logged in to {settings.gateway} ({count} functions); saved to {path}")
     return EXIT_OK
 
 
 def register(add: AddCommand) -> None:
-    add("login", cmd_login, "check a gateway URL and token, then save them for the CLI")
+    add("login", cmd_login, "check a gateway URL and token, then save them for the CLI", OUTPUT)

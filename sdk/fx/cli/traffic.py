@@ -8,6 +8,8 @@ from fx.cli.common import EXIT_OK, OUTPUT, AddCommand, checked, client, first_er
 from fx.errors import InputError
 from fx.models import FunctionInfo, PromoteSpec, check_alias, check_split, check_sticky
 
+DEFAULT_INTERVAL = "30s"
+
 
 def cmd_traffic(args: argparse.Namespace) -> int:
     weights = _weights(args.weights)
@@ -27,11 +29,13 @@ def cmd_alias(args: argparse.Namespace) -> int:
 
 
 def cmd_promote(args: argparse.Namespace) -> int:
+    if args.interval is not None and args.step is None:
+        raise InputError("--interval needs --step PERCENT: without steps the version gets all traffic at once")
     try:
         spec = PromoteSpec(
             version=args.version,
             step=args.step,
-            interval=_seconds(args.interval),
+            interval=_seconds(args.interval or DEFAULT_INTERVAL),
             max_error_rate=args.max_error_rate,
             min_requests=args.min_requests,
         )
@@ -113,7 +117,9 @@ def register(add: AddCommand) -> None:
     promote.add_argument("name")
     promote.add_argument("version", type=int)
     promote.add_argument("--step", type=int, metavar="PERCENT", help="add this percent every --interval")
-    promote.add_argument("--interval", default="30s", help="time between steps, e.g. 30s, 2m (default 30s)")
+    promote.add_argument(
+        "--interval", help=f"time between steps, e.g. 30s, 2m (default {DEFAULT_INTERVAL}); only with --step"
+    )
     promote.add_argument(
         "--max-error-rate", type=float, metavar="RATE", help="roll back by itself when the 5xx share passes RATE"
     )
