@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import subprocess
+import threading
 from datetime import datetime
 
 import httpx
@@ -87,6 +89,29 @@ def test_since_timestamps_and_json(platform, make_function):
     as_json = [json.loads(line) for line in platform.fx("logs", "talker", "-o", "json").stdout.splitlines()]
     assert [o["message"] for o in as_json] == plain
     assert {o["function"] for o in as_json} == {"talker"} and all(re.fullmatch(STAMP, o["time"]) for o in as_json)
+
+
+def test_follow_streams_new_invocations_and_ctrl_c_ends_it(platform, make_function):
+    deploy_talker(platform, make_function, lines=1)
+    invoke(platform, "talker", 1)
+    logs_with(platform, "talker", reports=1)
+    env = {"FX_GATEWAY": platform.gateway_url, "FX_TOKEN": platform.token, "FX_CONFIG": str(platform.config)}
+    proc = subprocess.Popen(
+        [FX, "logs", "talker", "-f", "--timestamps"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    seen: list[str] = []
+    reader = threading.Thread(target=lambda: seen.extend(proc.stdout), daemon=True)
+    reader.start()
+    try:
+        wait_until(lambda: any(line.endswith(" line 0 of 1\n") for line in seen), 30, "the earlier invocation")
+        invoke(platform, "talker", 2)
+        wait_until(lambda: any(line.endswith(" line 0 of 2\n") for line in seen), 30, "the new invocation")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+        reader.join(30)
+    assert proc.returncode == 0 and proc.stderr.read() == ""
+    assert all(re.match(STAMP + " ", line) for line in seen)
 
 
 def test_a_removed_function_s_logs_do_not_reappear_under_a_new_one(platform, make_function):
