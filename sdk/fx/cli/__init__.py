@@ -12,7 +12,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from fx.cli import completion, deploy, functions, invoke, login, logs, secrets, traffic, up, version
+from fx.cli import completion, context, deploy, functions, invoke, login, logs, secrets, traffic, up, version
 from fx.cli.common import (
     CONNECTION,
     EXIT_BAD_INPUT,
@@ -78,6 +78,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"fx {version.cli_version()}")
     parser.add_argument("--gateway", default=None, help="gateway URL (env FX_GATEWAY; default http://127.0.0.1:8080)")
     parser.add_argument("--token", default=None, help="admin token (env FX_TOKEN; default from the fx config)")
+    parser.add_argument("--context", default=None, help="the fx context to use (env FX_CONTEXT; see `fx context`)")
     _help_by_default(parser)
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
     add = _adder(commands)
@@ -87,6 +88,9 @@ def _parser() -> argparse.ArgumentParser:
     _help_by_default(secret)
     secrets.register(_adder(secret.add_subparsers(title="commands", metavar="COMMAND")))
     login.register(add)
+    contexts = commands.add_parser("context", help=context.HELP, description=context.HELP)
+    _help_by_default(contexts)
+    context.register(_adder(contexts.add_subparsers(title="commands", metavar="COMMAND")))
     version.register(add)
     completion.register(add, parser)
     return parser

@@ -31,6 +31,7 @@ Run = Callable[[argparse.Namespace], int]
 CONNECTION = argparse.ArgumentParser(add_help=False)
 CONNECTION.add_argument("--gateway", default=argparse.SUPPRESS, help="gateway URL (env FX_GATEWAY)")
 CONNECTION.add_argument("--token", default=argparse.SUPPRESS, help="admin token (env FX_TOKEN)")
+CONNECTION.add_argument("--context", default=argparse.SUPPRESS, help="the fx context to use (env FX_CONTEXT)")
 OUTPUT = argparse.ArgumentParser(add_help=False)
 OUTPUT.add_argument("--output", "-o", choices=["text", "json"], default="text", help="output format")
 
@@ -45,7 +46,7 @@ class AddCommand(Protocol):
 
 
 def client(args: argparse.Namespace) -> Client:
-    settings = config.resolve(args.gateway, args.token)
+    settings = config.resolve(args.gateway, args.token, args.context)
     return Client(settings.gateway, settings.token)
 
 

@@ -226,9 +226,11 @@ def test_login_saves_only_a_token_that_works(gateway, monkeypatch, tmp_path, cap
     assert main(["login", "--token", "wrong"]) == 3
     assert not config.exists()
     assert main(["login", "--token", TOKEN, "-o", "json"]) == 0
-    assert json.loads(config.read_text())["token"] == TOKEN
+    saved = json.loads(config.read_text())
+    assert saved["contexts"][saved["current"]]["token"] == TOKEN
     url = os.environ["FX_GATEWAY"]
-    assert json.loads(capsys.readouterr().out) == {"gateway": url, "functions": 0, "config": str(config)}
+    shown = json.loads(capsys.readouterr().out)
+    assert shown == {"gateway": url, "functions": 0, "config": str(config), "context": saved["current"]}
     monkeypatch.delenv("FX_GATEWAY")
     assert main(["ls"]) == 0  # found gateway and token in the saved config
 
