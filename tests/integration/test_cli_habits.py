@@ -51,7 +51,9 @@ def test_rm_and_login_print_json(platform, make_function):
     project = make_function("brief", "return 1")
     assert platform.fx("deploy", cwd=project).returncode == 0
     login = platform.fx("login", "-o", "json")
-    assert json.loads(login.stdout) == {"gateway": platform.gateway_url, "functions": 1, "config": str(platform.config)}
+    saved = json.loads(platform.config.read_text())["current"]
+    expected = {"gateway": platform.gateway_url, "functions": 1, "config": str(platform.config), "context": saved}
+    assert json.loads(login.stdout) == expected
     removed = platform.fx("rm", "brief", "-o", "json")
     assert json.loads(removed.stdout) == {"function": "brief", "removed": True}
     assert json.loads(platform.fx("ls", "-o", "json").stdout) == []
