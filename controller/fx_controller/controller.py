@@ -32,7 +32,7 @@ from fx.protocol import (
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
-from . import nats_connect
+from . import logs, nats_connect
 from .activator import Activator
 from .artifacts import Artifacts
 from .autoscaler import Autoscaler
@@ -312,6 +312,7 @@ class Controller:
             grace = max(v.spec.timeout for v in record.versions) + 6
             await self.fleet.wait_gone(name, timeout=grace)
             await self.store.delete(name)
+            logs.remove(self.settings.state_dir, name)  # a new function of this name starts with its own
             self.load.forget(name)
             for version in record.versions:
                 self.autoscaler.forget(f"{name}/{version.version}")

@@ -180,7 +180,12 @@ def resolve(
         layers += [from_env, *([chosen] if chosen else [])]
     gateway = next((s.gateway for s in layers if s.gateway), DEFAULT_GATEWAY)
     token = next((s.token for s in layers if s.token), None) or _local_token(cwd or Path.cwd())
-    return Settings(gateway=gateway.rstrip("/"), token=token)
+    return Settings(gateway=with_scheme(gateway).rstrip("/"), token=token)
+
+
+def with_scheme(gateway: str) -> str:
+    """127.0.0.1:18085 is taken as http://127.0.0.1:18085, as curl takes it."""
+    return gateway if "://" in gateway else f"http://{gateway}"
 
 
 def _local_token(cwd: Path) -> str | None:

@@ -6,7 +6,7 @@ import argparse
 import os
 
 from fx import config
-from fx.cli.common import EXIT_OK, AddCommand
+from fx.cli.common import EXIT_OK, OUTPUT, AddCommand, print_json
 from fx.client import Client
 from fx.errors import InputError
 
@@ -27,9 +27,17 @@ def cmd_login(args: argparse.Namespace) -> int:
     with config.update() as (file, path):
         file.put(name, settings)
         file.current = name
-    print(f"logged in to {settings.gateway} ({count} functions); saved to {path} as context {name!r}, now current")
+    if args.output == "json":
+        print_json({"gateway": settings.gateway, "functions": count, "config": str(path), "context": name})
+    else:
+        print(f"logged in to {settings.gateway} ({count} functions); saved to {path} as context {name!r}, now current")
     return EXIT_OK
 
 
 def register(add: AddCommand) -> None:
-    add("login", cmd_login, "check a gateway URL and token, then save them as a context (--context NAME) and use it")
+    add(
+        "login",
+        cmd_login,
+        "check a gateway URL and token, then save them as a context (--context NAME) and use it",
+        OUTPUT,
+    )

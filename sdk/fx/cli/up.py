@@ -135,7 +135,7 @@ def _with_context(command: str, context: str) -> str:
 
 
 def register(add: AddCommand) -> None:
-    up = add("up", cmd_up, "run the embedded platform (NATS, controller, gateway) in the foreground")
+    up = add("up", cmd_up, "run the embedded platform (NATS, controller, gateway) in the foreground", connects=False)
     up.add_argument("--state-dir", default=".fx", help="where deployed functions, the token and logs live")
     up.add_argument("--port", type=int, default=8080, help="the gateway's port on 127.0.0.1")
     up.add_argument("--examples", metavar="DIR", help="deploy the functions found in DIR and its subfolders")

@@ -54,6 +54,16 @@ def test_defaults_are_the_local_gateway_and_the_token_fx_up_left_here(tmp_path):
     assert config.resolve(env=env, cwd=tmp_path).token == "local-token"
 
 
+def test_a_gateway_without_a_scheme_is_http(tmp_path):
+    cfg = tmp_path / "config.json"
+    cfg.write_text(json.dumps({"gateway": "fx.internal:8080"}))
+    env = {"FX_CONFIG": str(cfg)}
+    assert config.resolve("127.0.0.1:18085", env=env, cwd=tmp_path).gateway == "http://127.0.0.1:18085"
+    assert config.resolve(env={**env, "FX_GATEWAY": "localhost:1/"}, cwd=tmp_path).gateway == "http://localhost:1"
+    assert config.resolve(env=env, cwd=tmp_path).gateway == "http://fx.internal:8080"
+    assert config.resolve("https://fx.example:443", env=env, cwd=tmp_path).gateway == "https://fx.example:443"
+
+
 def test_no_current_context_falls_to_the_defaults(tmp_path):
     cfg = tmp_path / "config.json"
     _write(cfg, {"prod": ("http://prod:1", "prod-token")}, None)
