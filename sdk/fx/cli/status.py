@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-from importlib import metadata
 
 from fx.cli.common import EXIT_FAILED, EXIT_OK, OUTPUT, AddCommand, client, print_json
+from fx.cli.version import cli_version
 from fx.errors import FxError
 
 UNAVAILABLE = (502, 503, 504)  # the gateway answered for a controller it could not reach
@@ -20,7 +20,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             if exc.status not in UNAVAILABLE:
                 raise
             status, problem = None, str(exc)
-    cli = metadata.version("fx-sdk")
+    cli = cli_version()
     if args.output == "json":
         controller = status.model_dump() if status else {"error": problem}
         print_json({"gateway": gateway, "controller": controller, "cli": cli})
