@@ -1,4 +1,4 @@
-"""A project's deploy: validate fx.yaml, build every zip, upload what the server lacks, deploy each spec.
+"""A project's deploy: validate fx.yaml, build every function, upload the zips the server lacks, deploy each spec.
 
 Nothing is sent before every function of the manifest is valid and built, so a bad
 manifest never leaves a project half-deployed.
@@ -6,6 +6,7 @@ manifest never leaves a project half-deployed.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,24 +24,47 @@ def deploy(
 ) -> list[DeployResult]:
     """traffic=False: each new version starts warm with no traffic, reachable only when pinned."""
     functions = manifest.select(manifest.load(manifest_path), names or [], str(manifest_path))
-    built: list[tuple[manifest.FunctionDef, build.Artifact | None]] = []
+    built: list[tuple[manifest.FunctionDef, build.Build | None]] = []
     for fn in functions:
         if fn.image:
             progress(f"{fn.name}: code is the image {fn.image}")
             built.append((fn, None))
         else:
             progress(f"{fn.name}: building {fn.code_dir}")
-            built.append((fn, build.build(fn.code_dir, fn.runtime)))
+            said = functools.partial(_said, progress, fn.name)
+            result = build.build(fn.code_dir, fn.runtime, manifest_path.resolve().parent, said)
+            if result.ignored:
+                said(result.ignored)
+            built.append((fn, result))
     results = []
-    for fn, artifact in built:
-        if artifact is not None and client.has_artifact(artifact.digest):
-            progress(f"{fn.name}: code {short(artifact.digest)} is stored already")
-        elif artifact is not None:
-            progress(f"{fn.name}: uploading {len(artifact.data) / 1024:.1f} KB")
-            client.upload_artifact(artifact.digest, artifact.data)
+    for fn, result in built:
+        code = deps = None
+        if result is not None:
+            code = _upload(client, fn.name, "code", result.code, progress)
+            if result.dependencies:
+                deps = _upload(client, fn.name, "dependencies", result.dependencies, progress)
         progress(f"{fn.name}: deploying")
-        results.append(client.deploy(fn.spec(artifact and artifact.digest), traffic=traffic))
+        results.append(client.deploy(fn.spec(code, deps), traffic=traffic))
     return results
+
+
+def _said(progress: Callable[[str], None], name: str, line: str) -> None:
+    progress(f"{name}: {line}")
+
+
+def _upload(client: Client, name: str, what: str, package: build.Package, progress: Callable[[str], None]) -> str:
+    """Send a zip the server lacks; one it has (same digest) is neither zipped again nor sent. Its digest."""
+    if client.has_artifact(package.digest):
+        progress(f"{name}: {what} {short(package.digest)} is stored already")
+    else:
+        data = package.data()
+        progress(f"{name}: uploading {what}, {human_size(len(data))}")
+        client.upload_artifact(package.digest, data)
+    return package.digest
+
+
+def human_size(size: int) -> str:
+    return f"{size / 2**20:.1f} MB" if size >= 2**20 / 10 else f"{size / 1024:.1f} KB"
 
 
 def describe_result(result: DeployResult) -> str:
