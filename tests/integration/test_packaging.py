@@ -102,7 +102,7 @@ def test_a_dependency_layer_is_importable_read_only_and_uploaded_only_when_it_ch
     assert seen["value"] == "from the layer" and seen["answer"] == 1
     assert seen["writable"] is False
     if sandboxed(platform):  # the sandbox mounts the layer where Lambda has it
-        assert seen["folder"] == "/opt/python/tinydep"
+        assert seen["folder"] == "/opt/fx/python/tinydep"
     else:  # extracted by digest beside the code
         assert seen["folder"].startswith(str(platform.state_dir / "code")), seen["folder"]
 
