@@ -1,0 +1,112 @@
+"""The deploy benchmark of issue 19: a function with ~28 MB of zipped dependencies (pandas), deployed
+four times (first, unchanged, code-only change, one added requirement) the way `fx deploy` does it now
+(code zip + dependency layer, digests remembered, uploads only of what the server lacks), and the way it
+did before (one zip of code and dependencies, made on every deploy to learn its digest), in the same run
+against the same platform. Then the first call of each: the cold start with pandas imported at init.
+
+pip's cache is filled first (untimed), so neither path pays PyPI downloads the other one saved it.
+
+    .venv/bin/python -m bench.deploy     (also the last part of `make bench`)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+from fx import build, deploy, ignore, manifest
+from fx.client import Client
+from fx.platform import Platform
+
+REQUIREMENTS = ["pandas"]
+ADDED = "idna"  # small, no dependencies of its own, not one of pandas'
+HANDLER = "import pandas\n\n\ndef handler(event, context):\n    return {{'statusCode': 200, 'body': '{tag}'}}\n"
+STEPS = ("first deploy", "unchanged", "code-only change", "one added requirement")
+
+
+def single_zip_deploy(client: Client, manifest_path: Path) -> None:
+    """The deploy before issue 19: code and installed dependencies in one zip, zipped to learn its digest."""
+    [fn] = manifest.load(manifest_path)
+    files = ignore.select(fn.code_dir, top_excludes=build.EXCLUDED_TOP_FILES).files
+    requirements = fn.code_dir / "requirements.txt"
+    files = {**build._walk(build.dependencies(requirements, fn.runtime, lambda line: None)), **files}
+    data = build._zip(files)
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    if not client.has_artifact(digest):
+        client.upload_artifact(digest, data)
+    client.deploy(fn.spec(digest))
+
+
+def layered_deploy(client: Client, manifest_path: Path) -> None:
+    deploy.deploy(client, manifest_path, progress=lambda line: None)
+
+
+def run_steps(platform: Platform, root: Path, name: str, how: Callable[[Client, Path], None]) -> dict[str, float]:
+    """Wall time of each step, with its own (empty at first) fx cache, as a new machine would have."""
+    project = root / name
+    project.mkdir(parents=True)
+    (project / "fx.yaml").write_text(f"functions:\n  {name}:\n    timeout: 60\n    memory: 1024\n")
+    (project / "requirements.txt").write_text("\n".join(REQUIREMENTS) + "\n")
+    os.environ["FX_CACHE_DIR"] = str(root / f"cache-{name}")
+    times = {}
+    with Client(platform.gateway_url, platform.token, timeout=300) as client:
+        for step in STEPS:
+            if step in ("first deploy", "unchanged"):
+                (project / "handler.py").write_text(HANDLER.format(tag="v1"))
+            elif step == "code-only change":
+                (project / "handler.py").write_text(HANDLER.format(tag="v2"))
+            else:
+                (project / "requirements.txt").write_text("\n".join([*REQUIREMENTS, ADDED]) + "\n")
+            started = time.perf_counter()
+            how(client, project / "fx.yaml")
+            times[step] = time.perf_counter() - started
+            if step in ("first deploy", "code-only change"):
+                times[f"{step}: first call"] = first_call(platform, name)
+    return times
+
+
+def first_call(platform: Platform, name: str) -> float:
+    started = time.perf_counter()
+    httpx.get(f"{platform.gateway_url}/function/{name}/", timeout=120).raise_for_status()
+    return time.perf_counter() - started
+
+
+def report(platform: Platform, root: Path) -> None:
+    pip = [sys.executable, "-m", "pip", "download", "-q", "--disable-pip-version-check", "-d", str(root / "warm")]
+    subprocess.run([*pip, *REQUIREMENTS, ADDED], check=True)
+    saved = os.environ.get("FX_CACHE_DIR")
+    try:
+        old = run_steps(platform, root, "single-zip", single_zip_deploy)
+        new = run_steps(platform, root, "layered", layered_deploy)
+    finally:
+        if saved is None:
+            os.environ.pop("FX_CACHE_DIR", None)
+        else:
+            os.environ["FX_CACHE_DIR"] = saved
+    layer = next((root / "cache-layered" / "deps").glob("*.zip"))
+    print(
+        f"-- deploy of a function needing {' '.join(REQUIREMENTS)} ({layer.stat().st_size / 2**20:.1f} MB zipped),"
+        f" wall time, {os.cpu_count()} CPUs (then + {ADDED})"
+    )
+    print(f"{'':<40} {'layered':>9} {'one zip':>9} {'ratio':>6}")
+    for step in [*STEPS[:1], f"{STEPS[0]}: first call", *STEPS[1:3], f"{STEPS[2]}: first call", STEPS[3]]:
+        print(f"{step:<40} {new[step]:8.2f}s {old[step]:8.2f}s {old[step] / new[step]:6.1f}x")
+
+
+def main() -> None:
+    with (
+        tempfile.TemporaryDirectory(prefix="fx-bench-deploy-") as tmp,
+        Platform(Path(tmp) / "state", ports="free") as platform,
+    ):
+        report(platform, Path(tmp))
+
+
+if __name__ == "__main__":
+    main()
