@@ -60,8 +60,8 @@ def build(
     """The code of `code_dir` and the dependencies of its requirements.txt, installed for `runtime`."""
     selection = ignore.select(code_dir, project_dir, EXCLUDED_TOP_FILES)
     deps = None
-    requirements = selection.files.get("requirements.txt")
-    if requirements and _has_requirements(requirements):
+    requirements = code_dir / "requirements.txt"  # installed even when an ignore rule keeps it out of the code
+    if requirements.is_file() and _has_requirements(requirements):
         deps = _layer(dependencies(requirements, runtime, progress or (lambda line: None)))
     code = _code(selection.files)
     size = code.unzipped_size + (deps.unzipped_size if deps else 0)
