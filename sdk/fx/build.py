@@ -30,6 +30,10 @@ MAX_UNZIPPED_BYTES = 250 * 1024 * 1024  # Lambda's limit (code and layers togeth
 EXCLUDED_TOP_FILES = frozenset({"fx.yaml"})
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 _FORMAT = b"fx-zip-1"  # part of every remembered digest's key: change it when _zip's output changes
+CODE_LEVEL = 6  # deflate level of the code zip (the zip of a function without requirements is as before)
+# A layer is big and zipped again whenever requirements.txt changes: level 1 zips pandas' 107 MB in a third
+# of level 6's time (2.0 s vs 6.0 s here) for 32 MB instead of 28.
+LAYER_LEVEL = 1
 
 Progress = Callable[[str], None]
 
@@ -90,8 +94,8 @@ def _code(files: dict[str, Path]) -> Package:
     size = sum(p.stat().st_size for p in files.values())
     known = memo.read_text().strip() if memo.is_file() else ""
     if known:
-        return Package(digest=known, unzipped_size=size, data=lambda: _zip(files))
-    data = _zip(files)
+        return Package(digest=known, unzipped_size=size, data=lambda: _zip(files, CODE_LEVEL))
+    data = _zip(files, CODE_LEVEL)
     digest = "sha256:" + hashlib.sha256(data).hexdigest()
     _write_atomically(memo, digest.encode())
     return Package(digest=digest, unzipped_size=size, data=lambda: data)
@@ -104,7 +108,7 @@ def _layer(installed: Path) -> Package:
     files = _walk(installed)
     size = sum(p.stat().st_size for p in files.values())
     if not (zipped.is_file() and memo.is_file()):
-        data = _zip(files)
+        data = _zip(files, LAYER_LEVEL)
         _write_atomically(zipped, data)
         _write_atomically(memo, ("sha256:" + hashlib.sha256(data).hexdigest()).encode())
     return Package(digest=memo.read_text().strip(), unzipped_size=size, data=zipped.read_bytes)
@@ -199,14 +203,14 @@ def _write_atomically(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def _zip(files: dict[str, Path]) -> bytes:
+def _zip(files: dict[str, Path], level: int) -> bytes:
     buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED, compresslevel=6) as zf:
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED, compresslevel=level) as zf:
         for name in sorted(files):
             path = files[name]
             info = zipfile.ZipInfo(name, date_time=_ZIP_EPOCH)
             info.create_system = 3  # unix, so extractors honour the mode bits
             info.external_attr = (0o100000 | _mode(path)) << 16
             info.compress_type = zipfile.ZIP_DEFLATED
-            zf.writestr(info, path.read_bytes(), compresslevel=6)
+            zf.writestr(info, path.read_bytes(), compresslevel=level)
     return buf.getvalue()
