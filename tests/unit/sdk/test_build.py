@@ -113,3 +113,13 @@ def test_a_package_over_the_limit_is_refused(project, monkeypatch):
     monkeypatch.setattr(build, "MAX_UNZIPPED_BYTES", 10)
     with pytest.raises(build.BuildError, match="limit is"):
         build.build(project)
+
+
+def test_requirements_kept_out_of_the_code_by_a_rule_are_still_installed(project, tmp_path, monkeypatch):
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    (project / "requirements.txt").write_text(f"{make_wheel(tmp_path)}\n")
+    (project / ".fxignore").write_text("requirements.txt\n")
+    built = build.build(project)
+    assert "requirements.txt" not in entries(built.code)
+    assert "tinydep/__init__.py" in entries(built.dependencies)
+    assert built.ignored == "1 file ignored (.fxignore)"
