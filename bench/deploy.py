@@ -38,7 +38,7 @@ def single_zip_deploy(client: Client, manifest_path: Path) -> None:
     [fn] = manifest.load(manifest_path)
     files = ignore.select(fn.code_dir, top_excludes=build.EXCLUDED_TOP_FILES).files
     requirements = fn.code_dir / "requirements.txt"
-    files = {**build._walk(build.dependencies(requirements, fn.runtime, lambda line: None)), **files}
+    files = {**build._walk(build.dependencies(requirements, fn.runtime)), **files}
     data = build._zip(files, build.CODE_LEVEL)
     digest = "sha256:" + hashlib.sha256(data).hexdigest()
     if not client.has_artifact(digest):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import nats
 import nats.js.errors
-from fx import async_streams
+from fx import async_streams, interpreters
 from fx.config import config_path
 from fx.models import DeployResult, FunctionInfo, FunctionSpec, VersionInfo
 from fx.nats_auth import Signer
@@ -79,8 +79,18 @@ def local_backend(settings: Settings, artifacts: Artifacts) -> Backend:
         settings.nats_creds_ttl,
         owner_of=uids.owner if uids else lambda function: None,
     )
+    try:
+        found = interpreters.discover(settings.interpreters)
+    except ValueError as e:
+        raise SystemExit(f"fx-controller: {e}") from None
     return LocalBackend(
-        settings.state_dir, artifacts, nats=creds, sandbox=sandbox, uids=uids, sandbox_mode=settings.sandbox
+        settings.state_dir,
+        artifacts,
+        nats=creds,
+        sandbox=sandbox,
+        uids=uids,
+        sandbox_mode=settings.sandbox,
+        interpreters=found,
     )
 
 
@@ -224,6 +234,15 @@ class Controller:
                     " build it) or deploy to fx on Kubernetes",
                     function=name,
                     field="image",
+                )
+            if spec.image is None and spec.runtime not in self.backend.runtimes:
+                raise ApiError(
+                    400,
+                    "RuntimeNotAvailable",
+                    f"runtime: {spec.runtime} is not available on this fx ({self.settings.backend} backend); it has"
+                    f" {', '.join(self.backend.runtimes)}. {self.backend.runtime_remedy(spec.runtime)}",
+                    function=name,
+                    field="runtime",
                 )
             for field, digest in (("artifact", spec.artifact), ("dependencies", spec.dependencies)):
                 if digest is not None and not await self.artifacts.exists(digest):

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from fx import ignore
+from fx import ignore, interpreters
 from fx.errors import InputError
 
 MAX_UNZIPPED_BYTES = 250 * 1024 * 1024  # Lambda's limit (code and layers together); the controller enforces it too
@@ -66,7 +66,7 @@ def build(
     deps = None
     requirements = code_dir / "requirements.txt"  # installed even when an ignore rule keeps it out of the code
     if requirements.is_file() and _has_requirements(requirements):
-        deps = _layer(dependencies(requirements, runtime, progress or (lambda line: None)))
+        deps = _layer(dependencies(requirements, runtime, progress))
     code = _code(selection.files)
     size = code.unzipped_size + (deps.unzipped_size if deps else 0)
     if size > MAX_UNZIPPED_BYTES:
@@ -114,26 +114,28 @@ def _layer(installed: Path) -> Package:
     return Package(digest=memo.read_text().strip(), unzipped_size=size, data=zipped.read_bytes)
 
 
-def dependencies(requirements: Path, runtime: str, progress: Progress) -> Path:
+def dependencies(requirements: Path, runtime: str, progress: Progress | None = None) -> Path:
     """A folder with requirements.txt installed for `runtime`, cached by content and Python version.
 
     pip keeps its cache (~/.cache/pip): a requirement added to the file downloads (or builds) only that
     requirement, every other one installs from its cached wheel.
     """
-    command, version = pip_command(runtime)
+    version = python_version(runtime)
     key = hashlib.sha256(requirements.read_bytes() + b"\0" + version.encode()).hexdigest()
     target = cache_dir() / "deps" / key
     if target.is_dir():
         return target
+    command, hint = pip_command(version)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{key[:12]}-", dir=target.parent))
     command += ["--disable-pip-version-check", "--no-compile", "--progress-bar", "off"]
     command += ["--target", str(tmp), "-r", str(requirements)]
+    progress = progress or _quiet
     progress(f"installing {requirements.name}")
     code, output = _run_streaming(command, progress)
     if code != 0:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise BuildError(f"{requirements}: pip install failed:\n{output.strip()}")
+        raise BuildError(f"{requirements}: pip install failed:\n{output.strip()}{hint}")
     try:
         tmp.rename(target)
     except OSError:  # a concurrent build got there first; its result is as good
@@ -141,18 +143,33 @@ def dependencies(requirements: Path, runtime: str, progress: Progress) -> Path:
     return target
 
 
-def pip_command(runtime: str) -> tuple[list[str], str]:
-    """The `pip install` command that installs for `runtime`, and that runtime's Python version ("3.11").
-
-    This interpreter's pip, told the target version when it differs: pip can then only use wheels built
-    for that version. A custom runtime ("provided") gets dependencies built for this interpreter.
-    """
+def python_version(runtime: str) -> str:
+    """The Python version ("3.11") dependencies are built for. A custom runtime ("provided") brings its own
+    bootstrap; its Python dependencies are built for this interpreter."""
     here = f"{sys.version_info.major}.{sys.version_info.minor}"
-    version = runtime.removeprefix("python") if runtime.startswith("python") else here
+    return runtime.removeprefix("python") if runtime.startswith("python") else here
+
+
+def pip_command(version: str) -> tuple[list[str], str]:
+    """The `pip install` that installs for Python `version`, and a hint to add when it fails.
+
+    Run for that Python's own interpreter when this host has it (so compiled code matches it); without
+    it, pip can only use wheels built for that version."""
+    here = f"{sys.version_info.major}.{sys.version_info.minor}"
+    try:
+        interpreter = interpreters.find(f"python{version}") if version != here else sys.executable
+    except ValueError as e:  # a malformed FX_INTERPRETERS
+        raise BuildError(f"{interpreters.ENV}: {e}") from None
     command = [sys.executable, "-m", "pip", "install"]
-    if version != here:
-        return [*command, "--python-version", version, "--only-binary=:all:"], version
-    return command, version
+    if interpreter is None:
+        hint = (
+            f"\n(no Python {version} on this host, so only wheels built for it can be used; install python{version}"
+            f" or name it with {interpreters.ENV}=python{version}=/path/to/python{version} to build from source)"
+        )
+        return [*command, "--python-version", version, "--only-binary=:all:"], hint
+    if interpreter != sys.executable:
+        command[3:3] = ["--python", interpreter]  # pip run for that Python: its wheels, its compiler for sdists
+    return command, ""
 
 
 _PIP_PROGRESS = ("Collecting ", "Downloading ", "Using cached ", "Building wheel", "Installing collected")
@@ -170,6 +187,10 @@ def _run_streaming(command: list[str], progress: Progress) -> tuple[int, str]:
             if line.lstrip().startswith(_PIP_PROGRESS):
                 progress("pip: " + line.strip())
     return pip.returncode, "".join(lines)
+
+
+def _quiet(line: str) -> None:
+    pass
 
 
 def cache_dir() -> Path:

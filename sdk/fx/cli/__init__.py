@@ -9,7 +9,7 @@ import argparse
 import json
 from collections.abc import Sequence
 
-from fx.cli import deploy, functions, invoke, login, logs, secrets, traffic, up
+from fx.cli import context, deploy, functions, invoke, login, logs, secrets, traffic, up
 from fx.cli.common import CONNECTION, EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, AddCommand, Run, err
 from fx.errors import FunctionError, FxError, InputError
 from fx.platform import PlatformError
@@ -44,6 +44,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fx", description="fx: Lambda-style functions on your own machines.")
     parser.add_argument("--gateway", default=None, help="gateway URL (env FX_GATEWAY; default http://127.0.0.1:8080)")
     parser.add_argument("--token", default=None, help="admin token (env FX_TOKEN; default from the fx config)")
+    parser.add_argument("--context", default=None, help="the fx context to use (env FX_CONTEXT; see `fx context`)")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
     add = _adder(commands)
     for module in (up, deploy, invoke, functions, traffic, logs):
@@ -51,12 +52,17 @@ def _parser() -> argparse.ArgumentParser:
     secret = commands.add_parser("secret", help=secrets.HELP)
     secrets.register(_adder(secret.add_subparsers(title="commands", metavar="COMMAND", required=True)))
     login.register(add)
+    contexts = commands.add_parser("context", help=context.HELP)
+    context.register(_adder(contexts.add_subparsers(title="commands", metavar="COMMAND", required=True)))
     return parser
 
 
 def _adder(commands: argparse._SubParsersAction) -> AddCommand:
-    def add(name: str, run: Run, help: str, *parents: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=help, description=help, parents=[CONNECTION, *parents])
+    def add(
+        name: str, run: Run, help: str, *parents: argparse.ArgumentParser, connects: bool = True
+    ) -> argparse.ArgumentParser:
+        inherited = [CONNECTION, *parents] if connects else list(parents)
+        sub = commands.add_parser(name, help=help, description=help, parents=inherited)
         sub.set_defaults(run=run)
         return sub
 

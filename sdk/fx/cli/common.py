@@ -21,20 +21,22 @@ Run = Callable[[argparse.Namespace], int]
 CONNECTION = argparse.ArgumentParser(add_help=False)
 CONNECTION.add_argument("--gateway", default=argparse.SUPPRESS, help="gateway URL (env FX_GATEWAY)")
 CONNECTION.add_argument("--token", default=argparse.SUPPRESS, help="admin token (env FX_TOKEN)")
+CONNECTION.add_argument("--context", default=argparse.SUPPRESS, help="the fx context to use (env FX_CONTEXT)")
 OUTPUT = argparse.ArgumentParser(add_help=False)
 OUTPUT.add_argument("--output", "-o", choices=["text", "json"], default="text", help="output format")
 
 
 class AddCommand(Protocol):
-    """Adds a sub-command running `run`; each command module's `register` receives one."""
+    """Adds a sub-command running `run`, with --gateway/--token unless it `connects` to no gateway; each command
+    module's `register` receives one."""
 
     def __call__(
-        self, name: str, run: Run, help: str, *parents: argparse.ArgumentParser
+        self, name: str, run: Run, help: str, *parents: argparse.ArgumentParser, connects: bool = True
     ) -> argparse.ArgumentParser: ...
 
 
 def client(args: argparse.Namespace) -> Client:
-    settings = config.resolve(args.gateway, args.token)
+    settings = config.resolve(args.gateway, args.token, args.context)
     return Client(settings.gateway, settings.token)
 
 

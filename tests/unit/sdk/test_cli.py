@@ -185,6 +185,7 @@ def test_login_saves_only_a_token_that_works(gateway, monkeypatch, tmp_path):
     assert main(["login", "--token", "wrong"]) == 1
     assert not config.exists()
     assert main(["login", "--token", TOKEN]) == 0
-    assert json.loads(config.read_text())["token"] == TOKEN
+    saved = json.loads(config.read_text())
+    assert saved["contexts"][saved["current"]]["token"] == TOKEN
     monkeypatch.delenv("FX_GATEWAY")
     assert main(["ls"]) == 0  # found gateway and token in the saved config
