@@ -66,7 +66,7 @@ def build(
     deps = None
     requirements = code_dir / "requirements.txt"  # installed even when an ignore rule keeps it out of the code
     if requirements.is_file() and _has_requirements(requirements):
-        deps = _layer(dependencies(requirements, runtime, progress))
+        deps = _layer(dependencies(requirements, runtime, progress), progress or _quiet)
     code = _code(selection.files)
     size = code.unzipped_size + (deps.unzipped_size if deps else 0)
     if size > MAX_UNZIPPED_BYTES:
@@ -101,13 +101,14 @@ def _code(files: dict[str, Path]) -> Package:
     return Package(digest=digest, unzipped_size=size, data=lambda: data)
 
 
-def _layer(installed: Path) -> Package:
+def _layer(installed: Path, progress: Progress) -> Package:
     """The zip of an installed requirements folder, made once and kept beside it (the folder never changes)."""
     zipped = installed.with_name(installed.name + ".zip")
     memo = installed.with_name(installed.name + ".sha256")
     files = _walk(installed)
     size = sum(p.stat().st_size for p in files.values())
     if not (zipped.is_file() and memo.is_file()):
+        progress(f"zipping the dependency layer, {size / 2**20:.1f} MB")
         data = _zip(files, LAYER_LEVEL)
         _write_atomically(zipped, data)
         _write_atomically(memo, ("sha256:" + hashlib.sha256(data).hexdigest()).encode())

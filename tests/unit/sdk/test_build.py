@@ -100,6 +100,7 @@ def test_dependencies_are_a_layer_of_their_own_installed_once(project, tmp_path,
     assert "tinydep/__init__.py" in entries(first.dependencies)
     assert "tinydep/__init__.py" not in entries(first.code)
     assert any(line.startswith("pip: Installing collected packages") for line in lines)
+    assert lines[-1].startswith("zipping the dependency layer")
     wheel.unlink()  # a second install would now fail
     (project / "handler.py").write_text("def handler(e, c):\n    return 3\n")
     again = build.build(project)
