@@ -185,8 +185,8 @@ def _run_streaming(command: list[str], progress: Progress) -> tuple[int, str]:
         assert pip.stdout is not None
         for line in pip.stdout:
             lines.append(line)
-            if line.lstrip().startswith(_PIP_PROGRESS):
-                progress("pip: " + line.strip())
+            if line.lstrip().startswith(_PIP_PROGRESS):  # without "(from pandas->-r /long/path (line 1))"
+                progress("pip: " + line.strip().split(" (from ")[0])
     return pip.returncode, "".join(lines)
 
 
