@@ -5,7 +5,8 @@ temporary state directory, deploys a trivial handler, and prints, at 16 and 64 c
 callers: requests/s, p50/p99 and the CPU µs per request of the gateway and of the replica,
 for requests sent straight to the replica and through the gateway, in the same run. Then
 the cold start from zero (request in to response out, median of 20 functions at zero), with the function
-sandbox and, in a second platform started with --sandbox off, without it.
+sandbox and, in a second platform started with --sandbox off, without it. Last, bench/deploy.py: deploy times
+of a function needing pandas, code and dependency layer apart vs one zip.
 
     make bench    (or: .venv/bin/python -m bench.run [--requests 20000])
 """
@@ -29,6 +30,7 @@ import httpx
 from fx.platform import Platform
 from fx.protocol import KV_ROUTES, RouteTable
 
+from bench import deploy as deploy_bench
 from bench.measure import load, pid_listening_on, replica_target
 
 FX = str(Path(sys.executable).with_name("fx"))
@@ -125,6 +127,7 @@ def main() -> None:
             f"{'sandbox cost':<24} p50 {on_p50 - off_p50:+.1f} ms (target ≤ 2): sandbox"
             f" {'on' if sandboxed else 'OFF (not root)'} {on_p50:.1f} ms, --sandbox off {off_p50:.1f} ms"
         )
+        deploy_bench.report(p, Path(tmp))
 
 
 @contextlib.contextmanager

@@ -258,14 +258,15 @@ class Controller:
                 function=name,
                 field="runtime",
             )
-        if spec.artifact is not None and not await self.artifacts.exists(spec.artifact):
-            raise ApiError(
-                400,
-                "ArtifactNotFound",
-                f"artifact {spec.artifact} has not been uploaded: upload it first (fx deploy does)",
-                function=name,
-                field="artifact",
-            )
+        for field, digest in (("artifact", spec.artifact), ("dependencies", spec.dependencies)):
+            if digest is not None and not await self.artifacts.exists(digest):
+                raise ApiError(
+                    400,
+                    "ArtifactNotFound",
+                    f"{field} {digest} has not been uploaded: upload it first (fx deploy does)",
+                    function=name,
+                    field=field,
+                )
         await self._check_streams(name, spec)
         if not traffic and self.store.get(name) is None:
             raise ApiError(

@@ -15,15 +15,18 @@ from .faults import Fault
 Handler = Callable[[Any, Any], Any]
 
 
-def add_task_root(task_root: str) -> None:
-    """LAMBDA_TASK_ROOT goes first on sys.path and becomes the working directory; its .pth files count.
+def add_task_root(task_root: str, layer_dir: str | None = None) -> None:
+    """LAMBDA_TASK_ROOT goes first on sys.path and becomes the working directory, the dependency layer
+    right after it (as Lambda's /opt/python): the function's own files win. Their .pth files count.
 
     The directory the runtime was started from (on sys.path by `python -m`) is dropped: user code must
     not import whatever lies there.
     """
-    sys.path[:] = [p for p in sys.path if p not in ("", os.getcwd(), task_root)]
-    sys.path.insert(0, task_root)
-    site.addsitedir(task_root)
+    roots = [task_root, *([layer_dir] if layer_dir else [])]
+    sys.path[:] = [p for p in sys.path if p not in ("", os.getcwd(), *roots)]
+    sys.path[:0] = roots
+    for root in roots:
+        site.addsitedir(root)
     os.chdir(task_root)
 
 

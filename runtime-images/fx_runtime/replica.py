@@ -35,13 +35,16 @@ def run(report: Report, started: float | None = None, confinement: Confinement |
             config = settings.load()
         except ValueError as e:
             raise Fault("Runtime.InvalidConfiguration", str(e)) from None
-        os.environ.pop("FX_ARTIFACT_URL", None)  # read: the handler has no use for the artifact server's address
+        for name in ("FX_ARTIFACT_URL", "FX_LAYER_URL"):  # read: the handler has no use for the artifact server
+            os.environ.pop(name, None)
         if config.artifact:
             artifact.prepare(config.artifact, config.artifact_sha256, config.code_dir, config.artifact_url)
+        if config.layer:
+            artifact.prepare(config.layer, config.layer_sha256, config.layer_dir, config.layer_url)
         if confinement is not None:
             config = _confined(config, confinement)
         _drop_plumbing(os.environ)
-        loader.add_task_root(config.code_dir)
+        loader.add_task_root(config.code_dir, config.layer_dir if config.layer else None)
         if not config.relays:
             context.configure(os.environ, config.function_arn)
             handler = loader.load(config.handler)
@@ -78,16 +81,16 @@ def run(report: Report, started: float | None = None, confinement: Confinement |
 
 
 def _confined(config: settings.Settings, confinement: Confinement) -> settings.Settings:
-    """Enter the sandbox; the code directory (and a bootstrap in it) as the replica now sees it."""
+    """Enter the sandbox; the code and layer directories (and a bootstrap in the code) as the replica now sees them."""
     try:
-        code_dir = confinement.enter(config.code_dir)
+        code_dir, layer_dir = confinement.enter(config.code_dir, config.layer_dir if config.layer else None)
     except OSError as e:
         raise Fault("Runtime.SandboxError", f"Cannot enter the sandbox: {e}") from None
     bootstrap = config.bootstrap
     if bootstrap and bootstrap.startswith(config.code_dir + "/"):
         bootstrap = code_dir + bootstrap[len(config.code_dir) :]
     os.environ["LAMBDA_TASK_ROOT"] = code_dir
-    return dataclasses.replace(config, code_dir=code_dir, bootstrap=bootstrap)
+    return dataclasses.replace(config, code_dir=code_dir, layer_dir=layer_dir or "", bootstrap=bootstrap)
 
 
 def _drop_plumbing(env: os._Environ[str]) -> None:

@@ -148,6 +148,9 @@ class RuntimeApi:
         env = dict(os.environ, AWS_LAMBDA_RUNTIME_API=api_endpoint)
         # `python3` on the bootstrap's PATH is the runtime's own interpreter, the one the deps were built for.
         env["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), env.get("PATH", "")])
+        if self.settings.layer:  # its Python finds the dependency layer as a handler does: after the code
+            paths = [self.settings.code_dir, self.settings.layer_dir, env.get("PYTHONPATH", "")]
+            env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
         argv = shlex.split(command)
         try:
             self.process = subprocess.Popen(

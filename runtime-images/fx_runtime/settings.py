@@ -37,6 +37,12 @@ class Settings:
     alb_multi_value: bool  # ALB target group with lambda.multi_value_headers.enabled
     # What the gateway sends as X-Fx-Replica-Token; None: no check (a runtime started by hand, an old backend).
     replica_token: str | None = None
+    # The dependency layer: a zip like FX_ARTIFACT's (FX_LAYER, FX_LAYER_SHA256, FX_LAYER_URL), extracted to
+    # FX_LAYER_DIR and put on sys.path after the code. None: the code zip holds everything.
+    layer: str | None = None
+    layer_sha256: str | None = None
+    layer_url: str | None = None
+    layer_dir: str = ""
 
     @property
     def relays(self) -> bool:
@@ -59,6 +65,10 @@ def _int(env: os._Environ[str], name: str, default: int) -> int:
         return int(raw) if raw else default
     except ValueError:
         raise ValueError(f"{name} must be an integer, got {raw!r}") from None
+
+
+def _sha256(env: os._Environ[str], name: str) -> str | None:
+    return (env.get(name) or "").removeprefix("sha256:").lower() or None
 
 
 def _unix_path(listen: str) -> str | None:
@@ -93,6 +103,9 @@ def load(env: os._Environ[str] = os.environ) -> Settings:
             raise ValueError("FX_CODE_DIR must say where FX_ARTIFACT is extracted")
     else:
         code_dir = env.get("LAMBDA_TASK_ROOT") or env.get("FX_CODE_DIR") or os.getcwd()
+    layer = env.get("FX_LAYER") or None
+    if layer and not env.get("FX_LAYER_DIR"):
+        raise ValueError("FX_LAYER_DIR must say where FX_LAYER is extracted")
     settings = Settings(
         handler=env.get("_HANDLER", ""),
         function_name=env.get("AWS_LAMBDA_FUNCTION_NAME", "function"),
@@ -100,7 +113,7 @@ def load(env: os._Environ[str] = os.environ) -> Settings:
         memory_mb=env.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128"),
         region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
         artifact=artifact,
-        artifact_sha256=(env.get("FX_ARTIFACT_SHA256") or "").removeprefix("sha256:").lower() or None,
+        artifact_sha256=_sha256(env, "FX_ARTIFACT_SHA256"),
         artifact_url=env.get("FX_ARTIFACT_URL") or None,
         code_dir=os.path.abspath(code_dir),
         listen_host=host or "127.0.0.1",
@@ -114,6 +127,10 @@ def load(env: os._Environ[str] = os.environ) -> Settings:
         runtime_api=runtime_api or None,
         alb_multi_value=env.get("FX_ALB_MULTI_VALUE_HEADERS", "").lower() in ("1", "true"),
         replica_token=env.get("FX_REPLICA_TOKEN") or None,
+        layer=layer,
+        layer_sha256=_sha256(env, "FX_LAYER_SHA256"),
+        layer_url=env.get("FX_LAYER_URL") or None,
+        layer_dir=os.path.abspath(env["FX_LAYER_DIR"]) if layer else "",
     )
     _fill_lambda_env(env, settings)
     return settings

@@ -1,5 +1,5 @@
-"""A project's deploy: validate fx.yaml, build every zip, upload what the server lacks, have the server validate
-every spec (its dry run), then deploy each.
+"""A project's deploy: validate fx.yaml, build every function, upload the zips the server lacks, have the
+server validate every spec (its dry run), then deploy each.
 
 Nothing is deployed before every function of the manifest is valid locally, built, and accepted by the server's
 dry run, so neither a bad manifest nor a refusal the server alone can see (a stream that does not exist, a
@@ -8,6 +8,7 @@ missing secret) leaves a project half-deployed.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from pathlib import Path
 
@@ -30,21 +31,26 @@ def deploy(
 ) -> list[DeployResult]:
     """traffic=False: each new version starts warm with no traffic, reachable only when pinned."""
     functions = manifest.select(manifest.load(manifest_path), names or [], str(manifest_path))
-    built: list[tuple[manifest.FunctionDef, build.Artifact | None]] = []
+    built: list[tuple[manifest.FunctionDef, build.Build | None]] = []
     for fn in functions:
         if fn.image:
             progress(f"{fn.name}: code is the image {fn.image}")
             built.append((fn, None))
         else:
             progress(f"{fn.name}: building {fn.code_dir}")
-            built.append((fn, build.build(fn.code_dir, fn.runtime)))
-    for fn, artifact in built:
-        if artifact is not None and client.has_artifact(artifact.digest):
-            progress(f"{fn.name}: code {short(artifact.digest)} is stored already")
-        elif artifact is not None:
-            progress(f"{fn.name}: uploading {len(artifact.data) / 1024:.1f} KB")
-            client.upload_artifact(artifact.digest, artifact.data)
-    specs = [fn.spec(artifact and artifact.digest) for fn, artifact in built]
+            said = functools.partial(_said, progress, fn.name)
+            result = build.build(fn.code_dir, fn.runtime, manifest_path.resolve().parent, said)
+            if result.ignored:
+                said(result.ignored)
+            built.append((fn, result))
+    specs = []
+    for fn, result in built:
+        code = deps = None
+        if result is not None:
+            code = _upload(client, fn.name, "code", result.code, progress)
+            if result.dependencies:
+                deps = _upload(client, fn.name, "dependencies", result.dependencies, progress)
+        specs.append(fn.spec(code, deps))
     validate(client, manifest_path, specs, traffic, progress)
     results = []
     for spec in specs:
@@ -73,6 +79,25 @@ def validate(
     if problems:
         refused = f"{len(problems)} of {len(specs)}"
         raise DeployRefused("\n".join([*problems, f"nothing was deployed: the server refused {refused} functions"]))
+
+
+def _said(progress: Callable[[str], None], name: str, line: str) -> None:
+    progress(f"{name}: {line}")
+
+
+def _upload(client: Client, name: str, what: str, package: build.Package, progress: Callable[[str], None]) -> str:
+    """Send a zip the server lacks; one it has (same digest) is neither zipped again nor sent. Its digest."""
+    if client.has_artifact(package.digest):
+        progress(f"{name}: {what} {short(package.digest)} is stored already")
+    else:
+        data = package.data()
+        progress(f"{name}: uploading {what}, {human_size(len(data))}")
+        client.upload_artifact(package.digest, data)
+    return package.digest
+
+
+def human_size(size: int) -> str:
+    return f"{size / 2**20:.1f} MB" if size >= 2**20 / 10 else f"{size / 1024:.1f} KB"
 
 
 def describe_result(result: DeployResult) -> str:

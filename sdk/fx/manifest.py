@@ -19,7 +19,7 @@ from fx.models import FunctionSpec, TriggerSpec
 MANIFEST = "fx.yaml"
 # Validation of a zip function needs an artifact; the real digest exists only once the code is built.
 _PLACEHOLDER_DIGEST = "sha256:" + "0" * 64
-_SPEC_KEYS = frozenset(FunctionSpec.model_fields) - {"name", "artifact"}
+_SPEC_KEYS = frozenset(FunctionSpec.model_fields) - {"name", "artifact", "dependencies"}
 
 
 class ManifestError(InputError):
@@ -50,8 +50,9 @@ class FunctionDef:
         """Its event triggers by key, e.g. 'users.created' or 'ORDERS/orders.>'."""
         return [TriggerSpec.model_validate(t).key for t in self.settings.get("triggers", [])]
 
-    def spec(self, artifact: str | None = None) -> FunctionSpec:
-        return FunctionSpec.model_validate({"name": self.name, "artifact": artifact, **self.settings})
+    def spec(self, artifact: str | None = None, dependencies: str | None = None) -> FunctionSpec:
+        code = {"artifact": artifact, "dependencies": dependencies}
+        return FunctionSpec.model_validate({"name": self.name, **code, **self.settings})
 
 
 def load(path: Path) -> list[FunctionDef]:

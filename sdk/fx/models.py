@@ -11,7 +11,7 @@ import re
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from fx.protocol import DEFAULT_RUNTIME, RUNTIMES, reserved_subject
 from fx.schedule import check_timezone
@@ -305,6 +305,11 @@ class FunctionSpec(_Model):
     # "provided": the code root's executable `bootstrap` serves the Lambda Runtime API (e.g. awslambdaric).
     runtime: Annotated[str, Field(json_schema_extra={"enum": list(RUNTIMES)})] = DEFAULT_RUNTIME
     artifact: str | None = Field(default=None, description="sha256:<hex> digest of an uploaded code zip")
+    dependencies: str | None = Field(
+        default=None,
+        description="sha256:<hex> digest of an uploaded dependency layer zip (what requirements.txt installs):"
+        " extracted read-only and put on sys.path after the code, as Lambda's /opt/python",
+    )
     image: str | None = Field(
         default=None,
         description="instead of a zip: a container image with the code in /var/task, built FROM fx's runtime"
@@ -347,11 +352,11 @@ class FunctionSpec(_Model):
             )
         return v
 
-    @field_validator("artifact")
+    @field_validator("artifact", "dependencies")
     @classmethod
-    def _artifact(cls, v: str | None) -> str | None:
+    def _artifact(cls, v: str | None, info: ValidationInfo) -> str | None:
         if v is not None and not DIGEST_RE.match(v):
-            raise ValueError(f"artifact {v!r} is not a 'sha256:<64 hex digits>' digest")
+            raise ValueError(f"{info.field_name} {v!r} is not a 'sha256:<64 hex digits>' digest")
         return v
 
     @field_validator("image")
@@ -366,6 +371,8 @@ class FunctionSpec(_Model):
 
     @model_validator(mode="after")
     def _one_code(self) -> FunctionSpec:
+        if self.dependencies is not None and self.image is not None:
+            raise ValueError("'dependencies' goes with 'artifact': an image brings its dependencies inside it")
         if (self.artifact is None) == (self.image is None):
             raise ValueError(
                 "give the code as exactly one of 'artifact' (a zip's digest: fx deploy builds and uploads it)"

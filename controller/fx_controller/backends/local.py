@@ -53,10 +53,13 @@ def replica_env(
     listen: str,
     nats: dict[str, str],
     interpreter: str = sys.executable,
+    layer: Path | None = None,
 ) -> dict[str, str]:
     """The environment ARCHITECTURE.md promises a replica; the runtime fills in Lambda's other variables.
-    `nats`: FX_NATS_* for a version granted NATS access, empty for the others. Nothing of the controller's
-    own environment: its PATH (`interpreter`'s directory first) may name private directories, its HOME is fx's."""
+    `nats`: FX_NATS_* for a version granted NATS access, empty for the others. `layer`: the dependency layer's
+    zip, extracted beside the code zips (by digest: functions with the same requirements share it). Nothing
+    of the controller's own environment: its PATH (`interpreter`'s directory first) may name private
+    directories, its HOME is fx's."""
     spec = replica.spec
     hexdigest = replica.digest.split(":", 1)[1]
     env = {"PATH": local_interpreters.replica_path(interpreter)}
@@ -76,6 +79,9 @@ def replica_env(
             **nats,
         }
     )
+    if layer is not None and spec.dependencies:
+        layer_hex = spec.dependencies.split(":", 1)[1]
+        env.update({"FX_LAYER": str(layer), "FX_LAYER_SHA256": layer_hex, "FX_LAYER_DIR": str(code_root / layer_hex)})
     if spec.runtime == "provided":  # a custom runtime: the runtime serves the Runtime API to its bootstrap
         env["FX_BOOTSTRAP"] = str(code_root / hexdigest / "bootstrap")
     if replica.token:
@@ -250,11 +256,15 @@ class LocalBackend:
             log.error("cannot start the zygote of %s: %s", interpreter, e)
             return self._refuse(replica.id, "Runtime.StartError", f"cannot start {interpreter}: {e}")
         artifact = await self._artifacts.ensure_local(replica.digest)
+        deps = replica.spec.dependencies
+        layer = await self._artifacts.ensure_local(deps) if deps else None
         private = self.private_dir(replica.function)
         # one socket per replica, in the directory only its function's uid (and the gateway, root) may open
         listen = f"unix:{private}/{replica.id.removeprefix(replica.function + '-')}.sock"
         nats = self._nats.env(replica)
-        env = replica_env(replica, artifact, self._code, self._artifacts.max_entries, listen, nats, interpreter)
+        env = replica_env(
+            replica, artifact, self._code, self._artifacts.max_entries, listen, nats, interpreter, layer=layer
+        )
         line = {"op": "spawn", "id": replica.id, "env": env, "log": str(self._logs / f"{replica.function}.log")}
         if self._uids:
             uid = self._uids.uid(replica.function)

@@ -113,7 +113,8 @@ def report(mode: str, settings: SandboxSettings | None, zygote: dict | None) -> 
     lines = [f"function sandbox: ON (uids {settings.uids[0]}-{settings.uids[1]}, one per function)"]
     if zygote.get("namespaces"):
         lines.append(
-            f"  private file system (own code read-only at /var/task, {settings.tmp_mb} MB /tmp, no state dir),"
+            f"  private file system (own code read-only at /var/task, its dependencies at /opt/fx/python,"
+            f" {settings.tmp_mb} MB /tmp, no state dir),"
             " own PID, IPC and UTS namespaces: on"
         )
     else:

@@ -182,16 +182,16 @@ class Confinement:
             os.unlink(self.spec.env_file)
         return assignment
 
-    def enter(self, code_dir: str) -> str:
-        """After the code is verified and extracted: confine this process for good. Returns the code directory
-        as the replica now sees it."""
+    def enter(self, code_dir: str, layer_dir: str | None = None) -> tuple[str, str | None]:
+        """After the code (and its dependency layer) is verified and extracted: confine this process for good.
+        Returns the code and layer directories as the replica now sees them."""
         if self._problem:
             raise OSError(self._problem)
         spec, s = self.spec, self.sandbox
         assert spec is not None
         if s.namespaces:
-            mounts.finish(mounts.function_plan(code_dir, spec.private_dir), s.new_root)
-            code_dir = mounts.TASK_ROOT
+            mounts.finish(mounts.function_plan(code_dir, spec.private_dir, layer_dir), s.new_root)
+            code_dir, layer_dir = mounts.TASK_ROOT, layer_dir and mounts.LAYER_ROOT
         os.chdir(code_dir)
         sl.drop_bounding_capabilities(s.last_cap)
         os.setgroups([])
@@ -202,7 +202,7 @@ class Confinement:
         sl.prctl(sl.PR_SET_DUMPABLE, 1)  # ... and this: /proc/self (/dev/stdout, /dev/fd) is the function's again
         if self._zygote_gone():
             os._exit(1)
-        return code_dir
+        return code_dir, layer_dir
 
     def _zygote_gone(self) -> bool:
         """Did the zygote die before PR_SET_PDEATHSIG was (re)set? Then nothing would ever kill us."""

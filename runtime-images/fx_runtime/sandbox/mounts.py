@@ -3,7 +3,8 @@
 The plans are pure, so they are tested without privileges. `build` mounts what every replica has, ahead
 of time; `finish` adds the function's own mounts and switches the root. The replica sees the system's read-only
 directories (/usr, /etc and the /bin, /lib... links or directories), the interpreter's prefixes and
-import paths read-only, its code read-only at /var/task, its private directory (same path as on the host,
+import paths read-only, its code read-only at /var/task, its dependency layer (if any) read-only at /opt/fx/python,
+its private directory (same path as on the host,
 so socket and credential paths mean the same inside and out), a fresh /tmp, a minimal /dev and a /proc of
 its own PID namespace. Nothing else exists: not the state directory, not the home directory, not other
 functions' code.
@@ -19,6 +20,8 @@ from typing import Literal
 from . import linux as sl
 
 TASK_ROOT = "/var/task"
+# Lambda has layers at /opt/python; fx's own path, as an interpreter may live under /opt/python (manylinux).
+LAYER_ROOT = "/opt/fx/python"
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc")
 DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
 DEV_LINKS = {
@@ -97,10 +100,12 @@ def base_plan(tmp_mb: int, system: dict[str, str | None], python: list[str]) -> 
     return mounts
 
 
-def function_plan(code_dir: str, private_dir: str) -> list[Mount]:
-    """The mounts of one function: its code, read-only at /var/task, and its private directory."""
+def function_plan(code_dir: str, private_dir: str, layer_dir: str | None = None) -> list[Mount]:
+    """The mounts of one function: its code, read-only at /var/task, its dependency layer, read-only at
+    /opt/fx/python, and its private directory."""
     return [
         Mount("bind", TASK_ROOT, code_dir),
+        *([Mount("bind", LAYER_ROOT, layer_dir)] if layer_dir else []),
         Mount("bind", private_dir, private_dir, writable=True, flags=NO_DEV_SUID_EXEC),
     ]
 

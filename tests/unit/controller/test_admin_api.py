@@ -213,6 +213,24 @@ async def test_deploy_refuses_a_name_mismatch_a_bad_name_and_a_missing_artifact(
     assert (await admin.get("/system/functions")).json() == []
 
 
+async def test_a_dependency_layer_must_be_uploaded_and_a_new_one_makes_a_new_version(admin):
+    code, code_digest = make_zip({"handler.py": b"def handler(e, c):\n    return 1\n"})
+    layers = [make_zip({"dep/__init__.py": f"V = {n}\n".encode()}) for n in (1, 2)]
+    assert (await admin.put(f"/system/artifacts/{code_digest}", content=code)).status_code == 200
+    spec = {"name": "hello", "artifact": code_digest, "dependencies": layers[0][1]}
+    r = await admin.put("/system/functions/hello", json=spec)
+    assert r.status_code == 400 and r.json()["error"]["field"] == "dependencies"
+    assert r.json()["error"]["code"] == "ArtifactNotFound"
+    for data, digest in layers:
+        assert (await admin.put(f"/system/artifacts/{digest}", content=data)).status_code == 200
+    assert (await admin.put("/system/functions/hello", json=spec)).json()["version"] == 1
+    assert not (await admin.put("/system/functions/hello", json=spec)).json()["created"]  # same code, same layer
+    changed = (await admin.put("/system/functions/hello", json={**spec, "dependencies": layers[1][1]})).json()
+    assert changed["created"] and changed["version"] == 2  # same code, other dependencies: a version
+    r = await admin.put("/system/functions/hello", json={**spec, "dependencies": "sha256:nothex"})
+    assert r.status_code == 400 and r.json()["error"]["field"] == "dependencies"
+
+
 async def test_an_image_function_is_refused_by_a_backend_without_containers_and_versioned_by_one_with(
     admin, backend, controller
 ):

@@ -157,6 +157,33 @@ def test_a_version_is_a_deployment_of_the_runtime_image_with_the_replica_environ
     assert env["FX_ARTIFACT"].startswith("/fx/")
 
 
+def test_a_version_with_a_dependency_layer_fetches_and_may_fetch_it_beside_its_code() -> None:
+    layer_hex = "cd" * 32
+    d = manifests.deployment(CFG, "hello", 1, DIGEST, spec(dependencies=f"sha256:{layer_hex}"), "uid")
+    env = {e["name"]: e["value"] for e in d["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["FX_LAYER_URL"] == f"http://fx-controller.fx.svc:8082/artifacts/sha256-{layer_hex}.zip"
+    assert env["FX_LAYER_SHA256"] == layer_hex and env["FX_LAYER_DIR"] == f"/fx/code/{layer_hex}"
+    assert env["FX_LAYER"].startswith("/fx/")
+    annotations = d["spec"]["template"]["metadata"]["annotations"]
+    assert annotations == {"fx.dev/digest": DIGEST, "fx.dev/dependencies": f"sha256:{layer_hex}"}
+    claimed = manifests.claim_patch(CFG, "hello", 1, DIGEST, spec(dependencies=f"sha256:{layer_hex}"), "uid")
+    assert claimed["metadata"]["annotations"] == annotations
+    plain = manifests.deployment(CFG, "hello", 1, DIGEST, spec(), "uid")
+    assert "FX_LAYER" not in {e["name"] for e in plain["spec"]["template"]["spec"]["containers"][0]["env"]}
+
+
+async def test_a_pod_may_fetch_its_dependency_layer_and_no_other() -> None:
+    access = PodAccess(unknown_wait=0)
+    layer = "cd" * 32
+    access.observe("ADDED", pod("p1", ip="10.244.0.7", ready=True, digest=DIGEST, layer=f"sha256:{layer}"))
+    assert await access.may_fetch("10.244.0.7", HEX) and await access.may_fetch("10.244.0.7", layer)
+    assert not await access.may_fetch("10.244.0.7", "ef" * 32)
+    access.assign("10.244.0.9", {"FX_ARTIFACT_SHA256": HEX, "FX_LAYER_SHA256": layer})  # a pool pod, specialised
+    assert await access.may_fetch("10.244.0.9", layer) and not await access.may_fetch("10.244.0.9", "ef" * 32)
+    access.assign("10.244.0.10", {"FX_ARTIFACT_SHA256": HEX})
+    assert not await access.may_fetch("10.244.0.10", layer) and not await access.may_fetch("10.244.0.10", "")
+
+
 def test_a_custom_runtime_gets_its_bootstrap() -> None:
     d = manifests.deployment(CFG, "hello", 1, DIGEST, spec(runtime="provided"), "uid")
     env = {e["name"]: e["value"] for e in d["spec"]["template"]["spec"]["containers"][0]["env"]}
@@ -270,7 +297,7 @@ def test_pod_state_reads_an_init_error_from_the_termination_message() -> None:
         metadata=client.V1ObjectMeta(
             name="fx-hello-v1-abc",
             labels={**manifests.pod_labels(CFG, "hello", 1, spec())},
-            annotations={manifests.DIGEST_ANNOTATION: DIGEST},
+            annotations={manifests.DIGEST_ANNOTATION: DIGEST, manifests.LAYER_ANNOTATION: f"sha256:{'cd' * 32}"},
             deletion_timestamp=datetime.now(UTC),
         ),
         status=client.V1PodStatus(
@@ -305,6 +332,7 @@ def test_pod_state_reads_an_init_error_from_the_termination_message() -> None:
             1,
         ),
         digest=DIGEST,
+        layer=f"sha256:{'cd' * 32}",
     )
     assert pod_state(client.V1Pod(metadata=client.V1ObjectMeta(name="other", labels={}))) is None
 

@@ -50,6 +50,27 @@ def test_sha256_mismatch_is_refused_before_any_code_runs(start, tmp_path: Path):
     assert not code_dir.exists() and not list(tmp_path.rglob("ran"))
 
 
+def test_a_dependency_layer_is_verified_extracted_and_imported_after_the_code(start, tmp_path: Path):
+    code = make_zip(tmp_path / "code.zip", {"handler.py": "import dep\ndef handler(e, c):\n    return dep.WHERE\n"})
+    layer = make_zip(tmp_path / "layer.zip", {"dep.py": "WHERE = 'layer'\n", "handler.py": "raise SystemExit(9)\n"})
+    env = {
+        "FX_ARTIFACT": str(tmp_path / "code.zip"),
+        "FX_ARTIFACT_SHA256": code,
+        "FX_CODE_DIR": str(tmp_path / "code" / code),
+        "FX_LAYER": str(tmp_path / "layer.zip"),
+        "FX_LAYER_SHA256": layer,
+        "FX_LAYER_DIR": str(tmp_path / "code" / layer),
+    }
+    replica = start(**env)  # the code's handler.py wins over the layer's
+    assert httpx.post(f"{replica.base}/_fx/invoke", content=b"{}").json() == "layer"
+    assert artifact.sealed(str(tmp_path / "code" / layer))
+
+    (tmp_path / "layer.zip").write_bytes((tmp_path / "layer.zip").read_bytes() + b"\0")
+    tampered = start(wait=False, **{**env, "FX_LAYER_DIR": str(tmp_path / "other")})
+    assert tampered.wait_exit() == 1
+    assert "[ERROR] Runtime.InvalidArtifact: Artifact" in tampered.log_text() and not (tmp_path / "other").exists()
+
+
 def test_the_extracted_tree_is_sealed_and_a_tampered_one_is_extracted_again(tmp_path: Path):
     with zipfile.ZipFile(tmp_path / "code.zip", "w") as zf:
         zf.writestr("handler.py", HANDLER)

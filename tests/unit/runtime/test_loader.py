@@ -51,6 +51,16 @@ def test_task_root_comes_first_and_pth_files_count(task_root: Path, tmp_path: Pa
     assert loader.load(f"{name}.h")(None, None) == 42
 
 
+def test_the_dependency_layer_comes_right_after_the_task_root_whose_files_win(task_root: Path, tmp_path: Path):
+    layer = tmp_path / "layer"
+    shared, only_layer = unique(), unique()
+    write_code(layer, {f"{shared}.py": "WHERE = 'layer'\n", f"{only_layer}.py": "WHERE = 'layer'\n"})
+    write_code(task_root, {f"{shared}.py": "WHERE = 'code'\n"})
+    loader.add_task_root(str(task_root), str(layer))
+    assert sys.path[:2] == [str(task_root), str(layer)] and sys.path.count(str(layer)) == 1
+    assert loader.load(f"{shared}.WHERE") == "code" and loader.load(f"{only_layer}.WHERE") == "layer"
+
+
 def fault_of(handler: str) -> Fault:
     with pytest.raises(Fault) as info:
         loader.load(handler)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from fx_runtime.sandbox import cgroups as sandbox_cgroups
 from fx_runtime.sandbox import mounts as sandbox_mounts
-from fx_runtime.sandbox.mounts import TASK_ROOT, Mount, base_plan, function_plan, python_roots
+from fx_runtime.sandbox.mounts import LAYER_ROOT, TASK_ROOT, Mount, base_plan, function_plan, python_roots
 
 
 def test_python_roots_never_hold_or_sit_in_a_hidden_path(tmp_path: Path):
@@ -38,6 +38,14 @@ def test_the_plan_binds_system_and_code_read_only_and_only_the_private_dir_and_t
     assert not [m for m in mounts if m.source.startswith("/state") and m.target != TASK_ROOT]
     targets = [m.target for m in mounts]
     assert targets.index("/dev") < targets.index("/dev/null") < targets.index("/dev/shm")
+
+
+def test_a_dependency_layer_is_bound_read_only_apart_from_the_code():
+    plain = function_plan("/state/code/abc", "/run/fx-1/hello")
+    assert LAYER_ROOT not in {m.target for m in plain}
+    layered = {m.target: m for m in function_plan("/state/code/abc", "/run/fx-1/hello", "/state/code/def")}
+    assert layered[LAYER_ROOT] == Mount("bind", LAYER_ROOT, "/state/code/def")
+    assert not layered[LAYER_ROOT].writable and layered[TASK_ROOT].source == "/state/code/abc"
 
 
 def test_system_entries_keep_links_as_links(tmp_path: Path):

@@ -121,3 +121,13 @@ def test_a_nats_grant_is_bounded():
         FunctionSpec(name="a", artifact=DIGEST, nats={"publish": [f"s.{n}" for n in range(33)]})
     with pytest.raises(ValidationError, match="Extra inputs"):
         FunctionSpec(name="a", artifact=DIGEST, nats={"request": ["x"]})
+
+
+def test_a_dependency_layer_is_a_digest_beside_a_zip_and_optional_in_old_specs():
+    old = FunctionSpec.model_validate({"name": "a", "artifact": DIGEST})
+    assert old.dependencies is None and old == FunctionSpec(name="a", artifact=DIGEST, dependencies=None)
+    assert FunctionSpec(name="a", artifact=DIGEST, dependencies=DIGEST).dependencies == DIGEST
+    with pytest.raises(ValidationError, match="dependencies 'sha256:12' is not"):
+        FunctionSpec(name="a", artifact=DIGEST, dependencies="sha256:12")
+    with pytest.raises(ValidationError, match="'dependencies' goes with 'artifact'"):
+        FunctionSpec(name="a", image="registry.example.com/a:1", dependencies=DIGEST)

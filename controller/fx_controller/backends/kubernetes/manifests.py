@@ -20,6 +20,7 @@ WORK_DIR = "/fx"  # an emptyDir: the fetched zip and its extraction; the root fi
 FUNCTION_LABEL = f"{GROUP}/function"
 VERSION_LABEL = f"{GROUP}/version"
 DIGEST_ANNOTATION = f"{GROUP}/digest"
+LAYER_ANNOTATION = f"{GROUP}/dependencies"  # the version's dependency layer digest, when it has one
 DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
 POOL_LABEL = f"{GROUP}/pool"
 NATS_LABEL = f"{GROUP}/nats"  # a function with a `nats:` grant: the NetworkPolicy opens NATS to its pods alone
@@ -129,6 +130,12 @@ def code_env(cfg: KubeConfig, digest: str, spec: FunctionSpec) -> dict[str, str]
         "FX_ARTIFACT_SHA256": hexdigest,
         "FX_CODE_DIR": code_dir,
     }
+    if spec.dependencies:  # the layer comes the same way, extracted beside the code
+        layer_hex = spec.dependencies.split(":", 1)[1]
+        env["FX_LAYER"] = f"{WORK_DIR}/sha256-{layer_hex}.zip"
+        env["FX_LAYER_URL"] = f"{cfg.artifact_url}/artifacts/sha256-{layer_hex}.zip"
+        env["FX_LAYER_SHA256"] = layer_hex
+        env["FX_LAYER_DIR"] = f"{WORK_DIR}/code/{layer_hex}"
     if spec.runtime == "provided":
         env["FX_BOOTSTRAP"] = f"{code_dir}/bootstrap"
     return env
@@ -186,10 +193,15 @@ def claim_patch(cfg: KubeConfig, function: str, version: int, digest: str, spec:
     return {
         "metadata": {
             "labels": {POOL_LABEL: None, FUNCTION_LABEL: function, VERSION_LABEL: str(version), **nats_label(spec)},
-            "annotations": {DIGEST_ANNOTATION: digest},
+            "annotations": code_annotations(digest, spec),
             "ownerReferences": [owner_reference(function, owner_uid)],
         }
     }
+
+
+def code_annotations(digest: str, spec: FunctionSpec) -> dict[str, str]:
+    """What a pod of this version may fetch from the artifact server: its code and its dependency layer."""
+    return {DIGEST_ANNOTATION: digest, **({LAYER_ANNOTATION: spec.dependencies} if spec.dependencies else {})}
 
 
 def owner_reference(function: str, uid: str) -> dict:
@@ -248,7 +260,7 @@ def deployment(
             "name": deployment_name(function, version),
             "namespace": cfg.namespace,
             "labels": labels,
-            "annotations": {DIGEST_ANNOTATION: digest},
+            "annotations": code_annotations(digest, spec),
             "ownerReferences": [owner_reference(function, owner_uid)],
         },
         "spec": {
@@ -256,7 +268,7 @@ def deployment(
             "revisionHistoryLimit": 1,
             "selector": {"matchLabels": labels},
             "template": {
-                "metadata": {"labels": labels, "annotations": {DIGEST_ANNOTATION: digest}},
+                "metadata": {"labels": labels, "annotations": code_annotations(digest, spec)},
                 "spec": {
                     "serviceAccountName": cfg.service_account,
                     "automountServiceAccountToken": False,

@@ -1,7 +1,8 @@
 """What the controller hands to a function pod, the pod being known by its source IP from the pod watch.
 
-- Code: a zip goes only to a pod of a version with that digest (its `fx.dev/digest` annotation), or to a pool
-  pod while it is being specialised to it. Any other pod, or an address that is no fx pod, is refused.
+- Code: a zip goes only to a pod of a version with that digest (its `fx.dev/digest` annotation, or its
+  dependency layer's, `fx.dev/dependencies`), or to a pool pod while it is being specialised to it. Any other
+  pod, or an address that is no fx pod, is refused.
 - Assignments: a pool pod being specialised fetches its replica environment here, once. The specialize
   request the controller sends the pod is only a doorbell: the pod trusts what it fetched from the
   controller's Service, never what it was sent, so nobody but the controller can turn a pool pod into a
@@ -25,7 +26,7 @@ UNKNOWN_WAIT_S = 10.0  # a new pod may ask for its code before the watch has tol
 @dataclass
 class _Assignment:
     body: dict | None  # {"env", "files"}; None once fetched: an assignment is served once
-    digest: str  # the code it may fetch meanwhile (hex), "" for none
+    digests: frozenset[str]  # the code (and dependency layer) it may fetch meanwhile (hex)
 
 
 class PodAccess:
@@ -50,7 +51,8 @@ class PodAccess:
     def assign(self, ip: str, env: dict[str, str], files: dict[str, str] | None = None) -> None:
         """`files`: path under the pod's /tmp -> text (a granted version's NATS user), never in its environment."""
         body = {"env": dict(env), "files": dict(files or {})}
-        self._assignments[ip] = _Assignment(body, env.get("FX_ARTIFACT_SHA256", ""))
+        digests = frozenset(env[k] for k in ("FX_ARTIFACT_SHA256", "FX_LAYER_SHA256") if env.get(k))
+        self._assignments[ip] = _Assignment(body, digests)
         self._changed.set()
         self._changed = asyncio.Event()
 
@@ -73,10 +75,10 @@ class PodAccess:
         while True:
             assignment = self._assignments.get(ip)
             if assignment is not None:
-                return assignment.digest == hexdigest
+                return hexdigest in assignment.digests
             pod = self._pods.get(ip)
             if pod is not None:
-                return not pod.pool and pod.digest == f"sha256:{hexdigest}"
+                return not pod.pool and f"sha256:{hexdigest}" in (pod.digest, pod.layer)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from .manifests import DIGEST_ANNOTATION, FUNCTION_LABEL, POOL_LABEL, PORT, VERSION_LABEL
+from .manifests import DIGEST_ANNOTATION, FUNCTION_LABEL, LAYER_ANNOTATION, POOL_LABEL, PORT, VERSION_LABEL
 
 ERROR_LINE = re.compile(r"^\[ERROR\] ([\w.]+): (.*)$", re.M)  # how the runtime logs an init error
 
@@ -23,6 +23,7 @@ class PodState:
     init_error: tuple[str, str, int | None] | None = None
     pool: bool = False  # an idle warm-pool pod (function "" and version 0)
     digest: str = ""  # the code it runs (fx.dev/digest): what the artifact server hands it
+    layer: str = ""  # its dependency layer (fx.dev/dependencies), handed out likewise; "" for none
 
     @property
     def endpoint(self) -> str:
@@ -60,4 +61,5 @@ def pod_state(pod: Any) -> PodState | None:
         init_error=failure,
         pool=pool,
         digest=(meta.annotations or {}).get(DIGEST_ANNOTATION, ""),
+        layer=(meta.annotations or {}).get(LAYER_ANNOTATION, ""),
     )
