@@ -172,7 +172,7 @@ def test_bad_traffic_input_is_refused_clearly_and_changes_nothing(platform, make
         (("alias", "strict", "123", "1"), 2, "alias '123'"),
         (("alias", "strict", "live", "7"), 2, "version 7"),
         (("promote", "strict", "5"), 2, "version 5"),
-        (("alias", "strict", "nope", "--delete"), 1, "no alias 'nope'"),
+        (("alias", "strict", "nope", "--delete"), 2, "no alias 'nope'"),
     ]:
         result = platform.fx(*args)
         assert result.returncode == exit_code, (args, result.stderr)
