@@ -42,6 +42,7 @@ from .backends.local_sandbox import UIDS_FILE, SandboxSettings, UidMap, run_dir
 from .errors import ApiError, not_found
 from .fleet import Fleet
 from .function_nats import FunctionCreds
+from .gate import Gate
 from .load import LoadBook
 from .metrics import Metrics
 from .nats_buckets import open_kv, open_object_store
@@ -124,6 +125,7 @@ class Controller:
         self.activator = Activator(self.store, self.fleet, self.load, self.metrics)
         self.reconciler = Reconciler(self.store, self.fleet, self.load, self.autoscaler)
         self.releases = Releases(self.store, self.routes, self.fleet, self.load, self._lock, s.keep_warm)
+        self.gate = Gate(self.store, self.routes, self.fleet, self.load, self.releases, self._lock, s.init_timeout)
 
         await self.store.load()
         await secret_store.load()
@@ -136,6 +138,10 @@ class Controller:
         await self._nc.subscribe(SUBJECT_LOAD, cb=self._on_load)
         self._spawn(self.reconciler.run())
         self._spawn(self.releases.run())
+        for record in self.store.all():  # versions whose gate a previous run left open
+            for version in record.versions:
+                if version.state == "Pending":
+                    self._spawn(self.gate.check(record.name, version.version))
         log.info("controller started: %d functions, backend %s", len(self.store.all()), s.backend)
 
     async def stop(self) -> None:
@@ -251,36 +257,46 @@ class Controller:
                 self.metrics.deploys.labels("rejected").inc()
                 raise
             record = self.store.get(name)
-            if record and record.latest.spec == spec:
+            # A version that failed to initialise is no reason to refuse the same spec: it gets a new try.
+            if record and record.latest.spec == spec and record.latest.state != "Failed":
                 self.metrics.deploys.labels("unchanged").inc()
-                number = record.latest.version
+                latest = record.latest
                 return DeployResult(
                     function=name,
-                    version=number,
+                    version=latest.version,
                     created=False,
                     digest=spec.code,
-                    message=f"{name} unchanged: identical to version {number}",
+                    message=f"{name} unchanged: identical to version {latest.version}",
+                    state=latest.state,
+                    init_error=latest.init_error,
+                    traffic=record.traffic,
                 )
             number = record.latest.version + 1 if record else 1
-            version = VersionRecord(version=number, digest=spec.code, created_at=datetime.now(UTC), spec=spec)
-            if record is None:
+            version = VersionRecord(
+                version=number, digest=spec.code, created_at=datetime.now(UTC), spec=spec, state="Pending"
+            )
+            if record is None:  # nothing to fall back to: it routes at once, and calls wait for its init
                 updated = FunctionRecord(name=name, versions=[version], traffic={number: 100})
-            elif traffic:
-                updated = record.model_copy(update={"versions": [*record.versions, version]})
-                updated = self.releases.shifted(self.releases.cancelled(updated, "a deploy"), {number: 100})
+            elif traffic:  # the traffic moves when the gate finds it ready
+                updated = record.model_copy(update={"versions": [*record.versions, version], "awaiting": number})
             else:
                 updated = record.model_copy(update={"versions": [*record.versions, version]})
                 updated = self.releases.warm_new(updated, version)
             await self.store.put(updated)
             await self.routes.publish(name)
+        self._spawn(self.gate.check(name, number))
         self.metrics.deploys.labels("created").inc()
-        log.info("deployed %s version %d (%s)", name, number, spec.code)
+        log.info("deployed %s version %d (%s), pending its init", name, number, spec.code)
         return DeployResult(
             function=name,
             version=number,
             created=True,
             digest=spec.code,
-            message=f"deployed {name} version {number}" + ("" if traffic else " with no traffic: pin it to call it"),
+            message=f"created {name} version {number}: it takes "
+            + ("traffic" if traffic else "no traffic (pin it to call it)")
+            + " once a replica of it has initialised",
+            state="Pending",
+            traffic=updated.traffic,
         )
 
     async def delete(self, name: str) -> None:
@@ -329,19 +345,23 @@ class Controller:
         for v in record.versions:
             totals = self.load.totals.get(f"{record.name}/{v.version}")
             hold = record.warm.get(v.version)
+            traffic = record.traffic.get(v.version, 0)
             versions.append(
                 VersionInfo(
                     version=v.version,
                     digest=v.digest,
+                    config_digest=v.spec.config_digest,
                     created_at=v.created_at,
                     spec=v.spec,
-                    traffic=record.traffic.get(v.version, 0),
+                    state=v.state,
+                    init_error=v.init_error,
+                    traffic=traffic,
                     replicas_ready=self.fleet.count(record.name, v.version, "ready"),
                     replicas_starting=self.fleet.count(record.name, v.version, "starting"),
                     requests=totals.requests if totals else 0,
                     errors=totals.errors if totals else 0,
                     aliases=sorted(a for a, n in record.aliases.items() if n == v.version),
-                    warm_until=hold.until if hold and hold.until > now else None,
+                    warm_until=hold.until if hold and hold.until > now and not traffic else None,
                 )
             )
         return FunctionInfo(
@@ -360,6 +380,11 @@ class Controller:
     def _status(self, record: FunctionRecord) -> str:
         serving = [v for v, pct in record.traffic.items() if pct > 0]
         for number in serving:
+            version = record.version(number)
+            if version and version.state == "Failed" and version.init_error:
+                return f"Failed: {version.init_error.error_type}: {version.init_error.message}"
+            if version and version.state == "Pending":
+                return "Starting"
             failure = self.fleet.last_failure(record.name, number)
             if failure:
                 return f"Failed: {failure.error_type}: {failure.message}"

@@ -29,7 +29,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FxError as exc:
         who = f"{exc.function}: " if exc.function else ""
         err(f"fx: {who}{exc}")
-        return EXIT_BAD_INPUT if exc.status == 400 else EXIT_FAILED
+        return EXIT_BAD_INPUT if exc.status in (400, 409) else EXIT_FAILED
     except StateDirError as exc:  # in use by another fx up, read-only, full: the user picks another
         err(f"fx: {exc}")
         return EXIT_BAD_INPUT

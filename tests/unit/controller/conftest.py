@@ -120,6 +120,16 @@ async def deployed(admin: httpx.AsyncClient):
         assert (await admin.put(f"/system/artifacts/{digest}", content=data)).status_code == 200
         r = await admin.put(f"/system/functions/{name}", json={"name": name, "artifact": digest, **spec})
         assert r.status_code == 200, r.text
-        return r.json()
+        return await settled(admin, r.json())
 
     return deploy
+
+
+async def settled(admin: httpx.AsyncClient, result: dict) -> dict:
+    """A deploy's result once the readiness gate has settled its version (Ready or Failed)."""
+    url = f"/system/functions/{result['function']}/versions/{result['version']}"
+    deadline = time.monotonic() + 5.0
+    while (state := (await admin.get(url)).json()["state"]) == "Pending":
+        assert time.monotonic() < deadline, f"version {result['version']} still Pending"
+        await asyncio.sleep(0.02)
+    return {**result, "state": state}
