@@ -52,7 +52,8 @@ def test_a_version_that_cannot_initialise_never_takes_traffic(platform, make_fun
         assert version["init_error"]["error_type"] == shown[0].split(":")[0], case
 
     table = platform.fx("versions", "app").stdout
-    assert table.count("Failed") == len(BROKEN) and "version 2 failed to initialise: Runtime.UserCodeSyntaxError" in table
+    assert table.count("Failed") == len(BROKEN)
+    assert "version 2 failed to initialise: Runtime.UserCodeSyntaxError" in table
     assert json.loads(platform.fx("describe", "app", "-o", "json").stdout)["traffic"] == {"1": 100}
 
 
