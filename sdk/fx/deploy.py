@@ -98,7 +98,8 @@ def describe_result(result: DeployResult) -> str:
             lines.append(f"{fn}: no version serves it: deploy a fixed version")
         return "\n".join(lines)
     if result.state == "Pending":
-        return f"{fn}: version {n} created ({short(result.digest)}), initialising: see `fx versions {fn}`"
+        what = f"version {n} created ({short(result.digest)})" if result.created else f"unchanged, still version {n}"
+        return f"{fn}: {what}, initialising: see `fx versions {fn}`"
     share = result.traffic.get(n, 0)
     if result.created:
         line = f"{fn}: version {n} deployed ({short(result.digest)})"

@@ -39,6 +39,13 @@ def test_a_failed_version_shows_its_error_its_traceback_and_where_the_traffic_st
     assert first.endswith("hello: no version serves it: deploy a fixed version")
 
 
+def test_a_version_still_initialising_says_so_whether_it_was_created_or_not():
+    created = deploy.describe_result(result(state="Pending"))
+    assert created == "hello: version 2 created (sha256:aaaaaaaaaaaa…), initialising: see `fx versions hello`"
+    again = deploy.describe_result(result(state="Pending", created=False))
+    assert again == "hello: unchanged, still version 2, initialising: see `fx versions hello`"
+
+
 def test_unchanged_code_without_traffic_says_what_is_live_and_the_command_that_makes_it_live():
     line = deploy.describe_result(result(created=False, traffic={3: 100}))
     assert line == (
