@@ -252,9 +252,10 @@ def test_a_version_that_cannot_initialise_never_takes_traffic(kube: Kube, fx) ->
     assert (ready["status"], ready["reason"]) == ("False", "VersionFailed") and status()["traffic"] == "1:100"
     assert "version 2 failed to initialise (Runtime.ImportModuleError" in ready["message"]
 
-    (folder / "handler.py").write_text(HANDLER)  # version 1's code, under a handler it does not have
-    patch = '{"spec": {"handler": "handler.missing", "memory": 512}}'
-    kube.kubectl("patch", "function", "gated", "--type=merge", "-p", patch)
+    # kubectl: version 1's code under a handler it does not have, too big for the pool (a Deployment pod).
+    code = json.loads(fx("versions", "gated", "-o", "json").stdout)[0]["spec"]["artifact"]
+    patch = {"spec": {"artifact": code, "handler": "handler.missing", "memory": 512}}
+    kube.kubectl("patch", "function", "gated", "--type=merge", "-p", json.dumps(patch))
     _wait(
         "version 3 Failed",
         lambda: status().get("latestVersion") == 3 and status().get("latestVersionState") == "Failed",

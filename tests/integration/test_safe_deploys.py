@@ -116,6 +116,8 @@ def test_rollback_onto_a_failed_version_is_refused_unless_forced(platform, make_
     assert "Runtime.ImportModuleError" in refused.stderr and "--force" in refused.stderr
     assert json.loads(platform.fx("describe", "back", "-o", "json").stdout)["traffic"] == {"2": 100}
     assert call(platform, "back").text == "v1"
+    promoted = platform.fx("promote", "back", "1")  # nor can a traffic change give it any
+    assert promoted.returncode == 2 and "version 1 of 'back' failed to initialise" in promoted.stderr
 
     forced = platform.fx("rollback", "back", "--force")
     assert forced.returncode == 0, forced.stderr
