@@ -520,7 +520,7 @@ class FunctionInfo(_Model):
     traffic: dict[int, int]
     aliases: dict[str, int] = Field(default_factory=dict)
     versions: list[VersionInfo]
-    status: str = "Ready"  # Ready | Scaled to zero | Failed: <cause>
+    status: str = "Ready"  # Ready | Scaled to zero | Starting (its first version) | Failed: <cause>
     sticky: str | None = None  # "header:<name>" / "cookie:<name>" cohorts, if any
     previous: dict[int, int] | None = None  # the split `fx rollback` returns to
     rollout: RolloutInfo | None = None
