@@ -14,7 +14,7 @@ from fx import build, manifest
 from fx.client import Client
 from fx.models import DeployResult
 
-POLL_S = 0.25  # how often a waiting deploy asks for its versions' state
+POLL_S = 0.1  # how often a waiting deploy asks for its versions' state
 PROGRESS_EVERY_S = 5.0
 
 
