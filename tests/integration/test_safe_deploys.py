@@ -139,3 +139,20 @@ def test_deploying_the_code_of_a_version_without_traffic_says_what_is_live(platf
     assert "version 1 has 100 % of traffic; version 2 (this code) has none" in line
     assert "`fx promote undo 2`" in line
     assert call(platform, "undo").text == "v1"
+
+
+@pytest.fixture
+def short_init(monkeypatch) -> float:
+    monkeypatch.setenv("FX_INIT_TIMEOUT", "2")  # the controller's --init-timeout, read when the platform starts
+    return 2.0
+
+
+def test_a_version_not_ready_within_the_init_timeout_is_failed(short_init, platform, make_function):
+    project = make_function("slow", body=GOOD)
+    assert platform.fx("deploy", cwd=project).returncode == 0
+    make_function("slow", body=GOOD, imports="import time\ntime.sleep(60)")
+    result = platform.fx("deploy", cwd=project)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "slow: version 2 failed to initialise: Runtime.InitTimeout" in result.stderr
+    assert "not ready within 2 s" in result.stderr and "traffic stayed on version 1 (100 %)" in result.stderr
+    assert call(platform, "slow").text == "v1"
