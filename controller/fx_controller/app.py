@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
+from importlib.metadata import version as package_version
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Response
@@ -90,6 +92,11 @@ def _api(controller: Controller) -> FastAPI:
 
     api = APIRouter(prefix="/system", responses=ERRORS)  # the token was checked by AdminGuard
 
+    @api.get("/version", tags=["health"])
+    async def platform_version() -> dict[str, str]:
+        """The platform's release (`fx version` shows it beside the CLI's); behind the token, unlike health."""
+        return {"version": package_version("fx-controller")}
+
     @api.head("/artifacts/{digest}", tags=["artifacts"])
     async def artifact_exists(digest: str) -> Response:
         return Response(status_code=200 if await controller.artifacts.exists(digest) else 404)
@@ -170,15 +177,23 @@ def _api(controller: Controller) -> FastAPI:
     async def function_logs(
         name: FunctionName,
         request: Request,
-        tail: Annotated[int, Query(ge=0, le=100_000)] = 100,
+        tail: Annotated[int | None, Query(ge=0, le=logs.MAX_LINES)] = None,
         follow: bool = False,
+        since: datetime | None = None,
+        timestamps: bool = False,
     ) -> Response:
+        """The last `tail` lines (default 100; all since `since` when given, up to 100000), from an invocation's
+        start; header Fx-Logs-Cut: N when earlier lines were left out."""
         controller.describe(name)  # 404 for an unknown function
-        path = controller.settings.state_dir / "logs" / f"{name}.log"
+        path = logs.path(controller.settings.state_dir, name)
+        reader = logs.Reader(since=logs.stamp_of(since) if since else None, timestamps=timestamps)
+        lines = tail if tail is not None else logs.MAX_LINES if since else logs.DEFAULT_TAIL
+        text, offset, cut = await asyncio.to_thread(logs.tail, path, lines, reader)
+        headers = {"Fx-Logs-Cut": str(lines)} if cut else None
         if follow:
-            return StreamingResponse(logs.follow(path, tail, request.is_disconnected), media_type="text/plain")
-        text, _ = await asyncio.to_thread(logs.tail, path, tail)
-        return Response(text, media_type="text/plain; charset=utf-8")
+            rest = logs.follow(path, offset, reader, request.is_disconnected)
+            return StreamingResponse(logs.stream(text, rest), media_type="text/plain", headers=headers)
+        return Response(text, media_type="text/plain; charset=utf-8", headers=headers)
 
     api.include_router(secrets_router(controller.secrets))
     app.include_router(api)

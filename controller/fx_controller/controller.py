@@ -14,7 +14,7 @@ from pathlib import Path
 
 import nats
 import nats.js.errors
-from fx import async_streams
+from fx import async_streams, interpreters
 from fx.config import config_path
 from fx.models import DeployResult, FunctionInfo, FunctionSpec, VersionInfo
 from fx.nats_auth import Signer
@@ -32,7 +32,7 @@ from fx.protocol import (
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
-from . import nats_connect
+from . import logs, nats_connect
 from .activator import Activator
 from .artifacts import Artifacts
 from .autoscaler import Autoscaler
@@ -80,8 +80,18 @@ def local_backend(settings: Settings, artifacts: Artifacts) -> Backend:
         settings.nats_creds_ttl,
         owner_of=uids.owner if uids else lambda function: None,
     )
+    try:
+        found = interpreters.discover(settings.interpreters)
+    except ValueError as e:
+        raise SystemExit(f"fx-controller: {e}") from None
     return LocalBackend(
-        settings.state_dir, artifacts, nats=creds, sandbox=sandbox, uids=uids, sandbox_mode=settings.sandbox
+        settings.state_dir,
+        artifacts,
+        nats=creds,
+        sandbox=sandbox,
+        uids=uids,
+        sandbox_mode=settings.sandbox,
+        interpreters=found,
     )
 
 
@@ -231,6 +241,15 @@ class Controller:
                     function=name,
                     field="image",
                 )
+            if spec.image is None and spec.runtime not in self.backend.runtimes:
+                raise ApiError(
+                    400,
+                    "RuntimeNotAvailable",
+                    f"runtime: {spec.runtime} is not available on this fx ({self.settings.backend} backend); it has"
+                    f" {', '.join(self.backend.runtimes)}. {self.backend.runtime_remedy(spec.runtime)}",
+                    function=name,
+                    field="runtime",
+                )
             if spec.artifact is not None and not await self.artifacts.exists(spec.artifact):
                 raise ApiError(
                     400,
@@ -309,6 +328,7 @@ class Controller:
             grace = max(v.spec.timeout for v in record.versions) + 6
             await self.fleet.wait_gone(name, timeout=grace)
             await self.store.delete(name)
+            logs.remove(self.settings.state_dir, name)  # a new function of this name starts with its own
             self.load.forget(name)
             for version in record.versions:
                 self.autoscaler.forget(f"{name}/{version.version}")

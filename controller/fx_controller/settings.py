@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from fx import interpreters
 from fx.flags import option
 
 from .backends.local_sandbox import parse_uid_range
@@ -35,6 +36,8 @@ class Settings:
     sandbox_uids: tuple[int, int] = (100_000, 165_535)
     sandbox_tmp_mb: int = 512  # each replica's /tmp (a tmpfs: it counts against the function's memory)
     sandbox_pids_max: int = 256  # processes and threads per replica
+    # local backend: runtime -> interpreter, named explicitly; the others are looked for (fx.interpreters)
+    interpreters: dict[str, str] = field(default_factory=dict)
     max_body_kb: int = 1024  # body of an admin call other than an artifact upload
     public_metrics: bool = False  # /metrics without the token
     public_docs: bool = False  # /system/openapi.json and /system/docs without the token
@@ -84,6 +87,13 @@ _NUMBERS = (
 )
 
 
+def _named(p: argparse.ArgumentParser, values: list[str]) -> dict[str, str]:
+    try:
+        return interpreters.parse(values)
+    except ValueError as e:
+        p.error(f"--interpreter or {interpreters.ENV}: {e}")
+
+
 def parse(argv: list[str] | None = None, environ: dict[str, str] | None = None) -> Settings:
     env = os.environ if environ is None else environ
     p = argparse.ArgumentParser(prog="fx-controller", description="fx control plane: admin API, autoscaler, replicas")
@@ -119,6 +129,14 @@ def parse(argv: list[str] | None = None, environ: dict[str, str] | None = None) 
         default=env.get("FX_SANDBOX_UIDS", "-".join(map(str, Settings.sandbox_uids))),
         help="FIRST-LAST: the uids (and gids) functions run as, one per function [FX_SANDBOX_UIDS]",
     )
+    p.add_argument(
+        "--interpreter",
+        action="append",
+        default=interpreters.from_env(env),
+        metavar="RUNTIME=PATH",
+        help="local backend: run RUNTIME (e.g. python3.12) on the interpreter at PATH; repeatable. Others are"
+        f" looked for on PATH and in pyenv [{interpreters.ENV}: comma-separated]",
+    )
     for flag, kind, default, meaning in _NUMBERS:
         option(p, flag, kind, default, meaning, env)
     for flag, name, what in (
@@ -152,6 +170,7 @@ def parse(argv: list[str] | None = None, environ: dict[str, str] | None = None) 
         sandbox_uids=a.sandbox_uids,
         sandbox_tmp_mb=a.sandbox_tmp_mb,
         sandbox_pids_max=a.sandbox_pids_max,
+        interpreters=_named(p, a.interpreter),
         max_body_kb=a.max_body_kb,
         public_metrics=a.public_metrics,
         public_docs=a.public_docs,

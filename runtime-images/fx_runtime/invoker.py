@@ -58,7 +58,7 @@ class Invoker:
         """
         started = time.perf_counter()
         logs.current_request_id = request_id
-        logs.write(logs.start_line(request_id, self.version))
+        logs.start(request_id, self.version)
         deadline = self.watchdog.arm((request_id, fd, http, started))
         context = LambdaContext(request_id, int(deadline * 1000), client_context)
         result: Any = None

@@ -62,6 +62,34 @@ def start_line(request_id: str, version: str) -> str:
     return f"START RequestId: {request_id} Version: {version}\n"
 
 
+def start(request_id: str, version: str) -> None:
+    """Lambda's START line, after the time the invocation began in the log file only (`fx logs --since` and
+    `--timestamps` read it there); a copy of the invocation's log (X-Amz-Log-Result) gets Lambda's line as is."""
+    out = sys.stdout
+    (out.stream if isinstance(out, Tee) else out).write(stamp() + " ")
+    out.write(start_line(request_id, version))
+
+
+def init_start() -> None:
+    """Lambda's INIT_START line, stamped as START is."""
+    write(f"{stamp()} INIT_START Runtime Version: python:{sys.version_info.major}.{sys.version_info.minor}\n")
+
+
+_second: tuple[int, str] = (-1, "")  # the last whole second stamped, formatted: strftime is most of a stamp's cost
+
+
+def stamp() -> str:
+    """Now, as Lambda writes times in logs: 2024-05-01T12:00:00.123Z."""
+    global _second
+    now = time.time()
+    second, text = _second
+    if int(now) != second:
+        second = int(now)
+        text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        _second = (second, text)
+    return f"{text}.{int((now - second) * 1000):03d}Z"
+
+
 def end_lines(request_id: str, duration_ms: float, memory_mb: str, init_ms: float | None, status: str = "") -> str:
     used_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
     report = (
@@ -77,9 +105,7 @@ def end_lines(request_id: str, duration_ms: float, memory_mb: str, init_ms: floa
 
 
 def timestamped(request_id: str, message: str) -> str:
-    now = time.time()
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
-    return f"{stamp} {request_id} {message}\n"
+    return f"{stamp()} {request_id} {message}\n"
 
 
 class Tee:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import signal
-import sys
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -30,7 +29,7 @@ def run(report: Report, started: float | None = None, confinement: Confinement |
     rights, then the process is confined before anything of the function is imported."""
     started = time.perf_counter() if started is None else started
     logs.setup()
-    logs.write(f"INIT_START Runtime Version: python:{sys.version_info.major}.{sys.version_info.minor}\n")
+    logs.init_start()
     try:
         try:
             config = settings.load()

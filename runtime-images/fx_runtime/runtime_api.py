@@ -92,7 +92,7 @@ class RuntimeApi:
         deadline_ms = int((time.time() + self.settings.timeout_ms / 1000) * 1000)
         self.timer = self.loop.call_later(self.settings.timeout_ms / 1000, self.expire)
         logs.current_request_id = inv.request_id
-        logs.write(logs.start_line(inv.request_id, self.settings.function_version))
+        logs.start(inv.request_id, self.settings.function_version)
         logs.flush()  # before the bootstrap writes its own lines to the same log
         headers = [
             ("Content-Type", "application/json"),

@@ -17,6 +17,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from fx import interpreters
 from fx.errors import InputError
 
 MAX_UNZIPPED_BYTES = 250 * 1024 * 1024  # Lambda's limit; the controller enforces it too
@@ -54,7 +55,8 @@ def build(code_dir: Path, runtime: str = "python3.11") -> Artifact:
 
 
 def dependencies(requirements: Path, runtime: str) -> Path:
-    """A folder with requirements.txt installed for `runtime`, cached by content and Python version."""
+    """A folder with requirements.txt installed for `runtime`, cached by content and Python version. Built by
+    that Python's own interpreter when this host has it (so compiled code matches it), else from wheels."""
     # A custom runtime ("provided") brings its own bootstrap; its Python deps are built for this interpreter.
     here = f"{sys.version_info.major}.{sys.version_info.minor}"
     version = runtime.removeprefix("python") if runtime.startswith("python") else here
@@ -62,17 +64,29 @@ def dependencies(requirements: Path, runtime: str) -> Path:
     target = cache_dir() / "deps" / key
     if target.is_dir():
         return target
+    try:
+        interpreter = interpreters.find(f"python{version}") if version != here else sys.executable
+    except ValueError as e:  # a malformed FX_INTERPRETERS
+        raise BuildError(f"{interpreters.ENV}: {e}") from None
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{key[:12]}-", dir=target.parent))
     cmd = [sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-compile"]
     cmd += ["--target", str(tmp), "-r", str(requirements)]
-    if version != here:
-        # Installing for another interpreter: pip can only use wheels built for it.
+    if interpreter is None:
+        # No such Python here: pip can only use wheels built for it.
         cmd += ["--python-version", version, "--only-binary=:all:"]
+    elif interpreter != sys.executable:
+        cmd[3:3] = ["--python", interpreter]  # pip run for that Python: its wheels, its compiler for sdists
     result = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL)
     if result.returncode != 0:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise BuildError(f"{requirements}: pip install failed:\n{(result.stderr or result.stdout).strip()}")
+        hint = (
+            f"\n(no Python {version} on this host, so only wheels built for it can be used; install python{version}"
+            f" or name it with {interpreters.ENV}=python{version}=/path/to/python{version} to build from source)"
+            if interpreter is None
+            else ""
+        )
+        raise BuildError(f"{requirements}: pip install failed:\n{(result.stderr or result.stdout).strip()}{hint}")
     try:
         tmp.rename(target)
     except OSError:  # a concurrent build got there first; its result is as good

@@ -8,7 +8,8 @@ fx.invoke("hello", {"name": "you"})
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -56,6 +57,9 @@ class Client:
 
     def health(self) -> bool:
         return self._send("GET", "/system/health").status_code == 200
+
+    def platform_version(self) -> str:
+        return str(self._send("GET", "/system/version").json()["version"])
 
     def has_artifact(self, digest: str) -> bool:
         try:
@@ -112,11 +116,25 @@ class Client:
     def delete_alias(self, name: str, alias: str) -> FunctionInfo:
         return self._function("DELETE", name, f"aliases/{_seg(alias)}")
 
-    def logs(self, name: str, follow: bool = False, tail: int | None = None) -> Iterator[str]:
-        """Replica log lines; with follow, a stream that ends only when the caller stops reading."""
+    def logs(
+        self,
+        name: str,
+        follow: bool = False,
+        tail: int | None = None,
+        since: datetime | None = None,
+        timestamps: bool = False,
+        on_cut: Callable[[int], None] | None = None,
+    ) -> Iterator[str]:
+        """Replica log lines, whole invocations: the last `tail` (the server's default 100; with `since`, all
+        since then); with follow, a stream that ends only when the caller stops reading. `timestamps`: each line
+        after the time its invocation began. `on_cut(N)` is told, before the first line, that only N were kept."""
         params: dict[str, Any] = {"follow": "true" if follow else "false"}
         if tail is not None:
             params["tail"] = tail
+        if since is not None:
+            params["since"] = since.isoformat()
+        if timestamps:
+            params["timestamps"] = "true"
         url = f"/system/functions/{_seg(name)}/logs"
         timeout = httpx.Timeout(self._http.timeout.connect, read=None) if follow else self._http.timeout
         try:
@@ -124,6 +142,8 @@ class Client:
                 if r.status_code >= 400:
                     r.read()
                     raise _error(r)
+                if on_cut and (cut := r.headers.get("Fx-Logs-Cut")):
+                    on_cut(int(cut))
                 yield from r.iter_lines()
         except httpx.TransportError as exc:
             raise self._unreachable(exc) from exc

@@ -1,23 +1,41 @@
-"""Where the CLI finds the gateway and its token.
+"""Where the CLI finds the gateway and its token: named contexts, as kubectl and the AWS CLI keep them.
 
-Each setting is taken from the first source that has it: flags, then the environment
-(FX_GATEWAY, FX_TOKEN), then the config file ($FX_CONFIG or ~/.config/fx/config.json,
-written by `fx up` and `fx login`), then the defaults: the local gateway and the token
-`fx up` left in .fx/admin-token of the current folder.
+The config file ($FX_CONFIG or ~/.config/fx/config.json) holds contexts (a name -> a gateway URL and
+a token) and which one is current. `fx login` and `fx up` write it, `fx context` lists, switches and
+removes contexts.
+
+Each setting is taken from the first source that has it:
+  1. the flags --gateway / --token,
+  2. the context named by the flag --context,
+  3. the environment: FX_GATEWAY / FX_TOKEN,
+  4. the context named by FX_CONTEXT, else the current context,
+  5. the defaults: the local gateway and the token `fx up` left in .fx/admin-token of the current folder.
+So flags beat environment variables, which beat the config file.
+
+A file of the old single-gateway form ({"gateway": ..., "token": ...}) is read as one context named
+"default" (current) and is rewritten in the new form by the next change.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass
+import re
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from fx.errors import InputError
 
 DEFAULT_GATEWAY = "http://127.0.0.1:8080"
 DEFAULT_TOKEN_FILE = Path(".fx") / "admin-token"
+DEFAULT_CONTEXT = "default"  # the name of an old single-gateway config, and of a login to a nameless host
+LOCAL_CONTEXT = "local"  # the context `fx up` writes
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,62}")
 
 
 @dataclass(frozen=True)
@@ -26,34 +44,148 @@ class Settings:
     token: str | None
 
 
+@dataclass
+class Config:
+    """The contexts in the file and the name of the current one (None: no context is current)."""
+
+    contexts: dict[str, Settings] = field(default_factory=dict)
+    current: str | None = None
+
+    def put(self, name: str, settings: Settings) -> None:
+        self.contexts[check_name(name)] = settings
+
+    def use(self, name: str, path: Path) -> None:
+        self.require(name, path)
+        self.current = name
+
+    def remove(self, name: str, path: Path) -> None:
+        self.require(name, path)
+        del self.contexts[name]
+        if self.current == name:
+            self.current = None
+
+    def require(self, name: str, path: Path) -> Settings:
+        if name not in self.contexts:
+            known = ", ".join(sorted(self.contexts)) or "none"
+            raise InputError(f"no context {name!r} in {path} (contexts: {known}; see `fx context ls`)")
+        return self.contexts[name]
+
+
 def config_path(env: Mapping[str, str] = os.environ) -> Path:
     if env.get("FX_CONFIG"):
         return Path(env["FX_CONFIG"]).expanduser()
     return Path.home() / ".config" / "fx" / "config.json"
 
 
-def read_config(path: Path) -> dict[str, str]:
+def check_name(name: str) -> str:
+    if not _NAME.fullmatch(name):
+        raise InputError(
+            f"context name {name!r}: use 1-63 letters, digits and . _ : @ -, starting with a letter or digit"
+        )
+    return name
+
+
+def context_name_for(gateway: str) -> str:
+    """The name `fx login` saves a gateway under when not told one: its host (and port), else "default"."""
+    parts = urlsplit(gateway)
+    if not parts.hostname:
+        return DEFAULT_CONTEXT
+    name = f"{parts.hostname}:{parts.port}" if parts.port else parts.hostname
+    return name if _NAME.fullmatch(name) else DEFAULT_CONTEXT
+
+
+def load(path: Path) -> Config:
     try:
         raw = json.loads(path.read_text())
     except FileNotFoundError:
-        return {}
+        return Config()
     except (OSError, ValueError) as exc:
         raise InputError(f"{path}: cannot read the fx config: {exc}") from exc
     if not isinstance(raw, dict):
-        raise InputError(f"{path}: the fx config must be a JSON object with 'gateway' and 'token'")
-    return {k: v for k, v in raw.items() if k in ("gateway", "token") and isinstance(v, str) and v}
+        raise InputError(f"{path}: the fx config must be a JSON object")
+    if "contexts" not in raw:  # the old single-gateway file
+        old = _settings(raw)
+        return Config({DEFAULT_CONTEXT: old}, DEFAULT_CONTEXT) if old else Config()
+    if not isinstance(raw["contexts"], dict):
+        raise InputError(f"{path}: 'contexts' must map names to {{'gateway': ..., 'token': ...}}")
+    contexts = {
+        name: settings
+        for name, entry in raw["contexts"].items()
+        if isinstance(entry, dict) and (settings := _settings(entry))
+    }
+    current = raw.get("current")
+    return Config(contexts, current if current in contexts else None)
+
+
+def _settings(entry: dict) -> Settings | None:
+    gateway, token = entry.get("gateway"), entry.get("token")
+    if not isinstance(gateway, str) or not gateway:
+        return None
+    return Settings(gateway, token if isinstance(token, str) and token else None)
+
+
+def save(config: Config, path: Path) -> None:
+    """Replace the file at once (a reader never sees half of it), readable by the owner only: tokens are secrets."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    body = {
+        "current": config.current,
+        "contexts": {n: {"gateway": s.gateway, "token": s.token} for n, s in sorted(config.contexts.items())},
+    }
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mkstemp creates it 0600
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(body, f, indent=2)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@contextmanager
+def update(env: Mapping[str, str] = os.environ) -> Iterator[tuple[Config, Path]]:
+    """Read, change, write back; a lock keeps two writers (`fx up` and `fx login`) from losing each other's change."""
+    path = config_path(env)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock = open(path.with_name(f".{path.name}.lock"), "a")  # noqa: SIM115 (held across the yield)
+    except OSError as exc:
+        raise InputError(f"cannot write the fx config {path}: {exc.strerror} (FX_CONFIG picks another file)") from exc
+    with lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        config = load(path)
+        yield config, path
+        try:
+            save(config, path)
+        except OSError as exc:
+            raise InputError(f"cannot write the fx config {path}: {exc.strerror}") from exc
 
 
 def resolve(
     gateway: str | None = None,
     token: str | None = None,
+    context: str | None = None,
     env: Mapping[str, str] = os.environ,
     cwd: Path | None = None,
 ) -> Settings:
-    file = read_config(config_path(env))
-    gateway = gateway or env.get("FX_GATEWAY") or file.get("gateway") or DEFAULT_GATEWAY
-    token = token or env.get("FX_TOKEN") or file.get("token") or _local_token(cwd or Path.cwd())
-    return Settings(gateway=gateway.rstrip("/"), token=token)
+    path = config_path(env)
+    file = load(path)
+    named = context or env.get("FX_CONTEXT")
+    chosen = file.require(named, path) if named else file.contexts.get(file.current or "")
+    from_env = Settings(env.get("FX_GATEWAY") or "", env.get("FX_TOKEN"))
+    layers = [Settings(gateway or "", token)]
+    if context and chosen:  # an explicit --context beats the environment, FX_CONTEXT does not
+        layers += [chosen, from_env]
+    else:
+        layers += [from_env, *([chosen] if chosen else [])]
+    gateway = next((s.gateway for s in layers if s.gateway), DEFAULT_GATEWAY)
+    token = next((s.token for s in layers if s.token), None) or _local_token(cwd or Path.cwd())
+    return Settings(gateway=with_scheme(gateway).rstrip("/"), token=token)
+
+
+def with_scheme(gateway: str) -> str:
+    """127.0.0.1:18085 is taken as http://127.0.0.1:18085, as curl takes it."""
+    return gateway if "://" in gateway else f"http://{gateway}"
 
 
 def _local_token(cwd: Path) -> str | None:
@@ -61,17 +193,3 @@ def _local_token(cwd: Path) -> str | None:
         return (cwd / DEFAULT_TOKEN_FILE).read_text().strip() or None
     except OSError:
         return None
-
-
-def write_config(settings: Settings, env: Mapping[str, str] = os.environ) -> Path:
-    """Save gateway and token, readable by the owner only (the token is an admin secret)."""
-    path = config_path(env)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump({"gateway": settings.gateway, "token": settings.token}, f, indent=2)
-        f.write("\n")
-    os.chmod(tmp, 0o600)  # O_CREAT's mode does not apply to a leftover tmp file
-    os.replace(tmp, path)
-    return path

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from fx.errors import InputError
 from fx.models import FunctionSpec, TriggerSpec
@@ -120,7 +120,7 @@ def parse(text: str, path: Path) -> list[FunctionDef]:
                 loc = [str(p) for p in err["loc"]]
                 node = key_node if loc[:1] == ["name"] else _deepest(value_node, loc)
                 field_path = where if loc[:1] == ["name"] else ".".join([where, *loc])
-                report(node, field_path, _message(err))
+                report(node, field_path, _message(err, node))
             continue
         defs.append(FunctionDef(name=str(name), code_dir=code_dir.resolve(), settings=settings))
     if found:
@@ -179,10 +179,28 @@ def _deepest(node: yaml.Node, loc: list[str]) -> yaml.Node:
     return node
 
 
-def _message(err: dict[str, Any]) -> str:
-    msg = err["msg"]
-    if msg.startswith("Value error, "):
-        msg = msg[len("Value error, ") :]
+def _message(err: dict[str, Any], node: yaml.Node) -> str:
+    loc = err["loc"]
     if err["type"] == "extra_forbidden":
-        msg = "unknown key"
-    return msg
+        keys = _keys_at(loc[:-1])
+        return f"unknown key; expected one of: {', '.join(keys)}" if keys else "unknown key"
+    if err["type"] == "string_type" and len(loc) == 2 and loc[0] == "env" and isinstance(node, yaml.ScalarNode):
+        return f'env values are strings: write {loc[1]}: "{node.value}"'  # YAML read 1 or true as a number, a bool
+    return err["msg"].removeprefix("Value error, ")
+
+
+def _keys_at(loc: tuple[int | str, ...]) -> list[str]:
+    """The keys of the settings at a location in a function's, e.g. a trigger's at ("triggers", 0)."""
+    model: type[BaseModel] | None = FunctionSpec
+    for part in loc:
+        if isinstance(part, str):
+            field = model.model_fields.get(part) if model else None
+            model = _model_in(field.annotation) if field else None
+    return sorted(model.model_fields) if model else []
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The model in an annotation such as list[TriggerSpec] or JetStreamTrigger | None."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    return next((m for arg in get_args(annotation) if (m := _model_in(arg))), None)

@@ -15,7 +15,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from fx.protocol import reserved_subject
+from fx.protocol import DEFAULT_RUNTIME, RUNTIMES, reserved_subject
 from fx.schedule import check_timezone
 from fx.schedule import parse as parse_schedule
 
@@ -35,7 +35,6 @@ IMAGE_RE = re.compile(
 ALIAS_RE = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?\Z")
 # A header or cookie name is an HTTP token (RFC 9110).
 STICKY_RE = re.compile(r"^(header|cookie):([!#$%&'*+.^_`|~0-9A-Za-z-]+)\Z")
-RUNTIMES = ("python3.11", "python3.12", "python3.13")
 # Lambda reserves these; letting a user set them would break the runtime contract.
 RESERVED_ENV = frozenset(
     {
@@ -306,7 +305,7 @@ class FunctionSpec(_Model):
     name: str
     handler: str = "handler.handler"
     # "provided": the code root's executable `bootstrap` serves the Lambda Runtime API (e.g. awslambdaric).
-    runtime: Literal["python3.11", "python3.12", "python3.13", "provided"] = "python3.11"
+    runtime: Annotated[str, Field(json_schema_extra={"enum": list(RUNTIMES)})] = DEFAULT_RUNTIME
     artifact: str | None = Field(default=None, description="sha256:<hex> digest of an uploaded code zip")
     image: str | None = Field(
         default=None,
@@ -333,6 +332,13 @@ class FunctionSpec(_Model):
     @classmethod
     def _name(cls, v: str) -> str:
         return check_name(v)
+
+    @field_validator("runtime")
+    @classmethod
+    def _runtime(cls, v: str) -> str:
+        if v not in RUNTIMES:
+            raise ValueError(f"runtime {v!r} is not one fx runs; use one of {', '.join(RUNTIMES)}")
+        return v
 
     @field_validator("handler")
     @classmethod

@@ -23,7 +23,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Literal
@@ -58,9 +58,15 @@ class _Process:
 
 class Platform:
     def __init__(
-        self, state_dir: Path, ports: Literal["default", "free"] = "default", gateway_port: int = 8080
+        self,
+        state_dir: Path,
+        ports: Literal["default", "free"] = "default",
+        gateway_port: int = 8080,
+        interpreters: Mapping[str, str] | None = None,
     ) -> None:
+        """`interpreters`: runtime -> interpreter, for the runtimes not to be looked for (`fx up --interpreter`)."""
         self.state_dir = Path(state_dir).resolve()
+        self.interpreters = dict(interpreters or {})
         self.ports = ports
         self.gateway_port = gateway_port
         self._running: list[_Process] = []
@@ -169,6 +175,7 @@ class Platform:
                     str(self.token_file),
                     "--backend",
                     "local",
+                    *(f"--interpreter={runtime}={path}" for runtime, path in self.interpreters.items()),
                 ],
                 lambda: _http_ok(f"{self.controller_url}/system/health"),
             )

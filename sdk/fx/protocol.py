@@ -29,6 +29,23 @@ def reserved_subject(subject: str) -> bool:
     return lower == "fx" or lower.startswith(RESERVED_SUBJECT_PREFIXES)
 
 
+# --- runtimes -----------------------------------------------------------------
+
+# What `runtime:` may name: the Python a handler runs on, or "provided" (the code's own `bootstrap`). Each
+# backend says which of these it can run (an interpreter found on the host, an image configured).
+PYTHON_RUNTIMES = ("python3.10", "python3.11", "python3.12", "python3.13")
+RUNTIMES = (*PYTHON_RUNTIMES, "provided")
+DEFAULT_RUNTIME = "python3.11"
+
+
+def runtime_version(runtime: str) -> tuple[int, int] | None:
+    """(3, 12) for "python3.12"; None for "provided"."""
+    if runtime not in PYTHON_RUNTIMES:
+        return None
+    major, minor = runtime.removeprefix("python").split(".")
+    return int(major), int(minor)
+
+
 # --- gateway -> replica (HTTP/1.1 keep-alive) ---------------------------------
 
 REPLICA_INVOKE_PATH = "/_fx/invoke"  # POST raw event -> raw result (Lambda Invoke semantics)

@@ -77,3 +77,11 @@ class SteadyLoad:
     def between(self, start: float, end: float) -> list[tuple[float, float, int, str]]:
         """The answers to requests sent at or after `start` and answered by `end`."""
         return [a for a in self.answers if a[0] >= start and a[1] <= end]
+
+
+def up_hints(output: str) -> list:
+    """The commands `fx up` printed to try what it deployed: the indented lines after "try:"."""
+    from fx import docblocks
+
+    printed = output.split("; try:\n", 1)[1].split("Ctrl-C stops fx", 1)[0]
+    return docblocks.commands([line.removeprefix("  ") for line in printed.splitlines()])

@@ -33,8 +33,8 @@ def test_fx_up_serves_the_examples_and_ctrl_c_stops_everything(tmp_path):
     up = _start(state, port, config, out)
     try:
         wait_until(lambda: "curl" in out.read_text(), 90, "fx up to print how to call the examples")
-        # A function run by events is shown with its trigger, not with an HTTP call it would not understand.
-        assert "welcome-mail runs on events: users.created" in out.read_text()
+        # An event-run function is shown with what its README says to try (its logs), not an HTTP call.
+        assert "fx logs welcome-mail" in out.read_text()
         assert "fx invoke welcome-mail" not in out.read_text()
         assert "function sandbox: " in out.read_text()  # which protections are in force, and why not the others
         r = httpx.get(f"http://127.0.0.1:{port}/function/hello/any/path?x=1", timeout=30)

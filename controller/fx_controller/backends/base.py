@@ -7,7 +7,7 @@ stop_replica to a delete with a grace period, and pod status changes to events.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -68,6 +68,10 @@ class Backend(Protocol):
     runs_images: bool  # can it run a function whose code is a container image (FunctionSpec.image)?
     # None: replicas get their secrets only in the environment the backend starts them with (ReplicaSpec).
     secret_mirror: SecretMirror | None
+    runtimes: Mapping[str, str]  # the `runtime:` values it can run -> what runs each (interpreter, image)
+
+    def runtime_remedy(self, runtime: str) -> str:
+        """How an operator makes `runtime` available here (the message of a deploy refused for want of it)."""
 
     async def open(self, on_event: EventSink) -> None:
         """Get ready to start replicas; every later event goes to `on_event` (called on the event loop)."""

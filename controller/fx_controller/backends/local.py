@@ -1,8 +1,9 @@
-"""The local backend: replicas are forks of one zygote process (python -m fx_runtime.zygote) on this host.
+"""The local backend: replicas are forks of a zygote process (python -m fx_runtime.zygote) on this host.
 
-All runtimes share one zygote on the controller's own interpreter for now, so `runtime:
-python3.12` runs on whatever Python the controller has; per-runtime zygotes come with
-per-runtime interpreters. The JSON-lines protocol is in ARCHITECTURE.md.
+One zygote per interpreter, started on the first replica that needs it: a function runs on the interpreter
+its `runtime:` names (fx.interpreters finds them; `provided` runs on the controller's own), so `python3.12`
+runs on Python 3.12 or is refused at deploy. local_interpreters.py prepares a zygote on another Python. The
+JSON-lines protocol is in ARCHITECTURE.md.
 
 With a sandbox (fx as root, `--sandbox auto`), every replica runs confined as its function's uid
 (local_sandbox.py, fx_runtime/sandbox/). Either way each function has a private directory (mode 0700,
@@ -20,14 +21,17 @@ import os
 import shutil
 import signal
 import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
+from fx.interpreters import KNOB, own_runtime
 from fx.platform import PROTECTIONS_FILE
-from fx_runtime.sandbox import cgroups as sandbox_cgroups
+from fx.protocol import PYTHON_RUNTIMES
 
 from ..artifacts import Artifacts
 from ..function_nats import FunctionCreds
-from . import local_sandbox
+from . import local_interpreters, local_sandbox
 from .base import EventSink, ReplicaEvent, ReplicaSpec, init_error_event
 from .local_sandbox import SandboxSettings, UidMap
 
@@ -35,7 +39,6 @@ log = logging.getLogger("fx_controller.local")
 
 PR_SET_PDEATHSIG = 1
 ZYGOTE_START_TIMEOUT_S = 30.0
-REPLICA_PATH = f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin"
 
 
 def _die_with_parent() -> None:
@@ -43,14 +46,20 @@ def _die_with_parent() -> None:
 
 
 def replica_env(
-    replica: ReplicaSpec, artifact: Path, code_root: Path, max_entries: int, listen: str, nats: dict[str, str]
+    replica: ReplicaSpec,
+    artifact: Path,
+    code_root: Path,
+    max_entries: int,
+    listen: str,
+    nats: dict[str, str],
+    interpreter: str = sys.executable,
 ) -> dict[str, str]:
     """The environment ARCHITECTURE.md promises a replica; the runtime fills in Lambda's other variables.
     `nats`: FX_NATS_* for a version granted NATS access, empty for the others. Nothing of the controller's
-    own environment: its PATH may name private directories, its HOME is fx's."""
+    own environment: its PATH (`interpreter`'s directory first) may name private directories, its HOME is fx's."""
     spec = replica.spec
     hexdigest = replica.digest.split(":", 1)[1]
-    env = {"PATH": REPLICA_PATH}
+    env = {"PATH": local_interpreters.replica_path(interpreter)}
     env.update(
         {
             "_HANDLER": spec.handler,
@@ -76,6 +85,24 @@ def replica_env(
     return env
 
 
+@dataclass
+class _Zygote:
+    """One zygote: the fork server of one interpreter."""
+
+    interpreter: str
+    process: asyncio.subprocess.Process
+    reader: asyncio.Task | None = None
+
+
+def runtimes_report(runtimes: Mapping[str, str]) -> list[str]:
+    """Which runtimes functions may name here, for the controller's log and `fx up`."""
+    have = [f"{r} ({path})" for r, path in runtimes.items() if r != "provided"]
+    lines = [f"runtimes: {', '.join(have)}, provided"]
+    if missing := [r for r in PYTHON_RUNTIMES if r not in runtimes]:
+        lines.append(f"  no interpreter for {', '.join(missing)} (deploys naming them are refused); add one: {KNOB}")
+    return lines
+
+
 class LocalBackend:
     runs_images = False  # replicas are processes on this machine: no container runtime
     secret_mirror = None  # secret values reach a replica in its spawn environment only
@@ -89,6 +116,7 @@ class LocalBackend:
         sandbox: SandboxSettings | None = None,
         uids: UidMap | None = None,
         sandbox_mode: str = "off",
+        interpreters: Mapping[str, str] | None = None,
     ) -> None:
         self._state_dir = state_dir
         self._run_dir = local_sandbox.run_dir(state_dir)
@@ -100,15 +128,26 @@ class LocalBackend:
         self._uids = uids if sandbox else None
         self.protections: list[str] = []
         self._artifacts = artifacts
-        self._command = command or [sys.executable, "-m", "fx_runtime.zygote"]
+        self._command = command or [sys.executable, "-m", "fx_runtime.zygote"]  # the controller's own interpreter
+        # runtime -> interpreter; `provided` runs its bootstrap under fx_runtime on the controller's own
+        self.runtimes: dict[str, str] = {
+            **(interpreters or {own_runtime(): sys.executable}),
+            "provided": sys.executable,
+        }
         self._on_event: EventSink = lambda _: None
-        self._zygote: asyncio.subprocess.Process | None = None
-        self._reader: asyncio.Task | None = None
-        self._live: set[str] = set()  # replicas asked for and not yet exited
+        self._zygotes: dict[str, _Zygote] = {}  # interpreter -> its running zygote
+        self._starting: dict[str, asyncio.Lock] = {}
+        self._live: dict[str, str] = {}  # replicas asked for and not yet exited -> their zygote's interpreter
         self._pids: dict[str, int] = {}
         self._stop_on_spawn: set[str] = set()
         self._kills: set[asyncio.Task] = set()
         self._closing = False
+
+    def runtime_remedy(self, runtime: str) -> str:
+        return (
+            f"Install {runtime} (on PATH or with pyenv) or name it with"
+            f" `fx up --interpreter {runtime}=/path/to/{runtime}` (or FX_INTERPRETERS), then restart fx"
+        )
 
     async def open(self, on_event: EventSink) -> None:
         self._on_event = on_event
@@ -117,17 +156,31 @@ class LocalBackend:
         self._run_dir.mkdir(mode=0o711, exist_ok=True)
         os.chmod(self._run_dir, 0o711)  # functions (and the gateway) pass through to their own directory only
         self._nats.start()
-        await self._start_zygote()
+        report = await self._start_zygote(sys.executable)  # the others start with their first replica
+        self.protections = local_sandbox.report(self._sandbox_mode, self._sandbox, report)
+        self.protections += runtimes_report(self.runtimes)
         for line in self.protections:
             log.info("%s", line)
         (self._state_dir / PROTECTIONS_FILE).write_text("\n".join(self.protections) + "\n")
 
-    async def _start_zygote(self) -> None:
-        command, env = list(self._command), None
+    async def _zygote(self, interpreter: str) -> _Zygote:
+        async with self._starting.setdefault(interpreter, asyncio.Lock()):  # one start, however many replicas
+            if interpreter not in self._zygotes:
+                await self._start_zygote(interpreter)
+            return self._zygotes[interpreter]
+
+    async def _start_zygote(self, interpreter: str) -> dict | None:
+        """Start the zygote of `interpreter`; returns its sandbox report (None without a sandbox)."""
+        command, extra = list(self._command), {}
+        if interpreter != sys.executable:
+            site = await asyncio.to_thread(local_interpreters.prepare, interpreter)
+            command = local_interpreters.zygote_command(interpreter)
+            extra = {"PYTHONPATH": local_interpreters.zygote_pythonpath(site)}
+        env = {**os.environ, **extra} if extra else None
         if self._sandbox:  # replicas are forks of the zygote: nothing of the controller's environment in it
             command.append("--sandbox")
-            env = {"PATH": REPLICA_PATH, "LANG": "C.UTF-8"}
-        self._zygote = await asyncio.create_subprocess_exec(
+            env = {"PATH": local_interpreters.replica_path(interpreter), "LANG": "C.UTF-8", **extra}
+        process = await asyncio.create_subprocess_exec(
             *command,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
@@ -135,23 +188,35 @@ class LocalBackend:
             preexec_fn=_die_with_parent,
             limit=1 << 20,
         )
-        log.info("zygote started pid=%d", self._zygote.pid)
+        log.info("zygote started pid=%d interpreter=%s", process.pid, interpreter)
         report = None
         if self._sandbox:  # its config goes in on stdin; its first line says what this host allows
-            assert self._zygote.stdin and self._zygote.stdout
-            self._zygote.stdin.write(json.dumps(self._zygote_sandbox()).encode() + b"\n")
-            first = await asyncio.wait_for(self._zygote.stdout.readline(), ZYGOTE_START_TIMEOUT_S)
+            assert process.stdin and process.stdout
+            process.stdin.write(json.dumps(self._zygote_sandbox(interpreter)).encode() + b"\n")
+            try:
+                first = await asyncio.wait_for(process.stdout.readline(), ZYGOTE_START_TIMEOUT_S)
+            except TimeoutError:
+                process.kill()  # not left behind: the next replica of this interpreter tries a new one
+                raise
             if not first:
                 raise RuntimeError("the zygote exited while setting up the sandbox; see the controller's log")
             report = json.loads(first)
-        self.protections = local_sandbox.report(self._sandbox_mode, self._sandbox, report)
-        self._reader = asyncio.create_task(self._read_events(self._zygote))
+        zygote = self._zygotes[interpreter] = _Zygote(interpreter, process)
+        zygote.reader = asyncio.create_task(self._read_events(zygote))
+        return report
 
-    def _zygote_sandbox(self) -> dict:
+    def _cgroup_parent(self, interpreter: str) -> str:
+        """Each zygote's replicas under a parent cgroup of their own: a zygote empties its parent when it starts."""
+        if interpreter == sys.executable:
+            return local_sandbox.instance(self._state_dir)
+        runtime = next(r for r, path in self.runtimes.items() if path == interpreter)
+        return f"{local_sandbox.instance(self._state_dir)}-{runtime}"
+
+    def _zygote_sandbox(self, interpreter: str) -> dict:
         assert self._sandbox
         return {
             "run_dir": str(self._run_dir),
-            "cgroup_parent": local_sandbox.instance(self._state_dir),
+            "cgroup_parent": self._cgroup_parent(interpreter),
             "hidden": self._sandbox.hidden,
             "tmp_mb": self._sandbox.tmp_mb,
             "pids_max": self._sandbox.pids_max,
@@ -175,11 +240,21 @@ class LocalBackend:
         return path
 
     async def start_replica(self, replica: ReplicaSpec) -> None:
+        interpreter = self.runtimes.get(replica.spec.runtime)
+        if interpreter is None:  # deployed before its interpreter went away: never run it on another Python
+            why = f"no {replica.spec.runtime} interpreter on this host; {self.runtime_remedy(replica.spec.runtime)}"
+            return self._refuse(replica.id, "Runtime.InterpreterNotFound", why)
+        try:
+            zygote = await self._zygote(interpreter)
+        except (TimeoutError, OSError, RuntimeError, ValueError) as e:
+            log.error("cannot start the zygote of %s: %s", interpreter, e)
+            return self._refuse(replica.id, "Runtime.StartError", f"cannot start {interpreter}: {e}")
         artifact = await self._artifacts.ensure_local(replica.digest)
         private = self.private_dir(replica.function)
         # one socket per replica, in the directory only its function's uid (and the gateway, root) may open
         listen = f"unix:{private}/{replica.id.removeprefix(replica.function + '-')}.sock"
-        env = replica_env(replica, artifact, self._code, self._artifacts.max_entries, listen, self._nats.env(replica))
+        nats = self._nats.env(replica)
+        env = replica_env(replica, artifact, self._code, self._artifacts.max_entries, listen, nats, interpreter)
         line = {"op": "spawn", "id": replica.id, "env": env, "log": str(self._logs / f"{replica.function}.log")}
         if self._uids:
             uid = self._uids.uid(replica.function)
@@ -191,11 +266,20 @@ class LocalBackend:
                 "memory_mb": replica.spec.memory,
                 "env_file": str(self._env_file(replica.id, env)),
             }
-        assert self._zygote and self._zygote.stdin
-        self._live.add(replica.id)
-        self._zygote.stdin.write(json.dumps(line).encode() + b"\n")
+        stdin = zygote.process.stdin
+        assert stdin
+        self._live[replica.id] = interpreter
+        stdin.write(json.dumps(line).encode() + b"\n")
         with contextlib.suppress(ConnectionError):  # the zygote died: the reader reports the replica gone
-            await self._zygote.stdin.drain()
+            await stdin.drain()
+
+    def _refuse(self, replica_id: str, error_type: str, message: str) -> None:
+        """A replica that cannot be started at all: it fails its init and is gone (reported as events are)."""
+        loop = asyncio.get_running_loop()
+        loop.call_soon(
+            self._on_event, ReplicaEvent(replica_id, "init_error", error_type=error_type, error_message=message)
+        )
+        loop.call_soon(self._on_event, ReplicaEvent(replica_id, "exit", exit_code=None))
 
     async def stop_replica(self, replica_id: str, grace: float) -> None:
         pid = self._pids.get(replica_id)
@@ -219,22 +303,22 @@ class LocalBackend:
             log.warning("replica %s did not exit within %.1f s of SIGTERM: SIGKILL", replica_id, grace)
             self._signal(replica_id, pid, signal.SIGKILL)
 
-    async def _read_events(self, zygote: asyncio.subprocess.Process) -> None:
-        assert zygote.stdout
-        while line := await zygote.stdout.readline():
+    async def _read_events(self, zygote: _Zygote) -> None:
+        process = zygote.process
+        assert process.stdout
+        while line := await process.stdout.readline():
             try:
                 self._handle(json.loads(line))
             except (ValueError, KeyError, TypeError):
                 log.warning("zygote said something unexpected: %r", line[:200])
-        code = await zygote.wait()
+        code = await process.wait()
         if self._closing:
             return
-        log.error("zygote pid=%d exited with code %s; its replicas are gone; restarting it", zygote.pid, code)
-        for replica_id in list(self._live):
+        log.error("zygote pid=%d exited with code %s; its replicas are gone", process.pid, code)
+        if self._zygotes.get(zygote.interpreter) is zygote:
+            del self._zygotes[zygote.interpreter]  # the next replica of its interpreter starts a new one
+        for replica_id in [r for r, interpreter in self._live.items() if interpreter == zygote.interpreter]:
             self._exited(replica_id, None)
-        await asyncio.sleep(0.5)  # do not spin if it dies at once
-        if not self._closing:
-            await self._start_zygote()
 
     def _handle(self, msg: dict) -> None:
         replica_id, event = msg["id"], msg["event"]
@@ -254,8 +338,7 @@ class LocalBackend:
         self._pids.pop(replica_id, None)
         self._nats.forget(replica_id)
         self._stop_on_spawn.discard(replica_id)
-        if replica_id in self._live:
-            self._live.discard(replica_id)
+        if self._live.pop(replica_id, None) is not None:
             self._on_event(ReplicaEvent(replica_id, "exit", exit_code=code))
 
     async def close(self) -> None:
@@ -265,21 +348,24 @@ class LocalBackend:
             self._signal(replica_id, pid, signal.SIGKILL)
         for task in list(self._kills):
             task.cancel()
-        if self._zygote and self._zygote.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                self._zygote.kill()
-            await self._zygote.wait()
-        if self._reader:
-            await asyncio.gather(self._reader, return_exceptions=True)
+        zygotes = list(self._zygotes.values())
+        for zygote in zygotes:
+            if zygote.process.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    zygote.process.kill()
+                await zygote.process.wait()
+        await asyncio.gather(*(z.reader for z in zygotes if z.reader), return_exceptions=True)
         if self._sandbox:
             await self._clean_cgroups()
         shutil.rmtree(self._run_dir, ignore_errors=True)  # made again by the next open() and private_dir()
 
     async def _clean_cgroups(self) -> None:
-        """The replicas' PID namespaces are dying with them; their cgroups can go once they are empty."""
+        """The replicas' PID namespaces are dying with them; their cgroups can go once they are empty. Every
+        interpreter's, started or not: an earlier controller may have left some."""
+        pending = {self._cgroup_parent(interpreter) for interpreter in set(self.runtimes.values())}
         for _ in range(40):
-            local_sandbox.clean_cgroups(self._state_dir)
-            if not sandbox_cgroups.detect(local_sandbox.instance(self._state_dir), create=False):
+            pending = {parent for parent in pending if not local_sandbox.clean_cgroups(parent)}
+            if not pending:
                 return
             await asyncio.sleep(0.05)
-        log.warning("could not remove the cgroups of %s", local_sandbox.instance(self._state_dir))
+        log.warning("could not remove the cgroups %s", ", ".join(sorted(pending)))

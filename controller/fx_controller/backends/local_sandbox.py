@@ -87,11 +87,12 @@ def run_dir(state_dir: Path) -> Path:
     return Path(tempfile.gettempdir()) / f"{instance(state_dir)}-{os.geteuid()}"
 
 
-def clean_cgroups(state_dir: Path) -> None:
-    """Remove this instance's cgroups (the zygote is gone, and its replicas with it)."""
-    hierarchies = sandbox_cgroups.detect(instance(state_dir), create=False)
+def clean_cgroups(parent: str) -> bool:
+    """Remove a zygote's cgroups (the zygote is gone, and its replicas with it); True once none is left."""
+    hierarchies = sandbox_cgroups.detect(parent, create=False)
     sandbox_cgroups.clean(hierarchies)
     sandbox_cgroups.remove_base(hierarchies)
+    return not sandbox_cgroups.detect(parent, create=False)
 
 
 def report(mode: str, settings: SandboxSettings | None, zygote: dict | None) -> list[str]:

@@ -1,9 +1,11 @@
-"""POST a user as JSON; the function "creates" it and announces it on users.created."""
+"""POST a user (JSON or a form: `curl -d email=...`); the function "creates" it and announces it on users.created."""
 
 import asyncio
+import base64
 import json
 import os
 import uuid
+from urllib.parse import parse_qsl
 
 import nats
 
@@ -25,11 +27,24 @@ async def announce(subject: str, data: bytes) -> None:
         await nc.close()
 
 
+def read_user(event: dict) -> object:
+    """The user from an HTTP call's body, or the whole event of a raw invoke (`fx invoke create-user --data ...`)."""
+    if "body" not in event and "requestContext" not in event:
+        return event
+    body = event.get("body") or ""
+    if event.get("isBase64Encoded"):  # how the gateway passes a body that is not JSON or text, e.g. a form
+        body = base64.b64decode(body).decode()
+    # `curl -d '{"email": ...}'` labels JSON as a form, so the body itself says which it is.
+    if body.lstrip().startswith(("{", "[")) or not body:
+        return json.loads(body or "{}")
+    return dict(parse_qsl(body, strict_parsing=True))
+
+
 def handler(event, context):
     try:
-        user = json.loads(event.get("body") or "{}")
+        user = read_user(event)
     except ValueError:
-        return {"statusCode": 400, "body": json.dumps({"error": "send the user as JSON"})}
+        return {"statusCode": 400, "body": json.dumps({"error": "send the user as JSON or as a form (email=...)"})}
     if not isinstance(user, dict) or not user.get("email"):
         return {"statusCode": 400, "body": json.dumps({"error": 'an "email" is required'})}
     user = {"id": str(uuid.uuid4()), **user}

@@ -1,16 +1,29 @@
 """The `fx` command line: one module per group of commands, each adding its own parsers.
 
-Exit codes: 0 success, 1 the server or a function failed, 2 bad input.
+Every command exits by one convention (EXIT_CODES, shown by `fx --help`); the platform's refusals map to it by
+their HTTP status, here, so no command decides it alone.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
 from collections.abc import Sequence
 
-from fx.cli import deploy, functions, invoke, login, logs, secrets, traffic, up
-from fx.cli.common import CONNECTION, EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, AddCommand, Run, err
+from fx.cli import completion, context, deploy, functions, invoke, login, logs, secrets, traffic, up, version
+from fx.cli.common import (
+    CONNECTION,
+    EXIT_BAD_INPUT,
+    EXIT_CODES,
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_UNAUTHORISED,
+    AddCommand,
+    Run,
+    err,
+)
 from fx.errors import FunctionError, FxError, InputError
 from fx.platform import PlatformError
 from fx.state_dir import StateDirError
@@ -19,7 +32,13 @@ from fx.state_dir import StateDirError
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return args.run(args) or EXIT_OK
+        code = args.run(args) or EXIT_OK
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
+        return code
+    except BrokenPipeError:
+        # The reader (e.g. `| head`) went away: the Python docs' recipe, so the exit flush does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILED
     except InputError as exc:
         err(f"fx: {exc}")
         return EXIT_BAD_INPUT
@@ -29,7 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FxError as exc:
         who = f"{exc.function}: " if exc.function else ""
         err(f"fx: {who}{exc}")
-        return EXIT_BAD_INPUT if exc.status in (400, 409) else EXIT_FAILED
+        return exit_code(exc.status)
     except StateDirError as exc:  # in use by another fx up, read-only, full: the user picks another
         err(f"fx: {exc}")
         return EXIT_BAD_INPUT
@@ -40,23 +59,59 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def exit_code(status: int) -> int:
+    """The exit code of a call the platform refused, by its HTTP status (0: the gateway was not reached)."""
+    if status in (401, 403):
+        return EXIT_UNAUTHORISED
+    if 400 <= status < 500 and status not in (408, 429):  # a timeout or throttling is not the caller's mistake
+        return EXIT_BAD_INPUT
+    return EXIT_FAILED
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fx", description="fx: Lambda-style functions on your own machines.")
+    parser = argparse.ArgumentParser(
+        prog="fx",
+        description="fx: Lambda-style functions on your own machines.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"fx {version.cli_version()}")
     parser.add_argument("--gateway", default=None, help="gateway URL (env FX_GATEWAY; default http://127.0.0.1:8080)")
     parser.add_argument("--token", default=None, help="admin token (env FX_TOKEN; default from the fx config)")
-    commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    parser.add_argument("--context", default=None, help="the fx context to use (env FX_CONTEXT; see `fx context`)")
+    _help_by_default(parser)
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
     add = _adder(commands)
     for module in (up, deploy, invoke, functions, traffic, logs):
         module.register(add)
-    secret = commands.add_parser("secret", help=secrets.HELP)
-    secrets.register(_adder(secret.add_subparsers(title="commands", metavar="COMMAND", required=True)))
+    secret = commands.add_parser("secret", help=secrets.HELP, description=secrets.HELP)
+    _help_by_default(secret)
+    secrets.register(_adder(secret.add_subparsers(title="commands", metavar="COMMAND")))
     login.register(add)
+    contexts = commands.add_parser("context", help=context.HELP, description=context.HELP)
+    _help_by_default(contexts)
+    context.register(_adder(contexts.add_subparsers(title="commands", metavar="COMMAND")))
+    version.register(add)
+    completion.register(add, parser)
     return parser
 
 
+def _help_by_default(parser: argparse.ArgumentParser) -> None:
+    """A command group given no command prints its help and exits 0, as kubectl does (git exits 1)."""
+
+    def show_help(_: argparse.Namespace) -> int:
+        parser.print_help()
+        return EXIT_OK
+
+    parser.set_defaults(run=show_help)
+
+
 def _adder(commands: argparse._SubParsersAction) -> AddCommand:
-    def add(name: str, run: Run, help: str, *parents: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=help, description=help, parents=[CONNECTION, *parents])
+    def add(
+        name: str, run: Run, help: str, *parents: argparse.ArgumentParser, connects: bool = True
+    ) -> argparse.ArgumentParser:
+        inherited = [CONNECTION, *parents] if connects else list(parents)
+        sub = commands.add_parser(name, help=help, description=help, parents=inherited)
         sub.set_defaults(run=run)
         return sub
 

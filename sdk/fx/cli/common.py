@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
@@ -12,7 +13,16 @@ from fx import config
 from fx.client import Client
 from fx.errors import InputError
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_UNAUTHORISED = 0, 1, 2, 3
+EXIT_CODES = """exit codes:
+  0  success
+  1  the platform or the function failed (a 5xx, a function error, the gateway unreachable)
+  2  bad input: a usage error, an invalid value, a function or version that does not exist (404),
+     a state that forbids it (409, e.g. nothing to roll back)
+  3  not authorised (401/403): a missing or wrong admin token"""
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?\Z")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
 
 T = TypeVar("T")
 Run = Callable[[argparse.Namespace], int]
@@ -21,21 +31,29 @@ Run = Callable[[argparse.Namespace], int]
 CONNECTION = argparse.ArgumentParser(add_help=False)
 CONNECTION.add_argument("--gateway", default=argparse.SUPPRESS, help="gateway URL (env FX_GATEWAY)")
 CONNECTION.add_argument("--token", default=argparse.SUPPRESS, help="admin token (env FX_TOKEN)")
+CONNECTION.add_argument("--context", default=argparse.SUPPRESS, help="the fx context to use (env FX_CONTEXT)")
 OUTPUT = argparse.ArgumentParser(add_help=False)
 OUTPUT.add_argument("--output", "-o", choices=["text", "json"], default="text", help="output format")
 
 
 class AddCommand(Protocol):
-    """Adds a sub-command running `run`; each command module's `register` receives one."""
+    """Adds a sub-command running `run`, with --gateway/--token unless it `connects` to no gateway; each command
+    module's `register` receives one."""
 
     def __call__(
-        self, name: str, run: Run, help: str, *parents: argparse.ArgumentParser
+        self, name: str, run: Run, help: str, *parents: argparse.ArgumentParser, connects: bool = True
     ) -> argparse.ArgumentParser: ...
 
 
 def client(args: argparse.Namespace) -> Client:
-    settings = config.resolve(args.gateway, args.token)
+    settings = config.resolve(args.gateway, args.token, args.context)
     return Client(settings.gateway, settings.token)
+
+
+def seconds(text: str) -> float | None:
+    """A duration such as 30s, 2m, 1.5h, 500ms or a bare number of seconds; None when it is none of those."""
+    match = _DURATION.match(text.strip())
+    return float(match[1]) * _UNITS[match[2] or "s"] if match else None
 
 
 def checked(check: Callable[[T], T], value: T) -> T:

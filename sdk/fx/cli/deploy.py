@@ -42,7 +42,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 
 
 def register(add: AddCommand) -> None:
-    init = add("init", cmd_init, "scaffold a new function project")
+    init = add("init", cmd_init, "scaffold a new function project", connects=False)
     init.add_argument("name", help="function name (DNS-1123: lower-case letters, digits, '-')")
     init.add_argument("--dir", default=".", help="the folder to create the project in")
 

@@ -7,7 +7,7 @@ import argparse
 from pydantic import TypeAdapter
 
 from fx import deploy
-from fx.cli.common import EXIT_OK, OUTPUT, AddCommand, client, print_table, traffic_text
+from fx.cli.common import EXIT_OK, OUTPUT, AddCommand, client, print_json, print_table, traffic_text
 from fx.models import FunctionInfo, TriggerSpec, VersionInfo
 
 _FUNCTION_LIST = TypeAdapter(list[FunctionInfo])
@@ -114,7 +114,10 @@ def cmd_versions(args: argparse.Namespace) -> int:
 def cmd_rm(args: argparse.Namespace) -> int:
     with client(args) as fx:
         fx.delete(args.name)
-    print(f"{args.name}: removed")
+    if args.output == "json":
+        print_json({"function": args.name, "removed": True})
+    else:
+        print(f"{args.name}: removed")
     return EXIT_OK
 
 
@@ -124,4 +127,4 @@ def register(add: AddCommand) -> None:
     add("versions", cmd_versions, "list a function's versions: digest, time, traffic, aliases", OUTPUT).add_argument(
         "name"
     )
-    add("rm", cmd_rm, "remove a function, its versions and replicas").add_argument("name")
+    add("rm", cmd_rm, "remove a function, its versions, replicas and logs", OUTPUT).add_argument("name")

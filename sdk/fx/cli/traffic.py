@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import re
 
-from fx.cli.common import EXIT_OK, OUTPUT, AddCommand, checked, client, first_error, traffic_text
+from fx.cli.common import EXIT_OK, OUTPUT, AddCommand, checked, client, first_error, seconds, traffic_text
 from fx.errors import InputError
 from fx.models import FunctionInfo, PromoteSpec, check_alias, check_split, check_sticky
 
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?\Z")
-_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
+DEFAULT_INTERVAL = "30s"
 
 
 def cmd_traffic(args: argparse.Namespace) -> int:
@@ -31,11 +29,13 @@ def cmd_alias(args: argparse.Namespace) -> int:
 
 
 def cmd_promote(args: argparse.Namespace) -> int:
+    if args.interval is not None and args.step is None:
+        raise InputError("--interval needs --step PERCENT: without steps the version gets all traffic at once")
     try:
         spec = PromoteSpec(
             version=args.version,
             step=args.step,
-            interval=_seconds(args.interval),
+            interval=_seconds(args.interval or DEFAULT_INTERVAL),
             max_error_rate=args.max_error_rate,
             min_requests=args.min_requests,
         )
@@ -92,10 +92,9 @@ def _sticky(args: argparse.Namespace) -> dict[str, str | None]:
 
 
 def _seconds(text: str) -> float:
-    match = _DURATION.match(text.strip())
-    if not match:
+    if (value := seconds(text)) is None:
         raise InputError(f"--interval {text!r} is not a duration such as 30s, 2m or 500ms")
-    return float(match[1]) * _UNITS[match[2] or "s"]
+    return value
 
 
 def register(add: AddCommand) -> None:
@@ -118,7 +117,9 @@ def register(add: AddCommand) -> None:
     promote.add_argument("name")
     promote.add_argument("version", type=int)
     promote.add_argument("--step", type=int, metavar="PERCENT", help="add this percent every --interval")
-    promote.add_argument("--interval", default="30s", help="time between steps, e.g. 30s, 2m (default 30s)")
+    promote.add_argument(
+        "--interval", help=f"time between steps, e.g. 30s, 2m (default {DEFAULT_INTERVAL}); only with --step"
+    )
     promote.add_argument(
         "--max-error-rate", type=float, metavar="RATE", help="roll back by itself when the 5xx share passes RATE"
     )

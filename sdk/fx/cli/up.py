@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import signal
 import time
 from pathlib import Path
 
-from fx import config, deploy, manifest
+from fx import config, deploy, docblocks, interpreters, manifest
 from fx.cli.common import EXIT_FAILED, EXIT_OK, AddCommand, err
 from fx.client import Client
 from fx.errors import FxError, InputError
@@ -16,7 +18,12 @@ from fx.platform import Platform
 
 def cmd_up(args: argparse.Namespace) -> int:
     state_dir = Path(args.state_dir)
-    platform = Platform(state_dir, gateway_port=args.port)
+    try:  # the controller looks for the others itself; a named one that is not that Python stops us here
+        named = interpreters.parse([*interpreters.from_env(os.environ), *args.interpreter])
+        interpreters.discover(named, wanted=named)
+    except ValueError as e:
+        raise InputError(f"{e}; see `fx up --help`") from None
+    platform = Platform(state_dir, gateway_port=args.port, interpreters=named)
     # SIGTERM (e.g. from a service manager) stops as cleanly as Ctrl-C does, and Ctrl-C works even when
     # the shell started us with SIGINT ignored (a background job).
     signal.signal(signal.SIGTERM, signal.default_int_handler)
@@ -25,11 +32,12 @@ def cmd_up(args: argparse.Namespace) -> int:
         err(f"starting fx (state in {state_dir}/) ...")
         platform.start()
         settings = config.Settings(platform.gateway_url, platform.token)
-        err(f"gateway on {platform.gateway_url}; CLI config saved to {config.write_config(settings)}")
+        err(f"gateway on {platform.gateway_url}")
+        context = _save_context(args.context or config.LOCAL_CONTEXT, settings, args.use_context)
         if protections := platform.protections():
             err(protections)
-        functions = _deploy_examples(Path(args.examples), settings) if args.examples else {}
-        _print_welcome(platform, functions)
+        examples = _deploy_examples(Path(args.examples), settings) if args.examples else {}
+        _print_welcome(platform, examples, context)
         while (dead := platform.exited()) is None:
             time.sleep(0.5)
         err(f"fx: {dead} stopped unexpectedly; the last lines of its log:\n{platform.log_tail(dead)}")
@@ -43,13 +51,40 @@ def cmd_up(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
-def _deploy_examples(examples: Path, settings: config.Settings) -> dict[str, list[str]]:
-    """The functions deployed, each with its event triggers (none: it is called over HTTP)."""
+def _save_context(name: str, settings: config.Settings, use: bool) -> str | None:
+    """Save this platform as a context; switch to it only when asked or when none is current.
+
+    Returns the context the printed commands must name (None: the CLI uses this one already).
+    """
+    with config.update() as (file, path):
+        previous = file.current
+        file.put(name, settings)
+        if use or previous is None:
+            file.current = name
+        current = file.current
+    if current == name:
+        back = (
+            f" (it used {previous!r}: `fx context use {previous}` switches back)"
+            if previous not in (None, name)
+            else ""
+        )
+        err(f"CLI context {name!r} saved to {path}; the CLI uses it now{back}")
+        return None
+    err(
+        f"CLI context {name!r} saved to {path}; the CLI still uses context {current!r}.\n"
+        f"  `fx context use {name}` switches to this platform; `fx --context {name} ...` or FX_CONTEXT={name}"
+        " uses it for one command; `fx up --use-context` switches at start"
+    )
+    return name
+
+
+def _deploy_examples(examples: Path, settings: config.Settings) -> dict[Path, dict[str, list[str]]]:
+    """The functions deployed, by the folder of their fx.yaml, each with its event triggers (none: HTTP)."""
     manifests = [examples / manifest.MANIFEST] if (examples / manifest.MANIFEST).is_file() else []
     manifests += sorted(examples.glob(f"*/{manifest.MANIFEST}"))
     if not manifests:
         err(f"fx: no {manifest.MANIFEST} in {examples} or its subfolders; nothing to deploy")
-    deployed: dict[str, list[str]] = {}
+    deployed: dict[Path, dict[str, list[str]]] = {}
     with Client(settings.gateway, settings.token) as client:
         for path in manifests:
             try:
@@ -60,24 +95,61 @@ def _deploy_examples(examples: Path, settings: config.Settings) -> dict[str, lis
             triggers = {d.name: d.trigger_keys for d in manifest.load(path)}
             for result in results:
                 err(deploy.describe_result(result))
-                deployed[result.function] = triggers.get(result.function, [])
+                deployed.setdefault(path.parent, {})[result.function] = triggers.get(result.function, [])
     return deployed
 
 
-def _print_welcome(platform: Platform, functions: dict[str, list[str]]) -> None:
-    print(f"\nfx is up on {platform.gateway_url}")
-    for name, triggers in functions.items():
-        if triggers:  # its events come from its triggers, not from a caller
-            print(f"  {name} runs on events: {', '.join(triggers)}")
+def _print_welcome(platform: Platform, examples: dict[Path, dict[str, list[str]]], context: str | None) -> None:
+    """How to try each example, as commands that work when typed: those its README marks, else a generic call.
+
+    Every indented line is a command (or a shell comment); tests/integration/test_docs.py runs them.
+    """
+    url = platform.gateway_url
+    lines = []
+    for folder, functions in examples.items():
+        try:
+            declared = docblocks.try_commands(folder)
+        except ValueError as exc:  # a README's marking is broken: say so, and fall back to the generic hints
+            err(f"fx: {folder / docblocks.README}: {exc}")
+            declared = []
+        if declared:
+            lines += [f"# {', '.join(functions)} ({folder}/{docblocks.README}):"]
+            lines += [docblocks.localize(c, url) for c in declared]
             continue
-        print(f"  curl {platform.gateway_url}/function/{name}/any/path?x=1")
-        print(f'  fx invoke {name} --data \'{{"name": "you"}}\'')
-    print("  fx init NAME && cd NAME && fx deploy     # your own function")
+        for name, triggers in functions.items():
+            # A function run by events gets a hint only its README can give; an HTTP call shows any answer.
+            lines.append(
+                f"# {name} runs on events: {', '.join(triggers)}" if triggers else f"curl -i {url}/function/{name}/"
+            )
+    lines.append("fx init my-function && cd my-function && fx deploy     # your own function")
+    print(f"\nfx is up on {url}; try:")
+    for line in lines:
+        for part in (_with_context(line, context) if context else line).splitlines():
+            print(f"  {part}")
     print("Ctrl-C stops fx; `fx up` again brings back what was deployed.", flush=True)
 
 
+def _with_context(command: str, context: str) -> str:
+    """The command with every `fx` call naming the context, for when the CLI's current one is another."""
+    return re.sub(r"(^|&&|\|\||;|\|)(\s*)fx ", rf"\1\2fx --context {context} ", command, flags=re.M)
+
+
 def register(add: AddCommand) -> None:
-    up = add("up", cmd_up, "run the embedded platform (NATS, controller, gateway) in the foreground")
+    up = add("up", cmd_up, "run the embedded platform (NATS, controller, gateway) in the foreground", connects=False)
     up.add_argument("--state-dir", default=".fx", help="where deployed functions, the token and logs live")
     up.add_argument("--port", type=int, default=8080, help="the gateway's port on 127.0.0.1")
     up.add_argument("--examples", metavar="DIR", help="deploy the functions found in DIR and its subfolders")
+    up.add_argument(
+        "--use-context",
+        action="store_true",
+        help="make the CLI use this platform's context (named by --context, default local) even when another one"
+        " is current (without it: only when none is)",
+    )
+    up.add_argument(
+        "--interpreter",
+        action="append",
+        default=[],
+        metavar="RUNTIME=PATH",
+        help="run functions of RUNTIME (e.g. python3.12) on the Python at PATH; repeatable. Without it fx looks for"
+        f" python3.X on PATH and in pyenv (~/.pyenv/versions) [{interpreters.ENV}]",
+    )

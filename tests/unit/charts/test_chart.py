@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 from fx.models import MAX_SECRET_REFS, FunctionSpec, JetStreamTrigger, KvTrigger, ScaleSpec, TriggerSpec
+from fx.protocol import PYTHON_RUNTIMES, RUNTIMES
+from fx_controller.backends.kubernetes.config import KubeConfig
 
 CHART = Path(__file__).resolve().parents[3] / "charts" / "fx"
 CRD = CHART / "crds" / "functions.fx.dev.yaml"
@@ -198,7 +200,7 @@ def test_crd_mirrors_the_function_spec() -> None:
     # Every FunctionSpec field but the name (that is metadata.name) is in the CRD, and nothing else.
     assert set(spec) == set(FunctionSpec.model_fields) - {"name"}
     assert set(spec["scale"]["properties"]) == set(ScaleSpec.model_fields)
-    assert spec["runtime"]["enum"] == list(FunctionSpec.model_fields["runtime"].annotation.__args__)
+    assert spec["runtime"]["enum"] == list(RUNTIMES)
     rules = json.dumps(schema)
     assert "self.min <= self.max" in rules and "self.metadata.name" in rules
     assert [c["name"] for c in version["additionalPrinterColumns"]][:3] == ["Ready", "Latest", "Traffic"]
@@ -312,3 +314,20 @@ def test_gateway_limits_and_callback_allow_lists_reach_its_environment() -> None
     assert env["FX_CALLBACK_HOSTS"] == "10.0.0.0/8,hooks.example.com:443" and env["FX_CALLBACK_SUBJECTS"] == "results.>"
     done = _run("template", "fx", str(CHART), "--set", "gateway.limits.maxHeaders=0")
     assert done.returncode != 0 and "/gateway/limits/maxHeaders" in done.stderr
+
+
+def test_runtime_images_reach_the_controller_which_reads_them_as_rendered() -> None:
+    image = "reg.example.com/fx/runtime-python3.12:1"
+    controller = named(render(f"runtimeImages.python3\\.12={image}"), "Deployment", "-controller")
+    env = {e["name"]: e.get("value") for e in controller["spec"]["template"]["spec"]["containers"][0]["env"]}
+    images = KubeConfig.from_env({k: v for k, v in env.items() if v is not None}).images
+    assert images == {
+        "python3.11": env["FX_K8S_RUNTIME_IMAGE"],
+        "provided": env["FX_K8S_RUNTIME_IMAGE"],
+        "python3.12": image,
+    }
+    schema = json.loads((CHART / "values.schema.json").read_text())["properties"]
+    assert list(schema["runtimeImages"]["properties"]) == list(PYTHON_RUNTIMES)  # the one table, fx.protocol
+    assert schema["runtime"]["properties"]["python"]["enum"] == list(PYTHON_RUNTIMES)
+    done = _run("template", "fx", str(CHART), "--set", "runtimeImages.python3\\.9=x")
+    assert done.returncode != 0 and "/runtimeImages" in done.stderr and "python3.9" in done.stderr

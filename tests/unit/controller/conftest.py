@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from fx.protocol import RUNTIMES
 from fx_controller.app import create_app
 from fx_controller.backends.base import EventSink, ReplicaEvent, ReplicaSpec
 from fx_controller.controller import Controller
@@ -47,6 +48,10 @@ class FakeBackend:
         self.start_delay = 0.02
         self.runs_images = False
         self.secret_mirror = None
+        self.runtimes = dict.fromkeys(RUNTIMES, "fake")
+
+    def runtime_remedy(self, runtime: str) -> str:
+        return f"(how to add {runtime})"
 
     async def open(self, on_event: EventSink) -> None:
         self.on_event = on_event

@@ -235,6 +235,21 @@ async def test_an_image_function_is_refused_by_a_backend_without_containers_and_
     assert second["created"] and second["version"] == 2
 
 
+async def test_a_runtime_the_backend_cannot_run_is_refused_naming_what_it_has_and_how_to_add_one(admin, backend):
+    backend.runtimes = {"python3.11": "/usr/bin/python3.11", "provided": "/usr/bin/python3.11"}
+    spec = {"name": "newer", "runtime": "python3.13", "artifact": "sha256:" + "0" * 64}
+    r = await admin.put("/system/functions/newer", json=spec)
+    assert r.status_code == 400
+    error = r.json()["error"]
+    assert error["code"] == "RuntimeNotAvailable" and error["field"] == "runtime"
+    assert "python3.13 is not available" in error["message"] and "it has python3.11, provided" in error["message"]
+    assert "(how to add python3.13)" in error["message"]
+    assert (await admin.get("/system/functions")).json() == []
+
+    r = await admin.put("/system/functions/newer", json={**spec, "runtime": "python3.9"})
+    assert r.status_code == 400 and "use one of python3.10, python3.11, python3.12, python3.13, provided" in r.text
+
+
 async def test_unknown_function_is_404_naming_it(admin):
     for method in ("GET", "DELETE"):
         r = await admin.request(method, "/system/functions/ghost")

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from fx import interpreters
 from fx.models import FunctionSpec
 from fx_controller.artifacts import Artifacts
 from fx_controller.backends.base import ReplicaEvent, ReplicaSpec
@@ -114,13 +115,24 @@ async def test_when_the_zygote_dies_its_replicas_are_gone_and_a_new_one_serves(l
     await backend.start_replica(replica(artifacts, digest))
     await events.next()
     pid = backend._pids["r1"]
-    backend._zygote.kill()
+    backend._zygotes[sys.executable].process.kill()
     gone = await events.next()
     assert (gone.id, gone.kind) == ("r1", "exit")
     await until(lambda: not alive(pid))
-    await asyncio.sleep(1.0)  # the backend restarts the zygote after a short pause
     await backend.start_replica(replica(artifacts, digest, rid="r2"))
     assert (await events.next()).kind == "ready"
+
+
+async def test_a_runtime_without_an_interpreter_fails_its_init_and_never_runs_on_another(local):
+    backend, events, _, digest = local
+    spec = FunctionSpec(name="hello", runtime="python3.10", artifact=digest)
+    await backend.start_replica(ReplicaSpec("r1", "hello", 1, digest, spec))
+    failed = await events.next()
+    assert failed.kind == "init_error" and failed.error_type == "Runtime.InterpreterNotFound"
+    assert "no python3.10 interpreter on this host" in failed.error_message
+    assert "fx up --interpreter python3.10=" in failed.error_message
+    assert (await events.next()).kind == "exit"
+    assert list(backend._zygotes) == [sys.executable]  # nothing started for it
 
 
 @pytest.mark.parametrize("local", [REAL_ZYGOTE], indirect=True)
@@ -138,3 +150,24 @@ async def test_the_real_zygote_serves_a_request_and_stops(local):
     await backend.stop_replica("r1", grace=5)
     exited = await events.next()
     assert exited.kind == "exit"
+
+
+async def test_another_python_gets_its_own_zygote_when_its_first_replica_starts(tmp_path: Path):
+    python312 = interpreters.discover(wanted=["python3.12"]).get("python3.12")
+    assert python312, "no python3.12 on PATH nor in ~/.pyenv/versions: the test image ships one"
+    data, digest = make_zip({"handler.py": b"def handler(event, context):\n    return 1\n"})
+    artifacts = Artifacts(tmp_path / "artifacts", objects=None, max_unzipped_bytes=1 << 20)  # type: ignore[arg-type]
+    artifacts.path(digest).write_bytes(data)
+    found = {interpreters.own_runtime(): sys.executable, "python3.12": python312}
+    backend, events = LocalBackend(tmp_path, artifacts, interpreters=found), Events()
+    await backend.open(events)
+    try:
+        assert list(backend._zygotes) == [sys.executable]  # only the controller's own starts with it
+        spec = FunctionSpec(name="hello", runtime="python3.12", artifact=digest)
+        await backend.start_replica(ReplicaSpec("r1", "hello", 1, digest, spec))
+        ready = await events.next(timeout=120)  # the first time, pip installs the runtime's wheels for 3.12
+        assert ready.kind == "ready", ready
+        assert set(backend._zygotes) == {sys.executable, python312}
+        assert os.readlink(f"/proc/{backend._pids['r1']}/exe") == os.path.realpath(python312)
+    finally:
+        await backend.close()

@@ -143,7 +143,10 @@ def test_log_lines(start):
     replica.proc.send_signal(signal.SIGTERM)
     assert replica.wait_exit() == 0
     log = replica.log_text()
-    assert "START RequestId: a-1 Version: 3\nhello\n" in log
+    # In the file (only), START and INIT_START follow the time they began: what fx logs --since reads.
+    stamp = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z "
+    assert re.search(f"^{stamp}INIT_START Runtime Version: python:3\\.\\d+\n", log, re.M)
+    assert re.search(f"^{stamp}START RequestId: a-1 Version: 3\nhello\n", log, re.M)
     assert re.search(r"\[WARNING\]\t\S+Z\ta-1\tcareful\n", log)
     assert "END RequestId: a-1\n" in log
     report = re.compile(

@@ -2,12 +2,17 @@
 
 import hashlib
 import json
+import os
+import subprocess
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib.metadata import version
 
+import httpx
 import pytest
 from fx.cli import main
+from fx.client import Client
 
 TOKEN = "test-token"
 
@@ -167,10 +172,46 @@ def test_bad_flags_are_exit_2(capsys):
     assert "invalid choice" in capsys.readouterr().err
 
 
-def test_a_wrong_token_is_exit_1_and_says_token(gateway, monkeypatch, capsys):
+def test_a_wrong_token_is_exit_3_and_says_token(gateway, monkeypatch, capsys):
     monkeypatch.setenv("FX_TOKEN", "wrong")
-    assert main(["ls"]) == 1
+    assert main(["ls"]) == 3
     assert "token" in capsys.readouterr().err.lower()
+
+
+@pytest.mark.parametrize(
+    ("status", "code"),
+    [
+        (400, 2),
+        (401, 3),
+        (403, 3),
+        (404, 2),
+        (408, 1),
+        (409, 2),
+        (413, 2),
+        (422, 2),
+        (429, 1),
+        (500, 1),
+        (502, 1),
+        (503, 1),
+    ],
+)
+def test_the_platform_s_refusals_map_to_exit_codes_by_status(status, code, monkeypatch, capsys):
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(status, json={"error": {"code": "Refused", "message": f"refused with {status}"}})
+
+    fake = httpx.MockTransport(answer)
+    monkeypatch.setattr("fx.cli.common.Client", lambda gateway, token: Client(gateway, token, transport=fake))
+    assert main(["describe", "hello"]) == code
+    err = capsys.readouterr().err
+    assert f"refused with {status}" in err and "Traceback" not in err
+
+
+def test_the_exit_codes_are_in_fx_help(capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["--help"])
+    assert exited.value.code == 0
+    out = capsys.readouterr().out
+    assert "exit codes:" in out and "3  not authorised" in out and "409" in out
 
 
 def test_an_unreachable_gateway_is_exit_1_and_suggests_fx_up(capsys):
@@ -179,12 +220,60 @@ def test_an_unreachable_gateway_is_exit_1_and_suggests_fx_up(capsys):
     assert "http://127.0.0.1:9 is not reachable" in err and "fx up" in err
 
 
-def test_login_saves_only_a_token_that_works(gateway, monkeypatch, tmp_path):
+def test_login_saves_only_a_token_that_works(gateway, monkeypatch, tmp_path, capsys):
     monkeypatch.delenv("FX_TOKEN")
     config = tmp_path / "fx-config.json"
-    assert main(["login", "--token", "wrong"]) == 1
+    assert main(["login", "--token", "wrong"]) == 3
     assert not config.exists()
-    assert main(["login", "--token", TOKEN]) == 0
-    assert json.loads(config.read_text())["token"] == TOKEN
+    assert main(["login", "--token", TOKEN, "-o", "json"]) == 0
+    saved = json.loads(config.read_text())
+    assert saved["contexts"][saved["current"]]["token"] == TOKEN
+    url = os.environ["FX_GATEWAY"]
+    shown = json.loads(capsys.readouterr().out)
+    assert shown == {"gateway": url, "functions": 0, "config": str(config), "context": saved["current"]}
     monkeypatch.delenv("FX_GATEWAY")
     assert main(["ls"]) == 0  # found gateway and token in the saved config
+
+
+@pytest.mark.parametrize(("argv", "usage"), [([], "usage: fx [-h]"), (["secret"], "usage: fx secret [-h]")])
+def test_a_group_without_a_command_prints_its_help_and_exits_0(argv, usage, capsys):
+    assert main(argv) == 0
+    out = capsys.readouterr()
+    assert out.out.startswith(usage) and "commands:" in out.out and out.err == ""
+
+
+def test_version_flag_is_the_package_s(capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out == f"fx {version('fx-sdk')}\n"
+
+
+@pytest.mark.parametrize("argv", [["init", "fn"], ["up"], ["completion", "bash"]])
+def test_commands_that_reach_no_gateway_offer_no_connection_flags(argv, capsys):
+    with pytest.raises(SystemExit):
+        main([argv[0], "--help"])
+    out = capsys.readouterr().out
+    assert "--gateway" not in out and "--token" not in out
+    with pytest.raises(SystemExit) as exited:
+        main([*argv, "--token", "x"])
+    assert exited.value.code == 2
+    assert "unrecognized arguments: --token x" in capsys.readouterr().err
+
+
+def test_bash_completion_completes_commands_and_flags(tmp_path, capsys):
+    assert main(["completion", "bash"]) == 0
+    script = tmp_path / "fx.bash"
+    script.write_text(capsys.readouterr().out)
+
+    def complete(*words: str) -> list[str]:
+        cword = len(words) - 1
+        line = f"source {script}; COMP_WORDS=(fx {' '.join(repr(w) for w in words)}); COMP_CWORD={cword + 1}"
+        line += f'; _shtab_fx fx {words[-1]!r} {"fx" if cword == 0 else words[-2]!r}; echo "${{COMPREPLY[@]}}"'
+        return subprocess.run(["bash", "-c", line], capture_output=True, text=True, check=True).stdout.split()
+
+    assert complete("lo") == ["logs", "login"]
+    assert complete("logs", "fn", "--ti") == ["--timestamps"]
+    assert complete("secret", "") == ["set", "ls", "rm"]
+    assert main(["completion", "zsh"]) == 0
+    assert capsys.readouterr().out.startswith("#compdef fx")

@@ -4,7 +4,7 @@ import re
 
 import pytest
 from fx import models, schedule
-from fx.cli import traffic
+from fx.cli import common
 from fx.models import FunctionSpec, check_alias, check_name, check_sticky
 from fx.schedule import check_timezone
 from pydantic import ValidationError
@@ -12,7 +12,7 @@ from pydantic import ValidationError
 DIGEST = "sha256:" + "0" * 64
 
 
-@pytest.mark.parametrize("module", [models, schedule, traffic])
+@pytest.mark.parametrize("module", [models, schedule, common])
 def test_no_validation_pattern_ends_in_a_dollar(module):
     patterns = {name: v.pattern for name, v in vars(module).items() if isinstance(v, re.Pattern)}
     assert patterns

@@ -50,8 +50,26 @@ def test_unknown_keys_are_refused_at_every_level(tmp_path):
     text = "functions:\n  hello:\n    memroy: 256\n    scale: {mni: 1}\nversion: 2\n"
     found = problems(tmp_path, text)
     assert found[0].startswith("fx.yaml:3: functions.hello.memroy: unknown key")
-    assert found[1] == "fx.yaml:4: functions.hello.scale.mni: unknown key"
+    expected = "expected one of: concurrency, idle_timeout, keep_warm, max, min"
+    assert found[1] == f"fx.yaml:4: functions.hello.scale.mni: unknown key; {expected}"
     assert found[2].startswith("fx.yaml:5: version: unknown key")
+
+
+def test_an_unknown_trigger_key_lists_the_valid_ones(tmp_path):
+    text = "functions:\n  hello:\n    triggers:\n      - nats: a.b\n      - sqs: orders\n"
+    [found] = problems(tmp_path, text)
+    assert found == (
+        "fx.yaml:5: functions.hello.triggers.1.sqs: unknown key; expected one of: jetstream, kv, nats, schedule,"
+        " timezone"
+    )
+
+
+def test_an_env_value_yaml_reads_as_no_string_gets_the_hint_to_quote_it(tmp_path):
+    found = problems(tmp_path, "functions:\n  hello:\n    env:\n      A: 1\n      B: yes\n      C: fine\n")
+    assert found == [
+        'fx.yaml:4: functions.hello.env.A: env values are strings: write A: "1"',
+        'fx.yaml:5: functions.hello.env.B: env values are strings: write B: "yes"',
+    ]
 
 
 def test_scale_min_over_max_is_reported(tmp_path):

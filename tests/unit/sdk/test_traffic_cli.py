@@ -18,6 +18,7 @@ from fx.cli import main
         (["promote", "fn", "2", "--step", "10", "--interval", "soon"], "--interval 'soon'"),
         (["promote", "fn", "2", "--max-error-rate", "0.1"], "needs a stepwise promote"),
         (["promote", "fn", "2", "--step", "0"], "step"),
+        (["promote", "fn", "2", "--interval", "1m"], "--interval needs --step PERCENT"),
     ],
 )
 def test_bad_traffic_input_is_exit_2_and_nothing_is_sent(argv, message, capsys, monkeypatch):

@@ -106,6 +106,17 @@ class KubernetesBackend:
     runs_images = True
     secret_mirror: SecretMirror | None = None  # create() sets the Secrets a version's Deployment takes them from
 
+    @property
+    def runtimes(self) -> dict[str, str]:
+        return self._cfg.images
+
+    def runtime_remedy(self, runtime: str) -> str:
+        version = runtime.removeprefix("python")
+        return (
+            f"Build its image (runtime-images/Dockerfile with --build-arg PYTHON_VERSION={version}) and map it with"
+            f" the chart value runtimeImages.{runtime} (the controller's FX_K8S_RUNTIME_IMAGES)"
+        )
+
     def __init__(
         self,
         api: Api,

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from fx.protocol import DEFAULT_RUNTIME, PYTHON_RUNTIMES
 
 GROUP = "fx.dev"
 VERSION = "v1alpha1"
@@ -20,7 +23,9 @@ class KubeConfig:
     lease: str = "fx-controller"
     lease_duration: float = 15.0
     lease_renew: float = 5.0
-    runtime_image: str = "localhost/fx/runtime-python:dev"
+    runtime_image: str = "localhost/fx/runtime-python:dev"  # also what pool pods run
+    runtime_python: str = DEFAULT_RUNTIME  # the Python of runtime_image
+    runtime_images: dict[str, str] = field(default_factory=dict)  # other runtimes -> their image
     runtime_pull_policy: str = "IfNotPresent"
     runtime_cpu: str = "50m"
     pre_stop_sleep: int = 2
@@ -37,6 +42,12 @@ class KubeConfig:
     pool_memory: int = 0
     pool_grace: int = 60
 
+    @property
+    def images(self) -> dict[str, str]:
+        """runtime -> the image its pods run: runtime_image for its own Python and for `provided` (a bootstrap
+        needs no particular Python), then the ones configured."""
+        return {self.runtime_python: self.runtime_image, "provided": self.runtime_image, **self.runtime_images}
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> KubeConfig:
         d = cls()
@@ -49,6 +60,8 @@ class KubeConfig:
             lease_duration=float(env.get("FX_K8S_LEASE_DURATION", d.lease_duration)),
             lease_renew=float(env.get("FX_K8S_LEASE_RENEW", d.lease_renew)),
             runtime_image=env.get("FX_K8S_RUNTIME_IMAGE", d.runtime_image),
+            runtime_python=env.get("FX_K8S_RUNTIME_PYTHON", d.runtime_python),
+            runtime_images=parse_runtime_images(env.get("FX_K8S_RUNTIME_IMAGES", "{}")),
             runtime_pull_policy=env.get("FX_K8S_RUNTIME_PULL_POLICY", d.runtime_pull_policy),
             runtime_cpu=env.get("FX_K8S_RUNTIME_CPU", d.runtime_cpu),
             pre_stop_sleep=int(env.get("FX_K8S_PRE_STOP_SLEEP", d.pre_stop_sleep)),
@@ -61,3 +74,16 @@ class KubeConfig:
             pool_memory=int(env.get("FX_K8S_POOL_MEMORY", d.pool_memory)),
             pool_grace=int(env.get("FX_K8S_POOL_GRACE", d.pool_grace)),
         )
+
+
+def parse_runtime_images(value: str) -> dict[str, str]:
+    """FX_K8S_RUNTIME_IMAGES: a JSON object runtime -> image (the chart's `runtimeImages`)."""
+    try:
+        images = json.loads(value)
+    except ValueError:
+        images = None
+    if not isinstance(images, dict) or not all(isinstance(v, str) and v for v in images.values()):
+        raise ValueError(f"FX_K8S_RUNTIME_IMAGES {value!r} is not a JSON object of runtime -> image reference")
+    if unknown := sorted(set(images) - set(PYTHON_RUNTIMES)):
+        raise ValueError(f"FX_K8S_RUNTIME_IMAGES names {', '.join(unknown)}; runtimes: {', '.join(PYTHON_RUNTIMES)}")
+    return images

@@ -174,8 +174,9 @@ def grace_seconds(cfg: KubeConfig, spec: FunctionSpec) -> int:
 
 
 def fits_pool(cfg: KubeConfig, spec: FunctionSpec) -> bool:
-    """Pool pods run fx's runtime image: a function with its own image needs its own pods."""
-    return spec.image is None and 0 < spec.memory <= cfg.pool_memory and grace_seconds(cfg, spec) <= cfg.pool_grace
+    """Pool pods run fx's runtime image: a function with its own image, or of another runtime, needs its own pods."""
+    pool_image = spec.image is None and cfg.images.get(spec.runtime) == cfg.runtime_image
+    return pool_image and 0 < spec.memory <= cfg.pool_memory and grace_seconds(cfg, spec) <= cfg.pool_grace
 
 
 def claim_patch(cfg: KubeConfig, function: str, version: int, digest: str, spec: FunctionSpec, owner_uid: str) -> dict:
@@ -212,7 +213,7 @@ def deployment(
     grace = grace_seconds(cfg, spec)
     container = {
         "name": CONTAINER,
-        "image": spec.image or cfg.runtime_image,
+        "image": spec.image or cfg.images[spec.runtime],  # the deploy refused a runtime without an image
         # A function's own image: pulled once per node, so a new release needs a new tag (or a digest).
         "imagePullPolicy": "IfNotPresent" if spec.image else cfg.runtime_pull_policy,
         "env": replica_env(cfg, function, version, digest, spec, f"{NATS_CREDS_DIR}/nats.creds", token),
