@@ -80,10 +80,11 @@ class FakeBackend:
 
 
 def make_zip(files: dict[str, bytes]) -> tuple[bytes, str]:
+    """The same files make the same zip (fixed entry times), so a repeated deploy is "unchanged"."""
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
         for name, data in files.items():
-            zf.writestr(name, data)
+            zf.writestr(zipfile.ZipInfo(name, date_time=(2020, 1, 1, 0, 0, 0)), data, zipfile.ZIP_DEFLATED)
     data = buf.getvalue()
     return data, "sha256:" + hashlib.sha256(data).hexdigest()
 
