@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -19,7 +20,7 @@ import httpx
 import pytest
 from fx_controller.backends.local_sandbox import run_dir
 
-from tests.integration.conftest import RunningPlatform
+from tests.integration.conftest import FX, RunningPlatform
 from tests.integration.helpers import metric, wait_until
 
 # Answers by the last part of its path; /slow notes its start in $OUT first, then takes a second.
@@ -35,6 +36,8 @@ def handler(event, context):
             out.write("started\\n")
         time.sleep(1.0)
         return {"statusCode": 200, "body": "done"}
+    if path.endswith("/say"):
+        print("said", event["rawQueryString"])
     if path.endswith("/inject"):
         return {"statusCode": 200, "headers": {"X-Evil": "a\\r\\nSet-Cookie: pwned=1"}, "body": "x"}
     return {"statusCode": 200, "headers": {"Content-Type": "text/plain"}, "body": "hello world"}
@@ -208,3 +211,36 @@ def refused(url: str) -> bool:
     except ConnectionRefusedError:
         return True
     return False
+
+
+def established(port: int) -> int:
+    """TCP connections on 127.0.0.1 accepted by the server listening on `port` and still open."""
+    lines = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    return sum(1 for line in lines if line.split()[1].endswith(f":{port:04X}") and line.split()[3] == "01")
+
+
+def test_fx_logs_follow_through_the_gateway_streams_lines_and_ctrl_c_ends_the_controller_s_stream(edges):
+    """The gateway's /system proxy relays a followed log as it grows, and closes its side to the controller when
+    the follower goes, so no follow is left running in the controller."""
+    controller_port = int(edges.controller_url.rpartition(":")[2])
+    say = f"{edges.gateway_url}/function/edges/say"
+    assert httpx.get(say, params={"n": "1"}).status_code == 200
+    wait_until(lambda: established(controller_port) == 0, 10, "no connection to the controller")
+    env = {**os.environ, "FX_GATEWAY": edges.gateway_url, "FX_TOKEN": edges.token, "FX_CONFIG": str(edges.config)}
+    proc = subprocess.Popen(
+        [FX, "logs", "edges", "-f"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    seen: list[str] = []
+    reader = threading.Thread(target=lambda: seen.extend(proc.stdout), daemon=True)  # type: ignore[arg-type]
+    reader.start()
+    try:
+        wait_until(lambda: "said n=1\n" in seen, 30, "the earlier invocation's line")
+        assert established(controller_port) == 1  # the follow, gateway to controller
+        assert httpx.get(say, params={"n": "2"}).status_code == 200
+        wait_until(lambda: "said n=2\n" in seen, 30, "the line printed while following")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+        reader.join(30)
+    assert proc.returncode == 0 and proc.stderr.read() == ""  # type: ignore[union-attr]
+    wait_until(lambda: established(controller_port) == 0, 10, "the gateway to end the follow at the controller")
