@@ -293,6 +293,12 @@ class DurableTrigger:
             event = {"eventSource": EVENT_SOURCE, "trigger": self.key, "stream": self.route.stream}
             event["Records"] = [record(m) for m in batch]
         body = encode(event).encode()
+        if len(body) > min(routes.max_request_bytes, self.gateway.settings.max_request_bytes) and len(batch) > 1:
+            # The replica would refuse it whole, and every retry the same: half now, the rest back in front.
+            half = len(batch) // 2
+            self.buffer.extendleft(reversed(batch[half:]))
+            self._start(batch[:half])
+            return
         internal.send(routes, "", INVOKE_HEAD, body, partial(self._answered, batch))
 
     def _answered(self, batch: list[Msg], result: internal.Result) -> None:

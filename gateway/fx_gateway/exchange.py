@@ -103,12 +103,12 @@ class Exchange:
     def relay(self, data: bytes) -> None:
         if self.inject is not None:
             data = self.prefix + data
-            end = data.find(b"\r\n") + 2  # after the status line
-            if end == 1:
+            head_end = data.find(b"\r\n\r\n")
+            if head_end < 0:  # until the whole head is in, whether the runtime named the version is unknown
                 self.prefix = data
                 return
-            head_end = data.find(b"\r\n\r\n")
-            if b"\nx-amz-executed-version:" not in data[: head_end if head_end >= 0 else len(data)].lower():
+            end = data.find(b"\r\n") + 2  # after the status line
+            if b"\nx-amz-executed-version:" not in data[:head_end].lower():
                 data = b"%s%s%s" % (data[:end], self.inject, data[end:])  # the runtime names it on success only
             self.inject = None
         self.relayed = True

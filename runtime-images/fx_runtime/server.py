@@ -124,6 +124,7 @@ class Server:
         url = conn.url
         method = conn.parser.get_method()
         keep = conn.parser.should_keep_alive() and not self.draining
+        conn.head_only = method == b"HEAD"
         if not conn.authorized and url != _HEALTH:  # health stays open: the kubelet's probes carry no token
             data = http11.response(403, http11.JSON, _FORBIDDEN, keep)
         elif conn.too_large:
@@ -230,6 +231,7 @@ class Connection(asyncio.Protocol):
         self.size = 0
         self.too_large = False
         self.error_detail = False  # the request carried ERROR_DETAIL_HEADER
+        self.head_only = False  # the request was HEAD: its answer goes without the body
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -251,7 +253,7 @@ class Connection(asyncio.Protocol):
             self.awaiting = True
             self.transport.pause_reading()
             return
-        self.transport.write(data)
+        self._write(data)
         if not keep:
             self.close()
 
@@ -260,11 +262,16 @@ class Connection(asyncio.Protocol):
         self.awaiting = False
         if self.transport.is_closing():
             return
-        self.transport.write(data)
+        self._write(data)
         if keep and not self.server.draining:
             self.transport.resume_reading()
         else:
             self.close()
+
+    def _write(self, data: bytes) -> None:
+        if self.head_only:  # RFC 9110 §9.3.2: the head a GET would get (its Content-Length too), no body
+            data = data[: data.index(b"\r\n\r\n") + 4]
+        self.transport.write(data)
 
     def data_received(self, data: bytes) -> None:
         try:
