@@ -7,14 +7,14 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
-PYPROJECTS := sdk/pyproject.toml gateway/pyproject.toml controller/pyproject.toml runtime-images/pyproject.toml
+PYPROJECTS := core/pyproject.toml sdk/pyproject.toml gateway/pyproject.toml controller/pyproject.toml runtime-images/pyproject.toml
 
 .PHONY: install up test unit integration lint format bench clean
 
 $(STAMP): $(PYPROJECTS) requirements-dev.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e sdk -e runtime-images -e gateway -e controller -r requirements-dev.txt
+	$(BIN)/python -m pip install -q -e core -e sdk -e runtime-images -e gateway -e controller -r requirements-dev.txt
 	@touch $@
 
 install: $(STAMP)

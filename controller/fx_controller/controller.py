@@ -17,10 +17,10 @@ from pathlib import Path
 import nats
 import nats.js.errors
 from fx import async_streams, interpreters
-from fx.config import config_path
 from fx.event_models import PlatformStatus
 from fx.models import DeployResult, FunctionInfo, FunctionSpec, VersionInfo
 from fx.nats_auth import ADMIN_CREDS, Signer
+from fx.paths import config_path
 from fx.protocol import (
     KV_FUNCTIONS,
     KV_ROUTES,

@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING
 
 import nats.errors
 from fx.async_streams import DUPLICATE_WINDOW_S
-from fx.models import schedule_key
 from fx.protocol import (
     ASYNC_CALL_ID,
     ASYNC_FUNCTION,
@@ -31,7 +30,7 @@ from fx.protocol import (
     TriggerRoute,
     async_subject,
 )
-from fx.schedule import parse
+from fx.schedule import parse, schedule_key
 from nats.js import JetStreamContext
 
 from fx_gateway.stats import EventStats

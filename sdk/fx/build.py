@@ -25,6 +25,7 @@ from pathlib import Path
 
 from fx import ignore, interpreters
 from fx.errors import InputError
+from fx.paths import cache_dir
 
 MAX_UNZIPPED_BYTES = 250 * 1024 * 1024  # Lambda's limit (code and layers together); the controller enforces it too
 EXCLUDED_TOP_FILES = frozenset({"fx.yaml"})
@@ -192,10 +193,6 @@ def _run_streaming(command: list[str], progress: Progress) -> tuple[int, str]:
 
 def _quiet(line: str) -> None:
     pass
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("FX_CACHE_DIR") or Path.home() / ".cache" / "fx")
 
 
 def _has_requirements(path: Path) -> bool:

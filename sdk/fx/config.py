@@ -30,6 +30,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from fx.errors import InputError
+from fx.paths import config_path
 
 DEFAULT_GATEWAY = "http://127.0.0.1:8080"
 DEFAULT_TOKEN_FILE = Path(".fx") / "admin-token"
@@ -69,12 +70,6 @@ class Config:
             known = ", ".join(sorted(self.contexts)) or "none"
             raise InputError(f"no context {name!r} in {path} (contexts: {known}; see `fx context ls`)")
         return self.contexts[name]
-
-
-def config_path(env: Mapping[str, str] = os.environ) -> Path:
-    if env.get("FX_CONFIG"):
-        return Path(env["FX_CONFIG"]).expanduser()
-    return Path.home() / ".config" / "fx" / "config.json"
 
 
 def check_name(name: str) -> str:

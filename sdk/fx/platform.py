@@ -33,13 +33,12 @@ import nats
 from nats.aio.client import Client as NATS
 
 from fx import state_dir as state_lock
-
-from .nats_auth import ADMIN_CREDS, ALL, Authority, NatsAuthError, gateway_permissions, write_secret
+from fx.nats_auth import ADMIN_CREDS, ALL, Authority, NatsAuthError, gateway_permissions, write_secret
+from fx.state_dir import PROTECTIONS_FILE
 
 READY_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
 LOG_TAIL_LINES = 20
-PROTECTIONS_FILE = "protections.txt"  # the controller's start-up report on the function sandbox
 
 
 class PlatformError(Exception):

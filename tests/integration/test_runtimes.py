@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 from fx import interpreters
-from fx.platform import PROTECTIONS_FILE
 from fx.protocol import PYTHON_RUNTIMES
+from fx.state_dir import PROTECTIONS_FILE
 
 from tests.integration.conftest import RunningPlatform
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from fx.platform import PROTECTIONS_FILE
+from fx.state_dir import PROTECTIONS_FILE
 
 from tests.integration.conftest import RunningPlatform
 

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fx.interpreters import KNOB, own_runtime
-from fx.platform import PROTECTIONS_FILE
 from fx.protocol import PYTHON_RUNTIMES
+from fx.state_dir import PROTECTIONS_FILE
 
 from ..artifacts import Artifacts
 from ..function_nats import FunctionCreds

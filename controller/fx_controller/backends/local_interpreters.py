@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 import fx_runtime
-from fx.build import cache_dir
+from fx.paths import cache_dir
 
 RUNTIME_SOURCE = Path(fx_runtime.__file__).resolve().parent.parent  # holds the fx_runtime package
 PIP_TIMEOUT_S = 300.0

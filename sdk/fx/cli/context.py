@@ -6,12 +6,13 @@ import argparse
 
 from fx import config
 from fx.cli.common import EXIT_OK, OUTPUT, AddCommand, print_json, print_table
+from fx.paths import config_path
 
 HELP = "list, switch and remove the named gateways (contexts) the CLI knows"
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
-    path = config.config_path()
+    path = config_path()
     file = config.load(path)
     # Tokens are never shown: whether a context has one is all a listing needs.
     rows = [

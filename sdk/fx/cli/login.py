@@ -9,11 +9,12 @@ from fx import config
 from fx.cli.common import EXIT_OK, OUTPUT, AddCommand, print_json
 from fx.client import Client
 from fx.errors import InputError
+from fx.paths import config_path
 
 
 def cmd_login(args: argparse.Namespace) -> int:
     env = {k: v for k, v in os.environ.items() if k != "FX_CONTEXT"}  # here it names what to save
-    known = config.load(config.config_path(env))
+    known = config.load(config_path(env))
     name = args.context or os.environ.get("FX_CONTEXT")
     if not name and not (args.gateway or env.get("FX_GATEWAY")):
         name = known.current  # `fx login --token NEW` renews the current context's token

@@ -17,6 +17,7 @@ from pathlib import Path
 
 LOCK_FILE = "lock"
 LOCK_FD_ENV = "FX_STATE_LOCK_FD"
+PROTECTIONS_FILE = "protections.txt"  # the controller's start-up report on the function sandbox
 
 
 class StateDirError(Exception):

@@ -1,1 +1,0 @@
-"""The fx SDK: the CLI, the Python client, and the admin-API models and protocols shared by fx components."""
