@@ -250,14 +250,17 @@ class LocalBackend:
         if interpreter is None:  # deployed before its interpreter went away: never run it on another Python
             why = f"no {replica.spec.runtime} interpreter on this host; {self.runtime_remedy(replica.spec.runtime)}"
             return self._refuse(replica.id, "Runtime.InterpreterNotFound", why)
+        artifact = await self._artifacts.ensure_local(replica.digest)
+        deps = replica.spec.dependencies
+        layer = await self._artifacts.ensure_local(deps) if deps else None
         try:
             zygote = await self._zygote(interpreter)
         except (TimeoutError, OSError, RuntimeError, ValueError) as e:
             log.error("cannot start the zygote of %s: %s", interpreter, e)
             return self._refuse(replica.id, "Runtime.StartError", f"cannot start {interpreter}: {e}")
-        artifact = await self._artifacts.ensure_local(replica.digest)
-        deps = replica.spec.dependencies
-        layer = await self._artifacts.ensure_local(deps) if deps else None
+        # No await from here to the spawn line: the replica is in _live before the zygote's reader can next
+        # run, so a zygote dying now reports it gone. (Fetched first, a zygote that died during the fetch
+        # would have been mourned without it, and the replica sent to a dead pipe never reported.)
         private = self.private_dir(replica.function)
         # one socket per replica, in the directory only its function's uid (and the gateway, root) may open
         listen = f"unix:{private}/{replica.id.removeprefix(replica.function + '-')}.sock"

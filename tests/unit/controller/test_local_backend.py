@@ -123,6 +123,40 @@ async def test_when_the_zygote_dies_its_replicas_are_gone_and_a_new_one_serves(l
     assert (await events.next()).kind == "ready"
 
 
+async def test_a_replica_asked_for_while_its_zygote_dies_starts_on_a_new_one(local, monkeypatch):
+    backend, events, artifacts, digest = local
+    fetching, fetched = asyncio.Event(), asyncio.Event()
+    ensure_local = artifacts.ensure_local
+
+    async def held_fetch(wanted: str) -> Path:  # the replica stays between its request and its spawn line
+        fetching.set()
+        await fetched.wait()
+        return await ensure_local(wanted)
+
+    monkeypatch.setattr(artifacts, "ensure_local", held_fetch)
+    old = backend._zygotes[sys.executable]
+    start = asyncio.create_task(backend.start_replica(replica(artifacts, digest)))
+    await fetching.wait()
+    old.process.kill()
+    await old.reader  # the zygote's death handled: the replicas it had are reported gone
+    fetched.set()
+    await start
+    ready = await events.next(timeout=5)
+    assert (ready.id, ready.kind) == ("r1", "ready")
+    assert backend._zygotes[sys.executable] is not old
+
+
+async def test_a_replica_sent_to_a_zygote_that_dies_before_answering_is_reported_gone(local):
+    backend, events, artifacts, digest = local
+    zygote = backend._zygotes[sys.executable].process
+    os.kill(zygote.pid, signal.SIGSTOP)  # the spawn line waits in its pipe, unread
+    await backend.start_replica(replica(artifacts, digest))
+    zygote.kill()
+    gone = await events.next(timeout=5)
+    assert (gone.id, gone.kind) == ("r1", "exit")
+    assert "r1" not in backend._live
+
+
 async def test_a_runtime_without_an_interpreter_fails_its_init_and_never_runs_on_another(local):
     backend, events, _, digest = local
     spec = FunctionSpec(name="hello", runtime="python3.10", artifact=digest)
