@@ -16,6 +16,7 @@ import pytest
 from tests.cluster import layout
 from tests.e2e.conftest import CHART, FIGURES, OWN_IMAGE, RELEASE
 from tests.e2e.kube import Kube, http
+from tests.waiting import wait_for
 
 IDLE_S = 2  # the function's scale.idle_timeout: short, so scale-to-zero is seen within the test
 COLD_STARTS = int(os.environ.get("FX_E2E_COLD_STARTS", "5"))  # more for steadier figures
@@ -46,7 +47,7 @@ def _cold_starts(kube: Kube, gateway: str, function: str, rounds: int, callers: 
     per round, and the pods that answered first."""
     cold, pods = [], set()
     for round_ in range(rounds):
-        _wait("scale to zero", lambda: not _pods(kube, function), IDLE_S + 60)
+        wait_for(lambda: not _pods(kube, function), IDLE_S + 60, "scale to zero")
         time.sleep(1)  # and the warm pool refilled
         with ThreadPoolExecutor(callers) as pool:
             whos = [f"r{round_}-{i}" for i in range(callers)]
@@ -62,16 +63,6 @@ def _cold_starts(kube: Kube, gateway: str, function: str, rounds: int, callers: 
 def _figure(name: str, cold: list[float]) -> None:
     p95 = cold[min(len(cold) - 1, round(0.95 * (len(cold) - 1)))]
     FIGURES[name] = f"p50 {statistics.median(cold) * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms (n={len(cold)})"
-
-
-def _wait(what: str, done, timeout: float, every: float = 0.5):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = done()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out after {timeout:g} s waiting for {what}"
-        time.sleep(every)
 
 
 def _pods(kube: Kube, function: str) -> list[dict]:
@@ -107,8 +98,8 @@ def test_deploy_invoke_scale_to_zero_and_back_then_delete(kube: Kube, fx) -> Non
     # kubectl sees what fx made: the Function with its version and readiness, a Deployment it owns.
     function = kube.get("function", "hello")
     assert function["spec"]["artifact"].startswith("sha256:")
-    _wait(
-        "the Function's status", lambda: kube.get("function", "hello").get("status", {}).get("latestVersion") == 1, 20
+    wait_for(
+        lambda: kube.get("function", "hello").get("status", {}).get("latestVersion") == 1, 20, "the Function's status"
     )
     # The pod that answered is the Function's (deleting it removes the pod), restricted, with no API token.
     pod = kube.get("pod", answer["pod"])
@@ -127,9 +118,9 @@ def test_deploy_invoke_scale_to_zero_and_back_then_delete(kube: Kube, fx) -> Non
     assert logs.count("START RequestId:") > COLD_STARTS * CONCURRENT and "REPORT RequestId:" in logs, logs[-2000:]
 
     fx("rm", "hello")
-    _wait("the Function gone", lambda: "hello" not in kube.kubectl("get", "functions", "-o", "name"), 60)
-    _wait("its Deployments gone", lambda: not kube.get("deployments", "-l", "fx.dev/function=hello")["items"], 60)
-    _wait("its pods gone", lambda: not _pods(kube, "hello"), 60)
+    wait_for(lambda: "hello" not in kube.kubectl("get", "functions", "-o", "name"), 60, "the Function gone")
+    wait_for(lambda: not kube.get("deployments", "-l", "fx.dev/function=hello")["items"], 60, "its Deployments gone")
+    wait_for(lambda: not _pods(kube, "hello"), 60, "its pods gone")
     status, _ = http("POST", f"{fx.gateway}/function/hello", b"{}", timeout=10)
     assert status == 404
 
@@ -160,7 +151,7 @@ def test_a_function_with_its_own_image(kube: Kube, fx) -> None:
     pod = kube.get("pod", answer["pod"])
     assert pod["spec"]["containers"][0]["image"] == OWN_IMAGE and answer["pod"].startswith("fx-own-v1-")
 
-    _wait("scale to zero", lambda: not _pods(kube, "own"), IDLE_S + 60)
+    wait_for(lambda: not _pods(kube, "own"), IDLE_S + 60, "scale to zero")
     logs = fx("logs", "own").stdout
     assert "own image says hello to kubernetes" in logs and "REPORT RequestId:" in logs, logs
 
@@ -171,7 +162,7 @@ def test_a_function_with_its_own_image(kube: Kube, fx) -> None:
     with pytest.raises(AssertionError, match="exactly one of 'artifact'"):
         kube.apply(json.dumps(both))
     fx("rm", "own")
-    _wait("its Deployment gone", lambda: not kube.get("deployments", "-l", "fx.dev/function=own")["items"], 60)
+    wait_for(lambda: not kube.get("deployments", "-l", "fx.dev/function=own")["items"], 60, "its Deployment gone")
 
 
 def test_a_custom_runtime_serves_the_lambda_runtime_api_in_a_pod(kube: Kube, fx) -> None:
@@ -185,7 +176,7 @@ def test_a_custom_runtime_serves_the_lambda_runtime_api_in_a_pod(kube: Kube, fx)
     assert answer["event"] == {"n": 2} and answer["function_name"] == "ric-app"
     assert answer["runtime_api"].startswith("127.0.0.1:"), "the replica's own Runtime API, inside the pod"
     rid = answer["request_id"]
-    _wait("its REPORT line in fx logs", lambda: f"REPORT RequestId: {rid}" in fx("logs", "ric-app").stdout, 10)
+    wait_for(lambda: f"REPORT RequestId: {rid}" in fx("logs", "ric-app").stdout, 10, "its REPORT line in fx logs")
     fx("rm", "ric-app")
 
 
@@ -201,12 +192,12 @@ def test_events_a_chain_and_an_async_call_through_the_charts_nats(kube: Kube, fx
     def mailed(to: str) -> bool:
         return f"welcome mail sent to {to}" in fx("logs", "welcome-mail").stdout
 
-    _wait("the welcome mail in welcome-mail's log", lambda: mailed("ada@example.com"), 60)
+    wait_for(lambda: mailed("ada@example.com"), 60, "the welcome mail in welcome-mail's log")
     event = {"data": json.dumps({"email": "bob@example.com", "id": "u-2"})}
     invoke = f"{fx.gateway}/2015-03-31/functions/welcome-mail/invocations"
     status, _ = http("POST", invoke, json.dumps(event).encode(), timeout=30, headers={"X-Amz-Invocation-Type": "Event"})
     assert status == 202
-    _wait("the async call run", lambda: mailed("bob@example.com"), 60)
+    wait_for(lambda: mailed("bob@example.com"), 60, "the async call run")
     fx("rm", "create-user")
     fx("rm", "welcome-mail")
 
@@ -217,7 +208,7 @@ def test_a_function_applied_with_kubectl_is_deployed_and_bad_specs_are_refused(k
     applied = kube.get("function", "gitops")
     # GitOps: change the spec in Kubernetes; fx makes version 2 of it.
     kube.kubectl("patch", "function", "gitops", "--type=merge", "-p", '{"spec": {"env": {"FROM": "kubectl"}}}')
-    _wait("version 2", lambda: kube.get("function", "gitops").get("status", {}).get("latestVersion") == 2, 30)
+    wait_for(lambda: kube.get("function", "gitops").get("status", {}).get("latestVersion") == 2, 30, "version 2")
     status, _, answer = _call(fx.gateway, "gitops", "git")
     assert status == 200 and answer["hello"] == "git"
     # The API server refuses a bad spec with the rule's message, and nothing changes.
@@ -228,7 +219,7 @@ def test_a_function_applied_with_kubectl_is_deployed_and_bad_specs_are_refused(k
     with pytest.raises(AssertionError, match="DNS-1123"):
         kube.apply(json.dumps({**bad, "metadata": {"name": "Bad_Name"}, "spec": applied["spec"]}))
     kube.kubectl("delete", "function", "gitops")
-    _wait("the function deleted in fx", lambda: "gitops" not in fx("ls").stdout, 30)
+    wait_for(lambda: "gitops" not in fx("ls").stdout, 30, "the function deleted in fx")
 
 
 def test_the_controller_converges_after_being_killed_mid_deploy(kube: Kube, fx) -> None:
@@ -236,8 +227,7 @@ def test_the_controller_converges_after_being_killed_mid_deploy(kube: Kube, fx) 
     fx("deploy", cwd=folder)
     controller = kube.get("pods", "-l", "app.kubernetes.io/component=controller")["items"][0]["metadata"]["name"]
     kube.kubectl("delete", "pod", controller, "--grace-period=0", "--force")
-    _wait(
-        "a new controller ready",
+    wait_for(
         lambda: any(
             c["type"] == "Ready" and c["status"] == "True"
             for p in kube.get("pods", "-l", "app.kubernetes.io/component=controller")["items"]
@@ -245,9 +235,10 @@ def test_the_controller_converges_after_being_killed_mid_deploy(kube: Kube, fx) 
             for c in p["status"].get("conditions", [])
         ),
         120,
+        "a new controller ready",
     )
     # scale.min 1: the new leader brings the version back to one ready replica, and it answers.
-    _wait("one ready replica", lambda: _ready_pods(kube, "survivor") == 1, 90)
+    wait_for(lambda: _ready_pods(kube, "survivor") == 1, 90, "one ready replica")
     status, _, answer = _call(fx.gateway, "survivor", "again")
     assert status == 200 and answer["hello"] == "again", (status, answer)
     fx("rm", "survivor")
@@ -298,7 +289,7 @@ def test_helm_uninstall_leaves_no_function_behind(kube: Kube, fx) -> None:
     kube.helm("uninstall", RELEASE, "--wait", "--timeout", "180s", timeout=240)
     assert kube.get("functions")["items"] == []
     assert not kube.get("deployments", "-l", "app.kubernetes.io/component=function")["items"]
-    _wait("the function's pods gone", lambda: not _pods(kube, "leftover"), 60)
+    wait_for(lambda: not _pods(kube, "leftover"), 60, "the function's pods gone")
     assert not kube.get("jobs")["items"], "the hook's Job is removed once it succeeded"
     # The NATS identities the controller made (authority, gateway's and functions' users) go too.
     assert not kube.get("secrets", "-l", "app.kubernetes.io/component=nats-identity")["items"]

@@ -5,18 +5,18 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
-import time
 import zipfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from fx.protocol import RUNTIMES
+from fx.protocol import KV_ROUTES, RUNTIMES, RouteTable
 from fx_controller.app import create_app
 from fx_controller.backends.base import EventSink, ReplicaEvent, ReplicaSpec
 from fx_controller.controller import Controller
 from fx_controller.settings import Settings
+from nats.js.errors import KeyNotFoundError
 
 from tests.nats_server import nats_server
 
@@ -27,14 +27,6 @@ TOKEN = "test-token"
 def nats_url(tmp_path: Path) -> Iterator[str]:
     with nats_server(tmp_path / "nats") as url:
         yield url
-
-
-async def until(predicate, timeout: float = 5.0) -> None:
-    """Wait for a condition the event loop will make true; fail if it does not in time."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
 
 
 class FakeBackend:
@@ -128,3 +120,12 @@ async def deployed(admin: httpx.AsyncClient):
         return r.json()
 
     return deploy
+
+
+async def route_table(controller: Controller, name: str) -> RouteTable | None:
+    kv = await controller._nc.jetstream().key_value(KV_ROUTES)
+    try:
+        entry = await kv.get(name)
+    except KeyNotFoundError:  # also raised for a deleted key
+        return None
+    return RouteTable.from_json(entry.value) if entry.value else None

@@ -12,7 +12,9 @@ from fx_controller.backends.kubernetes.config import KubeConfig
 from fx_controller.backends.kubernetes.functions import FunctionSync
 from fx_controller.settings import Settings
 
-from .conftest import TOKEN, until
+from tests.waiting import until
+
+from .conftest import TOKEN
 
 
 class FakeFunctions:

@@ -23,8 +23,9 @@ from fx_controller.backends.base import ReplicaEvent, ReplicaSpec
 from fx_controller.backends.local import LocalBackend
 
 from tests.processes import alive
+from tests.waiting import until
 
-from .conftest import make_zip, until
+from .conftest import make_zip
 
 FAKE_ZYGOTE = [sys.executable, str(Path(__file__).with_name("fake_zygote.py"))]
 

@@ -6,7 +6,7 @@ import asyncio
 
 from fx.protocol import KV_ROUTES, LoadReport, RouteTable, VersionLoad
 
-from .conftest import until
+from tests.waiting import until
 
 
 async def published_endpoints(controller, name: str, version: str = "1") -> list[str]:

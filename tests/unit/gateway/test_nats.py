@@ -16,15 +16,7 @@ from fx_gateway.nats_link import NatsLink
 
 from tests.loopback import free_port
 from tests.unit.gateway.conftest import table
-
-
-async def wait_for(predicate, timeout: float = 5.0):
-    deadline = asyncio.get_running_loop().time() + timeout
-    while asyncio.get_running_loop().time() < deadline:
-        if predicate():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("condition not met in time")
+from tests.waiting import until
 
 
 @pytest.fixture
@@ -35,7 +27,7 @@ async def platform(nats_server, gateway):
     await link.start()
     nc = await nats.connect(nats_server)
     kv = await nc.jetstream().key_value(KV_ROUTES)  # the gateway created it
-    await wait_for(link.healthy)
+    await until(link.healthy)
     yield gw, link, nc, kv
     await nc.close()
     await link.close()
@@ -53,7 +45,7 @@ async def test_a_function_at_zero_is_activated_once_for_twenty_callers(platform,
 
     await nc.subscribe(SUBJECT_ACTIVATE, cb=controller)
     await kv.put("hello", table(versions={"1": []}, concurrency=2).to_json())
-    await wait_for(lambda: "hello" in gw.gateway.functions)
+    await until(lambda: "hello" in gw.gateway.functions)
 
     answers = await asyncio.gather(*(gw.client.get("/function/hello") for _ in range(20)))
     assert [r.status_code for r in answers] == [200] * 20
@@ -69,7 +61,7 @@ async def test_an_activation_failure_reply_is_a_502_for_all_held(platform):
 
     await nc.subscribe(SUBJECT_ACTIVATE, cb=controller)
     await kv.put("broken", table("broken", versions={"1": []}).to_json())
-    await wait_for(lambda: "broken" in gw.gateway.functions)
+    await until(lambda: "broken" in gw.gateway.functions)
     answers = await asyncio.gather(*(gw.client.get("/function/broken") for _ in range(10)))
     for r in answers:
         assert r.status_code == 502
@@ -81,15 +73,15 @@ async def test_route_table_updates_and_deletes_take_effect(platform, replicas):
     gw, _, _, kv = platform
     one, two = await replicas("one"), await replicas("two")
     await kv.put("hello", table(revision=1, versions={"1": [one.endpoint]}).to_json())
-    await wait_for(lambda: "hello" in gw.gateway.functions)
+    await until(lambda: "hello" in gw.gateway.functions)
     assert (await gw.client.get("/function/hello")).json()["name"] == "one"
 
     await kv.put("hello", table(revision=2, versions={"2": [two.endpoint]}).to_json())
-    await wait_for(lambda: gw.gateway.functions["hello"].table.revision == 2)
+    await until(lambda: gw.gateway.functions["hello"].table.revision == 2)
     assert (await gw.client.get("/function/hello")).json()["name"] == "two"
 
     await kv.delete("hello")
-    await wait_for(lambda: "hello" not in gw.gateway.functions)
+    await until(lambda: "hello" not in gw.gateway.functions)
     assert (await gw.client.get("/function/hello")).status_code == 404
 
 
@@ -103,11 +95,11 @@ async def test_load_reports_arrive_every_second_with_per_version_counts(platform
 
     sub = await nc.subscribe(SUBJECT_LOAD, cb=collect)
     await kv.put("hello", table(versions={"1": [replica.endpoint]}).to_json())
-    await wait_for(lambda: "hello" in gw.gateway.functions)
+    await until(lambda: "hello" in gw.gateway.functions)
     for _ in range(4):
         await gw.client.get("/function/hello")
-    await wait_for(lambda: any("hello/1" in r.versions for r in reports), timeout=3)
-    await wait_for(lambda: len(reports) >= 2, timeout=3)
+    await until(lambda: any("hello/1" in r.versions for r in reports), timeout=3)
+    await until(lambda: len(reports) >= 2, timeout=3)
     await sub.unsubscribe()
     assert all(r.gateway == "gw-test" for r in reports)
     assert sum(r.versions["hello/1"].requests for r in reports if "hello/1" in r.versions) == 4

@@ -12,7 +12,7 @@ from fx.protocol import KV_ROUTES, TriggerRoute
 from fx_gateway.nats_link import NatsLink
 
 from tests.unit.gateway.conftest import table
-from tests.unit.gateway.test_nats import wait_for
+from tests.waiting import until
 
 
 @pytest.fixture
@@ -22,7 +22,7 @@ async def two_gateways(nats_server, gateway):
         gw = await gateway()
         link = NatsLink(gw.gateway, nats_server, f"gw-{n}")
         await link.start()
-        await wait_for(link.healthy)
+        await until(link.healthy)
         links.append(link)
     nc = await nats.connect(nats_server)
     yield links, nc
@@ -36,7 +36,7 @@ async def scheduled_every_second(links, nc, replica):
     every_second = TriggerRoute("schedule", schedule="* * * * * *", timezone="UTC")
     kv = await nc.jetstream().key_value(KV_ROUTES)
     await kv.put("tick", table("tick", versions={"1": [replica.endpoint]}, triggers=[every_second]).to_json())
-    await wait_for(lambda: all(link.schedules.running for link in links))
+    await until(lambda: all(link.schedules.running for link in links))
     return kv
 
 
@@ -80,7 +80,7 @@ async def test_a_schedule_that_leaves_the_route_table_stops(two_gateways, replic
     replica = await replicas()
     kv = await scheduled_every_second(links, nc, replica)
     await kv.put("tick", table("tick", revision=2, versions={"1": [replica.endpoint]}).to_json())
-    await wait_for(lambda: not any(link.schedules.running for link in links))
+    await until(lambda: not any(link.schedules.running for link in links))
     await asyncio.sleep(0.3)  # a tick stored just before still runs
     before = replica.requests
     await asyncio.sleep(1.5)
