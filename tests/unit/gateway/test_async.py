@@ -134,8 +134,11 @@ async def test_a_failing_call_is_retried_with_backoff_then_succeeds(platform, re
     await until(lambda: gw.gateway.async_stats.attempts.get(("hello", "ok")) == 1)
     assert gw.gateway.async_stats.attempts[("hello", "error")] == 2
     assert len(replica.seen) == 3
-    info = await nc.jetstream().stream_info(STREAM_ASYNC)
-    assert info.state.messages == 0  # acked, so gone from the work queue
+
+    async def acked() -> bool:  # the attempt is counted before its ack: gone from the work queue only then
+        return (await nc.jetstream().stream_info(STREAM_ASYNC)).state.messages == 0
+
+    await until(acked, 5, "the call acked, so gone from the work queue")
 
 
 async def test_a_call_failing_every_attempt_is_dead_lettered_with_the_request_and_the_error(platform, replicas):

@@ -52,6 +52,12 @@ async def platform(nats_server, gateway):
     await link.close()
 
 
+async def settled(js) -> bool:
+    """The one consumer of ORDERS has delivered everything and holds no unacked message: nothing more can come."""
+    [consumer] = await js.consumers_info("ORDERS")
+    return consumer.num_ack_pending == 0 and consumer.num_pending == 0
+
+
 async def publish_table(js, route_table) -> None:
     await (await js.key_value("fx_routes")).put(route_table.function, route_table.to_json())
 
@@ -72,9 +78,9 @@ async def test_messages_arrive_in_batches_with_lambdas_records_shape_and_are_ack
     assert first["headers"] == {"Shop": "eu"} and first["isBase64Encoded"] is False
     event = json.loads(replica.seen[0]["body"])
     assert event["eventSource"] == "fx:jetstream" and event["trigger"] == "ORDERS/>" and event["stream"] == "ORDERS"
-    await asyncio.sleep(0.1)  # the acks of the last batch
-    consumer = (await js.consumers_info("ORDERS"))[0]
-    assert consumer.num_ack_pending == 0 and consumer.num_pending == 0 and consumer.num_redelivered == 0
+    await until(lambda: settled(js), 5, "the last batch acked")
+    [consumer] = await js.consumers_info("ORDERS")
+    assert consumer.num_redelivered == 0
 
 
 async def test_reported_item_failures_are_redelivered_alone_then_dead_lettered(platform, replicas):
@@ -180,10 +186,10 @@ async def test_acked_messages_stay_acked_for_a_restarted_gateway(nats_server, ga
     second = NatsLink((await gateway(async_ack_wait=1)).gateway, nats_server, "gw-2")
     await second.start()
     await publish_table(js, durable([after.endpoint], revision=2, batch=1, max_in_flight=64))
-    await asyncio.sleep(1.5)  # past ack_wait: an unacked message would be back by now
     await js.publish("orders.x", b"new")
     await until(lambda: after.seen)
-    await asyncio.sleep(0.2)
+    # A lost ack keeps its message pending until ack_wait brings it back to `after`: settled only after that.
+    await until(lambda: settled(js), 5, "every message delivered and acked")
     assert data(after) == ["new"]
     assert sorted(map(int, data(replica))) == list(range(300))
     [consumer] = await js.consumers_info("ORDERS")
