@@ -22,12 +22,20 @@ from tests.integration.conftest import RunningPlatform
 from tests.integration.helpers import KV_LISTENER, dead_letters, report_file
 from tests.waiting import wait_for
 
-# Appends each event's "n" to $OUT; fails when asked to.
+# Appends each event's "n" to $OUT.began when it begins and to $OUT once done; fails when asked to; holds the
+# event $HELD until the test creates $OUT.release.
 SINK = """\
 import os
+import time
 
 
 def handler(event, context):
+    with open(os.environ["OUT"] + ".began", "a") as began:
+        began.write(f"{event['n']}\\n")
+    if event["n"] == int(os.environ.get("HELD", "-1")):
+        deadline = time.monotonic() + 60
+        while not os.path.exists(os.environ["OUT"] + ".release") and time.monotonic() < deadline:
+            time.sleep(0.01)
     if event.get("fail"):
         raise RuntimeError(f"event {event['n']} asked to fail")
     with open(os.environ["OUT"], "a") as out:
@@ -36,12 +44,15 @@ def handler(event, context):
 """
 
 
-def deploy_sink(platform: RunningPlatform, tmp_path: Path, name: str = "sink", scale: dict | None = None) -> Path:
+def deploy_sink(
+    platform: RunningPlatform, tmp_path: Path, name: str = "sink", scale: dict | None = None, held: int = -1
+) -> Path:
     project = tmp_path / name
     project.mkdir()
     out = report_file(platform, name)
     (project / "handler.py").write_text(SINK)
-    spec = {"handler": "handler.handler", "env": {"OUT": str(out)}, "scale": scale or {"max": 4}}
+    env = {"OUT": str(out), "HELD": str(held)}
+    spec = {"handler": "handler.handler", "env": env, "scale": scale or {"max": 4}}
     (project / "fx.yaml").write_text(json.dumps({"functions": {name: spec}}))
     deployed = platform.fx("deploy", cwd=project)
     assert deployed.returncode == 0, deployed.stderr
@@ -50,6 +61,16 @@ def deploy_sink(platform: RunningPlatform, tmp_path: Path, name: str = "sink", s
 
 def processed(out: Path) -> list[int]:
     return [int(line) for line in out.read_text().split()] if out.exists() else []
+
+
+def began(out: Path) -> list[int]:
+    """Every n whose invocation began, once per attempt (the handlers here write it first)."""
+    return processed(out.with_name(out.name + ".began"))
+
+
+def release(out: Path) -> None:
+    """Let the held invocation finish."""
+    out.with_name(out.name + ".release").touch()
 
 
 def lambda_client(platform: RunningPlatform):
@@ -137,8 +158,10 @@ def test_an_async_http_call_is_202_and_its_result_reaches_the_callback_url(fast_
 
 
 def test_nothing_is_lost_when_the_gateway_is_killed_in_a_stream_of_async_calls(fast_platform, tmp_path):
-    """Every call answered 202 runs at least once, or its dead letter is stored: count them."""
-    out = deploy_sink(fast_platform, tmp_path)
+    """Every call answered 202 runs at least once, or its dead letter is stored: count them. One call is held in
+    its handler when the gateway dies: it must run again."""
+    held = 101  # sent after a hundred others
+    out = deploy_sink(fast_platform, tmp_path, held=held)
     url = f"{fast_platform.gateway_url}/2015-03-31/functions/sink/invocations"
     accepted: dict[int, str] = {}  # n -> call id
     unsure: set[int] = set()  # no answer: stored or not, the caller cannot know
@@ -163,9 +186,10 @@ def test_nothing_is_lost_when_the_gateway_is_killed_in_a_stream_of_async_calls(f
     threads = [threading.Thread(target=send, args=(i * per_sender,)) for i in range(senders)]
     for thread in threads:
         thread.start()
-    wait_for(lambda: len(accepted) >= 200, 30, "200 accepted calls")
+    wait_for(lambda: held in began(out), 30, f"call {held} to begin")
     in_flight_at_kill = len(accepted)
-    restart_gateway(fast_platform)
+    restart_gateway(fast_platform)  # while call `held` is in its handler: its result has no one to go to
+    release(out)
     for thread in threads:
         thread.join(90)
     assert len(accepted) == senders * per_sender  # every call was eventually accepted
@@ -182,6 +206,7 @@ def test_nothing_is_lost_when_the_gateway_is_killed_in_a_stream_of_async_calls(f
     assert all(letter.headers[DEAD_ERROR] == "RuntimeError" for letter in letters)
     runs = processed(out)
     assert set(runs) == to_run
+    wait_for(lambda: began(out).count(held) >= 2, 30, f"call {held}, interrupted by the kill, to run again")
     print(
         f"\naccepted {len(accepted)} ({in_flight_at_kill} before the kill), {len(unsure)} calls unanswered"
         f" while the gateway was down, ran {len(runs)} ({len(runs) - len(set(runs))} twice),"
@@ -247,13 +272,21 @@ def test_nats_messages_invoke_a_function_declared_with_a_trigger_and_a_request_g
     wait_for(lambda: sorted(out.read_text().split()) == sorted(expected), 15, "20 messages to be handled once each")
 
 
-# A durable-trigger handler: records every n, reports every 50th as failed (ReportBatchItemFailures).
+# A durable-trigger handler: records every n when its batch begins ($OUT.began) and once done ($OUT), reports every
+# 50th as failed (ReportBatchItemFailures), holds the batch holding $HELD until the test creates $OUT.release.
 BATCH_SINK = """\
 import os
 import time
 
 
 def handler(event, context):
+    numbers = [int(record["data"]) for record in event["Records"]]
+    with open(os.environ["OUT"] + ".began", "a") as began:
+        began.write("".join(f"{n}\\n" for n in numbers))
+    if int(os.environ["HELD"]) in numbers:
+        deadline = time.monotonic() + 60
+        while not os.path.exists(os.environ["OUT"] + ".release") and time.monotonic() < deadline:
+            time.sleep(0.01)
     time.sleep(0.05)  # so that batches are in flight when the gateway is killed
     failures = []
     with open(os.environ["OUT"], "a") as out:
@@ -268,8 +301,9 @@ def handler(event, context):
 
 
 def test_nothing_is_lost_when_the_gateway_is_killed_in_a_stream_of_durable_events(fast_platform, tmp_path):
-    """Every event stored in the stream is processed at least once, or its dead letter is stored: count them."""
-    total = 2000
+    """Every event stored in the stream is processed at least once, or its dead letter is stored: count them. The
+    batch holding one event is in its handler when the gateway dies: it must be delivered again."""
+    total, held = 2000, 501
 
     async def create_stream() -> None:
         nc = await fast_platform.nats()
@@ -282,7 +316,7 @@ def test_nothing_is_lost_when_the_gateway_is_killed_in_a_stream_of_durable_event
     (project / "handler.py").write_text(BATCH_SINK)
     out = report_file(fast_platform, "batcher")
     trigger = {"stream": "ORDERS", "batch": 20, "window_ms": 20, "max_in_flight": 4, "max_deliver": 2, "backoff": 0.1}
-    spec = {"env": {"OUT": str(out)}, "triggers": [{"jetstream": trigger}], "scale": {"max": 4}}
+    spec = {"env": {"OUT": str(out), "HELD": str(held)}, "triggers": [{"jetstream": trigger}], "scale": {"max": 4}}
     (project / "fx.yaml").write_text(json.dumps({"functions": {"batcher": spec}}))
     deployed = fast_platform.fx("deploy", cwd=project)
     assert deployed.returncode == 0, deployed.stderr
@@ -298,8 +332,9 @@ def test_nothing_is_lost_when_the_gateway_is_killed_in_a_stream_of_durable_event
 
     publisher = threading.Thread(target=asyncio.run, args=(publish(),))
     publisher.start()
-    wait_for(lambda: len(processed(out)) >= total // 4, 30, "a quarter of the events to be processed")
+    wait_for(lambda: held in began(out), 30, f"the batch holding event {held} to begin")
     restart_gateway(fast_platform)  # batches in flight are lost with it, and redelivered after ack_wait
+    release(out)
     publisher.join(60)
 
     to_fail = {n for n in range(total) if n % 50 == 0}
@@ -315,6 +350,7 @@ def test_nothing_is_lost_when_the_gateway_is_killed_in_a_stream_of_durable_event
     assert all(letter.headers["Fx-Error"] == "BatchItemFailure" for letter in letters)
     runs = processed(out)
     assert set(runs) == to_run
+    wait_for(lambda: began(out).count(held) >= 2, 30, f"event {held}, interrupted by the kill, delivered again")
     print(f"\n{total} events: ran {len(runs)} ({len(runs) - len(set(runs))} twice), dead-lettered {len(letters)}")
 
 
