@@ -18,9 +18,14 @@ TOKEN = "test-token"
 
 
 class FakeGateway(BaseHTTPRequestHandler):
+    """Stores what it is sent. A deploy (not its dry run) is answered from `answers` when a test scripted the
+    server's answer, else as the controller would (a new version unless the spec is the latest's)."""
+
     artifacts: dict[str, bytes]
     functions: dict[str, list[dict]]
     uploads: list[str]
+    deploys: list[dict]  # every spec PUT, in order
+    answers: list[dict]
 
     def log_message(self, *args) -> None:
         pass
@@ -59,9 +64,15 @@ class FakeGateway(BaseHTTPRequestHandler):
             self.uploads.append(name)
             return self._reply(200, {"digest": name, "size": len(body), "unzipped_size": 1})
         spec = json.loads(body)
+        dry_run = "dry_run=true" in query  # the server's validation: nothing stored
+        if not dry_run:
+            self.deploys.append(spec)
+            if self.answers:
+                answer = {"function": name, "digest": spec.get("artifact"), "dry_run": False, "message": "ok"}
+                answer.update(self.answers.pop(0))
+                return self._reply(200, answer)
         versions = self.functions.get(name, [])
         created = not versions or versions[-1] != spec
-        dry_run = "dry_run=true" in query  # the server's validation: nothing stored
         if created and not dry_run:
             self.functions[name] = versions = [*versions, spec]
         code = spec.get("artifact") or spec["image"]
@@ -83,7 +94,8 @@ class FakeGateway(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def gateway(monkeypatch, tmp_path) -> Iterator[type[FakeGateway]]:
-    handler = type("Handler", (FakeGateway,), {"artifacts": {}, "functions": {}, "uploads": []})
+    state = {"artifacts": {}, "functions": {}, "uploads": [], "deploys": [], "answers": []}
+    handler = type("Handler", (FakeGateway,), state)
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -105,23 +117,32 @@ def isolated(monkeypatch, tmp_path):
         monkeypatch.delenv(var, raising=False)
 
 
-def test_init_then_deploy_twice_makes_one_version_and_one_upload(gateway, tmp_path, capsys):
+def test_init_then_deploy_twice_sends_the_same_spec_uploads_once_and_says_what_the_server_decided(
+    gateway, tmp_path, capsys
+):
+    """Whether a deploy is a new version is the server's call (tested in integration): the client's part is to
+    send the same spec for the same code, upload it once, and say what the server answered."""
     assert main(["init", "greeter"]) == 0
     capsys.readouterr()
     manifest = str(tmp_path / "greeter" / "fx.yaml")
+    gateway.answers.append({"version": 1, "created": True})
     assert main(["deploy", "-f", manifest]) == 0
     first = capsys.readouterr()
     assert first.out.startswith("greeter: version 1 deployed (sha256:")
     assert "building" in first.err and "uploading" in first.err and "deploying" in first.err
 
+    gateway.answers.append({"version": 1, "created": False})
     assert main(["deploy", "-f", manifest]) == 0
     assert capsys.readouterr().out == "greeter: unchanged, still version 1\n"
-    assert len(gateway.uploads) == 1
+    assert gateway.deploys[1] == gateway.deploys[0]  # the same code built again is the same zip
+    assert len(gateway.uploads) == 1  # and it is not uploaded again
 
     (tmp_path / "greeter" / "handler.py").write_text("def handler(e, c):\n    return 2\n")
+    gateway.answers.append({"version": 2, "created": True})
     assert main(["deploy", "-f", manifest, "--output", "json"]) == 0
     [result] = json.loads(capsys.readouterr().out)
     assert (result["version"], result["created"]) == (2, True)
+    assert gateway.deploys[2]["artifact"] != gateway.deploys[0]["artifact"] and len(gateway.uploads) == 2
 
 
 def test_a_function_with_its_own_image_is_deployed_without_a_build_or_upload(gateway, tmp_path, capsys):
