@@ -31,10 +31,11 @@ def handler(event, context):  # the HTTP trigger's event: API Gateway HTTP API 2
 """
 
 
-def _project(root: Path, name: str, min_replicas: int = 0, memory: int = 128) -> Path:
+def _project(root: Path, name: str, min_replicas: int = 0, memory: int = 128, init_s: int = 0) -> Path:
+    """`init_s`: how long importing the handler takes (a replica is not ready before)."""
     folder = root / name
     folder.mkdir(exist_ok=True)
-    (folder / "handler.py").write_text(HANDLER)
+    (folder / "handler.py").write_text(HANDLER + (f"\n\nimport time\n\ntime.sleep({init_s})\n" if init_s else ""))
     (folder / "fx.yaml").write_text(
         f"functions:\n  {name}:\n    handler: handler.handler\n    runtime: python3.11\n    memory: {memory}\n"
         f"    scale: {{min: {min_replicas}, max: 4, idle_timeout: {IDLE_S}, concurrency: 1}}\n"
@@ -48,7 +49,7 @@ def _cold_starts(kube: Kube, gateway: str, function: str, rounds: int, callers: 
     cold, pods = [], set()
     for round_ in range(rounds):
         wait_for(lambda: not _pods(kube, function), IDLE_S + 60, "scale to zero")
-        time.sleep(1)  # and the warm pool refilled
+        wait_for(lambda: _pool_full(kube), 60, "the warm pool refilled")
         with ThreadPoolExecutor(callers) as pool:
             whos = [f"r{round_}-{i}" for i in range(callers)]
             results = list(pool.map(lambda who: _call(gateway, function, who), whos))
@@ -67,6 +68,12 @@ def _figure(name: str, cold: list[float]) -> None:
 
 def _pods(kube: Kube, function: str) -> list[dict]:
     return kube.get("pods", "-l", f"fx.dev/function={function}")["items"]
+
+
+def _pool_full(kube: Kube) -> bool:
+    """Every pod of the warm pool ready: a pod taken from it leaves its Deployment, which then makes a new one."""
+    pool = kube.get("deployment", f"{RELEASE}-pool")
+    return pool["status"].get("readyReplicas", 0) == pool["spec"]["replicas"]
 
 
 def _ready_pods(kube: Kube, function: str) -> int:
@@ -223,9 +230,12 @@ def test_a_function_applied_with_kubectl_is_deployed_and_bad_specs_are_refused(k
 
 
 def test_the_controller_converges_after_being_killed_mid_deploy(kube: Kube, fx) -> None:
-    folder = _project(fx.home, "survivor", min_replicas=1)
-    fx("deploy", cwd=folder)
+    folder = _project(fx.home, "survivor", min_replicas=1, init_s=10)
     controller = kube.get("pods", "-l", "app.kubernetes.io/component=controller")["items"][0]["metadata"]["name"]
+    fx("deploy", cwd=folder)
+    # Mid-deploy: its replica's pod exists (made, or taken from the pool) and its handler takes 10 s to import,
+    # so the controller dies while bringing the version up, not after.
+    wait_for(lambda: _pods(kube, "survivor"), 30, "survivor's replica starting")
     kube.kubectl("delete", "pod", controller, "--grace-period=0", "--force")
     wait_for(
         lambda: any(
