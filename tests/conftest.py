@@ -1,5 +1,5 @@
-"""What every test shares: an exception in a task the gateway `spawn`ed fails the test that caused it, and with
-FX_REQUIRE_E2E=1 (CI, .ci/run) a skipped end-to-end or chart test is a failure."""
+"""What every test shares: an exception in a task the gateway or the controller `spawn`ed fails the test that
+caused it, and with FX_REQUIRE_E2E=1 (CI, .ci/run) a skipped end-to-end or chart test is a failure."""
 
 from __future__ import annotations
 
@@ -24,13 +24,16 @@ class _Collect(logging.Handler):
 
 @pytest.fixture(autouse=True)
 def spawned_tasks_do_not_fail() -> Iterator[_Collect]:
-    """fx_gateway.tasks logs a spawned task's exception when it ends (no one awaits those tasks)."""
-    collect, logger = _Collect(), logging.getLogger("fx_gateway.tasks")
-    logger.addHandler(collect)
+    """fx_gateway.tasks and fx_controller.tasks log a spawned task's exception when it ends (no one awaits
+    those tasks)."""
+    collect, loggers = _Collect(), [logging.getLogger(f"{c}.tasks") for c in ("fx_gateway", "fx_controller")]
+    for logger in loggers:
+        logger.addHandler(collect)
     try:
         yield collect
     finally:
-        logger.removeHandler(collect)
+        for logger in loggers:
+            logger.removeHandler(collect)
     if collect.records:
         failures = "\n".join(collect.format(r) for r in collect.records)
         pytest.fail(f"a spawned task failed during the test:\n{failures}", pytrace=False)

@@ -171,7 +171,7 @@ def test_bad_traffic_input_is_refused_clearly_and_changes_nothing(platform, make
         (("traffic", "strict", "1=50", "9=50"), 2, "version 9"),
         (("alias", "strict", "live", "7"), 2, "version 7"),
         (("promote", "strict", "5"), 2, "version 5"),
-        (("alias", "strict", "nope", "--delete"), 1, "no alias 'nope'"),
+        (("alias", "strict", "nope", "--delete"), 2, "no alias 'nope'"),  # a 404: exit 2
     ]:
         result = platform.fx(*args)
         assert result.returncode == exit_code, (args, result.stderr)
