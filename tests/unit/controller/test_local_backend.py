@@ -124,17 +124,26 @@ async def test_when_the_zygote_dies_its_replicas_are_gone_and_a_new_one_serves(l
     assert (await events.next()).kind == "ready"
 
 
-async def test_a_replica_asked_for_while_its_zygote_dies_starts_on_a_new_one(local, monkeypatch):
-    backend, events, artifacts, digest = local
+@pytest.fixture
+def held_fetch(local, monkeypatch) -> tuple[asyncio.Event, asyncio.Event]:
+    """(fetching, fetched): a replica's code fetch waits for `fetched`, holding the replica between its request
+    and its spawn line."""
+    _, _, artifacts, _ = local
     fetching, fetched = asyncio.Event(), asyncio.Event()
     ensure_local = artifacts.ensure_local
 
-    async def held_fetch(wanted: str) -> Path:  # the replica stays between its request and its spawn line
+    async def held(wanted: str) -> Path:
         fetching.set()
         await fetched.wait()
         return await ensure_local(wanted)
 
-    monkeypatch.setattr(artifacts, "ensure_local", held_fetch)
+    monkeypatch.setattr(artifacts, "ensure_local", held)
+    return fetching, fetched
+
+
+async def test_a_replica_asked_for_while_its_zygote_dies_starts_on_a_new_one(local, held_fetch):
+    backend, events, artifacts, digest = local
+    fetching, fetched = held_fetch
     old = backend._zygotes[sys.executable]
     start = asyncio.create_task(backend.start_replica(replica(artifacts, digest)))
     await fetching.wait()
@@ -145,6 +154,19 @@ async def test_a_replica_asked_for_while_its_zygote_dies_starts_on_a_new_one(loc
     ready = await events.next(timeout=5)
     assert (ready.id, ready.kind) == ("r1", "ready")
     assert backend._zygotes[sys.executable] is not old
+
+
+async def test_a_replica_stopped_while_its_code_is_fetched_never_starts_and_is_reported_gone(local, held_fetch):
+    backend, events, artifacts, digest = local
+    fetching, fetched = held_fetch
+    start = asyncio.create_task(backend.start_replica(replica(artifacts, digest)))
+    await fetching.wait()
+    await backend.stop_replica("r1", grace=5)
+    fetched.set()
+    await start
+    gone = await events.next(timeout=5)
+    assert (gone.id, gone.kind) == ("r1", "exit")
+    assert not backend._live and not backend._pids  # no spawn line was sent
 
 
 async def test_a_replica_sent_to_a_zygote_that_dies_before_answering_is_reported_gone(local):
