@@ -14,11 +14,15 @@ import pytest
 from fx.protocol import KV_ROUTES, RUNTIMES, RouteTable
 from fx_controller.app import create_app
 from fx_controller.backends.base import EventSink, ReplicaEvent, ReplicaSpec
+from fx_controller.backends.kubernetes.backend import KubernetesBackend
+from fx_controller.backends.kubernetes.pods import PodState
 from fx_controller.controller import Controller
 from fx_controller.settings import Settings
 from nats.js.errors import KeyNotFoundError
 
 from tests.nats_server import nats_server
+from tests.unit.controller.kube_fakes import POOL_CFG, FakeApi
+from tests.waiting import until
 
 TOKEN = "test-token"
 
@@ -72,10 +76,11 @@ class FakeBackend:
 
 
 def make_zip(files: dict[str, bytes]) -> tuple[bytes, str]:
+    """The same files make the same zip (fixed entry times), so a repeated deploy is "unchanged"."""
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
         for name, data in files.items():
-            zf.writestr(name, data)
+            zf.writestr(zipfile.ZipInfo(name, date_time=(2020, 1, 1, 0, 0, 0)), data, zipfile.ZIP_DEFLATED)
     data = buf.getvalue()
     return data, "sha256:" + hashlib.sha256(data).hexdigest()
 
@@ -117,7 +122,7 @@ async def deployed(admin: httpx.AsyncClient):
         assert (await admin.put(f"/system/artifacts/{digest}", content=data)).status_code == 200
         r = await admin.put(f"/system/functions/{name}", json={"name": name, "artifact": digest, **spec})
         assert r.status_code == 200, r.text
-        return r.json()
+        return await settled(admin, r.json())
 
     return deploy
 
@@ -129,3 +134,38 @@ async def route_table(controller: Controller, name: str) -> RouteTable | None:
     except KeyNotFoundError:  # also raised for a deleted key
         return None
     return RouteTable.from_json(entry.value) if entry.value else None
+
+
+async def settled(admin: httpx.AsyncClient, result: dict) -> dict:
+    """A deploy's result once the readiness gate has settled its version (Ready or Failed)."""
+    url = f"/system/functions/{result['function']}/versions/{result['version']}"
+
+    async def state() -> str | None:
+        now = (await admin.get(url)).json()["state"]
+        return None if now == "Pending" else now
+
+    return {**result, "state": await until(state, 5, f"version {result['version']} settled")}
+
+
+@pytest.fixture
+async def pooled():
+    """(api, backend, events, asked, answers): a Kubernetes backend with one warm pool pod; `answers` scripts
+    what specialising a pool pod answers."""
+    api = FakeApi(cfg=POOL_CFG)
+    events: list[ReplicaEvent] = []
+    asked: list[tuple[str, dict]] = []
+    answers: list[dict | Exception] = []
+
+    async def specialize(ip: str, env: dict, files: dict) -> dict:
+        asked.append((ip, env))
+        api.files.append(files)
+        answer = answers.pop(0) if answers else {"event": "ready", "endpoint": "0.0.0.0:8080", "init_ms": 40}
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    backend = KubernetesBackend(api, specialize=specialize)
+    await backend.open(events.append)
+    api.on_pod("ADDED", PodState("pool-a", "", 0, ip="10.244.0.20", ready=True, pool=True))
+    yield api, backend, events, asked, answers
+    await backend.close()

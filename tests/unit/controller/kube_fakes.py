@@ -95,3 +95,13 @@ POOL_CFG = KubeConfig(namespace="fx", instance="prod", artifact_url="http://a:80
 async def settle() -> None:
     for _ in range(5):
         await asyncio.sleep(0)
+
+
+NATS_CFG = KubeConfig(
+    namespace="fx",
+    instance="prod",
+    nats_url="nats://prod-nats:4222",
+    nats_auth_secret="prod-nats-auth",
+    gateway_nats_secret="prod-gateway-nats",
+    pool_memory=256,
+)

@@ -13,12 +13,11 @@ from fx.nats_auth import Authority, Signer, decode_jwt
 from fx_controller.backends.base import ReplicaEvent, ReplicaSpec
 from fx_controller.backends.kubernetes import manifests, nats_identities
 from fx_controller.backends.kubernetes.backend import KubernetesBackend
-from fx_controller.backends.kubernetes.config import KubeConfig
 from fx_controller.backends.kubernetes.pod_access import PodAccess
-from fx_controller.backends.kubernetes.pods import PodState, pod_state
+from fx_controller.backends.kubernetes.pods import PodState, init_trace_of, pod_state
 from kubernetes import client
 
-from .kube_fakes import CFG, DIGEST, HEX, POOL_CFG, FakeApi, pod, settle, spec
+from .kube_fakes import CFG, DIGEST, HEX, NATS_CFG, FakeApi, pod, settle, spec
 
 
 @pytest.fixture
@@ -271,28 +270,6 @@ async def test_a_drained_pod_goes_to_a_replica_still_waiting_for_one(setup) -> N
     assert api.replicas["fx-hello-v1"] == 1 and api.costs == {}
 
 
-@pytest.fixture
-async def pooled():
-    api = FakeApi(cfg=POOL_CFG)
-    events: list[ReplicaEvent] = []
-    asked: list[tuple[str, dict]] = []
-    answers: list[dict | Exception] = []
-
-    async def specialize(ip: str, env: dict, files: dict) -> dict:
-        asked.append((ip, env))
-        api.files.append(files)
-        answer = answers.pop(0) if answers else {"event": "ready", "endpoint": "0.0.0.0:8080", "init_ms": 40}
-        if isinstance(answer, Exception):
-            raise answer
-        return answer
-
-    backend = KubernetesBackend(api, specialize=specialize)
-    await backend.open(events.append)
-    api.on_pod("ADDED", PodState("pool-a", "", 0, ip="10.244.0.20", ready=True, pool=True))
-    yield api, backend, events, asked, answers
-    await backend.close()
-
-
 async def test_a_replica_from_the_warm_pool_needs_no_new_pod(pooled) -> None:
     api, backend, events, asked, _ = pooled
     await backend.start_replica(ReplicaSpec("r1", "hello", 1, DIGEST, spec(memory=128)))
@@ -364,16 +341,6 @@ async def test_the_pod_watch_tells_the_artifact_server_which_pod_runs_which_code
     backend._api.on_pod("DELETED", pod("p1", ip="10.244.0.7", digest=DIGEST))
     assert not await access.may_fetch("10.244.0.7", HEX)
     await backend.close()
-
-
-NATS_CFG = KubeConfig(
-    namespace="fx",
-    instance="prod",
-    nats_url="nats://prod-nats:4222",
-    nats_auth_secret="prod-nats-auth",
-    gateway_nats_secret="prod-gateway-nats",
-    pool_memory=256,
-)
 
 
 def granted(**kw) -> FunctionSpec:
@@ -455,3 +422,16 @@ async def test_the_leader_makes_the_nats_identities_once(tmp_path: Path) -> None
         == claims_of(again.read_text())["nats"]["issuer_account"]
     )
     assert set(api.secrets) == {"prod-nats-auth", "prod-gateway-nats"}
+
+
+def test_the_traceback_of_an_init_error_is_read_from_the_termination_message() -> None:
+    message = (
+        "INIT_START Runtime Version: python:3.11\n"
+        "[ERROR] Runtime.UserCodeSyntaxError: Syntax error in module 'handler': invalid syntax (handler.py, line 1)\n"
+        "Traceback (most recent call last):\n"
+        '  File "/var/task/handler.py" Line 1\n'
+        "    def oops(:\n"
+        "INIT_REPORT Init Duration: 12.00 ms\tPhase: init\tStatus: error\n"
+    )
+    assert init_trace_of(message) == ('  File "/var/task/handler.py" Line 1', "    def oops(:")
+    assert init_trace_of("the container was killed\n") == ()
