@@ -59,6 +59,7 @@ from .secrets.rules import Secrets, live_versions
 from .secrets.store import SecretStore
 from .settings import Settings
 from .store import FunctionRecord, FunctionStore, VersionRecord
+from .tasks import spawn
 from .user_streams import UserStreams
 
 log = logging.getLogger("fx_controller")
@@ -206,9 +207,7 @@ class Controller:
             log.warning("ignoring a malformed load report: %r", msg.data[:200])
 
     def _spawn(self, coro) -> None:
-        task = asyncio.create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        spawn(coro, self._tasks)
 
     # --- admin operations --------------------------------------------------------------
 

@@ -21,6 +21,7 @@ from .backends.base import Backend, ReplicaEvent, ReplicaSpec
 from .metrics import Metrics
 from .replica_tokens import ReplicaTokens
 from .store import VersionRecord
+from .tasks import spawn
 
 log = logging.getLogger("fx_controller.fleet")
 
@@ -285,9 +286,7 @@ class Fleet:
         self._metrics.replicas.labels(replica.function, str(replica.version), replica.state).inc(delta)
 
     def _spawn(self, coro: Awaitable) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        spawn(coro, self._tasks)
 
     def cancel_tasks(self) -> None:
         for task in list(self._tasks):

@@ -57,6 +57,16 @@ def iso(tick: datetime) -> str:
     return tick.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+class Clock:
+    """The wall clock schedules keep; the tests give them one they move by hand."""
+
+    def time(self) -> float:
+        return time.time()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+
 def event(key: str, tick: datetime, event_id: str) -> dict:
     """What the handler receives: EventBridge's Scheduled Event, `time` being the tick, not the publish time."""
     return {
@@ -75,10 +85,11 @@ def event(key: str, tick: datetime, event_id: str) -> dict:
 class Schedules:
     """The schedule triggers this gateway keeps the clock of, kept equal to the route tables'."""
 
-    def __init__(self, gateway: Gateway, js: JetStreamContext, stats: EventStats) -> None:
+    def __init__(self, gateway: Gateway, js: JetStreamContext, stats: EventStats, clock: Clock | None = None) -> None:
         self.gateway = gateway
         self.js = js
         self.stats = stats
+        self.clock = clock or Clock()
         self.running: dict[tuple[str, str], asyncio.Task] = {}
 
     def sync(self, function: str) -> None:
@@ -102,16 +113,17 @@ class Schedules:
 
     async def _tick(self, function: str, key: str, route: TriggerRoute) -> None:
         schedule = parse(route.schedule, route.timezone)
-        tick = schedule.next_after(datetime.now(UTC))
+        clock = self.clock
+        tick = schedule.next_after(datetime.fromtimestamp(clock.time(), UTC))
         while True:
-            while (wait := tick.timestamp() - time.time()) > 0:
-                await asyncio.sleep(min(wait, MAX_SLEEP_S))
+            while (wait := tick.timestamp() - clock.time()) > 0:
+                await clock.sleep(min(wait, MAX_SLEEP_S))
             late = -wait
             if late > MAX_LATE_S:
                 log.warning(
                     "function %s: %s: tick %s skipped, this gateway is %.0f s late", function, key, iso(tick), late
                 )
-                tick = schedule.next_after(datetime.now(UTC))
+                tick = schedule.next_after(datetime.fromtimestamp(clock.time(), UTC))
                 continue
             await self._store(function, key, tick)
             tick = schedule.next_after(tick)
@@ -132,11 +144,11 @@ class Schedules:
             try:
                 ack = await self.js.publish(async_subject(function), body, STORE_TIMEOUT_S, STREAM_ASYNC, headers)
             except nats.errors.Error as exc:
-                if time.time() - tick.timestamp() + RETRY_S > MAX_LATE_S:
+                if self.clock.time() - tick.timestamp() + RETRY_S > MAX_LATE_S:
                     log.error("function %s: %s: tick %s not stored here: %s", function, key, iso(tick), exc)
                     self.stats.count(function, key, "error")
                     return
-                await asyncio.sleep(RETRY_S)
+                await self.clock.sleep(RETRY_S)
                 continue
             if not ack.duplicate:  # a copy from another gateway is no event of its own
                 self.stats.count(function, key, "scheduled")

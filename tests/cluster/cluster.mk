@@ -38,7 +38,8 @@ e2e-ci: install
 	rm -f /tmp/fx-footprint-before /tmp/fx-footprint-after; exit $$status
 
 # What `make test` runs last: the e2e tier wherever it can run. The harness needs Linux and root (it
-# makes a bridge, cgroups and mounts); elsewhere this says so and passes, and FX_E2E_KUBECONFIG=<path>
+# makes a bridge, cgroups and mounts); elsewhere this says so and passes (fails with FX_REQUIRE_E2E=1, as
+# .ci/run sets), and FX_E2E_KUBECONFIG=<path>
 # runs the tier against an existing cluster instead. A harness cluster that is already up (yours) is
 # used and left running; otherwise one is made for the tier and removed after it (e2e-ci).
 CLUSTER_STATE := $(or $(FX_CLUSTER_STATE),/var/lib/fx-cluster)
@@ -53,5 +54,6 @@ e2e-tier:
 	else \
 		echo "e2e tier not run: the cluster harness needs Linux and root (tests/cluster/README.md);" \
 		     "set FX_E2E_KUBECONFIG=<path> to run it against an existing cluster"; \
+		if [ "$$FX_REQUIRE_E2E" = 1 ]; then echo "FX_REQUIRE_E2E=1: the e2e tier must run"; exit 1; fi; \
 	fi
 endif

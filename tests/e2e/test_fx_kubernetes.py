@@ -16,6 +16,7 @@ import pytest
 from tests.cluster import layout
 from tests.e2e.conftest import CHART, FIGURES, OWN_IMAGE, RELEASE
 from tests.e2e.kube import Kube, http
+from tests.waiting import wait_for
 
 IDLE_S = 2  # the function's scale.idle_timeout: short, so scale-to-zero is seen within the test
 COLD_STARTS = int(os.environ.get("FX_E2E_COLD_STARTS", "5"))  # more for steadier figures
@@ -30,10 +31,11 @@ def handler(event, context):  # the HTTP trigger's event: API Gateway HTTP API 2
 """
 
 
-def _project(root: Path, name: str, min_replicas: int = 0, memory: int = 128) -> Path:
+def _project(root: Path, name: str, min_replicas: int = 0, memory: int = 128, init_s: int = 0) -> Path:
+    """`init_s`: how long importing the handler takes (a replica is not ready before)."""
     folder = root / name
     folder.mkdir(exist_ok=True)
-    (folder / "handler.py").write_text(HANDLER)
+    (folder / "handler.py").write_text(HANDLER + (f"\n\nimport time\n\ntime.sleep({init_s})\n" if init_s else ""))
     (folder / "fx.yaml").write_text(
         f"functions:\n  {name}:\n    handler: handler.handler\n    runtime: python3.11\n    memory: {memory}\n"
         f"    scale: {{min: {min_replicas}, max: 4, idle_timeout: {IDLE_S}, concurrency: 1}}\n"
@@ -46,8 +48,8 @@ def _cold_starts(kube: Kube, gateway: str, function: str, rounds: int, callers: 
     per round, and the pods that answered first."""
     cold, pods = [], set()
     for round_ in range(rounds):
-        _wait("scale to zero", lambda: not _pods(kube, function), IDLE_S + 60)
-        time.sleep(1)  # and the warm pool refilled
+        wait_for(lambda: not _pods(kube, function), IDLE_S + 60, "scale to zero")
+        wait_for(lambda: _pool_full(kube), 60, "the warm pool refilled")
         with ThreadPoolExecutor(callers) as pool:
             whos = [f"r{round_}-{i}" for i in range(callers)]
             results = list(pool.map(lambda who: _call(gateway, function, who), whos))
@@ -64,18 +66,14 @@ def _figure(name: str, cold: list[float]) -> None:
     FIGURES[name] = f"p50 {statistics.median(cold) * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms (n={len(cold)})"
 
 
-def _wait(what: str, done, timeout: float, every: float = 0.5):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = done()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out after {timeout:g} s waiting for {what}"
-        time.sleep(every)
-
-
 def _pods(kube: Kube, function: str) -> list[dict]:
     return kube.get("pods", "-l", f"fx.dev/function={function}")["items"]
+
+
+def _pool_full(kube: Kube) -> bool:
+    """Every pod of the warm pool ready: a pod taken from it leaves its Deployment, which then makes a new one."""
+    pool = kube.get("deployment", f"{RELEASE}-pool")
+    return pool["status"].get("readyReplicas", 0) == pool["spec"]["replicas"]
 
 
 def _ready_pods(kube: Kube, function: str) -> int:
@@ -107,8 +105,8 @@ def test_deploy_invoke_scale_to_zero_and_back_then_delete(kube: Kube, fx) -> Non
     # kubectl sees what fx made: the Function with its version and readiness, a Deployment it owns.
     function = kube.get("function", "hello")
     assert function["spec"]["artifact"].startswith("sha256:")
-    _wait(
-        "the Function's status", lambda: kube.get("function", "hello").get("status", {}).get("latestVersion") == 1, 20
+    wait_for(
+        lambda: kube.get("function", "hello").get("status", {}).get("latestVersion") == 1, 20, "the Function's status"
     )
     # The pod that answered is the Function's (deleting it removes the pod), restricted, with no API token.
     pod = kube.get("pod", answer["pod"])
@@ -127,9 +125,9 @@ def test_deploy_invoke_scale_to_zero_and_back_then_delete(kube: Kube, fx) -> Non
     assert logs.count("START RequestId:") > COLD_STARTS * CONCURRENT and "REPORT RequestId:" in logs, logs[-2000:]
 
     fx("rm", "hello")
-    _wait("the Function gone", lambda: "hello" not in kube.kubectl("get", "functions", "-o", "name"), 60)
-    _wait("its Deployments gone", lambda: not kube.get("deployments", "-l", "fx.dev/function=hello")["items"], 60)
-    _wait("its pods gone", lambda: not _pods(kube, "hello"), 60)
+    wait_for(lambda: "hello" not in kube.kubectl("get", "functions", "-o", "name"), 60, "the Function gone")
+    wait_for(lambda: not kube.get("deployments", "-l", "fx.dev/function=hello")["items"], 60, "its Deployments gone")
+    wait_for(lambda: not _pods(kube, "hello"), 60, "its pods gone")
     status, _ = http("POST", f"{fx.gateway}/function/hello", b"{}", timeout=10)
     assert status == 404
 
@@ -160,7 +158,7 @@ def test_a_function_with_its_own_image(kube: Kube, fx) -> None:
     pod = kube.get("pod", answer["pod"])
     assert pod["spec"]["containers"][0]["image"] == OWN_IMAGE and answer["pod"].startswith("fx-own-v1-")
 
-    _wait("scale to zero", lambda: not _pods(kube, "own"), IDLE_S + 60)
+    wait_for(lambda: not _pods(kube, "own"), IDLE_S + 60, "scale to zero")
     logs = fx("logs", "own").stdout
     assert "own image says hello to kubernetes" in logs and "REPORT RequestId:" in logs, logs
 
@@ -171,7 +169,7 @@ def test_a_function_with_its_own_image(kube: Kube, fx) -> None:
     with pytest.raises(AssertionError, match="exactly one of 'artifact'"):
         kube.apply(json.dumps(both))
     fx("rm", "own")
-    _wait("its Deployment gone", lambda: not kube.get("deployments", "-l", "fx.dev/function=own")["items"], 60)
+    wait_for(lambda: not kube.get("deployments", "-l", "fx.dev/function=own")["items"], 60, "its Deployment gone")
 
 
 def test_a_custom_runtime_serves_the_lambda_runtime_api_in_a_pod(kube: Kube, fx) -> None:
@@ -185,7 +183,7 @@ def test_a_custom_runtime_serves_the_lambda_runtime_api_in_a_pod(kube: Kube, fx)
     assert answer["event"] == {"n": 2} and answer["function_name"] == "ric-app"
     assert answer["runtime_api"].startswith("127.0.0.1:"), "the replica's own Runtime API, inside the pod"
     rid = answer["request_id"]
-    _wait("its REPORT line in fx logs", lambda: f"REPORT RequestId: {rid}" in fx("logs", "ric-app").stdout, 10)
+    wait_for(lambda: f"REPORT RequestId: {rid}" in fx("logs", "ric-app").stdout, 10, "its REPORT line in fx logs")
     fx("rm", "ric-app")
 
 
@@ -201,12 +199,12 @@ def test_events_a_chain_and_an_async_call_through_the_charts_nats(kube: Kube, fx
     def mailed(to: str) -> bool:
         return f"welcome mail sent to {to}" in fx("logs", "welcome-mail").stdout
 
-    _wait("the welcome mail in welcome-mail's log", lambda: mailed("ada@example.com"), 60)
+    wait_for(lambda: mailed("ada@example.com"), 60, "the welcome mail in welcome-mail's log")
     event = {"data": json.dumps({"email": "bob@example.com", "id": "u-2"})}
     invoke = f"{fx.gateway}/2015-03-31/functions/welcome-mail/invocations"
     status, _ = http("POST", invoke, json.dumps(event).encode(), timeout=30, headers={"X-Amz-Invocation-Type": "Event"})
     assert status == 202
-    _wait("the async call run", lambda: mailed("bob@example.com"), 60)
+    wait_for(lambda: mailed("bob@example.com"), 60, "the async call run")
     fx("rm", "create-user")
     fx("rm", "welcome-mail")
 
@@ -217,7 +215,7 @@ def test_a_function_applied_with_kubectl_is_deployed_and_bad_specs_are_refused(k
     applied = kube.get("function", "gitops")
     # GitOps: change the spec in Kubernetes; fx makes version 2 of it.
     kube.kubectl("patch", "function", "gitops", "--type=merge", "-p", '{"spec": {"env": {"FROM": "kubectl"}}}')
-    _wait("version 2", lambda: kube.get("function", "gitops").get("status", {}).get("latestVersion") == 2, 30)
+    wait_for(lambda: kube.get("function", "gitops").get("status", {}).get("latestVersion") == 2, 30, "version 2")
     status, _, answer = _call(fx.gateway, "gitops", "git")
     assert status == 200 and answer["hello"] == "git"
     # The API server refuses a bad spec with the rule's message, and nothing changes.
@@ -228,7 +226,7 @@ def test_a_function_applied_with_kubectl_is_deployed_and_bad_specs_are_refused(k
     with pytest.raises(AssertionError, match="DNS-1123"):
         kube.apply(json.dumps({**bad, "metadata": {"name": "Bad_Name"}, "spec": applied["spec"]}))
     kube.kubectl("delete", "function", "gitops")
-    _wait("the function deleted in fx", lambda: "gitops" not in fx("ls").stdout, 30)
+    wait_for(lambda: "gitops" not in fx("ls").stdout, 30, "the function deleted in fx")
 
 
 def test_a_version_that_cannot_initialise_never_takes_traffic(kube: Kube, fx) -> None:
@@ -247,7 +245,7 @@ def test_a_version_that_cannot_initialise_never_takes_traffic(kube: Kube, fx) ->
     def status() -> dict:
         return kube.get("function", "gated").get("status", {})
 
-    _wait("the Function to say Failed", lambda: status().get("latestVersionState") == "Failed", 30)
+    wait_for(lambda: status().get("latestVersionState") == "Failed", 30, "the Function to say Failed")
     ready = status()["conditions"][0]
     assert (ready["status"], ready["reason"]) == ("False", "VersionFailed") and status()["traffic"] == "1:100"
     assert "version 2 failed to initialise (Runtime.ImportModuleError" in ready["message"]
@@ -256,10 +254,10 @@ def test_a_version_that_cannot_initialise_never_takes_traffic(kube: Kube, fx) ->
     code = json.loads(fx("versions", "gated", "-o", "json").stdout)[0]["spec"]["artifact"]
     patch = {"spec": {"artifact": code, "handler": "handler.missing", "memory": 512}}
     kube.kubectl("patch", "function", "gated", "--type=merge", "-p", json.dumps(patch))
-    _wait(
-        "version 3 Failed",
+    wait_for(
         lambda: status().get("latestVersion") == 3 and status().get("latestVersionState") == "Failed",
         120,
+        "version 3 Failed",
     )
     assert "Runtime.HandlerNotFound" in status()["conditions"][0]["message"] and status()["traffic"] == "1:100"
     assert _call(fx.gateway, "gated", "still")[0] == 200
@@ -269,12 +267,14 @@ def test_a_version_that_cannot_initialise_never_takes_traffic(kube: Kube, fx) ->
 
 
 def test_the_controller_converges_after_being_killed_mid_deploy(kube: Kube, fx) -> None:
-    folder = _project(fx.home, "survivor", min_replicas=1)
-    fx("deploy", cwd=folder)
+    folder = _project(fx.home, "survivor", min_replicas=1, init_s=10)
     controller = kube.get("pods", "-l", "app.kubernetes.io/component=controller")["items"][0]["metadata"]["name"]
+    fx("deploy", cwd=folder)
+    # Mid-deploy: its replica's pod exists (made, or taken from the pool) and its handler takes 10 s to import,
+    # so the controller dies while bringing the version up, not after.
+    wait_for(lambda: _pods(kube, "survivor"), 30, "survivor's replica starting")
     kube.kubectl("delete", "pod", controller, "--grace-period=0", "--force")
-    _wait(
-        "a new controller ready",
+    wait_for(
         lambda: any(
             c["type"] == "Ready" and c["status"] == "True"
             for p in kube.get("pods", "-l", "app.kubernetes.io/component=controller")["items"]
@@ -282,9 +282,10 @@ def test_the_controller_converges_after_being_killed_mid_deploy(kube: Kube, fx) 
             for c in p["status"].get("conditions", [])
         ),
         120,
+        "a new controller ready",
     )
     # scale.min 1: the new leader brings the version back to one ready replica, and it answers.
-    _wait("one ready replica", lambda: _ready_pods(kube, "survivor") == 1, 90)
+    wait_for(lambda: _ready_pods(kube, "survivor") == 1, 90, "one ready replica")
     status, _, answer = _call(fx.gateway, "survivor", "again")
     assert status == 200 and answer["hello"] == "again", (status, answer)
     fx("rm", "survivor")
@@ -335,7 +336,7 @@ def test_helm_uninstall_leaves_no_function_behind(kube: Kube, fx) -> None:
     kube.helm("uninstall", RELEASE, "--wait", "--timeout", "180s", timeout=240)
     assert kube.get("functions")["items"] == []
     assert not kube.get("deployments", "-l", "app.kubernetes.io/component=function")["items"]
-    _wait("the function's pods gone", lambda: not _pods(kube, "leftover"), 60)
+    wait_for(lambda: not _pods(kube, "leftover"), 60, "the function's pods gone")
     assert not kube.get("jobs")["items"], "the hook's Job is removed once it succeeded"
     # The NATS identities the controller made (authority, gateway's and functions' users) go too.
     assert not kube.get("secrets", "-l", "app.kubernetes.io/component=nats-identity")["items"]

@@ -1,22 +1,17 @@
-"""Small tools the integration tests share: waiting, concurrent calls, reading metrics."""
+"""Small tools the integration tests share: concurrent calls, reading metrics, what event functions leave
+(waiting: tests/waiting.py)."""
 
 import asyncio
 import threading
 import time
+from pathlib import Path
 
 import httpx
+from fx.protocol import STREAM_DLQ
+from fx_controller.backends.local_sandbox import run_dir
 from prometheus_client.parser import text_string_to_metric_families
 
-
-def wait_until(predicate, timeout: float, what: str, interval: float = 0.1):
-    """Poll `predicate` until it returns something truthy; fail naming `what` after `timeout` s."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+from tests.integration.conftest import RunningPlatform
 
 
 async def call_many(url: str, count: int, concurrency: int = 50) -> list[httpx.Response]:
@@ -85,3 +80,37 @@ def up_hints(output: str) -> list:
 
     printed = output.split("; try:\n", 1)[1].split("Ctrl-C stops fx", 1)[0]
     return docblocks.commands([line.removeprefix("  ") for line in printed.splitlines()])
+
+
+def report_file(platform: RunningPlatform, function: str) -> Path:
+    """Where a function appends what it got ($OUT): its private directory, the one place a function may write
+    that the host sees (the sandbox hides everything else, the test's own files included)."""
+    return run_dir(platform.state_dir) / function / "out"
+
+
+def dead_letters(platform: RunningPlatform) -> list:
+    """Every dead letter stored so far."""
+
+    async def read() -> list:
+        nc = await platform.nats()
+        js = nc.jetstream()
+        total = (await js.stream_info(STREAM_DLQ)).state.messages
+        letters = []
+        if total:
+            sub = await js.subscribe("fx.dlq.>", ordered_consumer=True)
+            letters = [await sub.next_msg(timeout=5) for _ in range(total)]
+        await nc.close()
+        return letters
+
+    return asyncio.run(read())
+
+
+KV_LISTENER = """\
+import os
+
+
+def handler(event, context):
+    with open(os.environ["OUT"], "a") as out:
+        for r in event["Records"]:
+            out.write(f"{r['key']} {r['operation']} {r['value'] or '-'}\\n")
+"""

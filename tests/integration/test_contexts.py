@@ -9,8 +9,9 @@ import sys
 from pathlib import Path
 
 from tests.integration.conftest import RunningPlatform
-from tests.integration.helpers import up_hints, wait_until
+from tests.integration.helpers import up_hints
 from tests.loopback import free_port
+from tests.waiting import wait_for
 
 FX = str(Path(sys.executable).with_name("fx"))
 
@@ -36,7 +37,7 @@ def test_fx_up_keeps_the_context_of_an_earlier_login(platform: RunningPlatform, 
     up_args = [FX, "up", "--state-dir", str(tmp_path / "up-state"), "--port", str(port), "--examples", str(examples)]
     up = subprocess.Popen(up_args, env=env, stdout=out.open("w"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     try:
-        wait_until(lambda: "Ctrl-C stops fx" in out.read_text() or up.poll() is not None, 120, "fx up to be ready")
+        wait_for(lambda: "Ctrl-C stops fx" in out.read_text() or up.poll() is not None, 120, "fx up to be ready")
         printed = out.read_text()
         assert "the CLI still uses context 'prod'" in printed and "fx context use local" in printed, printed
 

@@ -8,8 +8,8 @@ import httpx
 from fx.protocol import DEAD_ATTEMPTS, DEAD_ERROR, DEAD_MESSAGE, DEAD_STATUS, STREAM_ASYNC
 
 from tests.integration.conftest import RunningPlatform
-from tests.integration.helpers import wait_until
-from tests.integration.test_events import dead_letters, report_file
+from tests.integration.helpers import dead_letters, report_file
+from tests.waiting import wait_for
 
 BAD_ORDER = 'raise ValueError("bad order")'
 
@@ -26,7 +26,7 @@ def test_a_dead_letter_names_the_functions_error_on_both_async_paths(fast_platfo
     )
     assert by_http.status_code == by_invoke.status_code == 202
 
-    letters = wait_until(lambda: len(dead_letters(fast_platform)) == 2 and dead_letters(fast_platform), 30, "2 letters")
+    letters = wait_for(lambda: len(dead_letters(fast_platform)) == 2 and dead_letters(fast_platform), 30, "2 letters")
     by_body = {json.loads(letter.data)["id"]: letter.headers for letter in letters}
     for headers in by_body.values():
         assert headers[DEAD_ERROR] == "ValueError"
@@ -49,7 +49,7 @@ def test_fx_dlq_lists_shows_and_redrives_the_calls_of_a_fixed_function_once(fast
     def listed() -> list:
         return json.loads(fast_platform.fx("dlq", "ls", "-o", "json").stdout)
 
-    [letter] = wait_until(listed, 30, "the dead letter")
+    [letter] = wait_for(listed, 30, "the dead letter")
     assert (letter["function"], letter["error"], letter["attempts"]) == ("orders", "ValueError", 3)
     assert letter["call_id"] == r.headers["X-Fx-Call-Id"] and letter["source"] == "async"
     table = fast_platform.fx("dlq", "ls").stdout.splitlines()
@@ -71,8 +71,8 @@ def test_fx_dlq_lists_shows_and_redrives_the_calls_of_a_fixed_function_once(fast
     assert redriven.returncode == 0, redriven.stderr
     assert redriven.stdout == f"{letter['id']} orders: redriven (async call {letter['call_id']})\n"
     assert listed() == []  # removed once the copy was stored
-    wait_until(lambda: out.exists() and out.read_text() == '{"n": 1}\n', 30, "the redriven call to run")
-    wait_until(lambda: async_backlog(fast_platform) == 0, 10, "the call to be acked")
+    wait_for(lambda: out.exists() and out.read_text() == '{"n": 1}\n', 30, "the redriven call to run")
+    wait_for(lambda: async_backlog(fast_platform) == 0, 10, "the call to be acked")
     assert out.read_text() == '{"n": 1}\n' and listed() == []  # once, and it did not fail again
     assert fast_platform.fx("dlq", "redrive", "--all").stdout == "no dead letters to redrive\n"
 

@@ -46,8 +46,9 @@ from fx import docblocks
 from fx.cli import _parser
 from fx.cli.up import cmd_up
 
-from tests.integration.helpers import up_hints, wait_until
+from tests.integration.helpers import up_hints
 from tests.loopback import free_port
+from tests.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 DOCS = [REPO / "README.md", *sorted((REPO / "examples").glob(f"*/{docblocks.README}"))]
@@ -111,7 +112,7 @@ def session(tmp_path: Path, build_cache: Path) -> Iterator[Session]:
             stdin=subprocess.DEVNULL,
         )
     try:
-        wait_until(lambda: "Ctrl-C stops fx" in log.read_text() or up.poll() is not None, 300, "fx up to be ready")
+        wait_for(lambda: "Ctrl-C stops fx" in log.read_text() or up.poll() is not None, 300, "fx up to be ready")
         assert up.poll() is None, f"fx up exited {up.returncode}:\n{log.read_text()}"
         yield Session(root, env, f"http://127.0.0.1:{port}", up_hints(log.read_text()), log)
     finally:

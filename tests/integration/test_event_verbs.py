@@ -5,8 +5,8 @@ import json
 
 import nats
 
-from tests.integration.helpers import wait_until
-from tests.integration.test_events import KV_LISTENER, report_file
+from tests.integration.helpers import KV_LISTENER, report_file
+from tests.waiting import wait_for
 
 # Records the data of every record of a batch.
 RECORDER = """\
@@ -57,7 +57,7 @@ def test_fx_stream_create_makes_the_stream_a_jetstream_trigger_reads(platform, t
     for n in range(3):
         published = platform.fx("publish", "orders.new", f"order {n}")
         assert published.stdout == f"published to orders.new: stored in stream ORDERS as message {n + 1}\n"
-    wait_until(lambda: out.exists() and len(out.read_text().splitlines()) == 3, 20, "three orders")
+    wait_for(lambda: out.exists() and len(out.read_text().splitlines()) == 3, 20, "three orders")
     assert out.read_text() == "order 0\norder 1\norder 2\n"
     [listed] = json.loads(platform.fx("stream", "ls", "-o", "json").stdout)  # fx's own streams are not shown
     assert (listed["name"], listed["subjects"], listed["messages"]) == ("ORDERS", ["orders.>"], 3)
@@ -86,11 +86,11 @@ def test_fx_kv_create_makes_the_bucket_a_kv_trigger_watches(platform, tmp_path):
         await nc.close()
         return found
 
-    wait_until(lambda: asyncio.run(consumers()), 10, "the trigger's consumer")  # changes after it count
+    wait_for(lambda: asyncio.run(consumers()), 10, "the trigger's consumer")  # changes after it count
     assert platform.fx("kv", "put", "users", "eu.ann", "Ann").stdout == "users: eu.ann set (revision 1)\n"
     assert platform.fx("kv", "put", "users", "us.bob", "Bob").returncode == 0
     assert platform.fx("kv", "put", "nosuch", "a", "b").returncode == 2  # 404 (COMMON-19: 2)
-    wait_until(lambda: out.exists() and out.read_text() == "eu.ann PUT Ann\n", 15, "the change")
+    wait_for(lambda: out.exists() and out.read_text() == "eu.ann PUT Ann\n", 15, "the change")
     assert [b["name"] for b in json.loads(platform.fx("kv", "ls", "-o", "json").stdout)] == ["users"]
 
 
@@ -118,7 +118,7 @@ def test_fx_status_says_where_the_gateway_controller_and_nats_are(platform, tmp_
         finally:
             await nc.close()
 
-    assert json.loads(wait_until(lambda: asyncio.run(reach()), 15, "the trigger's answer"))["got"] == "AAPL"
+    assert json.loads(wait_for(lambda: asyncio.run(reach()), 15, "the trigger's answer"))["got"] == "AAPL"
     # ... and fx alone can ask it too.
     asked = platform.fx("publish", "orders.quote", "MSFT", "--request")
     assert asked.returncode == 0, asked.stderr

@@ -16,18 +16,26 @@ import httpx
 import nats
 from botocore.config import Config
 from fx.platform import _http_ok
-from fx.protocol import ASYNC_CALL_ID, DEAD_ERROR, STREAM_DLQ
-from fx_controller.backends.local_sandbox import run_dir
+from fx.protocol import ASYNC_CALL_ID, DEAD_ERROR
 
 from tests.integration.conftest import RunningPlatform
-from tests.integration.helpers import wait_until
+from tests.integration.helpers import KV_LISTENER, dead_letters, report_file
+from tests.waiting import wait_for
 
-# Appends each event's "n" to $OUT; fails when asked to.
+# Appends each event's "n" to $OUT.began when it begins and to $OUT once done; fails when asked to; holds the
+# event $HELD until the test creates $OUT.release.
 SINK = """\
 import os
+import time
 
 
 def handler(event, context):
+    with open(os.environ["OUT"] + ".began", "a") as began:
+        began.write(f"{event['n']}\\n")
+    if event["n"] == int(os.environ.get("HELD", "-1")):
+        deadline = time.monotonic() + 60
+        while not os.path.exists(os.environ["OUT"] + ".release") and time.monotonic() < deadline:
+            time.sleep(0.01)
     if event.get("fail"):
         raise RuntimeError(f"event {event['n']} asked to fail")
     with open(os.environ["OUT"], "a") as out:
@@ -36,18 +44,15 @@ def handler(event, context):
 """
 
 
-def report_file(platform: RunningPlatform, function: str) -> Path:
-    """Where a function appends what it got ($OUT): its private directory, the one place a function may write
-    that the host sees (the sandbox hides everything else, the test's own files included)."""
-    return run_dir(platform.state_dir) / function / "out"
-
-
-def deploy_sink(platform: RunningPlatform, tmp_path: Path, name: str = "sink", scale: dict | None = None) -> Path:
+def deploy_sink(
+    platform: RunningPlatform, tmp_path: Path, name: str = "sink", scale: dict | None = None, held: int = -1
+) -> Path:
     project = tmp_path / name
     project.mkdir()
     out = report_file(platform, name)
     (project / "handler.py").write_text(SINK)
-    spec = {"handler": "handler.handler", "env": {"OUT": str(out)}, "scale": scale or {"max": 4}}
+    env = {"OUT": str(out), "HELD": str(held)}
+    spec = {"handler": "handler.handler", "env": env, "scale": scale or {"max": 4}}
     (project / "fx.yaml").write_text(json.dumps({"functions": {name: spec}}))
     deployed = platform.fx("deploy", cwd=project)
     assert deployed.returncode == 0, deployed.stderr
@@ -58,21 +63,14 @@ def processed(out: Path) -> list[int]:
     return [int(line) for line in out.read_text().split()] if out.exists() else []
 
 
-def dead_letters(platform: RunningPlatform) -> list:
-    """Every dead letter stored so far."""
+def began(out: Path) -> list[int]:
+    """Every n whose invocation began, once per attempt (the handlers here write it first)."""
+    return processed(out.with_name(out.name + ".began"))
 
-    async def read() -> list:
-        nc = await platform.nats()
-        js = nc.jetstream()
-        total = (await js.stream_info(STREAM_DLQ)).state.messages
-        letters = []
-        if total:
-            sub = await js.subscribe("fx.dlq.>", ordered_consumer=True)
-            letters = [await sub.next_msg(timeout=5) for _ in range(total)]
-        await nc.close()
-        return letters
 
-    return asyncio.run(read())
+def release(out: Path) -> None:
+    """Let the held invocation finish."""
+    out.with_name(out.name + ".release").touch()
 
 
 def lambda_client(platform: RunningPlatform):
@@ -104,11 +102,11 @@ def test_boto3_invokes_fx_functions_sync_and_async(fast_platform, tmp_path):
 
     event = client.invoke(FunctionName="sink", InvocationType="Event", Payload=json.dumps({"n": 3}))
     assert event["StatusCode"] == 202 and event["Payload"].read() == b""
-    wait_until(lambda: 3 in processed(out), 15, "the async call to run")
+    wait_for(lambda: 3 in processed(out), 15, "the async call to run")
 
     qualified = client.invoke(FunctionName="sink", Qualifier="1", InvocationType="Event", Payload='{"n": 4}')
     assert qualified["StatusCode"] == 202
-    wait_until(lambda: 4 in processed(out), 15, "the async call pinned to version 1 to run")
+    wait_for(lambda: 4 in processed(out), 15, "the async call pinned to version 1 to run")
     assert processed(out) == [1, 3, 4]
 
 
@@ -150,7 +148,7 @@ def test_an_async_http_call_is_202_and_its_result_reaches_the_callback_url(fast_
             headers={"X-Callback-Url": f"http://127.0.0.1:{server.server_address[1]}/cb"},
         )
         assert r.status_code == 202
-        wait_until(lambda: _Callbacks.received, 20, "the callback")
+        wait_for(lambda: _Callbacks.received, 20, "the callback")
     finally:
         server.shutdown()
     headers, body = _Callbacks.received[0]
@@ -160,8 +158,10 @@ def test_an_async_http_call_is_202_and_its_result_reaches_the_callback_url(fast_
 
 
 def test_nothing_is_lost_when_the_gateway_is_killed_in_a_stream_of_async_calls(fast_platform, tmp_path):
-    """Every call answered 202 runs at least once, or its dead letter is stored: count them."""
-    out = deploy_sink(fast_platform, tmp_path)
+    """Every call answered 202 runs at least once, or its dead letter is stored: count them. One call is held in
+    its handler when the gateway dies: it must run again."""
+    held = 101  # sent after a hundred others
+    out = deploy_sink(fast_platform, tmp_path, held=held)
     url = f"{fast_platform.gateway_url}/2015-03-31/functions/sink/invocations"
     accepted: dict[int, str] = {}  # n -> call id
     unsure: set[int] = set()  # no answer: stored or not, the caller cannot know
@@ -186,9 +186,10 @@ def test_nothing_is_lost_when_the_gateway_is_killed_in_a_stream_of_async_calls(f
     threads = [threading.Thread(target=send, args=(i * per_sender,)) for i in range(senders)]
     for thread in threads:
         thread.start()
-    wait_until(lambda: len(accepted) >= 200, 30, "200 accepted calls")
+    wait_for(lambda: held in began(out), 30, f"call {held} to begin")
     in_flight_at_kill = len(accepted)
-    restart_gateway(fast_platform)
+    restart_gateway(fast_platform)  # while call `held` is in its handler: its result has no one to go to
+    release(out)
     for thread in threads:
         thread.join(90)
     assert len(accepted) == senders * per_sender  # every call was eventually accepted
@@ -198,13 +199,14 @@ def test_nothing_is_lost_when_the_gateway_is_killed_in_a_stream_of_async_calls(f
     def settled() -> bool:
         return to_run <= set(processed(out)) and len(dead_letters(fast_platform)) >= len(to_fail)
 
-    wait_until(settled, 60, "every accepted call to run or be dead-lettered", interval=0.5)
+    wait_for(settled, 60, "every accepted call to run or be dead-lettered", interval=0.5)
     letters = dead_letters(fast_platform)
     assert {json.loads(letter.data)["n"] for letter in letters} == to_fail
     assert {accepted[n] for n in to_fail} <= {letter.headers[ASYNC_CALL_ID] for letter in letters}
     assert all(letter.headers[DEAD_ERROR] == "RuntimeError" for letter in letters)
     runs = processed(out)
     assert set(runs) == to_run
+    wait_for(lambda: began(out).count(held) >= 2, 30, f"call {held}, interrupted by the kill, to run again")
     print(
         f"\naccepted {len(accepted)} ({in_flight_at_kill} before the kill), {len(unsure)} calls unanswered"
         f" while the gateway was down, ran {len(runs)} ({len(runs) - len(set(runs))} twice),"
@@ -267,16 +269,24 @@ def test_nats_messages_invoke_a_function_declared_with_a_trigger_and_a_request_g
 
     assert asyncio.run(talk()) == {"got": "AAPL", "subject": "orders.quote", "base64": False}
     expected = ["AAPL", *map(str, range(20))]
-    wait_until(lambda: sorted(out.read_text().split()) == sorted(expected), 15, "20 messages to be handled once each")
+    wait_for(lambda: sorted(out.read_text().split()) == sorted(expected), 15, "20 messages to be handled once each")
 
 
-# A durable-trigger handler: records every n, reports every 50th as failed (ReportBatchItemFailures).
+# A durable-trigger handler: records every n when its batch begins ($OUT.began) and once done ($OUT), reports every
+# 50th as failed (ReportBatchItemFailures), holds the batch holding $HELD until the test creates $OUT.release.
 BATCH_SINK = """\
 import os
 import time
 
 
 def handler(event, context):
+    numbers = [int(record["data"]) for record in event["Records"]]
+    with open(os.environ["OUT"] + ".began", "a") as began:
+        began.write("".join(f"{n}\\n" for n in numbers))
+    if int(os.environ["HELD"]) in numbers:
+        deadline = time.monotonic() + 60
+        while not os.path.exists(os.environ["OUT"] + ".release") and time.monotonic() < deadline:
+            time.sleep(0.01)
     time.sleep(0.05)  # so that batches are in flight when the gateway is killed
     failures = []
     with open(os.environ["OUT"], "a") as out:
@@ -291,8 +301,9 @@ def handler(event, context):
 
 
 def test_nothing_is_lost_when_the_gateway_is_killed_in_a_stream_of_durable_events(fast_platform, tmp_path):
-    """Every event stored in the stream is processed at least once, or its dead letter is stored: count them."""
-    total = 2000
+    """Every event stored in the stream is processed at least once, or its dead letter is stored: count them. The
+    batch holding one event is in its handler when the gateway dies: it must be delivered again."""
+    total, held = 2000, 501
 
     async def create_stream() -> None:
         nc = await fast_platform.nats()
@@ -305,7 +316,7 @@ def test_nothing_is_lost_when_the_gateway_is_killed_in_a_stream_of_durable_event
     (project / "handler.py").write_text(BATCH_SINK)
     out = report_file(fast_platform, "batcher")
     trigger = {"stream": "ORDERS", "batch": 20, "window_ms": 20, "max_in_flight": 4, "max_deliver": 2, "backoff": 0.1}
-    spec = {"env": {"OUT": str(out)}, "triggers": [{"jetstream": trigger}], "scale": {"max": 4}}
+    spec = {"env": {"OUT": str(out), "HELD": str(held)}, "triggers": [{"jetstream": trigger}], "scale": {"max": 4}}
     (project / "fx.yaml").write_text(json.dumps({"functions": {"batcher": spec}}))
     deployed = fast_platform.fx("deploy", cwd=project)
     assert deployed.returncode == 0, deployed.stderr
@@ -321,13 +332,14 @@ def test_nothing_is_lost_when_the_gateway_is_killed_in_a_stream_of_durable_event
 
     publisher = threading.Thread(target=asyncio.run, args=(publish(),))
     publisher.start()
-    wait_until(lambda: len(processed(out)) >= total // 4, 30, "a quarter of the events to be processed")
+    wait_for(lambda: held in began(out), 30, f"the batch holding event {held} to begin")
     restart_gateway(fast_platform)  # batches in flight are lost with it, and redelivered after ack_wait
+    release(out)
     publisher.join(60)
 
     to_fail = {n for n in range(total) if n % 50 == 0}
     to_run = set(range(total)) - to_fail
-    wait_until(
+    wait_for(
         lambda: to_run <= set(processed(out)) and len(dead_letters(fast_platform)) >= len(to_fail),
         60,
         "every event to be processed or dead-lettered",
@@ -338,21 +350,11 @@ def test_nothing_is_lost_when_the_gateway_is_killed_in_a_stream_of_durable_event
     assert all(letter.headers["Fx-Error"] == "BatchItemFailure" for letter in letters)
     runs = processed(out)
     assert set(runs) == to_run
+    wait_for(lambda: began(out).count(held) >= 2, 30, f"event {held}, interrupted by the kill, delivered again")
     print(f"\n{total} events: ran {len(runs)} ({len(runs) - len(set(runs))} twice), dead-lettered {len(letters)}")
 
 
 # Records each KV change it is told about.
-KV_LISTENER = """\
-import os
-
-
-def handler(event, context):
-    with open(os.environ["OUT"], "a") as out:
-        for r in event["Records"]:
-            out.write(f"{r['key']} {r['operation']} {r['value'] or '-'}\\n")
-"""
-
-
 def test_a_kv_change_invokes_the_function_and_a_missing_bucket_is_refused_at_deploy(platform, tmp_path):
     project = tmp_path / "welcome"
     project.mkdir()
@@ -385,9 +387,9 @@ def test_a_kv_change_invokes_the_function_and_a_missing_bucket_is_refused_at_dep
     asyncio.run(create_bucket())
     assert platform.fx("deploy", cwd=project).returncode == 0
     # Only changes after the trigger started count: wait for the gateway's consumer.
-    wait_until(lambda: asyncio.run(consumers()), 10, "the trigger's consumer")
+    wait_for(lambda: asyncio.run(consumers()), 10, "the trigger's consumer")
     asyncio.run(change())
-    wait_until(lambda: out.exists() and out.read_text() == "eu.ann PUT Ann\neu.ann DEL -\n", 15, "both changes")
+    wait_for(lambda: out.exists() and out.read_text() == "eu.ann PUT Ann\neu.ann DEL -\n", 15, "both changes")
 
 
 # Appends each scheduled event's time to $OUT.
@@ -414,7 +416,7 @@ def test_a_schedule_invokes_the_function_at_each_tick_and_a_bad_one_is_refused(p
     spec["triggers"] = [{"schedule": "* * * * * *"}]  # every second: Unix cron with a seconds field
     (project / "fx.yaml").write_text(json.dumps({"functions": {"ticker": spec}}))
     assert platform.fx("deploy", cwd=project).returncode == 0
-    wait_until(lambda: out.exists() and len(out.read_text().splitlines()) >= 3, 20, "three ticks")
+    wait_for(lambda: out.exists() and len(out.read_text().splitlines()) >= 3, 20, "three ticks")
     assert platform.fx("rm", "ticker").returncode == 0
     lines = out.read_text().splitlines()
     assert all(line.startswith("Scheduled Event fx.schedule ") and line.endswith("Z") for line in lines)

@@ -15,8 +15,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.waiting import wait_for
+
 from .conftest import RunningPlatform
-from .helpers import wait_until
 
 FUNCTIONS = Path(__file__).parent / "functions"
 ORIGIN = "https://app.example.com"
@@ -147,7 +148,7 @@ def test_awslambdaric_runs_unmodified_through_the_runtime_api(fx: RunningPlatfor
     assert http.headers["x-runtime"] == "awslambdaric" and http.headers.get_list("set-cookie") == ["ric=1"]
 
     rid = body["request_id"]
-    logs = wait_until(
+    logs = wait_for(
         lambda: (out := fx.fx("logs", "ric-app").stdout) and f"REPORT RequestId: {rid}" in out and out,
         10,
         "the invocation's REPORT line in fx logs",

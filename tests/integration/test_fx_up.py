@@ -9,9 +9,9 @@ from pathlib import Path
 
 import httpx
 
-from tests.integration.helpers import wait_until
 from tests.loopback import free_port
 from tests.processes import alive, descendants
+from tests.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 FX = str(Path(sys.executable).with_name("fx"))
@@ -32,7 +32,7 @@ def test_fx_up_serves_the_examples_and_ctrl_c_stops_everything(tmp_path):
     port = free_port()
     up = _start(state, port, config, out)
     try:
-        wait_until(lambda: "curl" in out.read_text(), 90, "fx up to print how to call the examples")
+        wait_for(lambda: "curl" in out.read_text(), 90, "fx up to print how to call the examples")
         # An event-run function is shown with what its README says to try (its logs), not an HTTP call.
         assert "fx logs welcome-mail" in out.read_text()
         assert "fx invoke welcome-mail" not in out.read_text()
@@ -48,11 +48,11 @@ def test_fx_up_serves_the_examples_and_ctrl_c_stops_everything(tmp_path):
         up.send_signal(signal.SIGINT)
         assert up.wait(30) == 0
         assert "Traceback" not in out.read_text()
-        wait_until(lambda: not any(alive(p) for p in spawned), 10, "every process fx up started to stop")
+        wait_for(lambda: not any(alive(p) for p in spawned), 10, "every process fx up started to stop")
 
         # Running it again keeps what was deployed.
         up = _start(state, port, config, tmp_path / "up2.log")
-        wait_until(lambda: "curl" in (tmp_path / "up2.log").read_text(), 90, "the second fx up")
+        wait_for(lambda: "curl" in (tmp_path / "up2.log").read_text(), 90, "the second fx up")
         second = (tmp_path / "up2.log").read_text()
         # One per example function: hello, echo, and signup's create-user and welcome-mail.
         assert second.count("unchanged") == 4, f"fx up output:\n{second}\ncontroller log:\n{_log(state, 'controller')}"

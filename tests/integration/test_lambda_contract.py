@@ -20,7 +20,11 @@ def test_invoke_api_returns_the_result_and_flags_function_errors(platform, make_
     failed = httpx.post(url, json={"fail": True}, timeout=30)
     assert failed.status_code == 200
     assert failed.headers["X-Amz-Function-Error"] == "Unhandled"
-    assert failed.json()["errorType"] == "ValueError" and failed.json()["errorMessage"] == "no thanks"
+    error = failed.json()  # Lambda's error shape for Python: errorMessage, errorType, requestId, stackTrace
+    assert error["errorType"] == "ValueError" and error["errorMessage"] == "no thanks"
+    assert isinstance(error["stackTrace"], list) and any(
+        "raise ValueError('no thanks')" in f for f in error["stackTrace"]
+    )
 
     cli = platform.fx("invoke", "picky", "--data", '{"n": 1}', "--output", "json")
     assert cli.returncode == 0 and json.loads(cli.stdout) == {"got": 2}
@@ -44,7 +48,7 @@ def test_http_trigger_gets_a_v2_event_and_a_function_error_is_a_502(platform, ma
 
     boom = httpx.get(f"{platform.gateway_url}/function/mirror/boom", timeout=30)
     assert boom.status_code == 502
-    assert boom.json()  # a JSON body, as API Gateway gives
+    assert boom.json() == {"message": "Internal Server Error"}  # API Gateway's body: nothing of the error leaks
 
 
 def test_a_timed_out_invocation_gets_lambdas_timeout_error_and_the_next_call_works(platform, make_function):
@@ -57,6 +61,7 @@ def test_a_timed_out_invocation_gets_lambdas_timeout_error_and_the_next_call_wor
     url = f"{platform.gateway_url}/2015-03-31/functions/slowpoke/invocations"
 
     timed_out = httpx.post(url, json={"sleep": 5}, timeout=30)
-    assert timed_out.status_code == 200
+    assert timed_out.status_code == 200 and timed_out.headers["X-Amz-Function-Error"] == "Unhandled"
+    assert timed_out.json()["errorType"] == "Sandbox.Timedout"
     assert "Task timed out after 1.00 seconds" in timed_out.json()["errorMessage"]
     assert httpx.post(url, json={}, timeout=30).json() == "ok"

@@ -13,7 +13,7 @@ from datetime import datetime
 import httpx
 
 from tests.integration.conftest import FX
-from tests.integration.helpers import wait_until
+from tests.waiting import wait_for
 
 STAMP = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
 
@@ -33,7 +33,7 @@ def deploy_talker(platform, make_function, lines: int = 3):
 
 def logs_with(platform, name: str, *args: str, reports: int):
     """`fx logs NAME ARGS` once it shows `reports` REPORT lines (replicas write an invocation's log as it ends)."""
-    return wait_until(
+    return wait_for(
         lambda: (r := platform.fx("logs", name, *args)).stdout.count("REPORT RequestId: ") == reports and r,
         30,
         f"{reports} invocations in fx logs {name} {' '.join(args)}",
@@ -44,7 +44,7 @@ def test_a_cut_log_says_so_and_begins_at_an_invocation(platform, make_function):
     deploy_talker(platform, make_function)
     for n in range(40):  # START, 3 lines, END, REPORT: 240 lines
         invoke(platform, "talker", n)
-    wait_until(lambda: "of 39" in platform.fx("logs", "talker").stdout, 30, "the last invocation in fx logs")
+    wait_for(lambda: "of 39" in platform.fx("logs", "talker").stdout, 30, "the last invocation in fx logs")
 
     shown = platform.fx("logs", "talker")
     assert shown.returncode == 0
@@ -103,9 +103,9 @@ def test_follow_streams_new_invocations_and_ctrl_c_ends_it(platform, make_functi
     reader = threading.Thread(target=lambda: seen.extend(proc.stdout), daemon=True)
     reader.start()
     try:
-        wait_until(lambda: any(line.endswith(" line 0 of 1\n") for line in seen), 30, "the earlier invocation")
+        wait_for(lambda: any(line.endswith(" line 0 of 1\n") for line in seen), 30, "the earlier invocation")
         invoke(platform, "talker", 2)
-        wait_until(lambda: any(line.endswith(" line 0 of 2\n") for line in seen), 30, "the new invocation")
+        wait_for(lambda: any(line.endswith(" line 0 of 2\n") for line in seen), 30, "the new invocation")
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=30)

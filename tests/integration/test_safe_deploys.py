@@ -6,7 +6,7 @@ import json
 import httpx
 import pytest
 
-from tests.integration.helpers import wait_until
+from tests.waiting import wait_for
 
 GOOD = "return {'statusCode': 200, 'body': 'v1'}"
 
@@ -89,7 +89,7 @@ def test_no_wait_and_no_traffic_deploys_are_gated_too(platform, make_function, f
         assert "gated: version 2 created" in result.stdout and "initialising" in result.stdout
     else:
         assert result.returncode == 1 and "Runtime.UserCodeSyntaxError" in result.stderr
-    wait_until(lambda: versions(platform, "gated")[-1]["state"] == "Failed", 30, "version 2 marked Failed")
+    wait_for(lambda: versions(platform, "gated")[-1]["state"] == "Failed", 30, "version 2 marked Failed")
     assert [v["traffic"] for v in versions(platform, "gated")] == [100, 0]
     assert call(platform, "gated").text == "v1"
 
@@ -99,7 +99,7 @@ def test_a_deploy_that_does_not_wait_gets_its_traffic_once_ready(platform, make_
     assert platform.fx("deploy", cwd=project).returncode == 0
     make_function("later", body="return {'statusCode': 200, 'body': 'v2'}")
     assert platform.fx("deploy", "--no-wait", cwd=project).returncode == 0
-    wait_until(lambda: versions(platform, "later")[-1]["state"] == "Ready", 30, "version 2 Ready")
+    wait_for(lambda: versions(platform, "later")[-1]["state"] == "Ready", 30, "version 2 Ready")
     assert [v["traffic"] for v in versions(platform, "later")] == [0, 100]
     assert call(platform, "later").text == "v2"
 

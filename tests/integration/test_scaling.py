@@ -7,7 +7,8 @@ import time
 
 import httpx
 
-from tests.integration.helpers import call_many, metric, wait_until
+from tests.integration.helpers import call_many, metric
+from tests.waiting import wait_for
 
 
 def test_idle_function_scales_to_zero_and_a_burst_wakes_it_with_nothing_dropped(platform, make_function):
@@ -17,7 +18,7 @@ def test_idle_function_scales_to_zero_and_a_burst_wakes_it_with_nothing_dropped(
 
     assert httpx.get(url, timeout=30).text == "awake"
     assert platform.replica_pids("sleepy")
-    wait_until(lambda: not platform.replica_pids("sleepy"), 20, "the idle replica to stop")
+    wait_for(lambda: not platform.replica_pids("sleepy"), 20, "the idle replica to stop")
 
     # 60 requests arrive while the function is at zero: all are held and answered.
     answers = asyncio.run(call_many(url, 60, concurrency=60))
@@ -48,9 +49,9 @@ def test_a_replica_that_cannot_start_fails_the_held_requests_fast_and_clearly(pl
 def test_a_replica_that_dies_is_replaced(platform, make_function):
     project = make_function("phoenix", body="return {'statusCode': 200, 'body': 'ok'}", scale={"min": 1})
     assert platform.fx("deploy", cwd=project).returncode == 0
-    first = wait_until(lambda: platform.replica_pids("phoenix"), 20, "the min=1 replica")
+    first = wait_for(lambda: platform.replica_pids("phoenix"), 20, "the min=1 replica")
     os.kill(first[0], signal.SIGKILL)
-    wait_until(lambda: platform.replica_pids("phoenix") not in ([], first), 20, "a replacement replica")
+    wait_for(lambda: platform.replica_pids("phoenix") not in ([], first), 20, "a replacement replica")
     assert httpx.get(f"{platform.gateway_url}/function/phoenix", timeout=30).text == "ok"
 
 

@@ -12,7 +12,8 @@ from collections import Counter
 
 import httpx
 
-from tests.integration.helpers import SteadyLoad, metric, wait_until
+from tests.integration.helpers import SteadyLoad, metric
+from tests.waiting import wait_for
 
 SETTLE_S = 0.3  # a route table reaches the gateway in about a millisecond; this is a wide margin
 BODY = "import os; return {'statusCode': 200, 'body': os.environ['AWS_LAMBDA_FUNCTION_VERSION']}"
@@ -64,7 +65,7 @@ def test_no_traffic_version_is_warm_and_reachable_only_when_pinned(platform, mak
     base = platform.gateway_url + "/function/pinned"
 
     # Warm: its replica is up before anyone calls it.
-    wait_until(lambda: ready(platform, "pinned", 2), 10, "the no-traffic version's warm replica")
+    wait_for(lambda: ready(platform, "pinned", 2), 10, "the no-traffic version's warm replica")
     assert {httpx.get(base, timeout=30).text for _ in range(50)} == {"1"}
     assert httpx.get(f"{base}@2", timeout=30).text == "2"
     assert platform.fx("alias", "pinned", "green", "2").returncode == 0
@@ -97,7 +98,7 @@ def test_shift_promote_and_rollback_under_load_answer_every_request_from_the_cho
     scale = {"concurrency": 32, "idle_timeout": 2}
     deploy(platform, make_function, "shifty", "blue", scale=scale)
     deploy(platform, make_function, "shifty", "green", "--no-traffic", scale=scale)
-    wait_until(lambda: ready(platform, "shifty", 2), 10, "version 2's warm replica")
+    wait_for(lambda: ready(platform, "shifty", 2), 10, "version 2's warm replica")
     url = platform.gateway_url + "/function/shifty"
     assert httpx.get(url, timeout=30).text == "1"
 
@@ -166,11 +167,9 @@ def test_bad_traffic_input_is_refused_clearly_and_changes_nothing(platform, make
     deploy(platform, make_function, "strict", "blue")
     deploy(platform, make_function, "strict", "green")
     before = settings(platform, "strict")
+    # Only what the platform decides: the CLI's own refusals (sums, shapes) are tests/unit/sdk/test_traffic_cli.py's.
     for args, exit_code, words in [
-        (("traffic", "strict", "1=60", "2=60"), 2, "sum to 100"),
         (("traffic", "strict", "1=50", "9=50"), 2, "version 9"),
-        (("traffic", "strict", "1=100", "--sticky", "query:x"), 2, "header:<name>"),
-        (("alias", "strict", "123", "1"), 2, "alias '123'"),
         (("alias", "strict", "live", "7"), 2, "version 7"),
         (("promote", "strict", "5"), 2, "version 5"),
         (("alias", "strict", "nope", "--delete"), 2, "no alias 'nope'"),
@@ -201,7 +200,7 @@ def test_stepwise_promote_rolls_back_by_itself_when_the_new_version_fails(platfo
         time.sleep(0.5)
         args = ["--step", "20", "--interval", "1s", "--max-error-rate", "0.1", "--min-requests", "5"]
         assert platform.fx("promote", "canary", "2", *args).returncode == 0
-        fn = wait_until(
+        fn = wait_for(
             lambda: (d := describe(platform, "canary"))["rollout"] is None and d, 15, "the automatic rollback"
         )
         rolled_back = time.monotonic()
@@ -229,7 +228,7 @@ def test_a_rollout_step_is_judged_on_every_request_of_its_window(platform, make_
         headers = {"Authorization": f"Bearer {platform.token}"}
         url = f"{platform.gateway_url}/system/functions/fresh/promote"
         assert httpx.post(url, json=spec, headers=headers, timeout=10).status_code == 200
-        fn = wait_until(lambda: (d := describe(platform, "fresh"))["rollout"] is None and d, 15, "the rollback")
+        fn = wait_for(lambda: (d := describe(platform, "fresh"))["rollout"] is None and d, 15, "the rollback")
 
     assert fn["traffic"] == {"1": 100}
     assert "rolled back at 20 %" in fn["last_rollout"], fn["last_rollout"]

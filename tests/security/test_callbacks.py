@@ -19,7 +19,7 @@ import pytest
 from fx.protocol import KV_ROUTES, STREAM_ASYNC, RouteTable
 
 from tests.integration.conftest import RunningPlatform
-from tests.integration.helpers import wait_until
+from tests.waiting import wait_for
 
 
 class _Received(http.server.BaseHTTPRequestHandler):
@@ -135,7 +135,7 @@ def test_callback_urls_go_only_where_the_operator_allowed(open_platform, make_fu
     allowed = f"http://127.0.0.1:{callback_server.server_address[1]}/done"
     r = httpx.post(async_url, content=b"delivered", headers={"X-Callback-Url": allowed}, timeout=10)
     assert r.status_code == 202
-    wait_until(lambda: _Received.bodies, 20, "the allowed callback")
+    wait_for(lambda: _Received.bodies, 20, "the allowed callback")
     assert _Received.bodies == [b"delivered"]
 
 
@@ -170,4 +170,4 @@ def test_a_route_table_forged_far_ahead_is_ignored_and_the_owner_keeps_control(p
         assert httpx.get(victim, timeout=10).text == "the victim"
     project = make_function("victim", body="return {'statusCode': 200, 'body': 'redeployed'}")
     assert platform.fx("deploy", cwd=project).returncode == 0  # the owner's redeploy takes over
-    wait_until(lambda: httpx.get(victim, timeout=10).text == "redeployed", 20, "the redeploy")
+    wait_for(lambda: httpx.get(victim, timeout=10).text == "redeployed", 20, "the redeploy")

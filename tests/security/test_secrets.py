@@ -20,7 +20,7 @@ import yaml
 from fx.protocol import KV_FUNCTIONS, KV_ROUTES
 
 from tests.integration.conftest import FX, RunningPlatform
-from tests.integration.helpers import wait_until
+from tests.waiting import wait_for
 
 READ_ENV = "return {k: os.environ.get(k) for k in ('DB_PASSWORD', 'DB_USER', 'API_KEY')}"
 
@@ -205,7 +205,7 @@ def test_a_changed_secret_reaches_the_next_cold_start_and_outlives_a_restart(pla
     assert password() == "first"  # a running replica keeps the values it started with (Lambda's model)
     (pid,) = platform.replica_pids("rotate")
     os.kill(pid, signal.SIGKILL)
-    wait_until(lambda: not platform.replica_pids("rotate"), 10, "the replica to go")
+    wait_for(lambda: not platform.replica_pids("rotate"), 10, "the replica to go")
     assert password() == "second"  # the next cold start reads the secret anew
 
     platform.restart()

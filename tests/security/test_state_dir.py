@@ -15,9 +15,9 @@ import pytest
 from fx.platform import Platform
 from fx.state_dir import StateDirError
 
-from tests.integration.helpers import wait_until
 from tests.loopback import free_port
 from tests.processes import alive, descendants
+from tests.waiting import wait_for
 
 FX = str(Path(sys.executable).with_name("fx"))
 CONTROLLER = str(Path(sys.executable).with_name("fx-controller"))
@@ -40,7 +40,7 @@ class FxUp:
         return f"http://127.0.0.1:{self.port}"
 
     def wait_up(self) -> None:
-        wait_until(lambda: "fx is up" in self.out.read_text() or self.proc.poll() is not None, 90, "fx up")
+        wait_for(lambda: "fx is up" in self.out.read_text() or self.proc.poll() is not None, 90, "fx up")
         assert self.proc.poll() is None, self.out.read_text()
         self.spawned = descendants(self.proc.pid)
 
@@ -105,7 +105,7 @@ def test_a_second_fx_up_is_refused_naming_the_first_and_its_deploy_survives_a_re
     # stopped (they die with it); then the dir is free again, with no stale lock, and the deploy is there.
     first.proc.kill()
     first.proc.wait()
-    wait_until(lambda: not _holders(state / "lock"), 30, "the processes of the killed fx up to let the lock go")
+    wait_for(lambda: not _holders(state / "lock"), 30, "the processes of the killed fx up to let the lock go")
     third = FxUp(state, config, tmp_path / "third.log")
     ups.append(third)
     third.wait_up()

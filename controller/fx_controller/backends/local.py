@@ -145,6 +145,7 @@ class LocalBackend:
         self._starting: dict[str, asyncio.Lock] = {}
         self._live: dict[str, str] = {}  # replicas asked for and not yet exited -> their zygote's interpreter
         self._pids: dict[str, int] = {}
+        self._preparing: set[str] = set()  # asked for, not yet sent to a zygote (its code being fetched)
         self._stop_on_spawn: set[str] = set()
         self._kills: set[asyncio.Task] = set()
         self._closing = False
@@ -250,14 +251,25 @@ class LocalBackend:
         if interpreter is None:  # deployed before its interpreter went away: never run it on another Python
             why = f"no {replica.spec.runtime} interpreter on this host; {self.runtime_remedy(replica.spec.runtime)}"
             return self._refuse(replica.id, "Runtime.InterpreterNotFound", why)
+        self._preparing.add(replica.id)
         try:
+            artifact = await self._artifacts.ensure_local(replica.digest)
+            deps = replica.spec.dependencies
+            layer = await self._artifacts.ensure_local(deps) if deps else None
             zygote = await self._zygote(interpreter)
         except (TimeoutError, OSError, RuntimeError, ValueError) as e:
             log.error("cannot start the zygote of %s: %s", interpreter, e)
+            self._stop_on_spawn.discard(replica.id)
             return self._refuse(replica.id, "Runtime.StartError", f"cannot start {interpreter}: {e}")
-        artifact = await self._artifacts.ensure_local(replica.digest)
-        deps = replica.spec.dependencies
-        layer = await self._artifacts.ensure_local(deps) if deps else None
+        finally:
+            self._preparing.discard(replica.id)
+        if replica.id in self._stop_on_spawn:  # stopped while its code was fetched or its zygote started
+            self._stop_on_spawn.discard(replica.id)
+            asyncio.get_running_loop().call_soon(self._on_event, ReplicaEvent(replica.id, "exit", exit_code=None))
+            return None
+        # No await from here to the spawn line: the replica is in _live before the zygote's reader can next
+        # run, so a zygote dying now reports it gone. (Fetched first, a zygote that died during the fetch
+        # would have been mourned without it, and the replica sent to a dead pipe never reported.)
         private = self.private_dir(replica.function)
         # one socket per replica, in the directory only its function's uid (and the gateway, root) may open
         listen = f"unix:{private}/{replica.id.removeprefix(replica.function + '-')}.sock"
@@ -294,7 +306,7 @@ class LocalBackend:
     async def stop_replica(self, replica_id: str, grace: float) -> None:
         pid = self._pids.get(replica_id)
         if pid is None:
-            if replica_id in self._live:
+            if replica_id in self._live or replica_id in self._preparing:
                 self._stop_on_spawn.add(replica_id)
             return
         self._signal(replica_id, pid, signal.SIGTERM)

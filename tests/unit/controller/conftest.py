@@ -5,20 +5,24 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
-import time
 import zipfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from fx.protocol import RUNTIMES
+from fx.protocol import KV_ROUTES, RUNTIMES, RouteTable
 from fx_controller.app import create_app
 from fx_controller.backends.base import EventSink, ReplicaEvent, ReplicaSpec
+from fx_controller.backends.kubernetes.backend import KubernetesBackend
+from fx_controller.backends.kubernetes.pods import PodState
 from fx_controller.controller import Controller
 from fx_controller.settings import Settings
+from nats.js.errors import KeyNotFoundError
 
 from tests.nats_server import nats_server
+from tests.unit.controller.kube_fakes import POOL_CFG, FakeApi
+from tests.waiting import until
 
 TOKEN = "test-token"
 
@@ -27,14 +31,6 @@ TOKEN = "test-token"
 def nats_url(tmp_path: Path) -> Iterator[str]:
     with nats_server(tmp_path / "nats") as url:
         yield url
-
-
-async def until(predicate, timeout: float = 5.0) -> None:
-    """Wait for a condition the event loop will make true; fail if it does not in time."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
 
 
 class FakeBackend:
@@ -131,11 +127,45 @@ async def deployed(admin: httpx.AsyncClient):
     return deploy
 
 
+async def route_table(controller: Controller, name: str) -> RouteTable | None:
+    kv = await controller._nc.jetstream().key_value(KV_ROUTES)
+    try:
+        entry = await kv.get(name)
+    except KeyNotFoundError:  # also raised for a deleted key
+        return None
+    return RouteTable.from_json(entry.value) if entry.value else None
+
+
 async def settled(admin: httpx.AsyncClient, result: dict) -> dict:
     """A deploy's result once the readiness gate has settled its version (Ready or Failed)."""
     url = f"/system/functions/{result['function']}/versions/{result['version']}"
-    deadline = time.monotonic() + 5.0
-    while (state := (await admin.get(url)).json()["state"]) == "Pending":
-        assert time.monotonic() < deadline, f"version {result['version']} still Pending"
-        await asyncio.sleep(0.02)
-    return {**result, "state": state}
+
+    async def state() -> str | None:
+        now = (await admin.get(url)).json()["state"]
+        return None if now == "Pending" else now
+
+    return {**result, "state": await until(state, 5, f"version {result['version']} settled")}
+
+
+@pytest.fixture
+async def pooled():
+    """(api, backend, events, asked, answers): a Kubernetes backend with one warm pool pod; `answers` scripts
+    what specialising a pool pod answers."""
+    api = FakeApi(cfg=POOL_CFG)
+    events: list[ReplicaEvent] = []
+    asked: list[tuple[str, dict]] = []
+    answers: list[dict | Exception] = []
+
+    async def specialize(ip: str, env: dict, files: dict) -> dict:
+        asked.append((ip, env))
+        api.files.append(files)
+        answer = answers.pop(0) if answers else {"event": "ready", "endpoint": "0.0.0.0:8080", "init_ms": 40}
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    backend = KubernetesBackend(api, specialize=specialize)
+    await backend.open(events.append)
+    api.on_pod("ADDED", PodState("pool-a", "", 0, ip="10.244.0.20", ready=True, pool=True))
+    yield api, backend, events, asked, answers
+    await backend.close()

@@ -6,7 +6,7 @@ import asyncio
 
 from fx.protocol import SUBJECT_ACTIVATE, ActivationReply, ActivationRequest
 
-from .conftest import until
+from tests.waiting import until
 
 
 async def test_concurrent_activations_of_a_version_share_one_replica_start(controller, deployed, backend):

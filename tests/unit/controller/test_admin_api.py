@@ -5,21 +5,14 @@ from __future__ import annotations
 import hashlib
 
 import httpx
-from fx.protocol import KV_ROUTES, RouteTable, artifact_key
+from fx.protocol import artifact_key
 from fx_controller.app import ZIP_OVERHEAD, create_app
 from fx_controller.controller import Controller
-from nats.js.errors import KeyNotFoundError, NoKeysError
+from nats.js.errors import NoKeysError
 
-from .conftest import make_zip, until
+from tests.waiting import until
 
-
-async def route_table(controller: Controller, name: str) -> RouteTable | None:
-    kv = await controller._nc.jetstream().key_value(KV_ROUTES)
-    try:
-        entry = await kv.get(name)
-    except KeyNotFoundError:  # also raised for a deleted key
-        return None
-    return RouteTable.from_json(entry.value) if entry.value else None
+from .conftest import make_zip, route_table
 
 
 async def test_calls_without_the_right_token_get_401_telling_how_to_fix_it(admin: httpx.AsyncClient):

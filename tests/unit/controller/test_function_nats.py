@@ -15,8 +15,7 @@ from fx_controller.backends.base import ReplicaSpec
 from fx_controller.function_nats import FunctionCreds
 
 from tests.nats_server import nats_server
-
-from .conftest import until
+from tests.waiting import until
 
 DIGEST = "sha256:" + "0" * 64
 

@@ -4,7 +4,6 @@ and what the fleet hears back (ready with the pod's address, init errors, exits)
 from __future__ import annotations
 
 import asyncio
-import base64
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -14,84 +13,11 @@ from fx.nats_auth import Authority, Signer, decode_jwt
 from fx_controller.backends.base import ReplicaEvent, ReplicaSpec
 from fx_controller.backends.kubernetes import manifests, nats_identities
 from fx_controller.backends.kubernetes.backend import KubernetesBackend
-from fx_controller.backends.kubernetes.config import KubeConfig
 from fx_controller.backends.kubernetes.pod_access import PodAccess
 from fx_controller.backends.kubernetes.pods import PodState, init_trace_of, pod_state
 from kubernetes import client
 
-HEX = "ab" * 32
-DIGEST = f"sha256:{HEX}"
-CFG = KubeConfig(
-    namespace="fx", instance="prod", artifact_url="http://fx-controller.fx.svc:8082", nats_url="nats://prod-nats:4222"
-)
-
-
-def spec(**kw) -> FunctionSpec:
-    return FunctionSpec(name="hello", artifact=DIGEST, **kw)
-
-
-class FakeApi:
-    """Records calls; the test plays the pod watch by calling `pod(...)`."""
-
-    def __init__(self, deployments: dict[str, int] | None = None, cfg: KubeConfig = CFG) -> None:
-        self.cfg = cfg
-        self.claimed: dict[str, dict] = {}
-        self.deleted: list[str] = []
-        self.standalone = ["fx-hello-old"]
-        self.functions: dict[str, dict] = {}
-        self.created: dict[str, dict] = {}
-        self.replicas: dict[str, int] = dict(deployments or {})
-        self.costs: dict[str, int] = {}
-        self.secrets: dict[str, dict] = {}
-        self.files: list[dict] = []  # what each pool pod was given beside its environment
-        self.on_pod = None
-        self.closed = False
-
-    async def get_function(self, name: str) -> dict | None:
-        return self.functions.get(name)
-
-    async def create_function(self, body: dict) -> dict:
-        body = {**body, "metadata": {**body["metadata"], "uid": f"uid-{body['metadata']['name']}"}}
-        self.functions[body["metadata"]["name"]] = body
-        return body
-
-    async def create_deployment(self, body: dict) -> None:
-        self.created[body["metadata"]["name"]] = body
-        self.replicas.setdefault(body["metadata"]["name"], body["spec"]["replicas"])
-
-    async def scale(self, name: str, replicas: int) -> None:
-        self.replicas[name] = replicas
-
-    async def deployments(self) -> dict[str, int]:
-        return dict(self.replicas)
-
-    async def set_deletion_cost(self, pod: str, cost: int) -> None:
-        self.costs[pod] = cost
-
-    async def claim_pod(self, pod: str, patch: dict) -> None:
-        self.claimed[pod] = patch
-
-    async def delete_pod(self, pod: str, grace: int | None = None) -> None:
-        self.deleted.append(pod)
-
-    async def standalone_pods(self) -> list[str]:
-        return list(self.standalone)
-
-    async def read_secret(self, name: str) -> dict[str, str] | None:
-        body = self.secrets.get(name)
-        return None if body is None else {k: base64.b64decode(v).decode() for k, v in body["data"].items()}
-
-    async def create_secret(self, body: dict) -> bool:
-        if body["metadata"]["name"] in self.secrets:
-            return False
-        self.secrets[body["metadata"]["name"]] = body
-        return True
-
-    def watch_pods(self, on_event) -> None:
-        self.on_pod = on_event
-
-    def close(self) -> None:
-        self.closed = True
+from .kube_fakes import CFG, DIGEST, HEX, NATS_CFG, FakeApi, pod, settle, spec
 
 
 @pytest.fixture
@@ -103,10 +29,6 @@ async def setup():
     await backend.open(events.append)
     yield api, backend, events, changed
     await backend.close()
-
-
-def pod(name: str, version: int = 1, **kw) -> PodState:
-    return PodState(name=name, function="hello", version=version, **kw)
 
 
 def test_a_version_is_a_deployment_of_the_runtime_image_with_the_replica_environment() -> None:
@@ -348,36 +270,6 @@ async def test_a_drained_pod_goes_to_a_replica_still_waiting_for_one(setup) -> N
     assert api.replicas["fx-hello-v1"] == 1 and api.costs == {}
 
 
-POOL_CFG = KubeConfig(namespace="fx", instance="prod", artifact_url="http://a:8082", pool_memory=256, pool_grace=60)
-
-
-@pytest.fixture
-async def pooled():
-    api = FakeApi(cfg=POOL_CFG)
-    events: list[ReplicaEvent] = []
-    asked: list[tuple[str, dict]] = []
-    answers: list[dict | Exception] = []
-
-    async def specialize(ip: str, env: dict, files: dict) -> dict:
-        asked.append((ip, env))
-        api.files.append(files)
-        answer = answers.pop(0) if answers else {"event": "ready", "endpoint": "0.0.0.0:8080", "init_ms": 40}
-        if isinstance(answer, Exception):
-            raise answer
-        return answer
-
-    backend = KubernetesBackend(api, specialize=specialize)
-    await backend.open(events.append)
-    api.on_pod("ADDED", PodState("pool-a", "", 0, ip="10.244.0.20", ready=True, pool=True))
-    yield api, backend, events, asked, answers
-    await backend.close()
-
-
-async def settle() -> None:
-    for _ in range(5):
-        await asyncio.sleep(0)
-
-
 async def test_a_replica_from_the_warm_pool_needs_no_new_pod(pooled) -> None:
     api, backend, events, asked, _ = pooled
     await backend.start_replica(ReplicaSpec("r1", "hello", 1, DIGEST, spec(memory=128)))
@@ -449,16 +341,6 @@ async def test_the_pod_watch_tells_the_artifact_server_which_pod_runs_which_code
     backend._api.on_pod("DELETED", pod("p1", ip="10.244.0.7", digest=DIGEST))
     assert not await access.may_fetch("10.244.0.7", HEX)
     await backend.close()
-
-
-NATS_CFG = KubeConfig(
-    namespace="fx",
-    instance="prod",
-    nats_url="nats://prod-nats:4222",
-    nats_auth_secret="prod-nats-auth",
-    gateway_nats_secret="prod-gateway-nats",
-    pool_memory=256,
-)
 
 
 def granted(**kw) -> FunctionSpec:

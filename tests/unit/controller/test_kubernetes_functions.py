@@ -3,8 +3,6 @@ changed or deleted with kubectl is deployed or deleted through the admin API, a 
 
 from __future__ import annotations
 
-import asyncio
-
 import httpx
 import pytest
 from fx_controller.app import create_app
@@ -12,7 +10,9 @@ from fx_controller.backends.kubernetes.config import KubeConfig
 from fx_controller.backends.kubernetes.functions import FunctionSync
 from fx_controller.settings import Settings
 
-from .conftest import TOKEN, until
+from tests.waiting import until
+
+from .conftest import TOKEN
 
 
 class FakeFunctions:
@@ -85,13 +85,13 @@ async def test_functions_follow_fx_and_fx_follows_functions(controller, deployed
         edited = edit(item, env={"FROM": "kubectl"})
         api.items["hello"] = edited
         api.on_resource("MODIFIED", edited)
-        await until(lambda: api.items["hello"].get("status", {}).get("latestVersion") == 2)
+        v2_ready = {"latestVersion": 2, "latestVersionState": "Ready"}
+        await until(lambda: v2_ready.items() <= api.items["hello"].get("status", {}).items(), 5, "version 2 Ready")
         assert controller.describe("hello").versions[-1].spec.env == {"FROM": "kubectl"}
         # Its own echo (the same spec, or a status change) makes no version 3.
         api.on_resource("MODIFIED", api.items["hello"])
         api.on_resource("MODIFIED", {**edited, "status": {"readyReplicas": 5}})
-        await asyncio.sleep(0.3)
-        assert controller.describe("hello").latest == 2
+        # (Checked below: events are applied in order, so once the next one is, these were.)
 
         # A spec the admin API refuses: the reason is in the Ready condition, fx is unchanged.
         missing = "sha256:" + "0" * 64
@@ -100,7 +100,7 @@ async def test_functions_follow_fx_and_fx_follows_functions(controller, deployed
         api.on_resource("MODIFIED", bad)
         await until(lambda: ready(api.items["hello"]).get("reason") == "ArtifactNotFound")
         assert ready(api.items["hello"])["status"] == "False" and missing in ready(api.items["hello"])["message"]
-        assert controller.describe("hello").latest == 2
+        assert controller.describe("hello").latest == 2  # neither the echoes nor the refused spec made one
 
         # kubectl delete: the function goes from fx too.
         api.items.pop("hello")
@@ -132,11 +132,12 @@ async def test_a_function_deleted_by_fx_is_not_brought_back_by_late_events(contr
         await until(lambda: "hello" not in api.items)
         api.on_resource("MODIFIED", edit(stale, env={"LATE": "1"}))  # queued before the deletion was seen
         api.on_resource("DELETED", stale)
-        await asyncio.sleep(0.3)
-        assert controller.list() == [] and "hello" not in api.items
-        # A Function applied again afterwards (kubectl apply) is deployed.
+        # A Function applied again afterwards (kubectl apply) is deployed. Events are applied in order: once it
+        # is, the late ones were, and had they brought hello back (with LATE), this would be its version 2.
         api.on_resource("ADDED", {**stale, "metadata": {**stale["metadata"], "uid": "new"}})
         await until(lambda: [f.name for f in controller.list()] == ["hello"])
+        hello = controller.describe("hello")
+        assert hello.latest == 1 and "LATE" not in hello.versions[-1].spec.env
     finally:
         await sync.stop()
 

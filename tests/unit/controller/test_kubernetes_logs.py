@@ -10,7 +10,7 @@ from fx_controller.backends.kubernetes.backend import KubernetesBackend
 from fx_controller.backends.kubernetes.pod_logs import PodLogs
 from fx_controller.backends.kubernetes.pods import PodState
 
-from .test_kubernetes_backend import DIGEST, POOL_CFG, FakeApi, pod, settle, spec
+from .kube_fakes import DIGEST, POOL_CFG, FakeApi, pod, settle, spec
 
 
 class FakeLogSource:

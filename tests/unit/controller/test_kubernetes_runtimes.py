@@ -9,7 +9,7 @@ from fx_controller.backends.kubernetes import manifests
 from fx_controller.backends.kubernetes.backend import KubernetesBackend
 from fx_controller.backends.kubernetes.config import KubeConfig
 
-from .test_kubernetes_backend import CFG, DIGEST, FakeApi
+from .kube_fakes import CFG, DIGEST, FakeApi
 
 SHIPPED = "localhost/fx/runtime-python:dev"
 ENV = {

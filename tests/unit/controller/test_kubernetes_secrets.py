@@ -14,9 +14,7 @@ from fx_controller.backends.kubernetes.config import KubeConfig
 from fx_controller.backends.kubernetes.secrets import KubeSecrets, SecretCopyError
 from kubernetes.client.exceptions import ApiException
 
-from . import test_kubernetes_backend as backend_tests
-
-pooled = backend_tests.pooled  # the fixture: a backend with one idle pool pod
+from .kube_fakes import settle
 
 CFG = KubeConfig(namespace="fx", instance="prod")
 DIGEST = "sha256:" + "ab" * 32
@@ -95,7 +93,7 @@ async def test_a_pool_pod_gets_its_secrets_in_the_specialization(pooled) -> None
     _, backend, events, asked, _ = pooled
     using_db = FunctionSpec(name="hello", artifact=DIGEST, secrets=["db"])
     await backend.start_replica(ReplicaSpec("r1", "hello", 1, DIGEST, using_db, secret_env={"DB_PASSWORD": "pw"}))
-    await backend_tests.settle()
+    await settle()
     ((_, env),) = asked  # a pool pod has no envFrom: the values come with the environment it is given
     assert env["DB_PASSWORD"] == "pw" and env["_HANDLER"] == "handler.handler"
     assert events == [ReplicaEvent("r1", "ready", endpoint="10.244.0.20:8080")]

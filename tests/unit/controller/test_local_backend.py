@@ -23,8 +23,9 @@ from fx_controller.backends.base import ReplicaEvent, ReplicaSpec
 from fx_controller.backends.local import LocalBackend
 
 from tests.processes import alive
+from tests.waiting import until
 
-from .conftest import make_zip, until
+from .conftest import make_zip
 
 FAKE_ZYGOTE = [sys.executable, str(Path(__file__).with_name("fake_zygote.py"))]
 
@@ -121,6 +122,62 @@ async def test_when_the_zygote_dies_its_replicas_are_gone_and_a_new_one_serves(l
     await until(lambda: not alive(pid))
     await backend.start_replica(replica(artifacts, digest, rid="r2"))
     assert (await events.next()).kind == "ready"
+
+
+@pytest.fixture
+def held_fetch(local, monkeypatch) -> tuple[asyncio.Event, asyncio.Event]:
+    """(fetching, fetched): a replica's code fetch waits for `fetched`, holding the replica between its request
+    and its spawn line."""
+    _, _, artifacts, _ = local
+    fetching, fetched = asyncio.Event(), asyncio.Event()
+    ensure_local = artifacts.ensure_local
+
+    async def held(wanted: str) -> Path:
+        fetching.set()
+        await fetched.wait()
+        return await ensure_local(wanted)
+
+    monkeypatch.setattr(artifacts, "ensure_local", held)
+    return fetching, fetched
+
+
+async def test_a_replica_asked_for_while_its_zygote_dies_starts_on_a_new_one(local, held_fetch):
+    backend, events, artifacts, digest = local
+    fetching, fetched = held_fetch
+    old = backend._zygotes[sys.executable]
+    start = asyncio.create_task(backend.start_replica(replica(artifacts, digest)))
+    await fetching.wait()
+    old.process.kill()
+    await old.reader  # the zygote's death handled: the replicas it had are reported gone
+    fetched.set()
+    await start
+    ready = await events.next(timeout=5)
+    assert (ready.id, ready.kind) == ("r1", "ready")
+    assert backend._zygotes[sys.executable] is not old
+
+
+async def test_a_replica_stopped_while_its_code_is_fetched_never_starts_and_is_reported_gone(local, held_fetch):
+    backend, events, artifacts, digest = local
+    fetching, fetched = held_fetch
+    start = asyncio.create_task(backend.start_replica(replica(artifacts, digest)))
+    await fetching.wait()
+    await backend.stop_replica("r1", grace=5)
+    fetched.set()
+    await start
+    gone = await events.next(timeout=5)
+    assert (gone.id, gone.kind) == ("r1", "exit")
+    assert not backend._live and not backend._pids  # no spawn line was sent
+
+
+async def test_a_replica_sent_to_a_zygote_that_dies_before_answering_is_reported_gone(local):
+    backend, events, artifacts, digest = local
+    zygote = backend._zygotes[sys.executable].process
+    os.kill(zygote.pid, signal.SIGSTOP)  # the spawn line waits in its pipe, unread
+    await backend.start_replica(replica(artifacts, digest))
+    zygote.kill()
+    gone = await events.next(timeout=5)
+    assert (gone.id, gone.kind) == ("r1", "exit")
+    assert "r1" not in backend._live
 
 
 async def test_a_runtime_without_an_interpreter_fails_its_init_and_never_runs_on_another(local):

@@ -15,8 +15,8 @@ from fx_controller.backends.kubernetes import manifests, nats_identities
 from fx_controller.backends.local import replica_env
 from fx_controller.replica_tokens import KEY_FILE, ReplicaTokens, load_key
 
-from tests.unit.controller.test_admin_api import route_table
-from tests.unit.controller.test_kubernetes_backend import CFG, DIGEST, NATS_CFG, FakeApi, pooled, settle  # noqa: F401 - pooled is a fixture
+from tests.unit.controller.conftest import route_table
+from tests.unit.controller.kube_fakes import CFG, DIGEST, NATS_CFG, FakeApi, settle
 
 KEY = b"k" * 64
 
@@ -77,7 +77,7 @@ async def test_on_kubernetes_the_key_is_made_once_in_a_secret_and_outlives_the_s
     assert load_key(fresh / KEY_FILE) == first
 
 
-async def test_a_pool_pods_assignment_carries_the_versions_token(pooled) -> None:  # noqa: F811 - the fixture
+async def test_a_pool_pods_assignment_carries_the_versions_token(pooled) -> None:
     _, backend, _, asked, _ = pooled
     replica = ReplicaSpec("r1", "hello", 1, DIGEST, FunctionSpec(name="hello", artifact=DIGEST), token="t" * 64)
     await backend.start_replica(replica)

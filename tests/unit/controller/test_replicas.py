@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 
 from fx.protocol import KV_ROUTES, LoadReport, RouteTable, VersionLoad
+from fx_controller.backends.base import ReplicaEvent
 
-from .conftest import until
+from tests.waiting import until
 
 
 async def published_endpoints(controller, name: str, version: str = "1") -> list[str]:
@@ -20,10 +21,22 @@ async def test_min_replicas_start_after_deploy_and_a_crashed_one_is_replaced(con
     first = controller.fleet.of("phoenix")[0]
     assert await published_endpoints(controller, "phoenix") == [first.endpoint]
 
+    backend.outcome = "hang"  # the replacement gets ready when the test says so
     backend.crash(first.id)
-    await asyncio.sleep(0.05)
-    assert first.endpoint not in await published_endpoints(controller, "phoenix")  # out of routing at once
+    await until(lambda: len(backend.started) == 2, 5, "a replacement asked for")
+
+    async def unpublished() -> bool:
+        return first.endpoint not in await published_endpoints(controller, "phoenix")
+
+    # out of routing at once: with no replacement ready, only the crash can have taken it out
+    await until(unpublished, 5, "the crashed replica out of routing before its replacement is ready")
+    backend.on_event(ReplicaEvent(backend.started[1].id, "ready", endpoint="127.0.0.1:29999"))
     await until(lambda: controller.fleet.count("phoenix", 1, "ready") == 1, timeout=5)
+
+    async def replaced() -> bool:
+        return await published_endpoints(controller, "phoenix") == ["127.0.0.1:29999"]
+
+    await until(replaced, 5, "the replacement published")
     assert len(backend.started) == 2
     metrics = controller.metrics.render().decode()
     assert 'fx_controller_replica_exits_total{function="phoenix",reason="crashed"} 1.0' in metrics

@@ -8,7 +8,9 @@ from fx.models import FunctionSpec, SecretSpec
 from fx.protocol import ActivationRequest
 from fx_controller.controller import Controller
 
-from .conftest import FakeBackend, until
+from tests.waiting import until
+
+from .conftest import FakeBackend
 
 VALUE = "hunter2-do-not-show"
 

@@ -13,8 +13,9 @@ from fx_controller.app import create_app
 from fx_controller.controller import Controller
 from fx_controller.settings import Settings
 
-from .conftest import FakeBackend, make_zip, settled, until
-from .test_admin_api import route_table
+from tests.waiting import until
+
+from .conftest import FakeBackend, make_zip, route_table, settled
 
 
 async def put_version(admin: httpx.AsyncClient, name: str, n: int, traffic: str = "all", **spec) -> dict:

@@ -22,8 +22,8 @@ from fx.protocol import (
 from fx_gateway.async_accept import stored_headers
 from fx_gateway.nats_link import NatsLink
 
-from tests.unit.gateway.conftest import Message, table
-from tests.unit.gateway.test_nats import wait_for
+from tests.unit.gateway.conftest import Message, dead_letters, table
+from tests.waiting import until
 
 
 class CallbackServer:
@@ -57,22 +57,11 @@ async def platform(nats_server, gateway):
     gw = await gateway(async_backoff=0.05, async_retries=2, hold_timeout=2.0, callback_subjects=("results.>",))
     link = NatsLink(gw.gateway, nats_server, "gw-test")
     await link.start()
-    await wait_for(link.healthy)
+    await until(link.healthy)
     nc = await nats.connect(nats_server)
     yield gw, nc
     await nc.close()
     await link.close()
-
-
-async def dead_letters(nc, count: int, timeout: float = 5.0) -> list:
-    """The first `count` dead letters of the FX_DLQ stream."""
-    sub = await nc.jetstream().subscribe("fx.dlq.>", ordered_consumer=True)
-    letters = []
-    async with asyncio.timeout(timeout):
-        while len(letters) < count:
-            letters.append(await sub.next_msg(timeout=timeout))
-    await sub.unsubscribe()
-    return letters
 
 
 async def test_an_async_http_call_is_answered_202_then_reaches_the_function_with_its_request(platform, replicas):
@@ -91,7 +80,7 @@ async def test_an_async_http_call_is_answered_202_then_reaches_the_function_with
     call_id = r.headers["X-Fx-Call-Id"]
     assert r.json() == {"call_id": call_id}
 
-    await wait_for(lambda: callback.received)
+    await until(lambda: callback.received)
     seen = replica.seen[0]
     assert seen["method"] == "POST" and seen["path"] == "/_fx/http/orders/7?x=1"
     assert seen["body"] == '{"n": 1}'
@@ -142,11 +131,14 @@ async def test_a_failing_call_is_retried_with_backoff_then_succeeds(platform, re
         "/2015-03-31/functions/hello/invocations", content=b"{}", headers={"X-Amz-Invocation-Type": "Event"}
     )
     assert r.status_code == 202
-    await wait_for(lambda: gw.gateway.async_stats.attempts.get(("hello", "ok")) == 1)
+    await until(lambda: gw.gateway.async_stats.attempts.get(("hello", "ok")) == 1)
     assert gw.gateway.async_stats.attempts[("hello", "error")] == 2
     assert len(replica.seen) == 3
-    info = await nc.jetstream().stream_info(STREAM_ASYNC)
-    assert info.state.messages == 0  # acked, so gone from the work queue
+
+    async def acked() -> bool:  # the attempt is counted before its ack: gone from the work queue only then
+        return (await nc.jetstream().stream_info(STREAM_ASYNC)).state.messages == 0
+
+    await until(acked, 5, "the call acked, so gone from the work queue")
 
 
 async def test_a_call_failing_every_attempt_is_dead_lettered_with_the_request_and_the_error(platform, replicas):
@@ -169,7 +161,7 @@ async def test_a_call_failing_every_attempt_is_dead_lettered_with_the_request_an
     assert letter.headers[DEAD_ERROR] == "Boom" and letter.headers[DEAD_STATUS] == "502"
     assert letter.headers[DEAD_ATTEMPTS] == "3"  # the first attempt and 2 retries, as Lambda
     assert len(replica.seen) == 3
-    await wait_for(lambda: callback.received)
+    await until(lambda: callback.received)
     headers, body = callback.received[0]
     assert headers["x-fx-outcome"] == "failure" and headers["x-fx-error"] == "Boom"
     assert json.loads(body)["errorType"] == "Boom"
@@ -210,7 +202,7 @@ async def test_a_stored_call_is_called_back_only_where_the_policy_allows_at_deli
     headers[ASYNC_CALLBACK_SUBJECT] = "$KV.fx_routes.hello"
     headers[ASYNC_CALLBACK_URL] = "http://169.254.169.254/latest/meta-data/"
     await nc.jetstream().publish(async_subject("hello"), b"{}", headers=headers)
-    await wait_for(lambda: gw.gateway.async_stats.callbacks.get("failed") == 2)
+    await until(lambda: gw.gateway.async_stats.callbacks.get("failed") == 2)
     assert len(replica.seen) == 1  # the call itself ran
     with pytest.raises(nats.errors.TimeoutError):
         await routes.next_msg(timeout=0.5)  # nothing was published to the route table

@@ -18,9 +18,8 @@ from fx_gateway import durable_triggers
 from fx_gateway.nats_link import NatsLink
 from nats.js.api import StreamConfig
 
-from tests.unit.gateway.conftest import table
-from tests.unit.gateway.test_async import dead_letters
-from tests.unit.gateway.test_nats import wait_for
+from tests.unit.gateway.conftest import dead_letters, table
+from tests.waiting import until
 
 
 def durable(endpoints: list[str], revision: int = 1, concurrency: int = 0, **trigger):
@@ -44,13 +43,19 @@ async def platform(nats_server, gateway):
     gw = await gateway()
     link = NatsLink(gw.gateway, nats_server, "gw-test")
     await link.start()
-    await wait_for(link.healthy)
+    await until(link.healthy)
     nc = await nats.connect(nats_server)
     js = nc.jetstream()
     await js.add_stream(StreamConfig(name="ORDERS", subjects=["orders.>"]))
     yield gw, link, nc, js
     await nc.close()
     await link.close()
+
+
+async def settled(js) -> bool:
+    """The one consumer of ORDERS has delivered everything and holds no unacked message: nothing more can come."""
+    [consumer] = await js.consumers_info("ORDERS")
+    return consumer.num_ack_pending == 0 and consumer.num_pending == 0
 
 
 async def publish_table(js, route_table) -> None:
@@ -64,7 +69,7 @@ async def test_messages_arrive_in_batches_with_lambdas_records_shape_and_are_ack
         await js.publish(f"orders.{n}", json.dumps({"n": n}).encode(), headers={"Shop": "eu"})
     await publish_table(js, durable([replica.endpoint], batch=10, window_ms=50))
 
-    await wait_for(lambda: sum(map(len, records(replica))) == 25)
+    await until(lambda: sum(map(len, records(replica))) == 25)
     batches = records(replica)
     assert [len(b) for b in batches] == [10, 10, 5]  # from a backlog: full batches, then the rest
     first = batches[0][0]
@@ -73,9 +78,9 @@ async def test_messages_arrive_in_batches_with_lambdas_records_shape_and_are_ack
     assert first["headers"] == {"Shop": "eu"} and first["isBase64Encoded"] is False
     event = json.loads(replica.seen[0]["body"])
     assert event["eventSource"] == "fx:jetstream" and event["trigger"] == "ORDERS/>" and event["stream"] == "ORDERS"
-    await asyncio.sleep(0.1)  # the acks of the last batch
-    consumer = (await js.consumers_info("ORDERS"))[0]
-    assert consumer.num_ack_pending == 0 and consumer.num_pending == 0 and consumer.num_redelivered == 0
+    await until(lambda: settled(js), 5, "the last batch acked")
+    [consumer] = await js.consumers_info("ORDERS")
+    assert consumer.num_redelivered == 0
 
 
 async def test_reported_item_failures_are_redelivered_alone_then_dead_lettered(platform, replicas):
@@ -115,7 +120,7 @@ async def test_a_function_error_retries_the_whole_batch_and_a_function_at_zero_i
     await publish_table(js, durable([], batch=5, window_ms=100))
     await js.publish("orders.a", b"\xff")  # not UTF-8: base64
     await js.publish("orders.b", b"b")
-    await wait_for(lambda: len(replica.seen) == 2)
+    await until(lambda: len(replica.seen) == 2)
     _, second = records(replica)
     assert [r["deliveries"] for r in second] == [2, 2]  # the failed batch came back whole
     assert second[0]["isBase64Encoded"] is True and second[0]["data"] == "/w=="
@@ -128,7 +133,7 @@ async def test_max_in_flight_one_keeps_the_streams_order(platform, replicas):
     for n in range(30):
         await js.publish("orders.x", str(n).encode())
     await publish_table(js, durable([replica.endpoint, other.endpoint], batch=3, max_in_flight=1, concurrency=1))
-    await wait_for(lambda: len(replica.seen) + len(other.seen) == 10)
+    await until(lambda: len(replica.seen) + len(other.seen) == 10)
     assert max(replica.max_in_flight, other.max_in_flight) == 1
     both = sorted(replica.seen + other.seen, key=lambda s: json.loads(s["body"])["Records"][0]["sequence"])
     assert [int(r["data"]) for s in both for r in json.loads(s["body"])["Records"]] == list(range(30))
@@ -141,7 +146,7 @@ async def test_a_trigger_on_a_missing_stream_is_skipped_and_the_rest_keep_workin
     good = TriggerRoute("jetstream", stream="ORDERS", backoff=0.05)
     await publish_table(js, table(versions={"1": [replica.endpoint]}, triggers=[bad, good]))
     await js.publish("orders.1", b"1")
-    await wait_for(lambda: replica.seen)
+    await until(lambda: replica.seen)
     assert list(link.durable.running) == [("hello", "ORDERS/>")]
 
 
@@ -152,12 +157,12 @@ async def test_a_kv_trigger_sees_puts_and_deletes_made_after_it_started(platform
     await kv.put("eu.old", b"before the trigger: not news")
     route = TriggerRoute("kv", "$KV.users.eu.*", "KV_users", batch=10, window_ms=50)
     await publish_table(js, table(versions={"1": [replica.endpoint]}, triggers=[route]))
-    await wait_for(lambda: link.durable.running)
+    await until(lambda: link.durable.running)
 
     await kv.put("eu.ann", b'{"name": "Ann"}')
     await kv.put("us.bob", b"other keys are not watched")
     await kv.delete("eu.ann")
-    await wait_for(lambda: sum(map(len, records(replica))) == 2)
+    await until(lambda: sum(map(len, records(replica))) == 2)
     event = json.loads(replica.seen[0]["body"])
     assert event["eventSource"] == "fx:kv" and event["bucket"] == "users" and event["trigger"] == "kv:users/eu.*"
     changes = [(r["key"], r["operation"], r["value"]) for batch in records(replica) for r in batch]
@@ -175,16 +180,16 @@ async def test_acked_messages_stay_acked_for_a_restarted_gateway(nats_server, ga
     first = NatsLink((await gateway(async_ack_wait=1)).gateway, nats_server, "gw-1")
     await first.start()
     await publish_table(js, durable([replica.endpoint], batch=1, max_in_flight=64))
-    await wait_for(lambda: len(replica.seen) == 300)
+    await until(lambda: len(replica.seen) == 300)
     await first.close()
 
     second = NatsLink((await gateway(async_ack_wait=1)).gateway, nats_server, "gw-2")
     await second.start()
     await publish_table(js, durable([after.endpoint], revision=2, batch=1, max_in_flight=64))
-    await asyncio.sleep(1.5)  # past ack_wait: an unacked message would be back by now
     await js.publish("orders.x", b"new")
-    await wait_for(lambda: after.seen)
-    await asyncio.sleep(0.2)
+    await until(lambda: after.seen)
+    # A lost ack keeps its message pending until ack_wait brings it back to `after`: settled only after that.
+    await until(lambda: settled(js), 5, "every message delivered and acked")
     assert data(after) == ["new"]
     assert sorted(map(int, data(replica))) == list(range(300))
     [consumer] = await js.consumers_info("ORDERS")
@@ -198,11 +203,11 @@ async def test_an_idle_trigger_keeps_pulling_after_its_pull_requests_expire(plat
     _gw, link, _, js = platform
     replica = await replicas()
     await publish_table(js, durable([replica.endpoint], batch=5, window_ms=20))
-    await wait_for(lambda: link.durable.running)
+    await until(lambda: link.durable.running)
     await asyncio.sleep(1)  # several pull requests expire meanwhile
     for n in range(7):
         await js.publish("orders.x", str(n).encode())
-    await wait_for(lambda: sum(map(len, records(replica))) == 7)
+    await until(lambda: sum(map(len, records(replica))) == 7)
     assert data(replica) == [str(n) for n in range(7)]
 
 
@@ -214,6 +219,6 @@ async def test_a_backlog_is_taken_in_full_batches_even_without_a_window(platform
     for n in range(60):
         await js.publish("orders.x", str(n).encode())
     await publish_table(js, durable([replica.endpoint], batch=10, max_in_flight=2))
-    await wait_for(lambda: len(data(replica)) == 60)
+    await until(lambda: len(data(replica)) == 60)
     assert [len(batch) for batch in records(replica)] == [10] * 6
     assert sorted(map(int, data(replica))) == list(range(60))

@@ -6,6 +6,7 @@ import httpx
 from fx.protocol import ActivationReply
 
 from tests.unit.gateway.conftest import FakeActivator, table
+from tests.waiting import until
 
 
 async def test_twenty_held_requests_cause_one_activation_and_all_are_answered(gateway, replicas):
@@ -59,24 +60,19 @@ async def test_a_held_caller_that_hangs_up_leaves_the_queue(gateway):
     dispatcher = gw.gateway.functions["hello"].dispatchers["1"]
     async with httpx.AsyncClient(base_url=gw.url) as client:
         calls = [asyncio.ensure_future(client.get("/function/hello")) for _ in range(3)]
-        while len(dispatcher.queue) < 3:
-            await asyncio.sleep(0.01)
+        await until(lambda: len(dispatcher.queue) == 3, 5, "three callers held")
     for call in calls:
         call.cancel()
     await asyncio.gather(*calls, return_exceptions=True)
-    for _ in range(100):
-        if not dispatcher.queue:
-            break
-        await asyncio.sleep(0.01)
-    assert len(dispatcher.queue) == 0 and dispatcher.stats.held == 0
+    await until(lambda: not dispatcher.queue, 5, "the callers who hung up out of the queue")
+    assert dispatcher.stats.held == 0
 
 
 async def test_deleting_the_function_answers_its_held_requests(gateway):
     gw = await gateway(FakeActivator(), hold_timeout=30)
     gw.gateway.apply(table(versions={"1": []}))
     call = asyncio.ensure_future(gw.client.get("/function/hello"))
-    while not gw.gateway.functions["hello"].dispatchers["1"].queue:
-        await asyncio.sleep(0.01)
+    await until(lambda: gw.gateway.functions["hello"].dispatchers["1"].queue, 5, "the caller held")
     gw.gateway.remove("hello")
     r = await call
     assert r.status_code == 404 and r.json()["error"]["code"] == "FunctionNotFound"

@@ -7,54 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from urllib.parse import urlsplit
 
-import httptools
-
-from tests.unit.gateway.conftest import Message, table
-
-
-class Raw:
-    """One connection to the gateway, written to and read from byte by byte as a test says."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader, self.writer = reader, writer
-        self.parser: httptools.HttpResponseParser | None = None
-        self.answer = Message()
-
-    @classmethod
-    async def open(cls, url: str) -> Raw:
-        parts = urlsplit(url)
-        return cls(*await asyncio.open_connection(parts.hostname, parts.port))
-
-    async def send(self, data: bytes) -> None:
-        self.writer.write(data)
-        await self.writer.drain()
-
-    async def response(self, timeout: float = 5.0) -> Message:
-        """The next answer on the connection (the test fails if none comes)."""
-        self.answer = answer = Message()
-        self.parser = httptools.HttpResponseParser(answer)
-        async with asyncio.timeout(timeout):
-            while not answer.complete:
-                data = await self.reader.read(65536)
-                assert data, "the connection closed without an answer"
-                self.parser.feed_data(data)
-        answer.status = self.parser.get_status_code()
-        return answer
-
-    async def closed(self, timeout: float = 5.0) -> bool:
-        """Whether the gateway closes the connection (reading and dropping whatever else arrives)."""
-        try:
-            async with asyncio.timeout(timeout):
-                while await self.reader.read(65536):
-                    pass
-        except ConnectionResetError:
-            pass
-        return True
-
-    def close(self) -> None:
-        self.writer.close()
+from tests.unit.gateway.conftest import Raw, table
 
 
 async def serving(gateway, replicas, **settings):

@@ -1,11 +1,9 @@
 """The gateway against a real nats-server: route tables from KV, activation over fx.activate, load on fx.load."""
 
-import asyncio
 import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -16,15 +14,7 @@ from fx_gateway.nats_link import NatsLink
 
 from tests.loopback import free_port
 from tests.unit.gateway.conftest import table
-
-
-async def wait_for(predicate, timeout: float = 5.0):
-    deadline = asyncio.get_running_loop().time() + timeout
-    while asyncio.get_running_loop().time() < deadline:
-        if predicate():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("condition not met in time")
+from tests.waiting import until, wait_for
 
 
 @pytest.fixture
@@ -35,61 +25,54 @@ async def platform(nats_server, gateway):
     await link.start()
     nc = await nats.connect(nats_server)
     kv = await nc.jetstream().key_value(KV_ROUTES)  # the gateway created it
-    await wait_for(link.healthy)
+    await until(link.healthy)
     yield gw, link, nc, kv
     await nc.close()
     await link.close()
 
 
-async def test_a_function_at_zero_is_activated_once_for_twenty_callers(platform, replicas):
+async def test_activation_asks_the_controller_over_nats_and_its_reply_answers_the_caller(platform, replicas):
+    """The wire only: how many activations held callers cause, and what they are answered, is test_hold.py's."""
     gw, _, nc, kv = platform
     replica = await replicas()
     asked: list[ActivationRequest] = []
 
     async def controller(msg):
-        asked.append(ActivationRequest.from_json(msg.data))
-        await asyncio.sleep(0.2)  # the replica "starts"
-        await msg.respond(ActivationReply(ok=True, endpoints=[replica.endpoint]).to_json())
-
-    await nc.subscribe(SUBJECT_ACTIVATE, cb=controller)
-    await kv.put("hello", table(versions={"1": []}, concurrency=2).to_json())
-    await wait_for(lambda: "hello" in gw.gateway.functions)
-
-    answers = await asyncio.gather(*(gw.client.get("/function/hello") for _ in range(20)))
-    assert [r.status_code for r in answers] == [200] * 20
-    assert len(asked) == 1 and asked[0].function == "hello" and asked[0].version == "1"
-
-
-async def test_an_activation_failure_reply_is_a_502_for_all_held(platform):
-    gw, _, nc, kv = platform
-
-    async def controller(msg):
-        reply = ActivationReply(ok=False, status=502, error="Runtime.ImportModuleError", cause="No module named 'x'")
+        asked.append(request := ActivationRequest.from_json(msg.data))
+        if request.function == "broken":
+            reply = ActivationReply(
+                ok=False, status=502, error="Runtime.ImportModuleError", cause="No module named 'x'"
+            )
+        else:
+            reply = ActivationReply(ok=True, endpoints=[replica.endpoint])
         await msg.respond(reply.to_json())
 
     await nc.subscribe(SUBJECT_ACTIVATE, cb=controller)
+    await kv.put("hello", table(versions={"1": []}).to_json())
     await kv.put("broken", table("broken", versions={"1": []}).to_json())
-    await wait_for(lambda: "broken" in gw.gateway.functions)
-    answers = await asyncio.gather(*(gw.client.get("/function/broken") for _ in range(10)))
-    for r in answers:
-        assert r.status_code == 502
-        assert r.json()["error"]["code"] == "Runtime.ImportModuleError"
-        assert r.json()["error"]["function"] == "broken"
+    await until(lambda: {"hello", "broken"} <= set(gw.gateway.functions))
+
+    assert (await gw.client.get("/function/hello")).status_code == 200
+    assert [(a.function, a.version) for a in asked] == [("hello", "1")]
+    r = await gw.client.get("/function/broken")
+    assert r.status_code == 502
+    assert r.json()["error"]["code"] == "Runtime.ImportModuleError" and r.json()["error"]["function"] == "broken"
+    assert "No module named 'x'" in r.json()["error"]["message"]
 
 
 async def test_route_table_updates_and_deletes_take_effect(platform, replicas):
     gw, _, _, kv = platform
     one, two = await replicas("one"), await replicas("two")
     await kv.put("hello", table(revision=1, versions={"1": [one.endpoint]}).to_json())
-    await wait_for(lambda: "hello" in gw.gateway.functions)
+    await until(lambda: "hello" in gw.gateway.functions)
     assert (await gw.client.get("/function/hello")).json()["name"] == "one"
 
     await kv.put("hello", table(revision=2, versions={"2": [two.endpoint]}).to_json())
-    await wait_for(lambda: gw.gateway.functions["hello"].table.revision == 2)
+    await until(lambda: gw.gateway.functions["hello"].table.revision == 2)
     assert (await gw.client.get("/function/hello")).json()["name"] == "two"
 
     await kv.delete("hello")
-    await wait_for(lambda: "hello" not in gw.gateway.functions)
+    await until(lambda: "hello" not in gw.gateway.functions)
     assert (await gw.client.get("/function/hello")).status_code == 404
 
 
@@ -103,15 +86,22 @@ async def test_load_reports_arrive_every_second_with_per_version_counts(platform
 
     sub = await nc.subscribe(SUBJECT_LOAD, cb=collect)
     await kv.put("hello", table(versions={"1": [replica.endpoint]}).to_json())
-    await wait_for(lambda: "hello" in gw.gateway.functions)
+    await until(lambda: "hello" in gw.gateway.functions)
     for _ in range(4):
         await gw.client.get("/function/hello")
-    await wait_for(lambda: any("hello/1" in r.versions for r in reports), timeout=3)
-    await wait_for(lambda: len(reports) >= 2, timeout=3)
+    await until(lambda: any("hello/1" in r.versions for r in reports), timeout=3)
+    await until(lambda: len(reports) >= 2, timeout=3)
     await sub.unsubscribe()
     assert all(r.gateway == "gw-test" for r in reports)
     assert sum(r.versions["hello/1"].requests for r in reports if "hello/1" in r.versions) == 4
     assert any(not r.versions for r in reports)  # idle seconds still send a heartbeat
+
+
+def healthy(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.TransportError:
+        return False
 
 
 def test_the_cli_serves_health_and_exits_0_on_sigterm(nats_server):
@@ -124,15 +114,7 @@ def test_the_cli_serves_health_and_exits_0_on_sigterm(nats_server):
         env={**os.environ, "FX_HOLD_TIMEOUT": "5"},
     )
     try:
-        for _ in range(100):
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.05)
-        else:
-            raise AssertionError("gateway never became healthy")
+        wait_for(lambda: healthy(f"http://127.0.0.1:{port}/healthz"), 5, "the gateway healthy")
         system = httpx.get(f"http://127.0.0.1:{port}/system/health", timeout=5)
         assert system.status_code == 502 and system.json()["error"]["code"] == "ControllerUnavailable"
     finally:

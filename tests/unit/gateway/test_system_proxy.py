@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import re
 
-from tests.unit.gateway.test_limits import Raw
-from tests.unit.gateway.test_nats import wait_for
+from tests.unit.gateway.conftest import Raw
+from tests.waiting import until
 
 
 class FakeController:
@@ -65,7 +65,7 @@ async def test_a_request_refused_from_its_head_never_sends_its_body(gateway):
     answer = await raw.response()
     assert answer.status == 401 and answer.body == b"no"
     assert await raw.closed()
-    await wait_for(lambda: controller.after_refusal)
+    await until(lambda: controller.after_refusal)
     assert controller.after_refusal == [b""]  # not a byte of the body went to the controller
 
 

@@ -10,7 +10,7 @@ from fx.protocol import TriggerRoute
 from fx_gateway.nats_link import NatsLink
 
 from tests.unit.gateway.conftest import table
-from tests.unit.gateway.test_nats import wait_for
+from tests.waiting import until
 
 
 def triggered(subjects: list[str], endpoints: list[str], **extra):
@@ -26,7 +26,7 @@ async def link_factory(nats_server, gateway):
         gw = await gateway()
         link = NatsLink(gw.gateway, nats_server, f"gw-{len(links)}")
         await link.start()
-        await wait_for(link.healthy)
+        await until(link.healthy)
         links.append(link)
         return gw, link
 
@@ -39,7 +39,7 @@ async def link_factory(nats_server, gateway):
 
 async def subscribed(*links, count: int = 1) -> None:
     """Wait until each gateway has `count` trigger subscriptions and the server has them too."""
-    await wait_for(lambda: all(len(link.triggers.subscriptions) == count for link in links))
+    await until(lambda: all(len(link.triggers.subscriptions) == count for link in links))
     for link in links:
         await link.nc.flush()
 
@@ -58,7 +58,7 @@ async def test_a_message_invokes_the_function_with_a_documented_event(link_facto
 
     await nc.publish("orders.new", b'{"id": 7}', headers={"Trace": "abc"})
     await nc.publish("orders.bin", b"\xff\x00\xfe")
-    await wait_for(lambda: len(replica.seen) == 2)
+    await until(lambda: len(replica.seen) == 2)
     events = sorted((json.loads(seen["body"]) for seen in replica.seen), key=lambda e: e["subject"])
     assert replica.seen[0]["path"] == "/_fx/invoke"
     assert events[1] == {
@@ -72,7 +72,7 @@ async def test_a_message_invokes_the_function_with_a_documented_event(link_facto
     }
     assert events[0]["isBase64Encoded"] is True
     assert base64.b64decode(events[0]["data"]) == b"\xff\x00\xfe"
-    await wait_for(lambda: gw.gateway.event_stats.events.get(("hello", "orders.*", "ok")) == 2)
+    await until(lambda: gw.gateway.event_stats.events.get(("hello", "orders.*", "ok")) == 2)
 
 
 async def test_a_request_gets_the_functions_result_as_its_reply(link_factory, replicas):
@@ -108,7 +108,7 @@ async def test_a_reply_subject_under_fx_or_nats_own_subjects_gets_no_reply(link_
         await nc.subscribe(subject, cb=got)
     for reply in ("$KV.fx_routes.victim", "fx.activate", "orders.reply"):
         await nc.publish("users.created", b"{}", reply=reply)
-    await wait_for(lambda: len(replica.seen) == 3 and seen == ["orders.reply"])
+    await until(lambda: len(replica.seen) == 3 and seen == ["orders.reply"])
     await asyncio.sleep(0.2)
     assert seen == ["orders.reply"]
 
@@ -122,7 +122,7 @@ async def test_gateways_share_a_subject_so_each_message_is_handled_once(link_fac
 
     for n in range(200):
         await nc.publish(f"jobs.{n}", b"x")
-    await wait_for(lambda: len(replica.seen) >= 200)
+    await until(lambda: len(replica.seen) >= 200)
     await asyncio.sleep(0.2)  # a duplicate would arrive about now
     assert sorted(json.loads(s["body"])["subject"] for s in replica.seen) == sorted(f"jobs.{n}" for n in range(200))
     shares = [sum(s.events.values()) for s in (first.gateway.event_stats, second.gateway.event_stats)]

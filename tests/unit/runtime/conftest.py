@@ -7,11 +7,12 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.waiting import wait_for
 
 
 class Replica:
@@ -25,26 +26,28 @@ class Replica:
         return f"http://{self.endpoint}"
 
     def wait_ready(self, timeout: float = 10.0) -> Replica:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def endpoint() -> str | None:
             for line in self.log.read_text().splitlines():
                 if line.startswith("fx-runtime ready on "):
-                    self.endpoint = line.split()[3]
-                    return self
+                    return line.split()[3]
             if self.proc.poll() is not None:
                 raise AssertionError(f"replica exited with {self.proc.returncode}: {self.log.read_text()}")
-            time.sleep(0.01)
-        raise AssertionError(f"replica not ready: {self.log.read_text()}")
+            return None
+
+        self.endpoint = wait_for(endpoint, timeout, "the replica ready", interval=0.01)
+        return self
 
     def wait_exit(self, timeout: float = 10.0) -> int:
         return self.proc.wait(timeout)
 
     def log_text(self, containing: str = "", timeout: float = 5.0) -> str:
         """The log, once it contains `containing` (the replica flushes right after answering, not before)."""
-        deadline = time.monotonic() + timeout
-        while containing not in (text := self.log.read_text()) and time.monotonic() < deadline:
-            time.sleep(0.01)
-        return text
+
+        def text() -> str:
+            log = self.log.read_text()
+            return log if containing in log else ""
+
+        return wait_for(text, timeout, f"{containing!r} in the replica's log") if containing else self.log.read_text()
 
 
 def write_code(root: Path, files: dict[str, str]) -> Path:

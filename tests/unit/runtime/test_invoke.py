@@ -9,6 +9,8 @@ import time
 
 import httpx
 
+from tests.waiting import wait_for
+
 CONTEXT = {
     "handler.py": """
         import os
@@ -157,13 +159,26 @@ def test_log_lines(start):
     assert [(rid, bool(init)) for rid, init in reports] == [("a-1", True), ("a-2", False)]
 
 
-def test_sigterm_finishes_the_invocation_in_progress(start):
-    replica = start({"handler.py": "import time\ndef handler(e, c):\n    time.sleep(0.5)\n    return 'done'\n"})
+HELD = """
+import os, time
+
+def handler(event, context):
+    open(os.environ["BEGAN"], "w").close()
+    while not os.path.exists(os.environ["RELEASE"]):  # held until the test has sent SIGTERM
+        time.sleep(0.01)
+    return "done"
+"""
+
+
+def test_sigterm_finishes_the_invocation_in_progress(start, tmp_path):
+    began, release = tmp_path / "began", tmp_path / "release"
+    replica = start({"handler.py": HELD}, BEGAN=str(began), RELEASE=str(release))
     answers = []
     caller = threading.Thread(target=lambda: answers.append(httpx.post(f"{replica.base}/_fx/invoke", content=b"{}")))
     caller.start()
-    time.sleep(0.2)
+    wait_for(began.exists, 5, "the invocation to begin")
     replica.proc.send_signal(signal.SIGTERM)
+    release.touch()  # the handler returns only now, after the SIGTERM
     caller.join(5)
     assert answers and answers[0].json() == "done"
     assert replica.wait_exit() == 0

@@ -11,6 +11,8 @@ import time
 import httpx
 import pytest
 
+from tests.waiting import wait_for
+
 # A minimal custom runtime, written from the Runtime API reference: what any `bootstrap` does.
 BOOTSTRAP = """
 import http.client, json, os, sys, time
@@ -180,6 +182,15 @@ def test_timeout_answers_lambdas_error_and_kills_the_runtime(start_bootstrap):
     assert holders == []
 
 
+def accepts(address: str) -> bool:
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
 def test_a_runtime_client_started_elsewhere_is_served_on_a_fixed_address(start, tmp_path):
     """FX_RUNTIME_API without a bootstrap: e.g. an unmodified Lambda image in a container beside the runtime."""
     with socket.socket() as s:
@@ -188,8 +199,9 @@ def test_a_runtime_client_started_elsewhere_is_served_on_a_fixed_address(start, 
     replica = start({"handler.py": ""}, wait=False, FX_RUNTIME_API=api)
     script = tmp_path / "client.py"
     script.write_text(BOOTSTRAP)
-    time.sleep(0.3)  # not ready until a runtime client asks for work
-    assert "fx-runtime ready" not in replica.log_text()
+    # Up and serving the Runtime API, yet not ready: it becomes ready only when a runtime client asks for work.
+    wait_for(lambda: accepts(api), 10, "the Runtime API listening")
+    assert "fx-runtime ready" not in replica.log_text() and replica.proc.poll() is None
     client = subprocess.Popen([sys.executable, str(script)], env={**os.environ, "AWS_LAMBDA_RUNTIME_API": api})
     try:
         replica.wait_ready()

@@ -1,12 +1,8 @@
 """The CLI in-process, against a small fake admin API on 127.0.0.1 (the real one is tested in integration)."""
 
-import hashlib
 import json
 import os
 import subprocess
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib.metadata import version
 
 import httpx
@@ -14,114 +10,37 @@ import pytest
 from fx.cli import main
 from fx.client import Client
 
-TOKEN = "test-token"
+from tests.unit.sdk.conftest import TOKEN
+
+pytestmark = pytest.mark.usefixtures("isolated")
 
 
-class FakeGateway(BaseHTTPRequestHandler):
-    artifacts: dict[str, bytes]
-    functions: dict[str, list[dict]]
-    uploads: list[str]
-
-    def log_message(self, *args) -> None:
-        pass
-
-    def _reply(self, status: int, body=None) -> None:
-        data = json.dumps(body).encode() if body is not None else b""
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(data)
-
-    def _authorized(self) -> bool:
-        if self.headers.get("Authorization") == f"Bearer {TOKEN}":
-            return True
-        self._reply(401, {"error": {"code": "Unauthorized", "message": "bad token: run `fx login` or set FX_TOKEN"}})
-        return False
-
-    def _body(self) -> bytes:
-        return self.rfile.read(int(self.headers.get("Content-Length", 0)))
-
-    def do_HEAD(self) -> None:
-        if self._authorized():
-            self._reply(200 if self.path.rsplit("/", 1)[1] in self.artifacts else 404)
-
-    def do_PUT(self) -> None:
-        if not self._authorized():
-            return
-        path, _, query = self.path.partition("?")
-        kind, name = path.split("/")[2:4]
-        body = self._body()
-        if kind == "artifacts":
-            assert name == "sha256:" + hashlib.sha256(body).hexdigest()
-            self.artifacts[name] = body
-            self.uploads.append(name)
-            return self._reply(200, {"digest": name, "size": len(body), "unzipped_size": 1})
-        spec = json.loads(body)
-        versions = self.functions.get(name, [])
-        created = not versions or versions[-1] != spec
-        dry_run = "dry_run=true" in query  # the server's validation: nothing stored
-        if created and not dry_run:
-            self.functions[name] = versions = [*versions, spec]
-        code = spec.get("artifact") or spec["image"]
-        version = len(versions) + (1 if created and dry_run else 0)
-        result = {"function": name, "version": version, "created": created, "digest": code, "dry_run": dry_run}
-        self._reply(200, {**result, "message": "ok"})
-
-    def do_GET(self) -> None:
-        if self._authorized():
-            self._reply(200, [self._info(name) for name in sorted(self.functions)])
-
-    def _info(self, name: str) -> dict:
-        versions = [
-            {"version": i + 1, "digest": s["artifact"], "created_at": "2024-01-01T00:00:00Z", "spec": s}
-            for i, s in enumerate(self.functions[name])
-        ]
-        return {"name": name, "latest": len(versions), "traffic": {str(len(versions)): 100}, "versions": versions}
-
-
-@pytest.fixture
-def gateway(monkeypatch, tmp_path) -> Iterator[type[FakeGateway]]:
-    handler = type("Handler", (FakeGateway,), {"artifacts": {}, "functions": {}, "uploads": []})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    monkeypatch.setenv("FX_GATEWAY", f"http://127.0.0.1:{server.server_port}")
-    monkeypatch.setenv("FX_TOKEN", TOKEN)
-    try:
-        yield handler
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-@pytest.fixture(autouse=True)
-def isolated(monkeypatch, tmp_path):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("FX_CONFIG", str(tmp_path / "fx-config.json"))
-    monkeypatch.setenv("FX_CACHE_DIR", str(tmp_path / "cache"))
-    for var in ("FX_GATEWAY", "FX_TOKEN"):
-        monkeypatch.delenv(var, raising=False)
-
-
-def test_init_then_deploy_twice_makes_one_version_and_one_upload(gateway, tmp_path, capsys):
+def test_init_then_deploy_twice_sends_the_same_spec_uploads_once_and_says_what_the_server_decided(
+    gateway, tmp_path, capsys
+):
+    """Whether a deploy is a new version is the server's call (tested in integration): the client's part is to
+    send the same spec for the same code, upload it once, and say what the server answered."""
     assert main(["init", "greeter"]) == 0
     capsys.readouterr()
     manifest = str(tmp_path / "greeter" / "fx.yaml")
+    gateway.answers.append({"version": 1, "created": True})
     assert main(["deploy", "-f", manifest]) == 0
     first = capsys.readouterr()
     assert first.out.startswith("greeter: version 1 deployed (sha256:")
     assert "building" in first.err and "uploading" in first.err and "deploying" in first.err
 
+    gateway.answers.append({"version": 1, "created": False})
     assert main(["deploy", "-f", manifest]) == 0
     assert capsys.readouterr().out == "greeter: unchanged, still version 1\n"
-    assert len(gateway.uploads) == 1
+    assert gateway.deploys[1] == gateway.deploys[0]  # the same code built again is the same zip
+    assert len(gateway.uploads) == 1  # and it is not uploaded again
 
     (tmp_path / "greeter" / "handler.py").write_text("def handler(e, c):\n    return 2\n")
+    gateway.answers.append({"version": 2, "created": True})
     assert main(["deploy", "-f", manifest, "--output", "json"]) == 0
     [result] = json.loads(capsys.readouterr().out)
     assert (result["version"], result["created"]) == (2, True)
+    assert gateway.deploys[2]["artifact"] != gateway.deploys[0]["artifact"] and len(gateway.uploads) == 2
 
 
 def test_a_function_with_its_own_image_is_deployed_without_a_build_or_upload(gateway, tmp_path, capsys):

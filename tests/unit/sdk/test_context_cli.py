@@ -1,4 +1,4 @@
-"""`fx context`, `fx login --context` and the context `fx up` saves, against the fake gateway of test_cli."""
+"""`fx context`, `fx login --context` and the context `fx up` saves, against the fake gateway in conftest.py."""
 
 import json
 import os
@@ -8,7 +8,9 @@ from fx import config
 from fx.cli import main
 from fx.cli.up import _save_context, _with_context
 
-from tests.unit.sdk.test_cli import TOKEN, gateway, isolated  # noqa: F401 (gateway, isolated: fixtures)
+from tests.unit.sdk.conftest import TOKEN
+
+pytestmark = pytest.mark.usefixtures("isolated")
 
 
 def _contexts(tmp_path) -> dict:

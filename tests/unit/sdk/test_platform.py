@@ -8,7 +8,6 @@ import stat
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import httpx
@@ -21,6 +20,7 @@ from fx.platform import Platform, PlatformError
 
 from tests.nats_server import nats_server
 from tests.processes import alive
+from tests.waiting import wait_for
 
 FAKE = textwrap.dedent(
     """
@@ -133,15 +133,19 @@ def start_fx_up(tmp_path: Path, fakes: Path) -> tuple[subprocess.Popen, list[int
     proc = subprocess.Popen(
         [sys.executable, str(script), str(port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+
+    def started() -> list[int] | None:
         children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
         if len(children) == 3 and (tmp_path / "fx-config.json").exists():
-            return proc, [int(c) for c in children]
+            return [int(c) for c in children]
         assert proc.poll() is None, proc.communicate()
-        time.sleep(0.05)
-    proc.kill()
-    raise AssertionError("fx up did not start its three processes")
+        return None
+
+    try:
+        return proc, wait_for(started, 30, "fx up to start its three processes", interval=0.05)
+    except AssertionError:
+        proc.kill()
+        raise
 
 
 def test_ctrl_c_on_fx_up_stops_everything_cleanly(fakes, tmp_path):
@@ -157,10 +161,7 @@ def test_a_killed_launcher_leaves_no_orphans(fakes, tmp_path):
     proc, children = start_fx_up(tmp_path, fakes)
     proc.kill()
     proc.wait()
-    deadline = time.monotonic() + 10
-    while any(alive(pid) for pid in children) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not any(alive(pid) for pid in children)
+    wait_for(lambda: not any(alive(pid) for pid in children), 10, "the launcher's children gone", interval=0.05)
 
 
 def test_nats_runs_in_operator_mode_with_one_authority_and_a_user_per_component(fakes, tmp_path):

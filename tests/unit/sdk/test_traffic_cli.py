@@ -12,6 +12,7 @@ from fx.cli import main
         (["traffic", "fn", "1=50", "1=50"], "version 1 is given twice"),
         (["traffic", "fn", "1=150"], "between 0 and 100"),
         (["traffic", "fn", "1=100", "--sticky", "ip"], "'header:<name>' or 'cookie:<name>'"),
+        (["traffic", "fn", "1=100", "--sticky", "query:x"], "'header:<name>' or 'cookie:<name>'"),
         (["alias", "fn", "123", "1"], "alias '123' is invalid"),
         (["alias", "fn", "live"], "give either a VERSION"),
         (["alias", "fn", "live", "2", "--delete"], "give either a VERSION"),

@@ -31,6 +31,7 @@ from fx.nats_auth import Signer
 
 from ...artifacts import Artifacts
 from ...settings import Settings
+from ...tasks import spawn
 from ..base import EventSink, ReplicaEvent, ReplicaSpec, SecretMirror, init_error_event
 from . import kube, manifests, nats_identities
 from .artifact_server import ArtifactServer
@@ -379,9 +380,7 @@ class KubernetesBackend:
             await self._scale(key)
 
     def _spawn(self, coro) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        spawn(coro, self._tasks)
 
 
 async def prepare_nats(settings: Settings) -> None:

@@ -25,6 +25,7 @@ from pydantic import ValidationError
 
 from ... import nats_connect
 from ...store import FunctionRecord
+from ...tasks import spawn
 from . import manifests
 from .kube import KubeApi
 
@@ -200,6 +201,4 @@ class FunctionSync:
         return await self._admin.request(method, f"/system/functions/{name}", json=body)
 
     def _spawn(self, coro) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        spawn(coro, self._tasks)
