@@ -15,7 +15,8 @@ import pytest
 from fx_controller.backends.local_sandbox import run_dir
 
 from tests.integration.conftest import RunningPlatform
-from tests.integration.helpers import metric, wait_until
+from tests.integration.helpers import metric
+from tests.waiting import wait_for
 
 # Notes each run in $OUT; an event with "fail" raises.
 HANDLER = """\
@@ -103,7 +104,7 @@ def test_a_callback_answered_500_is_retried_and_one_never_answered_well_is_given
 ):
     out = deploy(fast_platform, tmp_path)
     flaky = call(fast_platform, {"n": 1}, f"{receiver.url}/flaky")
-    wait_until(lambda: callbacks(fast_platform, "ok") == 1, 30, "the flaky callback to be delivered")
+    wait_for(lambda: callbacks(fast_platform, "ok") == 1, 30, "the flaky callback to be delivered")
     posts = receiver.to("/flaky")
     assert len(posts) == 2  # the 500, then the 200; nothing after it
     for headers, body in posts:
@@ -111,7 +112,7 @@ def test_a_callback_answered_500_is_retried_and_one_never_answered_well_is_given
         assert json.loads(body) == {"n": 1}
 
     down = call(fast_platform, {"n": 2}, f"{receiver.url}/down")
-    wait_until(lambda: callbacks(fast_platform, "failed") == 1, 30, "the callback to be given up")
+    wait_for(lambda: callbacks(fast_platform, "failed") == 1, 30, "the callback to be given up")
     assert [headers["x-fx-call-id"] for headers, _ in receiver.to("/down")] == [down] * 3
     # A callback that fails does not make the call fail: it ran once each, and nothing was dead-lettered.
     assert out.read_text().split() == ["1", "2"]
@@ -121,7 +122,7 @@ def test_a_callback_answered_500_is_retried_and_one_never_answered_well_is_given
 def test_a_dead_lettered_call_calls_back_with_its_failure(fast_platform, receiver, tmp_path):
     out = deploy(fast_platform, tmp_path)
     failing = call(fast_platform, {"n": 3, "fail": True}, f"{receiver.url}/done")
-    wait_until(lambda: receiver.to("/done"), 30, "the failure's callback")
+    wait_for(lambda: receiver.to("/done"), 30, "the failure's callback")
     [(headers, body)] = receiver.to("/done")
     assert headers["x-fx-call-id"] == failing
     assert (headers["x-fx-outcome"], headers["x-fx-error"], headers["x-fx-attempts"]) == ("failure", "ValueError", "3")

@@ -8,7 +8,7 @@ import json
 
 from fx_controller.backends.local_sandbox import run_dir
 
-from tests.integration.helpers import wait_until
+from tests.waiting import wait_for
 
 # Notes the number each record starts with, and how many records its batch had.
 SINK = """\
@@ -53,7 +53,7 @@ def test_a_batch_over_the_request_limit_is_split_and_every_record_delivered(plat
     def dead() -> list:
         return json.loads(platform.fx("dlq", "ls", "-o", "json").stdout)
 
-    wait_until(lambda: len({n for n, _ in seen()}) == RECORDS or dead(), 60, "every record or a dead letter")
+    wait_for(lambda: len({n for n, _ in seen()}) == RECORDS or dead(), 60, "every record or a dead letter")
     assert dead() == []
     assert sorted({n for n, _ in seen()}) == list(range(RECORDS))
     assert max(size for _, size in seen()) > 1  # still batched, only smaller

@@ -21,7 +21,8 @@ import pytest
 from fx_controller.backends.local_sandbox import run_dir
 
 from tests.integration.conftest import FX, RunningPlatform
-from tests.integration.helpers import metric, wait_until
+from tests.integration.helpers import metric
+from tests.waiting import wait_for
 
 # Answers by the last part of its path; /slow notes its start in $OUT first, then takes a second.
 EDGES = """\
@@ -163,7 +164,7 @@ def test_sigterm_answers_every_call_in_flight_then_refuses_connections_and_exits
     (tmp_path / "edges").mkdir()
     out = deploy_edges(platform, tmp_path / "edges", scale="{min: 2, max: 2}")
     url = f"{platform.gateway_url}/function/edges/slow"
-    wait_until(lambda: httpx.get(f"{platform.gateway_url}/function/edges/page").status_code == 200, 30, "warm")
+    wait_for(lambda: httpx.get(f"{platform.gateway_url}/function/edges/page").status_code == 200, 30, "warm")
     answers: list[httpx.Response | Exception] = []
 
     def call() -> None:
@@ -186,11 +187,11 @@ def test_sigterm_answers_every_call_in_flight_then_refuses_connections_and_exits
 
     # Two run on the replicas, two wait in the gateway for one to free up.
     started = lambda: out.exists() and out.read_text().count("started") == 2  # noqa: E731
-    wait_until(lambda: in_gateway() == 4 and started(), 30, "4 calls in the gateway")
+    wait_for(lambda: in_gateway() == 4 and started(), 30, "4 calls in the gateway")
     [gateway] = [p for p in platform._platform._running if p.name == "gateway"]
     stopped_at = time.monotonic()
     os.kill(gateway.proc.pid, signal.SIGTERM)
-    wait_until(lambda: refused(platform.gateway_url), 5, "the gateway to stop accepting connections")
+    wait_for(lambda: refused(platform.gateway_url), 5, "the gateway to stop accepting connections")
     for caller in callers:
         caller.join(30)
     code = gateway.proc.wait(15)
@@ -225,7 +226,7 @@ def test_fx_logs_follow_through_the_gateway_streams_lines_and_ctrl_c_ends_the_co
     controller_port = int(edges.controller_url.rpartition(":")[2])
     say = f"{edges.gateway_url}/function/edges/say"
     assert httpx.get(say, params={"n": "1"}).status_code == 200
-    wait_until(lambda: established(controller_port) == 0, 10, "no connection to the controller")
+    wait_for(lambda: established(controller_port) == 0, 10, "no connection to the controller")
     env = {**os.environ, "FX_GATEWAY": edges.gateway_url, "FX_TOKEN": edges.token, "FX_CONFIG": str(edges.config)}
     proc = subprocess.Popen(
         [FX, "logs", "edges", "-f"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
@@ -234,13 +235,13 @@ def test_fx_logs_follow_through_the_gateway_streams_lines_and_ctrl_c_ends_the_co
     reader = threading.Thread(target=lambda: seen.extend(proc.stdout), daemon=True)  # type: ignore[arg-type]
     reader.start()
     try:
-        wait_until(lambda: "said n=1\n" in seen, 30, "the earlier invocation's line")
+        wait_for(lambda: "said n=1\n" in seen, 30, "the earlier invocation's line")
         assert established(controller_port) == 1  # the follow, gateway to controller
         assert httpx.get(say, params={"n": "2"}).status_code == 200
-        wait_until(lambda: "said n=2\n" in seen, 30, "the line printed while following")
+        wait_for(lambda: "said n=2\n" in seen, 30, "the line printed while following")
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=30)
         reader.join(30)
     assert proc.returncode == 0 and proc.stderr.read() == ""  # type: ignore[union-attr]
-    wait_until(lambda: established(controller_port) == 0, 10, "the gateway to end the follow at the controller")
+    wait_for(lambda: established(controller_port) == 0, 10, "the gateway to end the follow at the controller")

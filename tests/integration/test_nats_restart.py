@@ -15,7 +15,7 @@ from fx.platform import _tcp_open
 from fx_controller.backends.local_sandbox import run_dir
 
 from tests.integration.conftest import RunningPlatform
-from tests.integration.helpers import wait_until
+from tests.waiting import wait_for
 
 SINK = """\
 import os
@@ -80,10 +80,10 @@ def test_a_durable_trigger_reconnects_and_warm_calls_go_on_through_a_nats_restar
     )
     deploy(platform, tmp_path / "hello", HELLO, {"scale": {"min": 1}})
     hello = f"{platform.gateway_url}/function/hello"
-    wait_until(lambda: httpx.get(hello).status_code == 200, 30, "hello to be warm")
+    wait_for(lambda: httpx.get(hello).status_code == 200, 30, "hello to be warm")
     received = lambda: out.read_text().split() if out.exists() else []  # noqa: E731
     publish(platform, "before")
-    wait_until(lambda: received() == ["before"], 30, "the event published before the restart")
+    wait_for(lambda: received() == ["before"], 30, "the event published before the restart")
 
     def while_down() -> None:
         answers = [httpx.get(hello, timeout=10) for _ in range(5)]
@@ -91,7 +91,7 @@ def test_a_durable_trigger_reconnects_and_warm_calls_go_on_through_a_nats_restar
 
     restart_nats(platform, while_down)
     publish(platform, "after-1", "after-2", "after-3")
-    wait_until(lambda: received() == ["before", "after-1", "after-2", "after-3"], 30, "the events after the restart")
+    wait_for(lambda: received() == ["before", "after-1", "after-2", "after-3"], 30, "the events after the restart")
     assert httpx.get(hello).status_code == 200
     health = httpx.get(f"{platform.gateway_url}/healthz")
     assert health.status_code == 200, health.text  # connected again, route tables loaded

@@ -274,3 +274,11 @@ async def dead_letters(nc, count: int, timeout: float = 5.0) -> list:
             letters.append(await sub.next_msg(timeout=timeout))
     await sub.unsubscribe()
     return letters
+
+
+async def serving(gateway, replicas, **settings):
+    """A gateway with these settings routing `hello` version 1 to one fake replica."""
+    replica = await replicas()
+    gw = await gateway(**settings)
+    gw.gateway.apply(table(versions={"1": [replica.endpoint]}))
+    return gw, replica

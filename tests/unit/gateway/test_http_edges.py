@@ -10,8 +10,7 @@ import asyncio
 
 import pytest
 
-from tests.unit.gateway.conftest import table
-from tests.unit.gateway.test_limits import Raw, serving
+from tests.unit.gateway.conftest import Raw, serving, table
 
 
 async def test_two_requests_in_one_write_are_both_answered_in_order(gateway, replicas):

@@ -8,14 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from tests.unit.gateway.conftest import Raw, table
-
-
-async def serving(gateway, replicas, **settings):
-    replica = await replicas()
-    gw = await gateway(**settings)
-    gw.gateway.apply(table(versions={"1": [replica.endpoint]}))
-    return gw, replica
+from tests.unit.gateway.conftest import Raw, serving, table
 
 
 async def test_an_overlong_request_target_is_414_and_the_connection_closes(gateway, replicas):
