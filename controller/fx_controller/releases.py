@@ -12,6 +12,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from fx.models import PromoteSpec, TrafficSpec
+from fx.protocol import load_key
 
 from . import rollout
 from .errors import ApiError, not_found
@@ -182,7 +183,7 @@ class Releases:
         return record
 
     def _totals(self, name: str, version: int) -> tuple[int, int]:
-        totals = self._load.totals.get(f"{name}/{version}")
+        totals = self._load.totals.get(load_key(name, version))
         return (totals.requests, totals.errors) if totals else (0, 0)
 
     async def _save(self, record: FunctionRecord) -> None:
