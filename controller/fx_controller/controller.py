@@ -32,7 +32,7 @@ from fx.protocol import (
     ActivationRequest,
     LoadReport,
     kv_stream,
-    load_key,
+    load_report_key,
 )
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
@@ -348,7 +348,7 @@ class Controller:
             logs.remove(self.settings.state_dir, name)  # a new function of this name starts with its own
             self.load.forget(name)
             for version in record.versions:
-                self.autoscaler.forget(load_key(name, version.version))
+                self.autoscaler.forget(load_report_key(name, version.version))
         log.info("deleted %s", name)
 
     def describe(self, name: str) -> FunctionInfo:
@@ -380,7 +380,7 @@ class Controller:
         now = datetime.now(UTC)
         versions = []
         for v in record.versions:
-            totals = self.load.totals.get(load_key(record.name, v.version))
+            totals = self.load.totals.get(load_report_key(record.name, v.version))
             hold = record.warm.get(v.version)
             versions.append(
                 VersionInfo(

@@ -8,6 +8,8 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from fx.protocol import load_report_key
+
 from .autoscaler import Autoscaler
 from .fleet import Fleet
 from .load import LoadBook
@@ -52,7 +54,7 @@ class Reconciler:
 
     async def _scale(self, record: FunctionRecord, version: VersionRecord, now: float, wall: datetime) -> None:
         name, number = record.name, version.version
-        key = f"{name}/{number}"
+        key = load_report_key(name, number)
         serving = record.traffic.get(number, 0) > 0 or number in record.aliases.values()
         hold = record.warm.get(number)
         warm = hold.replicas if hold and hold.until > wall else 0

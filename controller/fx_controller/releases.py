@@ -12,7 +12,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from fx.models import PromoteSpec, TrafficSpec
-from fx.protocol import load_key
+from fx.protocol import load_report_key
 
 from . import rollout
 from .errors import ApiError, not_found
@@ -183,7 +183,7 @@ class Releases:
         return record
 
     def _totals(self, name: str, version: int) -> tuple[int, int]:
-        totals = self._load.totals.get(load_key(name, version))
+        totals = self._load.totals.get(load_report_key(name, version))
         return (totals.requests, totals.errors) if totals else (0, 0)
 
     async def _save(self, record: FunctionRecord) -> None:

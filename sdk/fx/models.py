@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from fx.protocol import DEFAULT_RUNTIME, RUNTIMES, reserved_subject
-from fx.schedule import check_timezone
+from fx.schedule import check_timezone, schedule_key
 from fx.schedule import parse as parse_schedule
 
 # Patterns end in \Z, not $: "$" also matches before a trailing newline, so "hello\n" would pass.
@@ -290,11 +290,6 @@ class NatsGrant(_Model):
     @classmethod
     def _subjects(cls, v: list[str]) -> list[str]:
         return [check_grant_subject(s) for s in v]
-
-
-def schedule_key(expression: str, timezone: str | None) -> str:
-    """A schedule trigger's key: in its events' `resources` and in the id that makes each tick run once."""
-    return f"schedule:{expression}" + (f" {timezone}" if timezone and timezone != "UTC" else "")
 
 
 class FunctionSpec(_Model):

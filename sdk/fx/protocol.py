@@ -105,9 +105,11 @@ DEAD_SEQUENCE = "Fx-Sequence"  # its sequence in that stream
 
 
 # Sent with an async call's result to its callback (URL or subject):
-CALLBACK_CALL_ID = "X-Fx-Call-Id"  # also on the 202 that accepted the call, and to the replica that runs it
+CALL_ID = "X-Fx-Call-Id"  # on the 202 that accepted the call, to the replica that runs it, to its callback
 CALLBACK_FUNCTION = "X-Fx-Function"
-CALLBACK_STATUS = "X-Fx-Status"  # the function's HTTP status
+CALLBACK_STATUS = "X-Fx-Function-Status"  # the HTTP status of the last attempt
+CALLBACK_OUTCOME = "X-Fx-Outcome"  # "success" or "failure"
+CALLBACK_ATTEMPTS = "X-Fx-Attempts"
 CALLBACK_VERSION = "X-Fx-Version"  # the version that answered
 CALLBACK_ERROR = "X-Fx-Error"  # on failure: the error code
 
@@ -253,7 +255,7 @@ class ActivationReply:
         return cls(**json.loads(data))
 
 
-def load_key(function: str, version: str) -> str:
+def load_report_key(function: str, version: str) -> str:
     """A version's key in LoadReport.versions (and in the controller's load totals)."""
     return f"{function}/{version}"
 
@@ -268,7 +270,7 @@ class VersionLoad:
 
 @dataclass
 class LoadReport:
-    """Published by every gateway on SUBJECT_LOAD. Keys of `versions` are load_key(function, version)."""
+    """Published by every gateway on SUBJECT_LOAD. Keys of `versions` are load_report_key(function, version)."""
 
     gateway: str
     versions: dict[str, VersionLoad]

@@ -132,3 +132,8 @@ def _aws_weekdays(field: str) -> str:
         day = re.sub(r"\d+", lambda m: str(int(m[0]) - 1) if 1 <= int(m[0]) <= 7 else "x", day)
         out.append(day + sharp + nth + slash + step)
     return ",".join(out)
+
+
+def schedule_key(expression: str, timezone: str | None) -> str:
+    """A schedule trigger's key: in its events' `resources` and in the id that makes each tick run once."""
+    return f"schedule:{expression}" + (f" {timezone}" if timezone and timezone != "UTC" else "")

@@ -12,7 +12,6 @@ import httpx
 import nats
 import pytest
 from fx.protocol import KV_ROUTES, SUBJECT_ACTIVATE, SUBJECT_LOAD, ActivationReply, ActivationRequest, LoadReport
-from fx_gateway.nats_link import NatsLink
 
 from tests.loopback import free_port
 from tests.unit.gateway.conftest import table
@@ -30,12 +29,12 @@ async def wait_for(predicate, timeout: float = 5.0):
 @pytest.fixture
 async def platform(nats_server, gateway):
     """(gateway, link, nats client, routes KV) with the gateway following the real bucket."""
-    gw = await gateway()
-    link = NatsLink(gw.gateway, nats_server, "gw-test")
+    gw = await gateway(nats_url=nats_server, gateway_id="gw-test")
+    link = gw.gateway
     await link.start()
     nc = await nats.connect(nats_server)
     kv = await nc.jetstream().key_value(KV_ROUTES)  # the gateway created it
-    await wait_for(link.healthy)
+    await wait_for(link.feed.healthy)
     yield gw, link, nc, kv
     await nc.close()
     await link.close()
@@ -53,7 +52,7 @@ async def test_a_function_at_zero_is_activated_once_for_twenty_callers(platform,
 
     await nc.subscribe(SUBJECT_ACTIVATE, cb=controller)
     await kv.put("hello", table(versions={"1": []}, concurrency=2).to_json())
-    await wait_for(lambda: "hello" in gw.gateway.functions)
+    await wait_for(lambda: "hello" in gw.gateway.book.functions)
 
     answers = await asyncio.gather(*(gw.client.get("/function/hello") for _ in range(20)))
     assert [r.status_code for r in answers] == [200] * 20
@@ -69,7 +68,7 @@ async def test_an_activation_failure_reply_is_a_502_for_all_held(platform):
 
     await nc.subscribe(SUBJECT_ACTIVATE, cb=controller)
     await kv.put("broken", table("broken", versions={"1": []}).to_json())
-    await wait_for(lambda: "broken" in gw.gateway.functions)
+    await wait_for(lambda: "broken" in gw.gateway.book.functions)
     answers = await asyncio.gather(*(gw.client.get("/function/broken") for _ in range(10)))
     for r in answers:
         assert r.status_code == 502
@@ -81,15 +80,15 @@ async def test_route_table_updates_and_deletes_take_effect(platform, replicas):
     gw, _, _, kv = platform
     one, two = await replicas("one"), await replicas("two")
     await kv.put("hello", table(revision=1, versions={"1": [one.endpoint]}).to_json())
-    await wait_for(lambda: "hello" in gw.gateway.functions)
+    await wait_for(lambda: "hello" in gw.gateway.book.functions)
     assert (await gw.client.get("/function/hello")).json()["name"] == "one"
 
     await kv.put("hello", table(revision=2, versions={"2": [two.endpoint]}).to_json())
-    await wait_for(lambda: gw.gateway.functions["hello"].table.revision == 2)
+    await wait_for(lambda: gw.gateway.book.functions["hello"].table.revision == 2)
     assert (await gw.client.get("/function/hello")).json()["name"] == "two"
 
     await kv.delete("hello")
-    await wait_for(lambda: "hello" not in gw.gateway.functions)
+    await wait_for(lambda: "hello" not in gw.gateway.book.functions)
     assert (await gw.client.get("/function/hello")).status_code == 404
 
 
@@ -103,7 +102,7 @@ async def test_load_reports_arrive_every_second_with_per_version_counts(platform
 
     sub = await nc.subscribe(SUBJECT_LOAD, cb=collect)
     await kv.put("hello", table(versions={"1": [replica.endpoint]}).to_json())
-    await wait_for(lambda: "hello" in gw.gateway.functions)
+    await wait_for(lambda: "hello" in gw.gateway.book.functions)
     for _ in range(4):
         await gw.client.get("/function/hello")
     await wait_for(lambda: any("hello/1" in r.versions for r in reports), timeout=3)

@@ -9,7 +9,6 @@ from datetime import datetime
 import nats
 import pytest
 from fx.protocol import KV_ROUTES, TriggerRoute
-from fx_gateway.nats_link import NatsLink
 
 from tests.unit.gateway.conftest import table
 from tests.unit.gateway.test_nats import wait_for
@@ -19,10 +18,9 @@ from tests.unit.gateway.test_nats import wait_for
 async def two_gateways(nats_server, gateway):
     links = []
     for n in range(2):
-        gw = await gateway()
-        link = NatsLink(gw.gateway, nats_server, f"gw-{n}")
+        link = (await gateway(nats_url=nats_server, gateway_id=f"gw-{n}")).gateway
         await link.start()
-        await wait_for(link.healthy)
+        await wait_for(link.feed.healthy)
         links.append(link)
     nc = await nats.connect(nats_server)
     yield links, nc
@@ -36,7 +34,7 @@ async def scheduled_every_second(links, nc, replica):
     every_second = TriggerRoute("schedule", schedule="* * * * * *", timezone="UTC")
     kv = await nc.jetstream().key_value(KV_ROUTES)
     await kv.put("tick", table("tick", versions={"1": [replica.endpoint]}, triggers=[every_second]).to_json())
-    await wait_for(lambda: all(link.schedules.running for link in links))
+    await wait_for(lambda: all(link.events.schedules.running for link in links))
     return kv
 
 
@@ -47,7 +45,7 @@ async def test_every_tick_runs_once_across_two_gateways_with_a_scheduled_event(t
 
     await asyncio.sleep(3.2)
     for link in links:  # no new ticks from here on; the ones stored still run
-        link.schedules.close()
+        link.events.schedules.close()
     await asyncio.sleep(0.5)
 
     events = [json.loads(seen["body"]) for seen in replica.seen]
@@ -71,7 +69,7 @@ async def test_every_tick_runs_once_across_two_gateways_with_a_scheduled_event(t
     assert uuid.UUID(first["id"]) and first["time"].endswith("Z")
     assert replica.seen[0]["path"] == "/_fx/invoke"
     # Both gateways published every tick; between them they stored each once.
-    stored = sum(n for link in links for (_, _, result), n in link.gateway.event_stats.events.items())
+    stored = sum(n for link in links for (_, _, result), n in link.events.event_stats.events.items())
     assert stored == len(times)
 
 
@@ -80,7 +78,7 @@ async def test_a_schedule_that_leaves_the_route_table_stops(two_gateways, replic
     replica = await replicas()
     kv = await scheduled_every_second(links, nc, replica)
     await kv.put("tick", table("tick", revision=2, versions={"1": [replica.endpoint]}).to_json())
-    await wait_for(lambda: not any(link.schedules.running for link in links))
+    await wait_for(lambda: not any(link.events.schedules.running for link in links))
     await asyncio.sleep(0.3)  # a tick stored just before still runs
     before = replica.requests
     await asyncio.sleep(1.5)

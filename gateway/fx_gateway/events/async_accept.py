@@ -17,10 +17,11 @@ from fx.protocol import (
     ASYNC_METHOD,
     ASYNC_QUALIFIER,
     ASYNC_TARGET,
+    CALL_ID,
 )
 
-from fx_gateway import responses
-from fx_gateway.exchange import Client
+from fx_gateway.http import responses
+from fx_gateway.proxy.exchange import Client
 from fx_gateway.tasks import spawn
 
 log = logging.getLogger("fx_gateway")
@@ -29,6 +30,8 @@ log = logging.getLogger("fx_gateway")
 class StoreUnavailable(Exception):
     """JetStream did not take the call (NATS down, stream full, no acknowledgement in time)."""
 
+
+CALL_ID_HEADER = CALL_ID.encode()
 
 # Stores one call: (function, body, headers); returns once JetStream acknowledged it.
 Enqueue = Callable[[str, bytes, dict[str, str]], Awaitable[None]]
@@ -135,12 +138,12 @@ class AsyncAccept:
             return
         call_id = self.call_id.encode()
         if self.lambda_style:
-            head = b"HTTP/1.1 202 Accepted\r\nX-Fx-Call-Id: %s\r\nX-Amzn-RequestId: %s\r\nContent-Length: 0\r\n\r\n"
-            self._answer(head % (call_id, call_id))
+            head = b"HTTP/1.1 202 Accepted\r\n%s: %s\r\nX-Amzn-RequestId: %s\r\nContent-Length: 0\r\n\r\n"
+            self._answer(head % (CALL_ID_HEADER, call_id, call_id))
         else:
             body = b'{"call_id": "%s"}' % call_id
-            head = b"HTTP/1.1 202 Accepted\r\nX-Fx-Call-Id: %s\r\nContent-Type: application/json\r\n"
-            self._answer(head % call_id + b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+            head = b"HTTP/1.1 202 Accepted\r\n%s: %s\r\nContent-Type: application/json\r\n"
+            self._answer(head % (CALL_ID_HEADER, call_id) + b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
 
     def _answer(self, data: bytes) -> None:
         if not self.gone:
