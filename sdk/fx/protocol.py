@@ -72,6 +72,13 @@ def runtime_version(runtime: str) -> tuple[int, int] | None:
 REPLICA_INVOKE_PATH = "/_fx/invoke"  # POST raw event -> raw result (Lambda Invoke semantics)
 REPLICA_HTTP_PREFIX = "/_fx/http"  # + the caller's path: an HTTP trigger invocation
 FUNCTION_ERROR_HEADER = "X-Amz-Function-Error"  # set on raw invokes whose handler failed
+REPLICA_TOKEN = "X-Fx-Replica-Token"  # the version's token, on every request (a caller's own is dropped)
+
+# --- callers -> gateway: request headers the gateway consumes -------------------
+
+PIN_VERSION = "X-Fx-Version"  # a version or alias, when the path names none (same name as CALLBACK_VERSION)
+CALLBACK_URL = "X-Callback-Url"  # an async call's outcome is POSTed there
+CALLBACK_SUBJECT = "X-Fx-Callback-Subject"  # ... or published there
 
 
 # --- async invocations (JetStream) ----------------------------------------------

@@ -18,6 +18,9 @@ from fx.protocol import (
     ASYNC_QUALIFIER,
     ASYNC_TARGET,
     CALL_ID,
+    CALLBACK_SUBJECT,
+    CALLBACK_URL,
+    PIN_VERSION,
 )
 
 from fx_gateway.http import responses
@@ -38,9 +41,9 @@ Enqueue = Callable[[str, bytes, dict[str, str]], Awaitable[None]]
 
 # The caller's headers that steer the gateway, not the function: turned into ASYNC_* headers or dropped (a log
 # tail, X-Amz-Log-Type, is for RequestResponse calls only, as on Lambda).
-CONSUMED = frozenset(
-    {b"x-callback-url", b"x-fx-callback-subject", b"x-amz-invocation-type", b"x-amz-log-type", b"x-fx-version"}
-)
+URL = CALLBACK_URL.lower().encode()
+SUBJECT = CALLBACK_SUBJECT.lower().encode()
+CONSUMED = frozenset({URL, SUBJECT, PIN_VERSION.lower().encode(), b"x-amz-invocation-type", b"x-amz-log-type"})
 
 
 def stored_headers(
@@ -63,10 +66,10 @@ def stored_headers(
     headers[ASYNC_TARGET] = target.decode("latin-1")
     if qualifier:
         headers[ASYNC_QUALIFIER] = qualifier
-    if b"x-callback-url" in seen:
-        headers[ASYNC_CALLBACK_URL] = seen[b"x-callback-url"].decode("latin-1")
-    if b"x-fx-callback-subject" in seen:
-        headers[ASYNC_CALLBACK_SUBJECT] = seen[b"x-fx-callback-subject"].decode("latin-1")
+    if URL in seen:
+        headers[ASYNC_CALLBACK_URL] = seen[URL].decode("latin-1")
+    if SUBJECT in seen:
+        headers[ASYNC_CALLBACK_SUBJECT] = seen[SUBJECT].decode("latin-1")
     return call_id, headers
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from urllib.parse import parse_qsl, unquote
 
-from fx.protocol import REPLICA_HTTP_PREFIX, REPLICA_INVOKE_PATH
+from fx.protocol import ERROR_DETAIL, PIN_VERSION, REPLICA_HTTP_PREFIX, REPLICA_INVOKE_PATH, REPLICA_TOKEN
 
 from fx_gateway.config import Settings
 from fx_gateway.events.async_accept import AsyncAccept, Enqueue, stored_headers, too_large
@@ -46,10 +46,11 @@ HOP_BY_HOP = frozenset(
         b"x-forwarded-for",
         b"x-forwarded-proto",
         b"x-forwarded-host",
-        b"x-fx-replica-token",  # the gateway's own credential: a caller's is never passed on
-        b"x-fx-error-detail",  # fx.protocol.ERROR_DETAIL: for the async worker only, so callers see opaque 502s
+        REPLICA_TOKEN.lower().encode(),  # the gateway's own credential: a caller's is never passed on
+        ERROR_DETAIL.lower().encode(),  # for the async worker only, so callers see opaque 502s
     }
 )
+PIN = PIN_VERSION.lower().encode()
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
@@ -129,8 +130,8 @@ class Router:
         if routes is None:
             return Answer(client, responses.function_not_found(name), self.unknown)
         seen, kept = scan(headers)
-        if not qualifier and b"x-fx-version" in seen:
-            qualifier = seen[b"x-fx-version"].decode("latin-1")
+        if not qualifier and PIN in seen:
+            qualifier = seen[PIN].decode("latin-1")
         return routes, qualifier, HTTP_TARGET + sub + (b"?" + query if query else b""), seen, kept
 
     def _accept(

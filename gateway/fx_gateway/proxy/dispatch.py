@@ -13,7 +13,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 
-from fx.protocol import ActivationReply, ActivationRequest
+from fx.protocol import REPLICA_TOKEN, ActivationReply, ActivationRequest
 
 from fx_gateway.http import responses
 from fx_gateway.proxy import backstop
@@ -25,6 +25,7 @@ from fx_gateway.tasks import spawn
 log = logging.getLogger("fx_gateway")
 
 NO_CONTROLLER_RETRY_S = 0.5
+TOKEN_HEADER = REPLICA_TOKEN.encode()
 
 
 class NoController(Exception):
@@ -75,7 +76,7 @@ class VersionDispatcher:
         self.concurrency = concurrency
         if token != self.token:  # the header line is built once per version, not per request
             self.token = token
-            self.auth = b"X-Fx-Replica-Token: %s\r\n" % token.encode("latin-1") if token else b""
+            self.auth = b"%s: %s\r\n" % (TOKEN_HEADER, token.encode("latin-1")) if token else b""
         self.hold_timeout = self.defaults[0] if hold_timeout is None else hold_timeout
         self.hold_queue = self.defaults[1] if hold_queue is None else hold_queue
         old = self.replicas
