@@ -110,7 +110,6 @@ DEAD_SUBJECT = "Fx-Subject"  # where the message was published
 DEAD_STREAM = "Fx-Stream"
 DEAD_SEQUENCE = "Fx-Sequence"  # its sequence in that stream
 
-
 # Sent with an async call's result to its callback (URL or subject):
 CALL_ID = "X-Fx-Call-Id"  # on the 202 that accepted the call, to the replica that runs it, to its callback
 CALLBACK_FUNCTION = "X-Fx-Function"
@@ -119,12 +118,6 @@ CALLBACK_OUTCOME = "X-Fx-Outcome"  # "success" or "failure"
 CALLBACK_ATTEMPTS = "X-Fx-Attempts"
 CALLBACK_VERSION = "X-Fx-Version"  # the version that answered
 CALLBACK_ERROR = "X-Fx-Error"  # on failure: the error code
-
-# --- NATS triggers --------------------------------------------------------------
-# The reply a NATS-triggered invocation sends when its message has a reply subject. The status shares its
-# wire name with DEAD_STATUS (both documented as `Fx-Status`), but it is this invocation's status.
-REPLY_STATUS = "Fx-Status"
-REPLY_FUNCTION_ERROR = "Fx-Function-Error"  # on failure: Unhandled, Handled, or Platform (the gateway's own)
 
 ASYNC_PREFIX = "fx.async."
 DEAD_LETTER_PREFIX = "fx.dlq."
@@ -143,6 +136,13 @@ def dead_letter_subject(function: str) -> str:
 def dead_letter_function(subject: str) -> str:
     """dead_letter_subject's inverse."""
     return subject.removeprefix(DEAD_LETTER_PREFIX)
+
+
+# --- NATS triggers --------------------------------------------------------------
+# The reply a NATS-triggered invocation sends when its message has a reply subject. The status shares its
+# wire name with DEAD_STATUS (both documented as `Fx-Status`), but it is this invocation's status.
+REPLY_STATUS = "Fx-Status"
+REPLY_FUNCTION_ERROR = "Fx-Function-Error"  # on failure: Unhandled, Handled, or Platform (the gateway's own)
 
 
 def artifact_key(digest: str) -> str:
