@@ -70,6 +70,7 @@ def runtime_version(runtime: str) -> tuple[int, int] | None:
 # --- gateway -> replica (HTTP/1.1 keep-alive) ---------------------------------
 
 REPLICA_INVOKE_PATH = "/_fx/invoke"  # POST raw event -> raw result (Lambda Invoke semantics)
+REPLICA_HEALTH_PATH = "/_fx/health"  # GET -> 200 once init is done: the Kubernetes readiness probe
 REPLICA_HTTP_PREFIX = "/_fx/http"  # + the caller's path: an HTTP trigger invocation
 FUNCTION_ERROR_HEADER = "X-Amz-Function-Error"  # set on raw invokes whose handler failed
 REPLICA_TOKEN = "X-Fx-Replica-Token"  # the version's token, on every request (a caller's own is dropped)
