@@ -18,7 +18,7 @@ import nats
 from fx.nats_auth import Authority, mint_function_creds, write_secret
 from fx.platform import Platform
 
-from bench.run import deploy
+from bench.run import at_zero, deploy
 from tests.nats_server import nats_server
 
 
@@ -60,11 +60,16 @@ def main() -> None:
 
         with Platform(tmp / "state", ports="free") as p:
             names = {kind: [f"{kind}-{i}" for i in range(args.cold)] for kind in ("plain", "granted")}
-            settings = {"plain": "{path: .}", "granted": "{path: ., nats: {publish: [bench.out]}}"}
+            idle = "scale: {idle_timeout: 2}"  # back at zero soon after the replica its deploy started
+            settings = {
+                "plain": f"{{path: ., {idle}}}",
+                "granted": f"{{path: ., {idle}, nats: {{publish: [bench.out]}}}}",
+            }
             manifest = "functions:\n" + "".join(
                 f"  {n}: {settings[kind]}\n" for kind, fns in names.items() for n in fns
             )
             deploy(tmp / "cold", p, manifest)
+            at_zero(p, [n for fns in names.values() for n in fns])
             cold: dict[str, list[float]] = {"plain": [], "granted": []}
             with httpx.Client(timeout=30) as client:
                 for plain, granted in zip(names["plain"], names["granted"], strict=True):  # interleaved

@@ -27,6 +27,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
+from fx.client import Client
+from fx.models import FunctionInfo
 from fx.platform import Platform
 from fx.protocol import KV_ROUTES, RouteTable
 
@@ -44,6 +46,23 @@ def deploy(project: Path, platform: Platform, manifest: str) -> None:
     (project / "fx.yaml").write_text(manifest)
     env = {**os.environ, "FX_GATEWAY": platform.gateway_url, "FX_TOKEN": platform.token}
     subprocess.run([FX, "deploy"], cwd=project, env=env, check=True, capture_output=True, timeout=300)
+
+
+COLD_IDLE = "{path: ., scale: {idle_timeout: 2}}"  # a cold-start function's spec: back at zero 2 s after its use
+
+
+def at_zero(platform: Platform, names: list[str], timeout: float = 60.0) -> None:
+    """Wait until none of `names` runs a replica: the readiness gate started one of each at deploy."""
+
+    def running(fn: FunctionInfo) -> int:
+        return sum(v.replicas_ready + v.replicas_starting for v in fn.versions)
+
+    deadline = time.monotonic() + timeout
+    with Client(platform.gateway_url, platform.token) as fx:
+        while any(running(f) for f in fx.list_functions() if f.name in names):
+            if time.monotonic() > deadline:
+                raise SystemExit(f"the functions did not scale to zero within {timeout:g} s")
+            time.sleep(0.2)
 
 
 async def endpoint_of(p: Platform, function: str) -> str:
@@ -99,11 +118,13 @@ def main() -> None:
         # Cold starts with the function sandbox (on as root) and without it, in a second platform started
         # with --sandbox off; the two alternate call by call, so both see the same load on the host.
         names = [f"cold-{i}" for i in range(COLD)]
-        manifest = "functions:\n" + "".join(f"  {n}: {{path: .}}\n" for n in names)
+        manifest = "functions:\n" + "".join(f"  {n}: {COLD_IDLE}\n" for n in names)
         with unsandboxed(Path(tmp) / "state-off") as off:
             cold: dict[Platform, list[float]] = {p: [], off: []}
             for platform in cold:
                 deploy(Path(tmp) / "cold", platform, manifest)
+            for platform in cold:
+                at_zero(platform, names)
             with httpx.Client(timeout=30) as client:
                 for i, name in enumerate(names):
                     pair = list(cold.items())
@@ -112,6 +133,7 @@ def main() -> None:
                         started = time.perf_counter()
                         client.get(f"{platform.gateway_url}/function/{name}/").raise_for_status()
                         times.append((time.perf_counter() - started) * 1000)
+                client.get(f"{p.gateway_url}/function/{names[0]}/").raise_for_status()  # warm again
                 started = time.perf_counter()
                 for _ in range(COLD):
                     client.get(f"{p.gateway_url}/function/{names[0]}/").raise_for_status()

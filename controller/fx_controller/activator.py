@@ -49,6 +49,12 @@ class Activator:
             self._metrics.activations.labels(name, "ok").inc()
             return ActivationReply(ok=True, endpoints=endpoints)
 
+        if version.state == "Failed" and version.init_error:  # never started again: its code cannot init
+            self._metrics.activations.labels(name, "failed").inc()
+            error = version.init_error
+            cause = f"version {version.version} failed to initialise: {error.message}"
+            return ActivationReply(ok=False, status=502, error=error.error_type, cause=cause)
+
         failure = self._fleet.last_failure(name, version.version)
         if failure and now - failure.at < FAILURE_BACKOFF_S:
             self._metrics.activations.labels(name, "backoff").inc()

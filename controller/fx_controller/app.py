@@ -163,8 +163,11 @@ def _api(controller: Controller) -> FastAPI:
         return controller.describe(name)
 
     @api.post("/functions/{name}/rollback", tags=["traffic"])
-    async def rollback(name: FunctionName) -> FunctionInfo:
-        await controller.releases.rollback(name)
+    async def rollback(
+        name: FunctionName,
+        force: Annotated[bool, Query(description="go back even onto a version that failed to initialise")] = False,
+    ) -> FunctionInfo:
+        await controller.releases.rollback(name, force=force)
         return controller.describe(name)
 
     @api.put("/functions/{name}/aliases/{alias}", tags=["traffic"])

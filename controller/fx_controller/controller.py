@@ -48,6 +48,7 @@ from .dead_letters import DeadLetters
 from .errors import ApiError, not_found
 from .fleet import Fleet
 from .function_nats import FunctionCreds
+from .gate import Gate
 from .load import LoadBook
 from .messages import Messages
 from .metrics import Metrics
@@ -145,6 +146,7 @@ class Controller:
         self.dead_letters = DeadLetters(js, lambda name: self.store.get(name) is not None)
         self.user_streams = UserStreams(js, self._live_specs)
         self.messages = Messages(self._nc)
+        self.gate = Gate(self.store, self.routes, self.fleet, self.load, self.releases, self._lock, s.init_timeout)
 
         await self.store.load()
         await secret_store.load()
@@ -157,6 +159,10 @@ class Controller:
         await self._nc.subscribe(SUBJECT_LOAD, cb=self._on_load)
         self._spawn(self.reconciler.run())
         self._spawn(self.releases.run())
+        for record in self.store.all():  # versions whose gate a previous run left open
+            for version in record.versions:
+                if version.state == "Pending":
+                    self._spawn(self.gate.check(record.name, version.version))
         log.info("controller started: %d functions, backend %s", len(self.store.all()), s.backend)
 
     async def stop(self) -> None:
@@ -283,7 +289,7 @@ class Controller:
         await self._refusals(name, spec, traffic)
         self.secrets.check_refs(name, spec)
         record = self.store.get(name)
-        if record and record.latest.spec == spec:
+        if self._identical(record, spec):
             return self._unchanged(name, record).model_copy(update={"dry_run": True})
         number = record.latest.version + 1 if record else 1
         message = f"valid: would deploy {name} version {number}"
@@ -291,10 +297,24 @@ class Controller:
             function=name, version=number, created=True, digest=spec.code, message=message, dry_run=True
         )
 
+    @staticmethod
+    def _identical(record: FunctionRecord | None, spec: FunctionSpec) -> bool:
+        """A deploy of the latest version's spec changes nothing, unless that version failed to initialise:
+        then the same spec gets a new try."""
+        return record is not None and record.latest.spec == spec and record.latest.state != "Failed"
+
     def _unchanged(self, name: str, record: FunctionRecord) -> DeployResult:
         number = record.latest.version
-        message = f"{name} unchanged: identical to version {number}"
-        return DeployResult(function=name, version=number, created=False, digest=record.latest.digest, message=message)
+        return DeployResult(
+            function=name,
+            version=number,
+            created=False,
+            digest=record.latest.digest,
+            message=f"{name} unchanged: identical to version {number}",
+            state=record.latest.state,
+            init_error=record.latest.init_error,
+            traffic=record.traffic,
+        )
 
     async def deploy(self, name: str, spec: FunctionSpec, traffic: bool = True) -> DeployResult:
         """`traffic`: the new version takes all traffic; else it is started warm, reachable only when pinned."""
@@ -310,29 +330,35 @@ class Controller:
                 self.metrics.deploys.labels("rejected").inc()
                 raise
             record = self.store.get(name)
-            if record and record.latest.spec == spec:
+            if self._identical(record, spec):
                 self.metrics.deploys.labels("unchanged").inc()
                 return self._unchanged(name, record)
             number = record.latest.version + 1 if record else 1
-            version = VersionRecord(version=number, digest=spec.code, created_at=datetime.now(UTC), spec=spec)
-            if record is None:
+            version = VersionRecord(
+                version=number, digest=spec.code, created_at=datetime.now(UTC), spec=spec, state="Pending"
+            )
+            if record is None:  # nothing to fall back to: it routes at once, and calls wait for its init
                 updated = FunctionRecord(name=name, versions=[version], traffic={number: 100})
-            elif traffic:
-                updated = record.model_copy(update={"versions": [*record.versions, version]})
-                updated = self.releases.shifted(self.releases.cancelled(updated, "a deploy"), {number: 100})
+            elif traffic:  # the traffic moves when the gate finds it ready
+                updated = record.model_copy(update={"versions": [*record.versions, version], "awaiting": number})
             else:
                 updated = record.model_copy(update={"versions": [*record.versions, version]})
                 updated = self.releases.warm_new(updated, version)
             await self.store.put(updated)
             await self.routes.publish(name)
+        self._spawn(self.gate.check(name, number))
         self.metrics.deploys.labels("created").inc()
-        log.info("deployed %s version %d (%s)", name, number, spec.code)
+        log.info("deployed %s version %d (%s), pending its init", name, number, spec.code)
         return DeployResult(
             function=name,
             version=number,
             created=True,
             digest=spec.code,
-            message=f"deployed {name} version {number}" + ("" if traffic else " with no traffic: pin it to call it"),
+            message=f"created {name} version {number}: it takes "
+            + ("traffic" if traffic else "no traffic (pin it to call it)")
+            + " once a replica of it has initialised",
+            state="Pending",
+            traffic=updated.traffic,
         )
 
     async def delete(self, name: str) -> None:
@@ -382,19 +408,23 @@ class Controller:
         for v in record.versions:
             totals = self.load.totals.get(load_report_key(record.name, v.version))
             hold = record.warm.get(v.version)
+            traffic = record.traffic.get(v.version, 0)
             versions.append(
                 VersionInfo(
                     version=v.version,
                     digest=v.digest,
+                    config_digest=v.spec.config_digest,
                     created_at=v.created_at,
                     spec=v.spec,
-                    traffic=record.traffic.get(v.version, 0),
+                    state=v.state,
+                    init_error=v.init_error,
+                    traffic=traffic,
                     replicas_ready=self.fleet.count(record.name, v.version, "ready"),
                     replicas_starting=self.fleet.count(record.name, v.version, "starting"),
                     requests=totals.requests if totals else 0,
                     errors=totals.errors if totals else 0,
                     aliases=sorted(a for a, n in record.aliases.items() if n == v.version),
-                    warm_until=hold.until if hold and hold.until > now else None,
+                    warm_until=hold.until if hold and hold.until > now and not traffic else None,
                 )
             )
         return FunctionInfo(
@@ -424,6 +454,11 @@ class Controller:
     def _status(self, record: FunctionRecord) -> str:
         serving = [v for v, pct in record.traffic.items() if pct > 0]
         for number in serving:
+            version = record.version(number)
+            if version and version.state == "Failed" and version.init_error:
+                return f"Failed: {version.init_error.error_type}: {version.init_error.message}"
+            if version and version.state == "Pending":
+                return "Starting"
             failure = self.fleet.last_failure(record.name, number)
             if failure:
                 return f"Failed: {failure.error_type}: {failure.message}"

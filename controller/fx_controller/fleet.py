@@ -29,18 +29,20 @@ CRASH_MEMORY_S = 60.0  # crashes older than this no longer slow down replacement
 MAX_BACKOFF_S = 30.0
 
 
-class StartFailed(Exception):
-    def __init__(self, error_type: str, message: str) -> None:
-        super().__init__(f"{error_type}: {message}")
-        self.error_type = error_type
-        self.message = message
-
-
 @dataclass
 class Failure:
     at: float
     error_type: str
     message: str
+    stack_trace: tuple[str, ...] = ()
+
+
+class StartFailed(Exception):
+    def __init__(self, error_type: str, message: str, stack_trace: tuple[str, ...] = ()) -> None:
+        super().__init__(f"{error_type}: {message}")
+        self.error_type = error_type
+        self.message = message
+        self.stack_trace = stack_trace
 
 
 @dataclass
@@ -158,7 +160,7 @@ class Fleet:
             return endpoints
         failure = self._failures.get((function, version))
         if failure and failure.at >= since:
-            raise StartFailed(failure.error_type, failure.message)
+            raise StartFailed(failure.error_type, failure.message, failure.stack_trace)
         future: asyncio.Future[list[str]] = asyncio.get_running_loop().create_future()
         self._waiters[(function, version)].append(future)
         return await future
@@ -182,7 +184,7 @@ class Fleet:
         if event.kind == "ready" and replica.state == "starting":
             self._ready(replica, event.endpoint)
         elif event.kind == "init_error":
-            self._fail(replica, Failure(self._clock(), event.error_type, event.error_message))
+            self._fail(replica, Failure(self._clock(), event.error_type, event.error_message, event.stack_trace))
             self._crashes[(replica.function, replica.version)].append(self._clock())
         elif event.kind == "exit":
             self._on_exit(replica, event.exit_code)
@@ -209,7 +211,7 @@ class Fleet:
         log.warning("replica %s failed to start: %s: %s", replica.id, failure.error_type, failure.message)
         for future in self._waiters.pop(key, []):
             if not future.done():
-                future.set_exception(StartFailed(failure.error_type, failure.message))
+                future.set_exception(StartFailed(failure.error_type, failure.message, failure.stack_trace))
 
     def _on_exit(self, replica: Replica, code: int | None) -> None:
         if replica.state == "draining":

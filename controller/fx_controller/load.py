@@ -48,6 +48,11 @@ class LoadBook:
                 total += load.in_flight + load.queued
         return total
 
+    def reported_since(self, t: float, now: float) -> bool:
+        """Whether every gateway heard from in the last GATEWAY_SILENCE_S has reported at or after `t`, so the
+        totals count every request those gateways had answered by `t` (a report counts up to when it is sent)."""
+        return all(at >= t for at, _ in self._gateways.values() if now - at <= GATEWAY_SILENCE_S)
+
     def idle_for(self, key: str, now: float) -> float:
         last = self._last_active.get(key)
         return float("inf") if last is None else now - last

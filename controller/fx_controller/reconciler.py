@@ -54,6 +54,8 @@ class Reconciler:
 
     async def _scale(self, record: FunctionRecord, version: VersionRecord, now: float, wall: datetime) -> None:
         name, number = record.name, version.version
+        if version.state != "Ready":
+            return  # the gate starts a Pending version's one replica; a Failed one is never started again
         key = load_report_key(name, number)
         serving = record.traffic.get(number, 0) > 0 or number in record.aliases.values()
         hold = record.warm.get(number)

@@ -8,19 +8,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from fx.models import PromoteSpec, TrafficSpec
+from fx.models import PromoteSpec, RolloutInfo, TrafficSpec
 from fx.protocol import load_report_key
 
 from . import rollout
 from .errors import ApiError, not_found
 from .fleet import Fleet
-from .load import LoadBook
+from .load import GATEWAY_SILENCE_S, LoadBook
 from .routes import RoutePublisher
 from .store import FunctionRecord, FunctionStore, VersionRecord, Warm
-from .traffic import check_versions, keep_warm_seconds, shift
+from .traffic import check_serving, check_versions, keep_warm_seconds, shift
 
 log = logging.getLogger("fx_controller.releases")
 
@@ -41,6 +42,7 @@ class Releases:
         lock: asyncio.Lock,
         keep_warm: float,
         clock: Callable[[], datetime] = utc_now,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._store = store
         self._routes = routes
@@ -49,6 +51,7 @@ class Releases:
         self._lock = lock
         self.keep_warm = keep_warm
         self.clock = clock  # wall-clock UTC; rollout times and keep-warm holds outlive a restart
+        self.monotonic = monotonic  # the load reports' clock
         # Per function: the promoted version's (requests, errors) totals at its previous step. In memory
         # only: after a restart the first step's window starts at the restart.
         self._seen: dict[str, tuple[int, int]] = {}
@@ -73,12 +76,13 @@ class Releases:
 
     @staticmethod
     def cancelled(record: FunctionRecord, by: str) -> FunctionRecord:
-        """The record with its rollout (if any) cancelled by another traffic change."""
-        r = record.rollout
-        if r is None:
-            return record
-        message = f"rollout of version {r.version} cancelled at {r.weight} % by {by}"
-        return record.model_copy(update={"rollout": None, "last_rollout": message})
+        """The record with its rollout (if any) cancelled, and a Pending version's wish for traffic dropped,
+        by another traffic change: the latest one asked for wins."""
+        update: dict = {"awaiting": None}
+        if r := record.rollout:
+            message = f"rollout of version {r.version} cancelled at {r.weight} % by {by}"
+            update |= {"rollout": None, "last_rollout": message}
+        return record.model_copy(update=update)
 
     # --- admin operations ----------------------------------------------------------------
 
@@ -86,6 +90,7 @@ class Releases:
         async with self._lock:
             record = self._get(name)
             check_versions(record, spec.traffic, "traffic")
+            check_serving(record, [v for v, pct in spec.traffic.items() if pct], "traffic")
             record = self.shifted(self.cancelled(record, "a traffic change"), spec.traffic)
             if "sticky" in spec.model_fields_set:
                 record = record.model_copy(update={"sticky": spec.sticky})
@@ -115,6 +120,7 @@ class Releases:
         async with self._lock:
             record = self._get(name)
             check_versions(record, [spec.version], "version")
+            check_serving(record, [spec.version], "version")
             record = self.cancelled(record, "a promote")
             outcome = rollout.begin(record.traffic, spec, self.clock())
             record = self.shifted(record, outcome.traffic)
@@ -123,7 +129,8 @@ class Releases:
             self._seen[name] = self._totals(name, spec.version)
         log.info("promote %s version %d: traffic %s", name, spec.version, record.traffic)
 
-    async def rollback(self, name: str) -> None:
+    async def rollback(self, name: str, force: bool = False) -> None:
+        """`force`: go back even onto a version that failed to initialise (or is still starting)."""
         async with self._lock:
             record = self._get(name)
             if not record.history:
@@ -134,6 +141,9 @@ class Releases:
                     function=name,
                 )
             previous = record.history[-1]
+            if not force:
+                hint = f"; `fx rollback {name} --force` goes back anyway, or deploy a fixed version"
+                check_serving(record, [v for v, pct in previous.items() if pct], "rollback", hint)
             record = self.shifted(self.cancelled(record, "a rollback"), previous, remember=False)
             await self._save(record.model_copy(update={"history": record.history[:-1]}))
         log.info("rollback %s: traffic %s", name, previous)
@@ -156,6 +166,8 @@ class Releases:
                 record = self._store.get(name)
                 if record is None or record.rollout is None:
                     continue  # deleted or cancelled meanwhile
+                if not self._counts_cover(record.rollout, now):
+                    continue  # judged on the next pass, once the gateways' reports cover the whole step
                 current = self._totals(name, record.rollout.version)
                 seen = self._seen.get(name, current)
                 outcome = rollout.advance(record.rollout, now, current[0] - seen[0], current[1] - seen[1])
@@ -181,6 +193,16 @@ class Releases:
         if record is None:
             raise not_found(name)
         return record
+
+    def _counts_cover(self, r: RolloutInfo, now: datetime) -> bool:
+        """Whether the load reports cover the step up to its end, so its error rate is judged on all its requests
+        (a gateway reports once a second). A gateway that stops reporting is waited for only until it counts as
+        gone; a rollout without an error limit judges nothing, and waits for nothing."""
+        if r.max_error_rate is None:
+            return True
+        late = (now - r.next_step_at).total_seconds()
+        mono = self.monotonic()
+        return late > GATEWAY_SILENCE_S or self._load.reported_since(mono - late, mono)
 
     def _totals(self, name: str, version: int) -> tuple[int, int]:
         totals = self._load.totals.get(load_report_key(name, version))

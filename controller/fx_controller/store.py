@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Generic, TypeVar
 
 from fx import kv_watch
-from fx.models import FunctionSpec, RolloutInfo
+from fx.models import FunctionSpec, InitError, RolloutInfo, VersionState
 from nats.js.errors import KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 from pydantic import BaseModel, Field
@@ -18,7 +18,9 @@ class VersionRecord(BaseModel):
     version: int
     digest: str
     created_at: datetime
-    spec: FunctionSpec
+    spec: FunctionSpec  # immutable, as are the fields above; the state moves once, from Pending
+    state: VersionState = "Ready"  # records from before the readiness gate were serving: Ready
+    init_error: InitError | None = None
 
 
 class Warm(BaseModel):
@@ -38,6 +40,9 @@ class FunctionRecord(BaseModel):
     warm: dict[int, Warm] = Field(default_factory=dict)
     rollout: RolloutInfo | None = None
     last_rollout: str | None = None
+    # The Pending version a deploy asked to take all traffic: it does once Ready. A later deploy with traffic,
+    # or any traffic change, replaces that wish.
+    awaiting: int | None = None
 
     @property
     def latest(self) -> VersionRecord:

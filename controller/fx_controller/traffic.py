@@ -26,6 +26,25 @@ def check_versions(record: FunctionRecord, versions: Iterable[int], field: str) 
             )
 
 
+def check_serving(record: FunctionRecord, versions: Iterable[int], field: str, hint: str = "") -> None:
+    """Only a Ready version may be given traffic: one still starting or one that failed to initialise is 409."""
+    for number in versions:
+        version = record.version(number)
+        if version is None or version.state == "Ready":
+            continue
+        what = f"{field}: version {number} of {record.name!r}"
+        if version.state == "Pending":
+            code = "VersionNotReady"
+            message = f"{what} is still starting: it can take traffic once a replica of it has initialised"
+            hint = hint or f" (watch `fx versions {record.name}`)"
+        else:
+            code = "VersionFailed"
+            cause = f"{version.init_error.error_type}: {version.init_error.message}" if version.init_error else "?"
+            message = f"{what} failed to initialise ({cause})"
+            hint = hint or "; deploy a fixed version"
+        raise ApiError(409, code, message + hint, function=record.name, field=field)
+
+
 def keep_warm_seconds(version: VersionRecord, default: float) -> float:
     """How long `version` stays warm after losing its traffic: its own scale.keep_warm, else the default."""
     own = version.spec.scale.keep_warm

@@ -62,5 +62,12 @@ def init_failed(report: Callable[[dict], None], err: dict, started: float) -> in
         f"INIT_REPORT Init Duration: {init_ms:.2f} ms\tPhase: init\tStatus: error\tError Type: {err['errorType']}\n"
     )
     logs.flush()
-    report({"event": "init_error", "errorType": err["errorType"], "errorMessage": err["errorMessage"]})
+    report(
+        {
+            "event": "init_error",
+            "errorType": err["errorType"],
+            "errorMessage": err["errorMessage"],
+            "stackTrace": err["stackTrace"],
+        }
+    )
     return 1

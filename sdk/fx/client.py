@@ -115,6 +115,11 @@ class Client:
     def versions(self, name: str) -> list[VersionInfo]:
         return _VERSION_LIST.validate_json(self._send("GET", f"/system/functions/{_seg(name)}/versions").content)
 
+    def version(self, name: str, qualifier: str | int) -> VersionInfo:
+        """One version by number, alias or $LATEST."""
+        r = self._send("GET", f"/system/functions/{_seg(name)}/versions/{_seg(str(qualifier))}")
+        return VersionInfo.model_validate_json(r.content)
+
     def set_traffic(self, name: str, traffic: dict[int, int], sticky: str | None = _UNCHANGED) -> FunctionInfo:
         """A new split {version: percent}; `sticky` "header:<name>" / "cookie:<name>", None to turn it off."""
         body: dict[str, Any] = {"traffic": traffic} if sticky is _UNCHANGED else {"traffic": traffic, "sticky": sticky}
@@ -123,8 +128,9 @@ class Client:
     def promote(self, name: str, spec: PromoteSpec) -> FunctionInfo:
         return self._function("POST", name, "promote", json=spec.model_dump(mode="json"))
 
-    def rollback(self, name: str) -> FunctionInfo:
-        return self._function("POST", name, "rollback")
+    def rollback(self, name: str, force: bool = False) -> FunctionInfo:
+        """force: go back even onto a version that failed to initialise (refused with 409 otherwise)."""
+        return self._function("POST", name, "rollback", params={"force": "true"} if force else None)
 
     def set_alias(self, name: str, alias: str, version: int) -> FunctionInfo:
         body = AliasSpec(version=version).model_dump()

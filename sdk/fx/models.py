@@ -7,6 +7,8 @@ a script, or (on Kubernetes) a Function resource.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from datetime import datetime
 from typing import Annotated, Literal
@@ -380,6 +382,13 @@ class FunctionSpec(_Model):
         """What identifies the version's code: the zip's digest or the image reference."""
         return self.artifact or self.image  # type: ignore[return-value]
 
+    @property
+    def config_digest(self) -> str:
+        """What identifies the rest of the spec (handler, env, memory, scale, triggers...): versions with the
+        same code but another config differ here."""
+        config = self.model_dump(mode="json", exclude={"artifact", "image"})
+        return "sha256:" + hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
+
     @field_validator("triggers")
     @classmethod
     def _triggers(cls, v: list[TriggerSpec]) -> list[TriggerSpec]:
@@ -483,11 +492,27 @@ class RolloutInfo(_Model):
     min_requests: int = 20
 
 
+# A version takes traffic only once one of its replicas has initialised (the readiness gate):
+# Pending until then, Ready after, Failed if its init failed (its traffic never moved to it).
+VersionState = Literal["Pending", "Ready", "Failed"]
+
+
+class InitError(_Model):
+    """Why a version failed to initialise: Lambda's errorType, its message and the traceback's lines."""
+
+    error_type: str
+    message: str
+    stack_trace: list[str] = Field(default_factory=list)
+
+
 class VersionInfo(_Model):
     version: int
     digest: str
+    config_digest: str = ""  # of the spec without the code: versions differing only in config differ here
     created_at: datetime
     spec: FunctionSpec
+    state: VersionState = "Ready"
+    init_error: InitError | None = None  # when state is Failed
     traffic: int = 0  # percent of unpinned traffic
     replicas_ready: int = 0
     replicas_starting: int = 0
@@ -503,7 +528,7 @@ class FunctionInfo(_Model):
     traffic: dict[int, int]
     aliases: dict[str, int] = Field(default_factory=dict)
     versions: list[VersionInfo]
-    status: str = "Ready"  # Ready | Scaled to zero | Failed: <cause>
+    status: str = "Ready"  # Ready | Scaled to zero | Starting (its first version) | Failed: <cause>
     sticky: str | None = None  # "header:<name>" / "cookie:<name>" cohorts, if any
     previous: dict[int, int] | None = None  # the split `fx rollback` returns to
     rollout: RolloutInfo | None = None
@@ -517,6 +542,9 @@ class DeployResult(_Model):
     digest: str
     message: str
     dry_run: bool = False  # True: validated only (?dry_run=true); `version`/`created` say what a deploy would do
+    state: VersionState = "Ready"  # of `version`: a new one is Pending until a replica of it has initialised
+    init_error: InitError | None = None
+    traffic: dict[int, int] = Field(default_factory=dict)  # the function's split when this answer was made
 
 
 class ArtifactInfo(_Model):

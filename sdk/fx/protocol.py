@@ -45,9 +45,9 @@ def kv_subject(bucket: str, keys: str) -> str:
     return f"$KV.{bucket}.{keys}"
 
 
-def kv_keys(bucket: str, subject: str) -> str:
-    """kv_subject's inverse: the key (or pattern) of a subject in the bucket's stream."""
-    return subject.removeprefix(kv_subject(bucket, ""))
+def kv_key(subject: str) -> str:
+    """kv_subject's inverse: the key (or pattern of keys) a subject of a bucket's stream names."""
+    return subject.split(".", 2)[2]  # bucket names have no dots
 
 
 # --- runtimes -----------------------------------------------------------------

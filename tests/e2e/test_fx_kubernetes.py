@@ -231,6 +231,43 @@ def test_a_function_applied_with_kubectl_is_deployed_and_bad_specs_are_refused(k
     _wait("the function deleted in fx", lambda: "gitops" not in fx("ls").stdout, 30)
 
 
+def test_a_version_that_cannot_initialise_never_takes_traffic(kube: Kube, fx) -> None:
+    """The readiness gate on pods: `fx deploy` of a broken version (a warm-pool pod) and a kubectl patch making
+    one too big for the pool (a Deployment pod that crashes) both leave the traffic on version 1."""
+    folder = _project(fx.home, "gated")
+    fx("deploy", cwd=folder)
+    assert _call(fx.gateway, "gated", "before")[0] == 200
+    (folder / "handler.py").write_text("import module_that_is_not_there\n" + HANDLER)
+    done = fx("deploy", cwd=folder, check=False)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "gated: version 2 failed to initialise: Runtime.ImportModuleError" in done.stderr
+    assert "traffic stayed on version 1 (100 %)" in done.stderr
+    assert _call(fx.gateway, "gated", "after")[0] == 200
+
+    def status() -> dict:
+        return kube.get("function", "gated").get("status", {})
+
+    _wait("the Function to say Failed", lambda: status().get("latestVersionState") == "Failed", 30)
+    ready = status()["conditions"][0]
+    assert (ready["status"], ready["reason"]) == ("False", "VersionFailed") and status()["traffic"] == "1:100"
+    assert "version 2 failed to initialise (Runtime.ImportModuleError" in ready["message"]
+
+    # kubectl: version 1's code under a handler it does not have, too big for the pool (a Deployment pod).
+    code = json.loads(fx("versions", "gated", "-o", "json").stdout)[0]["spec"]["artifact"]
+    patch = {"spec": {"artifact": code, "handler": "handler.missing", "memory": 512}}
+    kube.kubectl("patch", "function", "gated", "--type=merge", "-p", json.dumps(patch))
+    _wait(
+        "version 3 Failed",
+        lambda: status().get("latestVersion") == 3 and status().get("latestVersionState") == "Failed",
+        120,
+    )
+    assert "Runtime.HandlerNotFound" in status()["conditions"][0]["message"] and status()["traffic"] == "1:100"
+    assert _call(fx.gateway, "gated", "still")[0] == 200
+    versions = json.loads(fx("versions", "gated", "-o", "json").stdout)
+    assert [(v["state"], v["traffic"]) for v in versions] == [("Ready", 100), ("Failed", 0), ("Failed", 0)]
+    fx("rm", "gated")
+
+
 def test_the_controller_converges_after_being_killed_mid_deploy(kube: Kube, fx) -> None:
     folder = _project(fx.home, "survivor", min_replicas=1)
     fx("deploy", cwd=folder)

@@ -24,7 +24,8 @@ def test_malformed_manifest_names_the_file_line_and_field(platform, make_functio
 
 def test_missing_handler_function_is_reported_by_the_runtime(platform, make_function):
     project = make_function("nohandler", body="return 1", config={"handler": "handler.missing"})
-    assert platform.fx("deploy", cwd=project).returncode == 0
+    deployed = platform.fx("deploy", cwd=project)
+    assert deployed.returncode == 1 and "Runtime.HandlerNotFound" in deployed.stderr  # its init failed
     r = httpx.get(f"{platform.gateway_url}/function/nohandler", timeout=30)
     assert r.status_code == 502
     assert "Runtime.HandlerNotFound" in r.text

@@ -41,7 +41,7 @@ def test_a_function_the_server_refuses_stops_the_whole_manifest_before_any_deplo
 
     # The server's dry run on its own: says what a deploy would do, and applies nothing.
     with Client(platform.gateway_url, platform.token) as fx:
-        code = build.build(project, "python3.11").digest  # uploaded by the refused deploy
+        code = build.build(project, "python3.11").code.digest  # uploaded by the refused deploy
         answer = fx.validate(FunctionSpec(name="alpha", handler="handler.handler", artifact=code))
         assert answer.dry_run and answer.created and answer.version == 1
         assert fx.list_functions() == []

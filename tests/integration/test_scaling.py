@@ -29,7 +29,7 @@ def test_idle_function_scales_to_zero_and_a_burst_wakes_it_with_nothing_dropped(
 
 def test_a_replica_that_cannot_start_fails_the_held_requests_fast_and_clearly(platform, make_function):
     project = make_function("broken", body="return 1", imports="import module_that_does_not_exist")
-    assert platform.fx("deploy", cwd=project).returncode == 0
+    assert platform.fx("deploy", cwd=project).returncode == 1  # the readiness gate found it broken
     url = f"{platform.gateway_url}/function/broken"
 
     started = time.monotonic()

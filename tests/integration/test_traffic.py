@@ -6,6 +6,7 @@ Each version answers with its own number, so every answer says which version ser
 import asyncio
 import json
 import math
+import re
 import time
 from collections import Counter
 
@@ -172,7 +173,7 @@ def test_bad_traffic_input_is_refused_clearly_and_changes_nothing(platform, make
         (("alias", "strict", "123", "1"), 2, "alias '123'"),
         (("alias", "strict", "live", "7"), 2, "version 7"),
         (("promote", "strict", "5"), 2, "version 5"),
-        (("alias", "strict", "nope", "--delete"), 1, "no alias 'nope'"),
+        (("alias", "strict", "nope", "--delete"), 2, "no alias 'nope'"),
     ]:
         result = platform.fx(*args)
         assert result.returncode == exit_code, (args, result.stderr)
@@ -210,3 +211,28 @@ def test_stepwise_promote_rolls_back_by_itself_when_the_new_version_fails(platfo
     assert "rolled back at 20 %" in fn["last_rollout"], fn["last_rollout"]
     after = load.between(rolled_back + SETTLE_S, time.monotonic())
     assert after and {a[3] for a in after} == {"1"}
+
+
+def test_a_rollout_step_is_judged_on_every_request_of_its_window(platform, make_function):
+    """The gateways report their counts once a second: the step waits for reports that cover it, so a version
+    failing every request goes back at its first step, judged on at least every answer given before the step's end."""
+    deploy(platform, make_function, "fresh", "blue", scale={"concurrency": 32})
+    project = make_function("fresh", body="return {'statusCode': 500, 'body': 'broken'}", scale={"concurrency": 32})
+    assert platform.fx("deploy", "--no-traffic", cwd=project).returncode == 0
+    interval = 2.0
+
+    with SteadyLoad(platform.gateway_url + "/function/fresh", callers=4, max_seconds=30) as load:
+        time.sleep(0.5)
+        # Through the API rather than the CLI, whose start-up would blur when the rollout began.
+        spec = {"version": 2, "step": 20, "interval": interval, "max_error_rate": 0.05, "min_requests": 5}
+        promoted = time.monotonic()
+        headers = {"Authorization": f"Bearer {platform.token}"}
+        url = f"{platform.gateway_url}/system/functions/fresh/promote"
+        assert httpx.post(url, json=spec, headers=headers, timeout=10).status_code == 200
+        fn = wait_until(lambda: (d := describe(platform, "fresh"))["rollout"] is None and d, 15, "the rollback")
+
+    assert fn["traffic"] == {"1": 100}
+    assert "rolled back at 20 %" in fn["last_rollout"], fn["last_rollout"]
+    judged = int(re.search(r"\((\d+) of (\d+) requests\)", fn["last_rollout"])[2])
+    failed_in_step = [a for a in load.answers if a[2] == 500 and a[1] <= promoted + interval]
+    assert failed_in_step and judged >= len(failed_in_step), (judged, len(failed_in_step))

@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from tests.integration.conftest import RunningPlatform
+from tests.integration.helpers import wait_until
 
 NL = "\n"
 ZONES = [
@@ -65,6 +66,7 @@ def digest(api) -> str:
 def deployed(api, digest) -> dict:
     """A function that every bad request below must leave exactly as it is."""
     assert api.put("/functions/good", json={"name": "good", "artifact": digest}).status_code == 200
+    wait_until(lambda: api.get("/functions/good/versions/1").json()["state"] == "Ready", 30, "the readiness gate")
     return api.get("/functions").json()
 
 

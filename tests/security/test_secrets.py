@@ -171,23 +171,23 @@ def test_a_secret_in_use_cannot_be_removed_until_no_live_version_names_it(platfo
     project = with_secrets(make_function("app", READ_ENV, imports="import os"), "app", secrets=["db"])
     assert platform.fx("deploy", cwd=project).returncode == 0
     done = platform.fx("secret", "rm", "db")
-    assert done.returncode == 1 and "secret 'db' is used by app" in done.stderr
+    assert done.returncode == 2 and "secret 'db' is used by app" in done.stderr
     # A new key that would collide with the function's own env is refused as well.
     with_secrets(project, "app", env={"DB_USER": "app"})
     assert platform.fx("deploy", cwd=project).returncode == 0
     done = platform.fx("secret", "set", "db", "DB_PASSWORD=pw", "DB_USER=root")
-    assert done.returncode == 1 and "'DB_USER' would be given by both env and secret 'db' in app" in done.stderr
+    assert done.returncode == 2 and "'DB_USER' would be given by both env and secret 'db' in app" in done.stderr
 
     with_secrets(project, "app", secrets=[])  # version 3 names no secret, but version 2 still has an alias
     assert platform.fx("deploy", cwd=project).returncode == 0
     assert platform.fx("alias", "app", "old", "2").returncode == 0
-    assert platform.fx("secret", "rm", "db").returncode == 1
+    assert platform.fx("secret", "rm", "db").returncode == 2
     assert platform.fx("alias", "app", "old", "--delete").returncode == 0
     done = platform.fx("secret", "rm", "db")
     assert done.returncode == 0, done.stderr
     assert json.loads(platform.fx("secret", "ls", "-o", "json").stdout) == []
     done = platform.fx("secret", "rm", "db")
-    assert done.returncode == 1 and "secret 'db' not found" in done.stderr
+    assert done.returncode == 2 and "secret 'db' not found" in done.stderr
 
 
 def test_a_changed_secret_reaches_the_next_cold_start_and_outlives_a_restart(platform, make_function):

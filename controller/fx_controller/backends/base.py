@@ -35,10 +35,23 @@ class ReplicaEvent:
     endpoint: str = ""  # ready: "host:port"
     error_type: str = ""  # init_error: Lambda's errorType, e.g. Runtime.ImportModuleError
     error_message: str = ""
+    stack_trace: tuple[str, ...] = ()  # init_error: the traceback's lines, as the runtime formats them
     exit_code: int | None = None  # exit
 
 
 EventSink = Callable[[ReplicaEvent], None]
+
+
+def init_error_event(replica_id: str, report: dict) -> ReplicaEvent:
+    """The runtime's `init_error` report (errorType, errorMessage, stackTrace) as an event."""
+    trace = report.get("stackTrace")
+    return ReplicaEvent(
+        replica_id,
+        "init_error",
+        error_type=str(report.get("errorType") or "Runtime.Unknown"),
+        error_message=str(report.get("errorMessage", "")),
+        stack_trace=tuple(str(line) for line in trace) if isinstance(trace, list) else (),
+    )
 
 
 class SecretMirror(Protocol):

@@ -32,7 +32,7 @@ from fx.protocol import PYTHON_RUNTIMES
 from ..artifacts import Artifacts
 from ..function_nats import FunctionCreds
 from . import local_interpreters, local_sandbox
-from .base import EventSink, ReplicaEvent, ReplicaSpec
+from .base import EventSink, ReplicaEvent, ReplicaSpec, init_error_event
 from .local_sandbox import SandboxSettings, UidMap
 
 log = logging.getLogger("fx_controller.local")
@@ -340,14 +340,7 @@ class LocalBackend:
         elif event == "ready":
             self._on_event(ReplicaEvent(replica_id, "ready", endpoint=msg["endpoint"]))
         elif event == "init_error":
-            self._on_event(
-                ReplicaEvent(
-                    replica_id,
-                    "init_error",
-                    error_type=msg.get("errorType", "Runtime.Unknown"),
-                    error_message=msg.get("errorMessage", ""),
-                )
-            )
+            self._on_event(init_error_event(replica_id, msg))
         elif event == "exit":
             self._exited(replica_id, msg.get("code"))
 

@@ -24,7 +24,7 @@ from functools import partial
 
 import nats.errors
 import nats.js.errors
-from fx.protocol import DEAD_SEQUENCE, DEAD_STREAM, DEAD_SUBJECT, TriggerRoute, kv_bucket, kv_keys
+from fx.protocol import DEAD_SEQUENCE, DEAD_STREAM, DEAD_SUBJECT, TriggerRoute, kv_bucket, kv_key
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
@@ -56,7 +56,7 @@ def consumer_name(function: str, route: TriggerRoute) -> str:
 def trigger_key(route: TriggerRoute) -> str:
     if route.kind == "kv":
         bucket = kv_bucket(route.stream) or ""
-        return f"kv:{bucket}/{kv_keys(bucket, route.subject)}"
+        return f"kv:{bucket}/{kv_key(route.subject)}"
     return f"{route.stream}/{route.subject or '>'}"
 
 
@@ -87,7 +87,7 @@ def kv_record(msg: Msg) -> dict:
     sequence, deliveries, stored = delivery(msg)
     return {
         "messageId": str(sequence),
-        "key": msg.subject.split(".", 2)[2],  # $KV.<bucket>.<key>
+        "key": kv_key(msg.subject),
         "operation": headers.pop("KV-Operation", "PUT"),
         "value": fields["data"],
         "isBase64Encoded": fields["isBase64Encoded"],

@@ -6,7 +6,10 @@ import argparse
 from pathlib import Path
 
 from fx import deploy, manifest, scaffold
-from fx.cli.common import EXIT_OK, OUTPUT, AddCommand, client, err, print_json
+from fx.cli.common import EXIT_FAILED, EXIT_OK, OUTPUT, AddCommand, client, err, print_json
+from fx.errors import InputError
+
+DEFAULT_WAIT_S = 120.0  # beyond the controller's init timeout (30 s), so its verdict normally comes first
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -17,14 +20,25 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
+    if args.wait_timeout <= 0:
+        raise InputError(f"--wait-timeout {args.wait_timeout:g}: give a number of seconds above 0")
     with client(args) as fx:
         results = deploy.deploy(fx, Path(args.file), args.names, progress=err, traffic=not args.no_traffic)
+        if not args.no_wait:
+            results = deploy.wait(fx, results, args.wait_timeout, progress=err)
     if args.output == "json":
         print_json([r.model_dump(mode="json") for r in results])
     else:
         for result in results:
-            print(deploy.describe_result(result))
-    return EXIT_OK
+            (err if result.state == "Failed" else print)(deploy.describe_result(result))
+    if args.no_wait:
+        return EXIT_OK
+    for late in (r for r in results if r.state == "Pending"):
+        err(
+            f"{late.function}: version {late.version} still initialising after {args.wait_timeout:g} s;"
+            f" it takes no traffic until it is ready (see `fx versions {late.function}`)"
+        )
+    return EXIT_OK if all(r.state == "Ready" for r in results) else EXIT_FAILED
 
 
 def register(add: AddCommand) -> None:
@@ -39,4 +53,16 @@ def register(add: AddCommand) -> None:
         "--no-traffic",
         action="store_true",
         help="the new version gets no traffic: started warm, reachable only when pinned (NAME@N, an alias)",
+    )
+    dep.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="return once each version is created; the platform still moves traffic only after its init succeeds",
+    )
+    dep.add_argument(
+        "--wait-timeout",
+        type=float,
+        default=DEFAULT_WAIT_S,
+        metavar="SECONDS",
+        help=f"how long to wait for each new version to initialise (default {DEFAULT_WAIT_S:g})",
     )

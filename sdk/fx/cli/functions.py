@@ -8,7 +8,7 @@ from pydantic import TypeAdapter
 
 from fx import deploy
 from fx.cli.common import EXIT_OK, OUTPUT, AddCommand, client, print_json, print_table, traffic_text
-from fx.models import FunctionInfo, VersionInfo
+from fx.models import FunctionInfo, TriggerSpec, VersionInfo
 
 _FUNCTION_LIST = TypeAdapter(list[FunctionInfo])
 _VERSION_LIST = TypeAdapter(list[VersionInfo])
@@ -31,14 +31,24 @@ def cmd_ls(args: argparse.Namespace) -> int:
 def cmd_describe(args: argparse.Namespace) -> int:
     with client(args) as fx:
         fn = fx.describe(args.name)
+        url = f"{fx.gateway}/function/{fn.name}/"
     if args.output == "json":
         print(fn.model_dump_json(indent=2))
         return EXIT_OK
+    # The configuration shown is the serving one: the version with the most traffic (else the latest).
+    shown = max(fn.versions, key=lambda v: (v.traffic, v.version))
+    spec = shown.spec
     print(f"name:     {fn.name}")
     print(f"status:   {fn.status}")
     print(f"latest:   version {fn.latest}")
     print(f"traffic:  {traffic_text(fn.traffic)}" + (f" (sticky by {fn.sticky})" if fn.sticky else ""))
-    if secrets := fn.versions[-1].spec.secrets:
+    print(f"url:      {url}")
+    print(f"config:   version {shown.version} ({deploy.short(shown.config_digest)})")
+    print(f"memory:   {spec.memory} MB")
+    print(f"timeout:  {spec.timeout:g} s")
+    print(f"env:      {', '.join(f'{k}=****' for k in sorted(spec.env)) or '-'}")  # values never shown
+    print(f"triggers: {'; '.join(trigger_text(t) for t in spec.triggers) or '-'}")
+    if secrets := spec.secrets:
         print(f"secrets:  {', '.join(secrets)}")
     if fn.aliases:
         print("aliases:  " + ", ".join(f"{a} → version {v}" for a, v in sorted(fn.aliases.items())))
@@ -54,13 +64,29 @@ def cmd_describe(args: argparse.Namespace) -> int:
     if fn.last_rollout:
         print(f"last rollout: {fn.last_rollout}")
     print()
-    rows = [["VERSION", "DIGEST", "CREATED", "TRAFFIC", "READY", "STARTING", "REQUESTS", "ERRORS", "HANDLER"]]
+    rows = [["VERSION", "STATE", "DIGEST", "CONFIG", "CREATED", "TRAFFIC", "READY", "STARTING", "REQUESTS", "ERRORS"]]
+    rows[0].append("HANDLER")
     for v in fn.versions:
         created = v.created_at.strftime("%Y-%m-%d %H:%M:%S")
         counts = [f"{v.traffic}%", v.replicas_ready, v.replicas_starting, v.requests, v.errors]
-        rows.append([str(v.version), deploy.short(v.digest), created, *map(str, counts), v.spec.handler])
+        digests = [deploy.short(v.digest), deploy.short(v.config_digest)]
+        rows.append([str(v.version), v.state, *digests, created, *map(str, counts), v.spec.handler])
     print_table(rows)
+    for v in fn.versions:
+        if e := v.init_error:
+            print(f"version {v.version} failed to initialise: {e.error_type}: {e.message}")
     return EXIT_OK
+
+
+def trigger_text(trigger: TriggerSpec) -> str:
+    """A trigger as one short phrase: its kind and what it listens to."""
+    if trigger.jetstream is not None:
+        return f"jetstream {trigger.key}"
+    if trigger.kv is not None:
+        return f"kv {trigger.key.removeprefix('kv:')}"
+    if trigger.schedule is not None:
+        return trigger.key.replace(":", " ", 1)
+    return f"nats {trigger.key}"
 
 
 def cmd_versions(args: argparse.Namespace) -> int:
@@ -69,14 +95,19 @@ def cmd_versions(args: argparse.Namespace) -> int:
     if args.output == "json":
         print(_VERSION_LIST.dump_json(versions, indent=2).decode())
         return EXIT_OK
-    rows = [["VERSION", "DIGEST", "CREATED", "TRAFFIC", "ALIASES", "READY", "REQUESTS", "ERRORS", "WARM UNTIL"]]
+    rows = [["VERSION", "STATE", "DIGEST", "CONFIG", "CREATED", "TRAFFIC", "ALIASES", "READY", "REQUESTS", "ERRORS"]]
+    rows[0].append("WARM UNTIL")
     for v in versions:
         created = v.created_at.astimezone().strftime("%Y-%m-%d %H:%M:%S")
         warm = v.warm_until.astimezone().strftime("%H:%M:%S") if v.warm_until else "-"
         aliases = ",".join(v.aliases) or "-"
         counts = [str(v.replicas_ready), str(v.requests), str(v.errors)]
-        rows.append([str(v.version), deploy.short(v.digest), created, f"{v.traffic}%", aliases, *counts, warm])
+        digests = [deploy.short(v.digest), deploy.short(v.config_digest)]
+        rows.append([str(v.version), v.state, *digests, created, f"{v.traffic}%", aliases, *counts, warm])
     print_table(rows)
+    for v in versions:
+        if e := v.init_error:
+            print(f"version {v.version} failed to initialise: {e.error_type}: {e.message}")
     return EXIT_OK
 
 

@@ -48,7 +48,7 @@ def cmd_promote(args: argparse.Namespace) -> int:
 
 def cmd_rollback(args: argparse.Namespace) -> int:
     with client(args) as fx:
-        fn = fx.rollback(args.name)
+        fn = fx.rollback(args.name, force=args.force)
     return _changed(args, fn)
 
 
@@ -129,3 +129,6 @@ def register(add: AddCommand) -> None:
 
     rollback = add("rollback", cmd_rollback, "go back to the previous traffic split at once", OUTPUT)
     rollback.add_argument("name")
+    rollback.add_argument(
+        "--force", action="store_true", help="go back even onto a version that failed to initialise (refused otherwise)"
+    )

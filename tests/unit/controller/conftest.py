@@ -80,10 +80,11 @@ class FakeBackend:
 
 
 def make_zip(files: dict[str, bytes]) -> tuple[bytes, str]:
+    """The same files make the same zip (fixed entry times), so a repeated deploy is "unchanged"."""
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
         for name, data in files.items():
-            zf.writestr(name, data)
+            zf.writestr(zipfile.ZipInfo(name, date_time=(2020, 1, 1, 0, 0, 0)), data, zipfile.ZIP_DEFLATED)
     data = buf.getvalue()
     return data, "sha256:" + hashlib.sha256(data).hexdigest()
 
@@ -125,6 +126,16 @@ async def deployed(admin: httpx.AsyncClient):
         assert (await admin.put(f"/system/artifacts/{digest}", content=data)).status_code == 200
         r = await admin.put(f"/system/functions/{name}", json={"name": name, "artifact": digest, **spec})
         assert r.status_code == 200, r.text
-        return r.json()
+        return await settled(admin, r.json())
 
     return deploy
+
+
+async def settled(admin: httpx.AsyncClient, result: dict) -> dict:
+    """A deploy's result once the readiness gate has settled its version (Ready or Failed)."""
+    url = f"/system/functions/{result['function']}/versions/{result['version']}"
+    deadline = time.monotonic() + 5.0
+    while (state := (await admin.get(url)).json()["state"]) == "Pending":
+        assert time.monotonic() < deadline, f"version {result['version']} still Pending"
+        await asyncio.sleep(0.02)
+    return {**result, "state": state}

@@ -21,24 +21,38 @@ async def test_concurrent_activations_of_a_version_share_one_replica_start(contr
 
 
 async def test_a_failed_start_fails_every_waiter_then_backs_off_for_2_s(controller, deployed, backend):
-    await deployed("broken")
-    backend.outcome = "init_error"
-    replies = await asyncio.gather(*(controller.activator.activate(ActivationRequest("broken", "1")) for _ in range(5)))
-    assert len(backend.started) == 1
+    await deployed("flaky", scale={"idle_timeout": 0.1})
+    await until(lambda: not controller.fleet.of("flaky"))  # the gate's replica, idle, is gone
+    backend.outcome = "init_error"  # e.g. a secret it names was removed: a Ready version can fail a start
+    replies = await asyncio.gather(*(controller.activator.activate(ActivationRequest("flaky", "1")) for _ in range(5)))
+    assert len(backend.started) == 2
     for r in replies:
         assert (r.ok, r.status, r.error, r.cause) == (False, 502, "Runtime.ImportModuleError", "nope")
 
-    again = await controller.activator.activate(ActivationRequest("broken", "1"))
+    again = await controller.activator.activate(ActivationRequest("flaky", "1"))
     assert again.error == "Runtime.ImportModuleError"
-    assert len(backend.started) == 1  # answered from the backoff, nothing forked
+    assert len(backend.started) == 2  # answered from the backoff, nothing forked
 
-    await until(lambda: not controller.fleet.of("broken"))  # the failed replica exits
-    info = controller.describe("broken")
+    await until(lambda: not controller.fleet.of("flaky"))  # the failed replica exits
+    info = controller.describe("flaky")
     assert info.status == "Failed: Runtime.ImportModuleError: nope"
     metrics = controller.metrics.render().decode()
-    assert 'fx_controller_activations_total{function="broken",result="failed"} 5.0' in metrics
-    assert 'fx_controller_activations_total{function="broken",result="backoff"} 1.0' in metrics
-    assert 'fx_controller_replica_exits_total{function="broken",reason="init_error"} 1.0' in metrics
+    assert 'fx_controller_activations_total{function="flaky",result="failed"} 5.0' in metrics
+    assert 'fx_controller_activations_total{function="flaky",result="backoff"} 1.0' in metrics
+    assert 'fx_controller_replica_exits_total{function="flaky",reason="init_error"} 1.0' in metrics
+
+
+async def test_a_version_that_failed_its_init_is_never_started_again(controller, deployed, backend):
+    backend.outcome = "init_error"
+    result = await deployed("broken")
+    assert result["state"] == "Failed"
+    assert controller.describe("broken").status == "Failed: Runtime.ImportModuleError: nope"
+    replies = await asyncio.gather(*(controller.activator.activate(ActivationRequest("broken", "1")) for _ in range(5)))
+    for r in replies:
+        assert (r.ok, r.status, r.error) == (False, 502, "Runtime.ImportModuleError")
+        assert r.cause == "version 1 failed to initialise: nope"
+    await asyncio.sleep(1.2)  # two reconcile passes: nothing restarts it either
+    assert len(backend.started) == 1  # the gate's one try
 
 
 async def test_unknown_function_or_version_is_a_404_reply(controller, deployed):

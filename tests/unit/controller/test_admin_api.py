@@ -152,11 +152,12 @@ async def test_deploy_creates_version_1_with_all_traffic_and_publishes_its_route
     assert "version 1" in result["message"]
     info = (await admin.get("/system/functions/hello")).json()
     assert info["latest"] == 1 and info["traffic"] == {"1": 100}
-    assert info["status"] == "Scaled to zero"
+    assert info["status"] == "Ready"  # the readiness gate started one replica, kept for the idle timeout
+    assert info["versions"][0]["state"] == "Ready"
     table = await route_table(controller, "hello")
     assert table is not None
     assert table.traffic == {"1": 100}
-    assert table.versions["1"].endpoints == [] and table.versions["1"].concurrency == 1
+    assert table.versions["1"].endpoints == ["127.0.0.1:20001"] and table.versions["1"].concurrency == 1
     assert table.timeout_ms == 5000 and table.max_request_bytes == 6 * 1024 * 1024
 
 

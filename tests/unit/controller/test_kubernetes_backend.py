@@ -16,7 +16,7 @@ from fx_controller.backends.kubernetes import manifests, nats_identities
 from fx_controller.backends.kubernetes.backend import KubernetesBackend
 from fx_controller.backends.kubernetes.config import KubeConfig
 from fx_controller.backends.kubernetes.pod_access import PodAccess
-from fx_controller.backends.kubernetes.pods import PodState, pod_state
+from fx_controller.backends.kubernetes.pods import PodState, init_trace_of, pod_state
 from kubernetes import client
 
 HEX = "ab" * 32
@@ -540,3 +540,16 @@ async def test_the_leader_makes_the_nats_identities_once(tmp_path: Path) -> None
         == claims_of(again.read_text())["nats"]["issuer_account"]
     )
     assert set(api.secrets) == {"prod-nats-auth", "prod-gateway-nats"}
+
+
+def test_the_traceback_of_an_init_error_is_read_from_the_termination_message() -> None:
+    message = (
+        "INIT_START Runtime Version: python:3.11\n"
+        "[ERROR] Runtime.UserCodeSyntaxError: Syntax error in module 'handler': invalid syntax (handler.py, line 1)\n"
+        "Traceback (most recent call last):\n"
+        '  File "/var/task/handler.py" Line 1\n'
+        "    def oops(:\n"
+        "INIT_REPORT Init Duration: 12.00 ms\tPhase: init\tStatus: error\n"
+    )
+    assert init_trace_of(message) == ('  File "/var/task/handler.py" Line 1', "    def oops(:")
+    assert init_trace_of("the container was killed\n") == ()

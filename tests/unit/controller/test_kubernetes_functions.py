@@ -110,14 +110,20 @@ async def test_functions_follow_fx_and_fx_follows_functions(controller, deployed
         await sync.stop()
 
 
-async def test_a_function_deleted_by_fx_is_not_brought_back_by_late_events(controller, deployed, settings) -> None:
-    api = FakeFunctions()
+async def started_sync(api: FakeFunctions, controller, settings: Settings) -> FunctionSync:
+    """A FunctionSync over `api`, calling the controller's admin API in-process."""
     transport = httpx.ASGITransport(app=create_app(controller, TOKEN))
     headers = {"Authorization": f"Bearer {TOKEN}"}
     sync = FunctionSync(
         api, settings.nats_url, httpx.AsyncClient(transport=transport, base_url="http://c", headers=headers)
     )
     await sync.start()
+    return sync
+
+
+async def test_a_function_deleted_by_fx_is_not_brought_back_by_late_events(controller, deployed, settings) -> None:
+    api = FakeFunctions()
+    sync = await started_sync(api, controller, settings)
     try:
         await deployed("hello")
         await until(lambda: "status" in api.items.get("hello", {}) and api.on_resource is not None)
@@ -131,5 +137,29 @@ async def test_a_function_deleted_by_fx_is_not_brought_back_by_late_events(contr
         # A Function applied again afterwards (kubectl apply) is deployed.
         api.on_resource("ADDED", {**stale, "metadata": {**stale["metadata"], "uid": "new"}})
         await until(lambda: [f.name for f in controller.list()] == ["hello"])
+    finally:
+        await sync.stop()
+
+
+async def test_a_function_whose_new_version_fails_its_init_says_so_in_its_status(
+    controller, deployed, settings, backend
+) -> None:
+    api = FakeFunctions()
+    sync = await started_sync(api, controller, settings)
+    try:
+        await deployed("hello")
+        await until(lambda: ready(api.items.get("hello", {})).get("status") == "True" and api.on_resource is not None)
+        backend.outcome = "init_error"
+        edited = edit(api.items["hello"], env={"BROKEN": "1"})  # kubectl apply of a version that cannot init
+        api.items["hello"] = edited
+        api.on_resource("MODIFIED", edited)
+        await until(lambda: api.items["hello"]["status"].get("latestVersionState") == "Failed")
+        status = api.items["hello"]["status"]
+        assert status["latestVersion"] == 2 and status["traffic"] == "1:100"
+        condition = ready(api.items["hello"])
+        assert (condition["status"], condition["reason"]) == ("False", "VersionFailed")
+        assert condition["message"] == (
+            "version 2 failed to initialise (Runtime.ImportModuleError: nope); traffic stays on 1:100"
+        )
     finally:
         await sync.stop()

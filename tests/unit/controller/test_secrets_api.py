@@ -8,7 +8,7 @@ from fx.models import FunctionSpec, SecretSpec
 from fx.protocol import ActivationRequest
 from fx_controller.controller import Controller
 
-from .conftest import FakeBackend
+from .conftest import FakeBackend, until
 
 VALUE = "hunter2-do-not-show"
 
@@ -101,7 +101,7 @@ async def test_a_replica_gets_the_values_current_at_its_start(admin, deployed, c
 
 async def test_a_secret_in_use_is_kept_and_a_colliding_key_refused(admin, deployed, controller: Controller):
     await admin.put("/system/secrets/db", json={"values": {"DB_PASSWORD": VALUE}})
-    no_hold = {"scale": {"keep_warm": 0}}  # a version that loses its traffic keeps no replica
+    no_hold = {"scale": {"keep_warm": 0, "idle_timeout": 0.1}}  # a version that loses its traffic keeps no replica
     await deployed("app", secrets=["db"], env={"DB_USER": "app"}, **no_hold)
     r = await admin.delete("/system/secrets/db")
     assert r.status_code == 409 and r.json()["error"]["code"] == "SecretInUse" and "app" in r.json()["error"]["message"]
@@ -114,6 +114,7 @@ async def test_a_secret_in_use_is_kept_and_a_colliding_key_refused(admin, deploy
     await deployed("app", source=b"def handler(e, c):\n    return 2\n", **no_hold)
     assert (await admin.delete("/system/secrets/db")).status_code == 204
     # Pinned by number afterwards, version 1 cannot start, and says why.
+    await until(lambda: not controller.fleet.of("app", 1))  # the replica its readiness gate started is idle
     reply = await controller.activator.activate(ActivationRequest("app", "1"))
     assert (reply.ok, reply.error) == (False, "Fx.SecretNotFound")
     assert "secret 'db' was removed" in reply.cause

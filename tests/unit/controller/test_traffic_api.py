@@ -13,7 +13,7 @@ from fx_controller.app import create_app
 from fx_controller.controller import Controller
 from fx_controller.settings import Settings
 
-from .conftest import FakeBackend, make_zip, until
+from .conftest import FakeBackend, make_zip, settled, until
 from .test_admin_api import route_table
 
 
@@ -25,7 +25,7 @@ async def put_version(admin: httpx.AsyncClient, name: str, n: int, traffic: str 
         f"/system/functions/{name}", params={"traffic": traffic}, json={"name": name, "artifact": digest, **spec}
     )
     assert r.status_code == 200, r.text
-    return r.json()
+    return await settled(admin, r.json())
 
 
 async def three_versions(admin: httpx.AsyncClient) -> None:
@@ -40,7 +40,6 @@ async def test_a_no_traffic_deploy_keeps_the_split_and_starts_one_warm_replica(a
     table = await route_table(controller, "fn")
     assert table.traffic == {"1": 100} and "2" in table.versions
     await until(lambda: controller.fleet.count("fn", 2, "ready") == 1)  # no request needed
-    assert controller.fleet.count("fn", 1, "ready") == 0  # version 1 was never called: nothing to keep
     [v1, v2] = (await admin.get("/system/functions/fn/versions")).json()
     assert (v1["traffic"], v2["traffic"]) == (100, 0)
     assert v2["warm_until"] is not None and v2["replicas_ready"] == 1
@@ -166,6 +165,40 @@ async def test_a_failing_canary_is_rolled_back_by_the_controller(admin, controll
     assert info["traffic"] == {"3": 100} and info["rollout"] is None
     assert "rolled back at 10 %" in info["last_rollout"] and "8 of 40" in info["last_rollout"]
     assert info["previous"] == {"2": 100}  # the canary's own step is undone, not remembered as a split
+
+
+async def test_a_rollout_step_is_judged_only_once_the_load_reports_cover_it(admin, controller):
+    await three_versions(admin)
+    now, mono = datetime(2030, 1, 1, tzinfo=UTC), 1000.0
+    controller.releases.clock, controller.releases.monotonic = (lambda: now), (lambda: mono)
+    spec = {"version": 2, "step": 20, "interval": 5, "max_error_rate": 0.05, "min_requests": 10}
+    await admin.post("/system/functions/fn/promote", json=spec)
+    # The gateway's last report came before the step's end: the step's failures are not counted yet.
+    controller.load.observe(LoadReport("gw", {"fn/2": VersionLoad(requests=3, errors=3)}), mono + 4.5)
+    now, mono = now + timedelta(seconds=5.2), mono + 5.2
+    await controller.releases.tick()
+    info = (await admin.get("/system/functions/fn")).json()
+    assert info["rollout"]["weight"] == 20 and info["traffic"] == {"2": 20, "3": 80}  # neither advanced nor judged
+    # Its next report covers the step: every request of version 2 failed, so it goes back at the first step.
+    controller.load.observe(LoadReport("gw", {"fn/2": VersionLoad(requests=30, errors=30)}), mono + 0.3)
+    now, mono = now + timedelta(seconds=0.5), mono + 0.5
+    await controller.releases.tick()
+    info = (await admin.get("/system/functions/fn")).json()
+    assert info["traffic"] == {"3": 100} and info["rollout"] is None
+    assert "rolled back at 20 %" in info["last_rollout"] and "33 of 33" in info["last_rollout"]
+
+
+async def test_a_rollout_waits_for_a_silent_gateway_only_until_it_counts_as_gone(admin, controller):
+    await three_versions(admin)
+    now, mono = datetime(2030, 1, 1, tzinfo=UTC), 1000.0
+    controller.releases.clock, controller.releases.monotonic = (lambda: now), (lambda: mono)
+    await admin.post(
+        "/system/functions/fn/promote", json={"version": 2, "step": 20, "interval": 5, "max_error_rate": 0.5}
+    )
+    controller.load.observe(LoadReport("gw", {}), mono + 4.0)
+    now, mono = now + timedelta(seconds=5 + 5.5), mono + 5 + 5.5  # gw said nothing since: it is gone
+    await controller.releases.tick()
+    assert (await admin.get("/system/functions/fn")).json()["traffic"] == {"2": 40, "3": 60}
 
 
 async def test_traffic_during_a_rollout_cancels_it(admin, controller):

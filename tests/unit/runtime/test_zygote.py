@@ -80,6 +80,7 @@ def test_init_error_then_exit(zygote: Zygote, tmp_path: Path):
         "event": "init_error",
         "errorType": "Runtime.ImportModuleError",
         "errorMessage": "Unable to import module 'handler': No module named 'module_that_does_not_exist'",
+        "stackTrace": [],  # Lambda gives an import error none
     }
     assert zygote.event() == {"id": "bad", "event": "exit", "pid": pid, "code": 1}
     assert "[ERROR] Runtime.ImportModuleError" in (tmp_path / "bad.log").read_text()

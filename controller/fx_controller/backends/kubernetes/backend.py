@@ -31,7 +31,7 @@ from fx.nats_auth import Signer
 
 from ...artifacts import Artifacts
 from ...settings import Settings
-from ..base import EventSink, ReplicaEvent, ReplicaSpec, SecretMirror
+from ..base import EventSink, ReplicaEvent, ReplicaSpec, SecretMirror, init_error_event
 from . import kube, manifests, nats_identities
 from .artifact_server import ArtifactServer
 from .config import KubeConfig
@@ -222,12 +222,7 @@ class KubernetesBackend:
             self._on_event(ReplicaEvent(replica.id, "ready", endpoint=pod.endpoint))
             self._on_replicas(key[0])
         else:
-            error_type = answer.get("errorType", "Runtime.Unknown")
-            self._on_event(
-                ReplicaEvent(
-                    replica.id, "init_error", error_type=error_type, error_message=answer.get("errorMessage", "")
-                )
-            )
+            self._on_event(init_error_event(replica.id, answer))
             self._exited(replica.id, 1)
             self._spawn(self._api.delete_pod(pod.name))
 
@@ -345,7 +340,11 @@ class KubernetesBackend:
         replica_id = self._pending[key].popleft()
         if self._logs:  # the crashed container's output goes with its pod: keep what matters of it
             self._logs.note(key[0], f"[ERROR] {error_type}: {message} (pod {pod.name}, exit code {code})")
-        self._on_event(ReplicaEvent(replica_id, "init_error", error_type=error_type, error_message=message))
+        self._on_event(
+            ReplicaEvent(
+                replica_id, "init_error", error_type=error_type, error_message=message, stack_trace=pod.init_trace
+            )
+        )
         # The crash-looping pod goes with its replica: the fleet decides when to try again.
         self._desired[key] -= 1
         self._exited(replica_id, code)

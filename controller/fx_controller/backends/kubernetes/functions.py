@@ -38,15 +38,30 @@ def traffic_text(traffic: dict[int, int]) -> str:
     return ",".join(f"{v}:{pct}" for v, pct in sorted(traffic.items()))
 
 
-def condition(ok: bool, reason: str, message: str, generation: int | None) -> dict:
+def condition(ok: bool | None, reason: str, message: str, generation: int | None) -> dict:
+    """The Ready condition; `ok` None: Unknown (not decided yet)."""
     return {
         "type": "Ready",
-        "status": "True" if ok else "False",
+        "status": "Unknown" if ok is None else "True" if ok else "False",
         "reason": reason,
         "message": message,
         "observedGeneration": generation,
         "lastTransitionTime": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
+
+
+def readiness(record: FunctionRecord, ready: int) -> tuple[bool | None, str, str]:
+    """The Ready condition of a function by its latest version's readiness gate, then by its replicas."""
+    latest = record.latest
+    if latest.state == "Failed":
+        error = latest.init_error
+        cause = f"{error.error_type}: {error.message}" if error else "unknown error"
+        serving = {v: pct for v, pct in record.traffic.items() if pct and v != latest.version}
+        where = f"traffic stays on {traffic_text(serving)}" if serving else "no version serves it"
+        return False, "VersionFailed", f"version {latest.version} failed to initialise ({cause}); {where}"
+    if latest.state == "Pending":
+        return None, "Starting", f"version {latest.version} is initialising; it takes traffic once ready"
+    return (True, "Running", f"{ready} replicas ready") if ready else (True, "ScaledToZero", "no replicas")
 
 
 class FunctionSync:
@@ -125,14 +140,14 @@ class FunctionSync:
             ready = self.ready_count(name)
             status |= {
                 "latestVersion": record.latest.version,
+                "latestVersionState": record.latest.state,
                 "traffic": traffic_text(record.traffic),
                 "readyReplicas": ready,
             }
         if problem:
             status["conditions"] = [condition(False, problem[0], problem[1], generation)]
         elif record:
-            reason, message = ("Running", f"{ready} replicas ready") if ready else ("ScaledToZero", "no replicas")
-            status["conditions"] = [condition(True, reason, message, generation)]
+            status["conditions"] = [condition(*readiness(record, ready), generation)]
         await self._api.patch_function_status(name, status)
 
     # --- Kubernetes → fx ----------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +22,7 @@ class PodState:
     deleting: bool = False
     # The container exited before it was ever ready (an init error): Lambda's errorType, its message, exit code.
     init_error: tuple[str, str, int | None] | None = None
+    init_trace: tuple[str, ...] = ()  # that init error's traceback lines, as far as the termination message has them
     pool: bool = False  # an idle warm-pool pod (function "" and version 0)
     digest: str = ""  # the code it runs (fx.dev/digest): what the artifact server hands it
     layer: str = ""  # its dependency layer (fx.dev/dependencies), handed out likewise; "" for none
@@ -38,6 +40,17 @@ def init_error_of(message: str, exit_code: int | None) -> tuple[str, str, int | 
     return "Runtime.ExitError", f"the function's container exited with code {exit_code}", exit_code
 
 
+def init_trace_of(message: str) -> tuple[str, ...]:
+    """The traceback the runtime logs under its `[ERROR]` line, up to its INIT_REPORT line."""
+    found = ERROR_LINE.search(message or "")
+    if not found:
+        return ()
+    lines = message[found.end() :].splitlines()[1:]
+    if lines and lines[0].startswith("Traceback"):
+        lines = lines[1:]
+    return tuple(itertools.takewhile(lambda line: not line.startswith("INIT_REPORT"), lines))
+
+
 def pod_state(pod: Any) -> PodState | None:
     """A V1Pod as PodState; None for a pod that is neither a function pod of fx nor a pool pod."""
     meta, status = pod.metadata, pod.status
@@ -46,11 +59,12 @@ def pod_state(pod: Any) -> PodState | None:
     if not pool and (FUNCTION_LABEL not in labels or not labels.get(VERSION_LABEL, "").isdigit()):
         return None
     ready = any(c.type == "Ready" and c.status == "True" for c in (status and status.conditions) or [])
-    failure = None
+    failure, trace = None, ()
     for cs in (status and status.container_statuses) or []:
         terminated = (cs.state and cs.state.terminated) or (cs.last_state and cs.last_state.terminated)
         if terminated and terminated.exit_code and not ready:
             failure = init_error_of(terminated.message or "", terminated.exit_code)
+            trace = init_trace_of(terminated.message or "")
     return PodState(
         name=meta.name,
         function="" if pool else labels[FUNCTION_LABEL],
@@ -59,6 +73,7 @@ def pod_state(pod: Any) -> PodState | None:
         ready=ready,
         deleting=meta.deletion_timestamp is not None,
         init_error=failure,
+        init_trace=trace,
         pool=pool,
         digest=(meta.annotations or {}).get(DIGEST_ANNOTATION, ""),
         layer=(meta.annotations or {}).get(LAYER_ANNOTATION, ""),
