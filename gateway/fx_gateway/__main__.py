@@ -45,7 +45,7 @@ async def serve(settings: Settings) -> None:
         host, port = settings.metrics_host, settings.metrics_port
         servers.append(await loop.create_server(gateway.metrics_connection, host, port))
         log.info("serving /metrics on http://%s:%d only", host, port)
-    gateway.sweep()
+    gateway.start_sweeps()
     starting = spawn(gateway.start())
     await stop.wait()
     log.info("stopping: no new connections, finishing in-flight requests (up to %g s)", settings.drain_timeout)

@@ -41,7 +41,7 @@ class Gateway:
         """A connection to --metrics-listen: /metrics and /healthz only."""
         return ClientConnection(MetricsSide(self.pages), self.connections)
 
-    def sweep(self) -> None:
+    def start_sweeps(self) -> None:
         """Start the timers every request relies on: the backstop, and the caller connections' timeouts."""
         self._tasks += [spawn(self.book.backstop.run()), spawn(self.connections.run())]
 
