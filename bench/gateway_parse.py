@@ -1,6 +1,6 @@
 """The gateway's per-request cost of reading a request, in-process and precise to a tenth of a µs.
 
-Feeds keep-alive requests (a typical head of 7 headers) through `fx_gateway.server.ClientConnection` with a
+Feeds keep-alive requests (a typical head of 7 headers) through `fx_gateway.http.server.ClientConnection` with a
 stub gateway that answers each at once, so what is measured is the parsing, the limits and the bookkeeping of
 the caller's connection, not the proxying. `/proc` CPU ticks (bench/gateway_proxy.py) are 10 ms, too coarse
 to see a change of a µs; this is not. Compare two trees by putting one first on PYTHONPATH:
@@ -15,9 +15,10 @@ import argparse
 import statistics
 import time
 
-import fx_gateway.server
+import fx_gateway.http.server
 from fx_gateway.config import Settings
-from fx_gateway.server import ClientConnection
+from fx_gateway.http.connections import Connections
+from fx_gateway.http.server import ClientConnection
 
 REQUEST = (
     b"GET /function/bench/items?id=42 HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nUser-Agent: curl/8.5.0\r\n"
@@ -57,19 +58,14 @@ class _Answer:
         pass
 
 
-class _Gateway:
-    def __init__(self) -> None:
-        self.settings = Settings()
-        self.connections: set = set()
-        self.draining = False
-
+class _Router:
     def open(self, client, method, url, headers):
         return _Answer(client)
 
 
 def run(requests: int) -> float:
     """µs of CPU per request."""
-    conn = ClientConnection(_Gateway())  # type: ignore[arg-type]
+    conn = ClientConnection(_Router(), Connections(Settings()))
     conn.connection_made(_Transport())  # type: ignore[arg-type]
     started = time.process_time()
     for _ in range(requests):
@@ -85,7 +81,7 @@ def main() -> None:
     run(10_000)  # warm-up
     rounds = [run(args.requests) for _ in range(args.rounds)]
     print(
-        f"{fx_gateway.server.__file__}: {statistics.median(rounds):.2f} µs CPU/request to read a request"
+        f"{fx_gateway.http.server.__file__}: {statistics.median(rounds):.2f} µs CPU/request to read a request"
         f" (median of {args.rounds} rounds, min {min(rounds):.2f})"
     )
 

@@ -6,7 +6,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from fx.protocol import ActivationReply, ActivationRequest
+from fx.protocol import ActivationReply, ActivationRequest, load_report_key
 
 from .fleet import Fleet, StartFailed
 from .load import LoadBook
@@ -44,7 +44,7 @@ class Activator:
             return ActivationReply(ok=False, status=404, error=code, cause=f"{what} not found")
 
         now = self._clock()
-        self._load.touch(f"{name}/{version.version}", now)
+        self._load.touch(load_report_key(name, version.version), now)
         if endpoints := self._fleet.endpoints(name, version.version):
             self._metrics.activations.labels(name, "ok").inc()
             return ActivationReply(ok=True, endpoints=endpoints)

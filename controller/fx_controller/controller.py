@@ -31,6 +31,8 @@ from fx.protocol import (
     ActivationReply,
     ActivationRequest,
     LoadReport,
+    kv_stream,
+    load_report_key,
 )
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
@@ -225,7 +227,7 @@ class Controller:
                 what = f"stream {stream!r} does not exist; create it first: fx stream create {stream} {subjects}"
             elif trigger.kv is not None:
                 bucket = trigger.kv.bucket
-                stream, where = f"KV_{bucket}", f"triggers.{n}.kv.bucket"
+                stream, where = kv_stream(bucket), f"triggers.{n}.kv.bucket"
                 what = f"KV bucket {bucket!r} does not exist; create it first: fx kv create {bucket}"
             else:
                 continue
@@ -371,7 +373,7 @@ class Controller:
             logs.remove(self.settings.state_dir, name)  # a new function of this name starts with its own
             self.load.forget(name)
             for version in record.versions:
-                self.autoscaler.forget(f"{name}/{version.version}")
+                self.autoscaler.forget(load_report_key(name, version.version))
         log.info("deleted %s", name)
 
     def describe(self, name: str) -> FunctionInfo:
@@ -403,7 +405,7 @@ class Controller:
         now = datetime.now(UTC)
         versions = []
         for v in record.versions:
-            totals = self.load.totals.get(f"{record.name}/{v.version}")
+            totals = self.load.totals.get(load_report_key(record.name, v.version))
             hold = record.warm.get(v.version)
             traffic = record.traffic.get(v.version, 0)
             versions.append(

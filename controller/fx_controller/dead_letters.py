@@ -20,6 +20,7 @@ from fx.protocol import (
     ASYNC_FUNCTION,
     DEAD_ATTEMPTS,
     DEAD_ERROR,
+    DEAD_LETTER_SUBJECTS,
     DEAD_MESSAGE,
     DEAD_SEQUENCE,
     DEAD_STATUS,
@@ -28,7 +29,9 @@ from fx.protocol import (
     STREAM_ASYNC,
     STREAM_DLQ,
     async_subject,
+    dead_letter_function,
     dead_letter_subject,
+    kv_bucket,
 )
 from nats.js import JetStreamContext
 from nats.js.api import RawStreamMsg
@@ -39,7 +42,7 @@ from .errors import ApiError, not_found
 DEAD_HEADERS = frozenset(
     {DEAD_ERROR, DEAD_MESSAGE, DEAD_STATUS, DEAD_ATTEMPTS, DEAD_SUBJECT, DEAD_STREAM, DEAD_SEQUENCE}
 )
-ALL_LETTERS = dead_letter_subject(">")
+ALL_LETTERS = DEAD_LETTER_SUBJECTS
 NATS_ERRORS = (nats.errors.Error, nats.js.errors.Error)
 
 
@@ -53,10 +56,10 @@ def _int(value: str | None) -> int:
 def summary(raw: RawStreamMsg) -> DeadLetter:
     headers = raw.headers or {}
     stream = headers.get(DEAD_STREAM)
-    source = "async" if stream is None else "kv" if stream.startswith("KV_") else "jetstream"
+    source = "async" if stream is None else "kv" if kv_bucket(stream) is not None else "jetstream"
     return DeadLetter(
         id=raw.seq,
-        function=(raw.subject or "").removeprefix(dead_letter_subject("")),
+        function=dead_letter_function(raw.subject or ""),
         source=source,
         error=headers.get(DEAD_ERROR, ""),
         message=headers.get(DEAD_MESSAGE, ""),

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 
 from fx.models import InitError
+from fx.protocol import load_report_key
 
 from .fleet import Fleet, StartFailed
 from .load import LoadBook
@@ -56,7 +57,7 @@ class Gate:
             return
         now = self._clock()
         # Counts as activity: the replica stays up for the idle timeout, so the first call finds it warm.
-        self._load.touch(f"{name}/{number}", now)
+        self._load.touch(load_report_key(name, number), now)
         if not self._fleet.count(name, number, "starting") and not self._fleet.endpoints(name, number):
             log.info("gate: starting a replica of %s version %d", name, number)
             await self._fleet.start(name, version)

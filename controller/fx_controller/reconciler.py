@@ -8,6 +8,8 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from fx.protocol import load_report_key
+
 from .autoscaler import Autoscaler
 from .fleet import Fleet
 from .load import LoadBook
@@ -54,7 +56,7 @@ class Reconciler:
         name, number = record.name, version.version
         if version.state != "Ready":
             return  # the gate starts a Pending version's one replica; a Failed one is never started again
-        key = f"{name}/{number}"
+        key = load_report_key(name, number)
         serving = record.traffic.get(number, 0) > 0 or number in record.aliases.values()
         hold = record.warm.get(number)
         warm = hold.replicas if hold and hold.until > wall else 0

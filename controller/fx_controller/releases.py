@@ -13,6 +13,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from fx.models import PromoteSpec, RolloutInfo, TrafficSpec
+from fx.protocol import load_report_key
 
 from . import rollout
 from .errors import ApiError, not_found
@@ -204,7 +205,7 @@ class Releases:
         return late > GATEWAY_SILENCE_S or self._load.reported_since(mono - late, mono)
 
     def _totals(self, name: str, version: int) -> tuple[int, int]:
-        totals = self._load.totals.get(f"{name}/{version}")
+        totals = self._load.totals.get(load_report_key(name, version))
         return (totals.requests, totals.errors) if totals else (0, 0)
 
     async def _save(self, record: FunctionRecord) -> None:

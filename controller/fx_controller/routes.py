@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from fx.models import TriggerSpec
-from fx.protocol import RouteTable, TriggerRoute, VersionRoute
+from fx.protocol import RouteTable, TriggerRoute, VersionRoute, kv_stream, kv_subject
 from nats.js.kv import KeyValue
 
 from .fleet import Fleet
@@ -50,8 +50,8 @@ def route(trigger: TriggerSpec) -> TriggerRoute:
         js = trigger.jetstream
         kind, subject, stream, durable = "jetstream", js.subject or "", js.stream, js
     elif trigger.kv is not None:
-        kv = trigger.kv  # a KV bucket is the stream KV_<bucket>, its keys the subjects $KV.<bucket>.<key>
-        kind, subject, stream, durable = "kv", f"$KV.{kv.bucket}.{kv.keys}", f"KV_{kv.bucket}", kv
+        kv = trigger.kv
+        kind, subject, stream, durable = "kv", kv_subject(kv.bucket, kv.keys), kv_stream(kv.bucket), kv
     elif trigger.schedule is not None:
         return TriggerRoute("schedule", schedule=trigger.schedule, timezone=trigger.timezone or "UTC")
     else:

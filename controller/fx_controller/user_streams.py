@@ -20,13 +20,13 @@ from fx.event_models import (
     StreamSpec,
 )
 from fx.models import FunctionSpec
+from fx.protocol import kv_bucket, kv_stream
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType, StreamConfig
 from nats.js.api import StreamInfo as NatsStreamInfo
 
 from .errors import ApiError
 
-KV_PREFIX = "KV_"
 SUBJECTS_OVERLAP = 10065  # JetStream: "subjects overlap with an existing stream"
 
 
@@ -46,7 +46,7 @@ def _stream_info(info: NatsStreamInfo, created: bool = False) -> StreamInfo:
 
 def _bucket_info(info: NatsStreamInfo, created: bool = False) -> BucketInfo:
     return BucketInfo(
-        name=(info.config.name or "").removeprefix(KV_PREFIX),
+        name=kv_bucket(info.config.name or "") or "",
         values=info.state.messages,
         bytes=info.state.bytes,
         history=info.config.max_msgs_per_subject or 1,
@@ -60,7 +60,7 @@ def _reads(spec: FunctionSpec, stream: str) -> bool:
     for trigger in spec.triggers:
         if trigger.jetstream is not None and trigger.jetstream.stream == stream:
             return True
-        if trigger.kv is not None and f"{KV_PREFIX}{trigger.kv.bucket}" == stream:
+        if trigger.kv is not None and kv_stream(trigger.kv.bucket) == stream:
             return True
     return False
 
@@ -129,19 +129,19 @@ class UserStreams:
     # --- KV buckets ---
 
     async def create_bucket(self, name: str, spec: BucketSpec) -> BucketInfo:
-        have = await self._info(f"{KV_PREFIX}{name}")
+        have = await self._info(kv_stream(name))
         if have is not None:
             return _bucket_info(have)
         config = KeyValueConfig(bucket=name, history=spec.history, max_bytes=spec.max_bytes, storage=StorageType.FILE)
         await self.js.create_key_value(config)
-        return _bucket_info(await self.js.stream_info(f"{KV_PREFIX}{name}"), created=True)
+        return _bucket_info(await self.js.stream_info(kv_stream(name)), created=True)
 
     async def list_buckets(self) -> list[BucketInfo]:
         streams = await self._all()
         return [_bucket_info(i) for i in streams if _is_user_bucket(i.config.name or "")]
 
     async def delete_bucket(self, name: str) -> None:
-        await self._delete(f"{KV_PREFIX}{name}", f"KV bucket {name!r}", "kv")
+        await self._delete(kv_stream(name), f"KV bucket {name!r}", "kv")
 
     async def _delete(self, stream: str, what: str, verb: str) -> None:
         users = self._users(stream)
@@ -163,4 +163,5 @@ def _is_user_stream(name: str) -> bool:
 
 
 def _is_user_bucket(stream: str) -> bool:
-    return stream.startswith(KV_PREFIX) and not stream[len(KV_PREFIX) :].lower().startswith(RESERVED_BUCKET_PREFIX)
+    bucket = kv_bucket(stream)
+    return bucket is not None and not bucket.lower().startswith(RESERVED_BUCKET_PREFIX)

@@ -11,7 +11,7 @@ import nats.js.errors
 from nats.js import JetStreamContext
 from nats.js.api import RetentionPolicy, StorageType, StreamConfig
 
-from .protocol import STREAM_ASYNC, STREAM_DLQ
+from .protocol import ASYNC_SUBJECTS, DEAD_LETTER_SUBJECTS, STREAM_ASYNC, STREAM_DLQ
 
 DLQ_MAX_AGE_S = 14 * 86400
 # JetStream drops a second message with the same Nats-Msg-Id within this window: how N gateways store a
@@ -22,7 +22,7 @@ DUPLICATE_WINDOW_S = 120.0
 SETTINGS: tuple[dict, ...] = (
     {
         "name": STREAM_ASYNC,
-        "subjects": ["fx.async.>"],
+        "subjects": [ASYNC_SUBJECTS],
         "retention": RetentionPolicy.WORK_QUEUE,
         "storage": StorageType.FILE,
         "duplicate_window": DUPLICATE_WINDOW_S,
@@ -30,7 +30,7 @@ SETTINGS: tuple[dict, ...] = (
     },
     {
         "name": STREAM_DLQ,
-        "subjects": ["fx.dlq.>"],
+        "subjects": [DEAD_LETTER_SUBJECTS],
         "storage": StorageType.FILE,
         "max_age": DLQ_MAX_AGE_S,
         "description": "fx dead letters: the original call plus Fx-Error headers",

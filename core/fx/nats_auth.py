@@ -31,6 +31,8 @@ from pathlib import Path
 
 import nkeys
 
+from .protocol import kv_stream, kv_subject
+
 # Inbox prefixes. A function's user may subscribe only under its own; the controller's is kept apart so
 # the gateway may be denied its replies (JetStream answers carrying fx_functions records).
 FUNCTION_INBOX_ROOT = "_INBOX.fx-fn"
@@ -318,7 +320,7 @@ def gateway_permissions() -> Permissions:
     deny-lists keep it off fx's control plane: it reads route tables but writes none, reads no other fx
     bucket, makes or changes no stream, requests activations but cannot answer them, and cannot read or
     forge the controller's replies."""
-    private = [f"KV_{b}" for b in PRIVATE_BUCKETS] + [f"OBJ_{o}" for o in PRIVATE_OBJECT_STORES]
+    private = [kv_stream(b) for b in PRIVATE_BUCKETS] + [f"OBJ_{o}" for o in PRIVATE_OBJECT_STORES]
     # No stream of its own making (one could mirror fx_functions), and no stream changed or emptied: the
     # controller makes FX_ASYNC, FX_DLQ and fx_routes; the gateway adds consumers only.
     stream_writes = [
@@ -326,7 +328,7 @@ def gateway_permissions() -> Permissions:
     ] + ["$JS.API.STREAM.MSG.DELETE.*", "$JS.API.STREAM.PEER.REMOVE.*", "$JS.API.ACCOUNT.PURGE.*"]
     stream_writes.append("$JS.API.CONSUMER.DELETE.*.*")  # it never deletes one; another's would stop its work
     publish_deny = [
-        *(f"$KV.{b}.>" for b in (ROUTES_BUCKET, *PRIVATE_BUCKETS)),
+        *(kv_subject(b, ">") for b in (ROUTES_BUCKET, *PRIVATE_BUCKETS)),
         *(f"$O.{o}.>" for o in PRIVATE_OBJECT_STORES),
         *(s for stream in private for s in _stream_api(stream)),
         *stream_writes,

@@ -19,6 +19,7 @@ OBJ_ARTIFACTS = "fx_artifacts"  # code zips: key = "sha256-<hex>"
 SUBJECT_ACTIVATE = "fx.activate"  # request-reply: gateway asks for a ready replica
 SUBJECT_LOAD = "fx.load"  # gateway load reports, published every LOAD_REPORT_INTERVAL_S
 LOAD_REPORT_INTERVAL_S = 1.0
+KV_STREAM_PREFIX = "KV_"  # NATS KV keeps bucket B in stream KV_B, its keys on subjects $KV.B.<key>
 # Subjects no caller, trigger or grant may name: fx's own (activation, load, async calls, dead letters) and
 # NATS's ($JS/$KV/$O/$SYS APIs, _INBOX replies). Compared in any case, to be safe rather than exact.
 RESERVED_SUBJECT_PREFIXES = ("fx.", "$", "_inbox.")
@@ -27,6 +28,26 @@ RESERVED_SUBJECT_PREFIXES = ("fx.", "$", "_inbox.")
 def reserved_subject(subject: str) -> bool:
     lower = subject.lower()
     return lower == "fx" or lower.startswith(RESERVED_SUBJECT_PREFIXES)
+
+
+def kv_stream(bucket: str) -> str:
+    """The stream that holds a KV bucket."""
+    return KV_STREAM_PREFIX + bucket
+
+
+def kv_bucket(stream: str) -> str | None:
+    """The bucket a stream holds, None if it holds none."""
+    return stream[len(KV_STREAM_PREFIX) :] if stream.startswith(KV_STREAM_PREFIX) else None
+
+
+def kv_subject(bucket: str, keys: str) -> str:
+    """The subject of `keys` (a key or a pattern of keys) in a bucket's stream."""
+    return f"$KV.{bucket}.{keys}"
+
+
+def kv_key(subject: str) -> str:
+    """kv_subject's inverse: the key (or pattern of keys) a subject of a bucket's stream names."""
+    return subject.split(".", 2)[2]  # bucket names have no dots
 
 
 # --- runtimes -----------------------------------------------------------------
@@ -49,9 +70,16 @@ def runtime_version(runtime: str) -> tuple[int, int] | None:
 # --- gateway -> replica (HTTP/1.1 keep-alive) ---------------------------------
 
 REPLICA_INVOKE_PATH = "/_fx/invoke"  # POST raw event -> raw result (Lambda Invoke semantics)
-REPLICA_HEALTH_PATH = "/_fx/health"  # GET -> 200 {"status": "ready"} once init is done
+REPLICA_HEALTH_PATH = "/_fx/health"  # GET -> 200 once init is done: the Kubernetes readiness probe
 REPLICA_HTTP_PREFIX = "/_fx/http"  # + the caller's path: an HTTP trigger invocation
 FUNCTION_ERROR_HEADER = "X-Amz-Function-Error"  # set on raw invokes whose handler failed
+REPLICA_TOKEN = "X-Fx-Replica-Token"  # the version's token, on every request (a caller's own is dropped)
+
+# --- callers -> gateway: request headers the gateway consumes -------------------
+
+PIN_VERSION = "X-Fx-Version"  # a version or alias, when the path names none (same name as CALLBACK_VERSION)
+CALLBACK_URL = "X-Callback-Url"  # an async call's outcome is POSTed there
+CALLBACK_SUBJECT = "X-Fx-Callback-Subject"  # ... or published there
 
 
 # --- async invocations (JetStream) ----------------------------------------------
@@ -76,20 +104,46 @@ ERROR_DETAIL = "X-Fx-Error-Detail"
 # Added to a dead letter, beside every header of the stored call:
 DEAD_ERROR = "Fx-Error"  # code: the function's errorType, or the gateway's error code
 DEAD_MESSAGE = "Fx-Error-Message"  # one line, at most 1 KB
-DEAD_STATUS = "Fx-Status"  # HTTP status of the last attempt (0: none was made)
+DEAD_STATUS = "Fx-Status"  # HTTP status of the last attempt (0: none was made); same name as REPLY_STATUS
 DEAD_ATTEMPTS = "Fx-Attempts"
 # ... and to a durable trigger's dead letter, which keeps the message's own headers too:
 DEAD_SUBJECT = "Fx-Subject"  # where the message was published
 DEAD_STREAM = "Fx-Stream"
 DEAD_SEQUENCE = "Fx-Sequence"  # its sequence in that stream
 
+# Sent with an async call's result to its callback (URL or subject):
+CALL_ID = "X-Fx-Call-Id"  # on the 202 that accepted the call, to the replica that runs it, to its callback
+CALLBACK_FUNCTION = "X-Fx-Function"
+CALLBACK_STATUS = "X-Fx-Function-Status"  # the HTTP status of the last attempt
+CALLBACK_OUTCOME = "X-Fx-Outcome"  # "success" or "failure"
+CALLBACK_ATTEMPTS = "X-Fx-Attempts"
+CALLBACK_VERSION = "X-Fx-Version"  # the version that answered
+CALLBACK_ERROR = "X-Fx-Error"  # on failure: the error code
+
+ASYNC_PREFIX = "fx.async."
+DEAD_LETTER_PREFIX = "fx.dlq."
+ASYNC_SUBJECTS = ASYNC_PREFIX + ">"  # every function's async calls: STREAM_ASYNC's subjects
+DEAD_LETTER_SUBJECTS = DEAD_LETTER_PREFIX + ">"  # every function's dead letters: STREAM_DLQ's subjects
+
 
 def async_subject(function: str) -> str:
-    return f"fx.async.{function}"
+    return ASYNC_PREFIX + function
 
 
 def dead_letter_subject(function: str) -> str:
-    return f"fx.dlq.{function}"
+    return DEAD_LETTER_PREFIX + function
+
+
+def dead_letter_function(subject: str) -> str:
+    """dead_letter_subject's inverse."""
+    return subject.removeprefix(DEAD_LETTER_PREFIX)
+
+
+# --- NATS triggers --------------------------------------------------------------
+# The reply a NATS-triggered invocation sends when its message has a reply subject. The status shares its
+# wire name with DEAD_STATUS (both documented as `Fx-Status`), but it is this invocation's status.
+REPLY_STATUS = "Fx-Status"
+REPLY_FUNCTION_ERROR = "Fx-Function-Error"  # on failure: Unhandled, Handled, or Platform (the gateway's own)
 
 
 def artifact_key(digest: str) -> str:
@@ -115,7 +169,7 @@ class TriggerRoute:
 
     kind "nats": a core NATS subject. kind "jetstream": a durable consumer on `stream` (filtered by `subject`
     when set), with the batching and redelivery settings of fx.models.JetStreamTrigger. kind "kv": the same
-    on a KV bucket's stream (`stream` "KV_<bucket>", `subject` "$KV.<bucket>.<keys>"), from new changes on.
+    on a KV bucket's stream (`stream` kv_stream(bucket), `subject` kv_subject(bucket, keys)), from new changes on.
     kind "schedule": `schedule` (an fx.schedule expression) in `timezone`; each tick becomes one async call.
     """
 
@@ -209,6 +263,11 @@ class ActivationReply:
         return cls(**json.loads(data))
 
 
+def load_report_key(function: str, version: str) -> str:
+    """A version's key in LoadReport.versions (and in the controller's load totals)."""
+    return f"{function}/{version}"
+
+
 @dataclass
 class VersionLoad:
     in_flight: int = 0  # proxied requests awaiting a replica's answer, now
@@ -219,7 +278,7 @@ class VersionLoad:
 
 @dataclass
 class LoadReport:
-    """Published by every gateway on SUBJECT_LOAD. Keys of `versions` are "function/version"."""
+    """Published by every gateway on SUBJECT_LOAD. Keys of `versions` are load_report_key(function, version)."""
 
     gateway: str
     versions: dict[str, VersionLoad]

@@ -10,10 +10,8 @@ import sys
 
 import uvloop
 
-from fx_gateway.app import Gateway, MetricsSide
 from fx_gateway.config import Settings, parse
-from fx_gateway.nats_link import NatsLink
-from fx_gateway.server import ClientConnection
+from fx_gateway.gateway import Gateway
 from fx_gateway.tasks import spawn
 
 log = logging.getLogger("fx_gateway")
@@ -39,25 +37,22 @@ async def serve(settings: Settings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     _raise_fd_limit(settings.max_connections)
-    gateway = Gateway(settings, activator=None)  # type: ignore[arg-type]  # NatsLink supplies it
-    link = NatsLink(gateway, settings.nats_url, settings.gateway_id)
-    server = await loop.create_server(lambda: ClientConnection(gateway), settings.host, settings.port, backlog=2048)
+    gateway = Gateway(settings)
+    server = await loop.create_server(gateway.connection, settings.host, settings.port, backlog=2048)
     log.info("listening on http://%s:%d (gateway id %s)", settings.host, settings.port, settings.gateway_id)
     servers = [server]
     if settings.metrics_port:
-        metrics = MetricsSide(gateway)
         host, port = settings.metrics_host, settings.metrics_port
-        servers.append(await loop.create_server(lambda: ClientConnection(metrics), host, port))  # type: ignore[arg-type]
+        servers.append(await loop.create_server(gateway.metrics_connection, host, port))
         log.info("serving /metrics on http://%s:%d only", host, port)
-    tasks = [spawn(link.start()), spawn(gateway.backstop())]
+    gateway.start_sweeps()
+    starting = spawn(gateway.start())
     await stop.wait()
     log.info("stopping: no new connections, finishing in-flight requests (up to %g s)", settings.drain_timeout)
     for listener in servers:
         listener.close()
-    await gateway.drain(settings.drain_timeout)
-    for task in tasks:
-        task.cancel()
-    await link.close()
+    starting.cancel()
+    await gateway.stop(settings.drain_timeout)
     log.info("stopped")
 
 

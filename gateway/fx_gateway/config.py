@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 from fx.flags import option
 
-from fx_gateway.callback_policy import CallbackPolicy
+from fx_gateway.events.callback_policy import CallbackPolicy
 
 
 @dataclass(frozen=True)

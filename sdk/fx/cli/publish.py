@@ -9,8 +9,7 @@ from pydantic import ValidationError
 from fx.cli.common import EXIT_FAILED, EXIT_OK, OUTPUT, AddCommand, client, first_error, print_json
 from fx.errors import InputError
 from fx.event_models import PUBLISH_TIMEOUT_DEFAULT, PublishSpec
-
-TRIGGER_ERROR = "Fx-Function-Error"  # on a nats trigger's reply when the function failed
+from fx.protocol import REPLY_FUNCTION_ERROR
 
 
 def _headers(pairs: list[str]) -> dict[str, str]:
@@ -36,7 +35,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
         raise InputError(first_error(exc)) from exc
     with client(args) as fx:
         result = fx.publish(spec)
-    failed = TRIGGER_ERROR in result.reply_headers
+    failed = REPLY_FUNCTION_ERROR in result.reply_headers
     if args.output == "json":
         print_json(result.model_dump(mode="json"))
     elif spec.request:

@@ -12,9 +12,8 @@ import httptools
 import httpx
 import pytest
 from fx.protocol import ActivationReply, ActivationRequest, RouteTable, VersionRoute
-from fx_gateway.app import Gateway
 from fx_gateway.config import Settings
-from fx_gateway.server import ClientConnection
+from fx_gateway.gateway import Gateway
 
 from tests.nats_server import nats_server as running_nats
 
@@ -196,13 +195,18 @@ class Running:
 
 @pytest.fixture
 async def gateway() -> AsyncIterator[Callable]:
-    """A factory: gateway(activator, **settings) -> Running, served on a free loopback port."""
+    """A factory: gateway(activator, **settings) -> Running, served on a free loopback port. With `nats_url`
+    in the settings the gateway is not yet connected (`await running.gateway.start()`) and asks the controller
+    over NATS for replicas unless given an activator; without, a FakeActivator answers and /healthz is 200."""
     running: list[Running] = []
 
     async def make(activator=None, **settings) -> Running:
-        gw = Gateway(Settings(**settings), activator or FakeActivator())
-        gw.healthy = lambda: True
-        server = await asyncio.get_running_loop().create_server(lambda: ClientConnection(gw), "127.0.0.1", 0)
+        if "nats_url" in settings:
+            gw = Gateway(Settings(**settings), activator)
+        else:
+            gw = Gateway(Settings(**settings), activator or FakeActivator())
+            gw.pages.healthy = lambda: True
+        server = await asyncio.get_running_loop().create_server(gw.connection, "127.0.0.1", 0)
         run = Running(gw, f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}", server)
         running.append(run)
         return run
@@ -211,7 +215,7 @@ async def gateway() -> AsyncIterator[Callable]:
     for run in running:
         await run.client.aclose()
         run.server.close()
-        for conn in list(run.gateway.connections):
+        for conn in list(run.gateway.connections.open):
             conn.abort()
 
 
@@ -280,5 +284,5 @@ async def serving(gateway, replicas, **settings):
     """A gateway with these settings routing `hello` version 1 to one fake replica."""
     replica = await replicas()
     gw = await gateway(**settings)
-    gw.gateway.apply(table(versions={"1": [replica.endpoint]}))
+    gw.gateway.book.apply(table(versions={"1": [replica.endpoint]}))
     return gw, replica

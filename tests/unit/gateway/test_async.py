@@ -19,8 +19,7 @@ from fx.protocol import (
     ActivationReply,
     async_subject,
 )
-from fx_gateway.async_accept import stored_headers
-from fx_gateway.nats_link import NatsLink
+from fx_gateway.events.async_accept import stored_headers
 
 from tests.unit.gateway.conftest import Message, dead_letters, table
 from tests.waiting import until
@@ -54,10 +53,17 @@ class CallbackServer:
 async def platform(nats_server, gateway):
     """(gateway, nats client) with fast retries; the gateway follows the real NATS. Results may be published
     to results.* (no subject is allowed by default)."""
-    gw = await gateway(async_backoff=0.05, async_retries=2, hold_timeout=2.0, callback_subjects=("results.>",))
-    link = NatsLink(gw.gateway, nats_server, "gw-test")
+    gw = await gateway(
+        async_backoff=0.05,
+        async_retries=2,
+        hold_timeout=2.0,
+        callback_subjects=("results.>",),
+        nats_url=nats_server,
+        gateway_id="gw-test",
+    )
+    link = gw.gateway
     await link.start()
-    await until(link.healthy)
+    await until(link.feed.healthy)
     nc = await nats.connect(nats_server)
     yield gw, nc
     await nc.close()
@@ -67,7 +73,7 @@ async def platform(nats_server, gateway):
 async def test_an_async_http_call_is_answered_202_then_reaches_the_function_with_its_request(platform, replicas):
     gw, _ = platform
     replica = await replicas()
-    gw.gateway.apply(table(versions={"1": [replica.endpoint]}))
+    gw.gateway.book.apply(table(versions={"1": [replica.endpoint]}))
     callback = CallbackServer()
     url = await callback.start()
 
@@ -102,7 +108,7 @@ async def test_an_invoke_event_is_202_with_an_empty_body_and_activates_a_functio
         await msg.respond(ActivationReply(ok=True, endpoints=[replica.endpoint]).to_json())
 
     await nc.subscribe(SUBJECT_ACTIVATE, cb=controller)
-    gw.gateway.apply(table(versions={"1": []}))
+    gw.gateway.book.apply(table(versions={"1": []}))
     results = await nc.subscribe("results.hello")
 
     r = await gw.client.post(
@@ -125,14 +131,14 @@ async def test_a_failing_call_is_retried_with_backoff_then_succeeds(platform, re
     gw, nc = platform
     replica = await replicas()
     replica.failures = 2
-    gw.gateway.apply(table(versions={"1": [replica.endpoint]}))
+    gw.gateway.book.apply(table(versions={"1": [replica.endpoint]}))
 
     r = await gw.client.post(
         "/2015-03-31/functions/hello/invocations", content=b"{}", headers={"X-Amz-Invocation-Type": "Event"}
     )
     assert r.status_code == 202
-    await until(lambda: gw.gateway.async_stats.attempts.get(("hello", "ok")) == 1)
-    assert gw.gateway.async_stats.attempts[("hello", "error")] == 2
+    await until(lambda: gw.gateway.events.async_stats.attempts.get(("hello", "ok")) == 1)
+    assert gw.gateway.events.async_stats.attempts[("hello", "error")] == 2
     assert len(replica.seen) == 3
 
     async def acked() -> bool:  # the attempt is counted before its ack: gone from the work queue only then
@@ -145,7 +151,7 @@ async def test_a_call_failing_every_attempt_is_dead_lettered_with_the_request_an
     gw, nc = platform
     replica = await replicas()
     replica.failures = 100
-    gw.gateway.apply(table(versions={"1": [replica.endpoint]}))
+    gw.gateway.book.apply(table(versions={"1": [replica.endpoint]}))
     callback = CallbackServer()
     url = await callback.start()
 
@@ -171,10 +177,10 @@ async def test_a_call_failing_every_attempt_is_dead_lettered_with_the_request_an
 
 async def test_a_call_for_a_function_deleted_before_it_ran_is_dead_lettered_at_once(platform):
     gw, nc = platform
-    gw.gateway.apply(table(versions={"1": []}))  # at zero, and the activation never answers: the call is held
+    gw.gateway.book.apply(table(versions={"1": []}))  # at zero, and the activation never answers: the call is held
     r = await gw.client.post("/async-function/hello", content=b"x")
     assert r.status_code == 202
-    gw.gateway.remove("hello")
+    gw.gateway.book.remove("hello")
     [letter] = await dead_letters(nc, 1)
     assert letter.headers[DEAD_ERROR] == "FunctionNotFound"
     assert letter.headers[DEAD_ATTEMPTS] in ("0", "1")  # removed before or while it was held: never retried
@@ -182,7 +188,7 @@ async def test_a_call_for_a_function_deleted_before_it_ran_is_dead_lettered_at_o
 
 async def test_bad_async_calls_are_refused_before_anything_is_stored(platform):
     gw, nc = platform
-    gw.gateway.apply(table(versions={"1": []}))
+    gw.gateway.book.apply(table(versions={"1": []}))
     assert (await gw.client.post("/async-function/nope", content=b"x")).status_code == 404
     assert (await gw.client.post("/async-function/hello@7", content=b"x")).status_code == 404
     big = await gw.client.post("/async-function/hello", content=b"x" * (256 * 1024 + 1))
@@ -196,13 +202,13 @@ async def test_a_stored_call_is_called_back_only_where_the_policy_allows_at_deli
     but its result goes nowhere the policy refuses."""
     gw, nc = platform
     replica = await replicas()
-    gw.gateway.apply(table(versions={"1": [replica.endpoint]}))
+    gw.gateway.book.apply(table(versions={"1": [replica.endpoint]}))
     routes = await nc.subscribe("$KV.fx_routes.>")
     _, headers = stored_headers("hello", "", b"POST", b"/_fx/invoke", {}, b"", b"127.0.0.1")
     headers[ASYNC_CALLBACK_SUBJECT] = "$KV.fx_routes.hello"
     headers[ASYNC_CALLBACK_URL] = "http://169.254.169.254/latest/meta-data/"
     await nc.jetstream().publish(async_subject("hello"), b"{}", headers=headers)
-    await until(lambda: gw.gateway.async_stats.callbacks.get("failed") == 2)
+    await until(lambda: gw.gateway.events.async_stats.callbacks.get("failed") == 2)
     assert len(replica.seen) == 1  # the call itself ran
     with pytest.raises(nats.errors.TimeoutError):
         await routes.next_msg(timeout=0.5)  # nothing was published to the route table

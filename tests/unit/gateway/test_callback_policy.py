@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from fx_gateway import callback_policy
-from fx_gateway.callback_policy import CallbackPolicy, CallbackRefused, HostRule
 from fx_gateway.config import Settings, parse
+from fx_gateway.events import callback_policy
+from fx_gateway.events.callback_policy import CallbackPolicy, CallbackRefused, HostRule
 
 
 def policy(hosts: tuple[str, ...] = ("127.0.0.0/8", "::1"), subjects: tuple[str, ...] = (), **settings):

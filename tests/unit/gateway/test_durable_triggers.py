@@ -14,8 +14,7 @@ from fx.protocol import (
     ActivationReply,
     TriggerRoute,
 )
-from fx_gateway import durable_triggers
-from fx_gateway.nats_link import NatsLink
+from fx_gateway.events import durable_triggers
 from nats.js.api import StreamConfig
 
 from tests.unit.gateway.conftest import dead_letters, table
@@ -40,10 +39,10 @@ def data(replica) -> list[str]:
 @pytest.fixture
 async def platform(nats_server, gateway):
     """(gateway, link, nats client, JetStream) with the ORDERS stream; tables are published to the real KV."""
-    gw = await gateway()
-    link = NatsLink(gw.gateway, nats_server, "gw-test")
+    gw = await gateway(nats_url=nats_server, gateway_id="gw-test")
+    link = gw.gateway
     await link.start()
-    await until(link.healthy)
+    await until(link.feed.healthy)
     nc = await nats.connect(nats_server)
     js = nc.jetstream()
     await js.add_stream(StreamConfig(name="ORDERS", subjects=["orders.>"]))
@@ -124,7 +123,7 @@ async def test_a_function_error_retries_the_whole_batch_and_a_function_at_zero_i
     _, second = records(replica)
     assert [r["deliveries"] for r in second] == [2, 2]  # the failed batch came back whole
     assert second[0]["isBase64Encoded"] is True and second[0]["data"] == "/w=="
-    assert gw.gateway.event_stats.events == {("hello", "ORDERS/>", "error"): 1, ("hello", "ORDERS/>", "ok"): 1}
+    assert gw.gateway.events.event_stats.events == {("hello", "ORDERS/>", "error"): 1, ("hello", "ORDERS/>", "ok"): 1}
 
 
 async def test_max_in_flight_one_keeps_the_streams_order(platform, replicas):
@@ -147,7 +146,7 @@ async def test_a_trigger_on_a_missing_stream_is_skipped_and_the_rest_keep_workin
     await publish_table(js, table(versions={"1": [replica.endpoint]}, triggers=[bad, good]))
     await js.publish("orders.1", b"1")
     await until(lambda: replica.seen)
-    assert list(link.durable.running) == [("hello", "ORDERS/>")]
+    assert list(link.events.durable.running) == [("hello", "ORDERS/>")]
 
 
 async def test_a_kv_trigger_sees_puts_and_deletes_made_after_it_started(platform, replicas):
@@ -157,7 +156,7 @@ async def test_a_kv_trigger_sees_puts_and_deletes_made_after_it_started(platform
     await kv.put("eu.old", b"before the trigger: not news")
     route = TriggerRoute("kv", "$KV.users.eu.*", "KV_users", batch=10, window_ms=50)
     await publish_table(js, table(versions={"1": [replica.endpoint]}, triggers=[route]))
-    await until(lambda: link.durable.running)
+    await until(lambda: link.events.durable.running)
 
     await kv.put("eu.ann", b'{"name": "Ann"}')
     await kv.put("us.bob", b"other keys are not watched")
@@ -177,13 +176,13 @@ async def test_acked_messages_stay_acked_for_a_restarted_gateway(nats_server, ga
     await js.add_stream(StreamConfig(name="ORDERS", subjects=["orders.>"]))
     for n in range(300):
         await js.publish("orders.x", str(n).encode())
-    first = NatsLink((await gateway(async_ack_wait=1)).gateway, nats_server, "gw-1")
+    first = (await gateway(async_ack_wait=1, nats_url=nats_server, gateway_id="gw-1")).gateway
     await first.start()
     await publish_table(js, durable([replica.endpoint], batch=1, max_in_flight=64))
     await until(lambda: len(replica.seen) == 300)
     await first.close()
 
-    second = NatsLink((await gateway(async_ack_wait=1)).gateway, nats_server, "gw-2")
+    second = (await gateway(async_ack_wait=1, nats_url=nats_server, gateway_id="gw-2")).gateway
     await second.start()
     await publish_table(js, durable([after.endpoint], revision=2, batch=1, max_in_flight=64))
     await js.publish("orders.x", b"new")
@@ -203,7 +202,7 @@ async def test_an_idle_trigger_keeps_pulling_after_its_pull_requests_expire(plat
     _gw, link, _, js = platform
     replica = await replicas()
     await publish_table(js, durable([replica.endpoint], batch=5, window_ms=20))
-    await until(lambda: link.durable.running)
+    await until(lambda: link.events.durable.running)
     await asyncio.sleep(1)  # several pull requests expire meanwhile
     for n in range(7):
         await js.publish("orders.x", str(n).encode())

@@ -15,7 +15,7 @@ async def test_twenty_held_requests_cause_one_activation_and_all_are_answered(ga
     activator.delay = 0.2
     activator.reply = lambda req: ActivationReply(ok=True, endpoints=[replica.endpoint])
     gw = await gateway(activator)
-    gw.gateway.apply(table(versions={"1": []}, concurrency=4))
+    gw.gateway.book.apply(table(versions={"1": []}, concurrency=4))
 
     answers = await asyncio.gather(*(gw.client.get("/function/hello") for _ in range(20)))
     assert [r.status_code for r in answers] == [200] * 20
@@ -33,7 +33,7 @@ async def test_a_start_failure_is_a_502_with_the_runtimes_error_for_every_held_r
         ok=False, status=502, error="Runtime.ImportModuleError", cause="No module named 'nothere'"
     )
     gw = await gateway(activator)
-    gw.gateway.apply(table(versions={"1": []}))
+    gw.gateway.book.apply(table(versions={"1": []}))
     answers = await asyncio.gather(*(gw.client.get("/function/hello") for _ in range(5)))
     assert len(activator.requests) == 1
     for r in answers:
@@ -47,7 +47,7 @@ async def test_a_start_failure_is_a_502_with_the_runtimes_error_for_every_held_r
 
 async def test_no_activation_reply_within_the_hold_timeout_is_a_504(gateway):
     gw = await gateway(FakeActivator(), hold_timeout=0.3)
-    gw.gateway.apply(table(versions={"1": []}))
+    gw.gateway.book.apply(table(versions={"1": []}))
     r = await gw.client.get("/function/hello")
     assert r.status_code == 504
     assert r.json()["error"]["code"] == "ActivationTimeout"
@@ -56,8 +56,8 @@ async def test_no_activation_reply_within_the_hold_timeout_is_a_504(gateway):
 
 async def test_a_held_caller_that_hangs_up_leaves_the_queue(gateway):
     gw = await gateway(FakeActivator(), hold_timeout=30)
-    gw.gateway.apply(table(versions={"1": []}))
-    dispatcher = gw.gateway.functions["hello"].dispatchers["1"]
+    gw.gateway.book.apply(table(versions={"1": []}))
+    dispatcher = gw.gateway.book.functions["hello"].dispatchers["1"]
     async with httpx.AsyncClient(base_url=gw.url) as client:
         calls = [asyncio.ensure_future(client.get("/function/hello")) for _ in range(3)]
         await until(lambda: len(dispatcher.queue) == 3, 5, "three callers held")
@@ -70,9 +70,9 @@ async def test_a_held_caller_that_hangs_up_leaves_the_queue(gateway):
 
 async def test_deleting_the_function_answers_its_held_requests(gateway):
     gw = await gateway(FakeActivator(), hold_timeout=30)
-    gw.gateway.apply(table(versions={"1": []}))
+    gw.gateway.book.apply(table(versions={"1": []}))
     call = asyncio.ensure_future(gw.client.get("/function/hello"))
-    await until(lambda: gw.gateway.functions["hello"].dispatchers["1"].queue, 5, "the caller held")
-    gw.gateway.remove("hello")
+    await until(lambda: gw.gateway.book.functions["hello"].dispatchers["1"].queue, 5, "the caller held")
+    gw.gateway.book.remove("hello")
     r = await call
     assert r.status_code == 404 and r.json()["error"]["code"] == "FunctionNotFound"

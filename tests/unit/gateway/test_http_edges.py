@@ -41,7 +41,7 @@ async def test_expect_100_continue_gets_100_before_the_body_is_sent(gateway, rep
 
 async def test_expect_100_continue_with_a_body_over_the_limit_is_413_without_100(gateway, replicas):
     gw, replica = await serving(gateway, replicas)
-    gw.gateway.apply(table(revision=2, versions={"1": [replica.endpoint]}, max_request_bytes=1000))
+    gw.gateway.book.apply(table(revision=2, versions={"1": [replica.endpoint]}, max_request_bytes=1000))
     raw = await Raw.open(gw.url)
     await raw.send(b"POST /function/hello HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 1001\r\n\r\n")
     answer = await raw.response()  # the first answer is the refusal: no 100 before it
@@ -158,7 +158,7 @@ async def test_an_answer_split_across_reads_reaches_the_caller_whole_with_its_ve
     replica = await PieceReplica(pieces).start()
     try:
         gw = await gateway()
-        gw.gateway.apply(table(versions={"1": [replica.endpoint]}))
+        gw.gateway.book.apply(table(versions={"1": [replica.endpoint]}))
         for _ in range(2):  # and the replica connection, kept alive, frames the next answer right
             r = await gw.client.post("/2015-03-31/functions/hello/invocations", content=b"{}")
             assert r.status_code == 200 and r.content == BODY

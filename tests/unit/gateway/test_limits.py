@@ -153,11 +153,11 @@ async def test_a_slow_head_is_408_then_closed(gateway, replicas):
     slow = await Raw.open(gw.url)
     await slow.send(b"GET /function/hello HTTP/1.1\r\nX-A: 1\r\n")
     await asyncio.sleep(0.3)
-    gw.gateway.sweep(time.monotonic())
+    gw.gateway.connections.sweep(time.monotonic())
     for raw in (silent, slow):
         answer = await raw.response()
         assert answer.status == 408 and answer.headers["connection"] == "close"
-    gw.gateway.sweep(time.monotonic() + 3)  # after the linger
+    gw.gateway.connections.sweep(time.monotonic() + 3)  # after the linger
     assert await slow.closed(1) and await silent.closed(1)
     assert replica.requests == 0
 
@@ -167,7 +167,7 @@ async def test_a_stalled_body_is_408_then_closed(gateway, replicas):
     raw = await Raw.open(gw.url)
     await raw.send(b"POST /function/hello HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc")
     await asyncio.sleep(0.3)
-    gw.gateway.sweep(time.monotonic())
+    gw.gateway.connections.sweep(time.monotonic())
     assert (await raw.response()).status == 408
     assert replica.requests == 0
 
@@ -179,7 +179,7 @@ async def test_an_idle_keep_alive_connection_is_closed_and_a_busy_one_is_not(gat
     assert (await idle.response()).status == 200
     await busy.send(b"GET /function/hello/sleep/0.6 HTTP/1.1\r\n\r\n")
     await asyncio.sleep(0.3)
-    gw.gateway.sweep(time.monotonic())
+    gw.gateway.connections.sweep(time.monotonic())
     assert await idle.closed(1)
     assert (await busy.response()).status == 200  # waiting on the function is not the caller's delay
 
@@ -187,11 +187,11 @@ async def test_an_idle_keep_alive_connection_is_closed_and_a_busy_one_is_not(gat
 async def test_a_route_table_far_ahead_of_the_clock_is_refused(gateway, replicas):
     gw, _ = await serving(gateway, replicas)
     now = time.time_ns()
-    gw.gateway.apply(table(revision=now, versions={"1": ["127.0.0.1:9"]}))
+    gw.gateway.book.apply(table(revision=now, versions={"1": ["127.0.0.1:9"]}))
     forged = table(revision=now + 10**13, versions={"1": ["127.0.0.1:1"]})
-    gw.gateway.apply(forged)
-    assert gw.gateway.functions["hello"].table.revision == now
-    gw.gateway.apply(table("other", revision=now + 10**13))  # a first table too
-    assert "other" not in gw.gateway.functions
-    gw.gateway.apply(table(revision=now + 30 * 10**9, versions={"1": ["127.0.0.1:2"]}))  # within the skew
-    assert gw.gateway.functions["hello"].table.revision == now + 30 * 10**9
+    gw.gateway.book.apply(forged)
+    assert gw.gateway.book.functions["hello"].table.revision == now
+    gw.gateway.book.apply(table("other", revision=now + 10**13))  # a first table too
+    assert "other" not in gw.gateway.book.functions
+    gw.gateway.book.apply(table(revision=now + 30 * 10**9, versions={"1": ["127.0.0.1:2"]}))  # within the skew
+    assert gw.gateway.book.functions["hello"].table.revision == now + 30 * 10**9

@@ -3,14 +3,11 @@
 import asyncio
 
 import httpx
-from fx_gateway.app import MetricsSide
-from fx_gateway.server import ClientConnection
 
 
 async def test_metrics_are_served_only_on_their_own_listener(gateway):
     gw = await gateway(metrics_host="127.0.0.1", metrics_port=1)  # the port is only a flag here: served below
-    side = MetricsSide(gw.gateway)
-    server = await asyncio.get_running_loop().create_server(lambda: ClientConnection(side), "127.0.0.1", 0)
+    server = await asyncio.get_running_loop().create_server(gw.gateway.metrics_connection, "127.0.0.1", 0)
     try:
         url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
         async with httpx.AsyncClient(base_url=url) as metrics:

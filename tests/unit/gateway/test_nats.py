@@ -10,7 +10,6 @@ import httpx
 import nats
 import pytest
 from fx.protocol import KV_ROUTES, SUBJECT_ACTIVATE, SUBJECT_LOAD, ActivationReply, ActivationRequest, LoadReport
-from fx_gateway.nats_link import NatsLink
 
 from tests.loopback import free_port
 from tests.unit.gateway.conftest import table
@@ -20,12 +19,12 @@ from tests.waiting import until, wait_for
 @pytest.fixture
 async def platform(nats_server, gateway):
     """(gateway, link, nats client, routes KV) with the gateway following the real bucket."""
-    gw = await gateway()
-    link = NatsLink(gw.gateway, nats_server, "gw-test")
+    gw = await gateway(nats_url=nats_server, gateway_id="gw-test")
+    link = gw.gateway
     await link.start()
     nc = await nats.connect(nats_server)
     kv = await nc.jetstream().key_value(KV_ROUTES)  # the gateway created it
-    await until(link.healthy)
+    await until(link.feed.healthy)
     yield gw, link, nc, kv
     await nc.close()
     await link.close()
@@ -50,7 +49,7 @@ async def test_activation_asks_the_controller_over_nats_and_its_reply_answers_th
     await nc.subscribe(SUBJECT_ACTIVATE, cb=controller)
     await kv.put("hello", table(versions={"1": []}).to_json())
     await kv.put("broken", table("broken", versions={"1": []}).to_json())
-    await until(lambda: {"hello", "broken"} <= set(gw.gateway.functions))
+    await until(lambda: {"hello", "broken"} <= set(gw.gateway.book.functions))
 
     assert (await gw.client.get("/function/hello")).status_code == 200
     assert [(a.function, a.version) for a in asked] == [("hello", "1")]
@@ -64,15 +63,15 @@ async def test_route_table_updates_and_deletes_take_effect(platform, replicas):
     gw, _, _, kv = platform
     one, two = await replicas("one"), await replicas("two")
     await kv.put("hello", table(revision=1, versions={"1": [one.endpoint]}).to_json())
-    await until(lambda: "hello" in gw.gateway.functions)
+    await until(lambda: "hello" in gw.gateway.book.functions)
     assert (await gw.client.get("/function/hello")).json()["name"] == "one"
 
     await kv.put("hello", table(revision=2, versions={"2": [two.endpoint]}).to_json())
-    await until(lambda: gw.gateway.functions["hello"].table.revision == 2)
+    await until(lambda: gw.gateway.book.functions["hello"].table.revision == 2)
     assert (await gw.client.get("/function/hello")).json()["name"] == "two"
 
     await kv.delete("hello")
-    await until(lambda: "hello" not in gw.gateway.functions)
+    await until(lambda: "hello" not in gw.gateway.book.functions)
     assert (await gw.client.get("/function/hello")).status_code == 404
 
 
@@ -86,7 +85,7 @@ async def test_load_reports_arrive_every_second_with_per_version_counts(platform
 
     sub = await nc.subscribe(SUBJECT_LOAD, cb=collect)
     await kv.put("hello", table(versions={"1": [replica.endpoint]}).to_json())
-    await until(lambda: "hello" in gw.gateway.functions)
+    await until(lambda: "hello" in gw.gateway.book.functions)
     for _ in range(4):
         await gw.client.get("/function/hello")
     await until(lambda: any("hello/1" in r.versions for r in reports), timeout=3)

@@ -8,7 +8,7 @@ from tests.unit.gateway.conftest import table
 async def test_http_trigger_reaches_the_replica_with_path_query_headers_and_body(gateway, replicas):
     replica = await replicas()
     gw = await gateway()
-    gw.gateway.apply(table(versions={"1": [replica.endpoint]}))
+    gw.gateway.book.apply(table(versions={"1": [replica.endpoint]}))
 
     r = await gw.client.post("/function/hello/any/path?x=1&y=2", content=b"payload", headers={"X-Custom": "yes"})
     assert r.status_code == 200
@@ -28,7 +28,7 @@ async def test_http_trigger_reaches_the_replica_with_path_query_headers_and_body
 async def test_connections_to_a_replica_are_kept_alive(gateway, replicas):
     replica = await replicas()
     gw = await gateway()
-    gw.gateway.apply(table(versions={"1": [replica.endpoint]}))
+    gw.gateway.book.apply(table(versions={"1": [replica.endpoint]}))
     for _ in range(20):
         assert (await gw.client.get("/function/hello")).status_code == 200
     assert replica.connections == 1
@@ -37,7 +37,7 @@ async def test_connections_to_a_replica_are_kept_alive(gateway, replicas):
 async def test_lambda_invoke_api_posts_the_event_and_names_the_version(gateway, replicas):
     replica = await replicas()
     gw = await gateway()
-    gw.gateway.apply(table(versions={"1": [], "2": [replica.endpoint]}, traffic={"2": 100}))
+    gw.gateway.book.apply(table(versions={"1": [], "2": [replica.endpoint]}, traffic={"2": 100}))
 
     r = await gw.client.post("/2015-03-31/functions/hello/invocations", content=b'{"a": 1}')
     assert r.status_code == 200
@@ -77,7 +77,7 @@ async def test_unknown_function_is_404_naming_it_and_counted_without_its_name(ga
 
 async def test_unknown_version_and_paths_are_404_json(gateway):
     gw = await gateway()
-    gw.gateway.apply(table(versions={"1": []}, aliases={"live": "1"}))
+    gw.gateway.book.apply(table(versions={"1": []}, aliases={"live": "1"}))
     r = await gw.client.get("/function/hello@7")
     assert r.status_code == 404 and r.json()["error"]["code"] == "VersionNotFound"
     header = await gw.client.get("/function/hello", headers={"X-Fx-Version": "prod"})
@@ -89,7 +89,7 @@ async def test_unknown_version_and_paths_are_404_json(gateway):
 async def test_body_over_the_route_tables_limit_is_413_and_the_connection_stays_usable(gateway, replicas):
     replica = await replicas()
     gw = await gateway()
-    gw.gateway.apply(table(versions={"1": [replica.endpoint]}, max_request_bytes=1000))
+    gw.gateway.book.apply(table(versions={"1": [replica.endpoint]}, max_request_bytes=1000))
 
     too_big = await gw.client.post("/function/hello", content=b"x" * 1001)
     assert too_big.status_code == 413
@@ -113,7 +113,7 @@ async def test_body_over_the_route_tables_limit_is_413_and_the_connection_stays_
 async def test_a_replica_that_drops_the_connection_is_a_502_upstream_error(gateway, replicas):
     replica = await replicas()
     gw = await gateway()
-    gw.gateway.apply(table(versions={"1": [replica.endpoint]}))
+    gw.gateway.book.apply(table(versions={"1": [replica.endpoint]}))
     r = await gw.client.get("/function/hello/close")
     assert r.status_code == 502
     assert r.json()["error"]["code"] == "UpstreamError"
@@ -121,11 +121,11 @@ async def test_a_replica_that_drops_the_connection_is_a_502_upstream_error(gatew
 
 
 async def test_a_replica_slower_than_timeout_plus_grace_is_a_504(gateway, replicas, monkeypatch):
-    monkeypatch.setattr("fx_gateway.exchange.BACKSTOP_GRACE_S", 0.1)
+    monkeypatch.setattr("fx_gateway.proxy.backstop.GRACE_S", 0.1)
     replica = await replicas()
     gw = await gateway()
-    gw.gateway.apply(table(versions={"1": [replica.endpoint]}, timeout_ms=200))
-    backstop = asyncio.get_running_loop().create_task(gw.gateway.backstop())
+    gw.gateway.book.apply(table(versions={"1": [replica.endpoint]}, timeout_ms=200))
+    backstop = asyncio.get_running_loop().create_task(gw.gateway.book.backstop.run())
     try:
         r = await gw.client.get("/function/hello/sleep/3")
     finally:
@@ -140,7 +140,7 @@ async def test_a_refused_connection_is_retried_on_another_replica(gateway, repli
     dead = await replicas("dead")
     await dead.stop()
     gw = await gateway()
-    gw.gateway.apply(table(versions={"1": [dead.endpoint, alive.endpoint]}))
+    gw.gateway.book.apply(table(versions={"1": [dead.endpoint, alive.endpoint]}))
     answers = [await gw.client.get("/function/hello") for _ in range(5)]
     assert [r.status_code for r in answers] == [200] * 5
     assert {r.json()["name"] for r in answers} == {"alive"}
@@ -149,7 +149,7 @@ async def test_a_refused_connection_is_retried_on_another_replica(gateway, repli
 async def test_metrics_count_requests_by_function_version_and_code(gateway, replicas):
     replica = await replicas()
     gw = await gateway()
-    gw.gateway.apply(table(versions={"1": [replica.endpoint]}))
+    gw.gateway.book.apply(table(versions={"1": [replica.endpoint]}))
     for _ in range(3):
         await gw.client.get("/function/hello")
     metrics = (await gw.client.get("/metrics")).text
@@ -161,7 +161,7 @@ async def test_metrics_count_requests_by_function_version_and_code(gateway, repl
 async def test_a_replica_on_a_unix_socket_is_reached_through_it(gateway, replicas, tmp_path):
     replica = await replicas(unix=tmp_path / "http.sock")
     gw = await gateway()
-    gw.gateway.apply(table(versions={"1": [replica.endpoint]}))
+    gw.gateway.book.apply(table(versions={"1": [replica.endpoint]}))
     for _ in range(3):
         r = await gw.client.post("/function/hello/p?q=1", content=b"over unix")
         assert r.status_code == 200 and r.json()["body"] == "over unix" and r.json()["path"] == "/_fx/http/p?q=1"
@@ -173,6 +173,6 @@ async def test_a_vanished_unix_socket_is_a_refused_replica(gateway, replicas, tm
     await replica.stop()
     (tmp_path / "http.sock").unlink()
     gw = await gateway(hold_timeout=0.3)
-    gw.gateway.apply(table(versions={"1": [replica.endpoint]}))
+    gw.gateway.book.apply(table(versions={"1": [replica.endpoint]}))
     r = await gw.client.get("/function/hello")
     assert r.status_code == 504  # held, then timed out: never a crash on the missing path

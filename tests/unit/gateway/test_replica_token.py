@@ -1,7 +1,7 @@
 """The gateway shows each replica its version's token (X-Fx-Replica-Token) and never passes on a caller's."""
 
 from fx.protocol import RouteTable, VersionRoute
-from fx_gateway.app import scan
+from fx_gateway.http.router import scan
 
 from tests.unit.gateway.conftest import table
 
@@ -17,7 +17,7 @@ def with_tokens(endpoints: dict[str, list[str]], traffic: dict[str, int]) -> Rou
 async def test_every_request_carries_its_versions_token_once_and_never_the_callers(gateway, replicas):
     one, two = await replicas("one"), await replicas("two")
     gw = await gateway()
-    gw.gateway.apply(with_tokens({"1": [one.endpoint], "2": [two.endpoint]}, {"1": 100}))
+    gw.gateway.book.apply(with_tokens({"1": [one.endpoint], "2": [two.endpoint]}, {"1": 100}))
     forged = {"X-Fx-Replica-Token": "forged"}
 
     answers = [
@@ -35,7 +35,7 @@ async def test_every_request_carries_its_versions_token_once_and_never_the_calle
 async def test_a_table_without_tokens_sends_none(gateway, replicas):
     replica = await replicas()
     gw = await gateway()
-    gw.gateway.apply(table(versions={"1": [replica.endpoint]}))
+    gw.gateway.book.apply(table(versions={"1": [replica.endpoint]}))
     seen = (await gw.client.get("/function/hello", headers={"X-Fx-Replica-Token": "forged"})).json()
     assert HEADER not in seen["header_names"]
 

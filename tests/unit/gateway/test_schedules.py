@@ -10,8 +10,7 @@ import uuid
 import nats
 import pytest
 from fx.protocol import KV_ROUTES, TriggerRoute
-from fx_gateway.nats_link import NatsLink
-from fx_gateway.schedules import Clock
+from fx_gateway.events.schedules import Clock
 
 from tests.unit.gateway.conftest import table
 from tests.waiting import until
@@ -50,11 +49,10 @@ START = 1_800_000_000.5  # half a second before a tick
 async def two_gateways(nats_server, gateway):
     links, clock = [], HandClock(START)
     for n in range(2):
-        gw = await gateway()
-        link = NatsLink(gw.gateway, nats_server, f"gw-{n}")
+        link = (await gateway(nats_url=nats_server, gateway_id=f"gw-{n}")).gateway
         await link.start()
-        await until(link.healthy)
-        link.schedules.clock = clock
+        await until(link.feed.healthy)
+        link.events.schedules.clock = clock
         links.append(link)
     nc = await nats.connect(nats_server)
     yield links, nc, clock
@@ -68,13 +66,13 @@ async def scheduled_every_second(links, nc, replica):
     every_second = TriggerRoute("schedule", schedule="* * * * * *", timezone="UTC")
     kv = await nc.jetstream().key_value(KV_ROUTES)
     await kv.put("tick", table("tick", versions={"1": [replica.endpoint]}, triggers=[every_second]).to_json())
-    await until(lambda: all(link.schedules.running for link in links))
+    await until(lambda: all(link.events.schedules.running for link in links))
     return kv
 
 
 def stored(links) -> int:
     """The ticks the gateways stored between them (a copy another gateway already stored is not counted)."""
-    return sum(n for link in links for n in link.gateway.event_stats.events.values())
+    return sum(n for link in links for n in link.events.event_stats.events.values())
 
 
 async def test_every_tick_runs_once_across_two_gateways_with_a_scheduled_event(two_gateways, replicas):
@@ -88,7 +86,7 @@ async def test_every_tick_runs_once_across_two_gateways_with_a_scheduled_event(t
         await until(lambda n=n: stored(links) >= n, 5, f"tick {n} stored")
     await until(lambda: clock.sleepers == 2, 5, "both gateways done with the third tick")
     for link in links:  # no new ticks from here on; the ones stored still run
-        link.schedules.close()
+        link.events.schedules.close()
     await until(lambda: len(replica.seen) >= stored(links), 5, "every stored tick run")
 
     events = [json.loads(seen["body"]) for seen in replica.seen]
@@ -115,9 +113,9 @@ async def test_a_schedule_that_leaves_the_route_table_stops(two_gateways, replic
     links, nc, clock = two_gateways
     replica = await replicas()
     kv = await scheduled_every_second(links, nc, replica)
-    tasks = [task for link in links for task in link.schedules.running.values()]
+    tasks = [task for link in links for task in link.events.schedules.running.values()]
     await kv.put("tick", table("tick", revision=2, versions={"1": [replica.endpoint]}).to_json())
     await until(lambda: all(task.done() for task in tasks), 5, "every gateway's schedule ended")
     await clock.advance(5)
-    assert clock.sleepers == 0 and not any(link.schedules.running for link in links)
+    assert clock.sleepers == 0 and not any(link.events.schedules.running for link in links)
     assert stored(links) == 0 and replica.requests == 0

@@ -7,7 +7,6 @@ import json
 import nats
 import pytest
 from fx.protocol import TriggerRoute
-from fx_gateway.nats_link import NatsLink
 
 from tests.unit.gateway.conftest import table
 from tests.waiting import until
@@ -23,10 +22,10 @@ async def link_factory(nats_server, gateway):
     links = []
 
     async def make():
-        gw = await gateway()
-        link = NatsLink(gw.gateway, nats_server, f"gw-{len(links)}")
+        gw = await gateway(nats_url=nats_server, gateway_id=f"gw-{len(links)}")
+        link = gw.gateway
         await link.start()
-        await until(link.healthy)
+        await until(link.feed.healthy)
         links.append(link)
         return gw, link
 
@@ -39,9 +38,9 @@ async def link_factory(nats_server, gateway):
 
 async def subscribed(*links, count: int = 1) -> None:
     """Wait until each gateway has `count` trigger subscriptions and the server has them too."""
-    await until(lambda: all(len(link.triggers.subscriptions) == count for link in links))
+    await until(lambda: all(len(link.events.triggers.subscriptions) == count for link in links))
     for link in links:
-        await link.nc.flush()
+        await link.link.nc.flush()
 
 
 async def publish_table(nc, route_table) -> None:
@@ -72,7 +71,7 @@ async def test_a_message_invokes_the_function_with_a_documented_event(link_facto
     }
     assert events[0]["isBase64Encoded"] is True
     assert base64.b64decode(events[0]["data"]) == b"\xff\x00\xfe"
-    await until(lambda: gw.gateway.event_stats.events.get(("hello", "orders.*", "ok")) == 2)
+    await until(lambda: gw.gateway.events.event_stats.events.get(("hello", "orders.*", "ok")) == 2)
 
 
 async def test_a_request_gets_the_functions_result_as_its_reply(link_factory, replicas):
@@ -125,7 +124,7 @@ async def test_gateways_share_a_subject_so_each_message_is_handled_once(link_fac
     await until(lambda: len(replica.seen) >= 200)
     await asyncio.sleep(0.2)  # a duplicate would arrive about now
     assert sorted(json.loads(s["body"])["subject"] for s in replica.seen) == sorted(f"jobs.{n}" for n in range(200))
-    shares = [sum(s.events.values()) for s in (first.gateway.event_stats, second.gateway.event_stats)]
+    shares = [sum(s.events.values()) for s in (first.events.event_stats, second.events.event_stats)]
     assert sum(shares) == 200 and all(shares), shares  # both took part
 
 

@@ -10,6 +10,7 @@ import math
 
 from fx.models import FunctionSpec
 from fx.nats_auth import function_inbox_prefix
+from fx.protocol import REPLICA_HEALTH_PATH
 
 from .config import GROUP, VERSION, KubeConfig
 
@@ -232,7 +233,7 @@ def deployment(
         **({"envFrom": secret_env_from(cfg, spec)} if spec.secrets else {}),
         "ports": [{"name": "http", "containerPort": PORT}],
         "readinessProbe": {
-            "httpGet": {"path": "/_fx/health", "port": PORT},
+            "httpGet": {"path": REPLICA_HEALTH_PATH, "port": PORT},
             "periodSeconds": 1,
             "failureThreshold": 1,
         },

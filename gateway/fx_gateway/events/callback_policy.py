@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import SplitResult, urlsplit
 
-from fx.protocol import reserved_subject
+from fx.protocol import CALLBACK_SUBJECT, CALLBACK_URL, reserved_subject
 
 if TYPE_CHECKING:
     from fx_gateway.config import Settings
@@ -146,10 +146,10 @@ class CallbackPolicy:
     def refusal(self, seen: dict[bytes, bytes]) -> str | None:
         """Why the callback headers of a call (by lower-case name) cannot be honoured, or None."""
         try:
-            subject = seen.get(b"x-fx-callback-subject")
+            subject = seen.get(CALLBACK_SUBJECT.lower().encode())
             if subject is not None:
                 self.check_subject(subject.decode("latin-1"))
-            url = seen.get(b"x-callback-url")
+            url = seen.get(CALLBACK_URL.lower().encode())
             if url is not None:
                 self.check_url(url.decode("latin-1"))
         except CallbackRefused as exc:

@@ -12,8 +12,8 @@ import httptools
 from fx_gateway.tasks import spawn
 
 if TYPE_CHECKING:
-    from fx_gateway.dispatch import VersionDispatcher
-    from fx_gateway.exchange import Exchange
+    from fx_gateway.proxy.dispatch import VersionDispatcher
+    from fx_gateway.proxy.exchange import Exchange
 
 log = logging.getLogger("fx_gateway")
 

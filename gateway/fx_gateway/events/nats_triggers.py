@@ -8,25 +8,22 @@ fails, is not retried (durable triggers are for that). A message with a reply su
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import logging
 import zlib
 from functools import partial
-from typing import TYPE_CHECKING
 
 import nats.errors
-from fx.protocol import REPLICA_INVOKE_PATH
+from fx.protocol import REPLY_FUNCTION_ERROR, REPLY_STATUS
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
-from fx_gateway import internal
-from fx_gateway.stats import EventStats
+from fx_gateway.events.messages import INVOKE_HEAD, message_fields
+from fx_gateway.proxy import internal
+from fx_gateway.proxy.route_book import RouteBook
+from fx_gateway.proxy.stats import EventStats
 from fx_gateway.tasks import spawn
-
-if TYPE_CHECKING:
-    from fx_gateway.app import Gateway
 
 log = logging.getLogger("fx_gateway")
 
@@ -34,7 +31,6 @@ log = logging.getLogger("fx_gateway")
 # under fx's or NATS's own subjects ($JS.API..., $KV...) would make the gateway a caller's deputy.
 NOT_A_REPLY = ("$", "fx.")
 
-INVOKE_HEAD = b"POST %s HTTP/1.1\r\nContent-Type: application/json\r\n" % REPLICA_INVOKE_PATH.encode()
 EVENT_SOURCE = "fx:nats"
 
 
@@ -43,23 +39,14 @@ def queue_group(function: str, subject: str) -> str:
     return f"fx.{function}.{zlib.crc32(subject.encode()):08x}"
 
 
-def message_fields(msg: Msg) -> dict:
-    """A NATS message as events show it: data as UTF-8 text, else base64 with isBase64Encoded true."""
-    try:
-        data, is_base64 = msg.data.decode("utf-8"), False
-    except UnicodeDecodeError:
-        data, is_base64 = base64.b64encode(msg.data).decode("ascii"), True
-    return {"subject": msg.subject, "data": data, "isBase64Encoded": is_base64, "headers": dict(msg.headers or {})}
-
-
 def event(trigger: str, msg: Msg) -> dict:
     """The event a NATS-triggered handler receives (documented in README.md, "NATS triggers")."""
     return {"eventSource": EVENT_SOURCE, "trigger": trigger, **message_fields(msg), "reply": msg.reply or None}
 
 
 class NatsTriggers:
-    def __init__(self, gateway: Gateway, nc: NATS, concurrency: int, stats: EventStats) -> None:
-        self.gateway = gateway
+    def __init__(self, book: RouteBook, nc: NATS, concurrency: int, stats: EventStats) -> None:
+        self.book = book
         self.nc = nc
         self.stats = stats
         self.subscriptions: dict[tuple[str, str], Subscription] = {}
@@ -67,7 +54,7 @@ class NatsTriggers:
 
     async def sync(self, function: str) -> None:
         """Subscribe to the function's current trigger subjects, unsubscribe from the others."""
-        routes = self.gateway.functions.get(function)
+        routes = self.book.get(function)
         want = {t.subject for t in routes.table.triggers if t.kind == "nats"} if routes is not None else set()
         have = {subject for name, subject in self.subscriptions if name == function}
         for subject in have - want:
@@ -94,9 +81,9 @@ class NatsTriggers:
             if msg.reply and msg.reply.startswith(NOT_A_REPLY):
                 log.warning("function %s: no reply to %s: %r is not a reply subject", function, msg.subject, msg.reply)
             elif msg.reply:
-                headers = {"Fx-Status": str(result.status)}
+                headers = {REPLY_STATUS: str(result.status)}
                 if failed:
-                    headers["Fx-Function-Error"] = (result.function_error or b"Platform").decode("latin-1")
+                    headers[REPLY_FUNCTION_ERROR] = (result.function_error or b"Platform").decode("latin-1")
                 try:
                     await self.nc.publish(msg.reply, result.body, headers=headers)
                 except nats.errors.Error as exc:
@@ -105,11 +92,11 @@ class NatsTriggers:
             self._slots.release()
 
     async def _invoke(self, function: str, trigger: str, msg: Msg) -> internal.Result:
-        routes = self.gateway.functions.get(function)
+        routes = self.book.get(function)
         if routes is None:
             return _error(404, "FunctionNotFound", f"function {function!r} was removed")
         body = json.dumps(event(trigger, msg), ensure_ascii=False).encode()
-        limit = min(routes.max_request_bytes, self.gateway.settings.max_request_bytes)
+        limit = min(routes.max_request_bytes, self.book.settings.max_request_bytes)
         if len(body) > limit:
             message = f"the event from {msg.subject} is {len(body)} bytes; function {function!r} takes {limit}"
             return _error(413, "RequestTooLarge", message)

@@ -5,17 +5,15 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Protocol
 
-from fx_gateway import responses
+from fx_gateway.http import responses
 
 if TYPE_CHECKING:
-    from fx_gateway.dispatch import VersionDispatcher
-    from fx_gateway.upstream import UpstreamConnection
-
-BACKSTOP_GRACE_S = 2.0  # on top of the function timeout, in case the replica's own watchdog does not answer
+    from fx_gateway.proxy.dispatch import VersionDispatcher
+    from fx_gateway.proxy.upstream import UpstreamConnection
 
 
 class Client(Protocol):
-    """What an exchange needs from the caller's connection (fx_gateway.server.ClientConnection)."""
+    """What an exchange needs from the caller's connection (fx_gateway.http.server.ClientConnection)."""
 
     def write(self, data: bytes) -> None: ...
     def done(self, keep_alive: bool) -> None: ...
@@ -61,7 +59,7 @@ class Exchange:
         self.dispatcher = dispatcher
         self.head = head  # request line and headers for the replica, without Content-Length and the blank line
         self.limit = limit
-        self.timeout = timeout + BACKSTOP_GRACE_S
+        self.timeout = timeout  # the function's: the backstop answers for it a grace later
         self.is_head = is_head
         self.inject = inject  # a header line to add to the answer (X-Amz-Executed-Version)
         self.prefix = b""
@@ -70,7 +68,7 @@ class Exchange:
         self.raw = b""
         self.keep_alive = True
         self.started = time.monotonic()
-        self.deadline = 0.0
+        self.deadline = 0.0  # set by the dispatcher when it sends the request
         self.held_at = 0.0
         self.cold = False
         self.relayed = False
@@ -84,7 +82,7 @@ class Exchange:
         if self.size <= self.limit:
             self.body.append(chunk)
         else:  # a body without Content-Length (chunked) that outgrew the limit: refused without reading on
-            self.dispatcher.stats.record(413, time.monotonic() - self.started)
+            self.dispatcher.finished(self, 413)
             self.client.refuse(responses.too_large(self.dispatcher.function, self.limit, close=True))
 
     def begin(self) -> None:
@@ -116,8 +114,7 @@ class Exchange:
             self.client.write(data)
 
     def answered(self, status: int, keep_alive: bool) -> None:
-        self.dispatcher.sent.discard(self)
-        self.dispatcher.stats.record(status, time.monotonic() - self.started)
+        self.dispatcher.finished(self, status)
         if not self.gone:
             self.client.done(keep_alive and self.keep_alive)
 
@@ -127,12 +124,10 @@ class Exchange:
 
     def timed_out(self) -> None:
         self.conn.abandon()  # type: ignore[union-attr]
-        seconds = self.timeout - BACKSTOP_GRACE_S
-        self._abandoned(504, responses.function_timeout(self.dispatcher.function, seconds))
+        self._abandoned(504, responses.function_timeout(self.dispatcher.function, self.timeout))
 
     def _abandoned(self, status: int, answer: bytes) -> None:
-        self.dispatcher.sent.discard(self)
-        self.dispatcher.stats.record(status, time.monotonic() - self.started)
+        self.dispatcher.finished(self, status)
         if self.gone:
             return
         if self.relayed:  # part of an answer is out: only closing tells the caller it is incomplete
@@ -144,7 +139,7 @@ class Exchange:
     # --- from the dispatcher, before any replica saw the request ---
 
     def fail(self, answer: bytes, status: int) -> None:
-        self.dispatcher.stats.record(status, time.monotonic() - self.started)
+        self.dispatcher.finished(self, status)
         if not self.gone:
             self.client.write(answer)
             self.client.done(self.keep_alive)

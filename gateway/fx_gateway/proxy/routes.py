@@ -9,8 +9,8 @@ from collections.abc import Callable
 
 from fx.protocol import RouteTable
 
-from fx_gateway import responses
-from fx_gateway.dispatch import VersionDispatcher
+from fx_gateway.http import responses
+from fx_gateway.proxy.dispatch import VersionDispatcher
 
 LATEST = "$LATEST"  # Lambda's qualifier for the newest version
 

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 
 import httptools
 
-from fx_gateway import responses
-from fx_gateway.exchange import Exchange
-from fx_gateway.routes import FunctionRoutes
+from fx_gateway.http import responses
+from fx_gateway.proxy.exchange import Exchange
+from fx_gateway.proxy.routes import FunctionRoutes
 
 
 @dataclass
@@ -46,7 +46,7 @@ class _Answer:
 
 
 class Caller:
-    """Stands in for a caller's connection (fx_gateway.exchange.Client): collects the answer, then hands it on."""
+    """Stands in for a caller's connection (fx_gateway.proxy.exchange.Client): collects the answer, then hands it on."""
 
     __slots__ = ("data", "exchange", "on_result")
 

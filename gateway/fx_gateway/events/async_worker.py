@@ -12,75 +12,35 @@ import contextlib
 import json
 import logging
 import time
-from typing import TYPE_CHECKING
 
 import nats.errors
-import nats.js.errors
-from fx import async_streams
 from fx.protocol import (
     ASYNC_CALL_ID,
-    ASYNC_CALLBACK_SUBJECT,
-    ASYNC_CALLBACK_URL,
     ASYNC_FUNCTION,
     ASYNC_METHOD,
     ASYNC_QUALIFIER,
     ASYNC_TARGET,
+    CALL_ID,
     CONSUMER_ASYNC,
-    DEAD_ATTEMPTS,
-    DEAD_ERROR,
-    DEAD_MESSAGE,
-    DEAD_STATUS,
     ERROR_DETAIL,
     REPLICA_INVOKE_PATH,
     STREAM_ASYNC,
-    STREAM_DLQ,
-    dead_letter_subject,
 )
-from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig
 
-from fx_gateway import callback, internal
-from fx_gateway.callback_policy import CallbackRefused
 from fx_gateway.config import Settings
-from fx_gateway.stats import AsyncStats
+from fx_gateway.events import jetstream
+from fx_gateway.events.callback_delivery import Callbacks
+from fx_gateway.proxy import internal
+from fx_gateway.proxy.route_book import RouteBook
+from fx_gateway.proxy.stats import AsyncStats
 from fx_gateway.tasks import spawn
-
-if TYPE_CHECKING:
-    from fx_gateway.app import Gateway
 
 log = logging.getLogger("fx_gateway")
 
 PULL_WAIT_S = 1.0
 RECONNECT_WAIT_S = 0.5
-MESSAGE_MAX = 1024  # characters of an error message kept in a dead letter's header
-CALLBACK_DELAYS_S = (0.5, 2.0)  # retries of a failed callback
-
-
-async def ensure_streams(js: JetStreamContext, ack_wait: float) -> None:
-    """Check (on a NATS without auth: create) the async-call and dead-letter streams, then the shared consumer."""
-    await async_streams.ensure(js)
-    await js.add_consumer(
-        STREAM_ASYNC,
-        ConsumerConfig(
-            durable_name=CONSUMER_ASYNC,
-            ack_policy=AckPolicy.EXPLICIT,
-            ack_wait=ack_wait,
-            max_deliver=-1,  # the worker counts attempts itself and dead-letters
-            max_ack_pending=-1,
-        ),
-    )
-
-
-async def keep_in_progress(running: dict[int, Msg], ack_wait: float) -> None:
-    """Tell JetStream the messages under way are still being worked on, so long calls are not redelivered."""
-    while True:
-        await asyncio.sleep(ack_wait / 3)
-        for msg in list(running.values()):
-            # Disconnected: the message will be redelivered, which at-least-once allows.
-            with contextlib.suppress(nats.errors.Error):
-                await msg.in_progress()
 
 
 class Outcome:
@@ -97,38 +57,21 @@ def judge(target: str, result: internal.Result) -> str:
     return Outcome.OK  # on the HTTP trigger a 4xx is the function's own answer
 
 
-def describe(result: internal.Result) -> tuple[str, str]:
-    """(error code, message) of a failed answer: Lambda's error shape, the gateway's, or the status."""
-    try:
-        body = json.loads(result.body)
-    except ValueError:
-        body = None
-    if isinstance(body, dict) and isinstance(body.get("errorType"), str):
-        return body["errorType"], str(body.get("errorMessage", ""))
-    if isinstance(body, dict) and isinstance(body.get("error"), dict):
-        return str(body["error"].get("code", "")), str(body["error"].get("message", ""))
-    if result.function_error is not None:
-        return "Unhandled", result.body.decode("utf-8", "replace")
-    return f"HTTP{result.status}", result.body.decode("utf-8", "replace")
-
-
-def one_line(text: str) -> str:
-    return " ".join(text.split())[:MESSAGE_MAX]
-
-
 class AsyncWorker:
-    def __init__(self, gateway: Gateway, nc: NATS, settings: Settings, stats: AsyncStats) -> None:
-        self.gateway = gateway
-        self.nc = nc
-        self.js = nc.jetstream()
+    def __init__(
+        self, book: RouteBook, js: JetStreamContext, settings: Settings, stats: AsyncStats, callbacks: Callbacks
+    ) -> None:
+        self.book = book
+        self.js = js
         self.settings = settings
         self.stats = stats
+        self.callbacks = callbacks
         self.running: dict[int, Msg] = {}  # by id(): Msg is an unhashable dataclass
         self._slot = asyncio.Event()
         self._sub: JetStreamContext.PullSubscription | None = None
 
     async def run(self) -> None:
-        keep_alive = spawn(keep_in_progress(self.running, self.settings.async_ack_wait))
+        keep_alive = spawn(jetstream.keep_in_progress(self.running, self.settings.async_ack_wait))
         try:
             await self._pull_forever()
         finally:
@@ -200,7 +143,7 @@ class AsyncWorker:
             message = f"the call waited {age:.0f} s, longer than the maximum event age of {settings.async_max_age:g} s"
             await self._dead(msg, function, "max_age", "EventAgeExceeded", message, 0, attempt - 1)
             return
-        routes = self.gateway.functions.get(function)
+        routes = self.book.get(function)
         if routes is None:
             message = f"function {function!r} does not exist (deleted after the call was accepted?)"
             await self._dead(msg, function, "not_found", "FunctionNotFound", message, 404, attempt - 1)
@@ -208,7 +151,7 @@ class AsyncWorker:
         target = headers.get(ASYNC_TARGET, REPLICA_INVOKE_PATH)
         head = [f"{headers.get(ASYNC_METHOD, 'POST')} {target} HTTP/1.1\r\n"]
         head += [f"{k}: {v}\r\n" for k, v in headers.items() if not k.startswith("Fx-Async-")]
-        head.append(f"X-Fx-Call-Id: {headers.get(ASYNC_CALL_ID, '')}\r\n")
+        head.append(f"{CALL_ID}: {headers.get(ASYNC_CALL_ID, '')}\r\n")
         if target != REPLICA_INVOKE_PATH:
             head.append(f"{ERROR_DETAIL}: 1\r\n")  # the function's errorType and message, not an opaque 502
         result = await internal.call(
@@ -217,10 +160,10 @@ class AsyncWorker:
         outcome = judge(target, result)
         self.stats.count(self.stats.attempts, (function, "ok" if outcome == Outcome.OK else "error"))
         if outcome == Outcome.OK:
-            await self._call_back(headers, function, result, attempt, None)
+            await self.callbacks.deliver(headers, function, result, attempt, None)
             await msg.ack()
             return
-        code, message = describe(result)
+        code, message = jetstream.describe(result)
         delay = settings.async_backoff * 2 ** (attempt - 1)
         if outcome == Outcome.FAIL:
             await self._dead(msg, function, "refused", code, message, result.status, attempt, result)
@@ -244,71 +187,9 @@ class AsyncWorker:
         result: internal.Result | None = None,
     ) -> None:
         """Store the dead letter first, then ack the call: between the two a crash only duplicates the letter."""
-        headers = dict(msg.headers or {})
-        headers.update(
-            {
-                DEAD_ERROR: code or "Unknown",
-                DEAD_MESSAGE: one_line(message),
-                DEAD_STATUS: str(status),
-                DEAD_ATTEMPTS: str(attempts),
-            }
-        )
-        await self.js.publish(dead_letter_subject(function), msg.data, stream=STREAM_DLQ, headers=headers)
+        await jetstream.dead_letter(self.js, function, msg, code, message, status, attempts)
         self.stats.count(self.stats.dead, (function, reason))
         log.warning("async call to %s dead-lettered after %d attempts: %s %s", function, attempts, code, message)
         failure = result or internal.Result(status, json.dumps({"errorType": code, "errorMessage": message}).encode())
-        await self._call_back(msg.headers or {}, function, failure, attempts, code)
+        await self.callbacks.deliver(msg.headers or {}, function, failure, attempts, code)
         await msg.ack()
-
-    async def _call_back(
-        self, headers: dict[str, str], function: str, result: internal.Result, attempts: int, error: str | None
-    ) -> None:
-        url, subject = headers.get(ASYNC_CALLBACK_URL), headers.get(ASYNC_CALLBACK_SUBJECT)
-        if not url and not subject:
-            return
-        out = {
-            "X-Fx-Call-Id": headers.get(ASYNC_CALL_ID, ""),
-            "X-Fx-Function": function,
-            "X-Fx-Function-Status": str(result.status),
-            "X-Fx-Outcome": "failure" if error else "success",
-            "X-Fx-Attempts": str(attempts),
-            "Content-Type": result.headers.get(b"content-type", b"application/json").decode("latin-1"),
-        }
-        if result.version:
-            out["X-Fx-Version"] = result.version
-        if error:
-            out["X-Fx-Error"] = error
-        policy = self.gateway.callbacks
-        if subject:
-            try:
-                policy.check_subject(subject)  # again: the call may predate the policy, or not come from a gateway
-                await self.nc.publish(subject, result.body, headers=out)
-                self.stats.count(self.stats.callbacks, "ok")
-            except (nats.errors.Error, CallbackRefused) as exc:
-                log.warning("callback subject %s for %s: %s", subject, function, exc)
-                self.stats.count(self.stats.callbacks, "failed")
-        if url:
-            await self._post(url, result.body, out, function)
-
-    async def _post(self, url: str, body: bytes, headers: dict[str, str], function: str) -> None:
-        for delay in (*CALLBACK_DELAYS_S, None):
-            try:
-                address = await self.gateway.callbacks.address(url)
-            except CallbackRefused as exc:
-                log.warning("async call to %s: its callback is refused: %s", function, exc)
-                self.stats.count(self.stats.callbacks, "failed")
-                return
-            try:
-                status = await callback.post(url, address, body, headers)
-            except callback.CallbackError as exc:
-                problem = str(exc)
-            else:
-                if status < 500:
-                    self.stats.count(self.stats.callbacks, "ok" if status < 400 else "failed")
-                    return
-                problem = f"callback to {url} answered {status}"
-            if delay is None:
-                log.warning("async call to %s: giving up on its callback: %s", function, problem)
-                self.stats.count(self.stats.callbacks, "failed")
-                return
-            await asyncio.sleep(delay)

@@ -1,4 +1,9 @@
-"""Per-version dispatch: pick the least-loaded replica, else hold the request; activate a version at zero."""
+"""Per-version dispatch: pick the least-loaded replica, else hold the request; activate a version at zero.
+
+A VersionDispatcher is the sole owner of its version's counts: the requests at a replica (for the backstop),
+the replicas' outstanding requests, the version's statistics. Exchanges and upstream connections report to it
+(`finished`, `release`, `retry`) and never write its fields.
+"""
 
 from __future__ import annotations
 
@@ -8,17 +13,19 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 
-from fx.protocol import ActivationReply, ActivationRequest
+from fx.protocol import REPLICA_TOKEN, ActivationReply, ActivationRequest
 
-from fx_gateway import responses
-from fx_gateway.exchange import Exchange
-from fx_gateway.stats import VersionStats
+from fx_gateway.http import responses
+from fx_gateway.proxy import backstop
+from fx_gateway.proxy.exchange import Exchange
+from fx_gateway.proxy.stats import VersionStats
+from fx_gateway.proxy.upstream import Replica, UpstreamConnection
 from fx_gateway.tasks import spawn
-from fx_gateway.upstream import Replica, UpstreamConnection
 
 log = logging.getLogger("fx_gateway")
 
 NO_CONTROLLER_RETRY_S = 0.5
+TOKEN_HEADER = REPLICA_TOKEN.encode()
 
 
 class NoController(Exception):
@@ -69,7 +76,7 @@ class VersionDispatcher:
         self.concurrency = concurrency
         if token != self.token:  # the header line is built once per version, not per request
             self.token = token
-            self.auth = b"X-Fx-Replica-Token: %s\r\n" % token.encode("latin-1") if token else b""
+            self.auth = b"%s: %s\r\n" % (TOKEN_HEADER, token.encode("latin-1")) if token else b""
         self.hold_timeout = self.defaults[0] if hold_timeout is None else hold_timeout
         self.hold_queue = self.defaults[1] if hold_queue is None else hold_queue
         old = self.replicas
@@ -143,6 +150,15 @@ class VersionDispatcher:
         if self.queue:
             self.pump()
 
+    def finished(self, exchange: Exchange, status: int) -> None:
+        """`exchange` has its answer (the replica's, or the gateway's own): counted, and no longer at a replica."""
+        self.sent.discard(exchange)
+        self.stats.record(status, time.monotonic() - exchange.started)
+
+    def refused(self, status: int) -> None:
+        """A request refused from its head, before it became an exchange."""
+        self.stats.record(status, 0.0)
+
     def drop(self, exchange: Exchange) -> None:
         """A held caller went away."""
         try:
@@ -178,7 +194,7 @@ class VersionDispatcher:
     def _send(self, replica: Replica, exchange: Exchange) -> None:
         replica.outstanding += 1
         self.stats.in_flight += 1
-        exchange.deadline = time.monotonic() + exchange.timeout
+        exchange.deadline = backstop.deadline(exchange.timeout)
         self.sent.add(exchange)
         replica.send(exchange)
 

@@ -16,28 +16,17 @@ import logging
 import time
 import uuid
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
 
 import nats.errors
 from fx.async_streams import DUPLICATE_WINDOW_S
-from fx.protocol import (
-    ASYNC_CALL_ID,
-    ASYNC_FUNCTION,
-    ASYNC_METHOD,
-    ASYNC_TARGET,
-    REPLICA_INVOKE_PATH,
-    STREAM_ASYNC,
-    TriggerRoute,
-    async_subject,
-)
+from fx.protocol import ASYNC_CALL_ID, ASYNC_FUNCTION, ASYNC_METHOD, ASYNC_TARGET, REPLICA_INVOKE_PATH, TriggerRoute
 from fx.schedule import parse, schedule_key
 from nats.js import JetStreamContext
 
-from fx_gateway.stats import EventStats
+from fx_gateway.events import jetstream
+from fx_gateway.proxy.route_book import RouteBook
+from fx_gateway.proxy.stats import EventStats
 from fx_gateway.tasks import spawn
-
-if TYPE_CHECKING:
-    from fx_gateway.app import Gateway
 
 log = logging.getLogger("fx_gateway")
 
@@ -45,7 +34,6 @@ EVENT_SOURCE = "fx.schedule"
 REGION = "us-east-1"  # the runtime's default AWS_REGION
 MAX_LATE_S = DUPLICATE_WINDOW_S / 2  # the other half tolerates the gateways' clock skew
 MAX_SLEEP_S = 30.0  # re-read the wall clock at least this often: it may be stepped while we sleep
-STORE_TIMEOUT_S = 5.0
 RETRY_S = 1.0
 
 
@@ -85,15 +73,15 @@ def event(key: str, tick: datetime, event_id: str) -> dict:
 class Schedules:
     """The schedule triggers this gateway keeps the clock of, kept equal to the route tables'."""
 
-    def __init__(self, gateway: Gateway, js: JetStreamContext, stats: EventStats, clock: Clock | None = None) -> None:
-        self.gateway = gateway
+    def __init__(self, book: RouteBook, js: JetStreamContext, stats: EventStats, clock: Clock | None = None) -> None:
+        self.book = book
         self.js = js
         self.stats = stats
         self.clock = clock or Clock()
         self.running: dict[tuple[str, str], asyncio.Task] = {}
 
     def sync(self, function: str) -> None:
-        routes = self.gateway.functions.get(function)
+        routes = self.book.get(function)
         want: dict[str, TriggerRoute] = {}
         if routes is not None:
             want = {schedule_key(t.schedule, t.timezone): t for t in routes.table.triggers if t.kind == "schedule"}
@@ -133,7 +121,6 @@ class Schedules:
         event_id = str(uuid.uuid5(uuid.NAMESPACE_URL, msg_id))  # the same on every gateway
         body = json.dumps(event(key, tick, event_id)).encode()
         headers = {
-            "Nats-Msg-Id": msg_id,
             "Content-Type": "application/json",
             ASYNC_CALL_ID: event_id,
             ASYNC_FUNCTION: function,
@@ -142,7 +129,7 @@ class Schedules:
         }
         while True:
             try:
-                ack = await self.js.publish(async_subject(function), body, STORE_TIMEOUT_S, STREAM_ASYNC, headers)
+                stored = await jetstream.store(self.js, function, body, headers, msg_id)
             except nats.errors.Error as exc:
                 if self.clock.time() - tick.timestamp() + RETRY_S > MAX_LATE_S:
                     log.error("function %s: %s: tick %s not stored here: %s", function, key, iso(tick), exc)
@@ -150,6 +137,6 @@ class Schedules:
                     return
                 await self.clock.sleep(RETRY_S)
                 continue
-            if not ack.duplicate:  # a copy from another gateway is no event of its own
+            if stored:  # a copy from another gateway is no event of its own
                 self.stats.count(function, key, "scheduled")
             return

@@ -17,10 +17,14 @@ from fx.protocol import (
     ASYNC_METHOD,
     ASYNC_QUALIFIER,
     ASYNC_TARGET,
+    CALL_ID,
+    CALLBACK_SUBJECT,
+    CALLBACK_URL,
+    PIN_VERSION,
 )
 
-from fx_gateway import responses
-from fx_gateway.exchange import Client
+from fx_gateway.http import responses
+from fx_gateway.proxy.exchange import Client
 from fx_gateway.tasks import spawn
 
 log = logging.getLogger("fx_gateway")
@@ -30,14 +34,16 @@ class StoreUnavailable(Exception):
     """JetStream did not take the call (NATS down, stream full, no acknowledgement in time)."""
 
 
+CALL_ID_HEADER = CALL_ID.encode()
+
 # Stores one call: (function, body, headers); returns once JetStream acknowledged it.
 Enqueue = Callable[[str, bytes, dict[str, str]], Awaitable[None]]
 
 # The caller's headers that steer the gateway, not the function: turned into ASYNC_* headers or dropped (a log
 # tail, X-Amz-Log-Type, is for RequestResponse calls only, as on Lambda).
-CONSUMED = frozenset(
-    {b"x-callback-url", b"x-fx-callback-subject", b"x-amz-invocation-type", b"x-amz-log-type", b"x-fx-version"}
-)
+URL = CALLBACK_URL.lower().encode()
+SUBJECT = CALLBACK_SUBJECT.lower().encode()
+CONSUMED = frozenset({URL, SUBJECT, PIN_VERSION.lower().encode(), b"x-amz-invocation-type", b"x-amz-log-type"})
 
 
 def stored_headers(
@@ -60,10 +66,10 @@ def stored_headers(
     headers[ASYNC_TARGET] = target.decode("latin-1")
     if qualifier:
         headers[ASYNC_QUALIFIER] = qualifier
-    if b"x-callback-url" in seen:
-        headers[ASYNC_CALLBACK_URL] = seen[b"x-callback-url"].decode("latin-1")
-    if b"x-fx-callback-subject" in seen:
-        headers[ASYNC_CALLBACK_SUBJECT] = seen[b"x-fx-callback-subject"].decode("latin-1")
+    if URL in seen:
+        headers[ASYNC_CALLBACK_URL] = seen[URL].decode("latin-1")
+    if SUBJECT in seen:
+        headers[ASYNC_CALLBACK_SUBJECT] = seen[SUBJECT].decode("latin-1")
     return call_id, headers
 
 
@@ -135,12 +141,12 @@ class AsyncAccept:
             return
         call_id = self.call_id.encode()
         if self.lambda_style:
-            head = b"HTTP/1.1 202 Accepted\r\nX-Fx-Call-Id: %s\r\nX-Amzn-RequestId: %s\r\nContent-Length: 0\r\n\r\n"
-            self._answer(head % (call_id, call_id))
+            head = b"HTTP/1.1 202 Accepted\r\n%s: %s\r\nX-Amzn-RequestId: %s\r\nContent-Length: 0\r\n\r\n"
+            self._answer(head % (CALL_ID_HEADER, call_id, call_id))
         else:
             body = b'{"call_id": "%s"}' % call_id
-            head = b"HTTP/1.1 202 Accepted\r\nX-Fx-Call-Id: %s\r\nContent-Type: application/json\r\n"
-            self._answer(head % call_id + b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+            head = b"HTTP/1.1 202 Accepted\r\n%s: %s\r\nContent-Type: application/json\r\n"
+            self._answer(head % (CALL_ID_HEADER, call_id) + b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
 
     def _answer(self, data: bytes) -> None:
         if not self.gone:

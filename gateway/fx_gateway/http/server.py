@@ -1,13 +1,13 @@
 """The gateway's HTTP/1.1 server side: one asyncio Protocol per caller connection, parsed by httptools.
 
 Requests on one connection are answered in order: a pipelined request waits until the previous answer is out.
-What to do with a request is decided once its headers are in (`Gateway.open` returns a call object); the call
+What to do with a request is decided once its headers are in (`Router.open` returns a call object); the call
 receives the body as it arrives and starts when the request is complete.
 
 What a caller may cost is bounded here: the request target, the header bytes and lines (checked as httptools
 reports them, and the unparsed head by the bytes read), the number of connections, and the time a head, a
 body or a keep-alive wait may take. A connection records its phase and when it entered it (a few attribute
-writes per request); `Gateway.sweep` closes the overdue ones about once a second, so no timer is armed per
+writes per request); `Connections.sweep` closes the overdue ones about once a second, so no timer is armed per
 request. A refused request is answered at once, our side of the connection is shut (the caller sees the end)
 and it is closed after a short linger: its body is never read, so nothing after it could be framed.
 """
@@ -21,10 +21,10 @@ from typing import TYPE_CHECKING, Protocol
 
 import httptools
 
-from fx_gateway import responses
+from fx_gateway.http import responses
 
 if TYPE_CHECKING:
-    from fx_gateway.app import Gateway
+    from fx_gateway.http.connections import Connections
 
 _now = time.monotonic
 
@@ -52,14 +52,22 @@ class Call(Protocol):
     def client_gone(self) -> None: ...
 
 
+class Router(Protocol):
+    """Decides what answers a request, from its head: a call, or None when it refused the request (`refuse`)."""
+
+    def open(
+        self, client: ClientConnection, method: bytes, url: bytes, headers: list[tuple[bytes, bytes]]
+    ) -> Call | None: ...
+
+
 class ClientConnection(asyncio.Protocol):
     __slots__ = (
         "active",
         "begun",
         "call",
         "closed",
+        "connections",
         "final",
-        "gateway",
         "head_bytes",
         "headers",
         "max_header_bytes",
@@ -71,13 +79,15 @@ class ClientConnection(asyncio.Protocol):
         "pending",
         "phase",
         "read_bytes",
+        "router",
         "since",
         "transport",
         "url",
     )
 
-    def __init__(self, gateway: Gateway) -> None:
-        self.gateway = gateway
+    def __init__(self, router: Router, connections: Connections) -> None:
+        self.router = router
+        self.connections = connections
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
         self.peer = b""
@@ -87,7 +97,7 @@ class ClientConnection(asyncio.Protocol):
         self.active: Call | None = None  # being answered
         self.pending: deque[Call] = deque()  # pipelined, waiting their turn
         self.closed = False
-        settings = gateway.settings
+        settings = connections.settings
         self.max_url_bytes = settings.max_url_bytes
         self.max_header_bytes = settings.max_header_bytes
         self.max_headers = settings.max_headers
@@ -103,15 +113,15 @@ class ClientConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        gateway = self.gateway
-        if len(gateway.connections) >= gateway.settings.max_connections:
+        connections = self.connections
+        if len(connections) >= connections.settings.max_connections:
             self.closed = True
-            transport.write(responses.too_many_connections(gateway.settings.max_connections))  # type: ignore[attr-defined]
+            transport.write(responses.too_many_connections(connections.settings.max_connections))  # type: ignore[attr-defined]
             transport.close()
             return
         peer = transport.get_extra_info("peername")
         self.peer = peer[0].encode() if peer else b""
-        gateway.connections.add(self)
+        connections.add(self)
 
     def data_received(self, data: bytes) -> None:
         if self.phase == LINGER or self.closed:
@@ -144,7 +154,7 @@ class ClientConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        self.gateway.connections.discard(self)
+        self.connections.discard(self)
         for call in {self.call, self.active, *self.pending}:
             if call is not None:
                 call.client_gone()
@@ -196,7 +206,7 @@ class ClientConnection(asyncio.Protocol):
         if parser.should_upgrade() and not self._upgrade_ignorable(method):
             raise Refused
         self.phase, self.since, self.head_bytes = BODY, _now(), 0
-        call = self.gateway.open(self, method, self.url, self.headers)
+        call = self.router.open(self, method, self.url, self.headers)
         if self.phase == LINGER:  # refused by `open` (a Content-Length over the limit)
             raise Refused
         self.call = call
@@ -255,7 +265,7 @@ class ClientConnection(asyncio.Protocol):
             self._last(self.final)
             self.final = None
             self.since = _now()
-        elif not keep_alive or self.gateway.draining:
+        elif not keep_alive or self.connections.draining:
             self.close()
         elif self.pending:
             self.active = self.pending.popleft()
@@ -325,7 +335,7 @@ class ClientConnection(asyncio.Protocol):
         phase = self.phase
         if phase == BUSY or self.paused or self.active is not None:
             return
-        settings, waited = self.gateway.settings, now - self.since
+        settings, waited = self.connections.settings, now - self.since
         if phase == IDLE:
             if waited > settings.idle_timeout:
                 self.close()

@@ -10,7 +10,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections.abc import Iterator
 
-from fx.protocol import VersionLoad
+from fx.protocol import VersionLoad, load_report_key
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
@@ -100,7 +100,7 @@ class Stats(Collector):
             requests, errors = s.requests - s.reported[0], s.errors - s.reported[1]
             if requests or s.in_flight or s.held:
                 s.reported = (s.requests, s.errors)
-                out[f"{function}/{version}"] = VersionLoad(s.in_flight, s.held, requests, errors)
+                out[load_report_key(function, version)] = VersionLoad(s.in_flight, s.held, requests, errors)
         return out
 
     def collect(self) -> Iterator:

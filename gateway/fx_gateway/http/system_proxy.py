@@ -15,8 +15,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from fx_gateway import responses
-from fx_gateway.server import ClientConnection
+from fx_gateway.http import responses
+from fx_gateway.http.server import ClientConnection
 from fx_gateway.tasks import spawn
 
 log = logging.getLogger("fx_gateway")

@@ -21,35 +21,21 @@ import zlib
 from collections import deque
 from datetime import UTC, datetime
 from functools import partial
-from typing import TYPE_CHECKING
 
 import nats.errors
 import nats.js.errors
-from fx.protocol import (
-    DEAD_ATTEMPTS,
-    DEAD_ERROR,
-    DEAD_MESSAGE,
-    DEAD_SEQUENCE,
-    DEAD_STATUS,
-    DEAD_STREAM,
-    DEAD_SUBJECT,
-    STREAM_DLQ,
-    TriggerRoute,
-    dead_letter_subject,
-)
+from fx.protocol import DEAD_SEQUENCE, DEAD_STREAM, DEAD_SUBJECT, TriggerRoute, kv_bucket, kv_key
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js.api import DEFAULT_PREFIX, AckPolicy, ConsumerConfig, DeliverPolicy, Header
 
-from fx_gateway import internal
-from fx_gateway.async_worker import describe, keep_in_progress, one_line
-from fx_gateway.nats_triggers import INVOKE_HEAD, message_fields
-from fx_gateway.stats import EventStats
+from fx_gateway.events import jetstream
+from fx_gateway.events.messages import INVOKE_HEAD, message_fields
+from fx_gateway.proxy import internal
+from fx_gateway.proxy.route_book import RouteBook
+from fx_gateway.proxy.stats import EventStats
 from fx_gateway.tasks import spawn
-
-if TYPE_CHECKING:
-    from fx_gateway.app import Gateway
 
 log = logging.getLogger("fx_gateway")
 
@@ -69,8 +55,8 @@ def consumer_name(function: str, route: TriggerRoute) -> str:
 
 def trigger_key(route: TriggerRoute) -> str:
     if route.kind == "kv":
-        bucket = route.stream.removeprefix("KV_")
-        return f"kv:{bucket}/{route.subject.removeprefix(f'$KV.{bucket}.')}"
+        bucket = kv_bucket(route.stream) or ""
+        return f"kv:{bucket}/{kv_key(route.subject)}"
     return f"{route.stream}/{route.subject or '>'}"
 
 
@@ -101,7 +87,7 @@ def kv_record(msg: Msg) -> dict:
     sequence, deliveries, stored = delivery(msg)
     return {
         "messageId": str(sequence),
-        "key": msg.subject.split(".", 2)[2],  # $KV.<bucket>.<key>
+        "key": kv_key(msg.subject),
         "operation": headers.pop("KV-Operation", "PUT"),
         "value": fields["data"],
         "isBase64Encoded": fields["isBase64Encoded"],
@@ -126,7 +112,7 @@ def failed_items(result: internal.Result, batch: list[Msg]) -> tuple[set[int], s
         ids = {str(f.get("itemIdentifier")) for f in failures if isinstance(f, dict)}
         failed = {i for i, m in enumerate(batch) if str(delivery(m)[0]) in ids}
         return failed, "BatchItemFailure", "the function reported this record in batchItemFailures"
-    code, message = describe(result)
+    code, message = jetstream.describe(result)
     return set(range(len(batch))), code, message
 
 
@@ -140,9 +126,12 @@ class DurableTrigger:
     subscription callback.
     """
 
-    def __init__(self, gateway: Gateway, nc: NATS, function: str, route: TriggerRoute, stats: EventStats) -> None:
-        self.gateway = gateway
+    def __init__(
+        self, book: RouteBook, nc: NATS, function: str, route: TriggerRoute, stats: EventStats, ack_wait: float
+    ) -> None:
+        self.book = book
         self.nc = nc
+        self.ack_wait = ack_wait
         self.js = nc.jetstream()
         self.function = function
         self.route = route
@@ -166,7 +155,7 @@ class DurableTrigger:
         self._tasks: list[asyncio.Task] = []
 
     async def start(self) -> None:
-        route, ack_wait = self.route, self.gateway.settings.async_ack_wait
+        route, ack_wait = self.route, self.ack_wait
         name = consumer_name(self.function, route)
         config = ConsumerConfig(
             durable_name=name,
@@ -183,7 +172,7 @@ class DurableTrigger:
         self._inbox = self.nc.new_inbox()
         self._sub = await self.nc.subscribe(self._inbox, cb=self._received)
         await self._pull_more()
-        self._tasks = [spawn(self._keep_pulling()), spawn(keep_in_progress(self.running, ack_wait))]
+        self._tasks = [spawn(self._keep_pulling()), spawn(jetstream.keep_in_progress(self.running, ack_wait))]
         spawn(self._settle_answers())
         log.info("function %s: durable trigger on %s (consumer %s)", self.function, self.key, name)
 
@@ -282,18 +271,18 @@ class DurableTrigger:
         self._dispatch()
 
     def _start(self, batch: list[Msg]) -> None:
-        routes = self.gateway.functions.get(self.function)
+        routes = self.book.get(self.function)
         if routes is None:  # removed: leave the messages to the consumer, they are not lost
             self._finished(batch)
             return
         if self.route.kind == "kv":
-            event = {"eventSource": KV_SOURCE, "trigger": self.key, "bucket": self.route.stream.removeprefix("KV_")}
+            event = {"eventSource": KV_SOURCE, "trigger": self.key, "bucket": kv_bucket(self.route.stream)}
             event["Records"] = [kv_record(m) for m in batch]
         else:
             event = {"eventSource": EVENT_SOURCE, "trigger": self.key, "stream": self.route.stream}
             event["Records"] = [record(m) for m in batch]
         body = encode(event).encode()
-        if len(body) > min(routes.max_request_bytes, self.gateway.settings.max_request_bytes) and len(batch) > 1:
+        if len(body) > min(routes.max_request_bytes, self.book.settings.max_request_bytes) and len(batch) > 1:
             # The replica would refuse it whole, and every retry the same: half now, the rest back in front.
             half = len(batch) // 2
             self.buffer.extendleft(reversed(batch[half:]))
@@ -347,36 +336,24 @@ class DurableTrigger:
         if deliveries < self.route.max_deliver:
             await msg.nak(delay=self.route.backoff * 2 ** (deliveries - 1))
             return
-        headers = dict(msg.headers or {})
-        headers.update(
-            {
-                DEAD_ERROR: code or "Unknown",
-                DEAD_MESSAGE: one_line(message),
-                DEAD_STATUS: str(status),
-                DEAD_ATTEMPTS: str(deliveries),
-                DEAD_SUBJECT: msg.subject,
-                DEAD_STREAM: self.route.stream,
-                DEAD_SEQUENCE: str(sequence),
-            }
-        )
-        await self.js.publish(dead_letter_subject(self.function), msg.data, stream=STREAM_DLQ, headers=headers)
-        log.warning(
-            "function %s: message %s of %s dead-lettered: %s", self.function, headers[DEAD_SEQUENCE], self.key, code
-        )
+        where = {DEAD_SUBJECT: msg.subject, DEAD_STREAM: self.route.stream, DEAD_SEQUENCE: str(sequence)}
+        await jetstream.dead_letter(self.js, self.function, msg, code, message, status, deliveries, where)
+        log.warning("function %s: message %d of %s dead-lettered: %s", self.function, sequence, self.key, code)
         await msg.ack()
 
 
 class DurableTriggers:
     """The durable triggers this gateway runs, kept equal to the route tables'."""
 
-    def __init__(self, gateway: Gateway, nc: NATS, stats: EventStats) -> None:
-        self.gateway = gateway
+    def __init__(self, book: RouteBook, nc: NATS, stats: EventStats, ack_wait: float) -> None:
+        self.book = book
         self.nc = nc
         self.stats = stats
+        self.ack_wait = ack_wait  # the consumers'; --async-ack-wait
         self.running: dict[tuple[str, str], DurableTrigger] = {}
 
     async def sync(self, function: str) -> None:
-        routes = self.gateway.functions.get(function)
+        routes = self.book.get(function)
         want = {}
         if routes is not None:
             want = {trigger_key(t): t for t in routes.table.triggers if t.kind in ("jetstream", "kv")}
@@ -385,7 +362,7 @@ class DurableTriggers:
                 await self.running.pop((name, key)).stop()
         for key, route in want.items():
             if (function, key) not in self.running:
-                trigger = DurableTrigger(self.gateway, self.nc, function, route, self.stats)
+                trigger = DurableTrigger(self.book, self.nc, function, route, self.stats, self.ack_wait)
                 try:
                     await trigger.start()
                 except nats.js.errors.NotFoundError:

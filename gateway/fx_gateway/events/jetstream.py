@@ -1,0 +1,102 @@
+"""What the event engines share about JetStream: the async-call streams, storing a call (once, by message id),
+keeping long work from being redelivered, and dead letters (their headers built here only)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+
+import nats.errors
+from fx import async_streams
+from fx.protocol import (
+    CONSUMER_ASYNC,
+    DEAD_ATTEMPTS,
+    DEAD_ERROR,
+    DEAD_MESSAGE,
+    DEAD_STATUS,
+    STREAM_ASYNC,
+    STREAM_DLQ,
+    async_subject,
+    dead_letter_subject,
+)
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig
+
+from fx_gateway.proxy.internal import Result
+
+STORE_TIMEOUT_S = 5.0  # for JetStream's acknowledgement of a stored async call
+MESSAGE_MAX = 1024  # characters of an error message kept in a dead letter's header
+MSG_ID = "Nats-Msg-Id"  # JetStream stores a message once per id within the stream's duplicate window
+
+
+async def ensure_streams(js: JetStreamContext, ack_wait: float) -> None:
+    """Check (on a NATS without auth: create) the async-call and dead-letter streams, then the shared consumer."""
+    await async_streams.ensure(js)
+    await js.add_consumer(
+        STREAM_ASYNC,
+        ConsumerConfig(
+            durable_name=CONSUMER_ASYNC,
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=ack_wait,
+            max_deliver=-1,  # the worker counts attempts itself and dead-letters
+            max_ack_pending=-1,
+        ),
+    )
+
+
+async def store(js: JetStreamContext, function: str, body: bytes, headers: dict[str, str], msg_id: str = "") -> bool:
+    """Store an async call; returns once JetStream has it, False if it was a copy of one with the same
+    `msg_id` (stored by another gateway). Raises nats.errors.Error."""
+    if msg_id:
+        headers = {MSG_ID: msg_id, **headers}
+    ack = await js.publish(async_subject(function), body, STORE_TIMEOUT_S, STREAM_ASYNC, headers)
+    return not ack.duplicate
+
+
+async def keep_in_progress(running: dict[int, Msg], ack_wait: float) -> None:
+    """Tell JetStream the messages under way are still being worked on, so long calls are not redelivered."""
+    while True:
+        await asyncio.sleep(ack_wait / 3)
+        for msg in list(running.values()):
+            # Disconnected: the message will be redelivered, which at-least-once allows.
+            with contextlib.suppress(nats.errors.Error):
+                await msg.in_progress()
+
+
+def describe(result: Result) -> tuple[str, str]:
+    """(error code, message) of a failed answer: Lambda's error shape, the gateway's, or the status."""
+    try:
+        body = json.loads(result.body)
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and isinstance(body.get("errorType"), str):
+        return body["errorType"], str(body.get("errorMessage", ""))
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        return str(body["error"].get("code", "")), str(body["error"].get("message", ""))
+    if result.function_error is not None:
+        return "Unhandled", result.body.decode("utf-8", "replace")
+    return f"HTTP{result.status}", result.body.decode("utf-8", "replace")
+
+
+async def dead_letter(
+    js: JetStreamContext,
+    function: str,
+    msg: Msg,
+    code: str,
+    message: str,
+    status: int,
+    attempts: int,
+    more: dict[str, str] | None = None,
+) -> dict[str, str]:
+    """Store `msg`'s dead letter (its data and headers, with why it failed, and `more`); returns its headers.
+    The caller acks `msg` only after this: between the two a crash only duplicates the letter."""
+    headers = dict(msg.headers or {})
+    headers[DEAD_ERROR] = code or "Unknown"
+    headers[DEAD_MESSAGE] = " ".join(message.split())[:MESSAGE_MAX]
+    headers[DEAD_STATUS] = str(status)
+    headers[DEAD_ATTEMPTS] = str(attempts)
+    headers.update(more or {})
+    await js.publish(dead_letter_subject(function), msg.data, stream=STREAM_DLQ, headers=headers)
+    return headers

@@ -1,0 +1,64 @@
+"""The gateway's parts, built in order, each given what it needs: the NATS link, the route book (proxy), the
+event engines, the route feed, and the HTTP side (connections, pages, router)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fx_gateway.config import Settings
+from fx_gateway.events.callback_policy import CallbackPolicy
+from fx_gateway.events.engines import Events
+from fx_gateway.http.connections import Connections
+from fx_gateway.http.pages import MetricsSide, Pages
+from fx_gateway.http.router import Router
+from fx_gateway.http.server import ClientConnection
+from fx_gateway.nats_link import NatsLink
+from fx_gateway.proxy.dispatch import Activator
+from fx_gateway.proxy.route_book import RouteBook
+from fx_gateway.route_feed import RouteFeed
+from fx_gateway.tasks import spawn
+
+
+class Gateway:
+    def __init__(self, settings: Settings, activator: Activator | None = None) -> None:
+        """`activator`: how dispatchers ask for replicas; the NATS link's (the controller) unless given."""
+        self.settings = settings
+        self.link = NatsLink(settings)
+        self.book = RouteBook(settings, activator or self.link.activate)
+        self.events = Events(settings, self.book, CallbackPolicy.from_settings(settings))
+        self.feed = RouteFeed(self.link, self.book, self.events)
+        self.connections = Connections(settings)
+        stats = (self.book.stats, self.events.async_stats, self.events.event_stats)
+        self.pages = Pages(stats, self.feed.healthy)
+        self.router = Router(settings, self.book, self.events.enqueue, self.events.policy, self.pages)
+        self._tasks: list[asyncio.Task] = []
+
+    def connection(self) -> ClientConnection:
+        """A caller connection to the main listener."""
+        return ClientConnection(self.router, self.connections)
+
+    def metrics_connection(self) -> ClientConnection:
+        """A connection to --metrics-listen: /metrics and /healthz only."""
+        return ClientConnection(MetricsSide(self.pages), self.connections)
+
+    def start_sweeps(self) -> None:
+        """Start the timers every request relies on: the backstop, and the caller connections' timeouts."""
+        self._tasks += [spawn(self.book.backstop.run()), spawn(self.connections.run())]
+
+    async def start(self) -> None:
+        """Connect to NATS (retrying until it is up), then follow the route tables and serve events."""
+        nc = await self.link.connect()
+        kv = await self.feed.bucket(nc)
+        await self.events.start(nc)
+        self._tasks += [spawn(self.feed.watch(kv)), spawn(self.link.report(self.book.stats))]
+
+    async def stop(self, drain_timeout: float) -> None:
+        """Finish the requests in flight (bounded), then the event work under way, then leave NATS."""
+        await self.connections.drain(drain_timeout)
+        await self.close()
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await self.events.close()
+        await self.link.close()

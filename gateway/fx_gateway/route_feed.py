@@ -1,0 +1,73 @@
+"""Route tables in: the fx_routes bucket watched, each change applied to the route book and to the event
+engines' subscriptions."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import nats.errors
+import nats.js.errors
+from fx import kv_watch
+from fx.protocol import KV_ROUTES, RouteTable
+from nats.aio.client import Client as NATS
+from nats.js.kv import KeyValue
+
+from fx_gateway.events.engines import Events
+from fx_gateway.nats_link import CONNECT_RETRY_S, NatsLink
+from fx_gateway.proxy.route_book import RouteBook
+
+log = logging.getLogger("fx_gateway")
+
+
+class RouteFeed:
+    def __init__(self, link: NatsLink, book: RouteBook, events: Events) -> None:
+        self.link = link
+        self.book = book
+        self.events = events
+        self.loaded = False  # the initial route tables are in
+
+    def healthy(self) -> bool:
+        return self.loaded and self.link.connected
+
+    async def watch(self, kv: KeyValue) -> None:
+        async for entry in kv_watch.watch(kv):
+            if entry is None:  # everything that existed when the watch began has been delivered
+                if not self.loaded:
+                    self.loaded = True
+                    log.info("route tables loaded: %d functions", len(self.book.functions))
+                    self.events.loaded()  # only now: a call for a function not yet loaded is not lost
+                continue
+            if entry.operation in kv_watch.DELETED:
+                self.book.remove(entry.key)
+            else:
+                try:
+                    table = RouteTable.from_json(entry.value)
+                except (ValueError, TypeError, KeyError) as exc:
+                    log.error("route table %r unreadable, ignored: %s", entry.key, exc)
+                    continue
+                self.book.apply(table)
+            try:
+                await self.events.sync(entry.key)
+            except nats.errors.Error as exc:
+                log.error("function %s: cannot subscribe to its triggers: %s", entry.key, exc)
+
+    async def bucket(self, nc: NATS) -> KeyValue:
+        """The route tables' bucket. Only on a NATS without auth may a gateway create it; with its own user
+        it waits for the controller to (start order does not matter)."""
+        js = nc.jetstream()
+        warned = False
+        while True:
+            try:
+                return await js.key_value(KV_ROUTES)
+            except nats.js.errors.BucketNotFoundError:
+                pass
+            try:
+                return await js.create_key_value(bucket=KV_ROUTES, history=1)
+            except nats.js.errors.Error:  # the controller made it meanwhile
+                return await js.key_value(KV_ROUTES)
+            except nats.errors.Error as exc:  # not allowed to: the controller will
+                if not warned:
+                    log.warning("waiting for the controller to create KV %s (%s)", KV_ROUTES, exc)
+                    warned = True
+                await asyncio.sleep(CONNECT_RETRY_S)
