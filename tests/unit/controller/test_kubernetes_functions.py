@@ -74,7 +74,9 @@ async def test_functions_follow_fx_and_fx_follows_functions(controller, deployed
     await sync.start()
     try:
         await deployed("hello")
-        await until(lambda: api.items.get("hello", {}).get("status", {}).get("latestVersion") == 1)
+        # Version 1 routes at once, but the resource says Ready only once the gate's replica has initialised.
+        v1_ready = {"latestVersion": 1, "latestVersionState": "Ready"}
+        await until(lambda: v1_ready.items() <= api.items.get("hello", {}).get("status", {}).items(), 5, "v1 Ready")
         item = api.items["hello"]
         assert item["spec"]["handler"] == "handler.handler" and "name" not in item["spec"]
         assert item["status"]["traffic"] == "1:100" and item["status"]["readyReplicas"] == 2
