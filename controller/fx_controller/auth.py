@@ -73,16 +73,22 @@ class AdminGuard:
 class _BodyLimit:
     """`receive` and `send` for the application: once a body without Content-Length outgrows `limit`, 413 is
     answered (unless the application's answer has begun), the application is told the caller left, and
-    whatever it sends after is dropped."""
+    whatever it sends after is dropped.
+
+    An application that answers before it has read the body it began to read (an upload refused mid-way: a
+    full disk, a digest that cannot match) has the rest read and dropped first: the connection closes after the
+    answer, and a close with unread input is a reset that can reach the caller before the answer does."""
 
     def __init__(self, receive: Receive, send: Send, path: str, limit: int) -> None:
         self._receive, self._send = receive, send
         self.path, self.limit = path, limit
         self.size = 0
         self.started = self.refused = False
+        self.reading = False  # the body was asked for (so its 100 Continue went out) and is not all read yet
 
     async def receive(self) -> Message:
         message = await self._receive()
+        self.reading = message["type"] == "http.request" and message.get("more_body", False)
         if message["type"] == "http.request":
             self.size += len(message.get("body", b""))
             if self.size > self.limit:
@@ -95,9 +101,14 @@ class _BodyLimit:
         return message
 
     async def send(self, message: Message) -> None:
-        if not self.refused:
-            self.started = True
-            await self._send(message)
+        if self.refused:
+            return
+        self.started = True
+        while self.reading and self.size <= self.limit:  # past the limit the rest is left: it need not end
+            rest = await self._receive()
+            self.reading = rest["type"] == "http.request" and rest.get("more_body", False)
+            self.size += len(rest.get("body", b""))
+        await self._send(message)
 
 
 async def _error(send: Send, status: int, code: str, message: str) -> None:

@@ -70,6 +70,7 @@ class SystemProxy(asyncio.Protocol):
         self.head = b"".join(lines)
         self.buffer: list[bytes] = []  # body received before the controller asked for it
         self.early = b""  # the start of the controller's answer, while it could still be a 100 Continue
+        self.controller = f"{host}:{port}"
         client.pause_reading()  # until the controller connection is open, so an upload is not buffered here
         spawn(self._connect(host, port))
 
@@ -77,10 +78,12 @@ class SystemProxy(asyncio.Protocol):
         try:
             await asyncio.get_running_loop().create_connection(lambda: self, host, port)
         except OSError as exc:
-            log.warning("controller at %s:%d unreachable: %s", host, port, exc)
-            message = f"the controller at {host}:{port} is unreachable"
-            self.client.write(responses.error(502, "ControllerUnavailable", message, close=True))
-            self.client.end()
+            log.warning("controller at %s unreachable: %s", self.controller, exc)
+            self._unavailable(f"the controller at {self.controller} is unreachable")
+
+    def _unavailable(self, message: str) -> None:
+        self.client.write(responses.error(502, "ControllerUnavailable", message, close=True))
+        self.client.end()
 
     # --- the controller side ---
 
@@ -101,8 +104,9 @@ class SystemProxy(asyncio.Protocol):
                 return
             self.waiting = False
             if data.startswith(CONTINUE):  # send the body; the caller hears of it only if it asked
-                if not self.expecting:
-                    data = data[len(CONTINUE) :]
+                if self.expecting:
+                    self.client.write(CONTINUE)
+                data = data[len(CONTINUE) :]
                 self.upstream.write(b"".join(self.buffer))  # type: ignore[union-attr]
                 self.buffer = []
                 self.client.resume_reading()
@@ -112,7 +116,13 @@ class SystemProxy(asyncio.Protocol):
             self.client.write(data)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.client.end()
+        if self.relayed or self.closed:
+            self.client.end()
+            return
+        # Closed or reset before a byte of an answer (the controller died, or closed with our body unread):
+        # the caller still gets one.
+        log.warning("controller at %s closed the connection without answering: %s", self.controller, exc)
+        self._unavailable(f"the controller at {self.controller} closed the connection without answering")
 
     def pause_writing(self) -> None:
         self.client.pause_reading()

@@ -11,7 +11,8 @@ from tests.waiting import until
 
 class FakeController:
     """Answers 200 after reading the body of requests carrying `Bearer ok` (saying 100 Continue first when
-    asked), and 401 from the head alone to the others, recording what arrived after that head."""
+    asked), resets the connection after 100 Continue to `Bearer reset`, and 401 from the head alone to the
+    others, recording what arrived after that head."""
 
     def __init__(self) -> None:
         self.heads: list[bytes] = []
@@ -25,6 +26,11 @@ class FakeController:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         head = await reader.readuntil(b"\r\n\r\n")
         self.heads.append(head)
+        if b"Authorization: Bearer reset" in head:  # asks for the body, then dies without answering
+            writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            await reader.read(1)
+            writer.transport.abort()
+            return
         if b"Authorization: Bearer ok" in head:
             if b"Expect: 100-continue" in head:
                 writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -56,6 +62,13 @@ async def test_a_body_is_sent_after_the_controllers_100_continue(gateway):
     assert (await raw.response()).status == 100
     await raw.send(b"abc")
     assert (await raw.response()).status == 200 and controller.bodies[-1] == b"abc"
+
+
+async def test_a_controller_gone_before_its_answer_is_a_502_not_a_dropped_connection(gateway):
+    gw, _ = await proxied(gateway)
+    r = await gw.client.put("/system/artifacts/x", content=b" " * 500_000, headers={"Authorization": "Bearer reset"})
+    assert r.status_code == 502 and r.json()["error"]["code"] == "ControllerUnavailable", r.text
+    assert "without answering" in r.json()["error"]["message"]
 
 
 async def test_a_request_refused_from_its_head_never_sends_its_body(gateway):
