@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from fx.models import STREAM_RE, _Model, check_name, check_subject
+from fx.models import MAX_SUBJECT_LENGTH, STREAM_RE, _Model, check_name, check_subject, shown
 
 # Names fx's own streams and buckets use (FX_ASYNC, FX_DLQ, KV_fx_*, OBJ_fx_*) or that JetStream gives the
 # streams behind buckets: a user's stream is created under none of them, so it can never shadow fx's.
@@ -185,6 +185,8 @@ KV_KEY_RE = re.compile(r"^[-/_=A-Za-z0-9]+(\.[-/_=A-Za-z0-9]+)*\Z")  # NATS KV's
 
 
 def check_kv_key(key: str) -> str:
+    if len(key) > MAX_SUBJECT_LENGTH:  # its subject is $KV.<bucket>.<key>
+        raise ValueError(f"KV key {shown(key)} is longer than {MAX_SUBJECT_LENGTH} characters")
     if not KV_KEY_RE.match(key) or key.startswith("_kv"):
         raise ValueError(f"KV key {key!r} is invalid: use letters, digits, '-_/=' and '.' between them (e.g. 'eu.ann')")
     return key

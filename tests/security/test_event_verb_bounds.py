@@ -1,0 +1,55 @@
+"""The event verbs' admin calls (/system/publish, /system/kv, /system/streams, /system/dlq) with values a caller
+should not be able to act on: each is a 400 naming the field (or 413), never a 500, and the controller's NATS
+connection outlives them. Before, a subject or KV key over 4096 bytes made nats-server close the controller's
+connection for good (every later event call: 500 ConnectionClosedError)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.integration.conftest import RunningPlatform
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory) -> Iterator[httpx.Client]:
+    root = tmp_path_factory.mktemp("event-bounds")
+    platform = RunningPlatform(root / "state", root / "fx-config.json")
+    headers = {"Authorization": f"Bearer {platform.token}"}
+    try:
+        with httpx.Client(base_url=f"{platform.gateway_url}/system", headers=headers, timeout=30) as client:
+            assert client.put("/kv/users", json={}).status_code == 200
+            assert client.put("/streams/ORDERS", json={"subjects": ["orders.>"]}).status_code == 200
+            yield client
+    finally:
+        platform.stop()
+
+
+def _refused(response: httpx.Response, field: str, status: int = 400) -> None:
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert error["field"] == field, error
+    assert len(response.text) < 2000  # the bad value is not echoed whole
+
+
+def _still_connected(api: httpx.Client) -> None:
+    published = api.post("/publish", json={"subject": "orders.new", "data": "after"})
+    assert published.status_code == 200 and published.json()["stream"] == "ORDERS", published.text
+    assert api.put("/kv/users/keys/eu.ann", json={"value": "after"}).status_code == 200
+
+
+LONG = "a." * 3000 + "b"  # 6001 characters: over nats-server's 4096-byte protocol line
+
+
+def test_an_over_long_subject_is_a_400_and_the_controller_keeps_its_nats_connection(api):
+    _refused(api.post("/publish", json={"subject": LONG}), "subject")
+    _refused(api.post("/publish", json={"subject": "a." * 128 + "b"}), "subject")  # 257 characters
+    _refused(api.put("/streams/LONG", json={"subjects": [LONG]}), "subjects")
+    _still_connected(api)
+
+
+def test_an_over_long_kv_key_is_a_400_and_the_controller_keeps_its_nats_connection(api):
+    _refused(api.put("/kv/users/keys/" + "k" * 6000, json={"value": "v"}), "key")
+    _still_connected(api)
