@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from datetime import datetime
 from typing import Annotated, Literal
@@ -147,6 +149,11 @@ class PlatformStatus(_Model):
 
 PUBLISH_TIMEOUT_DEFAULT = 5.0
 PUBLISH_TIMEOUT_MAX = 60.0
+PUBLISH_HEADERS_MAX = 64
+# A NATS header: a name as HTTP's (no ':', no spaces), a value on one line (a CR or LF would end it and start a
+# header the caller made up, e.g. Nats-Msg-Id).
+HEADER_NAME_RE = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}\Z")
+HEADER_VALUE_RE = re.compile(r"^[^\r\n\x00]*\Z")
 
 
 def check_publish_subject(subject: str) -> str:
@@ -170,6 +177,30 @@ class PublishSpec(_Model):
     @classmethod
     def _subject(cls, v: str) -> str:
         return check_publish_subject(v)
+
+    @field_validator("headers")
+    @classmethod
+    def _headers(cls, headers: dict[str, str]) -> dict[str, str]:
+        if len(headers) > PUBLISH_HEADERS_MAX:
+            raise ValueError(f"{len(headers)} headers: at most {PUBLISH_HEADERS_MAX}")
+        for name, value in headers.items():
+            if not HEADER_NAME_RE.match(name):
+                raise ValueError(f"header name {shown(name)} is invalid: letters, digits and !#$%&'*+.^_`|~- only")
+            if not HEADER_VALUE_RE.match(value):
+                raise ValueError(f"the value of header {name!r} holds a line break or NUL")
+        return headers
+
+    @model_validator(mode="after")
+    def _data(self) -> PublishSpec:
+        if self.base64:
+            try:
+                base64.b64decode(self.data, validate=True)
+            except binascii.Error as e:
+                raise ValueError(f"data is not base64 ({e}), yet base64 is true") from None
+        return self
+
+    def payload(self) -> bytes:
+        return base64.b64decode(self.data) if self.base64 else self.data.encode()
 
 
 class PublishResult(_Model):

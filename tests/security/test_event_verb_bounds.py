@@ -53,3 +53,29 @@ def test_an_over_long_subject_is_a_400_and_the_controller_keeps_its_nats_connect
 def test_an_over_long_kv_key_is_a_400_and_the_controller_keeps_its_nats_connection(api):
     _refused(api.put("/kv/users/keys/" + "k" * 6000, json={"value": "v"}), "key")
     _still_connected(api)
+
+
+BAD_HEADERS = [
+    {"A": "x\r\nNats-Msg-Id: forged"},  # before: stored, with the made-up header
+    {"A\r\nB": "x"},  # before: 500 BadHeaderError
+    {"A: B": "x"},
+    {"": "x"},
+    {"A": "x\x00"},
+    {f"H{i}": "v" for i in range(65)},
+]
+
+
+@pytest.mark.parametrize("headers", BAD_HEADERS, ids=[repr(h)[:30] for h in BAD_HEADERS])
+def test_a_bad_header_of_a_test_message_is_a_400_and_nothing_is_stored(api, headers):
+    before = api.get("/streams").json()
+    _refused(api.post("/publish", json={"subject": "orders.new", "headers": headers}), "headers")
+    assert api.get("/streams").json() == before
+
+
+def test_data_that_is_not_base64_is_a_400_not_an_empty_message(api):
+    before = api.get("/streams").json()
+    refused = api.post("/publish", json={"subject": "orders.new", "data": "!!!", "base64": True})
+    assert refused.status_code == 400 and "base64" in refused.json()["error"]["message"], refused.text
+    assert api.get("/streams").json() == before
+    good = api.post("/publish", json={"subject": "orders.new", "data": "aGk=", "base64": True, "headers": {"X-A": "1"}})
+    assert good.status_code == 200, good.text
