@@ -15,6 +15,7 @@ from fx.event_models import (
     DeadLetterDetail,
     KvPutResult,
     KvPutSpec,
+    LetterId,
     PublishResult,
     PublishSpec,
     RedriveResult,
@@ -70,7 +71,7 @@ def dlq_router(letters: DeadLetters) -> APIRouter:
         return await letters.list(function, limit)
 
     @api.get("/{letter_id}")
-    async def show_letter(letter_id: int) -> DeadLetterDetail:
+    async def show_letter(letter_id: LetterId) -> DeadLetterDetail:
         return await letters.show(letter_id)
 
     @api.post("/redrive")

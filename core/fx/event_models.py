@@ -19,6 +19,12 @@ RESERVED_STREAM_PREFIXES = ("fx_", "kv_", "obj_")
 RESERVED_BUCKET_PREFIX = "fx_"
 DLQ_LIST_DEFAULT = 100
 DLQ_LIST_MAX = 10_000
+# JetStream keeps sizes, ages (in nanoseconds) and sequences as 64-bit integers: a larger value is a 400 here,
+# not an OverflowError or a BadRequestError (500s) on the way to NATS.
+INT64_MAX = 2**63 - 1
+STREAM_MAX_AGE = 100 * 365 * 86400  # seconds (a century; JetStream's limit is ~292 years of nanoseconds)
+STREAM_SUBJECTS_MAX = 32
+LetterId = Annotated[int, Field(ge=1, le=INT64_MAX)]
 
 
 class DeadLetter(_Model):
@@ -48,7 +54,7 @@ class DeadLetterDetail(DeadLetter):
 class RedriveSpec(_Model):
     """Which letters to re-enqueue: exactly one of `ids`, `function` or `all`."""
 
-    ids: list[int] | None = None
+    ids: Annotated[list[LetterId] | None, Field(max_length=DLQ_LIST_MAX)] = None
     function: str | None = None
     all: bool = False
 
@@ -86,9 +92,15 @@ def _check_stream_name(name: str, what: str, example: str) -> str:
 class StreamSpec(_Model):
     """A user stream for `jetstream` triggers: what `fx stream create` sends."""
 
-    subjects: Annotated[list[str], Field(min_length=1, description="subjects it stores, e.g. orders.>")]
-    max_age: Annotated[float, Field(ge=0, description="seconds a message is kept; 0: until a limit")] = 0
-    max_bytes: Annotated[int, Field(ge=-1, description="bytes kept, oldest dropped first; -1: unlimited")] = -1
+    subjects: Annotated[
+        list[str], Field(min_length=1, max_length=STREAM_SUBJECTS_MAX, description="subjects it stores, e.g. orders.>")
+    ]
+    max_age: Annotated[
+        float, Field(ge=0, le=STREAM_MAX_AGE, description="seconds a message is kept; 0: until a limit")
+    ] = 0
+    max_bytes: Annotated[
+        int, Field(ge=-1, le=INT64_MAX, description="bytes kept, oldest dropped first; -1: unlimited")
+    ] = -1
 
     @field_validator("subjects")
     @classmethod
@@ -111,7 +123,7 @@ class BucketSpec(_Model):
     """A user KV bucket for `kv` triggers: what `fx kv create` sends."""
 
     history: Annotated[int, Field(ge=1, le=64, description="values kept per key")] = 1
-    max_bytes: Annotated[int, Field(ge=-1, description="bytes kept; -1: unlimited")] = -1
+    max_bytes: Annotated[int, Field(ge=-1, le=INT64_MAX, description="bytes kept; -1: unlimited")] = -1
 
 
 class BucketInfo(_Model):

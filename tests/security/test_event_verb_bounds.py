@@ -79,3 +79,30 @@ def test_data_that_is_not_base64_is_a_400_not_an_empty_message(api):
     assert api.get("/streams").json() == before
     good = api.post("/publish", json={"subject": "orders.new", "data": "aGk=", "base64": True, "headers": {"X-A": "1"}})
     assert good.status_code == 200, good.text
+
+
+@pytest.mark.parametrize(
+    ("path", "spec", "field"),
+    [
+        ("/streams/MANY", {"subjects": [f"m{i}.x" for i in range(33)]}, "subjects"),  # before: 503 after 5 s
+        ("/streams/AGE", {"subjects": ["age.x"], "max_age": 1e300}, "max_age"),  # before: 500 OverflowError
+        ("/streams/BIG", {"subjects": ["big.x"], "max_bytes": 2**70}, "max_bytes"),  # before: 500 BadRequestError
+        ("/kv/big", {"max_bytes": 2**70}, "max_bytes"),
+    ],
+)
+def test_a_stream_or_bucket_past_jetstreams_limits_is_a_400_and_not_made(api, path, spec, field):
+    _refused(api.put(path, json=spec), field)
+    assert [s["name"] for s in api.get("/streams").json()] == ["ORDERS"]
+    assert [b["name"] for b in api.get("/kv").json()] == ["users"]
+
+
+@pytest.mark.parametrize("letter", [0, -1, 2**70])
+def test_a_dead_letter_id_out_of_range_is_a_400(api, letter):
+    _refused(api.get(f"/dlq/{letter}"), "letter_id")
+    _refused(api.post("/dlq/redrive", json={"ids": [letter]}), "ids.0")
+
+
+def test_a_redrive_names_at_most_as_many_ids_as_a_listing_shows(api):
+    _refused(api.post("/dlq/redrive", json={"ids": list(range(1, 10_002))}), "ids")
+    most = api.post("/dlq/redrive", json={"ids": list(range(1, 10_001))})  # taken: there is no letter 1
+    assert most.status_code == 404 and most.json()["error"]["code"] == "DeadLetterNotFound", most.text
