@@ -19,6 +19,7 @@ RESERVED_STREAM_PREFIXES = ("fx_", "kv_", "obj_")
 RESERVED_BUCKET_PREFIX = "fx_"
 DLQ_LIST_DEFAULT = 100
 DLQ_LIST_MAX = 10_000
+REDRIVE_BATCH = 1000  # letters one redrive call of `function` or `all` judges: its answer comes in seconds
 # JetStream keeps sizes, ages (in nanoseconds) and sequences as 64-bit integers: a larger value is a 400 here,
 # not an OverflowError or a BadRequestError (500s) on the way to NATS.
 INT64_MAX = 2**63 - 1
@@ -52,11 +53,14 @@ class DeadLetterDetail(DeadLetter):
 
 
 class RedriveSpec(_Model):
-    """Which letters to re-enqueue: exactly one of `ids`, `function` or `all`."""
+    """Which letters to re-enqueue: exactly one of `ids`, `function` or `all`; with `function` or `all`, those
+    from id `start` to id `end` (default: the last there is when the redrive begins), a batch a call."""
 
     ids: Annotated[list[LetterId] | None, Field(max_length=DLQ_LIST_MAX)] = None
     function: str | None = None
     all: bool = False
+    start: LetterId = 1
+    end: LetterId | None = None
 
     @field_validator("function")
     @classmethod
@@ -77,10 +81,12 @@ class RedriveFailure(_Model):
 
 
 class RedriveResult(_Model):
-    """Letters re-accepted (and removed from the DLQ), and those left in it with the reason."""
+    """Letters re-accepted (and removed from the DLQ), and those left in it with the reason; `next`: the call
+    that redrives the rest, when there were more letters than one call takes (REDRIVE_BATCH)."""
 
     redriven: list[DeadLetter]
     failed: list[RedriveFailure]
+    next: RedriveSpec | None = None
 
 
 def _check_stream_name(name: str, what: str, example: str) -> str:
