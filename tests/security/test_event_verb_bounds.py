@@ -5,6 +5,9 @@ connection for good (every later event call: 500 ConnectionClosedError)."""
 
 from __future__ import annotations
 
+import hashlib
+import io
+import zipfile
 from collections.abc import Iterator
 
 import httpx
@@ -106,3 +109,19 @@ def test_a_redrive_names_at_most_as_many_ids_as_a_listing_shows(api):
     _refused(api.post("/dlq/redrive", json={"ids": list(range(1, 10_002))}), "ids")
     most = api.post("/dlq/redrive", json={"ids": list(range(1, 10_001))})  # taken: there is no letter 1
     assert most.status_code == 404 and most.json()["error"]["code"] == "DeadLetterNotFound", most.text
+
+
+def test_logs_since_a_time_past_the_calendar_is_an_answer_not_a_500(api):
+    code = io.BytesIO()
+    with zipfile.ZipFile(code, "w") as zf:
+        zf.writestr("handler.py", "def handler(event, context):\n    return 'ok'\n")
+    digest = "sha256:" + hashlib.sha256(code.getvalue()).hexdigest()
+    assert api.put(f"/artifacts/{digest}", content=code.getvalue()).status_code == 200
+    assert api.put("/functions/hello", json={"name": "hello", "artifact": digest}).status_code == 200
+    for since in ("0001-01-01T00:00:00+01:00", "9999-12-31T23:00:00-02:00"):  # before: 500 OverflowError
+        answered = api.get("/functions/hello/logs", params={"since": since})
+        assert answered.status_code == 200, (since, answered.text)
+    for bad in ("yesterday", "2026-13-01T00:00:00Z"):
+        _refused(api.get("/functions/hello/logs", params={"since": bad}), "since")
+    _refused(api.get("/functions/hello/logs", params={"tail": -1}), "tail")
+    _refused(api.get("/functions/hello/logs", params={"tail": 10**9}), "tail")
