@@ -125,3 +125,12 @@ def test_logs_since_a_time_past_the_calendar_is_an_answer_not_a_500(api):
         _refused(api.get("/functions/hello/logs", params={"since": bad}), "since")
     _refused(api.get("/functions/hello/logs", params={"tail": -1}), "tail")
     _refused(api.get("/functions/hello/logs", params={"tail": 10**9}), "tail")
+
+
+def test_query_flags_and_the_request_timeout_are_checked(api):
+    _refused(api.post("/functions/hello/rollback", params={"force": "maybe"}), "force")
+    _refused(api.put("/functions/hello", params={"dry_run": "maybe"}, json={"name": "hello"}), "dry_run")
+    for timeout in (0, 61, "Infinity"):
+        body = f'{{"subject": "orders.new", "request": true, "timeout": {timeout}}}'
+        _refused(api.post("/publish", content=body, headers={"Content-Type": "application/json"}), "timeout")
+    _refused(api.get("/dlq", params={"limit": 10_001}), "limit")
