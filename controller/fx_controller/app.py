@@ -35,20 +35,14 @@ ERRORS = {status: {"model": ErrorBody} for status in (400, 401, 404, 409, 413)}
 
 
 def _name(name: Annotated[str, Path(description="function name (DNS-1123 label)")]) -> str:
-    try:
-        return check_name(name)
-    except ValueError as e:
-        raise errors.ApiError(400, "InvalidName", str(e), function=name, field="name") from e
+    return errors.checked(check_name, name, "name", function=name)
 
 
 FunctionName = Annotated[str, Depends(_name)]
 
 
 def _alias(alias: Annotated[str, Path(description="alias name, e.g. live or beta")]) -> str:
-    try:
-        return check_alias(alias)
-    except ValueError as e:
-        raise errors.ApiError(400, "InvalidAlias", str(e), field="alias") from e
+    return errors.checked(check_alias, alias, "alias", "InvalidAlias")
 
 
 AliasName = Annotated[str, Depends(_alias)]

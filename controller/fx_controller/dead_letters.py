@@ -14,7 +14,14 @@ from datetime import UTC, datetime
 
 import nats.errors
 import nats.js.errors
-from fx.event_models import DeadLetter, DeadLetterDetail, RedriveFailure, RedriveResult, RedriveSpec
+from fx.event_models import (
+    REDRIVE_BATCH,
+    DeadLetter,
+    DeadLetterDetail,
+    RedriveFailure,
+    RedriveResult,
+    RedriveSpec,
+)
 from fx.protocol import (
     ASYNC_CALL_ID,
     ASYNC_FUNCTION,
@@ -92,9 +99,9 @@ class DeadLetters:
         self.function_exists = function_exists
         self._redriving = asyncio.Lock()  # two redrives at once would each copy the same letters
 
-    async def _scan(self, subject: str, last: int | None = None) -> AsyncIterator[RawStreamMsg]:
-        """The letters on `subject`, oldest first, up to sequence `last`."""
-        seq = 1
+    async def _scan(self, subject: str, last: int | None = None, first: int = 1) -> AsyncIterator[RawStreamMsg]:
+        """The letters on `subject`, oldest first, from sequence `first` up to sequence `last`."""
+        seq = first
         while last is None or seq <= last:
             try:
                 raw = await self.js.get_msg(STREAM_DLQ, seq=seq, subject=subject, next=True)
@@ -126,8 +133,13 @@ class DeadLetters:
 
     async def redrive(self, spec: RedriveSpec) -> RedriveResult:
         async with self._redriving:
-            redriven, failed = [], []
+            if spec.ids is None and spec.end is None:
+                spec = await self._pinned(spec)
+            redriven, failed, rest = [], [], None
             async for raw in self._select(spec):
+                if len(redriven) + len(failed) == REDRIVE_BATCH:  # bounded work a call: the caller sends `next`
+                    rest = spec.model_copy(update={"start": raw.seq})
+                    break
                 letter = summary(raw)
                 try:
                     await self._copy(raw, letter)
@@ -144,19 +156,23 @@ class DeadLetters:
                     failed.append(RedriveFailure(id=letter.id, reason=reason))
                     continue
                 redriven.append(letter)
-            return RedriveResult(redriven=redriven, failed=failed)
+            return RedriveResult(redriven=redriven, failed=failed, next=rest)
+
+    async def _pinned(self, spec: RedriveSpec) -> RedriveSpec:
+        """The first call of a redrive of `function` or `all`: it and its next calls take only the letters there
+        are now (a redriven call that fails again becomes a new letter, past `end`: not a loop)."""
+        gone = spec.function is not None and not self.function_exists(spec.function)
+        if gone and not await self.list(spec.function, 1):
+            raise not_found(spec.function)
+        return spec.model_copy(update={"end": (await self.js.stream_info(STREAM_DLQ)).state.last_seq})
 
     async def _select(self, spec: RedriveSpec) -> AsyncIterator[RawStreamMsg]:
         if spec.ids is not None:
             for raw in [await self._get(i) for i in dict.fromkeys(spec.ids)]:  # an unknown id changes nothing
                 yield raw
             return
-        gone = spec.function is not None and not self.function_exists(spec.function)
-        if gone and not await self.list(spec.function, 1):
-            raise not_found(spec.function)
-        # Only the letters there are now: a redriven call that fails again becomes a new letter, not a loop.
-        last = (await self.js.stream_info(STREAM_DLQ)).state.last_seq
-        async for raw in self._scan(dead_letter_subject(spec.function) if spec.function else ALL_LETTERS, last):
+        subject = dead_letter_subject(spec.function) if spec.function else ALL_LETTERS
+        async for raw in self._scan(subject, spec.end, spec.start):
             yield raw
 
     async def _copy(self, raw: RawStreamMsg, letter: DeadLetter) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 from fastapi import FastAPI, Request
@@ -28,6 +29,16 @@ class ApiError(Exception):
         super().__init__(message)
         self.status = status
         self.detail = ErrorDetail(code=code, message=message, function=function, field=field)
+
+
+def checked(
+    check: Callable[[str], str], value: str, field: str, code: str = "InvalidName", *, function: str | None = None
+) -> str:
+    """`value` as `check` passes it; its ValueError a 400 naming `field` (for a path or query parameter)."""
+    try:
+        return check(value)
+    except ValueError as e:
+        raise ApiError(400, code, str(e), function=function, field=field) from e
 
 
 def not_found(name: str) -> ApiError:

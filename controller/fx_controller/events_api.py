@@ -15,6 +15,7 @@ from fx.event_models import (
     DeadLetterDetail,
     KvPutResult,
     KvPutSpec,
+    LetterId,
     PublishResult,
     PublishSpec,
     RedriveResult,
@@ -33,23 +34,16 @@ from .messages import Messages
 from .user_streams import UserStreams
 
 
-def _checked(check, value: str) -> str:
-    try:
-        return check(value)
-    except ValueError as e:
-        raise errors.ApiError(400, "InvalidName", str(e), field="name") from e
-
-
 def _stream(name: Annotated[str, Path(description="stream name, e.g. ORDERS")]) -> str:
-    return _checked(check_stream_name, name)
+    return errors.checked(check_stream_name, name, "name")
 
 
 def _bucket(name: Annotated[str, Path(description="KV bucket name, e.g. users")]) -> str:
-    return _checked(check_bucket_name, name)
+    return errors.checked(check_bucket_name, name, "name")
 
 
 def _function(function: Annotated[str | None, Query(description="only this function's letters")] = None) -> str | None:
-    return None if function is None else _checked(check_name, function)
+    return None if function is None else errors.checked(check_name, function, "name")
 
 
 StreamName = Annotated[str, Depends(_stream)]
@@ -70,7 +64,7 @@ def dlq_router(letters: DeadLetters) -> APIRouter:
         return await letters.list(function, limit)
 
     @api.get("/{letter_id}")
-    async def show_letter(letter_id: int) -> DeadLetterDetail:
+    async def show_letter(letter_id: LetterId) -> DeadLetterDetail:
         return await letters.show(letter_id)
 
     @api.post("/redrive")
@@ -83,10 +77,7 @@ def dlq_router(letters: DeadLetters) -> APIRouter:
 
 
 def _key(key: Annotated[str, Path(description="KV key, e.g. eu.ann")]) -> str:
-    try:
-        return check_kv_key(key)
-    except ValueError as e:
-        raise errors.ApiError(400, "InvalidKey", str(e), field="key") from e
+    return errors.checked(check_kv_key, key, "key", "InvalidKey")
 
 
 def streams_router(streams: UserStreams, messages: Messages) -> APIRouter:

@@ -40,8 +40,12 @@ def remove(state_dir: Path, function: str) -> None:
 
 def stamp_of(when: datetime) -> bytes:
     """A time as the runtime stamps it (UTC, milliseconds): such stamps compare as bytes. Naive means UTC."""
-    utc = when.astimezone(UTC) if when.tzinfo else when
-    return f"{utc:%Y-%m-%dT%H:%M:%S}.{utc.microsecond // 1000:03d}Z".encode()
+    try:
+        utc = when.astimezone(UTC) if when.tzinfo else when
+    except OverflowError:  # within a day of datetime's range, in UTC before year 1 or after 9999
+        utc = datetime.min if when.year == 1 else datetime.max
+    # isoformat, not strftime: %Y gives "999" for the year 999, which sorts after "2026"
+    return (utc.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z").encode()
 
 
 @dataclass

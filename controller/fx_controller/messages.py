@@ -33,9 +33,17 @@ class Messages:
     def __init__(self, nc: NATS) -> None:
         self.nc = nc
 
+    def _fits(self, data: bytes, headers: dict[str, str] | None = None) -> None:
+        """nats-server closes a connection that sends more than its max_payload (headers included): refused here."""
+        size = len(data) + sum(len(k.encode()) + len(v.encode()) + 4 for k, v in (headers or {}).items())
+        if size > self.nc.max_payload:
+            message = f"the message is {size} bytes with its headers; NATS takes at most {self.nc.max_payload}"
+            raise ApiError(413, "PayloadTooLarge", message, field="data")
+
     async def publish(self, spec: PublishSpec) -> PublishResult:
-        data = base64.b64decode(spec.data) if spec.base64 else spec.data.encode()
+        data = spec.payload()
         headers = spec.headers or None
+        self._fits(data, headers)
         if spec.request:
             return await self._request(spec, data, headers)
         js = self.nc.jetstream()
@@ -72,4 +80,6 @@ class Messages:
         except nats.js.errors.BucketNotFoundError:
             message = f"KV bucket {bucket!r} does not exist; fx kv create {bucket}"
             raise ApiError(404, "BucketNotFound", message, field="name") from None
-        return KvPutResult(bucket=bucket, key=key, revision=await kv.put(key, value.encode()))
+        data = value.encode()
+        self._fits(data)
+        return KvPutResult(bucket=bucket, key=key, revision=await kv.put(key, data))

@@ -3,13 +3,15 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from fx.models import STREAM_RE, _Model, check_name, check_subject
+from fx.models import MAX_SUBJECT_LENGTH, STREAM_RE, _Model, check_name, check_subject, shown
 
 # Names fx's own streams and buckets use (FX_ASYNC, FX_DLQ, KV_fx_*, OBJ_fx_*) or that JetStream gives the
 # streams behind buckets: a user's stream is created under none of them, so it can never shadow fx's.
@@ -17,6 +19,13 @@ RESERVED_STREAM_PREFIXES = ("fx_", "kv_", "obj_")
 RESERVED_BUCKET_PREFIX = "fx_"
 DLQ_LIST_DEFAULT = 100
 DLQ_LIST_MAX = 10_000
+REDRIVE_BATCH = 1000  # letters one redrive call of `function` or `all` judges: its answer comes in seconds
+# JetStream keeps sizes, ages (in nanoseconds) and sequences as 64-bit integers: a larger value is a 400 here,
+# not an OverflowError or a BadRequestError (500s) on the way to NATS.
+INT64_MAX = 2**63 - 1
+STREAM_MAX_AGE = 100 * 365 * 86400  # seconds (a century; JetStream's limit is ~292 years of nanoseconds)
+STREAM_SUBJECTS_MAX = 32
+LetterId = Annotated[int, Field(ge=1, le=INT64_MAX)]
 
 
 class DeadLetter(_Model):
@@ -44,11 +53,14 @@ class DeadLetterDetail(DeadLetter):
 
 
 class RedriveSpec(_Model):
-    """Which letters to re-enqueue: exactly one of `ids`, `function` or `all`."""
+    """Which letters to re-enqueue: exactly one of `ids`, `function` or `all`; with `function` or `all`, those
+    from id `start` to id `end` (default: the last there is when the redrive begins), a batch a call."""
 
-    ids: list[int] | None = None
+    ids: Annotated[list[LetterId] | None, Field(max_length=DLQ_LIST_MAX)] = None
     function: str | None = None
     all: bool = False
+    start: LetterId = 1
+    end: LetterId | None = None
 
     @field_validator("function")
     @classmethod
@@ -69,10 +81,12 @@ class RedriveFailure(_Model):
 
 
 class RedriveResult(_Model):
-    """Letters re-accepted (and removed from the DLQ), and those left in it with the reason."""
+    """Letters re-accepted (and removed from the DLQ), and those left in it with the reason; `next`: the call
+    that redrives the rest, when there were more letters than one call takes (REDRIVE_BATCH)."""
 
     redriven: list[DeadLetter]
     failed: list[RedriveFailure]
+    next: RedriveSpec | None = None
 
 
 def _check_stream_name(name: str, what: str, example: str) -> str:
@@ -84,9 +98,15 @@ def _check_stream_name(name: str, what: str, example: str) -> str:
 class StreamSpec(_Model):
     """A user stream for `jetstream` triggers: what `fx stream create` sends."""
 
-    subjects: Annotated[list[str], Field(min_length=1, description="subjects it stores, e.g. orders.>")]
-    max_age: Annotated[float, Field(ge=0, description="seconds a message is kept; 0: until a limit")] = 0
-    max_bytes: Annotated[int, Field(ge=-1, description="bytes kept, oldest dropped first; -1: unlimited")] = -1
+    subjects: Annotated[
+        list[str], Field(min_length=1, max_length=STREAM_SUBJECTS_MAX, description="subjects it stores, e.g. orders.>")
+    ]
+    max_age: Annotated[
+        float, Field(ge=0, le=STREAM_MAX_AGE, description="seconds a message is kept; 0: until a limit")
+    ] = 0
+    max_bytes: Annotated[
+        int, Field(ge=-1, le=INT64_MAX, description="bytes kept, oldest dropped first; -1: unlimited")
+    ] = -1
 
     @field_validator("subjects")
     @classmethod
@@ -109,7 +129,7 @@ class BucketSpec(_Model):
     """A user KV bucket for `kv` triggers: what `fx kv create` sends."""
 
     history: Annotated[int, Field(ge=1, le=64, description="values kept per key")] = 1
-    max_bytes: Annotated[int, Field(ge=-1, description="bytes kept; -1: unlimited")] = -1
+    max_bytes: Annotated[int, Field(ge=-1, le=INT64_MAX, description="bytes kept; -1: unlimited")] = -1
 
 
 class BucketInfo(_Model):
@@ -147,6 +167,11 @@ class PlatformStatus(_Model):
 
 PUBLISH_TIMEOUT_DEFAULT = 5.0
 PUBLISH_TIMEOUT_MAX = 60.0
+PUBLISH_HEADERS_MAX = 64
+# A NATS header: a name as HTTP's (no ':', no spaces), a value on one line (a CR or LF would end it and start a
+# header the caller made up, e.g. Nats-Msg-Id).
+HEADER_NAME_RE = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}\Z")
+HEADER_VALUE_RE = re.compile(r"^[^\r\n\x00]*\Z")
 
 
 def check_publish_subject(subject: str) -> str:
@@ -171,6 +196,30 @@ class PublishSpec(_Model):
     def _subject(cls, v: str) -> str:
         return check_publish_subject(v)
 
+    @field_validator("headers")
+    @classmethod
+    def _headers(cls, headers: dict[str, str]) -> dict[str, str]:
+        if len(headers) > PUBLISH_HEADERS_MAX:
+            raise ValueError(f"{len(headers)} headers: at most {PUBLISH_HEADERS_MAX}")
+        for name, value in headers.items():
+            if not HEADER_NAME_RE.match(name):
+                raise ValueError(f"header name {shown(name)} is invalid: letters, digits and !#$%&'*+.^_`|~- only")
+            if not HEADER_VALUE_RE.match(value):
+                raise ValueError(f"the value of header {name!r} holds a line break or NUL")
+        return headers
+
+    @model_validator(mode="after")
+    def _data(self) -> PublishSpec:
+        if self.base64:
+            try:
+                base64.b64decode(self.data, validate=True)
+            except binascii.Error as e:
+                raise ValueError(f"data is not base64 ({e}), yet base64 is true") from None
+        return self
+
+    def payload(self) -> bytes:
+        return base64.b64decode(self.data) if self.base64 else self.data.encode()
+
 
 class PublishResult(_Model):
     subject: str
@@ -185,6 +234,8 @@ KV_KEY_RE = re.compile(r"^[-/_=A-Za-z0-9]+(\.[-/_=A-Za-z0-9]+)*\Z")  # NATS KV's
 
 
 def check_kv_key(key: str) -> str:
+    if len(key) > MAX_SUBJECT_LENGTH:  # its subject is $KV.<bucket>.<key>
+        raise ValueError(f"KV key {shown(key)} is longer than {MAX_SUBJECT_LENGTH} characters")
     if not KV_KEY_RE.match(key) or key.startswith("_kv"):
         raise ValueError(f"KV key {key!r} is invalid: use letters, digits, '-_/=' and '.' between them (e.g. 'eu.ann')")
     return key

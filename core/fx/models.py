@@ -117,6 +117,14 @@ class HttpSpec(_Model):
 SUBJECT_TOKEN_RE = re.compile(r"^[!-~]+\Z")
 MAX_TRIGGERS = 16
 MAX_SECRET_REFS = 16  # secrets one function may name
+# NATS refuses a protocol line over 4096 bytes by closing the connection (the controller's, a gateway's): a
+# subject (or KV key) is kept well below, with room for the rest of the line ($KV.<bucket>., a reply inbox).
+MAX_SUBJECT_LENGTH = 256
+
+
+def shown(value: str) -> str:
+    """A value for an error message: an over-long one is not echoed whole."""
+    return repr(value) if len(value) <= 80 else f"{value[:40]!r}... ({len(value)} characters)"
 
 
 def subject_problem(subject: str) -> str | None:
@@ -124,6 +132,8 @@ def subject_problem(subject: str) -> str | None:
     tokens = subject.split(".")
     if not subject:
         return "it is empty"
+    if len(subject) > MAX_SUBJECT_LENGTH:
+        return f"it is longer than {MAX_SUBJECT_LENGTH} characters"
     if any(not SUBJECT_TOKEN_RE.match(t) for t in tokens):
         return "a token is empty or holds a space or a non-ASCII character"
     if any(("*" in t and t != "*") or (">" in t and t != ">") for t in tokens):
@@ -139,7 +149,7 @@ def check_subject(subject: str) -> str:
     if problem is None and (reserved_subject(subject) or subject == ">"):
         problem = "fx., $ and _INBOX. subjects (and '>') are reserved for fx and NATS"
     if problem:
-        raise ValueError(f"NATS subject {subject!r} is invalid: {problem}; e.g. 'orders.created' or 'orders.>'")
+        raise ValueError(f"NATS subject {shown(subject)} is invalid: {problem}; e.g. 'orders.created' or 'orders.>'")
     return subject
 
 
@@ -258,7 +268,6 @@ class TriggerSpec(_Model):
 
 
 MAX_GRANT_SUBJECTS = 32
-MAX_GRANT_SUBJECT_LENGTH = 256
 
 
 def check_grant_subject(subject: str) -> str:
@@ -266,9 +275,7 @@ def check_grant_subject(subject: str) -> str:
     there ('*.activate', '*.>') would reach fx.*, $JS/$KV and _INBOX subjects."""
     if not re.fullmatch(r"[!-~]+(\.[!-~]+)*", subject):  # fullmatch: no trailing newline slips through
         raise ValueError(f"NATS subject {subject!r} is invalid: it is empty or holds a space or a control character")
-    check_subject(subject)
-    if len(subject) > MAX_GRANT_SUBJECT_LENGTH:
-        raise ValueError(f"NATS subject {subject[:40]!r}... is longer than {MAX_GRANT_SUBJECT_LENGTH} characters")
+    check_subject(subject)  # its length too
     first = subject.split(".", 1)[0]
     if first in ("*", ">") or first.startswith("_INBOX"):
         raise ValueError(

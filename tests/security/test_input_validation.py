@@ -90,6 +90,7 @@ BAD_SPECS = [
     ({"env": {"FOO BAR": "1"}}, "env"),
     ({"triggers": [{"nats": "orders.created\n"}]}, "triggers.0.nats"),
     ({"triggers": [{"nats": "orders\n.created"}]}, "triggers.0.nats"),
+    ({"triggers": [{"nats": "orders." * 1000 + "x"}]}, "triggers.0.nats"),  # over NATS's protocol line
     ({"triggers": [{"jetstream": {"stream": "ORDERS\n"}}]}, "triggers.0.jetstream.stream"),
     ({"triggers": [{"kv": {"bucket": "users\n"}}]}, "triggers.0.kv.bucket"),
     ({"triggers": [{"kv": {"bucket": "users", "keys": "users.*\n"}}]}, "triggers.0.kv.keys"),

@@ -12,10 +12,7 @@ from .rules import Secrets
 
 
 def _name(name: Annotated[str, Path(description="secret name (DNS-1123 label)")]) -> str:
-    try:
-        return check_secret_name(name)
-    except ValueError as e:
-        raise errors.ApiError(400, "InvalidName", str(e), field="name") from e
+    return errors.checked(check_secret_name, name, "name")
 
 
 SecretName = Annotated[str, Depends(_name)]

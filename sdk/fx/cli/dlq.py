@@ -81,6 +81,11 @@ def cmd_dlq_redrive(args: argparse.Namespace) -> int:
         spec = RedriveSpec(function=checked(check_name, args.function))
     with client(args) as fx:
         result = fx.redrive(spec)
+        while result.next is not None:  # more letters than one call takes: the rest, batch by batch
+            more = fx.redrive(result.next)
+            result = more.model_copy(
+                update={"redriven": result.redriven + more.redriven, "failed": result.failed + more.failed}
+            )
     if args.output == "json":
         print(result.model_dump_json(indent=2))
     else:

@@ -56,6 +56,11 @@ def test_since_and_timestamps_go_by_the_invocation_s_stamp(tmp_path):
         "2026-01-01T10:05:00.000Z REPORT RequestId: b\tDuration: 1 ms",
     ]
     assert logs.stamp_of(datetime(2026, 1, 1, 10, 1, tzinfo=UTC)) == since
+    # Past datetime's range in UTC (before: OverflowError, a 500): from the first stamp, or after the last.
+    assert logs.stamp_of(datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=1)))) == b"0001-01-01T00:00:00.000Z"
+    late = datetime(9999, 12, 31, 23, tzinfo=timezone(timedelta(hours=-2)))
+    assert logs.stamp_of(late) == b"9999-12-31T23:59:59.999Z"
+    assert logs.stamp_of(datetime(999, 1, 1)) == b"0999-01-01T00:00:00.000Z"  # sorts before 2026 as bytes
 
 
 async def test_follow_yields_whole_lines_and_starts_over_on_a_new_file(tmp_path):

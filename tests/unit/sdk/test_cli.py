@@ -199,3 +199,24 @@ def test_bash_completion_completes_commands_and_flags(tmp_path, capsys):
     assert complete("secret", "") == ["set", "ls", "rm"]
     assert main(["completion", "zsh"]) == 0
     assert capsys.readouterr().out.startswith("#compdef fx")
+
+
+def test_fx_dlq_redrive_all_sends_each_next_call_until_the_platform_has_no_more(monkeypatch, capsys):
+    sent = []
+
+    def letter(n: int) -> dict:
+        return {"id": n, "function": "f", "source": "async", "error": "E", "message": "m", "status": 502,
+                "attempts": 3, "time": "2026-01-01T00:00:00Z"}  # fmt: skip
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        spec = json.loads(request.content)
+        sent.append((spec["start"], spec["end"]))
+        start = spec["start"]
+        rest = {**spec, "start": start + 2, "end": 5} if start + 2 <= 5 else None
+        return httpx.Response(200, json={"redriven": [letter(start), letter(start + 1)], "failed": [], "next": rest})
+
+    fake = httpx.MockTransport(answer)
+    monkeypatch.setattr("fx.cli.common.Client", lambda gateway, token: Client(gateway, token, transport=fake))
+    assert main(["dlq", "redrive", "--all"]) == 0
+    assert sent == [(1, None), (3, 5), (5, 5)]
+    assert capsys.readouterr().out.count("redriven") == 6

@@ -120,25 +120,25 @@ def nats_env(cfg: KubeConfig, function: str, spec: FunctionSpec, creds: str) -> 
     return env
 
 
+def fetched_zip(cfg: KubeConfig, digest: str, var: str, dir_var: str) -> dict[str, str]:
+    """Where a pod fetches a zip (`var`: FX_ARTIFACT or FX_LAYER) from the artifact server, and extracts it."""
+    hexdigest = digest.split(":", 1)[1]
+    return {
+        var: f"{WORK_DIR}/sha256-{hexdigest}.zip",
+        f"{var}_URL": f"{cfg.artifact_url}/artifacts/sha256-{hexdigest}.zip",
+        f"{var}_SHA256": hexdigest,
+        dir_var: f"{WORK_DIR}/code/{hexdigest}",
+    }
+
+
 def code_env(cfg: KubeConfig, digest: str, spec: FunctionSpec) -> dict[str, str]:
     if spec.image is not None:
         return {"FX_BOOTSTRAP": f"{IMAGE_TASK_ROOT}/bootstrap"} if spec.runtime == "provided" else {}
-    hexdigest = digest.split(":", 1)[1]
-    code_dir = f"{WORK_DIR}/code/{hexdigest}"
-    env = {
-        "FX_ARTIFACT": f"{WORK_DIR}/sha256-{hexdigest}.zip",
-        "FX_ARTIFACT_URL": f"{cfg.artifact_url}/artifacts/sha256-{hexdigest}.zip",
-        "FX_ARTIFACT_SHA256": hexdigest,
-        "FX_CODE_DIR": code_dir,
-    }
+    env = fetched_zip(cfg, digest, "FX_ARTIFACT", "FX_CODE_DIR")
     if spec.dependencies:  # the layer comes the same way, extracted beside the code
-        layer_hex = spec.dependencies.split(":", 1)[1]
-        env["FX_LAYER"] = f"{WORK_DIR}/sha256-{layer_hex}.zip"
-        env["FX_LAYER_URL"] = f"{cfg.artifact_url}/artifacts/sha256-{layer_hex}.zip"
-        env["FX_LAYER_SHA256"] = layer_hex
-        env["FX_LAYER_DIR"] = f"{WORK_DIR}/code/{layer_hex}"
+        env |= fetched_zip(cfg, spec.dependencies, "FX_LAYER", "FX_LAYER_DIR")
     if spec.runtime == "provided":
-        env["FX_BOOTSTRAP"] = f"{code_dir}/bootstrap"
+        env["FX_BOOTSTRAP"] = f"{env['FX_CODE_DIR']}/bootstrap"
     return env
 
 
