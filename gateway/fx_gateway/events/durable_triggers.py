@@ -282,11 +282,14 @@ class DurableTrigger:
             event = {"eventSource": EVENT_SOURCE, "trigger": self.key, "stream": self.route.stream}
             event["Records"] = [record(m) for m in batch]
         body = encode(event).encode()
-        if len(body) > min(routes.max_request_bytes, self.book.settings.max_request_bytes) and len(batch) > 1:
-            # The replica would refuse it whole, and every retry the same: half now, the rest back in front.
-            half = len(batch) // 2
-            self.buffer.extendleft(reversed(batch[half:]))
-            self._start(batch[:half])
+        limit = min(routes.max_request_bytes, self.book.settings.max_request_bytes)
+        if len(body) > limit:  # the replica would refuse it, and every retry the same
+            if len(batch) > 1:  # half now, the rest back in front
+                half = len(batch) // 2
+                self.buffer.extendleft(reversed(batch[half:]))
+                self._start(batch[:half])
+            else:  # one record alone is over the limit: no delivery can succeed, so it is dead-lettered now
+                spawn(self._too_large(batch[0], len(body), limit))
             return
         internal.send(routes, "", INVOKE_HEAD, body, partial(self._answered, batch))
 
@@ -309,11 +312,13 @@ class DurableTrigger:
                 else:
                     await settle
 
-    async def _settle(self, batch: list[Msg], failed: set[int], code: str, message: str, status: int) -> None:
+    async def _settle(
+        self, batch: list[Msg], failed: set[int], code: str, message: str, status: int, at_once: bool = False
+    ) -> None:
         try:
             for i, msg in enumerate(batch):
                 if i in failed:
-                    await self._failed(msg, code, message, status)
+                    await self._failed(msg, code, message, status, at_once)
                 else:
                     await msg.ack()
         except nats.errors.Error as exc:
@@ -331,9 +336,14 @@ class DurableTrigger:
             self._answer.set()  # settling may be waiting to end
         self._dispatch()
 
-    async def _failed(self, msg: Msg, code: str, message: str, status: int) -> None:
+    async def _too_large(self, msg: Msg, size: int, limit: int) -> None:
+        self.stats.count(self.function, self.key, "error")
+        message = f"the record's event is {size} bytes, over the function's request limit of {limit} bytes"
+        await self._settle([msg], {0}, "RequestEntityTooLargeException", message, 413, at_once=True)
+
+    async def _failed(self, msg: Msg, code: str, message: str, status: int, at_once: bool = False) -> None:
         sequence, deliveries, _ = delivery(msg)
-        if deliveries < self.route.max_deliver:
+        if deliveries < self.route.max_deliver and not at_once:
             await msg.nak(delay=self.route.backoff * 2 ** (deliveries - 1))
             return
         where = {DEAD_SUBJECT: msg.subject, DEAD_STREAM: self.route.stream, DEAD_SEQUENCE: str(sequence)}

@@ -223,3 +223,23 @@ async def test_a_backlog_is_taken_in_full_batches_even_without_a_window(platform
     await until(lambda: len(data(replica)) == 60)
     assert [len(batch) for batch in records(replica)] == [10] * 6
     assert sorted(map(int, data(replica))) == list(range(60))
+
+
+async def test_a_record_alone_over_the_request_limit_is_dead_lettered_at_once_and_the_others_delivered(
+    platform, replicas
+):
+    _gw, _, nc, js = platform
+    replica = await replicas()
+    await js.publish("orders.0", json.dumps({"n": 0}).encode())
+    await js.publish("orders.1", b"x" * 4096)  # its event alone is over the function's 2 KB limit
+    await js.publish("orders.2", json.dumps({"n": 2}).encode())
+    route_table = durable([replica.endpoint], batch=3, window_ms=50, max_deliver=3)
+    route_table.max_request_bytes = 2048
+    await publish_table(js, route_table)
+
+    [letter] = await dead_letters(nc, 1)
+    assert letter.data == b"x" * 4096 and letter.headers[DEAD_SEQUENCE] == "2"
+    assert letter.headers[DEAD_ERROR] == "RequestEntityTooLargeException"
+    assert letter.headers[DEAD_ATTEMPTS] == "1"  # not retried: no delivery of it could fit
+    await until(lambda: settled(js), 5, "every message acked")
+    assert sorted(json.loads(d)["n"] for d in data(replica)) == [0, 2]  # the replica never saw it
