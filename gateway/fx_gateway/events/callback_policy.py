@@ -230,7 +230,7 @@ class CallbackPolicy:
         try:
             async with asyncio.timeout(RESOLVE_TIMEOUT_S):  # a resolver that never answers must not hold a worker
                 infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except (OSError, TimeoutError) as exc:
+        except (OSError, TimeoutError, UnicodeError) as exc:  # UnicodeError: a label IDNA refuses (over 63 bytes)
             raise CallbackRefused(f"X-Callback-Url {url!r}: {host} does not resolve ({exc or 'timed out'})") from None
         problem = f"X-Callback-Url {url!r}: {host} resolves to no address"
         for *_, sockaddr in infos:
