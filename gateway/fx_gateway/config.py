@@ -60,7 +60,8 @@ def _list(value: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in value.split(",") if item.strip())
 
 
-# Numeric flags: (flag, type, default, meaning); each also comes from its FX_* variable (fx.flags).
+# Numeric flags: (flag, type, default, meaning); each also comes from its FX_* variable (fx.flags) and sets the
+# Settings field of its name.
 _NUMBERS = (
     ("--hold-timeout", float, Settings.hold_timeout, "seconds a request may wait for a replica"),
     ("--hold-queue", int, Settings.hold_queue, "max held requests per version"),
@@ -122,6 +123,11 @@ _LIMITS = (
 )
 
 
+def _field(flag: str) -> str:
+    """The Settings field (and argparse dest) of a table's flag: --hold-timeout, hold_timeout."""
+    return flag.removeprefix("--").replace("-", "_")
+
+
 def parse(argv: list[str] | None = None) -> Settings:
     env = os.environ.get
     p = argparse.ArgumentParser(prog="fx-gateway", description="fx data plane: routes HTTP calls to function replicas")
@@ -174,29 +180,10 @@ def parse(argv: list[str] | None = None) -> Settings:
         port=port,
         controller_host=controller.hostname,
         controller_port=controller.port or 80,
-        hold_timeout=args.hold_timeout,
-        hold_queue=args.hold_queue,
-        max_request_bytes=args.max_request_bytes,
         gateway_id=args.gateway_id,
-        drain_timeout=args.drain_timeout,
-        async_max_bytes=args.async_max_bytes,
-        async_concurrency=args.async_concurrency,
-        async_retries=args.async_retries,
-        async_backoff=args.async_backoff,
-        async_max_age=args.async_max_age,
-        async_ack_wait=args.async_ack_wait,
-        trigger_concurrency=args.trigger_concurrency,
-        max_url_bytes=args.max_url_bytes,
-        max_header_bytes=args.max_header_bytes,
-        max_headers=args.max_headers,
-        header_timeout=args.header_timeout,
-        body_timeout=args.body_timeout,
-        idle_timeout=args.idle_timeout,
-        max_connections=args.max_connections,
-        system_max_bytes=args.system_max_bytes,
         metrics_host=metrics_host,
         metrics_port=metrics_port,
-        max_revision_skew=args.max_revision_skew,
+        **{_field(flag): getattr(args, _field(flag)) for flag, *_ in (*_NUMBERS, *_LIMITS)},
         callback_hosts=_list(args.callback_hosts),
         callback_subjects=_list(args.callback_subjects),
     )

@@ -45,6 +45,10 @@ class Receiver:
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 receiver.posts.append((self.path, {k.lower(): v for k, v in self.headers.items()}, body))
+                if self.path == "/endless":  # a status line that never ends
+                    self.wfile.write(b"HTTP/1.1 200 " + b"x" * (1 << 17))
+                    self.close_connection = True
+                    return
                 queue = receiver.statuses[self.path]
                 self.send_response(queue.pop(0) if len(queue) > 1 else queue[0])
                 self.send_header("Content-Length", "0")
@@ -67,7 +71,7 @@ class Receiver:
 
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
-    running = Receiver({"/flaky": [500, 200], "/down": [503], "/done": [200]})
+    running = Receiver({"/flaky": [500, 200], "/down": [503], "/done": [200], "/endless": [200]})
     yield running
     running.close()
 
@@ -116,6 +120,17 @@ def test_a_callback_answered_500_is_retried_and_one_never_answered_well_is_given
     assert [headers["x-fx-call-id"] for headers, _ in receiver.to("/down")] == [down] * 3
     # A callback that fails does not make the call fail: it ran once each, and nothing was dead-lettered.
     assert out.read_text().split() == ["1", "2"]
+    assert json.loads(fast_platform.fx("dlq", "ls", "-o", "json").stdout) == []
+
+
+def test_a_callback_answering_an_endless_line_is_given_up_without_running_the_call_again(
+    fast_platform, receiver, tmp_path
+):
+    out = deploy(fast_platform, tmp_path)
+    endless = call(fast_platform, {"n": 4}, f"{receiver.url}/endless")
+    wait_for(lambda: callbacks(fast_platform, "failed") == 1, 30, "the callback to be given up")
+    assert [headers["x-fx-call-id"] for headers, _ in receiver.to("/endless")] == [endless] * 3
+    assert out.read_text().split() == ["4"]  # not redelivered: the call succeeded, only its callback failed
     assert json.loads(fast_platform.fx("dlq", "ls", "-o", "json").stdout) == []
 
 

@@ -19,6 +19,7 @@ import pytest
 from fx.protocol import KV_ROUTES, STREAM_ASYNC, RouteTable
 
 from tests.integration.conftest import RunningPlatform
+from tests.integration.helpers import metric
 from tests.waiting import wait_for
 
 
@@ -147,6 +148,23 @@ def test_the_default_allows_loopback_callbacks_but_never_fx_own_listeners(platfo
         assert r.status_code == 400 and "fx's own listeners" in r.json()["error"]["message"]
     r = httpx.post(async_url, headers={"X-Fx-Callback-Subject": "results.x"}, timeout=10)
     assert r.status_code == 400 and "FX_CALLBACK_SUBJECTS" in r.json()["error"]["message"]  # none by default
+
+
+def test_an_allowed_callback_name_no_lookup_can_encode_is_a_failed_callback_not_a_rerun(platform_with, make_function):
+    platform = platform_with(FX_CALLBACK_HOSTS=".example.com")
+    deploy(platform, make_function, "echoing", "echo")
+    url = f"http://{'a' * 64}.example.com/done"  # allowed by the suffix; a label over 63 bytes never resolves
+    r = httpx.post(f"{platform.gateway_url}/async-function/echoing", headers={"X-Callback-Url": url}, timeout=10)
+    assert r.status_code == 202
+
+    def counted(name: str, **labels: str) -> float:
+        return metric(httpx.get(f"{platform.gateway_url}/metrics", timeout=10).text, name, **labels)
+
+    wait_for(lambda: counted("fx_gateway_async_callbacks_total", result="failed") == 1, 20, "a failed callback")
+    assert counted("fx_gateway_async_attempts_total", function="echoing", result="ok") == 1
+    # Acked: the call is done, not left to be redelivered and run again.
+    wait_for(lambda: asyncio.run(_stored_calls(platform)) == 0, 10, "the call to be acked")
+    assert counted("fx_gateway_async_attempts_total", function="echoing", result="ok") == 1
 
 
 async def _put_table(platform: RunningPlatform, table: RouteTable) -> None:

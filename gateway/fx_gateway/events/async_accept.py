@@ -18,11 +18,10 @@ from fx.protocol import (
     ASYNC_QUALIFIER,
     ASYNC_TARGET,
     CALL_ID,
-    CALLBACK_SUBJECT,
-    CALLBACK_URL,
     PIN_VERSION,
 )
 
+from fx_gateway.events.callback_policy import SUBJECT_HEADER, URL_HEADER
 from fx_gateway.http import responses
 from fx_gateway.proxy.exchange import Client
 from fx_gateway.tasks import spawn
@@ -41,9 +40,9 @@ Enqueue = Callable[[str, bytes, dict[str, str]], Awaitable[None]]
 
 # The caller's headers that steer the gateway, not the function: turned into ASYNC_* headers or dropped (a log
 # tail, X-Amz-Log-Type, is for RequestResponse calls only, as on Lambda).
-URL = CALLBACK_URL.lower().encode()
-SUBJECT = CALLBACK_SUBJECT.lower().encode()
-CONSUMED = frozenset({URL, SUBJECT, PIN_VERSION.lower().encode(), b"x-amz-invocation-type", b"x-amz-log-type"})
+CONSUMED = frozenset(
+    {URL_HEADER, SUBJECT_HEADER, PIN_VERSION.lower().encode(), b"x-amz-invocation-type", b"x-amz-log-type"}
+)
 
 
 def stored_headers(
@@ -66,10 +65,10 @@ def stored_headers(
     headers[ASYNC_TARGET] = target.decode("latin-1")
     if qualifier:
         headers[ASYNC_QUALIFIER] = qualifier
-    if URL in seen:
-        headers[ASYNC_CALLBACK_URL] = seen[URL].decode("latin-1")
-    if SUBJECT in seen:
-        headers[ASYNC_CALLBACK_SUBJECT] = seen[SUBJECT].decode("latin-1")
+    if URL_HEADER in seen:
+        headers[ASYNC_CALLBACK_URL] = seen[URL_HEADER].decode("latin-1")
+    if SUBJECT_HEADER in seen:
+        headers[ASYNC_CALLBACK_SUBJECT] = seen[SUBJECT_HEADER].decode("latin-1")
     return call_id, headers
 
 

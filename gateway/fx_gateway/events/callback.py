@@ -34,6 +34,8 @@ async def post(url: str, address: tuple[str, int], body: bytes, headers: dict[st
                 writer.close()
     except (OSError, TimeoutError) as exc:
         raise CallbackError(f"callback to {url} failed: {exc or type(exc).__name__}") from exc
+    except ValueError as exc:  # readline's: a line over the stream's 64 KiB limit, whatever the receiver is
+        raise CallbackError(f"callback to {url}: its answer's first line is over 64 KiB") from exc
     fields = status_line.split()
     if len(fields) < 2 or not fields[1].isdigit():
         raise CallbackError(f"callback to {url}: not an HTTP answer ({status_line[:80]!r})")

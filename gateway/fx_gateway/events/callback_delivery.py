@@ -40,7 +40,17 @@ class Callbacks:
     async def deliver(
         self, headers: dict[str, str], function: str, result: Result, attempts: int, error: str | None
     ) -> None:
-        """Send the outcome of the stored call with `headers` (its last answer, or its failure) where it asks."""
+        """Send the outcome of the stored call with `headers` (its last answer, or its failure) where it asks.
+        Never raises: the call is settled after this, and a callback's failure must not have it run again."""
+        try:
+            await self._deliver(headers, function, result, attempts, error)
+        except Exception:
+            log.exception("async call to %s: its callback failed unexpectedly; the call stands", function)
+            self.stats.count(self.stats.callbacks, "failed")
+
+    async def _deliver(
+        self, headers: dict[str, str], function: str, result: Result, attempts: int, error: str | None
+    ) -> None:
         url, subject = headers.get(ASYNC_CALLBACK_URL), headers.get(ASYNC_CALLBACK_SUBJECT)
         if not url and not subject:
             return

@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 RESOLVE_TIMEOUT_S = 5.0  # a callback host name's lookup, at delivery
+URL_HEADER = CALLBACK_URL.lower().encode()  # as callers' headers are looked up: by lower-case name
+SUBJECT_HEADER = CALLBACK_SUBJECT.lower().encode()
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 # Never a callback target: link-local (and with it the 169.254.169.254 metadata service of most clouds),
@@ -146,10 +148,10 @@ class CallbackPolicy:
     def refusal(self, seen: dict[bytes, bytes]) -> str | None:
         """Why the callback headers of a call (by lower-case name) cannot be honoured, or None."""
         try:
-            subject = seen.get(CALLBACK_SUBJECT.lower().encode())
+            subject = seen.get(SUBJECT_HEADER)
             if subject is not None:
                 self.check_subject(subject.decode("latin-1"))
-            url = seen.get(CALLBACK_URL.lower().encode())
+            url = seen.get(URL_HEADER)
             if url is not None:
                 self.check_url(url.decode("latin-1"))
         except CallbackRefused as exc:
@@ -230,7 +232,7 @@ class CallbackPolicy:
         try:
             async with asyncio.timeout(RESOLVE_TIMEOUT_S):  # a resolver that never answers must not hold a worker
                 infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except (OSError, TimeoutError) as exc:
+        except (OSError, TimeoutError, UnicodeError) as exc:  # UnicodeError: a label IDNA refuses (over 63 bytes)
             raise CallbackRefused(f"X-Callback-Url {url!r}: {host} does not resolve ({exc or 'timed out'})") from None
         problem = f"X-Callback-Url {url!r}: {host} resolves to no address"
         for *_, sockaddr in infos:

@@ -19,6 +19,7 @@ import logging
 import time
 import zlib
 from collections import deque
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from functools import partial
 
@@ -95,6 +96,21 @@ def kv_record(msg: Msg) -> dict:
         "deliveries": deliveries,
         "timestamp": stored,
     }
+
+
+def cut(envelope: dict, records: Iterable[dict], limit: int) -> tuple[bytes, int]:
+    """(encode({**envelope, "Records": [...]}) of as many of `records` as fit in `limit` bytes, how many), each
+    record encoded once and none after the first that does not fit; with none fitting, the event of the first."""
+    head = encode(envelope).encode()[:-1] + b', "Records": ['
+    room = limit - len(head) - 2  # the closing ]}
+    parts: list[bytes] = []
+    for item in records:
+        part = encode(item).encode()
+        room -= len(part) + (2 if parts else 0)  # ", " between records
+        if room < 0:
+            return head + (b", ".join(parts) if parts else part) + b"]}", len(parts)
+        parts.append(part)
+    return head + b", ".join(parts) + b"]}", len(parts)
 
 
 def failed_items(result: internal.Result, batch: list[Msg]) -> tuple[set[int], str, str]:
@@ -276,18 +292,27 @@ class DurableTrigger:
             self._finished(batch)
             return
         if self.route.kind == "kv":
-            event = {"eventSource": KV_SOURCE, "trigger": self.key, "bucket": kv_bucket(self.route.stream)}
-            event["Records"] = [kv_record(m) for m in batch]
+            envelope, to_record = (
+                {"eventSource": KV_SOURCE, "trigger": self.key, "bucket": kv_bucket(self.route.stream)},
+                kv_record,
+            )
         else:
-            event = {"eventSource": EVENT_SOURCE, "trigger": self.key, "stream": self.route.stream}
-            event["Records"] = [record(m) for m in batch]
-        body = encode(event).encode()
-        if len(body) > min(routes.max_request_bytes, self.book.settings.max_request_bytes) and len(batch) > 1:
-            # The replica would refuse it whole, and every retry the same: half now, the rest back in front.
-            half = len(batch) // 2
-            self.buffer.extendleft(reversed(batch[half:]))
-            self._start(batch[:half])
-            return
+            envelope, to_record = (
+                {"eventSource": EVENT_SOURCE, "trigger": self.key, "stream": self.route.stream},
+                record,
+            )
+        limit = min(routes.max_request_bytes, self.book.settings.max_request_bytes)
+        body = b""
+        if sum(len(m.data) for m in batch) <= limit:  # no record's JSON is shorter than its data: it may fit whole
+            body = encode({**envelope, "Records": [to_record(m) for m in batch]}).encode()
+        if not body or len(body) > limit:  # the replica would refuse it whole, and every retry the same
+            body, fits = cut(envelope, map(to_record, batch), limit)
+            if fits < len(batch):  # the rest back in front of the buffer
+                self.buffer.extendleft(reversed(batch[max(fits, 1) :]))
+                if not fits:  # the first record alone is over the limit: no delivery can succeed
+                    spawn(self._too_large(batch[0], len(body), limit))
+                    return
+                batch = batch[:fits]
         internal.send(routes, "", INVOKE_HEAD, body, partial(self._answered, batch))
 
     def _answered(self, batch: list[Msg], result: internal.Result) -> None:
@@ -309,11 +334,13 @@ class DurableTrigger:
                 else:
                     await settle
 
-    async def _settle(self, batch: list[Msg], failed: set[int], code: str, message: str, status: int) -> None:
+    async def _settle(
+        self, batch: list[Msg], failed: set[int], code: str, message: str, status: int, at_once: bool = False
+    ) -> None:
         try:
             for i, msg in enumerate(batch):
                 if i in failed:
-                    await self._failed(msg, code, message, status)
+                    await self._failed(msg, code, message, status, at_once)
                 else:
                     await msg.ack()
         except nats.errors.Error as exc:
@@ -331,9 +358,14 @@ class DurableTrigger:
             self._answer.set()  # settling may be waiting to end
         self._dispatch()
 
-    async def _failed(self, msg: Msg, code: str, message: str, status: int) -> None:
+    async def _too_large(self, msg: Msg, size: int, limit: int) -> None:
+        self.stats.count(self.function, self.key, "error")
+        message = f"the record's event is {size} bytes, over the function's request limit of {limit} bytes"
+        await self._settle([msg], {0}, "RequestEntityTooLargeException", message, 413, at_once=True)
+
+    async def _failed(self, msg: Msg, code: str, message: str, status: int, at_once: bool = False) -> None:
         sequence, deliveries, _ = delivery(msg)
-        if deliveries < self.route.max_deliver:
+        if deliveries < self.route.max_deliver and not at_once:
             await msg.nak(delay=self.route.backoff * 2 ** (deliveries - 1))
             return
         where = {DEAD_SUBJECT: msg.subject, DEAD_STREAM: self.route.stream, DEAD_SEQUENCE: str(sequence)}

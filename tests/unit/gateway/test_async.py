@@ -19,6 +19,7 @@ from fx.protocol import (
     ActivationReply,
     async_subject,
 )
+from fx_gateway.events import callback_delivery
 from fx_gateway.events.async_accept import stored_headers
 
 from tests.unit.gateway.conftest import Message, dead_letters, table
@@ -212,3 +213,23 @@ async def test_a_stored_call_is_called_back_only_where_the_policy_allows_at_deli
     assert len(replica.seen) == 1  # the call itself ran
     with pytest.raises(nats.errors.TimeoutError):
         await routes.next_msg(timeout=0.5)  # nothing was published to the route table
+
+
+async def test_a_callback_that_fails_unexpectedly_leaves_the_call_done_not_run_again(platform, replicas, monkeypatch):
+    async def broken(*args, **kwargs):
+        raise RuntimeError("a bug in delivering callbacks")
+
+    monkeypatch.setattr(callback_delivery, "post", broken)
+    gw, nc = platform
+    replica = await replicas()
+    gw.gateway.book.apply(table(versions={"1": [replica.endpoint]}))
+    _, headers = stored_headers("hello", "", b"POST", b"/_fx/invoke", {}, b"", b"127.0.0.1")
+    headers[ASYNC_CALLBACK_URL] = "http://127.0.0.1:9/done"
+    await nc.jetstream().publish(async_subject("hello"), b"{}", headers=headers)
+    await until(lambda: gw.gateway.events.async_stats.callbacks.get("failed") == 1)
+    await until(lambda: _acked(nc), 5, "the call to be acked")
+    assert len(replica.seen) == 1
+
+
+async def _acked(nc) -> bool:
+    return (await nc.jetstream().stream_info(STREAM_ASYNC)).state.messages == 0

@@ -103,6 +103,14 @@ async def test_a_name_whose_lookup_never_answers_is_refused_in_bounded_time(monk
         await policy(hosts=("slow.example",)).address("http://slow.example:9000/done")
 
 
+async def test_an_allowed_name_idna_cannot_encode_is_refused_not_raised():
+    host = "a" * 64 + ".example.com"  # allowed by the suffix, but a label over 63 bytes: no lookup can be made
+    p = policy(hosts=(".example.com",))
+    assert p.refusal({b"x-callback-url": f"http://{host}/done".encode()}) is None  # accepted with the call
+    with pytest.raises(CallbackRefused, match="does not resolve"):  # and a failed callback at delivery
+        await p.address(f"http://{host}/done")
+
+
 def test_refusal_names_the_header():
     p = policy(subjects=("results.>",))
     assert p.refusal({b"x-fx-callback-subject": b"results.ok", b"x-callback-url": b"http://127.0.0.1:9000/"}) is None

@@ -223,3 +223,50 @@ async def test_a_backlog_is_taken_in_full_batches_even_without_a_window(platform
     await until(lambda: len(data(replica)) == 60)
     assert [len(batch) for batch in records(replica)] == [10] * 6
     assert sorted(map(int, data(replica))) == list(range(60))
+
+
+async def test_a_record_alone_over_the_request_limit_is_dead_lettered_at_once_and_the_others_delivered(
+    platform, replicas
+):
+    _gw, _, nc, js = platform
+    replica = await replicas()
+    await js.publish("orders.0", json.dumps({"n": 0}).encode())
+    await js.publish("orders.1", b"x" * 4096)  # its event alone is over the function's 2 KB limit
+    await js.publish("orders.2", json.dumps({"n": 2}).encode())
+    route_table = durable([replica.endpoint], batch=3, window_ms=50, max_deliver=3)
+    route_table.max_request_bytes = 2048
+    await publish_table(js, route_table)
+
+    [letter] = await dead_letters(nc, 1)
+    assert letter.data == b"x" * 4096 and letter.headers[DEAD_SEQUENCE] == "2"
+    assert letter.headers[DEAD_ERROR] == "RequestEntityTooLargeException"
+    assert letter.headers[DEAD_ATTEMPTS] == "1"  # not retried: no delivery of it could fit
+    await until(lambda: settled(js), 5, "every message acked")
+    assert sorted(json.loads(d)["n"] for d in data(replica)) == [0, 2]  # the replica never saw it
+
+
+def test_cut_encodes_the_records_that_fit_as_the_whole_event_would_be_encoded():
+    envelope = {"eventSource": "fx:jetstream", "trigger": "ORDERS/>", "stream": "ORDERS"}
+    records_ = [{"messageId": str(n), "data": "é" * 100} for n in range(5)]
+    whole = durable_triggers.encode({**envelope, "Records": records_}).encode()
+    assert durable_triggers.cut(envelope, records_, len(whole)) == (whole, 5)
+    body, fits = durable_triggers.cut(envelope, iter(records_), len(whole) - 1)
+    assert fits == 4 and body == durable_triggers.encode({**envelope, "Records": records_[:4]}).encode()
+    body, fits = durable_triggers.cut(envelope, records_, 50)  # not even one: the event of the first
+    assert fits == 0 and body == durable_triggers.encode({**envelope, "Records": records_[:1]}).encode()
+
+
+async def test_a_batch_over_the_request_limit_is_cut_where_it_stops_fitting(platform, replicas):
+    _gw, _, _nc, js = platform
+    replica = await replicas()
+    for n in range(7):
+        await js.publish(f"orders.{n}", b"%d" % n + b"x" * 999)
+    route_table = durable([replica.endpoint], batch=7, window_ms=50)
+    route_table.max_request_bytes = 4500  # (about 1250 bytes a record) three records' events fit, four do not
+    await publish_table(js, route_table)
+
+    await until(lambda: sum(map(len, records(replica))) == 7)
+    assert [len(batch) for batch in records(replica)] == [3, 3, 1]
+    assert [d[0] for d in data(replica)] == list("0123456")
+    assert all(len(seen["body"]) <= 4500 for seen in replica.seen)
+    await until(lambda: settled(js), 5, "every message acked")

@@ -1,0 +1,15 @@
+"""fx-gateway's flags: each numeric one sets the Settings field of its name, from the flag or its FX_* variable."""
+
+import pytest
+from fx.flags import env_name
+from fx_gateway.config import _LIMITS, _NUMBERS, Settings, parse
+
+
+@pytest.mark.parametrize("flag", [flag for flag, *_ in (*_NUMBERS, *_LIMITS)])
+def test_a_numeric_flag_and_its_variable_set_their_settings_field(flag, monkeypatch):
+    field = flag.removeprefix("--").replace("-", "_")
+    assert getattr(parse([]), field) == getattr(Settings, field)
+    assert getattr(parse([flag, "7"]), field) == 7
+    monkeypatch.setenv(env_name(flag), "9")
+    assert getattr(parse([]), field) == 9
+    assert getattr(parse([flag, "7"]), field) == 7  # the flag over the variable
