@@ -99,24 +99,31 @@ def load(path: Path) -> Config:
     if not isinstance(raw, dict):
         raise InputError(f"{path}: the fx config must be a JSON object")
     if "contexts" not in raw:  # the old single-gateway file
-        old = _settings(raw)
+        old = _settings(raw, path, "the file")
         return Config({DEFAULT_CONTEXT: old}, DEFAULT_CONTEXT) if old else Config()
     if not isinstance(raw["contexts"], dict):
         raise InputError(f"{path}: 'contexts' must map names to {{'gateway': ..., 'token': ...}}")
-    contexts = {
-        name: settings
-        for name, entry in raw["contexts"].items()
-        if isinstance(entry, dict) and (settings := _settings(entry))
-    }
+    contexts = {}
+    for name, entry in raw["contexts"].items():
+        if not isinstance(entry, dict) or not (settings := _settings(entry, path, f"context {name!r}")):
+            raise InputError(f"{path}: context {name!r} must be {{'gateway': URL, 'token': TOKEN or null}}")
+        contexts[name] = settings
     current = raw.get("current")
+    if current is not None and not isinstance(current, str):
+        raise InputError(f"{path}: 'current' must be a context name or null, not {type(current).__name__}")
     return Config(contexts, current if current in contexts else None)
 
 
-def _settings(entry: dict) -> Settings | None:
+def _settings(entry: dict, path: Path, where: str) -> Settings | None:
+    """An entry's gateway and token; None when it names no gateway; bad input when either is not a string (a
+    file another tool wrote wrong is refused, not dropped: the next `fx login` would write it back without it)."""
     gateway, token = entry.get("gateway"), entry.get("token")
-    if not isinstance(gateway, str) or not gateway:
+    for key, value in (("gateway", gateway), ("token", token)):
+        if value is not None and not isinstance(value, str):
+            raise InputError(f"{path}: {where}: {key!r} must be a string, not {type(value).__name__}")
+    if not gateway:
         return None
-    return Settings(gateway, token if isinstance(token, str) and token else None)
+    return Settings(gateway, token or None)
 
 
 def save(config: Config, path: Path) -> None:

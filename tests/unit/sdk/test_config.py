@@ -1,4 +1,5 @@
 import json
+import re
 import stat
 
 import pytest
@@ -140,3 +141,26 @@ def test_an_unwritable_config_is_bad_input_naming_the_file(tmp_path):
     env = {"FX_CONFIG": str(blocker / "config.json")}  # its folder is a file
     with pytest.raises(InputError, match="cannot write the fx config"), config.update(env):
         pass
+
+
+@pytest.mark.parametrize(
+    ("body", "complaint"),
+    [
+        ({"current": [1], "contexts": {}}, "'current' must be a context name"),
+        ({"current": "a", "contexts": {"a": {"gateway": 5}}}, "context 'a': 'gateway' must be a string, not int"),
+        ({"current": "a", "contexts": {"a": {"gateway": "http://x", "token": 5}}}, "'token' must be a string"),
+        ({"contexts": {"a": "http://x"}}, "context 'a' must be"),
+        ({"contexts": {"a": {"token": "t"}}}, "context 'a' must be"),
+        ({"gateway": ["http://x"]}, "the file: 'gateway' must be a string, not list"),
+    ],
+)
+def test_a_config_another_tool_wrote_with_wrong_types_is_bad_input_naming_the_file(tmp_path, body, complaint):
+    """Refused, not a traceback, and not dropped: `fx login` would otherwise write the file back without it."""
+    cfg = tmp_path / "config.json"
+    cfg.write_text(json.dumps(body))
+    with pytest.raises(InputError, match=re.escape(complaint)) as caught:
+        config.resolve(env={"FX_CONFIG": str(cfg)}, cwd=tmp_path)
+    assert str(cfg) in str(caught.value)
+    with pytest.raises(InputError), config.update({"FX_CONFIG": str(cfg)}):
+        pass
+    assert json.loads(cfg.read_text()) == body  # left as it was
