@@ -11,6 +11,10 @@ from typing import Any
 from fx.cli.common import EXIT_OK, OUTPUT, AddCommand, client, print_json
 from fx.errors import InputError
 
+# An event read from a file or stdin is refused above this, before it is held (three times: read, parsed,
+# sent) in memory: far above the gateway's default request limit (6 MiB), far below what would exhaust a laptop.
+EVENT_MAX_BYTES = 64 * 1024 * 1024
+
 
 def cmd_invoke(args: argparse.Namespace) -> int:
     event = _event(args)
@@ -27,6 +31,7 @@ def cmd_invoke(args: argparse.Namespace) -> int:
 
 def _event(args: argparse.Namespace) -> Any:
     """The event from --data (text, or @FILE as curl reads it), --file, or piped stdin; {} when none is given."""
+    text: str | bytes
     if args.file:
         source = f"--file {args.file}"
         text = _read(args.file, source)
@@ -34,7 +39,7 @@ def _event(args: argparse.Namespace) -> Any:
         source = f"--data {args.data}" if args.data.startswith("@") else "--data"
         text = _read(args.data[1:], source) if args.data.startswith("@") else args.data
     elif not sys.stdin.isatty():
-        text, source = sys.stdin.read(), "stdin"
+        text, source = _read("-", "stdin"), "stdin"
     else:
         text, source = "", ""
     if not text.strip() and source in ("", "stdin"):  # nothing piped in (e.g. < /dev/null): the default event
@@ -45,14 +50,20 @@ def _event(args: argparse.Namespace) -> Any:
         raise InputError(f"{source} is not valid JSON: {exc}") from exc
 
 
-def _read(path: str, source: str) -> str:
-    """A file's text, or stdin's for '-'; `source` names the flag in an error."""
-    if path == "-":
-        return sys.stdin.read()
+def _read(path: str, source: str) -> bytes:
+    """A file's bytes (a FIFO's until its writer closes), or stdin's for '-', at most EVENT_MAX_BYTES; `source`
+    names the flag in an error. Bytes, not text: json.loads decodes them, and a binary file is then bad JSON."""
     try:
-        return Path(path).read_text()
+        if path == "-":
+            data = sys.stdin.buffer.read(EVENT_MAX_BYTES + 1)
+        else:
+            with Path(path).open("rb") as f:
+                data = f.read(EVENT_MAX_BYTES + 1)
     except OSError as exc:
         raise InputError(f"{source}: cannot read {path}: {exc.strerror}") from exc
+    if len(data) > EVENT_MAX_BYTES:
+        raise InputError(f"{source}: the event is over {EVENT_MAX_BYTES // 2**20} MiB; send a reference to the data")
+    return data
 
 
 def register(add: AddCommand) -> None:
