@@ -9,6 +9,8 @@ import sys
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
+from pydantic_core import to_jsonable_python
+
 from fx import config
 from fx.client import Client
 from fx.errors import InputError
@@ -86,7 +88,8 @@ def print_table(rows: list[list[str]]) -> None:
 
 
 def print_json(value: Any) -> None:
-    print(json.dumps(value, indent=2))
+    """What -o json prints: a model, a list of models or plain data, indented, the same way for every command."""
+    print(json.dumps(to_jsonable_python(value), indent=2, ensure_ascii=False))
 
 
 def err(message: str) -> None:

@@ -27,7 +27,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         if not args.no_wait:
             results = deploy.wait(fx, results, args.wait_timeout, progress=err)
     if args.output == "json":
-        print_json([r.model_dump(mode="json") for r in results])
+        print_json(results)
     else:
         for result in results:
             (err if result.state == "Failed" else print)(deploy.describe_result(result))

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-from pydantic import TypeAdapter
-
-from fx.cli.common import EXIT_FAILED, EXIT_OK, OUTPUT, AddCommand, checked, client, err, print_table
+from fx.cli.common import EXIT_FAILED, EXIT_OK, OUTPUT, AddCommand, checked, client, err, print_json, print_table
 from fx.errors import InputError
 from fx.event_models import DLQ_LIST_DEFAULT, DeadLetter, RedriveSpec
 from fx.models import check_name
 
 HELP = "dead letters: async calls and stream records that failed every attempt (list, show, redrive)"
-_LETTERS = TypeAdapter(list[DeadLetter])
 MESSAGE_WIDTH = 60
 
 
@@ -31,7 +28,7 @@ def cmd_dlq_ls(args: argparse.Namespace) -> int:
     with client(args) as fx:
         letters = fx.dead_letters(function, args.limit)
     if args.output == "json":
-        print(_LETTERS.dump_json(letters, indent=2).decode())
+        print_json(letters)
         return EXIT_OK
     if not letters:
         print("no dead letters" + (f" of {function}" if function else ""))
@@ -52,7 +49,7 @@ def cmd_dlq_show(args: argparse.Namespace) -> int:
     with client(args) as fx:
         letter = fx.dead_letter(args.id)
     if args.output == "json":
-        print(letter.model_dump_json(indent=2))
+        print_json(letter)
         return EXIT_OK
     print(f"id:        {letter.id}")
     print(f"function:  {letter.function}")
@@ -82,7 +79,7 @@ def cmd_dlq_redrive(args: argparse.Namespace) -> int:
     with client(args) as fx:
         result = fx.redrive(spec)
     if args.output == "json":
-        print(result.model_dump_json(indent=2))
+        print_json(result)
     else:
         for letter in result.redriven:
             print(f"{letter.id} {letter.function}: redriven ({_origin(letter)})")

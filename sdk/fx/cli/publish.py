@@ -37,7 +37,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
         result = fx.publish(spec)
     failed = REPLY_FUNCTION_ERROR in result.reply_headers
     if args.output == "json":
-        print_json(result.model_dump(mode="json"))
+        print_json(result)
     elif spec.request:
         print(result.reply)  # the answer as it came, like `nats req`
     elif result.stream:

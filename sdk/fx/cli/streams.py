@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
 
-from fx.cli.common import EXIT_OK, OUTPUT, AddCommand, checked, client, first_error, print_table
+from fx.cli.common import EXIT_OK, OUTPUT, AddCommand, checked, client, first_error, print_json, print_table
 from fx.errors import InputError
-from fx.event_models import StreamInfo, StreamSpec, check_stream_name
+from fx.event_models import StreamSpec, check_stream_name
 
 HELP = "streams for jetstream triggers: create, list, remove (no NATS credentials needed)"
-_STREAMS = TypeAdapter(list[StreamInfo])
 
 
 def cmd_stream_create(args: argparse.Namespace) -> int:
@@ -23,7 +22,7 @@ def cmd_stream_create(args: argparse.Namespace) -> int:
     with client(args) as fx:
         info = fx.create_stream(name, spec)
     if args.output == "json":
-        print(info.model_dump_json(indent=2))
+        print_json(info)
         return EXIT_OK
     state = "created" if info.created else "exists already"
     print(f"{info.name}: {state}, subjects {', '.join(info.subjects)}")
@@ -34,7 +33,7 @@ def cmd_stream_ls(args: argparse.Namespace) -> int:
     with client(args) as fx:
         streams = fx.list_streams()
     if args.output == "json":
-        print(_STREAMS.dump_json(streams, indent=2).decode())
+        print_json(streams)
         return EXIT_OK
     rows = [["NAME", "SUBJECTS", "MESSAGES", "BYTES", "CONSUMERS"]]
     for s in streams:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from fx.cli.common import EXIT_OK, OUTPUT, AddCommand, checked, client, first_error, seconds, traffic_text
+from fx.cli.common import EXIT_OK, OUTPUT, AddCommand, checked, client, first_error, print_json, seconds, traffic_text
 from fx.errors import InputError
 from fx.models import FunctionInfo, PromoteSpec, check_alias, check_split, check_sticky
 
@@ -55,7 +55,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 def _changed(args: argparse.Namespace, fn: FunctionInfo) -> int:
     """What a traffic command leaves behind: the split, aliases and any rollout in progress."""
     if args.output == "json":
-        print(fn.model_dump_json(indent=2))
+        print_json(fn)
         return EXIT_OK
     line = f"{fn.name}: traffic {traffic_text(fn.traffic)}"
     if fn.sticky:

@@ -199,3 +199,17 @@ def test_bash_completion_completes_commands_and_flags(tmp_path, capsys):
     assert complete("secret", "") == ["set", "ls", "rm"]
     assert main(["completion", "zsh"]) == 0
     assert capsys.readouterr().out.startswith("#compdef fx")
+
+
+def test_json_output_is_one_shape_for_a_model_a_list_of_them_and_plain_data(capsys):
+    from datetime import UTC, datetime
+
+    from fx.cli.common import print_json
+    from fx.models import SecretInfo
+
+    info = SecretInfo(name="db", keys=["PASSWORD"], updated_at=datetime(2026, 1, 2, tzinfo=UTC), used_by=["façade"])
+    for value in (info, [info], {"secret": info}):
+        print_json(value)
+        out = capsys.readouterr().out
+        assert json.loads(out) == json.loads(json.dumps(value, default=lambda m: m.model_dump(mode="json")))
+        assert "façade" in out and out.startswith(("{\n  ", "[\n  "))
