@@ -20,7 +20,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
-    if args.wait_timeout <= 0:
+    if not args.wait_timeout > 0:  # nor nan: `elapsed >= nan` is never true, the wait would never end
         raise InputError(f"--wait-timeout {args.wait_timeout:g}: give a number of seconds above 0")
     with client(args) as fx:
         results = deploy.deploy(fx, Path(args.file), args.names, progress=err, traffic=not args.no_traffic)

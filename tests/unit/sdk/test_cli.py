@@ -80,6 +80,8 @@ def test_bad_manifest_is_exit_2_naming_file_line_and_field(gateway, tmp_path, ca
         (["deploy"], "fx.yaml"),
         (["deploy", "-f", "fx.yaml", "nosuch"], "fx.yaml"),
         (["invoke", "hello", "--data", "{not json"], "not valid JSON"),
+        (["deploy", "--wait-timeout", "0"], "--wait-timeout 0: give a number of seconds above 0"),
+        (["deploy", "--wait-timeout", "nan"], "--wait-timeout nan: give a number of seconds above 0"),
     ],
 )
 def test_bad_input_is_exit_2(argv, message, capsys):
