@@ -166,8 +166,7 @@ def _requirements_bytes(path: Path, seen: set[Path]) -> bytes:
 def python_version(runtime: str) -> str:
     """The Python version ("3.11") dependencies are built for. A custom runtime ("provided") brings its own
     bootstrap; its Python dependencies are built for this interpreter."""
-    here = f"{sys.version_info.major}.{sys.version_info.minor}"
-    return runtime.removeprefix("python") if runtime.startswith("python") else here
+    return (runtime if runtime.startswith("python") else interpreters.own_runtime()).removeprefix("python")
 
 
 def pip_command(version: str) -> tuple[list[str], str]:
@@ -175,9 +174,9 @@ def pip_command(version: str) -> tuple[list[str], str]:
 
     Run for that Python's own interpreter when this host has it (so compiled code matches it); without
     it, pip can only use wheels built for that version."""
-    here = f"{sys.version_info.major}.{sys.version_info.minor}"
+    runtime = f"python{version}"
     try:
-        interpreter = interpreters.find(f"python{version}") if version != here else sys.executable
+        interpreter = interpreters.find(runtime) if runtime != interpreters.own_runtime() else sys.executable
     except ValueError as e:  # a malformed FX_INTERPRETERS
         raise BuildError(f"{interpreters.ENV}: {e}") from None
     command = [sys.executable, "-m", "pip", "install"]
