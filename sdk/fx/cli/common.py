@@ -9,6 +9,7 @@ import sys
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
+from pydantic import BaseModel, ValidationError
 from pydantic_core import to_jsonable_python
 
 from fx import config
@@ -27,6 +28,7 @@ _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?\Z")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
 
 T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
 Run = Callable[[argparse.Namespace], int]
 
 # Global flags are accepted before or after the command; SUPPRESS keeps the earlier value.
@@ -66,15 +68,15 @@ def checked(check: Callable[[T], T], value: T) -> T:
         raise InputError(str(exc)) from exc
 
 
-def first_error(exc: ValueError) -> str:
-    """The first of a pydantic error's complaints, named by its flag."""
-    errors = getattr(exc, "errors", None)
-    if not callable(errors):
-        return str(exc)
-    first = errors()[0]
-    field = ".".join(str(p) for p in first.get("loc", ()))
-    message = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
-    return f"{field.replace('_', '-')}: {message}" if field else message
+def built(model: type[M], **fields: Any) -> M:
+    """A model made of flags; its first complaint is bad input (exit 2), named by its flag."""
+    try:
+        return model(**fields)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first.get("loc", ()))
+        message = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
+        raise InputError(f"{field.replace('_', '-')}: {message}" if field else message) from exc
 
 
 def traffic_text(traffic: dict[int, int]) -> str:

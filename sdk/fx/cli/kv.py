@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from pydantic import ValidationError
-
-from fx.cli.common import EXIT_OK, OUTPUT, AddCommand, checked, client, first_error, print_json, print_table
-from fx.errors import InputError
+from fx.cli.common import EXIT_OK, OUTPUT, AddCommand, built, checked, client, print_json, print_table
 from fx.event_models import BucketSpec, check_bucket_name, check_kv_key
 
 HELP = "KV buckets for kv triggers: create, list, put a key, remove (no NATS credentials needed)"
@@ -15,10 +12,7 @@ HELP = "KV buckets for kv triggers: create, list, put a key, remove (no NATS cre
 
 def cmd_kv_create(args: argparse.Namespace) -> int:
     name = checked(check_bucket_name, args.bucket)
-    try:
-        spec = BucketSpec(history=args.history, max_bytes=args.max_bytes)
-    except ValidationError as exc:
-        raise InputError(first_error(exc)) from exc
+    spec = built(BucketSpec, history=args.history, max_bytes=args.max_bytes)
     with client(args) as fx:
         info = fx.create_bucket(name, spec)
     if args.output == "json":

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from pydantic import ValidationError
-
-from fx.cli.common import EXIT_OK, OUTPUT, AddCommand, checked, client, first_error, print_json, print_table
-from fx.errors import InputError
+from fx.cli.common import EXIT_OK, OUTPUT, AddCommand, built, checked, client, print_json, print_table
 from fx.event_models import StreamSpec, check_stream_name
 
 HELP = "streams for jetstream triggers: create, list, remove (no NATS credentials needed)"
@@ -15,10 +12,7 @@ HELP = "streams for jetstream triggers: create, list, remove (no NATS credential
 
 def cmd_stream_create(args: argparse.Namespace) -> int:
     name = checked(check_stream_name, args.name)
-    try:
-        spec = StreamSpec(subjects=args.subjects, max_age=args.max_age, max_bytes=args.max_bytes)
-    except ValidationError as exc:
-        raise InputError(first_error(exc)) from exc
+    spec = built(StreamSpec, subjects=args.subjects, max_age=args.max_age, max_bytes=args.max_bytes)
     with client(args) as fx:
         info = fx.create_stream(name, spec)
     if args.output == "json":
