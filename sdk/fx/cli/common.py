@@ -7,6 +7,7 @@ import json
 import re
 import sys
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -81,6 +82,11 @@ def built(model: type[M], **fields: Any) -> M:
 
 def traffic_text(traffic: dict[int, int]) -> str:
     return ", ".join(f"v{v}:{p}%" for v, p in sorted(traffic.items())) or "-"
+
+
+def local_time(when: datetime) -> str:
+    """A time as the tables show it: the user's local time, to the second."""
+    return when.astimezone().strftime("%Y-%m-%d %H:%M:%S")
 
 
 def print_table(rows: list[list[str]]) -> None:

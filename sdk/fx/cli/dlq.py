@@ -4,17 +4,24 @@ from __future__ import annotations
 
 import argparse
 
-from fx.cli.common import EXIT_FAILED, EXIT_OK, OUTPUT, AddCommand, checked, client, err, print_json, print_table
+from fx.cli.common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    OUTPUT,
+    AddCommand,
+    checked,
+    client,
+    err,
+    local_time,
+    print_json,
+    print_table,
+)
 from fx.errors import InputError
 from fx.event_models import DLQ_LIST_DEFAULT, DeadLetter, RedriveSpec
 from fx.models import check_name
 
 HELP = "dead letters: async calls and stream records that failed every attempt (list, show, redrive)"
 MESSAGE_WIDTH = 60
-
-
-def _when(letter: DeadLetter) -> str:
-    return letter.time.astimezone().strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _origin(letter: DeadLetter) -> str:
@@ -36,9 +43,8 @@ def cmd_dlq_ls(args: argparse.Namespace) -> int:
     rows = [["ID", "FUNCTION", "SOURCE", "ERROR", "ATTEMPTS", "TIME", "MESSAGE"]]
     for letter in letters:
         message = letter.message if len(letter.message) <= MESSAGE_WIDTH else letter.message[: MESSAGE_WIDTH - 1] + "…"
-        rows.append(
-            [str(letter.id), letter.function, letter.source, letter.error, str(letter.attempts), _when(letter), message]
-        )
+        when = local_time(letter.time)
+        rows.append([str(letter.id), letter.function, letter.source, letter.error, str(letter.attempts), when, message])
     print_table(rows)
     if len(letters) == args.limit:
         err(f"(the oldest {args.limit}; --limit N shows more)")
@@ -57,7 +63,7 @@ def cmd_dlq_show(args: argparse.Namespace) -> int:
     print(f"error:     {letter.error}: {letter.message}")
     print(f"status:    {letter.status}")
     print(f"attempts:  {letter.attempts}")
-    print(f"time:      {_when(letter)}")
+    print(f"time:      {local_time(letter.time)}")
     print("headers:")
     for name, value in sorted(letter.headers.items()):
         print(f"  {name}: {value}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from fx import deploy
-from fx.cli.common import EXIT_OK, OUTPUT, AddCommand, client, print_json, print_table, traffic_text
+from fx.cli.common import EXIT_OK, OUTPUT, AddCommand, client, local_time, print_json, print_table, traffic_text
 from fx.models import TriggerSpec
 
 
@@ -62,7 +62,7 @@ def cmd_describe(args: argparse.Namespace) -> int:
     rows = [["VERSION", "STATE", "DIGEST", "CONFIG", "CREATED", "TRAFFIC", "READY", "STARTING", "REQUESTS", "ERRORS"]]
     rows[0].append("HANDLER")
     for v in fn.versions:
-        created = v.created_at.strftime("%Y-%m-%d %H:%M:%S")
+        created = local_time(v.created_at)
         counts = [f"{v.traffic}%", v.replicas_ready, v.replicas_starting, v.requests, v.errors]
         digests = [deploy.short(v.digest), deploy.short(v.config_digest)]
         rows.append([str(v.version), v.state, *digests, created, *map(str, counts), v.spec.handler])
@@ -93,7 +93,7 @@ def cmd_versions(args: argparse.Namespace) -> int:
     rows = [["VERSION", "STATE", "DIGEST", "CONFIG", "CREATED", "TRAFFIC", "ALIASES", "READY", "REQUESTS", "ERRORS"]]
     rows[0].append("WARM UNTIL")
     for v in versions:
-        created = v.created_at.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+        created = local_time(v.created_at)
         warm = v.warm_until.astimezone().strftime("%H:%M:%S") if v.warm_until else "-"
         aliases = ",".join(v.aliases) or "-"
         counts = [str(v.replicas_ready), str(v.requests), str(v.errors)]

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from fx import secret_args
-from fx.cli.common import EXIT_OK, OUTPUT, AddCommand, checked, client, print_json, print_table
+from fx.cli.common import EXIT_OK, OUTPUT, AddCommand, checked, client, local_time, print_json, print_table
 from fx.models import check_secret_name
 
 HELP = "manage secrets: values a function gets as environment variables, never shown"
@@ -34,7 +34,7 @@ def cmd_secret_ls(args: argparse.Namespace) -> int:
         return EXIT_OK
     rows = [["NAME", "KEYS", "UPDATED", "USED BY"]]
     for info in secrets:
-        updated = info.updated_at.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+        updated = local_time(info.updated_at)
         rows.append([info.name, ",".join(info.keys), updated, ",".join(info.used_by) or "-"])
     print_table(rows)
     return EXIT_OK
