@@ -27,6 +27,7 @@ EXIT_CODES = """exit codes:
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?\Z")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # C0 and C1 controls but tab and newline
 
 T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
@@ -82,6 +83,12 @@ def built(model: type[M], **fields: Any) -> M:
 
 def traffic_text(traffic: dict[int, int]) -> str:
     return ", ".join(f"v{v}:{p}%" for v, p in sorted(traffic.items())) or "-"
+
+
+def printable(text: str) -> str:
+    """Text from a caller (a dead letter's body, headers, error), its control characters shown as \\x1b and not
+    sent to the terminal, where an escape sequence could rewrite what the operator sees."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m[0]):02x}", text)
 
 
 def local_time(when: datetime) -> str:

@@ -15,6 +15,7 @@ from fx.cli.common import (
     local_time,
     print_json,
     print_table,
+    printable,
 )
 from fx.errors import InputError
 from fx.event_models import DLQ_LIST_DEFAULT, DeadLetter, RedriveSpec
@@ -26,8 +27,8 @@ MESSAGE_WIDTH = 60
 
 def _origin(letter: DeadLetter) -> str:
     if letter.source == "async":
-        return f"async call {letter.call_id}" if letter.call_id else "async call"
-    return f"{letter.source} record from {letter.stream} ({letter.subject})"
+        return printable(f"async call {letter.call_id}") if letter.call_id else "async call"
+    return printable(f"{letter.source} record from {letter.stream} ({letter.subject})")
 
 
 def cmd_dlq_ls(args: argparse.Namespace) -> int:
@@ -42,9 +43,11 @@ def cmd_dlq_ls(args: argparse.Namespace) -> int:
         return EXIT_OK
     rows = [["ID", "FUNCTION", "SOURCE", "ERROR", "ATTEMPTS", "TIME", "MESSAGE"]]
     for letter in letters:
-        message = letter.message if len(letter.message) <= MESSAGE_WIDTH else letter.message[: MESSAGE_WIDTH - 1] + "…"
+        message = printable(letter.message)
+        message = message if len(message) <= MESSAGE_WIDTH else message[: MESSAGE_WIDTH - 1] + "…"
         when = local_time(letter.time)
-        rows.append([str(letter.id), letter.function, letter.source, letter.error, str(letter.attempts), when, message])
+        error = printable(letter.error)
+        rows.append([str(letter.id), letter.function, letter.source, error, str(letter.attempts), when, message])
     print_table(rows)
     if len(letters) == args.limit:
         err(f"(the oldest {args.limit}; --limit N shows more)")
@@ -60,15 +63,15 @@ def cmd_dlq_show(args: argparse.Namespace) -> int:
     print(f"id:        {letter.id}")
     print(f"function:  {letter.function}")
     print(f"source:    {_origin(letter)}")
-    print(f"error:     {letter.error}: {letter.message}")
+    print(f"error:     {printable(letter.error)}: {printable(letter.message)}")
     print(f"status:    {letter.status}")
     print(f"attempts:  {letter.attempts}")
     print(f"time:      {local_time(letter.time)}")
     print("headers:")
     for name, value in sorted(letter.headers.items()):
-        print(f"  {name}: {value}")
+        print(f"  {printable(name)}: {printable(value)}")
     print("body (base64):" if letter.body_base64 else "body:")
-    print(letter.body)
+    print(printable(letter.body))
     return EXIT_OK
 
 
