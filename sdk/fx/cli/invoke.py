@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import stat
 import sys
 from pathlib import Path
 from typing import Any
@@ -53,15 +55,18 @@ def _event(args: argparse.Namespace) -> Any:
 def _read(path: str, source: str) -> bytes:
     """A file's bytes (a FIFO's until its writer closes), or stdin's for '-', at most EVENT_MAX_BYTES; `source`
     names the flag in an error. Bytes, not text: json.loads decodes them, and a binary file is then bad JSON."""
+    too_big = False
     try:
         if path == "-":
             data = sys.stdin.buffer.read(EVENT_MAX_BYTES + 1)
         else:
-            with Path(path).open("rb") as f:
-                data = f.read(EVENT_MAX_BYTES + 1)
+            with Path(path).open("rb") as f:  # a regular file's size says it is too big before it is read
+                info = os.fstat(f.fileno())
+                too_big = stat.S_ISREG(info.st_mode) and info.st_size > EVENT_MAX_BYTES
+                data = b"" if too_big else f.read(EVENT_MAX_BYTES + 1)
     except OSError as exc:
         raise InputError(f"{source}: cannot read {path}: {exc.strerror}") from exc
-    if len(data) > EVENT_MAX_BYTES:
+    if too_big or len(data) > EVENT_MAX_BYTES:
         raise InputError(f"{source}: the event is over {EVENT_MAX_BYTES // 2**20} MiB; send a reference to the data")
     return data
 
