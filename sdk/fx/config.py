@@ -36,6 +36,7 @@ DEFAULT_GATEWAY = "http://127.0.0.1:8080"
 DEFAULT_TOKEN_FILE = Path(".fx") / "admin-token"
 DEFAULT_CONTEXT = "default"  # the name of an old single-gateway config, and of a login to a nameless host
 LOCAL_CONTEXT = "local"  # the context `fx up` writes
+_TOKEN = re.compile(r"[!-~]+")  # visible ASCII: what an HTTP header carries (fx's own are URL-safe base64)
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,62}")
 
 
@@ -182,6 +183,11 @@ def resolve(
         layers += [from_env, *([chosen] if chosen else [])]
     gateway = next((s.gateway for s in layers if s.gateway), DEFAULT_GATEWAY)
     token = next((s.token for s in layers if s.token), None) or _local_token(cwd or Path.cwd())
+    if token is not None and not _TOKEN.fullmatch(token):  # else httpx fails: a traceback, or "unreachable"
+        raise InputError(
+            "the admin token has a character no token has (a space, a control character, non-ASCII); it came from"
+            f" --token, FX_TOKEN, the context in {path} or {DEFAULT_TOKEN_FILE}, in that order"
+        )
     return Settings(gateway=with_scheme(gateway).rstrip("/"), token=token)
 
 
@@ -192,6 +198,6 @@ def with_scheme(gateway: str) -> str:
 
 def _local_token(cwd: Path) -> str | None:
     try:
-        return (cwd / DEFAULT_TOKEN_FILE).read_text().strip() or None
+        return (cwd / DEFAULT_TOKEN_FILE).read_text(errors="replace").strip() or None
     except OSError:
         return None

@@ -164,3 +164,19 @@ def test_a_config_another_tool_wrote_with_wrong_types_is_bad_input_naming_the_fi
     with pytest.raises(InputError), config.update({"FX_CONFIG": str(cfg)}):
         pass
     assert json.loads(cfg.read_text()) == body  # left as it was
+
+
+@pytest.mark.parametrize("token", ["a\nb", "é", "two words", "\x1b[2J"])
+def test_a_token_no_http_header_can_carry_is_bad_input_not_a_traceback(tmp_path, token):
+    env = {"FX_CONFIG": str(tmp_path / "config.json"), "FX_TOKEN": token}
+    with pytest.raises(InputError, match="the admin token has a character no token has"):
+        config.resolve(env=env, cwd=tmp_path)
+
+
+def test_a_binary_token_file_is_bad_input_not_a_traceback(tmp_path):
+    (tmp_path / ".fx").mkdir()
+    (tmp_path / ".fx" / "admin-token").write_bytes(b"\xff\xfe\n")
+    with pytest.raises(InputError, match="admin token"):
+        config.resolve(env={"FX_CONFIG": str(tmp_path / "config.json")}, cwd=tmp_path)
+    (tmp_path / ".fx" / "admin-token").write_text("Abc-_123\n")
+    assert config.resolve(env={"FX_CONFIG": str(tmp_path / "config.json")}, cwd=tmp_path).token == "Abc-_123"
