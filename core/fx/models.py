@@ -24,6 +24,9 @@ NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
 NAME_MAX = 63
 # Lambda's handler grammar: module path (dots or slashes) then ".function".
 HANDLER_RE = re.compile(r"^[A-Za-z_][\w/.-]*\.[A-Za-z_]\w*\Z")
+# Keys and values together: one replica's environment, far below what a process can be given (Linux: 128 KiB a
+# string, 2 MiB in all), and stored in every version's record.
+ENV_MAX_BYTES = 64 * 1024
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
 DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}\Z")
 # [registry[:port]/]path[:tag][@sha256:digest], lower-case path components as OCI distribution requires.
@@ -413,6 +416,11 @@ class FunctionSpec(_Model):
                 raise ValueError(f"environment variable name {key!r} is invalid: use letters, digits and '_'")
             if key in RESERVED_ENV:
                 raise ValueError(f"environment variable {key!r} is reserved by the runtime")
+            if "\0" in v[key]:
+                raise ValueError(f"environment variable {key!r} holds a NUL character, which no process can be given")
+        size = sum(len(k.encode()) + len(value.encode()) for k, value in v.items())
+        if size > ENV_MAX_BYTES:
+            raise ValueError(f"environment variables are {size} bytes; at most {ENV_MAX_BYTES} (keep data in a secret)")
         return v
 
     @field_validator("secrets")

@@ -11,9 +11,11 @@ both in the cache folder (~/.cache/fx, FX_CACHE_DIR).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -37,6 +39,7 @@ CODE_LEVEL = 6  # deflate level of the code zip (the zip of a function without r
 LAYER_LEVEL = 1
 
 Progress = Callable[[str], None]
+_INCLUDE = re.compile(r"\s*(?:-r|-c|--requirement|--constraint)(?:\s*=\s*|\s*)(\S+)")
 
 
 class BuildError(InputError):
@@ -123,7 +126,7 @@ def dependencies(requirements: Path, runtime: str, progress: Progress | None = N
     requirement, every other one installs from its cached wheel.
     """
     version = python_version(runtime)
-    key = hashlib.sha256(requirements.read_bytes() + b"\0" + version.encode()).hexdigest()
+    key = hashlib.sha256(_requirements_bytes(requirements, set()) + b"\0" + version.encode()).hexdigest()
     target = cache_dir() / "deps" / key
     if target.is_dir():
         return target
@@ -145,11 +148,25 @@ def dependencies(requirements: Path, runtime: str, progress: Progress | None = N
     return target
 
 
+def _requirements_bytes(path: Path, seen: set[Path]) -> bytes:
+    """A requirements file's bytes and those of the files it includes (-r, -c, as pip reads them: relative to
+    the including file), so a pin changed in an included file installs again instead of reusing the cache."""
+    if path in seen:
+        return b""
+    seen.add(path)
+    data = path.read_bytes()
+    parts = [data]
+    for line in data.decode(errors="replace").splitlines():
+        if match := _INCLUDE.match(line):
+            with contextlib.suppress(OSError):  # pip names a missing file
+                parts.append(_requirements_bytes((path.parent / match[1]).resolve(), seen))
+    return b"\0".join(parts)
+
+
 def python_version(runtime: str) -> str:
     """The Python version ("3.11") dependencies are built for. A custom runtime ("provided") brings its own
     bootstrap; its Python dependencies are built for this interpreter."""
-    here = f"{sys.version_info.major}.{sys.version_info.minor}"
-    return runtime.removeprefix("python") if runtime.startswith("python") else here
+    return (runtime if runtime.startswith("python") else interpreters.own_runtime()).removeprefix("python")
 
 
 def pip_command(version: str) -> tuple[list[str], str]:
@@ -157,9 +174,9 @@ def pip_command(version: str) -> tuple[list[str], str]:
 
     Run for that Python's own interpreter when this host has it (so compiled code matches it); without
     it, pip can only use wheels built for that version."""
-    here = f"{sys.version_info.major}.{sys.version_info.minor}"
+    runtime = f"python{version}"
     try:
-        interpreter = interpreters.find(f"python{version}") if version != here else sys.executable
+        interpreter = interpreters.find(runtime) if runtime != interpreters.own_runtime() else sys.executable
     except ValueError as e:  # a malformed FX_INTERPRETERS
         raise BuildError(f"{interpreters.ENV}: {e}") from None
     command = [sys.executable, "-m", "pip", "install"]

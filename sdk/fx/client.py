@@ -93,15 +93,11 @@ class Client:
 
     def deploy(self, spec: FunctionSpec, traffic: bool = True) -> DeployResult:
         """traffic=False: the new version gets none (started warm, reachable only when pinned)."""
-        params = None if traffic else {"traffic": "none"}
-        r = self._send("PUT", f"/system/functions/{_seg(spec.name)}", json=spec.model_dump(mode="json"), params=params)
-        return DeployResult.model_validate_json(r.content)
+        return self._put_function(spec, {} if traffic else {"traffic": "none"})
 
     def validate(self, spec: FunctionSpec, traffic: bool = True) -> DeployResult:
         """The server's dry run of deploy(): FxError for whatever it would refuse, nothing applied."""
-        params = {"dry_run": "true"} if traffic else {"dry_run": "true", "traffic": "none"}
-        r = self._send("PUT", f"/system/functions/{_seg(spec.name)}", json=spec.model_dump(mode="json"), params=params)
-        return DeployResult.model_validate_json(r.content)
+        return self._put_function(spec, {"dry_run": "true"} if traffic else {"dry_run": "true", "traffic": "none"})
 
     def list_functions(self) -> list[FunctionInfo]:
         return _FUNCTION_LIST.validate_json(self._send("GET", "/system/functions").content)
@@ -264,6 +260,10 @@ class Client:
         if r.status_code >= 400:
             raise _error(r)
         return r
+
+    def _put_function(self, spec: FunctionSpec, params: dict[str, str]) -> DeployResult:
+        r = self._send("PUT", f"/system/functions/{_seg(spec.name)}", json=spec.model_dump(mode="json"), params=params)
+        return DeployResult.model_validate_json(r.content)
 
     def _function(self, method: str, name: str, sub: str, **kwargs: Any) -> FunctionInfo:
         r = self._send(method, f"/system/functions/{_seg(name)}/{sub}", **kwargs)

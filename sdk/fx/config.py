@@ -36,6 +36,7 @@ DEFAULT_GATEWAY = "http://127.0.0.1:8080"
 DEFAULT_TOKEN_FILE = Path(".fx") / "admin-token"
 DEFAULT_CONTEXT = "default"  # the name of an old single-gateway config, and of a login to a nameless host
 LOCAL_CONTEXT = "local"  # the context `fx up` writes
+_TOKEN = re.compile(r"[!-~]+")  # visible ASCII: what an HTTP header carries (fx's own are URL-safe base64)
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,62}")
 
 
@@ -99,24 +100,31 @@ def load(path: Path) -> Config:
     if not isinstance(raw, dict):
         raise InputError(f"{path}: the fx config must be a JSON object")
     if "contexts" not in raw:  # the old single-gateway file
-        old = _settings(raw)
+        old = _settings(raw, path, "the file")
         return Config({DEFAULT_CONTEXT: old}, DEFAULT_CONTEXT) if old else Config()
     if not isinstance(raw["contexts"], dict):
         raise InputError(f"{path}: 'contexts' must map names to {{'gateway': ..., 'token': ...}}")
-    contexts = {
-        name: settings
-        for name, entry in raw["contexts"].items()
-        if isinstance(entry, dict) and (settings := _settings(entry))
-    }
+    contexts = {}
+    for name, entry in raw["contexts"].items():
+        if not isinstance(entry, dict) or not (settings := _settings(entry, path, f"context {name!r}")):
+            raise InputError(f"{path}: context {name!r} must be {{'gateway': URL, 'token': TOKEN or null}}")
+        contexts[name] = settings
     current = raw.get("current")
+    if current is not None and not isinstance(current, str):
+        raise InputError(f"{path}: 'current' must be a context name or null, not {type(current).__name__}")
     return Config(contexts, current if current in contexts else None)
 
 
-def _settings(entry: dict) -> Settings | None:
+def _settings(entry: dict, path: Path, where: str) -> Settings | None:
+    """An entry's gateway and token; None when it names no gateway; bad input when either is not a string (a
+    file another tool wrote wrong is refused, not dropped: the next `fx login` would write it back without it)."""
     gateway, token = entry.get("gateway"), entry.get("token")
-    if not isinstance(gateway, str) or not gateway:
+    for key, value in (("gateway", gateway), ("token", token)):
+        if value is not None and not isinstance(value, str):
+            raise InputError(f"{path}: {where}: {key!r} must be a string, not {type(value).__name__}")
+    if not gateway:
         return None
-    return Settings(gateway, token if isinstance(token, str) and token else None)
+    return Settings(gateway, token or None)
 
 
 def save(config: Config, path: Path) -> None:
@@ -175,6 +183,11 @@ def resolve(
         layers += [from_env, *([chosen] if chosen else [])]
     gateway = next((s.gateway for s in layers if s.gateway), DEFAULT_GATEWAY)
     token = next((s.token for s in layers if s.token), None) or _local_token(cwd or Path.cwd())
+    if token is not None and not _TOKEN.fullmatch(token):  # else httpx fails: a traceback, or "unreachable"
+        raise InputError(
+            "the admin token has a character no token has (a space, a control character, non-ASCII); it came from"
+            f" --token, FX_TOKEN, the context in {path} or {DEFAULT_TOKEN_FILE}, in that order"
+        )
     return Settings(gateway=with_scheme(gateway).rstrip("/"), token=token)
 
 
@@ -185,6 +198,6 @@ def with_scheme(gateway: str) -> str:
 
 def _local_token(cwd: Path) -> str | None:
     try:
-        return (cwd / DEFAULT_TOKEN_FILE).read_text().strip() or None
+        return (cwd / DEFAULT_TOKEN_FILE).read_text(errors="replace").strip() or None
     except OSError:
         return None

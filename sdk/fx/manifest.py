@@ -19,6 +19,7 @@ from fx.models import FunctionSpec, TriggerSpec
 MANIFEST = "fx.yaml"
 # Validation of a zip function needs an artifact; the real digest exists only once the code is built.
 _PLACEHOLDER_DIGEST = "sha256:" + "0" * 64
+_STR_TAG = "tag:yaml.org,2002:str"
 _SPEC_KEYS = frozenset(FunctionSpec.model_fields) - {"name", "artifact", "dependencies"}
 
 
@@ -96,6 +97,9 @@ def parse(text: str, path: Path) -> list[FunctionDef]:
     for key_node, value_node in functions_node.value:
         name = key_node.value
         where = f"functions.{name}"
+        if key_node.tag != _STR_TAG:  # 1:, true: or null: would find no settings under the name "1", "true"
+            report(key_node, where, f'a function name is a string: write "{name}":')
+            continue
         if name in seen:
             report(key_node, where, "duplicate key")
             continue
@@ -106,7 +110,6 @@ def parse(text: str, path: Path) -> list[FunctionDef]:
         if not isinstance(settings, dict):
             report(value_node, where, "expected a mapping of settings (handler, memory, scale, ...)")
             continue
-        settings = dict(settings)
         if isinstance(value_node, yaml.MappingNode):
             _check_keys(value_node, where, _SPEC_KEYS | {"path"}, report)
         settings = {k: v for k, v in settings.items() if k in _SPEC_KEYS or k == "path"}

@@ -88,6 +88,8 @@ BAD_SPECS = [
     ({"handler": "handler.handler\n"}, "handler"),
     ({"env": {"FOO\n": "1"}}, "env"),
     ({"env": {"FOO BAR": "1"}}, "env"),
+    ({"env": {"FOO": "a\x00b"}}, "env"),  # no process can be given it: the replica could never start
+    ({"env": {"FOO": "x" * (64 * 1024 + 1)}}, "env"),
     ({"triggers": [{"nats": "orders.created\n"}]}, "triggers.0.nats"),
     ({"triggers": [{"nats": "orders\n.created"}]}, "triggers.0.nats"),
     ({"triggers": [{"nats": "orders." * 1000 + "x"}]}, "triggers.0.nats"),  # over NATS's protocol line

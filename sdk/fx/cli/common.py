@@ -7,7 +7,11 @@ import json
 import re
 import sys
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any, Protocol, TypeVar
+
+from pydantic import BaseModel, ValidationError
+from pydantic_core import to_jsonable_python
 
 from fx import config
 from fx.client import Client
@@ -23,8 +27,10 @@ EXIT_CODES = """exit codes:
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?\Z")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # C0 and C1 controls but tab and newline
 
 T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
 Run = Callable[[argparse.Namespace], int]
 
 # Global flags are accepted before or after the command; SUPPRESS keeps the earlier value.
@@ -64,19 +70,30 @@ def checked(check: Callable[[T], T], value: T) -> T:
         raise InputError(str(exc)) from exc
 
 
-def first_error(exc: ValueError) -> str:
-    """The first of a pydantic error's complaints, named by its flag."""
-    errors = getattr(exc, "errors", None)
-    if not callable(errors):
-        return str(exc)
-    first = errors()[0]
-    field = ".".join(str(p) for p in first.get("loc", ()))
-    message = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
-    return f"{field.replace('_', '-')}: {message}" if field else message
+def built(model: type[M], **fields: Any) -> M:
+    """A model made of flags; its first complaint is bad input (exit 2), named by its flag."""
+    try:
+        return model(**fields)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first.get("loc", ()))
+        message = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
+        raise InputError(f"{field.replace('_', '-')}: {message}" if field else message) from exc
 
 
 def traffic_text(traffic: dict[int, int]) -> str:
     return ", ".join(f"v{v}:{p}%" for v, p in sorted(traffic.items())) or "-"
+
+
+def printable(text: str) -> str:
+    """Text from a caller (a dead letter's body, headers, error), its control characters shown as \\x1b and not
+    sent to the terminal, where an escape sequence could rewrite what the operator sees."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m[0]):02x}", text)
+
+
+def local_time(when: datetime) -> str:
+    """A time as the tables show it: the user's local time, to the second."""
+    return when.astimezone().strftime("%Y-%m-%d %H:%M:%S")
 
 
 def print_table(rows: list[list[str]]) -> None:
@@ -86,7 +103,8 @@ def print_table(rows: list[list[str]]) -> None:
 
 
 def print_json(value: Any) -> None:
-    print(json.dumps(value, indent=2))
+    """What -o json prints: a model, a list of models or plain data, indented, the same way for every command."""
+    print(json.dumps(to_jsonable_python(value), indent=2, ensure_ascii=False))
 
 
 def err(message: str) -> None:

@@ -20,14 +20,14 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
-    if args.wait_timeout <= 0:
+    if not args.wait_timeout > 0:  # nor nan: `elapsed >= nan` is never true, the wait would never end
         raise InputError(f"--wait-timeout {args.wait_timeout:g}: give a number of seconds above 0")
     with client(args) as fx:
         results = deploy.deploy(fx, Path(args.file), args.names, progress=err, traffic=not args.no_traffic)
         if not args.no_wait:
             results = deploy.wait(fx, results, args.wait_timeout, progress=err)
     if args.output == "json":
-        print_json([r.model_dump(mode="json") for r in results])
+        print_json(results)
     else:
         for result in results:
             (err if result.state == "Failed" else print)(deploy.describe_result(result))

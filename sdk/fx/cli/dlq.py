@@ -4,26 +4,31 @@ from __future__ import annotations
 
 import argparse
 
-from pydantic import TypeAdapter
-
-from fx.cli.common import EXIT_FAILED, EXIT_OK, OUTPUT, AddCommand, checked, client, err, print_table
+from fx.cli.common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    OUTPUT,
+    AddCommand,
+    checked,
+    client,
+    err,
+    local_time,
+    print_json,
+    print_table,
+    printable,
+)
 from fx.errors import InputError
 from fx.event_models import DLQ_LIST_DEFAULT, DeadLetter, RedriveSpec
 from fx.models import check_name
 
 HELP = "dead letters: async calls and stream records that failed every attempt (list, show, redrive)"
-_LETTERS = TypeAdapter(list[DeadLetter])
 MESSAGE_WIDTH = 60
-
-
-def _when(letter: DeadLetter) -> str:
-    return letter.time.astimezone().strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _origin(letter: DeadLetter) -> str:
     if letter.source == "async":
-        return f"async call {letter.call_id}" if letter.call_id else "async call"
-    return f"{letter.source} record from {letter.stream} ({letter.subject})"
+        return printable(f"async call {letter.call_id}") if letter.call_id else "async call"
+    return printable(f"{letter.source} record from {letter.stream} ({letter.subject})")
 
 
 def cmd_dlq_ls(args: argparse.Namespace) -> int:
@@ -31,17 +36,18 @@ def cmd_dlq_ls(args: argparse.Namespace) -> int:
     with client(args) as fx:
         letters = fx.dead_letters(function, args.limit)
     if args.output == "json":
-        print(_LETTERS.dump_json(letters, indent=2).decode())
+        print_json(letters)
         return EXIT_OK
     if not letters:
         print("no dead letters" + (f" of {function}" if function else ""))
         return EXIT_OK
     rows = [["ID", "FUNCTION", "SOURCE", "ERROR", "ATTEMPTS", "TIME", "MESSAGE"]]
     for letter in letters:
-        message = letter.message if len(letter.message) <= MESSAGE_WIDTH else letter.message[: MESSAGE_WIDTH - 1] + "…"
-        rows.append(
-            [str(letter.id), letter.function, letter.source, letter.error, str(letter.attempts), _when(letter), message]
-        )
+        message = printable(letter.message)
+        message = message if len(message) <= MESSAGE_WIDTH else message[: MESSAGE_WIDTH - 1] + "…"
+        when = local_time(letter.time)
+        error = printable(letter.error)
+        rows.append([str(letter.id), letter.function, letter.source, error, str(letter.attempts), when, message])
     print_table(rows)
     if len(letters) == args.limit:
         err(f"(the oldest {args.limit}; --limit N shows more)")
@@ -52,20 +58,20 @@ def cmd_dlq_show(args: argparse.Namespace) -> int:
     with client(args) as fx:
         letter = fx.dead_letter(args.id)
     if args.output == "json":
-        print(letter.model_dump_json(indent=2))
+        print_json(letter)
         return EXIT_OK
     print(f"id:        {letter.id}")
     print(f"function:  {letter.function}")
     print(f"source:    {_origin(letter)}")
-    print(f"error:     {letter.error}: {letter.message}")
+    print(f"error:     {printable(letter.error)}: {printable(letter.message)}")
     print(f"status:    {letter.status}")
     print(f"attempts:  {letter.attempts}")
-    print(f"time:      {_when(letter)}")
+    print(f"time:      {local_time(letter.time)}")
     print("headers:")
     for name, value in sorted(letter.headers.items()):
-        print(f"  {name}: {value}")
+        print(f"  {printable(name)}: {printable(value)}")
     print("body (base64):" if letter.body_base64 else "body:")
-    print(letter.body)
+    print(printable(letter.body))
     return EXIT_OK
 
 
@@ -87,7 +93,7 @@ def cmd_dlq_redrive(args: argparse.Namespace) -> int:
                 update={"redriven": result.redriven + more.redriven, "failed": result.failed + more.failed}
             )
     if args.output == "json":
-        print(result.model_dump_json(indent=2))
+        print_json(result)
     else:
         for letter in result.redriven:
             print(f"{letter.id} {letter.function}: redriven ({_origin(letter)})")

@@ -4,21 +4,16 @@ from __future__ import annotations
 
 import argparse
 
-from pydantic import TypeAdapter
-
 from fx import deploy
-from fx.cli.common import EXIT_OK, OUTPUT, AddCommand, client, print_json, print_table, traffic_text
-from fx.models import FunctionInfo, TriggerSpec, VersionInfo
-
-_FUNCTION_LIST = TypeAdapter(list[FunctionInfo])
-_VERSION_LIST = TypeAdapter(list[VersionInfo])
+from fx.cli.common import EXIT_OK, OUTPUT, AddCommand, client, local_time, print_json, print_table, traffic_text
+from fx.models import TriggerSpec
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
     with client(args) as fx:
         functions = fx.list_functions()
     if args.output == "json":
-        print(_FUNCTION_LIST.dump_json(functions, indent=2).decode())
+        print_json(functions)
         return EXIT_OK
     rows = [["NAME", "LATEST", "TRAFFIC", "READY", "STATUS"]]
     for fn in functions:
@@ -33,7 +28,7 @@ def cmd_describe(args: argparse.Namespace) -> int:
         fn = fx.describe(args.name)
         url = f"{fx.gateway}/function/{fn.name}/"
     if args.output == "json":
-        print(fn.model_dump_json(indent=2))
+        print_json(fn)
         return EXIT_OK
     # The configuration shown is the serving one: the version with the most traffic (else the latest).
     shown = max(fn.versions, key=lambda v: (v.traffic, v.version))
@@ -67,7 +62,7 @@ def cmd_describe(args: argparse.Namespace) -> int:
     rows = [["VERSION", "STATE", "DIGEST", "CONFIG", "CREATED", "TRAFFIC", "READY", "STARTING", "REQUESTS", "ERRORS"]]
     rows[0].append("HANDLER")
     for v in fn.versions:
-        created = v.created_at.strftime("%Y-%m-%d %H:%M:%S")
+        created = local_time(v.created_at)
         counts = [f"{v.traffic}%", v.replicas_ready, v.replicas_starting, v.requests, v.errors]
         digests = [deploy.short(v.digest), deploy.short(v.config_digest)]
         rows.append([str(v.version), v.state, *digests, created, *map(str, counts), v.spec.handler])
@@ -93,12 +88,12 @@ def cmd_versions(args: argparse.Namespace) -> int:
     with client(args) as fx:
         versions = fx.versions(args.name)
     if args.output == "json":
-        print(_VERSION_LIST.dump_json(versions, indent=2).decode())
+        print_json(versions)
         return EXIT_OK
     rows = [["VERSION", "STATE", "DIGEST", "CONFIG", "CREATED", "TRAFFIC", "ALIASES", "READY", "REQUESTS", "ERRORS"]]
     rows[0].append("WARM UNTIL")
     for v in versions:
-        created = v.created_at.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+        created = local_time(v.created_at)
         warm = v.warm_until.astimezone().strftime("%H:%M:%S") if v.warm_until else "-"
         aliases = ",".join(v.aliases) or "-"
         counts = [str(v.replicas_ready), str(v.requests), str(v.errors)]

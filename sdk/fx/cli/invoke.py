@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import stat
 import sys
 from pathlib import Path
 from typing import Any
 
 from fx.cli.common import EXIT_OK, OUTPUT, AddCommand, client, print_json
 from fx.errors import InputError
+
+# An event read from a file or stdin is refused above this, before it is held (three times: read, parsed,
+# sent) in memory: far above the gateway's default request limit (6 MiB), far below what would exhaust a laptop.
+EVENT_MAX_BYTES = 64 * 1024 * 1024
 
 
 def cmd_invoke(args: argparse.Namespace) -> int:
@@ -27,6 +33,7 @@ def cmd_invoke(args: argparse.Namespace) -> int:
 
 def _event(args: argparse.Namespace) -> Any:
     """The event from --data (text, or @FILE as curl reads it), --file, or piped stdin; {} when none is given."""
+    text: str | bytes
     if args.file:
         source = f"--file {args.file}"
         text = _read(args.file, source)
@@ -34,7 +41,7 @@ def _event(args: argparse.Namespace) -> Any:
         source = f"--data {args.data}" if args.data.startswith("@") else "--data"
         text = _read(args.data[1:], source) if args.data.startswith("@") else args.data
     elif not sys.stdin.isatty():
-        text, source = sys.stdin.read(), "stdin"
+        text, source = _read("-", "stdin"), "stdin"
     else:
         text, source = "", ""
     if not text.strip() and source in ("", "stdin"):  # nothing piped in (e.g. < /dev/null): the default event
@@ -45,14 +52,23 @@ def _event(args: argparse.Namespace) -> Any:
         raise InputError(f"{source} is not valid JSON: {exc}") from exc
 
 
-def _read(path: str, source: str) -> str:
-    """A file's text, or stdin's for '-'; `source` names the flag in an error."""
-    if path == "-":
-        return sys.stdin.read()
+def _read(path: str, source: str) -> bytes:
+    """A file's bytes (a FIFO's until its writer closes), or stdin's for '-', at most EVENT_MAX_BYTES; `source`
+    names the flag in an error. Bytes, not text: json.loads decodes them, and a binary file is then bad JSON."""
+    too_big = False
     try:
-        return Path(path).read_text()
+        if path == "-":
+            data = sys.stdin.buffer.read(EVENT_MAX_BYTES + 1)
+        else:
+            with Path(path).open("rb") as f:  # a regular file's size says it is too big before it is read
+                info = os.fstat(f.fileno())
+                too_big = stat.S_ISREG(info.st_mode) and info.st_size > EVENT_MAX_BYTES
+                data = b"" if too_big else f.read(EVENT_MAX_BYTES + 1)
     except OSError as exc:
         raise InputError(f"{source}: cannot read {path}: {exc.strerror}") from exc
+    if too_big or len(data) > EVENT_MAX_BYTES:
+        raise InputError(f"{source}: the event is over {EVENT_MAX_BYTES // 2**20} MiB; send a reference to the data")
+    return data
 
 
 def register(add: AddCommand) -> None:

@@ -4,26 +4,19 @@ from __future__ import annotations
 
 import argparse
 
-from pydantic import TypeAdapter, ValidationError
-
-from fx.cli.common import EXIT_OK, OUTPUT, AddCommand, checked, client, first_error, print_table
-from fx.errors import InputError
-from fx.event_models import BucketInfo, BucketSpec, check_bucket_name, check_kv_key
+from fx.cli.common import EXIT_OK, OUTPUT, AddCommand, built, checked, client, print_json, print_table
+from fx.event_models import BucketSpec, check_bucket_name, check_kv_key
 
 HELP = "KV buckets for kv triggers: create, list, put a key, remove (no NATS credentials needed)"
-_BUCKETS = TypeAdapter(list[BucketInfo])
 
 
 def cmd_kv_create(args: argparse.Namespace) -> int:
     name = checked(check_bucket_name, args.bucket)
-    try:
-        spec = BucketSpec(history=args.history, max_bytes=args.max_bytes)
-    except ValidationError as exc:
-        raise InputError(first_error(exc)) from exc
+    spec = built(BucketSpec, history=args.history, max_bytes=args.max_bytes)
     with client(args) as fx:
         info = fx.create_bucket(name, spec)
     if args.output == "json":
-        print(info.model_dump_json(indent=2))
+        print_json(info)
         return EXIT_OK
     print(f"{info.name}: {'created' if info.created else 'exists already'}")
     return EXIT_OK
@@ -33,7 +26,7 @@ def cmd_kv_ls(args: argparse.Namespace) -> int:
     with client(args) as fx:
         buckets = fx.list_buckets()
     if args.output == "json":
-        print(_BUCKETS.dump_json(buckets, indent=2).decode())
+        print_json(buckets)
         return EXIT_OK
     rows = [["BUCKET", "VALUES", "BYTES", "HISTORY", "CONSUMERS"]]
     rows += [[b.name, str(b.values), str(b.bytes), str(b.history), str(b.consumers)] for b in buckets]
@@ -55,7 +48,7 @@ def cmd_kv_put(args: argparse.Namespace) -> int:
     with client(args) as fx:
         result = fx.kv_put(name, key, args.value)
     if args.output == "json":
-        print(result.model_dump_json(indent=2))
+        print_json(result)
         return EXIT_OK
     print(f"{result.bucket}: {result.key} set (revision {result.revision})")
     return EXIT_OK

@@ -37,15 +37,17 @@ def _json(function: str, line: str) -> str:
 
 
 def _since(text: str) -> datetime:
-    if (ago := seconds(text)) is not None:
-        return datetime.now(UTC) - timedelta(seconds=ago)
     try:
+        if (ago := seconds(text)) is not None:
+            return datetime.now(UTC) - timedelta(seconds=ago)
         when = datetime.fromisoformat(text)
+        return when if when.tzinfo else when.astimezone()  # without an offset: the local time, as the user reads it
     except ValueError:
         raise InputError(
             f"--since {text!r} is neither a duration (30s, 10m, 2h) nor a timestamp (2024-05-01T12:00:00)"
         ) from None
-    return when if when.tzinfo else when.astimezone()  # without an offset: the local time, as the user reads it
+    except OverflowError:  # 99999999999h ago
+        raise InputError(f"--since {text!r} is further back than the calendar goes") from None
 
 
 def register(add: AddCommand) -> None:

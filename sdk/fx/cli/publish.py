@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from pydantic import ValidationError
-
-from fx.cli.common import EXIT_FAILED, EXIT_OK, OUTPUT, AddCommand, client, first_error, print_json
+from fx.cli.common import EXIT_FAILED, EXIT_OK, OUTPUT, AddCommand, built, client, print_json
 from fx.errors import InputError
 from fx.event_models import PUBLISH_TIMEOUT_DEFAULT, PublishSpec
 from fx.protocol import REPLY_FUNCTION_ERROR
@@ -23,21 +21,19 @@ def _headers(pairs: list[str]) -> dict[str, str]:
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
-    try:
-        spec = PublishSpec(
-            subject=args.subject,
-            data=args.data,
-            headers=_headers(args.header),
-            request=args.request,
-            timeout=args.timeout,
-        )
-    except ValidationError as exc:
-        raise InputError(first_error(exc)) from exc
+    spec = built(
+        PublishSpec,
+        subject=args.subject,
+        data=args.data,
+        headers=_headers(args.header),
+        request=args.request,
+        timeout=args.timeout,
+    )
     with client(args) as fx:
         result = fx.publish(spec)
     failed = REPLY_FUNCTION_ERROR in result.reply_headers
     if args.output == "json":
-        print_json(result.model_dump(mode="json"))
+        print_json(result)
     elif spec.request:
         print(result.reply)  # the answer as it came, like `nats req`
     elif result.stream:

@@ -5,14 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from pydantic import TypeAdapter
-
 from fx import secret_args
-from fx.cli.common import EXIT_OK, OUTPUT, AddCommand, checked, client, print_table
-from fx.models import SecretInfo, check_secret_name
+from fx.cli.common import EXIT_OK, OUTPUT, AddCommand, checked, client, local_time, print_json, print_table
+from fx.models import check_secret_name
 
 HELP = "manage secrets: values a function gets as environment variables, never shown"
-_SECRET_LIST = TypeAdapter(list[SecretInfo])
 
 
 def cmd_secret_set(args: argparse.Namespace) -> int:
@@ -21,7 +18,7 @@ def cmd_secret_set(args: argparse.Namespace) -> int:
     with client(args) as fx:
         info = fx.set_secret(name, values)
     if args.output == "json":
-        print(info.model_dump_json(indent=2))
+        print_json(info)
         return EXIT_OK
     print(f"{info.name}: set, keys {', '.join(info.keys)}")
     if info.used_by:
@@ -33,11 +30,11 @@ def cmd_secret_ls(args: argparse.Namespace) -> int:
     with client(args) as fx:
         secrets = fx.list_secrets()
     if args.output == "json":
-        print(_SECRET_LIST.dump_json(secrets, indent=2).decode())
+        print_json(secrets)
         return EXIT_OK
     rows = [["NAME", "KEYS", "UPDATED", "USED BY"]]
     for info in secrets:
-        updated = info.updated_at.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+        updated = local_time(info.updated_at)
         rows.append([info.name, ",".join(info.keys), updated, ",".join(info.used_by) or "-"])
     print_table(rows)
     return EXIT_OK

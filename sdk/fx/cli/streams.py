@@ -4,26 +4,19 @@ from __future__ import annotations
 
 import argparse
 
-from pydantic import TypeAdapter, ValidationError
-
-from fx.cli.common import EXIT_OK, OUTPUT, AddCommand, checked, client, first_error, print_table
-from fx.errors import InputError
-from fx.event_models import StreamInfo, StreamSpec, check_stream_name
+from fx.cli.common import EXIT_OK, OUTPUT, AddCommand, built, checked, client, print_json, print_table
+from fx.event_models import StreamSpec, check_stream_name
 
 HELP = "streams for jetstream triggers: create, list, remove (no NATS credentials needed)"
-_STREAMS = TypeAdapter(list[StreamInfo])
 
 
 def cmd_stream_create(args: argparse.Namespace) -> int:
     name = checked(check_stream_name, args.name)
-    try:
-        spec = StreamSpec(subjects=args.subjects, max_age=args.max_age, max_bytes=args.max_bytes)
-    except ValidationError as exc:
-        raise InputError(first_error(exc)) from exc
+    spec = built(StreamSpec, subjects=args.subjects, max_age=args.max_age, max_bytes=args.max_bytes)
     with client(args) as fx:
         info = fx.create_stream(name, spec)
     if args.output == "json":
-        print(info.model_dump_json(indent=2))
+        print_json(info)
         return EXIT_OK
     state = "created" if info.created else "exists already"
     print(f"{info.name}: {state}, subjects {', '.join(info.subjects)}")
@@ -34,7 +27,7 @@ def cmd_stream_ls(args: argparse.Namespace) -> int:
     with client(args) as fx:
         streams = fx.list_streams()
     if args.output == "json":
-        print(_STREAMS.dump_json(streams, indent=2).decode())
+        print_json(streams)
         return EXIT_OK
     rows = [["NAME", "SUBJECTS", "MESSAGES", "BYTES", "CONSUMERS"]]
     for s in streams:

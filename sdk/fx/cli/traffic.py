@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from fx.cli.common import EXIT_OK, OUTPUT, AddCommand, checked, client, first_error, seconds, traffic_text
+from fx.cli.common import EXIT_OK, OUTPUT, AddCommand, built, checked, client, print_json, seconds, traffic_text
 from fx.errors import InputError
 from fx.models import FunctionInfo, PromoteSpec, check_alias, check_split, check_sticky
 
@@ -31,16 +31,14 @@ def cmd_alias(args: argparse.Namespace) -> int:
 def cmd_promote(args: argparse.Namespace) -> int:
     if args.interval is not None and args.step is None:
         raise InputError("--interval needs --step PERCENT: without steps the version gets all traffic at once")
-    try:
-        spec = PromoteSpec(
-            version=args.version,
-            step=args.step,
-            interval=_seconds(args.interval or DEFAULT_INTERVAL),
-            max_error_rate=args.max_error_rate,
-            min_requests=args.min_requests,
-        )
-    except ValueError as exc:
-        raise InputError(first_error(exc)) from exc
+    spec = built(
+        PromoteSpec,
+        version=args.version,
+        step=args.step,
+        interval=_seconds(args.interval or DEFAULT_INTERVAL),
+        max_error_rate=args.max_error_rate,
+        min_requests=args.min_requests,
+    )
     with client(args) as fx:
         fn = fx.promote(args.name, spec)
     return _changed(args, fn)
@@ -55,7 +53,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 def _changed(args: argparse.Namespace, fn: FunctionInfo) -> int:
     """What a traffic command leaves behind: the split, aliases and any rollout in progress."""
     if args.output == "json":
-        print(fn.model_dump_json(indent=2))
+        print_json(fn)
         return EXIT_OK
     line = f"{fn.name}: traffic {traffic_text(fn.traffic)}"
     if fn.sticky:

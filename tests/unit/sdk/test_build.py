@@ -124,3 +124,24 @@ def test_requirements_kept_out_of_the_code_by_a_rule_are_still_installed(project
     assert "requirements.txt" not in entries(built.code)
     assert "tinydep/__init__.py" in entries(built.dependencies)
     assert built.ignored == "1 file ignored (.fxignore)"
+
+
+def test_a_pin_changed_in_an_included_requirements_file_installs_again(project, tmp_path, cache, monkeypatch):
+    """requirements.txt of `-r base.txt` alone was the cache key: a new pin in base.txt reused the old layer."""
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    first_wheels, second_wheels = tmp_path / "w1", tmp_path / "w2"
+    first_wheels.mkdir()
+    second_wheels.mkdir()
+    first_wheel, second_wheel = make_wheel(first_wheels), make_wheel(second_wheels, source="VALUE = 2\n")
+    (project / "requirements.txt").write_text("-r base.txt\n")
+    (project / "base.txt").write_text(f"--constraint=pins.txt\n{first_wheel}\n")
+    (project / "pins.txt").write_text("")
+    first = build.build(project)
+    (project / "base.txt").write_text(f"--constraint=pins.txt\n{second_wheel}\n")
+    second = build.build(project)
+    assert first.dependencies is not None and second.dependencies is not None
+    assert second.dependencies.digest != first.dependencies.digest
+    (project / "pins.txt").write_text("# a constraint file changed: installed again\n")
+    third = build.build(project).dependencies
+    assert third is not None and third.digest == second.dependencies.digest  # the same files installed
+    assert len([p for p in (cache / "deps").iterdir() if p.is_dir()]) == 3

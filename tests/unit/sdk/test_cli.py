@@ -80,6 +80,11 @@ def test_bad_manifest_is_exit_2_naming_file_line_and_field(gateway, tmp_path, ca
         (["deploy"], "fx.yaml"),
         (["deploy", "-f", "fx.yaml", "nosuch"], "fx.yaml"),
         (["invoke", "hello", "--data", "{not json"], "not valid JSON"),
+        (["kv", "create", "users", "--history", "65"], "fx: history: Input should be less than or equal to 64"),
+        (["stream", "create", "ORDERS", "orders.>", "--max-age", "-1"], "fx: max-age: Input should be greater"),
+        (["promote", "hello", "2", "--step", "10", "--interval", "2d"], "--interval '2d' is not a duration"),
+        (["deploy", "--wait-timeout", "0"], "--wait-timeout 0: give a number of seconds above 0"),
+        (["deploy", "--wait-timeout", "nan"], "--wait-timeout nan: give a number of seconds above 0"),
     ],
 )
 def test_bad_input_is_exit_2(argv, message, capsys):
@@ -220,3 +225,17 @@ def test_fx_dlq_redrive_all_sends_each_next_call_until_the_platform_has_no_more(
     assert main(["dlq", "redrive", "--all"]) == 0
     assert sent == [(1, None), (3, 5), (5, 5)]
     assert capsys.readouterr().out.count("redriven") == 6
+
+
+def test_json_output_is_one_shape_for_a_model_a_list_of_them_and_plain_data(capsys):
+    from datetime import UTC, datetime
+
+    from fx.cli.common import print_json
+    from fx.models import SecretInfo
+
+    info = SecretInfo(name="db", keys=["PASSWORD"], updated_at=datetime(2026, 1, 2, tzinfo=UTC), used_by=["façade"])
+    for value in (info, [info], {"secret": info}):
+        print_json(value)
+        out = capsys.readouterr().out
+        assert json.loads(out) == json.loads(json.dumps(value, default=lambda m: m.model_dump(mode="json")))
+        assert "façade" in out and out.startswith(("{\n  ", "[\n  "))

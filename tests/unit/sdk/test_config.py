@@ -1,4 +1,5 @@
 import json
+import re
 import stat
 
 import pytest
@@ -140,3 +141,42 @@ def test_an_unwritable_config_is_bad_input_naming_the_file(tmp_path):
     env = {"FX_CONFIG": str(blocker / "config.json")}  # its folder is a file
     with pytest.raises(InputError, match="cannot write the fx config"), config.update(env):
         pass
+
+
+@pytest.mark.parametrize(
+    ("body", "complaint"),
+    [
+        ({"current": [1], "contexts": {}}, "'current' must be a context name"),
+        ({"current": "a", "contexts": {"a": {"gateway": 5}}}, "context 'a': 'gateway' must be a string, not int"),
+        ({"current": "a", "contexts": {"a": {"gateway": "http://x", "token": 5}}}, "'token' must be a string"),
+        ({"contexts": {"a": "http://x"}}, "context 'a' must be"),
+        ({"contexts": {"a": {"token": "t"}}}, "context 'a' must be"),
+        ({"gateway": ["http://x"]}, "the file: 'gateway' must be a string, not list"),
+    ],
+)
+def test_a_config_another_tool_wrote_with_wrong_types_is_bad_input_naming_the_file(tmp_path, body, complaint):
+    """Refused, not a traceback, and not dropped: `fx login` would otherwise write the file back without it."""
+    cfg = tmp_path / "config.json"
+    cfg.write_text(json.dumps(body))
+    with pytest.raises(InputError, match=re.escape(complaint)) as caught:
+        config.resolve(env={"FX_CONFIG": str(cfg)}, cwd=tmp_path)
+    assert str(cfg) in str(caught.value)
+    with pytest.raises(InputError), config.update({"FX_CONFIG": str(cfg)}):
+        pass
+    assert json.loads(cfg.read_text()) == body  # left as it was
+
+
+@pytest.mark.parametrize("token", ["a\nb", "é", "two words", "\x1b[2J"])
+def test_a_token_no_http_header_can_carry_is_bad_input_not_a_traceback(tmp_path, token):
+    env = {"FX_CONFIG": str(tmp_path / "config.json"), "FX_TOKEN": token}
+    with pytest.raises(InputError, match="the admin token has a character no token has"):
+        config.resolve(env=env, cwd=tmp_path)
+
+
+def test_a_binary_token_file_is_bad_input_not_a_traceback(tmp_path):
+    (tmp_path / ".fx").mkdir()
+    (tmp_path / ".fx" / "admin-token").write_bytes(b"\xff\xfe\n")
+    with pytest.raises(InputError, match="admin token"):
+        config.resolve(env={"FX_CONFIG": str(tmp_path / "config.json")}, cwd=tmp_path)
+    (tmp_path / ".fx" / "admin-token").write_text("Abc-_123\n")
+    assert config.resolve(env={"FX_CONFIG": str(tmp_path / "config.json")}, cwd=tmp_path).token == "Abc-_123"

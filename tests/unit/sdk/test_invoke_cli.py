@@ -3,6 +3,8 @@
 
 import io
 import json
+import os
+import threading
 
 import httpx
 import pytest
@@ -16,6 +18,11 @@ class Terminal(io.StringIO):
 
     def read(self, *args) -> str:
         raise AssertionError("stdin is a terminal: nothing should wait for it")
+
+
+def piped(text: str) -> io.TextIOWrapper:
+    """stdin as a pipe gives it: text over bytes."""
+    return io.TextIOWrapper(io.BytesIO(text.encode()))
 
 
 @pytest.fixture
@@ -51,7 +58,7 @@ def sent(monkeypatch, tmp_path) -> list:
 )
 def test_the_event_comes_from_the_flag_the_file_or_piped_stdin(sent, monkeypatch, capsys, argv, stdin, event):
     if stdin is not None:
-        monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
+        monkeypatch.setattr("sys.stdin", piped(stdin))
     assert main(["invoke", "fn", *argv]) == 0
     assert sent == [event]
     assert json.loads(capsys.readouterr().out) == event
@@ -68,7 +75,42 @@ def test_the_event_comes_from_the_flag_the_file_or_piped_stdin(sent, monkeypatch
 )
 def test_bad_events_are_exit_2_naming_their_source(sent, monkeypatch, capsys, argv, stdin, message):
     if stdin is not None:
-        monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
+        monkeypatch.setattr("sys.stdin", piped(stdin))
     assert main(["invoke", "fn", *argv]) == 2
     assert capsys.readouterr().err.startswith(message)
     assert sent == []
+
+
+def test_a_binary_file_is_bad_json_not_a_traceback(sent, tmp_path, capsys):
+    (tmp_path / "bin").write_bytes(b"\xff\xfe\x00garbage")
+    assert main(["invoke", "fn", "--data", "@bin"]) == 2
+    assert capsys.readouterr().err.startswith("fx: --data @bin is not valid JSON")
+    assert sent == []
+
+
+def test_an_event_over_the_bound_is_refused_before_it_is_held(sent, monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr("fx.cli.invoke.EVENT_MAX_BYTES", 16)
+    (tmp_path / "big.json").write_text(json.dumps({"k": "x" * 16}))
+    assert main(["invoke", "fn", "--file", "big.json"]) == 2
+    assert capsys.readouterr().err.startswith("fx: --file big.json: the event is over")
+    monkeypatch.setattr("sys.stdin", piped(json.dumps({"k": "x" * 16})))
+    assert main(["invoke", "fn"]) == 2
+    assert capsys.readouterr().err.startswith("fx: stdin: the event is over")
+    assert sent == []
+
+
+def test_a_fifo_is_read_until_its_writer_closes(sent, tmp_path, capsys):
+    fifo = tmp_path / "events"
+    os.mkfifo(fifo)
+
+    def write() -> None:
+        with fifo.open("w") as f:
+            f.write('{"from": ')
+            f.flush()
+            f.write('"fifo"}')
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    assert main(["invoke", "fn", "--data", f"@{fifo}"]) == 0
+    writer.join(5)
+    assert sent == [{"from": "fifo"}]

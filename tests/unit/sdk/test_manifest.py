@@ -88,6 +88,19 @@ def test_no_functions_and_missing_code_folder_are_reported(tmp_path):
     assert problem.startswith("fx.yaml:3: functions.hello.path: ") and "not a folder" in problem
 
 
+@pytest.mark.parametrize("key", ["1", "1.5", "true", "null", "2024-05-01"])
+def test_a_function_name_yaml_reads_as_no_string_is_refused_not_deployed_without_its_settings(tmp_path, key):
+    """Looked up by its text, `1:` found no settings: it was deployed from this folder with the defaults,
+    its memory and path never checked."""
+    [problem] = problems(tmp_path, f"functions:\n  ok:\n  {key}:\n    memory: 99999999\n    path: nowhere\n")
+    assert problem.startswith("fx.yaml:3: functions.") and "a function name is a string: write" in problem
+
+
+def test_a_quoted_number_is_a_function_name_with_its_settings(tmp_path):
+    [problem] = problems(tmp_path, 'functions:\n  "1":\n    memory: 99999999\n')
+    assert problem.startswith("fx.yaml:3: functions.1.memory: ")
+
+
 def test_duplicate_function_names_are_refused(tmp_path):
     [problem] = problems(tmp_path, "functions:\n  hello: {}\n  hello: {memory: 256}\n")
     assert problem == "fx.yaml:3: functions.hello: duplicate key"

@@ -131,3 +131,14 @@ def test_a_dependency_layer_is_a_digest_beside_a_zip_and_optional_in_old_specs()
         FunctionSpec(name="a", artifact=DIGEST, dependencies="sha256:12")
     with pytest.raises(ValidationError, match="'dependencies' goes with 'artifact'"):
         FunctionSpec(name="a", image="registry.example.com/a:1", dependencies=DIGEST)
+
+
+def test_env_values_are_refused_with_a_nul_or_past_the_size_bound():
+    from fx.models import ENV_MAX_BYTES, FunctionSpec
+
+    digest = "sha256:" + "0" * 64
+    with pytest.raises(ValueError, match="'FOO' holds a NUL"):
+        FunctionSpec(name="f", artifact=digest, env={"FOO": "a\0b"})
+    with pytest.raises(ValueError, match=f"at most {ENV_MAX_BYTES}"):
+        FunctionSpec(name="f", artifact=digest, env={"A": "x" * ENV_MAX_BYTES})
+    assert FunctionSpec(name="f", artifact=digest, env={"A": "x" * (ENV_MAX_BYTES - 1)}).env
