@@ -16,7 +16,7 @@ from pathlib import Path
 
 import nats
 import nats.js.errors
-from fx import async_streams, interpreters
+from fx import async_streams, interpreters, nats_client
 from fx.event_models import PlatformStatus
 from fx.models import DeployResult, FunctionInfo, FunctionSpec, VersionInfo
 from fx.nats_auth import ADMIN_CREDS, Signer
@@ -34,7 +34,6 @@ from fx.protocol import (
     kv_stream,
     load_report_key,
 )
-from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
 from . import logs, nats_connect
@@ -53,6 +52,7 @@ from .load import LoadBook
 from .messages import Messages
 from .metrics import Metrics
 from .nats_buckets import open_kv, open_object_store
+from .nats_recovery import NatsRecovery
 from .reconciler import Reconciler
 from .releases import Releases
 from .replica_tokens import KEY_FILE, ReplicaTokens, load_key
@@ -113,7 +113,7 @@ class Controller:
         self._backend_factory = backend_factory
         self._lock = asyncio.Lock()  # deploys and deletes of the function store happen one at a time
         self._tasks: set[asyncio.Task] = set()
-        self._nc: NATS | None = None
+        self._nc: nats_client.Client | None = None
 
     async def start(self) -> None:
         s = self.settings
@@ -148,6 +148,10 @@ class Controller:
         self.user_streams = UserStreams(js, self._live_specs)
         self.messages = Messages(self._nc)
         self.gate = Gate(self.store, self.routes, self.fleet, self.load, self.releases, self._lock, s.init_timeout)
+        self.recovery = NatsRecovery(
+            js, self.store, secret_store, self.artifacts, self.routes, self._lock, self._live_specs
+        )
+        self._nc.on_reconnect(self._nats_back)
 
         await self.store.load()
         await secret_store.load()
@@ -182,6 +186,9 @@ class Controller:
         log.info("controller stopped")
 
     # --- NATS ------------------------------------------------------------------------
+
+    async def _nats_back(self) -> None:
+        self.recovery.request()
 
     async def _publish(self, name: str) -> None:
         try:
