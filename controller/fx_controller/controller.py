@@ -142,7 +142,9 @@ class Controller:
         )
         self.routes = RoutePublisher(routes_kv, self.store, self.fleet)
         self.activator = Activator(self.store, self.fleet, self.load, self.metrics)
-        self.reconciler = Reconciler(self.store, self.fleet, self.load, self.autoscaler)
+        self.reconciler = Reconciler(
+            self.store, self.fleet, self.load, self.autoscaler, connected=lambda: self._nc.is_connected
+        )
         self.releases = Releases(self.store, self.routes, self.fleet, self.load, self._lock, s.keep_warm)
         self.dead_letters = DeadLetters(js, lambda name: self.store.get(name) is not None)
         self.user_streams = UserStreams(js, self._live_specs)
