@@ -24,6 +24,10 @@ from nats.aio.client import Client as NATS
 log = logging.getLogger("fx.nats")
 
 RECONNECT_WAIT_S = 0.5  # between two attempts; nats-py's default of 2 s only lengthens an outage
+# A connection whose peer vanished without a word (a node lost, not a process) is found dead after
+# PING_INTERVAL_S * MAX_OUTSTANDING_PINGS, not nats-py's 2 x 120 s.
+PING_INTERVAL_S = 10
+MAX_OUTSTANDING_PINGS = 3
 PERMISSIONS_ERR = "permissions violation"  # nats-py keeps the connection open for these
 
 Listener = Callable[[], Awaitable[None]]
@@ -92,6 +96,8 @@ async def connect(
             log.error("NATS connection %s closed for good: %s", name, nc._err)
 
     options.setdefault("reconnect_time_wait", RECONNECT_WAIT_S)
+    options.setdefault("ping_interval", PING_INTERVAL_S)
+    options.setdefault("max_outstanding_pings", MAX_OUTSTANDING_PINGS)
     options.setdefault("error_cb", _quiet)
     await nc.connect(
         url,

@@ -9,7 +9,6 @@ work and `fx deploy` works. The recovery times are printed.
 from __future__ import annotations
 
 import asyncio
-import json
 import threading
 import time
 from pathlib import Path
@@ -19,6 +18,7 @@ import httpx
 from tests.integration.conftest import RunningPlatform
 from tests.integration.helpers import SteadyLoad, report_file
 from tests.integration.nats_control import start_nats, stop_nats
+from tests.integration.test_nats_restart import deploy
 from tests.integration.test_traffic import BODY, IMPORTS, settings
 from tests.waiting import wait_for
 
@@ -43,14 +43,6 @@ def handler(event, context):
 
 MAX_CALLS = 2000  # per sender: every loop here is bounded in count and in time
 MAX_SECONDS = 120.0
-
-
-def deploy(platform: RunningPlatform, folder: Path, handler: str, spec: dict) -> None:
-    folder.mkdir(exist_ok=True)
-    (folder / "handler.py").write_text(handler)
-    (folder / "fx.yaml").write_text(json.dumps({"functions": {folder.name: {"handler": "handler.handler", **spec}}}))
-    deployed = platform.fx("deploy", cwd=folder)
-    assert deployed.returncode == 0, deployed.stderr
 
 
 def received(out: Path) -> set[str]:

@@ -34,7 +34,7 @@ def handler(event, context):
 
 
 def deploy(platform: RunningPlatform, folder: Path, handler: str, spec: dict) -> None:
-    folder.mkdir()
+    folder.mkdir(exist_ok=True)
     (folder / "handler.py").write_text(handler)
     (folder / "fx.yaml").write_text(json.dumps({"functions": {folder.name: {"handler": "handler.handler", **spec}}}))
     deployed = platform.fx("deploy", cwd=folder)
