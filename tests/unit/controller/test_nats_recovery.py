@@ -1,15 +1,70 @@
-"""fx's streams and buckets lost while the controller stays connected: the next operation that meets the gap
-answers 503 NatsStoreLost and has them re-created and restored from the controller's memory and disk."""
+"""The controller and a NATS that goes away: nothing is scaled down meanwhile; fx's streams and buckets lost
+while it stays connected are re-created and restored when an operation meets the gap."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from pathlib import Path
+
 import nats
 import nats.js.errors
+import pytest
 from fx.protocol import KV_FUNCTIONS, KV_ROUTES, OBJ_ARTIFACTS, artifact_key
 from fx_controller.store import FunctionRecord
 
+from tests.loopback import free_port
+from tests.nats_server import nats_server
 from tests.unit.controller.conftest import make_zip, route_table
 from tests.waiting import until
+
+
+class Nats:
+    """A nats-server that can be stopped and started again on its port and store."""
+
+    def __init__(self, store: Path) -> None:
+        self.store, self.port = store, free_port()
+        self.url = f"nats://127.0.0.1:{self.port}"
+        self._running: AbstractContextManager | None = None
+
+    def start(self) -> None:
+        self._running = nats_server(self.store, port=self.port)
+        self._running.__enter__()
+
+    def stop(self) -> None:
+        if self._running is not None:
+            self._running.__exit__(None, None, None)
+            self._running = None
+
+
+@pytest.fixture
+def nats_process(tmp_path: Path) -> Iterator[Nats]:
+    server = Nats(tmp_path / "nats")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def nats_url(nats_process: Nats) -> str:
+    return nats_process.url
+
+
+async def test_no_replica_is_stopped_while_nats_is_away(controller, backend, deployed, nats_process):
+    """A gateway that cannot be told a replica goes would keep sending it calls: the idle one stays until NATS
+    is back."""
+    await deployed("idle", scale={"idle_timeout": 1})
+    ready = lambda: [r for r in controller.fleet.of("idle") if r.state == "ready"]  # noqa: E731
+    assert ready()
+    reconnected = controller._nc.reconnected()
+    nats_process.stop()
+    await until(lambda: not controller._nc.is_connected, 5, "the controller to see NATS gone")
+    await asyncio.sleep(2.5)  # past the idle timeout and the stable window: it would be draining by now
+    assert ready() and backend.stopped == []
+    nats_process.start()
+    await asyncio.wait_for(reconnected, 10)
+    await until(lambda: backend.stopped, 10, "the idle replica to go once NATS is back")
 
 
 async def test_a_lost_store_is_recreated_and_restored_when_an_operation_meets_it(controller, admin, deployed, nats_url):
