@@ -178,7 +178,9 @@ def test_kill_9_of_nats_under_load_loses_no_accepted_call_and_no_warm_sync_call_
     )
 
 
-def test_nats_back_with_an_empty_store_gets_every_function_version_split_and_alias_back(platform, make_function):
+def test_nats_back_with_an_empty_store_gets_every_function_version_split_and_alias_back(
+    platform, make_function, tmp_path
+):
     def deploy_shop(color: str, *flags: str) -> None:
         project = make_function("shop", body=BODY, imports=IMPORTS.format(color=color))
         deployed = platform.fx("deploy", *flags, cwd=project)
@@ -190,6 +192,12 @@ def test_nats_back_with_an_empty_store_gets_every_function_version_split_and_ali
     assert platform.fx("alias", "shop", "beta", "2").returncode == 0
     warm = make_function("warm", body="return {'statusCode': 200, 'body': 'warm'}", scale={"min": 1})
     assert platform.fx("deploy", cwd=warm).returncode == 0
+    assert platform.fx("stream", "create", "ORDERS", "orders.>").returncode == 0
+    out = report_file(platform, "orders")
+    trigger = {"jetstream": {"stream": "ORDERS"}}
+    deploy(platform, tmp_path / "orders", SINK, {"env": {"OUT": str(out)}, "triggers": [trigger]})
+    publish_order(platform, "before")
+    wait_for(lambda: "before" in received(out), 30, "the event published before")
     before = settings(platform, "shop")
     listed = platform.fx("ls").stdout.split("\n")[1:]
 
@@ -211,7 +219,21 @@ def test_nats_back_with_an_empty_store_gets_every_function_version_split_and_ali
     assert settings(platform, "shop")["latest"] == 3
     log = (platform.state_dir / "logs" / "platform" / "controller.log").read_text()
     assert log.count("NATS lost fx's data") == 1, log[-3000:]
+    assert "the users' streams ORDERS (triggers of orders): create them again" in log
+
+    assert platform.fx("stream", "create", "ORDERS", "orders.>").returncode == 0  # the durable trigger resumes
+    publish_order(platform, "after")
+    wait_for(lambda: "after" in received(out), 30, "the event published once the stream is back")
     print(f"\nNATS back with an empty store: route tables in NATS again {restored:.2f} s after it started")
+
+
+def publish_order(platform: RunningPlatform, data: str) -> None:
+    async def publish() -> None:
+        nc = await platform.nats()
+        await nc.jetstream().publish("orders.new", data.encode())
+        await nc.close()
+
+    asyncio.run(publish())
 
 
 def routes_back(platform: RunningPlatform) -> bool:
@@ -224,4 +246,4 @@ def routes_back(platform: RunningPlatform) -> bool:
         finally:
             await nc.close()
 
-    return set(asyncio.run(keys())) == {"shop", "warm"}
+    return set(asyncio.run(keys())) == {"shop", "warm", "orders"}
