@@ -38,6 +38,7 @@ class Client(NATS):
         super().__init__()
         self._waiting: list[asyncio.Future[None]] = []
         self._listeners: list[Listener] = []
+        self._running: set[asyncio.Task] = set()
         self.stopping = False  # closed (or drained) by its owner: no complaint
 
     async def close(self) -> None:
@@ -72,7 +73,9 @@ class Client(NATS):
             if not future.done():
                 future.set_result(None)
         for listener in self._listeners:
-            asyncio.get_running_loop().create_task(listener())
+            task = asyncio.get_running_loop().create_task(listener())
+            self._running.add(task)  # held until done: the loop keeps only a weak reference
+            task.add_done_callback(self._running.discard)
 
 
 async def connect(
@@ -83,22 +86,39 @@ async def connect(
     reconnected_cb: Listener | None = None,
     **options,
 ) -> Client:
-    """Connect (retrying until NATS answers), reconnecting forever afterwards; `options` go to nats-py."""
+    """Connect (retrying until NATS answers), reconnecting forever afterwards; `options` go to nats-py. Unless
+    the caller passes its own callbacks, a lost connection is logged once, with the first error meeting the
+    reconnects (e.g. an authorization violation), and its return once."""
     nc = Client()
+    said: list[bool] = [False]  # this outage's first error is logged
+
+    async def disconnected() -> None:
+        log.warning("NATS connection %r lost; reconnecting every %g s", name, options["reconnect_time_wait"])
+
+    async def error(exc: Exception) -> None:
+        if not said[0] and not nc.is_connected:
+            said[0] = True
+            log.warning("NATS connection %r: %s", name, exc)
+        else:
+            log.debug("NATS connection %r: %s", name, exc)
 
     async def reconnected() -> None:
-        if reconnected_cb is not None:
+        said[0] = False
+        if reconnected_cb is None:
+            log.info("NATS connection %r back", name)
+        else:
             await reconnected_cb()
         await nc._announce()
 
     async def closed() -> None:
         if not nc.stopping:
-            log.error("NATS connection %s closed for good: %s", name, nc._err)
+            log.error("NATS connection %r closed for good: %s", name, nc._err)
 
     options.setdefault("reconnect_time_wait", RECONNECT_WAIT_S)
     options.setdefault("ping_interval", PING_INTERVAL_S)
     options.setdefault("max_outstanding_pings", MAX_OUTSTANDING_PINGS)
-    options.setdefault("error_cb", _quiet)
+    options.setdefault("disconnected_cb", disconnected)
+    options.setdefault("error_cb", error)
     await nc.connect(
         url,
         name=name,
@@ -110,7 +130,3 @@ async def connect(
         **options,
     )
     return nc
-
-
-async def _quiet(exc: Exception) -> None:
-    log.debug("NATS: %s", exc)  # every failed attempt while NATS is away: the owner says it once

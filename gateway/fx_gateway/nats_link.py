@@ -50,7 +50,6 @@ class NatsLink:
                     connect_timeout=2,
                     disconnected_cb=self._disconnected,
                     reconnected_cb=self._reconnected,
-                    error_cb=self._error,
                 )
             except (OSError, nats.errors.Error) as exc:
                 if not warned:
@@ -96,6 +95,3 @@ class NatsLink:
 
     async def _reconnected(self) -> None:
         log.info("NATS reconnected")
-
-    async def _error(self, exc: Exception) -> None:
-        log.warning("NATS: %s", exc)
