@@ -26,10 +26,10 @@ def unread(exc: BaseException | None) -> bool:
     return isinstance(exc, (ConnectionResetError, BrokenPipeError))
 
 
-def send_again(safe: bool, unread: bool, answered: bool, retried: int, limit: int) -> bool:
+def send_again(safe: bool, unread: bool, heard_back: bool, retried: int, limit: int) -> bool:
     """Whether to send a request again after its replica was lost.
 
-    `safe`: its method is safe to repeat; `unread`: the replica provably never read it whole; `answered`: a
+    `safe`: its method is safe to repeat; `unread`: the replica provably never read it whole; `heard_back`: a
     byte of the replica's answer came (it was answering, and part of it may be with the caller already);
     `retried`: how often it was sent again already; `limit`: how often it may be (--replica-retries)."""
-    return not answered and retried < limit and (safe or unread)
+    return not heard_back and retried < limit and (safe or unread)

@@ -9,7 +9,7 @@ from tests.unit.gateway.conftest import FakeActivator, table
 
 
 @pytest.mark.parametrize(
-    ("safe", "unread_", "answered", "retried", "limit", "again"),
+    ("safe", "unread_", "heard_back", "retried", "limit", "again"),
     [
         (True, False, False, 0, 1, True),  # a GET whose replica may have run it: safe to repeat
         (False, True, False, 0, 1, True),  # a POST the replica provably never read whole
@@ -21,8 +21,8 @@ from tests.unit.gateway.conftest import FakeActivator, table
         (True, True, False, 0, 0, False),  # --replica-retries 0: never
     ],
 )
-def test_what_is_sent_again(safe, unread_, answered, retried, limit, again):
-    assert send_again(safe, unread_, answered, retried, limit) is again
+def test_what_is_sent_again(safe, unread_, heard_back, retried, limit, again):
+    assert send_again(safe, unread_, heard_back, retried, limit) is again
 
 
 def test_only_a_reset_or_a_broken_pipe_proves_the_request_unread():
