@@ -21,11 +21,11 @@ from fx.protocol import KV_FUNCTIONS, KV_SECRETS, OBJ_ARTIFACTS, STREAM_ASYNC, S
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
-from .artifacts import Artifacts
 from .nats_buckets import provision
-from .routes import RoutePublisher
 from .secrets.store import SecretStore
-from .store import FunctionStore
+from .state.artifacts import Artifacts
+from .state.routes import RoutePublisher
+from .state.store import FunctionStore
 
 log = logging.getLogger("fx_controller.nats")
 

@@ -12,7 +12,7 @@ import nats
 import nats.js.errors
 import pytest
 from fx.protocol import KV_FUNCTIONS, KV_ROUTES, OBJ_ARTIFACTS, artifact_key
-from fx_controller.store import FunctionRecord
+from fx_controller.state.store import FunctionRecord
 
 from tests.loopback import free_port
 from tests.nats_server import nats_server
