@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from fx import build, by_value, deploy
 from fx.client import Client
-from fx.errors import FunctionError, FxError, InputError
+from fx.errors import BadRequest, FunctionError, FxError, InputError
 from fx.models import DeployResult, FunctionSpec
 
 DEPLOY_WAIT_S = 120.0  # how long deploy() waits for the new version to initialise
@@ -132,7 +132,14 @@ class Function:
     def remote(self, *args: Any, **kwargs: Any) -> Any:
         """Run it on fx and return its value; FunctionError when it raised there."""
         self._ensure_deployed()
-        return by_value.result(self._client().invoke(self.name, by_value.event(args, kwargs)))
+        event = by_value.event(args, kwargs)
+        try:
+            return by_value.result(self._client().invoke(self.name, event))
+        except BadRequest as exc:
+            if exc.code == "RequestTooLarge":
+                size = len(event[by_value.PAYLOAD]) * 3 / 4 / 2**20
+                exc.message += f" (the arguments are {size:.1f} MB pickled: pass large data by reference, e.g. a URL)"
+            raise
 
     def spawn(self, *args: Any, **kwargs: Any) -> FunctionCall:
         """Start a remote call without waiting for it; call.get() waits for its value."""
