@@ -59,9 +59,13 @@ _UNCHANGED: Any = object()  # "leave the sticky setting as it is", as distinct f
 MAX_CONNECTIONS = 100
 
 
-class Client:
-    """gateway None: the gateway and token the CLI would use (flags aside: `context`, FX_GATEWAY/FX_TOKEN, the
+class _Gateway:
+    """What both clients hold: the gateway's URL and an HTTP client that sends the token.
+
+    gateway None: the gateway and token the CLI would use (flags aside: `context`, FX_GATEWAY/FX_TOKEN, the
     current context, .fx/admin-token). A gateway given with no token sends none."""
+
+    _HTTP: Any  # each client's httpx class
 
     def __init__(
         self,
@@ -70,13 +74,24 @@ class Client:
         *,
         context: str | None = None,
         timeout: float = 60.0,
-        transport: httpx.BaseTransport | None = None,
+        transport: Any = None,
     ) -> None:
-        self.gateway, headers = _connection(gateway, token, context)
+        if gateway is None:
+            settings = config.resolve(token=token, context=context)
+            gateway, token = settings.gateway, settings.token
+        self.gateway = gateway.rstrip("/")
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
         limits = httpx.Limits(max_connections=MAX_CONNECTIONS, max_keepalive_connections=MAX_CONNECTIONS)
-        self._http = httpx.Client(
+        self._http = self._HTTP(
             base_url=self.gateway, headers=headers, timeout=timeout, transport=transport, limits=limits
         )
+
+
+class Client(_Gateway):
+    """The admin API, invokes and HTTP calls; `transport`: an httpx.BaseTransport (tests)."""
+
+    _HTTP = httpx.Client
+    _http: httpx.Client
 
     def close(self) -> None:
         self._http.close()
@@ -279,20 +294,11 @@ class Client:
         return _unreachable(self.gateway, exc)
 
 
-class AsyncClient:
-    """The asyncio variant of Client for calling functions (the admin API is Client's); same arguments."""
+class AsyncClient(_Gateway):
+    """The asyncio variant of Client for calling functions (the admin API is Client's); the same arguments."""
 
-    def __init__(
-        self,
-        gateway: str | None = None,
-        token: str | None = None,
-        *,
-        context: str | None = None,
-        timeout: float = 60.0,
-        transport: httpx.AsyncBaseTransport | None = None,
-    ) -> None:
-        self.gateway, headers = _connection(gateway, token, context)
-        self._http = httpx.AsyncClient(base_url=self.gateway, headers=headers, timeout=timeout, transport=transport)
+    _HTTP = httpx.AsyncClient
+    _http: httpx.AsyncClient
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -320,14 +326,6 @@ class AsyncClient:
             return await self._http.request(method, f"/function/{_seg(name)}/{path.lstrip('/')}", **kwargs)
         except httpx.TransportError as exc:
             raise _unreachable(self.gateway, exc) from exc
-
-
-def _connection(gateway: str | None, token: str | None, context: str | None) -> tuple[str, dict[str, str]]:
-    """The gateway URL and the headers that carry the token; the CLI's settings when no gateway is given."""
-    if gateway is None:
-        settings = config.resolve(token=token, context=context)
-        gateway, token = settings.gateway, settings.token
-    return gateway.rstrip("/"), {"Authorization": f"Bearer {token}"} if token else {}
 
 
 def _invoke_request(name: str, event: Any, qualifier: str | None, async_: bool) -> dict[str, Any]:
