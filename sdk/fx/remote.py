@@ -19,7 +19,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sized
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from types import ModuleType
@@ -166,30 +166,10 @@ class Function:
         concurrency = concurrency or self.default_concurrency()
         if concurrency < 1 or retries < 0:
             raise InputError(f"map: concurrency must be 1 or more, retries 0 or more (got {concurrency}, {retries})")
-        sized = items if hasattr(items, "__len__") else None
-        results: dict[int, Any] = {}
-        failures: dict[int, Exception] = {}
-        source: Iterator[tuple[int, Any]] = enumerate(items)
-        taken = threading.Lock()
+        total = len(items) if isinstance(items, Sized) else None
         show = sys.stderr.isatty() if progress is None else progress
-        with tqdm(total=len(sized) if sized is not None else None, disable=not show, desc=self.name) as bar:
-
-            def work() -> None:
-                while True:
-                    with taken:
-                        pair = next(source, None)
-                    if pair is None:
-                        return
-                    index, item = pair
-                    try:
-                        results[index] = self._with_retries(item, retries)
-                    except (FunctionError, FxError, TypeError) as exc:
-                        failures[index] = exc
-                    bar.update()
-
-            with ThreadPoolExecutor(concurrency, thread_name_prefix=f"fx-map-{self.name}") as pool:
-                for running in [pool.submit(work) for _ in range(concurrency)]:
-                    running.result()
+        with tqdm(total=total, disable=not show, desc=self.name) as bar:
+            results, failures = _fan_out(lambda item: self._with_retries(item, retries), items, concurrency, bar)
         count = len(results) + len(failures)
         if return_exceptions:
             return [failures[i] if i in failures else results[i] for i in range(count)]
@@ -224,6 +204,41 @@ class Function:
         if self.client is None:
             self.client = Client()
         return self.client
+
+
+def _fan_out(
+    call: Callable[[Any], Any], items: Iterable[Any], concurrency: int, bar: tqdm
+) -> tuple[dict[int, Any], dict[int, Exception]]:
+    """call(item) for every item, from `concurrency` threads that each take the next item when done: the values
+    and the failures by index. Anything else raised (a bad argument, Ctrl-C) stops them after their current call."""
+    results: dict[int, Any] = {}
+    failures: dict[int, Exception] = {}
+    source: Iterator[tuple[int, Any]] = enumerate(items)
+    taken = threading.Lock()
+    stop = threading.Event()
+
+    def work() -> None:
+        while not stop.is_set():
+            with taken:
+                pair = next(source, None)
+            if pair is None:
+                return
+            index, item = pair
+            try:
+                results[index] = call(item)
+            except (FunctionError, FxError, TypeError) as exc:
+                failures[index] = exc
+            bar.update()
+
+    with ThreadPoolExecutor(concurrency, thread_name_prefix="fx-map") as pool:
+        running = [pool.submit(work) for _ in range(concurrency)]
+        try:
+            for worker in running:
+                worker.result()
+        except BaseException:
+            stop.set()
+            raise
+    return results, failures
 
 
 def function(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 from pathlib import Path
 
 import cloudpickle
@@ -108,3 +109,9 @@ def test_map_refuses_a_concurrency_below_one(tmp_path: Path, monkeypatch):
     f = mapped(fake_gateway(tmp_path, {}), monkeypatch)
     with pytest.raises(fx.InputError, match="concurrency must be 1 or more"):
         f.map([1], concurrency=-1)
+
+
+def test_an_argument_that_cannot_be_pickled_stops_the_map_naming_it(tmp_path: Path, monkeypatch):
+    f = mapped(fake_gateway(tmp_path, {}), monkeypatch)
+    with pytest.raises(fx.InputError, match=r"cannot pickle the arguments: TypeError: cannot pickle '_thread\.lock'"):
+        f.map(iter([1, threading.Lock(), 3]), concurrency=1, progress=False)
