@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -126,6 +127,16 @@ class Client(_Gateway):
     def deploy(self, spec: FunctionSpec, traffic: bool = True) -> DeployResult:
         """traffic=False: the new version gets none (started warm, reachable only when pinned)."""
         return self._put_function(spec, {} if traffic else {"traffic": "none"})
+
+    def deploy_project(
+        self, manifest: str | Path = "fx.yaml", names: list[str] | None = None, wait: float = 120.0
+    ) -> list[DeployResult]:
+        """What `fx deploy` does: the functions of fx.yaml (all, or those named) built, uploaded, dry-run by the
+        server (nothing deployed if it refuses one), deployed; then up to `wait` s for their versions to start."""
+        from fx import deploy  # which uses this client
+
+        results = deploy.deploy(self, Path(manifest), names, progress=silent)
+        return deploy.wait(self, results, wait, silent) if wait else results
 
     def validate(self, spec: FunctionSpec, traffic: bool = True) -> DeployResult:
         """The server's dry run of deploy(): FxError for whatever it would refuse, nothing applied."""
@@ -360,6 +371,10 @@ def _unreachable(gateway: str, exc: httpx.TransportError) -> FxError:
         f"the gateway at {gateway} is not reachable ({exc}); start one with `fx up`,"
         " or point the CLI at yours with `fx login --gateway URL --token TOKEN`",
     )
+
+
+def silent(line: str) -> None:
+    """Progress nobody reads: a program wants the results."""
 
 
 def _seg(name: str) -> str:

@@ -29,7 +29,7 @@ from pydantic import ValidationError
 from tqdm.auto import tqdm
 
 from fx import build, by_value, deploy
-from fx.client import Client
+from fx.client import Client, silent
 from fx.errors import BadRequest, FunctionError, FxError, InputError
 from fx.models import DeployResult, FunctionSpec
 
@@ -110,7 +110,7 @@ class Function:
         if client is not None:
             self.client = client
         fx = self._client()
-        say = progress or _quiet
+        say = progress or silent
         with tempfile.TemporaryDirectory(prefix="fx-function-") as tmp:
             folder = Path(tmp)
             by_value.write_code(folder, self.fn, self.by_value_modules, self.requirements)
@@ -268,7 +268,3 @@ def _default_name(fn: Callable[..., Any]) -> str:
     if not name.isidentifier():
         raise InputError(f"{fn!r} has no name fx can use: give one, @fx.function(name='my-function')")
     return name.replace("_", "-").lower()
-
-
-def _quiet(line: str) -> None:
-    pass

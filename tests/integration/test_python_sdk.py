@@ -99,7 +99,8 @@ def test_a_function_pickled_by_another_python_is_refused_naming_both_versions(cl
 
 def test_the_client_invokes_sync_async_and_with_asyncio_and_raises_typed_errors(client, platform, make_function):
     project = make_function("echo", "return {'got': event}")
-    assert platform.fx("deploy", cwd=project).returncode == 0
+    [deployed] = client.deploy_project(project / "fx.yaml")
+    assert (deployed.function, deployed.state, deployed.traffic) == ("echo", "Ready", {1: 100})
     assert client.invoke("echo", {"a": 1}) == {"got": {"a": 1}}
     call_id = client.invoke("echo", {"a": 2}, async_=True)
     assert isinstance(call_id, str) and call_id
