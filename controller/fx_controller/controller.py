@@ -61,6 +61,7 @@ from .serving.gate import Gate
 from .serving.releases import Releases
 from .settings import Settings
 from .state.artifacts import Artifacts
+from .state.blobs import Blobs
 from .state.routes import RoutePublisher
 from .state.store import FunctionRecord, FunctionStore, VersionRecord
 from .tasks import spawn
@@ -148,6 +149,9 @@ class Controller:
         )
         self.releases = Releases(self.store, self.routes, self.fleet, self.load, self._lock, s.keep_warm)
         self.dead_letters = DeadLetters(js, lambda name: self.store.get(name) is not None)
+        self.blobs = Blobs(
+            js, lambda name: self.store.get(name) is not None, s.blob_max_bytes, s.blob_ttl, s.blob_store_max_bytes
+        )
         self.user_streams = UserStreams(js, self._live_specs)
         self.messages = Messages(self._nc)
         self.gate = Gate(self.store, self.routes, self.fleet, self.load, self.releases, self._lock, s.init_timeout)

@@ -39,6 +39,9 @@ class Settings:
     # local backend: runtime -> interpreter, named explicitly; the others are looked for (fx.interpreters)
     interpreters: dict[str, str] = field(default_factory=dict)
     max_body_kb: int = 1024  # body of an admin call other than an artifact upload
+    blob_max_bytes: int = 64 * 1024 * 1024  # one request body passed by reference (PUT /system/blobs/...)
+    blob_ttl: float = 3600.0  # seconds a blob is kept after its upload
+    blob_store_max_bytes: int = 1024 * 1024 * 1024  # all blobs at once; more: 507 BlobStoreFull
     public_metrics: bool = False  # /metrics without the token
     public_docs: bool = False  # /system/openapi.json and /system/docs without the token
 
@@ -84,6 +87,9 @@ _NUMBERS = (
         Settings.max_body_kb,
         "largest body of an admin call other than an artifact upload (those: --max-unzipped-mb)",
     ),
+    ("--blob-max-bytes", int, Settings.blob_max_bytes, "largest request body passed by reference (a blob)"),
+    ("--blob-ttl", float, Settings.blob_ttl, "seconds a blob is kept after its upload"),
+    ("--blob-store-max-bytes", int, Settings.blob_store_max_bytes, "bytes all blobs may hold at once"),
 )
 
 
@@ -172,6 +178,9 @@ def parse(argv: list[str] | None = None, environ: dict[str, str] | None = None) 
         sandbox_pids_max=a.sandbox_pids_max,
         interpreters=_named(p, a.interpreter),
         max_body_kb=a.max_body_kb,
+        blob_max_bytes=a.blob_max_bytes,
+        blob_ttl=a.blob_ttl,
+        blob_store_max_bytes=a.blob_store_max_bytes,
         public_metrics=a.public_metrics,
         public_docs=a.public_docs,
     )

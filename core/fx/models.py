@@ -568,6 +568,14 @@ class ArtifactInfo(_Model):
     unzipped_size: int
 
 
+class BlobInfo(_Model):
+    """A request body uploaded for one function's calls (PUT /system/blobs/NAME/DIGEST)."""
+
+    digest: str
+    size: int  # bytes
+    ttl: float  # seconds it is kept after its upload
+
+
 class ErrorDetail(_Model):
     code: str  # machine-readable, e.g. FunctionNotFound, InvalidSpec, Unauthorized
     message: str  # names what is wrong and how to fix it

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import nkeys
 
-from .protocol import kv_stream, kv_subject
+from .protocol import OBJ_BLOBS, kv_stream, kv_subject
 
 # Inbox prefixes. A function's user may subscribe only under its own; the controller's is kept apart so
 # the gateway may be denied its replies (JetStream answers carrying fx_functions records).
@@ -317,9 +317,9 @@ def _stream_api(stream: str) -> tuple[str, ...]:
 
 def gateway_permissions() -> Permissions:
     """The gateway serves triggers on any user subject and user stream, so its allow-lists are `>`; the
-    deny-lists keep it off fx's control plane: it reads route tables but writes none, reads no other fx
-    bucket, makes or changes no stream, requests activations but cannot answer them, and cannot read or
-    forge the controller's replies."""
+    deny-lists keep it off fx's control plane: it reads route tables and blobs (fx_blobs) but writes neither,
+    reads no other fx bucket, makes or changes no stream, requests activations but cannot answer them, and cannot
+    read or forge the controller's replies."""
     private = [kv_stream(b) for b in PRIVATE_BUCKETS] + [f"OBJ_{o}" for o in PRIVATE_OBJECT_STORES]
     # No stream of its own making (one could mirror fx_functions), and no stream changed or emptied: the
     # controller makes FX_ASYNC, FX_DLQ and fx_routes; the gateway adds consumers only.
@@ -329,7 +329,7 @@ def gateway_permissions() -> Permissions:
     stream_writes.append("$JS.API.CONSUMER.DELETE.*.*")  # it never deletes one; another's would stop its work
     publish_deny = [
         *(kv_subject(b, ">") for b in (ROUTES_BUCKET, *PRIVATE_BUCKETS)),
-        *(f"$O.{o}.>" for o in PRIVATE_OBJECT_STORES),
+        *(f"$O.{o}.>" for o in (*PRIVATE_OBJECT_STORES, OBJ_BLOBS)),  # fx_blobs: read (to send), not written
         *(s for stream in private for s in _stream_api(stream)),
         *stream_writes,
         "$SYS.>",

@@ -16,6 +16,7 @@ KV_FUNCTIONS = "fx_functions"  # embedded-mode function store: key = function na
 KV_ROUTES = "fx_routes"  # route tables the gateways follow: key = function name
 KV_SECRETS = "fx_secrets"  # secret values: key = secret name; read and written by the controller alone
 OBJ_ARTIFACTS = "fx_artifacts"  # code zips: key = "sha256-<hex>"
+OBJ_BLOBS = "fx_blobs"  # request bodies passed by reference (BODY_REF): key = blob_key(function, digest)
 SUBJECT_ACTIVATE = "fx.activate"  # request-reply: gateway asks for a ready replica
 SUBJECT_LOAD = "fx.load"  # gateway load reports, published every LOAD_REPORT_INTERVAL_S
 LOAD_REPORT_INTERVAL_S = 1.0
@@ -149,6 +150,16 @@ REPLY_FUNCTION_ERROR = "Fx-Function-Error"  # on failure: Unhandled, Handled, or
 def artifact_key(digest: str) -> str:
     """Object-store key for a "sha256:<hex>" digest (':' is not allowed in keys)."""
     return digest.replace(":", "-", 1)
+
+
+# A function call whose body is a blob uploaded before (PUT /system/blobs/NAME/sha256:<hex>): it carries
+# `X-Fx-Body-Ref: sha256:<hex>` and no body; the gateway sends the blob as the body, the header kept.
+BODY_REF = "X-Fx-Body-Ref"
+
+
+def blob_key(function: str, digest: str) -> str:
+    """Object-store key of a blob uploaded for `function`: only that function's calls can name it."""
+    return f"{function}/{artifact_key(digest)}"
 
 
 # --- controller -> gateways: route tables (KV_ROUTES) --------------------------

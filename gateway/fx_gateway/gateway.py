@@ -13,6 +13,7 @@ from fx_gateway.http.pages import MetricsSide, Pages
 from fx_gateway.http.router import Router
 from fx_gateway.http.server import ClientConnection
 from fx_gateway.nats_link import NatsLink
+from fx_gateway.proxy.body_refs import BlobReader
 from fx_gateway.proxy.dispatch import Activator
 from fx_gateway.proxy.route_book import RouteBook
 from fx_gateway.route_feed import RouteFeed
@@ -30,7 +31,8 @@ class Gateway:
         self.connections = Connections(settings)
         stats = (self.book.stats, self.events.async_stats, self.events.event_stats)
         self.pages = Pages(stats, self.feed.healthy)
-        self.router = Router(settings, self.book, self.events.enqueue, self.events.policy, self.pages)
+        blobs = BlobReader(lambda: self.link.nc)
+        self.router = Router(settings, self.book, self.events.enqueue, self.events.policy, self.pages, blobs)
         self._tasks: list[asyncio.Task] = []
 
     def connection(self) -> ClientConnection:

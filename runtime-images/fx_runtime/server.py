@@ -33,6 +33,9 @@ TOKEN_HEADER = b"x-fx-replica-token"
 # Sent by the gateway's async worker (and stripped from callers): answer an HTTP-trigger failure with the Lambda
 # error shape instead of API Gateway's opaque 502 body, so a dead letter can name the function's errorType.
 ERROR_DETAIL_HEADER = b"x-fx-error-detail"
+# A body the gateway read from the blob store (fx.protocol.BODY_REF): bounded by the controller's
+# --blob-max-bytes, so taken up to FX_MAX_BLOB_BYTES rather than FX_MAX_REQUEST_BYTES. Left for the handler to see.
+BODY_REF_HEADER = b"x-fx-body-ref"
 _ERROR_HEADERS = (*http11.JSON, ("X-Amz-Function-Error", "Unhandled"))
 
 
@@ -77,7 +80,7 @@ class Server:
         logs.flush()
 
     def protocol(self) -> Connection:
-        return Connection(self, self.settings.max_request_bytes, self.token)
+        return Connection(self, self.settings.max_request_bytes, self.token, self.settings.max_blob_bytes)
 
     async def listen(self) -> str:
         """Bind and return the endpoint actually listened on: "host:port" or "unix:/path"."""
@@ -214,9 +217,11 @@ class Server:
 class Connection(asyncio.Protocol):
     """One HTTP/1.1 connection; `server` is whatever answers its requests (dispatch, connections, check_drained)."""
 
-    def __init__(self, server: Server, limit: int, token: bytes | None = None) -> None:
+    def __init__(self, server: Server, limit: int, token: bytes | None = None, ref_limit: int | None = None) -> None:
         self.server = server
         self.limit = limit
+        self.plain_limit = limit
+        self.ref_limit = ref_limit  # the limit of a body passed by reference; None: no such bodies
         self.token = token  # the replica token a request must carry; None: no check
         self.authorized = token is None
         self.parser = httptools.HttpRequestParser(self)
@@ -302,6 +307,7 @@ class Connection(asyncio.Protocol):
         self.headers = []
         self.chunks = []
         self.size = 0
+        self.limit = self.plain_limit
         self.too_large = False
         self.error_detail = False
         self.authorized = self.token is None
@@ -317,6 +323,8 @@ class Connection(asyncio.Protocol):
         if len(name) == 17 and name.lower() == ERROR_DETAIL_HEADER:  # the platform's, not the handler's
             self.error_detail = True
             return
+        if len(name) == 13 and self.ref_limit is not None and name.lower() == BODY_REF_HEADER:
+            self.limit = self.ref_limit
         self.headers.append((name, value))
 
     def on_body(self, body: bytes) -> None:

@@ -30,6 +30,7 @@ class Settings:
     timeout_ms: int
     http_event: str
     max_request_bytes: int
+    max_blob_bytes: int  # a body passed by reference (X-Fx-Body-Ref), read by the gateway from the blob store
     max_response_bytes: int
     bootstrap: str | None  # a command serving the Lambda Runtime API instead of an in-process handler
     # host:port of the Runtime API. Set without a bootstrap: relay to a runtime client someone else starts.
@@ -122,6 +123,7 @@ def load(env: os._Environ[str] = os.environ) -> Settings:
         timeout_ms=_int(env, "FX_TIMEOUT_MS", 3000),
         http_event=http_event,
         max_request_bytes=_int(env, "FX_MAX_REQUEST_BYTES", SIX_MB),
+        max_blob_bytes=_int(env, "FX_MAX_BLOB_BYTES", 256 * 1024 * 1024),
         max_response_bytes=_int(env, "FX_MAX_RESPONSE_BYTES", SIX_MB),
         bootstrap=env.get("FX_BOOTSTRAP") or None,
         runtime_api=runtime_api or None,

@@ -8,6 +8,7 @@ client.invoke("hello", {"name": "you"})
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -37,6 +38,7 @@ from fx.event_models import (
 from fx.models import (
     AliasSpec,
     ArtifactInfo,
+    BlobInfo,
     DeployResult,
     ErrorBody,
     FunctionInfo,
@@ -45,7 +47,7 @@ from fx.models import (
     SecretInfo,
     VersionInfo,
 )
-from fx.protocol import CALL_ID, FUNCTION_ERROR_HEADER
+from fx.protocol import BODY_REF, CALL_ID, FUNCTION_ERROR_HEADER
 
 _FUNCTION_LIST = TypeAdapter(list[FunctionInfo])
 _VERSION_LIST = TypeAdapter(list[VersionInfo])
@@ -123,6 +125,12 @@ class Client(_Gateway):
     def upload_artifact(self, digest: str, data: bytes) -> ArtifactInfo:
         r = self._send("PUT", f"/system/artifacts/{digest}", content=data, headers={"Content-Type": "application/zip"})
         return ArtifactInfo.model_validate_json(r.content)
+
+    def upload_blob(self, function: str, digest: str, data: bytes) -> BlobInfo:
+        """A body for `function`'s calls to name by reference (X-Fx-Body-Ref), kept for the platform's TTL."""
+        headers = {"Content-Type": "application/octet-stream"}
+        r = self._send("PUT", f"/system/blobs/{_seg(function)}/{digest}", content=data, headers=headers)
+        return BlobInfo.model_validate_json(r.content)
 
     def deploy(self, spec: FunctionSpec, traffic: bool = True) -> DeployResult:
         """traffic=False: the new version gets none (started warm, reachable only when pinned)."""
@@ -269,10 +277,26 @@ class Client(_Gateway):
 
     # --- calling functions -----------------------------------------------------
 
-    def invoke(self, name: str, event: Any, qualifier: str | None = None, async_: bool = False) -> Any:
+    def invoke(
+        self,
+        name: str,
+        event: Any,
+        qualifier: str | None = None,
+        async_: bool = False,
+        by_reference_over: int | None = None,
+    ) -> Any:
         """Lambda's Invoke API: the handler's result, or FunctionError. async_: the call is stored and run later
-        (InvocationType Event); its call id is returned once the platform has stored it."""
-        return _invoke_answer(self._send(**_invoke_request(name, event, qualifier, async_)))
+        (InvocationType Event); its call id is returned once the platform has stored it. by_reference_over: an
+        event whose JSON is bigger is uploaded first (a blob, with the admin token) and the call names it, so it
+        is not held to the gateway's request limit (synchronous calls only)."""
+        request = _invoke_request(name, event, qualifier, async_)
+        body: bytes = request["content"]
+        if by_reference_over is not None and not async_ and len(body) > by_reference_over:
+            digest = "sha256:" + hashlib.sha256(body).hexdigest()
+            self.upload_blob(name, digest, body)
+            request["content"] = b""
+            request["headers"][BODY_REF] = digest
+        return _invoke_answer(self._send(**request))
 
     def call(self, name: str, path: str = "/", method: str = "GET", **kwargs: Any) -> httpx.Response:
         """An HTTP-trigger call (/function/NAME/path); the function's answer is returned whatever its status."""

@@ -33,6 +33,9 @@ from fx.client import Client, silent
 from fx.errors import BadRequest, FunctionError, FxError, InputError
 from fx.models import DeployResult, FunctionSpec
 
+# Arguments whose call is bigger (its JSON event) are uploaded first and passed by reference (a blob kept for the
+# platform's --blob-ttl), not held to the gateway's request limit (6 MB by default); None: never.
+BY_REFERENCE_OVER = 1024 * 1024
 DEPLOY_WAIT_S = 120.0  # how long deploy() waits for the new version to initialise
 RETRIES = 2  # a failed map item is tried again this many times
 RETRY_BACKOFF_S = 0.2  # times the attempt number, before trying a failed item again
@@ -76,8 +79,10 @@ class Function:
         by_value_modules: list[ModuleType],
         client: Client | None,
         settings: dict[str, Any],
+        by_reference_over: int | None = BY_REFERENCE_OVER,
     ) -> None:
         self.fn = fn
+        self.by_reference_over = by_reference_over
         self.name = name or _default_name(fn)
         self.requirements = list(requirements)
         self.by_value_modules = list(by_value_modules)
@@ -134,11 +139,14 @@ class Function:
         self._ensure_deployed()
         event = by_value.event(args, kwargs)
         try:
-            return by_value.result(self._client().invoke(self.name, event))
+            return by_value.result(self._client().invoke(self.name, event, by_reference_over=self.by_reference_over))
         except BadRequest as exc:
             if exc.code == "RequestTooLarge":
                 size = len(event[by_value.PAYLOAD]) * 3 / 4 / 2**20
-                exc.message += f" (the arguments are {size:.1f} MB pickled: pass large data by reference, e.g. a URL)"
+                exc.message += (
+                    f" (the arguments are {size:.1f} MB pickled: @fx.function(by_reference_over=...) below the"
+                    " limit passes them by reference)"
+                )
             raise
 
     def spawn(self, *args: Any, **kwargs: Any) -> FunctionCall:
@@ -248,6 +256,7 @@ def function(
     requirements: Iterable[str] = (),
     by_value: Iterable[ModuleType] = (),
     client: Client | None = None,
+    by_reference_over: int | None = BY_REFERENCE_OVER,
     **settings: Any,
 ) -> Any:
     """Make `fn` a Function, as `@fx.function` or `@fx.function(memory=256, timeout=30, ...)`.
@@ -255,10 +264,12 @@ def function(
     `settings` are fx.yaml's (memory, timeout, env, secrets, scale, nats, runtime: the caller's Python by
     default); `requirements` are pip requirements installed as its dependency layer; `by_value` names more of
     your modules to ship inside the pickle (the function's own module always is); `name` defaults to the
-    function's, with '_' as '-'. `client`: the gateway to use, else the CLI's (fx.Client())."""
+    function's, with '_' as '-'. `client`: the gateway to use, else the CLI's (fx.Client()). A call whose pickled
+    arguments (as JSON) are over `by_reference_over` bytes uploads them first and passes them by reference (None:
+    never; the platform keeps them for fx-controller --blob-ttl, up to --blob-max-bytes each)."""
 
     def wrap(f: Callable[..., Any]) -> Function:
-        return Function(f, name, list(requirements), list(by_value), client, settings)
+        return Function(f, name, list(requirements), list(by_value), client, settings, by_reference_over)
 
     return wrap(fn) if fn is not None else wrap
 

@@ -36,10 +36,10 @@ def test_a_closure_over_local_state_runs_remotely_with_its_helpers(client):
     deployed = client.describe("convert")
     assert deployed.name == "convert"
 
-    square = fx.function(name="square", client=client)(lambda x: x * x)
+    square = fx.function(name="square", client=client, by_reference_over=None)(lambda x: x * x)
     assert square.spawn(12).get(timeout=60) == 144
-    with pytest.raises(fx.BadRequest, match=r"RequestTooLarge: .* \(the arguments are 8\.0 MB pickled: pass large"):
-        square.remote(bytes(8 * 2**20))  # over the gateway's request limit
+    with pytest.raises(fx.BadRequest, match=r"RequestTooLarge: .* \(the arguments are 8\.0 MB pickled: @fx.func"):
+        square.remote(bytes(8 * 2**20))  # over the gateway's request limit, and not to be passed by reference
 
     with pytest.raises(fx.FunctionError) as raised:
         convert.remote(1, currency="JPY")

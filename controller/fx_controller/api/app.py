@@ -30,6 +30,8 @@ from ..controller import Controller
 from ..secrets.api import router as secrets_router
 from . import errors
 from .auth import AdminGuard
+from .blobs import PREFIX as BLOBS_PREFIX
+from .blobs import blobs_router
 from .events import dlq_router, streams_router
 
 ERRORS = {status: {"model": ErrorBody} for status in (400, 401, 404, 409, 413)}
@@ -64,6 +66,8 @@ def create_app(controller: Controller, token: str) -> AdminGuard:
     def limit(method: str, path: str) -> int:
         if method == "PUT" and path.startswith("/system/artifacts/"):
             return settings.max_unzipped_bytes + ZIP_OVERHEAD
+        if method == "PUT" and path.startswith("/system" + BLOBS_PREFIX):
+            return settings.blob_max_bytes
         return settings.max_body_kb * 1024
 
     return AdminGuard(_api(controller), token, frozenset(public), limit)
@@ -204,5 +208,6 @@ def _api(controller: Controller) -> FastAPI:
     api.include_router(secrets_router(controller.secrets))
     api.include_router(dlq_router(controller.dead_letters))
     api.include_router(streams_router(controller.user_streams, controller.messages))
+    api.include_router(blobs_router(controller.blobs))
     app.include_router(api)
     return app

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from urllib.parse import parse_qsl, unquote
 
-from fx.protocol import ERROR_DETAIL, PIN_VERSION, REPLICA_HTTP_PREFIX, REPLICA_INVOKE_PATH, REPLICA_TOKEN
+from fx.protocol import BODY_REF, ERROR_DETAIL, PIN_VERSION, REPLICA_HTTP_PREFIX, REPLICA_INVOKE_PATH, REPLICA_TOKEN
 
 from fx_gateway.config import Settings
 from fx_gateway.events.async_accept import AsyncAccept, Enqueue, stored_headers, too_large
@@ -20,6 +20,7 @@ from fx_gateway.http.answers import Answer
 from fx_gateway.http.pages import Pages
 from fx_gateway.http.server import ClientConnection
 from fx_gateway.http.system_proxy import SystemProxy
+from fx_gateway.proxy.body_refs import BlobReader, BodyRefExchange
 from fx_gateway.proxy.dispatch import VersionDispatcher
 from fx_gateway.proxy.exchange import Exchange
 from fx_gateway.proxy.replica_loss import SAFE_METHODS
@@ -52,6 +53,7 @@ HOP_BY_HOP = frozenset(
     }
 )
 PIN = PIN_VERSION.lower().encode()
+REF = BODY_REF.lower().encode()
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
@@ -77,7 +79,13 @@ def scan(headers: list[tuple[bytes, bytes]]) -> tuple[dict[bytes, bytes], bytes]
 
 class Router:
     def __init__(
-        self, settings: Settings, book: RouteBook, enqueue: Enqueue, callbacks: CallbackPolicy, pages: Pages
+        self,
+        settings: Settings,
+        book: RouteBook,
+        enqueue: Enqueue,
+        callbacks: CallbackPolicy,
+        pages: Pages,
+        blobs: BlobReader,
     ) -> None:
         self.settings = settings
         self.functions = book.functions
@@ -85,6 +93,7 @@ class Router:
         self.enqueue = enqueue  # stores an async call
         self.callbacks = callbacks
         self.pages = pages
+        self.blobs = blobs  # bodies passed by reference
 
     def open(self, client: ClientConnection, method: bytes, url: bytes, headers: list[tuple[bytes, bytes]]):
         path, _, query = url.partition(b"?")
@@ -150,6 +159,9 @@ class Router:
         length = seen.get(b"content-length")
         if length is not None and int(length) > limit:
             return client.refuse(too_large(routes.name, limit))
+        if REF in seen:  # an async call's body is stored with it: it cannot be a reference to a blob
+            message = f"{BODY_REF} is for synchronous calls only; an async call carries its body"
+            return client.refuse(responses.error(400, "InvalidBodyRef", message, routes.name, close=True))
         problem = self.callbacks.refusal(seen)
         if problem is not None:  # refused now, so nothing is stored that could not be delivered
             return client.refuse(responses.error(400, "InvalidCallback", problem, routes.name, close=True))
@@ -214,9 +226,9 @@ class Router:
             seen.get(b"x-forwarded-proto", b"http"),
             seen.get(b"x-forwarded-host") or seen.get(b"host", b""),
         )
-        return Exchange(
-            client, dispatcher, head, limit, routes.timeout, method == b"HEAD", inject, method in SAFE_METHODS
-        )
+        args = (client, dispatcher, head, limit, routes.timeout, method == b"HEAD", inject, method in SAFE_METHODS)
+        ref = seen.get(REF)
+        return Exchange(*args) if ref is None else BodyRefExchange(self.blobs, ref, *args)
 
     def _no_version(self, client: ClientConnection, routes: FunctionRoutes, qualifier: str) -> Answer:
         if qualifier:

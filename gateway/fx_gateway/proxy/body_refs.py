@@ -1,0 +1,99 @@
+"""Calls whose body is passed by reference: `X-Fx-Body-Ref: sha256:<hex>` and no body of their own. The body is
+the blob the controller stored for that function under that digest (PUT /system/blobs/NAME/DIGEST, verified
+there); the gateway reads it from the NATS object store fx_blobs, which its NATS user may read but not write, and
+sends it to a replica as the call's body, the header kept (the runtime then takes a body over its own limit).
+Only calls that carry the header come here: the hot path pays one header lookup."""
+
+from __future__ import annotations
+
+import asyncio
+
+import nats.errors
+from fx.models import DIGEST_RE
+from fx.protocol import BODY_REF, OBJ_BLOBS, blob_key
+from nats.aio.client import Client as NatsClient
+from nats.js.errors import ObjectNotFoundError
+from nats.js.object_store import ObjectStore
+
+from fx_gateway.http import responses
+from fx_gateway.proxy.exchange import Exchange
+from fx_gateway.tasks import spawn
+
+READ_TIMEOUT_S = 30.0  # reading one blob from NATS (tens of MB: well under a second on one host)
+
+
+class BlobReader:
+    """Reads blobs on the gateway's NATS connection (`connection()`: the current one, None while there is none)."""
+
+    def __init__(self, connection) -> None:
+        self._connection = connection
+        self._nc: NatsClient | None = None
+        self._store: ObjectStore | None = None
+
+    async def read(self, function: str, digest: str) -> bytes | None:
+        """The blob's bytes, None when there is none. ConnectionError while NATS is away."""
+        nc = self._connection()
+        if nc is None or not nc.is_connected:
+            raise ConnectionError("NATS is not connected")
+        js = nc.jetstream()
+        if self._nc is not nc or self._store is None:
+            self._nc, self._store = nc, ObjectStore(OBJ_BLOBS, f"OBJ_{OBJ_BLOBS}", js)
+        try:
+            info = await self._store.get_info(blob_key(function, digest))
+        except ObjectNotFoundError:
+            return None
+        if not info.size:
+            return b""
+        # nats-py's ObjectStore.get joins the chunks by `+=` (quadratic in the chunk count): collected here instead.
+        sub = await js.subscribe(f"$O.{OBJ_BLOBS}.C.{info.nuid}", ordered_consumer=True)
+        chunks: list[bytes] = []
+        try:
+            async for msg in sub.messages:
+                chunks.append(msg.data)
+                if msg.metadata.num_pending == 0:
+                    break
+        finally:
+            await sub.unsubscribe()
+        return b"".join(chunks)
+
+
+class BodyRefExchange(Exchange):
+    """An Exchange whose body is read from fx_blobs before it is sent; its own body must be empty."""
+
+    __slots__ = ("digest", "reader")
+
+    def __init__(self, reader: BlobReader, digest: bytes, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.reader = reader
+        self.digest = digest.decode("latin-1")
+
+    def begin(self) -> None:
+        function = self.dispatcher.function
+        if self.size:
+            message = f"a call with {BODY_REF} has no body of its own: the blob it names is its body"
+            self.fail(responses.error(400, "InvalidBodyRef", message, function), 400)
+        elif not DIGEST_RE.match(self.digest):
+            message = f"{BODY_REF} {self.digest[:80]!r} is not 'sha256:<64 hex digits>'"
+            self.fail(responses.error(400, "InvalidBodyRef", message, function), 400)
+        else:
+            spawn(self._read(function))
+
+    async def _read(self, function: str) -> None:
+        try:
+            data = await asyncio.wait_for(self.reader.read(function, self.digest), READ_TIMEOUT_S)
+        except (ConnectionError, TimeoutError, nats.errors.Error) as exc:
+            message = f"the blob {self.digest} could not be read from NATS ({exc or type(exc).__name__}); retry"
+            self.fail(responses.error(503, "BlobUnavailable", message, function), 503)
+            return
+        if data is None:
+            message = (
+                f"no blob {self.digest} for function {function!r}: it was never uploaded for it, or was removed"
+                f" after fx-controller --blob-ttl; upload it with PUT /system/blobs/{function}/{self.digest}"
+            )
+            self.fail(responses.error(404, "BlobNotFound", message, function), 404)
+            return
+        if self.gone:  # as a held call whose caller went away: not sent, not counted
+            return
+        self.size = len(data)
+        self.body = [data]
+        Exchange.begin(self)
