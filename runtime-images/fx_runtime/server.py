@@ -131,7 +131,7 @@ class Server:
         if not conn.authorized and url != _HEALTH:  # health stays open: the kubelet's probes carry no token
             data = http11.response(403, http11.JSON, _FORBIDDEN, keep)
         elif conn.too_large:
-            limit = self.settings.max_request_bytes
+            limit = conn.limit  # FX_MAX_REQUEST_BYTES, or FX_MAX_BLOB_BYTES for a body passed by reference
             body = {
                 "errorType": "RequestEntityTooLargeException",
                 "errorMessage": f"Request must be smaller than {limit} bytes for the InvokeFunction operation",

@@ -1,6 +1,6 @@
 """NATS identities on the real platform: a function with a grant can do what it was granted and nothing of fx's
 control plane; a function without one gets no NATS at all; nobody connects anonymously; the gateway cannot
-forge route tables, answer activations or read the function store."""
+forge route tables or blobs, answer activations or read the function store."""
 
 from __future__ import annotations
 
@@ -108,6 +108,8 @@ def test_the_gateway_reads_route_tables_and_cannot_forge_them_or_serve_activatio
             ("pub", "$JS.API.STREAM.PURGE.KV_fx_routes", b"{}"),
             ("pub", "$JS.API.STREAM.CREATE.EVIL", b'{"name": "EVIL", "mirror": {"name": "KV_fx_functions"}}'),
             ("pub", "$JS.API.STREAM.DELETE.FX_ASYNC", b""),
+            ("pub", "$O.fx_blobs.M.aGVsbG8", b"{}"),  # a blob's metadata: read to send it, never written
+            ("pub", "$O.fx_blobs.C.forged", b"forged body"),
             ("sub", "fx.activate", b""),
             ("sub", "_INBOX.fx-controller.>", b""),
             ("sub", "_INBOX.fx-fn.victim.>", b""),

@@ -99,5 +99,9 @@ class Blobs:
                 return await js.object_store(OBJ_BLOBS)
         config = (await js.stream_info(STREAM)).config
         if config.max_age != self.ttl or config.max_bytes != self.store_max_bytes:
-            await js.update_stream(dataclasses.replace(config, max_age=self.ttl, max_bytes=self.store_max_bytes))
+            window = min(config.duplicate_window or self.ttl, self.ttl)  # NATS: never longer than the max age
+            changed = dataclasses.replace(
+                config, max_age=self.ttl, max_bytes=self.store_max_bytes, duplicate_window=window
+            )
+            await js.update_stream(changed)
         return store

@@ -256,3 +256,19 @@ def test_the_tail_is_the_last_4_kb_and_comes_with_errors_too(start):
     failed = httpx.post(f"{replica.base}/_fx/invoke", content=b'{"fail": true}', headers={"X-Amz-Log-Type": "Tail"})
     assert failed.headers["x-amz-function-error"] == "Unhandled"
     assert "[ERROR] ValueError: asked to fail" in base64.b64decode(failed.headers["x-amz-log-result"]).decode()
+
+
+def test_a_body_passed_by_reference_is_taken_up_to_its_own_limit(start):
+    """The gateway read it from the blob store (X-Fx-Body-Ref): FX_MAX_BLOB_BYTES bounds it, not the request limit."""
+    replica = start(
+        {"handler.py": "def handler(e, c):\n    return len(e)\n"},
+        FX_MAX_REQUEST_BYTES="1000",
+        FX_MAX_BLOB_BYTES="3000",
+    )
+    ref = {"X-Fx-Body-Ref": "sha256:" + "0" * 64}
+    event = b'"' + b"x" * 2000 + b'"'
+    with httpx.Client(base_url=replica.base) as client:
+        assert client.post("/_fx/invoke", content=event, headers=ref).json() == 2000
+        assert client.post("/_fx/invoke", content=event).status_code == 413  # the next request: its own limit again
+        over = client.post("/_fx/invoke", content=b'"' + b"x" * 3000 + b'"', headers=ref)
+        assert over.status_code == 413

@@ -1,3 +1,4 @@
+import hashlib
 import json
 
 import fx
@@ -144,3 +145,30 @@ def test_a_client_without_a_gateway_uses_the_clis_settings(tmp_path, monkeypatch
         assert c.gateway == "http://127.0.0.1:9999" and c._http.headers["Authorization"] == "Bearer from-env"
     with fx.Client("http://other:1") as c:  # a gateway given without a token sends none
         assert "Authorization" not in c._http.headers
+
+
+def test_an_event_over_by_reference_over_is_uploaded_first_and_named_by_the_call():
+    seen: list[httpx.Request] = []
+
+    def handler(r: httpx.Request) -> httpx.Response:
+        seen.append(r)
+        if r.method == "PUT":
+            return httpx.Response(200, json={"digest": r.url.path.rsplit("/", 1)[1], "size": len(r.content), "ttl": 60})
+        return httpx.Response(200, json={"ok": True})
+
+    c = client_for(handler)
+    event = {"data": "x" * 2000}
+    body = json.dumps(event).encode()
+    digest = "sha256:" + hashlib.sha256(body).hexdigest()
+    assert c.invoke("hi", event, by_reference_over=1000) == {"ok": True}
+    upload, call = seen
+    assert (upload.method, upload.url.path, upload.content) == ("PUT", f"/system/blobs/hi/{digest}", body)
+    assert upload.headers["authorization"] == "Bearer tok"
+    assert call.url.path == "/2015-03-31/functions/hi/invocations"
+    assert (call.content, call.headers["x-fx-body-ref"]) == (b"", digest)
+
+    seen.clear()  # under the threshold, without one, or async: the event travels in the request
+    c.invoke("hi", {"small": 1}, by_reference_over=1000)
+    c.invoke("hi", event)
+    c.invoke("hi", event, async_=True, by_reference_over=1000)
+    assert [r.method for r in seen] == ["POST"] * 3 and all("x-fx-body-ref" not in r.headers for r in seen)
