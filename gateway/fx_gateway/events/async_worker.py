@@ -69,6 +69,9 @@ class AsyncWorker:
         self.running: dict[int, Msg] = {}  # by id(): Msg is an unhashable dataclass
         self._slot = asyncio.Event()
         self._sub: JetStreamContext.PullSubscription | None = None
+        # Set by close(): the loops end even if a cancellation is lost in a fetch on a closed connection (nats-py),
+        # which left a gateway stopping with NATS gone spinning here forever, its process never exiting.
+        self._closed = False
 
     async def run(self) -> None:
         keep_alive = spawn(jetstream.keep_in_progress(self.running, self.settings.async_ack_wait))
@@ -78,7 +81,7 @@ class AsyncWorker:
             keep_alive.cancel()
 
     async def _pull_forever(self) -> None:
-        while True:
+        while not self._closed:
             try:
                 await self._pull()
             except Exception:
@@ -91,7 +94,7 @@ class AsyncWorker:
         # A fetch is a round trip to the server: under load, wait until half the slots are free and take a
         # batch, rather than paying a fetch for every call that finishes.
         batch = max(1, limit // 2)
-        while True:
+        while not self._closed:
             free = limit - len(self.running)
             if free < batch and self.running:
                 self._slot.clear()
@@ -115,6 +118,7 @@ class AsyncWorker:
 
         Unsubscribing first also matters to the connection's drain: an expired pull's late status message
         would make it wait in vain."""
+        self._closed = True
         if self._sub is not None:
             with contextlib.suppress(nats.errors.Error):
                 await self._sub.unsubscribe()
