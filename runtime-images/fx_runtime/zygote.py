@@ -123,6 +123,8 @@ class Zygote:
         while self.stop_by is None or ((self.children or self.spares) and time.monotonic() < self.stop_by):
             timeout = min([1.0, *(at - time.monotonic() for at in self.kill_at.values())])
             for key, _ in self.selector.select(timeout=max(timeout, 0)):
+                if self.selector.get_map().get(key.fd) is not key:
+                    continue  # unregistered by an earlier event of this batch (a controller replaced)
                 if key.fd == self.commands_fd:
                     self.read_commands()
                 elif self.listener is not None and key.fd == self.listener.fileno():
@@ -167,7 +169,9 @@ class Zygote:
         """Stop the replicas (SIGTERM, SIGKILL after the grace the loop keeps), then exit. Idempotent."""
         if self.stop_by is not None:
             return
-        self.disconnect()
+        if self.commands_fd is not None:  # no more commands; the controller still hears the exits, if it listens
+            self.selector.unregister(self.commands_fd)
+            self.commands_fd = None
         if self.listener is not None:  # no controller may connect to a zygote that is going
             self.selector.unregister(self.listener.fileno())
             self.listener.close()
@@ -184,7 +188,7 @@ class Zygote:
             self.selector.unregister(self.commands_fd)
         if self.connection is not None:
             self.connection.close()
-        elif self.commands_fd is not None:  # the first controller's pipes: /dev/null in their place
+        elif self.events_fd is not None:  # the first controller's pipes: /dev/null in their place
             null_fd = os.open(os.devnull, os.O_RDWR)
             os.dup2(null_fd, 0)
             os.dup2(null_fd, 1)

@@ -372,10 +372,10 @@ class Platform:
         now = time.monotonic()
         if p.down_since is None:
             if p.proc.poll() is None:
-                if p.streak and now - p.started_at >= self.restarts.stable:
-                    p.streak = 0
                 return
             p.down_since = now
+            if now - p.started_at >= self.restarts.stable:  # it had settled: a new crash, not a crash loop
+                p.streak = 0
         delay = self.restarts.delay(p.streak)
         if now - p.down_since < delay:
             return

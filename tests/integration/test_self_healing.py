@@ -228,6 +228,8 @@ def test_kill_9_of_fx_up_leaves_no_fx_process_behind(tmp_path):
         up.kill()
         up.wait()
     wait_for(lambda: not [p for p in everything if alive(p)], 30, "every fx process to end")
+    assert up.stderr is not None
+    assert "fx: controller exited (signal 9); restarted in 0.5 s (restart 1)" in up.stderr.read().decode()
 
 
 def zygotes(state: Path) -> set[int]:
