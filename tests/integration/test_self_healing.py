@@ -34,40 +34,50 @@ def handler(event, context):
 LOOP_LIMIT_S = 90.0  # no loop runs longer, whatever happens
 
 
-@dataclass
-class SyncLoop:
-    """Sync calls to a warm function, one after the other, until stopped: what every call got, and when."""
-
-    url: str
-    answers: list[tuple[float, int | str]] = field(default_factory=list)  # (time, status or error name)
-    _stop: threading.Event = field(default_factory=threading.Event)
+class Background:
+    """A loop of calls in a thread of its own, started at once, never running past LOOP_LIMIT_S."""
 
     def __post_init__(self) -> None:
+        self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
-        deadline = time.monotonic() + LOOP_LIMIT_S
         with httpx.Client(timeout=10) as client:
-            while not self._stop.is_set() and time.monotonic() < deadline:
-                try:
-                    answer: int | str = client.get(self.url).status_code
-                except httpx.HTTPError as exc:
-                    answer = type(exc).__name__
-                    time.sleep(0.02)
-                self.answers.append((time.monotonic(), answer))
+            self.loop(client, time.monotonic() + LOOP_LIMIT_S)
+
+    def loop(self, client: httpx.Client, deadline: float) -> None:
+        raise NotImplementedError
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(30)
+        self._thread.join(LOOP_LIMIT_S + 10)
+
+
+@dataclass
+class SyncLoop(Background):
+    """Sync calls to a warm function, one after the other, until stopped: what every call got, and when."""
+
+    url: str
+    answers: list[tuple[float, int | str]] = field(default_factory=list)  # (time, status or error name)
+
+    def loop(self, client: httpx.Client, deadline: float) -> None:
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            try:
+                answer: int | str = client.get(self.url).status_code
+            except httpx.HTTPError as exc:
+                answer = type(exc).__name__
+                time.sleep(0.02)
+            self.answers.append((time.monotonic(), answer))
 
     def failures(self) -> list[int | str]:
         return [a for _, a in self.answers if a != 200]
 
 
 @dataclass
-class AsyncSender:
-    """Async calls (n = first, first + 1, ...), paced, retried while the gateway is unreachable: which were accepted."""
+class AsyncSender(Background):
+    """Async calls (n = first, first + 1, ...), paced, retried while the gateway is unreachable: which were accepted.
+    `stop()` waits for the last one."""
 
     url: str
     first: int
@@ -75,28 +85,19 @@ class AsyncSender:
     accepted: set[int] = field(default_factory=set)
     unreachable: int = 0
 
-    def __post_init__(self) -> None:
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        deadline = time.monotonic() + LOOP_LIMIT_S
-        with httpx.Client(timeout=10) as client:
-            for n in range(self.first, self.first + self.count):
-                while time.monotonic() < deadline:
-                    try:
-                        r = client.post(self.url, json={"n": n}, headers={"X-Amz-Invocation-Type": "Event"})
-                    except httpx.HTTPError:
-                        self.unreachable += 1
-                        time.sleep(0.05)
-                        continue
-                    if r.status_code == 202:
-                        self.accepted.add(n)
-                        break
-                time.sleep(0.03)
-
-    def join(self) -> None:
-        self._thread.join(LOOP_LIMIT_S + 10)
+    def loop(self, client: httpx.Client, deadline: float) -> None:
+        for n in range(self.first, self.first + self.count):
+            while time.monotonic() < deadline:
+                try:
+                    r = client.post(self.url, json={"n": n}, headers={"X-Amz-Invocation-Type": "Event"})
+                except httpx.HTTPError:
+                    self.unreachable += 1
+                    time.sleep(0.05)
+                    continue
+                if r.status_code == 202:
+                    self.accepted.add(n)
+                    break
+            time.sleep(0.03)
 
 
 def deploy(platform: RunningPlatform, folder: Path, source: str, spec: str) -> None:
@@ -152,7 +153,7 @@ def test_warm_replicas_serve_through_a_controller_kill_and_are_adopted_then_a_ga
     wait_for(lambda: "adopted" in (platform.state_dir / "logs/platform/controller.log").read_text(), 30, "adoption")
     after = len(calls.answers)
     wait_for(lambda: len(calls.answers) >= after + 20, 30, "calls after the restart")
-    sender.join()
+    sender.stop()
     calls.stop()
     assert platform.restarts == ["controller exited (signal 9); restarted in 0.5 s (restart 1)"]
     assert calls.failures() == [], f"sync calls failed while the controller was down: {calls.failures()}"
@@ -171,7 +172,7 @@ def test_warm_replicas_serve_through_a_controller_kill_and_are_adopted_then_a_ga
     gateway_back = kill(platform, "gateway")
     after = len(calls.answers)
     wait_for(lambda: len(calls.answers) >= after + 20, 30, "calls after the restart")
-    sender.join()
+    sender.stop()
     calls.stop()
     failed = [(at, a) for at, a in calls.answers if a != 200]
     assert all(isinstance(a, str) for _, a in failed), f"a call got an answer other than 200: {failed}"
