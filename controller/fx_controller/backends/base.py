@@ -7,6 +7,7 @@ stop_replica to a delete with a grace period, and pod status changes to events.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
@@ -84,6 +85,11 @@ class Backend(Protocol):
 
     async def close(self) -> None:
         """Stop everything this backend started."""
+
+
+def token_digest(token: str) -> str:
+    """What a record keeps of a replica token (never the token itself)."""
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 @dataclass(frozen=True)

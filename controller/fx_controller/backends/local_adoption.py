@@ -18,6 +18,8 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from .base import token_digest
+
 CONTROL_DIR = ".zygote"
 RECORDS_FILE = "replicas.json"
 
@@ -41,10 +43,6 @@ def control_dir(run_dir: Path) -> Path:
 def control_path(run_dir: Path, interpreter: str) -> Path:
     """The control socket of `interpreter`'s zygote (short: a Unix socket path has 107 bytes)."""
     return control_dir(run_dir) / f"{hashlib.sha256(interpreter.encode()).hexdigest()[:12]}.sock"
-
-
-def token_digest(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def start_time(pid: int) -> int | None:

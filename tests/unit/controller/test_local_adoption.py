@@ -9,14 +9,14 @@ import sys
 from pathlib import Path
 
 from fx.models import FunctionSpec
-from fx_controller.artifacts import Artifacts
-from fx_controller.backends.base import ReplicaSpec, Running
+from fx_controller.backends.base import ReplicaSpec, Running, token_digest
 from fx_controller.backends.local import LocalBackend
-from fx_controller.backends.local_adoption import RECORDS_FILE, control_dir, token_digest
-from fx_controller.fleet import Fleet
+from fx_controller.backends.local_adoption import RECORDS_FILE, control_dir
 from fx_controller.metrics import Metrics
-from fx_controller.replica_tokens import ReplicaTokens
-from fx_controller.store import VersionRecord
+from fx_controller.replicas.fleet import Fleet
+from fx_controller.replicas.tokens import ReplicaTokens
+from fx_controller.state.artifacts import Artifacts
+from fx_controller.state.store import VersionRecord
 
 from tests.processes import alive
 from tests.waiting import until
