@@ -381,15 +381,15 @@ class Platform:
             return
         code = p.proc.returncode
         why = f"signal {-code}" if code < 0 else f"code {code}"
-        p.streak, p.restarts = p.streak + 1, p.restarts + 1
         try:
-            p.proc = self._popen(p.name, list(p.proc.args), p.log)
+            proc = self._popen(p.name, list(p.proc.args), p.log)
         except OSError as exc:  # tried again after the next delay
-            message = f"{p.name} exited ({why}); cannot restart it: {exc} (attempt {p.restarts})"
+            message = f"{p.name} exited ({why}); cannot restart it: {exc} (attempt {p.restarts + 1})"
             p.down_since = now
-        else:
-            message = f"{p.name} exited ({why}); restarted in {delay:g} s (restart {p.restarts})"
-            p.started_at, p.down_since = now, None
+        else:  # the new process first, then the count: who reads the count finds the process it counts
+            message = f"{p.name} exited ({why}); restarted in {delay:g} s (restart {p.restarts + 1})"
+            p.proc, p.started_at, p.down_since = proc, now, None
+        p.streak, p.restarts = p.streak + 1, p.restarts + 1
         with contextlib.suppress(OSError):
             p.log.write(f"--- fx: {message}\n".encode())
         self._on_restart(message)
