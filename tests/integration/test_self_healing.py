@@ -236,16 +236,20 @@ def test_kill_9_of_fx_up_leaves_no_fx_process_behind(tmp_path):
 def zygotes(state: Path) -> set[int]:
     """The zygotes of this state dir (and their replicas), wherever they are in the process tree."""
     control = str(run_dir(state)).encode()
+    pids = [int(entry.name) for entry in Path("/proc").iterdir() if entry.name.isdigit()]
     found = set()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and int(entry.name) != os.getpid():
-            try:
-                if control in (entry / "cmdline").read_bytes() and alive(int(entry.name)):
-                    found |= {int(entry.name)} | descendants(int(entry.name))
-            except OSError:
-                continue
+    for pid in pids:
+        if pid != os.getpid() and control in _cmdline(pid) and alive(pid):
+            found |= {pid} | descendants(pid)
     return found
 
 
 def controllers(up: int) -> list[int]:
-    return [p for p in descendants(up) if b"fx-controller" in Path(f"/proc/{p}/cmdline").read_bytes()]
+    return [p for p in descendants(up) if b"fx-controller" in _cmdline(p)]
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:  # it ended meanwhile
+        return b""
