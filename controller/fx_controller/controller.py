@@ -34,6 +34,7 @@ from fx.protocol import (
     kv_stream,
     load_report_key,
 )
+from fx.state_dir import LIFELINE_FD_ENV
 from nats.aio.msg import Msg
 
 from . import nats_connect
@@ -102,6 +103,7 @@ def local_backend(settings: Settings, artifacts: Artifacts) -> Backend:
         uids=uids,
         sandbox_mode=settings.sandbox,
         interpreters=found,
+        lifeline=int(lifeline) if (lifeline := os.environ.pop(LIFELINE_FD_ENV, "")) else None,
     )
 
 
@@ -159,8 +161,9 @@ class Controller:
         await self.store.load()
         await secret_store.load()
         await self.backend.open(self.fleet.on_event)
+        await self.fleet.adopt(self._version)
         await self.secrets.open()
-        # Replicas of a previous run died with it: every table starts with no endpoints.
+        # Replicas of a previous run died with it, unless the backend kept them (adopted): the tables say which.
         for record in self.store.all():
             await self.routes.publish(record.name)
         await self._nc.subscribe(SUBJECT_ACTIVATE, cb=self._on_activate)
@@ -187,6 +190,10 @@ class Controller:
             with contextlib.suppress(Exception):
                 await self._nc.drain()
         log.info("controller stopped")
+
+    def _version(self, function: str, number: int) -> VersionRecord | None:
+        record = self.store.get(function)
+        return record.version(number) if record is not None else None
 
     # --- NATS ------------------------------------------------------------------------
 
