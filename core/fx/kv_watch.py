@@ -10,8 +10,9 @@ values when the watch began.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import aclosing
+from contextlib import aclosing, suppress
 
+from nats.errors import Error as NatsError
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
 DELETED = (KV_DEL, KV_PURGE)
@@ -34,7 +35,8 @@ async def watch(kv: KeyValue) -> AsyncIterator[KeyValue.Entry | None]:
                 loaded = True
                 yield None
     finally:
-        await watcher.stop()
+        with suppress(NatsError):  # the connection is closed (NATS gone, or we are stopping): so is the watcher
+            await watcher.stop()
 
 
 async def load(kv: KeyValue) -> dict[str, bytes]:
