@@ -21,8 +21,10 @@ class KubeConfig:
     instance: str = "fx"  # the Helm release: every object fx makes carries it, NetworkPolicies select by it
     pod_name: str = ""  # this controller's identity in the leader Lease
     lease: str = "fx-controller"
-    lease_duration: float = 15.0
-    lease_renew: float = 5.0
+    lease_duration: float = 3.0  # s a Lease not renewed lasts: a crashed leader is replaced after about this
+    lease_renew: float = 1.0  # s between the leader's renewals
+    lease_retry: float = 0.5  # s between a standby's looks at the Lease
+    controller_deployment: str = ""  # owns the Lease, so it goes with the release; empty: no owner
     runtime_image: str = "localhost/fx/runtime-python:dev"  # also what pool pods run
     runtime_python: str = DEFAULT_RUNTIME  # the Python of runtime_image
     runtime_images: dict[str, str] = field(default_factory=dict)  # other runtimes -> their image
@@ -59,6 +61,8 @@ class KubeConfig:
             lease=env.get("FX_K8S_LEASE", d.lease),
             lease_duration=float(env.get("FX_K8S_LEASE_DURATION", d.lease_duration)),
             lease_renew=float(env.get("FX_K8S_LEASE_RENEW", d.lease_renew)),
+            lease_retry=float(env.get("FX_K8S_LEASE_RETRY", d.lease_retry)),
+            controller_deployment=env.get("FX_K8S_CONTROLLER_DEPLOYMENT", d.controller_deployment),
             runtime_image=env.get("FX_K8S_RUNTIME_IMAGE", d.runtime_image),
             runtime_python=env.get("FX_K8S_RUNTIME_PYTHON", d.runtime_python),
             runtime_images=parse_runtime_images(env.get("FX_K8S_RUNTIME_IMAGES", "{}")),
