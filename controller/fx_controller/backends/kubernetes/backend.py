@@ -24,6 +24,7 @@ import asyncio
 import logging
 from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Protocol
 
 import httpx
@@ -34,6 +35,7 @@ from ...settings import Settings
 from ...tasks import spawn
 from ..base import EventSink, ReplicaEvent, ReplicaSpec, SecretMirror, init_error_event
 from . import kube, manifests, nats_identities
+from .admission import WebhookServer
 from .artifact_server import ArtifactServer
 from .config import KubeConfig
 from .functions import FunctionSync
@@ -394,20 +396,27 @@ async def prepare_nats(settings: Settings) -> None:
         await nats_identities.prepare_replica_token_key(api, settings.state_dir)
 
 
+def _admin_client(settings: Settings, timeout: float) -> httpx.AsyncClient:
+    """This controller's own admin API, with the admin token (as `fx` calls it)."""
+    headers = {"Authorization": f"Bearer {settings.token}"}
+    return httpx.AsyncClient(base_url=f"http://127.0.0.1:{settings.port}", headers=headers, timeout=timeout)
+
+
 def create(settings: Settings, artifacts: Artifacts) -> KubernetesBackend:
     """The backend as the controller runs it in a cluster (the chart sets the FX_K8S_* variables)."""
     cfg = KubeConfig.from_env()
     kube.load_client_config()
     api = kube.KubeApi(cfg)
-    admin = httpx.AsyncClient(
-        base_url=f"http://127.0.0.1:{settings.port}", headers={"Authorization": f"Bearer {settings.token}"}, timeout=60
-    )
-    sync = FunctionSync(api, settings.nats_url, admin, settings.nats_creds)
+    sync = FunctionSync(api, settings.nats_url, _admin_client(settings, 60), settings.nats_creds)
     access = PodAccess()
+    companions: tuple[Companion, ...] = (ArtifactServer(artifacts, cfg.artifact_listen, access), sync)
+    if cfg.webhook_cert_dir:  # within the API server's webhook timeout (10 s)
+        webhook = WebhookServer(_admin_client(settings, 8), cfg.webhook_listen, Path(cfg.webhook_cert_dir))
+        companions += (webhook,)
     signer = Signer.load(settings.nats_auth_dir) if settings.nats_auth_dir else None
     backend = KubernetesBackend(
         api,
-        companions=(ArtifactServer(artifacts, cfg.artifact_listen, access), sync),
+        companions=companions,
         on_replicas=sync.replicas_changed,
         specialize=http_specialize(access, settings.init_timeout),
         logs=PodLogs(api, settings.state_dir / "logs"),

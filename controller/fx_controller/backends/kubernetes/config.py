@@ -33,6 +33,10 @@ class KubeConfig:
     pre_stop_sleep: int = 2
     service_account: str = "fx-function"
     artifact_listen: str = "0.0.0.0:8082"
+    # The validating admission webhook for Functions (admission.py): HTTPS with tls.crt/tls.key from
+    # webhook_cert_dir (the chart's Secret); empty: no webhook.
+    webhook_listen: str = "0.0.0.0:8443"
+    webhook_cert_dir: str = ""
     artifact_url: str = "http://fx-controller:8082"  # how function pods reach the artifact server
     nats_url: str = "nats://fx-nats:4222"  # how function pods reach NATS (FX_NATS_URL, the controller's own)
     # NATS with authorization (nats_identities): the Secrets the leader keeps the authority (and the server's
@@ -71,6 +75,8 @@ class KubeConfig:
             pre_stop_sleep=int(env.get("FX_K8S_PRE_STOP_SLEEP", d.pre_stop_sleep)),
             service_account=env.get("FX_K8S_SERVICE_ACCOUNT", d.service_account),
             artifact_listen=env.get("FX_K8S_ARTIFACT_LISTEN", d.artifact_listen),
+            webhook_listen=env.get("FX_K8S_WEBHOOK_LISTEN", d.webhook_listen),
+            webhook_cert_dir=env.get("FX_K8S_WEBHOOK_CERT_DIR", d.webhook_cert_dir),
             artifact_url=env.get("FX_K8S_ARTIFACT_URL", d.artifact_url).rstrip("/"),
             nats_url=env.get("FX_NATS_URL", d.nats_url),
             nats_auth_secret=env.get("FX_K8S_NATS_AUTH_SECRET", d.nats_auth_secret),
