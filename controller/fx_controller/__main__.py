@@ -87,8 +87,11 @@ async def _serve_kubernetes(s: settings_mod.Settings) -> None:
         server.should_exit = True  # a stop requested while standing by, or a failed start
         leading.cancel()
         await asyncio.gather(serving, leading, return_exceptions=True)
+        # Stop acting, then give the Lease up at once: a standby takes over within lease_retry. The replicas
+        # are pods that finish their requests on their own (preStop, grace); the next leader removes them after
+        # emptying the route tables, so draining them here would only delay the takeover.
         if controller:
-            await controller.stop()
+            await controller.stop(drain_replicas=False)
         if leadership:
             await leadership.end()
 

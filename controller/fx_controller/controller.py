@@ -151,11 +151,13 @@ class Controller:
 
         await self.store.load()
         await secret_store.load()
-        await self.backend.open(self.fleet.on_event)
-        await self.secrets.open()
-        # Replicas of a previous run died with it: every table starts with no endpoints.
+        # Replicas of a previous run are not this fleet's: every table starts with no endpoints, published
+        # before the backend removes what is left of them (a failover on Kubernetes), so no gateway sends a
+        # request to a pod on its way out, or to a new pod that got its address.
         for record in self.store.all():
             await self.routes.publish(record.name)
+        await self.backend.open(self.fleet.on_event)
+        await self.secrets.open()
         await self._nc.subscribe(SUBJECT_ACTIVATE, cb=self._on_activate)
         await self._nc.subscribe(SUBJECT_LOAD, cb=self._on_load)
         self._spawn(self.reconciler.run())
@@ -166,14 +168,16 @@ class Controller:
                     self._spawn(self.gate.check(record.name, version.version))
         log.info("controller started: %d functions, backend %s", len(self.store.all()), s.backend)
 
-    async def stop(self) -> None:
+    async def stop(self, drain_replicas: bool = True) -> None:
+        """`drain_replicas` False: leave the replicas to the next controller (a standby taking over)."""
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if hasattr(self, "fleet"):
-            log.info("stopping %d replicas", len(self.fleet.replicas))
-            grace = max((r.timeout for r in self.fleet.replicas.values()), default=0) + 6
-            await self.fleet.stop_all(timeout=self.settings.drain_delay + grace)
+            if drain_replicas:
+                log.info("stopping %d replicas", len(self.fleet.replicas))
+                grace = max((r.timeout for r in self.fleet.replicas.values()), default=0) + 6
+                await self.fleet.stop_all(timeout=self.settings.drain_delay + grace)
             self.fleet.cancel_tasks()
             await self.backend.close()
         if self._nc:

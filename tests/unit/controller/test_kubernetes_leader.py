@@ -19,19 +19,19 @@ class FakeLeases:
         self.lease = None
         self.version = 0
 
-    def read_namespaced_lease(self, name, namespace):
+    def read_namespaced_lease(self, name, namespace, **_):
         if self.lease is None:
             raise ApiException(status=404)
         return copy.deepcopy(self.lease)
 
-    def create_namespaced_lease(self, namespace, body):
+    def create_namespaced_lease(self, namespace, body, **_):
         if self.lease is not None:
             raise ApiException(status=409)
         self.version += 1
         body.metadata.resource_version = str(self.version)
         self.lease = copy.deepcopy(body)
 
-    def replace_namespaced_lease(self, name, namespace, body):
+    def replace_namespaced_lease(self, name, namespace, body, **_):
         if body.metadata.resource_version != self.lease.metadata.resource_version:
             raise ApiException(status=409)
         self.version += 1
@@ -74,7 +74,7 @@ def test_two_candidates_racing_for_an_expired_lease_cannot_both_win() -> None:
     stale = leases.read_namespaced_lease("fx-controller", "default")
     assert a.try_acquire() is True
     # b read the lease before a's write: its replace carries the old resourceVersion.
-    leases.read_namespaced_lease = lambda name, namespace: copy.deepcopy(stale)
+    leases.read_namespaced_lease = lambda name, namespace, **_: copy.deepcopy(stale)
     assert b.try_acquire() is False
     assert leases.lease.spec.holder_identity == "a"
 

@@ -158,14 +158,17 @@ class KubernetesBackend:
         for companion in self._companions:
             await companion.start()
         # The fleet of a new controller starts empty: pods of a previous run are not its replicas. Remove
-        # them (idempotent, so a controller killed mid-reconcile converges) and let demand start anew.
+        # them (idempotent, so a controller killed mid-reconcile converges) and let demand start anew. All at
+        # once: a failover waits for this.
+        removals = []
         for name, replicas in (await self._api.deployments()).items():
             if replicas:
                 log.info("scaling %s from %d to 0: a previous controller's replicas", name, replicas)
-                await self._api.scale(name, 0)
+                removals.append(self._api.scale(name, 0))
         for pod in await self._api.standalone_pods():
             log.info("deleting pod %s: a previous controller's replica from the pool", pod)
-            await self._api.delete_pod(pod)
+            removals.append(self._api.delete_pod(pod))
+        await asyncio.gather(*removals)
         self._api.watch_pods(self._on_pod)
 
     async def start_replica(self, replica: ReplicaSpec) -> None:

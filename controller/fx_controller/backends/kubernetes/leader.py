@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 from kubernetes import client
@@ -36,6 +37,10 @@ class LeaderElection:
         self._cfg = cfg
         self._api = api or client.CoordinationV1Api()
         self._clock = clock
+        # Its own thread: a renewal never waits behind the other API calls (asyncio.to_thread's shared pool),
+        # and each call is bounded, so a leader whose API server stalls finds out within the lease.
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="fx-lease")
+        self._timeout = max(cfg.lease_renew, cfg.lease_duration / 2)
         self.identity = cfg.pod_name
         self.previous: str | None = None  # the holder this process took the Lease over from
         self.owners: list[client.V1OwnerReference] | None = None  # the Lease's, once known (owner_references)
@@ -44,7 +49,7 @@ class LeaderElection:
         """One attempt (blocking): True if this process holds the Lease afterwards."""
         cfg, now = self._cfg, self._clock()
         try:
-            lease = self._api.read_namespaced_lease(cfg.lease, cfg.namespace)
+            lease = self._api.read_namespaced_lease(cfg.lease, cfg.namespace, _request_timeout=self._timeout)
         except ApiException as e:
             if e.status != 404:
                 raise
@@ -53,7 +58,7 @@ class LeaderElection:
                 spec=self._spec(now, now, 0),
             )
             try:
-                self._api.create_namespaced_lease(cfg.namespace, body)
+                self._api.create_namespaced_lease(cfg.namespace, body, _request_timeout=self._timeout)
             except ApiException as e:
                 if e.status == 409:
                     return False
@@ -71,7 +76,8 @@ class LeaderElection:
         if self.owners and not lease.metadata.owner_references:  # a Lease an older chart's controller made
             lease.metadata.owner_references = self.owners
         try:
-            self._api.replace_namespaced_lease(cfg.lease, cfg.namespace, lease)  # carries resourceVersion
+            # carries the resourceVersion read
+            self._api.replace_namespaced_lease(cfg.lease, cfg.namespace, lease, _request_timeout=self._timeout)
         except ApiException as e:
             if e.status == 409:
                 return False
@@ -110,19 +116,21 @@ class LeaderElection:
 
     async def hold(self, on_lost: Callable[[], None]) -> None:
         """Renew until cancelled; call `on_lost` once the lease could not be renewed within its duration."""
-        last = asyncio.get_running_loop().time()
+        clock = asyncio.get_running_loop().time
+        last = clock()
         while True:
             await asyncio.sleep(self._cfg.lease_renew)
+            tried = clock()  # a renewal counts from when it was sent: the others see the time it wrote
             if await self._attempt():
-                last = asyncio.get_running_loop().time()
-            elif asyncio.get_running_loop().time() - last > self._cfg.lease_duration:
+                last = tried
+            elif clock() - last > self._cfg.lease_duration:
                 log.error("lost the lease %s", self._cfg.lease)
                 on_lost()
                 return
 
     async def _attempt(self) -> bool:
         try:
-            return await asyncio.to_thread(self.try_acquire)
+            return await asyncio.get_running_loop().run_in_executor(self._thread, self.try_acquire)
         except Exception as e:  # API server away: not leading this round
             log.warning("lease %s: %s", self._cfg.lease, e)
             return False
