@@ -55,3 +55,7 @@ async def test_the_webhook_speaks_admission_review(admin: httpx.AsyncClient) -> 
         assert answer["response"]["uid"] == "u-1" and answer["response"]["allowed"] is False
         assert answer["response"]["status"]["reason"] == "InvalidSpec"  # no handler
         assert (await client.post(PATH, content=b"nonsense")).status_code == 400
+    # A function pod (known to the pod watch by its address) may not use it to probe digests or secrets.
+    transport = httpx.ASGITransport(app=create_app(admin, lambda ip: True))
+    async with httpx.AsyncClient(transport=transport, base_url="https://webhook") as client:
+        assert (await client.post(PATH, json={"request": review("x", {})})).status_code == 403

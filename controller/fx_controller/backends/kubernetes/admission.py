@@ -12,6 +12,7 @@ finalizers, deletion), so a function whose spec no longer passes can still be de
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -20,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from .pod_access import PodAccess
 from .side_server import SideServer
 
 log = logging.getLogger("fx_controller.admission")
@@ -54,8 +56,12 @@ def _refused(request: dict, status: int, code: str, message: str) -> dict:
     }
 
 
-def create_app(admin: httpx.AsyncClient) -> Starlette:
+def create_app(admin: httpx.AsyncClient, is_function_pod: Callable[[str], bool] = lambda ip: False) -> Starlette:
     async def review(request: Request) -> JSONResponse:
+        # The NetworkPolicy cannot tell the API server (no pod identity) from a pod: a function pod asking
+        # whether a digest, stream or secret exists is refused here.
+        if request.client is None or is_function_pod(request.client.host):
+            return JSONResponse({"error": {"code": "Forbidden", "message": "the API server's webhook"}}, 403)
         try:
             asked = (await request.json())["request"]
         except (ValueError, KeyError, TypeError):
@@ -71,9 +77,9 @@ def create_app(admin: httpx.AsyncClient) -> Starlette:
 class WebhookServer(SideServer):
     """HTTPS with the chart's certificate (tls.crt, tls.key in `cert_dir`), as the API server requires."""
 
-    def __init__(self, admin: httpx.AsyncClient, listen: str, cert_dir: Path) -> None:
+    def __init__(self, admin: httpx.AsyncClient, listen: str, cert_dir: Path, access: PodAccess) -> None:
         tls = {"ssl_certfile": str(cert_dir / "tls.crt"), "ssl_keyfile": str(cert_dir / "tls.key")}
-        super().__init__(create_app(admin), listen, **tls)
+        super().__init__(create_app(admin, access.is_function_pod), listen, proxy_headers=False, **tls)
         self._admin = admin
 
     async def stop(self) -> None:

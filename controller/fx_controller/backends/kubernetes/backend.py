@@ -414,7 +414,7 @@ def create(settings: Settings, artifacts: Artifacts) -> KubernetesBackend:
     access = PodAccess()
     companions: tuple[Companion, ...] = (ArtifactServer(artifacts, cfg.artifact_listen, access), sync)
     if cfg.webhook_cert_dir:  # within the API server's webhook timeout (10 s)
-        webhook = WebhookServer(_admin_client(settings, 8), cfg.webhook_listen, Path(cfg.webhook_cert_dir))
+        webhook = WebhookServer(_admin_client(settings, 8), cfg.webhook_listen, Path(cfg.webhook_cert_dir), access)
         companions += (webhook,)
     signer = Signer.load(settings.nats_auth_dir) if settings.nats_auth_dir else None
     backend = KubernetesBackend(
