@@ -69,8 +69,9 @@ async def _serve_kubernetes(s: settings_mod.Settings) -> None:
 
     async def take_over() -> None:
         nonlocal leadership, controller
-        leadership = await lead(on_lost=_lost_lease)
+        # Ahead of the Lease (the NATS identities are made once, race-free, then read): less to do on takeover.
         await kubernetes.prepare_nats(s)
+        leadership = await lead(on_lost=_lost_lease)
         started = Controller(s, kubernetes.create)
         await started.start()
         controller = started

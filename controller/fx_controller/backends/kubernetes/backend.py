@@ -389,8 +389,8 @@ class KubernetesBackend:
 
 
 async def prepare_nats(settings: Settings) -> None:
-    """As the leader, before anything connects to NATS: when the chart runs NATS with authorization, the NATS
-    identities (made once) and this controller's own user, into its settings."""
+    """Before the controller connects to NATS (a standby does it while it waits): when the chart runs NATS with
+    authorization, the NATS identities (made once, race-free) and this controller's own user, into its settings."""
     cfg = KubeConfig.from_env()
     if cfg.nats_auth_secret:
         kube.load_client_config()
