@@ -37,32 +37,33 @@ from fx.protocol import (
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
-from . import logs, nats_connect
-from .activator import Activator
-from .artifacts import Artifacts
-from .autoscaler import Autoscaler
+from . import nats_connect
+from .api.errors import ApiError, not_found
+from .backends import local_logs as logs
 from .backends.base import Backend
 from .backends.local import LocalBackend
+from .backends.local_nats import FunctionCreds
 from .backends.local_sandbox import UIDS_FILE, SandboxSettings, UidMap, run_dir
-from .dead_letters import DeadLetters
-from .errors import ApiError, not_found
-from .fleet import Fleet
-from .function_nats import FunctionCreds
-from .gate import Gate
-from .load import LoadBook
-from .messages import Messages
+from .events.dead_letters import DeadLetters
+from .events.messages import Messages
+from .events.user_streams import UserStreams
 from .metrics import Metrics
 from .nats_buckets import open_kv, open_object_store
-from .reconciler import Reconciler
-from .releases import Releases
-from .replica_tokens import KEY_FILE, ReplicaTokens, load_key
-from .routes import RoutePublisher
+from .replicas.activator import Activator
+from .replicas.autoscaler import Autoscaler
+from .replicas.fleet import Fleet
+from .replicas.load import LoadBook
+from .replicas.reconciler import Reconciler
+from .replicas.tokens import KEY_FILE, ReplicaTokens, load_key
 from .secrets.rules import Secrets, live_versions
 from .secrets.store import SecretStore
+from .serving.gate import Gate
+from .serving.releases import Releases
 from .settings import Settings
-from .store import FunctionRecord, FunctionStore, VersionRecord
+from .state.artifacts import Artifacts
+from .state.routes import RoutePublisher
+from .state.store import FunctionRecord, FunctionStore, VersionRecord
 from .tasks import spawn
-from .user_streams import UserStreams
 
 log = logging.getLogger("fx_controller")
 

@@ -292,12 +292,17 @@ def _json_or_text(r: httpx.Response) -> Any:
 
 
 def _error(r: httpx.Response) -> FxError:
-    """An FxError from an ErrorBody answer, or from whatever else came back."""
+    """An FxError from an ErrorBody answer, Lambda's error shape (the gateway's Runtime.ReplicaLost), or from
+    whatever else came back."""
     try:
         detail = ErrorBody.model_validate_json(r.content).error
     except ValidationError:
-        text = r.text.strip() or r.reason_phrase
-        err = FxError(r.status_code, f"HTTP{r.status_code}", text[:500])
+        payload = _json_or_text(r)
+        if isinstance(payload, dict) and isinstance(payload.get("errorType"), str):
+            err = FxError(r.status_code, payload["errorType"], str(payload.get("errorMessage", "")))
+        else:
+            text = r.text.strip() or r.reason_phrase
+            err = FxError(r.status_code, f"HTTP{r.status_code}", text[:500])
     else:
         err = FxError(r.status_code, detail.code, detail.message, detail.field, detail.function)
     if r.status_code == 401 and "token" not in err.message.lower():

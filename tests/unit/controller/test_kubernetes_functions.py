@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from fx_controller.app import create_app
+from fx_controller.api.app import create_app
 from fx_controller.backends.kubernetes.config import KubeConfig
 from fx_controller.backends.kubernetes.functions import FunctionSync
 from fx_controller.settings import Settings

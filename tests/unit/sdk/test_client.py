@@ -32,6 +32,14 @@ def test_a_non_json_error_keeps_status_and_text():
     assert err.value.status == 502 and "bad gateway from a proxy" in err.value.message
 
 
+def test_lambdas_error_shape_from_the_gateway_keeps_its_type_and_message():
+    body = {"errorType": "Runtime.ReplicaLost", "errorMessage": "the function may have run"}
+    c = client_for(lambda r: httpx.Response(502, json=body))
+    with pytest.raises(FxError) as err:
+        c.invoke("hi", {})
+    assert (err.value.status, err.value.code, err.value.message) == (502, *body.values())
+
+
 def test_unauthorized_mentions_the_token():
     c = client_for(lambda r: error(401, code="Unauthorized", message="missing bearer"))
     with pytest.raises(FxError, match="token"):

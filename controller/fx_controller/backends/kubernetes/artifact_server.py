@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from ...artifacts import Artifacts
+from ...state.artifacts import Artifacts
 from .pod_access import PodAccess
 from .side_server import SideServer
 

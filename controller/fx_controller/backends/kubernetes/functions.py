@@ -24,7 +24,7 @@ from fx.protocol import KV_FUNCTIONS
 from pydantic import ValidationError
 
 from ... import nats_connect
-from ...store import FunctionRecord
+from ...state.store import FunctionRecord
 from ...tasks import spawn
 from . import manifests
 from .kube import KubeApi

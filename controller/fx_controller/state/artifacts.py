@@ -17,7 +17,7 @@ from fx_runtime.artifact import MAX_ENTRIES, entry_problem
 from nats.js.errors import NotFoundError
 from nats.js.object_store import ObjectStore
 
-from .errors import DISK_FULL, ApiError, disk_full
+from ..api.errors import DISK_FULL, ApiError, disk_full
 
 
 def _check_digest(digest: str) -> str:

@@ -10,10 +10,10 @@ from datetime import UTC, datetime
 
 from fx.protocol import load_report_key
 
+from ..state.store import FunctionRecord, FunctionStore, VersionRecord
 from .autoscaler import Autoscaler
 from .fleet import Fleet
 from .load import LoadBook
-from .store import FunctionRecord, FunctionStore, VersionRecord
 
 log = logging.getLogger("fx_controller.scale")
 

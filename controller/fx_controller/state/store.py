@@ -11,7 +11,7 @@ from nats.js.errors import KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 from pydantic import BaseModel, Field
 
-from fx_controller.errors import ApiError
+from fx_controller.api.errors import ApiError
 
 
 class VersionRecord(BaseModel):
