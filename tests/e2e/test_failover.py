@@ -115,10 +115,14 @@ def test_a_forced_delete_of_the_leader_fails_over_in_seconds_and_loses_nothing(k
 
 
 def _watched(output: str) -> list[dict]:
-    """The pods of a `kubectl get pods -w -o json` stream (one JSON document per event)."""
+    """The pods of a `kubectl get pods -w -o json` stream (one JSON document per event; the last one may be cut
+    short by stopping the watch)."""
     decoder, pods, at = json.JSONDecoder(), [], 0
     while (at := _skip_space(output, at)) < len(output):
-        pod, at = decoder.raw_decode(output, at)
+        try:
+            pod, at = decoder.raw_decode(output, at)
+        except json.JSONDecodeError:
+            break
         pods.append(pod)
     return pods
 
@@ -145,13 +149,16 @@ def test_helm_uninstall_removes_the_lease_and_no_pod_ends_in_error(kube: Kube, f
     wait_for(lambda: _ready_pods(kube, "bye-ha") == 1, 60, "bye-ha warm")
     assert kube.get("lease", f"{RELEASE}-controller")["spec"]["holderIdentity"]
     argv = [kube.kubectl_bin, "--kubeconfig", kube.kubeconfig, "-n", kube.namespace, "get", "pods", "-w", "-o", "json"]
-    watch = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
-    try:
-        kube.helm("uninstall", RELEASE, "--wait", "--timeout", "180s", timeout=240)
-        wait_for(lambda: not kube.get("pods")["items"], 90, "every pod gone")
-    finally:
-        watch.terminate()
-    seen = _watched(watch.communicate(timeout=10)[0])
+    events = fx.home / "uninstall-watch.json"  # a file, not a pipe: a full pipe would stall the watch
+    with events.open("w") as out:
+        watch = subprocess.Popen(argv, stdout=out)
+        try:
+            kube.helm("uninstall", RELEASE, "--wait", "--timeout", "180s", timeout=240)
+            wait_for(lambda: not kube.get("pods")["items"], 90, "every pod gone")
+        finally:
+            watch.terminate()
+            watch.wait(10)
+    seen = _watched(events.read_text())
     names = {p["metadata"]["name"] for p in seen}
     functions = {p["metadata"].get("labels", {}).get("fx.dev/function") for p in seen}
     assert any(n.startswith(f"{RELEASE}-gateway-") for n in names) and "bye-ha" in functions, names
