@@ -40,7 +40,7 @@ from nats.aio.msg import Msg
 from . import nats_connect
 from .api.errors import ApiError, not_found
 from .backends import local_logs as logs
-from .backends.base import Backend
+from .backends.base import Adopting, Backend
 from .backends.local import LocalBackend
 from .backends.local_nats import FunctionCreds
 from .backends.local_sandbox import UIDS_FILE, SandboxSettings, UidMap, run_dir
@@ -160,12 +160,19 @@ class Controller:
 
         await self.store.load()
         await secret_store.load()
-        await self.backend.open(self.fleet.on_event)
-        await self.fleet.adopt(self._version)
+        if isinstance(self.backend, Adopting):
+            # The replicas a previous run left (the local backend under `fx up`) are adopted first, so the
+            # tables keep naming their endpoints and the gateways never lose a warm replica.
+            await self.backend.open(self.fleet.on_event)
+            await self.fleet.adopt(self._version)
+            await self.routes.publish_all()
+        else:
+            # Replicas of a previous run are not this fleet's: every table starts with no endpoints, published
+            # before the backend removes what is left of them (a failover on Kubernetes), so no gateway sends a
+            # request to a pod on its way out, or to a new pod that got its address.
+            await self.routes.publish_all()
+            await self.backend.open(self.fleet.on_event)
         await self.secrets.open()
-        # Replicas of a previous run died with it, unless the backend kept them (adopted): the tables say which.
-        for record in self.store.all():
-            await self.routes.publish(record.name)
         await self._nc.subscribe(SUBJECT_ACTIVATE, cb=self._on_activate)
         await self._nc.subscribe(SUBJECT_LOAD, cb=self._on_load)
         self._spawn(self.reconciler.run())
@@ -176,14 +183,16 @@ class Controller:
                     self._spawn(self.gate.check(record.name, version.version))
         log.info("controller started: %d functions, backend %s", len(self.store.all()), s.backend)
 
-    async def stop(self) -> None:
+    async def stop(self, drain_replicas: bool = True) -> None:
+        """`drain_replicas` False: leave the replicas to the next controller (a standby taking over)."""
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if hasattr(self, "fleet"):
-            log.info("stopping %d replicas", len(self.fleet.replicas))
-            grace = max((r.timeout for r in self.fleet.replicas.values()), default=0) + 6
-            await self.fleet.stop_all(timeout=self.settings.drain_delay + grace)
+            if drain_replicas:
+                log.info("stopping %d replicas", len(self.fleet.replicas))
+                grace = max((r.timeout for r in self.fleet.replicas.values()), default=0) + 6
+                await self.fleet.stop_all(timeout=self.settings.drain_delay + grace)
             self.fleet.cancel_tasks()
             await self.backend.close()
         if self._nc:
