@@ -18,7 +18,7 @@ from fx.nats_auth import NatsAuthError
 from . import settings as settings_mod
 from .api.app import create_app
 from .api.auth import load_or_create_token
-from .controller import BackendFactory, Controller, local_backend
+from .controller import Controller, local_backend
 
 
 class _Server(uvicorn.Server):
@@ -44,19 +44,62 @@ def _lost_lease() -> None:
 
 async def _serve(s: settings_mod.Settings) -> None:
     s.token = s.token or load_or_create_token(s.token_file)  # type: ignore[arg-type]
-    backend_factory: BackendFactory = local_backend
-    leadership = None
     if s.backend == "kubernetes":  # imported only here: the local mode needs no Kubernetes client
-        from .backends.kubernetes import backend as kubernetes
-        from .backends.kubernetes.leader import lead
-
-        leadership = await lead(on_lost=_lost_lease)
-        await kubernetes.prepare_nats(s)
-        backend_factory = kubernetes.create
-    controller = Controller(s, backend_factory)
+        await _serve_kubernetes(s)
+        return
+    controller = Controller(s, local_backend)
     await controller.start()
+    try:
+        await _server(s, create_app(controller, s.token)).serve()
+    finally:
+        await controller.stop()
+
+
+async def _serve_kubernetes(s: settings_mod.Settings) -> None:
+    """Ready at once as a standby (the admin port answers its health check), leading once the Lease is ours."""
+    from .backends.kubernetes import backend as kubernetes
+    from .backends.kubernetes.leader import Leadership, lead
+    from .backends.kubernetes.standby import StandbyGate
+
+    gate = StandbyGate()
+    server = _server(s, gate)
+    serving = asyncio.create_task(server.serve())
+    leadership: Leadership | None = None
+    controller: Controller | None = None
+
+    async def take_over() -> None:
+        nonlocal leadership, controller
+        # Ahead of the Lease (the NATS identities are made once, race-free, then read): less to do on takeover.
+        await kubernetes.prepare_nats(s)
+        leadership = await lead(on_lost=_lost_lease)
+        started = Controller(s, kubernetes.create)
+        await started.start()
+        controller = started
+        gate.app = create_app(controller, s.token)
+        await leadership.serve()
+
+    leading = asyncio.create_task(take_over())
+    try:
+        await asyncio.wait({serving, leading}, return_when=asyncio.FIRST_COMPLETED)
+        if leading.done():
+            leading.result()  # a failure to start is this process's failure
+            await serving
+    finally:
+        server.should_exit = True  # a stop requested while standing by, or a failed start
+        leading.cancel()
+        await asyncio.gather(serving, leading, return_exceptions=True)
+        # Stop acting, then give the Lease up at once: a standby takes over within lease_retry. The replicas
+        # are pods that finish their requests on their own (preStop, grace); the next leader removes them after
+        # emptying the route tables, so draining them here would only delay the takeover.
+        if controller:
+            await controller.stop(drain_replicas=False)
+        if leadership:
+            await leadership.end()
+
+
+def _server(s: settings_mod.Settings, app) -> _Server:
     config = uvicorn.Config(
-        create_app(controller, s.token),
+        app,
         host=s.host,
         port=s.port,
         loop="none",
@@ -64,13 +107,7 @@ async def _serve(s: settings_mod.Settings) -> None:
         access_log=False,
         log_level="warning",
     )
-    server = _Server(config)
-    try:
-        await server.serve()
-    finally:
-        await controller.stop()
-        if leadership:
-            await leadership.end()
+    return _Server(config)
 
 
 def main(argv: list[str] | None = None) -> None:

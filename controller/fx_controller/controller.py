@@ -34,12 +34,13 @@ from fx.protocol import (
     kv_stream,
     load_report_key,
 )
+from fx.state_dir import LIFELINE_FD_ENV
 from nats.aio.msg import Msg
 
 from . import nats_connect
 from .api.errors import ApiError, not_found
 from .backends import local_logs as logs
-from .backends.base import Backend
+from .backends.base import Adopting, Backend
 from .backends.local import LocalBackend
 from .backends.local_nats import FunctionCreds
 from .backends.local_sandbox import UIDS_FILE, SandboxSettings, UidMap, run_dir
@@ -103,6 +104,7 @@ def local_backend(settings: Settings, artifacts: Artifacts) -> Backend:
         uids=uids,
         sandbox_mode=settings.sandbox,
         interpreters=found,
+        lifeline=int(lifeline) if (lifeline := os.environ.pop(LIFELINE_FD_ENV, "")) else None,
     )
 
 
@@ -162,11 +164,19 @@ class Controller:
 
         await self.store.load()
         await secret_store.load()
-        await self.backend.open(self.fleet.on_event)
+        if isinstance(self.backend, Adopting):
+            # The replicas a previous run left (the local backend under `fx up`) are adopted first, so the
+            # tables keep naming their endpoints and the gateways never lose a warm replica.
+            await self.backend.open(self.fleet.on_event)
+            await self.fleet.adopt(self._version)
+            await self.routes.publish_all()
+        else:
+            # Replicas of a previous run are not this fleet's: every table starts with no endpoints, published
+            # before the backend removes what is left of them (a failover on Kubernetes), so no gateway sends a
+            # request to a pod on its way out, or to a new pod that got its address.
+            await self.routes.publish_all()
+            await self.backend.open(self.fleet.on_event)
         await self.secrets.open()
-        # Replicas of a previous run died with it: every table starts with no endpoints.
-        for record in self.store.all():
-            await self.routes.publish(record.name)
         await self._nc.subscribe(SUBJECT_ACTIVATE, cb=self._on_activate)
         await self._nc.subscribe(SUBJECT_LOAD, cb=self._on_load)
         self._spawn(self.reconciler.run())
@@ -177,20 +187,26 @@ class Controller:
                     self._spawn(self.gate.check(record.name, version.version))
         log.info("controller started: %d functions, backend %s", len(self.store.all()), s.backend)
 
-    async def stop(self) -> None:
+    async def stop(self, drain_replicas: bool = True) -> None:
+        """`drain_replicas` False: leave the replicas to the next controller (a standby taking over)."""
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if hasattr(self, "fleet"):
-            log.info("stopping %d replicas", len(self.fleet.replicas))
-            grace = max((r.timeout for r in self.fleet.replicas.values()), default=0) + 6
-            await self.fleet.stop_all(timeout=self.settings.drain_delay + grace)
+            if drain_replicas:
+                log.info("stopping %d replicas", len(self.fleet.replicas))
+                grace = max((r.timeout for r in self.fleet.replicas.values()), default=0) + 6
+                await self.fleet.stop_all(timeout=self.settings.drain_delay + grace)
             self.fleet.cancel_tasks()
             await self.backend.close()
         if self._nc:
             with contextlib.suppress(Exception):
                 await self._nc.drain()
         log.info("controller stopped")
+
+    def _version(self, function: str, number: int) -> VersionRecord | None:
+        record = self.store.get(function)
+        return record.version(number) if record is not None else None
 
     # --- NATS ------------------------------------------------------------------------
 

@@ -72,12 +72,11 @@ class NatsRecovery:
         created = await self._provision()
         if created:
             await self._restore(created)
-        for record in self._store.all():
-            try:
-                await self._routes.publish(record.name)
-            except nats.errors.Error as exc:  # NATS went away again: the next reconnect runs this again
-                log.warning("could not publish the route table of %s again: %s", record.name, exc)
-                return
+        try:
+            await self._routes.publish_all()
+        except nats.errors.Error as exc:  # NATS went away again: the next reconnect runs this again
+            log.warning("could not publish the route tables again: %s", exc)
+            return
         took = asyncio.get_running_loop().time() - started
         log.info("NATS back: %d route tables published again in %.2f s", len(self._store.all()), took)
 

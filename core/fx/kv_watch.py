@@ -43,7 +43,10 @@ async def watch(kv: KeyValue) -> AsyncIterator[KeyValue.Entry | None]:
                 loaded = True
                 yield None
     finally:
-        await watcher.stop()
+        with contextlib.suppress(
+            nats.errors.Error
+        ):  # the connection is closed (NATS gone, or we are stopping): so is the watcher
+            await watcher.stop()
 
 
 async def load(kv: KeyValue) -> dict[str, bytes]:

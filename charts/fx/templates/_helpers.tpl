@@ -54,3 +54,17 @@ readOnlyRootFilesystem: true
 capabilities:
   drop: [ALL]
 {{- end -}}
+
+{{/* Replicas of one component on different nodes when there are nodes enough (preferred: one node still works). */}}
+{{- define "fx.spread" -}}
+affinity:
+  podAntiAffinity:
+    preferredDuringSchedulingIgnoredDuringExecution:
+      - weight: 100
+        podAffinityTerm:
+          topologyKey: kubernetes.io/hostname
+          labelSelector:
+            matchLabels:
+              {{- include "fx.selector" .root | nindent 14 }}
+              app.kubernetes.io/component: {{ .component }}
+{{- end -}}

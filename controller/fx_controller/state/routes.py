@@ -87,5 +87,9 @@ class RoutePublisher:
         table = build_table(record, self._fleet, self._next_revision())
         await self._kv.put(name, table.to_json())
 
+    async def publish_all(self) -> None:
+        for record in self._store.all():
+            await self.publish(record.name)
+
     async def delete(self, name: str) -> None:
         await self._kv.delete(name)

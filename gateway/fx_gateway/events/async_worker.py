@@ -69,6 +69,9 @@ class AsyncWorker:
         self.running: dict[int, Msg] = {}  # by id(): Msg is an unhashable dataclass
         self._slot = asyncio.Event()
         self._sub: JetStreamContext.PullSubscription | None = None
+        # Set by close(): the loops end even if a cancellation is lost in a fetch on a closed connection (nats-py),
+        # which left a gateway stopping with NATS gone spinning here forever, its process never exiting.
+        self._closed = False
 
     async def run(self) -> None:
         keep_alive = spawn(jetstream.keep_in_progress(self.running, self.settings.async_ack_wait))
@@ -81,7 +84,7 @@ class AsyncWorker:
         """Bind to the consumer and pull; on a failure (NATS away, or back without the consumer) create the
         consumer again and bind again, until it works."""
         warned = False
-        while True:
+        while not self._closed:
             try:
                 await jetstream.ensure_consumer(self.js, self.settings.async_ack_wait)
                 warned = False
@@ -102,7 +105,7 @@ class AsyncWorker:
         # batch, rather than paying a fetch for every call that finishes.
         batch = max(1, limit // 2)
         try:
-            while True:
+            while not self._closed:
                 free = limit - len(self.running)
                 if free < batch and self.running:
                     self._slot.clear()
@@ -125,6 +128,7 @@ class AsyncWorker:
 
         Unsubscribing first also matters to the connection's drain: an expired pull's late status message
         would make it wait in vain."""
+        self._closed = True
         if self._sub is not None:
             with contextlib.suppress(nats.errors.Error):
                 await self._sub.unsubscribe()

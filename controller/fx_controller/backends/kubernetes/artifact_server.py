@@ -9,12 +9,8 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import re
-from collections.abc import Iterator
 
-import uvicorn
 from nats.js.errors import NotFoundError
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -23,6 +19,7 @@ from starlette.routing import Route
 
 from ...state.artifacts import Artifacts
 from .pod_access import PodAccess
+from .side_server import SideServer
 
 ZIP_NAME = re.compile(r"sha256-([0-9a-f]{64})\.zip")
 
@@ -53,34 +50,7 @@ def create_app(artifacts: Artifacts, access: PodAccess) -> Starlette:
     return Starlette(routes=[Route("/artifacts/{name}", artifact), Route("/pool/assignment", assignment)])
 
 
-class _Server(uvicorn.Server):
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield  # the admin API's server owns SIGTERM
-
-
-class ArtifactServer:
+class ArtifactServer(SideServer):
     def __init__(self, artifacts: Artifacts, listen: str, access: PodAccess) -> None:
-        host, _, port = listen.rpartition(":")
-        config = uvicorn.Config(
-            create_app(artifacts, access),
-            host=host,
-            port=int(port),
-            loop="none",
-            lifespan="off",
-            log_level="warning",
-            proxy_headers=False,  # the caller is the connection's source address, never a header's claim
-        )
-        self._server = _Server(config)
-        self._task: asyncio.Task | None = None
-
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._server.serve())
-        while not self._server.started and not self._task.done():
-            await asyncio.sleep(0.01)
-
-    async def stop(self) -> None:
-        self._server.should_exit = True
-        if self._task:
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        # The caller is the connection's source address, never a header's claim.
+        super().__init__(create_app(artifacts, access), listen, proxy_headers=False)

@@ -24,6 +24,7 @@ import asyncio
 import logging
 from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Protocol
 
 import httpx
@@ -34,6 +35,7 @@ from ...state.artifacts import Artifacts
 from ...tasks import spawn
 from ..base import EventSink, ReplicaEvent, ReplicaSpec, SecretMirror, init_error_event
 from . import kube, manifests, nats_identities
+from .admission import WebhookServer
 from .artifact_server import ArtifactServer
 from .config import KubeConfig
 from .functions import FunctionSync
@@ -156,14 +158,17 @@ class KubernetesBackend:
         for companion in self._companions:
             await companion.start()
         # The fleet of a new controller starts empty: pods of a previous run are not its replicas. Remove
-        # them (idempotent, so a controller killed mid-reconcile converges) and let demand start anew.
+        # them (idempotent, so a controller killed mid-reconcile converges) and let demand start anew. All at
+        # once: a failover waits for this.
+        removals = []
         for name, replicas in (await self._api.deployments()).items():
             if replicas:
                 log.info("scaling %s from %d to 0: a previous controller's replicas", name, replicas)
-                await self._api.scale(name, 0)
+                removals.append(self._api.scale(name, 0))
         for pod in await self._api.standalone_pods():
             log.info("deleting pod %s: a previous controller's replica from the pool", pod)
-            await self._api.delete_pod(pod)
+            removals.append(self._api.delete_pod(pod))
+        await asyncio.gather(*removals)
         self._api.watch_pods(self._on_pod)
 
     async def start_replica(self, replica: ReplicaSpec) -> None:
@@ -384,8 +389,8 @@ class KubernetesBackend:
 
 
 async def prepare_nats(settings: Settings) -> None:
-    """As the leader, before anything connects to NATS: when the chart runs NATS with authorization, the NATS
-    identities (made once) and this controller's own user, into its settings."""
+    """Before the controller connects to NATS (a standby does it while it waits): when the chart runs NATS with
+    authorization, the NATS identities (made once, race-free) and this controller's own user, into its settings."""
     cfg = KubeConfig.from_env()
     if cfg.nats_auth_secret:
         kube.load_client_config()
@@ -394,20 +399,27 @@ async def prepare_nats(settings: Settings) -> None:
         await nats_identities.prepare_replica_token_key(api, settings.state_dir)
 
 
+def _admin_client(settings: Settings, timeout: float) -> httpx.AsyncClient:
+    """This controller's own admin API, with the admin token (as `fx` calls it)."""
+    headers = {"Authorization": f"Bearer {settings.token}"}
+    return httpx.AsyncClient(base_url=f"http://127.0.0.1:{settings.port}", headers=headers, timeout=timeout)
+
+
 def create(settings: Settings, artifacts: Artifacts) -> KubernetesBackend:
     """The backend as the controller runs it in a cluster (the chart sets the FX_K8S_* variables)."""
     cfg = KubeConfig.from_env()
     kube.load_client_config()
     api = kube.KubeApi(cfg)
-    admin = httpx.AsyncClient(
-        base_url=f"http://127.0.0.1:{settings.port}", headers={"Authorization": f"Bearer {settings.token}"}, timeout=60
-    )
-    sync = FunctionSync(api, settings.nats_url, admin, settings.nats_creds)
+    sync = FunctionSync(api, settings.nats_url, _admin_client(settings, 60), settings.nats_creds)
     access = PodAccess()
+    companions: tuple[Companion, ...] = (ArtifactServer(artifacts, cfg.artifact_listen, access), sync)
+    if cfg.webhook_cert_dir:  # within the API server's webhook timeout (10 s)
+        webhook = WebhookServer(_admin_client(settings, 8), cfg.webhook_listen, Path(cfg.webhook_cert_dir), access)
+        companions += (webhook,)
     signer = Signer.load(settings.nats_auth_dir) if settings.nats_auth_dir else None
     backend = KubernetesBackend(
         api,
-        companions=(ArtifactServer(artifacts, cfg.artifact_listen, access), sync),
+        companions=companions,
         on_replicas=sync.replicas_changed,
         specialize=http_specialize(access, settings.init_timeout),
         logs=PodLogs(api, settings.state_dir / "logs"),

@@ -21,8 +21,10 @@ class KubeConfig:
     instance: str = "fx"  # the Helm release: every object fx makes carries it, NetworkPolicies select by it
     pod_name: str = ""  # this controller's identity in the leader Lease
     lease: str = "fx-controller"
-    lease_duration: float = 15.0
-    lease_renew: float = 5.0
+    lease_duration: float = 3.0  # s a Lease not renewed lasts: a crashed leader is replaced after about this
+    lease_renew: float = 1.0  # s between the leader's renewals
+    lease_retry: float = 0.5  # s between a standby's looks at the Lease
+    controller_deployment: str = ""  # owns the Lease, so it goes with the release; empty: no owner
     runtime_image: str = "localhost/fx/runtime-python:dev"  # also what pool pods run
     runtime_python: str = DEFAULT_RUNTIME  # the Python of runtime_image
     runtime_images: dict[str, str] = field(default_factory=dict)  # other runtimes -> their image
@@ -31,6 +33,10 @@ class KubeConfig:
     pre_stop_sleep: int = 2
     service_account: str = "fx-function"
     artifact_listen: str = "0.0.0.0:8082"
+    # The validating admission webhook for Functions (admission.py): HTTPS with tls.crt/tls.key from
+    # webhook_cert_dir (the chart's Secret); empty: no webhook.
+    webhook_listen: str = "0.0.0.0:8443"
+    webhook_cert_dir: str = ""
     artifact_url: str = "http://fx-controller:8082"  # how function pods reach the artifact server
     nats_url: str = "nats://fx-nats:4222"  # how function pods reach NATS (FX_NATS_URL, the controller's own)
     # NATS with authorization (nats_identities): the Secrets the leader keeps the authority (and the server's
@@ -59,6 +65,8 @@ class KubeConfig:
             lease=env.get("FX_K8S_LEASE", d.lease),
             lease_duration=float(env.get("FX_K8S_LEASE_DURATION", d.lease_duration)),
             lease_renew=float(env.get("FX_K8S_LEASE_RENEW", d.lease_renew)),
+            lease_retry=float(env.get("FX_K8S_LEASE_RETRY", d.lease_retry)),
+            controller_deployment=env.get("FX_K8S_CONTROLLER_DEPLOYMENT", d.controller_deployment),
             runtime_image=env.get("FX_K8S_RUNTIME_IMAGE", d.runtime_image),
             runtime_python=env.get("FX_K8S_RUNTIME_PYTHON", d.runtime_python),
             runtime_images=parse_runtime_images(env.get("FX_K8S_RUNTIME_IMAGES", "{}")),
@@ -67,6 +75,8 @@ class KubeConfig:
             pre_stop_sleep=int(env.get("FX_K8S_PRE_STOP_SLEEP", d.pre_stop_sleep)),
             service_account=env.get("FX_K8S_SERVICE_ACCOUNT", d.service_account),
             artifact_listen=env.get("FX_K8S_ARTIFACT_LISTEN", d.artifact_listen),
+            webhook_listen=env.get("FX_K8S_WEBHOOK_LISTEN", d.webhook_listen),
+            webhook_cert_dir=env.get("FX_K8S_WEBHOOK_CERT_DIR", d.webhook_cert_dir),
             artifact_url=env.get("FX_K8S_ARTIFACT_URL", d.artifact_url).rstrip("/"),
             nats_url=env.get("FX_NATS_URL", d.nats_url),
             nats_auth_secret=env.get("FX_K8S_NATS_AUTH_SECRET", d.nats_auth_secret),

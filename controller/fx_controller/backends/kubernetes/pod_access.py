@@ -48,6 +48,10 @@ class PodAccess:
         self._changed.set()
         self._changed = asyncio.Event()
 
+    def is_function_pod(self, ip: str) -> bool:
+        """A function or warm-pool pod the watch knows at this address."""
+        return ip in self._pods
+
     def assign(self, ip: str, env: dict[str, str], files: dict[str, str] | None = None) -> None:
         """`files`: path under the pod's /tmp -> text (a granted version's NATS user), never in its environment."""
         body = {"env": dict(env), "files": dict(files or {})}
