@@ -143,10 +143,11 @@ class Function:
         except BadRequest as exc:
             if exc.code == "RequestTooLarge":
                 size = len(event[by_value.PAYLOAD]) * 3 / 4 / 2**20
-                exc.message += (
-                    f" (the arguments are {size:.1f} MB pickled: @fx.function(by_reference_over=...) below the"
-                    " limit passes them by reference)"
-                )
+                if "/system/blobs/" in exc.message:  # refused as a blob
+                    fix = "over the platform's limit for arguments passed by reference, fx-controller --blob-max-bytes"
+                else:
+                    fix = "@fx.function(by_reference_over=...) below the limit passes them by reference"
+                exc.message += f" (the arguments are {size:.1f} MB pickled: {fix})"
             raise
 
     def spawn(self, *args: Any, **kwargs: Any) -> FunctionCall:

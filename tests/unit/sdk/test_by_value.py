@@ -115,3 +115,28 @@ def test_an_argument_that_cannot_be_pickled_stops_the_map_naming_it(tmp_path: Pa
     f = mapped(fake_gateway(tmp_path, {}), monkeypatch)
     with pytest.raises(fx.InputError, match=r"cannot pickle the arguments: TypeError: cannot pickle '_thread\.lock'"):
         f.map(iter([1, threading.Lock(), 3]), concurrency=1, progress=False)
+
+
+def test_arguments_over_by_reference_over_are_uploaded_and_a_refused_blob_names_the_limit(tmp_path: Path, monkeypatch):
+    handler = handler_of(tmp_path, lambda data: len(data))
+    blobs: dict[str, bytes] = {}
+    sent: list[int] = []  # the size of each call's own body
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.method == "PUT":
+            if len(request.content) > 50_000:
+                message = f"the body of {request.url.path} is limited to 50000 bytes"
+                return httpx.Response(413, json={"error": {"code": "RequestTooLarge", "message": message}})
+            blobs[request.url.path.rsplit("/", 1)[1]] = request.content
+            return httpx.Response(200, json={"digest": "d", "size": len(request.content), "ttl": 1})
+        sent.append(len(request.content))
+        body = blobs[request.headers["x-fx-body-ref"]] if "x-fx-body-ref" in request.headers else request.content
+        return httpx.Response(200, json=handler(json.loads(body), None))
+
+    client = fx.Client("http://fx.test", "tok", transport=httpx.MockTransport(answer))
+    f = fx.function(name="size", client=client, by_reference_over=10_000)(lambda data: len(data))
+    monkeypatch.setattr(f, "deploy", lambda *a, **k: None)
+    assert f.remote(b"x" * 20_000) == 20_000 and sent == [0] and len(blobs) == 1
+    assert f.remote(b"x" * 100) == 100 and sent[-1] > 0  # small: inline
+    with pytest.raises(fx.BadRequest, match=r"MB pickled: over the platform's limit .* --blob-max-bytes\)"):
+        f.remote(b"x" * 60_000)
