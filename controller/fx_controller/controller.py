@@ -119,17 +119,18 @@ class Controller:
         s = self.settings
         self._nc = await nats_connect.connect(s.nats_url, s.nats_creds, "fx-controller")
         js = self._nc.jetstream()
-        await async_streams.ensure(js)  # the gateways' NATS users may not create streams
-        self.store = FunctionStore(await open_kv(js, KV_FUNCTIONS))
-        routes_kv = await open_kv(js, KV_ROUTES)
+        copies = s.nats_replicas
+        await async_streams.ensure(js, copies)  # the gateways' NATS users may not create streams
+        self.store = FunctionStore(await open_kv(js, KV_FUNCTIONS, copies))
+        routes_kv = await open_kv(js, KV_ROUTES, copies)
         self.artifacts = Artifacts(
             s.state_dir / "artifacts",
-            await open_object_store(js, OBJ_ARTIFACTS),
+            await open_object_store(js, OBJ_ARTIFACTS, copies),
             s.max_unzipped_bytes,
             s.max_artifact_entries,
         )
         self.backend = self._backend_factory(s, self.artifacts)
-        secret_store = SecretStore(await open_kv(js, KV_SECRETS))
+        secret_store = SecretStore(await open_kv(js, KV_SECRETS, copies))
         self.secrets = Secrets(secret_store, self.store, self._lock, self.backend.secret_mirror, s.max_secret_bytes)
         self.fleet = Fleet(
             self.backend,
@@ -145,7 +146,7 @@ class Controller:
         self.reconciler = Reconciler(self.store, self.fleet, self.load, self.autoscaler)
         self.releases = Releases(self.store, self.routes, self.fleet, self.load, self._lock, s.keep_warm)
         self.dead_letters = DeadLetters(js, lambda name: self.store.get(name) is not None)
-        self.user_streams = UserStreams(js, self._live_specs)
+        self.user_streams = UserStreams(js, self._live_specs, copies)
         self.messages = Messages(self._nc)
         self.gate = Gate(self.store, self.routes, self.fleet, self.load, self.releases, self._lock, s.init_timeout)
 
