@@ -121,7 +121,8 @@ class Controller:
         js = self._nc.jetstream()
         copies = s.nats_replicas
         await async_streams.ensure(js, copies)  # the gateways' NATS users may not create streams
-        self.store = FunctionStore(await open_kv(js, KV_FUNCTIONS, copies))
+        functions_kv = await open_kv(js, KV_FUNCTIONS, copies)
+        self.store = FunctionStore(functions_kv)
         routes_kv = await open_kv(js, KV_ROUTES, copies)
         self.artifacts = Artifacts(
             s.state_dir / "artifacts",
@@ -150,6 +151,8 @@ class Controller:
         self.messages = Messages(self._nc)
         self.gate = Gate(self.store, self.routes, self.fleet, self.load, self.releases, self._lock, s.init_timeout)
 
+        if self.backend.store_source:  # NATS lost the store: what the backend kept comes back first
+            await self.backend.store_source.restore(functions_kv)
         await self.store.load()
         await secret_store.load()
         await self.backend.open(self.fleet.on_event)

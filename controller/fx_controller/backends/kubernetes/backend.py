@@ -32,7 +32,7 @@ from fx.nats_auth import Signer
 from ...artifacts import Artifacts
 from ...settings import Settings
 from ...tasks import spawn
-from ..base import EventSink, ReplicaEvent, ReplicaSpec, SecretMirror, init_error_event
+from ..base import EventSink, ReplicaEvent, ReplicaSpec, SecretMirror, StoreSource, init_error_event
 from . import kube, manifests, nats_identities
 from .artifact_server import ArtifactServer
 from .config import KubeConfig
@@ -40,6 +40,7 @@ from .functions import FunctionSync
 from .pod_access import PodAccess
 from .pod_logs import PodLogs
 from .pods import PodState
+from .records import StoreFromResources
 from .secrets import KubeSecrets
 
 log = logging.getLogger("fx_controller.kubernetes")
@@ -106,6 +107,7 @@ def http_specialize(access: PodAccess, timeout: float) -> Specialize:
 class KubernetesBackend:
     runs_images = True
     secret_mirror: SecretMirror | None = None  # create() sets the Secrets a version's Deployment takes them from
+    store_source: StoreSource | None = None  # create() sets the Function resources the records are mirrored into
 
     @property
     def runtimes(self) -> dict[str, str]:
@@ -415,5 +417,7 @@ def create(settings: Settings, artifacts: Artifacts) -> KubernetesBackend:
         signer=signer,
     )
     sync.ready_count = backend.ready_count
+    sync.artifact_exists = artifacts.exists
     backend.secret_mirror = KubeSecrets(api)
+    backend.store_source = StoreFromResources(api)
     return backend

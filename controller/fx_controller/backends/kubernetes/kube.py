@@ -76,6 +76,23 @@ class KubeApi:
             {"spec": spec},
         )
 
+    async def list_functions(self) -> list[dict]:
+        found = await asyncio.to_thread(
+            self.custom.list_namespaced_custom_object, GROUP, VERSION, self.cfg.namespace, PLURAL
+        )
+        return found["items"]
+
+    async def annotate_function(self, name: str, annotations: dict[str, str | None]) -> None:
+        await asyncio.to_thread(
+            self.custom.patch_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            self.cfg.namespace,
+            PLURAL,
+            name,
+            {"metadata": {"annotations": annotations}},
+        )
+
     async def patch_function_status(self, name: str, status: dict) -> None:
         try:
             await asyncio.to_thread(
