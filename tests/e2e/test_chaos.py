@@ -290,3 +290,42 @@ def test_nothing_is_lost_when_nats_a_controller_and_a_gateway_die(
     with release(kube, tmp_path, values) as fx:
         assert "WARNING" not in fx.notes  # persistent by default: no emptyDir warning
         _chaos(kube, fx, nats_pods, label)
+
+
+def _condition(kube: Kube, function: str) -> dict:
+    return (kube.get("function", function).get("status", {}).get("conditions") or [{}])[0]
+
+
+def test_a_nats_that_lost_its_data_is_rebuilt_from_the_function_resources(kube: Kube, tmp_path: Path) -> None:
+    """NATS on an emptyDir (opt-in, NOTES warn) and the controller deleted together: the store comes back from the
+    Function resources with every version, traffic split and alias; the code zips went with NATS, which the
+    Functions say (ArtifactMissing) until `fx deploy` uploads them again."""
+    with release(kube, tmp_path, {"nats.persistence.enabled": "false"}) as fx:
+        assert "WARNING: nats.persistence.enabled=false" in fx.notes
+        yaml = "functions:\n  keep:\n    path: keep\n    handler: handler.handler\n"
+        folder = _project(tmp_path / "keep", {"keep": hello("v1")}, yaml)
+        fx("deploy", cwd=folder)
+        (folder / "keep" / "handler.py").write_text(hello("v2"))
+        fx("deploy", cwd=folder)
+        fx("traffic", "keep", "1=40", "2=60")
+        fx("alias", "keep", "live", "1")
+        before = _state(fx, ("keep",))
+        wait_for(lambda: _condition(kube, "keep").get("status") == "True", 60, "keep Ready")
+        leader = _leader(kube)
+        began = time.monotonic()
+        kube.kubectl("delete", "pod", f"{RELEASE}-nats-0", leader, "--force", "--grace-period=0")
+        wait_for(lambda: _answers(fx) and _leader(kube) != leader, 180, "a new leader serving fx ls", interval=0.5)
+        wait_for(lambda: _state(fx, ("keep",)) == before, 60, "keep's versions, traffic and aliases restored")
+        FIGURES["NATS emptyDir + controller lost: store rebuilt from the Function resources"] = (
+            f"{time.monotonic() - began:.1f} s"
+        )
+        missing = wait_for(
+            lambda: (c := _condition(kube, "keep")).get("reason") == "ArtifactMissing" and c, 60, "ArtifactMissing"
+        )
+        assert "version 1, 2" in missing["message"] and "fx deploy" in missing["message"]
+        assert "unchanged" in fx("deploy", cwd=folder).stdout  # the same code: uploaded again, no new version
+        fx("traffic", "keep", "2=100")
+        fx("alias", "keep", "live", "2")
+        wait_for(lambda: _condition(kube, "keep").get("status") == "True", 60, "keep Ready once its code is back")
+        status, body = http("GET", f"{fx.gateway}/function/keep", timeout=90)
+        assert (status, body) == (200, b"hello v2")
