@@ -88,7 +88,7 @@ FX_YAML = f"""functions:
     path: sink
     handler: handler.handler
     timeout: 120
-    env: {{BUCKET: {BUCKET}, ADMIN_URL: "http://{RELEASE}-gateway:8080", ADMIN_TOKEN: TOKEN}}
+    env: {{BUCKET: {BUCKET}, ADMIN_URL: "http://{RELEASE}-gateway:8080", ADMIN_TOKEN: "@TOKEN@"}}
     scale: {{min: 0, max: 2}}
     triggers:
       - jetstream: {{stream: {STREAM}, max_deliver: 100, backoff: 1}}
@@ -217,7 +217,7 @@ def _ready_pods(kube: Kube, component: str) -> int:
 def _chaos(kube: Kube, fx, nats_pods: int, label: str) -> None:
     fx("kv", "create", BUCKET)
     fx("stream", "create", STREAM, f"{EVENT_SUBJECT}.>")
-    yaml = FX_YAML.replace("TOKEN", fx.token)  # the sink records what reached it through the admin API
+    yaml = FX_YAML.replace("@TOKEN@", fx.token)  # the sink records what reached it through the admin API
     folder = _project(fx.home / label, {"warm": hello("v1"), "cold": hello("cold"), "sink": SINK}, yaml)
     fx("deploy", cwd=folder)
     (folder / "warm" / "handler.py").write_text(hello("v2"))
