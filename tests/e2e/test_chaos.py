@@ -262,7 +262,7 @@ def _chaos(kube: Kube, fx, nats_pods: int, label: str) -> None:
             f"sync {dict(load.sync)}, async accepted {len(load.accepted_async)} refused {dict(load.refused_async)},"
             f" events accepted {len(load.accepted_events)} refused {dict(load.refused_events)}, seen {_seen(fx)}"
         )
-        print(summary)
+        print(summary, *load.failures, *(f"{what}: {seconds:.1f} s" for what, seconds in figures.items()), sep="\n")
     figures["everything accepted delivered, after the last kill"] = time.monotonic() - began
     for what, seconds in figures.items():
         FIGURES[f"chaos ({label}): {what}"] = f"{seconds:.1f} s"
