@@ -276,6 +276,7 @@ def _chaos(kube: Kube, fx, nats_pods: int, label: str) -> None:
     assert status == 200 and body == b"hello cold"
 
 
+@pytest.mark.timeout(720)  # an install, three kills and their recoveries, then the deliveries: bounded each
 @pytest.mark.parametrize(
     ("label", "values", "nats_pods"),
     [
