@@ -16,8 +16,8 @@ import uvloop
 from fx.nats_auth import NatsAuthError
 
 from . import settings as settings_mod
-from .app import create_app
-from .auth import load_or_create_token
+from .api.app import create_app
+from .api.auth import load_or_create_token
 from .controller import BackendFactory, Controller, local_backend
 
 

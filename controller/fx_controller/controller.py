@@ -16,7 +16,7 @@ from pathlib import Path
 
 import nats
 import nats.js.errors
-from fx import async_streams, interpreters
+from fx import async_streams, interpreters, nats_client
 from fx.event_models import PlatformStatus
 from fx.models import DeployResult, FunctionInfo, FunctionSpec, VersionInfo
 from fx.nats_auth import ADMIN_CREDS, Signer
@@ -34,35 +34,36 @@ from fx.protocol import (
     kv_stream,
     load_report_key,
 )
-from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
-from . import logs, nats_connect
-from .activator import Activator
-from .artifacts import Artifacts
-from .autoscaler import Autoscaler
+from . import nats_connect
+from .api.errors import ApiError, not_found
+from .backends import local_logs as logs
 from .backends.base import Backend
 from .backends.local import LocalBackend
+from .backends.local_nats import FunctionCreds
 from .backends.local_sandbox import UIDS_FILE, SandboxSettings, UidMap, run_dir
-from .dead_letters import DeadLetters
-from .errors import ApiError, not_found
-from .fleet import Fleet
-from .function_nats import FunctionCreds
-from .gate import Gate
-from .load import LoadBook
-from .messages import Messages
+from .events.dead_letters import DeadLetters
+from .events.messages import Messages
+from .events.user_streams import UserStreams
 from .metrics import Metrics
 from .nats_buckets import open_kv, open_object_store
-from .reconciler import Reconciler
-from .releases import Releases
-from .replica_tokens import KEY_FILE, ReplicaTokens, load_key
-from .routes import RoutePublisher
+from .nats_recovery import NatsRecovery
+from .replicas.activator import Activator
+from .replicas.autoscaler import Autoscaler
+from .replicas.fleet import Fleet
+from .replicas.load import LoadBook
+from .replicas.reconciler import Reconciler
+from .replicas.tokens import KEY_FILE, ReplicaTokens, load_key
 from .secrets.rules import Secrets, live_versions
 from .secrets.store import SecretStore
+from .serving.gate import Gate
+from .serving.releases import Releases
 from .settings import Settings
-from .store import FunctionRecord, FunctionStore, VersionRecord
+from .state.artifacts import Artifacts
+from .state.routes import RoutePublisher
+from .state.store import FunctionRecord, FunctionStore, VersionRecord
 from .tasks import spawn
-from .user_streams import UserStreams
 
 log = logging.getLogger("fx_controller")
 
@@ -113,7 +114,7 @@ class Controller:
         self._backend_factory = backend_factory
         self._lock = asyncio.Lock()  # deploys and deletes of the function store happen one at a time
         self._tasks: set[asyncio.Task] = set()
-        self._nc: NATS | None = None
+        self._nc: nats_client.Client | None = None
 
     async def start(self) -> None:
         s = self.settings
@@ -144,12 +145,18 @@ class Controller:
         )
         self.routes = RoutePublisher(routes_kv, self.store, self.fleet)
         self.activator = Activator(self.store, self.fleet, self.load, self.metrics)
-        self.reconciler = Reconciler(self.store, self.fleet, self.load, self.autoscaler)
+        self.reconciler = Reconciler(
+            self.store, self.fleet, self.load, self.autoscaler, connected=lambda: self._nc.is_connected
+        )
         self.releases = Releases(self.store, self.routes, self.fleet, self.load, self._lock, s.keep_warm)
         self.dead_letters = DeadLetters(js, lambda name: self.store.get(name) is not None)
         self.user_streams = UserStreams(js, self._live_specs, copies)
         self.messages = Messages(self._nc)
         self.gate = Gate(self.store, self.routes, self.fleet, self.load, self.releases, self._lock, s.init_timeout)
+        self.recovery = NatsRecovery(
+            js, self.store, secret_store, self.artifacts, self.routes, self._lock, self._live_specs, copies
+        )
+        self._nc.on_reconnect(self._nats_back)
 
         if self.backend.store_source:  # NATS lost the store: what the backend kept comes back first
             await self.backend.store_source.restore(functions_kv)
@@ -186,6 +193,9 @@ class Controller:
         log.info("controller stopped")
 
     # --- NATS ------------------------------------------------------------------------
+
+    async def _nats_back(self) -> None:
+        self.recovery.request()
 
     async def _publish(self, name: str) -> None:
         try:

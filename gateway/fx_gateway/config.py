@@ -24,6 +24,7 @@ class Settings:
     controller_port: int = 8081
     hold_timeout: float = 30.0  # seconds a request may wait for a replica
     hold_queue: int = 1000  # held requests per version
+    replica_retries: int = 1  # times a request whose replica was lost may be sent again (proxy.replica_loss)
     max_request_bytes: int = 6 * 1024 * 1024  # ceiling on every route table's own limit
     gateway_id: str = ""
     drain_timeout: float = 10.0  # seconds in-flight requests get on SIGTERM
@@ -72,6 +73,12 @@ _NUMBERS = (
     ),
     ("--hold-timeout", float, Settings.hold_timeout, "seconds a request may wait for a replica"),
     ("--hold-queue", int, Settings.hold_queue, "max held requests per version"),
+    (
+        "--replica-retries",
+        int,
+        Settings.replica_retries,
+        "times a request whose replica was lost is sent again, if it is a GET, HEAD or OPTIONS or provably unread",
+    ),
     ("--max-request-bytes", int, Settings.max_request_bytes, "ceiling on any function's request body limit"),
     ("--drain-timeout", float, Settings.drain_timeout, "seconds in-flight requests get on SIGTERM"),
     ("--async-max-bytes", int, Settings.async_max_bytes, "max body of an async call"),

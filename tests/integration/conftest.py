@@ -48,9 +48,10 @@ class RunningPlatform:
     def token(self) -> str:
         return self._platform.token
 
-    async def nats(self) -> NATS:
-        """A NATS client as the platform's admin user: NATS refuses anonymous connections."""
-        return await self._platform.admin_nats()
+    async def nats(self, **options) -> NATS:
+        """A NATS client as the platform's admin user: NATS refuses anonymous connections. `options` go to
+        nats.connect."""
+        return await self._platform.admin_nats(**options)
 
     def restart(self) -> None:
         self._platform.stop()

@@ -29,10 +29,10 @@ from fx.interpreters import KNOB, own_runtime
 from fx.protocol import PYTHON_RUNTIMES
 from fx.state_dir import PROTECTIONS_FILE
 
-from ..artifacts import Artifacts
-from ..function_nats import FunctionCreds
+from ..state.artifacts import Artifacts
 from . import local_interpreters, local_sandbox
 from .base import EventSink, ReplicaEvent, ReplicaSpec, init_error_event
+from .local_nats import FunctionCreds
 from .local_sandbox import SandboxSettings, UidMap
 
 log = logging.getLogger("fx_controller.local")

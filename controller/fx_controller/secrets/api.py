@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Response
 from fx.models import SecretInfo, SecretSpec, check_secret_name
 
-from .. import errors
+from ..api import errors
 from .rules import Secrets
 
 

@@ -23,10 +23,10 @@ from datetime import UTC, datetime
 
 from fx.models import FunctionSpec, SecretInfo, SecretSpec
 
+from ..api.errors import ApiError
 from ..backends.base import SecretMirror
-from ..errors import ApiError
-from ..fleet import StartFailed
-from ..store import FunctionRecord, FunctionStore, VersionRecord
+from ..replicas.fleet import StartFailed
+from ..state.store import FunctionRecord, FunctionStore, VersionRecord
 from .store import SecretRecord, SecretStore
 
 log = logging.getLogger("fx_controller.secrets")

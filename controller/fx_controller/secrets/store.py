@@ -12,7 +12,7 @@ from datetime import datetime
 from fx.models import SecretInfo
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..store import CachedBucket
+from ..state.store import CachedBucket
 
 
 class SecretRecord(BaseModel):

@@ -35,6 +35,11 @@ async def ensure_streams(js: JetStreamContext, ack_wait: float, replicas: int = 
     """Check (on a NATS without auth: create) the async-call and dead-letter streams, then the shared consumer.
     `replicas` as the controller's (FX_NATS_REPLICAS): else the check finds them different and tries to change them."""
     await async_streams.ensure(js, replicas)
+    await ensure_consumer(js, ack_wait)
+
+
+async def ensure_consumer(js: JetStreamContext, ack_wait: float) -> None:
+    """The async calls' shared durable consumer, created if missing (a NATS that lost its store lost it too)."""
     await js.add_consumer(
         STREAM_ASYNC,
         ConsumerConfig(

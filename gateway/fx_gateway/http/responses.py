@@ -59,9 +59,13 @@ def start_failed(name: str, status: int, code: str, cause: str) -> bytes:
     return error(status, code or "ActivationFailed", f"function {name} failed to start: {cause}", name)
 
 
-def upstream_error(name: str) -> bytes:
-    message = f"the replica of function {name} closed the connection before answering"
-    return error(502, "UpstreamError", message, name)
+def replica_lost(name: str) -> bytes:
+    """Lambda's error shape (as its Runtime.ExitError), not fx's: the function's own failures come in it too."""
+    message = (
+        f"the replica running function {name} was lost before it answered (it exited or its connection broke);"
+        " the function may have run: call again only if running it twice is safe"
+    )
+    return response(502, json.dumps({"errorType": "Runtime.ReplicaLost", "errorMessage": message}).encode())
 
 
 def function_timeout(name: str, seconds: float) -> bytes:

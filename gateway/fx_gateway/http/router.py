@@ -22,6 +22,7 @@ from fx_gateway.http.server import ClientConnection
 from fx_gateway.http.system_proxy import SystemProxy
 from fx_gateway.proxy.dispatch import VersionDispatcher
 from fx_gateway.proxy.exchange import Exchange
+from fx_gateway.proxy.replica_loss import SAFE_METHODS
 from fx_gateway.proxy.route_book import RouteBook
 from fx_gateway.proxy.routes import FunctionRoutes
 
@@ -213,7 +214,9 @@ class Router:
             seen.get(b"x-forwarded-proto", b"http"),
             seen.get(b"x-forwarded-host") or seen.get(b"host", b""),
         )
-        return Exchange(client, dispatcher, head, limit, routes.timeout, method == b"HEAD", inject)
+        return Exchange(
+            client, dispatcher, head, limit, routes.timeout, method == b"HEAD", inject, method in SAFE_METHODS
+        )
 
     def _no_version(self, client: ClientConnection, routes: FunctionRoutes, qualifier: str) -> Answer:
         if qualifier:

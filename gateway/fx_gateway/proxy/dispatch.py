@@ -16,10 +16,10 @@ from collections.abc import Awaitable, Callable
 from fx.protocol import REPLICA_TOKEN, ActivationReply, ActivationRequest
 
 from fx_gateway.http import responses
-from fx_gateway.proxy import backstop
+from fx_gateway.proxy import backstop, replica_loss
 from fx_gateway.proxy.exchange import Exchange
 from fx_gateway.proxy.stats import VersionStats
-from fx_gateway.proxy.upstream import Replica, UpstreamConnection
+from fx_gateway.proxy.upstream import DOWN_S, Replica, UpstreamConnection
 from fx_gateway.tasks import spawn
 
 log = logging.getLogger("fx_gateway")
@@ -45,6 +45,7 @@ class VersionDispatcher:
         activator: Activator,
         hold_timeout: float,
         hold_queue: int,
+        replica_retries: int = 1,
     ) -> None:
         self.function = function
         self.version = version
@@ -53,6 +54,7 @@ class VersionDispatcher:
         self.defaults = (hold_timeout, hold_queue)  # the gateway's, for tables that do not override them
         self.hold_timeout = hold_timeout
         self.hold_queue = hold_queue
+        self.replica_retries = replica_retries  # times a request whose replica was lost may be sent again
         self.concurrency = 1
         self.token = ""
         self.auth = b""  # the version's X-Fx-Replica-Token header line, added to every request it sends
@@ -131,7 +133,8 @@ class VersionDispatcher:
         self._hold(exchange)
 
     def retry(self, failed: Replica, exchange: Exchange) -> None:
-        """A connection to `failed` could not be opened, so the request was never sent: route it again."""
+        """Route the request again: no connection to `failed` opened (so it was never sent), or `lost` found it
+        may be sent again."""
         failed.outstanding -= 1
         self.stats.in_flight -= 1
         self.sent.discard(exchange)
@@ -142,6 +145,24 @@ class VersionDispatcher:
             self._hold(exchange, front=True)
         else:
             self._send(self.pick(), exchange)  # type: ignore[arg-type]
+
+    def lost(self, replica: Replica, conn: UpstreamConnection, exchange: Exchange, exc: BaseException | None) -> None:
+        """`replica`'s connection broke before `exchange` had its whole answer: sent again if that is safe
+        (proxy.replica_loss), else answered 502 Runtime.ReplicaLost. The replica is skipped for a while, its
+        idle connections closed: most likely it died, and the route table will say so."""
+        replica.down_until = time.monotonic() + DOWN_S
+        replica.close_idle()
+        again = not exchange.gone and replica_loss.send_again(
+            exchange.safe, replica_loss.unread(exc), exchange.heard_back, exchange.retried, self.replica_retries
+        )
+        if again:
+            exchange.retried += 1
+            self.stats.retries += 1
+            self.retry(replica, exchange)
+            return
+        self.stats.lost += 1
+        exchange.lost()
+        self.release(replica, conn, False)
 
     def release(self, replica: Replica, conn: UpstreamConnection, reusable: bool) -> None:
         replica.outstanding -= 1

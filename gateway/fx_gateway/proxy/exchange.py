@@ -39,6 +39,8 @@ class Exchange:
         "prefix",
         "raw",
         "relayed",
+        "retried",
+        "safe",
         "size",
         "started",
         "timeout",
@@ -54,6 +56,7 @@ class Exchange:
         timeout: float,
         is_head: bool = False,
         inject: bytes | None = None,
+        safe: bool = False,
     ) -> None:
         self.client = client
         self.dispatcher = dispatcher
@@ -62,6 +65,8 @@ class Exchange:
         self.timeout = timeout  # the function's: the backstop answers for it a grace later
         self.is_head = is_head
         self.inject = inject  # a header line to add to the answer (X-Amz-Executed-Version)
+        self.safe = safe  # a GET, HEAD or OPTIONS: sent again if its replica is lost (proxy.replica_loss)
+        self.retried = 0  # times sent again after its replica was lost
         self.prefix = b""
         self.body: list[bytes] = []
         self.size = 0
@@ -118,9 +123,14 @@ class Exchange:
         if not self.gone:
             self.client.done(keep_alive and self.keep_alive)
 
-    def broken(self) -> None:
-        """The replica's connection broke after the request was sent: never retried."""
-        self._abandoned(502, responses.upstream_error(self.dispatcher.function))
+    @property
+    def heard_back(self) -> bool:
+        """Whether a byte of the replica's answer came (held back in `prefix` until its head is whole)."""
+        return self.relayed or bool(self.prefix)
+
+    def lost(self) -> None:
+        """The replica's connection broke before the whole answer came, and the request is not sent again."""
+        self._abandoned(502, responses.replica_lost(self.dispatcher.function))
 
     def timed_out(self) -> None:
         self.conn.abandon()  # type: ignore[union-attr]

@@ -71,6 +71,7 @@ class RouteBook:
             self.activator,
             settings.hold_timeout,
             settings.hold_queue,
+            settings.replica_retries,
         )
         self.backstop.watch(dispatcher)
         return dispatcher

@@ -50,8 +50,10 @@ class VersionStats:
         "errors",
         "held",
         "in_flight",
+        "lost",
         "reported",
         "requests",
+        "retries",
     )
 
     def __init__(self) -> None:
@@ -63,6 +65,8 @@ class VersionStats:
         self.errors = 0
         self.in_flight = 0
         self.held = 0
+        self.retries = 0  # requests sent again after their replica was lost (proxy.replica_loss)
+        self.lost = 0  # requests lost with their replica and not sent again (502 Runtime.ReplicaLost)
         self.reported = (0, 0)  # (requests, errors) at the previous load report
 
     def record(self, status: int, seconds: float) -> None:
@@ -117,6 +121,12 @@ class Stats(Collector):
         cold_seconds = HistogramMetricFamily(
             "fx_gateway_cold_start_seconds", "Time a request was held waiting for an activation", labels=labels
         )
+        retries = CounterMetricFamily(
+            "fx_gateway_replica_retries", "Requests sent again after their replica was lost", labels=labels
+        )
+        lost = CounterMetricFamily(
+            "fx_gateway_replica_lost", "Requests lost with their replica and not sent again (502)", labels=labels
+        )
         for key, s in list(self.versions.items()):
             values = list(key)
             for code, count in list(s.codes.items()):
@@ -127,7 +137,9 @@ class Stats(Collector):
             if key[0]:
                 cold.add_metric(values, s.cold_starts)
                 cold_seconds.add_metric(values, s.cold_start.buckets(), s.cold_start.sum)
-        yield from (requests, duration, in_flight, held, cold, cold_seconds)
+                retries.add_metric(values, s.retries)
+                lost.add_metric(values, s.lost)
+        yield from (requests, duration, in_flight, held, cold, cold_seconds, retries, lost)
 
 
 class AsyncStats(Collector):

@@ -85,8 +85,7 @@ class UpstreamConnection(asyncio.Protocol):
         exchange = self.exchange
         if exchange is not None:
             self.exchange = None
-            exchange.broken()
-            replica.dispatcher.release(replica, self, False)
+            replica.dispatcher.lost(replica, self, exchange, exc)
 
 
 class Replica:

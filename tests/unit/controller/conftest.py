@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 from fx.protocol import KV_ROUTES, RUNTIMES, RouteTable
-from fx_controller.app import create_app
+from fx_controller.api.app import create_app
 from fx_controller.backends.base import EventSink, ReplicaEvent, ReplicaSpec
 from fx_controller.backends.kubernetes.backend import KubernetesBackend
 from fx_controller.backends.kubernetes.pods import PodState

@@ -6,7 +6,7 @@ import hashlib
 
 import httpx
 from fx.protocol import artifact_key
-from fx_controller.app import ZIP_OVERHEAD, create_app
+from fx_controller.api.app import ZIP_OVERHEAD, create_app
 from fx_controller.controller import Controller
 from nats.js.errors import NoKeysError
 

@@ -3,7 +3,7 @@ a close with unread input resets the connection, which can reach the caller (the
 
 from __future__ import annotations
 
-from fx_controller.auth import AdminGuard
+from fx_controller.api.auth import AdminGuard
 
 SCOPE = {"type": "http", "method": "PUT", "path": "/system/artifacts/x", "headers": [(b"authorization", b"Bearer t")]}
 

@@ -2,8 +2,8 @@
 
 from fx.models import ScaleSpec
 from fx.protocol import LoadReport, VersionLoad
-from fx_controller.autoscaler import Autoscaler
-from fx_controller.load import LoadBook
+from fx_controller.replicas.autoscaler import Autoscaler
+from fx_controller.replicas.load import LoadBook
 
 KEY = "f/1"
 

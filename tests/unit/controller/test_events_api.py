@@ -176,7 +176,7 @@ async def test_a_message_over_natss_max_payload_is_a_413_and_the_connection_stay
 
 async def test_a_redrive_of_all_takes_a_batch_a_call_and_next_names_the_rest(admin, controller, deployed, monkeypatch):
     # Bounded work a call: a DLQ of a million letters is not redriven (and answered) in one request.
-    monkeypatch.setattr("fx_controller.dead_letters.REDRIVE_BATCH", 2)
+    monkeypatch.setattr("fx_controller.events.dead_letters.REDRIVE_BATCH", 2)
     await deployed("orders")
     call = {ASYNC_FUNCTION: "orders", **failure()}
     ids = [await dead_letter(controller, "orders", b"%d" % n, call) for n in range(5)]

@@ -12,7 +12,7 @@ import pytest
 from fx.models import FunctionSpec
 from fx.nats_auth import Authority, decode_jwt, write_secret
 from fx_controller.backends.base import ReplicaSpec
-from fx_controller.function_nats import FunctionCreds
+from fx_controller.backends.local_nats import FunctionCreds
 
 from tests.nats_server import nats_server
 from tests.waiting import until

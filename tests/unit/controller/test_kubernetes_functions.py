@@ -9,13 +9,13 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 from fx.models import FunctionSpec
-from fx_controller.app import create_app
+from fx_controller.api.app import create_app
 from fx_controller.backends.kubernetes import records
 from fx_controller.backends.kubernetes.config import KubeConfig
 from fx_controller.backends.kubernetes.functions import FunctionSync
 from fx_controller.controller import Controller
 from fx_controller.settings import Settings
-from fx_controller.store import FunctionRecord, VersionRecord
+from fx_controller.state.store import FunctionRecord, VersionRecord
 
 from tests.waiting import until
 

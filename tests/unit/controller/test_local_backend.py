@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 from fx import interpreters
 from fx.models import FunctionSpec
-from fx_controller.artifacts import Artifacts
 from fx_controller.backends.base import ReplicaEvent, ReplicaSpec
 from fx_controller.backends.local import LocalBackend
+from fx_controller.state.artifacts import Artifacts
 
 from tests.processes import alive
 from tests.waiting import until

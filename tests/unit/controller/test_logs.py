@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
 
-from fx_controller import logs
+from fx_controller.backends import local_logs as logs
 
 
 def invocation(stamp: str, rid: str, *lines: str) -> str:

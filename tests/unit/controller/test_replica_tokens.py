@@ -13,7 +13,7 @@ from fx.protocol import ActivationRequest
 from fx_controller.backends.base import ReplicaSpec
 from fx_controller.backends.kubernetes import manifests, nats_identities
 from fx_controller.backends.local import replica_env
-from fx_controller.replica_tokens import KEY_FILE, ReplicaTokens, load_key
+from fx_controller.replicas.tokens import KEY_FILE, ReplicaTokens, load_key
 
 from tests.unit.controller.conftest import route_table
 from tests.unit.controller.kube_fakes import CFG, DIGEST, NATS_CFG, FakeApi, settle

@@ -4,8 +4,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from fx.models import PromoteSpec
-from fx_controller.rollout import advance, begin
-from fx_controller.traffic import toward
+from fx_controller.serving.rollout import advance, begin
+from fx_controller.serving.traffic import toward
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 

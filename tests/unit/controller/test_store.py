@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 import nats
 import pytest
 from fx.models import FunctionSpec
-from fx_controller.errors import ApiError
-from fx_controller.store import FunctionRecord, FunctionStore, VersionRecord
+from fx_controller.api.errors import ApiError
+from fx_controller.state.store import FunctionRecord, FunctionStore, VersionRecord
 
 DIGEST = "sha256:" + "ab" * 32
 

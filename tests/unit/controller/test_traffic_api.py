@@ -9,7 +9,7 @@ import httpx
 import nats
 import pytest
 from fx.protocol import LoadReport, VersionLoad
-from fx_controller.app import create_app
+from fx_controller.api.app import create_app
 from fx_controller.controller import Controller
 from fx_controller.settings import Settings
 

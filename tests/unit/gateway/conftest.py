@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
+import struct
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -21,8 +23,11 @@ from tests.nats_server import nats_server as running_nats
 class FakeReplica:
     """Answers every request with JSON describing it: {"name", "method", "path", "headers", "body"}.
 
-    A path ending in /sleep/SECONDS waits that long first; /close drops the connection without answering.
-    While `failures` is above zero, each request is answered as a failed Lambda invoke (502, errorType "Boom").
+    A path ending in /sleep/SECONDS waits that long first; /close drops the connection without answering,
+    /partial after the head and part of the body.
+    While `failures` is above zero, each request is answered as a failed Lambda invoke (502, errorType "Boom");
+    while `resets` is, its connection is reset instead (as the kernel resets the connection of a replica that
+    died with the request unread: the gateway then knows it never reached the handler).
     `respond(request) -> body`, when set, makes the 200 answer's body instead.
     """
 
@@ -33,6 +38,7 @@ class FakeReplica:
         self.requests = 0
         self.seen: list[dict] = []  # every request, as answered
         self.failures = 0
+        self.resets = 0
         self.respond: Callable[[dict], bytes] | None = None
         self.in_flight = 0
         self.max_in_flight = 0
@@ -99,6 +105,16 @@ class _ReplicaConn(asyncio.Protocol):
                 await asyncio.sleep(float(url.rsplit("/sleep/", 1)[1].split("?")[0]))
             if url.endswith("/close"):
                 self.transport.close()
+                return
+            if url.endswith("/partial"):
+                self.transport.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npart")
+                self.transport.close()
+                return
+            if replica.resets > 0:
+                replica.resets -= 1
+                sock = self.transport.get_extra_info("socket")
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                self.transport.abort()
                 return
             body = self.body.decode()
             seen = {"name": replica.name, "method": method, "path": url, "headers": self.headers, "body": body}

@@ -110,16 +110,6 @@ async def test_body_over_the_route_tables_limit_is_413_and_the_connection_stays_
     assert replica.requests == 1
 
 
-async def test_a_replica_that_drops_the_connection_is_a_502_upstream_error(gateway, replicas):
-    replica = await replicas()
-    gw = await gateway()
-    gw.gateway.book.apply(table(versions={"1": [replica.endpoint]}))
-    r = await gw.client.get("/function/hello/close")
-    assert r.status_code == 502
-    assert r.json()["error"]["code"] == "UpstreamError"
-    assert replica.requests == 1  # sent once: never retried after the request was written
-
-
 async def test_a_replica_slower_than_timeout_plus_grace_is_a_504(gateway, replicas, monkeypatch):
     monkeypatch.setattr("fx_gateway.proxy.backstop.GRACE_S", 0.1)
     replica = await replicas()

@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from ...artifacts import Artifacts
+from ...state.artifacts import Artifacts
 from .pod_access import PodAccess
 
 ZIP_NAME = re.compile(r"sha256-([0-9a-f]{64})\.zip")

@@ -29,8 +29,8 @@ from typing import Protocol
 import httpx
 from fx.nats_auth import Signer
 
-from ...artifacts import Artifacts
 from ...settings import Settings
+from ...state.artifacts import Artifacts
 from ...tasks import spawn
 from ..base import EventSink, ReplicaEvent, ReplicaSpec, SecretMirror, StoreSource, init_error_event
 from . import kube, manifests, nats_identities

@@ -26,7 +26,7 @@ from typing import Protocol
 from fx.models import FunctionSpec
 from fx.nats_auth import ALL, Authority, Signer, gateway_permissions, mint_function_creds, write_secret
 
-from ...replica_tokens import KEY_FILE, load_key, new_key
+from ...replicas.tokens import KEY_FILE, load_key, new_key
 from . import manifests
 from .config import KubeConfig
 
@@ -103,7 +103,7 @@ async def prepare_platform(api: SecretApi, state_dir: Path) -> tuple[Path, Path]
 
 
 async def prepare_replica_token_key(api: SecretApi, state_dir: Path) -> None:
-    """The replica token key (fx_controller.replica_tokens), made once into `<nats-auth>-replica-token` and
+    """The replica token key (fx_controller.replicas.tokens), made once into `<nats-auth>-replica-token` and
     copied to the state dir, where the controller reads it: the emptyDir does not outlive the pod, while the
     Deployments that carry tokens derived from it do."""
     cfg = api.cfg

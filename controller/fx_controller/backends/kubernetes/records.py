@@ -20,7 +20,7 @@ from nats.js.errors import KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 from pydantic import ValidationError
 
-from ...store import FunctionRecord
+from ...state.store import FunctionRecord
 
 log = logging.getLogger("fx_controller.kubernetes")
 

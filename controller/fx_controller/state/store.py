@@ -11,7 +11,7 @@ from nats.js.errors import KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 from pydantic import BaseModel, Field
 
-from fx_controller.errors import ApiError
+from fx_controller.api.errors import ApiError
 
 
 class VersionRecord(BaseModel):
@@ -68,6 +68,12 @@ class CachedBucket(Generic[R]):
     async def load(self) -> None:
         for key, value in (await kv_watch.load(self._kv)).items():
             self._records[key] = self.record_type.model_validate_json(value)
+
+    async def restore(self) -> int:
+        """Write every record held in memory back to the bucket (NATS lost it); returns how many."""
+        for name, record in list(self._records.items()):
+            await self._kv.put(name, record.model_dump_json().encode())
+        return len(self._records)
 
     def get(self, name: str) -> R | None:
         return self._records.get(name)

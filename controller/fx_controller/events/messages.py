@@ -15,7 +15,7 @@ import nats.js.errors
 from fx.event_models import KvPutResult, PublishResult, PublishSpec
 from nats.aio.client import Client as NATS
 
-from .errors import ApiError
+from ..api.errors import ApiError
 
 # Replies to users' test requests: apart from the controller's own inbox, which the gateways may not publish to.
 REQUEST_INBOX = "_INBOX.fx-requests"

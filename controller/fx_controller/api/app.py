@@ -25,11 +25,12 @@ from fx.models import (
 )
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from . import errors, logs
+from ..backends import local_logs as logs
+from ..controller import Controller
+from ..secrets.api import router as secrets_router
+from . import errors
 from .auth import AdminGuard
-from .controller import Controller
-from .events_api import dlq_router, streams_router
-from .secrets.api import router as secrets_router
+from .events import dlq_router, streams_router
 
 ERRORS = {status: {"model": ErrorBody} for status in (400, 401, 404, 409, 413)}
 
@@ -76,7 +77,7 @@ def _api(controller: Controller) -> FastAPI:
         docs_url="/system/docs",
         redoc_url=None,
     )
-    errors.install(app, controller.settings.state_dir)
+    errors.install(app, controller.settings.state_dir, lambda: controller.recovery.request())
 
     @app.get("/system/health", tags=["health"])
     async def health() -> dict[str, str]:

@@ -8,12 +8,12 @@ from collections.abc import Callable
 
 from fx.protocol import ActivationReply, ActivationRequest, load_report_key
 
+from ..metrics import Metrics
+from ..state.store import FunctionStore
 from .fleet import Fleet, StartFailed
 from .load import LoadBook
-from .metrics import Metrics
-from .store import FunctionStore
 
-log = logging.getLogger("fx_controller.activator")
+log = logging.getLogger("fx_controller.replicas.activator")
 
 FAILURE_BACKOFF_S = 2.0  # after an init failure, answer at once with it instead of forking again
 

@@ -43,7 +43,7 @@ from fx.protocol import (
 from nats.js import JetStreamContext
 from nats.js.api import RawStreamMsg
 
-from .errors import ApiError, not_found
+from ..api.errors import ApiError, not_found
 
 # What the dead-lettering added: a redriven copy is the call (or record) as it was first stored.
 DEAD_HEADERS = frozenset(

@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 
-from .errors import ApiError
-from .store import FunctionRecord, VersionRecord, Warm
+from ..api.errors import ApiError
+from ..state.store import FunctionRecord, VersionRecord, Warm
 
 HISTORY_DEPTH = 20  # splits remembered for rollback
 

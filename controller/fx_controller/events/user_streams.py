@@ -25,7 +25,7 @@ from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType, StreamConfig
 from nats.js.api import StreamInfo as NatsStreamInfo
 
-from .errors import ApiError
+from ..api.errors import ApiError
 
 SUBJECTS_OVERLAP = 10065  # JetStream: "subjects overlap with an existing stream"
 

@@ -17,13 +17,13 @@ from dataclasses import dataclass
 
 from fx.models import FunctionSpec
 
-from .backends.base import Backend, ReplicaEvent, ReplicaSpec
-from .metrics import Metrics
-from .replica_tokens import ReplicaTokens
-from .store import VersionRecord
-from .tasks import spawn
+from ..backends.base import Backend, ReplicaEvent, ReplicaSpec
+from ..metrics import Metrics
+from ..state.store import VersionRecord
+from ..tasks import spawn
+from .tokens import ReplicaTokens
 
-log = logging.getLogger("fx_controller.fleet")
+log = logging.getLogger("fx_controller.replicas.fleet")
 
 Key = tuple[str, int]  # (function, version)
 CRASH_MEMORY_S = 60.0  # crashes older than this no longer slow down replacements

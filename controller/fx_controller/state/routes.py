@@ -8,7 +8,7 @@ from fx.models import TriggerSpec
 from fx.protocol import RouteTable, TriggerRoute, VersionRoute, kv_stream, kv_subject
 from nats.js.kv import KeyValue
 
-from .fleet import Fleet
+from ..replicas.fleet import Fleet
 from .store import FunctionRecord, FunctionStore
 
 MAX_REQUEST_BYTES = 6 * 1024 * 1024

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from fx.nats_auth import Signer, function_inbox_prefix, mint_function_creds, new_user_seed, write_secret
 
-from .backends.base import ReplicaSpec
+from .base import ReplicaSpec
 
 log = logging.getLogger("fx_controller.nats")
 

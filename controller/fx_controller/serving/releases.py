@@ -15,15 +15,15 @@ from datetime import UTC, datetime, timedelta
 from fx.models import PromoteSpec, RolloutInfo, TrafficSpec
 from fx.protocol import load_report_key
 
+from ..api.errors import ApiError, not_found
+from ..replicas.fleet import Fleet
+from ..replicas.load import GATEWAY_SILENCE_S, LoadBook
+from ..state.routes import RoutePublisher
+from ..state.store import FunctionRecord, FunctionStore, VersionRecord, Warm
 from . import rollout
-from .errors import ApiError, not_found
-from .fleet import Fleet
-from .load import GATEWAY_SILENCE_S, LoadBook
-from .routes import RoutePublisher
-from .store import FunctionRecord, FunctionStore, VersionRecord, Warm
 from .traffic import check_serving, check_versions, keep_warm_seconds, shift
 
-log = logging.getLogger("fx_controller.releases")
+log = logging.getLogger("fx_controller.serving.releases")
 
 TICK_S = 0.5  # how often due rollout steps are looked for
 

@@ -28,10 +28,10 @@ from fx.event_models import (
 )
 from fx.models import check_name
 
+from ..events.dead_letters import DeadLetters
+from ..events.messages import Messages
+from ..events.user_streams import UserStreams
 from . import errors
-from .dead_letters import DeadLetters
-from .messages import Messages
-from .user_streams import UserStreams
 
 
 def _stream(name: Annotated[str, Path(description="stream name, e.g. ORDERS")]) -> str:

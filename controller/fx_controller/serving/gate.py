@@ -17,13 +17,13 @@ from collections.abc import Callable
 from fx.models import InitError
 from fx.protocol import load_report_key
 
-from .fleet import Fleet, StartFailed
-from .load import LoadBook
+from ..replicas.fleet import Fleet, StartFailed
+from ..replicas.load import LoadBook
+from ..state.routes import RoutePublisher
+from ..state.store import FunctionStore
 from .releases import Releases
-from .routes import RoutePublisher
-from .store import FunctionStore
 
-log = logging.getLogger("fx_controller.gate")
+log = logging.getLogger("fx_controller.serving.gate")
 
 MARGIN_S = 5.0  # beyond the fleet's own init deadline, in case a replica vanishes without a report
 

@@ -1,0 +1,1 @@
+"""The admin API: routes, the token guard, the one error shape."""

@@ -1,0 +1,1 @@
+"""Events for the admin API: dead letters, users' streams and buckets, test messages."""

@@ -1,0 +1,1 @@
+"""How many replicas run and which: load, autoscaling, the fleet, activation, replica tokens."""

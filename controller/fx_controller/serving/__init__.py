@@ -1,0 +1,1 @@
+"""Which versions serve: the readiness gate, traffic splits, aliases, rollouts."""

@@ -1,0 +1,1 @@
+"""What the controller keeps in NATS: function records, code zips, route tables."""
