@@ -123,17 +123,19 @@ class Controller:
         s = self.settings
         self._nc = await nats_connect.connect(s.nats_url, s.nats_creds, "fx-controller")
         js = self._nc.jetstream()
-        await async_streams.ensure(js)  # the gateways' NATS users may not create streams
-        self.store = FunctionStore(await open_kv(js, KV_FUNCTIONS))
-        routes_kv = await open_kv(js, KV_ROUTES)
+        copies = s.nats_replicas
+        await async_streams.ensure(js, copies)  # the gateways' NATS users may not create streams
+        functions_kv = await open_kv(js, KV_FUNCTIONS, copies)
+        self.store = FunctionStore(functions_kv)
+        routes_kv = await open_kv(js, KV_ROUTES, copies)
         self.artifacts = Artifacts(
             s.state_dir / "artifacts",
-            await open_object_store(js, OBJ_ARTIFACTS),
+            await open_object_store(js, OBJ_ARTIFACTS, copies),
             s.max_unzipped_bytes,
             s.max_artifact_entries,
         )
         self.backend = self._backend_factory(s, self.artifacts)
-        secret_store = SecretStore(await open_kv(js, KV_SECRETS))
+        secret_store = SecretStore(await open_kv(js, KV_SECRETS, copies))
         self.secrets = Secrets(secret_store, self.store, self._lock, self.backend.secret_mirror, s.max_secret_bytes)
         self.fleet = Fleet(
             self.backend,
@@ -152,16 +154,23 @@ class Controller:
         self.releases = Releases(self.store, self.routes, self.fleet, self.load, self._lock, s.keep_warm)
         self.dead_letters = DeadLetters(js, lambda name: self.store.get(name) is not None)
         self.blobs = Blobs(
-            js, lambda name: self.store.get(name) is not None, s.blob_max_bytes, s.blob_ttl, s.blob_store_max_bytes
+            js,
+            lambda name: self.store.get(name) is not None,
+            s.blob_max_bytes,
+            s.blob_ttl,
+            s.blob_store_max_bytes,
+            copies,
         )
-        self.user_streams = UserStreams(js, self._live_specs)
+        self.user_streams = UserStreams(js, self._live_specs, copies)
         self.messages = Messages(self._nc)
         self.gate = Gate(self.store, self.routes, self.fleet, self.load, self.releases, self._lock, s.init_timeout)
         self.recovery = NatsRecovery(
-            js, self.store, secret_store, self.artifacts, self.routes, self._lock, self._live_specs
+            js, self.store, secret_store, self.artifacts, self.routes, self._lock, self._live_specs, copies
         )
         self._nc.on_reconnect(self._nats_back)
 
+        if self.backend.store_source:  # NATS lost the store: what the backend kept comes back first
+            await self.backend.store_source.restore(functions_kv)
         await self.store.load()
         await secret_store.load()
         if isinstance(self.backend, Adopting):

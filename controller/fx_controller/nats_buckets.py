@@ -1,5 +1,9 @@
 """Open a JetStream KV bucket or object store, creating it if missing (start order must not matter), and
-create whichever of fx's streams, buckets and object store is missing, at any time (`provision`)."""
+create whichever of fx's streams, buckets and object store is missing, at any time (`provision`).
+
+`replicas`: copies a new stream or bucket gets in a JetStream cluster (FX_NATS_REPLICAS); an existing bucket
+keeps its own.
+"""
 
 from __future__ import annotations
 
@@ -13,43 +17,43 @@ from nats.js.object_store import ObjectStore
 BUCKETS = (KV_FUNCTIONS, KV_ROUTES, KV_SECRETS)
 
 
-async def open_kv(js: JetStreamContext, bucket: str) -> KeyValue:
-    return (await _kv(js, bucket))[0]
+async def open_kv(js: JetStreamContext, bucket: str, replicas: int = 1) -> KeyValue:
+    return (await _kv(js, bucket, replicas))[0]
 
 
-async def open_object_store(js: JetStreamContext, bucket: str) -> ObjectStore:
-    return (await _object_store(js, bucket))[0]
+async def open_object_store(js: JetStreamContext, bucket: str, replicas: int = 1) -> ObjectStore:
+    return (await _object_store(js, bucket, replicas))[0]
 
 
-async def provision(js: JetStreamContext) -> list[str]:
+async def provision(js: JetStreamContext, replicas: int = 1) -> list[str]:
     """Create the async-call streams, KV buckets and artifact store that are missing; the names of those created."""
-    created = await async_streams.ensure(js)
+    created = await async_streams.ensure(js, replicas)
     for bucket in BUCKETS:
-        if (await _kv(js, bucket))[1]:
+        if (await _kv(js, bucket, replicas))[1]:
             created.append(bucket)
-    if (await _object_store(js, OBJ_ARTIFACTS))[1]:
+    if (await _object_store(js, OBJ_ARTIFACTS, replicas))[1]:
         created.append(OBJ_ARTIFACTS)
     return created
 
 
-async def _kv(js: JetStreamContext, bucket: str) -> tuple[KeyValue, bool]:
+async def _kv(js: JetStreamContext, bucket: str, replicas: int) -> tuple[KeyValue, bool]:
     """The bucket, and whether it was created now."""
     try:
         return await js.key_value(bucket), False
     except BucketNotFoundError:
         pass
     try:
-        return await js.create_key_value(bucket=bucket, history=1), True
+        return await js.create_key_value(bucket=bucket, history=1, replicas=replicas), True
     except BadRequestError:  # created concurrently by a gateway with another config
         return await js.key_value(bucket), False
 
 
-async def _object_store(js: JetStreamContext, bucket: str) -> tuple[ObjectStore, bool]:
+async def _object_store(js: JetStreamContext, bucket: str, replicas: int) -> tuple[ObjectStore, bool]:
     try:
         return await js.object_store(bucket), False
     except (BucketNotFoundError, NotFoundError):
         pass
     try:
-        return await js.create_object_store(bucket), True
+        return await js.create_object_store(bucket, replicas=replicas), True
     except BadRequestError:
         return await js.object_store(bucket), False

@@ -42,8 +42,10 @@ class NatsRecovery:
         routes: RoutePublisher,
         lock: asyncio.Lock,
         live_specs: Callable[[], list[tuple[str, FunctionSpec]]],
+        replicas: int = 1,
     ) -> None:
         self._js = js
+        self._replicas = replicas  # copies of what it re-creates, in a JetStream cluster (FX_NATS_REPLICAS)
         self._store = store
         self._secrets = secrets
         self._artifacts = artifacts
@@ -84,7 +86,7 @@ class NatsRecovery:
         warned = False
         while True:
             try:
-                return await provision(self._js)
+                return await provision(self._js, self._replicas)
             except (nats.errors.Error, OSError) as exc:  # JetStream still starting, or NATS gone again
                 if not warned:
                     log.warning("cannot check fx's JetStream streams and buckets yet (%s); retrying", exc)

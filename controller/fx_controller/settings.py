@@ -19,6 +19,7 @@ class Settings:
     nats_creds: Path | None = None  # the controller's own NATS user; None: NATS without auth
     nats_auth_dir: Path | None = None  # holds the fx account's signing key, to mint functions' NATS users
     nats_creds_ttl: float = 3600.0  # seconds a function's NATS credentials are valid (renewed while it runs)
+    nats_replicas: int = 1  # copies JetStream keeps of fx's streams, KV buckets and object store (3: a NATS cluster)
     host: str = "127.0.0.1"
     port: int = 8081
     state_dir: Path = Path(".fx")
@@ -71,6 +72,12 @@ _NUMBERS = (
         float,
         Settings.nats_creds_ttl,
         "seconds a function's NATS credentials are valid; renewed while it runs",
+    ),
+    (
+        "--nats-replicas",
+        int,
+        Settings.nats_replicas,
+        "copies JetStream keeps of each stream, KV bucket and object store fx makes (at most the NATS servers)",
     ),
     ("--drain-delay", float, Settings.drain_delay, "seconds between unpublishing a replica and SIGTERM"),
     ("--max-unzipped-mb", int, Settings.max_unzipped_mb, "largest unzipped size of a code zip, in MB"),
@@ -159,6 +166,7 @@ def parse(argv: list[str] | None = None, environ: dict[str, str] | None = None) 
         nats_creds=Path(a.nats_creds) if a.nats_creds else None,
         nats_auth_dir=Path(a.nats_auth_dir) if a.nats_auth_dir else None,
         nats_creds_ttl=a.nats_creds_ttl,
+        nats_replicas=a.nats_replicas,
         host=host,
         port=port,
         state_dir=state_dir,

@@ -38,11 +38,12 @@ SETTINGS: tuple[dict, ...] = (
 )
 
 
-async def ensure(js: JetStreamContext) -> list[str]:
+async def ensure(js: JetStreamContext, replicas: int = 1) -> list[str]:
     """Create the streams, or bring them up to date; asks nothing of NATS but their info when they are.
+    `replicas`: copies JetStream keeps in a cluster (FX_NATS_REPLICAS), raised on existing streams too.
     Returns the names of the streams it created."""
     created = []
-    for settings in SETTINGS:
+    for settings in ({**s, "num_replicas": replicas} for s in SETTINGS):
         try:
             have = (await js.stream_info(settings["name"])).config
         except nats.js.errors.NotFoundError:

@@ -17,6 +17,7 @@ from fx_gateway.events.callback_policy import CallbackPolicy
 class Settings:
     nats_url: str = "nats://127.0.0.1:4222"
     nats_creds: str | None = None  # the gateway's NATS user (.creds file); None: NATS without auth
+    nats_replicas: int = 1  # copies of the async-call streams in a JetStream cluster, as the controller makes them
     host: str = "127.0.0.1"
     port: int = 8080
     controller_host: str = "127.0.0.1"
@@ -65,6 +66,12 @@ def _list(value: str) -> tuple[str, ...]:
 # Numeric flags: (flag, type, default, meaning); each also comes from its FX_* variable (fx.flags) and sets the
 # Settings field of its name.
 _NUMBERS = (
+    (
+        "--nats-replicas",
+        int,
+        Settings.nats_replicas,
+        "copies JetStream keeps of the async-call streams (FX_NATS_REPLICAS)",
+    ),
     ("--hold-timeout", float, Settings.hold_timeout, "seconds a request may wait for a replica"),
     ("--hold-queue", int, Settings.hold_queue, "max held requests per version"),
     (

@@ -29,7 +29,10 @@ class RouteFeed:
         self.loaded = False  # the initial route tables are in
 
     def healthy(self) -> bool:
-        return self.loaded and self.link.connected
+        """Ready (/healthz 200) once the initial route tables are in, and still while NATS is away: it serves
+        with the tables it holds, and a Kubernetes Service must keep sending it callers meanwhile. An outage
+        that made every gateway unready would leave the Service without endpoints (connection refused)."""
+        return self.loaded
 
     async def watch(self, nc: nats_client.Client) -> None:
         async for entry in kv_watch.follow(nc, lambda: self.bucket(nc)):

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
-from tests.cluster import build, images, layout, pki, state
+from tests.cluster import build, images, layout, pki, state, volumes
 from tests.cluster.shell import log, run, step
 
 LOGS = layout.STATE / "logs"
@@ -207,6 +207,12 @@ def network_policies(record: state.Record) -> None:
     wait_for("kube-router's firewall", lambda: succeeds(["iptables", "-S", "KUBE-ROUTER-FORWARD"]), 60)
 
 
+def storage(record: state.Record) -> None:
+    """A default StorageClass with static hostPath PVs, and their recycler (tests/cluster/volumes.py)."""
+    volumes.make()
+    start(record, "pv-recycler", [sys.executable, "-m", "tests.cluster.volumes"])
+
+
 def node_ready() -> bool:
     jsonpath = "jsonpath={.status.conditions[?(@.type=='Ready')].status}"
     out = kubectl("get", "node", layout.NODE_NAME, "-o", jsonpath, check=False, capture_output=True)
@@ -242,6 +248,7 @@ def up() -> None:
         imported.result()
         kubectl("apply", "-f", "-", input=render("manifests/coredns.yaml"), quiet=True)
         kubectl("-n", "kube-system", "rollout", "status", "deploy/coredns", "--timeout=120s", quiet=True)
+        storage(record)
         log(f"cluster up in {time.monotonic() - began:.1f} s: export KUBECONFIG={layout.KUBECONFIG}")
     except BaseException:
         log(f"cluster-up failed; last lines of the daemons' logs ({LOGS}):")

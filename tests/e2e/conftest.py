@@ -16,6 +16,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -85,9 +86,12 @@ def _image(ref: str) -> list[str]:
     return ref.rpartition(":")[0::2]  # type: ignore[return-value]
 
 
-@pytest.fixture(scope="module")
-def fx(kube: Kube, tmp_path_factory: pytest.TempPathFactory):
-    """The chart installed; yields a function that runs the fx CLI against its gateway Service."""
+@contextmanager
+def release(
+    kube: Kube, home: Path, values: dict[str, str] | None = None
+) -> Iterator[Callable[..., subprocess.CompletedProcess[str]]]:
+    """charts/fx installed with fx's images (and `values`, helm --set keys); yields a function that runs the fx
+    CLI against its gateway Service; uninstalls it after."""
     sets = {
         "controller.image.repository": _image(os.environ.get("FX_E2E_CONTROLLER_IMAGE", layout.CONTROLLER_IMAGE))[0],
         "controller.image.tag": _image(os.environ.get("FX_E2E_CONTROLLER_IMAGE", layout.CONTROLLER_IMAGE))[1],
@@ -96,12 +100,13 @@ def fx(kube: Kube, tmp_path_factory: pytest.TempPathFactory):
         "runtime.image.repository": _image(RUNTIME_IMAGE)[0],
         "runtime.image.tag": _image(RUNTIME_IMAGE)[1],
         "controller.drainDelay": "1",
+        **(values or {}),
     }
     args = [a for k, v in sets.items() for a in ("--set", f"{k}={v}")]
     # Helm installs a chart's CRDs only if they are missing, never updates them: on a cluster that ran an older
     # chart, the API server would prune the fields the Function gained since. Apply them as an upgrade would.
     kube.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CHART / "crds"))
-    kube.helm("install", RELEASE, str(CHART), "--wait", "--timeout", "180s", *args, timeout=240)
+    installed = kube.helm("install", RELEASE, str(CHART), "--wait", "--timeout", "180s", *args, timeout=240)
     try:
         service = kube.get("service", f"{RELEASE}-gateway")
         ip = service["spec"]["clusterIP"]
@@ -112,7 +117,6 @@ def fx(kube: Kube, tmp_path_factory: pytest.TempPathFactory):
         first_answer(f"{gateway}/healthz", time.monotonic() + 30)
         secret = kube.get("secret", f"{RELEASE}-admin-token")
         token = base64.b64decode(secret["data"]["token"]).decode()
-        home = tmp_path_factory.mktemp("fx-cli")
         env = {**os.environ, "FX_GATEWAY": gateway, "FX_TOKEN": token, "FX_CONFIG": str(home / "config.json")}
 
         def cli(*argv: str, cwd: Path = home, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -125,6 +129,15 @@ def fx(kube: Kube, tmp_path_factory: pytest.TempPathFactory):
 
         cli.gateway = gateway  # type: ignore[attr-defined]
         cli.home = home  # type: ignore[attr-defined]
+        cli.token = token  # type: ignore[attr-defined]
+        cli.notes = installed  # type: ignore[attr-defined]
         yield cli
     finally:  # the last test uninstalls it when all went well
         kube.helm("uninstall", RELEASE, "--ignore-not-found", "--wait", "--timeout", "180s", timeout=240)
+
+
+@pytest.fixture(scope="module")
+def fx(kube: Kube, tmp_path_factory: pytest.TempPathFactory):
+    """The chart installed; yields a function that runs the fx CLI against its gateway Service."""
+    with release(kube, tmp_path_factory.mktemp("fx-cli")) as cli:
+        yield cli

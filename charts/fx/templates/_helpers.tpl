@@ -34,6 +34,23 @@ helm.sh/chart: {{ .Chart.Name }}-{{ .Chart.Version | replace "+" "_" }}
 {{ include "fx.fullname" . }}-gateway-nats
 {{- end }}
 
+{{- /* NATS servers: nats.cluster.replicas in cluster mode, else one; also the copies of each stream and bucket. */ -}}
+{{- define "fx.natsServers" -}}
+{{ .Values.nats.cluster.enabled | ternary .Values.nats.cluster.replicas 1 }}
+{{- end -}}
+
+{{- /* host:port of every server's route listener, by the headless Service (cluster mode only). */ -}}
+{{- define "fx.natsRoutes" -}}
+{{- $fullname := include "fx.fullname" . }}
+{{- $routes := list }}
+{{- if .Values.nats.cluster.enabled }}
+{{- range $i := until (int .Values.nats.cluster.replicas) }}
+{{- $routes = append $routes (printf "%s-nats-%d.%s-nats-cluster.%s.svc:6222" $fullname $i $fullname $.Release.Namespace) }}
+{{- end }}
+{{- end }}
+{{- join "," $routes }}
+{{- end -}}
+
 {{- define "fx.natsUrl" -}}
 nats://{{ include "fx.fullname" . }}-nats:4222
 {{- end -}}

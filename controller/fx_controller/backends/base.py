@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
 
 from fx.models import FunctionSpec
+from nats.js.kv import KeyValue
 
 
 @dataclass(frozen=True)
@@ -65,10 +66,18 @@ class SecretMirror(Protocol):
         """Make the copies exactly these (on start: a controller may have missed changes)."""
 
 
+class StoreSource(Protocol):
+    """Where a backend keeps copies of the function records (kubernetes: the Function resources)."""
+
+    async def restore(self, kv: KeyValue) -> list[str]:
+        """Create in the store's bucket the records it lacks (NATS lost them); the names restored."""
+
+
 class Backend(Protocol):
     runs_images: bool  # can it run a function whose code is a container image (FunctionSpec.image)?
     # None: replicas get their secrets only in the environment the backend starts them with (ReplicaSpec).
     secret_mirror: SecretMirror | None
+    store_source: StoreSource | None  # None: the store has no copy outside NATS
     runtimes: Mapping[str, str]  # the `runtime:` values it can run -> what runs each (interpreter, image)
 
     def runtime_remedy(self, runtime: str) -> str:

@@ -121,6 +121,7 @@ def runtimes_report(runtimes: Mapping[str, str]) -> list[str]:
 class LocalBackend:
     runs_images = False  # replicas are processes on this machine: no container runtime
     secret_mirror = None  # secret values reach a replica in its spawn environment only
+    store_source = None  # the function store is in NATS only
 
     def __init__(
         self,

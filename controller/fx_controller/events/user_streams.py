@@ -66,9 +66,12 @@ def _reads(spec: FunctionSpec, stream: str) -> bool:
 
 
 class UserStreams:
-    def __init__(self, js: JetStreamContext, specs: Callable[[], Iterable[tuple[str, FunctionSpec]]]) -> None:
+    def __init__(
+        self, js: JetStreamContext, specs: Callable[[], Iterable[tuple[str, FunctionSpec]]], replicas: int = 1
+    ) -> None:
         self.js = js
         self.specs = specs  # (function, spec) of every live version
+        self.replicas = replicas  # copies of each stream and bucket in a JetStream cluster (FX_NATS_REPLICAS)
 
     async def _info(self, stream: str) -> NatsStreamInfo | None:
         try:
@@ -105,6 +108,7 @@ class UserStreams:
             storage=StorageType.FILE,
             max_age=spec.max_age or None,
             max_bytes=spec.max_bytes,
+            num_replicas=self.replicas,
             description="made with fx stream create",
         )
         try:
@@ -132,7 +136,13 @@ class UserStreams:
         have = await self._info(kv_stream(name))
         if have is not None:
             return _bucket_info(have)
-        config = KeyValueConfig(bucket=name, history=spec.history, max_bytes=spec.max_bytes, storage=StorageType.FILE)
+        config = KeyValueConfig(
+            bucket=name,
+            history=spec.history,
+            max_bytes=spec.max_bytes,
+            storage=StorageType.FILE,
+            replicas=self.replicas,
+        )
         await self.js.create_key_value(config)
         return _bucket_info(await self.js.stream_info(kv_stream(name)), created=True)
 

@@ -29,12 +29,14 @@ class Blobs:
         max_bytes: int,
         ttl: float,
         store_max_bytes: int,
+        replicas: int = 1,
     ) -> None:
         self._js = js
         self._known = known  # whether a function of that name exists
         self.max_bytes = max_bytes
         self.ttl = ttl
         self.store_max_bytes = store_max_bytes
+        self.replicas = replicas  # copies in a JetStream cluster (FX_NATS_REPLICAS)
 
     async def exists(self, function: str, digest: str) -> bool:
         self._check(function, digest)
@@ -87,21 +89,26 @@ class Blobs:
             raise ApiError(404, "FunctionNotFound", f"function {function!r} does not exist", function=function)
 
     async def _open(self) -> ObjectStore:
-        """fx_blobs with this controller's limits: made when missing, its limits updated when they changed."""
+        """fx_blobs with this controller's limits and copies: made when missing, updated when they changed."""
         js = self._js
         try:
             store = await js.object_store(OBJ_BLOBS)
         except (BucketNotFoundError, NotFoundError):
-            config = ObjectStoreConfig(ttl=self.ttl, max_bytes=self.store_max_bytes)
+            config = ObjectStoreConfig(ttl=self.ttl, max_bytes=self.store_max_bytes, replicas=self.replicas)
             try:
                 return await js.create_object_store(OBJ_BLOBS, config)
             except BadRequestError:  # made meanwhile by another controller
                 return await js.object_store(OBJ_BLOBS)
         config = (await js.stream_info(STREAM)).config
-        if config.max_age != self.ttl or config.max_bytes != self.store_max_bytes:
+        wanted = (self.ttl, self.store_max_bytes, self.replicas)
+        if (config.max_age, config.max_bytes, config.num_replicas) != wanted:
             window = min(config.duplicate_window or self.ttl, self.ttl)  # NATS: never longer than the max age
             changed = dataclasses.replace(
-                config, max_age=self.ttl, max_bytes=self.store_max_bytes, duplicate_window=window
+                config,
+                max_age=self.ttl,
+                max_bytes=self.store_max_bytes,
+                num_replicas=self.replicas,
+                duplicate_window=window,
             )
             await js.update_stream(changed)
         return store

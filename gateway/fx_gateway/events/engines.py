@@ -46,7 +46,7 @@ class Events:
         self.durable = DurableTriggers(book, nc, self.event_stats, settings.async_ack_wait)
         js = nc.jetstream()
         try:
-            await jetstream.ensure_streams(js, settings.async_ack_wait)
+            await jetstream.ensure_streams(js, settings.async_ack_wait, settings.nats_replicas)
         except nats.errors.Error as exc:
             log.error("async calls disabled: cannot set up their JetStream streams: %s", exc)
             return

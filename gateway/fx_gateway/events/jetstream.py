@@ -31,9 +31,10 @@ MESSAGE_MAX = 1024  # characters of an error message kept in a dead letter's hea
 MSG_ID = "Nats-Msg-Id"  # JetStream stores a message once per id within the stream's duplicate window
 
 
-async def ensure_streams(js: JetStreamContext, ack_wait: float) -> None:
-    """Check (on a NATS without auth: create) the async-call and dead-letter streams, then the shared consumer."""
-    await async_streams.ensure(js)
+async def ensure_streams(js: JetStreamContext, ack_wait: float, replicas: int = 1) -> None:
+    """Check (on a NATS without auth: create) the async-call and dead-letter streams, then the shared consumer.
+    `replicas` as the controller's (FX_NATS_REPLICAS): else the check finds them different and tries to change them."""
+    await async_streams.ensure(js, replicas)
     await ensure_consumer(js, ack_wait)
 
 

@@ -18,7 +18,7 @@ class Pages:
         for collector in collectors:
             self.registry.register(collector)
         ProcessCollector(registry=self.registry)
-        self.healthy = healthy  # NATS connected and the initial route tables loaded
+        self.healthy = healthy  # the initial route tables loaded (NATS may have gone since)
 
     def open(self, client: ClientConnection, path: bytes, metrics: bool) -> Answer:
         """/healthz, /metrics when `metrics` (not on --metrics-listen elsewhere), or the 404 for any other path."""

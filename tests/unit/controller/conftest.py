@@ -44,6 +44,7 @@ class FakeBackend:
         self.start_delay = 0.02
         self.runs_images = False
         self.secret_mirror = None
+        self.store_source = None
         self.runtimes = dict.fromkeys(RUNTIMES, "fake")
 
     def runtime_remedy(self, runtime: str) -> str:

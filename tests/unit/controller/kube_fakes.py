@@ -72,6 +72,9 @@ class FakeApi:
         body = self.secrets.get(name)
         return None if body is None else {k: base64.b64decode(v).decode() for k, v in body["data"].items()}
 
+    async def apply_secret(self, body: dict) -> None:
+        self.secrets[body["metadata"]["name"]] = body
+
     async def create_secret(self, body: dict) -> bool:
         if body["metadata"]["name"] in self.secrets:
             return False

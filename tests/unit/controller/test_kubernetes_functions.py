@@ -3,16 +3,23 @@ changed or deleted with kubectl is deployed or deleted through the admin API, a 
 
 from __future__ import annotations
 
+import os
+from datetime import UTC, datetime
+
 import httpx
 import pytest
+from fx.models import FunctionSpec
 from fx_controller.api.app import create_app
+from fx_controller.backends.kubernetes import records
 from fx_controller.backends.kubernetes.config import KubeConfig
 from fx_controller.backends.kubernetes.functions import FunctionSync
+from fx_controller.controller import Controller
 from fx_controller.settings import Settings
+from fx_controller.state.store import FunctionRecord, VersionRecord
 
 from tests.waiting import until
 
-from .conftest import TOKEN
+from .conftest import TOKEN, FakeBackend
 
 
 class FakeFunctions:
@@ -35,6 +42,15 @@ class FakeFunctions:
     async def patch_function_spec(self, name: str, spec: dict) -> None:
         self.items[name]["spec"] = spec
         self.items[name]["metadata"]["generation"] += 1
+
+    async def annotate_function(self, name: str, annotations: dict[str, str | None]) -> None:
+        have = self.items[name]["metadata"].setdefault("annotations", {})
+        have.update(annotations)
+        for key in [k for k, v in have.items() if v is None]:
+            del have[key]
+
+    async def list_functions(self) -> list[dict]:
+        return list(self.items.values())
 
     async def patch_function_status(self, name: str, status: dict) -> None:
         if name in self.items:
@@ -164,5 +180,78 @@ async def test_a_function_whose_new_version_fails_its_init_says_so_in_its_status
         assert condition["message"] == (
             "version 2 failed to initialise (Runtime.ImportModuleError: nope); traffic stays on 1:100"
         )
+    finally:
+        await sync.stop()
+
+
+async def test_the_store_is_rebuilt_from_the_function_resources_when_nats_lost_it(
+    controller, deployed, admin, settings
+) -> None:
+    """Each record is mirrored into its Function's annotation; a leader that finds the store without it (NATS
+    lost its data) creates it from there before loading: versions, traffic and aliases come back as they were."""
+    api = FakeFunctions()
+    sync = await started_sync(api, controller, settings)
+    try:
+        await deployed("hello")
+        await deployed("hello", b"def handler(e, c):\n    return 2\n", env={"V": "2"})
+        assert (await admin.put("/system/functions/hello/traffic", json={"traffic": {"1": 30, "2": 70}})).is_success
+        assert (await admin.put("/system/functions/hello/aliases/live", json={"version": 1})).is_success
+        record = controller.store.get("hello")
+
+        def mirrored() -> FunctionRecord | None:
+            text = api.items.get("hello", {}).get("metadata", {}).get("annotations", {}).get(records.ANNOTATION)
+            return text and records.decode(text)
+
+        await until(lambda: mirrored() == record, 5, "the whole record in the Function's annotation")
+    finally:
+        await sync.stop()  # the controller goes (its successor restores before it loads the store)
+    kv = controller.store._kv
+    # The store has it: nothing is replaced.
+    assert await records.StoreFromResources(api).restore(kv) == []
+    await kv.purge("hello")  # NATS lost it
+    backend = FakeBackend()
+    backend.store_source = records.StoreFromResources(api)
+    successor = Controller(settings, backend_factory=lambda s, a: backend)
+    await successor.start()
+    try:
+        assert successor.store.get("hello") == record
+        assert FunctionRecord.model_validate_json((await kv.get("hello")).value) == record
+        assert record.traffic == {1: 30, 2: 70} and record.aliases == {"live": 1} and len(record.versions) == 2
+    finally:
+        await successor.stop()
+    assert await records.StoreFromResources(api).restore(kv) == []  # once
+
+
+def test_a_record_too_big_for_an_annotation_is_not_mirrored_and_a_bad_one_is_refused() -> None:
+    def version(number: int, env_kb: int) -> VersionRecord:
+        env = {f"K{i}": os.urandom(500).hex() for i in range(env_kb)}  # random: gzip cannot shrink it below half
+        spec = FunctionSpec(name="big", artifact="sha256:" + "a" * 64, env=env)
+        return VersionRecord(version=number, digest="sha256:" + "a" * 64, created_at=datetime.now(UTC), spec=spec)
+
+    big = FunctionRecord(name="big", versions=[version(n, 60) for n in range(1, 9)], traffic={8: 100})
+    assert records.encode(big) is None
+    small = FunctionRecord(name="big", versions=[version(1, 1)], traffic={1: 100})
+    assert records.decode(records.encode(small)) == small
+    with pytest.raises(ValueError):
+        records.decode("not base64 of gzip")
+
+
+async def test_a_function_whose_code_is_gone_says_so_in_its_condition(controller, deployed, settings) -> None:
+    api = FakeFunctions()
+    sync = await started_sync(api, controller, settings)
+    try:
+        await deployed("hello")
+        await until(lambda: ready(api.items.get("hello", {})).get("reason") in ("Running", "ScaledToZero"))
+        digest = controller.store.get("hello").latest.spec.artifact
+
+        async def exists(wanted: str) -> bool:
+            return wanted != digest  # the code zip was lost with NATS's data
+
+        sync.artifact_exists = exists
+        sync.replicas_changed("hello")
+        await until(lambda: ready(api.items["hello"]).get("reason") == "ArtifactMissing")
+        message = ready(api.items["hello"])["message"]
+        assert ready(api.items["hello"])["status"] == "False"
+        assert "version 1" in message and "fx deploy" in message
     finally:
         await sync.stop()

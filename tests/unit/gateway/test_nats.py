@@ -5,11 +5,13 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 import nats
 import pytest
 from fx.protocol import KV_ROUTES, SUBJECT_ACTIVATE, SUBJECT_LOAD, ActivationReply, ActivationRequest, LoadReport
+from fx_gateway.route_feed import RouteFeed
 
 from tests.loopback import free_port
 from tests.unit.gateway.conftest import table
@@ -120,3 +122,13 @@ def test_the_cli_serves_health_and_exits_0_on_sigterm(nats_server):
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(15)
     assert code == 0, proc.stderr.read() if proc.stderr else ""
+
+
+def test_a_gateway_stays_ready_while_nats_is_away_once_it_has_its_route_tables() -> None:
+    """On Kubernetes, readiness decides whether the Service sends callers: a NATS outage must not take every
+    gateway out of it, since each keeps serving with the route tables it holds."""
+    link = SimpleNamespace(connected=False)
+    feed = RouteFeed(link, SimpleNamespace(), SimpleNamespace())  # type: ignore[arg-type]
+    assert not feed.healthy()  # never loaded: nothing to serve with
+    feed.loaded = True
+    assert feed.healthy()  # NATS away (link.connected False): still serving

@@ -33,7 +33,7 @@ from fx.nats_auth import Signer
 from ...settings import Settings
 from ...state.artifacts import Artifacts
 from ...tasks import spawn
-from ..base import EventSink, ReplicaEvent, ReplicaSpec, SecretMirror, init_error_event
+from ..base import EventSink, ReplicaEvent, ReplicaSpec, SecretMirror, StoreSource, init_error_event
 from . import kube, manifests, nats_identities
 from .admission import WebhookServer
 from .artifact_server import ArtifactServer
@@ -42,6 +42,7 @@ from .functions import FunctionSync
 from .pod_access import PodAccess
 from .pod_logs import PodLogs
 from .pods import PodState
+from .records import StoreFromResources
 from .secrets import KubeSecrets
 
 log = logging.getLogger("fx_controller.kubernetes")
@@ -108,6 +109,7 @@ def http_specialize(access: PodAccess, timeout: float) -> Specialize:
 class KubernetesBackend:
     runs_images = True
     secret_mirror: SecretMirror | None = None  # create() sets the Secrets a version's Deployment takes them from
+    store_source: StoreSource | None = None  # create() sets the Function resources the records are mirrored into
 
     @property
     def runtimes(self) -> dict[str, str]:
@@ -427,5 +429,7 @@ def create(settings: Settings, artifacts: Artifacts) -> KubernetesBackend:
         signer=signer,
     )
     sync.ready_count = backend.ready_count
+    sync.artifact_exists = artifacts.exists
     backend.secret_mirror = KubeSecrets(api)
+    backend.store_source = StoreFromResources(api)
     return backend

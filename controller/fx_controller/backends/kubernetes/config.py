@@ -43,6 +43,9 @@ class KubeConfig:
     # config) and the gateway's user in. Empty: NATS without auth, nobody gets credentials.
     nats_auth_secret: str = ""
     gateway_nats_secret: str = ""
+    # NATS as a JetStream cluster: host:port of every server's route listener (the StatefulSet's pods by the
+    # headless Service); the leader writes them, with a route password, into the server's config. Empty: one server.
+    nats_routes: tuple[str, ...] = ()
     # The warm pool (pods of `python -m fx_runtime.pool`, made by the chart): their memory limit in MB (0: no
     # pool) and termination grace; a function fits when its memory and timeout fit in those.
     pool_memory: int = 0
@@ -81,6 +84,7 @@ class KubeConfig:
             nats_url=env.get("FX_NATS_URL", d.nats_url),
             nats_auth_secret=env.get("FX_K8S_NATS_AUTH_SECRET", d.nats_auth_secret),
             gateway_nats_secret=env.get("FX_K8S_GATEWAY_NATS_SECRET", d.gateway_nats_secret),
+            nats_routes=tuple(r.strip() for r in env.get("FX_K8S_NATS_ROUTES", "").split(",") if r.strip()),
             pool_memory=int(env.get("FX_K8S_POOL_MEMORY", d.pool_memory)),
             pool_grace=int(env.get("FX_K8S_POOL_GRACE", d.pool_grace)),
         )

@@ -1,8 +1,10 @@
 """Function resources in step with fx, both ways.
 
 - fx → Kubernetes: every function in the store (KV fx_functions) has a Function resource with its latest
-  spec and a status (latest version, traffic, ready replicas, a Ready condition); a deleted function's
-  resource is deleted, and the garbage collector removes the Deployments it owns.
+  spec, its whole record in an annotation (records.py: the store is rebuilt from them if NATS loses it) and a
+  status (latest version, traffic, ready replicas, a Ready condition: ArtifactMissing when the code of a
+  version that serves is gone); a deleted function's resource is deleted, and the garbage collector removes
+  the Deployments it owns.
 - Kubernetes → fx (GitOps): a Function applied with kubectl whose spec differs from the latest version is
   deployed through the admin API, exactly as `fx deploy` would; a Function deleted with kubectl deletes the
   function. A spec the admin API refuses is reported in the resource's Ready condition.
@@ -13,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -25,7 +27,7 @@ from pydantic import ValidationError
 from ... import nats_connect
 from ...state.store import FunctionRecord
 from ...tasks import spawn
-from . import manifests
+from . import manifests, records
 from .kube import KubeApi
 
 log = logging.getLogger("fx_controller.functions")
@@ -64,6 +66,10 @@ def readiness(record: FunctionRecord, ready: int) -> tuple[bool | None, str, str
     return (True, "Running", f"{ready} replicas ready") if ready else (True, "ScaledToZero", "no replicas")
 
 
+async def _present(digest: str) -> bool:
+    return True
+
+
 class FunctionSync:
     def __init__(self, api: KubeApi, nats_url: str, admin: httpx.AsyncClient, nats_creds: Path | None = None) -> None:
         self._api = api
@@ -71,6 +77,8 @@ class FunctionSync:
         self._nats_creds = nats_creds  # the controller's NATS user (FX_NATS_CREDS); None: NATS without auth
         self._admin = admin  # this controller's own admin API, with the admin token
         self.ready_count: Callable[[str], int] = lambda function: 0  # the backend's count, set when it exists
+        self.artifact_exists: Callable[[str], Awaitable[bool]] = _present  # the controller's artifacts, by digest
+        self._too_big: set[str] = set()  # functions whose record does not fit an annotation (warned once)
         self._records: dict[str, FunctionRecord] = {}
         self._events: asyncio.Queue[tuple[str, dict]] = asyncio.Queue()  # Function events, applied in order
         self._deleting: set[str] = set()  # Functions fx deletes: their events until DELETED are stale
@@ -125,10 +133,31 @@ class FunctionSync:
         body = manifests.function_resource(self._api.cfg, record.latest.spec)
         found = await self._api.get_function(record.name)
         if found is None:
-            await self._api.create_function(body)
+            found = await self._api.create_function(body)
         elif found.get("spec") != body["spec"]:
             await self._api.patch_function_spec(record.name, body["spec"])
+        mirrored = records.encode(record)
+        if mirrored is None and record.name not in self._too_big:
+            self._too_big.add(record.name)
+            log.warning("function %s: its record is too big for an annotation; NATS alone keeps it", record.name)
+        if (found["metadata"].get("annotations") or {}).get(records.ANNOTATION) != mirrored:
+            await self._api.annotate_function(record.name, {records.ANNOTATION: mirrored})  # None removes it
         await self._report(record.name)
+
+    async def _lost_code(self, record: FunctionRecord) -> list[int]:
+        """The versions that serve (the latest, traffic, aliases) whose code zip is gone from the controller."""
+        serving = {record.latest.version, *(v for v, pct in record.traffic.items() if pct), *record.aliases.values()}
+        lost = []
+        for number in sorted(serving):
+            version = record.version(number)
+            if not (version and version.spec.artifact):
+                continue
+            try:
+                if not await self.artifact_exists(version.spec.artifact):
+                    lost.append(number)
+            except Exception as e:  # NATS away: not known to be lost, so not reported as lost
+                log.debug("could not check the code of %s version %d: %s", record.name, number, e)
+        return lost
 
     async def _report(self, name: str, problem: tuple[str, str] | None = None) -> None:
         record = self._records.get(name)
@@ -145,6 +174,10 @@ class FunctionSync:
                 "traffic": traffic_text(record.traffic),
                 "readyReplicas": ready,
             }
+        lost = await self._lost_code(record) if record and not problem else []
+        if lost:
+            versions = ", ".join(map(str, lost))
+            problem = ("ArtifactMissing", f"the code of version {versions} is gone (NATS lost it): run fx deploy again")
         if problem:
             status["conditions"] = [condition(False, problem[0], problem[1], generation)]
         elif record:

@@ -65,16 +65,23 @@ class KubeApi:
         assert found is not None
         return found
 
-    async def patch_function_spec(self, name: str, spec: dict) -> None:
+    async def _patch_function(self, name: str, patch: dict) -> None:
         await asyncio.to_thread(
-            self.custom.patch_namespaced_custom_object,
-            GROUP,
-            VERSION,
-            self.cfg.namespace,
-            PLURAL,
-            name,
-            {"spec": spec},
+            self.custom.patch_namespaced_custom_object, GROUP, VERSION, self.cfg.namespace, PLURAL, name, patch
         )
+
+    async def patch_function_spec(self, name: str, spec: dict) -> None:
+        await self._patch_function(name, {"spec": spec})
+
+    async def list_functions(self) -> list[dict]:
+        found = await asyncio.to_thread(
+            self.custom.list_namespaced_custom_object, GROUP, VERSION, self.cfg.namespace, PLURAL
+        )
+        return found["items"]
+
+    async def annotate_function(self, name: str, annotations: dict[str, str | None]) -> None:
+        """Merge-patches them in; a None value removes its annotation."""
+        await self._patch_function(name, {"metadata": {"annotations": annotations}})
 
     async def patch_function_status(self, name: str, status: dict) -> None:
         try:

@@ -2,7 +2,10 @@
 
 - `<release>-nats-auth`: the authority's seeds and the nats-server config rendered from it. Made once, by the
   leader, before it connects to NATS; the NATS pod mounts only the config (it waits while the Secret is
-  missing, so the start order needs nothing). Only the controller's account may read Secrets.
+  missing, so the start order needs nothing). Only the controller's account may read Secrets. In cluster mode
+  (FX_K8S_NATS_ROUTES) the config has a `cluster` block whose routes need a password, made once and kept here
+  too: a pod that can reach port 6222 cannot join the cluster (and so read every message) without it. Each
+  leader re-renders the config, so turning cluster mode on or off by `helm upgrade` reaches the NATS pods.
 - `<release>-gateway-nats`: the gateway's user (`nats.creds`), mounted into gateway pods.
 - `fx-NAME-vN-nats`: one per function version with a `nats:` grant, its user limited to the grant, mounted
   into that version's Deployment pods (owned by the Function, so it goes with it). A pool pod specialised
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import secrets
 from pathlib import Path
 from typing import Protocol
 
@@ -30,6 +34,9 @@ log = logging.getLogger("fx_controller.kubernetes")
 
 CONFIG_KEY = "nats.conf"  # in the authority's Secret: what the NATS pod mounts
 CREDS_KEY = "nats.creds"
+ROUTE_KEY = "route-password"  # in the authority's Secret: what NATS servers present to each other
+ROUTE_USER = "fx-route"
+ROUTE_PORT = 6222
 TOKEN_KEY = "key"
 
 
@@ -38,6 +45,7 @@ class SecretApi(Protocol):
 
     async def read_secret(self, name: str) -> dict[str, str] | None: ...
     async def create_secret(self, body: dict) -> bool: ...
+    async def apply_secret(self, body: dict) -> None: ...
 
 
 def _secret(cfg: KubeConfig, name: str, values: dict[str, str], owner: dict | None = None) -> dict:
@@ -67,10 +75,22 @@ async def prepare_platform(api: SecretApi, state_dir: Path) -> tuple[Path, Path]
     Returns (the controller's .creds file, the directory Signer.load reads) for its Settings."""
     cfg = api.cfg
     fresh = Authority.create()
+    password = secrets.token_hex(24)
     stored = await _ensure(
-        api, _secret(cfg, cfg.nats_auth_secret, {**fresh.to_dict(), CONFIG_KEY: fresh.server_config()})
+        api,
+        _secret(
+            cfg,
+            cfg.nats_auth_secret,
+            {**fresh.to_dict(), ROUTE_KEY: password, CONFIG_KEY: server_config(fresh, cfg.nats_routes, password)},
+        ),
     )
     authority = Authority.from_dict(stored)
+    # Made by an older chart (no route password) or for another number of servers: render it again.
+    wanted = {ROUTE_KEY: stored.get(ROUTE_KEY) or password}
+    wanted[CONFIG_KEY] = server_config(authority, cfg.nats_routes, wanted[ROUTE_KEY])
+    if any(stored.get(k) != v for k, v in wanted.items()):
+        await api.apply_secret(_secret(cfg, cfg.nats_auth_secret, {**stored, **wanted}))
+        log.info("rendered the NATS servers' config again (%d route(s))", len(cfg.nats_routes))
     signer = authority.signer
     await _ensure(
         api, _secret(cfg, cfg.gateway_nats_secret, {CREDS_KEY: signer.mint("fx-gateway", gateway_permissions())})
@@ -91,6 +111,23 @@ async def prepare_replica_token_key(api: SecretApi, state_dir: Path) -> None:
     path = state_dir / KEY_FILE
     path.unlink(missing_ok=True)
     load_key(path, stored[TOKEN_KEY])
+
+
+def server_config(authority: Authority, routes: tuple[str, ...], password: str) -> str:
+    """The nats-server config: operator-mode auth, and with `routes` (host:port) the cluster block. The
+    server's name (unique, stable per pod) and JetStream's store come from its flags."""
+    config = authority.server_config()
+    if not routes:
+        return config
+    urls = "\n".join(f"    nats-route://{ROUTE_USER}:{password}@{route}" for route in routes)
+    return config + (
+        "cluster {\n"
+        "  name: fx\n"
+        f"  listen: 0.0.0.0:{ROUTE_PORT}\n"
+        f"  authorization {{\n    user: {ROUTE_USER}\n    password: {password}\n  }}\n"
+        f"  routes: [\n{urls}\n  ]\n"
+        "}\n"
+    )
 
 
 def function_creds(signer: Signer, function: str, version: int, spec: FunctionSpec) -> str:
