@@ -5,9 +5,11 @@ there unpickles them. The store is opened (made, its limits set) at each upload,
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import hashlib
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
 
 from fx.models import DIGEST_RE, BlobInfo
 from fx.protocol import OBJ_BLOBS, blob_key
@@ -68,8 +70,11 @@ class Blobs:
                 400, "DigestMismatch", f"the uploaded bytes have sha256 {sha.hexdigest()}, not the {digest} named"
             )
         store = await self._open()
+        key = blob_key(function, digest)
+        if await self._fresh(key):  # the same bytes, with more than half their time left: not put again
+            return BlobInfo(digest=digest, size=size, ttl=self.ttl)
         try:
-            await store.put(blob_key(function, digest), b"".join(parts))
+            await store.put(key, b"".join(parts))
         except APIError as exc:
             if "maximum bytes" not in str(exc.description):
                 raise
@@ -81,6 +86,17 @@ class Blobs:
                 function=function,
             ) from exc
         return BlobInfo(digest=digest, size=size, ttl=self.ttl)
+
+    async def _fresh(self, key: str) -> bool:
+        """Whether the blob was put less than half the TTL ago. Putting it again would give it new chunks and
+        purge the old ones, which a call of a concurrent upload of the same bytes may be reading."""
+        meta = f"$O.{OBJ_BLOBS}.M.{base64.urlsafe_b64encode(key.encode()).decode()}"
+        try:
+            msg = await self._js.get_last_msg(STREAM, meta)
+        except NotFoundError:
+            return False
+        age = datetime.now(UTC) - msg.time if msg.time else timedelta.max
+        return age < timedelta(seconds=self.ttl / 2)
 
     def _check(self, function: str, digest: str) -> None:
         if not DIGEST_RE.match(digest):

@@ -40,21 +40,26 @@ class BlobReader:
         js = nc.jetstream()
         if self._nc is not nc or self._store is None:
             self._nc, self._store = nc, ObjectStore(OBJ_BLOBS, STREAM, js)
-        try:
-            info = await self._store.get_info(blob_key(function, digest))
-        except ObjectNotFoundError:
-            return None
-        # Chunk by chunk with direct gets (one request each, no consumer): nats-py's ObjectStore.get reads through
-        # an ordered consumer, about half a second more for a few MB, and joins the chunks by `+=` (quadratic).
+        for _ in range(2):  # again once when its chunks went: put again meanwhile (new chunks, the old purged)
+            try:
+                info = await self._store.get_info(blob_key(function, digest))
+            except ObjectNotFoundError:
+                return None
+            try:
+                return await self._chunks(js, info.nuid, info.chunks or 0)
+            except NotFoundError:
+                pass
+        return None  # its chunks expired (--blob-ttl) while it was read
+
+    async def _chunks(self, js, nuid: str, count: int) -> bytes:
+        """Chunk by chunk with direct gets (one request each, no consumer): nats-py's ObjectStore.get reads through
+        an ordered consumer, about half a second more for a few MB, and joins the chunks by `+=` (quadratic)."""
         chunks: list[bytes] = []
-        subject, seq = f"$O.{OBJ_BLOBS}.C.{info.nuid}", 1
-        try:
-            for _ in range(info.chunks or 0):
-                msg = await js.get_msg(STREAM, seq=seq, subject=subject, next=True, direct=True)
-                chunks.append(msg.data or b"")
-                seq = (msg.seq or seq) + 1
-        except NotFoundError:  # its chunks expired (--blob-ttl) while it was read
-            return None
+        subject, seq = f"$O.{OBJ_BLOBS}.C.{nuid}", 1
+        for _ in range(count):
+            msg = await js.get_msg(STREAM, seq=seq, subject=subject, next=True, direct=True)
+            chunks.append(msg.data or b"")
+            seq = (msg.seq or seq) + 1
         return b"".join(chunks)
 
 

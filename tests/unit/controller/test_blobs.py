@@ -37,6 +37,11 @@ async def test_a_blob_is_stored_for_its_function_with_the_ttl_and_size_limits(ad
     config = (await js.stream_info(STREAM)).config
     assert (config.max_age, config.max_bytes) == (600.0, 1_000_000)
 
+    objects = await js.object_store(OBJ_BLOBS)
+    first = (await objects.get_info(blob_key("hello", digest))).nuid
+    assert (await admin.put(url, content=data)).status_code == 200  # uploaded again soon after: not put again,
+    assert (await objects.get_info(blob_key("hello", digest))).nuid == first  # so a call reading it goes on
+
     controller.blobs.ttl, controller.blobs.store_max_bytes = 60.0, 2_000_000  # the flags changed: so does the store
     assert (await admin.put(url, content=data)).status_code == 200
     config = (await js.stream_info(STREAM)).config
