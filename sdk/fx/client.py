@@ -114,17 +114,15 @@ class Client(_Gateway):
         return str(self._send("GET", "/system/version").json()["version"])
 
     def has_artifact(self, digest: str) -> bool:
-        try:
-            self._send("HEAD", f"/system/artifacts/{digest}")
-        except FxError as exc:
-            if exc.status == 404:
-                return False
-            raise
-        return True
+        return self._exists(f"/system/artifacts/{digest}")
 
     def upload_artifact(self, digest: str, data: bytes) -> ArtifactInfo:
         r = self._send("PUT", f"/system/artifacts/{digest}", content=data, headers={"Content-Type": "application/zip"})
         return ArtifactInfo.model_validate_json(r.content)
+
+    def has_blob(self, function: str, digest: str) -> bool:
+        """Whether that blob is there for `function`'s calls, with more than half its TTL left."""
+        return self._exists(f"/system/blobs/{_seg(function)}/{digest}")
 
     def upload_blob(self, function: str, digest: str, data: bytes) -> BlobInfo:
         """A body for `function`'s calls to name by reference (X-Fx-Body-Ref), kept for the platform's TTL."""
@@ -293,7 +291,8 @@ class Client(_Gateway):
         body: bytes = request["content"]
         if by_reference_over is not None and not async_ and len(body) > by_reference_over:
             digest = "sha256:" + hashlib.sha256(body).hexdigest()
-            self.upload_blob(name, digest, body)
+            if not self.has_blob(name, digest):  # the same arguments as a recent call's are there already
+                self.upload_blob(name, digest, body)
             request["content"] = b""
             request["headers"][BODY_REF] = digest
         return _invoke_answer(self._send(**request))
@@ -316,6 +315,15 @@ class Client(_Gateway):
         if r.status_code >= 400:
             raise _error(r)
         return r
+
+    def _exists(self, url: str) -> bool:
+        try:
+            self._send("HEAD", url)
+        except FxError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
 
     def _put_function(self, spec: FunctionSpec, params: dict[str, str]) -> DeployResult:
         r = self._send("PUT", f"/system/functions/{_seg(spec.name)}", json=spec.model_dump(mode="json"), params=params)

@@ -15,7 +15,7 @@ from fx.models import DIGEST_RE, BlobInfo
 from fx.protocol import OBJ_BLOBS, blob_key
 from nats.js import JetStreamContext
 from nats.js.api import ObjectStoreConfig
-from nats.js.errors import APIError, BadRequestError, BucketNotFoundError, NotFoundError, ObjectNotFoundError
+from nats.js.errors import APIError, BadRequestError, BucketNotFoundError, NotFoundError
 from nats.js.object_store import ObjectStore
 
 from ..api.errors import ApiError
@@ -41,12 +41,9 @@ class Blobs:
         self.replicas = replicas  # copies in a JetStream cluster (FX_NATS_REPLICAS)
 
     async def exists(self, function: str, digest: str) -> bool:
+        """Whether the blob is there with more than half its TTL left: a call naming it now will find it."""
         self._check(function, digest)
-        try:
-            await (await self._open()).get_info(blob_key(function, digest))
-        except (ObjectNotFoundError, NotFoundError):
-            return False
-        return True
+        return await self._fresh(blob_key(function, digest))
 
     async def store(self, function: str, digest: str, chunks: AsyncIterator[bytes]) -> BlobInfo:
         """Read the upload (up to max_bytes) while hashing, verify it, then put it whole."""

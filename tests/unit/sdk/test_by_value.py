@@ -121,9 +121,13 @@ def test_arguments_over_by_reference_over_are_uploaded_and_a_refused_blob_names_
     handler = handler_of(tmp_path, lambda data: len(data))
     blobs: dict[str, bytes] = {}
     sent: list[int] = []  # the size of each call's own body
+    uploads: list[int] = []
 
     def answer(request: httpx.Request) -> httpx.Response:
+        if request.method == "HEAD":
+            return httpx.Response(200 if request.url.path.rsplit("/", 1)[1] in blobs else 404)
         if request.method == "PUT":
+            uploads.append(len(request.content))
             if len(request.content) > 50_000:
                 message = f"the body of {request.url.path} is limited to 50000 bytes"
                 return httpx.Response(413, json={"error": {"code": "RequestTooLarge", "message": message}})
@@ -136,7 +140,8 @@ def test_arguments_over_by_reference_over_are_uploaded_and_a_refused_blob_names_
     client = fx.Client("http://fx.test", "tok", transport=httpx.MockTransport(answer))
     f = fx.function(name="size", client=client, by_reference_over=10_000)(lambda data: len(data))
     monkeypatch.setattr(f, "deploy", lambda *a, **k: None)
-    assert f.remote(b"x" * 20_000) == 20_000 and sent == [0] and len(blobs) == 1
+    assert f.remote(b"x" * 20_000) == 20_000 and sent == [0] and len(blobs) == len(uploads) == 1
+    assert f.remote(b"x" * 20_000) == 20_000 and sent == [0, 0] and len(uploads) == 1  # there: not sent again
     assert f.remote(b"x" * 100) == 100 and sent[-1] > 0  # small: inline
     with pytest.raises(fx.BadRequest, match=r"MB pickled: over the platform's limit .* --blob-max-bytes\)"):
         f.remote(b"x" * 60_000)
