@@ -75,7 +75,10 @@ def http_event(payload: str, opts: Options) -> dict:
     if opts.body and "content-type" not in given:
         headers.append(("content-type", "application/json"))
     host = next(v for n, v in headers if n.lower() == "host")
-    headers += [("x-forwarded-for", PEER), ("x-forwarded-proto", "http"), ("x-forwarded-host", host)]  # the gateway's
+    # What the gateway adds, spelt as it spells them (REST API and ALB events keep the case): the hop's
+    # X-Forwarded-* and, on every request, the body's length.
+    headers += [("X-Forwarded-For", PEER), ("X-Forwarded-Proto", "http"), ("X-Forwarded-Host", host)]
+    headers.append(("Content-Length", str(len(opts.body.encode()))))
     raw = [(n.encode("latin-1"), v.encode("latin-1")) for n, v in headers]
     request = Request(method, path, opts.query.lstrip("?"), raw, opts.body.encode(), PEER, str(uuid.uuid4()))
     return build_event(payload, request, opts.function, REGION)
@@ -126,7 +129,7 @@ def schedule_event(opts: Options) -> dict:
 
 
 def _message(opts: Options) -> dict:
-    """A NATS message's fields as the gateway shows them: data as UTF-8 text (here always text)."""
+    """A NATS message's fields as the gateway shows them: data as text, or base64 when given so."""
     data = opts.data
     is_base64 = False
     if data.startswith("base64:"):  # binary data, given as base64 on the command line
@@ -135,7 +138,7 @@ def _message(opts: Options) -> dict:
         except ValueError as exc:
             raise InputError(f"--data {data[:20]}...: not valid base64") from exc
         data, is_base64 = data[7:], True
-    return {"subject": opts.subject, "data": data, "isBase64Encoded": is_base64, "headers": {}}
+    return {"subject": opts.subject, "data": data, "isBase64Encoded": is_base64, "headers": dict(opts.headers)}
 
 
 def _delivery(opts: Options) -> dict:

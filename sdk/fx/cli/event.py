@@ -18,7 +18,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         name, sep, value = header.partition(":")
         if not sep or not name.strip():
             raise InputError(f"--header {header!r}: give NAME:VALUE, e.g. 'content-type: text/plain'")
-        headers.append((name.strip().lower(), value.strip()))
+        headers.append((name.strip(), value.strip()))
     when = None
     if args.time:
         try:
@@ -61,7 +61,13 @@ def register(add: AddCommand) -> None:
     http.add_argument("--path", default="/", help="the path after /function/NAME (default /)")
     http.add_argument("--query", default="", help="a query string, e.g. 'name=you&n=1'")
     http.add_argument("--body", default="", help="the request body (JSON gets content-type application/json)")
-    http.add_argument("--header", action="append", default=[], metavar="NAME:VALUE", help="a header (repeatable)")
+    http.add_argument(
+        "--header",
+        action="append",
+        default=[],
+        metavar="NAME:VALUE",
+        help="a header (repeatable); NATS kinds: a message header",
+    )
     msg = gen.add_argument_group("NATS kinds (nats, jetstream, kv)")
     msg.add_argument("--subject", default="orders.created", help="the message's subject (nats, jetstream)")
     msg.add_argument("--trigger", help="the trigger's subject pattern, jetstream filter or KV key pattern")
