@@ -129,7 +129,7 @@ def test_trigger_events_and_answers_match_the_platform(platform: RunningPlatform
             ("eventSource", "fx:jetstream"),
             ("eventSource", "fx:kv"),
             ("source", "fx.schedule"),
-        ]  # fmt: skip
+        ]
     }
     nats_event, js_event, kv_event, tick = events.values()
     assert nats_event == generated(
