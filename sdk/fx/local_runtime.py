@@ -24,6 +24,7 @@ from fx import build, interpreters
 from fx.errors import FunctionError, InputError
 from fx.manifest import FunctionDef
 from fx.models import FunctionSpec
+from fx.platform import die_with_parent
 
 NO_ARTIFACT = "sha256:" + "0" * 64  # the code is the folder itself; the spec wants a digest
 READY_TIMEOUT_S = 60.0  # an import-heavy handler (pandas, torch) takes seconds; the platform's gate allows 30
@@ -105,6 +106,7 @@ class LocalReplica:
             stderr=subprocess.STDOUT,
             text=True,
             bufsize=1,
+            preexec_fn=die_with_parent,  # fx killed outright leaves no runtime behind
         )
         threading.Thread(target=self._read, daemon=True).start()
         if not self._ready.wait(READY_TIMEOUT_S):
