@@ -17,7 +17,7 @@ from urllib.parse import unquote
 
 import watchfiles
 
-from fx import manifest
+from fx import manifest, sam
 from fx.errors import FunctionError, InputError
 from fx.local_runtime import LocalReplica
 
@@ -42,7 +42,7 @@ class Functions:
 
     def load(self) -> None:
         """(Re)read the manifest and start every function; a bad manifest at a reload keeps what runs."""
-        defs = manifest.select(manifest.load(self.path), self.names, str(self.path))
+        defs = manifest.select(sam.functions(self.path), self.names, str(self.path))
         with self.lock:
             self.stop()
             self.code_dirs = {fn.name: fn.code_dir for fn in defs}
@@ -57,7 +57,7 @@ class Functions:
             except InputError as exc:
                 self.log(f"{exc}\n(keeping what runs until the manifest is fixed)")
             return
-        defs = {fn.name: fn for fn in manifest.select(manifest.load(self.path), self.names, str(self.path))}
+        defs = {fn.name: fn for fn in manifest.select(sam.functions(self.path), self.names, str(self.path))}
         for name, code_dir in self.code_dirs.items():
             if any(p.is_relative_to(code_dir) for p in changed) and name in defs:
                 self.log(f"{name}: code changed, restarting")

@@ -31,6 +31,7 @@ from typing import Any
 from cfn_flip import load_yaml
 from pydantic import ValidationError
 
+from fx import manifest
 from fx.errors import InputError
 from fx.manifest import FunctionDef
 from fx.models import FunctionSpec, check_alias, check_name
@@ -319,3 +320,8 @@ def _source_name(source: Any) -> str | None:
     if isinstance(source, str) and source.startswith("arn:"):
         return re.split(r"[:/]", source)[-1] or None
     return None
+
+
+def functions(path: Path) -> list[FunctionDef]:
+    """The functions of fx.yaml or of a SAM template, whichever the file is (fx graph, fx local)."""
+    return load(path).functions if is_sam(path) else manifest.load(path)

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from fx import graph, manifest
+from fx import graph, manifest, sam
 from fx.cli.common import EXIT_OK, AddCommand, client, err
 from fx.errors import InputError
 from fx.local_runtime import NO_ARTIFACT
@@ -17,7 +17,7 @@ def cmd_graph(args: argparse.Namespace) -> int:
     if args.deployed:
         specs, streams = _deployed(args)
     else:
-        defs = manifest.select(manifest.load(Path(args.file)), args.names, args.file)
+        defs = manifest.select(sam.functions(Path(args.file)), args.names, args.file)
         specs, streams = [fn.spec(None if fn.image else NO_ARTIFACT) for fn in defs], None
     if args.format == "png" and args.out is None and sys.stdout.isatty():
         raise InputError("--format png writes an image: give --out FILE.png, or pipe it")
@@ -57,7 +57,7 @@ def _deployed(args: argparse.Namespace) -> tuple[list[FunctionSpec], dict[str, l
 def register(add: AddCommand) -> None:
     g = add("graph", cmd_graph, "draw the functions and the events between them (Mermaid, DOT, SVG, PNG)")
     g.add_argument("names", nargs="*", metavar="NAME", help="only these functions")
-    g.add_argument("-f", "--file", default=manifest.MANIFEST, help="the manifest (default fx.yaml)")
+    g.add_argument("-f", "--file", default=manifest.MANIFEST, help="the manifest (default fx.yaml), or a SAM template")
     g.add_argument("--deployed", action="store_true", help="draw what is deployed instead of fx.yaml")
     g.add_argument(
         "--format", choices=graph.FORMATS, default="mermaid", help="mermaid (default), dot; svg, png need Graphviz"

@@ -7,7 +7,7 @@ import json
 import signal
 from pathlib import Path
 
-from fx import manifest
+from fx import manifest, sam
 from fx.cli.common import EXIT_OK, OUTPUT, AddCommand, err
 from fx.cli.invoke import event_from
 from fx.errors import InputError
@@ -20,7 +20,7 @@ DEFAULT_PORT = 3000  # sam local start-api's
 
 
 def cmd_invoke(args: argparse.Namespace) -> int:
-    defs = manifest.load(Path(args.manifest))
+    defs = sam.functions(Path(args.manifest))
     if args.name is None and len(defs) > 1:
         names = ", ".join(d.name for d in defs)
         raise InputError(f"{args.manifest} has {len(defs)} functions ({names}): name the one to invoke")
