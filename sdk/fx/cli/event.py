@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from datetime import datetime
 
 from fx.cli.common import EXIT_OK, AddCommand, print_json
@@ -27,25 +28,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
             raise InputError(f"--time {args.time!r}: give an ISO time, e.g. 2026-11-28T09:00:00Z") from exc
         if when.tzinfo is None:
             raise InputError(f"--time {args.time!r}: give the zone too, e.g. {args.time}Z")
-    opts = Options(
-        function=args.function,
-        method=args.method,
-        path=args.path,
-        query=args.query,
-        body=args.body,
-        headers=headers,
-        subject=args.subject,
-        trigger=args.trigger,
-        data=args.data,
-        stream=args.stream,
-        bucket=args.bucket,
-        key=args.key,
-        operation=args.operation,
-        sequence=args.sequence,
-        schedule=args.schedule,
-        timezone=args.timezone,
-        time=when,
-    )
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(Options) if hasattr(args, f.name)}
+    opts = Options(**{**given, "headers": headers, "time": when})
     print_json(generate(args.kind, opts))
     return EXIT_OK
 
