@@ -50,14 +50,16 @@ class Functions:
                 self._start(fn)
 
     def reload(self, changed: set[Path]) -> None:
-        if self.path.resolve() in changed:
-            self.log(f"{self.path}: changed, reloading every function")
-            try:
+        """Restart what `changed` touches; a manifest that went bad keeps what runs until it is fixed."""
+        try:
+            if self.path.resolve() in changed:
+                self.log(f"{self.path}: changed, reloading every function")
                 self.load()
-            except InputError as exc:
-                self.log(f"{exc}\n(keeping what runs until the manifest is fixed)")
+                return
+            defs = {fn.name: fn for fn in manifest.select(sam.functions(self.path), self.names, str(self.path))}
+        except InputError as exc:
+            self.log(f"{exc}\n(keeping what runs until {self.path} is fixed)")
             return
-        defs = {fn.name: fn for fn in manifest.select(sam.functions(self.path), self.names, str(self.path))}
         for name, code_dir in self.code_dirs.items():
             if any(p.is_relative_to(code_dir) for p in changed) and name in defs:
                 self.log(f"{name}: code changed, restarting")
