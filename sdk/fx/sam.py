@@ -55,10 +55,11 @@ _MAPPED = {
 }
 _ARCHITECTURES = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}
 _LINEAR = re.compile(r"^Linear(\d+)PercentEvery(\d+)Minutes?\Z")
+# SAM's batching property -> the durable trigger's setting and its value there
 _BATCH_KEYS = {
-    "BatchSize": "batch",
-    "MaximumBatchingWindowInSeconds": "window_ms",
-    "MaximumRetryAttempts": "max_deliver",
+    "BatchSize": ("batch", lambda n: n),
+    "MaximumBatchingWindowInSeconds": ("window_ms", lambda n: n * 1000),
+    "MaximumRetryAttempts": ("max_deliver", lambda n: n + 1),  # retries after the first delivery
 }
 _STREAM_NAME = re.compile(r"[^A-Za-z0-9_-]")
 
@@ -120,7 +121,11 @@ def load(path: Path) -> Template:
             continue
         properties = {**globals_, **(resource.get("Properties") or {})}
         converter = _Function(logical_id, properties, path.parent, template.notes)
-        fn = converter.convert()
+        try:
+            fn = converter.convert()
+        except (AttributeError, TypeError, ValueError) as exc:  # a list where SAM has a mapping, and the like
+            refusals.append(f"Resources.{logical_id}: not shaped as SAM's function ({exc})")
+            continue
         refusals += converter.refusals
         if fn is None:
             continue
@@ -267,10 +272,12 @@ class _Function:
             self.refuse(f"{where}.Properties", f"name the {kind} source with !GetAtt NAME.Arn or an ARN")
             return
         durable: dict[str, Any] = {}
-        for key, setting in _BATCH_KEYS.items():
-            if key in props:
-                value = int(props[key])
-                durable[setting] = {"window_ms": value * 1000, "max_deliver": value + 1}.get(setting, value)
+        for key, (setting, convert) in _BATCH_KEYS.items():
+            value = self._plain(f"{where}.Properties.{key}", props.get(key))
+            if isinstance(value, int) and not isinstance(value, bool):
+                durable[setting] = convert(value)
+            elif value is not None and not isinstance(value, dict):  # an intrinsic is refused by _plain already
+                self.refuse(f"{where}.Properties.{key}", f"{value!r}: give a whole number")
         known = {"Queue", "Stream", "Topics", "Enabled", "StartingPosition", "FunctionResponseTypes", *_BATCH_KEYS}
         for key in sorted(set(props) - known):
             self.refuse(f"{where}.Properties.{key}", "fx has no such setting for a JetStream trigger")
