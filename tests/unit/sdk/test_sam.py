@@ -109,3 +109,14 @@ Resources:
     ]:
         assert expected in errors
     assert "Traceback" not in errors
+
+
+def test_a_malformed_function_is_refused_by_name(tmp_path: Path) -> None:
+    (tmp_path / "template.yaml").write_text(
+        "Transform: AWS::Serverless-2016-10-31\nResources:\n  Odd:\n    Type: AWS::Serverless::Function\n"
+        "    Properties: {CodeUri: ., Handler: app.handler, Environment: [A, B],\n"
+        "      Events: {Q: {Type: SQS, Properties: {Queue: !GetAtt Q.Arn, BatchSize: many}}}}\n"
+    )
+    with pytest.raises(sam.TemplateRefused) as refused:
+        sam.load(tmp_path / "template.yaml")
+    assert "Resources.Odd: not shaped as SAM's function" in str(refused.value)
