@@ -14,7 +14,10 @@ PYPROJECTS := core/pyproject.toml sdk/pyproject.toml gateway/pyproject.toml cont
 $(STAMP): $(PYPROJECTS) requirements-dev.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e core -e sdk -e runtime-images -e gateway -e controller -r requirements-dev.txt
+	$(BIN)/python -m pip install -q -e core -e runtime-images -e gateway -e controller -r requirements-dev.txt
+	@# fx-sdk holds fx/__init__.py (fx.Client, @fx.function). The compat mode puts sdk/ on sys.path, where that
+	@# regular package is found; the strict mode's finder would leave fx as fx-core's bare namespace package.
+	$(BIN)/python -m pip install -q -e sdk --config-settings editable_mode=compat
 	@touch $@
 
 install: $(STAMP)

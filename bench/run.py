@@ -6,7 +6,8 @@ callers: requests/s, p50/p99 and the CPU µs per request of the gateway and of t
 for requests sent straight to the replica and through the gateway, in the same run. Then
 the cold start from zero (request in to response out, median of 20 functions at zero), with the function
 sandbox and, in a second platform started with --sandbox off, without it. Last, bench/deploy.py: deploy times
-of a function needing pandas, code and dependency layer apart vs one zip.
+of a function needing pandas, code and dependency layer apart vs one zip. And bench/map.py: f.map()'s tasks/s vs an
+`fx invoke` loop, and the SDK's overhead per task.
 
     make bench    (or: .venv/bin/python -m bench.run [--requests 20000])
 """
@@ -33,6 +34,7 @@ from fx.platform import Platform
 from fx.protocol import KV_ROUTES, RouteTable
 
 from bench import deploy as deploy_bench
+from bench import map as map_bench
 from bench.measure import load, pid_listening_on, replica_target
 
 FX = str(Path(sys.executable).with_name("fx"))
@@ -150,6 +152,7 @@ def main() -> None:
             f" {'on' if sandboxed else 'OFF (not root)'} {on_p50:.1f} ms, --sandbox off {off_p50:.1f} ms"
         )
         deploy_bench.report(p, Path(tmp))
+        map_bench.report(p, Path(tmp))
 
 
 @contextlib.contextmanager

@@ -16,9 +16,10 @@ BINARY = Path(sys.executable).with_name("nats-server")  # installed by the nats-
 
 
 @contextmanager
-def nats_server(store: Path, config: Path | None = None) -> Iterator[str]:
-    """Run nats-server with its JetStream data in `store` (and `config`, if any); yield its URL; stop it on exit."""
-    port = free_port()
+def nats_server(store: Path, config: Path | None = None, port: int = 0) -> Iterator[str]:
+    """Run nats-server with its JetStream data in `store` (and `config`, if any) on `port` (a free one if 0);
+    yield its URL; stop it on exit."""
+    port = port or free_port()
     with_config = ["-c", str(config)] if config else []
     proc = subprocess.Popen(
         [str(BINARY), *with_config, "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(store)],

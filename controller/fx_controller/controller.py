@@ -16,7 +16,7 @@ from pathlib import Path
 
 import nats
 import nats.js.errors
-from fx import async_streams, interpreters
+from fx import async_streams, interpreters, nats_client
 from fx.event_models import PlatformStatus
 from fx.models import DeployResult, FunctionInfo, FunctionSpec, VersionInfo
 from fx.nats_auth import ADMIN_CREDS, Signer
@@ -34,7 +34,7 @@ from fx.protocol import (
     kv_stream,
     load_report_key,
 )
-from nats.aio.client import Client as NATS
+from fx.state_dir import LIFELINE_FD_ENV
 from nats.aio.msg import Msg
 
 from . import nats_connect
@@ -49,6 +49,7 @@ from .events.messages import Messages
 from .events.user_streams import UserStreams
 from .metrics import Metrics
 from .nats_buckets import open_kv, open_object_store
+from .nats_recovery import NatsRecovery
 from .replicas.activator import Activator
 from .replicas.autoscaler import Autoscaler
 from .replicas.fleet import Fleet
@@ -102,6 +103,7 @@ def local_backend(settings: Settings, artifacts: Artifacts) -> Backend:
         uids=uids,
         sandbox_mode=settings.sandbox,
         interpreters=found,
+        lifeline=int(lifeline) if (lifeline := os.environ.pop(LIFELINE_FD_ENV, "")) else None,
     )
 
 
@@ -114,7 +116,7 @@ class Controller:
         self._backend_factory = backend_factory
         self._lock = asyncio.Lock()  # deploys and deletes of the function store happen one at a time
         self._tasks: set[asyncio.Task] = set()
-        self._nc: NATS | None = None
+        self._nc: nats_client.Client | None = None
 
     async def start(self) -> None:
         s = self.settings
@@ -143,18 +145,25 @@ class Controller:
         )
         self.routes = RoutePublisher(routes_kv, self.store, self.fleet)
         self.activator = Activator(self.store, self.fleet, self.load, self.metrics)
-        self.reconciler = Reconciler(self.store, self.fleet, self.load, self.autoscaler)
+        self.reconciler = Reconciler(
+            self.store, self.fleet, self.load, self.autoscaler, connected=lambda: self._nc.is_connected
+        )
         self.releases = Releases(self.store, self.routes, self.fleet, self.load, self._lock, s.keep_warm)
         self.dead_letters = DeadLetters(js, lambda name: self.store.get(name) is not None)
         self.user_streams = UserStreams(js, self._live_specs)
         self.messages = Messages(self._nc)
         self.gate = Gate(self.store, self.routes, self.fleet, self.load, self.releases, self._lock, s.init_timeout)
+        self.recovery = NatsRecovery(
+            js, self.store, secret_store, self.artifacts, self.routes, self._lock, self._live_specs
+        )
+        self._nc.on_reconnect(self._nats_back)
 
         await self.store.load()
         await secret_store.load()
         await self.backend.open(self.fleet.on_event)
+        await self.fleet.adopt(self._version)
         await self.secrets.open()
-        # Replicas of a previous run died with it: every table starts with no endpoints.
+        # Replicas of a previous run died with it, unless the backend kept them (adopted): the tables say which.
         for record in self.store.all():
             await self.routes.publish(record.name)
         await self._nc.subscribe(SUBJECT_ACTIVATE, cb=self._on_activate)
@@ -182,7 +191,14 @@ class Controller:
                 await self._nc.drain()
         log.info("controller stopped")
 
+    def _version(self, function: str, number: int) -> VersionRecord | None:
+        record = self.store.get(function)
+        return record.version(number) if record is not None else None
+
     # --- NATS ------------------------------------------------------------------------
+
+    async def _nats_back(self) -> None:
+        self.recovery.request()
 
     async def _publish(self, name: str) -> None:
         try:

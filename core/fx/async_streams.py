@@ -38,13 +38,17 @@ SETTINGS: tuple[dict, ...] = (
 )
 
 
-async def ensure(js: JetStreamContext) -> None:
-    """Create the streams, or bring them up to date; asks nothing of NATS but their info when they are."""
+async def ensure(js: JetStreamContext) -> list[str]:
+    """Create the streams, or bring them up to date; asks nothing of NATS but their info when they are.
+    Returns the names of the streams it created."""
+    created = []
     for settings in SETTINGS:
         try:
             have = (await js.stream_info(settings["name"])).config
         except nats.js.errors.NotFoundError:
             await js.add_stream(StreamConfig(**settings))
+            created.append(settings["name"])
             continue
         if any(getattr(have, k) != v for k, v in settings.items()):
             await js.update_stream(StreamConfig(**settings))
+    return created

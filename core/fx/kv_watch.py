@@ -9,12 +9,21 @@ values when the watch began.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 
+import nats.errors
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
+from .nats_client import Client
+
+log = logging.getLogger("fx.nats")
+
 DELETED = (KV_DEL, KV_PURGE)
+RETRY_S = 0.5
 
 
 async def watch(kv: KeyValue) -> AsyncIterator[KeyValue.Entry | None]:
@@ -49,3 +58,56 @@ async def load(kv: KeyValue) -> dict[str, bytes]:
             else:
                 values[entry.key] = entry.value
     return values
+
+
+async def follow(nc: Client, open_bucket: Callable[[], Awaitable[KeyValue]]) -> AsyncIterator[KeyValue.Entry | None]:
+    """`watch`, kept alive: after every reconnect the bucket is opened again (`open_bucket` may wait for it to
+    be re-created) and watched from scratch, since the watch's consumer may have died with nats-server, or its
+    stream been lost and re-created with new sequence numbers. So every current entry comes again after a
+    reconnect (apply them idempotently); None comes once, after the first full load. A key deleted while the
+    connection was down is not reported."""
+    loaded = warned = False
+    while True:
+        reconnected = nc.reconnected()
+        try:
+            kv = await open_bucket()
+            async with aclosing(_until(watch(kv), reconnected)) as entries:
+                async for entry in entries:
+                    warned = False
+                    if entry is not None:
+                        yield entry
+                    elif not loaded:
+                        loaded = True
+                        yield None
+        except (nats.errors.Error, OSError) as exc:  # NATS went away mid-watch, or the bucket is not back yet
+            if not warned:
+                log.warning("KV watch failed (%s); watching again once NATS is back", exc)
+                warned = True
+        if reconnected.done():
+            log.info("NATS reconnected: watching the bucket again")
+        else:  # the watch ended or failed while connected: try again shortly, or at once on a reconnect
+            await asyncio.wait({reconnected}, timeout=RETRY_S)
+            reconnected.cancel()
+
+
+async def _until(entries: AsyncIterator, stop: asyncio.Future) -> AsyncIterator:
+    """`entries` until `stop` resolves."""
+    pending: set[asyncio.Future] = {stop}
+    try:
+        while True:
+            step = asyncio.ensure_future(anext(entries))
+            pending = {step, stop}
+            await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            if not step.done():
+                return
+            try:
+                yield step.result()
+            except StopAsyncIteration:
+                return
+    finally:
+        for future in pending - {stop}:
+            future.cancel()
+            with contextlib.suppress(BaseException):
+                await future
+        with contextlib.suppress(Exception):
+            await entries.aclose()

@@ -17,6 +17,9 @@ from pathlib import Path
 
 LOCK_FILE = "lock"
 LOCK_FD_ENV = "FX_STATE_LOCK_FD"
+# The read end of a pipe whose write end only `fx up` holds: EOF once it is gone, however it ended. Given it,
+# the controller's zygotes (and so the replicas) outlive a controller crash but never `fx up`.
+LIFELINE_FD_ENV = "FX_LIFELINE_FD"
 PROTECTIONS_FILE = "protections.txt"  # the controller's start-up report on the function sandbox
 
 

@@ -31,6 +31,16 @@ def _raise_fd_limit(connections: int) -> None:
         )
 
 
+async def _routes_loaded(gateway: Gateway, within: float, stop: asyncio.Event) -> None:
+    """Wait (up to `within` s) for the initial route tables: a caller of a restarted gateway is refused a
+    connection meanwhile (and retries), instead of getting a 404 for a function it has not loaded yet."""
+    deadline = asyncio.get_running_loop().time() + within
+    while not gateway.feed.loaded and not stop.is_set() and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.02)
+    if not gateway.feed.loaded:
+        log.warning("route tables not loaded after %g s: listening anyway (functions answer 404 until then)", within)
+
+
 async def serve(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -38,15 +48,17 @@ async def serve(settings: Settings) -> None:
         loop.add_signal_handler(sig, stop.set)
     _raise_fd_limit(settings.max_connections)
     gateway = Gateway(settings)
-    server = await loop.create_server(gateway.connection, settings.host, settings.port, backlog=2048)
-    log.info("listening on http://%s:%d (gateway id %s)", settings.host, settings.port, settings.gateway_id)
-    servers = [server]
+    servers = []
     if settings.metrics_port:
         host, port = settings.metrics_host, settings.metrics_port
         servers.append(await loop.create_server(gateway.metrics_connection, host, port))
         log.info("serving /metrics on http://%s:%d only", host, port)
     gateway.start_sweeps()
     starting = spawn(gateway.start())
+    await _routes_loaded(gateway, settings.routes_wait, stop)
+    server = await loop.create_server(gateway.connection, settings.host, settings.port, backlog=2048)
+    log.info("listening on http://%s:%d (gateway id %s)", settings.host, settings.port, settings.gateway_id)
+    servers.append(server)
     await stop.wait()
     log.info("stopping: no new connections, finishing in-flight requests (up to %g s)", settings.drain_timeout)
     for listener in servers:

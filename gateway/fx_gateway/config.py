@@ -27,6 +27,7 @@ class Settings:
     max_request_bytes: int = 6 * 1024 * 1024  # ceiling on every route table's own limit
     gateway_id: str = ""
     drain_timeout: float = 10.0  # seconds in-flight requests get on SIGTERM
+    routes_wait: float = 5.0  # seconds the listener waits for the initial route tables before it opens anyway
     # async invocations
     async_max_bytes: int = 256 * 1024  # body of one async call, as Lambda's async payload limit
     async_concurrency: int = 64  # calls this gateway runs at once
@@ -74,6 +75,13 @@ _NUMBERS = (
     ),
     ("--max-request-bytes", int, Settings.max_request_bytes, "ceiling on any function's request body limit"),
     ("--drain-timeout", float, Settings.drain_timeout, "seconds in-flight requests get on SIGTERM"),
+    (
+        "--routes-wait",
+        float,
+        Settings.routes_wait,
+        "seconds the listener waits for NATS and the initial route tables before it opens anyway (until then a"
+        " restarted gateway refuses connections rather than answer 404 for the functions it has not loaded)",
+    ),
     ("--async-max-bytes", int, Settings.async_max_bytes, "max body of an async call"),
     ("--async-concurrency", int, Settings.async_concurrency, "async calls this gateway runs at once"),
     ("--async-retries", int, Settings.async_retries, "retries of a failed async call before it is dead-lettered"),

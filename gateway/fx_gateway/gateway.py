@@ -48,9 +48,9 @@ class Gateway:
     async def start(self) -> None:
         """Connect to NATS (retrying until it is up), then follow the route tables and serve events."""
         nc = await self.link.connect()
-        kv = await self.feed.bucket(nc)
+        await self.feed.bucket(nc)  # made by the controller: the async-call streams are there too
         await self.events.start(nc)
-        self._tasks += [spawn(self.feed.watch(kv)), spawn(self.link.report(self.book.stats))]
+        self._tasks += [spawn(self.feed.watch(nc)), spawn(self.link.report(self.book.stats))]
 
     async def stop(self, drain_timeout: float) -> None:
         """Finish the requests in flight (bounded), then the event work under way, then leave NATS."""

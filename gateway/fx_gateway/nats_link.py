@@ -1,13 +1,14 @@
-"""The gateway's NATS connection: made (retrying until NATS is up, so start order does not matter) and closed,
-and the two things the data plane says on it: activation requests and load reports."""
+"""The gateway's NATS connection: made (retrying until NATS is up, so start order does not matter), kept
+(reconnecting forever, whatever closed it: fx.nats_client) and closed, and the two things the data plane says
+on it: activation requests and load reports."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 
-import nats
 import nats.errors
+from fx import nats_client
 from fx.protocol import (
     LOAD_REPORT_INTERVAL_S,
     SUBJECT_ACTIVATE,
@@ -16,7 +17,6 @@ from fx.protocol import (
     ActivationRequest,
     LoadReport,
 )
-from nats.aio.client import Client as NATS
 
 from fx_gateway.config import Settings
 from fx_gateway.proxy.dispatch import NoController
@@ -32,27 +32,24 @@ class NatsLink:
         self.url = settings.nats_url
         self.creds = settings.nats_creds
         self.gateway_id = settings.gateway_id
-        self.nc: NATS | None = None
+        self.nc: nats_client.Client | None = None
 
     @property
     def connected(self) -> bool:
         return self.nc is not None and self.nc.is_connected
 
-    async def connect(self) -> NATS:
+    async def connect(self) -> nats_client.Client:
         warned = False
         while self.nc is None:
             try:
-                self.nc = await nats.connect(
+                self.nc = await nats_client.connect(
                     self.url,
-                    name=f"fx-gateway {self.gateway_id}",
-                    max_reconnect_attempts=-1,
+                    f"fx-gateway {self.gateway_id}",
+                    self.creds,
                     reconnect_time_wait=CONNECT_RETRY_S,
-                    allow_reconnect=True,
                     connect_timeout=2,
                     disconnected_cb=self._disconnected,
                     reconnected_cb=self._reconnected,
-                    error_cb=self._error,
-                    user_credentials=self.creds,
                 )
             except (OSError, nats.errors.Error) as exc:
                 if not warned:
@@ -98,6 +95,3 @@ class NatsLink:
 
     async def _reconnected(self) -> None:
         log.info("NATS reconnected")
-
-    async def _error(self, exc: Exception) -> None:
-        log.warning("NATS: %s", exc)

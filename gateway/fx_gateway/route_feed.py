@@ -1,5 +1,6 @@
 """Route tables in: the fx_routes bucket watched, each change applied to the route book and to the event
-engines' subscriptions."""
+engines' subscriptions. The watch starts again after every NATS reconnect (kv_watch.follow): the tables held
+keep serving meanwhile, and those the controller publishes again once NATS is back are picked up."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ import logging
 
 import nats.errors
 import nats.js.errors
-from fx import kv_watch
+from fx import kv_watch, nats_client
 from fx.protocol import KV_ROUTES, RouteTable
-from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 
 from fx_gateway.events.engines import Events
@@ -30,8 +31,8 @@ class RouteFeed:
     def healthy(self) -> bool:
         return self.loaded and self.link.connected
 
-    async def watch(self, kv: KeyValue) -> None:
-        async for entry in kv_watch.watch(kv):
+    async def watch(self, nc: nats_client.Client) -> None:
+        async for entry in kv_watch.follow(nc, lambda: self.bucket(nc)):
             if entry is None:  # everything that existed when the watch began has been delivered
                 if not self.loaded:
                     self.loaded = True
@@ -52,22 +53,28 @@ class RouteFeed:
             except nats.errors.Error as exc:
                 log.error("function %s: cannot subscribe to its triggers: %s", entry.key, exc)
 
-    async def bucket(self, nc: NATS) -> KeyValue:
+    async def bucket(self, nc: nats_client.Client) -> KeyValue:
         """The route tables' bucket. Only on a NATS without auth may a gateway create it; with its own user
-        it waits for the controller to (start order does not matter)."""
+        it waits for the controller to (start order does not matter, nor NATS coming back without its store)."""
         js = nc.jetstream()
         warned = False
         while True:
             try:
                 return await js.key_value(KV_ROUTES)
-            except nats.js.errors.BucketNotFoundError:
-                pass
-            try:
-                return await js.create_key_value(bucket=KV_ROUTES, history=1)
-            except nats.js.errors.Error:  # the controller made it meanwhile
-                return await js.key_value(KV_ROUTES)
-            except nats.errors.Error as exc:  # not allowed to: the controller will
-                if not warned:
-                    log.warning("waiting for the controller to create KV %s (%s)", KV_ROUTES, exc)
-                    warned = True
-                await asyncio.sleep(CONNECT_RETRY_S)
+            except nats.js.errors.BucketNotFoundError as exc:
+                why: Exception = exc
+                if not self.link.creds:
+                    return await self._create(js)
+            except nats.errors.Error as exc:  # NATS away
+                why = exc
+            if not warned:
+                log.warning("waiting for the controller to create KV %s (%s)", KV_ROUTES, why)
+                warned = True
+            await asyncio.sleep(CONNECT_RETRY_S)
+
+    @staticmethod
+    async def _create(js: JetStreamContext) -> KeyValue:
+        try:
+            return await js.create_key_value(bucket=KV_ROUTES, history=1)
+        except nats.js.errors.Error:  # the controller made it meanwhile
+            return await js.key_value(KV_ROUTES)

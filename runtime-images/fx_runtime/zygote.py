@@ -4,6 +4,13 @@ Reads `{"op": "spawn", "id", "env", "log", "sandbox"?}` lines on stdin and forks
 this already-imported interpreter; writes `spawned` / `ready` / `init_error` / `exit` events as JSON lines
 on stdout. Single-threaded on purpose: forking a process that has threads is unsafe.
 
+Started with `--control PATH --lifeline FD` (by `fx up`'s controller), it outlives the controller that
+started it: when its stdin closes without a `stop`, it keeps its replicas and waits on the Unix socket PATH
+for the next controller, greets it with `{"event": "hello", ...}` (its pid, sandbox report and ready
+replicas) and takes its commands from that connection. It stops when the lifeline (a pipe whose write end
+only `fx up` holds) closes, so neither it nor its replicas outlive `fx up`, however that ends. Without
+them, it dies with its parent (PDEATHSIG) as before.
+
 Started with `--sandbox`, it first reads one line of sandbox.Config JSON from stdin; its first event is then
 `{"event": "sandbox", ...}` (what this host allows), and a spawn with a `sandbox` object (sandbox.Spec) runs
 confined (sandbox/). Such a spawn's environment is not in the command but in `sandbox.env_file`, which
@@ -13,6 +20,7 @@ function's variables.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import ctypes
 import encodings.idna  # noqa: F401  (asyncio's create_server encodes the host name with it: 3 ms per replica)
@@ -21,6 +29,7 @@ import json
 import os
 import selectors
 import signal
+import socket
 import sys
 import time
 import traceback
@@ -43,15 +52,26 @@ def die_with_parent(expected_parent: int) -> None:
         os._exit(1)
 
 
-def emit(event: dict) -> None:
+def emit(event: dict, fd: int = 1) -> None:
     data = memoryview((json.dumps(event) + "\n").encode())
     while data:
-        data = data[os.write(1, data) :]
+        data = data[os.write(fd, data) :]
 
 
 class Zygote:
-    def __init__(self, sandbox: sandboxing.Sandbox | None = None) -> None:
+    def __init__(
+        self,
+        sandbox: sandboxing.Sandbox | None = None,
+        report: dict | None = None,
+        control: str | None = None,
+        lifeline: int | None = None,
+    ) -> None:
         self.sandbox = sandbox
+        self.report = report  # the sandbox report, told again to each controller that connects
+        self.commands_fd: int | None = 0  # the controller's commands: stdin, or an accepted control connection
+        self.events_fd: int | None = 1  # where events go; None while no controller is connected
+        self.connection: socket.socket | None = None
+        self.endpoints: dict[int, str] = {}  # pid -> endpoint, once ready: what a new controller may adopt
         self.selector = selectors.DefaultSelector()
         self.children: dict[int, str] = {}  # pid -> replica id
         self.reports: dict[int, tuple[str, int, bytearray]] = {}  # report pipe fd -> (replica id, pid, partial line)
@@ -72,13 +92,45 @@ class Zygote:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the controller's to handle
         self.selector.register(0, selectors.EVENT_READ, None)
         self.selector.register(self.wake_r, selectors.EVENT_READ, None)
+        self.control_path = control
+        self.listener: socket.socket | None = None
+        if control is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(control)  # a dead zygote's: nothing listens on it
+            self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            old = os.umask(0o177)  # connectable by this uid only (its directory is 0700 too)
+            try:
+                self.listener.bind(control)
+            finally:
+                os.umask(old)
+            self.listener.listen(1)
+            self.selector.register(self.listener.fileno(), selectors.EVENT_READ, None)
+        self.lifeline = lifeline
+        if lifeline is not None:
+            os.set_blocking(lifeline, False)
+            self.selector.register(lifeline, selectors.EVENT_READ, None)
+
+    def emit(self, event: dict) -> None:
+        """An event for the controller; dropped while none is connected (the next one is told in its hello)."""
+        if self.events_fd is None:
+            return
+        try:
+            emit(event, self.events_fd)
+        except OSError:  # the controller is gone
+            self.disconnect()
 
     def run(self) -> None:
         while self.stop_by is None or ((self.children or self.spares) and time.monotonic() < self.stop_by):
             timeout = min([1.0, *(at - time.monotonic() for at in self.kill_at.values())])
             for key, _ in self.selector.select(timeout=max(timeout, 0)):
-                if key.fd == 0:
+                if self.selector.get_map().get(key.fd) is not key:
+                    continue  # unregistered by an earlier event of this batch (a controller replaced)
+                if key.fd == self.commands_fd:
                     self.read_commands()
+                elif self.listener is not None and key.fd == self.listener.fileno():
+                    self.accept()
+                elif key.fd == self.lifeline:
+                    self.read_lifeline()
                 elif key.fd == self.wake_r:
                     while os.read(self.wake_r, 512) == 512:
                         pass
@@ -90,16 +142,21 @@ class Zygote:
             self.refill()
             self.kill_late()
             self.released = [c for c in self.released if not c.release()]
+        if self.control_path is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.control_path)
 
     def read_commands(self) -> None:
-        data = os.read(0, 1 << 16)
+        assert self.commands_fd is not None
+        try:
+            data = os.read(self.commands_fd, 1 << 16)
+        except OSError:  # a connection reset by a controller that died
+            data = b""
         if not data:
-            self.selector.unregister(0)
-            self.stop_by = time.monotonic() + _STOP_GRACE_S
-            for pid in self.children:
-                os.kill(pid, signal.SIGTERM)
-            for pid in self.spares:
-                os.kill(pid, signal.SIGKILL)
+            if self.listener is None:
+                self.stop()  # no other controller can come: this one's going ends us
+            else:
+                self.disconnect()
             return
         self.commands += data
         *lines, rest = self.commands.split(b"\n")
@@ -108,9 +165,70 @@ class Zygote:
             if line.strip():
                 self.command(line)
 
+    def stop(self) -> None:
+        """Stop the replicas (SIGTERM, SIGKILL after the grace the loop keeps), then exit. Idempotent."""
+        if self.stop_by is not None:
+            return
+        if self.commands_fd is not None:  # no more commands; the controller still hears the exits, if it listens
+            self.selector.unregister(self.commands_fd)
+            self.commands_fd = None
+        if self.listener is not None:  # no controller may connect to a zygote that is going
+            self.selector.unregister(self.listener.fileno())
+            self.listener.close()
+            self.listener = None
+        self.stop_by = time.monotonic() + _STOP_GRACE_S
+        for pid in self.children:
+            os.kill(pid, signal.SIGTERM)
+        for pid in self.spares:
+            os.kill(pid, signal.SIGKILL)
+
+    def disconnect(self) -> None:
+        """The controller is gone (or replaced): keep the replicas, wait for the next one."""
+        if self.commands_fd is not None:
+            self.selector.unregister(self.commands_fd)
+        if self.connection is not None:
+            self.connection.close()
+        elif self.events_fd is not None:  # the first controller's pipes: /dev/null in their place
+            null_fd = os.open(os.devnull, os.O_RDWR)
+            os.dup2(null_fd, 0)
+            os.dup2(null_fd, 1)
+            os.close(null_fd)
+        self.commands_fd = self.events_fd = None
+        self.connection = None
+        self.commands.clear()
+
+    def accept(self) -> None:
+        """A controller connects (the one that started us is gone): it gets our replicas, then commands us."""
+        assert self.listener is not None
+        try:
+            connection, _ = self.listener.accept()
+        except OSError:
+            return
+        self.disconnect()  # one controller at a time: the state dir's lock makes a second one impossible
+        connection.setblocking(True)
+        self.connection = connection
+        self.commands_fd = self.events_fd = connection.fileno()
+        self.selector.register(self.commands_fd, selectors.EVENT_READ, None)
+        ready = [
+            {"id": replica_id, "pid": pid, "endpoint": self.endpoints[pid]}
+            for pid, replica_id in self.children.items()
+            if pid in self.endpoints
+        ]
+        self.emit({"event": "hello", "pid": os.getpid(), "sandbox": self.report, "replicas": ready})
+
+    def read_lifeline(self) -> None:
+        """Readable only once `fx up` is gone (nothing is ever written to it): stop."""
+        assert self.lifeline is not None
+        self.selector.unregister(self.lifeline)
+        os.close(self.lifeline)
+        self.lifeline = None
+        self.stop()
+
     def command(self, line: bytes) -> None:
         try:
             cmd = json.loads(line)
+            if cmd["op"] == "stop":
+                return self.stop()
             if cmd["op"] != "spawn":
                 raise ValueError(f"unknown op {cmd['op']!r}")
             spec = sandboxing.Spec(**cmd["sandbox"]) if cmd.get("sandbox") else None
@@ -135,7 +253,7 @@ class Zygote:
         self.reports[report_fd] = (replica_id, pid, bytearray())
         self.report_fd[pid] = report_fd
         self.selector.register(report_fd, selectors.EVENT_READ, None)
-        emit({"id": replica_id, "event": "spawned", "pid": pid})
+        self.emit({"id": replica_id, "event": "spawned", "pid": pid})
 
     def spawn_confined(self, replica_id: str, env: dict[str, str], log: str, spec: sandboxing.Spec) -> None:
         """Hand the spare this replica (a new spare if there is none), then make the next spare."""
@@ -182,8 +300,10 @@ class Zygote:
 
     def refuse(self, replica_id: str, message: str) -> None:
         """A replica that could not even be forked: it fails its init, and is gone."""
-        emit({"id": replica_id, "event": "init_error", "errorType": "Runtime.SandboxError", "errorMessage": message})
-        emit({"id": replica_id, "event": "exit", "pid": 0, "code": 70})
+        self.emit(
+            {"id": replica_id, "event": "init_error", "errorType": "Runtime.SandboxError", "errorMessage": message}
+        )
+        self.emit({"id": replica_id, "event": "exit", "pid": 0, "code": 70})
 
     def out_of_memory(self, fd: int) -> None:
         """A replica hit its memory limit (the kernel holds it there): during init it fails at once; serving,
@@ -198,7 +318,7 @@ class Zygote:
             self.reported.add(pid)
             replica_id = self.children[pid]
             error = {"errorType": "Runtime.OutOfMemory", "errorMessage": OUT_OF_MEMORY_MESSAGE}
-            emit({"id": replica_id, "event": "init_error", **error})
+            self.emit({"id": replica_id, "event": "init_error", **error})
         elif not confinement.oom_signalled:
             confinement.signal_out_of_memory()
             self.kill_at[pid] = time.monotonic() + _OOM_GRACE_S
@@ -230,7 +350,10 @@ class Zygote:
             if pid in self.reported:
                 continue  # already failed for want of memory
             self.reported.add(pid)
-            emit({"id": replica_id, **json.loads(line)})
+            event = json.loads(line)
+            if event.get("event") == "ready":
+                self.endpoints[pid] = str(event.get("endpoint", ""))
+            self.emit({"id": replica_id, **event})
 
     def reap(self) -> None:
         while True:
@@ -246,6 +369,7 @@ class Zygote:
             if pid in self.spares:
                 os.close(self.spares.pop(pid))
             self.reported.discard(pid)
+            self.endpoints.pop(pid, None)
             self.kill_at.pop(pid, None)
             confinement = self.confined.pop(pid, None)
             if confinement is not None:
@@ -254,7 +378,7 @@ class Zygote:
                     self.released.append(confinement)
             replica_id = self.children.pop(pid, None)
             if replica_id is not None:
-                emit({"id": replica_id, "event": "exit", "pid": pid, "code": os.waitstatus_to_exitcode(status)})
+                self.emit({"id": replica_id, "event": "exit", "pid": pid, "code": os.waitstatus_to_exitcode(status)})
 
     def forget_oom(self, confinement: sandboxing.Confinement) -> None:
         fd = confinement.cgroup.oom_fd
@@ -360,23 +484,34 @@ def _first_line() -> bytes:
     return bytes(line)
 
 
+def _arguments(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m fx_runtime.zygote")
+    parser.add_argument("--sandbox", action="store_true", help="the sandbox config is stdin's first line")
+    parser.add_argument("--control", help="a Unix socket where the next controller connects, once this one is gone")
+    parser.add_argument("--lifeline", type=int, help="an inherited fd that reads EOF once fx up is gone: then stop")
+    args = parser.parse_args(argv)
+    if (args.control is None) != (args.lifeline is None):
+        parser.error("--control and --lifeline go together")
+    return args
+
+
 def main(argv: list[str] | None = None) -> None:
-    die_with_parent(os.getppid())
-    args = sys.argv[1:] if argv is None else argv
-    sandbox = None
-    if args == ["--sandbox"]:  # the config is stdin's first line: a replica can read this process's argv
+    args = _arguments(sys.argv[1:] if argv is None else argv)
+    if args.lifeline is None:
+        die_with_parent(os.getppid())
+    sandbox, report = None, None
+    if args.sandbox:  # the config is stdin's first line: a replica can read this process's argv
         sandbox = sandboxing.Sandbox(sandboxing.Config(**json.loads(_first_line())))
-        emit(
-            {
-                "event": "sandbox",
-                "namespaces": sandbox.namespaces,
-                "namespaces_error": sandbox.namespaces_error,
-                "limits": sandbox.controllers(),
-                "oom_answer": bool(sandbox.hierarchies) and sandbox.controllers().get("memory") == 1,
-            }
-        )
+        report = {
+            "event": "sandbox",
+            "namespaces": sandbox.namespaces,
+            "namespaces_error": sandbox.namespaces_error,
+            "limits": sandbox.controllers(),
+            "oom_answer": bool(sandbox.hierarchies) and sandbox.controllers().get("memory") == 1,
+        }
+        emit(report)
     gc.freeze()  # keep the imported runtime's pages shared with every replica (no copy-on-write by the GC)
-    Zygote(sandbox).run()
+    Zygote(sandbox, report, args.control, args.lifeline).run()
     if sandbox is not None:
         sandbox.close()
 

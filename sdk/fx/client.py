@@ -1,8 +1,9 @@
-"""A synchronous Python client for one fx gateway: the admin API, invokes and HTTP calls.
+"""Python clients for one fx gateway: `Client` (the admin API, invokes and HTTP calls) and `AsyncClient` (its
+asyncio variant for calling functions). Both find the gateway and token as the CLI does when not given them.
 
-from fx.client import Client
-fx = Client("http://127.0.0.1:8080", token)
-fx.invoke("hello", {"name": "you"})
+import fx
+client = fx.Client()  # or fx.Client("http://127.0.0.1:8080", token), fx.Client(context="prod")
+client.invoke("hello", {"name": "you"})
 """
 
 from __future__ import annotations
@@ -10,13 +11,15 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 from pydantic import TypeAdapter, ValidationError
 
-from fx.errors import FunctionError, FxError
+from fx import config
+from fx.errors import FunctionError, FxError, error_for_status
 from fx.event_models import (
     BucketInfo,
     BucketSpec,
@@ -42,7 +45,7 @@ from fx.models import (
     SecretInfo,
     VersionInfo,
 )
-from fx.protocol import FUNCTION_ERROR_HEADER
+from fx.protocol import CALL_ID, FUNCTION_ERROR_HEADER
 
 _FUNCTION_LIST = TypeAdapter(list[FunctionInfo])
 _VERSION_LIST = TypeAdapter(list[VersionInfo])
@@ -53,13 +56,43 @@ _BUCKET_LIST = TypeAdapter(list[BucketInfo])
 _UNCHANGED: Any = object()  # "leave the sticky setting as it is", as distinct from None (turn it off)
 
 
-class Client:
+# Pooled connections a client keeps: f.map() calls from this many threads at once without reconnecting.
+MAX_CONNECTIONS = 100
+
+
+class _Gateway:
+    """What both clients hold: the gateway's URL and an HTTP client that sends the token.
+
+    gateway None: the gateway and token the CLI would use (flags aside: `context`, FX_GATEWAY/FX_TOKEN, the
+    current context, .fx/admin-token). A gateway given with no token sends none."""
+
+    _HTTP: Any  # each client's httpx class
+
     def __init__(
-        self, gateway: str, token: str | None, timeout: float = 60.0, transport: httpx.BaseTransport | None = None
+        self,
+        gateway: str | None = None,
+        token: str | None = None,
+        *,
+        context: str | None = None,
+        timeout: float = 60.0,
+        transport: Any = None,
     ) -> None:
+        if gateway is None:
+            settings = config.resolve(token=token, context=context)
+            gateway, token = settings.gateway, settings.token
         self.gateway = gateway.rstrip("/")
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._http = httpx.Client(base_url=self.gateway, headers=headers, timeout=timeout, transport=transport)
+        limits = httpx.Limits(max_connections=MAX_CONNECTIONS, max_keepalive_connections=MAX_CONNECTIONS)
+        self._http = self._HTTP(
+            base_url=self.gateway, headers=headers, timeout=timeout, transport=transport, limits=limits
+        )
+
+
+class Client(_Gateway):
+    """The admin API, invokes and HTTP calls; `transport`: an httpx.BaseTransport (tests)."""
+
+    _HTTP = httpx.Client
+    _http: httpx.Client
 
     def close(self) -> None:
         self._http.close()
@@ -94,6 +127,16 @@ class Client:
     def deploy(self, spec: FunctionSpec, traffic: bool = True) -> DeployResult:
         """traffic=False: the new version gets none (started warm, reachable only when pinned)."""
         return self._put_function(spec, {} if traffic else {"traffic": "none"})
+
+    def deploy_project(
+        self, manifest: str | Path = "fx.yaml", names: list[str] | None = None, wait: float = 120.0
+    ) -> list[DeployResult]:
+        """What `fx deploy` does: the functions of fx.yaml (all, or those named) built, uploaded, dry-run by the
+        server (nothing deployed if it refuses one), deployed; then up to `wait` s for their versions to start."""
+        from fx import deploy  # which uses this client
+
+        results = deploy.deploy(self, Path(manifest), names, progress=silent)
+        return deploy.wait(self, results, wait, silent) if wait else results
 
     def validate(self, spec: FunctionSpec, traffic: bool = True) -> DeployResult:
         """The server's dry run of deploy(): FxError for whatever it would refuse, nothing applied."""
@@ -226,21 +269,10 @@ class Client:
 
     # --- calling functions -----------------------------------------------------
 
-    def invoke(self, name: str, event: Any, qualifier: str | None = None) -> Any:
-        """Lambda's Invoke API (RequestResponse): the handler's result, or FunctionError."""
-        params = {"Qualifier": qualifier} if qualifier else None
-        r = self._send(
-            "POST",
-            f"/2015-03-31/functions/{_seg(name)}/invocations",
-            content=json.dumps(event).encode(),
-            params=params,
-            headers={"Content-Type": "application/json"},
-        )
-        payload = _json_or_text(r)
-        kind = r.headers.get(FUNCTION_ERROR_HEADER)
-        if kind:
-            raise FunctionError(kind, payload)
-        return payload
+    def invoke(self, name: str, event: Any, qualifier: str | None = None, async_: bool = False) -> Any:
+        """Lambda's Invoke API: the handler's result, or FunctionError. async_: the call is stored and run later
+        (InvocationType Event); its call id is returned once the platform has stored it."""
+        return _invoke_answer(self._send(**_invoke_request(name, event, qualifier, async_)))
 
     def call(self, name: str, path: str = "/", method: str = "GET", **kwargs: Any) -> httpx.Response:
         """An HTTP-trigger call (/function/NAME/path); the function's answer is returned whatever its status."""
@@ -270,14 +302,79 @@ class Client:
         return FunctionInfo.model_validate_json(r.content)
 
     def _unreachable(self, exc: httpx.TransportError) -> FxError:
-        if isinstance(exc, httpx.TimeoutException):
-            return FxError(0, "Timeout", f"the gateway at {self.gateway} did not answer in time ({exc!r})")
-        return FxError(
-            0,
-            "Unreachable",
-            f"the gateway at {self.gateway} is not reachable ({exc}); start one with `fx up`,"
-            " or point the CLI at yours with `fx login --gateway URL --token TOKEN`",
-        )
+        return _unreachable(self.gateway, exc)
+
+
+class AsyncClient(_Gateway):
+    """The asyncio variant of Client for calling functions (the admin API is Client's); the same arguments."""
+
+    _HTTP = httpx.AsyncClient
+    _http: httpx.AsyncClient
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def invoke(self, name: str, event: Any, qualifier: str | None = None, async_: bool = False) -> Any:
+        """As Client.invoke."""
+        request = _invoke_request(name, event, qualifier, async_)
+        try:
+            r = await self._http.request(**request)
+        except httpx.TransportError as exc:
+            raise _unreachable(self.gateway, exc) from exc
+        if r.status_code >= 400:
+            raise _error(r)
+        return _invoke_answer(r)
+
+    async def call(self, name: str, path: str = "/", method: str = "GET", **kwargs: Any) -> httpx.Response:
+        """As Client.call."""
+        try:
+            return await self._http.request(method, f"/function/{_seg(name)}/{path.lstrip('/')}", **kwargs)
+        except httpx.TransportError as exc:
+            raise _unreachable(self.gateway, exc) from exc
+
+
+def _invoke_request(name: str, event: Any, qualifier: str | None, async_: bool) -> dict[str, Any]:
+    headers = {"Content-Type": "application/json"}
+    if async_:
+        headers["X-Amz-Invocation-Type"] = "Event"
+    return {
+        "method": "POST",
+        "url": f"/2015-03-31/functions/{_seg(name)}/invocations",
+        "content": json.dumps(event).encode(),
+        "params": {"Qualifier": qualifier} if qualifier else None,
+        "headers": headers,
+    }
+
+
+def _invoke_answer(r: httpx.Response) -> Any:
+    if r.status_code == 202:
+        return r.headers.get(CALL_ID)
+    payload = _json_or_text(r)
+    kind = r.headers.get(FUNCTION_ERROR_HEADER)
+    if kind:
+        raise FunctionError(kind, payload)
+    return payload
+
+
+def _unreachable(gateway: str, exc: httpx.TransportError) -> FxError:
+    if isinstance(exc, httpx.TimeoutException):
+        return FxError(0, "Timeout", f"the gateway at {gateway} did not answer in time ({exc!r})")
+    return FxError(
+        0,
+        "Unreachable",
+        f"the gateway at {gateway} is not reachable ({exc}); start one with `fx up`,"
+        " or point the CLI at yours with `fx login --gateway URL --token TOKEN`",
+    )
+
+
+def silent(line: str) -> None:
+    """Progress nobody reads: a program wants the results."""
 
 
 def _seg(name: str) -> str:
@@ -299,12 +396,12 @@ def _error(r: httpx.Response) -> FxError:
     except ValidationError:
         payload = _json_or_text(r)
         if isinstance(payload, dict) and isinstance(payload.get("errorType"), str):
-            err = FxError(r.status_code, payload["errorType"], str(payload.get("errorMessage", "")))
+            err = error_for_status(r.status_code, payload["errorType"], str(payload.get("errorMessage", "")))
         else:
             text = r.text.strip() or r.reason_phrase
-            err = FxError(r.status_code, f"HTTP{r.status_code}", text[:500])
+            err = error_for_status(r.status_code, f"HTTP{r.status_code}", text[:500])
     else:
-        err = FxError(r.status_code, detail.code, detail.message, detail.field, detail.function)
+        err = error_for_status(r.status_code, detail.code, detail.message, detail.field, detail.function)
     if r.status_code == 401 and "token" not in err.message.lower():
         err.message += " (check the admin token: `fx login --token TOKEN` or FX_TOKEN)"
     return err

@@ -63,9 +63,9 @@ def deploy_functions(
     for fn, result in built:
         code = deps = None
         if result is not None:
-            code = _upload(client, fn.name, "code", result.code, progress)
+            code = upload(client, fn.name, "code", result.code, progress)
             if result.dependencies:
-                deps = _upload(client, fn.name, "dependencies", result.dependencies, progress)
+                deps = upload(client, fn.name, "dependencies", result.dependencies, progress)
         specs.append(fn.spec(code, deps))
     validate(client, manifest_path, specs, traffic, progress)
     results = []
@@ -105,7 +105,7 @@ def _said(progress: Callable[[str], None], name: str, line: str) -> None:
     progress(f"{name}: {line}")
 
 
-def _upload(client: Client, name: str, what: str, package: build.Package, progress: Callable[[str], None]) -> str:
+def upload(client: Client, name: str, what: str, package: build.Package, progress: Callable[[str], None]) -> str:
     """Send a zip the server lacks; one it has (same digest) is neither zipped again nor sent. Its digest."""
     if client.has_artifact(package.digest):
         progress(f"{name}: {what} {short(package.digest)} is stored already")

@@ -7,6 +7,12 @@ Each also gets PR_SET_PDEATHSIG, so a launcher that is killed outright leaves no
 The state dir is locked (fx.state_dir) from start() until the last of nats-server and controller has exited.
 Call start() and stop() from the same thread: Linux ties PDEATHSIG to the starting thread.
 
+Given `restarts` (`fx up` always), a supervisor thread restarts a component that exits on its own, with
+exponential backoff (Restarts), and reports each restart. The controller gets a lifeline: the read end of a
+pipe whose write end only this launcher holds. Its zygotes watch it instead of the controller, so warm
+replicas outlive a controller crash (the next controller adopts them) but never the launcher: its end
+closes when it stops or dies, however (SIGKILL included), and the zygotes then stop their replicas.
+
 NATS runs in operator mode (fx.nats_auth): the authority is created once in <state>/nats-auth/, and each
 start mints the controller's, the gateway's and an admin user (for tests and tools), so nothing connects
 anonymously.
@@ -14,6 +20,7 @@ anonymously.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import secrets
@@ -22,6 +29,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -39,6 +47,7 @@ from fx.state_dir import PROTECTIONS_FILE
 READY_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
 LOG_TAIL_LINES = 20
+SUPERVISE_INTERVAL_S = 0.1  # how soon a component that exited is noticed
 
 
 class PlatformError(Exception):
@@ -48,11 +57,28 @@ class PlatformError(Exception):
 STATE_WRITERS = ("nats", "controller")  # the components that write the state dir, and so hold its lock
 
 
+@dataclass(frozen=True)
+class Restarts:
+    """How a component that exits on its own is restarted: after `first` s, doubling with each restart up to
+    `limit`; one that then ran `stable` s is back to `first`."""
+
+    first: float = 0.5
+    limit: float = 30.0
+    stable: float = 60.0
+
+    def delay(self, streak: int) -> float:
+        return min(self.limit, self.first * 2.0**streak)
+
+
 @dataclass
 class _Process:
     name: str
     proc: subprocess.Popen
     log: IO[bytes]
+    started_at: float = 0.0
+    streak: int = 0  # restarts since it last ran `stable` seconds
+    restarts: int = 0
+    down_since: float | None = None  # when the supervisor saw it exit, until it is restarted
 
 
 class Platform:
@@ -62,9 +88,19 @@ class Platform:
         ports: Literal["default", "free"] = "default",
         gateway_port: int = 8080,
         interpreters: Mapping[str, str] | None = None,
+        restarts: Restarts | None = None,
+        on_restart: Callable[[str], None] = lambda message: None,
     ) -> None:
-        """`interpreters`: runtime -> interpreter, for the runtimes not to be looked for (`fx up --interpreter`)."""
+        """`interpreters`: runtime -> interpreter, for the runtimes not to be looked for (`fx up --interpreter`).
+        `restarts`: supervise the components (None: one that exits stays down, `exited()` says which);
+        `on_restart` hears each restart, as one line (it is in the component's log too)."""
         self.state_dir = Path(state_dir).resolve()
+        self.restarts = restarts
+        self._on_restart = on_restart
+        self._supervisor: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._supervising = threading.Lock()  # held by a restart; stop() takes it once, so none follows
+        self._lifeline: tuple[int, int] | None = None
         self.interpreters = dict(interpreters or {})
         self.ports = ports
         self.gateway_port = gateway_port
@@ -120,6 +156,8 @@ class Platform:
         if self._running:
             raise PlatformError("the platform is already running; stop() it first")
         self._lock_fd = state_lock.acquire(self.state_dir, "fx up")
+        self._stopping.clear()
+        self._lifeline = os.pipe()  # not inheritable: only the controller is given its read end
         try:
             self._start()
         except OSError as exc:  # writing the state dir: read-only, full (a component failing is a PlatformError)
@@ -196,9 +234,14 @@ class Platform:
         except BaseException:
             self.stop()
             raise
+        if self.restarts is not None:
+            self._supervisor = threading.Thread(target=self._supervise, name="fx-supervisor", daemon=True)
+            self._supervisor.start()
 
     def stop(self) -> None:
         """Stop what start() started, newest first: SIGTERM, then SIGKILL after STOP_TIMEOUT_S. Idempotent."""
+        with self._supervising:
+            self._stopping.set()  # no restart from here on
         while self._running:
             p = self._running.pop()
             if p.proc.poll() is None:
@@ -209,9 +252,24 @@ class Platform:
                     p.proc.kill()
                     p.proc.wait()
             p.log.close()
+        if self._supervisor is not None:  # after the stops: what it restarted dies with it (PDEATHSIG)
+            self._supervisor.join()
+            self._supervisor = None
+        if self._lifeline is not None:  # the zygotes of a controller that crashed stop with their replicas
+            for fd in self._lifeline:
+                os.close(fd)
+            self._lifeline = None
         if self._lock_fd is not None:
             state_lock.release(self._lock_fd)
             self._lock_fd = None
+
+    def restart_count(self, name: str) -> int:
+        """How many times the supervisor restarted the component `name`."""
+        return next((p.restarts for p in self._running if p.name == name), 0)
+
+    def pid(self, name: str) -> int:
+        """The PID of the component `name` (nats, controller, gateway) now."""
+        return next(p.proc.pid for p in self._running if p.name == name)
 
     def exited(self) -> str | None:
         """The name of a component that has stopped on its own, if any."""
@@ -262,28 +320,14 @@ class Platform:
         return config
 
     def _spawn(self, name: str, argv: list[str], ready: Callable[[], bool]) -> None:
-        """Start one component. Those that write the state dir inherit its lock, so the dir stays locked while
-        they run, even if this launcher is killed outright."""
-        lock = self._lock_fd if name in STATE_WRITERS else None
+        """Start one component and wait until it is ready."""
         log = self._open_log(name, f"--- fx: starting {' '.join(argv)}\n")
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        if lock is not None:
-            env[state_lock.LOCK_FD_ENV] = str(lock)
         try:
-            proc = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-                start_new_session=True,
-                preexec_fn=die_with_parent,
-                pass_fds=() if lock is None else (lock,),
-            )
+            proc = self._popen(name, argv, log)
         except OSError as exc:
             log.close()
             raise PlatformError(f"{name}: cannot start {argv[0]}: {exc}") from exc
-        self._running.append(_Process(name, proc, log))
+        self._running.append(_Process(name, proc, log, time.monotonic()))
         deadline = time.monotonic() + READY_TIMEOUT_S
         while not ready():
             if proc.poll() is not None:
@@ -291,6 +335,64 @@ class Platform:
             if time.monotonic() > deadline:
                 raise PlatformError(self._failure(name, f"was not ready after {READY_TIMEOUT_S:.0f} s"))
             time.sleep(0.05)
+
+    def _popen(self, name: str, argv: list[str], log: IO[bytes]) -> subprocess.Popen:
+        """Those that write the state dir inherit its lock, so the dir stays locked while they run, even if
+        this launcher is killed outright; the controller inherits the lifeline, for its zygotes."""
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        fds: list[int] = []
+        if name in STATE_WRITERS and self._lock_fd is not None:
+            env[state_lock.LOCK_FD_ENV] = str(self._lock_fd)
+            fds.append(self._lock_fd)
+        if name == "controller" and self._lifeline is not None:
+            env[state_lock.LIFELINE_FD_ENV] = str(self._lifeline[0])
+            fds.append(self._lifeline[0])
+        return subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+            preexec_fn=die_with_parent,
+            pass_fds=fds,
+        )
+
+    def _supervise(self) -> None:
+        """The supervisor thread: restarts what exits, until stop(). What it starts dies with it (PDEATHSIG)."""
+        while not self._stopping.wait(SUPERVISE_INTERVAL_S):
+            with self._supervising:
+                if self._stopping.is_set():
+                    return
+                for p in self._running:
+                    self._tend(p)
+
+    def _tend(self, p: _Process) -> None:
+        assert self.restarts is not None
+        now = time.monotonic()
+        if p.down_since is None:
+            if p.proc.poll() is None:
+                return
+            p.down_since = now
+            if now - p.started_at >= self.restarts.stable:  # it had settled: a new crash, not a crash loop
+                p.streak = 0
+        delay = self.restarts.delay(p.streak)
+        if now - p.down_since < delay:
+            return
+        code = p.proc.returncode
+        why = f"signal {-code}" if code < 0 else f"code {code}"
+        try:
+            proc = self._popen(p.name, list(p.proc.args), p.log)
+        except OSError as exc:  # tried again after the next delay
+            message = f"{p.name} exited ({why}); cannot restart it: {exc} (attempt {p.restarts + 1})"
+            p.down_since = now
+        else:  # the new process first, then the count: who reads the count finds the process it counts
+            message = f"{p.name} exited ({why}); restarted in {delay:g} s (restart {p.restarts + 1})"
+            p.proc, p.started_at, p.down_since = proc, now, None
+        p.streak, p.restarts = p.streak + 1, p.restarts + 1
+        with contextlib.suppress(OSError):
+            p.log.write(f"--- fx: {message}\n".encode())
+        self._on_restart(message)
 
     def _open_log(self, name: str, first_line: str) -> IO[bytes]:
         """The component's log, opened for appending (unbuffered: the child writes to the same file)."""

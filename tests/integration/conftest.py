@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from fx.platform import Platform
+from fx.platform import Platform, Restarts
 from nats.aio.client import Client as NATS
 
 from tests.processes import alive
@@ -26,10 +26,11 @@ FX = str(Path(sys.executable).with_name("fx"))
 class RunningPlatform:
     """The platform under test, with the CLI pointed at it."""
 
-    def __init__(self, state_dir: Path, config: Path) -> None:
+    def __init__(self, state_dir: Path, config: Path, restarts: Restarts | None = None) -> None:
         self.state_dir = state_dir
         self.config = config
-        self._platform = Platform(state_dir=state_dir, ports="free")
+        self.restarts: list[str] = []  # what the supervisor reported, as `fx up` prints it
+        self._platform = Platform(state_dir=state_dir, ports="free", restarts=restarts, on_restart=self.restarts.append)
         self._platform.start()
 
     @property
@@ -48,9 +49,10 @@ class RunningPlatform:
     def token(self) -> str:
         return self._platform.token
 
-    async def nats(self) -> NATS:
-        """A NATS client as the platform's admin user: NATS refuses anonymous connections."""
-        return await self._platform.admin_nats()
+    async def nats(self, **options) -> NATS:
+        """A NATS client as the platform's admin user: NATS refuses anonymous connections. `options` go to
+        nats.connect."""
+        return await self._platform.admin_nats(**options)
 
     def restart(self) -> None:
         self._platform.stop()
@@ -85,6 +87,18 @@ class RunningPlatform:
 @pytest.fixture
 def platform(tmp_path: Path) -> Iterator[RunningPlatform]:
     running = RunningPlatform(tmp_path / "state", tmp_path / "fx-config.json")
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture
+def supervised_platform(tmp_path: Path, monkeypatch) -> Iterator[RunningPlatform]:
+    """A platform supervised as `fx up`'s is (a component that exits is restarted), with fast async retries."""
+    monkeypatch.setenv("FX_ASYNC_BACKOFF", "0.2")
+    monkeypatch.setenv("FX_ASYNC_ACK_WAIT", "2")
+    running = RunningPlatform(tmp_path / "state", tmp_path / "fx-config.json", Restarts())
     try:
         yield running
     finally:

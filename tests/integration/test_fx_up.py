@@ -65,3 +65,16 @@ def test_fx_up_serves_the_examples_and_ctrl_c_stops_everything(tmp_path):
             except subprocess.TimeoutExpired:
                 up.kill()
         time.sleep(0)
+
+
+def test_a_restart_delay_that_is_not_positive_is_refused_before_anything_starts(tmp_path):
+    state = tmp_path / "state"
+    up = subprocess.run(
+        [FX, "up", "--state-dir", str(state), "--port", str(free_port()), "--restart-delay", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "FX_CONFIG": str(tmp_path / "config.json")},
+    )
+    assert up.returncode == 2 and "--restart-delay must be above 0" in up.stderr
+    assert not state.exists()

@@ -6,15 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 from pathlib import Path
 
 import httpx
-from fx.platform import _tcp_open
 from fx_controller.backends.local_sandbox import run_dir
 
 from tests.integration.conftest import RunningPlatform
+from tests.integration.nats_control import start_nats, stop_nats
 from tests.waiting import wait_for
 
 SINK = """\
@@ -35,7 +34,7 @@ def handler(event, context):
 
 
 def deploy(platform: RunningPlatform, folder: Path, handler: str, spec: dict) -> None:
-    folder.mkdir()
+    folder.mkdir(exist_ok=True)
     (folder / "handler.py").write_text(handler)
     (folder / "fx.yaml").write_text(json.dumps({"functions": {folder.name: {"handler": "handler.handler", **spec}}}))
     deployed = platform.fx("deploy", cwd=folder)
@@ -53,18 +52,10 @@ def publish(platform: RunningPlatform, *data: str) -> None:
 
 
 def restart_nats(platform: RunningPlatform, while_down) -> None:
-    """SIGTERM the platform's nats-server (by its PID), run `while_down()`, then start it again with the same
-    command line: same port, same store."""
-    launcher = platform._platform
-    [nats] = [p for p in launcher._running if p.name == "nats"]
-    os.kill(nats.proc.pid, signal.SIGTERM)
-    nats.proc.wait(15)
-    launcher._running.remove(nats)
-    nats.log.close()
-    port = int(platform.nats_url.rpartition(":")[2])
-    assert not _tcp_open(port)
+    """SIGTERM the platform's nats-server, run `while_down()`, then start it again: same port, same store."""
+    argv = stop_nats(platform, signal.SIGTERM)
     while_down()
-    launcher._spawn("nats", list(nats.proc.args), lambda: _tcp_open(port))
+    start_nats(platform, argv)
 
 
 def test_a_durable_trigger_reconnects_and_warm_calls_go_on_through_a_nats_restart(platform, tmp_path):

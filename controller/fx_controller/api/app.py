@@ -77,7 +77,7 @@ def _api(controller: Controller) -> FastAPI:
         docs_url="/system/docs",
         redoc_url=None,
     )
-    errors.install(app, controller.settings.state_dir)
+    errors.install(app, controller.settings.state_dir, lambda: controller.recovery.request())
 
     @app.get("/system/health", tags=["health"])
     async def health() -> dict[str, str]:

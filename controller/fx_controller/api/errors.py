@@ -13,11 +13,13 @@ from fastapi.responses import JSONResponse
 from fx.models import ErrorBody, ErrorDetail
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js.errors import APIError as JetStreamError
+from nats.js.errors import NoStreamResponseError
 from starlette.exceptions import HTTPException
 
 DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
 # JetStream's "insufficient resources" and "insufficient storage resources available": its store is at its limit.
 JETSTREAM_FULL = frozenset({10023, 10047})
+STREAM_NOT_FOUND = 10059  # JetStream's "stream not found": one of fx's streams or buckets is gone
 # nats-server does not acknowledge the first write it fails to store: below this, a timeout means a full disk.
 LOW_SPACE_BYTES = 1 << 20
 
@@ -88,6 +90,20 @@ async def _os_error(_: Request, exc: OSError) -> JSONResponse:
     return error_response(507, disk_full(exc.filename or "the state dir", exc.strerror).detail)
 
 
+def _store_lost(recover: Callable[[], None]):
+    """A stream fx's operation needs is gone (NATS lost its data): have it re-created and restored, and ask
+    for a retry (503) rather than fail (500)."""
+    message = "NATS lost fx's store; the controller is re-creating it from its own copy: retry in a moment"
+
+    async def answer(request: Request, exc: Exception) -> JSONResponse:
+        if isinstance(exc, JetStreamError) and exc.err_code != STREAM_NOT_FOUND:
+            return await _jetstream_error(request, exc)
+        recover()
+        return error_response(503, ErrorDetail(code="NatsStoreLost", message=message))
+
+    return answer
+
+
 async def _jetstream_error(_: Request, exc: JetStreamError) -> JSONResponse:
     description = exc.description or ""
     if exc.err_code not in JETSTREAM_FULL and "no space left on device" not in description:
@@ -123,12 +139,15 @@ async def _internal_error(_: Request, exc: Exception) -> JSONResponse:
     return error_response(500, ErrorDetail(code="InternalError", message=message))
 
 
-def install(app: FastAPI, state_dir: Path | None = None) -> None:
-    """`state_dir`: where the embedded nats-server keeps its store, to tell a full disk from a slow NATS."""
+def install(app: FastAPI, state_dir: Path | None = None, recover: Callable[[], None] | None = None) -> None:
+    """`state_dir`: where the embedded nats-server keeps its store, to tell a full disk from a slow NATS.
+    `recover`: what re-creates fx's streams and buckets when an operation finds one missing."""
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(OSError, _os_error)
-    app.add_exception_handler(JetStreamError, _jetstream_error)
+    app.add_exception_handler(JetStreamError, _jetstream_error if recover is None else _store_lost(recover))
+    if recover is not None:  # a write to a stream that is gone: nobody answers it
+        app.add_exception_handler(NoStreamResponseError, _store_lost(recover))
     app.add_exception_handler(NatsTimeout, _timeout(state_dir))
     app.add_exception_handler(Exception, _internal_error)

@@ -7,9 +7,10 @@ stop_replica to a delete with a grace period, and pod status changes to events.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 from fx.models import FunctionSpec
 
@@ -84,3 +85,30 @@ class Backend(Protocol):
 
     async def close(self) -> None:
         """Stop everything this backend started."""
+
+
+def token_digest(token: str) -> str:
+    """What a record keeps of a replica token (never the token itself)."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Running:
+    """A live replica a previous controller started, whose process the backend vouches for."""
+
+    id: str
+    function: str
+    version: int
+    endpoint: str
+    token_sha256: str  # of the token it was started with: the fleet checks it is its version's
+
+
+@runtime_checkable
+class Adopting(Protocol):
+    """A backend whose replicas can outlive the controller (local under `fx up`): the next one adopts them."""
+
+    def running(self) -> list[Running]:
+        """The replicas found alive at open() that it vouches for (once: the fleet adopts or stops each)."""
+
+    def adopt(self, replica: ReplicaSpec) -> None:
+        """The fleet took this replica over."""

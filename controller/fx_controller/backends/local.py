@@ -8,6 +8,9 @@ JSON-lines protocol is in ARCHITECTURE.md.
 With a sandbox (fx as root, `--sandbox auto`), every replica runs confined as its function's uid
 (local_sandbox.py, fx_runtime/sandbox/). Either way each function has a private directory (mode 0700,
 its uid's) under the instance's run directory, visible inside its sandbox at the same path.
+
+Under `fx up` (a lifeline fd given), zygotes outlive the controller and a restarted controller adopts their
+replicas instead of starting new ones (local_adoption.py); `fx up` ending, however it ends, ends them.
 """
 
 from __future__ import annotations
@@ -30,8 +33,9 @@ from fx.protocol import PYTHON_RUNTIMES
 from fx.state_dir import PROTECTIONS_FILE
 
 from ..state.artifacts import Artifacts
-from . import local_interpreters, local_sandbox
-from .base import EventSink, ReplicaEvent, ReplicaSpec, init_error_event
+from . import local_adoption, local_interpreters, local_sandbox
+from .base import EventSink, ReplicaEvent, ReplicaSpec, Running, init_error_event
+from .local_adoption import Records
 from .local_nats import FunctionCreds
 from .local_sandbox import SandboxSettings, UidMap
 
@@ -39,6 +43,7 @@ log = logging.getLogger("fx_controller.local")
 
 PR_SET_PDEATHSIG = 1
 ZYGOTE_START_TIMEOUT_S = 30.0
+HELLO_TIMEOUT_S = 5.0  # a zygote that accepts a connection but says nothing is not adopted
 
 
 def _die_with_parent() -> None:
@@ -93,10 +98,14 @@ def replica_env(
 
 @dataclass
 class _Zygote:
-    """One zygote: the fork server of one interpreter."""
+    """One zygote: the fork server of one interpreter, started by this controller (`process`) or adopted
+    (connected to its control socket)."""
 
     interpreter: str
-    process: asyncio.subprocess.Process
+    pid: int
+    events: asyncio.StreamReader
+    commands: asyncio.StreamWriter
+    process: asyncio.subprocess.Process | None = None
     reader: asyncio.Task | None = None
 
 
@@ -123,8 +132,10 @@ class LocalBackend:
         uids: UidMap | None = None,
         sandbox_mode: str = "off",
         interpreters: Mapping[str, str] | None = None,
+        lifeline: int | None = None,
     ) -> None:
         self._state_dir = state_dir
+        self._lifeline = lifeline  # fx up's: zygotes outlive this controller, and the next one adopts them
         self._run_dir = local_sandbox.run_dir(state_dir)
         self._nats = nats or FunctionCreds(self._run_dir, "", None, 0)
         self._logs = state_dir / "logs"
@@ -149,6 +160,9 @@ class LocalBackend:
         self._stop_on_spawn: set[str] = set()
         self._kills: set[asyncio.Task] = set()
         self._closing = False
+        self._tokens: dict[str, tuple[str, int, str]] = {}  # replica -> function, version, token (for its record)
+        self._records = Records(self._run_dir) if lifeline is not None else None
+        self._running: list[Running] = []  # found alive at open(), for the fleet to adopt
 
     def runtime_remedy(self, runtime: str) -> str:
         return (
@@ -163,12 +177,73 @@ class LocalBackend:
         self._run_dir.mkdir(mode=0o711, exist_ok=True)
         os.chmod(self._run_dir, 0o711)  # functions (and the gateway) pass through to their own directory only
         self._nats.start()
-        report = await self._start_zygote(sys.executable)  # the others start with their first replica
+        report = await self._reconnect() if self._records is not None else None
+        if sys.executable not in self._zygotes:
+            report = await self._start_zygote(sys.executable)  # the others start with their first replica
         self.protections = local_sandbox.report(self._sandbox_mode, self._sandbox, report)
         self.protections += runtimes_report(self.runtimes)
         for line in self.protections:
             log.info("%s", line)
         (self._state_dir / PROTECTIONS_FILE).write_text("\n".join(self.protections) + "\n")
+
+    async def _reconnect(self) -> dict | None:
+        """Connect to the zygotes a previous controller left, note the replicas their records vouch for and
+        kill the others; returns the sandbox report of this interpreter's zygote, if it was one of them."""
+        assert self._records is not None
+        previous = self._records.previous()
+        known = {str(local_adoption.control_path(self._run_dir, i)): i for i in set(self.runtimes.values())}
+        report = None
+        for path in sorted(local_adoption.control_dir(self._run_dir).glob("*.sock")):
+            hello = await self._connect(path, known.get(str(path)))
+            if hello is None:
+                continue
+            zygote, said = hello
+            if zygote.interpreter == sys.executable:
+                report = said.get("sandbox")
+            for found in said.get("replicas", []):
+                replica_id, pid, endpoint = str(found["id"]), int(found["pid"]), str(found["endpoint"])
+                record = previous.get(replica_id)
+                if record is None or not local_adoption.vouches(record, pid, endpoint):
+                    log.warning("replica %s (pid %d) is not one this fx started: killed", replica_id, pid)
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+                    continue
+                self._live[replica_id], self._pids[replica_id] = zygote.interpreter, pid
+                self._records.keep(replica_id, record)
+                self._running.append(
+                    Running(replica_id, record.function, record.version, endpoint, record.token_sha256)
+                )
+        return report
+
+    async def _connect(self, path: Path, interpreter: str | None) -> tuple[_Zygote, dict] | None:
+        """The zygote listening on `path` and its hello; None (the socket removed) if none answers. A zygote
+        of no interpreter this controller runs is told to stop."""
+        try:
+            events, commands = await asyncio.open_unix_connection(str(path), limit=1 << 20)
+            hello = json.loads(await asyncio.wait_for(events.readline(), HELLO_TIMEOUT_S))
+            pid = int(hello["pid"])
+        except (OSError, TimeoutError, ValueError, KeyError, TypeError):
+            path.unlink(missing_ok=True)  # its zygote is gone (killed with its replicas, or hung: not ours to use)
+            return None
+        if interpreter is None:
+            log.warning("zygote pid=%d of an interpreter this controller does not run: stopped", pid)
+            commands.write(b'{"op": "stop"}\n')
+            commands.close()
+            return None
+        log.info("zygote pid=%d adopted (interpreter %s, %d replicas)", pid, interpreter, len(hello["replicas"]))
+        zygote = self._zygotes[interpreter] = _Zygote(interpreter, pid, events, commands)
+        zygote.reader = asyncio.create_task(self._read_events(zygote))
+        return zygote, hello
+
+    def running(self) -> list[Running]:
+        """The replicas found alive at open() that the records vouch for: the fleet adopts them or stops them."""
+        found, self._running = self._running, []
+        return found
+
+    def adopt(self, replica: ReplicaSpec) -> None:
+        """The fleet took this replica over: its NATS credentials are kept fresh again."""
+        self._tokens[replica.id] = (replica.function, replica.version, replica.token)
+        self._nats.env(replica)
 
     async def _zygote(self, interpreter: str) -> _Zygote:
         async with self._starting.setdefault(interpreter, asyncio.Lock()):  # one start, however many replicas
@@ -187,12 +262,17 @@ class LocalBackend:
         if self._sandbox:  # replicas are forks of the zygote: nothing of the controller's environment in it
             command.append("--sandbox")
             env = {"PATH": local_interpreters.replica_path(interpreter), "LANG": "C.UTF-8", **extra}
+        lifeline = self._lifeline
+        if lifeline is not None:  # it outlives this controller: fx up's lifeline ends it, not our death
+            control = local_adoption.control_path(self._run_dir, interpreter)
+            command += ["--control", str(control), "--lifeline", str(lifeline)]
         process = await asyncio.create_subprocess_exec(
             *command,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             env=env,
-            preexec_fn=_die_with_parent,
+            preexec_fn=_die_with_parent if lifeline is None else None,
+            pass_fds=() if lifeline is None else (lifeline,),
             limit=1 << 20,
         )
         log.info("zygote started pid=%d interpreter=%s", process.pid, interpreter)
@@ -208,7 +288,8 @@ class LocalBackend:
             if not first:
                 raise RuntimeError("the zygote exited while setting up the sandbox; see the controller's log")
             report = json.loads(first)
-        zygote = self._zygotes[interpreter] = _Zygote(interpreter, process)
+        assert process.stdout and process.stdin
+        zygote = self._zygotes[interpreter] = _Zygote(interpreter, process.pid, process.stdout, process.stdin, process)
         zygote.reader = asyncio.create_task(self._read_events(zygote))
         return report
 
@@ -252,6 +333,7 @@ class LocalBackend:
             why = f"no {replica.spec.runtime} interpreter on this host; {self.runtime_remedy(replica.spec.runtime)}"
             return self._refuse(replica.id, "Runtime.InterpreterNotFound", why)
         self._preparing.add(replica.id)
+        self._tokens[replica.id] = (replica.function, replica.version, replica.token)
         try:
             artifact = await self._artifacts.ensure_local(replica.digest)
             deps = replica.spec.dependencies
@@ -260,11 +342,13 @@ class LocalBackend:
         except (TimeoutError, OSError, RuntimeError, ValueError) as e:
             log.error("cannot start the zygote of %s: %s", interpreter, e)
             self._stop_on_spawn.discard(replica.id)
+            self._tokens.pop(replica.id, None)
             return self._refuse(replica.id, "Runtime.StartError", f"cannot start {interpreter}: {e}")
         finally:
             self._preparing.discard(replica.id)
         if replica.id in self._stop_on_spawn:  # stopped while its code was fetched or its zygote started
             self._stop_on_spawn.discard(replica.id)
+            self._tokens.pop(replica.id, None)
             asyncio.get_running_loop().call_soon(self._on_event, ReplicaEvent(replica.id, "exit", exit_code=None))
             return None
         # No await from here to the spawn line: the replica is in _live before the zygote's reader can next
@@ -288,8 +372,7 @@ class LocalBackend:
                 "memory_mb": replica.spec.memory,
                 "env_file": str(self._env_file(replica.id, env)),
             }
-        stdin = zygote.process.stdin
-        assert stdin
+        stdin = zygote.commands
         self._live[replica.id] = interpreter
         stdin.write(json.dumps(line).encode() + b"\n")
         with contextlib.suppress(ConnectionError):  # the zygote died: the reader reports the replica gone
@@ -326,17 +409,16 @@ class LocalBackend:
             self._signal(replica_id, pid, signal.SIGKILL)
 
     async def _read_events(self, zygote: _Zygote) -> None:
-        process = zygote.process
-        assert process.stdout
-        while line := await process.stdout.readline():
-            try:
-                self._handle(json.loads(line))
-            except (ValueError, KeyError, TypeError):
-                log.warning("zygote said something unexpected: %r", line[:200])
-        code = await process.wait()
+        with contextlib.suppress(ConnectionError):  # an adopted zygote's connection reset: it is gone
+            while line := await zygote.events.readline():
+                try:
+                    self._handle(json.loads(line))
+                except (ValueError, KeyError, TypeError):
+                    log.warning("zygote said something unexpected: %r", line[:200])
+        code = await zygote.process.wait() if zygote.process is not None else None
         if self._closing:
             return
-        log.error("zygote pid=%d exited with code %s; its replicas are gone", process.pid, code)
+        log.error("zygote pid=%d exited with code %s; its replicas are gone", zygote.pid, code)
         if self._zygotes.get(zygote.interpreter) is zygote:
             del self._zygotes[zygote.interpreter]  # the next replica of its interpreter starts a new one
         for replica_id in [r for r, interpreter in self._live.items() if interpreter == zygote.interpreter]:
@@ -350,13 +432,23 @@ class LocalBackend:
                 self._stop_on_spawn.discard(replica_id)
                 self._signal(replica_id, self._pids[replica_id], signal.SIGTERM)
         elif event == "ready":
+            self._record(replica_id, msg["endpoint"])
             self._on_event(ReplicaEvent(replica_id, "ready", endpoint=msg["endpoint"]))
         elif event == "init_error":
             self._on_event(init_error_event(replica_id, msg))
         elif event == "exit":
             self._exited(replica_id, msg.get("code"))
 
+    def _record(self, replica_id: str, endpoint: str) -> None:
+        """Note a ready replica for the controller that may follow this one."""
+        pid, started = self._pids.get(replica_id), self._tokens.get(replica_id)
+        if self._records is not None and pid is not None and started is not None:
+            self._records.add(replica_id, pid, endpoint, *started)
+
     def _exited(self, replica_id: str, code: int | None) -> None:
+        if self._records is not None:
+            self._records.remove(replica_id)
+        self._tokens.pop(replica_id, None)
         self._pids.pop(replica_id, None)
         self._nats.forget(replica_id)
         self._stop_on_spawn.discard(replica_id)
@@ -372,9 +464,10 @@ class LocalBackend:
             task.cancel()
         zygotes = list(self._zygotes.values())
         for zygote in zygotes:
-            if zygote.process.returncode is None:
+            if zygote.process is None or zygote.process.returncode is None:
                 with contextlib.suppress(ProcessLookupError):
-                    zygote.process.kill()
+                    os.kill(zygote.pid, signal.SIGKILL)
+            if zygote.process is not None:
                 await zygote.process.wait()
         await asyncio.gather(*(z.reader for z in zygotes if z.reader), return_exceptions=True)
         if self._sandbox:

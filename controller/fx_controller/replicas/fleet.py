@@ -8,6 +8,7 @@ once it has been taken out of routing and is being stopped.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import secrets
 import time
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 
 from fx.models import FunctionSpec
 
-from ..backends.base import Backend, ReplicaEvent, ReplicaSpec
+from ..backends.base import Adopting, Backend, ReplicaEvent, ReplicaSpec, token_digest
 from ..metrics import Metrics
 from ..state.store import VersionRecord
 from ..tasks import spawn
@@ -154,6 +155,31 @@ class Fleet:
             self._fail(replica, Failure(self._clock(), "Fx.BackendError", str(e) or type(e).__name__))
             self._forget(replica, "crashed")
         return replica
+
+    async def adopt(self, version_of: Callable[[str, int], VersionRecord | None]) -> None:
+        """Take over the replicas a previous controller left running (the backend vouches for their processes):
+        each becomes ready at once, if its version still exists and its token is that version's; any other is
+        stopped."""
+        if not isinstance(self._backend, Adopting):
+            return
+        for found in self._backend.running():
+            version = version_of(found.function, found.version)
+            token = self.token(found.function, found.version)
+            if version is None or not hmac.compare_digest(token_digest(token), found.token_sha256):
+                log.warning("replica %s is of no version this controller knows: stopped", found.id)
+                self.replicas[found.id] = Replica(
+                    found.id, found.function, found.version, 1.0, self._clock(), "draining"
+                )
+                self._gauge(self.replicas[found.id], +1)
+                await self._backend.stop_replica(found.id, grace=1.0)
+                continue
+            replica = Replica(found.id, found.function, found.version, version.spec.timeout, self._clock())
+            replica.state, replica.endpoint = "ready", found.endpoint
+            self.replicas[replica.id] = replica
+            self._gauge(replica, +1)
+            spec = ReplicaSpec(found.id, found.function, found.version, version.digest, version.spec, token=token)
+            self._backend.adopt(spec)
+            log.info("replica %s adopted at %s", replica.id, found.endpoint)
 
     async def wait_ready(self, function: str, version: int, since: float) -> list[str]:
         """Endpoints once a replica of the version is ready; StartFailed if a start fails after `since`."""

@@ -29,6 +29,7 @@ class Reconciler:
         autoscaler: Autoscaler,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        connected: Callable[[], bool] = lambda: True,
     ) -> None:
         self._store = store
         self._fleet = fleet
@@ -36,6 +37,7 @@ class Reconciler:
         self._autoscaler = autoscaler
         self._clock = clock
         self._wall_clock = wall_clock  # keep-warm holds are wall-clock times, as they outlive a restart
+        self._connected = connected  # to NATS: else no gateway learns that a replica goes, so none is stopped
         self._stopping: set[asyncio.Task] = set()
 
     async def run(self) -> None:
@@ -71,7 +73,7 @@ class Reconciler:
             log.info("scale %s: %d -> %d replicas (%d in flight/held)", key, len(replicas), desired, observed)
             for _ in range(desired - len(replicas)):
                 await self._fleet.start(name, version)
-        elif len(replicas) > desired:
+        elif len(replicas) > desired and self._connected():
             # Only ready replicas are stopped: a starting one may be what a held request waits for.
             ready = [r for r in replicas if r.state == "ready"]
             surplus = ready[: len(replicas) - desired]

@@ -85,6 +85,24 @@ class Artifacts:
             await asyncio.to_thread(self._write_atomically, path, result.data or b"")
         return path
 
+    async def restore(self, digests: set[str]) -> list[str]:
+        """Upload again the zips of `digests` this host has on disk (the object store lost them); returns the
+        digests it has no copy of."""
+        missing = []
+        for digest in sorted(digests):
+            path = self.path(digest)
+            try:
+                await self._objects.get_info(artifact_key(digest))
+                continue
+            except NotFoundError:
+                pass
+            if not path.exists():
+                missing.append(digest)
+                continue
+            with path.open("rb") as f:
+                await self._objects.put(artifact_key(digest), f)
+        return missing
+
     def _write_atomically(self, path: Path, data: bytes) -> None:
         fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".upload-")
         try:

@@ -69,6 +69,12 @@ class CachedBucket(Generic[R]):
         for key, value in (await kv_watch.load(self._kv)).items():
             self._records[key] = self.record_type.model_validate_json(value)
 
+    async def restore(self) -> int:
+        """Write every record held in memory back to the bucket (NATS lost it); returns how many."""
+        for name, record in list(self._records.items()):
+            await self._kv.put(name, record.model_dump_json().encode())
+        return len(self._records)
+
     def get(self, name: str) -> R | None:
         return self._records.get(name)
 

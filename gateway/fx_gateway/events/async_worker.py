@@ -69,6 +69,9 @@ class AsyncWorker:
         self.running: dict[int, Msg] = {}  # by id(): Msg is an unhashable dataclass
         self._slot = asyncio.Event()
         self._sub: JetStreamContext.PullSubscription | None = None
+        # Set by close(): the loops end even if a cancellation is lost in a fetch on a closed connection (nats-py),
+        # which left a gateway stopping with NATS gone spinning here forever, its process never exiting.
+        self._closed = False
 
     async def run(self) -> None:
         keep_alive = spawn(jetstream.keep_in_progress(self.running, self.settings.async_ack_wait))
@@ -78,9 +81,19 @@ class AsyncWorker:
             keep_alive.cancel()
 
     async def _pull_forever(self) -> None:
-        while True:
+        """Bind to the consumer and pull; on a failure (NATS away, or back without the consumer) create the
+        consumer again and bind again, until it works."""
+        warned = False
+        while not self._closed:
             try:
+                await jetstream.ensure_consumer(self.js, self.settings.async_ack_wait)
+                warned = False
                 await self._pull()
+            except nats.errors.Error as exc:
+                if not warned:
+                    log.warning("async calls: cannot pull (%s); retrying until NATS is back with the stream", exc)
+                    warned = True
+                await asyncio.sleep(RECONNECT_WAIT_S)
             except Exception:
                 log.exception("async calls: the pull loop failed; restarting it")
                 await asyncio.sleep(RECONNECT_WAIT_S)
@@ -91,30 +104,31 @@ class AsyncWorker:
         # A fetch is a round trip to the server: under load, wait until half the slots are free and take a
         # batch, rather than paying a fetch for every call that finishes.
         batch = max(1, limit // 2)
-        while True:
-            free = limit - len(self.running)
-            if free < batch and self.running:
-                self._slot.clear()
-                await self._slot.wait()
-                continue
-            try:
-                messages = await sub.fetch(free, timeout=PULL_WAIT_S)
-            except TimeoutError:
-                continue
-            except nats.errors.Error as exc:
-                log.warning("async calls: pull failed (%s); retrying", exc)
-                await asyncio.sleep(RECONNECT_WAIT_S)
-                continue
-            for msg in messages:
-                self.running[id(msg)] = msg
-                self.stats.in_flight = len(self.running)
-                spawn(self._handle(msg))
+        try:
+            while not self._closed:
+                free = limit - len(self.running)
+                if free < batch and self.running:
+                    self._slot.clear()
+                    await self._slot.wait()
+                    continue
+                try:
+                    messages = await sub.fetch(free, timeout=PULL_WAIT_S)
+                except TimeoutError:
+                    continue
+                for msg in messages:
+                    self.running[id(msg)] = msg
+                    self.stats.in_flight = len(self.running)
+                    spawn(self._handle(msg))
+        finally:  # a new bind follows: this one's interest must not linger
+            with contextlib.suppress(nats.errors.Error):
+                await sub.unsubscribe()
 
     async def close(self, timeout: float) -> None:
         """Stop pulling, and give the calls under way `timeout` s to finish (the rest are redelivered later).
 
         Unsubscribing first also matters to the connection's drain: an expired pull's late status message
         would make it wait in vain."""
+        self._closed = True
         if self._sub is not None:
             with contextlib.suppress(nats.errors.Error):
                 await self._sub.unsubscribe()

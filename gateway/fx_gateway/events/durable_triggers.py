@@ -168,6 +168,8 @@ class DurableTrigger:
         self._next = ""
         self._inbox = ""
         self._sub: Subscription | None = None
+        self._config: ConsumerConfig | None = None
+        self._stream_gone = False  # said once, until the consumer can be made again
         self._tasks: list[asyncio.Task] = []
 
     async def start(self) -> None:
@@ -183,6 +185,7 @@ class DurableTrigger:
             max_deliver=-1,  # counted here, so the last failure can be dead-lettered
             max_ack_pending=self.capacity,
         )
+        self._config = config
         await self.js.add_consumer(route.stream, config)
         self._next = f"{DEFAULT_PREFIX}.CONSUMER.MSG.NEXT.{route.stream}.{name}"
         self._inbox = self.nc.new_inbox()
@@ -225,12 +228,33 @@ class DurableTrigger:
         while True:
             await asyncio.sleep(PULL_GRACE_S)
             if time.monotonic() > self._open_until or self.nc.stats["reconnects"] != reconnects:
+                if self.nc.stats["reconnects"] != reconnects:
+                    await self._consumer_again()
                 reconnects = self.nc.stats["reconnects"]
                 self.asked = 0
             try:
                 await self._pull_more()
             except nats.errors.Error as exc:
                 log.warning("function %s: pulling %s failed (%s); retrying", self.function, self.key, exc)
+
+    async def _consumer_again(self) -> None:
+        """After a reconnect, or a pull refused: the consumer again, in case nats-server came back without its
+        store (a no-op if it is there). Its stream, if lost too, is the user's to create again: the trigger
+        resumes once it is."""
+        try:
+            await self.js.add_consumer(self.route.stream, self._config)
+            self._stream_gone = False
+        except nats.js.errors.NotFoundError:
+            if not self._stream_gone:
+                log.error(
+                    "function %s: durable trigger on %s: the stream is gone (NATS lost it?); it resumes once the"
+                    " stream is created again",
+                    self.function,
+                    self.key,
+                )
+                self._stream_gone = True
+        except nats.errors.Error as exc:
+            log.warning("function %s: cannot check the consumer of %s (%s)", self.function, self.key, exc)
 
     async def _received(self, msg: Msg) -> None:
         if not msg.reply:  # the server's status for a pull request that ended: 408 expired, 409 refused
@@ -250,8 +274,10 @@ class DurableTrigger:
         unused = headers.get(PENDING_MESSAGES)
         if unused is None:  # refused (consumer deleted, too many waiting requests, ...): none of it will come
             status = headers.get(Header.STATUS, "?"), headers.get(Header.DESCRIPTION, "")
-            log.warning("function %s: pull on %s refused: %s %s; retrying", self.function, self.key, *status)
+            if not self._stream_gone:
+                log.warning("function %s: pull on %s refused: %s %s; retrying", self.function, self.key, *status)
             await asyncio.sleep(ERROR_WAIT_S)  # holds this subscription's callbacks: nothing else to take
+            await self._consumer_again()
             self.asked = 0
         else:
             self.asked = max(self.asked - int(unused), 0)

@@ -34,6 +34,11 @@ MSG_ID = "Nats-Msg-Id"  # JetStream stores a message once per id within the stre
 async def ensure_streams(js: JetStreamContext, ack_wait: float) -> None:
     """Check (on a NATS without auth: create) the async-call and dead-letter streams, then the shared consumer."""
     await async_streams.ensure(js)
+    await ensure_consumer(js, ack_wait)
+
+
+async def ensure_consumer(js: JetStreamContext, ack_wait: float) -> None:
+    """The async calls' shared durable consumer, created if missing (a NATS that lost its store lost it too)."""
     await js.add_consumer(
         STREAM_ASYNC,
         ConsumerConfig(

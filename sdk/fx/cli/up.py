@@ -10,10 +10,10 @@ import time
 from pathlib import Path
 
 from fx import config, deploy, docblocks, interpreters, manifest
-from fx.cli.common import EXIT_FAILED, EXIT_OK, AddCommand, err
+from fx.cli.common import EXIT_OK, AddCommand, err
 from fx.client import Client
 from fx.errors import FxError, InputError
-from fx.platform import Platform
+from fx.platform import Platform, Restarts
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -23,7 +23,18 @@ def cmd_up(args: argparse.Namespace) -> int:
         interpreters.discover(named, wanted=named)
     except ValueError as e:
         raise InputError(f"{e}; see `fx up --help`") from None
-    platform = Platform(state_dir, gateway_port=args.port, interpreters=named)
+    restarts = Restarts(args.restart_delay, args.restart_delay_max, args.restart_stable)
+    if not 0 < restarts.first <= restarts.limit or restarts.stable <= 0:
+        raise InputError(
+            "--restart-delay must be above 0 and at most --restart-delay-max, and --restart-stable above 0"
+        )
+    platform = Platform(
+        state_dir,
+        gateway_port=args.port,
+        interpreters=named,
+        restarts=restarts,
+        on_restart=lambda message: err(f"fx: {message}"),
+    )
     # SIGTERM (e.g. from a service manager) stops as cleanly as Ctrl-C does, and Ctrl-C works even when
     # the shell started us with SIGINT ignored (a background job).
     signal.signal(signal.SIGTERM, signal.default_int_handler)
@@ -38,10 +49,8 @@ def cmd_up(args: argparse.Namespace) -> int:
             err(protections)
         examples = _deploy_examples(Path(args.examples), settings) if args.examples else {}
         _print_welcome(platform, examples, context)
-        while (dead := platform.exited()) is None:
-            time.sleep(0.5)
-        err(f"fx: {dead} stopped unexpectedly; the last lines of its log:\n{platform.log_tail(dead)}")
-        return EXIT_FAILED
+        while True:  # the platform's supervisor restarts what crashes; only a signal ends this
+            time.sleep(3600)
     except KeyboardInterrupt:
         err("\nstopping fx ...")
         return EXIT_OK
@@ -144,6 +153,30 @@ def register(add: AddCommand) -> None:
         action="store_true",
         help="make the CLI use this platform's context (named by --context, default local) even when another one"
         " is current (without it: only when none is)",
+    )
+    defaults = Restarts()
+    up.add_argument(
+        "--restart-delay",
+        type=float,
+        default=defaults.first,
+        metavar="SECONDS",
+        help="a component (nats-server, controller, gateway) that exits is restarted after this long, doubling"
+        " with each restart in a row (default %(default)s)",
+    )
+    up.add_argument(
+        "--restart-delay-max",
+        type=float,
+        default=defaults.limit,
+        metavar="SECONDS",
+        help="the longest wait before a restart (default %(default)s)",
+    )
+    up.add_argument(
+        "--restart-stable",
+        type=float,
+        default=defaults.stable,
+        metavar="SECONDS",
+        help="a component that ran this long after a restart is restarted again after --restart-delay"
+        " (default %(default)s)",
     )
     up.add_argument(
         "--interpreter",

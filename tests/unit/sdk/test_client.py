@@ -1,5 +1,6 @@
 import json
 
+import fx
 import httpx
 import pytest
 from fx.client import Client
@@ -95,3 +96,51 @@ def test_an_unreachable_gateway_says_how_to_fix_it():
 def test_logs_yield_lines():
     c = client_for(lambda r: httpx.Response(200, text="START RequestId: 1\nhello\nEND RequestId: 1\n"))
     assert list(c.logs("hi", tail=3)) == ["START RequestId: 1", "hello", "END RequestId: 1"]
+
+
+@pytest.mark.parametrize(
+    ("status", "kind"),
+    [
+        (400, fx.BadRequest),
+        (413, fx.BadRequest),
+        (401, fx.Unauthorized),
+        (403, fx.Unauthorized),
+        (404, fx.NotFound),
+        (409, fx.Conflict),
+        (429, fx.Unavailable),
+        (503, fx.Unavailable),
+        (418, fx.FxError),
+    ],
+)
+def test_each_refusal_is_the_error_its_status_names(status, kind):
+    with pytest.raises(kind) as err:
+        client_for(lambda r: error(status, code="X", message="no")).list_functions()
+    assert type(err.value) is kind and err.value.status == status
+
+
+def test_a_function_error_carries_lambdas_type_message_and_trace():
+    shape = {"errorType": "KeyError", "errorMessage": "'JPY'", "stackTrace": ['  File "h.py", line 3']}
+    answer = httpx.Response(200, json=shape, headers={"X-Amz-Function-Error": "Unhandled"})
+    with pytest.raises(fx.FunctionError) as err:
+        client_for(lambda r: answer).invoke("hi", {})
+    assert (err.value.error_type, err.value.error_message, err.value.stack_trace) == tuple(shape.values())
+    assert str(err.value) == "KeyError: 'JPY'"
+
+
+def test_an_async_invoke_returns_the_call_id_the_gateway_stored_it_under():
+    def accept(r: httpx.Request) -> httpx.Response:
+        assert r.headers["X-Amz-Invocation-Type"] == "Event"
+        return httpx.Response(202, headers={"X-Fx-Call-Id": "c-1"})
+
+    assert client_for(accept).invoke("hi", {}, async_=True) == "c-1"
+
+
+def test_a_client_without_a_gateway_uses_the_clis_settings(tmp_path, monkeypatch):
+    monkeypatch.setenv("FX_CONFIG", str(tmp_path / "config.json"))
+    monkeypatch.setenv("FX_GATEWAY", "127.0.0.1:9999")
+    monkeypatch.setenv("FX_TOKEN", "from-env")
+    monkeypatch.chdir(tmp_path)
+    with fx.Client() as c:
+        assert c.gateway == "http://127.0.0.1:9999" and c._http.headers["Authorization"] == "Bearer from-env"
+    with fx.Client("http://other:1") as c:  # a gateway given without a token sends none
+        assert "Authorization" not in c._http.headers

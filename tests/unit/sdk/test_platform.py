@@ -8,6 +8,7 @@ import stat
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import httpx
@@ -16,7 +17,7 @@ import nats.errors
 import pytest
 from fx import platform as fx_platform
 from fx.nats_auth import Authority
-from fx.platform import Platform, PlatformError
+from fx.platform import Platform, PlatformError, Restarts
 
 from tests.nats_server import nats_server
 from tests.processes import alive
@@ -24,10 +25,13 @@ from tests.waiting import wait_for
 
 FAKE = textwrap.dedent(
     """
+    import os
     import sys
     from http.server import BaseHTTPRequestHandler, HTTPServer
 
     args = dict(zip(sys.argv[1::2], sys.argv[2::2]))
+    if "--controller" in args and os.path.exists(os.environ.get("FAKE_GATEWAY_CRASHES", "/nonexistent")):
+        sys.exit(1)  # a gateway that crashes as it starts, while the file is there
     if args.get("--fail"):
         print("boom: " + args["--fail"], flush=True)
         sys.exit(3)
@@ -217,3 +221,47 @@ def test_a_global_account_jetstream_store_is_adopted_by_the_fx_account(tmp_path)
     with nats_server(store, tmp_path / "server.conf") as url:
         assert asyncio.run(read()) == b"v1"
     assert not (store / "jetstream" / "$G").exists()
+
+
+def test_a_component_that_crashes_is_restarted_with_a_growing_delay_and_stop_still_ends_everything(
+    fakes, tmp_path, monkeypatch
+):
+    crashes = tmp_path / "crashes"
+    monkeypatch.setenv("FAKE_GATEWAY_CRASHES", str(crashes))
+    heard: list[str] = []
+    p = Platform(tmp_path / "state", ports="free", restarts=Restarts(0.05, 0.2, 60), on_restart=heard.append)
+    with p:
+        crashes.touch()  # from now on it crashes as it starts: a crash loop
+        os.kill(p.pid("gateway"), signal.SIGKILL)
+        wait_for(lambda: len(heard) >= 4, 10, "four restarts")
+        crashes.unlink()
+        wait_for(lambda: fx_platform._http_ok(f"{p.gateway_url}/healthz"), 10, "the gateway")
+        pids = [p.pid(name) for name in ("nats", "controller", "gateway")]
+    assert heard[:4] == [
+        "gateway exited (signal 9); restarted in 0.05 s (restart 1)",
+        "gateway exited (code 1); restarted in 0.1 s (restart 2)",
+        "gateway exited (code 1); restarted in 0.2 s (restart 3)",
+        "gateway exited (code 1); restarted in 0.2 s (restart 4)",  # at the limit
+    ]
+    assert "--- fx: gateway exited (signal 9); restarted in 0.05 s (restart 1)" in p.log_tail("gateway", 100)
+    assert p.restart_count("controller") == 0 and not any(alive(pid) for pid in pids)
+
+
+def test_a_component_that_ran_long_enough_is_restarted_after_the_first_delay_again(fakes, tmp_path):
+    heard: list[str] = []
+    p = Platform(tmp_path / "state", ports="free", restarts=Restarts(0.05, 10, 0.5), on_restart=heard.append)
+    with p:
+        for n in range(1, 3):
+            started = p.pid("gateway")
+            wait_for(lambda: _up_for(p, "gateway") >= 0.5, 10, "the gateway to be stable")
+            os.kill(started, signal.SIGKILL)
+            wait_for(lambda: p.restart_count("gateway") == n, 10, "the restart")  # noqa: B023
+    assert heard == [
+        "gateway exited (signal 9); restarted in 0.05 s (restart 1)",
+        "gateway exited (signal 9); restarted in 0.05 s (restart 2)",
+    ]
+
+
+def _up_for(p: Platform, name: str) -> float:
+    started = next(r.started_at for r in p._running if r.name == name)
+    return time.monotonic() - started

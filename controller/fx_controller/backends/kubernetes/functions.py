@@ -18,8 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
-import nats
-from fx import kv_watch
+from fx import kv_watch, nats_client
 from fx.protocol import KV_FUNCTIONS
 from pydantic import ValidationError
 
@@ -77,12 +76,11 @@ class FunctionSync:
         self._deleting: set[str] = set()  # Functions fx deletes: their events until DELETED are stale
         self._seen: dict[str, tuple[str, int]] = {}  # name -> (uid, generation) of the last spec applied
         self._tasks: set[asyncio.Task] = set()
-        self._nc: nats.NATS | None = None
+        self._nc: nats_client.Client | None = None
 
     async def start(self) -> None:
         self._nc = await nats_connect.connect(self._nats_url, self._nats_creds, "fx-controller-functions")
-        kv = await self._nc.jetstream().key_value(KV_FUNCTIONS)
-        self._spawn(self._follow_store(kv))
+        self._spawn(self._follow_store(self._nc))
 
     async def stop(self) -> None:
         for task in list(self._tasks):
@@ -101,8 +99,10 @@ class FunctionSync:
 
     # --- fx → Kubernetes --------------------------------------------------------------------
 
-    async def _follow_store(self, kv) -> None:
-        async with contextlib.aclosing(kv_watch.watch(kv)) as entries:
+    async def _follow_store(self, nc: nats_client.Client) -> None:
+        """Every record mirrored as it changes, and all of them again after NATS reconnects (kv_watch.follow)."""
+        bucket = lambda: nc.jetstream().key_value(KV_FUNCTIONS)  # noqa: E731
+        async with contextlib.aclosing(kv_watch.follow(nc, bucket)) as entries:
             async for entry in entries:
                 if entry is None:  # the store is loaded: only now can a resource be compared with it
                     self._api.watch_functions(lambda kind, obj: self._events.put_nowait((kind, obj)))

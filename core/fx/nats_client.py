@@ -1,0 +1,132 @@
+"""A NATS connection that never gives up: every fx process's connection to NATS.
+
+nats-py reconnects forever (max_reconnect_attempts=-1) after a lost socket, but an `-ERR` from the server
+while connected (other than a stale connection or a permissions violation) makes it close the client for
+good: its subscriptions are dropped and every later call fails, so a controller or gateway that met, say,
+`User Authentication Expired` or `Maximum Payload Violation` once was cut off until someone restarted it.
+Here such an error starts a reconnect instead (the server has closed the socket anyway), so subscriptions
+are replayed, and the creds file is read again.
+
+Who must redo something after a reconnect (a KV watch whose consumer died with nats-server, a bucket to
+re-create) waits for `reconnected()` or registers with `on_reconnect`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import nats.errors
+from nats.aio.client import Client as NATS
+
+log = logging.getLogger("fx.nats")
+
+RECONNECT_WAIT_S = 0.5  # between two attempts; nats-py's default of 2 s only lengthens an outage
+# A connection whose peer vanished without a word (a node lost, not a process) is found dead after
+# PING_INTERVAL_S * MAX_OUTSTANDING_PINGS, not nats-py's 2 x 120 s.
+PING_INTERVAL_S = 10
+MAX_OUTSTANDING_PINGS = 3
+PERMISSIONS_ERR = "permissions violation"  # nats-py keeps the connection open for these
+
+Listener = Callable[[], Awaitable[None]]
+
+
+class Client(NATS):
+    def __init__(self) -> None:
+        super().__init__()
+        self._waiting: list[asyncio.Future[None]] = []
+        self._listeners: list[Listener] = []
+        self._running: set[asyncio.Task] = set()
+        self.stopping = False  # closed (or drained) by its owner: no complaint
+
+    async def close(self) -> None:
+        self.stopping = True
+        await super().close()
+
+    async def drain(self) -> None:
+        self.stopping = True
+        await super().drain()
+
+    async def _process_err(self, err_msg: str) -> None:
+        if PERMISSIONS_ERR in err_msg.lower() or not self.options.get("allow_reconnect") or self.is_closed:
+            await super()._process_err(err_msg)
+            return
+        error = nats.errors.Error(f"nats: {err_msg.strip().strip(chr(39))}")
+        log.warning("NATS closed the connection (%s); reconnecting", error)
+        await self._process_op_err(error)
+
+    def reconnected(self) -> asyncio.Future[None]:
+        """Resolves at the next successful reconnect."""
+        future = asyncio.get_running_loop().create_future()
+        self._waiting.append(future)
+        return future
+
+    def on_reconnect(self, listener: Listener) -> None:
+        """Run `listener` (in its own task) after every successful reconnect."""
+        self._listeners.append(listener)
+
+    async def _announce(self) -> None:
+        waiting, self._waiting = self._waiting, []
+        for future in waiting:
+            if not future.done():
+                future.set_result(None)
+        for listener in self._listeners:
+            task = asyncio.get_running_loop().create_task(listener())
+            self._running.add(task)  # held until done: the loop keeps only a weak reference
+            task.add_done_callback(self._running.discard)
+
+
+async def connect(
+    url: str,
+    name: str,
+    creds: str | Path | None = None,
+    *,
+    reconnected_cb: Listener | None = None,
+    **options,
+) -> Client:
+    """Connect (retrying until NATS answers), reconnecting forever afterwards; `options` go to nats-py. Unless
+    the caller passes its own callbacks, a lost connection is logged once, with the first error meeting the
+    reconnects (e.g. an authorization violation), and its return once."""
+    nc = Client()
+    said: list[bool] = [False]  # this outage's first error is logged
+
+    async def disconnected() -> None:
+        log.warning("NATS connection %r lost; reconnecting every %g s", name, options["reconnect_time_wait"])
+
+    async def error(exc: Exception) -> None:
+        if not said[0] and not nc.is_connected:
+            said[0] = True
+            log.warning("NATS connection %r: %s", name, exc)
+        else:
+            log.debug("NATS connection %r: %s", name, exc)
+
+    async def reconnected() -> None:
+        said[0] = False
+        if reconnected_cb is None:
+            log.info("NATS connection %r back", name)
+        else:
+            await reconnected_cb()
+        await nc._announce()
+
+    async def closed() -> None:
+        if not nc.stopping:
+            log.error("NATS connection %r closed for good: %s", name, nc._err)
+
+    options.setdefault("reconnect_time_wait", RECONNECT_WAIT_S)
+    options.setdefault("ping_interval", PING_INTERVAL_S)
+    options.setdefault("max_outstanding_pings", MAX_OUTSTANDING_PINGS)
+    options.setdefault("disconnected_cb", disconnected)
+    options.setdefault("error_cb", error)
+    await nc.connect(
+        url,
+        name=name,
+        allow_reconnect=True,
+        max_reconnect_attempts=-1,
+        user_credentials=str(creds) if creds else None,
+        reconnected_cb=reconnected,
+        closed_cb=closed,
+        **options,
+    )
+    return nc
