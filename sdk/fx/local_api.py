@@ -33,8 +33,9 @@ Log = Callable[[str], None]
 class Functions:
     """The manifest's functions and their replicas; reloaded whole or one function at a time."""
 
-    def __init__(self, path: Path, names: list[str], env: dict[str, str], log: Log) -> None:
+    def __init__(self, path: Path, names: list[str], env: dict[str, str], log: Log, init_timeout: float) -> None:
         self.path, self.names, self.env, self.log = path, names, env, log
+        self.init_timeout = init_timeout
         self.lock = threading.Lock()
         self.replicas: dict[str, LocalReplica] = {}
         self.failed: dict[str, str] = {}  # function -> its init error, until a change fixes it
@@ -70,7 +71,7 @@ class Functions:
 
     def _start(self, fn: manifest.FunctionDef) -> None:
         self.failed.pop(fn.name, None)
-        replica = LocalReplica(fn, self.env, log=lambda line, name=fn.name: self.log(f"{name} | {line}"))
+        replica = LocalReplica(fn, self.env, lambda line, name=fn.name: self.log(f"{name} | {line}"), self.init_timeout)
         try:
             replica.start()
         except (InputError, FunctionError) as exc:

@@ -44,7 +44,13 @@ class LocalInitError(FunctionError):
 class LocalReplica:
     """The runtime running one function; use as a context manager. `log` receives every log line."""
 
-    def __init__(self, fn: FunctionDef, extra_env: dict[str, str] | None = None, log: Log = print) -> None:
+    def __init__(
+        self,
+        fn: FunctionDef,
+        extra_env: dict[str, str] | None = None,
+        log: Log = print,
+        init_timeout: float = READY_TIMEOUT_S,
+    ) -> None:
         self.fn = fn
         self.spec: FunctionSpec = fn.spec(None if fn.image else NO_ARTIFACT)
         if self.spec.image:
@@ -56,6 +62,7 @@ class LocalReplica:
             )
         self.extra_env = extra_env or {}
         self.log = log
+        self.init_timeout = init_timeout
         self.endpoint = ""
         self._process: subprocess.Popen[str] | None = None
         self._ready = threading.Event()
@@ -109,9 +116,9 @@ class LocalReplica:
             preexec_fn=die_with_parent,  # fx killed outright leaves no runtime behind
         )
         threading.Thread(target=self._read, daemon=True).start()
-        if not self._ready.wait(READY_TIMEOUT_S):
+        if not self._ready.wait(self.init_timeout):
             self.stop()
-            message = f"{self.fn.name}: the handler did not load within {READY_TIMEOUT_S:g} s"
+            message = f"{self.fn.name}: the handler did not load within {self.init_timeout:g} s (--init-timeout)"
             raise LocalInitError({"errorType": "Runtime.InitTimeout", "errorMessage": message})
         if not self.endpoint:
             self._process.wait()

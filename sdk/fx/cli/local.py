@@ -12,7 +12,7 @@ from fx.cli.common import EXIT_OK, OUTPUT, AddCommand, err
 from fx.cli.invoke import event_from
 from fx.errors import InputError
 from fx.local_api import Functions, serve
-from fx.local_runtime import LocalReplica
+from fx.local_runtime import READY_TIMEOUT_S, LocalReplica
 from fx.models import ENV_NAME_RE
 
 HELP = "run fx.yaml functions on this machine, no platform: invoke one with an event, or serve them over HTTP"
@@ -26,7 +26,7 @@ def cmd_invoke(args: argparse.Namespace) -> int:
         raise InputError(f"{args.manifest} has {len(defs)} functions ({names}): name the one to invoke")
     fn = manifest.select(defs, [args.name] if args.name else [], args.manifest)[0]
     event = event_from(args)
-    with LocalReplica(fn, _env(args.env), log=err) as replica:
+    with LocalReplica(fn, _env(args.env), err, _init_timeout(args)) as replica:
         result = replica.invoke(event)
     if args.output == "json" or not isinstance(result, str):
         print(json.dumps(result, ensure_ascii=False))
@@ -36,7 +36,7 @@ def cmd_invoke(args: argparse.Namespace) -> int:
 
 
 def cmd_api(args: argparse.Namespace) -> int:
-    functions = Functions(Path(args.manifest), args.names, _env(args.env), log=err)
+    functions = Functions(Path(args.manifest), args.names, _env(args.env), err, _init_timeout(args))
     functions.load()
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop the replicas on SIGTERM as on Ctrl-C
     try:
@@ -52,6 +52,12 @@ def _served(url: str, functions: Functions) -> str:
     lines = [f"serving {len(functions.code_dirs)} function(s) on {url} (Ctrl-C stops; code changes reload):"]
     lines += [f"  {url}/function/{name}/" for name in functions.code_dirs]
     return "\n".join(lines)
+
+
+def _init_timeout(args: argparse.Namespace) -> float:
+    if not args.init_timeout > 0:  # nor nan
+        raise InputError(f"--init-timeout {args.init_timeout:g}: give a number of seconds above 0")
+    return args.init_timeout
 
 
 def _env(pairs: list[str]) -> dict[str, str]:
@@ -75,6 +81,13 @@ def register(add: AddCommand) -> None:
         default=[],
         metavar="KEY=VALUE",
         help="an environment variable beyond fx.yaml's env (repeatable), e.g. a secret's key",
+    )
+    common.add_argument(
+        "--init-timeout",
+        type=float,
+        default=READY_TIMEOUT_S,
+        metavar="SECONDS",
+        help=f"how long the handler may take to load (default {READY_TIMEOUT_S:g})",
     )
 
     inv = add(

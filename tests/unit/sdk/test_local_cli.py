@@ -87,3 +87,12 @@ def test_generate_refuses_bad_input(capsys, args: list[str], message: str) -> No
     assert main(["event", "generate", *args]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def test_a_handler_slower_to_load_than_the_init_timeout_fails(tmp_path: Path, capsys) -> None:
+    manifest = project(tmp_path)
+    (tmp_path / "handler.py").write_text("import time\ntime.sleep(30)\n\ndef handler(event, context):\n    return 1\n")
+    assert main(["local", "invoke", "-f", str(manifest), "--data", "{}", "--init-timeout", "0.5"]) == 1
+    assert "one: the handler did not load within 0.5 s (--init-timeout)" in capsys.readouterr().err
+    assert main(["local", "invoke", "-f", str(manifest), "--data", "{}", "--init-timeout", "0"]) == 2
+    assert "--init-timeout 0: give a number of seconds above 0" in capsys.readouterr().err
