@@ -68,6 +68,7 @@ class LocalReplica:
         self._ready = threading.Event()
         self._lines: list[str] = []
         self._http: httpx.Client | None = None
+        self._reader: threading.Thread | None = None
 
     def __enter__(self) -> LocalReplica:
         self.start()
@@ -115,7 +116,8 @@ class LocalReplica:
             bufsize=1,
             preexec_fn=die_with_parent,  # fx killed outright leaves no runtime behind
         )
-        threading.Thread(target=self._read, daemon=True).start()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
         if not self._ready.wait(self.init_timeout):
             self.stop()
             message = f"{self.fn.name}: the handler did not load within {self.init_timeout:g} s (--init-timeout)"
@@ -136,6 +138,8 @@ class LocalReplica:
             except subprocess.TimeoutExpired:
                 self._process.kill()
                 self._process.wait()
+        if self._reader is not None:
+            self._reader.join(5)  # every line the runtime wrote is passed on before fx goes on (or exits)
 
     @property
     def alive(self) -> bool:

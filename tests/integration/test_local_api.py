@@ -49,7 +49,7 @@ def test_serves_a_mangum_fastapi_app_and_reloads_it(tmp_path: Path) -> None:
         )
         answer = httpx.get(f"{url}/function/web/hello/ann", timeout=30)
         assert answer.status_code == 200 and answer.json() == {"message": "hello, ann"}, (answer.text, lines)
-        assert any("START RequestId:" in line for line in lines)  # the function's log, on stderr
+        wait_for(lambda: any("REPORT RequestId:" in line for line in lines), 10, "the function's log on stderr")
 
         (tmp_path / "main.py").write_text(APP.replace("hello, ", "hi, "))
         wait_for(lambda: httpx.get(f"{url}/function/web/hello/ann", timeout=30).json() == {"message": "hi, ann"},
