@@ -36,6 +36,17 @@ def deploy(
 ) -> list[DeployResult]:
     """traffic=False: each new version starts warm with no traffic, reachable only when pinned."""
     functions = manifest.select(manifest.load(manifest_path), names or [], str(manifest_path))
+    return deploy_functions(client, manifest_path, functions, progress, {fn.name: traffic for fn in functions})
+
+
+def deploy_functions(
+    client: Client,
+    manifest_path: Path,
+    functions: list[manifest.FunctionDef],
+    progress: Callable[[str], None],
+    traffic: dict[str, bool],
+) -> list[DeployResult]:
+    """Build and upload every function, have the server validate every one, then deploy each (`traffic` by name)."""
     built: list[tuple[manifest.FunctionDef, build.Build | None]] = []
     for fn in functions:
         if fn.image:
@@ -60,12 +71,16 @@ def deploy(
     results = []
     for spec in specs:
         progress(f"{spec.name}: deploying")
-        results.append(client.deploy(spec, traffic=traffic))
+        results.append(client.deploy(spec, traffic=traffic[spec.name]))
     return results
 
 
 def validate(
-    client: Client, manifest_path: Path, specs: list[FunctionSpec], traffic: bool, progress: Callable[[str], None]
+    client: Client,
+    manifest_path: Path,
+    specs: list[FunctionSpec],
+    traffic: dict[str, bool],
+    progress: Callable[[str], None],
 ) -> None:
     """The server's dry run of every spec; DeployRefused naming each refusal at its fx.yaml line.
 
@@ -75,7 +90,7 @@ def validate(
     problems = []
     for spec in specs:
         try:
-            client.validate(spec, traffic=traffic)
+            client.validate(spec, traffic=traffic[spec.name])
         except FxError as exc:
             if not 400 <= exc.status < 500 or exc.status in (401, 403):
                 raise

@@ -354,7 +354,7 @@ class Platform:
             stderr=subprocess.STDOUT,
             env=env,
             start_new_session=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
             pass_fds=fds,
         )
 
@@ -434,8 +434,8 @@ def _console_script(script: str, module: str) -> list[str]:
     return [str(beside)] if beside.exists() else [sys.executable, "-m", module]
 
 
-def _die_with_parent() -> None:
-    """Runs in the child between fork and exec: ask Linux for SIGTERM when the launcher dies."""
+def die_with_parent() -> None:
+    """Runs in the child between fork and exec: ask Linux for SIGTERM when the launcher (the starting thread) dies."""
     if sys.platform == "linux":
         pr_set_pdeathsig = 1
         ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)

@@ -21,7 +21,7 @@ The rules (fx/docblocks.py reads the blocks, the same code `fx up` prints its hi
 - The README's gateway (`127.0.0.1:8080` or `localhost:8080`, with or without `http://`) is replaced by
   the test platform's.
 - Long-running commands are not run, only checked: `make TARGET` (make up, make test) runs as
-  `make -n TARGET` in the repository; `fx up ...` and `fx logs ... -f` are recognised by the CLI's own
+  `make -n TARGET` in the repository; `fx up ...`, `fx logs ... -f` and `fx local api` are recognised by the CLI's own
   argument parser, which must accept every flag and argument as written (what `fx up --help` documents).
 
 Contributing: put a README command in a marked block and run
@@ -44,6 +44,7 @@ from pathlib import Path
 import pytest
 from fx import docblocks
 from fx.cli import _parser
+from fx.cli.local import cmd_api
 from fx.cli.up import cmd_up
 
 from tests.integration.helpers import up_hints
@@ -125,7 +126,8 @@ def session(tmp_path: Path, build_cache: Path) -> Iterator[Session]:
 
 
 def _check_long_running(command: str) -> bool:
-    """Check a command that would not return (`make`, `fx up`, `fx logs -f`) without running it; False: run it."""
+    """Check a command that would not return (`make`, `fx up`, `fx logs -f`, `fx local api`) without running it;
+    False: run it."""
     words = shlex.split(command, comments=True)
     if words[:1] == ["make"]:
         dry = subprocess.run(["make", "-n", "-C", str(REPO), *words[1:]], capture_output=True, text=True)
@@ -137,7 +139,7 @@ def _check_long_running(command: str) -> bool:
         args = _parser().parse_args(words[1:])
     except SystemExit:
         return False  # not one fx command (e.g. `fx init x && cd x`), or refused: running it tells which
-    return args.run is cmd_up or bool(getattr(args, "follow", False))
+    return args.run in (cmd_up, cmd_api) or bool(getattr(args, "follow", False))
 
 
 def _run_commands(session: Session, commands: list[docblocks.Command], where: str) -> int:

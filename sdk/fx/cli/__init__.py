@@ -17,9 +17,12 @@ from fx.cli import (
     context,
     deploy,
     dlq,
+    event,
     functions,
+    graph,
     invoke,
     kv,
+    local,
     login,
     logs,
     publish,
@@ -99,9 +102,10 @@ def _parser() -> argparse.ArgumentParser:
     _help_by_default(parser)
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
     add = _adder(commands)
-    for module in (up, deploy, invoke, functions, traffic, logs, publish, status):
+    for module in (up, deploy, invoke, functions, traffic, logs, publish, status, graph):
         module.register(add)
-    for name, group in (("secret", secrets), ("dlq", dlq), ("stream", streams), ("kv", kv)):
+    groups = (("secret", secrets), ("dlq", dlq), ("stream", streams), ("kv", kv), ("local", local), ("event", event))
+    for name, group in groups:
         group_parser = commands.add_parser(name, help=group.HELP, description=group.HELP)
         _help_by_default(group_parser)
         group.register(_adder(group_parser.add_subparsers(title="commands", metavar="COMMAND")))

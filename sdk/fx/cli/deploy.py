@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from fx import deploy, manifest, scaffold
+from fx import deploy, manifest, sam, sam_deploy, scaffold
 from fx.cli.common import EXIT_FAILED, EXIT_OK, OUTPUT, AddCommand, client, err, print_json
 from fx.errors import InputError
 
@@ -22,10 +22,16 @@ def cmd_init(args: argparse.Namespace) -> int:
 def cmd_deploy(args: argparse.Namespace) -> int:
     if not args.wait_timeout > 0:  # nor nan: `elapsed >= nan` is never true, the wait would never end
         raise InputError(f"--wait-timeout {args.wait_timeout:g}: give a number of seconds above 0")
+    path = Path(args.file)
     with client(args) as fx:
-        results = deploy.deploy(fx, Path(args.file), args.names, progress=err, traffic=not args.no_traffic)
+        if sam.is_sam(path):  # an AWS SAM template: its functions, mapped (fx.sam says how)
+            results, template = sam_deploy.deploy_template(fx, path, args.names, err, traffic=not args.no_traffic)
+        else:
+            results, template = deploy.deploy(fx, path, args.names, progress=err, traffic=not args.no_traffic), None
         if not args.no_wait:
             results = deploy.wait(fx, results, args.wait_timeout, progress=err)
+            if template is not None:
+                sam_deploy.finish(fx, template, results, err)
     if args.output == "json":
         print_json(results)
     else:
@@ -47,7 +53,12 @@ def register(add: AddCommand) -> None:
     init.add_argument("--dir", default=".", help="the folder to create the project in")
 
     dep = add("deploy", cmd_deploy, "build, upload and deploy the functions of fx.yaml", OUTPUT)
-    dep.add_argument("-f", "--file", default=manifest.MANIFEST, help="the manifest (default fx.yaml)")
+    dep.add_argument(
+        "-f",
+        "--file",
+        default=manifest.MANIFEST,
+        help="the manifest (default fx.yaml), or an AWS SAM template (template.yaml)",
+    )
     dep.add_argument("names", nargs="*", metavar="NAME", help="deploy only these functions")
     dep.add_argument(
         "--no-traffic",

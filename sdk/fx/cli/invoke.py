@@ -19,7 +19,7 @@ EVENT_MAX_BYTES = 64 * 1024 * 1024
 
 
 def cmd_invoke(args: argparse.Namespace) -> int:
-    event = _event(args)
+    event = event_from(args)
     with client(args) as fx:
         result = fx.invoke(args.name, event, qualifier=args.qualifier)
     if args.output == "json":
@@ -31,7 +31,7 @@ def cmd_invoke(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _event(args: argparse.Namespace) -> Any:
+def event_from(args: argparse.Namespace) -> Any:
     """The event from --data (text, or @FILE as curl reads it), --file, or piped stdin; {} when none is given."""
     text: str | bytes
     if args.file:

@@ -199,7 +199,7 @@ def test_bash_completion_completes_commands_and_flags(tmp_path, capsys):
         line += f'; _shtab_fx fx {words[-1]!r} {"fx" if cword == 0 else words[-2]!r}; echo "${{COMPREPLY[@]}}"'
         return subprocess.run(["bash", "-c", line], capture_output=True, text=True, check=True).stdout.split()
 
-    assert complete("lo") == ["logs", "login"]
+    assert complete("lo") == ["logs", "local", "login"]
     assert complete("logs", "fn", "--ti") == ["--timestamps"]
     assert complete("secret", "") == ["set", "ls", "rm"]
     assert main(["completion", "zsh"]) == 0
