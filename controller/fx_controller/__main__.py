@@ -20,9 +20,16 @@ from .api.app import create_app
 from .api.auth import load_or_create_token
 from .controller import Controller, local_backend
 
+# Open connections (a `fx logs -f`, a held call) get this long after SIGTERM; then the server closes them.
+GRACEFUL_SHUTDOWN_S = 5
+
 
 class _Server(uvicorn.Server):
     """uvicorn re-raises SIGTERM after serving, which would kill us before the replicas are drained."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.exiting = asyncio.Event()  # set on SIGTERM/SIGINT, before the graceful shutdown begins
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -34,6 +41,7 @@ class _Server(uvicorn.Server):
     def _exit_requested(self, sig: signal.Signals) -> None:
         logging.getLogger("fx_controller").info("%s: shutting down", signal.Signals(sig).name)
         self.should_exit = True
+        self.exiting.set()
 
 
 def _lost_lease() -> None:
@@ -79,22 +87,27 @@ async def _serve_kubernetes(s: settings_mod.Settings) -> None:
         await leadership.serve()
 
     leading = asyncio.create_task(take_over())
+    exiting = asyncio.create_task(server.exiting.wait())
     try:
         await asyncio.wait({serving, leading}, return_when=asyncio.FIRST_COMPLETED)
         if leading.done():
             leading.result()  # a failure to start is this process's failure
-            await serving
+            await asyncio.wait({serving, exiting}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         server.should_exit = True  # a stop requested while standing by, or a failed start
         leading.cancel()
-        await asyncio.gather(serving, leading, return_exceptions=True)
-        # Stop acting, then give the Lease up at once: a standby takes over within lease_retry. The replicas
-        # are pods that finish their requests on their own (preStop, grace); the next leader removes them after
-        # emptying the route tables, so draining them here would only delay the takeover.
+        exiting.cancel()
+        await asyncio.gather(leading, exiting, return_exceptions=True)
+        # Stop acting, then give the Lease up at once, before uvicorn's graceful shutdown: it waits for open
+        # connections (a gateway's, a `fx logs -f`), and the Lease renewed meanwhile kept the standby waiting
+        # until the kubelet's SIGKILL (60 s after a forced delete). The replicas are pods that finish their
+        # requests on their own (preStop, grace); the next leader removes them after emptying the route tables,
+        # so draining them here would only delay the takeover.
         if controller:
             await controller.stop(drain_replicas=False)
         if leadership:
             await leadership.end()
+        await asyncio.gather(serving, return_exceptions=True)
 
 
 def _server(s: settings_mod.Settings, app) -> _Server:
@@ -106,6 +119,7 @@ def _server(s: settings_mod.Settings, app) -> _Server:
         lifespan="off",
         access_log=False,
         log_level="warning",
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
     )
     return _Server(config)
 

@@ -32,6 +32,11 @@ CHART = layout.REPO / "charts" / "fx"
 RELEASE = "fx"
 
 
+def leader(kube: Kube) -> str:
+    """The pod holding the controllers' Lease (two controllers run by default: a leader and a standby)."""
+    return kube.get("lease", f"{RELEASE}-controller")["spec"]["holderIdentity"]
+
+
 def _kubeconfig() -> str | None:
     if os.environ.get("FX_E2E_KUBECONFIG"):
         return os.environ["FX_E2E_KUBECONFIG"]

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import FIGURES, RELEASE, release
+from tests.e2e.conftest import FIGURES, RELEASE, leader, release
 from tests.e2e.kube import Kube, http
 from tests.waiting import wait_for
 
@@ -190,10 +190,6 @@ def _seen(fx) -> int:
     return next(b["values"] for b in buckets if b["name"] == BUCKET)
 
 
-def _leader(kube: Kube) -> str:
-    return kube.get("lease", f"{RELEASE}-controller")["spec"]["holderIdentity"]
-
-
 def _answers(fx) -> bool:
     return fx("ls", check=False).returncode == 0
 
@@ -240,10 +236,10 @@ def _chaos(kube: Kube, fx, nats_pods: int, label: str) -> None:
         wait_for(lambda: len(load.accepted_async) > accepted + 2, 120, "async calls accepted again", interval=0.2)
         figures["async calls accepted again"] = time.monotonic() - began
         # The leader controller, killed: no grace, as a crashed node.
-        leader = _leader(kube)
+        old_leader = leader(kube)
         began = time.monotonic()
-        kube.kubectl("delete", "pod", leader, "--force", "--grace-period=0")
-        wait_for(lambda: _answers(fx) and _leader(kube) != leader, 180, "a new leader serving fx ls", interval=0.2)
+        kube.kubectl("delete", "pod", old_leader, "--force", "--grace-period=0")
+        wait_for(lambda: _answers(fx) and leader(kube) != old_leader, 180, "a new leader serving fx ls", interval=0.2)
         figures["controller failover (fx ls served by a new leader)"] = time.monotonic() - began
         # A gateway pod: the other one serves meanwhile.
         gateway = kube.get("pods", "-l", "app.kubernetes.io/component=gateway")["items"][0]["metadata"]["name"]
@@ -312,10 +308,10 @@ def test_a_nats_that_lost_its_data_is_rebuilt_from_the_function_resources(kube: 
         fx("alias", "keep", "live", "1")
         before = _state(fx, ("keep",))
         wait_for(lambda: _condition(kube, "keep").get("status") == "True", 60, "keep Ready")
-        leader = _leader(kube)
+        old_leader = leader(kube)
         began = time.monotonic()
-        kube.kubectl("delete", "pod", f"{RELEASE}-nats-0", leader, "--force", "--grace-period=0")
-        wait_for(lambda: _answers(fx) and _leader(kube) != leader, 180, "a new leader serving fx ls", interval=0.5)
+        kube.kubectl("delete", "pod", f"{RELEASE}-nats-0", old_leader, "--force", "--grace-period=0")
+        wait_for(lambda: _answers(fx) and leader(kube) != old_leader, 180, "a new leader serving fx ls", interval=0.5)
         wait_for(lambda: _state(fx, ("keep",)) == before, 60, "keep's versions, traffic and aliases restored")
         FIGURES["NATS emptyDir + controller lost: store rebuilt from the Function resources"] = (
             f"{time.monotonic() - began:.1f} s"

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.cluster import layout
-from tests.e2e.conftest import CHART, FIGURES, OWN_IMAGE, RELEASE
+from tests.e2e.conftest import CHART, FIGURES, OWN_IMAGE, RELEASE, leader
 from tests.e2e.kube import Kube, http
 from tests.waiting import wait_for
 
@@ -268,22 +268,13 @@ def test_a_version_that_cannot_initialise_never_takes_traffic(kube: Kube, fx) ->
 
 def test_the_controller_converges_after_being_killed_mid_deploy(kube: Kube, fx) -> None:
     folder = _project(fx.home, "survivor", min_replicas=1, init_s=10)
-    controller = kube.get("pods", "-l", "app.kubernetes.io/component=controller")["items"][0]["metadata"]["name"]
+    controller = leader(kube)
     fx("deploy", cwd=folder)
     # Mid-deploy: its replica's pod exists (made, or taken from the pool) and its handler takes 10 s to import,
-    # so the controller dies while bringing the version up, not after.
+    # so the leader dies while bringing the version up, not after.
     wait_for(lambda: _pods(kube, "survivor"), 30, "survivor's replica starting")
     kube.kubectl("delete", "pod", controller, "--grace-period=0", "--force")
-    wait_for(
-        lambda: any(
-            c["type"] == "Ready" and c["status"] == "True"
-            for p in kube.get("pods", "-l", "app.kubernetes.io/component=controller")["items"]
-            if p["metadata"]["name"] != controller
-            for c in p["status"].get("conditions", [])
-        ),
-        120,
-        "a new controller ready",
-    )
+    wait_for(lambda: leader(kube) != controller, 120, "another controller leading")
     # scale.min 1: the new leader brings the version back to one ready replica, and it answers.
     wait_for(lambda: _ready_pods(kube, "survivor") == 1, 90, "one ready replica")
     status, _, answer = _call(fx.gateway, "survivor", "again")
