@@ -32,9 +32,10 @@ CHART = layout.REPO / "charts" / "fx"
 RELEASE = "fx"
 
 
-def leader(kube: Kube) -> str:
-    """The pod holding the controllers' Lease (two controllers run by default: a leader and a standby)."""
-    return kube.get("lease", f"{RELEASE}-controller")["spec"]["holderIdentity"]
+def leader(kube: Kube) -> str | None:
+    """The pod holding the controllers' Lease (two controllers run by default: a leader and a standby); None
+    while it is released (a leader that stopped gives it up at once)."""
+    return kube.get("lease", f"{RELEASE}-controller")["spec"].get("holderIdentity")
 
 
 def _kubeconfig() -> str | None:
