@@ -180,14 +180,19 @@ def handler_class(functions: Functions, log: Log) -> type[BaseHTTPRequestHandler
 
 
 def serve(functions: Functions, host: str, port: int, log: Log, ready: Callable[[str], None]) -> None:
-    """Serve until interrupted; `ready` gets the base URL once the port is bound."""
-    server = ThreadingHTTPServer((host, port), handler_class(functions, log))
+    """Bind, start the functions, serve until interrupted; `ready` gets the base URL once they run. The port is
+    bound first, so a port in use starts nothing."""
+    try:
+        server = ThreadingHTTPServer((host, port), handler_class(functions, log))
+    except OSError as exc:
+        raise InputError(f"cannot listen on {host}:{port}: {exc.strerror}; pick another --port") from exc
     server.daemon_threads = True
     stop = threading.Event()
-    watcher = threading.Thread(target=watch, args=(functions, stop), daemon=True)
-    watcher.start()
-    ready(f"http://{host}:{server.server_address[1]}")
     try:
+        functions.load()
+        watcher = threading.Thread(target=watch, args=(functions, stop), daemon=True)
+        watcher.start()
+        ready(f"http://{host}:{server.server_address[1]}")
         server.serve_forever()
     finally:
         stop.set()

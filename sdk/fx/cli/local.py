@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import signal
 from pathlib import Path
@@ -37,14 +38,9 @@ def cmd_invoke(args: argparse.Namespace) -> int:
 
 def cmd_api(args: argparse.Namespace) -> int:
     functions = Functions(Path(args.manifest), args.names, _env(args.env), err, _init_timeout(args))
-    functions.load()
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop the replicas on SIGTERM as on Ctrl-C
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         serve(functions, args.host, args.port, err, lambda url: err(_served(url, functions)))
-    except OSError as exc:
-        raise InputError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}; pick another --port") from exc
-    except KeyboardInterrupt:
-        pass
     return EXIT_OK
 
 
