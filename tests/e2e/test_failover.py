@@ -148,13 +148,16 @@ def test_helm_uninstall_removes_the_lease_and_no_pod_ends_in_error(kube: Kube, f
     fx("deploy", cwd=_project(fx.home, "bye-ha", min_replicas=1))
     wait_for(lambda: _ready_pods(kube, "bye-ha") == 1, 60, "bye-ha warm")
     assert kube.get("lease", f"{RELEASE}-controller")["spec"]["holderIdentity"]
-    argv = [kube.kubectl_bin, "--kubeconfig", kube.kubeconfig, "-n", kube.namespace, "get", "pods", "-w", "-o", "json"]
+    # The release's pods only: the session's namespace also holds other tests' own pods.
+    ours = f"app.kubernetes.io/instance={RELEASE}"
+    argv = [kube.kubectl_bin, "--kubeconfig", kube.kubeconfig, "-n", kube.namespace, "get", "pods", "-l", ours]
+    argv += ["-w", "-o", "json"]
     events = fx.home / "uninstall-watch.json"  # a file, not a pipe: a full pipe would stall the watch
     with events.open("w") as out:
         watch = subprocess.Popen(argv, stdout=out)
         try:
             kube.helm("uninstall", RELEASE, "--wait", "--timeout", "180s", timeout=240)
-            wait_for(lambda: not kube.get("pods")["items"], 90, "every pod gone")
+            wait_for(lambda: not kube.get("pods", "-l", ours)["items"], 90, "every pod of the release gone")
         finally:
             watch.terminate()
             watch.wait(10)
