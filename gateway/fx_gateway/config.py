@@ -46,6 +46,7 @@ class Settings:
     idle_timeout: float = 75.0  # seconds a keep-alive connection may wait for its next request
     max_connections: int = 4096  # caller connections at once; more are answered 503 and closed
     system_max_bytes: int = 266 * 1024 * 1024  # body of a /system call forwarded to the controller
+    system_connect_timeout: float = 10.0  # seconds to open a connection to the controller, in attempts of 2 s
     metrics_host: str = ""  # with metrics_port: /metrics is served there only, not on the main listener
     metrics_port: int = 0
     max_revision_skew: float = 60.0  # seconds a route table's revision (ns of the controller's clock) may lead ours
@@ -135,6 +136,13 @@ _LIMITS = (
         int,
         Settings.system_max_bytes,
         "largest /system request body forwarded to the controller; more: 413",
+    ),
+    (
+        "--system-connect-timeout",
+        float,
+        Settings.system_connect_timeout,
+        "seconds to open a /system call's connection to the controller, in attempts of at most 2 s (an address"
+        " that vanished in a failover never answers: a fresh attempt reaches the new leader); then 502",
     ),
     (
         "--max-revision-skew",

@@ -109,7 +109,8 @@ class Router:
             if _declared_length(headers) > limit:
                 message = f"/system request bodies are limited to {limit} bytes"
                 return client.refuse(responses.error(413, "RequestTooLarge", message, close=True))
-            return SystemProxy(client, settings.controller_host, settings.controller_port, method, url, headers, limit)
+            controller = (settings.controller_host, settings.controller_port, settings.system_connect_timeout)
+            return SystemProxy(client, *controller, method, url, headers, limit)
         return self.pages.open(client, path, metrics=not self.settings.metrics_port)
 
     def _http_trigger(self, client: ClientConnection, method: bytes, rest: bytes, query: bytes, headers):

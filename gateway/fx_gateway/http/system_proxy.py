@@ -22,6 +22,7 @@ from fx_gateway.tasks import spawn
 log = logging.getLogger("fx_gateway")
 
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+CONNECT_ATTEMPT_S = 2.0  # one attempt to open the controller connection (a local one answers in milliseconds)
 HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"te", b"upgrade", b"trailer"})
 
 
@@ -35,6 +36,7 @@ class SystemProxy(asyncio.Protocol):
         client: ClientConnection,
         host: str,
         port: int,
+        connect_timeout: float,
         method: bytes,
         url: bytes,
         headers: list[tuple[bytes, bytes]],
@@ -72,14 +74,24 @@ class SystemProxy(asyncio.Protocol):
         self.early = b""  # the start of the controller's answer, while it could still be a 100 Continue
         self.controller = f"{host}:{port}"
         client.pause_reading()  # until the controller connection is open, so an upload is not buffered here
-        spawn(self._connect(host, port))
+        spawn(self._connect(host, port, connect_timeout))
 
-    async def _connect(self, host: str, port: int) -> None:
-        try:
-            await asyncio.get_running_loop().create_connection(lambda: self, host, port)
-        except OSError as exc:
-            log.warning("controller at %s unreachable: %s", self.controller, exc)
-            self._unavailable(f"the controller at {self.controller} is unreachable")
+    async def _connect(self, host: str, port: int, budget: float) -> None:
+        # A connect that hangs is sent again: after a failover the controller Service may still name the address
+        # of the pod that was deleted for a moment, and a SYN to it is never answered. Nothing was sent yet.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + budget
+        while True:
+            try:
+                attempt = min(CONNECT_ATTEMPT_S, max(deadline - loop.time(), 0.001))
+                await asyncio.wait_for(loop.create_connection(lambda: self, host, port), attempt)
+                return
+            except (OSError, TimeoutError) as exc:
+                if self.closed or loop.time() >= deadline:
+                    log.warning("controller at %s unreachable: %r", self.controller, exc)
+                    self._unavailable(f"the controller at {self.controller} is unreachable")
+                    return
+                await asyncio.sleep(0.1)
 
     def _unavailable(self, message: str) -> None:
         self.client.write(responses.error(502, "ControllerUnavailable", message, close=True))

@@ -112,7 +112,7 @@ def test_the_cli_serves_health_and_exits_0_on_sigterm(nats_server):
         [str(script), "--nats", nats_server, "--listen", f"127.0.0.1:{port}", "--controller", "http://127.0.0.1:9"],
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, "FX_HOLD_TIMEOUT": "5"},
+        env={**os.environ, "FX_HOLD_TIMEOUT": "5", "FX_SYSTEM_CONNECT_TIMEOUT": "0.5"},
     )
     try:
         wait_for(lambda: healthy(f"http://127.0.0.1:{port}/healthz"), 5, "the gateway healthy")
