@@ -3,6 +3,8 @@ changed or deleted with kubectl is deployed or deleted through the admin API, a 
 
 from __future__ import annotations
 
+import base64
+import gzip
 import os
 from datetime import UTC, datetime
 
@@ -234,6 +236,16 @@ def test_a_record_too_big_for_an_annotation_is_not_mirrored_and_a_bad_one_is_ref
     assert records.decode(records.encode(small)) == small
     with pytest.raises(ValueError):
         records.decode("not base64 of gzip")
+
+
+def test_an_annotation_that_inflates_past_the_bound_is_refused_not_inflated() -> None:
+    """Anyone who may edit a Function may write the annotation: 64 MiB of zeros gzip to ~64 KiB."""
+    bomb = base64.b64encode(gzip.compress(b"0" * (64 * 1024 * 1024))).decode()
+    assert len(bomb) <= records.MAX_BYTES
+    with pytest.raises(ValueError, match="inflates past"):
+        records.decode(bomb)
+    with pytest.raises(ValueError, match="over the"):
+        records.decode("A" * (records.MAX_BYTES + 4))
 
 
 async def test_a_function_whose_code_is_gone_says_so_in_its_condition(controller, deployed, settings) -> None:

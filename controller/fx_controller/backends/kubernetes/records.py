@@ -14,6 +14,7 @@ import base64
 import binascii
 import gzip
 import logging
+import zlib
 from typing import Protocol
 
 from nats.js.errors import KeyWrongLastSequenceError
@@ -27,6 +28,7 @@ log = logging.getLogger("fx_controller.kubernetes")
 ANNOTATION = "fx.dev/record"
 # An object's annotations may hold 256 KiB in all (keys and values); leave room for everyone else's.
 MAX_BYTES = 192 * 1024
+MAX_JSON_BYTES = 16 * 1024 * 1024  # a record inflated from the annotation
 
 
 class FunctionApi(Protocol):
@@ -40,10 +42,18 @@ def encode(record: FunctionRecord) -> str | None:
 
 
 def decode(text: str) -> FunctionRecord:
-    """Raises ValueError on anything but what `encode` made (a hand-edited annotation)."""
+    """Raises ValueError on anything but what `encode` made (a hand-edited annotation). Anyone who may edit a
+    Function may write the annotation, so its size and what it inflates to are bounded: a small gzip bomb would
+    otherwise take the leader's memory at start, in a crash loop."""
+    if len(text) > MAX_BYTES:
+        raise ValueError(f"{len(text)} bytes, over the {MAX_BYTES} fx writes at most")
     try:
-        return FunctionRecord.model_validate_json(gzip.decompress(base64.b64decode(text, validate=True)))
-    except (binascii.Error, OSError, EOFError, ValidationError) as e:
+        inflate = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)  # gzip framing
+        raw = inflate.decompress(base64.b64decode(text, validate=True), MAX_JSON_BYTES)
+        if inflate.unconsumed_tail or not inflate.eof:
+            raise ValueError(f"it inflates past {MAX_JSON_BYTES} bytes, or is cut short")
+        return FunctionRecord.model_validate_json(raw)
+    except (binascii.Error, zlib.error, ValidationError) as e:
         raise ValueError(str(e)) from None
 
 
