@@ -46,6 +46,7 @@ class Settings:
     idle_timeout: float = 75.0  # seconds a keep-alive connection may wait for its next request
     max_connections: int = 4096  # caller connections at once; more are answered 503 and closed
     system_max_bytes: int = 266 * 1024 * 1024  # body of a /system call forwarded to the controller
+    blobs_max_bytes: int = 256 * 1024 * 1024  # blobs (bodies passed by reference) held at once; more: 503
     system_connect_timeout: float = 10.0  # seconds to open a connection to the controller, in attempts of 2 s
     metrics_host: str = ""  # with metrics_port: /metrics is served there only, not on the main listener
     metrics_port: int = 0
@@ -136,6 +137,12 @@ _LIMITS = (
         int,
         Settings.system_max_bytes,
         "largest /system request body forwarded to the controller; more: 413",
+    ),
+    (
+        "--blobs-max-bytes",
+        int,
+        Settings.blobs_max_bytes,
+        "bytes of blobs (bodies passed by reference, X-Fx-Body-Ref) this gateway holds at once; more: 503, retry",
     ),
     (
         "--system-connect-timeout",

@@ -31,7 +31,7 @@ class Gateway:
         self.connections = Connections(settings)
         stats = (self.book.stats, self.events.async_stats, self.events.event_stats)
         self.pages = Pages(stats, self.feed.healthy)
-        blobs = BlobReader(lambda: self.link.nc)
+        blobs = BlobReader(lambda: self.link.nc, settings.blobs_max_bytes)
         self.router = Router(settings, self.book, self.events.enqueue, self.events.policy, self.pages, blobs)
         self._tasks: list[asyncio.Task] = []
 

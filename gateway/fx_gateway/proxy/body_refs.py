@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import weakref
 
 import nats.errors
 from fx.protocol import BODY_REF, OBJ_BLOBS, blob_key
@@ -24,16 +25,25 @@ STREAM = f"OBJ_{OBJ_BLOBS}"
 READ_TIMEOUT_S = 30.0  # reading one blob from NATS (tens of MB: well under a second on one host)
 
 
-class BlobReader:
-    """Reads blobs on the gateway's NATS connection (`connection()`: the current one, None while there is none)."""
+class BlobsFull(ConnectionError):
+    """This gateway holds --blobs-max-bytes of blobs already."""
 
-    def __init__(self, connection) -> None:
+
+class BlobReader:
+    """Reads blobs on the gateway's NATS connection (`connection()`: the current one, None while there is none),
+    holding at most `limit` bytes of them at once: a caller who knows a digest could otherwise make the gateway
+    hold the same large blob once per call."""
+
+    def __init__(self, connection, limit: int) -> None:
         self._connection = connection
         self._nc: NatsClient | None = None
         self._store: ObjectStore | None = None
+        self.limit = limit
+        self.held = 0  # bytes of blobs read or being read, until their exchanges are gone
 
-    async def read(self, function: str, digest: str) -> bytes | None:
-        """The blob's bytes, None when there is none. ConnectionError while NATS is away."""
+    async def read(self, function: str, digest: str, holder: object) -> bytes | None:
+        """The blob's bytes, counted against the limit until `holder` is gone; None when there is none.
+        ConnectionError while NATS is away, BlobsFull over the limit."""
         nc = self._connection()
         if nc is None or not nc.is_connected:
             raise ConnectionError("NATS is not connected")
@@ -45,11 +55,24 @@ class BlobReader:
                 info = await self._store.get_info(blob_key(function, digest))
             except ObjectNotFoundError:
                 return None
+            size = info.size or 0
+            if self.held + size > self.limit:
+                raise BlobsFull(
+                    f"this gateway holds {self.held} bytes of blobs, {self.limit} at most (--blobs-max-bytes)"
+                )
+            self.held += size
+            release = weakref.finalize(holder, self._release, size)
             try:
                 return await self._chunks(js, info.nuid, info.chunks or 0)
             except NotFoundError:
-                pass
+                release()
+            except BaseException:
+                release()
+                raise
         return None  # its chunks expired (--blob-ttl) while it was read
+
+    def _release(self, size: int) -> None:
+        self.held -= size
 
     async def _chunks(self, js, nuid: str, count: int) -> bytes:
         """Chunk by chunk with direct gets (one request each, no consumer): nats-py's ObjectStore.get reads through
@@ -66,7 +89,7 @@ class BlobReader:
 class BodyRefExchange(Exchange):
     """An Exchange whose body is read from fx_blobs before it is sent; its own body must be empty."""
 
-    __slots__ = ("digest", "reader")
+    __slots__ = ("__weakref__", "digest", "reader")  # the reader counts its blob until the exchange is gone
 
     def __init__(self, reader: BlobReader, digest: bytes, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -86,7 +109,10 @@ class BodyRefExchange(Exchange):
 
     async def _read(self, function: str) -> None:
         try:
-            data = await asyncio.wait_for(self.reader.read(function, self.digest), READ_TIMEOUT_S)
+            data = await asyncio.wait_for(self.reader.read(function, self.digest, self), READ_TIMEOUT_S)
+        except BlobsFull as exc:
+            self.fail(responses.error(503, "BlobUnavailable", f"{exc}; retry", function), 503)
+            return
         except (ConnectionError, TimeoutError, nats.errors.Error) as exc:
             message = f"the blob {self.digest} could not be read from NATS ({exc or type(exc).__name__}); retry"
             self.fail(responses.error(503, "BlobUnavailable", message, function), 503)

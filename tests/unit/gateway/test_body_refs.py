@@ -79,3 +79,17 @@ async def test_without_nats_a_reference_is_503_and_a_plain_call_still_goes_throu
     r = await gw.client.post(INVOKE, headers={BODY_REF: "sha256:" + "1" * 64})
     assert r.status_code == 503 and r.json()["error"]["code"] == "BlobUnavailable"
     assert (await gw.client.post(INVOKE, content=b"{}")).status_code == 200
+
+
+async def test_a_gateway_holds_at_most_its_bound_of_blobs_and_frees_them_with_their_calls(served):
+    gw, _, store = served
+    reader = gw.gateway.router.blobs
+    event = json.dumps({"data": "y" * 50_000}).encode()
+    digest = await put(store, "hello", event)
+    reader.limit = len(event) - 1  # --blobs-max-bytes below this blob
+    r = await gw.client.post(INVOKE, headers={BODY_REF: digest})
+    assert r.status_code == 503 and "--blobs-max-bytes" in r.json()["error"]["message"]
+    reader.limit = len(event)
+    for _ in range(3):  # each call's blob is released with it, so the next fits again
+        assert (await gw.client.post(INVOKE, headers={BODY_REF: digest})).status_code == 200
+    await until(lambda: reader.held == 0)
