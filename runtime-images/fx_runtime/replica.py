@@ -69,6 +69,10 @@ def run(report: Report, started: float | None = None, confinement: Confinement |
         )
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, server.shutdown)
+    if confinement is not None:  # signal.signal, not the loop's: it must run while the handler runs
+        from .sandbox import OOM_SIGNAL  # loaded already: the confinement is its
+
+        signal.signal(OOM_SIGNAL, lambda signum, frame: invoker.watchdog.alarm())
     invoker.listen_fds = [sock.fileno() for sock in server.listener.sockets] if server.listener else []
     invoker.init_ms = (time.perf_counter() - started) * 1000
     logs.flush()

@@ -20,7 +20,9 @@ class Watchdog:
 
     With an `alarm_fd` (the sandbox's control pipe), the thread also wakes when it becomes readable and calls
     `on_alarm(job or None)`, which must not return either: the replica is out of memory, or its zygote is gone.
-    The main thread may be stuck in the handler's C code; this thread still answers.
+    `alarm()` does the same from a signal handler on the main thread, which the sandbox uses too: the thread
+    needs the GIL, and the main thread holds it while the handler runs Python (for up to a switch interval)
+    or C code that never releases it.
     """
 
     def __init__(
@@ -44,6 +46,12 @@ class Watchdog:
         deadline = time.time() + self._timeout_s
         self._current = (deadline, job)
         return deadline
+
+    def alarm(self) -> None:
+        """Call `on_alarm` now, unless this thread is already answering (it ends the process)."""
+        if self._lock.acquire(blocking=False):
+            current = self._current
+            self._on_alarm(current[1] if current else None)
 
     def disarm(self) -> None:
         with self._lock:

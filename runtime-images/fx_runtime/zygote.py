@@ -320,7 +320,7 @@ class Zygote:
             error = {"errorType": "Runtime.OutOfMemory", "errorMessage": OUT_OF_MEMORY_MESSAGE}
             self.emit({"id": replica_id, "event": "init_error", **error})
         elif not confinement.oom_signalled:
-            confinement.signal_out_of_memory()
+            confinement.signal_out_of_memory(pid)
             self.kill_at[pid] = time.monotonic() + _OOM_GRACE_S
             return
         self.kill_at.pop(pid, None)

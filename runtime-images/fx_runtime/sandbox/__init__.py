@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from . import cgroups, mounts
 from . import linux as sl
 
+# Sent to a replica over its memory limit, once it has said ready (its handler is set by then).
+OOM_SIGNAL = signal.SIGUSR1
 PRIVATE_NAMESPACES = sl.CLONE_NEWNS | sl.CLONE_NEWIPC | sl.CLONE_NEWUTS
 
 
@@ -227,11 +229,16 @@ class Confinement:
         os.close(self.assignment[1])
         self.assignment = (self.assignment[0], -1)
 
-    def signal_out_of_memory(self) -> None:
-        """Give the replica its reserve and tell it to answer Runtime.OutOfMemory and exit."""
+    def signal_out_of_memory(self, pid: int) -> None:
+        """Give the replica `pid` its reserve and tell it to answer Runtime.OutOfMemory and exit: by a byte
+        on the control pipe, which its watchdog thread reads, and by OOM_SIGNAL, whose handler runs on the
+        main thread at the handler's next bytecode. The main thread holds the GIL while it allocates, so the
+        watchdog thread may wait a switch interval (5 ms) and its turn on a CPU, long enough on a fast or
+        busy host for the handler to spend the whole reserve; the signal needs neither."""
         self.oom_signalled = True
         self.cgroup.raise_limit(cgroups.OOM_RESERVE_BYTES)
         os.write(self.control[1], b"m")
+        os.kill(pid, OOM_SIGNAL)
 
     def release(self) -> bool:
         """Once the process has exited: True when its cgroups are gone (else try again later)."""
