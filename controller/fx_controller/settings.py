@@ -44,6 +44,7 @@ class Settings:
     blob_ttl: float = 3600.0  # seconds a blob is kept after its upload
     blob_store_max_bytes: int = 1024 * 1024 * 1024  # all blobs at once; more: 507 BlobStoreFull
     public_metrics: bool = False  # /metrics without the token
+    metrics_listen: str = ""  # host:port serving /metrics alone, without the token (for scrapers); empty: none
     public_docs: bool = False  # /system/openapi.json and /system/docs without the token
 
     @property
@@ -158,8 +159,19 @@ def parse(argv: list[str] | None = None, environ: dict[str, str] | None = None) 
     ):
         on = env.get(name, "").lower() in ("1", "true")
         p.add_argument(flag, action="store_true", default=on, help=f"serve {what} without the admin token [{name}]")
+    p.add_argument(
+        "--metrics-listen",
+        default=env.get("FX_METRICS_LISTEN", ""),
+        help="host:port serving /metrics alone, without the admin token (for scrapers; a standby answers too);"
+        " the admin port keeps /metrics behind the token [FX_METRICS_LISTEN]",
+    )
     a = p.parse_args(argv)
     host, port = _listen(a.listen)
+    if a.metrics_listen:
+        try:
+            _listen(a.metrics_listen)
+        except argparse.ArgumentTypeError:
+            p.error(f"--metrics-listen {a.metrics_listen!r} is not host:port")
     state_dir = Path(a.state_dir)
     return Settings(
         nats_url=a.nats,
@@ -190,5 +202,6 @@ def parse(argv: list[str] | None = None, environ: dict[str, str] | None = None) 
         blob_ttl=a.blob_ttl,
         blob_store_max_bytes=a.blob_store_max_bytes,
         public_metrics=a.public_metrics,
+        metrics_listen=a.metrics_listen,
         public_docs=a.public_docs,
     )
