@@ -158,12 +158,14 @@ def test_each_dashboard_is_a_configmap_for_the_grafana_sidecar(tmp_path: Path) -
             "panels": [{"id": 1, "title": "{{ not helm }}"}],
         },
         "function_drilldown.json": {"title": "fx function", "uid": "fx-function", "panels": []},
+        "fx-events.json": {"title": "fx events", "uid": "fx-events", "panels": []},
     }
     chart = _chart_with_dashboards(tmp_path, files)
     maps = {m["metadata"]["name"]: m for m in of_kind(_render_chart(chart), "ConfigMap")}
-    assert set(maps) == {"fx-dashboard-overview", "fx-dashboard-function-drilldown"}
+    # Named for the file, without the .json and an fx- the release name already gives.
+    assert set(maps) == {"fx-dashboard-overview", "fx-dashboard-function-drilldown", "fx-dashboard-events"}
     for name, dashboard in files.items():
-        config_map = maps[f"fx-dashboard-{name.removesuffix('.json').replace('_', '-')}"]
+        config_map = maps[f"fx-dashboard-{name.removesuffix('.json').removeprefix('fx-').replace('_', '-')}"]
         assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
         assert config_map["metadata"]["namespace"] == "fx"
         assert json.loads(config_map["data"][name]) == dashboard  # as written, braces untouched by Helm
