@@ -1,15 +1,21 @@
-"""The chart's scrape annotations, on a real cluster: every pod that says `prometheus.io/scrape` answers
-Prometheus text on the port and path it names (the standby controller too), and a pod outside the release, as
-a Prometheus would be, reaches those metrics ports through the NetworkPolicies but not the admin port."""
+"""The chart's scrape annotations and PodMonitor, on a real cluster: every pod that says `prometheus.io/scrape`
+answers Prometheus text on the port and path it names (the standby controller too); the PodMonitor the chart
+renders for this release selects those pods and names ports that answer, under the job names the alert rules
+expect; and a pod outside the release, as a Prometheus would be, reaches the metrics ports through the
+NetworkPolicies but not the admin port. (The Prometheus Operator's CRDs are not on the harness: the PodMonitor
+is rendered with `helm template` from the release's own values, and checked against the running pods.)"""
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
+from pathlib import Path
 
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.e2e.conftest import RELEASE, RUNTIME_IMAGE, leader
+from tests.e2e.conftest import CHART, RELEASE, RUNTIME_IMAGE, leader
 from tests.e2e.kube import Kube, http
 from tests.e2e.manifests import pod, runtime_pod_spec
 
@@ -65,6 +71,69 @@ def test_every_annotated_pod_answers_prometheus_text_where_it_says(kube: Kube, f
         status, body = http("GET", pod_url(ip, path, port))
         assert status == 200, f"{p['metadata']['name']} {port}{path}: {status} {body[:200]!r}"
         assert _expected_family(p) in _families(body.decode()), p["metadata"]["name"]
+
+
+def _pod_monitor(kube: Kube, tmp_path: Path) -> dict:
+    values = tmp_path / "values.yaml"
+    values.write_text(kube.helm("get", "values", RELEASE, "-o", "yaml"))
+    rendered = kube.helm(
+        "template",
+        RELEASE,
+        str(CHART),
+        "-f",
+        str(values),
+        "--set",
+        "metrics.podMonitor.enabled=true",
+        "--show-only",
+        "templates/monitoring.yaml",
+    )
+    [monitor] = [doc for doc in yaml.safe_load_all(rendered) if doc and doc["kind"] == "PodMonitor"]
+    return monitor
+
+
+def _relabel(pod: dict, rules: list[dict]) -> dict[str, str] | None:
+    """The target labels Prometheus would give this pod by `rules` (the kinds the chart uses: keep, and replace
+    from pod labels); None when a rule drops it."""
+    meta = {
+        "__meta_kubernetes_pod_label_" + re.sub(r"[^a-zA-Z0-9_]", "_", key): value
+        for key, value in pod["metadata"]["labels"].items()
+    }
+    target: dict[str, str] = {}
+    for rule in rules:
+        source = ";".join(meta.get(name, "") for name in rule["sourceLabels"])
+        match = re.fullmatch(rule.get("regex", "(.*)"), source)
+        if rule.get("action", "replace") == "keep":
+            if not match:
+                return None
+        elif match:
+            target[rule["targetLabel"]] = match.expand(re.sub(r"\$(\d)", r"\\\1", rule["replacement"]))
+    return target
+
+
+def test_the_pod_monitor_points_at_ports_that_answer_under_the_rules_job_names(
+    kube: Kube, fx, pod_url: Callable[..., str], tmp_path: Path
+) -> None:
+    monitor = _pod_monitor(kube, tmp_path)
+    selector = ",".join(
+        f"{e['key']} {e['operator'].lower()} ({','.join(e['values'])})"
+        for e in monitor["spec"]["selector"]["matchExpressions"]
+    )
+    pods = kube.get("pods", "-l", selector)["items"]
+    jobs: dict[str, str] = {}
+    for endpoint in monitor["spec"]["podMetricsEndpoints"]:
+        for p in pods:
+            target = _relabel(p, endpoint.get("relabelings", []))
+            ports = {
+                port.get("name"): port["containerPort"] for c in p["spec"]["containers"] for port in c.get("ports", [])
+            }
+            if target is None or endpoint["port"] not in ports:
+                continue  # Prometheus makes no target of it either
+            status, body = http("GET", pod_url(p["status"]["podIP"], endpoint["path"], ports[endpoint["port"]]))
+            assert status == 200, (p["metadata"]["name"], endpoint)
+            assert _expected_family(p) in _families(body.decode())
+            assert p["metadata"]["name"] not in jobs, "a pod scraped twice"
+            jobs[p["metadata"]["name"]] = target["job"]
+    assert sorted(jobs.values()) == ["fx-controller", "fx-controller", "fx-gateway", "fx-gateway"]
 
 
 def test_a_scraper_pod_reaches_the_metrics_ports_and_not_the_admin_port(
