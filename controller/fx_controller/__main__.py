@@ -82,8 +82,11 @@ async def _serve_kubernetes(s: settings_mod.Settings) -> None:
     leadership: Leadership | None = None
     controller: Controller | None = None
     standing_by = Metrics()  # the families, no function series: what a standby's scrape shows
-    scrape = metrics_listener(s.metrics_listen, lambda: (controller.metrics if controller else standing_by).render())
+    scrape = None
     if s.metrics_listen:
+        scrape = metrics_listener(
+            s.metrics_listen, lambda: (controller.metrics if controller else standing_by).render()
+        )
         await scrape.start()
 
     async def take_over() -> None:
@@ -119,7 +122,7 @@ async def _serve_kubernetes(s: settings_mod.Settings) -> None:
         if leadership:
             await leadership.end()
         await asyncio.gather(serving, return_exceptions=True)
-        if s.metrics_listen:
+        if scrape:
             await scrape.stop()
 
 

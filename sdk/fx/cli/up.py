@@ -34,9 +34,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         interpreters=named,
         restarts=restarts,
         on_restart=lambda message: err(f"fx: {message}"),
-        controller_metrics=_host_port(args.controller_metrics, "--controller-metrics")
-        if args.controller_metrics
-        else None,
+        controller_metrics=_controller_metrics(args.controller_metrics) if args.controller_metrics else None,
     )
     # SIGTERM (e.g. from a service manager) stops as cleanly as Ctrl-C does, and Ctrl-C works even when
     # the shell started us with SIGINT ignored (a background job).
@@ -63,10 +61,10 @@ def cmd_up(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
-def _host_port(value: str, flag: str) -> tuple[str, int]:
+def _controller_metrics(value: str) -> tuple[str, int]:
     host, _, port = value.rpartition(":")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise InputError(f"{flag} {value!r} is not HOST:PORT, e.g. 127.0.0.1:9091")
+        raise InputError(f"--controller-metrics {value!r} is not HOST:PORT, e.g. 127.0.0.1:9091")
     return host, int(port)
 
 
