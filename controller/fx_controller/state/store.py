@@ -35,6 +35,9 @@ class FunctionRecord(BaseModel):
     versions: list[VersionRecord]  # ascending; immutable once written
     traffic: dict[int, int]  # version -> percent, sums to 100
     aliases: dict[str, int] = Field(default_factory=dict)
+    # An alias that splits its calls (the Lambda API's RoutingConfig): alias -> {version: percent}, its own
+    # version included; the alias stays in `aliases` with its main version.
+    alias_traffic: dict[str, dict[int, int]] = Field(default_factory=dict)
     sticky: str | None = None  # "header:<name>" or "cookie:<name>"
     history: list[dict[int, int]] = Field(default_factory=list)  # earlier splits, newest last: for rollback
     warm: dict[int, Warm] = Field(default_factory=dict)
