@@ -328,16 +328,18 @@ def test_credentials_bearer_and_bad_signatures(platform: RunningPlatform):
 
 
 def test_the_aws_cli_with_a_profile(platform: RunningPlatform, tmp_path: Path):
-    key_id, secret = issue_key(platform, "aws-cli")
-    (tmp_path / "credentials").write_text(f"[fx]\naws_access_key_id = {key_id}\naws_secret_access_key = {secret}\n")
-    (tmp_path / "config").write_text("[profile fx]\nregion = us-east-1\n")
     (tmp_path / "code.zip").write_bytes(code("cli"))
     env = {
         "PATH": os.environ["PATH"],
         "HOME": str(tmp_path),
-        "AWS_CONFIG_FILE": str(tmp_path / "config"),
-        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "credentials"),
+        "AWS_CONFIG_FILE": str(tmp_path / "aws" / "config"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "aws" / "credentials"),
     }
+    written = platform.fx("credentials", "create", "--name", "aws-cli", "--aws-profile", "fx", env=env)
+    assert written.returncode == 0 and "written to profile fx" in written.stdout, written.stderr
+    assert "aws_secret_access_key" in (tmp_path / "aws" / "credentials").read_text()
+    assert (tmp_path / "aws" / "credentials").stat().st_mode & 0o777 == 0o600
+    assert "region = us-east-1" in (tmp_path / "aws" / "config").read_text()
 
     def aws_cli(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run(
