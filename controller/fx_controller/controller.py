@@ -482,6 +482,7 @@ class Controller:
             latest=record.latest.version,
             traffic=record.traffic,
             aliases=record.aliases,
+            alias_traffic=record.alias_traffic,
             versions=versions,
             status=self._status(record),
             sticky=record.sticky,

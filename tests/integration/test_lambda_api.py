@@ -90,7 +90,7 @@ def test_the_lambda_journey_with_boto3(platform: RunningPlatform, aws):
     made = create(aws, "journey", MemorySize=256, Timeout=5)
     assert made["ResponseMetadata"]["HTTPStatusCode"] == 201
     assert made["Version"] == "$LATEST" and made["Role"] == "arn:aws:iam::000000000000:role/any"
-    assert made["FunctionArn"] == "arn:aws:lambda:us-east-1:000000000000:function:journey:$LATEST"
+    assert made["FunctionArn"] == "arn:aws:lambda:us-east-1:000000000000:function:journey"
     assert made["MemorySize"] == 256 and made["Timeout"] == 5 and made["PackageType"] == "Zip"
     assert settled(aws, "journey")["State"] == "Active"
     got = aws.get_function(FunctionName="journey")
@@ -115,6 +115,7 @@ def test_the_lambda_journey_with_boto3(platform: RunningPlatform, aws):
     )
     assert alias["AliasArn"].endswith(":function:journey:live")
     assert alias["RoutingConfig"] == {"AdditionalVersionWeights": {"2": 0.1}}
+    assert "live → version 1 (v1:90%, v2:10%)" in platform.fx("describe", "journey").stdout  # fx sees the same split
     assert share_of_two(aws) == pytest.approx(10, abs=TOLERANCE)
     shifted = aws.update_alias(
         FunctionName="journey", Name="live", RoutingConfig={"AdditionalVersionWeights": {"2": 0.6}}
@@ -271,11 +272,14 @@ def test_every_refusal_has_its_modeled_exception(platform: RunningPlatform, aws)
     assert [v["Version"] for v in aws.list_versions_by_function(FunctionName="known")["Versions"]] == ["$LATEST", "1"]
 
 
-def test_a_zip_over_the_limit_is_request_too_large(tmp_path: Path, monkeypatch):
+def test_the_zip_size_and_the_number_of_keys_have_knobs(tmp_path: Path, monkeypatch):
     monkeypatch.setenv("FX_LAMBDA_ZIP_MAX_MB", "1")
+    monkeypatch.setenv("FX_MAX_CREDENTIALS", "1")
     platform = RunningPlatform(tmp_path / "state", tmp_path / "fx-config.json")
     try:
         aws = lambda_client(platform, issue_key(platform))
+        second = platform.fx("credentials", "create")
+        assert second.returncode == 2 and "--max-credentials" in second.stderr
         big = io.BytesIO()
         with zipfile.ZipFile(big, "w") as z:  # stored, not deflated: 2 MB of random bytes
             z.writestr("handler.py", "def handler(e, c):\n    return 1\n")
@@ -325,6 +329,10 @@ def test_credentials_bearer_and_bad_signatures(platform: RunningPlatform):
     assert caught.value.response["Error"]["Code"] == "UnrecognizedClientException"
     gone = platform.fx("credentials", "rm", key[0])
     assert gone.returncode == 2 and key[0] in gone.stderr
+    for bad in (["--aws-profile", "two words"], ["--name", "x" * 65]):
+        refused = platform.fx("credentials", "create", *bad)
+        assert refused.returncode == 2 and bad[0] in refused.stderr and "Traceback" not in refused.stderr
+    assert "FXAK" not in platform.fx("credentials", "ls").stdout  # nothing was issued
 
 
 def test_the_aws_cli_with_a_profile(platform: RunningPlatform, tmp_path: Path):

@@ -212,6 +212,6 @@ def _api(controller: Controller) -> FastAPI:
     api.include_router(dlq_router(controller.dead_letters))
     api.include_router(streams_router(controller.user_streams, controller.messages))
     api.include_router(blobs_router(controller.blobs))
-    api.include_router(credentials_router(controller.credentials))
+    api.include_router(credentials_router(controller.credentials, controller.settings.max_credentials))
     app.include_router(api)
     return app

@@ -19,7 +19,6 @@ from ..state.store import CachedBucket
 
 KEY_PREFIX = "FXAK"  # where AWS's long-term keys say AKIA
 KEY_ALPHABET = string.ascii_uppercase + "234567"
-MAX_CREDENTIALS = 100  # access keys at once: a bound on what the bucket holds
 NAME_MAX = 64
 
 
@@ -70,14 +69,14 @@ def _info(record: Credential) -> CredentialInfo:
     return CredentialInfo(access_key_id=record.access_key_id, name=record.name, created_at=record.created_at)
 
 
-def router(store: CredentialStore) -> APIRouter:
-    """/system/credentials: behind the admin token, like every /system route."""
+def router(store: CredentialStore, limit: int) -> APIRouter:
+    """/system/credentials: behind the admin token, like every /system route. `limit`: keys at once."""
     api = APIRouter(prefix="/credentials", tags=["credentials"])
 
     @api.post("", status_code=201)
     async def create(spec: CredentialSpec) -> IssuedCredential:
-        if len(store.all()) >= MAX_CREDENTIALS:
-            message = f"there are already {MAX_CREDENTIALS} access keys, the most fx keeps: remove unused ones"
+        if len(store.all()) >= limit:
+            message = f"there are already {limit} access keys (fx-controller --max-credentials): remove unused ones"
             raise ApiError(409, "TooManyCredentials", message + " (`fx credentials rm KEY_ID`)")
         key_id = KEY_PREFIX + "".join(secrets.choice(KEY_ALPHABET) for _ in range(16))
         record = Credential(

@@ -84,7 +84,7 @@ def configuration(
     state, last_update = STATES[version.state]
     config: dict[str, Any] = {
         "FunctionName": name,
-        "FunctionArn": function_arn(region, name, shown),
+        "FunctionArn": function_arn(region, name, None if shown == LATEST else shown),  # Lambda's $LATEST ARN
         "Runtime": spec.runtime,
         "Handler": spec.handler,
         "CodeSize": code_size,

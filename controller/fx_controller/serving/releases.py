@@ -130,8 +130,10 @@ class Releases:
         async with self._lock:
             record = self._get(name)
             check_versions(record, [number], "version")
-            aliases = sorted(a for a, v in record.aliases.items() if v == number)
-            aliases += sorted(a for a, split in record.alias_traffic.items() if number in split and a not in aliases)
+            aliases = sorted(
+                {a for a, v in record.aliases.items() if v == number}
+                | {a for a, split in record.alias_traffic.items() if number in split}
+            )
             if number == record.latest.version or record.traffic.get(number) or aliases:
                 why = (
                     f"alias {', '.join(aliases)} names it"

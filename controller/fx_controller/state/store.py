@@ -54,6 +54,11 @@ class FunctionRecord(BaseModel):
     def version(self, number: int) -> VersionRecord | None:
         return next((v for v in self.versions if v.version == number), None)
 
+    @property
+    def aliased(self) -> set[int]:
+        """The versions aliases name, those of their own splits included."""
+        return {*self.aliases.values(), *(v for split in self.alias_traffic.values() for v in split)}
+
 
 R = TypeVar("R", bound=BaseModel)
 
