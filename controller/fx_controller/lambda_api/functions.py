@@ -14,7 +14,8 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
-from fx.models import RUNTIMES, FunctionSpec
+from fx.models import FunctionSpec, VersionInfo
+from fx.protocol import RUNTIMES
 from pydantic import ValidationError
 
 from ..api.errors import ApiError
@@ -121,7 +122,7 @@ def router(catalog: Catalog) -> APIRouter:
     ) -> dict[str, Any]:
         if function_version not in (None, "ALL"):
             raise invalid(f"FunctionVersion {function_version!r} is not ALL (or left out)")
-        entries: list[tuple[str, Any, str]] = []  # (key, version, shown)
+        entries: list[tuple[str, VersionInfo, str]] = []  # (page key, version, Version shown)
         for info in sorted(controller.list(), key=lambda i: i.name):
             entries.append((info.name, info.versions[-1], shapes.LATEST))
             if function_version:
