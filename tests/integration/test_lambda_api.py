@@ -169,7 +169,13 @@ def test_list_functions_pages_with_marker_and_max_items(platform: RunningPlatfor
     assert [f["FunctionName"] for f in last["Functions"]] == names[6:] and "NextMarker" not in last
     pages = aws.get_paginator("list_functions").paginate(PaginationConfig={"PageSize": 2})
     assert [f["FunctionName"] for page in pages for f in page["Functions"]] == names
-    assert aws.get_account_settings()["AccountUsage"]["FunctionCount"] == 7
+    every = aws.list_functions(FunctionVersion="ALL", MaxItems=10)
+    first_two = [(f["FunctionName"], f["Version"]) for f in every["Functions"][:2]]
+    assert first_two == [("page-0", "$LATEST"), ("page-0", "1")]
+    rest = aws.list_functions(FunctionVersion="ALL", MaxItems=10, Marker=every["NextMarker"])["Functions"]
+    assert len(every["Functions"]) + len(rest) == 14
+    settings = aws.get_account_settings()
+    assert settings["AccountUsage"]["FunctionCount"] == 7 and settings["AccountLimit"]["CodeSizeZipped"] == 50 * 2**20
     with pytest.raises(aws.exceptions.InvalidParameterValueException, match="MaxItems"):
         aws.list_functions(MaxItems=10_001)
 
@@ -235,8 +241,8 @@ def test_every_refusal_has_its_modeled_exception(platform: RunningPlatform, aws)
             ),
         ),
         (
-            aws.exceptions.InvalidParameterValueException,
-            "version 2 of 'known' does not exist",
+            aws.exceptions.ResourceNotFoundException,
+            "function:known:2",
             lambda: aws.create_alias(
                 FunctionName="known",
                 Name="a",

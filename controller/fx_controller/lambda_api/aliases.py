@@ -61,6 +61,11 @@ def router(catalog: Catalog) -> APIRouter:
     api = APIRouter(prefix=PREFIX)
     releases = catalog.controller.releases
 
+    async def point(name: str, alias: str, version: int, split: dict[int, int] | None) -> None:
+        for number in split or (version,):  # Lambda's 404 for a version that is not there
+            catalog.resolve(name, str(number))
+        await releases.set_alias(name, alias, version, split)
+
     def answer(name: str, alias: str) -> dict[str, Any]:
         record = catalog.record(name)
         if alias not in record.aliases:
@@ -77,7 +82,7 @@ def router(catalog: Catalog) -> APIRouter:
             raise conflict(f"Alias already exists: {shapes.function_arn(catalog.region, name, alias)}")
         reported = check_rest("CreateAlias", name, body.rest, {})
         version = _number(body.FunctionVersion, "FunctionVersion")
-        await releases.set_alias(name, alias, version, split_of(version, body))
+        await point(name, alias, version, split_of(version, body))
         return answer(name, alias) | reported
 
     @api.get("")
@@ -111,7 +116,7 @@ def router(catalog: Catalog) -> APIRouter:
             split = catalog.record(name).alias_traffic.get(alias)
         else:
             split = split_of(version, body)
-        await releases.set_alias(name, alias, version, split)
+        await point(name, alias, version, split)
         return answer(name, alias) | reported
 
     @api.delete("/{alias}", status_code=204)
