@@ -134,7 +134,9 @@ def test_the_lambda_journey_with_boto3(platform: RunningPlatform, aws):
     assert config["MemorySize"] == 512 and config["Environment"] == {"Variables": {"GREETING": "hi"}}
     assert settled(aws, "journey")["Timeout"] == 9
     assert invoke(aws, "journey") == {"v": "two", "g": "hi"}
-    assert aws.get_function(FunctionName="journey", Qualifier="live")["Configuration"]["MemorySize"] == 256
+    by_alias = aws.get_function(FunctionName="journey", Qualifier="live")["Configuration"]
+    assert by_alias["MemorySize"] == 256 and by_alias["Version"] == "2"
+    assert by_alias["FunctionArn"].endswith(":journey:live")  # the alias's ARN, as Lambda answers
 
     aws.delete_function(FunctionName="journey", Qualifier="1")
     with pytest.raises(aws.exceptions.ResourceNotFoundException):

@@ -55,6 +55,14 @@ class Catalog:
     def configuration(self, name: str, version: VersionInfo, shown: str) -> dict[str, Any]:
         return shapes.configuration(self.region, name, version, shown, self.code_size(version), self.fixed)
 
+    def qualified(self, name: str, qualifier: str | None) -> dict[str, Any]:
+        """GetFunction(Configuration)'s answer: an alias's version under the alias's ARN, as Lambda answers."""
+        version, shown = self.resolve(name, qualifier)
+        config = self.configuration(name, version, shown)
+        if qualifier not in (None, shown, shapes.LATEST):
+            config["FunctionArn"] = shapes.function_arn(self.region, name, qualifier)
+        return config
+
     def check_revision(self, name: str, version: VersionInfo, given: str | None) -> None:
         """Lambda's optimistic lock: a RevisionId that is not the current one is 412."""
         if given is not None and given != shapes.revision_id(name, version):

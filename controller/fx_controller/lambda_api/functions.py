@@ -135,15 +135,13 @@ def router(catalog: Catalog) -> APIRouter:
     @api.get("/{function_name}")
     async def get_function(function_name: str, qualifier: Qualifier = None) -> dict[str, Any]:
         name, in_path = shapes.split_name(function_name)
-        version, shown = catalog.resolve(name, catalog.qualifier(in_path, qualifier))
-        configuration = catalog.configuration(name, version, shown)
+        configuration = catalog.qualified(name, catalog.qualifier(in_path, qualifier))
         return {"Configuration": configuration, "Code": {"RepositoryType": "fx"}}
 
     @api.get("/{function_name}/configuration")
     async def get_function_configuration(function_name: str, qualifier: Qualifier = None) -> dict[str, Any]:
         name, in_path = shapes.split_name(function_name)
-        version, shown = catalog.resolve(name, catalog.qualifier(in_path, qualifier))
-        return catalog.configuration(name, version, shown)
+        return catalog.qualified(name, catalog.qualifier(in_path, qualifier))
 
     @api.put("/{function_name}/configuration")
     async def update_function_configuration(function_name: str, body: ConfigIn) -> dict[str, Any]:
