@@ -105,8 +105,9 @@ def install(app: FastAPI) -> None:
         return response(exc.status, exc.kind, str(exc))
 
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:
-        kind = BY_STATUS.get(exc.status, SERVICE)
-        return response(exc.status if kind != SERVICE else 500, kind, exc.detail.message)
+        # A 5xx keeps its status (503: NATS lost fx's store, retry; 507: a full disk), so botocore retries alike.
+        kind = BY_STATUS.get(exc.status) or (SERVICE if exc.status >= 500 else INVALID)
+        return response(exc.status, kind, exc.detail.message)
 
     async def validation_error(_: Request, exc: ValidationError | RequestValidationError) -> JSONResponse:
         return response(400, INVALID, validation_message(exc))
