@@ -69,12 +69,11 @@ def create(aws, name: str, answer: str = "one", **fields):
     return aws.create_function(FunctionName=name, Code={"ZipFile": code(answer)}, **fields)
 
 
-def settled(aws, name: str, qualifier: str | None = None) -> dict:
-    """The configuration once its update is done (Lambda's LastUpdateStatus Successful)."""
-    extra = {"Qualifier": qualifier} if qualifier else {}
+def settled(aws, name: str) -> dict:
+    """$LATEST's configuration once its update is done (Lambda's LastUpdateStatus no longer InProgress)."""
 
     def done():
-        config = aws.get_function_configuration(FunctionName=name, **extra)
+        config = aws.get_function_configuration(FunctionName=name)
         return config if config["LastUpdateStatus"] != "InProgress" else None
 
     return wait_for(done, 60, f"{name} to finish its update")
@@ -157,6 +156,19 @@ def share_of_two(aws) -> float:
     seen = Counter(invoke(aws, "journey", Qualifier="live")["v"] for _ in range(CALLS))
     assert set(seen) <= {"one", "two"}
     return 100 * seen["two"] / CALLS
+
+
+def test_a_version_that_fails_to_initialise_is_failed_with_its_reason(platform: RunningPlatform, aws):
+    create(aws, "fragile")
+    assert settled(aws, "fragile")["State"] == "Active"
+    broken = io.BytesIO()
+    with zipfile.ZipFile(broken, "w") as z:
+        z.writestr("handler.py", "raise RuntimeError('no config')\n")
+    aws.update_function_code(FunctionName="fragile", ZipFile=broken.getvalue())
+    config = settled(aws, "fragile")
+    assert config["State"] == "Failed" and config["LastUpdateStatus"] == "Failed" and config["Version"] == "$LATEST"
+    assert "no config" in config["StateReason"] and config["StateReasonCode"] == "FunctionError"
+    assert aws.get_function_configuration(FunctionName="fragile", Qualifier="1")["State"] == "Active"
 
 
 def test_list_functions_pages_with_marker_and_max_items(platform: RunningPlatform, aws):
