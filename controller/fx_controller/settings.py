@@ -28,6 +28,8 @@ class Settings:
     backend: str = "local"
     drain_delay: float = 1.0  # seconds between unpublishing a replica and SIGTERM
     max_unzipped_mb: int = 250
+    lambda_zip_max_mb: int = 50  # a ZipFile sent to the Lambda API (Lambda's own limit for a direct upload)
+    max_credentials: int = 100  # the Lambda API's access keys at once (`fx credentials create`)
     max_secret_bytes: int = 65536  # keys and values of one secret (AWS Secrets Manager's limit is 64 KB too)
     stable_window: float = 10.0  # seconds of history a scale-down must respect
     init_timeout: float = 30.0  # a replica not ready by then is stopped and reported failed
@@ -82,6 +84,8 @@ _NUMBERS = (
     ),
     ("--drain-delay", float, Settings.drain_delay, "seconds between unpublishing a replica and SIGTERM"),
     ("--max-unzipped-mb", int, Settings.max_unzipped_mb, "largest unzipped size of a code zip, in MB"),
+    ("--lambda-zip-max-mb", int, Settings.lambda_zip_max_mb, "largest ZipFile the Lambda API takes, in MB"),
+    ("--max-credentials", int, Settings.max_credentials, "access keys for the Lambda API that may exist at once"),
     ("--max-secret-bytes", int, Settings.max_secret_bytes, "bytes of keys and values one secret may hold"),
     ("--stable-window", float, Settings.stable_window, "seconds of load history a scale-down must respect"),
     ("--init-timeout", float, Settings.init_timeout, "seconds a replica may take to become ready"),
@@ -187,6 +191,8 @@ def parse(argv: list[str] | None = None, environ: dict[str, str] | None = None) 
         backend=a.backend,
         drain_delay=a.drain_delay,
         max_unzipped_mb=a.max_unzipped_mb,
+        lambda_zip_max_mb=a.lambda_zip_max_mb,
+        max_credentials=a.max_credentials,
         max_secret_bytes=a.max_secret_bytes,
         stable_window=a.stable_window,
         init_timeout=a.init_timeout,
