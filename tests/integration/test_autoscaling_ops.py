@@ -1,12 +1,20 @@
 """The autoscaler's decision as an operator sees it: panic mode on a jump in load, on /metrics and in `fx describe`,
 and `fx top` under load."""
 
+import fcntl
 import json
+import os
+import pty
+import select
+import signal
+import struct
+import subprocess
+import termios
 
 import httpx
 import pytest
 
-from tests.integration.conftest import RunningPlatform
+from tests.integration.conftest import FX
 from tests.integration.helpers import SteadyLoad, metric
 from tests.waiting import wait_for
 
@@ -35,13 +43,9 @@ def described_desired(platform, function: str) -> int:
 
 
 @pytest.fixture
-def short_window_platform(tmp_path, monkeypatch):
-    monkeypatch.setenv("FX_STABLE_WINDOW", STABLE_WINDOW_S)
-    running = RunningPlatform(tmp_path / "state", tmp_path / "fx-config.json")
-    try:
-        yield running
-    finally:
-        running.stop()
+def short_window_platform(monkeypatch, request):
+    monkeypatch.setenv("FX_STABLE_WINDOW", STABLE_WINDOW_S)  # read by the controller the platform starts
+    return request.getfixturevalue("platform")
 
 
 def test_a_jump_in_load_panics_scales_up_fast_then_calms(short_window_platform, make_function):
@@ -119,3 +123,52 @@ def test_fx_top_refuses_a_bad_interval_clearly(platform):
     assert out.returncode == 2
     assert "--interval" in out.stderr and "from 0.5 to 3600" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+class Terminal:
+    """`fx top` on a pseudo-terminal of 24 x 120, as a user runs it; what it draws is gathered in `screen`."""
+
+    def __init__(self, platform, *args: str) -> None:
+        self._master, child = pty.openpty()
+        fcntl.ioctl(child, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))
+        env = {**os.environ, "FX_GATEWAY": platform.gateway_url, "FX_TOKEN": platform.token, "TERM": "xterm"}
+        env["FX_CONFIG"] = str(platform.config)
+        self.process = subprocess.Popen([FX, "top", *args], stdin=child, stdout=child, stderr=child, env=env)
+        os.close(child)
+        self.screen = ""
+
+    def shows(self, text: str) -> bool:
+        while select.select([self._master], [], [], 0.1)[0]:
+            try:
+                self.screen += os.read(self._master, 65536).decode(errors="replace")
+            except OSError:  # the program has exited and closed the terminal
+                break
+        return text in self.screen
+
+    def type(self, keys: bytes) -> None:
+        os.write(self._master, keys)
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait(10)
+        os.close(self._master)
+
+
+@pytest.mark.parametrize("quit_by", ["q", "ctrl-c"])
+def test_fx_top_live_refreshes_and_quits_cleanly(platform, make_function, quit_by):
+    project = make_function("live", body="return {'statusCode': 200, 'body': 'ok'}", scale={"min": 1})
+    assert platform.fx("deploy", cwd=project).returncode == 0
+    term = Terminal(platform, "--interval", "0.5")
+    try:
+        wait_for(lambda: term.shows("(q quits)") and term.shows("FUNCTION"), 15, "the header and the table")
+        wait_for(lambda: term.shows("live"), 10, "the function's row")
+        if quit_by == "q":
+            term.type(b"q")
+        else:
+            term.process.send_signal(signal.SIGINT)  # what the terminal sends the foreground program on Ctrl-C
+        assert term.process.wait(10) == 0
+        term.shows("")
+        assert "Traceback" not in term.screen
+    finally:
+        term.close()
