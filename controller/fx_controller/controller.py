@@ -115,12 +115,12 @@ class Controller:
         self.load = LoadBook()
         self.autoscaler = Autoscaler(
             Tuning(
-                settings.stable_window,
-                settings.panic_window_percentage,
-                settings.panic_threshold_percentage,
-                settings.max_scale_up_rate,
-                settings.max_scale_down_rate,
-                settings.scale_down_delay,
+                stable_window=settings.stable_window,
+                panic_window_percentage=settings.panic_window_percentage,
+                panic_threshold_percentage=settings.panic_threshold_percentage,
+                max_scale_up_rate=settings.max_scale_up_rate,
+                max_scale_down_rate=settings.max_scale_down_rate,
+                scale_down_delay=settings.scale_down_delay,
             )
         )
         self._backend_factory = backend_factory

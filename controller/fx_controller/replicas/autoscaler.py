@@ -72,15 +72,15 @@ class Autoscaler:
         state.samples.append((now, observed, requests))
         while state.samples[0][0] < now - max(stable_window, RATE_MIN_WINDOW_S):
             state.samples.popleft()
-        stable = _replicas_for(scale, *_load(state.samples, now, stable_window))
-        panic = _replicas_for(scale, *_load(state.samples, now, panic_window))
+        stable_load = _replicas_for(scale, *_load(state.samples, now, stable_window))
+        panic_load = _replicas_for(scale, *_load(state.samples, now, panic_window))
 
         base = max(ready, 1)  # Knative's: from zero, the first replica counts as ready
         most = math.ceil(self.tuning.max_scale_up_rate * base)
         least = math.floor(ready / self.tuning.max_scale_down_rate)
-        stable, panic = min(max(stable, least), most), min(max(panic, least), most)
-        over = panic / base >= threshold
-        if over:
+        stable = min(max(math.ceil(stable_load), least), most)
+        panic = min(max(math.ceil(panic_load), least), most)
+        if panic_load / base >= threshold:
             state.panic_since = now
         elif state.panic_since is not None and now - state.panic_since > stable_window:
             state.panic_since, state.panic_peak = None, 0  # the surge has reached the stable average
@@ -119,9 +119,8 @@ def _load(samples: deque[tuple[float, int, int]], now: float, window: float) -> 
     return sum(recent) / len(recent), rate
 
 
-def _replicas_for(scale: ScaleSpec, concurrency: float, rate: float) -> int:
-    """Replicas for the load: by concurrency, and by request rate when a target is set (the higher wins)."""
-    want = math.ceil(concurrency / (scale.concurrency or UNLIMITED_PER_REPLICA))
-    if scale.target_rps:
-        want = max(want, math.ceil(rate / scale.target_rps))
-    return want
+def _replicas_for(scale: ScaleSpec, concurrency: float, rate: float) -> float:
+    """Replicas' worth of load, not yet rounded up: by concurrency, and by request rate when a target is set
+    (the higher wins)."""
+    want = concurrency / (scale.concurrency or UNLIMITED_PER_REPLICA)
+    return max(want, rate / scale.target_rps) if scale.target_rps else want
