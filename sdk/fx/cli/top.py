@@ -16,12 +16,12 @@ import curses
 import math
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from fx.cli.common import EXIT_OK, OUTPUT, AddCommand, client, print_json, print_table, seconds
+from fx.cli.common import EXIT_OK, OUTPUT, AddCommand, client, print_json, print_table, seconds, table_lines
 from fx.client import Client
 from fx.errors import FxError
 from fx.models import FunctionInfo, VersionInfo
@@ -91,8 +91,8 @@ def rows(before: Read, after: Read, gateway_before: GatewayRead | None) -> list[
     for fn in after.functions:
         for v in fn.versions:
             was = earlier.get((fn.name, v.version))
-            requests = v.requests - was.requests if was else 0
-            errors = v.errors - was.errors if was else 0
+            requests = _increase(v.requests, was.requests) if was else 0
+            errors = _increase(v.errors, was.errors) if was else 0
             if not (
                 v.traffic or v.aliases or v.replicas_ready or v.replicas_starting or v.replicas_desired or requests
             ):
@@ -101,13 +101,13 @@ def rows(before: Read, after: Read, gateway_before: GatewayRead | None) -> list[
             p99 = cold = None
             if gateway_before is not None:
                 p99 = _quantile(_delta(after.metrics.durations.get(key, {}), gateway_before.durations.get(key, {})))
-                cold = round(after.metrics.cold_starts.get(key, 0) - gateway_before.cold_starts.get(key, 0))
+                cold = round(_increase(after.metrics.cold_starts.get(key, 0), gateway_before.cold_starts.get(key, 0)))
             found.append(_row(fn, v, requests, errors, elapsed, p99, cold))
     return sorted(found, key=lambda r: (-r.rps, r.function, r.version))
 
 
 def _row(
-    fn: FunctionInfo, v: VersionInfo, requests: int, errors: int, elapsed: float, p99: float | None, cold: int | None
+    fn: FunctionInfo, v: VersionInfo, requests: float, errors: float, elapsed: float, p99: float | None, cold: int | None
 ) -> Row:
     return Row(
         function=fn.name,
@@ -123,8 +123,13 @@ def _row(
     )
 
 
+def _increase(now: float, before: float) -> float:
+    """A counter's increase between two reads; a counter lower than before was reset (a restart): all of it."""
+    return now - before if now >= before else now
+
+
 def _delta(after: dict[float, float], before: dict[float, float]) -> dict[float, float]:
-    return {le: count - before.get(le, 0) for le, count in after.items()}
+    return {le: _increase(count, before.get(le, 0)) for le, count in after.items()}
 
 
 def _quantile(buckets: dict[float, float]) -> float | None:
@@ -172,12 +177,6 @@ def _ms(value: float | None) -> str:
     return f"{value:.1f}ms" if value < 10 else f"{value:.0f}ms"
 
 
-def _text(lines: list[list[str]]) -> Iterator[str]:
-    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
-    for line in lines:
-        yield "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip()
-
-
 class Watch:
     """Successive reads, each diffed against the one before and against the same gateway's previous read."""
 
@@ -202,7 +201,7 @@ def _live(screen: curses.window, watch: Watch, gateway: str, interval: float) ->
         if time.monotonic() >= due:
             try:
                 found = watch.next()
-                shown, problem = list(_text(table(found))), ""
+                shown, problem = table_lines(table(found)), ""
                 shown += [] if found else ["(no version has traffic, replicas or requests)"]
             except FxError as exc:  # e.g. the gateway restarting: keep the last table and try again
                 problem = f"refresh failed: {exc}"
