@@ -107,7 +107,13 @@ def rows(before: Read, after: Read, gateway_before: GatewayRead | None) -> list[
 
 
 def _row(
-    fn: FunctionInfo, v: VersionInfo, requests: float, errors: float, elapsed: float, p99: float | None, cold: int | None
+    fn: FunctionInfo,
+    v: VersionInfo,
+    requests: float,
+    errors: float,
+    elapsed: float,
+    p99: float | None,
+    cold: int | None,
 ) -> Row:
     return Row(
         function=fn.name,
