@@ -7,18 +7,22 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from . import faults, http11, logs, marshal
+from . import faults, http11, logs, marshal, streams
 from .context import LambdaContext
 from .faults import Fault
 from .loader import Handler
 from .settings import Settings
+from .streams import Stream
 from .watchdog import Watchdog
 
 TIMEOUT_EXIT_CODE = 124  # the replica ends after a timeout; the platform replaces it
 OUT_OF_MEMORY_EXIT_CODE = 137  # as if killed (128 + SIGKILL), which is what Lambda reports
+# Results that never stream, so the usual invocation skips looking for an iterator.
+_WHOLE = frozenset({dict, list, str, bytes, int, float, bool, type(None)})
+Job = tuple[str, int, bool, float, Stream | None]  # what the watchdog watches: request id, fd, http, start, stream
 
 
 class RequestIds:
@@ -42,6 +46,7 @@ class Invoker:
         self.memory_mb = settings.memory_mb
         self.timeout_s = settings.timeout_ms / 1000
         self.max_response_bytes = settings.max_response_bytes
+        self.max_stream_bytes = settings.max_stream_bytes
         self.init_ms: float | None = init_ms  # reported with the first invocation only, as Lambda does
         self.exit_code: int | None = None  # set when the handler asked the process to exit
         self.listen_fds: list[int] = []  # closed before a timeout or out-of-memory answer: no new caller gets in
@@ -50,16 +55,24 @@ class Invoker:
         self.watchdog = Watchdog(self.timeout_s, self._expired, alarm_fd, self._out_of_memory)
 
     def invoke(
-        self, event: Any, request_id: str, client_context: dict | None, fd: int, http: bool
+        self,
+        event: Any,
+        request_id: str,
+        client_context: dict | None,
+        fd: int,
+        http: bool,
+        stream: Stream | None = None,
     ) -> tuple[Any, bytes, dict | None]:
         """Run the handler; returns (result, result as bytes, error shape or None).
 
-        `fd` is the caller's socket: on timeout the watchdog answers there and ends the process.
+        `fd` is the caller's socket: on timeout the watchdog answers there and ends the process. A result that
+        streams goes chunk by chunk to `stream` if the caller takes one (then `stream.started` once a chunk
+        is out), else its chunks are joined into the result bytes.
         """
         started = time.perf_counter()
         logs.current_request_id = request_id
         logs.start(request_id, self.version)
-        deadline = self.watchdog.arm((request_id, fd, http, started))
+        deadline = self.watchdog.arm((request_id, fd, http, started, stream))
         context = LambdaContext(request_id, int(deadline * 1000), client_context)
         result: Any = None
         err: dict | None = None
@@ -69,10 +82,16 @@ class Invoker:
         asyncio._set_running_loop(None)
         try:
             result = self.handler(event, context)
+            if type(result) not in _WHOLE:
+                chunks = streams.chunks_of(result) if stream is None else stream.open(result)
+                if chunks is not None:
+                    result = self._drain(chunks, stream)
         except SystemExit as e:
             self.exit_code = e.code if isinstance(e.code, int) else 1
             msg = f"RequestId: {request_id} Error: Runtime exited with error: exit status {self.exit_code}"
             err = faults.error(msg, "Runtime.ExitError", [], request_id)
+        except Fault as fault:
+            err = faults.from_fault(fault, request_id)
         except Exception as e:
             err = faults.from_exception(e, request_id)
         finally:
@@ -97,25 +116,58 @@ class Invoker:
         self.init_ms = None
         return result, payload, err
 
-    def _expired(self, job: tuple[str, int, bool, float]) -> None:
-        """On the watchdog thread: answer the caller with Lambda's timeout error, log it, end the process."""
-        request_id, _, http, _ = job
-        message = f"Task timed out after {self.timeout_s:.2f} seconds"
-        self._end(job, timeout_answer(request_id, self.timeout_s, http), message, "timeout", TIMEOUT_EXIT_CODE)
+    def _drain(self, chunks: Iterator[Any], stream: Stream | None) -> bytes:
+        """Run a streaming handler to its end, within the limit of a stream (or of a whole answer, joined):
+        each chunk to `stream` as it comes, or all joined when the caller takes the answer whole."""
+        limit = self.max_response_bytes if stream is None else self.max_stream_bytes
+        joined: list[bytes] = []
+        size = 0
+        try:
+            for chunk in chunks:
+                try:
+                    data = streams.chunk_bytes(chunk)
+                except TypeError as e:
+                    raise Fault("Runtime.MarshalError", f"Unable to marshal response: {e}") from None
+                size += len(data)
+                if size > limit:
+                    msg = f"Response payload size exceeded maximum allowed payload size ({limit} bytes)."
+                    raise Fault("Function.ResponseSizeTooLarge", msg)
+                if not data:  # an empty HTTP chunk would end the body
+                    continue
+                if stream is None:
+                    joined.append(data)
+                else:
+                    stream.send(data)
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:  # a generator stopped early runs its finally blocks now
+                close()
+        return b"".join(joined)
 
-    def _out_of_memory(self, job: tuple[str, int, bool, float] | None) -> None:
+    def _expired(self, job: Job) -> None:
+        """On the watchdog thread: answer the caller with Lambda's timeout error, log it, end the process."""
+        request_id, _, http, _, stream = job
+        message = f"Task timed out after {self.timeout_s:.2f} seconds"
+        answer = timeout_answer(request_id, self.timeout_s, http)
+        if stream is not None:
+            answer = stream.last_words(answer)
+        self._end(job, answer, message, "timeout", TIMEOUT_EXIT_CODE)
+
+    def _out_of_memory(self, job: Job | None) -> None:
         """On the watchdog thread, told by the sandbox that the replica hit its memory limit: answer the
         invocation in flight with Lambda's Runtime.OutOfMemory, log it, end the process."""
         if job is None:
             logs.flush()
             os._exit(OUT_OF_MEMORY_EXIT_CODE)
-        request_id, _, http, _ = job
+        request_id, _, http, _, stream = job
         message = f"RequestId: {request_id} Error: {OUT_OF_MEMORY_MESSAGE}\nRuntime.OutOfMemory"
         answer = out_of_memory_answer(request_id, http)
+        if stream is not None:
+            answer = stream.last_words(answer)
         self._end(job, answer, message, "error\tError Type: Runtime.OutOfMemory", OUT_OF_MEMORY_EXIT_CODE)
 
-    def _end(self, job: tuple[str, int, bool, float], answer: bytes, message: str, status: str, code: int) -> None:
-        request_id, fd, _, started = job
+    def _end(self, job: Job, answer: bytes, message: str, status: str, code: int) -> None:
+        request_id, fd, _, started, _ = job
         for listen_fd in self.listen_fds:  # a caller the gateway sends next must be refused, not cut off
             os.close(listen_fd)
         _write_all(fd, answer)

@@ -18,10 +18,11 @@ from collections.abc import Callable
 
 import httptools
 
-from . import faults, http11, logs
+from . import faults, http11, logs, streams
 from .http_events import MalformedResponse, Request, build_event, response
 from .invoker import Invoker
 from .settings import Settings
+from .streams import ChunkedStream, EventStream
 
 _HTTP_PREFIX = b"/_fx/http"
 _INTERNAL_ERROR = b'{"message":"Internal Server Error"}'
@@ -36,6 +37,9 @@ ERROR_DETAIL_HEADER = b"x-fx-error-detail"
 # A body the gateway read from the blob store (fx.protocol.BODY_REF): bounded by the controller's
 # --blob-max-bytes, so taken up to FX_MAX_BLOB_BYTES rather than FX_MAX_REQUEST_BYTES. Left for the handler to see.
 BODY_REF_HEADER = b"x-fx-body-ref"
+# Sent by the gateway for InvokeWithResponseStream (and stripped from callers): answer /_fx/invoke in the
+# event-stream framing, a streaming handler's chunks as they come (streams.py).
+RESPONSE_STREAM_HEADER = b"x-fx-response-stream"
 _ERROR_HEADERS = (*http11.JSON, ("X-Amz-Function-Error", "Unhandled"))
 
 
@@ -65,7 +69,7 @@ class Server:
             invoker.flush_logs = self.flush_logs_soon
             self.new_request_id = invoker.new_request_id
         self.token = settings.replica_token.encode() if settings.replica_token else None
-        version = settings.function_version.encode()
+        self.version = version = settings.function_version.encode()
         self._ok_head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Amz-Executed-Version: %s\r\n" % version
 
     def flush_logs_soon(self) -> None:
@@ -155,12 +159,16 @@ class Server:
         except (ValueError, binascii.Error) as e:
             error = {"errorType": "InvalidRequestContentException", "errorMessage": f"Could not parse request: {e}"}
             return http11.response(400, http11.JSON, json.dumps(error).encode(), keep)
+        stream = EventStream(conn.fd, keep, self.version) if conn.event_stream else None
         if conn.header(b"x-amz-log-type") != b"Tail":
-            _, payload, err = self.invoker.invoke(event, request_id, context, conn.fd, http=False)
-            return self.invoke_answer(payload, err, keep)
-        with logs.capture() as log:
-            _, payload, err = self.invoker.invoke(event, request_id, context, conn.fd, http=False)
-        return self.invoke_answer(payload, err, keep, log.tail())
+            _, payload, err = self.invoker.invoke(event, request_id, context, conn.fd, False, stream)
+            log_tail = None
+        else:
+            with logs.capture() as log:
+                _, payload, err = self.invoker.invoke(event, request_id, context, conn.fd, False, stream)
+            log_tail = log.tail()
+        answer = self.invoke_answer(payload, err, keep, log_tail)
+        return answer if stream is None else stream.end(err, log_tail, answer)
 
     def invoke_input(self, conn: Connection) -> tuple[object, dict | None, str]:
         """(event, client context, request id) of a raw invoke; ValueError if the body or context is not JSON."""
@@ -179,7 +187,12 @@ class Server:
 
     def http(self, conn: Connection, method: bytes, keep: bool) -> bytes | None:
         event, request_id = self.http_input(conn, method)
-        result, payload, err = self.invoker.invoke(event, request_id, None, conn.fd, http=True)
+        stream = ChunkedStream(conn.fd, keep, self.settings.http_event, conn.head_only)
+        result, payload, err = self.invoker.invoke(event, request_id, None, conn.fd, True, stream)
+        if stream.started and err is not None:
+            conn.close()  # a chunked body cut short: the one way to tell the caller the stream failed
+        if stream.head and (stream.started or err is None):
+            return stream.end(err, None, b"")
         return self.http_answer(result, payload, err, request_id, keep, conn)
 
     def http_input(self, conn: Connection, method: bytes) -> tuple[dict, str]:
@@ -236,6 +249,7 @@ class Connection(asyncio.Protocol):
         self.size = 0
         self.too_large = False
         self.error_detail = False  # the request carried ERROR_DETAIL_HEADER
+        self.event_stream = False  # the request carried RESPONSE_STREAM_HEADER
         self.head_only = False  # the request was HEAD: its answer goes without the body
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -267,6 +281,8 @@ class Connection(asyncio.Protocol):
         self.awaiting = False
         if self.transport.is_closing():
             return
+        if self.event_stream:  # a relayed invocation (runtime_api.py) answers whole: one PayloadChunk
+            data = streams.from_answer(data, self.server.settings.function_version.encode())
         self._write(data)
         if keep and not self.server.draining:
             self.transport.resume_reading()
@@ -275,7 +291,7 @@ class Connection(asyncio.Protocol):
 
     def _write(self, data: bytes) -> None:
         if self.head_only:  # RFC 9110 §9.3.2: the head a GET would get (its Content-Length too), no body
-            data = data[: data.index(b"\r\n\r\n") + 4]
+            data = data[: data.find(b"\r\n\r\n") + 4]  # none (-1): the head went out already
         self.transport.write(data)
 
     def data_received(self, data: bytes) -> None:
@@ -310,6 +326,7 @@ class Connection(asyncio.Protocol):
         self.limit = self.plain_limit
         self.too_large = False
         self.error_detail = False
+        self.event_stream = False
         self.authorized = self.token is None
 
     def on_url(self, url: bytes) -> None:
@@ -322,6 +339,9 @@ class Connection(asyncio.Protocol):
             return
         if len(name) == 17 and name.lower() == ERROR_DETAIL_HEADER:  # the platform's, not the handler's
             self.error_detail = True
+            return
+        if len(name) == 20 and name.lower() == RESPONSE_STREAM_HEADER:
+            self.event_stream = True
             return
         if len(name) == 13 and self.ref_limit is not None and name.lower() == BODY_REF_HEADER:
             self.limit = self.ref_limit

@@ -1,0 +1,215 @@
+"""Response streaming: a handler's chunks written to the caller's socket as the handler produces them.
+
+Lambda's Python runtime has no response streaming, so fx defines it: a handler that returns an iterator
+(a generator, sync or async) streams, each item (bytes or str) one chunk. On the HTTP trigger a dict with a
+`statusCode` whose `body` is such an iterator streams too, with that status and those headers (a function URL
+in RESPONSE_STREAM mode). A caller that takes the answer whole (Invoke) gets the chunks joined.
+
+The chunks go straight to the socket's fd from the handler's thread, one blocking write each: the loop is not
+running while a handler runs (server.py), and the watchdog thread writes the stream's last words to the same fd
+on a timeout, so a lock keeps a chunk and those words apart. The connection's transport has nothing buffered
+when a stream begins: the gateway sends a request only once the previous answer on the connection is whole.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import select
+import threading
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+from . import eventstream, http11
+from .http_events import response
+
+LAST_WORDS_WAIT_S = 1.0  # how long the watchdog waits for a chunk being written before it ends the process anyway
+_END = b"0\r\n\r\n"  # the last chunk of a chunked body
+_OCTET_STREAM = (("Content-Type", "application/octet-stream"),)  # what a function URL streams by default
+
+
+class CallerGone(ConnectionError):
+    """The caller's connection broke mid-stream: the handler is stopped, nobody reads what it would produce."""
+
+
+def chunks_of(result: Any) -> Iterator[Any] | None:
+    """The items of a result that streams (an iterator, or an async iterator driven here), else None."""
+    if hasattr(result, "__next__"):
+        return result
+    if hasattr(result, "__anext__"):
+        return _drive(result)
+    return None
+
+
+def _drive(items: AsyncIterator[Any]) -> Iterator[Any]:
+    """An async iterator's items, each awaited on a loop of its own (a handler runs where no loop runs)."""
+    loop = asyncio.new_event_loop()
+    try:
+        while True:
+            try:
+                yield loop.run_until_complete(items.__anext__())
+            except StopAsyncIteration:
+                return
+    finally:
+        close = getattr(items, "aclose", None)
+        if close is not None:
+            loop.run_until_complete(close())
+        loop.close()
+
+
+def chunk_bytes(chunk: Any) -> bytes:
+    """A streamed item as bytes: bytes-like as they are, str in UTF-8; anything else is a TypeError."""
+    if isinstance(chunk, bytes):
+        return chunk
+    if isinstance(chunk, str):
+        return chunk.encode()
+    if isinstance(chunk, bytearray | memoryview):
+        return bytes(chunk)
+    raise TypeError(f"a streamed chunk must be bytes or str, not {type(chunk).__name__}")
+
+
+def _write(fd: int, data: bytes) -> None:
+    """Write all of `data` to a non-blocking socket, waiting while the reader lags (the watchdog bounds it)."""
+    view = memoryview(data)
+    while view:
+        try:
+            view = view[os.write(fd, view) :]
+        except BlockingIOError:
+            select.select([], [fd], [])
+        except OSError as e:
+            raise CallerGone(f"the caller's connection broke mid-stream: {e}") from None
+
+
+def _chunked(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+class Stream:
+    """One streaming answer on one connection. `open` decides whether the result streams and sets the head;
+    `send` writes a chunk (the head before the first); `end` is what completes the answer once the handler is
+    done; `last_words` what completes it now, the process about to end (a timeout, out of memory)."""
+
+    __slots__ = ("fd", "head", "keep", "lock", "started")
+
+    def __init__(self, fd: int, keep: bool) -> None:
+        self.fd = fd
+        self.keep = keep
+        self.head = b""  # set by `open` once the result is known to stream
+        self.started = False  # the head is out
+        self.lock = threading.Lock()
+
+    def open(self, result: Any) -> Iterator[Any] | None:
+        raise NotImplementedError
+
+    def frame(self, data: bytes) -> bytes:
+        raise NotImplementedError
+
+    def end(self, err: dict | None, log_tail: str | None, whole: bytes) -> bytes:
+        """What completes the answer once the handler is done; `whole`: the answer to give if nothing was sent."""
+        raise NotImplementedError
+
+    def send(self, data: bytes) -> None:
+        with self.lock:
+            if self.started:
+                _write(self.fd, self.frame(data))
+            else:
+                self.started = True
+                _write(self.fd, self.head + self.frame(data))
+
+    def last_words(self, whole: bytes) -> bytes:
+        """On the watchdog thread, the process about to end with `whole` as the answer to a plain call (Lambda's
+        timeout or out-of-memory error): what completes this one. The lock is kept: no chunk goes out after."""
+        if not self.lock.acquire(timeout=LAST_WORDS_WAIT_S):
+            return b""  # a chunk's write is stuck on a caller that reads nothing: the exit's close ends the answer
+        return self.end(_error_of(whole.partition(b"\r\n\r\n")[2]), None, whole)
+
+
+class EventStream(Stream):
+    """InvokeWithResponseStream's answer: each chunk a PayloadChunk event, then one InvokeComplete."""
+
+    __slots__ = ("version",)
+
+    def __init__(self, fd: int, keep: bool, version: bytes) -> None:
+        super().__init__(fd, keep)
+        self.version = version
+        self.head = b"HTTP/1.1 200 OK\r\nContent-Type: %s\r\nX-Amz-Executed-Version: %s\r\n%s\r\n" % (
+            eventstream.CONTENT_TYPE.encode(),
+            version,
+            b"Transfer-Encoding: chunked\r\n" if keep else b"Transfer-Encoding: chunked\r\nConnection: close\r\n",
+        )
+
+    def open(self, result: Any) -> Iterator[Any] | None:
+        return chunks_of(result)
+
+    def frame(self, data: bytes) -> bytes:
+        return _chunked(eventstream.payload_chunk(data))
+
+    def end(self, err: dict | None, log_tail: str | None, whole: bytes) -> bytes:
+        if not self.started:
+            return from_answer(whole, self.version)
+        return _chunked(eventstream.invoke_complete(err, log_tail)) + _END
+
+
+class ChunkedStream(Stream):
+    """The HTTP trigger's answer, in HTTP/1.1 chunks. A failure mid-stream cannot change the status that is out:
+    the connection closes before the last chunk, the one way a chunked body says it is incomplete."""
+
+    __slots__ = ("head_only", "kind")
+
+    def __init__(self, fd: int, keep: bool, kind: str, head_only: bool) -> None:
+        super().__init__(fd, keep)
+        self.kind = kind  # the trigger's event format: which response shapes are valid
+        self.head_only = head_only
+
+    def open(self, result: Any) -> Iterator[Any] | None:
+        chunks = chunks_of(result)
+        if chunks is not None:
+            self.head = http11.chunked_head(200, _OCTET_STREAM, self.keep)
+        elif isinstance(result, dict) and "statusCode" in result:
+            chunks = chunks_of(result.get("body"))
+            if chunks is not None:
+                status, headers, _ = response(self.kind, {**result, "body": None}, b"")
+                self.head = http11.chunked_head(status, headers, self.keep)
+        return chunks
+
+    def frame(self, data: bytes) -> bytes:
+        return b"" if self.head_only else _chunked(data)
+
+    def end(self, err: dict | None, log_tail: str | None, whole: bytes) -> bytes:
+        if err is not None:
+            return b"" if self.started else whole
+        if self.head_only:
+            return b"" if self.started else self.head
+        return _END if self.started else self.head + _END
+
+
+def from_answer(answer: bytes, version: bytes) -> bytes:
+    """A whole invoke answer (status, headers, body) as InvokeWithResponseStream gives it: the body one
+    PayloadChunk, or its error (X-Amz-Function-Error) the InvokeComplete's. Not 200: an error of the call, as is."""
+    head, _, body = answer.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    if lines[0].split(b" ", 2)[1] != b"200":
+        return answer
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(b":")
+        headers[name.strip().lower()] = value.strip()
+    keep = headers.get(b"connection", b"").lower() != b"close"
+    stream = EventStream(-1, keep, headers.get(b"x-amz-executed-version", version))
+    err = _error_of(body) if b"x-amz-function-error" in headers else None
+    chunk = stream.frame(body) if body and err is None else b""
+    log = headers.get(b"x-amz-log-result")
+    complete = eventstream.invoke_complete(err, log.decode("latin-1") if log else None)
+    return stream.head + chunk + _chunked(complete) + _END
+
+
+def _error_of(body: bytes) -> dict:
+    """The errorType and errorMessage of a function error's answer."""
+    try:
+        shape = json.loads(body)
+    except ValueError:
+        shape = None
+    if not isinstance(shape, dict):
+        return {"errorType": "Unhandled", "errorMessage": body.decode("utf-8", "replace")}
+    return {"errorType": str(shape.get("errorType", "Unhandled")), "errorMessage": str(shape.get("errorMessage", ""))}
