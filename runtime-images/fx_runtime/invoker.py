@@ -20,7 +20,7 @@ from .watchdog import Watchdog
 
 TIMEOUT_EXIT_CODE = 124  # the replica ends after a timeout; the platform replaces it
 OUT_OF_MEMORY_EXIT_CODE = 137  # as if killed (128 + SIGKILL), which is what Lambda reports
-# Results that never stream, so the usual invocation skips looking for an iterator.
+# Results (and HTTP results' bodies) that never stream, so the usual invocation skips looking for an iterator.
 _WHOLE = frozenset({dict, list, str, bytes, int, float, bool, type(None)})
 Job = tuple[str, int, bool, float, Stream | None]  # what the watchdog watches: request id, fd, http, start, stream
 
@@ -82,7 +82,8 @@ class Invoker:
         asyncio._set_running_loop(None)
         try:
             result = self.handler(event, context)
-            if type(result) not in _WHOLE:
+            kind = type(result)
+            if kind not in _WHOLE or (kind is dict and type(result.get("body")) not in _WHOLE):  # an HTTP stream's
                 chunks = streams.chunks_of(result) if stream is None else stream.open(result)
                 if chunks is not None:
                     result = self._drain(chunks, stream)
