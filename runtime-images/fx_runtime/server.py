@@ -69,7 +69,10 @@ class Server:
             invoker.flush_logs = self.flush_logs_soon
             self.new_request_id = invoker.new_request_id
         self.token = settings.replica_token.encode() if settings.replica_token else None
-        self.version = version = settings.function_version.encode()
+        version = settings.function_version.encode()
+        # One invocation at a time: one answer streams at a time (streams.py), begun anew per call.
+        self.event_stream = EventStream(version)
+        self.chunked = ChunkedStream(settings.http_event)
         self._ok_head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Amz-Executed-Version: %s\r\n" % version
 
     def flush_logs_soon(self) -> None:
@@ -159,7 +162,7 @@ class Server:
         except (ValueError, binascii.Error) as e:
             error = {"errorType": "InvalidRequestContentException", "errorMessage": f"Could not parse request: {e}"}
             return http11.response(400, http11.JSON, json.dumps(error).encode(), keep)
-        stream = EventStream(conn.fd, keep, self.version) if conn.event_stream else None
+        stream = self.event_stream.begin(conn.fd, keep) if conn.event_stream else None
         if conn.header(b"x-amz-log-type") != b"Tail":
             _, payload, err = self.invoker.invoke(event, request_id, context, conn.fd, False, stream)
             log_tail = None
@@ -187,7 +190,7 @@ class Server:
 
     def http(self, conn: Connection, method: bytes, keep: bool) -> bytes | None:
         event, request_id = self.http_input(conn, method)
-        stream = ChunkedStream(conn.fd, keep, self.settings.http_event, conn.head_only)
+        stream = self.chunked.begin(conn.fd, keep, conn.head_only)
         result, payload, err = self.invoker.invoke(event, request_id, None, conn.fd, True, stream)
         if stream.started and err is not None:
             conn.close()  # a chunked body cut short: the one way to tell the caller the stream failed

@@ -86,18 +86,25 @@ def _chunked(data: bytes) -> bytes:
 
 
 class Stream:
-    """One streaming answer on one connection. `open` decides whether the result streams and sets the head;
-    `send` writes a chunk (the head before the first); `end` is what completes the answer once the handler is
-    done; `last_words` what completes it now, the process about to end (a timeout, out of memory)."""
+    """The streaming answer of the invocation in progress. A replica runs one invocation at a time, so its server
+    keeps one of each kind and `begin`s it anew per call (no allocation on the usual call's path). `open` decides
+    whether the result streams and sets the head; `send` writes a chunk (the head before the first); `end` is
+    what completes the answer once the handler is done; `last_words` what completes it now, the process about
+    to end (a timeout, out of memory)."""
 
-    __slots__ = ("fd", "head", "keep", "lock", "started")
+    __slots__ = ("fd", "head", "head_only", "keep", "lock", "started")
 
-    def __init__(self, fd: int, keep: bool) -> None:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.begin(-1, False)
+
+    def begin(self, fd: int, keep: bool, head_only: bool = False) -> Stream:
         self.fd = fd
         self.keep = keep
+        self.head_only = head_only  # a HEAD request: the head alone
         self.head = b""  # set by `open` once the result is known to stream
         self.started = False  # the head is out
-        self.lock = threading.Lock()
+        return self
 
     def open(self, result: Any) -> Iterator[Any] | None:
         raise NotImplementedError
@@ -130,17 +137,15 @@ class EventStream(Stream):
 
     __slots__ = ("version",)
 
-    def __init__(self, fd: int, keep: bool, version: bytes) -> None:
-        super().__init__(fd, keep)
+    def __init__(self, version: bytes) -> None:
+        super().__init__()
         self.version = version
-        self.head = b"HTTP/1.1 200 OK\r\nContent-Type: %s\r\nX-Amz-Executed-Version: %s\r\n%s\r\n" % (
-            eventstream.CONTENT_TYPE.encode(),
-            version,
-            b"Transfer-Encoding: chunked\r\n" if keep else b"Transfer-Encoding: chunked\r\nConnection: close\r\n",
-        )
 
     def open(self, result: Any) -> Iterator[Any] | None:
-        return chunks_of(result)
+        chunks = chunks_of(result)
+        if chunks is not None:
+            self.head = _event_stream_head(self.version, self.keep)
+        return chunks
 
     def frame(self, data: bytes) -> bytes:
         return _chunked(eventstream.payload_chunk(data))
@@ -151,16 +156,23 @@ class EventStream(Stream):
         return _chunked(eventstream.invoke_complete(err, log_tail)) + _END
 
 
+def _event_stream_head(version: bytes, keep: bool) -> bytes:
+    return b"HTTP/1.1 200 OK\r\nContent-Type: %s\r\nX-Amz-Executed-Version: %s\r\n%s\r\n" % (
+        eventstream.CONTENT_TYPE.encode(),
+        version,
+        b"Transfer-Encoding: chunked\r\n" if keep else b"Transfer-Encoding: chunked\r\nConnection: close\r\n",
+    )
+
+
 class ChunkedStream(Stream):
     """The HTTP trigger's answer, in HTTP/1.1 chunks. A failure mid-stream cannot change the status that is out:
     the connection closes before the last chunk, the one way a chunked body says it is incomplete."""
 
-    __slots__ = ("head_only", "kind")
+    __slots__ = ("kind",)
 
-    def __init__(self, fd: int, keep: bool, kind: str, head_only: bool) -> None:
-        super().__init__(fd, keep)
+    def __init__(self, kind: str) -> None:
+        super().__init__()
         self.kind = kind  # the trigger's event format: which response shapes are valid
-        self.head_only = head_only
 
     def open(self, result: Any) -> Iterator[Any] | None:
         chunks = chunks_of(result)
@@ -196,12 +208,12 @@ def from_answer(answer: bytes, version: bytes) -> bytes:
         name, _, value = line.partition(b":")
         headers[name.strip().lower()] = value.strip()
     keep = headers.get(b"connection", b"").lower() != b"close"
-    stream = EventStream(-1, keep, headers.get(b"x-amz-executed-version", version))
     err = _error_of(body) if b"x-amz-function-error" in headers else None
-    chunk = stream.frame(body) if body and err is None else b""
+    chunk = _chunked(eventstream.payload_chunk(body)) if body and err is None else b""
     log = headers.get(b"x-amz-log-result")
     complete = eventstream.invoke_complete(err, log.decode("latin-1") if log else None)
-    return stream.head + chunk + _chunked(complete) + _END
+    head = _event_stream_head(headers.get(b"x-amz-executed-version", version), keep)
+    return head + chunk + _chunked(complete) + _END
 
 
 def _error_of(body: bytes) -> dict:
