@@ -6,18 +6,17 @@ import base64
 import json
 from pathlib import Path
 
-import boto3
 import httpx
 import pytest
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from tests.integration.conftest import RunningPlatform
 from tests.integration.helpers import report_file
+from tests.integration.test_events import lambda_client
 
-# Streams "first", then waits for the marker $OUT.<id> (the test creates it once it holds the first chunk),
-# then "second", then fails or streams "last". `runaway` streams 1 MiB chunks for ever. The HTTP route's
-# query string is the event's parameters.
+# Streams "first", then waits for the marker $OUT.<id> (the test creates it once it holds the first chunk; a
+# runtime that held chunks back would time out first), then "second", then fails or streams "last". `runaway`
+# streams 1 MiB chunks for ever. The HTTP route's query string is the event's parameters.
 STREAMER = """\
 import os
 import time
@@ -53,7 +52,7 @@ def deploy_streamer(platform: RunningPlatform, tmp_path: Path, tag: str = "v1") 
     project.mkdir()
     out = report_file(platform, "streamer")
     (project / "handler.py").write_text(STREAMER.format(tag=tag))
-    spec = {"handler": "handler.handler", "timeout": 30, "env": {"OUT": str(out)}}
+    spec = {"handler": "handler.handler", "timeout": 10, "env": {"OUT": str(out)}}
     (project / "fx.yaml").write_text(json.dumps({"functions": {"streamer": spec}}))
     deployed = platform.fx("deploy", cwd=project)
     assert deployed.returncode == 0, deployed.stderr
@@ -63,19 +62,6 @@ def deploy_streamer(platform: RunningPlatform, tmp_path: Path, tag: str = "v1") 
 def release(out: Path, call: str) -> None:
     """Let the handler of call `call` go on past its first chunk."""
     out.with_name(f"{out.name}.{call}").touch()
-
-
-def lambda_client(platform: RunningPlatform):
-    # read_timeout: a chunk that waited for the handler's end would never come (the handler waits for the test).
-    config = Config(retries={"max_attempts": 1}, read_timeout=10)
-    return boto3.client(
-        "lambda",
-        endpoint_url=platform.gateway_url,
-        region_name="us-east-1",
-        aws_access_key_id="fx",
-        aws_secret_access_key="fx",
-        config=config,
-    )
 
 
 def test_chunks_reach_the_boto3_caller_as_they_are_produced(platform, tmp_path):
