@@ -76,7 +76,9 @@ def _write(fd: int, data: bytes) -> None:
         try:
             view = view[os.write(fd, view) :]
         except BlockingIOError:
-            select.select([], [fd], [])
+            writable = select.poll()  # not select(): a replica's fds may pass FD_SETSIZE
+            writable.register(fd, select.POLLOUT)
+            writable.poll()
         except OSError as e:
             raise CallerGone(f"the caller's connection broke mid-stream: {e}") from None
 

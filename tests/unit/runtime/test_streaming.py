@@ -237,3 +237,18 @@ def test_a_custom_runtimes_answer_is_one_chunk(start):
     assert completion == ("InvokeComplete", {})
     _, body = stream(replica, {"action": "fail"})
     assert events(body) == [("InvokeComplete", {"ErrorCode": "ValueError", "ErrorDetails": "it failed"})]
+
+
+def test_a_reader_slower_than_the_handler_gets_every_byte(start):
+    """The replica waits for a reader that lags (its socket buffer full) rather than dropping or buffering."""
+    replica = start({"handler.py": "def handler(e, c):\n    return (bytes([i]) * (1 << 20) for i in range(16))\n"})
+    host, port = replica.endpoint.split(":")
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a small window: the writer must wait
+        sock.connect((host, int(port)))
+        sock.sendall(b"POST /_fx/invoke HTTP/1.1\r\nHost: x\r\nX-Fx-Response-Stream: 1\r\nContent-Length: 2\r\n\r\n{}")
+        received = bytearray()
+        while not received.endswith(b"0\r\n\r\n"):
+            received += sock.recv(1 << 16)
+    got = events(dechunk(bytes(received).partition(b"\r\n\r\n")[2]))
+    assert got == [("PayloadChunk", bytes([i]) * (1 << 20)) for i in range(16)] + [("InvokeComplete", {})]
