@@ -22,7 +22,6 @@ TIMEOUT_EXIT_CODE = 124  # the replica ends after a timeout; the platform replac
 OUT_OF_MEMORY_EXIT_CODE = 137  # as if killed (128 + SIGKILL), which is what Lambda reports
 # Results (and HTTP results' bodies) that never stream, so the usual invocation skips looking for an iterator.
 _WHOLE = frozenset({dict, list, str, bytes, int, float, bool, type(None)})
-Job = tuple[str, int, bool, float, Stream | None]  # what the watchdog watches: request id, fd, http, start, stream
 
 
 class RequestIds:
@@ -47,6 +46,9 @@ class Invoker:
         self.timeout_s = settings.timeout_ms / 1000
         self.max_response_bytes = settings.max_response_bytes
         self.max_stream_bytes = settings.max_stream_bytes
+        # Where the invocation about to run streams its answer if it does (set by the server before each one);
+        # None: the caller takes the answer whole, a stream's chunks joined.
+        self.stream: Stream | None = None
         self.init_ms: float | None = init_ms  # reported with the first invocation only, as Lambda does
         self.exit_code: int | None = None  # set when the handler asked the process to exit
         self.listen_fds: list[int] = []  # closed before a timeout or out-of-memory answer: no new caller gets in
@@ -55,24 +57,16 @@ class Invoker:
         self.watchdog = Watchdog(self.timeout_s, self._expired, alarm_fd, self._out_of_memory)
 
     def invoke(
-        self,
-        event: Any,
-        request_id: str,
-        client_context: dict | None,
-        fd: int,
-        http: bool,
-        stream: Stream | None = None,
+        self, event: Any, request_id: str, client_context: dict | None, fd: int, http: bool
     ) -> tuple[Any, bytes, dict | None]:
         """Run the handler; returns (result, result as bytes, error shape or None).
 
-        `fd` is the caller's socket: on timeout the watchdog answers there and ends the process. A result that
-        streams goes chunk by chunk to `stream` if the caller takes one (then `stream.started` once a chunk
-        is out), else its chunks are joined into the result bytes.
+        `fd` is the caller's socket: on timeout the watchdog answers there and ends the process.
         """
         started = time.perf_counter()
         logs.current_request_id = request_id
         logs.start(request_id, self.version)
-        deadline = self.watchdog.arm((request_id, fd, http, started, stream))
+        deadline = self.watchdog.arm((request_id, fd, http, started))
         context = LambdaContext(request_id, int(deadline * 1000), client_context)
         result: Any = None
         err: dict | None = None
@@ -84,6 +78,7 @@ class Invoker:
             result = self.handler(event, context)
             kind = type(result)
             if kind not in _WHOLE or (kind is dict and type(result.get("body")) not in _WHOLE):  # an HTTP stream's
+                stream = self.stream
                 chunks = streams.chunks_of(result) if stream is None else stream.open(result)
                 if chunks is not None:
                     result = self._drain(chunks, stream)
@@ -145,30 +140,30 @@ class Invoker:
                 close()
         return b"".join(joined)
 
-    def _expired(self, job: Job) -> None:
+    def _expired(self, job: tuple[str, int, bool, float]) -> None:
         """On the watchdog thread: answer the caller with Lambda's timeout error, log it, end the process."""
-        request_id, _, http, _, stream = job
+        request_id, _, http, _ = job
         message = f"Task timed out after {self.timeout_s:.2f} seconds"
         answer = timeout_answer(request_id, self.timeout_s, http)
-        if stream is not None:
-            answer = stream.last_words(answer)
+        if self.stream is not None:  # after the chunks it sent, if any
+            answer = self.stream.last_words(answer)
         self._end(job, answer, message, "timeout", TIMEOUT_EXIT_CODE)
 
-    def _out_of_memory(self, job: Job | None) -> None:
+    def _out_of_memory(self, job: tuple[str, int, bool, float] | None) -> None:
         """On the watchdog thread, told by the sandbox that the replica hit its memory limit: answer the
         invocation in flight with Lambda's Runtime.OutOfMemory, log it, end the process."""
         if job is None:
             logs.flush()
             os._exit(OUT_OF_MEMORY_EXIT_CODE)
-        request_id, _, http, _, stream = job
+        request_id, _, http, _ = job
         message = f"RequestId: {request_id} Error: {OUT_OF_MEMORY_MESSAGE}\nRuntime.OutOfMemory"
         answer = out_of_memory_answer(request_id, http)
-        if stream is not None:
-            answer = stream.last_words(answer)
+        if self.stream is not None:
+            answer = self.stream.last_words(answer)
         self._end(job, answer, message, "error\tError Type: Runtime.OutOfMemory", OUT_OF_MEMORY_EXIT_CODE)
 
-    def _end(self, job: Job, answer: bytes, message: str, status: str, code: int) -> None:
-        request_id, fd, _, started, _ = job
+    def _end(self, job: tuple[str, int, bool, float], answer: bytes, message: str, status: str, code: int) -> None:
+        request_id, fd, _, started = job
         for listen_fd in self.listen_fds:  # a caller the gateway sends next must be refused, not cut off
             os.close(listen_fd)
         _write_all(fd, answer)

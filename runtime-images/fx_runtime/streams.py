@@ -90,9 +90,8 @@ def _chunked(data: bytes) -> bytes:
 class Stream:
     """The streaming answer of the invocation in progress. A replica runs one invocation at a time, so its server
     keeps one of each kind and `begin`s it anew per call (no allocation on the usual call's path). `open` decides
-    whether the result streams and sets the head; `send` writes a chunk (the head before the first); `end` is
-    what completes the answer once the handler is done; `last_words` what completes it now, the process about
-    to end (a timeout, out of memory)."""
+    whether the result streams and sets the head; `send` writes a chunk (the head before the first);
+    `last_words` completes the answer at once, the process about to end (a timeout, out of memory)."""
 
     __slots__ = ("fd", "head", "head_only", "keep", "lock", "started")
 
@@ -114,8 +113,8 @@ class Stream:
     def frame(self, data: bytes) -> bytes:
         raise NotImplementedError
 
-    def end(self, err: dict | None, log_tail: str | None, whole: bytes) -> bytes:
-        """What completes the answer once the handler is done; `whole`: the answer to give if nothing was sent."""
+    def cut(self, whole: bytes) -> bytes:
+        """What ends the answer now, `whole` being what a plain call would get."""
         raise NotImplementedError
 
     def send(self, data: bytes) -> None:
@@ -131,7 +130,7 @@ class Stream:
         timeout or out-of-memory error): what completes this one. The lock is kept: no chunk goes out after."""
         if not self.lock.acquire(timeout=LAST_WORDS_WAIT_S):
             return b""  # a chunk's write is stuck on a caller that reads nothing: the exit's close ends the answer
-        return self.end(_error_of(whole.partition(b"\r\n\r\n")[2]), None, whole)
+        return self.cut(whole)
 
 
 class EventStream(Stream):
@@ -152,10 +151,16 @@ class EventStream(Stream):
     def frame(self, data: bytes) -> bytes:
         return _chunked(eventstream.payload_chunk(data))
 
-    def end(self, err: dict | None, log_tail: str | None, whole: bytes) -> bytes:
+    def cut(self, whole: bytes) -> bytes:
+        return self.finish(whole)
+
+    def finish(self, whole: bytes) -> bytes:
+        """The rest of the answer, `whole` being the plain invoke answer the invocation ended with: its error and
+        log tail go into the InvokeComplete after the chunks sent; if none was sent, it all goes in one chunk."""
         if not self.started:
             return from_answer(whole, self.version)
-        return _chunked(eventstream.invoke_complete(err, log_tail)) + _END
+        _, headers, body = _parse(whole)
+        return _completion(headers, body)
 
 
 def _event_stream_head(version: bytes, keep: bool) -> bytes:
@@ -190,32 +195,44 @@ class ChunkedStream(Stream):
     def frame(self, data: bytes) -> bytes:
         return b"" if self.head_only else _chunked(data)
 
-    def end(self, err: dict | None, log_tail: str | None, whole: bytes) -> bytes:
-        if err is not None:
-            return b"" if self.started else whole
+    def cut(self, whole: bytes) -> bytes:
+        return b"" if self.started else whole
+
+    def finish(self) -> bytes:
+        """The rest of an answer that streamed to its end."""
         if self.head_only:
             return b"" if self.started else self.head
         return _END if self.started else self.head + _END
 
 
-def from_answer(answer: bytes, version: bytes) -> bytes:
-    """A whole invoke answer (status, headers, body) as InvokeWithResponseStream gives it: the body one
-    PayloadChunk, or its error (X-Amz-Function-Error) the InvokeComplete's. Not 200: an error of the call, as is."""
+def _parse(answer: bytes) -> tuple[bytes, dict[bytes, bytes], bytes]:
+    """(status, headers by lower-case name, body) of a whole answer the runtime made."""
     head, _, body = answer.partition(b"\r\n\r\n")
     lines = head.split(b"\r\n")
-    if lines[0].split(b" ", 2)[1] != b"200":
-        return answer
     headers = {}
     for line in lines[1:]:
         name, _, value = line.partition(b":")
         headers[name.strip().lower()] = value.strip()
-    keep = headers.get(b"connection", b"").lower() != b"close"
+    return lines[0].split(b" ", 2)[1], headers, body
+
+
+def _completion(headers: dict[bytes, bytes], body: bytes) -> bytes:
+    """The InvokeComplete event, in its HTTP chunk, and the last chunk: the answer's error and log tail."""
     err = _error_of(body) if b"x-amz-function-error" in headers else None
-    chunk = _chunked(eventstream.payload_chunk(body)) if body and err is None else b""
     log = headers.get(b"x-amz-log-result")
-    complete = eventstream.invoke_complete(err, log.decode("latin-1") if log else None)
+    return _chunked(eventstream.invoke_complete(err, log.decode("latin-1") if log else None)) + _END
+
+
+def from_answer(answer: bytes, version: bytes) -> bytes:
+    """A whole invoke answer (status, headers, body) as InvokeWithResponseStream gives it: the body one
+    PayloadChunk, or its error (X-Amz-Function-Error) the InvokeComplete's. Not 200: an error of the call, as is."""
+    status, headers, body = _parse(answer)
+    if status != b"200":
+        return answer
+    keep = headers.get(b"connection", b"").lower() != b"close"
     head = _event_stream_head(headers.get(b"x-amz-executed-version", version), keep)
-    return head + chunk + _chunked(complete) + _END
+    chunk = _chunked(eventstream.payload_chunk(body)) if body and b"x-amz-function-error" not in headers else b""
+    return head + chunk + _completion(headers, body)
 
 
 def _error_of(body: bytes) -> dict:

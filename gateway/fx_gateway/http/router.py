@@ -10,15 +10,7 @@ from __future__ import annotations
 
 from urllib.parse import parse_qsl, unquote
 
-from fx.protocol import (
-    BODY_REF,
-    ERROR_DETAIL,
-    PIN_VERSION,
-    REPLICA_HTTP_PREFIX,
-    REPLICA_INVOKE_PATH,
-    REPLICA_TOKEN,
-    RESPONSE_STREAM,
-)
+from fx.protocol import BODY_REF, ERROR_DETAIL, PIN_VERSION, REPLICA_HTTP_PREFIX, REPLICA_INVOKE_PATH, REPLICA_TOKEN
 
 from fx_gateway.config import Settings
 from fx_gateway.events.async_accept import AsyncAccept, Enqueue, stored_headers, too_large
@@ -26,6 +18,7 @@ from fx_gateway.events.callback_policy import CallbackPolicy
 from fx_gateway.http import responses
 from fx_gateway.http.answers import Answer
 from fx_gateway.http.pages import Pages
+from fx_gateway.http.response_stream import STREAM_HEADER, STREAM_PREFIX, STREAM_SUFFIX, invoke_stream
 from fx_gateway.http.server import ClientConnection
 from fx_gateway.http.system_proxy import SystemProxy
 from fx_gateway.proxy.body_refs import BlobReader, BodyRefExchange
@@ -39,9 +32,6 @@ FUNCTION_PREFIX = b"/function/"
 ASYNC_PREFIX = b"/async-function/"
 INVOKE_PREFIX = b"/2015-03-31/functions/"
 INVOKE_SUFFIX = b"/invocations"
-STREAM_PREFIX = b"/2021-11-15/functions/"  # InvokeWithResponseStream
-STREAM_SUFFIX = b"/response-streaming-invocations"
-STREAM_ASK = b"%s: eventstream\r\n" % RESPONSE_STREAM.encode()  # the replica then answers in that framing
 HTTP_TARGET = REPLICA_HTTP_PREFIX.encode() + b"/"
 INVOKE_TARGET = REPLICA_INVOKE_PATH.encode()
 # Not forwarded to replicas: they describe this hop only, or are re-set by the gateway.
@@ -59,9 +49,9 @@ HOP_BY_HOP = frozenset(
         b"x-forwarded-for",
         b"x-forwarded-proto",
         b"x-forwarded-host",
+        STREAM_HEADER,  # the gateway's request for the event-stream framing
         REPLICA_TOKEN.lower().encode(),  # the gateway's own credential: a caller's is never passed on
         ERROR_DETAIL.lower().encode(),  # for the async worker only, so callers see opaque 502s
-        RESPONSE_STREAM.lower().encode(),  # asked by the gateway for InvokeWithResponseStream only
     }
 )
 PIN = PIN_VERSION.lower().encode()
@@ -114,7 +104,7 @@ class Router:
         if path.startswith(INVOKE_PREFIX) and path.endswith(INVOKE_SUFFIX) and method == b"POST":
             return self._invoke(client, path[len(INVOKE_PREFIX) : -len(INVOKE_SUFFIX)], query, headers)
         if path.startswith(STREAM_PREFIX) and path.endswith(STREAM_SUFFIX) and method == b"POST":
-            return self._invoke_stream(client, path[len(STREAM_PREFIX) : -len(STREAM_SUFFIX)], query, headers)
+            return invoke_stream(self._invoke, client, path[len(STREAM_PREFIX) : -len(STREAM_SUFFIX)], query, headers)
         if path.startswith(ASYNC_PREFIX):
             return self._async_http(client, method, path[len(ASYNC_PREFIX) :], query, headers)
         if path.startswith(b"/system/") or path == b"/system":
@@ -212,18 +202,6 @@ class Router:
         if invocation_type == b"DryRun":
             return Answer(client, b"HTTP/1.1 204 No Content\r\n%s\r\n" % executed)
         return self._exchange(client, routes, dispatcher, b"POST", INVOKE_TARGET, seen, kept, executed)
-
-    def _invoke_stream(self, client: ClientConnection, name_bytes: bytes, query: bytes, headers):
-        """InvokeWithResponseStream: an Invoke (RequestResponse or DryRun) whose replica answers in the
-        event-stream framing, each chunk of a streaming handler as it comes (STREAM_ASK)."""
-        for header, value in headers:
-            if header.lower() == b"x-amz-invocation-type" and value == b"Event":
-                message = "X-Amz-Invocation-Type 'Event' is not one of RequestResponse, DryRun"
-                return Answer(client, responses.error(400, "InvalidInvocationType", message))
-        call = self._invoke(client, name_bytes, query, headers)
-        if isinstance(call, Exchange):
-            call.head += STREAM_ASK
-        return call
 
     def _exchange(
         self,
