@@ -10,12 +10,12 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from . import faults, http11, logs, marshal, streams
+from . import faults, http11, logs, marshal
 from .context import LambdaContext
 from .faults import Fault
 from .loader import Handler
 from .settings import Settings
-from .streams import Stream
+from .streams import Stream, chunk_bytes, chunks_of
 from .watchdog import Watchdog
 
 TIMEOUT_EXIT_CODE = 124  # the replica ends after a timeout; the platform replaces it
@@ -79,7 +79,7 @@ class Invoker:
             kind = type(result)
             if kind not in _WHOLE or (kind is dict and type(result.get("body")) not in _WHOLE):  # an HTTP stream's
                 stream = self.stream
-                chunks = streams.chunks_of(result) if stream is None else stream.open(result)
+                chunks = chunks_of(result) if stream is None else stream.open(result)
                 if chunks is not None:
                     result = self._drain(chunks, stream)
         except SystemExit as e:
@@ -121,7 +121,7 @@ class Invoker:
         try:
             for chunk in chunks:
                 try:
-                    data = streams.chunk_bytes(chunk)
+                    data = chunk_bytes(chunk)
                 except TypeError as e:
                     raise Fault("Runtime.MarshalError", f"Unable to marshal response: {e}") from None
                 size += len(data)
