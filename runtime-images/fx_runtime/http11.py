@@ -10,20 +10,14 @@ _SKIPPED = frozenset({"content-length", "transfer-encoding", "connection"})  # t
 JSON = (("Content-Type", "application/json"),)
 
 
-def _head_lines(status: int, headers: tuple | list) -> list[str]:
-    """The status line and the headers; raises ValueError for header names or values that would split them."""
+def response(status: int, headers: tuple | list, body: bytes, keep_alive: bool = True) -> bytes:
+    """A complete response; raises ValueError for header names or values that would split it."""
     lines = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Unknown')}"]
     for name, value in headers:
         if "\r" in name or "\n" in name or "\r" in value or "\n" in value or ":" in name:
             raise ValueError(f"invalid header {name!r}")
         if name.lower() not in _SKIPPED:
             lines.append(f"{name}: {value}")
-    return lines
-
-
-def response(status: int, headers: tuple | list, body: bytes, keep_alive: bool = True) -> bytes:
-    """A complete response; raises ValueError for header names or values that would split it."""
-    lines = _head_lines(status, headers)
     lines.append(f"Content-Length: {len(body)}")
     if not keep_alive:
         lines.append("Connection: close")
@@ -32,8 +26,5 @@ def response(status: int, headers: tuple | list, body: bytes, keep_alive: bool =
 
 def chunked_head(status: int, headers: tuple | list, keep_alive: bool) -> bytes:
     """The head of a response whose body follows in chunks (a streaming handler's)."""
-    lines = _head_lines(status, headers)
-    lines.append("Transfer-Encoding: chunked")
-    if not keep_alive:
-        lines.append("Connection: close")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    head = response(status, headers, b"", keep_alive)  # its one Content-Length is the framing's: headers skip theirs
+    return head.replace(b"\r\nContent-Length: 0\r\n", b"\r\nTransfer-Encoding: chunked\r\n", 1)

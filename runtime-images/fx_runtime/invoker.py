@@ -77,7 +77,8 @@ class Invoker:
         try:
             result = self.handler(event, context)
             kind = type(result)
-            if kind not in _WHOLE or (kind is dict and type(result.get("body")) not in _WHOLE):  # an HTTP stream's
+            # A dict streams only as an HTTP answer whose body does (streams.ChunkedStream).
+            if (http and type(result.get("body")) not in _WHOLE) if kind is dict else kind not in _WHOLE:
                 stream = self.stream
                 chunks = chunks_of(result) if stream is None else stream.open(result)
                 if chunks is not None:
