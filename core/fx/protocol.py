@@ -103,6 +103,9 @@ ASYNC_CALLBACK_SUBJECT = "Fx-Async-Callback-Subject"  # from the caller's X-Fx-C
 # Sent by the async worker to the replica with an HTTP-trigger call (never passed on from a caller): a function
 # error is then answered with Lambda's error shape rather than the opaque 502, so the dead letter names it.
 ERROR_DETAIL = "X-Fx-Error-Detail"
+# Sent by the gateway with an InvokeWithResponseStream call (never passed on from a caller): the replica answers in
+# the event-stream framing, a streaming handler's chunks as they come.
+RESPONSE_STREAM = "X-Fx-Response-Stream"
 # Added to a dead letter, beside every header of the stored call:
 DEAD_ERROR = "Fx-Error"  # code: the function's errorType, or the gateway's error code
 DEAD_MESSAGE = "Fx-Error-Message"  # one line, at most 1 KB

@@ -22,3 +22,9 @@ def response(status: int, headers: tuple | list, body: bytes, keep_alive: bool =
     if not keep_alive:
         lines.append("Connection: close")
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+def chunked_head(status: int, headers: tuple | list, keep_alive: bool) -> bytes:
+    """The head of a response whose body follows in chunks (a streaming handler's)."""
+    head = response(status, headers, b"", keep_alive)  # its one Content-Length is the framing's: headers skip theirs
+    return head.replace(b"\r\nContent-Length: 0\r\n", b"\r\nTransfer-Encoding: chunked\r\n", 1)

@@ -7,7 +7,7 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from . import faults, http11, logs, marshal
@@ -15,10 +15,13 @@ from .context import LambdaContext
 from .faults import Fault
 from .loader import Handler
 from .settings import Settings
+from .streams import Stream, chunk_bytes, chunks_of
 from .watchdog import Watchdog
 
 TIMEOUT_EXIT_CODE = 124  # the replica ends after a timeout; the platform replaces it
 OUT_OF_MEMORY_EXIT_CODE = 137  # as if killed (128 + SIGKILL), which is what Lambda reports
+# Results (and HTTP results' bodies) that never stream, so the usual invocation skips looking for an iterator.
+_WHOLE = frozenset({dict, list, str, bytes, int, float, bool, type(None)})
 
 
 class RequestIds:
@@ -42,6 +45,10 @@ class Invoker:
         self.memory_mb = settings.memory_mb
         self.timeout_s = settings.timeout_ms / 1000
         self.max_response_bytes = settings.max_response_bytes
+        self.max_stream_bytes = settings.max_stream_bytes
+        # Where the invocation about to run streams its answer if it does (set by the server before each one);
+        # None: the caller takes the answer whole, a stream's chunks joined.
+        self.stream: Stream | None = None
         self.init_ms: float | None = init_ms  # reported with the first invocation only, as Lambda does
         self.exit_code: int | None = None  # set when the handler asked the process to exit
         self.listen_fds: list[int] = []  # closed before a timeout or out-of-memory answer: no new caller gets in
@@ -69,10 +76,19 @@ class Invoker:
         asyncio._set_running_loop(None)
         try:
             result = self.handler(event, context)
+            kind = type(result)
+            # A dict streams only as an HTTP answer whose body does (streams.ChunkedStream).
+            if (http and type(result.get("body")) not in _WHOLE) if kind is dict else kind not in _WHOLE:
+                stream = self.stream
+                chunks = chunks_of(result) if stream is None else stream.open(result)
+                if chunks is not None:
+                    result = self._drain(chunks, stream)
         except SystemExit as e:
             self.exit_code = e.code if isinstance(e.code, int) else 1
             msg = f"RequestId: {request_id} Error: Runtime exited with error: exit status {self.exit_code}"
             err = faults.error(msg, "Runtime.ExitError", [], request_id)
+        except Fault as fault:
+            err = faults.from_fault(fault, request_id)
         except Exception as e:
             err = faults.from_exception(e, request_id)
         finally:
@@ -97,11 +113,42 @@ class Invoker:
         self.init_ms = None
         return result, payload, err
 
+    def _drain(self, chunks: Iterator[Any], stream: Stream | None) -> bytes:
+        """Run a streaming handler to its end, within the limit of a stream (or of a whole answer, joined):
+        each chunk to `stream` as it comes, or all joined when the caller takes the answer whole."""
+        limit = self.max_response_bytes if stream is None else self.max_stream_bytes
+        joined: list[bytes] = []
+        size = 0
+        try:
+            for chunk in chunks:
+                try:
+                    data = chunk_bytes(chunk)
+                except TypeError as e:
+                    raise Fault("Runtime.MarshalError", f"Unable to marshal response: {e}") from None
+                size += len(data)
+                if size > limit:
+                    msg = f"Response payload size exceeded maximum allowed payload size ({limit} bytes)."
+                    raise Fault("Function.ResponseSizeTooLarge", msg)
+                if not data:  # an empty HTTP chunk would end the body
+                    continue
+                if stream is None:
+                    joined.append(data)
+                else:
+                    stream.send(data)
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:  # a generator stopped early runs its finally blocks now
+                close()
+        return b"".join(joined)
+
     def _expired(self, job: tuple[str, int, bool, float]) -> None:
         """On the watchdog thread: answer the caller with Lambda's timeout error, log it, end the process."""
         request_id, _, http, _ = job
         message = f"Task timed out after {self.timeout_s:.2f} seconds"
-        self._end(job, timeout_answer(request_id, self.timeout_s, http), message, "timeout", TIMEOUT_EXIT_CODE)
+        answer = timeout_answer(request_id, self.timeout_s, http)
+        if self.stream is not None:  # after the chunks it sent, if any
+            answer = self.stream.last_words(answer)
+        self._end(job, answer, message, "timeout", TIMEOUT_EXIT_CODE)
 
     def _out_of_memory(self, job: tuple[str, int, bool, float] | None) -> None:
         """On the watchdog thread, told by the sandbox that the replica hit its memory limit: answer the
@@ -112,6 +159,8 @@ class Invoker:
         request_id, _, http, _ = job
         message = f"RequestId: {request_id} Error: {OUT_OF_MEMORY_MESSAGE}\nRuntime.OutOfMemory"
         answer = out_of_memory_answer(request_id, http)
+        if self.stream is not None:
+            answer = self.stream.last_words(answer)
         self._end(job, answer, message, "error\tError Type: Runtime.OutOfMemory", OUT_OF_MEMORY_EXIT_CODE)
 
     def _end(self, job: tuple[str, int, bool, float], answer: bytes, message: str, status: str, code: int) -> None:

@@ -22,6 +22,7 @@ from . import faults, http11, logs
 from .http_events import MalformedResponse, Request, build_event, response
 from .invoker import Invoker
 from .settings import Settings
+from .streams import ChunkedStream, EventStream, from_answer
 
 _HTTP_PREFIX = b"/_fx/http"
 _INTERNAL_ERROR = b'{"message":"Internal Server Error"}'
@@ -33,6 +34,9 @@ TOKEN_HEADER = b"x-fx-replica-token"
 # Sent by the gateway's async worker (and stripped from callers): answer an HTTP-trigger failure with the Lambda
 # error shape instead of API Gateway's opaque 502 body, so a dead letter can name the function's errorType.
 ERROR_DETAIL_HEADER = b"x-fx-error-detail"
+# Sent by the gateway for InvokeWithResponseStream (and stripped from callers): answer /_fx/invoke in the
+# event-stream framing, a streaming handler's chunks as they come (streams.py).
+RESPONSE_STREAM_HEADER = b"x-fx-response-stream"
 # A body the gateway read from the blob store (fx.protocol.BODY_REF): bounded by the controller's
 # --blob-max-bytes, so taken up to FX_MAX_BLOB_BYTES rather than FX_MAX_REQUEST_BYTES. Left for the handler to see.
 BODY_REF_HEADER = b"x-fx-body-ref"
@@ -61,6 +65,9 @@ class Server:
         self.loop = loop
         self.closed: asyncio.Future[None] = self.loop.create_future()
         self._flush_pending = False
+        # One invocation at a time: one answer streams at a time (streams.py), begun anew per call.
+        self.event_stream = EventStream(settings.function_version.encode())
+        self.chunked = ChunkedStream(settings.http_event)
         if invoker is not None:
             invoker.flush_logs = self.flush_logs_soon
             self.new_request_id = invoker.new_request_id
@@ -139,6 +146,8 @@ class Server:
             data = http11.response(413, http11.JSON, json.dumps(body).encode(), keep)
         elif url == b"/_fx/invoke" and method == b"POST":
             data = self.invoke(conn, keep)
+            if conn.event_stream and data is not None:  # InvokeWithResponseStream: the stream's end, or all of it
+                data = self.event_stream.finish(data)
         elif url.startswith(_HTTP_PREFIX) and url[9:10] in (b"", b"/", b"?"):
             data = self.http(conn, method, keep)
         elif url == _HEALTH and method == b"GET":
@@ -150,6 +159,7 @@ class Server:
             self.shutdown(self.invoker.exit_code)
 
     def invoke(self, conn: Connection, keep: bool) -> bytes | None:
+        self.invoker.stream = self.event_stream.begin(conn.fd, keep) if conn.event_stream else None
         try:
             event, context, request_id = self.invoke_input(conn)
         except (ValueError, binascii.Error) as e:
@@ -178,6 +188,7 @@ class Server:
         return self.ok_json(payload, keep, b"" if log_tail is None else b"X-Amz-Log-Result: %s\r\n" % log_tail.encode())
 
     def http(self, conn: Connection, method: bytes, keep: bool) -> bytes | None:
+        self.invoker.stream = self.chunked.begin(conn.fd, keep, conn.head_only)
         event, request_id = self.http_input(conn, method)
         result, payload, err = self.invoker.invoke(event, request_id, None, conn.fd, http=True)
         return self.http_answer(result, payload, err, request_id, keep, conn)
@@ -201,6 +212,12 @@ class Server:
     def http_answer(
         self, result: object, payload: bytes, err: dict | None, request_id: str, keep: bool, conn: Connection
     ) -> bytes:
+        stream = self.chunked  # (begun by `http`; never by a relay's, whose answers come whole)
+        if stream.started and err is not None:
+            conn.close()  # a chunked body cut short: the one way left to tell the caller the stream failed
+            return b""
+        if stream.head and err is None:
+            return stream.finish()
         if err is None:
             try:
                 status, headers, body = response(self.settings.http_event, result, payload)
@@ -235,6 +252,7 @@ class Connection(asyncio.Protocol):
         self.chunks: list[bytes] = []
         self.size = 0
         self.too_large = False
+        self.event_stream = False  # the request carried RESPONSE_STREAM_HEADER
         self.error_detail = False  # the request carried ERROR_DETAIL_HEADER
         self.head_only = False  # the request was HEAD: its answer goes without the body
 
@@ -267,6 +285,8 @@ class Connection(asyncio.Protocol):
         self.awaiting = False
         if self.transport.is_closing():
             return
+        if self.event_stream:  # a relayed invocation (runtime_api.py) answers whole: one PayloadChunk
+            data = from_answer(data, self.server.settings.function_version.encode())
         self._write(data)
         if keep and not self.server.draining:
             self.transport.resume_reading()
@@ -275,7 +295,7 @@ class Connection(asyncio.Protocol):
 
     def _write(self, data: bytes) -> None:
         if self.head_only:  # RFC 9110 §9.3.2: the head a GET would get (its Content-Length too), no body
-            data = data[: data.index(b"\r\n\r\n") + 4]
+            data = data[: data.find(b"\r\n\r\n") + 4]  # none (-1): the head went out already
         self.transport.write(data)
 
     def data_received(self, data: bytes) -> None:
@@ -309,6 +329,7 @@ class Connection(asyncio.Protocol):
         self.size = 0
         self.limit = self.plain_limit
         self.too_large = False
+        self.event_stream = False
         self.error_detail = False
         self.authorized = self.token is None
 
@@ -319,6 +340,9 @@ class Connection(asyncio.Protocol):
         if len(name) == 18 and name.lower() == TOKEN_HEADER:  # not the handler's to see
             if self.token is not None:
                 self.authorized = hmac.compare_digest(value, self.token)  # constant time: no guessing byte by byte
+            return
+        if len(name) == 20 and name.lower() == RESPONSE_STREAM_HEADER:
+            self.event_stream = True
             return
         if len(name) == 17 and name.lower() == ERROR_DETAIL_HEADER:  # the platform's, not the handler's
             self.error_detail = True

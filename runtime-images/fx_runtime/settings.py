@@ -9,6 +9,7 @@ import uuid
 from dataclasses import dataclass
 
 SIX_MB = 6 * 1024 * 1024
+TWENTY_MB = 20 * 1024 * 1024  # Lambda's (soft) limit of a streamed response
 UNIX_PREFIX = "unix:"
 MAX_SOCKET_PATH = 107  # sizeof(sockaddr_un.sun_path) - 1 on Linux
 
@@ -44,6 +45,7 @@ class Settings:
     layer_sha256: str | None = None
     layer_url: str | None = None
     layer_dir: str = ""
+    max_stream_bytes: int = TWENTY_MB  # a streamed response (streams.py); a joined one is max_response_bytes
 
     @property
     def relays(self) -> bool:
@@ -133,6 +135,7 @@ def load(env: os._Environ[str] = os.environ) -> Settings:
         layer_sha256=_sha256(env, "FX_LAYER_SHA256"),
         layer_url=env.get("FX_LAYER_URL") or None,
         layer_dir=os.path.abspath(env["FX_LAYER_DIR"]) if layer else "",
+        max_stream_bytes=_int(env, "FX_MAX_STREAM_BYTES", TWENTY_MB),
     )
     _fill_lambda_env(env, settings)
     return settings

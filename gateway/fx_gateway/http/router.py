@@ -18,6 +18,7 @@ from fx_gateway.events.callback_policy import CallbackPolicy
 from fx_gateway.http import responses
 from fx_gateway.http.answers import Answer
 from fx_gateway.http.pages import Pages
+from fx_gateway.http.response_stream import STREAM_HEADER, STREAM_PREFIX, STREAM_SUFFIX, invoke_stream
 from fx_gateway.http.server import ClientConnection
 from fx_gateway.http.system_proxy import SystemProxy
 from fx_gateway.proxy.body_refs import BlobReader, BodyRefExchange
@@ -50,6 +51,7 @@ HOP_BY_HOP = frozenset(
         b"x-forwarded-for",
         b"x-forwarded-proto",
         b"x-forwarded-host",
+        STREAM_HEADER,  # the gateway's request for the event-stream framing
         REPLICA_TOKEN.lower().encode(),  # the gateway's own credential: a caller's is never passed on
         ERROR_DETAIL.lower().encode(),  # for the async worker only, so callers see opaque 502s
     }
@@ -103,6 +105,8 @@ class Router:
             return self._http_trigger(client, method, path[len(FUNCTION_PREFIX) :], query, headers)
         if path.startswith(INVOKE_PREFIX) and path.endswith(INVOKE_SUFFIX) and method == b"POST":
             return self._invoke(client, path[len(INVOKE_PREFIX) : -len(INVOKE_SUFFIX)], query, headers)
+        if path.startswith(STREAM_PREFIX) and path.endswith(STREAM_SUFFIX) and method == b"POST":
+            return invoke_stream(self._invoke, client, path[len(STREAM_PREFIX) : -len(STREAM_SUFFIX)], query, headers)
         if path.startswith(ASYNC_PREFIX):
             return self._async_http(client, method, path[len(ASYNC_PREFIX) :], query, headers)
         if path.startswith(b"/system/") or path == b"/system" or path.startswith(LAMBDA_CONTROL_PREFIXES):
