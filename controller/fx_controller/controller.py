@@ -168,6 +168,10 @@ class Controller:
             js, self.store, secret_store, self.artifacts, self.routes, self._lock, self._live_specs, copies
         )
         self._nc.on_reconnect(self._nats_back)
+        self.metrics.is_leader.set(1)  # started: it holds the lease, or runs alone
+        self.metrics.nats_connected.set_function(lambda: float(self._nc.is_connected))
+        self.reconciler.reconcile = self.metrics.timed("scale", self.reconciler.reconcile)  # type: ignore[method-assign]
+        self.releases.tick = self.metrics.timed("rollout", self.releases.tick)  # type: ignore[method-assign]
 
         if self.backend.store_source:  # NATS lost the store: what the backend kept comes back first
             await self.backend.store_source.restore(functions_kv)

@@ -75,6 +75,9 @@ REPLICA_HEALTH_PATH = "/_fx/health"  # GET -> 200 once init is done: the Kuberne
 REPLICA_HTTP_PREFIX = "/_fx/http"  # + the caller's path: an HTTP trigger invocation
 FUNCTION_ERROR_HEADER = "X-Amz-Function-Error"  # set on raw invokes whose handler failed
 REPLICA_TOKEN = "X-Fx-Replica-Token"  # the version's token, on every request (a caller's own is dropped)
+# First header line of a replica's answer to an invocation its handler ran: "<duration ms> <memory MB>", the
+# REPORT line's numbers. The gateway reads it for the handler-duration and billing metrics and strips it.
+REPLICA_REPORT = "X-Fx-Report"
 
 # --- callers -> gateway: request headers the gateway consumes -------------------
 
@@ -241,6 +244,7 @@ class ActivationRequest:
     function: str
     version: str
     queued: int = 1  # requests the asking gateway holds for this version
+    held_ms: float = 0.0  # how long the oldest of them waited before this was sent: a cold start's queueing
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self)).encode()

@@ -63,7 +63,7 @@ class Activator:
         # Concurrent activations of one version share the replica already starting.
         if not self._fleet.count(name, version.version, "starting"):
             log.info("activating %s version %d (%d held)", name, version.version, request.queued)
-            await self._fleet.start(name, version)
+            await self._fleet.start(name, version, queued_since=now - request.held_ms / 1000)
         try:
             endpoints = await self._fleet.wait_ready(name, version.version, since=now)
         except StartFailed as e:

@@ -58,6 +58,7 @@ class Replica:
     endpoint: str = ""
     init_error: Failure | None = None
     timed_out: bool = False
+    queued_s: float | None = None  # a cold start's: how long its callers waited before it was asked for
 
 
 class Fleet:
@@ -122,13 +123,16 @@ class Fleet:
 
     # --- starting -------------------------------------------------------------------
 
-    async def start(self, function: str, version: VersionRecord) -> Replica:
+    async def start(self, function: str, version: VersionRecord, queued_since: float | None = None) -> Replica:
+        """`queued_since`: a cold start's, when its callers began to wait (on this clock)."""
+        asked_at = self._clock()
         replica = Replica(
             id=f"{function}-{version.version}-{secrets.token_hex(4)}",
             function=function,
             version=version.version,
             timeout=version.spec.timeout,
-            asked_at=self._clock(),
+            asked_at=asked_at,
+            queued_s=None if queued_since is None else max(asked_at - queued_since, 0.0),
         )
         self.replicas[replica.id] = replica
         self._gauge(replica, +1)
@@ -210,6 +214,7 @@ class Fleet:
             return
         if event.kind == "ready" and replica.state == "starting":
             self._ready(replica, event.endpoint)
+            self._cold_start_phases(replica, event.init_ms)
         elif event.kind == "init_error":
             self._fail(replica, Failure(self._clock(), event.error_type, event.error_message, event.stack_trace))
             self._crashes[(replica.function, replica.version)].append(self._clock())
@@ -230,6 +235,19 @@ class Fleet:
             if not future.done():
                 future.set_result(endpoints)
         self._spawn(self._on_change(replica.function))
+
+    def _cold_start_phases(self, replica: Replica, init_ms: float | None) -> None:
+        """A cold start (a replica an activation asked for) split into queueing, spawn and init."""
+        if replica.queued_s is None:
+            return
+        phase = self._metrics.cold_start_phase
+        labels = (replica.function, str(replica.version))
+        took = self._clock() - replica.asked_at
+        init = (init_ms or 0.0) / 1000
+        phase.labels(*labels, "queueing").observe(replica.queued_s)
+        phase.labels(*labels, "spawn").observe(max(took - init, 0.0))
+        if init_ms is not None:
+            phase.labels(*labels, "init").observe(init)
 
     def _fail(self, replica: Replica, failure: Failure) -> None:
         replica.init_error = failure
