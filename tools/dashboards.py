@@ -129,7 +129,7 @@ OVERVIEW = Dashboard(
         ),
         Panel(
             "Billed GB-seconds per function",
-            [(f"sum by (function) (rate(fx_gateway_billed_gb_seconds_total[{RATE}]))", "{{function}}")],
+            [(f"sum by (function) (rate(fx_gateway_billed_gigabyte_seconds_total[{RATE}]))", "{{function}}")],
             description="Lambda's billing units: duration rounded up to 1 ms, times memory (`fx usage` for cost)",
         ),
     ],
@@ -201,7 +201,7 @@ FUNCTION = Dashboard(
         ),
         Panel(
             "Billed GB-seconds by version",
-            [(f"sum by (version) (rate(fx_gateway_billed_gb_seconds_total{{{FV}}}[{RATE}]))", "v{{version}}")],
+            [(f"sum by (version) (rate(fx_gateway_billed_gigabyte_seconds_total{{{FV}}}[{RATE}]))", "v{{version}}")],
         ),
         Panel(
             "Activations by result",

@@ -66,6 +66,7 @@ from .state.blobs import Blobs
 from .state.routes import RoutePublisher
 from .state.store import FunctionRecord, FunctionStore, VersionRecord
 from .tasks import spawn
+from .usage import UsageBook
 
 log = logging.getLogger("fx_controller")
 
@@ -162,6 +163,7 @@ class Controller:
             copies,
         )
         self.user_streams = UserStreams(js, self._live_specs, copies)
+        self.usage = await UsageBook.open(js, s.usage_retention, copies)
         self.messages = Messages(self._nc)
         self.gate = Gate(self.store, self.routes, self.fleet, self.load, self.releases, self._lock, s.init_timeout)
         self.recovery = NatsRecovery(
@@ -192,6 +194,7 @@ class Controller:
         await self.secrets.open()
         await self._nc.subscribe(SUBJECT_ACTIVATE, cb=self._on_activate)
         await self._nc.subscribe(SUBJECT_LOAD, cb=self._on_load)
+        await self.usage.serve(self._nc)
         self._spawn(self.reconciler.run())
         self._spawn(self.releases.run())
         for record in self.store.all():  # versions whose gate a previous run left open

@@ -19,6 +19,8 @@ OBJ_ARTIFACTS = "fx_artifacts"  # code zips: key = "sha256-<hex>"
 OBJ_BLOBS = "fx_blobs"  # request bodies passed by reference (BODY_REF): key = blob_key(function, digest)
 SUBJECT_ACTIVATE = "fx.activate"  # request-reply: gateway asks for a ready replica
 SUBJECT_LOAD = "fx.load"  # gateway load reports, published every LOAD_REPORT_INTERVAL_S
+SUBJECT_USAGE = "fx.usage"  # request-reply: a gateway's billed usage not yet acknowledged (UsageReport)
+KV_USAGE = "fx_usage"  # billed usage per hour: key = "<hour since the epoch>.<function>.<version>"; controller's
 LOAD_REPORT_INTERVAL_S = 1.0
 KV_STREAM_PREFIX = "KV_"  # NATS KV keeps bucket B in stream KV_B, its keys on subjects $KV.B.<key>
 # Subjects no caller, trigger or grant may name: fx's own (activation, load, async calls, dead letters) and
@@ -289,6 +291,23 @@ class VersionLoad:
     queued: int = 0  # requests held waiting for a replica, now
     requests: int = 0  # requests completed since the previous report
     errors: int = 0  # of those, answered with a 5xx
+
+
+@dataclass
+class UsageReport:
+    """Sent on SUBJECT_USAGE; the controller adds it to the current hour and replies once it is stored, and only
+    then does the gateway count it as reported (else it is sent again with the next one)."""
+
+    gateway: str
+    versions: dict[str, tuple[int, int]]  # load_report_key -> (invocations, billed MB-milliseconds)
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self), separators=(",", ":")).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes | str) -> UsageReport:
+        raw = json.loads(data)
+        return cls(raw["gateway"], {k: (int(v[0]), int(v[1])) for k, v in raw["versions"].items()})
 
 
 @dataclass

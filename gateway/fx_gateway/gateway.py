@@ -55,6 +55,7 @@ class Gateway:
         await self.feed.bucket(nc)  # made by the controller: the async-call streams are there too
         await self.events.start(nc)
         self._tasks += [spawn(self.feed.watch(nc)), spawn(self.link.report(self.book.stats))]
+        self._tasks.append(spawn(self.link.report_usage(self.book.stats, self.settings.usage_interval)))
 
     async def stop(self, drain_timeout: float) -> None:
         """Finish the requests in flight (bounded), then the event work under way, then leave NATS."""

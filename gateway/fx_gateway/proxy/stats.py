@@ -60,6 +60,7 @@ class VersionStats:
         "reported",
         "requests",
         "retries",
+        "usage_reported",
     )
 
     def __init__(self) -> None:
@@ -78,6 +79,7 @@ class VersionStats:
         self.handler = Histogram(DURATION_BUCKETS)  # the handler's own duration, as its replica reports it
         self.invocations = 0  # invocations that reached a handler (answers with a report)
         self.billed_mb_ms = 0  # Lambda's billing: each duration rounded up to 1 ms, times the memory size in MB
+        self.usage_reported = (0, 0)  # (invocations, billed_mb_ms) the controller acknowledged
 
     def record(self, status: int, seconds: float) -> None:
         codes = self.codes
@@ -122,6 +124,21 @@ class Stats(Collector):
                 out[load_report_key(function, version)] = VersionLoad(s.in_flight, s.held, requests, errors)
         return out
 
+    def usage(self) -> tuple[dict[str, tuple[int, int]], dict[tuple[str, str], tuple[int, int]]]:
+        """Usage the controller has not acknowledged: (load_report_key -> (invocations, billed MB-ms) since the
+        last acknowledgement, the totals to pass to usage_acknowledged once it is)."""
+        deltas, totals = {}, {}
+        for key, s in self.versions.items():
+            now, then = (s.invocations, s.billed_mb_ms), s.usage_reported
+            if key[0] and now != then:
+                deltas[load_report_key(*key)] = (now[0] - then[0], now[1] - then[1])
+                totals[key] = now
+        return deltas, totals
+
+    def usage_acknowledged(self, totals: dict[tuple[str, str], tuple[int, int]]) -> None:
+        for key, reported in totals.items():
+            self.versions[key].usage_reported = reported
+
     def collect(self) -> Iterator:
         labels = ["function", "version"]
         requests = CounterMetricFamily(
@@ -151,7 +168,7 @@ class Stats(Collector):
             "fx_gateway_invocations", "Invocations that reached a handler (Lambda's billed requests)", labels=labels
         )
         billed = CounterMetricFamily(
-            "fx_gateway_billed_gb_seconds",
+            "fx_gateway_billed_gigabyte_seconds",
             "Lambda's billed compute: each duration rounded up to 1 ms, times the memory size in GB",
             labels=labels,
         )

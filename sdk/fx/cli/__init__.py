@@ -31,6 +31,7 @@ from fx.cli import (
     streams,
     traffic,
     up,
+    usage,
     version,
 )
 from fx.cli.common import (
@@ -102,7 +103,7 @@ def _parser() -> argparse.ArgumentParser:
     _help_by_default(parser)
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
     add = _adder(commands)
-    for module in (up, deploy, invoke, functions, traffic, logs, publish, status, graph):
+    for module in (up, deploy, invoke, functions, traffic, logs, publish, status, usage, graph):
         module.register(add)
     groups = (("secret", secrets), ("dlq", dlq), ("stream", streams), ("kv", kv), ("local", local), ("event", event))
     for name, group in groups:
