@@ -48,6 +48,8 @@ class BacklogSampler:
                 await self.sample()
             except (nats.errors.Error, OSError) as exc:  # NATS away: the last numbers stay until it is back
                 log.debug("backlog sample failed: %s", exc)
+            except Exception:  # a bug: said, and the next sample tried all the same
+                log.exception("backlog sample failed")
             await asyncio.sleep(self.interval)
 
     async def sample(self) -> None:
@@ -77,8 +79,10 @@ class BacklogSampler:
         self.event_stats.pending = pending
 
 
-def _stored_at(stamp: str | None) -> float:
-    """A JetStream message's RFC 3339 time (nanoseconds, "Z") as a Unix time."""
+def _stored_at(stamp: datetime | str | None) -> float:
+    """A JetStream message's time (nats-py gives a datetime; older ones the RFC 3339 text) as a Unix time."""
+    if isinstance(stamp, datetime):
+        return stamp.timestamp()
     if not stamp:
         return time.time()
     return datetime.fromisoformat(stamp[:26].rstrip("Z") + "+00:00").timestamp()
