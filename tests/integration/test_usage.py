@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-from pathlib import Path
 
 import httpx
 import pytest
@@ -16,16 +15,12 @@ from tests.integration.helpers import metric
 from tests.waiting import wait_for
 
 
-@pytest.fixture
-def platform(tmp_path: Path, monkeypatch):
-    """Gateways report usage every 0.2 s (10 s by default) and sample queues every 0.5 s."""
+@pytest.fixture(autouse=True)
+def fast_reports(monkeypatch):
+    """Gateways report usage every 0.2 s (10 s by default) and sample queues every 0.5 s; autouse fixtures come
+    first, so the platform is started with these."""
     monkeypatch.setenv("FX_USAGE_INTERVAL", "0.2")
     monkeypatch.setenv("FX_BACKLOG_INTERVAL", "0.5")
-    running = RunningPlatform(tmp_path / "state", tmp_path / "fx-config.json")
-    try:
-        yield running
-    finally:
-        running.stop()
 
 
 def usage(platform: RunningPlatform, *args: str) -> dict:

@@ -61,6 +61,9 @@ class Replica:
     queued_s: float | None = None  # a cold start's: how long its callers waited before it was asked for
 
 
+PHASES = ("queueing", "spawn", "init")  # of a cold start (fx_controller_cold_start_phase_seconds)
+
+
 class Fleet:
     def __init__(
         self,
@@ -136,6 +139,8 @@ class Fleet:
         )
         self.replicas[replica.id] = replica
         self._gauge(replica, +1)
+        for phase in PHASES:  # at 0 from the first start on: rate() and increase() then see the first cold start
+            self._metrics.cold_start_phase.labels(function, str(version.version), phase)
         log.info("replica %s starting (%s version %d)", replica.id, function, version.version)
         self._spawn(self._init_deadline(replica))
         try:
@@ -159,6 +164,12 @@ class Fleet:
             self._fail(replica, Failure(self._clock(), "Fx.BackendError", str(e) or type(e).__name__))
             self._forget(replica, "crashed")
         return replica
+
+    def cold(self, function: str, version: int, queued_since: float) -> None:
+        """Callers held since `queued_since` wait for the version's starting replicas: each is a cold start."""
+        for replica in self.of(function, version):
+            if replica.state == "starting" and replica.queued_s is None:
+                replica.queued_s = max(replica.asked_at - queued_since, 0.0)
 
     async def adopt(self, version_of: Callable[[str, int], VersionRecord | None]) -> None:
         """Take over the replicas a previous controller left running (the backend vouches for their processes):
