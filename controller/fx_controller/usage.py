@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+import nats.errors
 import nats.js.errors
 from fx.models import NAME_RE
 from fx.nats_client import Client
@@ -30,32 +31,40 @@ HOUR_S = 3600
 
 
 class UsageBook:
-    def __init__(self, kv: KeyValue, retention: float, clock: Callable[[], float] = time.time) -> None:
-        self._kv = kv
+    def __init__(
+        self, js: JetStreamContext, retention: float, replicas: int, clock: Callable[[], float] = time.time
+    ) -> None:
+        self._js = js
         self._retention = retention
+        self._replicas = replicas
         self._clock = clock
+        self._kv: KeyValue | None = None
         self._hours: dict[tuple[int, str, int], list[int]] = {}  # (hour, function, version) -> [invocations, mb_ms]
 
     @classmethod
     async def open(cls, js: JetStreamContext, retention: float, replicas: int) -> UsageBook:
+        book = cls(js, retention, replicas)
+        kv = await book._bucket()
         try:
-            kv = await js.key_value(KV_USAGE)
-        except nats.js.errors.BucketNotFoundError:
-            kv = await js.create_key_value(bucket=KV_USAGE, history=1, ttl=retention, replicas=replicas)
-        book = cls(kv, retention)
-        await book.load()
-        return book
-
-    async def load(self) -> None:
-        try:
-            keys = await self._kv.keys()
+            keys = await kv.keys()
         except nats.js.errors.NoKeysError:
-            return
+            keys = []
         for key in keys:
-            entry = await self._kv.get(key)
+            entry = await kv.get(key)
             hour, function, version = key.split(".")
             value = json.loads(entry.value or b"{}")
-            self._hours[(int(hour), function, int(version))] = [value.get("invocations", 0), value.get("mb_ms", 0)]
+            book._hours[(int(hour), function, int(version))] = [value.get("invocations", 0), value.get("mb_ms", 0)]
+        return book
+
+    async def _bucket(self) -> KeyValue:
+        """The bucket, made again if NATS lost it (what it held is lost with it)."""
+        if self._kv is None:
+            try:
+                self._kv = await self._js.key_value(KV_USAGE)
+            except nats.js.errors.BucketNotFoundError:
+                config = {"bucket": KV_USAGE, "history": 1, "ttl": self._retention, "replicas": self._replicas}
+                self._kv = await self._js.create_key_value(**config)
+        return self._kv
 
     async def serve(self, nc: Client) -> None:
         await nc.subscribe(SUBJECT_USAGE, cb=self._on_report)
@@ -67,24 +76,34 @@ class UsageBook:
             log.warning("ignoring a malformed usage report: %r", msg.data[:200])
             await msg.respond(b"malformed")  # sending it again would not help
             return
-        await self.add(report)  # NATS away meanwhile: no reply, and the gateway sends it again
+        try:
+            await self.add(report)
+        except nats.errors.Error as exc:  # not stored: no reply, and the gateway sends it again
+            log.warning("usage report from %s not stored (%s); it comes again", report.gateway, exc)
+            self._kv = None  # looked up (or made) again next time
+            return
         await msg.respond(b"ok")
 
     async def add(self, report: UsageReport) -> None:
-        """Adds a gateway's report to the current hour and stores the keys it changed."""
+        """Adds a gateway's report to the current hour: stored first, then counted, so a report that failed half
+        way and comes again is not counted twice."""
         hour = int(self._clock() // HOUR_S)
         for old in [k for k in self._hours if (hour - k[0]) * HOUR_S > self._retention]:  # gone from NATS too
             del self._hours[old]
+        updated = {}
         for key, (invocations, mb_ms) in report.versions.items():
             function, _, version = key.rpartition("/")
             if not NAME_RE.match(function) or not version.isdigit() or invocations < 0 or mb_ms < 0:
                 log.warning("usage report from %s: %r is no function version; ignored", report.gateway, key)
                 continue
-            totals = self._hours.setdefault((hour, function, int(version)), [0, 0])
-            totals[0] += invocations
-            totals[1] += mb_ms
-            value = json.dumps({"invocations": totals[0], "mb_ms": totals[1]}).encode()
-            await self._kv.put(f"{hour}.{function}.{version}", value)
+            hour_key = (hour, function, int(version))
+            totals = self._hours.get(hour_key, [0, 0])
+            updated[hour_key] = [totals[0] + invocations, totals[1] + mb_ms]
+        kv = await self._bucket()
+        for (_, function, version), (invocations, mb_ms) in updated.items():
+            value = json.dumps({"invocations": invocations, "mb_ms": mb_ms}).encode()
+            await kv.put(f"{hour}.{function}.{version}", value)
+        self._hours.update(updated)
 
     def window(self, since: float) -> Usage:
         """Usage of the last `since` seconds, widened to the whole hours it touches."""
