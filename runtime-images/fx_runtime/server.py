@@ -118,10 +118,14 @@ class Server:
         if not self.closed.done():
             self.closed.set_result(None)
 
+    def report(self) -> bytes:
+        """The X-Fx-Report line of the invocation being answered (Invoker.report)."""
+        return self.invoker.report  # type: ignore[union-attr]
+
     def ok_json(self, payload: bytes, keep_alive: bool, extra: bytes = b"") -> bytes:
         """The hot path's response, without http11's general header handling; `extra`: more header lines."""
         tail = b"\r\n\r\n" if keep_alive else b"\r\nConnection: close\r\n\r\n"
-        report = self.invoker.report  # type: ignore[union-attr]
+        report = self.report()
         head = self._ok_head
         return b"HTTP/1.1 200 OK\r\n%s%s%sContent-Length: %d%s%s" % (report, head, extra, len(payload), tail, payload)
 
@@ -177,7 +181,7 @@ class Server:
         if err is not None:
             headers = _ERROR_HEADERS if log_tail is None else (*_ERROR_HEADERS, ("X-Amz-Log-Result", log_tail))
             body = json.dumps(err, ensure_ascii=False).encode()
-            return http11.response(200, headers, body, keep, self.invoker.report)  # type: ignore[union-attr]
+            return http11.response(200, headers, body, keep, self.report())
         return self.ok_json(payload, keep, b"" if log_tail is None else b"X-Amz-Log-Result: %s\r\n" % log_tail.encode())
 
     def http(self, conn: Connection, method: bytes, keep: bool) -> bytes | None:
@@ -207,12 +211,12 @@ class Server:
         if err is None:
             try:
                 status, headers, body = response(self.settings.http_event, result, payload)
-                return http11.response(status, headers, body, keep, self.invoker.report)  # type: ignore[union-attr]
+                return http11.response(status, headers, body, keep, self.report())
             except (MalformedResponse, ValueError) as e:
                 logs.write(logs.timestamped(request_id, f"[ERROR] Malformed Lambda proxy response: {e}"))
                 logs.flush()
                 err = faults.error(f"Malformed Lambda proxy response: {e}", "MalformedResponse", [], request_id)
-        report = self.invoker.report  # type: ignore[union-attr]
+        report = self.report()
         if conn.error_detail:
             return http11.response(502, _ERROR_HEADERS, json.dumps(err, ensure_ascii=False).encode(), keep, report)
         return http11.response(502, http11.JSON, _INTERNAL_ERROR, keep, report)
