@@ -184,6 +184,30 @@ FUNCTION = Dashboard(
             [(f"sum by (version, state) (fx_controller_replicas{{{FV}}})", "v{{version}} {{state}}")],
         ),
         Panel(
+            "Replicas: the autoscaler's decision and ready",
+            [
+                (f"sum by (version) (fx_controller_replicas_desired{{{FV}}})", "v{{version}} desired"),
+                (f'sum by (version) (fx_controller_replicas{{{FV}, state="ready"}})', "v{{version}} ready"),
+            ],
+            description="docs/autoscaling.md: how the decision is made",
+        ),
+        Panel(
+            "Concurrency per replica: in flight and target",
+            [
+                (
+                    f"sum by (version) (fx_gateway_in_flight{{{FV}}}) / clamp_min(sum by (version) "
+                    f'(fx_controller_replicas{{{FV}, state="ready"}}), 1)',
+                    "v{{version}} in flight per replica",
+                ),
+                (f"max by (version) (fx_controller_concurrency_target{{{FV}}})", "v{{version}} target"),
+            ],
+        ),
+        Panel(
+            "Panic mode",
+            [(f"max by (version) (fx_controller_panic_mode{{{FV}}})", "v{{version}}")],
+            description="1 while the autoscaler follows the short panic window (a jump in load)",
+        ),
+        Panel(
             "In flight and held by version",
             [
                 (f"sum by (version) (fx_gateway_in_flight{{{FV}}})", "v{{version}} in flight"),
