@@ -1,6 +1,6 @@
 # fx — two commands on a fresh machine:
 #   make up     run the embedded platform (NATS + controller + gateway) with examples/ deployed
-#   make test   lint, unit and integration tests, then the Kubernetes end-to-end tier (tests/e2e)
+#   make test   lint, unit, integration and observability tests, then the Kubernetes end-to-end tier (tests/e2e)
 # Both create .venv/ inside the repo and install everything they need into it.
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
@@ -9,7 +9,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PYPROJECTS := core/pyproject.toml sdk/pyproject.toml gateway/pyproject.toml controller/pyproject.toml runtime-images/pyproject.toml
 
-.PHONY: install up test unit integration lint format bench clean
+.PHONY: install up test unit integration observability dashboards lint format bench clean
 
 $(STAMP): $(PYPROJECTS) requirements-dev.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,15 @@ unit: install
 
 integration: install
 	$(BIN)/python -m pytest tests/integration
+
+# A real Prometheus (Debian's, installed if missing) scraping the platform: every dashboard query returns data.
+observability: install
+	$(BIN)/python -m pytest tests/observability
+
+# charts/fx/dashboards from tools/dashboards.py, then their pictures in docs/dashboards from a real Prometheus.
+dashboards: install
+	$(BIN)/python -m tools.dashboards
+	FX_RENDER_DASHBOARDS=docs $(BIN)/python -m pytest tests/observability
 
 lint: install
 	$(BIN)/ruff check .

@@ -68,6 +68,7 @@ from .state.blobs import Blobs
 from .state.routes import RoutePublisher
 from .state.store import FunctionRecord, FunctionStore, VersionRecord
 from .tasks import spawn
+from .usage import UsageBook
 
 log = logging.getLogger("fx_controller")
 
@@ -174,6 +175,7 @@ class Controller:
             copies,
         )
         self.user_streams = UserStreams(js, self._live_specs, copies)
+        self.usage = await UsageBook.open(js, s.usage_retention, copies)
         self.messages = Messages(self._nc)
         self.gate = Gate(self.store, self.routes, self.fleet, self.load, self.releases, self._lock, s.init_timeout)
         self.recovery = NatsRecovery(
@@ -188,6 +190,10 @@ class Controller:
             self.credentials,
         )
         self._nc.on_reconnect(self._nats_back)
+        self.metrics.is_leader.set(1)  # started: it holds the lease, or runs alone
+        self.metrics.nats_connected.set_function(lambda: float(self._nc.is_connected))
+        self.reconciler.reconcile = self.metrics.timed("scale", self.reconciler.reconcile)  # type: ignore[method-assign]
+        self.releases.tick = self.metrics.timed("rollout", self.releases.tick)  # type: ignore[method-assign]
 
         if self.backend.store_source:  # NATS lost the store: what the backend kept comes back first
             await self.backend.store_source.restore(functions_kv)
@@ -209,6 +215,7 @@ class Controller:
         await self.secrets.open()
         await self._nc.subscribe(SUBJECT_ACTIVATE, cb=self._on_activate)
         await self._nc.subscribe(SUBJECT_LOAD, cb=self._on_load)
+        await self.usage.serve(self._nc)
         self._spawn(self.reconciler.run())
         self._spawn(self.releases.run())
         for record in self.store.all():  # versions whose gate a previous run left open

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Awaitable, Callable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
 
 disable_created_metrics()  # the *_created series only add noise to every scrape
@@ -62,6 +65,44 @@ class Metrics:
             ["function", "version"],
             registry=self.registry,
         )
+
+        # --- operators' metrics (issue 15) ---
+        self.cold_start_phase = Histogram(
+            "fx_controller_cold_start_phase_seconds",
+            "Cold starts by phase: queueing (held before a replica was asked for), spawn (to the process being up), "
+            "init (the runtime's init)",
+            ["function", "version", "phase"],
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=self.registry,
+        )
+        self.reconcile_seconds = Histogram(
+            "fx_controller_reconcile_seconds",
+            "Time one pass of a controller loop took (scale, rollout)",
+            ["loop"],
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+            registry=self.registry,
+        )
+        self.is_leader = Gauge(
+            "fx_controller_is_leader",
+            "1 on the controller that holds the lease or runs alone",
+            registry=self.registry,
+        )
+        self.nats_connected = Gauge(
+            "fx_controller_nats_connected", "1 while connected to NATS, else 0", registry=self.registry
+        )
+
+    def timed(self, loop: str, step: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
+        """`step` (one pass of a loop), its duration observed in fx_controller_reconcile_seconds."""
+        histogram = self.reconcile_seconds.labels(loop)
+
+        async def timed_step() -> None:
+            started = time.perf_counter()
+            try:
+                await step()
+            finally:
+                histogram.observe(time.perf_counter() - started)
+
+        return timed_step
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -53,6 +53,7 @@ class Settings:
     public_metrics: bool = False  # /metrics without the token
     metrics_listen: str = ""  # host:port serving /metrics alone, without the token (for scrapers); empty: none
     public_docs: bool = False  # /system/openapi.json and /system/docs without the token
+    usage_retention: float = 35 * 86400.0  # seconds billed usage is kept per hour (`fx usage --since`)
 
     @property
     def max_unzipped_bytes(self) -> int:
@@ -121,6 +122,7 @@ _NUMBERS = (
     ),
     ("--blob-max-bytes", int, Settings.blob_max_bytes, "largest request body passed by reference (a blob)"),
     ("--blob-ttl", float, Settings.blob_ttl, "seconds a blob is kept after its upload"),
+    ("--usage-retention", float, Settings.usage_retention, "seconds billed usage is kept (`fx usage --since`)"),
     ("--blob-store-max-bytes", int, Settings.blob_store_max_bytes, "bytes all blobs may hold at once"),
 )
 
@@ -250,6 +252,7 @@ def parse(argv: list[str] | None = None, environ: dict[str, str] | None = None) 
         max_body_kb=a.max_body_kb,
         blob_max_bytes=a.blob_max_bytes,
         blob_ttl=a.blob_ttl,
+        usage_retention=a.usage_retention,
         blob_store_max_bytes=a.blob_store_max_bytes,
         public_metrics=a.public_metrics,
         metrics_listen=a.metrics_listen,

@@ -20,6 +20,8 @@ OBJ_ARTIFACTS = "fx_artifacts"  # code zips: key = "sha256-<hex>"
 OBJ_BLOBS = "fx_blobs"  # request bodies passed by reference (BODY_REF): key = blob_key(function, digest)
 SUBJECT_ACTIVATE = "fx.activate"  # request-reply: gateway asks for a ready replica
 SUBJECT_LOAD = "fx.load"  # gateway load reports, published every LOAD_REPORT_INTERVAL_S
+SUBJECT_USAGE = "fx.usage"  # request-reply: a gateway's billed usage not yet acknowledged (UsageReport)
+KV_USAGE = "fx_usage"  # billed usage per hour: key = "<hour since the epoch>.<function>.<version>"; controller's
 LOAD_REPORT_INTERVAL_S = 1.0
 KV_STREAM_PREFIX = "KV_"  # NATS KV keeps bucket B in stream KV_B, its keys on subjects $KV.B.<key>
 # Subjects no caller, trigger or grant may name: fx's own (activation, load, async calls, dead letters) and
@@ -76,6 +78,9 @@ REPLICA_HEALTH_PATH = "/_fx/health"  # GET -> 200 once init is done: the Kuberne
 REPLICA_HTTP_PREFIX = "/_fx/http"  # + the caller's path: an HTTP trigger invocation
 FUNCTION_ERROR_HEADER = "X-Amz-Function-Error"  # set on raw invokes whose handler failed
 REPLICA_TOKEN = "X-Fx-Replica-Token"  # the version's token, on every request (a caller's own is dropped)
+# First header line of a replica's answer to an invocation its handler ran: "<duration ms> <memory MB>", the
+# REPORT line's numbers. The gateway reads it for the handler-duration and billing metrics and strips it.
+REPLICA_REPORT = "X-Fx-Report"
 
 # --- callers -> gateway: request headers the gateway consumes -------------------
 
@@ -247,6 +252,7 @@ class ActivationRequest:
     function: str
     version: str
     queued: int = 1  # requests the asking gateway holds for this version
+    held_ms: float = 0.0  # how long the oldest of them waited before this was sent: a cold start's queueing
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self)).encode()
@@ -291,6 +297,23 @@ class VersionLoad:
     queued: int = 0  # requests held waiting for a replica, now
     requests: int = 0  # requests completed since the previous report
     errors: int = 0  # of those, answered with a 5xx
+
+
+@dataclass
+class UsageReport:
+    """Sent on SUBJECT_USAGE; the controller adds it to the current hour and replies once it is stored, and only
+    then does the gateway count it as reported (else it is sent again with the next one)."""
+
+    gateway: str
+    versions: dict[str, tuple[int, int]]  # load_report_key -> (invocations, billed MB-milliseconds)
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self), separators=(",", ":")).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes | str) -> UsageReport:
+        raw = json.loads(data)
+        return cls(raw["gateway"], {k: (int(v[0]), int(v[1])) for k, v in raw["versions"].items()})
 
 
 @dataclass

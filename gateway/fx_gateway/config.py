@@ -37,6 +37,8 @@ class Settings:
     async_max_age: float = 6 * 3600  # seconds a call may wait, as Lambda's MaximumEventAgeInSeconds
     async_ack_wait: float = 30.0  # a call taken by a gateway that died is redelivered after this
     trigger_concurrency: int = 256  # trigger events this gateway runs at once
+    backlog_interval: float = 5.0  # seconds between samples of the async backlog and the triggers' consumers
+    usage_interval: float = 10.0  # seconds between billed-usage reports to the controller (`fx usage`)
     # what one caller connection may cost (nginx's defaults where it has one)
     max_url_bytes: int = 8 * 1024  # request target; longer: 414
     max_header_bytes: int = 32 * 1024  # all header names and values of one request; more: 431
@@ -103,6 +105,18 @@ _NUMBERS = (
         "seconds before a call taken by a vanished gateway is redelivered",
     ),
     ("--trigger-concurrency", int, Settings.trigger_concurrency, "NATS trigger events this gateway runs at once"),
+    (
+        "--backlog-interval",
+        float,
+        Settings.backlog_interval,
+        "seconds between samples of the async backlog and the durable triggers' consumers (metrics)",
+    ),
+    (
+        "--usage-interval",
+        float,
+        Settings.usage_interval,
+        "seconds between billed-usage reports to the controller (`fx usage`)",
+    ),
 )
 _LIMITS = (
     ("--max-url-bytes", int, Settings.max_url_bytes, "longest request target; longer: 414"),

@@ -16,6 +16,7 @@ from fx_gateway.nats_link import NatsLink
 from fx_gateway.proxy.body_refs import BlobReader
 from fx_gateway.proxy.dispatch import Activator
 from fx_gateway.proxy.route_book import RouteBook
+from fx_gateway.proxy.stats import NatsState
 from fx_gateway.route_feed import RouteFeed
 from fx_gateway.tasks import spawn
 
@@ -29,7 +30,8 @@ class Gateway:
         self.events = Events(settings, self.book, CallbackPolicy.from_settings(settings))
         self.feed = RouteFeed(self.link, self.book, self.events)
         self.connections = Connections(settings)
-        stats = (self.book.stats, self.events.async_stats, self.events.event_stats)
+        nats_state = NatsState(lambda: self.link.connected)
+        stats = (self.book.stats, self.events.async_stats, self.events.event_stats, nats_state)
         self.pages = Pages(stats, self.feed.healthy)
         blobs = BlobReader(lambda: self.link.nc, settings.blobs_max_bytes)
         self.router = Router(settings, self.book, self.events.enqueue, self.events.policy, self.pages, blobs)
@@ -53,6 +55,7 @@ class Gateway:
         await self.feed.bucket(nc)  # made by the controller: the async-call streams are there too
         await self.events.start(nc)
         self._tasks += [spawn(self.feed.watch(nc)), spawn(self.link.report(self.book.stats))]
+        self._tasks.append(spawn(self.link.report_usage(self.book.stats, self.settings.usage_interval)))
 
     async def stop(self, drain_timeout: float) -> None:
         """Finish the requests in flight (bounded), then the event work under way, then leave NATS."""

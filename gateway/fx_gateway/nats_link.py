@@ -14,9 +14,11 @@ from fx.protocol import (
     LOAD_REPORT_INTERVAL_S,
     SUBJECT_ACTIVATE,
     SUBJECT_LOAD,
+    SUBJECT_USAGE,
     ActivationReply,
     ActivationRequest,
     LoadReport,
+    UsageReport,
 )
 
 from fx_gateway.config import Settings
@@ -83,6 +85,22 @@ class NatsLink:
             if nc is None or not nc.is_connected:
                 continue  # counts keep accumulating until a report can go out
             await nc.publish(SUBJECT_LOAD, LoadReport(self.gateway_id, stats.load()).to_json())
+
+    async def report_usage(self, stats: Stats, interval: float) -> None:
+        """Billed usage to the controller, which keeps it per hour (`fx usage`); what it does not acknowledge
+        (away, or a failover) goes again with the next report, so a gateway's counts are not lost."""
+        while True:
+            await asyncio.sleep(interval)
+            nc = self.nc
+            deltas, totals = stats.usage()
+            if nc is None or not nc.is_connected or not deltas:
+                continue
+            try:
+                await nc.request(SUBJECT_USAGE, UsageReport(self.gateway_id, deltas).to_json(), timeout=interval)
+            except (nats.errors.Error, TimeoutError) as exc:
+                log.debug("usage report not acknowledged (%s); sent again next time", exc)
+                continue
+            stats.usage_acknowledged(totals)
 
     async def close(self) -> None:
         nc = self.nc

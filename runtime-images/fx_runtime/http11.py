@@ -10,8 +10,11 @@ _SKIPPED = frozenset({"content-length", "transfer-encoding", "connection"})  # t
 JSON = (("Content-Type", "application/json"),)
 
 
-def response(status: int, headers: tuple | list, body: bytes, keep_alive: bool = True) -> bytes:
-    """A complete response; raises ValueError for header names or values that would split it."""
+def response(status: int, headers: tuple | list, body: bytes, keep_alive: bool = True, report: bytes = b"") -> bytes:
+    """A complete response; raises ValueError for header names or values that would split it.
+
+    `report`: the invocation's X-Fx-Report line (Invoker.report), which must come first after the status line.
+    """
     lines = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Unknown')}"]
     for name, value in headers:
         if "\r" in name or "\n" in name or "\r" in value or "\n" in value or ":" in name:
@@ -21,6 +24,8 @@ def response(status: int, headers: tuple | list, body: bytes, keep_alive: bool =
     lines.append(f"Content-Length: {len(body)}")
     if not keep_alive:
         lines.append("Connection: close")
+    if report:
+        lines[0] += "\r\n" + report.decode("latin-1").removesuffix("\r\n")
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
 

@@ -54,6 +54,7 @@ class Invoker:
         self.listen_fds: list[int] = []  # closed before a timeout or out-of-memory answer: no new caller gets in
         self.flush_logs: Callable[[], None] = logs.flush  # the server batches flushes per loop iteration
         self.new_request_id = RequestIds()
+        self.report = b""  # the last invocation's X-Fx-Report line: the gateway's handler-duration and billing
         self.watchdog = Watchdog(self.timeout_s, self._expired, alarm_fd, self._out_of_memory)
 
     def invoke(
@@ -111,6 +112,7 @@ class Invoker:
         logs.write(logs.end_lines(request_id, duration_ms, self.memory_mb, self.init_ms))
         self.flush_logs()
         self.init_ms = None
+        self.report = b"X-Fx-Report: %.3f %s\r\n" % (duration_ms, self.memory_mb.encode())
         return result, payload, err
 
     def _drain(self, chunks: Iterator[Any], stream: Stream | None) -> bytes:

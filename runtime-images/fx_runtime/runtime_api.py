@@ -74,6 +74,7 @@ class RuntimeApi:
         self.exit_code = 0
         self.closed: asyncio.Future[None] = self.loop.create_future()
         self.init_ms: float | None = None
+        self.report = b""  # the last completed invocation's X-Fx-Report line (Invoker.report)
 
     # --- the platform's side ------------------------------------------------------------------------------
 
@@ -117,6 +118,7 @@ class RuntimeApi:
         logs.write(logs.end_lines(inv.request_id, duration_ms, self.settings.memory_mb, self.init_ms))
         logs.flush()
         self.init_ms = None
+        self.report = b"X-Fx-Report: %.3f %s\r\n" % (duration_ms, self.settings.memory_mb.encode())
         inv.finish(payload, err)
 
     def expire(self) -> None:
@@ -307,6 +309,9 @@ class RelayServer(Server):
         super().__init__(None, settings, api.loop)
         self.api = api
         self.new_request_id = RequestIds()
+
+    def report(self) -> bytes:
+        return self.api.report
 
     def invoke(self, conn: Connection, keep: bool) -> bytes | None:
         try:

@@ -73,7 +73,7 @@ class Server:
             self.new_request_id = invoker.new_request_id
         self.token = settings.replica_token.encode() if settings.replica_token else None
         version = settings.function_version.encode()
-        self._ok_head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Amz-Executed-Version: %s\r\n" % version
+        self._ok_head = b"Content-Type: application/json\r\nX-Amz-Executed-Version: %s\r\n" % version
 
     def flush_logs_soon(self) -> None:
         """Flush the log once the loop has served what it read, before it waits again: one write(2) for
@@ -125,10 +125,16 @@ class Server:
         if not self.closed.done():
             self.closed.set_result(None)
 
+    def report(self) -> bytes:
+        """The X-Fx-Report line of the invocation being answered (Invoker.report)."""
+        return self.invoker.report  # type: ignore[union-attr]
+
     def ok_json(self, payload: bytes, keep_alive: bool, extra: bytes = b"") -> bytes:
         """The hot path's response, without http11's general header handling; `extra`: more header lines."""
         tail = b"\r\n\r\n" if keep_alive else b"\r\nConnection: close\r\n\r\n"
-        return b"%s%sContent-Length: %d%s%s" % (self._ok_head, extra, len(payload), tail, payload)
+        report = self.report()
+        head = self._ok_head
+        return b"HTTP/1.1 200 OK\r\n%s%s%sContent-Length: %d%s%s" % (report, head, extra, len(payload), tail, payload)
 
     def dispatch(self, conn: Connection) -> None:
         url = conn.url
@@ -184,7 +190,8 @@ class Server:
         """`log_tail`: the X-Amz-Log-Result value, when the caller asked for the tail of the invocation's log."""
         if err is not None:
             headers = _ERROR_HEADERS if log_tail is None else (*_ERROR_HEADERS, ("X-Amz-Log-Result", log_tail))
-            return http11.response(200, headers, json.dumps(err, ensure_ascii=False).encode(), keep)
+            body = json.dumps(err, ensure_ascii=False).encode()
+            return http11.response(200, headers, body, keep, self.report())
         return self.ok_json(payload, keep, b"" if log_tail is None else b"X-Amz-Log-Result: %s\r\n" % log_tail.encode())
 
     def http(self, conn: Connection, method: bytes, keep: bool) -> bytes | None:
@@ -221,14 +228,15 @@ class Server:
         if err is None:
             try:
                 status, headers, body = response(self.settings.http_event, result, payload)
-                return http11.response(status, headers, body, keep)
+                return http11.response(status, headers, body, keep, self.report())
             except (MalformedResponse, ValueError) as e:
                 logs.write(logs.timestamped(request_id, f"[ERROR] Malformed Lambda proxy response: {e}"))
                 logs.flush()
                 err = faults.error(f"Malformed Lambda proxy response: {e}", "MalformedResponse", [], request_id)
+        report = self.report()
         if conn.error_detail:
-            return http11.response(502, _ERROR_HEADERS, json.dumps(err, ensure_ascii=False).encode(), keep)
-        return http11.response(502, http11.JSON, _INTERNAL_ERROR, keep)
+            return http11.response(502, _ERROR_HEADERS, json.dumps(err, ensure_ascii=False).encode(), keep, report)
+        return http11.response(502, http11.JSON, _INTERNAL_ERROR, keep, report)
 
 
 class Connection(asyncio.Protocol):

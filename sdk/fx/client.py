@@ -48,6 +48,7 @@ from fx.models import (
     VersionInfo,
 )
 from fx.protocol import BODY_REF, CALL_ID, FUNCTION_ERROR_HEADER
+from fx.usage import Usage
 
 _FUNCTION_LIST = TypeAdapter(list[FunctionInfo])
 _VERSION_LIST = TypeAdapter(list[VersionInfo])
@@ -281,6 +282,10 @@ class Client(_Gateway):
     def kv_put(self, bucket: str, key: str, value: str) -> KvPutResult:
         r = self._send("PUT", f"/system/kv/{_seg(bucket)}/keys/{_seg(key)}", json={"value": value})
         return KvPutResult.model_validate_json(r.content)
+
+    def usage(self, since: float) -> Usage:
+        """Billed usage per function version over the last `since` seconds (widened to whole hours)."""
+        return Usage.model_validate_json(self._send("GET", "/system/usage", params={"since": since}).content)
 
     def status(self) -> PlatformStatus:
         return PlatformStatus.model_validate_json(self._send("GET", "/system/status").content)

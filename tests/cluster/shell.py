@@ -40,9 +40,10 @@ def run(
     return done
 
 
-def ensure_apt_packages() -> None:
-    """apt-get install what is missing (policy-rc.d keeps Debian from starting etcd or containerd)."""
-    missing = sorted({pkg for probe, pkg in layout.APT_PACKAGES.items() if not _present(probe)})
+def ensure_apt_packages(packages: dict[str, str] = layout.APT_PACKAGES) -> None:
+    """apt-get install what is missing (policy-rc.d keeps Debian from starting etcd, containerd or prometheus).
+    `packages`: probe (a command, or an absolute path) -> the package that provides it."""
+    missing = sorted({pkg for probe, pkg in packages.items() if not _present(probe)})
     if not missing:
         return
     with step(f"apt-get install {' '.join(missing)}"):

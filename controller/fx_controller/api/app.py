@@ -23,6 +23,7 @@ from fx.models import (
     check_alias,
     check_name,
 )
+from fx.usage import Usage
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from ..backends import local_logs as logs
@@ -100,6 +101,15 @@ def _api(controller: Controller) -> FastAPI:
     async def platform_version() -> dict[str, str]:
         """The platform's release (`fx version` shows it beside the CLI's); behind the token, unlike health."""
         return {"version": package_version("fx-controller")}
+
+    @api.get("/usage", tags=["health"])
+    async def usage(
+        since: Annotated[
+            float, Query(gt=0, le=10 * 365 * 86400, description="window in seconds back from now, widened to hours")
+        ] = 86400,
+    ) -> Usage:
+        """Billed invocations and GB-seconds per function version (`fx usage`)."""
+        return controller.usage.window(since)
 
     @api.head("/artifacts/{digest}", tags=["artifacts"])
     async def artifact_exists(digest: str) -> Response:

@@ -35,6 +35,8 @@ class ReplicaEvent:
     id: str
     kind: Literal["ready", "init_error", "exit"]
     endpoint: str = ""  # ready: "host:port"
+    # ready: the runtime's init, when the backend heard it; a measurement, not part of what the event is
+    init_ms: float | None = field(default=None, compare=False)
     error_type: str = ""  # init_error: Lambda's errorType, e.g. Runtime.ImportModuleError
     error_message: str = ""
     stack_trace: tuple[str, ...] = ()  # init_error: the traceback's lines, as the runtime formats them

@@ -434,7 +434,7 @@ class LocalBackend:
                 self._signal(replica_id, self._pids[replica_id], signal.SIGTERM)
         elif event == "ready":
             self._record(replica_id, msg["endpoint"])
-            self._on_event(ReplicaEvent(replica_id, "ready", endpoint=msg["endpoint"]))
+            self._on_event(ReplicaEvent(replica_id, "ready", endpoint=msg["endpoint"], init_ms=msg.get("init_ms")))
         elif event == "init_error":
             self._on_event(init_error_event(replica_id, msg))
         elif event == "exit":

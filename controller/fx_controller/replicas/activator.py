@@ -61,9 +61,12 @@ class Activator:
             return ActivationReply(ok=False, status=502, error=failure.error_type, cause=failure.message)
 
         # Concurrent activations of one version share the replica already starting.
+        queued_since = now - request.held_ms / 1000
         if not self._fleet.count(name, version.version, "starting"):
             log.info("activating %s version %d (%d held)", name, version.version, request.queued)
-            await self._fleet.start(name, version)
+            await self._fleet.start(name, version, queued_since=queued_since)
+        else:  # e.g. the autoscaler started it, for these same held requests: a cold start all the same
+            self._fleet.cold(name, version.version, queued_since)
         try:
             endpoints = await self._fleet.wait_ready(name, version.version, since=now)
         except StartFailed as e:

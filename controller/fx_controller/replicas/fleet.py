@@ -58,6 +58,10 @@ class Replica:
     endpoint: str = ""
     init_error: Failure | None = None
     timed_out: bool = False
+    queued_s: float | None = None  # a cold start's: how long its callers waited before it was asked for
+
+
+PHASES = ("queueing", "spawn", "init")  # of a cold start (fx_controller_cold_start_phase_seconds)
 
 
 class Fleet:
@@ -122,16 +126,21 @@ class Fleet:
 
     # --- starting -------------------------------------------------------------------
 
-    async def start(self, function: str, version: VersionRecord) -> Replica:
+    async def start(self, function: str, version: VersionRecord, queued_since: float | None = None) -> Replica:
+        """`queued_since`: a cold start's, when its callers began to wait (on this clock)."""
+        asked_at = self._clock()
         replica = Replica(
             id=f"{function}-{version.version}-{secrets.token_hex(4)}",
             function=function,
             version=version.version,
             timeout=version.spec.timeout,
-            asked_at=self._clock(),
+            asked_at=asked_at,
+            queued_s=None if queued_since is None else max(asked_at - queued_since, 0.0),
         )
         self.replicas[replica.id] = replica
         self._gauge(replica, +1)
+        for phase in PHASES:  # at 0 from the first start on: rate() and increase() then see the first cold start
+            self._metrics.cold_start_phase.labels(function, str(version.version), phase)
         log.info("replica %s starting (%s version %d)", replica.id, function, version.version)
         self._spawn(self._init_deadline(replica))
         try:
@@ -155,6 +164,12 @@ class Fleet:
             self._fail(replica, Failure(self._clock(), "Fx.BackendError", str(e) or type(e).__name__))
             self._forget(replica, "crashed")
         return replica
+
+    def cold(self, function: str, version: int, queued_since: float) -> None:
+        """Callers held since `queued_since` wait for the version's starting replicas: each is a cold start."""
+        for replica in self.of(function, version):
+            if replica.state == "starting" and replica.queued_s is None:
+                replica.queued_s = max(replica.asked_at - queued_since, 0.0)
 
     async def adopt(self, version_of: Callable[[str, int], VersionRecord | None]) -> None:
         """Take over the replicas a previous controller left running (the backend vouches for their processes):
@@ -210,6 +225,7 @@ class Fleet:
             return
         if event.kind == "ready" and replica.state == "starting":
             self._ready(replica, event.endpoint)
+            self._cold_start_phases(replica, event.init_ms)
         elif event.kind == "init_error":
             self._fail(replica, Failure(self._clock(), event.error_type, event.error_message, event.stack_trace))
             self._crashes[(replica.function, replica.version)].append(self._clock())
@@ -230,6 +246,19 @@ class Fleet:
             if not future.done():
                 future.set_result(endpoints)
         self._spawn(self._on_change(replica.function))
+
+    def _cold_start_phases(self, replica: Replica, init_ms: float | None) -> None:
+        """A cold start (a replica an activation asked for) split into queueing, spawn and init."""
+        if replica.queued_s is None:
+            return
+        phase = self._metrics.cold_start_phase
+        labels = (replica.function, str(replica.version))
+        took = self._clock() - replica.asked_at
+        init = (init_ms or 0.0) / 1000
+        phase.labels(*labels, "queueing").observe(replica.queued_s)
+        phase.labels(*labels, "spawn").observe(max(took - init, 0.0))
+        if init_ms is not None:
+            phase.labels(*labels, "init").observe(init)
 
     def _fail(self, replica: Replica, failure: Failure) -> None:
         replica.init_error = failure

@@ -187,6 +187,7 @@ class AsyncWorker:
             await self._dead(msg, function, "max_age", code, message, result.status, attempt, result)
         else:
             log.info("async call to %s failed (attempt %d: %s); retrying in %g s", function, attempt, code, delay)
+            self.stats.count(self.stats.retries, function)
             await msg.nak(delay=delay)
 
     async def _dead(

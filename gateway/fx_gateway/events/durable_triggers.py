@@ -339,6 +339,8 @@ class DurableTrigger:
                     spawn(self._too_large(batch[0], len(body), limit))
                     return
                 batch = batch[:fits]
+        redelivered = sum(1 for m in batch if delivery(m)[1] > 1)
+        self.stats.batch(self.function, self.key, len(batch), redelivered)
         internal.send(routes, "", INVOKE_HEAD, body, partial(self._answered, batch))
 
     def _answered(self, batch: list[Msg], result: internal.Result) -> None:

@@ -13,6 +13,7 @@ from fx_gateway.config import Settings
 from fx_gateway.events import jetstream
 from fx_gateway.events.async_accept import StoreUnavailable
 from fx_gateway.events.async_worker import AsyncWorker
+from fx_gateway.events.backlog import BacklogSampler
 from fx_gateway.events.callback_delivery import Callbacks
 from fx_gateway.events.callback_policy import CallbackPolicy
 from fx_gateway.events.durable_triggers import DurableTriggers
@@ -38,6 +39,7 @@ class Events:
         self.worker: AsyncWorker | None = None  # None: async calls are off (their streams are missing)
         self.schedules: Schedules | None = None  # ticks are async calls: off with them
         self._worker_task: asyncio.Task | None = None
+        self._sampler_task: asyncio.Task | None = None
 
     async def start(self, nc: NATS) -> None:
         settings, book = self.settings, self.book
@@ -53,6 +55,11 @@ class Events:
         callbacks = Callbacks(nc, self.policy, self.async_stats)
         self.worker = AsyncWorker(book, js, settings, self.async_stats, callbacks)
         self.schedules = Schedules(book, js, self.event_stats)
+        durable = self.durable
+        sampler = BacklogSampler(
+            js, self.async_stats, self.event_stats, lambda: list(durable.running.values()), settings.backlog_interval
+        )
+        self._sampler_task = spawn(sampler.run())
 
     def loaded(self) -> None:
         """The initial route tables are in: run stored calls from now on (none is taken for a function not yet
@@ -84,8 +91,9 @@ class Events:
         stats.count(stats.accepted, function)
 
     async def close(self) -> None:
-        if self._worker_task is not None:
-            self._worker_task.cancel()
+        for task in (self._worker_task, self._sampler_task):
+            if task is not None:
+                task.cancel()
         if self.schedules is not None:
             self.schedules.close()
         if self.durable is not None:

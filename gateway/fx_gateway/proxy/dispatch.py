@@ -176,6 +176,16 @@ class VersionDispatcher:
         self.sent.discard(exchange)
         self.stats.record(status, time.monotonic() - exchange.started)
 
+    def reported(self, exchange: Exchange, report: bytes) -> None:
+        """The replica's X-Fx-Report ("<ms> <MB>"): the handler's duration, never more than the gateway waited (the
+        replica runs the function's code, so it is believed only that far), and its memory size."""
+        duration, _, memory = report.partition(b" ")
+        try:
+            ms, mb = float(duration), int(memory)
+        except ValueError:
+            return
+        self.stats.record_handler(min(ms, (time.monotonic() - exchange.started) * 1000), mb)
+
     def refused(self, status: int) -> None:
         """A request refused from its head, before it became an exchange."""
         self.stats.record(status, 0.0)
@@ -197,9 +207,10 @@ class VersionDispatcher:
                     self._start_activation()
                 break
             exchange = queue.popleft()
-            now = time.monotonic()
+            held = time.monotonic() - exchange.held_at
+            self.stats.hold.observe(held)
             if exchange.cold:
-                self.stats.record_cold_start(now - exchange.held_at)
+                self.stats.record_cold_start(held)
             self._send(replica, exchange)
         self.stats.held = len(queue)
 
@@ -263,7 +274,8 @@ class VersionDispatcher:
         """One activation request at a time per version, however many requests wait."""
         try:
             while self.queue and not self.usable():
-                request = ActivationRequest(self.function, self.version, queued=len(self.queue))
+                held_ms = (time.monotonic() - self.queue[0].held_at) * 1000
+                request = ActivationRequest(self.function, self.version, len(self.queue), round(held_ms, 3))
                 try:
                     reply = await self.activator(request, self.hold_timeout)
                 except NoController:

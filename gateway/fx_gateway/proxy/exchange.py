@@ -5,11 +5,16 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Protocol
 
+from fx.protocol import REPLICA_REPORT
+
 from fx_gateway.http import responses
 
 if TYPE_CHECKING:
     from fx_gateway.proxy.dispatch import VersionDispatcher
     from fx_gateway.proxy.upstream import UpstreamConnection
+
+
+REPORT_LINE = REPLICA_REPORT.encode() + b": "
 
 
 class Client(Protocol):
@@ -104,16 +109,22 @@ class Exchange:
     # --- from the upstream connection ---
 
     def relay(self, data: bytes) -> None:
-        if self.inject is not None:
+        if not self.relayed:
             data = self.prefix + data
             head_end = data.find(b"\r\n\r\n")
-            if head_end < 0:  # until the whole head is in, whether the runtime named the version is unknown
+            if head_end < 0:  # until the whole head is in, its report and executed version are unknown
                 self.prefix = data
                 return
             end = data.find(b"\r\n") + 2  # after the status line
-            if b"\nx-amz-executed-version:" not in data[:head_end].lower():
-                data = b"%s%s%s" % (data[:end], self.inject, data[end:])  # the runtime names it on success only
-            self.inject = None
+            if data.startswith(REPORT_LINE, end):  # the handler's duration: counted, and kept from the caller
+                line_end = data.find(b"\r\n", end)
+                self.dispatcher.reported(self, data[end + len(REPORT_LINE) : line_end])
+                data = data[:end] + data[line_end + 2 :]
+                head_end -= line_end + 2 - end
+            if self.inject is not None:
+                if b"\nx-amz-executed-version:" not in data[:head_end].lower():
+                    data = b"%s%s%s" % (data[:end], self.inject, data[end:])  # the runtime names it on success only
+                self.inject = None
         self.relayed = True
         if not self.gone:
             self.client.write(data)

@@ -8,7 +8,8 @@ feed the load reports, so metrics and autoscaling never disagree.
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from math import ceil
 
 from fx.protocol import VersionLoad, load_report_key
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
@@ -16,6 +17,7 @@ from prometheus_client.registry import Collector
 
 DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 COLD_START_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+BATCH_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 10000)
 
 
 class Histogram:
@@ -43,17 +45,22 @@ class VersionStats:
     """Everything counted for one function version. `in_flight` and `held` are live counts."""
 
     __slots__ = (
+        "billed_mb_ms",
         "codes",
         "cold_start",
         "cold_starts",
         "duration",
         "errors",
+        "handler",
         "held",
+        "hold",
         "in_flight",
+        "invocations",
         "lost",
         "reported",
         "requests",
         "retries",
+        "usage_reported",
     )
 
     def __init__(self) -> None:
@@ -68,6 +75,11 @@ class VersionStats:
         self.retries = 0  # requests sent again after their replica was lost (proxy.replica_loss)
         self.lost = 0  # requests lost with their replica and not sent again (502 Runtime.ReplicaLost)
         self.reported = (0, 0)  # (requests, errors) at the previous load report
+        self.hold = Histogram(COLD_START_BUCKETS)  # time held for a replica, cold or busy
+        self.handler = Histogram(DURATION_BUCKETS)  # the handler's own duration, as its replica reports it
+        self.invocations = 0  # invocations that reached a handler (answers with a report)
+        self.billed_mb_ms = 0  # Lambda's billing: each duration rounded up to 1 ms, times the memory size in MB
+        self.usage_reported = (0, 0)  # (invocations, billed_mb_ms) the controller acknowledged
 
     def record(self, status: int, seconds: float) -> None:
         codes = self.codes
@@ -80,6 +92,11 @@ class VersionStats:
     def record_cold_start(self, seconds: float) -> None:
         self.cold_starts += 1
         self.cold_start.observe(seconds)
+
+    def record_handler(self, ms: float, memory_mb: int) -> None:
+        self.handler.observe(ms / 1000)
+        self.invocations += 1
+        self.billed_mb_ms += max(ceil(ms), 1) * memory_mb
 
 
 class Stats(Collector):
@@ -107,6 +124,21 @@ class Stats(Collector):
                 out[load_report_key(function, version)] = VersionLoad(s.in_flight, s.held, requests, errors)
         return out
 
+    def usage(self) -> tuple[dict[str, tuple[int, int]], dict[tuple[str, str], tuple[int, int]]]:
+        """Usage the controller has not acknowledged: (load_report_key -> (invocations, billed MB-ms) since the
+        last acknowledgement, the totals to pass to usage_acknowledged once it is)."""
+        deltas, totals = {}, {}
+        for key, s in self.versions.items():
+            now, then = (s.invocations, s.billed_mb_ms), s.usage_reported
+            if key[0] and now != then:
+                deltas[load_report_key(*key)] = (now[0] - then[0], now[1] - then[1])
+                totals[key] = now
+        return deltas, totals
+
+    def usage_acknowledged(self, totals: dict[tuple[str, str], tuple[int, int]]) -> None:
+        for key, reported in totals.items():
+            self.versions[key].usage_reported = reported
+
     def collect(self) -> Iterator:
         labels = ["function", "version"]
         requests = CounterMetricFamily(
@@ -127,6 +159,22 @@ class Stats(Collector):
         lost = CounterMetricFamily(
             "fx_gateway_replica_lost", "Requests lost with their replica and not sent again (502)", labels=labels
         )
+        handler = HistogramMetricFamily(
+            "fx_gateway_function_duration_seconds",
+            "The handler's own duration, as its replica reports it",
+            labels=labels,
+        )
+        invocations = CounterMetricFamily(
+            "fx_gateway_invocations", "Invocations that reached a handler (Lambda's billed requests)", labels=labels
+        )
+        billed = CounterMetricFamily(
+            "fx_gateway_billed_gigabyte_seconds",
+            "Lambda's billed compute: each duration rounded up to 1 ms, times the memory size in GB",
+            labels=labels,
+        )
+        hold = HistogramMetricFamily(
+            "fx_gateway_hold_seconds", "Time a request was held waiting for a replica, cold or busy", labels=labels
+        )
         for key, s in list(self.versions.items()):
             values = list(key)
             for code, count in list(s.codes.items()):
@@ -139,7 +187,12 @@ class Stats(Collector):
                 cold_seconds.add_metric(values, s.cold_start.buckets(), s.cold_start.sum)
                 retries.add_metric(values, s.retries)
                 lost.add_metric(values, s.lost)
+                handler.add_metric(values, s.handler.buckets(), s.handler.sum)
+                invocations.add_metric(values, s.invocations)
+                billed.add_metric(values, s.billed_mb_ms / 1024 / 1000)
+                hold.add_metric(values, s.hold.buckets(), s.hold.sum)
         yield from (requests, duration, in_flight, held, cold, cold_seconds, retries, lost)
+        yield from (handler, invocations, billed, hold)
 
 
 class AsyncStats(Collector):
@@ -152,6 +205,8 @@ class AsyncStats(Collector):
         self.dead: dict[tuple[str, str], int] = {}  # (function, reason)
         self.callbacks: dict[str, int] = {}  # "ok" | "failed"
         self.in_flight = 0
+        self.retries: dict[str, int] = {}  # failed attempts sent back to the stream for another
+        self.backlog: dict[str, tuple[int, float]] = {}  # function -> (calls stored, oldest's age): BacklogSampler
 
     @staticmethod
     def count(counter: dict, key) -> None:
@@ -184,6 +239,22 @@ class AsyncStats(Collector):
         in_flight = GaugeMetricFamily("fx_gateway_async_in_flight", "Async calls this gateway is running")
         in_flight.add_metric([], self.in_flight)
         yield from (accepted, refused, attempts, dead, callbacks, in_flight)
+        retries = CounterMetricFamily(
+            "fx_gateway_async_retries", "Failed async attempts given another try", labels=["function"]
+        )
+        backlog = GaugeMetricFamily(
+            "fx_gateway_async_backlog", "Async calls stored and not yet done (sampled)", labels=["function"]
+        )
+        oldest = GaugeMetricFamily(
+            "fx_gateway_async_oldest_age_seconds", "Age of the oldest async call stored (sampled)", labels=["function"]
+        )
+        for function, n in list(self.retries.items()):
+            retries.add_metric([function], n)
+        for function in set(self.accepted) | set(self.backlog):  # 0 once a backlog empties, not a vanished series
+            count, age = self.backlog.get(function, (0, 0.0))
+            backlog.add_metric([function], count)
+            oldest.add_metric([function], age)
+        yield from (retries, backlog, oldest)
 
 
 class EventStats(Collector):
@@ -191,10 +262,22 @@ class EventStats(Collector):
 
     def __init__(self) -> None:
         self.events: dict[tuple[str, str, str], int] = {}
+        self.batches: dict[tuple[str, str], Histogram] = {}  # durable triggers' batch sizes
+        self.redeliveries: dict[tuple[str, str], int] = {}  # messages of those batches delivered before
+        self.pending: dict[tuple[str, str], tuple[int, int]] = {}  # consumer (pending, ack pending): BacklogSampler
 
     def count(self, function: str, trigger: str, result: str) -> None:
         key = (function, trigger, result)
         self.events[key] = self.events.get(key, 0) + 1
+
+    def batch(self, function: str, trigger: str, size: int, redelivered: int) -> None:
+        key = (function, trigger)
+        histogram = self.batches.get(key)
+        if histogram is None:
+            histogram = self.batches[key] = Histogram(BATCH_BUCKETS)
+        histogram.observe(size)
+        if redelivered:
+            self.redeliveries[key] = self.redeliveries.get(key, 0) + redelivered
 
     def collect(self) -> Iterator:
         events = CounterMetricFamily(
@@ -205,3 +288,35 @@ class EventStats(Collector):
         for key, n in list(self.events.items()):
             events.add_metric(list(key), n)
         yield events
+        labels = ["function", "trigger"]
+        batches = HistogramMetricFamily(
+            "fx_gateway_trigger_batch_size", "Messages per batch of a durable trigger", labels=labels
+        )
+        redeliveries = CounterMetricFamily(
+            "fx_gateway_trigger_redeliveries", "Messages of durable triggers delivered again", labels=labels
+        )
+        pending = GaugeMetricFamily(
+            "fx_gateway_trigger_pending", "Messages a durable trigger's consumer has yet to deliver", labels=labels
+        )
+        ack_pending = GaugeMetricFamily(
+            "fx_gateway_trigger_ack_pending", "Messages delivered and not yet acknowledged", labels=labels
+        )
+        for key, histogram in list(self.batches.items()):
+            batches.add_metric(list(key), histogram.buckets(), histogram.sum)
+            redeliveries.add_metric(list(key), self.redeliveries.get(key, 0))
+        for key, (n, acks) in list(self.pending.items()):
+            pending.add_metric(list(key), n)
+            ack_pending.add_metric(list(key), acks)
+        yield from (batches, redeliveries, pending, ack_pending)
+
+
+class NatsState(Collector):
+    """fx_gateway_nats_connected: whether the gateway's NATS connection is up, read at scrape time."""
+
+    def __init__(self, connected: Callable[[], bool]) -> None:
+        self.connected = connected
+
+    def collect(self) -> Iterator:
+        gauge = GaugeMetricFamily("fx_gateway_nats_connected", "1 while connected to NATS, else 0")
+        gauge.add_metric([], 1 if self.connected() else 0)
+        yield gauge

@@ -33,6 +33,7 @@ from fx.cli import (
     top,
     traffic,
     up,
+    usage,
     version,
 )
 from fx.cli.common import (
@@ -104,7 +105,7 @@ def _parser() -> argparse.ArgumentParser:
     _help_by_default(parser)
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
     add = _adder(commands)
-    for module in (up, deploy, invoke, functions, traffic, logs, publish, status, graph, top):
+    for module in (up, deploy, invoke, functions, traffic, logs, publish, status, usage, graph, top):
         module.register(add)
     groups = (
         ("secret", secrets),

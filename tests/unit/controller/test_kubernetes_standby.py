@@ -17,6 +17,8 @@ async def test_a_standby_is_healthy_refuses_the_rest_and_serves_once_it_leads() 
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=gate), base_url="http://c") as client:
         health = await client.get("/system/health")
         assert (health.status_code, health.json()) == (200, {"status": "standby"})
+        metrics = await client.get("/metrics")  # up for a pod monitor, and not a leader
+        assert metrics.status_code == 200 and "\nfx_controller_is_leader 0.0\n" in metrics.text
         refused = await client.get("/system/functions")
         assert refused.status_code == 503 and refused.json()["error"]["code"] == "NotLeader"
         gate.app = leader_app

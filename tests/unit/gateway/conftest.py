@@ -24,7 +24,8 @@ class FakeReplica:
     """Answers every request with JSON describing it: {"name", "method", "path", "headers", "body"}.
 
     A path ending in /sleep/SECONDS waits that long first; /close drops the connection without answering,
-    /partial after the head and part of the body.
+    /partial after the head and part of the body; /report answers as the runtime does after a handler ran, its
+    X-Fx-Report line (2.25 ms, 512 MB) split over two writes.
     While `failures` is above zero, each request is answered as a failed Lambda invoke (502, errorType "Boom");
     while `resets` is, its connection is reset instead (as the kernel resets the connection of a replica that
     died with the request unread: the gateway then knows it never reached the handler).
@@ -105,6 +106,11 @@ class _ReplicaConn(asyncio.Protocol):
                 await asyncio.sleep(float(url.rsplit("/sleep/", 1)[1].split("?")[0]))
             if url.endswith("/close"):
                 self.transport.close()
+                return
+            if url.endswith("/report"):
+                self.transport.write(b"HTTP/1.1 200 OK\r\nX-Fx-Report: 2.2")
+                await asyncio.sleep(0.01)
+                self.transport.write(b"5 512\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok")
                 return
             if url.endswith("/partial"):
                 self.transport.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npart")

@@ -166,3 +166,22 @@ async def test_a_vanished_unix_socket_is_a_refused_replica(gateway, replicas, tm
     gw.gateway.book.apply(table(versions={"1": [replica.endpoint]}))
     r = await gw.client.get("/function/hello")
     assert r.status_code == 504  # held, then timed out: never a crash on the missing path
+
+
+async def test_the_replicas_report_is_counted_as_billed_usage_and_kept_from_the_caller(gateway, replicas):
+    replica = await replicas()
+    gw = await gateway()
+    gw.gateway.book.apply(table(versions={"1": [replica.endpoint]}))
+
+    r = await gw.client.get("/function/hello/report")
+    assert r.status_code == 200 and r.text == "ok"
+    assert "x-fx-report" not in r.headers and r.headers["content-type"] == "text/plain"
+
+    metrics = (await gw.client.get("/metrics")).text
+    labels = '{function="hello",version="1"}'
+    assert f"fx_gateway_invocations_total{labels} 1.0" in metrics
+    assert f"fx_gateway_billed_gigabyte_seconds_total{labels} 0.0015" in metrics  # 3 ms (rounded up) x 0.5 GB
+    assert f"fx_gateway_function_duration_seconds_sum{labels} 0.00225" in metrics
+    plain = await gw.client.get("/function/hello")  # no report: not a billed invocation
+    assert plain.status_code == 200
+    assert f"fx_gateway_invocations_total{labels} 1.0" in (await gw.client.get("/metrics")).text

@@ -272,3 +272,22 @@ def test_a_body_passed_by_reference_is_taken_up_to_its_own_limit(start):
         assert client.post("/_fx/invoke", content=event).status_code == 413  # the next request: its own limit again
         over = client.post("/_fx/invoke", content=b'"' + b"x" * 3000 + b'"', headers=ref)
         assert over.status_code == 413
+
+
+def test_every_answer_of_a_handler_that_ran_reports_its_duration_and_memory_first(start):
+    """The X-Fx-Report line the gateway reads for billing and strips: right after the status line, on a result,
+    a function error and an HTTP answer alike, and on nothing the handler did not run for."""
+    source = "def handler(e, c):\n    if e.get('fail'):\n        raise ValueError\n    return 1\n"
+    replica = start({"handler.py": source})
+    with httpx.Client() as http:
+        answers = [
+            http.post(f"{replica.base}/_fx/invoke", content=b"{}"),
+            http.post(f"{replica.base}/_fx/invoke", content=b'{"fail": 1}'),
+            http.get(f"{replica.base}/_fx/http/anything"),
+        ]
+        for r in answers:
+            first = next(iter(r.headers.raw))
+            assert first[0].lower() == b"x-fx-report"
+            duration, memory = first[1].split()
+            assert float(duration) > 0 and int(memory) >= 128
+        assert "x-fx-report" not in http.get(f"{replica.base}/_fx/health").headers

@@ -79,6 +79,7 @@ def test_invocations_reach_the_runtime_client_with_lambdas_headers(start_bootstr
         headers={"X-Fx-Request-Id": "req-1", "X-Amz-Client-Context": context},
     )
     assert r.status_code == 200 and "X-Amz-Function-Error" not in r.headers
+    assert next(iter(r.headers.raw))[0].lower() == b"x-fx-report"  # the gateway's billing, first as always
     seen = r.json()
     assert seen["event"] == {"n": 1}
     headers = seen["headers"]

@@ -227,7 +227,7 @@ class KubernetesBackend:
         self._specializing.discard(replica.id)
         if answer.get("event") == "ready":
             log.info("replica %s is pool pod %s at %s", replica.id, pod.name, pod.endpoint)
-            self._on_event(ReplicaEvent(replica.id, "ready", endpoint=pod.endpoint))
+            self._on_event(ReplicaEvent(replica.id, "ready", endpoint=pod.endpoint, init_ms=answer.get("init_ms")))
             self._on_replicas(key[0])
         else:
             self._on_event(init_error_event(replica.id, answer))

@@ -1,0 +1,148 @@
+"""`fx usage`: billed invocations, GB-seconds and an estimated cost per function (or version) over a window.
+
+The numbers are the controller's (kept per hour in NATS, so they outlive restarts; the window is widened to whole
+hours), or, with --prometheus URL, a query of the gateways' counters over the exact window.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Iterable
+
+import httpx
+
+from fx.cli.common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    OUTPUT,
+    AddCommand,
+    client,
+    err,
+    local_time,
+    print_json,
+    print_table,
+    seconds,
+)
+from fx.errors import InputError
+from fx.usage import UsageRow
+
+# Lambda's public x86 prices (us-east-1): per GB-second of compute, per million requests.
+PRICE_GB_SECOND = 0.0000166667
+PRICE_PER_MILLION = 0.20
+MAX_SINCE_S = 10 * 365 * 86400
+
+
+def cmd_usage(args: argparse.Namespace) -> int:
+    since = _since(args.since)
+    prices = _price(args.price_gb_second, "--price-gb-second"), _price(args.price_per_million, "--price-per-million")
+    if args.prometheus:
+        rows, window = _from_prometheus(args.prometheus, since), f"the last {args.since} (Prometheus)"
+        if rows is None:
+            return EXIT_FAILED
+    else:
+        with client(args) as fx:
+            usage = fx.usage(since)
+        rows, window = usage.rows, f"{local_time(usage.since)} to {local_time(usage.until)} (whole hours)"
+    lines = _grouped(rows, args.by)
+    total = _line("total", "", sum(r[2] for r in lines), sum(r[3] for r in lines), prices)
+    lines = [_line(f, v, n, gbs, prices) for f, v, n, gbs in lines]
+    if args.output == "json":
+        print_json({"window": window, "by": args.by, "prices": _prices_json(prices), "rows": lines, "total": total})
+        return EXIT_OK
+    print(f"usage from {window}")
+    head = ["FUNCTION", *(["VERSION"] if args.by == "version" else []), "INVOCATIONS", "GB-SECONDS", "COST (USD)"]
+    table = [head]
+    for line in [*lines, total]:
+        version = [str(line["version"])] if args.by == "version" else []
+        cost = f"{line['cost']:.6f}"
+        table.append([line["function"], *version, str(line["invocations"]), f"{line['gb_seconds']:.4f}", cost])
+    print_table(table)
+    print(f"prices: ${prices[0]} per GB-second, ${prices[1]} per 1M requests (--price-gb-second, --price-per-million)")
+    return EXIT_OK
+
+
+def _since(text: str) -> float:
+    value = seconds(text[:-1]) * 86400 if text.endswith("d") and seconds(text[:-1]) is not None else seconds(text)
+    if value is None or not 0 < value <= MAX_SINCE_S:
+        raise InputError(f"--since {text!r} is not a duration such as 30m, 24h or 7d (at most 10 years)")
+    return value
+
+
+def _price(value: float, flag: str) -> float:
+    if value < 0:
+        raise InputError(f"{flag} {value} is negative: give a price in USD, e.g. {flag} 0")
+    return value
+
+
+def _grouped(rows: Iterable[UsageRow], by: str) -> list[tuple[str, str, int, float]]:
+    """(function, version or "", invocations, GB-seconds), summed over versions unless `by` is "version"."""
+    sums: dict[tuple[str, str], list] = {}
+    for row in rows:
+        key = (row.function, str(row.version) if by == "version" else "")
+        totals = sums.setdefault(key, [0, 0.0])
+        totals[0] += row.invocations
+        totals[1] += row.gb_seconds
+    return [(f, v, n, gbs) for (f, v), (n, gbs) in sorted(sums.items())]
+
+
+def _line(function: str, version: str, invocations: int, gb_seconds: float, prices: tuple[float, float]) -> dict:
+    cost = gb_seconds * prices[0] + invocations / 1_000_000 * prices[1]
+    line = {"function": function, "invocations": invocations, "gb_seconds": gb_seconds}
+    if version:
+        line["version"] = int(version)
+    return {**line, "cost": cost}
+
+
+def _prices_json(prices: tuple[float, float]) -> dict:
+    return {"gb_second": prices[0], "per_million_requests": prices[1]}
+
+
+def _from_prometheus(url: str, since: float) -> list[UsageRow] | None:
+    """The gateways' counters' increase over the window; None (after saying why) if Prometheus cannot answer."""
+    metrics = {"invocations": "fx_gateway_invocations_total", "gb_seconds": "fx_gateway_billed_gigabyte_seconds_total"}
+    queries = {
+        name: f'sum by (function, version) (increase({metric}{{function!=""}}[{int(since)}s]))'
+        for name, metric in metrics.items()
+    }
+    values: dict[tuple[str, int], dict[str, float]] = {}
+    for name, query in queries.items():
+        try:
+            r = httpx.get(f"{url.rstrip('/')}/api/v1/query", params={"query": query}, timeout=30)
+            r.raise_for_status()
+            results = r.json()["data"]["result"]
+        except (httpx.HTTPError, ValueError, KeyError) as exc:
+            err(f"fx usage: Prometheus at {url} did not answer the query: {exc}")
+            return None
+        for series in results:
+            key = (series["metric"].get("function", ""), int(series["metric"].get("version", "0") or 0))
+            values.setdefault(key, {})[name] = float(series["value"][1])
+    return [
+        UsageRow(function=f, version=v, invocations=round(n.get("invocations", 0)), gb_seconds=n.get("gb_seconds", 0))
+        for (f, v), n in sorted(values.items())
+    ]
+
+
+def register(add: AddCommand) -> None:
+    env = os.environ.get
+    p = add("usage", cmd_usage, "billed invocations, GB-seconds and estimated cost per function over a window", OUTPUT)
+    p.add_argument("--since", default="24h", help="the window back from now: 30m, 24h, 7d (default 24h)")
+    p.add_argument("--by", choices=["function", "version"], default="function", help="one line per function or version")
+    p.add_argument(
+        "--price-gb-second",
+        type=float,
+        default=env("FX_PRICE_GB_SECOND", PRICE_GB_SECOND),  # a string default is converted (and checked) too
+        help=f"USD per GB-second (default Lambda's x86 {PRICE_GB_SECOND}) [FX_PRICE_GB_SECOND]",
+    )
+    p.add_argument(
+        "--price-per-million",
+        type=float,
+        default=env("FX_PRICE_PER_MILLION", PRICE_PER_MILLION),
+        help=f"USD per million requests (default Lambda's {PRICE_PER_MILLION}) [FX_PRICE_PER_MILLION]",
+    )
+    p.add_argument(
+        "--prometheus",
+        metavar="URL",
+        default=env("FX_PROMETHEUS_URL"),
+        help="query this Prometheus for the exact window instead of the controller's hourly counts [FX_PROMETHEUS_URL]",
+    )
