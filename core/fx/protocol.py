@@ -75,6 +75,10 @@ REPLICA_HEALTH_PATH = "/_fx/health"  # GET -> 200 once init is done: the Kuberne
 REPLICA_HTTP_PREFIX = "/_fx/http"  # + the caller's path: an HTTP trigger invocation
 FUNCTION_ERROR_HEADER = "X-Amz-Function-Error"  # set on raw invokes whose handler failed
 REPLICA_TOKEN = "X-Fx-Replica-Token"  # the version's token, on every request (a caller's own is dropped)
+# Set by the gateway alone (a caller's own are dropped); the handler sees neither:
+INVOKED_QUALIFIER = "X-Fx-Qualifier"  # the version or alias the caller named: the end of the invoked ARN
+RUNS_AS_LATEST = "X-Fx-Latest"  # "1": the call named no version (or $LATEST) and runs the newest, Lambda's $LATEST
+REQUEST_ID = "X-Fx-Request-Id"  # the invocation's aws_request_id, when the gateway chose it (an async call's id)
 
 # --- callers -> gateway: request headers the gateway consumes -------------------
 

@@ -36,6 +36,10 @@ ERROR_DETAIL_HEADER = b"x-fx-error-detail"
 # A body the gateway read from the blob store (fx.protocol.BODY_REF): bounded by the controller's
 # --blob-max-bytes, so taken up to FX_MAX_BLOB_BYTES rather than FX_MAX_REQUEST_BYTES. Left for the handler to see.
 BODY_REF_HEADER = b"x-fx-body-ref"
+# Set by the gateway (fx.protocol.INVOKED_QUALIFIER, RUNS_AS_LATEST): how the caller named the function.
+QUALIFIER_HEADER = b"x-fx-qualifier"
+LATEST_HEADER = b"x-fx-latest"
+TRACE_HEADER = b"x-amzn-trace-id"  # the caller's, the invocation's _X_AMZN_TRACE_ID; the handler sees it too
 _ERROR_HEADERS = (*http11.JSON, ("X-Amz-Function-Error", "Unhandled"))
 
 
@@ -65,8 +69,8 @@ class Server:
             invoker.flush_logs = self.flush_logs_soon
             self.new_request_id = invoker.new_request_id
         self.token = settings.replica_token.encode() if settings.replica_token else None
-        version = settings.function_version.encode()
-        self._ok_head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Amz-Executed-Version: %s\r\n" % version
+        head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Amz-Executed-Version: %s\r\n"
+        self._ok_heads = (head % settings.function_version.encode(), head % b"$LATEST")  # by LATEST_HEADER
 
     def flush_logs_soon(self) -> None:
         """Flush the log once the loop has served what it read, before it waits again: one write(2) for
@@ -118,10 +122,10 @@ class Server:
         if not self.closed.done():
             self.closed.set_result(None)
 
-    def ok_json(self, payload: bytes, keep_alive: bool, extra: bytes = b"") -> bytes:
+    def ok_json(self, payload: bytes, keep_alive: bool, extra: bytes = b"", latest: bool = False) -> bytes:
         """The hot path's response, without http11's general header handling; `extra`: more header lines."""
         tail = b"\r\n\r\n" if keep_alive else b"\r\nConnection: close\r\n\r\n"
-        return b"%s%sContent-Length: %d%s%s" % (self._ok_head, extra, len(payload), tail, payload)
+        return b"%s%sContent-Length: %d%s%s" % (self._ok_heads[latest], extra, len(payload), tail, payload)
 
     def dispatch(self, conn: Connection) -> None:
         url = conn.url
@@ -132,11 +136,8 @@ class Server:
             data = http11.response(403, http11.JSON, _FORBIDDEN, keep)
         elif conn.too_large:
             limit = conn.limit  # FX_MAX_REQUEST_BYTES, or FX_MAX_BLOB_BYTES for a body passed by reference
-            body = {
-                "errorType": "RequestEntityTooLargeException",
-                "errorMessage": f"Request must be smaller than {limit} bytes for the InvokeFunction operation",
-            }
-            data = http11.response(413, http11.JSON, json.dumps(body).encode(), keep)
+            message = f"Request must be smaller than {limit} bytes for the InvokeFunction operation"
+            data = invoke_error(413, "RequestTooLargeException", message, keep)
         elif url == b"/_fx/invoke" and method == b"POST":
             data = self.invoke(conn, keep)
         elif url.startswith(_HTTP_PREFIX) and url[9:10] in (b"", b"/", b"?"):
@@ -153,14 +154,14 @@ class Server:
         try:
             event, context, request_id = self.invoke_input(conn)
         except (ValueError, binascii.Error) as e:
-            error = {"errorType": "InvalidRequestContentException", "errorMessage": f"Could not parse request: {e}"}
-            return http11.response(400, http11.JSON, json.dumps(error).encode(), keep)
+            return unparsable(e, keep)
+        call = (event, request_id, context, conn.fd, False, conn.qualifier, conn.latest, conn.trace_id)
         if conn.header(b"x-amz-log-type") != b"Tail":
-            _, payload, err = self.invoker.invoke(event, request_id, context, conn.fd, http=False)
-            return self.invoke_answer(payload, err, keep)
+            _, payload, err = self.invoker.invoke(*call)
+            return self.invoke_answer(payload, err, keep, request_id, conn.latest)
         with logs.capture() as log:
-            _, payload, err = self.invoker.invoke(event, request_id, context, conn.fd, http=False)
-        return self.invoke_answer(payload, err, keep, log.tail())
+            _, payload, err = self.invoker.invoke(*call)
+        return self.invoke_answer(payload, err, keep, request_id, conn.latest, log.tail())
 
     def invoke_input(self, conn: Connection) -> tuple[object, dict | None, str]:
         """(event, client context, request id) of a raw invoke; ValueError if the body or context is not JSON."""
@@ -170,16 +171,25 @@ class Server:
         context = json.loads(base64.b64decode(client_context)) if client_context else None
         return event, context, conn.request_id() or self.new_request_id()
 
-    def invoke_answer(self, payload: bytes, err: dict | None, keep: bool, log_tail: str | None = None) -> bytes:
-        """`log_tail`: the X-Amz-Log-Result value, when the caller asked for the tail of the invocation's log."""
+    def invoke_answer(
+        self, payload: bytes, err: dict | None, keep: bool, request_id: str, latest: bool, log_tail: str | None = None
+    ) -> bytes:
+        """Lambda's answer, with its x-amzn-RequestId; `latest`: the version ran as $LATEST; `log_tail`: the
+        X-Amz-Log-Result value, when the caller asked for the tail of the invocation's log."""
         if err is not None:
-            headers = _ERROR_HEADERS if log_tail is None else (*_ERROR_HEADERS, ("X-Amz-Log-Result", log_tail))
+            headers = (*_ERROR_HEADERS, ("X-Amzn-RequestId", request_id))
+            if log_tail is not None:
+                headers += (("X-Amz-Log-Result", log_tail),)
             return http11.response(200, headers, json.dumps(err, ensure_ascii=False).encode(), keep)
-        return self.ok_json(payload, keep, b"" if log_tail is None else b"X-Amz-Log-Result: %s\r\n" % log_tail.encode())
+        extra = b"X-Amzn-RequestId: %s\r\n" % request_id.encode("latin-1")
+        if log_tail is not None:
+            extra += b"X-Amz-Log-Result: %s\r\n" % log_tail.encode()
+        return self.ok_json(payload, keep, extra, latest)
 
     def http(self, conn: Connection, method: bytes, keep: bool) -> bytes | None:
         event, request_id = self.http_input(conn, method)
-        result, payload, err = self.invoker.invoke(event, request_id, None, conn.fd, http=True)
+        call = (event, request_id, None, conn.fd, True, conn.qualifier, conn.latest, conn.trace_id)
+        result, payload, err = self.invoker.invoke(*call)
         return self.http_answer(result, payload, err, request_id, keep, conn)
 
     def http_input(self, conn: Connection, method: bytes) -> tuple[dict, str]:
@@ -214,6 +224,17 @@ class Server:
         return http11.response(502, http11.JSON, _INTERNAL_ERROR, keep)
 
 
+def invoke_error(status: int, error_type: str, message: str, keep: bool) -> bytes:
+    """An Invoke refused before the handler saw it, as Lambda answers it: botocore reads X-Amzn-ErrorType."""
+    body = json.dumps({"Type": "User", "message": message, "errorType": error_type, "errorMessage": message})
+    return http11.response(status, (*http11.JSON, ("X-Amzn-ErrorType", error_type)), body.encode(), keep)
+
+
+def unparsable(exc: Exception, keep: bool) -> bytes:
+    """An Invoke whose body (or client context) is not JSON."""
+    return invoke_error(400, "InvalidRequestContentException", f"Could not parse request body into json: {exc}", keep)
+
+
 class Connection(asyncio.Protocol):
     """One HTTP/1.1 connection; `server` is whatever answers its requests (dispatch, connections, check_drained)."""
 
@@ -237,6 +258,9 @@ class Connection(asyncio.Protocol):
         self.too_large = False
         self.error_detail = False  # the request carried ERROR_DETAIL_HEADER
         self.head_only = False  # the request was HEAD: its answer goes without the body
+        self.qualifier = ""  # QUALIFIER_HEADER
+        self.latest = False  # LATEST_HEADER
+        self.trace_id: str | None = None  # TRACE_HEADER
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -310,6 +334,9 @@ class Connection(asyncio.Protocol):
         self.limit = self.plain_limit
         self.too_large = False
         self.error_detail = False
+        self.qualifier = ""
+        self.latest = False
+        self.trace_id = None
         self.authorized = self.token is None
 
     def on_url(self, url: bytes) -> None:
@@ -323,8 +350,16 @@ class Connection(asyncio.Protocol):
         if len(name) == 17 and name.lower() == ERROR_DETAIL_HEADER:  # the platform's, not the handler's
             self.error_detail = True
             return
+        if len(name) == 14 and name.lower() == QUALIFIER_HEADER:
+            self.qualifier = value.decode("latin-1")
+            return
+        if len(name) == 11 and name.lower() == LATEST_HEADER:
+            self.latest = True
+            return
         if len(name) == 13 and self.ref_limit is not None and name.lower() == BODY_REF_HEADER:
             self.limit = self.ref_limit
+        elif len(name) == 15 and name.lower() == TRACE_HEADER:
+            self.trace_id = value.decode("latin-1")
         self.headers.append((name, value))
 
     def on_body(self, body: bytes) -> None:

@@ -10,7 +10,17 @@ from __future__ import annotations
 
 from urllib.parse import parse_qsl, unquote
 
-from fx.protocol import BODY_REF, ERROR_DETAIL, PIN_VERSION, REPLICA_HTTP_PREFIX, REPLICA_INVOKE_PATH, REPLICA_TOKEN
+from fx.protocol import (
+    BODY_REF,
+    ERROR_DETAIL,
+    INVOKED_QUALIFIER,
+    PIN_VERSION,
+    REPLICA_HTTP_PREFIX,
+    REPLICA_INVOKE_PATH,
+    REPLICA_TOKEN,
+    REQUEST_ID,
+    RUNS_AS_LATEST,
+)
 
 from fx_gateway.config import Settings
 from fx_gateway.events.async_accept import AsyncAccept, Enqueue, stored_headers, too_large
@@ -25,7 +35,7 @@ from fx_gateway.proxy.dispatch import VersionDispatcher
 from fx_gateway.proxy.exchange import Exchange
 from fx_gateway.proxy.replica_loss import SAFE_METHODS
 from fx_gateway.proxy.route_book import RouteBook
-from fx_gateway.proxy.routes import FunctionRoutes
+from fx_gateway.proxy.routes import EXECUTED_LATEST, LATEST_LINE, FunctionRoutes
 
 FUNCTION_PREFIX = b"/function/"
 ASYNC_PREFIX = b"/async-function/"
@@ -50,6 +60,9 @@ HOP_BY_HOP = frozenset(
         b"x-forwarded-host",
         REPLICA_TOKEN.lower().encode(),  # the gateway's own credential: a caller's is never passed on
         ERROR_DETAIL.lower().encode(),  # for the async worker only, so callers see opaque 502s
+        INVOKED_QUALIFIER.lower().encode(),  # how the caller named the function: the gateway's to say
+        RUNS_AS_LATEST.lower().encode(),
+        REQUEST_ID.lower().encode(),  # the request id is the platform's to choose, as on Lambda
     }
 )
 PIN = PIN_VERSION.lower().encode()
@@ -121,7 +134,8 @@ class Router:
         dispatcher = routes.pick(qualifier, seen)
         if dispatcher is None:
             return self._no_version(client, routes, qualifier)
-        return self._exchange(client, routes, dispatcher, method, target, seen, kept, None)
+        invoked = routes.invoked(dispatcher, qualifier)
+        return self._exchange(client, routes, dispatcher, method, target, seen, kept + invoked, None)
 
     def _async_http(self, client: ClientConnection, method: bytes, rest: bytes, query: bytes, headers):
         found = self._function_path(client, rest, query, headers)
@@ -196,9 +210,11 @@ class Router:
                 " RequestResponse, Event, DryRun"
             )
             return Answer(client, lambda_errors.translate(responses.error(400, "InvalidInvocationType", message, name)))
-        executed = b"X-Amz-Executed-Version: %s\r\n" % dispatcher.version.encode()
+        invoked = routes.invoked(dispatcher, qualifier)
+        executed = EXECUTED_LATEST if invoked.endswith(LATEST_LINE) else dispatcher.executed
         if invocation_type == b"DryRun":
             return Answer(client, b"HTTP/1.1 204 No Content\r\n%s\r\n" % executed)
+        kept += invoked
         return self._exchange(client, routes, dispatcher, b"POST", INVOKE_TARGET, seen, kept, executed, lambda_api=True)
 
     def _exchange(
