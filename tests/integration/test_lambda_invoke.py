@@ -11,16 +11,14 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import boto3
 import httpx
 import pytest
 import yaml
-from botocore.config import Config
 
 from tests.waiting import wait_for
 
-from .conftest import RunningPlatform
-from .helpers import report_file
+from .conftest import RunningPlatform, platform_in
+from .helpers import lambda_client, report_file
 
 ARN = "arn:aws:lambda:us-east-1:000000000000:function:"
 
@@ -78,17 +76,6 @@ while True:
 """
 
 
-def lambda_client(platform: RunningPlatform, read_timeout: int = 30):
-    return boto3.client(
-        "lambda",
-        endpoint_url=platform.gateway_url,
-        region_name="us-east-1",
-        aws_access_key_id="fx",
-        aws_secret_access_key="fx",
-        config=Config(retries={"max_attempts": 1}, read_timeout=read_timeout),
-    )
-
-
 def deploy(platform: RunningPlatform, project: Path) -> None:
     deployed = platform.fx("deploy", cwd=project)
     assert deployed.returncode == 0, deployed.stdout + deployed.stderr
@@ -129,11 +116,7 @@ def test_the_invoke_apis_errors_are_botocores_modeled_exceptions(platform, make_
 def unqueued_platform(tmp_path: Path, monkeypatch) -> Iterator[RunningPlatform]:
     """A platform whose gateway holds no request for a busy replica (--hold-queue 0)."""
     monkeypatch.setenv("FX_HOLD_QUEUE", "0")
-    running = RunningPlatform(tmp_path / "state", tmp_path / "fx-config.json")
-    try:
-        yield running
-    finally:
-        running.stop()
+    yield from platform_in(tmp_path)
 
 
 def test_a_function_with_no_replica_free_and_no_room_to_wait_is_throttled(unqueued_platform, make_function):
