@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import base64
 import json
+import shutil
 import stat
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -21,6 +24,7 @@ from .conftest import RunningPlatform, platform_in
 from .helpers import lambda_client, report_file
 
 ARN = "arn:aws:lambda:us-east-1:000000000000:function:"
+FUNCTIONS = Path(__file__).parent / "functions"
 
 # Lambda's documented environment of a Python function (docs.aws.amazon.com/lambda/latest/dg/configuration-envvars.html,
 # "Defined runtime environment variables"): what a function may find beside its own variables. The credentials,
@@ -252,27 +256,63 @@ def test_a_custom_runtime_returns_the_log_tail_and_qualified_arns(platform, tmp_
 
 
 ROUNDS = 50
+RIC_HANDLER = """\
+import os, time
+
+
+def handler(event, context):
+    if event.get("sleep"):
+        open(os.environ["OUT"], "a").write(f"{event['n']}\\n")  # the test sends the next call now
+        time.sleep(event["sleep"])
+    return {"n": event["n"]}
+"""
 
 
 def test_the_invoke_after_a_custom_runtimes_timeout_always_works(platform, tmp_path):
-    """Each round: a call that times out (1 s), then one that must succeed on a fresh replica. About 2.5 s a
-    round on 2 cores, so about two minutes in all; bounded by boto3's read timeout per call."""
-    deploy(platform, custom_runtime(tmp_path, "sleepy", 1))
+    """awslambdaric, unmodified (tests/integration/functions/awslambdaric_bootstrap), with a 1 s timeout. Each
+    round: a call that times out, and one sent while it runs, so the gateway holds it and sends it the moment
+    the timeout is answered, to the replica that is dying then. Both ways of reaching a replica that has
+    answered a timeout are tried: the held call at once, a new call right after. About 1.5 s a round, so
+    about 80 s in all on 2 cores; each call bounded by boto3's read timeout."""
+    project = tmp_path / "ric-sleepy"
+    shutil.copytree(FUNCTIONS / "awslambdaric_bootstrap", project)
+    (project / "handler.py").write_text(RIC_HANDLER)
+    out = report_file(platform, "ric-sleepy")
+    spec = {
+        "runtime": "provided",
+        "handler": "handler.handler",
+        "timeout": 1,
+        "env": {"OUT": str(out)},
+        "scale": {"max": 1},
+    }
+    (project / "fx.yaml").write_text(yaml.safe_dump({"functions": {"ric-sleepy": spec}}))
+    deploy(platform, project)
     client = lambda_client(platform, read_timeout=20)
-    failures = []
+    failures: list[str] = []
     started = time.monotonic()
-    for n in range(ROUNDS):
-        timed_out, error = invoke(client, "sleepy", {"sleep": 3})
-        assert timed_out["FunctionError"] == "Unhandled" and error["errorType"] == "Sandbox.Timedout"
-        try:
-            answer, _ = invoke(client, "sleepy", {"n": n})
-        except Exception as exc:  # counted, then reported all at once
-            failures.append(f"round {n}: {exc!r}")
-            continue
-        if answer["StatusCode"] != 200 or "FunctionError" in answer:
-            failures.append(f"round {n}: {answer['StatusCode']} {answer.get('FunctionError')}")
+    with ThreadPoolExecutor(1) as pool:
+        for n in range(ROUNDS):
+            timing_out = pool.submit(invoke, client, "ric-sleepy", {"sleep": 3, "n": n})
+            wait_for(partial(began, out, n), 20, f"round {n}'s call to begin")
+            failures += failed(client, f"round {n}, the call held behind it", n)
+            timed_out, error = timing_out.result(20)
+            assert timed_out["FunctionError"] == "Unhandled" and error["errorType"] == "Sandbox.Timedout"
+            failures += failed(client, f"round {n}, the call after it", n)
     elapsed = time.monotonic() - started
-    assert failures == [], f"{len(failures)} of {ROUNDS} invokes after a timeout failed in {elapsed:.0f} s"
+    assert failures == [], f"{len(failures)} of {2 * ROUNDS} calls after a timeout failed in {elapsed:.0f} s"
+
+
+def began(out: Path, n: int) -> bool:
+    return out.exists() and f"{n}\n" in out.read_text()
+
+
+def failed(client, what: str, n: int) -> list[str]:
+    """[] if invoking with `n` answers `n`, else what went wrong (all are reported at once)."""
+    try:
+        answer, payload = invoke(client, "ric-sleepy", {"n": n})
+    except Exception as exc:
+        return [f"{what}: {exc!r}"]
+    return [] if answer["StatusCode"] == 200 and payload == {"n": n} else [f"{what}: {answer['StatusCode']} {payload}"]
 
 
 def test_a_function_timeout_behind_an_http_route_is_502_as_api_gateway_answers(platform, make_function):
