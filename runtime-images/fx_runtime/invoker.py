@@ -47,6 +47,7 @@ class Invoker:
         self.listen_fds: list[int] = []  # closed before a timeout or out-of-memory answer: no new caller gets in
         self.flush_logs: Callable[[], None] = logs.flush  # the server batches flushes per loop iteration
         self.new_request_id = RequestIds()
+        self.new_trace_id = tracing.TraceIds()
         self.watchdog = Watchdog(self.timeout_s, self._expired, alarm_fd, self._out_of_memory)
 
     def invoke(
@@ -68,7 +69,7 @@ class Invoker:
         started = time.perf_counter()
         logs.current_request_id = request_id
         logs.start(request_id, LATEST if latest else self.version)
-        os.environ[tracing.ENV] = trace_id or tracing.new_trace_id()
+        tracing.set_trace_id(trace_id or self.new_trace_id())
         deadline = self.watchdog.arm((request_id, fd, http, started))
         context = LambdaContext(request_id, int(deadline * 1000), client_context, qualifier, latest)
         result: Any = None

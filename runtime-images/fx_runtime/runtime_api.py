@@ -80,6 +80,7 @@ class RuntimeApi:
         self.exit_code = 0
         self.closed: asyncio.Future[None] = self.loop.create_future()
         self.init_ms: float | None = None
+        self.new_trace_id = tracing.TraceIds()
 
     # --- the platform's side ------------------------------------------------------------------------------
 
@@ -109,7 +110,7 @@ class RuntimeApi:
             ("Lambda-Runtime-Aws-Request-Id", inv.request_id),
             ("Lambda-Runtime-Deadline-Ms", str(deadline_ms)),
             ("Lambda-Runtime-Invoked-Function-Arn", arn),
-            ("Lambda-Runtime-Trace-Id", conn.trace_id or tracing.new_trace_id()),
+            ("Lambda-Runtime-Trace-Id", conn.trace_id or self.new_trace_id()),
         ]
         if inv.client_context is not None:
             headers.append(("Lambda-Runtime-Client-Context", json.dumps(inv.client_context)))
