@@ -77,8 +77,8 @@ def test_boto3_invokes_fx_functions_sync_and_async(fast_platform, tmp_path):
 
     sync = client.invoke(FunctionName="sink", Payload=json.dumps({"n": 1}))
     assert sync["StatusCode"] == 200 and "FunctionError" not in sync
-    assert json.loads(sync["Payload"].read()) == {"n": 1, "version": "1"}
-    assert sync["ExecutedVersion"] == "1"
+    assert json.loads(sync["Payload"].read()) == {"n": 1, "version": "$LATEST"}  # unqualified: Lambda's $LATEST
+    assert sync["ExecutedVersion"] == "$LATEST"
 
     failed = client.invoke(FunctionName="sink", Payload=json.dumps({"n": 2, "fail": True}))
     assert failed["FunctionError"] == "Unhandled"
