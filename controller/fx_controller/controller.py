@@ -22,6 +22,7 @@ from fx.models import DeployResult, FunctionInfo, FunctionSpec, VersionInfo
 from fx.nats_auth import ADMIN_CREDS, Signer
 from fx.paths import config_path
 from fx.protocol import (
+    KV_CREDENTIALS,
     KV_FUNCTIONS,
     KV_ROUTES,
     KV_SECRETS,
@@ -47,6 +48,7 @@ from .backends.local_sandbox import UIDS_FILE, SandboxSettings, UidMap, run_dir
 from .events.dead_letters import DeadLetters
 from .events.messages import Messages
 from .events.user_streams import UserStreams
+from .lambda_api.credentials import CredentialStore
 from .metrics import Metrics
 from .nats_buckets import open_kv, open_object_store
 from .nats_recovery import NatsRecovery
@@ -136,6 +138,7 @@ class Controller:
         )
         self.backend = self._backend_factory(s, self.artifacts)
         secret_store = SecretStore(await open_kv(js, KV_SECRETS, copies))
+        self.credentials = CredentialStore(await open_kv(js, KV_CREDENTIALS, copies))  # the Lambda API's keys
         self.secrets = Secrets(secret_store, self.store, self._lock, self.backend.secret_mirror, s.max_secret_bytes)
         self.fleet = Fleet(
             self.backend,
@@ -165,7 +168,15 @@ class Controller:
         self.messages = Messages(self._nc)
         self.gate = Gate(self.store, self.routes, self.fleet, self.load, self.releases, self._lock, s.init_timeout)
         self.recovery = NatsRecovery(
-            js, self.store, secret_store, self.artifacts, self.routes, self._lock, self._live_specs, copies
+            js,
+            self.store,
+            secret_store,
+            self.artifacts,
+            self.routes,
+            self._lock,
+            self._live_specs,
+            copies,
+            self.credentials,
         )
         self._nc.on_reconnect(self._nats_back)
 
@@ -173,6 +184,7 @@ class Controller:
             await self.backend.store_source.restore(functions_kv)
         await self.store.load()
         await secret_store.load()
+        await self.credentials.load()
         if isinstance(self.backend, Adopting):
             # The replicas a previous run left (the local backend under `fx up`) are adopted first, so the
             # tables keep naming their endpoints and the gateways never lose a warm replica.
@@ -470,6 +482,7 @@ class Controller:
             latest=record.latest.version,
             traffic=record.traffic,
             aliases=record.aliases,
+            alias_traffic=record.alias_traffic,
             versions=versions,
             status=self._status(record),
             sticky=record.sticky,

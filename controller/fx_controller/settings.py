@@ -28,6 +28,8 @@ class Settings:
     backend: str = "local"
     drain_delay: float = 1.0  # seconds between unpublishing a replica and SIGTERM
     max_unzipped_mb: int = 250
+    lambda_zip_max_mb: int = 50  # a ZipFile sent to the Lambda API (Lambda's own limit for a direct upload)
+    max_credentials: int = 100  # the Lambda API's access keys at once (`fx credentials create`)
     max_secret_bytes: int = 65536  # keys and values of one secret (AWS Secrets Manager's limit is 64 KB too)
     stable_window: float = 10.0  # seconds of history a scale-down must respect
     init_timeout: float = 30.0  # a replica not ready by then is stopped and reported failed
@@ -44,6 +46,7 @@ class Settings:
     blob_ttl: float = 3600.0  # seconds a blob is kept after its upload
     blob_store_max_bytes: int = 1024 * 1024 * 1024  # all blobs at once; more: 507 BlobStoreFull
     public_metrics: bool = False  # /metrics without the token
+    metrics_listen: str = ""  # host:port serving /metrics alone, without the token (for scrapers); empty: none
     public_docs: bool = False  # /system/openapi.json and /system/docs without the token
 
     @property
@@ -81,6 +84,8 @@ _NUMBERS = (
     ),
     ("--drain-delay", float, Settings.drain_delay, "seconds between unpublishing a replica and SIGTERM"),
     ("--max-unzipped-mb", int, Settings.max_unzipped_mb, "largest unzipped size of a code zip, in MB"),
+    ("--lambda-zip-max-mb", int, Settings.lambda_zip_max_mb, "largest ZipFile the Lambda API takes, in MB"),
+    ("--max-credentials", int, Settings.max_credentials, "access keys for the Lambda API that may exist at once"),
     ("--max-secret-bytes", int, Settings.max_secret_bytes, "bytes of keys and values one secret may hold"),
     ("--stable-window", float, Settings.stable_window, "seconds of load history a scale-down must respect"),
     ("--init-timeout", float, Settings.init_timeout, "seconds a replica may take to become ready"),
@@ -158,8 +163,19 @@ def parse(argv: list[str] | None = None, environ: dict[str, str] | None = None) 
     ):
         on = env.get(name, "").lower() in ("1", "true")
         p.add_argument(flag, action="store_true", default=on, help=f"serve {what} without the admin token [{name}]")
+    p.add_argument(
+        "--metrics-listen",
+        default=env.get("FX_METRICS_LISTEN", ""),
+        help="host:port serving /metrics alone, without the admin token (for scrapers; a standby answers too);"
+        " the admin port keeps /metrics behind the token [FX_METRICS_LISTEN]",
+    )
     a = p.parse_args(argv)
     host, port = _listen(a.listen)
+    if a.metrics_listen:
+        try:
+            _listen(a.metrics_listen)
+        except argparse.ArgumentTypeError:
+            p.error(f"--metrics-listen {a.metrics_listen!r} is not host:port")
     state_dir = Path(a.state_dir)
     return Settings(
         nats_url=a.nats,
@@ -175,6 +191,8 @@ def parse(argv: list[str] | None = None, environ: dict[str, str] | None = None) 
         backend=a.backend,
         drain_delay=a.drain_delay,
         max_unzipped_mb=a.max_unzipped_mb,
+        lambda_zip_max_mb=a.lambda_zip_max_mb,
+        max_credentials=a.max_credentials,
         max_secret_bytes=a.max_secret_bytes,
         stable_window=a.stable_window,
         init_timeout=a.init_timeout,
@@ -190,5 +208,6 @@ def parse(argv: list[str] | None = None, environ: dict[str, str] | None = None) 
         blob_ttl=a.blob_ttl,
         blob_store_max_bytes=a.blob_store_max_bytes,
         public_metrics=a.public_metrics,
+        metrics_listen=a.metrics_listen,
         public_docs=a.public_docs,
     )

@@ -542,6 +542,8 @@ class FunctionInfo(_Model):
     latest: int
     traffic: dict[int, int]
     aliases: dict[str, int] = Field(default_factory=dict)
+    # An alias's own split (the Lambda API's RoutingConfig): alias -> {version: percent}.
+    alias_traffic: dict[str, dict[int, int]] = Field(default_factory=dict)
     versions: list[VersionInfo]
     status: str = "Ready"  # Ready | Scaled to zero | Starting (its first version) | Failed: <cause>
     sticky: str | None = None  # "header:<name>" / "cookie:<name>" cohorts, if any

@@ -23,6 +23,11 @@ def cmd_ls(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _alias(alias: str, version: int, split: dict[int, int] | None) -> str:
+    """An alias as `describe` shows it; one with its own split (the Lambda API's RoutingConfig) shows it."""
+    return f"{alias} → version {version}" + (f" ({traffic_text(split)})" if split else "")
+
+
 def cmd_describe(args: argparse.Namespace) -> int:
     with client(args) as fx:
         fn = fx.describe(args.name)
@@ -46,7 +51,7 @@ def cmd_describe(args: argparse.Namespace) -> int:
     if secrets := spec.secrets:
         print(f"secrets:  {', '.join(secrets)}")
     if fn.aliases:
-        print("aliases:  " + ", ".join(f"{a} → version {v}" for a, v in sorted(fn.aliases.items())))
+        print("aliases:  " + ", ".join(_alias(a, v, fn.alias_traffic.get(a)) for a, v in sorted(fn.aliases.items())))
     if fn.previous:
         print(f"rollback: {traffic_text(fn.previous)}")
     if r := fn.rollout:

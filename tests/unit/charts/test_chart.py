@@ -162,7 +162,8 @@ def test_only_function_pods_with_a_nats_grant_reach_nats() -> None:
 
 def test_a_gateway_closed_to_other_namespaces_is_still_open_to_function_pods() -> None:
     policy = named(render("networkPolicy.gatewayFrom={ingress}"), "NetworkPolicy", "-gateway")
-    (ingress,) = policy["spec"]["ingress"]
+    ingress, scrapers = policy["spec"]["ingress"]  # scrapers: the metrics port alone (test_chart_monitoring.py)
+    assert scrapers["ports"] == [{"protocol": "TCP", "port": 9090}]
     sources = ingress["from"]
     assert sources[0]["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "ingress"}
     assert sources[1]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "function"
