@@ -161,7 +161,8 @@ def test_arns_versions_and_request_ids_are_lambdas(platform, make_function):
         "    facts = {'arn': context.invoked_function_arn, 'version': context.function_version,\n"
         "             'request_id': context.aws_request_id, 'trace': os.environ.get('_X_AMZN_TRACE_ID')}\n"
         "    path = os.path.join(os.path.dirname(os.environ['OUT']), facts['request_id'])\n"
-        "    if event.get('record'): open(path, 'w').write(json.dumps(facts))\n"
+        "    if event.get('record'):  # whole or not at all: the test reads it as soon as it is there\n"
+        "        open(path + '.tmp', 'w').write(json.dumps(facts)), os.rename(path + '.tmp', path)\n"
         "    print('running', context.aws_request_id)\n"
         "    return facts"
     )
