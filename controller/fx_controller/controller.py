@@ -53,7 +53,7 @@ from .metrics import Metrics
 from .nats_buckets import open_kv, open_object_store
 from .nats_recovery import NatsRecovery
 from .replicas.activator import Activator
-from .replicas.autoscaler import Autoscaler
+from .replicas.autoscaler import Autoscaler, Tuning
 from .replicas.fleet import Fleet
 from .replicas.load import LoadBook
 from .replicas.reconciler import Reconciler
@@ -115,7 +115,16 @@ class Controller:
         self.settings = settings
         self.metrics = Metrics()
         self.load = LoadBook()
-        self.autoscaler = Autoscaler(settings.stable_window)
+        self.autoscaler = Autoscaler(
+            Tuning(
+                stable_window=settings.stable_window,
+                panic_window_percentage=settings.panic_window_percentage,
+                panic_threshold_percentage=settings.panic_threshold_percentage,
+                max_scale_up_rate=settings.max_scale_up_rate,
+                max_scale_down_rate=settings.max_scale_down_rate,
+                scale_down_delay=settings.scale_down_delay,
+            )
+        )
         self._backend_factory = backend_factory
         self._lock = asyncio.Lock()  # deploys and deletes of the function store happen one at a time
         self._tasks: set[asyncio.Task] = set()
@@ -152,7 +161,7 @@ class Controller:
         self.routes = RoutePublisher(routes_kv, self.store, self.fleet)
         self.activator = Activator(self.store, self.fleet, self.load, self.metrics)
         self.reconciler = Reconciler(
-            self.store, self.fleet, self.load, self.autoscaler, connected=lambda: self._nc.is_connected
+            self.store, self.fleet, self.load, self.autoscaler, self.metrics, connected=lambda: self._nc.is_connected
         )
         self.releases = Releases(self.store, self.routes, self.fleet, self.load, self._lock, s.keep_warm)
         self.dead_letters = DeadLetters(js, lambda name: self.store.get(name) is not None)
@@ -424,7 +433,7 @@ class Controller:
             logs.remove(self.settings.state_dir, name)  # a new function of this name starts with its own
             self.load.forget(name)
             for version in record.versions:
-                self.autoscaler.forget(load_report_key(name, version.version))
+                self.reconciler.forget(name, version.version)
         log.info("deleted %s", name)
 
     def describe(self, name: str) -> FunctionInfo:
@@ -459,6 +468,7 @@ class Controller:
             totals = self.load.totals.get(load_report_key(record.name, v.version))
             hold = record.warm.get(v.version)
             traffic = record.traffic.get(v.version, 0)
+            desired, panic = self.autoscaler.last(load_report_key(record.name, v.version))
             versions.append(
                 VersionInfo(
                     version=v.version,
@@ -471,6 +481,8 @@ class Controller:
                     traffic=traffic,
                     replicas_ready=self.fleet.count(record.name, v.version, "ready"),
                     replicas_starting=self.fleet.count(record.name, v.version, "starting"),
+                    replicas_desired=desired,
+                    panic=panic,
                     requests=totals.requests if totals else 0,
                     errors=totals.errors if totals else 0,
                     aliases=sorted(a for a, n in record.aliases.items() if n == v.version),

@@ -287,6 +287,10 @@ class Client(_Gateway):
 
     # --- calling functions -----------------------------------------------------
 
+    def gateway_metrics(self) -> str:
+        """The Prometheus text of the gateway that answers (one of several behind a load balancer)."""
+        return self._send("GET", "/metrics").text
+
     def invoke(
         self,
         name: str,

@@ -30,6 +30,7 @@ from fx.cli import (
     secrets,
     status,
     streams,
+    top,
     traffic,
     up,
     version,
@@ -103,7 +104,7 @@ def _parser() -> argparse.ArgumentParser:
     _help_by_default(parser)
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
     add = _adder(commands)
-    for module in (up, deploy, invoke, functions, traffic, logs, publish, status, graph):
+    for module in (up, deploy, invoke, functions, traffic, logs, publish, status, graph, top):
         module.register(add)
     groups = (
         ("secret", secrets),
