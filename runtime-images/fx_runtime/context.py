@@ -34,24 +34,47 @@ class ClientContext:
         self.env = raw.get("env")
 
 
+LATEST = "$LATEST"
+
+
 class LambdaContext:
-    """Per invocation; the constant fields are class attributes set once at init (see `configure`)."""
+    """Per invocation; the constant fields are class attributes set once at init (see `configure`).
+
+    As on Lambda, `invoked_function_arn` ends with the qualifier the caller named (`:1`, `:beta`, `:$LATEST`),
+    with none when it named none, and `function_version` is the version that runs: `$LATEST` when the call
+    named no version (or `$LATEST`) and the platform ran the newest one, else its number."""
 
     function_name: str = ""
-    function_version: str = ""
-    invoked_function_arn: str = ""
+    function_arn: str = ""  # unqualified
+    version: str = ""  # this replica's version number
     memory_limit_in_mb: str = ""
     log_group_name: str = ""
     log_stream_name: str = ""
     tenant_id = None
 
-    __slots__ = ("_deadline_ms", "aws_request_id", "client_context", "identity")
+    __slots__ = (
+        "_deadline_ms",
+        "aws_request_id",
+        "client_context",
+        "function_version",
+        "identity",
+        "invoked_function_arn",
+    )
 
-    def __init__(self, request_id: str, deadline_ms: int, client_context: dict | None = None) -> None:
+    def __init__(
+        self,
+        request_id: str,
+        deadline_ms: int,
+        client_context: dict | None = None,
+        qualifier: str = "",
+        latest: bool = False,
+    ) -> None:
         self.aws_request_id = request_id
         self._deadline_ms = deadline_ms
         self.client_context = ClientContext(client_context) if isinstance(client_context, dict) else None
         self.identity = CognitoIdentity()
+        self.invoked_function_arn = f"{self.function_arn}:{qualifier}" if qualifier else self.function_arn
+        self.function_version = LATEST if latest else self.version
 
     def get_remaining_time_in_millis(self) -> int:
         return max(self._deadline_ms - int(time.time() * 1000), 0)
@@ -71,8 +94,8 @@ class LambdaContext:
 
 def configure(env: Mapping[str, str], function_arn: str) -> None:
     LambdaContext.function_name = env["AWS_LAMBDA_FUNCTION_NAME"]
-    LambdaContext.function_version = env["AWS_LAMBDA_FUNCTION_VERSION"]
+    LambdaContext.version = env["AWS_LAMBDA_FUNCTION_VERSION"]
     LambdaContext.memory_limit_in_mb = env["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"]
     LambdaContext.log_group_name = env["AWS_LAMBDA_LOG_GROUP_NAME"]
     LambdaContext.log_stream_name = env["AWS_LAMBDA_LOG_STREAM_NAME"]
-    LambdaContext.invoked_function_arn = function_arn
+    LambdaContext.function_arn = function_arn

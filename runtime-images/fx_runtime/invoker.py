@@ -10,8 +10,8 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from . import faults, http11, logs, marshal
-from .context import LambdaContext
+from . import faults, http11, logs, marshal, tracing
+from .context import LATEST, LambdaContext
 from .faults import Fault
 from .loader import Handler
 from .settings import Settings
@@ -55,20 +55,31 @@ class Invoker:
         self.flush_logs: Callable[[], None] = logs.flush  # the server batches flushes per loop iteration
         self.new_request_id = RequestIds()
         self.report = b""  # the last invocation's X-Fx-Report line: the gateway's handler-duration and billing
+        self.new_trace_id = tracing.TraceIds()
         self.watchdog = Watchdog(self.timeout_s, self._expired, alarm_fd, self._out_of_memory)
 
     def invoke(
-        self, event: Any, request_id: str, client_context: dict | None, fd: int, http: bool
+        self,
+        event: Any,
+        request_id: str,
+        client_context: dict | None,
+        fd: int,
+        http: bool,
+        qualifier: str = "",
+        latest: bool = False,
+        trace_id: str | None = None,
     ) -> tuple[Any, bytes, dict | None]:
         """Run the handler; returns (result, result as bytes, error shape or None).
 
-        `fd` is the caller's socket: on timeout the watchdog answers there and ends the process.
+        `fd` is the caller's socket: on timeout the watchdog answers there and ends the process. `qualifier`,
+        `latest`: how the caller named the function (see LambdaContext); `trace_id`: the caller's X-Amzn-Trace-Id.
         """
         started = time.perf_counter()
         logs.current_request_id = request_id
-        logs.start(request_id, self.version)
+        logs.start(request_id, LATEST if latest else self.version)
+        tracing.set_trace_id(trace_id or self.new_trace_id())
         deadline = self.watchdog.arm((request_id, fd, http, started))
-        context = LambdaContext(request_id, int(deadline * 1000), client_context)
+        context = LambdaContext(request_id, int(deadline * 1000), client_context, qualifier, latest)
         result: Any = None
         err: dict | None = None
         # The handler runs inside the server's loop callback, but must see no running loop, as on Lambda:
@@ -179,11 +190,12 @@ class Invoker:
 
 
 def timeout_answer(request_id: str, timeout_s: float, http: bool) -> bytes:
-    """What the caller of a timed-out invocation gets: a 504 on the HTTP trigger, Sandbox.Timedout on invoke."""
+    """What the caller of a timed-out invocation gets: on the HTTP trigger API Gateway's 502 for a failed Lambda
+    (its 504 is for its own integration timeout), on invoke Sandbox.Timedout."""
     if http:
-        return http11.response(504, http11.JSON, b'{"message":"Endpoint request timed out"}', keep_alive=False)
+        return http11.response(502, http11.JSON, b'{"message":"Internal Server Error"}', keep_alive=False)
     message = f"RequestId: {request_id} Error: Task timed out after {timeout_s:.2f} seconds"
-    return _error_answer(message, "Sandbox.Timedout")
+    return _error_answer(message, "Sandbox.Timedout", request_id)
 
 
 OUT_OF_MEMORY_MESSAGE = "Runtime exited with error: signal: killed"
@@ -193,13 +205,14 @@ def out_of_memory_answer(request_id: str, http: bool) -> bytes:
     """What the caller of an invocation over its memory gets: Lambda's 502 on HTTP, Runtime.OutOfMemory on invoke."""
     if http:
         return http11.response(502, http11.JSON, b'{"message":"Internal Server Error"}', keep_alive=False)
-    return _error_answer(f"RequestId: {request_id} Error: {OUT_OF_MEMORY_MESSAGE}", "Runtime.OutOfMemory")
+    message = f"RequestId: {request_id} Error: {OUT_OF_MEMORY_MESSAGE}"
+    return _error_answer(message, "Runtime.OutOfMemory", request_id)
 
 
-def _error_answer(message: str, error_type: str) -> bytes:
+def _error_answer(message: str, error_type: str, request_id: str) -> bytes:
     """Lambda's answer to an Invoke whose runtime failed: status 200, the error shape, X-Amz-Function-Error."""
     body = {"errorMessage": message, "errorType": error_type}
-    headers = (*http11.JSON, ("X-Amz-Function-Error", "Unhandled"))
+    headers = (*http11.JSON, ("X-Amz-Function-Error", "Unhandled"), ("X-Amzn-RequestId", request_id))
     return http11.response(200, headers, json.dumps(body).encode(), keep_alive=False)
 
 

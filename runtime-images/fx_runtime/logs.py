@@ -132,14 +132,23 @@ class Tee:
 def capture() -> Iterator[Tee]:
     """Copy what prints, the root logger and our own lines write while inside; only when a caller asks for the
     tail, so the usual invocation pays nothing for it."""
-    stream = sys.stdout
-    tee = Tee(stream)
-    sys.stdout = sys.stderr = tee
-    if _root_handler is not None:
-        _root_handler.stream = tee
+    tee = begin_capture()
     try:
         yield tee
     finally:
-        sys.stdout = sys.stderr = stream
-        if _root_handler is not None:
-            _root_handler.stream = stream
+        end_capture(tee)
+
+
+def begin_capture() -> Tee:
+    """capture() for an invocation that ends in a later callback (a bootstrap's): end it with end_capture."""
+    tee = Tee(sys.stdout)
+    sys.stdout = sys.stderr = tee
+    if _root_handler is not None:
+        _root_handler.stream = tee
+    return tee
+
+
+def end_capture(tee: Tee) -> None:
+    sys.stdout = sys.stderr = tee.stream
+    if _root_handler is not None:
+        _root_handler.stream = tee.stream

@@ -11,6 +11,7 @@ the deadline, writes START / END / REPORT, and answers callers by the usual rule
 from __future__ import annotations
 
 import asyncio
+import codecs
 import contextlib
 import ctypes
 import json
@@ -20,16 +21,16 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import uvloop
 
-from . import faults, http11, logs
+from . import faults, http11, logs, tracing
+from .context import LATEST
 from .invoker import TIMEOUT_EXIT_CODE, RequestIds, timeout_answer
-from .server import Connection, Server
+from .server import Connection, Server, unparsable
 from .settings import Settings
 
 PREFIX = b"/2018-06-01/runtime/"
@@ -46,7 +47,9 @@ class Invocation:
     http: bool  # an HTTP trigger (timeouts are 504s), else a raw invoke
     conn: Connection  # the caller's, paused until answered
     finish: Callable[[bytes, dict | None], None]  # (result payload, error shape or None) -> answers the caller
+    tail: bool = False  # the caller asked for the log's tail (X-Amz-Log-Type: Tail)
     started: float = field(default=0.0)
+    log: logs.Tee | None = None  # the invocation's log lines, while `tail` is asked for
 
 
 def _api_error(status: int, error_type: str, message: str, keep: bool) -> bytes:
@@ -71,10 +74,14 @@ class RuntimeApi:
         self.loop = loop
         self.timer: asyncio.TimerHandle | None = None
         self.process: subprocess.Popen | None = None
+        self.output = -1  # the read end of the bootstrap's stdout and stderr
+        self._decode = codecs.getincrementaldecoder("utf-8")("backslashreplace")
+        self.on_stop: Callable[[int], None] = lambda exit_code: None  # the /_fx/* side stops accepting at once
         self.exit_code = 0
         self.closed: asyncio.Future[None] = self.loop.create_future()
         self.init_ms: float | None = None
         self.report = b""  # the last completed invocation's X-Fx-Report line (Invoker.report)
+        self.new_trace_id = tracing.TraceIds()
 
     # --- the platform's side ------------------------------------------------------------------------------
 
@@ -87,24 +94,28 @@ class RuntimeApi:
         if self.current is not None or self.poller is None or not self.pending or self.closed.done():
             return
         inv = self.current = self.pending.popleft()
-        conn, keep = self.poller
+        poller, keep = self.poller
         self.poller = None
         inv.started = time.perf_counter()
         deadline_ms = int((time.time() + self.settings.timeout_ms / 1000) * 1000)
         self.timer = self.loop.call_later(self.settings.timeout_ms / 1000, self.expire)
         logs.current_request_id = inv.request_id
-        logs.start(inv.request_id, self.settings.function_version)
+        if inv.tail:
+            inv.log = logs.begin_capture()
+        conn = inv.conn
+        logs.start(inv.request_id, LATEST if conn.latest else self.settings.function_version)
         logs.flush()  # before the bootstrap writes its own lines to the same log
+        arn = self.settings.function_arn + (":" + conn.qualifier if conn.qualifier else "")
         headers = [
             ("Content-Type", "application/json"),
             ("Lambda-Runtime-Aws-Request-Id", inv.request_id),
             ("Lambda-Runtime-Deadline-Ms", str(deadline_ms)),
-            ("Lambda-Runtime-Invoked-Function-Arn", self.settings.function_arn),
-            ("Lambda-Runtime-Trace-Id", _trace_id()),
+            ("Lambda-Runtime-Invoked-Function-Arn", arn),
+            ("Lambda-Runtime-Trace-Id", conn.trace_id or self.new_trace_id()),
         ]
         if inv.client_context is not None:
             headers.append(("Lambda-Runtime-Client-Context", json.dumps(inv.client_context)))
-        conn.answer(http11.response(200, headers, inv.event, keep), keep)
+        poller.answer(http11.response(200, headers, inv.event, keep), keep)
 
     def complete(self, payload: bytes, err: dict | None) -> None:
         inv = self.current
@@ -112,14 +123,20 @@ class RuntimeApi:
         self.current = None
         if self.timer is not None:
             self.timer.cancel()
+        self.read_output()  # what the bootstrap printed before it answered comes before END
         if err is not None:
             logs.write(faults.log_text(err))
         duration_ms = (time.perf_counter() - inv.started) * 1000
         logs.write(logs.end_lines(inv.request_id, duration_ms, self.settings.memory_mb, self.init_ms))
-        logs.flush()
+        self._end_log(inv)
         self.init_ms = None
         self.report = b"X-Fx-Report: %.3f %s\r\n" % (duration_ms, self.settings.memory_mb.encode())
         inv.finish(payload, err)
+
+    def _end_log(self, inv: Invocation) -> None:
+        if inv.log is not None:
+            logs.end_capture(inv.log)
+        logs.flush()
 
     def expire(self) -> None:
         """The deadline passed: the caller gets Lambda's timeout error, and the sandbox is reset."""
@@ -128,12 +145,15 @@ class RuntimeApi:
             return
         self.current = None
         timeout_s = self.settings.timeout_ms / 1000
+        self.read_output()
         logs.write(logs.timestamped(inv.request_id, f"Task timed out after {timeout_s:.2f} seconds"))
         duration_ms = (time.perf_counter() - inv.started) * 1000
         logs.write(logs.end_lines(inv.request_id, duration_ms, self.settings.memory_mb, self.init_ms, "timeout"))
-        logs.flush()
-        inv.conn.answer(timeout_answer(inv.request_id, timeout_s, inv.http), keep=False)
+        self._end_log(inv)
+        # Stop first, as the Python replica closes its listener before it answers: the gateway, told of the
+        # timeout, must find this replica refusing connections, not a pooled one it would send the next call on.
         self.stop(TIMEOUT_EXIT_CODE)
+        inv.conn.answer(timeout_answer(inv.request_id, timeout_s, inv.http), keep=False)
 
     # --- the bootstrap process ----------------------------------------------------------------------------
 
@@ -160,6 +180,8 @@ class RuntimeApi:
                 env=env,
                 cwd=self.settings.code_dir,
                 stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,  # read into the replica's log, so an invocation's tail can be kept
+                stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group: a reset kills whatever it started too
                 preexec_fn=_die_with_replica,  # safe here: a bootstrap replica runs no other thread
             )
@@ -167,7 +189,27 @@ class RuntimeApi:
             message = f"Couldn't start the bootstrap {command!r}: {e}"
             self.on_init(faults.error(message, "Runtime.InvalidEntrypoint", []))
             return
+        self.output = self.process.stdout.fileno()  # type: ignore[union-attr]
+        os.set_blocking(self.output, False)
+        self.loop.add_reader(self.output, self.read_output)
         self.loop.call_later(0.05, self.watch)
+
+    def read_output(self) -> None:
+        """Copy what the bootstrap wrote so far into the log (and the tail of the invocation asking for it)."""
+        while self.output >= 0:
+            try:
+                data = os.read(self.output, 1 << 16)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if not data:  # the bootstrap and all it started are gone
+                self.loop.remove_reader(self.output)
+                self.output = -1
+                return
+            logs.write(self._decode.decode(data))
+            if self.current is None:  # during an invocation, flushed at its end with its END line
+                logs.flush()
 
     def watch(self) -> None:
         """Poll for the bootstrap's exit (a child watcher would need a signal handler per replica)."""
@@ -197,6 +239,7 @@ class RuntimeApi:
             inv.conn.close()
         self.pending.clear()
         self.closed.set_result(None)
+        self.on_stop(exit_code)
 
     def kill(self, grace_s: float = 0.0) -> None:
         """SIGKILL the bootstrap's process group, after `grace_s` for it to exit by itself."""
@@ -207,6 +250,7 @@ class RuntimeApi:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait(_KILL_GRACE_S)
+        self.read_output()  # its last words
 
     def check_drained(self) -> None:
         pass  # the bootstrap's connections do not hold the replica open
@@ -296,12 +340,6 @@ def _die_with_replica() -> None:
     ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
-def _trace_id() -> str:
-    """An X-Ray-shaped trace header: some clients (awslambdaric, Powertools) parse it."""
-    ids = uuid.uuid4().hex
-    return f"Root=1-{int(time.time()):08x}-{ids[:24]};Parent={ids[16:]};Sampled=0"
-
-
 class RelayServer(Server):
     """The /_fx/* side of a bootstrap replica: invocations are queued for the Runtime API, answered later."""
 
@@ -317,13 +355,17 @@ class RelayServer(Server):
         try:
             _, context, request_id = self.invoke_input(conn)
         except ValueError as e:
-            error = {"errorType": "InvalidRequestContentException", "errorMessage": f"Could not parse request: {e}"}
-            return http11.response(400, http11.JSON, json.dumps(error).encode(), keep)
+            return unparsable(e, keep)
+
+        tail = conn.header(b"x-amz-log-type") == b"Tail"
+        invocation = Invocation(request_id, conn.body() or b"{}", context, False, conn, lambda p, e: None, tail)
 
         def finish(payload: bytes, err: dict | None) -> None:
-            conn.answer(self.invoke_answer(payload, err, keep), keep)
+            log_tail = invocation.log.tail() if invocation.log is not None else None
+            conn.answer(self.invoke_answer(payload, err, keep, request_id, conn.latest, log_tail), keep)
 
-        self.api.submit(Invocation(request_id, conn.body() or b"{}", context, False, conn, finish))
+        invocation.finish = finish
+        self.api.submit(invocation)
         return None
 
     def http(self, conn: Connection, method: bytes, keep: bool) -> bytes | None:
@@ -371,7 +413,7 @@ def run(settings: Settings, report: Callable[[dict], None], started: float) -> i
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, server.shutdown)
     api.init_ms = (time.perf_counter() - started) * 1000
-    api.closed.add_done_callback(lambda _: server.shutdown(api.exit_code))
+    api.on_stop = server.shutdown
     logs.flush()
     report({"event": "ready", "endpoint": endpoint, "init_ms": round(api.init_ms, 3)})
     loop.run_until_complete(server.closed)

@@ -40,6 +40,10 @@ RESPONSE_STREAM_HEADER = b"x-fx-response-stream"
 # A body the gateway read from the blob store (fx.protocol.BODY_REF): bounded by the controller's
 # --blob-max-bytes, so taken up to FX_MAX_BLOB_BYTES rather than FX_MAX_REQUEST_BYTES. Left for the handler to see.
 BODY_REF_HEADER = b"x-fx-body-ref"
+# Set by the gateway (fx.protocol.INVOKED_QUALIFIER, RUNS_AS_LATEST): how the caller named the function.
+QUALIFIER_HEADER = b"x-fx-qualifier"
+LATEST_HEADER = b"x-fx-latest"
+TRACE_HEADER = b"x-amzn-trace-id"  # the caller's, the invocation's _X_AMZN_TRACE_ID; the handler sees it too
 _ERROR_HEADERS = (*http11.JSON, ("X-Amz-Function-Error", "Unhandled"))
 
 
@@ -72,8 +76,9 @@ class Server:
             invoker.flush_logs = self.flush_logs_soon
             self.new_request_id = invoker.new_request_id
         self.token = settings.replica_token.encode() if settings.replica_token else None
-        version = settings.function_version.encode()
-        self._ok_head = b"Content-Type: application/json\r\nX-Amz-Executed-Version: %s\r\n" % version
+        self._versions = (settings.function_version.encode(), b"$LATEST")  # by LATEST_HEADER
+        head = b"Content-Type: application/json\r\nX-Amz-Executed-Version: %s\r\n"
+        self._ok_heads = (head % self._versions[0], head % self._versions[1])
 
     def flush_logs_soon(self) -> None:
         """Flush the log once the loop has served what it read, before it waits again: one write(2) for
@@ -129,11 +134,11 @@ class Server:
         """The X-Fx-Report line of the invocation being answered (Invoker.report)."""
         return self.invoker.report  # type: ignore[union-attr]
 
-    def ok_json(self, payload: bytes, keep_alive: bool, extra: bytes = b"") -> bytes:
+    def ok_json(self, payload: bytes, keep_alive: bool, extra: bytes = b"", latest: bool = False) -> bytes:
         """The hot path's response, without http11's general header handling; `extra`: more header lines."""
         tail = b"\r\n\r\n" if keep_alive else b"\r\nConnection: close\r\n\r\n"
+        head = self._ok_heads[latest]
         report = self.report()
-        head = self._ok_head
         return b"HTTP/1.1 200 OK\r\n%s%s%sContent-Length: %d%s%s" % (report, head, extra, len(payload), tail, payload)
 
     def dispatch(self, conn: Connection) -> None:
@@ -145,11 +150,8 @@ class Server:
             data = http11.response(403, http11.JSON, _FORBIDDEN, keep)
         elif conn.too_large:
             limit = conn.limit  # FX_MAX_REQUEST_BYTES, or FX_MAX_BLOB_BYTES for a body passed by reference
-            body = {
-                "errorType": "RequestEntityTooLargeException",
-                "errorMessage": f"Request must be smaller than {limit} bytes for the InvokeFunction operation",
-            }
-            data = http11.response(413, http11.JSON, json.dumps(body).encode(), keep)
+            message = f"Request must be smaller than {limit} bytes for the InvokeFunction operation"
+            data = invoke_error(413, "RequestTooLargeException", message, keep)
         elif url == b"/_fx/invoke" and method == b"POST":
             data = self.invoke(conn, keep)
             if conn.event_stream and data is not None:  # InvokeWithResponseStream: the stream's end, or all of it
@@ -165,18 +167,22 @@ class Server:
             self.shutdown(self.invoker.exit_code)
 
     def invoke(self, conn: Connection, keep: bool) -> bytes | None:
-        self.invoker.stream = self.event_stream.begin(conn.fd, keep) if conn.event_stream else None
+        if conn.event_stream:  # its head names the version as Invoke's does: $LATEST when the caller named none
+            self.event_stream.version = self._versions[conn.latest]
+            self.invoker.stream = self.event_stream.begin(conn.fd, keep)
+        else:
+            self.invoker.stream = None
         try:
             event, context, request_id = self.invoke_input(conn)
         except (ValueError, binascii.Error) as e:
-            error = {"errorType": "InvalidRequestContentException", "errorMessage": f"Could not parse request: {e}"}
-            return http11.response(400, http11.JSON, json.dumps(error).encode(), keep)
+            return unparsable(e, keep)
+        call = (event, request_id, context, conn.fd, False, conn.qualifier, conn.latest, conn.trace_id)
         if conn.header(b"x-amz-log-type") != b"Tail":
-            _, payload, err = self.invoker.invoke(event, request_id, context, conn.fd, http=False)
-            return self.invoke_answer(payload, err, keep)
+            _, payload, err = self.invoker.invoke(*call)
+            return self.invoke_answer(payload, err, keep, request_id, conn.latest)
         with logs.capture() as log:
-            _, payload, err = self.invoker.invoke(event, request_id, context, conn.fd, http=False)
-        return self.invoke_answer(payload, err, keep, log.tail())
+            _, payload, err = self.invoker.invoke(*call)
+        return self.invoke_answer(payload, err, keep, request_id, conn.latest, log.tail())
 
     def invoke_input(self, conn: Connection) -> tuple[object, dict | None, str]:
         """(event, client context, request id) of a raw invoke; ValueError if the body or context is not JSON."""
@@ -186,18 +192,27 @@ class Server:
         context = json.loads(base64.b64decode(client_context)) if client_context else None
         return event, context, conn.request_id() or self.new_request_id()
 
-    def invoke_answer(self, payload: bytes, err: dict | None, keep: bool, log_tail: str | None = None) -> bytes:
-        """`log_tail`: the X-Amz-Log-Result value, when the caller asked for the tail of the invocation's log."""
+    def invoke_answer(
+        self, payload: bytes, err: dict | None, keep: bool, request_id: str, latest: bool, log_tail: str | None = None
+    ) -> bytes:
+        """Lambda's answer, with its x-amzn-RequestId; `latest`: the version ran as $LATEST; `log_tail`: the
+        X-Amz-Log-Result value, when the caller asked for the tail of the invocation's log."""
         if err is not None:
-            headers = _ERROR_HEADERS if log_tail is None else (*_ERROR_HEADERS, ("X-Amz-Log-Result", log_tail))
+            headers = (*_ERROR_HEADERS, ("X-Amzn-RequestId", request_id))
+            if log_tail is not None:
+                headers += (("X-Amz-Log-Result", log_tail),)
             body = json.dumps(err, ensure_ascii=False).encode()
             return http11.response(200, headers, body, keep, self.report())
-        return self.ok_json(payload, keep, b"" if log_tail is None else b"X-Amz-Log-Result: %s\r\n" % log_tail.encode())
+        extra = b"X-Amzn-RequestId: %s\r\n" % request_id.encode("latin-1")
+        if log_tail is not None:
+            extra += b"X-Amz-Log-Result: %s\r\n" % log_tail.encode()
+        return self.ok_json(payload, keep, extra, latest)
 
     def http(self, conn: Connection, method: bytes, keep: bool) -> bytes | None:
         self.invoker.stream = self.chunked.begin(conn.fd, keep, conn.head_only)
         event, request_id = self.http_input(conn, method)
-        result, payload, err = self.invoker.invoke(event, request_id, None, conn.fd, http=True)
+        call = (event, request_id, None, conn.fd, True, conn.qualifier, conn.latest, conn.trace_id)
+        result, payload, err = self.invoker.invoke(*call)
         return self.http_answer(result, payload, err, request_id, keep, conn)
 
     def http_input(self, conn: Connection, method: bytes) -> tuple[dict, str]:
@@ -239,6 +254,17 @@ class Server:
         return http11.response(502, http11.JSON, _INTERNAL_ERROR, keep, report)
 
 
+def invoke_error(status: int, error_type: str, message: str, keep: bool) -> bytes:
+    """An Invoke refused before the handler saw it, as Lambda answers it: botocore reads X-Amzn-ErrorType."""
+    body = json.dumps({"Type": "User", "message": message, "errorType": error_type, "errorMessage": message})
+    return http11.response(status, (*http11.JSON, ("X-Amzn-ErrorType", error_type)), body.encode(), keep)
+
+
+def unparsable(exc: Exception, keep: bool) -> bytes:
+    """An Invoke whose body (or client context) is not JSON."""
+    return invoke_error(400, "InvalidRequestContentException", f"Could not parse request body into json: {exc}", keep)
+
+
 class Connection(asyncio.Protocol):
     """One HTTP/1.1 connection; `server` is whatever answers its requests (dispatch, connections, check_drained)."""
 
@@ -263,6 +289,9 @@ class Connection(asyncio.Protocol):
         self.event_stream = False  # the request carried RESPONSE_STREAM_HEADER
         self.error_detail = False  # the request carried ERROR_DETAIL_HEADER
         self.head_only = False  # the request was HEAD: its answer goes without the body
+        self.qualifier = ""  # QUALIFIER_HEADER
+        self.latest = False  # LATEST_HEADER
+        self.trace_id: str | None = None  # TRACE_HEADER
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -339,6 +368,9 @@ class Connection(asyncio.Protocol):
         self.too_large = False
         self.event_stream = False
         self.error_detail = False
+        self.qualifier = ""
+        self.latest = False
+        self.trace_id = None
         self.authorized = self.token is None
 
     def on_url(self, url: bytes) -> None:
@@ -355,8 +387,16 @@ class Connection(asyncio.Protocol):
         if len(name) == 17 and name.lower() == ERROR_DETAIL_HEADER:  # the platform's, not the handler's
             self.error_detail = True
             return
+        if len(name) == 14 and name.lower() == QUALIFIER_HEADER:
+            self.qualifier = value.decode("latin-1")
+            return
+        if len(name) == 11 and name.lower() == LATEST_HEADER:
+            self.latest = True
+            return
         if len(name) == 13 and self.ref_limit is not None and name.lower() == BODY_REF_HEADER:
             self.limit = self.ref_limit
+        elif len(name) == 15 and name.lower() == TRACE_HEADER:
+            self.trace_id = value.decode("latin-1")
         self.headers.append((name, value))
 
     def on_body(self, body: bytes) -> None:

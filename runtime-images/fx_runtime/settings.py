@@ -12,6 +12,7 @@ SIX_MB = 6 * 1024 * 1024
 TWENTY_MB = 20 * 1024 * 1024  # Lambda's (soft) limit of a streamed response
 UNIX_PREFIX = "unix:"
 MAX_SOCKET_PATH = 107  # sizeof(sockaddr_un.sun_path) - 1 on Linux
+LAMBDA_RUNTIME_API = "127.0.0.1:9001"
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +157,10 @@ def _fill_lambda_env(env: os._Environ[str], s: Settings) -> None:
     stream = f"{time.strftime('%Y/%m/%d', time.gmtime())}/[{s.function_version}]{uuid.uuid4().hex}"
     env.setdefault("AWS_LAMBDA_LOG_STREAM_NAME", stream)
     env.setdefault("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand")
+    # Lambda's value. A Python replica is its own runtime client, so nothing serves the Runtime API to the
+    # handler, as on Lambda, where the runtime client owns it; code that reads it only checks that it runs on
+    # Lambda. A bootstrap's runtime client gets the replica's real Runtime API address instead (runtime_api.py).
+    env.setdefault("AWS_LAMBDA_RUNTIME_API", LAMBDA_RUNTIME_API)
     env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
     env.setdefault("LANG", "en_US.UTF-8")
     env.setdefault("TZ", ":UTC")

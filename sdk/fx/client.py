@@ -40,7 +40,7 @@ from fx.models import (
     ArtifactInfo,
     BlobInfo,
     DeployResult,
-    ErrorBody,
+    ErrorDetail,
     FunctionInfo,
     FunctionSpec,
     PromoteSpec,
@@ -443,11 +443,11 @@ def _json_or_text(r: httpx.Response) -> Any:
 
 def _error(r: httpx.Response) -> FxError:
     """An FxError from an ErrorBody answer, Lambda's error shape (the gateway's Runtime.ReplicaLost), or from
-    whatever else came back."""
+    whatever else came back. The Invoke API's errors carry Lambda's keys beside the ErrorBody's `error`."""
+    payload = _json_or_text(r)
     try:
-        detail = ErrorBody.model_validate_json(r.content).error
-    except ValidationError:
-        payload = _json_or_text(r)
+        detail = ErrorDetail.model_validate(payload["error"])
+    except (ValidationError, KeyError, TypeError):
         if isinstance(payload, dict) and isinstance(payload.get("errorType"), str):
             err = error_for_status(r.status_code, payload["errorType"], str(payload.get("errorMessage", "")))
         else:

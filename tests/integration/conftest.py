@@ -84,13 +84,18 @@ class RunningPlatform:
         return sorted(pids)
 
 
-@pytest.fixture
-def platform(tmp_path: Path) -> Iterator[RunningPlatform]:
+def platform_in(tmp_path: Path) -> Iterator[RunningPlatform]:
+    """A platform in `tmp_path`, stopped after use: for a fixture that sets the environment first."""
     running = RunningPlatform(tmp_path / "state", tmp_path / "fx-config.json")
     try:
         yield running
     finally:
         running.stop()
+
+
+@pytest.fixture
+def platform(tmp_path: Path) -> Iterator[RunningPlatform]:
+    yield from platform_in(tmp_path)
 
 
 @pytest.fixture

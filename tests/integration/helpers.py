@@ -6,7 +6,9 @@ import threading
 import time
 from pathlib import Path
 
+import boto3
 import httpx
+from botocore.config import Config
 from fx.protocol import STREAM_DLQ
 from fx_controller.backends.local_sandbox import run_dir
 from prometheus_client.parser import text_string_to_metric_families
@@ -80,6 +82,18 @@ def up_hints(output: str) -> list:
 
     printed = output.split("; try:\n", 1)[1].split("Ctrl-C stops fx", 1)[0]
     return docblocks.commands([line.removeprefix("  ") for line in printed.splitlines()])
+
+
+def lambda_client(platform: RunningPlatform, read_timeout: int = 30):
+    """boto3's Lambda client pointed at the platform's gateway, without retries."""
+    return boto3.client(
+        "lambda",
+        endpoint_url=platform.gateway_url,
+        region_name="us-east-1",
+        aws_access_key_id="fx",
+        aws_secret_access_key="fx",
+        config=Config(retries={"max_attempts": 1}, read_timeout=read_timeout),
+    )
 
 
 def report_file(platform: RunningPlatform, function: str) -> Path:

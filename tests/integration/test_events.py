@@ -11,15 +11,13 @@ import threading
 import time
 from pathlib import Path
 
-import boto3
 import httpx
 import nats
-from botocore.config import Config
 from fx.platform import _http_ok
 from fx.protocol import ASYNC_CALL_ID, DEAD_ERROR
 
 from tests.integration.conftest import RunningPlatform
-from tests.integration.helpers import KV_LISTENER, dead_letters, report_file
+from tests.integration.helpers import KV_LISTENER, dead_letters, lambda_client, report_file
 from tests.waiting import wait_for
 
 # Appends each event's "n" to $OUT.began when it begins and to $OUT once done; fails when asked to; holds the
@@ -73,25 +71,14 @@ def release(out: Path) -> None:
     out.with_name(out.name + ".release").touch()
 
 
-def lambda_client(platform: RunningPlatform):
-    return boto3.client(
-        "lambda",
-        endpoint_url=platform.gateway_url,
-        region_name="us-east-1",
-        aws_access_key_id="fx",
-        aws_secret_access_key="fx",
-        config=Config(retries={"max_attempts": 1}, read_timeout=30),
-    )
-
-
 def test_boto3_invokes_fx_functions_sync_and_async(fast_platform, tmp_path):
     out = deploy_sink(fast_platform, tmp_path)
     client = lambda_client(fast_platform)
 
     sync = client.invoke(FunctionName="sink", Payload=json.dumps({"n": 1}))
     assert sync["StatusCode"] == 200 and "FunctionError" not in sync
-    assert json.loads(sync["Payload"].read()) == {"n": 1, "version": "1"}
-    assert sync["ExecutedVersion"] == "1"
+    assert json.loads(sync["Payload"].read()) == {"n": 1, "version": "$LATEST"}  # unqualified: Lambda's $LATEST
+    assert sync["ExecutedVersion"] == "$LATEST"
 
     failed = client.invoke(FunctionName="sink", Payload=json.dumps({"n": 2, "fail": True}))
     assert failed["FunctionError"] == "Unhandled"

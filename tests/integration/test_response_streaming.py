@@ -144,10 +144,12 @@ def test_a_qualifier_picks_the_version_that_streams(platform, tmp_path):
     response = client.invoke_with_response_stream(FunctionName="streamer", Payload=json.dumps({"id": "q"}))
     first = next(iter(response["EventStream"]))
     assert first == {"PayloadChunk": {"Payload": b"first of 2\n"}}  # the new version took the traffic
+    assert response["ExecutedVersion"] == "$LATEST"  # unqualified, as Invoke reports it
 
     with pytest.raises(ClientError) as missing:
         client.invoke_with_response_stream(FunctionName="streamer", Qualifier="9", Payload=b"{}")
     assert missing.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+    assert isinstance(missing.value, client.exceptions.ResourceNotFoundException)
 
 
 def test_the_size_limit_stops_a_runaway_stream_with_a_clear_error(platform, tmp_path):

@@ -5,6 +5,7 @@ The 202 goes out only after JetStream has acknowledged the write, so an accepted
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
@@ -22,7 +23,7 @@ from fx.protocol import (
 )
 
 from fx_gateway.events.callback_policy import SUBJECT_HEADER, URL_HEADER
-from fx_gateway.http import responses
+from fx_gateway.http import lambda_errors, responses
 from fx_gateway.proxy.exchange import Client
 from fx_gateway.tasks import spawn
 
@@ -125,7 +126,15 @@ class AsyncAccept:
             self.client.refuse(too_large(self.function, self.limit))
 
     def begin(self) -> None:
-        spawn(self._store(b"".join(self.body)))
+        body = b"".join(self.body)
+        if self.lambda_style and body:  # Lambda refuses an event that is not JSON before it queues it
+            try:
+                json.loads(body)
+            except ValueError as exc:
+                message = f"Could not parse request body into json: {exc}"
+                self._answer(lambda_errors.translate(responses.error(400, "InvalidRequestContent", message)))
+                return
+        spawn(self._store(body))
 
     def client_gone(self) -> None:
         self.gone = True  # the call is stored all the same if its write is under way
@@ -136,7 +145,8 @@ class AsyncAccept:
         except StoreUnavailable as exc:
             log.warning("async call to %s not stored: %s", self.function, exc)
             message = f"the async call to function {self.function!r} could not be stored ({exc}); nothing was queued"
-            self._answer(responses.error(503, "AsyncUnavailable", message, self.function))
+            answer = responses.error(503, "AsyncUnavailable", message, self.function)
+            self._answer(lambda_errors.translate(answer) if self.lambda_style else answer)
             return
         call_id = self.call_id.encode()
         if self.lambda_style:

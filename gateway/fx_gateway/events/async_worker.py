@@ -24,6 +24,7 @@ from fx.protocol import (
     CONSUMER_ASYNC,
     ERROR_DETAIL,
     REPLICA_INVOKE_PATH,
+    REQUEST_ID,
     STREAM_ASYNC,
 )
 from nats.aio.msg import Msg
@@ -165,7 +166,9 @@ class AsyncWorker:
         target = headers.get(ASYNC_TARGET, REPLICA_INVOKE_PATH)
         head = [f"{headers.get(ASYNC_METHOD, 'POST')} {target} HTTP/1.1\r\n"]
         head += [f"{k}: {v}\r\n" for k, v in headers.items() if not k.startswith("Fx-Async-")]
-        head.append(f"{CALL_ID}: {headers.get(ASYNC_CALL_ID, '')}\r\n")
+        call_id = headers.get(ASYNC_CALL_ID, "")
+        head.append(f"{CALL_ID}: {call_id}\r\n")
+        head.append(f"{REQUEST_ID}: {call_id}\r\n")  # the id the caller got with its 202, as on Lambda
         if target != REPLICA_INVOKE_PATH:
             head.append(f"{ERROR_DETAIL}: 1\r\n")  # the function's errorType and message, not an opaque 502
         result = await internal.call(

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from fx.protocol import RESPONSE_STREAM
 
-from fx_gateway.http import responses
+from fx_gateway.http import lambda_errors, responses
 from fx_gateway.http.answers import Answer
 from fx_gateway.http.server import Call, ClientConnection
 from fx_gateway.proxy.exchange import Exchange
@@ -28,7 +28,7 @@ def invoke_stream(invoke: Invoke, client: ClientConnection, name: bytes, query: 
     for header, value in headers:
         if header.lower() == b"x-amz-invocation-type" and value == b"Event":
             message = "X-Amz-Invocation-Type 'Event' is not one of RequestResponse, DryRun"
-            return Answer(client, responses.error(400, "InvalidInvocationType", message))
+            return Answer(client, lambda_errors.translate(responses.error(400, "InvalidInvocationType", message)))
     call = invoke(client, name, query, headers)
     if isinstance(call, Exchange):
         call.head += _ASK

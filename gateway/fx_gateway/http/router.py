@@ -10,12 +10,22 @@ from __future__ import annotations
 
 from urllib.parse import parse_qsl, unquote
 
-from fx.protocol import BODY_REF, ERROR_DETAIL, PIN_VERSION, REPLICA_HTTP_PREFIX, REPLICA_INVOKE_PATH, REPLICA_TOKEN
+from fx.protocol import (
+    BODY_REF,
+    ERROR_DETAIL,
+    INVOKED_QUALIFIER,
+    PIN_VERSION,
+    REPLICA_HTTP_PREFIX,
+    REPLICA_INVOKE_PATH,
+    REPLICA_TOKEN,
+    REQUEST_ID,
+    RUNS_AS_LATEST,
+)
 
 from fx_gateway.config import Settings
 from fx_gateway.events.async_accept import AsyncAccept, Enqueue, stored_headers, too_large
 from fx_gateway.events.callback_policy import CallbackPolicy
-from fx_gateway.http import responses
+from fx_gateway.http import lambda_errors, responses
 from fx_gateway.http.answers import Answer
 from fx_gateway.http.pages import Pages
 from fx_gateway.http.response_stream import STREAM_HEADER, STREAM_PREFIX, STREAM_SUFFIX, invoke_stream
@@ -26,7 +36,7 @@ from fx_gateway.proxy.dispatch import VersionDispatcher
 from fx_gateway.proxy.exchange import Exchange
 from fx_gateway.proxy.replica_loss import SAFE_METHODS
 from fx_gateway.proxy.route_book import RouteBook
-from fx_gateway.proxy.routes import FunctionRoutes
+from fx_gateway.proxy.routes import EXECUTED_LATEST, LATEST_LINE, FunctionRoutes
 
 FUNCTION_PREFIX = b"/function/"
 ASYNC_PREFIX = b"/async-function/"
@@ -54,6 +64,9 @@ HOP_BY_HOP = frozenset(
         STREAM_HEADER,  # the gateway's request for the event-stream framing
         REPLICA_TOKEN.lower().encode(),  # the gateway's own credential: a caller's is never passed on
         ERROR_DETAIL.lower().encode(),  # for the async worker only, so callers see opaque 502s
+        INVOKED_QUALIFIER.lower().encode(),  # how the caller named the function: the gateway's to say
+        RUNS_AS_LATEST.lower().encode(),
+        REQUEST_ID.lower().encode(),  # the request id is the platform's to choose, as on Lambda
     }
 )
 PIN = PIN_VERSION.lower().encode()
@@ -127,7 +140,8 @@ class Router:
         dispatcher = routes.pick(qualifier, seen)
         if dispatcher is None:
             return self._no_version(client, routes, qualifier)
-        return self._exchange(client, routes, dispatcher, method, target, seen, kept, None)
+        invoked = routes.invoked(dispatcher, qualifier)
+        return self._exchange(client, routes, dispatcher, method, target, seen, kept + invoked, None)
 
     def _async_http(self, client: ClientConnection, method: bytes, rest: bytes, query: bytes, headers):
         found = self._function_path(client, rest, query, headers)
@@ -164,14 +178,16 @@ class Router:
     ) -> AsyncAccept | None:
         limit = min(routes.max_request_bytes, self.settings.max_request_bytes, self.settings.async_max_bytes)
         length = seen.get(b"content-length")
+        refusal = None
         if length is not None and int(length) > limit:
-            return client.refuse(too_large(routes.name, limit))
-        if REF in seen:  # an async call's body is stored with it: it cannot be a reference to a blob
+            refusal = too_large(routes.name, limit)
+        elif REF in seen:  # an async call's body is stored with it: it cannot be a reference to a blob
             message = f"{BODY_REF} is for synchronous calls only; an async call carries its body"
-            return client.refuse(responses.error(400, "InvalidBodyRef", message, routes.name, close=True))
-        problem = self.callbacks.refusal(seen)
-        if problem is not None:  # refused now, so nothing is stored that could not be delivered
-            return client.refuse(responses.error(400, "InvalidCallback", problem, routes.name, close=True))
+            refusal = responses.error(400, "InvalidBodyRef", message, routes.name, close=True)
+        elif (problem := self.callbacks.refusal(seen)) is not None:  # now: nothing stored that cannot be delivered
+            refusal = responses.error(400, "InvalidCallback", problem, routes.name, close=True)
+        if refusal is not None:
+            return client.refuse(lambda_errors.translate(refusal) if lambda_style else refusal)
         call_id, stored = stored_headers(routes.name, qualifier, method, target, seen, kept, client.peer)
         return AsyncAccept(client, self.enqueue, routes.name, call_id, stored, limit, lambda_style)
 
@@ -186,12 +202,12 @@ class Router:
             qualifier = dict(parse_qsl(query.decode("latin-1"))).get("Qualifier", qualifier)
         routes = self.functions.get(name)
         if routes is None:
-            return Answer(client, responses.function_not_found(name), self.unknown)
+            return Answer(client, lambda_errors.translate(responses.function_not_found(name)), self.unknown)
         seen, kept = scan(headers)
         invocation_type = seen.get(b"x-amz-invocation-type", b"RequestResponse")
         dispatcher = routes.pick(qualifier, seen)
         if dispatcher is None:
-            return self._no_version(client, routes, qualifier)
+            return self._no_version(client, routes, qualifier, lambda_api=True)
         if invocation_type == b"Event":
             return self._accept(client, routes, qualifier, b"POST", INVOKE_TARGET, seen, kept, lambda_style=True)
         if invocation_type not in (b"RequestResponse", b"DryRun"):
@@ -199,11 +215,13 @@ class Router:
                 f"X-Amz-Invocation-Type {invocation_type.decode('latin-1')!r} is not one of"
                 " RequestResponse, Event, DryRun"
             )
-            return Answer(client, responses.error(400, "InvalidInvocationType", message, name))
-        executed = b"X-Amz-Executed-Version: %s\r\n" % dispatcher.version.encode()
+            return Answer(client, lambda_errors.translate(responses.error(400, "InvalidInvocationType", message, name)))
+        invoked = routes.invoked(dispatcher, qualifier)
+        executed = EXECUTED_LATEST if invoked.endswith(LATEST_LINE) else dispatcher.executed
         if invocation_type == b"DryRun":
             return Answer(client, b"HTTP/1.1 204 No Content\r\n%s\r\n" % executed)
-        return self._exchange(client, routes, dispatcher, b"POST", INVOKE_TARGET, seen, kept, executed)
+        kept += invoked
+        return self._exchange(client, routes, dispatcher, b"POST", INVOKE_TARGET, seen, kept, executed, lambda_api=True)
 
     def _exchange(
         self,
@@ -215,12 +233,14 @@ class Router:
         seen: dict[bytes, bytes],
         kept: bytes,
         inject: bytes | None,
+        lambda_api: bool = False,
     ):
         limit = min(routes.max_request_bytes, self.settings.max_request_bytes)
         length = seen.get(b"content-length")
         if length is not None and int(length) > limit:  # at once: the body is never read
             dispatcher.refused(413)
-            return client.refuse(responses.too_large(routes.name, limit, close=True))
+            answer = responses.too_large(routes.name, limit, close=True)
+            return client.refuse(lambda_errors.translate(answer) if lambda_api else answer)
         if b"expect" in seen and client.active is None and seen[b"expect"].lower() == b"100-continue":
             client.write(CONTINUE)
         forwarded_for = seen.get(b"x-forwarded-for")
@@ -233,11 +253,13 @@ class Router:
             seen.get(b"x-forwarded-proto", b"http"),
             seen.get(b"x-forwarded-host") or seen.get(b"host", b""),
         )
-        args = (client, dispatcher, head, limit, routes.timeout, method == b"HEAD", inject, method in SAFE_METHODS)
+        safe = method in SAFE_METHODS
+        args = (client, dispatcher, head, limit, routes.timeout, method == b"HEAD", inject, safe, lambda_api)
         ref = seen.get(REF)
         return Exchange(*args) if ref is None else BodyRefExchange(self.blobs, ref, *args)
 
-    def _no_version(self, client: ClientConnection, routes: FunctionRoutes, qualifier: str) -> Answer:
-        if qualifier:
-            return Answer(client, responses.version_not_found(routes.name, qualifier))
-        return Answer(client, responses.no_traffic(routes.name))
+    def _no_version(
+        self, client: ClientConnection, routes: FunctionRoutes, qualifier: str, lambda_api: bool = False
+    ) -> Answer:
+        answer = responses.version_not_found(routes.name, qualifier) if qualifier else responses.no_traffic(routes.name)
+        return Answer(client, lambda_errors.translate(answer) if lambda_api else answer)

@@ -49,6 +49,7 @@ class VersionDispatcher:
     ) -> None:
         self.function = function
         self.version = version
+        self.executed = b"X-Amz-Executed-Version: %s\r\n" % version.encode()  # on the Invoke API's answers
         self.stats = stats
         self.activator = activator
         self.defaults = (hold_timeout, hold_queue)  # the gateway's, for tables that do not override them

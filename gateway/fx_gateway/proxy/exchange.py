@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from fx.protocol import REPLICA_REPORT
 
-from fx_gateway.http import responses
+from fx_gateway.http import lambda_errors, responses
 
 if TYPE_CHECKING:
     from fx_gateway.proxy.dispatch import VersionDispatcher
@@ -40,6 +40,7 @@ class Exchange:
         "inject",
         "is_head",
         "keep_alive",
+        "lambda_api",
         "limit",
         "prefix",
         "raw",
@@ -62,6 +63,7 @@ class Exchange:
         is_head: bool = False,
         inject: bytes | None = None,
         safe: bool = False,
+        lambda_api: bool = False,
     ) -> None:
         self.client = client
         self.dispatcher = dispatcher
@@ -71,6 +73,7 @@ class Exchange:
         self.is_head = is_head
         self.inject = inject  # a header line to add to the answer (X-Amz-Executed-Version)
         self.safe = safe  # a GET, HEAD or OPTIONS: sent again if its replica is lost (proxy.replica_loss)
+        self.lambda_api = lambda_api  # on the Invoke API: the gateway's own errors in Lambda's shape
         self.retried = 0  # times sent again after its replica was lost
         self.prefix = b""
         self.body: list[bytes] = []
@@ -92,8 +95,9 @@ class Exchange:
         if self.size <= self.limit:
             self.body.append(chunk)
         else:  # a body without Content-Length (chunked) that outgrew the limit: refused without reading on
-            self.dispatcher.finished(self, 413)
-            self.client.refuse(responses.too_large(self.dispatcher.function, self.limit, close=True))
+            answer = self._own(responses.too_large(self.dispatcher.function, self.limit, close=True))
+            self.dispatcher.finished(self, int(answer[9:12]))
+            self.client.refuse(answer)
 
     def begin(self) -> None:
         auth = self.dispatcher.auth  # last, so it is the one the replica reads whatever the head holds
@@ -141,14 +145,21 @@ class Exchange:
 
     def lost(self) -> None:
         """The replica's connection broke before the whole answer came, and the request is not sent again."""
-        self._abandoned(502, responses.replica_lost(self.dispatcher.function))
+        self._abandoned(self._own(responses.replica_lost(self.dispatcher.function)))
 
     def timed_out(self) -> None:
         self.conn.abandon()  # type: ignore[union-attr]
-        self._abandoned(504, responses.function_timeout(self.dispatcher.function, self.timeout))
+        if self.lambda_api:
+            self._abandoned(lambda_errors.function_timeout(self.timeout))
+        else:
+            self._abandoned(responses.function_timeout(self.dispatcher.function, self.timeout))
 
-    def _abandoned(self, status: int, answer: bytes) -> None:
-        self.dispatcher.finished(self, status)
+    def _own(self, answer: bytes) -> bytes:
+        """An answer of the gateway's own, in the Invoke API's shape when that is the caller's."""
+        return lambda_errors.translate(answer) if self.lambda_api else answer
+
+    def _abandoned(self, answer: bytes) -> None:
+        self.dispatcher.finished(self, int(answer[9:12]))
         if self.gone:
             return
         if self.relayed:  # part of an answer is out: only closing tells the caller it is incomplete
@@ -160,6 +171,9 @@ class Exchange:
     # --- from the dispatcher, before any replica saw the request ---
 
     def fail(self, answer: bytes, status: int) -> None:
+        if self.lambda_api:
+            answer = lambda_errors.translate(answer)
+            status = int(answer[9:12])
         self.dispatcher.finished(self, status)
         if not self.gone:
             self.client.write(answer)

@@ -91,6 +91,7 @@ def send(
         on_result(Result(404, answer[answer.index(b"\r\n\r\n") + 4 :], by_gateway=True))
         return
     caller = Caller(on_result)
+    head += routes.invoked(dispatcher, qualifier)
     exchange = caller.exchange = Exchange(caller, dispatcher, head, len(body), routes.timeout)
     exchange.feed(body)
     exchange.begin()

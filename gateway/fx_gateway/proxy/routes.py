@@ -7,12 +7,15 @@ import zlib
 from bisect import bisect_right
 from collections.abc import Callable
 
-from fx.protocol import RouteTable
+from fx.protocol import INVOKED_QUALIFIER, RUNS_AS_LATEST, RouteTable
 
 from fx_gateway.http import responses
 from fx_gateway.proxy.dispatch import VersionDispatcher
 
 LATEST = "$LATEST"  # Lambda's qualifier for the newest version
+LATEST_LINE = b"%s: 1\r\n" % RUNS_AS_LATEST.encode()
+QUALIFIER_LINE = INVOKED_QUALIFIER.encode() + b": %s\r\n"
+EXECUTED_LATEST = b"X-Amz-Executed-Version: $LATEST\r\n"
 
 
 class FunctionRoutes:
@@ -34,6 +37,7 @@ class FunctionRoutes:
             self.dispatchers[version] = dispatcher
             hold_timeout = table.hold_timeout_ms / 1000 if table.hold_timeout_ms is not None else None
             dispatcher.update(route.endpoints, route.concurrency, hold_timeout, table.hold_queue, route.token)
+        self.newest = self.dispatchers[max(self.dispatchers, key=_number)] if self.dispatchers else None
         # Ascending version order puts the newest version's share last, so while a canary's weight grows the
         # sticky users it already has keep landing on it.
         self._split = self._weights(table.traffic)
@@ -81,6 +85,16 @@ class FunctionRoutes:
         cohort = self._cohort(headers) if self._sticky and headers else None
         draw = random.random() if cohort is None else zlib.crc32(cohort) / 0x1_0000_0000
         return weighted[bisect_right(bounds, draw * bounds[-1])]
+
+    def invoked(self, dispatcher: VersionDispatcher, qualifier: str) -> bytes:
+        """Header lines telling `dispatcher`'s replica how the caller named the function, for Lambda's context:
+        the qualifier (its invoked ARN ends with it), and whether it runs as $LATEST (the caller named no
+        version, or $LATEST, and the newest version runs; a traffic split to an older one runs it by number).
+        `qualifier` is one `pick` resolved, so a name from the route table: nothing a caller could inject."""
+        lines = QUALIFIER_LINE % qualifier.encode("latin-1") if qualifier else b""
+        if dispatcher is self.newest and (not qualifier or qualifier == LATEST):
+            lines += LATEST_LINE
+        return lines
 
     def _cohort(self, headers: dict[bytes, bytes]) -> bytes | None:
         kind, key = self._sticky  # type: ignore[misc]

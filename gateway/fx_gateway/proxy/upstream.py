@@ -61,6 +61,8 @@ class UpstreamConnection(asyncio.Protocol):
             if exchange.is_head:  # the parser expects the body a HEAD answer never has
                 self.parser = httptools.HttpResponseParser(self)
             exchange.answered(status, self.keep_alive)
+            if not self.keep_alive:  # a replica going away (draining, timed out): send nothing more on its pool
+                self.replica.close_idle()
             self.replica.dispatcher.release(self.replica, self, self.keep_alive)
 
     def on_headers_complete(self) -> None:

@@ -41,7 +41,9 @@ async def test_lambda_invoke_api_posts_the_event_and_names_the_version(gateway, 
 
     r = await gw.client.post("/2015-03-31/functions/hello/invocations", content=b'{"a": 1}')
     assert r.status_code == 200
-    assert r.headers["X-Amz-Executed-Version"] == "2"
+    assert r.headers["X-Amz-Executed-Version"] == "$LATEST"  # unqualified, and 2 is the newest: Lambda's $LATEST
+    pinned = await gw.client.post("/2015-03-31/functions/hello/invocations?Qualifier=2", content=b"{}")
+    assert pinned.headers["X-Amz-Executed-Version"] == "2"
     assert r.json()["path"] == "/_fx/invoke"
     assert r.json()["body"] == '{"a": 1}'
 

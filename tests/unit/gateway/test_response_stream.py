@@ -33,6 +33,7 @@ async def test_no_event_type_and_callers_cannot_ask_for_the_framing_themselves(g
 
     event = await gw.client.post(STREAM.format("hello"), content=b"{}", headers={"X-Amz-Invocation-Type": "Event"})
     assert event.status_code == 400 and event.json()["error"]["code"] == "InvalidInvocationType"
+    assert event.headers["X-Amzn-ErrorType"] == "InvalidParameterValueException"  # botocore's modeled type
     assert "RequestResponse, DryRun" in event.json()["error"]["message"]
     assert replica.requests == 0
 

@@ -1,0 +1,33 @@
+"""X-Ray trace headers: the one an invocation runs under, as Lambda passes it to the function."""
+
+from __future__ import annotations
+
+import os
+import time
+
+ENV = "_X_AMZN_TRACE_ID"  # where Lambda's Python runtime puts the invocation's trace header (the X-Ray SDK reads it)
+_KEY = os.environ.encodekey(ENV)  # type: ignore[attr-defined]
+
+
+class TraceIds:
+    """X-Ray-shaped trace headers for calls that brought none, `Root=1-<epoch hex>-<24 hex>;Parent=<16 hex>`:
+    unique per replica (a random prefix, made after the zygote's fork) and cheap per call (a counter, no
+    getrandom(2) per invocation)."""
+
+    __slots__ = ("_count", "_prefix")
+
+    def __init__(self) -> None:
+        self._prefix = os.urandom(6).hex()
+        self._count = 0
+
+    def __call__(self) -> str:
+        self._count += 1
+        return f"Root=1-{int(time.time()):08x}-{self._prefix}{self._count:012x};Parent={self._count:016x};Sampled=0"
+
+
+def set_trace_id(value: str) -> None:
+    """`os.environ[ENV] = value` for Python code (os.environ, os.getenv: Powertools, the X-Ray SDK), without
+    putenv(3): glibc's setenv keeps every value it was ever given, so a new one per invocation would leak
+    about 140 bytes a call and slow each call as its tree grows (measured: 41 MB and 12 µs a call after
+    300,000). A subprocess the handler starts inherits the C environment, which has no trace id."""
+    os.environ._data[_KEY] = os.environ.encodevalue(value)  # type: ignore[attr-defined]
