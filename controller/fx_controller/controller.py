@@ -16,7 +16,7 @@ from pathlib import Path
 
 import nats
 import nats.js.errors
-from fx import async_streams, interpreters, nats_client
+from fx import async_streams, interpreters, log_files, nats_client
 from fx.event_models import PlatformStatus
 from fx.models import DeployResult, FunctionInfo, FunctionSpec, VersionInfo
 from fx.nats_auth import ADMIN_CREDS, Signer
@@ -61,6 +61,7 @@ from .secrets.store import SecretStore
 from .serving.gate import Gate
 from .serving.releases import Releases
 from .settings import Settings
+from .state import log_rotation
 from .state.artifacts import Artifacts
 from .state.blobs import Blobs
 from .state.routes import RoutePublisher
@@ -189,6 +190,7 @@ class Controller:
         await self._nc.subscribe(SUBJECT_ACTIVATE, cb=self._on_activate)
         await self._nc.subscribe(SUBJECT_LOAD, cb=self._on_load)
         self._spawn(self.reconciler.run())
+        self._spawn(log_rotation.run(s.state_dir / "logs", log_files.Limit(s.log_max_bytes, s.log_keep)))
         self._spawn(self.releases.run())
         for record in self.store.all():  # versions whose gate a previous run left open
             for version in record.versions:

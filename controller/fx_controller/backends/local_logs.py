@@ -5,18 +5,25 @@ The runtime writes an invocation whole (START ... END, REPORT) and puts the time
 invocation (`timestamps`); `since` leaves out invocations begun earlier; a window cut by `tail` begins at an
 invocation's start, never in the middle of one. A function's log goes with it (`remove`), so a new function
 of the same name starts with an empty one.
+
+The controller rotates these files by size (fx.log_files): reading and following go across the rotated files,
+which are the log's earlier part.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import chain
 from pathlib import Path
+
+from fx import log_files
 
 POLL_S = 0.2
 DEFAULT_TAIL = 100  # lines, when neither tail nor since is given
@@ -35,7 +42,15 @@ def path(state_dir: Path, function: str) -> Path:
 
 def remove(state_dir: Path, function: str) -> None:
     """A removed function's log: replicas still writing keep writing to the unlinked file, seen by nobody."""
-    path(state_dir, function).unlink(missing_ok=True)
+    log_files.remove(path(state_dir, function))
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where a reader of a log is: an offset in NAME.log, and which file was NAME.log.1 then (its inode)."""
+
+    offset: int = 0
+    rotated: int | None = None
 
 
 def stamp_of(when: datetime) -> bytes:
@@ -67,18 +82,23 @@ class Reader:
         return b"".join((stamp or b"-") + b" " + line for stamp, line in entries)
 
 
-def tail(log: Path, lines: int, reader: Reader) -> tuple[bytes, int, bool]:
-    """The last `lines` lines, from an invocation's start; the offset where they end; whether lines were cut."""
-    try:
-        with log.open("rb") as f:
-            window = deque(reader.entries(f), maxlen=lines + 1)
-            offset = f.tell()
-    except FileNotFoundError:
-        return b"", 0, False
+def tail(log: Path, lines: int, reader: Reader) -> tuple[bytes, Position, bool]:
+    """The last `lines` lines across the rotated files, from an invocation's start; the position where they
+    end; whether lines were cut."""
+    rotated = log_files.inode(log_files.rotated(log, 1))
+    with contextlib.ExitStack() as files:
+        opened = []
+        for segment in log_files.segments(log):
+            with contextlib.suppress(FileNotFoundError):
+                opened.append(files.enter_context(segment.open("rb")))
+        if not opened or opened[-1].name != str(log):
+            return b"", Position(0, rotated), False
+        window = deque(reader.entries(chain.from_iterable(opened)), maxlen=lines + 1)
+        offset = opened[-1].tell()
     cut = len(window) > lines
     if cut:
         window = _from_a_start(list(window))
-    return reader.text(window), offset, cut
+    return reader.text(window), Position(offset, rotated), cut
 
 
 def _from_a_start(window: list[Entry]) -> list[Entry]:
@@ -98,25 +118,49 @@ async def stream(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[byte
 
 
 async def follow(
-    log: Path, offset: int, reader: Reader, disconnected: Callable[[], Awaitable[bool]], poll: float = POLL_S
+    log: Path, position: Position, reader: Reader, disconnected: Callable[[], Awaitable[bool]], poll: float = POLL_S
 ) -> AsyncIterator[bytes]:
-    """The whole lines appended after `offset`, until the client goes away."""
-    partial = b""
+    """The whole lines appended after `position`, until the client goes away; across rotations, none lost or
+    repeated: what was appended before a rotation is read from the rotated file it went to."""
+    offset, known, partial = position.offset, position.rotated, b""
     while not await disconnected():
         await asyncio.sleep(poll)
+        data = b""
+        newest = log_files.inode(log_files.rotated(log, 1))
+        if newest != known:  # rotated since: the rest of what was read is in the newer rotated files
+            data, offset, known = _rotated_since(log, known, offset), 0, newest
         try:
             size = os.stat(log).st_size
         except FileNotFoundError:
-            continue
-        if size < offset:  # truncated or recreated: start over
-            offset, partial = 0, b""
+            size = 0
+        if size < offset and not log_files.in_rotation(log) and log_files.inode(log_files.rotated(log, 1)) == known:
+            offset, partial = 0, b""  # truncated or recreated by other means (a new function of the name)
         if size > offset:
             with log.open("rb") as f:
                 f.seek(offset)
                 chunk = f.read(size - offset)
             offset += len(chunk)
-            data = partial + chunk
-            end = data.rfind(b"\n") + 1
-            partial = data[end:]
-            if text := reader.text(reader.entries(data[:end].splitlines(keepends=True))):
-                yield text
+            data += chunk
+        data = partial + data
+        end = data.rfind(b"\n") + 1
+        partial = data[end:]
+        if text := reader.text(reader.entries(data[:end].splitlines(keepends=True))):
+            yield text
+
+
+def _rotated_since(log: Path, known: int | None, offset: int) -> bytes:
+    """What went into the rotated files newer than the one whose inode is `known`, from `offset` in the oldest
+    of them (it was NAME.log then; read whole when `known` has gone past the kept ones)."""
+    newer = []
+    for path in log_files.rotated_files(log):
+        if log_files.inode(path) == known:
+            break
+        newer.append(path)
+    else:
+        offset = 0 if known is not None else offset
+    data = b""
+    for i, path in enumerate(reversed(newer)):
+        with contextlib.suppress(FileNotFoundError), path.open("rb") as f:
+            f.seek(offset if i == 0 else 0)
+            data += f.read()
+    return data
