@@ -64,6 +64,7 @@ from .settings import Settings
 from .state import log_rotation
 from .state.artifacts import Artifacts
 from .state.blobs import Blobs
+from .state.collector import Collector
 from .state.routes import RoutePublisher
 from .state.store import FunctionRecord, FunctionStore, VersionRecord
 from .tasks import spawn
@@ -191,6 +192,8 @@ class Controller:
         await self._nc.subscribe(SUBJECT_LOAD, cb=self._on_load)
         self._spawn(self.reconciler.run())
         self._spawn(log_rotation.run(s.state_dir / "logs", log_files.Limit(s.log_max_bytes, s.log_keep)))
+        self.collector = Collector(s.state_dir, self.artifacts, self.store, self._lock, s.gc_grace)
+        self._spawn(self.collector.run(s.gc_interval))
         self._spawn(self.releases.run())
         for record in self.store.all():  # versions whose gate a previous run left open
             for version in record.versions:
@@ -412,6 +415,9 @@ class Controller:
             await self.fleet.wait_gone(name, timeout=grace)
             await self.store.delete(name)
             logs.remove(self.settings.state_dir, name)  # a new function of this name starts with its own
+            await self.collector.collect(
+                d for v in record.versions for d in (v.spec.artifact, v.spec.dependencies) if d
+            )
             self.load.forget(name)
             for version in record.versions:
                 self.autoscaler.forget(load_report_key(name, version.version))

@@ -43,7 +43,9 @@ def invocations(lines: list[str]) -> list[int]:
         if line.startswith("START RequestId: ") and i + 4 < len(lines):
             request = line.split()[2]
             assert re.fullmatch(r"line 0 of \d+", lines[i + 1]) and lines[i + 2] == "line 1"
-            assert lines[i + 3] == f"END RequestId: {request}" and lines[i + 4].startswith(f"REPORT RequestId: {request}")
+            assert lines[i + 3] == f"END RequestId: {request}" and lines[i + 4].startswith(
+                f"REPORT RequestId: {request}"
+            )
             numbers.append(int(lines[i + 1].split()[-1]))
     return numbers
 
@@ -73,7 +75,9 @@ def test_follow_goes_on_through_a_rotation(small_logs, platform, make_function):
     invoke(platform, 0)
     wait_for(lambda: "line 0 of 0" in platform.fx("logs", "talker").stdout, 30, "the first invocation")
     env = {"FX_GATEWAY": platform.gateway_url, "FX_TOKEN": platform.token, "FX_CONFIG": str(platform.config)}
-    proc = subprocess.Popen([FX, "logs", "talker", "-f"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        [FX, "logs", "talker", "-f"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
     seen: list[str] = []
     reader = threading.Thread(target=lambda: seen.extend(line.rstrip("\n") for line in proc.stdout), daemon=True)
     reader.start()
@@ -104,7 +108,10 @@ def test_the_platform_s_own_logs_rotate(tmp_path):
         token = {"Authorization": f"Bearer {platform.token}"}
         assert httpx.delete(f"{platform.controller_url}/system/functions/nope", headers=token).status_code == 404
         httpx.get(f"{platform.gateway_url}/healthz").raise_for_status()
-        assert sorted(p.name for p in platform.log_dir.glob("controller.log*")) == ["controller.log", "controller.log.1"]
+        assert sorted(p.name for p in platform.log_dir.glob("controller.log*")) == [
+            "controller.log",
+            "controller.log.1",
+        ]
     finally:
         platform.stop()
     assert controller.stat().st_size > 0 or rotated_at == 0  # the controller still writes to its (truncated) log
