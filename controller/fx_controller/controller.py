@@ -193,6 +193,7 @@ class Controller:
         self._spawn(self.reconciler.run())
         self._spawn(log_rotation.run(s.state_dir / "logs", log_files.Limit(s.log_max_bytes, s.log_keep)))
         self.collector = Collector(s.state_dir, self.artifacts, self.store, self._lock, s.gc_grace)
+        await self.collector.sweep_or_log()  # what a controller that died halfway through a delete left
         self._spawn(self.collector.run(s.gc_interval))
         self._spawn(self.releases.run())
         for record in self.store.all():  # versions whose gate a previous run left open
@@ -415,7 +416,7 @@ class Controller:
             await self.fleet.wait_gone(name, timeout=grace)
             await self.store.delete(name)
             logs.remove(self.settings.state_dir, name)  # a new function of this name starts with its own
-            await self.collector.collect(
+            await self.collector.release(
                 d for v in record.versions for d in (v.spec.artifact, v.spec.dependencies) if d
             )
             self.load.forget(name)

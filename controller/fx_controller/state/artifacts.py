@@ -115,18 +115,20 @@ class Artifacts:
         return missing
 
     async def stored(self) -> dict[str, float]:
-        """digest -> when it was stored (epoch seconds), of every zip on this host's disk or in the object store."""
+        """digest -> when it was stored or released (epoch seconds, the latest), of every zip on this host's disk
+        or in the object store."""
         found = {}
         for path in self.root.glob("sha256-*.zip"):
             with contextlib.suppress(FileNotFoundError):
                 found["sha256:" + path.name.removeprefix("sha256-").removesuffix(".zip")] = path.stat().st_mtime
         try:
-            infos = await self._objects.list()
+            # shielded: a list cancelled halfway leaves its watcher subscribed, and the NATS drain then hangs
+            infos = await asyncio.shield(self._objects.list())
         except NotFoundError:  # an empty store
             infos = []
         for info in infos:
             if DIGEST_RE.match(digest := info.name.replace("-", ":", 1)) and not info.deleted:
-                found[digest] = min(found.get(digest, time.time()), _epoch(info.mtime))
+                found[digest] = max(found.get(digest, 0.0), _epoch(info.mtime))
         return found
 
     async def remove(self, digest: str) -> None:

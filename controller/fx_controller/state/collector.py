@@ -1,11 +1,13 @@
 """Garbage collection: what no function uses any more goes, at its function's delete and by a sweep.
 
 A digest (code zip or dependency layer) is in use while any version of any function names it: every version
-in the store, kept for rollback and aliases, keeps its own. The others lose their zip (object store fx_artifacts
-and <state>/artifacts) and their extracted tree (<state>/code/<hex>); a function that is gone loses its logs.
-The sweep runs at start and every --gc-interval, so what a controller that died halfway left is collected by
-the next; it spares zips younger than --gc-grace (uploaded for a deploy still under way), and it decides and
-deletes under the deploy lock, so a deploy never names a zip being collected.
+in the store, kept for rollback and aliases, keeps its own. A function deleted loses its logs and the extracted
+trees (<state>/code/<hex>) of the digests no other function uses at once; their zips (object store
+fx_artifacts and <state>/artifacts) go at the first sweep --gc-grace after that, so a deploy of the same code
+soon after (a Function resource applied again, `fx deploy` after `fx rm`) still finds them. The sweep runs at
+start and every --gc-interval, so what a controller that died halfway left is collected by the next: it spares
+zips stored or released less than --gc-grace ago (uploaded for a deploy under way), and it decides and deletes
+under the deploy lock, so a deploy never names a zip being collected.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ class Collector:
         self.store = store
         self.lock = lock
         self.grace = grace
+        self._released: dict[str, float] = {}  # digest -> when the last function using it was deleted
 
     def in_use(self) -> set[str]:
         return {
@@ -49,10 +52,16 @@ class Collector:
             if digest
         }
 
-    async def collect(self, digests: Iterable[str]) -> None:
-        """At a delete (the caller holds the lock): these digests, those no other function uses."""
+    async def release(self, digests: Iterable[str]) -> None:
+        """At a delete (the caller holds the lock): of these digests, those no other function uses lose their
+        code tree now and their zip at a sweep --gc-grace from now (the zip's time on disk says when, durably)."""
+        now = time.time()
+        code = self.state_dir / "code"
         for digest in set(digests) - self.in_use():
-            await self._remove(digest)
+            self._released[digest] = now
+            with contextlib.suppress(FileNotFoundError):
+                os.utime(self.artifacts.path(digest), (now, now))
+            await asyncio.to_thread(_discard, code / digest.split(":", 1)[1], code)
 
     async def sweep(self) -> int:
         """Everything no function uses; how many zips went."""
@@ -60,9 +69,14 @@ class Collector:
             stored = await self.artifacts.stored()
             in_use = self.in_use()
             old = time.time() - self.grace
-            unused = [digest for digest, when in stored.items() if digest not in in_use and when <= old]
+            unused = [
+                digest
+                for digest, when in stored.items()
+                if digest not in in_use and max(when, self._released.get(digest, 0)) <= old
+            ]
             for digest in unused:
                 await self._remove(digest)
+                self._released.pop(digest, None)
             known = {record.name for record in self.store.all()}
             in_use_hex = {digest.split(":", 1)[1] for digest in in_use}
             await asyncio.to_thread(self._sweep_disk, known, in_use_hex, old)
@@ -71,12 +85,16 @@ class Collector:
         return len(unused)
 
     async def run(self, interval: float) -> None:
+        """A sweep every `interval` s, after the one at start."""
         while True:
-            try:
-                await self.sweep()
-            except Exception:
-                log.exception("garbage collection failed; tried again in %g s", interval)
             await asyncio.sleep(interval)
+            await self.sweep_or_log()
+
+    async def sweep_or_log(self) -> None:
+        try:
+            await self.sweep()
+        except Exception:  # NATS away, a full disk: the next sweep tries again
+            log.exception("garbage collection failed")
 
     async def _remove(self, digest: str) -> None:
         await self.artifacts.remove(digest)
