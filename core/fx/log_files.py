@@ -1,20 +1,23 @@
-"""Size-bounded log files: NAME.log rotated by copy-truncate into NAME.log.1 (newest) ... NAME.log.<keep>.
+"""Size-bounded log files: NAME.log rotated into NAME.log.1 (newest) ... NAME.log.<keep>.
 
 The writers (replicas forked by a zygote, possibly in a sandbox that cannot see the log's path; the
-platform's own processes) hold NAME.log open with O_APPEND and are never asked to reopen it: the rotator
-copies the file and truncates it, and their next write lands at the new end. What a writer writes between the
-copy's last read and the truncation is lost; the copy is repeated until the file stops growing, so that
-window is one fstat and one ftruncate long. A write is never split by it: the kernel orders each write(2)
-wholly before or after a truncation, and the runtime writes an invocation's lines in one write.
+platform's own processes) hold NAME.log open with O_APPEND and are never asked to reopen it. The rotator
+copies the file's whole blocks, short of its end, to the rotated file, then takes them off the front of
+NAME.log (fallocate's FALLOC_FL_COLLAPSE_RANGE, under the inode lock every write takes): nothing is lost, and
+what follows stays in NAME.log. The cut falls on a block boundary, so a line may begin in NAME.log.1 and end in
+NAME.log: read in order, `segments()` are the log. A file system without it (tmpfs) gets copy-truncate: the
+copy repeats until the file stops growing and ends on a line's end, and a write that lands between the last
+read and the truncation is lost whole (the runtime writes an invocation in one write).
 
 A rotation is restart-safe: the copy grows NAME.log.rotating (a leftover one is dropped: NAME.log still holds
-its bytes), renamed to NAME.log.rotated once NAME.log is truncated (a leftover one is moved into place).
-Read in order, `segments()` are the log: the rotated files, oldest first, then NAME.log.
+its bytes), renamed to NAME.log.rotated once NAME.log is cut (a leftover one is moved into place).
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno as _errno
 import glob
 import os
 import re
@@ -109,27 +112,52 @@ def rotate_if_over(log: Path, limit: Limit) -> bool:
 
 
 def rotate(log: Path, keep: int) -> None:
-    with open(log, "r+b", buffering=0) as src:
+    with open(log, "r+b", buffering=0) as src, open(_rotating(log), "wb") as copy:
+        fd = src.fileno()
+        st = os.fstat(fd)
+        cut = max(0, (st.st_size - 1) // st.st_blksize * st.st_blksize)  # whole blocks, never the end
         if keep:
-            with open(_rotating(log), "wb") as copy:
-                _copy_until_still(src, copy)
-                os.ftruncate(src.fileno(), 0)
-                copy.flush()
-            os.replace(_rotating(log), _done(log))
-        else:
-            os.ftruncate(src.fileno(), 0)
+            _copy(src, copy, 0, cut)
+        if not (cut and _collapse(fd, cut)):
+            offset = cut
+            while (size := os.fstat(fd).st_size) > offset or (offset and not _ends_a_line(src, offset)):
+                if keep:
+                    _copy(src, copy, offset, size)
+                offset = size
+            os.ftruncate(fd, 0)
     if keep:
+        os.replace(_rotating(log), _done(log))
         _shift(log, keep)
+    else:
+        _rotating(log).unlink()
 
 
-def _copy_until_still(src, dst) -> None:
-    """Copy src to dst until src stops growing: between its last read and the truncation nothing is copied."""
-    offset = 0
-    while (size := os.fstat(src.fileno()).st_size) > offset:
-        src.seek(offset)
-        while offset < size and (chunk := src.read(min(COPY_CHUNK, size - offset))):
-            dst.write(chunk)
-            offset += len(chunk)
+def _copy(src, dst, start: int, end: int) -> None:
+    src.seek(start)
+    while start < end and (chunk := src.read(min(COPY_CHUNK, end - start))):
+        dst.write(chunk)
+        start += len(chunk)
+
+
+def _ends_a_line(src, offset: int) -> bool:
+    """A write crossing a page may show its first part only: copy-truncate waits for its line's end."""
+    src.seek(offset - 1)
+    return src.read(1) == b"\n"
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.fallocate.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64)
+FALLOC_FL_COLLAPSE_RANGE = 0x08
+
+
+def _collapse(fd: int, length: int) -> bool:
+    """Take the first `length` bytes (whole blocks) off the file; False where the file system cannot."""
+    if _libc.fallocate(fd, FALLOC_FL_COLLAPSE_RANGE, 0, length) == 0:
+        return True
+    errno = ctypes.get_errno()
+    if errno in (_errno.EOPNOTSUPP, _errno.EINVAL, _errno.ENOSYS):
+        return False
+    raise OSError(errno, os.strerror(errno))
 
 
 def _shift(log: Path, keep: int) -> None:

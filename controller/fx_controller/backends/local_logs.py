@@ -121,26 +121,27 @@ async def follow(
     log: Path, position: Position, reader: Reader, disconnected: Callable[[], Awaitable[bool]], poll: float = POLL_S
 ) -> AsyncIterator[bytes]:
     """The whole lines appended after `position`, until the client goes away; across rotations, none lost or
-    repeated: what was appended before a rotation is read from the rotated file it went to."""
+    repeated: a rotation moves the front of NAME.log into NAME.log.1, and what was not read yet is read there."""
     offset, known, partial = position.offset, position.rotated, b""
     while not await disconnected():
         await asyncio.sleep(poll)
-        data = b""
+        if log_files.in_rotation(log):
+            continue
         newest = log_files.inode(log_files.rotated(log, 1))
-        if newest != known:  # rotated since: the rest of what was read is in the newer rotated files
-            data, offset, known = _rotated_since(log, known, offset), 0, newest
+        data, at = _rotated_since(log, known, offset) if newest != known else (b"", offset)
         try:
             size = os.stat(log).st_size
         except FileNotFoundError:
             size = 0
-        if size < offset and not log_files.in_rotation(log) and log_files.inode(log_files.rotated(log, 1)) == known:
-            offset, partial = 0, b""  # truncated or recreated by other means (a new function of the name)
-        if size > offset:
+        if size < at and newest == known:
+            at, partial = 0, b""  # truncated or recreated by other means (a new function of the name)
+        if size > at:
             with log.open("rb") as f:
-                f.seek(offset)
-                chunk = f.read(size - offset)
-            offset += len(chunk)
-            data += chunk
+                f.seek(at)
+                data += f.read(size - at)
+        if log_files.in_rotation(log) or log_files.inode(log_files.rotated(log, 1)) != newest:
+            continue  # a rotation went by while reading: read again from where we were
+        offset, known = at + max(0, size - at), newest
         data = partial + data
         end = data.rfind(b"\n") + 1
         partial = data[end:]
@@ -148,9 +149,10 @@ async def follow(
             yield text
 
 
-def _rotated_since(log: Path, known: int | None, offset: int) -> bytes:
-    """What went into the rotated files newer than the one whose inode is `known`, from `offset` in the oldest
-    of them (it was NAME.log then; read whole when `known` has gone past the kept ones)."""
+def _rotated_since(log: Path, known: int | None, offset: int) -> tuple[bytes, int]:
+    """What the rotations since NAME.log.1 was the file of inode `known` moved out of NAME.log from `offset` on,
+    and where in NAME.log the rest now begins. The rotated files newer than `known` hold, in order, what was cut
+    from NAME.log's front (when `known` went past the kept ones, what is left is read whole)."""
     newer = []
     for path in log_files.rotated_files(log):
         if log_files.inode(path) == known:
@@ -159,8 +161,11 @@ def _rotated_since(log: Path, known: int | None, offset: int) -> bytes:
     else:
         offset = 0 if known is not None else offset
     data = b""
-    for i, path in enumerate(reversed(newer)):
+    for path in reversed(newer):
         with contextlib.suppress(FileNotFoundError), path.open("rb") as f:
-            f.seek(offset if i == 0 else 0)
-            data += f.read()
-    return data
+            length = os.fstat(f.fileno()).st_size
+            if offset < length:
+                f.seek(offset)
+                data += f.read()
+            offset = max(0, offset - length)
+    return data, offset
