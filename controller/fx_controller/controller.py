@@ -61,7 +61,7 @@ from .secrets.store import SecretStore
 from .serving.gate import Gate
 from .serving.releases import Releases
 from .settings import Settings
-from .state import log_rotation
+from .state import log_rotation, usage
 from .state.artifacts import Artifacts
 from .state.blobs import Blobs
 from .state.collector import Collector
@@ -120,6 +120,7 @@ class Controller:
         self._lock = asyncio.Lock()  # deploys and deletes of the function store happen one at a time
         self._tasks: set[asyncio.Task] = set()
         self._nc: nats_client.Client | None = None
+        self.state_bytes: dict[str, int] | None = None  # the state dir's usage by kind, embedded mode
 
     async def start(self) -> None:
         s = self.settings
@@ -195,6 +196,8 @@ class Controller:
         self.collector = Collector(s.state_dir, self.artifacts, self.store, self._lock, s.gc_grace)
         await self.collector.sweep_or_log()  # what a controller that died halfway through a delete left
         self._spawn(self.collector.run(s.gc_interval))
+        if s.backend == "local":
+            self._spawn(usage.run(s.state_dir, self._note_usage))
         self._spawn(self.releases.run())
         for record in self.store.all():  # versions whose gate a previous run left open
             for version in record.versions:
@@ -218,6 +221,11 @@ class Controller:
             with contextlib.suppress(Exception):
                 await self._nc.drain()
         log.info("controller stopped")
+
+    def _note_usage(self, measured: dict[str, int]) -> None:
+        self.state_bytes = measured
+        for kind, size in measured.items():
+            self.metrics.state_bytes.labels(kind).set(size)
 
     def _version(self, function: str, number: int) -> VersionRecord | None:
         record = self.store.get(function)
@@ -496,6 +504,7 @@ class Controller:
             functions=len(self.store.all()),
             nats_url=s.nats_url,
             nats_creds=str(admin.resolve()) if admin and admin.is_file() else None,
+            state_bytes=self.state_bytes,
         )
 
     def _status(self, record: FunctionRecord) -> str:
