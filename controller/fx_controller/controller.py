@@ -192,7 +192,8 @@ class Controller:
         await self._nc.subscribe(SUBJECT_ACTIVATE, cb=self._on_activate)
         await self._nc.subscribe(SUBJECT_LOAD, cb=self._on_load)
         self._spawn(self.reconciler.run())
-        self._spawn(log_rotation.run(s.state_dir / "logs", log_files.Limit(s.log_max_bytes, s.log_keep)))
+        limit = log_files.Limit(s.log_max_bytes, s.log_keep)
+        self._spawn(log_rotation.run(s.state_dir / "logs", limit, s.log_check_interval))
         self.collector = Collector(s.state_dir, self.artifacts, self.store, self._lock, s.gc_grace)
         await self.collector.sweep_or_log()  # what a controller that died halfway through a delete left
         self._spawn(self.collector.run(s.gc_interval))

@@ -46,6 +46,7 @@ class Settings:
     blob_store_max_bytes: int = 1024 * 1024 * 1024  # all blobs at once; more: 507 BlobStoreFull
     log_max_bytes: int = log_files.FUNCTION_LOGS.max_bytes  # a function's log rotates once over this
     log_keep: int = log_files.FUNCTION_LOGS.keep  # rotated files kept of each function's log
+    log_check_interval: float = 0.5  # seconds between checks of the logs' sizes: a log overshoots by this much
     gc_interval: float = 600.0  # seconds between sweeps for what no function uses (code, zips, logs)
     gc_grace: float = 3600.0  # an unreferenced zip younger than this is kept (uploaded for a deploy under way)
     public_metrics: bool = False  # /metrics without the token
@@ -114,6 +115,7 @@ _NUMBERS = (
     ("--blob-store-max-bytes", int, Settings.blob_store_max_bytes, "bytes all blobs may hold at once"),
     ("--log-max-bytes", _at_least(1), Settings.log_max_bytes, "a function's log rotates once over this size"),
     ("--log-keep", _at_least(0), Settings.log_keep, "rotated files kept of each function's log"),
+    ("--log-check-interval", float, Settings.log_check_interval, "seconds between checks of the logs' sizes"),
     ("--gc-interval", float, Settings.gc_interval, "seconds between sweeps for code, zips and logs no function uses"),
     ("--gc-grace", float, Settings.gc_grace, "seconds an unreferenced code zip is kept after its upload"),
 )
@@ -210,6 +212,7 @@ def parse(argv: list[str] | None = None, environ: dict[str, str] | None = None) 
         blob_store_max_bytes=a.blob_store_max_bytes,
         log_max_bytes=a.log_max_bytes,
         log_keep=a.log_keep,
+        log_check_interval=a.log_check_interval,
         gc_interval=a.gc_interval,
         gc_grace=a.gc_grace,
         public_metrics=a.public_metrics,

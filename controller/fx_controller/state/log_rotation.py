@@ -1,4 +1,4 @@
-"""The functions' logs (<state>/logs/NAME.log) rotated by size, checked every ROTATE_INTERVAL_S.
+"""The functions' logs (<state>/logs/NAME.log) rotated by size, checked every --log-check-interval.
 
 The replicas writing them are the zygotes' children and never reopen their log (a sandboxed one cannot see
 its path), so rotation is copy-truncate (fx.log_files). A log grows by what is written in one interval past
@@ -13,10 +13,8 @@ from pathlib import Path
 
 from fx import log_files
 
-ROTATE_INTERVAL_S = 1.0
 
-
-async def run(log_dir: Path, limit: log_files.Limit, interval: float = ROTATE_INTERVAL_S) -> None:
+async def run(log_dir: Path, limit: log_files.Limit, interval: float) -> None:
     await asyncio.to_thread(_recover, log_dir, limit)
     while True:
         await asyncio.to_thread(log_files.rotate_all, log_files.logs_in(log_dir), limit)
