@@ -3,6 +3,7 @@ reads and follows across the rotations, and the platform's own logs rotate too."
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
@@ -115,3 +116,17 @@ def test_the_platform_s_own_logs_rotate(tmp_path):
     finally:
         platform.stop()
     assert controller.stat().st_size > 0 or rotated_at == 0  # the controller still writes to its (truncated) log
+
+
+@pytest.mark.parametrize(("flag", "value"), [("--log-keep", "-1"), ("--platform-log-max-bytes", "0")])
+def test_log_limits_out_of_range_are_refused_before_anything_starts(tmp_path, flag, value):
+    state = tmp_path / "state"
+    up = subprocess.run(
+        [FX, "up", "--state-dir", str(state), flag, value],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "FX_CONFIG": str(tmp_path / "config.json")},
+    )
+    assert up.returncode == 2 and "--log-keep and --platform-log-keep at least 0" in up.stderr
+    assert "Traceback" not in up.stderr and not state.exists()
