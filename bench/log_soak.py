@@ -5,7 +5,8 @@ directory under its cap while it rotates.
 
 Prints one JSON line: invocations, errors, seconds, rps, the log directory's size (largest seen, sampled every
 0.1 s, and at the end) against the cap (keep + 1) x max-bytes and the 4 MiB the test holds it to, the
-rotations seen (inode changes of NAME.log.1) and the invocations the kept files still show.
+rotations seen (inode changes of NAME.log.1), the invocations the kept files still show, and the controller's CPU
+per invocation (where the rotator runs; compare with --max-bytes 100000000000, which never rotates).
 """
 
 from __future__ import annotations
@@ -62,7 +63,8 @@ def soak(state_dir: Path, requests: int, limit: Limit, concurrency: int = 16) ->
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
         try:
-            result = load(f"{platform.gateway_url}/function/soak/", concurrency, requests, {})
+            pids = {"controller": platform.pid("controller")}  # the rotator's CPU is the controller's
+            result = load(f"{platform.gateway_url}/function/soak/", concurrency, requests, pids)
         finally:
             done.set()
             sampler.join()
@@ -72,6 +74,7 @@ def soak(state_dir: Path, requests: int, limit: Limit, concurrency: int = 16) ->
             "errors": result["errors"],
             "seconds": result["seconds"],
             "rps": result["rps"],
+            "controller_cpu_us_per_invocation": result["controller_cpu_us"],
             "log_dir_max_bytes": max(largest, log_dir_bytes(log_dir)),
             "log_dir_end_bytes": log_dir_bytes(log_dir),
             "cap_bytes": (limit.keep + 1) * limit.max_bytes,
