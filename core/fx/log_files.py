@@ -113,6 +113,9 @@ def rotate_if_over(log: Path, limit: Limit) -> bool:
 
 def rotate(log: Path, keep: int) -> None:
     with open(log, "r+b", buffering=0) as src, open(_rotating(log), "wb") as copy:
+        # The copy's inode is taken before the file about to go is dropped (a reader knows NAME.log.1 by its
+        # inode, which the copy must not reuse), and filled after (it does not stand beside it).
+        _drop_oldest(log, keep)
         fd = src.fileno()
         st = os.fstat(fd)
         cut = max(0, (st.st_size - 1) // st.st_blksize * st.st_blksize)  # whole blocks, never the end
@@ -160,12 +163,18 @@ def _collapse(fd: int, length: int) -> bool:
     raise OSError(errno, os.strerror(errno))
 
 
-def _shift(log: Path, keep: int) -> None:
-    """NAME.log.rotated becomes NAME.log.1, each older one moves up a number, those past `keep` go."""
+def _drop_oldest(log: Path, keep: int) -> None:
+    """The rotated files a rotation pushes past `keep`."""
     older = rotated_files(log)
     for path in older[keep - 1 :] if keep else older:
         path.unlink(missing_ok=True)
-    for n in range(min(len(older), keep - 1), 0, -1):
+
+
+def _shift(log: Path, keep: int) -> None:
+    """NAME.log.rotated becomes NAME.log.1, each older one moves up a number, those past `keep` go."""
+    _drop_oldest(log, keep)
+    older = rotated_files(log)
+    for n in range(len(older), 0, -1):
         os.replace(rotated(log, n), rotated(log, n + 1))
     os.replace(_done(log), rotated(log, 1))
 

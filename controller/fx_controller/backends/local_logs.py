@@ -152,14 +152,12 @@ async def follow(
 def _rotated_since(log: Path, known: int | None, offset: int) -> tuple[bytes, int]:
     """What the rotations since NAME.log.1 was the file of inode `known` moved out of NAME.log from `offset` on,
     and where in NAME.log the rest now begins. The rotated files newer than `known` hold, in order, what was cut
-    from NAME.log's front (when `known` went past the kept ones, what is left is read whole)."""
+    from NAME.log's front (when `known` went past the kept ones, so did some of what was not read)."""
     newer = []
     for path in log_files.rotated_files(log):
         if log_files.inode(path) == known:
             break
         newer.append(path)
-    else:
-        offset = 0 if known is not None else offset
     data = b""
     for path in reversed(newer):
         with contextlib.suppress(FileNotFoundError), path.open("rb") as f:
