@@ -10,7 +10,8 @@ copy repeats until the file stops growing and ends on a line's end, and a write 
 read and the truncation is lost whole (the runtime writes an invocation in one write).
 
 A rotation is restart-safe: the copy grows NAME.log.rotating (a leftover one is dropped: NAME.log still holds
-its bytes), renamed to NAME.log.rotated once NAME.log is cut (a leftover one is moved into place).
+its bytes) and is renamed NAME.log.rotated before NAME.log is cut (a leftover one is moved into place: a
+rotation that died between the two repeats what it copied, and loses nothing).
 """
 
 from __future__ import annotations
@@ -121,18 +122,21 @@ def rotate(log: Path, keep: int) -> None:
         cut = max(0, (st.st_size - 1) // st.st_blksize * st.st_blksize)  # whole blocks, never the end
         if keep:
             _copy(src, copy, 0, cut)
+            copy.flush()
+        # From here the copy is the rotation's: one that dies before NAME.log is cut may repeat, never lose.
+        os.replace(_rotating(log), _done(log))
         if not (cut and _collapse(fd, cut)):
             offset = cut
             while (size := os.fstat(fd).st_size) > offset or (offset and not _ends_a_line(src, offset)):
                 if keep:
                     _copy(src, copy, offset, size)
                 offset = size
+            copy.flush()
             os.ftruncate(fd, 0)
     if keep:
-        os.replace(_rotating(log), _done(log))
         _shift(log, keep)
     else:
-        _rotating(log).unlink()
+        _done(log).unlink()
 
 
 def _copy(src, dst, start: int, end: int) -> None:
