@@ -18,7 +18,9 @@ from fx.nats_auth import NatsAuthError
 from . import settings as settings_mod
 from .api.app import create_app
 from .api.auth import load_or_create_token
+from .api.metrics_listener import metrics_listener
 from .controller import Controller, local_backend
+from .metrics import Metrics
 
 # Open connections (a `fx logs -f`, a held call) get this long after SIGTERM; then the server closes them.
 GRACEFUL_SHUTDOWN_S = 5
@@ -57,9 +59,14 @@ async def _serve(s: settings_mod.Settings) -> None:
         return
     controller = Controller(s, local_backend)
     await controller.start()
+    scrape = metrics_listener(s.metrics_listen, controller.metrics.render) if s.metrics_listen else None
     try:
+        if scrape:
+            await scrape.start()
         await _server(s, create_app(controller, s.token)).serve()
     finally:
+        if scrape:
+            await scrape.stop()
         await controller.stop()
 
 
@@ -74,6 +81,13 @@ async def _serve_kubernetes(s: settings_mod.Settings) -> None:
     serving = asyncio.create_task(server.serve())
     leadership: Leadership | None = None
     controller: Controller | None = None
+    standing_by = Metrics()  # the families, no function series: what a standby's scrape shows
+    scrape = None
+    if s.metrics_listen:
+        scrape = metrics_listener(
+            s.metrics_listen, lambda: (controller.metrics if controller else standing_by).render()
+        )
+        await scrape.start()
 
     async def take_over() -> None:
         nonlocal leadership, controller
@@ -108,6 +122,8 @@ async def _serve_kubernetes(s: settings_mod.Settings) -> None:
         if leadership:
             await leadership.end()
         await asyncio.gather(serving, return_exceptions=True)
+        if scrape:
+            await scrape.stop()
 
 
 def _server(s: settings_mod.Settings, app) -> _Server:

@@ -22,6 +22,7 @@ from fx.models import DeployResult, FunctionInfo, FunctionSpec, VersionInfo
 from fx.nats_auth import ADMIN_CREDS, Signer
 from fx.paths import config_path
 from fx.protocol import (
+    KV_CREDENTIALS,
     KV_FUNCTIONS,
     KV_ROUTES,
     KV_SECRETS,
@@ -47,11 +48,12 @@ from .backends.local_sandbox import UIDS_FILE, SandboxSettings, UidMap, run_dir
 from .events.dead_letters import DeadLetters
 from .events.messages import Messages
 from .events.user_streams import UserStreams
+from .lambda_api.credentials import CredentialStore
 from .metrics import Metrics
 from .nats_buckets import open_kv, open_object_store
 from .nats_recovery import NatsRecovery
 from .replicas.activator import Activator
-from .replicas.autoscaler import Autoscaler
+from .replicas.autoscaler import Autoscaler, Tuning
 from .replicas.fleet import Fleet
 from .replicas.load import LoadBook
 from .replicas.reconciler import Reconciler
@@ -115,7 +117,16 @@ class Controller:
         self.settings = settings
         self.metrics = Metrics()
         self.load = LoadBook()
-        self.autoscaler = Autoscaler(settings.stable_window)
+        self.autoscaler = Autoscaler(
+            Tuning(
+                stable_window=settings.stable_window,
+                panic_window_percentage=settings.panic_window_percentage,
+                panic_threshold_percentage=settings.panic_threshold_percentage,
+                max_scale_up_rate=settings.max_scale_up_rate,
+                max_scale_down_rate=settings.max_scale_down_rate,
+                scale_down_delay=settings.scale_down_delay,
+            )
+        )
         self._backend_factory = backend_factory
         self._lock = asyncio.Lock()  # deploys and deletes of the function store happen one at a time
         self._tasks: set[asyncio.Task] = set()
@@ -139,6 +150,7 @@ class Controller:
         )
         self.backend = self._backend_factory(s, self.artifacts)
         secret_store = SecretStore(await open_kv(js, KV_SECRETS, copies))
+        self.credentials = CredentialStore(await open_kv(js, KV_CREDENTIALS, copies))  # the Lambda API's keys
         self.secrets = Secrets(secret_store, self.store, self._lock, self.backend.secret_mirror, s.max_secret_bytes)
         self.fleet = Fleet(
             self.backend,
@@ -152,7 +164,7 @@ class Controller:
         self.routes = RoutePublisher(routes_kv, self.store, self.fleet)
         self.activator = Activator(self.store, self.fleet, self.load, self.metrics)
         self.reconciler = Reconciler(
-            self.store, self.fleet, self.load, self.autoscaler, connected=lambda: self._nc.is_connected
+            self.store, self.fleet, self.load, self.autoscaler, self.metrics, connected=lambda: self._nc.is_connected
         )
         self.releases = Releases(self.store, self.routes, self.fleet, self.load, self._lock, s.keep_warm)
         self.dead_letters = DeadLetters(js, lambda name: self.store.get(name) is not None)
@@ -168,7 +180,15 @@ class Controller:
         self.messages = Messages(self._nc)
         self.gate = Gate(self.store, self.routes, self.fleet, self.load, self.releases, self._lock, s.init_timeout)
         self.recovery = NatsRecovery(
-            js, self.store, secret_store, self.artifacts, self.routes, self._lock, self._live_specs, copies
+            js,
+            self.store,
+            secret_store,
+            self.artifacts,
+            self.routes,
+            self._lock,
+            self._live_specs,
+            copies,
+            self.credentials,
         )
         self._nc.on_reconnect(self._nats_back)
 
@@ -176,6 +196,7 @@ class Controller:
             await self.backend.store_source.restore(functions_kv)
         await self.store.load()
         await secret_store.load()
+        await self.credentials.load()
         if isinstance(self.backend, Adopting):
             # The replicas a previous run left (the local backend under `fx up`) are adopted first, so the
             # tables keep naming their endpoints and the gateways never lose a warm replica.
@@ -430,7 +451,7 @@ class Controller:
             )
             self.load.forget(name)
             for version in record.versions:
-                self.autoscaler.forget(load_report_key(name, version.version))
+                self.reconciler.forget(name, version.version)
         log.info("deleted %s", name)
 
     def describe(self, name: str) -> FunctionInfo:
@@ -465,6 +486,7 @@ class Controller:
             totals = self.load.totals.get(load_report_key(record.name, v.version))
             hold = record.warm.get(v.version)
             traffic = record.traffic.get(v.version, 0)
+            desired, panic = self.autoscaler.last(load_report_key(record.name, v.version))
             versions.append(
                 VersionInfo(
                     version=v.version,
@@ -477,6 +499,8 @@ class Controller:
                     traffic=traffic,
                     replicas_ready=self.fleet.count(record.name, v.version, "ready"),
                     replicas_starting=self.fleet.count(record.name, v.version, "starting"),
+                    replicas_desired=desired,
+                    panic=panic,
                     requests=totals.requests if totals else 0,
                     errors=totals.errors if totals else 0,
                     aliases=sorted(a for a, n in record.aliases.items() if n == v.version),
@@ -488,6 +512,7 @@ class Controller:
             latest=record.latest.version,
             traffic=record.traffic,
             aliases=record.aliases,
+            alias_traffic=record.alias_traffic,
             versions=versions,
             status=self._status(record),
             sticky=record.sticky,

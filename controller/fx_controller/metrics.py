@@ -49,6 +49,25 @@ class Metrics:
             ["result"],
             registry=self.registry,
         )
+        # The autoscaler's decision per version (docs/autoscaling.md).
+        self.replicas_desired = Gauge(
+            "fx_controller_replicas_desired",
+            "Replicas the autoscaler wants for a version",
+            ["function", "version"],
+            registry=self.registry,
+        )
+        self.concurrency_target = Gauge(
+            "fx_controller_concurrency_target",
+            "In-flight requests per replica the autoscaler aims at",
+            ["function", "version"],
+            registry=self.registry,
+        )
+        self.panic_mode = Gauge(
+            "fx_controller_panic_mode",
+            "1 while the autoscaler scales a version on its panic window, else 0",
+            ["function", "version"],
+            registry=self.registry,
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 import nats.errors
 from fx.models import FunctionSpec
-from fx.protocol import KV_FUNCTIONS, KV_SECRETS, OBJ_ARTIFACTS, STREAM_ASYNC, STREAM_DLQ, kv_stream
+from fx.protocol import KV_CREDENTIALS, KV_FUNCTIONS, KV_SECRETS, OBJ_ARTIFACTS, STREAM_ASYNC, STREAM_DLQ, kv_stream
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
@@ -25,7 +25,7 @@ from .nats_buckets import provision
 from .secrets.store import SecretStore
 from .state.artifacts import Artifacts
 from .state.routes import RoutePublisher
-from .state.store import FunctionStore
+from .state.store import CachedBucket, FunctionStore
 
 log = logging.getLogger("fx_controller.nats")
 
@@ -43,8 +43,10 @@ class NatsRecovery:
         lock: asyncio.Lock,
         live_specs: Callable[[], list[tuple[str, FunctionSpec]]],
         replicas: int = 1,
+        credentials: CachedBucket | None = None,
     ) -> None:
         self._js = js
+        self._credentials = credentials  # the Lambda API's access keys
         self._replicas = replicas  # copies of what it re-creates, in a JetStream cluster (FX_NATS_REPLICAS)
         self._store = store
         self._secrets = secrets
@@ -97,6 +99,8 @@ class NatsRecovery:
         async with self._lock:
             functions = await self._store.restore() if KV_FUNCTIONS in created else 0
             secrets = await self._secrets.restore() if KV_SECRETS in created else 0
+            if self._credentials is not None and KV_CREDENTIALS in created:
+                await self._credentials.restore()
         missing: list[str] = []
         if OBJ_ARTIFACTS in created:
             digests = {d for r in self._store.all() for v in r.versions for d in (v.spec.artifact, v.spec.dependencies)}

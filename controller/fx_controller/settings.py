@@ -29,8 +29,15 @@ class Settings:
     backend: str = "local"
     drain_delay: float = 1.0  # seconds between unpublishing a replica and SIGTERM
     max_unzipped_mb: int = 250
+    lambda_zip_max_mb: int = 50  # a ZipFile sent to the Lambda API (Lambda's own limit for a direct upload)
+    max_credentials: int = 100  # the Lambda API's access keys at once (`fx credentials create`)
     max_secret_bytes: int = 65536  # keys and values of one secret (AWS Secrets Manager's limit is 64 KB too)
-    stable_window: float = 10.0  # seconds of history a scale-down must respect
+    stable_window: float = 10.0  # seconds of load the autoscaler's stable average spans (docs/autoscaling.md)
+    panic_window_percentage: float = 10.0  # the panic window, in percent of the stable window
+    panic_threshold_percentage: float = 200.0  # panic when the panic window wants this percent of ready replicas
+    max_scale_up_rate: float = 1000.0  # at most this many times the ready replicas in one step
+    max_scale_down_rate: float = 2.0  # at least the ready replicas divided by this after one step
+    scale_down_delay: float = 0.0  # seconds a decision to scale down must hold
     init_timeout: float = 30.0  # a replica not ready by then is stopped and reported failed
     keep_warm: float = 300.0  # seconds a version keeps its replicas after losing traffic, for instant rollback
     max_artifact_entries: int = 20_000  # files and directories in one code zip
@@ -50,6 +57,7 @@ class Settings:
     gc_interval: float = 600.0  # seconds between sweeps for what no function uses (code, zips, logs)
     gc_grace: float = 3600.0  # an unreferenced zip younger than this is kept (uploaded for a deploy under way)
     public_metrics: bool = False  # /metrics without the token
+    metrics_listen: str = ""  # host:port serving /metrics alone, without the token (for scrapers); empty: none
     public_docs: bool = False  # /system/openapi.json and /system/docs without the token
 
     @property
@@ -97,8 +105,25 @@ _NUMBERS = (
     ),
     ("--drain-delay", float, Settings.drain_delay, "seconds between unpublishing a replica and SIGTERM"),
     ("--max-unzipped-mb", int, Settings.max_unzipped_mb, "largest unzipped size of a code zip, in MB"),
+    ("--lambda-zip-max-mb", int, Settings.lambda_zip_max_mb, "largest ZipFile the Lambda API takes, in MB"),
+    ("--max-credentials", int, Settings.max_credentials, "access keys for the Lambda API that may exist at once"),
     ("--max-secret-bytes", int, Settings.max_secret_bytes, "bytes of keys and values one secret may hold"),
-    ("--stable-window", float, Settings.stable_window, "seconds of load history a scale-down must respect"),
+    ("--stable-window", float, Settings.stable_window, "seconds of load the autoscaler's stable average spans"),
+    (
+        "--panic-window-percentage",
+        float,
+        Settings.panic_window_percentage,
+        "the autoscaler's panic window, in percent of the stable window",
+    ),
+    (
+        "--panic-threshold-percentage",
+        float,
+        Settings.panic_threshold_percentage,
+        "panic (scale on the panic window, never down) when it wants this percent of the ready replicas",
+    ),
+    ("--max-scale-up-rate", float, Settings.max_scale_up_rate, "scale up to at most this times the ready replicas"),
+    ("--max-scale-down-rate", float, Settings.max_scale_down_rate, "scale down to at least ready / this"),
+    ("--scale-down-delay", float, Settings.scale_down_delay, "seconds a decision to scale down must hold first"),
     ("--init-timeout", float, Settings.init_timeout, "seconds a replica may take to become ready"),
     ("--keep-warm", float, Settings.keep_warm, "seconds a version keeps its replicas after losing traffic"),
     ("--max-artifact-entries", int, Settings.max_artifact_entries, "files and directories a code zip may hold"),
@@ -119,6 +144,24 @@ _NUMBERS = (
     ("--gc-interval", float, Settings.gc_interval, "seconds between sweeps for code, zips and logs no function uses"),
     ("--gc-grace", float, Settings.gc_grace, "seconds an unreferenced code zip is kept after its upload"),
 )
+
+
+# The autoscaler's flags: (flag, lowest, highest), the ranges a function's scale spec allows too.
+_SCALING_RANGES = (
+    ("--stable-window", 0.1, 3600),
+    ("--panic-window-percentage", 1, 100),
+    ("--panic-threshold-percentage", 110, 1000),
+    ("--max-scale-up-rate", 1.01, 1e6),
+    ("--max-scale-down-rate", 1.01, 1e6),
+    ("--scale-down-delay", 0, 3600),
+)
+
+
+def _check_scaling(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
+    for flag, lowest, highest in _SCALING_RANGES:
+        value = getattr(a, flag.removeprefix("--").replace("-", "_"))
+        if not lowest <= value <= highest:
+            p.error(f"{flag} {value:g} is out of range: give a value from {lowest:g} to {highest:g}")
 
 
 def _named(p: argparse.ArgumentParser, values: list[str]) -> dict[str, str]:
@@ -179,8 +222,20 @@ def parse(argv: list[str] | None = None, environ: dict[str, str] | None = None) 
     ):
         on = env.get(name, "").lower() in ("1", "true")
         p.add_argument(flag, action="store_true", default=on, help=f"serve {what} without the admin token [{name}]")
+    p.add_argument(
+        "--metrics-listen",
+        default=env.get("FX_METRICS_LISTEN", ""),
+        help="host:port serving /metrics alone, without the admin token (for scrapers; a standby answers too);"
+        " the admin port keeps /metrics behind the token [FX_METRICS_LISTEN]",
+    )
     a = p.parse_args(argv)
+    _check_scaling(p, a)
     host, port = _listen(a.listen)
+    if a.metrics_listen:
+        try:
+            _listen(a.metrics_listen)
+        except argparse.ArgumentTypeError:
+            p.error(f"--metrics-listen {a.metrics_listen!r} is not host:port")
     state_dir = Path(a.state_dir)
     return Settings(
         nats_url=a.nats,
@@ -196,8 +251,15 @@ def parse(argv: list[str] | None = None, environ: dict[str, str] | None = None) 
         backend=a.backend,
         drain_delay=a.drain_delay,
         max_unzipped_mb=a.max_unzipped_mb,
+        lambda_zip_max_mb=a.lambda_zip_max_mb,
+        max_credentials=a.max_credentials,
         max_secret_bytes=a.max_secret_bytes,
         stable_window=a.stable_window,
+        panic_window_percentage=a.panic_window_percentage,
+        panic_threshold_percentage=a.panic_threshold_percentage,
+        max_scale_up_rate=a.max_scale_up_rate,
+        max_scale_down_rate=a.max_scale_down_rate,
+        scale_down_delay=a.scale_down_delay,
         init_timeout=a.init_timeout,
         keep_warm=a.keep_warm,
         max_artifact_entries=a.max_artifact_entries,
@@ -216,5 +278,6 @@ def parse(argv: list[str] | None = None, environ: dict[str, str] | None = None) 
         gc_interval=a.gc_interval,
         gc_grace=a.gc_grace,
         public_metrics=a.public_metrics,
+        metrics_listen=a.metrics_listen,
         public_docs=a.public_docs,
     )

@@ -104,6 +104,23 @@ class ScaleSpec(_Model):
             description="seconds a version keeps its replicas after losing traffic; default: the controller's",
         ),
     ] = None
+    # Autoscaling (docs/autoscaling.md); None: the controller's default (its --flag of the same name).
+    target_rps: Annotated[
+        float | None, Field(gt=0, le=100_000, description="requests per second per replica; off by default")
+    ] = None
+    stable_window: Annotated[
+        float | None, Field(ge=1, le=3600, description="seconds of load the stable average spans")
+    ] = None
+    panic_window_percentage: Annotated[
+        float | None, Field(ge=1, le=100, description="the panic window, in percent of the stable window")
+    ] = None
+    panic_threshold_percentage: Annotated[
+        float | None,
+        Field(ge=110, le=1000, description="panic when the panic window wants this percent of the ready replicas"),
+    ] = None
+    scale_down_delay: Annotated[
+        float | None, Field(ge=0, le=3600, description="seconds a decision to scale down must hold")
+    ] = None
 
     @model_validator(mode="after")
     def _min_le_max(self) -> ScaleSpec:
@@ -531,6 +548,8 @@ class VersionInfo(_Model):
     traffic: int = 0  # percent of unpinned traffic
     replicas_ready: int = 0
     replicas_starting: int = 0
+    replicas_desired: int = 0  # the autoscaler's latest decision (docs/autoscaling.md)
+    panic: bool = False  # that decision was made in panic mode
     requests: int = 0  # since the controller started
     errors: int = 0  # 5xx answers since the controller started
     aliases: list[str] = Field(default_factory=list)
@@ -542,6 +561,8 @@ class FunctionInfo(_Model):
     latest: int
     traffic: dict[int, int]
     aliases: dict[str, int] = Field(default_factory=dict)
+    # An alias's own split (the Lambda API's RoutingConfig): alias -> {version: percent}.
+    alias_traffic: dict[str, dict[int, int]] = Field(default_factory=dict)
     versions: list[VersionInfo]
     status: str = "Ready"  # Ready | Scaled to zero | Starting (its first version) | Failed: <cause>
     sticky: str | None = None  # "header:<name>" / "cookie:<name>" cohorts, if any

@@ -39,7 +39,7 @@ FUNCTION_INBOX_ROOT = "_INBOX.fx-fn"
 CONTROLLER_INBOX_PREFIX = "_INBOX.fx-controller"
 
 # fx's JetStream buckets other than fx_routes: nobody but the controller touches them.
-PRIVATE_BUCKETS = ("fx_functions", "fx_secrets")
+PRIVATE_BUCKETS = ("fx_functions", "fx_secrets", "fx_credentials")
 PRIVATE_OBJECT_STORES = ("fx_artifacts",)
 ROUTES_BUCKET = "fx_routes"
 

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 KV_FUNCTIONS = "fx_functions"  # embedded-mode function store: key = function name
 KV_ROUTES = "fx_routes"  # route tables the gateways follow: key = function name
 KV_SECRETS = "fx_secrets"  # secret values: key = secret name; read and written by the controller alone
+KV_CREDENTIALS = "fx_credentials"  # the Lambda API's SigV4 access keys: key = access key id; the controller's alone
 OBJ_ARTIFACTS = "fx_artifacts"  # code zips: key = "sha256-<hex>"
 OBJ_BLOBS = "fx_blobs"  # request bodies passed by reference (BODY_REF): key = blob_key(function, digest)
 SUBJECT_ACTIVATE = "fx.activate"  # request-reply: gateway asks for a ready replica
@@ -209,6 +210,8 @@ class RouteTable:
     traffic: dict[str, int]
     versions: dict[str, VersionRoute]
     aliases: dict[str, str] = field(default_factory=dict)  # alias -> version
+    # An alias with a split of its own (Lambda's RoutingConfig): alias -> {version: percent}, summing to 100.
+    alias_traffic: dict[str, dict[str, int]] = field(default_factory=dict)
     timeout_ms: int = 3000  # function timeout; the gateway's backstop adds a grace
     max_request_bytes: int = 6 * 1024 * 1024
     hold_timeout_ms: int | None = None  # per-function override of the gateway default

@@ -229,6 +229,18 @@ class Client(_Gateway):
     def delete_secret(self, name: str) -> None:
         self._send("DELETE", f"/system/secrets/{_seg(name)}")
 
+    # --- the Lambda API's SigV4 access keys (`fx credentials`) ----------------------
+
+    def create_credential(self, name: str = "") -> dict[str, Any]:
+        """A new access key id and its secret: the only answer that holds the secret."""
+        return self._send("POST", "/system/credentials", json={"name": name}).json()
+
+    def list_credentials(self) -> list[dict[str, Any]]:
+        return self._send("GET", "/system/credentials").json()
+
+    def delete_credential(self, key_id: str) -> None:
+        self._send("DELETE", f"/system/credentials/{_seg(key_id)}")
+
     # --- events: dead letters, streams and buckets, the platform's status ---------
 
     def dead_letters(self, function: str | None = None, limit: int | None = None) -> list[DeadLetter]:
@@ -274,6 +286,10 @@ class Client(_Gateway):
         return PlatformStatus.model_validate_json(self._send("GET", "/system/status").content)
 
     # --- calling functions -----------------------------------------------------
+
+    def gateway_metrics(self) -> str:
+        """The Prometheus text of the gateway that answers (one of several behind a load balancer)."""
+        return self._send("GET", "/metrics").text
 
     def invoke(
         self,

@@ -95,12 +95,15 @@ class Platform:
         on_restart: Callable[[str], None] = lambda message: None,
         platform_logs: log_files.Limit = PLATFORM_LOGS,
         function_logs: log_files.Limit | None = None,
+        controller_metrics: tuple[str, int] | None = None,
     ) -> None:
         """`interpreters`: runtime -> interpreter, for the runtimes not to be looked for (`fx up --interpreter`).
         `restarts`: supervise the components (None: one that exits stays down, `exited()` says which);
         `on_restart` hears each restart, as one line (it is in the component's log too).
         `platform_logs`: how the components' logs rotate (here); `function_logs`: how the functions' logs
-        rotate (the controller's --log-max-bytes and --log-keep; None: its defaults)."""
+        rotate (the controller's --log-max-bytes and --log-keep; None: its defaults).
+        `controller_metrics`: (host, port) where the controller serves /metrics alone, without the token, for a
+        Prometheus (its admin port is picked at each start); None: nowhere but the admin port."""
         self.state_dir = Path(state_dir).resolve()
         self.platform_logs = platform_logs
         self.function_logs = function_logs
@@ -114,6 +117,7 @@ class Platform:
         self.interpreters = dict(interpreters or {})
         self.ports = ports
         self.gateway_port = gateway_port
+        self.controller_metrics = controller_metrics
         self._running: list[_Process] = []
         self._lock_fd: int | None = None
         self._nats_port = self._controller_port = self._gateway_port = 0
@@ -185,6 +189,9 @@ class Platform:
             raise PlatformError(
                 f"port {self._gateway_port} on 127.0.0.1 is in use (another `fx up`?); stop it or pick --port"
             )
+        if self.controller_metrics and not _port_is_free(self.controller_metrics[1], self.controller_metrics[0]):
+            host, port = self.controller_metrics
+            raise PlatformError(f"port {port} on {host} is in use: pick another for the controller's metrics")
         self._nats_port, self._controller_port = _free_port(), _free_port()
         nats_config = self._prepare_nats()
         try:
@@ -224,6 +231,11 @@ class Platform:
                     "local",
                     *(f"--interpreter={runtime}={path}" for runtime, path in self.interpreters.items()),
                     *self._function_log_flags(),
+                    *(
+                        ["--metrics-listen", ":".join(map(str, self.controller_metrics))]
+                        if self.controller_metrics
+                        else []
+                    ),
                 ],
                 lambda: _http_ok(f"{self.controller_url}/system/health"),
             )
@@ -475,11 +487,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _port_is_free(port: int) -> bool:
+def _port_is_free(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket() as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            s.bind(("127.0.0.1", port))
+            s.bind((host, port))
         except OSError:
             return False
     return True

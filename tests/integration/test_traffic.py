@@ -30,7 +30,8 @@ def describe(platform, name: str) -> dict:
     return json.loads(platform.fx("describe", name, "--output", "json").stdout)
 
 
-LIVE = ("replicas_ready", "replicas_starting", "requests", "errors")  # change as replicas come and go
+# Change as replicas come and go, and as the autoscaler decides.
+LIVE = ("replicas_ready", "replicas_starting", "requests", "errors", "replicas_desired", "panic")
 
 
 def settings(platform, name: str) -> dict:

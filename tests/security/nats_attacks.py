@@ -15,6 +15,7 @@ FUNCTION_ATTACKS = [
     ("pub", "$JS.API.DIRECT.GET.KV_fx_functions.$KV.fx_functions.victim", b""),
     ("pub", "$JS.API.STREAM.INFO.KV_fx_functions", b""),
     ("pub", "$JS.API.STREAM.MSG.GET.KV_fx_secrets", b'{"last_by_subj": "$KV.fx_secrets.db"}'),
+    ("pub", "$JS.API.STREAM.MSG.GET.KV_fx_credentials", b'{"last_by_subj": "$KV.fx_credentials.>"}'),
     ("pub", "$JS.API.STREAM.CREATE.EVIL", b'{"name": "EVIL", "mirror": {"name": "KV_fx_functions"}}'),
     ("pub", "$KV.fx_routes.victim", b'{"function": "victim", "revision": 10000000000000}'),
     ("pub", "fx.activate", b"{}"),

@@ -85,3 +85,26 @@ affinity:
               {{- include "fx.selector" .root | nindent 14 }}
               app.kubernetes.io/component: {{ .component }}
 {{- end -}}
+
+{{/* prometheus.io/* annotations of a pod whose /metrics answers on `port` without a token (metrics.podAnnotations). */}}
+{{- define "fx.scrapeAnnotations" -}}
+{{- if and .root.Values.metrics.podAnnotations .port }}
+prometheus.io/scrape: "true"
+prometheus.io/port: {{ .port | quote }}
+prometheus.io/path: /metrics
+{{- end }}
+{{- end -}}
+
+{{/* A NetworkPolicy ingress rule admitting scrapers (networkPolicy.metricsFrom; empty: any source) to `port`. */}}
+{{- define "fx.metricsIngress" -}}
+- ports:
+    - {protocol: TCP, port: {{ .port }}}
+  {{- with .root.Values.networkPolicy.metricsFrom }}
+  from:
+    {{- range . }}
+    - namespaceSelector:
+        matchLabels:
+          kubernetes.io/metadata.name: {{ . | quote }}
+    {{- end }}
+  {{- end }}
+{{- end -}}

@@ -27,6 +27,8 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from ..backends import local_logs as logs
 from ..controller import Controller
+from ..lambda_api import app as lambda_api
+from ..lambda_api.credentials import router as credentials_router
 from ..secrets.api import router as secrets_router
 from . import errors
 from .auth import AdminGuard
@@ -54,7 +56,7 @@ AliasName = Annotated[str, Depends(_alias)]
 ZIP_OVERHEAD = 16 * 1024 * 1024  # an upload is a zip: its entries' headers on top of the unzipped bytes
 
 
-def create_app(controller: Controller, token: str) -> AdminGuard:
+def create_app(controller: Controller, token: str) -> lambda_api.LambdaDispatch:
     """The admin API behind its guard (the token and the body size, checked before a body is read)."""
     settings = controller.settings
     public = {"/system/health"}
@@ -70,7 +72,8 @@ def create_app(controller: Controller, token: str) -> AdminGuard:
             return settings.blob_max_bytes
         return settings.max_body_kb * 1024
 
-    return AdminGuard(_api(controller), token, frozenset(public), limit)
+    admin = AdminGuard(_api(controller), token, frozenset(public), limit)
+    return lambda_api.LambdaDispatch(admin, lambda_api.guarded(controller, token))
 
 
 def _api(controller: Controller) -> FastAPI:
@@ -209,5 +212,6 @@ def _api(controller: Controller) -> FastAPI:
     api.include_router(dlq_router(controller.dead_letters))
     api.include_router(streams_router(controller.user_streams, controller.messages))
     api.include_router(blobs_router(controller.blobs))
+    api.include_router(credentials_router(controller.credentials, controller.settings.max_credentials))
     app.include_router(api)
     return app

@@ -34,6 +34,7 @@ Message = dict[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 App = Callable[[Scope, Receive, Send], Awaitable[None]]
+ErrorSender = Callable[[Send, int, str, str], Awaitable[None]]  # (send, status, code, message): a refusal's answer
 
 
 class AdminGuard:
@@ -43,11 +44,19 @@ class AdminGuard:
     `/system/*` and `/metrics` need `Authorization: Bearer <token>` except the paths in `public`; a body is
     refused (413) from its Content-Length, or once it grows past `limit(method, path)` while being read."""
 
-    def __init__(self, app: App, token: str, public: frozenset[str], limit: Callable[[str, str], int]) -> None:
+    def __init__(
+        self,
+        app: App,
+        token: str,
+        public: frozenset[str],
+        limit: Callable[[str, str], int],
+        error: ErrorSender | None = None,
+    ) -> None:
         self.app = app
         self._token = token.encode()
         self.public = public
         self.limit = limit
+        self.error = error or _error  # how a refusal is shaped: fx's, or the Lambda API's
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -59,14 +68,14 @@ class AdminGuard:
             if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), self._token):
                 why = "missing" if not given else "wrong"
                 message = f"admin token {why}: run `fx login` or set FX_TOKEN"
-                await _error(send, 401, "Unauthorized", message)
+                await self.error(send, 401, "Unauthorized", message)
                 return
         limit = self.limit(scope["method"], path)
         length = headers.get(b"content-length", b"0")
         if not length.isdigit() or int(length) > limit:
-            await _error(send, 413, "RequestTooLarge", f"the body of {path} is limited to {limit} bytes")
+            await self.error(send, 413, "RequestTooLarge", f"the body of {path} is limited to {limit} bytes")
             return
-        bounded = _BodyLimit(receive, send, path, limit)
+        bounded = _BodyLimit(receive, send, path, limit, self.error)
         await self.app(scope, bounded.receive, bounded.send)
 
 
@@ -79,8 +88,9 @@ class _BodyLimit:
     full disk, a digest that cannot match) has the rest read and dropped first: the connection closes after the
     answer, and a close with unread input is a reset that can reach the caller before the answer does."""
 
-    def __init__(self, receive: Receive, send: Send, path: str, limit: int) -> None:
+    def __init__(self, receive: Receive, send: Send, path: str, limit: int, error: ErrorSender) -> None:
         self._receive, self._send = receive, send
+        self._error = error
         self.path, self.limit = path, limit
         self.size = 0
         self.started = self.refused = False
@@ -93,7 +103,7 @@ class _BodyLimit:
             self.size += len(message.get("body", b""))
             if self.size > self.limit:
                 if not self.started:
-                    await _error(
+                    await self._error(
                         self._send, 413, "RequestTooLarge", f"the body of {self.path} is limited to {self.limit} bytes"
                     )
                 self.refused = True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -10,8 +11,9 @@ from datetime import UTC, datetime
 
 from fx.protocol import load_report_key
 
+from ..metrics import Metrics
 from ..state.store import FunctionRecord, FunctionStore, VersionRecord
-from .autoscaler import Autoscaler
+from .autoscaler import UNLIMITED_PER_REPLICA, Autoscaler
 from .fleet import Fleet
 from .load import LoadBook
 
@@ -27,6 +29,7 @@ class Reconciler:
         fleet: Fleet,
         load: LoadBook,
         autoscaler: Autoscaler,
+        metrics: Metrics,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         connected: Callable[[], bool] = lambda: True,
@@ -35,6 +38,7 @@ class Reconciler:
         self._fleet = fleet
         self._load = load
         self._autoscaler = autoscaler
+        self._metrics = metrics
         self._clock = clock
         self._wall_clock = wall_clock  # keep-warm holds are wall-clock times, as they outlive a restart
         self._connected = connected  # to NATS: else no gateway learns that a replica goes, so none is stopped
@@ -63,10 +67,25 @@ class Reconciler:
         hold = record.warm.get(number)
         warm = hold.replicas if hold and hold.until > wall else 0
         observed = self._load.observed(key, now)
-        desired = self._autoscaler.desired(
-            key, version.spec.scale, observed, self._load.idle_for(key, now), now, serving, warm
-        )
         replicas = [r for r in self._fleet.of(name, number) if r.state != "draining"]
+        ready = sum(r.state == "ready" for r in replicas)
+        totals = self._load.totals.get(key)
+        scale = version.spec.scale
+        desired = self._autoscaler.desired(
+            key,
+            scale,
+            observed,
+            self._load.idle_for(key, now),
+            now,
+            serving,
+            warm,
+            ready=ready,
+            requests=totals.requests if totals else 0,
+        )
+        labels = (name, str(number))
+        self._metrics.replicas_desired.labels(*labels).set(desired)
+        self._metrics.concurrency_target.labels(*labels).set(scale.concurrency or UNLIMITED_PER_REPLICA)
+        self._metrics.panic_mode.labels(*labels).set(self._autoscaler.last(key)[1])
         if len(replicas) < desired:
             if now < self._fleet.retry_at(name, number):
                 return  # crashing: back off before forking again
@@ -83,3 +102,10 @@ class Reconciler:
                 task = asyncio.create_task(self._fleet.stop(replica.id))
                 self._stopping.add(task)
                 task.add_done_callback(self._stopping.discard)
+
+    def forget(self, name: str, number: int) -> None:
+        """A deleted version: its decision and its series go."""
+        self._autoscaler.forget(load_report_key(name, number))
+        for gauge in (self._metrics.replicas_desired, self._metrics.concurrency_target, self._metrics.panic_mode):
+            with contextlib.suppress(KeyError):  # never scaled (it failed to initialise)
+                gauge.remove(name, str(number))

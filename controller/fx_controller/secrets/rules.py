@@ -38,7 +38,7 @@ def not_found(name: str) -> ApiError:
 
 def live_versions(record: FunctionRecord) -> list[VersionRecord]:
     """Versions that run without anyone naming their number: traffic, aliases, the latest."""
-    live = {*record.traffic, *record.aliases.values(), record.latest.version}
+    live = {*record.traffic, *record.aliased, record.latest.version}
     return [v for v in record.versions if v.version in live]
 
 

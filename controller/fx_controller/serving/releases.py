@@ -97,12 +97,19 @@ class Releases:
             await self._save(record)
         log.info("traffic of %s: %s (sticky %s)", name, record.traffic, record.sticky)
 
-    async def set_alias(self, name: str, alias: str, version: int) -> None:
+    async def set_alias(self, name: str, alias: str, version: int, split: dict[int, int] | None = None) -> None:
+        """`split`: the alias's own traffic split (version -> percent, `version` included); None: all to `version`."""
         async with self._lock:
             record = self._get(name)
-            check_versions(record, [version], "version")
-            await self._save(record.model_copy(update={"aliases": {**record.aliases, alias: version}}))
-        log.info("alias %s of %s -> version %d", alias, name, version)
+            check_versions(record, [version, *(split or ())], "version")
+            if split:
+                check_serving(record, [v for v in split if v != version], "routing")
+            alias_traffic = {a: s for a, s in record.alias_traffic.items() if a != alias}
+            if split and len(split) > 1:
+                alias_traffic[alias] = split
+            update = {"aliases": {**record.aliases, alias: version}, "alias_traffic": alias_traffic}
+            await self._save(record.model_copy(update=update))
+        log.info("alias %s of %s -> version %d (split %s)", alias, name, version, split or "none")
 
     async def delete_alias(self, name: str, alias: str) -> None:
         async with self._lock:
@@ -113,8 +120,39 @@ class Releases:
                     404, "AliasNotFound", f"{name!r} has no alias {alias!r} (aliases: {known})", function=name
                 )
             aliases = {a: v for a, v in record.aliases.items() if a != alias}
-            await self._save(record.model_copy(update={"aliases": aliases}))
+            alias_traffic = {a: s for a, s in record.alias_traffic.items() if a != alias}
+            await self._save(record.model_copy(update={"aliases": aliases, "alias_traffic": alias_traffic}))
         log.info("alias %s of %s removed", alias, name)
+
+    async def delete_version(self, name: str, number: int) -> None:
+        """Remove one version (the Lambda API's DeleteFunction with a Qualifier): not the latest, nor one that takes
+        traffic or is named by an alias (409); its replicas stop."""
+        async with self._lock:
+            record = self._get(name)
+            check_versions(record, [number], "version")
+            aliases = sorted(
+                {a for a, v in record.aliases.items() if v == number}
+                | {a for a, split in record.alias_traffic.items() if number in split}
+            )
+            if number == record.latest.version or record.traffic.get(number) or aliases:
+                why = (
+                    f"alias {', '.join(aliases)} names it"
+                    if aliases
+                    else "it is the latest"
+                    if number == record.latest.version
+                    else "it takes traffic"
+                )
+                message = f"version {number} of {name!r} cannot be deleted: {why}"
+                raise ApiError(409, "VersionInUse", message, function=name, field="version")
+            update = {
+                "versions": [v for v in record.versions if v.version != number],
+                "history": [split for split in record.history if number not in split],
+                "warm": {v: hold for v, hold in record.warm.items() if v != number},
+            }
+            await self._save(record.model_copy(update=update))
+        for replica in self._fleet.of(name, number):
+            await self._fleet.stop(replica.id)
+        log.info("version %d of %s deleted", number, name)
 
     async def promote(self, name: str, spec: PromoteSpec) -> None:
         async with self._lock:

@@ -28,6 +28,7 @@ def build_table(record: FunctionRecord, fleet: Fleet, revision: int) -> RouteTab
             for v in record.versions
         },
         aliases={alias: str(v) for alias, v in record.aliases.items()},
+        alias_traffic={a: {str(v): pct for v, pct in split.items()} for a, split in record.alias_traffic.items()},
         timeout_ms=int(max(v.spec.timeout for v in record.versions) * 1000),  # the gateway's backstop
         max_request_bytes=MAX_REQUEST_BYTES,
         sticky=record.sticky,

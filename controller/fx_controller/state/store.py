@@ -35,6 +35,9 @@ class FunctionRecord(BaseModel):
     versions: list[VersionRecord]  # ascending; immutable once written
     traffic: dict[int, int]  # version -> percent, sums to 100
     aliases: dict[str, int] = Field(default_factory=dict)
+    # An alias that splits its calls (the Lambda API's RoutingConfig): alias -> {version: percent}, its own
+    # version included; the alias stays in `aliases` with its main version.
+    alias_traffic: dict[str, dict[int, int]] = Field(default_factory=dict)
     sticky: str | None = None  # "header:<name>" or "cookie:<name>"
     history: list[dict[int, int]] = Field(default_factory=list)  # earlier splits, newest last: for rollback
     warm: dict[int, Warm] = Field(default_factory=dict)
@@ -50,6 +53,11 @@ class FunctionRecord(BaseModel):
 
     def version(self, number: int) -> VersionRecord | None:
         return next((v for v in self.versions if v.version == number), None)
+
+    @property
+    def aliased(self) -> set[int]:
+        """The versions aliases name, those of their own splits included."""
+        return {*self.aliases.values(), *(v for split in self.alias_traffic.values() for v in split)}
 
 
 R = TypeVar("R", bound=BaseModel)

@@ -31,6 +31,8 @@ FUNCTION_PREFIX = b"/function/"
 ASYNC_PREFIX = b"/async-function/"
 INVOKE_PREFIX = b"/2015-03-31/functions/"
 INVOKE_SUFFIX = b"/invocations"
+# The Lambda API's control-plane actions (all but Invoke, matched above): the controller answers them.
+LAMBDA_CONTROL_PREFIXES = (b"/2015-03-31/functions", b"/2016-08-19/account-settings")
 HTTP_TARGET = REPLICA_HTTP_PREFIX.encode() + b"/"
 INVOKE_TARGET = REPLICA_INVOKE_PATH.encode()
 # Not forwarded to replicas: they describe this hop only, or are re-set by the gateway.
@@ -103,7 +105,7 @@ class Router:
             return self._invoke(client, path[len(INVOKE_PREFIX) : -len(INVOKE_SUFFIX)], query, headers)
         if path.startswith(ASYNC_PREFIX):
             return self._async_http(client, method, path[len(ASYNC_PREFIX) :], query, headers)
-        if path.startswith(b"/system/") or path == b"/system":
+        if path.startswith(b"/system/") or path == b"/system" or path.startswith(LAMBDA_CONTROL_PREFIXES):
             settings = self.settings
             limit = settings.system_max_bytes
             if _declared_length(headers) > limit:

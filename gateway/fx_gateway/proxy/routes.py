@@ -34,40 +34,53 @@ class FunctionRoutes:
             self.dispatchers[version] = dispatcher
             hold_timeout = table.hold_timeout_ms / 1000 if table.hold_timeout_ms is not None else None
             dispatcher.update(route.endpoints, route.concurrency, hold_timeout, table.hold_queue, route.token)
-        # Cumulative weights for a bisect; versions missing from the table take no traffic. Ascending
-        # version order puts the newest version's share last, so while a canary's weight grows the
+        # Ascending version order puts the newest version's share last, so while a canary's weight grows the
         # sticky users it already has keep landing on it.
-        self._bounds: list[int] = []
-        self._weighted: list[VersionDispatcher] = []
-        total = 0
-        for version, percent in sorted(table.traffic.items(), key=lambda item: _number(item[0])):
-            if percent > 0 and version in self.dispatchers:
-                total += percent
-                self._bounds.append(total)
-                self._weighted.append(self.dispatchers[version])
-        self._total = total
+        self._split = self._weights(table.traffic)
+        # An alias with a split of its own (the Lambda API's RoutingConfig) draws among its versions likewise.
+        self._alias_splits = {alias: self._weights(split) for alias, split in table.alias_traffic.items()}
         kind, _, key = (table.sticky or "").partition(":")
         self._sticky = (kind, key.lower().encode("latin-1")) if key else None
 
+    def _weights(self, traffic: dict[str, int]) -> tuple[list[int], list[VersionDispatcher]]:
+        """Cumulative weights for a bisect, and their dispatchers; versions missing from the table take none."""
+        bounds: list[int] = []
+        weighted: list[VersionDispatcher] = []
+        total = 0
+        for version, percent in sorted(traffic.items(), key=lambda item: _number(item[0])):
+            if percent > 0 and version in self.dispatchers:
+                total += percent
+                bounds.append(total)
+                weighted.append(self.dispatchers[version])
+        return bounds, weighted
+
     def pick(self, qualifier: str = "", headers: dict[bytes, bytes] | None = None) -> VersionDispatcher | None:
         """The pinned version (number, alias or $LATEST), else one chosen by traffic weight; None if none fits.
+        An alias with a split of its own is chosen among its versions by weight.
 
         With a sticky key in the table and in `headers`, the choice is a stable hash of the key's value, so
         a user keeps their version for as long as the split stays the same.
         """
         if qualifier:
+            split = self._alias_splits.get(qualifier)
+            if split is not None:
+                return self._draw(*split, headers)
             version = self.table.aliases.get(qualifier, qualifier)
             if version == LATEST and self.dispatchers:
                 version = max(self.dispatchers, key=_number)
             return self.dispatchers.get(version)
-        weighted = self._weighted
+        return self._draw(*self._split, headers)
+
+    def _draw(
+        self, bounds: list[int], weighted: list[VersionDispatcher], headers: dict[bytes, bytes] | None
+    ) -> VersionDispatcher | None:
         if len(weighted) == 1:
             return weighted[0]
         if not weighted:
             return None
         cohort = self._cohort(headers) if self._sticky and headers else None
         draw = random.random() if cohort is None else zlib.crc32(cohort) / 0x1_0000_0000
-        return weighted[bisect_right(self._bounds, draw * self._total)]
+        return weighted[bisect_right(bounds, draw * bounds[-1])]
 
     def _cohort(self, headers: dict[bytes, bytes]) -> bytes | None:
         kind, key = self._sticky  # type: ignore[misc]

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from fx.cli import (
     completion,
     context,
+    credentials,
     deploy,
     dlq,
     event,
@@ -29,6 +30,7 @@ from fx.cli import (
     secrets,
     status,
     streams,
+    top,
     traffic,
     up,
     version,
@@ -102,9 +104,17 @@ def _parser() -> argparse.ArgumentParser:
     _help_by_default(parser)
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
     add = _adder(commands)
-    for module in (up, deploy, invoke, functions, traffic, logs, publish, status, graph):
+    for module in (up, deploy, invoke, functions, traffic, logs, publish, status, graph, top):
         module.register(add)
-    groups = (("secret", secrets), ("dlq", dlq), ("stream", streams), ("kv", kv), ("local", local), ("event", event))
+    groups = (
+        ("secret", secrets),
+        ("credentials", credentials),
+        ("dlq", dlq),
+        ("stream", streams),
+        ("kv", kv),
+        ("local", local),
+        ("event", event),
+    )
     for name, group in groups:
         group_parser = commands.add_parser(name, help=group.HELP, description=group.HELP)
         _help_by_default(group_parser)

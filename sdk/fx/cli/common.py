@@ -96,10 +96,15 @@ def local_time(when: datetime) -> str:
     return when.astimezone().strftime("%Y-%m-%d %H:%M:%S")
 
 
-def print_table(rows: list[list[str]]) -> None:
+def table_lines(rows: list[list[str]]) -> list[str]:
+    """Rows as aligned lines, columns two spaces apart."""
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+
+
+def print_table(rows: list[list[str]]) -> None:
+    for line in table_lines(rows):
+        print(line)
 
 
 def print_json(value: Any) -> None:

@@ -6,7 +6,7 @@ import argparse
 
 from fx import deploy
 from fx.cli.common import EXIT_OK, OUTPUT, AddCommand, client, local_time, print_json, print_table, traffic_text
-from fx.models import TriggerSpec
+from fx.models import ScaleSpec, TriggerSpec
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
@@ -21,6 +21,11 @@ def cmd_ls(args: argparse.Namespace) -> int:
         rows.append([fn.name, str(fn.latest), traffic_text(fn.traffic), str(ready), fn.status])
     print_table(rows)
     return EXIT_OK
+
+
+def _alias(alias: str, version: int, split: dict[int, int] | None) -> str:
+    """An alias as `describe` shows it; one with its own split (the Lambda API's RoutingConfig) shows it."""
+    return f"{alias} → version {version}" + (f" ({traffic_text(split)})" if split else "")
 
 
 def cmd_describe(args: argparse.Namespace) -> int:
@@ -41,12 +46,13 @@ def cmd_describe(args: argparse.Namespace) -> int:
     print(f"config:   version {shown.version} ({deploy.short(shown.config_digest)})")
     print(f"memory:   {spec.memory} MB")
     print(f"timeout:  {spec.timeout:g} s")
+    print(f"scale:    {scale_text(spec.scale)}")
     print(f"env:      {', '.join(f'{k}=****' for k in sorted(spec.env)) or '-'}")  # values never shown
     print(f"triggers: {'; '.join(trigger_text(t) for t in spec.triggers) or '-'}")
     if secrets := spec.secrets:
         print(f"secrets:  {', '.join(secrets)}")
     if fn.aliases:
-        print("aliases:  " + ", ".join(f"{a} → version {v}" for a, v in sorted(fn.aliases.items())))
+        print("aliases:  " + ", ".join(_alias(a, v, fn.alias_traffic.get(a)) for a, v in sorted(fn.aliases.items())))
     if fn.previous:
         print(f"rollback: {traffic_text(fn.previous)}")
     if r := fn.rollout:
@@ -59,11 +65,12 @@ def cmd_describe(args: argparse.Namespace) -> int:
     if fn.last_rollout:
         print(f"last rollout: {fn.last_rollout}")
     print()
-    rows = [["VERSION", "STATE", "DIGEST", "CONFIG", "CREATED", "TRAFFIC", "READY", "STARTING", "REQUESTS", "ERRORS"]]
-    rows[0].append("HANDLER")
+    rows = [["VERSION", "STATE", "DIGEST", "CONFIG", "CREATED", "TRAFFIC", "READY", "STARTING", "DESIRED"]]
+    rows[0] += ["REQUESTS", "ERRORS", "HANDLER"]
     for v in fn.versions:
         created = local_time(v.created_at)
-        counts = [f"{v.traffic}%", v.replicas_ready, v.replicas_starting, v.requests, v.errors]
+        desired = f"{v.replicas_desired} (panic)" if v.panic else v.replicas_desired
+        counts = [f"{v.traffic}%", v.replicas_ready, v.replicas_starting, desired, v.requests, v.errors]
         digests = [deploy.short(v.digest), deploy.short(v.config_digest)]
         rows.append([str(v.version), v.state, *digests, created, *map(str, counts), v.spec.handler])
     print_table(rows)
@@ -71,6 +78,16 @@ def cmd_describe(args: argparse.Namespace) -> int:
         if e := v.init_error:
             print(f"version {v.version} failed to initialise: {e.error_type}: {e.message}")
     return EXIT_OK
+
+
+def scale_text(scale: ScaleSpec) -> str:
+    """The scale spec in a line: bounds, targets, and the autoscaling knobs set (the others are the controller's)."""
+    per_replica = f"{scale.concurrency} in flight" if scale.concurrency else "unlimited concurrency"
+    if scale.target_rps:
+        per_replica += f" or {scale.target_rps:g} req/s"
+    knobs = ("stable_window", "panic_window_percentage", "panic_threshold_percentage", "scale_down_delay")
+    tuned = "".join(f", {k} {v:g}" for k in knobs if (v := getattr(scale, k)) is not None)
+    return f"{scale.min}-{scale.max} replicas, {per_replica} per replica, idle {scale.idle_timeout:g} s{tuned}"
 
 
 def trigger_text(trigger: TriggerSpec) -> str:

@@ -45,6 +45,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         on_restart=lambda message: err(f"fx: {message}"),
         platform_logs=platform_logs,
         function_logs=function_logs,
+        controller_metrics=_controller_metrics(args.controller_metrics) if args.controller_metrics else None,
     )
     # SIGTERM (e.g. from a service manager) stops as cleanly as Ctrl-C does, and Ctrl-C works even when
     # the shell started us with SIGINT ignored (a background job).
@@ -69,6 +70,13 @@ def cmd_up(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the shutdown short
         platform.stop()
         signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def _controller_metrics(value: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise InputError(f"--controller-metrics {value!r} is not HOST:PORT, e.g. 127.0.0.1:9091")
+    return host, int(port)
 
 
 def _save_context(name: str, settings: config.Settings, use: bool) -> str | None:
@@ -159,6 +167,12 @@ def register(add: AddCommand) -> None:
     up.add_argument("--state-dir", default=".fx", help="where deployed functions, the token and logs live")
     up.add_argument("--port", type=int, default=8080, help="the gateway's port on 127.0.0.1")
     up.add_argument("--examples", metavar="DIR", help="deploy the functions found in DIR and its subfolders")
+    up.add_argument(
+        "--controller-metrics",
+        metavar="HOST:PORT",
+        help="also serve the controller's /metrics here, alone and without the admin token, for a Prometheus"
+        " (the controller's own port changes at each start)",
+    )
     up.add_argument(
         "--use-context",
         action="store_true",

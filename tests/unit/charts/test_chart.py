@@ -15,6 +15,7 @@ import yaml
 from fx.models import MAX_SECRET_REFS, FunctionSpec, JetStreamTrigger, KvTrigger, ScaleSpec, TriggerSpec
 from fx.protocol import PYTHON_RUNTIMES, RUNTIMES
 from fx_controller.backends.kubernetes.config import KubeConfig
+from fx_controller.settings import parse
 
 CHART = Path(__file__).resolve().parents[3] / "charts" / "fx"
 CRD = CHART / "crds" / "functions.fx.dev.yaml"
@@ -162,7 +163,8 @@ def test_only_function_pods_with_a_nats_grant_reach_nats() -> None:
 
 def test_a_gateway_closed_to_other_namespaces_is_still_open_to_function_pods() -> None:
     policy = named(render("networkPolicy.gatewayFrom={ingress}"), "NetworkPolicy", "-gateway")
-    (ingress,) = policy["spec"]["ingress"]
+    ingress, scrapers = policy["spec"]["ingress"]  # scrapers: the metrics port alone (test_chart_monitoring.py)
+    assert scrapers["ports"] == [{"protocol": "TCP", "port": 9090}]
     sources = ingress["from"]
     assert sources[0]["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "ingress"}
     assert sources[1]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "function"
@@ -235,6 +237,20 @@ def test_the_secret_size_limit_is_a_value() -> None:
     assert env["FX_MAX_SECRET_BYTES"] == "2048"
     done = _run("template", "fx", str(CHART), "--set", "controller.maxSecretBytes=10")
     assert done.returncode != 0 and "/controller/maxSecretBytes" in done.stderr
+
+
+def test_the_autoscaler_s_knobs_are_values_with_the_controller_s_defaults_and_ranges() -> None:
+    def env_of(*sets: str) -> dict[str, str]:
+        controller = named(render(*sets), "Deployment", "-controller")
+        return {e["name"]: e.get("value") for e in controller["spec"]["template"]["spec"]["containers"][0]["env"]}
+
+    knobs = ("stable_window", "panic_window_percentage", "panic_threshold_percentage")
+    knobs += ("max_scale_up_rate", "max_scale_down_rate", "scale_down_delay")
+    rendered, built_in = parse([], env_of()), parse([], {})  # the controller reads the variables as its flags
+    assert [getattr(rendered, k) for k in knobs] == [getattr(built_in, k) for k in knobs]
+    assert env_of("controller.autoscaling.scaleDownDelay=30")["FX_SCALE_DOWN_DELAY"] == "30"
+    done = _run("template", "fx", str(CHART), "--set", "controller.autoscaling.maxScaleDownRate=1")
+    assert done.returncode != 0 and "/controller/autoscaling/maxScaleDownRate" in done.stderr
 
 
 def test_crd_defaults_match_the_models() -> None:

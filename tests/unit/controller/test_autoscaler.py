@@ -2,7 +2,7 @@
 
 from fx.models import ScaleSpec
 from fx.protocol import LoadReport, VersionLoad
-from fx_controller.replicas.autoscaler import Autoscaler
+from fx_controller.replicas.autoscaler import Autoscaler, Tuning
 from fx_controller.replicas.load import LoadBook
 
 KEY = "f/1"
@@ -13,17 +13,22 @@ def report(gateway: str, in_flight: int = 0, queued: int = 0, requests: int = 0,
 
 
 class Scenario:
-    """Feeds reports to a LoadBook and asks the Autoscaler, as the reconcile loop does."""
+    """Feeds reports to a LoadBook and asks the Autoscaler, as the reconcile loop does; the replicas it asks for
+    are ready by its next question."""
 
     def __init__(self, scale: ScaleSpec, window: float = 10.0, serving: bool = True) -> None:
-        self.scale, self.serving = scale, serving
-        self.book, self.scaler = LoadBook(), Autoscaler(window)
+        self.scale, self.serving, self.ready = scale, serving, 0
+        self.book, self.scaler = LoadBook(), Autoscaler(Tuning(stable_window=window))
 
     def at(self, now: float, *reports: LoadReport) -> int:
         for r in reports:
             self.book.observe(r, now)
-        observed = self.book.observed(KEY, now)
-        return self.scaler.desired(KEY, self.scale, observed, self.book.idle_for(KEY, now), now, self.serving)
+        observed, idle_for = self.book.observed(KEY, now), self.book.idle_for(KEY, now)
+        requests = self.book.totals[KEY].requests
+        self.ready = self.scaler.desired(
+            KEY, self.scale, observed, idle_for, now, self.serving, ready=self.ready, requests=requests
+        )
+        return self.ready
 
 
 def test_load_from_all_gateways_is_summed_and_scales_up_at_once():
@@ -42,7 +47,8 @@ def test_scale_down_waits_for_the_stable_window():
     s = Scenario(ScaleSpec(max=10, concurrency=1, idle_timeout=300), window=10.0)
     assert s.at(0.0, report("a", in_flight=8)) == 8
     assert s.at(5.0, report("a", in_flight=1)) == 8  # still within the window of the peak
-    assert s.at(10.5, report("a", in_flight=1)) == 1
+    # Calm for a stable window: down, at most halving the ready replicas a step (max-scale-down-rate 2).
+    assert [s.at(t, report("a", in_flight=1)) for t in (10.5, 11.0, 11.5)] == [4, 2, 1]
 
 
 def test_an_idle_version_keeps_one_replica_until_idle_timeout_then_goes_to_zero():
@@ -79,7 +85,7 @@ def test_requests_and_errors_are_totalled_across_reports():
 
 
 def test_a_version_held_warm_keeps_its_replicas_without_load_then_goes_to_zero():
-    scale, scaler = ScaleSpec(concurrency=1, idle_timeout=1.0), Autoscaler(0.5)
+    scale, scaler = ScaleSpec(concurrency=1, idle_timeout=1.0), Autoscaler(Tuning(stable_window=0.5))
     assert scaler.desired(KEY, scale, 0, float("inf"), 0.0, serving=False, warm=3) == 3
     assert scaler.desired(KEY, scale, 5, float("inf"), 1.0, serving=False, warm=3) == 5  # load still scales it up
     assert scaler.desired(KEY, scale, 0, 10.0, 20.0, serving=False, warm=0) == 0  # the hold is over

@@ -4,6 +4,7 @@ while it stays connected are re-created and restored when an operation meets the
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -11,7 +12,7 @@ from pathlib import Path
 import nats
 import nats.js.errors
 import pytest
-from fx.protocol import KV_FUNCTIONS, KV_ROUTES, OBJ_ARTIFACTS, artifact_key
+from fx.protocol import KV_CREDENTIALS, KV_FUNCTIONS, KV_ROUTES, OBJ_ARTIFACTS, artifact_key
 from fx_controller.state.store import FunctionRecord
 
 from tests.loopback import free_port
@@ -94,4 +95,23 @@ async def test_a_lost_store_is_recreated_and_restored_when_an_operation_meets_it
     assert (await admin.put(f"/system/artifacts/{digest}", content=data)).status_code == 200
     r = await admin.put("/system/functions/hello", json={"name": "hello", "artifact": digest})
     assert r.status_code == 200 and r.json()["version"] == 2, r.text
+    await nc.close()
+
+
+async def test_lost_access_keys_are_restored_from_the_controller(controller, admin, nats_url):
+    issued = (await admin.post("/system/credentials", json={"name": "ci"})).json()
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    await js.delete_key_value(KV_CREDENTIALS)
+    lost = await admin.post("/system/credentials", json={})
+    assert lost.status_code == 503 and lost.json()["error"]["code"] == "NatsStoreLost", lost.text
+
+    async def restored() -> bool:
+        try:
+            entry = await (await js.key_value(KV_CREDENTIALS)).get(issued["access_key_id"])
+        except (nats.js.errors.NotFoundError, nats.js.errors.BucketNotFoundError):
+            return False
+        return json.loads(entry.value)["secret_access_key"] == issued["secret_access_key"]
+
+    await until(restored, 10, "the access key written back")
     await nc.close()

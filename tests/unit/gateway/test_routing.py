@@ -130,3 +130,20 @@ async def test_activation_reply_endpoints_are_used_before_any_route_table(gatewa
     r = await gw.client.get("/function/hello")
     assert r.status_code == 200
     assert [(q.function, q.version) for q in activator.requests] == [("hello", "1")]
+
+
+async def test_an_alias_with_a_split_of_its_own_draws_among_its_versions(gateway):
+    gw = await gateway()
+    gw.gateway.book.apply(
+        table(
+            versions={"1": [], "2": [], "3": []},
+            traffic={"3": 100},
+            aliases={"live": "1", "beta": "2"},
+            alias_traffic={"live": {"1": 90, "2": 10}},
+        )
+    )
+    routes = gw.gateway.book.functions["hello"]
+    picks = Counter(routes.pick("live").version for _ in range(20000))
+    assert set(picks) == {"1", "2"} and 0.08 < picks["2"] / 20000 < 0.12
+    assert {routes.pick("beta").version for _ in range(100)} == {"2"}  # an alias without a split: its version
+    assert {routes.pick().version for _ in range(100)} == {"3"}  # unqualified calls keep the function's split

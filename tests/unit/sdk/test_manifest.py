@@ -50,7 +50,10 @@ def test_unknown_keys_are_refused_at_every_level(tmp_path):
     text = "functions:\n  hello:\n    memroy: 256\n    scale: {mni: 1}\nversion: 2\n"
     found = problems(tmp_path, text)
     assert found[0].startswith("fx.yaml:3: functions.hello.memroy: unknown key")
-    expected = "expected one of: concurrency, idle_timeout, keep_warm, max, min"
+    expected = (
+        "expected one of: concurrency, idle_timeout, keep_warm, max, min, panic_threshold_percentage,"
+        " panic_window_percentage, scale_down_delay, stable_window, target_rps"
+    )
     assert found[1] == f"fx.yaml:4: functions.hello.scale.mni: unknown key; {expected}"
     assert found[2].startswith("fx.yaml:5: version: unknown key")
 
@@ -136,3 +139,11 @@ def test_a_server_refusal_is_located_at_the_line_of_its_field_or_else_of_its_fun
     assert locate(path, "b", "artifact") == "fx.yaml:3: functions.b.artifact"  # not in fx.yaml: the function
     assert locate(path, "b", None) == "fx.yaml:3: functions.b"
     assert locate(path, "gone", "name") == "fx.yaml: functions.gone.name"
+
+
+def test_autoscaling_knobs_out_of_range_name_the_field_and_the_bound(tmp_path):
+    text = "functions:\n  hello:\n    scale:\n      target_rps: 0\n      panic_threshold_percentage: 100\n"
+    assert problems(tmp_path, text) == [
+        "fx.yaml:4: functions.hello.scale.target_rps: Input should be greater than 0",
+        "fx.yaml:5: functions.hello.scale.panic_threshold_percentage: Input should be greater than or equal to 110",
+    ]

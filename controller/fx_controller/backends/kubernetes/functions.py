@@ -146,7 +146,7 @@ class FunctionSync:
 
     async def _lost_code(self, record: FunctionRecord) -> list[int]:
         """The versions that serve (the latest, traffic, aliases) whose code zip is gone from the controller."""
-        serving = {record.latest.version, *(v for v, pct in record.traffic.items() if pct), *record.aliases.values()}
+        serving = {record.latest.version, *(v for v, pct in record.traffic.items() if pct), *record.aliased}
         lost = []
         for number in sorted(serving):
             version = record.version(number)
