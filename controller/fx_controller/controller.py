@@ -16,7 +16,7 @@ from pathlib import Path
 
 import nats
 import nats.js.errors
-from fx import async_streams, interpreters, nats_client
+from fx import async_streams, interpreters, log_files, nats_client
 from fx.event_models import PlatformStatus
 from fx.models import DeployResult, FunctionInfo, FunctionSpec, VersionInfo
 from fx.nats_auth import ADMIN_CREDS, Signer
@@ -63,8 +63,10 @@ from .secrets.store import SecretStore
 from .serving.gate import Gate
 from .serving.releases import Releases
 from .settings import Settings
+from .state import log_rotation, usage
 from .state.artifacts import Artifacts
 from .state.blobs import Blobs
+from .state.collector import Collector
 from .state.routes import RoutePublisher
 from .state.store import FunctionRecord, FunctionStore, VersionRecord
 from .tasks import spawn
@@ -130,6 +132,7 @@ class Controller:
         self._lock = asyncio.Lock()  # deploys and deletes of the function store happen one at a time
         self._tasks: set[asyncio.Task] = set()
         self._nc: nats_client.Client | None = None
+        self.state_bytes: dict[str, int] | None = None  # the state dir's usage by kind, embedded mode
 
     async def start(self) -> None:
         s = self.settings
@@ -217,6 +220,13 @@ class Controller:
         await self._nc.subscribe(SUBJECT_LOAD, cb=self._on_load)
         await self.usage.serve(self._nc)
         self._spawn(self.reconciler.run())
+        limit = log_files.Limit(s.log_max_bytes, s.log_keep)
+        self._spawn(log_rotation.run(s.state_dir / "logs", limit, s.log_check_interval))
+        self.collector = Collector(s.state_dir, self.artifacts, self.store, self._lock, s.gc_grace)
+        await self.collector.sweep_or_log()  # what a controller that died halfway through a delete left
+        self._spawn(self.collector.run(s.gc_interval))
+        if s.backend == "local":
+            self._spawn(usage.run(s.state_dir, self._note_usage))
         self._spawn(self.releases.run())
         for record in self.store.all():  # versions whose gate a previous run left open
             for version in record.versions:
@@ -240,6 +250,11 @@ class Controller:
             with contextlib.suppress(Exception):
                 await self._nc.drain()
         log.info("controller stopped")
+
+    def _note_usage(self, measured: dict[str, int]) -> None:
+        self.state_bytes = measured
+        for kind, size in measured.items():
+            self.metrics.state_bytes.labels(kind).set(size)
 
     def _version(self, function: str, number: int) -> VersionRecord | None:
         record = self.store.get(function)
@@ -438,6 +453,9 @@ class Controller:
             await self.fleet.wait_gone(name, timeout=grace)
             await self.store.delete(name)
             logs.remove(self.settings.state_dir, name)  # a new function of this name starts with its own
+            await self.collector.release(
+                d for v in record.versions for d in (v.spec.artifact, v.spec.dependencies) if d
+            )
             self.load.forget(name)
             for version in record.versions:
                 self.reconciler.forget(name, version.version)
@@ -519,6 +537,7 @@ class Controller:
             functions=len(self.store.all()),
             nats_url=s.nats_url,
             nats_creds=str(admin.resolve()) if admin and admin.is_file() else None,
+            state_bytes=self.state_bytes,
         )
 
     def _status(self, record: FunctionRecord) -> str:

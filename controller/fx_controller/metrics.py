@@ -15,6 +15,12 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self.state_bytes = Gauge(
+            "fx_controller_state_bytes",
+            "Bytes the state dir holds on disk by kind (code|artifacts|logs|nats|other); embedded mode only",
+            ["kind"],
+            registry=self.registry,
+        )
         self.replicas = Gauge(
             "fx_controller_replicas",
             "Replicas by state (starting|ready|draining)",

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fx import interpreters
+from fx import interpreters, log_files
 from fx.flags import option
 
 from .backends.local_sandbox import parse_uid_range
@@ -50,6 +51,11 @@ class Settings:
     blob_max_bytes: int = 64 * 1024 * 1024  # one request body passed by reference (PUT /system/blobs/...)
     blob_ttl: float = 3600.0  # seconds a blob is kept after its upload
     blob_store_max_bytes: int = 1024 * 1024 * 1024  # all blobs at once; more: 507 BlobStoreFull
+    log_max_bytes: int = log_files.FUNCTION_LOGS.max_bytes  # a function's log rotates once over this
+    log_keep: int = log_files.FUNCTION_LOGS.keep  # rotated files kept of each function's log
+    log_check_interval: float = 0.5  # seconds between checks of the logs' sizes: a log overshoots by this much
+    gc_interval: float = 600.0  # seconds between sweeps for what no function uses (code, zips, logs)
+    gc_grace: float = 3600.0  # an unreferenced zip younger than this is kept (uploaded for a deploy under way)
     public_metrics: bool = False  # /metrics without the token
     metrics_listen: str = ""  # host:port serving /metrics alone, without the token (for scrapers); empty: none
     public_docs: bool = False  # /system/openapi.json and /system/docs without the token
@@ -72,6 +78,16 @@ def _uids(value: str) -> tuple[int, int]:
         return parse_uid_range(value)
     except ValueError as e:
         raise argparse.ArgumentTypeError(f"--sandbox-uids: {e}") from None
+
+
+def _at_least(low: int) -> Callable[[str], int]:
+    def number(value: str) -> int:
+        if not value.strip().lstrip("-").isdigit() or int(value) < low:
+            raise argparse.ArgumentTypeError(f"{value!r} is not a whole number of at least {low}")
+        return int(value)
+
+    number.__name__ = f"whole number >= {low}"
+    return number
 
 
 # The numeric flags: (flag, type, default, meaning); each also comes from its FX_* variable (fx.flags).
@@ -124,6 +140,11 @@ _NUMBERS = (
     ("--blob-ttl", float, Settings.blob_ttl, "seconds a blob is kept after its upload"),
     ("--usage-retention", float, Settings.usage_retention, "seconds billed usage is kept (`fx usage --since`)"),
     ("--blob-store-max-bytes", int, Settings.blob_store_max_bytes, "bytes all blobs may hold at once"),
+    ("--log-max-bytes", _at_least(1), Settings.log_max_bytes, "a function's log rotates once over this size"),
+    ("--log-keep", _at_least(0), Settings.log_keep, "rotated files kept of each function's log"),
+    ("--log-check-interval", float, Settings.log_check_interval, "seconds between checks of the logs' sizes"),
+    ("--gc-interval", float, Settings.gc_interval, "seconds between sweeps for code, zips and logs no function uses"),
+    ("--gc-grace", float, Settings.gc_grace, "seconds an unreferenced code zip is kept after its upload"),
 )
 
 
@@ -254,6 +275,11 @@ def parse(argv: list[str] | None = None, environ: dict[str, str] | None = None) 
         blob_ttl=a.blob_ttl,
         usage_retention=a.usage_retention,
         blob_store_max_bytes=a.blob_store_max_bytes,
+        log_max_bytes=a.log_max_bytes,
+        log_keep=a.log_keep,
+        log_check_interval=a.log_check_interval,
+        gc_interval=a.gc_interval,
+        gc_grace=a.gc_grace,
         public_metrics=a.public_metrics,
         metrics_listen=a.metrics_listen,
         public_docs=a.public_docs,

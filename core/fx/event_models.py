@@ -163,6 +163,7 @@ class PlatformStatus(_Model):
     functions: int
     nats_url: str  # as the controller reaches it
     nats_creds: str | None = None  # embedded mode: the admin's credentials file on the platform's host
+    state_bytes: dict[str, int] | None = None  # embedded mode: the state dir on disk by kind, measured each minute
 
 
 PUBLISH_TIMEOUT_DEFAULT = 5.0

@@ -124,7 +124,7 @@ def prepare(artifact: str, expected_sha256: str | None, code_dir: str, url: str 
     parent = os.path.dirname(code_dir)
     os.makedirs(parent, exist_ok=True)
     if os.path.lexists(code_dir):  # not sealed: never trusted, extracted anew
-        _remove(code_dir, parent)
+        discard(code_dir, parent)
     staging = tempfile.mkdtemp(prefix=".extract-", dir=parent)
     try:
         _extract(artifact, staging)
@@ -156,7 +156,7 @@ def _extract(artifact: str, target: str) -> None:
     os.chmod(target, 0o555)
 
 
-def _remove(code_dir: str, parent: str) -> None:
+def discard(code_dir: str, parent: str) -> None:
     """Move an untrusted tree out of the way (atomically), then delete it."""
     stale = tempfile.mkdtemp(prefix=".stale-", dir=parent)
     with contextlib.suppress(FileNotFoundError):  # another replica moved it first

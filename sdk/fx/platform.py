@@ -40,6 +40,7 @@ import httpx
 import nats
 from nats.aio.client import Client as NATS
 
+from fx import log_files
 from fx import state_dir as state_lock
 from fx.nats_auth import ADMIN_CREDS, ALL, Authority, NatsAuthError, gateway_permissions, write_secret
 from fx.state_dir import PROTECTIONS_FILE
@@ -48,6 +49,8 @@ READY_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
 LOG_TAIL_LINES = 20
 SUPERVISE_INTERVAL_S = 0.1  # how soon a component that exited is noticed
+ROTATE_INTERVAL_S = 1.0  # how often the platform's logs are checked against their limit
+PLATFORM_LOGS = log_files.Limit(max_bytes=20 * 2**20, keep=3)  # each of nats, controller, gateway
 
 
 class PlatformError(Exception):
@@ -90,14 +93,21 @@ class Platform:
         interpreters: Mapping[str, str] | None = None,
         restarts: Restarts | None = None,
         on_restart: Callable[[str], None] = lambda message: None,
+        platform_logs: log_files.Limit = PLATFORM_LOGS,
+        function_logs: log_files.Limit | None = None,
         controller_metrics: tuple[str, int] | None = None,
     ) -> None:
         """`interpreters`: runtime -> interpreter, for the runtimes not to be looked for (`fx up --interpreter`).
         `restarts`: supervise the components (None: one that exits stays down, `exited()` says which);
         `on_restart` hears each restart, as one line (it is in the component's log too).
+        `platform_logs`: how the components' logs rotate (here); `function_logs`: how the functions' logs
+        rotate (the controller's --log-max-bytes and --log-keep; None: its defaults).
         `controller_metrics`: (host, port) where the controller serves /metrics alone, without the token, for a
         Prometheus (its admin port is picked at each start); None: nowhere but the admin port."""
         self.state_dir = Path(state_dir).resolve()
+        self.platform_logs = platform_logs
+        self.function_logs = function_logs
+        self._rotator: threading.Thread | None = None
         self.restarts = restarts
         self._on_restart = on_restart
         self._supervisor: threading.Thread | None = None
@@ -220,6 +230,7 @@ class Platform:
                     "--backend",
                     "local",
                     *(f"--interpreter={runtime}={path}" for runtime, path in self.interpreters.items()),
+                    *self._function_log_flags(),
                     *(
                         ["--metrics-listen", ":".join(map(str, self.controller_metrics))]
                         if self.controller_metrics
@@ -249,6 +260,8 @@ class Platform:
         if self.restarts is not None:
             self._supervisor = threading.Thread(target=self._supervise, name="fx-supervisor", daemon=True)
             self._supervisor.start()
+        self._rotator = threading.Thread(target=self._rotate_logs, name="fx-log-rotator", daemon=True)
+        self._rotator.start()
 
     def stop(self) -> None:
         """Stop what start() started, newest first: SIGTERM, then SIGKILL after STOP_TIMEOUT_S. Idempotent."""
@@ -267,6 +280,9 @@ class Platform:
         if self._supervisor is not None:  # after the stops: what it restarted dies with it (PDEATHSIG)
             self._supervisor.join()
             self._supervisor = None
+        if self._rotator is not None:
+            self._rotator.join()
+            self._rotator = None
         if self._lifeline is not None:  # the zygotes of a controller that crashed stop with their replicas
             for fd in self._lifeline:
                 os.close(fd)
@@ -369,6 +385,18 @@ class Platform:
             preexec_fn=die_with_parent,
             pass_fds=fds,
         )
+
+    def _function_log_flags(self) -> list[str]:
+        limit = self.function_logs
+        return [] if limit is None else ["--log-max-bytes", str(limit.max_bytes), "--log-keep", str(limit.keep)]
+
+    def _rotate_logs(self) -> None:
+        """The rotator thread: the components' logs by size (copy-truncate: they keep their fds), until stop()."""
+        for log in log_files.logs_in(self.log_dir):
+            with contextlib.suppress(OSError):
+                log_files.recover(log, self.platform_logs)
+        while not self._stopping.wait(ROTATE_INTERVAL_S):
+            log_files.rotate_all(log_files.logs_in(self.log_dir), self.platform_logs)
 
     def _supervise(self) -> None:
         """The supervisor thread: restarts what exits, until stop(). What it starts dies with it (PDEATHSIG)."""

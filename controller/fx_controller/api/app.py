@@ -207,10 +207,10 @@ def _api(controller: Controller) -> FastAPI:
         path = logs.path(controller.settings.state_dir, name)
         reader = logs.Reader(since=logs.stamp_of(since) if since else None, timestamps=timestamps)
         lines = tail if tail is not None else logs.MAX_LINES if since else logs.DEFAULT_TAIL
-        text, offset, cut = await asyncio.to_thread(logs.tail, path, lines, reader)
+        text, position, cut = await asyncio.to_thread(logs.tail, path, lines, reader)
         headers = {"Fx-Logs-Cut": str(lines)} if cut else None
         if follow:
-            rest = logs.follow(path, offset, reader, request.is_disconnected)
+            rest = logs.follow(path, position, reader, request.is_disconnected)
             return StreamingResponse(logs.stream(text, rest), media_type="text/plain", headers=headers)
         return Response(text, media_type="text/plain; charset=utf-8", headers=headers)
 

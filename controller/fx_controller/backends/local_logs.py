@@ -5,18 +5,25 @@ The runtime writes an invocation whole (START ... END, REPORT) and puts the time
 invocation (`timestamps`); `since` leaves out invocations begun earlier; a window cut by `tail` begins at an
 invocation's start, never in the middle of one. A function's log goes with it (`remove`), so a new function
 of the same name starts with an empty one.
+
+The controller rotates these files by size (fx.log_files): reading and following go across the rotated files,
+which are the log's earlier part.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import chain
 from pathlib import Path
+
+from fx import log_files
 
 POLL_S = 0.2
 DEFAULT_TAIL = 100  # lines, when neither tail nor since is given
@@ -35,7 +42,15 @@ def path(state_dir: Path, function: str) -> Path:
 
 def remove(state_dir: Path, function: str) -> None:
     """A removed function's log: replicas still writing keep writing to the unlinked file, seen by nobody."""
-    path(state_dir, function).unlink(missing_ok=True)
+    log_files.remove(path(state_dir, function))
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where a reader of a log is: an offset in NAME.log, and which file was NAME.log.1 then (its inode)."""
+
+    offset: int = 0
+    rotated: int | None = None
 
 
 def stamp_of(when: datetime) -> bytes:
@@ -67,18 +82,23 @@ class Reader:
         return b"".join((stamp or b"-") + b" " + line for stamp, line in entries)
 
 
-def tail(log: Path, lines: int, reader: Reader) -> tuple[bytes, int, bool]:
-    """The last `lines` lines, from an invocation's start; the offset where they end; whether lines were cut."""
-    try:
-        with log.open("rb") as f:
-            window = deque(reader.entries(f), maxlen=lines + 1)
-            offset = f.tell()
-    except FileNotFoundError:
-        return b"", 0, False
+def tail(log: Path, lines: int, reader: Reader) -> tuple[bytes, Position, bool]:
+    """The last `lines` lines across the rotated files, from an invocation's start; the position where they
+    end; whether lines were cut."""
+    rotated = log_files.inode(log_files.rotated(log, 1))
+    with contextlib.ExitStack() as files:
+        opened = []
+        for segment in log_files.segments(log):
+            with contextlib.suppress(FileNotFoundError):
+                opened.append(files.enter_context(segment.open("rb")))
+        if not opened or opened[-1].name != str(log):
+            return b"", Position(0, rotated), False
+        window = deque(reader.entries(chain.from_iterable(opened)), maxlen=lines + 1)
+        offset = opened[-1].tell()
     cut = len(window) > lines
     if cut:
         window = _from_a_start(list(window))
-    return reader.text(window), offset, cut
+    return reader.text(window), Position(offset, rotated), cut
 
 
 def _from_a_start(window: list[Entry]) -> list[Entry]:
@@ -98,25 +118,52 @@ async def stream(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[byte
 
 
 async def follow(
-    log: Path, offset: int, reader: Reader, disconnected: Callable[[], Awaitable[bool]], poll: float = POLL_S
+    log: Path, position: Position, reader: Reader, disconnected: Callable[[], Awaitable[bool]], poll: float = POLL_S
 ) -> AsyncIterator[bytes]:
-    """The whole lines appended after `offset`, until the client goes away."""
-    partial = b""
+    """The whole lines appended after `position`, until the client goes away; across rotations, none lost or
+    repeated: a rotation moves the front of NAME.log into NAME.log.1, and what was not read yet is read there."""
+    offset, known, partial = position.offset, position.rotated, b""
     while not await disconnected():
         await asyncio.sleep(poll)
+        if log_files.in_rotation(log):
+            continue
+        newest = log_files.inode(log_files.rotated(log, 1))
+        data, at = _rotated_since(log, known, offset) if newest != known else (b"", offset)
         try:
             size = os.stat(log).st_size
         except FileNotFoundError:
-            continue
-        if size < offset:  # truncated or recreated: start over
-            offset, partial = 0, b""
-        if size > offset:
+            size = 0
+        if size < at and newest == known:
+            at, partial = 0, b""  # truncated or recreated by other means (a new function of the name)
+        if size > at:
             with log.open("rb") as f:
+                f.seek(at)
+                data += f.read(size - at)
+        if log_files.in_rotation(log) or log_files.inode(log_files.rotated(log, 1)) != newest:
+            continue  # a rotation went by while reading: read again from where we were
+        offset, known = at + max(0, size - at), newest
+        data = partial + data
+        end = data.rfind(b"\n") + 1
+        partial = data[end:]
+        if text := reader.text(reader.entries(data[:end].splitlines(keepends=True))):
+            yield text
+
+
+def _rotated_since(log: Path, known: int | None, offset: int) -> tuple[bytes, int]:
+    """What the rotations since NAME.log.1 was the file of inode `known` moved out of NAME.log from `offset` on,
+    and where in NAME.log the rest now begins. The rotated files newer than `known` hold, in order, what was cut
+    from NAME.log's front (when `known` went past the kept ones, so did some of what was not read)."""
+    newer = []
+    for path in log_files.rotated_files(log):
+        if log_files.inode(path) == known:
+            break
+        newer.append(path)
+    data = b""
+    for path in reversed(newer):
+        with contextlib.suppress(FileNotFoundError), path.open("rb") as f:
+            length = os.fstat(f.fileno()).st_size
+            if offset < length:
                 f.seek(offset)
-                chunk = f.read(size - offset)
-            offset += len(chunk)
-            data = partial + chunk
-            end = data.rfind(b"\n") + 1
-            partial = data[end:]
-            if text := reader.text(reader.entries(data[:end].splitlines(keepends=True))):
-                yield text
+                data += f.read()
+            offset = max(0, offset - length)
+    return data, offset

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import posixpath
+import re
 import tempfile
+import time
 import zipfile
 from collections.abc import AsyncIterator
+from datetime import datetime
 from pathlib import Path
 
 from fx.models import DIGEST_RE, ArtifactInfo
@@ -18,6 +22,13 @@ from nats.js.errors import NotFoundError
 from nats.js.object_store import ObjectStore
 
 from ..api.errors import DISK_FULL, ApiError, disk_full
+
+
+def _epoch(mtime: str | None) -> float:
+    """NATS's RFC 3339 time (nanoseconds, Z) in epoch seconds; now when it has none."""
+    if not mtime:
+        return time.time()
+    return datetime.fromisoformat(re.sub(r"(\.\d{6})\d+", r"\1", mtime).replace("Z", "+00:00")).timestamp()
 
 
 def _check_digest(digest: str) -> str:
@@ -102,6 +113,29 @@ class Artifacts:
             with path.open("rb") as f:
                 await self._objects.put(artifact_key(digest), f)
         return missing
+
+    async def stored(self) -> dict[str, float]:
+        """digest -> when it was stored or released (epoch seconds, the latest), of every zip on this host's disk
+        or in the object store."""
+        found = {}
+        for path in self.root.glob("sha256-*.zip"):
+            with contextlib.suppress(FileNotFoundError):
+                found["sha256:" + path.name.removeprefix("sha256-").removesuffix(".zip")] = path.stat().st_mtime
+        try:
+            # shielded: a list cancelled halfway leaves its watcher subscribed, and the NATS drain then hangs
+            infos = await asyncio.shield(self._objects.list())
+        except NotFoundError:  # an empty store
+            infos = []
+        for info in infos:
+            if DIGEST_RE.match(digest := info.name.replace("-", ":", 1)) and not info.deleted:
+                found[digest] = max(found.get(digest, 0.0), _epoch(info.mtime))
+        return found
+
+    async def remove(self, digest: str) -> None:
+        """The zip from the object store, then from this host's disk (a copy on disk is put back by restore())."""
+        with contextlib.suppress(NotFoundError):
+            await self._objects.delete(artifact_key(digest))
+        self.path(digest).unlink(missing_ok=True)
 
     def _write_atomically(self, path: Path, data: bytes) -> None:
         fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".upload-")

@@ -32,6 +32,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"controller:  ok ({status.backend} backend, version {status.version})")
     print(f"functions:   {status.functions}")
     print(f"nats:        {status.nats_url}")
+    if status.state_bytes:
+        parts = ", ".join(f"{kind} {size / 2**20:.1f} MB" for kind, size in status.state_bytes.items())
+        print(f"state dir:   {sum(status.state_bytes.values()) / 2**20:.1f} MB on disk ({parts})")
     if status.nats_creds:
         print(f"nats creds:  {status.nats_creds} (the platform's admin user: handle with care)")
         print(f"             e.g. nats --server {status.nats_url} --creds {status.nats_creds} sub 'orders.>'")

@@ -9,11 +9,12 @@ import signal
 import time
 from pathlib import Path
 
-from fx import config, deploy, docblocks, interpreters, manifest
+from fx import config, deploy, docblocks, interpreters, log_files, manifest
 from fx.cli.common import EXIT_OK, AddCommand, err
 from fx.client import Client
 from fx.errors import FxError, InputError
-from fx.platform import Platform, Restarts
+from fx.flags import option
+from fx.platform import PLATFORM_LOGS, Platform, Restarts
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -28,12 +29,22 @@ def cmd_up(args: argparse.Namespace) -> int:
         raise InputError(
             "--restart-delay must be above 0 and at most --restart-delay-max, and --restart-stable above 0"
         )
+    try:
+        platform_logs = log_files.Limit(args.platform_log_max_bytes, args.platform_log_keep)
+        function_logs = log_files.Limit(args.log_max_bytes, args.log_keep)
+    except ValueError:
+        raise InputError(
+            "--log-max-bytes and --platform-log-max-bytes must be at least 1, --log-keep and"
+            " --platform-log-keep at least 0"
+        ) from None
     platform = Platform(
         state_dir,
         gateway_port=args.port,
         interpreters=named,
         restarts=restarts,
         on_restart=lambda message: err(f"fx: {message}"),
+        platform_logs=platform_logs,
+        function_logs=function_logs,
         controller_metrics=_controller_metrics(args.controller_metrics) if args.controller_metrics else None,
     )
     # SIGTERM (e.g. from a service manager) stops as cleanly as Ctrl-C does, and Ctrl-C works even when
@@ -192,6 +203,17 @@ def register(add: AddCommand) -> None:
         help="a component that ran this long after a restart is restarted again after --restart-delay"
         " (default %(default)s)",
     )
+    for flag, default, meaning in (
+        ("--log-max-bytes", log_files.FUNCTION_LOGS.max_bytes, "a function's log rotates once over this size"),
+        ("--log-keep", log_files.FUNCTION_LOGS.keep, "rotated files kept of each function's log"),
+        (
+            "--platform-log-max-bytes",
+            PLATFORM_LOGS.max_bytes,
+            "a component's log (logs/platform/) rotates once over this size",
+        ),
+        ("--platform-log-keep", PLATFORM_LOGS.keep, "rotated files kept of each component's log"),
+    ):
+        option(up, flag, int, default, f"{meaning} (default {default})")
     up.add_argument(
         "--interpreter",
         action="append",

@@ -25,9 +25,9 @@ LOG = (
 def test_the_whole_log_reads_as_the_function_wrote_it(tmp_path):
     path = tmp_path / "fn.log"
     path.write_text(LOG)
-    text, offset, cut = logs.tail(path, 100, logs.Reader())
+    text, position, cut = logs.tail(path, 100, logs.Reader())
     assert text.decode().splitlines()[0] == "INIT_START Runtime Version: python:3.11"
-    assert b"Z START" not in text and not cut and offset == len(LOG)
+    assert b"Z START" not in text and not cut and position.offset == len(LOG)
 
 
 def test_a_cut_window_begins_at_an_invocation(tmp_path):
@@ -80,7 +80,7 @@ async def test_follow_yields_whole_lines_and_starts_over_on_a_new_file(tmp_path)
             path.write_text("new\n")
         return reads > 5
 
-    chunks = [c async for c in logs.follow(path, 0, logs.Reader(timestamps=True), disconnected, poll=0)]
+    chunks = [c async for c in logs.follow(path, logs.Position(), logs.Reader(timestamps=True), disconnected, poll=0)]
     assert chunks == [
         b"2026-01-01T10:00:00.000Z START RequestId: a Version: 1\n",
         b"2026-01-01T10:00:00.000Z half done\n",
