@@ -24,12 +24,17 @@ from tests.integration.helpers import metric
 from tests.observability.prometheus import Prometheus
 from tests.waiting import wait_for
 
-SHOP_V1 = "def handler(event, context):\n    return {'statusCode': 200, 'body': context.function_version}\n"
+# The body names the version by number: context.function_version says $LATEST for the newest version when the
+# call named none, as Lambda's does.
+SHOP_V1 = (
+    "import os\n\ndef handler(event, context):\n"
+    "    return {'statusCode': 200, 'body': os.environ['AWS_LAMBDA_FUNCTION_VERSION']}\n"
+)
 SHOP_V2 = (
-    "def handler(event, context):\n"
+    "import os\n\ndef handler(event, context):\n"
     "    if 'fail' in event.get('rawQueryString', ''):\n"
     "        raise RuntimeError('injected failure')\n"
-    "    return {'statusCode': 200, 'body': context.function_version}\n"
+    "    return {'statusCode': 200, 'body': os.environ['AWS_LAMBDA_FUNCTION_VERSION']}\n"
 )
 SLOW = "import time\n\ndef handler(event, context):\n    time.sleep(0.5)\n    return 'done'\n"
 FAILING = "def handler(event, context):\n    raise RuntimeError('always')\n"

@@ -16,6 +16,8 @@ from tests.loopback import free_port
 from tests.waiting import wait_for
 
 SCRAPE_INTERVAL = "1s"
+# The alert rules operators load (docs/operations.md), evaluated here against the scenario's real series.
+ALERT_RULES = Path(__file__).resolve().parents[2] / "charts/fx/alerts/fx-alerts.yaml"
 
 
 class Prometheus:
@@ -27,6 +29,7 @@ class Prometheus:
         token_file.chmod(0o600)
         config = {
             "global": {"scrape_interval": SCRAPE_INTERVAL, "evaluation_interval": SCRAPE_INTERVAL},
+            "rule_files": [str(ALERT_RULES)],
             "scrape_configs": [
                 {"job_name": "fx-gateway", "static_configs": [{"targets": [urlsplit(gateway_url).netloc]}]},
                 {
@@ -84,6 +87,12 @@ class Prometheus:
         series = self.query(expr)
         assert len(series) <= 1, f"{expr}: {len(series)} series"
         return float(series[0]["value"][1]) if series else None
+
+    def rules(self) -> list[dict]:
+        """Every loaded rule, with its health and (for alerts) its alerts."""
+        r = httpx.get(f"{self.url}/api/v1/rules", timeout=30)
+        assert r.status_code == 200, r.text
+        return [rule for group in r.json()["data"]["groups"] for rule in group["rules"]]
 
     def label_values(self, label: str, match: str) -> list[str]:
         r = httpx.get(f"{self.url}/api/v1/label/{label}/values", params={"match[]": match}, timeout=30)
