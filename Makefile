@@ -54,6 +54,8 @@ format: install
 
 bench: install
 	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.scaling
+	$(BIN)/python -m bench.log_soak
 
 clean:
 	rm -rf $(VENV) .fx .pytest_cache .ruff_cache
