@@ -78,9 +78,9 @@ def _refused(response: httpx.Response, field: str) -> None:
 
 def _unchanged(api: httpx.Client, before: list) -> None:
     after = api.get("/functions").json()
-    for fn in (*before, *after):  # the counts of the one version are live: compare what was configured
+    for fn in (*before, *after):  # the counts and the autoscaler's decision are live: compare what was configured
         for v in fn["versions"]:
-            v.update(requests=0, errors=0, replicas_ready=0, replicas_starting=0)
+            v.update(requests=0, errors=0, replicas_ready=0, replicas_starting=0, replicas_desired=0, panic=False)
     assert after == before
 
 
