@@ -323,6 +323,8 @@ class Zygote:
             confinement.signal_out_of_memory(pid)
             self.kill_at[pid] = time.monotonic() + _OOM_GRACE_S
             return
+        elif not confinement.cgroup.at_limit():
+            return  # the event raising the limit caused itself (cgroups.ReplicaCgroup.at_limit), not the reserve's end
         self.kill_at.pop(pid, None)
         os.kill(pid, signal.SIGKILL)
 

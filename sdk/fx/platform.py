@@ -184,7 +184,9 @@ class Platform:
     def _start(self) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self._ensure_token()
-        self._gateway_port = _free_port() if self.ports == "free" else self.gateway_port
+        # Picked together: ports picked one at a time may come back twice (the kernel reuses one just released).
+        nats_port, controller_port, free_gateway_port = _free_ports(3)
+        self._gateway_port = free_gateway_port if self.ports == "free" else self.gateway_port
         if not _port_is_free(self._gateway_port):
             raise PlatformError(
                 f"port {self._gateway_port} on 127.0.0.1 is in use (another `fx up`?); stop it or pick --port"
@@ -192,7 +194,7 @@ class Platform:
         if self.controller_metrics and not _port_is_free(self.controller_metrics[1], self.controller_metrics[0]):
             host, port = self.controller_metrics
             raise PlatformError(f"port {port} on {host} is in use: pick another for the controller's metrics")
-        self._nats_port, self._controller_port = _free_port(), _free_port()
+        self._nats_port, self._controller_port = nats_port, controller_port
         nats_config = self._prepare_nats()
         try:
             self._spawn(
@@ -481,10 +483,13 @@ def die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _free_ports(count: int) -> list[int]:
+    """`count` distinct free ports on 127.0.0.1: each held until all are picked."""
+    with contextlib.ExitStack() as held:
+        sockets = [held.enter_context(socket.socket()) for _ in range(count)]
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
 
 
 def _port_is_free(port: int, host: str = "127.0.0.1") -> bool:

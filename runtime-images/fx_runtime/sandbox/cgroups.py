@@ -19,6 +19,7 @@ import signal
 from dataclasses import dataclass, field
 
 OOM_RESERVE_BYTES = 32 << 20  # what a replica gets past its limit to answer its caller and exit
+AT_LIMIT_SLACK_BYTES = 4 << 20  # a replica held at its limit is within a fault's charge of it, far under 32 MB
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,11 @@ def detect(parent: str, create: bool = True) -> list[Hierarchy]:
     return usable
 
 
+def _read(directory: str, name: str) -> str:
+    with open(os.path.join(directory, name)) as f:
+        return f.read()
+
+
 def _write(directory: str, name: str, value: str) -> None:
     fd = os.open(os.path.join(directory, name), os.O_WRONLY)
     try:
@@ -146,6 +152,20 @@ class ReplicaCgroup:
             _write(self.memory_dir, "memory.limit_in_bytes", str(self.limit + extra))
         else:
             _write(self.memory_dir, "memory.max", str(self.limit + extra))
+
+    def at_limit(self) -> bool:
+        """Whether the replica's usage is at its memory limit (v1). Raising the limit writes memsw first, which
+        already wakes a replica held at the old limit: it faults again before the limit itself is raised and
+        sends an OOM event of its own. That event is stale: the replica stands at the old limit, well under the
+        new one, and must not be taken for the reserve running out."""
+        if self.memory_dir is None or self.version != 1:
+            return True
+        try:
+            usage = int(_read(self.memory_dir, "memory.usage_in_bytes"))
+            limit = int(_read(self.memory_dir, "memory.limit_in_bytes"))
+        except (OSError, ValueError):
+            return True  # unreadable: take the event as it comes
+        return usage + AT_LIMIT_SLACK_BYTES >= limit
 
     def close_fds(self) -> None:
         for fd in (self.oom_fd, self._control_fd):

@@ -132,7 +132,7 @@ LAUNCHER = textwrap.dedent(
 def start_fx_up(tmp_path: Path, fakes: Path) -> tuple[subprocess.Popen, list[int]]:
     script = tmp_path / "launcher.py"
     script.write_text(LAUNCHER.format(fake=str(fakes), state=str(tmp_path / "state")))
-    port = fx_platform._free_port()
+    (port,) = fx_platform._free_ports(1)
     env = {**os.environ, "FX_CONFIG": str(tmp_path / "fx-config.json")}
     proc = subprocess.Popen(
         [sys.executable, str(script), str(port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
