@@ -15,7 +15,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from fx.protocol import DEFAULT_RUNTIME, RUNTIMES, reserved_subject
+from fx.protocol import DEFAULT_RUNTIME, MEMORY_MB_MAX, MEMORY_MB_MIN, RUNTIMES, reserved_subject
 from fx.schedule import check_timezone, schedule_key
 from fx.schedule import parse as parse_schedule
 
@@ -339,7 +339,7 @@ class FunctionSpec(_Model):
         description="instead of a zip: a container image with the code in /var/task, built FROM fx's runtime"
         " image (the kubernetes backend runs it; pods pull it with imagePullPolicy IfNotPresent)",
     )
-    memory: Annotated[int, Field(ge=128, le=10240, description="MB")] = 128
+    memory: Annotated[int, Field(ge=MEMORY_MB_MIN, le=MEMORY_MB_MAX, description="MB")] = MEMORY_MB_MIN
     timeout: Annotated[float, Field(gt=0, le=900, description="seconds")] = 3
     env: dict[str, str] = Field(default_factory=dict)
     secrets: list[str] = Field(

@@ -81,6 +81,7 @@ REPLICA_TOKEN = "X-Fx-Replica-Token"  # the version's token, on every request (a
 # First header line of a replica's answer to an invocation its handler ran: "<duration ms> <memory MB>", the
 # REPORT line's numbers. The gateway reads it for the handler-duration and billing metrics and strips it.
 REPLICA_REPORT = "X-Fx-Report"
+MEMORY_MB_MIN, MEMORY_MB_MAX = 128, 10240  # a function's memory, as Lambda allows it (FunctionSpec.memory)
 # Set by the gateway alone (a caller's own are dropped); the handler sees neither:
 INVOKED_QUALIFIER = "X-Fx-Qualifier"  # the version or alias the caller named: the end of the invoked ARN
 RUNS_AS_LATEST = "X-Fx-Latest"  # "1": the call named no version (or $LATEST) and runs the newest, Lambda's $LATEST

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 
-from fx.protocol import REPLICA_TOKEN, ActivationReply, ActivationRequest
+from fx.protocol import MEMORY_MB_MAX, MEMORY_MB_MIN, REPLICA_TOKEN, ActivationReply, ActivationRequest
 
 from fx_gateway.http import responses
 from fx_gateway.proxy import backstop, replica_loss
@@ -178,12 +179,15 @@ class VersionDispatcher:
         self.stats.record(status, time.monotonic() - exchange.started)
 
     def reported(self, exchange: Exchange, report: bytes) -> None:
-        """The replica's X-Fx-Report ("<ms> <MB>"): the handler's duration, never more than the gateway waited (the
-        replica runs the function's code, so it is believed only that far), and its memory size."""
+        """The replica's X-Fx-Report ("<ms> <MB>"): the handler's duration, never more than the gateway waited, and
+        its memory size. The replica runs the function's code, which could write this line itself: a duration that
+        is not a number from 0 up, or a memory size no function can have, is not counted."""
         duration, _, memory = report.partition(b" ")
         try:
             ms, mb = float(duration), int(memory)
         except ValueError:
+            return
+        if not (0 <= ms < math.inf and MEMORY_MB_MIN <= mb <= MEMORY_MB_MAX):  # NaN fails the first test too
             return
         self.stats.record_handler(min(ms, (time.monotonic() - exchange.started) * 1000), mb)
 

@@ -107,6 +107,10 @@ class _ReplicaConn(asyncio.Protocol):
             if url.endswith("/close"):
                 self.transport.close()
                 return
+            if "/forged-report/" in url:  # a function writing the report line itself
+                value = url.rsplit("/forged-report/", 1)[1].replace("_", " ").encode()
+                self.transport.write(b"HTTP/1.1 200 OK\r\nX-Fx-Report: %s\r\nContent-Length: 2\r\n\r\nok" % value)
+                return
             if url.endswith("/report"):
                 self.transport.write(b"HTTP/1.1 200 OK\r\nX-Fx-Report: 2.2")
                 await asyncio.sleep(0.01)

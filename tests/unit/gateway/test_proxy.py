@@ -187,3 +187,15 @@ async def test_the_replicas_report_is_counted_as_billed_usage_and_kept_from_the_
     plain = await gw.client.get("/function/hello")  # no report: not a billed invocation
     assert plain.status_code == 200
     assert f"fx_gateway_invocations_total{labels} 1.0" in (await gw.client.get("/metrics")).text
+
+
+async def test_a_report_no_handler_could_make_is_not_billed(gateway, replicas):
+    replica = await replicas()
+    gw = await gateway()
+    gw.gateway.book.apply(table(versions={"1": [replica.endpoint]}))
+    for forged in ("nan_512", "inf_512", "-5_512", "2.5_99999999", "2.5_0", "2.5_x"):
+        r = await gw.client.get(f"/function/hello/forged-report/{forged}")
+        assert r.status_code == 200 and r.text == "ok" and "x-fx-report" not in r.headers
+    metrics = (await gw.client.get("/metrics")).text
+    assert 'fx_gateway_invocations_total{function="hello",version="1"} 0.0' in metrics
+    assert 'fx_gateway_billed_gigabyte_seconds_total{function="hello",version="1"} 0.0' in metrics
