@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.observability.conftest import Scenario
+from tests.observability.conftest import ASYNC_CALLS, LOAD_REQUESTS, Scenario
 from tests.waiting import wait_for
 
 
@@ -19,15 +19,17 @@ def usage(scenario: Scenario, *args: str) -> dict[str, dict]:
 def test_usage_from_prometheus_agrees_with_the_controllers(scenario: Scenario):
     text = scenario.platform.fx("usage", "--prometheus", scenario.prometheus.url)
     assert text.returncode == 0 and "(Prometheus)" in text.stdout and "shop" in text.stdout
-    # The gateways report every second here; Prometheus scrapes every second.
-    kept = wait_for(
-        lambda: (u := usage(scenario))["shop"]["invocations"] >= scenario.canary_ok + scenario.stable_ok and u,
-        15,
-        "the controller to have the load's usage",
-    )
-    queried = usage(scenario, "--prometheus", scenario.prometheus.url)
-    for function in ("shop", "slow"):
-        # A version's counter first scraped after its first calls starts above 0, which increase() cannot see.
-        invocations, gb_seconds = kept[function]["invocations"], kept[function]["gb_seconds"]
-        assert queried[function]["invocations"] == pytest.approx(invocations, abs=3)
-        assert queried[function]["gb_seconds"] == pytest.approx(gb_seconds, abs=3 * gb_seconds / invocations + 1e-6)
+
+    # Two paths to one count: the gateways report to the controller every second, Prometheus scrapes every second.
+    def agreeing() -> tuple[dict, dict] | None:
+        kept, queried = usage(scenario), usage(scenario, "--prometheus", scenario.prometheus.url)
+        for function in ("shop", "slow"):
+            if queried[function]["invocations"] != kept[function]["invocations"]:
+                return None
+            if queried[function]["gb_seconds"] != pytest.approx(kept[function]["gb_seconds"], rel=1e-9):
+                return None
+        return kept, queried
+
+    kept, queried = wait_for(agreeing, 15, "the controller's counts and Prometheus's to agree exactly")
+    assert queried["slow"]["invocations"] == ASYNC_CALLS
+    assert kept["shop"]["invocations"] >= LOAD_REQUESTS + 4  # the load and the four seeding calls

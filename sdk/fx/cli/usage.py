@@ -1,7 +1,7 @@
 """`fx usage`: billed invocations, GB-seconds and an estimated cost per function (or version) over a window.
 
 The numbers are the controller's (kept per hour in NATS, so they outlive restarts; the window is widened to whole
-hours), or, with --prometheus URL, a query of the gateways' counters over the exact window.
+hours), or, with --prometheus URL, the gateways' counters' exact growth over the window, queried from Prometheus.
 """
 
 from __future__ import annotations
@@ -101,10 +101,7 @@ def _prices_json(prices: tuple[float, float]) -> dict:
 def _from_prometheus(url: str, since: float) -> list[UsageRow] | None:
     """The gateways' counters' increase over the window; None (after saying why) if Prometheus cannot answer."""
     metrics = {"invocations": "fx_gateway_invocations_total", "gb_seconds": "fx_gateway_billed_gigabyte_seconds_total"}
-    queries = {
-        name: f'sum by (function, version) (increase({metric}{{function!=""}}[{int(since)}s]))'
-        for name, metric in metrics.items()
-    }
+    queries = {name: _exact_increase(f'{metric}{{function!=""}}', int(since)) for name, metric in metrics.items()}
     values: dict[tuple[str, int], dict[str, float]] = {}
     for name, query in queries.items():
         try:
@@ -121,6 +118,19 @@ def _from_prometheus(url: str, since: float) -> list[UsageRow] | None:
         UsageRow(function=f, version=v, invocations=round(n.get("invocations", 0)), gb_seconds=n.get("gb_seconds", 0))
         for (f, v), n in sorted(values.items())
     ]
+
+
+def _exact_increase(series: str, seconds: int) -> str:
+    """The counters' growth over the window, summed per function and version, as a bill needs it: exact.
+
+    increase() extrapolates to the window's edges (a few percent too much over a short window) and misses a
+    series' counts before its first scrape. A series not reset in the window grew by its value now less its value
+    at the window's start, or by all of it if it began inside the window. A series that was reset (its gateway
+    restarted) or has ended (its gateway is gone) falls back to increase(), which sees across a reset.
+    """
+    window = f"{series}[{seconds}s]"
+    exact = f"({series} - ({series} offset {seconds}s or {series} * 0))"
+    return f"sum by (function, version) ({exact} unless resets({window}) > 0 or increase({window}))"
 
 
 def register(add: AddCommand) -> None:
