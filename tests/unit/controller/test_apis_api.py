@@ -95,7 +95,7 @@ async def test_a_dry_run_checks_everything_and_stores_nothing(admin, functions, 
             "routes.GET /a.auth",
             "'x' is not an authorizer of this API (its authorizers: none)",
         ),
-        ({"routes": {"GET /a//b": {"function": "users"}}}, 400, "InvalidSpec", "routes", "empty segment"),
+        ({"routes": {"GET /a//b": {"function": "users"}}}, 400, "InvalidSpec", "routes.GET /a//b", "empty segment"),
         (
             {"routes": {"GET /a": {"function": "users", "mock": {}}}},
             400,
