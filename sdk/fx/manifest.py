@@ -110,7 +110,7 @@ def parse_project(text: str, path: Path) -> Project:
     functions_node = _child(root, "functions")
     functions = data.get("functions")
     apis = _apis(root, data, report)
-    if functions_node is None and apis:
+    if functions_node is None and _child(root, "apis") is not None:
         functions_node, functions = yaml.MappingNode("tag:yaml.org,2002:map", []), {}  # an API of upstreams, mocks
     elif not isinstance(functions_node, yaml.MappingNode) or not isinstance(functions, dict) or not functions:
         report(functions_node or root, "functions", "expected a mapping of function name to settings")
