@@ -46,6 +46,7 @@ class Settings:
     jwks_min_interval: float = 10.0  # seconds between fetches made because a token names a key not held
     jwks_timeout: float = 5.0  # seconds for a fetch of an issuer's discovery document and keys
     jwks_max_bytes: int = 256 * 1024  # an issuer's discovery document or key set; larger: not used
+    authorizer_timeout: float = 10.0  # seconds an API route's authorizer may take to decide; then 500
     # what one caller connection may cost (nginx's defaults where it has one)
     max_url_bytes: int = 8 * 1024  # request target; longer: 414
     max_header_bytes: int = 32 * 1024  # all header names and values of one request; more: 431
@@ -159,6 +160,12 @@ _NUMBERS = (
         int,
         Settings.jwks_max_bytes,
         "largest discovery document or key set (JWKS) of a JWT issuer; larger: refused and logged",
+    ),
+    (
+        "--authorizer-timeout",
+        float,
+        Settings.authorizer_timeout,
+        "seconds an API route's authorizer (a JWKS fetch, a Lambda authorizer) may take to decide; then 500",
     ),
 )
 _LIMITS = (
