@@ -13,8 +13,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
 import pytest
+from fx_gateway.api import metrics
 from fx_gateway.api.decisions import Allow, Deny
-from fx_gateway.api.jwt_authorizer import JwtAuthorizer
+from fx_gateway.api.jwt_authorizer import NO_TOKEN, JwtAuthorizer
 from fx_gateway.api.request import ApiRequest
 from fx_gateway.config import Settings
 
@@ -285,3 +286,24 @@ async def test_the_identity_source_may_be_another_header(issuer):
     req.headers[b"x-token"] = issuer.token().encode()
     assert isinstance(await auth.authorize(req, []), Allow)
     assert isinstance(await auth.authorize(request(f"Bearer {issuer.token()}"), []), Deny)
+
+
+async def test_decided_answers_from_held_keys_without_waiting_and_leaves_unknown_keys_to_authorize(issuer):
+    auth = authorizer(issuer)
+    assert auth.decided(request(f"Bearer {issuer.token()}"), []) is None  # no key held yet: nothing fetched here
+    assert issuer.fetches == 0
+    assert isinstance(await decide(auth, issuer.token()), Allow)  # authorize fetched the keys
+    fresh = issuer.token(sub="bob")  # not remembered: verified in the call, with the held key
+    assert isinstance(auth.decided(request(f"Bearer {fresh}"), []), Allow)
+    assert isinstance(auth.decided(request(f"Bearer {fresh}"), ["admin"]), Deny)
+    assert auth.decided(request(None), []) == NO_TOKEN
+
+
+async def test_refusals_are_counted_by_reason(issuer):
+    auth = authorizer(issuer)
+    before = dict(metrics._denials)
+    await decide(auth, None)
+    await decide(auth, issuer.token(aud="nope"))
+    await decide(auth, issuer.token(), ["admin"])
+    grown = {key: count - before.get(key, 0) for key, count in metrics._denials.items() if count != before.get(key)}
+    assert grown == {("shop", "GET /users", "unauthorized"): 2, ("shop", "GET /users", "forbidden"): 1}
