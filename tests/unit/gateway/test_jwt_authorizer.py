@@ -268,7 +268,8 @@ async def test_keys_held_keep_verifying_while_the_issuer_is_down(issuer):
 
 
 async def test_a_configured_jwks_uri_skips_discovery(issuer):
-    auth = authorizer(issuer, {"issuer": issuer.url, "audience": ["fx-api"], "jwks_uri": f"{issuer.url}/jwks"})
+    spec = {"issuer": issuer.url, "audience": ["fx-api"], "jwks_uri": f"{issuer.url}/jwks"}
+    auth = authorizer(issuer, spec | {"identity_source": "$request.header.Authorization"})
     assert isinstance(await decide(auth, issuer.token()), Allow)
     assert (issuer.discoveries, issuer.fetches) == (0, 1)
 
