@@ -5,8 +5,11 @@ project applied, dry runs that store nothing, functions a route invokes kept, an
 import json
 from pathlib import Path
 
+import httpx
 from fx.api_models import ApiSpec
 from fx.client import Client
+
+from tests.waiting import wait_for
 
 SHOP = """\
 functions:
@@ -52,6 +55,14 @@ def test_apis_are_deployed_listed_refused_and_removed(platform, tmp_path):
     deployed = platform.fx("deploy", cwd=shop)
     assert deployed.returncode == 0, deployed.stderr
     assert "API shop: 4 routes on shop.example.com" in deployed.stderr
+    shop_host = {"Host": "shop.example.com"}
+    with httpx.Client(base_url=platform.gateway_url, timeout=30) as http:
+        # What fx deploy stored reaches the gateways: its routes answer under its host.
+        health = wait_for(lambda: (r := http.get("/health", headers=shop_host)).status_code == 200 and r, 30, "/health")
+        assert health.json() == {"ok": True}
+        created = http.post("/users", headers=shop_host, content=b"{}")
+        assert (created.status_code, created.text) == (200, "ok")
+        assert http.get("/health").status_code == 404  # another host: not this API's
 
     table = platform.fx("routes").stdout.splitlines()
     assert table[0].split() == ["API", "HOSTS", "ROUTE", "INTEGRATION", "AUTH", "LIMITS"]
@@ -108,6 +119,8 @@ def test_apis_are_deployed_listed_refused_and_removed(platform, tmp_path):
     removed = platform.fx("apis", "rm", "shop")
     assert removed.returncode == 0 and removed.stdout == "shop: removed; the gateways stop serving its routes\n"
     assert platform.fx("rm", "authz").returncode == 0
+    with httpx.Client(base_url=platform.gateway_url, timeout=30) as http:
+        wait_for(lambda: http.get("/health", headers=shop_host).status_code == 404, 30, "/health gone with its API")
     assert platform.fx("routes").stdout == "no APIs: declare them in fx.yaml `apis:` and run `fx deploy`\n"
     gone = platform.fx("apis", "rm", "shop")
     assert gone.returncode == 2 and "API 'shop' not found" in gone.stderr
