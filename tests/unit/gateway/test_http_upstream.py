@@ -1,0 +1,170 @@
+"""API upstream integrations (fx_gateway.api.http_upstream) between a caller and a real legacy HTTP server.
+
+The gateway's caller connections are served in-process with a router that sends every request to one upstream,
+as the API front door does for an `upstream` route.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import httpx
+import pytest
+from fx_gateway.api.http_upstream import Upstreams, escapes
+from fx_gateway.config import Settings
+from fx_gateway.http.connections import Connections
+from fx_gateway.http.server import ClientConnection
+
+from tests.legacy_http import LegacyServer
+from tests.loopback import free_port
+from tests.unit.gateway.conftest import Raw
+from tests.waiting import until
+
+
+class OneUpstream:
+    """A router with one route: everything to `upstream`."""
+
+    def __init__(self, upstreams: Upstreams, upstream: dict) -> None:
+        self.upstreams, self.upstream = upstreams, upstream
+
+    def open(self, client, method, url, headers):
+        return self.upstreams.open(client, self.upstream, method, url, headers, None)
+
+
+class Front:
+    def __init__(self, upstreams: Upstreams, url: str, server: asyncio.AbstractServer) -> None:
+        self.upstreams, self.url, self.server = upstreams, url, server
+        self.client = httpx.AsyncClient(base_url=url, timeout=30)
+
+
+@pytest.fixture
+def legacy():
+    with LegacyServer() as server:
+        yield server
+
+
+@pytest.fixture
+async def front():
+    """front(url, timeout=29, **settings) -> Front: a gateway listener whose one route is that upstream."""
+    made: list[Front] = []
+
+    async def make(url: str, timeout: float = 29, **settings) -> Front:
+        settings = Settings(**settings)
+        upstreams = Upstreams(settings)
+        router, connections = OneUpstream(upstreams, {"url": url, "timeout": timeout}), Connections(settings)
+        server = await asyncio.get_running_loop().create_server(
+            lambda: ClientConnection(router, connections), "127.0.0.1", 0
+        )
+        running = Front(upstreams, f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}", server)
+        made.append(running)
+        return running
+
+    yield make
+    for running in made:
+        await running.client.aclose()
+        running.upstreams.close()
+        running.server.close()
+
+
+async def test_the_upstream_gets_the_callers_path_under_its_prefix_with_forwarding_headers(front, legacy):
+    gw = await front(legacy.url + "/legacy/")
+    headers = {"X-Forwarded-For": "10.0.0.9", "Forwarded": "for=1.2.3.4", "X-Fx-Replica-Token": "t", "X-Mine": "1"}
+    r = await gw.client.get("/users/7?page=2&q=a%20b", headers={**headers, "Host": "shop.example.com"})
+    assert r.status_code == 200, r.text
+    seen = r.json()
+    assert seen["path"] == "/legacy/users/7?page=2&q=a%20b"
+    sent = seen["headers"]
+    assert sent["host"] == f"127.0.0.1:{legacy.port}"  # the upstream's, as API Gateway's HTTP integrations
+    assert sent["x-forwarded-host"] == "shop.example.com" and sent["x-forwarded-proto"] == "http"
+    assert sent["x-forwarded-for"] == "10.0.0.9, 127.0.0.1"
+    assert sent["x-mine"] == "1"
+    assert "forwarded" not in sent and "x-fx-replica-token" not in sent  # not the gateway's to pass on
+    assert "keep-alive" not in r.headers  # the upstream's hop-by-hop answer headers stay with that hop
+
+
+async def test_calls_share_kept_alive_connections_and_at_most_the_limit_are_open(front, legacy):
+    gw = await front(legacy.url, upstream_max_connections=2)
+    for _ in range(5):
+        assert (await gw.client.get("/one")).status_code == 200
+    assert legacy.connections == 1  # one after the other: the same connection each time
+    slow = [asyncio.create_task(gw.client.get("/slow")) for _ in range(4)]
+    await until(lambda: legacy.open >= 2, what="two connections held by slow requests")
+    legacy.release.set()
+    answers = await asyncio.gather(*slow)
+    assert [a.status_code for a in answers] == [200] * 4
+    assert legacy.most_open == 2  # the other two waited for a connection
+
+
+async def test_a_large_upload_streams_to_the_upstream(front, legacy):
+    gw = await front(legacy.url)
+    size = 20 * 1024 * 1024
+    r = await gw.client.post("/count", content=b"x" * size)
+    assert r.status_code == 200 and r.json() == {"bytes": size}
+
+    before = legacy.received
+
+    async def chunks():
+        for i in range(size // 65536):
+            if i == 16:  # the first MiB must be at the upstream before the caller sends more
+                await until(lambda: legacy.received - before >= 1 << 20, 30, "the first MiB at the upstream")
+            yield b"y" * 65536
+
+    r = await gw.client.post("/count", content=chunks())  # no length: chunked all the way
+    assert r.status_code == 200 and r.json() == {"bytes": size}
+
+
+async def test_an_answer_streams_to_the_caller_as_the_upstream_sends_it(front, legacy):
+    gw = await front(legacy.url)
+    async with gw.client.stream("GET", "/stream") as r:
+        chunks = r.aiter_bytes()
+        first = await anext(chunks)
+        assert first == b"first\n"  # here while the upstream holds the rest back until the test says so
+        legacy.go.set()
+        assert b"".join([c async for c in chunks]) == b"last\n"
+
+
+async def test_an_answer_ending_with_its_connection_ends_the_callers_connection(front, legacy):
+    gw = await front(legacy.url)
+    raw = await Raw.open(gw.url)
+    await raw.send(b"GET /until-close HTTP/1.1\r\nHost: x\r\n\r\n")
+    data = await asyncio.wait_for(raw.reader.read(), 10)
+    assert data.startswith(b"HTTP/1.1 200") and b"\r\nConnection: close\r\n" in data
+    assert data.endswith(b"\r\n\r\nthe whole body")
+
+
+async def test_an_upstream_that_does_not_answer_in_time_is_a_504(front, legacy):
+    gw = await front(legacy.url, timeout=0.5)
+    r = await gw.client.get("/slow")
+    assert r.status_code == 504 and r.json() == {"message": "Endpoint request timed out"}
+    legacy.release.set()
+    assert (await gw.client.get("/after")).status_code == 200  # the caller's connection is still good
+
+
+async def test_an_upstream_that_refuses_the_connection_is_a_502(front):
+    gw = await front(f"http://127.0.0.1:{free_port()}")
+    r = await gw.client.post("/anything", content=b"body")
+    assert r.status_code == 502 and r.json() == {"message": "Bad Gateway"}
+    assert (await gw.client.get("/again")).status_code == 502
+
+
+@pytest.mark.parametrize("path", [b"/a/../../admin", b"/a/%2e%2e/admin", b"/a/.%2E/admin", b"/a\\..\\admin", b"/./x"])
+async def test_a_path_that_could_leave_the_prefix_is_refused(front, legacy, path):
+    gw = await front(legacy.url + "/public")
+    raw = await Raw.open(gw.url)
+    await raw.send(b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % path)
+    answer = await raw.response()
+    assert answer.status == 400 and "'..'" in json.loads(answer.body)["message"]
+    assert legacy.requests == []
+
+
+def test_dots_inside_names_are_not_segments():
+    assert not escapes(b"/files/report..final.pdf") and not escapes(b"/a/.well-known/x")
+    assert escapes(b"/a/..") and escapes(b"/%2E%2e/etc")
+
+
+async def test_a_body_over_the_limit_is_refused_before_it_is_read(front, legacy):
+    gw = await front(legacy.url, upstream_max_body_bytes=1000)
+    r = await gw.client.post("/count", content=b"x" * 1001)
+    assert r.status_code == 413 and "1000 bytes" in r.json()["message"]
+    assert (await gw.client.post("/count", content=b"x" * 1000)).json() == {"bytes": 1000}
