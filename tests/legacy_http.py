@@ -63,8 +63,10 @@ class _Handler(BaseHTTPRequestHandler):
         self.server.counted(1)
 
     def finish(self) -> None:
-        super().finish()
-        self.server.counted(-1)
+        try:
+            super().finish()
+        finally:
+            self.server.counted(-1)
 
     def log_message(self, format: str, *args: object) -> None:
         pass

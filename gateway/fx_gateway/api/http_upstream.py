@@ -281,11 +281,11 @@ class UpstreamCall:
     # --- from the caller's connection ---
 
     def feed(self, chunk: bytes) -> None:
+        if self.finished:
+            return
         self.size += len(chunk)
         if self.size > self.limit:  # a chunked body that outgrew the limit: the upstream gets no more of it
-            self._finish()
-            if self.conn is not None:
-                self.conn.abandon()
+            self._give_up()
             if self.relayed:
                 self.client.abort()
             else:
@@ -295,7 +295,7 @@ class UpstreamCall:
             chunk = b"%x\r\n%s\r\n" % (len(chunk), chunk)
         if self.conn is None:
             self.buffer.append(chunk)
-        elif not self.finished:
+        else:
             self.conn.transport.write(chunk)  # type: ignore[union-attr]
 
     def begin(self) -> None:
@@ -309,11 +309,7 @@ class UpstreamCall:
     def client_gone(self) -> None:
         self.gone = True
         if not self.finished:
-            self._finish()
-            if self.conn is not None:
-                self.conn.abandon()
-            else:
-                self.pool.forget(self)
+            self._give_up()
 
     def pause_upstream(self) -> None:
         """The caller takes the answer slower than the upstream sends it: the caller owes, not the upstream."""
@@ -386,13 +382,9 @@ class UpstreamCall:
 
     # --- the sweep ---
 
-    def timed_out(self, answer: bytes = TIMED_OUT) -> None:
-        """Give up on the upstream: its connection is closed, the caller answered `answer` (or cut off)."""
-        if self.conn is not None:
-            self.conn.abandon()
-        else:
-            self.pool.forget(self)
-        self._fail(answer)
+    def timed_out(self) -> None:
+        self._give_up()
+        self._answer(TIMED_OUT)
 
     # --- inside ---
 
@@ -422,13 +414,27 @@ class UpstreamCall:
         self.deadline = time.monotonic() + self.timeout if self.body_done or self.blocked else NEVER
 
     def _finish(self) -> None:
+        """Nothing more to do with the upstream (its connection, if any, is released or abandoned)."""
         self.finished = True
+        self.conn = None
         self.upstreams.in_flight.discard(self)
 
-    def _fail(self, answer: bytes) -> None:
-        if self.finished:
-            return
+    def _give_up(self) -> None:
+        """Stop before the answer is whole: its connection is in an unknown state and closed."""
+        conn = self.conn
         self._finish()
+        if conn is not None:
+            conn.abandon()
+        else:
+            self.pool.forget(self)
+
+    def _fail(self, answer: bytes) -> None:
+        if not self.finished:
+            self._finish()
+            self._answer(answer)
+
+    def _answer(self, answer: bytes) -> None:
+        """The gateway's own answer, instead of the upstream's; the caller is cut off if part of that is out."""
         if self.gone:
             return
         if self.relayed:  # part of an answer is out: only closing tells the caller it is incomplete

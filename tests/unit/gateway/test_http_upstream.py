@@ -168,3 +168,26 @@ async def test_a_body_over_the_limit_is_refused_before_it_is_read(front, legacy)
     r = await gw.client.post("/count", content=b"x" * 1001)
     assert r.status_code == 413 and "1000 bytes" in r.json()["message"]
     assert (await gw.client.post("/count", content=b"x" * 1000)).json() == {"bytes": 1000}
+
+
+async def test_a_request_waiting_for_a_connection_is_bounded_by_the_timeout(front, legacy):
+    gw = await front(legacy.url, timeout=1, upstream_max_connections=1)
+    upload = await Raw.open(gw.url)  # holds the one connection while it owes the rest of its body
+    await upload.send(b"POST /count HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+    await until(lambda: legacy.received == 5, what="the first chunk at the upstream")
+    r = await gw.client.get("/queued")
+    assert r.status_code == 504 and r.json() == {"message": "Endpoint request timed out"}
+    await upload.send(b"0\r\n\r\n")  # a caller that is slow with its body is not the upstream's fault
+    answer = await upload.response()
+    assert answer.status == 200 and json.loads(answer.body) == {"bytes": 5}
+
+
+async def test_a_caller_that_leaves_mid_answer_frees_the_upstream_connection(front, legacy):
+    gw = await front(legacy.url)
+    raw = await Raw.open(gw.url)
+    await raw.send(b"GET /stream HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert b"first" in await asyncio.wait_for(raw.reader.readuntil(b"first"), 10)
+    raw.writer.transport.abort()
+    legacy.go.set()
+    await until(lambda: legacy.open == 0, 10, "the upstream connection closed")
+    assert (await gw.client.get("/after")).status_code == 200
