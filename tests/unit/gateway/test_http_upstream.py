@@ -188,6 +188,7 @@ async def test_a_caller_that_leaves_mid_answer_frees_the_upstream_connection(fro
     await raw.send(b"GET /stream HTTP/1.1\r\nHost: x\r\n\r\n")
     assert b"first" in await asyncio.wait_for(raw.reader.readuntil(b"first"), 10)
     raw.writer.transport.abort()
-    legacy.go.set()
+    await until(lambda: not gw.upstreams.in_flight, 10, "the gateway to give up the call")
+    legacy.go.set()  # only now: the rest would complete the answer, and its connection would be kept
     await until(lambda: legacy.open == 0, 10, "the upstream connection closed")
     assert (await gw.client.get("/after")).status_code == 200
