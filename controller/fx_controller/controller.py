@@ -22,6 +22,7 @@ from fx.models import DeployResult, FunctionInfo, FunctionSpec, VersionInfo
 from fx.nats_auth import ADMIN_CREDS, Signer
 from fx.paths import config_path
 from fx.protocol import (
+    KV_APIS,
     KV_CREDENTIALS,
     KV_FUNCTIONS,
     KV_ROUTES,
@@ -143,6 +144,7 @@ class Controller:
         functions_kv = await open_kv(js, KV_FUNCTIONS, copies)
         self.store = FunctionStore(functions_kv)
         routes_kv = await open_kv(js, KV_ROUTES, copies)
+        await open_kv(js, KV_APIS, copies)  # made now: the gateways wait for it before they report ready
         self.artifacts = Artifacts(
             s.state_dir / "artifacts",
             await open_object_store(js, OBJ_ARTIFACTS, copies),
