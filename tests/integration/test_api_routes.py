@@ -115,7 +115,9 @@ CHALICE_CALLS = [
 
 
 def test_an_unmodified_chalice_app_answers_as_its_own_test_client(fx: RunningPlatform, client: httpx.Client) -> None:
-    serve(fx, client, wire("chalice", CHALICE_ROUTES, hosts=["chalice.test"], payload="1.0"), "/users/1", "chalice.test")
+    serve(
+        fx, client, wire("chalice", CHALICE_ROUTES, hosts=["chalice.test"], payload="1.0"), "/users/1", "chalice.test"
+    )
     sys.path.insert(0, str(FUNCTIONS / "chalice_app"))
     try:
         from app import app  # type: ignore[import-not-found]
@@ -234,7 +236,9 @@ def test_cors_preflight_and_headers_on_every_answer(fx: RunningPlatform, client:
 
 
 def test_a_changed_route_takes_effect_without_a_restart(fx: RunningPlatform, client: httpx.Client) -> None:
-    serve(fx, client, wire("moving", {"GET /where": {"function": "echo"}}, hosts=["moving.test"]), "/where", "moving.test")
+    serve(
+        fx, client, wire("moving", {"GET /where": {"function": "echo"}}, hosts=["moving.test"]), "/where", "moving.test"
+    )
     assert client.get("/where", headers={"Host": "moving.test"}).json()["function"] == "echo"
     put_api(fx, wire("moving", {"GET /where": {"function": "echo-two"}}, hosts=["moving.test"]))
     wait_for(

@@ -293,8 +293,10 @@ class UpstreamCall:
             return
         if self.chunked:
             chunk = b"%x\r\n%s\r\n" % (len(chunk), chunk)
-        if self.conn is None:
+        if self.conn is None:  # at most one read: reading stays paused until the connection is there
             self.buffer.append(chunk)
+            if not self.client.paused:  # resumed by someone else (the front door, after an authorizer)
+                self.client.pause_reading()
         else:
             self.conn.transport.write(chunk)  # type: ignore[union-attr]
 
