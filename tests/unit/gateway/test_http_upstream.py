@@ -192,3 +192,42 @@ async def test_a_caller_that_leaves_mid_answer_frees_the_upstream_connection(fro
     legacy.go.set()  # only now: the rest would complete the answer, and its connection would be kept
     await until(lambda: legacy.open == 0, 10, "the upstream connection closed")
     assert (await gw.client.get("/after")).status_code == 200
+
+
+async def test_an_upstream_that_stops_reading_the_body_is_a_504(front, legacy):
+    gw = await front(legacy.url, timeout=1)
+    r = await gw.client.post("/slow", content=b"x" * (20 * 1024 * 1024))  # /slow reads nothing until released
+    assert r.status_code == 504 and r.json() == {"message": "Endpoint request timed out"}
+    legacy.release.set()
+
+
+class ClosesReusedConnections:
+    """Answers the first request on a connection, and closes it when the next one comes: an upstream closing an
+    idle keep-alive connection just as the gateway sends on it."""
+
+    def __init__(self) -> None:
+        self.requests = 0
+
+    async def start(self) -> str:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        self.requests += 1
+        if b"Content-Length: " in head:
+            await reader.readexactly(int(head.split(b"Content-Length: ")[1].split(b"\r\n")[0]))
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        await writer.drain()
+        await reader.readuntil(b"\r\n\r\n")
+        writer.close()
+
+
+async def test_a_get_on_a_connection_the_upstream_closed_is_sent_again_on_a_fresh_one(front):
+    upstream = ClosesReusedConnections()
+    gw = await front(await upstream.start())
+    assert (await gw.client.get("/a")).text == "ok"
+    assert (await gw.client.get("/b")).text == "ok"  # the kept connection broke unanswered: a new one
+    assert gw.upstreams.retried == 1
+    r = await gw.client.post("/c", content=b"body")  # a body may have been read: not sent again
+    assert r.status_code == 502 and r.json() == {"message": "Bad Gateway"}
