@@ -1,12 +1,11 @@
 """API routes served by the gateway on the real platform: matching, events, hosts, mocks, CORS, route changes.
 
-The APIs are written as the controller stores them (KV fx_apis, the wire JSON); the gateway follows the bucket as
-it follows the route tables. One platform serves the module.
+The Chalice app's API comes with its fx.yaml (`fx deploy`); the others go through the admin API
+(`PUT /system/apis/NAME`), which stores them in KV fx_apis for the gateway to follow. One platform serves the module.
 """
 
 from __future__ import annotations
 
-import asyncio
 import importlib.util
 import json
 import shutil
@@ -16,7 +15,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from fx.protocol import KV_APIS
 
 from tests.waiting import wait_for
 
@@ -27,35 +25,15 @@ ORIGIN = "https://app.example.com"
 
 
 def wire(name: str, routes: dict, **fields) -> dict:
-    """An API as the controller writes it to KV fx_apis: every field present."""
-    api = {
-        "name": name,
-        "hosts": [],
-        "stage": "$default",
-        "stage_variables": {},
-        "payload": "2.0",
-        "cors": None,
-        "throttle": None,
-        "authorizers": {},
-    }
-    api.update(fields)
-    api["routes"] = {
-        key: {"auth": None, "scopes": [], "api_key": False, "throttle": None, "payload": None, **spec}
-        for key, spec in routes.items()
-    }
-    return api
+    """An API as fx.yaml declares one (its name aside)."""
+    return {"name": name, "routes": routes, **fields}
 
 
 def put_api(platform: RunningPlatform, api: dict) -> None:
-    async def put() -> None:
-        nc = await platform.nats()
-        try:
-            kv = await nc.jetstream().key_value(KV_APIS)
-            await kv.put(api["name"], json.dumps(api).encode())
-        finally:
-            await nc.close()
-
-    asyncio.run(put())
+    body = {k: v for k, v in api.items() if k != "name"}
+    headers = {"Authorization": f"Bearer {platform.token}"}
+    r = httpx.put(f"{platform.gateway_url}/system/apis/{api['name']}", json=body, headers=headers, timeout=30)
+    assert r.status_code == 200, r.text
 
 
 @pytest.fixture(scope="module")
@@ -94,14 +72,6 @@ def serve(fx: RunningPlatform, client: httpx.Client, api: dict, probe: str, host
     )
 
 
-CHALICE_ROUTES = {
-    "GET /": {"function": "chalice"},
-    "GET /users/{user_id}": {"function": "chalice"},
-    "POST /users": {"function": "chalice"},
-    "GET /orders/{order_id}/items/{item_id}": {"function": "chalice"},
-    "PUT /orders/{order_id}/items/{item_id}": {"function": "chalice"},
-    "GET /text": {"function": "chalice"},
-}
 CHALICE_CALLS = [
     ("GET", "/", None),
     ("GET", "/users/1", None),
@@ -115,8 +85,8 @@ CHALICE_CALLS = [
 
 
 def test_an_unmodified_chalice_app_answers_as_its_own_test_client(fx: RunningPlatform, client: httpx.Client) -> None:
-    serve(
-        fx, client, wire("chalice", CHALICE_ROUTES, hosts=["chalice.test"], payload="1.0"), "/users/1", "chalice.test"
+    wait_for(  # deployed with its fx.yaml
+        lambda: client.get("/users/1", headers={"Host": "chalice.test"}).status_code == 200, 30, "chalice's API"
     )
     sys.path.insert(0, str(FUNCTIONS / "chalice_app"))
     try:
@@ -236,9 +206,8 @@ def test_cors_preflight_and_headers_on_every_answer(fx: RunningPlatform, client:
 
 
 def test_a_changed_route_takes_effect_without_a_restart(fx: RunningPlatform, client: httpx.Client) -> None:
-    serve(
-        fx, client, wire("moving", {"GET /where": {"function": "echo"}}, hosts=["moving.test"]), "/where", "moving.test"
-    )
+    api = wire("moving", {"GET /where": {"function": "echo"}}, hosts=["moving.test"])
+    serve(fx, client, api, "/where", "moving.test")
     assert client.get("/where", headers={"Host": "moving.test"}).json()["function"] == "echo"
     put_api(fx, wire("moving", {"GET /where": {"function": "echo-two"}}, hosts=["moving.test"]))
     wait_for(
