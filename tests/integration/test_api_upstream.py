@@ -2,12 +2,14 @@
 moved (`ANY /{proxy+}`), a function the one that was, behind the same front door; then one more route moves from
 the legacy service to a function while a client calls it, and no call fails.
 
-APIs are put through the admin API (PUT /system/apis/NAME, as `fx deploy` puts fx.yaml's `apis:`). One platform
-and one legacy server (tests/legacy_http.py) serve the module.
+The move is an `fx deploy` of an fx.yaml whose API gains the route; the other APIs are put through the admin API
+(PUT /system/apis/NAME, as `fx deploy` puts them). One platform and one legacy server (tests/legacy_http.py)
+serve the module.
 """
 
 from __future__ import annotations
 
+import shutil
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -122,9 +124,23 @@ def test_a_slow_upstream_is_a_504_and_an_unreachable_one_a_502(fx, client, legac
     assert client.get("/x", headers={"Host": "gone.test"}).json() == {"message": "Bad Gateway"}
 
 
-def test_a_route_moves_from_the_legacy_to_a_function_with_no_failed_call(fx, client, legacy) -> None:
-    serve(fx, client, "shop", shop(legacy, {}), "/users/1", "shop.test")  # /users/{id} not moved yet
-    assert client.get("/users/3", headers=SHOP).json()["legacy"]
+def deploy_shop(fx: RunningPlatform, project: Path, legacy: LegacyServer, moved: bool) -> None:
+    """`fx deploy` of a project whose fx.yaml has the users function and the shop API, /users/{id} moved or not."""
+    project.mkdir(exist_ok=True)
+    shutil.copy(FUNCTIONS / "users_api" / "handler.py", project / "handler.py")
+    users = '      "GET /users/{id}": {function: users}\n' if moved else ""
+    (project / "fx.yaml").write_text(
+        "functions:\n  users: {handler: handler.handler, timeout: 10}\n"
+        "apis:\n  shop:\n    hosts: [shop.test]\n    routes:\n"
+        f'      "ANY /{{proxy+}}": {{upstream: "{legacy.url}"}}\n{users}'
+    )
+    deployed = fx.fx("deploy", cwd=project)
+    assert deployed.returncode == 0, deployed.stderr + deployed.stdout
+
+
+def test_a_route_moves_from_the_legacy_to_a_function_with_no_failed_call(fx, client, legacy, tmp_path) -> None:
+    deploy_shop(fx, tmp_path / "shop", legacy, moved=False)
+    wait_for(lambda: client.get("/users/3", headers=SHOP).json().get("legacy"), 30, "the legacy serving /users/3")
     answers: list[tuple[int, str]] = []
     stop = threading.Event()
 
@@ -139,7 +155,7 @@ def test_a_route_moves_from_the_legacy_to_a_function_with_no_failed_call(fx, cli
     caller.start()
     try:
         wait_for(lambda: len(answers) >= 20, 30, "calls to the legacy before the move")
-        put_api(fx, "shop", shop(legacy, USERS))
+        deploy_shop(fx, tmp_path / "shop", legacy, moved=True)
         wait_for(lambda: answers[-1][1] == "function", 30, "the function answering GET /users/{id}")
         moved_at = len(answers)
         wait_for(lambda: len(answers) >= moved_at + 50, 60, "calls after the move")
