@@ -59,7 +59,7 @@ bench: install
 	$(BIN)/python -m bench.log_soak
 
 clean:
-	rm -rf $(VENV) .fx .pytest_cache .ruff_cache
+	rm -rf $(VENV) .fx .pytest_cache .ruff_cache .cache
 
 # The single-node Kubernetes test harness (issue 4): cluster-up, cluster-down, e2e.
 include tests/cluster/cluster.mk

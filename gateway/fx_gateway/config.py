@@ -39,6 +39,13 @@ class Settings:
     trigger_concurrency: int = 256  # trigger events this gateway runs at once
     backlog_interval: float = 5.0  # seconds between samples of the async backlog and the triggers' consumers
     usage_interval: float = 10.0  # seconds between billed-usage reports to the controller (`fx usage`)
+    # JWT authorizers of API routes
+    jwt_clock_skew: float = 60.0  # seconds exp, nbf and iat may be off by (the issuer's clock against ours)
+    jwt_cache_size: int = 4096  # verified tokens remembered until they expire; 0: every request is verified
+    jwks_refresh: float = 300.0  # seconds between fetches of an issuer's keys (a removed key stops verifying then)
+    jwks_min_interval: float = 10.0  # seconds between fetches made because a token names a key not held
+    jwks_timeout: float = 5.0  # seconds for a fetch of an issuer's discovery document and keys
+    jwks_max_bytes: int = 256 * 1024  # an issuer's discovery document or key set; larger: not used
     authorizer_timeout: float = 10.0  # seconds an API route's authorizer may take to decide; then 500
     # what one caller connection may cost (nginx's defaults where it has one)
     max_url_bytes: int = 8 * 1024  # request target; longer: 414
@@ -119,6 +126,42 @@ _NUMBERS = (
         float,
         Settings.usage_interval,
         "seconds between billed-usage reports to the controller (`fx usage`)",
+    ),
+    (
+        "--jwt-clock-skew",
+        float,
+        Settings.jwt_clock_skew,
+        "seconds a JWT's exp, nbf and iat may be off by, for clocks that differ between its issuer and the gateway",
+    ),
+    (
+        "--jwt-cache-size",
+        int,
+        Settings.jwt_cache_size,
+        "verified JWTs each JWT authorizer remembers until they expire (least recently used out first); 0: none",
+    ),
+    (
+        "--jwks-refresh",
+        float,
+        Settings.jwks_refresh,
+        "seconds between fetches of a JWT issuer's keys: a key the issuer removed stops verifying within this",
+    ),
+    (
+        "--jwks-min-interval",
+        float,
+        Settings.jwks_min_interval,
+        "least seconds between the fetches of an issuer's keys that tokens naming an unknown key (kid) cause",
+    ),
+    (
+        "--jwks-timeout",
+        float,
+        Settings.jwks_timeout,
+        "seconds for a fetch of a JWT issuer's discovery document or keys",
+    ),
+    (
+        "--jwks-max-bytes",
+        int,
+        Settings.jwks_max_bytes,
+        "largest discovery document or key set (JWKS) of a JWT issuer; larger: refused and logged",
     ),
     (
         "--authorizer-timeout",
