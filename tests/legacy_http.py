@@ -14,6 +14,7 @@ the body bytes it read.
 from __future__ import annotations
 
 import json
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -45,6 +46,10 @@ class LegacyServer(ThreadingHTTPServer):
         self.go.set()
         self.shutdown()
         self.server_close()
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):  # else the gateway cut it: a timeout, a caller gone
+            super().handle_error(request, client_address)  # type: ignore[arg-type]
 
     def counted(self, delta: int) -> None:
         with self.lock:

@@ -231,3 +231,11 @@ async def test_a_get_on_a_connection_the_upstream_closed_is_sent_again_on_a_fres
     assert gw.upstreams.retried == 1
     r = await gw.client.post("/c", content=b"body")  # a body may have been read: not sent again
     assert r.status_code == 502 and r.json() == {"message": "Bad Gateway"}
+
+
+async def test_a_head_request_gets_the_head_alone_and_the_connection_goes_on(front, legacy):
+    gw = await front(legacy.url)
+    r = await gw.client.head("/thing")
+    assert r.status_code == 200 and int(r.headers["content-length"]) > 0 and r.content == b""
+    assert (await gw.client.get("/thing")).json()["method"] == "GET"
+    assert legacy.connections == 1
