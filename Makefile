@@ -54,6 +54,7 @@ format: install
 
 bench: install
 	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.api_routes
 	$(BIN)/python -m bench.scaling
 	$(BIN)/python -m bench.log_soak
 

@@ -50,17 +50,25 @@ class _Connection(asyncio.Protocol):
         return await self.done
 
 
-def build_request(url: str, method: str, body: bytes) -> tuple[str, int, bytes]:
+def build_request(url: str, method: str, body: bytes, headers: tuple[str, ...] = ()) -> tuple[str, int, bytes]:
     parts = urlsplit(url)
     target = parts.path + (f"?{parts.query}" if parts.query else "")
-    head = f"{method} {target} HTTP/1.1\r\nHost: {parts.netloc}\r\nContent-Length: {len(body)}\r\n\r\n"
+    extra = "".join(f"{header}\r\n" for header in headers)
+    head = f"{method} {target} HTTP/1.1\r\nHost: {parts.netloc}\r\n{extra}Content-Length: {len(body)}\r\n\r\n"
     return parts.hostname or "127.0.0.1", parts.port or 80, head.encode() + body
 
 
 async def run(
-    url: str, method: str, body: bytes, concurrency: int, requests: int, timeout: float, unix: str | None = None
+    url: str,
+    method: str,
+    body: bytes,
+    concurrency: int,
+    requests: int,
+    timeout: float,
+    unix: str | None = None,
+    headers: tuple[str, ...] = (),
 ) -> dict:
-    host, port, raw = build_request(url, method, body)
+    host, port, raw = build_request(url, method, body, headers)
     loop = asyncio.get_running_loop()
 
     async def connect() -> tuple[asyncio.BaseTransport, _Connection]:
@@ -113,11 +121,15 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=10000)
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds per request")
     parser.add_argument("--unix", help="connect to this Unix socket instead of the URL's host and port")
+    parser.add_argument("--header", action="append", default=[], help="'Name: value' added to every request")
     args = parser.parse_args()
     if not args.unix and urlsplit(args.url).hostname not in ("127.0.0.1", "localhost", "::1"):
         parser.error("load is only ever sent to this machine's loopback")
     body = args.body.encode()
-    result = uvloop.run(run(args.url, args.method, body, args.concurrency, args.requests, args.timeout, args.unix))
+    headers = tuple(args.header)
+    result = uvloop.run(
+        run(args.url, args.method, body, args.concurrency, args.requests, args.timeout, args.unix, headers)
+    )
     print(json.dumps(result))
 
 

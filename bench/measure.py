@@ -63,10 +63,16 @@ def replica_target(endpoint: str) -> tuple[str, str | None, int]:
 
 
 def load(
-    url: str, concurrency: int, requests: int, pids: dict[str, int], method: str = "GET", unix: str | None = None
+    url: str,
+    concurrency: int,
+    requests: int,
+    pids: dict[str, int],
+    method: str = "GET",
+    unix: str | None = None,
+    headers: tuple[str, ...] = (),
 ) -> dict:
-    """Run bench/loadgen.py against `url` (through the Unix socket `unix` if set); add the CPU µs per
-    request each of `pids` spent."""
+    """Run bench/loadgen.py against `url` (through the Unix socket `unix` if set, with `headers`, each
+    "Name: value"); add the CPU µs per request each of `pids` spent."""
     before = {name: cpu_seconds(pid) for name, pid in pids.items()}
     out = subprocess.run(
         [
@@ -81,6 +87,7 @@ def load(
             "--requests",
             str(requests),
             *(["--unix", unix] if unix else []),
+            *(arg for header in headers for arg in ("--header", header)),
         ],
         check=True,
         capture_output=True,

@@ -58,6 +58,8 @@ class Settings:
     system_max_bytes: int = 266 * 1024 * 1024  # body of a /system call forwarded to the controller
     blobs_max_bytes: int = 256 * 1024 * 1024  # blobs (bodies passed by reference) held at once; more: 503
     system_connect_timeout: float = 10.0  # seconds to open a connection to the controller, in attempts of 2 s
+    upstream_max_connections: int = 100  # open connections to one API upstream (host:port); more requests wait
+    upstream_max_body_bytes: int = 64 * 1024 * 1024  # request body streamed to an API upstream; more: 413
     metrics_host: str = ""  # with metrics_port: /metrics is served there only, not on the main listener
     metrics_port: int = 0
     max_revision_skew: float = 60.0  # seconds a route table's revision (ns of the controller's clock) may lead ours
@@ -214,6 +216,19 @@ _LIMITS = (
         Settings.system_connect_timeout,
         "seconds to open a /system call's connection to the controller, in attempts of at most 2 s (an address"
         " that vanished in a failover never answers: a fresh attempt reaches the new leader); then 502",
+    ),
+    (
+        "--upstream-max-connections",
+        int,
+        Settings.upstream_max_connections,
+        "connections open at once to one API upstream (host:port); further requests wait for one, within their"
+        " route's timeout",
+    ),
+    (
+        "--upstream-max-body-bytes",
+        int,
+        Settings.upstream_max_body_bytes,
+        "largest request body streamed to an API upstream; more: 413",
     ),
     (
         "--max-revision-skew",

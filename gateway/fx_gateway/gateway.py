@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from fx_gateway.api.feed import ApiFeed
+from fx_gateway.api.http_upstream import Upstreams
 from fx_gateway.api.jwt_authorizer import JwtAuthorizer
 from fx_gateway.api.metrics import ApiMetrics
 from fx_gateway.api.services import ApiServices
@@ -33,7 +34,7 @@ class Gateway:
         self.book = RouteBook(settings, activator or self.link.activate)
         self.events = Events(settings, self.book, CallbackPolicy.from_settings(settings))
         self.feed = RouteFeed(self.link, self.book, self.events)
-        self.api_services = ApiServices(settings, self.book, ApiMetrics())
+        self.api_services = ApiServices(settings, self.book, ApiMetrics(), upstreams=Upstreams(settings))
         self.apis = ApiFeed(self.link, self.api_services, {"jwt": JwtAuthorizer})
         self.connections = Connections(settings)
         nats_state = NatsState(lambda: self.link.connected)
@@ -78,5 +79,6 @@ class Gateway:
     async def close(self) -> None:
         for task in self._tasks:
             task.cancel()
+        self.api_services.upstreams.close()  # type: ignore[union-attr]
         await self.events.close()
         await self.link.close()

@@ -126,7 +126,8 @@ class FrontDoor:
         route = found.route
         cors = route.api.cors.answer_lines(origin) if route.api.cors is not None else b""
         length = seen.get(b"content-length")
-        if length is not None and int(length) > self.services.settings.max_request_bytes:
+        limit = self.services.settings.max_request_bytes  # an upstream's body streams: api.http_upstream bounds it
+        if length is not None and route.upstream is None and int(length) > limit:
             route.stats.record(413, 0.0)
             return client.refuse(_with_lines(TOO_LARGE, cors))
         passage = Passage(client, found, method, path, query, headers, seen, kept, cors)

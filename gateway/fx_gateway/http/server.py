@@ -35,6 +35,8 @@ BODY = 2  # a request's body is due: --body-timeout since the last byte
 BUSY = 3  # the request is in; the answer is ours to give (the function timeout's backstop bounds it)
 LINGER = 4  # refused: the answer is out, the rest is read and dropped until the close
 LINGER_S = 2.0  # closing at once with unread input would reset the connection, and the answer with it
+# A streaming call answers as its upstream does, so a request pipelined behind one cannot wait its turn.
+PIPELINED_STREAMING = "pipelined requests to /system or to an API upstream route are not supported"
 
 
 class Refused(Exception):
@@ -212,7 +214,7 @@ class ClientConnection(asyncio.Protocol):
         self.call = call
         if call.streaming:
             if self.active is not None:
-                self.refuse(responses.bad_request("pipelined /system requests are not supported", close=True))
+                self.refuse(responses.bad_request(PIPELINED_STREAMING, close=True))
                 raise Refused
             self.active = call
 

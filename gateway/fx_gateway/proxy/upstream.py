@@ -1,11 +1,16 @@
-"""Connections to replicas: one keep-alive HTTP/1.1 connection per in-flight request, pooled per endpoint."""
+"""Connections to replicas: one keep-alive HTTP/1.1 connection per in-flight request, pooled per endpoint.
+
+The connection itself knows only an endpoint (`Endpoint`: where it is pooled) and what it carries (`Sent`): a
+function call's Exchange to a Replica here, or an API route's call to an HTTP upstream
+(fx_gateway.api.http_upstream), so both ride the same data plane.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import httptools
 
@@ -22,23 +27,45 @@ UNIX_PREFIX = "unix:"  # an endpoint "unix:/abs/path" is a Unix socket, any othe
 DOWN_S = 1.0  # after a refused connection, skip the endpoint this long (the route table will catch up)
 
 
+class Sent(Protocol):
+    """A request on a connection: its head (and body, if whole), told of its answer's bytes as they arrive."""
+
+    raw: bytes
+    is_head: bool
+    conn: UpstreamConnection | None
+
+    def relay(self, data: bytes) -> None: ...
+    def answered(self, status: int, keep_alive: bool) -> None: ...
+
+
+class Endpoint(Protocol):
+    """Where a connection is pooled: told when its answer is in (`release`) or it broke before (`lost`)."""
+
+    idle: list[UpstreamConnection]
+
+    def release(self, conn: UpstreamConnection, reusable: bool) -> None: ...
+    def lost(self, conn: UpstreamConnection, sent: Sent, exc: Exception | None) -> None: ...
+    def close_idle(self) -> None: ...
+
+
 class UpstreamConnection(asyncio.Protocol):
-    """Sends one request at a time and relays the answer's bytes to the exchange as they arrive."""
+    """Sends one request at a time and relays the answer's bytes to the exchange as they arrive. A request whose
+    body streams (`Sent` with `pause_caller`/`resume_caller`) is told when this side's write buffer is full."""
 
     __slots__ = ("complete", "exchange", "keep_alive", "parser", "replica", "transport")
 
-    def __init__(self, replica: Replica) -> None:
+    def __init__(self, replica: Endpoint) -> None:
         self.replica = replica
         self.parser = httptools.HttpResponseParser(self)
         self.transport: asyncio.Transport | None = None
-        self.exchange: Exchange | None = None
+        self.exchange: Sent | None = None
         self.complete = False
         self.keep_alive = True
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
-    def send(self, exchange: Exchange) -> None:
+    def send(self, exchange: Sent) -> None:
         self.exchange = exchange
         exchange.conn = self
         self.transport.write(exchange.raw)  # type: ignore[union-attr]
@@ -63,7 +90,7 @@ class UpstreamConnection(asyncio.Protocol):
             exchange.answered(status, self.keep_alive)
             if not self.keep_alive:  # a replica going away (draining, timed out): send nothing more on its pool
                 self.replica.close_idle()
-            self.replica.dispatcher.release(self.replica, self, self.keep_alive)
+            self.replica.release(self, self.keep_alive)
 
     def on_headers_complete(self) -> None:
         if self.exchange is not None and self.exchange.is_head:
@@ -78,7 +105,17 @@ class UpstreamConnection(asyncio.Protocol):
         """Stop waiting for this answer (backstop timeout): the connection is in an unknown state."""
         self.exchange = None
         self.transport.close()  # type: ignore[union-attr]
-        self.replica.dispatcher.release(self.replica, self, False)
+        self.replica.release(self, False)
+
+    def pause_writing(self) -> None:
+        pause = getattr(self.exchange, "pause_caller", None)
+        if pause is not None:
+            pause()
+
+    def resume_writing(self) -> None:
+        resume = getattr(self.exchange, "resume_caller", None)
+        if resume is not None:
+            resume()
 
     def connection_lost(self, exc: Exception | None) -> None:
         replica = self.replica
@@ -87,7 +124,7 @@ class UpstreamConnection(asyncio.Protocol):
         exchange = self.exchange
         if exchange is not None:
             self.exchange = None
-            replica.dispatcher.lost(replica, self, exchange, exc)
+            replica.lost(self, exchange, exc)
 
 
 class Replica:
@@ -131,6 +168,12 @@ class Replica:
             self.dispatcher.retry(self, exchange)
             return
         conn.send(exchange)
+
+    def release(self, conn: UpstreamConnection, reusable: bool) -> None:
+        self.dispatcher.release(self, conn, reusable)
+
+    def lost(self, conn: UpstreamConnection, sent: Sent, exc: Exception | None) -> None:
+        self.dispatcher.lost(self, conn, sent, exc)  # type: ignore[arg-type]  # a replica carries Exchanges only
 
     def keep(self, conn: UpstreamConnection, reusable: bool) -> None:
         if reusable and not self.removed and len(self.idle) < MAX_IDLE and not conn.transport.is_closing():  # type: ignore[union-attr]
