@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import json
 import logging
+import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -34,6 +35,7 @@ def issuer() -> Iterator[Issuer]:
         yield running
 
 
+SOURCE = "$request.header.Authorization"
 _made: list[JwtAuthorizer] = []
 
 
@@ -269,7 +271,7 @@ async def test_keys_held_keep_verifying_while_the_issuer_is_down(issuer):
 
 async def test_a_configured_jwks_uri_skips_discovery(issuer):
     spec = {"issuer": issuer.url, "audience": ["fx-api"], "jwks_uri": f"{issuer.url}/jwks"}
-    auth = authorizer(issuer, spec | {"identity_source": "$request.header.Authorization"})
+    auth = authorizer(issuer, spec | {"identity_source": SOURCE})
     assert isinstance(await decide(auth, issuer.token()), Allow)
     assert (issuer.discoveries, issuer.fetches) == (0, 1)
 
@@ -308,3 +310,12 @@ async def test_refusals_are_counted_by_reason(issuer):
     await decide(auth, issuer.token(), ["admin"])
     grown = {key: count - before.get(key, 0) for key, count in metrics._denials.items() if count != before.get(key)}
     assert grown == {("shop", "GET /users", "unauthorized"): 2, ("shop", "GET /users", "forbidden"): 1}
+
+
+async def test_an_issuer_that_never_answers_costs_a_request_one_fetch_timeout(issuer):
+    """A listener that accepts and says nothing: the request waits --jwks-timeout, then 401; it is not held."""
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        auth = authorizer(issuer, {"issuer": url, "audience": ["fx-api"], "identity_source": SOURCE}, jwks_timeout=0.5)
+        decision = await decide(auth, issuer.token(iss=url))
+        assert isinstance(decision, Deny) and decision.status == 401
