@@ -9,6 +9,7 @@ import hmac
 import json
 import logging
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -319,3 +320,23 @@ async def test_an_issuer_that_never_answers_costs_a_request_one_fetch_timeout(is
         auth = authorizer(issuer, {"issuer": url, "audience": ["fx-api"], "identity_source": SOURCE}, jwks_timeout=0.5)
         decision = await decide(auth, issuer.token(iss=url))
         assert isinstance(decision, Deny) and decision.status == 401
+
+
+async def test_an_issuer_that_answers_something_not_http_is_401_and_logged(issuer, caplog):
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        url = f"http://127.0.0.1:{server.getsockname()[1]}"
+
+        def babble() -> None:
+            connection, _ = server.accept()
+            with connection:
+                connection.recv(4096)
+                connection.sendall(b"HELLO THERE\r\n\r\n")
+
+        thread = threading.Thread(target=babble, daemon=True)
+        thread.start()
+        auth = authorizer(issuer, {"issuer": url, "audience": ["fx-api"], "identity_source": SOURCE})
+        with caplog.at_level(logging.WARNING, logger="fx_gateway"):
+            decision = await decide(auth, issuer.token(iss=url))
+        thread.join()
+    assert isinstance(decision, Deny) and decision.status == 401
+    assert any("keys unavailable" in record.getMessage() for record in caplog.records)
