@@ -229,9 +229,10 @@ class FrontDoor:
         if dispatcher is None:  # deleted, or no version takes traffic: the integration fails, as on AWS
             return self._deny(passage, Deny(500, "Internal Server Error"))
         context: dict[str, Any] = {**route.context, "pathParameters": passage.match.path_parameters or None}
+        encoded = json.dumps(context, separators=(",", ":"))  # ASCII: \\u escapes, no CR/LF
         if allow is not None:
-            context["authorizer"] = allow.v1 if route.payload == "1.0" else allow.v2
-        line = ROUTE_LINE % json.dumps(context, separators=(",", ":")).encode()  # ASCII: \\u escapes, no CR/LF
+            encoded = f'{encoded[:-1]},"authorizer":{allow.encoded(route.payload)}}}'
+        line = ROUTE_LINE % encoded.encode()
         target = HTTP_TARGET + passage.path[1:] + (b"?" + passage.query if passage.query else b"")
         kept = passage.kept + line + routes.invoked(dispatcher, route.qualifier)  # type: ignore[union-attr]
         client = Observed(passage.client, route.stats, passage.cors)
