@@ -122,7 +122,7 @@ class FrontDoor:
                 stats = found.route.stats if found is not None else self.services.metrics.unmatched
                 return Answer(client, cors.preflight(origin), stats)
         if found is None:
-            return Answer(client, NOT_FOUND, self.services.metrics.unmatched)
+            return _answer(client, method, NOT_FOUND, self.services.metrics.unmatched)
         route = found.route
         cors = route.api.cors.answer_lines(origin) if route.api.cors is not None else b""
         length = seen.get(b"content-length")
@@ -200,7 +200,7 @@ class FrontDoor:
 
     def _deny(self, passage: Passage, deny: Deny) -> Answer:
         lines = b"".join(b"%s: %s\r\n" % header for header in deny.headers) + passage.cors
-        return Answer(passage.client, _message(deny.status, deny.message, lines), passage.route.stats)
+        return _answer(passage.client, passage.method, _message(deny.status, deny.message, lines), passage.route.stats)
 
     def _admit(self, passage: Passage, allow: Allow | None) -> Call | None:
         """Limits, then the integration."""
@@ -213,7 +213,7 @@ class FrontDoor:
         if route.function is not None:
             return self._function(passage, allow)
         if route.mock is not None:
-            return Answer(passage.client, _with_lines(route.mock, passage.cors), route.stats)
+            return _answer(passage.client, passage.method, _with_lines(route.mock, passage.cors), route.stats)
         upstreams = self.services.upstreams
         if upstreams is None:
             return self._deny(passage, self._missing(route, "upstreams"))
@@ -235,6 +235,11 @@ class FrontDoor:
         kept = passage.kept + line + routes.invoked(dispatcher, route.qualifier)  # type: ignore[union-attr]
         client = Observed(passage.client, route.stats, passage.cors)
         return self.exchange(client, routes, dispatcher, passage.method, target, passage.seen, kept, None)
+
+
+def _answer(client: ClientConnection, method: bytes, data: bytes, stats: Any) -> Answer:
+    """An answer the gateway makes; to a HEAD request, its head alone (a body would be read as the next answer)."""
+    return Answer(client, data if method != b"HEAD" else data[: data.index(b"\r\n\r\n") + 4], stats)
 
 
 def _preflight_cors(found: Match | None, groups: list[HostGroup]) -> Cors | None:

@@ -118,12 +118,22 @@ async def test_a_failing_authorizer_or_a_missing_part_is_a_500(gateway, replicas
     }
     authorizers = {"broken": {"fake": {"broken": True}}, "other": {"jwt": {}}}
     running, replica = await serving_api(gateway, replicas, routes, authorizers=authorizers)
+    running.gateway.api_services.api_keys = None  # a build without API keys (gateway.py makes each part it has)
     for path in ("/broken", "/keyed", "/unknown-kind"):
         r = await running.client.get(path)
         assert (r.status_code, r.json()) == (500, {"message": "Internal Server Error"}), path
     assert replica.requests == 0
     metrics = (await running.client.get("/metrics")).text
     assert 'fx_gateway_api_denied_total{api="shop",reason="authorizer_error",route="GET /broken"} 1.0' in metrics
+
+
+async def test_a_head_request_gets_the_head_of_the_gateways_own_answers(gateway, replicas) -> None:
+    routes = {"GET /mock": {"mock": {"status": 200, "body": {"ok": True}}}, "HEAD /mock": {"mock": {"body": "x"}}}
+    running, _ = await serving_api(gateway, replicas, routes)
+    for path in ("/mock", "/missing", "/mock"):  # one keep-alive connection: a stray body would break the next
+        r = await running.client.head(path)
+        assert r.content == b"" and int(r.headers["content-length"]) > 0, path
+    assert (await running.client.get("/mock")).json() == {"ok": True}
 
 
 async def test_a_changed_api_closes_its_old_authorizers(gateway, replicas) -> None:
