@@ -109,6 +109,22 @@ class FrontDoor:
         seen: dict[bytes, bytes],
         kept: bytes,
     ) -> Call | None:
+        try:
+            return self._open(client, method, path, query, headers, seen, kept)
+        except Exception:  # a step's bug (an authorizer's, a limit's) is a 500, not a connection dropped by asyncio
+            log.exception("API route request %s %r failed", method.decode("latin-1"), path.decode("latin-1"))
+            return _answer(client, method, INTERNAL_ERROR, self.services.metrics.unmatched)
+
+    def _open(
+        self,
+        client: ClientConnection,
+        method: bytes,
+        path: bytes,
+        query: bytes,
+        headers: list[tuple[bytes, bytes]],
+        seen: dict[bytes, bytes],
+        kept: bytes,
+    ) -> Call | None:
         index = self.feed.index
         groups = index.groups(seen.get(b"host", b"").decode("latin-1"))
         if not groups:
@@ -190,8 +206,14 @@ class FrontDoor:
             log.warning("API %s route %r: authorizer %s failed: %r", route.api.name, route.key, route.auth, exc)
             denied(route.api.name, route.key, "authorizer_error")
             decision = Deny(500, "Internal Server Error")
-        if not pending.gone:
-            pending.proceed(self._decided(passage, decision))
+        if pending.gone:
+            return
+        try:
+            call = self._decided(passage, decision)
+        except Exception:  # as in `open`: the held request gets its 500, never waits on
+            log.exception("API %s route %r failed after its authorizer decided", route.api.name, route.key)
+            call = _answer(passage.client, passage.method, INTERNAL_ERROR, route.stats)
+        pending.proceed(call)
 
     def _decided(self, passage: Passage, decision: Allow | Deny) -> Call | None:
         if isinstance(decision, Deny):
