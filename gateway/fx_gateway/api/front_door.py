@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from fx.protocol import GATEWAY_PATHS, ROUTE_CONTEXT
+from fx.protocol import GATEWAY_PATHS
 
 from fx_gateway.api.decisions import Allow, Deny
 from fx_gateway.api.feed import ApiFeed
@@ -29,7 +29,7 @@ from fx_gateway.api.matching import HostGroup, Match
 from fx_gateway.api.metrics import denied
 from fx_gateway.api.request import ApiRequest
 from fx_gateway.api.services import ApiServices, Authorizer
-from fx_gateway.api.table import Cors, Route
+from fx_gateway.api.table import COMPACT, Cors, Route
 from fx_gateway.http import responses
 from fx_gateway.http.answers import Answer
 from fx_gateway.http.server import Call, ClientConnection
@@ -38,8 +38,7 @@ from fx_gateway.tasks import spawn
 
 log = logging.getLogger("fx_gateway")
 
-GATEWAY_PREFIXES = tuple(path.encode() for path in GATEWAY_PATHS)
-ROUTE_LINE = ROUTE_CONTEXT.encode() + b": %s\r\n"
+GATEWAY_SEGMENTS = frozenset(path.encode() for path in GATEWAY_PATHS)  # each one segment: "/function", ...
 HTTP_TARGET = b"/_fx/http/"
 
 
@@ -63,8 +62,10 @@ TOO_LARGE = _message(413, "Request Entity Too Large", close=True)
 
 
 def is_gateway_path(path: bytes) -> bool:
-    """Whether `path` is one the gateway keeps for itself (routes there are refused at deploy)."""
-    return any(path == prefix or path.startswith(prefix + b"/") for prefix in GATEWAY_PREFIXES)
+    """Whether `path` is one the gateway keeps for itself (routes there are refused at deploy): by its first
+    segment, one set look-up."""
+    end = path.find(b"/", 1)
+    return (path if end < 0 else path[:end]) in GATEWAY_SEGMENTS
 
 
 # Router._exchange: an Exchange to a version of a function, as /function/ makes it.
@@ -249,10 +250,11 @@ class FrontDoor:
         dispatcher = routes.pick(route.qualifier, passage.seen) if routes is not None else None
         if dispatcher is None:  # deleted, or no version takes traffic: the integration fails, as on AWS
             return self._deny(passage, Deny(500, "Internal Server Error"))
-        context: dict[str, Any] = {**route.context, "pathParameters": passage.match.path_parameters or None}
+        params = passage.match.path_parameters
+        line = route.context_head + b',"pathParameters":' + (COMPACT(params).encode() if params else b"null")
         if allow is not None:
-            context["authorizer"] = allow.v1 if route.payload == "1.0" else allow.v2
-        line = ROUTE_LINE % json.dumps(context, separators=(",", ":")).encode()  # ASCII: \\u escapes, no CR/LF
+            line += b',"authorizer":' + COMPACT(allow.v1 if route.payload == "1.0" else allow.v2).encode()
+        line += b"}\r\n"
         target = HTTP_TARGET + passage.path[1:] + (b"?" + passage.query if passage.query else b"")
         kept = passage.kept + line + routes.invoked(dispatcher, route.qualifier)  # type: ignore[union-attr]
         client = Observed(passage.client, route.stats, passage.cors)
