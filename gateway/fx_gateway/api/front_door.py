@@ -18,7 +18,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from fx.protocol import GATEWAY_PATHS
@@ -87,6 +87,7 @@ class Passage:
     cors: bytes  # the CORS lines of every answer (b"" if the API has no cors or the origin is not allowed)
     request: ApiRequest | None = None
     key_id: str | None = None
+    started: float = field(default_factory=time.monotonic)  # an authorizer's wait counts in the route's duration
 
     @property
     def route(self) -> Route:
@@ -213,7 +214,7 @@ class FrontDoor:
             call = self._decided(passage, decision)
         except Exception:  # as in `open`: the held request gets its 500, never waits on
             log.exception("API %s route %r failed after its authorizer decided", route.api.name, route.key)
-            call = _answer(passage.client, passage.method, INTERNAL_ERROR, route.stats)
+            call = _reply(passage, INTERNAL_ERROR)
         pending.proceed(call)
 
     def _decided(self, passage: Passage, decision: Allow | Deny) -> Call | None:
@@ -223,7 +224,7 @@ class FrontDoor:
 
     def _deny(self, passage: Passage, deny: Deny) -> Answer:
         lines = b"".join(b"%s: %s\r\n" % header for header in deny.headers) + passage.cors
-        return _answer(passage.client, passage.method, _message(deny.status, deny.message, lines), passage.route.stats)
+        return _reply(passage, _message(deny.status, deny.message, lines))
 
     def _admit(self, passage: Passage, allow: Allow | None) -> Call | None:
         """Limits, then the integration."""
@@ -236,12 +237,12 @@ class FrontDoor:
         if route.function is not None:
             return self._function(passage, allow)
         if route.mock is not None:
-            return _answer(passage.client, passage.method, _with_lines(route.mock, passage.cors), route.stats)
+            return _reply(passage, _with_lines(route.mock, passage.cors))
         upstreams = self.services.upstreams
         if upstreams is None:
             return self._deny(passage, self._missing(route, "upstreams"))
         target = passage.path + (b"?" + passage.query if passage.query else b"")
-        client = Observed(passage.client, route.stats, passage.cors)
+        client = Observed(passage.client, route.stats, passage.cors, passage.started)
         return upstreams.open(client, route.upstream, passage.method, target, passage.headers, passage.request)  # type: ignore[arg-type]
 
     def _function(self, passage: Passage, allow: Allow | None) -> Call | None:
@@ -257,13 +258,20 @@ class FrontDoor:
         line += b"}\r\n"
         target = HTTP_TARGET + passage.path[1:] + (b"?" + passage.query if passage.query else b"")
         kept = passage.kept + line + routes.invoked(dispatcher, route.qualifier)  # type: ignore[union-attr]
-        client = Observed(passage.client, route.stats, passage.cors)
+        client = Observed(passage.client, route.stats, passage.cors, passage.started)
         return self.exchange(client, routes, dispatcher, passage.method, target, passage.seen, kept, None)
 
 
 def _answer(client: ClientConnection, method: bytes, data: bytes, stats: Any) -> Answer:
     """An answer the gateway makes; to a HEAD request, its head alone (a body would be read as the next answer)."""
     return Answer(client, data if method != b"HEAD" else data[: data.index(b"\r\n\r\n") + 4], stats)
+
+
+def _reply(passage: Passage, data: bytes) -> Answer:
+    """The gateway's answer to a matched request, timed from its arrival."""
+    answer = _answer(passage.client, passage.method, data, passage.route.stats)
+    answer.started = passage.started
+    return answer
 
 
 def _preflight_cors(found: Match | None, groups: list[HostGroup]) -> Cors | None:
@@ -280,11 +288,11 @@ class Observed:
 
     __slots__ = ("client", "cors", "started", "stats", "status")
 
-    def __init__(self, client: ClientConnection, stats: Any, cors: bytes) -> None:
+    def __init__(self, client: ClientConnection, stats: Any, cors: bytes, started: float) -> None:
         self.client = client
         self.stats = stats
         self.cors = cors
-        self.started = time.monotonic()
+        self.started = started
         self.status = 0
 
     def write(self, data: bytes) -> None:
