@@ -25,7 +25,7 @@ from fx.protocol import GATEWAY_PATHS
 
 from fx_gateway.api.decisions import Allow, Deny
 from fx_gateway.api.feed import ApiFeed
-from fx_gateway.api.matching import HostGroup, Match
+from fx_gateway.api.matching import HostGroup, Match, ambiguous
 from fx_gateway.api.metrics import denied
 from fx_gateway.api.request import ApiRequest
 from fx_gateway.api.services import ApiServices, Authorizer
@@ -59,6 +59,7 @@ def _with_lines(answer: bytes, lines: bytes) -> bytes:
 NOT_FOUND = _message(404, "Not Found")
 INTERNAL_ERROR = _message(500, "Internal Server Error")
 TOO_LARGE = _message(413, "Request Entity Too Large", close=True)
+BAD_PATH = _message(400, "Bad Request: the path has a '.', '..' or empty segment")
 
 
 def is_gateway_path(path: bytes) -> bool:
@@ -131,7 +132,10 @@ class FrontDoor:
         groups = index.groups(seen.get(b"host", b"").decode("latin-1"))
         if not groups:
             return Answer(client, responses.not_found(path.decode("latin-1")), self.unknown)
-        found = index.match(groups, method.decode("latin-1"), path.decode("latin-1"))
+        text = path.decode("latin-1")
+        if ambiguous(text):
+            return _answer(client, method, BAD_PATH, self.services.metrics.unmatched)
+        found = index.match(groups, method.decode("latin-1"), text)
         origin = seen.get(b"origin")
         preflight = method == b"OPTIONS" and b"access-control-request-method" in seen and origin is not None
         if preflight and (found is None or found.route.method != "OPTIONS"):

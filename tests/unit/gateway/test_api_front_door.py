@@ -10,7 +10,7 @@ from fx_gateway.api.decisions import Allow, Deny
 
 from tests.waiting import until
 
-from .conftest import table
+from .conftest import Raw, table
 from .test_api_matching import api
 
 
@@ -73,6 +73,10 @@ async def test_a_function_route_sends_the_route_context_and_the_callers_path(gat
         "pathParameters": {"id": "7"},
     }
     assert seen["header_names"].count("x-fx-route") == 1  # the caller's own was dropped
+    raw = await Raw.open(running.url)  # as written: httpx would remove the dot segment itself
+    await raw.send(b"GET /users/7/../8 HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert (await raw.response()).status == 400 and replica.requests == 1
+    raw.close()
     assert (await running.client.get("/nope")).json() == {"message": "Not Found"}
     metrics = (await running.client.get("/metrics")).text
     assert 'fx_gateway_api_requests_total{api="shop",code="200",route="GET /users/{id}"} 1.0' in metrics
