@@ -195,6 +195,7 @@ def test_an_unreadable_api_is_refused_naming_the_problem(text: bytes, message: s
         ("/public%2F..%2Fadmin", True),
         ("//admin/1", True),
         ("/public/%2F/admin", True),
+        ("/public\\..\\admin", True),
     ],
 )
 def test_a_path_a_backend_could_read_otherwise_is_refused(path: str, refused: bool) -> None:
