@@ -173,8 +173,10 @@ class FrontDoor:
         pending.task = spawn(self._authorize(pending, authorizer))
         return pending
 
-    def _limited(self, route: Route) -> bool:
-        return self.services.limits is not None and (route.throttle is not None or route.api.throttle is not None)
+    def _limited(self, route: Route, key_id: str | None = None) -> bool:
+        """Whether the limits have a say: a throttle on the route or its API, or a key (its own rate and quota)."""
+        limited = route.throttle is not None or route.api.throttle is not None or key_id is not None
+        return limited and self.services.limits is not None
 
     def _request(self, passage: Passage) -> ApiRequest:
         headers: dict[bytes, bytes] = {}
@@ -233,9 +235,8 @@ class FrontDoor:
     def _admit(self, passage: Passage, allow: Allow | None) -> Call | None:
         """Limits, then the integration."""
         route = passage.route
-        limits = self.services.limits
-        if limits is not None and (route.throttle or route.api.throttle or passage.key_id is not None):
-            refusal = limits.admit(passage.request, route, passage.key_id)  # type: ignore[arg-type]
+        if self._limited(route, passage.key_id):
+            refusal = self.services.limits.admit(passage.request, route, passage.key_id)  # type: ignore[union-attr,arg-type]
             if refusal is not None:
                 return self._deny(passage, refusal)
         if route.function is not None:
