@@ -13,15 +13,16 @@ class Allow:
 
     v2: dict[str, Any]  # payload 2.0: {"jwt": {"claims": {...}, "scopes": [...]}} or {"lambda": {...context}}
     v1: dict[str, Any]  # payload 1.0: {"claims": {...}} (JWT), or {"principalId": ..., **context} (Lambda)
-    _encoded: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+    _encoded: dict[str, bytes] = field(default_factory=dict, compare=False, repr=False)
 
-    def encoded(self, payload: str) -> str:
-        """v1 or v2 as compact JSON (ASCII), encoded once: an authorizer that remembers its decisions (a verified
-        JWT, a cached Lambda answer) hands the same Allow to every request it allows, so the claims are not
-        encoded again for each request's route context."""
+    def encoded(self, payload: str) -> bytes:
+        """v1 or v2 as compact ASCII JSON (safe in a header line), encoded once: an authorizer that remembers its
+        decisions (a verified JWT, a cached Lambda answer) hands the same Allow to every request it allows, so
+        the claims are not encoded again for each request's route context."""
         text = self._encoded.get(payload)
         if text is None:
-            text = self._encoded[payload] = json.dumps(self.v1 if payload == "1.0" else self.v2, separators=(",", ":"))
+            value = self.v1 if payload == "1.0" else self.v2
+            text = self._encoded[payload] = json.dumps(value, separators=(",", ":")).encode()
         return text
 
 
