@@ -8,6 +8,7 @@ recently used out first), so a caller's next requests cost a dictionary look-up,
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ if TYPE_CHECKING:  # services.py holds the authorizers' kinds
 # confusion). joserfc checks that the key of the token's kid is of the algorithm's type (and curve).
 ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "ES256", "ES384")
 _REGISTRY = JWSRegistry(algorithms=list(ALGORITHMS))
+_SCOPE_CHARS = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
 
 
 def _unauthorized(description: str | None) -> Deny:
@@ -169,7 +171,9 @@ def _counted(request: ApiRequest, deny: Deny) -> Deny:
 
 
 def _forbidden(scopes: list[str]) -> Deny:
-    challenge = f'Bearer error="insufficient_scope", scope="{" ".join(scopes)}"'
+    # RFC 6750's scope characters only (no quote, backslash or non-ASCII), so the header stays well-formed
+    named = " ".join(scope for scope in scopes if _SCOPE_CHARS.fullmatch(scope))
+    challenge = f'Bearer error="insufficient_scope", scope="{named}"'
     return Deny(403, "Forbidden", ((b"www-authenticate", challenge.encode()),))
 
 

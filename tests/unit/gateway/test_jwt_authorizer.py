@@ -199,6 +199,8 @@ async def test_a_route_with_scopes_needs_one_of_them(issuer):
     decision = await decide(auth, token, ["users:admin"])
     assert isinstance(decision, Deny) and (decision.status, decision.message) == (403, "Forbidden")
     assert challenge(decision) == 'Bearer error="insufficient_scope", scope="users:admin"'
+    odd = await decide(auth, token, ['say"hi', "naïve", "users:admin"])  # no quote or non-ASCII in the header
+    assert challenge(odd) == 'Bearer error="insufficient_scope", scope="users:admin"'
     assert isinstance(await decide(auth, issuer.token(scope=None, scp=["users:admin"]), ["users:admin"]), Allow)
     assert isinstance(await decide(auth, issuer.token(scope=None), ["users:admin"]), Deny)
 
