@@ -1,7 +1,8 @@
 """One issuer's signing keys (its JWKS), for the JWT authorizers: fetched on first use, refreshed in the background
 every --jwks-refresh s, and at once (at most every --jwks-min-interval s) when a token names a key not held, so a
 rotated key is picked up without a restart. A request whose key is held never waits; an issuer that is down keeps
-the keys it published last, and is logged once per refresh interval.
+the keys it published last, and is logged once per refresh interval. One issuer's keys serve every authorizer of
+the gateway that trusts it (`acquire`), and outlive an API's change.
 
 The gateway has no HTTP client of its own for this (its upstream code serves callers' requests); the two small GETs
 of a fetch (OIDC discovery, then the key set) are the stdlib's urllib in a worker thread, off the event loop."""
@@ -28,24 +29,36 @@ log = logging.getLogger("fx_gateway")
 
 Key = RSAKey | ECKey
 _KEY_TYPES: dict[str, type[RSAKey] | type[ECKey]] = {"RSA": RSAKey, "EC": ECKey}
+_held: dict[tuple[str, str | None], Jwks] = {}  # (issuer, jwks_uri) -> its keys, for every authorizer trusting it
 
 
 class JwksError(Exception):
     """The issuer's keys could not be had (unreachable, not JSON, too large...): the message says which."""
 
 
+def acquire(issuer: str, jwks_uri: str | None, settings: Settings, on_removed: Callable[[], None]) -> Jwks:
+    """The keys of that issuer, shared by every authorizer of this gateway that trusts it. An API's change remakes
+    its authorizers (closing the old ones first, in the same loop turn): the new ones find the keys held, so a
+    deploy costs no fetch, and none of the issuer's callers is refused if the issuer is down just then.
+    `on_removed` is called when a key the issuer published before is gone (what it verified is not trusted)."""
+    place = (issuer.rstrip("/"), jwks_uri)
+    jwks = _held.get(place)
+    if jwks is None:
+        jwks = _held[place] = Jwks(place, settings)
+    jwks.listeners.append(on_removed)
+    return jwks
+
+
 class Jwks:
-    def __init__(
-        self, issuer: str, jwks_uri: str | None, settings: Settings, on_removed: Callable[[], None] = lambda: None
-    ) -> None:
-        self.issuer = issuer.rstrip("/")
-        self.configured_uri = jwks_uri  # None: from the issuer's OIDC discovery document
+    def __init__(self, place: tuple[str, str | None], settings: Settings) -> None:
+        self.place = place
+        self.issuer, self.configured_uri = place  # configured_uri None: from the OIDC discovery document
         self.settings = settings
-        self.on_removed = on_removed  # a key the issuer published before is gone: what it verified is not trusted
+        self.listeners: list[Callable[[], None]] = []  # the authorizers holding these keys
         self.keys: dict[str, Key] = {}
         self._fetch: asyncio.Task[None] | None = None  # the one fetch under way; every waiter shares it
         self._last_fetch = -float("inf")  # monotonic time the last fetch began
-        self._failing_since_log = -float("inf")  # monotonic time an unavailable issuer was last logged
+        self._logged_failure = -float("inf")  # monotonic time an unavailable issuer was last logged
         self._refresher: asyncio.Task[None] | None = None
 
     def get(self, kid: str) -> Key | None:
@@ -67,7 +80,22 @@ class Jwks:
                 return None
         return self.keys.get(kid)
 
-    def close(self) -> None:
+    def release(self, on_removed: Callable[[], None]) -> None:
+        """An authorizer is done with these keys; the last one's leaving ends the background work, after the
+        current loop turn (an authorizer made again in it takes them over)."""
+        if on_removed in self.listeners:
+            self.listeners.remove(on_removed)
+        if self.listeners:
+            return
+        try:
+            asyncio.get_running_loop().call_soon(self._drop_if_unused)
+        except RuntimeError:  # no loop: nothing can take them over
+            self._drop_if_unused()
+
+    def _drop_if_unused(self) -> None:
+        if self.listeners or _held.get(self.place) is not self:
+            return
+        del _held[self.place]
         for task in (self._refresher, self._fetch):
             if task is not None:
                 task.cancel()
@@ -85,21 +113,22 @@ class Jwks:
             keys = await asyncio.wait_for(asyncio.to_thread(self._download), self.settings.jwks_timeout)
         except (JwksError, TimeoutError) as exc:
             why = str(exc) or f"no answer within {self.settings.jwks_timeout:g} s"
-            if time.monotonic() - self._failing_since_log >= self.settings.jwks_refresh:
-                self._failing_since_log = time.monotonic()
+            if time.monotonic() - self._logged_failure >= self.settings.jwks_refresh:
+                self._logged_failure = time.monotonic()
                 log.warning(
                     "JWT issuer %s: keys unavailable (%s); %d held keys still verify", self.issuer, why, len(self.keys)
                 )
             return
         finally:
             self._fetch = None
-        if self._failing_since_log > -float("inf"):
-            self._failing_since_log = -float("inf")
+        if self._logged_failure > -float("inf"):
+            self._logged_failure = -float("inf")
             log.info("JWT issuer %s: keys available again (%d)", self.issuer, len(keys))
         removed = self.keys.keys() - keys.keys()
         self.keys = keys
         if removed:
-            self.on_removed()
+            for listener in self.listeners:
+                listener()
 
     def _download(self) -> dict[str, Key]:
         """Runs in a worker thread: the discovery document (unless jwks_uri is configured), then the key set."""

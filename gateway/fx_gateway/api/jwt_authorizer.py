@@ -18,9 +18,9 @@ from joserfc import jwt
 from joserfc.errors import ExpiredTokenError, InvalidClaimError, JoseError, MissingClaimError
 from joserfc.jws import JWSRegistry
 
-from fx_gateway.api import metrics
+from fx_gateway.api import jwks, metrics
 from fx_gateway.api.decisions import Allow, Deny
-from fx_gateway.api.jwks import Jwks, Key
+from fx_gateway.api.jwks import Key
 from fx_gateway.api.request import ApiRequest
 
 if TYPE_CHECKING:  # services.py holds the authorizers' kinds
@@ -71,7 +71,7 @@ class JwtAuthorizer:
         self.skew = int(settings.jwt_clock_skew)
         self.cache_size = settings.jwt_cache_size
         self._cache: OrderedDict[str, _Verified] = OrderedDict()
-        self.jwks = Jwks(self.issuer, spec.get("jwks_uri"), settings, on_removed=self._cache.clear)
+        self.jwks = jwks.acquire(self.issuer, spec.get("jwks_uri"), settings, on_removed=self._cache.clear)
         self._claims = jwt.JWTClaimsRegistry(
             leeway=self.skew, iss={"essential": True, "value": self.issuer}, exp={"essential": True}
         )
@@ -92,7 +92,7 @@ class JwtAuthorizer:
         return outcome
 
     def close(self) -> None:
-        self.jwks.close()
+        self.jwks.release(self._cache.clear)
 
     def _check(self, request: ApiRequest, scopes: list[str]) -> Allow | Deny | _KeyNotHeld:
         values = request.identity(self.sources)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -342,3 +343,21 @@ async def test_an_issuer_that_answers_something_not_http_is_401_and_logged(issue
         thread.join()
     assert isinstance(decision, Deny) and decision.status == 401
     assert any("keys unavailable" in record.getMessage() for record in caplog.records)
+
+
+async def test_an_apis_change_keeps_the_issuers_keys(issuer):
+    """The gateway closes an API's authorizers and makes them again in one loop turn: the new ones find the keys
+    held, so a deploy while the issuer is down refuses no one. Once no authorizer trusts the issuer, they go."""
+    first = authorizer(issuer)
+    assert isinstance(await decide(first, issuer.token()), Allow)
+    issuer.down = True
+    first.close()
+    second = authorizer(issuer)
+    assert isinstance(second.decided(request(f"Bearer {issuer.token(sub='bob')}"), []), Allow)
+    assert issuer.fetches == 1
+    second.close()
+    await asyncio.sleep(0)  # the loop turn in which another authorizer could have taken them over
+    issuer.down = False
+    third = authorizer(issuer)
+    assert third.decided(request(f"Bearer {issuer.token()}"), []) is None  # nothing held: authorize fetches
+    assert isinstance(await decide(third, issuer.token()), Allow) and issuer.fetches == 2
