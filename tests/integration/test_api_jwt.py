@@ -2,8 +2,10 @@
 `fx deploy` from an fx.yaml whose authorizers trust Keycloak's realms; tokens from Keycloak's token endpoint, as a
 client application gets them. One Keycloak and one platform serve the module.
 
-The platform runs with --jwt-clock-skew 0 (a 2 s token expires in 2 s, not 62) and --jwks-min-interval 1 (a rotated
-key is looked for within a second of the first token that names it)."""
+The platform runs with --jwt-clock-skew 0 (a 2 s token expires in 2 s, not 62), --jwks-min-interval 1 (a rotated
+key is looked for within a second of the first token that names it), and a --jwks-timeout of 20 s (and an
+--authorizer-timeout above it): a freshly started Keycloak on a loaded machine may answer its first key requests
+slowly, and the test is about what the gateway decides, not how fast a cold Keycloak is."""
 
 from __future__ import annotations
 
@@ -62,6 +64,8 @@ def gateway(realms: Realms, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     with pytest.MonkeyPatch.context() as env:
         env.setenv("FX_JWT_CLOCK_SKEW", "0")
         env.setenv("FX_JWKS_MIN_INTERVAL", "1")
+        env.setenv("FX_JWKS_TIMEOUT", "20")
+        env.setenv("FX_AUTHORIZER_TIMEOUT", "30")
         platform = RunningPlatform(root / "state", root / "fx-config.json")
     try:
         deploy(platform, root / "shop", realms.fx, realms.rotating)
