@@ -10,6 +10,8 @@ slowly, and the test is about what the gateway decides, not how fast a cold Keyc
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
+from joserfc.jwk import RSAKey
 
 from tests.keycloak import Keycloak, Realm, distribution
 from tests.waiting import wait_for
@@ -108,9 +111,17 @@ def call(gateway: str, path: str, token: str | None, method: str = "GET") -> htt
     return httpx.request(method, f"{gateway}{path}", headers=headers, timeout=30)
 
 
+def segment(token: str, index: int) -> bytes:
+    part = token.split(".")[index]
+    return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+
+
 def header(token: str) -> dict:
-    head = token.split(".")[0]
-    return json.loads(base64.urlsafe_b64decode(head + "=" * (-len(head) % 4)))
+    return json.loads(segment(token, 0))
+
+
+def b64(document: dict) -> str:
+    return base64.urlsafe_b64encode(json.dumps(document).encode()).rstrip(b"=").decode()
 
 
 def challenge(answer: httpx.Response) -> str:
@@ -137,6 +148,19 @@ def test_no_token_or_a_broken_one_is_401(realms, gateway):
     forged = realms.user_token().rsplit(".", 1)[0] + ".c2lnbmF0dXJl"
     answer = call(gateway, "/me", forged)
     assert answer.status_code == 401 and 'error="invalid_token"' in challenge(answer)
+
+
+def test_forged_tokens_are_401(realms, gateway):
+    """alg none, and the classic confusion: HS256 with Keycloak's public key (anyone can fetch it) as the secret."""
+    claims = json.loads(segment(realms.user_token(), 1))
+    kid = header(realms.user_token())["kid"]
+    unsigned = f"{b64({'alg': 'none', 'typ': 'JWT', 'kid': kid})}.{b64(claims)}."
+    assert call(gateway, "/me", unsigned).status_code == 401
+    jwks = httpx.get(f"{realms.fx.issuer}/protocol/openid-connect/certs", timeout=30).json()
+    public = RSAKey.import_key(next(k for k in jwks["keys"] if k["kid"] == kid)).as_pem(private=False)
+    signed = f"{b64({'alg': 'HS256', 'typ': 'JWT', 'kid': kid})}.{b64(claims)}"
+    mac = base64.urlsafe_b64encode(hmac.new(public, signed.encode(), hashlib.sha256).digest()).rstrip(b"=").decode()
+    assert call(gateway, "/me", f"{signed}.{mac}").status_code == 401
 
 
 def test_a_token_for_another_audience_is_401(realms, gateway):
