@@ -341,15 +341,15 @@ class UpstreamCall:
         if self.finished:
             return
         self._due()
-        if not self.relayed:
+        while not self.relayed:
             data = self.prefix + data
             end = data.find(b"\r\n\r\n")
-            if end < 0:  # until the whole head is in, its framing is unknown
-                self.prefix = data
+            if end < 0 or not data.startswith(b"HTTP/1."):  # a head not yet whole, or not HTTP (the parser's
+                self.prefix = data  # error then ends it: 502)
                 return
-            if not data.startswith(b"HTTP/1."):  # not HTTP: held back; the parser's error ends it (502)
-                self.prefix = data
-                return
+            if data[9:10] == b"1" and data[9:12] != b"101":  # interim (103 Early Hints): the caller never asked
+                self.prefix, data = b"", data[end + 4 :]
+                continue
             data = self._answer_head(data[:end]) + data[end + 4 :]
             self.relayed = True
         if not self.gone:

@@ -93,13 +93,19 @@ class UpstreamConnection(asyncio.Protocol):
             self.replica.release(self, self.keep_alive)
 
     def on_headers_complete(self) -> None:
-        if self.exchange is not None and self.exchange.is_head:
+        if self.exchange is not None and self.exchange.is_head and not self._interim():
             self.keep_alive = self.parser.should_keep_alive()
             self.complete = True
 
     def on_message_complete(self) -> None:
-        self.keep_alive = self.parser.should_keep_alive()  # only valid inside the callback
-        self.complete = True
+        if not self._interim():
+            self.keep_alive = self.parser.should_keep_alive()  # only valid inside the callback
+            self.complete = True
+
+    def _interim(self) -> bool:
+        """An interim answer (100 Continue, 103 Early Hints; an HTTP upstream may send them): the final one follows."""
+        status = self.parser.get_status_code()
+        return status < 200 and status != 101
 
     def abandon(self) -> None:
         """Stop waiting for this answer (backstop timeout): the connection is in an unknown state."""

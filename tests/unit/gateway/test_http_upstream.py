@@ -7,6 +7,7 @@ as the API front door does for an `upstream` route.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 
 import httpx
@@ -239,3 +240,21 @@ async def test_a_head_request_gets_the_head_alone_and_the_connection_goes_on(fro
     assert r.status_code == 200 and int(r.headers["content-length"]) > 0 and r.content == b""
     assert (await gw.client.get("/thing")).json()["method"] == "GET"
     assert legacy.connections == 1
+
+
+async def test_an_interim_answer_is_not_taken_for_the_answer(front):
+    async def early_hints(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(asyncio.IncompleteReadError):  # the gateway closing the connection at the end
+            while await reader.readuntil(b"\r\n\r\n"):
+                writer.write(b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n")
+                await writer.drain()
+                await asyncio.sleep(0.05)  # the final answer comes in a read of its own
+                writer.write(b"HTTP/1.1 201 Created\r\nContent-Length: 4\r\n\r\ndone")
+                await writer.drain()
+
+    server = await asyncio.start_server(early_hints, "127.0.0.1", 0)
+    gw = await front(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}")
+    for _ in range(2):  # the connection is still in step for the next request
+        r = await gw.client.get("/x")
+        assert r.status_code == 201 and r.text == "done"
+    server.close()
