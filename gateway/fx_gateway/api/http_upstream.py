@@ -44,6 +44,7 @@ log = logging.getLogger("fx_gateway")
 
 DEFAULT_TIMEOUT = 29.0  # API Gateway's integration timeout
 SWEEP_S = 0.25
+IDLE_S = 60.0  # a kept connection unused this long is closed: a firewall or NAT may drop it silently (nginx's 60 s)
 NEVER = float("inf")
 # Describe one hop only, or are set by the gateway for the upstream.
 DROPPED = frozenset(
@@ -106,11 +107,12 @@ class Target:
 class UpstreamHost:
     """The connections to one upstream host:port: idle ones for reuse, at most `limit` open, callers beyond wait."""
 
-    __slots__ = ("busy", "connecting", "host", "idle", "limit", "port", "refused_at", "waiting")
+    __slots__ = ("busy", "connecting", "host", "idle", "idle_since", "limit", "port", "refused_at", "waiting")
 
     def __init__(self, host: str, port: int, limit: int) -> None:
         self.host, self.port, self.limit = host, port, limit
         self.idle: list[UpstreamConnection] = []  # kept tidy by the connections (closed ones leave it)
+        self.idle_since: dict[UpstreamConnection, float] = {}
         self.busy = 0  # connections carrying a request
         self.connecting = 0
         self.waiting: deque[UpstreamCall] = deque()
@@ -161,6 +163,7 @@ class UpstreamHost:
                     call.connected(conn, reused=True)
                     return
             self.idle.append(conn)
+            self.idle_since[conn] = time.monotonic()
         else:
             conn.transport.close()  # type: ignore[union-attr]
             self._next()
@@ -170,9 +173,17 @@ class UpstreamHost:
         sent.lost(exc)
         self._next()
 
-    def close_idle(self) -> None:
-        while self.idle:
-            self.idle.pop().transport.close()  # type: ignore[union-attr]
+    def said_close(self) -> None:
+        """Nothing to do: an upstream closes a connection for reasons of its own (a request count, a restart);
+        the others stay good, and one that is not is sent again or answered 502."""
+
+    def close_idle(self, before: float = NEVER) -> None:
+        """Close the kept connections (those unused since `before` only, if given)."""
+        since = self.idle_since
+        for conn in [c for c in self.idle if since.get(c, 0.0) < before]:
+            conn.transport.close()  # type: ignore[union-attr]  # it leaves `idle` as it closes
+        for conn in [c for c in since if c.transport.is_closing()]:  # type: ignore[union-attr]
+            del since[conn]
 
     def forget(self, call: UpstreamCall) -> None:
         with contextlib.suppress(ValueError):
@@ -550,3 +561,5 @@ class Upstreams:
             now = time.monotonic()
             for call in [c for c in self.in_flight if c.deadline < now]:
                 call.timed_out()
+            for pool in self.hosts.values():
+                pool.close_idle(now - IDLE_S)

@@ -39,13 +39,14 @@ class Sent(Protocol):
 
 
 class Endpoint(Protocol):
-    """Where a connection is pooled: told when its answer is in (`release`) or it broke before (`lost`)."""
+    """Where a connection is pooled: told when its answer is in (`release`; `said_close` first if the answer
+    said `Connection: close`) or it broke before (`lost`)."""
 
     idle: list[UpstreamConnection]
 
     def release(self, conn: UpstreamConnection, reusable: bool) -> None: ...
     def lost(self, conn: UpstreamConnection, sent: Sent, exc: Exception | None) -> None: ...
-    def close_idle(self) -> None: ...
+    def said_close(self) -> None: ...
 
 
 class UpstreamConnection(asyncio.Protocol):
@@ -88,8 +89,8 @@ class UpstreamConnection(asyncio.Protocol):
             if exchange.is_head:  # the parser expects the body a HEAD answer never has
                 self.parser = httptools.HttpResponseParser(self)
             exchange.answered(status, self.keep_alive)
-            if not self.keep_alive:  # a replica going away (draining, timed out): send nothing more on its pool
-                self.replica.close_idle()
+            if not self.keep_alive:
+                self.replica.said_close()
             self.replica.release(self, self.keep_alive)
 
     def on_headers_complete(self) -> None:
@@ -177,6 +178,10 @@ class Replica:
 
     def release(self, conn: UpstreamConnection, reusable: bool) -> None:
         self.dispatcher.release(self, conn, reusable)
+
+    def said_close(self) -> None:
+        """A replica going away (draining, timed out): send nothing more on its pool."""
+        self.close_idle()
 
     def lost(self, conn: UpstreamConnection, sent: Sent, exc: Exception | None) -> None:
         self.dispatcher.lost(self, conn, sent, exc)  # type: ignore[arg-type]  # a replica carries Exchanges only

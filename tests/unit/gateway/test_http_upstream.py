@@ -12,6 +12,7 @@ import json
 
 import httpx
 import pytest
+from fx_gateway.api import http_upstream
 from fx_gateway.api.http_upstream import Upstreams, escapes
 from fx_gateway.config import Settings
 from fx_gateway.http.connections import Connections
@@ -258,3 +259,11 @@ async def test_an_interim_answer_is_not_taken_for_the_answer(front):
         r = await gw.client.get("/x")
         assert r.status_code == 201 and r.text == "done"
     server.close()
+
+
+async def test_a_kept_connection_unused_for_a_while_is_closed(front, legacy, monkeypatch):
+    monkeypatch.setattr(http_upstream, "IDLE_S", 0.5)
+    gw = await front(legacy.url)
+    assert (await gw.client.get("/a")).status_code == 200
+    await until(lambda: legacy.open == 0, 10, "the idle connection closed")
+    assert (await gw.client.get("/b")).status_code == 200 and legacy.connections == 2
