@@ -9,6 +9,7 @@ of a fetch (OIDC discovery, then the key set) are the stdlib's urllib in a worke
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
 import logging
 import time
@@ -119,7 +120,7 @@ class Jwks:
         try:
             with urllib.request.urlopen(request, timeout=self.settings.jwks_timeout) as response:
                 body = response.read(limit + 1)
-        except (urllib.error.URLError, OSError, ValueError) as exc:
+        except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:  # not HTTP, cut short
             raise JwksError(f"{url}: {exc}") from None
         if len(body) > limit:
             raise JwksError(f"{url}: larger than --jwks-max-bytes ({limit})")

@@ -65,8 +65,7 @@ class JwtAuthorizer:
         settings = services.settings
         self.issuer: str = spec["issuer"]
         self.audience = frozenset(spec["audience"])
-        source = spec.get("identity_source") or "$request.header.Authorization"
-        self.sources: list[str] = [source] if isinstance(source, str) else list(source)
+        self.sources = [spec["identity_source"]]  # one, as API Gateway's JWT authorizers have
         self.skew = int(settings.jwt_clock_skew)
         self.cache_size = settings.jwt_cache_size
         self._cache: OrderedDict[str, _Verified] = OrderedDict()

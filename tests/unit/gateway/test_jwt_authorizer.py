@@ -8,6 +8,8 @@ import hashlib
 import hmac
 import json
 import logging
+import socket
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -34,6 +36,7 @@ def issuer() -> Iterator[Issuer]:
         yield running
 
 
+SOURCE = "$request.header.Authorization"
 _made: list[JwtAuthorizer] = []
 
 
@@ -268,7 +271,8 @@ async def test_keys_held_keep_verifying_while_the_issuer_is_down(issuer):
 
 
 async def test_a_configured_jwks_uri_skips_discovery(issuer):
-    auth = authorizer(issuer, {"issuer": issuer.url, "audience": ["fx-api"], "jwks_uri": f"{issuer.url}/jwks"})
+    spec = {"issuer": issuer.url, "audience": ["fx-api"], "jwks_uri": f"{issuer.url}/jwks"}
+    auth = authorizer(issuer, spec | {"identity_source": SOURCE})
     assert isinstance(await decide(auth, issuer.token()), Allow)
     assert (issuer.discoveries, issuer.fetches) == (0, 1)
 
@@ -307,3 +311,32 @@ async def test_refusals_are_counted_by_reason(issuer):
     await decide(auth, issuer.token(), ["admin"])
     grown = {key: count - before.get(key, 0) for key, count in metrics._denials.items() if count != before.get(key)}
     assert grown == {("shop", "GET /users", "unauthorized"): 2, ("shop", "GET /users", "forbidden"): 1}
+
+
+async def test_an_issuer_that_never_answers_costs_a_request_one_fetch_timeout(issuer):
+    """A listener that accepts and says nothing: the request waits --jwks-timeout, then 401; it is not held."""
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        auth = authorizer(issuer, {"issuer": url, "audience": ["fx-api"], "identity_source": SOURCE}, jwks_timeout=0.5)
+        decision = await decide(auth, issuer.token(iss=url))
+        assert isinstance(decision, Deny) and decision.status == 401
+
+
+async def test_an_issuer_that_answers_something_not_http_is_401_and_logged(issuer, caplog):
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        url = f"http://127.0.0.1:{server.getsockname()[1]}"
+
+        def babble() -> None:
+            connection, _ = server.accept()
+            with connection:
+                connection.recv(4096)
+                connection.sendall(b"HELLO THERE\r\n\r\n")
+
+        thread = threading.Thread(target=babble, daemon=True)
+        thread.start()
+        auth = authorizer(issuer, {"issuer": url, "audience": ["fx-api"], "identity_source": SOURCE})
+        with caplog.at_level(logging.WARNING, logger="fx_gateway"):
+            decision = await decide(auth, issuer.token(iss=url))
+        thread.join()
+    assert isinstance(decision, Deny) and decision.status == 401
+    assert any("keys unavailable" in record.getMessage() for record in caplog.records)
