@@ -267,3 +267,15 @@ async def test_a_kept_connection_unused_for_a_while_is_closed(front, legacy, mon
     assert (await gw.client.get("/a")).status_code == 200
     await until(lambda: legacy.open == 0, 10, "the idle connection closed")
     assert (await gw.client.get("/b")).status_code == 200 and legacy.connections == 2
+
+
+async def test_a_caller_asking_for_100_continue_gets_it_from_the_gateway(front, legacy):
+    gw = await front(legacy.url)
+    raw = await Raw.open(gw.url)
+    await raw.send(b"POST /echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n")
+    assert (await raw.response()).status == 100
+    await raw.send(b"abc")
+    answer = await raw.response()
+    assert answer.status == 200
+    seen = json.loads(answer.body)
+    assert seen["body"] == 3 and "expect" not in seen["headers"]  # the upstream is not asked again
