@@ -30,7 +30,11 @@ import json
 import logging
 import time
 from collections import deque
+from collections.abc import Iterator
 from urllib.parse import unquote_to_bytes, urlsplit
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from fx_gateway.config import Settings
 from fx_gateway.http import responses
@@ -465,8 +469,9 @@ def too_large(limit: int) -> bytes:
     return message(413, f"HTTP content length exceeded {limit} bytes.", close=True)
 
 
-class Upstreams:
-    """The upstream integrations of every API on this gateway: their connection pools and the timeout sweep."""
+class Upstreams(Collector):
+    """The upstream integrations of every API on this gateway: their connection pools, the timeout sweep, and
+    their metrics (read at scrape time, nothing counted on the hot path but `retried`)."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -538,6 +543,29 @@ class Upstreams:
         if self._sweep is None:
             self._sweep = spawn(self._run())
         return call
+
+    def collect(self) -> Iterator:
+        connections = GaugeMetricFamily(
+            "fx_gateway_api_upstream_connections",
+            "Connections to an API upstream: busy (carrying a request), idle (kept for the next), connecting",
+            labels=["upstream", "state"],
+        )
+        waiting = GaugeMetricFamily(
+            "fx_gateway_api_upstream_waiting",
+            "Requests waiting for a connection to an API upstream (--upstream-max-connections are open)",
+            labels=["upstream"],
+        )
+        for (host, port), pool in self.hosts.items():
+            upstream = f"{host}:{port}"
+            for state, count in (("busy", pool.busy), ("idle", len(pool.idle)), ("connecting", pool.connecting)):
+                connections.add_metric([upstream, state], count)
+            waiting.add_metric([upstream], len(pool.waiting))
+        retried = CounterMetricFamily(
+            "fx_gateway_api_upstream_retries",
+            "Requests sent again on a new connection after a kept one turned out closed by its upstream",
+        )
+        retried.add_metric([], self.retried)
+        yield from (connections, waiting, retried)
 
     def close(self) -> None:
         if self._sweep is not None:

@@ -40,6 +40,15 @@ class Front:
         self.client = httpx.AsyncClient(base_url=url, timeout=30)
 
 
+def sample(upstreams: Upstreams, name: str, **labels: str) -> float | None:
+    """The value of one of the upstreams' metrics, as /metrics would show it."""
+    for family in upstreams.collect():
+        for found in family.samples:
+            if found.name == name and found.labels == labels:
+                return found.value
+    return None
+
+
 @pytest.fixture
 def legacy():
     with LegacyServer() as server:
@@ -92,6 +101,9 @@ async def test_calls_share_kept_alive_connections_and_at_most_the_limit_are_open
     assert legacy.connections == 1  # one after the other: the same connection each time
     slow = [asyncio.create_task(gw.client.get("/slow")) for _ in range(4)]
     await until(lambda: legacy.open >= 2, what="two connections held by slow requests")
+    upstream = f"127.0.0.1:{legacy.port}"
+    await until(lambda: sample(gw.upstreams, "fx_gateway_api_upstream_waiting", upstream=upstream) == 2)
+    assert sample(gw.upstreams, "fx_gateway_api_upstream_connections", upstream=upstream, state="busy") == 2
     legacy.release.set()
     answers = await asyncio.gather(*slow)
     assert [a.status_code for a in answers] == [200] * 4
@@ -230,7 +242,7 @@ async def test_a_get_on_a_connection_the_upstream_closed_is_sent_again_on_a_fres
     gw = await front(await upstream.start())
     assert (await gw.client.get("/a")).text == "ok"
     assert (await gw.client.get("/b")).text == "ok"  # the kept connection broke unanswered: a new one
-    assert gw.upstreams.retried == 1
+    assert sample(gw.upstreams, "fx_gateway_api_upstream_retries_total") == 1
     r = await gw.client.post("/c", content=b"body")  # a body may have been read: not sent again
     assert r.status_code == 502 and r.json() == {"message": "Bad Gateway"}
 
