@@ -4,6 +4,7 @@ routes not yet moved to functions.
     GET  /slow          answers only once `release` is set (or after 60 s)
     GET  /stream        a chunked answer: "first\\n", then "last\\n" only once `go` is set
     GET  /until-close   an answer without a length: its body ends with the connection
+    POST /early         413 from the head alone, the body never read
     POST /count         reads the body (Content-Length or chunked) and answers {"bytes": n}
     anything else       {"legacy": true, "method", "path", "headers", "body"} (the request as it arrived)
 
@@ -93,6 +94,13 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
             self.server.go.wait(60)
             self.wfile.write(b"5\r\nlast\n\r\n0\r\n\r\n")
+            return
+        if path.endswith("/early"):  # refuses from the head alone: the body is never read
+            self.send_response(413)
+            self.send_header("Content-Length", "0")
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.close_connection = True
             return
         if path.endswith("/until-close"):
             self.send_response(200)

@@ -301,6 +301,11 @@ class Observed:
         self.stats.record(self.status, time.monotonic() - self.started)
         self.client.abort()
 
+    def end(self) -> None:
+        """The answer is out before the request's body was all read (an upstream that answered early)."""
+        self.stats.record(self.status, time.monotonic() - self.started)
+        self.client.end()
+
     def refuse(self, answer: bytes) -> None:
         self.stats.record(int(answer[9:12]), time.monotonic() - self.started)
         self.client.refuse(_with_lines(answer, self.cors))

@@ -291,3 +291,11 @@ async def test_a_caller_asking_for_100_continue_gets_it_from_the_gateway(front, 
     assert answer.status == 200
     seen = json.loads(answer.body)
     assert seen["body"] == 3 and "expect" not in seen["headers"]  # the upstream is not asked again
+
+
+async def test_an_answer_before_the_body_is_all_in_is_the_connections_last(front, legacy):
+    gw = await front(legacy.url)
+    raw = await Raw.open(gw.url)
+    await raw.send(b"POST /early HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000\r\n\r\n" + b"x" * 100_000)
+    assert (await raw.response()).status == 413
+    assert await raw.closed()  # the rest of the body is never read: nothing after it could be framed
