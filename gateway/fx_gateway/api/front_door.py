@@ -147,7 +147,7 @@ class FrontDoor:
             route.stats.record(413, 0.0)
             return client.refuse(_with_lines(TOO_LARGE, cors))
         passage = Passage(client, found, method, path, query, headers, seen, kept, cors)
-        if route.api_key or route.auth or route.upstream is not None or self._limited(route):
+        if route.api_key or route.auth or self._limited(route):  # an upstream relays the headers as they are
             passage.request = self._request(passage)
         if route.api_key:
             keys = self.services.api_keys

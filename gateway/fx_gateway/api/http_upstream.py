@@ -36,6 +36,7 @@ from urllib.parse import unquote_to_bytes, urlsplit
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from fx_gateway.api.request import ApiRequest
 from fx_gateway.config import Settings
 from fx_gateway.http import responses
 from fx_gateway.http.answers import Answer
@@ -488,10 +489,11 @@ class Upstreams(Collector):
         method: bytes,
         target: bytes,
         headers: list[tuple[bytes, bytes]],
-        request: object = None,
+        request: ApiRequest | None = None,
     ) -> UpstreamCall | Answer | None:
         """The call answering a request on a route with `upstream` ({"url", "timeout"}); `target` is the
-        caller's request target (path and query). None when it was refused from its head (`client.refuse`)."""
+        caller's request target (path and query). None when it was refused from its head (`client.refuse`).
+        `request` (the head as authorizers saw it) is not needed: the headers are relayed as they came."""
         where = self._target(upstream["url"])
         if where is None:
             return Answer(client, BAD_GATEWAY)
