@@ -19,7 +19,8 @@ what it is sent and start answering, each within the timeout, and never leave a 
 owes bytes (not while the caller does, or while the caller is slow to take the answer). One sweep a few times a
 second checks the calls in flight, so no timer is armed per request. Errors are API Gateway's JSON
 `{"message": ...}`: 504 "Endpoint request timed out", 502 "Bad Gateway" (refused, reset, or an answer that is
-not HTTP), 413, 400. Only http:// upstreams (TLS to an upstream is not supported).
+not HTTP, or a certificate that does not verify), 413, 400. An https:// upstream's certificate is verified
+against its host name with the system's CAs, or --upstream-ca-file's.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import ssl
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -96,26 +98,42 @@ def escapes(path: bytes) -> bool:
 
 
 class Target:
-    """An upstream URL, parsed once: where to connect, its Host header, its path prefix."""
+    """An upstream URL, parsed once: where to connect (its origin: scheme, host, port), its Host header, its path
+    prefix."""
 
-    __slots__ = ("host", "host_header", "port", "prefix")
+    __slots__ = ("host", "host_header", "origin", "port", "prefix", "tls")
 
     def __init__(self, url: str) -> None:
         parts = urlsplit(url)
-        if parts.scheme != "http" or not parts.hostname:
-            raise ValueError(f"upstream {url!r}: only http://host[:port][/prefix] is supported")
-        self.host, self.port = parts.hostname, parts.port or 80
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"upstream {url!r}: only http[s]://host[:port][/prefix] is supported")
+        self.tls = parts.scheme == "https"
+        self.host, self.port = parts.hostname, parts.port or (443 if self.tls else 80)
+        self.origin = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
         self.host_header = parts.netloc.rpartition("@")[2].encode("idna")
         self.prefix = parts.path.rstrip("/").encode()
 
 
 class UpstreamHost:
-    """The connections to one upstream host:port: idle ones for reuse, at most `limit` open, callers beyond wait."""
+    """The connections to one upstream origin: idle ones for reuse, at most `limit` open, callers beyond wait."""
 
-    __slots__ = ("busy", "connecting", "host", "idle", "idle_since", "limit", "port", "refused_at", "waiting")
+    __slots__ = (
+        "busy",
+        "connecting",
+        "host",
+        "idle",
+        "idle_since",
+        "limit",
+        "origin",
+        "port",
+        "refused_at",
+        "tls",
+        "waiting",
+    )
 
-    def __init__(self, host: str, port: int, limit: int) -> None:
-        self.host, self.port, self.limit = host, port, limit
+    def __init__(self, target: Target, tls: ssl.SSLContext | None, limit: int) -> None:
+        self.origin, self.host, self.port, self.limit = target.origin, target.host, target.port, limit
+        self.tls = tls  # https: the context verifying the upstream's certificate against its host name
         self.idle: list[UpstreamConnection] = []  # kept tidy by the connections (closed ones leave it)
         self.idle_since: dict[UpstreamConnection, float] = {}
         self.busy = 0  # connections carrying a request
@@ -140,13 +158,20 @@ class UpstreamHost:
     async def _connect(self, call: UpstreamCall) -> None:
         loop = asyncio.get_running_loop()
         try:
-            connecting = loop.create_connection(lambda: UpstreamConnection(self), self.host, self.port)
+            connecting = loop.create_connection(
+                lambda: UpstreamConnection(self),
+                self.host,
+                self.port,
+                ssl=self.tls,
+                server_hostname=self.host if self.tls else None,
+                ssl_handshake_timeout=call.timeout if self.tls else None,
+            )
             _, conn = await asyncio.wait_for(connecting, call.timeout)
         except (OSError, TimeoutError) as exc:
             self.connecting -= 1
             now = time.monotonic()
             if now - self.refused_at > 1.0:  # one line per outage, not per request
-                log.warning("upstream %s:%d unreachable: %r", self.host, self.port, exc)
+                log.warning("upstream %s unreachable: %r", self.origin, exc)
             self.refused_at = now
             call.unreachable(isinstance(exc, TimeoutError))
             self._next()
@@ -477,7 +502,8 @@ class Upstreams(Collector):
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.targets: dict[str, Target | None] = {}  # by URL, parsed once (None: not one fx can call)
-        self.hosts: dict[tuple[str, int], UpstreamHost] = {}
+        self.hosts: dict[str, UpstreamHost] = {}  # by origin: scheme://host[:port]
+        self._context: ssl.SSLContext | None = None
         self.in_flight: set[UpstreamCall] = set()
         self.retried = 0  # requests sent again after a reused connection broke (the upstream closed it idle)
         self._sweep: asyncio.Task | None = None
@@ -533,10 +559,10 @@ class Upstreams(Collector):
             b"X-Forwarded-For: %s\r\nX-Forwarded-Proto: %s\r\nX-Forwarded-Host: %s\r\n\r\n"
             % (forwarded_for, proto, forwarded_host or host)
         )
-        key = (where.host, where.port)
-        pool = self.hosts.get(key)
+        pool = self.hosts.get(where.origin)
         if pool is None:
-            pool = self.hosts[key] = UpstreamHost(where.host, where.port, self.settings.upstream_max_connections)
+            tls = self._tls() if where.tls else None
+            pool = self.hosts[where.origin] = UpstreamHost(where, tls, self.settings.upstream_max_connections)
         timeout = float(upstream.get("timeout") or DEFAULT_TIMEOUT)
         head = b"".join(kept)
         safe, is_head = method in SAFE_METHODS, method == b"HEAD"
@@ -557,8 +583,7 @@ class Upstreams(Collector):
             "Requests waiting for a connection to an API upstream (--upstream-max-connections are open)",
             labels=["upstream"],
         )
-        for (host, port), pool in self.hosts.items():
-            upstream = f"{host}:{port}"
+        for upstream, pool in self.hosts.items():
             for state, count in (("busy", pool.busy), ("idle", len(pool.idle)), ("connecting", pool.connecting)):
                 connections.add_metric([upstream, state], count)
             waiting.add_metric([upstream], len(pool.waiting))
@@ -575,6 +600,12 @@ class Upstreams(Collector):
             self._sweep = None
         for pool in self.hosts.values():
             pool.close_idle()
+
+    def _tls(self) -> ssl.SSLContext:
+        """The context of every https upstream: the system's CAs, or --upstream-ca-file's; host names checked."""
+        if self._context is None:
+            self._context = ssl.create_default_context(cafile=self.settings.upstream_ca_file or None)
+        return self._context
 
     def _target(self, url: str) -> Target | None:
         if url not in self.targets:

@@ -101,7 +101,7 @@ async def test_calls_share_kept_alive_connections_and_at_most_the_limit_are_open
     assert legacy.connections == 1  # one after the other: the same connection each time
     slow = [asyncio.create_task(gw.client.get("/slow")) for _ in range(4)]
     await until(lambda: legacy.open >= 2, what="two connections held by slow requests")
-    upstream = f"127.0.0.1:{legacy.port}"
+    upstream = legacy.url
     await until(lambda: sample(gw.upstreams, "fx_gateway_api_upstream_waiting", upstream=upstream) == 2)
     assert sample(gw.upstreams, "fx_gateway_api_upstream_connections", upstream=upstream, state="busy") == 2
     legacy.release.set()
@@ -299,3 +299,15 @@ async def test_an_answer_before_the_body_is_all_in_is_the_connections_last(front
     await raw.send(b"POST /early HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000\r\n\r\n" + b"x" * 100_000)
     assert (await raw.response()).status == 413
     assert await raw.closed()  # the rest of the body is never read: nothing after it could be framed
+
+
+async def test_an_https_upstream_is_verified_against_the_ca_the_operator_names(front, tmp_path):
+    with LegacyServer(tls=tmp_path) as legacy:
+        assert legacy.url.startswith("https://")
+        gw = await front(legacy.url + "/v1", upstream_ca_file=str(tmp_path / "cert.pem"))
+        r = await gw.client.post("/users?id=1", content=b"abc")
+        assert r.status_code == 200 and r.json()["path"] == "/v1/users?id=1" and r.json()["body"] == 3
+        assert r.json()["headers"]["host"] == f"127.0.0.1:{legacy.port}"
+        untrusted = await front(legacy.url)  # the system's CAs do not know this certificate
+        r = await untrusted.client.get("/users")
+        assert r.status_code == 502 and r.json() == {"message": "Bad Gateway"}
