@@ -58,7 +58,7 @@ class Settings:
     system_max_bytes: int = 266 * 1024 * 1024  # body of a /system call forwarded to the controller
     blobs_max_bytes: int = 256 * 1024 * 1024  # blobs (bodies passed by reference) held at once; more: 503
     system_connect_timeout: float = 10.0  # seconds to open a connection to the controller, in attempts of 2 s
-    upstream_max_connections: int = 100  # open connections to one API upstream (host:port); more requests wait
+    upstream_max_connections: int = 100  # open connections to one API upstream (scheme://host:port); more requests wait
     upstream_max_body_bytes: int = 64 * 1024 * 1024  # request body streamed to an API upstream; more: 413
     upstream_ca_file: str = ""  # PEM CAs that https API upstreams' certificates are verified with; "": the system's
     metrics_host: str = ""  # with metrics_port: /metrics is served there only, not on the main listener
@@ -222,7 +222,7 @@ _LIMITS = (
         "--upstream-max-connections",
         int,
         Settings.upstream_max_connections,
-        "connections open at once to one API upstream (host:port); further requests wait for one, within their"
+        "connections open at once to one API upstream (scheme://host:port); further requests wait for one, within their"
         " route's timeout",
     ),
     (
