@@ -333,17 +333,16 @@ class MockSpec(_Model):
 class UpstreamSpec(_Model):
     """An HTTP service the route is passed to (the strangler pattern): URL's path prefixed to the request's."""
 
-    url: str = Field(description="http://host[:port][/prefix]")
+    url: str = Field(description="http[s]://host[:port][/prefix]")
     timeout: Annotated[float, Field(gt=0, le=UPSTREAM_TIMEOUT_MAX, description="seconds")] = DEFAULT_UPSTREAM_TIMEOUT
 
     @field_validator("url")
     @classmethod
     def _url(cls, v: str) -> str:
         parts = urlsplit(v)
-        if parts.scheme != "http" or not parts.hostname:
+        if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(
-                f"upstream URL {shown(v)} is not 'http://host[:port][/prefix]' (https upstreams are not supported;"
-                " e.g. 'http://legacy.internal:8000')"
+                f"upstream URL {shown(v)} is not 'http[s]://host[:port][/prefix]' (e.g. 'http://legacy.internal:8000')"
             )
         if parts.query or parts.fragment or parts.username or parts.password:
             raise ValueError(f"upstream URL {shown(v)} holds a query, fragment or user: give scheme, host, port, path")

@@ -58,8 +58,9 @@ class Settings:
     system_max_bytes: int = 266 * 1024 * 1024  # body of a /system call forwarded to the controller
     blobs_max_bytes: int = 256 * 1024 * 1024  # blobs (bodies passed by reference) held at once; more: 503
     system_connect_timeout: float = 10.0  # seconds to open a connection to the controller, in attempts of 2 s
-    upstream_max_connections: int = 100  # open connections to one API upstream (host:port); more requests wait
+    upstream_max_connections: int = 100  # open connections to one API upstream (scheme://host:port); more requests wait
     upstream_max_body_bytes: int = 64 * 1024 * 1024  # request body streamed to an API upstream; more: 413
+    upstream_ca_file: str = ""  # PEM CAs that https API upstreams' certificates are verified with; "": the system's
     metrics_host: str = ""  # with metrics_port: /metrics is served there only, not on the main listener
     metrics_port: int = 0
     max_revision_skew: float = 60.0  # seconds a route table's revision (ns of the controller's clock) may lead ours
@@ -221,7 +222,7 @@ _LIMITS = (
         "--upstream-max-connections",
         int,
         Settings.upstream_max_connections,
-        "connections open at once to one API upstream (host:port); further requests wait for one, within their"
+        "connections open at once to one API upstream (scheme://host:port); further requests wait for one, within their"
         " route's timeout",
     ),
     (
@@ -283,7 +284,15 @@ def parse(argv: list[str] | None = None) -> Settings:
         help="comma-separated NATS subject patterns X-Fx-Callback-Subject may name (none by default);"
         " fx.*, $* and _INBOX.* never [FX_CALLBACK_SUBJECTS]",
     )
+    p.add_argument(
+        "--upstream-ca-file",
+        default=env("FX_UPSTREAM_CA_FILE", Settings.upstream_ca_file),
+        help="PEM file of the CAs that https API upstreams' certificates are verified with (default: the system's)"
+        " [FX_UPSTREAM_CA_FILE]",
+    )
     args = p.parse_args(argv)
+    if args.upstream_ca_file and not os.path.isfile(args.upstream_ca_file):
+        p.error(f"--upstream-ca-file {args.upstream_ca_file!r}: no such file")
     host, port = _host_port(args.listen, 8080)
     metrics_host, metrics_port = _host_port(args.metrics_listen, 0) if args.metrics_listen else ("", 0)
     controller = urlsplit(args.controller)
@@ -302,6 +311,7 @@ def parse(argv: list[str] | None = None) -> Settings:
         **{_field(flag): getattr(args, _field(flag)) for flag, *_ in (*_NUMBERS, *_LIMITS)},
         callback_hosts=_list(args.callback_hosts),
         callback_subjects=_list(args.callback_subjects),
+        upstream_ca_file=args.upstream_ca_file,
     )
     try:
         CallbackPolicy.from_settings(settings)

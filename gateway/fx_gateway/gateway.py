@@ -34,12 +34,13 @@ class Gateway:
         self.book = RouteBook(settings, activator or self.link.activate)
         self.events = Events(settings, self.book, CallbackPolicy.from_settings(settings))
         self.feed = RouteFeed(self.link, self.book, self.events)
-        self.api_services = ApiServices(settings, self.book, ApiMetrics(), upstreams=Upstreams(settings))
+        self.upstreams = Upstreams(settings)
+        self.api_services = ApiServices(settings, self.book, ApiMetrics(), upstreams=self.upstreams)
         self.apis = ApiFeed(self.link, self.api_services, {"jwt": JwtAuthorizer})
         self.connections = Connections(settings)
         nats_state = NatsState(lambda: self.link.connected)
         stats = (self.book.stats, self.events.async_stats, self.events.event_stats, nats_state)
-        stats += (self.api_services.metrics,)
+        stats += (self.api_services.metrics, self.upstreams)
         self.pages = Pages(stats, self.loaded)
         blobs = BlobReader(lambda: self.link.nc, settings.blobs_max_bytes)
         router = (settings, self.book, self.events.enqueue, self.events.policy, self.pages, blobs)
@@ -79,6 +80,6 @@ class Gateway:
     async def close(self) -> None:
         for task in self._tasks:
             task.cancel()
-        self.api_services.upstreams.close()  # type: ignore[union-attr]
+        self.upstreams.close()
         await self.events.close()
         await self.link.close()

@@ -83,6 +83,8 @@ def test_the_legacy_serves_what_is_not_moved_and_the_function_what_is(fx, client
     assert sent["host"] == f"127.0.0.1:{legacy.port}"  # the upstream's own
     assert sent["x-forwarded-host"] == "shop.test" and sent["x-forwarded-proto"] == "http"
     assert sent["x-forwarded-for"] == "203.0.113.9, 127.0.0.1"
+    metrics = client.get("/metrics").text
+    assert f'fx_gateway_api_upstream_connections{{state="idle",upstream="{legacy.url}"}}' in metrics
     r = client.get("/static/%2e%2e/users/7", headers=SHOP)  # ../ is resolved by httpx itself; this is not
     assert r.status_code == 400 and "'..'" in r.json()["message"]
 

@@ -153,7 +153,7 @@ class FrontDoor:
             route.stats.record(413, 0.0)
             return client.refuse(_with_lines(TOO_LARGE, cors))
         passage = Passage(client, found, method, path, query, headers, seen, kept, cors)
-        if route.api_key or route.auth or route.upstream is not None or self._limited(route):
+        if route.api_key or route.auth or self._limited(route):  # an upstream relays the headers as they are
             passage.request = self._request(passage)
         if route.api_key:
             keys = self.services.api_keys
@@ -315,6 +315,11 @@ class Observed:
     def abort(self) -> None:
         self.stats.record(self.status, time.monotonic() - self.started)
         self.client.abort()
+
+    def end(self) -> None:
+        """The answer is out before the request's body was all read (an upstream that answered early)."""
+        self.stats.record(self.status, time.monotonic() - self.started)
+        self.client.end()
 
     def refuse(self, answer: bytes) -> None:
         self.stats.record(int(answer[9:12]), time.monotonic() - self.started)

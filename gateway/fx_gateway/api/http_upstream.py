@@ -19,7 +19,8 @@ what it is sent and start answering, each within the timeout, and never leave a 
 owes bytes (not while the caller does, or while the caller is slow to take the answer). One sweep a few times a
 second checks the calls in flight, so no timer is armed per request. Errors are API Gateway's JSON
 `{"message": ...}`: 504 "Endpoint request timed out", 502 "Bad Gateway" (refused, reset, or an answer that is
-not HTTP), 413, 400. Only http:// upstreams (TLS to an upstream is not supported).
+not HTTP, or a certificate that does not verify), 413, 400. An https:// upstream's certificate is verified
+against its host name with the system's CAs, or --upstream-ca-file's.
 """
 
 from __future__ import annotations
@@ -28,10 +29,16 @@ import asyncio
 import contextlib
 import json
 import logging
+import ssl
 import time
 from collections import deque
+from collections.abc import Iterator
 from urllib.parse import unquote_to_bytes, urlsplit
 
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from fx_gateway.api.request import ApiRequest
 from fx_gateway.config import Settings
 from fx_gateway.http import responses
 from fx_gateway.http.answers import Answer
@@ -44,6 +51,7 @@ log = logging.getLogger("fx_gateway")
 
 DEFAULT_TIMEOUT = 29.0  # API Gateway's integration timeout
 SWEEP_S = 0.25
+IDLE_S = 60.0  # a kept connection unused this long is closed: a firewall or NAT may drop it silently (nginx's 60 s)
 NEVER = float("inf")
 # Describe one hop only, or are set by the gateway for the upstream.
 DROPPED = frozenset(
@@ -90,27 +98,44 @@ def escapes(path: bytes) -> bool:
 
 
 class Target:
-    """An upstream URL, parsed once: where to connect, its Host header, its path prefix."""
+    """An upstream URL, parsed once: where to connect (its origin: scheme, host, port), its Host header, its path
+    prefix."""
 
-    __slots__ = ("host", "host_header", "port", "prefix")
+    __slots__ = ("host", "host_header", "origin", "port", "prefix", "tls")
 
     def __init__(self, url: str) -> None:
         parts = urlsplit(url)
-        if parts.scheme != "http" or not parts.hostname:
-            raise ValueError(f"upstream {url!r}: only http://host[:port][/prefix] is supported")
-        self.host, self.port = parts.hostname, parts.port or 80
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"upstream {url!r}: only http[s]://host[:port][/prefix] is supported")
+        self.tls = parts.scheme == "https"
+        self.host, self.port = parts.hostname, parts.port or (443 if self.tls else 80)
+        self.origin = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
         self.host_header = parts.netloc.rpartition("@")[2].encode("idna")
         self.prefix = parts.path.rstrip("/").encode()
 
 
 class UpstreamHost:
-    """The connections to one upstream host:port: idle ones for reuse, at most `limit` open, callers beyond wait."""
+    """The connections to one upstream origin: idle ones for reuse, at most `limit` open, callers beyond wait."""
 
-    __slots__ = ("busy", "connecting", "host", "idle", "limit", "port", "refused_at", "waiting")
+    __slots__ = (
+        "busy",
+        "connecting",
+        "host",
+        "idle",
+        "idle_since",
+        "limit",
+        "origin",
+        "port",
+        "refused_at",
+        "tls",
+        "waiting",
+    )
 
-    def __init__(self, host: str, port: int, limit: int) -> None:
-        self.host, self.port, self.limit = host, port, limit
+    def __init__(self, target: Target, tls: ssl.SSLContext | None, limit: int) -> None:
+        self.origin, self.host, self.port, self.limit = target.origin, target.host, target.port, limit
+        self.tls = tls  # https: the context verifying the upstream's certificate against its host name
         self.idle: list[UpstreamConnection] = []  # kept tidy by the connections (closed ones leave it)
+        self.idle_since: dict[UpstreamConnection, float] = {}
         self.busy = 0  # connections carrying a request
         self.connecting = 0
         self.waiting: deque[UpstreamCall] = deque()
@@ -133,13 +158,20 @@ class UpstreamHost:
     async def _connect(self, call: UpstreamCall) -> None:
         loop = asyncio.get_running_loop()
         try:
-            connecting = loop.create_connection(lambda: UpstreamConnection(self), self.host, self.port)
+            connecting = loop.create_connection(
+                lambda: UpstreamConnection(self),
+                self.host,
+                self.port,
+                ssl=self.tls,
+                server_hostname=self.host if self.tls else None,
+                ssl_handshake_timeout=call.timeout if self.tls else None,
+            )
             _, conn = await asyncio.wait_for(connecting, call.timeout)
         except (OSError, TimeoutError) as exc:
             self.connecting -= 1
             now = time.monotonic()
             if now - self.refused_at > 1.0:  # one line per outage, not per request
-                log.warning("upstream %s:%d unreachable: %r", self.host, self.port, exc)
+                log.warning("upstream %s unreachable: %r", self.origin, exc)
             self.refused_at = now
             call.unreachable(isinstance(exc, TimeoutError))
             self._next()
@@ -161,6 +193,7 @@ class UpstreamHost:
                     call.connected(conn, reused=True)
                     return
             self.idle.append(conn)
+            self.idle_since[conn] = time.monotonic()
         else:
             conn.transport.close()  # type: ignore[union-attr]
             self._next()
@@ -170,9 +203,17 @@ class UpstreamHost:
         sent.lost(exc)
         self._next()
 
-    def close_idle(self) -> None:
-        while self.idle:
-            self.idle.pop().transport.close()  # type: ignore[union-attr]
+    def said_close(self) -> None:
+        """Nothing to do: an upstream closes a connection for reasons of its own (a request count, a restart);
+        the others stay good, and one that is not is sent again or answered 502."""
+
+    def close_idle(self, before: float = NEVER) -> None:
+        """Close the kept connections (those unused since `before` only, if given)."""
+        since = self.idle_since
+        for conn in [c for c in self.idle if since.get(c, 0.0) < before]:
+            conn.transport.close()  # type: ignore[union-attr]  # it leaves `idle` as it closes
+        for conn in [c for c in since if c.transport.is_closing()]:  # type: ignore[union-attr]
+            del since[conn]
 
     def forget(self, call: UpstreamCall) -> None:
         with contextlib.suppress(ValueError):
@@ -341,15 +382,15 @@ class UpstreamCall:
         if self.finished:
             return
         self._due()
-        if not self.relayed:
+        while not self.relayed:
             data = self.prefix + data
             end = data.find(b"\r\n\r\n")
-            if end < 0:  # until the whole head is in, its framing is unknown
-                self.prefix = data
+            if end < 0 or not data.startswith(b"HTTP/1."):  # a head not yet whole, or not HTTP (the parser's
+                self.prefix = data  # error then ends it: 502)
                 return
-            if not data.startswith(b"HTTP/1."):  # not HTTP: held back; the parser's error ends it (502)
-                self.prefix = data
-                return
+            if data[9:10] == b"1" and data[9:12] != b"101":  # interim (103 Early Hints): the caller never asked
+                self.prefix, data = b"", data[end + 4 :]
+                continue
             data = self._answer_head(data[:end]) + data[end + 4 :]
             self.relayed = True
         if not self.gone:
@@ -454,13 +495,15 @@ def too_large(limit: int) -> bytes:
     return message(413, f"HTTP content length exceeded {limit} bytes.", close=True)
 
 
-class Upstreams:
-    """The upstream integrations of every API on this gateway: their connection pools and the timeout sweep."""
+class Upstreams(Collector):
+    """The upstream integrations of every API on this gateway: their connection pools, the timeout sweep, and
+    their metrics (read at scrape time, nothing counted on the hot path but `retried`)."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.targets: dict[str, Target | None] = {}  # by URL, parsed once (None: not one fx can call)
-        self.hosts: dict[tuple[str, int], UpstreamHost] = {}
+        self.hosts: dict[str, UpstreamHost] = {}  # by origin: scheme://host[:port]
+        self._context: ssl.SSLContext | None = None
         self.in_flight: set[UpstreamCall] = set()
         self.retried = 0  # requests sent again after a reused connection broke (the upstream closed it idle)
         self._sweep: asyncio.Task | None = None
@@ -472,10 +515,11 @@ class Upstreams:
         method: bytes,
         target: bytes,
         headers: list[tuple[bytes, bytes]],
-        request: object = None,
+        request: ApiRequest | None = None,
     ) -> UpstreamCall | Answer | None:
         """The call answering a request on a route with `upstream` ({"url", "timeout"}); `target` is the
-        caller's request target (path and query). None when it was refused from its head (`client.refuse`)."""
+        caller's request target (path and query). None when it was refused from its head (`client.refuse`).
+        `request` (the head as authorizers saw it) is not needed: the headers are relayed as they came."""
         where = self._target(upstream["url"])
         if where is None:
             return Answer(client, BAD_GATEWAY)
@@ -515,10 +559,10 @@ class Upstreams:
             b"X-Forwarded-For: %s\r\nX-Forwarded-Proto: %s\r\nX-Forwarded-Host: %s\r\n\r\n"
             % (forwarded_for, proto, forwarded_host or host)
         )
-        key = (where.host, where.port)
-        pool = self.hosts.get(key)
+        pool = self.hosts.get(where.origin)
         if pool is None:
-            pool = self.hosts[key] = UpstreamHost(where.host, where.port, self.settings.upstream_max_connections)
+            tls = self._tls() if where.tls else None
+            pool = self.hosts[where.origin] = UpstreamHost(where, tls, self.settings.upstream_max_connections)
         timeout = float(upstream.get("timeout") or DEFAULT_TIMEOUT)
         head = b"".join(kept)
         safe, is_head = method in SAFE_METHODS, method == b"HEAD"
@@ -528,12 +572,40 @@ class Upstreams:
             self._sweep = spawn(self._run())
         return call
 
+    def collect(self) -> Iterator:
+        connections = GaugeMetricFamily(
+            "fx_gateway_api_upstream_connections",
+            "Connections to an API upstream: busy (carrying a request), idle (kept for the next), connecting",
+            labels=["upstream", "state"],
+        )
+        waiting = GaugeMetricFamily(
+            "fx_gateway_api_upstream_waiting",
+            "Requests waiting for a connection to an API upstream (--upstream-max-connections are open)",
+            labels=["upstream"],
+        )
+        for upstream, pool in self.hosts.items():
+            for state, count in (("busy", pool.busy), ("idle", len(pool.idle)), ("connecting", pool.connecting)):
+                connections.add_metric([upstream, state], count)
+            waiting.add_metric([upstream], len(pool.waiting))
+        retried = CounterMetricFamily(
+            "fx_gateway_api_upstream_retries",
+            "Requests sent again on a new connection after a kept one turned out closed by its upstream",
+        )
+        retried.add_metric([], self.retried)
+        yield from (connections, waiting, retried)
+
     def close(self) -> None:
         if self._sweep is not None:
             self._sweep.cancel()
             self._sweep = None
         for pool in self.hosts.values():
             pool.close_idle()
+
+    def _tls(self) -> ssl.SSLContext:
+        """The context of every https upstream: the system's CAs, or --upstream-ca-file's; host names checked."""
+        if self._context is None:
+            self._context = ssl.create_default_context(cafile=self.settings.upstream_ca_file or None)
+        return self._context
 
     def _target(self, url: str) -> Target | None:
         if url not in self.targets:
@@ -550,3 +622,5 @@ class Upstreams:
             now = time.monotonic()
             for call in [c for c in self.in_flight if c.deadline < now]:
                 call.timed_out()
+            for pool in self.hosts.values():
+                pool.close_idle(now - IDLE_S)

@@ -39,13 +39,14 @@ class Sent(Protocol):
 
 
 class Endpoint(Protocol):
-    """Where a connection is pooled: told when its answer is in (`release`) or it broke before (`lost`)."""
+    """Where a connection is pooled: told when its answer is in (`release`; `said_close` first if the answer
+    said `Connection: close`) or it broke before (`lost`)."""
 
     idle: list[UpstreamConnection]
 
     def release(self, conn: UpstreamConnection, reusable: bool) -> None: ...
     def lost(self, conn: UpstreamConnection, sent: Sent, exc: Exception | None) -> None: ...
-    def close_idle(self) -> None: ...
+    def said_close(self) -> None: ...
 
 
 class UpstreamConnection(asyncio.Protocol):
@@ -88,18 +89,24 @@ class UpstreamConnection(asyncio.Protocol):
             if exchange.is_head:  # the parser expects the body a HEAD answer never has
                 self.parser = httptools.HttpResponseParser(self)
             exchange.answered(status, self.keep_alive)
-            if not self.keep_alive:  # a replica going away (draining, timed out): send nothing more on its pool
-                self.replica.close_idle()
+            if not self.keep_alive:
+                self.replica.said_close()
             self.replica.release(self, self.keep_alive)
 
     def on_headers_complete(self) -> None:
-        if self.exchange is not None and self.exchange.is_head:
+        if self.exchange is not None and self.exchange.is_head and not self._interim():
             self.keep_alive = self.parser.should_keep_alive()
             self.complete = True
 
     def on_message_complete(self) -> None:
-        self.keep_alive = self.parser.should_keep_alive()  # only valid inside the callback
-        self.complete = True
+        if not self._interim():
+            self.keep_alive = self.parser.should_keep_alive()  # only valid inside the callback
+            self.complete = True
+
+    def _interim(self) -> bool:
+        """An interim answer (100 Continue, 103 Early Hints; an HTTP upstream may send them): the final one follows."""
+        status = self.parser.get_status_code()
+        return status < 200 and status != 101
 
     def abandon(self) -> None:
         """Stop waiting for this answer (backstop timeout): the connection is in an unknown state."""
@@ -171,6 +178,10 @@ class Replica:
 
     def release(self, conn: UpstreamConnection, reusable: bool) -> None:
         self.dispatcher.release(self, conn, reusable)
+
+    def said_close(self) -> None:
+        """A replica going away (draining, timed out): send nothing more on its pool."""
+        self.close_idle()
 
     def lost(self, conn: UpstreamConnection, sent: Sent, exc: Exception | None) -> None:
         self.dispatcher.lost(self, conn, sent, exc)  # type: ignore[arg-type]  # a replica carries Exchanges only

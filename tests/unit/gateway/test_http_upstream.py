@@ -7,10 +7,12 @@ as the API front door does for an `upstream` route.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 
 import httpx
 import pytest
+from fx_gateway.api import http_upstream
 from fx_gateway.api.http_upstream import Upstreams, escapes
 from fx_gateway.config import Settings
 from fx_gateway.http.connections import Connections
@@ -36,6 +38,15 @@ class Front:
     def __init__(self, upstreams: Upstreams, url: str, server: asyncio.AbstractServer) -> None:
         self.upstreams, self.url, self.server = upstreams, url, server
         self.client = httpx.AsyncClient(base_url=url, timeout=30)
+
+
+def sample(upstreams: Upstreams, name: str, **labels: str) -> float | None:
+    """The value of one of the upstreams' metrics, as /metrics would show it."""
+    for family in upstreams.collect():
+        for found in family.samples:
+            if found.name == name and found.labels == labels:
+                return found.value
+    return None
 
 
 @pytest.fixture
@@ -90,6 +101,9 @@ async def test_calls_share_kept_alive_connections_and_at_most_the_limit_are_open
     assert legacy.connections == 1  # one after the other: the same connection each time
     slow = [asyncio.create_task(gw.client.get("/slow")) for _ in range(4)]
     await until(lambda: legacy.open >= 2, what="two connections held by slow requests")
+    upstream = legacy.url
+    await until(lambda: sample(gw.upstreams, "fx_gateway_api_upstream_waiting", upstream=upstream) == 2)
+    assert sample(gw.upstreams, "fx_gateway_api_upstream_connections", upstream=upstream, state="busy") == 2
     legacy.release.set()
     answers = await asyncio.gather(*slow)
     assert [a.status_code for a in answers] == [200] * 4
@@ -228,7 +242,7 @@ async def test_a_get_on_a_connection_the_upstream_closed_is_sent_again_on_a_fres
     gw = await front(await upstream.start())
     assert (await gw.client.get("/a")).text == "ok"
     assert (await gw.client.get("/b")).text == "ok"  # the kept connection broke unanswered: a new one
-    assert gw.upstreams.retried == 1
+    assert sample(gw.upstreams, "fx_gateway_api_upstream_retries_total") == 1
     r = await gw.client.post("/c", content=b"body")  # a body may have been read: not sent again
     assert r.status_code == 502 and r.json() == {"message": "Bad Gateway"}
 
@@ -239,3 +253,61 @@ async def test_a_head_request_gets_the_head_alone_and_the_connection_goes_on(fro
     assert r.status_code == 200 and int(r.headers["content-length"]) > 0 and r.content == b""
     assert (await gw.client.get("/thing")).json()["method"] == "GET"
     assert legacy.connections == 1
+
+
+async def test_an_interim_answer_is_not_taken_for_the_answer(front):
+    async def early_hints(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(asyncio.IncompleteReadError):  # the gateway closing the connection at the end
+            while await reader.readuntil(b"\r\n\r\n"):
+                writer.write(b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n")
+                await writer.drain()
+                await asyncio.sleep(0.05)  # the final answer comes in a read of its own
+                writer.write(b"HTTP/1.1 201 Created\r\nContent-Length: 4\r\n\r\ndone")
+                await writer.drain()
+
+    server = await asyncio.start_server(early_hints, "127.0.0.1", 0)
+    gw = await front(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}")
+    for _ in range(2):  # the connection is still in step for the next request
+        r = await gw.client.get("/x")
+        assert r.status_code == 201 and r.text == "done"
+    server.close()
+
+
+async def test_a_kept_connection_unused_for_a_while_is_closed(front, legacy, monkeypatch):
+    monkeypatch.setattr(http_upstream, "IDLE_S", 0.5)
+    gw = await front(legacy.url)
+    assert (await gw.client.get("/a")).status_code == 200
+    await until(lambda: legacy.open == 0, 10, "the idle connection closed")
+    assert (await gw.client.get("/b")).status_code == 200 and legacy.connections == 2
+
+
+async def test_a_caller_asking_for_100_continue_gets_it_from_the_gateway(front, legacy):
+    gw = await front(legacy.url)
+    raw = await Raw.open(gw.url)
+    await raw.send(b"POST /echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n")
+    assert (await raw.response()).status == 100
+    await raw.send(b"abc")
+    answer = await raw.response()
+    assert answer.status == 200
+    seen = json.loads(answer.body)
+    assert seen["body"] == 3 and "expect" not in seen["headers"]  # the upstream is not asked again
+
+
+async def test_an_answer_before_the_body_is_all_in_is_the_connections_last(front, legacy):
+    gw = await front(legacy.url)
+    raw = await Raw.open(gw.url)
+    await raw.send(b"POST /early HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000\r\n\r\n" + b"x" * 100_000)
+    assert (await raw.response()).status == 413
+    assert await raw.closed()  # the rest of the body is never read: nothing after it could be framed
+
+
+async def test_an_https_upstream_is_verified_against_the_ca_the_operator_names(front, tmp_path):
+    with LegacyServer(tls=tmp_path) as legacy:
+        assert legacy.url.startswith("https://")
+        gw = await front(legacy.url + "/v1", upstream_ca_file=str(tmp_path / "cert.pem"))
+        r = await gw.client.post("/users?id=1", content=b"abc")
+        assert r.status_code == 200 and r.json()["path"] == "/v1/users?id=1" and r.json()["body"] == 3
+        assert r.json()["headers"]["host"] == f"127.0.0.1:{legacy.port}"
+        untrusted = await front(legacy.url)  # the system's CAs do not know this certificate
+        r = await untrusted.client.get("/users")
+        assert r.status_code == 502 and r.json() == {"message": "Bad Gateway"}
