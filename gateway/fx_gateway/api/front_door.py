@@ -18,18 +18,18 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from fx.protocol import GATEWAY_PATHS, ROUTE_CONTEXT
+from fx.protocol import GATEWAY_PATHS
 
 from fx_gateway.api.decisions import Allow, Deny
 from fx_gateway.api.feed import ApiFeed
-from fx_gateway.api.matching import HostGroup, Match
+from fx_gateway.api.matching import HostGroup, Match, ambiguous
 from fx_gateway.api.metrics import denied
 from fx_gateway.api.request import ApiRequest
 from fx_gateway.api.services import ApiServices, Authorizer
-from fx_gateway.api.table import Cors, Route
+from fx_gateway.api.table import COMPACT, Cors, Route
 from fx_gateway.http import responses
 from fx_gateway.http.answers import Answer
 from fx_gateway.http.server import Call, ClientConnection
@@ -38,8 +38,7 @@ from fx_gateway.tasks import spawn
 
 log = logging.getLogger("fx_gateway")
 
-GATEWAY_PREFIXES = tuple(path.encode() for path in GATEWAY_PATHS)
-ROUTE_LINE = ROUTE_CONTEXT.encode() + b": %s\r\n"
+GATEWAY_SEGMENTS = frozenset(path.encode() for path in GATEWAY_PATHS)  # each one segment: "/function", ...
 HTTP_TARGET = b"/_fx/http/"
 
 
@@ -60,11 +59,14 @@ def _with_lines(answer: bytes, lines: bytes) -> bytes:
 NOT_FOUND = _message(404, "Not Found")
 INTERNAL_ERROR = _message(500, "Internal Server Error")
 TOO_LARGE = _message(413, "Request Entity Too Large", close=True)
+BAD_PATH = _message(400, "Bad Request: the path has a '.', '..' or empty segment")
 
 
 def is_gateway_path(path: bytes) -> bool:
-    """Whether `path` is one the gateway keeps for itself (routes there are refused at deploy)."""
-    return any(path == prefix or path.startswith(prefix + b"/") for prefix in GATEWAY_PREFIXES)
+    """Whether `path` is one the gateway keeps for itself (routes there are refused at deploy): by its first
+    segment, one set look-up."""
+    end = path.find(b"/", 1)
+    return (path if end < 0 else path[:end]) in GATEWAY_SEGMENTS
 
 
 # Router._exchange: an Exchange to a version of a function, as /function/ makes it.
@@ -86,6 +88,7 @@ class Passage:
     cors: bytes  # the CORS lines of every answer (b"" if the API has no cors or the origin is not allowed)
     request: ApiRequest | None = None
     key_id: str | None = None
+    started: float = field(default_factory=time.monotonic)  # an authorizer's wait counts in the route's duration
 
     @property
     def route(self) -> Route:
@@ -109,11 +112,30 @@ class FrontDoor:
         seen: dict[bytes, bytes],
         kept: bytes,
     ) -> Call | None:
+        try:
+            return self._open(client, method, path, query, headers, seen, kept)
+        except Exception:  # a step's bug (an authorizer's, a limit's) is a 500, not a connection dropped by asyncio
+            log.exception("API route request %s %r failed", method.decode("latin-1"), path.decode("latin-1"))
+            return _answer(client, method, INTERNAL_ERROR, self.services.metrics.unmatched)
+
+    def _open(
+        self,
+        client: ClientConnection,
+        method: bytes,
+        path: bytes,
+        query: bytes,
+        headers: list[tuple[bytes, bytes]],
+        seen: dict[bytes, bytes],
+        kept: bytes,
+    ) -> Call | None:
         index = self.feed.index
         groups = index.groups(seen.get(b"host", b"").decode("latin-1"))
         if not groups:
             return Answer(client, responses.not_found(path.decode("latin-1")), self.unknown)
-        found = index.match(groups, method.decode("latin-1"), path.decode("latin-1"))
+        text = path.decode("latin-1")
+        if ambiguous(text):
+            return _answer(client, method, BAD_PATH, self.services.metrics.unmatched)
+        found = index.match(groups, method.decode("latin-1"), text)
         origin = seen.get(b"origin")
         preflight = method == b"OPTIONS" and b"access-control-request-method" in seen and origin is not None
         if preflight and (found is None or found.route.method != "OPTIONS"):
@@ -122,7 +144,7 @@ class FrontDoor:
                 stats = found.route.stats if found is not None else self.services.metrics.unmatched
                 return Answer(client, cors.preflight(origin), stats)
         if found is None:
-            return Answer(client, NOT_FOUND, self.services.metrics.unmatched)
+            return _answer(client, method, NOT_FOUND, self.services.metrics.unmatched)
         route = found.route
         cors = route.api.cors.answer_lines(origin) if route.api.cors is not None else b""
         length = seen.get(b"content-length")
@@ -151,8 +173,10 @@ class FrontDoor:
         pending.task = spawn(self._authorize(pending, authorizer))
         return pending
 
-    def _limited(self, route: Route) -> bool:
-        return self.services.limits is not None and (route.throttle is not None or route.api.throttle is not None)
+    def _limited(self, route: Route, key_id: str | None = None) -> bool:
+        """Whether the limits have a say: a throttle on the route or its API, or a key (its own rate and quota)."""
+        limited = route.throttle is not None or route.api.throttle is not None or key_id is not None
+        return limited and self.services.limits is not None
 
     def _request(self, passage: Passage) -> ApiRequest:
         headers: dict[bytes, bytes] = {}
@@ -190,8 +214,14 @@ class FrontDoor:
             log.warning("API %s route %r: authorizer %s failed: %r", route.api.name, route.key, route.auth, exc)
             denied(route.api.name, route.key, "authorizer_error")
             decision = Deny(500, "Internal Server Error")
-        if not pending.gone:
-            pending.proceed(self._decided(passage, decision))
+        if pending.gone:
+            return
+        try:
+            call = self._decided(passage, decision)
+        except Exception:  # as in `open`: the held request gets its 500, never waits on
+            log.exception("API %s route %r failed after its authorizer decided", route.api.name, route.key)
+            call = _reply(passage, INTERNAL_ERROR)
+        pending.proceed(call)
 
     def _decided(self, passage: Passage, decision: Allow | Deny) -> Call | None:
         if isinstance(decision, Deny):
@@ -200,25 +230,24 @@ class FrontDoor:
 
     def _deny(self, passage: Passage, deny: Deny) -> Answer:
         lines = b"".join(b"%s: %s\r\n" % header for header in deny.headers) + passage.cors
-        return Answer(passage.client, _message(deny.status, deny.message, lines), passage.route.stats)
+        return _reply(passage, _message(deny.status, deny.message, lines))
 
     def _admit(self, passage: Passage, allow: Allow | None) -> Call | None:
         """Limits, then the integration."""
         route = passage.route
-        limits = self.services.limits
-        if limits is not None and (route.throttle or route.api.throttle or passage.key_id is not None):
-            refusal = limits.admit(passage.request, route, passage.key_id)  # type: ignore[arg-type]
+        if self._limited(route, passage.key_id):
+            refusal = self.services.limits.admit(passage.request, route, passage.key_id)  # type: ignore[union-attr,arg-type]
             if refusal is not None:
                 return self._deny(passage, refusal)
         if route.function is not None:
             return self._function(passage, allow)
         if route.mock is not None:
-            return Answer(passage.client, _with_lines(route.mock, passage.cors), route.stats)
+            return _reply(passage, _with_lines(route.mock, passage.cors))
         upstreams = self.services.upstreams
         if upstreams is None:
             return self._deny(passage, self._missing(route, "upstreams"))
         target = passage.path + (b"?" + passage.query if passage.query else b"")
-        client = Observed(passage.client, route.stats, passage.cors)
+        client = Observed(passage.client, route.stats, passage.cors, passage.started)
         return upstreams.open(client, route.upstream, passage.method, target, passage.headers, passage.request)  # type: ignore[arg-type]
 
     def _function(self, passage: Passage, allow: Allow | None) -> Call | None:
@@ -227,14 +256,27 @@ class FrontDoor:
         dispatcher = routes.pick(route.qualifier, passage.seen) if routes is not None else None
         if dispatcher is None:  # deleted, or no version takes traffic: the integration fails, as on AWS
             return self._deny(passage, Deny(500, "Internal Server Error"))
-        context: dict[str, Any] = {**route.context, "pathParameters": passage.match.path_parameters or None}
+        params = passage.match.path_parameters
+        line = route.context_head + b',"pathParameters":' + (COMPACT(params).encode() if params else b"null")
         if allow is not None:
-            context["authorizer"] = allow.v1 if route.payload == "1.0" else allow.v2
-        line = ROUTE_LINE % json.dumps(context, separators=(",", ":")).encode()  # ASCII: \\u escapes, no CR/LF
+            line += b',"authorizer":' + COMPACT(allow.v1 if route.payload == "1.0" else allow.v2).encode()
+        line += b"}\r\n"
         target = HTTP_TARGET + passage.path[1:] + (b"?" + passage.query if passage.query else b"")
         kept = passage.kept + line + routes.invoked(dispatcher, route.qualifier)  # type: ignore[union-attr]
-        client = Observed(passage.client, route.stats, passage.cors)
+        client = Observed(passage.client, route.stats, passage.cors, passage.started)
         return self.exchange(client, routes, dispatcher, passage.method, target, passage.seen, kept, None)
+
+
+def _answer(client: ClientConnection, method: bytes, data: bytes, stats: Any) -> Answer:
+    """An answer the gateway makes; to a HEAD request, its head alone (a body would be read as the next answer)."""
+    return Answer(client, data if method != b"HEAD" else data[: data.index(b"\r\n\r\n") + 4], stats)
+
+
+def _reply(passage: Passage, data: bytes) -> Answer:
+    """The gateway's answer to a matched request, timed from its arrival."""
+    answer = _answer(passage.client, passage.method, data, passage.route.stats)
+    answer.started = passage.started
+    return answer
 
 
 def _preflight_cors(found: Match | None, groups: list[HostGroup]) -> Cors | None:
@@ -251,11 +293,11 @@ class Observed:
 
     __slots__ = ("client", "cors", "started", "stats", "status")
 
-    def __init__(self, client: ClientConnection, stats: Any, cors: bytes) -> None:
+    def __init__(self, client: ClientConnection, stats: Any, cors: bytes, started: float) -> None:
         self.client = client
         self.stats = stats
         self.cors = cors
-        self.started = time.monotonic()
+        self.started = started
         self.status = 0
 
     def write(self, data: bytes) -> None:

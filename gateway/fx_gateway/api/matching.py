@@ -182,6 +182,17 @@ class RouteIndex:
         return None
 
 
+def ambiguous(path: str) -> bool:
+    """Whether a function or upstream could read `path` as another path than the one matched: a "." or ".."
+    segment, or an empty one ("//"), also once percent-decoded ("%2e%2e", "%2F%2F") or with backslashes (which
+    some servers take for slashes). Such a path could reach a route the caller may not call (a framework that
+    resolves "/public/../admin" itself), so it is refused."""
+    if "." not in path and "%" not in path and "//" not in path and "\\" not in path:
+        return False
+    parts = unquote(path).replace("\\", "/").split("/")
+    return "." in parts or ".." in parts or "" in parts[1:-1]
+
+
 def parameters(route: Route, segments: list[str]) -> dict[str, str]:
     """The path parameters of `segments` under `route`'s template (a greedy one takes the rest, joined by "/")."""
     values = {name: segments[index] for index, name in route.params}

@@ -13,8 +13,12 @@ from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
 
+from fx.protocol import ROUTE_CONTEXT
+
 from fx_gateway.api.metrics import ApiMetrics, RouteStats
 
+# Compact JSON, ASCII only (\\u escapes): safe in a header line. One encoder, not json.dumps' one per call.
+COMPACT = json.JSONEncoder(separators=(",", ":")).encode
 DEFAULT_ROUTE = "$default"
 ANY = "ANY"
 PAYLOADS = ("2.0", "1.0")
@@ -86,6 +90,7 @@ class Route:
     payload: str  # the event format of a function route: "2.0" or "1.0"
     stats: RouteStats
     context: dict[str, Any] = field(default_factory=dict)  # the route's part of X-Fx-Route
+    context_head: bytes = b""  # its header line up to the request's part: `X-Fx-Route: {...` (no closing brace)
 
     @property
     def resource(self) -> str:
@@ -208,6 +213,7 @@ def _route(api: Api, key: str, spec: dict[str, Any], metrics: ApiMetrics) -> Rou
         "apiId": api.name,
         "payload": payload,
     }
+    route.context_head = b"%s: %s" % (ROUTE_CONTEXT.encode(), COMPACT(route.context)[:-1].encode())
     return route
 
 

@@ -10,7 +10,7 @@ from fx_gateway.api.decisions import Allow, Deny
 
 from tests.waiting import until
 
-from .conftest import table
+from .conftest import Raw, table
 from .test_api_matching import api
 
 
@@ -73,6 +73,10 @@ async def test_a_function_route_sends_the_route_context_and_the_callers_path(gat
         "pathParameters": {"id": "7"},
     }
     assert seen["header_names"].count("x-fx-route") == 1  # the caller's own was dropped
+    raw = await Raw.open(running.url)  # as written: httpx would remove the dot segment itself
+    await raw.send(b"GET /users/7/../8 HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert (await raw.response()).status == 400 and replica.requests == 1
+    raw.close()
     assert (await running.client.get("/nope")).json() == {"message": "Not Found"}
     metrics = (await running.client.get("/metrics")).text
     assert 'fx_gateway_api_requests_total{api="shop",code="200",route="GET /users/{id}"} 1.0' in metrics
@@ -118,12 +122,40 @@ async def test_a_failing_authorizer_or_a_missing_part_is_a_500(gateway, replicas
     }
     authorizers = {"broken": {"fake": {"broken": True}}, "other": {"jwt": {}}}
     running, replica = await serving_api(gateway, replicas, routes, authorizers=authorizers)
+    running.gateway.api_services.api_keys = None  # a build without API keys (gateway.py makes each part it has)
     for path in ("/broken", "/keyed", "/unknown-kind"):
         r = await running.client.get(path)
         assert (r.status_code, r.json()) == (500, {"message": "Internal Server Error"}), path
     assert replica.requests == 0
     metrics = (await running.client.get("/metrics")).text
     assert 'fx_gateway_api_denied_total{api="shop",reason="authorizer_error",route="GET /broken"} 1.0' in metrics
+
+
+async def test_a_step_that_raises_is_a_500_and_the_connection_serves_on(gateway, replicas, caplog) -> None:
+    class BrokenLimits:
+        def admit(self, request, route, key_id):
+            raise RuntimeError("a bug in the limits")
+
+    routes = {"GET /a": {"function": "users", "throttle": {"rate": 1, "burst": 1}}, "GET /b": {"function": "users"}}
+    routes["GET /c"] = {"function": "users", "auth": "mine", "throttle": {"rate": 1, "burst": 1}}
+    running, replica = await serving_api(gateway, replicas, routes, authorizers={"mine": {"fake": {}}})
+    running.gateway.api_services.limits = BrokenLimits()
+    FakeAuthorizer.made[-1].gate.set()
+    for path in ("/a", "/c"):  # decided at once, and after an authorizer's task
+        r = await running.client.get(path, headers={"Authorization": "good"})
+        assert (r.status_code, r.json()) == (500, {"message": "Internal Server Error"}), path
+    assert (await running.client.get("/b")).status_code == 200
+    assert replica.requests == 1
+    assert "a bug in the limits" in caplog.text
+
+
+async def test_a_head_request_gets_the_head_of_the_gateways_own_answers(gateway, replicas) -> None:
+    routes = {"GET /mock": {"mock": {"status": 200, "body": {"ok": True}}}, "HEAD /mock": {"mock": {"body": "x"}}}
+    running, _ = await serving_api(gateway, replicas, routes)
+    for path in ("/mock", "/missing", "/mock"):  # one keep-alive connection: a stray body would break the next
+        r = await running.client.head(path)
+        assert r.content == b"" and int(r.headers["content-length"]) > 0, path
+    assert (await running.client.get("/mock")).json() == {"ok": True}
 
 
 async def test_a_changed_api_closes_its_old_authorizers(gateway, replicas) -> None:

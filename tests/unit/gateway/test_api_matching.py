@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from fx_gateway.api.matching import RouteIndex
+from fx_gateway.api.matching import RouteIndex, ambiguous
 from fx_gateway.api.metrics import ApiMetrics
 from fx_gateway.api.table import parse
 
@@ -179,3 +179,24 @@ def test_the_wire_json_compiled() -> None:
 def test_an_unreadable_api_is_refused_naming_the_problem(text: bytes, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         parse("shop", text, ApiMetrics())
+
+
+@pytest.mark.parametrize(
+    ("path", "refused"),
+    [
+        ("/users/1", False),
+        ("/users/", False),  # a trailing slash is a path of its own, as on API Gateway
+        ("/", False),
+        ("/files/a%20b.txt", False),
+        ("/v1.2/items", False),
+        ("/public/../admin/1", True),
+        ("/public/./admin", True),
+        ("/public/%2e%2E/admin", True),
+        ("/public%2F..%2Fadmin", True),
+        ("//admin/1", True),
+        ("/public/%2F/admin", True),
+        ("/public\\..\\admin", True),
+    ],
+)
+def test_a_path_a_backend_could_read_otherwise_is_refused(path: str, refused: bool) -> None:
+    assert ambiguous(path) is refused
