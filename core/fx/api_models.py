@@ -115,6 +115,8 @@ def check_path(path: str) -> str:
                 f"path {shown(path)}: segment {segment!r} is not a whole parameter: a parameter is a segment of"
                 f" its own, '{{name}}' or '{{name+}}', name a letter or '_' then letters, digits or '_' {example}"
             )
+        elif segment in (".", ".."):
+            raise ValueError(f"path {shown(path)}: a segment '.' or '..' is no path of its own; the gateway refuses it")
         elif not LITERAL_SEGMENT_RE.match(segment):
             raise ValueError(f"path {shown(path)}: segment {segment!r} holds a character a URL path cannot {example}")
     return path

@@ -122,5 +122,14 @@ def test_apis_are_deployed_listed_refused_and_removed(platform, tmp_path):
     with httpx.Client(base_url=platform.gateway_url, timeout=30) as http:
         wait_for(lambda: http.get("/health", headers=shop_host).status_code == 404, 30, "/health gone with its API")
     assert platform.fx("routes").stdout == "no APIs: declare them in fx.yaml `apis:` and run `fx deploy`\n"
-    gone = platform.fx("apis", "rm", "shop")
-    assert gone.returncode == 2 and "API 'shop' not found" in gone.stderr
+    gone = platform.fx("apis", "rm", "shop", "-o", "json")
+    assert gone.returncode == 2 and "API 'shop' not found" in gone.stderr and gone.stdout == ""
+
+    # A project of an API alone (a mock front end before any function exists).
+    mock = project(tmp_path, "mock", "apis:\n  front:\n    routes:\n      $default: {mock: {body: soon}}\n")
+    done = platform.fx("deploy", cwd=mock)
+    assert done.returncode == 0 and "API front: 1 route on any host" in done.stderr, done.stderr
+    with httpx.Client(base_url=platform.gateway_url, timeout=30) as http:
+        wait_for(lambda: http.get("/any/path").text == "soon", 30, "the mock front end")
+    removed = platform.fx("apis", "rm", "front", "-o", "json")
+    assert json.loads(removed.stdout) == {"api": "front", "removed": True}

@@ -79,7 +79,10 @@ def cmd_apis_rm(args: argparse.Namespace) -> int:
     name = checked(check_name, args.name)
     with client(args) as fx:
         fx.delete_api(name)
-    print(f"{name}: removed; the gateways stop serving its routes")
+    if args.output == "json":
+        print_json({"api": name, "removed": True})
+    else:
+        print(f"{name}: removed; the gateways stop serving its routes")
     return EXIT_OK
 
 
@@ -90,4 +93,4 @@ def register_routes(add: AddCommand) -> None:
 
 def register(add: AddCommand) -> None:
     add("ls", cmd_apis_ls, "list the APIs: hosts, stage, routes, authorizers", OUTPUT)
-    add("rm", cmd_apis_rm, "remove an API: its routes stop being served").add_argument("name", metavar="NAME")
+    add("rm", cmd_apis_rm, "remove an API: its routes stop being served", OUTPUT).add_argument("name", metavar="NAME")

@@ -50,7 +50,10 @@ async def test_an_api_is_stored_as_the_gateways_read_it_listed_and_removed(admin
     }
     assert (await admin.get("/system/apis")).json() == [wire]
     assert (await admin.get("/system/apis/shop")).json() == wire
+    kv = await controller._nc.jetstream().key_value(KV_APIS)
+    revision = (await kv.get("shop")).revision
     assert (await admin.put("/system/apis/shop", json=wire)).status_code == 200  # what GET says can be PUT back
+    assert (await kv.get("shop")).revision == revision  # unchanged: not written again (no gateway recompiles)
     assert (await admin.delete("/system/apis/shop")).status_code == 204
     assert await stored(controller) == {}
     r = await admin.get("/system/apis/shop")

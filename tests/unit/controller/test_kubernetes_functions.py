@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 import httpx
 import pytest
+from fx.api_models import ApiSpec
 from fx.models import FunctionSpec
 from fx_controller.api.app import create_app
 from fx_controller.backends.kubernetes import records
@@ -158,6 +159,22 @@ async def test_a_function_deleted_by_fx_is_not_brought_back_by_late_events(contr
         await until(lambda: [f.name for f in controller.list()] == ["hello"])
         hello = controller.describe("hello")
         assert hello.latest == 1 and "LATE" not in hello.versions[-1].spec.env
+    finally:
+        await sync.stop()
+
+
+async def test_a_function_an_api_invokes_comes_back_when_deleted_with_kubectl(controller, deployed, settings) -> None:
+    api = FakeFunctions()
+    sync = await started_sync(api, controller, settings)
+    try:
+        await deployed("hello")
+        await controller.apis.put(ApiSpec.model_validate({"name": "shop", "routes": {"GET /": {"function": "hello"}}}))
+        await until(lambda: "status" in api.items.get("hello", {}) and api.on_resource is not None)
+        gone = api.items.pop("hello")
+        api.on_resource("DELETED", gone)
+        await until(lambda: ready(api.items.get("hello", {})).get("reason") == "FunctionInUse", 10, "hello back")
+        assert "invoked by route 'GET /' of API 'shop'" in ready(api.items["hello"])["message"]
+        assert [f.name for f in controller.list()] == ["hello"]
     finally:
         await sync.stop()
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import nats
 import nats.js.errors
 import pytest
-from fx.protocol import KV_CREDENTIALS, KV_FUNCTIONS, KV_ROUTES, OBJ_ARTIFACTS, artifact_key
+from fx.protocol import KV_APIS, KV_CREDENTIALS, KV_FUNCTIONS, KV_ROUTES, OBJ_ARTIFACTS, artifact_key
 from fx_controller.state.store import FunctionRecord
 
 from tests.loopback import free_port
@@ -114,4 +114,24 @@ async def test_lost_access_keys_are_restored_from_the_controller(controller, adm
         return json.loads(entry.value)["secret_access_key"] == issued["secret_access_key"]
 
     await until(restored, 10, "the access key written back")
+    await nc.close()
+
+
+async def test_lost_apis_are_restored_from_the_controller(controller, admin, nats_url):
+    api = {"routes": {"GET /health": {"mock": {"body": {"ok": True}}}}}
+    stored = (await admin.put("/system/apis/front", json=api)).json()
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    await js.delete_key_value(KV_APIS)
+    lost = await admin.put("/system/apis/other", json={"routes": {"GET /other": {"mock": {}}}})
+    assert lost.status_code == 503 and lost.json()["error"]["code"] == "NatsStoreLost", lost.text
+
+    async def restored() -> bool:
+        try:
+            entry = await (await js.key_value(KV_APIS)).get("front")
+        except (nats.js.errors.NotFoundError, nats.js.errors.BucketNotFoundError):
+            return False
+        return json.loads(entry.value) == stored  # what the gateways follow comes back as it was
+
+    await until(restored, 10, "the API written back")
     await nc.close()

@@ -74,6 +74,7 @@ def test_the_contract_example_is_stored_normalized_with_every_field():
         ("GET /{1st}", "not a whole parameter"),
         ("GET /{id}/{id}", "names the parameter 'id' twice"),
         ("GET /a b", "a URL path cannot"),
+        ("GET /a/../b", "a segment '.' or '..' is no path of its own"),
         ("GET /function/{proxy+}", "under /function, which the gateway serves itself"),
         ("ANY /system", "under /system"),
         ("POST /2015-03-31/functions/x/invocations", "under /2015-03-31"),

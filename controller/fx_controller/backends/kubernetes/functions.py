@@ -7,7 +7,8 @@
   the Deployments it owns.
 - Kubernetes → fx (GitOps): a Function applied with kubectl whose spec differs from the latest version is
   deployed through the admin API, exactly as `fx deploy` would; a Function deleted with kubectl deletes the
-  function. A spec the admin API refuses is reported in the resource's Ready condition.
+  function. A spec the admin API refuses is reported in the resource's Ready condition; a delete it refuses
+  (an API route invokes the function) brings the resource back with the reason in that condition.
 """
 
 from __future__ import annotations
@@ -201,7 +202,12 @@ class FunctionSync:
                     self._deleting.discard(name)
                 elif record is not None:
                     log.info("Function %s deleted in Kubernetes: deleting it", name)
-                    await self._call("DELETE", name)
+                    answer = await self._call("DELETE", name)
+                    if answer.status_code >= 400:  # refused (an API route invokes it): it stays, and says why
+                        error = answer.json().get("error", {})
+                        log.warning("Function %s stays: %s", name, error.get("message", answer.text))
+                        await self._mirror(record)
+                        await self._report(name, (error.get("code", "DeleteRefused"), error.get("message", "")))
                 return
             if name in self._deleting or meta.get("deletionTimestamp"):
                 return
