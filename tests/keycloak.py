@@ -38,7 +38,8 @@ def distribution(cache: Path = CACHE) -> Path:
     cache.mkdir(parents=True, exist_ok=True)
     archive = cache / f"keycloak-quarkus-dist-{VERSION}.zip"
     if not archive.exists():
-        expected = urllib.request.urlopen(URL + ".sha1", timeout=60).read().decode().split()[0]
+        with urllib.request.urlopen(URL + ".sha1", timeout=60) as published:
+            expected = published.read().decode().split()[0]
         partial = archive.with_suffix(".part")
         digest = hashlib.sha1()
         with urllib.request.urlopen(URL, timeout=60) as response, partial.open("wb") as out:
