@@ -143,8 +143,10 @@ class FrontDoor:
             if cors is not None:
                 stats = found.route.stats if found is not None else self.services.metrics.unmatched
                 return Answer(client, cors.preflight(origin), stats)
-        if found is None:
-            return _answer(client, method, NOT_FOUND, self.services.metrics.unmatched)
+        if found is None:  # with the CORS lines of the host's API, so a browser shows the 404, not a CORS error
+            cors = _preflight_cors(None, groups)
+            lines = cors.answer_lines(origin) if cors is not None else b""
+            return _answer(client, method, _with_lines(NOT_FOUND, lines), self.services.metrics.unmatched)
         route = found.route
         cors = route.api.cors.answer_lines(origin) if route.api.cors is not None else b""
         length = seen.get(b"content-length")
@@ -280,8 +282,8 @@ def _reply(passage: Passage, data: bytes) -> Answer:
 
 
 def _preflight_cors(found: Match | None, groups: list[HostGroup]) -> Cors | None:
-    """The CORS configuration answering a preflight: the matched route's API's, else the first API with cors on
-    the host (a preflight to a path only other methods take)."""
+    """The CORS configuration answering a preflight (or a 404): the matched route's API's, else the first API
+    with cors on the host (a path only other methods take, or none)."""
     if found is not None:
         return found.route.api.cors
     return next((api.cors for group in groups for api in group.apis if api.cors is not None), None)
