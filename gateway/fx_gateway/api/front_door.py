@@ -32,7 +32,7 @@ from fx_gateway.api.services import ApiServices, Authorizer
 from fx_gateway.api.table import COMPACT, Cors, Route
 from fx_gateway.http import responses
 from fx_gateway.http.answers import Answer
-from fx_gateway.http.server import Call, ClientConnection
+from fx_gateway.http.server import LINGER, Call, ClientConnection
 from fx_gateway.proxy.stats import VersionStats
 from fx_gateway.tasks import spawn
 
@@ -364,14 +364,15 @@ class Pending:
     def proceed(self, call: Call | None) -> None:
         """The decision is in: `call` answers the request (None: it refused the request from its head)."""
         client = self.passage.client
-        if call is None:
+        self.inner = call
+        if call is not None:
+            for chunk in self.chunks:
+                call.feed(chunk)
+            self.chunks = []
+        if call is None or client.phase == LINGER:  # refused, from its head or for the body held (over its limit)
             if self.begun:  # the refusal waits for this call's end
                 client.done(False)
             return
-        self.inner = call
-        for chunk in self.chunks:
-            call.feed(chunk)
-        self.chunks = []
         client.resume_reading()
         if self.begun:
             call.keep_alive = self.keep_alive
