@@ -32,7 +32,7 @@ from fx_gateway.api.services import ApiServices, Authorizer
 from fx_gateway.api.table import COMPACT, Cors, Route
 from fx_gateway.http import responses
 from fx_gateway.http.answers import Answer
-from fx_gateway.http.server import Call, ClientConnection
+from fx_gateway.http.server import LINGER, Call, ClientConnection
 from fx_gateway.proxy.stats import VersionStats
 from fx_gateway.tasks import spawn
 
@@ -143,8 +143,10 @@ class FrontDoor:
             if cors is not None:
                 stats = found.route.stats if found is not None else self.services.metrics.unmatched
                 return Answer(client, cors.preflight(origin), stats)
-        if found is None:
-            return _answer(client, method, NOT_FOUND, self.services.metrics.unmatched)
+        if found is None:  # with the CORS lines of the host's API, so a browser shows the 404, not a CORS error
+            cors = _preflight_cors(None, groups)
+            lines = cors.answer_lines(origin) if cors is not None else b""
+            return _answer(client, method, _with_lines(NOT_FOUND, lines), self.services.metrics.unmatched)
         route = found.route
         cors = route.api.cors.answer_lines(origin) if route.api.cors is not None else b""
         length = seen.get(b"content-length")
@@ -281,8 +283,8 @@ def _reply(passage: Passage, data: bytes) -> Answer:
 
 
 def _preflight_cors(found: Match | None, groups: list[HostGroup]) -> Cors | None:
-    """The CORS configuration answering a preflight: the matched route's API's, else the first API with cors on
-    the host (a preflight to a path only other methods take)."""
+    """The CORS configuration answering a preflight (or a 404): the matched route's API's, else the first API
+    with cors on the host (a path only other methods take, or none)."""
     if found is not None:
         return found.route.api.cors
     return next((api.cors for group in groups for api in group.apis if api.cors is not None), None)
@@ -368,14 +370,15 @@ class Pending:
     def proceed(self, call: Call | None) -> None:
         """The decision is in: `call` answers the request (None: it refused the request from its head)."""
         client = self.passage.client
-        if call is None:
+        self.inner = call
+        if call is not None:
+            for chunk in self.chunks:
+                call.feed(chunk)
+            self.chunks = []
+        if call is None or client.phase == LINGER:  # refused, from its head or for the body held (over its limit)
             if self.begun:  # the refusal waits for this call's end
                 client.done(False)
             return
-        self.inner = call
-        for chunk in self.chunks:
-            call.feed(chunk)
-        self.chunks = []
         client.resume_reading()
         if self.begun:
             call.keep_alive = self.keep_alive

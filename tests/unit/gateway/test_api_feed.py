@@ -15,9 +15,9 @@ async def platform(nats_server, gateway):
     """(gateway, the fx_apis KV) with the gateway following the real bucket."""
     gw = await gateway(nats_url=nats_server, gateway_id="gw-test")
     await gw.gateway.start()
+    await until(gw.gateway.loaded)  # its watch made the bucket by then: a NATS without auth
     nc = await nats.connect(nats_server)
-    kv = await nc.jetstream().key_value(KV_APIS)  # the gateway made it: a NATS without auth
-    await until(gw.gateway.loaded)
+    kv = await nc.jetstream().key_value(KV_APIS)
     yield gw, kv
     await nc.close()
     await gw.gateway.close()

@@ -105,6 +105,22 @@ async def test_a_waiting_authorizer_holds_the_request_and_its_body(gateway, repl
     assert replica.requests == 1
 
 
+async def test_a_held_body_over_the_functions_limit_is_refused_after_the_decision(gateway, replicas) -> None:
+    routes = {"POST /users": {"function": "users", "auth": "mine"}}
+    running, replica = await serving_api(gateway, replicas, routes, authorizers={"mine": {"fake": {}}})
+    running.gateway.book.apply(
+        table(function="users", revision=2, versions={"1": [replica.endpoint]}, max_request_bytes=1000)
+    )
+    FakeAuthorizer.made[-1].gate.set()
+    raw = await Raw.open(running.url)  # chunked: no Content-Length to refuse it by at once
+    body = b"x" * 5000
+    await raw.send(b"POST /users HTTP/1.1\r\nHost: x\r\nAuthorization: good\r\nTransfer-Encoding: chunked\r\n\r\n")
+    await raw.send(b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body))
+    assert (await raw.response()).status == 413
+    assert await raw.closed()
+    assert replica.requests == 0
+
+
 async def test_a_cached_decision_needs_no_authorize_call(gateway, replicas) -> None:
     routes = {"GET /users/{id}": {"function": "users", "auth": "mine", "payload": "1.0"}}
     running, replica = await serving_api(gateway, replicas, routes, authorizers={"mine": {"fake": {"cached": True}}})
