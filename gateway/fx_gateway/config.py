@@ -56,6 +56,10 @@ class Settings:
     # callbacks of async calls: where results may be sent
     callback_hosts: tuple[str, ...] = ("127.0.0.0/8", "::1")  # X-Callback-Url: CIDRs, IPs, names, each [:port]
     callback_subjects: tuple[str, ...] = ()  # X-Fx-Callback-Subject: NATS subject patterns
+    # Lambda authorizers of API routes
+    authorizer_timeout: float = 10.0  # seconds a Lambda authorizer may take (API Gateway's fixed 10 s)
+    authorizer_cache_entries: int = 10_000  # cached answers per authorizer; the oldest go first
+    authorizer_max_bytes: int = 64 * 1024  # a Lambda authorizer's answer; larger: 500
 
 
 def _host_port(value: str, default_port: int) -> tuple[str, int]:
@@ -116,6 +120,24 @@ _NUMBERS = (
         float,
         Settings.usage_interval,
         "seconds between billed-usage reports to the controller (`fx usage`)",
+    ),
+    (
+        "--authorizer-timeout",
+        float,
+        Settings.authorizer_timeout,
+        "seconds a Lambda authorizer function may take (within its own timeout); then 500",
+    ),
+    (
+        "--authorizer-cache-entries",
+        int,
+        Settings.authorizer_cache_entries,
+        "cached answers per Lambda authorizer (the oldest are dropped first)",
+    ),
+    (
+        "--authorizer-max-bytes",
+        int,
+        Settings.authorizer_max_bytes,
+        "largest answer of a Lambda authorizer function; larger: 500",
     ),
 )
 _LIMITS = (
