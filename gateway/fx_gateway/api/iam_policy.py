@@ -3,14 +3,15 @@
 One cached policy covers many routes: it is evaluated per request, against that request's ARN
 (`arn:aws:execute-api:REGION:ACCOUNT:API/STAGE/METHOD/path`). `*` in a resource matches any run of characters
 (`/` included) and `?` one character, as IAM's wildcards; an explicit Deny beats any Allow, and no matching
-Allow is a Deny. Wildcards are matched by the glob algorithm that only ever stretches the last `*`, not by a
-regex: the path is the caller's, and a regex of several `.*` takes polynomial time on a long crafted one.
+Allow is a Deny. Wildcards are not matched by a regex of `.*`s: the path is the caller's, and such a regex
+takes polynomial time on a long crafted one (Glob below).
 What the gateway cannot evaluate faithfully (NotAction, Condition, ...) is refused as a broken answer, never
 skipped: a skipped Deny would let callers through.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,13 +32,13 @@ def method_arn(api: str, stage: str, method: str, path: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Policy:
-    allow: tuple[str, ...]  # the resources of the Allow statements that name execute-api:Invoke
-    deny: tuple[str, ...]
+    allow: tuple[Glob, ...]  # the resources of the Allow statements that name execute-api:Invoke
+    deny: tuple[Glob, ...]
 
     def allows(self, arn: str) -> bool:
-        if any(matches(resource, arn) for resource in self.deny):
+        if any(glob.match(arn) for glob in self.deny):
             return False
-        return any(matches(resource, arn) for resource in self.allow)
+        return any(glob.match(arn) for glob in self.allow)
 
     @classmethod
     def parse(cls, document: Any) -> Policy:
@@ -63,7 +64,8 @@ class Policy:
             actions = _strings(statement.get("Action"), f"{where}.Action")
             if any(action.lower() in ACTIONS for action in actions):
                 resources[effect] += _strings(statement.get("Resource"), f"{where}.Resource")
-        return cls(tuple(dict.fromkeys(resources["Allow"])), tuple(dict.fromkeys(resources["Deny"])))
+        allow, deny = (tuple(map(Glob, dict.fromkeys(resources[effect]))) for effect in ("Allow", "Deny"))
+        return cls(allow, deny)
 
 
 def _strings(value: Any, where: str) -> list[str]:
@@ -73,21 +75,32 @@ def _strings(value: Any, where: str) -> list[str]:
     return items
 
 
-def matches(pattern: str, text: str) -> bool:
-    """IAM's wildcards over the whole of `text`: `*` any run of characters, `?` exactly one. O(n*m) at
-    worst: on a mismatch only the last `*` is stretched by one character, never an earlier one."""
-    p = t = 0
-    star, resume = -1, 0  # the last `*` seen in the pattern, and where in the text it would resume
-    while t < len(text):
-        if p < len(pattern) and pattern[p] == "*":
-            star, resume = p, t
-            p += 1
-        elif p < len(pattern) and (pattern[p] == "?" or pattern[p] == text[t]):
-            p += 1
-            t += 1
-        elif star >= 0:
-            p, resume = star + 1, resume + 1
-            t = resume
-        else:
+class Glob:
+    """A resource with IAM's wildcards, matched against the whole of a text: `*` any run of characters, `?`
+    exactly one. Split at its `*`s into fixed-length parts (regexes of literals and `.`), found left to right:
+    the leftmost fit is always right when only `*` lies between parts, so nothing is ever backtracked over an
+    earlier star, and a match costs O(n*m) at worst."""
+
+    __slots__ = ("first", "last", "last_length", "middle", "star")
+
+    def __init__(self, pattern: str) -> None:
+        texts = pattern.split("*")
+        parts = [re.compile(re.escape(text).replace(r"\?", "."), re.DOTALL) for text in texts]
+        self.star = len(parts) > 1
+        self.first, self.last, self.middle = parts[0], parts[-1], parts[1:-1]
+        self.last_length = len(texts[-1])
+
+    def match(self, text: str) -> bool:
+        if not self.star:
+            return self.first.fullmatch(text) is not None
+        end = len(text) - self.last_length
+        start = self.first.match(text, 0, end)
+        if start is None or self.last.match(text, end) is None:
             return False
-    return all(c == "*" for c in pattern[p:])
+        at = start.end()
+        for part in self.middle:
+            found = part.search(text, at, end)
+            if found is None:
+                return False
+            at = found.end()
+        return True

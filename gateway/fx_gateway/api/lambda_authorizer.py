@@ -144,7 +144,8 @@ class LambdaAuthorizer:
     async def _verdict(self, request: ApiRequest, identity: list[str]) -> Verdict | AuthorizerError:
         if self.ttl <= 0:
             return await self._ask(request, identity)
-        key = hashlib.sha256(json.dumps(identity).encode()).digest()  # a digest: identities may be 32 KiB each
+        # A digest: identities may be 32 KiB each. repr() of the list cannot confuse ["a,b"] with ["a", "b"].
+        key = hashlib.sha256(repr(identity).encode()).digest()
         cached = self._cache.get(key)
         if cached is not None:
             if cached[0] > self.clock():

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import random
 import re
 
 import pytest
-from fx_gateway.api.iam_policy import Policy, PolicyError, matches, method_arn
+from fx_gateway.api.iam_policy import Glob, Policy, PolicyError, method_arn
 
 ARN = "arn:aws:execute-api:us-east-1:000000000000"
 
@@ -38,16 +39,27 @@ def test_the_method_arn_names_the_callers_method_and_path():
         ("a*b*c", "aXbYbZc", True),
         ("a*b*c", "aXbYbZ", False),
         ("a.b", "aXb", False),  # only * and ? are wildcards
+        ("a?c*", "abcd", True),
+        ("*b?d", "abcd", True),
+        ("a*?", "a", False),
+        ("a*b?d*f", "abbbcdXf", True),
+        ("a*b?d*f", "abbbcXf", False),
+        ("a*aa", "aa", False),  # the first and last parts must not overlap
+        ("a*a", "a", False),
+        ("*", "anything/at/all", True),
+        ("", "", True),
+        ("", "x", False),
     ],
 )
 def test_wildcards(pattern, text, expected):
-    assert matches(pattern, text) is expected
+    assert Glob(pattern).match(text) is expected
 
 
 def test_many_wildcards_against_a_long_path_stay_cheap():
     """The path is the caller's: a policy with several * must not take polynomial time on a crafted one (the
     regex equivalent, re.fullmatch of .*a.*a...b, does not finish within the test's timeout)."""
-    assert not matches("*a*a*a*a*a*a*a*b", "a" * 8000)
+    assert not Glob("*a*a*a*a*a*a*a*b").match("a" * 8000)
+    assert not Glob("*a?a*a?a*a?b*").match("a" * 8000)
 
 
 def test_an_allow_covers_the_resources_it_names():
@@ -102,3 +114,15 @@ def test_actions_compare_case_insensitively():
 def test_a_policy_api_gateway_would_refuse_is_refused_naming_what_is_wrong(document, message):
     with pytest.raises(PolicyError, match=re.escape(message)):
         Policy.parse(document)
+
+
+def test_wildcards_agree_with_a_regex_on_many_short_cases():
+    """The regex of .* and . is the reference (fine on short texts); the Glob must agree with it everywhere."""
+    rng = random.Random(13)
+    for _ in range(20000):
+        pattern = "".join(rng.choice("ab*?/") for _ in range(rng.randint(0, 6)))
+        text = "".join(rng.choice("ab/") for _ in range(rng.randint(0, 8)))
+        reference = re.fullmatch(
+            "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern), text
+        )
+        assert Glob(pattern).match(text) is (reference is not None), (pattern, text)
