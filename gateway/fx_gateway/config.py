@@ -39,6 +39,7 @@ class Settings:
     trigger_concurrency: int = 256  # trigger events this gateway runs at once
     backlog_interval: float = 5.0  # seconds between samples of the async backlog and the triggers' consumers
     usage_interval: float = 10.0  # seconds between billed-usage reports to the controller (`fx usage`)
+    authorizer_timeout: float = 10.0  # seconds an API route's authorizer may take to decide; then 500
     # what one caller connection may cost (nginx's defaults where it has one)
     max_url_bytes: int = 8 * 1024  # request target; longer: 414
     max_header_bytes: int = 32 * 1024  # all header names and values of one request; more: 431
@@ -57,7 +58,6 @@ class Settings:
     callback_hosts: tuple[str, ...] = ("127.0.0.0/8", "::1")  # X-Callback-Url: CIDRs, IPs, names, each [:port]
     callback_subjects: tuple[str, ...] = ()  # X-Fx-Callback-Subject: NATS subject patterns
     # Lambda authorizers of API routes
-    authorizer_timeout: float = 10.0  # seconds a Lambda authorizer may take (API Gateway's fixed 10 s)
     authorizer_cache_entries: int = 10_000  # cached answers per authorizer; the oldest go first
     authorizer_max_bytes: int = 64 * 1024  # a Lambda authorizer's answer; larger: 500
 
@@ -125,7 +125,7 @@ _NUMBERS = (
         "--authorizer-timeout",
         float,
         Settings.authorizer_timeout,
-        "seconds a Lambda authorizer function may take (within its own timeout); then 500",
+        "seconds an API route's authorizer (a JWKS fetch, a Lambda authorizer) may take to decide; then 500",
     ),
     (
         "--authorizer-cache-entries",
