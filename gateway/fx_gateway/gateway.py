@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from fx_gateway.api.feed import ApiFeed
+from fx_gateway.api.lambda_authorizer import LambdaAuthorizer
 from fx_gateway.api.metrics import ApiMetrics
 from fx_gateway.api.services import ApiServices
 from fx_gateway.config import Settings
@@ -33,7 +34,7 @@ class Gateway:
         self.events = Events(settings, self.book, CallbackPolicy.from_settings(settings))
         self.feed = RouteFeed(self.link, self.book, self.events)
         self.api_services = ApiServices(settings, self.book, ApiMetrics())
-        self.apis = ApiFeed(self.link, self.api_services, {})
+        self.apis = ApiFeed(self.link, self.api_services, {"lambda": LambdaAuthorizer})
         self.connections = Connections(settings)
         nats_state = NatsState(lambda: self.link.connected)
         stats = (self.book.stats, self.events.async_stats, self.events.event_stats, nats_state)

@@ -91,6 +91,11 @@ def parse_response(body: bytes, simple: bool, payload: str) -> Verdict:
     return Verdict(policy, False, Allow(v2={"lambda": context}, v1={**flat, "principalId": principal}))
 
 
+def _key(identity: list[str]) -> bytes:
+    """A digest: identities may be 32 KiB each. repr() of the list cannot confuse ["a,b"] with ["a", "b"]."""
+    return hashlib.sha256(repr(identity).encode()).digest()
+
+
 def _scalar(value: Any) -> bool:
     return isinstance(value, str | int | float | bool)
 
@@ -115,25 +120,35 @@ class LambdaAuthorizer:
         self.max_entries = settings.authorizer_cache_entries
         self.clock = clock
         # digest of the identity values -> (expiry, verdict). The TTL is the same for every entry, so insertion
-        # order is expiry order: the oldest entry is both the first to expire and the one evicted when full.
+        # order is expiry order: the oldest entry is both the first to expire and the one evicted when full, and
+        # an identity asked about again had its expired entry dropped from the front before it is stored anew.
         self._cache: OrderedDict[bytes, tuple[float, Verdict]] = OrderedDict()
         self._asking: dict[bytes, asyncio.Task[Verdict | AuthorizerError]] = {}
         self._closed = False
 
-    async def authorize(self, request: ApiRequest, scopes: list[str]) -> Allow | Deny:
-        """`scopes` are a JWT authorizer's; a Lambda authorizer decides on the whole request."""
+    def decided(self, request: ApiRequest, scopes: list[str]) -> Allow | Deny | None:
+        """The decision if it is known without calling the function (no identity, or a cached answer), else None:
+        the front door's hot path, answered in the request's own loop turn."""
         identity = request.identity(self.sources)
         if identity is None:
             metrics.denied(request.api, request.route_key, "unauthorized")
             return UNAUTHORIZED
-        outcome = await self._verdict(request, identity)
+        if self.ttl <= 0:
+            return None
+        cached = self._cache.get(_key(identity))
+        return self._judge(request, cached[1]) if cached is not None and cached[0] > self.clock() else None
+
+    async def authorize(self, request: ApiRequest, scopes: list[str]) -> Allow | Deny:
+        """`scopes` are a JWT authorizer's; a Lambda authorizer decides on the whole request."""
+        decision = self.decided(request, scopes)
+        if decision is not None:
+            return decision
+        identity = request.identity(self.sources) or []
+        outcome = await (self._ask(request, identity) if self.ttl <= 0 else self._shared(request, identity))
         if isinstance(outcome, AuthorizerError):
             metrics.denied(request.api, request.route_key, "authorizer_error")
             return FAILED
-        decision = outcome.decide(request)
-        if decision is FORBIDDEN:
-            metrics.denied(request.api, request.route_key, "forbidden")
-        return decision
+        return self._judge(request, outcome)
 
     def close(self) -> None:
         """The API changed or went: forget the cache. Calls under way still answer the requests waiting for
@@ -141,16 +156,15 @@ class LambdaAuthorizer:
         self._closed = True
         self._cache.clear()
 
-    async def _verdict(self, request: ApiRequest, identity: list[str]) -> Verdict | AuthorizerError:
-        if self.ttl <= 0:
-            return await self._ask(request, identity)
-        # A digest: identities may be 32 KiB each. repr() of the list cannot confuse ["a,b"] with ["a", "b"].
-        key = hashlib.sha256(repr(identity).encode()).digest()
-        cached = self._cache.get(key)
-        if cached is not None:
-            if cached[0] > self.clock():
-                return cached[1]
-            del self._cache[key]
+    def _judge(self, request: ApiRequest, verdict: Verdict) -> Allow | Deny:
+        decision = verdict.decide(request)
+        if decision is FORBIDDEN:
+            metrics.denied(request.api, request.route_key, "forbidden")
+        return decision
+
+    async def _shared(self, request: ApiRequest, identity: list[str]) -> Verdict | AuthorizerError:
+        """The one call in flight for this identity, made if there is none."""
+        key = _key(identity)
         task = self._asking.get(key)
         if task is None:
             task = self._asking[key] = spawn(self._ask_and_keep(key, request, identity))
@@ -177,18 +191,20 @@ class LambdaAuthorizer:
         """Call the function; an error is returned, not raised: it is an outcome shared by every waiter."""
         build = authorizer_events.event_v2 if self.payload == "2.0" else authorizer_events.event_v1
         event = json.dumps(build(request, identity)).encode()
+        result = await self.services.invoke(self.function, event, self.timeout)  # bounded by the timeout
         try:
-            result = await asyncio.wait_for(self.services.invoke(self.function, event, self.timeout), self.timeout)
-            if result.status != 200 or result.function_error is not None:
-                kind = "the function failed" if result.function_error is not None else "the call failed"
-                raise AuthorizerError(f"{kind} ({result.status}): {result.body[:200]!r}")
+            if result.function_error is not None:
+                raise AuthorizerError(f"the function failed: {result.body[:200]!r}")
+            if result.by_gateway and result.status == 504:
+                raise AuthorizerError(f"no answer within {self.timeout:g} s (--authorizer-timeout)")
+            if result.status != 200:
+                who = "the gateway could not call it" if result.by_gateway else "its call failed"
+                raise AuthorizerError(f"{who} ({result.status}): {result.body[:200]!r}")
             if len(result.body) > self.max_bytes:
                 raise AuthorizerError(
                     f"the answer is {len(result.body)} bytes, more than --authorizer-max-bytes {self.max_bytes}"
                 )
             return parse_response(result.body, self.simple, self.payload)
-        except TimeoutError:
-            error = AuthorizerError(f"no answer within {self.timeout:g} s (--authorizer-timeout)")
         except AuthorizerError as exc:
             error = exc
         log.warning(

@@ -30,7 +30,8 @@ class Clock:
 
 
 class Function:
-    """The authorizer function: answers `answer(event)`; while `gate` is set, every call waits for it."""
+    """The authorizer function: answers `answer(event)`; while `gate` is set, every call waits for it (at most
+    `timeout` s, then a 504 by the gateway, as ApiServices.invoke answers)."""
 
     def __init__(self, answer: Any = None) -> None:
         self.answer = answer if callable(answer) else lambda event: answer
@@ -43,7 +44,10 @@ class Function:
         self.events.append(json.loads(payload))
         self.timeouts.append(timeout)
         if self.gate is not None:
-            await self.gate.wait()
+            try:
+                await asyncio.wait_for(self.gate.wait(), timeout)
+            except TimeoutError:
+                return Result(504, b'{"message":"function timed out"}', by_gateway=True)
         answer = self.answer(self.events[-1])
         return answer if isinstance(answer, Result) else Result(200, json.dumps(answer).encode())
 
@@ -263,6 +267,32 @@ async def test_the_cache_is_bounded_and_drops_the_oldest():
     assert len(function.events) == 4
 
 
+async def test_a_known_decision_needs_no_await():
+    """The front door's hot path: decided() answers without a task when no call is needed."""
+    function = Function(simple(True))
+    auth = authorizer(function)
+    assert auth.decided(request(token=None), []) == Deny(401, "Unauthorized")
+    assert auth.decided(request(), []) is None  # not known yet: authorize() calls the function
+    allowed = await auth.authorize(request(), [])
+    assert auth.decided(request(), []) == allowed
+    assert len(function.events) == 1
+
+
+async def test_an_answer_asked_again_after_expiry_is_kept_in_expiry_order():
+    clock = Clock()
+    function = Function(simple(True))
+    auth = authorizer(function, clock, ttl=10, settings=Settings(authorizer_cache_entries=2))
+    await auth.authorize(request("a"), [])
+    clock.now += 5
+    await auth.authorize(request("b"), [])
+    clock.now += 6  # a expired, b has 4 s left
+    await auth.authorize(request("a"), [])  # a again: now the newest
+    await auth.authorize(request("c"), [])  # full: b, the oldest, goes
+    assert [e["identitySource"][0] for e in function.events] == ["a", "b", "a", "c"]
+    await auth.authorize(request("a"), [])
+    assert len(function.events) == 4
+
+
 async def test_close_forgets_the_cache():
     function = Function(simple(True))
     auth = authorizer(function)
@@ -279,8 +309,9 @@ def failing(status: int, body: bytes, error: bytes | None = None) -> Result:
 @pytest.mark.parametrize(
     ("answer", "logged"),
     [
-        (failing(200, b'{"errorType": "ValueError"}', b"Unhandled"), "the function failed (200)"),
-        (failing(404, b"no function authz", None), "the call failed (404)"),
+        (failing(200, b'{"errorType": "ValueError"}', b"Unhandled"), "the function failed: b'{\"errorType"),
+        (Result(404, b"function not found", by_gateway=True), "the gateway could not call it (404)"),
+        (failing(502, b"Runtime.ExitError"), "its call failed (502)"),
         (failing(200, b"not json"), "the answer is not JSON"),
         ([True], "must be a JSON object, not list"),
         ({"isAuthorized": "yes"}, "isAuthorized must be true or false, not 'yes'"),
@@ -303,7 +334,7 @@ async def test_a_slow_authorizer_is_500_after_the_timeout(caplog):
     function.gate = asyncio.Event()  # never set
     auth = authorizer(function, settings=Settings(authorizer_timeout=0.05))
     assert await auth.authorize(request(), []) == Deny(500, "Internal Server Error")
-    assert function.timeouts == [0.05]  # the dispatcher cuts the call there too
+    assert function.timeouts == [0.05]
     assert "no answer within 0.05 s (--authorizer-timeout)" in caplog.text
 
 
