@@ -22,6 +22,7 @@ from fx.models import DeployResult, FunctionInfo, FunctionSpec, VersionInfo
 from fx.nats_auth import ADMIN_CREDS, Signer
 from fx.paths import config_path
 from fx.protocol import (
+    KV_APIS,
     KV_CREDENTIALS,
     KV_FUNCTIONS,
     KV_ROUTES,
@@ -40,6 +41,8 @@ from nats.aio.msg import Msg
 
 from . import nats_connect
 from .api.errors import ApiError, not_found
+from .apis.rules import Apis
+from .apis.store import ApiStore
 from .backends import local_logs as logs
 from .backends.base import Adopting, Backend
 from .backends.local import LocalBackend
@@ -153,6 +156,8 @@ class Controller:
         secret_store = SecretStore(await open_kv(js, KV_SECRETS, copies))
         self.credentials = CredentialStore(await open_kv(js, KV_CREDENTIALS, copies))  # the Lambda API's keys
         self.secrets = Secrets(secret_store, self.store, self._lock, self.backend.secret_mirror, s.max_secret_bytes)
+        api_store = ApiStore(await open_kv(js, KV_APIS, copies))
+        self.apis = Apis(api_store, self.store, self._lock, s.max_apis, s.max_routes_per_api)
         self.fleet = Fleet(
             self.backend,
             self.metrics,
@@ -191,6 +196,7 @@ class Controller:
             self._live_specs,
             copies,
             self.credentials,
+            api_store,
         )
         self._nc.on_reconnect(self._nats_back)
         self.metrics.is_leader.set(1)  # started: it holds the lease, or runs alone
@@ -203,6 +209,7 @@ class Controller:
         await self.store.load()
         await secret_store.load()
         await self.credentials.load()
+        await api_store.load()
         if isinstance(self.backend, Adopting):
             # The replicas a previous run left (the local backend under `fx up`) are adopted first, so the
             # tables keep naming their endpoints and the gateways never lose a warm replica.
@@ -444,9 +451,10 @@ class Controller:
 
     async def delete(self, name: str) -> None:
         async with self._lock:
-            record = self.store.forget(name)
-            if record is None:
+            if self.store.get(name) is None:
                 raise not_found(name)
+            self.apis.check_unused(name)
+            record = self.store.forget(name)
             await self.routes.delete(name)  # gateways stop routing before any replica stops
             await self.fleet.stop_function(name)
             grace = max(v.spec.timeout for v in record.versions) + 6

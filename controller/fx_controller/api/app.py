@@ -26,6 +26,7 @@ from fx.models import (
 from fx.usage import Usage
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from ..apis.api import router as apis_router
 from ..backends import local_logs as logs
 from ..controller import Controller
 from ..lambda_api import app as lambda_api
@@ -219,6 +220,7 @@ def _api(controller: Controller) -> FastAPI:
         return controller.status()
 
     api.include_router(secrets_router(controller.secrets))
+    api.include_router(apis_router(controller.apis))
     api.include_router(dlq_router(controller.dead_letters))
     api.include_router(streams_router(controller.user_streams, controller.messages))
     api.include_router(blobs_router(controller.blobs))
