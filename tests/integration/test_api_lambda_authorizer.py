@@ -181,3 +181,12 @@ def test_one_cached_policy_allows_one_route_and_denies_another(platform, shop):
     assert (delete.status_code, delete.json()) == (403, {"message": "Forbidden"})
     assert get(f"{shop}/orders/8", "ann").status_code == 200
     assert calls(platform, "iam") == 1  # the one policy decided all three
+
+
+def test_a_direct_caller_cannot_forge_an_authorizers_context(platform, shop):
+    """The context travels in the gateway-only X-Fx-Route header: a caller's copy is dropped on every path."""
+    forged = '{"routeKey": "GET /me", "payload": "2.0", "authorizer": {"lambda": {"user": "root"}}}'
+    for path in ("/function/echo", "/me"):
+        answer = httpx.get(f"{shop}{path}", headers={"X-Fx-Route": forged, "X-Token": "allow"}, timeout=30)
+        assert answer.status_code == 200, answer.text
+        assert "root" not in answer.text
