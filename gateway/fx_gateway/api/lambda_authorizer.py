@@ -23,16 +23,14 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fx_gateway.api import authorizer_events, metrics
 from fx_gateway.api.decisions import Allow, Deny
 from fx_gateway.api.iam_policy import Policy, PolicyError
 from fx_gateway.api.request import ApiRequest
+from fx_gateway.api.services import ApiServices
 from fx_gateway.tasks import spawn
-
-if TYPE_CHECKING:  # services.py builds the authorizers
-    from fx_gateway.api.services import ApiServices
 
 log = logging.getLogger("fx_gateway")
 
