@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from fx.cli import (
+    apis,
     completion,
     context,
     credentials,
@@ -107,8 +108,10 @@ def _parser() -> argparse.ArgumentParser:
     add = _adder(commands)
     for module in (up, deploy, invoke, functions, traffic, logs, publish, status, usage, graph, top):
         module.register(add)
+    apis.register_routes(add)
     groups = (
         ("secret", secrets),
+        ("apis", apis),
         ("credentials", credentials),
         ("dlq", dlq),
         ("stream", streams),
