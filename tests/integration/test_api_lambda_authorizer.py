@@ -49,7 +49,7 @@ TTL_S = 2
 
 @pytest.fixture
 def shop(platform, tmp_path: Path) -> str:
-    """Functions (an authorizer per kind, a handler that echoes what it was told) and an API using them."""
+    """fx.yaml: functions (authorizers, a handler that echoes what it was told) and an API using them."""
     project = tmp_path / "shop"
     project.mkdir()
     for name, source in (("simple", SIMPLE), ("policy", POLICY), ("echo", ECHO)):
@@ -62,9 +62,6 @@ def shop(platform, tmp_path: Path) -> str:
             "echo": {"handler": "echo.handler"},
         },
     }
-    (project / "fx.yaml").write_text(yaml.safe_dump(manifest))
-    result = platform.fx("deploy", cwd=project)
-    assert result.returncode == 0, result.stderr
     api = {
         "stage": "prod",
         "authorizers": {
@@ -87,10 +84,10 @@ def shop(platform, tmp_path: Path) -> str:
             "GET /open": {"function": "echo"},
         },
     }
+    (project / "fx.yaml").write_text(yaml.safe_dump({**manifest, "apis": {"shop": api}}))
+    result = platform.fx("deploy", cwd=project)
+    assert result.returncode == 0, result.stderr
     url = platform.gateway_url
-    auth = {"Authorization": f"Bearer {platform.token}"}
-    stored = httpx.put(f"{url}/system/apis/shop", json=api, headers=auth, timeout=30)
-    assert stored.status_code == 200, stored.text
     wait_for(lambda: httpx.get(f"{url}/open", timeout=30).status_code == 200, 30, "the API's routes to be served")
     return url
 

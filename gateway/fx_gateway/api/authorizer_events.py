@@ -61,8 +61,10 @@ def event_v2(request: ApiRequest, identity: list[str]) -> dict[str, Any]:
         "time": stamp,
         "timeEpoch": epoch_ms,
     }
-    event["pathParameters"] = request.path_parameters
-    event["stageVariables"] = request.stage_variables
+    if request.path_parameters:  # left out when there are none, as in 2.0 handler events
+        event["pathParameters"] = request.path_parameters
+    if request.stage_variables:
+        event["stageVariables"] = request.stage_variables
     return event
 
 

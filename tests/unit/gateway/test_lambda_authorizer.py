@@ -157,6 +157,9 @@ async def test_the_v2_event_is_api_gateways():
     }
     assert (context["apiId"], context["stage"], context["routeKey"]) == ("shop", "prod", "GET /users/{id}")
     assert (context["domainName"], context["domainPrefix"]) == ("shop.example.com", "shop")
+    # As in 2.0 handler events, no pathParameters or stageVariables when there are none.
+    await authorizer(function).authorize(replace(request("t2"), path_parameters={}, stage_variables={}), [])
+    assert "pathParameters" not in function.events[1] and "stageVariables" not in function.events[1]
 
 
 async def test_the_v1_event_is_api_gateways():
