@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -15,6 +16,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.integration.conftest import RunningPlatform, platform_in
 from tests.integration.helpers import metric
 from tests.waiting import wait_for
 
@@ -48,7 +50,15 @@ TTL_S = 2
 
 
 @pytest.fixture
-def shop(platform, tmp_path: Path) -> str:
+def platform(tmp_path: Path, monkeypatch) -> Iterator[RunningPlatform]:
+    """A platform whose gateways give an authorizer 60 s, not 10: a cold one on a loaded CI machine must not
+    turn the assertions below into 500s."""
+    monkeypatch.setenv("FX_AUTHORIZER_TIMEOUT", "60")
+    yield from platform_in(tmp_path)
+
+
+@pytest.fixture
+def shop(platform: RunningPlatform, tmp_path: Path) -> str:
     """fx.yaml: functions (authorizers, a handler that echoes what it was told) and an API using them."""
     project = tmp_path / "shop"
     project.mkdir()
