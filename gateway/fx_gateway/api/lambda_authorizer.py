@@ -193,8 +193,10 @@ class LambdaAuthorizer:
         try:
             if result.function_error is not None:
                 raise AuthorizerError(f"the function failed: {result.body[:200]!r}")
-            if result.by_gateway and result.status == 504:
-                raise AuthorizerError(f"no answer within {self.timeout:g} s (--authorizer-timeout)")
+            if result.by_gateway and result.status == 504:  # the invoke's timeout, or a hold's, or the function's
+                raise AuthorizerError(
+                    f"no answer in time ({result.body[:200]!r}; --authorizer-timeout {self.timeout:g})"
+                )
             if result.status != 200:
                 who = "the gateway could not call it" if result.by_gateway else "its call failed"
                 raise AuthorizerError(f"{who} ({result.status}): {result.body[:200]!r}")
