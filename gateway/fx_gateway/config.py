@@ -67,6 +67,9 @@ class Settings:
     # callbacks of async calls: where results may be sent
     callback_hosts: tuple[str, ...] = ("127.0.0.0/8", "::1")  # X-Callback-Url: CIDRs, IPs, names, each [:port]
     callback_subjects: tuple[str, ...] = ()  # X-Fx-Callback-Subject: NATS subject patterns
+    # Lambda authorizers of API routes
+    authorizer_cache_entries: int = 10_000  # cached answers per authorizer; the oldest go first
+    authorizer_max_bytes: int = 64 * 1024  # a Lambda authorizer's answer; larger: 500
 
 
 def _host_port(value: str, default_port: int) -> tuple[str, int]:
@@ -169,6 +172,18 @@ _NUMBERS = (
         float,
         Settings.authorizer_timeout,
         "seconds an API route's authorizer (a JWKS fetch, a Lambda authorizer) may take to decide; then 500",
+    ),
+    (
+        "--authorizer-cache-entries",
+        int,
+        Settings.authorizer_cache_entries,
+        "cached answers per Lambda authorizer (the oldest are dropped first)",
+    ),
+    (
+        "--authorizer-max-bytes",
+        int,
+        Settings.authorizer_max_bytes,
+        "largest answer of a Lambda authorizer function; larger: 500",
     ),
 )
 _LIMITS = (

@@ -8,6 +8,7 @@ import asyncio
 from fx_gateway.api.feed import ApiFeed
 from fx_gateway.api.http_upstream import Upstreams
 from fx_gateway.api.jwt_authorizer import JwtAuthorizer
+from fx_gateway.api.lambda_authorizer import LambdaAuthorizer
 from fx_gateway.api.metrics import ApiMetrics
 from fx_gateway.api.services import ApiServices
 from fx_gateway.config import Settings
@@ -36,7 +37,7 @@ class Gateway:
         self.feed = RouteFeed(self.link, self.book, self.events)
         self.upstreams = Upstreams(settings)
         self.api_services = ApiServices(settings, self.book, ApiMetrics(), upstreams=self.upstreams)
-        self.apis = ApiFeed(self.link, self.api_services, {"jwt": JwtAuthorizer})
+        self.apis = ApiFeed(self.link, self.api_services, {"jwt": JwtAuthorizer, "lambda": LambdaAuthorizer})
         self.connections = Connections(settings)
         nats_state = NatsState(lambda: self.link.connected)
         stats = (self.book.stats, self.events.async_stats, self.events.event_stats, nats_state)
