@@ -12,7 +12,7 @@ its ratio to the baseline:
     GET /mock             a mock route (answered by the gateway)
     GET /jwt              the function route behind a JWT authorizer (tests/jwt_issuer.py: a local issuer and
                           JWKS), its key held: with the verified-token cache (the default), and on a second
-                          gateway with --jwt-cache-size 0, so every request is verified
+                          gateway with --jwt-cache-entries 0, so every request is verified
     GET /fn + bearer      the plain function route sent the same token, which no authorizer looks at: what
                           carrying a JWT costs (a ~1 KiB header read, and passed on to the replica as API Gateway
                           does), so that `api jwt` minus this is what the check itself costs
@@ -113,7 +113,7 @@ def main() -> None:
                 break
             except (OSError, nats.errors.Error):
                 time.sleep(0.1)
-        main_gw, verifying_gw = gateway(stack, nats_url), gateway(stack, nats_url, "--jwt-cache-size", "0")
+        main_gw, verifying_gw = gateway(stack, nats_url), gateway(stack, nats_url, "--jwt-cache-entries", "0")
         bearer = (f"Authorization: Bearer {token}",)
         cases = {  # name: (gateway, path, headers)
             "function": (main_gw, "/function/bench/", ()),

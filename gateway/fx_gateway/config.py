@@ -41,7 +41,7 @@ class Settings:
     usage_interval: float = 10.0  # seconds between billed-usage reports to the controller (`fx usage`)
     # JWT authorizers of API routes
     jwt_clock_skew: float = 60.0  # seconds exp, nbf and iat may be off by (the issuer's clock against ours)
-    jwt_cache_size: int = 4096  # verified tokens remembered until they expire; 0: every request is verified
+    jwt_cache_entries: int = 4096  # verified tokens remembered until they expire; 0: every request is verified
     jwks_refresh: float = 300.0  # seconds between fetches of an issuer's keys (a removed key stops verifying then)
     jwks_min_interval: float = 10.0  # seconds between fetches made because a token names a key not held
     jwks_timeout: float = 5.0  # seconds for a fetch of an issuer's discovery document and keys
@@ -138,9 +138,9 @@ _NUMBERS = (
         "seconds a JWT's exp, nbf and iat may be off by, for clocks that differ between its issuer and the gateway",
     ),
     (
-        "--jwt-cache-size",
+        "--jwt-cache-entries",
         int,
-        Settings.jwt_cache_size,
+        Settings.jwt_cache_entries,
         "verified JWTs each JWT authorizer remembers until they expire (least recently used out first); 0: none",
     ),
     (

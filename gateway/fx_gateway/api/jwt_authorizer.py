@@ -2,7 +2,7 @@
 dropped), its signature by the issuer's key of the token's kid (JWKS, api/jwks.py) with an allowed algorithm that
 fits the key, `iss` equal to the issuer, `aud` (or `client_id` when there is no `aud`) one of the audiences, `exp`,
 `nbf` and `iat` within --jwt-clock-skew, and, on a route with scopes, one of them in the `scope` (or `scp`) claim.
-joserfc does the JOSE work. A verified token is remembered (until it expires, --jwt-cache-size tokens, least
+joserfc does the JOSE work. A verified token is remembered (until it expires, --jwt-cache-entries tokens, least
 recently used out first), so a caller's next requests cost a dictionary look-up, not a signature check."""
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ class JwtAuthorizer:
         self.audience = frozenset(spec["audience"])
         self.sources = [spec["identity_source"]]  # one, as API Gateway's JWT authorizers have
         self.skew = int(settings.jwt_clock_skew)
-        self.cache_size = settings.jwt_cache_size
+        self.cache_entries = settings.jwt_cache_entries
         self._cache: OrderedDict[str, _Verified] = OrderedDict()
         self.jwks = jwks.acquire(self.issuer, spec.get("jwks_uri"), settings, on_removed=self._cache.clear)
         self._claims = jwt.JWTClaimsRegistry(
@@ -141,9 +141,9 @@ class JwtAuthorizer:
         if not self._audience_ok(claims):
             return WRONG_AUDIENCE
         verified = _allowance(claims, self.skew)
-        if self.cache_size > 0:
+        if self.cache_entries > 0:
             self._cache[token] = verified
-            if len(self._cache) > self.cache_size:
+            if len(self._cache) > self.cache_entries:
                 self._cache.popitem(last=False)
         return verified
 

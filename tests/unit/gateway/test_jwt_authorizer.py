@@ -225,11 +225,11 @@ async def test_keys_are_fetched_once_and_a_verified_token_is_remembered_until_it
 
 
 async def test_the_token_cache_is_bounded(issuer):
-    auth = authorizer(issuer, jwt_cache_size=3)
+    auth = authorizer(issuer, jwt_cache_entries=3)
     for n in range(10):
         assert isinstance(await decide(auth, issuer.token(sub=f"user{n}")), Allow)
     assert len(auth._cache) == 3
-    uncached = authorizer(issuer, jwt_cache_size=0)
+    uncached = authorizer(issuer, jwt_cache_entries=0)
     assert isinstance(await decide(uncached, issuer.token()), Allow) and len(uncached._cache) == 0
 
 
@@ -266,7 +266,7 @@ async def test_an_issuer_that_is_down_answers_401_and_is_logged_once(issuer, cap
 
 
 async def test_keys_held_keep_verifying_while_the_issuer_is_down(issuer):
-    auth = authorizer(issuer, jwks_min_interval=0, jwt_cache_size=0)
+    auth = authorizer(issuer, jwks_min_interval=0, jwt_cache_entries=0)
     assert isinstance(await decide(auth, issuer.token()), Allow)
     issuer.down = True
     await auth.jwks.fetch_for("k1")  # the refresh fails: the keys it had stay
