@@ -5,6 +5,7 @@ driven through its admin REST API as an operator would: a realm, clients, client
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import os
 import secrets
 import shutil
@@ -94,6 +95,9 @@ class Keycloak:
         self.http = httpx.Client(base_url=self.url, timeout=30)
         try:
             wait_for(self._ready, START_TIMEOUT, f"Keycloak on {self.url} (log: {logs})", interval=0.5)
+            exposed = {address for address in self.listening() if not ipaddress.ip_address(address).is_loopback}
+            if exposed:
+                raise RuntimeError(f"Keycloak listens beyond the loopback interface: {sorted(exposed)}")
         except BaseException:
             self.stop()
             raise
@@ -105,6 +109,27 @@ class Keycloak:
             return self.http.get("/realms/master/.well-known/openid-configuration").status_code == 200
         except httpx.HTTPError:
             return False
+
+    def listening(self) -> set[str]:
+        """The addresses Keycloak's processes (its process group) accept TCP connections on, from /proc."""
+        sockets = set()
+        for entry in Path("/proc").iterdir():
+            try:
+                if entry.name.isdigit() and os.getpgid(int(entry.name)) == self.process.pid:
+                    sockets |= {os.readlink(fd) for fd in (entry / "fd").iterdir()}
+            except OSError:
+                continue
+        addresses = set()
+        for table, size in (("tcp", 4), ("tcp6", 16)):
+            for line in Path(f"/proc/net/{table}").read_text().splitlines()[1:]:
+                fields = line.split()
+                if fields[3] == "0A" and f"socket:[{fields[9]}]" in sockets:  # LISTEN
+                    raw = bytes.fromhex(fields[1].split(":")[0])
+                    words = b"".join(raw[i : i + 4][::-1] for i in range(0, size, 4))  # each 32-bit word host-order
+                    address = ipaddress.ip_address(words)
+                    mapped = getattr(address, "ipv4_mapped", None)
+                    addresses.add(str(mapped or address))
+        return addresses
 
     def stop(self) -> None:
         self.http.close()
