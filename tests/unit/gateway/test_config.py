@@ -13,3 +13,12 @@ def test_a_numeric_flag_and_its_variable_set_their_settings_field(flag, monkeypa
     monkeypatch.setenv(env_name(flag), "9")
     assert getattr(parse([]), field) == 9
     assert getattr(parse([flag, "7"]), field) == 7  # the flag over the variable
+
+
+def test_the_upstream_ca_file_must_exist(tmp_path, capsys):
+    ca = tmp_path / "ca.pem"
+    with pytest.raises(SystemExit) as exit_:
+        parse(["--upstream-ca-file", str(ca)])
+    assert exit_.value.code == 2 and "--upstream-ca-file" in capsys.readouterr().err
+    ca.write_text("PEM")
+    assert parse(["--upstream-ca-file", str(ca)]).upstream_ca_file == str(ca)
