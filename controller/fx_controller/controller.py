@@ -22,6 +22,7 @@ from fx.models import DeployResult, FunctionInfo, FunctionSpec, VersionInfo
 from fx.nats_auth import ADMIN_CREDS, Signer
 from fx.paths import config_path
 from fx.protocol import (
+    KV_API_KEYS,
     KV_CREDENTIALS,
     KV_FUNCTIONS,
     KV_ROUTES,
@@ -40,6 +41,8 @@ from nats.aio.msg import Msg
 
 from . import nats_connect
 from .api.errors import ApiError, not_found
+from .api_keys.store import ApiKeyStore
+from .api_keys.usage import ApiKeyUsage
 from .backends import local_logs as logs
 from .backends.base import Adopting, Backend
 from .backends.local import LocalBackend
@@ -152,6 +155,8 @@ class Controller:
         self.backend = self._backend_factory(s, self.artifacts)
         secret_store = SecretStore(await open_kv(js, KV_SECRETS, copies))
         self.credentials = CredentialStore(await open_kv(js, KV_CREDENTIALS, copies))  # the Lambda API's keys
+        self.api_keys = ApiKeyStore(await open_kv(js, KV_API_KEYS, copies))  # API routes' keys (gateways follow)
+        self.api_key_usage = await ApiKeyUsage.open(js, copies)
         self.secrets = Secrets(secret_store, self.store, self._lock, self.backend.secret_mirror, s.max_secret_bytes)
         self.fleet = Fleet(
             self.backend,
@@ -191,6 +196,7 @@ class Controller:
             self._live_specs,
             copies,
             self.credentials,
+            self.api_keys,
         )
         self._nc.on_reconnect(self._nats_back)
         self.metrics.is_leader.set(1)  # started: it holds the lease, or runs alone
@@ -203,6 +209,7 @@ class Controller:
         await self.store.load()
         await secret_store.load()
         await self.credentials.load()
+        await self.api_keys.load()
         if isinstance(self.backend, Adopting):
             # The replicas a previous run left (the local backend under `fx up`) are adopted first, so the
             # tables keep naming their endpoints and the gateways never lose a warm replica.
@@ -219,6 +226,7 @@ class Controller:
         await self._nc.subscribe(SUBJECT_ACTIVATE, cb=self._on_activate)
         await self._nc.subscribe(SUBJECT_LOAD, cb=self._on_load)
         await self.usage.serve(self._nc)
+        await self.api_key_usage.serve(self._nc)
         self._spawn(self.reconciler.run())
         limit = log_files.Limit(s.log_max_bytes, s.log_keep)
         self._spawn(log_rotation.run(s.state_dir / "logs", limit, s.log_check_interval))

@@ -17,7 +17,16 @@ from collections.abc import Callable
 
 import nats.errors
 from fx.models import FunctionSpec
-from fx.protocol import KV_CREDENTIALS, KV_FUNCTIONS, KV_SECRETS, OBJ_ARTIFACTS, STREAM_ASYNC, STREAM_DLQ, kv_stream
+from fx.protocol import (
+    KV_API_KEYS,
+    KV_CREDENTIALS,
+    KV_FUNCTIONS,
+    KV_SECRETS,
+    OBJ_ARTIFACTS,
+    STREAM_ASYNC,
+    STREAM_DLQ,
+    kv_stream,
+)
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
@@ -44,9 +53,11 @@ class NatsRecovery:
         live_specs: Callable[[], list[tuple[str, FunctionSpec]]],
         replicas: int = 1,
         credentials: CachedBucket | None = None,
+        api_keys: CachedBucket | None = None,
     ) -> None:
         self._js = js
         self._credentials = credentials  # the Lambda API's access keys
+        self._api_keys = api_keys  # API routes' keys
         self._replicas = replicas  # copies of what it re-creates, in a JetStream cluster (FX_NATS_REPLICAS)
         self._store = store
         self._secrets = secrets
@@ -101,6 +112,8 @@ class NatsRecovery:
             secrets = await self._secrets.restore() if KV_SECRETS in created else 0
             if self._credentials is not None and KV_CREDENTIALS in created:
                 await self._credentials.restore()
+            if self._api_keys is not None and KV_API_KEYS in created:
+                await self._api_keys.restore()
         missing: list[str] = []
         if OBJ_ARTIFACTS in created:
             digests = {d for r in self._store.all() for v in r.versions for d in (v.spec.artifact, v.spec.dependencies)}

@@ -1,0 +1,116 @@
+"""Requests per API key and UTC day, all gateways together, kept in NATS (KV fx_api_usage) so quotas outlive the
+controller.
+
+Every gateway sends what it admitted per key since its last acknowledged report (ApiKeyUsageReport, every
+--api-usage-interval, 1 s) and gets back, once that is stored, the day's and month's totals of every key with a
+quota and the number of gateways that reported lately (ApiKeyUsageReply): a gateway refuses a key whose totals
+plus its own unreported count reach the quota, and enforces rate / gateways of each throttle.
+
+One KV key per API key and day ("<key id>.<day>" -> count), expiring 35 days after its last change (a month's
+quota needs its month's days); all are read once at start and kept in memory.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+
+import nats.errors
+import nats.js.errors
+from fx.nats_client import Client
+from fx.protocol import KV_API_USAGE, SUBJECT_API_KEY_USAGE, ApiKeyUsageReply, ApiKeyUsageReport
+from fx.quota_periods import DAY_S, day_of, month_of, month_start
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.kv import KeyValue
+
+from ..nats_buckets import open_kv
+
+log = logging.getLogger("fx_controller.api_keys")
+
+RETENTION_S = 35 * DAY_S
+LIVE_REPORTS = 3  # a gateway is live while its last report is at most this many of its intervals old
+
+
+class ApiKeyUsage:
+    def __init__(self, js: JetStreamContext, replicas: int, clock: Callable[[], float] = time.time) -> None:
+        self._js = js
+        self._replicas = replicas
+        self._clock = clock
+        self._kv: KeyValue | None = None
+        self._days: dict[tuple[str, int], int] = {}  # (key id, day) -> requests
+        self._seen: dict[str, float] = {}  # gateway -> monotonic deadline until which it counts as live
+        self.quota_keys: Callable[[], Iterable[str]] = tuple  # ids of the keys with a quota, set by the owner
+
+    @classmethod
+    async def open(cls, js: JetStreamContext, replicas: int) -> ApiKeyUsage:
+        usage = cls(js, replicas)
+        kv = await usage._bucket()
+        try:
+            keys = await kv.keys()
+        except nats.js.errors.NoKeysError:
+            keys = []
+        for key in keys:
+            entry = await kv.get(key)
+            key_id, _, day = key.rpartition(".")
+            usage._days[(key_id, int(day))] = int(entry.value or b"0")
+        return usage
+
+    async def _bucket(self) -> KeyValue:
+        """The bucket, made again if NATS lost it (what it held is lost with it)."""
+        if self._kv is None:
+            self._kv = await open_kv(self._js, KV_API_USAGE, self._replicas, ttl=RETENTION_S)
+        return self._kv
+
+    async def serve(self, nc: Client) -> None:
+        await nc.subscribe(SUBJECT_API_KEY_USAGE, cb=self._on_report)
+
+    async def _on_report(self, msg: Msg) -> None:
+        try:
+            report = ApiKeyUsageReport.from_json(msg.data)
+        except (ValueError, KeyError, TypeError):
+            log.warning("ignoring a malformed API key usage report: %r", msg.data[:200])
+            return
+        try:
+            await self.add(report.counts)
+        except nats.errors.Error as exc:  # not stored: no reply, and the gateway sends its counts again
+            log.warning("API key usage from %s not stored (%s); it comes again", report.gateway, exc)
+            self._kv = None
+            return
+        now = time.monotonic()
+        self._seen[report.gateway] = now + LIVE_REPORTS * report.interval
+        self._seen = {gateway: until for gateway, until in self._seen.items() if until >= now}
+        await msg.respond(self.reply(len(self._seen)).to_json())
+
+    async def add(self, counts: list[tuple[str, int, int]]) -> None:
+        """Stored first, then counted, so a report that failed half way and comes again is not counted twice."""
+        updated: dict[tuple[str, int], int] = {}
+        for key_id, day, n in counts:
+            if n > 0:
+                key = (key_id, day)
+                updated[key] = updated.get(key, self._days.get(key, 0)) + n
+        if not updated:
+            return
+        kv = await self._bucket()
+        for (key_id, day), total in updated.items():
+            await kv.put(f"{key_id}.{day}", str(total).encode())
+        self._days.update(updated)
+
+    def reply(self, gateways: int) -> ApiKeyUsageReply:
+        today = day_of(self._clock())
+        return ApiKeyUsageReply(gateways, today, {key: self.used(key, today) for key in self.quota_keys()})
+
+    def used(self, key_id: str, today: int | None = None) -> tuple[int, int]:
+        """A key's requests (today, this month), UTC."""
+        today = day_of(self._clock()) if today is None else today
+        first = month_start(*month_of(today))
+        month = sum(self._days.get((key_id, day), 0) for day in range(first, today + 1))
+        return self._days.get((key_id, today), 0), month
+
+    async def forget(self, key_id: str) -> None:
+        """A removed key's counts go with it (a new key never has its id: ids are random)."""
+        kv = await self._bucket()
+        for key in [k for k in self._days if k[0] == key_id]:
+            await kv.purge(f"{key_id}.{key[1]}")
+            del self._days[key]
