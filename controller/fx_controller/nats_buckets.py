@@ -8,13 +8,13 @@ keeps its own.
 from __future__ import annotations
 
 from fx import async_streams
-from fx.protocol import KV_API_KEYS, KV_CREDENTIALS, KV_FUNCTIONS, KV_ROUTES, KV_SECRETS, OBJ_ARTIFACTS
+from fx.protocol import KV_API_KEYS, KV_APIS, KV_CREDENTIALS, KV_FUNCTIONS, KV_ROUTES, KV_SECRETS, OBJ_ARTIFACTS
 from nats.js import JetStreamContext
 from nats.js.errors import BadRequestError, BucketNotFoundError, NotFoundError
 from nats.js.kv import KeyValue
 from nats.js.object_store import ObjectStore
 
-BUCKETS = (KV_FUNCTIONS, KV_ROUTES, KV_SECRETS, KV_CREDENTIALS, KV_API_KEYS)
+BUCKETS = (KV_FUNCTIONS, KV_ROUTES, KV_SECRETS, KV_CREDENTIALS, KV_APIS, KV_API_KEYS)
 
 
 async def open_kv(js: JetStreamContext, bucket: str, replicas: int = 1, ttl: float | None = None) -> KeyValue:

@@ -12,7 +12,8 @@ few fields. `nkeys` (nats-io's own) does the keys and signatures.
 
 Users' permissions are allow/deny lists of subjects (deny wins over allow, as in nats-server). Identities:
 - controller, admin: no permissions field, i.e. everything in the fx account;
-- gateway (`gateway_permissions`): no writes to fx's KV buckets, no reads of any but fx_routes, may request
+- gateway (`gateway_permissions`): no writes to fx's KV buckets, no reads of any but those it follows (fx_routes,
+  fx_apis), may request
   but not serve `fx.activate`;
 - function (`function_permissions`): only its grant, its own inbox prefix and replies to requests it got.
 """
@@ -31,17 +32,19 @@ from pathlib import Path
 
 import nkeys
 
-from .protocol import OBJ_BLOBS, kv_stream, kv_subject
+from .protocol import KV_API_KEYS, KV_API_USAGE, KV_APIS, KV_ROUTES, OBJ_BLOBS, kv_stream, kv_subject
 
 # Inbox prefixes. A function's user may subscribe only under its own; the controller's is kept apart so
 # the gateway may be denied its replies (JetStream answers carrying fx_functions records).
 FUNCTION_INBOX_ROOT = "_INBOX.fx-fn"
 CONTROLLER_INBOX_PREFIX = "_INBOX.fx-controller"
 
-# fx's JetStream buckets other than fx_routes: nobody but the controller touches them.
-PRIVATE_BUCKETS = ("fx_functions", "fx_secrets", "fx_credentials", "fx_usage")
+# fx's JetStream buckets other than those the gateways follow: nobody but the controller touches them.
+PRIVATE_BUCKETS = ("fx_functions", "fx_secrets", "fx_credentials", "fx_usage", KV_API_USAGE)
 PRIVATE_OBJECT_STORES = ("fx_artifacts",)
-ROUTES_BUCKET = "fx_routes"
+# What the gateways follow (route tables, API routes, API keys: their hashes only): the controller writes them,
+# the gateways only read them.
+FOLLOWED_BUCKETS = (KV_ROUTES, KV_APIS, KV_API_KEYS)
 
 _SEEDS = {
     "operator": "operator.nk",
@@ -322,13 +325,13 @@ def gateway_permissions() -> Permissions:
     read or forge the controller's replies."""
     private = [kv_stream(b) for b in PRIVATE_BUCKETS] + [f"OBJ_{o}" for o in PRIVATE_OBJECT_STORES]
     # No stream of its own making (one could mirror fx_functions), and no stream changed or emptied: the
-    # controller makes FX_ASYNC, FX_DLQ and fx_routes; the gateway adds consumers only.
+    # controller makes FX_ASYNC, FX_DLQ, fx_routes and fx_apis; the gateway adds consumers only.
     stream_writes = [
         f"$JS.API.STREAM.{op}.*" for op in ("CREATE", "UPDATE", "DELETE", "PURGE", "RESTORE", "SNAPSHOT")
     ] + ["$JS.API.STREAM.MSG.DELETE.*", "$JS.API.STREAM.PEER.REMOVE.*", "$JS.API.ACCOUNT.PURGE.*"]
     stream_writes.append("$JS.API.CONSUMER.DELETE.*.*")  # it never deletes one; another's would stop its work
     publish_deny = [
-        *(kv_subject(b, ">") for b in (ROUTES_BUCKET, *PRIVATE_BUCKETS)),
+        *(kv_subject(b, ">") for b in (*FOLLOWED_BUCKETS, *PRIVATE_BUCKETS)),
         *(f"$O.{o}.>" for o in (*PRIVATE_OBJECT_STORES, OBJ_BLOBS)),  # fx_blobs: read (to send), not written
         *(s for stream in private for s in _stream_api(stream)),
         *stream_writes,

@@ -22,6 +22,7 @@ SUBJECT_ACTIVATE = "fx.activate"  # request-reply: gateway asks for a ready repl
 SUBJECT_LOAD = "fx.load"  # gateway load reports, published every LOAD_REPORT_INTERVAL_S
 SUBJECT_USAGE = "fx.usage"  # request-reply: a gateway's billed usage not yet acknowledged (UsageReport)
 KV_USAGE = "fx_usage"  # billed usage per hour: key = "<hour since the epoch>.<function>.<version>"; controller's
+KV_APIS = "fx_apis"  # API routes (fx.api_models.ApiSpec as JSON) the gateways follow: key = API name
 LOAD_REPORT_INTERVAL_S = 1.0
 KV_STREAM_PREFIX = "KV_"  # NATS KV keeps bucket B in stream KV_B, its keys on subjects $KV.B.<key>
 # Subjects no caller, trigger or grant may name: fx's own (activation, load, async calls, dead letters) and
@@ -116,6 +117,9 @@ ERROR_DETAIL = "X-Fx-Error-Detail"
 # Sent by the gateway with an InvokeWithResponseStream call (never passed on from a caller): the replica answers in
 # the event-stream framing, a streaming handler's chunks as they come.
 RESPONSE_STREAM = "X-Fx-Response-Stream"
+# Sent by the gateway with a request that came through an API route (never passed on from a caller): compact JSON
+# of the route's context (routeKey, resource, pathParameters, stage, ...), from which the replica builds the event.
+ROUTE_CONTEXT = "X-Fx-Route"
 # Added to a dead letter, beside every header of the stored call:
 DEAD_ERROR = "Fx-Error"  # code: the function's errorType, or the gateway's error code
 DEAD_MESSAGE = "Fx-Error-Message"  # one line, at most 1 KB
@@ -159,6 +163,26 @@ def dead_letter_function(subject: str) -> str:
 # wire name with DEAD_STATUS (both documented as `Fx-Status`), but it is this invocation's status.
 REPLY_STATUS = "Fx-Status"
 REPLY_FUNCTION_ERROR = "Fx-Function-Error"  # on failure: Unhandled, Handled, or Platform (the gateway's own)
+
+
+# --- API routes (KV_APIS) ----------------------------------------------------------
+# The paths the gateway serves itself, each with everything under it: an API route there is refused at deploy, so
+# `/function/NAME/...`, the admin API, Lambda's API and the metrics keep working whatever routes are deployed.
+GATEWAY_PATHS = (
+    "/function",
+    "/async-function",
+    "/system",
+    "/2015-03-31",
+    "/2016-08-19",
+    "/2021-11-15",
+    "/metrics",
+    "/healthz",
+)
+
+
+def gateway_path(path: str) -> str | None:
+    """The gateway's own path `path` is (or is under), if any."""
+    return next((p for p in GATEWAY_PATHS if path == p or path.startswith(p + "/")), None)
 
 
 def artifact_key(digest: str) -> str:

@@ -115,8 +115,10 @@ def test_an_empty_allow_list_denies_everything_rather_than_allowing_it():
 def test_the_gateway_may_not_touch_fx_control_plane_subjects():
     perms = gateway_permissions()
     assert perms.publish == (">",) and perms.subscribe == (">",)  # triggers on any user subject
-    for subject in ("$KV.fx_routes.>", "$KV.fx_functions.>", "$KV.fx_secrets.>", "$O.fx_artifacts.>", "$O.fx_blobs.>"):
+    followed = ("$KV.fx_routes.>", "$KV.fx_apis.>")  # read (watched), never written
+    for subject in (*followed, "$KV.fx_functions.>", "$KV.fx_secrets.>", "$O.fx_artifacts.>", "$O.fx_blobs.>"):
         assert subject in perms.publish_deny
+    assert not any("KV_fx_apis" in s or "KV_fx_routes" in s for s in perms.publish_deny)
     assert not any("OBJ_fx_blobs" in s for s in perms.publish_deny)  # read, to send blobs as bodies
     for stream in ("KV_fx_functions", "KV_fx_secrets", "OBJ_fx_artifacts"):
         assert f"$JS.API.*.*.{stream}" in perms.publish_deny  # STREAM.INFO, DIRECT.GET, CONSUMER.CREATE, ...
@@ -184,3 +186,10 @@ async def test_nats_server_accepts_minted_users_within_their_permissions_and_nob
         await fn.close()
         await admin.close()
     assert (tmp_path / "store" / "jetstream" / authority.account_public).is_dir()  # the fx account's own store
+
+
+def test_the_gateway_reads_api_keys_but_writes_neither_them_nor_their_usage():
+    perms = gateway_permissions()
+    assert {"$KV.fx_api_keys.>", "$KV.fx_api_usage.>"} <= set(perms.publish_deny)
+    assert not any("KV_fx_api_keys" in s for s in perms.publish_deny)  # watched, to check x-api-key
+    assert "$JS.API.*.*.KV_fx_api_usage" in perms.publish_deny  # the counts are the controller's alone
