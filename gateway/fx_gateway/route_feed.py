@@ -57,27 +57,32 @@ class RouteFeed:
                 log.error("function %s: cannot subscribe to its triggers: %s", entry.key, exc)
 
     async def bucket(self, nc: nats_client.Client) -> KeyValue:
-        """The route tables' bucket. Only on a NATS without auth may a gateway create it; with its own user
-        it waits for the controller to (start order does not matter, nor NATS coming back without its store)."""
-        js = nc.jetstream()
-        warned = False
-        while True:
-            try:
-                return await js.key_value(KV_ROUTES)
-            except nats.js.errors.BucketNotFoundError as exc:
-                why: Exception = exc
-                if not self.link.creds:
-                    return await self._create(js)
-            except nats.errors.Error as exc:  # NATS away
-                why = exc
-            if not warned:
-                log.warning("waiting for the controller to create KV %s (%s)", KV_ROUTES, why)
-                warned = True
-            await asyncio.sleep(CONNECT_RETRY_S)
+        return await follow_bucket(self.link, nc, KV_ROUTES)
 
-    @staticmethod
-    async def _create(js: JetStreamContext) -> KeyValue:
+
+async def follow_bucket(link: NatsLink, nc: nats_client.Client, name: str) -> KeyValue:
+    """A bucket the gateway follows (made by the controller). Only on a NATS without auth may a gateway create
+    it; with its own user it waits for the controller to (start order does not matter, nor NATS coming back
+    without its store)."""
+    js = nc.jetstream()
+    warned = False
+    while True:
         try:
-            return await js.create_key_value(bucket=KV_ROUTES, history=1)
-        except nats.js.errors.Error:  # the controller made it meanwhile
-            return await js.key_value(KV_ROUTES)
+            return await js.key_value(name)
+        except nats.js.errors.BucketNotFoundError as exc:
+            why: Exception = exc
+            if not link.creds:
+                return await _create(js, name)
+        except nats.errors.Error as exc:  # NATS away
+            why = exc
+        if not warned:
+            log.warning("waiting for the controller to create KV %s (%s)", name, why)
+            warned = True
+        await asyncio.sleep(CONNECT_RETRY_S)
+
+
+async def _create(js: JetStreamContext, name: str) -> KeyValue:
+    try:
+        return await js.create_key_value(bucket=name, history=1)
+    except nats.js.errors.Error:  # the controller made it meanwhile
+        return await js.key_value(name)
