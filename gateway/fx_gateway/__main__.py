@@ -32,13 +32,13 @@ def _raise_fd_limit(connections: int) -> None:
 
 
 async def _routes_loaded(gateway: Gateway, within: float, stop: asyncio.Event) -> None:
-    """Wait (up to `within` s) for the initial route tables: a caller of a restarted gateway is refused a
-    connection meanwhile (and retries), instead of getting a 404 for a function it has not loaded yet."""
+    """Wait (up to `within` s) for the initial route tables and APIs: a caller of a restarted gateway is refused
+    a connection meanwhile (and retries), instead of getting a 404 for a function or route it has not loaded yet."""
     deadline = asyncio.get_running_loop().time() + within
-    while not gateway.feed.loaded and not stop.is_set() and asyncio.get_running_loop().time() < deadline:
+    while not gateway.loaded() and not stop.is_set() and asyncio.get_running_loop().time() < deadline:
         await asyncio.sleep(0.02)
-    if not gateway.feed.loaded:
-        log.warning("route tables not loaded after %g s: listening anyway (functions answer 404 until then)", within)
+    if not gateway.loaded():
+        log.warning("route tables or APIs not loaded after %g s: listening anyway (404 until then)", within)
 
 
 async def serve(settings: Settings) -> None:

@@ -40,6 +40,7 @@ class Settings:
     api_usage_interval: float = 1.0  # seconds between API key counts sent to the controller (quotas, throttle N)
     backlog_interval: float = 5.0  # seconds between samples of the async backlog and the triggers' consumers
     usage_interval: float = 10.0  # seconds between billed-usage reports to the controller (`fx usage`)
+    authorizer_timeout: float = 10.0  # seconds an API route's authorizer may take to decide; then 500
     # what one caller connection may cost (nginx's defaults where it has one)
     max_url_bytes: int = 8 * 1024  # request target; longer: 414
     max_header_bytes: int = 32 * 1024  # all header names and values of one request; more: 431
@@ -124,6 +125,12 @@ _NUMBERS = (
         float,
         Settings.usage_interval,
         "seconds between billed-usage reports to the controller (`fx usage`)",
+    ),
+    (
+        "--authorizer-timeout",
+        float,
+        Settings.authorizer_timeout,
+        "seconds an API route's authorizer (a JWKS fetch, a Lambda authorizer) may take to decide; then 500",
     ),
 )
 _LIMITS = (

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 
+from fx_gateway.api.feed import ApiFeed
+from fx_gateway.api.metrics import ApiMetrics
+from fx_gateway.api.services import ApiServices
 from fx_gateway.config import Settings
 from fx_gateway.events.callback_policy import CallbackPolicy
 from fx_gateway.events.engines import Events
@@ -29,13 +32,21 @@ class Gateway:
         self.book = RouteBook(settings, activator or self.link.activate)
         self.events = Events(settings, self.book, CallbackPolicy.from_settings(settings))
         self.feed = RouteFeed(self.link, self.book, self.events)
+        self.api_services = ApiServices(settings, self.book, ApiMetrics())
+        self.apis = ApiFeed(self.link, self.api_services, {})
         self.connections = Connections(settings)
         nats_state = NatsState(lambda: self.link.connected)
         stats = (self.book.stats, self.events.async_stats, self.events.event_stats, nats_state)
-        self.pages = Pages(stats, self.feed.healthy)
+        stats += (self.api_services.metrics,)
+        self.pages = Pages(stats, self.loaded)
         blobs = BlobReader(lambda: self.link.nc, settings.blobs_max_bytes)
-        self.router = Router(settings, self.book, self.events.enqueue, self.events.policy, self.pages, blobs)
+        router = (settings, self.book, self.events.enqueue, self.events.policy, self.pages, blobs)
+        self.router = Router(*router, self.apis, self.api_services)
         self._tasks: list[asyncio.Task] = []
+
+    def loaded(self) -> bool:
+        """The initial route tables and APIs are in (/healthz ready; see RouteFeed.healthy)."""
+        return self.feed.healthy() and self.apis.loaded
 
     def connection(self) -> ClientConnection:
         """A caller connection to the main listener."""
@@ -54,7 +65,8 @@ class Gateway:
         nc = await self.link.connect()
         await self.feed.bucket(nc)  # made by the controller: the async-call streams are there too
         await self.events.start(nc)
-        self._tasks += [spawn(self.feed.watch(nc)), spawn(self.link.report(self.book.stats))]
+        self._tasks += [spawn(self.feed.watch(nc)), spawn(self.apis.watch(nc))]
+        self._tasks.append(spawn(self.link.report(self.book.stats)))
         self._tasks.append(spawn(self.link.report_usage(self.book.stats, self.settings.usage_interval)))
 
     async def stop(self, drain_timeout: float) -> None:

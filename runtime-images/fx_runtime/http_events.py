@@ -80,16 +80,23 @@ def _times() -> tuple[str, int]:
     return time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)), int(now * 1000)
 
 
-def event_v2(req: Request) -> dict:
-    """API Gateway HTTP API payload format 2.0."""
+def route_kind(route: dict[str, Any]) -> str:
+    """The event format an API route asked for (fx.protocol.ROUTE_CONTEXT's "payload")."""
+    return "v1" if route.get("payload") == "1.0" else "v2"
+
+
+def event_v2(req: Request, route: dict[str, Any] | None = None) -> dict:
+    """API Gateway HTTP API payload format 2.0; `route`: the API route's context (X-Fx-Route), else `$default`."""
+    route = route or {}
     lists = req.header_lists()
     cookies = [c.strip() for v in lists.pop("cookie", []) for c in v.split(";") if c.strip()]
     headers = {name: ",".join(values) for name, values in lists.items()}
     domain = _domain(lists)
     stamp, epoch_ms = _times()
+    route_key = route.get("routeKey") or "$default"
     event: dict[str, Any] = {
         "version": "2.0",
-        "routeKey": "$default",
+        "routeKey": route_key,
         "rawPath": req.path,
         "rawQueryString": req.query,
     }
@@ -101,9 +108,13 @@ def event_v2(req: Request) -> dict:
         for key, value in parse_qsl(req.query, keep_blank_values=True):
             params.setdefault(key, []).append(value)
         event["queryStringParameters"] = {k: ",".join(v) for k, v in params.items()}
-    event["requestContext"] = {
+    if route.get("pathParameters"):
+        event["pathParameters"] = route["pathParameters"]
+    if route.get("stageVariables"):
+        event["stageVariables"] = route["stageVariables"]
+    context: dict[str, Any] = {
         "accountId": ACCOUNT_ID,
-        "apiId": "fx",
+        "apiId": route.get("apiId") or "fx",
         "domainName": domain,
         "domainPrefix": _prefix(domain),
         "http": {
@@ -114,11 +125,14 @@ def event_v2(req: Request) -> dict:
             "userAgent": headers.get("user-agent", ""),
         },
         "requestId": req.request_id,
-        "routeKey": "$default",
-        "stage": "$default",
+        "routeKey": route_key,
+        "stage": route.get("stage") or "$default",
         "time": stamp,
         "timeEpoch": epoch_ms,
     }
+    if route.get("authorizer"):
+        context["authorizer"] = route["authorizer"]
+    event["requestContext"] = context
     body, is_b64 = req.encoded_body(headers.get("content-type", ""))
     if body:
         event["body"] = body
@@ -126,8 +140,9 @@ def event_v2(req: Request) -> dict:
     return event
 
 
-def event_v1(req: Request) -> dict:
-    """API Gateway REST API (payload format 1.0), as a `{proxy+}` resource would see it."""
+def event_v1(req: Request, route: dict[str, Any] | None = None) -> dict:
+    """API Gateway REST API (payload format 1.0): for an API route (`route`, its X-Fx-Route context) its resource,
+    named path parameters, stage and `version`; else as a `{proxy+}` resource would see it."""
     multi: dict[str, list[str]] = {}
     for name, value in req.headers:
         multi.setdefault(name.decode("latin-1"), []).append(value.decode("latin-1"))
@@ -139,11 +154,17 @@ def event_v1(req: Request) -> dict:
     stamp, epoch_ms = _times()
     content_type = next((v[-1] for k, v in multi.items() if k.lower() == "content-type"), "")
     body, is_b64 = req.encoded_body(content_type)
-    resource = "/{proxy+}" if req.path != "/" else "/"
+    given = route or {}
+    if route is None:
+        resource = "/{proxy+}" if req.path != "/" else "/"
+        path_parameters = {"proxy": req.path[1:]} if req.path != "/" else None
+    else:
+        resource, path_parameters = route.get("resource") or "/{proxy+}", route.get("pathParameters") or None
     identity = dict.fromkeys(_REST_IDENTITY_KEYS)
     identity["sourceIp"] = _source_ip(lists, req.peer)
     identity["userAgent"] = lists.get("user-agent", [""])[0]
-    return {
+    event: dict[str, Any] = {"version": "1.0"} if route is not None else {}
+    event |= {
         "resource": resource,
         "path": req.path,
         "httpMethod": req.method,
@@ -151,11 +172,11 @@ def event_v1(req: Request) -> dict:
         "multiValueHeaders": multi,
         "queryStringParameters": {k: v[-1] for k, v in query.items()} or None,
         "multiValueQueryStringParameters": query or None,
-        "pathParameters": {"proxy": req.path[1:]} if req.path != "/" else None,
-        "stageVariables": None,
+        "pathParameters": path_parameters,
+        "stageVariables": given.get("stageVariables"),
         "requestContext": {
             "accountId": ACCOUNT_ID,
-            "apiId": "fx",
+            "apiId": given.get("apiId") or "fx",
             "domainName": domain,
             "domainPrefix": _prefix(domain),
             "httpMethod": req.method,
@@ -168,11 +189,14 @@ def event_v1(req: Request) -> dict:
             "requestTime": stamp,
             "requestTimeEpoch": epoch_ms,
             "resourcePath": resource,
-            "stage": "$default",
+            "stage": given.get("stage") or "$default",
         },
         "body": body or None,
         "isBase64Encoded": is_b64,
     }
+    if given.get("authorizer"):
+        event["requestContext"]["authorizer"] = given["authorizer"]
+    return event
 
 
 def event_alb(req: Request, function_name: str, region: str, multi_value: bool = False) -> dict:
@@ -201,11 +225,19 @@ def event_alb(req: Request, function_name: str, region: str, multi_value: bool =
     return event
 
 
-def build_event(kind: str, req: Request, function_name: str, region: str, alb_multi_value: bool = False) -> dict:
+def build_event(
+    kind: str,
+    req: Request,
+    function_name: str,
+    region: str,
+    alb_multi_value: bool = False,
+    route: dict[str, Any] | None = None,
+) -> dict:
+    """The event of `kind`; `route`: the API route's context, whose payload decides the kind (route_kind)."""
     if kind == "v2":
-        return event_v2(req)
+        return event_v2(req, route)
     if kind == "v1":
-        return event_v1(req)
+        return event_v1(req, route)
     return event_alb(req, function_name, region, alb_multi_value)
 
 

@@ -19,7 +19,7 @@ from collections.abc import Callable
 import httptools
 
 from . import faults, http11, logs
-from .http_events import MalformedResponse, Request, build_event, response
+from .http_events import MalformedResponse, Request, build_event, response, route_kind
 from .invoker import Invoker
 from .settings import Settings
 from .streams import ChunkedStream, EventStream, from_answer
@@ -43,6 +43,9 @@ BODY_REF_HEADER = b"x-fx-body-ref"
 # Set by the gateway (fx.protocol.INVOKED_QUALIFIER, RUNS_AS_LATEST): how the caller named the function.
 QUALIFIER_HEADER = b"x-fx-qualifier"
 LATEST_HEADER = b"x-fx-latest"
+# Set by the gateway on a request that came through an API route (fx.protocol.ROUTE_CONTEXT): JSON of the route's
+# context (routeKey, resource, pathParameters, stage, payload, ...), from which the event is built.
+ROUTE_HEADER = b"x-fx-route"
 TRACE_HEADER = b"x-amzn-trace-id"  # the caller's, the invocation's _X_AMZN_TRACE_ID; the handler sees it too
 _ERROR_HEADERS = (*http11.JSON, ("X-Amz-Function-Error", "Unhandled"))
 
@@ -211,12 +214,14 @@ class Server:
     def http(self, conn: Connection, method: bytes, keep: bool) -> bytes | None:
         self.invoker.stream = self.chunked.begin(conn.fd, keep, conn.head_only)
         event, request_id = self.http_input(conn, method)
+        self.chunked.kind = conn.kind
         call = (event, request_id, None, conn.fd, True, conn.qualifier, conn.latest, conn.trace_id)
         result, payload, err = self.invoker.invoke(*call)
         return self.http_answer(result, payload, err, request_id, keep, conn)
 
     def http_input(self, conn: Connection, method: bytes) -> tuple[dict, str]:
-        """The HTTP trigger's event for this request, and its request id."""
+        """The HTTP trigger's event for this request, and its request id. An API route's request is answered by
+        the rules of its route's payload format (`conn.kind`), any other by the function's FX_HTTP_EVENT."""
         path, _, query = conn.url[9:].partition(b"?")
         request_id = conn.request_id() or self.new_request_id()
         s = self.settings
@@ -229,7 +234,9 @@ class Server:
             conn.peer,
             request_id,
         )
-        return build_event(s.http_event, req, s.function_name, s.region, s.alb_multi_value), request_id
+        route = json.loads(conn.route) if conn.route else None  # the gateway's JSON (the replica token vouches)
+        conn.kind = route_kind(route) if route is not None else s.http_event
+        return build_event(conn.kind, req, s.function_name, s.region, s.alb_multi_value, route), request_id
 
     def http_answer(
         self, result: object, payload: bytes, err: dict | None, request_id: str, keep: bool, conn: Connection
@@ -242,7 +249,7 @@ class Server:
             return stream.finish()
         if err is None:
             try:
-                status, headers, body = response(self.settings.http_event, result, payload)
+                status, headers, body = response(conn.kind, result, payload)
                 return http11.response(status, headers, body, keep, self.report())
             except (MalformedResponse, ValueError) as e:
                 logs.write(logs.timestamped(request_id, f"[ERROR] Malformed Lambda proxy response: {e}"))
@@ -292,6 +299,8 @@ class Connection(asyncio.Protocol):
         self.qualifier = ""  # QUALIFIER_HEADER
         self.latest = False  # LATEST_HEADER
         self.trace_id: str | None = None  # TRACE_HEADER
+        self.route: bytes | None = None  # ROUTE_HEADER
+        self.kind = ""  # the event format of the HTTP request being served (set by Server.http_input)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -371,6 +380,7 @@ class Connection(asyncio.Protocol):
         self.qualifier = ""
         self.latest = False
         self.trace_id = None
+        self.route = None
         self.authorized = self.token is None
 
     def on_url(self, url: bytes) -> None:
@@ -392,6 +402,9 @@ class Connection(asyncio.Protocol):
             return
         if len(name) == 11 and name.lower() == LATEST_HEADER:
             self.latest = True
+            return
+        if len(name) == 10 and name.lower() == ROUTE_HEADER:
+            self.route = value
             return
         if len(name) == 13 and self.ref_limit is not None and name.lower() == BODY_REF_HEADER:
             self.limit = self.ref_limit

@@ -19,9 +19,13 @@ from fx.protocol import (
     REPLICA_INVOKE_PATH,
     REPLICA_TOKEN,
     REQUEST_ID,
+    ROUTE_CONTEXT,
     RUNS_AS_LATEST,
 )
 
+from fx_gateway.api.feed import ApiFeed
+from fx_gateway.api.front_door import FrontDoor, is_gateway_path
+from fx_gateway.api.services import ApiServices
 from fx_gateway.config import Settings
 from fx_gateway.events.async_accept import AsyncAccept, Enqueue, stored_headers, too_large
 from fx_gateway.events.callback_policy import CallbackPolicy
@@ -67,6 +71,7 @@ HOP_BY_HOP = frozenset(
         INVOKED_QUALIFIER.lower().encode(),  # how the caller named the function: the gateway's to say
         RUNS_AS_LATEST.lower().encode(),
         REQUEST_ID.lower().encode(),  # the request id is the platform's to choose, as on Lambda
+        ROUTE_CONTEXT.lower().encode(),  # an API route's context: the front door's to say
     }
 )
 PIN = PIN_VERSION.lower().encode()
@@ -103,6 +108,8 @@ class Router:
         callbacks: CallbackPolicy,
         pages: Pages,
         blobs: BlobReader,
+        apis: ApiFeed,
+        api_services: ApiServices,
     ) -> None:
         self.settings = settings
         self.functions = book.functions
@@ -111,6 +118,7 @@ class Router:
         self.callbacks = callbacks
         self.pages = pages
         self.blobs = blobs  # bodies passed by reference
+        self.front_door = FrontDoor(apis, api_services, self.exchange, self.unknown)  # every path not the gateway's
 
     def open(self, client: ClientConnection, method: bytes, url: bytes, headers: list[tuple[bytes, bytes]]):
         path, _, query = url.partition(b"?")
@@ -130,6 +138,9 @@ class Router:
                 return client.refuse(responses.error(413, "RequestTooLarge", message, close=True))
             controller = (settings.controller_host, settings.controller_port, settings.system_connect_timeout)
             return SystemProxy(client, *controller, method, url, headers, limit)
+        if self.front_door.feed.index and not is_gateway_path(path):
+            seen, kept = scan(headers)
+            return self.front_door.open(client, method, path, query, headers, seen, kept)
         return self.pages.open(client, path, metrics=not self.settings.metrics_port)
 
     def _http_trigger(self, client: ClientConnection, method: bytes, rest: bytes, query: bytes, headers):
@@ -141,7 +152,7 @@ class Router:
         if dispatcher is None:
             return self._no_version(client, routes, qualifier)
         invoked = routes.invoked(dispatcher, qualifier)
-        return self._exchange(client, routes, dispatcher, method, target, seen, kept + invoked, None)
+        return self.exchange(client, routes, dispatcher, method, target, seen, kept + invoked, None)
 
     def _async_http(self, client: ClientConnection, method: bytes, rest: bytes, query: bytes, headers):
         found = self._function_path(client, rest, query, headers)
@@ -221,9 +232,9 @@ class Router:
         if invocation_type == b"DryRun":
             return Answer(client, b"HTTP/1.1 204 No Content\r\n%s\r\n" % executed)
         kept += invoked
-        return self._exchange(client, routes, dispatcher, b"POST", INVOKE_TARGET, seen, kept, executed, lambda_api=True)
+        return self.exchange(client, routes, dispatcher, b"POST", INVOKE_TARGET, seen, kept, executed, lambda_api=True)
 
-    def _exchange(
+    def exchange(
         self,
         client: ClientConnection,
         routes: FunctionRoutes,

@@ -1,0 +1,344 @@
+"""The front door: a request on a path the gateway does not keep for itself, answered by the APIs' routes.
+
+In order, as API Gateway HTTP APIs: the host and route (api.matching), a CORS preflight answered by the gateway
+(the API has `cors` and no `OPTIONS` route took the request), then the API key, the authorizer, the limits, and
+the integration: a function (an Exchange to a replica, like /function/, with the route's context in X-Fx-Route),
+a mock (answered here), or an upstream (api.http_upstream). A refusal is API Gateway's JSON {"message": ...}.
+A host no API serves gets the gateway's own 404, as before APIs.
+
+Every step but the authorizer decides at once, in the request's own loop turn. An authorizer that has to wait
+(a JWKS fetch, a Lambda authorizer's call) gets a task, and the request a `Pending` call: reading is paused, so
+no more of the body comes until the decision, and what came is kept for the integration opened after it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from fx.protocol import GATEWAY_PATHS, ROUTE_CONTEXT
+
+from fx_gateway.api.decisions import Allow, Deny
+from fx_gateway.api.feed import ApiFeed
+from fx_gateway.api.matching import HostGroup, Match
+from fx_gateway.api.metrics import denied
+from fx_gateway.api.request import ApiRequest
+from fx_gateway.api.services import ApiServices, Authorizer
+from fx_gateway.api.table import Cors, Route
+from fx_gateway.http import responses
+from fx_gateway.http.answers import Answer
+from fx_gateway.http.server import Call, ClientConnection
+from fx_gateway.proxy.stats import VersionStats
+from fx_gateway.tasks import spawn
+
+log = logging.getLogger("fx_gateway")
+
+GATEWAY_PREFIXES = tuple(path.encode() for path in GATEWAY_PATHS)
+ROUTE_LINE = ROUTE_CONTEXT.encode() + b": %s\r\n"
+HTTP_TARGET = b"/_fx/http/"
+
+
+def _message(status: int, message: str, headers: bytes = b"", close: bool = False) -> bytes:
+    """API Gateway's own answer: {"message": ...}."""
+    answer = responses.response(status, json.dumps({"message": message}).encode(), close=close)
+    return _with_lines(answer, headers)
+
+
+def _with_lines(answer: bytes, lines: bytes) -> bytes:
+    """`answer` with header `lines` after its status line."""
+    if not lines:
+        return answer
+    end = answer.index(b"\r\n") + 2
+    return answer[:end] + lines + answer[end:]
+
+
+NOT_FOUND = _message(404, "Not Found")
+INTERNAL_ERROR = _message(500, "Internal Server Error")
+TOO_LARGE = _message(413, "Request Entity Too Large", close=True)
+
+
+def is_gateway_path(path: bytes) -> bool:
+    """Whether `path` is one the gateway keeps for itself (routes there are refused at deploy)."""
+    return any(path == prefix or path.startswith(prefix + b"/") for prefix in GATEWAY_PREFIXES)
+
+
+# Router._exchange: an Exchange to a version of a function, as /function/ makes it.
+ExchangeMaker = Callable[..., Call | None]
+
+
+@dataclass(slots=True)
+class Passage:
+    """One request on its way through the front door's steps."""
+
+    client: ClientConnection
+    match: Match
+    method: bytes
+    path: bytes
+    query: bytes
+    headers: list[tuple[bytes, bytes]]
+    seen: dict[bytes, bytes]
+    kept: bytes
+    cors: bytes  # the CORS lines of every answer (b"" if the API has no cors or the origin is not allowed)
+    request: ApiRequest | None = None
+    key_id: str | None = None
+
+    @property
+    def route(self) -> Route:
+        return self.match.route
+
+
+class FrontDoor:
+    def __init__(self, feed: ApiFeed, services: ApiServices, exchange: ExchangeMaker, unknown: VersionStats) -> None:
+        self.feed = feed
+        self.services = services
+        self.exchange = exchange
+        self.unknown = unknown  # the gateway's own 404s, as counted before APIs
+
+    def open(
+        self,
+        client: ClientConnection,
+        method: bytes,
+        path: bytes,
+        query: bytes,
+        headers: list[tuple[bytes, bytes]],
+        seen: dict[bytes, bytes],
+        kept: bytes,
+    ) -> Call | None:
+        index = self.feed.index
+        groups = index.groups(seen.get(b"host", b"").decode("latin-1"))
+        if not groups:
+            return Answer(client, responses.not_found(path.decode("latin-1")), self.unknown)
+        found = index.match(groups, method.decode("latin-1"), path.decode("latin-1"))
+        origin = seen.get(b"origin")
+        preflight = method == b"OPTIONS" and b"access-control-request-method" in seen and origin is not None
+        if preflight and (found is None or found.route.method != "OPTIONS"):
+            cors = _preflight_cors(found, groups)
+            if cors is not None:
+                stats = found.route.stats if found is not None else self.services.metrics.unmatched
+                return Answer(client, cors.preflight(origin), stats)
+        if found is None:
+            return Answer(client, NOT_FOUND, self.services.metrics.unmatched)
+        route = found.route
+        cors = route.api.cors.answer_lines(origin) if route.api.cors is not None else b""
+        length = seen.get(b"content-length")
+        if length is not None and int(length) > self.services.settings.max_request_bytes:
+            route.stats.record(413, 0.0)
+            return client.refuse(_with_lines(TOO_LARGE, cors))
+        passage = Passage(client, found, method, path, query, headers, seen, kept, cors)
+        if route.api_key or route.auth or route.upstream is not None or self._limited(route):
+            passage.request = self._request(passage)
+        if route.api_key:
+            keys = self.services.api_keys
+            checked = keys.check(passage.request) if keys is not None else self._missing(route, "API keys")
+            if isinstance(checked, Deny):
+                return self._deny(passage, checked)
+            passage.key_id = checked
+        if route.auth is None:
+            return self._admit(passage, None)
+        authorizer = self.feed.authorizer(route.api.name, route.auth)
+        if authorizer is None:  # its kind is not in this build, or its spec was unusable (logged when loaded)
+            return self._deny(passage, Deny(500, "Internal Server Error"))
+        decided = getattr(authorizer, "decided", None)  # the cached decision, without a task (services.Authorizer)
+        decision = decided(passage.request, route.scopes) if decided is not None else None
+        if decision is not None:
+            return self._decided(passage, decision)
+        pending = Pending(passage)
+        pending.task = spawn(self._authorize(pending, authorizer))
+        return pending
+
+    def _limited(self, route: Route) -> bool:
+        return self.services.limits is not None and (route.throttle is not None or route.api.throttle is not None)
+
+    def _request(self, passage: Passage) -> ApiRequest:
+        headers: dict[bytes, bytes] = {}
+        for name, value in passage.headers:
+            lower = name.lower()
+            headers[lower] = headers[lower] + b"," + value if lower in headers else value
+        route, api = passage.route, passage.route.api
+        return ApiRequest(
+            api=api.name,
+            route_key=route.key,
+            method=passage.method.decode("latin-1"),
+            path=passage.path.decode("latin-1"),
+            query=passage.query.decode("latin-1"),
+            headers=headers,
+            source_ip=passage.client.peer.decode("latin-1"),
+            host=passage.seen.get(b"host", b"").decode("latin-1"),
+            stage=api.stage,
+            path_parameters=passage.match.path_parameters,
+            stage_variables=api.stage_variables,
+        )
+
+    def _missing(self, route: Route, part: str) -> Deny:
+        log.error("API %s route %r needs %s, which this gateway does not have", route.api.name, route.key, part)
+        return Deny(500, "Internal Server Error")
+
+    async def _authorize(self, pending: Pending, authorizer: Authorizer) -> None:
+        passage = pending.passage
+        route = passage.route
+        try:
+            decision = await asyncio.wait_for(
+                authorizer.authorize(passage.request, route.scopes),  # type: ignore[arg-type]
+                self.services.settings.authorizer_timeout,
+            )
+        except Exception as exc:  # the authorizer failed (or took too long): API Gateway's 500, as AWS answers it
+            log.warning("API %s route %r: authorizer %s failed: %r", route.api.name, route.key, route.auth, exc)
+            denied(route.api.name, route.key, "authorizer_error")
+            decision = Deny(500, "Internal Server Error")
+        if not pending.gone:
+            pending.proceed(self._decided(passage, decision))
+
+    def _decided(self, passage: Passage, decision: Allow | Deny) -> Call | None:
+        if isinstance(decision, Deny):
+            return self._deny(passage, decision)
+        return self._admit(passage, decision)
+
+    def _deny(self, passage: Passage, deny: Deny) -> Answer:
+        lines = b"".join(b"%s: %s\r\n" % header for header in deny.headers) + passage.cors
+        return Answer(passage.client, _message(deny.status, deny.message, lines), passage.route.stats)
+
+    def _admit(self, passage: Passage, allow: Allow | None) -> Call | None:
+        """Limits, then the integration."""
+        route = passage.route
+        limits = self.services.limits
+        if limits is not None and (route.throttle or route.api.throttle or passage.key_id is not None):
+            refusal = limits.admit(passage.request, route, passage.key_id)  # type: ignore[arg-type]
+            if refusal is not None:
+                return self._deny(passage, refusal)
+        if route.function is not None:
+            return self._function(passage, allow)
+        if route.mock is not None:
+            return Answer(passage.client, _with_lines(route.mock, passage.cors), route.stats)
+        upstreams = self.services.upstreams
+        if upstreams is None:
+            return self._deny(passage, self._missing(route, "upstreams"))
+        target = passage.path + (b"?" + passage.query if passage.query else b"")
+        client = Observed(passage.client, route.stats, passage.cors)
+        return upstreams.open(client, route.upstream, passage.method, target, passage.headers, passage.request)  # type: ignore[arg-type]
+
+    def _function(self, passage: Passage, allow: Allow | None) -> Call | None:
+        route = passage.route
+        routes = self.services.book.get(route.function)  # type: ignore[arg-type]
+        dispatcher = routes.pick(route.qualifier, passage.seen) if routes is not None else None
+        if dispatcher is None:  # deleted, or no version takes traffic: the integration fails, as on AWS
+            return self._deny(passage, Deny(500, "Internal Server Error"))
+        context: dict[str, Any] = {**route.context, "pathParameters": passage.match.path_parameters or None}
+        if allow is not None:
+            context["authorizer"] = allow.v1 if route.payload == "1.0" else allow.v2
+        line = ROUTE_LINE % json.dumps(context, separators=(",", ":")).encode()  # ASCII: \\u escapes, no CR/LF
+        target = HTTP_TARGET + passage.path[1:] + (b"?" + passage.query if passage.query else b"")
+        kept = passage.kept + line + routes.invoked(dispatcher, route.qualifier)  # type: ignore[union-attr]
+        client = Observed(passage.client, route.stats, passage.cors)
+        return self.exchange(client, routes, dispatcher, passage.method, target, passage.seen, kept, None)
+
+
+def _preflight_cors(found: Match | None, groups: list[HostGroup]) -> Cors | None:
+    """The CORS configuration answering a preflight: the matched route's API's, else the first API with cors on
+    the host (a preflight to a path only other methods take)."""
+    if found is not None:
+        return found.route.api.cors
+    return next((api.cors for group in groups for api in group.apis if api.cors is not None), None)
+
+
+class Observed:
+    """The caller's connection as an integration sees it: counts the answer's status and duration under its
+    route, and adds the API's CORS lines after the status line."""
+
+    __slots__ = ("client", "cors", "started", "stats", "status")
+
+    def __init__(self, client: ClientConnection, stats: Any, cors: bytes) -> None:
+        self.client = client
+        self.stats = stats
+        self.cors = cors
+        self.started = time.monotonic()
+        self.status = 0
+
+    def write(self, data: bytes) -> None:
+        if not self.status and data.startswith(b"HTTP/1.1 ") and data[9:10] != b"1":  # not a 100 Continue
+            self.status = int(data[9:12])
+            if self.cors:
+                data = _with_lines(data, self.cors)
+        self.client.write(data)
+
+    def done(self, keep_alive: bool) -> None:
+        self.stats.record(self.status, time.monotonic() - self.started)
+        self.client.done(keep_alive)
+
+    def abort(self) -> None:
+        self.stats.record(self.status, time.monotonic() - self.started)
+        self.client.abort()
+
+    def refuse(self, answer: bytes) -> None:
+        self.stats.record(int(answer[9:12]), time.monotonic() - self.started)
+        self.client.refuse(_with_lines(answer, self.cors))
+
+    def __getattr__(self, name: str) -> Any:  # the rest (peer, active, pause_reading, ...) is the connection's
+        return getattr(self.client, name)
+
+
+class Pending:
+    """The call of a request whose authorizer is deciding: holds the request (reading paused, the body read so far
+    kept) and hands it to the call opened after the decision."""
+
+    __slots__ = ("begun", "chunks", "gone", "inner", "keep_alive", "passage", "task")
+    streaming = False
+
+    def __init__(self, passage: Passage) -> None:
+        self.passage = passage
+        self.chunks: list[bytes] = []
+        self.begun = False
+        self.gone = False
+        self.keep_alive = True
+        self.inner: Call | None = None
+        self.task: asyncio.Task | None = None
+        passage.client.pause_reading()
+
+    def feed(self, chunk: bytes) -> None:
+        if self.inner is not None:
+            self.inner.feed(chunk)
+        else:  # at most what the read that brought the head held: reading is paused
+            self.chunks.append(chunk)
+
+    def begin(self) -> None:
+        self.begun = True
+        if self.inner is not None:
+            self.inner.keep_alive = self.keep_alive
+            self.inner.begin()
+
+    def client_gone(self) -> None:
+        self.gone = True
+        if self.inner is not None:
+            self.inner.client_gone()
+        elif self.task is not None:
+            self.task.cancel()
+
+    def proceed(self, call: Call | None) -> None:
+        """The decision is in: `call` answers the request (None: it refused the request from its head)."""
+        client = self.passage.client
+        if call is None:
+            if self.begun:  # the refusal waits for this call's end
+                client.done(False)
+            return
+        self.inner = call
+        for chunk in self.chunks:
+            call.feed(chunk)
+        self.chunks = []
+        client.resume_reading()
+        if self.begun:
+            call.keep_alive = self.keep_alive
+            call.begin()
+
+    def pause_upstream(self) -> None:
+        pause = getattr(self.inner, "pause_upstream", None)
+        if pause is not None:
+            pause()
+
+    def resume_upstream(self) -> None:
+        resume = getattr(self.inner, "resume_upstream", None)
+        if resume is not None:
+            resume()
