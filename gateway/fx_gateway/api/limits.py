@@ -287,7 +287,9 @@ class Limits(Collector):
 
     def collect(self) -> Iterator:
         requests = CounterMetricFamily(
-            "fx_gateway_api_key_requests", "Requests admitted on API routes, by API key (its name)", ["api", "key"]
+            "fx_gateway_api_key_requests",
+            "Requests admitted on API routes, by API key (its name)",
+            labels=["api", "key"],
         )
         for count in list(self._counts.values()):
             requests.add_metric([count.key.api, count.key.name], count.requests)
