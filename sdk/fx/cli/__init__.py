@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from fx.cli import (
+    apikeys,
     completion,
     context,
     credentials,
@@ -110,6 +111,7 @@ def _parser() -> argparse.ArgumentParser:
     groups = (
         ("secret", secrets),
         ("credentials", credentials),
+        ("apikey", apikeys),
         ("dlq", dlq),
         ("stream", streams),
         ("kv", kv),
