@@ -23,6 +23,7 @@ from fx.nats_auth import ADMIN_CREDS, Signer
 from fx.paths import config_path
 from fx.protocol import (
     KV_API_KEYS,
+    KV_APIS,
     KV_CREDENTIALS,
     KV_FUNCTIONS,
     KV_ROUTES,
@@ -43,6 +44,8 @@ from . import nats_connect
 from .api.errors import ApiError, not_found
 from .api_keys.store import ApiKeyStore
 from .api_keys.usage import ApiKeyUsage
+from .apis.rules import Apis
+from .apis.store import ApiStore
 from .backends import local_logs as logs
 from .backends.base import Adopting, Backend
 from .backends.local import LocalBackend
@@ -158,6 +161,8 @@ class Controller:
         self.api_keys = ApiKeyStore(await open_kv(js, KV_API_KEYS, copies))  # API routes' keys (gateways follow)
         self.api_key_usage = await ApiKeyUsage.open(js, copies)
         self.secrets = Secrets(secret_store, self.store, self._lock, self.backend.secret_mirror, s.max_secret_bytes)
+        api_store = ApiStore(await open_kv(js, KV_APIS, copies))
+        self.apis = Apis(api_store, self.store, self._lock, s.max_apis, s.max_routes_per_api)
         self.fleet = Fleet(
             self.backend,
             self.metrics,
@@ -196,6 +201,7 @@ class Controller:
             self._live_specs,
             copies,
             self.credentials,
+            api_store,
             self.api_keys,
         )
         self._nc.on_reconnect(self._nats_back)
@@ -209,6 +215,7 @@ class Controller:
         await self.store.load()
         await secret_store.load()
         await self.credentials.load()
+        await api_store.load()
         await self.api_keys.load()
         if isinstance(self.backend, Adopting):
             # The replicas a previous run left (the local backend under `fx up`) are adopted first, so the
@@ -452,9 +459,10 @@ class Controller:
 
     async def delete(self, name: str) -> None:
         async with self._lock:
-            record = self.store.forget(name)
-            if record is None:
+            if self.store.get(name) is None:
                 raise not_found(name)
+            self.apis.check_unused(name)
+            record = self.store.forget(name)
             await self.routes.delete(name)  # gateways stop routing before any replica stops
             await self.fleet.stop_function(name)
             grace = max(v.spec.timeout for v in record.versions) + 6

@@ -19,6 +19,7 @@ import nats.errors
 from fx.models import FunctionSpec
 from fx.protocol import (
     KV_API_KEYS,
+    KV_APIS,
     KV_CREDENTIALS,
     KV_FUNCTIONS,
     KV_SECRETS,
@@ -53,11 +54,13 @@ class NatsRecovery:
         live_specs: Callable[[], list[tuple[str, FunctionSpec]]],
         replicas: int = 1,
         credentials: CachedBucket | None = None,
+        apis: CachedBucket | None = None,
         api_keys: CachedBucket | None = None,
     ) -> None:
         self._js = js
         self._credentials = credentials  # the Lambda API's access keys
-        self._api_keys = api_keys  # API routes' keys
+        self._apis = apis  # API routes (fx_apis)
+        self._api_keys = api_keys  # API routes' keys (fx_api_keys)
         self._replicas = replicas  # copies of what it re-creates, in a JetStream cluster (FX_NATS_REPLICAS)
         self._store = store
         self._secrets = secrets
@@ -112,6 +115,8 @@ class NatsRecovery:
             secrets = await self._secrets.restore() if KV_SECRETS in created else 0
             if self._credentials is not None and KV_CREDENTIALS in created:
                 await self._credentials.restore()
+            if self._apis is not None and KV_APIS in created:
+                await self._apis.restore()
             if self._api_keys is not None and KV_API_KEYS in created:
                 await self._api_keys.restore()
         missing: list[str] = []

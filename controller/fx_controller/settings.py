@@ -33,6 +33,8 @@ class Settings:
     max_credentials: int = 100  # the Lambda API's access keys at once (`fx credentials create`)
     max_api_keys: int = 500  # API keys of API routes at once (`fx apikey create`)
     max_secret_bytes: int = 65536  # keys and values of one secret (AWS Secrets Manager's limit is 64 KB too)
+    max_apis: int = 100  # APIs (fx.yaml `apis:`) at once
+    max_routes_per_api: int = 300  # routes of one API (API Gateway's default quota)
     stable_window: float = 10.0  # seconds of load the autoscaler's stable average spans (docs/autoscaling.md)
     panic_window_percentage: float = 10.0  # the panic window, in percent of the stable window
     panic_threshold_percentage: float = 200.0  # panic when the panic window wants this percent of ready replicas
@@ -111,6 +113,8 @@ _NUMBERS = (
     ("--max-credentials", int, Settings.max_credentials, "access keys for the Lambda API that may exist at once"),
     ("--max-api-keys", int, Settings.max_api_keys, "API keys of API routes that may exist at once"),
     ("--max-secret-bytes", int, Settings.max_secret_bytes, "bytes of keys and values one secret may hold"),
+    ("--max-apis", int, Settings.max_apis, "APIs (fx.yaml `apis:`) that may exist at once"),
+    ("--max-routes-per-api", int, Settings.max_routes_per_api, "routes one API may have"),
     ("--stable-window", float, Settings.stable_window, "seconds of load the autoscaler's stable average spans"),
     (
         "--panic-window-percentage",
@@ -259,6 +263,8 @@ def parse(argv: list[str] | None = None, environ: dict[str, str] | None = None) 
         max_credentials=a.max_credentials,
         max_api_keys=a.max_api_keys,
         max_secret_bytes=a.max_secret_bytes,
+        max_apis=a.max_apis,
+        max_routes_per_api=a.max_routes_per_api,
         stable_window=a.stable_window,
         panic_window_percentage=a.panic_window_percentage,
         panic_threshold_percentage=a.panic_threshold_percentage,

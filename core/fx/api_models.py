@@ -501,9 +501,12 @@ class ApiSpec(_Model):
             return v  # pydantic says what it should be
         routes: dict[str, Any] = {}
         for key, route in v.items():
-            normal = check_route_key(str(key))
+            try:
+                normal = check_route_key(str(key))
+            except ValueError as e:
+                raise RouteProblem(str(key), None, str(e)) from None
             if normal in routes:
-                raise ValueError(f"route {normal!r} is listed twice")
+                raise RouteProblem(str(key), None, f"route {normal!r} is listed twice")
             routes[normal] = route
         return routes
 

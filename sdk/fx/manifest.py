@@ -1,18 +1,21 @@
-"""fx.yaml: the functions of a project, validated with the admin-API models before anything is built.
+"""fx.yaml: the functions and APIs of a project, validated with the admin-API models before anything is built.
 
 Every error names the file, the line and the field, e.g.
-`fx.yaml:7: functions.hello.scale.min: Input should be greater than or equal to 0`.
+`fx.yaml:7: functions.hello.scale.min: Input should be greater than or equal to 0` or
+`fx.yaml:12: apis.shop.routes."GET /users/{id}".function: ...`.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from fx.api_models import ApiSpec, RouteProblem, check_route_key
 from fx.errors import InputError
 from fx.models import FunctionSpec, TriggerSpec
 
@@ -21,6 +24,7 @@ MANIFEST = "fx.yaml"
 _PLACEHOLDER_DIGEST = "sha256:" + "0" * 64
 _STR_TAG = "tag:yaml.org,2002:str"
 _SPEC_KEYS = frozenset(FunctionSpec.model_fields) - {"name", "artifact", "dependencies"}
+_PLAIN_KEY = re.compile(r"^[A-Za-z0-9_-]+\Z")  # a key shown as it is in a field path; others (routes) quoted
 
 
 class ManifestError(InputError):
@@ -56,16 +60,33 @@ class FunctionDef:
         return FunctionSpec.model_validate({"name": self.name, **code, **self.settings})
 
 
+@dataclass
+class Project:
+    """What fx.yaml declares: functions (built and deployed first) and APIs in front of them."""
+
+    functions: list[FunctionDef]
+    apis: list[ApiSpec]
+
+
 def load(path: Path) -> list[FunctionDef]:
-    """Read and validate a manifest; raise ManifestError listing every problem found."""
+    """Read and validate a manifest; raise ManifestError listing every problem found. Its functions."""
+    return load_project(path).functions
+
+
+def load_project(path: Path) -> Project:
+    """Read and validate a manifest, its functions and its APIs; ManifestError listing every problem found."""
     try:
         text = path.read_text()
     except OSError as exc:
         raise InputError(f"{path}: cannot read it ({exc.strerror}); run `fx init NAME` to create a project") from exc
-    return parse(text, path)
+    return parse_project(text, path)
 
 
 def parse(text: str, path: Path) -> list[FunctionDef]:
+    return parse_project(text, path).functions
+
+
+def parse_project(text: str, path: Path) -> Project:
     label = _label(path)
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
@@ -85,10 +106,13 @@ def parse(text: str, path: Path) -> list[FunctionDef]:
     if not isinstance(root, yaml.MappingNode) or not isinstance(data, dict):
         report(root, "(top level)", "expected a mapping with a 'functions' key")
         raise ManifestError([m for _, m in found])
-    _check_keys(root, "", {"functions"}, report)
+    _check_keys(root, "", {"functions", "apis"}, report)
     functions_node = _child(root, "functions")
     functions = data.get("functions")
-    if not isinstance(functions_node, yaml.MappingNode) or not isinstance(functions, dict) or not functions:
+    apis = _apis(root, data, report)
+    if functions_node is None and _child(root, "apis") is not None:
+        functions_node, functions = yaml.MappingNode("tag:yaml.org,2002:map", []), {}  # an API of upstreams, mocks
+    elif not isinstance(functions_node, yaml.MappingNode) or not isinstance(functions, dict) or not functions:
         report(functions_node or root, "functions", "expected a mapping of function name to settings")
         raise ManifestError([m for _, m in sorted(found)])
 
@@ -129,7 +153,69 @@ def parse(text: str, path: Path) -> list[FunctionDef]:
         defs.append(FunctionDef(name=str(name), code_dir=code_dir.resolve(), settings=settings))
     if found:
         raise ManifestError([m for _, m in sorted(found)])
-    return defs
+    return Project(defs, apis)
+
+
+def _apis(root: yaml.MappingNode, data: dict, report) -> list[ApiSpec]:
+    """The `apis:` of fx.yaml, each validated as the controller will; problems reported at their lines."""
+    apis_node, apis = _child(root, "apis"), data.get("apis")
+    if apis_node is None:
+        return []
+    if not isinstance(apis_node, yaml.MappingNode) or not isinstance(apis, dict):
+        report(apis_node, "apis", "expected a mapping of API name to its hosts, authorizers and routes")
+        return []
+    specs: list[ApiSpec] = []
+    seen: set[str] = set()
+    for key_node, value_node in apis_node.value:
+        name = key_node.value
+        where = f"apis.{name}"
+        if key_node.tag != _STR_TAG:
+            report(key_node, where, f'an API name is a string: write "{name}":')
+            continue
+        if name in seen:
+            report(key_node, where, "duplicate key")
+            continue
+        seen.add(name)
+        settings = apis.get(name)
+        if not isinstance(settings, dict) or not isinstance(value_node, yaml.MappingNode):
+            report(value_node, where, "expected a mapping with routes (and hosts, cors, authorizers, ...)")
+            continue
+        try:
+            specs.append(ApiSpec.model_validate({**settings, "name": str(name)}))
+        except ValidationError as exc:
+            for err in exc.errors():
+                problem = err.get("ctx", {}).get("error")
+                loc = [str(p) for p in (problem.loc if isinstance(problem, RouteProblem) else err["loc"])]
+                if loc[:1] == ["name"]:
+                    report(key_node, where, _message(err, key_node, ApiSpec))
+                    continue
+                node = _api_node(value_node, loc)
+                report(node, ".".join([where, *(_shown_key(p) for p in loc)]), _message(err, node, ApiSpec))
+    return specs
+
+
+def _api_node(api_node: yaml.Node, loc: list[str]) -> yaml.Node:
+    """The node an API's error points at; a route found by its key as written ("get /x") or normalized."""
+    if loc[:1] != ["routes"] or len(loc) < 2:
+        return _deepest(api_node, loc)
+    routes = _child(api_node, "routes")
+    if not isinstance(routes, yaml.MappingNode):
+        return _deepest(api_node, loc)
+    for key_node, value_node in routes.value:
+        if key_node.value == loc[1] or _normal_route(key_node.value) == loc[1]:
+            return _deepest(value_node, loc[2:]) if len(loc) > 2 else key_node
+    return routes
+
+
+def _normal_route(key: object) -> str | None:
+    try:
+        return check_route_key(str(key))
+    except ValueError:
+        return None
+
+
+def _shown_key(key: str) -> str:
+    return key if _PLAIN_KEY.match(key) else f'"{key}"'
 
 
 def locate(path: Path, function: str, field: str | None) -> str:
@@ -202,24 +288,31 @@ def _deepest(node: yaml.Node, loc: list[str]) -> yaml.Node:
     return node
 
 
-def _message(err: dict[str, Any], node: yaml.Node) -> str:
+def _message(err: dict[str, Any], node: yaml.Node, model: type[BaseModel] = FunctionSpec) -> str:
     loc = err["loc"]
     if err["type"] == "extra_forbidden":
-        keys = _keys_at(loc[:-1])
+        keys = _keys_at(model, loc[:-1])
         return f"unknown key; expected one of: {', '.join(keys)}" if keys else "unknown key"
     if err["type"] == "string_type" and len(loc) == 2 and loc[0] == "env" and isinstance(node, yaml.ScalarNode):
         return f'env values are strings: write {loc[1]}: "{node.value}"'  # YAML read 1 or true as a number, a bool
     return err["msg"].removeprefix("Value error, ")
 
 
-def _keys_at(loc: tuple[int | str, ...]) -> list[str]:
-    """The keys of the settings at a location in a function's, e.g. a trigger's at ("triggers", 0)."""
-    model: type[BaseModel] | None = FunctionSpec
-    for part in loc:
-        if isinstance(part, str):
-            field = model.model_fields.get(part) if model else None
-            model = _model_in(field.annotation) if field else None
-    return sorted(model.model_fields) if model else []
+def _keys_at(model: type[BaseModel] | None, loc: tuple[int | str, ...]) -> list[str]:
+    """The keys of the settings at a location in a function's or API's, e.g. a trigger's at ("triggers", 0) or a
+    route's at ("routes", "GET /x")."""
+    parts = iter(loc)
+    for part in parts:
+        fields = {f.alias or name: f for name, f in model.model_fields.items()} if model else {}
+        field = fields.get(str(part))
+        model = _model_in(field.annotation) if field else None
+        if field and _collection(field.annotation):
+            next(parts, None)  # a list's index or a mapping's key (a route, an authorizer's name)
+    return sorted(f.alias or name for name, f in model.model_fields.items()) if model else []
+
+
+def _collection(annotation: Any) -> bool:
+    return get_origin(annotation) in (list, dict) or any(_collection(arg) for arg in get_args(annotation))
 
 
 def _model_in(annotation: Any) -> type[BaseModel] | None:

@@ -27,6 +27,7 @@ from fx.usage import Usage
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from ..api_keys.routes import router as api_keys_router
+from ..apis.api import router as apis_router
 from ..backends import local_logs as logs
 from ..controller import Controller
 from ..lambda_api import app as lambda_api
@@ -220,10 +221,15 @@ def _api(controller: Controller) -> FastAPI:
         return controller.status()
 
     api.include_router(secrets_router(controller.secrets))
+    api.include_router(apis_router(controller.apis))
     api.include_router(dlq_router(controller.dead_letters))
     api.include_router(streams_router(controller.user_streams, controller.messages))
     api.include_router(blobs_router(controller.blobs))
     api.include_router(credentials_router(controller.credentials, controller.settings.max_credentials))
-    api.include_router(api_keys_router(controller.api_keys, controller.api_key_usage, controller.settings.max_api_keys))
+    api.include_router(
+        api_keys_router(
+            controller.api_keys, controller.api_key_usage, controller.apis, controller.settings.max_api_keys
+        )
+    )
     app.include_router(api)
     return app

@@ -7,7 +7,6 @@ import hashlib
 import math
 import secrets
 import string
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -15,6 +14,7 @@ from fastapi import APIRouter, Path, Response
 from fx.api_key_models import ApiKeyInfo, ApiKeyRecord, ApiKeySpec, IssuedApiKey
 
 from ..api.errors import ApiError
+from ..apis.rules import Apis
 from .store import ApiKeyStore
 from .usage import ApiKeyUsage
 
@@ -28,11 +28,9 @@ def _random(alphabet: str, length: int) -> str:
     return "".join(secrets.choice(alphabet) for _ in range(length))
 
 
-def router(
-    store: ApiKeyStore, usage: ApiKeyUsage, limit: int, api_exists: Callable[[str], bool] | None = None
-) -> APIRouter:
-    """Behind the admin token, like every /system route. `limit`: keys at once; `api_exists`: whether an API of
-    that name is deployed (None: not checked)."""
+def router(store: ApiKeyStore, usage: ApiKeyUsage, apis: Apis, limit: int) -> APIRouter:
+    """Behind the admin token, like every /system route. `limit`: keys at once. A key is for an API that exists;
+    removing the API leaves its keys (they serve its routes again if it comes back)."""
     api = APIRouter(prefix="/apikeys", tags=["apikeys"])
     lock = asyncio.Lock()  # a name is checked and taken in one step
     usage.quota_keys = lambda: [r.id for r in store.all() if r.quota is not None]
@@ -44,9 +42,7 @@ def router(
 
     @api.post("", status_code=201)
     async def create(spec: ApiKeySpec) -> IssuedApiKey:
-        if api_exists is not None and not api_exists(spec.api):
-            message = f"no API {spec.api!r}: deploy it first (fx.yaml apis:, `fx deploy`); `fx routes` lists them"
-            raise ApiError(404, "ApiNotFound", message, field="api")
+        apis.get(spec.api)  # 404 ApiNotFound
         async with lock:
             if store.get(spec.name) is not None:
                 message = f"an API key named {spec.name!r} exists; remove it first (`fx apikey rm {spec.name}`)"

@@ -26,6 +26,14 @@ def settings(settings: Settings) -> Settings:
     return dataclasses.replace(settings, max_api_keys=2)
 
 
+@pytest.fixture
+async def admin(admin: httpx.AsyncClient) -> httpx.AsyncClient:
+    """With an API named shop: keys are for an API that exists."""
+    r = await admin.put("/system/apis/shop", json={"routes": {"GET /health": {"mock": {"status": 200}}}})
+    assert r.status_code == 200, r.text
+    return admin
+
+
 async def test_a_key_is_shown_once_and_stored_as_its_sha256_only(admin: httpx.AsyncClient, controller: Controller):
     spec = {"name": "mobile", "api": "shop", "rate": 2.5, "quota": {"limit": 5, "period": "day"}}
     r = await admin.post("/system/apikeys", json=spec)
@@ -57,6 +65,8 @@ async def test_bad_keys_are_refused_naming_what_to_fix(admin: httpx.AsyncClient)
     for body, says in cases:
         r = await admin.post("/system/apikeys", json=body)
         assert r.status_code == 400 and says in r.json()["error"]["message"], (body, r.text)
+    unknown = await admin.post("/system/apikeys", json={"name": "k", "api": "billing"})
+    assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "ApiNotFound"
     assert (await admin.post("/system/apikeys", json={"name": "k", "api": "shop"})).status_code == 201
     again = await admin.post("/system/apikeys", json={"name": "k", "api": "shop"})
     assert again.status_code == 409 and again.json()["error"]["code"] == "ApiKeyExists"

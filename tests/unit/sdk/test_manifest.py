@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 from fx.errors import InputError
-from fx.manifest import ManifestError, load, locate, select
+from fx.manifest import ManifestError, load, load_project, locate, select
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -147,3 +147,88 @@ def test_autoscaling_knobs_out_of_range_name_the_field_and_the_bound(tmp_path):
         "fx.yaml:4: functions.hello.scale.target_rps: Input should be greater than 0",
         "fx.yaml:5: functions.hello.scale.panic_threshold_percentage: Input should be greater than or equal to 110",
     ]
+
+
+SHOP = """\
+functions:
+  users:
+apis:
+  shop:
+    hosts: [shop.example.com]
+    authorizers:
+      keycloak: {jwt: {issuer: "http://127.0.0.1:8180/realms/fx", audience: [fx-api]}}
+    routes:
+      get /users/{id}: {function: users}
+      "POST /users": {function: users, auth: keycloak, scopes: ["users:write"]}
+      GET /health: {mock: {status: 200, body: {ok: true}}}
+      ANY /{proxy+}: {upstream: "http://127.0.0.1:8000"}
+"""
+
+
+def test_apis_are_read_beside_the_functions_normalized(tmp_path):
+    project = load_project(write(tmp_path, SHOP))
+    [users] = project.functions
+    [shop] = project.apis
+    assert users.name == "users" and shop.name == "shop" and shop.hosts == ["shop.example.com"]
+    assert list(shop.routes) == ["GET /users/{id}", "POST /users", "GET /health", "ANY /{proxy+}"]
+    assert shop.routes["ANY /{proxy+}"].upstream.url == "http://127.0.0.1:8000"
+
+
+def test_an_api_alone_needs_no_functions(tmp_path):
+    project = load_project(write(tmp_path, "apis:\n  legacy:\n    routes:\n      $default: {upstream: 'http://a:1'}\n"))
+    assert project.functions == [] and list(project.apis[0].routes) == ["$default"]
+
+
+def api_problems(tmp_path, routes: str, extra: str = "") -> list[str]:
+    return problems(tmp_path, f"functions:\n  users:\napis:\n  shop:\n{extra}    routes:\n{routes}")
+
+
+@pytest.mark.parametrize(
+    ("routes", "expected"),
+    [
+        (
+            "      GET /a: {function: Users}\n",
+            "fx.yaml:6: apis.shop.routes.\"GET /a\".function: function name 'Users' is not a DNS-1123 label",
+        ),
+        (
+            "      GET /a: {function: users}\n      get /b: {function: users, cache: 1}\n",
+            'fx.yaml:7: apis.shop.routes."GET /b".cache: unknown key; expected one of: api_key, auth, function, mock,'
+            " payload, scopes, throttle, upstream",
+        ),
+        (
+            "      GET /a: {function: users}\n      get /a//b: {function: users}\n",
+            "fx.yaml:7: apis.shop.routes.\"get /a//b\": path '/a//b' holds an empty segment ('//')",
+        ),
+        (
+            "      GET /u/{id}: {function: users}\n      get /u/{uid}: {function: users}\n",
+            "fx.yaml:7: apis.shop.routes.\"GET /u/{uid}\": routes 'GET /u/{id}' and 'GET /u/{uid}' are the same route",
+        ),
+        (
+            "      GET /a:\n        function: users\n        auth: nope\n",
+            "fx.yaml:8: apis.shop.routes.\"GET /a\".auth: 'nope' is not an authorizer of this API",
+        ),
+        (
+            "      GET /a: {mock: {status: 99}}\n",
+            'fx.yaml:6: apis.shop.routes."GET /a".mock.status: Input should be greater than or equal to 100',
+        ),
+    ],
+)
+def test_a_bad_route_is_reported_on_its_line_with_its_quoted_key(tmp_path, routes, expected):
+    [problem] = api_problems(tmp_path, routes)
+    assert problem.startswith(expected), problem
+
+
+def test_bad_api_fields_are_reported_on_their_lines(tmp_path):
+    found = api_problems(
+        tmp_path,
+        "      GET /a: {function: users}\n",
+        "    hosts: [https://x]\n    authorizers:\n      jwt: {lambda: {function: a, ttl: 0, cash: 1}}\n",
+    )
+    assert found == [
+        "fx.yaml:5: apis.shop.hosts: host 'https://x' is not a host name or '*.' and a host name (e.g."
+        " 'shop.example.com', '*.example.com'); no scheme, port or path",
+        "fx.yaml:7: apis.shop.authorizers.jwt.lambda.cash: unknown key; expected one of: function, identity_source,"
+        " payload, simple_responses, ttl",
+    ]
+    [bad_name] = problems(tmp_path, "apis:\n  Shop:\n    routes: {GET /: {mock: {}}}\n")
+    assert bad_name.startswith("fx.yaml:2: apis.Shop: API name 'Shop' is not a DNS-1123 label")
