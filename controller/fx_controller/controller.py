@@ -159,7 +159,7 @@ class Controller:
         secret_store = SecretStore(await open_kv(js, KV_SECRETS, copies))
         self.credentials = CredentialStore(await open_kv(js, KV_CREDENTIALS, copies))  # the Lambda API's keys
         self.api_keys = ApiKeyStore(await open_kv(js, KV_API_KEYS, copies))  # API routes' keys (gateways follow)
-        self.api_key_usage = await ApiKeyUsage.open(js, copies)
+        self.api_key_usage = await ApiKeyUsage.open(js, copies, self._quota_keys)
         self.secrets = Secrets(secret_store, self.store, self._lock, self.backend.secret_mirror, s.max_secret_bytes)
         api_store = ApiStore(await open_kv(js, KV_APIS, copies))
         self.apis = Apis(api_store, self.store, self._lock, s.max_apis, s.max_routes_per_api)
@@ -265,6 +265,9 @@ class Controller:
             with contextlib.suppress(Exception):
                 await self._nc.drain()
         log.info("controller stopped")
+
+    def _quota_keys(self) -> list[str]:
+        return [key.id for key in self.api_keys.all() if key.quota is not None]
 
     def _note_usage(self, measured: dict[str, int]) -> None:
         self.state_bytes = measured

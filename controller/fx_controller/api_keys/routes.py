@@ -33,7 +33,6 @@ def router(store: ApiKeyStore, usage: ApiKeyUsage, apis: Apis, limit: int) -> AP
     removing the API leaves its keys (they serve its routes again if it comes back)."""
     api = APIRouter(prefix="/apikeys", tags=["apikeys"])
     lock = asyncio.Lock()  # a name is checked and taken in one step
-    usage.quota_keys = lambda: [r.id for r in store.all() if r.quota is not None]
 
     def info(record: ApiKeyRecord) -> ApiKeyInfo:
         today, month = usage.used(record.id)

@@ -34,18 +34,25 @@ LIVE_REPORTS = 3  # a gateway is live while its last report is at most this many
 
 
 class ApiKeyUsage:
-    def __init__(self, js: JetStreamContext, replicas: int, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        js: JetStreamContext,
+        replicas: int,
+        quota_keys: Callable[[], Iterable[str]],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        """`quota_keys`: the ids of the keys with a quota, whose totals every reply carries."""
         self._js = js
+        self.quota_keys = quota_keys
         self._replicas = replicas
         self._clock = clock
         self._kv: KeyValue | None = None
         self._days: dict[tuple[str, int], int] = {}  # (key id, day) -> requests
         self._seen: dict[str, float] = {}  # gateway -> monotonic deadline until which it counts as live
-        self.quota_keys: Callable[[], Iterable[str]] = tuple  # ids of the keys with a quota, set by the owner
 
     @classmethod
-    async def open(cls, js: JetStreamContext, replicas: int) -> ApiKeyUsage:
-        usage = cls(js, replicas)
+    async def open(cls, js: JetStreamContext, replicas: int, quota_keys: Callable[[], Iterable[str]]) -> ApiKeyUsage:
+        usage = cls(js, replicas, quota_keys)
         kv = await usage._bucket()
         try:
             keys = await kv.keys()

@@ -82,26 +82,25 @@ async def test_bad_keys_are_refused_naming_what_to_fix(admin: httpx.AsyncClient)
 async def test_usage_adds_up_per_day_and_month_and_outlives_the_controller(nats_url: str):
     nc = await nats.connect(nats_url)
     js = nc.jetstream()
-    usage = await ApiKeyUsage.open(js, replicas=1)
+    usage = await ApiKeyUsage.open(js, 1, list)
     usage._clock = lambda: NOW
     today = day_of(NOW)
     await usage.add([("k1", today - 1, 3), ("k1", today, 4), ("k2", today, 1)])
     await usage.add([("k1", today, 2), ("k1", today - 40, 9)])  # a day of an earlier month: not this month's
     assert usage.used("k1") == (6, 9)
-    again = await ApiKeyUsage.open(js, replicas=1)  # the next controller reads them back
+    again = await ApiKeyUsage.open(js, 1, list)  # the next controller reads them back
     again._clock = lambda: NOW
     assert again.used("k1") == (6, 9) and again.used("k2") == (1, 1)
     again._clock = lambda: NOW + DAY_S  # the first of the next month: both start again
     assert again.used("k1") == (0, 0)
     await again.forget("k1")
-    assert (await ApiKeyUsage.open(js, replicas=1)).used("k1", today) == (0, 0)
+    assert (await ApiKeyUsage.open(js, 1, list)).used("k1", today) == (0, 0)
     await nc.close()
 
 
 async def test_a_report_is_answered_with_the_quotas_totals_and_the_live_gateways(nats_url: str):
     nc = await nats.connect(nats_url)
-    usage = await ApiKeyUsage.open(nc.jetstream(), replicas=1)
-    usage.quota_keys = lambda: ["k1"]
+    usage = await ApiKeyUsage.open(nc.jetstream(), 1, lambda: ["k1"])
     await usage.serve(nc)
     today = day_of(usage._clock())
     first = ApiKeyUsageReport("gw-1", 1.0, [("k1", today, 4), ("k2", today, 7)])
