@@ -20,7 +20,7 @@ import nats.errors
 import nats.js.errors
 from fx.nats_client import Client
 from fx.protocol import KV_API_USAGE, SUBJECT_API_KEY_USAGE, ApiKeyUsageReply, ApiKeyUsageReport
-from fx.quota_periods import DAY_S, day_of, month_of, month_start
+from fx.quota_periods import DAY_S, day_of, month_of
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
@@ -48,6 +48,7 @@ class ApiKeyUsage:
         self._clock = clock
         self._kv: KeyValue | None = None
         self._days: dict[tuple[str, int], int] = {}  # (key id, day) -> requests
+        self._months: dict[tuple[str, tuple[int, int]], int] = {}  # (key id, (year, month)) -> requests
         self._seen: dict[str, float] = {}  # gateway -> monotonic deadline until which it counts as live
 
     @classmethod
@@ -61,7 +62,7 @@ class ApiKeyUsage:
         for key in keys:
             entry = await kv.get(key)
             key_id, _, day = key.rpartition(".")
-            usage._days[(key_id, int(day))] = int(entry.value or b"0")
+            usage._set(key_id, int(day), int(entry.value or b"0"))
         return usage
 
     async def _bucket(self) -> KeyValue:
@@ -102,7 +103,14 @@ class ApiKeyUsage:
         kv = await self._bucket()
         for (key_id, day), total in updated.items():
             await kv.put(f"{key_id}.{day}", str(total).encode())
-        self._days.update(updated)
+        for (key_id, day), total in updated.items():
+            self._set(key_id, day, total)
+
+    def _set(self, key_id: str, day: int, total: int) -> None:
+        """A day's total, and its month's with it (a reply names every quota's month: no sum over days)."""
+        month = (key_id, month_of(day))
+        self._months[month] = self._months.get(month, 0) + total - self._days.get((key_id, day), 0)
+        self._days[(key_id, day)] = total
 
     def reply(self, gateways: int) -> ApiKeyUsageReply:
         today = day_of(self._clock())
@@ -111,9 +119,7 @@ class ApiKeyUsage:
     def used(self, key_id: str, today: int | None = None) -> tuple[int, int]:
         """A key's requests (today, this month), UTC."""
         today = day_of(self._clock()) if today is None else today
-        first = month_start(*month_of(today))
-        month = sum(self._days.get((key_id, day), 0) for day in range(first, today + 1))
-        return self._days.get((key_id, today), 0), month
+        return self._days.get((key_id, today), 0), self._months.get((key_id, month_of(today)), 0)
 
     async def forget(self, key_id: str) -> None:
         """A removed key's counts go with it (a new key never has its id: ids are random)."""
@@ -121,3 +127,5 @@ class ApiKeyUsage:
         for key in [k for k in self._days if k[0] == key_id]:
             await kv.purge(f"{key_id}.{key[1]}")
             del self._days[key]
+        for month in [m for m in self._months if m[0] == key_id]:
+            del self._months[month]

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import UTC, datetime
 
 import pytest
 from fx.protocol import ApiKeyUsageReply
-from fx.quota_periods import DAY_S, day_of
+from fx.quota_periods import DAY_S, day_of, period_end
 from fx_gateway.api.api_keys import ApiKeys, parse
 from fx_gateway.api.decisions import Deny
 from fx_gateway.api.limits import Bucket, Limits
@@ -187,3 +188,12 @@ def test_the_counts_go_to_the_controller_until_acknowledged_and_others_usage_cou
     keys.remove("mobile")
     limits.acknowledged(ApiKeyUsageReply(gateways=2, day=today, used={}))
     assert "id-mobile" not in limits._counts  # a removed key's counts went with the last report
+
+
+def test_quota_periods_end_at_midnight_and_on_the_first_of_the_month_utc() -> None:
+    december_31 = datetime(2026, 12, 31, 18, tzinfo=UTC).timestamp()
+    assert period_end(december_31, "day") == datetime(2027, 1, 1, tzinfo=UTC).timestamp()
+    assert period_end(december_31, "month") == datetime(2027, 1, 1, tzinfo=UTC).timestamp()
+    february = datetime(2028, 2, 10, tzinfo=UTC).timestamp()  # a leap year
+    assert period_end(february, "month") == datetime(2028, 3, 1, tzinfo=UTC).timestamp()
+    assert period_end(february, "day") == datetime(2028, 2, 11, tzinfo=UTC).timestamp()
