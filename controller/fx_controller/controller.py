@@ -149,6 +149,7 @@ class Controller:
         functions_kv = await open_kv(js, KV_FUNCTIONS, copies)
         self.store = FunctionStore(functions_kv)
         routes_kv = await open_kv(js, KV_ROUTES, copies)
+        api_store = ApiStore(await open_kv(js, KV_APIS, copies))  # made now: the gateways wait for it to be ready
         self.artifacts = Artifacts(
             s.state_dir / "artifacts",
             await open_object_store(js, OBJ_ARTIFACTS, copies),
@@ -161,7 +162,6 @@ class Controller:
         self.api_keys = ApiKeyStore(await open_kv(js, KV_API_KEYS, copies))  # API routes' keys (gateways follow)
         self.api_key_usage = await ApiKeyUsage.open(js, copies, self._quota_keys)
         self.secrets = Secrets(secret_store, self.store, self._lock, self.backend.secret_mirror, s.max_secret_bytes)
-        api_store = ApiStore(await open_kv(js, KV_APIS, copies))
         self.apis = Apis(api_store, self.store, self._lock, s.max_apis, s.max_routes_per_api)
         self.fleet = Fleet(
             self.backend,

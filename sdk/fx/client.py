@@ -21,6 +21,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from fx import config
 from fx.api_key_models import ApiKeyInfo, ApiKeySpec, IssuedApiKey, QuotaSpec
+from fx.api_models import ApiSpec
 from fx.errors import FunctionError, FxError, error_for_status
 from fx.event_models import (
     BucketInfo,
@@ -58,6 +59,7 @@ _API_KEY_LIST = TypeAdapter(list[ApiKeyInfo])
 _LETTER_LIST = TypeAdapter(list[DeadLetter])
 _STREAM_LIST = TypeAdapter(list[StreamInfo])
 _BUCKET_LIST = TypeAdapter(list[BucketInfo])
+_API_LIST = TypeAdapter(list[ApiSpec])
 _UNCHANGED: Any = object()  # "leave the sticky setting as it is", as distinct from None (turn it off)
 
 
@@ -231,6 +233,25 @@ class Client(_Gateway):
 
     def delete_secret(self, name: str) -> None:
         self._send("DELETE", f"/system/secrets/{_seg(name)}")
+
+    # --- APIs: routes in front of functions (fx.yaml `apis:`) -------------------------
+
+    def put_api(self, spec: ApiSpec, dry_run: bool = False, deploying: list[str] | None = None) -> ApiSpec:
+        """Create or replace an API; the answer is the API as stored. dry_run: the server's checks alone, the
+        functions `deploying` (about to be deployed) not refused as missing."""
+        body = spec.model_dump(mode="json", exclude={"name"})
+        params = {"dry_run": "true", "deploying": deploying or []} if dry_run else None
+        r = self._send("PUT", f"/system/apis/{_seg(spec.name)}", json=body, params=params)
+        return ApiSpec.model_validate_json(r.content)
+
+    def apis(self) -> list[ApiSpec]:
+        return _API_LIST.validate_json(self._send("GET", "/system/apis").content)
+
+    def api(self, name: str) -> ApiSpec:
+        return ApiSpec.model_validate_json(self._send("GET", f"/system/apis/{_seg(name)}").content)
+
+    def delete_api(self, name: str) -> None:
+        self._send("DELETE", f"/system/apis/{_seg(name)}")
 
     # --- the Lambda API's SigV4 access keys (`fx credentials`) ----------------------
 

@@ -1,9 +1,11 @@
 """A project's deploy: validate fx.yaml, build every function, upload the zips the server lacks, have the
-server validate every spec (its dry run), then deploy each.
+server validate every spec (its dry run), then deploy each; then the same for its APIs.
 
 Nothing is deployed before every function of the manifest is valid locally, built, and accepted by the server's
 dry run, so neither a bad manifest nor a refusal the server alone can see (a stream that does not exist, a
-missing secret) leaves a project half-deployed.
+missing secret) leaves a project half-deployed. The APIs are dry-run before any function is deployed too (a
+route conflict refuses the whole deploy), a route's function being one the deploy is about to create; then once
+more after the functions, and only when all pass is each one stored.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from fx import build, manifest
+from fx.api_models import ApiSpec
 from fx.client import Client
 from fx.errors import FxError, InputError
 from fx.models import DeployResult, FunctionSpec
@@ -34,9 +37,12 @@ def deploy(
     progress: Callable[[str], None] = print,
     traffic: bool = True,
 ) -> list[DeployResult]:
-    """traffic=False: each new version starts warm with no traffic, reachable only when pinned."""
-    functions = manifest.select(manifest.load(manifest_path), names or [], str(manifest_path))
-    return deploy_functions(client, manifest_path, functions, progress, {fn.name: traffic for fn in functions})
+    """traffic=False: each new version starts warm with no traffic, reachable only when pinned. The APIs of the
+    manifest are deployed after its functions, unless `names` picks some functions only."""
+    project = manifest.load_project(manifest_path)
+    functions = manifest.select(project.functions, names or [], str(manifest_path))
+    apis = [] if names else project.apis
+    return deploy_functions(client, manifest_path, functions, progress, {fn.name: traffic for fn in functions}, apis)
 
 
 def deploy_functions(
@@ -45,8 +51,10 @@ def deploy_functions(
     functions: list[manifest.FunctionDef],
     progress: Callable[[str], None],
     traffic: dict[str, bool],
+    apis: list[ApiSpec] | None = None,
 ) -> list[DeployResult]:
-    """Build and upload every function, have the server validate every one, then deploy each (`traffic` by name)."""
+    """Build and upload every function, have the server validate every one (and every API), then deploy each
+    (`traffic` by name), then the APIs."""
     built: list[tuple[manifest.FunctionDef, build.Build | None]] = []
     for fn in functions:
         if fn.image:
@@ -68,11 +76,47 @@ def deploy_functions(
                 deps = upload(client, fn.name, "dependencies", result.dependencies, progress)
         specs.append(fn.spec(code, deps))
     validate(client, manifest_path, specs, traffic, progress)
+    apis = apis or []
+    validate_apis(client, manifest_path, apis, progress, deploying=[spec.name for spec in specs])
     results = []
     for spec in specs:
         progress(f"{spec.name}: deploying")
         results.append(client.deploy(spec, traffic=traffic[spec.name]))
+    if apis:
+        validate_apis(client, manifest_path, apis, progress)
+        for api in apis:
+            stored = client.put_api(api)
+            hosts = ", ".join(stored.hosts) or "any host"
+            progress(
+                f"API {stored.name}: {len(stored.routes)} route{'s' if len(stored.routes) != 1 else ''} on {hosts}"
+            )
     return results
+
+
+def validate_apis(
+    client: Client,
+    manifest_path: Path,
+    apis: list[ApiSpec],
+    progress: Callable[[str], None],
+    deploying: list[str] | None = None,
+) -> None:
+    """The server's dry run of every API; DeployRefused naming each refusal at its fx.yaml line. `deploying`:
+    functions about to be deployed, whose absence is no refusal yet; None: the functions are deployed already."""
+    if not apis:
+        return
+    progress(f"validating {len(apis)} API{'s' if len(apis) != 1 else ''} with the server")
+    problems = []
+    for api in apis:
+        try:
+            client.put_api(api, dry_run=True, deploying=deploying)
+        except FxError as exc:
+            if not 400 <= exc.status < 500 or exc.status in (401, 403):
+                raise
+            message = exc.message.removeprefix(f"{exc.field}: ") if exc.field else exc.message
+            problems.append(f"{manifest.locate_api(manifest_path, api.name, exc.field)}: {exc.code}: {message}")
+    if problems:
+        done = "nothing was deployed" if deploying is not None else "the functions were deployed, no API was changed"
+        raise DeployRefused("\n".join([*problems, f"{done}: the server refused {len(problems)} API(s)"]))
 
 
 def validate(

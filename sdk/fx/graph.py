@@ -1,11 +1,11 @@
 """The architecture as a directed graph: what triggers each function and what each function publishes.
 
-Nodes are functions, HTTP endpoints, NATS subjects, JetStream streams, KV buckets, schedules and dead-letter
-subjects; edges say which way events flow. What a function publishes is its fx.yaml NATS grant
-(`nats: {publish: [...]}`): a function gets NATS credentials for exactly those subjects, so the grant is the
-complete list of what it can publish. A published subject reaches a trigger when their NATS patterns overlap,
-and a stream when it overlaps one of the stream's subjects (known for deployed streams, or a jetstream
-trigger's filter). Rendered as Mermaid or DOT, and by Graphviz's `dot` as SVG or PNG.
+Nodes are functions, HTTP endpoints and API routes (fx.yaml `apis:`), NATS subjects, JetStream streams, KV
+buckets, schedules and dead-letter subjects; edges say which way events flow. What a function publishes is its
+fx.yaml NATS grant (`nats: {publish: [...]}`): a function gets NATS credentials for exactly those subjects, so
+the grant is the complete list of what it can publish. A published subject reaches a trigger when their NATS
+patterns overlap, and a stream when it overlaps one of the stream's subjects (known for deployed streams, or a
+jetstream trigger's filter). Rendered as Mermaid or DOT, and by Graphviz's `dot` as SVG or PNG.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass, field
 
+from fx.api_models import ApiSpec, split_function_ref
 from fx.errors import FxError, InputError
 from fx.models import FunctionSpec
 
@@ -23,6 +24,7 @@ DOT_TIMEOUT_S = 60.0
 _SHAPES = {
     "function": ('["%s"]', "box"),
     "http": ('>"%s"]', "cds"),
+    "route": ('>"%s"]', "cds"),
     "subject": ('(["%s"])', "ellipse"),
     "stream": ('[("%s")]', "cylinder"),
     "bucket": ('[("%s")]', "cylinder"),
@@ -47,9 +49,13 @@ class Graph:
             self.edges.append((source, target, label))
 
 
-def build(specs: list[FunctionSpec], stream_subjects: dict[str, list[str]] | None = None) -> Graph:
-    """The graph of these functions; `stream_subjects`: each stream's subjects, when known (deployed)."""
+def build(
+    specs: list[FunctionSpec], stream_subjects: dict[str, list[str]] | None = None, apis: list[ApiSpec] | None = None
+) -> Graph:
+    """The graph of these functions; `stream_subjects`: each stream's subjects, when known (deployed); `apis`: the
+    routes in front of them."""
     graph = Graph()
+    _routes(graph, apis or [])
     streams = dict(stream_subjects or {})
     consumers: list[tuple[str, str, str]] = []  # (subject pattern, node it feeds, consuming function)
     for spec in specs:
@@ -83,6 +89,21 @@ def build(specs: list[FunctionSpec], stream_subjects: dict[str, list[str]] | Non
     _publishers(graph, specs, consumers)
     _cycles(graph)
     return graph
+
+
+def _routes(graph: Graph, apis: list[ApiSpec]) -> None:
+    """An edge from each function route to its function (labelled with the version or alias it pins), and to the
+    Lambda authorizer that decides first; mock and upstream routes invoke no function and are left out."""
+    for api in apis:
+        for key, route in api.routes.items():
+            if route.function is None:
+                continue
+            node = graph.node("route", f"{api.name} {key}", f"{api.name}: {key}")
+            name, qualifier = split_function_ref(route.function)
+            graph.edge(node, graph.node("function", name), qualifier or "")
+            authorizer = api.authorizers[route.auth].lambda_ if route.auth else None
+            if authorizer is not None:
+                graph.edge(node, graph.node("function", split_function_ref(authorizer.function)[0]), "authorizes")
 
 
 def _publishers(graph: Graph, specs: list[FunctionSpec], consumers: list[tuple[str, str, str]]) -> None:

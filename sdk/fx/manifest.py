@@ -237,6 +237,38 @@ def locate(path: Path, function: str, field: str | None) -> str:
     return f"{_label(path)}:{line}: {where}"
 
 
+def locate_api(path: Path, api: str, field: str | None) -> str:
+    """Where in the manifest a server-side refusal of an API points, e.g.
+    'fx.yaml:12: apis.shop.routes."GET /x".function'."""
+    try:
+        root = yaml.compose(path.read_text(), Loader=yaml.SafeLoader)
+    except (OSError, yaml.YAMLError):
+        root = None
+    apis = _child(root, "apis")
+    entry = (
+        next(((k, v) for k, v in apis.value if k.value == api), None) if isinstance(apis, yaml.MappingNode) else None
+    )
+    if entry is None:
+        return f"{_label(path)}: apis.{api}"
+    key_node, value_node = entry
+    loc = _field_loc(value_node, field) if field else []
+    node = _api_node(value_node, loc) if loc else key_node
+    shown = ".".join([f"apis.{api}", *(_shown_key(p) for p in loc)])
+    return f"{_label(path)}:{node.start_mark.line + 1}: {shown}"
+
+
+def _field_loc(api_node: yaml.Node, field: str) -> list[str]:
+    """The server's field ("routes.GET /v1.0/x.function") as a location: a route key may hold dots, so the
+    route is the one of fx.yaml whose key (as written or normalized) the field starts with."""
+    routes = _child(api_node, "routes")
+    if field.startswith("routes.") and isinstance(routes, yaml.MappingNode):
+        for key_node, _ in routes.value:
+            for key in (str(key_node.value), _normal_route(key_node.value)):
+                if key and (field == f"routes.{key}" or field.startswith(f"routes.{key}.")):
+                    return ["routes", key, *filter(None, field[len(f"routes.{key}.") :].split("."))]
+    return field.split(".")
+
+
 def select(defs: list[FunctionDef], names: list[str], label: str = MANIFEST) -> list[FunctionDef]:
     """The functions named on the command line, in manifest order; all of them when none is named."""
     if not names:

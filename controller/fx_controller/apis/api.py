@@ -29,10 +29,16 @@ def router(apis: Apis) -> APIRouter:
         dry_run: Annotated[
             bool, Query(description="check only: every refusal the PUT would meet, nothing stored")
         ] = False,
+        deploying: Annotated[
+            list[str],
+            Query(description="with dry_run: functions a deploy is about to create, not refused as missing"),
+        ] = [],  # noqa: B006 - FastAPI copies a query default
     ) -> ApiSpec:
         """Create or replace an API; the answer is the API as stored (defaults filled in, route keys normalized).
         400 InvalidSpec / FunctionNotFound, 409 RouteConflict with another API's route on an overlapping host."""
-        return await apis.put(parsed(name, body), dry_run=dry_run)
+        if deploying and not dry_run:
+            raise errors.ApiError(400, "InvalidSpec", "deploying goes with dry_run=true", field="deploying")
+        return await apis.put(parsed(name, body), dry_run=dry_run, deploying=frozenset(deploying))
 
     @api.get("")
     async def list_apis() -> list[ApiSpec]:

@@ -74,10 +74,11 @@ class Apis:
             raise not_found(name)
         return spec
 
-    async def put(self, spec: ApiSpec, dry_run: bool = False) -> ApiSpec:
-        """Create or replace an API after every check; `dry_run`: the checks alone, nothing stored."""
+    async def put(self, spec: ApiSpec, dry_run: bool = False, deploying: frozenset[str] = frozenset()) -> ApiSpec:
+        """Create or replace an API after every check; `dry_run`: the checks alone, nothing stored, and the functions
+        `deploying` (a deploy is about to create them) not refused as missing."""
         async with self._lock:
-            self._check(spec)
+            self._check(spec, deploying)
             if dry_run:
                 return spec
             await self._store.put(spec)
@@ -106,7 +107,7 @@ class Apis:
 
     # --- checks ------------------------------------------------------------------------------
 
-    def _check(self, spec: ApiSpec) -> None:
+    def _check(self, spec: ApiSpec, deploying: frozenset[str]) -> None:
         if len(spec.routes) > self._max_routes:
             raise ApiError(
                 400,
@@ -124,7 +125,7 @@ class Apis:
                 field="name",
             )
         self._check_conflicts(spec)
-        self._check_functions(spec)
+        self._check_functions(spec, deploying)
 
     def _check_conflicts(self, spec: ApiSpec) -> None:
         shapes = {route_shape(key): key for key in spec.routes}
@@ -143,12 +144,14 @@ class Apis:
                         field=f"routes.{mine}",
                     )
 
-    def _check_functions(self, spec: ApiSpec) -> None:
+    def _check_functions(self, spec: ApiSpec, deploying: frozenset[str]) -> None:
         fields = {f"route {key!r}": f"routes.{key}.function" for key in spec.routes}
         fields |= {f"authorizer {name!r}": f"authorizers.{name}.lambda.function" for name in spec.authorizers}
         for ref, users in spec.functions().items():
             function, qualifier = split_function_ref(ref)
             record = self._functions.get(function)
+            if function in deploying:
+                continue
             if record is None:
                 problem = f"function {function!r} does not exist; deploy it first (`fx deploy`)"
             elif qualifier is not None and not (

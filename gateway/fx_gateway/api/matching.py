@@ -172,7 +172,9 @@ class RouteIndex:
 
     def match(self, groups: list[HostGroup], method: str, path: str) -> Match | None:
         """The route answering `method path` among `groups` (from `groups(host)`), with its path parameters."""
-        segments = [unquote(s) for s in path[1:].split("/")] if path != "/" else []
+        segments = path[1:].split("/") if path != "/" else []
+        if "%" in path:  # decoded, as API Gateway passes path parameters; most paths have nothing to decode
+            segments = [unquote(segment) for segment in segments]
         for group in groups:
             route = group.match(method, segments)
             if route is not None:

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from fx.cli import (
     apikeys,
+    apis,
     completion,
     context,
     credentials,
@@ -108,8 +109,10 @@ def _parser() -> argparse.ArgumentParser:
     add = _adder(commands)
     for module in (up, deploy, invoke, functions, traffic, logs, publish, status, usage, graph, top):
         module.register(add)
+    apis.register_routes(add)
     groups = (
         ("secret", secrets),
+        ("apis", apis),
         ("credentials", credentials),
         ("apikey", apikeys),
         ("dlq", dlq),

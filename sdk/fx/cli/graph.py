@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from fx import graph, manifest, sam
+from fx.api_models import ApiSpec, RouteSpec, split_function_ref
 from fx.cli.common import EXIT_OK, AddCommand, client, err
 from fx.errors import InputError
 from fx.local_runtime import NO_ARTIFACT
@@ -16,12 +17,18 @@ from fx.models import FunctionSpec
 def cmd_graph(args: argparse.Namespace) -> int:
     if args.deployed:
         specs, streams = _deployed(args)
+        with client(args) as fx:
+            apis = fx.apis()
     else:
-        defs = manifest.select(sam.functions(Path(args.file)), args.names, args.file)
+        path = Path(args.file)
+        defs = manifest.select(sam.functions(path), args.names, args.file)
         specs, streams = [fn.spec(None if fn.image else NO_ARTIFACT) for fn in defs], None
+        apis = [] if sam.is_sam(path) else manifest.load_project(path).apis
     if args.format == "png" and args.out is None and sys.stdout.isatty():
         raise InputError("--format png writes an image: give --out FILE.png, or pipe it")
-    drawn = graph.build(specs, streams)
+    if args.names:  # only the routes to the functions drawn
+        apis = [api.model_copy(update={"routes": _routes_to(api, args.names)}) for api in apis]
+    drawn = graph.build(specs, streams, apis)
     data = graph.render(drawn, args.format)
     if args.out is None:
         sys.stdout.buffer.write(data)
@@ -34,6 +41,10 @@ def cmd_graph(args: argparse.Namespace) -> int:
     for warning in drawn.warnings:
         err(f"warning: {warning}")
     return EXIT_OK
+
+
+def _routes_to(api: ApiSpec, names: list[str]) -> dict[str, RouteSpec]:
+    return {k: r for k, r in api.routes.items() if r.function and split_function_ref(r.function)[0] in names}
 
 
 def _deployed(args: argparse.Namespace) -> tuple[list[FunctionSpec], dict[str, list[str]]]:

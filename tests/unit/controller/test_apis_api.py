@@ -64,6 +64,15 @@ async def test_a_dry_run_checks_everything_and_stores_nothing(admin, functions, 
     r = await admin.put("/system/apis/shop?dry_run=true", json={"routes": {"GET /a": {"function": "nope"}}})
     assert r.status_code == 400 and r.json()["error"]["code"] == "FunctionNotFound"
     assert await stored(controller) == {} and (await admin.get("/system/apis")).json() == []
+    # A deploy's first dry run: the functions it is about to create are no refusal, the others still are.
+    body = {"routes": {"GET /a": {"function": "coming"}, "GET /b": {"function": "nope"}}}
+    r = await admin.put("/system/apis/shop?dry_run=true&deploying=coming", json=body)
+    assert r.status_code == 400 and "invokes 'nope'" in r.json()["error"]["message"]
+    r = await admin.put("/system/apis/shop?dry_run=true&deploying=coming&deploying=nope", json=body)
+    assert r.status_code == 200, r.text
+    r = await admin.put("/system/apis/shop?deploying=coming&deploying=nope", json=body)
+    assert r.status_code == 400 and r.json()["error"]["field"] == "deploying"
+    assert await stored(controller) == {}
 
 
 @pytest.mark.parametrize(

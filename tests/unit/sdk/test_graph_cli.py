@@ -91,3 +91,34 @@ def test_a_bad_publish_subject_is_refused_at_its_line(tmp_path: Path, capsys) ->
 )
 def test_subject_patterns_overlap(a: str, b: str, expected: bool) -> None:
     assert overlaps(a, b) is expected and overlaps(b, a) is expected
+
+
+ROUTED = """\
+functions:
+  users: {}
+  authz: {}
+apis:
+  shop:
+    authorizers: {mine: {lambda: {function: authz, ttl: 0}}}
+    routes:
+      GET /users/{id}: {function: users@live, auth: mine}
+      GET /health: {mock: {}}
+      ANY /{proxy+}: {upstream: "http://legacy:8000"}
+"""
+
+
+def test_function_routes_are_edges_to_their_function_and_authorizer(tmp_path: Path, capsys) -> None:
+    (tmp_path / "fx.yaml").write_text(ROUTED)
+    assert main(["graph", "-f", str(tmp_path / "fx.yaml"), "--format", "dot"]) == 0
+    out = capsys.readouterr().out
+    ids = {}
+    for line in out.splitlines():
+        if "[label=" in line and "->" not in line:
+            node, label = line.split(" [label=")
+            ids[label.split('"')[1]] = node.strip()
+    route = ids["shop: GET /users/{id}"]
+    assert f'  {route} -> {ids["users"]} [label="live"];' in out
+    assert f'  {route} -> {ids["authz"]} [label="authorizes"];' in out
+    assert "GET /health" not in out and "proxy" not in out  # a mock or an upstream invokes no function
+    assert main(["graph", "-f", str(tmp_path / "fx.yaml"), "--format", "dot", "authz"]) == 0
+    assert "GET /users" not in capsys.readouterr().out  # only the routes to the functions asked for
