@@ -118,9 +118,11 @@ async def test_a_failing_authorizer_or_a_missing_part_is_a_500(gateway, replicas
     }
     authorizers = {"broken": {"fake": {"broken": True}}, "other": {"jwt": {}}}
     running, replica = await serving_api(gateway, replicas, routes, authorizers=authorizers)
-    for path in ("/broken", "/keyed", "/unknown-kind"):
+    for path in ("/broken", "/unknown-kind"):
         r = await running.client.get(path)
         assert (r.status_code, r.json()) == (500, {"message": "Internal Server Error"}), path
+    r = await running.client.get("/keyed")  # API keys are built in: no key is a 403, not a missing part
+    assert (r.status_code, r.json()) == (403, {"message": "Forbidden"})
     assert replica.requests == 0
     metrics = (await running.client.get("/metrics")).text
     assert 'fx_gateway_api_denied_total{api="shop",reason="authorizer_error",route="GET /broken"} 1.0' in metrics
