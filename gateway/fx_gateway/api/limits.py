@@ -21,9 +21,10 @@ from math import ceil
 from typing import TYPE_CHECKING
 
 import nats.errors
+from fx import nats_client
 from fx.protocol import SUBJECT_API_KEY_USAGE, ApiKeyUsageReply, ApiKeyUsageReport
 from fx.quota_periods import DAY_S, day_of, month_of, period_end
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from fx_gateway.api.api_keys import ApiKey, ApiKeys
@@ -255,26 +256,29 @@ class Limits(Collector):
     # --- the reports to the controller ---------------------------------------------------------------
 
     async def report(self) -> None:
-        """Every interval: this gateway's counts to the controller (KeyCount), and back the number of gateways
-        and the quotas' totals. Sent even when there is nothing to count: that is how the others learn N."""
+        """Every interval, the first at once: this gateway's counts to the controller (KeyCount), and back the
+        number of gateways and the quotas' totals. Sent even when there is nothing to count: that is how the
+        others learn N, and how a gateway just started learns the quotas used."""
         while True:
-            await asyncio.sleep(self.interval)
             nc = self.link.nc
-            if nc is None or not nc.is_connected:
-                continue  # counts keep accumulating until a report can go out
-            taken = {key_id: count.take_report() for key_id, count in self._counts.items()}
-            counts = [entry for entries in taken.values() for entry in entries]
-            report = ApiKeyUsageReport(self.link.gateway_id, self.interval, counts)
-            try:
-                msg = await nc.request(SUBJECT_API_KEY_USAGE, report.to_json(), timeout=max(self.interval, 1.0))
-                reply = ApiKeyUsageReply.from_json(msg.data)
-            except (nats.errors.Error, TimeoutError, ValueError, KeyError, TypeError) as exc:
-                log.debug("API key usage not acknowledged (%s); sent again next time", exc)
-                for key_id, entries in taken.items():
-                    if key_id in self._counts:
-                        self._counts[key_id].not_acknowledged(entries)
-                continue
-            self.acknowledged(reply)
+            if nc is not None and nc.is_connected:  # else the counts keep adding up until a report can go out
+                await self._report(nc)
+            await asyncio.sleep(self.interval)
+
+    async def _report(self, nc: nats_client.Client) -> None:
+        taken = {key_id: count.take_report() for key_id, count in self._counts.items()}
+        counts = [entry for entries in taken.values() for entry in entries]
+        report = ApiKeyUsageReport(self.link.gateway_id, self.interval, counts)
+        try:
+            msg = await nc.request(SUBJECT_API_KEY_USAGE, report.to_json(), timeout=max(self.interval, 1.0))
+            reply = ApiKeyUsageReply.from_json(msg.data)
+        except (nats.errors.Error, TimeoutError, ValueError, KeyError, TypeError) as exc:
+            log.debug("API key usage not acknowledged (%s); sent again next time", exc)
+            for key_id, entries in taken.items():
+                if key_id in self._counts:
+                    self._counts[key_id].not_acknowledged(entries)
+            return
+        self.acknowledged(reply)
 
     def acknowledged(self, reply: ApiKeyUsageReply) -> None:
         if reply.gateways != self.gateways:
@@ -293,4 +297,8 @@ class Limits(Collector):
         )
         for count in list(self._counts.values()):
             requests.add_metric([count.key.api, count.key.name], count.requests)
-        yield requests
+        gateways = GaugeMetricFamily(
+            "fx_gateway_api_gateways", "Gateways sharing each API throttle, as the controller last said (rate / N each)"
+        )
+        gateways.add_metric([], self.gateways)
+        yield from (requests, gateways)

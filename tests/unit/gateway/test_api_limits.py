@@ -124,8 +124,9 @@ def test_the_first_empty_bucket_refuses_and_a_refusal_costs_no_other_bucket_a_to
     # that refusal took none of the route's tokens: its last one admits a request on a route without a key
     assert limits.admit(request(), limited, None) is None
     assert retry_after(limits.admit(request(), limited, None)) == 10  # the route's: 1 token at 0.1 per second
-    [family] = limits.collect()
-    assert [(s.labels, s.value) for s in family.samples] == [({"api": "shop", "key": "mobile"}, 2.0)]
+    requests, gateways = limits.collect()
+    assert [(s.labels, s.value) for s in requests.samples] == [({"api": "shop", "key": "mobile"}, 2.0)]
+    assert [s.value for s in gateways.samples] == [1]
 
 
 def test_each_gateway_enforces_its_share_of_a_throttle(keys: ApiKeys) -> None:
