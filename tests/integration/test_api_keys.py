@@ -8,15 +8,20 @@ The routes are mocks: no replica is involved, so the throttle is measured on the
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 from fx.platform import Restarts
 
+from tests.loopback import free_port
 from tests.waiting import wait_for
 
 from .conftest import RunningPlatform
@@ -24,12 +29,14 @@ from .conftest import RunningPlatform
 RATE, BURST = 20, 5  # the throttled route's: requests per second, bucket size
 SEND_RATE = 3 * RATE
 WINDOW_S = 5.0
+REPORTS_OK = 'fx_gateway_api_usage_reports_total{result="ok"}'
 MOCK = {"mock": {"status": 200, "body": {"ok": True}}}
 SHOP = {
     "routes": {
         "GET /keyed": {**MOCK, "api_key": True},
         "GET /open": MOCK,
         "GET /throttled": {**MOCK, "throttle": {"rate": RATE, "burst": BURST}},
+        "GET /shared": {**MOCK, "throttle": {"rate": 0.5, "burst": 10}},
     }
 }
 
@@ -154,3 +161,57 @@ def test_a_removed_key_is_refused(fx: RunningPlatform, client: httpx.Client) -> 
     assert "leaving" not in listed(fx)
     missing = fx.fx("apikey", "rm", "leaving")
     assert missing.returncode == 2 and "fx apikey ls" in missing.stderr
+
+
+def test_two_gateways_share_a_throttle_and_see_each_others_quota_use(
+    fx: RunningPlatform, client: httpx.Client, tmp_path: Path
+) -> None:
+    """A second gateway on the same NATS: each learns from the controller that two share the throttles and
+    enforces half of each; a quota used half on each gateway is refused on both once the totals come back."""
+    port = free_port()
+    command = [
+        str(Path(sys.executable).with_name("fx-gateway")),
+        *("--nats", fx.nats_url, "--nats-creds", str(fx._platform.nats_auth_dir / "gateway.creds")),
+        *("--listen", f"127.0.0.1:{port}", "--controller", fx.controller_url, "--gateway-id", "second"),
+    ]
+    with (tmp_path / "second-gateway.log").open("wb") as log:
+        gateway = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as second:
+            wait_for(lambda: _healthy(second), 60, "the second gateway to be ready")
+            for each in (client, second):
+                wait_for(lambda c=each: _sample(c, "fx_gateway_api_gateways") == 2, 30, "N = 2 on both gateways")
+
+            started = time.monotonic()
+            admitted = [sum(c.get("/shared").status_code == 200 for _ in range(8)) for c in (client, second)]
+            # burst 10 shared by two: 5 each, plus what the whole rate (0.5/s) refills meanwhile, at most
+            most = 5 + math.ceil(0.5 * (time.monotonic() - started))
+            assert all(5 <= n <= most for n in admitted), admitted
+
+            value = create_key(fx, "shared", "--quota", "4/day")
+            key = {"x-api-key": value}
+            for each in (client, second):  # one admitted call on each once it has the key, then one more
+                wait_for(lambda c=each: c.get("/keyed", headers=key).status_code == 200, 30, "the key on each")
+                assert each.get("/keyed", headers=key).status_code == 200
+            wait_for(lambda: listed(fx)["shared"]["used_today"] == 4, 30, "both gateways' counts to be stored")
+            # two more acknowledged reports each: the second was answered after the controller had all four
+            reported = [_sample(c, REPORTS_OK) for c in (client, second)]
+            for each, before in zip((client, second), reported, strict=True):
+                wait_for(lambda c=each, n=before: _sample(c, REPORTS_OK) >= n + 2, 30, "two reports acknowledged")
+            for each in (client, second):  # each counted 2 of 4 itself: the other's 2 came with the totals
+                refused = each.get("/keyed", headers=key)
+                assert (refused.status_code, refused.json()) == (429, {"message": "Limit Exceeded"})
+    finally:
+        gateway.terminate()
+        try:
+            gateway.wait(15)
+        except subprocess.TimeoutExpired:
+            gateway.kill()
+            gateway.wait()
+
+
+def _healthy(client: httpx.Client) -> bool:
+    try:
+        return client.get("/healthz").status_code == 200
+    except httpx.TransportError:
+        return False

@@ -181,6 +181,7 @@ class Limits(Collector):
         self._apis: dict[str, ApiBuckets] = {}
         self._counts: dict[str, KeyCount] = {}  # key id ->
         self._throttled: dict[int, Deny] = {}  # Retry-After seconds -> its answer, made once
+        self.reports = {"ok": 0, "failed": 0}  # API key reports the controller acknowledged, or not
 
     def admit(self, request: ApiRequest, route: Route, key_id: str | None) -> Deny | None:
         """None if the request may go on (it is counted); else the 429 that refuses it, with Retry-After. Route,
@@ -274,10 +275,12 @@ class Limits(Collector):
             reply = ApiKeyUsageReply.from_json(msg.data)
         except (nats.errors.Error, TimeoutError, ValueError, KeyError, TypeError) as exc:
             log.debug("API key usage not acknowledged (%s); sent again next time", exc)
+            self.reports["failed"] += 1
             for key_id, entries in taken.items():
                 if key_id in self._counts:
                     self._counts[key_id].not_acknowledged(entries)
             return
+        self.reports["ok"] += 1
         self.acknowledged(reply)
 
     def acknowledged(self, reply: ApiKeyUsageReply) -> None:
@@ -301,4 +304,11 @@ class Limits(Collector):
             "fx_gateway_api_gateways", "Gateways sharing each API throttle, as the controller last said (rate / N each)"
         )
         gateways.add_metric([], self.gateways)
-        yield from (requests, gateways)
+        reports = CounterMetricFamily(
+            "fx_gateway_api_usage_reports",
+            "API key reports to the controller: ok (acknowledged, totals and N received), failed (sent again)",
+            labels=["result"],
+        )
+        for result, n in self.reports.items():
+            reports.add_metric([result], n)
+        yield from (requests, gateways, reports)

@@ -124,7 +124,7 @@ def test_the_first_empty_bucket_refuses_and_a_refusal_costs_no_other_bucket_a_to
     # that refusal took none of the route's tokens: its last one admits a request on a route without a key
     assert limits.admit(request(), limited, None) is None
     assert retry_after(limits.admit(request(), limited, None)) == 10  # the route's: 1 token at 0.1 per second
-    requests, gateways = limits.collect()
+    requests, gateways, _ = limits.collect()
     assert [(s.labels, s.value) for s in requests.samples] == [({"api": "shop", "key": "mobile"}, 2.0)]
     assert [s.value for s in gateways.samples] == [1]
 
