@@ -1,7 +1,8 @@
 """API keys, quotas and throttles of API routes on the real platform, driven as a user would (`fx apikey`, plain
-HTTP calls): 403 without a valid key, a daily quota refused with Retry-After and still refused after a controller
-restart, the usage `fx apikey ls` shows, a route throttle measured over a bounded window, a removed key refused,
-and the per-key metrics naming the key, never its value.
+HTTP calls): 403 without a valid key; a daily quota refused with Retry-After, and still after the controller and
+the gateway are killed and restarted; the usage `fx apikey ls` shows; a route throttle measured over a bounded
+window; a removed key refused; per-key metrics naming the key, never its value; two gateways sharing a throttle
+and a quota.
 
 The routes are mocks: no replica is involved, so the throttle is measured on the gateway alone."""
 
@@ -98,7 +99,7 @@ def _sample(client: httpx.Client, series: str) -> float:
     return 0.0
 
 
-def test_a_quota_refuses_the_sixth_call_with_retry_after_and_still_after_a_controller_restart(
+def test_a_quota_refuses_the_sixth_call_with_retry_after_and_still_after_controller_and_gateway_restarts(
     fx: RunningPlatform, client: httpx.Client
 ) -> None:
     value = create_key(fx, "daily", "--quota", "5/day")
@@ -122,6 +123,23 @@ def test_a_quota_refuses_the_sixth_call_with_retry_after_and_still_after_a_contr
     assert client.get("/keyed", headers=key).status_code == 429
     text = fx.fx("apikey", "ls").stdout
     assert "quota 5/day" in text
+
+    # a restarted gateway starts from the controller's totals, not from zero
+    restarts = launcher.restart_count("gateway")
+    os.kill(launcher.pid("gateway"), signal.SIGKILL)
+    wait_for(lambda: launcher.restart_count("gateway") > restarts, 30, "the gateway to be restarted")
+    wait_for(lambda: _reachable_sample(client, REPORTS_OK) >= 1, 60, "the new gateway's first report acknowledged")
+    assert client.get("/keyed", headers=key).status_code == 429
+    # the killed gateway stops counting as live after three of its intervals: N is 1 again
+    wait_for(lambda: _sample(client, "fx_gateway_api_gateways") == 1, 30, "the killed gateway to be forgotten")
+
+
+def _reachable_sample(client: httpx.Client, series: str) -> float:
+    """`_sample`, or -1 while the gateway does not answer (restarting)."""
+    try:
+        return _sample(client, series)
+    except httpx.TransportError:
+        return -1.0
 
 
 def _listed_or_none(fx: RunningPlatform) -> dict | None:

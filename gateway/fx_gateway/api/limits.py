@@ -176,6 +176,7 @@ class Limits(Collector):
         self.keys = keys
         self.interval = settings.api_usage_interval
         self.gateways = 1  # live gateways, as the controller last said: each enforces rate / gateways
+        self._totals = ApiKeyUsageReply(1, 0, {})  # the last reply: a key first used here starts from its totals
         self._clock = clock
         self._wall = wall
         self._apis: dict[str, ApiBuckets] = {}
@@ -215,6 +216,7 @@ class Limits(Collector):
                 key = self.keys.get(key_id)
                 if key is not None:  # else removed since its check: limited by its route and API only
                     count = self._counts[key_id] = KeyCount(key, self._wall())
+                    count.acknowledged(self._totals)  # a quota used elsewhere (or before a restart) counts
             if count is not None:
                 key = count.key
                 wall = self._wall()
@@ -287,6 +289,7 @@ class Limits(Collector):
         if reply.gateways != self.gateways:
             log.info("API throttles: %d gateways share them (was %d)", reply.gateways, self.gateways)
             self.gateways = reply.gateways
+        self._totals = reply
         for key_id, count in list(self._counts.items()):
             count.acknowledged(reply)
             if self.keys.get(key_id) is None:  # removed (a key never changes: ids are not reused)

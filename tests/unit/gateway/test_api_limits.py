@@ -198,3 +198,10 @@ def test_quota_periods_end_at_midnight_and_on_the_first_of_the_month_utc() -> No
     february = datetime(2028, 2, 10, tzinfo=UTC).timestamp()  # a leap year
     assert period_end(february, "month") == datetime(2028, 3, 1, tzinfo=UTC).timestamp()
     assert period_end(february, "day") == datetime(2028, 2, 11, tzinfo=UTC).timestamp()
+
+
+def test_a_key_first_used_here_starts_from_the_totals_the_controller_last_sent(keys: ApiKeys) -> None:
+    limits = limits_for(keys, Clock(0.0), Clock(MARCH_31_NOON))  # a gateway just (re)started
+    keys.apply("mobile", record("mobile", "v", quota={"limit": 5, "period": "day"}))
+    limits.acknowledged(ApiKeyUsageReply(gateways=1, day=day_of(MARCH_31_NOON), used={"id-mobile": (5, 5)}))
+    assert retry_after(limits.admit(request("v"), route(), "id-mobile")) == 12 * 3600
