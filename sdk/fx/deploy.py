@@ -130,6 +130,8 @@ def validate(
 
     Only refusals of the specs are collected: a wrong token, a server failure or an unreachable gateway is
     raised as it comes."""
+    if not specs:  # a project of APIs alone
+        return
     progress(f"validating {len(specs)} function{'s' if len(specs) != 1 else ''} with the server")
     problems = []
     for spec in specs:

@@ -6,12 +6,13 @@ Each `AWS::Serverless::Function` (its Properties over `Globals: Function`) becom
 - Handler, Runtime (python3.10 .. python3.13; provided*), CodeUri (a folder), MemorySize, Timeout,
   Environment.Variables: the fx.yaml settings of the same meaning.
 - Events: `Api` -> the HTTP trigger with REST API (1.0) events, `HttpApi` -> HTTP API events (2.0, or 1.0 by
-  PayloadFormatVersion); fx serves every method and path under /function/NAME/, so Path and Method are
-  reached there (/function/NAME/hello). `Schedule` / `ScheduleV2` -> a schedule trigger (a disabled one is
-  left out). `SQS` / `Kinesis` / `MSK` -> a JetStream trigger on the stream named by the queue's or stream's
-  logical id (`!GetAtt Orders.Arn` -> stream Orders) or the last part of its ARN, or by each MSK topic; it must
-  exist (`fx stream create`). BatchSize -> batch, MaximumBatchingWindowInSeconds -> window_ms,
-  MaximumRetryAttempts -> max_deliver (attempts + 1); ReportBatchItemFailures is how fx acks anyway.
+  PayloadFormatVersion), served under /function/NAME/ (/function/NAME/hello); and each Path and Method a route
+  of one API named after the template's folder (as `sam init` names the stack), served at the gateway's root
+  as on AWS: `GET /hello` -> the function, with that event format. `Schedule` / `ScheduleV2` -> a schedule
+  trigger (a disabled one is left out). `SQS` / `Kinesis` / `MSK` -> a JetStream trigger on the stream named by
+  the queue's or stream's logical id (`!GetAtt Orders.Arn` -> stream Orders) or the last part of its ARN, or by
+  each MSK topic; it must exist (`fx stream create`). BatchSize -> batch, MaximumBatchingWindowInSeconds ->
+  window_ms, MaximumRetryAttempts -> max_deliver (attempts + 1); ReportBatchItemFailures is how fx acks anyway.
 - AutoPublishAlias: the alias points at each new version. DeploymentPreference `AllAtOnce` and
   `Linear<P>PercentEvery<N>Minute(s)`: a new version of a live function starts with no traffic, then a
   stepped promote (P % every N minutes).
@@ -32,9 +33,11 @@ from cfn_flip import load_yaml
 from pydantic import ValidationError
 
 from fx import manifest
+from fx.api_models import ApiSpec, RouteProblem
 from fx.errors import InputError
 from fx.manifest import FunctionDef
 from fx.models import FunctionSpec, check_alias, check_name
+from fx.protocol import gateway_path
 
 TRANSFORM = "AWS::Serverless-2016-10-31"
 FUNCTION_TYPE = "AWS::Serverless::Function"
@@ -82,6 +85,7 @@ class Template:
     functions: list[FunctionDef]
     rollouts: dict[str, Rollout] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # the mapping, and what is ignored
+    apis: list[ApiSpec] = field(default_factory=list)  # the Api/HttpApi events' routes, as one API
 
 
 def is_sam(path: Path) -> bool:
@@ -114,6 +118,7 @@ def load(path: Path) -> Template:
     if data.get("Outputs"):
         template.notes.append("Outputs: not used (they name AWS resources)")
     names: dict[str, str] = {}
+    routes: dict[str, tuple[str, dict]] = {}  # route key -> (the event it came from, the route)
     for logical_id, resource in data["Resources"].items():
         kind = resource.get("Type") if isinstance(resource, dict) else None
         if kind != FUNCTION_TYPE:
@@ -134,6 +139,15 @@ def load(path: Path) -> Template:
         names[fn.name] = logical_id
         template.functions.append(fn)
         template.rollouts[fn.name] = converter.rollout
+        for key, (where, route) in converter.routes.items():
+            if key in routes:
+                refusals.append(f"{where}: {key} is also {routes[key][0]}'s route; one route has one function")
+            routes[key] = (where, route)
+    if routes and not refusals:
+        api = _api(path, routes, refusals)
+        if api is not None:
+            template.apis = [api]
+            template.notes.append(f"the routes -> API {api.name} (`fx routes {api.name}`)")
     if refusals:
         lines = [f"{path.name}: {r}" for r in refusals]
         raise TemplateRefused(
@@ -142,6 +156,23 @@ def load(path: Path) -> Template:
     if not template.functions:
         raise InputError(f"{path}: no {FUNCTION_TYPE} resources")
     return template
+
+
+def _api(path: Path, routes: dict[str, tuple[str, dict]], refusals: list[str]) -> ApiSpec | None:
+    """The routes of the Api/HttpApi events as one API, named after the template's folder (`sam-app`...)."""
+    name = kebab(path.resolve().parent.name)
+    try:
+        name = check_name(name)
+    except ValueError:
+        name = "sam-app"  # sam init's default stack name
+    try:
+        return ApiSpec.model_validate({"name": name, "routes": {key: route for key, (_, route) in routes.items()}})
+    except ValidationError as exc:
+        for err in exc.errors():
+            problem = err.get("ctx", {}).get("error")
+            where = routes[problem.route][0] if isinstance(problem, RouteProblem) and problem.route in routes else ""
+            refusals.append(f"{where or 'Events'}: {err['msg'].removeprefix('Value error, ')}")
+        return None
 
 
 def kebab(logical_id: str) -> str:
@@ -158,6 +189,7 @@ class _Function:
         self.rollout = Rollout()
         self.settings: dict[str, Any] = {}
         self.name = ""
+        self.routes: dict[str, tuple[str, dict]] = {}  # route key -> (the event, the route)
 
     def refuse(self, what: str, why: str) -> None:
         self.refusals.append(f"{self.where}.{what}: {why}")
@@ -238,7 +270,15 @@ class _Function:
             for key in extra:
                 self.refuse(f"{where}.Properties.{key}", "fx has no such HTTP setting")
             method, route = str(props.get("Method", "any")).upper(), props.get("Path", "/")
-            self.notes.append(f"{self.id}: {where} ({kind} {method} {route}) -> /function/{self.name}{route}")
+            key = f"{method} {route}"
+            if gateway_path(str(route)):  # the gateway's own (e.g. /healthz): left to it, as before routes
+                self.notes.append(
+                    f"{self.id}: {where} ({kind} {key}) -> /function/{self.name}{route} only: the"
+                    f" gateway serves {gateway_path(str(route))} itself"
+                )
+                return
+            self.routes[key] = (f"{self.where}.{where}", {"function": self.name, "payload": version[1:] + ".0"})
+            self.notes.append(f"{self.id}: {where} ({kind} {key}) -> route {key}, and /function/{self.name}{route}")
         elif kind == "Schedule":
             self._schedule(
                 where, props, props.get("Schedule"), None, props.get("Enabled", True), {"Name", "Description"}

@@ -21,7 +21,8 @@ def deploy_template(
         progress(note)
     # A gradual deploy starts the new version with no traffic, then steps; a new function has nothing to shift from.
     shifts = {fn.name: traffic and not (template.rollouts[fn.name].step and _live(client, fn.name)) for fn in functions}
-    return deploy.deploy_functions(client, path, functions, progress, shifts), template
+    apis = [] if names else template.apis  # some functions only: their routes may be to the others
+    return deploy.deploy_functions(client, path, functions, progress, shifts, apis), template
 
 
 def finish(

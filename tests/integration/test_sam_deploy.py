@@ -10,6 +10,7 @@ import httpx
 
 from tests.integration.conftest import RunningPlatform
 from tests.integration.sam_templates import hello_world, scheduled
+from tests.waiting import wait_for
 
 
 def test_hello_world_sample_is_deployed_unmodified(platform: RunningPlatform, tmp_path: Path) -> None:
@@ -17,9 +18,16 @@ def test_hello_world_sample_is_deployed_unmodified(platform: RunningPlatform, tm
     done = platform.fx("deploy", "-f", str(template))
     assert done.returncode == 0, done.stderr
     assert "hello-world-function: version 1 deployed" in done.stdout
-    assert "Events.HelloWorld (Api GET /hello) -> /function/hello-world-function/hello" in done.stderr
+    assert "Events.HelloWorld (Api GET /hello) -> route GET /hello, and /function/hello-world-function/hello" in (
+        done.stderr
+    )
     answer = httpx.get(f"{platform.gateway_url}/function/hello-world-function/hello", timeout=30)
     assert answer.status_code == 200 and answer.json() == {"message": "hello world"}
+    # At the root too, as the sample's own curl on AWS: its Api event is a route of the template's API.
+    routed = wait_for(
+        lambda: (r := httpx.get(f"{platform.gateway_url}/hello", timeout=30)).status_code == 200 and r, 30, "GET /hello"
+    )
+    assert routed.json() == {"message": "hello world"}
     spec = json.loads(platform.fx("describe", "hello-world-function", "-o", "json").stdout)["versions"][0]["spec"]
     assert (spec["http"]["event"], spec["timeout"], spec["dependencies"] is not None) == ("v1", 3.0, True)
 

@@ -22,9 +22,58 @@ def test_hello_world_maps_whole(tmp_path: Path) -> None:
     spec = fn.spec("sha256:" + "0" * 64)
     assert (spec.handler, spec.runtime, spec.timeout, spec.http.event) == ("app.lambda_handler", "python3.11", 3, "v1")
     assert (
-        "HelloWorldFunction: Events.HelloWorld (Api GET /hello) -> /function/hello-world-function/hello"
-        in template.notes
+        "HelloWorldFunction: Events.HelloWorld (Api GET /hello) -> route GET /hello, and"
+        " /function/hello-world-function/hello" in template.notes
     )
+    # Its Api event is a route at the gateway's root too, as on AWS: an API named after the folder (the stack).
+    [api] = template.apis
+    assert api.name == tmp_path.name.lower().replace("_", "-") or api.name == "sam-app"
+    route = api.routes["GET /hello"]
+    assert (route.function, route.payload) == ("hello-world-function", "1.0")
+
+
+def routed(tmp_path: Path, paths: dict[str, str]) -> Path:
+    """A template of one function per (logical id, HttpApi GET path)."""
+    (tmp_path / "src").mkdir(exist_ok=True)
+    resources = "".join(
+        f"""\
+  {logical_id}:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: src
+      Handler: app.handler
+      Runtime: python3.11
+      Events:
+        Get:
+          Type: HttpApi
+          Properties:
+            Path: "{path}"
+            Method: get
+"""
+        for logical_id, path in paths.items()
+    )
+    (tmp_path / "template.yaml").write_text(f"Transform: AWS::Serverless-2016-10-31\nResources:\n{resources}")
+    return tmp_path / "template.yaml"
+
+
+def test_the_same_route_in_two_functions_or_a_path_api_gateway_cannot_route_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(sam.TemplateRefused) as err:
+        sam.load(routed(tmp_path, {"One": "/items/{id}", "Two": "/items/{item}"}))
+    expected = "Resources.Two.Properties.Events.Get: routes 'GET /items/{id}' and 'GET /items/{item}' are the same"
+    assert expected in str(err.value)
+    with pytest.raises(sam.TemplateRefused) as err:
+        sam.load(routed(tmp_path, {"One": "/files/{name}.txt"}))
+    assert "Resources.One.Properties.Events.Get: path '/files/{name}.txt': segment '{name}.txt'" in str(err.value)
+
+
+def test_a_path_the_gateway_keeps_stays_under_function_name_only(tmp_path: Path) -> None:
+    template = sam.load(routed(tmp_path, {"Health": "/healthz", "Items": "/items"}))
+    [api] = template.apis
+    assert list(api.routes) == ["GET /items"]
+    note = (
+        "Health: Events.Get (HttpApi GET /healthz) -> /function/health/healthz only: the gateway serves /healthz itself"
+    )
+    assert note in template.notes
 
 
 def test_scheduled_function_maps_to_a_schedule_trigger(tmp_path: Path) -> None:
