@@ -109,6 +109,22 @@ class FrontDoor:
         seen: dict[bytes, bytes],
         kept: bytes,
     ) -> Call | None:
+        try:
+            return self._open(client, method, path, query, headers, seen, kept)
+        except Exception:  # a step's bug (an authorizer's, a limit's) is a 500, not a connection dropped by asyncio
+            log.exception("API route request %s %r failed", method.decode("latin-1"), path.decode("latin-1"))
+            return _answer(client, method, INTERNAL_ERROR, self.services.metrics.unmatched)
+
+    def _open(
+        self,
+        client: ClientConnection,
+        method: bytes,
+        path: bytes,
+        query: bytes,
+        headers: list[tuple[bytes, bytes]],
+        seen: dict[bytes, bytes],
+        kept: bytes,
+    ) -> Call | None:
         index = self.feed.index
         groups = index.groups(seen.get(b"host", b"").decode("latin-1"))
         if not groups:
@@ -122,7 +138,7 @@ class FrontDoor:
                 stats = found.route.stats if found is not None else self.services.metrics.unmatched
                 return Answer(client, cors.preflight(origin), stats)
         if found is None:
-            return Answer(client, NOT_FOUND, self.services.metrics.unmatched)
+            return _answer(client, method, NOT_FOUND, self.services.metrics.unmatched)
         route = found.route
         cors = route.api.cors.answer_lines(origin) if route.api.cors is not None else b""
         length = seen.get(b"content-length")
@@ -190,8 +206,14 @@ class FrontDoor:
             log.warning("API %s route %r: authorizer %s failed: %r", route.api.name, route.key, route.auth, exc)
             denied(route.api.name, route.key, "authorizer_error")
             decision = Deny(500, "Internal Server Error")
-        if not pending.gone:
-            pending.proceed(self._decided(passage, decision))
+        if pending.gone:
+            return
+        try:
+            call = self._decided(passage, decision)
+        except Exception:  # as in `open`: the held request gets its 500, never waits on
+            log.exception("API %s route %r failed after its authorizer decided", route.api.name, route.key)
+            call = _answer(passage.client, passage.method, INTERNAL_ERROR, route.stats)
+        pending.proceed(call)
 
     def _decided(self, passage: Passage, decision: Allow | Deny) -> Call | None:
         if isinstance(decision, Deny):
@@ -200,7 +222,7 @@ class FrontDoor:
 
     def _deny(self, passage: Passage, deny: Deny) -> Answer:
         lines = b"".join(b"%s: %s\r\n" % header for header in deny.headers) + passage.cors
-        return Answer(passage.client, _message(deny.status, deny.message, lines), passage.route.stats)
+        return _answer(passage.client, passage.method, _message(deny.status, deny.message, lines), passage.route.stats)
 
     def _admit(self, passage: Passage, allow: Allow | None) -> Call | None:
         """Limits, then the integration."""
@@ -213,7 +235,7 @@ class FrontDoor:
         if route.function is not None:
             return self._function(passage, allow)
         if route.mock is not None:
-            return Answer(passage.client, _with_lines(route.mock, passage.cors), route.stats)
+            return _answer(passage.client, passage.method, _with_lines(route.mock, passage.cors), route.stats)
         upstreams = self.services.upstreams
         if upstreams is None:
             return self._deny(passage, self._missing(route, "upstreams"))
@@ -235,6 +257,11 @@ class FrontDoor:
         kept = passage.kept + line + routes.invoked(dispatcher, route.qualifier)  # type: ignore[union-attr]
         client = Observed(passage.client, route.stats, passage.cors)
         return self.exchange(client, routes, dispatcher, passage.method, target, passage.seen, kept, None)
+
+
+def _answer(client: ClientConnection, method: bytes, data: bytes, stats: Any) -> Answer:
+    """An answer the gateway makes; to a HEAD request, its head alone (a body would be read as the next answer)."""
+    return Answer(client, data if method != b"HEAD" else data[: data.index(b"\r\n\r\n") + 4], stats)
 
 
 def _preflight_cors(found: Match | None, groups: list[HostGroup]) -> Cors | None:
