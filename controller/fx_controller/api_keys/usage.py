@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterable
 
 import nats.errors
-import nats.js.errors
+from fx import kv_watch
 from fx.nats_client import Client
 from fx.protocol import KV_API_USAGE, SUBJECT_API_KEY_USAGE, ApiKeyUsageReply, ApiKeyUsageReport
 from fx.quota_periods import DAY_S, day_of, month_of
@@ -54,15 +54,9 @@ class ApiKeyUsage:
     @classmethod
     async def open(cls, js: JetStreamContext, replicas: int, quota_keys: Callable[[], Iterable[str]]) -> ApiKeyUsage:
         usage = cls(js, replicas, quota_keys)
-        kv = await usage._bucket()
-        try:
-            keys = await kv.keys()
-        except nats.js.errors.NoKeysError:
-            keys = []
-        for key in keys:
-            entry = await kv.get(key)
+        for key, value in (await kv_watch.load(await usage._bucket())).items():  # one watch, not a get per key
             key_id, _, day = key.rpartition(".")
-            usage._set(key_id, int(day), int(entry.value or b"0"))
+            usage._set(key_id, int(day), int(value or b"0"))
         return usage
 
     async def _bucket(self) -> KeyValue:
