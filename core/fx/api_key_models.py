@@ -11,10 +11,9 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from fx.api_models import BURST_MAX, RATE_MAX  # as routes' and APIs' throttles
 from fx.models import NAME_MAX, NAME_RE
 
-RATE_MAX = 1e6  # requests per second, as routes' throttles
-BURST_MAX = 1_000_000
 QUOTA_MAX = 10**12
 QUOTA_RE = re.compile(r"^([0-9]+)/(day|month)\Z")
 
