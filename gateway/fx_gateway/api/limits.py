@@ -180,7 +180,7 @@ class Limits(Collector):
         self._clock = clock
         self._wall = wall
         self._apis: dict[str, ApiBuckets] = {}
-        self._counts: dict[str, KeyCount] = {}  # key id ->
+        self._counts: dict[str, KeyCount] = {}  # key id -> its counts, once it is used here
         self._throttled: dict[int, Deny] = {}  # Retry-After seconds -> its answer, made once
         self.reports = {"ok": 0, "failed": 0}  # API key reports the controller acknowledged, or not
 
@@ -247,7 +247,7 @@ class Limits(Collector):
         return None
 
     def _api(self, name: str) -> ApiBuckets:
-        buckets = self._apis[name] = ApiBuckets()
+        self._apis[name] = buckets = ApiBuckets()
         return buckets
 
     def _throttle(self, retry: int) -> Deny:
