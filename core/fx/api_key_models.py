@@ -43,6 +43,8 @@ class QuotaSpec(_Model):
         match = QUOTA_RE.match(text.strip().lower())
         if not match:
             raise ValueError(f"quota {text!r} is not N/day or N/month (e.g. 1000/day)")
+        if not 1 <= int(match[1]) <= QUOTA_MAX:
+            raise ValueError(f"quota {text!r}: N is 1 to {QUOTA_MAX:,} requests")
         return cls(limit=int(match[1]), period=match[2])  # type: ignore[arg-type]
 
     def __str__(self) -> str:
