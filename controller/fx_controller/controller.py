@@ -22,6 +22,7 @@ from fx.models import DeployResult, FunctionInfo, FunctionSpec, VersionInfo
 from fx.nats_auth import ADMIN_CREDS, Signer
 from fx.paths import config_path
 from fx.protocol import (
+    KV_API_KEYS,
     KV_APIS,
     KV_CREDENTIALS,
     KV_FUNCTIONS,
@@ -41,6 +42,8 @@ from nats.aio.msg import Msg
 
 from . import nats_connect
 from .api.errors import ApiError, not_found
+from .api_keys.store import ApiKeyStore
+from .api_keys.usage import ApiKeyUsage
 from .apis.rules import Apis
 from .apis.store import ApiStore
 from .backends import local_logs as logs
@@ -156,6 +159,8 @@ class Controller:
         self.backend = self._backend_factory(s, self.artifacts)
         secret_store = SecretStore(await open_kv(js, KV_SECRETS, copies))
         self.credentials = CredentialStore(await open_kv(js, KV_CREDENTIALS, copies))  # the Lambda API's keys
+        self.api_keys = ApiKeyStore(await open_kv(js, KV_API_KEYS, copies))  # API routes' keys (gateways follow)
+        self.api_key_usage = await ApiKeyUsage.open(js, copies, self._quota_keys)
         self.secrets = Secrets(secret_store, self.store, self._lock, self.backend.secret_mirror, s.max_secret_bytes)
         self.apis = Apis(api_store, self.store, self._lock, s.max_apis, s.max_routes_per_api)
         self.fleet = Fleet(
@@ -197,6 +202,7 @@ class Controller:
             copies,
             self.credentials,
             api_store,
+            self.api_keys,
         )
         self._nc.on_reconnect(self._nats_back)
         self.metrics.is_leader.set(1)  # started: it holds the lease, or runs alone
@@ -210,6 +216,7 @@ class Controller:
         await secret_store.load()
         await self.credentials.load()
         await api_store.load()
+        await self.api_keys.load()
         if isinstance(self.backend, Adopting):
             # The replicas a previous run left (the local backend under `fx up`) are adopted first, so the
             # tables keep naming their endpoints and the gateways never lose a warm replica.
@@ -226,6 +233,7 @@ class Controller:
         await self._nc.subscribe(SUBJECT_ACTIVATE, cb=self._on_activate)
         await self._nc.subscribe(SUBJECT_LOAD, cb=self._on_load)
         await self.usage.serve(self._nc)
+        await self.api_key_usage.serve(self._nc)
         self._spawn(self.reconciler.run())
         limit = log_files.Limit(s.log_max_bytes, s.log_keep)
         self._spawn(log_rotation.run(s.state_dir / "logs", limit, s.log_check_interval))
@@ -257,6 +265,9 @@ class Controller:
             with contextlib.suppress(Exception):
                 await self._nc.drain()
         log.info("controller stopped")
+
+    def _quota_keys(self) -> list[str]:
+        return [key.id for key in self.api_keys.all() if key.quota is not None]
 
     def _note_usage(self, measured: dict[str, int]) -> None:
         self.state_bytes = measured

@@ -18,6 +18,7 @@ from collections.abc import Callable
 import nats.errors
 from fx.models import FunctionSpec
 from fx.protocol import (
+    KV_API_KEYS,
     KV_APIS,
     KV_CREDENTIALS,
     KV_FUNCTIONS,
@@ -54,10 +55,12 @@ class NatsRecovery:
         replicas: int = 1,
         credentials: CachedBucket | None = None,
         apis: CachedBucket | None = None,
+        api_keys: CachedBucket | None = None,
     ) -> None:
         self._js = js
         self._credentials = credentials  # the Lambda API's access keys
         self._apis = apis  # API routes (fx_apis)
+        self._api_keys = api_keys  # API routes' keys (fx_api_keys)
         self._replicas = replicas  # copies of what it re-creates, in a JetStream cluster (FX_NATS_REPLICAS)
         self._store = store
         self._secrets = secrets
@@ -114,6 +117,8 @@ class NatsRecovery:
                 await self._credentials.restore()
             if self._apis is not None and KV_APIS in created:
                 await self._apis.restore()
+            if self._api_keys is not None and KV_API_KEYS in created:
+                await self._api_keys.restore()
         missing: list[str] = []
         if OBJ_ARTIFACTS in created:
             digests = {d for r in self._store.all() for v in r.versions for d in (v.spec.artifact, v.spec.dependencies)}

@@ -31,6 +31,7 @@ class Settings:
     max_unzipped_mb: int = 250
     lambda_zip_max_mb: int = 50  # a ZipFile sent to the Lambda API (Lambda's own limit for a direct upload)
     max_credentials: int = 100  # the Lambda API's access keys at once (`fx credentials create`)
+    max_api_keys: int = 500  # API keys of API routes at once (`fx apikey create`)
     max_secret_bytes: int = 65536  # keys and values of one secret (AWS Secrets Manager's limit is 64 KB too)
     max_apis: int = 100  # APIs (fx.yaml `apis:`) at once
     max_routes_per_api: int = 300  # routes of one API (API Gateway's default quota)
@@ -110,6 +111,7 @@ _NUMBERS = (
     ("--max-unzipped-mb", int, Settings.max_unzipped_mb, "largest unzipped size of a code zip, in MB"),
     ("--lambda-zip-max-mb", int, Settings.lambda_zip_max_mb, "largest ZipFile the Lambda API takes, in MB"),
     ("--max-credentials", int, Settings.max_credentials, "access keys for the Lambda API that may exist at once"),
+    ("--max-api-keys", int, Settings.max_api_keys, "API keys of API routes that may exist at once"),
     ("--max-secret-bytes", int, Settings.max_secret_bytes, "bytes of keys and values one secret may hold"),
     ("--max-apis", int, Settings.max_apis, "APIs (fx.yaml `apis:`) that may exist at once"),
     ("--max-routes-per-api", int, Settings.max_routes_per_api, "routes one API may have"),
@@ -259,6 +261,7 @@ def parse(argv: list[str] | None = None, environ: dict[str, str] | None = None) 
         max_unzipped_mb=a.max_unzipped_mb,
         lambda_zip_max_mb=a.lambda_zip_max_mb,
         max_credentials=a.max_credentials,
+        max_api_keys=a.max_api_keys,
         max_secret_bytes=a.max_secret_bytes,
         max_apis=a.max_apis,
         max_routes_per_api=a.max_routes_per_api,

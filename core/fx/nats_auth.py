@@ -32,7 +32,7 @@ from pathlib import Path
 
 import nkeys
 
-from .protocol import KV_APIS, KV_ROUTES, OBJ_BLOBS, kv_stream, kv_subject
+from .protocol import KV_API_KEYS, KV_API_USAGE, KV_APIS, KV_ROUTES, OBJ_BLOBS, kv_stream, kv_subject
 
 # Inbox prefixes. A function's user may subscribe only under its own; the controller's is kept apart so
 # the gateway may be denied its replies (JetStream answers carrying fx_functions records).
@@ -40,10 +40,11 @@ FUNCTION_INBOX_ROOT = "_INBOX.fx-fn"
 CONTROLLER_INBOX_PREFIX = "_INBOX.fx-controller"
 
 # fx's JetStream buckets other than those the gateways follow: nobody but the controller touches them.
-PRIVATE_BUCKETS = ("fx_functions", "fx_secrets", "fx_credentials", "fx_usage")
+PRIVATE_BUCKETS = ("fx_functions", "fx_secrets", "fx_credentials", "fx_usage", KV_API_USAGE)
 PRIVATE_OBJECT_STORES = ("fx_artifacts",)
-# What the gateways follow (route tables, API routes): the controller writes them, the gateways only read them.
-FOLLOWED_BUCKETS = (KV_ROUTES, KV_APIS)
+# What the gateways follow (route tables, API routes, API keys: their hashes only): the controller writes them,
+# the gateways only read them.
+FOLLOWED_BUCKETS = (KV_ROUTES, KV_APIS, KV_API_KEYS)
 
 _SEEDS = {
     "operator": "operator.nk",

@@ -359,3 +359,47 @@ class LoadReport:
     def from_json(cls, data: bytes | str) -> LoadReport:
         raw = json.loads(data)
         return cls(raw["gateway"], {k: VersionLoad(**v) for k, v in raw["versions"].items()})
+
+
+# --- API keys (`fx apikey`): controller <-> gateways ---------------------------
+
+KV_API_KEYS = "fx_api_keys"  # API keys the gateways follow: key = key name, value fx.api_key_models.ApiKeyRecord
+KV_API_USAGE = "fx_api_usage"  # requests per API key and UTC day: key = "<key id>.<day>"; the controller's alone
+SUBJECT_API_KEY_USAGE = "fx.apikeys.usage"  # request-reply, every gateway every --api-usage-interval
+
+
+@dataclass
+class ApiKeyUsageReport:
+    """A gateway's requests per API key not yet acknowledged; sent even when empty, since the reply is how the
+    gateway learns the quotas used elsewhere and how many gateways share each rate."""
+
+    gateway: str
+    interval: float  # seconds between this gateway's reports: it counts as live for a few of them
+    counts: list[tuple[str, int, int]]  # (key id, UTC day since the epoch, requests admitted)
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self), separators=(",", ":")).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes | str) -> ApiKeyUsageReport:
+        raw = json.loads(data)
+        counts = [(str(key), int(day), int(n)) for key, day, n in raw["counts"]]
+        return cls(str(raw["gateway"]), float(raw["interval"]), counts)
+
+
+@dataclass
+class ApiKeyUsageReply:
+    """Sent once the report is stored: the gateways live now, and the totals of the keys with a quota."""
+
+    gateways: int  # gateways that reported lately, the asking one included: each enforces rate / gateways
+    day: int  # the controller's UTC day since the epoch, which `used` counts
+    used: dict[str, tuple[int, int]]  # key id -> (requests that day, that month)
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self), separators=(",", ":")).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes | str) -> ApiKeyUsageReply:
+        raw = json.loads(data)
+        used = {str(k): (int(v[0]), int(v[1])) for k, v in raw["used"].items()}
+        return cls(max(1, int(raw["gateways"])), int(raw["day"]), used)

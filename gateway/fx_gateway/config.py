@@ -37,6 +37,7 @@ class Settings:
     async_max_age: float = 6 * 3600  # seconds a call may wait, as Lambda's MaximumEventAgeInSeconds
     async_ack_wait: float = 30.0  # a call taken by a gateway that died is redelivered after this
     trigger_concurrency: int = 256  # trigger events this gateway runs at once
+    api_usage_interval: float = 1.0  # seconds between API key counts sent to the controller (quotas, throttle N)
     backlog_interval: float = 5.0  # seconds between samples of the async backlog and the triggers' consumers
     usage_interval: float = 10.0  # seconds between billed-usage reports to the controller (`fx usage`)
     # JWT authorizers of API routes
@@ -119,6 +120,13 @@ _NUMBERS = (
         "seconds before a call taken by a vanished gateway is redelivered",
     ),
     ("--trigger-concurrency", int, Settings.trigger_concurrency, "NATS trigger events this gateway runs at once"),
+    (
+        "--api-usage-interval",
+        float,
+        Settings.api_usage_interval,
+        "seconds between this gateway's API key counts sent to the controller; a quota is overshot by what the"
+        " other gateways admit in about two of them, and a gateway's throttle share follows the gateways alive",
+    ),
     (
         "--backlog-interval",
         float,

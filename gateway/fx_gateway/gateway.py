@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 
+from fx_gateway.api.api_keys import ApiKeys
 from fx_gateway.api.feed import ApiFeed
 from fx_gateway.api.http_upstream import Upstreams
 from fx_gateway.api.jwt_authorizer import JwtAuthorizer
 from fx_gateway.api.lambda_authorizer import LambdaAuthorizer
+from fx_gateway.api.limits import Limits
 from fx_gateway.api.metrics import ApiMetrics
 from fx_gateway.api.services import ApiServices
 from fx_gateway.config import Settings
@@ -36,12 +38,16 @@ class Gateway:
         self.events = Events(settings, self.book, CallbackPolicy.from_settings(settings))
         self.feed = RouteFeed(self.link, self.book, self.events)
         self.upstreams = Upstreams(settings)
-        self.api_services = ApiServices(settings, self.book, ApiMetrics(), upstreams=self.upstreams)
+        self.api_keys = ApiKeys(settings, self.link)
+        self.limits = Limits(settings, self.link, self.api_keys)  # reads each key's limits from api_keys
+        self.api_services = ApiServices(
+            settings, self.book, ApiMetrics(), self.api_keys, self.limits, upstreams=self.upstreams
+        )
         self.apis = ApiFeed(self.link, self.api_services, {"jwt": JwtAuthorizer, "lambda": LambdaAuthorizer})
         self.connections = Connections(settings)
         nats_state = NatsState(lambda: self.link.connected)
         stats = (self.book.stats, self.events.async_stats, self.events.event_stats, nats_state)
-        stats += (self.api_services.metrics, self.upstreams)
+        stats += (self.api_services.metrics, self.upstreams, self.limits)
         self.pages = Pages(stats, self.loaded)
         blobs = BlobReader(lambda: self.link.nc, settings.blobs_max_bytes)
         router = (settings, self.book, self.events.enqueue, self.events.policy, self.pages, blobs)
@@ -49,8 +55,8 @@ class Gateway:
         self._tasks: list[asyncio.Task] = []
 
     def loaded(self) -> bool:
-        """The initial route tables and APIs are in (/healthz ready; see RouteFeed.healthy)."""
-        return self.feed.healthy() and self.apis.loaded
+        """The initial route tables, APIs and API keys are in (/healthz ready; see RouteFeed.healthy)."""
+        return self.feed.healthy() and self.apis.loaded and self.api_keys.loaded
 
     def connection(self) -> ClientConnection:
         """A caller connection to the main listener."""
@@ -69,7 +75,8 @@ class Gateway:
         nc = await self.link.connect()
         await self.feed.bucket(nc)  # made by the controller: the async-call streams are there too
         await self.events.start(nc)
-        self._tasks += [spawn(self.feed.watch(nc)), spawn(self.apis.watch(nc))]
+        self._tasks += [spawn(self.feed.watch(nc)), spawn(self.apis.watch(nc)), spawn(self.api_keys.watch(nc))]
+        self._tasks.append(spawn(self.limits.report()))
         self._tasks.append(spawn(self.link.report(self.book.stats)))
         self._tasks.append(spawn(self.link.report_usage(self.book.stats, self.settings.usage_interval)))
 

@@ -20,6 +20,7 @@ import httpx
 from pydantic import TypeAdapter, ValidationError
 
 from fx import config
+from fx.api_key_models import ApiKeyInfo, ApiKeySpec, IssuedApiKey, QuotaSpec
 from fx.api_models import ApiSpec
 from fx.errors import FunctionError, FxError, error_for_status
 from fx.event_models import (
@@ -54,6 +55,7 @@ from fx.usage import Usage
 _FUNCTION_LIST = TypeAdapter(list[FunctionInfo])
 _VERSION_LIST = TypeAdapter(list[VersionInfo])
 _SECRET_LIST = TypeAdapter(list[SecretInfo])
+_API_KEY_LIST = TypeAdapter(list[ApiKeyInfo])
 _LETTER_LIST = TypeAdapter(list[DeadLetter])
 _STREAM_LIST = TypeAdapter(list[StreamInfo])
 _BUCKET_LIST = TypeAdapter(list[BucketInfo])
@@ -262,6 +264,23 @@ class Client(_Gateway):
 
     def delete_credential(self, key_id: str) -> None:
         self._send("DELETE", f"/system/credentials/{_seg(key_id)}")
+
+    # --- API keys of API routes (`fx apikey`) -----------------------------------------
+
+    def create_api_key(
+        self, name: str, api: str, rate: float | None = None, burst: int | None = None, quota: QuotaSpec | None = None
+    ) -> IssuedApiKey:
+        """A new key for `api`'s routes with `api_key: true`: the only answer that holds its value."""
+        spec = ApiKeySpec(name=name, api=api, rate=rate, burst=burst, quota=quota)
+        r = self._send("POST", "/system/apikeys", json=spec.model_dump(mode="json"))
+        return IssuedApiKey.model_validate_json(r.content)
+
+    def list_api_keys(self) -> list[ApiKeyInfo]:
+        """The keys with their limits and usage today and this month (UTC), never their values."""
+        return _API_KEY_LIST.validate_json(self._send("GET", "/system/apikeys").content)
+
+    def delete_api_key(self, name: str) -> None:
+        self._send("DELETE", f"/system/apikeys/{_seg(name)}")
 
     # --- events: dead letters, streams and buckets, the platform's status ---------
 

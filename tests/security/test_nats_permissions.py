@@ -107,6 +107,10 @@ def test_the_gateway_reads_route_tables_and_cannot_forge_them_or_serve_activatio
             ("pub", "$JS.API.STREAM.MSG.GET.KV_fx_secrets", b"{}"),
             ("pub", "$JS.API.STREAM.MSG.GET.KV_fx_credentials", b"{}"),  # the Lambda API's access keys
             ("pub", "$JS.API.DIRECT.GET.KV_fx_credentials", b"{}"),
+            ("pub", "$KV.fx_api_keys.forged", b"{}"),  # API keys: followed (their sha256), never written
+            ("pub", "$JS.API.STREAM.MSG.GET.KV_fx_api_usage", b"{}"),  # quotas' counts: the controller's alone
+            ("pub", "$KV.fx_api_usage.forged", b"0"),
+            ("sub", "fx.apikeys.usage", b""),  # no forged totals or N for the other gateways
             ("pub", "$JS.API.STREAM.PURGE.KV_fx_routes", b"{}"),
             ("pub", "$JS.API.STREAM.CREATE.EVIL", b'{"name": "EVIL", "mirror": {"name": "KV_fx_functions"}}'),
             ("pub", "$JS.API.STREAM.DELETE.FX_ASYNC", b""),

@@ -26,6 +26,7 @@ from fx.models import (
 from fx.usage import Usage
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from ..api_keys.routes import router as api_keys_router
 from ..apis.api import router as apis_router
 from ..backends import local_logs as logs
 from ..controller import Controller
@@ -225,5 +226,10 @@ def _api(controller: Controller) -> FastAPI:
     api.include_router(streams_router(controller.user_streams, controller.messages))
     api.include_router(blobs_router(controller.blobs))
     api.include_router(credentials_router(controller.credentials, controller.settings.max_credentials))
+    api.include_router(
+        api_keys_router(
+            controller.api_keys, controller.api_key_usage, controller.apis, controller.settings.max_api_keys
+        )
+    )
     app.include_router(api)
     return app

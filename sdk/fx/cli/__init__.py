@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from fx.cli import (
+    apikeys,
     apis,
     completion,
     context,
@@ -113,6 +114,7 @@ def _parser() -> argparse.ArgumentParser:
         ("secret", secrets),
         ("apis", apis),
         ("credentials", credentials),
+        ("apikey", apikeys),
         ("dlq", dlq),
         ("stream", streams),
         ("kv", kv),

@@ -186,3 +186,10 @@ async def test_nats_server_accepts_minted_users_within_their_permissions_and_nob
         await fn.close()
         await admin.close()
     assert (tmp_path / "store" / "jetstream" / authority.account_public).is_dir()  # the fx account's own store
+
+
+def test_the_gateway_reads_api_keys_but_writes_neither_them_nor_their_usage():
+    perms = gateway_permissions()
+    assert {"$KV.fx_api_keys.>", "$KV.fx_api_usage.>"} <= set(perms.publish_deny)
+    assert not any("KV_fx_api_keys" in s for s in perms.publish_deny)  # watched, to check x-api-key
+    assert "$JS.API.*.*.KV_fx_api_usage" in perms.publish_deny  # the counts are the controller's alone
