@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 
 from tests.cluster import state
+from tests.cluster.shell import ensure_apt_packages
 
 DAEMONS = ("etcd", "containerd", "containerd-shim", "kube-apiserver", "kube-controller", "kube-scheduler")
 DAEMONS += ("kubelet", "kube-proxy", "kube-router", "coredns", "pause")  # as /proc/PID/comm shows them (15 characters)
@@ -54,4 +55,5 @@ def footprint() -> list[str]:
 
 
 if __name__ == "__main__":
+    ensure_apt_packages()  # iptables, ipset, ...: a fresh machine has the tools to look with before cluster-up
     print("\n".join(footprint()))

@@ -158,8 +158,7 @@ class FrontDoor:
         if route.api_key or route.auth or self._limited(route):  # an upstream relays the headers as they are
             passage.request = self._request(passage)
         if route.api_key:
-            keys = self.services.api_keys
-            checked = keys.check(passage.request) if keys is not None else self._missing(route, "API keys")
+            checked = self.services.api_keys.check(passage.request)
             if isinstance(checked, Deny):
                 return self._deny(passage, checked)
             passage.key_id = checked
@@ -168,8 +167,7 @@ class FrontDoor:
         authorizer = self.feed.authorizer(route.api.name, route.auth)
         if authorizer is None:  # its kind is not in this build, or its spec was unusable (logged when loaded)
             return self._deny(passage, Deny(500, "Internal Server Error"))
-        decided = getattr(authorizer, "decided", None)  # the cached decision, without a task (services.Authorizer)
-        decision = decided(passage.request, route.scopes) if decided is not None else None
+        decision = authorizer.decided(passage.request, route.scopes)  # a cached decision, without a task
         if decision is not None:
             return self._decided(passage, decision)
         pending = Pending(passage)
@@ -178,8 +176,7 @@ class FrontDoor:
 
     def _limited(self, route: Route, key_id: str | None = None) -> bool:
         """Whether the limits have a say: a throttle on the route or its API, or a key (its own rate and quota)."""
-        limited = route.throttle is not None or route.api.throttle is not None or key_id is not None
-        return limited and self.services.limits is not None
+        return route.throttle is not None or route.api.throttle is not None or key_id is not None
 
     def _request(self, passage: Passage) -> ApiRequest:
         headers: dict[bytes, bytes] = {}
@@ -200,10 +197,6 @@ class FrontDoor:
             path_parameters=passage.match.path_parameters,
             stage_variables=api.stage_variables,
         )
-
-    def _missing(self, route: Route, part: str) -> Deny:
-        log.error("API %s route %r needs %s, which this gateway does not have", route.api.name, route.key, part)
-        return Deny(500, "Internal Server Error")
 
     async def _authorize(self, pending: Pending, authorizer: Authorizer) -> None:
         passage = pending.passage
@@ -239,7 +232,7 @@ class FrontDoor:
         """Limits, then the integration."""
         route = passage.route
         if self._limited(route, passage.key_id):
-            refusal = self.services.limits.admit(passage.request, route, passage.key_id)  # type: ignore[union-attr,arg-type]
+            refusal = self.services.limits.admit(passage.request, route, passage.key_id)  # type: ignore[arg-type]
             if refusal is not None:
                 return self._deny(passage, refusal)
         if route.function is not None:
@@ -247,8 +240,6 @@ class FrontDoor:
         if route.mock is not None:
             return _reply(passage, _with_lines(route.mock, passage.cors))
         upstreams = self.services.upstreams
-        if upstreams is None:
-            return self._deny(passage, self._missing(route, "upstreams"))
         target = passage.path + (b"?" + passage.query if passage.query else b"")
         client = Observed(passage.client, route.stats, passage.cors, passage.started)
         return upstreams.open(client, route.upstream, passage.method, target, passage.headers, passage.request)  # type: ignore[arg-type]

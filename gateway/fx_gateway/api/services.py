@@ -1,7 +1,6 @@
 """What the parts of an API route's request path share: settings, a raw invoke, API keys, limits, upstreams.
 
 Authorizers get an ApiServices when they are made (one per API and authorizer); the front door reads the rest.
-A part whose module is not in this build is None, and only routes that use it need it (they answer 500).
 """
 
 from __future__ import annotations
@@ -30,9 +29,10 @@ class Authorizer(Protocol):
     """JwtAuthorizer (api/jwt_authorizer.py), LambdaAuthorizer (api/lambda_authorizer.py): made per API from the
     wire JSON as `kind(name, spec, services)`.
 
-    `decided`, if an authorizer has it, is the hot path: the decision without awaiting anything (a cached key or
-    result), or None to go on with `authorize`; the front door then answers in the same loop turn."""
+    `decided` is the hot path: the decision without awaiting anything (a cached key or result), or None to go on
+    with `authorize`; the front door then answers in the same loop turn."""
 
+    def decided(self, request: ApiRequest, scopes: list[str]) -> Allow | Deny | None: ...
     async def authorize(self, request: ApiRequest, scopes: list[str]) -> Allow | Deny: ...
     def close(self) -> None: ...
 
@@ -62,9 +62,9 @@ class ApiServices:
     settings: Settings
     book: RouteBook
     metrics: ApiMetrics
-    api_keys: ApiKeys | None = None
-    limits: Limits | None = None
-    upstreams: Upstreams | None = None
+    api_keys: ApiKeys
+    limits: Limits
+    upstreams: Upstreams
 
     async def invoke(self, function_ref: str, payload: bytes, timeout: float) -> internal.Result:
         """A raw invoke of `function_ref` (NAME, NAME@alias, NAME@N) through the same dispatchers as callers', as
