@@ -381,9 +381,11 @@ class RouteSpec(_Model):
     @classmethod
     def _scopes(cls, v: list[str]) -> list[str]:
         for scope in v:
-            if not scope or any(c.isspace() for c in scope):
+            # RFC 6750's scope-token: printable ASCII but space, '"' and '\\' (it is quoted in WWW-Authenticate)
+            if not scope or any(not ("!" <= c <= "~") or c in '"\\' for c in scope):
                 raise ValueError(
-                    f"scope {shown(scope)} is empty or holds a space (scopes are space-separated in a JWT)"
+                    f"scope {shown(scope)} is empty or holds a space, a quote, a backslash or a non-ASCII character"
+                    " (RFC 6750 scope tokens; scopes are space-separated in a JWT)"
                 )
         return v
 

@@ -120,6 +120,8 @@ def test_a_route_has_exactly_one_integration():
         ({"mock": {"headers": {"bad header": "x"}}}, "not a header name"),
         ({"mock": {}, "payload": "1.0"}, "payload (the event format) goes with a function route only"),
         ({"function": "a", "scopes": ["x"]}, "scopes need an authorizer"),
+        ({"function": "a", "auth": "k", "scopes": ['a"b']}, "a quote, a backslash or a non-ASCII character"),
+        ({"function": "a", "auth": "k", "scopes": ["lecture:écrire"]}, "RFC 6750 scope tokens"),
         ({"function": "a", "throttle": {"rate": 0, "burst": 1}}, "greater than 0"),
         ({"function": "a", "throttle": {"rate": 1, "burst": 0}}, "greater than or equal to 1"),
         ({"function": "a", "throttle": {"rate": 2e6, "burst": 1}}, "less than or equal to 1000000"),
