@@ -25,16 +25,14 @@ from fx_gateway.api.table import parse
 from fx_gateway.config import Settings
 from fx_gateway.nats_link import NatsLink
 
+from tests.api_wire import api_wire
+
 VALUE = "k" * 40
 HUGE = {"rate": 1e9, "burst": 1e9}
 
 
 def _api(throttle: dict | None) -> bytes:
-    route = {"function": "f", "auth": None, "scopes": [], "api_key": True, "throttle": HUGE, "payload": None}
-    return json.dumps(
-        {"name": "shop", "hosts": [], "stage": "$default", "stage_variables": {}, "payload": "2.0", "cors": None,
-         "throttle": throttle, "authorizers": {}, "routes": {"GET /items": route}}
-    ).encode()  # fmt: skip
+    return api_wire("shop", {"GET /items": {"function": "f", "api_key": True, "throttle": HUGE}}, throttle=throttle)
 
 
 def _key() -> bytes:

@@ -8,14 +8,14 @@ follow the path's depth, not the route count.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
 from fx_gateway.api.matching import RouteIndex
 from fx_gateway.api.metrics import ApiMetrics
 from fx_gateway.api.table import parse
 
-ROUTE_SPEC = {"auth": None, "scopes": [], "api_key": False, "throttle": None, "payload": None, "function": "f"}
+from tests.api_wire import api_wire
+
 # (method, path, what it lands on): a literal route, one with variables, a greedy one, $default
 REQUESTS = (
     ("GET", "/res7/items/42", "GET /res{n}/items/{id}"),
@@ -35,18 +35,7 @@ def api(routes: int) -> bytes:
             f"GET /res{n}/items/{{id}}/parts/{{part}}",
             f"GET /res{n}/files/{{proxy+}}",
         ]
-    wire = {
-        "name": "bench",
-        "hosts": [],
-        "stage": "$default",
-        "stage_variables": {},
-        "payload": "2.0",
-        "cors": None,
-        "throttle": None,
-        "authorizers": {},
-        "routes": dict.fromkeys(keys, ROUTE_SPEC),
-    }
-    return json.dumps(wire).encode()
+    return api_wire("bench", {key: {"function": "f"} for key in keys})
 
 
 def measure(routes: int, requests: int) -> None:

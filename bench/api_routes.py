@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import statistics
 import sys
 import tempfile
@@ -41,21 +40,10 @@ from fx.protocol import KV_APIS
 from bench.gateway_proxy import BIN, ROOT, free_port, put_routes, start, start_replica, wait_http
 from bench.measure import load
 from tests import jwt_issuer
-
-API = {
-    "name": "bench",
-    "hosts": [],
-    "stage": "$default",
-    "stage_variables": {},
-    "payload": "2.0",
-    "cors": None,
-    "throttle": None,
-    "authorizers": {},
-}
-ROUTE = {"auth": None, "scopes": [], "api_key": False, "throttle": None, "payload": None}
+from tests.api_wire import api_wire
 
 
-def api(upstream_port: int, issuer: str) -> dict:
+def api(upstream_port: int, issuer: str) -> bytes:
     routes = {
         "GET /fn": {"function": "bench"},
         "GET /up": {"upstream": {"url": f"http://127.0.0.1:{upstream_port}", "timeout": 29}},
@@ -64,8 +52,7 @@ def api(upstream_port: int, issuer: str) -> dict:
     }
     source = "$request.header.Authorization"
     authorizer = {"jwt": {"issuer": issuer, "audience": ["fx-api"], "identity_source": source, "jwks_uri": None}}
-    routes = {key: {**ROUTE, **spec} for key, spec in routes.items()}
-    return {**API, "authorizers": {"local": authorizer}, "routes": routes}
+    return api_wire("bench", routes, authorizers={"local": authorizer})
 
 
 def gateway(stack: ExitStack, nats_url: str, *flags: str) -> tuple[int, str]:
@@ -79,11 +66,11 @@ def gateway(stack: ExitStack, nats_url: str, *flags: str) -> tuple[int, str]:
     return proc.pid, base
 
 
-async def put_api(nats_url: str, spec: dict) -> None:
+async def put_api(nats_url: str, wire: bytes) -> None:
     nc = await nats.connect(nats_url)
     try:
         kv = await nc.jetstream().create_key_value(bucket=KV_APIS, history=1)
-        await kv.put(spec["name"], json.dumps(spec).encode())
+        await kv.put("bench", wire)
     finally:
         await nc.close()
 

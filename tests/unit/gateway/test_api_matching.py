@@ -2,31 +2,16 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 from fx_gateway.api.matching import RouteIndex, ambiguous
 from fx_gateway.api.metrics import ApiMetrics
 from fx_gateway.api.table import parse
 
+from tests.api_wire import api_wire
+
 
 def api(name: str, routes: dict, hosts: list[str] | None = None, **fields) -> bytes:
-    """The wire JSON of an API, every field present as the controller writes it."""
-    wire = {
-        "name": name,
-        "hosts": hosts or [],
-        "stage": "$default",
-        "stage_variables": {},
-        "payload": "2.0",
-        "cors": None,
-        "throttle": None,
-        "authorizers": {},
-        "routes": {
-            key: {"auth": None, "scopes": [], "api_key": False, "throttle": None, "payload": None, **spec}
-            for key, spec in routes.items()
-        },
-    }
-    return json.dumps(wire | fields).encode()
+    return api_wire(name, routes, hosts=hosts or [], **fields)
 
 
 def index(*apis: tuple[str, bytes]) -> RouteIndex:
