@@ -59,6 +59,7 @@ bench: install
 	$(BIN)/python -m bench.log_soak
 	$(BIN)/python -m bench.api_matching --requests 50000
 	$(BIN)/python -m bench.api_limits --requests 50000
+	$(BIN)/python -m bench.lambda_authorizer --requests 50000
 
 clean:
 	rm -rf $(VENV) .fx .pytest_cache .ruff_cache .cache
