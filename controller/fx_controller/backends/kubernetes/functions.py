@@ -203,11 +203,13 @@ class FunctionSync:
                 elif record is not None:
                     log.info("Function %s deleted in Kubernetes: deleting it", name)
                     answer = await self._call("DELETE", name)
-                    if answer.status_code >= 400:  # refused (an API route invokes it): it stays, and says why
-                        error = answer.json().get("error", {})
+                    error = answer.json().get("error", {}) if answer.status_code == 409 else {}
+                    # Refused because an API route invokes it: it stays, and says why. Anything else (404: fx no
+                    # longer has it) leaves it deleted, or `helm uninstall` would wait forever for it.
+                    if error.get("code") == "FunctionInUse":
                         log.warning("Function %s stays: %s", name, error.get("message", answer.text))
                         await self._mirror(record)
-                        await self._report(name, (error.get("code", "DeleteRefused"), error.get("message", "")))
+                        await self._report(name, ("FunctionInUse", error.get("message", "")))
                 return
             if name in self._deleting or meta.get("deletionTimestamp"):
                 return
