@@ -8,6 +8,7 @@ Every error names the file, the line and the field, e.g.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_args, get_origin
@@ -117,17 +118,7 @@ def parse_project(text: str, path: Path) -> Project:
         raise ManifestError([m for _, m in sorted(found)])
 
     defs: list[FunctionDef] = []
-    seen: set[str] = set()
-    for key_node, value_node in functions_node.value:
-        name = key_node.value
-        where = f"functions.{name}"
-        if key_node.tag != _STR_TAG:  # 1:, true: or null: would find no settings under the name "1", "true"
-            report(key_node, where, f'a function name is a string: write "{name}":')
-            continue
-        if name in seen:
-            report(key_node, where, "duplicate key")
-            continue
-        seen.add(name)
+    for name, key_node, value_node, where in _entries(functions_node, "functions", "a function", report):
         settings = functions.get(name)
         if settings is None:
             settings = {}
@@ -156,6 +147,23 @@ def parse_project(text: str, path: Path) -> Project:
     return Project(defs, apis)
 
 
+def _entries(
+    section: yaml.MappingNode, label: str, what: str, report
+) -> Iterator[tuple[str, yaml.Node, yaml.Node, str]]:
+    """A section's (name, key node, value node, "label.name") once per name; a name that is not a string (1:,
+    true: or null: would find no settings under "1", "true") or comes twice is reported and skipped."""
+    seen: set[str] = set()
+    for key_node, value_node in section.value:
+        name, where = key_node.value, f"{label}.{key_node.value}"
+        if key_node.tag != _STR_TAG:
+            report(key_node, where, f'{what} name is a string: write "{name}":')
+        elif name in seen:
+            report(key_node, where, "duplicate key")
+        else:
+            seen.add(name)
+            yield name, key_node, value_node, where
+
+
 def _apis(root: yaml.MappingNode, data: dict, report) -> list[ApiSpec]:
     """The `apis:` of fx.yaml, each validated as the controller will; problems reported at their lines."""
     apis_node, apis = _child(root, "apis"), data.get("apis")
@@ -165,17 +173,7 @@ def _apis(root: yaml.MappingNode, data: dict, report) -> list[ApiSpec]:
         report(apis_node, "apis", "expected a mapping of API name to its hosts, authorizers and routes")
         return []
     specs: list[ApiSpec] = []
-    seen: set[str] = set()
-    for key_node, value_node in apis_node.value:
-        name = key_node.value
-        where = f"apis.{name}"
-        if key_node.tag != _STR_TAG:
-            report(key_node, where, f'an API name is a string: write "{name}":')
-            continue
-        if name in seen:
-            report(key_node, where, "duplicate key")
-            continue
-        seen.add(name)
+    for name, key_node, value_node, where in _entries(apis_node, "apis", "an API", report):
         settings = apis.get(name)
         if not isinstance(settings, dict) or not isinstance(value_node, yaml.MappingNode):
             report(value_node, where, "expected a mapping with routes (and hosts, cors, authorizers, ...)")
