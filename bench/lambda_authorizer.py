@@ -13,7 +13,7 @@ import json
 import statistics
 import time
 
-from fx_gateway.api.lambda_authorizer import LambdaAuthorizer
+from fx_gateway.api.authorizers.lambda_function import LambdaAuthorizer
 from fx_gateway.api.request import ApiRequest
 from fx_gateway.config import Settings
 from fx_gateway.proxy.internal import Result

@@ -6,10 +6,10 @@ from __future__ import annotations
 import asyncio
 
 from fx_gateway.api.api_keys import ApiKeys
+from fx_gateway.api.authorizers.jwt import JwtAuthorizer
+from fx_gateway.api.authorizers.lambda_function import LambdaAuthorizer
 from fx_gateway.api.feed import ApiFeed
 from fx_gateway.api.http_upstream import Upstreams
-from fx_gateway.api.jwt_authorizer import JwtAuthorizer
-from fx_gateway.api.lambda_authorizer import LambdaAuthorizer
 from fx_gateway.api.limits import Limits
 from fx_gateway.api.metrics import ApiMetrics
 from fx_gateway.api.services import ApiServices

@@ -26,8 +26,8 @@ INVOKE_HEAD = b"POST %s HTTP/1.1\r\nContent-Type: application/json\r\n" % REPLIC
 
 
 class Authorizer(Protocol):
-    """JwtAuthorizer (api/jwt_authorizer.py), LambdaAuthorizer (api/lambda_authorizer.py): made per API from the
-    wire JSON as `kind(name, spec, services)`.
+    """JwtAuthorizer (authorizers/jwt.py), LambdaAuthorizer (authorizers/lambda_function.py): made per API from
+    the wire JSON as `kind(name, spec, services)`.
 
     `decided` is the hot path: the decision without awaiting anything (a cached key or result), or None to go on
     with `authorize`; the front door then answers in the same loop turn."""

@@ -6,7 +6,7 @@ import random
 import re
 
 import pytest
-from fx_gateway.api.iam_policy import Glob, Policy, PolicyError, method_arn
+from fx_gateway.api.authorizers.iam_policy import Glob, Policy, PolicyError, method_arn
 
 ARN = "arn:aws:execute-api:us-east-1:000000000000"
 

@@ -17,8 +17,8 @@ from dataclasses import dataclass, replace
 
 import pytest
 from fx_gateway.api import metrics
+from fx_gateway.api.authorizers.jwt import NO_TOKEN, JwtAuthorizer
 from fx_gateway.api.decisions import Allow, Deny
-from fx_gateway.api.jwt_authorizer import NO_TOKEN, JwtAuthorizer
 from fx_gateway.api.request import ApiRequest
 from fx_gateway.config import Settings
 

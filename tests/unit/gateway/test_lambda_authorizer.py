@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 from fx_gateway.api import metrics
+from fx_gateway.api.authorizers.lambda_function import AuthorizerError, LambdaAuthorizer, parse_response
 from fx_gateway.api.decisions import Allow, Deny
-from fx_gateway.api.lambda_authorizer import AuthorizerError, LambdaAuthorizer, parse_response
 from fx_gateway.api.request import ApiRequest
 from fx_gateway.config import Settings
 from fx_gateway.proxy.internal import Result

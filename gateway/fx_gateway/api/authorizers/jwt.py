@@ -1,9 +1,9 @@
 """A JWT authorizer, as API Gateway HTTP APIs check JWTs: the token from the identity source (a "Bearer " prefix
-dropped), its signature by the issuer's key of the token's kid (JWKS, api/jwks.py) with an allowed algorithm that
-fits the key, `iss` equal to the issuer, `aud` (or `client_id` when there is no `aud`) one of the audiences, `exp`,
-`nbf` and `iat` within --jwt-clock-skew, and, on a route with scopes, one of them in the `scope` (or `scp`) claim.
-joserfc does the JOSE work. A verified token is remembered (until it expires, --jwt-cache-entries tokens, least
-recently used out first), so a caller's next requests cost a dictionary look-up, not a signature check."""
+dropped), its signature by the issuer's key of the token's kid (JWKS, authorizers/jwks.py) with an allowed algorithm
+that fits the key, `iss` equal to the issuer, `aud` (or `client_id` when there is no `aud`) one of the audiences,
+`exp`, `nbf` and `iat` within --jwt-clock-skew, and, on a route with scopes, one of them in the `scope` (or `scp`)
+claim. joserfc does the JOSE work. A verified token is remembered (until it expires, --jwt-cache-entries tokens,
+least recently used out first), so a caller's next requests cost a dictionary look-up, not a signature check."""
 
 from __future__ import annotations
 
@@ -18,9 +18,10 @@ from joserfc import jwt
 from joserfc.errors import ExpiredTokenError, InvalidClaimError, JoseError, MissingClaimError
 from joserfc.jws import JWSRegistry
 
-from fx_gateway.api import jwks, metrics
+from fx_gateway.api import metrics
+from fx_gateway.api.authorizers import jwks
+from fx_gateway.api.authorizers.jwks import Key
 from fx_gateway.api.decisions import Allow, Deny
-from fx_gateway.api.jwks import Key
 from fx_gateway.api.request import ApiRequest
 
 if TYPE_CHECKING:  # services.py holds the authorizers' kinds

@@ -11,7 +11,7 @@ import uuid
 from typing import Any
 from urllib.parse import parse_qsl
 
-from fx_gateway.api.iam_policy import ACCOUNT_ID, method_arn
+from fx_gateway.api.authorizers.iam_policy import ACCOUNT_ID, method_arn
 from fx_gateway.api.request import ApiRequest
 
 

@@ -1,6 +1,6 @@
 """Lambda authorizers: a function decides who may call an API route (API Gateway's REQUEST authorizers).
 
-The function gets the request's head as an authorizer event (payload 2.0 or 1.0, api/authorizer_events.py)
+The function gets the request's head as an authorizer event (payload 2.0 or 1.0, api/authorizers/events.py)
 and answers either a simple response (`{"isAuthorized": bool, "context": {...}}`, payload 2.0 only) or an IAM
 policy (`{"principalId", "policyDocument", "context"}`), evaluated against each request's method ARN.
 
@@ -25,9 +25,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from fx_gateway.api import authorizer_events, metrics
+from fx_gateway.api import metrics
+from fx_gateway.api.authorizers import events as authorizer_events
+from fx_gateway.api.authorizers.iam_policy import Policy, PolicyError
 from fx_gateway.api.decisions import Allow, Deny
-from fx_gateway.api.iam_policy import Policy, PolicyError
 from fx_gateway.api.request import ApiRequest
 from fx_gateway.api.services import ApiServices
 from fx_gateway.tasks import spawn
