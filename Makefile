@@ -26,7 +26,7 @@ up: install
 	$(BIN)/fx up --state-dir .fx --examples examples
 
 test: install lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m tests.cluster.prebuild $(BIN)/python -m pytest
 	@$(MAKE) --no-print-directory e2e-tier
 
 unit: install

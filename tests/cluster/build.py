@@ -7,6 +7,7 @@ module and build caches make an interrupted build resume where it stopped.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import urllib.request
@@ -103,12 +104,16 @@ def kubectl() -> Path:
 
 
 def main() -> None:
+    """Build what is missing, one build at a time (tests.cluster.prebuild may be running one already)."""
     ensure_apt_packages()
-    build_kubernetes()
-    coredns()
-    helm()
-    kube_router()
-    pause()
+    layout.CACHE.mkdir(parents=True, exist_ok=True)
+    with (layout.CACHE / "build.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        build_kubernetes()
+        coredns()
+        helm()
+        kube_router()
+        pause()
 
 
 if __name__ == "__main__":
