@@ -25,6 +25,8 @@ APT_PACKAGES = {
     "conntrack": "conntrack",
     "ipset": "ipset",
     "gcc": "gcc",
+    "docker-registry": "docker-registry",  # the harness registry (distribution 2.8)
+    "skopeo": "skopeo",  # the air-gapped bundle's load.sh copies images with it
 }
 
 REPO = Path(__file__).resolve().parents[2]
@@ -52,6 +54,10 @@ CGROUP_PARENT = "fx-cluster"  # every process the harness starts runs below this
 ETCD_CLIENT = "127.0.0.1:23790"
 ETCD_PEER = "127.0.0.1:23800"
 APISERVER_PORT = 6443
+# An image registry on the bridge, as an operator's cluster has one: fx's images and chart are pushed there and
+# the node pulls them by name over TLS (certificate from the harness CA, which containerd and the host's tools trust).
+REGISTRY = f"{NODE_IP}:5000"
+REGISTRY_CA = STATE / "pki" / "ca.crt"
 
 PAUSE_IMAGE = "localhost/fx/pause:3.10"
 COREDNS_IMAGE = f"localhost/fx/coredns:{COREDNS_VERSION}"
