@@ -39,9 +39,12 @@ INPUTS_LABEL = "dev.fx.inputs"
 
 DEBIAN_SUITE = "bookworm"
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
-DEBIAN_BASE = f"localhost/fx/debian:{DEBIAN_SUITE}"
-# python3 for the runtime, pip for the Dockerfiles' installs; passwd for their useradd (not in minbase).
-BASE_PACKAGES = ["python3", "python3-pip", "passwd", "ca-certificates"]
+# fx's Debian bases: the images run on DEBIAN_BASE (python3; passwd for the Dockerfiles' useradd, not in
+# minbase); their pip installs run on DEBIAN_BUILD_BASE, which adds pip and binutils (strip), neither shipped.
+DEBIAN_BASE = f"localhost/fx/debian-python:{DEBIAN_SUITE}"
+DEBIAN_BUILD_BASE = f"localhost/fx/debian-python-build:{DEBIAN_SUITE}"
+BASE_PACKAGES = ["python3", "passwd", "ca-certificates"]
+BUILD_PACKAGES = [*BASE_PACKAGES, "python3-pip", "binutils"]
 # Dropped from the debootstrapped tree: documentation (but each package's copyright), manuals, translations,
 # apt's package lists and caches (an image that needs a package runs `apt-get update` first).
 TRIM = ["usr/share/man", "usr/share/info", "usr/share/locale", "var/cache/apt", "var/lib/apt/lists", "var/log/*"]
@@ -190,13 +193,18 @@ def inputs_digest(paths: Sequence[Path], extra: str = "") -> str:
 
 
 def build_dockerfile(
-    builder: Builder, ref: str, dockerfile: Path, context: Path, base: str | None, args: dict[str, str] | None = None
+    builder: Builder,
+    ref: str,
+    dockerfile: Path,
+    context: Path,
+    bases: dict[str, str],
+    args: dict[str, str] | None = None,
 ) -> bool:
-    """Build `ref` from `dockerfile` (FROM `base`, its BASE build arg) unless its inputs are those it was built
-    from; True if built."""
-    args = {**({"BASE": base} if base else {}), **(args or {})}
-    base_id = (builder.inspect(base) or {}).get("Id", "") if base else ""  # a rebuilt local base: a new image
-    digest = inputs_digest(_copied(dockerfile, context), json.dumps([args, base_id]))
+    """Build `ref` from `dockerfile` unless its inputs are those it was built from; True if built. `bases`: the
+    build args that name the images it is built FROM (BASE, BUILD_BASE), `args` the others."""
+    args = {**bases, **(args or {})}
+    base_ids = [(builder.inspect(base) or {}).get("Id", "") for base in bases.values()]  # a rebuilt local base
+    digest = inputs_digest(_copied(dockerfile, context), json.dumps([args, base_ids]))
     if ((builder.inspect(ref) or {}).get("Labels") or {}).get(INPUTS_LABEL) == digest:
         log(f"{ref}: up to date")
         return False
@@ -210,9 +218,9 @@ def build_dockerfile(
     return True
 
 
-def debian_rootfs() -> Path:
-    """A minimal Debian root filesystem with python3 and pip, as a tarball (debootstrap runs once per machine)."""
-    key = inputs_digest([], json.dumps([DEBIAN_SUITE, BASE_PACKAGES, TRIM]))[:8]
+def debian_rootfs(packages: list[str]) -> Path:
+    """A minimal Debian root filesystem with `packages`, as a tarball (debootstrap runs once per machine)."""
+    key = inputs_digest([], json.dumps([DEBIAN_SUITE, packages, TRIM]))[:8]
     tarball = CACHE / f"debian-{DEBIAN_SUITE}-{key}-rootfs.tar"
     if tarball.exists():
         return tarball
@@ -221,11 +229,11 @@ def debian_rootfs() -> Path:
     ensure_apt_packages({"debootstrap": "debootstrap"})
     CACHE.mkdir(parents=True, exist_ok=True)
     with (
-        step(f"debootstrap {DEBIAN_SUITE} ({', '.join(BASE_PACKAGES)})"),
+        step(f"debootstrap {DEBIAN_SUITE} ({', '.join(packages)})"),
         tempfile.TemporaryDirectory(dir=CACHE) as tmp,
     ):
         rootfs = Path(tmp) / "rootfs"
-        include = f"--include={','.join(BASE_PACKAGES)}"
+        include = f"--include={','.join(packages)}"
         run(["debootstrap", "--variant=minbase", include, DEBIAN_SUITE, rootfs, DEBIAN_MIRROR], quiet=True)
         for pattern in TRIM:
             for path in rootfs.glob(pattern):
@@ -239,9 +247,9 @@ def debian_rootfs() -> Path:
     return tarball
 
 
-def debian_base(builder: Builder) -> str:
-    """fx's Debian base image (from debian_rootfs), built if missing or made from another rootfs."""
-    tarball = debian_rootfs()
+def debian_base(builder: Builder, ref: str, packages: list[str]) -> str:
+    """A Debian base image (from debian_rootfs), built if missing or made from another rootfs."""
+    tarball = debian_rootfs(packages)
     with tempfile.TemporaryDirectory(dir=CACHE) as context:
         os.link(tarball, Path(context) / "rootfs.tar")  # the build context, without copying 200 MB
         dockerfile = Path(context) / "Dockerfile"
@@ -250,19 +258,25 @@ def debian_base(builder: Builder) -> str:
             f"FROM scratch\nADD rootfs.tar /\nLABEL dev.fx.rootfs={tarball.name}\n"
             'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\nCMD ["/bin/bash"]\n'
         )
-        build_dockerfile(builder, DEBIAN_BASE, dockerfile, Path(context), None)
-    return DEBIAN_BASE
+        build_dockerfile(builder, ref, dockerfile, Path(context), {})
+    return ref
 
 
 def build(registry: str, tag: str, base: str | None = None, builder: Builder | None = None) -> list[str]:
     """fx's three images, built where missing or changed; their references."""
     builder = builder or detect_builder()
-    base = base or debian_base(builder)
+    if base:  # pip runs on the base itself (BUILD_BASE defaults to BASE)
+        bases = {"BASE": base}
+    else:
+        bases = {
+            "BASE": debian_base(builder, DEBIAN_BASE, BASE_PACKAGES),
+            "BUILD_BASE": debian_base(builder, DEBIAN_BUILD_BASE, BUILD_PACKAGES),
+        }
     labels = {"VERSION": tag, "REVISION": revision(), "SOURCE": SOURCE}
     refs = []
     for image in IMAGES:
         ref = image.ref(registry, tag)
-        build_dockerfile(builder, ref, image.dockerfile, image.context, base, labels)
+        build_dockerfile(builder, ref, image.dockerfile, image.context, bases, labels)
         refs.append(ref)
     return refs
 

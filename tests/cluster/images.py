@@ -52,7 +52,7 @@ def own_image() -> Path:
     images.build(layout.IMAGE_REGISTRY, layout.IMAGE_TAG, builder=BUILDAH)
     own = layout.REPO / "tests/e2e/own-image"
     runtime = images.RUNTIME.ref(layout.IMAGE_REGISTRY, layout.IMAGE_TAG)
-    images.build_dockerfile(BUILDAH, layout.OWN_IMAGE, own / "Dockerfile", own, runtime)
+    images.build_dockerfile(BUILDAH, layout.OWN_IMAGE, own / "Dockerfile", own, {"BASE": runtime})
     image_id = (BUILDAH.inspect(layout.OWN_IMAGE) or {})["Id"]
     return _export(layout.OWN_IMAGE, layout.IMAGES / f"e2e-own-image-{image_id[:12]}.tar")
 
