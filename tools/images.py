@@ -48,6 +48,12 @@ BUILD_PACKAGES = [*BASE_PACKAGES, "python3-pip", "binutils"]
 # Dropped from the debootstrapped tree: documentation (but each package's copyright), manuals, translations,
 # apt's package lists and caches (an image that needs a package runs `apt-get update` first).
 TRIM = ["usr/share/man", "usr/share/info", "usr/share/locale", "var/cache/apt", "var/lib/apt/lists", "var/log/*"]
+# What a refused push's cause means for the operator: cause text -> what to do.
+PUSH_HINTS = {
+    "x509:": "trust the registry's CA: --ca-file FILE, make push CA_FILE=FILE",
+    "server gave HTTP response to HTTPS client": "plain HTTP: --tls-verify false, make push TLS_VERIFY=false",
+    "unauthorized": "log in first: buildah login (or podman login, docker login) with the registry's host",
+}
 # The host's trust store, mounted into RUN steps, for pip behind a TLS-intercepting proxy (as this machine's).
 HOST_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 
@@ -164,6 +170,15 @@ def detect_builder() -> Builder:
     )
 
 
+def qualified(image: str) -> str:
+    """python:3.11-slim as Docker reads it, docker.io/library/python:3.11-slim: buildah and podman resolve short
+    names only through registries.conf, which Debian's leaves empty."""
+    first, slash, _ = image.partition("/")
+    if slash and ("." in first or ":" in first or first == "localhost"):
+        return image
+    return f"docker.io/{image}" if slash else f"docker.io/library/{image}"
+
+
 def revision() -> str:
     done = subprocess.run(["git", "-C", REPO, "rev-parse", "HEAD"], capture_output=True, text=True, check=False)
     return done.stdout.strip() if done.returncode == 0 else "unknown"
@@ -266,7 +281,7 @@ def build(registry: str, tag: str, base: str | None = None, builder: Builder | N
     """fx's three images, built where missing or changed; their references."""
     builder = builder or detect_builder()
     if base:  # pip runs on the base itself (BUILD_BASE defaults to BASE)
-        bases = {"BASE": base}
+        bases = {"BASE": qualified(base)}
     else:
         bases = {
             "BASE": debian_base(builder, DEBIAN_BASE, BASE_PACKAGES),
@@ -291,8 +306,9 @@ def push(registry: str, tag: str, base: str | None, ca_file: Path | None, tls_ve
             try:
                 builder.push(ref, ca_file, tls_verify)
             except subprocess.CalledProcessError as exc:
-                cause = (exc.stderr or exc.stdout or "").strip().splitlines()[-1:] or ["no output"]
-                raise ImageError(f"{registry.split('/', 1)[0]} refused {ref}: {cause[0]}") from exc
+                cause = ((exc.stderr or exc.stdout or "").strip().splitlines() or ["no output"])[-1]
+                hint = next((f" ({hint})" for text, hint in PUSH_HINTS.items() if text in cause), "")
+                raise ImageError(f"{registry.split('/', 1)[0]} refused {ref}: {cause}{hint}") from exc
     return refs
 
 
