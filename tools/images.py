@@ -11,7 +11,8 @@ needs root) unless `--base` names another image with python3 (3.11+) and pip, e.
 An image whose inputs (Dockerfile, the files it copies, base, build args) have not changed since it was built
 is not built again: each carries the digest of its inputs as a label. buildah keeps its images under
 ~/.cache/fx/buildah (FX_CLUSTER_CACHE), apart from the machine's own storage: list them with
-`buildah --root ~/.cache/fx/buildah/storage images`.
+`buildah --root ~/.cache/fx/buildah/storage images`. Only buildah is exercised by fx's own runs; podman and
+docker take the same path (this machine has docker's client but no engine).
 """
 
 from __future__ import annotations
@@ -92,8 +93,9 @@ class Builder:
             return ["buildah", "--root", str(CACHE / "buildah/storage"), "--runroot", str(CACHE / "buildah/run")]
         return [self.name]
 
-    def __call__(self, *args: str | Path, quiet: bool = True) -> str:
-        return run([*self.argv, *args], quiet=quiet, capture_output=True).stdout.strip()
+    def __call__(self, *args: str | Path) -> str:
+        """Its output; on failure, what it printed goes to stderr (tools.shell.run)."""
+        return run([*self.argv, *args], quiet=True).stdout.strip()
 
     def inspect(self, ref: str) -> dict | None:
         """The image's config (Id, Size, Labels), or None when the builder has no such image."""
@@ -115,7 +117,7 @@ class Builder:
         if self.name != "buildah":
             return int((self.inspect(ref) or {})["Size"])
         for entry in json.loads(self("images", "--json", ref)):
-            return int(entry["size"]) if isinstance(entry["size"], int) else _parse_size(entry["size"])
+            return _parse_size(entry["size"])
         raise ImageError(f"no image {ref}")
 
     def build(self, ref: str, dockerfile: Path, context: Path, args: dict[str, str], labels: dict[str, str]) -> None:
@@ -125,7 +127,7 @@ class Builder:
             flags += ["--isolation", "chroot"]
             if Path(HOST_CA_BUNDLE).exists():  # docker build has no volumes: pip then trusts the image's own store
                 flags += ["--volume", f"{HOST_CA_BUNDLE}:{HOST_CA_BUNDLE}:ro"]
-        self("build", *flags, "-t", ref, "-f", dockerfile, context, quiet=True)
+        self("build", *flags, "-t", ref, "-f", dockerfile, context)
 
     def push(self, ref: str, ca_file: Path | None, tls_verify: bool) -> None:
         if self.name == "docker":
