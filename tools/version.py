@@ -35,7 +35,7 @@ def current(root: Path = REPO) -> str:
 
 
 def everywhere(root: Path = REPO) -> dict[str, str]:
-    """"<file>:<key>" -> the version written there, for each of the places."""
+    """ "<file>:<key>" -> the version written there, for each of the places."""
     found = {}
     for path, key, pattern in PLACES:
         match = pattern.search((root / path).read_text())
@@ -43,12 +43,14 @@ def everywhere(root: Path = REPO) -> dict[str, str]:
     return found
 
 
-def set_version(version: str, root: Path = REPO) -> list[Path]:
-    """Write `version` into every place; the files changed (relative to `root`)."""
+def set_version(
+    version: str, root: Path = REPO, places: list[tuple[Path, str, re.Pattern[str]]] = PLACES
+) -> list[Path]:
+    """Write `version` into every place (or those of `places`); the files changed (relative to `root`)."""
     if not SEMVER.fullmatch(version):
         raise SystemExit(f"{version!r} is not a version like 1.2.3 (Helm charts need SemVer 2)")
     changed = []
-    for path, _, pattern in PLACES:
+    for path, _, pattern in places:
         text = (root / path).read_text()
         if not pattern.search(text):
             raise SystemExit(f"{root / path}: no line matching {pattern.pattern}")

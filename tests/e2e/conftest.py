@@ -24,7 +24,7 @@ import pytest
 
 from tests.cluster import layout
 from tests.e2e.kube import Kube, first_answer
-from tools import version
+from tools import images, version
 
 HERE = Path(__file__).parent
 # Where the tier publishes fx as an operator would (docs/install.md): images and the chart as OCI artifacts in a
@@ -34,7 +34,7 @@ REGISTRY_CA = os.environ.get("FX_E2E_REGISTRY_CA", str(layout.REGISTRY_CA))
 TLS = ["--ca-file", REGISTRY_CA] if REGISTRY_CA else []  # empty: the registry's certificate is publicly trusted
 CHART_REPO = f"oci://{REGISTRY.split('/')[0]}/charts"
 VERSION = version.current()
-RUNTIME_IMAGE = f"{REGISTRY}/runtime-python:{VERSION}"
+RUNTIME_IMAGE = images.RUNTIME.ref(REGISTRY, VERSION)
 OWN_IMAGE = os.environ.get("FX_E2E_OWN_IMAGE", layout.OWN_IMAGE)  # tests/e2e/own-image, built FROM the runtime
 FIGURES: dict[str, str] = {}
 RELEASE = "fx"

@@ -29,7 +29,7 @@ def test_set_rewrites_every_place_and_nothing_else(tmp_path: Path) -> None:
     assert version.current(tmp_path) == "3.4.5-rc.1"
     for path, text in before.items():  # only the version lines changed
         old, new = text.splitlines(), (tmp_path / path).read_text().splitlines()
-        assert len(old) == len(new) and sum(a != b for a, b in zip(old, new)) in (1, 2), path
+        assert len(old) == len(new) and sum(a != b for a, b in zip(old, new, strict=True)) in (1, 2), path
 
 
 def test_set_refuses_what_helm_would_not_take(tmp_path: Path) -> None:
