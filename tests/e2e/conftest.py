@@ -23,9 +23,13 @@ import pytest
 
 from tests.cluster import layout
 from tests.e2e.kube import Kube, first_answer
+from tools import images
 
 HERE = Path(__file__).parent
-RUNTIME_IMAGE = os.environ.get("FX_E2E_RUNTIME_IMAGE", layout.RUNTIME_IMAGE)
+# Where fx's images are (`make push REGISTRY=... TAG=...`), and their tag.
+REGISTRY = os.environ.get("FX_E2E_REGISTRY", layout.IMAGE_REGISTRY)
+TAG = os.environ.get("FX_E2E_TAG", layout.IMAGE_TAG)
+RUNTIME_IMAGE = images.RUNTIME.ref(REGISTRY, TAG)
 OWN_IMAGE = os.environ.get("FX_E2E_OWN_IMAGE", layout.OWN_IMAGE)  # tests/e2e/own-image, built FROM the runtime
 FIGURES: dict[str, str] = {}
 CHART = layout.REPO / "charts" / "fx"
@@ -88,10 +92,6 @@ def pod_url() -> Callable[..., str]:
     return url
 
 
-def _image(ref: str) -> list[str]:
-    return ref.rpartition(":")[0::2]  # type: ignore[return-value]
-
-
 @contextmanager
 def release(
     kube: Kube, home: Path, values: dict[str, str] | None = None
@@ -99,12 +99,8 @@ def release(
     """charts/fx installed with fx's images (and `values`, helm --set keys); yields a function that runs the fx
     CLI against its gateway Service; uninstalls it after."""
     sets = {
-        "controller.image.repository": _image(os.environ.get("FX_E2E_CONTROLLER_IMAGE", layout.CONTROLLER_IMAGE))[0],
-        "controller.image.tag": _image(os.environ.get("FX_E2E_CONTROLLER_IMAGE", layout.CONTROLLER_IMAGE))[1],
-        "gateway.image.repository": _image(os.environ.get("FX_E2E_GATEWAY_IMAGE", layout.GATEWAY_IMAGE))[0],
-        "gateway.image.tag": _image(os.environ.get("FX_E2E_GATEWAY_IMAGE", layout.GATEWAY_IMAGE))[1],
-        "runtime.image.repository": _image(RUNTIME_IMAGE)[0],
-        "runtime.image.tag": _image(RUNTIME_IMAGE)[1],
+        "image.registry": REGISTRY,
+        "image.tag": TAG,
         "controller.drainDelay": "1",
         **(values or {}),
     }
