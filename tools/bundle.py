@@ -19,6 +19,7 @@ import argparse
 import hashlib
 import json
 import re
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -34,6 +35,7 @@ NAMES = [image.name for image in images.IMAGES]
 LOAD_SH = Path(__file__).with_name("load.sh")
 # The CLI's distributions, built from this checkout; pip brings their dependencies.
 CLI_SOURCES = ["core", "runtime-images", "sdk"]
+SCRATCH = shutil.ignore_patterns("build", "*.egg-info", "__pycache__")
 
 README = """\
 fx {version}: the air-gapped bundle (images tagged {tag}). Full steps: docs/install.md in fx's repository.
@@ -61,9 +63,11 @@ def wheels(out: Path, python_version: str | None, platforms: list[str]) -> None:
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check"]
     native = python_version is None and not platforms
     with tempfile.TemporaryDirectory() as tmp:
-        here = out if native else Path(tmp)
+        here = out if native else Path(tmp) / "wheels"
         with step("fx's wheels"):
-            run([*pip, "wheel", "-q", "--no-deps", "-w", here, *(REPO / s for s in CLI_SOURCES)])
+            # From clean copies: setuptools reuses a source folder's build/, where a module deleted since stays.
+            copies = [shutil.copytree(REPO / s, Path(tmp) / "src" / s, ignore=SCRATCH) for s in CLI_SOURCES]
+            run([*pip, "wheel", "-q", "--no-deps", "-w", here, *copies])
         ours = sorted(here.glob("*.whl"))  # given as files, so no index's package of the same name can stand in
         with step("their dependencies for this Python (pip wheel)"):
             run([*pip, "wheel", "-q", "-w", here, *ours])

@@ -155,9 +155,9 @@ echo
 echo "Images loaded. Install fx $VERSION (add your own --set or -f values.yaml):"
 echo "  helm install fx $chart -n fx --create-namespace --set image.registry=$registry$tag_value"
 if [ -n "$containerd" ]; then
-	echo "(run ./load.sh --containerd --registry $registry on every node first)"
+	echo "(first on every node: ./load.sh --containerd --registry $registry)"
 else
-	echo "(every node's container runtime must trust $registry: docs/install.md, \"Nodes and the registry\")"
+	echo "(every node must be able to pull from $registry: docs/install.md, \"Nodes and the registry\")"
 fi
 echo "The fx CLI, offline:"
 echo "  pip install --no-index --find-links $(pwd)/wheels fx-sdk"
