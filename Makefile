@@ -8,6 +8,8 @@
 #   make push REGISTRY=host[:port]/path [TAG=..] [CA_FILE=ca.pem | TLS_VERIFY=false]
 #               the same images, built if missing, pushed there
 #   make chart [REGISTRY=host[:port]/path]   dist/fx-<version>.tgz, defaulting image.registry to REGISTRY
+#   make bundle [REGISTRY=..] [TAG=..] [BASE=..]
+#               the air-gapped bundle dist/fx-bundle-<version>.tar: the images, the chart, the CLI's wheels, load.sh
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
@@ -15,9 +17,9 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PYPROJECTS := core/pyproject.toml sdk/pyproject.toml gateway/pyproject.toml controller/pyproject.toml runtime-images/pyproject.toml
 
-.PHONY: install up test unit integration observability dashboards lint format bench clean images push chart
+.PHONY: install up test unit integration observability dashboards lint format bench clean images push chart bundle
 
-# `make images` / `make push` / `make chart` settings (tools/images.py, tools/chart.py).
+# `make images` / `make push` / `make chart` / `make bundle` settings (tools/images.py, tools/chart.py, tools/bundle.py).
 REGISTRY   ?=
 TAG        ?=
 BASE       ?=
@@ -83,6 +85,9 @@ push: install
 
 chart: install
 	$(BIN)/python -m tools.chart package $(if $(REGISTRY),--registry $(REGISTRY))
+
+bundle: install
+	$(BIN)/python -m tools.bundle $(IMAGE_ARGS)
 
 clean:
 	rm -rf $(VENV) .fx .pytest_cache .ruff_cache .cache dist
