@@ -87,14 +87,17 @@ def admin_kube() -> Kube:
     return Kube(kubeconfig, "default")
 
 
-def tool(*argv: str | Path, cwd: Path = layout.REPO, timeout: float = 600) -> str:
-    """One of the repo's operator tools (`python -m tools.images ...`), as docs/install.md runs it."""
-    done = subprocess.run(
-        [sys.executable, "-m", *map(str, argv)], cwd=cwd, capture_output=True, text=True, timeout=timeout
-    )
+def run(*argv: str | Path, cwd: Path = layout.REPO, timeout: float = 600) -> str:
+    """A command an operator runs (helm and kubectl have Kube's); its output, or a failure with all it said."""
+    done = subprocess.run([str(a) for a in argv], cwd=cwd, capture_output=True, text=True, timeout=timeout)
     if done.returncode != 0:
-        raise AssertionError(f"python -m {' '.join(map(str, argv))} failed:\n{done.stdout}{done.stderr}")
+        raise AssertionError(f"{' '.join(map(str, argv))} failed:\n{done.stdout}{done.stderr}")
     return done.stdout
+
+
+def tool(*argv: str | Path, timeout: float = 600) -> str:
+    """One of the repo's operator tools (`python -m tools.images ...`), as `make` runs them."""
+    return run(sys.executable, "-m", *argv, timeout=timeout)
 
 
 @pytest.fixture(scope="session")

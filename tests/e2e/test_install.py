@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 import sys
 import tarfile
 import threading
@@ -20,13 +19,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import FIGURES, REGISTRY, RELEASE, TLS, VERSION, Chart, admin_kube, release, tool
+from tests.e2e.conftest import FIGURES, REGISTRY, RELEASE, TLS, VERSION, Chart, admin_kube, release, run, tool
 from tests.e2e.kube import Kube, http
 from tests.waiting import wait_for
+from tools import images
 
 AIRGAP = f"{REGISTRY.split('/')[0]}/airgap"  # only load.sh pushes here: what the node runs came from the bundle
-# The upgrade's version: the same code, its images pushed under this tag and the chart packaged as this version,
-# as a release would be (appVersion, hence the default image tag, moves with it).
+# The upgrade's version: the same images under this tag and the chart packaged as this version, as a release
+# would be (appVersion, hence the default image tag, moves with it).
 NEXT = "0.2.1"
 FX_COMPONENTS = {"controller", "gateway", "nats"}
 HANDLER = """import os
@@ -35,13 +35,6 @@ HANDLER = """import os
 def handler(event, context):
     return {{"version": {version}, "pod": os.uname().nodename}}
 """
-
-
-def _run(*argv: str | Path, cwd: Path | None = None, timeout: float = 600) -> str:
-    done = subprocess.run([str(a) for a in argv], cwd=cwd, capture_output=True, text=True, timeout=timeout)
-    if done.returncode != 0:
-        raise AssertionError(f"{' '.join(map(str, argv))} failed:\n{done.stdout}{done.stderr}")
-    return done.stdout
 
 
 def _timed(name: str, began: float) -> None:
@@ -75,12 +68,12 @@ def airgap(site: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator:
     """The bundle's images loaded into AIRGAP by its load.sh, its chart installed from the file into a fresh
     namespace, and the fx CLI from its wheels in a fresh venv (no index: nothing is fetched)."""
     began = time.monotonic()
-    loaded = _run(site / "load.sh", "--registry", AIRGAP, *TLS, cwd=site)
+    loaded = run(site / "load.sh", "--registry", AIRGAP, *TLS, cwd=site)
     _timed("load.sh into the registry", began)
     assert "helm install" in loaded, loaded
     venv = tmp_path_factory.mktemp("venv")
-    _run(sys.executable, "-m", "venv", venv)
-    _run(venv / "bin/pip", "install", "-q", "--no-index", "--find-links", site / "wheels", "fx-sdk")
+    run(sys.executable, "-m", "venv", venv)
+    run(venv / "bin/pip", "install", "-q", "--no-index", "--find-links", site / "wheels", "fx-sdk")
     tmp = tmp_path_factory.mktemp("airgap")
     bundled = _unpacked_chart(next((site / "chart").glob("fx-*.tgz")), tmp / "chart")
     admin = admin_kube()
@@ -180,6 +173,18 @@ class SteadyLoad:
         return [o for o in self.outcomes if o[2] != 200]
 
 
+def _retag(registry: str, tag: str, new_tag: str, tmp: Path) -> None:
+    """fx's images in `registry` under `new_tag` too: the same images, so no build (their version label stays)."""
+    certs = []
+    if TLS:  # skopeo trusts the CA files of a directory
+        (tmp / "certs").mkdir()
+        (tmp / "certs" / "ca.crt").write_bytes(Path(TLS[1]).read_bytes())
+        certs = ["--src-cert-dir", str(tmp / "certs"), "--dest-cert-dir", str(tmp / "certs")]
+    for image in images.IMAGES:
+        source, target = image.ref(registry, tag), image.ref(registry, new_tag)
+        run("skopeo", "copy", "-q", *certs, f"docker://{source}", f"docker://{target}")
+
+
 def _kept(fx, name: str) -> dict:
     """What an upgrade must keep of a function: versions (code and config), split, aliases."""
     info = json.loads(fx("describe", name, "-o", "json").stdout)
@@ -212,9 +217,9 @@ def test_helm_upgrade_under_load_keeps_serving_and_keeps_every_function(airgap, 
     before = {name: _kept(airgap, name) for name in ("steady", "single")}
 
     began = time.monotonic()
-    tool("tools.images", "push", "--registry", AIRGAP, "--tag", NEXT, *TLS)
-    _timed(f"push the images again as {NEXT}", began)
-    tool("tools.chart", "package", "--registry", AIRGAP, "--version", NEXT, "--out", tmp_path)
+    _retag(AIRGAP, VERSION, NEXT, tmp_path)
+    _timed(f"the images again as {NEXT} (skopeo copy in the registry)", began)
+    tool("tools.chart", "package", "--version", NEXT, "--out", tmp_path)
     upgraded = _unpacked_chart(tmp_path / f"fx-{NEXT}.tgz", tmp_path / "chart")
 
     gateway = airgap.gateway
@@ -224,7 +229,7 @@ def test_helm_upgrade_under_load_keeps_serving_and_keeps_every_function(airgap, 
         began = time.monotonic()
         kube.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(upgraded.path / "crds"))
         kube.helm(
-            "upgrade", RELEASE, upgraded.ref, "--reuse-values", "--set", "gateway.limits.maxHeaders=120",
+            "upgrade", RELEASE, upgraded.ref, "--reset-then-reuse-values", "--set", "gateway.limits.maxHeaders=120",
             "--wait", "--timeout", "300s", timeout=360,
         )  # fmt: skip
         wait_for(lambda: _rolled_out(kube, NEXT), 300, f"every pod on {NEXT}, the old ones gone")
