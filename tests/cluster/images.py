@@ -1,10 +1,11 @@
-"""The images only the test cluster needs, exported as archives for `ctr -n k8s.io images import`: pause and
-CoreDNS (from scratch, one static binary each) and tests/e2e/own-image (a function that brings its own image,
-built FROM fx's runtime image as users build theirs). fx's own three images are tools.images' (`make images`);
-the node pulls them from a registry by name.
+"""The images only the test cluster needs: pause and CoreDNS (from scratch, one static binary each), exported as
+archives for `ctr -n k8s.io images import`, and tests/e2e/own-image (a function that brings its own image, built
+FROM fx's runtime image as users build theirs), which the e2e tier pushes to the registry beside fx's three
+images (tools.images, `make images`): the node pulls those by name.
 
-`python -m tests.cluster.images` builds what is missing. An archive's name carries a hash of its inputs (or
-the image's id), so a changed input is rebuilt and exported again, and an unchanged one is not.
+`python -m tests.cluster.images` builds what is missing. An archive's name carries a hash of its inputs, so a
+changed input is rebuilt and exported again, and an unchanged one is not; the own-image is rebuilt when its
+inputs or its base change (tools.images' inputs label).
 """
 
 from __future__ import annotations
@@ -47,14 +48,19 @@ def static_image(image: str, binary: Path, entrypoint: list[str], name: str) -> 
         return _export(image, archive)
 
 
-def own_image() -> Path:
-    """tests/e2e/own-image FROM the runtime image fx's registry serves the cluster (built by tools.images)."""
+def own_image() -> str:
+    """tests/e2e/own-image FROM the runtime image tools.images builds, built where missing or changed."""
     images.build(layout.IMAGE_REGISTRY, layout.IMAGE_TAG, builder=BUILDAH)
     own = layout.REPO / "tests/e2e/own-image"
     runtime = images.RUNTIME.ref(layout.IMAGE_REGISTRY, layout.IMAGE_TAG)
     images.build_dockerfile(BUILDAH, layout.OWN_IMAGE, own / "Dockerfile", own, {"BASE": runtime})
-    image_id = (BUILDAH.inspect(layout.OWN_IMAGE) or {})["Id"]
-    return _export(layout.OWN_IMAGE, layout.IMAGES / f"e2e-own-image-{image_id[:12]}.tar")
+    return layout.OWN_IMAGE
+
+
+def push_own_image(target: str, ca_file: Path | None) -> None:
+    """The own-image pushed as `target` (a registry's name for it), where the node pulls it as a user's image."""
+    BUILDAH("tag", own_image(), target)
+    BUILDAH.push(target, ca_file, tls_verify=True)
 
 
 def all_archives() -> list[Path]:
@@ -63,10 +69,10 @@ def all_archives() -> list[Path]:
     return [
         static_image(layout.PAUSE_IMAGE, build.pause(), ["/pause"], "pause"),
         static_image(layout.COREDNS_IMAGE, build.coredns(), ["/coredns"], "coredns"),
-        own_image(),
     ]
 
 
 if __name__ == "__main__":
+    print(own_image())
     for path in all_archives():
         print(path)

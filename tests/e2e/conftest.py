@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.cluster import images as cluster_images
 from tests.cluster import layout
 from tests.e2e.kube import Kube, first_answer
 from tools import images, version
@@ -35,7 +36,7 @@ TLS = ["--ca-file", REGISTRY_CA] if REGISTRY_CA else []  # empty: the registry's
 CHART_REPO = f"oci://{REGISTRY.split('/')[0]}/charts"
 VERSION = version.current()
 RUNTIME_IMAGE = images.RUNTIME.ref(REGISTRY, VERSION)
-OWN_IMAGE = os.environ.get("FX_E2E_OWN_IMAGE", layout.OWN_IMAGE)  # tests/e2e/own-image, built FROM the runtime
+OWN_IMAGE = f"{REGISTRY}/{layout.OWN_IMAGE.rsplit('/', 1)[1]}"  # tests/e2e/own-image, built FROM the runtime
 FIGURES: dict[str, str] = {}
 RELEASE = "fx"
 
@@ -102,12 +103,14 @@ def tool(*argv: str | Path, timeout: float = 600) -> str:
 
 @pytest.fixture(scope="session")
 def chart(tmp_path_factory: pytest.TempPathFactory) -> Chart:
-    """fx published as an operator publishes it: the images pushed to the registry, the chart packaged for that
-    registry and pushed there as OCI, then pulled back (its CRDs, for release())."""
+    """fx published as an operator publishes it: the images pushed to the registry (and tests/e2e/own-image, as a
+    user pushes theirs), the chart packaged for that registry and pushed there as OCI, then pulled back (its CRDs,
+    for release())."""
     helm, tmp = admin_kube().helm, tmp_path_factory.mktemp("chart")
     began = time.monotonic()
     tool("tools.images", "push", "--registry", REGISTRY, "--tag", VERSION, *TLS)
-    FIGURES["push fx's images to the registry"] = f"{time.monotonic() - began:.1f} s"
+    cluster_images.push_own_image(OWN_IMAGE, Path(REGISTRY_CA) if REGISTRY_CA else None)
+    FIGURES["push fx's images and the own-image to the registry"] = f"{time.monotonic() - began:.1f} s"
     tool("tools.chart", "package", "--registry", REGISTRY, "--out", tmp)
     helm("push", str(tmp / f"fx-{VERSION}.tgz"), CHART_REPO, *TLS)
     ref, args = f"{CHART_REPO}/fx", ["--version", VERSION, *TLS]
