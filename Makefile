@@ -2,6 +2,14 @@
 #   make up     run the embedded platform (NATS + controller + gateway) with examples/ deployed
 #   make test   lint, unit, integration and observability tests, then the Kubernetes end-to-end tier (tests/e2e)
 # Both create .venv/ inside the repo and install everything they need into it.
+# For an operator (docs/install.md):
+#   make images [REGISTRY=localhost/fx] [TAG=<version>] [BASE=python:3.11-slim]
+#               controller, gateway and runtime-python images, built with buildah, podman or docker
+#   make push REGISTRY=host[:port]/path [TAG=..] [CA_FILE=ca.pem | TLS_VERIFY=false]
+#               the same images, built if missing, pushed there
+#   make chart [REGISTRY=host[:port]/path]   dist/fx-<version>.tgz, defaulting image.registry to REGISTRY
+#   make bundle [REGISTRY=..] [TAG=..] [BASE=..]
+#               the air-gapped bundle dist/fx-bundle-<version>.tar: the images, the chart, the CLI's wheels, load.sh
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
@@ -9,7 +17,15 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PYPROJECTS := core/pyproject.toml sdk/pyproject.toml gateway/pyproject.toml controller/pyproject.toml runtime-images/pyproject.toml
 
-.PHONY: install up test unit integration observability dashboards lint format bench clean
+.PHONY: install up test unit integration observability dashboards lint format bench clean images push chart bundle
+
+# `make images` / `make push` / `make chart` / `make bundle` settings (tools/images.py, tools/chart.py, tools/bundle.py).
+REGISTRY   ?=
+TAG        ?=
+BASE       ?=
+CA_FILE    ?=
+TLS_VERIFY ?= true
+IMAGE_ARGS = $(if $(REGISTRY),--registry $(REGISTRY)) $(if $(TAG),--tag $(TAG)) $(if $(BASE),--base $(BASE))
 
 $(STAMP): $(PYPROJECTS) requirements-dev.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -61,8 +77,20 @@ bench: install
 	$(BIN)/python -m bench.api_limits --requests 50000
 	$(BIN)/python -m bench.lambda_authorizer --requests 50000
 
+images: install
+	$(BIN)/python -m tools.images build $(IMAGE_ARGS)
+
+push: install
+	$(BIN)/python -m tools.images push $(IMAGE_ARGS) $(if $(CA_FILE),--ca-file $(CA_FILE),--tls-verify $(TLS_VERIFY))
+
+chart: install
+	$(BIN)/python -m tools.chart package $(if $(REGISTRY),--registry $(REGISTRY))
+
+bundle: install
+	$(BIN)/python -m tools.bundle $(IMAGE_ARGS)
+
 clean:
-	rm -rf $(VENV) .fx .pytest_cache .ruff_cache .cache
+	rm -rf $(VENV) .fx .pytest_cache .ruff_cache .cache dist
 
 # The single-node Kubernetes test harness (issue 4): cluster-up, cluster-down, e2e.
 include tests/cluster/cluster.mk

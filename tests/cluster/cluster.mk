@@ -2,7 +2,7 @@
 #   make cluster-up      build what is missing (cached in ~/.cache/fx), start the cluster, wait for Ready
 #   make cluster-down    remove everything cluster-up created
 #   make e2e             cluster-up if needed, then the end-to-end tests (tests/e2e) against it
-#   make cluster-images  only (re)build the image archives (runtime, pause, CoreDNS)
+#   make cluster-images  only (re)build the cluster's images (pause, CoreDNS archives; the e2e own-image)
 #   make e2e-ci          for CI: a fresh cluster, the e2e tests, cluster-down, then fail if the machine
 #                        is not as it was before (tests/cluster/footprint.py before/after)
 # With FX_E2E_KUBECONFIG=<path>, `make e2e` runs the tests against that cluster and starts nothing.

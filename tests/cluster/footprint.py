@@ -12,8 +12,9 @@ from pathlib import Path
 from tests.cluster import state
 from tests.cluster.shell import ensure_apt_packages
 
+# As /proc/PID/comm shows them (15 characters).
 DAEMONS = ("etcd", "containerd", "containerd-shim", "kube-apiserver", "kube-controller", "kube-scheduler")
-DAEMONS += ("kubelet", "kube-proxy", "kube-router", "coredns", "pause")  # as /proc/PID/comm shows them (15 characters)
+DAEMONS += ("kubelet", "kube-proxy", "kube-router", "coredns", "pause", "docker-registry")
 COUNTERS = re.compile(r"\[\d+:\d+\]")
 
 

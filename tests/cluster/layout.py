@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from tools import images, version
+
 K8S_VERSION = "v1.34.4"
 COREDNS_VERSION = "v1.14.7"
 HELM_VERSION = "v3.19.5"
 # The NetworkPolicy engine: kube-router's firewall alone (iptables + ipset). kube-network-policies needs
 # nftables `queue` verdicts (CONFIG_NFT_QUEUE), which this kind of kernel may lack.
 KUBE_ROUTER_VERSION = "v2.1.0"
-DEBIAN_SUITE = "bookworm"
 
 # Debian packages the harness uses; installed only when missing.
 APT_PACKAGES = {
@@ -25,6 +26,8 @@ APT_PACKAGES = {
     "conntrack": "conntrack",
     "ipset": "ipset",
     "gcc": "gcc",
+    "docker-registry": "docker-registry",  # the harness registry (distribution 2.8)
+    "skopeo": "skopeo",  # the air-gapped bundle's load.sh copies images with it
 }
 
 REPO = Path(__file__).resolve().parents[2]
@@ -52,12 +55,14 @@ CGROUP_PARENT = "fx-cluster"  # every process the harness starts runs below this
 ETCD_CLIENT = "127.0.0.1:23790"
 ETCD_PEER = "127.0.0.1:23800"
 APISERVER_PORT = 6443
+# An image registry on the bridge, as an operator's cluster has one: fx's images and chart are pushed there and
+# the node pulls them by name over TLS (certificate from the harness CA, which containerd and the host's tools trust).
+REGISTRY = f"{NODE_IP}:5000"
+REGISTRY_CA = STATE / "pki" / "ca.crt"
 
 PAUSE_IMAGE = "localhost/fx/pause:3.10"
 COREDNS_IMAGE = f"localhost/fx/coredns:{COREDNS_VERSION}"
-# fx's own images, as charts/fx/values.yaml names them.
-RUNTIME_IMAGE = "localhost/fx/runtime-python:dev"
-CONTROLLER_IMAGE = "localhost/fx/controller:dev"
-GATEWAY_IMAGE = "localhost/fx/gateway:dev"
+# fx's own images (tools.images): <IMAGE_REGISTRY>/{controller,gateway,runtime-python}:<IMAGE_TAG>.
+IMAGE_REGISTRY = images.DEFAULT_REGISTRY
+IMAGE_TAG = version.current()
 OWN_IMAGE = "localhost/fx/e2e-own-image:1"  # a function that brings its own image (tests/e2e/own-image)
-BASE_IMAGE = f"localhost/fx/debian:{DEBIAN_SUITE}"

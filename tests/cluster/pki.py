@@ -1,5 +1,5 @@
-"""The cluster's certificates, made with openssl: a CA, the apiserver's serving cert, one admin client cert
-(used by every component: this is a test cluster, not a hardened one) and the service-account key pair."""
+"""The cluster's certificates, made with openssl: a CA, the apiserver's and the registry's serving certs, one admin
+client cert (used by every component: this is a test cluster, not a hardened one) and the service-account key pair."""
 
 from __future__ import annotations
 
@@ -56,6 +56,12 @@ def make(pki: Path) -> None:
         "apiserver",
         "/CN=kube-apiserver",
         f"keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\nsubjectAltName={','.join(SERVER_NAMES)}\n",
+    )
+    _signed(
+        pki,
+        "registry",
+        "/CN=fx-registry",
+        f"keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:{layout.NODE_IP}\n",
     )
     _signed(pki, "admin", "/O=system:masters/CN=fx-admin", "keyUsage=digitalSignature\nextendedKeyUsage=clientAuth\n")
     openssl("genrsa", "-out", pki / "sa.key", "2048")

@@ -1,14 +1,16 @@
 """`python -m tests.cluster.up`: build what is missing, then start a single-node cluster and wait until it is Ready.
 
-Order: etcd, containerd, kube-apiserver, then controller-manager, scheduler, kubelet and kube-proxy together,
-then kube-router's NetworkPolicy firewall once the node is registered, then CoreDNS; the images are imported
-into containerd meanwhile (a Ready node does not need them, pods do).
+Order: the image registry, etcd, containerd, kube-apiserver, then controller-manager, scheduler, kubelet and
+kube-proxy together, then kube-router's NetworkPolicy firewall once the node is registered, then CoreDNS; the
+cluster's own images are imported into containerd meanwhile (a Ready node does not need them, pods do); fx's
+images are not: tests/e2e pushes them to the registry and the node pulls them by name.
 Every daemon runs below the harness's cgroup with its log in STATE/logs, and everything is recorded before
 it is created (state.py), so a failed start is torn down completely (`--keep-on-failure` keeps it to look at).
 """
 
 from __future__ import annotations
 
+import ssl
 import string
 import subprocess
 import sys
@@ -41,6 +43,7 @@ def render(template: str) -> str:
         cgroup_parent=layout.CGROUP_PARENT,
         pause_image=layout.PAUSE_IMAGE,
         coredns_image=layout.COREDNS_IMAGE,
+        registry=layout.REGISTRY,
     )
 
 
@@ -101,6 +104,10 @@ def configs() -> None:
     (s / "cni/net.d/10-fx.conflist").write_text(render("configs/cni.conflist"))
     (s / "kubelet.yaml").write_text(render("configs/kubelet.yaml"))
     (s / "kube-proxy.yaml").write_text(render("configs/kube-proxy.yaml"))
+    (s / "registry.yml").write_text(render("configs/registry.yml"))
+    hosts = s / "containerd/certs.d" / layout.REGISTRY
+    hosts.mkdir(parents=True, exist_ok=True)
+    (hosts / "hosts.toml").write_text(render("configs/registry-hosts.toml"))
     (s / "resolv.conf").write_text("# pods with dnsPolicy Default get no upstream resolver: nothing leaves the node\n")
     pki.make(s / "pki")
     layout.KUBECONFIG.write_text(pki.kubeconfig(s / "pki", f"https://{layout.NODE_IP}:{layout.APISERVER_PORT}"))
@@ -190,6 +197,13 @@ def control_plane(record: state.Record, archives: list[Path]) -> Future[None]:
     return imported
 
 
+def registry(record: state.Record) -> None:
+    """The image registry fx's images and chart are pushed to (tests/e2e), on the bridge with TLS."""
+    start(record, "registry", ["docker-registry", "serve", layout.STATE / "registry.yml"])
+    trusted = ssl.create_default_context(cafile=layout.REGISTRY_CA)
+    wait_for("registry", lambda: urllib.request.urlopen(f"https://{layout.REGISTRY}/v2/", context=trusted), 30)
+
+
 def network_policies(record: state.Record) -> None:
     """kube-router's firewall alone enforces NetworkPolicies (the bridge CNI does not): iptables chains KUBE-ROUTER-*
     and KUBE-POD-FW-*/KUBE-NWPLCY-*, ipsets KUBE-*; it reads the node, so it starts once the node is registered."""
@@ -241,6 +255,7 @@ def up() -> None:
         state.make_cgroup(record, DAEMONS_CGROUP)
         network(record)
         configs()
+        registry(record)
         imported = control_plane(record, archives)
         wait_for("node Ready", node_ready, 120)
         log(f"node {layout.NODE_NAME} Ready {time.monotonic() - began:.1f} s after start")

@@ -17,18 +17,27 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from tests.cluster import images as cluster_images
 from tests.cluster import layout
 from tests.e2e.kube import Kube, first_answer
+from tools import images, version
 
 HERE = Path(__file__).parent
-RUNTIME_IMAGE = os.environ.get("FX_E2E_RUNTIME_IMAGE", layout.RUNTIME_IMAGE)
-OWN_IMAGE = os.environ.get("FX_E2E_OWN_IMAGE", layout.OWN_IMAGE)  # tests/e2e/own-image, built FROM the runtime
+# Where the tier publishes fx as an operator would (docs/install.md): images and the chart as OCI artifacts in a
+# registry the cluster pulls from (the harness's own on its bridge; elsewhere FX_E2E_REGISTRY, FX_E2E_REGISTRY_CA).
+REGISTRY = os.environ.get("FX_E2E_REGISTRY", f"{layout.REGISTRY}/fx")
+REGISTRY_CA = os.environ.get("FX_E2E_REGISTRY_CA", str(layout.REGISTRY_CA))
+TLS = ["--ca-file", REGISTRY_CA] if REGISTRY_CA else []  # empty: the registry's certificate is publicly trusted
+CHART_REPO = f"oci://{REGISTRY.split('/')[0]}/charts"
+VERSION = version.current()
+RUNTIME_IMAGE = images.RUNTIME.ref(REGISTRY, VERSION)
+OWN_IMAGE = f"{REGISTRY}/{layout.OWN_IMAGE.rsplit('/', 1)[1]}"  # tests/e2e/own-image, built FROM the runtime
 FIGURES: dict[str, str] = {}
-CHART = layout.REPO / "charts" / "fx"
 RELEASE = "fx"
 
 
@@ -62,16 +71,61 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
             terminalreporter.write_line(f"{name}: {value}")
 
 
-@pytest.fixture(scope="session")
-def kube() -> Iterator[Kube]:
-    """A fresh namespace for the session, deleted afterwards."""
+@dataclass
+class Chart:
+    """A chart to install: `ref` and `args` as helm takes them, and its unpacked copy (`path`), whose crds/ are
+    applied before an install or upgrade (Helm installs CRDs only when missing and never updates them)."""
+
+    ref: str
+    args: list[str]
+    path: Path
+
+
+def admin_kube() -> Kube:
+    """The cluster under test, in namespace default (for cluster-wide calls and helm's registry commands)."""
     kubeconfig = _kubeconfig()
     assert kubeconfig and Path(kubeconfig).exists(), f"no kubeconfig at {kubeconfig}: run `make cluster-up`"
+    return Kube(kubeconfig, "default")
+
+
+def run(*argv: str | Path, cwd: Path = layout.REPO, timeout: float = 600) -> str:
+    """A command an operator runs (helm and kubectl have Kube's); its output, or a failure with all it said."""
+    done = subprocess.run([str(a) for a in argv], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    if done.returncode != 0:
+        raise AssertionError(f"{' '.join(map(str, argv))} failed:\n{done.stdout}{done.stderr}")
+    return done.stdout
+
+
+def tool(*argv: str | Path, timeout: float = 600) -> str:
+    """One of the repo's operator tools (`python -m tools.images ...`), as `make` runs them."""
+    return run(sys.executable, "-m", *argv, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def chart(tmp_path_factory: pytest.TempPathFactory) -> Chart:
+    """fx published as an operator publishes it: the images pushed to the registry (and tests/e2e/own-image, as a
+    user pushes theirs), the chart packaged for that registry and pushed there as OCI, then pulled back (its CRDs,
+    for release())."""
+    helm, tmp = admin_kube().helm, tmp_path_factory.mktemp("chart")
+    began = time.monotonic()
+    tool("tools.images", "push", "--registry", REGISTRY, "--tag", VERSION, *TLS)
+    cluster_images.push_own_image(OWN_IMAGE, Path(REGISTRY_CA) if REGISTRY_CA else None)
+    FIGURES["push fx's images and the own-image to the registry"] = f"{time.monotonic() - began:.1f} s"
+    tool("tools.chart", "package", "--registry", REGISTRY, "--out", tmp)
+    helm("push", str(tmp / f"fx-{VERSION}.tgz"), CHART_REPO, *TLS)
+    ref, args = f"{CHART_REPO}/fx", ["--version", VERSION, *TLS]
+    helm("pull", ref, *args, "--untar", "--untardir", str(tmp / "pulled"))
+    return Chart(ref, args, tmp / "pulled" / "fx")
+
+
+@pytest.fixture(scope="session")
+def kube(chart: Chart) -> Iterator[Kube]:
+    """A fresh namespace for the session, deleted afterwards (fx published first: tests run its images)."""
+    admin = admin_kube()
     namespace = f"fx-e2e-{uuid.uuid4().hex[:6]}"
-    admin = Kube(kubeconfig, "default")
     admin.kubectl("create", "namespace", namespace)
     try:
-        yield Kube(kubeconfig, namespace)
+        yield Kube(admin.kubeconfig, namespace)
     finally:
         admin.kubectl("delete", "namespace", namespace, "--wait=false")
 
@@ -88,31 +142,22 @@ def pod_url() -> Callable[..., str]:
     return url
 
 
-def _image(ref: str) -> list[str]:
-    return ref.rpartition(":")[0::2]  # type: ignore[return-value]
-
-
 @contextmanager
 def release(
-    kube: Kube, home: Path, values: dict[str, str] | None = None
+    kube: Kube,
+    home: Path,
+    chart: Chart,
+    values: dict[str, str] | None = None,
+    fx_command: tuple[str, ...] = (sys.executable, "-m", "fx.cli"),
 ) -> Iterator[Callable[..., subprocess.CompletedProcess[str]]]:
-    """charts/fx installed with fx's images (and `values`, helm --set keys); yields a function that runs the fx
-    CLI against its gateway Service; uninstalls it after."""
-    sets = {
-        "controller.image.repository": _image(os.environ.get("FX_E2E_CONTROLLER_IMAGE", layout.CONTROLLER_IMAGE))[0],
-        "controller.image.tag": _image(os.environ.get("FX_E2E_CONTROLLER_IMAGE", layout.CONTROLLER_IMAGE))[1],
-        "gateway.image.repository": _image(os.environ.get("FX_E2E_GATEWAY_IMAGE", layout.GATEWAY_IMAGE))[0],
-        "gateway.image.tag": _image(os.environ.get("FX_E2E_GATEWAY_IMAGE", layout.GATEWAY_IMAGE))[1],
-        "runtime.image.repository": _image(RUNTIME_IMAGE)[0],
-        "runtime.image.tag": _image(RUNTIME_IMAGE)[1],
-        "controller.drainDelay": "1",
-        **(values or {}),
-    }
+    """`chart` installed as its values say (the images: where it was packaged for, with its appVersion), with
+    `values` (helm --set keys); yields a function that runs the fx CLI (`fx_command`) against its gateway Service;
+    uninstalls it after."""
+    sets = {"controller.drainDelay": "1", **(values or {})}
     args = [a for k, v in sets.items() for a in ("--set", f"{k}={v}")]
-    # Helm installs a chart's CRDs only if they are missing, never updates them: on a cluster that ran an older
-    # chart, the API server would prune the fields the Function gained since. Apply them as an upgrade would.
-    kube.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CHART / "crds"))
-    installed = kube.helm("install", RELEASE, str(CHART), "--wait", "--timeout", "180s", *args, timeout=240)
+    # On a cluster that ran an older chart the API server would prune the fields the Function gained since.
+    kube.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(chart.path / "crds"))
+    installed = kube.helm("install", RELEASE, chart.ref, *chart.args, "--wait", "--timeout", "180s", *args, timeout=240)
     try:
         service = kube.get("service", f"{RELEASE}-gateway")
         ip = service["spec"]["clusterIP"]
@@ -126,9 +171,7 @@ def release(
         env = {**os.environ, "FX_GATEWAY": gateway, "FX_TOKEN": token, "FX_CONFIG": str(home / "config.json")}
 
         def cli(*argv: str, cwd: Path = home, check: bool = True) -> subprocess.CompletedProcess[str]:
-            done = subprocess.run(
-                [sys.executable, "-m", "fx.cli", *argv], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
-            )
+            done = subprocess.run([*fx_command, *argv], cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
             if check and done.returncode != 0:
                 raise AssertionError(f"fx {' '.join(argv)} failed:\n{done.stdout}{done.stderr}")
             return done
@@ -143,7 +186,7 @@ def release(
 
 
 @pytest.fixture(scope="module")
-def fx(kube: Kube, tmp_path_factory: pytest.TempPathFactory):
+def fx(kube: Kube, chart: Chart, tmp_path_factory: pytest.TempPathFactory):
     """The chart installed; yields a function that runs the fx CLI against its gateway Service."""
-    with release(kube, tmp_path_factory.mktemp("fx-cli")) as cli:
+    with release(kube, tmp_path_factory.mktemp("fx-cli"), chart) as cli:
         yield cli

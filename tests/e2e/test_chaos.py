@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import FIGURES, RELEASE, leader, release
+from tests.e2e.conftest import FIGURES, RELEASE, Chart, leader, release
 from tests.e2e.kube import Kube, http
 from tests.waiting import wait_for
 
@@ -286,10 +286,10 @@ def _chaos(kube: Kube, fx, nats_pods: int, label: str) -> None:
     ],
 )
 def test_nothing_is_lost_when_nats_a_controller_and_a_gateway_die(
-    kube: Kube, tmp_path: Path, label: str, values: dict[str, str], nats_pods: int
+    kube: Kube, chart: Chart, tmp_path: Path, label: str, values: dict[str, str], nats_pods: int
 ) -> None:
     values = {**values, "gateway.replicas": "2"}
-    with release(kube, tmp_path, values) as fx:
+    with release(kube, tmp_path, chart, values) as fx:
         assert "WARNING" not in fx.notes  # persistent by default: no emptyDir warning
         _chaos(kube, fx, nats_pods, label)
 
@@ -298,11 +298,13 @@ def _condition(kube: Kube, function: str) -> dict:
     return (kube.get("function", function).get("status", {}).get("conditions") or [{}])[0]
 
 
-def test_a_nats_that_lost_its_data_is_rebuilt_from_the_function_resources(kube: Kube, tmp_path: Path) -> None:
+def test_a_nats_that_lost_its_data_is_rebuilt_from_the_function_resources(
+    kube: Kube, chart: Chart, tmp_path: Path
+) -> None:
     """NATS on an emptyDir (opt-in, NOTES warn) and the controller deleted together: the store comes back from the
     Function resources with every version, traffic split and alias; the code zips went with NATS, which the
     Functions say (ArtifactMissing) until `fx deploy` uploads them again."""
-    with release(kube, tmp_path, {"nats.persistence.enabled": "false"}) as fx:
+    with release(kube, tmp_path, chart, {"nats.persistence.enabled": "false"}) as fx:
         assert "WARNING: nats.persistence.enabled=false" in fx.notes
         yaml = "functions:\n  keep:\n    path: keep\n    handler: handler.handler\n"
         folder = _project(tmp_path / "keep", {"keep": hello("v1")}, yaml)

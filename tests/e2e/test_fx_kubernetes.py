@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.cluster import layout
-from tests.e2e.conftest import CHART, FIGURES, OWN_IMAGE, RELEASE, leader
+from tests.e2e.conftest import FIGURES, OWN_IMAGE, RELEASE, Chart, leader
 from tests.e2e.kube import Kube, http
 from tests.waiting import wait_for
 
@@ -282,13 +282,12 @@ def test_the_controller_converges_after_being_killed_mid_deploy(kube: Kube, fx) 
     fx("rm", "survivor")
 
 
-def test_helm_upgrade_keeps_the_token_and_the_functions(kube: Kube, fx) -> None:
+def test_helm_upgrade_keeps_the_token_and_the_functions(kube: Kube, fx, chart: Chart) -> None:
     token = kube.get("secret", f"{RELEASE}-admin-token")["data"]["token"]
     fx("deploy", cwd=_project(fx.home, "steady"))
     assert _call(fx.gateway, "steady", "before")[0] == 200
-    kube.helm(
-        "upgrade", RELEASE, str(CHART), "--reuse-values", "--set", "gateway.holdTimeout=45", "--wait", timeout=240
-    )
+    upgrade = ["upgrade", RELEASE, chart.ref, *chart.args, "--reuse-values", "--set", "gateway.holdTimeout=45"]
+    kube.helm(*upgrade, "--wait", timeout=240)
     assert kube.get("secret", f"{RELEASE}-admin-token")["data"]["token"] == token  # the CLI's login still works
     status, _, answer = _call(fx.gateway, "steady", "after")
     assert status == 200 and answer["hello"] == "after"

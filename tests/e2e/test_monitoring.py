@@ -15,7 +15,7 @@ from pathlib import Path
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.e2e.conftest import CHART, RELEASE, RUNTIME_IMAGE, leader
+from tests.e2e.conftest import RELEASE, RUNTIME_IMAGE, Chart, leader
 from tests.e2e.kube import Kube, http
 from tests.e2e.manifests import pod, runtime_pod_spec
 
@@ -73,13 +73,13 @@ def test_every_annotated_pod_answers_prometheus_text_where_it_says(kube: Kube, f
         assert _expected_family(p) in _families(body.decode()), p["metadata"]["name"]
 
 
-def _pod_monitor(kube: Kube, tmp_path: Path) -> dict:
+def _pod_monitor(kube: Kube, chart: Chart, tmp_path: Path) -> dict:
     values = tmp_path / "values.yaml"
     values.write_text(kube.helm("get", "values", RELEASE, "-o", "yaml"))
     rendered = kube.helm(
         "template",
         RELEASE,
-        str(CHART),
+        str(chart.path),
         "-f",
         str(values),
         "--set",
@@ -111,9 +111,9 @@ def _relabel(pod: dict, rules: list[dict]) -> dict[str, str] | None:
 
 
 def test_the_pod_monitor_points_at_ports_that_answer_under_the_rules_job_names(
-    kube: Kube, fx, pod_url: Callable[..., str], tmp_path: Path
+    kube: Kube, fx, chart: Chart, pod_url: Callable[..., str], tmp_path: Path
 ) -> None:
-    monitor = _pod_monitor(kube, tmp_path)
+    monitor = _pod_monitor(kube, chart, tmp_path)
     selector = ",".join(
         f"{e['key']} {e['operator'].lower()} ({','.join(e['values'])})"
         for e in monitor["spec"]["selector"]["matchExpressions"]

@@ -21,8 +21,23 @@ helm.sh/chart: {{ .Chart.Name }}-{{ .Chart.Version | replace "+" "_" }}
 {{- .Values.adminToken.existingSecret | default (printf "%s-admin-token" (include "fx.fullname" .)) -}}
 {{- end -}}
 
+{{- /* The image of a component (controller, gateway, runtime): its image.repository, else
+<image.registry>/<controller|gateway|runtime-python>; its image.tag, else image.tag, else the chart's appVersion. */}}
 {{- define "fx.image" -}}
-{{- printf "%s:%s" .repository .tag -}}
+{{- $values := .root.Values }}
+{{- $image := index $values .component "image" }}
+{{- $name := eq .component "runtime" | ternary "runtime-python" .component }}
+{{- $repository := $image.repository | default (printf "%s/%s" (trimSuffix "/" $values.image.registry) $name) }}
+{{- printf "%s:%s" $repository ($image.tag | default $values.image.tag | default .root.Chart.AppVersion) }}
+{{- end -}}
+
+{{- /* image.pullSecrets (Secret names) as a pod's or a ServiceAccount's imagePullSecrets. */}}
+{{- define "fx.pullSecrets" -}}
+{{- $secrets := list }}
+{{- range .Values.image.pullSecrets }}
+{{- $secrets = append $secrets (dict "name" .) }}
+{{- end -}}
+imagePullSecrets: {{ toJson $secrets }}
 {{- end -}}
 
 {{- /* NATS runs with authorization: the Secrets the controller keeps the NATS identities in (it makes them). */}}

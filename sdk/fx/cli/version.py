@@ -1,4 +1,5 @@
-"""`fx version` (and `fx --version`): the CLI's release and, when it answers, the platform's."""
+"""`fx version` (and `fx --version`): the CLI's release and, when it answers, the platform's; a warning when they
+are of different releases (major.minor), since the CLI and the platform are released together."""
 
 from __future__ import annotations
 
@@ -13,16 +14,41 @@ def cli_version() -> str:
     return version("fx-sdk")
 
 
+def _release(v: str) -> tuple[int, ...]:
+    """major.minor of a version such as 1.2.3 or 1.2.0rc1; what cannot be read compares as ()."""
+    try:
+        return tuple(int(part) for part in v.split(".")[:2])
+    except ValueError:
+        return ()
+
+
+def skew(cli: str, platform: str) -> bool:
+    """Different releases: a patch version apart is the same release, a minor or major version is not."""
+    return _release(cli) != _release(platform)
+
+
+def skew_warning(cli: str, platform: str) -> str:
+    pin = f"pip install 'fx-sdk=={platform}'"
+    if _release(cli) < _release(platform):
+        advice = f"upgrade the CLI ({pin})"
+    else:
+        advice = f"install the platform's CLI ({pin}) or upgrade the platform (helm upgrade, docs/install.md)"
+    return f"fx: fx CLI {cli} and platform {platform} differ: {advice}"
+
+
 def cmd_version(args: argparse.Namespace) -> int:
-    """Exit 0 even when the gateway cannot say: the CLI's version, the question asked, was answered."""
+    """Exit 0 even when the gateway cannot say, or says another release: the question asked was answered."""
     with client(args) as fx:
         try:
             platform: str | None = fx.platform_version()
         except FxError as exc:
             platform = None
             err(f"fx: the platform's version is unknown: {exc}")
+    skewed = platform is not None and skew(cli_version(), platform)
+    if skewed:
+        err(skew_warning(cli_version(), platform))
     if args.output == "json":
-        print_json({"cli": cli_version(), "gateway": fx.gateway, "platform": platform})
+        print_json({"cli": cli_version(), "gateway": fx.gateway, "platform": platform, "skew": skewed})
         return EXIT_OK
     print(f"fx CLI:   {cli_version()}")
     if platform:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -17,13 +16,14 @@ from fx.protocol import PYTHON_RUNTIMES, RUNTIMES
 from fx_controller.backends.kubernetes.config import KubeConfig
 from fx_controller.settings import parse
 
+from tools.chart import helm
+
 CHART = Path(__file__).resolve().parents[3] / "charts" / "fx"
 CRD = CHART / "crds" / "functions.fx.dev.yaml"
 
 
 def _helm() -> str:
-    cached = sorted((Path.home() / ".cache" / "fx" / "bin").glob("helm-v*"))
-    found = str(cached[-1]) if cached else shutil.which("helm")
+    found = helm()
     if not found:
         pytest.skip(
             "no helm binary yet: neither ~/.cache/fx/bin/helm-v* nor helm on PATH (the e2e tier of `make test`"

@@ -11,7 +11,7 @@ import pytest
 from fx.models import FunctionSpec
 from fx.nats_auth import Authority, Signer, decode_jwt
 from fx_controller.backends.base import ReplicaEvent, ReplicaSpec
-from fx_controller.backends.kubernetes import manifests, nats_identities
+from fx_controller.backends.kubernetes import kube, manifests, nats_identities
 from fx_controller.backends.kubernetes.backend import KubernetesBackend
 from fx_controller.backends.kubernetes.pod_access import PodAccess
 from fx_controller.backends.kubernetes.pods import PodState, init_trace_of, pod_state
@@ -435,3 +435,24 @@ def test_the_traceback_of_an_init_error_is_read_from_the_termination_message() -
     )
     assert init_trace_of(message) == ('  File "/var/task/handler.py" Line 1', "    def oops(:")
     assert init_trace_of("the container was killed\n") == ()
+
+
+async def test_an_existing_deployment_takes_the_new_pod_template_and_keeps_its_scale() -> None:
+    """After an upgrade the leader's settings (here the runtime image) differ from those a version's Deployment
+    was made with: starting a replica patches its template (a merge patch without replicas), not only `exists`."""
+    calls = []
+
+    class Apps:
+        def create_namespaced_deployment(self, namespace: str, body: dict) -> None:
+            raise client.ApiException(status=409)
+
+        def patch_namespaced_deployment(self, name: str, namespace: str, body: dict, _content_type: str) -> None:
+            calls.append((name, namespace, body, _content_type))
+
+    api = kube.KubeApi(CFG)
+    api.apps = Apps()
+    body = manifests.deployment(CFG, "hello", 4, DIGEST, spec(), "uid-1")
+    await api.create_deployment(body)
+    assert calls == [
+        ("fx-hello-v4", "fx", {"spec": {"template": body["spec"]["template"]}}, "application/merge-patch+json")
+    ]

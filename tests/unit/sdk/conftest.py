@@ -21,6 +21,7 @@ class FakeGateway(BaseHTTPRequestHandler):
     uploads: list[str]
     deploys: list[dict]  # every spec PUT, in order
     answers: list[dict]
+    platform_version: str  # what /system/version answers
 
     def log_message(self, *args) -> None:
         pass
@@ -76,7 +77,9 @@ class FakeGateway(BaseHTTPRequestHandler):
         self._reply(200, {**result, "message": "ok"})
 
     def do_GET(self) -> None:
-        if self._authorized():
+        if self.path == "/system/version" and self._authorized():
+            self._reply(200, {"version": self.platform_version})
+        elif self._authorized():
             self._reply(200, [self._info(name) for name in sorted(self.functions)])
 
     def _info(self, name: str) -> dict:
@@ -90,7 +93,7 @@ class FakeGateway(BaseHTTPRequestHandler):
 @pytest.fixture
 def gateway(isolated, monkeypatch) -> Iterator[type[FakeGateway]]:
     """The fake, serving; FX_GATEWAY and FX_TOKEN point the CLI at it (set after `isolated` clears them)."""
-    state = {"artifacts": {}, "functions": {}, "uploads": [], "deploys": [], "answers": []}
+    state = {"artifacts": {}, "functions": {}, "uploads": [], "deploys": [], "answers": [], "platform_version": ""}
     handler = type("Handler", (FakeGateway,), state)
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)

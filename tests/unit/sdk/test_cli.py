@@ -176,6 +176,39 @@ def test_version_flag_is_the_package_s(capsys):
     assert capsys.readouterr().out == f"fx {version('fx-sdk')}\n"
 
 
+@pytest.mark.parametrize(
+    ("platform", "skewed", "advice"),
+    [
+        ("{major}.{minor}.99", False, None),  # a patch apart: the same release
+        ("{major}.{next_minor}.0", True, "upgrade the CLI (pip install 'fx-sdk=={platform}')"),
+        ("{next_major}.0.1", True, "upgrade the CLI (pip install 'fx-sdk=={platform}')"),
+        ("0.0.1", True, "install the platform's CLI (pip install 'fx-sdk==0.0.1') or upgrade the platform"),
+    ],
+)
+def test_version_warns_when_the_cli_and_the_platform_are_of_different_releases(
+    gateway, capsys, platform, skewed, advice
+):
+    cli = version("fx-sdk")
+    major, minor = (int(p) for p in cli.split(".")[:2])
+    platform = platform.format(major=major, minor=minor, next_minor=minor + 1, next_major=major + 1)
+    gateway.platform_version = platform
+
+    assert main(["version", "-o", "json"]) == 0
+    shown = capsys.readouterr()
+    gateway_url = os.environ["FX_GATEWAY"]
+    assert json.loads(shown.out) == {"cli": cli, "gateway": gateway_url, "platform": platform, "skew": skewed}
+    if advice is None:
+        assert shown.err == ""
+    else:
+        assert shown.err.startswith(f"fx: fx CLI {cli} and platform {platform} differ: ")
+        assert advice.format(platform=platform) in shown.err
+
+    assert main(["version"]) == 0  # the text form warns alike, and still exits 0
+    shown = capsys.readouterr()
+    assert shown.out == f"fx CLI:   {cli}\nplatform: {platform} ({gateway_url})\n"
+    assert ("differ" in shown.err) is skewed
+
+
 @pytest.mark.parametrize("argv", [["init", "fn"], ["up"], ["completion", "bash"]])
 def test_commands_that_reach_no_gateway_offer_no_connection_flags(argv, capsys):
     with pytest.raises(SystemExit):

@@ -196,7 +196,7 @@ class KubernetesBackend:
         body = manifests.deployment(self._cfg, *key, replica.digest, replica.spec, owner, replica.token)
         if replica.spec.nats is not None and self._signer is not None:  # the user its pods mount, made once
             await nats_identities.ensure_function_secret(self._api, self._signer, *key, replica.spec, owner)
-        await self._api.create_deployment(body)  # made once per version; "exists" is fine
+        await self._api.create_deployment(body)  # made once per version; an existing one takes today's template
         self._pending[key].append(replica.id)
         self._desired[key] += 1
         await self._scale(key)

@@ -119,11 +119,24 @@ class KubeApi:
     # --- Deployments and pods ------------------------------------------------------------
 
     async def create_deployment(self, body: dict) -> None:
+        """A version's Deployment, made once; one that exists gets `body`'s pod template. That template changes only
+        with the controller's own settings (a `helm upgrade`'s runtime image, its pull policy, the preStop sleep):
+        unchanged, the patch changes nothing; changed, the version's next pods run what the release now says
+        instead of the image the version was first started with. (A new leader scales every version to zero before
+        it starts one, so no running replica is replaced behind the fleet's back.)"""
         try:
             await asyncio.to_thread(self.apps.create_namespaced_deployment, self.cfg.namespace, body)
         except ApiException as e:
-            if e.status != 409:  # it exists: a version's Deployment never changes but for its scale
+            if e.status != 409:
                 raise
+            template = {"spec": {"template": body["spec"]["template"]}}  # a merge patch: its scale is left alone
+            await asyncio.to_thread(
+                self.apps.patch_namespaced_deployment,
+                body["metadata"]["name"],
+                self.cfg.namespace,
+                template,
+                _content_type="application/merge-patch+json",
+            )
 
     async def scale(self, name: str, replicas: int) -> None:
         await asyncio.to_thread(

@@ -93,7 +93,7 @@ def replica_env(
     """ARCHITECTURE.md's replica environment; the code comes by digest from the controller's artifact server,
     or is in the function's own image at LAMBDA_TASK_ROOT (/var/task, set by the runtime image it is built FROM).
     `nats_creds`: where a granted replica finds its NATS user, when NATS runs with authorization. `token`: the
-    version's replica token (stable per version, as a Deployment is made once)."""
+    version's replica token (stable per version: its key outlives controllers, so the template stays the same)."""
     env = {
         "_HANDLER": spec.handler,
         "AWS_LAMBDA_FUNCTION_NAME": function,
@@ -219,7 +219,8 @@ def owner_reference(function: str, uid: str) -> dict:
 def deployment(
     cfg: KubeConfig, function: str, version: int, digest: str, spec: FunctionSpec, owner_uid: str, token: str = ""
 ) -> dict:
-    """One immutable version as a Deployment that starts at zero replicas; only its scale changes later."""
+    """One immutable version as a Deployment that starts at zero replicas; its scale changes, and its pod template
+    only with the controller's settings (an upgrade: KubeApi.create_deployment)."""
     labels = pod_labels(cfg, function, version, spec)
     granted = spec.nats is not None and bool(cfg.nats_auth_secret)
     memory = f"{spec.memory}Mi"
