@@ -96,10 +96,10 @@ def pip_platforms(platform: str) -> list[str]:
 def image_digest(archive: Path) -> str:
     """The manifest digest of the one image in an oci-archive: what a registry reports after a copy."""
     with tarfile.open(archive) as tar:
-        member = tar.extractfile("index.json")
-        if member is None:
-            raise SystemExit(f"bundle: {archive} has no index.json: not an oci-archive")
-        manifests = json.load(member)["manifests"]
+        try:
+            manifests = json.load(tar.extractfile("index.json"))["manifests"]
+        except KeyError:
+            raise SystemExit(f"bundle: {archive} has no index.json: not an oci-archive") from None
     if len(manifests) != 1:
         raise SystemExit(f"bundle: {archive} holds {len(manifests)} images, not one")
     return manifests[0]["digest"]
