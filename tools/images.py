@@ -11,7 +11,8 @@ needs root) unless `--base` names another image with python3 (3.11+) and pip, e.
 An image whose inputs (Dockerfile, the files it copies, base, build args) have not changed since it was built
 is not built again: each carries the digest of its inputs as a label. buildah keeps its images under
 ~/.cache/fx/buildah (FX_CLUSTER_CACHE), apart from the machine's own storage: list them with
-`buildah --root ~/.cache/fx/buildah/storage images`.
+`buildah --root ~/.cache/fx/buildah/storage images`. Only buildah is exercised by fx's own runs; podman and
+docker take the same path (this machine has docker's client but no engine).
 """
 
 from __future__ import annotations
@@ -48,6 +49,12 @@ BUILD_PACKAGES = [*BASE_PACKAGES, "python3-pip", "binutils"]
 # Dropped from the debootstrapped tree: documentation (but each package's copyright), manuals, translations,
 # apt's package lists and caches (an image that needs a package runs `apt-get update` first).
 TRIM = ["usr/share/man", "usr/share/info", "usr/share/locale", "var/cache/apt", "var/lib/apt/lists", "var/log/*"]
+# What a refused push's cause means for the operator: cause text -> what to do.
+PUSH_HINTS = {
+    "x509:": "trust the registry's CA: --ca-file FILE, make push CA_FILE=FILE",
+    "server gave HTTP response to HTTPS client": "plain HTTP: --tls-verify false, make push TLS_VERIFY=false",
+    "unauthorized": "log in first: buildah login (or podman login, docker login) with the registry's host",
+}
 # The host's trust store, mounted into RUN steps, for pip behind a TLS-intercepting proxy (as this machine's).
 HOST_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 
@@ -86,8 +93,9 @@ class Builder:
             return ["buildah", "--root", str(CACHE / "buildah/storage"), "--runroot", str(CACHE / "buildah/run")]
         return [self.name]
 
-    def __call__(self, *args: str | Path, quiet: bool = True) -> str:
-        return run([*self.argv, *args], quiet=quiet, capture_output=True).stdout.strip()
+    def __call__(self, *args: str | Path) -> str:
+        """Its output; on failure, what it printed goes to stderr (tools.shell.run)."""
+        return run([*self.argv, *args], quiet=True).stdout.strip()
 
     def inspect(self, ref: str) -> dict | None:
         """The image's config (Id, Size, Labels), or None when the builder has no such image."""
@@ -109,7 +117,7 @@ class Builder:
         if self.name != "buildah":
             return int((self.inspect(ref) or {})["Size"])
         for entry in json.loads(self("images", "--json", ref)):
-            return int(entry["size"]) if isinstance(entry["size"], int) else _parse_size(entry["size"])
+            return _parse_size(entry["size"])
         raise ImageError(f"no image {ref}")
 
     def build(self, ref: str, dockerfile: Path, context: Path, args: dict[str, str], labels: dict[str, str]) -> None:
@@ -119,7 +127,7 @@ class Builder:
             flags += ["--isolation", "chroot"]
             if Path(HOST_CA_BUNDLE).exists():  # docker build has no volumes: pip then trusts the image's own store
                 flags += ["--volume", f"{HOST_CA_BUNDLE}:{HOST_CA_BUNDLE}:ro"]
-        self("build", *flags, "-t", ref, "-f", dockerfile, context, quiet=True)
+        self("build", *flags, "-t", ref, "-f", dockerfile, context)
 
     def push(self, ref: str, ca_file: Path | None, tls_verify: bool) -> None:
         if self.name == "docker":
@@ -162,6 +170,15 @@ def detect_builder() -> Builder:
         "no image builder: install buildah (Debian/Ubuntu: apt-get install buildah; Fedora: dnf install buildah),"
         " podman or docker"
     )
+
+
+def qualified(image: str) -> str:
+    """python:3.11-slim as Docker reads it, docker.io/library/python:3.11-slim: buildah and podman resolve short
+    names only through registries.conf, which Debian's leaves empty."""
+    first, slash, _ = image.partition("/")
+    if slash and ("." in first or ":" in first or first == "localhost"):
+        return image
+    return f"docker.io/{image}" if slash else f"docker.io/library/{image}"
 
 
 def revision() -> str:
@@ -266,7 +283,7 @@ def build(registry: str, tag: str, base: str | None = None, builder: Builder | N
     """fx's three images, built where missing or changed; their references."""
     builder = builder or detect_builder()
     if base:  # pip runs on the base itself (BUILD_BASE defaults to BASE)
-        bases = {"BASE": base}
+        bases = {"BASE": qualified(base)}
     else:
         bases = {
             "BASE": debian_base(builder, DEBIAN_BASE, BASE_PACKAGES),
@@ -291,8 +308,9 @@ def push(registry: str, tag: str, base: str | None, ca_file: Path | None, tls_ve
             try:
                 builder.push(ref, ca_file, tls_verify)
             except subprocess.CalledProcessError as exc:
-                cause = (exc.stderr or exc.stdout or "").strip().splitlines()[-1:] or ["no output"]
-                raise ImageError(f"{registry.split('/', 1)[0]} refused {ref}: {cause[0]}") from exc
+                cause = ((exc.stderr or exc.stdout or "").strip().splitlines() or ["no output"])[-1]
+                hint = next((f" ({hint})" for text, hint in PUSH_HINTS.items() if text in cause), "")
+                raise ImageError(f"{registry.split('/', 1)[0]} refused {ref}: {cause}{hint}") from exc
     return refs
 
 

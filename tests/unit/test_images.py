@@ -67,6 +67,20 @@ def test_the_builders_are_preferred_in_order(monkeypatch: pytest.MonkeyPatch, tm
         assert images.detect_builder().name == name
 
 
+@pytest.mark.parametrize(
+    ("base", "pulled"),
+    [
+        ("python:3.11-slim", "docker.io/library/python:3.11-slim"),
+        ("bitnami/python:3.11", "docker.io/bitnami/python:3.11"),
+        ("registry.example.com/python:3.11", "registry.example.com/python:3.11"),
+        ("reg:5000/python:3.11", "reg:5000/python:3.11"),
+        ("localhost/fx/debian-python:bookworm", "localhost/fx/debian-python:bookworm"),
+    ],
+)
+def test_a_short_base_name_is_read_as_docker_reads_it(base: str, pulled: str) -> None:
+    assert images.qualified(base) == pulled
+
+
 def test_push_needs_a_registry() -> None:
     with pytest.raises(images.ImageError, match="push needs REGISTRY=host"):
         images.push(images.DEFAULT_REGISTRY, "1.0.0", None, None, True)
@@ -94,4 +108,13 @@ def test_a_refused_push_names_the_registry_and_the_cause(monkeypatch: pytest.Mon
     assert str(refused.value) == (
         "reg.example:5000 refused reg.example:5000/fx/controller:1.0.0:"
         " Error: pushing: unauthorized: authentication required"
+        " (log in first: buildah login (or podman login, docker login) with the registry's host)"
     )
+
+
+def test_fx_debian_base_without_root_says_what_to_do_instead(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(images, "CACHE", tmp_path)  # no debootstrapped tarball there yet
+    monkeypatch.setattr(images.os, "geteuid", lambda: 1000)
+    with pytest.raises(images.ImageError, match=r"debootstrap, which needs root: run as root, or --base IMAGE"):
+        images.debian_rootfs(images.BASE_PACKAGES)
+    assert list(tmp_path.iterdir()) == []
