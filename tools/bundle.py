@@ -107,11 +107,8 @@ def image_digest(archive: Path) -> str:
 
 
 def sha256(path: Path) -> str:
-    h = hashlib.sha256()
     with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def describe(path: Path, registry: str, tag: str) -> str:
