@@ -110,3 +110,11 @@ def test_a_refused_push_names_the_registry_and_the_cause(monkeypatch: pytest.Mon
         " Error: pushing: unauthorized: authentication required"
         " (log in first: buildah login (or podman login, docker login) with the registry's host)"
     )
+
+
+def test_fx_debian_base_without_root_says_what_to_do_instead(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(images, "CACHE", tmp_path)  # no debootstrapped tarball there yet
+    monkeypatch.setattr(images.os, "geteuid", lambda: 1000)
+    with pytest.raises(images.ImageError, match=r"debootstrap, which needs root: run as root, or --base IMAGE"):
+        images.debian_rootfs(images.BASE_PACKAGES)
+    assert list(tmp_path.iterdir()) == []
