@@ -7,7 +7,8 @@ with everything an install on a cluster without internet needs, made on a machin
       wheels/                 the fx CLI (fx-sdk, fx-core, fx-runtime) and every dependency
       load.sh                 loads the images into a registry (skopeo) or a node's containerd (tools/load.sh)
       MANIFEST                what each file is, its size, and each image's digest
-      README.txt              the steps (docs/install.md has them in full)
+      README.txt              the steps in short
+      INSTALL.md              docs/install.md: every step, upgrades too
       SHA256SUMS              checked by load.sh before it loads anything
 
 The tar is not compressed: image layers, the chart and wheels are already.
@@ -38,7 +39,7 @@ CLI_SOURCES = ["core", "runtime-images", "sdk"]
 SCRATCH = shutil.ignore_patterns("build", "*.egg-info", "__pycache__")
 
 README = """\
-fx {version}: the air-gapped bundle (images tagged {tag}). Full steps: docs/install.md in fx's repository.
+fx {version}: the air-gapped bundle (images tagged {tag}). Every step, upgrades too: INSTALL.md.
 
 1. Load the images, either into your registry (skopeo needed; every node must be able to pull from it):
      ./load.sh --registry registry.example.com:5000/fx [--ca-file ca.crt | --insecure] \\
@@ -96,21 +97,18 @@ def pip_platforms(platform: str) -> list[str]:
 def image_digest(archive: Path) -> str:
     """The manifest digest of the one image in an oci-archive: what a registry reports after a copy."""
     with tarfile.open(archive) as tar:
-        member = tar.extractfile("index.json")
-        if member is None:
-            raise SystemExit(f"bundle: {archive} has no index.json: not an oci-archive")
-        manifests = json.load(member)["manifests"]
+        try:
+            manifests = json.load(tar.extractfile("index.json"))["manifests"]
+        except KeyError:
+            raise SystemExit(f"bundle: {archive} has no index.json: not an oci-archive") from None
     if len(manifests) != 1:
         raise SystemExit(f"bundle: {archive} holds {len(manifests)} images, not one")
     return manifests[0]["digest"]
 
 
 def sha256(path: Path) -> str:
-    h = hashlib.sha256()
     with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def describe(path: Path, registry: str, tag: str) -> str:
@@ -126,12 +124,13 @@ def describe(path: Path, registry: str, tag: str) -> str:
         return "a dependency of the fx CLI"
     return {
         "load.sh": "loads the images into a registry or containerd, prints the helm install line (--help)",
-        "README.txt": "the steps",
+        "README.txt": "the steps in short",
+        "INSTALL.md": "every step, upgrades too (fx's docs/install.md)",
     }[path.name]
 
 
 def finish(stage: Path, release: str, tag: str, registry: str) -> None:
-    """Adds load.sh, README.txt, MANIFEST and SHA256SUMS to a folder that holds images/, chart/ and wheels/."""
+    """Adds load.sh, README.txt, INSTALL.md, MANIFEST and SHA256SUMS to a folder with images/, chart/ and wheels/."""
     missing = [f"images/{n}.oci.tar" for n in NAMES if not (stage / "images" / f"{n}.oci.tar").is_file()]
     missing += [f"chart/fx-{release}.tgz"] * (not (stage / "chart" / f"fx-{release}.tgz").is_file())
     if missing:
@@ -143,6 +142,7 @@ def finish(stage: Path, release: str, tag: str, registry: str) -> None:
     (stage / "load.sh").write_text(script)
     (stage / "load.sh").chmod(0o755)
     (stage / "README.txt").write_text(README.format(version=release, tag=tag))
+    shutil.copy(REPO / "docs" / "install.md", stage / "INSTALL.md")
 
     files = sorted(p for p in stage.rglob("*") if p.is_file())
     lines = [

@@ -157,7 +157,7 @@ echo "  helm install fx $chart -n fx --create-namespace --set image.registry=$re
 if [ -n "$containerd" ]; then
 	echo "(first on every node: ./load.sh --containerd --registry $registry)"
 else
-	echo "(every node must be able to pull from $registry: docs/install.md, \"Nodes and the registry\")"
+	echo "(every node must be able to pull from $registry: INSTALL.md, \"Nodes and the registry\")"
 fi
 echo "The fx CLI, offline:"
 echo "  pip install --no-index --find-links $(pwd)/wheels fx-sdk"
