@@ -5,12 +5,24 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 TESTS = Path(__file__).parent
+# Debian tools tests use wherever they run, installed before the first test on a machine where we may (root):
+# promtool checks the metrics and alert rules (also in tests/unit and tests/integration, which run before the
+# observability tier that starts Prometheus), dot renders `fx graph`.
+DEBIAN_TOOLS = {"prometheus": "prometheus", "promtool": "prometheus", "dot": "graphviz"}
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if sys.platform == "linux" and os.geteuid() == 0:
+        from tools.shell import ensure_apt_packages
+
+        ensure_apt_packages(DEBIAN_TOOLS)
 
 
 class _Collect(logging.Handler):
