@@ -1,10 +1,11 @@
-"""Run a command (the pytest tiers) while the harness's binaries build beside it, at idle priority.
+"""Run a command (the pytest tiers) while the harness's binaries and images build beside it, at idle priority.
 
 `make test` runs the unit, integration, security and observability tiers, then the Kubernetes tier, whose
-first run on a machine builds Kubernetes from source (~10-15 min of two cores). Those tiers mostly wait on
-sockets and subprocesses, so the build fits in their idle time: it runs as SCHED_IDLE (the kernel gives it a
-core only when nothing else wants one), so it cannot slow a test down. `python -m tests.cluster.build` takes
-the build lock, so the Kubernetes tier's own `tests.cluster.up` waits for it and then finds everything built.
+first run on a machine builds Kubernetes from source (~10-15 min of two cores) and the images (~3-5 min). Those
+tiers mostly wait on sockets and subprocesses, so the build fits in their idle time: it runs as SCHED_IDLE (the
+kernel gives it a core only when nothing else wants one), so it cannot slow a test down. This command returns
+only when the build has ended, so the Kubernetes tier then finds everything built (the binaries' build also
+takes a lock, for a `tests.cluster.up` started by hand meanwhile).
 
     python -m tests.cluster.prebuild CMD [ARG...]     exits with CMD's status
 """
@@ -17,7 +18,7 @@ import subprocess
 import sys
 import time
 
-from tests.cluster import layout
+from tests.cluster import build, images, layout
 from tests.cluster.shell import ensure_apt_packages, log
 
 
@@ -31,14 +32,14 @@ def _idle() -> None:
 
 
 def _start_build() -> subprocess.Popen[bytes]:
-    # apt first, in the foreground: dpkg has one lock, and the observability tier installs Prometheus.
+    # apt first, in the foreground: dpkg has one lock, and pytest installs its own Debian tools as it starts.
     ensure_apt_packages()
     layout.CACHE.mkdir(parents=True, exist_ok=True)
     output = layout.CACHE / "prebuild.log"
-    log(f"building the harness's binaries at idle priority while the tests run (log: {output})")
+    log(f"building the harness's binaries and images at idle priority while the tests run (log: {output})")
     with output.open("wb") as sink:
         return subprocess.Popen(
-            [sys.executable, "-m", "tests.cluster.build"],
+            [sys.executable, "-m", "tests.cluster.prebuild", "--build"],
             stdout=sink,
             stderr=subprocess.STDOUT,
             preexec_fn=_idle,
@@ -46,9 +47,19 @@ def _start_build() -> subprocess.Popen[bytes]:
         )
 
 
+def _build() -> None:
+    """What tests.cluster.up and the e2e tier need: the binaries, fx's images and the e2e own-image, pause, CoreDNS."""
+    build.main()
+    images.own_image()
+    images.all_archives()
+
+
 def main(argv: list[str]) -> int:
     if not argv:
         sys.exit(__doc__)
+    if argv == ["--build"]:
+        _build()
+        return 0
     build = _start_build() if _harness_will_run() else None
     began = time.monotonic()
     status = 1
