@@ -13,6 +13,7 @@ takes a lock, for a `tests.cluster.up` started by hand meanwhile).
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -37,9 +38,12 @@ def _start_build() -> subprocess.Popen[bytes]:
     layout.CACHE.mkdir(parents=True, exist_ok=True)
     output = layout.CACHE / "prebuild.log"
     log(f"building the harness's binaries and images at idle priority while the tests run (log: {output})")
+    argv = [sys.executable, "-m", "tests.cluster.prebuild", "--build"]
+    if shutil.which("ionice"):  # the disk too: idle class, served when no test reads or writes
+        argv = ["ionice", "-c", "3", *argv]
     with output.open("wb") as sink:
         return subprocess.Popen(
-            [sys.executable, "-m", "tests.cluster.prebuild", "--build"],
+            argv,
             stdout=sink,
             stderr=subprocess.STDOUT,
             preexec_fn=_idle,
