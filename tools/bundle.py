@@ -175,10 +175,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=REPO / "dist", help="where the bundle goes (default: dist)")
     parser.add_argument(
         "--registry",
+        type=images.registry_arg,
         default=images.DEFAULT_REGISTRY,
         help=f"the images' names in the bundle and the chart's image.registry (default {images.DEFAULT_REGISTRY})",
     )
-    parser.add_argument("--tag", default="", help="the images' tag (default: the project's version)")
+    parser.add_argument(
+        "--tag", type=images.tag_arg, default="", help="the images' tag (default: the project's version)"
+    )
     parser.add_argument("--base", default="", help="the images' base (default: fx's Debian base, as make images)")
     parser.add_argument("--python-version", help="the CLI's wheels for this Python (e.g. 3.12) instead of this one")
     parser.add_argument(

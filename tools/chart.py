@@ -16,7 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tools import version
+from tools import images, version
 
 CHART = version.REPO / "charts" / "fx"
 HELM_CACHE = Path.home() / ".cache" / "fx" / "bin"  # where tests/cluster/build.py puts the helm it builds
@@ -58,7 +58,9 @@ def package(registry: str | None = None, chart_version: str | None = None, out: 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.chart", description=__doc__.split("\n\n")[0])
     parser.add_argument("command", choices=["package"])
-    parser.add_argument("--registry", help="host[:port]/path of fx's images: the packaged image.registry")
+    parser.add_argument(
+        "--registry", type=images.registry_arg, help="host[:port]/path of fx's images: the packaged image.registry"
+    )
     parser.add_argument("--version", dest="chart_version", help="default: the project's version")
     parser.add_argument("--out", type=Path, default=version.REPO / "dist")
     args = parser.parse_args(argv)

@@ -21,6 +21,7 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -35,6 +36,29 @@ from tools.shell import ensure_apt_packages, log, run, step
 REPO = version.REPO
 CACHE = Path(os.environ.get("FX_CLUSTER_CACHE", Path.home() / ".cache" / "fx"))
 DEFAULT_REGISTRY = "localhost/fx"
+# The OCI distribution grammar (what registries and containerd accept): a host with an optional port, then
+# lower-case path components; a tag of up to 128 word characters, dots and dashes. Checked before any build.
+REGISTRY_FORMAT = re.compile(r"[A-Za-z0-9.-]+(?::[0-9]+)?(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*")
+TAG_FORMAT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+
+
+def registry_arg(value: str) -> str:
+    """argparse type for --registry: host[:port]/path, a trailing slash dropped."""
+    value = value.rstrip("/")
+    if not REGISTRY_FORMAT.fullmatch(value):
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not host[:port]/path with a lower-case path (e.g. registry.example.com:5000/fx)"
+        )
+    return value
+
+
+def tag_arg(value: str) -> str:
+    """argparse type for --tag: empty (the project's version) or an image tag."""
+    if value and not TAG_FORMAT.fullmatch(value):
+        raise argparse.ArgumentTypeError(f"{value!r} is not an image tag: letters, digits, _ . - (at most 128)")
+    return value
+
+
 SOURCE = os.environ.get("FX_SOURCE_URL", "https://example.invalid/fx")  # no public home yet: an honest placeholder
 INPUTS_LABEL = "dev.fx.inputs"
 
@@ -343,8 +367,10 @@ def print_sizes(registry: str, tag: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.images", description=__doc__.split("\n\n")[0])
     parser.add_argument("command", choices=["build", "push", "save", "sizes"])
-    parser.add_argument("--registry", default=DEFAULT_REGISTRY, help=f"host[:port]/path (default {DEFAULT_REGISTRY})")
-    parser.add_argument("--tag", default="", help="default: the project's version")
+    parser.add_argument(
+        "--registry", type=registry_arg, default=DEFAULT_REGISTRY, help=f"host[:port]/path (default {DEFAULT_REGISTRY})"
+    )
+    parser.add_argument("--tag", type=tag_arg, default="", help="default: the project's version")
     parser.add_argument("--base", default="", help="an image with python3 and pip (default: fx's Debian base)")
     tls = parser.add_mutually_exclusive_group()
     tls.add_argument("--ca-file", type=Path, help="push: trust the registry's certificate from this CA")

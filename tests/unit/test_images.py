@@ -4,6 +4,7 @@ pushes to the harness's registry)."""
 
 from __future__ import annotations
 
+import importlib
 import re
 from pathlib import Path
 
@@ -118,3 +119,30 @@ def test_fx_debian_base_without_root_says_what_to_do_instead(monkeypatch: pytest
     with pytest.raises(images.ImageError, match=r"debootstrap, which needs root: run as root, or --base IMAGE"):
         images.debian_rootfs(images.BASE_PACKAGES)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("good", ["localhost/fx", "10.244.0.1:5000/fx", "registry.example.com/team/fx-images", "h:1"])
+def test_registries_in_the_distribution_grammar_are_taken(good: str) -> None:
+    assert images.registry_arg(good + "/") == good
+
+
+@pytest.mark.parametrize(
+    ("tool", "argv", "named"),
+    [
+        ("tools.images", ["build", "--registry", "Registry.example.com/FX"], "--registry"),
+        ("tools.images", ["push", "--registry", "registry example.com/fx"], "--registry"),
+        ("tools.images", ["build", "--tag", "0.2.0 latest"], "--tag"),
+        ("tools.chart", ["package", "--registry", "registry.example.com/fx\nimage: {}"], "--registry"),
+        ("tools.bundle", ["--registry", "registry.example.com:port/fx"], "--registry"),
+        ("tools.bundle", ["--tag", ".hidden"], "--tag"),
+    ],
+)
+def test_a_bad_registry_or_tag_is_refused_before_anything_is_built(
+    tool: str, argv: list[str], named: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A name no registry accepts would fail late (after minutes of building) or end up in the chart's values."""
+    main = importlib.import_module(tool).main
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    assert f"argument {named}:" in capsys.readouterr().err

@@ -4,6 +4,7 @@ controller's image, and image.pullSecrets on every fx pod and on the account fun
 
 from __future__ import annotations
 
+import pytest
 import yaml
 
 from tests.unit.charts.test_chart import CHART, named, of_kind, render
@@ -82,3 +83,10 @@ def test_no_pull_secrets_by_default() -> None:
     for workload in of_kind(docs, "Deployment") + of_kind(docs, "StatefulSet") + of_kind(docs, "Job"):
         assert workload["spec"]["template"]["spec"]["imagePullSecrets"] == []
     assert named(docs, "ServiceAccount", "-function")["imagePullSecrets"] == []
+
+
+def test_a_registry_or_tag_no_registry_accepts_is_refused_at_install() -> None:
+    """Refused by the schema with the key's name, not rendered into pods that can never pull."""
+    for value in ["image.registry=Registry.example.com/FX", "image.registry=registry example.com", "image.tag=a:b"]:
+        with pytest.raises(AssertionError, match=r"/image/(registry|tag)': .* does not match pattern"):
+            render(value)
