@@ -9,9 +9,11 @@ from fx_controller.backends.kubernetes import manifests
 from fx_controller.backends.kubernetes.backend import KubernetesBackend
 from fx_controller.backends.kubernetes.config import KubeConfig
 
+from tools import version
+
 from .kube_fakes import CFG, DIGEST, FakeApi
 
-SHIPPED = "localhost/fx/runtime-python:dev"
+SHIPPED = f"localhost/fx/runtime-python:{version.current()}"  # what `make images` names
 ENV = {
     "FX_K8S_RUNTIME_IMAGE": "reg.example.com/fx/runtime-python:1",
     "FX_K8S_RUNTIME_PYTHON": "python3.11",

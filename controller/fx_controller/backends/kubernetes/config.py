@@ -7,6 +7,7 @@ import os
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from importlib import metadata
 
 from fx.protocol import DEFAULT_RUNTIME, PYTHON_RUNTIMES
 
@@ -25,7 +26,8 @@ class KubeConfig:
     lease_renew: float = 1.0  # s between the leader's renewals
     lease_retry: float = 0.5  # s between a standby's looks at the Lease
     controller_deployment: str = ""  # owns the Lease, so it goes with the release; empty: no owner
-    runtime_image: str = "localhost/fx/runtime-python:dev"  # also what pool pods run
+    # What pool pods run too; by default the image `make images` names for this release (the chart always sets it).
+    runtime_image: str = f"localhost/fx/runtime-python:{metadata.version('fx-controller')}"
     runtime_python: str = DEFAULT_RUNTIME  # the Python of runtime_image
     runtime_images: dict[str, str] = field(default_factory=dict)  # other runtimes -> their image
     runtime_pull_policy: str = "IfNotPresent"
