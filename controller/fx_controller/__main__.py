@@ -14,10 +14,10 @@ import fx.state_dir as state_dir
 import uvicorn
 import uvloop
 from fx.nats_auth import NatsAuthError
+from fx.tokens import load_or_create_token
 
 from . import settings as settings_mod
 from .api.app import create_app
-from .api.auth import load_or_create_token
 from .api.metrics_listener import metrics_listener
 from .controller import Controller, local_backend
 from .metrics import Metrics

@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
-import secrets
 import shutil
 import signal
 import socket
@@ -44,6 +43,7 @@ from fx import log_files
 from fx import state_dir as state_lock
 from fx.nats_auth import ADMIN_CREDS, ALL, Authority, NatsAuthError, gateway_permissions, write_secret
 from fx.state_dir import PROTECTIONS_FILE
+from fx.tokens import load_or_create_token
 
 READY_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
@@ -183,7 +183,7 @@ class Platform:
 
     def _start(self) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        self._ensure_token()
+        load_or_create_token(self.token_file)
         # Picked together: ports picked one at a time may come back twice (the kernel reuses one just released).
         nats_port, controller_port, free_gateway_port = _free_ports(3)
         self._gateway_port = free_gateway_port if self.ports == "free" else self.gateway_port
@@ -327,13 +327,6 @@ class Platform:
         self.stop()
 
     # --- plumbing --------------------------------------------------------------
-
-    def _ensure_token(self) -> None:
-        if self.token_file.exists():
-            return
-        fd = os.open(self.token_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_urlsafe(32) + "\n")
 
     def _prepare_nats(self) -> Path:
         """The authority (made once), this run's platform users and nats-server's config; returns its path."""

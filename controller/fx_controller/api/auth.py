@@ -1,32 +1,11 @@
-"""The admin token: where it comes from, and the guard every /system call passes before its body is read."""
+"""The admin token: the guard every /system call passes before its body is read."""
 
 from __future__ import annotations
 
 import hmac
 import json
-import os
-import secrets
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
-
-
-def load_or_create_token(path: Path) -> str:
-    """Read the token file; create it (0600, 32 random bytes) when it does not exist yet."""
-    try:
-        return path.read_text().strip()
-    except FileNotFoundError:
-        pass
-    path.parent.mkdir(parents=True, exist_ok=True)
-    token = secrets.token_urlsafe(32)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:  # someone (the launcher) wrote it meanwhile
-        return path.read_text().strip()
-    with os.fdopen(fd, "w") as f:
-        f.write(token + "\n")
-    return token
-
 
 # Starlette's ASGI shapes, spelled out so this module needs nothing but the standard library.
 Scope = dict[str, Any]
