@@ -68,7 +68,10 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# Each figure beside its reference from the same run, with its target: PASS/MISS lines, summed up at the end.
+bench: export FX_BENCH_REPORT = $(CURDIR)/$(VENV)/bench-report.jsonl
 bench: install
+	@rm -f $(FX_BENCH_REPORT)
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.api_routes
 	$(BIN)/python -m bench.scaling
@@ -76,6 +79,7 @@ bench: install
 	$(BIN)/python -m bench.api_matching --requests 50000
 	$(BIN)/python -m bench.api_limits --requests 50000
 	$(BIN)/python -m bench.lambda_authorizer --requests 50000
+	@$(BIN)/python -m bench.report
 
 images: install
 	$(BIN)/python -m tools.images build $(IMAGE_ARGS)
