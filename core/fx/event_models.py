@@ -12,12 +12,13 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 
 from fx.models import MAX_SUBJECT_LENGTH, STREAM_RE, _Model, check_name, check_subject, shown
+from fx.protocol import DLQ_LIST_DEFAULT as DLQ_LIST_DEFAULT  # the admin API's, re-exported for the controller
+from fx.protocol import PUBLISH_TIMEOUT_DEFAULT
 
 # Names fx's own streams and buckets use (FX_ASYNC, FX_DLQ, KV_fx_*, OBJ_fx_*) or that JetStream gives the
 # streams behind buckets: a user's stream is created under none of them, so it can never shadow fx's.
 RESERVED_STREAM_PREFIXES = ("fx_", "kv_", "obj_")
 RESERVED_BUCKET_PREFIX = "fx_"
-DLQ_LIST_DEFAULT = 100
 DLQ_LIST_MAX = 10_000
 REDRIVE_BATCH = 1000  # letters one redrive call of `function` or `all` judges: its answer comes in seconds
 # JetStream keeps sizes, ages (in nanoseconds) and sequences as 64-bit integers: a larger value is a 400 here,
@@ -166,7 +167,6 @@ class PlatformStatus(_Model):
     state_bytes: dict[str, int] | None = None  # embedded mode: the state dir on disk by kind, measured each minute
 
 
-PUBLISH_TIMEOUT_DEFAULT = 5.0
 PUBLISH_TIMEOUT_MAX = 60.0
 PUBLISH_HEADERS_MAX = 64
 # A NATS header: a name as HTTP's (no ':', no spaces), a value on one line (a CR or LF would end it and start a

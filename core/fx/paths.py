@@ -8,6 +8,8 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+MANIFEST = "fx.yaml"  # a project's manifest, in its folder (fx.manifest reads it)
+
 
 def config_path(env: Mapping[str, str] = os.environ) -> Path:
     if env.get("FX_CONFIG"):

@@ -104,6 +104,9 @@ CALLBACK_SUBJECT = "X-Fx-Callback-Subject"  # ... or published there
 STREAM_ASYNC = "FX_ASYNC"  # work-queue retention: a call leaves the stream when acked
 CONSUMER_ASYNC = "fx-async"
 STREAM_DLQ = "FX_DLQ"  # dead letters of async calls and of durable (JetStream) triggers
+# Defaults of the admin API that `fx --help` shows: here, stdlib-only, and not in fx.event_models (pydantic).
+DLQ_LIST_DEFAULT = 100  # dead letters one /system/dlq listing returns
+PUBLISH_TIMEOUT_DEFAULT = 5.0  # seconds /system/publish waits for a reply or a stream's ack
 ASYNC_CALL_ID = "Fx-Async-Call-Id"
 ASYNC_FUNCTION = "Fx-Async-Function"
 ASYNC_QUALIFIER = "Fx-Async-Qualifier"  # version or alias the caller pinned, if any

@@ -13,10 +13,13 @@ from __future__ import annotations
 import shutil
 import subprocess
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from fx.api_models import ApiSpec, split_function_ref
 from fx.errors import FxError, InputError
-from fx.models import FunctionSpec
+
+if TYPE_CHECKING:  # `fx --help` shows FORMATS and needs no pydantic
+    from fx.api_models import ApiSpec
+    from fx.models import FunctionSpec
 
 FORMATS = ("mermaid", "dot", "svg", "png")
 DOT_TIMEOUT_S = 60.0
@@ -94,6 +97,8 @@ def build(
 def _routes(graph: Graph, apis: list[ApiSpec]) -> None:
     """An edge from each function route to its function (labelled with the version or alias it pins), and to the
     Lambda authorizer that decides first; mock and upstream routes invoke no function and are left out."""
+    from fx.api_models import split_function_ref
+
     for api in apis:
         for key, route in api.routes.items():
             if route.function is None:

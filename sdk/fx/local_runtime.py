@@ -16,15 +16,16 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
-
-from fx import build, interpreters
+from fx import interpreters
 from fx.errors import FunctionError, InputError
-from fx.manifest import FunctionDef
-from fx.models import FunctionSpec
-from fx.platform import die_with_parent
+
+if TYPE_CHECKING:  # imported where used: `fx --help` shows READY_TIMEOUT_S and needs neither httpx nor pydantic
+    import httpx
+
+    from fx.manifest import FunctionDef
+    from fx.models import FunctionSpec
 
 NO_ARTIFACT = "sha256:" + "0" * 64  # the code is the folder itself; the spec wants a digest
 READY_TIMEOUT_S = 60.0  # an import-heavy handler (pandas, torch) takes seconds; the platform's gate allows 30
@@ -79,6 +80,8 @@ class LocalReplica:
 
     def environment(self) -> dict[str, str]:
         """What the local backend sets for a replica, the function's env, then --env (which wins)."""
+        from fx import build
+
         spec = self.spec
         env = {
             "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
@@ -104,6 +107,10 @@ class LocalReplica:
         return env
 
     def start(self) -> None:
+        import httpx
+
+        from fx.platform import die_with_parent
+
         env = self.environment()
         self._process = subprocess.Popen(
             [sys.executable, "-m", "fx_runtime"],
@@ -158,6 +165,8 @@ class LocalReplica:
         return self._request(method, f"/_fx/http{path}", headers=headers, content=body)
 
     def _request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        import httpx
+
         if self._http is None:
             raise RuntimeError("the replica is not started")
         try:

@@ -19,8 +19,8 @@ from pydantic import BaseModel, ValidationError
 from fx.api_models import ApiSpec, RouteProblem, check_route_key
 from fx.errors import InputError
 from fx.models import FunctionSpec, TriggerSpec
+from fx.paths import MANIFEST
 
-MANIFEST = "fx.yaml"
 # Validation of a zip function needs an artifact; the real digest exists only once the code is built.
 _PLACEHOLDER_DIGEST = "sha256:" + "0" * 64
 _STR_TAG = "tag:yaml.org,2002:str"

@@ -33,17 +33,17 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Literal
-
-import httpx
-import nats
-from nats.aio.client import Client as NATS
+from typing import IO, TYPE_CHECKING, Any, Literal
 
 from fx import log_files
 from fx import state_dir as state_lock
-from fx.nats_auth import ADMIN_CREDS, ALL, Authority, NatsAuthError, gateway_permissions, write_secret
 from fx.state_dir import PROTECTIONS_FILE
 from fx.tokens import load_or_create_token
+
+# nats-py, nkeys (fx.nats_auth) and httpx are imported where used: the fx CLI imports this module for
+# PlatformError and `fx up`'s defaults at every start, and they would double its start time.
+if TYPE_CHECKING:
+    from nats.aio.client import Client as NATS
 
 READY_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
@@ -139,10 +139,14 @@ class Platform:
     @property
     def admin_creds(self) -> Path:
         """A NATS user with every right in the fx account, for tests, benchmarks and the nats CLI."""
+        from fx.nats_auth import ADMIN_CREDS
+
         return self.nats_auth_dir / ADMIN_CREDS
 
     async def admin_nats(self, **options: Any) -> NATS:
         """A NATS client as the admin user (nothing connects anonymously); `options` go to nats.connect."""
+        import nats
+
         return await nats.connect(self.nats_url, user_credentials=str(self.admin_creds), **options)
 
     def _creds(self, who: str) -> Path:
@@ -330,6 +334,8 @@ class Platform:
 
     def _prepare_nats(self) -> Path:
         """The authority (made once), this run's platform users and nats-server's config; returns its path."""
+        from fx.nats_auth import ALL, Authority, NatsAuthError, gateway_permissions, write_secret
+
         try:
             authority = Authority.load_or_create(self.nats_auth_dir)
         except NatsAuthError as exc:
@@ -504,6 +510,8 @@ def _tcp_open(port: int) -> bool:
 
 
 def _http_ok(url: str) -> bool:
+    import httpx
+
     try:
         return httpx.get(url, timeout=1.0, trust_env=False).status_code == 200
     except httpx.HTTPError:

@@ -100,7 +100,7 @@ def _parser() -> argparse.ArgumentParser:
         epilog=EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=f"fx {version.cli_version()}")
+    parser.add_argument("--version", action=version.VersionAction)
     parser.add_argument("--gateway", default=None, help="gateway URL (env FX_GATEWAY; default http://127.0.0.1:8080)")
     parser.add_argument("--token", default=None, help="admin token (env FX_TOKEN; default from the fx config)")
     parser.add_argument("--context", default=None, help="the fx context to use (env FX_CONTEXT; see `fx context`)")

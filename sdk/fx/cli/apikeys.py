@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
-from fx.api_key_models import ApiKeyInfo, ApiKeySpec, QuotaSpec
 from fx.cli.common import EXIT_OK, OUTPUT, AddCommand, built, checked, client, local_time, print_json, print_table
+
+if TYPE_CHECKING:
+    from fx.api_key_models import ApiKeyInfo
 
 HELP = "manage API keys of API routes (x-api-key): throttles and quotas per key"
 
@@ -20,6 +23,8 @@ def _limits(key: ApiKeyInfo) -> str:
 
 
 def cmd_apikey_create(args: argparse.Namespace) -> int:
+    from fx.api_key_models import ApiKeySpec, QuotaSpec
+
     quota = checked(QuotaSpec.parse, args.quota) if args.quota is not None else None
     spec = built(ApiKeySpec, name=args.name, api=args.api, rate=args.rate, burst=args.burst, quota=quota)
     with client(args) as fx:

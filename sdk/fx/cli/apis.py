@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
-from fx.api_models import ApiSpec, RouteSpec, ThrottleSpec
 from fx.cli.common import EXIT_OK, OUTPUT, AddCommand, checked, client, print_json, print_table
-from fx.models import check_name
+
+if TYPE_CHECKING:
+    from fx.api_models import ApiSpec, RouteSpec, ThrottleSpec
 
 HELP = "manage APIs: routes in front of functions, declared in fx.yaml `apis:` (`fx routes` lists them)"
 
 
 def cmd_routes(args: argparse.Namespace) -> int:
+    from fx.models import check_name
+
     with client(args) as fx:
         apis = [fx.api(checked(check_name, args.api))] if args.api else fx.apis()
     if args.output == "json":
@@ -76,6 +80,8 @@ def cmd_apis_ls(args: argparse.Namespace) -> int:
 
 
 def cmd_apis_rm(args: argparse.Namespace) -> int:
+    from fx.models import check_name
+
     name = checked(check_name, args.name)
     with client(args) as fx:
         fx.delete_api(name)

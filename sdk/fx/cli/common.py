@@ -8,14 +8,14 @@ import re
 import sys
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from pydantic import BaseModel, ValidationError
-from pydantic_core import to_jsonable_python
-
-from fx import config
-from fx.client import Client
 from fx.errors import InputError
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from fx.client import Client
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_UNAUTHORISED = 0, 1, 2, 3
 EXIT_CODES = """exit codes:
@@ -30,7 +30,7 @@ _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # C0 and C1 controls but tab and newline
 
 T = TypeVar("T")
-M = TypeVar("M", bound=BaseModel)
+M = TypeVar("M", bound="BaseModel")
 Run = Callable[[argparse.Namespace], int]
 
 # Global flags are accepted before or after the command; SUPPRESS keeps the earlier value.
@@ -52,6 +52,11 @@ class AddCommand(Protocol):
 
 
 def client(args: argparse.Namespace) -> Client:
+    # Imported here, as every command's heavy dependency: `fx --help` and `fx --version` need neither httpx nor
+    # pydantic (the guard is tests/unit/sdk/test_cli_imports.py).
+    from fx import config
+    from fx.client import Client
+
     settings = config.resolve(args.gateway, args.token, args.context)
     return Client(settings.gateway, settings.token)
 
@@ -72,6 +77,8 @@ def checked(check: Callable[[T], T], value: T) -> T:
 
 def built(model: type[M], **fields: Any) -> M:
     """A model made of flags; its first complaint is bad input (exit 2), named by its flag."""
+    from pydantic import ValidationError
+
     try:
         return model(**fields)
     except ValidationError as exc:
@@ -109,6 +116,8 @@ def print_table(rows: list[list[str]]) -> None:
 
 def print_json(value: Any) -> None:
     """What -o json prints: a model, a list of models or plain data, indented, the same way for every command."""
+    from pydantic_core import to_jsonable_python
+
     print(json.dumps(to_jsonable_python(value), indent=2, ensure_ascii=False))
 
 

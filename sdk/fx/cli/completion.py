@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import argparse
 
-import shtab
-
 from fx.cli.common import EXIT_OK, AddCommand
 
 SHELLS = ("bash", "zsh")
@@ -20,6 +18,8 @@ HOW = """install:
 
 def register(add: AddCommand, root: argparse.ArgumentParser) -> None:
     def cmd_completion(args: argparse.Namespace) -> int:
+        import shtab
+
         print(shtab.complete(root, shell=args.shell), end="")
         return EXIT_OK
 

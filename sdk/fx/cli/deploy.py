@@ -5,14 +5,16 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from fx import deploy, manifest, sam, sam_deploy, scaffold
 from fx.cli.common import EXIT_FAILED, EXIT_OK, OUTPUT, AddCommand, client, err, print_json
 from fx.errors import InputError
+from fx.paths import MANIFEST
 
 DEFAULT_WAIT_S = 120.0  # beyond the controller's init timeout (30 s), so its verdict normally comes first
 
 
 def cmd_init(args: argparse.Namespace) -> int:
+    from fx import scaffold
+
     project = scaffold.init(args.name, Path(args.dir))
     print(f"created {project}/: handler.py, requirements.txt, fx.yaml")
     print(f"next: cd {project} && fx deploy")
@@ -20,6 +22,8 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
+    from fx import deploy, sam, sam_deploy
+
     if not args.wait_timeout > 0:  # nor nan: `elapsed >= nan` is never true, the wait would never end
         raise InputError(f"--wait-timeout {args.wait_timeout:g}: give a number of seconds above 0")
     path = Path(args.file)
@@ -56,7 +60,7 @@ def register(add: AddCommand) -> None:
     dep.add_argument(
         "-f",
         "--file",
-        default=manifest.MANIFEST,
+        default=MANIFEST,
         help="the manifest (default fx.yaml), or an AWS SAM template (template.yaml)",
     )
     dep.add_argument("names", nargs="*", metavar="NAME", help="deploy only these functions")

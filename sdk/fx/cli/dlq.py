@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from fx.cli.common import (
     EXIT_FAILED,
@@ -18,8 +19,10 @@ from fx.cli.common import (
     printable,
 )
 from fx.errors import InputError
-from fx.event_models import DLQ_LIST_DEFAULT, DeadLetter, RedriveSpec
-from fx.models import check_name
+from fx.protocol import DLQ_LIST_DEFAULT
+
+if TYPE_CHECKING:
+    from fx.event_models import DeadLetter
 
 HELP = "dead letters: async calls and stream records that failed every attempt (list, show, redrive)"
 MESSAGE_WIDTH = 60
@@ -32,6 +35,8 @@ def _origin(letter: DeadLetter) -> str:
 
 
 def cmd_dlq_ls(args: argparse.Namespace) -> int:
+    from fx.models import check_name
+
     function = checked(check_name, args.function) if args.function else None
     with client(args) as fx:
         letters = fx.dead_letters(function, args.limit)
@@ -76,6 +81,9 @@ def cmd_dlq_show(args: argparse.Namespace) -> int:
 
 
 def cmd_dlq_redrive(args: argparse.Namespace) -> int:
+    from fx.event_models import RedriveSpec
+    from fx.models import check_name
+
     chosen = [bool(args.ids), args.function is not None, args.all]
     if sum(chosen) != 1:
         raise InputError("name the letters to redrive: IDs (see `fx dlq ls`), --function NAME, or --all")

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
-from fx import deploy
 from fx.cli.common import EXIT_OK, OUTPUT, AddCommand, client, local_time, print_json, print_table, traffic_text
-from fx.models import ScaleSpec, TriggerSpec
+
+if TYPE_CHECKING:
+    from fx.models import ScaleSpec, TriggerSpec
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
@@ -29,6 +31,8 @@ def _alias(alias: str, version: int, split: dict[int, int] | None) -> str:
 
 
 def cmd_describe(args: argparse.Namespace) -> int:
+    from fx import deploy
+
     with client(args) as fx:
         fn = fx.describe(args.name)
         url = f"{fx.gateway}/function/{fn.name}/"
@@ -102,6 +106,8 @@ def trigger_text(trigger: TriggerSpec) -> str:
 
 
 def cmd_versions(args: argparse.Namespace) -> int:
+    from fx import deploy
+
     with client(args) as fx:
         versions = fx.versions(args.name)
     if args.output == "json":

@@ -5,16 +5,22 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from fx import graph, manifest, sam
-from fx.api_models import ApiSpec, RouteSpec, split_function_ref
+from fx import graph
 from fx.cli.common import EXIT_OK, AddCommand, client, err
 from fx.errors import InputError
-from fx.local_runtime import NO_ARTIFACT
-from fx.models import FunctionSpec
+from fx.paths import MANIFEST
+
+if TYPE_CHECKING:
+    from fx.api_models import ApiSpec, RouteSpec
+    from fx.models import FunctionSpec
 
 
 def cmd_graph(args: argparse.Namespace) -> int:
+    from fx import manifest, sam
+    from fx.local_runtime import NO_ARTIFACT
+
     if args.deployed:
         specs, streams = _deployed(args)
         with client(args) as fx:
@@ -44,6 +50,8 @@ def cmd_graph(args: argparse.Namespace) -> int:
 
 
 def _routes_to(api: ApiSpec, names: list[str]) -> dict[str, RouteSpec]:
+    from fx.api_models import split_function_ref
+
     return {k: r for k, r in api.routes.items() if r.function and split_function_ref(r.function)[0] in names}
 
 
@@ -68,7 +76,7 @@ def _deployed(args: argparse.Namespace) -> tuple[list[FunctionSpec], dict[str, l
 def register(add: AddCommand) -> None:
     g = add("graph", cmd_graph, "draw the functions and the events between them (Mermaid, DOT, SVG, PNG)")
     g.add_argument("names", nargs="*", metavar="NAME", help="only these functions")
-    g.add_argument("-f", "--file", default=manifest.MANIFEST, help="the manifest (default fx.yaml), or a SAM template")
+    g.add_argument("-f", "--file", default=MANIFEST, help="the manifest (default fx.yaml), or a SAM template")
     g.add_argument("--deployed", action="store_true", help="draw what is deployed instead of fx.yaml")
     g.add_argument(
         "--format", choices=graph.FORMATS, default="mermaid", help="mermaid (default), dot; svg, png need Graphviz"

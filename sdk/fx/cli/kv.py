@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 
 from fx.cli.common import EXIT_OK, OUTPUT, AddCommand, built, checked, client, print_json, print_table
-from fx.event_models import BucketSpec, check_bucket_name, check_kv_key
 
 HELP = "KV buckets for kv triggers: create, list, put a key, remove (no NATS credentials needed)"
 
 
 def cmd_kv_create(args: argparse.Namespace) -> int:
+    from fx.event_models import BucketSpec, check_bucket_name
+
     name = checked(check_bucket_name, args.bucket)
     spec = built(BucketSpec, history=args.history, max_bytes=args.max_bytes)
     with client(args) as fx:
@@ -35,6 +36,8 @@ def cmd_kv_ls(args: argparse.Namespace) -> int:
 
 
 def cmd_kv_rm(args: argparse.Namespace) -> int:
+    from fx.event_models import check_bucket_name
+
     name = checked(check_bucket_name, args.bucket)
     with client(args) as fx:
         fx.delete_bucket(name)
@@ -43,6 +46,8 @@ def cmd_kv_rm(args: argparse.Namespace) -> int:
 
 
 def cmd_kv_put(args: argparse.Namespace) -> int:
+    from fx.event_models import check_bucket_name, check_kv_key
+
     name = checked(check_bucket_name, args.bucket)
     key = checked(check_kv_key, args.key)
     with client(args) as fx:

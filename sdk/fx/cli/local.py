@@ -7,20 +7,25 @@ import contextlib
 import json
 import signal
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from fx import manifest, sam
 from fx.cli.common import EXIT_OK, OUTPUT, AddCommand, err
 from fx.cli.invoke import event_from
 from fx.errors import InputError
-from fx.local_api import Functions, serve
-from fx.local_runtime import READY_TIMEOUT_S, LocalReplica
-from fx.models import ENV_NAME_RE
+from fx.local_runtime import READY_TIMEOUT_S
+from fx.paths import MANIFEST
+
+if TYPE_CHECKING:
+    from fx.local_api import Functions
 
 HELP = "run fx.yaml functions on this machine, no platform: invoke one with an event, or serve them over HTTP"
 DEFAULT_PORT = 3000  # sam local start-api's
 
 
 def cmd_invoke(args: argparse.Namespace) -> int:
+    from fx import manifest, sam
+    from fx.local_runtime import LocalReplica
+
     defs = sam.functions(Path(args.manifest))
     if args.name is None and len(defs) > 1:
         names = ", ".join(d.name for d in defs)
@@ -37,6 +42,8 @@ def cmd_invoke(args: argparse.Namespace) -> int:
 
 
 def cmd_api(args: argparse.Namespace) -> int:
+    from fx.local_api import Functions, serve
+
     functions = Functions(Path(args.manifest), args.names, _env(args.env), err, _init_timeout(args))
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop the replicas on SIGTERM as on Ctrl-C
     with contextlib.suppress(KeyboardInterrupt):
@@ -57,6 +64,8 @@ def _init_timeout(args: argparse.Namespace) -> float:
 
 
 def _env(pairs: list[str]) -> dict[str, str]:
+    from fx.models import ENV_NAME_RE
+
     env = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
@@ -68,9 +77,7 @@ def _env(pairs: list[str]) -> dict[str, str]:
 
 def register(add: AddCommand) -> None:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "-f", "--file", dest="manifest", default=manifest.MANIFEST, help="the manifest (default fx.yaml)"
-    )
+    common.add_argument("-f", "--file", dest="manifest", default=MANIFEST, help="the manifest (default fx.yaml)")
     common.add_argument(
         "--env",
         action="append",

@@ -7,12 +7,13 @@ import os
 
 from fx import config
 from fx.cli.common import EXIT_OK, OUTPUT, AddCommand, print_json
-from fx.client import Client
 from fx.errors import InputError
 from fx.paths import config_path
 
 
 def cmd_login(args: argparse.Namespace) -> int:
+    from fx.client import Client
+
     env = {k: v for k, v in os.environ.items() if k != "FX_CONTEXT"}  # here it names what to save
     known = config.load(config_path(env))
     name = args.context or os.environ.get("FX_CONTEXT")

@@ -6,8 +6,7 @@ import argparse
 
 from fx.cli.common import EXIT_FAILED, EXIT_OK, OUTPUT, AddCommand, built, client, print_json
 from fx.errors import InputError
-from fx.event_models import PUBLISH_TIMEOUT_DEFAULT, PublishSpec
-from fx.protocol import REPLY_FUNCTION_ERROR
+from fx.protocol import PUBLISH_TIMEOUT_DEFAULT, REPLY_FUNCTION_ERROR
 
 
 def _headers(pairs: list[str]) -> dict[str, str]:
@@ -21,6 +20,8 @@ def _headers(pairs: list[str]) -> dict[str, str]:
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
+    from fx.event_models import PublishSpec
+
     spec = built(
         PublishSpec,
         subject=args.subject,

@@ -5,14 +5,15 @@ from __future__ import annotations
 import argparse
 import sys
 
-from fx import secret_args
 from fx.cli.common import EXIT_OK, OUTPUT, AddCommand, checked, client, local_time, print_json, print_table
-from fx.models import check_secret_name
 
 HELP = "manage secrets: values a function gets as environment variables, never shown"
 
 
 def cmd_secret_set(args: argparse.Namespace) -> int:
+    from fx import secret_args
+    from fx.models import check_secret_name
+
     name = checked(check_secret_name, args.name)
     values = secret_args.values_from(args.values, args.from_env_file, sys.stdin)
     with client(args) as fx:
@@ -41,6 +42,8 @@ def cmd_secret_ls(args: argparse.Namespace) -> int:
 
 
 def cmd_secret_rm(args: argparse.Namespace) -> int:
+    from fx.models import check_secret_name
+
     name = checked(check_secret_name, args.name)
     with client(args) as fx:
         fx.delete_secret(name)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 
 from fx.cli.common import EXIT_OK, OUTPUT, AddCommand, built, checked, client, print_json, print_table
-from fx.event_models import StreamSpec, check_stream_name
 
 HELP = "streams for jetstream triggers: create, list, remove (no NATS credentials needed)"
 
 
 def cmd_stream_create(args: argparse.Namespace) -> int:
+    from fx.event_models import StreamSpec, check_stream_name
+
     name = checked(check_stream_name, args.name)
     spec = built(StreamSpec, subjects=args.subjects, max_age=args.max_age, max_bytes=args.max_bytes)
     with client(args) as fx:
@@ -37,6 +38,8 @@ def cmd_stream_ls(args: argparse.Namespace) -> int:
 
 
 def cmd_stream_rm(args: argparse.Namespace) -> int:
+    from fx.event_models import check_stream_name
+
     name = checked(check_stream_name, args.name)
     with client(args) as fx:
         fx.delete_stream(name)

@@ -18,13 +18,14 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-
-from prometheus_client.parser import text_string_to_metric_families
+from typing import TYPE_CHECKING
 
 from fx.cli.common import EXIT_OK, OUTPUT, AddCommand, client, print_json, print_table, seconds, table_lines
-from fx.client import Client
 from fx.errors import FxError
-from fx.models import FunctionInfo, VersionInfo
+
+if TYPE_CHECKING:
+    from fx.client import Client
+    from fx.models import FunctionInfo, VersionInfo
 
 REFRESH_S = 2.0
 QUANTILE = 0.99
@@ -64,6 +65,8 @@ class Row:
 
 
 def read(fx: Client, clock: Callable[[], float] = time.monotonic) -> Read:
+    from prometheus_client.parser import text_string_to_metric_families
+
     functions = fx.list_functions()
     text = fx.gateway_metrics()
     at = clock()

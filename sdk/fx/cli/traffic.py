@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from fx.cli.common import EXIT_OK, OUTPUT, AddCommand, built, checked, client, print_json, seconds, traffic_text
 from fx.errors import InputError
-from fx.models import FunctionInfo, PromoteSpec, check_alias, check_split, check_sticky
+
+if TYPE_CHECKING:
+    from fx.models import FunctionInfo
 
 DEFAULT_INTERVAL = "30s"
 
@@ -20,6 +23,8 @@ def cmd_traffic(args: argparse.Namespace) -> int:
 
 
 def cmd_alias(args: argparse.Namespace) -> int:
+    from fx.models import check_alias
+
     alias = checked(check_alias, args.alias)
     if args.delete == (args.version is not None):
         raise InputError("give either a VERSION for the alias or --delete")
@@ -29,6 +34,8 @@ def cmd_alias(args: argparse.Namespace) -> int:
 
 
 def cmd_promote(args: argparse.Namespace) -> int:
+    from fx.models import PromoteSpec
+
     if args.interval is not None and args.step is None:
         raise InputError("--interval needs --step PERCENT: without steps the version gets all traffic at once")
     spec = built(
@@ -68,6 +75,8 @@ def _changed(args: argparse.Namespace, fn: FunctionInfo) -> int:
 
 def _weights(pairs: list[str]) -> dict[int, int]:
     """["3=90", "4=10"] -> {3: 90, 4: 10}, checked as the server will check it."""
+    from fx.models import check_split
+
     weights: dict[int, int] = {}
     for pair in pairs:
         version, sep, percent = pair.partition("=")
@@ -82,6 +91,8 @@ def _weights(pairs: list[str]) -> dict[int, int]:
 
 def _sticky(args: argparse.Namespace) -> dict[str, str | None]:
     """The sticky argument of set_traffic: none leaves the setting as it is, None turns it off."""
+    from fx.models import check_sticky
+
     if args.no_sticky:
         return {"sticky": None}
     if args.sticky is None:

@@ -9,11 +9,11 @@ import signal
 import time
 from pathlib import Path
 
-from fx import config, deploy, docblocks, interpreters, log_files, manifest
+from fx import config, docblocks, interpreters, log_files
 from fx.cli.common import EXIT_OK, AddCommand, err
-from fx.client import Client
 from fx.errors import FxError, InputError
 from fx.flags import option
+from fx.paths import MANIFEST
 from fx.platform import PLATFORM_LOGS, Platform, Restarts
 
 
@@ -108,10 +108,13 @@ def _save_context(name: str, settings: config.Settings, use: bool) -> str | None
 
 def _deploy_examples(examples: Path, settings: config.Settings) -> dict[Path, dict[str, list[str]]]:
     """The functions deployed, by the folder of their fx.yaml, each with its event triggers (none: HTTP)."""
-    manifests = [examples / manifest.MANIFEST] if (examples / manifest.MANIFEST).is_file() else []
-    manifests += sorted(examples.glob(f"*/{manifest.MANIFEST}"))
+    from fx import deploy, manifest
+    from fx.client import Client
+
+    manifests = [examples / MANIFEST] if (examples / MANIFEST).is_file() else []
+    manifests += sorted(examples.glob(f"*/{MANIFEST}"))
     if not manifests:
-        err(f"fx: no {manifest.MANIFEST} in {examples} or its subfolders; nothing to deploy")
+        err(f"fx: no {MANIFEST} in {examples} or its subfolders; nothing to deploy")
     deployed: dict[Path, dict[str, list[str]]] = {}
     with Client(settings.gateway, settings.token) as client:
         for path in manifests:

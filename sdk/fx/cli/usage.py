@@ -9,8 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Iterable
-
-import httpx
+from typing import TYPE_CHECKING
 
 from fx.cli.common import (
     EXIT_FAILED,
@@ -25,7 +24,9 @@ from fx.cli.common import (
     seconds,
 )
 from fx.errors import InputError
-from fx.usage import UsageRow
+
+if TYPE_CHECKING:
+    from fx.usage import UsageRow
 
 # Lambda's public x86 prices (us-east-1): per GB-second of compute, per million requests.
 PRICE_GB_SECOND = 0.0000166667
@@ -100,6 +101,10 @@ def _prices_json(prices: tuple[float, float]) -> dict:
 
 def _from_prometheus(url: str, since: float) -> list[UsageRow] | None:
     """The gateways' counters' increase over the window; None (after saying why) if Prometheus cannot answer."""
+    import httpx
+
+    from fx.usage import UsageRow
+
     metrics = {"invocations": "fx_gateway_invocations_total", "gb_seconds": "fx_gateway_billed_gigabyte_seconds_total"}
     queries = {name: _exact_increase(f'{metric}{{function!=""}}', int(since)) for name, metric in metrics.items()}
     values: dict[tuple[str, int], dict[str, float]] = {}

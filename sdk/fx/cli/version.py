@@ -4,14 +4,27 @@ are of different releases (major.minor), since the CLI and the platform are rele
 from __future__ import annotations
 
 import argparse
-from importlib.metadata import version
 
 from fx.cli.common import EXIT_OK, OUTPUT, AddCommand, client, err, print_json
 from fx.errors import FxError
 
 
 def cli_version() -> str:
+    from importlib.metadata import version  # scans the installed distributions: only when asked
+
     return version("fx-sdk")
+
+
+class VersionAction(argparse.Action):
+    """argparse's `version` action, the version looked up only when --version is given."""
+
+    def __init__(self, option_strings: list[str], dest: str) -> None:
+        help = "show program's version number and exit"
+        super().__init__(option_strings, argparse.SUPPRESS, nargs=0, default=argparse.SUPPRESS, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        print(f"fx {cli_version()}")
+        parser.exit()
 
 
 def _release(v: str) -> tuple[int, ...]:

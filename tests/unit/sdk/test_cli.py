@@ -127,7 +127,7 @@ def test_the_platform_s_refusals_map_to_exit_codes_by_status(status, code, monke
         return httpx.Response(status, json={"error": {"code": "Refused", "message": f"refused with {status}"}})
 
     fake = httpx.MockTransport(answer)
-    monkeypatch.setattr("fx.cli.common.Client", lambda gateway, token: Client(gateway, token, transport=fake))
+    monkeypatch.setattr("fx.client.Client", lambda gateway, token: Client(gateway, token, transport=fake))
     assert main(["describe", "hello"]) == code
     err = capsys.readouterr().err
     assert f"refused with {status}" in err and "Traceback" not in err
@@ -254,7 +254,7 @@ def test_fx_dlq_redrive_all_sends_each_next_call_until_the_platform_has_no_more(
         return httpx.Response(200, json={"redriven": [letter(start), letter(start + 1)], "failed": [], "next": rest})
 
     fake = httpx.MockTransport(answer)
-    monkeypatch.setattr("fx.cli.common.Client", lambda gateway, token: Client(gateway, token, transport=fake))
+    monkeypatch.setattr("fx.client.Client", lambda gateway, token: Client(gateway, token, transport=fake))
     assert main(["dlq", "redrive", "--all"]) == 0
     assert sent == [(1, None), (3, 5), (5, 5)]
     assert capsys.readouterr().out.count("redriven") == 6

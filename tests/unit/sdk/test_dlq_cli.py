@@ -32,7 +32,7 @@ def fake(monkeypatch) -> None:
         return httpx.Response(200, json=[{k: v for k, v in LETTER.items() if k not in ("headers", "body")}])
 
     transport = httpx.MockTransport(answer)
-    monkeypatch.setattr("fx.cli.common.Client", lambda gateway, token: Client(gateway, token, transport=transport))
+    monkeypatch.setattr("fx.client.Client", lambda gateway, token: Client(gateway, token, transport=transport))
 
 
 @pytest.mark.parametrize("argv", [["dlq", "show", "7"], ["dlq", "ls"]])

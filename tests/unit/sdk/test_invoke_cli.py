@@ -35,7 +35,7 @@ def sent(monkeypatch, tmp_path) -> list:
         return httpx.Response(200, content=request.content)
 
     fake = httpx.MockTransport(answer)
-    monkeypatch.setattr("fx.cli.common.Client", lambda gateway, token: Client(gateway, token, transport=fake))
+    monkeypatch.setattr("fx.client.Client", lambda gateway, token: Client(gateway, token, transport=fake))
     monkeypatch.chdir(tmp_path)
     (tmp_path / "ev.json").write_text('{"from": "file"}')
     (tmp_path / "bad.json").write_text("{nope")

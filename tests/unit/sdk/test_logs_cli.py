@@ -18,7 +18,7 @@ def asked(monkeypatch) -> list[httpx.Request]:
         return httpx.Response(200, text="- a line\n")
 
     fake = httpx.MockTransport(answer)
-    monkeypatch.setattr("fx.cli.common.Client", lambda gateway, token: Client(gateway, token, transport=fake))
+    monkeypatch.setattr("fx.client.Client", lambda gateway, token: Client(gateway, token, transport=fake))
     return requests
 
 
