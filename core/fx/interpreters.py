@@ -13,7 +13,6 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from fx.protocol import PYTHON_RUNTIMES
@@ -72,6 +71,8 @@ def discover(
 ) -> dict[str, str]:
     """runtime -> interpreter, for the runtimes in `wanted` that this host has. A named interpreter that does
     not run, or is another version, is a ValueError saying so."""
+    from concurrent.futures import ThreadPoolExecutor  # here: the fx CLI imports this module at every start
+
     wanted = [r for r in PYTHON_RUNTIMES if r in set(wanted)]
     found: dict[str, str] = {}
     for runtime, path in (named or {}).items():

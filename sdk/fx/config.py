@@ -22,7 +22,6 @@ import fcntl
 import json
 import os
 import re
-import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -129,6 +128,8 @@ def _settings(entry: dict, path: Path, where: str) -> Settings | None:
 
 def save(config: Config, path: Path) -> None:
     """Replace the file at once (a reader never sees half of it), readable by the owner only: tokens are secrets."""
+    import tempfile  # here: the fx CLI imports this module at every start, and rarely saves
+
     path.parent.mkdir(parents=True, exist_ok=True)
     body = {
         "current": config.current,

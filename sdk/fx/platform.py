@@ -38,7 +38,6 @@ from typing import IO, TYPE_CHECKING, Any, Literal
 from fx import log_files
 from fx import state_dir as state_lock
 from fx.state_dir import PROTECTIONS_FILE
-from fx.tokens import load_or_create_token
 
 # nats-py, nkeys (fx.nats_auth) and httpx are imported where used: the fx CLI imports this module for
 # PlatformError and `fx up`'s defaults at every start, and they would double its start time.
@@ -186,6 +185,8 @@ class Platform:
             raise
 
     def _start(self) -> None:
+        from fx.tokens import load_or_create_token
+
         self.log_dir.mkdir(parents=True, exist_ok=True)
         load_or_create_token(self.token_file)
         # Picked together: ports picked one at a time may come back twice (the kernel reuses one just released).

@@ -8,15 +8,13 @@ and kv_record, schedules.event), which tests/unit/sdk/test_sample_events.py hold
 from __future__ import annotations
 
 import base64
-import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from fx_runtime.http_events import Request, build_event
-
 from fx.errors import InputError
-from fx.schedule import parse as parse_schedule
-from fx.schedule import schedule_key
+
+# uuid, the runtime's event builder and fx.schedule (cronsim, zoneinfo) are imported where used: the fx CLI
+# imports this module for KINDS at every start.
 
 HTTP_KINDS = {"apigw-v2": "v2", "apigw-v1": "v1", "alb": "alb"}
 KINDS = (*HTTP_KINDS, "nats", "jetstream", "kv", "schedule")
@@ -65,6 +63,10 @@ def generate(kind: str, opts: Options) -> dict:
 
 
 def http_event(payload: str, opts: Options) -> dict:
+    import uuid
+
+    from fx_runtime.http_events import Request, build_event
+
     method = opts.method.upper()
     if not method.isalpha():
         raise InputError(f"--method {opts.method!r} is not an HTTP method (GET, POST, ...)")
@@ -104,6 +106,11 @@ def kv_event(opts: Options) -> dict:
 
 
 def schedule_event(opts: Options) -> dict:
+    import uuid
+
+    from fx.schedule import parse as parse_schedule
+    from fx.schedule import schedule_key
+
     try:
         schedule = parse_schedule(opts.schedule, opts.timezone)
     except ValueError as exc:

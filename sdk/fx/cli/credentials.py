@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import configparser
 import os
 import re
-import tempfile
 from datetime import datetime
 from pathlib import Path
 
@@ -25,6 +23,9 @@ def _aws_file(variable: str, name: str) -> Path:
 
 def _update(path: Path, section: str, values: dict[str, str], replace: bool) -> None:
     """Set `values` in `section` of an AWS ini file (kept 0600, written whole); `replace` False keeps set keys."""
+    import configparser
+    import tempfile
+
     parser = configparser.RawConfigParser()
     try:
         parser.read(path)

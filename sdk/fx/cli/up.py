@@ -9,7 +9,7 @@ import signal
 import time
 from pathlib import Path
 
-from fx import config, docblocks, interpreters, log_files
+from fx import config, interpreters, log_files
 from fx.cli.common import EXIT_OK, AddCommand, err
 from fx.errors import FxError, InputError
 from fx.flags import option
@@ -135,6 +135,8 @@ def _print_welcome(platform: Platform, examples: dict[Path, dict[str, list[str]]
 
     Every indented line is a command (or a shell comment); tests/integration/test_docs.py runs them.
     """
+    from fx import docblocks
+
     url = platform.gateway_url
     lines = []
     for folder, functions in examples.items():
