@@ -8,35 +8,22 @@ client.invoke("hello", {"name": "you"})
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import ssl
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
+from urllib.request import getproxies
 
 import httpx
 from pydantic import TypeAdapter, ValidationError
 
 from fx import config
-from fx.api_key_models import ApiKeyInfo, ApiKeySpec, IssuedApiKey, QuotaSpec
-from fx.api_models import ApiSpec
 from fx.errors import FunctionError, FxError, error_for_status
-from fx.event_models import (
-    BucketInfo,
-    BucketSpec,
-    DeadLetter,
-    DeadLetterDetail,
-    KvPutResult,
-    PlatformStatus,
-    PublishResult,
-    PublishSpec,
-    RedriveResult,
-    RedriveSpec,
-    StreamInfo,
-    StreamSpec,
-)
 from fx.models import (
     AliasSpec,
     ArtifactInfo,
@@ -50,16 +37,37 @@ from fx.models import (
     VersionInfo,
 )
 from fx.protocol import BODY_REF, CALL_ID, FUNCTION_ERROR_HEADER
-from fx.usage import Usage
 
-_FUNCTION_LIST = TypeAdapter(list[FunctionInfo])
-_VERSION_LIST = TypeAdapter(list[VersionInfo])
-_SECRET_LIST = TypeAdapter(list[SecretInfo])
-_API_KEY_LIST = TypeAdapter(list[ApiKeyInfo])
-_LETTER_LIST = TypeAdapter(list[DeadLetter])
-_STREAM_LIST = TypeAdapter(list[StreamInfo])
-_BUCKET_LIST = TypeAdapter(list[BucketInfo])
-_API_LIST = TypeAdapter(list[ApiSpec])
+# The models of APIs, API keys, events and usage are imported by the calls that return them: building them would
+# add tens of ms to a `fx ls`, whose answer needs fx.models alone.
+if TYPE_CHECKING:
+    from fx.api_key_models import ApiKeyInfo, IssuedApiKey, QuotaSpec
+    from fx.api_models import ApiSpec
+    from fx.event_models import (
+        BucketInfo,
+        BucketSpec,
+        DeadLetter,
+        DeadLetterDetail,
+        KvPutResult,
+        PlatformStatus,
+        PublishResult,
+        PublishSpec,
+        RedriveResult,
+        RedriveSpec,
+        StreamInfo,
+        StreamSpec,
+    )
+    from fx.usage import Usage
+
+M = TypeVar("M")
+
+
+@functools.cache
+def _list_of(model: type[M]) -> TypeAdapter[list[M]]:
+    """The validator of a JSON list of `model`, made on first use."""
+    return TypeAdapter(list[model])  # type: ignore[valid-type]
+
+
 _UNCHANGED: Any = object()  # "leave the sticky setting as it is", as distinct from None (turn it off)
 
 
@@ -90,8 +98,13 @@ class _Gateway:
         self.gateway = gateway.rstrip("/")
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         limits = httpx.Limits(max_connections=MAX_CONNECTIONS, max_keepalive_connections=MAX_CONNECTIONS)
+        # A plain-HTTP gateway with no proxy never uses TLS, so certifi's CA bundle (~15 ms to load, a CLI run's
+        # largest single cost after its imports) is not loaded: the context given trusts no certificate at all,
+        # and would fail closed were it ever used.
+        plain = self.gateway.startswith("http://") and not getproxies()
+        verify = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT) if plain else True
         self._http = self._HTTP(
-            base_url=self.gateway, headers=headers, timeout=timeout, transport=transport, limits=limits
+            base_url=self.gateway, headers=headers, timeout=timeout, transport=transport, limits=limits, verify=verify
         )
 
 
@@ -154,7 +167,7 @@ class Client(_Gateway):
         return self._put_function(spec, {"dry_run": "true"} if traffic else {"dry_run": "true", "traffic": "none"})
 
     def list_functions(self) -> list[FunctionInfo]:
-        return _FUNCTION_LIST.validate_json(self._send("GET", "/system/functions").content)
+        return _list_of(FunctionInfo).validate_json(self._send("GET", "/system/functions").content)
 
     def describe(self, name: str) -> FunctionInfo:
         return FunctionInfo.model_validate_json(self._send("GET", f"/system/functions/{_seg(name)}").content)
@@ -163,7 +176,9 @@ class Client(_Gateway):
         self._send("DELETE", f"/system/functions/{_seg(name)}")
 
     def versions(self, name: str) -> list[VersionInfo]:
-        return _VERSION_LIST.validate_json(self._send("GET", f"/system/functions/{_seg(name)}/versions").content)
+        return _list_of(VersionInfo).validate_json(
+            self._send("GET", f"/system/functions/{_seg(name)}/versions").content
+        )
 
     def version(self, name: str, qualifier: str | int) -> VersionInfo:
         """One version by number, alias or $LATEST."""
@@ -229,7 +244,7 @@ class Client(_Gateway):
         return SecretInfo.model_validate_json(r.content)
 
     def list_secrets(self) -> list[SecretInfo]:
-        return _SECRET_LIST.validate_json(self._send("GET", "/system/secrets").content)
+        return _list_of(SecretInfo).validate_json(self._send("GET", "/system/secrets").content)
 
     def delete_secret(self, name: str) -> None:
         self._send("DELETE", f"/system/secrets/{_seg(name)}")
@@ -239,15 +254,21 @@ class Client(_Gateway):
     def put_api(self, spec: ApiSpec, dry_run: bool = False, deploying: list[str] | None = None) -> ApiSpec:
         """Create or replace an API; the answer is the API as stored. dry_run: the server's checks alone, the
         functions `deploying` (about to be deployed) not refused as missing."""
+        from fx.api_models import ApiSpec
+
         body = spec.model_dump(mode="json", exclude={"name"})
         params = {"dry_run": "true", "deploying": deploying or []} if dry_run else None
         r = self._send("PUT", f"/system/apis/{_seg(spec.name)}", json=body, params=params)
         return ApiSpec.model_validate_json(r.content)
 
     def apis(self) -> list[ApiSpec]:
-        return _API_LIST.validate_json(self._send("GET", "/system/apis").content)
+        from fx.api_models import ApiSpec
+
+        return _list_of(ApiSpec).validate_json(self._send("GET", "/system/apis").content)
 
     def api(self, name: str) -> ApiSpec:
+        from fx.api_models import ApiSpec
+
         return ApiSpec.model_validate_json(self._send("GET", f"/system/apis/{_seg(name)}").content)
 
     def delete_api(self, name: str) -> None:
@@ -271,13 +292,17 @@ class Client(_Gateway):
         self, name: str, api: str, rate: float | None = None, burst: int | None = None, quota: QuotaSpec | None = None
     ) -> IssuedApiKey:
         """A new key for `api`'s routes with `api_key: true`: the only answer that holds its value."""
+        from fx.api_key_models import ApiKeySpec, IssuedApiKey
+
         spec = ApiKeySpec(name=name, api=api, rate=rate, burst=burst, quota=quota)
         r = self._send("POST", "/system/apikeys", json=spec.model_dump(mode="json"))
         return IssuedApiKey.model_validate_json(r.content)
 
     def list_api_keys(self) -> list[ApiKeyInfo]:
         """The keys with their limits and usage today and this month (UTC), never their values."""
-        return _API_KEY_LIST.validate_json(self._send("GET", "/system/apikeys").content)
+        from fx.api_key_models import ApiKeyInfo
+
+        return _list_of(ApiKeyInfo).validate_json(self._send("GET", "/system/apikeys").content)
 
     def delete_api_key(self, name: str) -> None:
         self._send("DELETE", f"/system/apikeys/{_seg(name)}")
@@ -285,49 +310,71 @@ class Client(_Gateway):
     # --- events: dead letters, streams and buckets, the platform's status ---------
 
     def dead_letters(self, function: str | None = None, limit: int | None = None) -> list[DeadLetter]:
+        from fx.event_models import DeadLetter
+
         params = {k: v for k, v in (("function", function), ("limit", limit)) if v is not None}
-        return _LETTER_LIST.validate_json(self._send("GET", "/system/dlq", params=params).content)
+        return _list_of(DeadLetter).validate_json(self._send("GET", "/system/dlq", params=params).content)
 
     def dead_letter(self, letter_id: int) -> DeadLetterDetail:
+        from fx.event_models import DeadLetterDetail
+
         return DeadLetterDetail.model_validate_json(self._send("GET", f"/system/dlq/{letter_id}").content)
 
     def redrive(self, spec: RedriveSpec) -> RedriveResult:
+        from fx.event_models import RedriveResult
+
         r = self._send("POST", "/system/dlq/redrive", json=spec.model_dump(mode="json"))
         return RedriveResult.model_validate_json(r.content)
 
     def create_stream(self, name: str, spec: StreamSpec) -> StreamInfo:
+        from fx.event_models import StreamInfo
+
         r = self._send("PUT", f"/system/streams/{_seg(name)}", json=spec.model_dump(mode="json"))
         return StreamInfo.model_validate_json(r.content)
 
     def list_streams(self) -> list[StreamInfo]:
-        return _STREAM_LIST.validate_json(self._send("GET", "/system/streams").content)
+        from fx.event_models import StreamInfo
+
+        return _list_of(StreamInfo).validate_json(self._send("GET", "/system/streams").content)
 
     def delete_stream(self, name: str) -> None:
         self._send("DELETE", f"/system/streams/{_seg(name)}")
 
     def create_bucket(self, name: str, spec: BucketSpec) -> BucketInfo:
+        from fx.event_models import BucketInfo
+
         r = self._send("PUT", f"/system/kv/{_seg(name)}", json=spec.model_dump(mode="json"))
         return BucketInfo.model_validate_json(r.content)
 
     def list_buckets(self) -> list[BucketInfo]:
-        return _BUCKET_LIST.validate_json(self._send("GET", "/system/kv").content)
+        from fx.event_models import BucketInfo
+
+        return _list_of(BucketInfo).validate_json(self._send("GET", "/system/kv").content)
 
     def delete_bucket(self, name: str) -> None:
         self._send("DELETE", f"/system/kv/{_seg(name)}")
 
     def publish(self, spec: PublishSpec) -> PublishResult:
+        from fx.event_models import PublishResult
+
         r = self._send("POST", "/system/publish", json=spec.model_dump(mode="json"))
         return PublishResult.model_validate_json(r.content)
 
     def kv_put(self, bucket: str, key: str, value: str) -> KvPutResult:
+        from fx.event_models import KvPutResult
+
         r = self._send("PUT", f"/system/kv/{_seg(bucket)}/keys/{_seg(key)}", json={"value": value})
         return KvPutResult.model_validate_json(r.content)
 
     def usage(self, since: float) -> Usage:
         """Billed usage per function version over the last `since` seconds (widened to whole hours)."""
+        from fx.usage import Usage
+
         return Usage.model_validate_json(self._send("GET", "/system/usage", params={"since": since}).content)
 
     def status(self) -> PlatformStatus:
+        from fx.event_models import PlatformStatus
+
         return PlatformStatus.model_validate_json(self._send("GET", "/system/status").content)
 
     # --- calling functions -----------------------------------------------------
