@@ -65,7 +65,7 @@ def main() -> int:
 
         python = [sys.executable, "-I", "-c"]
         ref_wall, ref_cpu = timed([*python, "pass"], env, args.runs)
-        httpx_wall, httpx_cpu = timed([*python, "import httpx"], env, args.runs)
+        httpx_wall, _ = timed([*python, "import httpx"], env, args.runs)
         reference = {"reference": ref_wall, "reference_name": "python -I -c pass"}
         figure("python -I -c 'import httpx' start (wall)", httpx_wall, "ms", **reference)
         builds = [("", args.fx)] + ([(" [baseline]", args.baseline)] if args.baseline else [])

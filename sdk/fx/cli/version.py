@@ -4,6 +4,7 @@ are of different releases (major.minor), since the CLI and the platform are rele
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from fx.cli.common import EXIT_OK, OUTPUT, AddCommand, client, err, print_json
 from fx.errors import FxError
@@ -15,16 +16,12 @@ def cli_version() -> str:
     return version("fx-sdk")
 
 
-class VersionAction(argparse.Action):
+class VersionAction(argparse._VersionAction):  # argparse's own, so shtab's completion treats it as --version
     """argparse's `version` action, the version looked up only when --version is given."""
 
-    def __init__(self, option_strings: list[str], dest: str) -> None:
-        help = "show program's version number and exit"
-        super().__init__(option_strings, argparse.SUPPRESS, nargs=0, default=argparse.SUPPRESS, help=help)
-
-    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
-        print(f"fx {cli_version()}")
-        parser.exit()
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any) -> None:
+        self.version = f"fx {cli_version()}"
+        super().__call__(parser, *args)
 
 
 def _release(v: str) -> tuple[int, ...]:
