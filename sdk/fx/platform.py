@@ -25,7 +25,6 @@ import ctypes
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -39,7 +38,7 @@ from fx import log_files
 from fx import state_dir as state_lock
 from fx.state_dir import PROTECTIONS_FILE
 
-# nats-py, nkeys (fx.nats_auth) and httpx are imported where used: the fx CLI imports this module for
+# nats-py, nkeys (fx.nats_auth), httpx and socket are imported where used: the fx CLI imports this module for
 # PlatformError and `fx up`'s defaults at every start, and they would double its start time.
 if TYPE_CHECKING:
     from nats.aio.client import Client as NATS
@@ -485,6 +484,8 @@ def die_with_parent() -> None:
 
 def _free_ports(count: int) -> list[int]:
     """`count` distinct free ports on 127.0.0.1: each held until all are picked."""
+    import socket
+
     with contextlib.ExitStack() as held:
         sockets = [held.enter_context(socket.socket()) for _ in range(count)]
         for s in sockets:
@@ -493,6 +494,8 @@ def _free_ports(count: int) -> list[int]:
 
 
 def _port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    import socket
+
     with socket.socket() as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -503,6 +506,8 @@ def _port_is_free(port: int, host: str = "127.0.0.1") -> bool:
 
 
 def _tcp_open(port: int) -> bool:
+    import socket
+
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.5):
             return True

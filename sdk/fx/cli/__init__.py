@@ -12,32 +12,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from fx.cli import (
-    apikeys,
-    apis,
-    completion,
-    context,
-    credentials,
-    deploy,
-    dlq,
-    event,
-    functions,
-    graph,
-    invoke,
-    kv,
-    local,
-    login,
-    logs,
-    publish,
-    secrets,
-    status,
-    streams,
-    top,
-    traffic,
-    up,
-    usage,
-    version,
-)
+from fx.cli import version
 from fx.cli.common import (
     CONNECTION,
     EXIT_BAD_INPUT,
@@ -55,6 +30,10 @@ from fx.state_dir import StateDirError
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    if list(sys.argv[1:] if argv is None else argv) == ["--version"]:
+        # What scripts ask most, answered as the parser's --version does, without building every command's parser
+        print(f"fx {version.cli_version()}")
+        return EXIT_OK
     args = _parser().parse_args(argv)
     try:
         code = args.run(args) or EXIT_OK
@@ -94,6 +73,33 @@ def exit_code(status: int) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
+    # Each command's module, imported when the parser is built: `fx --version` needs none of them.
+    from fx.cli import (
+        apikeys,
+        apis,
+        completion,
+        context,
+        credentials,
+        deploy,
+        dlq,
+        event,
+        functions,
+        graph,
+        invoke,
+        kv,
+        local,
+        login,
+        logs,
+        publish,
+        secrets,
+        status,
+        streams,
+        top,
+        traffic,
+        up,
+        usage,
+    )
+
     parser = argparse.ArgumentParser(
         prog="fx",
         description="fx: Lambda-style functions on your own machines.",
