@@ -31,7 +31,7 @@ from fx.state_dir import StateDirError
 
 def main(argv: Sequence[str] | None = None) -> int:
     if list(sys.argv[1:] if argv is None else argv) == ["--version"]:
-        # What scripts ask most, answered as the parser's --version does, without building every command's parser
+        # Answered as the parser's --version action would, without importing and building every command's parser
         print(f"fx {version.cli_version()}")
         return EXIT_OK
     args = _parser().parse_args(argv)

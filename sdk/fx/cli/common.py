@@ -10,6 +10,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+from fx import config
 from fx.errors import InputError
 
 if TYPE_CHECKING:
@@ -52,9 +53,8 @@ class AddCommand(Protocol):
 
 
 def client(args: argparse.Namespace) -> Client:
-    # Imported here, as every command's heavy dependency: `fx --help` and `fx --version` need neither httpx nor
-    # pydantic (the guard is tests/unit/sdk/test_cli_imports.py).
-    from fx import config
+    # Imported here: the client brings httpx and pydantic, which only the commands that call the platform need
+    # (tests/unit/sdk/test_cli_imports.py keeps them out of the CLI's start).
     from fx.client import Client
 
     settings = config.resolve(args.gateway, args.token, args.context)
