@@ -171,6 +171,11 @@ class DurableTrigger:
         self.stats = stats
         self.key = trigger_key(route)
         self.capacity = route.batch * route.max_in_flight  # the consumer's max_ack_pending
+        if route.kind == "kv":
+            self._envelope = {"eventSource": KV_SOURCE, "trigger": self.key, "bucket": kv_bucket(route.stream)}
+        else:
+            self._envelope = {"eventSource": EVENT_SOURCE, "trigger": self.key, "stream": route.stream}
+        self._head = encode(self._envelope)[:-1]  # every batch's event begins so
         self.running: dict[int, Msg] = {}  # delivered and not yet acked: buffered or in a batch
         self.buffer: deque[Msg] = deque()  # delivered, not yet in a batch
         self.in_flight = 0  # batches being invoked
@@ -334,23 +339,13 @@ class DurableTrigger:
         if routes is None:  # removed: leave the messages to the consumer, they are not lost
             self._finished(batch)
             return
-        if self.route.kind == "kv":
-            envelope, to_record = (
-                {"eventSource": KV_SOURCE, "trigger": self.key, "bucket": kv_bucket(self.route.stream)},
-                kv_record,
-            )
-        else:
-            envelope, to_record = (
-                {"eventSource": EVENT_SOURCE, "trigger": self.key, "stream": self.route.stream},
-                record,
-            )
+        to_record = kv_record if self.route.kind == "kv" else record
         limit = min(routes.max_request_bytes, self.book.settings.max_request_bytes)
         body = b""
         if sum(len(m.data) for m in batch) <= limit:  # no record's JSON is shorter than its data: it may fit whole
-            head = encode(envelope)[:-1]
-            body = f'{head}, "Records": [{", ".join(map(to_record, batch))}]}}'.encode()
+            body = f'{self._head}, "Records": [{", ".join(map(to_record, batch))}]}}'.encode()
         if not body or len(body) > limit:  # the replica would refuse it whole, and every retry the same
-            body, fits = cut(envelope, map(to_record, batch), limit)
+            body, fits = cut(self._envelope, map(to_record, batch), limit)
             if fits < len(batch):  # the rest back in front of the buffer
                 self.buffer.extendleft(reversed(batch[max(fits, 1) :]))
                 if not fits:  # the first record alone is over the limit: no delivery can succeed
