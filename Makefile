@@ -80,6 +80,7 @@ bench: install
 	$(BIN)/python -m bench.api_limits --requests 50000
 	$(BIN)/python -m bench.lambda_authorizer --requests 50000
 	$(BIN)/python -m bench.cli_start --runs 15
+	$(BIN)/python -m bench.events --events 20000
 	@$(BIN)/python -m bench.report
 
 images: install

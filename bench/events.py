@@ -1,7 +1,12 @@
-"""Events per second: async calls through a trivial function, against JetStream's raw pull-and-ack rate.
+"""Events per second through the gateway's event engines, each against what NATS itself does in the same run.
 
 Starts the real embedded platform on free ports, deploys a trivial handler, then in one run:
 
+0. core NATS triggers: raw references first (this process publishes N messages and a second connection's
+   subscription takes them; N requests, 256 outstanding, to a second connection's echo subscription), then the
+   same through a function triggered by the subject: fire-and-forget timed from the first publish until the
+   gateway's trigger metric counts all N invoked, request-reply (window 256) until the last result is in;
+   the gateway's CPU per event from /proc;
 1. baseline: this Python process pulls and acks N messages of a scratch work-queue stream, through one pull
    request kept open (as the gateway pulls); for reference also with nats-py's fetch() in batches of 256;
 2. async calls run by the gateway: N calls stored straight into FX_ASYNC (as the gateway's accept path
@@ -21,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import re
 import subprocess
 import tempfile
 import time
@@ -28,6 +34,7 @@ import uuid
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from fx.client import Client
 from fx.platform import Platform
 from fx.protocol import (
     ASYNC_CALL_ID,
@@ -43,10 +50,111 @@ from fx.protocol import (
 )
 from nats.js.api import DEFAULT_PREFIX, AckPolicy, ConsumerConfig, RetentionPolicy, StreamConfig
 
+from bench import report
 from bench.measure import cpu_seconds, load, pid_listening_on, replica_target
 from bench.run import deploy
 
 STORE_CONCURRENCY = 512
+WINDOW = 256  # requests outstanding in the request-reply runs
+TRIGGER_EVENTS = re.compile(r'^fx_gateway_trigger_events_total\{function="(\w+)".*\}\s+(\S+)$', re.M)
+
+
+async def raw_pub_sub(p: Platform, count: int) -> float:
+    """Messages per second from this process's publisher to a second connection's subscription."""
+    pub, sub = await p.admin_nats(), await p.admin_nats()
+    taken, finished = 0, asyncio.Event()
+
+    async def take(msg) -> None:
+        nonlocal taken
+        taken += 1
+        if taken == count:
+            finished.set()
+
+    await sub.subscribe("bench.raw.core", cb=take, pending_msgs_limit=-1, pending_bytes_limit=-1)
+    await sub.flush()
+    started = time.perf_counter()
+    for _ in range(count):
+        await pub.publish("bench.raw.core", b"{}")
+    await asyncio.wait_for(finished.wait(), 60)
+    rate = count / (time.perf_counter() - started)
+    await pub.close()
+    await sub.close()
+    return rate
+
+
+async def requests(nc, subject: str, count: int) -> float:
+    """Requests per second on `subject`, WINDOW outstanding: each answer, taken on one wildcard inbox, sends the
+    next request (nats-py's request() costs a future and a timer each, more than the echo it measures)."""
+    inbox = nc.new_inbox()
+    sent = answered = 0
+    finished = asyncio.Event()
+
+    async def send() -> None:
+        nonlocal sent
+        sent += 1
+        await nc.publish(subject, b"{}", reply=f"{inbox}.{sent}")
+
+    async def answer(msg) -> None:
+        nonlocal answered
+        answered += 1
+        if answered == count:
+            finished.set()
+        elif sent < count:
+            await send()
+
+    await nc.subscribe(f"{inbox}.*", cb=answer)
+    started = time.perf_counter()
+    for _ in range(min(WINDOW, count)):
+        await send()
+    await asyncio.wait_for(finished.wait(), 60)
+    return count / (time.perf_counter() - started)
+
+
+async def raw_echo(p: Platform, count: int) -> float:
+    """Requests per second to an echo subscription on a second connection."""
+    nc, echo = await p.admin_nats(), await p.admin_nats()
+
+    async def answer(msg) -> None:
+        await echo.publish(msg.reply, msg.data)
+
+    await echo.subscribe("bench.raw.echo", cb=answer)
+    await echo.flush()
+    rate = await requests(nc, "bench.raw.echo", count)
+    await nc.close()
+    await echo.close()
+    return rate
+
+
+def trigger_events(fx: Client, function: str) -> int:
+    """Events the gateway's NATS triggers have run for `function` (its metric, whatever their result)."""
+    return sum(int(float(n)) for name, n in TRIGGER_EVENTS.findall(fx.gateway_metrics()) if name == function)
+
+
+async def fire_and_forget(p: Platform, fx: Client, function: str, count: int, pid: int) -> dict:
+    """Events per second a NATS trigger runs, from the first publish until the gateway counts all `count`."""
+    nc = await p.admin_nats()
+    already = trigger_events(fx, function)
+    before = cpu_seconds(pid)
+    started = time.perf_counter()
+    for _ in range(count):
+        await nc.publish(f"bench.{function}", b"{}")
+    await nc.flush()
+    deadline = time.monotonic() + 60
+    while (done := trigger_events(fx, function) - already) < count:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"the gateway ran {done} of {count} events of {function} in 60 s")
+        await asyncio.sleep(0.025)  # a scrape of /metrics costs the gateway ~1 ms of CPU
+    seconds = time.perf_counter() - started
+    await nc.close()
+    return {"rate": count / seconds, "gateway_cpu_us": (cpu_seconds(pid) - before) * 1e6 / count}
+
+
+async def request_reply(p: Platform, function: str, count: int, pid: int) -> dict:
+    nc = await p.admin_nats()
+    before = cpu_seconds(pid)
+    rate = await requests(nc, f"bench.{function}", count)
+    await nc.close()
+    return {"rate": rate, "gateway_cpu_us": (cpu_seconds(pid) - before) * 1e6 / count}
 
 
 async def raw_pull_and_ack(p: Platform, count: int) -> float:
@@ -174,8 +282,10 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="fx-bench-") as tmp, Platform(Path(tmp) / "state", ports="free") as p:
         n = args.replicas
-        manifest = f"functions:\n  bench:\n    scale: {{min: {n}, max: {n}, concurrency: 0, idle_timeout: 3600}}\n"
-        deploy(Path(tmp) / "bench", p, manifest)
+        scale = f"{{min: {n}, max: {n}, concurrency: 0, idle_timeout: 3600}}"
+        for name, triggers in (("bench", ""), ("ff", "[{nats: bench.ff}]"), ("rr", "[{nats: bench.rr}]")):
+            triggers = f"\n    triggers: {triggers}" if triggers else ""
+            deploy(Path(tmp) / name, p, f"functions:\n  {name}:\n    scale: {scale}{triggers}\n")
         deadline = time.monotonic() + 60
         while len(endpoints := asyncio.run(replica_endpoints(p, "bench"))) < n:
             if time.monotonic() > deadline:
@@ -185,12 +295,20 @@ def main() -> None:
         for i, endpoint in enumerate(endpoints):
             pids[f"replica{i}"] = replica_target(endpoint)[2]
 
+        gateway_pid = pids["gateway"]
+        with Client(p.gateway_url, p.token) as fx:
+            asyncio.run(fire_and_forget(p, fx, "ff", 2000, gateway_pid))  # warm-up: connections, pools
+            asyncio.run(request_reply(p, "rr", 2000, gateway_pid))
+            raw_core = asyncio.run(raw_pub_sub(p, args.events))
+            echo = asyncio.run(raw_echo(p, args.events))
+            ff = asyncio.run(fire_and_forget(p, fx, "ff", args.events, gateway_pid))
+            rr = asyncio.run(request_reply(p, "rr", args.events, gateway_pid))
         asyncio.run(through_gateway(p, "bench", 2000, pids))  # warm-up: connections, pools
         fetched = asyncio.run(raw_pull_and_ack(p, args.events))
         raw = asyncio.run(raw_open_pull_and_ack(p, args.events))
         run = asyncio.run(through_gateway(p, "bench", args.events, pids))
         accept = load(f"{p.gateway_url}/async-function/bench", 16, args.events, {"gateway": pids["gateway"]}, "POST")
-        gateway_pid, tmp_path = pids["gateway"], Path(tmp)
+        tmp_path = Path(tmp)
         single = asyncio.run(durable(p, tmp_path, "single", args.events, 1, 64, gateway_pid))
         batched = asyncio.run(durable(p, tmp_path, "batched", args.events * 5, 100, 4, gateway_pid))
 
@@ -217,6 +335,42 @@ def main() -> None:
                 f"  durable trigger, {label:<33}{result['rate']:9.0f} events/s  {result['rate'] / raw:5.2f} of baseline"
                 f"  ({result['seconds']:.2f} s)  gateway CPU/event {result['gateway_cpu_us']:.1f} µs"
             )
+
+        core = "raw nats-py pub→sub"
+        report.figure(
+            "core NATS trigger, fire-and-forget",
+            ff["rate"],
+            "ev/s",
+            reference=raw_core,
+            reference_name=core,
+            at_least=60_000,
+        )
+        report.figure("core NATS trigger, gateway CPU per event", ff["gateway_cpu_us"], "µs")
+        report.figure(
+            f"core NATS trigger, request-reply (window {WINDOW})",
+            rr["rate"],
+            "ev/s",
+            reference=echo,
+            reference_name=f"raw nats-py echo (window {WINDOW})",
+            at_least=50_000,
+        )
+        report.figure("core NATS trigger request-reply, gateway CPU per event", rr["gateway_cpu_us"], "µs")
+        jet = "raw JetStream pull+ack (one open pull)"
+        report.figure(
+            "durable trigger, batch 1", single["rate"], "ev/s", reference=raw, reference_name=jet, at_least=40_000
+        )
+        report.figure(
+            "durable trigger, batch 100",
+            batched["rate"],
+            "ev/s",
+            reference=raw,
+            reference_name=jet,
+            at_least=100_000,
+            ratio_at_least=0.7,
+        )
+        report.figure(
+            "async calls run, end to end", run["rate"], "ev/s", reference=raw, reference_name=jet, at_least=20_000
+        )
 
 
 if __name__ == "__main__":

@@ -96,6 +96,8 @@ class Events:
                 task.cancel()
         if self.schedules is not None:
             self.schedules.close()
+        if self.triggers is not None:
+            self.triggers.close()
         if self.durable is not None:
             await self.durable.close()
         if self.worker is not None:

@@ -19,7 +19,7 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
-from fx_gateway.events.messages import INVOKE_HEAD, message_fields
+from fx_gateway.events.messages import INVOKE_HEAD, encode_basestring, message_json
 from fx_gateway.proxy import internal
 from fx_gateway.proxy.route_book import RouteBook
 from fx_gateway.proxy.stats import EventStats
@@ -39,18 +39,29 @@ def queue_group(function: str, subject: str) -> str:
     return f"fx.{function}.{zlib.crc32(subject.encode()):08x}"
 
 
-def event(trigger: str, msg: Msg) -> dict:
-    """The event a NATS-triggered handler receives (documented in README.md, "NATS triggers")."""
-    return {"eventSource": EVENT_SOURCE, "trigger": trigger, **message_fields(msg), "reply": msg.reply or None}
+def event(trigger: str, msg: Msg) -> bytes:
+    """The event a NATS-triggered handler receives (documented in README.md, "NATS triggers"), as JSON."""
+    reply = encode_basestring(msg.reply) if msg.reply else "null"
+    return (
+        f'{{"eventSource": "{EVENT_SOURCE}", "trigger": {encode_basestring(trigger)}, {message_json(msg)},'
+        f' "reply": {reply}}}'
+    ).encode()
 
 
 class NatsTriggers:
+    """Each message is sent to the function from the subscription's callback, its answer taken in a callback:
+    no task per event. Replies are published by one task (publishing is a coroutine in nats-py)."""
+
     def __init__(self, book: RouteBook, nc: NATS, concurrency: int, stats: EventStats) -> None:
         self.book = book
         self.nc = nc
         self.stats = stats
         self.subscriptions: dict[tuple[str, str], Subscription] = {}
-        self._slots = asyncio.Semaphore(concurrency)
+        self._free = concurrency  # events this gateway may still start
+        self._slot = asyncio.Event()  # set when one is freed
+        self._replies: list[tuple[str, Msg, internal.Result, bool]] = []  # (function, message, result, failed)
+        self._reply = asyncio.Event()
+        self._replier = spawn(self._send_replies())
 
     async def sync(self, function: str) -> None:
         """Subscribe to the function's current trigger subjects, unsubscribe from the others."""
@@ -68,19 +79,45 @@ class NatsTriggers:
         if want - have:
             await self.nc.flush()  # the server has the subscriptions: a message published from now on is seen
 
+    def close(self) -> None:
+        self._replier.cancel()
+
     async def _received(self, function: str, trigger: str, msg: Msg) -> None:
         # Waiting here when every slot is busy leaves further messages in the client's pending buffer.
-        await self._slots.acquire()
-        spawn(self._run(function, trigger, msg))
+        while not self._free:
+            self._slot.clear()
+            await self._slot.wait()
+        self._free -= 1
+        done = partial(self._answered, function, trigger, msg)
+        routes = self.book.get(function)
+        if routes is None:
+            done(_error(404, "FunctionNotFound", f"function {function!r} was removed"))
+            return
+        body = event(trigger, msg)
+        limit = min(routes.max_request_bytes, self.book.settings.max_request_bytes)
+        if len(body) > limit:
+            message = f"the event from {msg.subject} is {len(body)} bytes; function {function!r} takes {limit}"
+            done(_error(413, "RequestTooLarge", message))
+            return
+        internal.send(routes, "", INVOKE_HEAD, body, done)
 
-    async def _run(self, function: str, trigger: str, msg: Msg) -> None:
-        try:
-            result = await self._invoke(function, trigger, msg)
-            failed = result.status != 200 or result.function_error is not None
-            self.stats.count(function, trigger, "error" if failed else "ok")
-            if msg.reply and msg.reply.startswith(NOT_A_REPLY):
-                log.warning("function %s: no reply to %s: %r is not a reply subject", function, msg.subject, msg.reply)
-            elif msg.reply:
+    def _answered(self, function: str, trigger: str, msg: Msg, result: internal.Result) -> None:
+        self._free += 1
+        self._slot.set()
+        failed = result.status != 200 or result.function_error is not None
+        self.stats.count(function, trigger, "error" if failed else "ok")
+        if msg.reply and msg.reply.startswith(NOT_A_REPLY):
+            log.warning("function %s: no reply to %s: %r is not a reply subject", function, msg.subject, msg.reply)
+        elif msg.reply:
+            self._replies.append((function, msg, result, failed))
+            self._reply.set()
+
+    async def _send_replies(self) -> None:
+        while True:
+            await self._reply.wait()
+            self._reply.clear()
+            replies, self._replies = self._replies, []
+            for function, msg, result, failed in replies:
                 headers = {REPLY_STATUS: str(result.status)}
                 if failed:
                     headers[REPLY_FUNCTION_ERROR] = (result.function_error or b"Platform").decode("latin-1")
@@ -88,19 +125,6 @@ class NatsTriggers:
                     await self.nc.publish(msg.reply, result.body, headers=headers)
                 except nats.errors.Error as exc:
                     log.warning("function %s: reply to %s failed: %s", function, msg.subject, exc)
-        finally:
-            self._slots.release()
-
-    async def _invoke(self, function: str, trigger: str, msg: Msg) -> internal.Result:
-        routes = self.book.get(function)
-        if routes is None:
-            return _error(404, "FunctionNotFound", f"function {function!r} was removed")
-        body = json.dumps(event(trigger, msg), ensure_ascii=False).encode()
-        limit = min(routes.max_request_bytes, self.book.settings.max_request_bytes)
-        if len(body) > limit:
-            message = f"the event from {msg.subject} is {len(body)} bytes; function {function!r} takes {limit}"
-            return _error(413, "RequestTooLarge", message)
-        return await internal.call(routes, "", INVOKE_HEAD, body)
 
 
 def _error(status: int, code: str, message: str) -> internal.Result:

@@ -248,11 +248,12 @@ async def test_a_record_alone_over_the_request_limit_is_dead_lettered_at_once_an
 def test_cut_encodes_the_records_that_fit_as_the_whole_event_would_be_encoded():
     envelope = {"eventSource": "fx:jetstream", "trigger": "ORDERS/>", "stream": "ORDERS"}
     records_ = [{"messageId": str(n), "data": "é" * 100} for n in range(5)]
+    encoded = [durable_triggers.encode(r) for r in records_]  # as the record functions give them
     whole = durable_triggers.encode({**envelope, "Records": records_}).encode()
-    assert durable_triggers.cut(envelope, records_, len(whole)) == (whole, 5)
-    body, fits = durable_triggers.cut(envelope, iter(records_), len(whole) - 1)
+    assert durable_triggers.cut(envelope, encoded, len(whole)) == (whole, 5)
+    body, fits = durable_triggers.cut(envelope, iter(encoded), len(whole) - 1)
     assert fits == 4 and body == durable_triggers.encode({**envelope, "Records": records_[:4]}).encode()
-    body, fits = durable_triggers.cut(envelope, records_, 50)  # not even one: the event of the first
+    body, fits = durable_triggers.cut(envelope, encoded, 50)  # not even one: the event of the first
     assert fits == 0 and body == durable_triggers.encode({**envelope, "Records": records_[:1]}).encode()
 
 
