@@ -140,34 +140,40 @@ def wait_port(port: int, timeout: float = 10.0) -> None:
     raise SystemExit(f"nothing listens on 127.0.0.1:{port} after {timeout:g} s")
 
 
-def start_gateway(stack: ExitStack, tmp: Path, endpoints: dict[str, str]) -> tuple[int, int]:
-    """nats-server and fx-gateway with a route table per function in `endpoints`; (its port, its PID)."""
+def start_nats(stack: ExitStack, tmp: Path, endpoints: dict[str, str]) -> str:
+    """nats-server with a route table per function in `endpoints`; its URL."""
     nats_port = free_port()
     nats_url = f"nats://127.0.0.1:{nats_port}"
     start(stack, [str(BIN / "nats-server"), "-a", "127.0.0.1", "-p", str(nats_port), "-js", "-sd", str(tmp / "js")])
     wait_port(nats_port)
     asyncio.run(put_routes(nats_url, endpoints))
+    return nats_url
+
+
+def start_gateway(stack: ExitStack, nats_url: str, program: Path) -> tuple[int, int]:
+    """fx-gateway (`program`) on the route tables in `nats_url`; (its port, its PID)."""
     port = free_port()
     listen = f"127.0.0.1:{port}"
-    gateway = start(
-        stack, [str(BIN / "fx-gateway"), "--nats", nats_url, "--listen", listen, "--controller", "http://127.0.0.1:9"]
-    )
+    args = [str(program), "--nats", nats_url, "--listen", listen, "--controller", "http://127.0.0.1:9"]
+    gateway = start(stack, args)
     if not wait_http(f"http://127.0.0.1:{port}/healthz"):
-        raise SystemExit("fx-gateway did not become healthy")
+        raise SystemExit(f"{program} did not become healthy")
     return port, gateway.pid
 
 
-def proxy_cost(args: argparse.Namespace, stack: ExitStack, tmp: Path, gw_port: int, gw_pid: int, up: int) -> None:
+def proxy_cost(args: argparse.Namespace, stack: ExitStack, tmp: Path, gateways: dict[str, tuple[int, int]], up: int):
+    """nginx and each gateway ("fx", and "baseline" if given) in turn at c16 and c64, `args.rounds` times."""
     nginx_port, nginx_pid = start_nginx(stack, tmp, up)
-    nginx_url, gateway_url = f"http://127.0.0.1:{nginx_port}/", f"http://127.0.0.1:{gw_port}/function/go/"
-    wrk(nginx_url, 64, 1, {})  # warm-up: connection pools, code paths
-    wrk(gateway_url, 64, 1, {})
+    targets = {"nginx": (f"http://127.0.0.1:{nginx_port}/", nginx_pid)}
+    targets |= {name: (f"http://127.0.0.1:{port}/function/go/", pid) for name, (port, pid) in gateways.items()}
+    for url, _ in targets.values():
+        wrk(url, 64, 1, {})  # warm-up: connection pools, code paths
     for connections in (16, 64):
-        nginx_runs, fx_runs = [], []
+        runs: dict[str, list[dict[str, float]]] = {name: [] for name in targets}
         for _ in range(args.rounds):
-            nginx_runs.append(wrk(nginx_url, connections, args.duration, {"cpu": nginx_pid}))
-            fx_runs.append(wrk(gateway_url, connections, args.duration, {"cpu": gw_pid}))
-        nginx, fx = medians(nginx_runs), medians(fx_runs)
+            for name, (url, pid) in targets.items():
+                runs[name].append(wrk(url, connections, args.duration, {"cpu": pid}))
+        nginx, fx = medians(runs["nginx"]), medians(runs["fx"])
         report.figure(
             f"gateway CPU per proxied request (c{connections})",
             fx["cpu"],
@@ -176,6 +182,10 @@ def proxy_cost(args: argparse.Namespace, stack: ExitStack, tmp: Path, gw_port: i
             reference_name="nginx 1 worker keepalive",
             ratio_at_most=1.0,
         )
+        if "baseline" in runs:
+            before = medians(runs["baseline"])
+            name = f"gateway CPU per proxied request (c{connections}) vs baseline"
+            report.figure(name, fx["cpu"], "µs", reference=before["cpu"], reference_name=f"{args.baseline}")
         report.figure(
             f"gateway user-space CPU per request (c{connections})",
             fx["cpu_user"],
@@ -230,6 +240,9 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=5, help="seconds per wrk run")
     parser.add_argument("--rounds", type=int, default=3, help="runs per configuration; the median is reported")
     parser.add_argument("--skip-chain", action="store_true", help="measure the proxy cost only")
+    parser.add_argument(
+        "--baseline", type=Path, help="another checkout (with its .venv) whose gateway is measured in the same run"
+    )
     args = parser.parse_args()
     ensure_tools()
     with tempfile.TemporaryDirectory(prefix="fx-gw-nginx-") as tmp_name, ExitStack() as stack:
@@ -243,9 +256,13 @@ def main() -> None:
         if unix is None:
             raise SystemExit("fx_runtime could not start here: no full chain to measure")
         endpoints = {"go": f"127.0.0.1:{up}", "tcp": f"127.0.0.1:{replica_port}", "unix": f"unix:{unix[1]}"}
-        gw_port, gw_pid = start_gateway(stack, tmp, endpoints)
+        nats_url = start_nats(stack, tmp, endpoints)
+        gateways = {"fx": start_gateway(stack, nats_url, BIN / "fx-gateway")}
+        if args.baseline:
+            gateways["baseline"] = start_gateway(stack, nats_url, args.baseline / ".venv" / "bin" / "fx-gateway")
+        gw_port, gw_pid = gateways["fx"]
         print(f"{report.machine()}; wrk -t1 on CPU {(os.cpu_count() or 1) - 1}, {args.duration:g} s x {args.rounds}")
-        proxy_cost(args, stack, tmp, gw_port, gw_pid, up)
+        proxy_cost(args, stack, tmp, gateways, up)
         if not args.skip_chain:
             full_chain(args, gw_port, gw_pid, (replica_port, replica.pid), unix[0].pid)
 
