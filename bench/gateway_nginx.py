@@ -2,18 +2,20 @@
 
 Proxy cost: a tiny Go upstream (bench/upstream/main.go: 200 "ok" on every path, so it answers the replica
 protocol's /_fx/http/ path too) is proxied by nginx (1 worker, `upstream { keepalive 64; }`, HTTP/1.1 to the
-upstream, access_log off, X-Forwarded-For/-Proto set as the gateway sets them) and by fx-gateway (a route table
-in NATS pointing at it). wrk (Debian's, one thread, its own process pinned to the last CPU) runs c16 and c64 for
---duration s against each, alternating, --rounds times; the figure is the median CPU µs per request of
-nginx's worker and of the gateway, read from /proc/<pid>/stat around each wrk run.
+upstream, access_log off, X-Forwarded-For/-Proto set as the gateway sets them), by fx-gateway (a route table
+in NATS pointing at it) and by a minimal Python proxy (uvloop and httptools, nothing else: what the language and
+its event loop cost, beside what the gateway's own rules add). wrk (Debian's, one thread, its own process pinned
+to the last CPU) runs c16 and c64 for --duration s against each in turn, --rounds times; each figure is the
+median CPU µs per request of the proxy's process (nginx: its worker), from /proc/<pid>/stat around each run.
+`--baseline DIR` also measures the gateway of another checkout (DIR/.venv) in the same run: before/after.
 
 Full chain: wrk c64 through the gateway to a real replica (`python -m fx_runtime`, trivial handler) on a Unix
 socket, as the local backend runs them, against the same replica called directly over TCP (wrk cannot use a
-Unix socket); the gateway to the TCP replica is printed for context.
+Unix socket); the gateway to a TCP replica is printed for context.
 
 Installs wrk and nginx-light with apt-get when missing; builds the Go upstream into .venv/.
 
-    .venv/bin/python -m bench.gateway_nginx [--duration 5] [--rounds 3]
+    .venv/bin/python -m bench.gateway_nginx [--duration 5] [--rounds 3] [--baseline /path/to/main]
 """
 
 from __future__ import annotations
@@ -161,10 +163,19 @@ def start_gateway(stack: ExitStack, nats_url: str, program: Path) -> tuple[int, 
     return port, gateway.pid
 
 
-def proxy_cost(args: argparse.Namespace, stack: ExitStack, tmp: Path, gateways: dict[str, tuple[int, int]], up: int):
-    """nginx and each gateway ("fx", and "baseline" if given) in turn at c16 and c64, `args.rounds` times."""
+def proxy_cost(
+    args: argparse.Namespace,
+    stack: ExitStack,
+    tmp: Path,
+    gateways: dict[str, tuple[int, int]],
+    minimal: tuple[int, int],
+    up: int,
+) -> None:
+    """nginx, the minimal Python proxy and each gateway ("fx", and "baseline" if given) in turn at c16 and c64,
+    `args.rounds` times."""
     nginx_port, nginx_pid = start_nginx(stack, tmp, up)
     targets = {"nginx": (f"http://127.0.0.1:{nginx_port}/", nginx_pid)}
+    targets["minimal"] = (f"http://127.0.0.1:{minimal[0]}/", minimal[1])
     targets |= {name: (f"http://127.0.0.1:{port}/function/go/", pid) for name, (port, pid) in gateways.items()}
     for url, _ in targets.values():
         wrk(url, 64, 1, {})  # warm-up: connection pools, code paths
@@ -186,20 +197,13 @@ def proxy_cost(args: argparse.Namespace, stack: ExitStack, tmp: Path, gateways: 
             before = medians(runs["baseline"])
             name = f"gateway CPU per proxied request (c{connections}) vs baseline"
             report.figure(name, fx["cpu"], "µs", reference=before["cpu"], reference_name=f"{args.baseline}")
-        report.figure(
-            f"gateway user-space CPU per request (c{connections})",
-            fx["cpu_user"],
-            "µs",
-            reference=nginx["cpu_user"],
-            reference_name="nginx's",
-        )
-        report.figure(
-            f"gateway req/s, Go upstream (c{connections})",
-            fx["rps"],
-            "req/s",
-            reference=nginx["rps"],
-            reference_name="nginx",
-        )
+        minimal = medians(runs["minimal"])
+        for what, figure, unit, reference, reference_name in (
+            ("minimal Python proxy CPU per request", minimal["cpu"], "µs", nginx["cpu"], "nginx 1 worker keepalive"),
+            ("gateway user-space CPU per request", fx["cpu_user"], "µs", nginx["cpu_user"], "nginx's"),
+            ("gateway req/s, Go upstream", fx["rps"], "req/s", nginx["rps"], "nginx"),
+        ):
+            report.figure(f"{what} (c{connections})", figure, unit, reference=reference, reference_name=reference_name)
 
 
 def full_chain(args: argparse.Namespace, gw_port: int, gw_pid: int, tcp: tuple[int, int], unix_pid: int) -> None:
@@ -217,22 +221,73 @@ def full_chain(args: argparse.Namespace, gw_port: int, gw_pid: int, tcp: tuple[i
     for name, m in (("direct", direct), ("gateway → unix replica", unix), ("gateway → tcp replica", tcp_)):
         cpu = "  ".join(f"{k} {v:.1f} µs/req" for k, v in m.items() if k != "rps" and not k.endswith("_user"))
         print(f"full chain c64 {name:<24} {m['rps']:8.0f} req/s  {cpu}")
+    chain = "full chain req/s, gateway → replica (c64)"
     report.figure(
-        "full chain req/s, gateway → replica (c64)",
-        unix["rps"],
-        "req/s",
-        reference=direct["rps"],
-        reference_name="same replica direct (TCP)",
-        at_least=30000,
+        chain, unix["rps"], "req/s", reference=direct["rps"], reference_name="same replica direct (TCP)", at_least=30000
     )
     report.figure("gateway CPU per request, full chain (c64)", unix["gateway"], "µs")
-    report.figure(
-        "replica CPU per request, full chain (c64)",
-        unix["replica"],
-        "µs",
-        reference=direct["replica"],
-        reference_name="direct",
-    )
+    replica = "replica CPU per request, full chain (c64)"
+    report.figure(replica, unix["replica"], "µs", reference=direct["replica"], reference_name="direct")
+
+
+def serve_minimal_proxy(port: int, upstream: int) -> None:
+    """A keep-alive proxy with nothing of the gateway's but uvloop and httptools: no routing, limits, timeouts,
+    metrics or header rules. What Python itself costs per proxied request, beside what the gateway adds."""
+    import httptools
+    import uvloop
+
+    idle: list[Upstream] = []
+
+    class Upstream(asyncio.Protocol):
+        def __init__(self, caller: Caller) -> None:
+            self.caller = caller
+            self.parser = httptools.HttpResponseParser(self)
+
+        def connection_made(self, transport) -> None:
+            self.transport = transport
+
+        def data_received(self, data: bytes) -> None:
+            self.caller.transport.write(data)
+            self.parser.feed_data(data)
+
+        def on_message_complete(self) -> None:
+            idle.append(self)
+
+    class Caller(asyncio.Protocol):
+        def connection_made(self, transport) -> None:
+            self.transport = transport
+            self.parser = httptools.HttpRequestParser(self)
+            self.headers: list[bytes] = []
+
+        def data_received(self, data: bytes) -> None:
+            self.parser.feed_data(data)
+
+        def on_url(self, url: bytes) -> None:
+            self.url = url
+
+        def on_header(self, name: bytes, value: bytes) -> None:
+            self.headers += (name, b": ", value, b"\r\n")
+
+        def on_message_complete(self) -> None:
+            raw = b"".join([b"GET %s HTTP/1.1\r\n" % self.url, *self.headers, b"\r\n"])
+            self.headers = []
+            if idle:
+                conn = idle.pop()
+                conn.caller = self
+                conn.transport.write(raw)
+            else:
+                self.connecting = asyncio.ensure_future(self.connect(raw))
+
+        async def connect(self, raw: bytes) -> None:
+            loop = asyncio.get_running_loop()
+            _, conn = await loop.create_connection(lambda: Upstream(self), "127.0.0.1", upstream)
+            conn.transport.write(raw)
+
+    async def serve() -> None:
+        server = await asyncio.get_running_loop().create_server(Caller, "127.0.0.1", port)
+        await server.serve_forever()
+
+    uvloop.run(serve())
 
 
 def main() -> None:
@@ -240,10 +295,14 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=5, help="seconds per wrk run")
     parser.add_argument("--rounds", type=int, default=3, help="runs per configuration; the median is reported")
     parser.add_argument("--skip-chain", action="store_true", help="measure the proxy cost only")
+    parser.add_argument("--minimal-proxy", nargs=2, type=int, help=argparse.SUPPRESS)  # internal: PORT UPSTREAM
     parser.add_argument(
         "--baseline", type=Path, help="another checkout (with its .venv) whose gateway is measured in the same run"
     )
     args = parser.parse_args()
+    if args.minimal_proxy:
+        serve_minimal_proxy(*args.minimal_proxy)
+        return
     ensure_tools()
     with tempfile.TemporaryDirectory(prefix="fx-gw-nginx-") as tmp_name, ExitStack() as stack:
         tmp = Path(tmp_name)
@@ -260,9 +319,16 @@ def main() -> None:
         gateways = {"fx": start_gateway(stack, nats_url, BIN / "fx-gateway")}
         if args.baseline:
             gateways["baseline"] = start_gateway(stack, nats_url, args.baseline / ".venv" / "bin" / "fx-gateway")
+        minimal_port = free_port()
+        minimal = start(
+            stack,
+            [str(BIN / "python"), "-m", "bench.gateway_nginx", "--minimal-proxy", str(minimal_port), str(up)],
+            cwd=ROOT,
+        )
+        wait_port(minimal_port)
         gw_port, gw_pid = gateways["fx"]
         print(f"{report.machine()}; wrk -t1 on CPU {(os.cpu_count() or 1) - 1}, {args.duration:g} s x {args.rounds}")
-        proxy_cost(args, stack, tmp, gateways, up)
+        proxy_cost(args, stack, tmp, gateways, (minimal_port, minimal.pid), up)
         if not args.skip_chain:
             full_chain(args, gw_port, gw_pid, (replica_port, replica.pid), unix[0].pid)
 
