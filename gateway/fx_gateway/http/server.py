@@ -200,7 +200,8 @@ class ClientConnection(asyncio.Protocol):
         return sum(len(name) + len(value) for name, value in headers) > self.max_header_bytes
 
     def on_headers_complete(self) -> None:
-        if self._head_too_large():
+        over = len(self.headers) > self.max_headers or self.head_bytes + self.read_bytes > self.max_header_bytes
+        if over and self._head_too_large():  # the usual head is well within both: no call to count its bytes
             self.refuse(responses.header_fields_too_large(self.max_header_bytes, self.max_headers))
             raise Refused
         parser = self.parser

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 
 
 REPORT_LINE = REPLICA_REPORT.encode() + b": "
+NO_BODY = b"Content-Length: 0\r\n\r\n"
 
 
 class Client(Protocol):
@@ -101,8 +102,11 @@ class Exchange:
 
     def begin(self) -> None:
         auth = self.dispatcher.auth  # last, so it is the one the replica reads whatever the head holds
-        self.raw = b"".join([self.head, auth, b"Content-Length: %d\r\n\r\n" % self.size, *self.body])
-        self.body = []
+        if self.body:
+            self.raw = b"".join([self.head, auth, b"Content-Length: %d\r\n\r\n" % self.size, *self.body])
+            self.body = []
+        else:  # most calls (GET): concatenation is half the cost of the join and the formatting
+            self.raw = self.head + auth + NO_BODY
         self.dispatcher.submit(self)
 
     def client_gone(self) -> None:

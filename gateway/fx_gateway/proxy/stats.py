@@ -84,7 +84,9 @@ class VersionStats:
     def record(self, status: int, seconds: float) -> None:
         codes = self.codes
         codes[status] = codes.get(status, 0) + 1
-        self.duration.observe(seconds)
+        duration = self.duration  # Histogram.observe inlined: this runs once per request
+        duration.counts[bisect_left(DURATION_BUCKETS, seconds)] += 1
+        duration.sum += seconds
         self.requests += 1
         if status >= 500:
             self.errors += 1

@@ -53,7 +53,7 @@ class UpstreamConnection(asyncio.Protocol):
     """Sends one request at a time and relays the answer's bytes to the exchange as they arrive. A request whose
     body streams (`Sent` with `pause_caller`/`resume_caller`) is told when this side's write buffer is full."""
 
-    __slots__ = ("complete", "exchange", "keep_alive", "parser", "replica", "transport")
+    __slots__ = ("complete", "exchange", "keep_alive", "parser", "replica", "status", "transport")
 
     def __init__(self, replica: Endpoint) -> None:
         self.replica = replica
@@ -62,6 +62,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.exchange: Sent | None = None
         self.complete = False
         self.keep_alive = True
+        self.status = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -69,6 +70,8 @@ class UpstreamConnection(asyncio.Protocol):
     def send(self, exchange: Sent) -> None:
         self.exchange = exchange
         exchange.conn = self
+        if exchange.is_head:  # its answer ends with its head: a parser that says so (none is the usual one's cost)
+            self.parser = httptools.HttpResponseParser(_HeadAnswer(self))
         self.transport.write(exchange.raw)  # type: ignore[union-attr]
 
     def data_received(self, data: bytes) -> None:
@@ -85,28 +88,26 @@ class UpstreamConnection(asyncio.Protocol):
         if self.complete:
             self.complete = False
             self.exchange = None
-            status = self.parser.get_status_code()
             if exchange.is_head:  # the parser expects the body a HEAD answer never has
                 self.parser = httptools.HttpResponseParser(self)
-            exchange.answered(status, self.keep_alive)
-            if not self.keep_alive:
+            keep_alive = self.keep_alive
+            exchange.answered(self.status, keep_alive)
+            if not keep_alive:
                 self.replica.said_close()
-            self.replica.release(self, self.keep_alive)
-
-    def on_headers_complete(self) -> None:
-        if self.exchange is not None and self.exchange.is_head and not self._interim():
-            self.keep_alive = self.parser.should_keep_alive()
-            self.complete = True
+            self.replica.release(self, keep_alive)
 
     def on_message_complete(self) -> None:
-        if not self._interim():
-            self.keep_alive = self.parser.should_keep_alive()  # only valid inside the callback
-            self.complete = True
+        self.answer_complete()
 
-    def _interim(self) -> bool:
-        """An interim answer (100 Continue, 103 Early Hints; an HTTP upstream may send them): the final one follows."""
-        status = self.parser.get_status_code()
-        return status < 200 and status != 101
+    def answer_complete(self) -> None:
+        """The parser has a whole answer: the final one unless it is interim (100 Continue, 103 Early Hints; an
+        HTTP upstream may send them), after which the final one follows."""
+        parser = self.parser
+        status = parser.get_status_code()
+        if status >= 200 or status == 101:
+            self.status = status
+            self.keep_alive = parser.should_keep_alive()  # only valid inside the callback
+            self.complete = True
 
     def abandon(self) -> None:
         """Stop waiting for this answer (backstop timeout): the connection is in an unknown state."""
@@ -132,6 +133,18 @@ class UpstreamConnection(asyncio.Protocol):
         if exchange is not None:
             self.exchange = None
             replica.lost(self, exchange, exc)
+
+
+class _HeadAnswer:
+    """The parser callbacks of a connection awaiting the answer to a HEAD request, whose head ends it."""
+
+    __slots__ = ("conn",)
+
+    def __init__(self, conn: UpstreamConnection) -> None:
+        self.conn = conn
+
+    def on_headers_complete(self) -> None:
+        self.conn.answer_complete()
 
 
 class Replica:

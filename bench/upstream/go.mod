@@ -1,0 +1,3 @@
+module fx/bench/upstream
+
+go 1.21
