@@ -48,9 +48,11 @@ LATEST_HEADER = b"x-fx-latest"
 ROUTE_HEADER = b"x-fx-route"
 TRACE_HEADER = b"x-amzn-trace-id"  # the caller's, the invocation's _X_AMZN_TRACE_ID; the handler sees it too
 REQUEST_ID_HEADER = b"x-fx-request-id"  # the platform's request id (an async call's), the invocation's; seen too
+LOG_TYPE_HEADER = b"x-amz-log-type"  # Invoke's: "Tail" asks for X-Amz-Log-Result
+CLIENT_CONTEXT_HEADER = b"x-amz-client-context"  # Invoke's: base64 JSON, the handler's context.client_context
 # What Connection.on_header does with each header the platform gives a meaning, by lower-cased name: one dict
 # lookup a header (a test of its length against each name took three times as long).
-_TOKEN, _STREAM, _DETAIL, _QUALIFIER, _LATEST, _ROUTE, _BODY_REF, _TRACE, _REQUEST_ID = range(9)
+_TOKEN, _STREAM, _DETAIL, _QUALIFIER, _LATEST, _ROUTE, _BODY_REF, _TRACE, _REQUEST_ID, _LOG_TYPE, _CONTEXT = range(11)
 _PLATFORM_HEADERS = {
     TOKEN_HEADER: _TOKEN,
     RESPONSE_STREAM_HEADER: _STREAM,
@@ -61,6 +63,8 @@ _PLATFORM_HEADERS = {
     BODY_REF_HEADER: _BODY_REF,
     TRACE_HEADER: _TRACE,
     REQUEST_ID_HEADER: _REQUEST_ID,
+    LOG_TYPE_HEADER: _LOG_TYPE,
+    CLIENT_CONTEXT_HEADER: _CONTEXT,
 }
 # At most one write(2) of the log per this many seconds while invocations follow each other; the first after a
 # quiet spell is written once the loop has served what it read, so a reader following the log waits no longer.
@@ -95,6 +99,7 @@ class Server:
         self.event_stream = EventStream(settings.function_version.encode())
         self.chunked = ChunkedStream(settings.http_event)
         if invoker is not None:
+            invoker.loop = loop
             invoker.flush_logs = self.flush_logs_soon
             self.new_request_id = invoker.new_request_id
         self.token = settings.replica_token.encode() if settings.replica_token else None
@@ -206,7 +211,7 @@ class Server:
         except (ValueError, binascii.Error) as e:
             return unparsable(e, keep)
         call = (event, request_id, context, conn.fd, False, conn.qualifier, conn.latest, conn.trace_id)
-        if conn.header(b"x-amz-log-type") != b"Tail":
+        if conn.log_type != b"Tail":
             _, payload, err = self.invoker.invoke(*call)
             return self.invoke_answer(payload, err, keep, request_id, conn.latest)
         with logs.capture() as log:
@@ -216,7 +221,7 @@ class Server:
     def invoke_input(self, conn: Connection) -> tuple[object, dict | None, str]:
         """(event, client context, request id) of a raw invoke; ValueError if the body or context is not JSON."""
         body = conn.body()
-        client_context = conn.header(b"x-amz-client-context")
+        client_context = conn.client_context
         event = json.loads(body) if body else {}
         context = json.loads(base64.b64decode(client_context)) if client_context else None
         return event, context, conn.request_id() or self.new_request_id()
@@ -241,8 +246,9 @@ class Server:
         self.invoker.stream = self.chunked.begin(conn.fd, keep, conn.head_only)
         event, request_id = self.http_input(conn, method)
         self.chunked.kind = conn.kind
-        call = (event, request_id, None, conn.fd, True, conn.qualifier, conn.latest, conn.trace_id)
-        result, payload, err = self.invoker.invoke(*call)
+        result, payload, err = self.invoker.invoke(
+            event, request_id, None, conn.fd, True, conn.qualifier, conn.latest, conn.trace_id
+        )
         return self.http_answer(result, payload, err, request_id, keep, conn)
 
     def http_input(self, conn: Connection, method: bytes) -> tuple[dict, str]:
@@ -327,6 +333,8 @@ class Connection(asyncio.Protocol):
         self.trace_id: str | None = None  # TRACE_HEADER
         self.route: bytes | None = None  # ROUTE_HEADER
         self.given_request_id: bytes | None = None  # REQUEST_ID_HEADER
+        self.log_type: bytes | None = None  # LOG_TYPE_HEADER
+        self.client_context: bytes | None = None  # CLIENT_CONTEXT_HEADER
         self.marked = False  # the request being read has headers of the platform's (whose fields to reset after)
         self.kind = ""  # the event format of the HTTP request being served (set by Server.http_input)
 
@@ -413,6 +421,8 @@ class Connection(asyncio.Protocol):
             self.trace_id = None
             self.route = None
             self.given_request_id = None
+            self.log_type = None
+            self.client_context = None
 
     def on_url(self, url: bytes) -> None:
         self.url += url
@@ -445,7 +455,13 @@ class Connection(asyncio.Protocol):
                     self.limit = self.ref_limit
             elif what == _TRACE:
                 self.trace_id = value.decode("latin-1")
-            elif self.given_request_id is None:  # _REQUEST_ID: the first, as a lookup by name finds
+            elif what == _LOG_TYPE:  # these three: the first, as a lookup by name finds
+                if self.log_type is None:
+                    self.log_type = value
+            elif what == _CONTEXT:
+                if self.client_context is None:
+                    self.client_context = value
+            elif self.given_request_id is None:
                 self.given_request_id = value
         self.headers.append((name, value))
 
