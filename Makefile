@@ -79,6 +79,7 @@ bench: install
 	$(BIN)/python -m bench.api_matching --requests 50000
 	$(BIN)/python -m bench.api_limits --requests 50000
 	$(BIN)/python -m bench.lambda_authorizer --requests 50000
+	$(BIN)/python -m bench.runtime_invoke --requests 20000 --rounds 3
 	@$(BIN)/python -m bench.report
 
 images: install
