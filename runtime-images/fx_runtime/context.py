@@ -54,10 +54,10 @@ class LambdaContext:
 
     __slots__ = (
         "_deadline_ms",
+        "_identity",
         "aws_request_id",
         "client_context",
         "function_version",
-        "identity",
         "invoked_function_arn",
     )
 
@@ -72,9 +72,20 @@ class LambdaContext:
         self.aws_request_id = request_id
         self._deadline_ms = deadline_ms
         self.client_context = ClientContext(client_context) if isinstance(client_context, dict) else None
-        self.identity = CognitoIdentity()
+        self._identity: CognitoIdentity | None = None
         self.invoked_function_arn = f"{self.function_arn}:{qualifier}" if qualifier else self.function_arn
         self.function_version = LATEST if latest else self.version
+
+    @property
+    def identity(self) -> CognitoIdentity:
+        """Made when first read: most handlers never do, and each invocation has its own."""
+        if self._identity is None:
+            self._identity = CognitoIdentity()
+        return self._identity
+
+    @identity.setter
+    def identity(self, value: CognitoIdentity) -> None:
+        self._identity = value
 
     def get_remaining_time_in_millis(self) -> int:
         return max(self._deadline_ms - int(time.time() * 1000), 0)

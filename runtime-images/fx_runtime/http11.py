@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from http import HTTPStatus
 
-_REASONS = {s.value: s.phrase for s in HTTPStatus}
+_STATUS_LINES = {s.value: f"HTTP/1.1 {s.value} {s.phrase}\r\n".encode() for s in HTTPStatus}
 _SKIPPED = frozenset({"content-length", "transfer-encoding", "connection"})  # the server owns message framing
 
 JSON = (("Content-Type", "application/json"),)
@@ -15,18 +15,15 @@ def response(status: int, headers: tuple | list, body: bytes, keep_alive: bool =
 
     `report`: the invocation's X-Fx-Report line (Invoker.report), which must come first after the status line.
     """
-    lines = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Unknown')}"]
+    lines = []
     for name, value in headers:
         if "\r" in name or "\n" in name or "\r" in value or "\n" in value or ":" in name:
             raise ValueError(f"invalid header {name!r}")
         if name.lower() not in _SKIPPED:
-            lines.append(f"{name}: {value}")
-    lines.append(f"Content-Length: {len(body)}")
-    if not keep_alive:
-        lines.append("Connection: close")
-    if report:
-        lines[0] += "\r\n" + report.decode("latin-1").removesuffix("\r\n")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+            lines.append(f"{name}: {value}\r\n")
+    status_line = _STATUS_LINES.get(status) or b"HTTP/1.1 %d Unknown\r\n" % status
+    framing = b"Content-Length: %d\r\n\r\n" if keep_alive else b"Content-Length: %d\r\nConnection: close\r\n\r\n"
+    return b"".join((status_line, report, "".join(lines).encode("latin-1"), framing % len(body), body))
 
 
 def chunked_head(status: int, headers: tuple | list, keep_alive: bool) -> bytes:

@@ -75,9 +75,19 @@ def _prefix(domain: str) -> str:
     return domain.split(".", 1)[0].split(":", 1)[0]
 
 
+_second: tuple[int, str] = (-1, "")  # the last whole second formatted: strftime is most of a request time's cost
+
+
 def _times() -> tuple[str, int]:
-    now = time.time()
-    return time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)), int(now * 1000)
+    """(requestTime, requestTimeEpoch): 01/May/2024:12:00:00 +0000 and milliseconds since the epoch."""
+    global _second
+    epoch_ms = int(time.time() * 1000)
+    second, text = _second
+    if epoch_ms // 1000 != second:
+        second = epoch_ms // 1000
+        text = time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(second))
+        _second = (second, text)
+    return text, epoch_ms
 
 
 def route_kind(route: dict[str, Any]) -> str:
@@ -85,15 +95,46 @@ def route_kind(route: dict[str, Any]) -> str:
     return "v1" if route.get("payload") == "1.0" else "v2"
 
 
+_NO_ROUTE: dict[str, Any] = {}  # read only, never changed
+_NO_COOKIES: list[str] = []  # read only, never changed
+_NO_BODY = ("", False)
+
+
+def _v2_headers(raw: list[tuple[bytes, bytes]]) -> tuple[dict[str, str], list[str], dict[str, str] | None]:
+    """Payload 2.0's headers (lower-cased names, repeated values joined by commas, no cookie), the cookies, and the
+    first value of each name sent more than once (None when none was: the usual request)."""
+    headers: dict[str, str] = {}
+    cookies: list[str] = []
+    firsts: dict[str, str] | None = None
+    for name, value in raw:
+        key = name.decode("latin-1").lower()
+        text = value.decode("latin-1")
+        if key == "cookie":
+            cookies += [c.strip() for c in text.split(";") if c.strip()]
+        elif key in headers:
+            if firsts is None:
+                firsts = {}
+            firsts.setdefault(key, headers[key])
+            headers[key] += "," + text
+        else:
+            headers[key] = text
+    return headers, cookies, firsts
+
+
 def event_v2(req: Request, route: dict[str, Any] | None = None) -> dict:
     """API Gateway HTTP API payload format 2.0; `route`: the API route's context (X-Fx-Route), else `$default`."""
-    route = route or {}
-    lists = req.header_lists()
-    cookies = [c.strip() for v in lists.pop("cookie", []) for c in v.split(";") if c.strip()]
-    headers = {name: ",".join(values) for name, values in lists.items()}
-    domain = _domain(lists)
+    headers, cookies, firsts = _v2_headers(req.headers)
+    domain_key = "x-forwarded-host"  # its first value (else Host's) names the domain
+    domain = headers.get(domain_key)
+    if domain is None:
+        domain_key = "host"
+        domain = headers.get(domain_key, "localhost")
+    if firsts is not None:
+        domain = firsts.get(domain_key, domain)
+    forwarded = headers.get("x-forwarded-for")
     stamp, epoch_ms = _times()
-    route_key = route.get("routeKey") or "$default"
+    given = route or _NO_ROUTE
+    route_key = given.get("routeKey") or "$default"
     event: dict[str, Any] = {
         "version": "2.0",
         "routeKey": route_key,
@@ -108,32 +149,33 @@ def event_v2(req: Request, route: dict[str, Any] | None = None) -> dict:
         for key, value in parse_qsl(req.query, keep_blank_values=True):
             params.setdefault(key, []).append(value)
         event["queryStringParameters"] = {k: ",".join(v) for k, v in params.items()}
-    if route.get("pathParameters"):
-        event["pathParameters"] = route["pathParameters"]
-    if route.get("stageVariables"):
-        event["stageVariables"] = route["stageVariables"]
+    if route is not None:
+        if route.get("pathParameters"):
+            event["pathParameters"] = route["pathParameters"]
+        if route.get("stageVariables"):
+            event["stageVariables"] = route["stageVariables"]
     context: dict[str, Any] = {
         "accountId": ACCOUNT_ID,
-        "apiId": route.get("apiId") or "fx",
+        "apiId": given.get("apiId") or "fx",
         "domainName": domain,
         "domainPrefix": _prefix(domain),
         "http": {
             "method": req.method,
             "path": req.path,
             "protocol": "HTTP/1.1",
-            "sourceIp": _source_ip(lists, req.peer),
+            "sourceIp": forwarded.split(",", 1)[0].strip() if forwarded is not None else req.peer,
             "userAgent": headers.get("user-agent", ""),
         },
         "requestId": req.request_id,
         "routeKey": route_key,
-        "stage": route.get("stage") or "$default",
+        "stage": given.get("stage") or "$default",
         "time": stamp,
         "timeEpoch": epoch_ms,
     }
-    if route.get("authorizer"):
+    if route is not None and route.get("authorizer"):
         context["authorizer"] = route["authorizer"]
     event["requestContext"] = context
-    body, is_b64 = req.encoded_body(headers.get("content-type", ""))
+    body, is_b64 = req.encoded_body(headers.get("content-type", "")) if req.body else _NO_BODY
     if body:
         event["body"] = body
     event["isBase64Encoded"] = is_b64
@@ -270,16 +312,17 @@ def _header_value(value: Any) -> str:
 
 def _structured(kind: str, result: dict) -> tuple[int, list[tuple[str, str]], bytes]:
     status = result["statusCode"]
-    try:
-        status = int(status) if not isinstance(status, bool) else -1
-    except (TypeError, ValueError):
-        status = -1
+    if type(status) is not int:
+        try:
+            status = int(status) if not isinstance(status, bool) else -1
+        except (TypeError, ValueError):
+            status = -1
     if not 100 <= status <= 599:
         raise MalformedResponse(f"statusCode {result['statusCode']!r} is not an HTTP status")
-    headers_in = result.get("headers") or {}
+    headers_in = result.get("headers") or _NO_ROUTE
     # Payload 2.0 has no multiValueHeaders but a cookies list; REST and ALB the other way round.
-    multi_in = (result.get("multiValueHeaders") or {}) if kind != "v2" else {}
-    cookies = (result.get("cookies") or []) if kind == "v2" else []
+    multi_in = (result.get("multiValueHeaders") or _NO_ROUTE) if kind != "v2" else _NO_ROUTE
+    cookies = (result.get("cookies") or _NO_COOKIES) if kind == "v2" else _NO_COOKIES
     if not isinstance(headers_in, dict) or not isinstance(multi_in, dict) or not isinstance(cookies, list):
         raise MalformedResponse("headers and multiValueHeaders must be objects, cookies a list")
     multi: list[tuple[str, str]] = []
@@ -287,11 +330,12 @@ def _structured(kind: str, result: dict) -> tuple[int, list[tuple[str, str]], by
         if not isinstance(values, list):
             raise MalformedResponse(f"multiValueHeaders[{name!r}] must be a list")
         multi += [(str(name), _header_value(v)) for v in values]
-    # Both maps are merged; a name-value pair in both appears once (API Gateway's rule).
-    seen = {(name.lower(), value) for name, value in multi}
     headers = [(str(k), _header_value(v)) for k, v in headers_in.items()]
-    headers = [h for h in headers if (h[0].lower(), h[1]) not in seen] + multi
-    headers += [("Set-Cookie", _header_value(c)) for c in cookies]
+    if multi:  # both maps are merged; a name-value pair in both appears once (API Gateway's rule)
+        seen = {(name.lower(), value) for name, value in multi}
+        headers = [h for h in headers if (h[0].lower(), h[1]) not in seen] + multi
+    if cookies:
+        headers += [("Set-Cookie", _header_value(c)) for c in cookies]
     body = result.get("body")
     if body is None:
         return status, headers, b""

@@ -55,6 +55,8 @@ class Invoker:
         self.flush_logs: Callable[[], None] = logs.flush  # the server batches flushes per loop iteration
         self.new_request_id = RequestIds()
         self.report = b""  # the last invocation's X-Fx-Report line: the gateway's handler-duration and billing
+        self._report_mb = settings.memory_mb.encode()
+        self.loop: asyncio.AbstractEventLoop | None = None  # the server's, which invocations run in; hidden meanwhile
         self.new_trace_id = tracing.TraceIds()
         self.watchdog = Watchdog(self.timeout_s, self._expired, alarm_fd, self._out_of_memory)
 
@@ -84,7 +86,7 @@ class Invoker:
         err: dict | None = None
         # The handler runs inside the server's loop callback, but must see no running loop, as on Lambda:
         # asyncio.run(), or an adapter's get_event_loop().run_until_complete() (Mangum), would fail otherwise.
-        server_loop = asyncio._get_running_loop()
+        server_loop = self.loop
         asyncio._set_running_loop(None)
         try:
             result = self.handler(event, context)
@@ -123,7 +125,7 @@ class Invoker:
         logs.write(logs.end_lines(request_id, duration_ms, self.memory_mb, self.init_ms))
         self.flush_logs()
         self.init_ms = None
-        self.report = b"X-Fx-Report: %.3f %s\r\n" % (duration_ms, self.memory_mb.encode())
+        self.report = b"X-Fx-Report: %.3f %s\r\n" % (duration_ms, self._report_mb)
         return result, payload, err
 
     def _drain(self, chunks: Iterator[Any], stream: Stream | None) -> bytes:

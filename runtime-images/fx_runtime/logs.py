@@ -66,8 +66,11 @@ def start(request_id: str, version: str) -> None:
     """Lambda's START line, after the time the invocation began in the log file only (`fx logs --since` and
     `--timestamps` read it there); a copy of the invocation's log (X-Amz-Log-Result) gets Lambda's line as is."""
     out = sys.stdout
-    (out.stream if isinstance(out, Tee) else out).write(stamp() + " ")
-    out.write(start_line(request_id, version))
+    if isinstance(out, Tee):
+        out.stream.write(stamp() + " ")
+        out.write(start_line(request_id, version))
+    else:  # one write: each costs an encode and a look at the buffer
+        out.write(f"{stamp()} {start_line(request_id, version)}")
 
 
 def init_start() -> None:
@@ -91,6 +94,8 @@ def stamp() -> str:
 
 
 def end_lines(request_id: str, duration_ms: float, memory_mb: str, init_ms: float | None, status: str = "") -> str:
+    """Lambda's END and REPORT lines. Max Memory Used is the process's peak RSS now (ru_maxrss, one getrusage(2)):
+    the true figure at the invocation's end, as a figure sampled earlier could not be."""
     used_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
     report = (
         f"END RequestId: {request_id}\nREPORT RequestId: {request_id}\tDuration: {duration_ms:.2f} ms\t"

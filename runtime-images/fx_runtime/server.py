@@ -47,6 +47,28 @@ LATEST_HEADER = b"x-fx-latest"
 # context (routeKey, resource, pathParameters, stage, payload, ...), from which the event is built.
 ROUTE_HEADER = b"x-fx-route"
 TRACE_HEADER = b"x-amzn-trace-id"  # the caller's, the invocation's _X_AMZN_TRACE_ID; the handler sees it too
+REQUEST_ID_HEADER = b"x-fx-request-id"  # the platform's request id (an async call's), the invocation's; seen too
+LOG_TYPE_HEADER = b"x-amz-log-type"  # Invoke's: "Tail" asks for X-Amz-Log-Result
+CLIENT_CONTEXT_HEADER = b"x-amz-client-context"  # Invoke's: base64 JSON, the handler's context.client_context
+# What Connection.on_header does with each header the platform gives a meaning, by lower-cased name: one dict
+# lookup a header (a test of its length against each name took three times as long).
+_TOKEN, _STREAM, _DETAIL, _QUALIFIER, _LATEST, _ROUTE, _BODY_REF, _TRACE, _REQUEST_ID, _LOG_TYPE, _CONTEXT = range(11)
+_PLATFORM_HEADERS = {
+    TOKEN_HEADER: _TOKEN,
+    RESPONSE_STREAM_HEADER: _STREAM,
+    ERROR_DETAIL_HEADER: _DETAIL,
+    QUALIFIER_HEADER: _QUALIFIER,
+    LATEST_HEADER: _LATEST,
+    ROUTE_HEADER: _ROUTE,
+    BODY_REF_HEADER: _BODY_REF,
+    TRACE_HEADER: _TRACE,
+    REQUEST_ID_HEADER: _REQUEST_ID,
+    LOG_TYPE_HEADER: _LOG_TYPE,
+    CLIENT_CONTEXT_HEADER: _CONTEXT,
+}
+# At most one write(2) of the log per this many seconds while invocations follow each other; the first after a
+# quiet spell is written once the loop has served what it read, so a reader following the log waits no longer.
+LOG_FLUSH_INTERVAL_S = 0.01
 _ERROR_HEADERS = (*http11.JSON, ("X-Amz-Function-Error", "Unhandled"))
 
 
@@ -72,10 +94,12 @@ class Server:
         self.loop = loop
         self.closed: asyncio.Future[None] = self.loop.create_future()
         self._flush_pending = False
+        self._flushed_at = -LOG_FLUSH_INTERVAL_S  # loop.time() of the last flush
         # One invocation at a time: one answer streams at a time (streams.py), begun anew per call.
         self.event_stream = EventStream(settings.function_version.encode())
         self.chunked = ChunkedStream(settings.http_event)
         if invoker is not None:
+            invoker.loop = loop
             invoker.flush_logs = self.flush_logs_soon
             self.new_request_id = invoker.new_request_id
         self.token = settings.replica_token.encode() if settings.replica_token else None
@@ -84,14 +108,21 @@ class Server:
         self._ok_heads = (head % self._versions[0], head % self._versions[1])
 
     def flush_logs_soon(self) -> None:
-        """Flush the log once the loop has served what it read, before it waits again: one write(2) for
-        all the invocations of a busy loop iteration instead of one each."""
+        """Flush the log once the loop has served what it read, or, within LOG_FLUSH_INTERVAL_S of the last
+        flush, at its end: one write(2) for all the invocations of a busy spell instead of one per loop
+        iteration. The lines wait in memory that long at most; whatever ends the process flushes them first
+        (a drain, the handler's sys.exit, the watchdog's timeout and out-of-memory answers)."""
         if not self._flush_pending:
             self._flush_pending = True
-            self.loop.call_soon(self._flush_logs)
+            wait = self._flushed_at + LOG_FLUSH_INTERVAL_S - self.loop.time()
+            if wait > 0:
+                self.loop.call_later(wait, self._flush_logs)
+            else:
+                self.loop.call_soon(self._flush_logs)
 
     def _flush_logs(self) -> None:
         self._flush_pending = False
+        self._flushed_at = self.loop.time()
         logs.flush()
 
     def protocol(self) -> Connection:
@@ -180,7 +211,7 @@ class Server:
         except (ValueError, binascii.Error) as e:
             return unparsable(e, keep)
         call = (event, request_id, context, conn.fd, False, conn.qualifier, conn.latest, conn.trace_id)
-        if conn.header(b"x-amz-log-type") != b"Tail":
+        if conn.log_type != b"Tail":
             _, payload, err = self.invoker.invoke(*call)
             return self.invoke_answer(payload, err, keep, request_id, conn.latest)
         with logs.capture() as log:
@@ -190,7 +221,7 @@ class Server:
     def invoke_input(self, conn: Connection) -> tuple[object, dict | None, str]:
         """(event, client context, request id) of a raw invoke; ValueError if the body or context is not JSON."""
         body = conn.body()
-        client_context = conn.header(b"x-amz-client-context")
+        client_context = conn.client_context
         event = json.loads(body) if body else {}
         context = json.loads(base64.b64decode(client_context)) if client_context else None
         return event, context, conn.request_id() or self.new_request_id()
@@ -215,8 +246,9 @@ class Server:
         self.invoker.stream = self.chunked.begin(conn.fd, keep, conn.head_only)
         event, request_id = self.http_input(conn, method)
         self.chunked.kind = conn.kind
-        call = (event, request_id, None, conn.fd, True, conn.qualifier, conn.latest, conn.trace_id)
-        result, payload, err = self.invoker.invoke(*call)
+        result, payload, err = self.invoker.invoke(
+            event, request_id, None, conn.fd, True, conn.qualifier, conn.latest, conn.trace_id
+        )
         return self.http_answer(result, payload, err, request_id, keep, conn)
 
     def http_input(self, conn: Connection, method: bytes) -> tuple[dict, str]:
@@ -300,6 +332,10 @@ class Connection(asyncio.Protocol):
         self.latest = False  # LATEST_HEADER
         self.trace_id: str | None = None  # TRACE_HEADER
         self.route: bytes | None = None  # ROUTE_HEADER
+        self.given_request_id: bytes | None = None  # REQUEST_ID_HEADER
+        self.log_type: bytes | None = None  # LOG_TYPE_HEADER
+        self.client_context: bytes | None = None  # CLIENT_CONTEXT_HEADER
+        self.marked = False  # the request being read has headers of the platform's (whose fields to reset after)
         self.kind = ""  # the event format of the HTTP request being served (set by Server.http_input)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -359,7 +395,7 @@ class Connection(asyncio.Protocol):
 
     def request_id(self) -> str | None:
         """The platform's request id (X-Fx-Request-Id), so logs and answers can be correlated end to end."""
-        value = self.header(b"x-fx-request-id")
+        value = self.given_request_id
         return value.decode("latin-1") if value else None
 
     def body(self) -> bytes:
@@ -373,43 +409,60 @@ class Connection(asyncio.Protocol):
         self.headers = []
         self.chunks = []
         self.size = 0
-        self.limit = self.plain_limit
         self.too_large = False
-        self.event_stream = False
-        self.error_detail = False
-        self.qualifier = ""
-        self.latest = False
-        self.trace_id = None
-        self.route = None
         self.authorized = self.token is None
+        if self.marked:  # the last request had headers of the platform's: what they set goes
+            self.marked = False
+            self.limit = self.plain_limit
+            self.event_stream = False
+            self.error_detail = False
+            self.qualifier = ""
+            self.latest = False
+            self.trace_id = None
+            self.route = None
+            self.given_request_id = None
+            self.log_type = None
+            self.client_context = None
 
     def on_url(self, url: bytes) -> None:
         self.url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if len(name) == 18 and name.lower() == TOKEN_HEADER:  # not the handler's to see
-            if self.token is not None:
-                self.authorized = hmac.compare_digest(value, self.token)  # constant time: no guessing byte by byte
-            return
-        if len(name) == 20 and name.lower() == RESPONSE_STREAM_HEADER:
-            self.event_stream = True
-            return
-        if len(name) == 17 and name.lower() == ERROR_DETAIL_HEADER:  # the platform's, not the handler's
-            self.error_detail = True
-            return
-        if len(name) == 14 and name.lower() == QUALIFIER_HEADER:
-            self.qualifier = value.decode("latin-1")
-            return
-        if len(name) == 11 and name.lower() == LATEST_HEADER:
-            self.latest = True
-            return
-        if len(name) == 10 and name.lower() == ROUTE_HEADER:
-            self.route = value
-            return
-        if len(name) == 13 and self.ref_limit is not None and name.lower() == BODY_REF_HEADER:
-            self.limit = self.ref_limit
-        elif len(name) == 15 and name.lower() == TRACE_HEADER:
-            self.trace_id = value.decode("latin-1")
+        what = _PLATFORM_HEADERS.get(name.lower())
+        if what is not None:
+            if what == _TOKEN:  # not the handler's to see
+                if self.token is not None:
+                    self.authorized = hmac.compare_digest(value, self.token)  # constant time: no guessing byte by byte
+                return
+            self.marked = True
+            if what == _STREAM:
+                self.event_stream = True
+                return
+            if what == _DETAIL:  # the platform's, not the handler's
+                self.error_detail = True
+                return
+            if what == _QUALIFIER:
+                self.qualifier = value.decode("latin-1")
+                return
+            if what == _LATEST:
+                self.latest = True
+                return
+            if what == _ROUTE:
+                self.route = value
+                return
+            if what == _BODY_REF:
+                if self.ref_limit is not None:
+                    self.limit = self.ref_limit
+            elif what == _TRACE:
+                self.trace_id = value.decode("latin-1")
+            elif what == _LOG_TYPE:  # these three: the first, as a lookup by name finds
+                if self.log_type is None:
+                    self.log_type = value
+            elif what == _CONTEXT:
+                if self.client_context is None:
+                    self.client_context = value
+            elif self.given_request_id is None:
+                self.given_request_id = value
         self.headers.append((name, value))
 
     def on_body(self, body: bytes) -> None:

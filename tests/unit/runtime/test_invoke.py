@@ -160,6 +160,22 @@ def test_log_lines(start):
     assert [(rid, bool(init)) for rid, init in reports] == [("a-1", True), ("a-2", False)]
 
 
+def test_a_burst_of_invocations_reaches_the_log_in_order_without_a_further_call(start):
+    """The log is written at most every few ms while calls follow each other: the last of a burst still gets
+    there on its own, each invocation's lines between its START and its REPORT."""
+    replica = start({"handler.py": "def handler(e, c):\n    print('ran', c.aws_request_id)\n"})
+    with httpx.Client(base_url=replica.base) as client:
+        for i in range(50):
+            client.post("/_fx/invoke", content=b"{}", headers={"X-Fx-Request-Id": f"b-{i}"})
+    log = replica.log_text("REPORT RequestId: b-49\t")
+    assert replica.proc.poll() is None  # not a log written at exit
+    lines = [line.split(" ", 1)[1] if line[:1].isdigit() else line for line in log.splitlines()]
+    for i in range(50):
+        start_at = lines.index(f"START RequestId: b-{i} Version: 3")
+        assert lines[start_at + 1 : start_at + 3] == [f"ran b-{i}", f"END RequestId: b-{i}"]
+        assert lines[start_at + 3].startswith(f"REPORT RequestId: b-{i}\tDuration: ")
+
+
 HELD = """
 import os, time
 
