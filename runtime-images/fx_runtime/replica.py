@@ -5,6 +5,7 @@ each fork runs the after-restore hooks, then listens and serves as any replica."
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
 import signal
@@ -72,32 +73,50 @@ def run(
     if config.relays:
         return runtime_api.run(config, report, started)
     control_fd = confinement.control_fd if confinement else None
-    if channel is not None:  # from here on, in a replica forked from the template
-        report({"event": "ready", "init_ms": round((time.perf_counter() - started) * 1000, 3)})
-        fork = template.serve(channel)
-        report, started, control_fd = fork.report, fork.started, fork.control_fd
-        try:
-            host, port, path = settings.parse_listen(fork.listen)
-            config = dataclasses.replace(config, listen_host=host, listen_port=port, listen_path=path)
-            settings.new_log_stream(os.environ, config)
-            snapstart.after_restore()
-        except ValueError as e:
-            return faults.init_failed(report, faults.error(str(e), "Runtime.InvalidConfiguration", []), started)
-        except Exception as e:
-            err = faults.from_exception(e)
-            err["errorType"] = "Runtime.AfterRestoreError"
-            return faults.init_failed(report, err, started)
-    return _serve(config, handler, report, started, control_fd)
+    if channel is None:
+        return _serve(config, report, started, *_prepare(config, handler, control_fd))
+    report({"event": "ready", "init_ms": round((time.perf_counter() - started) * 1000, 3)})
+    # From here on in a spare forked from the template: made ready to serve before it is needed.
+    fork = template.serve(channel)
+    loop, invoker, server = _prepare(config, handler, fork.control_fd)
+    listen = fork.wait()
+    started = fork.started
+    try:
+        host, port, path = settings.parse_listen(listen)
+        server.settings = config = dataclasses.replace(config, listen_host=host, listen_port=port, listen_path=path)
+        settings.new_log_stream(os.environ, config)
+        snapstart.after_restore()
+    except ValueError as e:
+        return faults.init_failed(fork.report, faults.error(str(e), "Runtime.InvalidConfiguration", []), started)
+    except Exception as e:
+        err = faults.from_exception(e)
+        err["errorType"] = "Runtime.AfterRestoreError"
+        return faults.init_failed(fork.report, err, started)
+    return _serve(config, fork.report, started, loop, invoker, server)
 
 
-def _serve(
-    config: settings.Settings, handler: loader.Handler, report: Report, started: float, control_fd: int | None
-) -> int:
-    """Listen, say ready, serve until SIGTERM; the exit code."""
+def _prepare(
+    config: settings.Settings, handler: loader.Handler, control_fd: int | None
+) -> tuple[asyncio.AbstractEventLoop, Invoker, Server]:
     # Not set as the thread's event loop: handlers must find none, as on Lambda (see Invoker.invoke).
     loop = uvloop.new_event_loop()
     invoker = Invoker(handler, config, 0.0, control_fd)
-    server = Server(invoker, config, loop)
+    if control_fd is not None:  # signal.signal, not the loop's: it must run while the handler runs
+        from .sandbox import OOM_SIGNAL  # loaded already: a control fd comes with a confinement
+
+        signal.signal(OOM_SIGNAL, lambda signum, frame: invoker.watchdog.alarm())
+    return loop, invoker, Server(invoker, config, loop)
+
+
+def _serve(
+    config: settings.Settings,
+    report: Report,
+    started: float,
+    loop: asyncio.AbstractEventLoop,
+    invoker: Invoker,
+    server: Server,
+) -> int:
+    """Listen, say ready, serve until SIGTERM; the exit code."""
     try:
         endpoint = loop.run_until_complete(server.listen())
     except OSError as e:
@@ -108,10 +127,6 @@ def _serve(
         )
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, server.shutdown)
-    if control_fd is not None:  # signal.signal, not the loop's: it must run while the handler runs
-        from .sandbox import OOM_SIGNAL  # loaded already: a control fd comes with a confinement
-
-        signal.signal(OOM_SIGNAL, lambda signum, frame: invoker.watchdog.alarm())
     invoker.listen_fds = [sock.fileno() for sock in server.listener.sockets] if server.listener else []
     invoker.init_ms = (time.perf_counter() - started) * 1000
     logs.flush()

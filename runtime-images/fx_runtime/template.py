@@ -3,19 +3,22 @@
 
 The zygote talks to it over a SOCK_SEQPACKET socket, one JSON message each way:
 
-- zygote -> template: `{"op": "fork", "id", "listen"}` with the replica's fds (SCM_RIGHTS): the write end of its
-  report socket, and in the sandbox its control pipe (a "g" byte lets it go on once the zygote has moved it into
-  its own cgroup; later bytes mean "out of memory", as for any replica). `{"op": "retire"}`: fork no more, exit
+- zygote -> template: `{"op": "fork"}` with the fds of a spare replica (SCM_RIGHTS): its end of its report
+  socket, and in the sandbox its control pipe (a "g" byte lets it go on once the zygote has moved it into its
+  own cgroup; later bytes mean "out of memory", as for any replica). `{"op": "retire"}`: fork no more, exit
   once the last replica has.
 - template -> zygote: `{"event": "ready" | "init_error", ...}` once, then `{"event": "exit", "pid", "code"}` per
   replica, `pid` as this template sees it (in the sandbox it is PID 1 of its PID namespace, its replicas' reaper).
 
-A forked replica's first message on its report socket is `{"event": "forked", "pid"}`: the zygote reads the
-replica's pid in its own namespace from the socket's credentials (SO_PASSCRED).
+A spare's first message on its report socket is `{"event": "forked", "pid"}`: the zygote reads its pid in the
+zygote's own namespace from the socket's credentials (SO_PASSCRED). The spare then makes itself ready to serve
+(its event loop, invoker and server) and waits on that socket for `{"listen"}`: a replica to become (EOF: none
+will come, it exits). Its "ready" or "init_error" follows on the same socket.
 """
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import signal
@@ -23,7 +26,7 @@ import socket
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from . import logs
 from .sandbox import linux
@@ -34,14 +37,25 @@ MAX_MESSAGE = 1 << 16
 DEFAULT_MAX = 32
 
 
-@dataclass(frozen=True)
+@dataclass
 class Fork:
-    """What a forked replica knows of itself, back in replica.run."""
+    """A spare forked from the template, back in replica.run."""
 
-    listen: str  # FX_LISTEN of this replica
-    started: float  # perf_counter() when the template took the request
-    report: Callable[[dict], None]  # "ready" or "init_error", to the zygote
+    socket_fd: int  # to the zygote: the assignment comes in, "ready" or "init_error" goes out
     control_fd: int | None  # the sandbox's control pipe (out of memory)
+    started: float = 0.0  # perf_counter() when the assignment came
+    report: Callable[[dict], None] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.report = reporter(self.socket_fd)
+
+    def wait(self) -> str:
+        """Block until the zygote makes this spare a replica; its FX_LISTEN. Exits if none will come."""
+        data = os.read(self.socket_fd, MAX_MESSAGE)
+        self.started = time.perf_counter()
+        if not data:
+            os._exit(0)
+        return str(json.loads(data)["listen"])
 
 
 def reporter(fd: int, close: bool = True) -> Callable[[dict], None]:
@@ -93,7 +107,6 @@ class _Template:
             data, fds, _, _ = socket.recv_fds(self.channel, MAX_MESSAGE, 2)
             if not data:
                 os._exit(0)  # the zygote is gone
-            started = time.perf_counter()
             request = json.loads(data)
             if request["op"] == "retire":
                 self.retiring = True
@@ -107,7 +120,7 @@ class _Template:
             if pid == 0:
                 control_fd = fds[1] if len(fds) > 1 else None
                 _forked(parent, self.channel, fds[0], control_fd)
-                return Fork(str(request["listen"]), started, reporter(fds[0]), control_fd)
+                return Fork(fds[0], control_fd)
             self.replicas.add(pid)
             for fd in fds:
                 os.close(fd)
@@ -127,11 +140,12 @@ def _forked(template_pid: int, channel: socket.socket, report_fd: int, control_f
 
 
 def serve(channel_fd: int) -> Fork:
-    """In the template, once init is done and reported: fork replicas on request. Returns only in a replica,
-    once the zygote has confined it."""
+    """In the template, once init is done and reported: fork spares on request. Returns only in a spare, once
+    the zygote has confined it."""
     channel = socket.socket(fileno=channel_fd)
     template = _Template(channel)
     signal.signal(signal.SIGCHLD, template.reap)
     # PID 1 of its namespace ignores signals it has no handler for: SIGTERM must still end it.
     signal.signal(signal.SIGTERM, lambda *_: os._exit(128 + signal.SIGTERM))
+    gc.freeze()  # what init made stays shared with every replica: their collections never touch (copy) it
     return template.wait_for_fork()

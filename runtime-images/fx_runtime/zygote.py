@@ -56,6 +56,16 @@ _STOP_GRACE_S = 10.0
 _OOM_GRACE_S = 3.0
 
 
+@dataclass(frozen=True)
+class Spare:
+    """A process forked from a template that waits for its replica id and listen address."""
+
+    pid: int  # in the template's namespace
+    host_pid: int  # here
+    fd: int  # our end of its report socket
+    confinement: sandboxing.Confinement | None
+
+
 @dataclass
 class Template:
     """A template as the zygote sees it: the channel to it, and the replicas it forked."""
@@ -68,8 +78,11 @@ class Template:
     ready: bool = False
     failed: dict | None = None  # its init_error, once it said so
     retired: bool = False
-    replicas: dict[int, str] = field(default_factory=dict)  # pid in the template's namespace -> host pid's replica id
+    replicas: dict[int, str] = field(default_factory=dict)  # pid in the template's namespace -> replica id
     hosts: dict[int, int] = field(default_factory=dict)  # pid in the template's namespace -> pid here
+    spare: Spare | None = None  # forked, confined, ready to become a replica
+    forking: bool = False  # a fork asked for, its "forked" not read yet
+    waiting: list[tuple[str, str]] = field(default_factory=list)  # spawns (replica id, listen) waiting for a spare
 
     def serves(self, log: str, spec: sandboxing.Spec | None) -> bool:
         """Whether a spawn may be forked from this template: the very same function, confined the same way (the
@@ -120,7 +133,7 @@ class Zygote:
         self.template_pids: dict[int, Template] = {}  # every live template, retired ones too
         self.template_fds: dict[int, Template] = {}  # channel fd -> template
         self.wanted: dict[str, dict] = {}  # key -> the template command, until it is made
-        self.forking: dict[int, tuple[Template, str, sandboxing.Confinement | None]] = {}  # report fd, before "forked"
+        self.forking: dict[int, tuple[Template, sandboxing.Confinement | None]] = {}  # a spare's fd, before "forked"
         self.spare_channels: dict[int, socket.socket] = {}  # spare pid -> our end of its template channel
         self.cgroups_made = 0
         self.report = report  # the sandbox report, told again to each controller that connects
@@ -203,6 +216,7 @@ class Zygote:
             self.reap()
             self.make_template()
             self.refill()
+            self.refill_templates()
             self.kill_late()
             self.released = [c for c in self.released if not c.release()]
         if self.control_path is not None:
@@ -444,7 +458,9 @@ class Zygote:
         return pid, channel
 
     def describe(self, t: Template) -> dict:
-        return {"key": t.key, "pid": t.pid, "replicas": len(t.replicas), "pss_kb": memory_kb(t.pid)}
+        """What a template costs: its memory and its spare's (PSS: pages shared with its replicas split)."""
+        pss = memory_kb(t.pid) + (memory_kb(t.spare.host_pid) if t.spare else 0)
+        return {"key": t.key, "pid": t.pid, "replicas": len(t.replicas), "pss_kb": pss}
 
     def retire(self, t: Template) -> None:
         """Fork no more from `t`; it exits once its last replica has (they share its PID namespace)."""
@@ -453,41 +469,53 @@ class Zygote:
         t.retired = True
         if self.templates.get(t.key) is t:
             del self.templates[t.key]
+        if t.spare is not None:
+            self.drop_spare(t.spare)
+            t.spare = None
+        self.refuse_waiting(t, "the template was retired")
         with contextlib.suppress(OSError):
             t.channel.send(json.dumps({"op": "retire"}).encode())
 
     def fork_from(self, t: Template, replica_id: str, listen: str, spec: sandboxing.Spec | None) -> None:
-        """One fork of the template: the replica binds `listen` and serves. In the sandbox it has its own cgroup
-        (memory and process limits) before it runs anything of the function."""
+        """The template's spare becomes this replica: it binds `listen` and serves (a spare is forked first if
+        there is none). In the sandbox it is in a cgroup of its own (memory and process limits) already."""
         self.templates[t.key] = self.templates.pop(t.key)  # most recently used last
         if spec is not None and spec.env_file:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(spec.env_file)  # the template has this version's environment already
+        t.waiting.append((replica_id, listen))
+        if t.spare is not None:
+            self.assign(t)
+        elif not t.forking:
+            self.fork_spare_of(t)
+
+    def fork_spare_of(self, t: Template) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         ours.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)  # its first message says its pid here
         confinement = None
         fds = [theirs.fileno()]
         try:
-            if spec is not None:
-                confinement = self.forked_confinement(spec)
+            if t.spec is not None:
+                confinement = self.forked_confinement(t.spec)
                 fds.append(confinement.control[0])
-            socket.send_fds(t.channel, [json.dumps({"op": "fork", "id": replica_id, "listen": listen}).encode()], fds)
+            socket.send_fds(t.channel, [b'{"op": "fork"}'], fds)
         except OSError as e:
             ours.close()
             if confinement is not None:
                 os.close(confinement.control[0])
-                confinement.release()
-            return self.refuse(replica_id, f"cannot fork the template: {e}")
+                self.release_later(confinement)
+            return self.refuse_waiting(t, f"cannot fork the template: {e}")
         finally:
             theirs.close()
         if confinement is not None:
             os.close(confinement.control[0])
+        t.forking = True
         fd = ours.detach()
-        self.forking[fd] = (t, replica_id, confinement)
+        self.forking[fd] = (t, confinement)
         self.selector.register(fd, selectors.EVENT_READ, None)
 
     def forked_confinement(self, spec: sandboxing.Spec) -> sandboxing.Confinement:
-        """A cgroup of its own for a replica forked from a template (the template's namespaces are its)."""
+        """A cgroup of its own for a spare forked from a template (the template's namespaces are its)."""
         assert self.sandbox is not None
         self.cgroups_made += 1
         config = self.sandbox.config
@@ -501,14 +529,15 @@ class Zygote:
             cgroup.set_memory(spec.memory_mb)
         except OSError:
             os.close(confinement.control[0])
-            confinement.release()
+            self.release_later(confinement)
             raise
         return confinement
 
     def read_forked(self, fd: int) -> None:
-        """A replica's first word: "forked", with its pid (the socket's credentials). In the sandbox it now moves
+        """A spare's first word: "forked", with its pid (the socket's credentials). In the sandbox it now moves
         into its cgroup and is let go."""
-        t, replica_id, confinement = self.forking.pop(fd)
+        t, confinement = self.forking.pop(fd)
+        t.forking = False
         self.selector.unregister(fd)
         sock = socket.socket(fileno=fd)
         try:
@@ -520,28 +549,71 @@ class Zygote:
         host_pid = next(
             (struct.unpack("3i", d[:12])[0] for level, kind, d in ancillary if kind == socket.SCM_CREDENTIALS), 0
         )
-        if not data or not host_pid:  # died before it could say who it is: the template reports its exit
+        if not data or not host_pid:  # died before it could say who it is
             os.close(fd)
             if confinement is not None:
-                confinement.release()
-            return self.refuse(replica_id, "the replica forked from the template died at once")
-        pid = int(json.loads(data)["pid"])
-        t.replicas[pid], t.hosts[pid] = replica_id, host_pid
-        self.started(replica_id, host_pid, fd)
-        if confinement is None:
-            return
-        self.confined[host_pid] = confinement
+                self.release_later(confinement)
+            return self.refuse_waiting(t, "the process forked from the template died at once")
+        if confinement is not None:
+            try:
+                for d in confinement.cgroup.dirs:
+                    with open(os.path.join(d, "cgroup.procs"), "w") as f:
+                        f.write(str(host_pid))
+                os.write(confinement.control[1], b"g")
+            except OSError as e:
+                os.kill(host_pid, signal.SIGKILL)  # never unconfined; the template reaps it
+                os.close(fd)
+                self.release_later(confinement)
+                return self.refuse_waiting(t, f"cannot confine the process forked from the template: {e}")
+        t.spare = Spare(int(json.loads(data)["pid"]), host_pid, fd, confinement)
+        if t.retired:  # while it was forked: the template goes once its replicas have, this spare first
+            self.drop_spare(t.spare)
+            t.spare = None
+        elif t.waiting:
+            self.assign(t)
+
+    def assign(self, t: Template) -> None:
+        """The template's spare becomes the first waiting replica (the next spare is forked once nothing starts)."""
+        spare, (replica_id, listen) = t.spare, t.waiting.pop(0)
+        assert spare is not None
+        t.spare = None
         try:
-            for d in confinement.cgroup.dirs:
-                with open(os.path.join(d, "cgroup.procs"), "w") as f:
-                    f.write(str(host_pid))
-            os.write(confinement.control[1], b"g")
+            os.write(spare.fd, json.dumps({"listen": listen}).encode())
         except OSError:
-            os.kill(host_pid, signal.SIGKILL)  # never unconfined: its exit comes from the template
+            self.drop_spare(spare)
+            return self.refuse(replica_id, "the spare forked from the template is gone")
+        t.replicas[spare.pid], t.hosts[spare.pid] = replica_id, spare.host_pid
+        if spare.confinement is not None:
+            self.confined[spare.host_pid] = spare.confinement
+            if spare.confinement.cgroup.oom_fd is not None:
+                self.oom[spare.confinement.cgroup.oom_fd] = spare.host_pid
+                self.selector.register(spare.confinement.cgroup.oom_fd, selectors.EVENT_READ, None)
+        self.started(replica_id, spare.host_pid, spare.fd)
+        if t.waiting:
+            self.fork_spare_of(t)
+
+    def refill_templates(self) -> None:
+        """Fork a template's next spare once no replica is starting (the fork would slow theirs), one a turn."""
+        if self.stop_by is not None or any(pid not in self.reported for pid in self.children):
             return
-        if confinement.cgroup.oom_fd is not None:
-            self.oom[confinement.cgroup.oom_fd] = host_pid
-            self.selector.register(confinement.cgroup.oom_fd, selectors.EVENT_READ, None)
+        for t in self.templates.values():
+            if t.ready and t.spare is None and not t.forking:
+                return self.fork_spare_of(t)
+
+    def drop_spare(self, spare: Spare) -> None:
+        """Closing its socket ends it (and the template reaps it); its cgroup goes once it is empty."""
+        os.close(spare.fd)
+        if spare.confinement is not None:
+            self.release_later(spare.confinement)
+
+    def release_later(self, confinement: sandboxing.Confinement) -> None:
+        if not confinement.release():
+            self.released.append(confinement)
+
+    def refuse_waiting(self, t: Template, message: str) -> None:
+        waiting, t.waiting = t.waiting, []
+        for replica_id, _ in waiting:
+            self.refuse(replica_id, message)
 
     def read_template(self, t: Template) -> None:
         try:
@@ -555,8 +627,12 @@ class Zygote:
         event = json.loads(data)
         if event["event"] == "exit":
             pid = int(event["pid"])
-            t.replicas.pop(pid, None)
-            self.ended(t.hosts.pop(pid, 0), int(event["code"]))
+            if t.spare is not None and t.spare.pid == pid:  # a spare that died unused
+                self.drop_spare(t.spare)
+                t.spare = None
+            elif pid in t.replicas:
+                del t.replicas[pid]
+                self.ended(t.hosts.pop(pid), int(event["code"]))
         elif event["event"] == "ready":
             t.ready = True
             self.emit({"event": "template", "state": "ready", "init_ms": event.get("init_ms"), **self.describe(t)})
@@ -576,6 +652,10 @@ class Zygote:
             del self.templates[t.key]
         for pid in list(t.replicas):
             self.ended(t.hosts.pop(pid), -signal.SIGKILL)
+        if t.spare is not None:
+            self.drop_spare(t.spare)
+            t.spare = None
+        self.refuse_waiting(t, "the template is gone")
         state = {"state": "failed", **t.failed} if t.failed else {"state": "gone", "code": code}
         self.emit({"event": "template", "key": t.key, "pid": t.pid, **state})
 
