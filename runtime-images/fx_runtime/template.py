@@ -43,6 +43,7 @@ class Fork:
 
     socket_fd: int  # to the zygote: the assignment comes in, "ready" or "init_error" goes out
     control_fd: int | None  # the sandbox's control pipe (out of memory)
+    log_fd: int  # the function's log, stdout and stderr again once this is a replica
     started: float = 0.0  # perf_counter() when the assignment came
     report: Callable[[dict], None] = field(init=False)
 
@@ -55,6 +56,9 @@ class Fork:
         self.started = time.perf_counter()
         if not data:
             os._exit(0)
+        os.dup2(self.log_fd, 1)
+        os.dup2(self.log_fd, 2)
+        os.close(self.log_fd)
         return str(json.loads(data)["listen"])
 
 
@@ -75,8 +79,9 @@ def reporter(fd: int, close: bool = True) -> Callable[[dict], None]:
 
 
 class _Template:
-    def __init__(self, channel: socket.socket) -> None:
+    def __init__(self, channel: socket.socket, log_fd: int) -> None:
         self.channel = channel
+        self.log_fd = log_fd
         self.replicas: set[int] = set()
         self.retiring = False
 
@@ -120,7 +125,7 @@ class _Template:
             if pid == 0:
                 control_fd = fds[1] if len(fds) > 1 else None
                 _forked(parent, self.channel, fds[0], control_fd)
-                return Fork(fds[0], control_fd)
+                return Fork(fds[0], control_fd, self.log_fd)
             self.replicas.add(pid)
             for fd in fds:
                 os.close(fd)
@@ -143,7 +148,14 @@ def serve(channel_fd: int) -> Fork:
     """In the template, once init is done and reported: fork spares on request. Returns only in a spare, once
     the zygote has confined it."""
     channel = socket.socket(fileno=channel_fd)
-    template = _Template(channel)
+    logs.flush()
+    # The log is a replica's stdout: only replicas hold it there (that is how one finds them: the processes
+    # writing a function's log). The template and its spares keep it aside.
+    template = _Template(channel, os.dup(1))
+    null_fd = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null_fd, 1)
+    os.dup2(null_fd, 2)
+    os.close(null_fd)
     signal.signal(signal.SIGCHLD, template.reap)
     # PID 1 of its namespace ignores signals it has no handler for: SIGTERM must still end it.
     signal.signal(signal.SIGTERM, lambda *_: os._exit(128 + signal.SIGTERM))

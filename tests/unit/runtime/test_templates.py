@@ -107,6 +107,9 @@ def test_replicas_forked_from_the_template_run_its_init_once_and_differ(zygotes,
     assert [a["pid"] for a in answers] == pids and {a["init_pid"] for a in answers} == {ready["pid"]}
     assert answers[0]["random"] != answers[1]["random"] and answers[0]["uuid"] != answers[1]["uuid"]
     assert {a["init_type"] for a in answers} == {"snap-start"}
+    # only replicas write the log (the template keeps it aside): the processes holding it as stdout are the replicas
+    holders = [p for p in (ready["pid"], *pids) if os.readlink(f"/proc/{p}/fd/1") == str(log)]
+    assert holders == pids
     hooks = marks.read_text().splitlines()
     assert hooks[2:] == [f"after {pids[0]}", f"after {pids[1]}"] and len(hooks) == 4
     # Lambda's lines: one INIT_START (the template's init), then each replica's START, END and REPORT
