@@ -19,7 +19,7 @@ import pytest
 from fx import interpreters
 from fx.models import FunctionSpec
 from fx_controller.backends.base import ReplicaEvent, ReplicaSpec
-from fx_controller.backends.local import LocalBackend, template_key
+from fx_controller.backends.local import LocalBackend, template_key, templates_max
 from fx_controller.state.artifacts import Artifacts
 
 from tests.processes import alive
@@ -284,3 +284,9 @@ def test_template_keys_set_functions_versions_and_environments_apart(tmp_path: P
     assert template_key(ReplicaSpec("b-1", "b", 1, spec.artifact, spec), env, line) != key
     assert template_key(ReplicaSpec("a-4", "a", 1, spec.artifact, spec), {**env, "SECRET": "t"}, line) != key
     assert template_key(ReplicaSpec("a-5", "a", 1, spec.artifact, spec), env, {**line, "sandbox": {"uid": 2}}) != key
+
+
+def test_the_templates_knob_has_a_default_and_refuses_what_is_not_a_count():
+    assert templates_max({}) == 32 and templates_max({"FX_TEMPLATES_MAX": "0"}) == 0
+    with pytest.raises(ValueError, match="FX_TEMPLATES_MAX must be a whole number"):
+        templates_max({"FX_TEMPLATES_MAX": "many"})
