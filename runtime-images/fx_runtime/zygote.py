@@ -19,10 +19,10 @@ function's variables.
 
 Templates (template.py): `{"op": "template", "key", "env", "log", "sandbox"?}` asks for a process that imports
 that function version's handler once and then forks its replicas; it is made while no replica is starting. A
-spawn naming `"template": {"key", "listen"}` is forked from that template once it is ready (same log, same
-sandbox spec), else started as any other. At most `--templates` are kept (least recently used retired first: it
-forks no more and exits once its last replica has); each is told as `{"event": "template", "key", "state":
-"ready" | "failed" | "gone", ...}` and listed in the hello.
+spawn naming `"template": {"key", "listen"}` is served by that template (its spare fork) once it is ready (same
+log, same sandbox spec), else started as any other. At most `--templates` are kept (least recently used retired
+first: it forks no more and exits once its last replica has); each is told as `{"event": "template", "key",
+"state": "ready" | "failed" | "gone", ...}` and listed in the hello.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ _OOM_GRACE_S = 3.0
 
 @dataclass(frozen=True)
 class Spare:
-    """A process forked from a template that waits for its replica id and listen address."""
+    """A process forked from a template, confined, that waits to be told where to listen as a replica."""
 
     pid: int  # in the template's namespace
     host_pid: int  # here
