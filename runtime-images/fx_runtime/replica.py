@@ -1,7 +1,11 @@
-"""A replica's life: prepare the code, import the handler, listen, serve, drain on SIGTERM."""
+"""A replica's life: prepare the code, import the handler, listen, serve, drain on SIGTERM.
+
+A template (template.py) stops after the import, runs the before-snapshot hooks and forks a replica per request:
+each fork runs the after-restore hooks, then listens and serves as any replica."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
 import signal
@@ -11,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import uvloop
 
-from . import artifact, context, faults, loader, logs, runtime_api, settings
+from . import artifact, context, faults, loader, logs, runtime_api, settings, snapstart, template
 from .faults import Fault
 from .invoker import Invoker
 from .server import Server
@@ -22,11 +26,18 @@ if TYPE_CHECKING:
 Report = Callable[[dict], None]  # how the replica tells its starter "ready" / "init_error"
 
 
-def run(report: Report, started: float | None = None, confinement: Confinement | None = None) -> int:
+def run(
+    report: Report,
+    started: float | None = None,
+    confinement: Confinement | None = None,
+    channel: int | None = None,
+) -> int:
     """Serve until SIGTERM; returns the process exit code. `started` is a perf_counter() value.
 
     With a `confinement` (the zygote's sandbox), the code is verified and extracted with the zygote's
-    rights, then the process is confined before anything of the function is imported."""
+    rights, then the process is confined before anything of the function is imported. With a `channel` (the
+    zygote's socket), this process becomes the function's template: `report` tells the template ready, and
+    only the replicas it forks go on to serve."""
     started = time.perf_counter() if started is None else started
     logs.setup()
     logs.init_start()
@@ -45,20 +56,67 @@ def run(report: Report, started: float | None = None, confinement: Confinement |
             config = _confined(config, confinement)
         _drop_plumbing(os.environ)
         loader.add_task_root(config.code_dir, config.layer_dir if config.layer else None)
+        if channel is not None and config.relays:
+            raise Fault("Runtime.TemplateError", "a custom runtime (FX_BOOTSTRAP, FX_RUNTIME_API) has no template")
         if not config.relays:
+            if channel is not None:
+                os.environ["AWS_LAMBDA_INITIALIZATION_TYPE"] = "snap-start"  # Lambda's value for a SnapStart init
+            snapstart.install_alias()
             context.configure(os.environ, config.function_arn)
             handler = loader.load(config.handler)
+            if channel is not None:
+                snapstart.before_snapshot()
     except Fault as fault:
         return faults.init_failed(report, faults.from_fault(fault), started)
     except Exception as e:
         return faults.init_failed(report, faults.from_exception(e), started)
     if config.relays:
         return runtime_api.run(config, report, started)
+    control_fd = confinement.control_fd if confinement else None
+    if channel is None:
+        return _serve(config, report, started, *_prepare(config, handler, control_fd))
+    report({"event": "ready", "init_ms": round((time.perf_counter() - started) * 1000, 3)})
+    # From here on in a spare forked from the template: made ready to serve before it is needed.
+    fork = template.serve(channel)
+    loop, invoker, server = _prepare(config, handler, fork.control_fd)
+    listen = fork.wait()
+    started = fork.started
+    try:
+        host, port, path = settings.parse_listen(listen)
+        server.settings = config = dataclasses.replace(config, listen_host=host, listen_port=port, listen_path=path)
+        settings.new_log_stream(os.environ, config)
+        snapstart.after_restore()
+    except ValueError as e:
+        return faults.init_failed(fork.report, faults.error(str(e), "Runtime.InvalidConfiguration", []), started)
+    except Exception as e:
+        err = faults.from_exception(e)
+        err["errorType"] = "Runtime.AfterRestoreError"
+        return faults.init_failed(fork.report, err, started)
+    return _serve(config, fork.report, started, loop, invoker, server)
 
+
+def _prepare(
+    config: settings.Settings, handler: loader.Handler, control_fd: int | None
+) -> tuple[asyncio.AbstractEventLoop, Invoker, Server]:
     # Not set as the thread's event loop: handlers must find none, as on Lambda (see Invoker.invoke).
     loop = uvloop.new_event_loop()
-    invoker = Invoker(handler, config, 0.0, confinement.control_fd if confinement else None)
-    server = Server(invoker, config, loop)
+    invoker = Invoker(handler, config, 0.0, control_fd)
+    if control_fd is not None:  # signal.signal, not the loop's: it must run while the handler runs
+        from .sandbox import OOM_SIGNAL  # loaded already: a control fd comes with a confinement
+
+        signal.signal(OOM_SIGNAL, lambda signum, frame: invoker.watchdog.alarm())
+    return loop, invoker, Server(invoker, config, loop)
+
+
+def _serve(
+    config: settings.Settings,
+    report: Report,
+    started: float,
+    loop: asyncio.AbstractEventLoop,
+    invoker: Invoker,
+    server: Server,
+) -> int:
+    """Listen, say ready, serve until SIGTERM; the exit code."""
     try:
         endpoint = loop.run_until_complete(server.listen())
     except OSError as e:
@@ -69,10 +127,6 @@ def run(report: Report, started: float | None = None, confinement: Confinement |
         )
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, server.shutdown)
-    if confinement is not None:  # signal.signal, not the loop's: it must run while the handler runs
-        from .sandbox import OOM_SIGNAL  # loaded already: the confinement is its
-
-        signal.signal(OOM_SIGNAL, lambda signum, frame: invoker.watchdog.alarm())
     invoker.listen_fds = [sock.fileno() for sock in server.listener.sockets] if server.listener else []
     invoker.init_ms = (time.perf_counter() - started) * 1000
     logs.flush()

@@ -87,13 +87,18 @@ def _unix_path(listen: str) -> str | None:
     return path
 
 
-def load(env: os._Environ[str] = os.environ) -> Settings:
-    """Read the FX_* and Lambda variables, then fill in the Lambda variables the backend leaves to us."""
-    listen = env.get("FX_LISTEN", "127.0.0.1:0")
+def parse_listen(listen: str) -> tuple[str, int, str | None]:
+    """FX_LISTEN -> (host, port, None) or ("127.0.0.1", 0, socket path)."""
     listen_path = _unix_path(listen)
     host, _, port = ("", "", "0") if listen_path else listen.rpartition(":")
     if not port.isdigit():
         raise ValueError(f"FX_LISTEN must be host:port or unix:/absolute/path, got {listen!r}")
+    return host or "127.0.0.1", int(port), listen_path
+
+
+def load(env: os._Environ[str] = os.environ) -> Settings:
+    """Read the FX_* and Lambda variables, then fill in the Lambda variables the backend leaves to us."""
+    host, port, listen_path = parse_listen(env.get("FX_LISTEN", "127.0.0.1:0"))
     runtime_api = env.get("FX_RUNTIME_API", "")
     if runtime_api and not runtime_api.rpartition(":")[2].isdigit():
         raise ValueError(f"FX_RUNTIME_API must be host:port, got {runtime_api!r}")
@@ -120,8 +125,8 @@ def load(env: os._Environ[str] = os.environ) -> Settings:
         artifact_sha256=_sha256(env, "FX_ARTIFACT_SHA256"),
         artifact_url=env.get("FX_ARTIFACT_URL") or None,
         code_dir=os.path.abspath(code_dir),
-        listen_host=host or "127.0.0.1",
-        listen_port=int(port),
+        listen_host=host,
+        listen_port=port,
         listen_path=listen_path,
         timeout_ms=_int(env, "FX_TIMEOUT_MS", 3000),
         http_event=http_event,
@@ -142,6 +147,15 @@ def load(env: os._Environ[str] = os.environ) -> Settings:
     return settings
 
 
+def _log_stream(s: Settings) -> str:
+    return f"{time.strftime('%Y/%m/%d', time.gmtime())}/[{s.function_version}]{uuid.uuid4().hex}"
+
+
+def new_log_stream(env: os._Environ[str], s: Settings) -> None:
+    """A replica forked from a template is an execution environment of its own: its own log stream name."""
+    env["AWS_LAMBDA_LOG_STREAM_NAME"] = _log_stream(s)
+
+
 def _fill_lambda_env(env: os._Environ[str], s: Settings) -> None:
     """Set what Lambda's own sandbox sets, so handlers that read these variables behave as on Lambda."""
     env["LAMBDA_TASK_ROOT"] = s.code_dir
@@ -154,8 +168,7 @@ def _fill_lambda_env(env: os._Environ[str], s: Settings) -> None:
     env.setdefault("LAMBDA_RUNTIME_DIR", os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env.setdefault("AWS_EXECUTION_ENV", f"AWS_Lambda_python{sys.version_info.major}.{sys.version_info.minor}")
     env.setdefault("AWS_LAMBDA_LOG_GROUP_NAME", f"/aws/lambda/{s.function_name}")
-    stream = f"{time.strftime('%Y/%m/%d', time.gmtime())}/[{s.function_version}]{uuid.uuid4().hex}"
-    env.setdefault("AWS_LAMBDA_LOG_STREAM_NAME", stream)
+    env.setdefault("AWS_LAMBDA_LOG_STREAM_NAME", _log_stream(s))
     env.setdefault("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand")
     # Lambda's value. A Python replica is its own runtime client, so nothing serves the Runtime API to the
     # handler, as on Lambda, where the runtime client owns it; code that reads it only checks that it runs on

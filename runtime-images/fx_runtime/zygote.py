@@ -16,6 +16,13 @@ Started with `--sandbox`, it first reads one line of sandbox.Config JSON from st
 confined (sandbox/). Such a spawn's environment is not in the command but in `sandbox.env_file`, which
 only the replica reads: a replica is forked from this process's memory, which must never have held another
 function's variables.
+
+Templates (template.py): `{"op": "template", "key", "env", "log", "sandbox"?}` asks for a process that imports
+that function version's handler once and then forks its replicas; it is made while no replica is starting. A
+spawn naming `"template": {"key", "listen"}` is served by that template (its spare fork) once it is ready (same
+log, same sandbox spec), else started as any other. At most `--templates` are kept (least recently used retired
+first: it forks no more and exits once its last replica has); each is told as `{"event": "template", "key",
+"state": "ready" | "failed" | "gone", ...}` and listed in the hello.
 """
 
 from __future__ import annotations
@@ -27,15 +34,19 @@ import encodings.idna  # noqa: F401  (asyncio's create_server encodes the host n
 import gc
 import json
 import os
+import select
 import selectors
 import signal
 import socket
+import struct
 import sys
 import time
 import traceback
+from dataclasses import dataclass, field
 
 from . import replica  # imports everything a replica needs, once, before any fork
 from . import sandbox as sandboxing
+from . import template as templating
 from .invoker import OUT_OF_MEMORY_MESSAGE
 
 _PR_SET_PDEATHSIG = 1
@@ -43,6 +54,55 @@ _libc = ctypes.CDLL(None, use_errno=True)
 _STOP_GRACE_S = 10.0
 # A replica told it is out of memory has this long to answer and exit (1 s was missed on a loaded 2-core host).
 _OOM_GRACE_S = 3.0
+
+
+@dataclass(frozen=True)
+class Spare:
+    """A process forked from a template, confined, that waits to be told where to listen as a replica."""
+
+    pid: int  # in the template's namespace
+    host_pid: int  # here
+    fd: int  # our end of its report socket
+    confinement: sandboxing.Confinement | None
+
+
+@dataclass
+class Template:
+    """A template as the zygote sees it: the channel to it, and the replicas it forked."""
+
+    key: str
+    pid: int
+    channel: socket.socket
+    log: str
+    spec: sandboxing.Spec | None
+    ready: bool = False
+    failed: dict | None = None  # its init_error, once it said so
+    retired: bool = False
+    replicas: dict[int, str] = field(default_factory=dict)  # pid in the template's namespace -> replica id
+    hosts: dict[int, int] = field(default_factory=dict)  # pid in the template's namespace -> pid here
+    spare: Spare | None = None  # forked, confined, ready to become a replica
+    forking: bool = False  # a fork asked for, its "forked" not read yet
+    waiting: list[tuple[str, str]] = field(default_factory=list)  # spawns (replica id, listen) waiting for a spare
+
+    def serves(self, log: str, spec: sandboxing.Spec | None) -> bool:
+        """Whether a spawn may be forked from this template: the very same function, confined the same way (the
+        key says so already; the uid and directories are checked again, as nothing of A may ever serve B)."""
+        if not self.ready or self.retired or log != self.log or (spec is None) != (self.spec is None):
+            return False
+        return spec is None or _same_confinement(spec, self.spec)
+
+
+def _same_confinement(a: sandboxing.Spec, b: sandboxing.Spec | None) -> bool:
+    return b is not None and (a.uid, a.gid, a.private_dir, a.memory_mb) == (b.uid, b.gid, b.private_dir, b.memory_mb)
+
+
+def memory_kb(pid: int) -> int:
+    """The process's proportional set size (its shared pages split among their sharers), kB; 0 if unknown."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            return next((int(line.split()[1]) for line in f if line.startswith("Pss:")), 0)
+    except (OSError, ValueError):
+        return 0
 
 
 def die_with_parent(expected_parent: int) -> None:
@@ -65,8 +125,17 @@ class Zygote:
         report: dict | None = None,
         control: str | None = None,
         lifeline: int | None = None,
+        templates_max: int = templating.DEFAULT_MAX,
     ) -> None:
         self.sandbox = sandbox
+        self.templates_max = templates_max
+        self.templates: dict[str, Template] = {}  # key -> the one forking for it; least recently used first
+        self.template_pids: dict[int, Template] = {}  # every live template, retired ones too
+        self.template_fds: dict[int, Template] = {}  # channel fd -> template
+        self.wanted: dict[str, dict] = {}  # key -> the template command, until it is made
+        self.forking: dict[int, tuple[Template, sandboxing.Confinement | None]] = {}  # a spare's fd, before "forked"
+        self.spare_channels: dict[int, socket.socket] = {}  # spare pid -> our end of its template channel
+        self.cgroups_made = 0
         self.report = report  # the sandbox report, told again to each controller that connects
         self.commands_fd: int | None = 0  # the controller's commands: stdin, or an accepted control connection
         self.events_fd: int | None = 1  # where events go; None while no controller is connected
@@ -120,7 +189,9 @@ class Zygote:
             self.disconnect()
 
     def run(self) -> None:
-        while self.stop_by is None or ((self.children or self.spares) and time.monotonic() < self.stop_by):
+        while self.stop_by is None or (
+            (self.children or self.spares or self.template_pids) and time.monotonic() < self.stop_by
+        ):
             timeout = min([1.0, *(at - time.monotonic() for at in self.kill_at.values())])
             for key, _ in self.selector.select(timeout=max(timeout, 0)):
                 if self.selector.get_map().get(key.fd) is not key:
@@ -136,10 +207,16 @@ class Zygote:
                         pass
                 elif key.fd in self.oom:
                     self.out_of_memory(key.fd)
+                elif key.fd in self.template_fds:
+                    self.read_template(self.template_fds[key.fd])
+                elif key.fd in self.forking:
+                    self.read_forked(key.fd)
                 else:
                     self.read_report(key.fd)
             self.reap()
+            self.make_template()
             self.refill()
+            self.refill_templates()
             self.kill_late()
             self.released = [c for c in self.released if not c.release()]
         if self.control_path is not None:
@@ -181,6 +258,8 @@ class Zygote:
             os.kill(pid, signal.SIGTERM)
         for pid in self.spares:
             os.kill(pid, signal.SIGKILL)
+        for template in list(self.template_pids.values()):
+            self.retire(template)
 
     def disconnect(self) -> None:
         """The controller is gone (or replaced): keep the replicas, wait for the next one."""
@@ -214,7 +293,10 @@ class Zygote:
             for pid, replica_id in self.children.items()
             if pid in self.endpoints
         ]
-        self.emit({"event": "hello", "pid": os.getpid(), "sandbox": self.report, "replicas": ready})
+        templates = [self.describe(t) for t in self.templates.values() if t.ready]
+        self.emit(
+            {"event": "hello", "pid": os.getpid(), "sandbox": self.report, "replicas": ready, "templates": templates}
+        )
 
     def read_lifeline(self) -> None:
         """Readable only once `fx up` is gone (nothing is ever written to it): stop."""
@@ -229,10 +311,19 @@ class Zygote:
             cmd = json.loads(line)
             if cmd["op"] == "stop":
                 return self.stop()
-            if cmd["op"] != "spawn":
+            if cmd["op"] not in ("spawn", "template"):
                 raise ValueError(f"unknown op {cmd['op']!r}")
             spec = sandboxing.Spec(**cmd["sandbox"]) if cmd.get("sandbox") else None
-            self.spawn(str(cmd["id"]), {str(k): str(v) for k, v in cmd["env"].items()}, str(cmd["log"]), spec)
+            env = {str(k): str(v) for k, v in cmd["env"].items()}
+            if cmd["op"] == "template":
+                return self.want_template(str(cmd["key"]), env, str(cmd["log"]), spec)
+            if spec is not None and self.sandbox is None:
+                raise ValueError("a sandboxed spawn, but this zygote was started without --sandbox")
+            fork = cmd.get("template")
+            template = self.templates.get(str(fork["key"])) if fork else None
+            if template is not None and template.serves(str(cmd["log"]), spec):
+                return self.fork_from(template, str(cmd["id"]), str(fork["listen"]), spec)
+            self.spawn(str(cmd["id"]), env, str(cmd["log"]), spec)
         except (ValueError, KeyError, TypeError, AttributeError) as e:
             print(f"fx zygote: bad command {line[:200]!r}: {e}", file=sys.stderr, flush=True)
 
@@ -263,6 +354,7 @@ class Zygote:
         try:
             pid = next(iter(self.spares), None) or self.fork_spare()
             confinement = self.confined[pid]
+            self.spare_channels.pop(pid).close()  # a replica: no template channel
             confinement.assign(replica_id, env, log, spec)
         except OSError as e:
             if pid in self.spares:  # a spare that died unseen: it is reaped as any child
@@ -289,14 +381,283 @@ class Zygote:
         assert self.sandbox is not None
         confinement = self.sandbox.spare()
         read_fd, write_fd = os.pipe()
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)  # if it is to be a template
         pid = os.fork()
         if pid == 0:
-            _spare(read_fd, write_fd, confinement)  # never returns
+            ours.close()
+            _spare(read_fd, write_fd, confinement, theirs.fileno())  # never returns
         os.close(write_fd)
+        theirs.close()
         confinement.zygote_fds()
         self.confined[pid] = confinement
         self.spares[pid] = read_fd
+        self.spare_channels[pid] = ours
         return pid
+
+    # --- templates -------------------------------------------------------------
+
+    def want_template(self, key: str, env: dict[str, str], log: str, spec: sandboxing.Spec | None) -> None:
+        """Make a template for `key` once no replica is starting (its import would compete with theirs)."""
+        if self.templates_max <= 0 or key in self.templates or key in self.wanted:
+            if spec is not None and spec.env_file:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(spec.env_file)  # not needed: no template comes of it
+            return
+        self.wanted[key] = {"env": env, "log": log, "spec": spec}
+
+    def make_template(self) -> None:
+        if not self.wanted or self.stop_by is not None:
+            return
+        if any(pid not in self.reported for pid in self.children) or any(not t.ready for t in self.templates.values()):
+            return
+        key, command = next(iter(self.wanted.items()))
+        del self.wanted[key]
+        while len(self.templates) >= self.templates_max:
+            self.retire(next(iter(self.templates.values())))
+        spec = command["spec"]
+        try:
+            if spec is None:
+                pid, channel = self.fork_template(command["env"], command["log"])
+            else:
+                pid, channel = self.assign_template(command["env"], command["log"], spec)
+        except OSError as e:
+            self.emit({"event": "template", "key": key, "state": "failed", "errorMessage": str(e)})
+            return
+        template = Template(key, pid, channel, command["log"], spec)
+        self.templates[key] = self.template_pids[pid] = self.template_fds[channel.fileno()] = template
+        self.selector.register(channel.fileno(), selectors.EVENT_READ, None)
+
+    def fork_template(self, env: dict[str, str], log: str) -> tuple[int, socket.socket]:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        zygote_pid = os.getpid()
+        pid = os.fork()
+        if pid == 0:
+            ours.close()
+            _replica(zygote_pid, -1, theirs.fileno(), env, log, channel=True)  # never returns
+        theirs.close()
+        return pid, ours
+
+    def assign_template(self, env: dict[str, str], log: str, spec: sandboxing.Spec) -> tuple[int, socket.socket]:
+        """A spare becomes the template: told so on its channel before it gets its function."""
+        pid = next(iter(self.spares), None) or self.fork_spare()
+        confinement = self.confined[pid]
+        channel = self.spare_channels.pop(pid)
+        try:
+            channel.send(b"template")
+            confinement.assign(f"template-{pid}", env, log, spec)
+        except OSError:
+            channel.close()
+            os.close(self.spares.pop(pid))
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)  # reaped as any child
+            raise
+        os.close(self.spares.pop(pid))  # its report pipe: a template reports on its channel
+        if confinement.cgroup.oom_fd is not None:
+            self.oom[confinement.cgroup.oom_fd] = pid
+            self.selector.register(confinement.cgroup.oom_fd, selectors.EVENT_READ, None)
+        return pid, channel
+
+    def describe(self, t: Template) -> dict:
+        """What a template costs: its memory and its spare's (PSS: pages shared with its replicas split)."""
+        pss = memory_kb(t.pid) + (memory_kb(t.spare.host_pid) if t.spare else 0)
+        return {"key": t.key, "pid": t.pid, "replicas": len(t.replicas), "pss_kb": pss}
+
+    def retire(self, t: Template) -> None:
+        """Fork no more from `t`; it exits once its last replica has (they share its PID namespace)."""
+        if t.retired:
+            return
+        t.retired = True
+        if self.templates.get(t.key) is t:
+            del self.templates[t.key]
+        if t.spare is not None:
+            self.drop_spare(t.spare)
+            t.spare = None
+        self.refuse_waiting(t, "the template was retired")
+        with contextlib.suppress(OSError):
+            t.channel.send(json.dumps({"op": "retire"}).encode())
+
+    def fork_from(self, t: Template, replica_id: str, listen: str, spec: sandboxing.Spec | None) -> None:
+        """The template's spare becomes this replica: it binds `listen` and serves (a spare is forked first if
+        there is none). In the sandbox it is in a cgroup of its own (memory and process limits) already."""
+        self.templates[t.key] = self.templates.pop(t.key)  # most recently used last
+        if spec is not None and spec.env_file:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(spec.env_file)  # the template has this version's environment already
+        t.waiting.append((replica_id, listen))
+        if t.spare is not None:
+            self.assign(t)
+        elif not t.forking:
+            self.fork_spare_of(t)
+
+    def fork_spare_of(self, t: Template) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        ours.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)  # its first message says its pid here
+        confinement = None
+        fds = [theirs.fileno()]
+        try:
+            if t.spec is not None:
+                confinement = self.forked_confinement(t.spec)
+                fds.append(confinement.control[0])
+            socket.send_fds(t.channel, [b'{"op": "fork"}'], fds)
+        except OSError as e:
+            ours.close()
+            if confinement is not None:
+                os.close(confinement.control[0])
+                self.release_later(confinement)
+            return self.refuse_waiting(t, f"cannot fork the template: {e}")
+        finally:
+            theirs.close()
+        if confinement is not None:
+            os.close(confinement.control[0])
+        t.forking = True
+        fd = ours.detach()
+        self.forking[fd] = (t, confinement)
+        self.selector.register(fd, selectors.EVENT_READ, None)
+
+    def forked_confinement(self, spec: sandboxing.Spec) -> sandboxing.Confinement:
+        """A cgroup of its own for a spare forked from a template (the template's namespaces are its)."""
+        assert self.sandbox is not None
+        self.cgroups_made += 1
+        config = self.sandbox.config
+        cgroup = sandboxing.cgroups.create(self.sandbox.hierarchies, f"forked-{self.cgroups_made}", config.pids_max)
+        confinement = sandboxing.Confinement(self.sandbox, cgroup)
+        for end in confinement.assignment:  # nothing to assign: the template knows its function
+            os.close(end)
+        confinement.assignment = (-1, -1)
+        confinement.spec = spec
+        try:
+            cgroup.set_memory(spec.memory_mb)
+        except OSError:
+            os.close(confinement.control[0])
+            self.release_later(confinement)
+            raise
+        return confinement
+
+    def read_forked(self, fd: int) -> None:
+        """A spare's first word: "forked", with its pid (the socket's credentials). In the sandbox it now moves
+        into its cgroup and is let go."""
+        t, confinement = self.forking.pop(fd)
+        t.forking = False
+        self.selector.unregister(fd)
+        sock = socket.socket(fileno=fd)
+        try:
+            data, ancillary, _, _ = sock.recvmsg(1 << 16, socket.CMSG_SPACE(12))
+        except OSError:
+            data, ancillary = b"", []
+        finally:
+            sock.detach()
+        host_pid = next(
+            (struct.unpack("3i", d[:12])[0] for level, kind, d in ancillary if kind == socket.SCM_CREDENTIALS), 0
+        )
+        if not data or not host_pid:  # died before it could say who it is
+            os.close(fd)
+            if confinement is not None:
+                self.release_later(confinement)
+            return self.refuse_waiting(t, "the process forked from the template died at once")
+        if confinement is not None:
+            try:
+                for d in confinement.cgroup.dirs:
+                    with open(os.path.join(d, "cgroup.procs"), "w") as f:
+                        f.write(str(host_pid))
+                os.write(confinement.control[1], b"g")
+            except OSError as e:
+                os.kill(host_pid, signal.SIGKILL)  # never unconfined; the template reaps it
+                os.close(fd)
+                self.release_later(confinement)
+                return self.refuse_waiting(t, f"cannot confine the process forked from the template: {e}")
+        t.spare = Spare(int(json.loads(data)["pid"]), host_pid, fd, confinement)
+        if t.retired:  # while it was forked: the template goes once its replicas have, this spare first
+            self.drop_spare(t.spare)
+            t.spare = None
+        elif t.waiting:
+            self.assign(t)
+
+    def assign(self, t: Template) -> None:
+        """The template's spare becomes the first waiting replica (the next spare is forked once nothing starts)."""
+        spare, (replica_id, listen) = t.spare, t.waiting.pop(0)
+        assert spare is not None
+        t.spare = None
+        try:
+            os.write(spare.fd, json.dumps({"listen": listen}).encode())
+        except OSError:
+            self.drop_spare(spare)
+            return self.refuse(replica_id, "the spare forked from the template is gone")
+        t.replicas[spare.pid], t.hosts[spare.pid] = replica_id, spare.host_pid
+        if spare.confinement is not None:
+            self.confined[spare.host_pid] = spare.confinement
+            if spare.confinement.cgroup.oom_fd is not None:
+                self.oom[spare.confinement.cgroup.oom_fd] = spare.host_pid
+                self.selector.register(spare.confinement.cgroup.oom_fd, selectors.EVENT_READ, None)
+        self.started(replica_id, spare.host_pid, spare.fd)
+        if t.waiting:
+            self.fork_spare_of(t)
+
+    def refill_templates(self) -> None:
+        """Fork a template's next spare once no replica is starting (the fork would slow theirs), one a turn."""
+        if self.stop_by is not None or any(pid not in self.reported for pid in self.children):
+            return
+        for t in self.templates.values():
+            if t.ready and t.spare is None and not t.forking:
+                return self.fork_spare_of(t)
+
+    def drop_spare(self, spare: Spare) -> None:
+        """Closing its socket ends it (and the template reaps it); its cgroup goes once it is empty."""
+        os.close(spare.fd)
+        if spare.confinement is not None:
+            self.release_later(spare.confinement)
+
+    def release_later(self, confinement: sandboxing.Confinement) -> None:
+        if not confinement.release():
+            self.released.append(confinement)
+
+    def refuse_waiting(self, t: Template, message: str) -> None:
+        waiting, t.waiting = t.waiting, []
+        for replica_id, _ in waiting:
+            self.refuse(replica_id, message)
+
+    def read_template(self, t: Template) -> None:
+        try:
+            data = t.channel.recv(1 << 16)
+        except OSError:
+            data = b""
+        if not data:  # it exited: reaped below
+            self.selector.unregister(t.channel.fileno())
+            del self.template_fds[t.channel.fileno()]
+            return
+        event = json.loads(data)
+        if event["event"] == "exit":
+            pid = int(event["pid"])
+            if t.spare is not None and t.spare.pid == pid:  # a spare that died unused
+                self.drop_spare(t.spare)
+                t.spare = None
+            elif pid in t.replicas:
+                del t.replicas[pid]
+                self.ended(t.hosts.pop(pid), int(event["code"]))
+        elif event["event"] == "ready":
+            t.ready = True
+            self.emit({"event": "template", "state": "ready", "init_ms": event.get("init_ms"), **self.describe(t)})
+        else:  # init_error: it exits
+            t.failed = {k: v for k, v in event.items() if k != "event"}
+
+    def template_exited(self, t: Template, code: int) -> None:
+        """Its replicas are gone with it (its PID namespace, or their PDEATHSIG)."""
+        if t.channel.fileno() in self.template_fds:
+            self.read_template(t)  # what it said last
+            if t.channel.fileno() in self.template_fds:
+                self.selector.unregister(t.channel.fileno())
+                del self.template_fds[t.channel.fileno()]
+        t.channel.close()
+        del self.template_pids[t.pid]
+        if self.templates.get(t.key) is t:
+            del self.templates[t.key]
+        for pid in list(t.replicas):
+            self.ended(t.hosts.pop(pid), -signal.SIGKILL)
+        if t.spare is not None:
+            self.drop_spare(t.spare)
+            t.spare = None
+        self.refuse_waiting(t, "the template is gone")
+        state = {"state": "failed", **t.failed} if t.failed else {"state": "gone", "code": code}
+        self.emit({"event": "template", "key": t.key, "pid": t.pid, **state})
 
     def refuse(self, replica_id: str, message: str) -> None:
         """A replica that could not even be forked: it fails its init, and is gone."""
@@ -314,6 +675,12 @@ class Zygote:
             return
         pid = self.oom[fd]
         confinement = self.confined[pid]
+        template = self.template_pids.get(pid)
+        if template is not None:  # its init needs more than the function's memory: no template of it
+            if not template.ready:
+                template.failed = {"errorType": "Runtime.OutOfMemory", "errorMessage": OUT_OF_MEMORY_MESSAGE}
+            os.kill(pid, signal.SIGKILL)
+            return
         if pid not in self.reported:
             self.reported.add(pid)
             replica_id = self.children[pid]
@@ -365,22 +732,36 @@ class Zygote:
                 return
             if pid == 0:
                 return
-            fd = self.report_fd.pop(pid, None)
-            while fd in self.reports:  # a dead child's last report comes before its exit event
-                self.read_report(fd)
-            if pid in self.spares:
-                os.close(self.spares.pop(pid))
-            self.reported.discard(pid)
-            self.endpoints.pop(pid, None)
-            self.kill_at.pop(pid, None)
-            confinement = self.confined.pop(pid, None)
-            if confinement is not None:
-                self.forget_oom(confinement)
-                if not confinement.release():
-                    self.released.append(confinement)
-            replica_id = self.children.pop(pid, None)
-            if replica_id is not None:
-                self.emit({"id": replica_id, "event": "exit", "pid": pid, "code": os.waitstatus_to_exitcode(status)})
+            template = self.template_pids.get(pid)
+            if template is not None:
+                self.release(pid)
+                self.template_exited(template, os.waitstatus_to_exitcode(status))
+                continue
+            if pid in self.spare_channels:
+                self.spare_channels.pop(pid).close()
+            self.ended(pid, os.waitstatus_to_exitcode(status))
+
+    def release(self, pid: int) -> None:
+        confinement = self.confined.pop(pid, None)
+        if confinement is not None:
+            self.forget_oom(confinement)
+            if not confinement.release():
+                self.released.append(confinement)
+
+    def ended(self, pid: int, code: int) -> None:
+        """A replica (or spare) exited, reaped here or by its template: its last report, then its exit event."""
+        fd = self.report_fd.pop(pid, None)
+        while fd in self.reports:  # a dead child's last report comes before its exit event
+            self.read_report(fd)
+        if pid in self.spares:
+            os.close(self.spares.pop(pid))
+        self.reported.discard(pid)
+        self.endpoints.pop(pid, None)
+        self.kill_at.pop(pid, None)
+        self.release(pid)
+        replica_id = self.children.pop(pid, None)
+        if replica_id is not None:
+            self.emit({"id": replica_id, "event": "exit", "pid": pid, "code": code})
 
     def forget_oom(self, confinement: sandboxing.Confinement) -> None:
         fd = confinement.cgroup.oom_fd
@@ -388,20 +769,24 @@ class Zygote:
             self.selector.unregister(fd)
 
 
-def _replica(zygote_pid: int, read_fd: int, write_fd: int, env: dict[str, str], log: str) -> None:
-    """In the forked child: become a replica with exactly `env`, logging to `log`. Never returns."""
+def _replica(
+    zygote_pid: int, read_fd: int, write_fd: int, env: dict[str, str], log: str, channel: bool = False
+) -> None:
+    """In the forked child: become a replica (or with `channel`, write_fd being its socket: a template) with
+    exactly `env`, logging to `log`. Never returns."""
     started = time.perf_counter()
     try:
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         die_with_parent(zygote_pid)
-        os.close(read_fd)
+        if read_fd >= 0:
+            os.close(read_fd)
     except BaseException:
         os._exit(70)
-    _become(started, write_fd, env, log, [write_fd], None)
+    _become(started, write_fd, env, log, [write_fd], None, channel)
 
 
-def _spare(read_fd: int, write_fd: int, confinement: sandboxing.Confinement) -> None:
+def _spare(read_fd: int, write_fd: int, confinement: sandboxing.Confinement, channel: int) -> None:
     """In a forked spare: get confined as far as can be done without a function, wait for one, become its
     replica. Never returns."""
     try:
@@ -413,10 +798,12 @@ def _spare(read_fd: int, write_fd: int, confinement: sandboxing.Confinement) -> 
         os.dup2(null_fd, 0)
         os.dup2(null_fd, 1)  # the zygote's event stream is not ours to write
         os.close(read_fd)
-        keep = [2, write_fd, *confinement.child_fds()]
+        keep = [2, write_fd, channel, *confinement.child_fds()]
         _close_all_but(keep)
         confinement.prepare()
         assignment = confinement.wait()
+        # The zygote says "template" on the channel before it hands a spare the function it is to be a template of.
+        is_template = bool(select.select([channel], [], [], 0)[0]) and os.read(channel, 64) == b"template"
     except BaseException:
         traceback.print_exc()
         os._exit(70)
@@ -424,7 +811,13 @@ def _spare(read_fd: int, write_fd: int, confinement: sandboxing.Confinement) -> 
         os._exit(0)  # the zygote is stopping, or gone
     started = time.perf_counter()
     keep.remove(confinement.assignment[0])
-    _become(started, write_fd, assignment["env"], assignment["log"], keep, confinement)
+    if is_template:
+        os.close(write_fd)  # a template reports on its channel
+        keep.remove(write_fd)
+        write_fd = channel
+    else:
+        keep.remove(channel)
+    _become(started, write_fd, assignment["env"], assignment["log"], keep, confinement, is_template)
 
 
 def _become(
@@ -434,19 +827,12 @@ def _become(
     log: str,
     keep: list[int],
     confinement: sandboxing.Confinement | None,
+    template: bool = False,
 ) -> None:
-    """Become a replica with exactly `env`, logging to `log`, keeping only the fds in `keep`. Never returns."""
+    """Become a replica (a template, on the channel `write_fd`) with exactly `env`, logging to `log`, keeping only
+    the fds in `keep`. Never returns."""
     code = 70
-    reported = False
-
-    def report(event: dict) -> None:
-        """The one report a replica makes ("ready" or "init_error"); the pipe closes after it."""
-        nonlocal reported
-        if not reported:
-            reported = True
-            os.write(write_fd, (json.dumps(event) + "\n").encode())
-            os.close(write_fd)
-
+    report = templating.reporter(write_fd, close=not template)
     try:
         log_fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         if confinement is not None and confinement.spec is not None:  # /dev/stdout reopens it: the function's
@@ -458,7 +844,7 @@ def _become(
         _close_all_but([fd for fd in keep if fd > 2])  # the zygote's selector, wakeup pipe, other replicas' pipes
         os.environ.clear()
         os.environ.update(env)
-        code = replica.run(report, started, confinement)
+        code = replica.run(report, started, confinement, write_fd if template else None)
     except BaseException as e:
         traceback.print_exc()
         sys.stderr.flush()
@@ -491,6 +877,12 @@ def _arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--sandbox", action="store_true", help="the sandbox config is stdin's first line")
     parser.add_argument("--control", help="a Unix socket where the next controller connects, once this one is gone")
     parser.add_argument("--lifeline", type=int, help="an inherited fd that reads EOF once fx up is gone: then stop")
+    parser.add_argument(
+        "--templates",
+        type=int,
+        default=templating.DEFAULT_MAX,
+        help="how many function templates to keep (least recently used retired first); 0: none",
+    )
     args = parser.parse_args(argv)
     if (args.control is None) != (args.lifeline is None):
         parser.error("--control and --lifeline go together")
@@ -513,7 +905,7 @@ def main(argv: list[str] | None = None) -> None:
         }
         emit(report)
     gc.freeze()  # keep the imported runtime's pages shared with every replica (no copy-on-write by the GC)
-    Zygote(sandbox, report, args.control, args.lifeline).run()
+    Zygote(sandbox, report, args.control, args.lifeline, args.templates).run()
     if sandbox is not None:
         sandbox.close()
 

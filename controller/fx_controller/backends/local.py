@@ -11,6 +11,11 @@ its uid's) under the instance's run directory, visible inside its sandbox at the
 
 Under `fx up` (a lifeline fd given), zygotes outlive the controller and a restarted controller adopts their
 replicas instead of starting new ones (local_adoption.py); `fx up` ending, however it ends, ends them.
+
+Templates: with a version's first replica the zygote is asked for that version's template (a process that ran
+the handler's init once and forks the next replicas), keyed by everything that makes the replica what it is (its
+function, version, environment, sandbox and log), so nothing of one version or function ever serves another.
+`FX_TEMPLATES_MAX` (default 32, 0: none) bounds how many each zygote keeps.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import hashlib
 import json
 import logging
 import os
@@ -25,12 +31,13 @@ import shutil
 import signal
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from fx.interpreters import KNOB, own_runtime
 from fx.protocol import PYTHON_RUNTIMES
 from fx.state_dir import PROTECTIONS_FILE
+from fx_runtime.template import DEFAULT_MAX as TEMPLATES_DEFAULT
 
 from ..state.artifacts import Artifacts
 from . import local_adoption, local_interpreters, local_sandbox
@@ -44,6 +51,7 @@ log = logging.getLogger("fx_controller.local")
 PR_SET_PDEATHSIG = 1
 ZYGOTE_START_TIMEOUT_S = 30.0
 HELLO_TIMEOUT_S = 5.0  # a zygote that accepts a connection but says nothing is not adopted
+TEMPLATES_KNOB = "FX_TEMPLATES_MAX"
 
 
 def _die_with_parent() -> None:
@@ -107,6 +115,25 @@ class _Zygote:
     commands: asyncio.StreamWriter
     process: asyncio.subprocess.Process | None = None
     reader: asyncio.Task | None = None
+    templates: set[str] = field(default_factory=set)  # keys it was asked for (or has), not known gone
+
+
+def templates_max(env: Mapping[str, str] = os.environ) -> int:
+    raw = env.get(TEMPLATES_KNOB, "")
+    if not raw:
+        return TEMPLATES_DEFAULT
+    if not raw.isdigit():
+        raise ValueError(f"{TEMPLATES_KNOB} must be a whole number (0: no templates), got {raw!r}")
+    return int(raw)
+
+
+def template_key(replica: ReplicaSpec, env: Mapping[str, str], line: Mapping) -> str:
+    """What makes a replica what it is, but its socket: replicas with the same key may fork one template."""
+    sandbox = {k: v for k, v in line.get("sandbox", {}).items() if k != "env_file"}
+    what = {"function": replica.function, "version": replica.version, "log": line["log"], "sandbox": sandbox}
+    what["env"] = {k: v for k, v in env.items() if k != "FX_LISTEN"}
+    digest = hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()
+    return f"{replica.function}@{replica.version}:{digest[:32]}"
 
 
 def runtimes_report(runtimes: Mapping[str, str]) -> list[str]:
@@ -164,6 +191,8 @@ class LocalBackend:
         self._tokens: dict[str, tuple[str, int, str]] = {}  # replica -> function, version, token (for its record)
         self._records = Records(self._run_dir) if lifeline is not None else None
         self._running: list[Running] = []  # found alive at open(), for the fleet to adopt
+        self._templates_max = templates_max()
+        self._failed_templates: set[str] = set()  # keys whose init failed in a template: asked no more
 
     def runtime_remedy(self, runtime: str) -> str:
         return (
@@ -233,6 +262,7 @@ class LocalBackend:
             return None
         log.info("zygote pid=%d adopted (interpreter %s, %d replicas)", pid, interpreter, len(hello["replicas"]))
         zygote = self._zygotes[interpreter] = _Zygote(interpreter, pid, events, commands)
+        zygote.templates = {str(t["key"]) for t in hello.get("templates", [])}
         zygote.reader = asyncio.create_task(self._read_events(zygote))
         return zygote, hello
 
@@ -259,6 +289,7 @@ class LocalBackend:
             site = await asyncio.to_thread(local_interpreters.prepare, interpreter)
             command = local_interpreters.zygote_command(interpreter)
             extra = {"PYTHONPATH": local_interpreters.zygote_pythonpath(site)}
+        command += ["--templates", str(self._templates_max)]
         env = {**os.environ, **extra} if extra else None
         if self._sandbox:  # replicas are forks of the zygote: nothing of the controller's environment in it
             command.append("--sandbox")
@@ -375,6 +406,16 @@ class LocalBackend:
             }
         stdin = zygote.commands
         self._live[replica.id] = interpreter
+        if self._templates_max and replica.spec.runtime != "provided":
+            key = template_key(replica, env, line)
+            line["template"] = {"key": key, "listen": listen}
+            if key not in zygote.templates and key not in self._failed_templates:
+                zygote.templates.add(key)
+                template = {**line, "op": "template", "key": key}
+                del template["id"], template["template"]
+                if "sandbox" in template:
+                    template["sandbox"] = {**line["sandbox"], "env_file": str(self._env_file(f"t-{replica.id}", env))}
+                stdin.write(json.dumps(template).encode() + b"\n")
         stdin.write(json.dumps(line).encode() + b"\n")
         with contextlib.suppress(ConnectionError):  # the zygote died: the reader reports the replica gone
             await stdin.drain()
@@ -413,7 +454,7 @@ class LocalBackend:
         with contextlib.suppress(ConnectionError):  # an adopted zygote's connection reset: it is gone
             while line := await zygote.events.readline():
                 try:
-                    self._handle(json.loads(line))
+                    self._handle(json.loads(line), zygote)
                 except (ValueError, KeyError, TypeError):
                     log.warning("zygote said something unexpected: %r", line[:200])
         code = await zygote.process.wait() if zygote.process is not None else None
@@ -425,7 +466,9 @@ class LocalBackend:
         for replica_id in [r for r, interpreter in self._live.items() if interpreter == zygote.interpreter]:
             self._exited(replica_id, None)
 
-    def _handle(self, msg: dict) -> None:
+    def _handle(self, msg: dict, zygote: _Zygote) -> None:
+        if msg["event"] == "template":
+            return self._template_event(msg, zygote)
         replica_id, event = msg["id"], msg["event"]
         if event == "spawned":
             self._pids[replica_id] = int(msg["pid"])
@@ -439,6 +482,20 @@ class LocalBackend:
             self._on_event(init_error_event(replica_id, msg))
         elif event == "exit":
             self._exited(replica_id, msg.get("code"))
+
+    def _template_event(self, msg: dict, zygote: _Zygote) -> None:
+        key, state = str(msg["key"]), msg["state"]
+        if state == "ready":
+            log.info(
+                "template %s ready: pid %s, init %.1f ms, %d kB (PSS), %d of at most %d on this zygote",
+                key, msg.get("pid"), msg.get("init_ms") or 0.0, msg.get("pss_kb", 0), len(zygote.templates),
+                self._templates_max,
+            )  # fmt: skip
+            return
+        zygote.templates.discard(key)  # gone: the next replica asks again
+        if state == "failed":  # its replicas start without one (and fail their init as the template did)
+            self._failed_templates.add(key)
+            log.warning("template %s failed: %s %s", key, msg.get("errorType", ""), msg.get("errorMessage", ""))
 
     def _record(self, replica_id: str, endpoint: str) -> None:
         """Note a ready replica for the controller that may follow this one."""

@@ -1,7 +1,8 @@
 """A stand-in for fx_runtime.zygote that speaks the same JSON-lines protocol (ARCHITECTURE.md).
 
 Each replica is a fork that binds a port and sleeps until SIGTERM; a replica whose
-_HANDLER starts with "broken." reports Runtime.ImportModuleError instead.
+_HANDLER starts with "broken." reports Runtime.ImportModuleError instead. It makes no templates: a spawn that
+names one starts as any other (a real zygote does the same until its template is ready).
 """
 
 import json
@@ -43,28 +44,37 @@ def replica(env, log, report_fd):
         time.sleep(1)
 
 
+def spawn(cmd, sel, children, pipes):
+    if cmd["op"] == "template":
+        return  # asked for, never made: its spawns start as any other
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        replica(cmd["env"], cmd["log"], w)
+    os.close(w)
+    children[pid] = cmd["id"]
+    emit(id=cmd["id"], event="spawned", pid=pid)
+    sel.register(r, selectors.EVENT_READ, cmd["id"])
+    pipes[cmd["id"]] = r
+
+
 def main():
     sel = selectors.DefaultSelector()
-    sel.register(sys.stdin, selectors.EVENT_READ, None)
+    sel.register(0, selectors.EVENT_READ, None)
     children = {}  # pid -> replica id
     pipes = {}  # replica id -> read end of its report pipe
+    buffered = b""
     while True:
         for key, _ in sel.select(timeout=0.02):
             if key.data is None:
-                line = sys.stdin.readline()
-                if not line:
+                data = os.read(0, 65536)
+                if not data:
                     return
-                cmd = json.loads(line)
-                r, w = os.pipe()
-                pid = os.fork()
-                if pid == 0:
-                    os.close(r)
-                    replica(cmd["env"], cmd["log"], w)
-                os.close(w)
-                children[pid] = cmd["id"]
-                emit(id=cmd["id"], event="spawned", pid=pid)
-                sel.register(r, selectors.EVENT_READ, cmd["id"])
-                pipes[cmd["id"]] = r
+                buffered += data
+                *lines, buffered = buffered.split(b"\n")
+                for line in lines:
+                    spawn(json.loads(line), sel, children, pipes)
             else:
                 report(sel, pipes, key.data)
         while children:

@@ -19,7 +19,7 @@ import pytest
 from fx import interpreters
 from fx.models import FunctionSpec
 from fx_controller.backends.base import ReplicaEvent, ReplicaSpec
-from fx_controller.backends.local import LocalBackend
+from fx_controller.backends.local import LocalBackend, template_key, templates_max
 from fx_controller.state.artifacts import Artifacts
 
 from tests.processes import alive
@@ -228,3 +228,65 @@ async def test_another_python_gets_its_own_zygote_when_its_first_replica_starts(
         assert os.readlink(f"/proc/{backend._pids['r1']}/exe") == os.path.realpath(python312)
     finally:
         await backend.close()
+
+
+def parent_of(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        return int(next(line.split()[1] for line in f if line.startswith("PPid:")))
+
+
+async def answer(endpoint: str) -> bytes:
+    reader, writer = await asyncio.open_unix_connection(endpoint.removeprefix("unix:"))
+    writer.write(b"GET /_fx/http/ HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    length = int(next(h.split(b":")[1] for h in head.split(b"\r\n") if h.lower().startswith(b"content-length")))
+    body = await reader.readexactly(length)
+    writer.close()
+    return body
+
+
+@pytest.mark.parametrize("local", [REAL_ZYGOTE], indirect=True)
+async def test_a_version_cold_starts_from_its_own_template_and_a_new_version_never_from_the_old_one(local, caplog):
+    backend, events, artifacts, digest = local
+    caplog.set_level("INFO", "fx_controller.local")
+    zygote = backend._zygotes[sys.executable].pid
+    await backend.start_replica(replica(artifacts, digest, rid="r1"))
+    first = await events.next()
+    assert first.kind == "ready" and parent_of(backend._pids["r1"]) == zygote  # the first: started anew
+    await until(lambda: "template hello@1:" in caplog.text and " ready: " in caplog.text, 10)
+
+    await backend.start_replica(replica(artifacts, digest, rid="r2"))
+    second = await events.next()
+    assert second.kind == "ready" and parent_of(backend._pids["r2"]) != zygote  # forked from v1's template
+    assert await answer(second.endpoint) == b"hi"
+
+    data, new_digest = make_zip(
+        {"handler.py": b"def handler(event, context):\n    return {'statusCode': 200, 'body': 'v2'}\n"}
+    )
+    artifacts.path(new_digest).write_bytes(data)
+    spec = FunctionSpec(name="hello", handler="handler.handler", artifact=new_digest, timeout=2)
+    await backend.start_replica(ReplicaSpec("r3", "hello", 2, new_digest, spec))
+    third = await events.next()
+    assert third.kind == "ready" and parent_of(backend._pids["r3"]) == zygote
+    assert await answer(third.endpoint) == b"v2"
+
+
+def test_template_keys_set_functions_versions_and_environments_apart(tmp_path: Path):
+    spec = FunctionSpec(name="a", handler="handler.handler", artifact="sha256:" + "0" * 64)
+    line = {"log": "/logs/a.log", "sandbox": {"uid": 1, "env_file": "/run/x/.env/a-1.json"}}
+    env = {"FX_LISTEN": "unix:/run/a/1.sock", "SECRET": "s"}
+    key = template_key(ReplicaSpec("a-1", "a", 1, spec.artifact, spec), env, line)
+    other_replica = {**line, "sandbox": {"uid": 1, "env_file": "/run/x/.env/a-2.json"}}
+    assert (
+        template_key(ReplicaSpec("a-2", "a", 1, spec.artifact, spec), {**env, "FX_LISTEN": "x"}, other_replica) == key
+    )
+    assert template_key(ReplicaSpec("a-3", "a", 2, spec.artifact, spec), env, line) != key
+    assert template_key(ReplicaSpec("b-1", "b", 1, spec.artifact, spec), env, line) != key
+    assert template_key(ReplicaSpec("a-4", "a", 1, spec.artifact, spec), {**env, "SECRET": "t"}, line) != key
+    assert template_key(ReplicaSpec("a-5", "a", 1, spec.artifact, spec), env, {**line, "sandbox": {"uid": 2}}) != key
+
+
+def test_the_templates_knob_has_a_default_and_refuses_what_is_not_a_count():
+    assert templates_max({}) == 32 and templates_max({"FX_TEMPLATES_MAX": "0"}) == 0
+    with pytest.raises(ValueError, match="FX_TEMPLATES_MAX must be a whole number"):
+        templates_max({"FX_TEMPLATES_MAX": "many"})

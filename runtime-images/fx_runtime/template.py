@@ -1,0 +1,163 @@
+"""A function's template: a process that has imported the handler (run its init) and forks a replica per request
+(ARCHITECTURE.md, "the zygote protocol"). It never serves.
+
+The zygote talks to it over a SOCK_SEQPACKET socket, one JSON message each way:
+
+- zygote -> template: `{"op": "fork"}` with the fds of a spare replica (SCM_RIGHTS): its end of its report
+  socket, and in the sandbox its control pipe (a "g" byte lets it go on once the zygote has moved it into its
+  own cgroup; later bytes mean "out of memory", as for any replica). `{"op": "retire"}`: fork no more, exit
+  once the last replica has.
+- template -> zygote: `{"event": "ready" | "init_error", ...}` once, then `{"event": "exit", "pid", "code"}` per
+  replica, `pid` as this template sees it (in the sandbox it is PID 1 of its PID namespace, its replicas' reaper).
+
+A spare's first message on its report socket is `{"event": "forked", "pid"}`: the zygote reads its pid in the
+zygote's own namespace from the socket's credentials (SO_PASSCRED). The spare then makes itself ready to serve
+(its event loop, invoker and server) and waits on that socket for `{"listen"}`: a replica to become (EOF: none
+will come, it exits). Its "ready" or "init_error" follows on the same socket.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from . import logs
+from .sandbox import linux
+
+MAX_MESSAGE = 1 << 16
+# FX_TEMPLATES_MAX's default: how many templates a zygote keeps (each holds a function's imported code; its
+# PSS is reported). The least recently used is retired when another is needed.
+DEFAULT_MAX = 32
+
+
+@dataclass
+class Fork:
+    """A spare forked from the template, back in replica.run."""
+
+    socket_fd: int  # to the zygote: the assignment comes in, "ready" or "init_error" goes out
+    control_fd: int | None  # the sandbox's control pipe (out of memory)
+    log_fd: int  # the function's log, stdout and stderr again once this is a replica
+    started: float = 0.0  # perf_counter() when the assignment came
+    report: Callable[[dict], None] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.report = reporter(self.socket_fd)
+
+    def wait(self) -> str:
+        """Block until the zygote makes this spare a replica; its FX_LISTEN. Exits if none will come."""
+        data = os.read(self.socket_fd, MAX_MESSAGE)
+        self.started = time.perf_counter()
+        if not data:
+            os._exit(0)
+        os.dup2(self.log_fd, 1)
+        os.dup2(self.log_fd, 2)
+        os.close(self.log_fd)
+        return str(json.loads(data)["listen"])
+
+
+def reporter(fd: int, close: bool = True) -> Callable[[dict], None]:
+    """The one report a replica makes ("ready" or "init_error") on `fd`, which then closes (a template's channel
+    stays open: its replicas' exits follow)."""
+    reported = False
+
+    def report(event: dict) -> None:
+        nonlocal reported
+        if not reported:
+            reported = True
+            os.write(fd, (json.dumps(event) + "\n").encode())
+            if close:
+                os.close(fd)
+
+    return report
+
+
+class _Template:
+    def __init__(self, channel: socket.socket, log_fd: int) -> None:
+        self.channel = channel
+        self.log_fd = log_fd
+        self.replicas: set[int] = set()
+        self.retiring = False
+
+    def send(self, event: dict) -> None:
+        try:
+            self.channel.send(json.dumps(event).encode())
+        except OSError:  # the zygote is gone, and we with it (PDEATHSIG)
+            os._exit(0)
+
+    def reap(self, *_: object) -> None:
+        """SIGCHLD: tell the zygote each replica's end. As a PID namespace's init it reaps orphans too."""
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                break
+            if pid in self.replicas:
+                self.replicas.discard(pid)
+                self.send({"event": "exit", "pid": pid, "code": os.waitstatus_to_exitcode(status)})
+        if self.retiring and not self.replicas:
+            os._exit(0)
+
+    def wait_for_fork(self) -> Fork:
+        """Take requests until one forks; returns in that child."""
+        while True:
+            data, fds, _, _ = socket.recv_fds(self.channel, MAX_MESSAGE, 2)
+            if not data:
+                os._exit(0)  # the zygote is gone
+            request = json.loads(data)
+            if request["op"] == "retire":
+                self.retiring = True
+                self.reap()
+                continue
+            logs.flush()  # nothing buffered here may be written twice
+            sys.stdout.flush()
+            sys.stderr.flush()
+            parent = os.getpid()
+            pid = os.fork()
+            if pid == 0:
+                control_fd = fds[1] if len(fds) > 1 else None
+                _forked(parent, self.channel, fds[0], control_fd)
+                return Fork(fds[0], control_fd, self.log_fd)
+            self.replicas.add(pid)
+            for fd in fds:
+                os.close(fd)
+
+
+def _forked(template_pid: int, channel: socket.socket, report_fd: int, control_fd: int | None) -> None:
+    """In a new replica: die with the template, tell the zygote who we are, wait until it confined us."""
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the template's handler is its own (PID 1 ignores SIGTERM)
+    channel.close()
+    linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != template_pid:
+        os._exit(1)
+    os.write(report_fd, (json.dumps({"event": "forked", "pid": os.getpid()}) + "\n").encode())
+    if control_fd is not None and os.read(control_fd, 1) != b"g":
+        os._exit(1)  # the zygote is gone, or could not give us our cgroup: never run the function's code so
+
+
+def serve(channel_fd: int) -> Fork:
+    """In the template, once init is done and reported: fork spares on request. Returns only in a spare, once
+    the zygote has confined it."""
+    channel = socket.socket(fileno=channel_fd)
+    logs.flush()
+    # The log is a replica's stdout: only replicas hold it there (that is how one finds them: the processes
+    # writing a function's log). The template and its spares keep it aside.
+    template = _Template(channel, os.dup(1))
+    null_fd = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null_fd, 1)
+    os.dup2(null_fd, 2)
+    os.close(null_fd)
+    signal.signal(signal.SIGCHLD, template.reap)
+    # PID 1 of its namespace ignores signals it has no handler for: SIGTERM must still end it.
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(128 + signal.SIGTERM))
+    gc.freeze()  # what init made stays shared with every replica: their collections never touch (copy) it
+    return template.wait_for_fork()
