@@ -1,13 +1,13 @@
 """Cold starts: a request to a function at zero, in to 200 out through the gateway, with function templates.
 
-Three platforms run side by side (the real embedded platform, each in its own state directory): templates on
-(the default), templates off (FX_TEMPLATES_MAX=0: every cold start forks the zygote and imports the handler,
-as before templates), and --sandbox off. `--functions` functions, each deployed then left to scale to zero (2 s
-idle), are called once each, the platforms alternating call by call so they share the host's load. The
-reference is the floor of a cold start: the zygote's own fork of a template, straight to the replica (spawn
-command in, first 200 out, no controller nor gateway), measured in this run. Last, a heavy-init function
-(2 s of sleep at import, as a model load): its cold starts with templates, from the second start on, against
-its first start (which has to run the init).
+Three platforms run side by side (the real embedded platform, each in its own state directory), the functions
+deployed with `snap_start: true`: templates on, templates off (FX_TEMPLATES_MAX=0: every cold start forks the zygote
+and imports the handler, as a function without snap_start does), and --sandbox off. `--functions` functions, each
+deployed then left to scale to zero (2 s idle), are called once each, the platforms alternating call by call so they
+share the host's load. The reference is the floor of a cold start: the zygote's own fork of a template, straight to
+the replica (spawn command in, first 200 out, no controller nor gateway), measured in this run. Last, a heavy-init
+function (2 s of sleep at import, as a model load): its cold starts with templates, from the second start on,
+against its first start (which has to run the init).
 
     .venv/bin/python -m bench.cold_start [--functions 40]    (make bench runs it through bench/run.py)
 """
@@ -36,7 +36,7 @@ from bench.report import figure
 FX = str(Path(sys.executable).with_name("fx"))
 HANDLER = "def handler(event, context):\n    return {'statusCode': 200, 'body': 'ok'}\n"
 HEAVY = "import time\ntime.sleep(2)  # a model load\n" + HANDLER
-IDLE = "{path: ., scale: {idle_timeout: 2}}"  # back at zero 2 s after its last call
+IDLE = "{path: ., snap_start: true, scale: {idle_timeout: 2}}"  # templates; back at zero 2 s after its last call
 HEAVY_STARTS = 3
 
 

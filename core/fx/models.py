@@ -354,6 +354,12 @@ class FunctionSpec(_Model):
     nats: NatsGrant | None = Field(
         default=None, description="NATS subjects its replicas may publish/subscribe to; none: no NATS access"
     )
+    # Opt-in, as Lambda's SnapStart: replicas are forks of a process that ran the init once (local backend).
+    snap_start: bool = Field(
+        default=False,
+        description="start replicas from a snapshot of the initialized function: init runs once per version, "
+        "snapshot_restore_py hooks run; replicas of a version share /tmp and a PID namespace (local backend)",
+    )
 
     @field_validator("name")
     @classmethod

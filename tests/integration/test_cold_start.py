@@ -22,6 +22,9 @@ BODY = (
 )
 
 
+SNAP = {"snap_start": True}
+
+
 def imports(version: str) -> str:
     return IMPORTS + f"VERSION = {version!r}\n"
 
@@ -39,7 +42,7 @@ def cold_call(platform, name: str, version: int) -> dict:
 
 
 def test_cold_starts_fork_the_template_and_a_deploy_brings_a_new_one(platform, make_function):
-    project = make_function("snap", body=BODY, imports=imports("v1"), scale={"idle_timeout": 2})
+    project = make_function("snap", body=BODY, imports=imports("v1"), scale={"idle_timeout": 2}, config=SNAP)
     assert platform.fx("deploy", cwd=project).returncode == 0
     first, second = cold_call(platform, "snap", 1), cold_call(platform, "snap", 1)
     # two replicas, one init (the template's): each ran the after-restore hook once, in itself
@@ -47,7 +50,7 @@ def test_cold_starts_fork_the_template_and_a_deploy_brings_a_new_one(platform, m
     assert len(first["restores"]) == len(second["restores"]) == 1 and first["restores"] != second["restores"]
     assert first["random"] != second["random"]
 
-    make_function("snap", body=BODY, imports=imports("v2"), scale={"idle_timeout": 2})
+    make_function("snap", body=BODY, imports=imports("v2"), scale={"idle_timeout": 2}, config=SNAP)
     assert platform.fx("deploy", cwd=project).returncode == 0
     third, fourth = cold_call(platform, "snap", 2), cold_call(platform, "snap", 2)
     assert third["version"] == fourth["version"] == "v2"  # never the old template's code

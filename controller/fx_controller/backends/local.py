@@ -12,8 +12,9 @@ its uid's) under the instance's run directory, visible inside its sandbox at the
 Under `fx up` (a lifeline fd given), zygotes outlive the controller and a restarted controller adopts their
 replicas instead of starting new ones (local_adoption.py); `fx up` ending, however it ends, ends them.
 
-Templates: with a version's first replica the zygote is asked for that version's template (a process that ran
-the handler's init once and forks the next replicas), keyed by everything that makes the replica what it is (its
+Templates (a function's `snap_start: true`, as Lambda's SnapStart opt-in): with a version's first replica the
+zygote is asked for that version's template (a process that ran the handler's init once and forks the next
+replicas), keyed by everything that makes the replica what it is (its
 function, version, environment, sandbox and log), so nothing of one version or function ever serves another.
 `FX_TEMPLATES_MAX` (default 32, 0: none) bounds how many each zygote keeps.
 """
@@ -406,7 +407,7 @@ class LocalBackend:
             }
         stdin = zygote.commands
         self._live[replica.id] = interpreter
-        if self._templates_max and replica.spec.runtime != "provided":
+        if self._templates_max and replica.spec.snap_start and replica.spec.runtime != "provided":
             key = template_key(replica, env, line)
             line["template"] = {"key": key, "listen": listen}
             if key not in zygote.templates and key not in self._failed_templates:

@@ -41,8 +41,12 @@ class Events:
         return await asyncio.wait_for(self.queue.get(), timeout)
 
 
-def replica(artifacts: Artifacts, digest: str, handler: str = "handler.handler", rid: str = "r1") -> ReplicaSpec:
-    spec = FunctionSpec(name="hello", handler=handler, artifact=digest, env={"GREETING": "hi"}, timeout=2)
+def replica(
+    artifacts: Artifacts, digest: str, handler: str = "handler.handler", rid: str = "r1", snap_start: bool = False
+) -> ReplicaSpec:
+    spec = FunctionSpec(
+        name="hello", handler=handler, artifact=digest, env={"GREETING": "hi"}, timeout=2, snap_start=snap_start
+    )
     return ReplicaSpec(rid, "hello", 1, digest, spec)
 
 
@@ -250,12 +254,12 @@ async def test_a_version_cold_starts_from_its_own_template_and_a_new_version_nev
     backend, events, artifacts, digest = local
     caplog.set_level("INFO", "fx_controller.local")
     zygote = backend._zygotes[sys.executable].pid
-    await backend.start_replica(replica(artifacts, digest, rid="r1"))
+    await backend.start_replica(replica(artifacts, digest, rid="r1", snap_start=True))
     first = await events.next()
     assert first.kind == "ready" and parent_of(backend._pids["r1"]) == zygote  # the first: started anew
     await until(lambda: "template hello@1:" in caplog.text and " ready: " in caplog.text, 10)
 
-    await backend.start_replica(replica(artifacts, digest, rid="r2"))
+    await backend.start_replica(replica(artifacts, digest, rid="r2", snap_start=True))
     second = await events.next()
     assert second.kind == "ready" and parent_of(backend._pids["r2"]) != zygote  # forked from v1's template
     assert await answer(second.endpoint) == b"hi"
@@ -264,11 +268,23 @@ async def test_a_version_cold_starts_from_its_own_template_and_a_new_version_nev
         {"handler.py": b"def handler(event, context):\n    return {'statusCode': 200, 'body': 'v2'}\n"}
     )
     artifacts.path(new_digest).write_bytes(data)
-    spec = FunctionSpec(name="hello", handler="handler.handler", artifact=new_digest, timeout=2)
+    spec = FunctionSpec(name="hello", handler="handler.handler", artifact=new_digest, timeout=2, snap_start=True)
     await backend.start_replica(ReplicaSpec("r3", "hello", 2, new_digest, spec))
     third = await events.next()
     assert third.kind == "ready" and parent_of(backend._pids["r3"]) == zygote
     assert await answer(third.endpoint) == b"v2"
+
+
+@pytest.mark.parametrize("local", [REAL_ZYGOTE], indirect=True)
+async def test_a_function_without_snap_start_gets_no_template(local, caplog):
+    # Its replicas keep namespaces of their own (docs/security.md): each a fork of the zygote, none of a template.
+    backend, events, artifacts, digest = local
+    caplog.set_level("INFO", "fx_controller.local")
+    zygote = backend._zygotes[sys.executable].pid
+    for rid in ("r1", "r2"):
+        await backend.start_replica(replica(artifacts, digest, rid=rid))
+        assert (await events.next()).kind == "ready" and parent_of(backend._pids[rid]) == zygote
+    assert "template" not in caplog.text
 
 
 def test_template_keys_set_functions_versions_and_environments_apart(tmp_path: Path):
