@@ -178,6 +178,9 @@ def durable_trigger(run: Scenario, functions: Path) -> None:
     fx_ok(platform, "deploy", cwd=write_function(functions, "orders", ORDERS, **spec))
     for i in range(ORDERS_MESSAGES):
         fx_ok(platform, "publish", "orders.new", f'{{"id": {i}}}')
+        if i == 0:  # the rest after a scrape has the trigger's series: rate() then sees them grow, however fast
+            first = 'sum(fx_gateway_trigger_batch_size_count{function="orders"})'
+            wait_for(lambda e=first: (run.prometheus.value(e) or 0) > 0, 30, "a scrape with the trigger's first batch")
 
     def redelivered() -> bool:
         text = httpx.get(f"{platform.gateway_url}/metrics", timeout=10).text
