@@ -25,7 +25,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from . import logs
@@ -35,6 +35,18 @@ MAX_MESSAGE = 1 << 16
 # FX_TEMPLATES_MAX's default: how many templates a zygote keeps (each holds a function's imported code; its
 # PSS is reported). The least recently used is retired when another is needed.
 DEFAULT_MAX = 32
+
+
+def exited_children() -> Iterator[tuple[int, int]]:
+    """(pid, exit code) of each child that has ended, reaped without waiting (a SIGCHLD handler's loop)."""
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        yield pid, os.waitstatus_to_exitcode(status)
 
 
 @dataclass
@@ -93,16 +105,10 @@ class _Template:
 
     def reap(self, *_: object) -> None:
         """SIGCHLD: tell the zygote each replica's end. As a PID namespace's init it reaps orphans too."""
-        while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                break
-            if pid == 0:
-                break
+        for pid, code in exited_children():
             if pid in self.replicas:
                 self.replicas.discard(pid)
-                self.send({"event": "exit", "pid": pid, "code": os.waitstatus_to_exitcode(status)})
+                self.send({"event": "exit", "pid": pid, "code": code})
         if self.retiring and not self.replicas:
             os._exit(0)
 

@@ -725,21 +725,15 @@ class Zygote:
             self.emit({"id": replica_id, **event})
 
     def reap(self) -> None:
-        while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
+        for pid, code in templating.exited_children():
             template = self.template_pids.get(pid)
             if template is not None:
                 self.release(pid)
-                self.template_exited(template, os.waitstatus_to_exitcode(status))
+                self.template_exited(template, code)
                 continue
             if pid in self.spare_channels:
                 self.spare_channels.pop(pid).close()
-            self.ended(pid, os.waitstatus_to_exitcode(status))
+            self.ended(pid, code)
 
     def release(self, pid: int) -> None:
         confinement = self.confined.pop(pid, None)
