@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import threading
+import time
 from datetime import datetime
 
 import httpx
@@ -66,7 +67,11 @@ def test_a_cut_log_says_so_and_begins_at_an_invocation(platform, make_function):
 def test_since_timestamps_and_json(platform, make_function):
     deploy_talker(platform, make_function, lines=1)
     invoke(platform, "talker", 1)
+    # Log stamps are in milliseconds and a warm invocation answers in less than one: stay clear of the
+    # millisecond invocation 1 began in, and of the one invocation 2 begins in.
+    time.sleep(0.005)
     between = datetime.now().astimezone()
+    time.sleep(0.005)
     invoke(platform, "talker", 2)
     logs_with(platform, "talker", reports=2)
 
