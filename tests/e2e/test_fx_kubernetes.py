@@ -13,13 +13,14 @@ from pathlib import Path
 
 import pytest
 
+from bench import report
 from tests.cluster import layout
-from tests.e2e.conftest import FIGURES, OWN_IMAGE, RELEASE, Chart, leader
+from tests.e2e.conftest import OWN_IMAGE, RELEASE, TARGETS, Chart, leader
 from tests.e2e.kube import Kube, http
 from tests.waiting import wait_for
 
 IDLE_S = 2  # the function's scale.idle_timeout: short, so scale-to-zero is seen within the test
-COLD_STARTS = int(os.environ.get("FX_E2E_COLD_STARTS", "5"))  # more for steadier figures
+COLD_STARTS = int(os.environ.get("FX_E2E_COLD_STARTS", "10"))  # more for steadier figures
 CONCURRENT = 8
 HANDLER = """import json
 import os
@@ -31,13 +32,16 @@ def handler(event, context):  # the HTTP trigger's event: API Gateway HTTP API 2
 """
 
 
-def _project(root: Path, name: str, min_replicas: int = 0, memory: int = 128, init_s: int = 0) -> Path:
+def _project(
+    root: Path, name: str, min_replicas: int = 0, memory: int = 128, init_s: int = 0, timeout: int = 3
+) -> Path:
     """`init_s`: how long importing the handler takes (a replica is not ready before)."""
     folder = root / name
     folder.mkdir(exist_ok=True)
     (folder / "handler.py").write_text(HANDLER + (f"\n\nimport time\n\ntime.sleep({init_s})\n" if init_s else ""))
     (folder / "fx.yaml").write_text(
         f"functions:\n  {name}:\n    handler: handler.handler\n    runtime: python3.11\n    memory: {memory}\n"
+        f"    timeout: {timeout}\n"
         f"    scale: {{min: {min_replicas}, max: 4, idle_timeout: {IDLE_S}, concurrency: 1}}\n"
     )
     return folder
@@ -61,9 +65,13 @@ def _cold_starts(kube: Kube, gateway: str, function: str, rounds: int, callers: 
     return sorted(cold), pods
 
 
-def _figure(name: str, cold: list[float]) -> None:
-    p95 = cold[min(len(cold) - 1, round(0.95 * (len(cold) - 1)))]
-    FIGURES[name] = f"p50 {statistics.median(cold) * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms (n={len(cold)})"
+def _figure(name: str, cold: list[float], p50_at_most: float | None = None, p90_at_most: float | None = None) -> None:
+    """The issue's targets (issue 20) as bench.report lines; the test asserts what a user sees, not timings."""
+    p90 = cold[min(len(cold) - 1, round(0.9 * (len(cold) - 1)))]
+    TARGETS.append(
+        report.figure(f"{name} p50 (n={len(cold)})", statistics.median(cold) * 1000, "ms", at_most=p50_at_most)
+    )
+    TARGETS.append(report.figure(f"{name} p90 (n={len(cold)})", p90 * 1000, "ms", at_most=p90_at_most))
 
 
 def _pods(kube: Kube, function: str) -> list[dict]:
@@ -118,7 +126,7 @@ def test_deploy_invoke_scale_to_zero_and_back_then_delete(kube: Kube, fx) -> Non
     # The first replica comes from the warm pool (the function fits its pods).
     cold, pods = _cold_starts(kube, fx.gateway, "hello", COLD_STARTS, CONCURRENT)
     assert all(p.startswith(f"{RELEASE}-pool-") for p in pods), pods  # specialised pool pods
-    _figure("cold start, warm pool (0->1 through the gateway Service)", cold)
+    _figure("k8s cold start, warm pool", cold, p50_at_most=80, p90_at_most=150)
 
     # `fx logs` shows what the pods printed, after they are gone too (the controller copies their logs).
     logs = fx("logs", "hello", "--tail", "1000").stdout
@@ -132,13 +140,28 @@ def test_deploy_invoke_scale_to_zero_and_back_then_delete(kube: Kube, fx) -> Non
     assert status == 404
 
 
-def test_cold_start_of_a_function_too_big_for_the_pool(kube: Kube, fx) -> None:
-    """512 MB does not fit the pool's 256 MB pods: its replicas are pods of its version's Deployment."""
+def test_cold_start_of_a_function_bigger_than_the_pool_pods(kube: Kube, fx) -> None:
+    """512 MB is more than the pool's 256 MB pods: a pool pod is resized in place to 512 MB and becomes its replica."""
     fx("deploy", cwd=_project(fx.home, "big", memory=512))
-    cold, pods = _cold_starts(kube, fx.gateway, "big", max(4, COLD_STARTS), 1)
-    assert all(p.startswith("fx-big-v1-") for p in pods), pods
-    _figure("cold start, Deployment pod (0->1 through the gateway Service)", cold)
+    cold, pods = _cold_starts(kube, fx.gateway, "big", COLD_STARTS, 1)
+    assert all(p.startswith(f"{RELEASE}-pool-") for p in pods), pods
+    _figure("k8s cold start, pool pod resized to 512 MB", cold, p50_at_most=80, p90_at_most=150)
+    status, _, answer = _call(fx.gateway, "big", "resized")
+    assert status == 200, answer
+    pod = kube.get("pod", answer["pod"])
+    assert pod["spec"]["containers"][0]["resources"]["limits"]["memory"] == "512Mi"
+    assert pod["status"]["containerStatuses"][0]["resources"]["limits"]["memory"] == "512Mi"  # the kubelet's
     fx("rm", "big")
+
+
+def test_cold_start_of_a_function_the_pool_cannot_take(kube: Kube, fx) -> None:
+    """A 120 s timeout outlasts the pool pods' grace period (which no pod can change): its replicas are pods of
+    its version's Deployment."""
+    fx("deploy", cwd=_project(fx.home, "long", timeout=120))
+    cold, pods = _cold_starts(kube, fx.gateway, "long", COLD_STARTS, 1)
+    assert all(p.startswith("fx-long-v1-") for p in pods), pods
+    _figure("k8s cold start, Deployment pod", cold, p50_at_most=1000)
+    fx("rm", "long")
 
 
 def test_a_function_with_its_own_image(kube: Kube, fx) -> None:
@@ -231,7 +254,7 @@ def test_a_function_applied_with_kubectl_is_deployed_and_bad_specs_are_refused(k
 
 def test_a_version_that_cannot_initialise_never_takes_traffic(kube: Kube, fx) -> None:
     """The readiness gate on pods: `fx deploy` of a broken version (a warm-pool pod) and a kubectl patch making
-    one too big for the pool (a Deployment pod that crashes) both leave the traffic on version 1."""
+    one the pool cannot take (a Deployment pod that crashes) both leave the traffic on version 1."""
     folder = _project(fx.home, "gated")
     fx("deploy", cwd=folder)
     assert _call(fx.gateway, "gated", "before")[0] == 200
@@ -250,9 +273,10 @@ def test_a_version_that_cannot_initialise_never_takes_traffic(kube: Kube, fx) ->
     assert (ready["status"], ready["reason"]) == ("False", "VersionFailed") and status()["traffic"] == "1:100"
     assert "version 2 failed to initialise (Runtime.ImportModuleError" in ready["message"]
 
-    # kubectl: version 1's code under a handler it does not have, too big for the pool (a Deployment pod).
+    # kubectl: version 1's code under a handler it does not have, with a timeout longer than the pool pods' grace
+    # period (a Deployment pod).
     code = json.loads(fx("versions", "gated", "-o", "json").stdout)[0]["spec"]["artifact"]
-    patch = {"spec": {"artifact": code, "handler": "handler.missing", "memory": 512}}
+    patch = {"spec": {"artifact": code, "handler": "handler.missing", "timeout": 120}}
     kube.kubectl("patch", "function", "gated", "--type=merge", "-p", json.dumps(patch))
     wait_for(
         lambda: status().get("latestVersion") == 3 and status().get("latestVersionState") == "Failed",

@@ -27,6 +27,7 @@ class FakeApi:
     def __init__(self, deployments: dict[str, int] | None = None, cfg: KubeConfig = CFG) -> None:
         self.cfg = cfg
         self.claimed: dict[str, dict] = {}
+        self.resized: dict[str, int] = {}  # pod -> the memory (MiB) it was resized to in place
         self.deleted: list[str] = []
         self.standalone = ["fx-hello-old"]
         self.functions: dict[str, dict] = {}
@@ -62,6 +63,9 @@ class FakeApi:
     async def claim_pod(self, pod: str, patch: dict) -> None:
         self.claimed[pod] = patch
 
+    async def resize_pod(self, pod: str, memory: int) -> None:
+        self.resized[pod] = memory
+
     async def delete_pod(self, pod: str, grace: int | None = None) -> None:
         self.deleted.append(pod)
 
@@ -89,6 +93,8 @@ class FakeApi:
 
 
 def pod(name: str, version: int = 1, **kw) -> PodState:
+    """A pod of hello; a ready one runs unless said otherwise."""
+    kw.setdefault("running", kw.get("ready", False))
     return PodState(name=name, function="hello", version=version, **kw)
 
 

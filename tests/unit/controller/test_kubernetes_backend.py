@@ -4,6 +4,7 @@ and what the fleet hears back (ready with the pod's address, init errors, exits)
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from fx.nats_auth import Authority, Signer, decode_jwt
 from fx_controller.backends.base import ReplicaEvent, ReplicaSpec
 from fx_controller.backends.kubernetes import kube, manifests, nats_identities
 from fx_controller.backends.kubernetes.backend import KubernetesBackend
+from fx_controller.backends.kubernetes.config import KubeConfig
 from fx_controller.backends.kubernetes.pod_access import PodAccess
 from fx_controller.backends.kubernetes.pods import PodState, init_trace_of, pod_state
 from kubernetes import client
@@ -302,11 +304,100 @@ async def test_a_replica_from_the_warm_pool_needs_no_new_pod(pooled) -> None:
     assert events[-1] == ReplicaEvent("r2", "exit") and backend.ready_count("hello") == 0
 
 
-async def test_a_function_bigger_than_the_pool_pods_gets_a_deployment_pod(pooled) -> None:
-    api, backend, _, asked, _ = pooled
+def _pool_pod(**kw) -> PodState:
+    return PodState("pool-a", "", 0, ip="10.244.0.20", ready=True, running=True, pool=True, **kw)
+
+
+async def test_a_function_bigger_than_the_pool_pods_gets_a_pool_pod_resized_in_place(pooled) -> None:
+    api, backend, events, asked, _ = pooled
     await backend.start_replica(ReplicaSpec("r1", "hello", 1, DIGEST, spec(memory=512)))
     await settle()
-    assert asked == [] and api.claimed == {} and api.replicas["fx-hello-v1"] == 1
+    assert api.resized == {"pool-a": 512} and "pool-a" in api.claimed
+    api.on_pod("MODIFIED", _pool_pod(memory=256))  # the resize asked, not yet taken by the kubelet
+    await settle()
+    assert asked == [] and events == []  # its code is not loaded under the old limit
+    api.on_pod("MODIFIED", _pool_pod(memory=256, resize="in progress"))
+    await settle()
+    assert len(asked) == 1 and asked[0][1]["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] == "512"
+    assert events == [ReplicaEvent("r1", "ready", endpoint="10.244.0.20:8080")]
+    assert api.replicas.get("fx-hello-v1", 0) == 0
+
+
+async def test_a_resize_the_kubelet_cannot_make_falls_back_to_the_deployment(pooled) -> None:
+    api, backend, events, asked, _ = pooled
+    await backend.start_replica(ReplicaSpec("r1", "hello", 1, DIGEST, spec(memory=10240)))
+    await settle()
+    api.on_pod("MODIFIED", _pool_pod(memory=256, resize="pending: Infeasible Node didn't have enough capacity"))
+    await settle()
+    await settle()
+    assert asked == [] and events == []
+    assert api.deleted[-1] == "pool-a" and api.replicas["fx-hello-v1"] == 1
+
+
+def test_without_in_place_resize_a_bigger_function_gets_deployment_pods() -> None:
+    cfg = KubeConfig.from_env({"FX_K8S_POOL_MEMORY": "256", "FX_K8S_POOL_RESIZE": "false"})
+    assert manifests.fits_pool(cfg, spec(memory=256)) and not manifests.fits_pool(cfg, spec(memory=512))
+    assert manifests.fits_pool(replace(cfg, pool_resize=True), spec(memory=10240))
+    assert not manifests.fits_pool(replace(cfg, pool_memory=0), spec(memory=128)), "no pool"
+
+
+async def test_a_deployment_pod_is_a_replica_once_it_answers_the_controllers_probe() -> None:
+    """Not at the kubelet's next readiness probe (every second): the controller asks from the container's start."""
+    api, events, answers = FakeApi(), [], [False, False, True]
+    probed: list[str] = []
+
+    async def probe(ip: str) -> bool:
+        probed.append(ip)
+        return answers.pop(0)
+
+    backend = KubernetesBackend(api, probe=probe)
+    await backend.open(events.append)
+    try:
+        await backend.start_replica(ReplicaSpec("r1", "hello", 1, DIGEST, spec()))
+        api.on_pod("ADDED", pod("p1", ip="10.244.0.7"))  # not running yet: nothing to ask
+        api.on_pod("MODIFIED", pod("p1", ip="10.244.0.7", running=True))
+        api.on_pod("MODIFIED", pod("p1", ip="10.244.0.7", running=True))  # one probe per pod, however many events
+        for _ in range(50):
+            if events:
+                break
+            await asyncio.sleep(0.01)
+        assert probed == ["10.244.0.7"] * 3
+        assert events == [ReplicaEvent("r1", "ready", endpoint="10.244.0.7:8080")]
+        # The kubelet's Ready comes later and changes nothing; losing it afterwards is the replica's end.
+        api.on_pod("MODIFIED", pod("p1", ip="10.244.0.7", running=True))
+        api.on_pod("MODIFIED", pod("p1", ip="10.244.0.7", ready=True))
+        assert len(events) == 1
+        api.on_pod("MODIFIED", pod("p1", ip="10.244.0.7", running=True, ready=False))
+        assert events[-1] == ReplicaEvent("r1", "exit")
+    finally:
+        await backend.close()
+
+
+def test_pod_state_reads_the_memory_limit_and_an_in_place_resize() -> None:
+    def v1pod(condition: str, reason: str = "") -> client.V1Pod:
+        return client.V1Pod(
+            metadata=client.V1ObjectMeta(name="fx-pool-a", labels={manifests.POOL_LABEL: "true"}),
+            status=client.V1PodStatus(
+                pod_ip="10.244.0.9",
+                conditions=[client.V1PodCondition(type=condition, status="True", reason=reason)],
+                container_statuses=[
+                    client.V1ContainerStatus(
+                        name="function",
+                        image="x",
+                        image_id="",
+                        ready=True,
+                        restart_count=0,
+                        state=client.V1ContainerState(running=client.V1ContainerStateRunning()),
+                        resources=client.V1ResourceRequirements(limits={"memory": "256Mi"}),
+                    )
+                ],
+            ),
+        )
+
+    state = pod_state(v1pod("PodResizeInProgress"))
+    assert state and state.running and state.memory == 256 and state.resize == "in progress"
+    state = pod_state(v1pod("PodResizePending", "Infeasible"))
+    assert state and state.resize == "pending: Infeasible"
 
 
 async def test_an_init_error_in_a_pool_pod_is_reported_and_the_pod_deleted(pooled) -> None:

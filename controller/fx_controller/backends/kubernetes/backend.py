@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -29,6 +30,7 @@ from typing import Protocol
 
 import httpx
 from fx.nats_auth import Signer
+from fx.protocol import REPLICA_HEALTH_PATH
 
 from ...settings import Settings
 from ...state.artifacts import Artifacts
@@ -49,8 +51,14 @@ log = logging.getLogger("fx_controller.kubernetes")
 
 Key = tuple[str, int]  # (function, version)
 DRAINED_COST = -1000
+RING_ATTEMPTS, RING_INTERVAL_S = 250, 0.02  # 5 s for a pool pod's runtime to listen
+# A Deployment pod is asked for its health from the moment its container runs, at these intervals (doubling), so
+# its replica is ready when the runtime is, not at the kubelet's next readiness probe (every second).
+PROBE_FIRST_S, PROBE_MAX_S, PROBE_TIMEOUT_S = 0.01, 0.1, 1.0
+RESIZE_WAIT_S = 10.0  # for the kubelet to take a pool pod's in-place resize; then the Deployment instead
 # (pod IP, replica env, files for the pod's /tmp) -> the runtime's event
 Specialize = Callable[[str, dict[str, str], dict[str, str]], Awaitable[dict]]
+Probe = Callable[[str], Awaitable[bool]]  # pod IP -> whether its replica answers its health check
 
 
 class Api(Protocol):
@@ -65,6 +73,7 @@ class Api(Protocol):
     async def deployments(self) -> dict[str, int]: ...
     async def set_deletion_cost(self, pod: str, cost: int) -> None: ...
     async def claim_pod(self, pod: str, patch: dict) -> None: ...
+    async def resize_pod(self, pod: str, memory: int) -> None: ...
     async def delete_pod(self, pod: str, grace: int | None = None) -> None: ...
     async def standalone_pods(self) -> list[str]: ...
     async def read_secret(self, name: str) -> dict[str, str] | None: ...
@@ -80,30 +89,43 @@ class Companion(Protocol):
     async def stop(self) -> None: ...
 
 
-def http_specialize(access: PodAccess, timeout: float) -> Specialize:
+class HttpSpecialize:
     """Leave the replica environment for the pool pod to fetch (once, by its address), then ring it: POST
-    /_fx/specialize, which carries nothing the pod trusts. It answers once the replica is ready or failed."""
+    /_fx/specialize, which carries nothing the pod trusts. It answers once the replica is ready or failed.
+    One HTTP client for every pool pod: making one costs ~20 ms of CPU (its TLS context), on the cold start path."""
 
-    async def specialize(ip: str, env: dict[str, str], files: dict[str, str]) -> dict:
+    def __init__(self, access: PodAccess, timeout: float) -> None:
+        self._access = access
+        self._http = httpx.AsyncClient(timeout=timeout)
+
+    async def __call__(self, ip: str, env: dict[str, str], files: dict[str, str]) -> dict:
         url = f"http://{ip}:{manifests.PORT}/_fx/specialize"
-        access.assign(ip, env, files)
+        self._access.assign(ip, env, files)
         try:
-            async with httpx.AsyncClient(timeout=timeout) as http:
-                for attempt in range(50):  # a pool pod's runtime may still be importing: refused for a moment
-                    try:
-                        answer = await http.post(url)
-                        if answer.status_code in (200, 500):
-                            return answer.json()
-                        raise RuntimeError(f"answered {answer.status_code}: {answer.text[:200]}")
-                    except httpx.ConnectError:
-                        if attempt == 49:
-                            raise
-                        await asyncio.sleep(0.1)
+            for attempt in range(RING_ATTEMPTS):  # a pool pod's runtime may still be importing: refused a moment
+                try:
+                    answer = await self._http.post(url)
+                    if answer.status_code in (200, 500):
+                        return answer.json()
+                    raise RuntimeError(f"answered {answer.status_code}: {answer.text[:200]}")
+                except httpx.ConnectError:
+                    if attempt == RING_ATTEMPTS - 1:
+                        raise
+                    await asyncio.sleep(RING_INTERVAL_S)
         finally:
-            access.finish(ip)
+            self._access.finish(ip)
         raise AssertionError("unreachable")
 
-    return specialize
+    async def probe(self, ip: str) -> bool:
+        """Whether the replica at `ip` answers its health check (what the pods' readiness probe asks)."""
+        try:
+            answer = await self._http.get(f"http://{ip}:{manifests.PORT}{REPLICA_HEALTH_PATH}", timeout=PROBE_TIMEOUT_S)
+        except httpx.HTTPError:
+            return False
+        return answer.status_code == 200
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
 
 
 class KubernetesBackend:
@@ -128,9 +150,11 @@ class KubernetesBackend:
         companions: tuple[Companion, ...] = (),
         on_replicas: Callable[[str], None] = lambda function: None,
         specialize: Specialize | None = None,
+        probe: Probe | None = None,
         logs: PodLogs | None = None,
         access: PodAccess | None = None,
         signer: Signer | None = None,
+        init_timeout: float = 60.0,
     ) -> None:
         self._api = api
         self._cfg = api.cfg
@@ -138,7 +162,9 @@ class KubernetesBackend:
         self._on_replicas = on_replicas  # a function's ready replicas changed (its Function status follows)
         # Told of every pod event: code and pool assignments are handed out by pod address (the artifact server).
         self._access = access or PodAccess()
-        self._specialize = specialize or http_specialize(self._access, 60.0)
+        self._http = HttpSpecialize(self._access, init_timeout)
+        self._specialize = specialize or self._http
+        self._probe = probe or self._http.probe
         self._signer = signer  # mints granted versions' NATS users; None: NATS without authorization
         self._logs = logs
         self._on_event: EventSink = lambda _: None
@@ -150,6 +176,9 @@ class KubernetesBackend:
         self._idle: dict[str, PodState] = {}  # ready pool pods nobody claimed
         self._standalone: set[str] = set()  # pods taken from the pool: no Deployment scales them
         self._specializing: set[str] = set()  # replicas whose pool pod is loading their code
+        self._probing: set[str] = set()  # Deployment pods whose health the controller asks until they answer
+        self._kube_ready: set[str] = set()  # pods the kubelet has reported Ready (a later not-Ready: gone bad)
+        self._pod_changed = asyncio.Event()  # set (and replaced) on every pod event
         self._stopping: set[str] = set()  # replicas whose pod is being removed
         self._desired: dict[Key, int] = defaultdict(int)
         self._locks: dict[Key, asyncio.Lock] = defaultdict(asyncio.Lock)
@@ -175,21 +204,24 @@ class KubernetesBackend:
 
     async def start_replica(self, replica: ReplicaSpec) -> None:
         key = (replica.function, replica.version)
-        async with self._locks[key]:
-            # Looked up on every start: a Function deleted and made again has a new uid to own things by.
-            function = await self._api.get_function(replica.function) or await self._api.create_function(
-                manifests.function_resource(self._cfg, replica.spec)
-            )
-            owner = function["metadata"]["uid"]
-            self._keys[replica.id] = key
-            pool_pod = self._take_idle() if manifests.fits_pool(self._cfg, replica.spec) else None
-            if pool_pod is None:
-                await self._start_in_deployment(replica, owner)
-                return
-            self._assign(replica.id, pool_pod)
-            self._standalone.add(pool_pod.name)
-            self._specializing.add(replica.id)
-        self._spawn(self._start_in_pool(replica, pool_pod, owner))
+        pool_pod = self._take_idle() if manifests.fits_pool(self._cfg, replica.spec) else None
+        self._keys[replica.id] = key
+        if pool_pod is None:
+            async with self._locks[key]:
+                await self._start_in_deployment(replica, await self._owner(replica))
+            return
+        self._assign(replica.id, pool_pod)
+        self._standalone.add(pool_pod.name)
+        self._specializing.add(replica.id)
+        self._spawn(self._start_in_pool(replica, pool_pod))
+
+    async def _owner(self, replica: ReplicaSpec) -> str:
+        """The uid of the replica's Function, made if missing. Looked up on every start: a Function deleted and
+        made again has a new uid to own things by."""
+        function = await self._api.get_function(replica.function) or await self._api.create_function(
+            manifests.function_resource(self._cfg, replica.spec)
+        )
+        return function["metadata"]["uid"]
 
     async def _start_in_deployment(self, replica: ReplicaSpec, owner: str) -> None:
         key = (replica.function, replica.version)
@@ -201,7 +233,38 @@ class KubernetesBackend:
         self._desired[key] += 1
         await self._scale(key)
 
-    async def _start_in_pool(self, replica: ReplicaSpec, pod: PodState, owner: str) -> None:
+    async def _claim_pool_pod(self, replica: ReplicaSpec, pod: PodState) -> None:
+        """The pool pod becomes the version's: out of the pool's ReplicaSet, owned by the Function."""
+        key = (replica.function, replica.version)
+        patch = manifests.claim_patch(self._cfg, *key, replica.digest, replica.spec, await self._owner(replica))
+        await self._api.claim_pod(pod.name, patch)
+        self._follow_log(pod.name, replica.function)  # from here on the pod's output is the function's
+
+    async def _resize_and_ring(self, pod: PodState, memory: int, env: dict[str, str], files: dict[str, str]) -> dict:
+        """A function bigger than the pool's pods gets its memory first: the pod is rung once the kubelet has
+        taken the resize (it writes the cgroup limit as it does, before the code is even fetched)."""
+        if memory > self._cfg.pool_memory:
+            await self._api.resize_pod(pod.name, memory)
+            await self._resized(pod.name, memory)
+        return await self._specialize(pod.ip, env, files)
+
+    async def _resized(self, name: str, memory: int) -> None:
+        deadline = time.monotonic() + RESIZE_WAIT_S
+        while True:
+            pod = self._pods.get(name)
+            if pod is None or pod.deleting:
+                raise RuntimeError("the pod went away")
+            if pod.resize.startswith("pending"):
+                raise RuntimeError(f"the kubelet cannot resize it to {memory} MiB ({pod.resize})")
+            if pod.resize == "in progress" or pod.memory >= memory:
+                return
+            changed = self._pod_changed
+            try:
+                await asyncio.wait_for(changed.wait(), deadline - time.monotonic())
+            except TimeoutError:
+                raise RuntimeError(f"the kubelet did not resize it to {memory} MiB in {RESIZE_WAIT_S:.0f} s") from None
+
+    async def _start_in_pool(self, replica: ReplicaSpec, pod: PodState) -> None:
         key = (replica.function, replica.version)
         spec, creds = replica.spec, manifests.POOL_NATS_CREDS
         listed = manifests.replica_env(self._cfg, *key, replica.digest, spec, creds, replica.token)
@@ -210,23 +273,32 @@ class KubernetesBackend:
         files = {}  # no Secret volume either: a granted version's NATS user comes in the assignment
         if spec.nats is not None and self._signer is not None:
             files[creds] = nats_identities.function_creds(self._signer, *key, spec)
-        try:
-            await self._api.claim_pod(pod.name, manifests.claim_patch(self._cfg, *key, replica.digest, spec, owner))
-            self._follow_log(pod.name, replica.function)  # from here on the pod's output is the function's
-            answer = await self._specialize(pod.ip, env, files)
-        except Exception as e:  # the pod is of no use: drop it, and start the replica the slow way
-            log.warning("pool pod %s could not become replica %s (%s): using the Deployment", pod.name, replica.id, e)
+        began = time.monotonic()
+        # The claim (two API calls) and the code's loading overlap: only the controller can ring the pod, and its
+        # replica is reported ready (reachable through the gateway) once both are done.
+        claimed, answer = await asyncio.gather(
+            self._claim_pool_pod(replica, pod),
+            self._resize_and_ring(pod, spec.memory, env, files),
+            return_exceptions=True,
+        )
+        failure = claimed if isinstance(claimed, BaseException) else answer
+        if isinstance(failure, BaseException):  # the pod is of no use: drop it, start the replica the slow way
+            log.warning(
+                "pool pod %s could not become replica %s (%s): using the Deployment", pod.name, replica.id, failure
+            )
             self._release(replica.id)
             self._spawn(self._api.delete_pod(pod.name))
             if replica.id in self._keys:
                 async with self._locks[key]:
-                    await self._start_in_deployment(replica, owner)
+                    await self._start_in_deployment(replica, await self._owner(replica))
             return
+        assert isinstance(answer, dict)
         if self._pod_of.get(replica.id) != pod.name:
             return  # stopped or gone meanwhile: that path reported the exit and removes the pod
         self._specializing.discard(replica.id)
         if answer.get("event") == "ready":
-            log.info("replica %s is pool pod %s at %s", replica.id, pod.name, pod.endpoint)
+            took = (time.monotonic() - began) * 1000
+            log.info("replica %s is pool pod %s at %s (%.0f ms)", replica.id, pod.name, pod.endpoint, took)
             self._on_event(ReplicaEvent(replica.id, "ready", endpoint=pod.endpoint, init_ms=answer.get("init_ms")))
             self._on_replicas(key[0])
         else:
@@ -268,6 +340,7 @@ class KubernetesBackend:
         self._api.close()
         for task in list(self._tasks):
             task.cancel()
+        await self._http.aclose()
         for companion in reversed(self._companions):
             await companion.stop()
 
@@ -288,8 +361,14 @@ class KubernetesBackend:
         if gone:
             self._pods.pop(pod.name, None)
             self._standalone.discard(pod.name)
+            self._kube_ready.discard(pod.name)
         else:
             self._pods[pod.name] = pod
+        was_ready = pod.name in self._kube_ready
+        self._pod_changed.set()
+        self._pod_changed = asyncio.Event()
+        if pod.ready and not gone:
+            self._kube_ready.add(pod.name)
         if pod.pool:
             if not gone and pod.ready and pod.ip and not pod.deleting and pod.name not in self._replica_of:
                 self._idle[pod.name] = pod
@@ -304,13 +383,17 @@ class KubernetesBackend:
                     self._claim(key, pod)
                 elif pod.init_error:
                     self._init_failed(key, pod)
+                elif pod.running and pod.ip and pod.name not in self._probing:
+                    self._probing.add(pod.name)
+                    self._spawn(self._probe_until_ready(key, pod.name))
             return
         if replica_id in self._stopping:
             if gone:
                 self._exited(replica_id, None)
             return
-        # Not asked for: deleted by someone else, evicted, or the container crashed and lost readiness.
-        if gone or pod.deleting or not pod.ready:
+        # Not asked for: deleted by someone else, evicted, the container crashed, or it lost readiness. (A pod
+        # taken when it answered the controller's probe is not Ready for the kubelet until its own probe.)
+        if gone or pod.deleting or not pod.running or (was_ready and not pod.ready):
             log.warning("pod %s of replica %s went away (%s)", pod.name, replica_id, kind)
             self._exited(replica_id, pod.init_error[2] if pod.init_error else None)
             if pod.name in self._standalone:
@@ -319,6 +402,27 @@ class KubernetesBackend:
             else:
                 self._desired[key] -= 1
                 self._spawn(self._scale_locked(key))
+
+    async def _probe_until_ready(self, key: Key, name: str) -> None:
+        """Ask a running Deployment pod's replica for its health until it answers, then hand the pod to the oldest
+        replica waiting, as the kubelet's Ready would a little later; stops once the pod is taken, not wanted, or
+        gone."""
+        interval = PROBE_FIRST_S
+        try:
+            while self._wants_probed(key, name):
+                if await self._probe(self._pods[name].ip):
+                    if self._wants_probed(key, name):  # the watch may have moved on while the probe waited
+                        self._claim(key, self._pods[name])
+                    return
+                await asyncio.sleep(interval)
+                interval = min(interval * 2, PROBE_MAX_S)
+        finally:
+            self._probing.discard(name)
+
+    def _wants_probed(self, key: Key, name: str) -> bool:
+        pod = self._pods.get(name)
+        alive = pod is not None and pod.running and not pod.deleting
+        return alive and name not in self._replica_of and bool(self._pending.get(key))
 
     def _follow_log(self, pod: str, function: str) -> None:
         if self._logs:
@@ -423,7 +527,7 @@ def create(settings: Settings, artifacts: Artifacts) -> KubernetesBackend:
         api,
         companions=companions,
         on_replicas=sync.replicas_changed,
-        specialize=http_specialize(access, settings.init_timeout),
+        init_timeout=settings.init_timeout,
         logs=PodLogs(api, settings.state_dir / "logs"),
         access=access,
         signer=signer,

@@ -52,6 +52,9 @@ class KubeConfig:
     # pool) and termination grace; a function fits when its memory and timeout fit in those.
     pool_memory: int = 0
     pool_grace: int = 60
+    # A function bigger than pool_memory takes a pool pod resized in place to its memory (InPlacePodVerticalScaling,
+    # on by default since Kubernetes 1.33); False: it gets pods of its Deployment.
+    pool_resize: bool = True
 
     @property
     def images(self) -> dict[str, str]:
@@ -89,6 +92,7 @@ class KubeConfig:
             nats_routes=tuple(r.strip() for r in env.get("FX_K8S_NATS_ROUTES", "").split(",") if r.strip()),
             pool_memory=int(env.get("FX_K8S_POOL_MEMORY", d.pool_memory)),
             pool_grace=int(env.get("FX_K8S_POOL_GRACE", d.pool_grace)),
+            pool_resize=env.get("FX_K8S_POOL_RESIZE", str(d.pool_resize)).lower() == "true",
         )
 
 

@@ -170,6 +170,18 @@ class KubeApi:
             self.core.patch_namespaced_pod, pod, self.cfg.namespace, patch, _content_type="application/merge-patch+json"
         )
 
+    async def resize_pod(self, pod: str, memory: int) -> None:
+        """Its container's memory request and limit to `memory` MiB, in place (the pod's resize subresource)."""
+        size = f"{memory}Mi"
+        resources = {"requests": {"memory": size}, "limits": {"memory": size}}
+        await asyncio.to_thread(
+            self.core.patch_namespaced_pod_resize,
+            pod,
+            self.cfg.namespace,
+            {"spec": {"containers": [{"name": CONTAINER, "resources": resources}]}},
+            _content_type="application/strategic-merge-patch+json",  # the container's other resources stay
+        )
+
     async def delete_pod(self, pod: str, grace: int | None = None) -> None:
         try:
             await asyncio.to_thread(

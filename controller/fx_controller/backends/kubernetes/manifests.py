@@ -182,9 +182,11 @@ def grace_seconds(cfg: KubeConfig, spec: FunctionSpec) -> int:
 
 
 def fits_pool(cfg: KubeConfig, spec: FunctionSpec) -> bool:
-    """Pool pods run fx's runtime image: a function with its own image, or of another runtime, needs its own pods."""
+    """Pool pods run fx's runtime image: a function with its own image, or of another runtime, needs its own pods;
+    a pod's grace period cannot change, its memory can (resized in place, when cfg.pool_resize)."""
     pool_image = spec.image is None and cfg.images.get(spec.runtime) == cfg.runtime_image
-    return pool_image and 0 < spec.memory <= cfg.pool_memory and grace_seconds(cfg, spec) <= cfg.pool_grace
+    memory = 0 < spec.memory <= cfg.pool_memory or (cfg.pool_memory > 0 and cfg.pool_resize)
+    return pool_image and memory and grace_seconds(cfg, spec) <= cfg.pool_grace
 
 
 def claim_patch(cfg: KubeConfig, function: str, version: int, digest: str, spec: FunctionSpec, owner_uid: str) -> dict:
