@@ -32,6 +32,7 @@ class FakeApi:
         self.standalone = ["fx-hello-old"]
         self.functions: dict[str, dict] = {}
         self.created: dict[str, dict] = {}
+        self.deployment_writes = 0  # create_deployment calls (each one or two API requests)
         self.replicas: dict[str, int] = dict(deployments or {})
         self.costs: dict[str, int] = {}
         self.secrets: dict[str, dict] = {}
@@ -48,6 +49,7 @@ class FakeApi:
         return body
 
     async def create_deployment(self, body: dict) -> None:
+        self.deployment_writes += 1
         self.created[body["metadata"]["name"]] = body
         self.replicas.setdefault(body["metadata"]["name"], body["spec"]["replicas"])
 

@@ -54,7 +54,7 @@ DRAINED_COST = -1000
 RING_ATTEMPTS, RING_INTERVAL_S = 250, 0.02  # 5 s for a pool pod's runtime to listen
 # A Deployment pod is asked for its health from the moment its container runs, at these intervals (doubling), so
 # its replica is ready when the runtime is, not at the kubelet's next readiness probe (every second).
-PROBE_FIRST_S, PROBE_MAX_S, PROBE_TIMEOUT_S = 0.01, 0.1, 1.0
+PROBE_FIRST_S, PROBE_MAX_S, PROBE_TIMEOUT_S = 0.01, 0.05, 1.0
 RESIZE_WAIT_S = 10.0  # for the kubelet to take a pool pod's in-place resize; then the Deployment instead
 # (pod IP, replica env, files for the pod's /tmp) -> the runtime's event
 Specialize = Callable[[str, dict[str, str], dict[str, str]], Awaitable[dict]]
@@ -181,6 +181,7 @@ class KubernetesBackend:
         self._pod_changed = asyncio.Event()  # set (and replaced) on every pod event
         self._stopping: set[str] = set()  # replicas whose pod is being removed
         self._desired: dict[Key, int] = defaultdict(int)
+        self._made: set[tuple[str, str]] = set()  # (Deployment, owner uid) this process made or gave its template
         self._locks: dict[Key, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._tasks: set[asyncio.Task] = set()
 
@@ -228,7 +229,10 @@ class KubernetesBackend:
         body = manifests.deployment(self._cfg, *key, replica.digest, replica.spec, owner, replica.token)
         if replica.spec.nats is not None and self._signer is not None:  # the user its pods mount, made once
             await nats_identities.ensure_function_secret(self._api, self._signer, *key, replica.spec, owner)
-        await self._api.create_deployment(body)  # made once per version; an existing one takes today's template
+        made = (body["metadata"]["name"], owner)
+        if made not in self._made:  # once per version and Function: its template changes only with this process
+            await self._api.create_deployment(body)  # made once; an existing one takes today's template
+            self._made.add(made)
         self._pending[key].append(replica.id)
         self._desired[key] += 1
         await self._scale(key)
