@@ -169,6 +169,7 @@ class KubernetesBackend:
         self._logs = logs
         self._on_event: EventSink = lambda _: None
         self._keys: dict[str, Key] = {}  # replica id -> version, for every replica not yet exited
+        self._began: dict[str, float] = {}  # replica id -> when it was asked for (monotonic), until it is ready
         self._pending: dict[Key, deque[str]] = defaultdict(deque)  # replicas waiting for a Deployment pod
         self._pod_of: dict[str, str] = {}  # replica id -> pod name
         self._replica_of: dict[str, str] = {}  # pod name -> replica id
@@ -207,6 +208,7 @@ class KubernetesBackend:
         key = (replica.function, replica.version)
         pool_pod = self._take_idle() if manifests.fits_pool(self._cfg, replica.spec) else None
         self._keys[replica.id] = key
+        self._began[replica.id] = time.monotonic()
         if pool_pod is None:
             async with self._locks[key]:
                 await self._start_in_deployment(replica, await self._owner(replica))
@@ -277,7 +279,6 @@ class KubernetesBackend:
         files = {}  # no Secret volume either: a granted version's NATS user comes in the assignment
         if spec.nats is not None and self._signer is not None:
             files[creds] = nats_identities.function_creds(self._signer, *key, spec)
-        began = time.monotonic()
         # The claim (two API calls) and the code's loading overlap: only the controller can ring the pod, and its
         # replica is reported ready (reachable through the gateway) once both are done.
         claimed, answer = await asyncio.gather(
@@ -301,8 +302,7 @@ class KubernetesBackend:
             return  # stopped or gone meanwhile: that path reported the exit and removes the pod
         self._specializing.discard(replica.id)
         if answer.get("event") == "ready":
-            took = (time.monotonic() - began) * 1000
-            log.info("replica %s is pool pod %s at %s (%.0f ms)", replica.id, pod.name, pod.endpoint, took)
+            log.info("replica %s is pool pod %s at %s%s", replica.id, pod.name, pod.endpoint, self._took(replica.id))
             self._on_event(ReplicaEvent(replica.id, "ready", endpoint=pod.endpoint, init_ms=answer.get("init_ms")))
             self._on_replicas(key[0])
         else:
@@ -445,10 +445,15 @@ class KubernetesBackend:
     def _claim(self, key: Key, pod: PodState) -> None:
         replica_id = self._pending[key].popleft()
         self._assign(replica_id, pod)
-        log.info("replica %s is pod %s at %s", replica_id, pod.name, pod.endpoint)
+        log.info("replica %s is pod %s at %s%s", replica_id, pod.name, pod.endpoint, self._took(replica_id))
         self._follow_log(pod.name, key[0])
         self._on_event(ReplicaEvent(replica_id, "ready", endpoint=pod.endpoint))
         self._on_replicas(key[0])
+
+    def _took(self, replica_id: str) -> str:
+        """How long the replica's start took, for the log (where a cold start's time goes)."""
+        began = self._began.pop(replica_id, None)
+        return "" if began is None else f" ({(time.monotonic() - began) * 1000:.0f} ms after it was asked for)"
 
     def _init_failed(self, key: Key, pod: PodState) -> None:
         assert pod.init_error
@@ -483,6 +488,7 @@ class KubernetesBackend:
     def _forget(self, replica_id: str) -> None:
         self._release(replica_id)
         self._keys.pop(replica_id, None)
+        self._began.pop(replica_id, None)
         self._stopping.discard(replica_id)
 
     # --- scale ------------------------------------------------------------------------------
