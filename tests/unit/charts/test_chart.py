@@ -110,6 +110,7 @@ def test_rbac_is_namespaced_and_minimal() -> None:
     assert granted[("", "pods")] == {"get", "list", "watch", "patch", "delete"}  # never create pods directly
     assert granted[("coordination.k8s.io", "leases")] == {"get", "create", "update"}
     assert granted[("", "pods/log")] == {"get"}  # read, for `fx logs`
+    assert granted[("", "pods/resize")] == {"patch"}  # a pool pod's memory, for a function bigger than the pool's
     # The copies of fx secrets: written and listed (to remove stale ones), never watched; read one by one:
     # the NATS identities the controller made (the authority, the gateway's and granted versions' users).
     assert granted[("", "secrets")] == {"get", "list", "create", "update", "delete"}
@@ -118,6 +119,7 @@ def test_rbac_is_namespaced_and_minimal() -> None:
         ("", "pods"),
         ("", "secrets"),
         ("", "pods/log"),
+        ("", "pods/resize"),
         ("fx.dev", "functions"),
         ("fx.dev", "functions/status"),
         ("coordination.k8s.io", "leases"),
@@ -280,6 +282,9 @@ def test_the_warm_pool_is_function_pods_the_controller_knows_the_size_of() -> No
     controller = named(docs, "Deployment", "-controller")["spec"]["template"]["spec"]["containers"][0]
     env = {e["name"]: e.get("value") for e in controller["env"]}
     assert env["FX_K8S_POOL_MEMORY"] == "512"
+    assert KubeConfig.from_env(env).pool_resize  # bigger functions take a pool pod resized in place by default
+    env = named(render("runtime.warmPool.resize=false"), "Deployment", "-controller")["spec"]["template"]["spec"]
+    assert not KubeConfig.from_env({e["name"]: e.get("value") for e in env["containers"][0]["env"]}).pool_resize
     # No pool: none rendered, and the controller is told so.
     docs = render("runtime.warmPool.size=0")
     assert not [d for d in of_kind(docs, "Deployment") if d["metadata"]["name"].endswith("-pool")]
