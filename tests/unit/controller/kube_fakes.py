@@ -54,6 +54,8 @@ class FakeApi:
         self.replicas.setdefault(body["metadata"]["name"], body["spec"]["replicas"])
 
     async def scale(self, name: str, replicas: int) -> None:
+        if name not in self.created and name not in self.replicas:
+            raise LookupError(f"no Deployment {name}")  # the API server's 404
         self.replicas[name] = replicas
 
     async def deployments(self) -> dict[str, int]:

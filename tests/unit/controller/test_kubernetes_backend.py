@@ -157,6 +157,10 @@ async def test_a_replica_is_the_next_ready_pod_and_leaves_by_deletion_cost(setup
     await backend.start_replica(ReplicaSpec("r2", "hello", 1, DIGEST, spec()))
     assert api.replicas["fx-hello-v1"] == 2 and len(api.created) == 1  # the Deployment is made once
     assert api.deployment_writes == 1  # and not written again on the cold start path
+    del api.created["fx-hello-v1"], api.replicas["fx-hello-v1"]  # kubectl delete deployment
+    await backend.start_replica(ReplicaSpec("r3", "hello", 1, DIGEST, spec()))
+    assert api.replicas["fx-hello-v1"] == 3 and api.deployment_writes == 2  # made again
+    await backend.stop_replica("r3", grace=10)
     api.on_pod("MODIFIED", pod("p2", ip="10.244.0.8", ready=True))
     assert events[-1] == ReplicaEvent("r2", "ready", endpoint="10.244.0.8:8080")
 

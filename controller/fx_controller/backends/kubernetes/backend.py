@@ -232,12 +232,20 @@ class KubernetesBackend:
         if replica.spec.nats is not None and self._signer is not None:  # the user its pods mount, made once
             await nats_identities.ensure_function_secret(self._api, self._signer, *key, replica.spec, owner)
         made = (body["metadata"]["name"], owner)
-        if made not in self._made:  # once per version and Function: its template changes only with this process
+        fresh = made not in self._made  # once per version and Function: its template changes only with this process
+        if fresh:
             await self._api.create_deployment(body)  # made once; an existing one takes today's template
             self._made.add(made)
         self._pending[key].append(replica.id)
         self._desired[key] += 1
-        await self._scale(key)
+        try:
+            await self._scale(key)
+        except Exception:
+            if fresh:
+                raise
+            log.warning("scaling %s failed: making it again (deleted by someone else?)", body["metadata"]["name"])
+            await self._api.create_deployment(body)
+            await self._scale(key)
 
     async def _claim_pool_pod(self, replica: ReplicaSpec, pod: PodState) -> None:
         """The pool pod becomes the version's: out of the pool's ReplicaSet, owned by the Function."""
