@@ -83,13 +83,18 @@ def handler(event, context):
 """
 
 
-def _deploy(fx, name: str, source: str, memory: int, min_replicas: int = 0, extra: str = "") -> None:
+# A timeout the warm pool's pods cannot take (timeout + preStop + 5 s is more than their 60 s grace period, which no
+# pod can change): such a function gets pods of its Deployment. (Memory would not do: a pool pod is resized to it.)
+DEPLOYMENT_TIMEOUT = 120
+
+
+def _deploy(fx, name: str, source: str, memory: int, min_replicas: int = 0, extra: str = "", timeout: int = 30) -> None:
     folder: Path = fx.home / name
     folder.mkdir(exist_ok=True)
     (folder / "handler.py").write_text(source)
     (folder / "fx.yaml").write_text(
         f"functions:\n  {name}:\n    handler: handler.handler\n    runtime: python3.11\n    memory: {memory}\n"
-        f"    timeout: 30\n    scale: {{min: {min_replicas}, max: 1}}\n{extra}"
+        f"    timeout: {timeout}\n    scale: {{min: {min_replicas}, max: 1}}\n{extra}"
     )
     fx("deploy", cwd=folder)
 
@@ -155,10 +160,11 @@ def _targets(kube: Kube, victim: str) -> dict:
 
 
 @pytest.mark.parametrize(
-    ("probe", "memory", "pod_prefix"), [("probe-pool", 128, "fx-pool-"), ("probe-pod", 512, "fx-probe-pod-v1-")]
+    ("probe", "timeout", "pod_prefix"),
+    [("probe-pool", 30, "fx-pool-"), ("probe-pod", DEPLOYMENT_TIMEOUT, "fx-probe-pod-v1-")],
 )
-def test_a_function_pod_reaches_only_what_it_needs(kube: Kube, fx, victim, probe, memory, pod_prefix) -> None:
-    _deploy(fx, probe, PROBE, memory)
+def test_a_function_pod_reaches_only_what_it_needs(kube: Kube, fx, victim, probe, timeout, pod_prefix) -> None:
+    _deploy(fx, probe, PROBE, 128, timeout=timeout)
     _invoke(fx, probe, {})  # its pod taken (or made) first, so an idle pool pod aimed at is not itself
     (pod,) = _pods(kube, f"fx.dev/function={probe}")
     assert pod["metadata"]["name"].startswith(pod_prefix)
@@ -203,8 +209,8 @@ def test_a_secret_reaches_the_functions_that_name_it_and_no_other(kube: Kube, fx
     """One Kubernetes Secret per fx secret, taken in by the Deployments of the functions naming it; a pool pod
     gets the values in the assignment it fetches from the controller, never in anything a caller could send."""
     fx("secret", "set", "db", "DB_PASSWORD=s3cret-e2e")
-    for name, memory in (("uses-db-pool", 128), ("uses-db-pod", 512)):
-        _deploy(fx, name, READS_SECRET, memory, extra="    secrets: [db]\n")
+    for name, timeout in (("uses-db-pool", 30), ("uses-db-pod", DEPLOYMENT_TIMEOUT)):
+        _deploy(fx, name, READS_SECRET, 128, extra="    secrets: [db]\n", timeout=timeout)
         assert _invoke(fx, name, {}) == {"password": "s3cret-e2e"}, name
     _deploy(fx, "no-db", READS_SECRET, 128)
     assert _invoke(fx, "no-db", {}) == {"password": None}
@@ -216,8 +222,8 @@ def test_a_secret_reaches_the_functions_that_name_it_and_no_other(kube: Kube, fx
     fx("secret", "rm", "db")
 
 
-@pytest.mark.parametrize(("name", "memory"), [("nats-attacker-pool", 128), ("nats-attacker-pod", 512)])
-def test_a_granted_function_gets_its_subjects_on_nats_and_nothing_of_fx(kube: Kube, fx, name, memory) -> None:
+@pytest.mark.parametrize(("name", "timeout"), [("nats-attacker-pool", 30), ("nats-attacker-pod", DEPLOYMENT_TIMEOUT)])
+def test_a_granted_function_gets_its_subjects_on_nats_and_nothing_of_fx(kube: Kube, fx, name, timeout) -> None:
     """NATS runs with authorization: a function with `nats: {publish: [users.created]}` publishes there with
     its own user (from its Deployment's Secret, or from its pool pod's assignment), and every attack on fx's
     subjects, buckets, streams and other inboxes is a permissions violation; without a user, no connection."""
@@ -225,7 +231,7 @@ def test_a_granted_function_gets_its_subjects_on_nats_and_nothing_of_fx(kube: Ku
     folder.mkdir(exist_ok=True)
     shutil.copy(layout.REPO / "tests" / "security" / "nats_attacks.py", folder / "nats_attacks.py")
     (folder / "requirements.txt").write_text("nats-py[nkeys]>=2.7\n")
-    _deploy(fx, name, NATS_ATTACKER, memory, extra="    nats: {publish: [users.created]}\n")
+    _deploy(fx, name, NATS_ATTACKER, 128, extra="    nats: {publish: [users.created]}\n", timeout=timeout)
     report = _invoke(fx, name, {})
     assert report.pop("pub users.created") == "ok"
     assert report.pop("anonymous").startswith("refused"), "NATS took a connection without a user"
@@ -233,14 +239,14 @@ def test_a_granted_function_gets_its_subjects_on_nats_and_nothing_of_fx(kube: Ku
     fx("rm", name)
 
 
-@pytest.mark.parametrize("memory", [256, 512])  # a warm-pool pod, and a Deployment pod
-def test_the_deployable_probe_finds_every_attack_blocked(kube: Kube, fx, victim, memory) -> None:
+@pytest.mark.parametrize("timeout", [30, DEPLOYMENT_TIMEOUT])  # a warm-pool pod, and a Deployment pod
+def test_the_deployable_probe_finds_every_attack_blocked(kube: Kube, fx, victim, timeout) -> None:
     """tests/security/probe, as anyone would run it against their install, pointed at this cluster's node
     and idle pool pods."""
-    folder: Path = fx.home / f"probe-{memory}"
+    folder: Path = fx.home / f"probe-{timeout}"
     shutil.copytree(layout.REPO / "tests" / "security" / "probe", folder, ignore=shutil.ignore_patterns("__pycache__"))
     config = folder / "fx.yaml"
-    config.write_text(config.read_text().replace("memory: 256", f"memory: {memory}"))
+    config.write_text(config.read_text().replace("timeout: 30", f"timeout: {timeout}"))
     fx("deploy", cwd=folder)
     _invoke(fx, "fx-probe", {})  # its pod taken first, so the pool pods named below are others
     node = kube.get("nodes")["items"][0]
