@@ -83,6 +83,7 @@ bench: install
 	$(BIN)/python -m bench.events --events 20000
 	$(BIN)/python -m bench.gateway_nginx --duration 4 --rounds 3
 	$(BIN)/python -m bench.runtime_invoke --requests 20000 --rounds 3
+	$(BIN)/python -m bench.deploy_scale --functions 1000 --samples 30
 	@$(BIN)/python -m bench.report
 
 images: install

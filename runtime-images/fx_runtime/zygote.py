@@ -797,7 +797,9 @@ def _spare(read_fd: int, write_fd: int, confinement: sandboxing.Confinement, cha
         confinement.prepare()
         assignment = confinement.wait()
         # The zygote says "template" on the channel before it hands a spare the function it is to be a template of.
-        is_template = bool(select.select([channel], [], [], 0)[0]) and os.read(channel, 64) == b"template"
+        said = select.poll()  # not select(): a zygote running ~1,000 replicas holds fds past FD_SETSIZE
+        said.register(channel, select.POLLIN)
+        is_template = bool(said.poll(0)) and os.read(channel, 64) == b"template"
     except BaseException:
         traceback.print_exc()
         os._exit(70)

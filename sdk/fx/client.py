@@ -20,16 +20,15 @@ from urllib.parse import quote
 from urllib.request import getproxies
 
 import httpx
-from pydantic import TypeAdapter, ValidationError
+from pydantic import TypeAdapter
 
 from fx import config
-from fx.errors import FunctionError, FxError, error_for_status
+from fx.errors import FunctionError, FxError, answer_error, unreachable
 from fx.models import (
     AliasSpec,
     ArtifactInfo,
     BlobInfo,
     DeployResult,
-    ErrorDetail,
     FunctionInfo,
     FunctionSpec,
     PromoteSpec,
@@ -165,6 +164,10 @@ class Client(_Gateway):
     def validate(self, spec: FunctionSpec, traffic: bool = True) -> DeployResult:
         """The server's dry run of deploy(): FxError for whatever it would refuse, nothing applied."""
         return self._put_function(spec, {"dry_run": "true"} if traffic else {"dry_run": "true", "traffic": "none"})
+
+    def get_json(self, path: str, params: dict[str, Any] | None = None) -> Any:
+        """An admin-API GET's JSON as it came, unvalidated (the CLI's read commands show it as they get it)."""
+        return self._send("GET", path, params=params).json()
 
     def list_functions(self) -> list[FunctionInfo]:
         return _list_of(FunctionInfo).validate_json(self._send("GET", "/system/functions").content)
@@ -503,14 +506,7 @@ def _invoke_answer(r: httpx.Response) -> Any:
 
 
 def _unreachable(gateway: str, exc: httpx.TransportError) -> FxError:
-    if isinstance(exc, httpx.TimeoutException):
-        return FxError(0, "Timeout", f"the gateway at {gateway} did not answer in time ({exc!r})")
-    return FxError(
-        0,
-        "Unreachable",
-        f"the gateway at {gateway} is not reachable ({exc}); start one with `fx up`,"
-        " or point the CLI at yours with `fx login --gateway URL --token TOKEN`",
-    )
+    return unreachable(gateway, exc, timed_out=isinstance(exc, httpx.TimeoutException))
 
 
 def silent(line: str) -> None:
@@ -529,19 +525,4 @@ def _json_or_text(r: httpx.Response) -> Any:
 
 
 def _error(r: httpx.Response) -> FxError:
-    """An FxError from an ErrorBody answer, Lambda's error shape (the gateway's Runtime.ReplicaLost), or from
-    whatever else came back. The Invoke API's errors carry Lambda's keys beside the ErrorBody's `error`."""
-    payload = _json_or_text(r)
-    try:
-        detail = ErrorDetail.model_validate(payload["error"])
-    except (ValidationError, KeyError, TypeError):
-        if isinstance(payload, dict) and isinstance(payload.get("errorType"), str):
-            err = error_for_status(r.status_code, payload["errorType"], str(payload.get("errorMessage", "")))
-        else:
-            text = r.text.strip() or r.reason_phrase
-            err = error_for_status(r.status_code, f"HTTP{r.status_code}", text[:500])
-    else:
-        err = error_for_status(r.status_code, detail.code, detail.message, detail.field, detail.function)
-    if r.status_code == 401 and "token" not in err.message.lower():
-        err.message += " (check the admin token: `fx login --token TOKEN` or FX_TOKEN)"
-    return err
+    return answer_error(r.status_code, r.content, r.reason_phrase)

@@ -6,6 +6,7 @@ FxError's subclasses name the kind of refusal by its HTTP status, so a program c
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 
@@ -74,3 +75,52 @@ class FunctionError(Exception):
 
 class InputError(Exception):
     """Bad input on the user's side (a manifest, a flag, a folder): nothing was sent to the server."""
+
+
+_DETAIL_KEYS = {"code", "message", "function", "field"}  # fx.models.ErrorDetail's fields
+
+
+def answer_error(status: int, body: bytes, reason: str) -> FxError:
+    """An FxError from an error answer: fx's ErrorBody (`{"error": {code, message, function?, field?}}`), Lambda's
+    error shape (the gateway's Runtime.ReplicaLost), or whatever else came back. The Invoke API's errors carry
+    Lambda's keys beside the ErrorBody's `error`. Plain JSON checks, not the models: the CLI's light reads
+    (fx.reads) raise these too, without pydantic."""
+    text = body.decode("utf-8", "replace")
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        payload = text
+    detail = payload.get("error") if isinstance(payload, dict) else None
+    if _is_detail(detail):
+        err = error_for_status(status, detail["code"], detail["message"], detail.get("field"), detail.get("function"))
+    elif isinstance(payload, dict) and isinstance(payload.get("errorType"), str):
+        err = error_for_status(status, payload["errorType"], str(payload.get("errorMessage", "")))
+    else:
+        err = error_for_status(status, f"HTTP{status}", (text.strip() or reason)[:500])
+    if status == 401 and "token" not in err.message.lower():
+        err.message += " (check the admin token: `fx login --token TOKEN` or FX_TOKEN)"
+    return err
+
+
+def _is_detail(detail: Any) -> bool:
+    """Whether an ErrorBody's `error` is an ErrorDetail: its fields, of their types, code and message given."""
+    if not isinstance(detail, dict) or not detail.keys() <= _DETAIL_KEYS:
+        return False
+    optional = (detail.get(k) for k in ("function", "field"))
+    return (
+        isinstance(detail.get("code"), str)
+        and isinstance(detail.get("message"), str)
+        and all(v is None or isinstance(v, str) for v in optional)
+    )
+
+
+def unreachable(gateway: str, exc: Exception, timed_out: bool) -> FxError:
+    """The gateway did not answer: an error saying how to start or name one (status 0)."""
+    if timed_out:
+        return FxError(0, "Timeout", f"the gateway at {gateway} did not answer in time ({exc!r})")
+    return FxError(
+        0,
+        "Unreachable",
+        f"the gateway at {gateway} is not reachable ({exc}); start one with `fx up`,"
+        " or point the CLI at yours with `fx login --gateway URL --token TOKEN`",
+    )

@@ -25,7 +25,6 @@ import ctypes
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -38,9 +37,11 @@ from fx import log_files
 from fx import state_dir as state_lock
 from fx.state_dir import PROTECTIONS_FILE
 
-# nats-py, nkeys (fx.nats_auth), httpx and socket are imported where used: the fx CLI imports this module for
-# PlatformError and `fx up`'s defaults at every start, and they would double its start time.
+# nats-py, nkeys (fx.nats_auth), httpx, socket and subprocess are imported where used: the fx CLI imports this
+# module for PlatformError and `fx up`'s defaults at every start, and they would double its start time.
 if TYPE_CHECKING:
+    import subprocess
+
     from nats.aio.client import Client as NATS
 
 READY_TIMEOUT_S = 30.0
@@ -271,6 +272,8 @@ class Platform:
 
     def stop(self) -> None:
         """Stop what start() started, newest first: SIGTERM, then SIGKILL after STOP_TIMEOUT_S. Idempotent."""
+        import subprocess
+
         with self._supervising:
             self._stopping.set()  # no restart from here on
         while self._running:
@@ -368,6 +371,8 @@ class Platform:
     def _popen(self, name: str, argv: list[str], log: IO[bytes]) -> subprocess.Popen:
         """Those that write the state dir inherit its lock, so the dir stays locked while they run, even if
         this launcher is killed outright; the controller inherits the lifeline, for its zygotes."""
+        import subprocess
+
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         fds: list[int] = []
         if name in STATE_WRITERS and self._lock_fd is not None:

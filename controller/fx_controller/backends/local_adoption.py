@@ -58,7 +58,9 @@ class Records:
 
     def __init__(self, run_dir: Path) -> None:
         self._path = control_dir(run_dir) / RECORDS_FILE
-        self._records: dict[str, Record] = {}
+        # Each record as its JSON object, made once: the file is rewritten at every replica start and exit, and
+        # with 1,000 replicas asdict() and json.dump's Python encoder made that 9 ms a time (1.5 ms so).
+        self._records: dict[str, dict[str, object]] = {}
 
     def previous(self) -> dict[str, Record]:
         """What the last controller left (nothing if it left nothing readable); this one starts empty."""
@@ -75,11 +77,11 @@ class Records:
         started = start_time(pid)
         if started is None:
             return  # already gone: its exit event follows
-        self._records[replica_id] = Record(pid, started, endpoint, function, version, token_digest(token))
+        self._records[replica_id] = asdict(Record(pid, started, endpoint, function, version, token_digest(token)))
         self._save()
 
     def keep(self, replica_id: str, record: Record) -> None:
-        self._records[replica_id] = record
+        self._records[replica_id] = asdict(record)
         self._save()
 
     def remove(self, replica_id: str) -> None:
@@ -90,7 +92,7 @@ class Records:
         tmp = self._path.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
-            json.dump({k: asdict(v) for k, v in self._records.items()}, f)
+            f.write(json.dumps(self._records))  # one shot: json.dump would take the Python encoder
         os.replace(tmp, self._path)
 
 

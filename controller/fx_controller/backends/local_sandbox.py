@@ -71,7 +71,7 @@ class UidMap:
     def _save(self) -> None:
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".uids-")
         with os.fdopen(fd, "w") as f:
-            json.dump(self._map, f, sort_keys=True)
+            f.write(json.dumps(self._map, sort_keys=True))  # one shot, the C encoder: it grows with every function
         os.replace(tmp, self.path)  # mkstemp made it 0600
 
 

@@ -61,6 +61,18 @@ def client(args: argparse.Namespace) -> Client:
     return Client(settings.gateway, settings.token)
 
 
+def fetch(args: argparse.Namespace, path: str, params: dict[str, Any] | None = None) -> Any:
+    """The JSON of an admin-API GET as plain data, for the commands that only show it: through fx.reads (no
+    httpx, no models) unless a proxy is configured, which fx.Client honours."""
+    from fx import reads
+
+    settings = config.resolve(args.gateway, args.token, args.context)
+    if reads.usable(settings.gateway):
+        return reads.get_json(settings.gateway, settings.token, path, params)
+    with client(args) as fx:
+        return fx.get_json(path, params)
+
+
 def seconds(text: str) -> float | None:
     """A duration such as 30s, 2m, 1.5h, 500ms or a bare number of seconds; None when it is none of those."""
     match = _DURATION.match(text.strip())
@@ -116,9 +128,14 @@ def print_table(rows: list[list[str]]) -> None:
 
 def print_json(value: Any) -> None:
     """What -o json prints: a model, a list of models or plain data, indented, the same way for every command."""
+    print(json.dumps(value, indent=2, ensure_ascii=False, default=_jsonable))
+
+
+def _jsonable(value: Any) -> Any:
+    """A model (or a datetime...) as JSON data: pydantic is imported only by the commands that print models."""
     from pydantic_core import to_jsonable_python
 
-    print(json.dumps(to_jsonable_python(value), indent=2, ensure_ascii=False))
+    return to_jsonable_python(value)
 
 
 def err(message: str) -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import curses
 import math
 import sys
 import time
@@ -24,6 +23,8 @@ from fx.cli.common import EXIT_OK, OUTPUT, AddCommand, client, print_json, print
 from fx.errors import FxError
 
 if TYPE_CHECKING:
+    import curses
+
     from fx.client import Client
     from fx.models import FunctionInfo, VersionInfo
 
@@ -202,6 +203,8 @@ class Watch:
 
 
 def _live(screen: curses.window, watch: Watch, gateway: str, interval: float) -> None:
+    import curses
+
     with contextlib.suppress(curses.error):
         curses.curs_set(0)  # some terminals cannot hide the cursor
     screen.timeout(KEYS_POLL_MS)
@@ -238,6 +241,8 @@ def cmd_top(args: argparse.Namespace) -> int:
             else:
                 print("no version has traffic, replicas or requests")
             return EXIT_OK
+        import curses  # the live screen alone: not loaded at every CLI start
+
         with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C quits like q; curses.wrapper restores the terminal
             curses.wrapper(_live, watch, fx.gateway, args.interval)
     return EXIT_OK

@@ -64,3 +64,13 @@ def test_the_sdk_s_names_still_resolve_from_the_package() -> None:
     """`import fx` stays light, and fx.Client, fx.AsyncClient and @fx.function are there as before."""
     code = "import fx; fx.Client, fx.AsyncClient, fx.function, fx.FxError"
     assert {"fx.client", "httpx"} <= loaded_after(code)
+
+
+def test_fx_ls_calls_the_platform_without_httpx_or_the_models() -> None:
+    """`fx ls` reads plain JSON over a socket (fx.reads): neither httpx and the models (~140 ms) nor http.client
+    (the email package and ssl, 11-16 ms). Unreachable here, so it is the whole call path but the answer."""
+    code = "import fx.cli; fx.cli.main(['--gateway', 'http://127.0.0.1:9', '--token', 't', 'ls'])"
+    assert loaded_after(code) == set()
+    probe = f"{code}\nimport sys\nprint('http.client' in sys.modules, 'ssl' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["False", "False"]

@@ -1,0 +1,112 @@
+"""Deploy → routable at scale: how soon a new function answers its first 200 through the gateway, with 1,000
+functions deployed, against the same with one.
+
+The embedded platform (fx.platform.Platform on free ports) is started here. One code zip (a trivial handler) is
+uploaded once and every function deploys it (the spec differs by name alone, defaults otherwise: the replica the
+readiness gate starts for each stays up for its 300 s idle timeout, so 1,000 functions run 1,000 replicas). The
+figure: for each of --samples new functions, the time from the deploy call returning to the first 200 of GET
+/function/NAME/ through the gateway (polled back to back on one keep-alive connection: a 404 until the gateway
+has the route table, then the call waits for the replica's init). The reference: the same with one function
+deployed, measured first in this run (each sampled function removed again before the next). Then --functions
+functions are deployed through the API and the samples taken again. p50 and max of each are printed; the
+target is a p50 ≤ 10 ms at 1,000.
+
+    .venv/bin/python -m bench.deploy_scale [--functions 1000] [--samples 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import statistics
+import sys
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+import httpx
+from fx.client import Client
+from fx.models import FunctionSpec
+from fx.platform import Platform
+
+from bench.report import figure
+
+TARGET_MS = 10.0
+HANDLER = "def handler(event, context):\n    return {'statusCode': 200, 'body': 'ok'}\n"
+POLL_TIMEOUT_S = 30.0
+
+
+def code_zip() -> tuple[str, bytes]:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        zf.writestr("handler.py", HANDLER)
+    data = buffer.getvalue()
+    return "sha256:" + hashlib.sha256(data).hexdigest(), data
+
+
+def spec(name: str, digest: str) -> FunctionSpec:
+    return FunctionSpec(name=name, artifact=digest)
+
+
+def routable_ms(client: Client, http: httpx.Client, name: str, digest: str) -> tuple[float, float]:
+    """Milliseconds from the deploy call's return to the first 200 of the function through the gateway, and to
+    the sending of that call (the gateway had the route by then: until it has, a call is answered 404 at once)."""
+    client.deploy(spec(name, digest))
+    start = time.perf_counter()
+    deadline = start + POLL_TIMEOUT_S
+    while True:
+        sent = time.perf_counter()
+        if http.get(f"/function/{name}/").status_code == 200:
+            return (time.perf_counter() - start) * 1000, (sent - start) * 1000
+        if sent > deadline:
+            sys.exit(f"{name} did not answer 200 within {POLL_TIMEOUT_S:g} s of its deploy")
+
+
+def p50(samples: list[tuple[float, float]], which: int) -> float:
+    return statistics.median(sample[which] for sample in samples)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--functions", type=int, default=1000, help="functions deployed before the samples")
+    parser.add_argument("--samples", type=int, default=30, help="deploys timed at each scale (default 30)")
+    args = parser.parse_args()
+    digest, data = code_zip()
+    with (
+        tempfile.TemporaryDirectory(prefix="fx-deploy-scale-") as tmp,
+        Platform(Path(tmp) / "state", ports="free") as p,
+        Client(p.gateway_url, p.token) as client,
+        httpx.Client(base_url=p.gateway_url, timeout=30) as http,
+    ):
+        client.upload_artifact(digest, data)
+        client.deploy(spec("base", digest))  # the one function of the reference
+        alone = []
+        for i in range(args.samples):
+            alone.append(routable_ms(client, http, f"alone-{i}", digest))
+            client.delete(f"alone-{i}")
+        started = time.perf_counter()
+        for i in range(args.functions - 1):
+            client.deploy(spec(f"fn-{i:04d}", digest))
+        bulk_s = time.perf_counter() - started
+        print(f"deployed {args.functions} functions in {bulk_s:.1f} s ({bulk_s / args.functions * 1000:.1f} ms each)")
+        many = [routable_ms(client, http, f"late-{i}", digest) for i in range(args.samples)]
+    one = "at 1 function"
+    at = f"at {args.functions:,} functions"
+    figure(f"deploy → first 200 p50 {at}", p50(many, 0), "ms", reference=p50(alone, 0),
+           reference_name=f"p50 {one}", at_most=TARGET_MS)  # fmt: skip
+    figure(
+        f"deploy → first 200 max {at}",
+        max(t for t, _ in many),
+        "ms",
+        reference=max(t for t, _ in alone),
+        reference_name=f"max {one}",
+    )
+    figure(f"deploy → route in the gateway p50 {at}", p50(many, 1), "ms", reference=p50(alone, 1),
+           reference_name=f"p50 {one}")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

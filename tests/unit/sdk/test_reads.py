@@ -1,0 +1,137 @@
+"""fx.reads, the CLI's light GET: the same answers and the same errors as fx.Client's, over a plain socket."""
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from fx import errors, reads
+from fx.cli import main
+from fx.client import Client
+
+from tests.unit.sdk.conftest import TOKEN
+
+pytestmark = pytest.mark.usefixtures("isolated")
+
+
+class Scripted(BaseHTTPRequestHandler):
+    """Answers every GET with `answer` (status, JSON body), chunked when `chunked`; keeps what it was asked."""
+
+    protocol_version = "HTTP/1.1"
+    answer: tuple[int, object] = (200, [])
+    chunked = False
+    seen: list[tuple[str, str | None]]
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self.seen.append((self.path, self.headers.get("Authorization")))
+        status, body = self.answer
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        if self.chunked:
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for at in range(0, len(data), 7):  # several chunks, one with an extension
+                piece = data[at : at + 7]
+                self.wfile.write(f"{len(piece):x};x=y\r\n".encode() + piece + b"\r\n")
+            self.wfile.write(b"0\r\n\r\n")
+        else:
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+
+@pytest.fixture
+def server() -> Iterator[tuple[type[Scripted], str]]:
+    handler = type("Handler", (Scripted,), {"seen": []})
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        yield handler, f"http://127.0.0.1:{httpd.server_port}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_the_answer_is_the_json_sent_with_the_token_under_the_gateway_s_path(server, chunked):
+    handler, url = server
+    answer = [{"name": "hello", "latest": 3, "traffic": {"3": 100}, "note": "é" * 50}]
+    handler.answer, handler.chunked = (200, answer), chunked
+    assert reads.get_json(f"{url}/prefix/", TOKEN, "/system/dlq", {"function": "a b", "limit": 5}) == answer
+    assert handler.seen == [("/prefix/system/dlq?function=a+b&limit=5", f"Bearer {TOKEN}")]
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        (404, {"error": {"code": "FunctionNotFound", "message": "no function nope", "function": "nope"}}),
+        (401, {"error": {"code": "Unauthorized", "message": "missing bearer"}}),
+        (502, {"errorType": "Runtime.ReplicaLost", "errorMessage": "the replica went away"}),
+        (500, "Internal Server Error"),
+        (409, {"error": {"code": "X", "message": "m", "extra": 1}}),  # not an ErrorDetail: shown as text
+    ],
+)
+def test_an_error_is_the_one_fx_client_raises(server, answer):
+    handler, url = server
+    handler.answer = answer
+    with pytest.raises(errors.FxError) as light:
+        reads.get_json(url, TOKEN, "/system/functions")
+    with Client(url, TOKEN) as client, pytest.raises(errors.FxError) as full:
+        client.list_functions()
+    assert (type(light.value), str(light.value), light.value.function) == (
+        type(full.value),
+        str(full.value),
+        full.value.function,
+    )
+    assert light.value.status == answer[0]
+
+
+def test_an_unreachable_gateway_is_the_error_fx_client_raises():
+    url = "http://127.0.0.1:9"
+    with pytest.raises(errors.FxError) as light:
+        reads.get_json(url, None, "/system/functions")
+    with Client(url, None) as client, pytest.raises(errors.FxError) as full:
+        client.list_functions()
+    assert (type(light.value), str(light.value)) == (type(full.value), str(full.value))
+    assert light.value.code == "Unreachable" and "fx up" in light.value.message
+
+
+def test_what_is_not_an_http_answer_is_unreachable(server):
+    def garbage(self) -> None:
+        self.wfile.write(b"SSH-2.0-OpenSSH\r\n\r\n")
+
+    handler, url = server
+    handler.do_GET = garbage
+    with pytest.raises(errors.FxError, match=r"not reachable.*not an HTTP answer"):
+        reads.get_json(url, None, "/system/functions")
+
+
+@pytest.mark.parametrize(
+    ("gateway", "env", "usable"),
+    [
+        ("http://127.0.0.1:8080", {}, True),
+        ("https://fx.example.com/base", {}, True),
+        ("https://fx.example.com", {"HTTPS_PROXY": "http://proxy:3128"}, False),
+        ("http://127.0.0.1:8080", {"all_proxy": "socks5://proxy"}, False),
+        ("http://user:pw@127.0.0.1:8080", {}, False),
+        ("unix:///run/fx.sock", {}, False),
+    ],
+)
+def test_a_proxy_or_an_unusual_url_is_left_to_fx_client(monkeypatch, gateway, env, usable):
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert reads.usable(gateway) is usable
+
+
+def test_fx_ls_through_a_proxy_setting_still_lists(gateway, monkeypatch, capsys):
+    """With a proxy variable set the command reads through httpx, which honours it (here: NO_PROXY for loopback)."""
+    gateway.functions["hello"] = [{"artifact": "sha256:" + "0" * 64}]
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    assert main(["ls"]) == 0
+    assert capsys.readouterr().out.splitlines()[1].split() == ["hello", "1", "v1:100%", "0", "Ready"]
