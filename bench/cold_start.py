@@ -7,7 +7,9 @@ deployed then left to scale to zero (2 s idle), are called once each, the platfo
 share the host's load. The reference is the floor of a cold start: the zygote's own fork of a template, straight to
 the replica (spawn command in, first 200 out, no controller nor gateway), measured in this run. Last, a heavy-init
 function (2 s of sleep at import, as a model load): its cold starts with templates, from the second start on,
-against its first start (which has to run the init).
+against its first start (which has to run the init). And the p99 with the host loaded: each function called cold
+once more on the templates platform while one busy-looping process per CPU runs (each bounded to 60 s), against
+the quiet p99 of the same run.
 
     .venv/bin/python -m bench.cold_start [--functions 40]    (make bench runs it through bench/run.py)
 """
@@ -150,6 +152,35 @@ def cold_calls(platforms: dict[str, Platform], names: list[str]) -> dict[str, li
     return times
 
 
+BURN_S = 60.0  # a burner's own bound: it stops by itself even if this bench dies
+
+
+@contextlib.contextmanager
+def burning(cpus: int) -> Iterator[None]:
+    """One busy-looping process per CPU (as loaded a host as it gets), each ending within BURN_S."""
+    code = f"import time\nend = time.monotonic() + {BURN_S}\nwhile time.monotonic() < end:\n    pass\n"
+    burners = [subprocess.Popen([sys.executable, "-c", code]) for _ in range(cpus)]
+    try:
+        yield
+    finally:
+        for burner in burners:
+            burner.kill()
+            burner.wait()
+
+
+def loaded_calls(platform: Platform, names: list[str]) -> list[float]:
+    """One call to each function at zero while every CPU of the host is busy with a burner."""
+    at_zero(platform, names)
+    times = []
+    with httpx.Client(timeout=30) as client, burning(os.cpu_count() or 1):
+        for name in names:
+            time.sleep(0.1)
+            started = time.perf_counter()
+            client.get(f"{platform.gateway_url}/function/{name}/").raise_for_status()
+            times.append((time.perf_counter() - started) * 1000)
+    return times
+
+
 def heavy_starts(platform: Platform, root: Path) -> tuple[float, list[float]]:
     """The heavy-init function: its first start (through the deploy's readiness gate, which runs the init), then
     HEAVY_STARTS cold starts from zero through the gateway."""
@@ -181,6 +212,7 @@ def report(root: Path, functions: int) -> None:
         for platform in platforms.values():
             at_zero(platform, names)
         times = cold_calls(platforms, names)
+        loaded = loaded_calls(on, names)
         sandbox = "sandbox on" if on.protections().startswith("function sandbox: ON") else "sandbox OFF (not root)"
         first, heavy = heavy_starts(on, root)
     fork_p50 = statistics.median(fork)
@@ -189,6 +221,8 @@ def report(root: Path, functions: int) -> None:
     print(f"-- cold start from zero through the gateway, {functions} functions, {sandbox}:")
     for label, t in times.items():
         print(f"   {label:<14} p50 {p50[label]:6.1f} ms  p90 {percentile(t, 0.9):6.1f} ms  p99 {p99[label]:6.1f} ms")
+    loaded_p50, loaded_p99 = statistics.median(loaded), percentile(loaded, 0.99)
+    print(f"   templates, host loaded (a CPU burner per core): p50 {loaded_p50:.1f} ms, p99 {loaded_p99:.1f} ms")
     print(f"   fork of a template → first 200, straight to the replica: p50 {fork_p50:.2f} ms, max {max(fork):.2f} ms")
     ref = "fork→200 (no gateway)"
     figure(
@@ -201,6 +235,14 @@ def report(root: Path, functions: int) -> None:
         reference=percentile(fork, 0.99),
         reference_name=ref,
         at_most=15,
+    )
+    figure(
+        "cold start p99, host loaded (a burner per CPU)",
+        loaded_p99,
+        "ms",
+        reference=p99["templates"],
+        reference_name="quiet p99 (same run)",
+        at_most=30,
     )
     figure(
         "cold start p50, templates vs none (before)",

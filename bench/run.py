@@ -5,9 +5,9 @@ temporary state directory, deploys a trivial handler, and prints, at 16 and 64 c
 callers: requests/s, p50/p99 and the CPU µs per request of the gateway and of the replica,
 for requests sent straight to the replica and through the gateway, in the same run. Then
 bench/cold_start.py: cold starts from zero through the gateway with templates, without them, and with --sandbox
-off, against a template's own fork → first 200, and a heavy init's second start. Last, bench/deploy.py: deploy times
-of a function needing pandas, code and dependency layer apart vs one zip. And bench/map.py: f.map()'s tasks/s vs an
-`fx invoke` loop, and the SDK's overhead per task.
+off, against a template's own fork → first 200, the p99 with a CPU burner per core, and a heavy init's second
+start. Last, bench/deploy.py: deploy times of a function needing pandas, code and dependency layer apart vs one
+zip. And bench/map.py: f.map()'s tasks/s vs an `fx invoke` loop, and the SDK's overhead per task.
 
     make bench    (or: .venv/bin/python -m bench.run [--requests 20000])
 """

@@ -47,7 +47,7 @@ from .api_keys.usage import ApiKeyUsage
 from .apis.rules import Apis
 from .apis.store import ApiStore
 from .backends import local_logs as logs
-from .backends.base import Adopting, Backend
+from .backends.base import Adopting, Backend, Templating
 from .backends.local import LocalBackend
 from .backends.local_nats import FunctionCreds
 from .backends.local_sandbox import UIDS_FILE, SandboxSettings, UidMap, run_dir
@@ -157,6 +157,8 @@ class Controller:
             s.max_artifact_entries,
         )
         self.backend = self._backend_factory(s, self.artifacts)
+        if isinstance(self.backend, Templating):
+            self.metrics.watch_templates(self.backend.template_memory)
         secret_store = SecretStore(await open_kv(js, KV_SECRETS, copies))
         self.credentials = CredentialStore(await open_kv(js, KV_CREDENTIALS, copies))  # the Lambda API's keys
         self.api_keys = ApiKeyStore(await open_kv(js, KV_API_KEYS, copies))  # API routes' keys (gateways follow)
@@ -467,6 +469,7 @@ class Controller:
             self.apis.check_unused(name)
             record = self.store.forget(name)
             await self.routes.delete(name)  # gateways stop routing before any replica stops
+            self.fleet.drop_templates(name)
             await self.fleet.stop_function(name)
             grace = max(v.spec.timeout for v in record.versions) + 6
             await self.fleet.wait_gone(name, timeout=grace)

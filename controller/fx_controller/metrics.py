@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
+from prometheus_client.core import GaugeMetricFamily
 
 disable_created_metrics()  # the *_created series only add noise to every scrape
 
@@ -97,6 +98,11 @@ class Metrics:
             "fx_controller_nats_connected", "1 while connected to NATS, else 0", registry=self.registry
         )
 
+    def watch_templates(self, memory: Callable[[], dict[tuple[str, int], int]]) -> None:
+        """fx_controller_template_memory_bytes, read from the backend at each scrape (a dropped template's series
+        goes with it)."""
+        self.registry.register(_TemplateMemory(memory))
+
     def timed(self, loop: str, step: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
         """`step` (one pass of a loop), its duration observed in fx_controller_reconcile_seconds."""
         histogram = self.reconcile_seconds.labels(loop)
@@ -112,3 +118,18 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _TemplateMemory:
+    def __init__(self, memory: Callable[[], dict[tuple[str, int], int]]) -> None:
+        self._memory = memory
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "fx_controller_template_memory_bytes",
+            "PSS of a version's idle templates and their spares (local backend, snap_start), measured when ready",
+            labels=["function", "version"],
+        )
+        for (function, version), size in sorted(self._memory().items()):
+            family.add_metric([function, str(version)], size)
+        yield family

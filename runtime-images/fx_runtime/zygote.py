@@ -21,8 +21,9 @@ Templates (template.py): `{"op": "template", "key", "env", "log", "sandbox"?}` a
 that function version's handler once and then forks its replicas; it is made while no replica is starting. A
 spawn naming `"template": {"key", "listen"}` is served by that template (its spare fork) once it is ready (same
 log, same sandbox spec), else started as any other. At most `--templates` are kept (least recently used retired
-first: it forks no more and exits once its last replica has); each is told as `{"event": "template", "key",
-"state": "ready" | "failed" | "gone", ...}` and listed in the hello.
+first: it forks no more and exits once its last replica has); `{"op": "drop", "key"}` retires one at once (its
+version was deleted); each is told as `{"event": "template", "key", "state": "ready" | "failed" | "gone", ...}` and
+listed in the hello.
 """
 
 from __future__ import annotations
@@ -54,6 +55,9 @@ _libc = ctypes.CDLL(None, use_errno=True)
 _STOP_GRACE_S = 10.0
 # A replica told it is out of memory has this long to answer and exit (1 s was missed on a loaded 2-core host).
 _OOM_GRACE_S = 3.0
+# After a replica says ready, no fork nor template import for this long: the request that waited for it is
+# still on its way (controller, gateway, the replica's first invocation) and a fork would take a CPU from it.
+_SETTLE_S = 0.025
 
 
 @dataclass(frozen=True)
@@ -146,6 +150,7 @@ class Zygote:
         self.reports: dict[int, tuple[str, int, bytearray]] = {}  # report pipe fd -> (replica id, pid, partial line)
         self.report_fd: dict[int, int] = {}  # pid -> its report pipe fd
         self.reported: set[int] = set()  # pids that have said ready / init_error
+        self.settled_at = 0.0  # monotonic time from which the last ready replica's first request is let be
         self.confined: dict[int, sandboxing.Confinement] = {}  # pid -> its sandbox, while it lives
         self.spares: dict[int, int] = {}  # pid of an idle spare -> its report pipe fd
         self.oom: dict[int, int] = {}  # out-of-memory eventfd -> pid
@@ -192,7 +197,10 @@ class Zygote:
         while self.stop_by is None or (
             (self.children or self.spares or self.template_pids) and time.monotonic() < self.stop_by
         ):
-            timeout = min([1.0, *(at - time.monotonic() for at in self.kill_at.values())])
+            now = time.monotonic()
+            timeout = min([1.0, *(at - now for at in self.kill_at.values())])
+            if self.settled_at > now:  # then refill
+                timeout = min(timeout, self.settled_at - now)
             for key, _ in self.selector.select(timeout=max(timeout, 0)):
                 if self.selector.get_map().get(key.fd) is not key:
                     continue  # unregistered by an earlier event of this batch (a controller replaced)
@@ -311,6 +319,8 @@ class Zygote:
             cmd = json.loads(line)
             if cmd["op"] == "stop":
                 return self.stop()
+            if cmd["op"] == "drop":
+                return self.drop(str(cmd["key"]))
             if cmd["op"] not in ("spawn", "template"):
                 raise ValueError(f"unknown op {cmd['op']!r}")
             spec = sandboxing.Spec(**cmd["sandbox"]) if cmd.get("sandbox") else None
@@ -367,12 +377,14 @@ class Zygote:
             self.oom[confinement.cgroup.oom_fd] = pid
             self.selector.register(confinement.cgroup.oom_fd, selectors.EVENT_READ, None)
 
+    def starting(self) -> bool:
+        """A replica is starting, or was ready too recently for its first request to be done (_SETTLE_S)."""
+        return time.monotonic() < self.settled_at or any(pid not in self.reported for pid in self.children)
+
     def refill(self) -> None:
         """Fork the next spare when no replica is starting: a fork stalls this loop (and with it the "ready"
         events it relays) for a millisecond or more, and the spare's setup would compete for the CPU."""
-        if self.sandbox is None or self.spares or self.stop_by is not None:
-            return
-        if any(pid not in self.reported for pid in self.children):
+        if self.sandbox is None or self.spares or self.stop_by is not None or self.starting():
             return
         with contextlib.suppress(OSError):  # no spare now: the next spawn forks one itself
             self.fork_spare()
@@ -405,10 +417,19 @@ class Zygote:
             return
         self.wanted[key] = {"env": env, "log": log, "spec": spec}
 
+    def drop(self, key: str) -> None:
+        """The template of a deleted version: not made, or retired (its replicas, being stopped, end it)."""
+        wanted = self.wanted.pop(key, None)
+        if wanted is not None and wanted["spec"] is not None and wanted["spec"].env_file:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(wanted["spec"].env_file)
+        if (t := self.templates.get(key)) is not None:
+            self.retire(t)
+
     def make_template(self) -> None:
         if not self.wanted or self.stop_by is not None:
             return
-        if any(pid not in self.reported for pid in self.children) or any(not t.ready for t in self.templates.values()):
+        if self.starting() or any(not t.ready for t in self.templates.values()):
             return
         key, command = next(iter(self.wanted.items()))
         del self.wanted[key]
@@ -594,7 +615,7 @@ class Zygote:
 
     def refill_templates(self) -> None:
         """Fork a template's next spare once no replica is starting (the fork would slow theirs), one a turn."""
-        if self.stop_by is not None or any(pid not in self.reported for pid in self.children):
+        if self.stop_by is not None or self.starting():
             return
         for t in self.templates.values():
             if t.ready and t.spare is None and not t.forking:
@@ -722,6 +743,7 @@ class Zygote:
             event = json.loads(line)
             if event.get("event") == "ready":
                 self.endpoints[pid] = str(event.get("endpoint", ""))
+                self.settled_at = time.monotonic() + _SETTLE_S
             self.emit({"id": replica_id, **event})
 
     def reap(self) -> None:

@@ -123,3 +123,14 @@ class Adopting(Protocol):
 
     def adopt(self, replica: ReplicaSpec) -> None:
         """The fleet took this replica over."""
+
+
+@runtime_checkable
+class Templating(Protocol):
+    """A backend that keeps per-version templates (local, `snap_start`): processes that ran a version's init."""
+
+    def drop_templates(self, function: str, version: int | None = None) -> None:
+        """The function (every version) or the version was deleted: its templates go."""
+
+    def template_memory(self) -> dict[tuple[str, int], int]:
+        """Bytes each version's idle templates hold, by (function, version)."""

@@ -137,6 +137,16 @@ def template_key(replica: ReplicaSpec, env: Mapping[str, str], line: Mapping) ->
     return f"{replica.function}@{replica.version}:{digest[:32]}"
 
 
+def _version_of(key: str) -> tuple[str, int]:
+    function, version = key.rsplit(":", 1)[0].rsplit("@", 1)
+    return function, int(version)
+
+
+def _template_of(key: str, function: str, version: int | None) -> bool:
+    of, number = _version_of(key)
+    return of == function and version in (None, number)
+
+
 def runtimes_report(runtimes: Mapping[str, str]) -> list[str]:
     """Which runtimes functions may name here, for the controller's log and `fx up`."""
     have = [f"{r} ({path})" for r, path in runtimes.items() if r != "provided"]
@@ -194,6 +204,7 @@ class LocalBackend:
         self._running: list[Running] = []  # found alive at open(), for the fleet to adopt
         self._templates_max = templates_max()
         self._failed_templates: set[str] = set()  # keys whose init failed in a template: asked no more
+        self._template_kb: dict[str, int] = {}  # ready template's key -> its PSS and its spare's when it was ready
 
     def runtime_remedy(self, runtime: str) -> str:
         return (
@@ -487,6 +498,7 @@ class LocalBackend:
     def _template_event(self, msg: dict, zygote: _Zygote) -> None:
         key, state = str(msg["key"]), msg["state"]
         if state == "ready":
+            self._template_kb[key] = int(msg.get("pss_kb", 0))
             log.info(
                 "template %s ready: pid %s, init %.1f ms, %d kB (PSS), %d of at most %d on this zygote",
                 key, msg.get("pid"), msg.get("init_ms") or 0.0, msg.get("pss_kb", 0), len(zygote.templates),
@@ -494,9 +506,27 @@ class LocalBackend:
             )  # fmt: skip
             return
         zygote.templates.discard(key)  # gone: the next replica asks again
+        self._template_kb.pop(key, None)
         if state == "failed":  # its replicas start without one (and fail their init as the template did)
             self._failed_templates.add(key)
             log.warning("template %s failed: %s %s", key, msg.get("errorType", ""), msg.get("errorMessage", ""))
+
+    def drop_templates(self, function: str, version: int | None = None) -> None:
+        """A deleted function (every version) or version: its templates go now, not when the LRU reaches them."""
+        for zygote in self._zygotes.values():
+            for key in [k for k in zygote.templates if _template_of(k, function, version)]:
+                zygote.templates.discard(key)
+                self._template_kb.pop(key, None)
+                zygote.commands.write(json.dumps({"op": "drop", "key": key}).encode() + b"\n")
+        self._failed_templates = {k for k in self._failed_templates if not _template_of(k, function, version)}
+
+    def template_memory(self) -> dict[tuple[str, int], int]:
+        """Bytes (PSS) of each version's ready templates and their spares, as measured when each became ready."""
+        memory: dict[tuple[str, int], int] = {}
+        for key, kb in self._template_kb.items():
+            function, version = _version_of(key)
+            memory[function, version] = memory.get((function, version), 0) + kb * 1024
+        return memory
 
     def _record(self, replica_id: str, endpoint: str) -> None:
         """Note a ready replica for the controller that may follow this one."""

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from fx.models import FunctionSpec
 
-from ..backends.base import Adopting, Backend, ReplicaEvent, ReplicaSpec, token_digest
+from ..backends.base import Adopting, Backend, ReplicaEvent, ReplicaSpec, Templating, token_digest
 from ..metrics import Metrics
 from ..state.store import VersionRecord
 from ..tasks import spawn
@@ -245,7 +245,13 @@ class Fleet:
         for future in self._waiters.pop(key, []):
             if not future.done():
                 future.set_result(endpoints)
-        self._spawn(self._on_change(replica.function))
+        self._spawn(self._publish_after_replies(replica.function))
+
+    async def _publish_after_replies(self, function: str) -> None:
+        """The route table of a replica just ready, one loop turn after the activations it answers: their replies
+        (what held requests wait for) are then sent first, not after this table is built and put in the KV."""
+        await asyncio.sleep(0)
+        await self._on_change(function)
 
     def _cold_start_phases(self, replica: Replica, init_ms: float | None) -> None:
         """A cold start (a replica an activation asked for) split into queueing, spawn and init."""
@@ -310,6 +316,11 @@ class Fleet:
             await self._on_change(replica.function)
             await asyncio.sleep(self._drain_delay)
         await self._backend.stop_replica(replica.id, grace=replica.timeout + 5.0)
+
+    def drop_templates(self, function: str, version: int | None = None) -> None:
+        """A deleted function or version: the backend's templates of it go too (else only the LRU retires them)."""
+        if isinstance(self._backend, Templating):
+            self._backend.drop_templates(function, version)
 
     async def stop_function(self, function: str) -> None:
         await asyncio.gather(*(self.stop(r.id) for r in self.of(function)))

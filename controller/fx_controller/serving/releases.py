@@ -150,6 +150,7 @@ class Releases:
                 "warm": {v: hold for v, hold in record.warm.items() if v != number},
             }
             await self._save(record.model_copy(update=update))
+        self._fleet.drop_templates(name, number)
         for replica in self._fleet.of(name, number):
             await self._fleet.stop(replica.id)
         log.info("version %d of %s deleted", number, name)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import socket
 import sys
@@ -273,6 +274,26 @@ async def test_a_version_cold_starts_from_its_own_template_and_a_new_version_nev
     third = await events.next()
     assert third.kind == "ready" and parent_of(backend._pids["r3"]) == zygote
     assert await answer(third.endpoint) == b"v2"
+
+
+@pytest.mark.parametrize("local", [REAL_ZYGOTE], indirect=True)
+async def test_a_deleted_versions_template_goes_at_once_and_its_memory_is_reported_until_then(local, caplog):
+    backend, events, artifacts, digest = local
+    caplog.set_level("INFO", "fx_controller.local")
+    zygote = backend._zygotes[sys.executable].pid
+    await backend.start_replica(replica(artifacts, digest, rid="r1", snap_start=True))
+    assert (await events.next()).kind == "ready"
+    await until(lambda: ("hello", 1) in backend.template_memory(), 10)
+    assert backend.template_memory()[("hello", 1)] > 1 << 20  # its interpreter's pages, shared or not
+    template = int(re.search(r"template hello@1:\S+ ready: pid (\d+)", caplog.text).group(1))
+
+    backend.drop_templates("hello", 2)  # another version's: nothing goes
+    assert ("hello", 1) in backend.template_memory()
+    backend.drop_templates("hello", 1)
+    assert backend.template_memory() == {}
+    await until(lambda: not Path(f"/proc/{template}").exists(), 10)  # it had no replica to wait for
+    await backend.start_replica(replica(artifacts, digest, rid="r2", snap_start=True))
+    assert (await events.next()).kind == "ready" and parent_of(backend._pids["r2"]) == zygote
 
 
 @pytest.mark.parametrize("local", [REAL_ZYGOTE], indirect=True)
