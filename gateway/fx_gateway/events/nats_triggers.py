@@ -19,7 +19,8 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
-from fx_gateway.events.messages import INVOKE_HEAD, encode_basestring, message_json
+from fx_gateway.events.batches import Batcher
+from fx_gateway.events.messages import encode_basestring, message_json
 from fx_gateway.proxy import internal
 from fx_gateway.proxy.route_book import RouteBook
 from fx_gateway.proxy.stats import EventStats
@@ -49,11 +50,13 @@ def event(trigger: str, msg: Msg) -> bytes:
 
 
 class NatsTriggers:
-    """Each message is sent to the function from the subscription's callback, its answer taken in a callback:
-    no task per event. Replies are published by one task (publishing is a coroutine in nats-py)."""
+    """Each message is sent to the function from the subscription's callback (several per request when they
+    wait for a replica: batches.py), its answer taken in a callback: no task per event. Replies are published by
+    one task (publishing is a coroutine in nats-py)."""
 
-    def __init__(self, book: RouteBook, nc: NATS, concurrency: int, stats: EventStats) -> None:
+    def __init__(self, book: RouteBook, nc: NATS, concurrency: int, stats: EventStats, batcher: Batcher) -> None:
         self.book = book
+        self.batcher = batcher
         self.nc = nc
         self.stats = stats
         self.subscriptions: dict[tuple[str, str], Subscription] = {}
@@ -99,7 +102,7 @@ class NatsTriggers:
             message = f"the event from {msg.subject} is {len(body)} bytes; function {function!r} takes {limit}"
             done(_error(413, "RequestTooLarge", message))
             return
-        internal.send(routes, "", INVOKE_HEAD, body, done)
+        self.batcher.send(routes, body, done)
 
     def _answered(self, function: str, trigger: str, msg: Msg, result: internal.Result) -> None:
         self._free += 1
