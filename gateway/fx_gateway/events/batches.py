@@ -18,6 +18,8 @@ from collections import deque
 from collections.abc import Callable
 from functools import partial
 
+from fx.protocol import MEMORY_MB_MAX, MEMORY_MB_MIN
+
 from fx_gateway.events.messages import INVOKE_HEAD
 from fx_gateway.proxy import internal
 from fx_gateway.proxy.route_book import RouteBook
@@ -34,15 +36,17 @@ def _error(status: int, code: str, message: str) -> internal.Result:
     return internal.Result(status, body, by_gateway=True)
 
 
-def answers(result: internal.Result, count: int) -> list[internal.Result]:
-    """The `count` results of a batch's answer, in order; the events it did not answer get the gateway's 502."""
+def answers(result: internal.Result, count: int) -> tuple[list[internal.Result], list[float]]:
+    """The `count` results of a batch's answer, in order (the events it did not answer get the gateway's 502),
+    and the handler duration in ms of each invocation that ran."""
     out: list[internal.Result] = []
+    durations: list[float] = []
     if result.status == 200 and b"x-fx-batch" in result.headers:
         body, pos = result.body, 0
         try:
             while len(out) < count and pos < len(body):
                 end = body.index(b"\n", pos)
-                request_id, flag, size = body[pos:end].split(b" ")
+                request_id, flag, ms, size = body[pos:end].split(b" ")
                 pos = end + 1 + int(size)
                 if pos > len(body):  # a payload cut short is no answer
                     break
@@ -50,6 +54,7 @@ def answers(result: internal.Result, count: int) -> list[internal.Result]:
                 if flag != b"-":
                     headers[b"x-amz-function-error"] = flag
                 out.append(internal.Result(200, body[end + 1 : pos], headers, result.version))
+                durations.append(float(ms))
         except ValueError:  # not the framing: the answers so far stand
             pass
         why = "its replica ended the batch before running it (a handler exited)"
@@ -57,7 +62,24 @@ def answers(result: internal.Result, count: int) -> list[internal.Result]:
         why = f"its replica did not finish the batch (status {result.status}: {result.body[:200]!r})"
     message = f"the event was sent in a batch of {count}; {why}"
     out.extend(_error(502, "BatchNotFinished", message) for _ in range(count - len(out)))
-    return out
+    return out, durations
+
+
+def bill(routes: FunctionRoutes, result: internal.Result, durations: list[float]) -> None:
+    """Count each invocation of a batch in the version's handler durations and billed usage, as an invoke's
+    X-Fx-Report is (VersionDispatcher.reported): the replica runs the function's code, so values no invocation
+    can have are not counted."""
+    dispatcher = routes.dispatchers.get(result.version)
+    try:
+        memory_mb = int(result.headers[b"x-fx-batch"].split(b" ")[1])
+    except (IndexError, ValueError):
+        return
+    if dispatcher is None or not MEMORY_MB_MIN <= memory_mb <= MEMORY_MB_MAX:
+        return
+    limit_ms = routes.timeout * 1000
+    for ms in durations:
+        if 0 <= ms <= limit_ms:  # NaN fails too
+            dispatcher.stats.record_handler(ms, memory_mb)
 
 
 class Batcher:
@@ -92,9 +114,13 @@ class Batcher:
         self._next(name)  # the replica gets its next request before the results are handed on
         if len(callbacks) == 1:
             callbacks[0](result)
-        else:
-            for on_result, one in zip(callbacks, answers(result, len(callbacks)), strict=True):
-                on_result(one)
+            return
+        results, durations = answers(result, len(callbacks))
+        routes = self.book.get(name)
+        if routes is not None:
+            bill(routes, result, durations)
+        for on_result, one in zip(callbacks, results, strict=True):
+            on_result(one)
 
     def _refused(
         self, name: str, bodies: list[bytes], callbacks: tuple[OnResult, ...], result: internal.Result

@@ -70,9 +70,9 @@ class FakeReplica:
             if self.failures > 0:
                 self.failures -= 1
                 flag, payload = b"Unhandled", b'{"errorType": "Boom", "errorMessage": "boom"}'
-            parts.append(b"id-%d %s %d\n%s" % (n, flag, len(payload), payload))
+            parts.append(b"id-%d %s 0.5 %d\n%s" % (n, flag, len(payload), payload))
         body = b"".join(parts)
-        head = b"HTTP/1.1 200 OK\r\nX-Fx-Batch: %d\r\nContent-Length: %d\r\n\r\n" % (len(parts), len(body))
+        head = b"HTTP/1.1 200 OK\r\nX-Fx-Batch: %d 128\r\nContent-Length: %d\r\n\r\n" % (len(parts), len(body))
         return head + body
 
     async def stop(self) -> None:

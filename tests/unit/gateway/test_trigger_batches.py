@@ -17,7 +17,7 @@ async def burst(nc, count: int) -> list:
 
 async def test_waiting_events_share_a_request_and_each_gets_its_own_result(link_factory, replicas):  # noqa: F811
     make, nc = link_factory
-    _, link = await make()
+    gw, link = await make()
     replica = await replicas()
     await publish_table(nc, triggered(["quote.get"], [replica.endpoint]))
     await subscribed(link)
@@ -32,6 +32,11 @@ async def test_waiting_events_share_a_request_and_each_gets_its_own_result(link_
         if reply not in failed:
             assert reply.headers["Fx-Status"] == "200"
             assert json.loads(json.loads(reply.data)["body"])["data"] == str(n)
+    # Each invocation of a batch is billed as an invoke is (the fake replica reports 0.5 ms for each; its plain
+    # invokes report nothing).
+    batched = sum(seen["path"] == "/_fx/batch" for seen in replica.seen)
+    metrics = (await gw.client.get("/metrics")).text
+    assert f'fx_gateway_invocations_total{{function="hello",version="1"}} {float(batched)}' in metrics
 
 
 async def test_a_replica_without_batches_gets_the_events_one_by_one(link_factory, replicas):  # noqa: F811
@@ -51,14 +56,15 @@ async def test_a_replica_without_batches_gets_the_events_one_by_one(link_factory
 
 
 def test_events_a_batch_did_not_answer_get_the_gateways_error():
-    framed = b"id-0 - 2\n{}id-1 Unhandled 4\nnull"
-    whole = Result(200, framed, {b"x-fx-batch": b"2"}, "3")
-    ok, failed, missing = answers(whole, 3)
+    framed = b"id-0 - 0.250 2\n{}id-1 Unhandled 1.5 4\nnull"
+    whole = Result(200, framed, {b"x-fx-batch": b"2 128"}, "3")
+    (ok, failed, missing), durations = answers(whole, 3)
     assert (ok.status, ok.body, ok.function_error, ok.headers[b"x-amzn-requestid"]) == (200, b"{}", None, b"id-0")
     assert (failed.body, failed.function_error) == (b"null", b"Unhandled")
+    assert durations == [0.25, 1.5]  # each invocation billed as an invoke's X-Fx-Report is
     assert (missing.status, missing.by_gateway) == (502, True)
     assert json.loads(missing.body)["error"]["code"] == "BatchNotFinished"
-    cut = answers(Result(200, framed[:-2], {b"x-fx-batch": b"2"}), 2)  # the second payload cut short
+    cut, _ = answers(Result(200, framed[:-2], {b"x-fx-batch": b"2 128"}), 2)  # the second payload cut short
     assert [r.status for r in cut] == [200, 502]
-    lost = answers(Result(502, b"replica lost", by_gateway=True), 2)  # e.g. the replica died mid-batch
+    lost, _ = answers(Result(502, b"replica lost", by_gateway=True), 2)  # e.g. the replica died mid-batch
     assert [r.status for r in lost] == [502, 502] and b"replica lost" in lost[0].body

@@ -24,10 +24,12 @@ def items(r: httpx.Response) -> list[tuple[str, str, bytes]]:
     body, pos, out = r.content, 0, []
     while pos < len(body):
         end = body.index(b"\n", pos)
-        request_id, flag, size = body[pos:end].decode().split(" ")
+        request_id, flag, ms, size = body[pos:end].decode().split(" ")
+        assert float(ms) >= 0
         pos = end + 1 + int(size)
         out.append((request_id, flag, body[end + 1 : pos]))
-    assert len(out) == int(r.headers["x-fx-batch"])
+    assert r.headers["x-fx-batch"] == f"{len(out)} 256"  # and the memory size, to bill each invocation
+    assert "x-fx-report" not in r.headers  # which would count the batch as one invocation
     return out
 
 
