@@ -31,9 +31,14 @@ PER_REPLICA = 2  # requests in flight per replica: the one it runs, the next wai
 OnResult = Callable[[internal.Result], object]
 
 
-def _error(status: int, code: str, message: str) -> internal.Result:
+def gateway_error(status: int, code: str, message: str) -> internal.Result:
+    """The gateway's own error for an event, as a trigger hands it on (reply, dead letter)."""
     body = json.dumps({"error": {"code": code, "message": message}}).encode()
     return internal.Result(status, body, by_gateway=True)
+
+
+def removed(function: str) -> internal.Result:
+    return gateway_error(404, "FunctionNotFound", f"function {function!r} was removed")
 
 
 def answers(result: internal.Result, count: int) -> tuple[list[internal.Result], list[float]]:
@@ -61,7 +66,7 @@ def answers(result: internal.Result, count: int) -> tuple[list[internal.Result],
     else:
         why = f"its replica did not finish the batch (status {result.status}: {result.body[:200]!r})"
     message = f"the event was sent in a batch of {count}; {why}"
-    out.extend(_error(502, "BatchNotFinished", message) for _ in range(count - len(out)))
+    out.extend(gateway_error(502, "BatchNotFinished", message) for _ in range(count - len(out)))
     return out, durations
 
 
@@ -136,7 +141,7 @@ class Batcher:
         routes = self.book.get(name)
         for body, on_result in resend:
             if routes is None:
-                on_result(_error(404, "FunctionNotFound", f"function {name!r} was removed"))
+                on_result(removed(name))
             else:
                 internal.send(routes, "", INVOKE_HEAD, body, on_result)
 
@@ -146,7 +151,7 @@ class Batcher:
             return
         routes = self.book.get(name)
         if routes is None:
-            gone = _error(404, "FunctionNotFound", f"function {name!r} was removed")
+            gone = removed(name)
             while waiting:
                 waiting.popleft()[1](gone)
             return

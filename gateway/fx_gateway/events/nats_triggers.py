@@ -8,7 +8,6 @@ fails, is not retried (durable triggers are for that). A message with a reply su
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import zlib
 from functools import partial
@@ -19,7 +18,7 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
-from fx_gateway.events.batches import Batcher
+from fx_gateway.events.batches import Batcher, gateway_error, removed
 from fx_gateway.events.messages import encode_basestring, message_json
 from fx_gateway.proxy import internal
 from fx_gateway.proxy.route_book import RouteBook
@@ -94,13 +93,13 @@ class NatsTriggers:
         done = partial(self._answered, function, trigger, msg)
         routes = self.book.get(function)
         if routes is None:
-            done(_error(404, "FunctionNotFound", f"function {function!r} was removed"))
+            done(removed(function))
             return
         body = event(trigger, msg)
         limit = min(routes.max_request_bytes, self.book.settings.max_request_bytes)
         if len(body) > limit:
             message = f"the event from {msg.subject} is {len(body)} bytes; function {function!r} takes {limit}"
-            done(_error(413, "RequestTooLarge", message))
+            done(gateway_error(413, "RequestTooLarge", message))
             return
         self.batcher.send(routes, body, done)
 
@@ -128,8 +127,3 @@ class NatsTriggers:
                     await self.nc.publish(msg.reply, result.body, headers=headers)
                 except nats.errors.Error as exc:
                     log.warning("function %s: reply to %s failed: %s", function, msg.subject, exc)
-
-
-def _error(status: int, code: str, message: str) -> internal.Result:
-    body = json.dumps({"error": {"code": code, "message": message}}).encode()
-    return internal.Result(status, body, by_gateway=True)
