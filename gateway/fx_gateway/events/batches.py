@@ -74,6 +74,8 @@ def bill(routes: FunctionRoutes, result: internal.Result, durations: list[float]
     """Count each invocation of a batch in the version's handler durations and billed usage, as an invoke's
     X-Fx-Report is (VersionDispatcher.reported): the replica runs the function's code, so values no invocation
     can have are not counted."""
+    if not durations:  # no invocation answered (the replica lost, a timeout): nothing to count here
+        return
     dispatcher = routes.dispatchers.get(result.version)
     try:
         memory_mb = int(result.headers[b"x-fx-batch"].split(b" ")[1])

@@ -4,7 +4,7 @@ its own result: checked through core NATS requests, whose replies show each even
 import asyncio
 import json
 
-from fx_gateway.events.batches import answers
+from fx_gateway.events.batches import answers, bill
 from fx_gateway.proxy.internal import Result
 
 from tests.unit.gateway.test_triggers import link_factory, publish_table, subscribed, triggered  # noqa: F401
@@ -66,5 +66,7 @@ def test_events_a_batch_did_not_answer_get_the_gateways_error():
     assert json.loads(missing.body)["error"]["code"] == "BatchNotFinished"
     cut, _ = answers(Result(200, framed[:-2], {b"x-fx-batch": b"2 128"}), 2)  # the second payload cut short
     assert [r.status for r in cut] == [200, 502]
-    lost, _ = answers(Result(502, b"replica lost", by_gateway=True), 2)  # e.g. the replica died mid-batch
-    assert [r.status for r in lost] == [502, 502] and b"replica lost" in lost[0].body
+    lost = Result(502, b"replica lost", by_gateway=True)  # e.g. the replica died mid-batch
+    results, durations = answers(lost, 2)
+    assert [r.status for r in results] == [502, 502] and b"replica lost" in results[0].body
+    bill(None, lost, durations)  # type: ignore[arg-type]  # nothing to bill, and no error
