@@ -18,6 +18,9 @@ Starts the real embedded platform on free ports, deploys a trivial handler, then
    on it, single (batch 1, 64 in flight) and batched (batch 100, 4 in flight); timed from the consumer's
    creation until it has acked everything.
 
+Trigger events that wait for a replica reach it several per request (the gateway's --trigger-batch-max, 64);
+`FX_TRIGGER_BATCH_MAX=1` in the environment measures the gateway sending one request per event instead.
+
     .venv/bin/python -m bench.events [--events 20000] [--replicas 2]
 """
 

@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 import httptools
 
-from . import faults, http11, logs
+from . import batch, faults, http11, logs
 from .http_events import MalformedResponse, Request, build_event, response, route_kind
 from .invoker import Invoker
 from .settings import Settings
@@ -190,6 +190,8 @@ class Server:
             data = self.invoke(conn, keep)
             if conn.event_stream and data is not None:  # InvokeWithResponseStream: the stream's end, or all of it
                 data = self.event_stream.finish(data)
+        elif url == batch.PATH and method == b"POST" and self.invoker is not None:  # not relayed: 404, one by one
+            data = batch.run(self, conn, keep)
         elif url.startswith(_HTTP_PREFIX) and url[9:10] in (b"", b"/", b"?"):
             data = self.http(conn, method, keep)
         elif url == _HEALTH and method == b"GET":

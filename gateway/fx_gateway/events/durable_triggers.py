@@ -33,7 +33,8 @@ from nats.aio.subscription import Subscription
 from nats.js.api import DEFAULT_PREFIX, AckPolicy, ConsumerConfig, DeliverPolicy, Header
 
 from fx_gateway.events import jetstream
-from fx_gateway.events.messages import INVOKE_HEAD, encode, message_fields, message_json
+from fx_gateway.events.batches import Batcher
+from fx_gateway.events.messages import encode, message_fields, message_json
 from fx_gateway.proxy import internal
 from fx_gateway.proxy.route_book import RouteBook
 from fx_gateway.proxy.stats import EventStats
@@ -160,9 +161,17 @@ class DurableTrigger:
     """
 
     def __init__(
-        self, book: RouteBook, nc: NATS, function: str, route: TriggerRoute, stats: EventStats, ack_wait: float
+        self,
+        book: RouteBook,
+        nc: NATS,
+        function: str,
+        route: TriggerRoute,
+        stats: EventStats,
+        ack_wait: float,
+        batcher: Batcher,
     ) -> None:
         self.book = book
+        self.batcher = batcher  # a batch of records is one invocation; batches waiting for a replica go together
         self.nc = nc
         self.ack_wait = ack_wait
         self.js = nc.jetstream()
@@ -354,7 +363,7 @@ class DurableTrigger:
                 batch = batch[:fits]
         redelivered = sum(1 for m in batch if deliveries(m) > 1)
         self.stats.batch(self.function, self.key, len(batch), redelivered)
-        internal.send(routes, "", INVOKE_HEAD, body, partial(self._answered, batch))
+        self.batcher.send(routes, body, partial(self._answered, batch))
 
     def _answered(self, batch: list[Msg], result: internal.Result) -> None:
         self._answers.append((batch, result))
@@ -418,8 +427,9 @@ class DurableTrigger:
 class DurableTriggers:
     """The durable triggers this gateway runs, kept equal to the route tables'."""
 
-    def __init__(self, book: RouteBook, nc: NATS, stats: EventStats, ack_wait: float) -> None:
+    def __init__(self, book: RouteBook, nc: NATS, stats: EventStats, ack_wait: float, batcher: Batcher) -> None:
         self.book = book
+        self.batcher = batcher
         self.nc = nc
         self.stats = stats
         self.ack_wait = ack_wait  # the consumers'; --async-ack-wait
@@ -435,7 +445,7 @@ class DurableTriggers:
                 await self.running.pop((name, key)).stop()
         for key, route in want.items():
             if (function, key) not in self.running:
-                trigger = DurableTrigger(self.book, self.nc, function, route, self.stats, self.ack_wait)
+                trigger = DurableTrigger(self.book, self.nc, function, route, self.stats, self.ack_wait, self.batcher)
                 try:
                     await trigger.start()
                 except nats.js.errors.NotFoundError:

@@ -14,6 +14,7 @@ from fx_gateway.events import jetstream
 from fx_gateway.events.async_accept import StoreUnavailable
 from fx_gateway.events.async_worker import AsyncWorker
 from fx_gateway.events.backlog import BacklogSampler
+from fx_gateway.events.batches import Batcher
 from fx_gateway.events.callback_delivery import Callbacks
 from fx_gateway.events.callback_policy import CallbackPolicy
 from fx_gateway.events.durable_triggers import DurableTriggers
@@ -44,8 +45,9 @@ class Events:
     async def start(self, nc: NATS) -> None:
         settings, book = self.settings, self.book
         self.nc = nc
-        self.triggers = NatsTriggers(book, nc, settings.trigger_concurrency, self.event_stats)
-        self.durable = DurableTriggers(book, nc, self.event_stats, settings.async_ack_wait)
+        batcher = Batcher(book, settings.trigger_batch_max)
+        self.triggers = NatsTriggers(book, nc, settings.trigger_concurrency, self.event_stats, batcher)
+        self.durable = DurableTriggers(book, nc, self.event_stats, settings.async_ack_wait, batcher)
         js = nc.jetstream()
         try:
             await jetstream.ensure_streams(js, settings.async_ack_wait, settings.nats_replicas)

@@ -8,7 +8,6 @@ fails, is not retried (durable triggers are for that). A message with a reply su
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import zlib
 from functools import partial
@@ -19,7 +18,8 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
-from fx_gateway.events.messages import INVOKE_HEAD, encode_basestring, message_json
+from fx_gateway.events.batches import Batcher, gateway_error, removed
+from fx_gateway.events.messages import encode_basestring, message_json
 from fx_gateway.proxy import internal
 from fx_gateway.proxy.route_book import RouteBook
 from fx_gateway.proxy.stats import EventStats
@@ -49,11 +49,13 @@ def event(trigger: str, msg: Msg) -> bytes:
 
 
 class NatsTriggers:
-    """Each message is sent to the function from the subscription's callback, its answer taken in a callback:
-    no task per event. Replies are published by one task (publishing is a coroutine in nats-py)."""
+    """Each message is sent to the function from the subscription's callback (several per request when they
+    wait for a replica: batches.py), its answer taken in a callback: no task per event. Replies are published by
+    one task (publishing is a coroutine in nats-py)."""
 
-    def __init__(self, book: RouteBook, nc: NATS, concurrency: int, stats: EventStats) -> None:
+    def __init__(self, book: RouteBook, nc: NATS, concurrency: int, stats: EventStats, batcher: Batcher) -> None:
         self.book = book
+        self.batcher = batcher
         self.nc = nc
         self.stats = stats
         self.subscriptions: dict[tuple[str, str], Subscription] = {}
@@ -91,15 +93,15 @@ class NatsTriggers:
         done = partial(self._answered, function, trigger, msg)
         routes = self.book.get(function)
         if routes is None:
-            done(_error(404, "FunctionNotFound", f"function {function!r} was removed"))
+            done(removed(function))
             return
         body = event(trigger, msg)
         limit = min(routes.max_request_bytes, self.book.settings.max_request_bytes)
         if len(body) > limit:
             message = f"the event from {msg.subject} is {len(body)} bytes; function {function!r} takes {limit}"
-            done(_error(413, "RequestTooLarge", message))
+            done(gateway_error(413, "RequestTooLarge", message))
             return
-        internal.send(routes, "", INVOKE_HEAD, body, done)
+        self.batcher.send(routes, body, done)
 
     def _answered(self, function: str, trigger: str, msg: Msg, result: internal.Result) -> None:
         self._free += 1
@@ -125,8 +127,3 @@ class NatsTriggers:
                     await self.nc.publish(msg.reply, result.body, headers=headers)
                 except nats.errors.Error as exc:
                     log.warning("function %s: reply to %s failed: %s", function, msg.subject, exc)
-
-
-def _error(status: int, code: str, message: str) -> internal.Result:
-    body = json.dumps({"error": {"code": code, "message": message}}).encode()
-    return internal.Result(status, body, by_gateway=True)

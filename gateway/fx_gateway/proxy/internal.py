@@ -81,10 +81,16 @@ class Caller:
 
 
 def send(
-    routes: FunctionRoutes, qualifier: str, head: bytes, body: bytes, on_result: Callable[[Result], object]
+    routes: FunctionRoutes,
+    qualifier: str,
+    head: bytes,
+    body: bytes,
+    on_result: Callable[[Result], object],
+    invocations: int = 1,
 ) -> None:
     """Send one request (`head`: request line and headers, no Content-Length) to a version of `routes`;
-    `on_result` gets the Result, from the event loop's callbacks (or at once). No task: for hot paths."""
+    `on_result` gets the Result, from the event loop's callbacks (or at once). No task: for hot paths.
+    `invocations`: how many the request runs one after another (a batch), each within the function's timeout."""
     dispatcher = routes.pick(qualifier)
     if dispatcher is None:
         answer = responses.version_not_found(routes.name, qualifier) if qualifier else responses.no_traffic(routes.name)
@@ -92,7 +98,7 @@ def send(
         return
     caller = Caller(on_result)
     head += routes.invoked(dispatcher, qualifier)
-    exchange = caller.exchange = Exchange(caller, dispatcher, head, len(body), routes.timeout)
+    exchange = caller.exchange = Exchange(caller, dispatcher, head, len(body), routes.timeout * invocations)
     exchange.feed(body)
     exchange.begin()
 

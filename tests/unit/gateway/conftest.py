@@ -30,6 +30,7 @@ class FakeReplica:
     while `resets` is, its connection is reset instead (as the kernel resets the connection of a replica that
     died with the request unread: the gateway then knows it never reached the handler).
     `respond(request) -> body`, when set, makes the 200 answer's body instead.
+    /_fx/batch is answered as the runtime does: each of its events seen and answered as a request of its own.
     """
 
     def __init__(self, name: str) -> None:
@@ -41,6 +42,7 @@ class FakeReplica:
         self.failures = 0
         self.resets = 0
         self.respond: Callable[[dict], bytes] | None = None
+        self.relays = False  # answer /_fx/batch 404, as a custom runtime's relay (runtime_api.RelayServer) does
         self.in_flight = 0
         self.max_in_flight = 0
         self.connections = 0
@@ -56,6 +58,22 @@ class FakeReplica:
         self.server = await loop.create_server(lambda: _ReplicaConn(self), "127.0.0.1", 0)
         self.endpoint = f"127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
         return self
+
+    def batch(self, request: dict) -> bytes:
+        """The answer to a /_fx/batch as the runtime's (fx_runtime/batch.py): each event seen and answered as an
+        invoke of its own would be, framed."""
+        parts = []
+        for n, event in enumerate(json.loads(request["body"])):
+            seen = {**request, "body": json.dumps(event)}
+            self.seen.append(seen)
+            flag, payload = b"-", self.respond(seen) if self.respond else json.dumps(seen).encode()
+            if self.failures > 0:
+                self.failures -= 1
+                flag, payload = b"Unhandled", b'{"errorType": "Boom", "errorMessage": "boom"}'
+            parts.append(b"id-%d %s 0.5 %d\n%s" % (n, flag, len(payload), payload))
+        body = b"".join(parts)
+        head = b"HTTP/1.1 200 OK\r\nX-Fx-Batch: %d 128\r\nContent-Length: %d\r\n\r\n" % (len(parts), len(body))
+        return head + body
 
     async def stop(self) -> None:
         assert self.server is not None
@@ -129,6 +147,12 @@ class _ReplicaConn(asyncio.Protocol):
             body = self.body.decode()
             seen = {"name": replica.name, "method": method, "path": url, "headers": self.headers, "body": body}
             seen["header_names"] = self.names
+            if url == "/_fx/batch":
+                if replica.relays:  # a custom runtime's relay has no /_fx/batch
+                    self.transport.write(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+                else:
+                    self.transport.write(replica.batch(seen))
+                return
             replica.seen.append(seen)
             if replica.failures > 0:
                 replica.failures -= 1

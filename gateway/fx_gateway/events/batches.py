@@ -1,0 +1,176 @@
+"""Events of one function that wait for a replica go to it several per request (the replica's /_fx/batch,
+runtime-images/fx_runtime/batch.py): one HTTP exchange per event cost the gateway and the replica more than a
+small handler's invocation.
+
+Nothing waits to make a batch bigger. A function has at most PER_REPLICA requests in flight per replica (one
+running, the next already in its socket); an event that comes while they are all out waits, and when one is
+answered the next request takes everything waiting, up to --trigger-batch-max events and the function's request
+size limit. An event that finds room goes alone, as a plain /_fx/invoke. Each event is still its own invocation
+with its own result: a handler error fails that event alone, and an event whose batch broke off before its
+answer (a timeout or out-of-memory of an earlier one, the replica lost) gets the gateway's error, so an
+at-least-once source delivers it again.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+from collections.abc import Callable
+from functools import partial
+
+from fx.protocol import MEMORY_MB_MAX, MEMORY_MB_MIN
+
+from fx_gateway.events.messages import INVOKE_HEAD
+from fx_gateway.proxy import internal
+from fx_gateway.proxy.route_book import RouteBook
+from fx_gateway.proxy.routes import FunctionRoutes
+
+BATCH_HEAD = b"POST /_fx/batch HTTP/1.1\r\nContent-Type: application/json\r\n"
+PER_REPLICA = 2  # requests in flight per replica: the one it runs, the next waiting in its socket
+
+OnResult = Callable[[internal.Result], object]
+
+
+def gateway_error(status: int, code: str, message: str) -> internal.Result:
+    """The gateway's own error for an event, as a trigger hands it on (reply, dead letter)."""
+    body = json.dumps({"error": {"code": code, "message": message}}).encode()
+    return internal.Result(status, body, by_gateway=True)
+
+
+def removed(function: str) -> internal.Result:
+    return gateway_error(404, "FunctionNotFound", f"function {function!r} was removed")
+
+
+def answers(result: internal.Result, count: int) -> tuple[list[internal.Result], list[float]]:
+    """The `count` results of a batch's answer, in order (the events it did not answer get the gateway's 502),
+    and the handler duration in ms of each invocation that ran."""
+    out: list[internal.Result] = []
+    durations: list[float] = []
+    if result.status == 200 and b"x-fx-batch" in result.headers:
+        body, pos = result.body, 0
+        try:
+            while len(out) < count and pos < len(body):
+                end = body.index(b"\n", pos)
+                request_id, flag, ms, size = body[pos:end].split(b" ")
+                pos = end + 1 + int(size)
+                if pos > len(body):  # a payload cut short is no answer
+                    break
+                headers = {b"x-amzn-requestid": request_id}
+                if flag != b"-":
+                    headers[b"x-amz-function-error"] = flag
+                out.append(internal.Result(200, body[end + 1 : pos], headers, result.version))
+                durations.append(float(ms))
+        except ValueError:  # not the framing: the answers so far stand
+            pass
+        why = "its replica ended the batch before running it (a handler exited)"
+    else:
+        why = f"its replica did not finish the batch (status {result.status}: {result.body[:200]!r})"
+    message = f"the event was sent in a batch of {count}; {why}"
+    out.extend(gateway_error(502, "BatchNotFinished", message) for _ in range(count - len(out)))
+    return out, durations
+
+
+def bill(routes: FunctionRoutes, result: internal.Result, durations: list[float]) -> None:
+    """Count each invocation of a batch in the version's handler durations and billed usage, as an invoke's
+    X-Fx-Report is (VersionDispatcher.reported): the replica runs the function's code, so values no invocation
+    can have are not counted."""
+    if not durations:  # no invocation answered (the replica lost, a timeout): nothing to count here
+        return
+    dispatcher = routes.dispatchers.get(result.version)
+    try:
+        memory_mb = int(result.headers[b"x-fx-batch"].split(b" ")[1])
+    except (IndexError, ValueError):
+        return
+    if dispatcher is None or not MEMORY_MB_MIN <= memory_mb <= MEMORY_MB_MAX:
+        return
+    limit_ms = routes.timeout * 1000
+    for ms in durations:
+        if 0 <= ms <= limit_ms:  # NaN fails too
+            dispatcher.stats.record_handler(ms, memory_mb)
+
+
+class Batcher:
+    """Sends invocations of functions, batching those that wait (see the module's docstring)."""
+
+    def __init__(self, book: RouteBook, max_events: int) -> None:
+        self.book = book
+        self.max_events = max_events  # --trigger-batch-max; 1 (or less): every event alone
+        self._waiting: dict[str, deque[tuple[bytes, OnResult]]] = {}
+        self._in_flight: dict[str, int] = {}
+        self._unbatched: set[str] = set()  # functions whose replicas have no /_fx/batch (a custom runtime's relay)
+
+    def send(self, routes: FunctionRoutes, body: bytes, on_result: OnResult) -> None:
+        """Invoke `routes`' function with the event `body` (within its size limit), now or with others waiting;
+        `on_result` gets its Result from the event loop's callbacks."""
+        name = routes.name
+        if self.max_events <= 1 or name in self._unbatched:
+            internal.send(routes, "", INVOKE_HEAD, body, on_result)
+            return
+        waiting = self._waiting.get(name)
+        if waiting is None:
+            waiting = self._waiting[name] = deque()
+        in_flight = self._in_flight.get(name, 0)
+        if waiting or in_flight >= PER_REPLICA * max(1, sum(len(d.replicas) for d in routes.dispatchers.values())):
+            waiting.append((body, on_result))
+            return
+        self._in_flight[name] = in_flight + 1
+        internal.send(routes, "", INVOKE_HEAD, body, partial(self._answered, name, (on_result,)))
+
+    def _answered(self, name: str, callbacks: tuple[OnResult, ...], result: internal.Result) -> None:
+        self._in_flight[name] -= 1
+        self._next(name)  # the replica gets its next request before the results are handed on
+        if len(callbacks) == 1:
+            callbacks[0](result)
+            return
+        results, durations = answers(result, len(callbacks))
+        routes = self.book.get(name)
+        if routes is not None:
+            bill(routes, result, durations)
+        for on_result, one in zip(callbacks, results, strict=True):
+            on_result(one)
+
+    def _refused(
+        self, name: str, bodies: list[bytes], callbacks: tuple[OnResult, ...], result: internal.Result
+    ) -> None:
+        """A batch's answer; a replica without /_fx/batch (404 from the replica, nothing ran) gets its events,
+        and the function's from now on, one by one."""
+        if result.status != 404 or result.by_gateway:
+            self._answered(name, callbacks, result)
+            return
+        self._unbatched.add(name)  # until the gateway restarts
+        self._in_flight[name] -= 1
+        resend = [*zip(bodies, callbacks, strict=True), *self._waiting.pop(name, ())]
+        routes = self.book.get(name)
+        for body, on_result in resend:
+            if routes is None:
+                on_result(removed(name))
+            else:
+                internal.send(routes, "", INVOKE_HEAD, body, on_result)
+
+    def _next(self, name: str) -> None:
+        waiting = self._waiting.get(name)
+        if not waiting:
+            return
+        routes = self.book.get(name)
+        if routes is None:
+            gone = removed(name)
+            while waiting:
+                waiting.popleft()[1](gone)
+            return
+        room = min(routes.max_request_bytes, self.book.settings.max_request_bytes) - 2  # the array's [ ]
+        bodies: list[bytes] = []
+        callbacks: list[OnResult] = []
+        while waiting and len(bodies) < self.max_events:
+            body, on_result = waiting[0]
+            room -= len(body) + 1
+            if room < 0 and bodies:
+                break
+            waiting.popleft()
+            bodies.append(body)
+            callbacks.append(on_result)
+        self._in_flight[name] += 1
+        if len(bodies) == 1:
+            internal.send(routes, "", INVOKE_HEAD, bodies[0], partial(self._answered, name, (callbacks[0],)))
+            return
+        done = partial(self._refused, name, bodies, tuple(callbacks))
+        internal.send(routes, "", BATCH_HEAD, b"[%s]" % b",".join(bodies), done, len(bodies))

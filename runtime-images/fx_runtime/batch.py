@@ -1,0 +1,60 @@
+"""POST /_fx/batch: several invocations in one request, for the gateway's event paths (triggers, async calls).
+
+One HTTP exchange per event costs the gateway and the replica more than the invocation of a small handler, so the
+gateway sends the events of a function that are already waiting together. Each stays its own invocation, run one
+after another as separate /_fx/invoke requests would be: its own request id, START/END/REPORT lines, timeout
+and result or error (a handler error fails that event alone).
+
+Request body: a JSON array of events. Answer: 200, `X-Fx-Batch: <invocations answered> <memory MB>`, and per
+invocation in order `<request id> <function error or -> <duration ms> <payload length>\\n<payload>` (the payload
+is what /_fx/invoke would answer: the result, or the error shape; the duration is its REPORT line's, which the
+gateway bills as it bills an invoke's X-Fx-Report). A handler that exits ends the batch after its own invocation: fewer
+invocations are answered than were sent, and the gateway fails the rest without running them. A timeout or
+out-of-memory ends the process with the watchdog's plain /_fx/invoke answer instead of the batch's; the gateway
+then fails every event of the batch (the platform's error), and an at-least-once source delivers them again.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+from . import http11
+
+if TYPE_CHECKING:
+    from .server import Connection, Server
+
+PATH = b"/_fx/batch"  # a relaying server (runtime_api.RelayServer) answers it 404: the gateway sends one by one
+_OK = b"-"
+_UNHANDLED = b"Unhandled"
+
+
+def run(server: Server, conn: Connection, keep: bool) -> bytes:
+    """Run the batch in `conn`'s body; the whole answer."""
+    from .server import unparsable
+
+    try:
+        events = json.loads(conn.body())
+    except ValueError as e:
+        return unparsable(e, keep)
+    if type(events) is not list:
+        return unparsable(ValueError("a batch is a JSON array of events"), keep)
+    invoker = server.invoker
+    assert invoker is not None  # (server.dispatch routes no batch to a relaying server)
+    invoker.stream = None  # answers are taken whole
+    parts: list[bytes] = []
+    for event in events:
+        request_id = server.new_request_id()
+        _, payload, err = invoker.invoke(event, request_id, None, conn.fd, False, conn.qualifier, conn.latest)
+        flag = _OK
+        if err is not None:
+            payload, flag = json.dumps(err, ensure_ascii=False).encode(), _UNHANDLED
+        report = invoker.report  # b"X-Fx-Report: <ms> <MB>\r\n": the gateway bills each invocation
+        ms = report[13 : report.index(b" ", 13)]
+        parts.append(b"%s %s %s %d\n" % (request_id.encode("latin-1"), flag, ms, len(payload)))
+        parts.append(payload)
+        if invoker.exit_code is not None:  # the handler ended the process: the events after it are not run
+            break
+    # No X-Fx-Report, which the gateway would count as one invocation: each item has its duration.
+    headers = (("Content-Type", "application/octet-stream"), ("X-Fx-Batch", f"{len(parts) // 2} {invoker.memory_mb}"))
+    return http11.response(200, headers, b"".join(parts), keep)
