@@ -148,10 +148,14 @@ class Router:
         if isinstance(found, Answer):
             return found
         routes, qualifier, target, seen, kept = found
-        dispatcher = routes.pick(qualifier, seen)
-        if dispatcher is None:
-            return self._no_version(client, routes, qualifier)
-        invoked = routes.invoked(dispatcher, qualifier)
+        unqualified = routes.unqualified
+        if unqualified is not None and not qualifier:
+            dispatcher, invoked = unqualified
+        else:
+            dispatcher = routes.pick(qualifier, seen)
+            if dispatcher is None:
+                return self._no_version(client, routes, qualifier)
+            invoked = routes.invoked(dispatcher, qualifier)
         return self.exchange(client, routes, dispatcher, method, target, seen, kept + invoked, None)
 
     def _async_http(self, client: ClientConnection, method: bytes, rest: bytes, query: bytes, headers):
@@ -264,10 +268,13 @@ class Router:
             seen.get(b"x-forwarded-proto", b"http"),
             seen.get(b"x-forwarded-host") or seen.get(b"host", b""),
         )
-        safe = method in SAFE_METHODS
-        args = (client, dispatcher, head, limit, routes.timeout, method == b"HEAD", inject, safe, lambda_api)
+        safe, timeout, is_head = method in SAFE_METHODS, routes.timeout, method == b"HEAD"
         ref = seen.get(REF)
-        return Exchange(*args) if ref is None else BodyRefExchange(self.blobs, ref, *args)
+        if ref is None:  # a direct call: packing the arguments for the other case costs the usual one
+            return Exchange(client, dispatcher, head, limit, timeout, is_head, inject, safe, lambda_api)
+        return BodyRefExchange(
+            self.blobs, ref, client, dispatcher, head, limit, timeout, is_head, inject, safe, lambda_api
+        )
 
     def _no_version(
         self, client: ClientConnection, routes: FunctionRoutes, qualifier: str, lambda_api: bool = False
