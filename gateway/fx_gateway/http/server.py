@@ -83,6 +83,7 @@ class ClientConnection(asyncio.Protocol):
         "read_at",
         "read_bytes",
         "router",
+        "scanned",
         "since",
         "transport",
         "url",
@@ -112,6 +113,7 @@ class ClientConnection(asyncio.Protocol):
         self.since = _now()
         self.paused = False  # reading paused by us: the caller owes nothing meanwhile
         self.final: bytes | None = None  # a refusal to send once the answer being written is out
+        self.scanned: tuple | None = None  # the router's memo of the last headers it scanned (router.scan_repeated)
 
     # --- asyncio ---
 
