@@ -99,6 +99,17 @@ def scan(headers: list[tuple[bytes, bytes]]) -> tuple[dict[bytes, bytes], bytes]
     return seen, b"".join(kept)
 
 
+def scan_repeated(client: ClientConnection, headers: list[tuple[bytes, bytes]]) -> tuple[dict[bytes, bytes], bytes]:
+    """scan(headers), remembered per caller connection: a keep-alive caller mostly sends the same headers again,
+    and comparing them costs a fifth of scanning them. What it returns is only read, so it may be shared."""
+    last = client.scanned
+    if last is not None and last[0] == headers:
+        return last[1], last[2]
+    seen, kept = scan(headers)
+    client.scanned = (headers, seen, kept)
+    return seen, kept
+
+
 class Router:
     def __init__(
         self,
@@ -148,10 +159,14 @@ class Router:
         if isinstance(found, Answer):
             return found
         routes, qualifier, target, seen, kept = found
-        dispatcher = routes.pick(qualifier, seen)
-        if dispatcher is None:
-            return self._no_version(client, routes, qualifier)
-        invoked = routes.invoked(dispatcher, qualifier)
+        unqualified = routes.unqualified
+        if unqualified is not None and not qualifier:
+            dispatcher, invoked = unqualified
+        else:
+            dispatcher = routes.pick(qualifier, seen)
+            if dispatcher is None:
+                return self._no_version(client, routes, qualifier)
+            invoked = routes.invoked(dispatcher, qualifier)
         return self.exchange(client, routes, dispatcher, method, target, seen, kept + invoked, None)
 
     def _async_http(self, client: ClientConnection, method: bytes, rest: bytes, query: bytes, headers):
@@ -171,7 +186,7 @@ class Router:
         routes = self.functions.get(name)
         if routes is None:
             return Answer(client, responses.function_not_found(name), self.unknown)
-        seen, kept = scan(headers)
+        seen, kept = scan_repeated(client, headers)
         if not qualifier and PIN in seen:
             qualifier = seen[PIN].decode("latin-1")
         return routes, qualifier, HTTP_TARGET + sub + (b"?" + query if query else b""), seen, kept
@@ -264,10 +279,13 @@ class Router:
             seen.get(b"x-forwarded-proto", b"http"),
             seen.get(b"x-forwarded-host") or seen.get(b"host", b""),
         )
-        safe = method in SAFE_METHODS
-        args = (client, dispatcher, head, limit, routes.timeout, method == b"HEAD", inject, safe, lambda_api)
+        safe, timeout, is_head = method in SAFE_METHODS, routes.timeout, method == b"HEAD"
         ref = seen.get(REF)
-        return Exchange(*args) if ref is None else BodyRefExchange(self.blobs, ref, *args)
+        if ref is None:  # a direct call: packing the arguments for the other case costs the usual one
+            return Exchange(client, dispatcher, head, limit, timeout, is_head, inject, safe, lambda_api)
+        return BodyRefExchange(
+            self.blobs, ref, client, dispatcher, head, limit, timeout, is_head, inject, safe, lambda_api
+        )
 
     def _no_version(
         self, client: ClientConnection, routes: FunctionRoutes, qualifier: str, lambda_api: bool = False

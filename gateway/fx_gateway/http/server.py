@@ -80,8 +80,10 @@ class ClientConnection(asyncio.Protocol):
         "peer",
         "pending",
         "phase",
+        "read_at",
         "read_bytes",
         "router",
+        "scanned",
         "since",
         "transport",
         "url",
@@ -105,11 +107,13 @@ class ClientConnection(asyncio.Protocol):
         self.max_headers = settings.max_headers
         self.head_bytes = 0  # bytes read before the last read while a head is incomplete
         self.read_bytes = 0  # bytes of the last read
+        self.read_at = 0.0  # when: one clock read per read, not one per parser callback
         self.begun = 0  # requests begun on this connection
         self.phase = HEAD  # a caller that connects owes its first request's head
         self.since = _now()
         self.paused = False  # reading paused by us: the caller owes nothing meanwhile
         self.final: bytes | None = None  # a refusal to send once the answer being written is out
+        self.scanned: tuple | None = None  # the router's memo of the last headers it scanned (router.scan_repeated)
 
     # --- asyncio ---
 
@@ -130,7 +134,7 @@ class ClientConnection(asyncio.Protocol):
             return
         begun = self.begun
         head_before = self.phase == HEAD
-        self.read_bytes = len(data)
+        self.read_bytes, self.read_at = len(data), _now()
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
@@ -178,7 +182,7 @@ class ClientConnection(asyncio.Protocol):
         self.url = b""
         self.headers = []
         self.begun += 1
-        self.phase, self.since = HEAD, _now()  # the whole head is due within --header-timeout of its first byte
+        self.phase, self.since = HEAD, self.read_at  # the whole head is due within --header-timeout of its first byte
 
     def on_url(self, url: bytes) -> None:
         self.url += url
@@ -208,7 +212,7 @@ class ClientConnection(asyncio.Protocol):
         method = parser.get_method()
         if parser.should_upgrade() and not self._upgrade_ignorable(method):
             raise Refused
-        self.phase, self.since, self.head_bytes = BODY, _now(), 0
+        self.phase, self.since, self.head_bytes = BODY, self.read_at, 0
         call = self.router.open(self, method, self.url, self.headers)
         if self.phase == LINGER:  # refused by `open` (a Content-Length over the limit)
             raise Refused
@@ -220,7 +224,7 @@ class ClientConnection(asyncio.Protocol):
             self.active = call
 
     def on_body(self, body: bytes) -> None:
-        self.since = _now()
+        self.since = self.read_at
         self.call.feed(body)  # type: ignore[union-attr]
         if self.phase == LINGER:  # the call refused a body over its limit
             raise Refused

@@ -30,8 +30,3 @@ class Backstop:
             for dispatcher in list(self.dispatchers):
                 if dispatcher.sent:
                     dispatcher.expire_sent(now)
-
-
-def deadline(timeout: float) -> float:
-    """When the backstop answers a request to a function with this timeout, sent now."""
-    return time.monotonic() + timeout + GRACE_S

@@ -20,7 +20,7 @@ from fx_gateway.http import responses
 from fx_gateway.proxy import backstop, replica_loss
 from fx_gateway.proxy.exchange import Exchange
 from fx_gateway.proxy.stats import VersionStats
-from fx_gateway.proxy.upstream import DOWN_S, Replica, UpstreamConnection
+from fx_gateway.proxy.upstream import DOWN_S, MAX_IDLE, Replica, UpstreamConnection
 from fx_gateway.tasks import spawn
 
 log = logging.getLogger("fx_gateway")
@@ -169,7 +169,11 @@ class VersionDispatcher:
     def release(self, replica: Replica, conn: UpstreamConnection, reusable: bool) -> None:
         replica.outstanding -= 1
         self.stats.in_flight -= 1
-        replica.keep(conn, reusable)
+        # Pooled unless it cannot carry another request; a pooled one closed meanwhile is skipped at `_send`.
+        if reusable and not replica.removed and len(replica.idle) < MAX_IDLE:
+            replica.idle.append(conn)
+        else:
+            conn.transport.close()  # type: ignore[union-attr]
         if self.queue:
             self.pump()
 
@@ -189,7 +193,8 @@ class VersionDispatcher:
             return
         if not (0 <= ms < math.inf and MEMORY_MB_MIN <= mb <= MEMORY_MB_MAX):  # NaN fails the first test too
             return
-        self.stats.record_handler(min(ms, (time.monotonic() - exchange.started) * 1000), mb)
+        waited = (time.monotonic() - exchange.started) * 1000
+        self.stats.record_handler(ms if ms < waited else waited, mb)  # min() as a call costs more, on every answer
 
     def refused(self, status: int) -> None:
         """A request refused from its head, before it became an exchange."""
@@ -231,9 +236,15 @@ class VersionDispatcher:
     def _send(self, replica: Replica, exchange: Exchange) -> None:
         replica.outstanding += 1
         self.stats.in_flight += 1
-        exchange.deadline = backstop.deadline(exchange.timeout)
+        exchange.deadline = time.monotonic() + exchange.timeout + backstop.GRACE_S  # when the backstop answers
         self.sent.add(exchange)
-        replica.send(exchange)
+        idle = replica.idle
+        while idle:
+            conn = idle.pop()
+            if not conn.transport.is_closing():  # type: ignore[union-attr]
+                conn.send(exchange)
+                return
+        spawn(replica.connect(exchange))
 
     def _hold(self, exchange: Exchange, front: bool = False) -> None:
         exchange.held_at = exchange.held_at or time.monotonic()

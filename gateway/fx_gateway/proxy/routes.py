@@ -41,7 +41,10 @@ class FunctionRoutes:
         # Ascending version order puts the newest version's share last, so while a canary's weight grows the
         # sticky users it already has keep landing on it.
         self._split = self._weights(table.traffic)
-        self._only = self._split[1][0] if len(self._split[1]) == 1 else None  # the usual table: no draw to make
+        # The usual table: one version takes all the traffic, so a call naming no version needs no draw, and the
+        # lines telling its replica how it was named are the same for every such call.
+        only = self._split[1][0] if len(self._split[1]) == 1 else None
+        self.unqualified = None if only is None else (only, self.invoked(only, ""))
         # An alias with a split of its own (the Lambda API's RoutingConfig) draws among its versions likewise.
         self._alias_splits = {alias: self._weights(split) for alias, split in table.alias_traffic.items()}
         kind, _, key = (table.sticky or "").partition(":")
@@ -74,7 +77,7 @@ class FunctionRoutes:
             if version == LATEST and self.dispatchers:
                 version = max(self.dispatchers, key=_number)
             return self.dispatchers.get(version)
-        return self._only if self._only is not None else self._draw(*self._split, headers)
+        return self.unqualified[0] if self.unqualified is not None else self._draw(*self._split, headers)
 
     def _draw(
         self, bounds: list[int], weighted: list[VersionDispatcher], headers: dict[bytes, bytes] | None

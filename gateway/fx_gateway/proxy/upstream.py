@@ -14,8 +14,6 @@ from typing import TYPE_CHECKING, Protocol
 
 import httptools
 
-from fx_gateway.tasks import spawn
-
 if TYPE_CHECKING:
     from fx_gateway.proxy.dispatch import VersionDispatcher
     from fx_gateway.proxy.exchange import Exchange
@@ -99,9 +97,6 @@ class UpstreamConnection(asyncio.Protocol):
             self.replica.release(self, keep_alive)
 
     def on_message_complete(self) -> None:
-        self.answer_complete()
-
-    def answer_complete(self) -> None:
         """The parser has a whole answer: the final one unless it is interim (100 Continue, 103 Early Hints; an
         HTTP upstream may send them), after which the final one follows."""
         parser = self.parser
@@ -146,7 +141,7 @@ class _HeadAnswer:
         self.conn = conn
 
     def on_headers_complete(self) -> None:
-        self.conn.answer_complete()
+        self.conn.on_message_complete()
 
 
 class Replica:
@@ -165,16 +160,8 @@ class Replica:
         self.removed = False
         self.down_until = 0.0
 
-    def send(self, exchange: Exchange) -> None:
-        idle = self.idle
-        while idle:
-            conn = idle.pop()
-            if not conn.transport.is_closing():  # type: ignore[union-attr]
-                conn.send(exchange)
-                return
-        spawn(self._connect(exchange))
-
-    async def _connect(self, exchange: Exchange) -> None:
+    async def connect(self, exchange: Exchange) -> None:
+        """Open a connection for `exchange` (no idle one was left) and send it there, else route it again."""
         loop = asyncio.get_running_loop()
         try:
             if self.path:
@@ -200,12 +187,6 @@ class Replica:
 
     def lost(self, conn: UpstreamConnection, sent: Sent, exc: Exception | None) -> None:
         self.dispatcher.lost(self, conn, sent, exc)  # type: ignore[arg-type]  # a replica carries Exchanges only
-
-    def keep(self, conn: UpstreamConnection, reusable: bool) -> None:
-        if reusable and not self.removed and len(self.idle) < MAX_IDLE and not conn.transport.is_closing():  # type: ignore[union-attr]
-            self.idle.append(conn)
-        else:
-            conn.transport.close()  # type: ignore[union-attr]
 
     def close_idle(self) -> None:
         while self.idle:

@@ -2,7 +2,7 @@
 
 import asyncio
 
-from tests.unit.gateway.conftest import table
+from tests.unit.gateway.conftest import Raw, table
 
 
 async def test_http_trigger_reaches_the_replica_with_path_query_headers_and_body(gateway, replicas):
@@ -31,6 +31,31 @@ async def test_connections_to_a_replica_are_kept_alive(gateway, replicas):
     gw.gateway.book.apply(table(versions={"1": [replica.endpoint]}))
     for _ in range(20):
         assert (await gw.client.get("/function/hello")).status_code == 200
+    assert replica.connections == 1
+
+
+async def test_each_request_on_a_keep_alive_connection_carries_its_own_headers(gateway, replicas):
+    """The gateway remembers a connection's last headers (callers mostly repeat them): a request that repeats
+    them, one that changes them and one that adds a header the gateway must drop all reach the replica right."""
+    replica = await replicas()
+    gw = await gateway()
+    gw.gateway.book.apply(table(versions={"1": [replica.endpoint]}))
+    raw = await Raw.open(gw.url)
+    heads = [
+        b"X-Custom: a\r\n",
+        b"X-Custom: a\r\n",
+        b"X-Custom: b\r\nX-Forwarded-For: 10.0.0.9\r\n",
+        b"X-Custom: b\r\nX-Fx-Replica-Token: forged\r\n",
+        b"X-Custom: a\r\n",
+    ]
+    for head in heads:
+        await raw.send(b"GET /function/hello HTTP/1.1\r\nHost: gw\r\n%s\r\n" % head)
+        assert (await raw.response()).status == 200
+    raw.close()
+    seen = [request["headers"] for request in replica.seen]
+    assert [h["x-custom"] for h in seen] == ["a", "a", "b", "b", "a"]
+    assert [h["x-forwarded-for"] for h in seen] == ["127.0.0.1", "127.0.0.1", "10.0.0.9, 127.0.0.1"] + ["127.0.0.1"] * 2
+    assert all(h.get("x-fx-replica-token") != "forged" for h in seen)
     assert replica.connections == 1
 
 
