@@ -345,3 +345,13 @@ def test_every_answer_of_a_handler_that_ran_reports_its_duration_and_memory_firs
             duration, memory = first[1].split()
             assert float(duration) > 0 and int(memory) >= 128
         assert "x-fx-report" not in http.get(f"{replica.base}/_fx/health").headers
+
+
+def test_each_invocation_runs_under_its_own_trace_id_or_the_callers(start):
+    replica = start({"handler.py": "import os\ndef handler(e, c):\n    return os.environ['_X_AMZN_TRACE_ID']\n"})
+    shape = re.compile(r"Root=1-[0-9a-f]{8}-[0-9a-f]{24};Parent=[0-9a-f]{16};Sampled=0")
+    with httpx.Client(base_url=replica.base) as client:
+        made = [client.post("/_fx/invoke", content=b"{}").json() for _ in range(3)]
+        given = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
+        assert client.post("/_fx/invoke", content=b"{}", headers={"X-Amzn-Trace-Id": given}).json() == given
+    assert all(shape.fullmatch(trace) for trace in made) and len(set(made)) == 3
