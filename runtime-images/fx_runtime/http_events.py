@@ -294,6 +294,10 @@ def response(kind: str, result: Any, payload: bytes) -> tuple[int, list[tuple[st
     a statusCode. Raises MalformedResponse where API Gateway would answer 502.
     """
     if isinstance(result, dict) and "statusCode" in result:
+        if len(result) == 2:  # the usual {"statusCode": 200, "body": "..."}: what _structured makes of it, directly
+            status, body = result["statusCode"], result.get("body")
+            if type(status) is int and 100 <= status <= 599 and type(body) is str:
+                return status, [], body.encode()
         return _structured(kind, result)
     if kind != "v2":
         raise MalformedResponse("the response has no statusCode")

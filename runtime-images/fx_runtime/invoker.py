@@ -57,6 +57,7 @@ class Invoker:
         self.report = b""  # the last invocation's X-Fx-Report line: the gateway's handler-duration and billing
         self._report_mb = settings.memory_mb.encode()
         self.loop: asyncio.AbstractEventLoop | None = None  # the server's, which invocations run in; hidden meanwhile
+        self._loop_hidden = False  # the loop's callbacks that run invocations see no running loop (_hide_loop)
         self.new_trace_id = tracing.TraceIds()
         self.watchdog = Watchdog(self.timeout_s, self._expired, alarm_fd, self._out_of_memory)
 
@@ -84,10 +85,8 @@ class Invoker:
         context = LambdaContext(request_id, int(deadline * 1000), client_context, qualifier, latest)
         result: Any = None
         err: dict | None = None
-        # The handler runs inside the server's loop callback, but must see no running loop, as on Lambda:
-        # asyncio.run(), or an adapter's get_event_loop().run_until_complete() (Mangum), would fail otherwise.
-        server_loop = self.loop
-        asyncio._set_running_loop(None)
+        if not self._loop_hidden:
+            self._hide_loop()
         try:
             result = self.handler(event, context)
             kind = type(result)
@@ -106,7 +105,6 @@ class Invoker:
         except Exception as e:
             err = faults.from_exception(e, request_id)
         finally:
-            asyncio._set_running_loop(server_loop)
             self.watchdog.disarm()
         payload = b""
         if err is None:
@@ -127,6 +125,20 @@ class Invoker:
         self.init_ms = None
         self.report = b"X-Fx-Report: %.3f %s\r\n" % (duration_ms, self._report_mb)
         return result, payload, err
+
+    def _hide_loop(self) -> None:
+        """The handler runs inside the server's loop callback, but must see no running loop, as on Lambda:
+        asyncio.run(), or an adapter's get_event_loop().run_until_complete() (Mangum), would fail otherwise.
+        The loop is shown again once the loop has served what it read, not after each invocation: setting the
+        running loop costs a getpid(2) each time (CPython's check against a fork), two per invocation else."""
+        asyncio._set_running_loop(None)
+        if self.loop is not None:
+            self._loop_hidden = True
+            self.loop.call_soon(self._show_loop)
+
+    def _show_loop(self) -> None:
+        self._loop_hidden = False
+        asyncio._set_running_loop(self.loop)
 
     def _drain(self, chunks: Iterator[Any], stream: Stream | None) -> bytes:
         """Run a streaming handler to its end, within the limit of a stream (or of a whole answer, joined):

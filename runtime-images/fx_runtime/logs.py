@@ -95,8 +95,10 @@ def stamp() -> str:
 
 def end_lines(request_id: str, duration_ms: float, memory_mb: str, init_ms: float | None, status: str = "") -> str:
     """Lambda's END and REPORT lines. Max Memory Used is the process's peak RSS now (ru_maxrss, one getrusage(2)):
-    the true figure at the invocation's end, as a figure sampled earlier could not be."""
-    used_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+    the true figure at the invocation's end, as a figure sampled earlier could not be. RUSAGE_THREAD, not
+    RUSAGE_SELF: its ru_maxrss is the same, the peak of the memory all threads share (Linux reads it from the mm
+    either way), without summing every thread's CPU time under the scheduler's locks as RUSAGE_SELF does."""
+    used_mb = resource.getrusage(resource.RUSAGE_THREAD).ru_maxrss // 1024
     report = (
         f"END RequestId: {request_id}\nREPORT RequestId: {request_id}\tDuration: {duration_ms:.2f} ms\t"
         f"Billed Duration: {max(math.ceil(duration_ms), 1)} ms\tMemory Size: {memory_mb} MB\t"

@@ -14,15 +14,21 @@ class TraceIds:
     unique per replica (a random prefix, made after the zygote's fork) and cheap per call (a counter, no
     getrandom(2) per invocation)."""
 
-    __slots__ = ("_count", "_prefix")
+    __slots__ = ("_count", "_prefix", "_root", "_second")
 
     def __init__(self) -> None:
         self._prefix = os.urandom(6).hex()
         self._count = 0
+        self._second = -1
+        self._root = ""  # "Root=1-<epoch hex>-<prefix>" of self._second: formatted once a second, not per call
 
     def __call__(self) -> str:
         self._count += 1
-        return f"Root=1-{int(time.time()):08x}-{self._prefix}{self._count:012x};Parent={self._count:016x};Sampled=0"
+        second = int(time.time())
+        if second != self._second:
+            self._second = second
+            self._root = f"Root=1-{second:08x}-{self._prefix}"
+        return f"{self._root}{self._count:012x};Parent={self._count:016x};Sampled=0"
 
 
 def set_trace_id(value: str) -> None:

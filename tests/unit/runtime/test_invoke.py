@@ -4,6 +4,7 @@ import base64
 import json
 import re
 import signal
+import socket
 import threading
 import time
 
@@ -160,6 +161,29 @@ def test_log_lines(start):
     assert [(rid, bool(init)) for rid, init in reports] == [("a-1", True), ("a-2", False)]
 
 
+def test_max_memory_used_is_the_peak_at_the_invocations_end_whichever_thread_grew_it(start):
+    """REPORT's Max Memory Used counts what the invocation itself touched, also from a thread it started."""
+    code = """
+        import threading
+
+        def touch():
+            block = bytearray(96 << 20)
+            block[::4096] = b"\\1" * (len(block) // 4096)
+
+        def handler(event, context):
+            if event.get("grow"):
+                worker = threading.Thread(target=touch)
+                worker.start()
+                worker.join()
+    """
+    replica = start({"handler.py": code})
+    for rid, event in (("m-1", b"{}"), ("m-2", b'{"grow": true}')):
+        httpx.post(f"{replica.base}/_fx/invoke", content=event, headers={"X-Fx-Request-Id": rid})
+    log = replica.log_text("REPORT RequestId: m-2\t")
+    used = dict(re.findall(r"REPORT RequestId: (m-\d)\t.*\tMax Memory Used: (\d+) MB", log))
+    assert int(used["m-1"]) < 96 <= int(used["m-2"]) - 16  # the interpreter alone holds more than 16 MB
+
+
 def test_a_burst_of_invocations_reaches_the_log_in_order_without_a_further_call(start):
     """The log is written at most every few ms while calls follow each other: the last of a burst still gets
     there on its own, each invocation's lines between its START and its REPORT."""
@@ -232,6 +256,19 @@ def test_handlers_may_run_their_own_event_loop(start):
     for mode, n in (("loop", 1), ("loop", 5), ("run", 7), ("run", 8)):
         r = httpx.post(f"{replica.base}/_fx/invoke", json={"mode": mode, "n": n})
         assert r.status_code == 200 and r.json() == 2 * n, r.text
+    # Pipelined, so that the replica reads them at once and runs them one after the other in one loop callback.
+    # (Not "loop": asyncio.run() leaves the thread no current loop, on Lambda too.)
+    host, port = replica.endpoint.split(":")
+    calls = [{"mode": "run", "n": n} for n in (2, 3, 4)]
+    bodies = [json.dumps(call).encode() for call in calls]
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.sendall(
+            b"".join(b"POST /_fx/invoke HTTP/1.1\r\nContent-Length: %d\r\n\r\n%s" % (len(b), b) for b in bodies)
+        )
+        answers = b""
+        while answers.count(b"HTTP/1.1 ") < len(calls) or not answers.endswith(b"8"):
+            answers += sock.recv(65536)
+    assert [line.split(b"\r\n\r\n")[1][:1] for line in answers.split(b"HTTP/1.1 ")[1:]] == [b"4", b"6", b"8"]
 
 
 TALKATIVE = {
@@ -308,3 +345,13 @@ def test_every_answer_of_a_handler_that_ran_reports_its_duration_and_memory_firs
             duration, memory = first[1].split()
             assert float(duration) > 0 and int(memory) >= 128
         assert "x-fx-report" not in http.get(f"{replica.base}/_fx/health").headers
+
+
+def test_each_invocation_runs_under_its_own_trace_id_or_the_callers(start):
+    replica = start({"handler.py": "import os\ndef handler(e, c):\n    return os.environ['_X_AMZN_TRACE_ID']\n"})
+    shape = re.compile(r"Root=1-[0-9a-f]{8}-[0-9a-f]{24};Parent=[0-9a-f]{16};Sampled=0")
+    with httpx.Client(base_url=replica.base) as client:
+        made = [client.post("/_fx/invoke", content=b"{}").json() for _ in range(3)]
+        given = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
+        assert client.post("/_fx/invoke", content=b"{}", headers={"X-Amzn-Trace-Id": given}).json() == given
+    assert all(shape.fullmatch(trace) for trace in made) and len(set(made)) == 3
