@@ -123,8 +123,10 @@ def prepare(artifact: str, expected_sha256: str | None, code_dir: str, url: str 
         raise Fault(INVALID_ARTIFACT, f"Artifact {artifact} has sha256 {actual}, expected {expected_sha256}")
     parent = os.path.dirname(code_dir)
     os.makedirs(parent, exist_ok=True)
-    if os.path.lexists(code_dir):  # not sealed: never trusted, extracted anew
-        discard(code_dir, parent)
+    if os.path.lexists(code_dir):
+        if sealed(code_dir):  # another replica of the digest placed it since the look above; replicas run from it
+            return
+        discard(code_dir, parent)  # not sealed: never trusted, extracted anew
     staging = tempfile.mkdtemp(prefix=".extract-", dir=parent)
     try:
         _extract(artifact, staging)
@@ -159,8 +161,12 @@ def _extract(artifact: str, target: str) -> None:
 def discard(code_dir: str, parent: str) -> None:
     """Move an untrusted tree out of the way (atomically), then delete it."""
     stale = tempfile.mkdtemp(prefix=".stale-", dir=parent)
+    moved = os.path.join(stale, "tree")
     with contextlib.suppress(FileNotFoundError):  # another replica moved it first
-        os.rename(code_dir, os.path.join(stale, "tree"))
+        os.rename(code_dir, moved)
+    if sealed(moved):  # another replica's sealed extraction took its place before the rename: put it back
+        with contextlib.suppress(OSError):
+            os.rename(moved, code_dir)
     _remove_tree(stale)
 
 

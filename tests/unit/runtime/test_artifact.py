@@ -101,6 +101,30 @@ def test_the_extracted_tree_is_sealed_and_a_tampered_one_is_extracted_again(tmp_
         artifact.prepare(str(tmp_path / "fifo.zip"), fifo_digest, str(tmp_path / "code" / fifo_digest))
 
 
+def test_a_tree_another_replica_placed_meanwhile_is_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Replicas of functions sharing a zip start at once: a tree another one sealed after this one first looked
+    is in use (its replica imports from it) and must not be discarded and extracted again."""
+    digest = make_zip(tmp_path / "code.zip", {"handler.py": HANDLER})
+    code = tmp_path / "code" / digest
+    real_sealed, placed = artifact.sealed, []
+
+    def the_other_replica_wins(path: str) -> bool:
+        if not placed:  # this replica looks first and sees nothing; the other one places its tree right after
+            placed.append(None)
+            artifact.prepare(str(tmp_path / "code.zip"), digest, path)
+            placed[0] = os.open(path, os.O_RDONLY | os.O_DIRECTORY)  # as the other replica's working directory
+            return False
+        return real_sealed(path)
+
+    monkeypatch.setattr(artifact, "sealed", the_other_replica_wins)
+    artifact.prepare(str(tmp_path / "code.zip"), digest, str(code))
+    in_use = os.fstat(placed[0])
+    os.close(placed[0])
+    assert in_use.st_nlink > 0, "the tree a replica runs from was deleted"
+    assert os.path.samestat(in_use, os.stat(code)) and (code / "handler.py").read_text() == HANDLER
+    assert sorted(p.name for p in code.parent.iterdir()) == [digest]
+
+
 def test_a_zip_with_too_many_entries_is_refused(tmp_path: Path):
     with zipfile.ZipFile(tmp_path / "many.zip", "w") as zf:
         for i in range(4):
