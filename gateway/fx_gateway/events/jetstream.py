@@ -61,6 +61,18 @@ async def store(js: JetStreamContext, function: str, body: bytes, headers: dict[
     return not ack.duplicate
 
 
+def ack_tokens(msg: Msg) -> tuple[int, int, int]:
+    """(stream sequence, deliveries, ns stored) from the message's ack subject, at a fraction of the cost of
+    nats-py's Metadata; the subject has 9 tokens, or 12 with a domain and account hash after $JS.ACK."""
+    tokens = msg.reply.split(".")
+    shift = 2 if len(tokens) == 9 else 0
+    return (
+        int(tokens[Msg.Ack.StreamSeq - shift]),
+        int(tokens[Msg.Ack.NumDelivered - shift]),
+        int(tokens[Msg.Ack.Timestamp - shift]),
+    )
+
+
 async def keep_in_progress(running: dict[int, Msg], ack_wait: float) -> None:
     """Tell JetStream the messages under way are still being worked on, so long calls are not redelivered."""
     while True:
