@@ -55,7 +55,7 @@ class Events:
             log.error("async calls disabled: cannot set up their JetStream streams: %s", exc)
             return
         callbacks = Callbacks(nc, self.policy, self.async_stats)
-        self.worker = AsyncWorker(book, js, settings, self.async_stats, callbacks)
+        self.worker = AsyncWorker(book, nc, settings, self.async_stats, callbacks, batcher)
         self.schedules = Schedules(book, js, self.event_stats)
         durable = self.durable
         sampler = BacklogSampler(

@@ -35,20 +35,18 @@ async def ensure_streams(js: JetStreamContext, ack_wait: float, replicas: int = 
     """Check (on a NATS without auth: create) the async-call and dead-letter streams, then the shared consumer.
     `replicas` as the controller's (FX_NATS_REPLICAS): else the check finds them different and tries to change them."""
     await async_streams.ensure(js, replicas)
-    await ensure_consumer(js, ack_wait)
+    await js.add_consumer(STREAM_ASYNC, consumer_config(ack_wait))
 
 
-async def ensure_consumer(js: JetStreamContext, ack_wait: float) -> None:
-    """The async calls' shared durable consumer, created if missing (a NATS that lost its store lost it too)."""
-    await js.add_consumer(
-        STREAM_ASYNC,
-        ConsumerConfig(
-            durable_name=CONSUMER_ASYNC,
-            ack_policy=AckPolicy.EXPLICIT,
-            ack_wait=ack_wait,
-            max_deliver=-1,  # the worker counts attempts itself and dead-letters
-            max_ack_pending=-1,
-        ),
+def consumer_config(ack_wait: float) -> ConsumerConfig:
+    """The async calls' shared durable consumer (the worker creates it again if missing: a NATS that lost its
+    store lost it too)."""
+    return ConsumerConfig(
+        durable_name=CONSUMER_ASYNC,
+        ack_policy=AckPolicy.EXPLICIT,
+        ack_wait=ack_wait,
+        max_deliver=-1,  # the worker counts attempts itself and dead-letters
+        max_ack_pending=-1,  # each gateway takes at most --async-concurrency
     )
 
 

@@ -61,11 +61,14 @@ class OpenPull:
         self._stream_gone = False  # said once, until the consumer can be made again
 
     async def start(self) -> None:
-        """Create the consumer (a no-op if it is there) and open the first pull request. Raises nats.errors.Error."""
+        """Create the consumer (a no-op if it is there) and open the first pull request. Raises nats.errors.Error;
+        may be called again then."""
         await self.js.add_consumer(self.stream, self.config)
-        self._sub = await self.nc.subscribe(self.nc.new_inbox(), cb=self._received)
+        if self._sub is None:
+            self._sub = await self.nc.subscribe(self.nc.new_inbox(), cb=self._received)
         await self.pull_more()
-        self._keeper = spawn(self._keep_pulling())
+        if self._keeper is None:
+            self._keeper = spawn(self._keep_pulling())
 
     async def stop(self) -> None:
         if self._keeper is not None:

@@ -11,9 +11,13 @@ from fx.protocol import (
     ASYNC_CALL_ID,
     ASYNC_CALLBACK_SUBJECT,
     ASYNC_CALLBACK_URL,
+    ASYNC_FUNCTION,
+    ASYNC_METHOD,
+    ASYNC_TARGET,
     DEAD_ATTEMPTS,
     DEAD_ERROR,
     DEAD_STATUS,
+    REPLICA_INVOKE_PATH,
     STREAM_ASYNC,
     SUBJECT_ACTIVATE,
     ActivationReply,
@@ -146,6 +150,31 @@ async def test_a_failing_call_is_retried_with_backoff_then_succeeds(platform, re
         return (await nc.jetstream().stream_info(STREAM_ASYNC)).state.messages == 0
 
     await until(acked, 5, "the call acked, so gone from the work queue")
+
+
+async def test_waiting_invoke_calls_share_a_request_each_run_with_its_call_id_and_fails_alone(platform, replicas):
+    gw, nc = platform
+    replica = await replicas()
+    replica.failures = 1  # the first call the replica runs fails: that call alone, retried
+    gw.gateway.book.apply(table(versions={"1": [replica.endpoint]}))
+    stored = {ASYNC_FUNCTION: "hello", ASYNC_METHOD: "POST", ASYNC_TARGET: REPLICA_INVOKE_PATH}
+    for n in range(60):  # stored at once (as 202'd calls are): most wait for the replica, and go together
+        await nc.publish(async_subject("hello"), b'{"n": %d}' % n, headers={**stored, ASYNC_CALL_ID: f"call-{n}"})
+    await nc.flush()
+
+    stats = gw.gateway.events.async_stats
+    await until(lambda: stats.attempts.get(("hello", "ok")) == 60)
+    assert stats.attempts[("hello", "error")] == 1
+    assert any(seen["path"] == "/_fx/batch" for seen in replica.seen)
+    assert replica.requests < 60
+    ran = [(json.loads(seen["body"])["n"], seen["headers"]["x-fx-request-id"]) for seen in replica.seen]
+    assert sorted(ran) == sorted([(n, f"call-{n}") for n in range(60)] + [ran[0]])  # the first twice: it failed
+    assert all(request_id == f"call-{n}" for n, request_id in ran)  # the call id is the invocation's request id
+
+    async def acked() -> bool:
+        return (await nc.jetstream().stream_info(STREAM_ASYNC)).state.messages == 0
+
+    await until(acked, 5, "every call acked, so gone from the work queue")
 
 
 async def test_a_call_failing_every_attempt_is_dead_lettered_with_the_request_and_the_error(platform, replicas):
