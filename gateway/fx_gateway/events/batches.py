@@ -1,6 +1,6 @@
-"""Events of one function that wait for a replica go to it several per request (the replica's /_fx/batch,
-runtime-images/fx_runtime/batch.py): one HTTP exchange per event cost the gateway and the replica more than a
-small handler's invocation.
+"""Events of one function (trigger events, raw-invoke async calls) that wait for a replica go to it several per
+request (the replica's /_fx/batch, runtime-images/fx_runtime/batch.py): one HTTP exchange per event cost the
+gateway and the replica more than a small handler's invocation.
 
 Nothing waits to make a batch bigger. A function has at most PER_REPLICA requests in flight per replica (one
 running, the next already in its socket); an event that comes while they are all out waits, and when one is
@@ -8,7 +8,8 @@ answered the next request takes everything waiting, up to --trigger-batch-max ev
 size limit. An event that finds room goes alone, as a plain /_fx/invoke. Each event is still its own invocation
 with its own result: a handler error fails that event alone, and an event whose batch broke off before its
 answer (a timeout or out-of-memory of an earlier one, the replica lost) gets the gateway's error, so an
-at-least-once source delivers it again.
+at-least-once source delivers it again. An event may name its request id (an async call's is its call id): the
+batch's X-Fx-Request-Id lists them in order.
 """
 
 from __future__ import annotations
