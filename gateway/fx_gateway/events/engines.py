@@ -39,6 +39,7 @@ class Events:
         self.durable: DurableTriggers | None = None
         self.worker: AsyncWorker | None = None  # None: async calls are off (their streams are missing)
         self.schedules: Schedules | None = None  # ticks are async calls: off with them
+        self.storer: jetstream.Storer | None = None  # stores async calls: off with them too
         self._worker_task: asyncio.Task | None = None
         self._sampler_task: asyncio.Task | None = None
 
@@ -56,7 +57,8 @@ class Events:
             return
         callbacks = Callbacks(nc, self.policy, self.async_stats)
         self.worker = AsyncWorker(book, nc, settings, self.async_stats, callbacks, batcher)
-        self.schedules = Schedules(book, js, self.event_stats)
+        self.storer = jetstream.Storer(nc)
+        self.schedules = Schedules(book, self.storer.store, self.event_stats)
         durable = self.durable
         sampler = BacklogSampler(
             js, self.async_stats, self.event_stats, lambda: list(durable.running.values()), settings.backlog_interval
@@ -81,10 +83,10 @@ class Events:
         """Store an async call; returns once JetStream has it (raises StoreUnavailable otherwise)."""
         nc, stats = self.nc, self.async_stats
         try:
-            if nc is None or not nc.is_connected or self.worker is None:
+            if nc is None or not nc.is_connected or self.storer is None:
                 raise StoreUnavailable("NATS JetStream is not reachable")
             try:
-                await jetstream.store(self.worker.js, function, body, headers)
+                await self.storer.store(function, body, headers)
             except nats.errors.Error as exc:
                 raise StoreUnavailable(str(exc) or type(exc).__name__) from exc
         except StoreUnavailable:
