@@ -262,3 +262,17 @@ async def test_a_callback_that_fails_unexpectedly_leaves_the_call_done_not_run_a
 
 async def _acked(nc) -> bool:
     return (await nc.jetstream().stream_info(STREAM_ASYNC)).state.messages == 0
+
+
+async def test_a_call_jetstream_does_not_store_is_refused_503_not_accepted(platform):
+    gw, nc = platform
+    gw.gateway.book.apply(table(versions={"1": []}))
+    js = nc.jetstream()
+    config = (await js.stream_info(STREAM_ASYNC)).config
+    await js.update_stream(config.evolve(max_msg_size=1))  # JetStream refuses every call
+    refused = await gw.client.post("/async-function/hello", content=b"x")
+    assert refused.status_code == 503 and refused.json()["error"]["code"] == "AsyncUnavailable"
+    assert "maximum" in refused.json()["error"]["message"]  # JetStream's reason
+    await js.delete_stream(STREAM_ASYNC)  # no stream takes the subject at all
+    gone = await gw.client.post("/async-function/hello", content=b"x")
+    assert gone.status_code == 503 and "nothing was queued" in gone.json()["error"]["message"]
