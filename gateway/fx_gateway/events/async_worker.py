@@ -101,10 +101,10 @@ class AsyncWorker:
         self._tasks: list[asyncio.Task] = []
         # Set by close(): the start loop ends even if NATS never comes back.
         self._closed = False
-        limit = settings.async_concurrency
         config = jetstream.consumer_config(settings.async_ack_wait)
-        room = lambda: limit - len(self.running)  # noqa: E731
-        self.pull = OpenPull(nc, STREAM_ASYNC, config, limit, room, self._take, "async calls")
+        self.pull = OpenPull(
+            nc, STREAM_ASYNC, config, settings.async_concurrency, self._room, self._take, "async calls"
+        )
 
     async def run(self) -> None:
         """Pull from now on; until the consumer can be bound (NATS away, or back without it), try again."""
@@ -135,6 +135,10 @@ class AsyncWorker:
             await asyncio.sleep(0.05)
         for task in self._tasks:
             task.cancel()
+
+    def _room(self) -> int:
+        """Calls this gateway may take now: --async-concurrency less those under way."""
+        return self.settings.async_concurrency - len(self.running)
 
     def _take(self, msg: Msg) -> None:
         self.running[id(msg)] = msg
