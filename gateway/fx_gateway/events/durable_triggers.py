@@ -261,7 +261,7 @@ class DurableTrigger:
                     spawn(self._too_large(batch[0], len(body), limit))
                     return
                 batch = batch[:fits]
-        redelivered = sum(1 for m in batch if jetstream.ack_tokens(m)[1] > 1)
+        redelivered = sum(1 for m in batch if jetstream.deliveries(m) > 1)
         self.stats.batch(self.function, self.key, len(batch), redelivered)
         self.batcher.send(routes, body, partial(self._answered, batch))
 

@@ -129,6 +129,12 @@ def ack_tokens(msg: Msg) -> tuple[int, int, int]:
     )
 
 
+def deliveries(msg: Msg) -> int:
+    """ack_tokens(msg)[1], for a hot path that needs no more."""
+    tokens = msg.reply.split(".")
+    return int(tokens[Msg.Ack.NumDelivered - (2 if len(tokens) == 9 else 0)])
+
+
 async def keep_in_progress(running: dict[int, Msg], ack_wait: float) -> None:
     """Tell JetStream the messages under way are still being worked on, so long calls are not redelivered."""
     while True:
