@@ -50,14 +50,16 @@ class Events:
         self.triggers = NatsTriggers(book, nc, settings.trigger_concurrency, self.event_stats, batcher)
         self.durable = DurableTriggers(book, nc, self.event_stats, settings.async_ack_wait, batcher)
         js = nc.jetstream()
+        storer = jetstream.Storer(nc)
         try:
             await jetstream.ensure_streams(js, settings.async_ack_wait, settings.nats_replicas)
+            await storer.start()
         except nats.errors.Error as exc:
             log.error("async calls disabled: cannot set up their JetStream streams: %s", exc)
             return
+        self.storer = storer
         callbacks = Callbacks(nc, self.policy, self.async_stats)
         self.worker = AsyncWorker(book, nc, settings, self.async_stats, callbacks, batcher)
-        self.storer = jetstream.Storer(nc)
         self.schedules = Schedules(book, self.storer.store, self.event_stats)
         durable = self.durable
         sampler = BacklogSampler(
@@ -100,6 +102,8 @@ class Events:
                 task.cancel()
         if self.schedules is not None:
             self.schedules.close()
+        if self.storer is not None:
+            self.storer.close()
         if self.triggers is not None:
             self.triggers.close()
         if self.durable is not None:

@@ -67,16 +67,21 @@ class Storer:
         self._sent = 0
         self._waiting: dict[str, asyncio.Future[bool]] = {}  # by the reply subject's last token
         self._deadlines: deque[tuple[float, str]] = deque()  # in the order sent
+        self._expiry: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        self._inbox = self.nc.new_inbox()
+        await self.nc.subscribe(self._inbox + ".*", cb=self._acknowledged)
+        self._expiry = spawn(self._expire())
+
+    def close(self) -> None:
+        if self._expiry is not None:
+            self._expiry.cancel()
 
     async def store(self, function: str, body: bytes, headers: dict[str, str], msg_id: str = "") -> bool:
         """Store an async call; returns once JetStream has it, False if it was a copy of one with the same
         `msg_id` (stored by another gateway). Raises nats.errors.Error (TimeoutError: no acknowledgement within
         STORE_TIMEOUT_S; the call may be stored all the same)."""
-        if not self._inbox:
-            inbox = self.nc.new_inbox()
-            await self.nc.subscribe(inbox + ".*", cb=self._acknowledged)
-            self._inbox = inbox
-            spawn(self._expire())
         headers = {**headers, EXPECTED_STREAM: STREAM_ASYNC}
         if msg_id:
             headers[MSG_ID] = msg_id
