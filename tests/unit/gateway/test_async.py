@@ -276,3 +276,26 @@ async def test_a_call_jetstream_does_not_store_is_refused_503_not_accepted(platf
     await js.delete_stream(STREAM_ASYNC)  # no stream takes the subject at all
     gone = await gw.client.post("/async-function/hello", content=b"x")
     assert gone.status_code == 503 and "nothing was queued" in gone.json()["error"]["message"]
+
+
+async def test_a_failing_call_whose_retry_would_pass_its_maximum_age_is_dead_lettered(nats_server, gateway, replicas):
+    gw = await gateway(async_backoff=0.2, async_retries=5, async_max_age=0.3, nats_url=nats_server, gateway_id="gw")
+    await gw.gateway.start()
+    await until(gw.gateway.feed.healthy)
+    nc = await nats.connect(nats_server)
+    try:
+        replica = await replicas()
+        replica.failures = 100
+        gw.gateway.book.apply(table(versions={"1": [replica.endpoint]}))
+        r = await gw.client.post(
+            "/2015-03-31/functions/hello/invocations", content=b"{}", headers={"X-Amz-Invocation-Type": "Event"}
+        )
+        [letter] = await dead_letters(nc, 1)
+        assert letter.headers[ASYNC_CALL_ID] == r.headers["X-Fx-Call-Id"]
+        assert letter.headers[DEAD_ERROR] == "Boom"  # the last attempt's error
+        assert int(letter.headers[DEAD_ATTEMPTS]) < 6  # not its retries: its age ran out first
+        metrics = (await gw.client.get("/metrics")).text
+        assert 'fx_gateway_async_dead_letters_total{function="hello",reason="max_age"} 1.0' in metrics
+    finally:
+        await nc.close()
+        await gw.gateway.close()
