@@ -37,7 +37,7 @@ class Settings:
     async_max_age: float = 6 * 3600  # seconds a call may wait, as Lambda's MaximumEventAgeInSeconds
     async_ack_wait: float = 30.0  # a call taken by a gateway that died is redelivered after this
     trigger_concurrency: int = 256  # trigger events this gateway runs at once
-    trigger_batch_max: int = 64  # waiting events of a function sent to a replica in one request; 1: one by one
+    trigger_batch_max: int = 64  # waiting events and raw-invoke async calls sent to a replica in one request
     api_usage_interval: float = 1.0  # seconds between API key counts sent to the controller (quotas, throttle N)
     backlog_interval: float = 5.0  # seconds between samples of the async backlog and the triggers' consumers
     usage_interval: float = 10.0  # seconds between billed-usage reports to the controller (`fx usage`)
@@ -125,8 +125,8 @@ _NUMBERS = (
         "--trigger-batch-max",
         int,
         Settings.trigger_batch_max,
-        "trigger events of a function, already waiting for a replica, sent to it in one request (each still its"
-        " own invocation); 1: one request per event",
+        "trigger events and raw-invoke async calls of a function, already waiting for a replica, sent to it in one"
+        " request (each still its own invocation); 1: one request per event",
     ),
     (
         "--api-usage-interval",

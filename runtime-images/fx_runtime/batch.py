@@ -5,13 +5,15 @@ gateway sends the events of a function that are already waiting together. Each s
 after another as separate /_fx/invoke requests would be: its own request id, START/END/REPORT lines, timeout
 and result or error (a handler error fails that event alone).
 
-Request body: a JSON array of events. Answer: 200, `X-Fx-Batch: <invocations answered> <memory MB>`, and per
-invocation in order `<request id> <function error or -> <duration ms> <payload length>\\n<payload>` (the payload
-is what /_fx/invoke would answer: the result, or the error shape; the duration is its REPORT line's, which the
-gateway bills as it bills an invoke's X-Fx-Report). A handler that exits ends the batch after its own invocation: fewer
-invocations are answered than were sent, and the gateway fails the rest without running them. A timeout or
-out-of-memory ends the process with the watchdog's plain /_fx/invoke answer instead of the batch's; the gateway
-then fails every event of the batch (the platform's error), and an at-least-once source delivers them again.
+Request body: a JSON array of events; `X-Fx-Request-Id`, if sent, their request ids in order, comma-separated
+(an async call's is its call id, as on a plain invoke; an empty one: the replica makes it). Answer: 200,
+`X-Fx-Batch: <invocations answered> <memory MB>`, and per invocation in order `<request id> <function error or ->
+<duration ms> <payload length>\\n<payload>` (the payload is what /_fx/invoke would answer: the result, or the
+error shape; the duration is its REPORT line's, which the gateway bills as it bills an invoke's X-Fx-Report). A
+handler that exits ends the batch after its own invocation: fewer invocations are answered than were sent, and
+the gateway fails the rest without running them. A timeout or out-of-memory ends the process with the watchdog's
+plain /_fx/invoke answer instead of the batch's; the gateway then fails every event of the batch (the platform's
+error), and an at-least-once source delivers them again.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ _UNHANDLED = b"Unhandled"
 
 def run(server: Server, conn: Connection, keep: bool) -> bytes:
     """Run the batch in `conn`'s body; the whole answer."""
-    from .server import unparsable
+    from .server import invoke_error, unparsable
 
     try:
         events = json.loads(conn.body())
@@ -39,12 +41,17 @@ def run(server: Server, conn: Connection, keep: bool) -> bytes:
         return unparsable(e, keep)
     if type(events) is not list:
         return unparsable(ValueError("a batch is a JSON array of events"), keep)
+    given = conn.request_id()
+    ids = given.split(",") if given else []
+    if ids and len(ids) != len(events):
+        message = f"X-Fx-Request-Id names {len(ids)} request ids for a batch of {len(events)} events"
+        return invoke_error(400, "InvalidRequestContentException", message, keep)
     invoker = server.invoker
     assert invoker is not None  # (server.dispatch routes no batch to a relaying server)
     invoker.stream = None  # answers are taken whole
     parts: list[bytes] = []
-    for event in events:
-        request_id = server.new_request_id()
+    for i, event in enumerate(events):
+        request_id = ids[i] if ids and ids[i] else server.new_request_id()
         _, payload, err = invoker.invoke(event, request_id, None, conn.fd, False, conn.qualifier, conn.latest)
         flag = _OK
         if err is not None:

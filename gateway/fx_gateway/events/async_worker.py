@@ -3,36 +3,47 @@
 Every gateway pulls from the one durable consumer, so the fleet shares the calls and each is taken by one
 gateway at a time. A call is acked only once it has an outcome (a result, or its dead letter is stored), so a
 gateway that dies mid-call loses nothing: JetStream hands the call to another gateway after `ack_wait`.
+
+A call costs no task of its own: pull requests are kept open for the free slots (events/pulls.py), each call is
+sent from the subscription's callback, and one task settles the answers. A raw invoke (the Invoke API's Event
+type, a schedule's tick) that names no version, trace or client context goes through the Batcher
+(events/batches.py): calls that wait for a replica reach it several per request, each still its own invocation
+with its call id as its request id. A call its batch did not reach (an earlier one timed out, the replica was
+lost) is sent again alone at once, so a call's attempts are its own invocations.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import time
+from collections.abc import Awaitable
+from functools import partial
 
 import nats.errors
 from fx.protocol import (
     ASYNC_CALL_ID,
+    ASYNC_CALLBACK_SUBJECT,
+    ASYNC_CALLBACK_URL,
     ASYNC_FUNCTION,
     ASYNC_METHOD,
     ASYNC_QUALIFIER,
     ASYNC_TARGET,
     CALL_ID,
-    CONSUMER_ASYNC,
     ERROR_DETAIL,
     REPLICA_INVOKE_PATH,
     REQUEST_ID,
     STREAM_ASYNC,
 )
+from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
-from nats.js import JetStreamContext
 
 from fx_gateway.config import Settings
 from fx_gateway.events import jetstream
+from fx_gateway.events.batches import Batcher, unfinished
 from fx_gateway.events.callback_delivery import Callbacks
+from fx_gateway.events.pulls import OpenPull
 from fx_gateway.proxy import internal
 from fx_gateway.proxy.route_book import RouteBook
 from fx_gateway.proxy.stats import AsyncStats
@@ -40,8 +51,9 @@ from fx_gateway.tasks import spawn
 
 log = logging.getLogger("fx_gateway")
 
-PULL_WAIT_S = 1.0
 RECONNECT_WAIT_S = 0.5
+# The caller's headers a raw invoke reads (fx_runtime/server.py), by lower-case name: a call with one is sent alone.
+OWN_REQUEST = frozenset({"x-amzn-trace-id", "x-amz-client-context"})
 
 
 class Outcome:
@@ -58,71 +70,58 @@ def judge(target: str, result: internal.Result) -> str:
     return Outcome.OK  # on the HTTP trigger a 4xx is the function's own answer
 
 
+def batchable(headers: dict[str, str]) -> bool:
+    """A raw invoke of the version traffic picks, with nothing of its own for the replica but its event."""
+    return (
+        headers.get(ASYNC_TARGET, REPLICA_INVOKE_PATH) == REPLICA_INVOKE_PATH
+        and not headers.get(ASYNC_QUALIFIER)
+        and not any(name.lower() in OWN_REQUEST for name in headers)
+    )
+
+
 class AsyncWorker:
     def __init__(
-        self, book: RouteBook, js: JetStreamContext, settings: Settings, stats: AsyncStats, callbacks: Callbacks
+        self,
+        book: RouteBook,
+        nc: NATS,
+        settings: Settings,
+        stats: AsyncStats,
+        callbacks: Callbacks,
+        batcher: Batcher,
     ) -> None:
         self.book = book
-        self.js = js
+        self.js = nc.jetstream()
         self.settings = settings
         self.stats = stats
         self.callbacks = callbacks
+        self.batcher = batcher
         self.running: dict[int, Msg] = {}  # by id(): Msg is an unhashable dataclass
-        self._slot = asyncio.Event()
-        self._sub: JetStreamContext.PullSubscription | None = None
-        # Set by close(): the loops end even if a cancellation is lost in a fetch on a closed connection (nats-py),
-        # which left a gateway stopping with NATS gone spinning here forever, its process never exiting.
+        self._answers: list[tuple[Msg, internal.Result]] = []  # answered, not yet settled
+        self._answer = asyncio.Event()
+        self._tasks: list[asyncio.Task] = []
+        # Set by close(): the start loop ends even if NATS never comes back.
         self._closed = False
+        config = jetstream.consumer_config(settings.async_ack_wait)
+        self.pull = OpenPull(
+            nc, STREAM_ASYNC, config, settings.async_concurrency, self._room, self._take, "async calls"
+        )
 
     async def run(self) -> None:
-        keep_alive = spawn(jetstream.keep_in_progress(self.running, self.settings.async_ack_wait))
-        try:
-            await self._pull_forever()
-        finally:
-            keep_alive.cancel()
-
-    async def _pull_forever(self) -> None:
-        """Bind to the consumer and pull; on a failure (NATS away, or back without the consumer) create the
-        consumer again and bind again, until it works."""
+        """Pull from now on; until the consumer can be bound (NATS away, or back without it), try again."""
+        self._tasks = [
+            spawn(jetstream.keep_in_progress(self.running, self.settings.async_ack_wait)),
+            spawn(self._settle_answers()),
+        ]
         warned = False
         while not self._closed:
             try:
-                await jetstream.ensure_consumer(self.js, self.settings.async_ack_wait)
-                warned = False
-                await self._pull()
+                await self.pull.start()
+                return
             except nats.errors.Error as exc:
                 if not warned:
                     log.warning("async calls: cannot pull (%s); retrying until NATS is back with the stream", exc)
                     warned = True
-                await asyncio.sleep(RECONNECT_WAIT_S)
-            except Exception:
-                log.exception("async calls: the pull loop failed; restarting it")
-                await asyncio.sleep(RECONNECT_WAIT_S)
-
-    async def _pull(self) -> None:
-        sub = self._sub = await self.js.pull_subscribe_bind(durable=CONSUMER_ASYNC, stream=STREAM_ASYNC)
-        limit = self.settings.async_concurrency
-        # A fetch is a round trip to the server: under load, wait until half the slots are free and take a
-        # batch, rather than paying a fetch for every call that finishes.
-        batch = max(1, limit // 2)
-        try:
-            while not self._closed:
-                free = limit - len(self.running)
-                if free < batch and self.running:
-                    self._slot.clear()
-                    await self._slot.wait()
-                    continue
-                try:
-                    messages = await sub.fetch(free, timeout=PULL_WAIT_S)
-                except TimeoutError:
-                    continue
-                for msg in messages:
-                    self.running[id(msg)] = msg
-                    self.stats.in_flight = len(self.running)
-                    spawn(self._handle(msg))
-        finally:  # a new bind follows: this one's interest must not linger
-            with contextlib.suppress(nats.errors.Error):
-                await sub.unsubscribe()
+            await asyncio.sleep(RECONNECT_WAIT_S)
 
     async def close(self, timeout: float) -> None:
         """Stop pulling, and give the calls under way `timeout` s to finish (the rest are redelivered later).
@@ -130,68 +129,135 @@ class AsyncWorker:
         Unsubscribing first also matters to the connection's drain: an expired pull's late status message
         would make it wait in vain."""
         self._closed = True
-        if self._sub is not None:
-            with contextlib.suppress(nats.errors.Error):
-                await self._sub.unsubscribe()
+        await self.pull.stop()
         deadline = time.monotonic() + timeout
         while self.running and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
+        for task in self._tasks:
+            task.cancel()
 
-    async def _handle(self, msg: Msg) -> None:
+    def _room(self) -> int:
+        """Calls this gateway may take now: --async-concurrency less those under way."""
+        return self.settings.async_concurrency - len(self.running)
+
+    def _take(self, msg: Msg) -> None:
+        self.running[id(msg)] = msg
+        self.stats.in_flight = len(self.running)
+        self._send(msg, batch=True)
+
+    def _send(self, msg: Msg, batch: bool) -> None:
+        """Invoke the call (`batch`: through the Batcher if it can be); its answer goes to _answered."""
         try:
-            await self._run(msg)
+            headers = msg.headers or {}
+            _, attempt, stored_ns = jetstream.ack_tokens(msg)
+            age = time.time() - stored_ns / 1e9
+            function = headers.get(ASYNC_FUNCTION) or msg.subject.rpartition(".")[2]
+            settings = self.settings
+            if age > settings.async_max_age:
+                message = (
+                    f"the call waited {age:.0f} s, longer than the maximum event age of {settings.async_max_age:g} s"
+                )
+                dead = self._dead(msg, function, "max_age", "EventAgeExceeded", message, 0, attempt - 1)
+                spawn(self._settle(msg, dead))
+                return
+            routes = self.book.get(function)
+            if routes is None:
+                message = f"function {function!r} does not exist (deleted after the call was accepted?)"
+                spawn(
+                    self._settle(
+                        msg, self._dead(msg, function, "not_found", "FunctionNotFound", message, 404, attempt - 1)
+                    )
+                )
+                return
+            call_id = headers.get(ASYNC_CALL_ID, "")
+            on_result = partial(self._answered, msg, batch)
+            if batch and batchable(headers):
+                self.batcher.send(routes, msg.data or b"{}", on_result, call_id.encode("latin-1"))
+                return
+            target = headers.get(ASYNC_TARGET, REPLICA_INVOKE_PATH)
+            head = [f"{headers.get(ASYNC_METHOD, 'POST')} {target} HTTP/1.1\r\n"]
+            head += [f"{k}: {v}\r\n" for k, v in headers.items() if not k.startswith("Fx-Async-")]
+            head.append(f"{CALL_ID}: {call_id}\r\n")
+            head.append(f"{REQUEST_ID}: {call_id}\r\n")  # the id the caller got with its 202, as on Lambda
+            if target != REPLICA_INVOKE_PATH:
+                head.append(f"{ERROR_DETAIL}: 1\r\n")  # the function's errorType and message, not an opaque 502
+            qualifier = headers.get(ASYNC_QUALIFIER, "")
+            internal.send(routes, qualifier, "".join(head).encode("latin-1"), msg.data, on_result)
+        except Exception:
+            log.exception("async call on %s: unexpected failure; it will be redelivered", msg.subject)
+            self._finished(msg)
+
+    def _answered(self, msg: Msg, batch: bool, result: internal.Result) -> None:
+        if batch and unfinished(result):  # it may not have run: its attempt is an invocation of its own
+            self._send(msg, batch=False)
+            return
+        self._answers.append((msg, result))
+        self._answer.set()
+
+    async def _settle_answers(self) -> None:
+        """One task settles every answer: a success with no callback is acked here, anything else in a task of
+        its own (a callback, a nak, a dead letter waiting for JetStream are not in the way of the other acks)."""
+        while True:
+            await self._answer.wait()
+            self._answer.clear()
+            answers, self._answers = self._answers, []
+            for msg, result in answers:
+                headers = msg.headers or {}
+                function = headers.get(ASYNC_FUNCTION) or msg.subject.rpartition(".")[2]
+                outcome = judge(headers.get(ASYNC_TARGET, REPLICA_INVOKE_PATH), result)
+                self.stats.count(self.stats.attempts, (function, "ok" if outcome == Outcome.OK else "error"))
+                if outcome != Outcome.OK or ASYNC_CALLBACK_URL in headers or ASYNC_CALLBACK_SUBJECT in headers:
+                    spawn(self._settle(msg, self._conclude(msg, function, outcome, result)))
+                    continue
+                try:
+                    await msg.ack()
+                except nats.errors.Error as exc:
+                    log.warning("async call to %s: ack failed (%s); it will be redelivered", function, exc)
+                self._finished(msg)
+            await self._pull_more()
+
+    async def _settle(self, msg: Msg, work: Awaitable[None]) -> None:
+        """`work` (an outcome other than a plain success), then the call is no longer this gateway's."""
+        try:
+            await work
         except Exception:
             log.exception("async call on %s: unexpected failure; it will be redelivered", msg.subject)
         finally:
-            del self.running[id(msg)]
-            self.stats.in_flight = len(self.running)
-            self._slot.set()
+            self._finished(msg)
+            await self._pull_more()
 
-    async def _run(self, msg: Msg) -> None:
+    async def _conclude(self, msg: Msg, function: str, outcome: str, result: internal.Result) -> None:
         headers = msg.headers or {}
-        meta = msg.metadata
-        attempt = meta.num_delivered
-        age = time.time() - meta.timestamp.timestamp()
-        function = headers.get(ASYNC_FUNCTION) or msg.subject.rpartition(".")[2]
-        settings = self.settings
-        if age > settings.async_max_age:
-            message = f"the call waited {age:.0f} s, longer than the maximum event age of {settings.async_max_age:g} s"
-            await self._dead(msg, function, "max_age", "EventAgeExceeded", message, 0, attempt - 1)
-            return
-        routes = self.book.get(function)
-        if routes is None:
-            message = f"function {function!r} does not exist (deleted after the call was accepted?)"
-            await self._dead(msg, function, "not_found", "FunctionNotFound", message, 404, attempt - 1)
-            return
-        target = headers.get(ASYNC_TARGET, REPLICA_INVOKE_PATH)
-        head = [f"{headers.get(ASYNC_METHOD, 'POST')} {target} HTTP/1.1\r\n"]
-        head += [f"{k}: {v}\r\n" for k, v in headers.items() if not k.startswith("Fx-Async-")]
-        call_id = headers.get(ASYNC_CALL_ID, "")
-        head.append(f"{CALL_ID}: {call_id}\r\n")
-        head.append(f"{REQUEST_ID}: {call_id}\r\n")  # the id the caller got with its 202, as on Lambda
-        if target != REPLICA_INVOKE_PATH:
-            head.append(f"{ERROR_DETAIL}: 1\r\n")  # the function's errorType and message, not an opaque 502
-        result = await internal.call(
-            routes, headers.get(ASYNC_QUALIFIER, ""), "".join(head).encode("latin-1"), msg.data
-        )
-        outcome = judge(target, result)
-        self.stats.count(self.stats.attempts, (function, "ok" if outcome == Outcome.OK else "error"))
+        _, attempt, stored_ns = jetstream.ack_tokens(msg)
         if outcome == Outcome.OK:
             await self.callbacks.deliver(headers, function, result, attempt, None)
             await msg.ack()
             return
+        settings = self.settings
         code, message = jetstream.describe(result)
         delay = settings.async_backoff * 2 ** (attempt - 1)
         if outcome == Outcome.FAIL:
             await self._dead(msg, function, "refused", code, message, result.status, attempt, result)
         elif attempt > settings.async_retries:
             await self._dead(msg, function, "retries_exhausted", code, message, result.status, attempt, result)
-        elif age + delay > settings.async_max_age:
+        elif time.time() - stored_ns / 1e9 + delay > settings.async_max_age:
             await self._dead(msg, function, "max_age", code, message, result.status, attempt, result)
         else:
             log.info("async call to %s failed (attempt %d: %s); retrying in %g s", function, attempt, code, delay)
             self.stats.count(self.stats.retries, function)
             await msg.nak(delay=delay)
+
+    def _finished(self, msg: Msg) -> None:
+        self.running.pop(id(msg), None)
+        self.stats.in_flight = len(self.running)
+
+    async def _pull_more(self) -> None:
+        if self._closed:
+            return
+        try:
+            await self.pull.pull_more()
+        except nats.errors.Error as exc:  # the keeper asks again
+            log.warning("async calls: pulling failed (%s); retrying", exc)
 
     async def _dead(
         self,

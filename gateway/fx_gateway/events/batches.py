@@ -1,6 +1,6 @@
-"""Events of one function that wait for a replica go to it several per request (the replica's /_fx/batch,
-runtime-images/fx_runtime/batch.py): one HTTP exchange per event cost the gateway and the replica more than a
-small handler's invocation.
+"""Events of one function (trigger events, raw-invoke async calls) that wait for a replica go to it several per
+request (the replica's /_fx/batch, runtime-images/fx_runtime/batch.py): one HTTP exchange per event cost the
+gateway and the replica more than a small handler's invocation.
 
 Nothing waits to make a batch bigger. A function has at most PER_REPLICA requests in flight per replica (one
 running, the next already in its socket); an event that comes while they are all out waits, and when one is
@@ -8,7 +8,8 @@ answered the next request takes everything waiting, up to --trigger-batch-max ev
 size limit. An event that finds room goes alone, as a plain /_fx/invoke. Each event is still its own invocation
 with its own result: a handler error fails that event alone, and an event whose batch broke off before its
 answer (a timeout or out-of-memory of an earlier one, the replica lost) gets the gateway's error, so an
-at-least-once source delivers it again.
+at-least-once source delivers it again. An event may name its request id (an async call's is its call id): the
+batch's X-Fx-Request-Id lists them in order.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from collections import deque
 from collections.abc import Callable
 from functools import partial
 
-from fx.protocol import MEMORY_MB_MAX, MEMORY_MB_MIN
+from fx.protocol import MEMORY_MB_MAX, MEMORY_MB_MIN, REQUEST_ID
 
 from fx_gateway.events.messages import INVOKE_HEAD
 from fx_gateway.proxy import internal
@@ -26,6 +27,7 @@ from fx_gateway.proxy.route_book import RouteBook
 from fx_gateway.proxy.routes import FunctionRoutes
 
 BATCH_HEAD = b"POST /_fx/batch HTTP/1.1\r\nContent-Type: application/json\r\n"
+REQUEST_ID_LINE = REQUEST_ID.encode() + b": %s\r\n"  # an invoke's, or a batch's (the ids of its events, in order)
 PER_REPLICA = 2  # requests in flight per replica: the one it runs, the next waiting in its socket
 
 OnResult = Callable[[internal.Result], object]
@@ -89,32 +91,43 @@ def bill(routes: FunctionRoutes, result: internal.Result, durations: list[float]
             dispatcher.stats.record_handler(ms, memory_mb)
 
 
+def alone(request_id: bytes) -> bytes:
+    """The head of an event's own /_fx/invoke; `request_id`: the invocation's, else the replica makes one."""
+    return INVOKE_HEAD + REQUEST_ID_LINE % request_id if request_id else INVOKE_HEAD
+
+
+def unfinished(result: internal.Result) -> bool:
+    """The gateway's answer for an event its batch did not reach (or whose batch broke off): it may not have run."""
+    return result.by_gateway and result.status == 502 and b'"BatchNotFinished"' in result.body
+
+
 class Batcher:
     """Sends invocations of functions, batching those that wait (see the module's docstring)."""
 
     def __init__(self, book: RouteBook, max_events: int) -> None:
         self.book = book
         self.max_events = max_events  # --trigger-batch-max; 1 (or less): every event alone
-        self._waiting: dict[str, deque[tuple[bytes, OnResult]]] = {}
+        self._waiting: dict[str, deque[tuple[bytes, OnResult, bytes]]] = {}
         self._in_flight: dict[str, int] = {}
         self._unbatched: set[str] = set()  # functions whose replicas have no /_fx/batch (a custom runtime's relay)
 
-    def send(self, routes: FunctionRoutes, body: bytes, on_result: OnResult) -> None:
-        """Invoke `routes`' function with the event `body` (within its size limit), now or with others waiting;
-        `on_result` gets its Result from the event loop's callbacks."""
+    def send(self, routes: FunctionRoutes, body: bytes, on_result: OnResult, request_id: bytes = b"") -> None:
+        """Invoke `routes`' function with the event `body` (JSON, within its size limit), now or with others
+        waiting; `on_result` gets its Result from the event loop's callbacks. `request_id`: the invocation's (an
+        async call's id), else the replica makes one."""
         name = routes.name
         if self.max_events <= 1 or name in self._unbatched:
-            internal.send(routes, "", INVOKE_HEAD, body, on_result)
+            internal.send(routes, "", alone(request_id), body, on_result)
             return
         waiting = self._waiting.get(name)
         if waiting is None:
             waiting = self._waiting[name] = deque()
         in_flight = self._in_flight.get(name, 0)
         if waiting or in_flight >= PER_REPLICA * max(1, sum(len(d.replicas) for d in routes.dispatchers.values())):
-            waiting.append((body, on_result))
+            waiting.append((body, on_result, request_id))
             return
         self._in_flight[name] = in_flight + 1
-        internal.send(routes, "", INVOKE_HEAD, body, partial(self._answered, name, (on_result,)))
+        internal.send(routes, "", alone(request_id), body, partial(self._answered, name, (on_result,)))
 
     def _answered(self, name: str, callbacks: tuple[OnResult, ...], result: internal.Result) -> None:
         self._in_flight[name] -= 1
@@ -129,23 +142,26 @@ class Batcher:
         for on_result, one in zip(callbacks, results, strict=True):
             on_result(one)
 
-    def _refused(
-        self, name: str, bodies: list[bytes], callbacks: tuple[OnResult, ...], result: internal.Result
-    ) -> None:
-        """A batch's answer; a replica without /_fx/batch (404 from the replica, nothing ran) gets its events,
-        and the function's from now on, one by one."""
-        if result.status != 404 or result.by_gateway:
-            self._answered(name, callbacks, result)
+    def _refused(self, name: str, sent: list[tuple[bytes, OnResult, bytes]], result: internal.Result) -> None:
+        """A batch's answer. One the replica refused whole ran nothing: 404, a replica without /_fx/batch (its
+        events, and the function's from now on, go one by one), or 400, an event that is not JSON (its events go
+        one by one, so that only that one fails)."""
+        if result.status not in (400, 404) or result.by_gateway:
+            self._answered(name, tuple(on_result for _, on_result, _ in sent), result)
             return
-        self._unbatched.add(name)  # until the gateway restarts
         self._in_flight[name] -= 1
-        resend = [*zip(bodies, callbacks, strict=True), *self._waiting.pop(name, ())]
+        resend = sent
+        if result.status == 404:
+            self._unbatched.add(name)  # until the gateway restarts
+            resend = [*sent, *self._waiting.pop(name, ())]
+        else:
+            self._next(name)
         routes = self.book.get(name)
-        for body, on_result in resend:
+        for body, on_result, request_id in resend:
             if routes is None:
                 on_result(removed(name))
             else:
-                internal.send(routes, "", INVOKE_HEAD, body, on_result)
+                internal.send(routes, "", alone(request_id), body, on_result)
 
     def _next(self, name: str) -> None:
         waiting = self._waiting.get(name)
@@ -158,19 +174,19 @@ class Batcher:
                 waiting.popleft()[1](gone)
             return
         room = min(routes.max_request_bytes, self.book.settings.max_request_bytes) - 2  # the array's [ ]
-        bodies: list[bytes] = []
-        callbacks: list[OnResult] = []
-        while waiting and len(bodies) < self.max_events:
-            body, on_result = waiting[0]
-            room -= len(body) + 1
-            if room < 0 and bodies:
+        sent: list[tuple[bytes, OnResult, bytes]] = []
+        while waiting and len(sent) < self.max_events:
+            room -= len(waiting[0][0]) + 1
+            if room < 0 and sent:
                 break
-            waiting.popleft()
-            bodies.append(body)
-            callbacks.append(on_result)
+            sent.append(waiting.popleft())
         self._in_flight[name] += 1
-        if len(bodies) == 1:
-            internal.send(routes, "", INVOKE_HEAD, bodies[0], partial(self._answered, name, (callbacks[0],)))
+        if len(sent) == 1:
+            body, on_result, request_id = sent[0]
+            internal.send(routes, "", alone(request_id), body, partial(self._answered, name, (on_result,)))
             return
-        done = partial(self._refused, name, bodies, tuple(callbacks))
-        internal.send(routes, "", BATCH_HEAD, b"[%s]" % b",".join(bodies), done, len(bodies))
+        head = BATCH_HEAD
+        if any(request_id for _, _, request_id in sent):
+            head += REQUEST_ID_LINE % b",".join(request_id for _, _, request_id in sent)
+        body = b"[%s]" % b",".join(body for body, _, _ in sent)
+        internal.send(routes, "", head, body, partial(self._refused, name, sent), len(sent))

@@ -13,7 +13,6 @@ in order.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import json
 import logging
@@ -29,12 +28,12 @@ import nats.js.errors
 from fx.protocol import DEAD_SEQUENCE, DEAD_STREAM, DEAD_SUBJECT, TriggerRoute, kv_bucket, kv_key
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
-from nats.js.api import DEFAULT_PREFIX, AckPolicy, ConsumerConfig, DeliverPolicy, Header
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from fx_gateway.events import jetstream
 from fx_gateway.events.batches import Batcher
 from fx_gateway.events.messages import encode, message_fields, message_json
+from fx_gateway.events.pulls import OpenPull
 from fx_gateway.proxy import internal
 from fx_gateway.proxy.route_book import RouteBook
 from fx_gateway.proxy.stats import EventStats
@@ -44,11 +43,7 @@ log = logging.getLogger("fx_gateway")
 
 EVENT_SOURCE = "fx:jetstream"
 KV_SOURCE = "fx:kv"
-PULL_EXPIRES_S = 5.0  # the life of a pull request on the server; an idle trigger renews it this often
-PULL_GRACE_S = 1.0
 FILL_WAIT_S = 0.005  # beyond window_ms, for messages already on their way
-ERROR_WAIT_S = 1.0
-PENDING_MESSAGES = "Nats-Pending-Messages"  # of an expired pull request: how many it did not bring
 
 
 def consumer_name(function: str, route: TriggerRoute) -> str:
@@ -63,17 +58,9 @@ def trigger_key(route: TriggerRoute) -> str:
 
 
 def delivery(msg: Msg) -> tuple[int, int, str]:
-    """(stream sequence, deliveries, ISO time stored) from the message's ack subject, at a fraction of the cost
-    of nats-py's Metadata; the subject has 9 tokens, or 12 with a domain and account hash after $JS.ACK."""
-    tokens = msg.reply.split(".")
-    shift = 2 if len(tokens) == 9 else 0
-    stored = iso_time(int(tokens[Msg.Ack.Timestamp - shift]))
-    return int(tokens[Msg.Ack.StreamSeq - shift]), int(tokens[Msg.Ack.NumDelivered - shift]), stored
-
-
-def deliveries(msg: Msg) -> int:
-    tokens = msg.reply.split(".")
-    return int(tokens[Msg.Ack.NumDelivered - (2 if len(tokens) == 9 else 0)])
+    """(stream sequence, deliveries, ISO time stored) from the message's ack subject."""
+    sequence, count, stored = jetstream.ack_tokens(msg)
+    return sequence, count, iso_time(stored)
 
 
 @functools.lru_cache(maxsize=4)
@@ -151,14 +138,8 @@ def failed_items(result: internal.Result, batch: list[Msg]) -> tuple[set[int], s
 
 
 class DurableTrigger:
-    """One function's trigger on this gateway: pull requests kept open on its consumer, batches formed as
-    messages arrive.
-
-    nats-py's fetch() costs a round trip, a task and a timer per message, and from a consumer at
-    max_ack_pending it gets the few messages the last acks freed; so this keeps pull requests open for the
-    consumer's whole max_ack_pending (JetStream itself bounds what it delivers) and takes messages in a
-    subscription callback.
-    """
+    """One function's trigger on this gateway: pull requests kept open on its consumer for its whole
+    max_ack_pending (JetStream itself bounds what it delivers), batches formed as messages arrive."""
 
     def __init__(
         self,
@@ -172,8 +153,6 @@ class DurableTrigger:
     ) -> None:
         self.book = book
         self.batcher = batcher  # a batch of records is one invocation; batches waiting for a replica go together
-        self.nc = nc
-        self.ack_wait = ack_wait
         self.js = nc.jetstream()
         self.function = function
         self.route = route
@@ -189,25 +168,14 @@ class DurableTrigger:
         self.buffer: deque[Msg] = deque()  # delivered, not yet in a batch
         self.in_flight = 0  # batches being invoked
         self.stopped = False
-        self.asked = 0  # messages the open pull requests may still bring
-        self._open_until = 0.0  # when the last pull request sent expires on the server
         self._window_end = 0.0  # a partial batch waits for more messages until then
         self._timer: asyncio.TimerHandle | None = None
         self._dispatching = False
         self._answers: list[tuple[list[Msg], internal.Result]] = []  # answered, not yet acked
         self._answer = asyncio.Event()
-        self._next = ""
-        self._inbox = ""
-        self._sub: Subscription | None = None
-        self._config: ConsumerConfig | None = None
-        self._stream_gone = False  # said once, until the consumer can be made again
         self._tasks: list[asyncio.Task] = []
-
-    async def start(self) -> None:
-        route, ack_wait = self.route, self.ack_wait
-        name = consumer_name(self.function, route)
         config = ConsumerConfig(
-            durable_name=name,
+            durable_name=consumer_name(function, route),
             filter_subject=route.subject or None,
             # A stream's backlog is work to do; a bucket's history is not news: only changes from now on.
             deliver_policy=DeliverPolicy.NEW if route.kind == "kv" else DeliverPolicy.ALL,
@@ -216,15 +184,16 @@ class DurableTrigger:
             max_deliver=-1,  # counted here, so the last failure can be dead-lettered
             max_ack_pending=self.capacity,
         )
-        self._config = config
-        await self.js.add_consumer(route.stream, config)
-        self._next = f"{DEFAULT_PREFIX}.CONSUMER.MSG.NEXT.{route.stream}.{name}"
-        self._inbox = self.nc.new_inbox()
-        self._sub = await self.nc.subscribe(self._inbox, cb=self._received)
-        await self._pull_more()
-        self._tasks = [spawn(self._keep_pulling()), spawn(jetstream.keep_in_progress(self.running, ack_wait))]
+        what = f"function {function}: durable trigger on {self.key}"
+        capacity = self.capacity
+        self.pull = OpenPull(nc, route.stream, config, capacity, lambda: capacity, self._received, what)
+        self.ack_wait = ack_wait
+
+    async def start(self) -> None:
+        await self.pull.start()
+        self._tasks = [spawn(jetstream.keep_in_progress(self.running, self.ack_wait))]
         spawn(self._settle_answers())
-        log.info("function %s: durable trigger on %s (consumer %s)", self.function, self.key, name)
+        log.info("%s (consumer %s)", self.pull.what, self.pull.config.durable_name)
 
     async def stop(self) -> None:
         """Take no more messages; the batches under way are still acked (the buffered ones come back later)."""
@@ -234,64 +203,9 @@ class DurableTrigger:
             task.cancel()
         if self._timer is not None:
             self._timer.cancel()
-        if self._sub is not None:
-            with contextlib.suppress(nats.errors.Error):  # the connection is going away: nothing to stop
-                await self._sub.unsubscribe()
+        await self.pull.stop()
 
-    # --- pulling ---
-
-    async def _pull_more(self) -> None:
-        """Keep pull requests open for at least half the consumer's max_ack_pending: one request per many
-        messages, and JetStream sends each message as soon as an ack makes room for it."""
-        if self.asked * 2 >= self.capacity:
-            return
-        more = self.capacity - self.asked
-        request = b'{"batch":%d,"expires":%d}' % (more, int(PULL_EXPIRES_S * 1e9))
-        await self.nc.publish(self._next, request, reply=self._inbox)
-        self.asked += more
-        self._open_until = time.monotonic() + PULL_EXPIRES_S + PULL_GRACE_S
-
-    async def _keep_pulling(self) -> None:
-        """Pull requests can end without word: a restarted server forgets them, a status can be lost. After a
-        reconnect, or once all sent have expired, count none open (asking too much is harmless: JetStream
-        still sends no more than max_ack_pending)."""
-        reconnects = self.nc.stats["reconnects"]
-        while True:
-            await asyncio.sleep(PULL_GRACE_S)
-            if time.monotonic() > self._open_until or self.nc.stats["reconnects"] != reconnects:
-                if self.nc.stats["reconnects"] != reconnects:
-                    await self._consumer_again()
-                reconnects = self.nc.stats["reconnects"]
-                self.asked = 0
-            try:
-                await self._pull_more()
-            except nats.errors.Error as exc:
-                log.warning("function %s: pulling %s failed (%s); retrying", self.function, self.key, exc)
-
-    async def _consumer_again(self) -> None:
-        """After a reconnect, or a pull refused: the consumer again, in case nats-server came back without its
-        store (a no-op if it is there). Its stream, if lost too, is the user's to create again: the trigger
-        resumes once it is."""
-        try:
-            await self.js.add_consumer(self.route.stream, self._config)
-            self._stream_gone = False
-        except nats.js.errors.NotFoundError:
-            if not self._stream_gone:
-                log.error(
-                    "function %s: durable trigger on %s: the stream is gone (NATS lost it?); it resumes once the"
-                    " stream is created again",
-                    self.function,
-                    self.key,
-                )
-                self._stream_gone = True
-        except nats.errors.Error as exc:
-            log.warning("function %s: cannot check the consumer of %s (%s)", self.function, self.key, exc)
-
-    async def _received(self, msg: Msg) -> None:
-        if not msg.reply:  # the server's status for a pull request that ended: 408 expired, 409 refused
-            await self._request_ended(msg.headers or {})
-            return
-        self.asked = max(self.asked - 1, 0)  # a request the keeper gave up on may still deliver
+    def _received(self, msg: Msg) -> None:
         self.running[id(msg)] = msg
         if not self.buffer:
             self._window_end = time.monotonic() + self.route.window_ms / 1000
@@ -299,20 +213,6 @@ class DurableTrigger:
         if not self._dispatching:  # once the messages read together are all in: they may make one batch
             self._dispatching = True
             asyncio.get_running_loop().call_soon(self._dispatch)
-        await self._pull_more()
-
-    async def _request_ended(self, headers: dict[str, str]) -> None:
-        unused = headers.get(PENDING_MESSAGES)
-        if unused is None:  # refused (consumer deleted, too many waiting requests, ...): none of it will come
-            status = headers.get(Header.STATUS, "?"), headers.get(Header.DESCRIPTION, "")
-            if not self._stream_gone:
-                log.warning("function %s: pull on %s refused: %s %s; retrying", self.function, self.key, *status)
-            await asyncio.sleep(ERROR_WAIT_S)  # holds this subscription's callbacks: nothing else to take
-            await self._consumer_again()
-            self.asked = 0
-        else:
-            self.asked = max(self.asked - int(unused), 0)
-        await self._pull_more()
 
     # --- batches ---
 
@@ -361,7 +261,7 @@ class DurableTrigger:
                     spawn(self._too_large(batch[0], len(body), limit))
                     return
                 batch = batch[:fits]
-        redelivered = sum(1 for m in batch if deliveries(m) > 1)
+        redelivered = sum(1 for m in batch if jetstream.deliveries(m) > 1)
         self.stats.batch(self.function, self.key, len(batch), redelivered)
         self.batcher.send(routes, body, partial(self._answered, batch))
 

@@ -39,6 +39,7 @@ class Events:
         self.durable: DurableTriggers | None = None
         self.worker: AsyncWorker | None = None  # None: async calls are off (their streams are missing)
         self.schedules: Schedules | None = None  # ticks are async calls: off with them
+        self.storer: jetstream.Storer | None = None  # stores async calls: off with them too
         self._worker_task: asyncio.Task | None = None
         self._sampler_task: asyncio.Task | None = None
 
@@ -49,14 +50,17 @@ class Events:
         self.triggers = NatsTriggers(book, nc, settings.trigger_concurrency, self.event_stats, batcher)
         self.durable = DurableTriggers(book, nc, self.event_stats, settings.async_ack_wait, batcher)
         js = nc.jetstream()
+        storer = jetstream.Storer(nc)
         try:
             await jetstream.ensure_streams(js, settings.async_ack_wait, settings.nats_replicas)
+            await storer.start()
         except nats.errors.Error as exc:
             log.error("async calls disabled: cannot set up their JetStream streams: %s", exc)
             return
+        self.storer = storer
         callbacks = Callbacks(nc, self.policy, self.async_stats)
-        self.worker = AsyncWorker(book, js, settings, self.async_stats, callbacks)
-        self.schedules = Schedules(book, js, self.event_stats)
+        self.worker = AsyncWorker(book, nc, settings, self.async_stats, callbacks, batcher)
+        self.schedules = Schedules(book, self.storer.store, self.event_stats)
         durable = self.durable
         sampler = BacklogSampler(
             js, self.async_stats, self.event_stats, lambda: list(durable.running.values()), settings.backlog_interval
@@ -81,10 +85,10 @@ class Events:
         """Store an async call; returns once JetStream has it (raises StoreUnavailable otherwise)."""
         nc, stats = self.nc, self.async_stats
         try:
-            if nc is None or not nc.is_connected or self.worker is None:
+            if nc is None or not nc.is_connected or self.storer is None:
                 raise StoreUnavailable("NATS JetStream is not reachable")
             try:
-                await jetstream.store(self.worker.js, function, body, headers)
+                await self.storer.store(function, body, headers)
             except nats.errors.Error as exc:
                 raise StoreUnavailable(str(exc) or type(exc).__name__) from exc
         except StoreUnavailable:
@@ -98,6 +102,8 @@ class Events:
                 task.cancel()
         if self.schedules is not None:
             self.schedules.close()
+        if self.storer is not None:
+            self.storer.close()
         if self.triggers is not None:
             self.triggers.close()
         if self.durable is not None:

@@ -15,18 +15,20 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 import nats.errors
 from fx.async_streams import DUPLICATE_WINDOW_S
 from fx.protocol import ASYNC_CALL_ID, ASYNC_FUNCTION, ASYNC_METHOD, ASYNC_TARGET, REPLICA_INVOKE_PATH, TriggerRoute
 from fx.schedule import parse, schedule_key
-from nats.js import JetStreamContext
 
-from fx_gateway.events import jetstream
 from fx_gateway.proxy.route_book import RouteBook
 from fx_gateway.proxy.stats import EventStats
 from fx_gateway.tasks import spawn
+
+# Stores an async call once per message id (function, body, headers, id); False: a copy (jetstream.Storer.store).
+Store = Callable[[str, bytes, dict[str, str], str], Awaitable[bool]]
 
 log = logging.getLogger("fx_gateway")
 
@@ -73,9 +75,9 @@ def event(key: str, tick: datetime, event_id: str) -> dict:
 class Schedules:
     """The schedule triggers this gateway keeps the clock of, kept equal to the route tables'."""
 
-    def __init__(self, book: RouteBook, js: JetStreamContext, stats: EventStats, clock: Clock | None = None) -> None:
+    def __init__(self, book: RouteBook, store: Store, stats: EventStats, clock: Clock | None = None) -> None:
         self.book = book
-        self.js = js
+        self.store = store  # jetstream.Storer.store
         self.stats = stats
         self.clock = clock or Clock()
         self.running: dict[tuple[str, str], asyncio.Task] = {}
@@ -129,7 +131,7 @@ class Schedules:
         }
         while True:
             try:
-                stored = await jetstream.store(self.js, function, body, headers, msg_id)
+                stored = await self.store(function, body, headers, msg_id)
             except nats.errors.Error as exc:
                 if self.clock.time() - tick.timestamp() + RETRY_S > MAX_LATE_S:
                     log.error("function %s: %s: tick %s not stored here: %s", function, key, iso(tick), exc)

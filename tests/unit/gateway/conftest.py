@@ -30,7 +30,8 @@ class FakeReplica:
     while `resets` is, its connection is reset instead (as the kernel resets the connection of a replica that
     died with the request unread: the gateway then knows it never reached the handler).
     `respond(request) -> body`, when set, makes the 200 answer's body instead.
-    /_fx/batch is answered as the runtime does: each of its events seen and answered as a request of its own.
+    /_fx/batch is answered as the runtime does: each of its events seen and answered as a request of its own, with
+    its request id (X-Fx-Request-Id) as the batch's header names it.
     """
 
     def __init__(self, name: str) -> None:
@@ -63,14 +64,22 @@ class FakeReplica:
         """The answer to a /_fx/batch as the runtime's (fx_runtime/batch.py): each event seen and answered as an
         invoke of its own would be, framed."""
         parts = []
-        for n, event in enumerate(json.loads(request["body"])):
-            seen = {**request, "body": json.dumps(event)}
+        events = json.loads(request["body"])
+        given = request["headers"].get("x-fx-request-id")
+        ids = given.split(",") if given else [""] * len(events)  # the events' own, else the replica's
+        for n, event in enumerate(events):
+            request_id = ids[n] or f"id-{n}"
+            seen = {
+                **request,
+                "body": json.dumps(event),
+                "headers": {**request["headers"], "x-fx-request-id": request_id},
+            }
             self.seen.append(seen)
             flag, payload = b"-", self.respond(seen) if self.respond else json.dumps(seen).encode()
             if self.failures > 0:
                 self.failures -= 1
                 flag, payload = b"Unhandled", b'{"errorType": "Boom", "errorMessage": "boom"}'
-            parts.append(b"id-%d %s 0.5 %d\n%s" % (n, flag, len(payload), payload))
+            parts.append(b"%s %s 0.5 %d\n%s" % (request_id.encode(), flag, len(payload), payload))
         body = b"".join(parts)
         head = b"HTTP/1.1 200 OK\r\nX-Fx-Batch: %d 128\r\nContent-Length: %d\r\n\r\n" % (len(parts), len(body))
         return head + body

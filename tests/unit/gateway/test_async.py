@@ -11,9 +11,13 @@ from fx.protocol import (
     ASYNC_CALL_ID,
     ASYNC_CALLBACK_SUBJECT,
     ASYNC_CALLBACK_URL,
+    ASYNC_FUNCTION,
+    ASYNC_METHOD,
+    ASYNC_TARGET,
     DEAD_ATTEMPTS,
     DEAD_ERROR,
     DEAD_STATUS,
+    REPLICA_INVOKE_PATH,
     STREAM_ASYNC,
     SUBJECT_ACTIVATE,
     ActivationReply,
@@ -148,6 +152,31 @@ async def test_a_failing_call_is_retried_with_backoff_then_succeeds(platform, re
     await until(acked, 5, "the call acked, so gone from the work queue")
 
 
+async def test_waiting_invoke_calls_share_a_request_each_run_with_its_call_id_and_fails_alone(platform, replicas):
+    gw, nc = platform
+    replica = await replicas()
+    replica.failures = 1  # the first call the replica runs fails: that call alone, retried
+    gw.gateway.book.apply(table(versions={"1": [replica.endpoint]}))
+    stored = {ASYNC_FUNCTION: "hello", ASYNC_METHOD: "POST", ASYNC_TARGET: REPLICA_INVOKE_PATH}
+    for n in range(60):  # stored at once (as 202'd calls are): most wait for the replica, and go together
+        await nc.publish(async_subject("hello"), b'{"n": %d}' % n, headers={**stored, ASYNC_CALL_ID: f"call-{n}"})
+    await nc.flush()
+
+    stats = gw.gateway.events.async_stats
+    await until(lambda: stats.attempts.get(("hello", "ok")) == 60)
+    assert stats.attempts[("hello", "error")] == 1
+    assert any(seen["path"] == "/_fx/batch" for seen in replica.seen)
+    assert replica.requests < 60
+    ran = [(json.loads(seen["body"])["n"], seen["headers"]["x-fx-request-id"]) for seen in replica.seen]
+    assert sorted(ran) == sorted([(n, f"call-{n}") for n in range(60)] + [ran[0]])  # the first twice: it failed
+    assert all(request_id == f"call-{n}" for n, request_id in ran)  # the call id is the invocation's request id
+
+    async def acked() -> bool:
+        return (await nc.jetstream().stream_info(STREAM_ASYNC)).state.messages == 0
+
+    await until(acked, 5, "every call acked, so gone from the work queue")
+
+
 async def test_a_call_failing_every_attempt_is_dead_lettered_with_the_request_and_the_error(platform, replicas):
     gw, nc = platform
     replica = await replicas()
@@ -233,3 +262,40 @@ async def test_a_callback_that_fails_unexpectedly_leaves_the_call_done_not_run_a
 
 async def _acked(nc) -> bool:
     return (await nc.jetstream().stream_info(STREAM_ASYNC)).state.messages == 0
+
+
+async def test_a_call_jetstream_does_not_store_is_refused_503_not_accepted(platform):
+    gw, nc = platform
+    gw.gateway.book.apply(table(versions={"1": []}))
+    js = nc.jetstream()
+    config = (await js.stream_info(STREAM_ASYNC)).config
+    await js.update_stream(config.evolve(max_msg_size=1))  # JetStream refuses every call
+    refused = await gw.client.post("/async-function/hello", content=b"x")
+    assert refused.status_code == 503 and refused.json()["error"]["code"] == "AsyncUnavailable"
+    assert "maximum" in refused.json()["error"]["message"]  # JetStream's reason
+    await js.delete_stream(STREAM_ASYNC)  # no stream takes the subject at all
+    gone = await gw.client.post("/async-function/hello", content=b"x")
+    assert gone.status_code == 503 and "nothing was queued" in gone.json()["error"]["message"]
+
+
+async def test_a_failing_call_whose_retry_would_pass_its_maximum_age_is_dead_lettered(nats_server, gateway, replicas):
+    gw = await gateway(async_backoff=0.2, async_retries=5, async_max_age=0.3, nats_url=nats_server, gateway_id="gw")
+    await gw.gateway.start()
+    await until(gw.gateway.feed.healthy)
+    nc = await nats.connect(nats_server)
+    try:
+        replica = await replicas()
+        replica.failures = 100
+        gw.gateway.book.apply(table(versions={"1": [replica.endpoint]}))
+        r = await gw.client.post(
+            "/2015-03-31/functions/hello/invocations", content=b"{}", headers={"X-Amz-Invocation-Type": "Event"}
+        )
+        [letter] = await dead_letters(nc, 1)
+        assert letter.headers[ASYNC_CALL_ID] == r.headers["X-Fx-Call-Id"]
+        assert letter.headers[DEAD_ERROR] == "Boom"  # the last attempt's error
+        assert int(letter.headers[DEAD_ATTEMPTS]) < 6  # not its retries: its age ran out first
+        metrics = (await gw.client.get("/metrics")).text
+        assert 'fx_gateway_async_dead_letters_total{function="hello",reason="max_age"} 1.0' in metrics
+    finally:
+        await nc.close()
+        await gw.gateway.close()

@@ -14,7 +14,7 @@ from fx.protocol import (
     ActivationReply,
     TriggerRoute,
 )
-from fx_gateway.events import durable_triggers
+from fx_gateway.events import durable_triggers, pulls
 from nats.js.api import StreamConfig
 
 from tests.unit.gateway.conftest import dead_letters, table
@@ -200,7 +200,7 @@ async def test_acked_messages_stay_acked_for_a_restarted_gateway(nats_server, ga
 
 
 async def test_an_idle_trigger_keeps_pulling_after_its_pull_requests_expire(platform, replicas, monkeypatch):
-    monkeypatch.setattr(durable_triggers, "PULL_EXPIRES_S", 0.2)
+    monkeypatch.setattr(pulls, "PULL_EXPIRES_S", 0.2)
     _gw, link, _, js = platform
     replica = await replicas()
     await publish_table(js, durable([replica.endpoint], batch=5, window_ms=20))

@@ -74,3 +74,18 @@ def test_a_body_that_is_not_an_array_is_refused(start):
         r = httpx.post(f"{replica.base}/_fx/batch", content=body)
         assert r.status_code == 400 and r.headers["x-amzn-errortype"] == "InvalidRequestContentException"
     assert "START RequestId" not in replica.log_text()
+
+
+def test_the_request_ids_the_gateway_names_are_the_invocations(start):
+    replica = start(HANDLER)
+    events = [{"n": 0}, {"n": 1, "fail": True}, {"n": 2}]
+    r = httpx.post(
+        f"{replica.base}/_fx/batch", content=json.dumps(events), headers={"X-Fx-Request-Id": "call-a,,call-c"}
+    )
+    (id0, _, out0), (id1, _, err1), (id2, _, out2) = items(r)
+    assert (id0, id2) == ("call-a", "call-c")  # an async call's id is its aws_request_id, batched or not
+    assert json.loads(out0)["id"] == "call-a" and json.loads(out2)["id"] == "call-c"
+    assert id1 not in ("", "call-a", "call-c") and json.loads(err1)["requestId"] == id1  # none named: the replica's
+    assert "START RequestId: call-c " in replica.log_text("REPORT RequestId: call-c")
+    wrong = httpx.post(f"{replica.base}/_fx/batch", content=json.dumps(events), headers={"X-Fx-Request-Id": "a,b"})
+    assert wrong.status_code == 400 and "2 request ids for a batch of 3" in wrong.json()["errorMessage"]
