@@ -1,10 +1,5 @@
 """fx.reads, the CLI's light GET: the same answers and the same errors as fx.Client's, over a plain socket."""
 
-import json
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
 import pytest
 from fx import errors, reads
 from fx.cli import main
@@ -15,51 +10,9 @@ from tests.unit.sdk.conftest import TOKEN
 pytestmark = pytest.mark.usefixtures("isolated")
 
 
-class Scripted(BaseHTTPRequestHandler):
-    """Answers every GET with `answer` (status, JSON body), chunked when `chunked`; keeps what it was asked."""
-
-    protocol_version = "HTTP/1.1"
-    answer: tuple[int, object] = (200, [])
-    chunked = False
-    seen: list[tuple[str, str | None]]
-
-    def log_message(self, *args) -> None:
-        pass
-
-    def do_GET(self) -> None:
-        self.seen.append((self.path, self.headers.get("Authorization")))
-        status, body = self.answer
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        if self.chunked:
-            self.send_header("Transfer-Encoding", "chunked")
-            self.end_headers()
-            for at in range(0, len(data), 7):  # several chunks, one with an extension
-                piece = data[at : at + 7]
-                self.wfile.write(f"{len(piece):x};x=y\r\n".encode() + piece + b"\r\n")
-            self.wfile.write(b"0\r\n\r\n")
-        else:
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-
-@pytest.fixture
-def server() -> Iterator[tuple[type[Scripted], str]]:
-    handler = type("Handler", (Scripted,), {"seen": []})
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    try:
-        yield handler, f"http://127.0.0.1:{httpd.server_port}"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-
-
 @pytest.mark.parametrize("chunked", [False, True])
-def test_the_answer_is_the_json_sent_with_the_token_under_the_gateway_s_path(server, chunked):
-    handler, url = server
+def test_the_answer_is_the_json_sent_with_the_token_under_the_gateway_s_path(scripted, chunked):
+    handler, url = scripted
     answer = [{"name": "hello", "latest": 3, "traffic": {"3": 100}, "note": "é" * 50}]
     handler.answer, handler.chunked = (200, answer), chunked
     assert reads.get_json(f"{url}/prefix/", TOKEN, "/system/dlq", {"function": "a b", "limit": 5}) == answer
@@ -76,8 +29,8 @@ def test_the_answer_is_the_json_sent_with_the_token_under_the_gateway_s_path(ser
         (409, {"error": {"code": "X", "message": "m", "extra": 1}}),  # not an ErrorDetail: shown as text
     ],
 )
-def test_an_error_is_the_one_fx_client_raises(server, answer):
-    handler, url = server
+def test_an_error_is_the_one_fx_client_raises(scripted, answer):
+    handler, url = scripted
     handler.answer = answer
     with pytest.raises(errors.FxError) as light:
         reads.get_json(url, TOKEN, "/system/functions")
@@ -101,11 +54,11 @@ def test_an_unreachable_gateway_is_the_error_fx_client_raises():
     assert light.value.code == "Unreachable" and "fx up" in light.value.message
 
 
-def test_what_is_not_an_http_answer_is_unreachable(server):
+def test_what_is_not_an_http_answer_is_unreachable(scripted):
     def garbage(self) -> None:
         self.wfile.write(b"SSH-2.0-OpenSSH\r\n\r\n")
 
-    handler, url = server
+    handler, url = scripted
     handler.do_GET = garbage
     with pytest.raises(errors.FxError, match=r"not reachable.*not an HTTP answer"):
         reads.get_json(url, None, "/system/functions")
