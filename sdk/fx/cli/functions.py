@@ -10,10 +10,13 @@ from fx.cli.common import (
     OUTPUT,
     AddCommand,
     client,
+    clock,
     fetch,
     local_time,
     print_json,
     print_table,
+    segment,
+    short,
     traffic_text,
 )
 
@@ -41,8 +44,6 @@ def _alias(alias: str, version: int, split: dict[int, int] | None) -> str:
 
 
 def cmd_describe(args: argparse.Namespace) -> int:
-    from fx import deploy
-
     with client(args) as fx:
         fn = fx.describe(args.name)
         url = f"{fx.gateway}/function/{fn.name}/"
@@ -57,7 +58,7 @@ def cmd_describe(args: argparse.Namespace) -> int:
     print(f"latest:   version {fn.latest}")
     print(f"traffic:  {traffic_text(fn.traffic)}" + (f" (sticky by {fn.sticky})" if fn.sticky else ""))
     print(f"url:      {url}")
-    print(f"config:   version {shown.version} ({deploy.short(shown.config_digest)})")
+    print(f"config:   version {shown.version} ({short(shown.config_digest)})")
     print(f"memory:   {spec.memory} MB")
     print(f"timeout:  {spec.timeout:g} s")
     print(f"scale:    {scale_text(spec.scale)}")
@@ -71,7 +72,7 @@ def cmd_describe(args: argparse.Namespace) -> int:
         print(f"rollback: {traffic_text(fn.previous)}")
     if r := fn.rollout:
         canary = f", rolls back above {r.max_error_rate:.1%} errors" if r.max_error_rate is not None else ""
-        next_at = r.next_step_at.astimezone().strftime("%H:%M:%S")
+        next_at = clock(r.next_step_at)
         print(
             f"rollout:  version {r.version} at {r.weight}%, +{r.step}% every {r.interval:g} s"
             f" (next step {next_at}){canary}"
@@ -85,7 +86,7 @@ def cmd_describe(args: argparse.Namespace) -> int:
         created = local_time(v.created_at)
         desired = f"{v.replicas_desired} (panic)" if v.panic else v.replicas_desired
         counts = [f"{v.traffic}%", v.replicas_ready, v.replicas_starting, desired, v.requests, v.errors]
-        digests = [deploy.short(v.digest), deploy.short(v.config_digest)]
+        digests = [short(v.digest), short(v.config_digest)]
         rows.append([str(v.version), v.state, *digests, created, *map(str, counts), v.spec.handler])
     print_table(rows)
     for v in fn.versions:
@@ -116,26 +117,24 @@ def trigger_text(trigger: TriggerSpec) -> str:
 
 
 def cmd_versions(args: argparse.Namespace) -> int:
-    from fx import deploy
-
-    with client(args) as fx:
-        versions = fx.versions(args.name)
+    versions = fetch(args, f"/system/functions/{segment(args.name)}/versions")  # VersionInfo's JSON (a light read)
     if args.output == "json":
         print_json(versions)
         return EXIT_OK
     rows = [["VERSION", "STATE", "DIGEST", "CONFIG", "CREATED", "TRAFFIC", "ALIASES", "READY", "REQUESTS", "ERRORS"]]
     rows[0].append("WARM UNTIL")
-    for v in versions:
-        created = local_time(v.created_at)
-        warm = v.warm_until.astimezone().strftime("%H:%M:%S") if v.warm_until else "-"
-        aliases = ",".join(v.aliases) or "-"
-        counts = [str(v.replicas_ready), str(v.requests), str(v.errors)]
-        digests = [deploy.short(v.digest), deploy.short(v.config_digest)]
-        rows.append([str(v.version), v.state, *digests, created, f"{v.traffic}%", aliases, *counts, warm])
+    for v in versions:  # the fields with a default in VersionInfo may be missing from an older server's
+        warm = clock(v["warm_until"]) if v.get("warm_until") else "-"
+        aliases = ",".join(v.get("aliases", [])) or "-"
+        counts = [str(v.get(k, 0)) for k in ("replicas_ready", "requests", "errors")]
+        digests = [short(v["digest"]), short(v.get("config_digest", ""))]
+        created = local_time(v["created_at"])
+        rows.append([str(v["version"]), v.get("state", "Ready"), *digests, created, f"{v.get('traffic', 0)}%"])
+        rows[-1] += [aliases, *counts, warm]
     print_table(rows)
     for v in versions:
-        if e := v.init_error:
-            print(f"version {v.version} failed to initialise: {e.error_type}: {e.message}")
+        if e := v.get("init_error"):
+            print(f"version {v['version']} failed to initialise: {e['error_type']}: {e['message']}")
     return EXIT_OK
 
 

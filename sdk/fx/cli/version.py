@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from fx.cli.common import EXIT_OK, OUTPUT, AddCommand, client, err, print_json
+from fx.cli.common import EXIT_OK, OUTPUT, AddCommand, err, fetch, gateway_url, print_json
 from fx.errors import FxError
 
 
@@ -48,21 +48,21 @@ def skew_warning(cli: str, platform: str) -> str:
 
 def cmd_version(args: argparse.Namespace) -> int:
     """Exit 0 even when the gateway cannot say, or says another release: the question asked was answered."""
-    with client(args) as fx:
-        try:
-            platform: str | None = fx.platform_version()
-        except FxError as exc:
-            platform = None
-            err(f"fx: the platform's version is unknown: {exc}")
+    gateway = gateway_url(args)
+    try:
+        platform: str | None = str(fetch(args, "/system/version")["version"])  # a light read
+    except FxError as exc:
+        platform = None
+        err(f"fx: the platform's version is unknown: {exc}")
     skewed = platform is not None and skew(cli_version(), platform)
     if skewed:
         err(skew_warning(cli_version(), platform))
     if args.output == "json":
-        print_json({"cli": cli_version(), "gateway": fx.gateway, "platform": platform, "skew": skewed})
+        print_json({"cli": cli_version(), "gateway": gateway, "platform": platform, "skew": skewed})
         return EXIT_OK
     print(f"fx CLI:   {cli_version()}")
     if platform:
-        print(f"platform: {platform} ({fx.gateway})")
+        print(f"platform: {platform} ({gateway})")
     return EXIT_OK
 
 

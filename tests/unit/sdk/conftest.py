@@ -151,7 +151,7 @@ def scripted() -> Iterator[tuple[type[Scripted], str]]:
     """A gateway answering every GET with the answer a test scripts (handler.answer), on 127.0.0.1."""
     handler = type("Handler", (Scripted,), {"seen": []})
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    threading.Thread(target=httpd.serve_forever, args=(0.01,), daemon=True).start()  # a quick shutdown
     try:
         yield handler, f"http://127.0.0.1:{httpd.server_port}"
     finally:

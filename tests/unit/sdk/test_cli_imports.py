@@ -66,11 +66,32 @@ def test_the_sdk_s_names_still_resolve_from_the_package() -> None:
     assert {"fx.client", "httpx"} <= loaded_after(code)
 
 
-def test_fx_ls_calls_the_platform_without_httpx_or_the_models() -> None:
-    """`fx ls` reads plain JSON over a socket (fx.reads): neither httpx and the models (~140 ms) nor http.client
-    (the email package and ssl, 11-16 ms). Unreachable here, so it is the whole call path but the answer."""
-    code = "import fx.cli; fx.cli.main(['--gateway', 'http://127.0.0.1:9', '--token', 't', 'ls'])"
-    assert loaded_after(code) == set()
+# The commands that show what one GET answers (fx.reads), with their arguments.
+READS = [
+    ["ls"],
+    ["versions", "hello"],
+    ["secret", "ls"],
+    ["stream", "ls"],
+    ["kv", "ls"],
+    ["apikey", "ls"],
+    ["credentials", "ls"],
+    ["dlq", "ls", "-f", "hello"],
+    ["dlq", "show", "7"],
+    ["apis", "ls"],
+    ["routes", "shop"],
+    ["status"],
+    ["version"],
+    ["usage"],
+]
+
+
+@pytest.mark.parametrize("argv", READS, ids=" ".join)
+def test_a_read_command_calls_the_platform_without_httpx_or_the_models(argv: list[str]) -> None:
+    """A read command reads plain JSON over a socket (fx.reads): neither httpx and the models (~140 ms) nor
+    http.client (the email package and ssl, 11-16 ms). Unreachable here, so it is the whole call path but the
+    answer."""
+    code = f"import fx.cli; fx.cli.main(['--gateway', 'http://127.0.0.1:9', '--token', 't', *{argv!r}])"
     probe = f"{code}\nimport sys\nprint('http.client' in sys.modules, 'ssl' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
-    assert done.stdout.split() == ["False", "False"]
+    assert done.stdout.splitlines()[-1].split() == ["False", "False"]  # after what the command printed
+    assert loaded_after(code) == set()

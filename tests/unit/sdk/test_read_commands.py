@@ -202,6 +202,19 @@ def test_the_table_is_the_one_the_model_based_command_printed(scripted, capsys, 
     assert scripted[0].seen == [(path, f"Bearer {TOKEN}")]
 
 
+def test_usage_by_version_has_a_line_per_version_and_the_total(scripted, capsys):
+    code, out, _ = run(scripted, ["usage", "--by", "version"], (200, as_sent(Usage, USAGE)), capsys)
+    assert code == 0
+    table = [line.split() for line in out.splitlines()[1:-1]]
+    assert table == [
+        ["FUNCTION", "VERSION", "INVOCATIONS", "GB-SECONDS", "COST", "(USD)"],
+        ["hello", "1", "1000", "12.5000", "0.000408"],
+        ["hello", "2", "500", "2.2500", "0.000138"],
+        ["shop", "1", "3", "0.0625", "0.000002"],
+        ["total", "1503", "14.8125", "0.000547"],
+    ]
+
+
 @pytest.mark.parametrize("name", ANSWER_SHOWN)
 def test_json_is_what_fx_client_s_models_printed(scripted, capsys, name):
     argv, _, answer, model = CASES[name]
