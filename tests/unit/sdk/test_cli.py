@@ -1,5 +1,6 @@
 """The CLI in-process, against a small fake admin API on 127.0.0.1 (the real one is tested in integration)."""
 
+import argparse
 import json
 import os
 import subprocess
@@ -7,6 +8,7 @@ from importlib.metadata import version
 
 import httpx
 import pytest
+from fx import cli
 from fx.cli import main
 from fx.client import Client
 
@@ -275,3 +277,28 @@ def test_json_output_is_one_shape_for_a_model_a_list_of_them_and_plain_data(caps
         out = capsys.readouterr().out
         assert json.loads(out) == json.loads(json.dumps(value, default=lambda m: m.model_dump(mode="json")))
         assert "façade" in out and out.startswith(("{\n  ", "[\n  "))
+
+
+def _commands(parser) -> dict:
+    """A parser's commands, by name."""
+    (subparsers,) = (a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return subparsers.choices
+
+
+def test_a_command_line_builds_only_its_module_s_parser_and_means_the_same():
+    """`fx ls` builds fx.cli.functions' parsers alone (fx.cli.MODULES); each command so built has the usage, help
+    and arguments it has among all the others, and MODULES names every command there is."""
+    full = cli._parser()
+    named = {name for _, _, names in cli.MODULES for name in names}
+    assert set(_commands(full)) == named | {"completion"}  # which needs every parser, to complete them
+    for name in sorted(named):
+        assert cli.command_named(["--gateway", "http://x", "--token=t", name, "--help"]) == name
+        alone = _commands(cli._parser(name))
+        assert name in alone and set(alone) < set(_commands(full))
+        assert alone[name].format_help() == _commands(full)[name].format_help()
+        assert alone[name].format_usage() == _commands(full)[name].format_usage()
+
+
+@pytest.mark.parametrize("argv", [[], ["--help"], ["-h", "ls"], ["--gat", "x", "ls"], ["lss"], ["completion"], ["--"]])
+def test_what_names_no_known_command_builds_every_parser(argv):
+    assert cli.command_named(argv) is None
