@@ -44,7 +44,7 @@ def loaded_after(code: str) -> set[str]:
     [
         "import fx.cli",
         "import fx.cli; fx.cli._parser()",  # every command's parser, as `fx --help` and `fx CMD --help` build it
-        "import fx.platform",  # the CLI imports it for PlatformError and fx up's defaults
+        "import fx.platform",  # fx up's
         "import fx",
     ],
 )
