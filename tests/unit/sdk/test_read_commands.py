@@ -15,7 +15,7 @@ from fx.api_key_models import ApiKeyInfo
 from fx.api_models import ApiSpec
 from fx.cli import main
 from fx.event_models import BucketInfo, DeadLetter, DeadLetterDetail, PlatformStatus, StreamInfo
-from fx.models import SecretInfo, VersionInfo
+from fx.models import FunctionInfo, SecretInfo, VersionInfo
 from fx.usage import Usage
 from pydantic import TypeAdapter
 
@@ -62,6 +62,45 @@ VERSIONS = [
         "warm_until": "2026-01-03T11:30:00Z",
     },
 ]
+FUNCTION = {
+    "name": "hello",
+    "latest": 2,
+    "traffic": {"1": 10, "2": 90},
+    "aliases": {"live": 2, "beta": 1},
+    "alias_traffic": {"live": {"1": 20, "2": 80}},
+    "versions": [
+        VERSIONS[0],
+        {
+            **VERSIONS[1],
+            "spec": {
+                **VERSIONS[1]["spec"],
+                "memory": 256,
+                "timeout": 2.5,
+                "env": {"B": "2", "A": "1"},
+                "secrets": ["db"],
+                "scale": {"min": 1, "max": 5, "concurrency": 4, "target_rps": 7.5, "stable_window": 30},
+                "triggers": [
+                    {"nats": "orders.*"},
+                    {"jetstream": {"stream": "ORDERS", "subject": "orders.new"}},
+                    {"jetstream": {"stream": "REFUNDS"}},
+                    {"kv": {"bucket": "users", "keys": "eu.*"}},
+                    {"schedule": "rate(5 minutes)"},
+                    {"schedule": "cron(0 9 * * ? *)", "timezone": "Europe/Paris"},
+                ],
+            },
+            "replicas_starting": 1,
+            "replicas_desired": 4,
+            "panic": True,
+        },
+    ],
+    "status": "Ready",
+    "sticky": "header:x-user",
+    "previous": {"1": 100},
+    "rollout": {"version": 2, "weight": 90, "step": 10, "interval": 60, "next_step_at": "2026-01-03T10:05:00Z"}
+    | {"base": {"1": 100}, "max_error_rate": 0.05},
+    "last_rollout": "rolled back at 2026-01-02 (errors 12%)",
+}
+PLAIN = {"name": "plain", "latest": 1, "traffic": {"1": 100}, "versions": [{**VERSIONS[1], "version": 1}]}
 SECRETS = [
     {"name": "db", "keys": ["PASSWORD", "USER"], "updated_at": "2026-01-02T03:04:05Z", "used_by": ["hello", "shop"]},
     {"name": "unused", "keys": ["K"], "updated_at": "2026-01-04T00:00:00Z", "used_by": []},
@@ -139,6 +178,8 @@ USAGE = {
 
 # argv, the path asked, the answer, and its type in fx.Client (what the command printed before: GOLDEN[name]).
 CASES: dict[str, tuple[list[str], str, Any, Any]] = {
+    "describe": (["describe", "hello"], "/system/functions/hello", FUNCTION, FunctionInfo),
+    "describe plain": (["describe", "plain"], "/system/functions/plain", PLAIN, FunctionInfo),
     "versions": (["versions", "hello"], "/system/functions/hello/versions", VERSIONS, list[VersionInfo]),
     "secret ls": (["secret", "ls"], "/system/secrets", SECRETS, list[SecretInfo]),
     "stream ls": (["stream", "ls"], "/system/streams", STREAMS, list[StreamInfo]),
