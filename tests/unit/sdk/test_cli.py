@@ -124,13 +124,10 @@ def test_a_wrong_token_is_exit_3_and_says_token(gateway, monkeypatch, capsys):
         (503, 1),
     ],
 )
-def test_the_platform_s_refusals_map_to_exit_codes_by_status(status, code, monkeypatch, capsys):
-    def answer(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(status, json={"error": {"code": "Refused", "message": f"refused with {status}"}})
-
-    fake = httpx.MockTransport(answer)
-    monkeypatch.setattr("fx.client.Client", lambda gateway, token: Client(gateway, token, transport=fake))
-    assert main(["describe", "hello"]) == code
+def test_the_platform_s_refusals_map_to_exit_codes_by_status(status, code, scripted, capsys):
+    handler, url = scripted
+    handler.answer = (status, {"error": {"code": "Refused", "message": f"refused with {status}"}})
+    assert main(["--gateway", url, "describe", "hello"]) == code
     err = capsys.readouterr().err
     assert f"refused with {status}" in err and "Traceback" not in err
 

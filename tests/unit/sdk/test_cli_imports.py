@@ -69,6 +69,7 @@ def test_the_sdk_s_names_still_resolve_from_the_package() -> None:
 # The commands that show what one GET answers (fx.reads), with their arguments.
 READS = [
     ["ls"],
+    ["describe", "hello"],
     ["versions", "hello"],
     ["secret", "ls"],
     ["stream", "ls"],
