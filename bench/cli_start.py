@@ -1,10 +1,12 @@
-"""How long the `fx` CLI takes to start: `fx --version`, `fx --help`, `fx deploy --help` and `fx ls`, in one run.
+"""How long the `fx` CLI takes to start: `fx --version`, `fx --help`, `fx deploy --help`, `fx ls` and the other
+read commands (`fx describe`, `fx versions`, `fx secret ls`..., READS), in one run.
 
 Each command is run --runs times as a fresh process (the console script pip installed, as a user types it) with
 its output thrown away; the figure is the median wall time, beside the median of `python -I -c pass` (the
-interpreter's start, the floor) measured in the same run. `fx ls` asks a platform started here
-(fx.platform.Platform on free ports, one function deployed) so that it parses and prints a real answer; its
-connection comes from FX_GATEWAY/FX_TOKEN and a config file of its own. The CPU time of each (user + system, from
+interpreter's start, the floor) measured in the same run. `fx ls` and the read commands ask a platform started
+here (fx.platform.Platform on free ports, one function deployed) so that they parse and print a real answer; their
+connection comes from FX_GATEWAY/FX_TOKEN and a config file of its own. The read commands are one line: the
+slowest of their medians, named. The CPU time of each (user + system, from
 wait4) is printed as INFO: it is what other load on the host disturbs least. `python -I -c "import httpx"` is
 printed too, as the floor of any command that makes an HTTP call. With --baseline FX (another build's fx, e.g.
 main's .venv/bin/fx) the same commands are measured with it in the same run, as INFO lines: before and after.
@@ -28,6 +30,22 @@ from bench.report import figure
 TARGET_MS = 80.0
 ROOT = Path(__file__).resolve().parent.parent
 COMMANDS = (["--version"], ["--help"], ["deploy", "--help"], ["ls"])
+# The commands that show one GET's answer (fx.reads), besides `fx ls`: measured alike, reported by the slowest.
+READS = (
+    ["describe", "hello"],
+    ["versions", "hello"],
+    ["secret", "ls"],
+    ["stream", "ls"],
+    ["kv", "ls"],
+    ["apikey", "ls"],
+    ["credentials", "ls"],
+    ["dlq", "ls"],
+    ["apis", "ls"],
+    ["routes"],
+    ["status"],
+    ["version"],
+    ["usage"],
+)
 
 
 def timed(argv: list[str], env: dict[str, str], runs: int) -> tuple[float, float]:
@@ -70,9 +88,13 @@ def main() -> int:
         figure("python -I -c 'import httpx' start (wall)", httpx_wall, "ms", **reference)
         builds = [("", args.fx)] + ([(" [baseline]", args.baseline)] if args.baseline else [])
         for label, fx in builds:
-            for command in COMMANDS:
-                wall, cpu = timed([fx, *command], env, args.runs)
+            timings = [(command, *timed([fx, *command], env, args.runs)) for command in COMMANDS]
+            reads = [(command, *timed([fx, *command], env, args.runs)) for command in READS]
+            slowest = max(reads, key=lambda timing: timing[1])
+            for command, wall, cpu in [*timings, slowest]:
                 name = f"fx {' '.join(command)}{label}"
+                if command is slowest[0]:
+                    name = f"slowest other read command of {len(READS)}: {name}"
                 if label:  # the build compared against: context, no target
                     figure(f"{name} (wall)", wall, "ms", **reference)
                 else:
