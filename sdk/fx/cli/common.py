@@ -7,13 +7,14 @@ import json
 import re
 import sys
 from collections.abc import Callable
-from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from fx import config
 from fx.errors import InputError
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from pydantic import BaseModel
 
     from fx.client import Client
@@ -133,6 +134,8 @@ def clock(when: datetime | str) -> str:
 
 
 def _datetime(when: datetime | str) -> datetime:
+    from datetime import datetime  # not at start: `fx ls` shows no time
+
     return datetime.fromisoformat(when) if isinstance(when, str) else when
 
 

@@ -93,13 +93,16 @@ def cmd_describe(args: argparse.Namespace) -> int:
         desired = f"{desired} (panic)" if v.get("panic") else desired
         replicas = [v.get("replicas_ready", 0), v.get("replicas_starting", 0), desired]
         counts = [f"{v.get('traffic', 0)}%", *replicas, v.get("requests", 0), v.get("errors", 0)]
-        digests = [short(v["digest"]), short(v.get("config_digest", ""))]
-        created = local_time(v["created_at"])
-        rows.append([str(v["version"]), v.get("state", "Ready"), *digests, created, *map(str, counts)])
-        rows[-1].append(v["spec"]["handler"])
+        rows.append([*_version_cells(v), *map(str, counts), v["spec"]["handler"]])
     print_table(rows)
     _init_errors(versions)
     return EXIT_OK
+
+
+def _version_cells(v: dict[str, Any]) -> list[str]:
+    """A version's first cells in `describe` and `versions` (VersionInfo's JSON): VERSION to CREATED."""
+    digests = [short(v["digest"]), short(v.get("config_digest", ""))]
+    return [str(v["version"]), v.get("state", "Ready"), *digests, local_time(v["created_at"])]
 
 
 def _init_errors(versions: list[dict[str, Any]]) -> None:
@@ -146,10 +149,7 @@ def cmd_versions(args: argparse.Namespace) -> int:
         warm = clock(v["warm_until"]) if v.get("warm_until") else "-"
         aliases = ",".join(v.get("aliases", [])) or "-"
         counts = [str(v.get(k, 0)) for k in ("replicas_ready", "requests", "errors")]
-        digests = [short(v["digest"]), short(v.get("config_digest", ""))]
-        created = local_time(v["created_at"])
-        rows.append([str(v["version"]), v.get("state", "Ready"), *digests, created, f"{v.get('traffic', 0)}%"])
-        rows[-1] += [aliases, *counts, warm]
+        rows.append([*_version_cells(v), f"{v.get('traffic', 0)}%", aliases, *counts, warm])
     print_table(rows)
     _init_errors(versions)
     return EXIT_OK
