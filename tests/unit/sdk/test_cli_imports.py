@@ -10,6 +10,8 @@ import sys
 
 import pytest
 
+from tests.unit.sdk.test_read_commands import CASES
+
 # What the CLI may import only in the command that needs it: the NATS client and its signing keys (fx up), the
 # HTTP client and the models (every call to the platform), YAML (manifests), completion and metrics parsers,
 # cloudpickle (@fx.function).
@@ -66,24 +68,8 @@ def test_the_sdk_s_names_still_resolve_from_the_package() -> None:
     assert {"fx.client", "httpx"} <= loaded_after(code)
 
 
-# The commands that show what one GET answers (fx.reads), with their arguments.
-READS = [
-    ["ls"],
-    ["describe", "hello"],
-    ["versions", "hello"],
-    ["secret", "ls"],
-    ["stream", "ls"],
-    ["kv", "ls"],
-    ["apikey", "ls"],
-    ["credentials", "ls"],
-    ["dlq", "ls", "-f", "hello"],
-    ["dlq", "show", "7"],
-    ["apis", "ls"],
-    ["routes", "shop"],
-    ["status"],
-    ["version"],
-    ["usage"],
-]
+# The commands that show what one GET answers (fx.reads), with their arguments: test_read_commands' and two more.
+READS = [["ls"], ["version"], *(argv for argv, *_ in CASES.values())]
 
 
 @pytest.mark.parametrize("argv", READS, ids=" ".join)
