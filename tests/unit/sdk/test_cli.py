@@ -4,12 +4,14 @@ import argparse
 import json
 import os
 import subprocess
+import sys
 from importlib.metadata import version
 
 import httpx
 import pytest
 from fx import cli
 from fx.cli import main
+from fx.cli.version import cli_version
 from fx.client import Client
 
 from tests.unit.sdk.conftest import TOKEN
@@ -299,3 +301,11 @@ def test_a_command_line_builds_only_its_module_s_parser_and_means_the_same():
 @pytest.mark.parametrize("argv", [[], ["--help"], ["-h", "ls"], ["--gat", "x", "ls"], ["lss"], ["completion"], ["--"]])
 def test_what_names_no_known_command_builds_every_parser(argv):
     assert cli.command_named(argv) is None
+
+
+def test_the_cli_s_version_is_the_installed_distribution_s(tmp_path, monkeypatch):
+    """Read from the .dist-info folder's name, as importlib.metadata finds it, without importing that."""
+    assert cli_version() == version("fx-sdk")
+    (tmp_path / "fx_sdk-9.8.7rc1.dist-info").mkdir()
+    monkeypatch.setattr("sys.path", [str(tmp_path / "gone"), str(tmp_path), *sys.path])
+    assert cli_version() == "9.8.7rc1"
