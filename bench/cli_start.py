@@ -45,6 +45,7 @@ READS = (
     ["status"],
     ["version"],
     ["usage"],
+    ["logs", "hello"],
 )
 
 

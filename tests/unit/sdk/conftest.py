@@ -117,10 +117,12 @@ def isolated(monkeypatch, tmp_path):
 
 
 class Scripted(BaseHTTPRequestHandler):
-    """Answers every GET with `answer` (status, JSON body), chunked when `chunked`; keeps what it was asked."""
+    """Answers every GET with `answer` (status, a JSON body or the bytes of a text one) and `fields`, chunked when
+    `chunked`; keeps what it was asked."""
 
     protocol_version = "HTTP/1.1"
     answer: tuple[int, object] = (200, [])
+    fields: dict[str, str] = {}
     chunked = False
     seen: list[tuple[str, str | None]]
 
@@ -130,9 +132,12 @@ class Scripted(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         self.seen.append((self.path, self.headers.get("Authorization")))
         status, body = self.answer
-        data = json.dumps(body).encode()
+        text = isinstance(body, bytes)
+        data = body if text else json.dumps(body).encode()
         self.send_response(status)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", "text/plain; charset=utf-8" if text else "application/json")
+        for name, value in self.fields.items():
+            self.send_header(name, value)
         if self.chunked:
             self.send_header("Transfer-Encoding", "chunked")
             self.end_headers()

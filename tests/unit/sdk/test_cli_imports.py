@@ -68,8 +68,8 @@ def test_the_sdk_s_names_still_resolve_from_the_package() -> None:
     assert {"fx.client", "httpx"} <= loaded_after(code)
 
 
-# The commands that show what one GET answers (fx.reads), with their arguments: test_read_commands' and two more.
-READS = [["ls"], ["version"], *(argv for argv, *_ in CASES.values())]
+# The commands that show what one GET answers (fx.reads), with their arguments: test_read_commands' and more.
+READS = [["ls"], ["version"], ["logs", "hello"], *(argv for argv, *_ in CASES.values())]
 
 
 @pytest.mark.parametrize("argv", READS, ids=" ".join)

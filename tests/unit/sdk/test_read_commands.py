@@ -287,3 +287,35 @@ def test_an_error_and_its_exit_code_are_fx_client_s(scripted, monkeypatch, capsy
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
     assert run(scripted, argv, answer, capsys) == light
     assert light[0] != 0
+
+
+LOG = "2026-01-02T03:04:05Z START RequestId: 1\r\n2026-01-02T03:04:05Z à la ligne\n\n- last, with no line end".encode()
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+@pytest.mark.parametrize(
+    "argv", [["logs", "hello"], ["logs", "hello", "--tail", "3", "--timestamps"], ["logs", "hello", "-o", "json"]]
+)
+def test_logs_are_the_lines_fx_client_printed(scripted, monkeypatch, capsys, chunked, argv):
+    """The same log answer (its lines, the header saying earlier ones were cut) through fx.reads and fx.Client."""
+    handler, _ = scripted
+    handler.fields, handler.chunked = {"Fx-Logs-Cut": "3"}, chunked
+    light = run(scripted, argv, (200, LOG), capsys)
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    assert run(scripted, argv, (200, LOG), capsys) == light
+    assert light[0] == 0 and light[2] == "(last 3 lines; --tail N or --since 10m for more)\n"
+    assert len(light[1].splitlines()) == 4
+    assert handler.seen[0] == handler.seen[1]  # the same query
+
+
+def test_a_logs_error_is_fx_client_s(scripted, monkeypatch, capsys):
+    answer = (404, {"error": {"code": "FunctionNotFound", "message": "no function nope", "function": "nope"}})
+    light = run(scripted, ["logs", "nope"], answer, capsys)
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    assert (
+        run(scripted, ["logs", "nope"], answer, capsys)
+        == light
+        == (2, "", "fx: nope: FunctionNotFound: no function nope\n")
+    )

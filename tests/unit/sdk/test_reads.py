@@ -1,5 +1,7 @@
 """fx.reads, the CLI's light GET: the same answers and the same errors as fx.Client's, over a plain socket."""
 
+import threading
+
 import pytest
 from fx import errors, reads
 from fx.cli import main
@@ -88,3 +90,35 @@ def test_fx_ls_through_a_proxy_setting_still_lists(gateway, monkeypatch, capsys)
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
     assert main(["ls"]) == 0
     assert capsys.readouterr().out.splitlines()[1].split() == ["hello", "1", "v1:100%", "0", "Ready"]
+
+
+def test_a_followed_answer_s_lines_come_as_they_come(scripted):
+    """`fx logs -f`: a line is there before the answer ends (the server holds the rest until it has been read)."""
+    read = threading.Event()
+    waited_out = []
+
+    def held(self) -> None:
+        self.send_response(200)
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        self.wfile.write(b"6\r\nfirst\n\r\n")
+        self.wfile.flush()
+        waited_out.append(not read.wait(10))
+        self.wfile.write(b"7\r\nsecond\n\r\n0\r\n\r\n")
+
+    handler, url = scripted
+    handler.do_GET = held
+    _, lines = reads.get_lines(url, TOKEN, "/system/functions/f/logs", {"follow": "true"}, follow=True)
+    assert next(lines) == "first"
+    read.set()
+    assert list(lines) == ["second"]
+    assert waited_out == [False]
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 5, 64])
+def test_lines_are_split_as_httpx_splits_them(size):
+    """str.splitlines' line ends, a "\\r\\n" or a character cut between two pieces."""
+    text = "a\r\nb\rc\n\nd\x85e\u2028é ü\r\n\rlast"
+    data = text.encode()
+    pieces = iter([data[at : at + size] for at in range(0, len(data), size)])
+    assert list(reads._lines(pieces)) == text.splitlines()
