@@ -218,7 +218,7 @@ def utc(monkeypatch) -> Any:
     monkeypatch.setenv("TZ", "UTC")
     time.tzset()
     yield
-    monkeypatch.undo()
+    monkeypatch.undo()  # TZ as it was, for tzset to read again
     time.tzset()
 
 
