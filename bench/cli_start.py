@@ -1,13 +1,15 @@
-"""How long the `fx` CLI takes to start: `fx --version`, `fx --help`, `fx deploy --help` and `fx ls`, in one run.
+"""How long the `fx` CLI takes to start: `fx --version`, `fx --help`, `fx deploy --help`, `fx ls` and the other
+read commands (`fx describe`, `fx versions`, `fx secret ls`..., READS), in one run.
 
-Each command is run --runs times as a fresh process (the console script pip installed, as a user types it) with
-its output thrown away; the figure is the median wall time, beside the median of `python -I -c pass` (the
-interpreter's start, the floor) measured in the same run. `fx ls` asks a platform started here
-(fx.platform.Platform on free ports, one function deployed) so that it parses and prints a real answer; its
-connection comes from FX_GATEWAY/FX_TOKEN and a config file of its own. The CPU time of each (user + system, from
-wait4) is printed as INFO: it is what other load on the host disturbs least. `python -I -c "import httpx"` is
-printed too, as the floor of any command that makes an HTTP call. With --baseline FX (another build's fx, e.g.
-main's .venv/bin/fx) the same commands are measured with it in the same run, as INFO lines: before and after.
+Each command is run --runs times as a fresh process (the console script pip installed, as a user types it, its
+package byte-compiled first as pip does) with its output thrown away; the figure is the median wall time, beside
+the median of `python -I -c pass` (the interpreter's start, the floor) measured in the same run. `fx ls` and the
+read commands ask a platform started here (fx.platform.Platform on free ports, one function deployed) so that they
+parse and print a real answer; their connection comes from FX_GATEWAY/FX_TOKEN and a config file of its own. The
+read commands are one line: the slowest of their medians, named. The CPU time of each (user + system, from wait4)
+is printed as INFO: it is what other load on the host disturbs least. `python -I -c "import httpx"` is printed
+too, as the floor of any command that makes an HTTP call. With --baseline FX (another build's fx, e.g. main's
+.venv/bin/fx) the same commands are measured with it in the same run, as INFO lines: before and after.
 
     .venv/bin/python -m bench.cli_start [--runs 15] [--baseline /work/main/.venv/bin/fx]
 """
@@ -28,6 +30,31 @@ from bench.report import figure
 TARGET_MS = 80.0
 ROOT = Path(__file__).resolve().parent.parent
 COMMANDS = (["--version"], ["--help"], ["deploy", "--help"], ["ls"])
+# The commands that show one GET's answer (fx.reads), besides `fx ls`: measured alike, reported by the slowest.
+READS = (
+    ["describe", "hello"],
+    ["versions", "hello"],
+    ["secret", "ls"],
+    ["stream", "ls"],
+    ["kv", "ls"],
+    ["apikey", "ls"],
+    ["credentials", "ls"],
+    ["dlq", "ls"],
+    ["apis", "ls"],
+    ["routes"],
+    ["status"],
+    ["version"],
+    ["usage"],
+    ["logs", "hello"],
+)
+
+
+def byte_compile(fx: str) -> None:
+    """Compile the fx package of the build `fx` belongs to, as pip does at install: with PYTHONDONTWRITEBYTECODE set
+    (or a cache older than the sources) each run would compile every changed module again, and count it."""
+    python = str(Path(fx).with_name("python"))
+    code = "import compileall, fx; all(compileall.compile_dir(p, quiet=1) for p in fx.__path__) or exit(1)"
+    subprocess.run([python, "-c", code], check=True)
 
 
 def timed(argv: list[str], env: dict[str, str], runs: int) -> tuple[float, float]:
@@ -70,9 +97,14 @@ def main() -> int:
         figure("python -I -c 'import httpx' start (wall)", httpx_wall, "ms", **reference)
         builds = [("", args.fx)] + ([(" [baseline]", args.baseline)] if args.baseline else [])
         for label, fx in builds:
-            for command in COMMANDS:
-                wall, cpu = timed([fx, *command], env, args.runs)
+            byte_compile(fx)
+            timings = [(command, *timed([fx, *command], env, args.runs)) for command in COMMANDS]
+            reads = [(command, *timed([fx, *command], env, args.runs)) for command in READS]
+            slowest = max(reads, key=lambda timing: timing[1])
+            for command, wall, cpu in [*timings, slowest]:
                 name = f"fx {' '.join(command)}{label}"
+                if command is slowest[0]:
+                    name = f"slowest other read command of {len(READS)}: {name}"
                 if label:  # the build compared against: context, no target
                     figure(f"{name} (wall)", wall, "ms", **reference)
                 else:

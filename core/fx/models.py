@@ -15,13 +15,12 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from fx.names import NAME_MAX, NAME_RE, check_name
 from fx.protocol import DEFAULT_RUNTIME, MEMORY_MB_MAX, MEMORY_MB_MIN, RUNTIMES, reserved_subject
 from fx.schedule import check_timezone, schedule_key
 from fx.schedule import parse as parse_schedule
 
 # Patterns end in \Z, not $: "$" also matches before a trailing newline, so "hello\n" would pass.
-NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
-NAME_MAX = 63
 # Lambda's handler grammar: module path (dots or slashes) then ".function".
 HANDLER_RE = re.compile(r"^[A-Za-z_][\w/.-]*\.[A-Za-z_]\w*\Z")
 # Keys and values together: one replica's environment, far below what a process can be given (Linux: 128 KiB a
@@ -53,20 +52,6 @@ RESERVED_ENV = frozenset(
         "AWS_EXECUTION_ENV",
     }
 )
-
-
-def check_name(name: str) -> str:
-    """A function name is a DNS-1123 label, because it becomes Kubernetes object names."""
-    if not name:
-        raise ValueError("function name is empty")
-    if len(name) > NAME_MAX:
-        raise ValueError(f"function name {name!r} is {len(name)} characters; the limit is {NAME_MAX}")
-    if not NAME_RE.match(name):
-        raise ValueError(
-            f"function name {name!r} is not a DNS-1123 label: use lower-case letters, digits and '-',"
-            " starting and ending with a letter or digit (e.g. 'hello-world')"
-        )
-    return name
 
 
 def check_alias(alias: str) -> str:

@@ -36,6 +36,7 @@ from fx.models import (
     VersionInfo,
 )
 from fx.protocol import BODY_REF, CALL_ID, FUNCTION_ERROR_HEADER
+from fx.reads import logs_params
 
 # The models of APIs, API keys, events and usage are imported by the calls that return them: building them would
 # add tens of ms to a `fx ls`, whose answer needs fx.models alone.
@@ -219,13 +220,7 @@ class Client(_Gateway):
         """Replica log lines, whole invocations: the last `tail` (the server's default 100; with `since`, all
         since then); with follow, a stream that ends only when the caller stops reading. `timestamps`: each line
         after the time its invocation began. `on_cut(N)` is told, before the first line, that only N were kept."""
-        params: dict[str, Any] = {"follow": "true" if follow else "false"}
-        if tail is not None:
-            params["tail"] = tail
-        if since is not None:
-            params["since"] = since.isoformat()
-        if timestamps:
-            params["timestamps"] = "true"
+        params = logs_params(follow, tail, since, timestamps)
         url = f"/system/functions/{_seg(name)}/logs"
         timeout = httpx.Timeout(self._http.timeout.connect, read=None) if follow else self._http.timeout
         try:

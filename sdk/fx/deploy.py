@@ -17,6 +17,7 @@ from pathlib import Path
 
 from fx import build, manifest
 from fx.api_models import ApiSpec
+from fx.cli.common import short
 from fx.client import Client
 from fx.errors import FxError, InputError
 from fx.models import DeployResult, FunctionSpec
@@ -238,8 +239,3 @@ def describe_result(result: DeployResult) -> str:
 def live_text(traffic: dict[int, int]) -> str:
     """{3: 100} -> "version 3 has 100 %"; {3: 90, 4: 10} -> "version 3 has 90 %, version 4 has 10 %"."""
     return ", ".join(f"version {v} has {p} %" for v, p in sorted(traffic.items()))
-
-
-def short(code: str) -> str:
-    """A zip's digest cut to a readable prefix; an image reference as it is."""
-    return code[: len("sha256:") + 12] + "…" if code.startswith("sha256:") else code

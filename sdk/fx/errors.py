@@ -77,6 +77,11 @@ class InputError(Exception):
     """Bad input on the user's side (a manifest, a flag, a folder): nothing was sent to the server."""
 
 
+class PlatformError(Exception):
+    """The embedded platform (fx.platform, `fx up`) could not start or keep running one of its parts. Here, not in
+    fx.platform, so that the CLI handles it without importing that module at every start."""
+
+
 _DETAIL_KEYS = {"code", "message", "function", "field"}  # fx.models.ErrorDetail's fields
 
 

@@ -35,10 +35,11 @@ from typing import IO, TYPE_CHECKING, Any, Literal
 
 from fx import log_files
 from fx import state_dir as state_lock
+from fx.errors import PlatformError
 from fx.state_dir import PROTECTIONS_FILE
 
-# nats-py, nkeys (fx.nats_auth), httpx, socket and subprocess are imported where used: the fx CLI imports this
-# module for PlatformError and `fx up`'s defaults at every start, and they would double its start time.
+# nats-py, nkeys (fx.nats_auth), httpx, socket and subprocess are imported where used: `fx up` and the embedded
+# platform's users (tests, benches) import this module, and they would double `fx up`'s start time.
 if TYPE_CHECKING:
     import subprocess
 
@@ -50,10 +51,6 @@ LOG_TAIL_LINES = 20
 SUPERVISE_INTERVAL_S = 0.1  # how soon a component that exited is noticed
 ROTATE_INTERVAL_S = 1.0  # how often the platform's logs are checked against their limit
 PLATFORM_LOGS = log_files.Limit(max_bytes=20 * 2**20, keep=3)  # each of nats, controller, gateway
-
-
-class PlatformError(Exception):
-    pass
 
 
 STATE_WRITERS = ("nats", "controller")  # the components that write the state dir, and so hold its lock

@@ -24,8 +24,7 @@ from fx.cli.common import (
     Run,
     err,
 )
-from fx.errors import FunctionError, FxError, InputError
-from fx.platform import PlatformError
+from fx.errors import FunctionError, FxError, InputError, PlatformError
 from fx.state_dir import StateDirError
 
 
@@ -34,7 +33,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Answered as the parser's --version action would, without importing and building every command's parser
         print(f"fx {version.cli_version()}")
         return EXIT_OK
-    args = _parser().parse_args(argv)
+    args = _parser(command_named(sys.argv[1:] if argv is None else argv)).parse_args(argv)
     try:
         code = args.run(args) or EXIT_OK
         sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
@@ -72,33 +71,55 @@ def exit_code(status: int) -> int:
     return EXIT_FAILED
 
 
-def _parser() -> argparse.ArgumentParser:
-    # Each command's module, imported when the parser is built: `fx --version` needs none of them.
-    from fx.cli import (
-        apikeys,
-        apis,
-        completion,
-        context,
-        credentials,
-        deploy,
-        dlq,
-        event,
-        functions,
-        graph,
-        invoke,
-        kv,
-        local,
-        login,
-        logs,
-        publish,
-        secrets,
-        status,
-        streams,
-        top,
-        traffic,
-        up,
-        usage,
-    )
+# Each module of commands, how it adds them, and the top-level commands it adds, in `fx --help`'s order; GROUP
+# adds the group named (`fx secret ...`) with the module's commands under it. A command line naming one of these
+# builds that module's parser alone: `fx ls` imports fx.cli.functions, not the twenty other modules.
+GROUP = "group"
+MODULES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("up", "register", ("up",)),
+    ("deploy", "register", ("init", "deploy")),
+    ("invoke", "register", ("invoke",)),
+    ("functions", "register", ("ls", "describe", "versions", "rm")),
+    ("traffic", "register", ("traffic", "alias", "promote", "rollback")),
+    ("logs", "register", ("logs",)),
+    ("publish", "register", ("publish",)),
+    ("status", "register", ("status",)),
+    ("usage", "register", ("usage",)),
+    ("graph", "register", ("graph",)),
+    ("top", "register", ("top",)),
+    ("apis", "register_routes", ("routes",)),
+    ("secrets", GROUP, ("secret",)),
+    ("apis", GROUP, ("apis",)),
+    ("credentials", GROUP, ("credentials",)),
+    ("apikeys", GROUP, ("apikey",)),
+    ("dlq", GROUP, ("dlq",)),
+    ("streams", GROUP, ("stream",)),
+    ("kv", GROUP, ("kv",)),
+    ("local", GROUP, ("local",)),
+    ("event", GROUP, ("event",)),
+    ("login", "register", ("login",)),
+    ("context", GROUP, ("context",)),
+    ("version", "register", ("version",)),
+)
+_GLOBAL_FLAGS = ("--gateway", "--token", "--context")  # the top-level options that take a value
+
+
+def command_named(argv: Sequence[str]) -> str | None:
+    """The command of a command line, after its global flags, when one of MODULES adds it; None for anything else
+    (--help, a flag argparse would complete or refuse, `fx completion`, a typo), which needs every parser."""
+    args = iter(argv)
+    for arg in args:
+        if arg in _GLOBAL_FLAGS:
+            next(args, None)
+        elif not arg.startswith(tuple(f"{flag}=" for flag in _GLOBAL_FLAGS)):
+            known = not arg.startswith("-") and any(arg in names for _, _, names in MODULES)
+            return arg if known else None
+    return None
+
+
+def _parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The CLI's parser: every command's, or, given `command`, only the commands of the module that adds it."""
+    import importlib
 
     parser = argparse.ArgumentParser(
         prog="fx",
@@ -113,30 +134,20 @@ def _parser() -> argparse.ArgumentParser:
     _help_by_default(parser)
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
     add = _adder(commands)
-    for module in (up, deploy, invoke, functions, traffic, logs, publish, status, usage, graph, top):
-        module.register(add)
-    apis.register_routes(add)
-    groups = (
-        ("secret", secrets),
-        ("apis", apis),
-        ("credentials", credentials),
-        ("apikey", apikeys),
-        ("dlq", dlq),
-        ("stream", streams),
-        ("kv", kv),
-        ("local", local),
-        ("event", event),
-    )
-    for name, group in groups:
-        group_parser = commands.add_parser(name, help=group.HELP, description=group.HELP)
-        _help_by_default(group_parser)
-        group.register(_adder(group_parser.add_subparsers(title="commands", metavar="COMMAND")))
-    login.register(add)
-    contexts = commands.add_parser("context", help=context.HELP, description=context.HELP)
-    _help_by_default(contexts)
-    context.register(_adder(contexts.add_subparsers(title="commands", metavar="COMMAND")))
-    version.register(add)
-    completion.register(add, parser)
+    for name, how, names in MODULES:
+        if command is not None and command not in names:
+            continue
+        module = importlib.import_module(f"fx.cli.{name}")  # imported here: `fx --version` needs none of them
+        if how == GROUP:
+            group_parser = commands.add_parser(names[0], help=module.HELP, description=module.HELP)
+            _help_by_default(group_parser)
+            module.register(_adder(group_parser.add_subparsers(title="commands", metavar="COMMAND")))
+        else:
+            getattr(module, how)(add)
+    if command is None:
+        from fx.cli import completion
+
+        completion.register(add, parser)
     return parser
 
 

@@ -3,22 +3,31 @@
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING
+from typing import Any
 
-from fx.cli.common import EXIT_OK, OUTPUT, AddCommand, built, checked, client, local_time, print_json, print_table
-
-if TYPE_CHECKING:
-    from fx.api_key_models import ApiKeyInfo
+from fx.cli.common import (
+    EXIT_OK,
+    OUTPUT,
+    AddCommand,
+    built,
+    checked,
+    client,
+    fetch,
+    local_time,
+    print_json,
+    print_table,
+)
 
 HELP = "manage API keys of API routes (x-api-key): throttles and quotas per key"
 
 
-def _limits(key: ApiKeyInfo) -> str:
+def _limits(key: dict[str, Any]) -> str:
+    """A key's limits (ApiKeyInfo's JSON, or an issued key's) in a few words."""
     parts = []
-    if key.rate is not None:
-        parts.append(f"{key.rate:g}/s burst {key.burst}")
-    if key.quota is not None:
-        parts.append(f"quota {key.quota}")
+    if key["rate"] is not None:
+        parts.append(f"{key['rate']:g}/s burst {key['burst']}")
+    if (quota := key["quota"]) is not None:
+        parts.append(f"quota {quota['limit']}/{quota['period']}")
     return ", ".join(parts) or "-"
 
 
@@ -32,22 +41,22 @@ def cmd_apikey_create(args: argparse.Namespace) -> int:
     if args.output == "json":
         print_json(issued)
         return EXIT_OK
-    print(f"API key {issued.name} (id {issued.id}) for API {issued.api}, limits: {_limits(issued)}")
+    print(f"API key {issued.name} (id {issued.id}) for API {issued.api}, limits: {_limits(issued.model_dump())}")
     print(f"key: {issued.value}")
     print("The key is shown this once (fx stores its sha256 only). Callers send it as the x-api-key header.")
     return EXIT_OK
 
 
 def cmd_apikey_ls(args: argparse.Namespace) -> int:
-    with client(args) as fx:
-        keys = fx.list_api_keys()
+    keys = fetch(args, "/system/apikeys")  # ApiKeyInfo's JSON (a light read)
     if args.output == "json":
         print_json(keys)
         return EXIT_OK
     rows = [["NAME", "ID", "API", "LIMITS", "TODAY", "THIS MONTH", "CREATED"]]
     for key in keys:
-        today, month = str(key.used_today), str(key.used_month)
-        rows.append([key.name, key.id, key.api, _limits(key), today, month, local_time(key.created_at)])
+        today, month = str(key["used_today"]), str(key["used_month"])
+        created = local_time(key["created_at"])
+        rows.append([key["name"], key["id"], key["api"], _limits(key), today, month, created])
     print_table(rows)
     return EXIT_OK
 

@@ -7,13 +7,14 @@ import json
 import re
 import sys
 from collections.abc import Callable
-from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from fx import config
 from fx.errors import InputError
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from pydantic import BaseModel
 
     from fx.client import Client
@@ -73,6 +74,18 @@ def fetch(args: argparse.Namespace, path: str, params: dict[str, Any] | None = N
         return fx.get_json(path, params)
 
 
+def gateway_url(args: argparse.Namespace) -> str:
+    """The gateway the command calls, as fx.Client names it."""
+    return config.resolve(args.gateway, args.token, args.context).gateway.rstrip("/")
+
+
+def segment(name: str) -> str:
+    """A name as one segment of an API path, as fx.Client quotes it."""
+    from urllib.parse import quote
+
+    return quote(name, safe="")
+
+
 def seconds(text: str) -> float | None:
     """A duration such as 30s, 2m, 1.5h, 500ms or a bare number of seconds; None when it is none of those."""
     match = _DURATION.match(text.strip())
@@ -110,9 +123,25 @@ def printable(text: str) -> str:
     return _CONTROL.sub(lambda m: f"\\x{ord(m[0]):02x}", text)
 
 
-def local_time(when: datetime) -> str:
-    """A time as the tables show it: the user's local time, to the second."""
-    return when.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+def local_time(when: datetime | str) -> str:
+    """A time (or the API's ISO 8601 text of one) as the tables show it: the user's local time, to the second."""
+    return _datetime(when).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def clock(when: datetime | str) -> str:
+    """A time of today as the tables show it: the user's local time of day."""
+    return _datetime(when).astimezone().strftime("%H:%M:%S")
+
+
+def _datetime(when: datetime | str) -> datetime:
+    from datetime import datetime  # not at start: `fx ls` shows no time
+
+    return datetime.fromisoformat(when) if isinstance(when, str) else when
+
+
+def short(code: str) -> str:
+    """A zip's digest cut to a readable prefix; an image reference as it is."""
+    return code[: len("sha256:") + 12] + "…" if code.startswith("sha256:") else code
 
 
 def table_lines(rows: list[list[str]]) -> list[str]:

@@ -5,10 +5,9 @@ from __future__ import annotations
 import argparse
 import os
 import re
-from datetime import datetime
 from pathlib import Path
 
-from fx.cli.common import EXIT_OK, OUTPUT, AddCommand, client, local_time, print_json, print_table
+from fx.cli.common import EXIT_OK, OUTPUT, AddCommand, client, fetch, local_time, print_json, print_table
 from fx.errors import InputError
 
 HELP = "manage access keys for the Lambda API (the AWS CLI and boto3 sign with them)"
@@ -78,14 +77,13 @@ def cmd_credentials_create(args: argparse.Namespace) -> int:
 
 
 def cmd_credentials_ls(args: argparse.Namespace) -> int:
-    with client(args) as fx:
-        keys = fx.list_credentials()
+    keys = fetch(args, "/system/credentials")  # a light read
     if args.output == "json":
         print_json(keys)
         return EXIT_OK
     rows = [["ACCESS KEY ID", "NAME", "CREATED"]]
     for key in keys:
-        created = local_time(datetime.fromisoformat(key["created_at"]))
+        created = local_time(key["created_at"])
         rows.append([key["access_key_id"], key["name"] or "-", created])
     print_table(rows)
     return EXIT_OK

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING
+from typing import Any
 
 from fx.cli.common import (
     EXIT_FAILED,
@@ -13,6 +13,7 @@ from fx.cli.common import (
     checked,
     client,
     err,
+    fetch,
     local_time,
     print_json,
     print_table,
@@ -21,25 +22,23 @@ from fx.cli.common import (
 from fx.errors import InputError
 from fx.protocol import DLQ_LIST_DEFAULT
 
-if TYPE_CHECKING:
-    from fx.event_models import DeadLetter
-
 HELP = "dead letters: async calls and stream records that failed every attempt (list, show, redrive)"
 MESSAGE_WIDTH = 60
 
 
-def _origin(letter: DeadLetter) -> str:
-    if letter.source == "async":
-        return printable(f"async call {letter.call_id}") if letter.call_id else "async call"
-    return printable(f"{letter.source} record from {letter.stream} ({letter.subject})")
+def _origin(letter: dict[str, Any]) -> str:
+    """Where a letter (DeadLetter's JSON) came from."""
+    if letter["source"] == "async":
+        return printable(f"async call {letter['call_id']}") if letter.get("call_id") else "async call"
+    return printable(f"{letter['source']} record from {letter.get('stream')} ({letter.get('subject')})")
 
 
 def cmd_dlq_ls(args: argparse.Namespace) -> int:
-    from fx.models import check_name
+    from fx.names import check_name
 
     function = checked(check_name, args.function) if args.function else None
-    with client(args) as fx:
-        letters = fx.dead_letters(function, args.limit)
+    params = {k: v for k, v in (("function", function), ("limit", args.limit)) if v is not None}
+    letters = fetch(args, "/system/dlq", params)  # DeadLetter's JSON (a light read)
     if args.output == "json":
         print_json(letters)
         return EXIT_OK
@@ -48,11 +47,10 @@ def cmd_dlq_ls(args: argparse.Namespace) -> int:
         return EXIT_OK
     rows = [["ID", "FUNCTION", "SOURCE", "ERROR", "ATTEMPTS", "TIME", "MESSAGE"]]
     for letter in letters:
-        message = printable(letter.message)
+        message = printable(letter["message"])
         message = message if len(message) <= MESSAGE_WIDTH else message[: MESSAGE_WIDTH - 1] + "…"
-        when = local_time(letter.time)
-        error = printable(letter.error)
-        rows.append([str(letter.id), letter.function, letter.source, error, str(letter.attempts), when, message])
+        when, error, attempts = local_time(letter["time"]), printable(letter["error"]), str(letter["attempts"])
+        rows.append([str(letter["id"]), letter["function"], letter["source"], error, attempts, when, message])
     print_table(rows)
     if len(letters) == args.limit:
         err(f"(the oldest {args.limit}; --limit N shows more)")
@@ -60,23 +58,22 @@ def cmd_dlq_ls(args: argparse.Namespace) -> int:
 
 
 def cmd_dlq_show(args: argparse.Namespace) -> int:
-    with client(args) as fx:
-        letter = fx.dead_letter(args.id)
+    letter = fetch(args, f"/system/dlq/{args.id}")  # DeadLetterDetail's JSON (a light read)
     if args.output == "json":
         print_json(letter)
         return EXIT_OK
-    print(f"id:        {letter.id}")
-    print(f"function:  {letter.function}")
+    print(f"id:        {letter['id']}")
+    print(f"function:  {letter['function']}")
     print(f"source:    {_origin(letter)}")
-    print(f"error:     {printable(letter.error)}: {printable(letter.message)}")
-    print(f"status:    {letter.status}")
-    print(f"attempts:  {letter.attempts}")
-    print(f"time:      {local_time(letter.time)}")
+    print(f"error:     {printable(letter['error'])}: {printable(letter['message'])}")
+    print(f"status:    {letter['status']}")
+    print(f"attempts:  {letter['attempts']}")
+    print(f"time:      {local_time(letter['time'])}")
     print("headers:")
-    for name, value in sorted(letter.headers.items()):
+    for name, value in sorted(letter["headers"].items()):
         print(f"  {printable(name)}: {printable(value)}")
-    print("body (base64):" if letter.body_base64 else "body:")
-    print(printable(letter.body))
+    print("body (base64):" if letter.get("body_base64") else "body:")
+    print(printable(letter["body"]))
     return EXIT_OK
 
 
@@ -104,7 +101,7 @@ def cmd_dlq_redrive(args: argparse.Namespace) -> int:
         print_json(result)
     else:
         for letter in result.redriven:
-            print(f"{letter.id} {letter.function}: redriven ({_origin(letter)})")
+            print(f"{letter.id} {letter.function}: redriven ({_origin(letter.model_dump())})")
         for failure in result.failed:
             err(f"{failure.id}: left in the DLQ: {failure.reason}")
         if not result.redriven and not result.failed:

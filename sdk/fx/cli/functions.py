@@ -3,22 +3,23 @@
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING
+from typing import Any
 
 from fx.cli.common import (
     EXIT_OK,
     OUTPUT,
     AddCommand,
     client,
+    clock,
     fetch,
+    gateway_url,
     local_time,
     print_json,
     print_table,
+    segment,
+    short,
     traffic_text,
 )
-
-if TYPE_CHECKING:
-    from fx.models import ScaleSpec, TriggerSpec
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
@@ -40,102 +41,117 @@ def _alias(alias: str, version: int, split: dict[int, int] | None) -> str:
     return f"{alias} → version {version}" + (f" ({traffic_text(split)})" if split else "")
 
 
-def cmd_describe(args: argparse.Namespace) -> int:
-    from fx import deploy
+def _split(traffic: dict[str, int]) -> dict[int, int]:
+    """A traffic split as JSON has it (its versions are keys, so strings) by version number."""
+    return {int(v): p for v, p in traffic.items()}
 
-    with client(args) as fx:
-        fn = fx.describe(args.name)
-        url = f"{fx.gateway}/function/{fn.name}/"
+
+def cmd_describe(args: argparse.Namespace) -> int:
+    fn = fetch(args, f"/system/functions/{segment(args.name)}")  # FunctionInfo's JSON (a light read)
     if args.output == "json":
         print_json(fn)
         return EXIT_OK
-    # The configuration shown is the serving one: the version with the most traffic (else the latest).
-    shown = max(fn.versions, key=lambda v: (v.traffic, v.version))
-    spec = shown.spec
-    print(f"name:     {fn.name}")
-    print(f"status:   {fn.status}")
-    print(f"latest:   version {fn.latest}")
-    print(f"traffic:  {traffic_text(fn.traffic)}" + (f" (sticky by {fn.sticky})" if fn.sticky else ""))
-    print(f"url:      {url}")
-    print(f"config:   version {shown.version} ({deploy.short(shown.config_digest)})")
-    print(f"memory:   {spec.memory} MB")
-    print(f"timeout:  {spec.timeout:g} s")
-    print(f"scale:    {scale_text(spec.scale)}")
-    print(f"env:      {', '.join(f'{k}=****' for k in sorted(spec.env)) or '-'}")  # values never shown
-    print(f"triggers: {'; '.join(trigger_text(t) for t in spec.triggers) or '-'}")
-    if secrets := spec.secrets:
+    # The configuration shown is the serving one: the version with the most traffic (else the latest). The fields
+    # with a default in FunctionInfo and VersionInfo may be missing from an older server's answer.
+    versions = fn["versions"]
+    shown = max(versions, key=lambda v: (v.get("traffic", 0), v["version"]))
+    spec = shown["spec"]
+    sticky = fn.get("sticky")
+    print(f"name:     {fn['name']}")
+    print(f"status:   {fn.get('status', 'Ready')}")
+    print(f"latest:   version {fn['latest']}")
+    print(f"traffic:  {traffic_text(_split(fn['traffic']))}" + (f" (sticky by {sticky})" if sticky else ""))
+    print(f"url:      {gateway_url(args)}/function/{fn['name']}/")
+    print(f"config:   version {shown['version']} ({short(shown.get('config_digest', ''))})")
+    print(f"memory:   {spec['memory']} MB")
+    print(f"timeout:  {spec['timeout']:g} s")
+    print(f"scale:    {scale_text(spec['scale'])}")
+    print(f"env:      {', '.join(f'{k}=****' for k in sorted(spec['env'])) or '-'}")  # values never shown
+    print(f"triggers: {'; '.join(trigger_text(t) for t in spec['triggers']) or '-'}")
+    if secrets := spec.get("secrets"):
         print(f"secrets:  {', '.join(secrets)}")
-    if fn.aliases:
-        print("aliases:  " + ", ".join(_alias(a, v, fn.alias_traffic.get(a)) for a, v in sorted(fn.aliases.items())))
-    if fn.previous:
-        print(f"rollback: {traffic_text(fn.previous)}")
-    if r := fn.rollout:
-        canary = f", rolls back above {r.max_error_rate:.1%} errors" if r.max_error_rate is not None else ""
-        next_at = r.next_step_at.astimezone().strftime("%H:%M:%S")
+    if aliases := fn.get("aliases"):
+        splits = fn.get("alias_traffic", {})
+        shown_aliases = (_alias(a, v, _split(splits[a]) if a in splits else None) for a, v in sorted(aliases.items()))
+        print("aliases:  " + ", ".join(shown_aliases))
+    if previous := fn.get("previous"):
+        print(f"rollback: {traffic_text(_split(previous))}")
+    if r := fn.get("rollout"):
+        rate = r.get("max_error_rate")
+        canary = f", rolls back above {rate:.1%} errors" if rate is not None else ""
         print(
-            f"rollout:  version {r.version} at {r.weight}%, +{r.step}% every {r.interval:g} s"
-            f" (next step {next_at}){canary}"
+            f"rollout:  version {r['version']} at {r['weight']}%, +{r['step']}% every {r['interval']:g} s"
+            f" (next step {clock(r['next_step_at'])}){canary}"
         )
-    if fn.last_rollout:
-        print(f"last rollout: {fn.last_rollout}")
+    if last := fn.get("last_rollout"):
+        print(f"last rollout: {last}")
     print()
     rows = [["VERSION", "STATE", "DIGEST", "CONFIG", "CREATED", "TRAFFIC", "READY", "STARTING", "DESIRED"]]
     rows[0] += ["REQUESTS", "ERRORS", "HANDLER"]
-    for v in fn.versions:
-        created = local_time(v.created_at)
-        desired = f"{v.replicas_desired} (panic)" if v.panic else v.replicas_desired
-        counts = [f"{v.traffic}%", v.replicas_ready, v.replicas_starting, desired, v.requests, v.errors]
-        digests = [deploy.short(v.digest), deploy.short(v.config_digest)]
-        rows.append([str(v.version), v.state, *digests, created, *map(str, counts), v.spec.handler])
+    for v in versions:
+        desired = v.get("replicas_desired", 0)
+        desired = f"{desired} (panic)" if v.get("panic") else desired
+        replicas = [v.get("replicas_ready", 0), v.get("replicas_starting", 0), desired]
+        counts = [f"{v.get('traffic', 0)}%", *replicas, v.get("requests", 0), v.get("errors", 0)]
+        rows.append([*_version_cells(v), *map(str, counts), v["spec"]["handler"]])
     print_table(rows)
-    for v in fn.versions:
-        if e := v.init_error:
-            print(f"version {v.version} failed to initialise: {e.error_type}: {e.message}")
+    _init_errors(versions)
     return EXIT_OK
 
 
-def scale_text(scale: ScaleSpec) -> str:
-    """The scale spec in a line: bounds, targets, and the autoscaling knobs set (the others are the controller's)."""
-    per_replica = f"{scale.concurrency} in flight" if scale.concurrency else "unlimited concurrency"
-    if scale.target_rps:
-        per_replica += f" or {scale.target_rps:g} req/s"
+def _version_cells(v: dict[str, Any]) -> list[str]:
+    """A version's first cells in `describe` and `versions` (VersionInfo's JSON): VERSION to CREATED."""
+    digests = [short(v["digest"]), short(v.get("config_digest", ""))]
+    return [str(v["version"]), v.get("state", "Ready"), *digests, local_time(v["created_at"])]
+
+
+def _init_errors(versions: list[dict[str, Any]]) -> None:
+    """The versions that failed to initialise (VersionInfo's JSON), and why."""
+    for v in versions:
+        if e := v.get("init_error"):
+            print(f"version {v['version']} failed to initialise: {e['error_type']}: {e['message']}")
+
+
+def scale_text(scale: dict[str, Any]) -> str:
+    """The scale spec (ScaleSpec's JSON) in a line: bounds, targets, and the autoscaling knobs set (the others are
+    the controller's)."""
+    per_replica = f"{scale['concurrency']} in flight" if scale["concurrency"] else "unlimited concurrency"
+    if scale.get("target_rps"):
+        per_replica += f" or {scale['target_rps']:g} req/s"
     knobs = ("stable_window", "panic_window_percentage", "panic_threshold_percentage", "scale_down_delay")
-    tuned = "".join(f", {k} {v:g}" for k in knobs if (v := getattr(scale, k)) is not None)
-    return f"{scale.min}-{scale.max} replicas, {per_replica} per replica, idle {scale.idle_timeout:g} s{tuned}"
+    tuned = "".join(f", {k} {v:g}" for k in knobs if (v := scale.get(k)) is not None)
+    bounds = f"{scale['min']}-{scale['max']} replicas"
+    return f"{bounds}, {per_replica} per replica, idle {scale['idle_timeout']:g} s{tuned}"
 
 
-def trigger_text(trigger: TriggerSpec) -> str:
-    """A trigger as one short phrase: its kind and what it listens to."""
-    if trigger.jetstream is not None:
-        return f"jetstream {trigger.key}"
-    if trigger.kv is not None:
-        return f"kv {trigger.key.removeprefix('kv:')}"
-    if trigger.schedule is not None:
-        return trigger.key.replace(":", " ", 1)
-    return f"nats {trigger.key}"
+def trigger_text(trigger: dict[str, Any]) -> str:
+    """A trigger (TriggerSpec's JSON) as one short phrase: its kind and what it listens to, named as
+    TriggerSpec.key names it."""
+    if (stream := trigger.get("jetstream")) is not None:
+        return f"jetstream {stream['stream']}/{stream.get('subject') or '>'}"
+    if (bucket := trigger.get("kv")) is not None:
+        return f"kv {bucket['bucket']}/{bucket.get('keys', '>')}"
+    if trigger.get("schedule") is not None:
+        from fx.schedule import schedule_key  # cronsim and zoneinfo: only for a function with a schedule
+
+        return schedule_key(trigger["schedule"], trigger.get("timezone")).replace(":", " ", 1)
+    return f"nats {trigger['nats']}"
 
 
 def cmd_versions(args: argparse.Namespace) -> int:
-    from fx import deploy
-
-    with client(args) as fx:
-        versions = fx.versions(args.name)
+    versions = fetch(args, f"/system/functions/{segment(args.name)}/versions")  # VersionInfo's JSON (a light read)
     if args.output == "json":
         print_json(versions)
         return EXIT_OK
     rows = [["VERSION", "STATE", "DIGEST", "CONFIG", "CREATED", "TRAFFIC", "ALIASES", "READY", "REQUESTS", "ERRORS"]]
     rows[0].append("WARM UNTIL")
-    for v in versions:
-        created = local_time(v.created_at)
-        warm = v.warm_until.astimezone().strftime("%H:%M:%S") if v.warm_until else "-"
-        aliases = ",".join(v.aliases) or "-"
-        counts = [str(v.replicas_ready), str(v.requests), str(v.errors)]
-        digests = [deploy.short(v.digest), deploy.short(v.config_digest)]
-        rows.append([str(v.version), v.state, *digests, created, f"{v.traffic}%", aliases, *counts, warm])
+    for v in versions:  # the fields with a default in VersionInfo may be missing from an older server's
+        warm = clock(v["warm_until"]) if v.get("warm_until") else "-"
+        aliases = ",".join(v.get("aliases", [])) or "-"
+        counts = [str(v.get(k, 0)) for k in ("replicas_ready", "requests", "errors")]
+        rows.append([*_version_cells(v), f"{v.get('traffic', 0)}%", aliases, *counts, warm])
     print_table(rows)
-    for v in versions:
-        if e := v.init_error:
-            print(f"version {v.version} failed to initialise: {e.error_type}: {e.message}")
+    _init_errors(versions)
     return EXIT_OK
 
 

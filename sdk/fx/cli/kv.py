@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from fx.cli.common import EXIT_OK, OUTPUT, AddCommand, built, checked, client, print_json, print_table
+from fx.cli.common import EXIT_OK, OUTPUT, AddCommand, built, checked, client, fetch, print_json, print_table
 
 HELP = "KV buckets for kv triggers: create, list, put a key, remove (no NATS credentials needed)"
 
@@ -24,13 +24,12 @@ def cmd_kv_create(args: argparse.Namespace) -> int:
 
 
 def cmd_kv_ls(args: argparse.Namespace) -> int:
-    with client(args) as fx:
-        buckets = fx.list_buckets()
+    buckets = fetch(args, "/system/kv")  # BucketInfo's JSON (a light read)
     if args.output == "json":
         print_json(buckets)
         return EXIT_OK
     rows = [["BUCKET", "VALUES", "BYTES", "HISTORY", "CONSUMERS"]]
-    rows += [[b.name, str(b.values), str(b.bytes), str(b.history), str(b.consumers)] for b in buckets]
+    rows += [[b["name"], *(str(b[k]) for k in ("values", "bytes", "history", "consumers"))] for b in buckets]
     print_table(rows)
     return EXIT_OK
 

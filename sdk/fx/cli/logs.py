@@ -4,30 +4,42 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
-from fx.cli.common import EXIT_OK, OUTPUT, AddCommand, client, err, seconds
+from fx.cli.common import EXIT_OK, OUTPUT, AddCommand, client, err, seconds, segment
 from fx.errors import InputError
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
     since = _since(args.since) if args.since else None
     as_json = args.output == "json"
-    with client(args) as fx:
-        lines = fx.logs(
-            args.name,
-            follow=args.follow,
-            tail=args.tail,
-            since=since,
-            timestamps=args.timestamps or as_json,
-            on_cut=lambda kept: err(f"(last {kept} lines; --tail N or --since 10m for more)"),
-        )
-        try:
-            for line in lines:
-                print(_json(args.name, line) if as_json else line, flush=args.follow)
-        except KeyboardInterrupt:
-            pass  # the usual way to stop following
+    try:
+        for line in _lines(args, since, timestamps=args.timestamps or as_json):
+            print(_json(args.name, line) if as_json else line, flush=args.follow)
+    except KeyboardInterrupt:
+        pass  # the usual way to stop following
     return EXIT_OK
+
+
+def _lines(args: argparse.Namespace, since: datetime | None, timestamps: bool) -> Iterator[str]:
+    """The log lines asked for, through fx.reads (no httpx), or fx.Client where a proxy is set (as common.fetch)."""
+    from fx import config, reads
+
+    def on_cut(kept: int) -> None:
+        err(f"(last {kept} lines; --tail N or --since 10m for more)")
+
+    settings = config.resolve(args.gateway, args.token, args.context)
+    if not reads.usable(settings.gateway):
+        with client(args) as fx:
+            yield from fx.logs(args.name, args.follow, args.tail, since, timestamps, on_cut)
+        return
+    path = f"/system/functions/{segment(args.name)}/logs"
+    params = reads.logs_params(args.follow, args.tail, since, timestamps)
+    fields, lines = reads.get_lines(settings.gateway, settings.token, path, params, args.follow)
+    if cut := fields.get("fx-logs-cut"):
+        on_cut(int(cut))
+    yield from lines
 
 
 def _json(function: str, line: str) -> str:

@@ -9,24 +9,21 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import Any
 
 from fx.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
     OUTPUT,
     AddCommand,
-    client,
     err,
+    fetch,
     local_time,
     print_json,
     print_table,
     seconds,
 )
 from fx.errors import InputError
-
-if TYPE_CHECKING:
-    from fx.usage import UsageRow
 
 # Lambda's public x86 prices (us-east-1): per GB-second of compute, per million requests.
 PRICE_GB_SECOND = 0.0000166667
@@ -42,9 +39,8 @@ def cmd_usage(args: argparse.Namespace) -> int:
         if rows is None:
             return EXIT_FAILED
     else:
-        with client(args) as fx:
-            usage = fx.usage(since)
-        rows, window = usage.rows, f"{local_time(usage.since)} to {local_time(usage.until)} (whole hours)"
+        usage = fetch(args, "/system/usage", {"since": since})  # Usage's JSON (a light read)
+        rows, window = usage["rows"], f"{local_time(usage['since'])} to {local_time(usage['until'])} (whole hours)"
     lines = _grouped(rows, args.by)
     total = _line("total", "", sum(r[2] for r in lines), sum(r[3] for r in lines), prices)
     lines = [_line(f, v, n, gbs, prices) for f, v, n, gbs in lines]
@@ -55,7 +51,7 @@ def cmd_usage(args: argparse.Namespace) -> int:
     head = ["FUNCTION", *(["VERSION"] if args.by == "version" else []), "INVOCATIONS", "GB-SECONDS", "COST (USD)"]
     table = [head]
     for line in [*lines, total]:
-        version = [str(line["version"])] if args.by == "version" else []
+        version = [str(line.get("version", ""))] if args.by == "version" else []  # the total has none
         cost = f"{line['cost']:.6f}"
         table.append([line["function"], *version, str(line["invocations"]), f"{line['gb_seconds']:.4f}", cost])
     print_table(table)
@@ -76,14 +72,15 @@ def _price(value: float, flag: str) -> float:
     return value
 
 
-def _grouped(rows: Iterable[UsageRow], by: str) -> list[tuple[str, str, int, float]]:
-    """(function, version or "", invocations, GB-seconds), summed over versions unless `by` is "version"."""
+def _grouped(rows: Iterable[dict[str, Any]], by: str) -> list[tuple[str, str, int, float]]:
+    """(function, version or "", invocations, GB-seconds) of UsageRow's JSON, summed over versions unless `by` is
+    "version"."""
     sums: dict[tuple[str, str], list] = {}
     for row in rows:
-        key = (row.function, str(row.version) if by == "version" else "")
+        key = (row["function"], str(row["version"]) if by == "version" else "")
         totals = sums.setdefault(key, [0, 0.0])
-        totals[0] += row.invocations
-        totals[1] += row.gb_seconds
+        totals[0] += row["invocations"]
+        totals[1] += row["gb_seconds"]
     return [(f, v, n, gbs) for (f, v), (n, gbs) in sorted(sums.items())]
 
 
@@ -99,11 +96,10 @@ def _prices_json(prices: tuple[float, float]) -> dict:
     return {"gb_second": prices[0], "per_million_requests": prices[1]}
 
 
-def _from_prometheus(url: str, since: float) -> list[UsageRow] | None:
-    """The gateways' counters' increase over the window; None (after saying why) if Prometheus cannot answer."""
+def _from_prometheus(url: str, since: float) -> list[dict[str, Any]] | None:
+    """The gateways' counters' increase over the window, as UsageRow's JSON; None (after saying why) if Prometheus
+    cannot answer."""
     import httpx
-
-    from fx.usage import UsageRow
 
     metrics = {"invocations": "fx_gateway_invocations_total", "gb_seconds": "fx_gateway_billed_gigabyte_seconds_total"}
     queries = {name: _exact_increase(f'{metric}{{function!=""}}', int(since)) for name, metric in metrics.items()}
@@ -120,7 +116,12 @@ def _from_prometheus(url: str, since: float) -> list[UsageRow] | None:
             key = (series["metric"].get("function", ""), int(series["metric"].get("version", "0") or 0))
             values.setdefault(key, {})[name] = float(series["value"][1])
     return [
-        UsageRow(function=f, version=v, invocations=round(n.get("invocations", 0)), gb_seconds=n.get("gb_seconds", 0))
+        {
+            "function": f,
+            "version": v,
+            "invocations": round(n.get("invocations", 0)),
+            "gb_seconds": n.get("gb_seconds", 0),
+        }
         for (f, v), n in sorted(values.items())
     ]
 

@@ -114,3 +114,51 @@ def isolated(monkeypatch, tmp_path):
     monkeypatch.setenv("FX_CACHE_DIR", str(tmp_path / "cache"))
     for var in ("FX_GATEWAY", "FX_TOKEN"):
         monkeypatch.delenv(var, raising=False)
+
+
+class Scripted(BaseHTTPRequestHandler):
+    """Answers every GET with `answer` (status, a JSON body or the bytes of a text one) and `fields`, chunked when
+    `chunked`; keeps what it was asked."""
+
+    protocol_version = "HTTP/1.1"
+    answer: tuple[int, object] = (200, [])
+    fields: dict[str, str] = {}
+    chunked = False
+    seen: list[tuple[str, str | None]]
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self.seen.append((self.path, self.headers.get("Authorization")))
+        status, body = self.answer
+        text = isinstance(body, bytes)
+        data = body if text else json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "text/plain; charset=utf-8" if text else "application/json")
+        for name, value in self.fields.items():
+            self.send_header(name, value)
+        if self.chunked:
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for at in range(0, len(data), 7):  # several chunks, one with an extension
+                piece = data[at : at + 7]
+                self.wfile.write(f"{len(piece):x};x=y\r\n".encode() + piece + b"\r\n")
+            self.wfile.write(b"0\r\n\r\n")
+        else:
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+
+@pytest.fixture
+def scripted() -> Iterator[tuple[type[Scripted], str]]:
+    """A gateway answering every GET with the answer a test scripts (handler.answer), on 127.0.0.1."""
+    handler = type("Handler", (Scripted,), {"seen": []})
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, args=(0.01,), daemon=True).start()  # a quick shutdown
+    try:
+        yield handler, f"http://127.0.0.1:{httpd.server_port}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()

@@ -1,13 +1,17 @@
 """The CLI in-process, against a small fake admin API on 127.0.0.1 (the real one is tested in integration)."""
 
+import argparse
 import json
 import os
 import subprocess
+import sys
 from importlib.metadata import version
 
 import httpx
 import pytest
+from fx import cli
 from fx.cli import main
+from fx.cli.version import cli_version
 from fx.client import Client
 
 from tests.unit.sdk.conftest import TOKEN
@@ -122,13 +126,10 @@ def test_a_wrong_token_is_exit_3_and_says_token(gateway, monkeypatch, capsys):
         (503, 1),
     ],
 )
-def test_the_platform_s_refusals_map_to_exit_codes_by_status(status, code, monkeypatch, capsys):
-    def answer(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(status, json={"error": {"code": "Refused", "message": f"refused with {status}"}})
-
-    fake = httpx.MockTransport(answer)
-    monkeypatch.setattr("fx.client.Client", lambda gateway, token: Client(gateway, token, transport=fake))
-    assert main(["describe", "hello"]) == code
+def test_the_platform_s_refusals_map_to_exit_codes_by_status(status, code, scripted, capsys):
+    handler, url = scripted
+    handler.answer = (status, {"error": {"code": "Refused", "message": f"refused with {status}"}})
+    assert main(["--gateway", url, "describe", "hello"]) == code
     err = capsys.readouterr().err
     assert f"refused with {status}" in err and "Traceback" not in err
 
@@ -275,3 +276,36 @@ def test_json_output_is_one_shape_for_a_model_a_list_of_them_and_plain_data(caps
         out = capsys.readouterr().out
         assert json.loads(out) == json.loads(json.dumps(value, default=lambda m: m.model_dump(mode="json")))
         assert "façade" in out and out.startswith(("{\n  ", "[\n  "))
+
+
+def _commands(parser) -> dict:
+    """A parser's commands, by name."""
+    (subparsers,) = (a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return subparsers.choices
+
+
+def test_a_command_line_builds_only_its_module_s_parser_and_means_the_same():
+    """`fx ls` builds fx.cli.functions' parsers alone (fx.cli.MODULES); each command so built has the usage, help
+    and arguments it has among all the others, and MODULES names every command there is."""
+    full = cli._parser()
+    named = {name for _, _, names in cli.MODULES for name in names}
+    assert set(_commands(full)) == named | {"completion"}  # which needs every parser, to complete them
+    for name in sorted(named):
+        assert cli.command_named(["--gateway", "http://x", "--token=t", name, "--help"]) == name
+        alone = _commands(cli._parser(name))
+        assert name in alone and set(alone) < set(_commands(full))
+        assert alone[name].format_help() == _commands(full)[name].format_help()
+        assert alone[name].format_usage() == _commands(full)[name].format_usage()
+
+
+@pytest.mark.parametrize("argv", [[], ["--help"], ["-h", "ls"], ["--gat", "x", "ls"], ["lss"], ["completion"], ["--"]])
+def test_what_names_no_known_command_builds_every_parser(argv):
+    assert cli.command_named(argv) is None
+
+
+def test_the_cli_s_version_is_the_installed_distribution_s(tmp_path, monkeypatch):
+    """Read from the .dist-info folder's name, as importlib.metadata finds it, without importing that."""
+    assert cli_version() == version("fx-sdk")
+    (tmp_path / "fx_sdk-9.8.7rc1.dist-info").mkdir()
+    monkeypatch.setattr("sys.path", [str(tmp_path / "gone"), str(tmp_path), *sys.path])
+    assert cli_version() == "9.8.7rc1"

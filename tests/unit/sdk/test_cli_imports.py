@@ -10,6 +10,8 @@ import sys
 
 import pytest
 
+from tests.unit.sdk.test_read_commands import CASES
+
 # What the CLI may import only in the command that needs it: the NATS client and its signing keys (fx up), the
 # HTTP client and the models (every call to the platform), YAML (manifests), completion and metrics parsers,
 # cloudpickle (@fx.function).
@@ -44,7 +46,7 @@ def loaded_after(code: str) -> set[str]:
     [
         "import fx.cli",
         "import fx.cli; fx.cli._parser()",  # every command's parser, as `fx --help` and `fx CMD --help` build it
-        "import fx.platform",  # the CLI imports it for PlatformError and fx up's defaults
+        "import fx.platform",  # fx up's
         "import fx",
     ],
 )
@@ -66,11 +68,17 @@ def test_the_sdk_s_names_still_resolve_from_the_package() -> None:
     assert {"fx.client", "httpx"} <= loaded_after(code)
 
 
-def test_fx_ls_calls_the_platform_without_httpx_or_the_models() -> None:
-    """`fx ls` reads plain JSON over a socket (fx.reads): neither httpx and the models (~140 ms) nor http.client
-    (the email package and ssl, 11-16 ms). Unreachable here, so it is the whole call path but the answer."""
-    code = "import fx.cli; fx.cli.main(['--gateway', 'http://127.0.0.1:9', '--token', 't', 'ls'])"
-    assert loaded_after(code) == set()
+# The commands that show what one GET answers (fx.reads), with their arguments: test_read_commands' and more.
+READS = [["ls"], ["version"], ["logs", "hello"], *(argv for argv, *_ in CASES.values())]
+
+
+@pytest.mark.parametrize("argv", READS, ids=" ".join)
+def test_a_read_command_calls_the_platform_without_httpx_or_the_models(argv: list[str]) -> None:
+    """A read command reads plain JSON over a socket (fx.reads): neither httpx and the models (~140 ms) nor
+    http.client (the email package and ssl, 11-16 ms). Unreachable here, so it is the whole call path but the
+    answer."""
+    code = f"import fx.cli; fx.cli.main(['--gateway', 'http://127.0.0.1:9', '--token', 't', *{argv!r}])"
     probe = f"{code}\nimport sys\nprint('http.client' in sys.modules, 'ssl' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
-    assert done.stdout.split() == ["False", "False"]
+    assert done.stdout.splitlines()[-1].split() == ["False", "False"]  # after what the command printed
+    assert loaded_after(code) == set()

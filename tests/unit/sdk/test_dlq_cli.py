@@ -3,10 +3,8 @@ control characters are shown escaped, never sent to the operator's terminal."""
 
 import json
 
-import httpx
 import pytest
 from fx.cli import main
-from fx.client import Client
 
 ESC = "\x1b]0;owned\x07\x1b[2J\r"
 LETTER = {
@@ -24,26 +22,28 @@ LETTER = {
 }
 
 
-@pytest.fixture(autouse=True)
-def fake(monkeypatch) -> None:
-    def answer(request: httpx.Request) -> httpx.Response:
-        if request.url.path.endswith("/7"):
-            return httpx.Response(200, json=LETTER)
-        return httpx.Response(200, json=[{k: v for k, v in LETTER.items() if k not in ("headers", "body")}])
-
-    transport = httpx.MockTransport(answer)
-    monkeypatch.setattr("fx.client.Client", lambda gateway, token: Client(gateway, token, transport=transport))
+LISTED = {k: v for k, v in LETTER.items() if k not in ("headers", "body")}
 
 
-@pytest.mark.parametrize("argv", [["dlq", "show", "7"], ["dlq", "ls"]])
-def test_a_letter_s_control_characters_are_printed_escaped(capsys, argv):
+@pytest.fixture
+def gateway(scripted, isolated, monkeypatch):
+    """The scripted gateway, which the CLI calls (FX_GATEWAY, set after `isolated` clears it)."""
+    handler, url = scripted
+    monkeypatch.setenv("FX_GATEWAY", url)
+    return handler
+
+
+@pytest.mark.parametrize(("argv", "answer"), [(["dlq", "show", "7"], LETTER), (["dlq", "ls"], [LISTED])])
+def test_a_letter_s_control_characters_are_printed_escaped(gateway, capsys, argv, answer):
+    gateway.answer = (200, answer)
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "\x1b" not in out and "\x07" not in out and "\r" not in out
     assert "\\x1b]0;owned\\x07\\x1b[2J\\x0d" in out
 
 
-def test_tab_and_newline_stay_and_json_output_is_the_letter_as_stored(capsys):
+def test_tab_and_newline_stay_and_json_output_is_the_letter_as_stored(gateway, capsys):
+    gateway.answer = (200, LETTER)
     assert main(["dlq", "show", "7"]) == 0
     assert "\n\tline two\n" in capsys.readouterr().out
     assert main(["dlq", "show", "7", "-o", "json"]) == 0

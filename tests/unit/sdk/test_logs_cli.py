@@ -2,24 +2,19 @@
 before any gateway is asked."""
 
 from datetime import UTC, datetime, timedelta
+from urllib.parse import parse_qs, urlsplit
 
-import httpx
 import pytest
 from fx.cli import main
-from fx.client import Client
 
 
 @pytest.fixture
-def asked(monkeypatch) -> list[httpx.Request]:
-    requests: list[httpx.Request] = []
-
-    def answer(request: httpx.Request) -> httpx.Response:
-        requests.append(request)
-        return httpx.Response(200, text="- a line\n")
-
-    fake = httpx.MockTransport(answer)
-    monkeypatch.setattr("fx.client.Client", lambda gateway, token: Client(gateway, token, transport=fake))
-    return requests
+def asked(scripted, isolated, monkeypatch) -> list[tuple[str, str | None]]:
+    """The paths the CLI asked the scripted gateway (FX_GATEWAY, set after `isolated` clears it) for."""
+    handler, url = scripted
+    handler.answer = (200, b"- a line\n")
+    monkeypatch.setenv("FX_GATEWAY", url)
+    return handler.seen
 
 
 @pytest.mark.parametrize(
@@ -40,5 +35,5 @@ def test_a_since_that_is_no_time_is_exit_2(asked, capsys, since, message):
 
 def test_a_duration_is_sent_as_the_time_that_long_ago(asked):
     assert main(["logs", "fn", "--since", "90m"]) == 0
-    sent = datetime.fromisoformat(asked[0].url.params["since"])
+    sent = datetime.fromisoformat(parse_qs(urlsplit(asked[0][0]).query)["since"][0])
     assert abs(datetime.now(UTC) - timedelta(minutes=90) - sent) < timedelta(seconds=30)

@@ -1,9 +1,6 @@
 """fx.reads, the CLI's light GET: the same answers and the same errors as fx.Client's, over a plain socket."""
 
-import json
 import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from fx import errors, reads
@@ -15,51 +12,9 @@ from tests.unit.sdk.conftest import TOKEN
 pytestmark = pytest.mark.usefixtures("isolated")
 
 
-class Scripted(BaseHTTPRequestHandler):
-    """Answers every GET with `answer` (status, JSON body), chunked when `chunked`; keeps what it was asked."""
-
-    protocol_version = "HTTP/1.1"
-    answer: tuple[int, object] = (200, [])
-    chunked = False
-    seen: list[tuple[str, str | None]]
-
-    def log_message(self, *args) -> None:
-        pass
-
-    def do_GET(self) -> None:
-        self.seen.append((self.path, self.headers.get("Authorization")))
-        status, body = self.answer
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        if self.chunked:
-            self.send_header("Transfer-Encoding", "chunked")
-            self.end_headers()
-            for at in range(0, len(data), 7):  # several chunks, one with an extension
-                piece = data[at : at + 7]
-                self.wfile.write(f"{len(piece):x};x=y\r\n".encode() + piece + b"\r\n")
-            self.wfile.write(b"0\r\n\r\n")
-        else:
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-
-@pytest.fixture
-def server() -> Iterator[tuple[type[Scripted], str]]:
-    handler = type("Handler", (Scripted,), {"seen": []})
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    try:
-        yield handler, f"http://127.0.0.1:{httpd.server_port}"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-
-
 @pytest.mark.parametrize("chunked", [False, True])
-def test_the_answer_is_the_json_sent_with_the_token_under_the_gateway_s_path(server, chunked):
-    handler, url = server
+def test_the_answer_is_the_json_sent_with_the_token_under_the_gateway_s_path(scripted, chunked):
+    handler, url = scripted
     answer = [{"name": "hello", "latest": 3, "traffic": {"3": 100}, "note": "é" * 50}]
     handler.answer, handler.chunked = (200, answer), chunked
     assert reads.get_json(f"{url}/prefix/", TOKEN, "/system/dlq", {"function": "a b", "limit": 5}) == answer
@@ -76,8 +31,8 @@ def test_the_answer_is_the_json_sent_with_the_token_under_the_gateway_s_path(ser
         (409, {"error": {"code": "X", "message": "m", "extra": 1}}),  # not an ErrorDetail: shown as text
     ],
 )
-def test_an_error_is_the_one_fx_client_raises(server, answer):
-    handler, url = server
+def test_an_error_is_the_one_fx_client_raises(scripted, answer):
+    handler, url = scripted
     handler.answer = answer
     with pytest.raises(errors.FxError) as light:
         reads.get_json(url, TOKEN, "/system/functions")
@@ -101,11 +56,11 @@ def test_an_unreachable_gateway_is_the_error_fx_client_raises():
     assert light.value.code == "Unreachable" and "fx up" in light.value.message
 
 
-def test_what_is_not_an_http_answer_is_unreachable(server):
+def test_what_is_not_an_http_answer_is_unreachable(scripted):
     def garbage(self) -> None:
         self.wfile.write(b"SSH-2.0-OpenSSH\r\n\r\n")
 
-    handler, url = server
+    handler, url = scripted
     handler.do_GET = garbage
     with pytest.raises(errors.FxError, match=r"not reachable.*not an HTTP answer"):
         reads.get_json(url, None, "/system/functions")
@@ -135,3 +90,35 @@ def test_fx_ls_through_a_proxy_setting_still_lists(gateway, monkeypatch, capsys)
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
     assert main(["ls"]) == 0
     assert capsys.readouterr().out.splitlines()[1].split() == ["hello", "1", "v1:100%", "0", "Ready"]
+
+
+def test_a_followed_answer_s_lines_come_as_they_come(scripted):
+    """`fx logs -f`: a line is there before the answer ends (the server holds the rest until it has been read)."""
+    read = threading.Event()
+    waited_out = []
+
+    def held(self) -> None:
+        self.send_response(200)
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        self.wfile.write(b"6\r\nfirst\n\r\n")
+        self.wfile.flush()
+        waited_out.append(not read.wait(10))
+        self.wfile.write(b"7\r\nsecond\n\r\n0\r\n\r\n")
+
+    handler, url = scripted
+    handler.do_GET = held
+    _, lines = reads.get_lines(url, TOKEN, "/system/functions/f/logs", {"follow": "true"}, follow=True)
+    assert next(lines) == "first"
+    read.set()
+    assert list(lines) == ["second"]
+    assert waited_out == [False]
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 5, 64])
+def test_lines_are_split_as_httpx_splits_them(size):
+    """str.splitlines' line ends, a "\\r\\n" or a character cut between two pieces."""
+    text = "a\r\nb\rc\n\nd\x85e\u2028é ü\r\n\rlast"
+    data = text.encode()
+    pieces = iter([data[at : at + size] for at in range(0, len(data), size)])
+    assert list(reads._lines(pieces)) == text.splitlines()
