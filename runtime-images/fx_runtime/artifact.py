@@ -161,12 +161,8 @@ def _extract(artifact: str, target: str) -> None:
 def discard(code_dir: str, parent: str) -> None:
     """Move an untrusted tree out of the way (atomically), then delete it."""
     stale = tempfile.mkdtemp(prefix=".stale-", dir=parent)
-    moved = os.path.join(stale, "tree")
     with contextlib.suppress(FileNotFoundError):  # another replica moved it first
-        os.rename(code_dir, moved)
-    if sealed(moved):  # another replica's sealed extraction took its place before the rename: put it back
-        with contextlib.suppress(OSError):
-            os.rename(moved, code_dir)
+        os.rename(code_dir, os.path.join(stale, "tree"))
     _remove_tree(stale)
 
 
