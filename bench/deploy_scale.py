@@ -8,9 +8,12 @@ each of --samples new functions, from the deploy call's return, GET /function/NA
 back to back on one keep-alive connection: a call the gateway cannot route yet is answered 404 at once; one it
 routes waits on the activation path for the readiness gate's replica to start and initialise (a cold start,
 bench.cold_start's), then answers 200. The reference: the same with one function deployed, measured first in this
-run (each sampled function removed again before the next). Then --functions functions are deployed through the
-API, and once every one of them runs (none Pending: the deploy calls return before their replicas have started)
-the samples are taken again. The figures, p50 at --functions against p50 at one function:
+run. Then --functions functions are deployed through the API, and once every one of them runs (none Pending: the
+deploy calls return before their replicas have started) the samples are taken again. Each sampled function is
+deleted again before the next, at both scales alike: back to back, a deploy's replica would find no spare
+sandboxed process ready (the zygote forks the next one 25 ms after a replica's ready) and wait for one to be
+forked and set up, a deploy storm's cost rather than the function count's (bench/README). The figures, p50 at
+--functions against p50 at one function:
 
 - deploy → routable: to the sending of the first call the gateway routed (not answered 404), found within one
   404's round trip; the issue's target, p50 ≤ 10 ms at 1,000 functions;
@@ -71,6 +74,16 @@ def routable_ms(client: Client, http: httpx.Client, name: str, digest: str) -> t
             sys.exit(f"{name} did not answer 200 within {POLL_TIMEOUT_S:g} s of its deploy")
 
 
+def samples(client: Client, http: httpx.Client, prefix: str, digest: str, count: int) -> list[tuple[float, float]]:
+    """routable_ms() of `count` new functions, each deleted again before the next: the count of functions stays
+    as it was, and each deploy finds the host as the last one's left it (a delete takes its drain delay, ~1 s)."""
+    taken = []
+    for i in range(count):
+        taken.append(routable_ms(client, http, f"{prefix}-{i}", digest))
+        client.delete(f"{prefix}-{i}")
+    return taken
+
+
 def settled_s(client: Client, names: set[str]) -> float:
     """Seconds until no version of `names` is Pending (each has its replica up, or failed): the samples at scale
     are then taken with every function running, not while the bulk's replicas still start."""
@@ -102,10 +115,7 @@ def main() -> int:
     ):
         client.upload_artifact(digest, data)
         client.deploy(spec("base", digest))  # the one function of the reference
-        alone = []
-        for i in range(args.samples):
-            alone.append(routable_ms(client, http, f"alone-{i}", digest))
-            client.delete(f"alone-{i}")
+        alone = samples(client, http, "alone", digest, args.samples)
         started = time.perf_counter()
         bulk = {f"fn-{i:04d}" for i in range(args.functions - 1)}
         for name in sorted(bulk):
@@ -113,7 +123,7 @@ def main() -> int:
         bulk_s = time.perf_counter() - started
         print(f"deployed {args.functions} functions in {bulk_s:.1f} s ({bulk_s / args.functions * 1000:.1f} ms each),"
               f" all running {settled_s(client, bulk):.1f} s later")  # fmt: skip
-        many = [routable_ms(client, http, f"late-{i}", digest) for i in range(args.samples)]
+        many = samples(client, http, "late", digest, args.samples)
     one = "at 1 function"
     at = f"at {args.functions:,} functions"
     figure(f"deploy → routable p50 {at}", p50(many, 1), "ms", reference=p50(alone, 1), reference_name=f"p50 {one}",
