@@ -37,6 +37,11 @@ class Watchdog:
         self._alarm_fd = alarm_fd
         self._on_alarm = on_alarm
         self._current: tuple[float, Any] | None = None
+        # poll(), not select(): a replica forked by a zygote with ~1,000 replicas has fds past FD_SETSIZE (1024),
+        # and select() refused them, ending this thread (no timeout nor memory alarm kept from then on).
+        self._alarm = select.poll()
+        if alarm_fd is not None:
+            self._alarm.register(alarm_fd, select.POLLIN)
         self._lock = threading.Lock()  # held while expiring, so a late disarm cannot race the timeout answer
         # Not threading.Thread: its start() waits for the new thread to run, a few ms on a busy host at init.
         _thread.start_new_thread(self._run, ())
@@ -71,7 +76,7 @@ class Watchdog:
     def _sleep(self, delay: float) -> None:
         if self._alarm_fd is None or self._on_alarm is None:
             time.sleep(delay)
-        elif select.select([self._alarm_fd], [], [], delay)[0]:
+        elif self._alarm.poll(delay * 1000):  # readable, or its write end closed (the zygote is gone)
             os.read(self._alarm_fd, 1)
             with self._lock:
                 current = self._current

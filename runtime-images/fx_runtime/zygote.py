@@ -149,7 +149,7 @@ class Zygote:
         self.children: dict[int, str] = {}  # pid -> replica id
         self.reports: dict[int, tuple[str, int, bytearray]] = {}  # report pipe fd -> (replica id, pid, partial line)
         self.report_fd: dict[int, int] = {}  # pid -> its report pipe fd
-        self.reported: set[int] = set()  # pids that have said ready / init_error
+        self.unreported: set[int] = set()  # replicas that have not said ready / init_error yet
         self.settled_at = 0.0  # monotonic time from which the last ready replica's first request is let be
         self.confined: dict[int, sandboxing.Confinement] = {}  # pid -> its sandbox, while it lives
         self.spares: dict[int, int] = {}  # pid of an idle spare -> its report pipe fd
@@ -351,6 +351,7 @@ class Zygote:
     def started(self, replica_id: str, pid: int, report_fd: int) -> None:
         os.set_blocking(report_fd, False)
         self.children[pid] = replica_id
+        self.unreported.add(pid)
         self.reports[report_fd] = (replica_id, pid, bytearray())
         self.report_fd[pid] = report_fd
         self.selector.register(report_fd, selectors.EVENT_READ, None)
@@ -379,7 +380,7 @@ class Zygote:
 
     def starting(self) -> bool:
         """A replica is starting, or was ready too recently for its first request to be done (_SETTLE_S)."""
-        return time.monotonic() < self.settled_at or any(pid not in self.reported for pid in self.children)
+        return time.monotonic() < self.settled_at or bool(self.unreported)
 
     def refill(self) -> None:
         """Fork the next spare when no replica is starting: a fork stalls this loop (and with it the "ready"
@@ -702,8 +703,8 @@ class Zygote:
                 template.failed = {"errorType": "Runtime.OutOfMemory", "errorMessage": OUT_OF_MEMORY_MESSAGE}
             os.kill(pid, signal.SIGKILL)
             return
-        if pid not in self.reported:
-            self.reported.add(pid)
+        if pid in self.unreported:
+            self.unreported.discard(pid)
             replica_id = self.children[pid]
             error = {"errorType": "Runtime.OutOfMemory", "errorMessage": OUT_OF_MEMORY_MESSAGE}
             self.emit({"id": replica_id, "event": "init_error", **error})
@@ -737,9 +738,9 @@ class Zygote:
         *lines, rest = partial.split(b"\n")
         partial[:] = rest
         for line in lines:
-            if pid in self.reported:
+            if pid not in self.unreported:
                 continue  # already failed for want of memory
-            self.reported.add(pid)
+            self.unreported.discard(pid)
             event = json.loads(line)
             if event.get("event") == "ready":
                 self.endpoints[pid] = str(event.get("endpoint", ""))
@@ -771,7 +772,7 @@ class Zygote:
             self.read_report(fd)
         if pid in self.spares:
             os.close(self.spares.pop(pid))
-        self.reported.discard(pid)
+        self.unreported.discard(pid)
         self.endpoints.pop(pid, None)
         self.kill_at.pop(pid, None)
         self.release(pid)

@@ -255,6 +255,7 @@ class LocalBackend:
                 self._running.append(
                     Running(replica_id, record.function, record.version, endpoint, record.token_sha256)
                 )
+        self._records.compact()  # the adopted alone: until now the log still held all the last controller's
         return report
 
     async def _connect(self, path: Path, interpreter: str | None) -> tuple[_Zygote, dict] | None:
@@ -561,6 +562,8 @@ class LocalBackend:
         await asyncio.gather(*(z.reader for z in zygotes if z.reader), return_exceptions=True)
         if self._sandbox:
             await self._clean_cgroups()
+        if self._records is not None:
+            self._records.close()
         shutil.rmtree(self._run_dir, ignore_errors=True)  # made again by the next open() and private_dir()
 
     async def _clean_cgroups(self) -> None:

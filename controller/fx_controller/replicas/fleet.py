@@ -13,8 +13,9 @@ import logging
 import secrets
 import time
 from collections import defaultdict, deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 from fx.models import FunctionSpec
 
@@ -85,7 +86,11 @@ class Fleet:
         self._drain_delay = drain_delay
         self._init_timeout = init_timeout
         self._clock = clock
-        self.replicas: dict[str, Replica] = {}
+        self._replicas: dict[str, Replica] = {}
+        self.replicas: Mapping[str, Replica] = MappingProxyType(self._replicas)  # changed by _add and _forget only
+        # function -> version -> its replicas (by id, in start order): the reconciler asks for each version's at
+        # every tick, and a scan of every replica per version made that O(n²) at n functions.
+        self._index: dict[str, dict[int, dict[str, Replica]]] = {}
         self._waiters: dict[Key, list[asyncio.Future[list[str]]]] = defaultdict(list)
         self._failures: dict[Key, Failure] = {}
         self._crashes: dict[Key, deque[float]] = defaultdict(deque)
@@ -95,9 +100,12 @@ class Fleet:
     # --- queries ------------------------------------------------------------------
 
     def of(self, function: str, version: int | None = None) -> list[Replica]:
-        return [
-            r for r in self.replicas.values() if r.function == function and (version is None or r.version == version)
-        ]
+        versions = self._index.get(function)
+        if versions is None:
+            return []
+        if version is not None:
+            return list(versions.get(version, {}).values())
+        return [r for replicas in versions.values() for r in replicas.values()]
 
     def endpoints(self, function: str, version: int) -> list[str]:
         return sorted(r.endpoint for r in self.of(function, version) if r.state == "ready")
@@ -137,8 +145,7 @@ class Fleet:
             asked_at=asked_at,
             queued_s=None if queued_since is None else max(asked_at - queued_since, 0.0),
         )
-        self.replicas[replica.id] = replica
-        self._gauge(replica, +1)
+        self._add(replica)
         for phase in PHASES:  # at 0 from the first start on: rate() and increase() then see the first cold start
             self._metrics.cold_start_phase.labels(function, str(version.version), phase)
         log.info("replica %s starting (%s version %d)", replica.id, function, version.version)
@@ -182,16 +189,12 @@ class Fleet:
             token = self.token(found.function, found.version)
             if version is None or not hmac.compare_digest(token_digest(token), found.token_sha256):
                 log.warning("replica %s is of no version this controller knows: stopped", found.id)
-                self.replicas[found.id] = Replica(
-                    found.id, found.function, found.version, 1.0, self._clock(), "draining"
-                )
-                self._gauge(self.replicas[found.id], +1)
+                self._add(Replica(found.id, found.function, found.version, 1.0, self._clock(), "draining"))
                 await self._backend.stop_replica(found.id, grace=1.0)
                 continue
             replica = Replica(found.id, found.function, found.version, version.spec.timeout, self._clock())
             replica.state, replica.endpoint = "ready", found.endpoint
-            self.replicas[replica.id] = replica
-            self._gauge(replica, +1)
+            self._add(replica)
             spec = ReplicaSpec(found.id, found.function, found.version, version.digest, version.spec, token=token)
             self._backend.adopt(spec)
             log.info("replica %s adopted at %s", replica.id, found.endpoint)
@@ -293,9 +296,20 @@ class Fleet:
         if was_routed:
             self._spawn(self._on_change(replica.function))
 
+    def _add(self, replica: Replica) -> None:
+        self._replicas[replica.id] = replica
+        self._index.setdefault(replica.function, {}).setdefault(replica.version, {})[replica.id] = replica
+        self._gauge(replica, +1)
+
     def _forget(self, replica: Replica, reason: str) -> None:
-        if self.replicas.pop(replica.id, None) is None:
+        if self._replicas.pop(replica.id, None) is None:
             return
+        versions = self._index[replica.function]
+        del versions[replica.version][replica.id]
+        if not versions[replica.version]:
+            del versions[replica.version]
+            if not versions:
+                del self._index[replica.function]
         self._gauge(replica, -1)
         self._metrics.replica_exits.labels(replica.function, reason).inc()
         self._exited.set()

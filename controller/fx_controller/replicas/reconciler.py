@@ -10,6 +10,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from fx.protocol import load_report_key
+from prometheus_client import Gauge
 
 from ..metrics import Metrics
 from ..state.store import FunctionRecord, FunctionStore, VersionRecord
@@ -20,6 +21,9 @@ from .load import LoadBook
 log = logging.getLogger("fx_controller.scale")
 
 INTERVAL_S = 0.5
+# A pass lets the event loop run after about this many versions: at 1,000 functions a whole pass at once (38 ms before
+# Fleet's index, 11 ms with it) held up a replica's "ready" and a held request's reply each half second.
+SLICE = 64
 
 
 class Reconciler:
@@ -43,6 +47,7 @@ class Reconciler:
         self._wall_clock = wall_clock  # keep-warm holds are wall-clock times, as they outlive a restart
         self._connected = connected  # to NATS: else no gateway learns that a replica goes, so none is stopped
         self._stopping: set[asyncio.Task] = set()
+        self._series: dict[tuple[str, int], tuple[Gauge, Gauge, Gauge]] = {}  # each version's, once made
 
     async def run(self) -> None:
         while True:
@@ -54,9 +59,15 @@ class Reconciler:
 
     async def reconcile(self) -> None:
         now, wall = self._clock(), self._wall_clock()
-        for record in self._store.all():
-            for version in record.versions:
+        since_pause = 0
+        for name in [record.name for record in self._store.all()]:
+            if since_pause >= SLICE:  # between functions: a record is never scaled from a copy older than a pause
+                await asyncio.sleep(0)
+                since_pause = 0
+            record = self._store.get(name)
+            for version in record.versions if record else ():
                 await self._scale(record, version, now, wall)
+                since_pause += 1
 
     async def _scale(self, record: FunctionRecord, version: VersionRecord, now: float, wall: datetime) -> None:
         name, number = record.name, version.version
@@ -82,10 +93,10 @@ class Reconciler:
             ready=ready,
             requests=totals.requests if totals else 0,
         )
-        labels = (name, str(number))
-        self._metrics.replicas_desired.labels(*labels).set(desired)
-        self._metrics.concurrency_target.labels(*labels).set(scale.concurrency or UNLIMITED_PER_REPLICA)
-        self._metrics.panic_mode.labels(*labels).set(self._autoscaler.last(key)[1])
+        desired_gauge, target_gauge, panic_gauge = self._series_of(name, number)
+        desired_gauge.set(desired)
+        target_gauge.set(scale.concurrency or UNLIMITED_PER_REPLICA)
+        panic_gauge.set(self._autoscaler.last(key)[1])
         if len(replicas) < desired:
             if now < self._fleet.retry_at(name, number):
                 return  # crashing: back off before forking again
@@ -103,9 +114,21 @@ class Reconciler:
                 self._stopping.add(task)
                 task.add_done_callback(self._stopping.discard)
 
+    def _series_of(self, name: str, number: int) -> tuple[Gauge, Gauge, Gauge]:
+        """The version's desired replicas, concurrency target and panic mode gauges (labels() is ~15 µs a call)."""
+        series = self._series.get((name, number))
+        if series is None:
+            desired, target, panic = (gauge.labels(name, str(number)) for gauge in self._gauges())
+            series = self._series[name, number] = (desired, target, panic)
+        return series
+
+    def _gauges(self) -> tuple[Gauge, Gauge, Gauge]:
+        return self._metrics.replicas_desired, self._metrics.concurrency_target, self._metrics.panic_mode
+
     def forget(self, name: str, number: int) -> None:
         """A deleted version: its decision and its series go."""
         self._autoscaler.forget(load_report_key(name, number))
-        for gauge in (self._metrics.replicas_desired, self._metrics.concurrency_target, self._metrics.panic_mode):
+        self._series.pop((name, number), None)
+        for gauge in self._gauges():
             with contextlib.suppress(KeyError):  # never scaled (it failed to initialise)
                 gauge.remove(name, str(number))

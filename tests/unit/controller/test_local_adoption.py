@@ -9,9 +9,10 @@ import sys
 from pathlib import Path
 
 from fx.models import FunctionSpec
+from fx_controller.backends import local_adoption
 from fx_controller.backends.base import ReplicaSpec, Running, token_digest
 from fx_controller.backends.local import LocalBackend
-from fx_controller.backends.local_adoption import RECORDS_FILE, control_dir
+from fx_controller.backends.local_adoption import RECORDS_FILE, Records, control_dir
 from fx_controller.metrics import Metrics
 from fx_controller.replicas.fleet import Fleet
 from fx_controller.replicas.tokens import ReplicaTokens
@@ -50,9 +51,10 @@ async def test_a_new_backend_adopts_what_its_records_vouch_for_and_the_lifeline_
         z.commands.close()
     await first._nats.close()
     records = control_dir(first._run_dir) / RECORDS_FILE
-    forged = json.loads(records.read_text())
-    forged["hello-1-b"]["start_time"] += 1  # as if its pid had been reused by another process
-    records.write_text(json.dumps(forged))
+    forged = next(json.loads(line) for line in records.read_text().splitlines() if '"hello-1-b"' in line)
+    forged["start_time"] += 1  # as if its pid had been reused by another process
+    with records.open("a") as log:  # a later line says the last word about a replica
+        log.write(json.dumps(forged) + "\n")
 
     second, heard = LocalBackend(tmp_path, artifacts, command=REAL_ZYGOTE, lifeline=lifeline), Events()
     await second.open(heard)
@@ -118,3 +120,63 @@ async def test_the_fleet_adopts_only_a_live_version_s_replica_with_its_token() -
     assert backend.adopted == ["hello-1-a"] and backend.stopped == ["hello-1-b", "hello-9-c"]
     assert fleet.endpoints("hello", 1) == ["unix:/a.sock"]
     assert fleet.replicas["hello-1-b"].state == "draining"  # forgotten when its exit is heard
+
+
+def test_a_controller_killed_at_any_point_leaves_every_record_it_wrote(tmp_path: Path, monkeypatch) -> None:
+    """The records' log, as a kill would leave it after each write (or halfway through one): the next controller
+    reads exactly the replicas recorded by then, through appends, removals and compactions."""
+    monkeypatch.setattr(local_adoption, "COMPACT_SLACK", 2)  # compactions every few changes
+    path = control_dir(tmp_path) / RECORDS_FILE
+    me = os.getpid()  # a live pid, so add() records it
+    live: dict[str, dict[str, str]] = {"before": {}, "after": {}}  # replica -> endpoint, before and after a change
+    cases: list[tuple[bytes, dict[str, str]]] = []  # (the log a kill would leave, the replicas it must give)
+    real_write, real_replace = os.write, os.replace
+
+    def write(fd: int, data: bytes) -> int:
+        before = path.read_bytes()
+        written = real_write(fd, data)
+        cases.append((before + data[: len(data) // 2], live["before"]))  # killed halfway through the write
+        cases.append((path.read_bytes(), live["after"]))
+        return written
+
+    def replace(src: Path, dst: Path) -> None:
+        cases.append((path.read_bytes() if path.exists() else b"", live["before"]))  # the new log not in place
+        real_replace(src, dst)
+        cases.append((path.read_bytes(), live["after"]))
+
+    monkeypatch.setattr(local_adoption.os, "write", write)
+    monkeypatch.setattr(local_adoption.os, "replace", replace)
+    records = Records(tmp_path)
+    assert records.previous() == {}
+    records.compact()
+    for step in range(40):
+        replica_id = f"f-1-{step % 7}"
+        live["before"] = live["after"]
+        after = live["after"] = dict(live["before"])
+        if replica_id in after:
+            del after[replica_id]
+            records.remove(replica_id)
+        else:
+            after[replica_id] = f"unix:/{step}.sock"
+            records.add(replica_id, me, f"unix:/{step}.sock", "f", 1, "token")
+    records.close()
+    monkeypatch.undo()
+    assert sum(b'"gone"' in log for log, _ in cases) > 10 and sum(log == b"" for log, _ in cases) < 3
+    for log, expected in cases:
+        path.write_bytes(log)
+        found = Records(tmp_path).previous()
+        assert {replica_id: r.endpoint for replica_id, r in found.items()} == expected
+        assert all(r.pid == me and r.token_sha256 == token_digest("token") for r in found.values())
+
+
+def test_a_controller_killed_before_it_settled_what_it_adopted_leaves_the_last_one_s_records(tmp_path: Path) -> None:
+    first = Records(tmp_path)
+    first.previous()
+    first.add("f-1-a", os.getpid(), "unix:/a.sock", "f", 1, "token")
+    first.add("f-1-b", os.getpid(), "unix:/b.sock", "f", 1, "token")
+    second = Records(tmp_path)
+    found = second.previous()
+    second.keep("f-1-a", found["f-1-a"])  # killed here, before its compact()
+    assert Records(tmp_path).previous() == found
+    second.compact()
+    assert list(Records(tmp_path).previous()) == ["f-1-a"]
