@@ -21,9 +21,13 @@ from .api.app import create_app
 from .api.metrics_listener import metrics_listener
 from .controller import Controller, local_backend
 from .metrics import Metrics
+from .tasks import within
 
 # Open connections (a `fx logs -f`, a held call) get this long after SIGTERM; then the server closes them.
 GRACEFUL_SHUTDOWN_S = 5
+# A leader's own stop (not the replicas': pods finish on their own) gets this long, well inside the pod's 60 s
+# grace; then what still runs is logged and the process exits 1, rather than waiting for the kubelet's SIGKILL.
+STOP_S = 30
 
 
 class _Server(uvicorn.Server):
@@ -117,13 +121,14 @@ async def _serve_kubernetes(s: settings_mod.Settings) -> None:
         # until the kubelet's SIGKILL (60 s after a forced delete). The replicas are pods that finish their
         # requests on their own (preStop, grace); the next leader removes them after emptying the route tables,
         # so draining them here would only delay the takeover.
-        if controller:
-            await controller.stop(drain_replicas=False)
+        stopped = not controller or await within(controller.stop(drain_replicas=False), STOP_S, "the stop")
         if leadership:
             await leadership.end()
         await asyncio.gather(serving, return_exceptions=True)
         if scrape:
             await scrape.stop()
+        if not stopped:
+            os._exit(1)  # a task that ignores its cancellation would hold the exit too
 
 
 def _server(s: settings_mod.Settings, app) -> _Server:

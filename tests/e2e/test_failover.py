@@ -152,20 +152,24 @@ def test_helm_uninstall_removes_the_lease_and_no_pod_ends_in_error(kube: Kube, f
     ours = f"app.kubernetes.io/instance={RELEASE}"
     argv = [kube.kubectl_bin, "--kubeconfig", kube.kubeconfig, "-n", kube.namespace, "get", "pods", "-l", ours]
     argv += ["-w", "-o", "json"]
-    events = fx.home / "uninstall-watch.json"  # a file, not a pipe: a full pipe would stall the watch
-    with events.open("w") as out:
-        watch = subprocess.Popen(argv, stdout=out)
+    events = fx.home / "uninstall-watch.json"  # files, not pipes: a full pipe would stall the watch
+    said = fx.home / "uninstall-controllers.log"  # what the controllers log while they stop, for a failure
+    logs = [kube.kubectl_bin, "--kubeconfig", kube.kubeconfig, "-n", kube.namespace, "logs", "-f", "--prefix"]
+    logs += ["--timestamps", "--tail=0", "-l", f"{ours},app.kubernetes.io/component=controller"]
+    with events.open("w") as out, said.open("w") as log_out:
+        followers = [subprocess.Popen(argv, stdout=out), subprocess.Popen(logs, stdout=log_out, stderr=log_out)]
         try:
             kube.helm("uninstall", RELEASE, "--wait", "--timeout", "180s", timeout=240)
             wait_for(lambda: not kube.get("pods", "-l", ours)["items"], 90, "every pod of the release gone")
         finally:
-            watch.terminate()
-            watch.wait(10)
+            for follower in followers:
+                follower.terminate()
+                follower.wait(10)
     seen = _watched(events.read_text())
     names = {p["metadata"]["name"] for p in seen}
     functions = {p["metadata"].get("labels", {}).get("fx.dev/function") for p in seen}
     assert any(n.startswith(f"{RELEASE}-gateway-") for n in names) and "bye-ha" in functions, names
     bad = sorted({line for pod in seen for line in _failed(pod)})
-    assert not bad, "\n".join(bad)
+    assert not bad, "\n".join(bad) + "\nthe controllers logged:\n" + "\n".join(said.read_text().splitlines()[-60:])
     # The Lease is owned by the controller Deployment: the garbage collector removes it with it.
     wait_for(lambda: not kube.get("leases")["items"], 60, "the Lease gone")

@@ -10,6 +10,10 @@ from typing import Any
 
 import uvicorn
 
+# In-flight requests (a pod's code download, an admission review) get this long at stop, then are cancelled:
+# uvicorn otherwise waits for them without end, and a peer gone without a FIN (a deleted pod) never finishes.
+GRACEFUL_SHUTDOWN_S = 5
+
 
 class _Server(uvicorn.Server):
     @contextlib.contextmanager
@@ -21,7 +25,16 @@ class SideServer:
     def __init__(self, app: Any, listen: str, **options: Any) -> None:
         host, _, port = listen.rpartition(":")
         self._server = _Server(
-            uvicorn.Config(app, host=host, port=int(port), loop="none", lifespan="off", log_level="warning", **options)
+            uvicorn.Config(
+                app,
+                host=host,
+                port=int(port),
+                loop="none",
+                lifespan="off",
+                log_level="warning",
+                timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+                **options,
+            )
         )
         self._task: asyncio.Task | None = None
 
