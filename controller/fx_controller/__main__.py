@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import faulthandler
 import logging
 import os
 import signal
 import sys
+import threading
 from collections.abc import Iterator
 
 import fx.state_dir as state_dir
@@ -28,6 +30,9 @@ GRACEFUL_SHUTDOWN_S = 5
 # A leader's own stop (not the replicas': pods finish on their own) gets this long, well inside the pod's 60 s
 # grace; then what still runs is logged and the process exits 1, rather than waiting for the kubelet's SIGKILL.
 STOP_S = 30
+# From SIGTERM to exit at the latest, whatever hangs (a thread the interpreter joins at exit, a blocked loop):
+# then every thread's stack goes to stderr and the process exits 1. A SIGKILL would say nothing of why.
+EXIT_S = 50
 
 
 class _Server(uvicorn.Server):
@@ -112,6 +117,7 @@ async def _serve_kubernetes(s: settings_mod.Settings) -> None:
             leading.result()  # a failure to start is this process's failure
             await asyncio.wait({serving, exiting}, return_when=asyncio.FIRST_COMPLETED)
     finally:
+        exit_deadline(EXIT_S)
         server.should_exit = True  # a stop requested while standing by, or a failed start
         leading.cancel()
         exiting.cancel()
@@ -129,6 +135,20 @@ async def _serve_kubernetes(s: settings_mod.Settings) -> None:
             await scrape.stop()
         if not stopped:
             os._exit(1)  # a task that ignores its cancellation would hold the exit too
+
+
+def exit_deadline(seconds: float) -> None:
+    """Exit within `seconds` from now, however the stop goes."""
+
+    def give_up() -> None:
+        log = logging.getLogger("fx_controller")
+        log.error("not stopped %g s after being told to: exiting; every thread's stack follows", seconds)
+        faulthandler.dump_traceback(all_threads=True)
+        os._exit(1)
+
+    timer = threading.Timer(seconds, give_up)
+    timer.daemon = True
+    timer.start()
 
 
 def _server(s: settings_mod.Settings, app) -> _Server:
