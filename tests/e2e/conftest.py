@@ -105,14 +105,14 @@ def tool(*argv: str | Path, timeout: float = 600) -> str:
     return run(sys.executable, "-m", *argv, timeout=timeout)
 
 
-def _forget_pulled_images() -> None:
+def forget_pulled_images(registry: str = REGISTRY) -> None:
     """The harness's node keeps what it pulled by tag, and the tag is the release's version, which a change to fx
-    does not bump: drop the node's copies so this session's pods (IfNotPresent) pull what was just pushed, not
-    the build of a session before."""
+    does not bump: drop the node's copies of fx's images under `registry` so this session's pods (IfNotPresent)
+    pull what was just pushed, not the build of a session before (`make e2e` reuses a running cluster)."""
     if os.environ.get("FX_E2E_KUBECONFIG"):
         return  # another cluster's nodes are not ours to touch
     ctr = ["ctr", "-a", str(layout.STATE / "containerd/containerd.sock"), "-n", "k8s.io", "images", "rm"]
-    subprocess.run([*ctr, *(i.ref(REGISTRY, VERSION) for i in images.IMAGES)], capture_output=True, timeout=60)
+    subprocess.run([*ctr, *(i.ref(registry, VERSION) for i in images.IMAGES)], capture_output=True, timeout=60)
 
 
 @pytest.fixture(scope="session")
@@ -124,7 +124,7 @@ def chart(tmp_path_factory: pytest.TempPathFactory) -> Chart:
     began = time.monotonic()
     tool("tools.images", "push", "--registry", REGISTRY, "--tag", VERSION, *TLS)
     cluster_images.push_own_image(OWN_IMAGE, Path(REGISTRY_CA) if REGISTRY_CA else None)
-    _forget_pulled_images()
+    forget_pulled_images()
     FIGURES["push fx's images and the own-image to the registry"] = f"{time.monotonic() - began:.1f} s"
     tool("tools.chart", "package", "--registry", REGISTRY, "--out", tmp)
     helm("push", str(tmp / f"fx-{VERSION}.tgz"), CHART_REPO, *TLS)

@@ -19,7 +19,19 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import FIGURES, REGISTRY, RELEASE, TLS, VERSION, Chart, admin_kube, release, run, tool
+from tests.e2e.conftest import (
+    FIGURES,
+    REGISTRY,
+    RELEASE,
+    TLS,
+    VERSION,
+    Chart,
+    admin_kube,
+    forget_pulled_images,
+    release,
+    run,
+    tool,
+)
 from tests.e2e.kube import Kube, http
 from tests.waiting import wait_for
 from tools import images
@@ -67,6 +79,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def airgap(site: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator:
     """The bundle's images loaded into AIRGAP by its load.sh, its chart installed from the file into a fresh
     namespace, and the fx CLI from its wheels in a fresh venv (no index: nothing is fetched)."""
+    forget_pulled_images(AIRGAP)  # else a node that ran this before runs those copies, and pulls nothing
     began = time.monotonic()
     loaded = run(site / "load.sh", "--registry", AIRGAP, *TLS, cwd=site)
     _timed("load.sh into the registry", began)
