@@ -30,8 +30,9 @@ GRACEFUL_SHUTDOWN_S = 5
 # A leader's own stop (not the replicas': pods finish on their own) gets this long, well inside the pod's 60 s
 # grace; then what still runs is logged and the process exits 1, rather than waiting for the kubelet's SIGKILL.
 STOP_S = 30
-# From SIGTERM to exit at the latest, whatever hangs (a thread the interpreter joins at exit, a blocked loop):
-# then every thread's stack goes to stderr and the process exits 1. A SIGKILL would say nothing of why.
+# From the stop's start (uvicorn done: at most 5 s after SIGTERM) to exit at the latest, whatever hangs (a thread
+# the interpreter joins at exit, a blocked loop): then every thread's stack goes to stderr and the process exits 1.
+# A SIGKILL would say nothing of why.
 EXIT_S = 50
 
 

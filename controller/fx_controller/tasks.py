@@ -1,5 +1,6 @@
 """Fire-and-forget tasks: kept referenced while they run (asyncio keeps only weak references), and an exception
-logged when the task ends, since no one awaits them (the tests fail on any record here, tests/conftest.py)."""
+logged when the task ends, since no one awaits them (the tests fail on any record here, tests/conftest.py). And
+`within`: an await given up after its time, for stops."""
 
 from __future__ import annotations
 
