@@ -23,16 +23,12 @@ from .api.app import create_app
 from .api.metrics_listener import metrics_listener
 from .controller import Controller, local_backend
 from .metrics import Metrics
-from .tasks import within
 
 # Open connections (a `fx logs -f`, a held call) get this long after SIGTERM; then the server closes them.
 GRACEFUL_SHUTDOWN_S = 5
-# A leader's own stop (not the replicas': pods finish on their own) gets this long, well inside the pod's 60 s
-# grace; then what still runs is logged and the process exits 1, rather than waiting for the kubelet's SIGKILL.
-STOP_S = 30
 # From the stop's start (uvicorn done: at most 5 s after SIGTERM) to exit at the latest, whatever hangs (a thread
-# the interpreter joins at exit, a blocked loop): then every thread's stack goes to stderr and the process exits 1.
-# A SIGKILL would say nothing of why.
+# the interpreter joins at exit, a task that ignores its cancellation): then the tasks still running and every
+# thread's stack go to stderr and the process exits 1. The kubelet's SIGKILL at 60 s would say nothing of why.
 EXIT_S = 50
 
 
@@ -118,7 +114,7 @@ async def _serve_kubernetes(s: settings_mod.Settings) -> None:
             leading.result()  # a failure to start is this process's failure
             await asyncio.wait({serving, exiting}, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        exit_deadline(EXIT_S)
+        exit_deadline(EXIT_S, asyncio.get_running_loop())
         server.should_exit = True  # a stop requested while standing by, or a failed start
         leading.cancel()
         exiting.cancel()
@@ -128,22 +124,28 @@ async def _serve_kubernetes(s: settings_mod.Settings) -> None:
         # until the kubelet's SIGKILL (60 s after a forced delete). The replicas are pods that finish their
         # requests on their own (preStop, grace); the next leader removes them after emptying the route tables,
         # so draining them here would only delay the takeover.
-        stopped = not controller or await within(controller.stop(drain_replicas=False), STOP_S, "the stop")
+        if controller:
+            await controller.stop(drain_replicas=False)
         if leadership:
             await leadership.end()
         await asyncio.gather(serving, return_exceptions=True)
         if scrape:
             await scrape.stop()
-        if not stopped:
-            os._exit(1)  # a task that ignores its cancellation would hold the exit too
 
 
-def exit_deadline(seconds: float) -> None:
-    """Exit within `seconds` from now, however the stop goes."""
+def exit_deadline(seconds: float, loop: asyncio.AbstractEventLoop) -> None:
+    """Exit within `seconds` from now, however the stop goes, saying what still ran on `loop` and in each thread."""
 
     def give_up() -> None:
-        log = logging.getLogger("fx_controller")
-        log.error("not stopped %g s after being told to: exiting; every thread's stack follows", seconds)
+        try:  # read from another thread: a diagnostic, so a set changing meanwhile only costs the names
+            running = sorted(getattr(t.get_coro(), "__qualname__", "?") for t in asyncio.all_tasks(loop))
+        except RuntimeError:
+            running = ["(not readable)"]
+        logging.getLogger("fx_controller").error(
+            "not stopped %g s after being told to: exiting; tasks still running: %s; every thread's stack follows",
+            seconds,
+            ", ".join(running),
+        )
         faulthandler.dump_traceback(all_threads=True)
         os._exit(1)
 

@@ -1,6 +1,5 @@
 """Fire-and-forget tasks: kept referenced while they run (asyncio keeps only weak references), and an exception
-logged when the task ends, since no one awaits them (the tests fail on any record here, tests/conftest.py). And
-`within`: an await given up after its time, for stops."""
+logged when the task ends, since no one awaits them (the tests fail on any record here, tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -23,18 +22,3 @@ def _finished(task: asyncio.Task, running: set[asyncio.Task]) -> None:
     running.discard(task)
     if not task.cancelled() and (error := task.exception()) is not None:
         log.error("task %s failed", task.get_coro(), exc_info=error)
-
-
-async def within(work: Awaitable, timeout: float, what: str) -> bool:
-    """Await `work` for at most `timeout` s; False, with the tasks still running logged, if it did not finish.
-    For a stop: one step that hangs (a peer that never answers) must not hold the process until a SIGKILL."""
-    task = asyncio.ensure_future(work)
-    done, _ = await asyncio.wait({task}, timeout=timeout)
-    if done:
-        task.result()
-        return True
-    others = asyncio.all_tasks() - {asyncio.current_task()}
-    running = sorted(getattr(t.get_coro(), "__qualname__", repr(t.get_coro())) for t in others if not t.done())
-    log.error("%s did not finish within %g s; still running: %s", what, timeout, ", ".join(running))
-    task.cancel()
-    return False
