@@ -94,10 +94,11 @@ class OpenPull:
         reconnects = self.nc.stats["reconnects"]
         while True:
             await asyncio.sleep(PULL_GRACE_S)
-            if time.monotonic() > self._open_until or self.nc.stats["reconnects"] != reconnects:
-                if self.nc.stats["reconnects"] != reconnects:
-                    await self._consumer_again()
+            reconnected = self.nc.stats["reconnects"] != reconnects
+            if reconnected:
                 reconnects = self.nc.stats["reconnects"]
+                await self._consumer_again()
+            if reconnected or time.monotonic() > self._open_until:
                 self.asked = 0
             try:
                 await self.pull_more()
