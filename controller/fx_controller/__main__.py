@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import faulthandler
+import gc
 import logging
 import os
 import signal
@@ -52,6 +53,13 @@ class _Server(uvicorn.Server):
         self.exiting.set()
 
 
+def _freeze_startup() -> None:
+    """Exempt what start-up made (imports, stores, the app: ~100,000 objects) from garbage collection: a full
+    collection walked them all, 40-70 ms with the event loop stopped, and an activation waiting meanwhile was a
+    cold start's p99. Objects made later are still collected."""
+    gc.freeze()
+
+
 def _lost_lease() -> None:
     # Another controller may lead by now: stop at once rather than drain, which would fight it.
     logging.getLogger("fx_controller").error("lost leadership: exiting")
@@ -65,6 +73,7 @@ async def _serve(s: settings_mod.Settings) -> None:
         return
     controller = Controller(s, local_backend)
     await controller.start()
+    _freeze_startup()
     scrape = metrics_listener(s.metrics_listen, controller.metrics.render) if s.metrics_listen else None
     try:
         if scrape:
@@ -102,6 +111,7 @@ async def _serve_kubernetes(s: settings_mod.Settings) -> None:
         leadership = await lead(on_lost=_lost_lease)
         started = Controller(s, kubernetes.create)
         await started.start()
+        _freeze_startup()
         controller = started
         gate.app = create_app(controller, s.token)
         await leadership.serve()
