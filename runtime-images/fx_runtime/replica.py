@@ -79,7 +79,7 @@ def run(
     # From here on in a spare forked from the template: made ready to serve before it is needed.
     fork = template.serve(channel)
     loop, invoker, server = _prepare(config, handler, fork.control_fd)
-    listen = fork.wait()
+    listen = fork.wait(loop)
     started = fork.started
     try:
         host, port, path = settings.parse_listen(listen)

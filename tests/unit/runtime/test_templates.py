@@ -279,3 +279,26 @@ def call(listen: str, event: dict) -> httpx.Response:
     transport = httpx.HTTPTransport(uds=listen.removeprefix("unix:"))
     with httpx.Client(transport=transport, base_url="http://replica") as client:
         return client.post("/_fx/invoke", json=event)
+
+
+def test_a_waiting_spare_leaves_no_listener_behind(zygotes, hooked):
+    """A spare makes and closes a listener before it waits (its first costs more): nothing of it stays reachable."""
+    env, _, log = hooked
+    z = start()
+    zygotes.append(z)
+    ready = template(z, "f@1", env, log)
+    spare = wait_for(
+        lambda: subprocess.run(["pgrep", "-P", str(ready["pid"])], capture_output=True, text=True).stdout.split(),
+        5,
+        "the template's spare",
+    )[0]
+    # blocked reading its assignment, the warm-up done
+    wait_for(lambda: Path(f"/proc/{spare}/wchan").read_text() != "0" and "S" in _state(spare), 5, "the spare waiting")
+    with open("/proc/net/unix") as f:
+        assert f"@fx-spare-{spare}" not in f.read()
+    pid, up = spawn(z, "a", env, log, "f@1")
+    assert pid == int(spare) and invoke(up)["pid"] == pid
+
+
+def _state(pid: str) -> str:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
