@@ -15,14 +15,16 @@ def response(status: int, headers: tuple | list, body: bytes, keep_alive: bool =
 
     `report`: the invocation's X-Fx-Report line (Invoker.report), which must come first after the status line.
     """
+    status_line = _STATUS_LINES.get(status) or b"HTTP/1.1 %d Unknown\r\n" % status
+    framing = b"Content-Length: %d\r\n\r\n" if keep_alive else b"Content-Length: %d\r\nConnection: close\r\n\r\n"
+    if not headers:  # the usual HTTP answer of a function ({"statusCode": ..., "body": ...})
+        return b"".join((status_line, report, framing % len(body), body))
     lines = []
     for name, value in headers:
         if "\r" in name or "\n" in name or "\r" in value or "\n" in value or ":" in name:
             raise ValueError(f"invalid header {name!r}")
         if name.lower() not in _SKIPPED:
             lines.append(f"{name}: {value}\r\n")
-    status_line = _STATUS_LINES.get(status) or b"HTTP/1.1 %d Unknown\r\n" % status
-    framing = b"Content-Length: %d\r\n\r\n" if keep_alive else b"Content-Length: %d\r\nConnection: close\r\n\r\n"
     return b"".join((status_line, report, "".join(lines).encode("latin-1"), framing % len(body), body))
 
 

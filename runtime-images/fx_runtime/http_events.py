@@ -26,6 +26,22 @@ _REST_IDENTITY_KEYS = (
 )
 
 
+_KEYS: dict[bytes, str] = {}  # a header's name as sent -> lower-cased str: decoded once, not in every request
+# Header names remembered (here and by the server's token check): bounds the memory names a caller makes up can
+# take; past it, a new name is lower-cased in each request that has it.
+NAMES_REMEMBERED = 512
+
+
+def header_key(name: bytes) -> str:
+    """The lower-cased name of a header (HTTP header bytes are latin-1 by definition)."""
+    key = _KEYS.get(name)
+    if key is None:
+        key = name.decode("latin-1").lower()
+        if len(_KEYS) < NAMES_REMEMBERED:
+            _KEYS[name] = key
+    return key
+
+
 class Request:
     """What the server hands over: the caller's request, with the /_fx/http prefix already taken off."""
 
@@ -43,10 +59,10 @@ class Request:
         self.request_id = rid
 
     def header_lists(self) -> dict[str, list[str]]:
-        """Lower-cased names; HTTP header bytes are latin-1 by definition."""
+        """Lower-cased names."""
         out: dict[str, list[str]] = {}
         for name, value in self.headers:
-            out.setdefault(name.decode("latin-1").lower(), []).append(value.decode("latin-1"))
+            out.setdefault(header_key(name), []).append(value.decode("latin-1"))
         return out
 
     def encoded_body(self, content_type: str) -> tuple[str, bool]:
@@ -71,8 +87,16 @@ def _domain(headers: dict[str, list[str]]) -> str:
     return (headers.get("x-forwarded-host") or headers.get("host") or ["localhost"])[0]
 
 
+_last_prefix = ("", "")  # (domain, its prefix): most requests to a replica name the same domain
+
+
 def _prefix(domain: str) -> str:
-    return domain.split(".", 1)[0].split(":", 1)[0]
+    global _last_prefix
+    last, prefix = _last_prefix
+    if domain != last:
+        prefix = domain.partition(".")[0].partition(":")[0]
+        _last_prefix = (domain, prefix)
+    return prefix
 
 
 _second: tuple[int, str] = (-1, "")  # the last whole second formatted: strftime is most of a request time's cost
@@ -97,17 +121,20 @@ def route_kind(route: dict[str, Any]) -> str:
 
 _NO_ROUTE: dict[str, Any] = {}  # read only, never changed
 _NO_COOKIES: list[str] = []  # read only, never changed
-_NO_BODY = ("", False)
 
 
 def _v2_headers(raw: list[tuple[bytes, bytes]]) -> tuple[dict[str, str], list[str], dict[str, str] | None]:
     """Payload 2.0's headers (lower-cased names, repeated values joined by commas, no cookie), the cookies, and the
     first value of each name sent more than once (None when none was: the usual request)."""
-    headers: dict[str, str] = {}
+    keys = _KEYS
+    headers = {keys.get(name) or header_key(name): value.decode("latin-1") for name, value in raw}
+    if len(headers) == len(raw) and "cookie" not in headers:  # the usual request: each name once, no cookie
+        return headers, _NO_COOKIES, None
+    headers = {}
     cookies: list[str] = []
     firsts: dict[str, str] | None = None
     for name, value in raw:
-        key = name.decode("latin-1").lower()
+        key = keys.get(name) or header_key(name)
         text = value.decode("latin-1")
         if key == "cookie":
             cookies += [c.strip() for c in text.split(";") if c.strip()]
@@ -133,8 +160,13 @@ def event_v2(req: Request, route: dict[str, Any] | None = None) -> dict:
         domain = firsts.get(domain_key, domain)
     forwarded = headers.get("x-forwarded-for")
     stamp, epoch_ms = _times()
-    given = route or _NO_ROUTE
-    route_key = given.get("routeKey") or "$default"
+    if route is None:
+        route_key = stage = "$default"
+        api_id = "fx"
+    else:
+        route_key = route.get("routeKey") or "$default"
+        stage = route.get("stage") or "$default"
+        api_id = route.get("apiId") or "fx"
     event: dict[str, Any] = {
         "version": "2.0",
         "routeKey": route_key,
@@ -156,29 +188,32 @@ def event_v2(req: Request, route: dict[str, Any] | None = None) -> dict:
             event["stageVariables"] = route["stageVariables"]
     context: dict[str, Any] = {
         "accountId": ACCOUNT_ID,
-        "apiId": given.get("apiId") or "fx",
+        "apiId": api_id,
         "domainName": domain,
         "domainPrefix": _prefix(domain),
         "http": {
             "method": req.method,
             "path": req.path,
             "protocol": "HTTP/1.1",
-            "sourceIp": forwarded.split(",", 1)[0].strip() if forwarded is not None else req.peer,
+            "sourceIp": forwarded.partition(",")[0].strip() if forwarded is not None else req.peer,
             "userAgent": headers.get("user-agent", ""),
         },
         "requestId": req.request_id,
         "routeKey": route_key,
-        "stage": given.get("stage") or "$default",
+        "stage": stage,
         "time": stamp,
         "timeEpoch": epoch_ms,
     }
     if route is not None and route.get("authorizer"):
         context["authorizer"] = route["authorizer"]
     event["requestContext"] = context
-    body, is_b64 = req.encoded_body(headers.get("content-type", "")) if req.body else _NO_BODY
-    if body:
-        event["body"] = body
-    event["isBase64Encoded"] = is_b64
+    if req.body:
+        body, is_b64 = req.encoded_body(headers.get("content-type", ""))
+        if body:
+            event["body"] = body
+        event["isBase64Encoded"] = is_b64
+    else:
+        event["isBase64Encoded"] = False
     return event
 
 

@@ -79,6 +79,7 @@ def init_start() -> None:
 
 
 _second: tuple[int, str] = (-1, "")  # the last whole second stamped, formatted: strftime is most of a stamp's cost
+_MILLIS = tuple(f".{ms:03d}Z" for ms in range(1000))  # a stamp's end, looked up: formatting it cost half a stamp
 
 
 def stamp() -> str:
@@ -86,11 +87,14 @@ def stamp() -> str:
     global _second
     now = time.time()
     second, text = _second
-    if int(now) != second:
+    if now - second >= 1 or now < second:
         second = int(now)
         text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
         _second = (second, text)
-    return f"{text}.{int((now - second) * 1000):03d}Z"
+    return text + _MILLIS[int((now - second) * 1000)]
+
+
+_getrusage, _RUSAGE_THREAD = resource.getrusage, resource.RUSAGE_THREAD  # bound once: read at every invocation
 
 
 def end_lines(request_id: str, duration_ms: float, memory_mb: str, init_ms: float | None, status: str = "") -> str:
@@ -98,10 +102,10 @@ def end_lines(request_id: str, duration_ms: float, memory_mb: str, init_ms: floa
     the true figure at the invocation's end, as a figure sampled earlier could not be. RUSAGE_THREAD, not
     RUSAGE_SELF: its ru_maxrss is the same, the peak of the memory all threads share (Linux reads it from the mm
     either way), without summing every thread's CPU time under the scheduler's locks as RUSAGE_SELF does."""
-    used_mb = resource.getrusage(resource.RUSAGE_THREAD).ru_maxrss // 1024
+    used_mb = _getrusage(_RUSAGE_THREAD).ru_maxrss // 1024
     report = (
         f"END RequestId: {request_id}\nREPORT RequestId: {request_id}\tDuration: {duration_ms:.2f} ms\t"
-        f"Billed Duration: {max(math.ceil(duration_ms), 1)} ms\tMemory Size: {memory_mb} MB\t"
+        f"Billed Duration: {math.ceil(duration_ms) or 1} ms\tMemory Size: {memory_mb} MB\t"
         f"Max Memory Used: {used_mb} MB"
     )
     if init_ms is not None:

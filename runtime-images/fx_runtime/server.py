@@ -19,7 +19,7 @@ from collections.abc import Callable
 import httptools
 
 from . import batch, faults, http11, logs
-from .http_events import MalformedResponse, Request, build_event, response, route_kind
+from .http_events import NAMES_REMEMBERED, MalformedResponse, Request, build_event, event_v2, response, route_kind
 from .invoker import Invoker
 from .settings import Settings
 from .streams import ChunkedStream, EventStream, from_answer
@@ -66,6 +66,17 @@ _PLATFORM_HEADERS = {
     LOG_TYPE_HEADER: _LOG_TYPE,
     CLIENT_CONTEXT_HEADER: _CONTEXT,
 }
+_OTHER = -1  # a header of the handler's alone
+_CODES: dict[bytes, int] = {}  # a header's name as sent -> its code above, or _OTHER: lower-cased once, not per request
+
+
+def _header_code(name: bytes) -> int:
+    code = _PLATFORM_HEADERS.get(name.lower(), _OTHER)
+    if len(_CODES) < NAMES_REMEMBERED:
+        _CODES[name] = code
+    return code
+
+
 # At most one write(2) of the log per this many seconds while invocations follow each other; the first after a
 # quiet spell is written once the loop has served what it read, so a reader following the log waits no longer.
 LOG_FLUSH_INTERVAL_S = 0.01
@@ -269,8 +280,10 @@ class Server:
             request_id,
         )
         route = json.loads(conn.route) if conn.route else None  # the gateway's JSON (the replica token vouches)
-        conn.kind = route_kind(route) if route is not None else s.http_event
-        return build_event(conn.kind, req, s.function_name, s.region, s.alb_multi_value, route), request_id
+        conn.kind = kind = route_kind(route) if route is not None else s.http_event
+        if kind == "v2":  # the usual kind, without build_event's call
+            return event_v2(req, route), request_id
+        return build_event(kind, req, s.function_name, s.region, s.alb_multi_value, route), request_id
 
     def http_answer(
         self, result: object, payload: bytes, err: dict | None, request_id: str, keep: bool, conn: Connection
@@ -430,8 +443,10 @@ class Connection(asyncio.Protocol):
         self.url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        what = _PLATFORM_HEADERS.get(name.lower())
-        if what is not None:
+        what = _CODES.get(name)
+        if what is None:
+            what = _header_code(name)
+        if what != _OTHER:
             if what == _TOKEN:  # not the handler's to see
                 if self.token is not None:
                     self.authorized = hmac.compare_digest(value, self.token)  # constant time: no guessing byte by byte

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
 
 ENV = "_X_AMZN_TRACE_ID"  # where Lambda's Python runtime puts the invocation's trace header (the X-Ray SDK reads it)
 _KEY = os.environ.encodekey(ENV)  # type: ignore[attr-defined]
+_DATA = os.environ._data  # type: ignore[attr-defined]
+_ENCODING = sys.getfilesystemencoding()
 
 
 class TraceIds:
@@ -28,7 +31,8 @@ class TraceIds:
         if second != self._second:
             self._second = second
             self._root = f"Root=1-{second:08x}-{self._prefix}"
-        return f"{self._root}{self._count:012x};Parent={self._count:016x};Sampled=0"
+        count = f"{self._count:012x}"  # Parent: 4 zeros and these 12 digits (2^48 calls: 9 years at 1M/s)
+        return f"{self._root}{count};Parent=0000{count};Sampled=0"
 
 
 def set_trace_id(value: str) -> None:
@@ -36,4 +40,4 @@ def set_trace_id(value: str) -> None:
     putenv(3): glibc's setenv keeps every value it was ever given, so a new one per invocation would leak
     about 140 bytes a call and slow each call as its tree grows (measured: 41 MB and 12 µs a call after
     300,000). A subprocess the handler starts inherits the C environment, which has no trace id."""
-    os.environ._data[_KEY] = os.environ.encodevalue(value)  # type: ignore[attr-defined]
+    _DATA[_KEY] = value.encode(_ENCODING, "surrogateescape")  # os.environ.encodevalue's, without its calls

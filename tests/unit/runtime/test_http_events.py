@@ -5,6 +5,7 @@ import json
 
 import httpx
 import pytest
+from fx_runtime import http_events
 from fx_runtime.http_events import MalformedResponse, response
 
 ECHO = {"handler.py": "def handler(event, context):\n    return event\n"}
@@ -208,3 +209,11 @@ def test_response_header_rules_per_format():
             [("X-One", "a"), ("X-Both", "same"), ("X-Both", "other"), ("Set-Cookie", "c=1"), ("Set-Cookie", "d=2")]
         )
     assert response("v2", result, b"")[1] == [("X-One", "a"), ("X-Both", "same"), ("Set-Cookie", "v2=only")]
+
+
+def test_header_names_are_lower_cased_past_the_names_the_replica_remembers():
+    names = [f"X-Made-Up-{i}".encode() for i in range(2 * http_events.NAMES_REMEMBERED)]
+    req = http_events.Request("GET", "/", "", [(name, b"v") for name in names], b"", "127.0.0.1", "id")
+    for _ in range(2):  # the second time, the first names are remembered
+        assert list(http_events.event_v2(req)["headers"]) == [name.decode().lower() for name in names]
+    assert len(http_events._KEYS) <= http_events.NAMES_REMEMBERED

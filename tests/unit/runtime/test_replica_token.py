@@ -53,3 +53,14 @@ def test_health_stays_open_for_probes(start):
 def test_no_token_configured_means_no_check(start):
     replica = start(HANDLER)
     assert httpx.post(f"{replica.base}/_fx/invoke", content=b"{}").status_code == 200
+
+
+def test_the_token_is_checked_in_any_case_after_more_header_names_than_the_replica_remembers(start):
+    replica = start(HANDLER, FX_REPLICA_TOKEN=TOKEN)
+    made_up = {f"X-Made-Up-{i}": "v" for i in range(600)}  # past the 512 names remembered lower-cased
+    with httpx.Client(base_url=replica.base) as client:
+        assert client.get("/_fx/http/x", headers=made_up).status_code == 403
+        for header in (HEADER, HEADER.upper(), HEADER.lower()):
+            answer = client.get("/_fx/http/x", headers={**made_up, header: TOKEN})
+            assert answer.status_code == 200 and "x-fx-replica-token" not in answer.json()["seen"]
+        assert client.get("/_fx/http/x", headers={**made_up, HEADER.upper(): "b" * 64}).status_code == 403
