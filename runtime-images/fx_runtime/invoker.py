@@ -8,7 +8,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import faults, http11, logs, marshal, tracing
 from .context import LATEST, LambdaContext
@@ -17,6 +17,9 @@ from .loader import Handler
 from .settings import Settings
 from .streams import Stream, chunk_bytes, chunks_of
 from .watchdog import Watchdog
+
+if TYPE_CHECKING:
+    from .batch import Items as BatchItems
 
 TIMEOUT_EXIT_CODE = 124  # the replica ends after a timeout; the platform replaces it
 OUT_OF_MEMORY_EXIT_CODE = 137  # as if killed (128 + SIGKILL), which is what Lambda reports
@@ -49,6 +52,9 @@ class Invoker:
         # Where the invocation about to run streams its answer if it does (set by the server before each one);
         # None: the caller takes the answer whole, a stream's chunks joined.
         self.stream: Stream | None = None
+        # The batch whose invocation this is (batch.Items); None: a request of its own. A timeout or out-of-memory
+        # then answers with the batch's items so far and this one's error, not with a plain invoke's answer.
+        self.batch: BatchItems | None = None
         self.init_ms: float | None = init_ms  # reported with the first invocation only, as Lambda does
         self.exit_code: int | None = None  # set when the handler asked the process to exit
         self.listen_fds: list[int] = []  # closed before a timeout or out-of-memory answer: no new caller gets in
@@ -72,7 +78,8 @@ class Invoker:
         latest: bool = False,
         trace_id: str | None = None,
     ) -> tuple[Any, bytes, dict | None]:
-        """Run the handler; returns (result, result as bytes, error shape or None).
+        """Run the handler; returns (result, result as bytes, error shape or None). The bytes are b"" for an HTTP
+        result answered from itself alone (_plain_http), the one case where nobody reads them.
 
         `fd` is the caller's socket: on timeout the watchdog answers there and ends the process. `qualifier`,
         `latest`: how the caller named the function (see LambdaContext); `trace_id`: the caller's X-Amzn-Trace-Id.
@@ -107,7 +114,7 @@ class Invoker:
         finally:
             self.watchdog.disarm()
         payload = b""
-        if err is None:
+        if err is None and not (http and _plain_http(result, self.max_response_bytes)):
             try:
                 payload = marshal.result_bytes(result)
             except Fault as fault:
@@ -170,9 +177,12 @@ class Invoker:
 
     def _expired(self, job: tuple[str, int, bool, float]) -> None:
         """On the watchdog thread: answer the caller with Lambda's timeout error, log it, end the process."""
-        request_id, _, http, _ = job
+        request_id, _, http, started = job
         message = f"Task timed out after {self.timeout_s:.2f} seconds"
-        answer = timeout_answer(request_id, self.timeout_s, http)
+        if self.batch is not None:
+            answer = self.batch.cut_short(request_id, timeout_error(request_id, self.timeout_s), started)
+        else:
+            answer = timeout_answer(request_id, self.timeout_s, http)
         if self.stream is not None:  # after the chunks it sent, if any
             answer = self.stream.last_words(answer)
         self._end(job, answer, message, "timeout", TIMEOUT_EXIT_CODE)
@@ -183,9 +193,12 @@ class Invoker:
         if job is None:
             logs.flush()
             os._exit(OUT_OF_MEMORY_EXIT_CODE)
-        request_id, _, http, _ = job
+        request_id, _, http, started = job
         message = f"RequestId: {request_id} Error: {OUT_OF_MEMORY_MESSAGE}\nRuntime.OutOfMemory"
-        answer = out_of_memory_answer(request_id, http)
+        if self.batch is not None:
+            answer = self.batch.cut_short(request_id, out_of_memory_error(request_id), started)
+        else:
+            answer = out_of_memory_answer(request_id, http)
         if self.stream is not None:
             answer = self.stream.last_words(answer)
         self._end(job, answer, message, "error\tError Type: Runtime.OutOfMemory", OUT_OF_MEMORY_EXIT_CODE)
@@ -203,31 +216,56 @@ class Invoker:
         os._exit(code)
 
 
+def _plain_http(result: Any, limit: int) -> bool:
+    """The usual HTTP result, `{"statusCode": <100-599>, "body": <ASCII str>}`, which http_events.response answers
+    from its body alone, and small enough that its JSON could not pass `limit`: at most 6 bytes a character (an
+    escape), 40 more for the rest. Its JSON need not be made then; a larger or non-ASCII one is made and checked."""
+    if type(result) is not dict or len(result) != 2:
+        return False
+    status, body = result.get("statusCode"), result.get("body")
+    return (
+        type(status) is int
+        and 100 <= status <= 599
+        and type(body) is str
+        and body.isascii()
+        and len(body) * 6 + 40 <= limit
+    )
+
+
+def timeout_error(request_id: str, timeout_s: float) -> dict:
+    """Lambda's error shape for a timed-out invocation (Sandbox.Timedout)."""
+    message = f"RequestId: {request_id} Error: Task timed out after {timeout_s:.2f} seconds"
+    return {"errorMessage": message, "errorType": "Sandbox.Timedout"}
+
+
 def timeout_answer(request_id: str, timeout_s: float, http: bool) -> bytes:
     """What the caller of a timed-out invocation gets: on the HTTP trigger API Gateway's 502 for a failed Lambda
     (its 504 is for its own integration timeout), on invoke Sandbox.Timedout."""
     if http:
         return http11.response(502, http11.JSON, b'{"message":"Internal Server Error"}', keep_alive=False)
-    message = f"RequestId: {request_id} Error: Task timed out after {timeout_s:.2f} seconds"
-    return _error_answer(message, "Sandbox.Timedout", request_id)
+    return _error_answer(timeout_error(request_id, timeout_s), request_id)
 
 
 OUT_OF_MEMORY_MESSAGE = "Runtime exited with error: signal: killed"
+
+
+def out_of_memory_error(request_id: str) -> dict:
+    """Lambda's error shape for an invocation over its memory (Runtime.OutOfMemory)."""
+    message = f"RequestId: {request_id} Error: {OUT_OF_MEMORY_MESSAGE}"
+    return {"errorMessage": message, "errorType": "Runtime.OutOfMemory"}
 
 
 def out_of_memory_answer(request_id: str, http: bool) -> bytes:
     """What the caller of an invocation over its memory gets: Lambda's 502 on HTTP, Runtime.OutOfMemory on invoke."""
     if http:
         return http11.response(502, http11.JSON, b'{"message":"Internal Server Error"}', keep_alive=False)
-    message = f"RequestId: {request_id} Error: {OUT_OF_MEMORY_MESSAGE}"
-    return _error_answer(message, "Runtime.OutOfMemory", request_id)
+    return _error_answer(out_of_memory_error(request_id), request_id)
 
 
-def _error_answer(message: str, error_type: str, request_id: str) -> bytes:
+def _error_answer(error: dict, request_id: str) -> bytes:
     """Lambda's answer to an Invoke whose runtime failed: status 200, the error shape, X-Amz-Function-Error."""
-    body = {"errorMessage": message, "errorType": error_type}
     headers = (*http11.JSON, ("X-Amz-Function-Error", "Unhandled"), ("X-Amzn-RequestId", request_id))
-    return http11.response(200, headers, json.dumps(body).encode(), keep_alive=False)
+    return http11.response(200, headers, json.dumps(error).encode(), keep_alive=False)
 
 
 def _write_all(fd: int, data: bytes) -> None:

@@ -8,12 +8,15 @@ import httpx
 HANDLER = {
     "handler.py": """
         import sys
+        import time
         def handler(event, context):
             print("handling", event["n"])
             if event.get("fail"):
                 raise ValueError(f"bad event {event['n']}")
             if event.get("exit"):
                 sys.exit(3)
+            if event.get("slow"):
+                time.sleep(30)
             return {"n": event["n"], "id": context.aws_request_id}
     """
 }
@@ -66,6 +69,24 @@ def test_a_handler_that_exits_ends_the_batch_after_its_own_invocation(start):
     assert json.loads(answered[1][2])["errorType"] == "Runtime.ExitError"
     assert replica.wait_exit() == 3
     assert "handling 2" not in replica.log_text()
+
+
+def test_a_timeout_ends_the_batch_with_its_own_error_after_the_results_before_it(start):
+    """The watchdog's answer is the batch's: the events before the one that timed out keep their results (they
+    ran), and the ones after it are not answered, so the gateway knows they never started."""
+    replica = start(HANDLER, FX_TIMEOUT_MS="300")
+    events = [{"n": 0}, {"n": 1, "slow": True}, {"n": 2}]
+    r = httpx.post(f"{replica.base}/_fx/batch", content=json.dumps(events), timeout=10)
+    assert r.status_code == 200
+    (id0, ok0, out0), (id1, flag1, err1) = items(r)
+    assert ok0 == "-" and json.loads(out0) == {"n": 0, "id": id0}
+    assert flag1 == "Unhandled" and json.loads(err1) == {
+        "errorMessage": f"RequestId: {id1} Error: Task timed out after 0.30 seconds",
+        "errorType": "Sandbox.Timedout",
+    }
+    assert replica.wait_exit() != 0
+    log = replica.log_text()
+    assert f"REPORT RequestId: {id1}" in log and "Status: timeout" in log and "handling 2" not in log
 
 
 def test_a_body_that_is_not_an_array_is_refused(start):

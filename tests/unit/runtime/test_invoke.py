@@ -113,6 +113,30 @@ def test_request_and_response_size_limits(start):
         assert client.post("/_fx/invoke", content=b"not json").status_code == 400
 
 
+def test_an_http_results_size_is_its_json_whatever_its_body_holds(start):
+    """Lambda's limit is on the result's JSON: escaped and non-ASCII characters count as they are written there."""
+    replica = start(
+        {
+            "handler.py": (
+                "def handler(e, c):\n"
+                "    count, char = e['rawPath'][1:].split('-')\n"
+                "    return {'statusCode': 200, 'body': chr(int(char)) * int(count)}\n"
+            )
+        },
+        FX_MAX_RESPONSE_BYTES="500",
+    )
+    # The JSON is '{"statusCode": 200, "body": "..."}': 31 bytes and the body's, escaped (\u0001: 6), UTF-8 (é: 2).
+    with httpx.Client(base_url=replica.base, headers={"X-Fx-Error-Detail": "1"}) as client:
+        for count, char, fits in ((469, "x", True), (470, "x", False), (78, "\x01", True), (79, "\x01", False)):
+            r = client.get(f"/_fx/http/{count}-{ord(char)}")
+            if fits:
+                assert r.status_code == 200 and r.text == char * count
+            else:
+                assert r.status_code == 502 and r.json()["errorType"] == "Function.ResponseSizeTooLarge"
+        assert client.get(f"/_fx/http/234-{ord('é')}").text == "é" * 234
+        assert client.get(f"/_fx/http/235-{ord('é')}").json()["errorType"] == "Function.ResponseSizeTooLarge"
+
+
 def test_timeout_answers_like_lambda_then_the_replica_exits(start):
     replica = start(
         {"handler.py": "import time\ndef handler(e, c):\n    print('working')\n    time.sleep(30)\n"},
