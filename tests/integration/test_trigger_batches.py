@@ -38,7 +38,9 @@ def handler(event, context):
 TOTAL = 300
 
 
-def deploy(platform: RunningPlatform, tmp_path: Path, held: int, fail_every: int, max_deliver: int) -> Path:
+def deploy(
+    platform: RunningPlatform, tmp_path: Path, held: int, fail_every: int, max_deliver: int, timeout: int = 30
+) -> Path:
     """Store TOTAL events in a stream first (a backlog: they wait for the one replica), then deploy the sink."""
 
     async def fill() -> None:
@@ -56,7 +58,7 @@ def deploy(platform: RunningPlatform, tmp_path: Path, held: int, fail_every: int
     out = report_file(platform, "sink")
     trigger = {"stream": "JOBS", "batch": 1, "max_in_flight": 64, "max_deliver": max_deliver, "backoff": 0.1}
     env = {"OUT": str(out), "HELD": str(held), "FAIL_EVERY": str(fail_every)}
-    spec = {"env": env, "triggers": [{"jetstream": trigger}], "scale": {"min": 1, "max": 1}}
+    spec = {"env": env, "triggers": [{"jetstream": trigger}], "scale": {"min": 1, "max": 1}, "timeout": timeout}
     (project / "fx.yaml").write_text(json.dumps({"functions": {"sink": spec}}))
     deployed = platform.fx("deploy", cwd=project)
     assert deployed.returncode == 0, deployed.stderr
@@ -100,3 +102,17 @@ def test_nothing_is_lost_when_the_replica_is_killed_in_the_middle_of_a_batch(pla
     wait_for(lambda: set(done(out)) == set(range(1, TOTAL + 1)), 90, "every event processed", interval=0.5)
     assert dead_letters(platform) == []
     assert [n for n, _ in began(out)].count(held) >= 2  # cut off by the kill, delivered again
+
+
+def test_an_event_that_times_out_in_a_batch_is_dead_lettered_alone_and_the_events_after_it_run_once(platform, tmp_path):
+    """The held event outlasts the function's timeout, in the middle of a batch: it alone fails (max_deliver 1:
+    dead-lettered at once); the events after it in its batch never started, and run once each, elsewhere."""
+    held = 40
+    out = deploy(platform, tmp_path, held=held, fail_every=TOTAL + 1, max_deliver=1, timeout=1)
+    wait_for(lambda: len(done(out)) >= TOTAL - 1, 90, "every other event processed", interval=0.5)
+    wait_for(lambda: dead_letters(platform), 10, "the held event dead-lettered")
+    [letter] = dead_letters(platform)
+    assert int(letter.data) == held and "Sandbox.Timedout" in str(letter.headers)
+    assert sorted(done(out)) == sorted(set(range(1, TOTAL + 1)) - {held})
+    starts = [n for n, _ in began(out)]
+    assert sorted(starts) == list(range(1, TOTAL + 1))  # each began once: none cut off and delivered again

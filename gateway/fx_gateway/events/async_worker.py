@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import time
 from collections.abc import Awaitable
 from functools import partial
@@ -40,12 +41,13 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
 from fx_gateway.config import Settings
-from fx_gateway.events import jetstream
+from fx_gateway.events import jetstream, publish
 from fx_gateway.events.batches import Batcher, unfinished
 from fx_gateway.events.callback_delivery import Callbacks
 from fx_gateway.events.pulls import OpenPull
 from fx_gateway.proxy import internal
 from fx_gateway.proxy.route_book import RouteBook
+from fx_gateway.proxy.routes import FunctionRoutes
 from fx_gateway.proxy.stats import AsyncStats
 from fx_gateway.tasks import spawn
 
@@ -54,6 +56,25 @@ log = logging.getLogger("fx_gateway")
 RECONNECT_WAIT_S = 0.5
 # The caller's headers a raw invoke reads (fx_runtime/server.py), by lower-case name: a call with one is sent alone.
 OWN_REQUEST = frozenset({"x-amzn-trace-id", "x-amz-client-context"})
+# A gateway stores each call with str(uuid4()) (a schedule's tick: uuid5) as its id; the id goes into the
+# replica's request head and a batch's comma-separated id list, so anything else stored there is refused.
+CALL_ID_SHAPE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def unrunnable(
+    age: float, max_age: float, routes: FunctionRoutes | None, function: str, call_id: str
+) -> tuple[str, str, str, int] | None:
+    """Why a stored call cannot run, as (dead-letter reason, error code, message, status); None if it can."""
+    if age > max_age:
+        message = f"the call waited {age:.0f} s, longer than the maximum event age of {max_age:g} s"
+        return "max_age", "EventAgeExceeded", message, 0
+    if routes is None:
+        message = f"function {function!r} does not exist (deleted after the call was accepted?)"
+        return "not_found", "FunctionNotFound", message, 404
+    if CALL_ID_SHAPE.fullmatch(call_id) is None:
+        message = f"its {ASYNC_CALL_ID} {call_id[:80]!r} is not the UUID a gateway stores a call with"
+        return "invalid_call_id", "InvalidCallId", message, 400
+    return None
 
 
 class Outcome:
@@ -90,6 +111,7 @@ class AsyncWorker:
         batcher: Batcher,
     ) -> None:
         self.book = book
+        self.nc = nc
         self.js = nc.jetstream()
         self.settings = settings
         self.stats = stats
@@ -150,26 +172,14 @@ class AsyncWorker:
         try:
             headers = msg.headers or {}
             _, attempt, stored_ns = jetstream.ack_tokens(msg)
-            age = time.time() - stored_ns / 1e9
             function = headers.get(ASYNC_FUNCTION) or msg.subject.rpartition(".")[2]
-            settings = self.settings
-            if age > settings.async_max_age:
-                message = (
-                    f"the call waited {age:.0f} s, longer than the maximum event age of {settings.async_max_age:g} s"
-                )
-                dead = self._dead(msg, function, "max_age", "EventAgeExceeded", message, 0, attempt - 1)
-                spawn(self._settle(msg, dead))
-                return
             routes = self.book.get(function)
-            if routes is None:
-                message = f"function {function!r} does not exist (deleted after the call was accepted?)"
-                spawn(
-                    self._settle(
-                        msg, self._dead(msg, function, "not_found", "FunctionNotFound", message, 404, attempt - 1)
-                    )
-                )
-                return
             call_id = headers.get(ASYNC_CALL_ID, "")
+            why = unrunnable(time.time() - stored_ns / 1e9, self.settings.async_max_age, routes, function, call_id)
+            if why is not None:  # dead-lettered at once: no attempt could succeed
+                spawn(self._settle(msg, self._dead(msg, function, *why, attempt - 1)))
+                return
+            assert routes is not None  # (unrunnable says so otherwise)
             on_result = partial(self._answered, msg, batch)
             if batch and batchable(headers):
                 self.batcher.send(routes, msg.data or b"{}", on_result, call_id.encode("latin-1"))
@@ -210,11 +220,11 @@ class AsyncWorker:
                     spawn(self._settle(msg, self._conclude(msg, function, outcome, result)))
                     continue
                 try:
-                    await msg.ack()
+                    publish.ack(self.nc, msg.reply)  # written now, flushed with the other answers' acks
                 except nats.errors.Error as exc:
                     log.warning("async call to %s: ack failed (%s); it will be redelivered", function, exc)
                 self._finished(msg)
-            await self._pull_more()
+            self._pull_more()
 
     async def _settle(self, msg: Msg, work: Awaitable[None]) -> None:
         """`work` (an outcome other than a plain success), then the call is no longer this gateway's."""
@@ -224,7 +234,7 @@ class AsyncWorker:
             log.exception("async call on %s: unexpected failure; it will be redelivered", msg.subject)
         finally:
             self._finished(msg)
-            await self._pull_more()
+            self._pull_more()
 
     async def _conclude(self, msg: Msg, function: str, outcome: str, result: internal.Result) -> None:
         headers = msg.headers or {}
@@ -251,11 +261,11 @@ class AsyncWorker:
         self.running.pop(id(msg), None)
         self.stats.in_flight = len(self.running)
 
-    async def _pull_more(self) -> None:
+    def _pull_more(self) -> None:
         if self._closed:
             return
         try:
-            await self.pull.pull_more()
+            self.pull.pull_more()
         except nats.errors.Error as exc:  # the keeper asks again
             log.warning("async calls: pulling failed (%s); retrying", exc)
 

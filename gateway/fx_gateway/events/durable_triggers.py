@@ -30,7 +30,7 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from fx_gateway.events import jetstream
+from fx_gateway.events import jetstream, publish
 from fx_gateway.events.batches import Batcher
 from fx_gateway.events.messages import encode, message_fields, message_json
 from fx_gateway.events.pulls import OpenPull
@@ -153,6 +153,7 @@ class DurableTrigger:
     ) -> None:
         self.book = book
         self.batcher = batcher  # a batch of records is one invocation; batches waiting for a replica go together
+        self.nc = nc
         self.js = nc.jetstream()
         self.function = function
         self.route = route
@@ -171,8 +172,6 @@ class DurableTrigger:
         self._window_end = 0.0  # a partial batch waits for more messages until then
         self._timer: asyncio.TimerHandle | None = None
         self._dispatching = False
-        self._answers: list[tuple[list[Msg], internal.Result]] = []  # answered, not yet acked
-        self._answer = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
         config = ConsumerConfig(
             durable_name=consumer_name(function, route),
@@ -192,13 +191,11 @@ class DurableTrigger:
     async def start(self) -> None:
         await self.pull.start()
         self._tasks = [spawn(jetstream.keep_in_progress(self.running, self.ack_wait))]
-        spawn(self._settle_answers())
         log.info("%s (consumer %s)", self.pull.what, self.pull.config.durable_name)
 
     async def stop(self) -> None:
         """Take no more messages; the batches under way are still acked (the buffered ones come back later)."""
         self.stopped = True
-        self._answer.set()  # so that settling ends once they are done
         for task in self._tasks:
             task.cancel()
         if self._timer is not None:
@@ -266,23 +263,20 @@ class DurableTrigger:
         self.batcher.send(routes, body, partial(self._answered, batch))
 
     def _answered(self, batch: list[Msg], result: internal.Result) -> None:
-        self._answers.append((batch, result))
-        self._answer.set()
-
-    async def _settle_answers(self) -> None:
-        """One task acks every answered batch, instead of a task per batch."""
-        while not (self.stopped and self.in_flight == 0):
-            await self._answer.wait()
-            self._answer.clear()
-            answers, self._answers = self._answers, []
-            for batch, result in answers:
-                failed, code, message = failed_items(result, batch)
-                self.stats.count(self.function, self.key, "error" if failed else "ok")
-                settle = self._settle(batch, failed, code, message, result.status)
-                if failed:  # naks, and dead letters waiting for JetStream: not in the way of the other acks
-                    spawn(settle)
-                else:
-                    await settle
+        """A batch's answer: its messages acked at once, written with the other answers' of this read and
+        flushed together (publish.py); naks and dead letters, which wait for JetStream, in a task."""
+        failed, code, message = failed_items(result, batch)
+        self.stats.count(self.function, self.key, "error" if failed else "ok")
+        if failed:
+            spawn(self._settle(batch, failed, code, message, result.status))
+            return
+        try:
+            for msg in batch:
+                publish.ack(self.nc, msg.reply)
+        except nats.errors.Error as exc:
+            self._ack_failed(exc)
+        finally:
+            self._finished(batch)
 
     async def _settle(
         self, batch: list[Msg], failed: set[int], code: str, message: str, status: int, at_once: bool = False
@@ -292,20 +286,21 @@ class DurableTrigger:
                 if i in failed:
                     await self._failed(msg, code, message, status, at_once)
                 else:
-                    await msg.ack()
+                    publish.ack(self.nc, msg.reply)
         except nats.errors.Error as exc:
-            log.warning(
-                "function %s: acking a batch of %s failed (%s); it will be redelivered", self.function, self.key, exc
-            )
+            self._ack_failed(exc)
         finally:
             self._finished(batch)
+
+    def _ack_failed(self, exc: nats.errors.Error) -> None:
+        log.warning(
+            "function %s: acking a batch of %s failed (%s); it will be redelivered", self.function, self.key, exc
+        )
 
     def _finished(self, batch: list[Msg]) -> None:
         for msg in batch:
             self.running.pop(id(msg), None)
         self.in_flight -= 1
-        if self.stopped:
-            self._answer.set()  # settling may be waiting to end
         self._dispatch()
 
     async def _too_large(self, msg: Msg, size: int, limit: int) -> None:

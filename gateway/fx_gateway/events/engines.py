@@ -104,8 +104,6 @@ class Events:
             self.schedules.close()
         if self.storer is not None:
             self.storer.close()
-        if self.triggers is not None:
-            self.triggers.close()
         if self.durable is not None:
             await self.durable.close()
         if self.worker is not None:

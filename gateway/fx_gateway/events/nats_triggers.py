@@ -8,6 +8,7 @@ fails, is not retried (durable triggers are for that). A message with a reply su
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import zlib
 from functools import partial
@@ -20,10 +21,10 @@ from nats.aio.subscription import Subscription
 
 from fx_gateway.events.batches import Batcher, gateway_error, removed
 from fx_gateway.events.messages import encode_basestring, message_json
+from fx_gateway.events.publish import header_block, publish
 from fx_gateway.proxy import internal
 from fx_gateway.proxy.route_book import RouteBook
 from fx_gateway.proxy.stats import EventStats
-from fx_gateway.tasks import spawn
 
 log = logging.getLogger("fx_gateway")
 
@@ -48,10 +49,20 @@ def event(trigger: str, msg: Msg) -> bytes:
     ).encode()
 
 
+@functools.lru_cache(maxsize=64)
+def reply_headers(status: int, function_error: bytes | None) -> bytes:
+    """A reply's headers: the status, and on failure the function error (Unhandled, Handled, or Platform, the
+    gateway's own). A handful of combinations in practice: each is made once."""
+    headers = {REPLY_STATUS: str(status)}
+    if function_error is not None:
+        headers[REPLY_FUNCTION_ERROR] = function_error.decode("latin-1")
+    return header_block(headers)
+
+
 class NatsTriggers:
     """Each message is sent to the function from the subscription's callback (several per request when they
-    wait for a replica: batches.py), its answer taken in a callback: no task per event. Replies are published by
-    one task (publishing is a coroutine in nats-py)."""
+    wait for a replica: batches.py), its answer taken in a callback and its reply written there too (publish.py):
+    no task or coroutine per event."""
 
     def __init__(self, book: RouteBook, nc: NATS, concurrency: int, stats: EventStats, batcher: Batcher) -> None:
         self.book = book
@@ -61,9 +72,6 @@ class NatsTriggers:
         self.subscriptions: dict[tuple[str, str], Subscription] = {}
         self._free = concurrency  # events this gateway may still start
         self._slot = asyncio.Event()  # set when one is freed
-        self._replies: list[tuple[str, Msg, internal.Result, bool]] = []  # (function, message, result, failed)
-        self._reply = asyncio.Event()
-        self._replier = spawn(self._send_replies())
 
     async def sync(self, function: str) -> None:
         """Subscribe to the function's current trigger subjects, unsubscribe from the others."""
@@ -80,9 +88,6 @@ class NatsTriggers:
             log.info("function %s: triggered by NATS subject %s", function, subject)
         if want - have:
             await self.nc.flush()  # the server has the subscriptions: a message published from now on is seen
-
-    def close(self) -> None:
-        self._replier.cancel()
 
     async def _received(self, function: str, trigger: str, msg: Msg) -> None:
         # Waiting here when every slot is busy leaves further messages in the client's pending buffer.
@@ -111,19 +116,8 @@ class NatsTriggers:
         if msg.reply and msg.reply.startswith(NOT_A_REPLY):
             log.warning("function %s: no reply to %s: %r is not a reply subject", function, msg.subject, msg.reply)
         elif msg.reply:
-            self._replies.append((function, msg, result, failed))
-            self._reply.set()
-
-    async def _send_replies(self) -> None:
-        while True:
-            await self._reply.wait()
-            self._reply.clear()
-            replies, self._replies = self._replies, []
-            for function, msg, result, failed in replies:
-                headers = {REPLY_STATUS: str(result.status)}
-                if failed:
-                    headers[REPLY_FUNCTION_ERROR] = (result.function_error or b"Platform").decode("latin-1")
-                try:
-                    await self.nc.publish(msg.reply, result.body, headers=headers)
-                except nats.errors.Error as exc:
-                    log.warning("function %s: reply to %s failed: %s", function, msg.subject, exc)
+            error = (result.function_error or b"Platform") if failed else None
+            try:
+                publish(self.nc, msg.reply, result.body, reply_headers(result.status, error))
+            except nats.errors.Error as exc:
+                log.warning("function %s: reply to %s failed: %s", function, msg.subject, exc)

@@ -21,6 +21,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js.api import DEFAULT_PREFIX, ConsumerConfig, Header
 
+from fx_gateway.events.publish import publish
 from fx_gateway.tasks import spawn
 
 log = logging.getLogger("fx_gateway")
@@ -66,7 +67,7 @@ class OpenPull:
         await self.js.add_consumer(self.stream, self.config)
         if self._sub is None:
             self._sub = await self.nc.subscribe(self.nc.new_inbox(), cb=self._received)
-        await self.pull_more()
+        self.pull_more()
         if self._keeper is None:
             self._keeper = spawn(self._keep_pulling())
 
@@ -77,13 +78,14 @@ class OpenPull:
             with contextlib.suppress(nats.errors.Error):  # the connection is going away: nothing to stop
                 await self._sub.unsubscribe()
 
-    async def pull_more(self) -> None:
-        """Keep pull requests open for more than half of `size`: one request per many messages."""
+    def pull_more(self) -> None:
+        """Keep pull requests open for more than half of `size`: one request per many messages (written at once,
+        publish.py: a message's callback calls this)."""
         more = self.room() - self.asked
         if more * 2 <= self.size or self._sub is None:
             return
         request = b'{"batch":%d,"expires":%d}' % (more, int(PULL_EXPIRES_S * 1e9))
-        await self.nc.publish(self._next, request, reply=self._sub.subject)
+        publish(self.nc, self._next, request, reply=self._sub.subject)
         self.asked += more
         self._open_until = time.monotonic() + PULL_EXPIRES_S + PULL_GRACE_S
 
@@ -101,7 +103,7 @@ class OpenPull:
             if reconnected or time.monotonic() > self._open_until:
                 self.asked = 0
             try:
-                await self.pull_more()
+                self.pull_more()
             except nats.errors.Error as exc:
                 log.warning("%s: pulling failed (%s); retrying", self.what, exc)
 
@@ -128,7 +130,7 @@ class OpenPull:
             return
         self.asked = max(self.asked - 1, 0)  # a request the keeper gave up on may still deliver
         self.on_message(msg)
-        await self.pull_more()
+        self.pull_more()
 
     async def _request_ended(self, headers: dict[str, str]) -> None:
         unused = headers.get(PENDING_MESSAGES)
@@ -141,4 +143,4 @@ class OpenPull:
             self.asked = 0
         else:
             self.asked = max(self.asked - int(unused), 0)
-        await self.pull_more()
+        self.pull_more()

@@ -31,7 +31,8 @@ class FakeReplica:
     died with the request unread: the gateway then knows it never reached the handler).
     `respond(request) -> body`, when set, makes the 200 answer's body instead.
     /_fx/batch is answered as the runtime does: each of its events seen and answered as a request of its own, with
-    its request id (X-Fx-Request-Id) as the batch's header names it.
+    its request id (X-Fx-Request-Id) as the batch's header names it. With `cut_after` N, the next batch ends as a
+    timeout of its Nth event ends it: that one answered with Sandbox.Timedout, the ones after it never seen.
     """
 
     def __init__(self, name: str) -> None:
@@ -44,6 +45,7 @@ class FakeReplica:
         self.resets = 0
         self.respond: Callable[[dict], bytes] | None = None
         self.relays = False  # answer /_fx/batch 404, as a custom runtime's relay (runtime_api.RelayServer) does
+        self.cut_after: int | None = None
         self.in_flight = 0
         self.max_in_flight = 0
         self.connections = 0
@@ -67,7 +69,8 @@ class FakeReplica:
         events = json.loads(request["body"])
         given = request["headers"].get("x-fx-request-id")
         ids = given.split(",") if given else [""] * len(events)  # the events' own, else the replica's
-        for n, event in enumerate(events):
+        cut, self.cut_after = self.cut_after, None
+        for n, event in enumerate(events[:cut]):
             request_id = ids[n] or f"id-{n}"
             seen = {
                 **request,
@@ -79,6 +82,8 @@ class FakeReplica:
             if self.failures > 0:
                 self.failures -= 1
                 flag, payload = b"Unhandled", b'{"errorType": "Boom", "errorMessage": "boom"}'
+            if n + 1 == cut:
+                flag, payload = b"Unhandled", b'{"errorType": "Sandbox.Timedout", "errorMessage": "timed out"}'
             parts.append(b"%s %s 0.5 %d\n%s" % (request_id.encode(), flag, len(payload), payload))
         body = b"".join(parts)
         head = b"HTTP/1.1 200 OK\r\nX-Fx-Batch: %d 128\r\nContent-Length: %d\r\n\r\n" % (len(parts), len(body))

@@ -3,6 +3,7 @@ dead-lettered, called back."""
 
 import asyncio
 import json
+import uuid
 
 import httptools
 import nats
@@ -16,6 +17,7 @@ from fx.protocol import (
     ASYNC_TARGET,
     DEAD_ATTEMPTS,
     DEAD_ERROR,
+    DEAD_MESSAGE,
     DEAD_STATUS,
     REPLICA_INVOKE_PATH,
     STREAM_ASYNC,
@@ -158,8 +160,9 @@ async def test_waiting_invoke_calls_share_a_request_each_run_with_its_call_id_an
     replica.failures = 1  # the first call the replica runs fails: that call alone, retried
     gw.gateway.book.apply(table(versions={"1": [replica.endpoint]}))
     stored = {ASYNC_FUNCTION: "hello", ASYNC_METHOD: "POST", ASYNC_TARGET: REPLICA_INVOKE_PATH}
+    ids = [str(uuid.uuid4()) for _ in range(60)]
     for n in range(60):  # stored at once (as 202'd calls are): most wait for the replica, and go together
-        await nc.publish(async_subject("hello"), b'{"n": %d}' % n, headers={**stored, ASYNC_CALL_ID: f"call-{n}"})
+        await nc.publish(async_subject("hello"), b'{"n": %d}' % n, headers={**stored, ASYNC_CALL_ID: ids[n]})
     await nc.flush()
 
     stats = gw.gateway.events.async_stats
@@ -168,8 +171,8 @@ async def test_waiting_invoke_calls_share_a_request_each_run_with_its_call_id_an
     assert any(seen["path"] == "/_fx/batch" for seen in replica.seen)
     assert replica.requests < 60
     ran = [(json.loads(seen["body"])["n"], seen["headers"]["x-fx-request-id"]) for seen in replica.seen]
-    assert sorted(ran) == sorted([(n, f"call-{n}") for n in range(60)] + [ran[0]])  # the first twice: it failed
-    assert all(request_id == f"call-{n}" for n, request_id in ran)  # the call id is the invocation's request id
+    assert sorted(ran) == sorted([(n, ids[n]) for n in range(60)] + [ran[0]])  # the first twice: it failed
+    assert all(request_id == ids[n] for n, request_id in ran)  # the call id is the invocation's request id
 
     async def acked() -> bool:
         return (await nc.jetstream().stream_info(STREAM_ASYNC)).state.messages == 0
@@ -214,6 +217,22 @@ async def test_a_call_for_a_function_deleted_before_it_ran_is_dead_lettered_at_o
     [letter] = await dead_letters(nc, 1)
     assert letter.headers[DEAD_ERROR] == "FunctionNotFound"
     assert letter.headers[DEAD_ATTEMPTS] in ("0", "1")  # removed before or while it was held: never retried
+
+
+async def test_a_stored_call_without_a_gateway_s_call_id_is_dead_lettered_unrun(platform, replicas):
+    """The call id goes into the replica's request head and a batch's id list: only a gateway's UUID may."""
+    gw, nc = platform
+    replica = await replicas()
+    gw.gateway.book.apply(table(versions={"1": [replica.endpoint]}))
+    stored = {ASYNC_FUNCTION: "hello", ASYNC_METHOD: "POST", ASYNC_TARGET: REPLICA_INVOKE_PATH}
+    await nc.publish(async_subject("hello"), b"{}", headers={**stored, ASYNC_CALL_ID: "a,b"})
+    await nc.publish(async_subject("hello"), b"{}", headers=stored)
+    letters = await dead_letters(nc, 2)
+    assert [letter.headers[DEAD_ERROR] for letter in letters] == ["InvalidCallId", "InvalidCallId"]
+    assert "'a,b' is not the UUID a gateway stores a call with" in letters[0].headers[DEAD_MESSAGE]
+    assert replica.seen == []
+    metrics = (await gw.client.get("/metrics")).text
+    assert 'fx_gateway_async_dead_letters_total{function="hello",reason="invalid_call_id"} 2.0' in metrics
 
 
 async def test_bad_async_calls_are_refused_before_anything_is_stored(platform):

@@ -1,0 +1,73 @@
+"""Publishing without a coroutine, for what the triggers send per event (a request's reply, a JetStream ack).
+
+nats-py's publish() is a coroutine that appends the PUB command to the client's pending buffer and wakes its
+flusher task; awaiting one per event cost the gateway more than the command itself. `publish` does the same at
+once, so that a batch's replies or acks are written together and flushed by one wake-up. It reads nats-py's
+internals (`_status`, `_max_payload`, `_pending`, `_pending_data_size`, `_max_pending_size`, `_flush_queue`):
+this module is the one place that does, and tests/unit/gateway/test_publish.py pins that its commands are the
+bytes publish() writes and its errors nats-py's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+
+import nats.errors
+from nats.aio.client import Client as NATS
+
+ACK = b"+ACK"
+_HEADER_LINE = b"NATS/1.0\r\n"
+
+
+def header_block(headers: Mapping[str, str]) -> bytes:
+    """Headers as a message carries them (names are the caller's constants; values lose CR/LF, as nats-py's)."""
+    lines = b"".join(
+        b"%s: %s\r\n" % (name.encode(), value.strip().replace("\r", " ").replace("\n", " ").encode())
+        for name, value in headers.items()
+    )
+    return _HEADER_LINE + lines + b"\r\n"
+
+
+_CONNECTED, _CLOSED = NATS.CONNECTED, NATS.CLOSED
+_DRAINING_PUBS, _DRAINING_SUBS = NATS.DRAINING_PUBS, NATS.DRAINING_SUBS
+
+
+def publish(nc: NATS, subject: str, payload: bytes, headers: bytes = b"", reply: str = "") -> None:
+    """What `await nc.publish(subject, payload, reply, headers)` does, now: `headers` is a header_block().
+    Raises nats.errors.Error as publish() does (closed, draining, over max_payload, buffer full while away)."""
+    status = nc._status  # read once: the client's is_closed, is_draining_pubs, is_connected are a call each
+    if status == _CLOSED:
+        raise nats.errors.ConnectionClosedError
+    if status == _DRAINING_PUBS:
+        raise nats.errors.ConnectionDrainingError
+    size = len(payload)
+    if size > nc._max_payload:
+        raise nats.errors.MaxPayloadError
+    if headers:
+        total = len(headers) + size
+        command = b"HPUB %s %s %d %d\r\n%s%s\r\n" % (
+            subject.encode(),
+            reply.encode(),
+            len(headers),
+            total,
+            headers,
+            payload,
+        )
+    else:
+        command = b"PUB %s %s %d\r\n%s\r\n" % (subject.encode(), reply.encode(), size, payload)
+    connected = status == _CONNECTED or status == _DRAINING_SUBS  # nc.is_connected (draining pubs raised above)
+    if not connected and (nc._max_pending_size <= 0 or size + nc._pending_data_size > nc._max_pending_size):
+        raise nats.errors.OutboundBufferLimitError  # reconnecting, and nothing more may be buffered
+    nc._pending.append(command)
+    nc._pending_data_size += len(command)
+    nc.stats["out_msgs"] += 1
+    nc.stats["out_bytes"] += size
+    queue = nc._flush_queue
+    if connected and queue is not None and queue.empty():  # wake the flusher (a reconnect flushes what waits)
+        queue.put_nowait(asyncio.get_running_loop().create_future())
+
+
+def ack(nc: NATS, reply: str) -> None:
+    """Acknowledge the JetStream message whose reply subject is `reply`, as `await msg.ack()` does."""
+    publish(nc, reply, ACK)
