@@ -3,6 +3,7 @@ changed or deleted with kubectl is deployed or deleted through the admin API, a 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import gzip
 import os
@@ -239,6 +240,47 @@ async def test_the_store_is_rebuilt_from_the_function_resources_when_nats_lost_i
     finally:
         await successor.stop()
     assert await records.StoreFromResources(api).restore(kv) == []  # once
+
+
+class SlowFunctions(FakeFunctions):
+    """An API server whose annotation writes wait for `go`, and which counts them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.go = asyncio.Event()
+        self.annotated: list[str] = []
+
+    async def annotate_function(self, name: str, annotations: dict[str, str | None]) -> None:
+        await self.go.wait()
+        self.annotated.append(name)
+        await super().annotate_function(name, annotations)
+
+
+async def test_changes_made_while_a_mirror_is_slow_are_mirrored_once_with_the_newest_record(
+    controller, deployed, admin, settings
+) -> None:
+    """A function changed ten times while the API server is slow: its resource gets the newest record at once
+    when the server answers again, not after ten writes of records already replaced."""
+    api = SlowFunctions()
+    sync = await started_sync(api, controller, settings)
+    try:
+        await deployed("hello")  # its first mirror waits on the annotation write
+        for n in range(10):
+            assert (await admin.put("/system/functions/hello/aliases/live", json={"version": 1})).is_success
+            assert (await admin.put(f"/system/functions/hello/aliases/a{n}", json={"version": 1})).is_success
+        record = controller.store.get("hello")
+        api.go.set()
+
+        def mirrored() -> FunctionRecord | None:
+            text = api.items.get("hello", {}).get("metadata", {}).get("annotations", {}).get(records.ANNOTATION)
+            return text and records.decode(text)
+
+        await until(lambda: mirrored() == record, 5, "the newest record in the Function's annotation")
+        # The write held when the burst began, then one with the newest record (the deploy's readiness gate
+        # may add one more change of its own before the burst).
+        assert len(api.annotated) <= 3, api.annotated
+    finally:
+        await sync.stop()
 
 
 def test_a_record_too_big_for_an_annotation_is_not_mirrored_and_a_bad_one_is_refused() -> None:

@@ -34,6 +34,7 @@ from .kube import KubeApi
 log = logging.getLogger("fx_controller.functions")
 
 ADMIN_RETRIES = 30
+PUT, DELETED, LOADED = "put", "deleted", "loaded"  # what _changes holds
 STOP_TIMEOUT_S = 5.0
 
 
@@ -82,6 +83,8 @@ class FunctionSync:
         self._too_big: set[str] = set()  # functions whose record does not fit an annotation (warned once)
         self._records: dict[str, FunctionRecord] = {}
         self._events: asyncio.Queue[tuple[str, dict]] = asyncio.Queue()  # Function events, applied in order
+        self._changes: asyncio.Queue[tuple[str | None, str]] = asyncio.Queue()  # store changes, mirrored in order
+        self._queued: set[str] = set()  # functions with a PUT in _changes not yet begun
         self._deleting: set[str] = set()  # Functions fx deletes: their events until DELETED are stale
         self._seen: dict[str, tuple[str, int]] = {}  # name -> (uid, generation) of the last spec applied
         self._tasks: set[asyncio.Task] = set()
@@ -109,26 +112,50 @@ class FunctionSync:
     # --- fx → Kubernetes --------------------------------------------------------------------
 
     async def _follow_store(self, nc: nats_client.Client) -> None:
-        """Every record mirrored as it changes, and all of them again after NATS reconnects (kv_watch.follow)."""
+        """Every record mirrored as it changes, and all of them again after NATS reconnects (kv_watch.follow).
+
+        The store is read here and mirrored by `_mirror_changes`, in order: a deploy, a split and an alias in
+        quick succession take 4-6 API calls each to mirror, so a function changed again before its mirror
+        started is mirrored once, with its newest record, and the resource does not lag behind by a queue of
+        records already replaced."""
+        self._spawn(self._mirror_changes())
         bucket = lambda: nc.jetstream().key_value(KV_FUNCTIONS)  # noqa: E731
         async with contextlib.aclosing(kv_watch.follow(nc, bucket)) as entries:
             async for entry in entries:
-                if entry is None:  # the store is loaded: only now can a resource be compared with it
+                if entry is None:  # the store is loaded: resources are compared with it once it is mirrored
+                    self._changes.put_nowait((None, LOADED))
+                elif entry.operation in kv_watch.DELETED:
+                    self._records.pop(entry.key, None)
+                    self._deleting.add(entry.key)  # now, so that no event of its resource deploys it back
+                    self._queued.discard(entry.key)  # a put after this one must come after the delete
+                    self._changes.put_nowait((entry.key, DELETED))
+                else:
+                    try:
+                        record = FunctionRecord.model_validate_json(entry.value)
+                    except ValidationError:
+                        log.exception("could not read function %s from the store", entry.key)
+                        continue
+                    self._records[record.name] = record
+                    if record.name not in self._queued:  # else its queued put will mirror this newer record
+                        self._queued.add(record.name)
+                        self._changes.put_nowait((record.name, PUT))
+
+    async def _mirror_changes(self) -> None:
+        while True:
+            name, change = await self._changes.get()
+            try:
+                if change == LOADED:  # only now can a resource be compared with the store
                     self._api.watch_functions(lambda kind, obj: self._events.put_nowait((kind, obj)))
                     self._spawn(self._apply_resources())
-                    continue
-                try:
-                    if entry.operation in kv_watch.DELETED:
-                        self._records.pop(entry.key, None)
-                        self._deleting.add(entry.key)
-                        if not await self._api.delete_function(entry.key):
-                            self._deleting.discard(entry.key)  # deleted with kubectl: its DELETED event is past
-                    else:
-                        record = FunctionRecord.model_validate_json(entry.value)
-                        self._records[record.name] = record
+                elif change == DELETED:
+                    if not await self._api.delete_function(name):
+                        self._deleting.discard(name)  # deleted with kubectl: its DELETED event is past
+                else:
+                    self._queued.discard(name)  # a change from now on is newer than what is mirrored here
+                    if (record := self._records.get(name)) is not None:  # None: deleted since
                         await self._mirror(record)
-                except Exception:
-                    log.exception("could not mirror function %s to its Function resource", entry.key)
+            except Exception:
+                log.exception("could not mirror function %s to its Function resource", name)
 
     async def _mirror(self, record: FunctionRecord) -> None:
         body = manifests.function_resource(self._api.cfg, record.latest.spec)
