@@ -160,6 +160,33 @@ def test_cold_start_of_a_function_bigger_than_the_pool_pods(kube: Kube, fx) -> N
     fx("rm", "big")
 
 
+def test_a_function_smaller_than_the_pool_pods_gets_its_own_memory_limit(kube: Kube, fx) -> None:
+    """128 MB in a 256 MB pool pod: the pod is resized to the function's 128 MB, so 160 MB is more than it has,
+    as in a pod of its own (and on Lambda), though the pool's pods could hold it."""
+    folder = _project(fx.home, "small")
+    (folder / "handler.py").write_text(
+        "import json\nimport os\n\n\ndef handler(event, context):\n"
+        "    held = b'x' * (json.loads(event.get('body') or '{}').get('mb', 0) << 20)\n"
+        "    return {'pod': os.uname().nodename, 'held': len(held) >> 20}\n"
+    )
+    wait_for(lambda: _pool_full(kube), 60, "the warm pool full")
+    fx("deploy", cwd=folder)
+    status, body = http("POST", f"{fx.gateway}/function/small", b'{"mb": 1}', timeout=90)
+    assert status == 200, body
+    pod = json.loads(body)["pod"]
+    assert pod.startswith(f"{RELEASE}-pool-"), pod
+    wait_for(
+        lambda: kube.get("pod", pod)["status"]["containerStatuses"][0]["resources"]["limits"]["memory"] == "128Mi",
+        30,
+        "the kubelet to report the function's 128 MB limit",
+    )
+    status, body = http("POST", f"{fx.gateway}/function/small", b'{"mb": 160}', timeout=90)
+    assert status == 502, body  # out of memory: the kernel killed it
+    status, body = http("POST", f"{fx.gateway}/function/small", b'{"mb": 64}', timeout=90)
+    assert status == 200 and json.loads(body)["held"] == 64, body  # within its memory: served again
+    fx("rm", "small")
+
+
 def test_cold_start_of_a_function_the_pool_cannot_take(kube: Kube, fx) -> None:
     """A 120 s timeout outlasts the pool pods' grace period (which no pod can change): its replicas are pods of
     its version's Deployment."""

@@ -292,6 +292,7 @@ async def test_a_replica_from_the_warm_pool_needs_no_new_pod(pooled) -> None:
     assert events == [ReplicaEvent("r1", "ready", endpoint="10.244.0.20:8080")]
     assert api.replicas.get("fx-hello-v1", 0) == 0  # no Deployment pod was asked for
     assert backend.ready_count("hello") == 1
+    assert api.resized == {"pool-a": 128}  # the function's own limit, not the pool's 256 MB
 
     # The pool is empty now: the next replica takes the Deployment path.
     await backend.start_replica(ReplicaSpec("r2", "hello", 1, DIGEST, spec(memory=128)))
@@ -307,6 +308,18 @@ async def test_a_replica_from_the_warm_pool_needs_no_new_pod(pooled) -> None:
     assert api.deleted[-1] == "pool-a"
     api.on_pod("DELETED", pod("pool-a", ip="10.244.0.20", deleting=True))
     assert events[-1] == ReplicaEvent("r2", "exit") and backend.ready_count("hello") == 0
+
+
+async def test_a_pool_pod_that_cannot_shrink_still_serves_its_function(pooled) -> None:
+    api, backend, events, asked, _ = pooled
+
+    async def refused(pod: str, memory: int) -> None:
+        raise RuntimeError("the server could not find the requested resource")  # no pods/resize
+
+    api.resize_pod = refused
+    await backend.start_replica(ReplicaSpec("r1", "hello", 1, DIGEST, spec(memory=128)))
+    await settle()
+    assert events == [ReplicaEvent("r1", "ready", endpoint="10.244.0.20:8080")] and len(asked) == 1
 
 
 def _pool_pod(**kw) -> PodState:

@@ -262,6 +262,16 @@ class KubernetesBackend:
             await self._resized(pod.name, memory)
         return await self._specialize(pod.ip, env, files)
 
+    async def _shrink(self, name: str, memory: int) -> None:
+        """A function smaller than the pool's pods gets its own memory limit, as in a pod of its Deployment. Asked
+        once its replica is ready and not waited for: asked with the claim, it wrote the same pod at the same time
+        (warm pool p50 37-71 -> 89 ms in the e2e tier); waited for, it would add the kubelet's tens of ms to every
+        cold start from the pool. The kubelet defers a limit below what the pod already uses."""
+        try:
+            await self._api.resize_pod(name, memory)
+        except Exception as e:  # the pod gone meanwhile, or a cluster without in-place resize
+            log.warning("pool pod %s keeps the pool's memory limit, not the function's %d MiB: %s", name, memory, e)
+
     async def _resized(self, name: str, memory: int) -> None:
         deadline = time.monotonic() + RESIZE_WAIT_S
         while True:
@@ -311,6 +321,8 @@ class KubernetesBackend:
         self._specializing.discard(replica.id)
         if answer.get("event") == "ready":
             log.info("replica %s is pool pod %s at %s%s", replica.id, pod.name, pod.endpoint, self._took(replica.id))
+            if spec.memory < self._cfg.pool_memory and self._cfg.pool_resize:
+                self._spawn(self._shrink(pod.name, spec.memory))
             self._on_event(ReplicaEvent(replica.id, "ready", endpoint=pod.endpoint, init_ms=answer.get("init_ms")))
             self._on_replicas(key[0])
         else:
