@@ -27,6 +27,9 @@ if TYPE_CHECKING:
     from datetime import datetime
 
 TIMEOUT = 60.0  # fx.Client's default
+# What a gateway that never ends a line may make the CLI hold: a head as h11 (httpx) bounds it, a chunk's size line.
+MAX_HEAD = 16 * 1024
+MAX_CHUNK_LINE = 4096
 
 
 def usable(gateway: str) -> bool:
@@ -120,8 +123,10 @@ def _reaching_each(gateway: str, pieces: Iterator[bytes]) -> Iterator[bytes]:
 def _head(conn: Any) -> tuple[int, str, dict[str, str], bytes]:
     """Status, reason and fields of the answer's head, and what came of its body with it."""
     data = b""
-    while (end := data.find(b"\r\n\r\n")) < 0 and (piece := conn.recv(65536)):
+    while (end := data.find(b"\r\n\r\n")) < 0 and len(data) <= MAX_HEAD and (piece := conn.recv(65536)):
         data += piece
+    if end < 0 and len(data) > MAX_HEAD:
+        raise ConnectionError(f"the answer's head is over {MAX_HEAD} bytes")
     lines = data[: max(end, 0)].decode("latin-1").split("\r\n")
     version, _, rest = lines[0].partition(" ")
     code, _, reason = rest.partition(" ")
@@ -170,6 +175,8 @@ def _dechunked(conn: Any, data: bytes) -> Iterator[bytes]:
 
     while True:
         while (line_end := buffer.find(b"\r\n")) < 0:
+            if len(buffer) > MAX_CHUNK_LINE:
+                raise ConnectionError(f"a chunk's size line of the answer is over {MAX_CHUNK_LINE} bytes")
             more()
         try:
             size = int(bytes(buffer[:line_end]).split(b";", 1)[0].strip(), 16)

@@ -67,6 +67,25 @@ def test_what_is_not_an_http_answer_is_unreachable(scripted):
 
 
 @pytest.mark.parametrize(
+    ("answer", "why"),
+    [
+        (b"HTTP/1.1 200 OK\r\nX: " + b"a" * 100_000, "head is over"),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + b"1" * 100_000, "size line of the answer is over"),
+    ],
+)
+def test_an_answer_that_never_ends_its_line_is_refused_not_held(scripted, answer, why):
+    def endless(self) -> None:
+        self.wfile.write(answer)
+        self.wfile.flush()
+        threading.Event().wait(1)  # the connection stays open: only the bound ends the read
+
+    handler, url = scripted
+    handler.do_GET = endless
+    with pytest.raises(errors.FxError, match=f"not reachable.*{why}"):
+        reads.get_json(url, None, "/system/functions")
+
+
+@pytest.mark.parametrize(
     ("gateway", "env", "usable"),
     [
         ("http://127.0.0.1:8080", {}, True),
