@@ -13,6 +13,12 @@ from tests.unit.charts.test_chart import _helm
 from tools import chart, version
 
 
+@pytest.fixture(autouse=True)
+def _helm_built() -> None:
+    """chart.package needs helm, which a fresh machine has only once the e2e tier built it (it runs these again)."""
+    _helm()
+
+
 def helm_show(what: str, package: Path) -> str:
     return subprocess.run([_helm(), "show", what, str(package)], capture_output=True, text=True, check=True).stdout
 
