@@ -76,11 +76,12 @@ def iso_time(ns: int) -> str:
 
 
 def record(msg: Msg) -> str:
-    """A message's record, as JSON."""
-    sequence, count, stored = delivery(msg)
+    """A message's record, as JSON. The numbers are the ack subject's own digits, not parsed and printed again
+    (a batch of 100 makes 100 records: with its acks, the gateway's main cost per event of a big batch)."""
+    sequence, count, stored = jetstream.ack_texts(msg)
     return (
         f'{{"messageId": "{sequence}", {message_json(msg)}, "sequence": {sequence}, "deliveries": {count},'
-        f' "timestamp": "{stored}"}}'
+        f' "timestamp": "{iso_time(int(stored))}"}}'
     )
 
 
@@ -271,8 +272,7 @@ class DurableTrigger:
             spawn(self._settle(batch, failed, code, message, result.status))
             return
         try:
-            for msg in batch:
-                publish.ack(self.nc, msg.reply)
+            publish.acks(self.nc, [msg.reply for msg in batch])
         except nats.errors.Error as exc:
             self._ack_failed(exc)
         finally:

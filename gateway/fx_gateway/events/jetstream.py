@@ -122,22 +122,32 @@ class Storer:
                     future.set_exception(nats.errors.TimeoutError())
 
 
-def ack_tokens(msg: Msg) -> tuple[int, int, int]:
-    """(stream sequence, deliveries, ns stored) from the message's ack subject, at a fraction of the cost of
-    nats-py's Metadata; the subject has 9 tokens, or 12 with a domain and account hash after $JS.ACK."""
-    tokens = msg.reply.split(".")
+_SEQUENCE, _DELIVERED, _STORED = Msg.Ack.StreamSeq, Msg.Ack.NumDelivered, Msg.Ack.Timestamp
+
+
+def ack_texts(msg: Msg) -> tuple[str, str, str]:
+    """(stream sequence, deliveries, ns stored) as the message's ack subject writes them, at a fraction of the cost
+    of nats-py's Metadata; the subject has 9 tokens, or 12 with a domain and account hash after $JS.ACK. Raises
+    ValueError unless all three are digits (JetStream writes the subject: they are, and JSON may take them so)."""
+    reply = msg.reply
+    tokens = reply.split(".")
     shift = 2 if len(tokens) == 9 else 0
-    return (
-        int(tokens[Msg.Ack.StreamSeq - shift]),
-        int(tokens[Msg.Ack.NumDelivered - shift]),
-        int(tokens[Msg.Ack.Timestamp - shift]),
-    )
+    texts = tokens[_SEQUENCE - shift], tokens[_DELIVERED - shift], tokens[_STORED - shift]
+    if not (reply.isascii() and texts[0].isdigit() and texts[1].isdigit() and texts[2].isdigit()):
+        raise ValueError(f"not a JetStream ack subject: {reply!r}")
+    return texts
+
+
+def ack_tokens(msg: Msg) -> tuple[int, int, int]:
+    """ack_texts(msg) as numbers."""
+    sequence, count, stored = ack_texts(msg)
+    return int(sequence), int(count), int(stored)
 
 
 def deliveries(msg: Msg) -> int:
     """ack_tokens(msg)[1], for a hot path that needs no more."""
     tokens = msg.reply.split(".")
-    return int(tokens[Msg.Ack.NumDelivered - (2 if len(tokens) == 9 else 0)])
+    return int(tokens[_DELIVERED - (2 if len(tokens) == 9 else 0)])
 
 
 async def keep_in_progress(running: dict[int, Msg], ack_wait: float) -> None:

@@ -36,14 +36,8 @@ _DRAINING_PUBS, _DRAINING_SUBS = NATS.DRAINING_PUBS, NATS.DRAINING_SUBS
 def publish(nc: NATS, subject: str, payload: bytes, headers: bytes = b"", reply: str = "") -> None:
     """What `await nc.publish(subject, payload, reply, headers)` does, now: `headers` is a header_block().
     Raises nats.errors.Error as publish() does (closed, draining, over max_payload, buffer full while away)."""
-    status = nc._status  # read once: the client's is_closed, is_draining_pubs, is_connected are a call each
-    if status == _CLOSED:
-        raise nats.errors.ConnectionClosedError
-    if status == _DRAINING_PUBS:
-        raise nats.errors.ConnectionDrainingError
     size = len(payload)
-    if size > nc._max_payload:
-        raise nats.errors.MaxPayloadError
+    connected = _may_buffer(nc, size, size)
     if headers:
         total = len(headers) + size
         command = b"HPUB %s %s %d %d\r\n%s%s\r\n" % (
@@ -56,18 +50,44 @@ def publish(nc: NATS, subject: str, payload: bytes, headers: bytes = b"", reply:
         )
     else:
         command = b"PUB %s %s %d\r\n%s\r\n" % (subject.encode(), reply.encode(), size, payload)
-    connected = status == _CONNECTED or status == _DRAINING_SUBS  # nc.is_connected (draining pubs raised above)
-    if not connected and (nc._max_pending_size <= 0 or size + nc._pending_data_size > nc._max_pending_size):
-        raise nats.errors.OutboundBufferLimitError  # reconnecting, and nothing more may be buffered
-    nc._pending.append(command)
-    nc._pending_data_size += len(command)
-    nc.stats["out_msgs"] += 1
-    nc.stats["out_bytes"] += size
-    queue = nc._flush_queue
-    if connected and queue is not None and queue.empty():  # wake the flusher (a reconnect flushes what waits)
-        queue.put_nowait(asyncio.get_running_loop().create_future())
+    _buffer(nc, command, 1, size, connected)
 
 
 def ack(nc: NATS, reply: str) -> None:
     """Acknowledge the JetStream message whose reply subject is `reply`, as `await msg.ack()` does."""
     publish(nc, reply, ACK)
+
+
+def acks(nc: NATS, replies: list[str]) -> None:
+    """ack() each of `replies`, checked and buffered once for all (a batch of 100 records is acked so)."""
+    if not replies:
+        return
+    connected = _may_buffer(nc, len(ACK) * len(replies), len(ACK))
+    command = b"".join([b"PUB %s  %d\r\n%s\r\n" % (reply.encode(), len(ACK), ACK) for reply in replies])
+    _buffer(nc, command, len(replies), len(ACK) * len(replies), connected)
+
+
+def _may_buffer(nc: NATS, size: int, largest: int) -> bool:
+    """Whether the client is connected; raises as publish() does, in its order, when payloads of `size` bytes in
+    all, the largest `largest`, may not be buffered."""
+    status = nc._status  # read once: the client's is_closed, is_draining_pubs, is_connected are a call each
+    if status == _CLOSED:
+        raise nats.errors.ConnectionClosedError
+    if status == _DRAINING_PUBS:
+        raise nats.errors.ConnectionDrainingError
+    if largest > nc._max_payload:
+        raise nats.errors.MaxPayloadError
+    connected = status == _CONNECTED or status == _DRAINING_SUBS  # nc.is_connected (draining pubs raised above)
+    if not connected and (nc._max_pending_size <= 0 or size + nc._pending_data_size > nc._max_pending_size):
+        raise nats.errors.OutboundBufferLimitError  # reconnecting, and nothing more may be buffered
+    return connected
+
+
+def _buffer(nc: NATS, command: bytes, messages: int, size: int, connected: bool) -> None:
+    nc._pending.append(command)
+    nc._pending_data_size += len(command)
+    nc.stats["out_msgs"] += messages
+    nc.stats["out_bytes"] += size
+    queue = nc._flush_queue
+    if connected and queue is not None and queue.empty():  # wake the flusher (a reconnect flushes what waits)
+        queue.put_nowait(asyncio.get_running_loop().create_future())

@@ -3,7 +3,7 @@
 import nats
 import nats.errors
 import pytest
-from fx_gateway.events.publish import ack, header_block, publish
+from fx_gateway.events.publish import ack, acks, header_block, publish
 
 
 @pytest.fixture
@@ -49,6 +49,26 @@ async def test_an_ack_acknowledges_a_jetstream_message(nc):
     ack(nc, msg.reply)
     await nc.flush()
     info = await js.consumer_info("ACKS", "c")
+    assert (info.num_ack_pending, info.num_pending) == (0, 0)
+
+
+async def test_acks_are_the_bytes_of_an_ack_each_and_acknowledge_them_all(nc):
+    js = nc.jetstream()
+    await js.add_stream(name="MANY", subjects=["many"])
+    for i in range(3):
+        await js.publish("many", b"%d" % i)
+    sub = await js.pull_subscribe("many", durable="c", stream="MANY")
+    msgs = await sub.fetch(3, timeout=5)
+    await nc.flush()
+    for msg in msgs:
+        ack(nc, msg.reply)
+    one_each = nc._pending[-3:]
+    del nc._pending[-3:]  # not sent: the flusher has not run
+    nc._pending_data_size -= sum(map(len, one_each))
+    acks(nc, [msg.reply for msg in msgs])
+    assert nc._pending[-1] == b"".join(one_each)
+    await nc.flush()
+    info = await js.consumer_info("MANY", "c")
     assert (info.num_ack_pending, info.num_pending) == (0, 0)
 
 
