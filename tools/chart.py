@@ -37,6 +37,8 @@ def set_registry(values: str, registry: str) -> str:
 
 
 def package(registry: str | None = None, chart_version: str | None = None, out: Path = version.REPO / "dist") -> Path:
+    if chart_version:
+        version.check(chart_version)  # before helm is looked for: a bad version is the error to report
     binary = helm()
     if binary is None:
         raise SystemExit("no helm: put helm 3.8+ on PATH (https://helm.sh/docs/intro/install/), or run make cluster-up")

@@ -43,12 +43,17 @@ def everywhere(root: Path = REPO) -> dict[str, str]:
     return found
 
 
+def check(version: str) -> None:
+    """Refuse what Helm would not take as a chart version."""
+    if not SEMVER.fullmatch(version):
+        raise SystemExit(f"{version!r} is not a version like 1.2.3 (Helm charts need SemVer 2)")
+
+
 def set_version(
     version: str, root: Path = REPO, places: list[tuple[Path, str, re.Pattern[str]]] = PLACES
 ) -> list[Path]:
     """Write `version` into every place (or those of `places`); the files changed (relative to `root`)."""
-    if not SEMVER.fullmatch(version):
-        raise SystemExit(f"{version!r} is not a version like 1.2.3 (Helm charts need SemVer 2)")
+    check(version)
     changed = []
     for path, _, pattern in places:
         text = (root / path).read_text()

@@ -13,8 +13,8 @@ from tests.unit.charts.test_chart import _helm
 from tools import chart, version
 
 
-@pytest.fixture(autouse=True)
-def _helm_built() -> None:
+@pytest.fixture
+def helm_built() -> None:
     """chart.package needs helm, which a fresh machine has only once the e2e tier built it (it runs these again)."""
     _helm()
 
@@ -28,7 +28,7 @@ def packaged(package: Path, name: str) -> str:
         return tgz.extractfile(f"fx/{name}").read().decode()  # type: ignore[union-attr]
 
 
-def test_the_package_is_the_repos_chart_at_the_projects_version(tmp_path: Path) -> None:
+def test_the_package_is_the_repos_chart_at_the_projects_version(tmp_path: Path, helm_built) -> None:
     package = chart.package(out=tmp_path)
     assert package == tmp_path / f"fx-{version.current()}.tgz" and package.is_file()
     shown = yaml.safe_load(helm_show("chart", package))
@@ -39,7 +39,7 @@ def test_the_package_is_the_repos_chart_at_the_projects_version(tmp_path: Path) 
     assert {"fx/Chart.yaml", "fx/values.schema.json", "fx/crds/functions.fx.dev.yaml"} <= names
 
 
-def test_registry_and_version_are_baked_into_a_copy(tmp_path: Path) -> None:
+def test_registry_and_version_are_baked_into_a_copy(tmp_path: Path, helm_built) -> None:
     before = (chart.CHART / "values.yaml").read_text(), (chart.CHART / "Chart.yaml").read_text()
     package = chart.package("registry.example.com:5000/fx", "7.8.9", tmp_path)
     assert package.name == "fx-7.8.9.tgz"
