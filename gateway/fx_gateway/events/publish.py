@@ -49,8 +49,12 @@ def publish(nc: NATS, subject: str, payload: bytes, headers: bytes = b"", reply:
             payload,
         )
     else:
-        command = b"PUB %s %s %d\r\n%s\r\n" % (subject.encode(), reply.encode(), size, payload)
+        command = _pub(subject, reply, payload)
     _buffer(nc, command, 1, size, connected)
+
+
+def _pub(subject: str, reply: str, payload: bytes) -> bytes:
+    return b"PUB %s %s %d\r\n%s\r\n" % (subject.encode(), reply.encode(), len(payload), payload)
 
 
 def ack(nc: NATS, reply: str) -> None:
@@ -63,7 +67,7 @@ def acks(nc: NATS, replies: list[str]) -> None:
     if not replies:
         return
     connected = _may_buffer(nc, len(ACK) * len(replies), len(ACK))
-    command = b"".join([b"PUB %s  %d\r\n%s\r\n" % (reply.encode(), len(ACK), ACK) for reply in replies])
+    command = b"".join([_pub(reply, "", ACK) for reply in replies])
     _buffer(nc, command, len(replies), len(ACK) * len(replies), connected)
 
 
