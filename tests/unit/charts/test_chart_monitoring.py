@@ -120,10 +120,11 @@ def test_prometheus_rule_passes_promtool_and_the_alert_cases(tmp_path: Path) -> 
     rules.write_text(yaml.safe_dump({"groups": _rule()["spec"]["groups"]}))
     done = _promtool("check", "rules", str(rules))
     assert done.returncode == 0, done.stdout + done.stderr
-    cases = yaml.safe_load(CASES.read_text())
-    cases["rule_files"] = [str(rules)]
-    (tmp_path / "cases.yaml").write_text(yaml.safe_dump(cases))
-    done = _promtool("test", "rules", str(tmp_path / "cases.yaml"))
+    for source in CASES:
+        cases = yaml.safe_load(source.read_text())
+        cases["rule_files"] = [str(rules)]
+        (tmp_path / source.name).write_text(yaml.safe_dump(cases))
+    done = _promtool("test", "rules", *(str(tmp_path / source.name) for source in CASES))
     assert done.returncode == 0, done.stdout + done.stderr
 
 
