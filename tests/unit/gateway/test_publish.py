@@ -5,6 +5,8 @@ import nats.errors
 import pytest
 from fx_gateway.events.publish import ack, acks, header_block, publish
 
+from tests.waiting import until
+
 
 @pytest.fixture
 async def nc(nats_server):
@@ -48,8 +50,7 @@ async def test_an_ack_acknowledges_a_jetstream_message(nc):
     [msg] = await sub.fetch(1, timeout=5)
     ack(nc, msg.reply)
     await nc.flush()
-    info = await js.consumer_info("ACKS", "c")
-    assert (info.num_ack_pending, info.num_pending) == (0, 0)
+    await all_acknowledged(js, "ACKS")
 
 
 async def test_acks_are_the_bytes_of_an_ack_each_and_acknowledge_them_all(nc):
@@ -68,8 +69,17 @@ async def test_acks_are_the_bytes_of_an_ack_each_and_acknowledge_them_all(nc):
     acks(nc, [msg.reply for msg in msgs])
     assert nc._pending[-1] == b"".join(one_each)
     await nc.flush()
-    info = await js.consumer_info("MANY", "c")
-    assert (info.num_ack_pending, info.num_pending) == (0, 0)
+    await all_acknowledged(js, "MANY")
+
+
+async def all_acknowledged(js, stream: str) -> None:
+    """The server applies an ack on its own time: a consumer_info sent after it can be answered first."""
+
+    async def none_pending() -> bool:
+        info = await js.consumer_info(stream, "c")
+        return (info.num_ack_pending, info.num_pending) == (0, 0)
+
+    await until(none_pending, what=f"every message of {stream} acknowledged")
 
 
 async def test_errors_are_nats_py_s(nc):
