@@ -19,10 +19,22 @@ DEBIAN_TOOLS = {"prometheus": "prometheus", "promtool": "prometheus", "dot": "gr
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
-    if sys.platform == "linux" and os.geteuid() == 0:
+    # Under pytest-xdist the controller installs them before it starts its workers (its own sessionstart hook
+    # runs last); workers installing too would race for dpkg's lock.
+    if sys.platform == "linux" and os.geteuid() == 0 and "PYTEST_XDIST_WORKER" not in os.environ:
         from tools.shell import ensure_apt_packages
 
         ensure_apt_packages(DEBIAN_TOOLS)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """`make test` runs these tiers on pytest-xdist workers (-n 2 --dist loadgroup): a file goes whole to one
+    worker, so a module-scoped platform starts once, and the observability tier (one session-scoped scenario:
+    a platform and a Prometheus) goes whole to one worker too."""
+    for item in items:
+        tier = item.path.relative_to(TESTS).parts[0]
+        group = tier if tier == "observability" else str(item.path.relative_to(TESTS))
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 class _Collect(logging.Handler):

@@ -20,10 +20,10 @@ cluster-down: install
 
 ifdef FX_E2E_KUBECONFIG
 e2e: install
-	$(BIN)/python -m pytest tests/e2e tests/unit/charts -v
+	$(BIN)/python -m pytest tests/e2e tests/unit/charts -v --durations=25
 else
 e2e: cluster-up
-	FX_E2E=1 $(BIN)/python -m pytest tests/e2e tests/unit/charts -v
+	FX_E2E=1 $(BIN)/python -m pytest tests/e2e tests/unit/charts -v --durations=25
 endif
 
 FOOTPRINT := $(BIN)/python -m tests.cluster.footprint
@@ -31,7 +31,7 @@ e2e-ci: install
 	$(BIN)/python -m tests.cluster.down
 	$(FOOTPRINT) > /tmp/fx-footprint-before
 	$(BIN)/python -m tests.cluster.up
-	FX_E2E=1 $(BIN)/python -m pytest tests/e2e tests/unit/charts -v; status=$$?; \
+	FX_E2E=1 $(BIN)/python -m pytest tests/e2e tests/unit/charts -v --durations=25; status=$$?; \
 	$(BIN)/python -m tests.cluster.down; \
 	$(FOOTPRINT) > /tmp/fx-footprint-after; \
 	diff -u /tmp/fx-footprint-before /tmp/fx-footprint-after || { echo "cluster-down left traces (above)"; status=1; }; \
