@@ -45,7 +45,7 @@ up: install
 # tests wait on sockets and processes, so two workers on two cores took 24 min where one took 34.
 TEST_WORKERS ?= 2
 test: install lint
-	$(BIN)/python -m tests.cluster.prebuild $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup --durations=25
+	$(BIN)/python -m tests.cluster.prebuild $(BIN)/python -m pytest -n $(TEST_WORKERS) --durations=25
 	@$(MAKE) --no-print-directory e2e-tier
 
 unit: install

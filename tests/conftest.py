@@ -27,14 +27,18 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         ensure_apt_packages(DEBIAN_TOOLS)
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """`make test` runs these tiers on pytest-xdist workers (-n 2 --dist loadgroup): a file goes whole to one
-    worker, so a module-scoped platform starts once, and the observability tier (one session-scoped scenario:
-    a platform and a Prometheus) goes whole to one worker too."""
-    for item in items:
-        tier = item.path.relative_to(TESTS).parts[0]
-        group = tier if tier == "observability" else str(item.path.relative_to(TESTS))
-        item.add_marker(pytest.mark.xdist_group(group))
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """`make test` runs these tiers on pytest-xdist workers (-n 2): a test file goes whole to one worker, so a
+    module-scoped platform (or Keycloak) starts once, and the observability tier, whose files share one
+    session-scoped scenario (a platform and a Prometheus), goes whole to one worker too."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByFile(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return "tests/observability" if path.startswith("tests/observability/") else path
+
+    return ByFile(config, log)
 
 
 class _Collect(logging.Handler):
