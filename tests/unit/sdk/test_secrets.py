@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 from fx import cli
+from fx.cli import secrets as secret_commands  # imported by `fx secret` alone: not an attribute of fx.cli before
 from fx.client import Client
 from fx.errors import InputError
 from fx.manifest import ManifestError, parse
@@ -107,7 +108,7 @@ def gateway(monkeypatch):
         return httpx.Response(409, json={"error": {"code": "SecretInUse", "message": message, "field": "name"}})
 
     transport = httpx.MockTransport(answer)
-    monkeypatch.setattr(cli.secrets, "client", lambda args: Client("http://fx.test", "t", transport=transport))
+    monkeypatch.setattr(secret_commands, "client", lambda args: Client("http://fx.test", "t", transport=transport))
     monkeypatch.setattr("sys.stdin", io.StringIO(VALUE + "\n"))
     return sent
 
