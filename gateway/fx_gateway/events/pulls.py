@@ -4,6 +4,10 @@ durable triggers and the async worker pull.
 nats-py's fetch() costs a round trip, a task and a timer per message, and from a consumer with few messages
 unacked it gets the few the last acks freed; a pull request kept open for many messages costs one publish, and
 JetStream sends each message as soon as the consumer may.
+
+The messages are taken as nats-py reads them (Handoff), not from a subscription callback: its queue, its task's
+wake-up and a coroutine per message cost 1.3 µs a message against 0.3 (a micro-benchmark, bench/README.md,
+Events, round 7).
 """
 
 from __future__ import annotations
@@ -30,6 +34,26 @@ PULL_EXPIRES_S = 5.0  # the life of a pull request on the server; an idle consum
 PULL_GRACE_S = 1.0
 ERROR_WAIT_S = 1.0
 PENDING_MESSAGES = "Nats-Pending-Messages"  # of an expired pull request: how many it did not bring
+
+
+class Handoff:
+    """What subscribe(future=...) is given so that nats-py hands each message to `on_message` as it reads it: it
+    sets a subscription's future's result with each message (its one-reply requests' way), and this "future" is
+    never done. `on_message` runs inside nats-py's read loop, so what it raises is logged here: raised there, it
+    would end the connection."""
+
+    def __init__(self, on_message: Callable[[Msg], object], what: str) -> None:
+        self.on_message = on_message
+        self.what = what
+
+    def cancelled(self) -> bool:
+        return False
+
+    def set_result(self, msg: Msg) -> None:
+        try:
+            self.on_message(msg)
+        except Exception:
+            log.exception("%s: a message could not be taken; JetStream delivers it again after its ack wait", self.what)
 
 
 class OpenPull:
@@ -59,6 +83,7 @@ class OpenPull:
         self._next = f"{DEFAULT_PREFIX}.CONSUMER.MSG.NEXT.{stream}.{config.durable_name}"
         self._sub: Subscription | None = None
         self._keeper: asyncio.Task | None = None
+        self._refused: asyncio.Task | None = None  # waiting to pull again after a refusal
         self._stream_gone = False  # said once, until the consumer can be made again
 
     async def start(self) -> None:
@@ -66,14 +91,16 @@ class OpenPull:
         may be called again then."""
         await self.js.add_consumer(self.stream, self.config)
         if self._sub is None:
-            self._sub = await self.nc.subscribe(self.nc.new_inbox(), cb=self._received)
+            handoff = Handoff(self._received, self.what)
+            self._sub = await self.nc.subscribe(self.nc.new_inbox(), future=handoff)  # type: ignore[arg-type]
         self.pull_more()
         if self._keeper is None:
             self._keeper = spawn(self._keep_pulling())
 
     async def stop(self) -> None:
-        if self._keeper is not None:
-            self._keeper.cancel()
+        for task in (self._keeper, self._refused):
+            if task is not None:
+                task.cancel()
         if self._sub is not None:
             with contextlib.suppress(nats.errors.Error):  # the connection is going away: nothing to stop
                 await self._sub.unsubscribe()
@@ -124,23 +151,34 @@ class OpenPull:
         except nats.errors.Error as exc:
             log.warning("%s: cannot check the consumer on %s (%s)", self.what, self.stream, exc)
 
-    async def _received(self, msg: Msg) -> None:
+    def _received(self, msg: Msg) -> None:
         if not msg.reply:  # the server's status for a pull request that ended: 408 expired, 409 refused
-            await self._request_ended(msg.headers or {})
+            self._request_ended(msg.headers or {})
             return
         self.asked = max(self.asked - 1, 0)  # a request the keeper gave up on may still deliver
         self.on_message(msg)
-        self.pull_more()
+        self._try_pull()
 
-    async def _request_ended(self, headers: dict[str, str]) -> None:
+    def _request_ended(self, headers: dict[str, str]) -> None:
         unused = headers.get(PENDING_MESSAGES)
-        if unused is None:  # refused (consumer deleted, too many waiting requests, ...): none of it will come
+        if unused is not None:  # expired: the messages it did not bring are to ask for again
+            self.asked = max(self.asked - int(unused), 0)
+            self._try_pull()
+        elif self._refused is None or self._refused.done():  # refused: none of it will come
             status = headers.get(Header.STATUS, "?"), headers.get(Header.DESCRIPTION, "")
             if not self._stream_gone:
                 log.warning("%s: pull on %s refused: %s %s; retrying", self.what, self.stream, *status)
-            await asyncio.sleep(ERROR_WAIT_S)  # holds this subscription's callbacks: nothing else to take
-            await self._consumer_again()
-            self.asked = 0
-        else:
-            self.asked = max(self.asked - int(unused), 0)
-        self.pull_more()
+            self._refused = spawn(self._pull_again())
+
+    async def _pull_again(self) -> None:
+        """After a refusal (consumer deleted, too many waiting requests, ...): the consumer again, then a pull."""
+        await asyncio.sleep(ERROR_WAIT_S)
+        await self._consumer_again()
+        self.asked = 0
+        self._try_pull()
+
+    def _try_pull(self) -> None:
+        try:
+            self.pull_more()
+        except nats.errors.Error as exc:  # closed, or away with a full buffer
+            log.warning("%s: pulling failed (%s); the keeper retries", self.what, exc)
