@@ -144,12 +144,6 @@ def ack_tokens(msg: Msg) -> tuple[int, int, int]:
     return int(sequence), int(count), int(stored)
 
 
-def deliveries(msg: Msg) -> int:
-    """ack_tokens(msg)[1], for a hot path that needs no more."""
-    tokens = msg.reply.split(".")
-    return int(tokens[_DELIVERED - (2 if len(tokens) == 9 else 0)])
-
-
 async def keep_in_progress(running: dict[int, Msg], ack_wait: float) -> None:
     """Tell JetStream the messages under way are still being worked on, so long calls are not redelivered."""
     while True:
