@@ -131,7 +131,7 @@ class AsyncWorker:
     async def run(self) -> None:
         """Pull from now on; until the consumer can be bound (NATS away, or back without it), try again."""
         self._tasks = [
-            spawn(jetstream.keep_in_progress(self.running, self.settings.async_ack_wait)),
+            spawn(jetstream.keep_in_progress(lambda: list(self.running.values()), self.settings.async_ack_wait)),
             spawn(self._settle_answers()),
         ]
         warned = False

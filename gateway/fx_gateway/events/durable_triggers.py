@@ -170,8 +170,9 @@ class DurableTrigger:
         else:
             self._envelope = {"eventSource": EVENT_SOURCE, "trigger": self.key, "stream": route.stream}
         self._head = encode(self._envelope)[:-1]  # every batch's event begins so
-        self.running: dict[int, Msg] = {}  # delivered and not yet acked: buffered or in a batch
+        self.held = 0  # delivered and not yet acked: buffered or in a batch
         self.buffer: deque[Msg] = deque()  # delivered, not yet in a batch
+        self.batches: dict[int, list[Msg]] = {}  # being invoked, by id(): counted per batch, not per message
         self.in_flight = 0  # batches being invoked
         self.stopped = False
         self._window_end = 0.0  # a partial batch waits for more messages until then
@@ -195,7 +196,7 @@ class DurableTrigger:
 
     async def start(self) -> None:
         await self.pull.start()
-        self._tasks = [spawn(jetstream.keep_in_progress(self.running, self.ack_wait))]
+        self._tasks = [spawn(jetstream.keep_in_progress(self._held_messages, self.ack_wait))]
         log.info("%s (consumer %s)", self.pull.what, self.pull.config.durable_name)
 
     async def stop(self) -> None:
@@ -207,8 +208,11 @@ class DurableTrigger:
             self._timer.cancel()
         await self.pull.stop()
 
+    def _held_messages(self) -> list[Msg]:
+        return [*self.buffer, *(msg for batch in self.batches.values() for msg in batch)]
+
     def _received(self, msg: Msg) -> None:
-        self.running[id(msg)] = msg
+        self.held += 1
         if not self.buffer:
             self._window_end = time.monotonic() + self.route.window_ms / 1000
         self.buffer.append(msg)
@@ -239,7 +243,7 @@ class DurableTrigger:
     def _more_coming(self) -> bool:
         """The stream has more for this consumer and max_ack_pending lets JetStream send it now: a partial
         batch is worth a moment's wait (from a backlog, each ack frees room for one message, sent at once)."""
-        return self.buffer[-1].metadata.num_pending > 0 and len(self.running) < self.capacity
+        return self.buffer[-1].metadata.num_pending > 0 and self.held < self.capacity
 
     def _window_passed(self) -> None:
         self._timer = None
@@ -259,14 +263,16 @@ class DurableTrigger:
             body, fits = cut(self._envelope, map(to_record, batch), limit)
             if fits < len(batch):  # the rest back in front of the buffer
                 self.buffer.extendleft(reversed(batch[max(fits, 1) :]))
+                batch = batch[: max(fits, 1)]
                 if not fits:  # the first record alone is over the limit: no delivery can succeed
-                    spawn(self._too_large(batch[0], len(body), limit))
+                    self.batches[id(batch)] = batch
+                    spawn(self._too_large(batch, len(body), limit))
                     return
-                batch = batch[:fits]
         # A record's JSON writes `"deliveries": N, "timestamp"` with these quotes only there (its strings are
         # escaped), so counting first deliveries in the body costs no second reading of each ack subject.
         redelivered = len(batch) - body.count(FIRST_DELIVERY)
         self.stats.batch(self.function, self.key, len(batch), redelivered)
+        self.batches[id(batch)] = batch
         self.batcher.send(routes, body, partial(self._answered, batch))
 
     def _answered(self, batch: list[Msg], result: internal.Result) -> None:
@@ -304,15 +310,15 @@ class DurableTrigger:
         )
 
     def _finished(self, batch: list[Msg]) -> None:
-        for msg in batch:
-            self.running.pop(id(msg), None)
+        self.batches.pop(id(batch), None)
+        self.held -= len(batch)
         self.in_flight -= 1
         self._dispatch()
 
-    async def _too_large(self, msg: Msg, size: int, limit: int) -> None:
+    async def _too_large(self, batch: list[Msg], size: int, limit: int) -> None:
         self.stats.count(self.function, self.key, "error")
         message = f"the record's event is {size} bytes, over the function's request limit of {limit} bytes"
-        await self._settle([msg], {0}, "RequestEntityTooLargeException", message, 413, at_once=True)
+        await self._settle(batch, {0}, "RequestEntityTooLargeException", message, 413, at_once=True)
 
     async def _failed(self, msg: Msg, code: str, message: str, status: int, at_once: bool = False) -> None:
         sequence, deliveries, _ = delivery(msg)

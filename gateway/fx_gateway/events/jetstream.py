@@ -8,6 +8,7 @@ import contextlib
 import json
 import time
 from collections import deque
+from collections.abc import Callable
 
 import nats.errors
 from fx import async_streams
@@ -144,11 +145,12 @@ def ack_tokens(msg: Msg) -> tuple[int, int, int]:
     return int(sequence), int(count), int(stored)
 
 
-async def keep_in_progress(running: dict[int, Msg], ack_wait: float) -> None:
-    """Tell JetStream the messages under way are still being worked on, so long calls are not redelivered."""
+async def keep_in_progress(running: Callable[[], list[Msg]], ack_wait: float) -> None:
+    """Tell JetStream the messages under way (`running()`) are still being worked on, so long calls are not
+    redelivered."""
     while True:
         await asyncio.sleep(ack_wait / 3)
-        for msg in list(running.values()):
+        for msg in running():
             # Disconnected: the message will be redelivered, which at-least-once allows.
             with contextlib.suppress(nats.errors.Error):
                 await msg.in_progress()

@@ -29,7 +29,8 @@ class FakeReplica:
     While `failures` is above zero, each request is answered as a failed Lambda invoke (502, errorType "Boom");
     while `resets` is, its connection is reset instead (as the kernel resets the connection of a replica that
     died with the request unread: the gateway then knows it never reached the handler).
-    `respond(request) -> body`, when set, makes the 200 answer's body instead.
+    `respond(request) -> body`, when set, makes the 200 answer's body instead; every request waits `delay` seconds
+    before it is answered.
     /_fx/batch is answered as the runtime does: each of its events seen and answered as a request of its own, with
     its request id (X-Fx-Request-Id) as the batch's header names it. With `cut_after` N, the next batch ends as a
     timeout of its Nth event ends it: that one answered with Sandbox.Timedout, the ones after it never seen.
@@ -46,6 +47,7 @@ class FakeReplica:
         self.respond: Callable[[dict], bytes] | None = None
         self.relays = False  # answer /_fx/batch 404, as a custom runtime's relay (runtime_api.RelayServer) does
         self.cut_after: int | None = None
+        self.delay = 0.0
         self.in_flight = 0
         self.max_in_flight = 0
         self.connections = 0
@@ -134,6 +136,8 @@ class _ReplicaConn(asyncio.Protocol):
         replica.in_flight += 1
         replica.max_in_flight = max(replica.max_in_flight, replica.in_flight)
         try:
+            if replica.delay:
+                await asyncio.sleep(replica.delay)
             if "/sleep/" in url:
                 await asyncio.sleep(float(url.rsplit("/sleep/", 1)[1].split("?")[0]))
             if url.endswith("/close"):

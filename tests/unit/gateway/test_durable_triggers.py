@@ -199,6 +199,27 @@ async def test_acked_messages_stay_acked_for_a_restarted_gateway(nats_server, ga
     await nc.close()
 
 
+async def test_a_batch_that_runs_longer_than_the_ack_wait_is_not_delivered_again(nats_server, gateway, replicas):
+    """The gateway tells JetStream the messages under way are in progress, every third of the ack wait."""
+    replica = await replicas()
+    replica.delay = 2.5  # the ack wait is 1 s
+    nc = await nats.connect(nats_server)
+    js = nc.jetstream()
+    await js.add_stream(StreamConfig(name="ORDERS", subjects=["orders.>"]))
+    for n in range(3):
+        await js.publish("orders.x", str(n).encode())
+    link = (await gateway(async_ack_wait=1, nats_url=nats_server, gateway_id="gw-1")).gateway
+    await link.start()
+    await publish_table(js, durable([replica.endpoint], batch=2, max_in_flight=2))
+    await until(lambda: link.events.durable.running)
+    await until(lambda: settled(js), 10, "every message acked")
+    await asyncio.sleep(0.2)  # a copy JetStream sent again would be in a batch by now, and counted
+    assert sorted(data(replica)) == ["0", "1", "2"]
+    assert link.events.event_stats.redeliveries == {}
+    await link.close()
+    await nc.close()
+
+
 async def test_an_idle_trigger_keeps_pulling_after_its_pull_requests_expire(platform, replicas, monkeypatch):
     monkeypatch.setattr(pulls, "PULL_EXPIRES_S", 0.2)
     _gw, link, _, js = platform
