@@ -177,7 +177,8 @@ class DurableTrigger:
         self.stopped = False
         self._window_end = 0.0  # a partial batch waits for more messages until then
         self._timer: asyncio.TimerHandle | None = None
-        self._dispatching = False
+        self._dispatching = False  # a _dispatch is due
+        self._acks: list[str] = []  # the reply subjects of messages answered, to ack in _dispatch
         self._tasks: list[asyncio.Task] = []
         config = ConsumerConfig(
             durable_name=consumer_name(function, route),
@@ -223,8 +224,15 @@ class DurableTrigger:
     # --- batches ---
 
     def _dispatch(self) -> None:
-        """Start batches while slots are free: full ones at once, a partial one once its window has passed."""
+        """Ack what was answered; start batches while slots are free: full ones at once, a partial one once its
+        window has passed."""
         self._dispatching = False
+        if self._acks:
+            acks, self._acks = self._acks, []
+            try:
+                publish.acks(self.nc, acks)
+            except nats.errors.Error as exc:
+                self._ack_failed(exc)
         buffer, size = self.buffer, self.route.batch
         while buffer and self.in_flight < self.route.max_in_flight and not self.stopped:
             if len(buffer) < size:
@@ -276,19 +284,16 @@ class DurableTrigger:
         self.batcher.send(routes, body, partial(self._answered, batch))
 
     def _answered(self, batch: list[Msg], result: internal.Result) -> None:
-        """A batch's answer: its messages acked at once, written with the other answers' of this read and
-        flushed together (publish.py); naks and dead letters, which wait for JetStream, in a task."""
+        """A batch's answer: its messages acked with the other batches answered in this loop iteration (one
+        buffered command, publish.py), and the batches to start then started once; naks and dead letters, which
+        wait for JetStream, in a task."""
         failed, code, message = failed_items(result, batch)
         self.stats.count(self.function, self.key, "error" if failed else "ok")
         if failed:
             spawn(self._settle(batch, failed, code, message, result.status))
             return
-        try:
-            publish.acks(self.nc, [msg.reply for msg in batch])
-        except nats.errors.Error as exc:
-            self._ack_failed(exc)
-        finally:
-            self._finished(batch)
+        self._acks.extend([msg.reply for msg in batch])
+        self._finished(batch)
 
     async def _settle(
         self, batch: list[Msg], failed: set[int], code: str, message: str, status: int, at_once: bool = False
@@ -313,7 +318,9 @@ class DurableTrigger:
         self.batches.pop(id(batch), None)
         self.held -= len(batch)
         self.in_flight -= 1
-        self._dispatch()
+        if not self._dispatching:  # once the answers read together are all in
+            self._dispatching = True
+            asyncio.get_running_loop().call_soon(self._dispatch)
 
     async def _too_large(self, batch: list[Msg], size: int, limit: int) -> None:
         self.stats.count(self.function, self.key, "error")
