@@ -170,7 +170,6 @@ class DurableTrigger:
         else:
             self._envelope = {"eventSource": EVENT_SOURCE, "trigger": self.key, "stream": route.stream}
         self._head = encode(self._envelope)[:-1]  # every batch's event begins so
-        self.held = 0  # delivered and not yet acked: buffered or in a batch
         self.buffer: deque[Msg] = deque()  # delivered, not yet in a batch
         self.batches: dict[int, list[Msg]] = {}  # being invoked, by id(): counted per batch, not per message
         self.in_flight = 0  # batches being invoked
@@ -213,7 +212,6 @@ class DurableTrigger:
         return [*self.buffer, *(msg for batch in self.batches.values() for msg in batch)]
 
     def _received(self, msg: Msg) -> None:
-        self.held += 1
         if not self.buffer:
             self._window_end = time.monotonic() + self.route.window_ms / 1000
         self.buffer.append(msg)
@@ -251,7 +249,8 @@ class DurableTrigger:
     def _more_coming(self) -> bool:
         """The stream has more for this consumer and max_ack_pending lets JetStream send it now: a partial
         batch is worth a moment's wait (from a backlog, each ack frees room for one message, sent at once)."""
-        return self.buffer[-1].metadata.num_pending > 0 and self.held < self.capacity
+        held = len(self.buffer) + sum(map(len, self.batches.values()))  # at most max_in_flight batches
+        return self.buffer[-1].metadata.num_pending > 0 and held < self.capacity
 
     def _window_passed(self) -> None:
         self._timer = None
@@ -316,7 +315,6 @@ class DurableTrigger:
 
     def _finished(self, batch: list[Msg]) -> None:
         self.batches.pop(id(batch), None)
-        self.held -= len(batch)
         self.in_flight -= 1
         if not self._dispatching:  # once the answers read together are all in
             self._dispatching = True
