@@ -29,6 +29,10 @@ from . import replica
 MAX_BODY = 1 << 16  # a doorbell: its body is not even read as anything
 READ_TIMEOUT_S = 5.0  # a doorbell that does not finish its request in time is dropped, not waited for
 ASSIGNMENT_TIMEOUT_S = 10.0
+# A new leader rings pool pods as soon as it starts, a moment before the controller Service routes to it (it
+# labels its pod once it serves, then the Service's endpoints follow): the fetch is refused until then.
+ASSIGNMENT_WAIT_S = 5.0
+RETRY_S = 0.1
 NATS_WAIT_S = 5.0
 
 
@@ -50,9 +54,19 @@ class Controller:
         with contextlib.suppress(OSError):  # no DNS yet: looked up again on the next doorbell
             self._address = socket.getaddrinfo(self._host, self._port, type=socket.SOCK_STREAM)[0][4][0]
 
-    def assignment(self) -> tuple[dict[str, str], dict[str, str]]:
+    def assignment(self, wait: float = ASSIGNMENT_WAIT_S) -> tuple[dict[str, str], dict[str, str]]:
         """The replica environment and the files (path under /tmp -> text) the controller left for this pod
-        (raises NoAssignment, or OSError)."""
+        (raises NoAssignment, or OSError). A connection refused or reset is tried again for up to `wait` s."""
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                return self._fetch()
+            except (ConnectionError, socket.gaierror):
+                if time.monotonic() + RETRY_S > deadline:
+                    raise
+                time.sleep(RETRY_S)
+
+    def _fetch(self) -> tuple[dict[str, str], dict[str, str]]:
         if self._address is None:
             self.resolve()
         conn = http.client.HTTPConnection(self._address or self._host, self._port, timeout=ASSIGNMENT_TIMEOUT_S)

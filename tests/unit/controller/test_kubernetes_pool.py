@@ -6,12 +6,14 @@ the handler is loaded and listening; a bad handler is an init error. A doorbell 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import io
 import subprocess
 import sys
 import time
 import zipfile
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -44,9 +46,9 @@ async def controller(tmp_path: Path):
     await server.stop()
 
 
-@pytest.fixture
-async def member(controller):
-    pool_url, access = controller
+@contextlib.asynccontextmanager
+async def started_member(pool_url: str) -> AsyncIterator[tuple[httpx.AsyncClient, int, subprocess.Popen]]:
+    """A pool member process, idle and answering its health check."""
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "fx_runtime.pool"],
@@ -56,17 +58,26 @@ async def member(controller):
     )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 10
-    async with httpx.AsyncClient(base_url=base, timeout=30) as http:
-        while True:
-            try:
-                assert (await http.get("/_fx/health")).json() == {"status": "pool"}
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline, "the pool member never listened"
-                await asyncio.sleep(0.02)
+    try:
+        async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+            while True:
+                try:
+                    assert (await http.get("/_fx/health")).json() == {"status": "pool"}
+                    break
+                except httpx.TransportError:
+                    assert time.monotonic() < deadline, "the pool member never listened"
+                    await asyncio.sleep(0.02)
+            yield http, port, proc
+    finally:
+        proc.kill()
+        proc.wait(5)
+
+
+@pytest.fixture
+async def member(controller):
+    pool_url, access = controller
+    async with started_member(pool_url) as (http, port, proc):
         yield http, port, proc, access
-    proc.kill()
-    proc.wait(5)
 
 
 def replica_env(tmp_path: Path, port: int, source: str) -> dict[str, str]:
@@ -94,6 +105,25 @@ async def test_a_pool_member_specialises_into_a_replica(member, tmp_path: Path) 
     access.assign(POD_IP, replica_env(tmp_path, port, "def handler(e, c):\n    return 'attacker'\n"))
     assert (await http.post("/_fx/specialize")).status_code == 404
     assert (await http.post("/_fx/invoke", content=b"{}")).json() == {"name": "hello"}
+
+
+async def test_a_doorbell_rung_before_the_controller_service_routes_to_it_waits_for_it(tmp_path: Path) -> None:
+    # A new leader rings pool pods at once on takeover; the Service reaches it only once its pod is labelled and
+    # the endpoints followed: until then a fetch of the assignment is refused. The member tries again.
+    controller_port = free_port()
+    async with started_member(f"http://127.0.0.1:{controller_port}") as (http, port, _):
+        doorbell = asyncio.create_task(http.post("/_fx/specialize"))
+        await asyncio.sleep(0.5)
+        assert not doorbell.done()
+        access = PodAccess(unknown_wait=0.1)
+        access.assign(POD_IP, replica_env(tmp_path, port, "def handler(e, c):\n    return 'after the wait'\n"))
+        server = ArtifactServer(FakeArtifacts(tmp_path, {}), f"127.0.0.1:{controller_port}", access)
+        await server.start()
+        try:
+            assert (await doorbell).json()["event"] == "ready"
+            assert (await http.post("/_fx/invoke", content=b"{}")).json() == "after the wait"
+        finally:
+            await server.stop()
 
 
 async def test_a_doorbell_the_controller_did_not_ring_changes_nothing(member, tmp_path: Path) -> None:
