@@ -82,7 +82,7 @@ class Gateway:
 
     async def stop(self, drain_timeout: float) -> None:
         """Finish the requests in flight (bounded), then the event work under way, then leave NATS."""
-        await self.connections.drain(drain_timeout)
+        await self.connections.drain(drain_timeout, self.book.shed)
         await self.close()
 
     async def close(self) -> None:

@@ -68,6 +68,14 @@ def replica_lost(name: str) -> bytes:
     return response(502, json.dumps({"errorType": "Runtime.ReplicaLost", "errorMessage": message}).encode())
 
 
+def gateway_stopping(name: str) -> bytes:
+    """For a request still waiting for a replica when a stopping gateway's drain ends: it never ran."""
+    message = f"this gateway is stopping and function {name} had no replica free for the request in time;"
+    message += " it did not run: retry"
+    answer = error(503, "GatewayStopping", message, name, close=True)
+    return answer.replace(b"\r\n", b"\r\nRetry-After: 1\r\n", 1)
+
+
 def function_timeout(name: str, seconds: float) -> bytes:
     return error(504, "FunctionTimeout", f"function {name} did not answer within {seconds:g} s", name)
 

@@ -224,6 +224,12 @@ class VersionDispatcher:
             self._send(replica, exchange)
         self.stats.held = len(queue)
 
+    def shed(self) -> int:
+        """The gateway is stopping: the held requests are answered 503 (no replica saw them: safe to retry)."""
+        held = len(self.queue)
+        self._fail_held(responses.gateway_stopping(self.function), 503)
+        return held
+
     def expire_sent(self, now: float) -> None:
         """Backstop: answer 504 for requests a replica has held past the function timeout plus a grace."""
         for exchange in [e for e in self.sent if e.deadline < now]:

@@ -56,6 +56,10 @@ class RouteBook:
                 "function %s: ignored stale route table %d <= %d", table.function, table.revision, routes.table.revision
             )
 
+    def shed(self) -> int:
+        """Answer every request still waiting for a replica 503 (the gateway is stopping); how many there were."""
+        return sum(dispatcher.shed() for dispatcher in list(self.backstop.dispatchers))
+
     def remove(self, name: str) -> None:
         routes = self.functions.pop(name, None)
         if routes is not None:
