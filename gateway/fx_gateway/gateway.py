@@ -4,6 +4,7 @@ event engines, the route feed, and the HTTP side (connections, pages, router).""
 from __future__ import annotations
 
 import asyncio
+import time
 
 from fx_gateway.api.api_keys import ApiKeys
 from fx_gateway.api.authorizers.jwt import JwtAuthorizer
@@ -81,13 +82,15 @@ class Gateway:
         self._tasks.append(spawn(self.link.report_usage(self.book.stats, self.settings.usage_interval)))
 
     async def stop(self, drain_timeout: float) -> None:
-        """Finish the requests in flight (bounded), then the event work under way, then leave NATS."""
+        """Finish the requests in flight, then the event work under way, within one drain timeout; leave NATS."""
+        deadline = time.monotonic() + drain_timeout
         await self.connections.drain(drain_timeout, self.book.shed)
-        await self.close()
+        await self.close(max(0.0, deadline - time.monotonic()))
 
-    async def close(self) -> None:
+    async def close(self, work_timeout: float | None = None) -> None:
+        """`work_timeout`: what the async calls under way get to finish (default --drain-timeout)."""
         for task in self._tasks:
             task.cancel()
         self.upstreams.close()
-        await self.events.close()
+        await self.events.close(self.settings.drain_timeout if work_timeout is None else work_timeout)
         await self.link.close()

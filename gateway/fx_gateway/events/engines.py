@@ -96,7 +96,8 @@ class Events:
             raise
         stats.count(stats.accepted, function)
 
-    async def close(self) -> None:
+    async def close(self, timeout: float) -> None:
+        """Stop every engine; the async calls under way get `timeout` s to finish."""
         for task in (self._worker_task, self._sampler_task):
             if task is not None:
                 task.cancel()
@@ -107,4 +108,4 @@ class Events:
         if self.durable is not None:
             await self.durable.close()
         if self.worker is not None:
-            await self.worker.close(self.settings.drain_timeout)
+            await self.worker.close(timeout)

@@ -337,6 +337,21 @@ def test_gateway_limits_and_callback_allow_lists_reach_its_environment() -> None
     assert done.returncode != 0 and "/gateway/limits/maxHeaders" in done.stderr
 
 
+def test_a_gateway_pod_is_given_its_drain_and_time_to_finish_it_before_it_is_killed() -> None:
+    def gateway_pod(*sets: str) -> tuple[dict[str, str], int]:
+        pod = named(render(*sets), "Deployment", "-gateway")["spec"]["template"]["spec"]
+        env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+        prestop = pod["containers"][0]["lifecycle"]["preStop"]["sleep"]["seconds"]
+        grace = pod["terminationGracePeriodSeconds"]
+        assert grace > prestop + float(env["FX_DRAIN_TIMEOUT"]) + 1  # the held requests' 503s are written
+        return env, grace
+
+    env, _ = gateway_pod()
+    assert env["FX_DRAIN_TIMEOUT"] == env["FX_HOLD_TIMEOUT"] == "60"  # a call held through a failover is not cut
+    env, grace = gateway_pod("gateway.drainTimeout=301")
+    assert env["FX_DRAIN_TIMEOUT"] == "301" and grace >= 305
+
+
 def test_runtime_images_reach_the_controller_which_reads_them_as_rendered() -> None:
     image = "reg.example.com/fx/runtime-python3.12:1"
     controller = named(render(f"runtimeImages.python3\\.12={image}"), "Deployment", "-controller")
