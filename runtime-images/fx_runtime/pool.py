@@ -31,7 +31,7 @@ READ_TIMEOUT_S = 5.0  # a doorbell that does not finish its request in time is d
 ASSIGNMENT_TIMEOUT_S = 10.0
 # A new leader rings pool pods as soon as it starts, a moment before the controller Service routes to it (it
 # labels its pod once it serves, then the Service's endpoints follow): the fetch is refused until then.
-ASSIGNMENT_WAIT_S = 5.0
+ASSIGNMENT_WAIT_S = 10.0
 RETRY_S = 0.1
 NATS_WAIT_S = 5.0
 
