@@ -105,14 +105,15 @@ def tool(*argv: str | Path, timeout: float = 600) -> str:
     return run(sys.executable, "-m", *argv, timeout=timeout)
 
 
-def forget_pulled_images(registry: str = REGISTRY) -> None:
+def forget_pulled_images(registry: str = REGISTRY, tags: tuple[str, ...] = (VERSION,)) -> None:
     """The harness's node keeps what it pulled by tag, and the tag is the release's version, which a change to fx
     does not bump: drop the node's copies of fx's images under `registry` so this session's pods (IfNotPresent)
     pull what was just pushed, not the build of a session before (`make e2e` reuses a running cluster)."""
     if os.environ.get("FX_E2E_KUBECONFIG"):
         return  # another cluster's nodes are not ours to touch
     ctr = ["ctr", "-a", str(layout.STATE / "containerd/containerd.sock"), "-n", "k8s.io", "images", "rm"]
-    subprocess.run([*ctr, *(i.ref(registry, VERSION) for i in images.IMAGES)], capture_output=True, timeout=60)
+    refs = [i.ref(registry, tag) for i in images.IMAGES for tag in tags]
+    subprocess.run([*ctr, *refs], capture_output=True, timeout=60)
 
 
 @pytest.fixture(scope="session")

@@ -79,7 +79,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def airgap(site: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator:
     """The bundle's images loaded into AIRGAP by its load.sh, its chart installed from the file into a fresh
     namespace, and the fx CLI from its wheels in a fresh venv (no index: nothing is fetched)."""
-    forget_pulled_images(AIRGAP)  # else a node that ran this before runs those copies, and pulls nothing
+    # Else a node that ran this before runs those copies, and pulls nothing (the upgrade's tag too).
+    forget_pulled_images(AIRGAP, (VERSION, NEXT))
     began = time.monotonic()
     loaded = run(site / "load.sh", "--registry", AIRGAP, *TLS, cwd=site)
     _timed("load.sh into the registry", began)
