@@ -172,7 +172,6 @@ class DurableTrigger:
         self._head = encode(self._envelope)[:-1]  # every batch's event begins so
         self.buffer: deque[Msg] = deque()  # delivered, not yet in a batch
         self.batches: dict[int, list[Msg]] = {}  # being invoked, by id(): counted per batch, not per message
-        self.in_flight = 0  # batches being invoked
         self.stopped = False
         self._window_end = 0.0  # a partial batch waits for more messages until then
         self._timer: asyncio.TimerHandle | None = None
@@ -232,7 +231,8 @@ class DurableTrigger:
             except nats.errors.Error as exc:
                 self._ack_failed(exc)
         buffer, size = self.buffer, self.route.batch
-        while buffer and self.in_flight < self.route.max_in_flight and not self.stopped:
+        batches, slots = self.batches, self.route.max_in_flight
+        while buffer and len(batches) < slots and not self.stopped:
             if len(buffer) < size:
                 wait = self._window_end - time.monotonic()
                 if self._more_coming():
@@ -243,8 +243,7 @@ class DurableTrigger:
                     return
             batch = [buffer.popleft() for _ in range(min(size, len(buffer)))]
             self._window_end = time.monotonic() + self.route.window_ms / 1000  # for what is left
-            self.in_flight += 1
-            self._start(batch)
+            self._start(batch)  # in self.batches once it returns, unless its function was removed
 
     def _more_coming(self) -> bool:
         """The stream has more for this consumer and max_ack_pending lets JetStream send it now: a partial
@@ -315,7 +314,6 @@ class DurableTrigger:
 
     def _finished(self, batch: list[Msg]) -> None:
         self.batches.pop(id(batch), None)
-        self.in_flight -= 1
         if not self._dispatching:  # once the answers read together are all in
             self._dispatching = True
             asyncio.get_running_loop().call_soon(self._dispatch)
