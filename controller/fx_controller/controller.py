@@ -80,8 +80,6 @@ from .usage import UsageBook
 
 log = logging.getLogger("fx_controller")
 
-NATS_DRAIN_S = 5.0  # at stop: a NATS server that went away mid-drain must not hold the exit for nats-py's 30 s
-
 BackendFactory = Callable[[Settings, Artifacts], Backend]
 
 
@@ -267,7 +265,7 @@ class Controller:
             await self.backend.close()
         if self._nc:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._nc.drain(), NATS_DRAIN_S)
+                await asyncio.wait_for(self._nc.drain(), nats_client.DRAIN_S)
         log.info("controller stopped")
 
     def _quota_keys(self) -> list[str]:

@@ -28,6 +28,8 @@ RECONNECT_WAIT_S = 0.5  # between two attempts; nats-py's default of 2 s only le
 # PING_INTERVAL_S * MAX_OUTSTANDING_PINGS, not nats-py's 2 x 120 s.
 PING_INTERVAL_S = 10
 MAX_OUTSTANDING_PINGS = 3
+# At a stop: a NATS server that went away mid-drain must not hold the exit for nats-py's 30 s (and a flush).
+DRAIN_S = 5.0
 PERMISSIONS_ERR = "permissions violation"  # nats-py keeps the connection open for these
 
 Listener = Callable[[], Awaitable[None]]
