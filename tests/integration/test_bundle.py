@@ -13,6 +13,7 @@ import shutil
 import ssl
 import subprocess
 import tarfile
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -203,26 +204,32 @@ def test_load_refuses_bad_arguments(extracted: Path, args: list[str], error: str
 
 @pytest.fixture
 def containerd(tmp_path: Path) -> Iterator[Path]:
-    """A containerd of this test's own (socket, root and state under tmp_path; no CRI), never the node's."""
+    """A containerd of this test's own (root and state under tmp_path, its sockets in a short directory of its own;
+    no CRI), never the node's."""
     if os.geteuid() != 0 or not shutil.which("containerd"):
         pytest.skip("needs root and containerd (the Kubernetes harness installs it)")
     home = tmp_path / "containerd"
     home.mkdir()
-    socket = home / "containerd.sock"
+    # Not under tmp_path: a Unix socket's path has at most 104 bytes, and pytest's pass that (pytest-103/popen-gw0/..).
+    sockets = Path(tempfile.mkdtemp(prefix="fx-containerd-"))
+    socket = sockets / "containerd.sock"
     (home / "config.toml").write_text(
         f'version = 2\nroot = "{home}/root"\nstate = "{home}/state"\n'
         'disabled_plugins = ["io.containerd.grpc.v1.cri"]\n'
         f'[grpc]\naddress = "{socket}"\n[ttrpc]\naddress = "{socket}.ttrpc"\n'
         f'[plugins."io.containerd.internal.v1.opt"]\npath = "{home}/opt"\n'
     )
-    with (home / "containerd.log").open("wb") as log:
-        process = subprocess.Popen(["containerd", "--config", home / "config.toml"], stdout=log, stderr=log)
+    log = home / "containerd.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(["containerd", "--config", home / "config.toml"], stdout=out, stderr=out)
     try:
-        wait_for(socket.is_socket, 30, "containerd's socket")
+        wait_for(lambda: socket.is_socket() or process.poll() is not None, 30, "containerd's socket")
+        assert process.poll() is None, f"containerd exited: {log.read_text()[-2000:]}"
         yield socket
     finally:
         process.terminate()
         process.wait(30)
+        shutil.rmtree(sockets, ignore_errors=True)
 
 
 def test_load_imports_into_containerd_under_the_registry_the_chart_is_given(extracted: Path, containerd: Path) -> None:
