@@ -26,6 +26,7 @@ from fx_gateway.tasks import spawn
 log = logging.getLogger("fx_gateway")
 
 NO_CONTROLLER_RETRY_S = 0.5
+ASK_AGAIN_S = 0.05  # an activation answer named only replicas lost meanwhile: asked again this soon
 TOKEN_HEADER = REPLICA_TOKEN.encode()
 
 
@@ -91,11 +92,12 @@ class VersionDispatcher:
         self.pump()
 
     def add_endpoints(self, endpoints: list[str]) -> None:
+        now = time.monotonic()
         for endpoint in endpoints:
             replica = self.replicas.get(endpoint)
             if replica is None:
                 self.replicas[endpoint] = Replica(endpoint, self)
-            else:
+            elif replica.lost_until <= now:
                 replica.down_until = 0.0  # the controller vouches for it now
         self.pump()
 
@@ -152,7 +154,7 @@ class VersionDispatcher:
         """`replica`'s connection broke before `exchange` had its whole answer: sent again if that is safe
         (proxy.replica_loss), else answered 502 Runtime.ReplicaLost. The replica is skipped for a while, its
         idle connections closed: most likely it died, and the route table will say so."""
-        replica.down_until = time.monotonic() + DOWN_S
+        replica.down_until = replica.lost_until = time.monotonic() + DOWN_S
         replica.close_idle()
         again = not exchange.gone and replica_loss.send_again(
             exchange.safe, replica_loss.unread(exc), exchange.heard_back, exchange.retried, self.replica_retries
@@ -315,5 +317,8 @@ class VersionDispatcher:
                 self.add_endpoints(reply.endpoints)
                 if not reply.endpoints:
                     await asyncio.sleep(NO_CONTROLLER_RETRY_S)
+                elif not self.usable():
+                    await asyncio.sleep(ASK_AGAIN_S)
+            self.pump()  # a replica may have become usable while this waited (its down time over)
         finally:
             self.activating = False

@@ -87,6 +87,22 @@ async def test_a_request_the_replica_left_unread_goes_to_another_replica(gateway
     await assert_counted(gw, retries=1, lost=0)
 
 
+async def test_an_activation_answer_still_naming_the_lost_replica_does_not_bring_it_back(gateway, replicas):
+    """The controller learns of a replica's exit after the gateway sees its connection break: its first answer
+    still names the dead replica, which must not get the request again (it would reset it too: 502)."""
+    dying, alive = await replicas("dying"), await replicas("alive")
+    dying.resets = 2  # dead: every connection that reaches it is reset
+    activator = FakeActivator()
+    answers = iter([[dying.endpoint]])  # first out of date, then the replica the controller started instead
+    activator.reply = lambda request: ActivationReply(ok=True, endpoints=next(answers, [alive.endpoint]))
+    gw = await gateway(activator)
+    gw.gateway.book.apply(table(versions={"1": [dying.endpoint]}))
+    r = await gw.client.get("/function/hello")
+    assert (r.status_code, r.json()["name"]) == (200, "alive")
+    assert (dying.requests, alive.requests, len(activator.requests)) == (1, 1, 2)
+    await assert_counted(gw, retries=1, lost=0)
+
+
 async def test_no_retry_with_replica_retries_zero(gateway, replicas):
     replica = await replicas()
     replica.resets = 1
