@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import socket
 import subprocess
 import sys
@@ -19,6 +20,13 @@ BINARY = Path(sys.executable).with_name("nats-server")  # installed by the nats-
 def nats_server(store: Path, config: Path | None = None, port: int = 0) -> Iterator[str]:
     """Run nats-server with its JetStream data in `store` (and `config`, if any) on `port` (a free one if 0);
     yield its URL; stop it on exit."""
+    with nats_process(store, config, port) as (url, _):
+        yield url
+
+
+@contextmanager
+def nats_process(store: Path, config: Path | None = None, port: int = 0) -> Iterator[tuple[str, subprocess.Popen]]:
+    """nats_server's, yielding its process too (for a test that signals it)."""
     port = port or free_port()
     with_config = ["-c", str(config)] if config else []
     proc = subprocess.Popen(
@@ -36,8 +44,10 @@ def nats_server(store: Path, config: Path | None = None, port: int = 0) -> Itera
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"nats-server did not listen on 127.0.0.1:{port}") from None
                 time.sleep(0.02)
-        yield f"nats://127.0.0.1:{port}"
+        yield f"nats://127.0.0.1:{port}", proc
     finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGCONT)  # a test may have stopped it
         proc.terminate()
         try:
             proc.wait(10)

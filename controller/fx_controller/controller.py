@@ -264,8 +264,7 @@ class Controller:
             self.fleet.cancel_tasks()
             await self.backend.close()
         if self._nc:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._nc.drain(), nats_client.DRAIN_S)
+            await self._nc.leave()
         log.info("controller stopped")
 
     def _quota_keys(self) -> list[str]:

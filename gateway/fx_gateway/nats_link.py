@@ -5,7 +5,6 @@ on it: activation requests and load reports."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 import nats.errors
@@ -103,21 +102,10 @@ class NatsLink:
             stats.usage_acknowledged(totals)
 
     async def close(self) -> None:
-        """Leave NATS once what this gateway published (acks, naks, reports) is there, bounded to DRAIN_S.
-
-        Not nc.drain(): the event engines have already stopped and finished their work, so a drain would only
-        unsubscribe, and nats-py's drain holds a stop for its own 30 s plus a 10 s flush when the server no
-        longer answers (cancelled, it still waits for that flush): past the pod's grace period."""
-        nc = self.nc
-        if nc is None:
-            return
-        if nc.is_connected:
-            with contextlib.suppress(nats.errors.Error, OSError):
-                await nc.flush(timeout=nats_client.DRAIN_S)
-        # NATS away (reconnecting) or not answering: closing may touch a dead socket. A requested stop still
-        # ends cleanly (exit 0: on Kubernetes the pod is not left in Error).
-        with contextlib.suppress(Exception):
-            await nc.close()
+        """Leave NATS once what this gateway published (acks, naks, reports) is there (the event engines have
+        stopped and finished their work by then)."""
+        if self.nc is not None:
+            await self.nc.leave()
 
     async def _disconnected(self) -> None:
         log.warning("NATS disconnected; serving from the route tables held")

@@ -15,7 +15,7 @@ from fx.protocol import KV_ROUTES, SUBJECT_ACTIVATE, SUBJECT_LOAD, ActivationRep
 from fx_gateway.route_feed import RouteFeed
 
 from tests.loopback import free_port
-from tests.nats_server import BINARY as NATS_BINARY
+from tests.nats_server import nats_process
 from tests.unit.gateway.conftest import table
 from tests.waiting import until, wait_for
 
@@ -137,31 +137,22 @@ def test_a_gateway_stays_ready_while_nats_is_away_once_it_has_its_route_tables()
 
 
 def test_a_nats_server_that_stops_answering_does_not_hold_the_gateways_exit(tmp_path):
-    """The stop leaves NATS with a drain; a server that no longer answers (here: stopped) must not hold the exit
-    past the pod's grace period for nats-py's own 30 s drain timeout."""
-    nats_port, port = free_port(), free_port()
-    server = subprocess.Popen(
-        [str(NATS_BINARY), "-a", "127.0.0.1", "-p", str(nats_port), "-js", "-sd", str(tmp_path / "js")],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    """A server that no longer answers (here: stopped) must not hold the exit past the pod's grace period, as
+    nats-py's own drain would for 30 s."""
+    port = free_port()
     script = Path(sys.executable).with_name("fx-gateway")
-    proc = subprocess.Popen(
-        [str(script), "--nats", f"nats://127.0.0.1:{nats_port}", "--listen", f"127.0.0.1:{port}"],
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        wait_for(lambda: healthy(f"http://127.0.0.1:{port}/healthz"), 10, "the gateway healthy")
-        os.kill(server.pid, signal.SIGSTOP)
-        began = time.monotonic()
-        proc.send_signal(signal.SIGTERM)
-        code = proc.wait(40)
-        took = time.monotonic() - began
-    finally:
-        proc.kill()
-        os.kill(server.pid, signal.SIGCONT)
-        server.kill()
-        server.wait(10)
+    with nats_process(tmp_path / "js") as (url, server):
+        proc = subprocess.Popen(
+            [str(script), "--nats", url, "--listen", f"127.0.0.1:{port}"], stderr=subprocess.PIPE, text=True
+        )
+        try:
+            wait_for(lambda: healthy(f"http://127.0.0.1:{port}/healthz"), 10, "the gateway healthy")
+            os.kill(server.pid, signal.SIGSTOP)
+            began = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            code = proc.wait(40)
+            took = time.monotonic() - began
+        finally:
+            proc.kill()
     assert code == 0, proc.stderr.read() if proc.stderr else ""
-    assert took < 10  # the drain is bounded to 5 s (fx.nats_client.DRAIN_S), not nats-py's 30
+    assert took < 10  # leaving NATS is bounded to 5 s (fx.nats_client.DRAIN_S), not nats-py's 30
