@@ -26,7 +26,7 @@ from fx_gateway.tasks import spawn
 log = logging.getLogger("fx_gateway")
 
 NO_CONTROLLER_RETRY_S = 0.5
-ASK_AGAIN_S = 0.05  # an activation answer named only replicas lost meanwhile: asked again this soon
+ASK_AGAIN_S = 0.05  # an activation answer named only replicas found down meanwhile: asked again this soon
 TOKEN_HEADER = REPLICA_TOKEN.encode()
 
 
@@ -92,13 +92,12 @@ class VersionDispatcher:
         self.pump()
 
     def add_endpoints(self, endpoints: list[str]) -> None:
-        now = time.monotonic()
+        """An activation answer's replicas. One this gateway found down stays down for its DOWN_S: the controller
+        learns of a replica's exit later than a gateway sees its connection refused or broken, so an answer
+        naming it may be out of date (the route table, or the down time's end, settles it)."""
         for endpoint in endpoints:
-            replica = self.replicas.get(endpoint)
-            if replica is None:
+            if endpoint not in self.replicas:
                 self.replicas[endpoint] = Replica(endpoint, self)
-            elif replica.lost_until <= now:
-                replica.down_until = 0.0  # the controller vouches for it now
         self.pump()
 
     def close(self, answer: bytes, status: int) -> None:
@@ -154,7 +153,7 @@ class VersionDispatcher:
         """`replica`'s connection broke before `exchange` had its whole answer: sent again if that is safe
         (proxy.replica_loss), else answered 502 Runtime.ReplicaLost. The replica is skipped for a while, its
         idle connections closed: most likely it died, and the route table will say so."""
-        replica.down_until = replica.lost_until = time.monotonic() + DOWN_S
+        replica.down_until = time.monotonic() + DOWN_S
         replica.close_idle()
         again = not exchange.gone and replica_loss.send_again(
             exchange.safe, replica_loss.unread(exc), exchange.heard_back, exchange.retried, self.replica_retries

@@ -147,18 +147,7 @@ class _HeadAnswer:
 class Replica:
     """One endpoint of a version: its outstanding requests and its idle connections."""
 
-    __slots__ = (
-        "dispatcher",
-        "down_until",
-        "endpoint",
-        "host",
-        "idle",
-        "lost_until",
-        "outstanding",
-        "path",
-        "port",
-        "removed",
-    )
+    __slots__ = ("dispatcher", "down_until", "endpoint", "host", "idle", "outstanding", "path", "port", "removed")
 
     def __init__(self, endpoint: str, dispatcher: VersionDispatcher) -> None:
         self.endpoint = endpoint
@@ -170,9 +159,6 @@ class Replica:
         self.idle: list[UpstreamConnection] = []
         self.removed = False
         self.down_until = 0.0  # skipped until then: a connection to it was refused, or broke mid-request
-        # Broke mid-request: it most likely died, which the controller learns later (its exit is reported to it) than
-        # this gateway does, so until then an activation answer naming it is out of date and does not bring it back.
-        self.lost_until = 0.0
 
     async def connect(self, exchange: Exchange) -> None:
         """Open a connection for `exchange` (no idle one was left) and send it there, else route it again."""
