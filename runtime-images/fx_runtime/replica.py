@@ -74,25 +74,31 @@ def run(
         return runtime_api.run(config, report, started)
     control_fd = confinement.control_fd if confinement else None
     if channel is None:
-        return _serve(config, report, started, *_prepare(config, handler, control_fd))
+        loop, invoker, server = _prepare(config, handler, control_fd)
+        listening = _listen(loop, server)
+        if isinstance(listening, dict):
+            return faults.init_failed(report, listening, started)
+        return _serve(config, report, started, loop, invoker, server, listening)
     report({"event": "ready", "init_ms": round((time.perf_counter() - started) * 1000, 3)})
-    # From here on in a spare forked from the template: made ready to serve before it is needed.
+    # From here on in a spare forked from the template: made ready to serve, listening, before it is needed.
     fork = template.serve(channel)
     loop, invoker, server = _prepare(config, handler, fork.control_fd)
-    listen = fork.wait(loop)
+    server.settings = config = template.own_socket(config)
+    listening = _listen(loop, server)
+    if isinstance(listening, str):
+        template.warm(loop, listening, config.replica_token)
+    fork.wait(config.listen_path)
     started = fork.started
+    if isinstance(listening, dict):
+        return faults.init_failed(fork.report, listening, started)
     try:
-        host, port, path = settings.parse_listen(listen)
-        server.settings = config = dataclasses.replace(config, listen_host=host, listen_port=port, listen_path=path)
         settings.new_log_stream(os.environ, config)
         snapstart.after_restore()
-    except ValueError as e:
-        return faults.init_failed(fork.report, faults.error(str(e), "Runtime.InvalidConfiguration", []), started)
     except Exception as e:
         err = faults.from_exception(e)
         err["errorType"] = "Runtime.AfterRestoreError"
         return faults.init_failed(fork.report, err, started)
-    return _serve(config, fork.report, started, loop, invoker, server)
+    return _serve(config, fork.report, started, loop, invoker, server, listening)
 
 
 def _prepare(
@@ -108,6 +114,14 @@ def _prepare(
     return loop, invoker, Server(invoker, config, loop)
 
 
+def _listen(loop: asyncio.AbstractEventLoop, server: Server) -> str | dict:
+    """The endpoint the server listens on, or the init error saying why it cannot."""
+    try:
+        return loop.run_until_complete(server.listen())
+    except OSError as e:
+        return faults.error(f"Cannot listen on {server.settings.listen}: {e}", "Runtime.ListenError", [])
+
+
 def _serve(
     config: settings.Settings,
     report: Report,
@@ -115,16 +129,9 @@ def _serve(
     loop: asyncio.AbstractEventLoop,
     invoker: Invoker,
     server: Server,
+    endpoint: str,
 ) -> int:
-    """Listen, say ready, serve until SIGTERM; the exit code."""
-    try:
-        endpoint = loop.run_until_complete(server.listen())
-    except OSError as e:
-        return faults.init_failed(
-            report,
-            faults.error(f"Cannot listen on {config.listen}: {e}", "Runtime.ListenError", []),
-            started,
-        )
+    """Say ready (listening on `endpoint`), serve until SIGTERM; the exit code."""
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, server.shutdown)
     invoker.listen_fds = [sock.fileno() for sock in server.listener.sockets] if server.listener else []

@@ -12,17 +12,20 @@ The zygote talks to it over a SOCK_SEQPACKET socket, one JSON message each way:
 
 A spare's first message on its report socket is `{"event": "forked", "pid"}`: the zygote reads its pid in the
 zygote's own namespace from the socket's credentials (SO_PASSCRED). The spare then makes itself ready to serve
-(its event loop, invoker and server) and waits on that socket for `{"listen"}`: a replica to become (EOF: none
-will come, it exits). Its "ready" or "init_error" follows on the same socket.
+(its event loop, invoker and server, listening on a socket of its own, asked once for its health) and waits on
+that socket for `{"id"}`: a replica to become (EOF: none will come, it exits). Its "ready" (naming its socket) or
+"init_error" follows on the same socket.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import gc
 import json
 import os
+import secrets
 import signal
 import socket
 import sys
@@ -32,11 +35,14 @@ from dataclasses import dataclass, field
 
 from . import logs
 from .sandbox import linux
+from .server import TOKEN_HEADER
+from .settings import UNIX_PREFIX, Settings
 
 MAX_MESSAGE = 1 << 16
 # FX_TEMPLATES_MAX's default: how many templates a zygote keeps (each holds a function's imported code; its
 # PSS is reported). The least recently used is retired when another is needed.
 DEFAULT_MAX = 32
+WARM_TIMEOUT_S = 1.0  # a spare's health request to itself (template.warm): never stuck on it
 
 
 def exited_children() -> Iterator[tuple[int, int]]:
@@ -64,33 +70,49 @@ class Fork:
     def __post_init__(self) -> None:
         self.report = reporter(self.socket_fd)
 
-    def wait(self, loop: asyncio.AbstractEventLoop) -> str:
-        """Block until the zygote makes this spare a replica; its FX_LISTEN. Exits if none will come."""
-        _warm_listen(loop)
+    def wait(self, socket_path: str | None) -> None:
+        """Block until the zygote makes this spare a replica. Exits if none will come, its socket removed."""
         data = os.read(self.socket_fd, MAX_MESSAGE)
         self.started = time.perf_counter()
         if not data:
+            if socket_path:
+                with contextlib.suppress(OSError):
+                    os.unlink(socket_path)
             os._exit(0)
         os.dup2(self.log_fd, 1)
         os.dup2(self.log_fd, 2)
         os.close(self.log_fd)
-        return str(json.loads(data)["listen"])
 
 
-def _warm_listen(loop: asyncio.AbstractEventLoop) -> None:
-    """Make and close a listener that accepts nothing (an abstract name: no file) while no request waits: a
-    fresh fork's first listener costs ~0.3 ms more than its second (first-touch page copies, lazy setup), which a
-    cold start waited for. Best effort: a failure here only leaves that cost where it was."""
+def own_socket(config: Settings) -> Settings:
+    """Where a spare listens: a socket of its own (a random name) next to its template's, which is the template's
+    first replica's, in the function's private directory; or any free port of the template's host. The spare
+    listens before it is needed, so a cold start does not wait for it; its "ready" names the socket."""
+    if config.listen_path:
+        path = os.path.join(os.path.dirname(config.listen_path), f"s-{secrets.token_hex(6)}.sock")
+        return dataclasses.replace(config, listen_path=path)
+    return dataclasses.replace(config, listen_port=0)
 
-    async def listen_once() -> None:
-        server = await loop.create_unix_server(
-            asyncio.Protocol, f"\0fx-spare-{os.getpid()}", backlog=1, start_serving=False
-        )
-        server.close()
-        await server.wait_closed()
+
+def warm(loop: asyncio.AbstractEventLoop, endpoint: str, token: str | None) -> None:
+    """Ask the spare's own server for its health once, the gateway's way (a connection of its own, the replica
+    token), while no request waits: a fresh fork's first request through its server costs more than its second
+    (first-touch page copies, lazy setup), which a cold start waited for. Best effort: a failure only leaves that
+    cost where it was."""
+
+    async def ask() -> None:
+        if endpoint.startswith(UNIX_PREFIX):
+            reader, writer = await asyncio.open_unix_connection(endpoint[len(UNIX_PREFIX) :])
+        else:
+            host, port = endpoint.rsplit(":", 1)
+            reader, writer = await asyncio.open_connection(host, int(port))
+        auth = b"%s: %s\r\n" % (TOKEN_HEADER, token.encode("latin-1")) if token else b""
+        writer.write(b"GET /_fx/health HTTP/1.1\r\nHost: replica\r\n%sConnection: close\r\n\r\n" % auth)
+        await reader.read()
+        writer.close()
 
     with contextlib.suppress(OSError):
-        loop.run_until_complete(listen_once())
+        loop.run_until_complete(asyncio.wait_for(ask(), WARM_TIMEOUT_S))
 
 
 def reporter(fd: int, close: bool = True) -> Callable[[dict], None]:

@@ -19,8 +19,9 @@ function's variables.
 
 Templates (template.py): `{"op": "template", "key", "env", "log", "sandbox"?}` asks for a process that imports
 that function version's handler once and then forks its replicas; it is made while no replica is starting. A
-spawn naming `"template": {"key", "listen"}` is served by that template (its spare fork) once it is ready (same
-log, same sandbox spec), else started as any other. At most `--templates` are kept (least recently used retired
+spawn naming `"template": {"key"}` is served by that template (its spare fork, already listening on a socket of
+its own next to the template's: its "ready" names it) once it is ready (same log, same sandbox spec), else started
+as any other. At most `--templates` are kept (least recently used retired
 first: it forks no more and exits once its last replica has); `{"op": "drop", "key"}` retires one at once (its
 version was deleted); each is told as `{"event": "template", "key", "state": "ready" | "failed" | "gone", ...}` and
 listed in the hello.
@@ -62,7 +63,7 @@ _SETTLE_S = 0.025
 
 @dataclass(frozen=True)
 class Spare:
-    """A process forked from a template, confined, that waits to be told where to listen as a replica."""
+    """A process forked from a template, confined, listening on a socket of its own: waits to become a replica."""
 
     pid: int  # in the template's namespace
     host_pid: int  # here
@@ -86,7 +87,7 @@ class Template:
     hosts: dict[int, int] = field(default_factory=dict)  # pid in the template's namespace -> pid here
     spare: Spare | None = None  # forked, confined, ready to become a replica
     forking: bool = False  # a fork asked for, its "forked" not read yet
-    waiting: list[tuple[str, str]] = field(default_factory=list)  # spawns (replica id, listen) waiting for a spare
+    waiting: list[str] = field(default_factory=list)  # spawns (replica ids) waiting for a spare
 
     def serves(self, log: str, spec: sandboxing.Spec | None) -> bool:
         """Whether a spawn may be forked from this template: the very same function, confined the same way (the
@@ -332,7 +333,7 @@ class Zygote:
             fork = cmd.get("template")
             template = self.templates.get(str(fork["key"])) if fork else None
             if template is not None and template.serves(str(cmd["log"]), spec):
-                return self.fork_from(template, str(cmd["id"]), str(fork["listen"]), spec)
+                return self.fork_from(template, str(cmd["id"]), spec)
             self.spawn(str(cmd["id"]), env, str(cmd["log"]), spec)
         except (ValueError, KeyError, TypeError, AttributeError) as e:
             print(f"fx zygote: bad command {line[:200]!r}: {e}", file=sys.stderr, flush=True)
@@ -498,14 +499,14 @@ class Zygote:
         with contextlib.suppress(OSError):
             t.channel.send(json.dumps({"op": "retire"}).encode())
 
-    def fork_from(self, t: Template, replica_id: str, listen: str, spec: sandboxing.Spec | None) -> None:
-        """The template's spare becomes this replica: it binds `listen` and serves (a spare is forked first if
+    def fork_from(self, t: Template, replica_id: str, spec: sandboxing.Spec | None) -> None:
+        """The template's spare becomes this replica: it serves on the socket it made (a spare is forked first if
         there is none). In the sandbox it is in a cgroup of its own (memory and process limits) already."""
         self.templates[t.key] = self.templates.pop(t.key)  # most recently used last
         if spec is not None and spec.env_file:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(spec.env_file)  # the template has this version's environment already
-        t.waiting.append((replica_id, listen))
+        t.waiting.append(replica_id)
         if t.spare is not None:
             self.assign(t)
         elif not t.forking:
@@ -596,11 +597,11 @@ class Zygote:
 
     def assign(self, t: Template) -> None:
         """The template's spare becomes the first waiting replica (the next spare is forked once nothing starts)."""
-        spare, (replica_id, listen) = t.spare, t.waiting.pop(0)
+        spare, replica_id = t.spare, t.waiting.pop(0)
         assert spare is not None
         t.spare = None
         try:
-            os.write(spare.fd, json.dumps({"listen": listen}).encode())
+            os.write(spare.fd, json.dumps({"id": replica_id}).encode())
         except OSError:
             self.drop_spare(spare)
             return self.refuse(replica_id, "the spare forked from the template is gone")
@@ -634,7 +635,7 @@ class Zygote:
 
     def refuse_waiting(self, t: Template, message: str) -> None:
         waiting, t.waiting = t.waiting, []
-        for replica_id, _ in waiting:
+        for replica_id in waiting:
             self.refuse(replica_id, message)
 
     def read_template(self, t: Template) -> None:

@@ -360,7 +360,7 @@ class LocalBackend:
         path.parent.mkdir(mode=0o700, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
-            json.dump(env, f)
+            f.write(json.dumps(env))  # one write: json.dump writes piece by piece, on a cold start's path
         return path
 
     def private_dir(self, function: str) -> Path:
@@ -421,6 +421,8 @@ class LocalBackend:
         self._live[replica.id] = interpreter
         if self._templates_max and replica.spec.snap_start and replica.spec.runtime != "provided":
             key = template_key(replica, env, line)
+            # A spare listens on a socket of its own and names it when ready; `listen` is for a zygote an earlier
+            # fx started (adopted), whose spares bind the socket they are given.
             line["template"] = {"key": key, "listen": listen}
             if key not in zygote.templates and key not in self._failed_templates:
                 zygote.templates.add(key)
@@ -489,12 +491,29 @@ class LocalBackend:
                 self._stop_on_spawn.discard(replica_id)
                 self._signal(replica_id, self._pids[replica_id], signal.SIGTERM)
         elif event == "ready":
-            self._record(replica_id, msg["endpoint"])
-            self._on_event(ReplicaEvent(replica_id, "ready", endpoint=msg["endpoint"], init_ms=msg.get("init_ms")))
+            endpoint = str(msg["endpoint"])
+            if not self._in_private_dir(replica_id, endpoint):
+                return self._misplaced(replica_id, endpoint)
+            self._record(replica_id, endpoint)
+            self._on_event(ReplicaEvent(replica_id, "ready", endpoint=endpoint, init_ms=msg.get("init_ms")))
         elif event == "init_error":
             self._on_event(init_error_event(replica_id, msg))
         elif event == "exit":
             self._exited(replica_id, msg.get("code"))
+
+    def _in_private_dir(self, replica_id: str, endpoint: str) -> bool:
+        """A replica names its own socket (a spare's is its own choice), and runs the function's code: the gateway
+        is sent only to a socket in that function's private directory, never to another's nor to a port."""
+        function = self._tokens.get(replica_id, ("",))[0]
+        path = Path(endpoint.removeprefix("unix:"))
+        return endpoint.startswith("unix:") and bool(function) and path.parent == self._run_dir / function
+
+    def _misplaced(self, replica_id: str, endpoint: str) -> None:
+        message = f"the replica said it listens on {endpoint[:200]!r}, not a socket in its function's directory"
+        log.warning("replica %s: %s; stopped", replica_id, message)
+        self._on_event(ReplicaEvent(replica_id, "init_error", error_type="Runtime.ListenError", error_message=message))
+        if (pid := self._pids.get(replica_id)) is not None:
+            self._signal(replica_id, pid, signal.SIGKILL)
 
     def _template_event(self, msg: dict, zygote: _Zygote) -> None:
         key, state = str(msg["key"]), msg["state"]

@@ -34,10 +34,11 @@ def replica(env, log, report_fd):
         )
         os._exit(1)
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
+    listen = env.get("FAKE_ENDPOINT", env["FX_LISTEN"])  # FAKE_ENDPOINT: a replica naming another's socket
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(env["FX_LISTEN"].removeprefix("unix:"))
     sock.listen()
-    os.write(report_fd, json.dumps({"endpoint": f"127.0.0.1:{sock.getsockname()[1]}"}).encode())
+    os.write(report_fd, json.dumps({"endpoint": listen}).encode())
     os.close(report_fd)
     os.write(1, f"ENV {json.dumps(env)}\n".encode())  # what the test checks the contract against
     while True:

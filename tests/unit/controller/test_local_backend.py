@@ -70,8 +70,9 @@ async def test_replica_starts_with_the_contract_env_and_stops_on_sigterm(local, 
     await backend.start_replica(replica(artifacts, digest))
     ready = await events.next()
     assert (ready.id, ready.kind) == ("r1", "ready")
-    host, port = ready.endpoint.split(":")
-    socket.create_connection((host, int(port)), timeout=2).close()
+    client = socket.socket(socket.AF_UNIX)
+    client.connect(ready.endpoint.removeprefix("unix:"))
+    client.close()
     pid = backend._pids["r1"]
     log = tmp_path / "logs" / "hello.log"
     await until(lambda: log.exists() and "ENV " in log.read_text())
@@ -99,6 +100,21 @@ async def test_init_error_is_reported_then_the_exit(local):
     failed = await events.next()
     assert (failed.kind, failed.error_type) == ("init_error", "Runtime.ImportModuleError")
     assert (await events.next()).kind == "exit"
+
+
+async def test_a_replica_naming_a_socket_outside_its_functions_directory_is_stopped_never_ready(local):
+    """A replica runs the function's code and names its own socket: one naming another function's (or a port) would
+    have the gateway send this function's callers there. It fails its init instead, and is killed."""
+    backend, events, artifacts, digest = local
+    other = backend.private_dir("other")
+    spec = replica(artifacts, digest)
+    spec.spec.env["FAKE_ENDPOINT"] = f"unix:{other}/x.sock"
+    await backend.start_replica(spec)
+    failed = await events.next()
+    assert (failed.kind, failed.error_type) == ("init_error", "Runtime.ListenError")
+    assert "not a socket in its function's directory" in failed.error_message
+    exited = await events.next()
+    assert exited.kind == "exit" and exited.exit_code == -signal.SIGKILL
 
 
 async def test_a_replica_ignoring_sigterm_is_killed_after_the_grace(local):

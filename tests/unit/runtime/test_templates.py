@@ -226,7 +226,7 @@ def test_a_sandboxed_template_forks_confined_replicas_each_in_its_own_cgroup(zyg
     z.send({"op": "template", "key": "fn@1", "env": {}, "log": str(log), "sandbox": confined("template")})
     ready = z.event()
     assert (ready["event"], ready["state"]) == ("template", "ready"), log.read_text()
-    answers, pids = [], []
+    answers, pids, endpoints = [], [], []
     for name in ("r1", "r2"):
         sandbox = confined(name)
         listen = f"unix:{private}/{name}.sock"
@@ -242,17 +242,19 @@ def test_a_sandboxed_template_forks_confined_replicas_each_in_its_own_cgroup(zyg
         )
         pids.append(z.event()["pid"])
         up = z.event()
-        assert up["event"] == "ready" and up["endpoint"] == listen, log.read_text()
+        # a spare's own socket, made before it was needed, in the function's private directory
+        assert up["event"] == "ready" and up["endpoint"].startswith(f"unix:{private}/s-"), log.read_text()
         assert not os.path.exists(sandbox["env_file"])  # the template has the environment: the file is gone
-        answers.append(call(listen, {}).json())
+        endpoints.append(up["endpoint"])
+        answers.append(call(up["endpoint"], {}).json())
     assert {a["uid"] for a in answers} == {100123} and {a["cwd"] for a in answers} == {"/var/task"}
     assert answers[0]["cgroup"] != answers[1]["cgroup"] and all("/forked-" in a["cgroup"] for a in answers)
     # r2 over its own memory limit is killed (a 300 MB block: no reserve helps); the template and r1 live on
     with pytest.raises(httpx.RemoteProtocolError):
-        call(f"unix:{private}/r2.sock", {"hog": 1})
+        call(endpoints[1], {"hog": 1})
     assert z.event() == {"id": "r2", "event": "exit", "pid": pids[1], "code": -signal.SIGKILL}
     os.kill(ready["pid"], 0)
-    assert call(f"unix:{private}/r1.sock", {}).json() == answers[0]
+    assert call(endpoints[0], {}).json() == answers[0]
     # another function's spawn (its uid, its directory) that names this key never gets this template
     theirs = run / "other"
     theirs.mkdir()
@@ -281,9 +283,13 @@ def call(listen: str, event: dict) -> httpx.Response:
         return client.post("/_fx/invoke", json=event)
 
 
-def test_a_waiting_spare_leaves_no_listener_behind(zygotes, hooked):
-    """A spare makes and closes a listener before it waits (its first costs more): nothing of it stays reachable."""
+def test_a_spare_listens_before_it_is_needed_and_leaves_no_socket_when_dropped(zygotes, hooked, tmp_path):
+    """A spare listens on a socket of its own next to its template's, and has asked itself for its health, before
+    a replica is asked for: the replica it becomes names that socket. A spare never used takes it away."""
     env, _, log = hooked
+    run = tmp_path / "run"
+    run.mkdir()
+    env = {**env, "FX_LISTEN": f"unix:{run}/first.sock"}
     z = start()
     zygotes.append(z)
     ready = template(z, "f@1", env, log)
@@ -292,12 +298,17 @@ def test_a_waiting_spare_leaves_no_listener_behind(zygotes, hooked):
         5,
         "the template's spare",
     )[0]
-    # blocked reading its assignment, the warm-up done
+    sockets = wait_for(lambda: list(run.glob("s-*.sock")), 5, "the spare's socket")
+    # blocked reading its assignment, its warm-up done
     wait_for(lambda: Path(f"/proc/{spare}/wchan").read_text() != "0" and "S" in _state(spare), 5, "the spare waiting")
-    with open("/proc/net/unix") as f:
-        assert f"@fx-spare-{spare}" not in f.read()
     pid, up = spawn(z, "a", env, log, "f@1")
-    assert pid == int(spare) and invoke(up)["pid"] == pid
+    assert pid == int(spare) and up["endpoint"] == f"unix:{sockets[0]}"
+    assert call(up["endpoint"], {}).json()["pid"] == pid
+    # the next spare, dropped with its template, takes its socket with it; the replica keeps its own
+    wait_for(lambda: len(list(run.glob("s-*.sock"))) == 2, 5, "the next spare's socket")
+    z.send({"op": "drop", "key": "f@1"})
+    wait_for(lambda: list(run.glob("s-*.sock")) == sockets, 5, "the dropped spare's socket gone")
+    assert call(up["endpoint"], {}).json()["pid"] == pid
 
 
 def _state(pid: str) -> str:
