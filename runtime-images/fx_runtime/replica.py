@@ -80,25 +80,34 @@ def run(
             return faults.init_failed(report, listening, started)
         return _serve(config, report, started, loop, invoker, server, listening)
     report({"event": "ready", "init_ms": round((time.perf_counter() - started) * 1000, 3)})
-    # From here on in a spare forked from the template: made ready to serve, listening, before it is needed.
+    # From here on in a spare forked from the template: made ready to serve before it is needed.
     fork = template.serve(channel)
     loop, invoker, server = _prepare(config, handler, fork.control_fd)
     server.settings = config = template.own_socket(config)
-    listening = _listen(loop, server)
-    if isinstance(listening, str):
-        template.warm(loop, listening, config.replica_token)
+    prepared = _prepare_spare(fork, loop, server)
     fork.wait(config.listen_path)
-    started = fork.started
+    if isinstance(prepared, dict):
+        return faults.init_failed(fork.report, prepared, fork.started)
+    return _serve(config, fork.report, fork.started, loop, invoker, server, prepared)
+
+
+def _prepare_spare(fork: template.Fork, loop: asyncio.AbstractEventLoop, server: Server) -> str | dict:
+    """All a spare's replica would do before serving, done while no request waits: listen, ask itself for its
+    health once (a fresh fork's first request through its server costs more than its second: first-touch page
+    copies), the after-restore hooks. The endpoint, told the zygote; or the init error its replica will report."""
+    listening = _listen(loop, server)
     if isinstance(listening, dict):
-        return faults.init_failed(fork.report, listening, started)
+        return listening
     try:
-        settings.new_log_stream(os.environ, config)
+        settings.new_log_stream(os.environ, server.settings)
         snapstart.after_restore()
     except Exception as e:
         err = faults.from_exception(e)
         err["errorType"] = "Runtime.AfterRestoreError"
-        return faults.init_failed(fork.report, err, started)
-    return _serve(config, fork.report, started, loop, invoker, server, listening)
+        return err
+    template.warm(loop, listening, server.settings.replica_token)
+    fork.prepared(listening)
+    return listening
 
 
 def _prepare(

@@ -11,10 +11,12 @@ The zygote talks to it over a SOCK_SEQPACKET socket, one JSON message each way:
   replica, `pid` as this template sees it (in the sandbox it is PID 1 of its PID namespace, its replicas' reaper).
 
 A spare's first message on its report socket is `{"event": "forked", "pid"}`: the zygote reads its pid in the
-zygote's own namespace from the socket's credentials (SO_PASSCRED). The spare then makes itself ready to serve
-(its event loop, invoker and server, listening on a socket of its own, asked once for its health) and waits on
-that socket for `{"id"}`: a replica to become (EOF: none will come, it exits). Its "ready" (naming its socket) or
-"init_error" follows on the same socket.
+zygote's own namespace from the socket's credentials (SO_PASSCRED). The spare then does all a replica does before
+it serves (its event loop, invoker and server, listening on a socket of its own, asked once for its health, the
+after-restore hooks) and says `{"event": "prepared", "endpoint"}`, or, if any of it failed, nothing. It waits on
+that socket for `{"id"}`: a replica to become (EOF: none will come, it exits). A prepared spare's replica is ready
+when the zygote hands it over (the zygote says so itself); its own "ready" follows, unread, and an unprepared one
+says "init_error" instead.
 """
 
 from __future__ import annotations
@@ -59,35 +61,44 @@ def exited_children() -> Iterator[tuple[int, int]]:
 
 @dataclass
 class Fork:
-    """A spare forked from the template, back in replica.run."""
+    """A spare forked from the template, back in replica.run. It writes the function's log from here on: its
+    after-restore hooks, run before it is needed, may print."""
 
-    socket_fd: int  # to the zygote: the assignment comes in, "ready" or "init_error" goes out
+    socket_fd: int  # to the zygote: "prepared" goes out, the assignment comes in, then "ready" or "init_error"
     control_fd: int | None  # the sandbox's control pipe (out of memory)
-    log_fd: int  # the function's log, stdout and stderr again once this is a replica
+    log_fd: int  # the function's log: stdout and stderr
     started: float = 0.0  # perf_counter() when the assignment came
     report: Callable[[dict], None] = field(init=False)
 
     def __post_init__(self) -> None:
         self.report = reporter(self.socket_fd)
+        os.dup2(self.log_fd, 1)
+        os.dup2(self.log_fd, 2)
+        os.close(self.log_fd)
+
+    def prepared(self, endpoint: str) -> None:
+        """Tell the zygote this spare serves at `endpoint` as soon as it is made a replica: the zygote answers
+        "ready" for it then, without waiting for it."""
+        os.write(self.socket_fd, (json.dumps({"event": "prepared", "endpoint": endpoint}) + "\n").encode())
 
     def wait(self, socket_path: str | None) -> None:
         """Block until the zygote makes this spare a replica. Exits if none will come, its socket removed."""
-        data = os.read(self.socket_fd, MAX_MESSAGE)
+        try:
+            data = os.read(self.socket_fd, MAX_MESSAGE)
+        except ConnectionResetError:  # closed with our "prepared" unread: none will come either
+            data = b""
         self.started = time.perf_counter()
         if not data:
             if socket_path:
                 with contextlib.suppress(OSError):
                     os.unlink(socket_path)
             os._exit(0)
-        os.dup2(self.log_fd, 1)
-        os.dup2(self.log_fd, 2)
-        os.close(self.log_fd)
 
 
 def own_socket(config: Settings) -> Settings:
     """Where a spare listens: a socket of its own (a random name) next to its template's, which is the template's
     first replica's, in the function's private directory; or any free port of the template's host. The spare
-    listens before it is needed, so a cold start does not wait for it; its "ready" names the socket."""
+    listens before it is needed, so a cold start does not wait for it; its "prepared" names the socket."""
     if config.listen_path:
         path = os.path.join(os.path.dirname(config.listen_path), f"s-{secrets.token_hex(6)}.sock")
         return dataclasses.replace(config, listen_path=path)
@@ -96,9 +107,7 @@ def own_socket(config: Settings) -> Settings:
 
 def warm(loop: asyncio.AbstractEventLoop, endpoint: str, token: str | None) -> None:
     """Ask the spare's own server for its health once, the gateway's way (a connection of its own, the replica
-    token), while no request waits: a fresh fork's first request through its server costs more than its second
-    (first-touch page copies, lazy setup), which a cold start waited for. Best effort: a failure only leaves that
-    cost where it was."""
+    token). Best effort: a failure only leaves the first request's extra cost where it was."""
 
     async def ask() -> None:
         if endpoint.startswith(UNIX_PREFIX):

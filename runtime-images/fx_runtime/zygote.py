@@ -612,6 +612,7 @@ class Zygote:
                 self.oom[spare.confinement.cgroup.oom_fd] = spare.host_pid
                 self.selector.register(spare.confinement.cgroup.oom_fd, selectors.EVENT_READ, None)
         self.started(replica_id, spare.host_pid, spare.fd)
+        self.read_report(spare.fd)  # a prepared spare said so already: its replica is ready now
         if t.waiting:
             self.fork_spare_of(t)
 
@@ -740,9 +741,11 @@ class Zygote:
         partial[:] = rest
         for line in lines:
             if pid not in self.unreported:
-                continue  # already failed for want of memory
+                continue  # already failed for want of memory, or ready as a prepared spare
             self.unreported.discard(pid)
             event = json.loads(line)
+            if event.get("event") == "prepared":  # a spare made this replica: it serves already
+                event = {"event": "ready", "endpoint": event.get("endpoint", ""), "init_ms": 0.0}
             if event.get("event") == "ready":
                 self.endpoints[pid] = str(event.get("endpoint", ""))
                 self.settled_at = time.monotonic() + _SETTLE_S

@@ -110,8 +110,10 @@ def test_replicas_forked_from_the_template_run_its_init_once_and_differ(zygotes,
     # only replicas write the log (the template keeps it aside): the processes holding it as stdout are the replicas
     holders = [p for p in (ready["pid"], *pids) if os.readlink(f"/proc/{p}/fd/1") == str(log)]
     assert holders == pids
-    hooks = marks.read_text().splitlines()
-    assert hooks[2:] == [f"after {pids[0]}", f"after {pids[1]}"] and len(hooks) == 4
+    # after-restore: once in every process forked from the template (a spare runs them before it is needed)
+    afters = marks.read_text().splitlines()[2:]
+    assert {f"after {pid}" for pid in pids} <= set(afters) and len(afters) == len(set(afters))
+    assert f"after {ready['pid']}" not in afters
     # Lambda's lines: one INIT_START (the template's init), then each replica's START, END and REPORT
     text = wait_for(lambda: (t := log.read_text()).count("REPORT") == 2 and t, 5, "both REPORT lines")
     assert text.count("INIT_START") == 1 and text.count("START RequestId") == 2 and text.count("Init Duration") == 2
