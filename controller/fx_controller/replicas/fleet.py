@@ -30,6 +30,7 @@ log = logging.getLogger("fx_controller.replicas.fleet")
 Key = tuple[str, int]  # (function, version)
 CRASH_MEMORY_S = 60.0  # crashes older than this no longer slow down replacements
 MAX_BACKOFF_S = 30.0
+TABLE_AFTER_READY_S = 0.01  # a ready replica's route table waits this long after the activation replies
 
 
 @dataclass
@@ -251,9 +252,10 @@ class Fleet:
         self._spawn(self._publish_after_replies(replica.function))
 
     async def _publish_after_replies(self, function: str) -> None:
-        """The route table of a replica just ready, one loop turn after the activations it answers: their replies
-        (what held requests wait for) are then sent first, not after this table is built and put in the KV."""
-        await asyncio.sleep(0)
+        """The route table of a replica just ready, once the requests its activations held have likely had their
+        first answers: a gateway that asked has the replica from the reply already, and building, sending and
+        reading the table took the CPU from their cold starts (measured: 0.5 ms of the p50 on 2 cores)."""
+        await asyncio.sleep(TABLE_AFTER_READY_S)
         await self._on_change(function)
 
     def _cold_start_phases(self, replica: Replica, init_ms: float | None) -> None:

@@ -11,6 +11,7 @@ import pytest
 from fx.protocol import LoadReport, VersionLoad
 from fx_controller.api.app import create_app
 from fx_controller.controller import Controller
+from fx_controller.replicas.fleet import TABLE_AFTER_READY_S
 from fx_controller.settings import Settings
 
 from tests.waiting import until
@@ -93,6 +94,9 @@ async def configuration(admin) -> dict:
 )
 async def test_bad_traffic_is_400_naming_the_problem_and_changes_nothing(admin, controller, body, code, words):
     await three_versions(admin)
+    # the replicas the deploys started are ready, and their route tables (sent TABLE_AFTER_READY_S later) out
+    await until(lambda: not any(controller.fleet.count("fn", v, "starting") for v in (1, 2, 3)))
+    await asyncio.sleep(5 * TABLE_AFTER_READY_S)
     before = await configuration(admin)
     revision = (await route_table(controller, "fn")).revision
     r = await admin.put("/system/functions/fn/traffic", json=body)
