@@ -92,9 +92,9 @@ def run(
 
 
 def _prepare_spare(fork: template.Fork, loop: asyncio.AbstractEventLoop, server: Server) -> str | dict:
-    """All a spare's replica would do before serving, done while no request waits: listen, ask itself for its
-    health once (a fresh fork's first request through its server costs more than its second: first-touch page
-    copies), the after-restore hooks. The endpoint, told the zygote; or the init error its replica will report."""
+    """All a spare's replica would do before serving, done while no request waits: listen, the after-restore
+    hooks, one request to itself through its server and invoker (template.warm). The endpoint, told the zygote;
+    or the init error its replica will report."""
     listening = _listen(loop, server)
     if isinstance(listening, dict):
         return listening
@@ -105,7 +105,7 @@ def _prepare_spare(fork: template.Fork, loop: asyncio.AbstractEventLoop, server:
         err = faults.from_exception(e)
         err["errorType"] = "Runtime.AfterRestoreError"
         return err
-    template.warm(loop, listening, server.settings.replica_token)
+    template.warm(loop, server, listening)
     fork.prepared(listening)
     return listening
 

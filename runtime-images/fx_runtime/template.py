@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import dataclasses
 import gc
+import io
 import json
 import os
 import secrets
@@ -37,7 +38,7 @@ from dataclasses import dataclass, field
 
 from . import logs
 from .sandbox import linux
-from .server import TOKEN_HEADER
+from .server import TOKEN_HEADER, Server
 from .settings import UNIX_PREFIX, Settings
 
 MAX_MESSAGE = 1 << 16
@@ -105,9 +106,13 @@ def own_socket(config: Settings) -> Settings:
     return dataclasses.replace(config, listen_port=0)
 
 
-def warm(loop: asyncio.AbstractEventLoop, endpoint: str, token: str | None) -> None:
-    """Ask the spare's own server for its health once, the gateway's way (a connection of its own, the replica
-    token). Best effort: a failure only leaves the first request's extra cost where it was."""
+def warm(loop: asyncio.AbstractEventLoop, server: Server, endpoint: str) -> None:
+    """Send the spare's own server one HTTP request the gateway's way (a connection of its own, the replica token),
+    answered by a handler that does nothing, what it logs dropped: a fresh fork's first request through the server
+    and the invoker costs more than its second (first-touch page copies), which a cold start waited for. The
+    function's handler never runs here. Best effort: a failure only leaves that cost where it was."""
+    token = server.settings.replica_token
+    auth = b"%s: %s\r\n" % (TOKEN_HEADER, token.encode("latin-1")) if token else b""
 
     async def ask() -> None:
         if endpoint.startswith(UNIX_PREFIX):
@@ -115,13 +120,23 @@ def warm(loop: asyncio.AbstractEventLoop, endpoint: str, token: str | None) -> N
         else:
             host, port = endpoint.rsplit(":", 1)
             reader, writer = await asyncio.open_connection(host, int(port))
-        auth = b"%s: %s\r\n" % (TOKEN_HEADER, token.encode("latin-1")) if token else b""
-        writer.write(b"GET /_fx/health HTTP/1.1\r\nHost: replica\r\n%sConnection: close\r\n\r\n" % auth)
+        writer.write(b"GET /_fx/http/ HTTP/1.1\r\nHost: replica\r\n%sConnection: close\r\n\r\n" % auth)
         await reader.read()
         writer.close()
 
-    with contextlib.suppress(OSError):
-        loop.run_until_complete(asyncio.wait_for(ask(), WARM_TIMEOUT_S))
+    invoker = server.invoker
+    assert invoker is not None  # a template's server invokes (a relay has no template)
+    handler, out, err = invoker.handler, sys.stdout, sys.stderr
+    invoker.handler, sys.stdout, sys.stderr = _nothing, io.StringIO(), io.StringIO()
+    try:
+        with contextlib.suppress(OSError):
+            loop.run_until_complete(asyncio.wait_for(ask(), WARM_TIMEOUT_S))
+    finally:
+        invoker.handler, sys.stdout, sys.stderr = handler, out, err
+
+
+def _nothing(event: object, context: object) -> None:
+    return None
 
 
 def reporter(fd: int, close: bool = True) -> Callable[[dict], None]:

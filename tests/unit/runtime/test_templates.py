@@ -36,6 +36,7 @@ register_before_snapshot(mark, "before-second")  # registered last: runs first, 
 register_after_restore(mark, "after")
 
 def handler(event, context):
+    mark("handler")
     return {"pid": os.getpid(), "init_pid": INIT_PID, "random": random.random(), "uuid": str(uuid.uuid4()),
             "init_type": os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE")}
 """
@@ -111,7 +112,7 @@ def test_replicas_forked_from_the_template_run_its_init_once_and_differ(zygotes,
     holders = [p for p in (ready["pid"], *pids) if os.readlink(f"/proc/{p}/fd/1") == str(log)]
     assert holders == pids
     # after-restore: once in every process forked from the template (a spare runs them before it is needed)
-    afters = marks.read_text().splitlines()[2:]
+    afters = [line for line in marks.read_text().splitlines()[2:] if line.startswith("after")]
     assert {f"after {pid}" for pid in pids} <= set(afters) and len(afters) == len(set(afters))
     assert f"after {ready['pid']}" not in afters
     # Lambda's lines: one INIT_START (the template's init), then each replica's START, END and REPORT
@@ -288,7 +289,7 @@ def call(listen: str, event: dict) -> httpx.Response:
 def test_a_spare_listens_before_it_is_needed_and_leaves_no_socket_when_dropped(zygotes, hooked, tmp_path):
     """A spare listens on a socket of its own next to its template's, and has asked itself for its health, before
     a replica is asked for: the replica it becomes names that socket. A spare never used takes it away."""
-    env, _, log = hooked
+    env, marks, log = hooked
     run = tmp_path / "run"
     run.mkdir()
     env = {**env, "FX_LISTEN": f"unix:{run}/first.sock"}
@@ -301,11 +302,15 @@ def test_a_spare_listens_before_it_is_needed_and_leaves_no_socket_when_dropped(z
         "the template's spare",
     )[0]
     sockets = wait_for(lambda: list(run.glob("s-*.sock")), 5, "the spare's socket")
-    # blocked reading its assignment, its warm-up done
+    # blocked reading its assignment, its warm-up done: a request to itself, which ran no handler and logged nothing
     wait_for(lambda: Path(f"/proc/{spare}/wchan").read_text() != "0" and "S" in _state(spare), 5, "the spare waiting")
+    assert "RequestId" not in log.read_text() and "handler" not in marks.read_text()
     pid, up = spawn(z, "a", env, log, "f@1")
     assert pid == int(spare) and up["endpoint"] == f"unix:{sockets[0]}"
     assert call(up["endpoint"], {}).json()["pid"] == pid
+    assert wait_for(lambda: log.read_text().count("REPORT"), 5, "its REPORT") == 1
+    assert log.read_text().count("START RequestId") == 1 and "Init Duration" in log.read_text()
+    assert marks.read_text().count("handler") == 1
     # the next spare, dropped with its template, takes its socket with it; the replica keeps its own
     wait_for(lambda: len(list(run.glob("s-*.sock"))) == 2, 5, "the next spare's socket")
     z.send({"op": "drop", "key": "f@1"})
