@@ -48,8 +48,13 @@ def control_path(run_dir: Path, interpreter: str) -> Path:
 
 def start_time(pid: int) -> int | None:
     """When `pid` started, in clock ticks since boot (field 22 of /proc/PID/stat); None if it is gone."""
-    try:
-        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+    try:  # os.read, not Path.read_text: a text file's opening was most of the 0.2 ms a cold start waited for it
+        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY)
+        try:
+            stat = os.read(fd, 4096)
+        finally:
+            os.close(fd)
+        return int(stat.rsplit(b")", 1)[1].split()[19])
     except (OSError, IndexError, ValueError):
         return None
 
