@@ -12,11 +12,11 @@ The zygote talks to it over a SOCK_SEQPACKET socket, one JSON message each way:
 
 A spare's first message on its report socket is `{"event": "forked", "pid"}`: the zygote reads its pid in the
 zygote's own namespace from the socket's credentials (SO_PASSCRED). The spare then does all a replica does before
-it serves (its event loop, invoker and server, listening on a socket of its own, asked once for its health, the
-after-restore hooks) and says `{"event": "prepared", "endpoint"}`, or, if any of it failed, nothing. It waits on
-that socket for `{"id"}`: a replica to become (EOF: none will come, it exits). A prepared spare's replica is ready
-when the zygote hands it over (the zygote says so itself); its own "ready" follows, unread, and an unprepared one
-says "init_error" instead.
+it serves (its event loop, invoker and server, listening on a socket of its own, the after-restore hooks, one
+request to itself that runs no handler: `warm`) and says `{"event": "prepared", "endpoint"}`, or, if any of it
+failed, nothing. It waits on that socket for `{"id"}`: a replica to become (EOF: none will come, it exits). A
+prepared spare's replica is ready when the zygote hands it over (the zygote says so itself); its own "ready"
+follows, unread, and an unprepared one says "init_error" instead.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ MAX_MESSAGE = 1 << 16
 # FX_TEMPLATES_MAX's default: how many templates a zygote keeps (each holds a function's imported code; its
 # PSS is reported). The least recently used is retired when another is needed.
 DEFAULT_MAX = 32
-WARM_TIMEOUT_S = 1.0  # a spare's health request to itself (template.warm): never stuck on it
+WARM_TIMEOUT_S = 1.0  # a spare's request to itself (warm): never stuck on it
 
 
 def exited_children() -> Iterator[tuple[int, int]]:

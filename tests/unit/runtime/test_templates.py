@@ -287,8 +287,9 @@ def call(listen: str, event: dict) -> httpx.Response:
 
 
 def test_a_spare_listens_before_it_is_needed_and_leaves_no_socket_when_dropped(zygotes, hooked, tmp_path):
-    """A spare listens on a socket of its own next to its template's, and has asked itself for its health, before
-    a replica is asked for: the replica it becomes names that socket. A spare never used takes it away."""
+    """A spare listens on a socket of its own next to its template's, and has sent itself a request (which runs no
+    handler and logs nothing), before a replica is asked for: the replica it becomes names that socket. A spare
+    never used takes it away."""
     env, marks, log = hooked
     run = tmp_path / "run"
     run.mkdir()
