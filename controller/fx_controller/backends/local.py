@@ -356,11 +356,20 @@ class LocalBackend:
         }
 
     def _env_file(self, replica_id: str, env: dict[str, str]) -> Path:
+        # On a cold start's path: a raw fd and one write (no text file, no mkdir but the first time).
         path = self._run_dir / ".env" / f"{replica_id}.json"
-        path.parent.mkdir(mode=0o700, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(json.dumps(env))  # one write: json.dump writes piece by piece, on a cold start's path
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+        try:
+            fd = os.open(path, flags, 0o600)
+        except FileNotFoundError:
+            path.parent.mkdir(mode=0o700, exist_ok=True)
+            fd = os.open(path, flags, 0o600)
+        try:
+            data = json.dumps(env).encode()
+            while data:  # a short write (a full disk raises instead)
+                data = data[os.write(fd, data) :]
+        finally:
+            os.close(fd)
         return path
 
     def private_dir(self, function: str) -> Path:

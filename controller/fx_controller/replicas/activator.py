@@ -63,8 +63,7 @@ class Activator:
         # Concurrent activations of one version share the replica already starting.
         queued_since = now - request.held_ms / 1000
         if not self._fleet.count(name, version.version, "starting"):
-            log.info("activating %s version %d (%d held)", name, version.version, request.queued)
-            await self._fleet.start(name, version, queued_since=queued_since)
+            await self._fleet.start(name, version, queued_since=queued_since, held=request.queued)
         else:  # e.g. the autoscaler started it, for these same held requests: a cold start all the same
             self._fleet.cold(name, version.version, queued_since)
         try:

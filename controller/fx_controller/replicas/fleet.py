@@ -135,8 +135,10 @@ class Fleet:
 
     # --- starting -------------------------------------------------------------------
 
-    async def start(self, function: str, version: VersionRecord, queued_since: float | None = None) -> Replica:
-        """`queued_since`: a cold start's, when its callers began to wait (on this clock)."""
+    async def start(
+        self, function: str, version: VersionRecord, queued_since: float | None = None, held: int = 0
+    ) -> Replica:
+        """`queued_since`: a cold start's, when its callers began to wait (on this clock); `held`: how many wait."""
         asked_at = self._clock()
         replica = Replica(
             id=f"{function}-{version.version}-{secrets.token_hex(4)}",
@@ -149,7 +151,9 @@ class Fleet:
         self._add(replica)
         for phase in PHASES:  # at 0 from the first start on: rate() and increase() then see the first cold start
             self._metrics.cold_start_phase.labels(function, str(version.version), phase)
-        log.info("replica %s starting (%s version %d)", replica.id, function, version.version)
+        # one line per start, on a cold start's path too: an activation's says how many requests wait for it
+        why = f", {held} held" if held else ""
+        log.info("replica %s starting (%s version %d%s)", replica.id, function, version.version, why)
         self._spawn(self._init_deadline(replica))
         try:
             secret_env = self._secret_env(version.spec)
