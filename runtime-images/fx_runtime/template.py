@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from . import logs
 from .sandbox import linux
 from .server import TOKEN_HEADER, Server
-from .settings import UNIX_PREFIX, Settings
+from .settings import Settings, parse_listen
 
 MAX_MESSAGE = 1 << 16
 # FX_TEMPLATES_MAX's default: how many templates a zygote keeps (each holds a function's imported code; its
@@ -115,11 +115,11 @@ def warm(loop: asyncio.AbstractEventLoop, server: Server, endpoint: str) -> None
     auth = b"%s: %s\r\n" % (TOKEN_HEADER, token.encode("latin-1")) if token else b""
 
     async def ask() -> None:
-        if endpoint.startswith(UNIX_PREFIX):
-            reader, writer = await asyncio.open_unix_connection(endpoint[len(UNIX_PREFIX) :])
+        host, port, path = parse_listen(endpoint)
+        if path:
+            reader, writer = await asyncio.open_unix_connection(path)
         else:
-            host, port = endpoint.rsplit(":", 1)
-            reader, writer = await asyncio.open_connection(host, int(port))
+            reader, writer = await asyncio.open_connection(host, port)
         writer.write(b"GET /_fx/http/ HTTP/1.1\r\nHost: replica\r\n%sConnection: close\r\n\r\n" % auth)
         await reader.read()
         writer.close()
