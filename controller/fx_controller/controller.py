@@ -173,6 +173,7 @@ class Controller:
             init_timeout=s.init_timeout,
             secret_env=self.secrets.env,
             tokens=ReplicaTokens(load_key(s.state_dir / KEY_FILE)),
+            version_of=self._version,
         )
         self.routes = RoutePublisher(routes_kv, self.store, self.fleet)
         self.activator = Activator(self.store, self.fleet, self.load, self.metrics)

@@ -213,6 +213,10 @@ class VersionRoute:
     endpoints: list[str] = field(default_factory=list)  # "host:port" of READY replicas only
     concurrency: int = 1  # max in-flight requests per replica; 0 = unlimited
     token: str = ""  # the replica token the gateway sends as X-Fx-Replica-Token; "" = none
+    # The version's next replica, prepared before it is needed (local backend, snap_start: a template's spare): with
+    # no replica to take a request, the gateway sends it there, which makes it a replica, instead of asking the
+    # controller for an activation. "" = none. One out of date refuses the connection (activation then).
+    standby: str = ""
 
 
 @dataclass

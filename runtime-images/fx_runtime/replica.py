@@ -85,7 +85,9 @@ def run(
     loop, invoker, server = _prepare(config, handler, fork.control_fd)
     server.settings = config = template.own_socket(config)
     prepared = _prepare_spare(fork, loop, server)
-    fork.wait(config.listen_path)
+    # a prepared spare may be claimed by a caller (template.Fork.wait); an unprepared one is never named to any
+    sockets = server.listener.sockets if server.listener and not isinstance(prepared, dict) else ()
+    fork.wait(config.listen_path, [sock.fileno() for sock in sockets])
     if isinstance(prepared, dict):
         return faults.init_failed(fork.report, prepared, fork.started)
     return _serve(config, fork.report, fork.started, loop, invoker, server, prepared)

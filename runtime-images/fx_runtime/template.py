@@ -14,9 +14,10 @@ A spare's first message on its report socket is `{"event": "forked", "pid"}`: th
 zygote's own namespace from the socket's credentials (SO_PASSCRED). The spare then does all a replica does before
 it serves (its event loop, invoker and server, listening on a socket of its own, the after-restore hooks, one
 request to itself that runs no handler: `warm`) and says `{"event": "prepared", "endpoint"}`, or, if any of it
-failed, nothing. It waits on that socket for `{"id"}`: a replica to become (EOF: none will come, it exits). A
-prepared spare's replica is ready when the zygote hands it over (the zygote says so itself); its own "ready"
-follows, unread, and an unprepared one says "init_error" instead.
+failed, nothing. It waits on that socket for `{"id"}`: a replica to become (EOF: none will come, it exits); a
+prepared one also waits for a caller on its own socket, and says `{"event": "claimed"}` when one connects first. A
+prepared spare's replica is ready when the zygote hands it over or it is claimed (the zygote says so itself); its
+own "ready" follows, unread, and an unprepared one says "init_error" instead.
 """
 
 from __future__ import annotations
@@ -29,11 +30,12 @@ import io
 import json
 import os
 import secrets
+import select
 import signal
 import socket
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from . import logs
@@ -82,13 +84,20 @@ class Fork:
         "ready" for it then, without waiting for it."""
         os.write(self.socket_fd, (json.dumps({"event": "prepared", "endpoint": endpoint}) + "\n").encode())
 
-    def wait(self, socket_path: str | None) -> None:
-        """Block until the zygote makes this spare a replica. Exits if none will come, its socket removed."""
+    def wait(self, socket_path: str | None, listening: Sequence[int] = ()) -> None:
+        """Block until the zygote makes this spare a replica, or until a caller connects to `listening` (a prepared
+        spare's server sockets): the gateway sent a cold start straight here, this spare's socket being its
+        version's standby (ARCHITECTURE.md, "Activation"); it tells the zygote "claimed" and serves. Exits if
+        neither will come, its socket removed."""
+        ready, _, _ = select.select([self.socket_fd, *listening], [], [])
+        self.started = time.perf_counter()
+        if self.socket_fd not in ready:
+            os.write(self.socket_fd, b'{"event": "claimed"}\n')
+            return
         try:
             data = os.read(self.socket_fd, MAX_MESSAGE)
         except ConnectionResetError:  # closed with our "prepared" unread: none will come either
             data = b""
-        self.started = time.perf_counter()
         if not data:
             if socket_path:
                 with contextlib.suppress(OSError):

@@ -36,6 +36,7 @@ import encodings.idna  # noqa: F401  (asyncio's create_server encodes the host n
 import gc
 import json
 import os
+import secrets
 import select
 import selectors
 import signal
@@ -61,7 +62,7 @@ _OOM_GRACE_S = 3.0
 _SETTLE_S = 0.025
 
 
-@dataclass(frozen=True)
+@dataclass
 class Spare:
     """A process forked from a template, confined, listening on a socket of its own: waits to become a replica."""
 
@@ -69,6 +70,7 @@ class Spare:
     host_pid: int  # here
     fd: int  # our end of its report socket
     confinement: sandboxing.Confinement | None
+    endpoint: str = ""  # once it said "prepared": where it serves as soon as it is a replica
 
 
 @dataclass
@@ -80,6 +82,7 @@ class Template:
     channel: socket.socket
     log: str
     spec: sandboxing.Spec | None
+    id_prefix: str = ""  # a claimed spare's replica id starts with it; given, each prepared spare is told (standby)
     ready: bool = False
     failed: dict | None = None  # its init_error, once it said so
     retired: bool = False
@@ -117,8 +120,8 @@ def die_with_parent(expected_parent: int) -> None:
         os._exit(1)
 
 
-def emit(event: dict, fd: int = 1) -> None:
-    data = memoryview((json.dumps(event) + "\n").encode())
+def emit(*events: dict, fd: int = 1) -> None:
+    data = memoryview("".join(json.dumps(event) + "\n" for event in events).encode())
     while data:
         data = data[os.write(fd, data) :]
 
@@ -139,6 +142,7 @@ class Zygote:
         self.template_fds: dict[int, Template] = {}  # channel fd -> template
         self.wanted: dict[str, dict] = {}  # key -> the template command, until it is made
         self.forking: dict[int, tuple[Template, sandboxing.Confinement | None]] = {}  # a spare's fd, before "forked"
+        self.spare_fds: dict[int, Template] = {}  # a spare's fd, from "forked" until it is a replica
         self.spare_channels: dict[int, socket.socket] = {}  # spare pid -> our end of its template channel
         self.cgroups_made = 0
         self.report = report  # the sandbox report, told again to each controller that connects
@@ -147,6 +151,7 @@ class Zygote:
         self.connection: socket.socket | None = None
         self.endpoints: dict[int, str] = {}  # pid -> endpoint, once ready: what a new controller may adopt
         self.selector = selectors.DefaultSelector()
+        self.held: list[dict] | None = None  # events emitted while not None: told together later
         self.children: dict[int, str] = {}  # pid -> replica id
         self.reports: dict[int, tuple[str, int, bytearray]] = {}  # report pipe fd -> (replica id, pid, partial line)
         self.report_fd: dict[int, int] = {}  # pid -> its report pipe fd
@@ -186,11 +191,18 @@ class Zygote:
             self.selector.register(lifeline, selectors.EVENT_READ, None)
 
     def emit(self, event: dict) -> None:
-        """An event for the controller; dropped while none is connected (the next one is told in its hello)."""
-        if self.events_fd is None:
+        """An event for the controller; dropped while none is connected (the next one is told in its hello).
+        Held back, while `held` is a list, to go in one write with the others."""
+        if self.held is not None:
+            self.held.append(event)
+        elif self.events_fd is not None:
+            self.tell(event)
+
+    def tell(self, *events: dict) -> None:
+        if self.events_fd is None or not events:
             return
         try:
-            emit(event, self.events_fd)
+            emit(*events, fd=self.events_fd)
         except OSError:  # the controller is gone
             self.disconnect()
 
@@ -220,6 +232,8 @@ class Zygote:
                     self.read_template(self.template_fds[key.fd])
                 elif key.fd in self.forking:
                     self.read_forked(key.fd)
+                elif key.fd in self.spare_fds:
+                    self.read_spare(key.fd)
                 else:
                     self.read_report(key.fd)
             self.reap()
@@ -327,7 +341,7 @@ class Zygote:
             spec = sandboxing.Spec(**cmd["sandbox"]) if cmd.get("sandbox") else None
             env = {str(k): str(v) for k, v in cmd["env"].items()}
             if cmd["op"] == "template":
-                return self.want_template(str(cmd["key"]), env, str(cmd["log"]), spec)
+                return self.want_template(str(cmd["key"]), env, str(cmd["log"]), spec, str(cmd.get("id_prefix", "")))
             if spec is not None and self.sandbox is None:
                 raise ValueError("a sandboxed spawn, but this zygote was started without --sandbox")
             fork = cmd.get("template")
@@ -410,14 +424,16 @@ class Zygote:
 
     # --- templates -------------------------------------------------------------
 
-    def want_template(self, key: str, env: dict[str, str], log: str, spec: sandboxing.Spec | None) -> None:
+    def want_template(
+        self, key: str, env: dict[str, str], log: str, spec: sandboxing.Spec | None, id_prefix: str = ""
+    ) -> None:
         """Make a template for `key` once no replica is starting (its import would compete with theirs)."""
         if self.templates_max <= 0 or key in self.templates or key in self.wanted:
             if spec is not None and spec.env_file:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(spec.env_file)  # not needed: no template comes of it
             return
-        self.wanted[key] = {"env": env, "log": log, "spec": spec}
+        self.wanted[key] = {"env": env, "log": log, "spec": spec, "id_prefix": id_prefix}
 
     def drop(self, key: str) -> None:
         """The template of a deleted version: not made, or retired (its replicas, being stopped, end it)."""
@@ -446,7 +462,7 @@ class Zygote:
         except OSError as e:
             self.emit({"event": "template", "key": key, "state": "failed", "errorMessage": str(e)})
             return
-        template = Template(key, pid, channel, command["log"], spec)
+        template = Template(key, pid, channel, command["log"], spec, command["id_prefix"])
         self.templates[key] = self.template_pids[pid] = self.template_fds[channel.fileno()] = template
         self.selector.register(channel.fileno(), selectors.EVENT_READ, None)
 
@@ -589,32 +605,67 @@ class Zygote:
                 self.release_later(confinement)
                 return self.refuse_waiting(t, f"cannot confine the process forked from the template: {e}")
         t.spare = Spare(int(json.loads(data)["pid"]), host_pid, fd, confinement)
+        self.spare_fds[fd] = t  # its "prepared", or "claimed", come next
+        self.selector.register(fd, selectors.EVENT_READ, None)
         if t.retired:  # while it was forked: the template goes once its replicas have, this spare first
             self.drop_spare(t.spare)
             t.spare = None
         elif t.waiting:
             self.assign(t)
 
-    def assign(self, t: Template) -> None:
-        """The template's spare becomes the first waiting replica (the next spare is forked once nothing starts)."""
+    def assign(self, t: Template, claimed: bool = False) -> None:
+        """The template's spare becomes the first waiting replica (the next spare is forked once nothing starts).
+        A prepared spare is ready at once: the controller is told so (with "spawned", in one write) before the
+        spare is woken with its assignment, so that the endpoint is passed on while it wakes (the gateway's
+        connection waits in its backlog). A `claimed` one serves already (a caller connected to it): nothing to wake.
+        """
         spare, replica_id = t.spare, t.waiting.pop(0)
         assert spare is not None
         t.spare = None
-        try:
-            os.write(spare.fd, json.dumps({"id": replica_id}).encode())
-        except OSError:
-            self.drop_spare(spare)
-            return self.refuse(replica_id, "the spare forked from the template is gone")
+        self.unwatch(spare)
         t.replicas[spare.pid], t.hosts[spare.pid] = replica_id, spare.host_pid
         if spare.confinement is not None:
             self.confined[spare.host_pid] = spare.confinement
             if spare.confinement.cgroup.oom_fd is not None:
                 self.oom[spare.confinement.cgroup.oom_fd] = spare.host_pid
                 self.selector.register(spare.confinement.cgroup.oom_fd, selectors.EVENT_READ, None)
-        self.started(replica_id, spare.host_pid, spare.fd)
-        self.read_report(spare.fd)  # a prepared spare said so already: its replica is ready now
+        self.held = []
+        try:
+            self.started(replica_id, spare.host_pid, spare.fd)
+            if spare.endpoint:  # else its "prepared", still to come, says it ready (read_report)
+                ready = {"event": "ready", "endpoint": spare.endpoint, "init_ms": 0.0}
+                self.reported(replica_id, spare.host_pid, {**ready, "claimed": t.key} if claimed else ready)
+        finally:
+            held, self.held = self.held, None
+            self.tell(*held)
+        if not claimed:  # one gone meanwhile fails this write; the template reaps it, its exit reported as a replica's
+            with contextlib.suppress(OSError):
+                os.write(spare.fd, json.dumps({"id": replica_id}).encode())
         if t.waiting:
             self.fork_spare_of(t)
+
+    def read_spare(self, fd: int) -> None:
+        """A spare's word before it is a replica. "prepared": it serves at its endpoint as soon as it is one, which
+        the controller is told, as its version's standby, if it asked (`id_prefix`). "claimed": a caller connected
+        to that endpoint first (the gateway, sent there by the route table); it serves already, as a replica whose
+        id is made here. Nothing: it died unused (its template says so)."""
+        t = self.spare_fds[fd]
+        spare = t.spare
+        assert spare is not None and spare.fd == fd
+        try:
+            data = os.read(fd, 1 << 16)
+        except OSError:
+            data = b""
+        if not data:
+            return self.unwatch(spare)
+        event = json.loads(data)
+        if event.get("event") == "prepared":
+            spare.endpoint = str(event.get("endpoint", ""))
+            if t.id_prefix:
+                self.emit({"event": "standby", "key": t.key, "endpoint": spare.endpoint})
+        elif event.get("event") == "claimed" and spare.endpoint:
+            t.waiting.insert(0, f"{t.id_prefix or t.key}-{secrets.token_hex(4)}")
+            self.assign(t, claimed=True)
 
     def refill_templates(self) -> None:
         """Fork a template's next spare once no replica is starting (the fork would slow theirs), one a turn."""
@@ -624,8 +675,14 @@ class Zygote:
             if t.ready and t.spare is None and not t.forking:
                 return self.fork_spare_of(t)
 
+    def unwatch(self, spare: Spare) -> None:
+        """Read the spare's socket no more as a spare's (read_spare)."""
+        if self.spare_fds.pop(spare.fd, None) is not None:
+            self.selector.unregister(spare.fd)
+
     def drop_spare(self, spare: Spare) -> None:
         """Closing its socket ends it (and the template reaps it); its cgroup goes once it is empty."""
+        self.unwatch(spare)
         os.close(spare.fd)
         if spare.confinement is not None:
             self.release_later(spare.confinement)
@@ -742,14 +799,18 @@ class Zygote:
         for line in lines:
             if pid not in self.unreported:
                 continue  # already failed for want of memory, or ready as a prepared spare
-            self.unreported.discard(pid)
             event = json.loads(line)
             if event.get("event") == "prepared":  # a spare made this replica: it serves already
                 event = {"event": "ready", "endpoint": event.get("endpoint", ""), "init_ms": 0.0}
-            if event.get("event") == "ready":
-                self.endpoints[pid] = str(event.get("endpoint", ""))
-                self.settled_at = time.monotonic() + _SETTLE_S
-            self.emit({"id": replica_id, **event})
+            self.reported(replica_id, pid, event)
+
+    def reported(self, replica_id: str, pid: int, event: dict) -> None:
+        """A replica's first report: "ready" or "init_error"."""
+        self.unreported.discard(pid)
+        if event.get("event") == "ready":
+            self.endpoints[pid] = str(event.get("endpoint", ""))
+            self.settled_at = time.monotonic() + _SETTLE_S
+        self.emit({"id": replica_id, **event})
 
     def reap(self) -> None:
         for pid, code in templating.exited_children():

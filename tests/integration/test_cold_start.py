@@ -4,6 +4,7 @@ only the new version's code ever answers."""
 import httpx
 from fx.client import Client
 
+from tests.integration.helpers import metric
 from tests.waiting import wait_for
 
 IMPORTS = """\
@@ -23,6 +24,7 @@ BODY = (
 
 
 SNAP = {"snap_start": True}
+RESULTS = ("ok", "notfound", "failed", "backoff")  # fx_controller_activations_total's
 
 
 def imports(version: str) -> str:
@@ -57,3 +59,20 @@ def test_cold_starts_fork_the_template_and_a_deploy_brings_a_new_one(platform, m
     assert third["init"] == fourth["init"] != first["init"]
     logs = platform.fx("logs", "snap").stdout
     assert logs.count("INIT_START") >= 2 and "REPORT RequestId" in logs
+
+
+def test_a_cold_start_at_the_versions_standby_asks_the_controller_nothing_and_is_counted(platform, make_function):
+    """With a template, the version's next replica (a spare) is made before it is needed and named in the route
+    table: the gateway sends a cold start straight to it. No activation is asked for; `fx describe` counts the
+    replica it became; it goes back to zero as any; and the next cold start finds the next spare."""
+    project = make_function("snap", body=BODY, imports=imports("v1"), scale={"idle_timeout": 2}, config=SNAP)
+    assert platform.fx("deploy", cwd=project).returncode == 0
+    first = cold_call(platform, "snap", 1)
+    with Client(platform.gateway_url, platform.token) as fx:
+        assert fx.describe("snap").versions[0].replicas_ready == 1
+    second = cold_call(platform, "snap", 1)
+    assert first["init"] == second["init"] and first["restores"] != second["restores"]
+    auth = {"Authorization": f"Bearer {platform.token}"}
+    controller = httpx.get(f"{platform.controller_url}/metrics", headers=auth, timeout=10).text
+    assert sum(metric(controller, "fx_controller_activations_total", function="snap", result=r) for r in RESULTS) == 0
+    assert platform.fx("logs", "snap").stdout.count("Init Duration") == 2  # each cold start's first invocation

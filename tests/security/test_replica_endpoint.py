@@ -1,8 +1,16 @@
 """A replica names the socket it listens on, and runs the function's code: a function that says another
 function's socket, or a local port, must not have the gateway send its callers (with its replica token) there."""
 
+import socket
+import threading
+
 import httpx
 import pytest
+from fx.client import Client
+from fx.state_dir import PROTECTIONS_FILE
+from fx_controller.backends.local_sandbox import run_dir
+
+from tests.waiting import wait_for
 
 CLAIMS = {  # what the attacker's replica says it listens on, built from the socket it was given
     "another function's socket": '"unix:" + os.path.join(os.path.dirname(mine), "victim", "x.sock")',
@@ -31,3 +39,67 @@ server.Server.listen = listen
     r = httpx.get(f"{platform.gateway_url}/function/attacker", timeout=30)
     assert r.status_code == 502 and r.json()["error"]["code"] == "Runtime.ListenError"
     assert httpx.get(f"{platform.gateway_url}/function/victim", timeout=30).text == "victim"
+
+
+def test_a_spare_claiming_another_functions_socket_is_never_its_versions_standby(platform, make_function):
+    """A spare of a template names the socket it serves on before it is needed, and the route table may send a cold
+    start straight there (the version's standby): one naming another function's socket is never told to the
+    gateway. Here the function's code lies only in its spares (the first replica is honest, so the deploy passes),
+    and the socket it names is a trap in the victim's directory, which only root (the gateway) may reach."""
+    assert (platform.state_dir / PROTECTIONS_FILE).read_text().startswith("function sandbox: ON")
+    victim = make_function("victim", body="return {'statusCode': 200, 'body': 'victim'}")
+    assert platform.fx("deploy", cwd=victim).returncode == 0
+    trap = run_dir(platform.state_dir) / "victim" / "trap.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(trap))
+    listener.listen(8)
+    listener.settimeout(0.2)
+    connected: list[bool] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            connected.append(True)
+            conn.close()
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    lie = """import os
+import fx_runtime.server as server
+_listen = server.Server.listen
+async def listen(self):
+    endpoint = await _listen(self)
+    if os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE") != "snap-start":
+        return endpoint
+    return "unix:" + os.path.join(os.path.dirname(os.path.dirname(self.settings.listen_path)), "victim", "trap.sock")
+server.Server.listen = listen
+"""
+    attacker = make_function(
+        "attacker",
+        body="return {'statusCode': 200, 'body': 'a'}",
+        imports=lie,
+        scale={"idle_timeout": 1},
+        config={"snap_start": True},
+    )
+    try:
+        result = platform.fx("deploy", cwd=attacker)
+        assert result.returncode == 0, result.stdout + result.stderr
+
+        def at_zero() -> bool:
+            with Client(platform.gateway_url, platform.token) as fx:
+                v = fx.describe("attacker").versions[0]
+                return not (v.replicas_ready + v.replicas_starting)
+
+        wait_for(at_zero, 30, "the attacker at zero, its template's spare prepared")
+        r = httpx.get(f"{platform.gateway_url}/function/attacker", timeout=30)
+        # a controller's start hands it the spare, whose lie then fails its init, as any replica's would
+        assert r.status_code == 502 and r.json()["error"]["code"] == "Runtime.ListenError"
+        assert connected == []
+    finally:
+        stop.set()
+        thread.join(5)
+        listener.close()

@@ -33,8 +33,12 @@ class ReplicaSpec:
 @dataclass(frozen=True)
 class ReplicaEvent:
     id: str
-    kind: Literal["ready", "init_error", "exit"]
-    endpoint: str = ""  # ready: "host:port"
+    # standby: a version's next replica, made before it is needed, serves at `endpoint` ("": none now) as soon as
+    # a caller connects to it (no replica `id` yet); claimed: a caller did, and it is replica `id`, ready
+    kind: Literal["ready", "init_error", "exit", "standby", "claimed"]
+    endpoint: str = ""  # ready, standby, claimed: "host:port" or "unix:path"
+    function: str = ""  # standby, claimed: the version's (other events are of a replica the fleet asked for)
+    version: int = 0
     # ready: the runtime's init, when the backend heard it; a measurement, not part of what the event is
     init_ms: float | None = field(default=None, compare=False)
     error_type: str = ""  # init_error: Lambda's errorType, e.g. Runtime.ImportModuleError

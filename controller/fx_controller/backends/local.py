@@ -435,7 +435,8 @@ class LocalBackend:
             line["template"] = {"key": key, "listen": listen}
             if key not in zygote.templates and key not in self._failed_templates:
                 zygote.templates.add(key)
-                template = {**line, "op": "template", "key": key}
+                # its spares are told as standbys, and a claimed one's replica id starts as the controller's do
+                template = {**line, "op": "template", "key": key, "id_prefix": f"{replica.function}-{replica.version}"}
                 del template["id"], template["template"]
                 if "sandbox" in template:
                     template["sandbox"] = {**line["sandbox"], "env_file": str(self._env_file(f"t-{replica.id}", env))}
@@ -493,15 +494,19 @@ class LocalBackend:
     def _handle(self, msg: dict, zygote: _Zygote) -> None:
         if msg["event"] == "template":
             return self._template_event(msg, zygote)
+        if msg["event"] == "standby":
+            return self._standby(str(msg["key"]), str(msg["endpoint"]))
         replica_id, event = msg["id"], msg["event"]
         if event == "spawned":
             self._pids[replica_id] = int(msg["pid"])
             if replica_id in self._stop_on_spawn:
                 self._stop_on_spawn.discard(replica_id)
                 self._signal(replica_id, self._pids[replica_id], signal.SIGTERM)
+        elif event == "ready" and "claimed" in msg:
+            self._claimed(replica_id, str(msg["claimed"]), str(msg["endpoint"]), zygote)
         elif event == "ready":
             endpoint = str(msg["endpoint"])
-            if not self._in_private_dir(replica_id, endpoint):
+            if not self._in_private_dir(self._tokens.get(replica_id, ("",))[0], endpoint):
                 return self._misplaced(replica_id, endpoint)
             self._record(replica_id, endpoint)
             self._on_event(ReplicaEvent(replica_id, "ready", endpoint=endpoint, init_ms=msg.get("init_ms")))
@@ -510,10 +515,28 @@ class LocalBackend:
         elif event == "exit":
             self._exited(replica_id, msg.get("code"))
 
-    def _in_private_dir(self, replica_id: str, endpoint: str) -> bool:
+    def _standby(self, key: str, endpoint: str) -> None:
+        """A template's spare is prepared: the gateway may send a cold start of its version straight to it. It
+        named its socket itself (it ran the function's code): only one in its function's directory is told."""
+        function, version = _version_of(key)
+        if not self._in_private_dir(function, endpoint):
+            log.warning("a spare of %s said it listens on %r, not in its function's directory", key, endpoint[:200])
+            return
+        self._on_event(ReplicaEvent("", "standby", endpoint=endpoint, function=function, version=version))
+
+    def _claimed(self, replica_id: str, key: str, endpoint: str, zygote: _Zygote) -> None:
+        """A caller connected to a standby: that spare is a replica the fleet did not ask for, ready (the fleet
+        adopts it, or stops it if its version is gone)."""
+        function, version = _version_of(key)
+        if not self._in_private_dir(function, endpoint):  # never told as a standby
+            return self._misplaced(replica_id, endpoint)
+        self._live[replica_id] = zygote.interpreter
+        self._on_event(ReplicaEvent(replica_id, "claimed", endpoint=endpoint, function=function, version=version))
+        self._record(replica_id, endpoint)
+
+    def _in_private_dir(self, function: str, endpoint: str) -> bool:
         """A replica names its own socket (a spare's is its own choice), and runs the function's code: the gateway
         is sent only to a socket in that function's private directory, never to another's nor to a port."""
-        function = self._tokens.get(replica_id, ("",))[0]
         path = Path(endpoint.removeprefix("unix:"))
         return endpoint.startswith("unix:") and bool(function) and path.parent == self._run_dir / function
 
@@ -536,6 +559,7 @@ class LocalBackend:
             return
         zygote.templates.discard(key)  # gone: the next replica asks again
         self._template_kb.pop(key, None)
+        self._no_standby(key)
         if state == "failed":  # its replicas start without one (and fail their init as the template did)
             self._failed_templates.add(key)
             log.warning("template %s failed: %s %s", key, msg.get("errorType", ""), msg.get("errorMessage", ""))
@@ -546,8 +570,14 @@ class LocalBackend:
             for key in [k for k in zygote.templates if _template_of(k, function, version)]:
                 zygote.templates.discard(key)
                 self._template_kb.pop(key, None)
+                self._no_standby(key)
                 zygote.commands.write(json.dumps({"op": "drop", "key": key}).encode() + b"\n")
         self._failed_templates = {k for k in self._failed_templates if not _template_of(k, function, version)}
+
+    def _no_standby(self, key: str) -> None:
+        """The template is gone: its version has no standby now (one told stays harmless: its socket refuses)."""
+        function, version = _version_of(key)
+        self._on_event(ReplicaEvent("", "standby", function=function, version=version))
 
     def template_memory(self) -> dict[tuple[str, int], int]:
         """Bytes (PSS) of each version's ready templates and their spares, as measured when each became ready."""

@@ -78,8 +78,11 @@ class Fleet:
         clock: Callable[[], float] = time.monotonic,
         secret_env: Callable[[FunctionSpec], dict[str, str]] = lambda spec: {},
         tokens: ReplicaTokens | None = None,
+        version_of: Callable[[str, int], VersionRecord | None] = lambda function, version: None,
     ) -> None:
         self._backend = backend
+        self._version_of = version_of  # a claimed replica's version (a replica of no version is stopped)
+        self._standbys: dict[Key, str] = {}  # a version's next replica, prepared: a caller may claim it (local)
         self._tokens = tokens  # None: replicas are started without a token, and check none
         self._secret_env = secret_env  # a version's secret values, read at each start; StartFailed if gone
         self._metrics = metrics
@@ -110,6 +113,10 @@ class Fleet:
 
     def endpoints(self, function: str, version: int) -> list[str]:
         return sorted(r.endpoint for r in self.of(function, version) if r.state == "ready")
+
+    def standby(self, function: str, version: int) -> str:
+        """Where the version's standby serves (a prepared spare of its template), "" if it has none now."""
+        return self._standbys.get((function, version), "")
 
     def token(self, function: str, version: int) -> str:
         """The replica token of a version: what its replicas are given and the gateway shows them."""
@@ -228,6 +235,10 @@ class Fleet:
     # --- events from the backend ----------------------------------------------------
 
     def on_event(self, event: ReplicaEvent) -> None:
+        if event.kind == "standby":
+            return self._standby(event)
+        if event.kind == "claimed":
+            return self._claimed(event)
         replica = self.replicas.get(event.id)
         if replica is None:
             return
@@ -240,6 +251,33 @@ class Fleet:
         elif event.kind == "exit":
             self._on_exit(replica, event.exit_code)
 
+    def _standby(self, event: ReplicaEvent) -> None:
+        key = (event.function, event.version)
+        if event.endpoint:
+            self._standbys[key] = event.endpoint
+        elif self._standbys.pop(key, None) is None:
+            return
+        self._spawn(self._on_change(event.function))
+
+    def _claimed(self, event: ReplicaEvent) -> None:
+        """A caller connected to a version's standby before a replica was asked for (the gateway sends a cold start
+        there): the spare serves it already, and is a replica now, ready; the fleet takes it over as it adopts one."""
+        function, number = event.function, event.version
+        version = self._version_of(function, number)
+        replica = Replica(event.id, function, number, version.spec.timeout if version else 1.0, self._clock())
+        self._add(replica)
+        if version is None:
+            log.warning(
+                "replica %s claimed at a standby of %s version %d, which is gone: stopped", event.id, function, number
+            )
+            self._spawn(self.stop(replica.id))
+            return
+        if isinstance(self._backend, Adopting):  # its token in the record a later controller checks; its NATS creds
+            token = self.token(function, number)
+            self._backend.adopt(ReplicaSpec(event.id, function, number, version.digest, version.spec, token=token))
+        log.info("replica %s claimed by a caller at %s version %d's standby", event.id, function, number)
+        self._ready(replica, event.endpoint)
+
     def _ready(self, replica: Replica, endpoint: str) -> None:
         self._gauge(replica, -1)
         replica.state, replica.endpoint = "ready", endpoint
@@ -248,6 +286,8 @@ class Fleet:
         self._metrics.replica_start_seconds.labels(replica.function, str(replica.version)).observe(took)
         log.info("replica %s ready at %s in %.1f ms", replica.id, endpoint, took * 1000)
         key = (replica.function, replica.version)
+        if self._standbys.get(key) == endpoint:  # a spawn took the spare: the next one is the next standby
+            del self._standbys[key]
         self._failures.pop(key, None)
         endpoints = self.endpoints(*key)
         for future in self._waiters.pop(key, []):

@@ -24,6 +24,7 @@ def build_table(record: FunctionRecord, fleet: Fleet, revision: int) -> RouteTab
                 endpoints=fleet.endpoints(record.name, v.version),
                 concurrency=v.spec.scale.concurrency,
                 token=fleet.token(record.name, v.version),
+                standby=fleet.standby(record.name, v.version),
             )
             for v in record.versions
         },

@@ -62,6 +62,7 @@ class VersionDispatcher:
         self.token = ""
         self.auth = b""  # the version's X-Fx-Replica-Token header line, added to every request it sends
         self.replicas: dict[str, Replica] = {}
+        self.standby = ""  # the route table's: where the version's next replica waits for a first request
         self.queue: deque[Exchange] = deque()
         self.sent: set[Exchange] = set()  # at a replica, for the backstop timeout
         self.activating = False
@@ -76,6 +77,7 @@ class VersionDispatcher:
         hold_timeout: float | None = None,
         hold_queue: int | None = None,
         token: str = "",
+        standby: str = "",
     ) -> None:
         """Adopt a route table's endpoints; replicas keep their counts and pools, vanished ones lose idle sockets."""
         self.concurrency = concurrency
@@ -86,6 +88,7 @@ class VersionDispatcher:
         self.hold_queue = self.defaults[1] if hold_queue is None else hold_queue
         old = self.replicas
         self.replicas = {e: old.pop(e, None) or Replica(e, self) for e in endpoints}
+        self.standby = standby if standby not in self.replicas else ""
         for gone in old.values():
             gone.removed = True
             gone.close_idle()
@@ -215,7 +218,7 @@ class VersionDispatcher:
             replica = self.pick()
             if replica is None:
                 if not self.activating and not self.usable():
-                    self._start_activation()
+                    self._cold()
                 break
             exchange = queue.popleft()
             held = time.monotonic() - exchange.held_at
@@ -263,7 +266,7 @@ class VersionDispatcher:
         self.stats.held = len(self.queue)
         self._arm()
         if exchange.cold and not self.activating:
-            self._start_activation()
+            self._cold()
 
     def _arm(self) -> None:
         if self._timer is None and self.queue:
@@ -288,6 +291,16 @@ class VersionDispatcher:
             exchange = queue.popleft()
             self.stats.held = len(queue)
             exchange.fail(answer, status)
+
+    def _cold(self) -> None:
+        """No replica can take the held requests: the version's standby takes them if it has one (it becomes a
+        replica as it accepts the first; refused, they are routed again, to an activation), else an activation."""
+        if self.standby:
+            endpoint, self.standby = self.standby, ""
+            self.replicas[endpoint] = Replica(endpoint, self)
+            self.pump()
+        else:
+            self._start_activation()
 
     def _start_activation(self) -> None:
         self.activating = True

@@ -36,7 +36,9 @@ class FunctionRoutes:
             dispatcher = self.dispatchers.get(version) or self._make(self.name, version)
             self.dispatchers[version] = dispatcher
             hold_timeout = table.hold_timeout_ms / 1000 if table.hold_timeout_ms is not None else None
-            dispatcher.update(route.endpoints, route.concurrency, hold_timeout, table.hold_queue, route.token)
+            dispatcher.update(
+                route.endpoints, route.concurrency, hold_timeout, table.hold_queue, route.token, route.standby
+            )
         self.newest = self.dispatchers[max(self.dispatchers, key=_number)] if self.dispatchers else None
         # Ascending version order puts the newest version's share last, so while a canary's weight grows the
         # sticky users it already has keep landing on it.

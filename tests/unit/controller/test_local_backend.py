@@ -32,11 +32,17 @@ FAKE_ZYGOTE = [sys.executable, str(Path(__file__).with_name("fake_zygote.py"))]
 
 
 class Events:
+    """A replica's events in a queue; standbys (a version's prepared spare, told as it comes) in a list of their own."""
+
     def __init__(self) -> None:
         self.queue: asyncio.Queue[ReplicaEvent] = asyncio.Queue()
+        self.standbys: list[ReplicaEvent] = []
 
     def __call__(self, event: ReplicaEvent) -> None:
-        self.queue.put_nowait(event)
+        if event.kind == "standby":
+            self.standbys.append(event)
+        else:
+            self.queue.put_nowait(event)
 
     async def next(self, timeout: float = 10.0) -> ReplicaEvent:
         return await asyncio.wait_for(self.queue.get(), timeout)
@@ -343,3 +349,30 @@ def test_the_templates_knob_has_a_default_and_refuses_what_is_not_a_count():
     assert templates_max({}) == 32 and templates_max({"FX_TEMPLATES_MAX": "0"}) == 0
     with pytest.raises(ValueError, match="FX_TEMPLATES_MAX must be a whole number"):
         templates_max({"FX_TEMPLATES_MAX": "many"})
+
+
+@pytest.mark.parametrize("local", [REAL_ZYGOTE], indirect=True)
+async def test_a_caller_at_a_versions_standby_makes_that_spare_a_replica_reported_claimed(local):
+    """A template's prepared spare is told as its version's standby (a socket in the function's directory); a
+    caller connecting to it is served, and the spare is then a replica the backend runs as any (stopped, its exit
+    told), reported "claimed" with an id of the controller's kind."""
+    backend, events, artifacts, digest = local
+    await backend.start_replica(replica(artifacts, digest, rid="r1", snap_start=True))
+    assert (await events.next()).kind == "ready"
+    await until(lambda: events.standbys, 10, "the template's spare told as the standby")
+    standby = events.standbys[-1]
+    assert (standby.function, standby.version) == ("hello", 1)
+    assert Path(standby.endpoint.removeprefix("unix:")).parent == backend.private_dir("hello")
+
+    assert await answer(standby.endpoint) == b"hi"
+    claimed = await events.next()
+    assert (claimed.kind, claimed.endpoint, claimed.function, claimed.version) == (
+        "claimed",
+        standby.endpoint,
+        "hello",
+        1,
+    )
+    assert claimed.id.startswith("hello-1-")
+    await backend.stop_replica(claimed.id, grace=2)
+    gone = await events.next()
+    assert (gone.kind, gone.id) == ("exit", claimed.id)

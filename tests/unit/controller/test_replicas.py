@@ -7,6 +7,7 @@ import asyncio
 from fx.protocol import KV_ROUTES, LoadReport, RouteTable, VersionLoad
 from fx_controller.backends.base import ReplicaEvent
 
+from tests.unit.controller.conftest import route_table
 from tests.waiting import until
 
 
@@ -77,3 +78,36 @@ async def test_an_idle_version_scales_to_zero_and_load_scales_it_up(controller, 
         reporter.cancel()
     assert len(backend.stopped) == 3
     assert controller.describe("sleepy").status == "Scaled to zero"
+
+
+async def test_a_standby_is_published_and_a_claimed_one_is_a_ready_replica_the_fleet_did_not_ask_for(
+    controller, deployed, backend
+):
+    """The local backend tells a version's prepared spare (its standby): the route table names it. A caller that
+    connects to it makes it a replica: ready, published as one, the standby gone from the table, nothing started
+    for it. A claim of a version that does not exist is stopped."""
+    await deployed("hello")
+    started = len(backend.started)
+    socket = "unix:/run/fx/hello/s-1.sock"
+    backend.on_event(ReplicaEvent("", "standby", endpoint=socket, function="hello", version=1))
+
+    async def standby() -> str | None:
+        table = await route_table(controller, "hello")
+        return table.versions["1"].standby if table else None
+
+    async def told() -> bool:
+        return await standby() == socket
+
+    await until(told, 5, "the standby published")
+    backend.on_event(ReplicaEvent("hello-1-c1", "claimed", endpoint=socket, function="hello", version=1))
+    claimed = controller.fleet.replicas["hello-1-c1"]
+    assert (claimed.state, claimed.endpoint) == ("ready", socket)
+
+    async def published() -> bool:
+        return socket in await published_endpoints(controller, "hello") and await standby() == ""
+
+    await until(published, 5, "the claimed replica published, no standby left")
+    assert len(backend.started) == started
+
+    backend.on_event(ReplicaEvent("hello-9-c2", "claimed", endpoint=socket, function="hello", version=9))
+    await until(lambda: "hello-9-c2" in backend.stopped, 5, "the claim of no version stopped")

@@ -76,3 +76,47 @@ async def test_deleting_the_function_answers_its_held_requests(gateway):
     gw.gateway.book.remove("hello")
     r = await call
     assert r.status_code == 404 and r.json()["error"]["code"] == "FunctionNotFound"
+
+
+async def test_a_version_at_zero_with_a_standby_sends_its_first_requests_there_without_an_activation(gateway, replicas):
+    """The standby (a prepared spare, local backend) takes the cold start: no activation asked; it is a replica of
+    the version from then on, until the next route table says what it is."""
+    standby = await replicas()
+    activator = FakeActivator()
+    gw = await gateway(activator)
+    t = table(versions={"1": []}, concurrency=4)
+    t.versions["1"].standby = standby.endpoint
+    gw.gateway.book.apply(t)
+
+    answers = await asyncio.gather(*(gw.client.get("/function/hello") for _ in range(3)))
+    assert [r.status_code for r in answers] == [200] * 3 and standby.requests == 3
+    assert activator.requests == []
+    dispatcher = gw.gateway.book.functions["hello"].dispatchers["1"]
+    assert list(dispatcher.replicas) == [standby.endpoint] and dispatcher.standby == ""
+
+
+async def test_a_standby_that_refuses_its_connection_leaves_the_cold_start_to_an_activation(
+    gateway, replicas, tmp_path
+):
+    """One out of date (the spare gone, its socket with it): the request is routed again, as for any refused
+    connection, and the activation's replica answers it."""
+    replica = await replicas()
+    activator = FakeActivator()
+    activator.reply = lambda req: ActivationReply(ok=True, endpoints=[replica.endpoint])
+    gw = await gateway(activator)
+    t = table(versions={"1": []})
+    t.versions["1"].standby = f"unix:{tmp_path}/gone.sock"
+    gw.gateway.book.apply(t)
+
+    r = await gw.client.get("/function/hello")
+    assert r.status_code == 200 and replica.requests == 1 and len(activator.requests) == 1
+
+
+async def test_a_standby_is_not_used_while_a_replica_can_take_the_request(gateway, replicas):
+    replica, standby = await replicas(), await replicas()
+    gw = await gateway(FakeActivator())
+    t = table(versions={"1": [replica.endpoint]})
+    t.versions["1"].standby = standby.endpoint
+    gw.gateway.book.apply(t)
+    assert (await gw.client.get("/function/hello")).status_code == 200
+    assert (replica.requests, standby.requests) == (1, 0)

@@ -321,3 +321,40 @@ def test_a_spare_listens_before_it_is_needed_and_leaves_no_socket_when_dropped(z
 
 def _state(pid: str) -> str:
     return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+
+
+def test_a_caller_connecting_to_a_prepared_spare_claims_it_and_is_served(zygotes, hooked, tmp_path):
+    """A template asked with an `id_prefix` tells each prepared spare as a standby; a caller connecting to it first
+    makes it a replica (its id made by the zygote, told "ready" with the key it was claimed from) and is served by
+    it, Lambda's lines and all; the next spare is the next standby, and a spawn then gets that one."""
+    env, marks, log = hooked
+    run = tmp_path / "run"
+    run.mkdir()
+    env = {**env, "FX_LISTEN": f"unix:{run}/first.sock"}
+    z = start()
+    zygotes.append(z)
+    z.send({"op": "template", "key": "f@1:k", "env": env, "log": str(log), "id_prefix": "f-1"})
+    assert z.event()["state"] == "ready"
+    standby = z.event()
+    assert standby["event"] == "standby" and standby["key"] == "f@1:k"
+    assert Path(standby["endpoint"].removeprefix("unix:")).parent == run
+
+    answer = call(standby["endpoint"], {}).json()
+    spawned, ready = z.event(), z.event()
+    assert spawned["event"] == "spawned" and spawned["id"].startswith("f-1-") and spawned["pid"] == answer["pid"]
+    assert ready == {
+        "id": spawned["id"],
+        "event": "ready",
+        "endpoint": standby["endpoint"],
+        "init_ms": 0.0,
+        "claimed": "f@1:k",
+    }
+    assert marks.read_text().count("handler") == 1 and f"after {answer['pid']}" in marks.read_text()
+    text = wait_for(lambda: (t := log.read_text()).count("REPORT") == 1 and t, 5, "its REPORT")
+    assert text.count("START RequestId") == 1 and "Init Duration" in text
+    assert call(standby["endpoint"], {}).json()["pid"] == answer["pid"]  # a replica now: it keeps serving
+
+    following = z.event()
+    assert following["event"] == "standby" and following["endpoint"] != standby["endpoint"]
+    pid, up = spawn(z, "b", env, log, "f@1:k")
+    assert up["endpoint"] == following["endpoint"] and call(up["endpoint"], {}).json()["pid"] == pid
