@@ -788,6 +788,8 @@ class Zygote:
             data = os.read(fd, 1 << 16)
         except BlockingIOError:
             return
+        except ConnectionResetError:  # it ended with our message unread: a spare a caller reached first (claimed)
+            data = b""
         if not data:
             self.selector.unregister(fd)
             os.close(fd)

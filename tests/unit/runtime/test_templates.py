@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -358,3 +359,27 @@ def test_a_caller_connecting_to_a_prepared_spare_claims_it_and_is_served(zygotes
     assert following["event"] == "standby" and following["endpoint"] != standby["endpoint"]
     pid, up = spawn(z, "b", env, log, "f@1:k")
     assert up["endpoint"] == following["endpoint"] and call(up["endpoint"], {}).json()["pid"] == pid
+
+
+def test_a_replica_gone_with_its_id_unread_is_reported_gone_and_the_zygote_goes_on(zygotes, hooked):
+    """The zygote says a prepared spare ready, handed over, before it writes the spare its id: a caller told at once
+    may reach it first (it then serves as if claimed, the id left unread). A replica that ends with its id unread
+    resets the zygote's end of its socket: that is its end as any other's (the zygote once died of it). Made sure
+    of here by stopping the spare before it is handed over."""
+    env, _, log = hooked
+    z = start()
+    zygotes.append(z)
+    z.send({"op": "template", "key": "f@1", "env": env, "log": str(log), "id_prefix": "f-1"})
+    ready = z.event()
+    assert ready["state"] == "ready" and z.event()["event"] == "standby"
+    spare = int(subprocess.run(["pgrep", "-P", str(ready["pid"])], capture_output=True, text=True).stdout.split()[0])
+    os.kill(spare, signal.SIGSTOP)
+    pid, _ = spawn(z, "a", env, log, "f@1")
+    assert pid == spare
+    time.sleep(0.1)  # the zygote writes the id right after it says ready: let it, so that the id is left unread
+    os.kill(spare, signal.SIGKILL)
+    while (event := z.event())["event"] == "standby":
+        pass
+    assert event == {"id": "a", "event": "exit", "pid": spare, "code": -signal.SIGKILL}
+    pid, up = spawn(z, "b", env, log, "f@1")
+    assert invoke(up)["pid"] == pid
