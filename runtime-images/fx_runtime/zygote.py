@@ -17,8 +17,9 @@ confined (sandbox/). Such a spawn's environment is not in the command but in `sa
 only the replica reads: a replica is forked from this process's memory, which must never have held another
 function's variables.
 
-Templates (template.py): `{"op": "template", "key", "env", "log", "sandbox"?, "id_prefix"?}` asks for a process that imports
-that function version's handler once and then forks its replicas; it is made while no replica is starting. A
+Templates (template.py): `{"op": "template", "key", "env", "log", "sandbox"?, "id_prefix"?}` asks for a process
+that imports that function version's handler once and then forks its replicas; it is made while no replica is
+starting. A
 spawn naming `"template": {"key"}` is served by that template (its spare fork, already listening on a socket of
 its own next to the template's: its "ready" names it) once it is ready (same log, same sandbox spec), else started
 as any other. At most `--templates` are kept (least recently used retired
