@@ -268,7 +268,11 @@ class RouteTable:
     triggers: list[TriggerRoute] = field(default_factory=list)
 
     def to_json(self) -> bytes:
-        return json.dumps(asdict(self), separators=(",", ":")).encode()
+        raw = asdict(self)
+        for route in raw["versions"].values():
+            if not route["standby"]:  # as the release before wrote it: its gateways read a table with no such key
+                del route["standby"]
+        return json.dumps(raw, separators=(",", ":")).encode()
 
     @classmethod
     def from_json(cls, data: bytes | str) -> RouteTable:

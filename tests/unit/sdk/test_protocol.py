@@ -1,3 +1,5 @@
+import json
+
 from fx.protocol import (
     ActivationReply,
     ActivationRequest,
@@ -20,6 +22,19 @@ def test_route_table_survives_the_wire():
     back = RouteTable.from_json(table.to_json())
     assert back == table
     assert isinstance(back.versions["2"], VersionRoute)
+
+
+def test_a_version_with_no_standby_is_written_as_a_gateway_of_the_release_before_reads_it():
+    """A gateway reads a version's route with exactly the fields it knows: during a rolling upgrade, one of the
+    release before must still read the new controller's tables (on Kubernetes a version never has a standby)."""
+    table = RouteTable("hello", 1, {"1": 100}, {"1": VersionRoute(["10.0.0.1:8080"], 1, "t")})
+    assert json.loads(table.to_json())["versions"]["1"] == {
+        "endpoints": ["10.0.0.1:8080"],
+        "concurrency": 1,
+        "token": "t",
+    }
+    table.versions["1"].standby = "unix:/run/fx/hello/s-1.sock"
+    assert RouteTable.from_json(table.to_json()) == table
 
 
 def test_activation_and_load_messages_survive_the_wire():
