@@ -82,7 +82,8 @@ class Fork:
     def prepared(self, endpoint: str) -> None:
         """Tell the zygote this spare serves at `endpoint` as soon as it is made a replica: the zygote answers
         "ready" for it then, without waiting for it."""
-        os.write(self.socket_fd, (json.dumps({"event": "prepared", "endpoint": endpoint}) + "\n").encode())
+        with contextlib.suppress(OSError):  # dropped while it prepared: `wait` finds no assignment will come
+            os.write(self.socket_fd, (json.dumps({"event": "prepared", "endpoint": endpoint}) + "\n").encode())
 
     def wait(self, socket_path: str | None, listening: Sequence[int] = ()) -> None:
         """Block until the zygote makes this spare a replica, or until a caller connects to `listening` (a prepared
@@ -91,12 +92,12 @@ class Fork:
         neither will come, its socket removed."""
         ready, _, _ = select.select([self.socket_fd, *listening], [], [])
         self.started = time.perf_counter()
-        if self.socket_fd not in ready:
-            os.write(self.socket_fd, b'{"event": "claimed"}\n')
-            return
         try:
+            if self.socket_fd not in ready:
+                os.write(self.socket_fd, b'{"event": "claimed"}\n')
+                return
             data = os.read(self.socket_fd, MAX_MESSAGE)
-        except ConnectionResetError:  # closed with our "prepared" unread: none will come either
+        except OSError:  # dropped (our "prepared" unread, or as a caller came): none will come either
             data = b""
         if not data:
             if socket_path:
