@@ -98,7 +98,9 @@ def test_replicas_forked_from_the_template_run_its_init_once_and_differ(zygotes,
     zygotes.append(z)
     ready = template(z, "f@1", env, log)
     assert ready["state"] == "ready" and ready["pss_kb"] > 0
-    assert marks.read_text() == f"before-second {ready['pid']}\nbefore-first {ready['pid']}\n"
+    # the before-snapshot hooks: once, in the template, last registered first (its spare's after-restore may follow)
+    befores = [line for line in marks.read_text().splitlines() if line.startswith("before")]
+    assert befores == [f"before-second {ready['pid']}", f"before-first {ready['pid']}"]
 
     pids, answers = [], []
     for name in ("a", "b"):
