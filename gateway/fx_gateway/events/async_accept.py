@@ -34,6 +34,12 @@ class StoreUnavailable(Exception):
     """JetStream did not take the call (NATS down, stream full, no acknowledgement in time)."""
 
 
+class StoreUnconfirmed(StoreUnavailable):
+    """JetStream did not acknowledge the call in time: it may have stored it all the same (a NATS server lost
+    with the acknowledgement under way), so the caller is told that its outcome is unknown, not that nothing was
+    queued."""
+
+
 CALL_ID_HEADER = CALL_ID.encode()
 
 # Stores one call: (function, body, headers); returns once JetStream acknowledged it.
@@ -142,6 +148,15 @@ class AsyncAccept:
     async def _store(self, body: bytes) -> None:
         try:
             await self.enqueue(self.function, body, self.headers)
+        except StoreUnconfirmed as exc:
+            log.warning("async call to %s not acknowledged: %s", self.function, exc)
+            message = (
+                f"the async call to function {self.function!r} was not acknowledged in time ({exc}): it may have "
+                "been queued, and then it runs; sent again, it may run twice"
+            )
+            answer = responses.error(504, "AsyncUnconfirmed", message, self.function)
+            self._answer(lambda_errors.translate(answer) if self.lambda_style else answer)
+            return
         except StoreUnavailable as exc:
             log.warning("async call to %s not stored: %s", self.function, exc)
             message = f"the async call to function {self.function!r} could not be stored ({exc}); nothing was queued"

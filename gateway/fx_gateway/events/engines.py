@@ -11,7 +11,7 @@ from nats.aio.client import Client as NATS
 
 from fx_gateway.config import Settings
 from fx_gateway.events import jetstream
-from fx_gateway.events.async_accept import StoreUnavailable
+from fx_gateway.events.async_accept import StoreUnavailable, StoreUnconfirmed
 from fx_gateway.events.async_worker import AsyncWorker
 from fx_gateway.events.backlog import BacklogSampler
 from fx_gateway.events.batches import Batcher
@@ -82,13 +82,18 @@ class Events:
             self.schedules.sync(function)
 
     async def enqueue(self, function: str, body: bytes, headers: dict[str, str]) -> None:
-        """Store an async call; returns once JetStream has it (raises StoreUnavailable otherwise)."""
+        """Store an async call; returns once JetStream has it (raises StoreUnavailable otherwise: StoreUnconfirmed
+        when its acknowledgement did not come in time, the call perhaps stored)."""
         nc, stats = self.nc, self.async_stats
         try:
             if nc is None or not nc.is_connected or self.storer is None:
                 raise StoreUnavailable("NATS JetStream is not reachable")
             try:
                 await self.storer.store(function, body, headers)
+            except nats.errors.TimeoutError as exc:
+                raise StoreUnconfirmed(
+                    f"no acknowledgement from JetStream within {jetstream.STORE_TIMEOUT_S:g} s"
+                ) from exc
             except nats.errors.Error as exc:
                 raise StoreUnavailable(str(exc) or type(exc).__name__) from exc
         except StoreUnavailable:

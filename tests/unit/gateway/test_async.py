@@ -25,7 +25,7 @@ from fx.protocol import (
     ActivationReply,
     async_subject,
 )
-from fx_gateway.events import callback_delivery
+from fx_gateway.events import callback_delivery, jetstream
 from fx_gateway.events.async_accept import stored_headers
 
 from tests.unit.gateway.conftest import Message, dead_letters, table
@@ -295,6 +295,41 @@ async def test_a_call_jetstream_does_not_store_is_refused_503_not_accepted(platf
     await js.delete_stream(STREAM_ASYNC)  # no stream takes the subject at all
     gone = await gw.client.post("/async-function/hello", content=b"x")
     assert gone.status_code == 503 and "nothing was queued" in gone.json()["error"]["message"]
+
+
+async def test_a_call_stored_but_not_acknowledged_in_time_is_answered_504_unconfirmed(
+    nats_server, gateway, monkeypatch
+):
+    """JetStream's acknowledgement lost (as with a NATS server killed while it was under way): the call may be
+    stored all the same, so the caller is told its outcome is unknown (504 AsyncUnconfirmed), never that nothing
+    was queued. Here the gateway drops every acknowledgement; the call is in the stream."""
+    monkeypatch.setattr(jetstream, "STORE_TIMEOUT_S", 0.3)
+
+    async def lost(self, msg) -> None:
+        return None
+
+    monkeypatch.setattr(jetstream.Storer, "_acknowledged", lost)
+    # the stored call runs as soon as it is stored, held for a replica that never comes: not for long
+    gw = await gateway(nats_url=nats_server, gateway_id="gw", hold_timeout=0.2, async_retries=0)
+    await gw.gateway.start()
+    await until(gw.gateway.feed.healthy)
+    nc = await nats.connect(nats_server)
+    try:
+        gw.gateway.book.apply(table(versions={"1": []}))
+        r = await gw.client.post(
+            "/2015-03-31/functions/hello/invocations", content=b"{}", headers={"X-Amz-Invocation-Type": "Event"}
+        )
+        body = r.json()
+        assert (r.status_code, r.headers["X-Amzn-ErrorType"], body["error"]["code"]) == (
+            504,
+            "ServiceException",
+            "AsyncUnconfirmed",
+        )
+        assert "may have been queued" in body["Message"] and "may run twice" in body["Message"]
+        assert (await nc.jetstream().stream_info(STREAM_ASYNC)).state.last_seq == 1  # stored (and run, since)
+    finally:
+        await nc.close()
+        await gw.gateway.close()
 
 
 async def test_a_failing_call_whose_retry_would_pass_its_maximum_age_is_dead_lettered(nats_server, gateway, replicas):
