@@ -31,7 +31,8 @@ log = logging.getLogger("fx_gateway")
 
 
 class StoreUnavailable(Exception):
-    """JetStream did not take the call (NATS down, stream full, no acknowledgement in time)."""
+    """JetStream did not take the call (NATS down, the stream full or gone); StoreUnconfirmed: no acknowledgement
+    in time."""
 
 
 class StoreUnconfirmed(StoreUnavailable):
