@@ -3,6 +3,7 @@ function's socket, or a local port, must not have the gateway send its callers (
 
 import socket
 import threading
+import time
 
 import httpx
 import pytest
@@ -103,3 +104,47 @@ server.Server.listen = listen
         stop.set()
         thread.join(5)
         listener.close()
+
+
+def test_a_function_claiming_its_own_spares_never_runs_past_its_max(platform, make_function):
+    """A function's spares listen in its own directory, so its code can connect to them, and each connection makes
+    a spare a replica (the zygote forks the next one 25 ms later). Its replicas must still never pass its
+    scale.max: here its handler claims every spare it finds for 1.5 s, while `fx describe` is watched."""
+    body = """claimed, end = 0, time.monotonic() + 1.5
+    while time.monotonic() < end:
+        for path in glob.glob(os.path.join(os.environ["RUN"], "s-*.sock")):
+            s = socket.socket(socket.AF_UNIX)
+            try:
+                s.connect(path)
+                claimed += 1
+            except OSError:
+                pass
+            s.close()
+        time.sleep(0.02)
+    return {'statusCode': 200, 'body': str(claimed)}"""
+    project = make_function(
+        "greedy",
+        body=body,
+        imports="import glob, os, socket, time",
+        scale={"max": 2},
+        config={"snap_start": True, "env": {"RUN": str(run_dir(platform.state_dir) / "greedy")}},
+    )
+    assert platform.fx("deploy", cwd=project).returncode == 0
+    most, stop = [0], threading.Event()
+
+    def watch() -> None:
+        with Client(platform.gateway_url, platform.token) as fx:
+            while not stop.is_set():
+                most[0] = max(most[0], fx.describe("greedy").versions[0].replicas_ready)
+                stop.wait(0.05)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        r = httpx.get(f"{platform.gateway_url}/function/greedy", timeout=30)
+        time.sleep(1)  # what was claimed last is counted
+    finally:
+        stop.set()
+        watcher.join(5)
+    assert r.status_code == 200 and int(r.text) >= 5  # it did claim spare after spare
+    assert 1 <= most[0] <= 2

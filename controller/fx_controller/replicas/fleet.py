@@ -264,14 +264,19 @@ class Fleet:
         there): the spare serves it already, and is a replica now, ready; the fleet takes it over as it adopts one."""
         function, number = event.function, event.version
         version = self._version_of(function, number)
+        running = sum(r.state != "draining" for r in self.of(function, number))
         replica = Replica(event.id, function, number, version.spec.timeout if version else 1.0, self._clock())
         self._add(replica)
-        if version is None:
+        # Its own function's code can connect to a spare too (the socket is in its directory): a claim past the
+        # version's scale.max is stopped, or a function could grow itself a replica per spare the zygote forks.
+        why = "which is gone" if version is None else "at its max" if running >= version.spec.scale.max else ""
+        if why:
             log.warning(
-                "replica %s claimed at a standby of %s version %d, which is gone: stopped", event.id, function, number
+                "replica %s claimed at a standby of %s version %d, %s: stopped", event.id, function, number, why
             )
             self._spawn(self.stop(replica.id))
             return
+        assert version is not None
         if isinstance(self._backend, Adopting):  # its token in the record a later controller checks; its NATS creds
             token = self.token(function, number)
             self._backend.adopt(ReplicaSpec(event.id, function, number, version.digest, version.spec, token=token))

@@ -111,3 +111,19 @@ async def test_a_standby_is_published_and_a_claimed_one_is_a_ready_replica_the_f
 
     backend.on_event(ReplicaEvent("hello-9-c2", "claimed", endpoint=socket, function="hello", version=9))
     await until(lambda: "hello-9-c2" in backend.stopped, 5, "the claim of no version stopped")
+
+
+async def test_a_claim_past_the_versions_max_is_stopped(controller, deployed, backend):
+    """A function's own code may connect to its spare's socket (it is in its directory): each claim would be one
+    more replica, so one past scale.max is stopped at once, never published."""
+    await deployed("solo", scale={"max": 2})
+    await until(lambda: controller.fleet.count("solo", 1, "ready") == 1, 5, "the deploy's replica")
+    socket = "unix:/run/fx/solo/s-1.sock"
+    backend.on_event(ReplicaEvent("solo-1-c1", "claimed", endpoint=socket, function="solo", version=1))
+    assert controller.fleet.replicas["solo-1-c1"].state == "ready"
+    backend.on_event(
+        ReplicaEvent("solo-1-c2", "claimed", endpoint="unix:/run/fx/solo/s-2.sock", function="solo", version=1)
+    )
+    await until(lambda: "solo-1-c2" in backend.stopped, 5, "the claim past max 2 stopped")
+    assert socket in await published_endpoints(controller, "solo")
+    assert controller.fleet.count("solo", 1, "ready") == 2
