@@ -53,7 +53,12 @@ def byte_compile(fx: str) -> None:
     """Compile the fx package of the build `fx` belongs to, as pip does at install: with PYTHONDONTWRITEBYTECODE set
     (or a cache older than the sources) each run would compile every changed module again, and count it."""
     python = str(Path(fx).with_name("python"))
-    code = "import compileall, fx; all(compileall.compile_dir(p, quiet=1) for p in fx.__path__) or exit(1)"
+    # fx.protocol's folder too: in an editable install fx-core's half of the package is not on fx.__path__
+    code = (
+        "import compileall, fx, fx.protocol, os;"
+        "paths = {*fx.__path__, os.path.dirname(fx.protocol.__file__)};"
+        "all(compileall.compile_dir(p, quiet=1) for p in paths) or exit(1)"
+    )
     subprocess.run([python, "-c", code], check=True)
 
 
