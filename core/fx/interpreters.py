@@ -10,12 +10,11 @@ runs nothing, or a broken link, is never taken for an interpreter.
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from fx.protocol import PYTHON_RUNTIMES
+# fx.protocol (its dataclasses, 5 ms) and subprocess are imported where used: `fx --help` reads ENV and KNOB here.
 
 ENV = "FX_INTERPRETERS"  # "python3.12=/opt/py312/bin/python3.12,python3.13=..." (commas or spaces)
 KNOB = "`fx up --interpreter python3.X=/path/to/python3.X` (or FX_INTERPRETERS)"
@@ -29,6 +28,8 @@ def own_runtime() -> str:
 
 def parse(values: Iterable[str]) -> dict[str, str]:
     """`RUNTIME=PATH` values -> {runtime: path}; ValueError naming a malformed one."""
+    from fx.protocol import PYTHON_RUNTIMES
+
     named: dict[str, str] = {}
     for value in values:
         runtime, sep, path = value.partition("=")
@@ -47,6 +48,8 @@ def from_env(environ: Mapping[str, str]) -> list[str]:
 
 def probe(path: str) -> tuple[str, str] | None:
     """(runtime, real executable) of the interpreter at `path`; None when nothing runs there."""
+    import subprocess
+
     try:
         out = subprocess.run(
             [path, "-I", "-c", _PROBE],
@@ -67,13 +70,15 @@ def probe(path: str) -> tuple[str, str] | None:
 def discover(
     named: Mapping[str, str] | None = None,
     environ: Mapping[str, str] = os.environ,
-    wanted: Iterable[str] = PYTHON_RUNTIMES,
+    wanted: Iterable[str] | None = None,
 ) -> dict[str, str]:
-    """runtime -> interpreter, for the runtimes in `wanted` that this host has. A named interpreter that does
-    not run, or is another version, is a ValueError saying so."""
-    from concurrent.futures import ThreadPoolExecutor  # here: the fx CLI imports this module at every start
+    """runtime -> interpreter, for the runtimes in `wanted` (all by default) that this host has. A named
+    interpreter that does not run, or is another version, is a ValueError saying so."""
+    from concurrent.futures import ThreadPoolExecutor
 
-    wanted = [r for r in PYTHON_RUNTIMES if r in set(wanted)]
+    from fx.protocol import PYTHON_RUNTIMES
+
+    wanted = [r for r in PYTHON_RUNTIMES if wanted is None or r in set(wanted)]
     found: dict[str, str] = {}
     for runtime, path in (named or {}).items():
         got = probe(path)
@@ -99,6 +104,8 @@ def find(runtime: str, environ: Mapping[str, str] = os.environ) -> str | None:
 def _candidates(environ: Mapping[str, str]) -> list[tuple[str, str]]:
     """(runtime, path) to try, in order: `python3.X` on PATH, then pyenv's versions, newest patch first. pyenv's
     shims are left out: each costs a second to ask, and the versions they lead to are tried directly."""
+    from fx.protocol import PYTHON_RUNTIMES
+
     out: list[tuple[str, str]] = []
     pyenv_root = Path(environ.get("PYENV_ROOT") or Path.home() / ".pyenv")
     for folder in environ.get("PATH", "").split(os.pathsep):

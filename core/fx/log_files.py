@@ -17,12 +17,12 @@ rotation that died between the two repeats what it copied, and loses nothing).
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno as _errno
+import functools
 import glob
 import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -152,14 +152,24 @@ def _ends_a_line(src, offset: int) -> bool:
     return src.read(1) == b"\n"
 
 
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.fallocate.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64)
 FALLOC_FL_COLLAPSE_RANGE = 0x08
+
+
+@functools.cache
+def _fallocate() -> Callable[[int, int, int, int], int]:
+    """libc's fallocate, loaded at the first rotation: ctypes costs `fx --help` 2 ms to import."""
+    import ctypes
+
+    fallocate = ctypes.CDLL(None, use_errno=True).fallocate
+    fallocate.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64)
+    return fallocate
 
 
 def _collapse(fd: int, length: int) -> bool:
     """Take the first `length` bytes (whole blocks) off the file; False where the file system cannot."""
-    if _libc.fallocate(fd, FALLOC_FL_COLLAPSE_RANGE, 0, length) == 0:
+    import ctypes
+
+    if _fallocate()(fd, FALLOC_FL_COLLAPSE_RANGE, 0, length) == 0:
         return True
     errno = ctypes.get_errno()
     if errno in (_errno.EOPNOTSUPP, _errno.EINVAL, _errno.ENOSYS):

@@ -121,7 +121,7 @@ class LocalReplica:
             stderr=subprocess.STDOUT,
             text=True,
             bufsize=1,
-            preexec_fn=die_with_parent,  # fx killed outright leaves no runtime behind
+            preexec_fn=die_with_parent(),  # fx killed outright leaves no runtime behind
         )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()

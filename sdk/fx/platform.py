@@ -21,7 +21,6 @@ anonymously.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import shutil
 import signal
@@ -385,7 +384,7 @@ class Platform:
             stderr=subprocess.STDOUT,
             env=env,
             start_new_session=True,
-            preexec_fn=die_with_parent,
+            preexec_fn=die_with_parent(),
             pass_fds=fds,
         )
 
@@ -477,11 +476,16 @@ def _console_script(script: str, module: str) -> list[str]:
     return [str(beside)] if beside.exists() else [sys.executable, "-m", module]
 
 
-def die_with_parent() -> None:
-    """Runs in the child between fork and exec: ask Linux for SIGTERM when the launcher (the starting thread) dies."""
-    if sys.platform == "linux":
-        pr_set_pdeathsig = 1
-        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+def die_with_parent() -> Callable[[], None] | None:
+    """A preexec_fn asking Linux for SIGTERM when the launcher (the starting thread) dies; None elsewhere. libc is
+    loaded here, in the parent, as nothing may be imported between fork and exec (and `fx --help` skips ctypes)."""
+    if sys.platform != "linux":
+        return None
+    import ctypes
+
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    pr_set_pdeathsig = 1
+    return lambda: prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def _free_ports(count: int) -> list[int]:
