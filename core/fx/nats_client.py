@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import nats.errors
+from nats.aio.client import PING_PROTO
 from nats.aio.client import Client as NATS
 
 log = logging.getLogger("fx.nats")
@@ -47,6 +48,16 @@ class Client(NATS):
     async def close(self) -> None:
         self.stopping = True
         await super().close()
+
+    async def _send_ping(self, future: asyncio.Future | None = None) -> None:
+        """nats-py (2.16) writes a PING to the socket at once, ahead of the commands still in its pending buffer:
+        `flush()` could then return before the server had a SUB or PUB made just before it, and a message
+        published meanwhile missed a subscription said to be in place. Queued behind them instead, so a PONG
+        means the server has read everything sent before the flush."""
+        self._pongs.append(future if future is not None else asyncio.get_running_loop().create_future())
+        self._pending.append(PING_PROTO)
+        self._pending_data_size += len(PING_PROTO)
+        await self._flush_pending()
 
     async def leave(self) -> None:
         """At a stop, once the owner's work is done: what it published reaches the server, bounded to DRAIN_S,

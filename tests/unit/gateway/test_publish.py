@@ -3,6 +3,7 @@
 import nats
 import nats.errors
 import pytest
+from fx import nats_client
 from fx_gateway.events.publish import ack, acks, header_block, publish
 
 from tests.waiting import until
@@ -30,7 +31,7 @@ async def test_a_command_is_the_bytes_nats_py_publish_writes(nc, reply, headers)
 
 
 async def test_published_messages_reach_a_subscriber_with_their_headers(nc, nats_server):
-    other = await nats.connect(nats_server)
+    other = await nats_client.connect(nats_server, "subscriber")  # its flush() waits for the SUB to be read
     sub = await other.subscribe("orders.*")
     await other.flush()
     publish(nc, "orders.1", b"one", header_block({"Fx-Status": "200", "Fx-Function-Error": "Handled"}))

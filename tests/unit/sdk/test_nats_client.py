@@ -94,3 +94,30 @@ async def test_leave_closes_within_its_bound_when_the_server_no_longer_answers(t
         took = time.monotonic() - began
     assert nc.is_closed
     assert took < nats_client.DRAIN_S + 2
+
+
+async def commands_read(connect, tmp_path: Path) -> list[str]:
+    """What nats-server read, in order, from a client that subscribed and flushed at once (its trace log)."""
+    log = tmp_path / "nats.log"
+    config = tmp_path / "nats.conf"
+    config.write_text(f'trace: true\nlog_file: "{log}"\n')
+    with nats_server(tmp_path / "nats", config) as url:
+        nc = await connect(url)
+        await nc.subscribe("ordered")
+        await nc.flush()
+        await until(lambda: "<<- [SUB ordered" in log.read_text(), 5, "the server to read the SUB")
+        await nc.close()
+    lines = log.read_text().splitlines()
+    return [cmd for line in lines for cmd in ("PING", "SUB") if f"<<- [{cmd}" in line]
+
+
+async def test_nats_py_flush_can_answer_before_the_server_has_a_subscription(tmp_path: Path):
+    """Why Client._send_ping exists: nats-py writes flush()'s PING ahead of the SUB still in its buffer, so the
+    PONG can come before the server has the subscription (a trigger said to be in place missed messages). If a
+    nats-py upgrade fixes this, this fails: drop the override."""
+    assert await commands_read(nats.connect, tmp_path) == ["PING", "PING", "SUB"]  # the connect's PING first
+
+
+async def test_a_flush_answers_once_the_server_has_what_was_sent_before_it(tmp_path: Path):
+    got = await commands_read(lambda url: nats_client.connect(url, "test"), tmp_path)
+    assert got == ["PING", "SUB", "PING"]
