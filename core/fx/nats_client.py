@@ -59,6 +59,16 @@ class Client(NATS):
         self._pending_data_size += len(PING_PROTO)
         await self._flush_pending()
 
+    async def _process_pong(self) -> None:
+        """nats-py sets the oldest PING's future when its PONG comes, even when that flush timed out and cancelled
+        it; the InvalidStateError ended its read loop, so one slow flush (at a stop, or /system/publish) cost the
+        connection. A timed-out flush's PONG, late, is taken here instead."""
+        if self._pongs and self._pongs[0].done():
+            self._pongs.pop(0)
+            self._pings_outstanding = 0
+            return
+        await super()._process_pong()
+
     async def leave(self) -> None:
         """At a stop, once the owner's work is done: what it published reaches the server, bounded to DRAIN_S,
         then the connection closes.

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import nats
+import pytest
 from fx import kv_watch, nats_client
 
 from tests.nats_server import nats_process, nats_server
@@ -121,3 +122,17 @@ async def test_nats_py_flush_can_answer_before_the_server_has_a_subscription(tmp
 async def test_a_flush_answers_once_the_server_has_what_was_sent_before_it(tmp_path: Path):
     got = await commands_read(lambda url: nats_client.connect(url, "test"), tmp_path)
     assert got == ["PING", "SUB", "PING"]
+
+
+async def test_a_flush_that_timed_out_leaves_the_connection_working(tmp_path: Path):
+    """nats-py ended its read loop on the late PONG of a flush that had timed out: the connection still looked
+    connected, and no message reached it any more."""
+    with nats_server(tmp_path / "nats") as url:
+        nc = await nats_client.connect(url, "test")
+        with pytest.raises(nats.errors.FlushTimeoutError):
+            await nc.flush(timeout=0.000001)
+        await asyncio.sleep(0.2)  # its PONG came meanwhile
+        sub = await nc.subscribe("after")
+        await nc.publish("after", b"x")
+        assert (await sub.next_msg(timeout=5)).data == b"x"
+        await nc.close()
