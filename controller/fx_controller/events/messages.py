@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import uuid
+from collections.abc import Iterator
 
 import nats.errors
 import nats.js.errors
@@ -27,6 +28,20 @@ def _text(data: bytes) -> tuple[str, bool]:
         return data.decode("utf-8"), False
     except UnicodeDecodeError:
         return base64.b64encode(data).decode("ascii"), True
+
+
+@contextlib.contextmanager
+def _unconfirmed(spec: PublishSpec) -> Iterator[None]:
+    """NATS not answering once the message was sent is not "unavailable, retry" (503): the message may have been
+    delivered or stored, so the caller is told that a retry may deliver it twice."""
+    try:
+        yield
+    except nats.errors.TimeoutError:
+        message = (
+            f"NATS did not confirm the message on {spec.subject!r} within {spec.timeout:g} s: it may have been"
+            " published; publishing it again may deliver it twice"
+        )
+        raise ApiError(504, "PublishUnconfirmed", message) from None
 
 
 class Messages:
@@ -51,9 +66,11 @@ class Messages:
             stream = await js.find_stream_name_by_subject(spec.subject)
         except nats.js.errors.NotFoundError:
             await self.nc.publish(spec.subject, data, headers=headers)
-            await self.nc.flush(timeout=spec.timeout)
+            with _unconfirmed(spec):
+                await self.nc.flush(timeout=spec.timeout)
             return PublishResult(subject=spec.subject)
-        ack = await js.publish(spec.subject, data, headers=headers, timeout=spec.timeout, stream=stream)
+        with _unconfirmed(spec):
+            ack = await js.publish(spec.subject, data, headers=headers, timeout=spec.timeout, stream=stream)
         return PublishResult(subject=spec.subject, stream=ack.stream, seq=ack.seq)
 
     async def _request(self, spec: PublishSpec, data: bytes, headers: dict[str, str] | None) -> PublishResult:

@@ -20,6 +20,8 @@ from fx.protocol import (
 )
 from fx_controller.controller import Controller
 
+from tests.waiting import until
+
 
 def failure(error: str = "ValueError", attempts: int = 3) -> dict[str, str]:
     return {DEAD_ERROR: error, DEAD_MESSAGE: "bad order", DEAD_STATUS: "502", DEAD_ATTEMPTS: str(attempts)}
@@ -150,6 +152,24 @@ async def test_a_test_message_is_stored_by_the_stream_taking_its_subject_or_else
     assert nobody.status_code == 404 and nobody.json()["error"]["code"] == "NoResponders"
     for subject in ("fx.activate", "$JS.API.STREAM.DELETE.ORDERS", "_INBOX.x", "orders.*", "orders.>"):
         assert (await admin.post("/system/publish", json={"subject": subject})).status_code == 400, subject
+
+
+async def test_a_message_nats_did_not_confirm_in_time_is_a_504_saying_it_may_have_gone(admin, controller):
+    """Not 503 "retry": past its timeout the message may still be delivered or stored, as both are here."""
+    js = controller._nc.jetstream()
+    await js.add_stream(name="ORDERS", subjects=["orders.>"])
+    heard = []
+
+    async def hear(msg) -> None:
+        heard.append(msg.data)
+
+    await controller._nc.subscribe("quotes.*", cb=hear)
+    for subject in ("orders.new", "quotes.x"):  # a stream's ack, a core publish's flush: no answer in 1 µs
+        late = await admin.post("/system/publish", json={"subject": subject, "data": "7", "timeout": 0.000001})
+        assert late.status_code == 504 and late.json()["error"]["code"] == "PublishUnconfirmed", late.text
+        assert "may have been published" in late.json()["error"]["message"]
+    await until(lambda: heard == [b"7"], 5, "the core message at its subscriber")
+    assert (await js.get_msg("ORDERS", seq=1)).data == b"7"
 
 
 async def test_a_key_is_put_in_an_existing_bucket_only(admin):
