@@ -25,9 +25,9 @@ its own next to the template's: its "ready" names it) once it is ready (same log
 as any other. At most `--templates` are kept (least recently used retired
 first: it forks no more and exits once its last replica has); `{"op": "drop", "key"}` retires one at once (its
 version was deleted); each is told as `{"event": "template", "key", "state": "ready" | "failed" | "gone", ...}` and
-listed in the hello. Asked with an `id_prefix`, each prepared spare is told as `{"event": "standby", "key",
-"endpoint"}`: a caller connecting to it there makes it a replica (`claimed`, an id made of the prefix), told as
-`spawned` and `ready` with `"claimed": key`.
+listed in the hello (with its `"standby"`). Asked with an `id_prefix`, each prepared spare is told as `{"event":
+"standby", "key", "endpoint"}`: a caller connecting to it there makes it a replica (`claimed`, an id made of the
+prefix), told as `spawned` and `ready` with `"claimed": key`.
 """
 
 from __future__ import annotations
@@ -319,7 +319,9 @@ class Zygote:
             for pid, replica_id in self.children.items()
             if pid in self.endpoints
         ]
-        templates = [self.describe(t) for t in self.templates.values() if t.ready]
+        # With each template, its standby (a spare prepared, told before to the controller that is gone): the new
+        # one routes cold starts to it at once, not from the next spare on.
+        templates = [{**self.describe(t), "standby": self.standby(t)} for t in self.templates.values() if t.ready]
         self.emit(
             {"event": "hello", "pid": os.getpid(), "sandbox": self.report, "replicas": ready, "templates": templates}
         )
@@ -503,6 +505,12 @@ class Zygote:
         """What a template costs: its memory and its spare's (PSS: pages shared with its replicas split)."""
         pss = memory_kb(t.pid) + (memory_kb(t.spare.host_pid) if t.spare else 0)
         return {"key": t.key, "pid": t.pid, "replicas": len(t.replicas), "pss_kb": pss}
+
+    def standby(self, t: Template) -> str:
+        """The endpoint of `t`'s prepared spare if the controller is told of it (asked with an `id_prefix`), else ""."""
+        spare = t.spare
+        told = t.id_prefix and spare is not None and spare.endpoint and spare.fd in self.spare_fds
+        return spare.endpoint if told else ""  # type: ignore[union-attr]
 
     def retire(self, t: Template) -> None:
         """Fork no more from `t`; it exits once its last replica has (they share its PID namespace)."""

@@ -276,6 +276,9 @@ class LocalBackend:
         log.info("zygote pid=%d adopted (interpreter %s, %d replicas)", pid, interpreter, len(hello["replicas"]))
         zygote = self._zygotes[interpreter] = _Zygote(interpreter, pid, events, commands)
         zygote.templates = {str(t["key"]) for t in hello.get("templates", [])}
+        for t in hello.get("templates", []):
+            if t.get("standby"):  # a spare prepared while no controller listened: the standby from now on
+                self._standby(str(t["key"]), str(t["standby"]))
         zygote.reader = asyncio.create_task(self._read_events(zygote))
         return zygote, hello
 

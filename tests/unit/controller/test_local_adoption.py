@@ -28,8 +28,10 @@ from .test_local_backend import Events
 REAL_ZYGOTE = [sys.executable, "-m", "fx_runtime.zygote"]
 
 
-def spec(artifacts_digest: str, rid: str) -> ReplicaSpec:
-    function = FunctionSpec(name="hello", handler="handler.handler", artifact=artifacts_digest, timeout=2)
+def spec(artifacts_digest: str, rid: str, snap_start: bool = False) -> ReplicaSpec:
+    function = FunctionSpec(
+        name="hello", handler="handler.handler", artifact=artifacts_digest, timeout=2, snap_start=snap_start
+    )
     return ReplicaSpec(rid, "hello", 1, artifacts_digest, function, token="the-token")
 
 
@@ -72,6 +74,37 @@ async def test_a_new_backend_adopts_what_its_records_vouch_for_and_the_lifeline_
     assert (await heard.next()).kind == "ready"
     os.close(fx_up)  # fx up is gone, however: the zygote stops its replicas and exits
     await until(lambda: not alive(zygote) and not alive(second._pids.get("hello-1-c", 0)), timeout=15)
+    os.close(lifeline)
+    second._zygotes.clear()
+    await second.close()
+
+
+async def test_a_new_backend_is_told_the_standby_a_spare_prepared_for_the_last_one(tmp_path: Path):
+    """A snap_start version's standby survives a controller restart: the next controller routes its cold starts
+    there at once, not from the spare after the next one."""
+    data, digest = make_zip({"handler.py": b"def handler(event, context):\n    return 'hi'\n"})
+    artifacts = Artifacts(tmp_path / "artifacts", objects=None, max_unzipped_bytes=1 << 20)  # type: ignore[arg-type]
+    artifacts.path(digest).write_bytes(data)
+    lifeline, fx_up = os.pipe()
+    first, events = LocalBackend(tmp_path, artifacts, command=REAL_ZYGOTE, lifeline=lifeline), Events()
+    await first.open(events)
+    await first.start_replica(spec(digest, "hello-1-a", snap_start=True))
+    assert (await events.next()).kind == "ready"
+    await until(lambda: events.standbys, 10, "the template's spare told as the standby")
+    told = events.standbys[-1].endpoint
+    for z in first._zygotes.values():  # the controller dies
+        assert z.reader is not None
+        z.reader.cancel()
+        z.commands.close()
+    await first._nats.close()
+
+    second, heard = LocalBackend(tmp_path, artifacts, command=REAL_ZYGOTE, lifeline=lifeline), Events()
+    await second.open(heard)
+    [standby] = heard.standbys
+    assert (standby.function, standby.version, standby.endpoint) == ("hello", 1, told)
+    os.close(fx_up)
+    zygote = second._zygotes[sys.executable].pid
+    await until(lambda: not alive(zygote), timeout=15)
     os.close(lifeline)
     second._zygotes.clear()
     await second.close()
