@@ -18,7 +18,7 @@ FX = str(Path(sys.executable).with_name("fx"))
 
 
 def _log(state: Path, name: str) -> str:
-    return "\n".join((state / "logs" / f"{name}.log").read_text(errors="replace").splitlines()[-60:])
+    return "\n".join((state / "logs/platform" / f"{name}.log").read_text(errors="replace").splitlines()[-60:])
 
 
 def _start(state: Path, port: int, config: Path, out: Path) -> subprocess.Popen:
@@ -54,8 +54,8 @@ def test_fx_up_serves_the_examples_and_ctrl_c_stops_everything(tmp_path):
         up = _start(state, port, config, tmp_path / "up2.log")
         wait_for(lambda: "curl" in (tmp_path / "up2.log").read_text(), 90, "the second fx up")
         second = (tmp_path / "up2.log").read_text()
-        # One per example function: hello, echo, and signup's create-user and welcome-mail.
-        assert second.count("unchanged") == 4, f"fx up output:\n{second}\ncontroller log:\n{_log(state, 'controller')}"
+        # One per example function: hello, echo, sentiment, and signup's create-user and welcome-mail.
+        assert second.count("unchanged") == 5, f"fx up output:\n{second}\ncontroller log:\n{_log(state, 'controller')}"
         assert httpx.get(f"http://127.0.0.1:{port}/function/hello", timeout=30).status_code == 200
     finally:
         if up.poll() is None:
