@@ -39,7 +39,7 @@ class ReplicaEvent:
     endpoint: str = ""  # ready, standby, claimed: "host:port" or "unix:path"
     function: str = ""  # standby, claimed: the version's (other events are of a replica the fleet asked for)
     version: int = 0
-    # ready: the runtime's init, when the backend heard it; a measurement, not part of what the event is
+    # ready, claimed: the runtime's init, when the backend heard it; a measurement, not part of what the event is
     init_ms: float | None = field(default=None, compare=False)
     error_type: str = ""  # init_error: Lambda's errorType, e.g. Runtime.ImportModuleError
     error_message: str = ""

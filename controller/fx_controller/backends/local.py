@@ -506,7 +506,7 @@ class LocalBackend:
                 self._stop_on_spawn.discard(replica_id)
                 self._signal(replica_id, self._pids[replica_id], signal.SIGTERM)
         elif event == "ready" and "claimed" in msg:
-            self._claimed(replica_id, str(msg["claimed"]), str(msg["endpoint"]), zygote)
+            self._claimed(replica_id, str(msg["claimed"]), str(msg["endpoint"]), msg.get("init_ms"), zygote)
         elif event == "ready":
             endpoint = str(msg["endpoint"])
             if not self._in_private_dir(self._tokens.get(replica_id, ("",))[0], endpoint):
@@ -527,14 +527,15 @@ class LocalBackend:
             return
         self._on_event(ReplicaEvent("", "standby", endpoint=endpoint, function=function, version=version))
 
-    def _claimed(self, replica_id: str, key: str, endpoint: str, zygote: _Zygote) -> None:
+    def _claimed(self, replica_id: str, key: str, endpoint: str, init_ms: float | None, zygote: _Zygote) -> None:
         """A caller connected to a standby: that spare is a replica the fleet did not ask for, ready (the fleet
         adopts it, or stops it if its version is gone)."""
         function, version = _version_of(key)
         if not self._in_private_dir(function, endpoint):  # never told as a standby
             return self._misplaced(replica_id, endpoint)
         self._live[replica_id] = zygote.interpreter
-        self._on_event(ReplicaEvent(replica_id, "claimed", endpoint=endpoint, function=function, version=version))
+        claimed = ReplicaEvent(replica_id, "claimed", endpoint, function=function, version=version, init_ms=init_ms)
+        self._on_event(claimed)
         self._record(replica_id, endpoint)
 
     def _in_private_dir(self, function: str, endpoint: str) -> bool:

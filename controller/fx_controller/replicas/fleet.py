@@ -282,6 +282,8 @@ class Fleet:
             self._backend.adopt(ReplicaSpec(event.id, function, number, version.digest, version.spec, token=token))
         log.info("replica %s claimed by a caller at %s version %d's standby", event.id, function, number)
         self._ready(replica, event.endpoint)
+        replica.queued_s = 0.0  # a cold start no caller waited on the controller for, forked before it was needed
+        self._cold_start_phases(replica, event.init_ms)
 
     def _ready(self, replica: Replica, endpoint: str) -> None:
         self._gauge(replica, -1)
@@ -308,7 +310,8 @@ class Fleet:
         await self._on_change(function)
 
     def _cold_start_phases(self, replica: Replica, init_ms: float | None) -> None:
-        """A cold start (a replica an activation asked for) split into queueing, spawn and init."""
+        """A cold start (a replica an activation asked for, or a standby a caller claimed) split into queueing,
+        spawn and init."""
         if replica.queued_s is None:
             return
         phase = self._metrics.cold_start_phase

@@ -373,6 +373,7 @@ async def test_a_caller_at_a_versions_standby_makes_that_spare_a_replica_reporte
         1,
     )
     assert claimed.id.startswith("hello-1-")
+    assert claimed.init_ms == 0.0  # prepared before the caller came: none of its start is on the cold start's path
     await backend.stop_replica(claimed.id, grace=2)
     gone = await events.next()
     assert (gone.kind, gone.id) == ("exit", claimed.id)

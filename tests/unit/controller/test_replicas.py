@@ -10,6 +10,8 @@ from fx_controller.backends.base import ReplicaEvent
 from tests.unit.controller.conftest import route_table
 from tests.waiting import until
 
+PHASES = ("queueing", "spawn", "init")  # fx_controller_cold_start_phase_seconds's
+
 
 async def published_endpoints(controller, name: str, version: str = "1") -> list[str]:
     kv = await controller._nc.jetstream().key_value(KV_ROUTES)
@@ -99,9 +101,15 @@ async def test_a_standby_is_published_and_a_claimed_one_is_a_ready_replica_the_f
         return await standby() == socket
 
     await until(told, 5, "the standby published")
-    backend.on_event(ReplicaEvent("hello-1-c1", "claimed", endpoint=socket, function="hello", version=1))
+    claim = ReplicaEvent("hello-1-c1", "claimed", endpoint=socket, function="hello", version=1, init_ms=0.0)
+    backend.on_event(claim)
     claimed = controller.fleet.replicas["hello-1-c1"]
     assert (claimed.state, claimed.endpoint) == ("ready", socket)
+    # a cold start in the phases too: nothing queued for the controller, nothing forked or run on its path
+    sample = controller.metrics.registry.get_sample_value
+    labels = {"function": "hello", "version": "1"}
+    phases = {p: sample("fx_controller_cold_start_phase_seconds_sum", {**labels, "phase": p}) for p in PHASES}
+    assert phases["queueing"] == phases["init"] == 0.0 and phases["spawn"] < 0.01  # spawn: the controller's own
 
     async def published() -> bool:
         return socket in await published_endpoints(controller, "hello") and await standby() == ""
