@@ -35,10 +35,24 @@ def spec(artifacts_digest: str, rid: str, snap_start: bool = False) -> ReplicaSp
     return ReplicaSpec(rid, "hello", 1, artifacts_digest, function, token="the-token")
 
 
-async def test_a_new_backend_adopts_what_its_records_vouch_for_and_the_lifeline_ends_the_rest(tmp_path: Path):
+def hello_code(tmp_path: Path) -> tuple[Artifacts, str]:
     data, digest = make_zip({"handler.py": b"def handler(event, context):\n    return 'hi'\n"})
     artifacts = Artifacts(tmp_path / "artifacts", objects=None, max_unzipped_bytes=1 << 20)  # type: ignore[arg-type]
     artifacts.path(digest).write_bytes(data)
+    return artifacts, digest
+
+
+async def controller_dies(backend: LocalBackend) -> None:
+    """Its end of the zygotes' pipes closes, and nothing is stopped."""
+    for z in backend._zygotes.values():
+        assert z.reader is not None
+        z.reader.cancel()
+        z.commands.close()
+    await backend._nats.close()
+
+
+async def test_a_new_backend_adopts_what_its_records_vouch_for_and_the_lifeline_ends_the_rest(tmp_path: Path):
+    artifacts, digest = hello_code(tmp_path)
     lifeline, fx_up = os.pipe()
     first, events = LocalBackend(tmp_path, artifacts, command=REAL_ZYGOTE, lifeline=lifeline), Events()
     await first.open(events)
@@ -46,12 +60,7 @@ async def test_a_new_backend_adopts_what_its_records_vouch_for_and_the_lifeline_
         await first.start_replica(spec(digest, rid))
         assert (await events.next()).kind == "ready"
     pids, zygote = dict(first._pids), first._zygotes[sys.executable].pid
-    # The controller dies: its end of the zygote's pipes closes, and nothing is stopped.
-    for z in first._zygotes.values():
-        assert z.reader is not None
-        z.reader.cancel()
-        z.commands.close()
-    await first._nats.close()
+    await controller_dies(first)
     records = control_dir(first._run_dir) / RECORDS_FILE
     forged = next(json.loads(line) for line in records.read_text().splitlines() if '"hello-1-b"' in line)
     forged["start_time"] += 1  # as if its pid had been reused by another process
@@ -82,9 +91,7 @@ async def test_a_new_backend_adopts_what_its_records_vouch_for_and_the_lifeline_
 async def test_a_new_backend_is_told_the_standby_a_spare_prepared_for_the_last_one(tmp_path: Path):
     """A snap_start version's standby survives a controller restart: the next controller routes its cold starts
     there at once, not from the spare after the next one."""
-    data, digest = make_zip({"handler.py": b"def handler(event, context):\n    return 'hi'\n"})
-    artifacts = Artifacts(tmp_path / "artifacts", objects=None, max_unzipped_bytes=1 << 20)  # type: ignore[arg-type]
-    artifacts.path(digest).write_bytes(data)
+    artifacts, digest = hello_code(tmp_path)
     lifeline, fx_up = os.pipe()
     first, events = LocalBackend(tmp_path, artifacts, command=REAL_ZYGOTE, lifeline=lifeline), Events()
     await first.open(events)
@@ -92,11 +99,7 @@ async def test_a_new_backend_is_told_the_standby_a_spare_prepared_for_the_last_o
     assert (await events.next()).kind == "ready"
     await until(lambda: events.standbys, 10, "the template's spare told as the standby")
     told = events.standbys[-1].endpoint
-    for z in first._zygotes.values():  # the controller dies
-        assert z.reader is not None
-        z.reader.cancel()
-        z.commands.close()
-    await first._nats.close()
+    await controller_dies(first)
 
     second, heard = LocalBackend(tmp_path, artifacts, command=REAL_ZYGOTE, lifeline=lifeline), Events()
     await second.open(heard)
