@@ -45,10 +45,19 @@ def unusable(state_dir: Path, exc: OSError) -> StateDirError:
     return StateDirError(f"{why}; {fix}")
 
 
+def private(path: Path) -> Path:
+    """`path` (a folder of the state dir's: function code, logs, artifacts) made if missing and kept 0700: other
+    local users get nothing of the state dir (docs/security.md), even where it sits in folders anyone may enter
+    (`make up`'s `.fx` in a checkout). A folder an older fx made 0755 is tightened too."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(path, 0o700)
+    return path
+
+
 def acquire(state_dir: Path, role: str) -> int:
     """Lock `state_dir` for this process (and whoever inherits the returned fd), or raise StateDirError."""
     try:
-        state_dir.mkdir(parents=True, exist_ok=True)
+        state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # an existing one is the operator's choice
         # O_NOFOLLOW: a planted symlink must not make fx truncate the file it points to.
         fd = os.open(state_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
     except OSError as exc:

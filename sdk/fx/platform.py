@@ -183,7 +183,8 @@ class Platform:
     def _start(self) -> None:
         from fx.tokens import load_or_create_token
 
-        self.log_dir.mkdir(parents=True, exist_ok=True)
+        state_lock.private(self.log_dir.parent)  # logs/: the functions' logs too, once the controller writes them
+        state_lock.private(self.log_dir)
         load_or_create_token(self.token_file)
         # Picked together: ports picked one at a time may come back twice (the kernel reuses one just released).
         nats_port, controller_port, free_gateway_port = _free_ports(3)

@@ -3,10 +3,13 @@ the first acknowledged survives; a read-only state dir is one clear line and exi
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -173,3 +176,56 @@ def test_a_read_only_state_dir_is_one_clear_line_and_exit_2(read_only, tmp_path)
     )
     assert controller.returncode == 2 and "read-only" in controller.stderr
     assert "Traceback" not in controller.stderr
+
+
+def readable_by_nobody(files: list[Path], folders: list[Path]) -> list[str]:
+    """Which of `files` (opened) and `folders` (listed) uid 65534 can read: a forked child drops to it (no
+    interpreter to exec as that user: this one's is under root's home)."""
+    out, into = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns
+        code = 1
+        try:
+            os.close(out)
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+            found = []
+            for path in [*files, *folders]:
+                try:
+                    os.listdir(path) if path in folders else path.open("rb").close()
+                    found.append(str(path))
+                except OSError:
+                    pass
+            os.write(into, json.dumps(found).encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(into)
+    with os.fdopen(out, "rb") as said:
+        found = json.loads(said.read() or b"null")
+    assert os.waitpid(pid, 0)[1] == 0
+    return found
+
+
+def test_another_local_user_reads_no_function_code_logs_or_artifacts(ups, make_function):
+    """Where `make up` puts the state dir (`.fx` in a checkout whose folders anyone may enter), another user of
+    the host reads nothing of it: not a function's log (what its handler printed), nor its code, nor the
+    platform's logs (docs/security.md: other local processes get nothing of the state dir)."""
+    checkout = Path(tempfile.mkdtemp(prefix="fx-checkout-"))
+    try:
+        os.chmod(checkout, 0o755)  # as a clone in a home or /srv usually is
+        up = FxUp(checkout / ".fx", checkout / "config.json", checkout / "up.log")
+        ups.append(up)
+        up.wait_up()
+        project = make_function("diary", body="print('the patient in room 12'); return {'statusCode': 200}")
+        assert up.fx("deploy", cwd=project).returncode == 0
+        assert httpx.get(f"{up.url}/function/diary", timeout=30).status_code == 200
+        wait_for(lambda: "room 12" in (checkout / ".fx/logs/diary.log").read_text(), 10, "the handler's line logged")
+        state = checkout / ".fx"
+        files = [state / "logs/diary.log", state / "logs/platform/controller.log"]
+        files += [*state.glob("code/*/handler.py"), *state.glob("artifacts/*.zip")]
+        assert len(files) == 4, files
+        assert readable_by_nobody(files, [state / "logs", state / "code", state / "artifacts"]) == []
+    finally:
+        shutil.rmtree(checkout, ignore_errors=True)

@@ -37,7 +37,7 @@ from pathlib import Path
 
 from fx.interpreters import KNOB, own_runtime
 from fx.protocol import PYTHON_RUNTIMES
-from fx.state_dir import PROTECTIONS_FILE
+from fx.state_dir import PROTECTIONS_FILE, private
 from fx_runtime.template import DEFAULT_MAX as TEMPLATES_DEFAULT
 
 from ..state.artifacts import Artifacts
@@ -214,8 +214,8 @@ class LocalBackend:
 
     async def open(self, on_event: EventSink) -> None:
         self._on_event = on_event
-        self._logs.mkdir(parents=True, exist_ok=True)
-        self._code.mkdir(parents=True, exist_ok=True)
+        private(self._logs)
+        private(self._code)
         self._run_dir.mkdir(mode=0o711, exist_ok=True)
         os.chmod(self._run_dir, 0o711)  # functions (and the gateway) pass through to their own directory only
         self._nats.start()

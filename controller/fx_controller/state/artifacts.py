@@ -17,6 +17,7 @@ from pathlib import Path
 
 from fx.models import DIGEST_RE, ArtifactInfo
 from fx.protocol import artifact_key
+from fx.state_dir import private
 from fx_runtime.artifact import MAX_ENTRIES, entry_problem
 from nats.js.errors import NotFoundError
 from nats.js.object_store import ObjectStore
@@ -74,7 +75,7 @@ class Artifacts:
         self._objects = objects
         self._limit = max_unzipped_bytes
         self.max_entries = max_entries
-        root.mkdir(parents=True, exist_ok=True)
+        private(root)
 
     def path(self, digest: str) -> Path:
         return self.root / f"{artifact_key(digest)}.zip"

@@ -2,6 +2,8 @@
 
 import errno
 import os
+import stat
+from pathlib import Path
 
 import pytest
 from fx import state_dir
@@ -58,3 +60,11 @@ def test_a_lock_file_planted_as_a_symlink_is_not_followed(tmp_path):
     with pytest.raises(StateDirError, match="cannot use the state dir"):
         state_dir.acquire(tmp_path / "state", "fx up")
     assert precious.read_text() == "keep me\n"
+
+
+def test_a_folder_of_the_state_dir_is_made_and_kept_the_operators_alone(tmp_path: Path):
+    made = state_dir.private(tmp_path / "state" / "logs")
+    older = tmp_path / "state" / "code"
+    older.mkdir(mode=0o755)  # as fx made it before
+    state_dir.private(older)
+    assert [stat.S_IMODE(p.stat().st_mode) for p in (made, older)] == [0o700, 0o700]
