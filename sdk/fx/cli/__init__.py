@@ -7,6 +7,7 @@ their HTTP status, here, so no command decides it alone.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -26,6 +27,10 @@ from fx.cli.common import (
 )
 from fx.errors import FunctionError, FxError, InputError, PlatformError
 from fx.state_dir import StateDirError
+
+# argparse passes each of its strings through gettext, which looks for a catalogue on disk at every call (~200
+# calls, 5 ms of `fx --help`); the strings and the locale are fixed for the run, so the answers are too.
+argparse._ = functools.cache(argparse._)  # type: ignore[attr-defined]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -119,12 +124,8 @@ def command_named(argv: Sequence[str]) -> str | None:
 
 def _parser(command: str | None = None) -> argparse.ArgumentParser:
     """The CLI's parser: every command's, or, given `command`, only the commands of the module that adds it."""
-    import functools
     import importlib
 
-    # argparse passes each of its strings through gettext, which looks for a catalogue on disk at every call
-    # (~200 calls, 8 ms of `fx --help`); the strings and the locale are fixed for the run, so the answers are too.
-    argparse._ = functools.cache(argparse._)  # type: ignore[attr-defined]
     parser = argparse.ArgumentParser(
         prog="fx",
         description="fx: Lambda-style functions on your own machines.",
