@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import os
 import re
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from pathlib import Path
 from fx import log_files
 
 POLL_S = 0.2
+SETTLE_S, SETTLE_TRIES = 0.01, 200  # a read that met a rotation waits for it to pass: 2 s at most, then reads
 DEFAULT_TAIL = 100  # lines, when neither tail nor since is given
 MAX_LINES = 100_000  # at most this many lines in one answer
 
@@ -84,8 +86,19 @@ class Reader:
 
 def tail(log: Path, lines: int, reader: Reader) -> tuple[bytes, Position, bool]:
     """The last `lines` lines across the rotated files, from an invocation's start; the position where they
-    end; whether lines were cut."""
-    rotated = log_files.inode(log_files.rotated(log, 1))
+    end; whether lines were cut. Read again once a rotation that went by has passed: midway, NAME.log's front is
+    cut off while its copy is not yet NAME.log.1, and a read then would miss it (or, once shifted, see it twice)."""
+    for _ in range(SETTLE_TRIES):
+        rotated = log_files.inode(log_files.rotated(log, 1))
+        if not log_files.in_rotation(log):
+            read = _tail(log, lines, reader, rotated)
+            if not log_files.in_rotation(log) and log_files.inode(log_files.rotated(log, 1)) == rotated:
+                return read
+        time.sleep(SETTLE_S)
+    return _tail(log, lines, reader, log_files.inode(log_files.rotated(log, 1)))  # rotating all along: as it is
+
+
+def _tail(log: Path, lines: int, reader: Reader, rotated: int | None) -> tuple[bytes, Position, bool]:
     with contextlib.ExitStack() as files:
         opened = []
         for segment in log_files.segments(log):
