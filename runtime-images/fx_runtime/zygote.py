@@ -63,6 +63,42 @@ _OOM_GRACE_S = 3.0
 # After a replica says ready, no fork nor template import for this long: the request that waited for it is
 # still on its way (controller, gateway, the replica's first invocation) and a fork would take a CPU from it.
 _SETTLE_S = 0.025
+# A replica's report is one short line; one that has written this much without a newline is not the runtime's.
+_REPORT_MAX = 1 << 16
+_INVALID_REPORT = {
+    "event": "init_error",
+    "errorType": "Runtime.InvalidReport",
+    "errorMessage": "the replica's first report was not the runtime's (did its code write to the runtime's pipe?)",
+}
+
+
+def _message(data: bytes) -> dict:
+    """A message from a process that runs a function's code (a replica's report, a template's or a spare's word),
+    as a JSON object; anything else is {}: nothing said. Never trusted to be the runtime's: a bad one must not end
+    the zygote, and with it every function's replicas."""
+    try:
+        message = json.loads(data)
+    except ValueError:
+        return {}
+    return message if isinstance(message, dict) else {}
+
+
+def _init_ms(value: object) -> float | None:
+    """A reported init time, if it is one (a number from 0 up: NaN fails)."""
+    return float(value) if isinstance(value, int | float) and 0 <= value < 1e9 else None
+
+
+def _report(event: dict) -> dict | None:
+    """A replica's first report, as the controller is told it (only the fields the runtime writes), or None."""
+    kind = event.get("event")
+    if kind == "prepared":  # a spare made this replica: it serves already
+        return {"event": "ready", "endpoint": str(event.get("endpoint", "")), "init_ms": 0.0}
+    if kind == "ready":
+        return {"event": "ready", "endpoint": str(event.get("endpoint", "")), "init_ms": _init_ms(event.get("init_ms"))}
+    if kind == "init_error":
+        fields = ("errorType", "errorMessage", "stackTrace")
+        return {"event": "init_error", **{k: event[k] for k in fields if k in event}}
+    return None
 
 
 @dataclass
@@ -615,7 +651,14 @@ class Zygote:
                 os.close(fd)
                 self.release_later(confinement)
                 return self.refuse_waiting(t, f"cannot confine the process forked from the template: {e}")
-        t.spare = Spare(int(json.loads(data)["pid"]), host_pid, fd, confinement)
+        pid = _message(data).get("pid")
+        if not isinstance(pid, int):  # its template's code wrote something else: a spare of no use
+            os.kill(host_pid, signal.SIGKILL)  # the template reaps it
+            os.close(fd)
+            if confinement is not None:
+                self.release_later(confinement)
+            return self.refuse_waiting(t, "the process forked from the template did not say its pid")
+        t.spare = Spare(pid, host_pid, fd, confinement)
         self.spare_fds[fd] = t  # its "prepared", or "claimed", come next
         self.selector.register(fd, selectors.EVENT_READ, None)
         if t.retired:  # while it was forked: the template goes once its replicas have, this spare first
@@ -669,7 +712,7 @@ class Zygote:
             data = b""
         if not data:
             return self.unwatch(spare)
-        event = json.loads(data)
+        event = _message(data)
         if event.get("event") == "prepared":
             spare.endpoint = str(event.get("endpoint", ""))
             if t.id_prefix:
@@ -716,20 +759,21 @@ class Zygote:
             self.selector.unregister(t.channel.fileno())
             del self.template_fds[t.channel.fileno()]
             return
-        event = json.loads(data)
-        if event["event"] == "exit":
-            pid = int(event["pid"])
+        event = _message(data)
+        kind, pid, code = event.get("event"), event.get("pid"), event.get("code")
+        if kind == "exit" and isinstance(pid, int) and isinstance(code, int):
             if t.spare is not None and t.spare.pid == pid:  # a spare that died unused
                 self.drop_spare(t.spare)
                 t.spare = None
             elif pid in t.replicas:
                 del t.replicas[pid]
-                self.ended(t.hosts.pop(pid), int(event["code"]))
-        elif event["event"] == "ready":
+                self.ended(t.hosts.pop(pid), code)
+        elif kind == "ready":
             t.ready = True
-            self.emit({"event": "template", "state": "ready", "init_ms": event.get("init_ms"), **self.describe(t)})
-        else:  # init_error: it exits
-            t.failed = {k: v for k, v in event.items() if k != "event"}
+            init_ms = _init_ms(event.get("init_ms"))
+            self.emit({"event": "template", "state": "ready", "init_ms": init_ms, **self.describe(t)})
+        elif kind == "init_error":  # it exits
+            t.failed = {k: v for k, v in (_report(event) or {}).items() if k != "event"}
 
     def template_exited(self, t: Template, code: int) -> None:
         """Its replicas are gone with it (its PID namespace, or their PDEATHSIG)."""
@@ -808,13 +852,17 @@ class Zygote:
             return
         partial += data
         *lines, rest = partial.split(b"\n")
-        partial[:] = rest
+        partial[:] = rest if len(rest) <= _REPORT_MAX else b""
+        if len(rest) > _REPORT_MAX:
+            lines.append(b"")  # not a report: refused below
         for line in lines:
             if pid not in self.unreported:
                 continue  # already failed for want of memory, or ready as a prepared spare
-            event = json.loads(line)
-            if event.get("event") == "prepared":  # a spare made this replica: it serves already
-                event = {"event": "ready", "endpoint": event.get("endpoint", ""), "init_ms": 0.0}
+            event = _report(_message(line))
+            if event is None:  # its code wrote there: it fails its init, and does not run on
+                event = _INVALID_REPORT
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
             self.reported(replica_id, pid, event)
 
     def reported(self, replica_id: str, pid: int, event: dict) -> None:

@@ -148,3 +148,44 @@ def test_a_function_claiming_its_own_spares_never_runs_past_its_max(platform, ma
         watcher.join(5)
     assert r.status_code == 200 and int(r.text) >= 5  # it did claim spare after spare
     assert 1 <= most[0] <= 2
+
+
+# What a function's code, at import, writes to every pipe it holds open: the runtime's report pipe among them.
+# With the error its deploy gets: a report that is no report, or (its fields cut to the runtime's) a ready at a
+# socket outside the function's directory.
+REPORTS = {
+    "not JSON": (b"}{ not a report\n", "Runtime.InvalidReport"),
+    "a claim of a standby, and an init time that is no number": (
+        b'{"event": "ready", "endpoint": "unix:/x.sock", "claimed": "victim/1/k", "init_ms": "soon"}\n',
+        "Runtime.ListenError",
+    ),
+}
+
+
+@pytest.mark.parametrize("report", REPORTS)
+def test_a_function_writing_to_the_runtimes_report_pipe_fails_its_init_and_no_other_replica_dies(
+    platform, make_function, report
+):
+    """The zygote reads each replica's first report; a function's code can write there too. Before, a line that
+    was not JSON ended the zygote, and with it every function's warm replicas; a field only the zygote may write
+    ("claimed") went on to the controller, and an init time that was no number ended its reading of the zygote.
+    Now the replica alone fails its init."""
+    victim = make_function("victim", body="return {'statusCode': 200, 'body': 'victim'}")
+    assert platform.fx("deploy", cwd=victim).returncode == 0
+    assert httpx.get(f"{platform.gateway_url}/function/victim", timeout=30).text == "victim"
+    warm = platform.replica_pids("victim")
+    writes = f"""import os, stat
+for fd in range(3, 256):
+    try:
+        if stat.S_ISFIFO(os.fstat(fd).st_mode):
+            os.write(fd, {REPORTS[report][0]!r})
+    except OSError:
+        pass
+"""
+    attacker = make_function("attacker", body="return {'statusCode': 200, 'body': 'attacker'}", imports=writes)
+    result = platform.fx("deploy", cwd=attacker)
+    assert result.returncode == 1 and REPORTS[report][1] in result.stderr, result.stdout + result.stderr
+    assert httpx.get(f"{platform.gateway_url}/function/victim", timeout=30).text == "victim"
+    assert platform.replica_pids("victim") == warm  # the same warm replica: the zygote lived on
+    later = make_function("later", body="return {'statusCode': 200, 'body': 'later'}")
+    assert platform.fx("deploy", cwd=later).returncode == 0  # the controller's reading of the zygote lived on too
