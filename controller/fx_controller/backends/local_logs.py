@@ -92,10 +92,16 @@ def tail(log: Path, lines: int, reader: Reader) -> tuple[bytes, Position, bool]:
         rotated = log_files.inode(log_files.rotated(log, 1))
         if not log_files.in_rotation(log):
             read = _tail(log, lines, reader, rotated)
-            if not log_files.in_rotation(log) and log_files.inode(log_files.rotated(log, 1)) == rotated:
+            if _unrotated(log, rotated):
                 return read
         time.sleep(SETTLE_S)
     return _tail(log, lines, reader, log_files.inode(log_files.rotated(log, 1)))  # rotating all along: as it is
+
+
+def _unrotated(log: Path, rotated: int | None) -> bool:
+    """No rotation is under way, nor went by since NAME.log.1 was the file of inode `rotated`: what was read
+    meanwhile is the log as it is."""
+    return not log_files.in_rotation(log) and log_files.inode(log_files.rotated(log, 1)) == rotated
 
 
 def _tail(log: Path, lines: int, reader: Reader, rotated: int | None) -> tuple[bytes, Position, bool]:
@@ -152,7 +158,7 @@ async def follow(
             with log.open("rb") as f:
                 f.seek(at)
                 data += f.read(size - at)
-        if log_files.in_rotation(log) or log_files.inode(log_files.rotated(log, 1)) != newest:
+        if not _unrotated(log, newest):
             continue  # a rotation went by while reading: read again from where we were
         offset, known = at + max(0, size - at), newest
         data = partial + data
