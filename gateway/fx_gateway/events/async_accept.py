@@ -32,13 +32,21 @@ log = logging.getLogger("fx_gateway")
 
 class StoreUnavailable(Exception):
     """JetStream did not take the call (NATS down, the stream full or gone); StoreUnconfirmed: no acknowledgement
-    in time."""
+    in time. Each says what the caller is answered."""
+
+    status, code = 503, "AsyncUnavailable"
+    outcome = "could not be stored ({}); nothing was queued"
 
 
 class StoreUnconfirmed(StoreUnavailable):
     """JetStream did not acknowledge the call in time: it may have stored it all the same (a NATS server lost
     with the acknowledgement under way), so the caller is told that its outcome is unknown, not that nothing was
     queued."""
+
+    status, code = 504, "AsyncUnconfirmed"
+    outcome = (
+        "was not acknowledged in time ({}): it may have been queued, and then it runs; sent again, it may run twice"
+    )
 
 
 CALL_ID_HEADER = CALL_ID.encode()
@@ -149,19 +157,10 @@ class AsyncAccept:
     async def _store(self, body: bytes) -> None:
         try:
             await self.enqueue(self.function, body, self.headers)
-        except StoreUnconfirmed as exc:
-            log.warning("async call to %s not acknowledged: %s", self.function, exc)
-            message = (
-                f"the async call to function {self.function!r} was not acknowledged in time ({exc}): it may have "
-                "been queued, and then it runs; sent again, it may run twice"
-            )
-            answer = responses.error(504, "AsyncUnconfirmed", message, self.function)
-            self._answer(lambda_errors.translate(answer) if self.lambda_style else answer)
-            return
         except StoreUnavailable as exc:
-            log.warning("async call to %s not stored: %s", self.function, exc)
-            message = f"the async call to function {self.function!r} could not be stored ({exc}); nothing was queued"
-            answer = responses.error(503, "AsyncUnavailable", message, self.function)
+            log.warning("async call to %s: %s (%s)", self.function, exc.code, exc)
+            message = f"the async call to function {self.function!r} {exc.outcome.format(exc)}"
+            answer = responses.error(exc.status, exc.code, message, self.function)
             self._answer(lambda_errors.translate(answer) if self.lambda_style else answer)
             return
         call_id = self.call_id.encode()
