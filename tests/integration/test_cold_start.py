@@ -31,16 +31,29 @@ def imports(version: str) -> str:
     return IMPORTS + f"VERSION = {version!r}\n"
 
 
+def replicas(platform, name: str, version: int) -> tuple[int, int]:
+    """The version's replicas now (any state) and how many have ever been ready, as the controller counts them."""
+    auth = {"Authorization": f"Bearer {platform.token}"}
+    text = httpx.get(f"{platform.controller_url}/metrics", headers=auth, timeout=10).text
+    labels = {"function": name, "version": str(version)}
+    now = sum(metric(text, "fx_controller_replicas", state=s, **labels) for s in ("starting", "ready", "draining"))
+    return int(now), int(metric(text, "fx_controller_replica_start_seconds_count", **labels))
+
+
 def cold_call(platform, name: str, version: int) -> dict:
-    """Call `version` of `name` once it has no replica left (a replica of an older version may linger)."""
+    """Call `version` of `name` once it has no replica left (a replica of an older version may linger), and wait
+    until the controller has counted the replica that answered: a standby the gateway sent the call to is known to
+    the controller only once the zygote has told it, and until then it is still the standby of the route table, so
+    a call right after would reach the same replica (a draining one, too, answers what it was sent)."""
 
-    def at_zero() -> bool:
-        with Client(platform.gateway_url, platform.token) as fx:
-            found = [v for v in fx.describe(name).versions if v.version == version]
-            return not (found[0].replicas_ready + found[0].replicas_starting)
+    def at_zero() -> list[int] | None:  # how many have ever been ready, once none is left
+        now, ever = replicas(platform, name, version)
+        return None if now else [ever]
 
-    wait_for(at_zero, 30, f"{name} version {version} at zero")
-    return httpx.get(f"{platform.gateway_url}/function/{name}", timeout=30).json()
+    [before] = wait_for(at_zero, 30, f"{name} version {version} at zero")
+    answer = httpx.get(f"{platform.gateway_url}/function/{name}", timeout=30).json()
+    wait_for(lambda: replicas(platform, name, version)[1] > before, 30, f"{name} version {version}'s replica counted")
+    return answer
 
 
 def test_cold_starts_fork_the_template_and_a_deploy_brings_a_new_one(platform, make_function):
