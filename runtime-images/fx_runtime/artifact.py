@@ -13,10 +13,12 @@ import hashlib
 import os
 import posixpath
 import shutil
+import socket
 import stat
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import zipfile
 
@@ -25,6 +27,12 @@ from .faults import Fault
 INVALID_ARTIFACT = "Runtime.InvalidArtifact"
 FETCH_TIMEOUT_S = 60.0
 UNAVAILABLE_S = 20.0
+# A new pod's first connections are refused, then dropped, until the cluster's NetworkPolicy engine admits it
+# (kube-router on the test cluster: 30-800 ms after the container started, measured). A dropped SYN would hold a
+# plain connect for the kernel's 1 s retransmission, so for its first seconds the pod knocks (connects, closes) with
+# a short timeout, often, and downloads once the knock is answered.
+EARLY_S, EARLY_KNOCK_S, EARLY_PAUSE_S = 2.0, 0.05, 0.02
+KNOCK_S = 1.0
 MAX_ENTRIES = 20_000  # FX_MAX_ARTIFACT_ENTRIES
 _SPECIAL = {stat.S_IFCHR: "a device", stat.S_IFBLK: "a device", stat.S_IFIFO: "a fifo", stat.S_IFSOCK: "a socket"}
 
@@ -40,20 +48,40 @@ def sha256_of(path: str) -> str:
 def fetch(url: str, artifact: str, unavailable_for: float = UNAVAILABLE_S) -> None:
     """Download the zip to `artifact` (atomically); it is verified by prepare() like any other zip.
 
-    A server that is not there yet (refused, 502-504) is tried again for `unavailable_for` seconds: a
-    controller that has just started serves its artifacts a moment after it starts function pods."""
+    A server that is not there yet (refused, not answering a knock, 502-504) is tried again for `unavailable_for`
+    seconds: a controller that has just started serves its artifacts a moment after it starts function pods, and
+    a new pod may not reach it at first (EARLY_S)."""
     parent = os.path.dirname(artifact) or "."
     os.makedirs(parent, exist_ok=True)
-    deadline, pause = time.monotonic() + unavailable_for, 0.1
+    began = time.monotonic()
+    deadline, pause = began + unavailable_for, 0.1
     while True:
+        early = time.monotonic() - began < EARLY_S
         try:
+            _knock(url, EARLY_KNOCK_S if early else KNOCK_S)
             _download(url, artifact, parent)
             return
         except (urllib.error.URLError, OSError, ValueError) as e:
             if not _unavailable(e) or time.monotonic() + pause > deadline:
                 raise Fault(INVALID_ARTIFACT, f"Cannot fetch artifact from {url}: {getattr(e, 'reason', e)}") from None
+        if early:
+            time.sleep(EARLY_PAUSE_S)
+            continue
         time.sleep(pause)
         pause = min(pause * 2, 1.0)
+
+
+class _Unanswered(OSError):
+    """A knock not answered in its time (its SYN dropped, or the server too far for the early knocks)."""
+
+
+def _knock(url: str, timeout: float) -> None:
+    parts = urllib.parse.urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        socket.create_connection((parts.hostname, port), timeout=timeout).close()
+    except TimeoutError:
+        raise _Unanswered(f"no answer to a connection within {timeout * 1000:.0f} ms") from None
 
 
 def _download(url: str, artifact: str, parent: str) -> None:
@@ -71,7 +99,7 @@ def _unavailable(error: Exception) -> bool:
     if isinstance(error, urllib.error.HTTPError):
         return error.code in (502, 503, 504)
     reason = getattr(error, "reason", error)
-    return isinstance(reason, ConnectionRefusedError | ConnectionResetError)
+    return isinstance(reason, ConnectionRefusedError | ConnectionResetError | _Unanswered)
 
 
 def entry_problem(zf: zipfile.ZipFile, max_entries: int) -> str | None:

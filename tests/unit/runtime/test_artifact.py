@@ -2,7 +2,10 @@
 
 import hashlib
 import os
+import socket
 import stat
+import threading
+import time
 import zipfile
 from pathlib import Path
 
@@ -132,3 +135,46 @@ def test_a_zip_with_too_many_entries_is_refused(tmp_path: Path):
     with zipfile.ZipFile(tmp_path / "many.zip") as zf:
         assert artifact.entry_problem(zf, 3) == "the artifact has 4 entries; the limit is 3"
         assert artifact.entry_problem(zf, 4) is None
+
+
+def test_a_server_that_drops_the_first_connections_is_fetched_from_as_soon_as_it_answers(tmp_path: Path):
+    """A new pod's first connections may be dropped until the cluster's NetworkPolicy engine admits it. A full
+    accept queue drops SYNs the same way: a plain connect would wait for the kernel's retransmission (1 s); the
+    early knocks (50 ms each) find the server soon after it answers (0.3 s here)."""
+    make_zip(tmp_path / "code.zip", {"handler.py": HANDLER})
+    data = (tmp_path / "code.zip").read_bytes()
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    filler = socket.create_connection(listener.getsockname())  # the queue is full: further SYNs are dropped
+    fetched: list[float] = []
+
+    def fetch() -> None:
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}/a.zip"
+        artifact.fetch(url, str(tmp_path / "pod" / "a.zip"))
+        fetched.append(time.monotonic())
+
+    began = time.monotonic()
+    fetching = threading.Thread(target=fetch)
+    fetching.start()
+    time.sleep(0.3)
+    answering = time.monotonic()
+    listener.listen(128)  # from now on it answers every connection
+    filler.close()
+    listener.settimeout(0.1)
+    try:
+        while fetching.is_alive() and time.monotonic() - answering < 10:
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.settimeout(5)
+                if conn.recv(65536).startswith(b"GET "):  # the filler and a knock send nothing, and close
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: %d\r\n\r\n" % len(data))
+                    conn.sendall(data)
+        fetching.join(5)
+    finally:
+        listener.close()
+    assert (tmp_path / "pod" / "a.zip").read_bytes() == data
+    assert fetched[0] - answering < 0.5, f"fetched {fetched[0] - began:.2f} s after it began, {answering - began:.2f} s"
