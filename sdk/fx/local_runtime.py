@@ -109,7 +109,7 @@ class LocalReplica:
     def start(self) -> None:
         import httpx
 
-        from fx.platform import die_with_parent
+        from fx.orphans import die_with_parent
 
         env = self.environment()
         self._process = subprocess.Popen(

@@ -35,6 +35,7 @@ from typing import IO, TYPE_CHECKING, Any, Literal
 from fx import log_files
 from fx import state_dir as state_lock
 from fx.errors import PlatformError
+from fx.orphans import die_with_parent
 from fx.state_dir import PROTECTIONS_FILE
 
 # nats-py, nkeys (fx.nats_auth), httpx, socket and subprocess are imported where used: `fx up` and the embedded
@@ -475,18 +476,6 @@ def _nats_server() -> str:
 def _console_script(script: str, module: str) -> list[str]:
     beside = Path(sys.executable).with_name(script)
     return [str(beside)] if beside.exists() else [sys.executable, "-m", module]
-
-
-def die_with_parent() -> Callable[[], None] | None:
-    """A preexec_fn asking Linux for SIGTERM when the launcher (the starting thread) dies; None elsewhere. libc is
-    loaded here, in the parent, as nothing may be imported between fork and exec (and `fx --help` skips ctypes)."""
-    if sys.platform != "linux":
-        return None
-    import ctypes
-
-    prctl = ctypes.CDLL(None, use_errno=True).prctl
-    pr_set_pdeathsig = 1
-    return lambda: prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def _free_ports(count: int) -> list[int]:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import hashlib
 import json
 import logging
@@ -36,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fx.interpreters import KNOB, own_runtime
+from fx.orphans import die_with_parent
 from fx.protocol import PYTHON_RUNTIMES
 from fx.state_dir import PROTECTIONS_FILE, private
 from fx_runtime.template import DEFAULT_MAX as TEMPLATES_DEFAULT
@@ -49,14 +49,9 @@ from .local_sandbox import SandboxSettings, UidMap
 
 log = logging.getLogger("fx_controller.local")
 
-PR_SET_PDEATHSIG = 1
 ZYGOTE_START_TIMEOUT_S = 30.0
 HELLO_TIMEOUT_S = 5.0  # a zygote that accepts a connection but says nothing is not adopted
 TEMPLATES_KNOB = "FX_TEMPLATES_MAX"
-
-
-def _die_with_parent() -> None:
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def replica_env(
@@ -319,7 +314,7 @@ class LocalBackend:
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             env=env,
-            preexec_fn=_die_with_parent if lifeline is None else None,
+            preexec_fn=die_with_parent(signal.SIGKILL) if lifeline is None else None,
             pass_fds=() if lifeline is None else (lifeline,),
             limit=1 << 20,
         )
