@@ -55,8 +55,8 @@ RING_ATTEMPTS, RING_INTERVAL_S = 250, 0.02  # 5 s for a pool pod's runtime to li
 # A Deployment pod is asked for its health from the moment its container runs, at these intervals (doubling), so
 # its replica is ready when the runtime is, not at the kubelet's next readiness probe (every second).
 PROBE_FIRST_S, PROBE_MAX_S, PROBE_TIMEOUT_S = 0.01, 0.05, 1.0
-# A new pod's NetworkPolicy may drop the first connections to it (as it does its own: fx_runtime.artifact): a
-# dropped SYN would hold a probe for the kernel's 1 s retransmission, so a probe not connected by then is given up.
+# A new pod's NetworkPolicy may drop the first connections to it, as it does those from it (fx_runtime.artifact): a
+# dropped SYN would hold a probe for the kernel's 1 s retransmission, so a probe not connected in time is given up.
 PROBE_CONNECT_S = 0.1
 RESIZE_WAIT_S = 10.0  # for the kubelet to take a pool pod's in-place resize; then the Deployment instead
 # (pod IP, replica env, files for the pod's /tmp) -> the runtime's event
