@@ -29,10 +29,10 @@ FETCH_TIMEOUT_S = 60.0
 UNAVAILABLE_S = 20.0
 # A new pod's first connections are refused, then dropped, until the cluster's NetworkPolicy engine admits it
 # (kube-router on the test cluster: 30-800 ms after the container started, measured). A dropped SYN would hold a
-# plain connect for the kernel's 1 s retransmission, so for its first seconds the pod knocks (connects, closes) with
-# a short timeout, often, and downloads once the knock is answered.
-EARLY_S, EARLY_KNOCK_S, EARLY_PAUSE_S = 2.0, 0.05, 0.02
-KNOCK_S = 1.0
+# plain connect for the kernel's 1 s retransmission, so in its process's first seconds the runtime knocks (connects,
+# closes) with a short timeout, often, and downloads once a knock is answered. A pool pod, long started, does not.
+NEW_S, KNOCK_TIMEOUT_S, KNOCK_PAUSE_S = 2.0, 0.05, 0.02
+_STARTED = time.monotonic()  # about when this process started: the runtime imports this module as it starts
 MAX_ENTRIES = 20_000  # FX_MAX_ARTIFACT_ENTRIES
 _SPECIAL = {stat.S_IFCHR: "a device", stat.S_IFBLK: "a device", stat.S_IFIFO: "a fifo", stat.S_IFSOCK: "a socket"}
 
@@ -50,38 +50,38 @@ def fetch(url: str, artifact: str, unavailable_for: float = UNAVAILABLE_S) -> No
 
     A server that is not there yet (refused, not answering a knock, 502-504) is tried again for `unavailable_for`
     seconds: a controller that has just started serves its artifacts a moment after it starts function pods, and
-    a new pod may not reach it at first (EARLY_S)."""
+    a new pod may not reach it at first (NEW_S)."""
     parent = os.path.dirname(artifact) or "."
     os.makedirs(parent, exist_ok=True)
-    began = time.monotonic()
-    deadline, pause = began + unavailable_for, 0.1
+    deadline, pause = time.monotonic() + unavailable_for, 0.1
     while True:
-        early = time.monotonic() - began < EARLY_S
+        new = time.monotonic() - _STARTED < NEW_S
         try:
-            _knock(url, EARLY_KNOCK_S if early else KNOCK_S)
+            if new:
+                _knock(url)
             _download(url, artifact, parent)
             return
         except (urllib.error.URLError, OSError, ValueError) as e:
             if not _unavailable(e) or time.monotonic() + pause > deadline:
                 raise Fault(INVALID_ARTIFACT, f"Cannot fetch artifact from {url}: {getattr(e, 'reason', e)}") from None
-        if early:
-            time.sleep(EARLY_PAUSE_S)
+        if new:
+            time.sleep(KNOCK_PAUSE_S)
             continue
         time.sleep(pause)
         pause = min(pause * 2, 1.0)
 
 
 class _Unanswered(OSError):
-    """A knock not answered in its time (its SYN dropped, or the server too far for the early knocks)."""
+    """A knock not answered in KNOCK_TIMEOUT_S: its SYN dropped (or the server farther away than that)."""
 
 
-def _knock(url: str, timeout: float) -> None:
+def _knock(url: str) -> None:
     parts = urllib.parse.urlsplit(url)
     port = parts.port or (443 if parts.scheme == "https" else 80)
     try:
-        socket.create_connection((parts.hostname, port), timeout=timeout).close()
+        socket.create_connection((parts.hostname, port), timeout=KNOCK_TIMEOUT_S).close()
     except TimeoutError:
-        raise _Unanswered(f"no answer to a connection within {timeout * 1000:.0f} ms") from None
+        raise _Unanswered(f"no answer to a connection within {KNOCK_TIMEOUT_S * 1000:.0f} ms") from None
 
 
 def _download(url: str, artifact: str, parent: str) -> None:
