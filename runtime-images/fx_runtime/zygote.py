@@ -852,9 +852,10 @@ class Zygote:
             return
         partial += data
         *lines, rest = partial.split(b"\n")
-        partial[:] = rest if len(rest) <= _REPORT_MAX else b""
-        if len(rest) > _REPORT_MAX:
-            lines.append(b"")  # not a report: refused below
+        if len(rest) > _REPORT_MAX:  # no line of the runtime's is this long: refused below as not a report
+            lines.append(b"")
+            rest = b""
+        partial[:] = rest
         for line in lines:
             if pid not in self.unreported:
                 continue  # already failed for want of memory, or ready as a prepared spare
