@@ -22,6 +22,9 @@ from pathlib import Path
 import nats.errors
 from nats.aio.client import PING_PROTO
 from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+
+from fx.nats_wire import Parser
 
 log = logging.getLogger("fx.nats")
 
@@ -40,6 +43,7 @@ Listener = Callable[[], Awaitable[None]]
 class Client(NATS):
     def __init__(self) -> None:
         super().__init__()
+        self._ps = Parser(self)
         self._waiting: list[asyncio.Future[None]] = []
         self._listeners: list[Listener] = []
         self._running: set[asyncio.Task] = set()
@@ -48,6 +52,23 @@ class Client(NATS):
     async def close(self) -> None:
         self.stopping = True
         await super().close()
+
+    def take(self, sid: int, subject: bytes, reply: bytes, data: bytes) -> bool:
+        """What nats-py's _process_msg does with a message without headers for a subscription made with a
+        `future` and no message limit (fx's pull subscriptions, fx_gateway.events.pulls), without its coroutine
+        and its look at headers and JetStream's flow control; False for any other, which goes there."""
+        sub = self._subs.get(sid)
+        future = sub._future if sub is not None else None
+        if future is None or sub._max_msgs or sub._jsi is not None:
+            return False
+        stats = self.stats
+        stats["in_msgs"] += 1
+        stats["in_bytes"] += len(data)
+        sub._received += 1
+        if not future.cancelled():
+            # Msg's fields in their order, not named: 0.3 µs against 0.55
+            future.set_result(Msg(self, subject.decode(), reply.decode(), data, None, None, False, sid))
+        return True
 
     async def _send_ping(self, future: asyncio.Future | None = None) -> None:
         """nats-py (2.16) writes a PING to the socket at once, ahead of the commands still in its pending buffer:
