@@ -7,10 +7,10 @@ fails, is not retried (durable triggers are for that). A message with a reply su
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
 import zlib
+from collections import deque
 from functools import partial
 
 import nats.errors
@@ -22,6 +22,7 @@ from nats.aio.subscription import Subscription
 from fx_gateway.events.batches import Batcher, gateway_error, removed
 from fx_gateway.events.messages import encode_basestring, message_json
 from fx_gateway.events.publish import header_block, publish
+from fx_gateway.events.pulls import Handoff
 from fx_gateway.proxy import internal
 from fx_gateway.proxy.route_book import RouteBook
 from fx_gateway.proxy.stats import EventStats
@@ -33,6 +34,10 @@ log = logging.getLogger("fx_gateway")
 NOT_A_REPLY = ("$", "fx.")
 
 EVENT_SOURCE = "fx:nats"
+# Messages that may wait for a free slot: nats-py's bounds of a subscription's pending messages, which bounded
+# them while they waited there (DEFAULT_SUB_PENDING_MSGS_LIMIT and _BYTES_LIMIT).
+WAITING_MESSAGES = 512 * 1024
+WAITING_BYTES = 128 * 1024 * 1024
 
 
 def queue_group(function: str, subject: str) -> str:
@@ -60,9 +65,10 @@ def reply_headers(status: int, function_error: bytes | None) -> bytes:
 
 
 class NatsTriggers:
-    """Each message is sent to the function from the subscription's callback (several per request when they
-    wait for a replica: batches.py), its answer taken in a callback and its reply written there too (publish.py):
-    no task or coroutine per event."""
+    """Each message is taken as nats-py reads it (pulls.Handoff) and sent to the function there (several per
+    request when they wait for a replica: batches.py), its answer taken in a callback and its reply written there
+    too (publish.py): no task or coroutine per event. Past `concurrency` events running, messages wait here in
+    the order read, bounded as nats-py bounds a subscription's (a slow consumer's messages are dropped)."""
 
     def __init__(self, book: RouteBook, nc: NATS, concurrency: int, stats: EventStats, batcher: Batcher) -> None:
         self.book = book
@@ -71,7 +77,10 @@ class NatsTriggers:
         self.stats = stats
         self.subscriptions: dict[tuple[str, str], Subscription] = {}
         self._free = concurrency  # events this gateway may still start
-        self._slot = asyncio.Event()  # set when one is freed
+        self._waiting: deque[tuple[str, str, Msg]] = deque()  # read while none was free
+        self._waiting_bytes = 0
+        self._dropping = False  # said once per overflow, until the line is empty again
+        self._starting = False  # _start_waiting is running
 
     async def sync(self, function: str) -> None:
         """Subscribe to the function's current trigger subjects, unsubscribe from the others."""
@@ -82,18 +91,34 @@ class NatsTriggers:
             await self.subscriptions.pop((function, subject)).unsubscribe()
             log.info("function %s: trigger %s removed", function, subject)
         for subject in want - have:
+            handoff = Handoff(partial(self._received, function, subject), f"function {function}: trigger {subject}")
             self.subscriptions[(function, subject)] = await self.nc.subscribe(
-                subject, queue=queue_group(function, subject), cb=partial(self._received, function, subject)
+                subject,
+                queue=queue_group(function, subject),
+                future=handoff,  # type: ignore[arg-type]
             )
             log.info("function %s: triggered by NATS subject %s", function, subject)
         if want - have:
             await self.nc.flush()  # the server has the subscriptions: a message published from now on is seen
 
-    async def _received(self, function: str, trigger: str, msg: Msg) -> None:
-        # Waiting here when every slot is busy leaves further messages in the client's pending buffer.
-        while not self._free:
-            self._slot.clear()
-            await self._slot.wait()
+    def _received(self, function: str, trigger: str, msg: Msg) -> None:
+        if self._free and not self._waiting:
+            self._start(function, trigger, msg)
+            return
+        if len(self._waiting) >= WAITING_MESSAGES or self._waiting_bytes + len(msg.data) > WAITING_BYTES:
+            self.stats.count(function, trigger, "dropped")
+            if not self._dropping:
+                self._dropping = True
+                log.warning(
+                    "NATS triggers: %d events waiting for a free slot (--trigger-concurrency); dropping new ones "
+                    "(core NATS is at most once) until they are done",
+                    len(self._waiting),
+                )
+            return
+        self._waiting.append((function, trigger, msg))
+        self._waiting_bytes += len(msg.data)
+
+    def _start(self, function: str, trigger: str, msg: Msg) -> None:
         self._free -= 1
         done = partial(self._answered, function, trigger, msg)
         routes = self.book.get(function)
@@ -110,7 +135,6 @@ class NatsTriggers:
 
     def _answered(self, function: str, trigger: str, msg: Msg, result: internal.Result) -> None:
         self._free += 1
-        self._slot.set()
         failed = result.status != 200 or result.function_error is not None
         self.stats.count(function, trigger, "error" if failed else "ok")
         if msg.reply and msg.reply.startswith(NOT_A_REPLY):
@@ -121,3 +145,19 @@ class NatsTriggers:
                 publish(self.nc, msg.reply, result.body, reply_headers(result.status, error))
             except nats.errors.Error as exc:
                 log.warning("function %s: reply to %s failed: %s", function, msg.subject, exc)
+        if self._waiting and not self._starting:
+            self._start_waiting()
+
+    def _start_waiting(self) -> None:
+        """The freed slots to the messages that waited longest; in a loop, not by recursion: an event answered at
+        once (its function removed) frees its slot from inside _start."""
+        self._starting = True
+        try:
+            while self._free and self._waiting:
+                function, trigger, msg = self._waiting.popleft()
+                self._waiting_bytes -= len(msg.data)
+                self._start(function, trigger, msg)
+        finally:
+            self._starting = False
+        if not self._waiting:
+            self._dropping = False

@@ -7,6 +7,7 @@ import json
 import nats
 import pytest
 from fx.protocol import TriggerRoute
+from fx_gateway.events import nats_triggers
 
 from tests.unit.gateway.conftest import table
 from tests.waiting import until
@@ -21,8 +22,8 @@ async def link_factory(nats_server, gateway):
     """Gateways following the real NATS; route tables are applied by hand through `publish`."""
     links = []
 
-    async def make():
-        gw = await gateway(nats_url=nats_server, gateway_id=f"gw-{len(links)}")
+    async def make(**settings):
+        gw = await gateway(nats_url=nats_server, gateway_id=f"gw-{len(links)}", **settings)
         link = gw.gateway
         await link.start()
         await until(link.feed.healthy)
@@ -134,3 +135,26 @@ async def test_a_trigger_removed_from_the_table_stops_invoking(link_factory, rep
     await nc.flush()
     await asyncio.sleep(0.2)
     assert replica.seen == []
+
+
+async def test_past_the_trigger_concurrency_events_wait_in_order_and_past_their_bound_are_dropped(
+    link_factory, replicas, monkeypatch
+):
+    monkeypatch.setattr(nats_triggers, "WAITING_MESSAGES", 3)
+    make, nc = link_factory
+    gw, link = await make(trigger_concurrency=2)
+    replica = await replicas()
+    replica.delay = 0.3
+    await publish_table(nc, triggered(["jobs.>"], [replica.endpoint], concurrency=0))
+    await subscribed(link)
+
+    for n in range(8):
+        await nc.publish(f"jobs.{n}", b"x")
+    await until(lambda: len(replica.seen) == 5, 10)
+    await asyncio.sleep(0.5)  # a sixth would have arrived by now
+    assert [json.loads(s["body"])["subject"] for s in replica.seen] == [f"jobs.{n}" for n in range(5)]
+    events = gw.gateway.events.event_stats.events
+    assert events.get(("hello", "jobs.>", "ok")) == 5 and events.get(("hello", "jobs.>", "dropped")) == 3
+    for n in range(8, 10):  # the line is empty again: new events run
+        await nc.publish(f"jobs.{n}", b"x")
+    await until(lambda: len(replica.seen) == 7, 10)
