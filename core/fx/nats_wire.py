@@ -3,8 +3,8 @@
 nats-py's parser tries a regular expression per line (MSG's, then HMSG's), keeps each message's fields in a
 dict and deletes every line and payload from the front of its buffer, then awaits a coroutine per message:
 3.5 µs a message of 100 read together, to the subscription's future (bench/README.md, Events, round 9). Here a
-read is cut with find() and split() at offsets into it and a message without headers is handed over by
-`Client.take` (fx.nats_client), no coroutine: 1.4 µs. Any other line (PING, PONG, INFO, +OK, -ERR) goes to
+read is cut with find() and split() at offsets into it and a message is handed over by `Client.take`
+(fx.nats_client), no coroutine: 1.8 µs. Any other line (PING, PONG, INFO, +OK, -ERR) goes to
 nats-py's own parser with the rest of the read, so what it does for those stays its own.
 """
 
@@ -84,7 +84,7 @@ class Parser(parser.Parser):
             else:
                 headers, payload = None, data[pos:end]
             pos = end + 2
-            if headers is not None or not nc.take(sid, subject, reply, payload):
+            if not nc.take(sid, subject, reply, payload, headers):
                 await nc._process_msg(sid, subject, reply, payload, headers)  # type: ignore[arg-type]
                 if self.buf is not buf:
                     return

@@ -45,7 +45,7 @@ class Recorder:
     async def _process_msg(self, sid, subject, reply, payload, headers) -> None:
         self.seen.append(("msg", sid, bytes(subject), bytes(reply), bytes(payload), headers and bytes(headers)))
 
-    def take(self, sid, subject, reply, data) -> bool:
+    def take(self, sid, subject, reply, data, headers) -> bool:
         return False
 
     async def _process_ping(self) -> None:
@@ -117,10 +117,20 @@ async def test_take_hands_a_future_the_message_nats_py_would(tmp_path: Path):
         await fx.flush()
         await plain.publish("work.a", b"1", reply="back.1")
         await plain.publish("work.b", b"2" * 70_000)  # over a read: its payload comes in pieces
-        await plain.publish("work.c", b"3", headers={"K": "v"})  # headers: nats-py's own path
-        await until(lambda: len(taken.messages) == len(made.messages) == 3, 5, "the three messages")
+        await plain.publish("work.c", b"3", headers={"K": "v", "Other": " ünï: x "})
+        await plain.publish("work.d", b"", headers={})
+        status = b"NATS/1.0 408 Request Timeout\r\nNats-Pending-Messages: 5\r\n\r\n"  # as a pull request ends
+        plain._transport.write(b"HPUB work.e %d %d\r\n%s\r\n" % (len(status), len(status), status))
+        await until(lambda: len(taken.messages) == len(made.messages) == 5, 5, "the five messages")
+        by_subject = {m.subject: m for m in taken.messages}
+        assert by_subject["work.c"].headers == {"K": "v", "Other": "ünï: x"} and by_subject["work.d"].headers is None
+        assert by_subject["work.e"].headers == {
+            "Status": "408",
+            "Description": "Request Timeout",
+            "Nats-Pending-Messages": "5",
+        }
         assert [fields(m) for m in taken.messages] == [fields(m) for m in made.messages]
-        assert taken.messages[0]._client is fx and not taken.messages[0]._ackd
+        assert by_subject["work.a"]._client is fx and not by_subject["work.a"]._ackd
         assert fx.stats["in_msgs"] == plain.stats["in_msgs"] and fx.stats["in_bytes"] == plain.stats["in_bytes"]
 
         async def echo(msg) -> None:  # a callback subscription and a request, which take leaves to nats-py
