@@ -38,6 +38,10 @@ class Settings:
     async_ack_wait: float = 30.0  # a call taken by a gateway that died is redelivered after this
     trigger_concurrency: int = 256  # trigger events this gateway runs at once
     trigger_batch_max: int = 64  # waiting events and raw-invoke async calls sent to a replica in one request
+    # NATS trigger messages that may wait while trigger_concurrency events run (then new ones are dropped):
+    # nats-py's bounds of a subscription's pending messages, where they waited before
+    trigger_waiting_max: int = 512 * 1024
+    trigger_waiting_bytes: int = 128 * 1024 * 1024
     api_usage_interval: float = 1.0  # seconds between API key counts sent to the controller (quotas, throttle N)
     backlog_interval: float = 5.0  # seconds between samples of the async backlog and the triggers' consumers
     usage_interval: float = 10.0  # seconds between billed-usage reports to the controller (`fx usage`)
@@ -121,6 +125,14 @@ _NUMBERS = (
         "seconds before a call taken by a vanished gateway is redelivered",
     ),
     ("--trigger-concurrency", int, Settings.trigger_concurrency, "NATS trigger events this gateway runs at once"),
+    (
+        "--trigger-waiting-max",
+        int,
+        Settings.trigger_waiting_max,
+        "NATS trigger messages that may wait for a free slot (--trigger-concurrency); past it, or past"
+        " --trigger-waiting-bytes of their data, new ones are dropped (core NATS is at most once)",
+    ),
+    ("--trigger-waiting-bytes", int, Settings.trigger_waiting_bytes, "bytes of NATS trigger messages that may wait"),
     (
         "--trigger-batch-max",
         int,

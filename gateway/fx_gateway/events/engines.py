@@ -47,7 +47,7 @@ class Events:
         settings, book = self.settings, self.book
         self.nc = nc
         batcher = Batcher(book, settings.trigger_batch_max)
-        self.triggers = NatsTriggers(book, nc, settings.trigger_concurrency, self.event_stats, batcher)
+        self.triggers = NatsTriggers(book, nc, settings, self.event_stats, batcher)
         self.durable = DurableTriggers(book, nc, self.event_stats, settings.async_ack_wait, batcher)
         js = nc.jetstream()
         storer = jetstream.Storer(nc)

@@ -19,6 +19,7 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
+from fx_gateway.config import Settings
 from fx_gateway.events.batches import Batcher, gateway_error, removed
 from fx_gateway.events.messages import encode_basestring, message_json
 from fx_gateway.events.publish import header_block, publish
@@ -34,10 +35,6 @@ log = logging.getLogger("fx_gateway")
 NOT_A_REPLY = ("$", "fx.")
 
 EVENT_SOURCE = "fx:nats"
-# Messages that may wait for a free slot: nats-py's bounds of a subscription's pending messages, which bounded
-# them while they waited there (DEFAULT_SUB_PENDING_MSGS_LIMIT and _BYTES_LIMIT).
-WAITING_MESSAGES = 512 * 1024
-WAITING_BYTES = 128 * 1024 * 1024
 
 
 def queue_group(function: str, subject: str) -> str:
@@ -67,16 +64,18 @@ def reply_headers(status: int, function_error: bytes | None) -> bytes:
 class NatsTriggers:
     """Each message is taken as nats-py reads it (pulls.Handoff) and sent to the function there (several per
     request when they wait for a replica: batches.py), its answer taken in a callback and its reply written there
-    too (publish.py): no task or coroutine per event. Past `concurrency` events running, messages wait here in
-    the order read, bounded as nats-py bounds a subscription's (a slow consumer's messages are dropped)."""
+    too (publish.py): no task or coroutine per event. Past --trigger-concurrency events running, messages wait
+    here in the order read, up to --trigger-waiting-max and --trigger-waiting-bytes (then new ones are dropped, as
+    nats-py dropped a slow consumer's)."""
 
-    def __init__(self, book: RouteBook, nc: NATS, concurrency: int, stats: EventStats, batcher: Batcher) -> None:
+    def __init__(self, book: RouteBook, nc: NATS, settings: Settings, stats: EventStats, batcher: Batcher) -> None:
         self.book = book
         self.batcher = batcher
         self.nc = nc
         self.stats = stats
         self.subscriptions: dict[tuple[str, str], Subscription] = {}
-        self._free = concurrency  # events this gateway may still start
+        self._free = settings.trigger_concurrency  # events this gateway may still start
+        self._waiting_max, self._waiting_bytes_max = settings.trigger_waiting_max, settings.trigger_waiting_bytes
         self._waiting: deque[tuple[str, str, Msg]] = deque()  # read while none was free
         self._waiting_bytes = 0
         self._dropping = False  # said once per overflow, until the line is empty again
@@ -105,13 +104,13 @@ class NatsTriggers:
         if self._free and not self._waiting:
             self._start(function, trigger, msg)
             return
-        if len(self._waiting) >= WAITING_MESSAGES or self._waiting_bytes + len(msg.data) > WAITING_BYTES:
+        if len(self._waiting) >= self._waiting_max or self._waiting_bytes + len(msg.data) > self._waiting_bytes_max:
             self.stats.count(function, trigger, "dropped")
             if not self._dropping:
                 self._dropping = True
                 log.warning(
                     "NATS triggers: %d events waiting for a free slot (--trigger-concurrency); dropping new ones "
-                    "(core NATS is at most once) until they are done",
+                    "(core NATS is at most once) until they are done (--trigger-waiting-max, --trigger-waiting-bytes)",
                     len(self._waiting),
                 )
             return

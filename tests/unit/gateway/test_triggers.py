@@ -7,7 +7,6 @@ import json
 import nats
 import pytest
 from fx.protocol import TriggerRoute
-from fx_gateway.events import nats_triggers
 
 from tests.unit.gateway.conftest import table
 from tests.waiting import until
@@ -138,11 +137,10 @@ async def test_a_trigger_removed_from_the_table_stops_invoking(link_factory, rep
 
 
 async def test_past_the_trigger_concurrency_events_wait_in_order_and_past_their_bound_are_dropped(
-    link_factory, replicas, monkeypatch
+    link_factory, replicas
 ):
-    monkeypatch.setattr(nats_triggers, "WAITING_MESSAGES", 3)
     make, nc = link_factory
-    gw, link = await make(trigger_concurrency=2)
+    gw, link = await make(trigger_concurrency=2, trigger_waiting_max=3)
     replica = await replicas()
     replica.delay = 0.3
     await publish_table(nc, triggered(["jobs.>"], [replica.endpoint], concurrency=0))
