@@ -262,7 +262,7 @@ class AsyncStats(Collector):
 
 
 class EventStats(Collector):
-    """Events from triggers, by function, trigger and result ("ok", "error")."""
+    """Events from triggers, by function, trigger and result ("ok", "error", "dropped", "scheduled")."""
 
     def __init__(self) -> None:
         self.events: dict[tuple[str, str, str], int] = {}
@@ -286,7 +286,7 @@ class EventStats(Collector):
     def collect(self) -> Iterator:
         events = CounterMetricFamily(
             "fx_gateway_trigger_events",
-            "Trigger events that invoked a function, by result",
+            "Trigger events that invoked a function, by result (and NATS messages dropped while too many waited)",
             labels=["function", "trigger", "result"],
         )
         for key, n in list(self.events.items()):
