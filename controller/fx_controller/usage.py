@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 
 import nats.errors
 import nats.js.errors
+from fx import kv_watch
 from fx.models import NAME_RE
 from fx.nats_client import Client
 from fx.protocol import KV_USAGE, SUBJECT_USAGE, UsageReport
@@ -44,15 +45,11 @@ class UsageBook:
     @classmethod
     async def open(cls, js: JetStreamContext, retention: float, replicas: int) -> UsageBook:
         book = cls(js, retention, replicas)
-        kv = await book._bucket()
-        try:
-            keys = await kv.keys()
-        except nats.js.errors.NoKeysError:
-            keys = []
-        for key in keys:
-            entry = await kv.get(key)
+        # kv_watch.load, not kv.keys(): nats-py's watch may say "no more keys" before the stored ones arrive
+        # (nats-io/nats.py#842), and a controller restarting on a busy host then lost the hours it had billed.
+        for key, raw in (await kv_watch.load(await book._bucket())).items():
             hour, function, version = key.split(".")
-            value = json.loads(entry.value or b"{}")
+            value = json.loads(raw or b"{}")
             book._hours[(int(hour), function, int(version))] = [value.get("invocations", 0), value.get("mb_ms", 0)]
         return book
 
