@@ -837,19 +837,18 @@ class Zygote:
             del self.kill_at[pid]
             os.kill(pid, signal.SIGKILL)
 
-    def read_report(self, fd: int) -> None:
+    def read_report(self, fd: int) -> bool:
+        """Read what a replica wrote on its report pipe; False if there was nothing to read."""
         replica_id, pid, partial = self.reports[fd]
         try:
             data = os.read(fd, 1 << 16)
         except BlockingIOError:
-            return
+            return False
         except ConnectionResetError:  # it ended with our message unread: a spare a caller reached first (claimed)
             data = b""
         if not data:
-            self.selector.unregister(fd)
-            os.close(fd)
-            del self.reports[fd]
-            return
+            self.close_report(fd)
+            return True
         partial += data
         *lines, rest = partial.split(b"\n")
         if len(rest) > _REPORT_MAX:  # no line of the runtime's is this long: refused below as not a report
@@ -865,6 +864,15 @@ class Zygote:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
             self.reported(replica_id, pid, event)
+        return True
+
+    def close_report(self, fd: int) -> None:
+        """Done with a report pipe. Its pid forgets it too: the fd number goes to the next pipe opened."""
+        _, pid, _ = self.reports.pop(fd)
+        if self.report_fd.get(pid) == fd:
+            del self.report_fd[pid]
+        self.selector.unregister(fd)
+        os.close(fd)
 
     def reported(self, replica_id: str, pid: int, event: dict) -> None:
         """A replica's first report: "ready" or "init_error"."""
@@ -896,7 +904,8 @@ class Zygote:
         """A replica (or spare) exited, reaped here or by its template: its last report, then its exit event."""
         fd = self.report_fd.pop(pid, None)
         while fd in self.reports:  # a dead child's last report comes before its exit event
-            self.read_report(fd)
+            if not self.read_report(fd):  # no end of file: a process it started holds the pipe; it says no more
+                self.close_report(fd)
         if pid in self.spares:
             os.close(self.spares.pop(pid))
         self.unreported.discard(pid)

@@ -71,6 +71,28 @@ def test_spawn_ready_answer_sigterm_exit(zygote: Zygote, tmp_path: Path):
     assert "START RequestId:" in log.read_text()
 
 
+def test_an_exit_is_told_at_once_when_its_report_pipe_number_went_to_a_replica_still_starting(
+    zygote: Zygote, tmp_path: Path
+):
+    """A replica closes its report pipe once ready, and the zygote its end: the next spawn's pipe gets that fd
+    number. The first replica's exit must not be read from the second's pipe (a loop on a pipe that has nothing
+    to say until that replica is ready: the zygote spun and said nothing)."""
+    quick = write_code(tmp_path / "quick", {"handler.py": "def handler(e, c):\n    return {}\n"})
+    slow = write_code(
+        tmp_path / "slow", {"handler.py": "import time\ntime.sleep(3)\ndef handler(e, c):\n    return {}\n"}
+    )
+    log = str(tmp_path / "z.log")
+    zygote.send({"op": "spawn", "id": "quick", "env": env_for(quick), "log": log})
+    pid = zygote.event()["pid"]
+    assert zygote.event()["event"] == "ready"
+    zygote.send({"op": "spawn", "id": "slow", "env": env_for(slow), "log": log})
+    assert zygote.event()["event"] == "spawned"
+    os.kill(pid, signal.SIGTERM)
+    assert zygote.event() == {"id": "quick", "event": "exit", "pid": pid, "code": 0}  # before "slow" is ready
+    ready = zygote.event()
+    assert (ready["id"], ready["event"]) == ("slow", "ready")
+
+
 def test_init_error_then_exit(zygote: Zygote, tmp_path: Path):
     code = write_code(tmp_path / "code", {"handler.py": "import module_that_does_not_exist\n"})
     zygote.send({"op": "spawn", "id": "bad", "env": env_for(code), "log": str(tmp_path / "bad.log")})
