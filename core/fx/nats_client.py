@@ -25,7 +25,7 @@ from nats.aio.client import Client as NATS
 from nats.aio.client import parse_email as _parse_email  # None unless fast_mail_parser is installed
 from nats.aio.msg import Msg
 
-from fx.nats_wire import Parser
+from fx import nats_wire
 
 log = logging.getLogger("fx.nats")
 
@@ -38,6 +38,7 @@ MAX_OUTSTANDING_PINGS = 3
 DRAIN_S = 5.0
 PERMISSIONS_ERR = "permissions violation"  # nats-py keeps the connection open for these
 _PLAIN_HEADERS = b"NATS/1.0\r\n"  # a header block without a status: the header lines follow
+FAST_WIRE = nats_wire.fits()  # nats-py's internals are the ones fx.nats_wire reads: its parser is used
 
 Listener = Callable[[], Awaitable[None]]
 
@@ -45,7 +46,8 @@ Listener = Callable[[], Awaitable[None]]
 class Client(NATS):
     def __init__(self) -> None:
         super().__init__()
-        self._ps = Parser(self)
+        if FAST_WIRE:
+            self._ps = nats_wire.Parser(self)
         self._waiting: list[asyncio.Future[None]] = []
         self._listeners: list[Listener] = []
         self._running: set[asyncio.Task] = set()

@@ -10,8 +10,12 @@ nats-py's own parser with the rest of the read, so what it does for those stays 
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING
 
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 from nats.errors import ProtocolError
 from nats.protocol import parser
 
@@ -19,6 +23,20 @@ if TYPE_CHECKING:
     from fx.nats_client import Client
 
 _CONTROL, _PAYLOAD = parser.AWAITING_CONTROL_LINE, parser.AWAITING_MSG_PAYLOAD
+_MSG_FIELDS = ("_client", "subject", "reply", "data", "headers", "_metadata", "_ackd", "_sid")  # Client.take's order
+
+
+def fits() -> bool:
+    """Whether the installed nats-py has the internals this parser and Client.take use (nats-py 2.16's): with any
+    other shape (a later release), fx.nats_client keeps nats-py's own parser, slower but its own."""
+    state = parser.Parser(None)
+    sub = Subscription(None)
+    return (
+        tuple(field.name for field in dataclasses.fields(Msg)) == _MSG_FIELDS
+        and callable(getattr(NATS, "_parse_header_lines", None))
+        and all(hasattr(state, name) for name in ("buf", "state", "needed", "header_needed", "msg_arg"))
+        and all(hasattr(sub, name) for name in ("_future", "_max_msgs", "_jsi", "_received"))
+    )
 
 
 class Parser(parser.Parser):

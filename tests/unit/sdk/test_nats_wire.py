@@ -7,7 +7,7 @@ from pathlib import Path
 
 import nats
 import pytest
-from fx import nats_client
+from fx import nats_client, nats_wire
 from fx.nats_wire import Parser
 from nats.errors import ProtocolError
 from nats.protocol.parser import Parser as NatsPyParser
@@ -142,3 +142,12 @@ async def test_take_hands_a_future_the_message_nats_py_would(tmp_path: Path):
         assert json.loads(answer.data) == {"got": "hi"}
         await plain.close()
         await fx.close()
+
+
+def test_the_installed_nats_py_is_read_by_fx_s_parser_and_another_shape_by_its_own(monkeypatch):
+    """FAST_WIRE false means a nats-py release whose internals changed: fx.nats_wire and Client.take need a look."""
+    assert nats_client.FAST_WIRE and isinstance(nats_client.Client()._ps, Parser)
+    monkeypatch.setattr(nats_client, "FAST_WIRE", False)
+    assert type(nats_client.Client()._ps) is NatsPyParser
+    monkeypatch.setattr(nats_wire, "_MSG_FIELDS", ("subject", "_client", "reply", "data"))  # fields reordered
+    assert not nats_wire.fits()
