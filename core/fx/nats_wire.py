@@ -46,6 +46,8 @@ class Parser(parser.Parser):
         buf = self.buf  # reset() (a reconnect) puts a new one in its place: what is left of this read is stale
         if buf:  # the rest of the last read: a line or a payload cut in two
             buf.extend(data)
+            if self.state == _PAYLOAD and len(buf) < self.needed + 2:
+                return  # a large payload still on its way: copied once it is whole, not at every read
             data = bytes(buf)
             buf.clear()
         nc = self.nc
