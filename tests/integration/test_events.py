@@ -13,11 +13,12 @@ from pathlib import Path
 
 import httpx
 import nats
+import pytest
 from fx.platform import _http_ok
 from fx.protocol import ASYNC_CALL_ID, DEAD_ERROR
 
 from tests.integration.conftest import RunningPlatform
-from tests.integration.helpers import KV_LISTENER, dead_letters, lambda_client, report_file
+from tests.integration.helpers import KV_LISTENER, dead_letters, lambda_client, metric, report_file
 from tests.waiting import wait_for
 
 # Appends each event's "n" to $OUT.began when it begins and to $OUT once done; fails when asked to; holds the
@@ -257,6 +258,66 @@ def test_nats_messages_invoke_a_function_declared_with_a_trigger_and_a_request_g
     assert asyncio.run(talk()) == {"got": "AAPL", "subject": "orders.quote", "base64": False}
     expected = ["AAPL", *map(str, range(20))]
     wait_for(lambda: sorted(out.read_text().split()) == sorted(expected), 15, "20 messages to be handled once each")
+
+
+SLOW_LISTENER = """\
+import os, time
+
+
+def handler(event, context):
+    time.sleep(0.3)
+    with open(os.environ["OUT"], "a") as out:
+        out.write(event["data"] + "\\n")
+    return event["data"]
+"""
+
+
+@pytest.fixture
+def short_trigger_line(monkeypatch):
+    """One NATS trigger event at a time on the gateway, and 3 more that may wait (fx-gateway reads its flags from
+    the environment the platform starts it with)."""
+    monkeypatch.setenv("FX_TRIGGER_CONCURRENCY", "1")
+    monkeypatch.setenv("FX_TRIGGER_WAITING_MAX", "3")
+
+
+def test_a_flood_on_a_trigger_subject_waits_in_order_up_to_its_bound_and_the_rest_is_dropped_and_counted(
+    short_trigger_line, platform, tmp_path
+):
+    """Anyone allowed to publish on a trigger's subject (another function, a client) can send faster than the
+    function runs: the gateway holds --trigger-waiting-max messages, no more, and counts what it drops."""
+    project = tmp_path / "slow"
+    project.mkdir()
+    (project / "handler.py").write_text(SLOW_LISTENER)
+    out = report_file(platform, "slow")
+    spec = {"env": {"OUT": str(out)}, "triggers": [{"nats": "flood.*"}]}
+    (project / "fx.yaml").write_text(json.dumps({"functions": {"slow": spec}}))
+    assert platform.fx("deploy", cwd=project).returncode == 0
+
+    def counted(result: str) -> float:
+        text = httpx.get(f"{platform.gateway_url}/metrics", timeout=10).text
+        return metric(text, "fx_gateway_trigger_events_total", function="slow", trigger="flood.*", result=result)
+
+    async def flood(count: int) -> None:
+        nc = await platform.nats()
+        deadline = time.monotonic() + 15
+        while True:  # the gateway subscribes once it has the route table; its answer means the line is free
+            try:
+                await nc.request("flood.ready", b"ready", timeout=10)
+                break
+            except nats.errors.NoRespondersError:
+                assert time.monotonic() < deadline, "the gateway never subscribed to flood.*"
+                await asyncio.sleep(0.1)
+        for n in range(count):
+            await nc.publish("flood.new", str(n).encode())
+        await nc.close()
+
+    asyncio.run(flood(20))
+    wait_for(lambda: counted("ok") + counted("dropped") == 21, 30, "every message run or dropped")
+    handled = [line for line in out.read_text().split() if line != "ready"]
+    assert 4 <= len(handled) < 20 and counted("dropped") == 20 - len(handled)
+    assert handled == [str(n) for n in range(len(handled))]  # in the order published: the first ones, none lost
+    asyncio.run(flood(1))  # the line is empty again: a new message runs
+    wait_for(lambda: counted("ok") == len(handled) + 3, 15, "the message after the flood")
 
 
 # A durable-trigger handler: records every n when its batch begins ($OUT.began) and once done ($OUT), reports every
